@@ -1,0 +1,41 @@
+"""The one interface every detector implements."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ..types import Detections
+
+__all__ = ["Detector", "input_size_of"]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that turns a batch of RGB tiles into tile-local boxes.
+
+    ``predict`` receives HxWx3 uint8 RGB arrays (tiles of one batch may differ in size) and
+    returns one :class:`Detections` per tile, boxes in that tile's pixel frame. It keeps no
+    state between calls.
+
+    A detector may also carry an ``input_size`` attribute (int pixels, or None): the longer
+    side of the images its model was trained on. The engine then resizes every tile to that
+    side before ``predict`` and maps the boxes back, so products reach the model at the scale
+    it knows. Without it tiles are passed at their native resolution.
+    """
+
+    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:  # pragma: no cover
+        ...
+
+
+def input_size_of(detector: object) -> int | None:
+    """The detector's declared ``input_size`` (validated), or None when it declares none."""
+    size = getattr(detector, "input_size", None)
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 16:
+        from ..errors import DetectorError
+
+        raise DetectorError(f"detector input_size must be an int >= 16 or None, got {size!r}")
+    return int(size)

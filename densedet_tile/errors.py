@@ -1,0 +1,47 @@
+"""Exceptions raised by densedet-tile.
+
+Every error the engine raises on purpose derives from :class:`DensedetError`, so callers can
+catch the library's errors in one place; each also derives from the builtin that fits the
+failure (``ValueError`` for bad values, ``OSError`` for unreadable inputs) so generic handlers
+keep working. Messages are one line and name the input they are about.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DensedetError",
+    "InvalidInputError",
+    "ImageReadError",
+    "DetectorError",
+    "MissingDependencyError",
+]
+
+
+class DensedetError(Exception):
+    """Base class of all errors raised by densedet-tile."""
+
+
+class InvalidInputError(DensedetError, ValueError):
+    """A value handed to the engine (an option, an array, a box) is not acceptable."""
+
+
+class ImageReadError(DensedetError, OSError):
+    """An input image is missing, unreadable, truncated, empty or of an unknown format."""
+
+
+class DetectorError(DensedetError, RuntimeError):
+    """A detector could not be built, or returned something malformed."""
+
+
+class MissingDependencyError(DensedetError, ImportError):
+    """An optional extra is needed for the requested feature but is not installed."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        msg = (
+            f"{feature} needs the '{package}' package, which is not installed; "
+            f"install it with: pip install 'densedet-tile[{extra}]'"
+        )
+        super().__init__(msg)
+        self.feature = feature
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,1 @@
+"""Merging per-tile detections into one global set (seam repair, WBF, NMS)."""

@@ -1,0 +1,60 @@
+"""The tile grid: a pure function of (image size, tile size, overlap)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..types import Tile, TileSpec
+
+__all__ = ["axis_starts", "make_grid"]
+
+
+def axis_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Origins of the windows along one axis of ``length`` pixels.
+
+    Windows are ``tile`` long and start every ``stride`` pixels; the last one is moved inward
+    so it ends flush with the border (every window full size, no sliver). A length that fits
+    in one tile gives one window at 0 (which is then ``length`` long, see :func:`make_grid`).
+    """
+    if length <= tile:
+        return [0]
+    n = int(np.ceil((length - tile) / stride)) + 1
+    starts = [min(i * stride, length - tile) for i in range(n)]
+    # The shift of the last window can make it coincide with the previous one.
+    out: list[int] = []
+    for s in starts:
+        if not out or s != out[-1]:
+            out.append(s)
+    return out
+
+
+def make_grid(width: int, height: int, spec: TileSpec) -> list[Tile]:
+    """Cover a ``width`` x ``height`` image with overlapping tiles, row by row.
+
+    Every pixel lies in at least one tile; neighbouring tiles overlap by at least
+    ``spec.overlap_px``; all tiles are ``spec.tile`` square except along an axis shorter than
+    a tile, where the single tile spans the whole axis.
+    """
+    if width <= 0 or height <= 0:
+        raise InvalidInputError(f"image size must be positive, got {width}x{height}")
+    xs = axis_starts(width, spec.tile, spec.stride)
+    ys = axis_starts(height, spec.tile, spec.stride)
+    tw, th = min(spec.tile, width), min(spec.tile, height)
+    tiles = []
+    for j, y in enumerate(ys):
+        for i, x in enumerate(xs):
+            tiles.append(
+                Tile(
+                    x=x,
+                    y=y,
+                    w=tw,
+                    h=th,
+                    interior_left=i > 0,
+                    interior_top=j > 0,
+                    interior_right=i < len(xs) - 1,
+                    interior_bottom=j < len(ys) - 1,
+                    index=len(tiles),
+                )
+            )
+    return tiles

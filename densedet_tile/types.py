@@ -1,0 +1,226 @@
+"""Small frozen value types shared by every stage of the engine.
+
+Coordinates are pixels, ``xyxy`` = (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2, in the frame of
+whatever image the boxes belong to: tile-local inside a detector, global (the upright,
+EXIF-applied source image) once the engine has shifted them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+__all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode"]
+
+
+def _as_array(value: object, dtype: type, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # pragma: no cover - numpy raises many kinds here
+        raise InvalidInputError(f"Detections.{name}: cannot convert to an array ({exc})") from exc
+    if arr.dtype == dtype:
+        return arr
+    if arr.size and not np.can_cast(arr.dtype, dtype, casting="same_kind"):
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise InvalidInputError(f"Detections.{name}: expected numbers, got dtype {arr.dtype}")
+    return arr.astype(dtype, copy=False)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Detections:
+    """Boxes, scores and labels as parallel numpy arrays.
+
+    ``xyxy`` float32 (N, 4) in pixels, ``scores`` float32 (N,), ``labels`` int64 (N,).
+    Inputs are converted to those dtypes (never modified in place) and validated once:
+    wrong shapes, non-finite values, or boxes with x2 < x1 / y2 < y1 raise
+    :class:`~densedet_tile.errors.InvalidInputError` saying what was received.
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        xyxy = _as_array(self.xyxy, np.float32, "xyxy")
+        if xyxy.size == 0:
+            xyxy = xyxy.reshape(0, 4)
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+            raise InvalidInputError(f"Detections.xyxy: expected shape (N, 4), got {xyxy.shape}")
+        n = xyxy.shape[0]
+        scores = _as_array(self.scores, np.float32, "scores").reshape(-1) if np.ndim(self.scores) <= 1 else None
+        if scores is None or scores.shape != (n,):
+            got = np.shape(self.scores)
+            raise InvalidInputError(f"Detections.scores: expected shape ({n},), got {got}")
+        if self.labels is None:
+            labels = np.zeros(n, dtype=np.int64)
+        else:
+            if np.ndim(self.labels) > 1 or np.size(self.labels) != n:
+                raise InvalidInputError(
+                    f"Detections.labels: expected shape ({n},), got {np.shape(self.labels)}"
+                )
+            raw = np.asarray(self.labels)
+            if raw.size and np.issubdtype(raw.dtype, np.floating):
+                if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
+                    raise InvalidInputError("Detections.labels: expected integer class ids")
+            labels = _as_array(raw, np.int64, "labels").reshape(-1)
+        if not np.all(np.isfinite(xyxy)):
+            bad = int(np.count_nonzero(~np.isfinite(xyxy).all(axis=1)))
+            raise InvalidInputError(f"Detections.xyxy: {bad} box(es) have NaN or infinite coordinates")
+        if not np.all(np.isfinite(scores)):
+            bad = int(np.count_nonzero(~np.isfinite(scores)))
+            raise InvalidInputError(f"Detections.scores: {bad} score(s) are NaN or infinite")
+        if n and (np.any(xyxy[:, 2] < xyxy[:, 0]) or np.any(xyxy[:, 3] < xyxy[:, 1])):
+            bad = int(np.count_nonzero((xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1])))
+            raise InvalidInputError(f"Detections.xyxy: {bad} box(es) have x2 < x1 or y2 < y1")
+        # Own the arrays: the object is immutable, so nobody may write through them.
+        for name, arr in (("xyxy", xyxy), ("scores", scores), ("labels", labels)):
+            if arr is getattr(self, name) or arr.base is not None or arr.flags.writeable:
+                arr = np.array(arr, copy=True)
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+
+    # -- constructors -------------------------------------------------------------------
+    @classmethod
+    def empty(cls) -> "Detections":
+        """A Detections with no boxes."""
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    @classmethod
+    def concat(cls, parts: Sequence["Detections"]) -> "Detections":
+        """Join several Detections end to end (order kept)."""
+        parts = list(parts)
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.xyxy for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+        )
+
+    # -- container protocol ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    def __getitem__(self, index: object) -> "Detections":
+        """Select boxes with a boolean mask, an index array, an int or a slice."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return Detections(self.xyxy[index], self.scores[index], self.labels[index])
+
+    def __repr__(self) -> str:
+        return f"Detections(n={len(self)})"
+
+    # -- small helpers ----------------------------------------------------------------------
+    @property
+    def area(self) -> np.ndarray:
+        """Box areas, float32 (N,)."""
+        return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
+
+    def shifted(self, dx: float, dy: float) -> "Detections":
+        """The same boxes translated by (dx, dy) pixels."""
+        off = np.array([dx, dy, dx, dy], dtype=np.float32)
+        return Detections(self.xyxy + off, self.scores, self.labels)
+
+    def scaled(self, sx: float, sy: float) -> "Detections":
+        """The same boxes with x multiplied by ``sx`` and y by ``sy``."""
+        mul = np.array([sx, sy, sx, sy], dtype=np.float32)
+        return Detections(self.xyxy * mul, self.scores, self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Tile:
+    """One crop of the source image: pixel window (x, y, w, h) in the global frame.
+
+    The ``interior_*`` flags say which edges are shared with a neighbouring tile (and so may
+    cut products in two); the other edges lie on the image border.
+    """
+
+    x: int
+    y: int
+    w: int
+    h: int
+    interior_left: bool = False
+    interior_top: bool = False
+    interior_right: bool = False
+    interior_bottom: bool = False
+    index: int = 0
+
+    @property
+    def x2(self) -> int:
+        return self.x + self.w
+
+    @property
+    def y2(self) -> int:
+        return self.y + self.h
+
+    @property
+    def interior(self) -> tuple[bool, bool, bool, bool]:
+        """Interior flags in (left, top, right, bottom) order."""
+        return (self.interior_left, self.interior_top, self.interior_right, self.interior_bottom)
+
+
+@dataclass(frozen=True, slots=True)
+class TileSpec:
+    """How to cut an image: square ``tile`` side in pixels and ``overlap`` as a fraction of it."""
+
+    tile: int = 1280
+    overlap: float = 0.2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tile, bool) or not isinstance(self.tile, (int, np.integer)) or self.tile < 32:
+            raise InvalidInputError(f"tile must be an integer >= 32 pixels, got {self.tile!r}")
+        if not isinstance(self.overlap, (int, float, np.floating)) or not (0.0 <= float(self.overlap) < 1.0):
+            raise InvalidInputError(f"overlap must be a fraction in [0, 1), got {self.overlap!r}")
+        object.__setattr__(self, "tile", int(self.tile))
+        object.__setattr__(self, "overlap", float(self.overlap))
+
+    @property
+    def overlap_px(self) -> int:
+        """Overlap between neighbouring tiles in pixels (rounded)."""
+        return int(round(self.tile * self.overlap))
+
+    @property
+    def stride(self) -> int:
+        """Distance between the origins of neighbouring tiles."""
+        return max(1, self.tile - self.overlap_px)
+
+
+MergeMode = Literal["wbf", "nms", "none"]
+MERGE_MODES: tuple[str, ...] = ("wbf", "nms", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class MergeSpec:
+    """How per-tile detections become one set of global boxes.
+
+    ``mode``: ``"wbf"`` (seam repair, weighted fusion of cross-tile duplicates, then global NMS),
+    ``"nms"`` (seam repair then global NMS only) or ``"none"`` (boxes shifted to the global frame
+    and concatenated, nothing removed).
+    """
+
+    mode: MergeMode = "wbf"
+    #: IoU at or above which boxes from *different* tiles are taken as one product and fused.
+    fuse_iou: float = 0.55
+    #: IoU of the final global NMS (applied within each class unless ``class_agnostic``).
+    nms_iou: float = 0.5
+    #: A box within this many pixels of an interior tile edge counts as touching it.
+    edge_tol: float = 2.0
+    #: A seam-touching box this much contained (intersection / own area) in a box from another
+    #: tile that does not touch that seam is a fragment of it and is dropped.
+    contain_thr: float = 0.8
+    #: Treat all labels as one class when matching boxes across tiles and in NMS.
+    class_agnostic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MERGE_MODES:
+            raise InvalidInputError(f"merge mode must be one of {', '.join(MERGE_MODES)}; got {self.mode!r}")
+        for name in ("fuse_iou", "nms_iou", "contain_thr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not (0.0 < float(v) <= 1.0):
+                raise InvalidInputError(f"MergeSpec.{name} must be in (0, 1], got {v!r}")
+        if not isinstance(self.edge_tol, (int, float)) or not (0.0 <= float(self.edge_tol) < 1e4):
+            raise InvalidInputError(f"MergeSpec.edge_tol must be >= 0 pixels, got {self.edge_tol!r}")
