@@ -4,6 +4,6 @@ Framework imports (mmdet, onnxruntime) stay inside each adapter module so that i
 package stays light.
 """
 
-from .base import Detector, input_size_of
+from .base import Detector, input_size_of, resolve_device
 
-__all__ = ["Detector", "input_size_of"]
+__all__ = ["Detector", "input_size_of", "resolve_device"]

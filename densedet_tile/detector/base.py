@@ -8,7 +8,7 @@ import numpy as np
 
 from ..types import Detections
 
-__all__ = ["Detector", "input_size_of"]
+__all__ = ["Detector", "input_size_of", "resolve_device"]
 
 
 @runtime_checkable
@@ -39,3 +39,28 @@ def input_size_of(detector: object) -> int | None:
 
         raise DetectorError(f"detector input_size must be an int >= 16 or None, got {size!r}")
     return int(size)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Turn ``"auto"`` into ``"cuda"`` when a GPU is usable, else ``"cpu"``; validate others.
+
+    Accepts ``"auto"``, ``"cpu"``, ``"cuda"`` and ``"cuda:N"``. Asking for CUDA on a machine
+    without it raises :class:`~densedet_tile.errors.InvalidInputError`.
+    """
+    from ..errors import InvalidInputError
+
+    if not isinstance(device, str):
+        raise InvalidInputError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+    dev = device.strip().lower()
+    if dev not in ("auto", "cpu") and not (dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
+    if dev == "cpu":
+        return "cpu"
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if dev == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if not has_cuda:
+        raise InvalidInputError(f"device {device!r} was requested but CUDA is not available on this machine")
+    return dev
