@@ -12,7 +12,38 @@ from .types import Detections, MergeSpec, Tile, TileSpec
 
 __version__ = "0.1.0"
 
+# The engine's entry points load lazily so that ``import densedet_tile`` stays light (no torch).
+_LAZY = {
+    "detect": ("pipeline", "detect"),
+    "detect_image": ("pipeline", "detect_image"),
+    "ImageResult": ("pipeline", "ImageResult"),
+    "load_detector": ("detector.registry", "load_detector"),
+    "open_image": ("tiler.readers", "open_image"),
+    "merge_tiles": ("merge", "merge_tiles"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'densedet_tile' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = [
+    "detect",
+    "detect_image",
+    "ImageResult",
+    "load_detector",
+    "open_image",
+    "merge_tiles",
     "Detections",
     "Detector",
     "Tile",

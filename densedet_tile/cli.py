@@ -1,0 +1,259 @@
+"""Command line: ``densedet-tile INPUT... [options]`` and the ``eval``/``audit``/``batch`` verbs.
+
+A thin layer over :mod:`densedet_tile.pipeline`: it parses options, loads the detector once,
+processes each input in turn (one bad input never stops the others), writes the outputs
+atomically and prints one summary line per image. Exit status: 0 when every input succeeded,
+1 when at least one input failed, 2 for bad options or a detector that cannot be built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import DensedetError
+from .types import MERGE_MODES, MergeSpec
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+_VERBS = ("eval", "audit", "batch")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _fraction(lo: float, hi: float, hi_open: bool) -> "callable":
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (lo <= v < hi if hi_open else lo <= v <= hi):
+            bracket = ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(f"expected a value in [{lo}, {hi}{bracket}, got {text!r}")
+        return v
+
+    return parse
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from .writers import FORMATS
+
+    items = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    bad = [p for p in items if p not in FORMATS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown format(s) {', '.join(bad) or text!r}; choose from {', '.join(FORMATS)}")
+    return items
+
+
+def _max_pixels(text: str) -> int | None:
+    if text.lower() in ("none", "unlimited", "0"):
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel count or 'none', got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive pixel count, got {text!r}")
+    return int(v)
+
+
+def add_detector_options(p: argparse.ArgumentParser) -> None:
+    """The options that choose and configure a detector (shared with eval/audit/batch)."""
+    g = p.add_argument_group("detector")
+    g.add_argument("--detector", default="default", metavar="KIND",
+                   help="default (built-in model), mmdet, torchvision, onnx, or MODULE:FACTORY (default: %(default)s)")
+    g.add_argument("--config", default=None, help="model config: an mmdet config file or a torchvision builder name")
+    g.add_argument("--checkpoint", default=None, help="model weights (mmdet .pth, torchvision state_dict, .onnx)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    g.add_argument("--input-size", type=_positive_int, default=None, metavar="PX",
+                   help="resize each tile so its longer side is PX before inference (default: what the model declares)")
+    g.add_argument("--score-thr", type=_fraction(0.0, 1.0, False), default=None, metavar="X",
+                   help="drop boxes scoring below X (default: the model's own threshold)")
+
+
+def add_tiling_options(p: argparse.ArgumentParser) -> None:
+    """Tile, overlap, merge and batching options (shared with eval/audit/batch)."""
+    g = p.add_argument_group("tiling and merging")
+    g.add_argument("--tile", type=_positive_int, default=1280, metavar="PX", help="tile side in pixels (default: %(default)s)")
+    g.add_argument("--overlap", type=_fraction(0.0, 1.0, True), default=0.2, metavar="F",
+                   help="overlap between tiles as a fraction of the tile, in [0, 1) (default: %(default)s)")
+    g.add_argument("--merge", choices=MERGE_MODES, default=MergeSpec().mode,
+                   help="cross-tile merge: wbf (seam repair + box fusion + NMS), nms (seam repair + NMS), none (default: %(default)s)")
+    g.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+                   help="tiles per inference call (default: 4 on a GPU, 1 on the CPU)")
+    g.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
+                   help="refuse images with more than N pixels; 'none' for no limit (default: 2**31)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="densedet-tile",
+        description="Tiled object detection for giant images (shelf photos, aisle panoramas). "
+        "Other verbs: 'densedet-tile eval', 'densedet-tile audit', 'densedet-tile batch' (each takes --help).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (JPEG, PNG, WebP, BMP, TIFF, BigTIFF)")
+    add_tiling_options(p)
+    add_detector_options(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
+    o.add_argument("--format", type=_formats, default=("json",), metavar="LIST",
+                   help="comma-separated outputs beside the JSON: json, csv (SKU-110K rows), coco (COCO results)")
+    o.add_argument("--preview", action="store_true", help="also write <stem>.preview.jpg with the boxes drawn")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--debug", action="store_true", help="print tracebacks for errors")
+    p.add_argument("--version", action="version", version=f"densedet-tile {__version__}")
+    return p
+
+
+def _merge_spec(args: argparse.Namespace) -> MergeSpec:
+    return MergeSpec(mode=args.merge)
+
+
+def _err(msg: str) -> None:
+    print(f"densedet-tile: error: {msg}", file=sys.stderr, flush=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _Progress:
+    """A tqdm bar on stderr, created when the first batch of a multi-tile image is done."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label, self.enabled, self.bar = label, enabled, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 1:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.label, unit="tile", file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from .detector.base import resolve_device
+    from .detector.registry import load_detector
+    from .pipeline import detect_image
+    from .tiler.readers import DEFAULT_MAX_PIXELS, open_image
+    from .writers import output_paths, write_coco, write_csv, write_json, write_preview
+
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    try:
+        merge = _merge_spec(args)
+        resolve_device(args.device)
+        detector = load_detector(
+            args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
+            input_size=args.input_size, score_thr=args.score_thr,
+        )
+    except Exception as exc:  # building a detector runs third-party code: report, don't dump
+        if args.debug:
+            raise
+        _err(f"detector {args.detector!r}: {_one_line(exc)}")
+        return EXIT_USAGE
+    out_dir = Path(args.out)
+    failed = 0
+    used_stems: set[str] = set()
+    for inp in args.inputs:
+        stem = Path(inp).stem or "image"
+        base, k = stem, 2
+        while stem in used_stems:
+            stem, k = f"{base}-{k}", k + 1
+        used_stems.add(stem)
+        paths = output_paths(out_dir, stem, tuple(f for f in args.format if f != "json"), args.preview)
+        written: list[Path] = []
+        progress = _Progress(Path(inp).name, enabled=not args.quiet)
+        t0 = time.perf_counter()
+        try:
+            with open_image(inp, max_pixels=max_pixels) as src:
+                result = detect_image(
+                    src, detector, tile=args.tile, overlap=args.overlap, merge=merge,
+                    batch_size=args.batch_size, device=args.device, score_thr=args.score_thr,
+                    input_size=args.input_size, max_pixels=max_pixels, progress=progress,
+                )
+                progress.close()
+                written.append(write_json(result, paths["json"]))
+                if "csv" in paths:
+                    written.append(write_csv(result, paths["csv"]))
+                if "coco" in paths:
+                    written.append(write_coco(result, paths["coco"]))
+                if "preview" in paths:
+                    written.append(write_preview(result, paths["preview"], src))
+        except KeyboardInterrupt:
+            progress.close()
+            for w in written:
+                w.unlink(missing_ok=True)
+            raise
+        except Exception as exc:
+            progress.close()
+            for w in written:  # an image's outputs land together or not at all
+                w.unlink(missing_ok=True)
+            if args.debug:
+                import traceback
+
+                traceback.print_exc()
+            msg = _one_line(exc)
+            kind = "" if isinstance(exc, (DensedetError, OSError)) else f"{type(exc).__name__}: "
+            _err(msg if (inp in msg or Path(inp).name in msg) else f"{inp}: {kind}{msg}")
+            failed += 1
+            continue
+        secs = time.perf_counter() - t0
+        print(
+            f"{result.name}: {len(result.detections)} products, {result.num_tiles} tiles, "
+            f"{result.width}x{result.height} px, {secs:.2f} s -> {paths['json']}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="densedet-tile: %(levelname)s: %(message)s")
+    if argv and argv[0] in _VERBS:
+        verb, rest = argv[0], argv[1:]
+        if verb == "eval":
+            from .evaluate import eval_main
+
+            return eval_main(rest)
+        if verb == "audit":
+            from .audit import audit_main
+
+            return audit_main(rest)
+        from .batch import batch_main
+
+        return batch_main(rest)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed a one-line usage error
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    try:
+        return run_detect(args)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Build a detector from a name: the CLI's ``--detector`` and the Python ``load_detector``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import DetectorError, InvalidInputError
+from .base import Detector
+
+__all__ = ["load_detector", "BUILTIN_KINDS"]
+
+#: Names understood by ``--detector`` besides ``MODULE:FACTORY``.
+BUILTIN_KINDS: tuple[str, ...] = ("default", "mmdet", "torchvision", "onnx")
+
+_ADAPTERS = {
+    "mmdet": "densedet_tile.detector.mmdet_adapter",
+    "torchvision": "densedet_tile.detector.torchvision_adapter",
+    "onnx": "densedet_tile.detector.onnx_adapter",
+}
+
+
+def load_detector(
+    name: str = "default",
+    *,
+    config: str | None = None,
+    checkpoint: str | None = None,
+    device: str = "auto",
+    input_size: int | None = None,
+    score_thr: float | None = None,
+) -> Detector:
+    """Build the detector called ``name``.
+
+    ``name`` is one of ``default`` (the built-in model shipped in the package), ``mmdet``,
+    ``torchvision``, ``onnx`` (adapters that take ``config`` / ``checkpoint``), or
+    ``MODULE:FACTORY`` / ``path/to/file.py:FACTORY``: a user's callable returning an object with
+    ``predict(tiles) -> list[Detections]``. The factory receives whichever of ``config``,
+    ``checkpoint``, ``device``, ``input_size`` and ``score_thr`` its signature names.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"detector must be a non-empty string, got {name!r}")
+    if name == "default":
+        if config is not None or checkpoint is not None:
+            raise InvalidInputError("the default detector takes no --config/--checkpoint (it ships with the package)")
+        from .builtin import load_default
+
+        det: Any = load_default(device=device, score_thr=score_thr)
+    elif name in _ADAPTERS:
+        module = importlib.import_module(_ADAPTERS[name])
+        kwargs: dict[str, Any] = dict(config=config, checkpoint=checkpoint, device=device, input_size=input_size)
+        if score_thr is not None:
+            kwargs["score_thr"] = score_thr
+        det = module.build(**kwargs)
+    elif ":" in name:
+        det = _from_factory(name, config=config, checkpoint=checkpoint, device=device,
+                            input_size=input_size, score_thr=score_thr)
+    else:
+        raise InvalidInputError(
+            f"unknown detector {name!r}: expected one of {', '.join(BUILTIN_KINDS)} or MODULE:FACTORY"
+        )
+    if not callable(getattr(det, "predict", None)):
+        raise DetectorError(f"detector {name!r} has no callable predict(tiles) method (got {type(det).__name__})")
+    return det
+
+
+def _from_factory(spec: str, **options: Any) -> Any:
+    module_name, _, attr = spec.rpartition(":")
+    if not module_name or not attr:
+        raise InvalidInputError(f"detector {spec!r}: expected MODULE:FACTORY")
+    try:
+        if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+            path = Path(module_name)
+            if not path.is_file():
+                raise InvalidInputError(f"detector {spec!r}: no such file {module_name}")
+            mod_id = f"_densedet_user_{abs(hash(str(path.resolve())))}"
+            spec_obj = importlib.util.spec_from_file_location(mod_id, path)
+            if spec_obj is None or spec_obj.loader is None:
+                raise InvalidInputError(f"detector {spec!r}: cannot import {module_name}")
+            module = importlib.util.module_from_spec(spec_obj)
+            sys.modules[mod_id] = module
+            spec_obj.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DetectorError(f"detector {spec!r}: cannot import {module_name}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise DetectorError(f"detector {spec!r}: {module_name} has no callable {attr}")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in options.items() if v is not None and (takes_any or k in params)}
+    try:
+        return factory(**kwargs)
+    except Exception as exc:  # a user's code can raise anything; say where it came from
+        raise DetectorError(f"detector {spec!r}: factory raised {type(exc).__name__}: {exc}") from exc

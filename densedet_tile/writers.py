@@ -1,0 +1,189 @@
+"""Output writers: JSON, SKU-110K CSV, COCO results and a JPEG preview, all written atomically.
+
+Every writer builds its whole output first, writes it to a temporary file beside the target and
+renames it into place, so a crash or an error never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .pipeline import ImageResult
+
+__all__ = [
+    "SCHEMA",
+    "FORMATS",
+    "atomic_write",
+    "result_to_json",
+    "write_json",
+    "write_csv",
+    "write_coco",
+    "write_preview",
+    "output_paths",
+    "PREVIEW_MAX_SIDE",
+]
+
+SCHEMA = "densedet-tile/detections@1"
+FORMATS: tuple[str, ...] = ("json", "csv", "coco")
+#: Longest side of a preview image; a panorama preview is downscaled to fit.
+PREVIEW_MAX_SIDE = 8000
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Call ``write(fileobj)`` on a temp file in ``path``'s folder, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _class_names(result: "ImageResult") -> list[str]:
+    names = result.model.get("class_names")
+    return list(names) if names else ["product"]
+
+
+def _label_name(names: list[str], label: int) -> str:
+    return names[label] if 0 <= label < len(names) else str(label)
+
+
+def result_to_json(result: "ImageResult") -> dict[str, Any]:
+    """The JSON document for one image (schema ``densedet-tile/detections@1``)."""
+    d = result.detections
+    names = _class_names(result)
+    used = sorted(set(int(x) for x in np.unique(d.labels))) if len(d) else []
+    cats = {str(i): n for i, n in enumerate(names)}
+    for i in used:
+        cats.setdefault(str(i), str(i))
+    return {
+        "schema": SCHEMA,
+        "image": {"path": result.path, "name": result.name, "width": result.width, "height": result.height},
+        "settings": result.settings,
+        "model": result.model,
+        "timings": result.timings,
+        "num_tiles": result.num_tiles,
+        "num_detections": len(d),
+        "categories": cats,
+        "boxes": np.round(d.xyxy.astype(np.float64), 2).tolist(),
+        "scores": np.round(d.scores.astype(np.float64), 4).tolist(),
+        "labels": d.labels.tolist(),
+    }
+
+
+def write_json(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
+    """Write the JSON document for ``result`` to ``path`` atomically."""
+    data = json.dumps(result_to_json(result), separators=(",", ":")).encode()
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def write_csv(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
+    """SKU-110K-style rows ``image_name,x1,y1,x2,y2,class,image_width,image_height,score``.
+
+    Coordinates are rounded to whole pixels as in the SKU-110K annotation files; ``score`` is
+    an extra last column (readers of the original format can ignore it).
+    """
+    d = result.detections
+    names = _class_names(result)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height", "score"])
+    xyxy = np.rint(d.xyxy).astype(np.int64)
+    for (x1, y1, x2, y2), lab, s in zip(xyxy.tolist(), d.labels.tolist(), d.scores.tolist()):
+        w.writerow([result.name, x1, y1, x2, y2, _label_name(names, lab), result.width, result.height, f"{s:.4f}"])
+    data = buf.getvalue().encode()
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def write_coco(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
+    """A COCO results file: a list of ``{image_id, category_id, bbox: [x, y, w, h], score}``.
+
+    ``image_id`` is the image file name (COCO ground truth made from SKU-110K CSVs keys images by
+    file name too); ``category_id`` is the label + 1, as COCO category ids start at 1.
+    """
+    d = result.detections
+    xywh = d.xyxy.astype(np.float64).copy()
+    xywh[:, 2:] -= xywh[:, :2]
+    rows = [
+        {"image_id": result.name, "category_id": int(lab) + 1, "bbox": [round(v, 2) for v in box], "score": round(s, 4)}
+        for box, lab, s in zip(xywh.tolist(), d.labels.tolist(), d.scores.tolist())
+    ]
+    data = json.dumps(rows, separators=(",", ":")).encode()
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def write_preview(
+    result: "ImageResult",
+    path: str | os.PathLike[str],
+    source: Any,
+    *,
+    max_side: int = PREVIEW_MAX_SIDE,
+    quality: int = 85,
+) -> Path:
+    """Draw the boxes on a downscaled copy of the image and save it as JPEG.
+
+    ``source`` is an open :class:`~densedet_tile.tiler.readers.ImageSource` (or anything with
+    ``width``, ``height`` and ``read(x, y, w, h)``); the image is read and shrunk in bands of
+    rows, so a giant image never sits in memory at full size.
+    """
+    from PIL import Image, ImageDraw
+
+    W, H = int(source.width), int(source.height)
+    scale = min(1.0, max_side / max(W, H))
+    pw, ph = max(1, round(W * scale)), max(1, round(H * scale))
+    canvas = Image.new("RGB", (pw, ph))
+    band = max(1, min(H, 2048))
+    for y0 in range(0, H, band):
+        y1 = min(H, y0 + band)
+        py0, py1 = round(y0 * scale), round(y1 * scale)
+        if py1 <= py0:
+            continue
+        piece = Image.fromarray(source.read(0, y0, W, y1 - y0))
+        if scale < 1.0:
+            piece = piece.resize((pw, py1 - py0), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        canvas.paste(piece, (0, py0))
+    draw = ImageDraw.Draw(canvas)
+    width = max(1, round(max(pw, ph) / 1000))
+    boxes = result.detections.xyxy * np.float32(scale)
+    for x1, y1, x2, y2 in boxes.tolist():
+        draw.rectangle((x1, y1, x2, y2), outline=(0, 255, 0), width=width)
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=quality)
+    data = buf.getvalue()
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def output_paths(out_dir: str | os.PathLike[str], stem: str, formats: tuple[str, ...], preview: bool) -> dict[str, Path]:
+    """Where each requested output of one image goes (``<stem>.detections.json`` etc.)."""
+    out = Path(out_dir)
+    names = {
+        "json": f"{stem}.detections.json",
+        "csv": f"{stem}.detections.csv",
+        "coco": f"{stem}.coco.json",
+        "preview": f"{stem}.preview.jpg",
+    }
+    paths = {"json": out / names["json"]}
+    for f in formats:
+        paths[f] = out / names[f]
+    if preview:
+        paths["preview"] = out / names["preview"]
+    return paths

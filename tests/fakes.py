@@ -1,0 +1,74 @@
+"""Small detectors for tests. Each is a real Detector: it looks at tile pixels only."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from densedet_tile import Detections
+
+
+class BlobDetector:
+    """Reports the bounding box of all bright (> 127) pixels in a tile as one box, or nothing.
+
+    Records the shapes it was given, so tests can check tiling and resizing.
+    """
+
+    name = "blob"
+
+    def __init__(self, input_size: int | None = None, score: float = 0.9) -> None:
+        self.input_size = input_size
+        self.score = score
+        self.seen: list[tuple[int, int]] = []
+        self.calls: list[int] = []
+
+    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
+        self.calls.append(len(tiles))
+        out = []
+        for t in tiles:
+            assert t.dtype == np.uint8 and t.ndim == 3 and t.shape[2] == 3
+            self.seen.append(t.shape[:2])
+            mask = t.max(axis=2) > 127
+            rows = np.flatnonzero(mask.any(axis=1))
+            cols = np.flatnonzero(mask.any(axis=0))
+            if rows.size == 0:
+                out.append(Detections.empty())
+                continue
+            box = [[cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]]
+            out.append(Detections(np.array(box, np.float32), [self.score], [0]))
+        return out
+
+
+class NaNDetector:
+    name = "nan"
+
+    def predict(self, tiles):
+        return [Detections(np.full((1, 4), np.nan, np.float32), [0.5], [0]) for _ in tiles]
+
+
+class WrongLengthDetector:
+    def predict(self, tiles):
+        return [Detections.empty()]  # one result, whatever the batch
+
+
+class NotDetectionsDetector:
+    def predict(self, tiles):
+        return [np.zeros((0, 5)) for _ in tiles]
+
+
+def make_blob(input_size: int | None = None):
+    """Factory for ``--detector tests/fakes.py:make_blob``."""
+    return BlobDetector(input_size=input_size)
+
+
+def make_nan():
+    return NaNDetector()
+
+
+def blob_image(h: int, w: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A dark image with one white rectangle ``box`` = (x1, y1, x2, y2)."""
+    img = np.full((h, w, 3), 20, np.uint8)
+    x1, y1, x2, y2 = box
+    img[y1:y2, x1:x2] = 255
+    return img

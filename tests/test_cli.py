@@ -1,0 +1,118 @@
+"""The command line, run as a user runs it: in a subprocess."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakes import blob_image
+
+FAKES = str(Path(__file__).with_name("fakes.py"))
+
+
+def run_cli(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-m", "densedet_tile", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+    )
+
+
+@pytest.fixture
+def shelf_png(tmp_path):
+    p = tmp_path / "shelf.png"
+    Image.fromarray(blob_image(900, 2000, (700, 300, 860, 520))).save(p)
+    return p
+
+
+def test_detect_writes_all_formats(tmp_path, shelf_png):
+    out = tmp_path / "out"
+    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_blob", "--tile", "640", "--overlap", "0.2",
+                "--out", out, "--format", "json,csv,coco", "--preview", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "shelf.detections.json").read_text())
+    assert doc["schema"] == "densedet-tile/detections@1"
+    assert doc["image"] == {"path": str(shelf_png), "name": "shelf.png", "width": 2000, "height": 900}
+    assert doc["num_tiles"] == 8 and doc["settings"]["tile"] == 640
+    assert doc["boxes"] == [[700.0, 300.0, 860.0, 520.0]]
+    assert set(doc["timings"]) >= {"read_s", "predict_s", "merge_s", "total_s"}
+    rows = list(csv.reader((out / "shelf.detections.csv").open()))
+    assert rows[0][:8] == ["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height"]
+    assert rows[1][:8] == ["shelf.png", "700", "300", "860", "520", "product", "2000", "900"]
+    coco = json.loads((out / "shelf.coco.json").read_text())
+    assert coco[0]["bbox"] == [700.0, 300.0, 160.0, 220.0] and coco[0]["category_id"] == 1
+    with Image.open(out / "shelf.preview.jpg") as im:
+        assert im.size == (2000, 900)
+        # the box outline is drawn in green on the preview
+        px = np.asarray(im)[300:520, 700]
+        assert (px[:, 1] > 200).mean() > 0.9 and (px[:, 0] < 80).mean() > 0.9
+    assert "shelf.png: 1 products, 8 tiles" in r.stderr
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_panorama_preview_is_downscaled(tmp_path):
+    p = tmp_path / "pano.png"
+    Image.fromarray(blob_image(200, 9000, (100, 50, 200, 150))).save(p)
+    r = run_cli(p, "--detector", f"{FAKES}:make_blob", "--out", tmp_path, "--preview", "-q", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "pano.preview.jpg") as im:
+        assert im.size == (8000, 178)
+
+
+def test_bad_inputs_do_not_stop_good_ones(tmp_path, shelf_png):
+    missing = tmp_path / "missing.jpg"
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image at all")
+    trunc = tmp_path / "trunc.jpg"
+    Image.fromarray(blob_image(400, 400, (1, 1, 9, 9))).save(trunc, quality=90)
+    trunc.write_bytes(trunc.read_bytes()[:600])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    out = tmp_path / "out"
+    r = run_cli(missing, text, shelf_png, trunc, empty, "--detector", f"{FAKES}:make_blob", "--out", out, "-q", "--device", "cpu")
+    assert r.returncode == 1
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(errors) == 4, r.stderr
+    for name in ("missing.jpg", "notes.jpg", "trunc.jpg", "empty.png"):
+        assert sum(name in ln for ln in errors) == 1, (name, r.stderr)
+    assert sorted(p.name for p in out.iterdir()) == ["shelf.detections.json"]
+
+
+def test_malformed_detector_output_leaves_no_file(tmp_path, shelf_png):
+    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_nan", "--out", tmp_path / "o", "-q", "--device", "cpu")
+    assert r.returncode == 1
+    assert "shelf.png" in r.stderr and "NaN" in r.stderr
+    assert not (tmp_path / "o" / "shelf.detections.json").exists()
+
+
+@pytest.mark.parametrize(
+    "opts, word",
+    [
+        (["--overlap", "1.0"], "overlap"),
+        (["--tile", "0"], "tile"),
+        (["--format", "xml"], "xml"),
+        (["--merge", "mean"], "merge"),
+        (["--batch-size", "-2"], "batch-size"),
+        (["--detector", "nosuchmodule:factory"], "nosuchmodule"),
+        (["--detector", "yolo"], "yolo"),
+        (["--device", "tpu"], "tpu"),
+    ],
+)
+def test_bad_options_exit_2_with_one_clear_line(tmp_path, shelf_png, opts, word):
+    r = run_cli(shelf_png, *opts, "--out", tmp_path / "o")
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert word in last and "error" in last
+    assert not (tmp_path / "o").exists()
+
+
+def test_module_factory_import_form(tmp_path, shelf_png):
+    r = run_cli(shelf_png, "--detector", "fakes:make_blob", "--out", tmp_path, "-q", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "shelf.detections.json").read_text())["model"]["name"] == "blob"

@@ -1,0 +1,173 @@
+"""The orchestrator: tiling, resizing to the model's input, frames, validation, OOM back-off."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import densedet_tile as dt
+from densedet_tile import DetectorError, InvalidInputError
+from densedet_tile.pipeline import detect_image
+
+from fakes import BlobDetector, NaNDetector, NotDetectionsDetector, WrongLengthDetector, blob_image
+
+
+def test_single_tile_box_in_global_frame():
+    img = blob_image(300, 500, (40, 50, 140, 90))
+    det = BlobDetector()
+    out = dt.detect(img, det, tile=1280, device="cpu")
+    assert len(out) == 1
+    np.testing.assert_allclose(out.xyxy[0], [40, 50, 140, 90])
+    assert det.seen == [(300, 500)]
+
+
+def test_product_seen_whole_by_two_tiles_comes_out_once():
+    # tile 400, overlap 0.25 -> x starts 0, 300, 600, ...; the blob sits inside the overlap 300..400
+    img = blob_image(400, 1000, (310, 100, 390, 200))
+    out = dt.detect(img, BlobDetector(), tile=400, overlap=0.25, device="cpu")
+    assert len(out) == 1
+    np.testing.assert_allclose(out.xyxy[0], [310, 100, 390, 200], atol=1e-4)
+
+
+@pytest.mark.parametrize("input_size", [200, 640])
+def test_tiles_resized_to_input_size_and_boxes_mapped_back(input_size):
+    img = blob_image(800, 800, (100, 200, 300, 260))
+    det = BlobDetector(input_size=input_size)
+    res = detect_image(img, det, tile=800, device="cpu")
+    assert det.seen == [(input_size, input_size)]
+    assert res.settings["input_size"] == input_size
+    # box edges land within one model pixel of the truth after mapping back
+    tol = 800 / input_size + 1e-3
+    np.testing.assert_allclose(res.detections.xyxy[0], [100, 200, 300, 260], atol=tol)
+
+
+def test_explicit_input_size_overrides_detector():
+    img = blob_image(600, 600, (10, 10, 50, 50))
+    det = BlobDetector(input_size=300)
+    dt.detect(img, det, tile=600, input_size=150, device="cpu")
+    assert det.seen == [(150, 150)]
+
+
+def test_batches_and_progress():
+    img = blob_image(1000, 2500, (5, 5, 20, 20))
+    det = BlobDetector()
+    calls = []
+    res = detect_image(img, det, tile=500, overlap=0.2, batch_size=3, device="cpu",
+                       progress=lambda done, total: calls.append((done, total)))
+    n = res.num_tiles
+    assert sum(det.calls) == n and max(det.calls) <= 3
+    assert calls[-1] == (n, n) and all(a <= b for (a, _), (b, _) in zip(calls, calls[1:]))
+
+
+def test_score_threshold_drops_low_boxes():
+    img = blob_image(300, 300, (10, 10, 50, 50))
+    assert len(dt.detect(img, BlobDetector(score=0.3), score_thr=0.5, device="cpu")) == 0
+    assert len(dt.detect(img, BlobDetector(score=0.6), score_thr=0.5, device="cpu")) == 1
+
+
+def test_input_array_is_not_modified():
+    img = blob_image(700, 900, (10, 10, 50, 50))
+    before = img.copy()
+    dt.detect(img, BlobDetector(input_size=256), tile=512, device="cpu")
+    np.testing.assert_array_equal(img, before)
+
+
+@pytest.mark.parametrize(
+    "det, match",
+    [
+        (NaNDetector(), "NaN"),
+        (WrongLengthDetector(), "one per tile"),
+        (NotDetectionsDetector(), "expected Detections"),
+    ],
+)
+def test_malformed_detector_output_is_a_clear_error(det, match):
+    img = blob_image(700, 900, (10, 10, 50, 50))
+    with pytest.raises(DetectorError, match=match):
+        dt.detect(img, det, tile=512, batch_size=2, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(tile=0), dict(overlap=1.0), dict(batch_size=0), dict(score_thr=1.5), dict(device="tpu"), dict(input_size=3)],
+)
+def test_bad_options_rejected(kwargs):
+    with pytest.raises(InvalidInputError):
+        dt.detect(blob_image(64, 64, (1, 1, 5, 5)), BlobDetector(), **kwargs)
+
+
+def test_not_a_detector_rejected():
+    with pytest.raises(InvalidInputError, match="predict"):
+        dt.detect(blob_image(64, 64, (1, 1, 5, 5)), object(), device="cpu")
+
+
+class _OOMOnBigBatches(BlobDetector):
+    """Raises torch's out-of-memory error for batches above ``limit`` tiles."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+
+    def predict(self, tiles):
+        import torch
+
+        if len(tiles) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().predict(tiles)
+
+
+def test_oom_halves_the_batch_and_keeps_every_tile():
+    img = blob_image(1000, 3000, (1100, 100, 1200, 200))
+    det = _OOMOnBigBatches(limit=2)
+    with pytest.warns(RuntimeWarning, match="batch size 4"):
+        res = detect_image(img, det, tile=500, overlap=0.2, batch_size=8, device="cpu")
+    assert res.settings["final_batch_size"] == 2
+    assert len(det.seen) == res.num_tiles  # no tile lost, none run twice successfully
+    assert len(res.detections) == 1
+
+
+class _OOMUntilCPU(BlobDetector):
+    def __init__(self):
+        super().__init__()
+        self.device = "cuda"
+
+    def to(self, device):
+        self.device = device
+        return self
+
+    def predict(self, tiles):
+        import torch
+
+        if self.device != "cpu":
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return super().predict(tiles)
+
+
+def test_oom_at_batch_one_falls_back_to_cpu():
+    img = blob_image(600, 600, (10, 10, 50, 50))
+    det = _OOMUntilCPU()
+    with pytest.warns(RuntimeWarning, match="CPU"):
+        out = dt.detect(img, det, tile=600, batch_size=1, device="cpu")
+    assert det.device == "cpu" and len(out) == 1
+
+
+def test_detector_exception_is_wrapped_with_image_name():
+    class Boom:
+        def predict(self, tiles):
+            raise ValueError("bad tensor")
+
+    with pytest.raises(DetectorError, match="<array>.*bad tensor"):
+        dt.detect(blob_image(64, 64, (1, 1, 5, 5)), Boom(), device="cpu")
+
+
+def test_no_reader_thread_left_after_detector_error():
+    before = threading.active_count()
+    img = blob_image(1500, 1500, (10, 10, 50, 50))
+    with pytest.raises(DetectorError):
+        dt.detect(img, NaNDetector(), tile=400, device="cpu")
+    import time
+
+    for _ in range(50):
+        if threading.active_count() <= before:
+            break
+        time.sleep(0.02)
+    assert threading.active_count() <= before
