@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from .runner import RunOptions
 
 from . import __version__
 from .errors import DensedetError
@@ -114,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated outputs beside the JSON: json, csv (SKU-110K rows), coco (COCO results)")
     o.add_argument("--preview", action="store_true", help="also write <stem>.preview.jpg with the boxes drawn")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    o.add_argument("--debug", action="store_true", help="print tracebacks for errors")
+    o.add_argument("--debug", action="store_true", help="log tracebacks of errors")
     p.add_argument("--version", action="version", version=f"densedet-tile {__version__}")
     return p
 
@@ -151,76 +153,61 @@ class _Progress:
             self.bar.close()
 
 
-def run_detect(args: argparse.Namespace) -> int:
+def options_from_args(args: argparse.Namespace) -> "RunOptions":
+    """The per-image options of a parsed command line."""
+    from .runner import RunOptions
+
+    return RunOptions(
+        tile=args.tile, overlap=args.overlap, merge=_merge_spec(args), batch_size=args.batch_size,
+        device=args.device, score_thr=args.score_thr, input_size=args.input_size,
+        max_pixels=args.max_pixels, formats=tuple(getattr(args, "format", ("json",))),
+        preview=bool(getattr(args, "preview", False)),
+    )
+
+
+def detector_from_args(args: argparse.Namespace):
+    """Validate the options and build the detector once; raises on any problem."""
     from .detector.base import resolve_device
     from .detector.registry import load_detector
-    from .pipeline import detect_image
-    from .tiler.readers import DEFAULT_MAX_PIXELS, open_image
-    from .writers import output_paths, write_coco, write_csv, write_json, write_preview
 
-    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    resolve_device(args.device)
+    return load_detector(
+        args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
+        input_size=args.input_size, score_thr=args.score_thr,
+    )
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from .runner import output_stem, process_image
+
     try:
-        merge = _merge_spec(args)
-        resolve_device(args.device)
-        detector = load_detector(
-            args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
-            input_size=args.input_size, score_thr=args.score_thr,
-        )
+        opts = options_from_args(args)
+        detector = detector_from_args(args)
     except Exception as exc:  # building a detector runs third-party code: report, don't dump
         if args.debug:
             raise
         _err(f"detector {args.detector!r}: {_one_line(exc)}")
         return EXIT_USAGE
-    out_dir = Path(args.out)
     failed = 0
     used_stems: set[str] = set()
     for inp in args.inputs:
-        stem = Path(inp).stem or "image"
-        base, k = stem, 2
+        stem = base = output_stem(inp)
+        k = 2
         while stem in used_stems:
             stem, k = f"{base}-{k}", k + 1
         used_stems.add(stem)
-        paths = output_paths(out_dir, stem, tuple(f for f in args.format if f != "json"), args.preview)
-        written: list[Path] = []
         progress = _Progress(Path(inp).name, enabled=not args.quiet)
-        t0 = time.perf_counter()
         try:
-            with open_image(inp, max_pixels=max_pixels) as src:
-                result = detect_image(
-                    src, detector, tile=args.tile, overlap=args.overlap, merge=merge,
-                    batch_size=args.batch_size, device=args.device, score_thr=args.score_thr,
-                    input_size=args.input_size, max_pixels=max_pixels, progress=progress,
-                )
-                progress.close()
-                written.append(write_json(result, paths["json"]))
-                if "csv" in paths:
-                    written.append(write_csv(result, paths["csv"]))
-                if "coco" in paths:
-                    written.append(write_coco(result, paths["coco"]))
-                if "preview" in paths:
-                    written.append(write_preview(result, paths["preview"], src))
-        except KeyboardInterrupt:
+            outcome = process_image(inp, detector, opts, args.out, stem=stem, progress=progress)
+        finally:
             progress.close()
-            for w in written:
-                w.unlink(missing_ok=True)
-            raise
-        except Exception as exc:
-            progress.close()
-            for w in written:  # an image's outputs land together or not at all
-                w.unlink(missing_ok=True)
-            if args.debug:
-                import traceback
-
-                traceback.print_exc()
-            msg = _one_line(exc)
-            kind = "" if isinstance(exc, (DensedetError, OSError)) else f"{type(exc).__name__}: "
-            _err(msg if (inp in msg or Path(inp).name in msg) else f"{inp}: {kind}{msg}")
+        if outcome.status != "ok":
+            _err(outcome.error or f"{inp}: failed")
             failed += 1
             continue
-        secs = time.perf_counter() - t0
         print(
-            f"{result.name}: {len(result.detections)} products, {result.num_tiles} tiles, "
-            f"{result.width}x{result.height} px, {secs:.2f} s -> {paths['json']}",
+            f"{Path(inp).name}: {outcome.products} products, {outcome.tiles} tiles, "
+            f"{outcome.width}x{outcome.height} px, {outcome.seconds:.2f} s -> {outcome.outputs[-1]}",
             file=sys.stderr,
             flush=True,
         )
@@ -248,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed a one-line usage error
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    if args.debug:
+        logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
     try:
         return run_detect(args)
     except KeyboardInterrupt:
