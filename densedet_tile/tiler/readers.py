@@ -212,16 +212,20 @@ class ImageSource(ABC):
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """Pixels of the upright window with top-left ``(x, y)`` and size ``w`` x ``h``.
 
-        Returns a C-contiguous ``(h, w, 3)`` uint8 RGB array. The window must lie inside the
-        image; otherwise :class:`~densedet_tile.errors.InvalidInputError` is raised.
+        Returns a C-contiguous, writable ``(h, w, 3)`` uint8 RGB array. It is a fresh copy,
+        except for an RGB :class:`ArraySource` window spanning whole rows, which is a view of the
+        caller's array. The window must lie inside the image; otherwise
+        :class:`~densedet_tile.errors.InvalidInputError` is raised.
         """
         if self._closed:
             raise ImageReadError(f"{self._label}: the image source is closed")
         x, y, w, h = self._check_window(x, y, w, h)
         x0, y0, w0, h0 = _stored_box(self.orientation, x, y, w, h, self._stored_w, self._stored_h)
         stored = self._read_stored(x0, y0, w0, h0)
-        out = _orient(stored, self.orientation)
-        return np.ascontiguousarray(out)
+        out = np.ascontiguousarray(_orient(stored, self.orientation))
+        if not out.flags.writeable:  # e.g. a Pillow buffer; torch.from_numpy wants writable
+            out = out.copy()
+        return out
 
     def close(self) -> None:
         """Release the decoded image / file handle. Idempotent."""

@@ -1,0 +1,52 @@
+"""Bringing a tile to the scale a detector expects."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+__all__ = ["resize_to"]
+
+
+def resize_to(img: np.ndarray, longer_side: int) -> tuple[np.ndarray, float]:
+    """Resize ``img`` so its longer side is ``longer_side`` pixels, keeping the aspect ratio.
+
+    ``img`` is ``(h, w, 3)`` (or ``(h, w)``) uint8. Returns ``(resized, scale)`` where
+    ``scale = longer_side / max(h, w)``; the output is ``(round(h * scale), round(w * scale), 3)``
+    (each side at least 1). The exact per-axis factors after rounding are
+    ``resized.shape[1] / w`` and ``resized.shape[0] / h``: map boxes back with those when
+    sub-pixel precision matters. An image already at that size is returned as is (no copy)
+    with scale 1.0.
+
+    Shrinking averages over each output pixel's footprint (area/box filter, no aliasing);
+    enlarging is bilinear. Both use Pillow, which on this machine measured faster than
+    ``torch.nn.functional.interpolate`` for shrinking a 1280 px tile (11-15 ms against
+    25 ms for ``mode="area"``) and close for enlarging to 2560 px (51 ms on one thread against
+    42 ms on two); Pillow also releases the GIL and stays on one core, leaving the others to
+    the detector.
+    """
+    from PIL import Image
+
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or not (
+        img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)
+    ):
+        shape = getattr(img, "shape", None)
+        dtype = getattr(img, "dtype", type(img).__name__)
+        raise InvalidInputError(f"resize_to: expected an (h, w, 3) uint8 image, got shape {shape} dtype {dtype}")
+    if isinstance(longer_side, bool) or not isinstance(longer_side, (int, np.integer)) or longer_side < 1:
+        raise InvalidInputError(f"resize_to: longer_side must be a positive integer, got {longer_side!r}")
+    h, w = img.shape[:2]
+    if h == 0 or w == 0:
+        raise InvalidInputError(f"resize_to: the image is empty (shape {img.shape})")
+    longer = max(h, w)
+    if longer == longer_side:
+        return img, 1.0
+    scale = float(longer_side) / float(longer)
+    new_w = max(1, int(round(w * scale)))
+    new_h = max(1, int(round(h * scale)))
+    resample = Image.Resampling.BOX if scale < 1.0 else Image.Resampling.BILINEAR
+    out = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((new_w, new_h), resample=resample))
+    if not out.flags.writeable:
+        out = out.copy()
+    return out, scale
