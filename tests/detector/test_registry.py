@@ -1,0 +1,69 @@
+"""Building detectors by name, including a user's MODULE:FACTORY."""
+
+import pytest
+
+from densedet_tile import DetectorError, InvalidInputError, load_detector
+
+
+def test_factory_from_file_gets_only_the_options_it_names(tmp_path):
+    mod = tmp_path / "userdet.py"
+    mod.write_text(
+        "class D:\n"
+        "    def __init__(self, checkpoint, device):\n"
+        "        self.checkpoint, self.device = checkpoint, device\n"
+        "    def predict(self, tiles):\n"
+        "        return []\n"
+        "def make(checkpoint=None, device='cpu'):\n"
+        "    return D(checkpoint, device)\n"
+    )
+    det = load_detector(f"{mod}:make", checkpoint="w.pth", config="ignored.py", device="cpu")
+    assert det.checkpoint == "w.pth" and det.device == "cpu"
+
+
+def test_factory_taking_kwargs_gets_everything_given(tmp_path):
+    mod = tmp_path / "kw.py"
+    mod.write_text(
+        "class D:\n"
+        "    def __init__(self, **kw):\n"
+        "        self.kw = kw\n"
+        "    def predict(self, tiles):\n"
+        "        return []\n"
+        "def make(**kw):\n"
+        "    return D(**kw)\n"
+    )
+    det = load_detector(f"{mod}:make", config="c.py", input_size=640)
+    assert det.kw == {"config": "c.py", "device": "auto", "input_size": 640}
+
+
+@pytest.mark.parametrize(
+    "name, err, match",
+    [
+        ("", InvalidInputError, "non-empty"),
+        ("resnet", InvalidInputError, "unknown detector 'resnet'"),
+        ("no_such_module_xyz:make", DetectorError, "no_such_module_xyz"),
+        ("fakes:no_such_factory", DetectorError, "no callable no_such_factory"),
+        ("/nonexistent/file.py:make", InvalidInputError, "no such file"),
+    ],
+)
+def test_bad_names(name, err, match):
+    with pytest.raises(err, match=match):
+        load_detector(name)
+
+
+def test_factory_that_returns_no_detector(tmp_path):
+    mod = tmp_path / "bad.py"
+    mod.write_text("def make():\n    return 42\n")
+    with pytest.raises(DetectorError, match="no callable predict"):
+        load_detector(f"{mod}:make")
+
+
+def test_factory_exception_is_wrapped(tmp_path):
+    mod = tmp_path / "boom.py"
+    mod.write_text("def make():\n    raise RuntimeError('weights missing')\n")
+    with pytest.raises(DetectorError, match="weights missing"):
+        load_detector(f"{mod}:make")
+
+
+def test_default_rejects_config():
+    with pytest.raises(InvalidInputError, match="no --config"):
+        load_detector("default", config="x.py")
