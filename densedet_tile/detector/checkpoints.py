@@ -1,0 +1,115 @@
+"""Load PyTorch / OpenMMLab checkpoints with ``weights_only=True``.
+
+torch >= 2.6 refuses to unpickle anything but tensors and plain containers unless the type is
+allow-listed. OpenMMLab checkpoints also carry numpy arrays and scalars in their ``meta`` and
+``message_hub`` entries. We allow-list exactly those types (by the names numpy 1.x and 2.x
+pickle them under) for the duration of one load, never turning the safety off; anything else
+is reported by name so the user can see what the file holds.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from typing import Any, Callable, Iterable, Sequence
+
+from ..errors import DetectorError
+
+__all__ = ["numpy_safe_globals", "load_checkpoint", "state_dict_of"]
+
+SafeGlobal = Callable[..., Any] | tuple[Callable[..., Any], str]
+
+
+def numpy_safe_globals() -> list[SafeGlobal]:
+    """The numpy callables a pickled array, dtype or scalar refers to.
+
+    Each is listed under its numpy 2 name and, as a ``(callable, name)`` pair, under the
+    ``numpy.core`` name that checkpoints written with numpy 1.x use.
+    """
+    import numpy as np
+
+    try:  # numpy 2
+        from numpy._core import multiarray as ma
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray as ma  # type: ignore[no-redef]
+    entries: list[SafeGlobal] = [np.ndarray, np.dtype, ma._reconstruct, ma.scalar]
+    entries += [
+        (ma._reconstruct, "numpy.core.multiarray._reconstruct"),
+        (ma.scalar, "numpy.core.multiarray.scalar"),
+        (ma._reconstruct, "numpy._core.multiarray._reconstruct"),
+        (ma.scalar, "numpy._core.multiarray.scalar"),
+    ]
+    # numpy >= 1.25 may pickle a dtype by its class (numpy.dtypes.Float32DType, ...).
+    dtype_classes = {type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGUSVOMm"}
+    entries += sorted(
+        (c for c in dtype_classes if c is not np.dtype), key=lambda c: c.__qualname__
+    )
+    return entries
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    map_location: str = "cpu",
+    extra_safe_globals: Iterable[SafeGlobal] = (),
+) -> Any:
+    """``torch.load(path, weights_only=True)`` with numpy (and ``extra_safe_globals``) allowed.
+
+    Raises :class:`DetectorError` with a one-line message when the file is missing, is not a
+    torch checkpoint, or holds objects of types outside the allow-list (they are named).
+    """
+    import torch
+
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise DetectorError(f"checkpoint {p}: no such file")
+    allowed = numpy_safe_globals() + list(extra_safe_globals)
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        try:
+            with torch.serialization.safe_globals(allowed):
+                unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(p)
+        except Exception:  # noqa: BLE001 - only used to improve the message
+            unsafe = []
+        if unsafe:
+            raise DetectorError(
+                f"checkpoint {p}: holds objects of types that are not allow-listed for safe "
+                f"loading ({', '.join(unsafe[:8])}); re-save its state_dict alone"
+            ) from exc
+        raise DetectorError(f"checkpoint {p}: cannot be unpickled safely ({_first_line(exc)})") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise DetectorError(f"checkpoint {p}: not a readable torch checkpoint ({_first_line(exc)})") from exc
+
+
+def state_dict_of(checkpoint: Any, *, source: str = "checkpoint") -> dict[str, Any]:
+    """The parameter dict inside a loaded checkpoint.
+
+    Accepts a bare state dict or a dict holding one under ``state_dict`` / ``model`` /
+    ``module``; strips a leading ``module.`` (DataParallel) from every key.
+    """
+    import torch
+
+    sd: Any = checkpoint
+    if isinstance(sd, Mapping):
+        for key in ("state_dict", "model", "module"):
+            inner = sd.get(key)
+            if isinstance(inner, Mapping):
+                sd = inner
+                break
+    if not isinstance(sd, Mapping) or not sd:
+        raise DetectorError(f"{source}: no state dict found (got {type(checkpoint).__name__})")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise DetectorError(f"{source}: entries that are not tensors: {', '.join(map(str, bad[:5]))}")
+    keys: Sequence[str] = list(sd)
+    if all(k.startswith("module.") for k in keys):
+        return {k[len("module."):]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

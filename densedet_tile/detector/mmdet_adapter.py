@@ -1,0 +1,374 @@
+"""MMDetection 3.x models as densedet-tile detectors (``--detector mmdet``).
+
+``build(config=..., checkpoint=...)`` turns an MMDetection config file (and optionally a
+checkpoint) into a :class:`MMDetDetector`. mmdet, mmengine and mmcv are imported on the first
+build only; with mmcv-lite (no compiled ``mmcv._ext``) the torchvision shim in
+:mod:`densedet_tile.detector.mmcv_shim` supplies the ops inference needs.
+
+Frames: ``predict`` takes RGB uint8 tiles and returns boxes in each tile's own pixel frame
+(mmdet's ``rescale=True`` undoes its Resize; boxes are clipped to the tile).
+
+Input scale: ``input_size`` is, in order, the ``input_size`` option, the config's top-level
+``tile_input_size``, else None. When it is set the engine resizes each tile so its longer side
+equals it, and the config's test ``Resize`` is set to that square so mmdet does not resize
+again; when it is None tiles go in at native size and the config's own Resize applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from ..errors import DetectorError, InvalidInputError, MissingDependencyError
+from ..types import Detections
+from .checkpoints import load_checkpoint, state_dict_of
+
+__all__ = ["build", "MMDetDetector", "Precision"]
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "fp16", "bf16"]
+_PRECISIONS = ("fp32", "fp16", "bf16")
+_FEATURE = "the mmdet detector"
+
+
+def _import_stack() -> None:
+    """Import mmengine/mmcv/mmdet (installing the op shim if needed) with their import noise muted."""
+    for pkg, dist in (("mmengine", "mmengine"), ("mmcv", "mmcv-lite"), ("mmdet", "mmdet")):
+        try:
+            __import__(pkg)
+        except ImportError as exc:
+            raise MissingDependencyError(_FEATURE, dist, "mmdet") from exc
+    from . import mmcv_shim
+
+    mmcv_shim.install()
+    with warnings.catch_warnings():
+        # mmcv/mmdet warn on import about moved modules and deprecated paths; not ours to fix.
+        warnings.simplefilter("ignore")
+        import mmdet.models  # noqa: F401  (registers every model component)
+        import mmdet.datasets.transforms  # noqa: F401
+        import mmdet.structures  # noqa: F401
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; other strings are checked."""
+    import torch
+
+    if not isinstance(device, str):
+        raise InvalidInputError(f"device must be a string such as 'cpu', 'cuda:0' or 'auto', got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise InvalidInputError(f"device {device!r} is not a valid torch device") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {device!r} requested but CUDA is not available")
+    return device
+
+
+def _check_size(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 16:
+        raise InvalidInputError(f"{name} must be an int >= 16 pixels or None, got {value!r}")
+    return int(value)
+
+
+def _set_score_thr(test_cfg: Any, thr: float) -> None:
+    """Lower/raise the model's own score threshold so boxes down to ``thr`` reach us."""
+    if test_cfg is None:
+        return
+    if "rcnn" in test_cfg and test_cfg["rcnn"] is not None:
+        test_cfg["rcnn"]["score_thr"] = thr
+    elif "score_thr" in test_cfg:
+        test_cfg["score_thr"] = thr
+
+
+def _tile_pipeline(cfg: Any, input_size: int | None) -> list[dict]:
+    """The config's test pipeline, reading arrays instead of files (and resizing to input_size)."""
+    import copy
+
+    if cfg.get("test_pipeline") is not None:
+        steps = copy.deepcopy(list(cfg.test_pipeline))
+    else:
+        try:
+            steps = copy.deepcopy(list(cfg.test_dataloader.dataset.pipeline))
+        except (AttributeError, KeyError) as exc:
+            raise DetectorError("mmdet config has neither test_pipeline nor test_dataloader.dataset.pipeline") from exc
+    out: list[dict] = []
+    for step in steps:
+        step = dict(step)
+        kind = str(step.get("type", "")).split(".")[-1]
+        if kind in ("LoadImageFromFile", "LoadImageFromNDArray"):
+            step = dict(type="mmdet.LoadImageFromNDArray")
+        elif kind == "LoadAnnotations":
+            continue  # inference only
+        elif kind == "Resize" and input_size is not None:
+            step.pop("scale_factor", None)
+            step.update(scale=(input_size, input_size), keep_ratio=True)
+        out.append(step)
+    if not out or out[0].get("type") != "mmdet.LoadImageFromNDArray":
+        out.insert(0, dict(type="mmdet.LoadImageFromNDArray"))
+    return out
+
+
+class MMDetDetector:
+    """A built MMDetection model behind the :class:`~densedet_tile.detector.base.Detector` protocol.
+
+    Attributes: ``name`` (``"mmdet:<config stem>"``), ``input_size`` (int or None, see module
+    doc), ``class_names`` (tuple of str, index = label), ``device``, ``precision``, ``info``
+    (a JSON-ready dict describing the model), ``model`` (the torch module, eval mode).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        pipeline: Any,
+        name: str,
+        input_size: int | None,
+        score_thr: float,
+        device: str,
+        precision: Precision,
+        class_names: tuple[str, ...],
+        info: dict[str, Any],
+    ) -> None:
+        self.model = model
+        self._pipeline = pipeline
+        self.name = name
+        self.input_size = input_size
+        self.score_thr = float(score_thr)
+        self.device = device
+        self.precision = precision
+        self.class_names = class_names
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"MMDetDetector(name={self.name!r}, device={self.device!r}, input_size={self.input_size})"
+
+    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
+        """Detect in a batch of tiles: HxWx3 uint8 RGB each -> one Detections per tile (tile pixels)."""
+        import torch
+
+        tiles = list(tiles)
+        if not tiles:
+            return []
+        for i, t in enumerate(tiles):
+            if not isinstance(t, np.ndarray) or t.dtype != np.uint8 or t.ndim != 3 or t.shape[2] != 3:
+                got = f"{t.dtype} {t.shape}" if isinstance(t, np.ndarray) else type(t).__name__
+                raise InvalidInputError(f"tile {i}: expected an HxWx3 uint8 RGB array, got {got}")
+            if t.shape[0] < 1 or t.shape[1] < 1:
+                raise InvalidInputError(f"tile {i}: empty tile of shape {t.shape}")
+        inputs, samples = [], []
+        for i, t in enumerate(tiles):
+            # mmdet's convention for in-memory images is BGR (its preprocessor flips to RGB).
+            packed = self._pipeline(dict(img=np.ascontiguousarray(t[:, :, ::-1]), img_id=i))
+            inputs.append(packed["inputs"])
+            samples.append(packed["data_samples"])
+        with torch.inference_mode():
+            results = self.model.test_step(dict(inputs=inputs, data_samples=samples))
+        out: list[Detections] = []
+        for t, res in zip(tiles, results):
+            inst = res.pred_instances
+            boxes = inst.bboxes.detach().float().cpu().numpy().reshape(-1, 4)
+            scores = inst.scores.detach().float().cpu().numpy().reshape(-1)
+            labels = inst.labels.detach().cpu().numpy().astype(np.int64).reshape(-1)
+            keep = scores >= self.score_thr
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            h, w = t.shape[:2]
+            boxes = np.clip(boxes, 0.0, np.array([w, h, w, h], dtype=np.float32))
+            out.append(Detections(boxes.astype(np.float32), scores.astype(np.float32), labels))
+        return out
+
+
+def _add_precision_hooks(model: Any, precision: Precision) -> None:
+    """Run backbone + neck in half precision and the heads in fp32.
+
+    ``torch.autocast`` fails inside mmdet's RoI heads (index_put with mixed dtypes), so instead
+    the backbone and neck weights are cast and hooks convert their input down and their output
+    features back to float32. The backbone/neck hold nearly all of the FLOPs.
+    """
+    import torch
+
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    backbone = model.backbone
+    neck = getattr(model, "neck", None)
+    backbone.to(dtype)
+    if neck is not None:
+        neck.to(dtype)
+
+    def to_half(_module: Any, args: tuple) -> tuple:
+        return tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+    def to_float(_module: Any, _args: Any, output: Any) -> Any:
+        if torch.is_tensor(output):
+            return output.float()
+        return type(output)(o.float() if torch.is_tensor(o) else o for o in output)
+
+    backbone.register_forward_pre_hook(to_half)
+    (neck if neck is not None else backbone).register_forward_hook(to_float)
+
+
+def build(
+    *,
+    config: str | None,
+    checkpoint: str | None,
+    device: str = "auto",
+    input_size: int | None = None,
+    score_thr: float = 0.05,
+    precision: Precision = "fp32",
+    cfg_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> MMDetDetector:
+    """Build an MMDetection detector from a config file and an optional checkpoint.
+
+    ``config``: path of an MMDetection 3.x config (e.g. configs/densedet_x101_32x4d_cascade_bfp.py).
+    ``checkpoint``: a 3.x checkpoint (``state_dict`` with the config's keys; convert a 1.x
+    DenseDet checkpoint with scripts/convert_densedet_checkpoint.py) or None for random weights.
+    ``score_thr``: boxes below it are dropped (also set as the model's own test score_thr).
+    ``precision``: "fp32", or "fp16" (CUDA) / "bf16" for a half-precision backbone and neck.
+    ``cfg_options``: dotted-key overrides merged into the config (mmengine ``merge_from_dict``).
+    """
+    if options:
+        raise InvalidInputError(f"mmdet detector: unknown option(s) {', '.join(sorted(options))}")
+    if not config:
+        raise InvalidInputError("mmdet detector: a config file is required (--config PATH)")
+    cfg_path = Path(config)
+    if not cfg_path.is_file():
+        raise InvalidInputError(f"mmdet config {config}: no such file")
+    if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):
+        raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
+    if precision not in _PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
+    input_size = _check_size(input_size, "input_size")
+    dev = resolve_device(device)
+    if precision == "fp16" and not dev.startswith("cuda"):
+        raise InvalidInputError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
+
+    _import_stack()
+    import torch
+    from mmcv.transforms import Compose
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+
+    try:
+        cfg = Config.fromfile(str(cfg_path))
+    except Exception as exc:  # mmengine raises many kinds for a bad config
+        raise DetectorError(f"mmdet config {config}: cannot be parsed ({exc})") from exc
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if "model" not in cfg:
+        raise DetectorError(f"mmdet config {config}: has no 'model' entry")
+    if input_size is None:
+        input_size = _check_size(cfg.get("tile_input_size"), f"{config}: tile_input_size")
+    _set_score_thr(cfg.model.get("test_cfg"), float(score_thr))
+    cfg.model.pop("pretrained", None)
+    init_default_scope(cfg.get("default_scope", "mmdet"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mmdet warns about unused train settings etc.
+        try:
+            model = MODELS.build(cfg.model)
+        except Exception as exc:
+            raise DetectorError(f"mmdet config {config}: model cannot be built ({exc})") from exc
+
+    classes: tuple[str, ...] = tuple(cfg.get("metainfo", {}).get("classes", ()) or ())
+    ckpt_info: dict[str, Any] = {"checkpoint": None}
+    if checkpoint is not None:
+        classes = _load_weights(model, checkpoint) or classes
+        ckpt_info = {"checkpoint": os.fspath(checkpoint)}
+    else:
+        log.warning("mmdet detector %s: no checkpoint given, running with random weights", cfg_path.name)
+    if not classes:
+        classes = tuple(f"class_{i}" for i in range(_num_classes(cfg.model)))
+    model.cfg = cfg
+    model.to(dev)
+    model.eval()
+    if precision != "fp32":
+        _add_precision_hooks(model, precision)
+    pipeline = Compose(_tile_pipeline(cfg, input_size))
+    info = {
+        "framework": "mmdet",
+        "config": str(cfg_path),
+        **ckpt_info,
+        "architecture": cfg.model.get("type"),
+        "device": dev,
+        "precision": precision,
+        "input_size": input_size,
+        "score_thr": float(score_thr),
+        "classes": list(classes),
+        "mmdet_ops": "torchvision shim" if _shim_active() else "mmcv._ext",
+    }
+    del torch
+    return MMDetDetector(
+        model=model,
+        pipeline=pipeline,
+        name=f"mmdet:{cfg_path.stem}",
+        input_size=input_size,
+        score_thr=float(score_thr),
+        device=dev,
+        precision=precision,
+        class_names=classes,
+        info=info,
+    )
+
+
+def _shim_active() -> bool:
+    from . import mmcv_shim
+
+    return mmcv_shim.is_active()
+
+
+def _num_classes(model_cfg: Any) -> int:
+    for head_key in ("roi_head", "bbox_head"):
+        head = model_cfg.get(head_key)
+        if head is None:
+            continue
+        if head_key == "roi_head":
+            head = head.get("bbox_head")
+        if isinstance(head, (list, tuple)):
+            head = head[-1]
+        if head is not None and "num_classes" in head:
+            return int(head["num_classes"])
+    return 1
+
+
+def _load_weights(model: Any, checkpoint: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Load a checkpoint safely into ``model``; return the class names it records (or ())."""
+    extra: list[Any] = []
+    try:
+        from mmengine.logging.history_buffer import HistoryBuffer
+
+        extra.append(HistoryBuffer)  # in the message_hub of checkpoints saved by mmengine runners
+    except ImportError:  # pragma: no cover - mmengine present whenever this runs
+        pass
+    ckpt = load_checkpoint(checkpoint, extra_safe_globals=extra)
+    sd = state_dict_of(ckpt, source=f"checkpoint {os.fspath(checkpoint)}")
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in own]
+    mismatched = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+        hint = " (a 1.x checkpoint? run scripts/convert_densedet_checkpoint.py)" if any(
+            k.startswith("bbox_head.") for k in unexpected
+        ) else ""
+        raise DetectorError(f"checkpoint {os.fspath(checkpoint)} does not fit the config: {'; '.join(parts)}{hint}")
+    model.load_state_dict(sd, strict=False)
+    meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
+    names: Any = None
+    if isinstance(meta, dict):
+        names = (meta.get("dataset_meta") or {}).get("classes") or meta.get("CLASSES")
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return ()
