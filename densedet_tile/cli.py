@@ -37,6 +37,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
 def _fraction(lo: float, hi: float, hi_open: bool) -> "callable":
     def parse(text: str) -> float:
         try:
@@ -81,6 +91,8 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", default=None, help="model config: an mmdet config file or a torchvision builder name")
     g.add_argument("--checkpoint", default=None, help="model weights (mmdet .pth, torchvision state_dict, .onnx)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    g.add_argument("--max-vram", type=_positive_float, default=None, metavar="GB",
+                   help="cap GPU memory at GB and pick the batch (and, for models without an input size, the tile) to fit")
     g.add_argument("--input-size", type=_positive_int, default=None, metavar="PX",
                    help="resize each tile so its longer side is PX before inference (default: what the model declares)")
     g.add_argument("--score-thr", type=_fraction(0.0, 1.0, False), default=None, metavar="X",
@@ -177,12 +189,35 @@ def detector_from_args(args: argparse.Namespace):
     )
 
 
+def fit_to_vram(args: argparse.Namespace, detector: object, opts: "RunOptions") -> "RunOptions":
+    """Apply ``--max-vram``: cap the allocator and choose batch/tile unless given explicitly."""
+    if getattr(args, "max_vram", None) is None:
+        return opts
+    import dataclasses
+
+    from .detector.base import input_size_of, resolve_device
+    from .vram import plan_batch
+
+    plan = plan_batch(detector, tile=opts.tile, input_size=opts.input_size or input_size_of(detector),
+                      max_vram_gb=args.max_vram, device=resolve_device(opts.device))
+    if plan is None:
+        return opts
+    changes: dict = {}
+    if opts.batch_size is None:
+        changes["batch_size"] = plan.batch_size
+    if plan.tile != opts.tile:
+        print(f"densedet-tile: --max-vram {args.max_vram:g}: tile reduced to {plan.tile} px to fit", file=sys.stderr)
+        changes["tile"] = plan.tile
+    return dataclasses.replace(opts, **changes)
+
+
 def run_detect(args: argparse.Namespace) -> int:
     from .runner import output_stem, process_image
 
     try:
         opts = options_from_args(args)
         detector = detector_from_args(args)
+        opts = fit_to_vram(args, detector, opts)
     except Exception as exc:  # building a detector runs third-party code: report, don't dump
         if args.debug:
             raise

@@ -1,0 +1,118 @@
+"""Fitting the work into a GPU memory budget (``--max-vram``).
+
+The budget is enforced, not only planned for: torch's caching allocator is capped at the
+budget, so going over it raises out-of-memory, which the pipeline answers by halving the batch
+and, at one tile, by moving on to the CPU. The plan picks the largest batch that fits from two
+probe runs (one and two blank tiles at the size the model will see): peak memory is close to
+linear in the batch, ``peak(b) = base + b * per_tile``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+__all__ = ["VramPlan", "plan_from_probes", "plan_batch", "apply_vram_cap"]
+
+log = logging.getLogger(__name__)
+
+GiB = 2**30
+#: Head-room kept free inside the budget for fragmentation and the merge.
+SAFETY = 0.85
+#: Largest batch the planner proposes; more rarely pays on one image.
+MAX_BATCH = 16
+
+
+@dataclass(frozen=True)
+class VramPlan:
+    """A batch size (and tile side) expected to fit ``budget_bytes``."""
+
+    batch_size: int
+    tile: int
+    base_bytes: int
+    per_tile_bytes: int
+    budget_bytes: int
+
+
+def plan_from_probes(
+    peak1: int, peak2: int, *, budget_bytes: int, tile: int, resizes_tiles: bool, min_tile: int = 256
+) -> VramPlan:
+    """Choose batch (and, when needed, a smaller tile) from peaks measured at batch 1 and 2.
+
+    ``resizes_tiles``: the detector declares an ``input_size``, so the model sees the same
+    pixel count whatever the tile: shrinking the tile then saves nothing and is not done.
+    Otherwise memory per tile scales with the tile's area and the tile shrinks until one fits.
+    """
+    if budget_bytes <= 0:
+        raise InvalidInputError(f"max VRAM must be positive, got {budget_bytes} bytes")
+    per_tile = max(1, peak2 - peak1)
+    base = max(0, peak1 - per_tile)
+    usable = budget_bytes * SAFETY
+    batch = int((usable - base) // per_tile)
+    if batch >= 1:
+        return VramPlan(min(batch, MAX_BATCH), tile, base, per_tile, budget_bytes)
+    if resizes_tiles or usable <= base:
+        return VramPlan(1, tile, base, per_tile, budget_bytes)
+    shrink = math.sqrt((usable - base) / per_tile)
+    new_tile = max(min_tile, int(tile * shrink) // 32 * 32)
+    return VramPlan(1, new_tile, base, int(per_tile * (new_tile / tile) ** 2), budget_bytes)
+
+
+def _probe_peaks(predict: Callable[[Sequence[np.ndarray]], object], side: int, device: int) -> tuple[int, int]:
+    import torch
+
+    peaks = []
+    for b in (1, 2):
+        tiles = [np.full((side, side, 3), 127, np.uint8) for _ in range(b)]
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        predict(tiles)
+        torch.cuda.synchronize(device)
+        peaks.append(int(torch.cuda.max_memory_allocated(device)))
+    return peaks[0], peaks[1]
+
+
+def apply_vram_cap(max_vram_gb: float, device: str) -> int:
+    """Cap torch's CUDA allocator on ``device`` at ``max_vram_gb``; returns the cap in bytes."""
+    import torch
+
+    if not (isinstance(max_vram_gb, (int, float)) and max_vram_gb > 0):
+        raise InvalidInputError(f"--max-vram must be a positive number of GB, got {max_vram_gb!r}")
+    idx = torch.device(device).index or 0
+    total = torch.cuda.get_device_properties(idx).total_memory
+    cap = int(max_vram_gb * GiB)
+    if cap < total:
+        torch.cuda.set_per_process_memory_fraction(cap / total, idx)
+    return min(cap, total)
+
+
+def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_gb: float, device: str) -> VramPlan | None:
+    """Cap the allocator at the budget and pick a batch (and tile) that fits it.
+
+    Returns None (with a warning) on the CPU, where the option does not apply.
+    """
+    if not device.startswith("cuda"):
+        warnings.warn("--max-vram applies to CUDA devices only; ignored on the CPU", RuntimeWarning, stacklevel=2)
+        return None
+    import torch
+
+    budget = apply_vram_cap(max_vram_gb, device)
+    side = input_size or tile
+    try:
+        p1, p2 = _probe_peaks(detector.predict, side, torch.device(device).index or 0)  # type: ignore[attr-defined]
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        log.warning("probe at %d px ran out of memory inside %.1f GB; starting at batch 1", side, max_vram_gb)
+        return VramPlan(1, tile, 0, budget, budget)
+    plan = plan_from_probes(p1, p2, budget_bytes=budget, tile=tile, resizes_tiles=input_size is not None)
+    log.info("VRAM plan: batch %d, tile %d (base %.2f GB + %.2f GB per tile, budget %.2f GB)",
+             plan.batch_size, plan.tile, plan.base_bytes / GiB, plan.per_tile_bytes / GiB, budget / GiB)
+    return plan
