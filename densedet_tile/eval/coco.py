@@ -1,0 +1,417 @@
+"""A vectorised COCO-style box evaluator (AP@[.5:.95], AP50, AP75, AR@maxDets).
+
+It reproduces ``pycocotools.cocoeval.COCOeval`` for ``iouType="bbox"`` (same greedy matching,
+same ignore rules for crowd boxes and area ranges, same 101-point interpolated precision),
+with two differences that matter for dense shelves:
+
+* ``max_dets`` defaults to ``(1, 10, 300)``: the SKU-110K paper reports AP and AR at 300
+  detections per image, and pycocotools' default of 100 caps recall on shelves that hold
+  150-700 products. The last entry is the one AP is computed at (as in pycocotools, whose
+  summary uses ``maxDets[2]``); pass ``(1, 10, 400)`` for DenseDet's ``max_per_img``.
+* It is array code: IoUs are computed per (image, class) block in chunks, only detection /
+  ground-truth pairs with IoU at or above the lowest threshold are kept, and the greedy
+  matching walks detection ranks once for all images, thresholds and area ranges together.
+
+Boxes are pixel ``xyxy`` (x1, y1, x2, y2) of each image, float64. The evaluator converts them
+to COCO's (x, y, w, h) internally so the IoU arithmetic is the same as pycocotools'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+__all__ = [
+    "EvalImage",
+    "CocoMetrics",
+    "DEFAULT_MAX_DETS",
+    "COCO_IOU_THRS",
+    "COCO_REC_THRS",
+    "COCO_AREA_RANGES",
+    "evaluate_boxes",
+    "box_iou_coco",
+]
+
+#: Detections per image considered (AP is computed at the last entry).
+DEFAULT_MAX_DETS: tuple[int, ...] = (1, 10, 300)
+#: IoU thresholds 0.50:0.05:0.95, computed the way pycocotools does (bit-identical).
+COCO_IOU_THRS: np.ndarray = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+#: Recall points 0:0.01:1.
+COCO_REC_THRS: np.ndarray = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1, endpoint=True)
+#: Area ranges (pixels squared): all, small, medium, large.
+COCO_AREA_RANGES: dict[str, tuple[float, float]] = {
+    "all": (0.0, 1e5**2),
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, 1e5**2),
+}
+
+
+def _f64(value: object, shape_tail: tuple[int, ...], what: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size == 0:
+        arr = arr.reshape((0,) + shape_tail)
+    if arr.shape[1:] != shape_tail or arr.ndim != 1 + len(shape_tail):
+        raise InvalidInputError(f"{what}: expected shape (N{''.join(', ' + str(s) for s in shape_tail)}), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InvalidInputError(f"{what}: holds NaN or infinite values")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class EvalImage:
+    """Ground truth and detections of one image, as the evaluator consumes them.
+
+    ``gt_xyxy`` float64 (G, 4) and ``dt_xyxy`` float64 (D, 4) in the image's pixel frame;
+    ``gt_labels`` / ``dt_labels`` int64 category ids; ``dt_scores`` float64 (D,).
+    ``gt_area`` (G,) is the area used for the small/medium/large ranges (defaults to the box
+    area; COCO files carry their own); ``gt_crowd`` (G,) marks crowd regions (ignored, may
+    absorb any number of detections). ``name`` only labels error messages and per-image output.
+    """
+
+    name: str
+    gt_xyxy: np.ndarray
+    gt_labels: np.ndarray
+    dt_xyxy: np.ndarray
+    dt_scores: np.ndarray
+    dt_labels: np.ndarray
+    gt_area: np.ndarray | None = None
+    gt_crowd: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        gx = _f64(self.gt_xyxy, (4,), f"{self.name}: ground-truth boxes")
+        dx = _f64(self.dt_xyxy, (4,), f"{self.name}: detection boxes")
+        g, d = len(gx), len(dx)
+        gl = np.asarray(self.gt_labels, dtype=np.int64).reshape(-1)
+        dl = np.asarray(self.dt_labels, dtype=np.int64).reshape(-1)
+        ds = _f64(np.asarray(self.dt_scores, dtype=np.float64).reshape(-1), (), f"{self.name}: scores")
+        if gl.shape != (g,) or dl.shape != (d,) or ds.shape != (d,):
+            raise InvalidInputError(
+                f"{self.name}: {g} ground-truth boxes with {gl.size} labels, {d} detections with "
+                f"{dl.size} labels and {ds.size} scores"
+            )
+        for what, b in (("ground-truth", gx), ("detection", dx)):
+            if len(b) and (np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1])):
+                raise InvalidInputError(f"{self.name}: a {what} box has x2 < x1 or y2 < y1")
+        area = (gx[:, 2] - gx[:, 0]) * (gx[:, 3] - gx[:, 1]) if self.gt_area is None else self.gt_area
+        area = _f64(np.asarray(area, dtype=np.float64).reshape(-1), (), f"{self.name}: areas")
+        crowd = np.zeros(g, bool) if self.gt_crowd is None else np.asarray(self.gt_crowd).astype(bool).reshape(-1)
+        if area.shape != (g,) or crowd.shape != (g,):
+            raise InvalidInputError(f"{self.name}: gt_area / gt_crowd must have one entry per ground-truth box")
+        for name, arr in (
+            ("gt_xyxy", gx), ("gt_labels", gl), ("dt_xyxy", dx), ("dt_scores", ds),
+            ("dt_labels", dl), ("gt_area", area), ("gt_crowd", crowd),
+        ):
+            arr = np.array(arr, copy=True)
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+
+
+@dataclass(frozen=True, eq=False)
+class CocoMetrics:
+    """Result of :func:`evaluate_boxes`.
+
+    ``precision`` (T, R, K, A, M) and ``recall`` (T, K, A, M) have pycocotools' layout and
+    -1 where undefined (T IoU thresholds, R recall points, K categories, A area ranges,
+    M max-detection settings). ``stats`` holds the summary figures by name: ``AP``,
+    ``AP50``, ``AP75``, ``AP_small``, ``AP_medium``, ``AP_large`` (at ``max_dets[-1]``),
+    ``AR@<m>`` for every ``m`` in ``max_dets`` and ``AR_small``/``AR_medium``/``AR_large``
+    (at ``max_dets[-1]``); -1 where no ground truth makes the figure defined.
+    """
+
+    precision: np.ndarray
+    recall: np.ndarray
+    max_dets: tuple[int, ...]
+    iou_thrs: np.ndarray
+    categories: tuple[int, ...]
+    area_names: tuple[str, ...]
+    num_images: int
+    num_gt: int
+    num_dt: int
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def coco_stats(self) -> list[float]:
+        """The 12 numbers of ``COCOeval.stats`` in their usual order (needs 3 ``max_dets``)."""
+        if len(self.max_dets) != 3:
+            raise InvalidInputError(f"coco_stats needs exactly 3 max_dets, got {self.max_dets}")
+        m0, m1, m2 = self.max_dets
+        s = self.stats
+        return [
+            s["AP"], s["AP50"], s["AP75"], s["AP_small"], s["AP_medium"], s["AP_large"],
+            s[f"AR@{m0}"], s[f"AR@{m1}"], s[f"AR@{m2}"], s["AR_small"], s["AR_medium"], s["AR_large"],
+        ]
+
+
+def box_iou_coco(dt_xywh: np.ndarray, gt_xywh: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """IoU of every detection with every ground-truth box, pycocotools' arithmetic.
+
+    ``dt_xywh`` (..., D, 4), ``gt_xywh`` (..., G, 4) as (x, y, w, h) float64; ``crowd`` (..., G)
+    bool. Returns (..., D, G). For a crowd box the union is the detection's own area.
+    """
+    dx, dy, dw, dh = (dt_xywh[..., :, None, i] for i in range(4))
+    gx, gy, gw, gh = (gt_xywh[..., None, :, i] for i in range(4))
+    iw = np.minimum(dx + dw, gx + gw) - np.maximum(dx, gx)
+    ih = np.minimum(dy + dh, gy + gh) - np.maximum(dy, gy)
+    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
+    da = dw * dh
+    union = np.where(crowd[..., None, :], da, da + gw * gh - inter)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(inter > 0, inter / union, 0.0)
+    return iou
+
+
+def _validate_max_dets(max_dets: Sequence[int]) -> tuple[int, ...]:
+    md = tuple(max_dets)
+    if not md or any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in md):
+        raise InvalidInputError(f"max_dets must be positive integers, got {max_dets!r}")
+    if list(md) != sorted(md):
+        raise InvalidInputError(f"max_dets must be increasing, got {max_dets!r}")
+    return tuple(int(m) for m in md)
+
+
+def evaluate_boxes(
+    images: Sequence[EvalImage],
+    *,
+    max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+    iou_thrs: Sequence[float] | None = None,
+    area_ranges: dict[str, tuple[float, float]] | None = None,
+    class_agnostic: bool = False,
+    chunk_elems: int = 4_000_000,
+) -> CocoMetrics:
+    """COCO box evaluation of detections against ground truth, image by image.
+
+    ``images`` holds one :class:`EvalImage` per evaluated image (images without detections
+    count with zero detections). Categories are the union of the ground-truth labels (a
+    detection class with no ground truth anywhere is not a category of the dataset and its
+    detections are not scored, as in pycocotools). With ``class_agnostic`` every label is
+    taken as one class. Ties in score keep the order of ``images`` then of the detections,
+    like pycocotools with images sorted by id.
+
+    ``chunk_elems`` bounds the size of the per-chunk IoU array (D x G elements).
+    """
+    md = _validate_max_dets(max_dets)
+    thrs = COCO_IOU_THRS if iou_thrs is None else np.asarray(iou_thrs, dtype=np.float64).reshape(-1)
+    if thrs.size == 0 or np.any((thrs <= 0) | (thrs > 1)):
+        raise InvalidInputError(f"iou_thrs must be in (0, 1], got {iou_thrs!r}")
+    ranges = COCO_AREA_RANGES if area_ranges is None else dict(area_ranges)
+    area_names = tuple(ranges)
+    arng = np.array([ranges[a] for a in area_names], dtype=np.float64).reshape(-1, 2)
+    T, A, M, R = len(thrs), len(area_names), len(md), len(COCO_REC_THRS)
+    dmax = md[-1]
+
+    # ---- blocks: one per (image, category) holding any ground truth or detection -------------
+    cats = np.unique(np.concatenate([im.gt_labels for im in images] + [np.zeros(0, np.int64)]))
+    if class_agnostic and len(cats):
+        cats = np.zeros(1, np.int64)
+    cat_index = {int(c): k for k, c in enumerate(cats)}
+    blocks: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (image idx, k, gt idx, dt idx)
+    for i, im in enumerate(images):
+        gl = np.zeros_like(im.gt_labels) if class_agnostic else im.gt_labels
+        dl = np.zeros_like(im.dt_labels) if class_agnostic else im.dt_labels
+        for c in np.unique(np.concatenate([gl, dl])):
+            k = cat_index.get(int(c))
+            if k is None:
+                continue
+            gi = np.flatnonzero(gl == c)
+            di = np.flatnonzero(dl == c)
+            # highest score first, stable, truncated to the largest max_dets
+            di = di[np.argsort(-im.dt_scores[di], kind="mergesort")][:dmax]
+            blocks.append((i, k, gi, di))
+    nb = len(blocks)
+    gmax = max((len(b[2]) for b in blocks), default=0)
+    dcount = np.array([len(b[3]) for b in blocks], dtype=np.int64)
+    gcount = np.array([len(b[2]) for b in blocks], dtype=np.int64)
+    dpad = int(dcount.max()) if nb else 0
+
+    # Padded per-block arrays.
+    gt_xywh = np.zeros((nb, max(gmax, 1), 4))
+    gt_area = np.zeros((nb, max(gmax, 1)))
+    gt_crowd = np.zeros((nb, max(gmax, 1)), bool)
+    gt_valid = np.zeros((nb, max(gmax, 1)), bool)
+    dt_xywh = np.zeros((nb, max(dpad, 1), 4))
+    dt_score = np.full((nb, max(dpad, 1)), -np.inf)
+    for b, (i, _k, gi, di) in enumerate(blocks):
+        im = images[i]
+        g, d = len(gi), len(di)
+        if g:
+            box = im.gt_xyxy[gi]
+            gt_xywh[b, :g] = np.column_stack([box[:, :2], box[:, 2:] - box[:, :2]])
+            gt_area[b, :g] = im.gt_area[gi]
+            gt_crowd[b, :g] = im.gt_crowd[gi]
+            gt_valid[b, :g] = True
+        if d:
+            box = im.dt_xyxy[di]
+            dt_xywh[b, :d] = np.column_stack([box[:, :2], box[:, 2:] - box[:, :2]])
+            dt_score[b, :d] = im.dt_scores[di]
+    dt_valid = np.arange(max(dpad, 1))[None, :] < dcount[:, None]
+    dt_area = dt_xywh[..., 2] * dt_xywh[..., 3]
+
+    # gt ignore per area range: (A, nb, G)
+    a_lo, a_hi = arng[:, 0][:, None, None], arng[:, 1][:, None, None]
+    gt_ig = gt_crowd[None] | (gt_area[None] < a_lo) | (gt_area[None] > a_hi)
+
+    # ---- candidate pairs: IoU >= the lowest effective threshold, in chunks of blocks ---------
+    thr_eff = np.minimum(thrs, 1 - 1e-10)
+    t_low = float(thr_eff.min())
+    per_block = max(dpad, 1) * max(gmax, 1)
+    step = max(1, chunk_elems // per_block)
+    pb, pd, pg, piou = [], [], [], []
+    for s in range(0, nb, step):
+        e = min(nb, s + step)
+        iou = box_iou_coco(dt_xywh[s:e], gt_xywh[s:e], gt_crowd[s:e])
+        ok = (iou >= t_low) & dt_valid[s:e, :, None] & gt_valid[s:e, None, :]
+        b, d, g = np.nonzero(ok)  # ordered by block, detection, gt
+        pb.append(b + s)
+        pd.append(d)
+        pg.append(g)
+        piou.append(iou[b, d, g])
+    pb_a = np.concatenate(pb) if pb else np.zeros(0, np.int64)
+    pd_a = np.concatenate(pd) if pd else np.zeros(0, np.int64)
+    pg_a = np.concatenate(pg) if pg else np.zeros(0, np.int64)
+    piou_a = np.concatenate(piou) if piou else np.zeros(0)
+    # rank of each pair within its (block, detection) row -> dense (nb, D, K) candidate table
+    row = pb_a * max(dpad, 1) + pd_a
+    if row.size:
+        starts = np.r_[0, np.flatnonzero(np.diff(row)) + 1]
+        counts = np.diff(np.r_[starts, row.size])
+        rank = np.arange(row.size) - np.repeat(starts, counts)
+        kmax = int(counts.max())
+    else:
+        rank = np.zeros(0, np.int64)
+        kmax = 0
+    K = max(kmax, 1)
+    cand_g = np.full((nb, max(dpad, 1), K), -1, np.int64)
+    cand_iou = np.full((nb, max(dpad, 1), K), -1.0)
+    cand_g[pb_a, pd_a, rank] = pg_a
+    cand_iou[pb_a, pd_a, rank] = piou_a
+
+    # ---- greedy matching, one detection rank at a time, for all (A, T, blocks) at once -------
+    gt_matched = np.zeros((A, T, nb, max(gmax, 1)), bool)
+    dt_match = np.zeros((A, T, nb, max(dpad, 1)), bool)
+    dt_ig = np.zeros((A, T, nb, max(dpad, 1)), bool)
+    bidx = np.arange(nb)[:, None]
+    a_ix = np.arange(A)[:, None, None, None]
+    t_ix = np.arange(T)[None, :, None, None]
+    b_ix = np.arange(nb)[None, None, :, None]
+    for r in range(dpad if kmax else 0):
+        cg = cand_g[:, r, :]  # (nb, K)
+        valid = cg >= 0
+        if not valid.any():
+            continue
+        cgc = np.where(valid, cg, 0)
+        ci = cand_iou[:, r, :]
+        ig = gt_ig[:, bidx, cgc]  # (A, nb, K)
+        crowd = gt_crowd[bidx, cgc]  # (nb, K)
+        taken = gt_matched[a_ix, t_ix, b_ix, cgc[None, None]]  # (A, T, nb, K)
+        elig = valid & (ci[None, None] >= thr_eff[None, :, None, None]) & (~taken | crowd)
+        elig_reg = elig & ~ig[:, None]
+        has_reg = elig_reg.any(-1, keepdims=True)
+        cand = np.where(has_reg, elig_reg, elig & ig[:, None])
+        key = np.where(cand, ci[None, None], -1.0)
+        # best IoU, ties to the later ground truth (pycocotools keeps replacing on >=)
+        pick = K - 1 - np.argmax(key[..., ::-1], axis=-1)  # (A, T, nb)
+        hit = cand.any(-1)
+        g_pick = np.take_along_axis(cgc[None, None].repeat(A, 0).repeat(T, 1), pick[..., None], -1)[..., 0]
+        ig_pick = np.take_along_axis(np.broadcast_to(ig[:, None], cand.shape), pick[..., None], -1)[..., 0]
+        dt_match[..., r] = hit
+        dt_ig[..., r] = hit & ig_pick
+        aa, tt, bb = np.nonzero(hit)
+        gt_matched[aa, tt, bb, g_pick[aa, tt, bb]] = True
+    # unmatched detections outside the area range are ignored
+    d_out = (dt_area[None] < arng[:, 0][:, None, None]) | (dt_area[None] > arng[:, 1][:, None, None])
+    dt_ig |= ~dt_match & d_out[:, None]
+
+    # ---- accumulate ---------------------------------------------------------------------------
+    Kc = len(cats)
+    precision = -np.ones((T, R, Kc, A, M))
+    recall = -np.ones((T, Kc, A, M))
+    block_cat = np.array([b[1] for b in blocks], dtype=np.int64)
+    n_valid_gt = (~gt_ig & gt_valid[None]).sum(-1)  # (A, nb)
+    eps = np.spacing(1)
+    for k in range(Kc):
+        bsel = np.flatnonzero(block_cat == k)  # already in image order
+        for m, mdet in enumerate(md):
+            keep = dt_valid[bsel] & (np.arange(dt_valid.shape[1])[None, :] < mdet)
+            scores = dt_score[bsel][keep]
+            order = np.argsort(-scores, kind="mergesort")
+            for a in range(A):
+                npig = int(n_valid_gt[a, bsel].sum())
+                if npig == 0:
+                    continue
+                dm = dt_match[a][:, bsel][:, keep][:, order]  # (T, n)
+                di = dt_ig[a][:, bsel][:, keep][:, order]
+                tp = np.cumsum(dm & ~di, axis=1).astype(float)
+                fp = np.cumsum(~dm & ~di, axis=1).astype(float)
+                nd = tp.shape[1]
+                if nd == 0:
+                    recall[:, k, a, m] = 0
+                    precision[:, :, k, a, m] = 0
+                    continue
+                rc = tp / npig
+                pr = tp / (fp + tp + eps)
+                recall[:, k, a, m] = rc[:, -1]
+                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+                for t in range(T):
+                    inds = np.searchsorted(rc[t], COCO_REC_THRS, side="left")
+                    q = np.zeros(R)
+                    ok = inds < nd
+                    # pycocotools stops filling at the first recall point beyond reach
+                    first_bad = int(np.argmin(ok)) if not ok.all() else R
+                    q[:first_bad] = pr[t, inds[:first_bad]]
+                    precision[t, :, k, a, m] = q
+
+    metrics = CocoMetrics(
+        precision=precision,
+        recall=recall,
+        max_dets=md,
+        iou_thrs=thrs,
+        categories=tuple(int(c) for c in cats),
+        area_names=area_names,
+        num_images=len(images),
+        num_gt=int(sum(len(im.gt_labels) for im in images)),
+        num_dt=int(sum(len(im.dt_labels) for im in images)),
+    )
+    metrics.stats.update(_summarize(metrics))
+    return metrics
+
+
+def _mean_defined(values: np.ndarray) -> float:
+    v = values[values > -1]
+    return float(np.mean(v)) if v.size else -1.0
+
+
+def _summarize(m: CocoMetrics) -> dict[str, float]:
+    """Named summary figures, computed like ``COCOeval.summarize``."""
+    out: dict[str, float] = {}
+    last = len(m.max_dets) - 1
+    areas = {name: i for i, name in enumerate(m.area_names)}
+    a_all = areas.get("all", 0)
+
+    def ap(area: int, thr: float | None = None) -> float:
+        p = m.precision
+        if thr is not None:
+            t = np.flatnonzero(np.abs(m.iou_thrs - thr) < 1e-12)
+            if t.size == 0:
+                return -1.0
+            p = p[t]
+        return _mean_defined(p[:, :, :, area, last])
+
+    def ar(area: int, mi: int) -> float:
+        return _mean_defined(m.recall[:, :, area, mi])
+
+    out["AP"] = ap(a_all)
+    out["AP50"] = ap(a_all, 0.5)
+    out["AP75"] = ap(a_all, 0.75)
+    for name in ("small", "medium", "large"):
+        if name in areas:
+            out[f"AP_{name}"] = ap(areas[name])
+    for mi, md in enumerate(m.max_dets):
+        out[f"AR@{md}"] = ar(a_all, mi)
+    for name in ("small", "medium", "large"):
+        if name in areas:
+            out[f"AR_{name}"] = ar(areas[name], last)
+    return out

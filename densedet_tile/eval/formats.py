@@ -1,0 +1,402 @@
+"""Readers for the box files ``densedet-tile eval`` and ``audit`` consume.
+
+Supported inputs (all boxes become float64 ``xyxy`` pixels of the upright image):
+
+* our detections JSON (schema ``densedet-tile/detections@1``), one file per image, or a
+  directory of them (``*.json``);
+* our CSV and SKU-110K CSV: rows ``image_name,x1,y1,x2,y2,class,image_width,image_height``
+  with or without a header line. An optional ninth column ``score`` holds the detection
+  score (a finite number, higher is more confident); prediction files without it score
+  every box 1.0. With a header, columns are found by name and may come in any order;
+* COCO: a ground-truth dataset (``images``/``annotations``/``categories``, ``bbox`` as
+  x, y, w, h) and a COCO results list (``image_id``, ``category_id``, ``bbox``, ``score``).
+
+Images are keyed by file name without directories (``a/b/img_1.jpg`` -> ``img_1.jpg``).
+Every problem raises :class:`~densedet_tile.errors.InvalidInputError` (bad content) or
+:class:`~densedet_tile.errors.ImageReadError` (missing / unreadable file) with a one-line
+message naming the file and, where it helps, the line or record.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from ..errors import ImageReadError, InvalidInputError
+
+__all__ = [
+    "SCHEMA",
+    "CSV_COLUMNS",
+    "ImageBoxes",
+    "BoxSet",
+    "image_key",
+    "read_detections_json",
+    "read_ground_truth",
+    "read_predictions",
+]
+
+SCHEMA = "densedet-tile/detections@1"
+CSV_COLUMNS = ("image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height")
+
+
+def image_key(name: str) -> str:
+    """The key an image is matched by: its file name without any directory part."""
+    return str(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(eq=False)
+class ImageBoxes:
+    """The boxes of one image: ``xyxy`` float64 (N, 4) pixels, ``scores`` (N,), ``classes``
+    (N,) class names (str). ``area``/``crowd`` are set only by COCO ground truth.
+    ``width``/``height`` are None when the source does not say."""
+
+    name: str
+    width: int | None
+    height: int | None
+    xyxy: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    area: np.ndarray | None = None
+    crowd: np.ndarray | None = None
+    path: str | None = None
+
+
+@dataclass(eq=False)
+class BoxSet:
+    """Boxes of many images (``images`` keyed by :func:`image_key`) and what they came from.
+
+    ``categories`` lists the class names in the dataset's own order (COCO category id order,
+    or first appearance in a CSV). ``scored`` is False for a prediction file that had no
+    scores (every score is then 1.0). ``source`` names the file or folder read.
+    """
+
+    images: dict[str, ImageBoxes] = field(default_factory=dict)
+    categories: list[str] = field(default_factory=list)
+    scored: bool = True
+    source: str = ""
+    kind: str = ""
+    #: COCO ground truth only: image id -> image key, category id -> name.
+    coco_images: dict[int, str] = field(default_factory=dict)
+    coco_categories: dict[int, str] = field(default_factory=dict)
+
+
+def _empty(name: str, w: int | None, h: int | None, path: str | None = None) -> ImageBoxes:
+    return ImageBoxes(name, w, h, np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=object), path=path)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a directory, expected a file") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _load_json(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def _check_boxes(xyxy: np.ndarray, where: str) -> None:
+    if not np.all(np.isfinite(xyxy)):
+        raise InvalidInputError(f"{where}: box coordinates must be finite numbers")
+    bad = (xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1])
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidInputError(f"{where}: box {i} {xyxy[i].tolist()} has x2 < x1 or y2 < y1")
+
+
+def _size(value: Any, what: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or value != int(value):
+        raise InvalidInputError(f"{where}: {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- our JSON
+def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
+    if data.get("schema") != SCHEMA:
+        raise InvalidInputError(f"{path}: schema is {data.get('schema')!r}, expected {SCHEMA!r}")
+    img = data.get("image")
+    if not isinstance(img, dict):
+        raise InvalidInputError(f"{path}: missing 'image' object")
+    name = img.get("name") or (image_key(img["path"]) if isinstance(img.get("path"), str) else None)
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"{path}: image.name must be a non-empty string")
+    w = _size(img.get("width"), "image.width", str(path))
+    h = _size(img.get("height"), "image.height", str(path))
+    try:
+        xyxy = np.asarray(data.get("boxes", []), dtype=np.float64).reshape(-1, 4) if data.get("boxes") else np.zeros((0, 4))
+        scores = np.asarray(data.get("scores", []), dtype=np.float64).reshape(-1)
+        labels = np.asarray(data.get("labels", []), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{path}: boxes/scores/labels must be arrays of numbers, boxes as [x1, y1, x2, y2]") from None
+    n = len(xyxy)
+    if scores.shape != (n,) or labels.shape != (n,):
+        raise InvalidInputError(f"{path}: {n} boxes but {scores.size} scores and {labels.size} labels")
+    _check_boxes(xyxy, str(path))
+    if not np.all(np.isfinite(scores)):
+        raise InvalidInputError(f"{path}: scores must be finite numbers")
+    if n and (not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels))):
+        raise InvalidInputError(f"{path}: labels must be integer class ids")
+    cats = data.get("categories") or {}
+    if not isinstance(cats, dict):
+        raise InvalidInputError(f"{path}: 'categories' must map label ids to names")
+    names = np.array([str(cats.get(str(int(lab)), int(lab))) for lab in labels], dtype=object)
+    return ImageBoxes(image_key(name), w, h, xyxy, scores, names, path=img.get("path") if isinstance(img.get("path"), str) else None)
+
+
+def read_detections_json(path: str | os.PathLike[str]) -> ImageBoxes:
+    """Read one detections JSON (schema ``densedet-tile/detections@1``) written by the CLI."""
+    p = Path(path)
+    data = _load_json(p)
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{p}: expected a JSON object with schema {SCHEMA!r}")
+    return _parse_our_json(data, p)
+
+
+# --------------------------------------------------------------------------- CSV
+def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
+    text = _read_text(path)
+    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    out = BoxSet(source=str(path), kind="csv")
+    if not rows:
+        return out
+    first = [c.strip() for c in rows[0]]
+    header = len(first) > 1 and not _is_number(first[1])
+    if header:
+        cols = {c.lower(): i for i, c in enumerate(first)}
+        missing = [c for c in CSV_COLUMNS[:6] if c not in cols]
+        if missing:
+            raise InvalidInputError(f"{path}: header lacks column(s) {', '.join(missing)}")
+        idx = [cols.get(c, -1) for c in CSV_COLUMNS] + [cols.get("score", -1)]
+        body = rows[1:]
+        start = 2
+    else:
+        if len(first) not in (8, 9):
+            raise InvalidInputError(
+                f"{path}: line 1 has {len(first)} fields, expected 8 (image_name,x1,y1,x2,y2,class,image_width,image_height) or 9 (+score)"
+            )
+        idx = list(range(8)) + [8 if len(first) == 9 else -1]
+        body = rows
+        start = 1
+    width_needed = max(idx) + 1
+    has_score = idx[8] >= 0
+    if not has_score and predictions:
+        out.scored = False
+    per: dict[str, list[tuple[list[float], float, str]]] = {}
+    sizes: dict[str, tuple[int | None, int | None]] = {}
+    order: dict[str, None] = {}
+    for ln, row in enumerate(body, start=start):
+        if len(row) < width_needed:
+            raise InvalidInputError(f"{path}: line {ln} has {len(row)} fields, expected {width_needed}")
+        name = image_key(row[idx[0]].strip())
+        try:
+            box = [float(row[i]) for i in idx[1:5]]
+            score = float(row[idx[8]]) if has_score else 1.0
+        except ValueError:
+            raise InvalidInputError(f"{path}: line {ln}: coordinates and score must be numbers") from None
+        if not all(math.isfinite(v) for v in box) or not math.isfinite(score):
+            raise InvalidInputError(f"{path}: line {ln}: coordinates and score must be finite")
+        if box[2] < box[0] or box[3] < box[1]:
+            raise InvalidInputError(f"{path}: line {ln}: box {box} has x2 < x1 or y2 < y1")
+        w = h = None
+        if idx[6] >= 0 and idx[7] >= 0 and row[idx[6]].strip() and row[idx[7]].strip():
+            try:
+                w = _size(float(row[idx[6]]), "image_width", f"{path}: line {ln}")
+                h = _size(float(row[idx[7]]), "image_height", f"{path}: line {ln}")
+            except ValueError:
+                raise InvalidInputError(f"{path}: line {ln}: image_width/image_height must be integers") from None
+        prev = sizes.get(name)
+        if prev is not None and w is not None and prev != (w, h) and prev != (None, None):
+            raise InvalidInputError(f"{path}: line {ln}: image {name} is {w}x{h} here but {prev[0]}x{prev[1]} earlier")
+        sizes[name] = (w, h)
+        cls = row[idx[5]].strip()
+        order.setdefault(cls, None)
+        per.setdefault(name, []).append((box, score, cls))
+    for name, items in per.items():
+        w, h = sizes[name]
+        xyxy = np.array([b for b, _, _ in items], dtype=np.float64).reshape(-1, 4)
+        out.images[name] = ImageBoxes(
+            name, w, h, xyxy, np.array([s for _, s, _ in items], dtype=np.float64),
+            np.array([c for _, _, c in items], dtype=object),
+        )
+    out.categories = list(order)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- COCO
+def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
+    out = BoxSet(source=str(path), kind="coco")
+    try:
+        cats = {int(c["id"]): str(c.get("name", c["id"])) for c in data.get("categories", [])}
+        images = {int(im["id"]): im for im in data["images"]}
+    except (KeyError, TypeError, ValueError):
+        raise InvalidInputError(f"{path}: COCO 'images' and 'categories' need integer 'id' fields") from None
+    out.categories = [cats[k] for k in sorted(cats)]
+    id_to_key: dict[int, str] = {}
+    for iid, im in images.items():
+        fname = im.get("file_name")
+        if not isinstance(fname, str) or not fname:
+            raise InvalidInputError(f"{path}: image id {iid} has no file_name")
+        key = image_key(fname)
+        if key in out.images:
+            raise InvalidInputError(f"{path}: two images are named {key}")
+        w = _size(im["width"], "width", f"{path}: image id {iid}") if "width" in im else None
+        h = _size(im["height"], "height", f"{path}: image id {iid}") if "height" in im else None
+        out.images[key] = _empty(key, w, h)
+        id_to_key[iid] = key
+    anns = data.get("annotations", [])
+    if not isinstance(anns, list):
+        raise InvalidInputError(f"{path}: 'annotations' must be a list")
+    grouped: dict[str, list[tuple[list[float], str, float, bool]]] = {}
+    for j, a in enumerate(anns):
+        try:
+            iid = int(a["image_id"])
+            x, y, w, h = (float(v) for v in a["bbox"])
+            cid = int(a["category_id"])
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInputError(f"{path}: annotation {j} needs image_id, category_id and bbox [x, y, w, h]") from None
+        if iid not in id_to_key:
+            raise InvalidInputError(f"{path}: annotation {j} refers to unknown image_id {iid}")
+        if cid not in cats:
+            raise InvalidInputError(f"{path}: annotation {j} refers to unknown category_id {cid}")
+        if not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
+            raise InvalidInputError(f"{path}: annotation {j} has a bad bbox {a['bbox']}")
+        area = float(a.get("area", w * h))
+        grouped.setdefault(id_to_key[iid], []).append(([x, y, x + w, y + h], cats[cid], area, bool(a.get("iscrowd", 0))))
+    for key, items in grouped.items():
+        im = out.images[key]
+        im.xyxy = np.array([b for b, _, _, _ in items], dtype=np.float64).reshape(-1, 4)
+        im.classes = np.array([c for _, c, _, _ in items], dtype=object)
+        im.scores = np.ones(len(items))
+        im.area = np.array([a for _, _, a, _ in items], dtype=np.float64)
+        im.crowd = np.array([c for _, _, _, c in items], dtype=bool)
+    # images in id order, as pycocotools evaluates them
+    out.images = {id_to_key[i]: out.images[id_to_key[i]] for i in sorted(id_to_key)}
+    out.coco_images = id_to_key
+    out.coco_categories = cats
+    return out
+
+
+def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
+    """COCO results. ``image_id`` is a COCO image id (needs COCO ground truth) or, as our
+    CLI's ``--format coco`` writes it, the image file name (works with any ground truth)."""
+    ids = gt.coco_images if gt is not None else {}
+    cats = gt.coco_categories if gt is not None else {}
+    out = BoxSet(source=str(path), kind="coco-results")
+    grouped: dict[str, list[tuple[list[float], float, str]]] = {}
+    for j, r in enumerate(data):
+        try:
+            raw_id = r["image_id"]
+            x, y, w, h = (float(v) for v in r["bbox"])
+            score = float(r["score"])
+            cid = int(r["category_id"])
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInputError(f"{path}: result {j} needs image_id, category_id, bbox [x, y, w, h] and score") from None
+        if isinstance(raw_id, str):
+            key = image_key(raw_id)
+        elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
+            if gt is None or gt.kind != "coco":
+                raise InvalidInputError(
+                    f"{path}: result {j} has a numeric image_id; numeric ids need a COCO JSON ground truth"
+                )
+            if raw_id not in ids:
+                raise InvalidInputError(f"{path}: result {j} refers to image_id {raw_id}, which the ground truth does not have")
+            key = ids[raw_id]
+        else:
+            raise InvalidInputError(f"{path}: result {j}: image_id must be an integer id or an image file name")
+        if not all(math.isfinite(v) for v in (x, y, w, h, score)) or w < 0 or h < 0:
+            raise InvalidInputError(f"{path}: result {j} has a bad bbox or score")
+        grouped.setdefault(key, []).append(([x, y, x + w, y + h], score, cats.get(cid, str(cid))))
+    for key, items in grouped.items():
+        g = gt.images.get(key) if gt is not None else None
+        out.images[key] = ImageBoxes(
+            key, g.width if g else None, g.height if g else None,
+            np.array([b for b, _, _ in items], dtype=np.float64).reshape(-1, 4),
+            np.array([s for _, s, _ in items], dtype=np.float64),
+            np.array([c for _, _, c in items], dtype=object),
+        )
+    out.categories = _first_seen(im.classes for im in out.images.values())
+    return out
+
+
+# --------------------------------------------------------------------------- entry points
+def read_ground_truth(path: str | os.PathLike[str]) -> BoxSet:
+    """Read ground truth from a SKU-110K CSV or a COCO JSON dataset."""
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidInputError(f"{p}: ground truth must be a CSV or COCO JSON file, got a directory")
+    if p.suffix.lower() == ".json":
+        data = _load_json(p)
+        if not isinstance(data, dict) or "images" not in data:
+            raise InvalidInputError(f"{p}: not a COCO dataset (expected an object with 'images' and 'annotations')")
+        gt = _coco_gt(data, p)
+    else:
+        gt = _parse_csv(p, predictions=False)
+    for im in gt.images.values():
+        im.scores = np.ones(len(im.xyxy))
+    if not gt.images:
+        raise InvalidInputError(f"{p}: holds no images")
+    return gt
+
+
+def read_predictions(path: str | os.PathLike[str], *, gt: BoxSet | None = None) -> BoxSet:
+    """Read predictions: our JSON file, a directory of them, our CSV, or COCO results (needs ``gt``)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".json" and f.is_file())
+        if not files:
+            raise InvalidInputError(f"{p}: directory holds no .json detection files")
+        out = BoxSet(source=str(p), kind="json")
+        for f in files:
+            _add_our(out, read_detections_json(f), f)
+        out.categories = _first_seen(im.classes for im in out.images.values())
+        return out
+    if p.suffix.lower() == ".json":
+        data = _load_json(p)
+        if isinstance(data, list):
+            return _coco_results(data, p, gt)
+        if not isinstance(data, dict):
+            raise InvalidInputError(f"{p}: expected our detections JSON or a COCO results list")
+        out = BoxSet(source=str(p), kind="json")
+        _add_our(out, _parse_our_json(data, p), p)
+        out.categories = _first_seen(im.classes for im in out.images.values())
+        return out
+    return _parse_csv(p, predictions=True)
+
+
+def _add_our(out: BoxSet, im: ImageBoxes, path: Path) -> None:
+    if im.name in out.images:
+        raise InvalidInputError(f"{path}: a second detections file for image {im.name}")
+    out.images[im.name] = im
+
+
+def _first_seen(arrays: Iterable[np.ndarray]) -> list[str]:
+    seen: dict[str, None] = {}
+    for a in arrays:
+        for c in a:
+            seen.setdefault(str(c), None)
+    return list(seen)
