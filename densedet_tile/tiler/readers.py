@@ -731,7 +731,7 @@ def open_image(
         if path.is_dir():
             raise ImageReadError(f"{label}: is a directory, not an image file")
         with open(path, "rb") as fh:
-            head = fh.read(16)
+            head = fh.read(32)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -742,6 +742,10 @@ def open_image(
         raise ImageReadError(f"{label}: cannot open file ({_one_line(exc)})") from exc
     if not head:
         raise ImageReadError(f"{label}: the file is empty")
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        pw, ph = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if pw == 0 or ph == 0:  # Pillow would only say it cannot identify the file
+            raise ImageReadError(f"{label}: the image has zero size ({pw}x{ph})")
     if head[:4] in _TIFF_MAGICS:
         return TiffSource(path, max_pixels=max_pixels, cache_bytes=tiff_cache_bytes)
     return PillowSource(path, max_pixels=max_pixels)
