@@ -1,0 +1,301 @@
+"""The COCO evaluator against pycocotools, the file readers and the ``eval`` command."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.eval import EvalImage, evaluate_boxes
+from densedet_tile.eval.cli import compare_tiled_untiled, pair_images
+from densedet_tile.eval.formats import read_ground_truth, read_predictions
+from densedet_tile.evaluate import eval_main
+
+pycocotools = pytest.importorskip("pycocotools")  # declared in the test extra; CI installs it
+from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.cocoeval import COCOeval  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- data
+def random_images(rng: np.random.Generator, n_img: int, ncat: int, gmax: int, dmax: int, *, crowd: float = 0.05) -> list[EvalImage]:
+    """Random scenes: detections are jittered copies of ground truth (often just over or under a
+    threshold), plus random boxes; scores rounded to 2 decimals so ties occur."""
+    ims = []
+    for i in range(n_img):
+        g = int(rng.integers(0, gmax + 1))
+        xy = rng.uniform(0, 400, (g, 2))
+        wh = rng.uniform(2, 130, (g, 2))
+        gt = np.column_stack([xy, xy + wh])
+        gl = rng.integers(0, ncat, g)
+        d = int(rng.integers(0, dmax + 1))
+        src = rng.integers(0, max(g, 1), d)
+        base = gt[src] + rng.normal(0, 6, (d, 4)) if g else np.zeros((d, 4))
+        rxy = rng.uniform(0, 400, (d, 2))
+        rand = np.column_stack([rxy, rxy + rng.uniform(2, 130, (d, 2))])
+        use = rng.random(d) < 0.75 if g else np.zeros(d, bool)
+        dt = np.where(use[:, None], base, rand)
+        dt[:, 2:] = np.maximum(dt[:, 2:], dt[:, :2] + 0.5)
+        dl = np.where(use, gl[src] if g else 0, rng.integers(0, ncat, d))
+        # a few exact duplicates of ground truth and of each other
+        if g and d > 2:
+            dt[0] = gt[src[0]]
+            dt[1] = dt[0]
+        sc = np.round(rng.random(d), 2)
+        ims.append(EvalImage(f"im{i:03d}.jpg", gt, gl, dt, sc, dl, gt_crowd=rng.random(g) < crowd))
+    return ims
+
+
+def pycoco_eval(ims: list[EvalImage], ncat: int, max_dets: tuple[int, ...]) -> COCOeval:
+    gt = {"images": [{"id": i + 1, "file_name": im.name, "width": 1000, "height": 1000} for i, im in enumerate(ims)],
+          "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(ncat)], "annotations": []}
+    res = []
+    for i, im in enumerate(ims):
+        for b, lab, cr, ar in zip(im.gt_xyxy, im.gt_labels, im.gt_crowd, im.gt_area):
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": int(lab) + 1,
+                                      "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": float(ar), "iscrowd": int(cr)})
+        for b, lab, s in zip(im.dt_xyxy, im.dt_labels, im.dt_scores):
+            res.append({"image_id": i + 1, "category_id": int(lab) + 1,
+                        "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)})
+    with contextlib.redirect_stdout(io.StringIO()):
+        cg = COCO()
+        cg.dataset = gt
+        cg.createIndex()
+        cd = cg.loadRes(res)
+        ev = COCOeval(cg, cd, "bbox")
+        ev.params.maxDets = list(max_dets)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+# ----------------------------------------------------------------------------- evaluator
+@pytest.mark.parametrize("seed", range(8))
+def test_matches_pycocotools_on_random_scenes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ncat = 1 + seed % 3
+    ims = random_images(rng, 12, ncat, 40, 70)
+    for md in ((1, 10, 100), (1, 5, 30)):
+        ours = evaluate_boxes(ims, max_dets=md)
+        ref = pycoco_eval(ims, ncat, md)
+        # the arrays behind every figure agree exactly; cut to the categories pycocotools knows
+        kept = [c for c in range(ncat) if c in ours.categories]
+        ref_p = ref.eval["precision"][:, :, kept]
+        ref_r = ref.eval["recall"][:, kept]
+        np.testing.assert_allclose(ours.precision, ref_p, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(ours.recall, ref_r, atol=1e-6, rtol=0)
+        if md[2] == 100:  # pycocotools' summary hard-codes maxDets=100 for AP
+            np.testing.assert_allclose(ours.coco_stats(), ref.stats, atol=1e-6, rtol=0)
+
+
+def test_dense_images_beyond_100_detections_match_pycocotools() -> None:
+    # shelves hold hundreds of products: AR@300 must see them all, AR@100 cannot
+    rng = np.random.default_rng(42)
+    ims = []
+    for i in range(4):
+        cols, rows = 25, 12
+        x, y = np.meshgrid(np.arange(cols) * 40.0, np.arange(rows) * 90.0)
+        gt = np.column_stack([x.ravel(), y.ravel(), x.ravel() + 36, y.ravel() + 85])
+        dt = gt + rng.normal(0, 3, gt.shape)
+        dt[:, 2:] = np.maximum(dt[:, 2:], dt[:, :2] + 1)
+        ims.append(EvalImage(f"s{i}.jpg", gt, np.zeros(len(gt), int), dt, rng.random(len(gt)), np.zeros(len(gt), int)))
+    ours = evaluate_boxes(ims, max_dets=(1, 100, 300))
+    ref = pycoco_eval(ims, 1, (1, 100, 300))
+    np.testing.assert_allclose(ours.precision, ref.eval["precision"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ours.recall, ref.eval["recall"], atol=1e-6, rtol=0)
+    assert ours.stats["AR@100"] < 0.4 < ours.stats["AR@300"]
+
+
+def test_perfect_detections_score_one_and_shifted_ones_fail_strict_thresholds() -> None:
+    gt = np.array([[0, 0, 100, 100], [200, 0, 300, 100]], float)
+    perfect = EvalImage("a.jpg", gt, [0, 0], gt, [0.9, 0.8], [0, 0])
+    m = evaluate_boxes([perfect])
+    assert m.stats["AP"] == pytest.approx(1.0) and m.stats["AR@300"] == pytest.approx(1.0)
+    # shift by 20 px: IoU = 80*100 / (2*100*100 - 8000) = 0.667 -> matched at 0.50..0.65 only
+    shifted = EvalImage("a.jpg", gt, [0, 0], gt + [20, 0, 20, 0], [0.9, 0.8], [0, 0])
+    m = evaluate_boxes([shifted])
+    assert m.stats["AP50"] == pytest.approx(1.0)
+    assert m.stats["AP75"] == pytest.approx(0.0)
+    assert m.stats["AP"] == pytest.approx(4 / 10)
+
+
+def test_bad_max_dets_and_boxes_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="increasing"):
+        evaluate_boxes([], max_dets=(300, 10))
+    with pytest.raises(InvalidInputError, match="x2 < x1"):
+        EvalImage("a.jpg", [[10, 0, 5, 5]], [0], np.zeros((0, 4)), [], [])
+
+
+# ----------------------------------------------------------------------------- readers
+def write_sku_csv(path: Path, rows: list[tuple], *, header: bool, score: bool = False) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        if header:
+            w.writerow(["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height"] + (["score"] if score else []))
+        for r in rows:
+            w.writerow(r)
+
+
+def our_json(path: Path, name: str, boxes: list, scores: list, *, width: int = 640, height: int = 480) -> None:
+    path.write_text(json.dumps({
+        "schema": "densedet-tile/detections@1",
+        "image": {"path": f"/data/{name}", "name": name, "width": width, "height": height},
+        "settings": {}, "model": {}, "timings": {}, "num_tiles": 1,
+        "boxes": boxes, "scores": scores, "labels": [0] * len(boxes), "categories": {"0": "product"},
+    }))
+
+
+GT_ROWS = [
+    ("a.jpg", 10, 10, 60, 90, "object", 640, 480),
+    ("a.jpg", 70, 10, 120, 90, "object", 640, 480),
+    ("b.jpg", 5, 5, 50, 50, "object", 640, 480),
+]
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_sku_csv_with_and_without_header(tmp_path: Path, header: bool) -> None:
+    p = tmp_path / "gt.csv"
+    write_sku_csv(p, GT_ROWS, header=header)
+    gt = read_ground_truth(p)
+    assert list(gt.images) == ["a.jpg", "b.jpg"]
+    assert gt.images["a.jpg"].xyxy.tolist() == [[10, 10, 60, 90], [70, 10, 120, 90]]
+    assert (gt.images["b.jpg"].width, gt.images["b.jpg"].height) == (640, 480)
+    assert gt.categories == ["object"]
+
+
+def test_our_json_dir_csv_and_coco_results_give_the_same_metrics(tmp_path: Path) -> None:
+    gtp = tmp_path / "gt.csv"
+    write_sku_csv(gtp, GT_ROWS, header=False)
+    preds = {"a.jpg": ([[10, 10, 60, 90], [72, 12, 118, 88], [300, 300, 350, 350]], [0.9, 0.8, 0.95]),
+             "b.jpg": ([[5, 5, 50, 50]], [0.7])}
+    d = tmp_path / "dets"
+    d.mkdir()
+    for name, (b, s) in preds.items():
+        our_json(d / f"{name[:-4]}.detections.json", name, b, s)
+    rows = [(n, *bb, "product", 640, 480, sc) for n, (b, s) in preds.items() for bb, sc in zip(b, s)]
+    csvp = tmp_path / "pred.csv"
+    write_sku_csv(csvp, rows, header=True, score=True)
+    cocop = tmp_path / "pred.coco.json"
+    cocop.write_text(json.dumps([{"image_id": n, "category_id": 1, "bbox": [bb[0], bb[1], bb[2] - bb[0], bb[3] - bb[1]], "score": sc}
+                                 for n, (b, s) in preds.items() for bb, sc in zip(b, s)]))
+    gt = read_ground_truth(gtp)
+    results = []
+    for src in (d, csvp, cocop):
+        pairs, notes = pair_images(gt, read_predictions(src, gt=gt))
+        assert any("one class" in n for n in notes)
+        results.append(evaluate_boxes(pairs).stats)
+    assert results[0] == results[1] == results[2]
+    # one false positive scored highest: precision at the first rank is 0 -> AP50 < 1
+    assert 0.5 < results[0]["AP50"] < 1.0
+    assert results[0]["AR@300"] > 0.5
+
+
+def test_coco_gt_with_numeric_results(tmp_path: Path) -> None:
+    gtp = tmp_path / "gt.json"
+    gtp.write_text(json.dumps({
+        "images": [{"id": 7, "file_name": "x/a.jpg", "width": 640, "height": 480}],
+        "categories": [{"id": 3, "name": "product"}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [10, 10, 50, 80], "area": 4000, "iscrowd": 0}],
+    }))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([{"image_id": 7, "category_id": 3, "bbox": [10, 10, 50, 80], "score": 0.5}]))
+    gt = read_ground_truth(gtp)
+    pairs, _ = pair_images(gt, read_predictions(res, gt=gt))
+    assert evaluate_boxes(pairs).stats["AP"] == pytest.approx(1.0)
+    res.write_text(json.dumps([{"image_id": 8, "category_id": 3, "bbox": [10, 10, 50, 80], "score": 0.5}]))
+    with pytest.raises(InvalidInputError, match="image_id 8"):
+        read_predictions(res, gt=gt)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_prints_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gtp = tmp_path / "gt.csv"
+    write_sku_csv(gtp, GT_ROWS, header=True)
+    d = tmp_path / "dets"
+    d.mkdir()
+    our_json(d / "a.detections.json", "a.jpg", [[10, 10, 60, 90], [70, 10, 120, 90]], [0.9, 0.8])
+    out = tmp_path / "m.json"
+    assert eval_main([str(d), str(gtp), "-o", str(out), "--max-dets", "1,10,400"]) == 0
+    text = capsys.readouterr().out
+    assert "AR@400" in text and "3 ground-truth boxes" in text
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "densedet-tile/eval@1"
+    # b.jpg has no predictions: 2 of 3 objects found, all predictions right
+    assert doc["metrics"]["AR@400"] == pytest.approx(2 / 3)
+    assert doc["metrics"]["AP50"] == pytest.approx(2 / 3, abs=0.01)
+
+
+@pytest.mark.parametrize("case", ["unknown_image", "size_mismatch", "bad_row", "missing"])
+def test_cli_bad_input_exits_2_with_one_line_and_no_output(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    gtp = tmp_path / "gt.csv"
+    write_sku_csv(gtp, GT_ROWS, header=False)
+    pred = tmp_path / "p.json"
+    if case == "unknown_image":
+        our_json(pred, "zzz.jpg", [[1, 1, 5, 5]], [0.5])
+        want = "zzz.jpg"
+    elif case == "size_mismatch":
+        our_json(pred, "a.jpg", [[1, 1, 5, 5]], [0.5], width=480, height=640)
+        want = "480x640"
+    elif case == "bad_row":
+        pred = tmp_path / "p.csv"
+        pred.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\na.jpg,1,1,oops,5,product,640,480,0.5\n")
+        want = "line 2"
+    else:
+        pred = tmp_path / "nope.json"
+        want = "nope.json"
+    out = tmp_path / "m.json"
+    assert eval_main([str(pred), str(gtp), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and want in err
+    assert not out.exists()
+    assert list(tmp_path.glob(".m.json.*")) == []
+
+
+def test_cli_usage_error_exits_2() -> None:
+    assert eval_main(["--max-dets", "10,1", "a", "b"]) == 2
+
+
+# ----------------------------------------------------------------------------- compare
+class RecordingDetector:
+    """Returns one box per tile covering its middle; records the tile shapes it saw."""
+
+    input_size = None
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, int]] = []
+
+    def predict(self, tiles):
+        from densedet_tile.types import Detections
+
+        out = []
+        for t in tiles:
+            h, w = t.shape[:2]
+            self.shapes.append((h, w))
+            out.append(Detections(np.array([[w * 0.25, h * 0.25, w * 0.75, h * 0.75]]), np.array([0.9])))
+        return out
+
+
+def test_compare_runs_tiled_and_untiled(tmp_path: Path) -> None:
+    from PIL import Image
+
+    img = tmp_path / "imgs"
+    img.mkdir()
+    Image.fromarray(np.zeros((300, 500, 3), np.uint8)).save(img / "a.jpg")
+    gtp = tmp_path / "gt.csv"
+    # the untiled detector's box for a 500x300 image: [125, 75, 375, 225]
+    write_sku_csv(gtp, [("a.jpg", 125, 75, 375, 225, "object", 500, 300)], header=False)
+    det = RecordingDetector()
+    runs = compare_tiled_untiled([img / "a.jpg"], read_ground_truth(gtp), det, tile=128, overlap=0.25,
+                                 detect_kwargs={"device": "cpu", "batch_size": 1})
+    assert [r.name for r in runs] == ["tiled", "untiled"]
+    assert det.shapes[-1] == (300, 500)  # the whole image in one tile
+    assert set(det.shapes[:-1]) == {(128, 128)} and len(det.shapes) > 2
+    assert runs[1].metrics.stats["AP"] == pytest.approx(1.0)
+    assert runs[0].metrics.stats["AP"] < 0.5
+    assert all(r.seconds >= 0 for r in runs)
