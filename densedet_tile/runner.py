@@ -10,10 +10,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import DensedetError
 from .types import MergeSpec
+
+if TYPE_CHECKING:
+    from .pipeline import ImageResult
+    from .tiler.readers import ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +95,14 @@ def process_image(
     *,
     stem: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    detect: "Callable[[ImageSource], ImageResult] | None" = None,
 ) -> Outcome:
     """Detect objects in the image file ``inp`` and write its outputs into ``out_dir``.
+
+    ``detect``, when given, replaces the in-process :func:`~densedet_tile.pipeline.detect_image`
+    call: it receives the opened image and returns its :class:`~densedet_tile.pipeline.ImageResult`
+    (``densedet-tile batch --split`` fans the tiles out to workers this way); ``detector`` is
+    then unused.
 
     Never raises for a bad image or a failing detector: the error comes back in the
     :class:`Outcome` (one line naming the input), and no output file of this image is left
@@ -110,7 +120,7 @@ def process_image(
     t0 = time.perf_counter()
     try:
         with open_image(inp, max_pixels=max_pixels) as src:
-            result = detect_image(
+            result = detect(src) if detect is not None else detect_image(
                 src, detector, tile=opts.tile, overlap=opts.overlap, merge=opts.merge,
                 batch_size=opts.batch_size, device=opts.device, score_thr=opts.score_thr,
                 input_size=opts.input_size, progress=progress,
