@@ -1,0 +1,177 @@
+"""Box geometry over sparse candidate pairs: a grid spatial index, pairwise IoU, components.
+
+Every function here is array in, array out and never builds an N x N matrix: pairs of boxes
+that may overlap come from :func:`candidate_pairs`, a uniform-grid bucket index whose cost
+grows with the number of boxes and their local density, not with the square of the total.
+Coordinates are pixels, ``xyxy`` = (x1, y1, x2, y2), any common frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+__all__ = ["as_boxes", "box_area", "candidate_pairs", "pair_iou", "connected_components"]
+
+_EMPTY_PAIRS = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+#: Upper bound on the candidate pairs materialised at once (memory stays bounded for 1M boxes).
+_CHUNK_PAIRS = 2_000_000
+
+
+def as_boxes(xyxy: object, name: str = "xyxy") -> np.ndarray:
+    """``xyxy`` as a float64 (N, 4) array, validated (finite, x2 >= x1, y2 >= y1)."""
+    arr = np.asarray(xyxy, dtype=np.float64)
+    if arr.size == 0:
+        return arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise InvalidInputError(f"{name}: expected boxes of shape (N, 4), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InvalidInputError(f"{name}: boxes contain NaN or infinite coordinates")
+    if np.any(arr[:, 2] < arr[:, 0]) or np.any(arr[:, 3] < arr[:, 1]):
+        raise InvalidInputError(f"{name}: some boxes have x2 < x1 or y2 < y1")
+    return arr
+
+
+def box_area(xyxy: np.ndarray) -> np.ndarray:
+    """Areas of (N, 4) xyxy boxes, shape (N,), in the dtype of the input."""
+    return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+
+
+def pair_iou(xyxy: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """IoU of the box pairs ``(xyxy[i[k]], xyxy[j[k]])``, float64 (K,).
+
+    Two boxes without a common area (including degenerate zero-area boxes) have IoU 0.
+    """
+    b = np.asarray(xyxy, dtype=np.float64)
+    a, c = b[i], b[j]
+    iw = np.minimum(a[:, 2], c[:, 2]) - np.maximum(a[:, 0], c[:, 0])
+    ih = np.minimum(a[:, 3], c[:, 3]) - np.maximum(a[:, 1], c[:, 1])
+    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+    union = box_area(a) + box_area(c) - inter
+    out = np.zeros(inter.shape, np.float64)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
+
+
+def candidate_pairs(
+    xyxy: np.ndarray,
+    *,
+    pad: float = 0.0,
+    touching: bool = False,
+    cell: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs of boxes whose rectangles, each grown by ``pad`` pixels, overlap.
+
+    Returns ``(i, j)``, int64 arrays of equal length with ``i < j``, each unordered pair once
+    (order of pairs unspecified). With ``touching=False`` the grown rectangles must share a
+    positive area; with ``touching=True`` sharing an edge or a corner is enough.
+
+    The boxes are bucketed into square grid cells (side ``cell``, by default the median box
+    side, which minimises the pairs examined for boxes of similar size); a pair is examined
+    only in the cell that holds the top-left corner of its intersection, so no pair is
+    produced twice and nothing global is sorted besides the bucket keys. Memory is bounded by
+    working through the buckets in chunks.
+    """
+    b = as_boxes(xyxy)
+    n = b.shape[0]
+    if n < 2:
+        return _EMPTY_PAIRS
+    lo = b[:, :2] - pad
+    hi = b[:, 2:] + pad
+    if cell is None:
+        side = np.maximum(hi[:, 0] - lo[:, 0], hi[:, 1] - lo[:, 1])
+        cell = float(np.median(side))
+    cell = max(float(cell), 1.0)
+    origin = lo.min(axis=0)
+    c0 = np.floor((lo - origin) / cell).astype(np.int64)
+    c1 = np.floor((hi - origin) / cell).astype(np.int64)
+    ncols = int(c1[:, 0].max()) + 1
+    nx = c1[:, 0] - c0[:, 0] + 1
+    ny = c1[:, 1] - c0[:, 1] + 1
+    counts = nx * ny
+    total = int(counts.sum())
+    # One entry per (box, cell it covers).
+    box = np.repeat(np.arange(n, dtype=np.int64), counts)
+    k = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    cx = c0[box, 0] + k % nx[box]
+    cy = c0[box, 1] + k // nx[box]
+    key = cy * ncols + cx
+    del k, cx, cy
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    box = box[order]
+    del order
+    # Position of each entry inside its bucket and the bucket size.
+    new = np.empty(total, bool)
+    new[0] = True
+    np.not_equal(key[1:], key[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.append(starts, total))
+    # Entry p pairs with the entries after it in its bucket.
+    m = np.repeat(starts + sizes, sizes) - np.arange(total) - 1
+    del new
+    cum = np.cumsum(m)
+    if cum[-1] == 0:
+        return _EMPTY_PAIRS
+    out_i: list[np.ndarray] = []
+    out_j: list[np.ndarray] = []
+    p0 = 0
+    while p0 < total:
+        base = cum[p0 - 1] if p0 else 0
+        p1 = int(np.searchsorted(cum, base + _CHUNK_PAIRS, side="right"))
+        p1 = max(p1, p0 + 1)
+        mm = m[p0:p1]
+        npairs = int(mm.sum())
+        if npairs:
+            first = np.repeat(np.arange(p0, p1, dtype=np.int64), mm)
+            offs = np.arange(npairs, dtype=np.int64) - np.repeat(np.cumsum(mm) - mm, mm) + 1
+            second = first + offs
+            a = box[first]
+            c = box[second]
+            cellkey = key[first]
+            del offs, second, first
+            ix1 = np.maximum(lo[a, 0], lo[c, 0])
+            ix2 = np.minimum(hi[a, 0], hi[c, 0])
+            iy1 = np.maximum(lo[a, 1], lo[c, 1])
+            iy2 = np.minimum(hi[a, 1], hi[c, 1])
+            if touching:
+                ok = (ix1 <= ix2) & (iy1 <= iy2)
+            else:
+                ok = (ix1 < ix2) & (iy1 < iy2)
+            # Report the pair only in the bucket holding its intersection's top-left corner.
+            ok &= np.maximum(c0[a, 0], c0[c, 0]) == cellkey % ncols
+            ok &= np.maximum(c0[a, 1], c0[c, 1]) == cellkey // ncols
+            a = a[ok]
+            c = c[ok]
+            out_i.append(np.minimum(a, c))
+            out_j.append(np.maximum(a, c))
+        p0 = p1
+    return np.concatenate(out_i), np.concatenate(out_j)
+
+
+def connected_components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Component label of each of ``n`` nodes joined by the edges ``(i[k], j[k])``.
+
+    Returns int64 (n,) where each label is the smallest node index of its component.
+    Vectorised hook-and-compress; the number of sweeps grows with log of component size.
+    """
+    lab = np.arange(n, dtype=np.int64)
+    i = np.asarray(i, dtype=np.int64)
+    j = np.asarray(j, dtype=np.int64)
+    while i.size:
+        li, lj = lab[i], lab[j]
+        diff = li != lj
+        if not diff.any():
+            break
+        i, j = i[diff], j[diff]
+        lo = np.minimum(li[diff], lj[diff])
+        hi = np.maximum(li[diff], lj[diff])
+        np.minimum.at(lab, hi, lo)
+        while True:
+            nxt = lab[lab]
+            if np.array_equal(nxt, lab):
+                break
+            lab = nxt
+    return lab

@@ -1,0 +1,114 @@
+"""Non-maximum suppression over sparse candidate pairs (no N x N matrix, no O(N^2) loop)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .boxes import as_boxes, candidate_pairs, pair_iou
+
+__all__ = ["nms", "score_order"]
+
+#: After this many parallel sweeps the still undecided boxes (a long chain of overlaps) are
+#: finished by torchvision's sequential NMS on that subset alone.
+_MAX_SWEEPS = 64
+
+
+def score_order(scores: np.ndarray) -> np.ndarray:
+    """Indices sorting boxes by descending score, ties broken by ascending index."""
+    s = np.asarray(scores, dtype=np.float64)
+    return np.lexsort((np.arange(s.shape[0]), -s))
+
+
+def _check(xyxy: object, scores: object, labels: object, iou_thr: float) -> tuple:
+    b = as_boxes(xyxy)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if s.shape[0] != b.shape[0]:
+        raise InvalidInputError(f"nms: {b.shape[0]} boxes but {s.shape[0]} scores")
+    if not np.all(np.isfinite(s)):
+        raise InvalidInputError("nms: scores contain NaN or infinite values")
+    lab = None
+    if labels is not None:
+        lab = np.asarray(labels).reshape(-1)
+        if lab.shape[0] != b.shape[0]:
+            raise InvalidInputError(f"nms: {b.shape[0]} boxes but {lab.shape[0]} labels")
+    if not (0.0 <= float(iou_thr) <= 1.0):
+        raise InvalidInputError(f"nms: iou_thr must be in [0, 1], got {iou_thr!r}")
+    return b, s, lab
+
+
+def nms(
+    xyxy: np.ndarray,
+    scores: np.ndarray,
+    iou_thr: float,
+    *,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Greedy non-maximum suppression, exact, vectorised over candidate pairs.
+
+    ``xyxy`` (N, 4) pixels, ``scores`` (N,). Visiting boxes by descending score (ties: lower
+    index first), a box is suppressed when a box kept before it overlaps it with IoU strictly
+    above ``iou_thr`` -- the rule of ``torchvision.ops.nms``. With ``labels`` (N,) only boxes
+    of the same label suppress each other (like ``batched_nms``).
+
+    Returns int64 indices of the kept boxes, by descending score.
+
+    Instead of comparing every box with every later one, overlapping pairs come from a grid
+    index and the greedy order is resolved in parallel sweeps: a box whose higher-scored
+    neighbours are all decided is decided in the next sweep.
+    """
+    b, s, lab = _check(xyxy, scores, labels, iou_thr)
+    n = b.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = score_order(s)
+    prio = np.empty(n, np.int64)
+    prio[order] = np.arange(n)
+    i, j = candidate_pairs(b)
+    if lab is not None and i.size:
+        same = lab[i] == lab[j]
+        i, j = i[same], j[same]
+    if i.size:
+        over = pair_iou(b, i, j) > iou_thr
+        i, j = i[over], j[over]
+    first = prio[i] < prio[j]
+    hi = np.where(first, i, j)  # the higher-ranked box of each overlapping pair
+    lo = np.where(first, j, i)
+    state = np.zeros(n, np.int8)  # 0 undecided, 1 kept, 2 suppressed
+    sweeps = 0
+    while lo.size and sweeps < _MAX_SWEEPS:
+        sweeps += 1
+        st = state[hi]
+        pending = np.zeros(n, bool)
+        pending[lo[st == 0]] = True
+        killed = np.zeros(n, bool)
+        killed[lo[st == 1]] = True
+        und = state == 0
+        state[und & killed] = 2
+        state[und & ~killed & ~pending] = 1
+        alive = state[lo] == 0
+        hi, lo = hi[alive], lo[alive]
+    if lo.size:
+        # Rare long chains: settle what the last sweep implies, then finish sequentially.
+        killed = np.zeros(n, bool)
+        killed[lo[state[hi] == 1]] = True
+        state[(state == 0) & killed] = 2
+        sub = np.flatnonzero(state == 0)
+        import torch
+        from torchvision.ops import batched_nms
+
+        # Scores replaced by rank so ties break exactly as above.
+        keep = batched_nms(
+            torch.from_numpy(b[sub]),
+            torch.from_numpy((n - prio[sub]).astype(np.float64)),
+            torch.from_numpy(np.zeros(sub.size, np.int64) if lab is None else _dense(lab[sub])),
+            float(iou_thr),
+        ).numpy()
+        state[sub] = 2
+        state[sub[keep]] = 1
+    state[state == 0] = 1
+    return order[state[order] == 1].astype(np.int64)
+
+
+def _dense(labels: np.ndarray) -> np.ndarray:
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64)

@@ -1,0 +1,176 @@
+"""Seam repair: drop truncated views of a product seen whole elsewhere, join mutual fragments.
+
+A product crossing an interior tile edge is truncated in that tile. Each box carries four
+*cut* flags (left, top, right, bottom): the side lies on an interior edge of the tile that
+saw it, so the product may continue beyond it. Over pairs of boxes from different tiles:
+
+* **drop** (a truncated view): box ``f`` is dropped when another tile's box ``g`` agrees
+  with ``f`` on every side where ``f`` is not cut, reaches at least as far as ``f`` on every
+  side, and reaches beyond ``f`` on a cut side -- ``g`` saw what ``f``'s tile cut off.
+* **join** (fragments of a product larger than the overlap, truncated in every tile): ``f``
+  cut on its right and ``g`` cut on its left (or the same with bottom/top) are joined into
+  their union when each reaches past the other's cut line and they agree on the two sides
+  along the seam. Both then span the whole overlap strip of the two tiles at the same
+  height, which two distinct, non-overlapping products cannot do -- so neighbours touching
+  across a seam are never joined. Joins are transitive (a product cut at a 4-tile corner is
+  joined from four fragments).
+
+"Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the larger
+of the two boxes' widths (for x sides) or heights (for y sides). Joins win over drops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .boxes import candidate_pairs, connected_components
+
+__all__ = ["SeamRepair", "repair_seams"]
+
+
+@dataclass(frozen=True)
+class SeamRepair:
+    """Outcome of :func:`repair_seams` over N input boxes.
+
+    ``keep`` bool (N,): input boxes that survive unchanged. ``joined_xyxy`` float64 (J, 4),
+    ``joined_scores`` float64 (J,), ``joined_labels`` int64 (J,): one union box per group of
+    joined fragments (score: the best fragment's). ``join_group`` int64 (N,): index into the
+    joined arrays for joined inputs, -1 otherwise. ``dropped`` bool (N,): truncated views
+    removed in favour of a fuller view.
+    """
+
+    keep: np.ndarray
+    dropped: np.ndarray
+    join_group: np.ndarray
+    joined_xyxy: np.ndarray
+    joined_scores: np.ndarray
+    joined_labels: np.ndarray
+
+
+def repair_seams(
+    xyxy: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    cut: np.ndarray,
+    *,
+    tol_px: float,
+    tol_frac: float,
+    class_agnostic: bool = False,
+) -> SeamRepair:
+    """Drop truncated views and join mutual fragments (see the module docstring).
+
+    ``xyxy`` (N, 4) global pixels, ``scores`` (N,), ``labels`` (N,), ``groups`` (N,) tile ids,
+    ``cut`` bool (N, 4) in (left, top, right, bottom) order. Only pairs from different groups,
+    of one label unless ``class_agnostic``, with at least one cut box are examined.
+    """
+    b = np.asarray(xyxy, dtype=np.float64)
+    n = b.shape[0]
+    cut = np.asarray(cut, dtype=bool).reshape(n, 4)
+    lab = np.asarray(labels, dtype=np.int64)
+    g = np.asarray(groups, dtype=np.int64)
+    s = np.asarray(scores, dtype=np.float64)
+    dropped = np.zeros(n, bool)
+    join_group = np.full(n, -1, np.int64)
+    anycut = cut.any(axis=1)
+    empty = SeamRepair(
+        keep=np.ones(n, bool),
+        dropped=dropped,
+        join_group=join_group,
+        joined_xyxy=np.zeros((0, 4)),
+        joined_scores=np.zeros(0),
+        joined_labels=np.zeros(0, np.int64),
+    )
+    if n < 2 or not anycut.any():
+        return empty
+    # Only boxes near a cut box can matter: index the cut boxes with everything they touch.
+    i, j = candidate_pairs(b, pad=float(tol_px), touching=True)
+    ok = (g[i] != g[j]) & (anycut[i] | anycut[j])
+    if not class_agnostic:
+        ok &= lab[i] == lab[j]
+    i, j = i[ok], j[ok]
+    if i.size == 0:
+        return empty
+    bi, bj = b[i], b[j]
+    wmax = np.maximum(bi[:, 2] - bi[:, 0], bj[:, 2] - bj[:, 0])
+    hmax = np.maximum(bi[:, 3] - bi[:, 1], bj[:, 3] - bj[:, 1])
+    tx = np.maximum(tol_px, tol_frac * wmax)
+    ty = np.maximum(tol_px, tol_frac * hmax)
+    tol = np.stack([tx, ty, tx, ty], axis=1)
+    sign = np.array([-1.0, -1.0, 1.0, 1.0])
+    out_i, out_j = bi * sign, bj * sign  # outward coordinates: larger = further out
+    ci, cj = cut[i], cut[j]
+
+    def truncated_view(fo: np.ndarray, go: np.ndarray, cf: np.ndarray) -> np.ndarray:
+        reach = (go >= fo - tol).all(axis=1)
+        agree = (cf | (go <= fo + tol)).all(axis=1)
+        beyond = (cf & (go > fo + tol)).any(axis=1)
+        return reach & agree & beyond
+
+    drop_i = truncated_view(out_i, out_j, ci)
+    drop_j = truncated_view(out_j, out_i, cj)
+
+    def meets(f: np.ndarray, gg: np.ndarray, cf: np.ndarray, cg: np.ndarray, ax: int) -> np.ndarray:
+        """f cut on its far side of axis ``ax`` (0: x, 1: y), gg cut on its near side."""
+        o = 1 - ax
+        t_o = ty if ax == 0 else tx
+        return (
+            cf[:, 2 + ax]
+            & cg[:, ax]
+            & (f[:, ax] < gg[:, ax])
+            & (gg[:, 2 + ax] > f[:, 2 + ax])
+            & (f[:, 2 + ax] > gg[:, ax])
+            & (np.abs(f[:, o] - gg[:, o]) <= t_o)
+            & (np.abs(f[:, 2 + o] - gg[:, 2 + o]) <= t_o)
+        )
+
+    join = (
+        meets(bi, bj, ci, cj, 0)
+        | meets(bj, bi, cj, ci, 0)
+        | meets(bi, bj, ci, cj, 1)
+        | meets(bj, bi, cj, ci, 1)
+    )
+    joined = np.zeros(n, bool)
+    joined[i[join]] = True
+    joined[j[join]] = True
+    dropped[i[drop_i & ~join]] = True
+    dropped[j[drop_j & ~join]] = True
+    dropped &= ~joined
+    if not joined.any():
+        return SeamRepair(
+            keep=~dropped,
+            dropped=dropped,
+            join_group=join_group,
+            joined_xyxy=np.zeros((0, 4)),
+            joined_scores=np.zeros(0),
+            joined_labels=np.zeros(0, np.int64),
+        )
+    comp = connected_components(n, i[join], j[join])
+    members = np.flatnonzero(joined)
+    roots, inv = np.unique(comp[members], return_inverse=True)
+    m = roots.shape[0]
+    jb = np.empty((m, 4), np.float64)
+    jb[:, 0] = np.full(m, np.inf)
+    jb[:, 1] = np.inf
+    jb[:, 2] = -np.inf
+    jb[:, 3] = -np.inf
+    np.minimum.at(jb[:, 0], inv, b[members, 0])
+    np.minimum.at(jb[:, 1], inv, b[members, 1])
+    np.maximum.at(jb[:, 2], inv, b[members, 2])
+    np.maximum.at(jb[:, 3], inv, b[members, 3])
+    # Score and label of the best-scored fragment of each group.
+    best = np.lexsort((-s[members], inv))
+    firsts = np.ones(best.size, bool)
+    firsts[1:] = inv[best[1:]] != inv[best[:-1]]
+    top = members[best[firsts]]
+    join_group[members] = inv
+    return SeamRepair(
+        keep=~dropped & ~joined,
+        dropped=dropped,
+        join_group=join_group,
+        joined_xyxy=jb,
+        joined_scores=s[top],
+        joined_labels=lab[top],
+    )

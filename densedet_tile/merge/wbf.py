@@ -1,0 +1,171 @@
+"""Weighted box fusion of cross-tile duplicates, vectorised over candidate pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .boxes import as_boxes, candidate_pairs, pair_iou
+from .nms import score_order
+
+__all__ = ["Fusion", "fuse_clusters", "weighted_box_fusion"]
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Result of :func:`weighted_box_fusion`.
+
+    ``xyxy`` float64 (M, 4), ``scores`` float64 (M,), ``labels`` int64 (M,) of the fused
+    boxes; ``cluster`` int64 (N,) gives for every input box the index of the fused box it
+    went into; ``size`` int64 (M,) the number of input boxes in each fused box.
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    cluster: np.ndarray
+    size: np.ndarray
+    anchor_ids: np.ndarray
+
+
+def fuse_clusters(
+    xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, anchor: np.ndarray
+) -> Fusion:
+    """Fuse boxes that share an ``anchor`` (N,) id: score-weighted mean box, mean score.
+
+    The label of a fused box is the label of its anchor box (``anchor[k] == k``). A box alone
+    in its cluster keeps its coordinates and score unchanged.
+    """
+    b = np.asarray(xyxy, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    uniq, cluster = np.unique(anchor, return_inverse=True)
+    m = uniq.shape[0]
+    size = np.bincount(cluster, minlength=m)
+    ssum = np.bincount(cluster, weights=s, minlength=m)
+    w = s.copy()
+    zero = ssum[cluster] <= 0
+    w[zero] = 1.0  # all-zero scores: plain mean
+    wsum = np.bincount(cluster, weights=w, minlength=m)
+    out = np.empty((m, 4), np.float64)
+    for c in range(4):
+        out[:, c] = np.bincount(cluster, weights=w * b[:, c], minlength=m) / wsum
+    # Exact copies for singletons (avoids any rounding of w*b/w).
+    solo = np.flatnonzero(size[cluster] == 1)
+    out[cluster[solo]] = b[solo]
+    return Fusion(
+        xyxy=out,
+        scores=ssum / size,
+        labels=np.asarray(labels, dtype=np.int64)[uniq],
+        cluster=cluster.astype(np.int64),
+        size=size.astype(np.int64),
+        anchor_ids=uniq.astype(np.int64),
+    )
+
+
+def weighted_box_fusion(
+    xyxy: np.ndarray,
+    scores: np.ndarray,
+    *,
+    groups: np.ndarray,
+    iou_thr: float,
+    labels: np.ndarray | None = None,
+) -> Fusion:
+    """Fuse boxes of *different* groups (tiles) that overlap with IoU >= ``iou_thr``.
+
+    ``xyxy`` (N, 4) pixels, ``scores`` (N,), ``groups`` (N,) int ids: boxes of one group are
+    never fused together (one tile's detector already ran NMS), so a cluster holds at most
+    one box per group. With ``labels`` only boxes of the same label are fused.
+
+    Clustering rule (greedy, like weighted box fusion): visiting boxes by descending score
+    (ties: lower index first), a box joins the cluster whose *first* (anchor) box it
+    overlaps most -- among anchors of its label with IoU >= ``iou_thr`` whose cluster holds
+    no box of its group yet (IoU ties: the higher-ranked anchor) -- or else starts a new
+    cluster. The fused box is the score-weighted mean of its members; its score is the mean
+    member score (never divided by the number of tiles, so a box seen by one tile keeps
+    its score).
+
+    The greedy order is resolved in parallel sweeps over candidate pairs from a grid index:
+    a box is decided once every higher-ranked box that could change its choice is decided.
+    """
+    b = as_boxes(xyxy)
+    n = b.shape[0]
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    g = np.asarray(groups).reshape(-1).astype(np.int64)
+    lab = np.zeros(n, np.int64) if labels is None else np.asarray(labels).reshape(-1).astype(np.int64)
+    if s.shape[0] != n or g.shape[0] != n or lab.shape[0] != n:
+        raise InvalidInputError(
+            f"weighted_box_fusion: {n} boxes but {s.shape[0]} scores, {g.shape[0]} groups, "
+            f"{lab.shape[0]} labels"
+        )
+    if not (0.0 < float(iou_thr) <= 1.0):
+        raise InvalidInputError(f"weighted_box_fusion: iou_thr must be in (0, 1], got {iou_thr!r}")
+    if n == 0:
+        z = np.zeros(0, np.int64)
+        return Fusion(np.zeros((0, 4)), np.zeros(0), z, z, z, z)
+    anchor = cluster_anchors(b, s, g, lab, iou_thr)
+    return fuse_clusters(b, s, lab, anchor)
+
+
+def cluster_anchors(
+    b: np.ndarray, s: np.ndarray, g: np.ndarray, lab: np.ndarray, iou_thr: float
+) -> np.ndarray:
+    """The anchor box index of every box under the rule of :func:`weighted_box_fusion`."""
+    n = b.shape[0]
+    order = score_order(s)
+    prio = np.empty(n, np.int64)
+    prio[order] = np.arange(n)
+    i, j = candidate_pairs(b)
+    keep = (g[i] != g[j]) & (lab[i] == lab[j])
+    i, j = i[keep], j[keep]
+    iou = pair_iou(b, i, j)
+    keep = iou >= iou_thr
+    i, j, iou = i[keep], j[keep], iou[keep]
+    first = prio[i] < prio[j]
+    hi = np.where(first, i, j)
+    lo = np.where(first, j, i)
+    anchor = np.full(n, -1, np.int64)  # -1 undecided; == own index: anchor; else member of
+    linked = np.zeros(n, bool)
+    linked[hi] = True
+    linked[lo] = True
+    alone = np.flatnonzero(~linked)
+    anchor[alone] = alone  # nothing to fuse with
+    ngroups = int(g.max()) - int(g.min()) + 1
+    gz = g - g.min()
+    occupied = np.zeros(0, np.int64)  # codes anchor * ngroups + group of filled cluster slots
+    while True:
+        und = anchor < 0
+        if not und.any():
+            break
+        # Edges whose lower box is still open and whose upper box can still be an anchor.
+        live = und[lo] & ((anchor[hi] < 0) | (anchor[hi] == hi))
+        hi, lo, iou = hi[live], lo[live], iou[live]
+        slot = hi * ngroups + gz[lo]
+        free = ~np.isin(slot, occupied)
+        pending = np.zeros(n, bool)
+        pending[lo[anchor[hi] < 0]] = True
+        # Of the open boxes of one group that want the same anchor, only the best-ranked may go.
+        blocked = np.zeros(n, bool)
+        f = np.flatnonzero(free)
+        if f.size:
+            srt = f[np.lexsort((prio[lo[f]], slot[f]))]
+            dup = np.zeros(srt.size, bool)
+            dup[1:] = slot[srt[1:]] == slot[srt[:-1]]
+            blocked[lo[srt[dup]]] = True
+        ready = und & ~pending & ~blocked
+        # Ready boxes pick the free anchor they overlap most.
+        cand = np.flatnonzero(ready[lo] & free & (anchor[hi] == hi))
+        new_slots = []
+        if cand.size:
+            srt = cand[np.lexsort((prio[hi[cand]], -iou[cand], lo[cand]))]
+            firsts = np.ones(srt.size, bool)
+            firsts[1:] = lo[srt[1:]] != lo[srt[:-1]]
+            pick = srt[firsts]
+            anchor[lo[pick]] = hi[pick]
+            new_slots.append(slot[pick])
+        solo = np.flatnonzero(ready & (anchor < 0))
+        anchor[solo] = solo
+        new_slots.append(solo * ngroups + gz[solo])
+        occupied = np.union1d(occupied, np.concatenate(new_slots))
+    return anchor
