@@ -16,7 +16,9 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   joined from four fragments).
 
 "Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the larger
-of the two boxes' widths (for x sides) or heights (for y sides). Joins win over drops.
+of the two boxes' widths (for x sides) or heights (for y sides). A pair that meets is joined
+rather than dropped; a box dropped through any other pair takes no part in joins (its
+product is covered by the fuller view that dropped it).
 """
 
 from __future__ import annotations
@@ -85,7 +87,6 @@ def repair_seams(
     )
     if n < 2 or not anycut.any():
         return empty
-    # Only boxes near a cut box can matter: index the cut boxes with everything they touch.
     i, j = candidate_pairs(b, pad=float(tol_px), touching=True)
     ok = (g[i] != g[j]) & (anycut[i] | anycut[j])
     if not class_agnostic:
@@ -132,12 +133,14 @@ def repair_seams(
         | meets(bi, bj, ci, cj, 1)
         | meets(bj, bi, cj, ci, 1)
     )
+    # A pair that meets is joined, not dropped; a box dropped through another pair (a third
+    # tile saw it whole, or saw more of it) takes no part in joins.
+    dropped[i[drop_i & ~join]] = True
+    dropped[j[drop_j & ~join]] = True
+    join &= ~dropped[i] & ~dropped[j]
     joined = np.zeros(n, bool)
     joined[i[join]] = True
     joined[j[join]] = True
-    dropped[i[drop_i & ~join]] = True
-    dropped[j[drop_j & ~join]] = True
-    dropped &= ~joined
     if not joined.any():
         return SeamRepair(
             keep=~dropped,
