@@ -1,0 +1,224 @@
+#!/usr/bin/env python
+"""Evaluate the default detector: COCO AP on a generated held-out set, CPU speed, real-photo previews.
+
+Held-out accuracy (through the tiled engine ``dt.detect`` at tile 1280 / overlap 0.2):
+
+    python scripts/make_shelves.py --out data/shelves_val --n 50 --seed 1000
+    python scripts/eval_default.py --data data/shelves_val --out eval.json
+
+prints COCO AP@[.5:.95], AP50, AP75 (pycocotools, maxDets 400, boxes at score >= 0.05) and
+precision / recall at IoU 0.5 at the shipped score threshold, plus megapixels per second of the
+whole default path (reading excluded, detector at its default threshold).
+
+Real photos (no labels: draws previews for counting by eye):
+
+    python scripts/eval_default.py --real /work/shared/real-shelves/*.jpg --previews previews/
+
+``--weights`` evaluates a checkpoint file instead of the packaged weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from densedet_tile.detector.builtin import build_from_checkpoint, load_default  # noqa: E402
+from densedet_tile.types import Detections  # noqa: E402
+
+
+def _load_detector(weights: str | None, score_thr: float | None):
+    if weights:
+        ck = torch.load(weights, map_location="cpu", weights_only=True)
+        return build_from_checkpoint(ck, device="cpu", score_thr=score_thr)
+    return load_default(device="cpu", score_thr=score_thr)
+
+
+def _own_detect(img: np.ndarray, det, tile: int, overlap: float) -> Detections:
+    """Fallback tiling (grid, resize to input_size, predict, shift, NMS) if the engine is absent."""
+    from torchvision.ops import nms
+
+    from densedet_tile.tiler.grid import make_grid
+    from densedet_tile.types import TileSpec
+
+    h, w = img.shape[:2]
+    parts = []
+    for t in make_grid(w, h, TileSpec(tile=tile, overlap=overlap)):
+        crop = img[t.y:t.y2, t.x:t.x2]
+        s = det.input_size / max(t.w, t.h)
+        small = np.asarray(Image.fromarray(crop).resize((max(1, round(t.w * s)), max(1, round(t.h * s))),
+                                                        Image.Resampling.BILINEAR))
+        d = det.predict([small])[0]
+        parts.append(d.scaled(t.w / small.shape[1], t.h / small.shape[0]).shifted(t.x, t.y))
+    allb = Detections.concat(parts)
+    if len(allb) == 0:
+        return allb
+    keep = nms(torch.from_numpy(np.array(allb.xyxy)), torch.from_numpy(np.array(allb.scores)), 0.5).numpy()
+    return allb[keep]
+
+
+def run_detect(img: np.ndarray, det, tile: int, overlap: float, engine: str) -> Detections:
+    if engine == "own":
+        return _own_detect(img, det, tile, overlap)
+    import densedet_tile as dt
+
+    return dt.detect(img, det, tile=tile, overlap=overlap)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix between (N,4) and (M,4) boxes of one image."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    aa = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    ab = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(aa[:, None] + ab[None, :] - inter, 1e-9)
+
+
+def match_counts(pred: np.ndarray, scores: np.ndarray, gt: np.ndarray, iou_thr: float = 0.5) -> tuple[int, int, int]:
+    """Greedy score-ordered matching; returns (true positives, false positives, missed)."""
+    if len(pred) == 0:
+        return 0, 0, len(gt)
+    if len(gt) == 0:
+        return 0, len(pred), 0
+    order = np.argsort(-scores)
+    iou = _iou(pred[order], gt)
+    used = np.zeros(len(gt), bool)
+    tp = 0
+    for i in range(len(order)):
+        cand = np.where(~used & (iou[i] >= iou_thr), iou[i], -1.0)
+        j = int(cand.argmax())
+        if cand[j] >= iou_thr:
+            used[j] = True
+            tp += 1
+    return tp, len(pred) - tp, int((~used).sum())
+
+
+def coco_ap(gts: dict[str, np.ndarray], dets: dict[str, tuple[np.ndarray, np.ndarray]], sizes: dict[str, tuple[int, int]]):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images, anns, res = [], [], []
+    aid = 1
+    for k, name in enumerate(sorted(gts)):
+        w, h = sizes[name]
+        images.append({"id": k + 1, "file_name": name, "width": w, "height": h})
+        for b in gts[name]:
+            anns.append({"id": aid, "image_id": k + 1, "category_id": 1, "iscrowd": 0,
+                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                         "area": float((b[2] - b[0]) * (b[3] - b[1]))})
+            aid += 1
+        boxes, scores = dets[name]
+        for b, s in zip(boxes, scores):
+            res.append({"image_id": k + 1, "category_id": 1, "score": float(s),
+                        "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "product"}]}
+    gt.createIndex()
+    dt_ = gt.loadRes(res) if res else COCO()
+    ev = COCOeval(gt, dt_, "bbox")
+    ev.params.maxDets = [1, 100, 400]
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2]),
+            "AR400": float(ev.stats[8])}
+
+
+def evaluate(args) -> dict:
+    data = Path(args.data)
+    gts: dict[str, list] = defaultdict(list)
+    sizes: dict[str, tuple[int, int]] = {}
+    with (data / "annotations.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            gts[row["image_name"]].append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
+            sizes[row["image_name"]] = (int(row["image_width"]), int(row["image_height"]))
+    names = sorted(gts)[: args.limit] if args.limit else sorted(gts)
+    gt_arr = {n: np.asarray(gts[n], np.float32) for n in names}
+    det_low = _load_detector(args.weights, 0.05)
+    det_def = _load_detector(args.weights, None)
+    dets, counts = {}, np.zeros(3, int)
+    mp, secs = 0.0, 0.0
+    for i, name in enumerate(names):
+        img = np.asarray(Image.open(data / "images" / name).convert("RGB"))
+        d = run_detect(img, det_low, args.tile, args.overlap, args.engine)
+        dets[name] = (np.array(d.xyxy), np.array(d.scores))
+        t = time.perf_counter()
+        dd = run_detect(img, det_def, args.tile, args.overlap, args.engine)
+        secs += time.perf_counter() - t
+        mp += img.shape[0] * img.shape[1] / 1e6
+        counts += match_counts(np.array(dd.xyxy), np.array(dd.scores), gt_arr[name])
+        print(f"{i + 1}/{len(names)} {name}: gt {len(gt_arr[name])} det {len(dd)} "
+              f"(tp/fp/miss so far {counts.tolist()}) {mp / secs:.2f} MP/s", flush=True)
+    ap = coco_ap(gt_arr, dets, {n: sizes[n] for n in names})
+    tp, fp, miss = counts.tolist()
+    out = {**ap, "images": len(names), "gt_boxes": int(sum(len(v) for v in gt_arr.values())),
+           "score_thr": det_def.score_thr, "precision@0.5": tp / max(tp + fp, 1), "recall@0.5": tp / max(tp + miss, 1),
+           "cpu_megapixels_per_s": mp / secs, "seconds_per_image": secs / len(names), "torch_threads": torch.get_num_threads(),
+           "tile": args.tile, "overlap": args.overlap, "engine": args.engine, "weights": args.weights or "package",
+           "weights_info": det_def.info}
+    return out
+
+
+def previews(args) -> dict:
+    det = _load_detector(args.weights, args.score_thr)
+    outdir = Path(args.previews)
+    outdir.mkdir(parents=True, exist_ok=True)
+    report = {}
+    for path in args.real:
+        img = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+        t = time.perf_counter()
+        d = run_detect(img, det, args.tile, args.overlap, args.engine)
+        dt_s = time.perf_counter() - t
+        im = Image.fromarray(img)
+        draw = ImageDraw.Draw(im)
+        lw = max(2, img.shape[1] // 800)
+        for b, s in zip(np.array(d.xyxy), np.array(d.scores)):
+            draw.rectangle([float(v) for v in b], outline=(0, 255, 0) if s >= 0.5 else (255, 160, 0), width=lw)
+        im.thumbnail((args.preview_side, args.preview_side))
+        stem = Path(path).stem
+        im.save(outdir / f"{stem}.png")
+        report[stem] = {"boxes": len(d), "seconds": round(dt_s, 2), "size": [img.shape[1], img.shape[0]]}
+        print(stem, report[stem], flush=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="dataset folder written by scripts/make_shelves.py")
+    ap.add_argument("--real", nargs="*", help="real photos to draw previews for")
+    ap.add_argument("--previews", default="previews")
+    ap.add_argument("--preview-side", type=int, default=1400)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--score-thr", type=float, default=None, help="threshold for previews (default: shipped)")
+    ap.add_argument("--tile", type=int, default=1280)
+    ap.add_argument("--overlap", type=float, default=0.2)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--engine", choices=["dt", "own"], default="dt", help="dt.detect or a fallback tiler")
+    ap.add_argument("--out", default=None, help="write the metrics as JSON here")
+    args = ap.parse_args(argv)
+    result: dict = {}
+    if args.data:
+        result["heldout"] = evaluate(args)
+    if args.real:
+        result["real"] = previews(args)
+    if not result:
+        ap.error("give --data and/or --real")
+    print(json.dumps(result, indent=1, default=str))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""The synthetic shelf generator: determinism, box validity, scale, dataset writing."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.shelves import render_shelf, training_sample, write_dataset
+
+
+def test_same_seed_same_image_and_boxes() -> None:
+    a_img, a_box = render_shelf(np.random.default_rng(7), width=320, height=256, product_height=60)
+    b_img, b_box = render_shelf(np.random.default_rng(7), width=320, height=256, product_height=60)
+    c_img, _ = render_shelf(np.random.default_rng(8), width=320, height=256, product_height=60)
+    assert np.array_equal(a_img, b_img)
+    assert np.array_equal(a_box, b_box)
+    assert not np.array_equal(a_img, c_img)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_boxes_lie_inside_the_image_and_are_well_formed(seed: int) -> None:
+    img, boxes = render_shelf(np.random.default_rng(seed), width=400, height=300, product_height=70)
+    assert img.shape == (300, 400, 3) and img.dtype == np.uint8
+    assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 4
+    assert len(boxes) > 0
+    assert np.all(boxes[:, 0] >= 0) and np.all(boxes[:, 1] >= 0)
+    assert np.all(boxes[:, 2] <= 400) and np.all(boxes[:, 3] <= 300)
+    assert np.all(boxes[:, 2] - boxes[:, 0] >= 2) and np.all(boxes[:, 3] - boxes[:, 1] >= 2)
+
+
+def test_product_scale_follows_product_height() -> None:
+    small = [render_shelf(np.random.default_rng(s), width=512, height=512, product_height=40)[1] for s in range(4)]
+    large = [render_shelf(np.random.default_rng(s), width=512, height=512, product_height=120)[1] for s in range(4)]
+    h_small = np.median(np.concatenate([b[:, 3] - b[:, 1] for b in small]))
+    h_large = np.median(np.concatenate([b[:, 3] - b[:, 1] for b in large]))
+    assert 20 < h_small < 60
+    assert 60 < h_large < 180
+    # denser packing at the small scale: many more products per image
+    assert sum(map(len, small)) > 3 * sum(map(len, large))
+
+
+def test_products_are_packed_side_by_side() -> None:
+    _, boxes = render_shelf(np.random.default_rng(3), width=640, height=640, product_height=100)
+    # most products have a horizontal neighbour within a few pixels (tight facings)
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    same_row = np.abs(cy[:, None] - cy[None, :]) < 25
+    gap = boxes[None, :, 0] - boxes[:, None, 2]  # left edge of j minus right edge of i
+    near = same_row & (gap > -3) & (gap < 8) & (cx[None, :] > cx[:, None])
+    assert near.any(axis=1).mean() > 0.5
+
+
+def test_training_sample_size() -> None:
+    img, boxes = training_sample(np.random.default_rng(0), size=256, tile=512)
+    assert img.shape == (256, 256, 3)
+    assert boxes.shape[1] == 4
+
+
+def test_bad_arguments_raise() -> None:
+    with pytest.raises(InvalidInputError, match="16x16"):
+        render_shelf(np.random.default_rng(0), width=8, height=100, product_height=20)
+    with pytest.raises(InvalidInputError, match="product_height"):
+        render_shelf(np.random.default_rng(0), width=100, height=100, product_height=0.5)
+
+
+def test_write_dataset(tmp_path) -> None:
+    csv_path = write_dataset(tmp_path / "ds", n=2, seed=5, width=300, height=200, product_height=50)
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height"]
+    names = {r[0] for r in rows[1:]}
+    assert names == {"shelf_5_0000.jpg", "shelf_5_0001.jpg"}
+    for r in rows[1:]:
+        w, h = int(r[6]), int(r[7])
+        with Image.open(tmp_path / "ds" / "images" / r[0]) as im:
+            assert im.size == (w, h)
+        x1, y1, x2, y2 = map(float, r[1:5])
+        assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
+        assert r[5] == "product"
+    # alternating orientation
+    assert {(int(r[6]), int(r[7])) for r in rows[1:]} == {(300, 200), (200, 300)}
