@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.merge import candidate_pairs, connected_components, pair_iou
+
+from merge_ref import random_boxes, ref_iou
+
+
+def brute_pairs(b: np.ndarray, pad: float, touching: bool) -> set[tuple[int, int]]:
+    out = set()
+    for i in range(len(b)):
+        for j in range(i + 1, len(b)):
+            w = min(b[i, 2], b[j, 2]) - max(b[i, 0], b[j, 0]) + 2 * pad
+            h = min(b[i, 3], b[j, 3]) - max(b[i, 1], b[j, 1]) + 2 * pad
+            if (w >= 0 and h >= 0) if touching else (w > 0 and h > 0):
+                out.add((i, j))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_candidate_pairs_match_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 160))
+    b = random_boxes(rng, n, extent=float(rng.choice([50, 300, 2000])), size=(0.0, float(rng.choice([5, 60, 400]))))
+    # Snap to a coarse lattice so that many boxes share edges exactly (touching cases).
+    if seed % 2:
+        b = np.round(b / 10) * 10
+        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2])
+    pad = float(rng.choice([0.0, 0.0, 3.0]))
+    for touching in (False, True):
+        i, j = candidate_pairs(b, pad=pad, touching=touching)
+        got = list(zip(i.tolist(), j.tolist()))
+        assert len(got) == len(set(got)), "a pair was reported twice"
+        assert all(a < c for a, c in got)
+        assert set(got) == brute_pairs(b, pad, touching)
+
+
+def test_candidate_pairs_odd_cells_and_one_huge_box() -> None:
+    rng = np.random.default_rng(5)
+    b = random_boxes(rng, 120, extent=1000, size=(1, 30))
+    b = np.vstack([b, [[-10, -10, 1100, 1100]]])  # covers everything
+    want = brute_pairs(b, 0.0, False)
+    for cell in (1.0, 7.5, 64.0, 5000.0):
+        i, j = candidate_pairs(b, cell=cell)
+        assert set(zip(i.tolist(), j.tolist())) == want
+
+
+def test_candidate_pairs_empty_and_single() -> None:
+    for b in (np.zeros((0, 4)), np.array([[0, 0, 5, 5.0]])):
+        i, j = candidate_pairs(b)
+        assert i.shape == j.shape == (0,)
+
+
+def test_candidate_pairs_rejects_bad_boxes() -> None:
+    with pytest.raises(InvalidInputError, match="x2 < x1"):
+        candidate_pairs(np.array([[5, 0, 1, 1.0], [0, 0, 1, 1]]))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        candidate_pairs(np.array([[np.nan, 0, 1, 1.0], [0, 0, 1, 1]]))
+    with pytest.raises(InvalidInputError, match="shape"):
+        candidate_pairs(np.zeros((3, 5)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pair_iou_matches_reference(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    b = random_boxes(rng, 60, extent=100, size=(0.0, 50))
+    i = rng.integers(0, 60, 300)
+    j = rng.integers(0, 60, 300)
+    got = pair_iou(b, i, j)
+    want = np.array([ref_iou(b[a], b[c]) for a, c in zip(i, j)])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert np.all(got[i == j][(b[i[i == j], 2] > b[i[i == j], 0]) & (b[i[i == j], 3] > b[i[i == j], 1])] == 1.0)
+
+
+def ref_components(n: int, edges: list[tuple[int, int]]) -> list[int]:
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for a, c in edges:
+        ra, rc = find(a), find(c)
+        if ra != rc:
+            parent[max(ra, rc)] = min(ra, rc)
+    return [min(k for k in range(n) if find(k) == find(q)) for q in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_connected_components_match_union_find(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 80))
+    m = int(rng.integers(0, 2 * n))
+    i = rng.integers(0, n, m)
+    j = rng.integers(0, n, m)
+    got = connected_components(n, i, j)
+    assert got.tolist() == ref_components(n, list(zip(i.tolist(), j.tolist())))
+
+
+def test_connected_components_long_chain() -> None:
+    n = 1000
+    perm = np.random.default_rng(0).permutation(n)
+    got = connected_components(n, perm[:-1], perm[1:])
+    assert np.all(got == 0)

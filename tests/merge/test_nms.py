@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.merge import nms, pair_iou
+from densedet_tile.merge import nms as nms_mod  # noqa: F401
+
+from merge_ref import random_boxes, ref_iou, ref_nms
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_nms_matches_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 250))
+    b = random_boxes(rng, n, extent=float(rng.choice([100, 400])), size=(1, 90))
+    # Coarse scores make many ties; the rule breaks them by index.
+    scores = np.round(rng.random(n), int(rng.choice([1, 6])))
+    thr = float(rng.choice([0.1, 0.3, 0.5, 0.7]))
+    labels = rng.integers(0, 3, n) if seed % 3 == 0 else None
+    got = nms(b, scores, thr, labels=labels)
+    assert got.tolist() == ref_nms(b, scores, thr, labels)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nms_matches_torchvision_with_distinct_scores(seed: int) -> None:
+    rng = np.random.default_rng(50 + seed)
+    b = random_boxes(rng, 400, extent=600, size=(5, 120))
+    s = rng.permutation(400).astype(np.float64) / 400
+    labels = rng.integers(0, 4, 400)
+    want = torchvision.ops.batched_nms(torch.from_numpy(b), torch.from_numpy(s), torch.from_numpy(labels), 0.45)
+    assert nms(b, s, 0.45, labels=labels).tolist() == want.tolist()
+
+
+def test_nms_threshold_is_strict() -> None:
+    # Box 1 overlaps box 0 with IoU exactly 0.5 (kept at thr 0.5), box 2 just above it.
+    b = np.array([[0, 0, 10, 10], [0, 0, 10, 20], [0, 0, 10, 19.9]], float)
+    s = np.array([0.9, 0.8, 0.7])
+    assert ref_iou(b[0], b[1]) == 0.5 and ref_iou(b[0], b[2]) > 0.5
+    assert nms(b[:2], s[:2], 0.5).tolist() == [0, 1]
+    assert nms(b[[0, 2]], s[[0, 2]], 0.5).tolist() == [0]
+    assert nms(b[[0, 2]], s[[0, 2]], np.nextafter(ref_iou(b[0], b[2]), 1)).tolist() == [0, 1]
+
+
+def test_nms_long_chain_uses_fallback_and_stays_exact() -> None:
+    # 300 boxes, each overlapping the next above the threshold, scores falling along the chain:
+    # the greedy answer alternates keep/drop and needs 300 sequential decisions.
+    k = np.arange(300, dtype=float)
+    b = np.stack([k * 2, np.zeros(300), k * 2 + 10, np.full(300, 10.0)], axis=1)
+    s = 1.0 - k / 1000
+    got = nms(b, s, 0.5)
+    assert got.tolist() == ref_nms(b, s, 0.5)
+    assert got.tolist() == list(range(0, 300, 2))
+
+
+def test_nms_empty_and_bad_input() -> None:
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
+    with pytest.raises(InvalidInputError, match="scores"):
+        nms(np.zeros((2, 4)), np.zeros(3), 0.5)
+    with pytest.raises(InvalidInputError, match="iou_thr"):
+        nms(np.zeros((1, 4)), np.zeros(1), 1.5)
+    with pytest.raises(InvalidInputError, match="NaN"):
+        nms(np.zeros((1, 4)), np.array([np.nan]), 0.5)
+
+
+def test_nms_all_touching_edges_keeps_everything() -> None:
+    # A packed grid of boxes that share edges but no area: nothing may be suppressed.
+    gx, gy = np.meshgrid(np.arange(20) * 30.0, np.arange(10) * 50.0)
+    b = np.stack([gx.ravel(), gy.ravel(), gx.ravel() + 30, gy.ravel() + 50], axis=1)
+    s = np.random.default_rng(0).random(len(b))
+    assert sorted(nms(b, s, 0.01).tolist()) == list(range(len(b)))
+
+
+box_sets = st.integers(0, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.tuples(st.floats(0, 200), st.floats(0, 200), st.floats(0.5, 60), st.floats(0.5, 60)), min_size=n, max_size=n),
+        st.lists(st.floats(0, 1), min_size=n, max_size=n),
+        st.sampled_from([0.2, 0.5, 0.8]),
+    )
+)
+
+
+def _arrays(data):  # noqa: ANN001, ANN202
+    raw, scores, thr = data
+    b = np.array([[x, y, x + w, y + h] for x, y, w, h in raw], float).reshape(-1, 4)
+    return b, np.array(scores, float), thr
+
+
+@settings(max_examples=60, deadline=None)
+@given(box_sets)
+def test_nms_properties(data) -> None:  # noqa: ANN001
+    b, s, thr = _arrays(data)
+    keep = nms(b, s, thr)
+    # No two kept boxes overlap above the threshold.
+    if keep.size > 1:
+        ii, jj = np.triu_indices(keep.size, 1)
+        assert np.all(pair_iou(b, keep[ii], keep[jj]) <= thr)
+    # Kept boxes come by descending score.
+    assert np.all(np.diff(s[keep]) <= 0)
+    # Idempotent: NMS of the kept boxes keeps them all.
+    assert nms(b[keep], s[keep], thr).tolist() == list(range(keep.size))
+    # Every dropped box is suppressed by a kept box.
+    dropped = np.setdiff1d(np.arange(len(b)), keep)
+    for d in dropped:
+        assert np.any(pair_iou(b, np.full(keep.size, d), keep) > thr)
+
+
+@settings(max_examples=40, deadline=None)
+@given(box_sets, st.randoms(use_true_random=False))
+def test_nms_permutation_invariant(data, rnd) -> None:  # noqa: ANN001
+    b, s, thr = _arrays(data)
+    # Distinct scores make the result a set independent of input order.
+    s = s + np.arange(len(s)) * 1e-9
+    perm = np.arange(len(b))
+    rnd.shuffle(perm)
+    a = {tuple(x) for x in b[nms(b, s, thr)]}
+    c = {tuple(x) for x in b[perm][nms(b[perm], s[perm], thr)]}
+    assert a == c

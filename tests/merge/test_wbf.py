@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.merge import pair_iou, weighted_box_fusion
+
+from merge_ref import random_boxes, ref_iou, ref_order
+
+
+def ref_anchors(b, s, groups, labels, thr):  # noqa: ANN001, ANN201
+    """Sequential statement of the clustering rule in weighted_box_fusion's docstring."""
+    order = ref_order(s)
+    rank = {k: r for r, k in enumerate(order)}
+    anchor = {}
+    members: dict[int, set] = {}
+    for k in order:
+        best = None
+        for a in members:
+            if labels[a] != labels[k] or groups[a] == groups[k] or groups[k] in members[a]:
+                continue
+            v = ref_iou(b[a], b[k])
+            if v >= thr and (best is None or (v, -rank[a]) > (best[0], -rank[best[1]])):
+                best = (v, a)
+        if best is None:
+            anchor[k] = k
+            members[k] = {groups[k]}
+        else:
+            anchor[k] = best[1]
+            members[best[1]].add(groups[k])
+    return np.array([anchor[k] for k in range(len(b))])
+
+
+def ref_fuse(b, s, labels, anchor):  # noqa: ANN001, ANN201
+    out = []
+    for a in sorted(set(anchor.tolist())):
+        m = np.flatnonzero(anchor == a)
+        w = s[m] if s[m].sum() > 0 else np.ones(m.size)
+        out.append((a, (b[m] * w[:, None]).sum(0) / w.sum(), s[m].mean(), labels[a], m.size))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_wbf_matches_sequential_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 200))
+    # Jittered copies of a few "true" boxes seen by several groups (tiles): the real use case,
+    # plus random clutter; a small number of groups forces same-group conflicts.
+    base = random_boxes(rng, max(1, n // 4), extent=300, size=(10, 80))
+    pick = rng.integers(0, len(base), n)
+    b = base[pick] + rng.normal(0, float(rng.choice([1, 4, 10])), (n, 4))
+    b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 0.5)
+    s = np.round(rng.random(n), int(rng.choice([1, 5])))
+    groups = rng.integers(0, int(rng.choice([2, 3, 8])), n)
+    labels = rng.integers(0, 2, n) if seed % 4 == 0 else np.zeros(n, np.int64)
+    thr = float(rng.choice([0.3, 0.55, 0.7]))
+    f = weighted_box_fusion(b, s, groups=groups, iou_thr=thr, labels=labels)
+    anchor = ref_anchors(b, s, groups, labels, thr)
+    assert np.array_equal(f.anchor_ids[f.cluster], anchor)
+    want = ref_fuse(b, s, labels, anchor)
+    assert f.anchor_ids.tolist() == [w[0] for w in want]
+    np.testing.assert_allclose(f.xyxy, np.array([w[1] for w in want]).reshape(-1, 4), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(f.scores, [w[2] for w in want], rtol=1e-12)
+    assert f.labels.tolist() == [w[3] for w in want]
+    assert f.size.tolist() == [w[4] for w in want]
+
+
+def test_wbf_one_group_never_fuses() -> None:
+    rng = np.random.default_rng(0)
+    b = random_boxes(rng, 50, extent=20, size=(30, 40))  # all overlapping heavily
+    f = weighted_box_fusion(b, rng.random(50), groups=np.zeros(50, int), iou_thr=0.1)
+    assert len(f.scores) == 50
+    np.testing.assert_array_equal(f.xyxy[f.cluster], b)
+
+
+def test_wbf_single_view_keeps_score_and_box() -> None:
+    b = np.array([[0, 0, 10, 10], [100, 0, 110, 10], [100.5, 0, 110.5, 10], [300, 0, 310, 10]], float)
+    s = np.array([0.42, 0.9, 0.7, 0.33])
+    f = weighted_box_fusion(b, s, groups=np.array([0, 0, 1, 1]), iou_thr=0.5)
+    assert f.size.tolist() == [1, 2, 1]
+    np.testing.assert_allclose(f.scores, [0.42, 0.8, 0.33])  # mean, never / number of tiles
+    np.testing.assert_array_equal(f.xyxy[[0, 2]], b[[0, 3]])
+    np.testing.assert_allclose(f.xyxy[1], (0.9 * b[1] + 0.7 * b[2]) / 1.6)
+
+
+def test_wbf_adjacent_products_from_two_tiles_stay_two() -> None:
+    # Two touching products, each seen by two tiles with a little noise: two boxes out.
+    p = np.array([[0, 0, 50, 80], [50, 0, 90, 80]], float)
+    b = np.vstack([p + 0.5, p - 0.5])
+    f = weighted_box_fusion(b, np.ones(4), groups=np.array([0, 0, 1, 1]), iou_thr=0.55)
+    assert len(f.scores) == 2
+    np.testing.assert_allclose(np.sort(f.xyxy, axis=0), np.sort(p, axis=0))
+
+
+def test_wbf_empty_and_bad_input() -> None:
+    f = weighted_box_fusion(np.zeros((0, 4)), np.zeros(0), groups=np.zeros(0, int), iou_thr=0.5)
+    assert f.xyxy.shape == (0, 4) and f.cluster.shape == (0,)
+    with pytest.raises(InvalidInputError, match="groups"):
+        weighted_box_fusion(np.zeros((2, 4)), np.zeros(2), groups=np.zeros(3, int), iou_thr=0.5)
+    with pytest.raises(InvalidInputError, match="iou_thr"):
+        weighted_box_fusion(np.zeros((2, 4)), np.zeros(2), groups=np.zeros(2, int), iou_thr=0.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 100), st.floats(0, 100), st.floats(1, 40), st.floats(1, 40), st.floats(0, 1), st.integers(0, 3)), max_size=50),
+    st.sampled_from([0.3, 0.55, 0.8]),
+)
+def test_wbf_properties(rows, thr) -> None:  # noqa: ANN001
+    b = np.array([[x, y, x + w, y + h] for x, y, w, h, _, _ in rows], float).reshape(-1, 4)
+    s = np.array([r[4] for r in rows], float)
+    g = np.array([r[5] for r in rows], np.int64)
+    f = weighted_box_fusion(b, s, groups=g, iou_thr=thr)
+    n = len(b)
+    assert f.cluster.shape == (n,) and f.size.sum() == n
+    for c in range(len(f.scores)):
+        m = np.flatnonzero(f.cluster == c)
+        a = f.anchor_ids[c]
+        assert a in m
+        assert len(set(g[m].tolist())) == m.size  # at most one box per tile
+        assert np.all(pair_iou(b, np.full(m.size, a), m)[m != a] >= thr)
+        # The fused box lies within the members' hull; the score is their mean.
+        assert np.all(f.xyxy[c, :2] >= b[m, :2].min(0) - 1e-9) and np.all(f.xyxy[c, 2:] <= b[m, 2:].max(0) + 1e-9)
+        assert abs(f.scores[c] - s[m].mean()) < 1e-12
