@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import types
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import DetectorError
 
-__all__ = ["numpy_safe_globals", "load_checkpoint", "state_dict_of"]
+__all__ = ["numpy_safe_globals", "restricted_getattr", "load_checkpoint", "state_dict_of"]
 
 SafeGlobal = Callable[..., Any] | tuple[Callable[..., Any], str]
 
@@ -46,6 +47,26 @@ def numpy_safe_globals() -> list[SafeGlobal]:
         (c for c in dtype_classes if c is not np.dtype), key=lambda c: c.__qualname__
     )
     return entries
+
+
+def restricted_getattr(owners: Sequence[type]) -> tuple[Callable[..., Any], str]:
+    """A stand-in for the pickled global ``builtins.getattr``, limited to methods of ``owners``.
+
+    Some objects (mmengine's ``HistoryBuffer`` in a runner's ``message_hub``) pickle references
+    to their own methods as ``getattr(Class, "name")``. Allow-listing the real ``getattr`` would
+    open the door to arbitrary attribute access, so this version only returns plain functions
+    defined on one of ``owners`` and refuses everything else.
+    """
+    allowed = tuple(owners)
+
+    def _getattr(obj: Any, name: str) -> Any:
+        if obj in allowed and isinstance(name, str) and not name.startswith("_"):
+            value = obj.__dict__.get(name)
+            if isinstance(value, types.FunctionType):
+                return value
+        raise pickle.UnpicklingError(f"refusing getattr({obj!r}, {name!r}) while loading a checkpoint")
+
+    return (_getattr, "builtins.getattr")
 
 
 def load_checkpoint(

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .checkpoints import load_checkpoint, state_dict_of
+from .checkpoints import load_checkpoint, restricted_getattr, state_dict_of
 
 __all__ = ["build", "MMDetDetector", "Precision"]
 
@@ -346,7 +346,9 @@ def _load_weights(model: Any, checkpoint: str | os.PathLike[str]) -> tuple[str, 
     try:
         from mmengine.logging.history_buffer import HistoryBuffer
 
-        extra.append(HistoryBuffer)  # in the message_hub of checkpoints saved by mmengine runners
+        # the message_hub of checkpoints saved by mmengine runners holds HistoryBuffers, which
+        # pickle their statistics methods as getattr(HistoryBuffer, name)
+        extra += [HistoryBuffer, restricted_getattr([HistoryBuffer])]
     except ImportError:  # pragma: no cover - mmengine present whenever this runs
         pass
     ckpt = load_checkpoint(checkpoint, extra_safe_globals=extra)

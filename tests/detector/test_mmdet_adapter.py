@@ -1,0 +1,243 @@
+"""The mmdet backend: a real MMDetection model built from the repo's DenseDet (light) config.
+
+Weights are random, so the tests check shapes, dtypes, frames and plumbing, not accuracy.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mmdet")
+torch = pytest.importorskip("torch")
+
+from densedet_tile import Detections, TileSpec  # noqa: E402
+from densedet_tile.detector import mmdet_adapter  # noqa: E402
+from densedet_tile.detector.registry import load_detector  # noqa: E402
+from densedet_tile.errors import DetectorError, InvalidInputError  # noqa: E402
+from densedet_tile.tiler.grid import make_grid  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+LIGHT = str(ROOT / "configs" / "densedet_r18_cascade_bfp_light.py")
+FULL = str(ROOT / "configs" / "densedet_x101_32x4d_cascade_bfp.py")
+
+
+@pytest.fixture(scope="module")
+def det():
+    torch.manual_seed(0)
+    return mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=128, score_thr=0.0)
+
+
+def _tiles(seed, shapes):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+
+
+def test_build_reads_the_config(det):
+    assert det.name == "mmdet:densedet_r18_cascade_bfp_light"
+    assert det.input_size == 128
+    assert det.class_names == ("product",)
+    assert det.info["architecture"] == "CascadeRCNN" and det.info["device"] == "cpu"
+    assert not det.model.training
+    # the DenseDet structure: two cascade stages, FPN + BFP, 1 class, class-agnostic regression
+    assert det.model.roi_head.num_stages == 2
+    assert [type(m).__name__ for m in det.model.neck] == ["FPN", "BFP"]
+    head = det.model.roi_head.bbox_head[0]
+    assert head.num_classes == 1 and head.reg_class_agnostic
+    assert det.model.test_cfg.rcnn.max_per_img == 400
+
+
+def test_input_size_defaults_to_the_config_declaration():
+    d = mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu")
+    assert d.input_size == 1280
+    resize = [t for t in d._pipeline.transforms if type(t).__name__ == "Resize"][0]
+    assert resize.scale == (1280, 1280) and resize.keep_ratio
+
+
+def test_predict_returns_tile_local_boxes_per_tile(det):
+    tiles = _tiles(1, [(96, 128), (128, 128), (40, 70)])
+    out = det.predict(tiles)
+    assert len(out) == 3
+    for d, t in zip(out, tiles):
+        assert isinstance(d, Detections)
+        assert 0 < len(d) <= 400
+        assert d.xyxy.dtype == np.float32 and d.scores.dtype == np.float32 and d.labels.dtype == np.int64
+        h, w = t.shape[:2]
+        assert (d.xyxy[:, [0, 2]] >= 0).all() and (d.xyxy[:, [0, 2]] <= w).all()
+        assert (d.xyxy[:, [1, 3]] >= 0).all() and (d.xyxy[:, [1, 3]] <= h).all()
+        assert ((d.scores >= 0) & (d.scores <= 1)).all()
+        assert set(d.labels.tolist()) == {0}
+        assert np.all(np.diff(d.scores) <= 1e-6)  # best first
+
+
+def test_boxes_are_mapped_back_from_mmdets_resize(det):
+    # 128 px input size, 256x200 tile: mmdet shrinks it by 0.5; boxes must come back in tile pixels.
+    (tile,) = _tiles(2, [(200, 256)])
+    (d,) = det.predict([tile])
+    assert d.xyxy[:, 2].max() > 200 and d.xyxy[:, 3].max() > 150
+
+
+def test_batched_equals_one_by_one_for_equal_tiles(det):
+    tiles = _tiles(3, [(128, 128), (128, 128)])
+    together = det.predict(tiles)
+    alone = [det.predict([t])[0] for t in tiles]
+    for a, b in zip(together, alone):
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-2)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_channel_order_reaches_the_model_as_rgb(det, monkeypatch):
+    seen = {}
+    orig = det.model.data_preprocessor.forward
+
+    def spy(data, training=False):
+        seen["raw"] = data["inputs"][0].clone()
+        return orig(data, training)
+
+    monkeypatch.setattr(det.model.data_preprocessor, "forward", spy)
+    tile = np.zeros((64, 64, 3), np.uint8)
+    tile[..., 0] = 200  # pure red in RGB
+    det.predict([tile])
+    # mmdet holds in-memory images as BGR (channel 2 = red) and flips to RGB in the preprocessor
+    raw = seen["raw"]
+    assert raw[2].float().mean() == 200 and raw[0].float().mean() == 0
+    assert det.model.data_preprocessor._channel_conversion
+
+
+def test_score_thr_drops_low_boxes(det):
+    strict = copy.copy(det)
+    strict.score_thr = 0.5
+    (tile,) = _tiles(4, [(128, 128)])
+    (loose_d,) = det.predict([tile])
+    (strict_d,) = strict.predict([tile])
+    assert (strict_d.scores >= 0.5).all()
+    assert len(strict_d) == int((loose_d.scores >= 0.5).sum())
+
+
+def test_empty_batch_and_bad_tiles(det):
+    assert det.predict([]) == []
+    with pytest.raises(InvalidInputError, match="tile 1: expected an HxWx3 uint8"):
+        det.predict([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32)])
+    with pytest.raises(InvalidInputError, match="tile 0"):
+        det.predict([np.zeros((8, 8), np.uint8)])
+
+
+def test_checkpoint_round_trip_with_numpy_meta(det, tmp_path):
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    sd = {k: v.clone() for k, v in det.model.state_dict().items()}
+    ckpt = {
+        "meta": {"seed": np.int64(7), "epoch": 12, "dataset_meta": {"classes": ("sku",)},
+                 "lr": np.array([0.02, 0.002])},
+        "state_dict": sd,
+        "message_hub": {"log_scalars": {"loss": HistoryBuffer([1.0, 0.5], [1, 1])}},
+    }
+    path = tmp_path / "model.pth"
+    torch.save(ckpt, path)
+    other = mmdet_adapter.build(config=LIGHT, checkpoint=str(path), device="cpu", input_size=128, score_thr=0.0)
+    assert other.class_names == ("sku",)
+    assert other.info["checkpoint"] == str(path)
+    (tile,) = _tiles(5, [(128, 96)])
+    a, b = det.predict([tile])[0], other.predict([tile])[0]
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_checkpoint_with_1x_keys_is_refused_with_a_hint(det, tmp_path):
+    sd = {("bbox_head." + k[len("roi_head.bbox_head."):] if k.startswith("roi_head.bbox_head.") else k): v
+          for k, v in det.model.state_dict().items()}
+    path = tmp_path / "old.pth"
+    torch.save({"state_dict": sd}, path)
+    with pytest.raises(DetectorError, match="convert_densedet_checkpoint"):
+        mmdet_adapter.build(config=LIGHT, checkpoint=str(path), device="cpu")
+
+
+def test_bad_arguments_fail_before_building(tmp_path):
+    with pytest.raises(InvalidInputError, match="config file is required"):
+        mmdet_adapter.build(config=None, checkpoint=None)
+    with pytest.raises(InvalidInputError, match="nope.py: no such file"):
+        mmdet_adapter.build(config=str(tmp_path / "nope.py"), checkpoint=None)
+    with pytest.raises(InvalidInputError, match="unknown option"):
+        mmdet_adapter.build(config=LIGHT, checkpoint=None, frobnicate=1)
+    with pytest.raises(InvalidInputError, match="fp16"):
+        mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", precision="fp16")
+    with pytest.raises(InvalidInputError, match="input_size"):
+        mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=3)
+    with pytest.raises(DetectorError, match="no such file"):
+        mmdet_adapter.build(config=LIGHT, checkpoint=str(tmp_path / "missing.pth"), device="cpu")
+
+
+def test_bf16_backbone_path_keeps_heads_in_fp32():
+    d = mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=96, score_thr=0.0,
+                            precision="bf16")
+    assert next(d.model.backbone.parameters()).dtype == torch.bfloat16
+    assert next(d.model.roi_head.parameters()).dtype == torch.float32
+    (out,) = d.predict(_tiles(6, [(96, 80)]))
+    assert len(out) > 0 and out.xyxy.dtype == np.float32
+    assert (out.xyxy[:, 2] <= 80).all() and (out.xyxy[:, 3] <= 96).all()
+
+
+def test_full_densedet_config_builds_the_published_structure():
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(FULL)
+    assert cfg.model.backbone.type == "ResNeXt" and cfg.model.backbone.depth == 101
+    assert cfg.model.backbone.groups == 32 and cfg.model.backbone.base_width == 4
+    assert cfg.model.test_cfg.rpn.max_per_img == 3000 and cfg.model.test_cfg.rcnn.max_per_img == 400
+    assert cfg.model.rpn_head.anchor_generator.strides == [4, 8, 16, 32, 64]
+    light = Config.fromfile(LIGHT)
+    assert light.model.test_cfg == cfg.model.test_cfg
+    assert light.model.rpn_head.anchor_generator == cfg.model.rpn_head.anchor_generator
+
+
+def test_registry_builds_the_mmdet_adapter():
+    d = load_detector("mmdet", config=LIGHT, checkpoint=None, device="cpu", input_size=64, score_thr=0.2)
+    assert isinstance(d, mmdet_adapter.MMDetDetector) and d.input_size == 64 and d.score_thr == 0.2
+
+
+def test_importing_the_package_and_adapters_stays_light():
+    code = (
+        "import sys, densedet_tile\n"
+        "import densedet_tile.detector.mmdet_adapter, densedet_tile.detector.checkpoints\n"
+        "heavy = [m for m in ('mmdet', 'mmcv', 'mmengine', 'onnxruntime') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_cli_runs_a_real_mmdet_model_on_an_image(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    img = tmp_path / "shelf.png"
+    Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "densedet_tile", str(img), "--detector", "mmdet", "--config", LIGHT,
+         "--device", "cpu", "--tile", "160", "--overlap", "0.2", "--input-size", "128",
+         "--score-thr", "0.3", "--out", str(out), "--format", "json,csv", "-q"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((out / "shelf.detections.json").read_text())
+    assert doc["schema"] == "densedet-tile/detections@1"
+    assert doc["image"]["width"] == 300 and doc["image"]["height"] == 200
+    assert doc["num_tiles"] == len(make_grid(300, 200, TileSpec(tile=160, overlap=0.2))) > 1
+    assert doc["model"]["name"] == "mmdet:densedet_r18_cascade_bfp_light"
+    boxes = np.array(doc["boxes"], dtype=np.float64).reshape(-1, 4)
+    assert len(boxes) > 0 and len(doc["scores"]) == len(boxes) == len(doc["labels"])
+    assert (boxes[:, [0, 2]] >= 0).all() and (boxes[:, [0, 2]] <= 300).all()
+    assert (boxes[:, [1, 3]] >= 0).all() and (boxes[:, [1, 3]] <= 200).all()
+    assert (np.array(doc["scores"]) >= 0.3).all()
+    assert doc["categories"] == {"0": "product"}
+    assert (out / "shelf.detections.csv").read_text().count("\n") == len(boxes) + 1
