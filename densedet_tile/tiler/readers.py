@@ -65,8 +65,8 @@ DEFAULT_TIFF_CACHE_BYTES: int = 256 * 2**20
 
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
-# Pillow's decompression-bomb limit is a process-wide global; it is lifted only while this lock
-# is held and restored afterwards, so the option of one call never leaks into another.
+# Pillow's decompression-bomb limit and LOAD_TRUNCATED_IMAGES are process-wide globals; they are
+# changed only while this lock is held and restored afterwards, so one call never leaks into another.
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
@@ -313,12 +313,13 @@ class PillowSource(ImageSource):
     """A JPEG/PNG/WebP/BMP/GIF... decoded once by Pillow; windows converted on demand."""
 
     def __init__(self, path: Path, *, max_pixels: int | None) -> None:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageFile, UnidentifiedImageError
 
         label = str(path)
         with _PIL_LIMIT_LOCK:
-            saved = Image.MAX_IMAGE_PIXELS
+            saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
             Image.MAX_IMAGE_PIXELS = None
+            ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, whoever set it
             try:
                 try:
                     im = Image.open(path)
@@ -350,7 +351,7 @@ class PillowSource(ImageSource):
                     im.close()
                     raise
             finally:
-                Image.MAX_IMAGE_PIXELS = saved
+                Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
         self._im: Any = im
         self._lock = threading.Lock()
         self._convert = self._make_converter(im, label)

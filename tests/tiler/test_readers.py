@@ -582,3 +582,14 @@ def test_directory_and_bad_arguments(tmp_path):
         open_image(12)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="max_pixels"):
         open_image(noise(2, 2), max_pixels=0)
+
+
+def test_truncated_jpeg_raises_even_if_pillow_was_told_to_accept_it(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(_encoded("JPEG")[:-300])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ImageReadError, match="truncated"):
+        open_image(path)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is restored
