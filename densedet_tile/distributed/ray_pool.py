@@ -1,0 +1,326 @@
+"""A pool of Ray actors that each build the detector once and keep it.
+
+Work goes out one item per idle actor; an actor that dies (killed, out of memory, node lost)
+is replaced and the item it held is handed to another actor, up to ``retries`` times. An
+exception raised by the work itself is not retried: it is the item's result.
+
+This module imports Ray; import it only when Ray is wanted (see :func:`.require_ray`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
+
+import ray
+from ray.exceptions import ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
+
+from ..errors import DensedetError, DetectorError, InvalidInputError
+
+__all__ = ["connect", "DetectorWorker", "RayPool", "TaskResult", "worker_lost_errors"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Exceptions that mean "the worker went away", not "the work failed": the item is retried.
+worker_lost_errors: tuple[type[BaseException], ...] = (RayActorError, WorkerCrashedError, ObjectLostError)
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None,
+            log_to_driver: bool = True) -> bool:
+    """Attach this process to Ray; return True when this call started a local instance.
+
+    ``address``: ``"local"`` starts an embedded single-machine instance (``num_cpus`` /
+    ``num_gpus`` default to what the machine has); ``"auto"`` joins the cluster named by the
+    ``RAY_ADDRESS`` environment variable, or else the one already running on this machine;
+    anything else (``ray://head:10001``, ``head:6379``) is passed to :func:`ray.init`. When
+    Ray is already initialised in this process it is used as it is and False is returned.
+    """
+    if ray.is_initialized():
+        return False
+    if address == "local":
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                 log_to_driver=log_to_driver, logging_level=logging.WARNING)
+        return True
+    target = (os.environ.get("RAY_ADDRESS") or "auto") if address == "auto" else address
+    try:
+        ray.init(address=target, log_to_driver=log_to_driver, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: {_one_line(exc)}") from exc
+    return False
+
+
+class DetectorWorker:
+    """The actor: builds its detector once (from a spec with ``build()`` or a ready object).
+
+    Building never raises here; a failure is reported by :meth:`info` so that the driver can
+    say why instead of showing an actor-death traceback.
+    """
+
+    def __init__(self, detector: Any, label: str) -> None:
+        self.label = f"{label}@{socket.gethostname()}:{os.getpid()}"
+        self.error: str | None = None
+        self.detector: Any = None
+        self._open: tuple[str, Any] | None = None  # (path, ImageSource) kept for --split chunks
+        try:
+            build = getattr(detector, "build", None)
+            self.detector = build() if callable(build) and not hasattr(detector, "predict") else detector
+        except Exception as exc:  # reported by info()
+            msg = _one_line(exc)
+            self.error = msg if isinstance(exc, DensedetError) else f"{type(exc).__name__}: {msg}"
+
+    def info(self) -> dict[str, Any]:
+        """Who this worker is and what it runs; ``error`` is set when the detector failed to build."""
+        from ..detector.base import resolve_device
+        from ..pipeline import describe_detector
+
+        out: dict[str, Any] = {"worker": self.label, "error": self.error}
+        if self.error is None:
+            out["model"] = describe_detector(self.detector)
+            out["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+            try:
+                out["auto_device"] = resolve_device("auto")
+            except Exception:  # pragma: no cover - resolve_device('auto') does not fail in practice
+                out["auto_device"] = None
+        return out
+
+    def process(self, inp: str, opts: Any, out_dir: str, stem: str) -> dict[str, Any]:
+        """Run one whole image through the engine and write its outputs (see ``runner.process_image``)."""
+        from ..runner import process_image
+
+        outcome = process_image(inp, self.detector, opts, out_dir, stem=stem)
+        rec = outcome.as_dict()
+        rec["worker"] = self.label
+        return rec
+
+    def predict_tiles(self, path: str, tiles: Sequence[Any], opts: Any) -> dict[str, Any]:
+        """Tile-local detections for ``tiles`` of the image at ``path`` (part of a split image).
+
+        Returns plain arrays (``xyxy`` (N, 4) float32, ``scores``, ``labels`` per tile, in the
+        order given) plus timings, so nothing library-specific crosses the wire.
+        """
+        from ..pipeline import predict_tiles
+        from ..tiler.readers import DEFAULT_MAX_PIXELS, open_image
+
+        t0 = time.perf_counter()
+        if self._open is None or self._open[0] != path:
+            self.close_image()
+            max_pixels = DEFAULT_MAX_PIXELS if opts.max_pixels is None else opts.max_pixels
+            self._open = (path, open_image(path, max_pixels=max_pixels))
+        src = self._open[1]
+        t_open = time.perf_counter() - t0
+        timings: dict[str, float] = {}
+        dets = predict_tiles(
+            src, tiles, self.detector, batch_size=opts.batch_size, input_size=opts.input_size,
+            score_thr=opts.score_thr, device=opts.device, timings=timings,
+        )
+        timings["read_s"] = timings.get("read_s", 0.0) + t_open
+        return {
+            "worker": self.label,
+            "xyxy": [d.xyxy for d in dets],
+            "scores": [d.scores for d in dets],
+            "labels": [d.labels for d in dets],
+            "timings": timings,
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def close_image(self) -> None:
+        """Forget the image kept open for split work."""
+        if self._open is not None:
+            self._open[1].close()
+            self._open = None
+
+
+@dataclass(frozen=True)
+class TaskResult(Generic[T]):
+    """The end of one item: ``value`` when ``ok``, else ``error`` (one line)."""
+
+    item: T
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    attempts: int = 1
+    worker: str | None = None
+
+
+@dataclass
+class _Slot:
+    handle: Any
+    label: str
+    busy: bool = False
+
+
+class RayPool:
+    """``workers`` :class:`DetectorWorker` actors, each with ``num_cpus`` CPUs and ``num_gpus`` GPUs.
+
+    Use as a context manager (actors are killed on exit). ``max_respawns`` bounds how many
+    replacement actors may be started over the pool's life for actors that died.
+    """
+
+    def __init__(
+        self,
+        detector: Any,
+        *,
+        workers: int,
+        num_cpus: float = 1.0,
+        num_gpus: float = 0.0,
+        max_respawns: int | None = None,
+    ) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
+        if not (num_cpus >= 0 and num_gpus >= 0):
+            raise InvalidInputError(f"CPUs and GPUs per worker must be >= 0, got {num_cpus!r} and {num_gpus!r}")
+        self.detector_ref = ray.put(detector)
+        self.workers = workers
+        self.num_cpus = float(num_cpus)
+        self.num_gpus = float(num_gpus)
+        self.max_respawns = 2 * workers if max_respawns is None else max_respawns
+        self.respawned = 0
+        self.slots: list[_Slot] = []
+        self.info: list[dict[str, Any]] = []
+        self._counter = 0
+        self._actor_cls = ray.remote(DetectorWorker)
+
+    # -- life cycle -------------------------------------------------------------------------
+    def _spawn(self) -> _Slot:
+        self._counter += 1
+        label = f"w{self._counter}"
+        handle = self._actor_cls.options(
+            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0,
+        ).remote(self.detector_ref, label)
+        return _Slot(handle, label)
+
+    def start(self) -> list[dict[str, Any]]:
+        """Start the actors and wait until each has built its detector; return their ``info``.
+
+        Raises :class:`~densedet_tile.errors.DetectorError` when the detector cannot be built.
+        """
+        self.slots = [self._spawn() for _ in range(self.workers)]
+        infos = ray.get([s.handle.info.remote() for s in self.slots])
+        for slot, inf in zip(self.slots, infos):
+            slot.label = inf["worker"]
+        bad = next((i for i in infos if i.get("error")), None)
+        if bad is not None:
+            self.close()
+            raise DetectorError(f"the detector cannot be built on worker {bad['worker']}: {bad['error']}")
+        self.info = infos
+        return infos
+
+    def close(self) -> None:
+        """Kill every actor of the pool."""
+        for s in self.slots:
+            try:
+                ray.kill(s.handle)
+            except Exception:  # pragma: no cover - already gone
+                pass
+        self.slots = []
+
+    def __enter__(self) -> "RayPool":
+        if not self.slots:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """The detector description reported by the first worker."""
+        return dict(self.info[0].get("model", {})) if self.info else {}
+
+    # -- work -------------------------------------------------------------------------------
+    def map(
+        self,
+        items: Iterable[T],
+        submit: Callable[[Any, T], Any],
+        *,
+        retries: int = 2,
+        on_submit: Callable[[Any, T], None] | None = None,
+    ) -> Iterator[TaskResult[T]]:
+        """Run ``submit(actor_handle, item) -> ObjectRef`` for every item; yield results as they end.
+
+        Each actor holds at most one item at a time. When the actor holding an item dies, the
+        actor is replaced (within ``max_respawns``) and the item is queued again, at most
+        ``retries`` times. ``on_submit(actor_handle, item)`` is called after each hand-out
+        (monitoring; tests use it to kill an actor mid-item).
+        """
+        pending: list[tuple[T, int]] = [(it, 1) for it in items]
+        pending.reverse()  # pop() from the end keeps the input order
+        inflight: dict[Any, tuple[T, int, _Slot]] = {}
+        while pending or inflight:
+            for slot in self.slots:
+                if not pending:
+                    break
+                if slot.busy:
+                    continue
+                item, attempt = pending.pop()
+                ref = submit(slot.handle, item)
+                slot.busy = True
+                inflight[ref] = (item, attempt, slot)
+                if on_submit is not None:
+                    on_submit(slot.handle, item)
+            if not inflight:
+                # nothing running and nothing could be handed out: no live workers are left
+                while pending:
+                    item, attempt = pending.pop()
+                    yield TaskResult(item, False, error="no live Ray workers left to run it", attempts=attempt - 1)
+                return
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in done:
+                item, attempt, slot = inflight.pop(ref)
+                try:
+                    value = ray.get(ref)
+                except worker_lost_errors as exc:
+                    why = _ANSI.sub("", _one_line(exc))
+                    log.warning("worker %s died (%s); %s", slot.label, why[:200],
+                                "retrying its item" if attempt <= retries else "giving up on its item")
+                    self._replace(slot)
+                    if attempt <= retries:
+                        pending.append((item, attempt + 1))
+                    else:
+                        yield TaskResult(item, False, error=f"its worker died {attempt} time(s); last: {why[:300]}",
+                                         attempts=attempt, worker=slot.label)
+                    continue
+                except RayTaskError as exc:
+                    cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                    msg = _ANSI.sub("", _one_line(cause))
+                    if not isinstance(cause, (DensedetError, OSError)):
+                        msg = f"{type(cause).__name__}: {msg}"
+                    slot.busy = False
+                    yield TaskResult(item, False, error=msg, attempts=attempt, worker=slot.label)
+                    continue
+                slot.busy = False
+                yield TaskResult(item, True, value=value, attempts=attempt, worker=slot.label)
+
+    def _replace(self, dead: _Slot) -> None:
+        """Drop a dead actor and, within the respawn budget, start a fresh one in its place."""
+        try:
+            ray.kill(dead.handle)
+        except Exception:  # pragma: no cover - already gone
+            pass
+        self.slots = [s for s in self.slots if s is not dead]
+        if self.respawned >= self.max_respawns:
+            return
+        self.respawned += 1
+        fresh = self._spawn()
+        try:
+            inf = ray.get(fresh.handle.info.remote())
+        except worker_lost_errors:
+            return
+        if inf.get("error"):
+            ray.kill(fresh.handle)
+            return
+        fresh.label = inf["worker"]
+        self.slots.append(fresh)

@@ -1,0 +1,208 @@
+"""densedet-tile batch without Ray: in-process runs, manifest, restart, inputs and errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densedet_tile import DetectorError, InvalidInputError, MissingDependencyError
+from densedet_tile.batch import DetectorSpec, Manifest, batch_main, expand_inputs, run_batch
+from densedet_tile.cli import main as cli_main
+from densedet_tile.runner import RunOptions
+from fakes import BlobDetector, blob_image
+
+FAKES = str(Path(__file__).parent / "fakes.py")
+
+
+def _images(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = [("a.png", 300, 500, (10, 20, 100, 80)), ("b.png", 400, 300, (50, 60, 70, 90)),
+             ("c.png", 200, 700, (300, 40, 620, 180))]
+    out = []
+    for name, h, w, box in specs:
+        p = folder / name
+        Image.fromarray(blob_image(h, w, box)).save(p)
+        out.append(p)
+    return out
+
+
+def _doc(path: Path) -> dict:
+    doc = json.loads(path.read_text())
+    doc.pop("timings")
+    return doc
+
+
+def test_in_process_outputs_equal_the_single_image_cli(tmp_path):
+    imgs = _images(tmp_path / "in")
+    common = ["--detector", f"{FAKES}:make_blob", "--tile", "256", "--format", "csv,coco", "-q"]
+    assert cli_main([*map(str, imgs), "--out", str(tmp_path / "cli"), *common]) == 0
+    assert batch_main([*map(str, imgs), "--out", str(tmp_path / "batch"), "--ray", "none", *common]) == 0
+    for p in imgs:
+        a, b = _doc(tmp_path / "cli" / f"{p.stem}.detections.json"), _doc(tmp_path / "batch" / f"{p.stem}.detections.json")
+        assert a == b
+        assert len(a["boxes"]) == 1
+        for ext in ("csv", "coco.json"):
+            cli_files = sorted(x.name for x in (tmp_path / "cli").glob(f"{p.stem}.*{ext}"))
+            assert cli_files, ext
+            for name in cli_files:
+                assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "batch" / name).read_bytes()
+
+
+def test_bad_image_is_reported_in_the_manifest_and_the_run_goes_on(tmp_path, capsys):
+    imgs = _images(tmp_path / "in")
+    bad = tmp_path / "in" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    missing = tmp_path / "in" / "missing.png"
+    argv = [str(imgs[0]), str(bad), str(missing), str(imgs[1]), "--out", str(tmp_path / "out"), "--ray", "none",
+            "--detector", f"{FAKES}:make_blob", "--tile", "256"]
+    assert batch_main(argv) == 1
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "missing.png" in err
+    snap = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert snap["schema"] == "densedet-tile/batch-manifest@1"
+    by_name = {Path(r["input"]).name: r for r in snap["images"]}
+    assert snap["counts"] == {"ok": 2, "error": 2}
+    assert by_name["a.png"]["status"] == "ok" and by_name["a.png"]["products"] == 1
+    assert by_name["a.png"]["worker"].startswith("in-process")
+    assert by_name["broken.jpg"]["status"] == "error" and "broken.jpg" in by_name["broken.jpg"]["error"]
+    assert "\n" not in by_name["broken.jpg"]["error"]
+    assert not list((tmp_path / "out").glob("broken*")) and not list((tmp_path / "out").glob("missing*"))
+    assert [r["event"] for r in Manifest(tmp_path / "out").records()] == ["run"] + ["image"] * 4 + ["end"]
+
+
+def test_restart_skips_complete_outputs_and_redoes_corrupt_ones(tmp_path):
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    opts = RunOptions(tile=256, formats=("json", "csv"))
+    det = BlobDetector()
+    first = run_batch(imgs, out, detector=det, opts=opts)
+    assert first.ok == 3 and first.backend == "in-process"
+    calls_after_first = len(det.seen)
+    good = {p.stem: (out / f"{p.stem}.detections.json").read_bytes() for p in imgs}
+
+    second = run_batch(imgs, out, detector=det, opts=opts)
+    assert second.skipped == 3 and second.ok == 0
+    assert len(det.seen) == calls_after_first  # nothing was run again
+    assert [r["products"] for r in second.records] == [1, 1, 1]
+
+    # a half-written JSON, and an image whose CSV went missing, are redone
+    (out / "b.detections.json").write_bytes(good["b"][: len(good["b"]) // 2])
+    (out / "c.detections.csv").unlink()
+    third = run_batch(imgs, out, detector=det, opts=opts)
+    status = {Path(r["input"]).stem: r["status"] for r in third.records}
+    assert status == {"a": "skipped", "b": "ok", "c": "ok"}
+    assert len(det.seen) > calls_after_first
+    for p in imgs:
+        assert json.loads((out / f"{p.stem}.detections.json").read_text())["boxes"] == json.loads(good[p.stem])["boxes"]
+    assert (out / "c.detections.csv").is_file()
+    snap = json.loads((out / "manifest.json").read_text())
+    assert len(snap["runs"]) == 3 and all(r.get("finished") for r in snap["runs"])
+    assert {Path(r["input"]).stem: r["status"] for r in snap["images"]} == status
+
+
+def test_manifest_survives_a_torn_last_line(tmp_path):
+    m = Manifest(tmp_path)
+    m.append({"event": "image", "input": "/x/a.png", "status": "ok"})
+    with open(m.log_path, "ab") as fh:
+        fh.write(b'{"event": "image", "input": "/x/b.p')  # the driver died mid-write
+    m.append({"event": "image", "input": "/x/c.png", "status": "error"})
+    recs = m.records()
+    assert [r["input"] for r in recs] == ["/x/a.png", "/x/c.png"]
+    assert m.log_path.read_bytes().count(b"\n") == 3
+    snap = m.snapshot()
+    assert snap["counts"] == {"ok": 1, "error": 1}
+
+
+def test_folders_expand_to_images_and_clashing_names_get_suffixes(tmp_path):
+    _images(tmp_path / "one")
+    (tmp_path / "one" / "notes.txt").write_text("not an image")
+    (tmp_path / "two").mkdir()
+    Image.fromarray(blob_image(100, 100, (10, 10, 40, 40))).save(tmp_path / "two" / "a.png")
+    paths = expand_inputs([tmp_path / "one", tmp_path / "two", tmp_path / "one" / "a.png"])
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["one/a.png", "one/b.png", "one/c.png", "two/a.png"]
+    s = run_batch([tmp_path / "one", tmp_path / "two"], tmp_path / "out", detector=BlobDetector(), opts=RunOptions(tile=256))
+    assert [r["stem"] for r in s.records] == ["a", "b", "c", "a-2"]
+    assert json.loads((tmp_path / "out" / "a-2.detections.json").read_text())["image"]["width"] == 100
+
+
+def test_explicit_ray_without_ray_installed_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    imgs = _images(tmp_path / "in")
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"densedet-tile\[ray\]"):
+        run_batch(imgs, tmp_path / "o1", detector=BlobDetector(), opts=RunOptions(tile=256), ray="local")
+    argv = [str(imgs[0]), "--out", str(tmp_path / "o2"), "--detector", f"{FAKES}:make_blob", "--ray", "auto"]
+    assert batch_main(argv) == 2
+    assert "pip install 'densedet-tile[ray]'" in capsys.readouterr().err
+    # the default falls back to this process
+    s = run_batch(imgs, tmp_path / "o3", detector=BlobDetector(), opts=RunOptions(tile=256), ray="default")
+    assert s.backend == "in-process" and s.ok == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"workers": 0}, "workers"),
+        ({"retries": -1}, "retries"),
+        ({"gpus_per_worker": -1.0}, "gpus_per_worker"),
+        ({"detector": object()}, "detector"),
+        ({"opts": {"tile": 256}}, "RunOptions"),
+    ],
+)
+def test_bad_options_are_rejected(tmp_path, kwargs, match):
+    kwargs = {"detector": BlobDetector(), **kwargs}
+    with pytest.raises(InvalidInputError, match=match):
+        run_batch([tmp_path / "a.png"], tmp_path / "out", **kwargs)
+
+
+def test_out_must_be_a_folder(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidInputError, match="not a folder"):
+        run_batch([tmp_path / "a.png"], tmp_path / "file", detector=BlobDetector())
+
+
+def test_cli_usage_errors_exit_2(tmp_path, capsys):
+    assert batch_main(["a.png"]) == 2  # --out is required
+    assert batch_main(["a.png", "--out", str(tmp_path), "--retries", "-1"]) == 2
+    assert batch_main(["a.png", "--out", str(tmp_path), "--gpus-per-worker", "x"]) == 2
+    assert batch_main(["--help"]) == 0
+    assert "--split" in capsys.readouterr().out
+
+
+def test_detector_that_cannot_be_built_exits_2_with_one_line(tmp_path, capsys):
+    imgs = _images(tmp_path / "in")
+    argv = [str(imgs[0]), "--out", str(tmp_path / "out"), "--ray", "none", "--detector", f"{FAKES}:no_such_factory"]
+    assert batch_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_factory" in err[0]
+    with pytest.raises(DetectorError):
+        run_batch(imgs, tmp_path / "out2", detector=DetectorSpec(name=f"{FAKES}:no_such_factory"))
+
+
+def test_detector_spec_resolves_local_paths(tmp_path, monkeypatch):
+    (tmp_path / "cfg.py").write_text("x = 1\n")
+    (tmp_path / "det.py").write_text("def make():\n    return None\n")
+    monkeypatch.chdir(tmp_path)
+    spec = DetectorSpec(name="det.py:make", config="cfg.py", checkpoint="weights.pth").resolved()
+    assert spec.name == f"{tmp_path / 'det.py'}:make"
+    assert spec.config == str(tmp_path / "cfg.py")
+    assert spec.checkpoint == "weights.pth"  # not here: left as given (it may be a name)
+    assert DetectorSpec(name="pkg.module:make").resolved().name == "pkg.module:make"
+
+
+def test_painted_scene_in_process_matches_detect(tmp_path):
+    import densedet_tile as dt
+    from densedet_tile.synthetic import PaintedDetector, make_painted_aisle
+
+    img, _ = make_painted_aisle(900, 300, n_products=40, seed=3, small_size=(20, 60), large_size=(100, 160))
+    p = tmp_path / "aisle.png"
+    Image.fromarray(img).save(p)
+    s = run_batch([p], tmp_path / "out", detector=PaintedDetector(), opts=RunOptions(tile=256, overlap=0.25))
+    assert s.ok == 1
+    doc = json.loads((tmp_path / "out" / "aisle.detections.json").read_text())
+    ref = dt.detect(p, PaintedDetector(), tile=256, overlap=0.25)
+    np.testing.assert_allclose(np.array(doc["boxes"], np.float32).reshape(-1, 4), ref.xyxy, atol=0.006)
