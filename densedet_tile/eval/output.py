@@ -22,6 +22,8 @@ def write_all_atomic(files: Mapping[Path, bytes | str]) -> list[Path]:
     If staging any of them fails, no target is touched and the temporaries are removed.
     """
     staged: list[tuple[str, Path]] = []
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         for target, data in files.items():
             target = Path(target)
@@ -30,6 +32,7 @@ def write_all_atomic(files: Mapping[Path, bytes | str]) -> list[Path]:
             staged.append((tmp, target))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
     except BaseException:
         for tmp, _ in staged:
             try:

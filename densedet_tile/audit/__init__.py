@@ -1,0 +1,41 @@
+"""Aisle audit: shelf rows and gaps from detections, counts per region, density heatmap, report.
+
+Pure functions on global product boxes (``xyxy`` pixels of the upright image):
+:func:`find_rows`, :func:`find_gaps`, :func:`count_in_regions`, :func:`density_grid`,
+:func:`run_audit` (all of them) and :func:`audit_to_dict`; :func:`render_preview` and
+:func:`render_html` make the report; :func:`audit_main` is the ``densedet-tile audit`` command.
+"""
+
+from .analysis import AUDIT_SCHEMA, AuditResult, AuditSettings, RegionStats, audit_to_dict, run_audit
+from .cli import audit_main
+from .gaps import DEFAULT_GAP_K, Gap, find_gaps
+from .heatmap import DensityGrid, density_grid, heatmap_png
+from .regions import Region, count_in_regions, load_regions, parse_regions
+from .report import render_html, render_preview
+from .rows import RowLayout, ShelfRow, estimate_tilt, find_rows
+
+__all__ = [
+    "AUDIT_SCHEMA",
+    "AuditResult",
+    "AuditSettings",
+    "DEFAULT_GAP_K",
+    "DensityGrid",
+    "Gap",
+    "Region",
+    "RegionStats",
+    "RowLayout",
+    "ShelfRow",
+    "audit_main",
+    "audit_to_dict",
+    "count_in_regions",
+    "density_grid",
+    "estimate_tilt",
+    "find_gaps",
+    "find_rows",
+    "heatmap_png",
+    "load_regions",
+    "parse_regions",
+    "render_html",
+    "render_preview",
+    "run_audit",
+]

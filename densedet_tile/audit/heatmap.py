@@ -1,0 +1,92 @@
+"""Product density on a coarse grid, and its rendering as a colour PNG.
+
+The image is cut into square cells of ``cell`` pixels (the last row/column may be smaller);
+each cell counts the box centres inside it, and its density is that count per megapixel of
+the cell's area inside the image.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+__all__ = ["DensityGrid", "density_grid", "auto_cell", "colorize", "heatmap_png"]
+
+# A dark-blue -> teal -> yellow -> red ramp (own anchor colours).
+_RAMP = np.array([[20, 30, 90], [20, 140, 150], [240, 220, 60], [215, 40, 30]], dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class DensityGrid:
+    """``counts`` int64 (rows, cols) products per cell, ``density`` float64 (rows, cols)
+    products per megapixel; ``cell`` the cell side in pixels; ``width``/``height`` the image."""
+
+    counts: np.ndarray
+    density: np.ndarray
+    cell: int
+    width: int
+    height: int
+
+
+def auto_cell(xyxy: np.ndarray, width: int, height: int) -> int:
+    """A cell about two median product heights wide (at least 32 px, at most 1/4 of the shorter
+    image side, and no more than 200 cells along the longer side)."""
+    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    med = float(np.median(a[:, 3] - a[:, 1])) if len(a) else min(width, height) / 8
+    cell = max(32.0, 2 * med, max(width, height) / 200)
+    cell = min(cell, max(32.0, min(width, height) / 4))
+    return int(round(cell))
+
+
+def density_grid(xyxy: np.ndarray, width: int, height: int, *, cell: int | None = None) -> DensityGrid:
+    """Count box centres per ``cell`` x ``cell`` pixel cell of a ``width`` x ``height`` image.
+
+    ``xyxy`` (N, 4) pixels; centres outside the image are clipped onto its border.
+    """
+    if width <= 0 or height <= 0:
+        raise InvalidInputError(f"image size must be positive, got {width}x{height}")
+    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    cell = auto_cell(a, width, height) if cell is None else cell
+    if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or cell < 1:
+        raise InvalidInputError(f"heatmap cell must be a positive number of pixels, got {cell!r}")
+    cols, rows = int(np.ceil(width / cell)), int(np.ceil(height / cell))
+    cx = np.clip((a[:, 0] + a[:, 2]) / 2, 0, width - 1e-6)
+    cy = np.clip((a[:, 1] + a[:, 3]) / 2, 0, height - 1e-6)
+    ix, iy = (cx // cell).astype(np.int64), (cy // cell).astype(np.int64)
+    counts = np.bincount(iy * cols + ix, minlength=rows * cols).reshape(rows, cols)
+    cw = np.minimum(cell, width - np.arange(cols) * cell)
+    ch = np.minimum(cell, height - np.arange(rows) * cell)
+    area = ch[:, None] * cw[None, :] / 1e6
+    return DensityGrid(counts.astype(np.int64), counts / area, int(cell), int(width), int(height))
+
+
+def colorize(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """Map non-negative ``values`` (H, W) to RGBA uint8 (H, W, 4) on the ramp; zeros are
+    transparent. ``vmax`` is the value drawn fully red (default: the maximum)."""
+    v = np.asarray(values, dtype=np.float64)
+    top = float(v.max()) if vmax is None else float(vmax)
+    t = np.clip(v / top, 0, 1) if top > 0 else np.zeros_like(v)
+    pos = t * (len(_RAMP) - 1)
+    i = np.minimum(pos.astype(np.int64), len(_RAMP) - 2)
+    f = (pos - i)[..., None]
+    rgb = _RAMP[i] * (1 - f) + _RAMP[i + 1] * f
+    alpha = np.where(v > 0, 255, 0)[..., None]
+    return np.concatenate([rgb, alpha], axis=-1).round().astype(np.uint8)
+
+
+def heatmap_png(grid: DensityGrid, *, max_side: int = 1600) -> bytes:
+    """The density grid as a PNG, each cell an equal block of pixels, the longer side at most
+    ``max_side`` (and at least one pixel per cell)."""
+    from PIL import Image
+
+    rgba = colorize(grid.density)
+    rows, cols = rgba.shape[:2]
+    k = max(1, int(max_side // max(rows, cols)))
+    big = np.repeat(np.repeat(rgba, k, axis=0), k, axis=1)
+    buf = io.BytesIO()
+    Image.fromarray(big, "RGBA").save(buf, format="PNG", optimize=True)
+    return buf.getvalue()

@@ -1,0 +1,164 @@
+"""The audit's visual outputs: a preview JPEG with boxes and gaps, and a self-contained HTML
+report (preview and heatmap embedded as base64 data URIs, inline CSS, no external assets).
+
+The preview is the upright image scaled by ``min(1, max_width / W, max_height / H)`` so a
+20000 px panorama comes out at most ``max_width`` (default 8000) pixels wide.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import numpy as np
+
+from .analysis import AuditResult
+
+__all__ = ["preview_scale", "render_preview", "render_html", "PREVIEW_MAX_WIDTH", "PREVIEW_MAX_HEIGHT"]
+
+PREVIEW_MAX_WIDTH = 8000
+PREVIEW_MAX_HEIGHT = 2400
+
+
+def preview_scale(width: int, height: int, *, max_width: int = PREVIEW_MAX_WIDTH, max_height: int = PREVIEW_MAX_HEIGHT) -> float:
+    """Scale factor of the preview of a ``width`` x ``height`` image (never above 1)."""
+    return float(min(1.0, max_width / width, max_height / height))
+
+
+def render_preview(
+    result: AuditResult,
+    image: Any | None,
+    *,
+    max_width: int = PREVIEW_MAX_WIDTH,
+    max_height: int = PREVIEW_MAX_HEIGHT,
+    quality: int = 82,
+) -> tuple[bytes, int, int, float]:
+    """Draw the products (green), rows (blue labels) and gaps (red) over the image.
+
+    ``image`` is a PIL image or HxWx3 uint8 array of the upright image at any scale (it is
+    resized to the preview size), or None for a plain grey canvas. Returns
+    (JPEG bytes, preview width, preview height, scale from image pixels to preview pixels).
+    """
+    from PIL import Image, ImageDraw
+
+    s = preview_scale(result.width, result.height, max_width=max_width, max_height=max_height)
+    pw, ph = max(1, int(round(result.width * s))), max(1, int(round(result.height * s)))
+    if image is None:
+        base = Image.new("RGB", (pw, ph), (190, 190, 190))
+    else:
+        base = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+        base = base.convert("RGB")
+        if base.size != (pw, ph):
+            base = base.resize((pw, ph), Image.Resampling.BILINEAR if s < 1 else Image.Resampling.NEAREST)
+    over = Image.new("RGBA", (pw, ph), (0, 0, 0, 0))
+    d = ImageDraw.Draw(over)
+    lw = max(1, int(round(2 * s)))
+    for x1, y1, x2, y2 in (result.xyxy * s).tolist():
+        d.rectangle([x1, y1, x2, y2], outline=(40, 230, 80, 255), width=lw)
+    for g in result.gaps:
+        poly = [(x * s, y * s) for x, y in g.polygon]
+        d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
+    lay = result.layout
+    for row in lay.rows:
+        y = float(lay.y_at((row.top + row.bottom) / 2, row.x_start)) * s
+        x = row.x_start * s
+        label = f"R{row.index + 1}"
+        d.rectangle([x, y - 8, x + 8 * len(label) + 6, y + 8], fill=(20, 60, 200, 220))
+        d.text((x + 3, y - 6), label, fill=(255, 255, 255, 255))
+    out = Image.alpha_composite(base.convert("RGBA"), over).convert("RGB")
+    buf = io.BytesIO()
+    out.save(buf, format="JPEG", quality=quality, optimize=True)
+    return buf.getvalue(), pw, ph, s
+
+
+def _table(cls: str, head: list[str], rows: list[list[Any]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    if not rows:
+        body = f'<tr class="none"><td colspan="{len(head)}">none</td></tr>'
+    return f'<table class="figures {cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222;background:#fafafa}
+h1{font-size:20px;margin:0 0 8px} h2{font-size:16px;margin:20px 0 6px}
+.summary span{display:inline-block;margin:0 18px 6px 0} .summary b{font-size:18px}
+.scroll{overflow:auto;max-width:100%;border:1px solid #ccc;background:#fff}
+.stage{position:relative;display:inline-block;line-height:0}
+.stage img.heat{position:absolute;left:0;top:0;width:100%;height:100%;opacity:.6;image-rendering:pixelated;display:none}
+#show-heat:checked ~ .scroll .stage img.heat{display:block}
+table.figures{border-collapse:collapse;margin:4px 0 12px;background:#fff}
+table.figures td,table.figures th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table.figures td:first-child,table.figures th:first-child{text-align:left}
+table.figures th{background:#eee} .legend{display:inline-block;vertical-align:middle;width:160px;height:12px;
+background:linear-gradient(90deg,rgb(20,30,90),rgb(20,140,150),rgb(240,220,60),rgb(215,40,30))}
+.note{color:#666}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var img = document.getElementById('preview');
+  var heat = document.getElementById('heatmap');
+  var b = document.body;
+  b.setAttribute('data-preview-natural-width', String(img.naturalWidth));
+  b.setAttribute('data-heatmap-natural-width', String(heat.naturalWidth));
+  b.setAttribute('data-table-rows', String(document.querySelectorAll('table.figures tbody tr').length));
+  b.setAttribute('data-report-ready', img.complete && img.naturalWidth > 0 ? 'yes' : 'no');
+});
+"""
+
+
+def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *, title: str | None = None) -> str:
+    """The self-contained HTML report of an audit document (see
+    :func:`~densedet_tile.audit.analysis.audit_to_dict`) with its preview and heatmap images."""
+    name = str(doc.get("image", {}).get("name") or "image")
+    title = title or f"Aisle audit: {name}"
+    s = doc["summary"]
+    summary = "".join(
+        f"<span>{html.escape(k)} <b>{html.escape(str(v))}</b></span>"
+        for k, v in (
+            ("products", s["products"]), ("shelf rows", s["rows"]), ("gaps", s["gaps"]),
+            ("empty width (products)", s["gap_width_products"]), ("tilt (deg)", s["tilt_deg"]),
+            ("products / Mpx", s["density_per_mpx"]),
+        )
+    )
+    rows = _table("rows", ["row", "products", "y top", "y bottom", "median width px", "gaps", "gap width (products)", "empty share"],
+                  [[r["row"], r["products"], r["y_top"], r["y_bottom"], r["median_product_width"], r["gaps"],
+                    r["gap_width_products"], f"{100 * r['empty_share']:.1f}%"] for r in doc["rows"]])
+    gaps = _table("gaps", ["gap", "row", "where", "x from", "x to", "width px", "width (products)"],
+                  [[g["id"], g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"], g["width_products"]]
+                   for g in doc["gaps"]])
+    regions = ""
+    if doc.get("regions"):
+        regions = "<h2>Regions</h2>" + _table(
+            "regions", ["region", "products", "area px", "products / Mpx", "gaps", "gap width (products)"],
+            [[r["name"], r["products"], int(r["area_px"]), r["density_per_mpx"], r["gaps"], r["gap_width_products"]]
+             for r in doc["regions"]])
+    hm = doc["heatmap"]
+    hm_max = max((max(r) for r in hm["density_per_mpx"] if r), default=0)
+    pv = base64.b64encode(preview_jpeg).decode("ascii")
+    hp = base64.b64encode(heatmap_png).decode("ascii")
+    st = doc["settings"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_CSS}</style></head>
+<body data-report-ready="pending">
+<h1>{html.escape(title)}</h1>
+<p class="note">{html.escape(str(doc['image'].get('width')))} x {html.escape(str(doc['image'].get('height')))} px.
+Gaps: empty stretches wider than {st['gap_k']} median product widths ({st['end_k']} at row ends).</p>
+<div class="summary">{summary}</div>
+<h2>Preview</h2>
+<input type="checkbox" id="show-heat"> <label for="show-heat">show density heatmap</label>
+<span class="legend"></span> 0 to {hm_max:g} products / Mpx ({hm['cell_px']} px cells)
+<div class="scroll"><div class="stage">
+<img id="preview" alt="preview with product boxes (green) and gaps (red)" src="data:image/jpeg;base64,{pv}">
+<img id="heatmap" class="heat" alt="density heatmap" src="data:image/png;base64,{hp}">
+</div></div>
+<h2>Shelf rows</h2>{rows}
+<h2>Gaps</h2>{gaps}
+{regions}
+<script>{_SCRIPT}</script>
+</body></html>
+"""

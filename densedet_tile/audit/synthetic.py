@@ -1,0 +1,213 @@
+"""Synthetic aisle layouts with known products and planted gaps, for tests and benchmarks.
+
+A layout is a number of shelf rows, each filled left to right with groups of identical
+facings (width and height drawn per group) separated by small natural spacings; from each
+row some runs of products are removed so that each planted interior gap is at least one median
+product width wide (two at a row end). The whole layout can be tilted (rotated about the image centre) and the boxes
+jittered like a detector's. :func:`render_aisle` paints it as an RGB image for report previews.
+
+Pixel coordinates, ``xyxy`` of the (tilted) image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+__all__ = ["SyntheticAisle", "synthetic_aisle", "render_aisle", "GapScore", "score_gaps"]
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticAisle:
+    """``xyxy`` (N, 4) float64 product boxes and ``row_of`` (N,) their row; ``gaps`` planted
+    gaps as (row, x1, x2) along the row's middle line; ``corners`` (N, 4, 2) the tilted outline
+    of each product; ``tilt_deg`` the rotation applied; ``shelf_lines`` (rows, 2, 2) each row's
+    shelf edge as two (x, y) points."""
+
+    width: int
+    height: int
+    xyxy: np.ndarray
+    row_of: np.ndarray
+    corners: np.ndarray
+    gaps: tuple[tuple[int, float, float], ...]
+    tilt_deg: float
+    shelf_lines: np.ndarray
+    colors: np.ndarray
+
+
+def _rotate(pts: np.ndarray, deg: float, cx: float, cy: float) -> np.ndarray:
+    t = np.radians(deg)
+    c, s = np.cos(t), np.sin(t)
+    x, y = pts[..., 0] - cx, pts[..., 1] - cy
+    return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=-1)
+
+
+def synthetic_aisle(
+    rng: np.random.Generator,
+    *,
+    width: int = 6000,
+    n_rows: int = 5,
+    row_height: int = 260,
+    base_width: float = 80.0,
+    tilt_deg: float = 0.0,
+    gaps_per_row: int = 2,
+    end_gap_rows: int = 1,
+    spacing: float = 0.25,
+    stack_prob: float = 0.15,
+    jitter: float = 0.02,
+) -> SyntheticAisle:
+    """Make one aisle (see module doc). ``spacing`` is the largest natural space between
+    neighbouring products as a fraction of ``base_width``; ``end_gap_rows`` rows get a gap at
+    their left or right end besides ``gaps_per_row`` interior gaps."""
+    if width < 20 * base_width or n_rows < 1 or row_height < 20:
+        raise InvalidInputError("synthetic_aisle: width must be >= 20 product widths, n_rows >= 1, row_height >= 20")
+    lip = 0.14 * row_height
+    margin = 0.5 * row_height
+    height = int(np.ceil(2 * margin + n_rows * (row_height + lip)))
+    boxes: list[list[float]] = []
+    rows: list[int] = []
+    colors: list[tuple[int, int, int]] = []
+    planted: list[tuple[int, float, float]] = []
+    shelf: list[list[tuple[float, float]]] = []
+    x_left = 0.03 * width
+    x_right = 0.97 * width
+    end_rows = set(rng.choice(n_rows, size=min(end_gap_rows, n_rows), replace=False).tolist())
+    for r in range(n_rows):
+        bottom = margin + (r + 1) * (row_height + lip) - lip
+        shelf.append([(0.0, bottom + lip / 2), (float(width), bottom + lip / 2)])
+        items: list[tuple[float, float, float, float, int]] = []  # x1, x2, h, stacked, group
+        cur = x_left + rng.uniform(0, 0.2) * base_width
+        g = 0
+        while True:
+            gw = base_width * rng.uniform(0.6, 1.5)
+            gh = row_height * rng.uniform(0.5, 0.92)
+            stacked = rng.random() < stack_prob and gh < 0.6 * row_height
+            n = int(rng.integers(2, 7))
+            done = False
+            for _ in range(n):
+                w = gw * rng.uniform(0.97, 1.03)
+                if cur + w > x_right - rng.uniform(0, 0.2) * base_width:
+                    done = True
+                    break
+                items.append((cur, cur + w, gh, float(stacked), g))
+                cur += w + rng.uniform(0, spacing) * base_width
+            g += 1
+            if done:
+                break
+        x1s = np.array([it[0] for it in items])
+        x2s = np.array([it[1] for it in items])
+        med = float(np.median(x2s - x1s))
+        removed = np.zeros(len(items), bool)
+        # interior gaps: remove a run of products at least one median width wide
+        tries = 0
+        made = 0
+        while made < gaps_per_row and tries < 200:
+            tries += 1
+            i = int(rng.integers(3, len(items) - 4))
+            j = i
+            while j < len(items) - 3 and x2s[j] - x1s[i] < med:
+                j += 1
+            if x2s[j] - x1s[i] < med or removed[max(0, i - 2): j + 3].any():
+                continue
+            removed[i: j + 1] = True
+            made += 1
+        if r in end_rows:
+            left = rng.random() < 0.5
+            j = 0
+            # an end gap is at least two products wide: a shelf end rarely fits a whole
+            # number of products, so up to one width of slack there is normal
+            if left:
+                while x2s[j] - x1s[0] < 2 * med:
+                    j += 1
+                removed[: j + 1] = True
+            else:
+                j = len(items) - 1
+                while x2s[-1] - x1s[j] < 2 * med:
+                    j -= 1
+                removed[j:] = True
+        # planted gaps are the uncovered stretches left by removed runs
+        idx = np.flatnonzero(~removed)
+        for a, b in zip(idx[:-1], idx[1:]):
+            if b - a > 1:
+                planted.append((r, float(x2s[a]), float(x1s[b])))
+        if removed[0]:
+            planted.append((r, float(x1s[0]), float(x1s[idx[0]])))
+        if removed[-1]:
+            planted.append((r, float(x2s[idx[-1]]), float(x2s[-1])))
+        for k in idx:
+            x1, x2, h, stacked, grp = items[k]
+            color = tuple(int(v) for v in np.random.default_rng(grp * 7919 + r).integers(30, 230, 3))
+            y2 = bottom - rng.uniform(0, 2)
+            boxes.append([x1, y2 - h, x2, y2])
+            rows.append(r)
+            colors.append(color)
+            if stacked:
+                boxes.append([x1, y2 - 2 * h - 2, x2, y2 - h - 2])
+                rows.append(r)
+                colors.append(color)
+    b = np.array(boxes, dtype=np.float64)
+    corners = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)
+    cx, cy = width / 2, height / 2
+    rc = _rotate(corners, tilt_deg, cx, cy)
+    xyxy = np.column_stack([rc[..., 0].min(1), rc[..., 1].min(1), rc[..., 0].max(1), rc[..., 1].max(1)])
+    if jitter > 0:
+        wh = np.repeat(xyxy[:, 2:] - xyxy[:, :2], 2, axis=0).reshape(-1, 4)
+        xyxy = xyxy + rng.uniform(-jitter, jitter, xyxy.shape) * wh
+        xyxy[:, 2:] = np.maximum(xyxy[:, 2:], xyxy[:, :2] + 1)
+    xyxy = np.clip(xyxy, 0, [width, height, width, height])
+    # planted gaps move with the rotation: take their ends on the row's middle line
+    gaps_out = []
+    for r, x1, x2 in planted:
+        bottom = margin + (r + 1) * (row_height + lip) - lip
+        mid = bottom - row_height / 2
+        p = _rotate(np.array([[x1, mid], [x2, mid]]), tilt_deg, cx, cy)
+        gaps_out.append((r, float(p[0, 0]), float(p[1, 0])))
+    lines = _rotate(np.array(shelf, dtype=np.float64), tilt_deg, cx, cy)
+    return SyntheticAisle(width, height, xyxy, np.array(rows, np.int64), rc, tuple(gaps_out), float(tilt_deg),
+                          lines, np.array(colors, np.uint8).reshape(-1, 3))
+
+
+def render_aisle(aisle: SyntheticAisle, *, scale: float = 1.0) -> np.ndarray:
+    """Paint the aisle (shelf edges and flat-coloured products) as HxWx3 uint8 RGB, optionally
+    at ``scale`` of its pixel size."""
+    from PIL import Image, ImageDraw
+
+    w, h = max(1, int(round(aisle.width * scale))), max(1, int(round(aisle.height * scale)))
+    im = Image.new("RGB", (w, h), (208, 206, 200))
+    d = ImageDraw.Draw(im)
+    lip_w = max(1, int(round(0.03 * aisle.height / max(len(aisle.shelf_lines), 1) * scale * 3)))
+    for (x0, y0), (x1, y1) in aisle.shelf_lines * scale:
+        d.line([(x0, y0), (x1, y1)], fill=(70, 70, 78), width=lip_w)
+    for poly, col in zip(aisle.corners * scale, aisle.colors):
+        d.polygon([tuple(p) for p in poly.tolist()], fill=tuple(int(c) for c in col), outline=(25, 25, 25))
+    return np.asarray(im)
+
+
+@dataclass(frozen=True)
+class GapScore:
+    """How found gaps compare with the planted ones: ``found`` planted gaps matched by a found
+    gap of the same row covering over half of them, ``planted`` their number, ``false`` found
+    gaps matching no planted gap, and ``rows_ok`` whether the row count is right."""
+
+    found: int
+    planted: int
+    false: int
+    rows_ok: bool
+
+
+def score_gaps(aisle: SyntheticAisle, gaps: Sequence[Any], n_rows_found: int) -> GapScore:
+    """Match found gaps (objects with ``row``, ``x1``, ``x2``; rows numbered top to bottom from
+    0) against ``aisle.gaps``."""
+    matched: set[int] = set()
+    found = 0
+    for r, x1, x2 in aisle.gaps:
+        hits = [i for i, g in enumerate(gaps) if g.row == r and min(x2, g.x2) - max(x1, g.x1) > 0.5 * (x2 - x1)]
+        if hits:
+            found += 1
+            matched.update(hits)
+    n_rows = int(aisle.row_of.max()) + 1 if len(aisle.row_of) else 0
+    return GapScore(found, len(aisle.gaps), len(gaps) - len(matched), n_rows_found == n_rows)

@@ -1,0 +1,74 @@
+"""Audit on synthetic aisles: gap recall / false gaps against the gap threshold k, row and tilt
+accuracy, and the time of each stage on a long panorama.
+
+    python scripts/bench_audit.py [--seeds 20] [--panorama-width 40000]
+
+Prints a table per k (planted gaps found, false gaps, over all seeds and tilts) and the
+timings; the numbers go to BENCHMARKS.md / docs/audit.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from densedet_tile.audit import AuditSettings, audit_to_dict, find_gaps, find_rows, heatmap_png, render_preview, run_audit
+from densedet_tile.audit.synthetic import score_gaps, synthetic_aisle
+
+
+def sweep(seeds: int, ks: list[float]) -> None:
+    tilts = (0.0, 1.0, -2.0, 3.0)
+    totals = {k: [0, 0, 0] for k in ks}
+    tilt_err, rows_bad = [], 0
+    for seed in range(seeds):
+        for tilt in tilts:
+            rng = np.random.default_rng([seed, int(round(tilt * 10)) + 100])
+            a = synthetic_aisle(rng, width=int(rng.integers(4000, 12000)), n_rows=int(rng.integers(3, 7)),
+                                base_width=float(rng.uniform(50, 120)), tilt_deg=tilt, jitter=0.03, spacing=0.3)
+            lay = find_rows(a.xyxy)
+            tilt_err.append(abs(lay.tilt_deg - tilt))
+            rows_bad += len(lay.rows) != a.row_of.max() + 1
+            for k in ks:
+                sc = score_gaps(a, find_gaps(a.xyxy, lay, k=k), len(lay.rows))
+                totals[k][0] += sc.found
+                totals[k][1] += sc.planted
+                totals[k][2] += sc.false
+    n = seeds * len(tilts)
+    print(f"{n} aisles (tilts {tilts}, box jitter 3%, natural spacing up to 0.3 base widths)")
+    print(f"row count wrong in {rows_bad} aisles; tilt error max {max(tilt_err):.3f} deg, mean {np.mean(tilt_err):.3f} deg")
+    print("k     found/planted  false gaps")
+    for k in ks:
+        f, p, fa = totals[k]
+        print(f"{k:<5} {f:>5}/{p:<7}  {fa}")
+
+
+def timing(width: int) -> None:
+    rng = np.random.default_rng(7)
+    a = synthetic_aisle(rng, width=width, n_rows=6, base_width=90, tilt_deg=0.8)
+    t0 = time.perf_counter()
+    res = run_audit(a.xyxy, a.width, a.height, settings=AuditSettings())
+    t1 = time.perf_counter()
+    audit_to_dict(res)
+    t2 = time.perf_counter()
+    jpeg, pw, ph, _ = render_preview(res, None)
+    t3 = time.perf_counter()
+    heatmap_png(res.grid)
+    t4 = time.perf_counter()
+    print(f"panorama {a.width}x{a.height}, {len(a.xyxy)} products, {len(res.gaps)} gaps: "
+          f"analysis {1e3 * (t1 - t0):.0f} ms, JSON {1e3 * (t2 - t1):.0f} ms, "
+          f"preview {pw}x{ph} {1e3 * (t3 - t2):.0f} ms ({len(jpeg) / 1e6:.1f} MB), heatmap {1e3 * (t4 - t3):.0f} ms")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--panorama-width", type=int, default=40000)
+    args = p.parse_args()
+    sweep(args.seeds, [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    timing(args.panorama_width)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Shelf rows and gaps on synthetic aisles with known products and planted gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densedet_tile.audit import DEFAULT_GAP_K, estimate_tilt, find_gaps, find_rows
+from densedet_tile.audit.synthetic import score_gaps, synthetic_aisle
+from densedet_tile.errors import InvalidInputError
+
+CASES = [(seed, tilt) for seed in range(4) for tilt in (0.0, 1.5, -2.5, 3.5)]
+
+
+@pytest.mark.parametrize(("seed", "tilt"), CASES)
+def test_rows_are_the_planted_shelves_and_tilt_is_recovered(seed: int, tilt: float) -> None:
+    rng = np.random.default_rng([seed, 7])
+    a = synthetic_aisle(rng, width=int(rng.integers(4000, 9000)), n_rows=int(rng.integers(3, 7)), tilt_deg=tilt)
+    lay = find_rows(a.xyxy)
+    assert len(lay.rows) == a.row_of.max() + 1
+    assert abs(lay.tilt_deg - tilt) <= 0.2
+    # every found row holds exactly the boxes of one planted row, in top-to-bottom order
+    assert np.array_equal(lay.assignment, a.row_of)
+    assert [r.count for r in lay.rows] == np.bincount(a.row_of).tolist()
+
+
+@pytest.mark.parametrize(("seed", "tilt"), CASES)
+def test_every_planted_gap_found_and_no_gap_where_products_stand(seed: int, tilt: float) -> None:
+    rng = np.random.default_rng([seed, 11])
+    a = synthetic_aisle(rng, width=int(rng.integers(4000, 9000)), n_rows=int(rng.integers(3, 7)), tilt_deg=tilt,
+                        gaps_per_row=int(rng.integers(1, 4)), jitter=0.03)
+    lay = find_rows(a.xyxy)
+    gaps = find_gaps(a.xyxy, lay, k=DEFAULT_GAP_K)
+    sc = score_gaps(a, gaps, len(lay.rows))
+    assert sc.rows_ok
+    assert sc.found == sc.planted > 0
+    assert sc.false == 0
+    # no product of the row has its centre inside a found gap
+    cx = (a.xyxy[:, 0] + a.xyxy[:, 2]) / 2
+    for g in gaps:
+        inside = (a.row_of == g.row) & (cx > g.x1) & (cx < g.x2)
+        assert not inside.any()
+        assert g.width_products > DEFAULT_GAP_K
+
+
+def test_full_rows_have_no_gaps_and_one_missing_product_is_found() -> None:
+    # three rows of 30 products 50 px wide, 5 px apart
+    x1 = np.arange(30) * 55.0
+    rows = []
+    for r in range(3):
+        y2 = 200.0 * (r + 1)
+        rows.append(np.column_stack([x1, np.full(30, y2 - 150), x1 + 50, np.full(30, y2)]))
+    boxes = np.concatenate(rows)
+    lay = find_rows(boxes)
+    assert len(lay.rows) == 3 and lay.tilt_deg == 0.0
+    assert find_gaps(boxes, lay) == []
+    holed = np.delete(boxes, 30 + 12, axis=0)  # row 2, product 13
+    lay = find_rows(holed)
+    gaps = find_gaps(holed, lay)
+    assert len(gaps) == 1
+    g = gaps[0]
+    assert g.row == 1 and g.kind == "interior"
+    assert (g.x1, g.x2) == (11 * 55.0 + 50, 13 * 55.0)
+    assert g.width_products == pytest.approx(60 / 50)
+    assert g.xyxy[1] >= 200 and g.xyxy[3] <= 400
+
+
+def test_end_gaps_need_a_wider_stretch_and_can_be_switched_off() -> None:
+    x1 = np.arange(20) * 50.0
+    full = np.column_stack([x1, np.zeros(20), x1 + 50, np.full(20, 100)])
+    short = full[3:] + [0, 150, 0, 150]  # second row lacks its first 3 products (150 px)
+    boxes = np.concatenate([full, short])
+    lay = find_rows(boxes)
+    gaps = find_gaps(boxes, lay)
+    assert [(g.row, g.kind, g.x1, g.x2) for g in gaps] == [(1, "left_end", 0.0, 150.0)]
+    assert find_gaps(boxes, lay, end_gaps=False) == []
+    assert find_gaps(boxes, lay, end_k=3.5) == []
+
+
+def test_stacked_products_stay_in_their_row() -> None:
+    rng = np.random.default_rng(5)
+    a = synthetic_aisle(rng, stack_prob=0.6, n_rows=4)
+    lay = find_rows(a.xyxy)
+    assert np.array_equal(lay.assignment, a.row_of)
+
+
+def test_empty_and_tiny_inputs() -> None:
+    lay = find_rows(np.zeros((0, 4)))
+    assert lay.rows == () and find_gaps(np.zeros((0, 4)), lay) == []
+    assert estimate_tilt(np.array([[0, 0, 10, 10]], float)) == 0.0
+    two = find_rows(np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float))
+    assert two.rows == () and two.assignment.tolist() == [-1, -1]  # fewer than min_products
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="shape"):
+        find_rows(np.zeros((3, 3)))
+    with pytest.raises(InvalidInputError, match="split_frac"):
+        find_rows(np.zeros((0, 4)), split_frac=1.5)
+    lay = find_rows(np.zeros((0, 4)))
+    with pytest.raises(InvalidInputError, match="gap k"):
+        find_gaps(np.zeros((0, 4)), lay, k=0)
