@@ -1,0 +1,194 @@
+"""The ``audit`` command end to end: files, figures, bad input, the HTML in a real browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densedet_tile.audit import audit_main
+from densedet_tile.audit.synthetic import render_aisle, synthetic_aisle
+
+
+def write_detections(path: Path, boxes: np.ndarray, width: int, height: int, image_path: str) -> None:
+    path.write_text(json.dumps({
+        "schema": "densedet-tile/detections@1",
+        "image": {"path": image_path, "name": Path(image_path).name, "width": width, "height": height},
+        "settings": {}, "model": {}, "timings": {}, "num_tiles": 1,
+        "boxes": np.round(boxes, 2).tolist(), "scores": [0.9] * len(boxes), "labels": [0] * len(boxes),
+        "categories": {"0": "product"},
+    }))
+
+
+def halves(width: int, height: int) -> dict:
+    def sq(x0: float, x1: float) -> list:
+        return [[[x0, 0], [x1, 0], [x1, height], [x0, height], [x0, 0]]]
+
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "bay 1"}, "geometry": {"type": "Polygon", "coordinates": sq(0, width / 2)}},
+        {"type": "Feature", "properties": {"name": "bay 2"}, "geometry": {"type": "Polygon", "coordinates": sq(width / 2, width)}},
+    ]}
+
+
+@pytest.fixture()
+def scene(tmp_path: Path) -> dict:
+    rng = np.random.default_rng(21)
+    a = synthetic_aisle(rng, width=7000, n_rows=4, tilt_deg=1.0)
+    img = tmp_path / "aisle.jpg"
+    Image.fromarray(render_aisle(a)).save(img, quality=80)
+    det = tmp_path / "aisle.detections.json"
+    write_detections(det, a.xyxy, a.width, a.height, str(img))
+    reg = tmp_path / "bays.geojson"
+    reg.write_text(json.dumps(halves(a.width, a.height)))
+    return {"aisle": a, "image": img, "det": det, "regions": reg, "out": tmp_path / "out"}
+
+
+def decode_preview(html_text: str) -> Image.Image:
+    m = re.search(r'id="preview"[^>]*src="data:image/jpeg;base64,([^"]+)"', html_text)
+    assert m, "preview image not embedded"
+    return Image.open(io.BytesIO(base64.b64decode(m.group(1))))
+
+
+def test_audit_from_detections_writes_report_json_and_heatmap(scene: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    a = scene["aisle"]
+    code = audit_main([str(scene["image"]), "--detections", str(scene["det"]), "--regions", str(scene["regions"]),
+                       "--out", str(scene["out"])])
+    assert code == 0, capsys.readouterr().err
+    files = sorted(p.name for p in scene["out"].iterdir())
+    assert files == ["aisle.audit.html", "aisle.audit.json", "aisle.heatmap.png"]
+    doc = json.loads((scene["out"] / "aisle.audit.json").read_text())
+    assert doc["schema"] == "densedet-tile/audit@1"
+    assert doc["summary"]["products"] == len(a.xyxy)
+    assert doc["summary"]["rows"] == 4
+    assert doc["summary"]["tilt_deg"] == pytest.approx(1.0, abs=0.2)
+    # every planted gap reported, and nothing else
+    assert doc["summary"]["gaps"] == len(a.gaps)
+    for r, x1, x2 in a.gaps:
+        assert any(g["row"] == r + 1 and min(x2, g["x2"]) - max(x1, g["x1"]) > 0.5 * (x2 - x1) for g in doc["gaps"])
+    # regions: centres left / right of the middle
+    cx = (a.xyxy[:, 0] + a.xyxy[:, 2]) / 2
+    assert [r["products"] for r in doc["regions"]] == [int((cx < a.width / 2).sum()), int((cx > a.width / 2).sum())]
+    assert sum(r["gaps"] for r in doc["regions"]) == len(a.gaps)
+    assert sum(map(sum, doc["heatmap"]["counts"])) == len(a.xyxy)
+    assert sum(r["products"] for r in doc["rows"]) == len(a.xyxy)
+    html_text = (scene["out"] / "aisle.audit.html").read_text()
+    assert "http://" not in html_text and "https://" not in html_text  # self-contained
+    assert html_text.count("<tr>") >= 1 + 4 + 1 + len(a.gaps)
+    prev = decode_preview(html_text)
+    assert prev.size == (doc["preview"]["width"], doc["preview"]["height"]) and doc["preview"]["from_image"]
+    assert "4 shelf rows" in capsys.readouterr().out
+
+
+def test_panorama_preview_stays_under_8000_px_and_detections_alone_work(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    a = synthetic_aisle(rng, width=24000, n_rows=3)
+    det = tmp_path / "pano.detections.json"
+    write_detections(det, a.xyxy, a.width, a.height, str(tmp_path / "missing.jpg"))
+    assert audit_main([str(det), "--out", str(tmp_path)]) == 0  # positional JSON = --detections
+    doc = json.loads((tmp_path / "pano.audit.json").read_text())
+    assert doc["preview"]["width"] <= 8000 and not doc["preview"]["from_image"]
+    assert decode_preview((tmp_path / "pano.audit.html").read_text()).size[0] == doc["preview"]["width"]
+    assert doc["summary"]["gaps"] == len(a.gaps)
+
+
+@pytest.mark.parametrize("case", ["missing_detections", "bad_regions", "size_mismatch", "nothing"])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(scene: dict, tmp_path: Path, case: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--detections", str(scene["det"]), "--out", str(scene["out"])]
+    want = ""
+    if case == "missing_detections":
+        args[1] = str(tmp_path / "gone.json")
+        want = "gone.json"
+    elif case == "bad_regions":
+        bad = tmp_path / "bad.geojson"
+        bad.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}}]}))
+        args += ["--regions", str(bad)]
+        want = "bad.geojson"
+    elif case == "size_mismatch":
+        small = tmp_path / "small.png"
+        Image.new("RGB", (64, 48)).save(small)
+        args = [str(small)] + args
+        want = "64x48"
+    else:
+        args = ["--out", str(scene["out"])]
+        want = "IMAGE"
+    assert audit_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and want in err
+    assert not scene["out"].exists() or not any(scene["out"].iterdir())
+
+
+def test_audit_runs_the_detector_on_an_image(tmp_path: Path) -> None:
+    """Through the real engine: a painted aisle, the pixel-reading PaintedDetector, tiles + merge."""
+    from densedet_tile.synthetic import encode_ids
+
+    rng = np.random.default_rng(4)
+    a = synthetic_aisle(rng, width=3000, n_rows=3, row_height=220, jitter=0.0)
+    boxes = np.round(a.xyxy).astype(int)
+    canvas = np.zeros((a.height, a.width, 3), np.uint8)
+    colors = encode_ids(np.arange(len(boxes)))
+    for (x1, y1, x2, y2), c in zip(boxes, colors):
+        canvas[y1:y2, x1:x2] = c
+    img = tmp_path / "painted.png"
+    Image.fromarray(canvas).save(img)
+    code = audit_main([str(img), "--detector", "densedet_tile.synthetic:PaintedDetector", "--device", "cpu",
+                       "--tile", "640", "--overlap", "0.25", "--out", str(tmp_path / "o")])
+    assert code == 0
+    doc = json.loads((tmp_path / "o" / "painted.audit.json").read_text())
+    assert doc["summary"]["products"] == len(boxes)
+    assert doc["summary"]["rows"] == 3
+    assert doc["summary"]["gaps"] == len(a.gaps)
+
+
+# ----------------------------------------------------------------------------- browser
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("DENSEDET_SKIP_BROWSER") == "1":
+        pytest.skip("no Chromium and DENSEDET_SKIP_BROWSER=1")
+    pytest.fail("the HTML report test needs Chromium (apt-get install -y chromium); set DENSEDET_SKIP_BROWSER=1 to skip it")
+
+
+def run_browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    exe = chromium()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chrome-profile'}"]
+    return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_report_renders_in_headless_chromium(scene: dict, tmp_path: Path) -> None:
+    assert audit_main(["--detections", str(scene["det"]), "--regions", str(scene["regions"]), "--out", str(scene["out"])]) == 0
+    page = (scene["out"] / "aisle.audit.html").resolve()
+    doc = json.loads((scene["out"] / "aisle.audit.json").read_text())
+    res = run_browser(tmp_path, "--dump-dom", page.as_uri())
+    assert res.returncode == 0, res.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", res.stdout)
+    assert body, res.stdout[:500]
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(0)))
+    # the inline script ran after load and saw a decoded image of the preview's size
+    assert attrs.get("data-report-ready") == "yes"
+    assert int(attrs["data-preview-natural-width"]) == doc["preview"]["width"]
+    assert int(attrs["data-heatmap-natural-width"]) > 0
+    n_rows = len(doc["rows"]) + max(1, len(doc["gaps"])) + len(doc["regions"])
+    assert int(attrs["data-table-rows"]) == n_rows
+    assert "bay 2" in res.stdout
+    shot = tmp_path / "shot.png"
+    res = run_browser(tmp_path, "--window-size=1200,900", f"--screenshot={shot}", page.as_uri())
+    assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
+    pix = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    # not blank: the preview's green boxes and red gaps are on screen
+    green = (pix[..., 1] > 180) & (pix[..., 0] < 120) & (pix[..., 2] < 140)
+    red = (pix[..., 0] > 200) & (pix[..., 1] < 80) & (pix[..., 2] < 80)
+    assert green.sum() > 500 and red.sum() > 50 and pix.std() > 20

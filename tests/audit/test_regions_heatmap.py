@@ -1,0 +1,97 @@
+"""Counts per region (GeoJSON polygons) and the density grid."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shapely.geometry import Point, shape
+
+from densedet_tile.audit import count_in_regions, density_grid, heatmap_png, load_regions, parse_regions
+from densedet_tile.audit.heatmap import colorize
+from densedet_tile.errors import ImageReadError, InvalidInputError
+
+
+def poly(coords: list, name: str | None = None) -> dict:
+    props = {} if name is None else {"name": name}
+    return {"type": "Feature", "properties": props, "geometry": {"type": "Polygon", "coordinates": [coords]}}
+
+
+def test_counts_match_a_point_by_point_reference() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 1000, (3000, 2))
+    wh = rng.uniform(4, 40, (3000, 2))
+    boxes = np.column_stack([xy - wh / 2, xy + wh / 2])
+    fc = {"type": "FeatureCollection", "features": [
+        poly([[0, 0], [500, 0], [500, 1000], [0, 1000], [0, 0]], "left bay"),
+        poly([[500, 0], [1000, 500], [500, 1000], [500, 0]], "triangle"),
+        {"type": "Feature", "properties": {"name": "two squares"}, "geometry": {"type": "MultiPolygon", "coordinates": [
+            [[[100, 100], [200, 100], [200, 200], [100, 200], [100, 100]]],
+            [[[800, 800], [900, 800], [900, 900], [800, 900], [800, 800]]]]}},
+        poly([[300, 300], [700, 300], [700, 700], [300, 700], [300, 300]]),  # unnamed, ring hole below
+    ]}
+    fc["features"][3]["geometry"]["coordinates"].append([[400, 400], [600, 400], [600, 600], [400, 600], [400, 400]])
+    regions = parse_regions(fc)
+    assert [r.name for r in regions] == ["left bay", "triangle", "two squares", "region 4"]
+    inside = count_in_regions(boxes, regions)
+    for r, f in zip(range(4), fc["features"]):
+        geom = shape(f["geometry"])
+        ref = np.array([geom.contains(Point(x, y)) for x, y in xy])
+        assert np.array_equal(inside[r], ref)
+    assert inside.sum(1).min() > 0
+
+
+@pytest.mark.parametrize(
+    ("doc", "msg"),
+    [
+        ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [1, 2]}}]}, "Polygon"),
+        ({"type": "FeatureCollection", "features": [poly([[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]], "bow")]}, "not a valid polygon"),
+        ({"type": "FeatureCollection", "features": [poly([[0, 0], [1, 0], [1, 1], [0, 0]], "a"), poly([[0, 0], [1, 0], [1, 1], [0, 0]], "a")]}, "two regions"),
+        ({"type": "FeatureCollection", "features": []}, "no regions"),
+        ({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, "LineString"),
+    ],
+)
+def test_bad_geojson_is_refused_with_a_clear_message(doc: dict, msg: str) -> None:
+    with pytest.raises(InvalidInputError, match=msg):
+        parse_regions(doc, source="r.geojson")
+
+
+def test_load_regions_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="nope.geojson"):
+        load_regions(tmp_path / "nope.geojson")
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("{not json")
+    with pytest.raises(InvalidInputError, match="bad.geojson.*JSON"):
+        load_regions(bad)
+    good = tmp_path / "good.geojson"
+    good.write_text(json.dumps(poly([[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]], "bay")))
+    assert [r.name for r in load_regions(good)] == ["bay"]
+
+
+def test_density_grid_counts_centres_per_cell() -> None:
+    # 250 x 130 image, 100 px cells -> 3 x 2 grid; border cells are partial
+    boxes = np.array([[0, 0, 10, 10], [90, 90, 100, 100], [95, 0, 105, 10], [240, 120, 250, 130], [240, 120, 250, 130]], float)
+    g = density_grid(boxes, 250, 130, cell=100)
+    assert g.counts.tolist() == [[2, 1, 0], [0, 0, 2]]  # centres (5,5), (95,95) | (100,5) | (245,125) x2
+    assert g.density[0, 0] == pytest.approx(2 / (100 * 100) * 1e6)
+    assert g.density[1, 2] == pytest.approx(2 / (50 * 30) * 1e6)
+    assert g.counts.sum() == len(boxes)
+    with pytest.raises(InvalidInputError, match="cell"):
+        density_grid(boxes, 250, 130, cell=0)
+
+
+def test_heatmap_png_and_colours() -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 2000, (500, 2))
+    boxes = np.column_stack([xy, xy + 20])
+    g = density_grid(boxes, 2000, 1000, cell=100)
+    im = Image.open(io.BytesIO(heatmap_png(g)))
+    assert im.mode == "RGBA" and im.size[0] % 20 == 0 and im.size[0] // 20 == im.size[1] // 10
+    rgba = colorize(np.array([[0.0, 1.0, 2.0]]))
+    assert rgba[0, 0, 3] == 0 and rgba[0, 1, 3] == 255
+    assert tuple(rgba[0, 2, :3]) == (215, 40, 30)  # the maximum is drawn red
