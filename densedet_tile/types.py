@@ -221,7 +221,7 @@ class MergeSpec:
     #: a fuller view from another tile to replace the box).
     edge_tol: float = 8.0
     #: Seam repair: two box sides "agree" when within ``max(seam_tol, seam_tol_frac * extent)``
-    #: pixels (extent: the larger box's width for x sides, height for y sides). Needs about
+    #: pixels (extent: the smaller box's width for x sides, height for y sides). Needs about
     #: twice the per-side box noise: 1 px left 0.5% fragments at 1 px noise, 4 px left 7.6%
     #: at 4 px noise, 8 px none (16 px none at 8 px noise). Distinct products cannot satisfy it
     #: (they would have to agree on three sides and overlap), so erring large is cheap.

@@ -5,8 +5,9 @@ A product crossing an interior tile edge is truncated in that tile. Each box car
 saw it, so the product may continue beyond it. Over pairs of boxes from different tiles:
 
 * **drop** (a truncated view): box ``f`` is dropped when another tile's box ``g`` agrees
-  with ``f`` on every side where ``f`` is not cut, reaches at least as far as ``f`` on every
-  side, and reaches beyond ``f`` on a cut side -- ``g`` saw what ``f``'s tile cut off.
+  with ``f`` on every side where ``f`` is not cut, reaches about as far as ``f`` (within the
+  tolerance) on every side, and reaches further than ``f`` on a cut side -- ``g`` saw what
+  ``f``'s tile cut off. When two views each qualify, only the smaller is dropped.
 * **join** (fragments of a product larger than the overlap, truncated in every tile): ``f``
   cut on its right and ``g`` cut on its left (or the same with bottom/top) are joined into
   their union when each reaches past the other's cut line and they agree on the two sides
@@ -15,7 +16,7 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   across a seam are never joined. Joins are transitive (a product cut at a 4-tile corner is
   joined from four fragments).
 
-"Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the larger
+"Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the smaller
 of the two boxes' widths (for x sides) or heights (for y sides). A pair that meets is joined
 rather than dropped; a box dropped through any other pair takes no part in joins (its
 product is covered by the fuller view that dropped it).
@@ -95,10 +96,10 @@ def repair_seams(
     if i.size == 0:
         return empty
     bi, bj = b[i], b[j]
-    wmax = np.maximum(bi[:, 2] - bi[:, 0], bj[:, 2] - bj[:, 0])
-    hmax = np.maximum(bi[:, 3] - bi[:, 1], bj[:, 3] - bj[:, 1])
-    tx = np.maximum(tol_px, tol_frac * wmax)
-    ty = np.maximum(tol_px, tol_frac * hmax)
+    wmin = np.minimum(bi[:, 2] - bi[:, 0], bj[:, 2] - bj[:, 0])
+    hmin = np.minimum(bi[:, 3] - bi[:, 1], bj[:, 3] - bj[:, 1])
+    tx = np.maximum(tol_px, tol_frac * wmin)
+    ty = np.maximum(tol_px, tol_frac * hmin)
     tol = np.stack([tx, ty, tx, ty], axis=1)
     sign = np.array([-1.0, -1.0, 1.0, 1.0])
     out_i, out_j = bi * sign, bj * sign  # outward coordinates: larger = further out
@@ -107,11 +108,19 @@ def repair_seams(
     def truncated_view(fo: np.ndarray, go: np.ndarray, cf: np.ndarray) -> np.ndarray:
         reach = (go >= fo - tol).all(axis=1)
         agree = (cf | (go <= fo + tol)).all(axis=1)
-        beyond = (cf & (go > fo + tol)).any(axis=1)
+        beyond = (cf & (go > fo)).any(axis=1)
         return reach & agree & beyond
 
     drop_i = truncated_view(out_i, out_j, ci)
     drop_j = truncated_view(out_j, out_i, cj)
+    # Two views that each see past the other's cut (both nearly whole): drop only the smaller.
+    both = drop_i & drop_j
+    if both.any():
+        ai = (bi[:, 2] - bi[:, 0]) * (bi[:, 3] - bi[:, 1])
+        aj = (bj[:, 2] - bj[:, 0]) * (bj[:, 3] - bj[:, 1])
+        i_smaller = (ai < aj) | ((ai == aj) & (i > j))
+        drop_i &= ~both | i_smaller
+        drop_j &= ~both | ~i_smaller
 
     def meets(f: np.ndarray, gg: np.ndarray, cf: np.ndarray, cg: np.ndarray, ax: int) -> np.ndarray:
         """f cut on its far side of axis ``ax`` (0: x, 1: y), gg cut on its near side."""

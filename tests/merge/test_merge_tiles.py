@@ -1,0 +1,188 @@
+"""merge_tiles on seam cases built by hand: painted products, the real grid, PaintedDetector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.merge import merge_tiles, pair_iou, to_global
+from densedet_tile.synthetic import PaintedDetector, encode_ids, make_painted_aisle, seam_report
+from densedet_tile.tiler.grid import make_grid
+from densedet_tile.types import Detections, MergeSpec, Tile, TileSpec
+
+# Tiles of 200 px overlapping by 60 px: origins 0, 140, 280, ...; seam strips [140, 200], ...
+SPEC = TileSpec(200, 0.3)
+
+
+def paint(width: int, height: int, boxes: list[list[int]]) -> np.ndarray:
+    img = np.zeros((height, width, 3), np.uint8)
+    for k, (x1, y1, x2, y2) in enumerate(boxes):
+        img[y1:y2, x1:x2] = encode_ids(np.array(k))
+    return img
+
+
+def run(width: int, height: int, boxes: list[list[int]], *, jitter: float = 0.0, seed: int = 0, mode: str = "wbf"):  # noqa: ANN201
+    img = paint(width, height, boxes)
+    tiles = make_grid(width, height, SPEC)
+    dets = PaintedDetector(jitter=jitter, seed=seed).predict([img[t.y : t.y2, t.x : t.x2] for t in tiles])
+    return tiles, dets, merge_tiles(tiles, dets, MergeSpec(mode=mode))
+
+
+def assert_one_box_each(out: Detections, boxes: list[list[int]], min_iou: float) -> None:
+    gt = np.array(boxes, float)
+    assert len(out) == len(gt), f"expected {len(gt)} boxes, got {len(out)}: {out.xyxy}"
+    both = np.concatenate([gt, out.xyxy.astype(float)])
+    n = len(gt)
+    for k in range(n):
+        ious = pair_iou(both, np.full(len(out), k), n + np.arange(len(out)))
+        assert ious.max() >= min_iou, f"product {boxes[k]} best IoU {ious.max():.3f}"
+        assert np.sum(ious > 0.1) == 1, f"product {boxes[k]} overlapped by {np.sum(ious > 0.1)} boxes"
+
+
+CASES = {
+    # name: (width, height, products)
+    "vertical seam": (340, 200, [[170, 50, 215, 90]]),
+    "horizontal seam": (200, 340, [[50, 170, 90, 215]]),
+    "four-tile corner": (340, 340, [[170, 170, 215, 215]]),
+    "larger than overlap, cut in every tile": (340, 340, [[100, 100, 260, 260]]),
+    "larger than overlap, one seam": (340, 200, [[20, 50, 330, 120]]),
+    "larger than a tile, three tiles": (480, 200, [[30, 40, 450, 100]]),
+    "neighbours touching across a vertical seam": (340, 200, [[120, 50, 170, 120], [170, 50, 230, 120]]),
+    "neighbours touching across a horizontal seam": (200, 340, [[40, 120, 90, 170], [40, 170, 90, 230]]),
+    "large neighbours touching across a seam": (340, 340, [[60, 20, 170, 330], [170, 20, 300, 330]]),
+    "packed row crossing two seams": (480, 200, [[x, 30, x + 35, 150] for x in range(5, 440, 35)]),
+    "product barely across a seam": (200, 340, [[50, 135, 90, 148], [100, 195, 140, 205]]),
+    "sliver at the tile edge": (340, 200, [[198, 60, 240, 100], [140, 110, 142, 150]]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_seam_case_exact(name: str) -> None:
+    w, h, boxes = CASES[name]
+    _, dets, out = run(w, h, boxes)
+    assert sum(len(d) for d in dets) > len(boxes)  # the case really involves several views
+    assert_one_box_each(out, boxes, 0.999)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("seed", range(4))
+def test_seam_case_with_jitter(name: str, seed: int) -> None:
+    w, h, boxes = CASES[name]
+    _, _, out = run(w, h, boxes, jitter=1.0, seed=seed)
+    # 1 px of noise on each side of a 2 px sliver leaves little IoU; the rest must be tight.
+    sliver = any(min(b[2] - b[0], b[3] - b[1]) < 5 for b in boxes)
+    assert_one_box_each(out, boxes, 0.2 if sliver else 0.85)
+
+
+def test_nms_mode_also_repairs_seams_and_none_only_concatenates() -> None:
+    w, h, boxes = CASES["larger than overlap, cut in every tile"]
+    tiles, dets, out = run(w, h, boxes, mode="nms")
+    assert_one_box_each(out, boxes, 0.999)
+    _, _, raw = run(w, h, boxes, mode="none")
+    assert len(raw) == sum(len(d) for d in dets) == 4
+    # "none" only shifts: every raw box equals its tile-local box plus the tile origin.
+    want = np.concatenate([d.xyxy + np.array([t.x, t.y, t.x, t.y], np.float32) for t, d in zip(tiles, dets)])
+    np.testing.assert_array_equal(raw.xyxy, want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_small_aisles(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    w, h = int(rng.integers(500, 900)), int(rng.integers(300, 500))
+    img, gt = make_painted_aisle(
+        w, h, n_products=int(rng.integers(20, 40)), seed=seed, small_size=(12, 55), large_size=(70, 150), large_fraction=0.2
+    )
+    spec = TileSpec(160, 0.3)
+    tiles = make_grid(w, h, spec)
+    dets = PaintedDetector(jitter=1.0, seed=seed).predict([img[t.y : t.y2, t.x : t.x2] for t in tiles])
+    out = merge_tiles(tiles, dets, MergeSpec())
+    r = seam_report(out, gt, large_side=spec.overlap_px)
+    assert r["duplicates"] == r["fragments"] == r["merged"] == r["false_positives"] == 0, r
+    assert r["n_pred"] == r["n_gt"]
+    # 1 px of noise per side on a 12 px product caps its IoU near 0.72.
+    ious = pair_iou(np.concatenate([gt.xyxy, out.xyxy]), *_matches(gt, out))
+    assert ious.min() >= 0.7
+
+
+def _matches(gt: Detections, out: Detections) -> tuple[np.ndarray, np.ndarray]:
+    c_gt = (gt.xyxy[:, :2] + gt.xyxy[:, 2:]) / 2
+    c_out = (out.xyxy[:, :2] + out.xyxy[:, 2:]) / 2
+    j = np.array([np.argmin(((c_out - c) ** 2).sum(1)) for c in c_gt])
+    return np.arange(len(gt)), len(gt) + j
+
+
+def test_labels_keep_classes_apart_unless_class_agnostic() -> None:
+    # A tile-0 fragment of class 1 inside a tile-1 box of class 0: only class-agnostic merging
+    # treats the fragment as a truncated view of the box.
+    tiles = make_grid(340, 200, SPEC)
+    d0 = Detections(np.array([[170, 50, 200, 90]], np.float32), np.array([0.6], np.float32), np.array([1]))
+    d1 = Detections(np.array([[30, 50, 75, 90]], np.float32), np.array([0.9], np.float32), np.array([0]))
+    out = merge_tiles(tiles, [d0, d1], MergeSpec())
+    assert sorted(out.labels.tolist()) == [0, 1]
+    out = merge_tiles(tiles, [d0, d1], MergeSpec(class_agnostic=True))
+    assert out.labels.tolist() == [0]
+    np.testing.assert_allclose(out.xyxy[0], [170, 50, 215, 90])
+
+
+def test_class_agnostic_fusion_keeps_the_best_label() -> None:
+    tiles = make_grid(340, 200, SPEC)
+    d0 = Detections(np.array([[150, 50, 190, 90]], np.float32), np.array([0.6], np.float32), np.array([3]))
+    d1 = Detections(np.array([[11, 51, 51, 91]], np.float32), np.array([0.9], np.float32), np.array([7]))
+    out = merge_tiles(tiles, [d0, d1], MergeSpec(class_agnostic=True))
+    assert out.labels.tolist() == [7] and len(out) == 1
+    out = merge_tiles(tiles, [d0, d1], MergeSpec())
+    assert sorted(out.labels.tolist()) == [3, 7]
+
+
+def test_to_global_clips_shifts_and_flags_cut_sides() -> None:
+    tiles = make_grid(340, 340, SPEC)  # 2 x 2 tiles, origins 0 and 140
+    dets = [Detections(np.array([[-5, 10, 60, 199]], np.float32), np.array([0.5], np.float32)) for _ in tiles]
+    xyxy, scores, labels, groups, cut = to_global(tiles, dets, edge_tol=2.0)
+    np.testing.assert_array_equal(xyxy[0], [0, 10, 60, 199])
+    np.testing.assert_array_equal(xyxy[3], [140, 150, 200, 339])
+    assert groups.tolist() == [0, 1, 2, 3]
+    # Left side touches x=0: interior only for the right-hand tiles; bottom (199 of 200) is
+    # within 2 px of the edge, interior only for the top tiles.
+    assert cut.tolist() == [
+        [False, False, False, True],
+        [True, False, False, True],
+        [False, False, False, False],
+        [True, False, False, False],
+    ]
+
+
+def test_empty_and_mismatched_input() -> None:
+    tiles = make_grid(340, 200, SPEC)
+    out = merge_tiles(tiles, [Detections.empty(), Detections.empty()], MergeSpec())
+    assert len(out) == 0 and out.xyxy.shape == (0, 4)
+    assert len(merge_tiles([], [], MergeSpec())) == 0
+    with pytest.raises(InvalidInputError, match="2 tiles but 1"):
+        merge_tiles(tiles, [Detections.empty()], MergeSpec())
+    with pytest.raises(InvalidInputError, match="MergeSpec"):
+        merge_tiles(tiles, [Detections.empty()] * 2, "wbf")  # type: ignore[arg-type]
+
+
+def test_a_box_seen_by_one_tile_keeps_its_score() -> None:
+    tiles = [Tile(0, 0, 100, 100, interior_right=True), Tile(60, 0, 100, 100, interior_left=True, index=1)]
+    d0 = Detections(np.array([[10, 10, 30, 30]], np.float32), np.array([0.37], np.float32))
+    out = merge_tiles(tiles, [d0, Detections.empty()], MergeSpec())
+    assert out.scores.tolist() == [np.float32(0.37)]
+
+
+def test_merge_spec_validation() -> None:
+    for bad in (dict(mode="avg"), dict(fuse_iou=0.0), dict(nms_iou=1.5), dict(edge_tol=-1.0),
+                dict(seam_tol=True), dict(seam_tol_frac=1.0), dict(class_agnostic=1)):
+        with pytest.raises(InvalidInputError, match="merge mode|MergeSpec"):
+            MergeSpec(**bad)
+
+
+def test_two_nearly_whole_views_keep_the_larger() -> None:
+    # Each view is flagged cut on one side and sees 3 px past the other there: the pair
+    # qualifies both ways, and exactly one (the larger) must survive.
+    tiles = [Tile(0, 0, 100, 100, interior_right=True), Tile(60, 0, 100, 100, interior_left=True, index=1)]
+    d0 = Detections(np.array([[63, 10, 97, 40]], np.float32), np.array([0.9], np.float32))
+    d1 = Detections(np.array([[0, 10, 40, 40]], np.float32), np.array([0.8], np.float32))  # global 60..100
+    out = merge_tiles(tiles, [d0, d1], MergeSpec(mode="nms"))
+    assert len(out) == 1
+    np.testing.assert_array_equal(out.xyxy[0], [60, 10, 100, 40])
