@@ -145,14 +145,17 @@ def detect_image(
         width, height = src.width, src.height
         tiles = make_grid(width, height, spec)
         runner = _Runner(detector, batch_size, name)
+        # Tiles are resized in the reader thread, so resizing overlaps inference too.
+        feed = src if model_size is None else _ResizingSource(src, model_size)
         done_tiles: list[Tile] = []
         done_dets: list[Detections] = []
         t_read = time.perf_counter() - t_open
         wait_start = time.perf_counter()
-        for batch_tiles, arrays in iter_tile_batches(src, tiles, batch_size):
+        for batch_tiles, arrays in iter_tile_batches(feed, tiles, batch_size):
             t_read += time.perf_counter() - wait_start
-            dets = runner.predict(arrays, model_size)
-            for t, d in zip(batch_tiles, dets):
+            dets = runner.predict(arrays)
+            for t, a, d in zip(batch_tiles, arrays, dets):
+                d = _to_tile_frame(d, a.shape[1] / t.w, a.shape[0] / t.h, t.w, t.h)
                 if score_thr is not None and len(d):
                     d = d[d.scores >= score_thr]
                 done_tiles.append(t)
@@ -165,7 +168,7 @@ def detect_image(
     t_end = time.perf_counter()
     timings = {
         "read_s": round(t_read, 4),
-        "resize_s": round(runner.resize_s, 4),
+        "resize_s": round(getattr(feed, "resize_s", 0.0), 4),
         "predict_s": round(runner.predict_s, 4),
         "merge_s": round(t_end - t_merge0, 4),
         "total_s": round(t_end - t_start, 4),
@@ -226,19 +229,9 @@ class _Runner:
         self.batch_size = batch_size
         self.image_name = image_name
         self.predict_s = 0.0
-        self.resize_s = 0.0
 
-    def predict(self, arrays: Sequence[np.ndarray], model_size: int | None) -> list[Detections]:
-        t0 = time.perf_counter()
-        inputs, scales = [], []
-        for a in arrays:
-            if model_size is not None and max(a.shape[0], a.shape[1]) != model_size:
-                r, s = resize_to(a, model_size)
-            else:
-                r, s = a, 1.0
-            inputs.append(r)
-            scales.append(s)
-        self.resize_s += time.perf_counter() - t0
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[Detections]:
+        """Run the detector over ``inputs`` in chunks of the current batch size."""
         out: list[Detections] = []
         start = 0
         while start < len(inputs):
@@ -258,9 +251,7 @@ class _Runner:
                 continue  # retry the same chunk at the new batch size / device
             out.extend(self._validate(res, chunk))
             start += len(chunk)
-        return [
-            _to_tile_frame(d, s, a.shape[1], a.shape[0]) for d, s, a in zip(out, scales, arrays)
-        ]
+        return out
 
     def _recover_from_oom(self, chunk_len: int) -> None:
         torch = sys.modules.get("torch")
@@ -301,11 +292,29 @@ class _Runner:
         return out
 
 
-def _to_tile_frame(d: Detections, scale: float, w: int, h: int) -> Detections:
-    """Map boxes from the resized model input back to tile pixels and clip them to the tile."""
+class _ResizingSource:
+    """An image source whose windows come out resized so their longer side is ``size``."""
+
+    def __init__(self, src: Any, size: int) -> None:
+        self.src, self.size, self.resize_s = src, size, 0.0
+
+    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        a = self.src.read(x, y, w, h)
+        if max(a.shape[0], a.shape[1]) == self.size:
+            return a
+        t0 = time.perf_counter()
+        r, _ = resize_to(a, self.size)
+        self.resize_s += time.perf_counter() - t0
+        return r
+
+
+def _to_tile_frame(d: Detections, sx: float, sy: float, w: int, h: int) -> Detections:
+    """Map boxes from the model input (tile scaled by sx, sy) to tile pixels, clipped to the tile."""
     if not len(d):
         return d
-    xyxy = d.xyxy / np.float32(scale) if scale != 1.0 else d.xyxy
+    xyxy = d.xyxy
+    if sx != 1.0 or sy != 1.0:
+        xyxy = xyxy / np.array([sx, sy, sx, sy], dtype=np.float32)
     lim = np.array([w, h, w, h], dtype=np.float32)
     xyxy = np.clip(xyxy, 0.0, lim)
     keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])

@@ -42,7 +42,7 @@ def test_detect_writes_all_formats(tmp_path, shelf_png):
     assert doc["num_tiles"] == 8 and doc["settings"]["tile"] == 640
     assert doc["boxes"] == [[700.0, 300.0, 860.0, 520.0]]
     assert set(doc["timings"]) >= {"read_s", "predict_s", "merge_s", "total_s"}
-    rows = list(csv.reader((out / "shelf.detections.csv").open()))
+    rows = list(csv.reader((out / "shelf.detections.csv").read_text().splitlines()))
     assert rows[0][:8] == ["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height"]
     assert rows[1][:8] == ["shelf.png", "700", "300", "860", "520", "product", "2000", "900"]
     coco = json.loads((out / "shelf.coco.json").read_text())

@@ -118,8 +118,9 @@ class _OOMOnBigBatches(BlobDetector):
 def test_oom_halves_the_batch_and_keeps_every_tile():
     img = blob_image(1000, 3000, (1100, 100, 1200, 200))
     det = _OOMOnBigBatches(limit=2)
-    with pytest.warns(RuntimeWarning, match="batch size 4"):
+    with pytest.warns(RuntimeWarning, match="retrying with batch size") as rec:
         res = detect_image(img, det, tile=500, overlap=0.2, batch_size=8, device="cpu")
+    assert [str(w.message).rsplit(" ", 1)[-1] for w in rec] == ["4", "2"]  # 8 -> 4 -> 2, then it fits
     assert res.settings["final_batch_size"] == 2
     assert len(det.seen) == res.num_tiles  # no tile lost, none run twice successfully
     assert len(res.detections) == 1
