@@ -178,11 +178,13 @@ def test_merge_spec_validation() -> None:
 
 
 def test_two_nearly_whole_views_keep_the_larger() -> None:
-    # Each view is flagged cut on one side and sees 3 px past the other there: the pair
-    # qualifies both ways, and exactly one (the larger) must survive.
-    tiles = [Tile(0, 0, 100, 100, interior_right=True), Tile(60, 0, 100, 100, interior_left=True, index=1)]
-    d0 = Detections(np.array([[63, 10, 97, 40]], np.float32), np.array([0.9], np.float32))
-    d1 = Detections(np.array([[0, 10, 40, 40]], np.float32), np.array([0.8], np.float32))  # global 60..100
-    out = merge_tiles(tiles, [d0, d1], MergeSpec(mode="nms"))
-    assert len(out) == 1
-    np.testing.assert_array_equal(out.xyxy[0], [60, 10, 100, 40])
+    # g is cut on its right, f on its top; each reaches a little past the other's cut, so each
+    # qualifies as a truncated view of the other: exactly one (the larger, g) must survive.
+    t0 = Tile(0, 0, 100, 100, interior_right=True)
+    t1 = Tile(3, 65, 100, 100, interior_top=True, index=1)
+    g = Detections(np.array([[50, 62, 100, 90]], np.float32), np.array([0.8], np.float32))
+    f = Detections(np.array([[47, 0, 100, 25]], np.float32), np.array([0.9], np.float32))  # global 50,65,103,90
+    for mode in ("nms", "wbf"):
+        out = merge_tiles([t0, t1], [g, f], MergeSpec(mode=mode, fuse_iou=0.99))
+        assert len(out) == 1
+        np.testing.assert_array_equal(out.xyxy[0], [50, 62, 100, 90])
