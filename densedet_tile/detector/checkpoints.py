@@ -101,7 +101,7 @@ def load_checkpoint(
                 f"loading ({', '.join(unsafe[:8])}); re-save its state_dict alone"
             ) from exc
         raise DetectorError(f"checkpoint {p}: cannot be unpickled safely ({_first_line(exc)})") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # torch's unpickler raises many kinds on a damaged file
         raise DetectorError(f"checkpoint {p}: not a readable torch checkpoint ({_first_line(exc)})") from exc
 
 
@@ -120,7 +120,7 @@ def state_dict_of(checkpoint: Any, *, source: str = "checkpoint") -> dict[str, A
             if isinstance(inner, Mapping):
                 sd = inner
                 break
-    if not isinstance(sd, Mapping) or not sd:
+    if not isinstance(sd, Mapping) or not any(isinstance(v, torch.Tensor) for v in sd.values()):
         raise DetectorError(f"{source}: no state dict found (got {type(checkpoint).__name__})")
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Upgrade the MMDetection 1.x SKU110K-DenseDet checkpoint to the 3.x config in configs/.
+
+Usage:
+    python scripts/convert_densedet_checkpoint.py OLD.pth NEW.pth \
+        [--config configs/densedet_x101_32x4d_cascade_bfp.py] [--no-verify]
+
+Key mapping (1.x CascadeRCNN, mmdet 1.0rc1 -> 3.x CascadeRCNN with CascadeRoIHead):
+
+| 1.x key                          | 3.x key                                   | values              |
+|----------------------------------|-------------------------------------------|---------------------|
+| module.<k> (DataParallel)        | <k>                                       | unchanged           |
+| backbone.*                       | backbone.*                                | unchanged           |
+| neck.0.* (FPN), neck.1.* (BFP)   | neck.0.*, neck.1.* (refine.{g,theta,phi,conv_out}.conv.*) | unchanged |
+| rpn_head.rpn_{conv,cls,reg}.*    | rpn_head.rpn_{conv,cls,reg}.*             | unchanged (sigmoid) |
+| bbox_roi_extractor.<i>.*         | roi_head.bbox_roi_extractor.<i>.*         | unchanged           |
+| bbox_head.<i>.shared_fcs.*       | roi_head.bbox_head.<i>.shared_fcs.*       | unchanged           |
+| bbox_head.<i>.fc_cls.{weight,bias} | roi_head.bbox_head.<i>.fc_cls.*         | rows reordered      |
+| bbox_head.<i>.fc_reg.{weight,bias} | roi_head.bbox_head.<i>.fc_reg.*         | agnostic: unchanged |
+
+Class order: 1.x softmax heads put background at row 0 and the C classes after it
+(num_classes = C + 1 = 2 for DenseDet); 3.x puts the C classes first and background last, so
+row 0 moves to the end. Class-specific regression (not DenseDet's, which is class-agnostic)
+would also lose the 4 background rows. The optimizer state is dropped; ``meta`` keeps the class
+names and the source version as plain Python values, so the result loads with
+``torch.load(weights_only=True)`` and no allow-list.
+
+The 1.x pixel conventions (box width = x2 - x1 + 1, anchor centres at +0.5, RoIAlign not
+aligned, NMS offset 1) are not in the weights: the 3.x config selects the Legacy* anchor
+generator and box coder, aligned=False and offset=1, so nothing else is rewritten.
+
+With --config (default: the full DenseDet config) the converted keys and shapes are checked
+against a model built from that config and any mismatch is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from densedet_tile.detector.checkpoints import load_checkpoint, state_dict_of  # noqa: E402
+from densedet_tile.errors import DetectorError  # noqa: E402
+
+DEFAULT_CONFIG = ROOT / "configs" / "densedet_x101_32x4d_cascade_bfp.py"
+
+_HEAD = re.compile(r"^(bbox_head|bbox_roi_extractor)\.(\d+)\.(.+)$")
+_CLS = re.compile(r"\.fc_cls\.(weight|bias)$")
+_REG = re.compile(r"\.fc_reg\.(weight|bias)$")
+
+
+def upgrade_key(key: str) -> str:
+    """The 3.x name of a 1.x DenseDet state-dict key."""
+    if key.startswith("module."):
+        key = key[len("module."):]
+    if _HEAD.match(key):
+        return "roi_head." + key
+    return key
+
+
+def background_last(value: torch.Tensor) -> torch.Tensor:
+    """Move row 0 (1.x background) of an ``fc_cls`` weight (C+1, F) or bias (C+1,) to the end."""
+    return torch.cat([value[1:], value[:1]], dim=0)
+
+
+def upgrade_state_dict(old: Mapping[str, torch.Tensor], *, num_classes_v1: int = 2) -> "OrderedDict[str, torch.Tensor]":
+    """Rename and reorder a 1.x DenseDet state dict into the 3.x config's layout.
+
+    ``num_classes_v1`` counts the background, as 1.x configs did (2 for DenseDet).
+    """
+    new: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    for key, value in old.items():
+        new_key = upgrade_key(key)
+        if new_key in new:
+            raise DetectorError(f"two 1.x keys map to {new_key}")
+        if _CLS.search(new_key) and new_key.startswith("roi_head."):
+            if value.shape[0] != num_classes_v1:
+                raise DetectorError(
+                    f"{key}: expected {num_classes_v1} class rows (background included), got {tuple(value.shape)}"
+                )
+            value = background_last(value)
+        elif _REG.search(new_key) and new_key.startswith("roi_head.") and value.shape[0] == 4 * num_classes_v1:
+            value = value[4:]  # class-specific regression: drop the background's 4 rows
+        new[new_key] = value.clone()
+    return new
+
+
+def convert(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    config: str | Path | None = DEFAULT_CONFIG,
+    num_classes_v1: int = 2,
+) -> dict[str, Any]:
+    """Read ``src`` (safely), write the upgraded checkpoint to ``dst``; return its ``meta``."""
+    ckpt = load_checkpoint(src)
+    old_sd = state_dict_of(ckpt, source=f"checkpoint {src}")
+    new_sd = upgrade_state_dict(old_sd, num_classes_v1=num_classes_v1)
+    old_meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
+    classes = old_meta.get("CLASSES") if isinstance(old_meta, dict) else None
+    if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
+        classes = ("product",)
+    meta = {
+        "dataset_meta": {"classes": list(classes)},
+        "converted_from": "mmdet 1.x",
+        "source_mmdet_version": str(old_meta.get("mmdet_version", "unknown")) if isinstance(old_meta, dict) else "unknown",
+        "converter": "densedet-tile scripts/convert_densedet_checkpoint.py",
+    }
+    if config is not None:
+        verify(new_sd, config)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"meta": meta, "state_dict": new_sd}, dst)
+    return meta
+
+
+def verify(state_dict: Mapping[str, torch.Tensor], config: str | Path) -> None:
+    """Check keys and shapes against a model built from ``config``; raise DetectorError if off."""
+    import warnings
+
+    from densedet_tile.detector.mmdet_adapter import _import_stack
+
+    _import_stack()
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+
+    cfg = Config.fromfile(str(config))
+    init_default_scope(cfg.get("default_scope", "mmdet"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        own = MODELS.build(cfg.model).state_dict()
+    missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [k for k in state_dict if k in own and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    if missing or unexpected or shapes:
+        raise DetectorError(
+            f"converted keys do not fit {config}: missing {missing[:3]} ({len(missing)}), "
+            f"unexpected {unexpected[:3]} ({len(unexpected)}), wrong shape {shapes[:3]} ({len(shapes)})"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("src", help="MMDetection 1.x DenseDet checkpoint (.pth)")
+    ap.add_argument("dst", help="where to write the 3.x checkpoint")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="3.x config to verify against")
+    ap.add_argument("--no-verify", action="store_true", help="skip building the model to check keys")
+    ap.add_argument("--num-classes-v1", type=int, default=2, help="1.x num_classes, background included")
+    args = ap.parse_args(argv)
+    try:
+        meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
+                       num_classes_v1=args.num_classes_v1)
+    except DetectorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.dst} (classes: {', '.join(meta['dataset_meta']['classes'])})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Safe checkpoint loading, and the 1.x -> 3.x DenseDet checkpoint converter.
+
+The 1.x checkpoint is built here: keys of the 3.x (light) model laid out the 1.x way by the
+inverse mapping, written out independently of the converter, with random tensors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from densedet_tile.detector.checkpoints import (  # noqa: E402
+    load_checkpoint,
+    restricted_getattr,
+    state_dict_of,
+)
+from densedet_tile.errors import DetectorError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "convert_densedet_checkpoint.py"
+LIGHT = ROOT / "configs" / "densedet_r18_cascade_bfp_light.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("convert_densedet_checkpoint", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# -- safe loading ---------------------------------------------------------------------------
+def test_numpy_meta_loads_without_turning_safety_off(tmp_path):
+    p = tmp_path / "c.pth"
+    torch.save({"state_dict": {"w": torch.ones(2)},
+                "meta": {"seed": np.int64(3), "arr": np.arange(3.0), "ok": np.bool_(True)}}, p)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(p)  # the plain default refuses numpy objects ...
+    ckpt = load_checkpoint(p)  # ... the allow-list accepts exactly them
+    assert ckpt["meta"]["seed"] == 3 and ckpt["meta"]["arr"].tolist() == [0.0, 1.0, 2.0]
+    assert state_dict_of(ckpt)["w"].tolist() == [1.0, 1.0]
+
+
+def test_numpy_1x_pickle_names_are_accepted(tmp_path):
+    p = tmp_path / "np2.pth"
+    torch.save({"meta": {"arr": np.arange(4, dtype=np.int32), "s": np.float32(2.5)}}, p)
+    # rewrite the pickle as numpy 1.x wrote it: numpy.core instead of numpy._core
+    old = tmp_path / "np1.pth"
+    with zipfile.ZipFile(p) as zin, zipfile.ZipFile(old, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            zout.writestr(item, data)
+    ckpt = load_checkpoint(old)
+    assert ckpt["meta"]["arr"].tolist() == [0, 1, 2, 3] and ckpt["meta"]["s"] == 2.5
+
+
+class _Gadget:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_other_objects_are_refused_by_name(tmp_path):
+    p = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "x": _Gadget()}, p)
+    with pytest.raises(DetectorError, match=r"evil\.pth: .*not allow-listed.*getcwd"):
+        load_checkpoint(p)
+
+
+def test_restricted_getattr_returns_only_methods_of_its_owners():
+    class Buf:
+        def mean(self):
+            return 1
+
+    get, name = restricted_getattr([Buf])
+    assert name == "builtins.getattr"
+    assert get(Buf, "mean") is Buf.__dict__["mean"]
+    for obj, attr in ((os, "system"), (Buf, "__init__"), (Buf, "__class__"), (Buf, "missing")):
+        with pytest.raises(pickle.UnpicklingError):
+            get(obj, attr)
+
+
+def test_bad_files_give_one_line_errors(tmp_path):
+    with pytest.raises(DetectorError, match="no such file"):
+        load_checkpoint(tmp_path / "missing.pth")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(DetectorError, match="junk.pth"):
+        load_checkpoint(junk)
+    with pytest.raises(DetectorError, match="no state dict"):
+        state_dict_of({"meta": {}})
+    with pytest.raises(DetectorError, match="not tensors"):
+        state_dict_of({"state_dict": {"a": torch.zeros(1), "b": 1}})
+    assert list(state_dict_of({"module.a": torch.zeros(1)})) == ["a"]
+
+
+# -- the converter --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def v3_state_dict():
+    pytest.importorskip("mmdet")
+    from densedet_tile.detector import mmdet_adapter
+
+    torch.manual_seed(1)
+    det = mmdet_adapter.build(config=str(LIGHT), checkpoint=None, device="cpu", input_size=96, score_thr=0.0)
+    g = torch.Generator().manual_seed(2)
+    sd = OrderedDict()
+    for k, v in det.model.state_dict().items():
+        sd[k] = torch.rand(v.shape, generator=g).to(v.dtype) if v.is_floating_point() else v.clone()
+    return sd
+
+
+def to_v1_layout(sd):
+    """The inverse mapping, written out by hand: how mmdet 1.0rc1 laid out the same model."""
+    old = OrderedDict()
+    for k, v in sd.items():
+        if k.startswith("roi_head."):
+            k = k[len("roi_head."):]
+            if ".fc_cls." in k:
+                v = torch.cat([v[-1:], v[:-1]], dim=0)  # background first
+        old["module." + k] = v.clone()
+    return old
+
+
+def test_inverse_layout_has_the_1x_names(v3_state_dict):
+    old = to_v1_layout(v3_state_dict)
+    for key in ("module.bbox_head.0.fc_cls.weight", "module.bbox_head.1.shared_fcs.1.weight",
+                "module.neck.1.refine.g.conv.weight", "module.rpn_head.rpn_cls.weight",
+                "module.backbone.layer1.0.conv1.weight"):
+        assert key in old
+    assert not any(k.startswith("module.roi_head") for k in old)
+
+
+def test_convert_restores_the_3x_state_dict(tmp_path, v3_state_dict):
+    conv = _script()
+    old = to_v1_layout(v3_state_dict)
+    src = tmp_path / "densedet_v1.pth"
+    # 1.x era files: legacy (non-zip) serialization, numpy in meta, an optimizer state
+    torch.save({"meta": {"mmdet_version": "1.0rc1+a3d9ca2", "CLASSES": ("object",), "epoch": np.int64(24),
+                         "config": "model = dict(type='CascadeRCNN')"},
+                "state_dict": old, "optimizer": {"state": {}, "param_groups": [{"lr": 0.02}]}},
+               src, _use_new_zipfile_serialization=False)
+    dst = tmp_path / "densedet_v3.pth"
+    meta = conv.convert(src, dst, config=LIGHT)
+    assert meta["dataset_meta"]["classes"] == ["object"] and meta["source_mmdet_version"] == "1.0rc1+a3d9ca2"
+    out = torch.load(dst, weights_only=True)  # plain safe load, no allow-list needed
+    assert set(out) == {"meta", "state_dict"}
+    got = out["state_dict"]
+    assert list(got) == list(v3_state_dict)
+    for k, v in v3_state_dict.items():
+        assert torch.equal(got[k], v), k
+    # the background row really moved: the 1.x row 0 is now last
+    assert torch.equal(got["roi_head.bbox_head.0.fc_cls.weight"][-1], old["module.bbox_head.0.fc_cls.weight"][0])
+
+
+def test_converted_checkpoint_runs_in_the_adapter(tmp_path, v3_state_dict):
+    from densedet_tile.detector import mmdet_adapter
+
+    conv = _script()
+    src, dst = tmp_path / "v1.pth", tmp_path / "v3.pth"
+    torch.save({"state_dict": to_v1_layout(v3_state_dict)}, src)
+    r = subprocess.run([sys.executable, str(SCRIPT), str(src), str(dst), "--config", str(LIGHT)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "classes: product" in r.stdout
+    det = mmdet_adapter.build(config=str(LIGHT), checkpoint=str(dst), device="cpu", input_size=96, score_thr=0.0)
+    assert det.class_names == ("product",)
+    for k, v in det.model.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            assert torch.equal(v, v3_state_dict[k]), k
+    (d,) = det.predict([np.zeros((96, 96, 3), np.uint8)])
+    assert d.xyxy.shape[1] == 4
+    del conv
+
+
+def test_convert_refuses_a_checkpoint_of_another_model(tmp_path, v3_state_dict):
+    conv = _script()
+    old = to_v1_layout(v3_state_dict)
+    old.pop("module.neck.1.refine.g.conv.weight")
+    old["module.extra_head.weight"] = torch.zeros(3)
+    src = tmp_path / "other.pth"
+    torch.save({"state_dict": old}, src)
+    with pytest.raises(DetectorError, match="missing.*refine.g.conv.weight.*unexpected.*extra_head"):
+        conv.convert(src, tmp_path / "out.pth", config=LIGHT)
+    assert not (tmp_path / "out.pth").exists()
+    r = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nope.pth"), str(tmp_path / "o.pth"), "--no-verify"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "nope.pth: no such file" in r.stderr
+
+
+def test_fc_cls_with_wrong_class_count_is_refused(v3_state_dict):
+    conv = _script()
+    old = to_v1_layout(v3_state_dict)
+    with pytest.raises(DetectorError, match="fc_cls.weight: expected 3 class rows"):
+        conv.upgrade_state_dict(old, num_classes_v1=3)
