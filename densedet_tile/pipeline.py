@@ -27,7 +27,7 @@ from .tiler.readers import DEFAULT_MAX_PIXELS, open_image
 from .tiler.resize import resize_to
 from .types import Detections, MergeSpec, Tile, TileSpec
 
-__all__ = ["detect", "detect_image", "ImageResult", "default_batch_size"]
+__all__ = ["detect", "detect_image", "predict_tiles", "ImageResult", "default_batch_size"]
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +118,7 @@ def detect_image(
     merge = MergeSpec() if merge is None else merge
     if not isinstance(merge, MergeSpec):
         raise InvalidInputError(f"merge must be a MergeSpec, got {type(merge).__name__}")
-    if score_thr is not None and not (isinstance(score_thr, (int, float)) and 0.0 <= score_thr <= 1.0):
-        raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
-    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 16):
-        raise InvalidInputError(f"input_size must be an int >= 16, got {input_size!r}")
-    dev = resolve_device(device)
-    if batch_size is None:
-        batch_size = default_batch_size(dev)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev, batch_size = _check_run_options(score_thr, input_size, batch_size, device)
     if detector is None:
         from .detector.registry import load_detector
 
@@ -145,30 +137,15 @@ def detect_image(
         width, height = src.width, src.height
         tiles = make_grid(width, height, spec)
         runner = _Runner(detector, batch_size, name)
-        # Tiles are resized in the reader thread, so resizing overlaps inference too.
-        feed = src if model_size is None else _ResizingSource(src, model_size)
-        done_tiles: list[Tile] = []
-        done_dets: list[Detections] = []
         t_read = time.perf_counter() - t_open
-        wait_start = time.perf_counter()
-        for batch_tiles, arrays in iter_tile_batches(feed, tiles, batch_size):
-            t_read += time.perf_counter() - wait_start
-            dets = runner.predict(arrays)
-            for t, a, d in zip(batch_tiles, arrays, dets):
-                d = _to_tile_frame(d, a.shape[1] / t.w, a.shape[0] / t.h, t.w, t.h)
-                if score_thr is not None and len(d):
-                    d = d[d.scores >= score_thr]
-                done_tiles.append(t)
-                done_dets.append(d)
-            if progress is not None:
-                progress(len(done_tiles), len(tiles))
-            wait_start = time.perf_counter()
+        stats: dict[str, float] = {}
+        done_dets = _predict_tiles(src, tiles, runner, model_size, score_thr, progress, stats)
     t_merge0 = time.perf_counter()
-    merged = merge_tiles(done_tiles, done_dets, merge)
+    merged = merge_tiles(tiles, done_dets, merge)
     t_end = time.perf_counter()
     timings = {
-        "read_s": round(t_read, 4),
-        "resize_s": round(getattr(feed, "resize_s", 0.0), 4),
+        "read_s": round(t_read + stats["read_s"], 4),
+        "resize_s": round(stats["resize_s"], 4),
         "predict_s": round(runner.predict_s, 4),
         "merge_s": round(t_end - t_merge0, 4),
         "total_s": round(t_end - t_start, 4),
@@ -194,6 +171,91 @@ def detect_image(
         model=describe_detector(detector),
         timings=timings,
     )
+
+
+def predict_tiles(
+    src: Any,
+    tiles: Sequence[Tile],
+    detector: Detector,
+    *,
+    batch_size: int | None = None,
+    input_size: int | None = None,
+    score_thr: float | None = None,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    timings: dict[str, float] | None = None,
+) -> list[Detections]:
+    """Run ``detector`` over some ``tiles`` of the open image ``src``, without merging.
+
+    The tiles are read, batched, resized to the model size and mapped back exactly as
+    :func:`detect_image` does (``input_size`` None: what the detector declares; ``batch_size``
+    None: the default for ``device``), and boxes scoring below ``score_thr`` are dropped.
+    Returns one :class:`Detections` per tile, in the order given, in *tile-local* pixels; pass
+    them with the same tiles to :func:`densedet_tile.merge.merge_tiles` for global boxes.
+    ``densedet-tile batch --split`` runs this on each worker for its share of a giant image.
+    When ``timings`` is a dict, ``read_s``, ``resize_s`` and ``predict_s`` are added to it.
+    """
+    dev, batch_size = _check_run_options(score_thr, input_size, batch_size, device)
+    if not callable(getattr(detector, "predict", None)):
+        raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
+    model_size = input_size if input_size is not None else input_size_of(detector)
+    runner = _Runner(detector, batch_size, str(getattr(src, "name", "<image>")))
+    stats: dict[str, float] = {}
+    dets = _predict_tiles(src, list(tiles), runner, model_size, score_thr, progress, stats)
+    if timings is not None:
+        for k, v in (("read_s", stats["read_s"]), ("resize_s", stats["resize_s"]), ("predict_s", runner.predict_s)):
+            timings[k] = timings.get(k, 0.0) + v
+    return dets
+
+
+def _check_run_options(
+    score_thr: float | None, input_size: int | None, batch_size: int | None, device: str
+) -> tuple[str, int]:
+    """Validate the per-run options; return the resolved device and batch size."""
+    if score_thr is not None and not (isinstance(score_thr, (int, float)) and 0.0 <= score_thr <= 1.0):
+        raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
+    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 16):
+        raise InvalidInputError(f"input_size must be an int >= 16, got {input_size!r}")
+    dev = resolve_device(device)
+    if batch_size is None:
+        batch_size = default_batch_size(dev)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return dev, batch_size
+
+
+def _predict_tiles(
+    src: Any,
+    tiles: list[Tile],
+    runner: "_Runner",
+    model_size: int | None,
+    score_thr: float | None,
+    progress: ProgressFn | None,
+    stats: dict[str, float],
+) -> list[Detections]:
+    """The tile loop shared by :func:`detect_image` and :func:`predict_tiles`.
+
+    Fills ``stats`` with ``read_s`` (time spent waiting for pixels) and ``resize_s``.
+    """
+    # Tiles are resized in the reader thread, so resizing overlaps inference too.
+    feed = src if model_size is None else _ResizingSource(src, model_size)
+    done: list[Detections] = []
+    t_read = 0.0
+    wait_start = time.perf_counter()
+    for batch_tiles, arrays in iter_tile_batches(feed, tiles, runner.batch_size):
+        t_read += time.perf_counter() - wait_start
+        dets = runner.predict(arrays)
+        for t, a, d in zip(batch_tiles, arrays, dets):
+            d = _to_tile_frame(d, a.shape[1] / t.w, a.shape[0] / t.h, t.w, t.h)
+            if score_thr is not None and len(d):
+                d = d[d.scores >= score_thr]
+            done.append(d)
+        if progress is not None:
+            progress(len(done), len(tiles))
+        wait_start = time.perf_counter()
+    stats["read_s"] = t_read
+    stats["resize_s"] = getattr(feed, "resize_s", 0.0)
+    return done
 
 
 def _is_image_source(obj: object) -> bool:
