@@ -20,11 +20,12 @@ after resizing, with scale jitter) and :func:`write_dataset` (images plus SKU-11
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .errors import InvalidInputError
 
@@ -92,6 +93,32 @@ def _glyph_rows(rng: np.random.Generator, w: int, h: int, y0: int, y1: int, img:
         big = big[:line_h, :span]
         region = img[ly:ly + big.shape[0], margin:margin + big.shape[1]]
         region[big[: region.shape[0], : region.shape[1]]] = colour
+
+
+_LETTERS = np.array(list("ABCDEFGHIJKLMNOPRSTUVWXYZ0123456789"))
+
+
+@functools.lru_cache(maxsize=64)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def _print_words(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Print a few random words (brand names, weights) on a float RGB sprite."""
+    h, w = img.shape[:2]
+    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    for _ in range(int(rng.integers(1, 4))):
+        size = int(np.clip(h * rng.uniform(0.04, 0.16), 5, 160))
+        n = int(min(rng.integers(2, 9), max(1, (w * 0.95) // max(1.0, 0.62 * size))))
+        word = "".join(rng.choice(_LETTERS, n))
+        x = rng.uniform(0, max(1.0, w - 0.62 * size * n))
+        y = rng.uniform(0.05, 0.85) * h
+        bg = img[min(h - 1, int(y + size / 2)), min(w - 1, int(x))].mean()
+        colour = tuple(int(c) for c in (_random_colour(rng) if rng.random() < 0.4 else
+                                          np.full(3, 25.0 if bg > 120 else 240.0)))
+        draw.text((x, y), word, font=_font(size), fill=colour)
+    return np.asarray(pil, dtype=np.float32)
 
 
 def _width_profile(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -193,6 +220,14 @@ def _make_sprite(rng: np.random.Generator, kind: str, w: int, h: int) -> tuple[n
         crimp = max(1, int(0.06 * h))
         zig = (np.arange(w) // max(1, w // 12)) % 2
         img[:crimp] = img[:crimp] * (0.75 + 0.2 * zig[None, :, None])
+    # printed words and fine print-like texture
+    if rng.random() < 0.7 and w >= 10 and h >= 10:
+        img = _print_words(rng, img)
+    if rng.random() < 0.5:
+        gh, gw = int(rng.integers(4, 24)), int(rng.integers(2, 10))
+        noise = (rng.random((gh, gw)) * 255).astype(np.uint8)
+        tex = np.asarray(Image.fromarray(noise).resize((w, h), Image.Resampling.BILINEAR), np.float32) / 255 - 0.5
+        img = img * (1 + rng.uniform(0.1, 0.4) * tex[:, :, None])
     # boxes seen slightly from the side show a darker side face
     if kind == "box" and rng.random() < 0.5 and w >= 8:
         sw = max(1, int(w * rng.uniform(0.06, 0.2)))
@@ -360,20 +395,51 @@ def render_shelf(
         if x1 > x0 and y1 > y0:
             canvas[y0:y1, x0:x1] = _random_colour(rng) if rng.random() < 0.5 else np.array([250.0, 220, 40])
             _glyph_rows(rng, x1 - x0, y1 - y0, 1, y1 - y0 - 1, canvas[y0:y1, x0:x1], np.full(3, 20.0))
+            box_arr = _occlude(box_arr, x0, y0, x1, y1)
+    # big price signs with printed prices
+    for _ in range(int(rng.poisson(0.3 * cw * ch / (product_height * 6) ** 2))):
+        tw, th = product_height * rng.uniform(0.6, 1.6), product_height * rng.uniform(0.35, 0.9)
+        x0, y0 = int(rng.uniform(0, cw)), int(rng.uniform(0, ch))
+        x1, y1 = int(min(cw, x0 + tw)), int(min(ch, y0 + th))
+        if x1 - x0 > 8 and y1 - y0 > 8:
+            bg = np.array([[250.0, 250, 250], [250, 215, 30], [200, 30, 30], [20, 40, 120]])[rng.integers(4)]
+            sign = Image.new("RGB", (x1 - x0, y1 - y0), tuple(int(v) for v in bg))
+            fg = (20, 20, 20) if bg.mean() > 150 else (250, 250, 250)
+            size = max(6, int((y1 - y0) * rng.uniform(0.4, 0.7)))
+            ImageDraw.Draw(sign).text((size * 0.2, (y1 - y0 - size) / 2), f"${rng.integers(0, 20)}.{rng.integers(0, 99):02d}",
+                                      font=_font(size), fill=fg)
+            canvas[y0:y1, x0:x1] = np.asarray(sign, np.float32)
+            box_arr = _occlude(box_arr, x0, y0, x1, y1)
+    # vertical shelf uprights (slotted posts) hide product edges
+    for _ in range(int(rng.random() < 0.3) * int(rng.integers(1, 3))):
+        pw_ = max(2, int(product_height * rng.uniform(0.06, 0.18)))
+        x0 = int(rng.uniform(0, cw - pw_))
+        canvas[:, x0:x0 + pw_] = rng.uniform(60, 200) * rng.uniform(0.9, 1.05, 3)
+        step = max(3, pw_)
+        slot = max(1, pw_ // 3)
+        canvas[::step, x0 + slot:x0 + pw_ - slot] *= 0.3
+        box_arr = _occlude(box_arr, x0, 0, x0 + pw_, ch)
     # non-product areas: floor at the bottom or ceiling / aisle sign at the top
     if rng.random() < 0.25:
         band = int(ch * rng.uniform(0.08, 0.35))
         colour = np.full(3, rng.uniform(90, 220)) * rng.uniform(0.85, 1.1, 3)
         ramp = np.linspace(rng.uniform(0.7, 1.0), rng.uniform(0.9, 1.2), band, dtype=np.float32)[:, None, None]
-        if rng.random() < 0.5:  # floor
+        if rng.random() < 0.5:  # floor with tiles
             a = ch - band
             canvas[a:] = colour * ramp
+            step = max(4, int(product_height * rng.uniform(0.5, 1.5)))
+            canvas[a::step // 2] *= 0.75
+            canvas[a:, ::step] *= 0.75
             if len(box_arr):
                 h0 = box_arr[:, 3] - box_arr[:, 1]
                 box_arr[:, 3] = np.minimum(box_arr[:, 3], a)
                 box_arr = box_arr[(box_arr[:, 3] - box_arr[:, 1]) > 0.4 * h0]
-        else:  # ceiling with a sign board
+        else:  # ceiling with lights, beams and a sign board
             canvas[:band] = colour * ramp[::-1]
+            for _ in range(int(rng.integers(2, 8))):
+                ly = int(rng.uniform(0, band))
+                canvas[ly:ly + max(1, int(product_height * 0.05)), int(rng.uniform(0, cw * 0.8)):] = \
+                    250.0 if rng.random() < 0.5 else rng.uniform(60, 140)
             sx0 = int(rng.uniform(0, 0.6) * cw)
             sx1 = min(cw, sx0 + int(rng.uniform(0.2, 0.5) * cw))
             sy0, sy1 = int(band * 0.2), int(band * rng.uniform(0.5, 0.9))
@@ -390,8 +456,10 @@ def render_shelf(
     field = light[:, None] * (1 + rng.uniform(-0.25, 0.25) * xx + rng.uniform(-0.25, 0.25) * yy)
     field = field * (1 - rng.uniform(0.0, 0.35) * (xx ** 2 + yy ** 2) / 2)
     cast = rng.uniform(0.88, 1.12, 3).astype(np.float32)
-    canvas *= field[:, :, None] * cast * rng.uniform(0.7, 1.2)
-    img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    canvas *= field[:, :, None]
+    canvas *= cast * np.float32(rng.uniform(0.7, 1.2))
+    np.clip(canvas, 0, 255, out=canvas)
+    img = Image.fromarray(canvas.astype(np.uint8))
 
     # geometry: a small homography (rotation + perspective) from canvas to output
     ang = np.deg2rad(rng.normal(0, 1.5))
@@ -431,14 +499,47 @@ def render_shelf(
         img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.6)) * max(1.0, product_height / 130)))
     arr = np.asarray(img, dtype=np.float32)
     if rng.random() < 0.7:
-        arr = arr + rng.standard_normal(arr.shape, dtype=np.float32) * np.float32(rng.uniform(1, 7))
-    out = np.clip(arr, 0, 255).astype(np.uint8)
+        sigma = np.float32(rng.uniform(1, 7))
+        arr = arr + rng.standard_normal((*arr.shape[:2], 1), dtype=np.float32) * sigma  # luminance noise
+        if rng.random() < 0.5:
+            arr += rng.standard_normal(arr.shape, dtype=np.float32) * (sigma * np.float32(0.5))  # chroma noise
+    out = np.clip(arr, 0, 255, out=arr).astype(np.uint8)
     if jpeg and rng.random() < 0.8:
         buf = io.BytesIO()
         Image.fromarray(out).save(buf, format="JPEG", quality=int(rng.integers(35, 95)))
         buf.seek(0)
         out = np.asarray(Image.open(buf).convert("RGB"))
     return out, box_arr
+
+
+def _occlude(boxes: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """Boxes after an opaque rectangle is drawn over them.
+
+    A box mostly hidden (> 60 %) is dropped; one cut across its whole height or width keeps
+    its larger visible side; others keep their full extent (a product behind a small card).
+    """
+    if not len(boxes):
+        return boxes
+    boxes = boxes.copy()
+    iw = np.clip(np.minimum(boxes[:, 2], x1) - np.maximum(boxes[:, 0], x0), 0, None)
+    ih = np.clip(np.minimum(boxes[:, 3], y1) - np.maximum(boxes[:, 1], y0), 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = iw * ih <= 0.6 * np.maximum(area, 1e-6)
+    full_h = (y0 <= boxes[:, 1]) & (y1 >= boxes[:, 3]) & (iw > 0)
+    left = np.clip(x0 - boxes[:, 0], 0, None)
+    right = np.clip(boxes[:, 2] - x1, 0, None)
+    cut = full_h & keep
+    use_left = left >= right
+    boxes[cut & use_left, 2] = np.minimum(boxes[cut & use_left, 2], x0)
+    boxes[cut & ~use_left, 0] = np.maximum(boxes[cut & ~use_left, 0], x1)
+    full_w = (x0 <= boxes[:, 0]) & (x1 >= boxes[:, 2]) & (ih > 0) & keep & ~full_h
+    top = np.clip(y0 - boxes[:, 1], 0, None)
+    bottom = np.clip(boxes[:, 3] - y1, 0, None)
+    use_top = top >= bottom
+    boxes[full_w & use_top, 3] = np.minimum(boxes[full_w & use_top, 3], y0)
+    boxes[full_w & ~use_top, 1] = np.maximum(boxes[full_w & ~use_top, 1], y1)
+    ok = keep & (boxes[:, 2] - boxes[:, 0] >= 2) & (boxes[:, 3] - boxes[:, 1] >= 2)
+    return boxes[ok]
 
 
 def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

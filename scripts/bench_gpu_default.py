@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
     sizes = {"tile1280": det.input_size, "whole2560": det.input_size * 2, "whole2560_native": 2560}
     rng = np.random.default_rng(0)
-    results = []
+    results: list[dict] = []
+    meta = {"device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+            "torch": torch.__version__, "weights": str(args.weights), "iters": args.iters,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "note": "predict() end to end: H2D copy, normalisation, network, decode + NMS; random pixels"}
     for case in args.cases.split(","):
         side = sizes[case]
         for bs in (int(b) for b in args.batches.split(",")):
@@ -81,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                        "peak_vram_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None}
                 results.append(row)
                 print(json.dumps(row), flush=True)
-    meta = {"device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
-            "torch": torch.__version__, "weights": str(args.weights), "iters": args.iters,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "note": "predict() end to end: H2D copy, normalisation, network, decode + NMS; random pixels"}
+                Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     return 0
 

@@ -36,58 +36,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from densedet_tile.detector.builtin import DEFAULT_CONFIG, ShelfNet  # noqa: E402
+from densedet_tile.detector.builtin import DEFAULT_CONFIG, ShelfNet, build_targets  # noqa: E402
 from densedet_tile.shelves import training_sample  # noqa: E402
-
-# Gaussian extent (fraction of the box) for the centre heatmap and the regression region.
-HEAT_ALPHA = 0.54
-REG_BETA = 0.54
-
-
-def build_targets(boxes: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dense training targets for one ``size`` x ``size`` image at ``stride``.
-
-    Returns ``heat`` float32 (1, g, g) in [0, 1] with exactly 1 at each box's centre cell;
-    ``box_t`` float32 (4, g, g) the xyxy box (input pixels) that each cell regresses;
-    ``weight`` float32 (1, g, g) regression weights (per box: Gaussian, summing to log(area)).
-    Where regions overlap, the smaller box wins (boxes are drawn largest first).
-    """
-    g = size // stride
-    heat = np.zeros((g, g), np.float32)
-    box_t = np.zeros((4, g, g), np.float32)
-    weight = np.zeros((g, g), np.float32)
-    if len(boxes) == 0:
-        return heat[None], box_t, weight[None]
-    wh = boxes[:, 2:] - boxes[:, :2]
-    order = np.argsort(-(wh[:, 0] * wh[:, 1]))
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride
-    for i in order:
-        bw, bh = wh[i] / stride
-        cx, cy = centres[i]
-        ix, iy = min(int(cx), g - 1), min(int(cy), g - 1)
-        sx, sy = max(HEAT_ALPHA * bw / 6, 0.3), max(HEAT_ALPHA * bh / 6, 0.3)
-        rx, ry = int(3 * sx) + 1, int(3 * sy) + 1
-        x0, x1 = max(0, ix - rx), min(g, ix + rx + 1)
-        y0, y1 = max(0, iy - ry), min(g, iy + ry + 1)
-        xs = np.arange(x0, x1) - ix
-        ys = np.arange(y0, y1) - iy
-        gau = np.exp(-(xs[None, :] ** 2) / (2 * sx * sx) - (ys[:, None] ** 2) / (2 * sy * sy))
-        np.maximum(heat[y0:y1, x0:x1], gau, out=heat[y0:y1, x0:x1])
-        # regression region: Gaussian of the same shape, cut to the (beta-scaled) box
-        bx0, bx1 = (cx - REG_BETA * bw / 2), (cx + REG_BETA * bw / 2)
-        by0, by1 = (cy - REG_BETA * bh / 2), (cy + REG_BETA * bh / 2)
-        cxs = np.arange(x0, x1) + 0.5
-        cys = np.arange(y0, y1) + 0.5
-        inside = ((cxs[None, :] >= bx0) & (cxs[None, :] <= bx1)) & ((cys[:, None] >= by0) & (cys[:, None] <= by1))
-        inside[iy - y0, ix - x0] = True
-        rw = np.where(inside, gau, 0.0)
-        rw *= np.log(max(wh[i, 0] * wh[i, 1], 2.0)) / rw.sum()
-        sel = inside
-        weight[y0:y1, x0:x1][sel] = rw[sel]
-        for c in range(4):
-            box_t[c, y0:y1, x0:x1][sel] = boxes[i, c]
-    return heat[None], box_t, weight[None]
-
 
 class ShelfStream(torch.utils.data.Dataset):
     """Map-style view of an endless stream: item ``i`` is a pure function of (seed, i)."""
