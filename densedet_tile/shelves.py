@@ -100,7 +100,10 @@ _LETTERS = np.array(list("ABCDEFGHIJKLMNOPRSTUVWXYZ0123456789"))
 
 @functools.lru_cache(maxsize=64)
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # old Pillow or no FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
 
 
 def _print_words(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ BATCH=${BATCH:-32}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee "$OUT/train.log"
-python3 -c "import torch, torchvision; print('torch', torch.__version__, 'tv', torchvision.__version__, torch.cuda.is_available())" 2>&1 | tee -a "$OUT/train.log"
+python3 -c "import torch, torchvision, PIL, numpy; print('torch', torch.__version__, 'tv', torchvision.__version__, 'PIL', PIL.__version__, 'np', numpy.__version__, torch.cuda.is_available())" 2>&1 | tee -a "$OUT/train.log"
 python3 scripts/train_default.py --device "$DEVICE" --size 640 --batch "$BATCH" --reuse 3 --lr 2e-3 \
     --workers "$WORKERS" --minutes "$MINUTES" --save-every 60 --seed 0 --out "$OUT" 2>&1 | tee -a "$OUT/train.log"
 rc=${PIPESTATUS[0]}
