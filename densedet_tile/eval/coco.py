@@ -164,6 +164,24 @@ def box_iou_coco(dt_xywh: np.ndarray, gt_xywh: np.ndarray, crowd: np.ndarray) ->
     return iou
 
 
+def _iou_screen(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray, thr: float) -> np.ndarray:
+    """bool (B, D, G): IoU (float32, crowd-aware) >= ``thr``; a cheap superset screen."""
+    dx, dy, dw, dh = (dt[:, :, None, i] for i in range(4))
+    gx, gy, gw, gh = (gt[:, None, :, i] for i in range(4))
+    iw = np.minimum(dx + dw, gx + gw)
+    iw -= np.maximum(dx, gx)
+    ih = np.minimum(dy + dh, gy + gh)
+    ih -= np.maximum(dy, gy)
+    np.maximum(iw, 0, out=iw)
+    np.maximum(ih, 0, out=ih)
+    inter = iw
+    inter *= ih
+    da = dw * dh
+    union = np.where(crowd[:, None, :], da, da + gw * gh - inter)
+    # inter >= thr * union, without a division; zero intersection never passes
+    return (inter >= thr * union) & (inter > 0)
+
+
 def _validate_max_dets(max_dets: Sequence[int]) -> tuple[int, ...]:
     md = tuple(max_dets)
     if not md or any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in md):
@@ -260,15 +278,25 @@ def evaluate_boxes(
     per_block = max(dpad, 1) * max(gmax, 1)
     step = max(1, chunk_elems // per_block)
     pb, pd, pg, piou = [], [], [], []
+    # float32 is exact enough for a screen once each block is moved near the origin
+    origin = np.zeros((nb, 1, 4))
+    if nb:
+        lo = np.minimum(np.where(gt_valid[..., None], gt_xywh, np.inf).min(1), np.where(dt_valid[..., None], dt_xywh, np.inf).min(1))
+        origin[:, 0, :2] = np.where(np.isfinite(lo[:, :2]), lo[:, :2], 0.0)
+    dt32, gt32 = (dt_xywh - origin).astype(np.float32), (gt_xywh - origin).astype(np.float32)
     for s in range(0, nb, step):
         e = min(nb, s + step)
-        iou = box_iou_coco(dt_xywh[s:e], gt_xywh[s:e], gt_crowd[s:e])
-        ok = (iou >= t_low) & dt_valid[s:e, :, None] & gt_valid[s:e, None, :]
+        # float32 screen (loose by 1e-2), then the exact float64 IoU of the survivors only
+        ok = _iou_screen(dt32[s:e], gt32[s:e], gt_crowd[s:e], t_low - 1e-2)
+        ok &= dt_valid[s:e, :, None] & gt_valid[s:e, None, :]
         b, d, g = np.nonzero(ok)  # ordered by block, detection, gt
-        pb.append(b + s)
-        pd.append(d)
-        pg.append(g)
-        piou.append(iou[b, d, g])
+        b = b + s
+        iou = box_iou_coco(dt_xywh[b, d][:, None, :], gt_xywh[b, g][:, None, :], gt_crowd[b, g][:, None])[:, 0, 0]
+        keep = iou >= t_low
+        pb.append(b[keep])
+        pd.append(d[keep])
+        pg.append(g[keep])
+        piou.append(iou[keep])
     pb_a = np.concatenate(pb) if pb else np.zeros(0, np.int64)
     pd_a = np.concatenate(pd) if pd else np.zeros(0, np.int64)
     pg_a = np.concatenate(pg) if pg else np.zeros(0, np.int64)
