@@ -1,0 +1,173 @@
+"""densedet-tile batch on a real local Ray instance (2 CPUs, started once for this module)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import densedet_tile as dt
+from densedet_tile import DetectorError
+from densedet_tile.batch import DetectorSpec, run_batch
+from densedet_tile.runner import RunOptions
+from densedet_tile.synthetic import PaintedDetector, make_painted_aisle
+from densedet_tile.tiler import make_grid
+from fakes import BlobDetector, blob_image
+
+ray = pytest.importorskip("ray")
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():  # pragma: no cover - another module left it running
+        ray.shutdown()
+    # Workers import the test helpers (tests/fakes.py, this module) by name.
+    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    yield
+    ray.shutdown()
+
+
+class SlowBlob(BlobDetector):
+    """BlobDetector that takes a little while per tile, so an actor can be killed mid-image."""
+
+    def predict(self, tiles):
+        time.sleep(0.05)
+        return super().predict(tiles)
+
+
+class CrashOnGrey(BlobDetector):
+    """Kills its worker process outright when a tile is uniformly grey 77 (a poison image)."""
+
+    def predict(self, tiles):
+        if any(int(t.min()) == 77 == int(t.max()) for t in tiles):
+            os._exit(3)
+        return super().predict(tiles)
+
+
+def _images(folder: Path, n: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        Image.fromarray(blob_image(300 + 40 * i, 500, (10 + 20 * i, 30, 200 + 20 * i, 90 + 10 * i))).save(p)
+        out.append(p)
+    return out
+
+
+def _docs(out: Path) -> dict[str, dict]:
+    docs = {}
+    for f in sorted(out.glob("*.detections.json")):
+        d = json.loads(f.read_text())
+        d.pop("timings")
+        docs[f.name] = d
+    return docs
+
+
+def test_ray_pool_writes_what_in_process_writes_and_restarts(local_ray, tmp_path):
+    imgs = _images(tmp_path / "in", 4)
+    bad = tmp_path / "in" / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    inputs = [imgs[0], imgs[1], bad, imgs[2], imgs[3]]
+    opts = RunOptions(tile=256, formats=("json", "csv"))
+    ref = run_batch(inputs, tmp_path / "local", detector=BlobDetector(), opts=opts, ray=None)
+    got = run_batch(inputs, tmp_path / "ray", detector=BlobDetector(), opts=opts, ray="local", workers=2)
+    assert got.backend == "ray:local" and got.workers == 2
+    assert (ref.ok, ref.failed) == (got.ok, got.failed) == (4, 1)
+    assert _docs(tmp_path / "ray") == _docs(tmp_path / "local")
+    for p in imgs:
+        name = f"{p.stem}.detections.csv"
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    by = {Path(r["input"]).name: r for r in got.records}
+    assert by["bad.png"]["status"] == "error" and "bad.png" in by["bad.png"]["error"]
+    assert len({r["worker"] for r in got.records}) == 2  # both actors took work
+    assert all(r["worker"].startswith(("w1@", "w2@")) for r in got.records)
+
+    # restart: complete outputs are skipped, a corrupt one is redone on Ray
+    (tmp_path / "ray" / "img2.detections.json").write_text('{"schema": "densedet-tile/detections@1", "box')
+    again = run_batch(inputs, tmp_path / "ray", detector=BlobDetector(), opts=opts, ray="local", workers=2)
+    status = {Path(r["input"]).name: r["status"] for r in again.records}
+    assert status == {"img0.png": "skipped", "img1.png": "skipped", "img3.png": "skipped",
+                      "img2.png": "ok", "bad.png": "error"}
+    assert _docs(tmp_path / "ray") == _docs(tmp_path / "local")
+    snap = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert [r["backend"] for r in snap["runs"]] == ["ray:local", "ray:local"]
+
+
+def test_killed_actor_has_its_image_retried_on_another(local_ray, tmp_path):
+    imgs = _images(tmp_path / "in", 4)
+    killed: list[str] = []
+
+    def kill_once(actor, item):
+        if item[0].name == "img1.png" and not killed:
+            killed.append(actor._actor_id.hex())
+            ray.kill(actor)
+
+    s = run_batch(imgs, tmp_path / "out", detector=SlowBlob(), opts=RunOptions(tile=256), ray="local",
+                  workers=2, on_submit=kill_once)
+    assert killed
+    assert s.ok == 4 and s.failed == 0
+    rec = {Path(r["input"]).name: r for r in s.records}
+    assert rec["img1.png"]["attempts"] == 2
+    assert all(rec[n]["attempts"] == 1 for n in ("img0.png", "img2.png", "img3.png"))
+    assert len(_docs(tmp_path / "out")) == 4
+    ref = run_batch(imgs, tmp_path / "ref", detector=SlowBlob(), opts=RunOptions(tile=256), ray=None)
+    assert ref.ok == 4 and _docs(tmp_path / "out") == _docs(tmp_path / "ref")
+
+
+def test_poison_image_that_kills_workers_is_reported_and_the_run_completes(local_ray, tmp_path):
+    imgs = _images(tmp_path / "in", 2)
+    poison = tmp_path / "in" / "poison.png"
+    Image.fromarray(np.full((100, 100, 3), 77, np.uint8)).save(poison)
+    s = run_batch([imgs[0], poison, imgs[1]], tmp_path / "out", detector=CrashOnGrey(), opts=RunOptions(tile=256),
+                  ray="local", workers=2, retries=1)
+    rec = {Path(r["input"]).name: r for r in s.records}
+    assert rec["poison.png"]["status"] == "error"
+    assert rec["poison.png"]["attempts"] == 2 and "died" in rec["poison.png"]["error"]
+    assert rec["img0.png"]["status"] == rec["img1.png"]["status"] == "ok"
+
+
+def _painted(tmp_path: Path) -> Path:
+    img, _ = make_painted_aisle(1400, 400, n_products=70, seed=11, small_size=(20, 60), large_size=(120, 200))
+    p = tmp_path / "aisle.png"
+    Image.fromarray(img).save(p)
+    return p
+
+
+def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tmp_path):
+    p = _painted(tmp_path)
+    opts = RunOptions(tile=256, overlap=0.25)
+    ref = dt.detect(p, PaintedDetector(jitter=1.0, seed=5), tile=256, overlap=0.25)
+    assert len(ref) > 40
+    killed: list[int] = []
+
+    def kill_once(actor, chunk):
+        if chunk.start > 0 and not killed:
+            killed.append(chunk.start)
+            ray.kill(actor)
+
+    s = run_batch([p], tmp_path / "out", detector=PaintedDetector(jitter=1.0, seed=5), opts=opts, ray="local",
+                  workers=2, split=True, on_submit=kill_once)
+    assert killed and s.ok == 1, s.records
+    doc = json.loads((tmp_path / "out" / "aisle.detections.json").read_text())
+    got = np.array(doc["boxes"], np.float32).reshape(-1, 4)
+    assert got.shape == ref.xyxy.shape
+    np.testing.assert_allclose(got, ref.xyxy, atol=0.006)  # the JSON keeps 2 decimals
+    np.testing.assert_allclose(doc["scores"], ref.scores, atol=1e-4)
+    assert doc["num_tiles"] == len(make_grid(1400, 400, dt.TileSpec(256, 0.25)))
+    assert len(doc["settings"]["split_workers"]) >= 2
+
+
+def test_detector_that_cannot_be_built_on_workers_is_one_clear_error(local_ray, tmp_path):
+    imgs = _images(tmp_path / "in", 1)
+    spec = DetectorSpec(name=f"{TESTS / 'fakes.py'}:no_such_factory")
+    with pytest.raises(DetectorError, match="no_such_factory"):
+        run_batch(imgs, tmp_path / "out", detector=spec, ray="local", workers=1)
