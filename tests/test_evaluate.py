@@ -112,6 +112,28 @@ def test_dense_images_beyond_100_detections_match_pycocotools() -> None:
     assert ours.stats["AR@100"] < 0.4 < ours.stats["AR@300"]
 
 
+@pytest.mark.parametrize("offset", [0.0, 20000.0])
+@pytest.mark.parametrize("size", [2.0, 100.0])
+def test_boxes_just_over_and_under_each_threshold_match_pycocotools(offset: float, size: float) -> None:
+    # a detection shifted right by dx has IoU (s - dx) / (s + dx) with its ground truth
+    gts, dts = [], []
+    for i, t in enumerate(np.linspace(0.5, 0.95, 10)):
+        for j, eps in enumerate((-1e-9, 0.0, 1e-9, 1e-6)):
+            x = offset + (4 * i + j) * 3 * size
+            dx = size * (1 - t) / (1 + t) * (1 + eps)
+            gts.append([x, offset, x + size, offset + size])
+            dts.append([x + dx, offset, x + dx + size, offset + size])
+    gt, dt = np.array(gts), np.array(dts)
+    ims = [EvalImage("t.jpg", gt, np.zeros(len(gt), int), dt, np.linspace(1, 0.1, len(dt)), np.zeros(len(dt), int))]
+    ours = evaluate_boxes(ims, max_dets=(1, 10, 100))
+    ref = pycoco_eval(ims, 1, (1, 10, 100))
+    np.testing.assert_array_equal(ours.recall, ref.eval["recall"])
+    np.testing.assert_allclose(ours.precision, ref.eval["precision"], atol=1e-12, rtol=0)
+    # the boxes really straddle the thresholds: some but not all pass at each of them
+    r = ours.recall[:, 0, 0, -1]
+    assert np.all((r > 0) & (r < 1))
+
+
 def test_perfect_detections_score_one_and_shifted_ones_fail_strict_thresholds() -> None:
     gt = np.array([[0, 0, 100, 100], [200, 0, 300, 100]], float)
     perfect = EvalImage("a.jpg", gt, [0, 0], gt, [0.9, 0.8], [0, 0])
@@ -299,3 +321,30 @@ def test_compare_runs_tiled_and_untiled(tmp_path: Path) -> None:
     assert runs[1].metrics.stats["AP"] == pytest.approx(1.0)
     assert runs[0].metrics.stats["AP"] < 0.5
     assert all(r.seconds >= 0 for r in runs)
+
+
+def test_compare_cli_with_a_real_detector_through_the_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from densedet_tile.synthetic import make_painted_aisle
+
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    rows = []
+    for i in range(2):
+        image, gt = make_painted_aisle(1200, 900, n_products=20, seed=i, small_size=(40, 120), large_size=(150, 260))
+        Image.fromarray(image).save(img_dir / f"p{i}.png")
+        rows += [(f"p{i}.png", *b, "object", 1200, 900) for b in gt.xyxy.tolist()]
+    gtp = tmp_path / "gt.csv"
+    write_sku_csv(gtp, rows, header=False)
+    out = tmp_path / "cmp.json"
+    code = eval_main([str(img_dir), str(gtp), "--compare", "--tile", "384", "--overlap", "0.3", "--device", "cpu",
+                      "--detector", "densedet_tile.synthetic:PaintedDetector", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "tiled" in text and "untiled" in text
+    doc = json.loads(out.read_text())
+    assert [r["name"] for r in doc["runs"]] == ["tiled", "untiled"] and doc["num_images"] == 2
+    # the painted detector sees every product whole in the untiled run
+    assert doc["runs"][1]["metrics"]["AP50"] > 0.95
+    assert doc["runs"][0]["metrics"]["AP50"] > 0.5
