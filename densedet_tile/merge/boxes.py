@@ -1,8 +1,8 @@
 """Box geometry over sparse candidate pairs: a grid spatial index, pairwise IoU, components.
 
 Every function here is array in, array out and never builds an N x N matrix: pairs of boxes
-that may overlap come from :func:`candidate_pairs`, a uniform-grid bucket index whose cost
-grows with the number of boxes and their local density, not with the square of the total.
+that may overlap come from :func:`candidate_pairs`, a strip-bucket sort-and-sweep index whose
+cost grows with the number of boxes and their local density, not with the square of the total.
 Coordinates are pixels, ``xyxy`` = (x1, y1, x2, y2), any common frame.
 """
 
@@ -68,11 +68,12 @@ def candidate_pairs(
     (order of pairs unspecified). With ``touching=False`` the grown rectangles must share a
     positive area; with ``touching=True`` sharing an edge or a corner is enough.
 
-    The boxes are bucketed into square grid cells (side ``cell``, by default the median box
-    side, which minimises the pairs examined for boxes of similar size); a pair is examined
-    only in the cell that holds the top-left corner of its intersection, so no pair is
-    produced twice and nothing global is sorted besides the bucket keys. Memory is bounded by
-    working through the buckets in chunks.
+    Spatial index: boxes are bucketed into horizontal strips ``cell`` pixels high (default:
+    the median box side) and sorted by left edge inside each strip, so the boxes a box may
+    overlap in a strip are a contiguous run found by binary search (sort and sweep). A pair
+    is reported only in the strip holding the top of its intersection, so never twice.
+    Work and memory grow with the number of boxes and of near neighbours, never with N^2;
+    the runs are expanded in bounded chunks.
     """
     b = as_boxes(xyxy)
     n = b.shape[0]
@@ -84,36 +85,27 @@ def candidate_pairs(
         side = np.maximum(hi[:, 0] - lo[:, 0], hi[:, 1] - lo[:, 1])
         cell = float(np.median(side))
     cell = max(float(cell), 1.0)
-    origin = lo.min(axis=0)
-    c0 = np.floor((lo - origin) / cell).astype(np.int64)
-    c1 = np.floor((hi - origin) / cell).astype(np.int64)
-    ncols = int(c1[:, 0].max()) + 1
-    nx = c1[:, 0] - c0[:, 0] + 1
-    ny = c1[:, 1] - c0[:, 1] + 1
-    counts = nx * ny
+    oy = lo[:, 1].min()
+    ox = lo[:, 0].min()
+    s0 = np.floor((lo[:, 1] - oy) / cell).astype(np.int64)
+    s1 = np.floor((hi[:, 1] - oy) / cell).astype(np.int64)
+    counts = s1 - s0 + 1
     total = int(counts.sum())
-    # One entry per (box, cell it covers).
+    # One entry per (box, strip it covers), sorted by (strip, left edge).
     box = np.repeat(np.arange(n, dtype=np.int64), counts)
-    k = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    cx = c0[box, 0] + k % nx[box]
-    cy = c0[box, 1] + k // nx[box]
-    key = cy * ncols + cx
-    del k, cx, cy
+    strip = s0[box] + (np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts))
+    span = float(hi[:, 0].max() - ox) + 1.0  # keys of different strips never interleave
+    key = strip * span + (lo[box, 0] - ox)
     order = np.argsort(key, kind="stable")
     key = key[order]
     box = box[order]
+    strip = strip[order]
     del order
-    # Position of each entry inside its bucket and the bucket size.
-    new = np.empty(total, bool)
-    new[0] = True
-    np.not_equal(key[1:], key[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    sizes = np.diff(np.append(starts, total))
-    # Entry p pairs with the entries after it in its bucket.
-    m = np.repeat(starts + sizes, sizes) - np.arange(total) - 1
-    del new
+    # Entries after p in its strip whose left edge is before (or at) the right edge of p.
+    ends = np.searchsorted(key, strip * span + (hi[box, 0] - ox), side="right" if touching else "left")
+    m = np.maximum(ends - np.arange(total) - 1, 0)
     cum = np.cumsum(m)
-    if cum[-1] == 0:
+    if total == 0 or cum[-1] == 0:
         return _EMPTY_PAIRS
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
@@ -126,12 +118,11 @@ def candidate_pairs(
         npairs = int(mm.sum())
         if npairs:
             first = np.repeat(np.arange(p0, p1, dtype=np.int64), mm)
-            offs = np.arange(npairs, dtype=np.int64) - np.repeat(np.cumsum(mm) - mm, mm) + 1
-            second = first + offs
+            second = first + (np.arange(npairs, dtype=np.int64) - np.repeat(np.cumsum(mm) - mm, mm) + 1)
             a = box[first]
             c = box[second]
-            cellkey = key[first]
-            del offs, second, first
+            here = strip[first]
+            del second, first
             ix1 = np.maximum(lo[a, 0], lo[c, 0])
             ix2 = np.minimum(hi[a, 0], hi[c, 0])
             iy1 = np.maximum(lo[a, 1], lo[c, 1])
@@ -140,9 +131,8 @@ def candidate_pairs(
                 ok = (ix1 <= ix2) & (iy1 <= iy2)
             else:
                 ok = (ix1 < ix2) & (iy1 < iy2)
-            # Report the pair only in the bucket holding its intersection's top-left corner.
-            ok &= np.maximum(c0[a, 0], c0[c, 0]) == cellkey % ncols
-            ok &= np.maximum(c0[a, 1], c0[c, 1]) == cellkey // ncols
+            # Report the pair only in the strip holding its intersection's top edge.
+            ok &= np.maximum(s0[a], s0[c]) == here
             a = a[ok]
             c = c[ok]
             out_i.append(np.minimum(a, c))
