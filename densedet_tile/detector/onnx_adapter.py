@@ -1,0 +1,273 @@
+"""ONNX Runtime models with the DenseDet export contract (``--detector onnx --checkpoint m.onnx``).
+
+The contract (that of the ailia export of SKU110K-DenseDet):
+
+* input ``img``: float32 (1, 3, H, W), RGB, ImageNet-normalised ((x - mean) / std on 0..255),
+  the picture scaled by ``min(H / h, W / w)`` and padded bottom-right with zeros;
+* outputs ``det_bboxes`` (n, 5): x1, y1, x2, y2, score in that padded input's pixels, and
+  ``det_labels`` (n,) integer classes.
+
+H and W are read from the model (they must be fixed, unless ``input_size`` is given, which then
+sets a square input). The batch dimension is 1 in such exports, so tiles are run one at a
+time. Boxes are mapped back to each tile's pixel frame and clipped to it.
+
+Input scale: ``input_size`` defaults to the model's longer input side, so the engine resizes a
+tile to fill the model's canvas (the export contract's "scale to fit"). When ``input_size`` is
+given explicitly the engine has set the scale already and the adapter only pads (it still
+shrinks a tile that does not fit the canvas).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import DetectorError, InvalidInputError, MissingDependencyError
+from ..types import Detections
+
+__all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def letterbox(
+    tile: np.ndarray,
+    *,
+    height: int,
+    width: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    upscale: bool = True,
+) -> tuple[np.ndarray, float]:
+    """Scale an HxWx3 uint8 RGB tile to fit (height, width), pad bottom-right, normalise.
+
+    Returns the (1, 3, height, width) float32 input and the scale applied (model pixels per
+    tile pixel). With ``upscale=False`` the tile is only ever shrunk.
+    """
+    from PIL import Image
+
+    h, w = tile.shape[:2]
+    scale, nh, nw = _fit(h, w, height, width, upscale)
+    if (nh, nw) != (h, w):
+        resample = Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX
+        tile = np.asarray(Image.fromarray(tile).resize((nw, nh), resample))
+    out = np.zeros((1, 3, height, width), np.float32)
+    m = np.asarray(mean, np.float32).reshape(3, 1, 1)
+    s = np.asarray(std, np.float32).reshape(3, 1, 1)
+    out[0, :, :nh, :nw] = (tile.transpose(2, 0, 1).astype(np.float32) - m) / s
+    return out, scale
+
+
+def _fit(h: int, w: int, height: int, width: int, upscale: bool) -> tuple[float, int, int]:
+    """Scale and resized (h, w) of an h x w tile letterboxed into height x width."""
+    scale = min(height / h, width / w)
+    if not upscale:
+        scale = min(scale, 1.0)
+    nh, nw = max(1, min(height, int(round(h * scale)))), max(1, min(width, int(round(w * scale))))
+    return scale, nh, nw
+
+
+class OnnxDetector:
+    """An ONNX Runtime session behind the Detector protocol.
+
+    Attributes: ``name`` (``"onnx:<file stem>"``), ``input_size``, ``model_hw`` (the model's
+    (H, W) canvas), ``class_names`` (tuple or None), ``providers``, ``info``.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: Any,
+        input_name: str,
+        output_names: tuple[str, str],
+        model_hw: tuple[int, int],
+        input_size: int | None,
+        upscale: bool,
+        score_thr: float,
+        name: str,
+        class_names: tuple[str, ...] | None,
+        mean: Sequence[float],
+        std: Sequence[float],
+        info: dict[str, Any],
+    ) -> None:
+        self._session = session
+        self._input_name = input_name
+        self._output_names = output_names
+        self.model_hw = model_hw
+        self.input_size = input_size
+        self._upscale = upscale
+        self.score_thr = float(score_thr)
+        self.name = name
+        self.class_names = class_names
+        self._mean = tuple(mean)
+        self._std = tuple(std)
+        self.info = info
+        self.providers = tuple(session.get_providers())
+
+    def __repr__(self) -> str:
+        return f"OnnxDetector(name={self.name!r}, model_hw={self.model_hw}, input_size={self.input_size})"
+
+    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
+        """HxWx3 uint8 RGB tiles -> one Detections per tile, in that tile's pixels."""
+        out: list[Detections] = []
+        for i, tile in enumerate(tiles):
+            if not isinstance(tile, np.ndarray) or tile.dtype != np.uint8 or tile.ndim != 3 or tile.shape[2] != 3:
+                got = f"{tile.dtype} {tile.shape}" if isinstance(tile, np.ndarray) else type(tile).__name__
+                raise InvalidInputError(f"tile {i}: expected an HxWx3 uint8 RGB array, got {got}")
+            if tile.shape[0] < 1 or tile.shape[1] < 1:
+                raise InvalidInputError(f"tile {i}: empty tile of shape {tile.shape}")
+            out.append(self._one(tile))
+        return out
+
+    def _one(self, tile: np.ndarray) -> Detections:
+        h, w = tile.shape[:2]
+        x, scale = letterbox(tile, height=self.model_hw[0], width=self.model_hw[1],
+                             mean=self._mean, std=self._std, upscale=self._upscale)
+        try:
+            bboxes, labels = self._session.run(list(self._output_names), {self._input_name: x})
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise DetectorError(f"{self.name}: inference failed ({exc})") from exc
+        bboxes = np.asarray(bboxes, np.float32)
+        labels = np.asarray(labels)
+        if bboxes.ndim == 3:  # (1, n, 5) variants
+            bboxes = bboxes[0]
+        if labels.ndim == 2:
+            labels = labels[0]
+        if bboxes.ndim != 2 or bboxes.shape[1] != 5 or labels.shape != (bboxes.shape[0],):
+            raise DetectorError(
+                f"{self.name}: expected det_bboxes (n, 5) and det_labels (n,), got {bboxes.shape} and {labels.shape}"
+            )
+        scores = bboxes[:, 4]
+        keep = np.isfinite(bboxes).all(axis=1) & (scores >= self.score_thr)
+        # clip to the picture inside the canvas first: boxes wholly in the padding collapse
+        _, nh, nw = _fit(h, w, self.model_hw[0], self.model_hw[1], self._upscale)
+        boxes = np.clip(bboxes[keep, :4], 0.0, np.array([nw, nh, nw, nh], np.float32))
+        keep2 = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes = np.clip(boxes[keep2] * np.array([w / nw, h / nh, w / nw, h / nh], np.float32),
+                        0.0, np.array([w, h, w, h], np.float32))
+        return Detections(boxes, scores[keep][keep2], labels[keep][keep2].astype(np.int64))
+
+
+def _providers(ort: Any, device: str) -> list[Any]:
+    if not isinstance(device, str):
+        raise InvalidInputError(f"device must be a string such as 'cpu', 'cuda:0' or 'auto', got {device!r}")
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "auto":
+        return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
+    if device == "cuda" or device.startswith("cuda:"):
+        if "CUDAExecutionProvider" not in available:
+            raise InvalidInputError(f"device {device!r} requested but onnxruntime has no CUDA provider here")
+        idx = device.partition(":")[2] or "0"
+        if not idx.isdigit():
+            raise InvalidInputError(f"device {device!r} is not a valid device")
+        return [("CUDAExecutionProvider", {"device_id": int(idx)}), "CPUExecutionProvider"]
+    raise InvalidInputError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def build(
+    *,
+    config: str | None = None,
+    checkpoint: str | None,
+    device: str = "auto",
+    input_size: int | None = None,
+    score_thr: float = 0.05,
+    class_names: Sequence[str] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    threads: int | None = None,
+    **options: Any,
+) -> OnnxDetector:
+    """Open ``checkpoint`` (an .onnx file) with ONNX Runtime.
+
+    ``config`` is not used (an ONNX file is self-describing) and must be None. ``threads``
+    limits ONNX Runtime's intra-op threads. ``mean``/``std`` override the normalisation.
+    """
+    if options:
+        raise InvalidInputError(f"onnx detector: unknown option(s) {', '.join(sorted(options))}")
+    if config is not None:
+        raise InvalidInputError("onnx detector: takes no --config (the .onnx file describes the model)")
+    if not checkpoint:
+        raise InvalidInputError("onnx detector: --checkpoint model.onnx is required")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise InvalidInputError(f"onnx model {checkpoint}: no such file")
+    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16):
+        raise InvalidInputError(f"input_size must be an int >= 16 pixels or None, got {input_size!r}")
+    if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):
+        raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
+    if len(tuple(mean)) != 3 or len(tuple(std)) != 3 or any(float(s) == 0 for s in std):
+        raise InvalidInputError(f"mean and std need 3 values each (std non-zero), got {mean!r} and {std!r}")
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependencyError("the onnx detector", "onnxruntime", "onnx") from exc
+
+    opts = ort.SessionOptions()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=_providers(ort, device))
+    except InvalidInputError:
+        raise
+    except Exception as exc:
+        raise DetectorError(f"onnx model {checkpoint}: cannot be loaded ({str(exc).strip()[:200]})") from exc
+
+    inputs = session.get_inputs()
+    inp = next((i for i in inputs if i.name == "img"), inputs[0] if len(inputs) == 1 else None)
+    if inp is None:
+        raise DetectorError(f"onnx model {checkpoint}: expected an input named 'img', got {[i.name for i in inputs]}")
+    shape = list(inp.shape)
+    if len(shape) != 4 or shape[1] not in (3, "3"):
+        raise DetectorError(f"onnx model {checkpoint}: input {inp.name!r} should be (1, 3, H, W), got {shape}")
+    if inp.type != "tensor(float)":
+        raise DetectorError(f"onnx model {checkpoint}: input {inp.name!r} should be float32, got {inp.type}")
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in shape[2:]]
+    if None in fixed:
+        if input_size is None:
+            raise DetectorError(
+                f"onnx model {checkpoint}: input {inp.name!r} has no fixed size ({shape}); pass input_size"
+            )
+        model_hw = (int(input_size), int(input_size))
+    else:
+        model_hw = (int(fixed[0]), int(fixed[1]))
+    outputs = [o.name for o in session.get_outputs()]
+    if "det_bboxes" in outputs and "det_labels" in outputs:
+        out_names = ("det_bboxes", "det_labels")
+    elif len(outputs) == 2:
+        out_names = (outputs[0], outputs[1])
+    else:
+        raise DetectorError(f"onnx model {checkpoint}: expected outputs det_bboxes and det_labels, got {outputs}")
+
+    explicit = input_size is not None
+    size = int(input_size) if explicit else max(model_hw)
+    info = {
+        "framework": "onnxruntime",
+        "checkpoint": os.fspath(path),
+        "model_input": [1, 3, model_hw[0], model_hw[1]],
+        "input_size": size,
+        "providers": list(session.get_providers()),
+        "score_thr": float(score_thr),
+    }
+    return OnnxDetector(
+        session=session,
+        input_name=inp.name,
+        output_names=out_names,
+        model_hw=model_hw,
+        input_size=size,
+        upscale=not explicit,
+        score_thr=float(score_thr),
+        name=f"onnx:{path.stem}",
+        class_names=tuple(class_names) if class_names is not None else None,
+        mean=mean,
+        std=std,
+        info=info,
+    )

@@ -1,0 +1,185 @@
+"""The ONNX Runtime adapter, run on small ONNX models with the DenseDet export signature.
+
+The test model finds the bounding box of strongly red pixels in its (normalised) input and
+also reports a fixed box in the bottom-right corner of its canvas, which lies in the padding
+for any tile that is not the canvas's shape. So the tests can check channel order,
+normalisation, letterboxing and the mapping back to tile pixels.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+
+from densedet_tile.detector import onnx_adapter  # noqa: E402
+from densedet_tile.detector.registry import load_detector  # noqa: E402
+from densedet_tile.errors import DetectorError, InvalidInputError  # noqa: E402
+
+
+class RedBox(torch.nn.Module):
+    """img (1, 3, H, W) -> det_bboxes (2, 5), det_labels (2,)."""
+
+    def forward(self, img):
+        red = (img[0, 0] > 1.0) & (img[0, 2] < 0.0)  # R high, B low (ImageNet-normalised)
+        m = red.float()
+        cols, rows = m.amax(0), m.amax(1)
+        w = torch.tensor(img.shape[3], dtype=torch.float32)
+        h = torch.tensor(img.shape[2], dtype=torch.float32)
+        x1 = torch.argmax(cols).float()
+        x2 = w - torch.argmax(torch.flip(cols, [0])).float()
+        y1 = torch.argmax(rows).float()
+        y2 = h - torch.argmax(torch.flip(rows, [0])).float()
+        found = torch.stack([x1, y1, x2, y2, cols.amax() * 0.9]).reshape(1, 5)
+        corner = torch.stack([w - 4, h - 4, w, h, torch.tensor(0.8)]).reshape(1, 5)
+        return torch.cat([found, corner]), torch.tensor([0, 1], dtype=torch.int64)
+
+
+def export(path, h, w, dynamic=False):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and trace notes
+        torch.onnx.export(
+            RedBox(), (torch.zeros(1, 3, h, w),), str(path), input_names=["img"],
+            output_names=["det_bboxes", "det_labels"], dynamo=False,
+            dynamic_axes={"img": {2: "h", 3: "w"}} if dynamic else None,
+        )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def model_64x96(tmp_path_factory):
+    return export(tmp_path_factory.mktemp("onnx") / "red_64x96.onnx", 64, 96)
+
+
+def red_tile(h, w, box, colour=(230, 20, 20)):
+    t = np.full((h, w, 3), 90, np.uint8)
+    x1, y1, x2, y2 = box
+    t[y1:y2, x1:x2] = colour
+    return t
+
+
+def test_reads_the_input_size_from_the_model(model_64x96):
+    det = onnx_adapter.build(checkpoint=model_64x96, device="cpu")
+    assert det.model_hw == (64, 96)
+    assert det.input_size == 96
+    assert det.name == "onnx:red_64x96"
+    assert det.info["model_input"] == [1, 3, 64, 96]
+
+
+@pytest.mark.parametrize("shape,box", [((100, 160), (40, 20, 80, 50)), ((200, 90), (10, 100, 60, 190)),
+                                        ((64, 96), (0, 0, 30, 64))])
+def test_boxes_come_back_in_tile_pixels(model_64x96, shape, box):
+    det = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.5)
+    (d,) = det.predict([red_tile(*shape, box)])
+    h, w = shape
+    scale = min(64 / h, 96 / w)
+    tol = 1.5 / scale + 0.5  # one model pixel of resampling blur, in tile pixels
+    assert d.labels[0] == 0 and d.scores[0] == pytest.approx(0.9)
+    np.testing.assert_allclose(d.xyxy[0], box, atol=tol)
+    # the corner box of the canvas is in the padding unless the tile fills the canvas exactly
+    fills = abs(h * scale - 64) < 1 and abs(w * scale - 96) < 1
+    assert len(d) == (2 if fills else 1)
+    if fills:
+        np.testing.assert_allclose(d.xyxy[1], [w - 4 / scale, h - 4 / scale, w, h], atol=tol)
+
+
+def test_channel_order_is_rgb(model_64x96):
+    det = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.5)
+    blue = red_tile(64, 96, (10, 10, 40, 40), colour=(20, 20, 230))
+    (d,) = det.predict([blue])
+    assert 0 not in d.labels.tolist()  # a blue patch is not seen as red
+
+
+def test_batch_of_mixed_tiles_is_run_one_by_one(model_64x96):
+    det = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.5)
+    tiles = [red_tile(64, 96, (5, 5, 20, 20)), red_tile(120, 120, (60, 30, 100, 90))]
+    a, b = det.predict(tiles)
+    assert a.xyxy[0].tolist() == det.predict(tiles[:1])[0].xyxy[0].tolist()
+    np.testing.assert_allclose(b.xyxy[0], [60, 30, 100, 90], atol=3)
+    assert det.predict([]) == []
+
+
+def test_score_threshold(model_64x96):
+    det = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.85)
+    (d,) = det.predict([red_tile(64, 96, (5, 5, 20, 20))])
+    assert d.scores.tolist() == [pytest.approx(0.9)]
+
+
+def test_explicit_input_size_pads_without_upscaling(model_64x96):
+    det = onnx_adapter.build(checkpoint=model_64x96, device="cpu", input_size=48, score_thr=0.5)
+    assert det.input_size == 48
+    x, scale = onnx_adapter.letterbox(red_tile(48, 40, (0, 0, 5, 5)), height=64, width=96, upscale=False)
+    assert scale == 1.0 and x.shape == (1, 3, 64, 96)
+    assert np.all(x[0, :, 48:, :] == 0) and np.all(x[0, :, :, 40:] == 0)  # padded bottom-right
+    (d,) = det.predict([red_tile(48, 40, (8, 12, 30, 40))])
+    np.testing.assert_allclose(d.xyxy[0], [8, 12, 30, 40], atol=1e-4)
+
+
+def test_letterbox_normalises_imagenet_style():
+    tile = np.zeros((2, 2, 3), np.uint8)
+    tile[..., 0] = 255
+    x, scale = onnx_adapter.letterbox(tile, height=4, width=4, upscale=False)
+    assert scale == 1.0
+    np.testing.assert_allclose(x[0, :, 0, 0], [(255 - 123.675) / 58.395, -116.28 / 57.12, -103.53 / 57.375], rtol=1e-6)
+
+
+def test_dynamic_model_needs_an_input_size(tmp_path):
+    path = export(tmp_path / "dyn.onnx", 32, 32, dynamic=True)
+    with pytest.raises(DetectorError, match="no fixed size.*input_size"):
+        onnx_adapter.build(checkpoint=path, device="cpu")
+    det = onnx_adapter.build(checkpoint=path, device="cpu", input_size=64, score_thr=0.5)
+    assert det.model_hw == (64, 64)
+    (d,) = det.predict([red_tile(64, 50, (10, 10, 30, 30))])
+    np.testing.assert_allclose(d.xyxy[0], [10, 10, 30, 30], atol=1e-4)
+
+
+def test_bad_arguments(tmp_path, model_64x96):
+    with pytest.raises(InvalidInputError, match="required"):
+        onnx_adapter.build(checkpoint=None)
+    with pytest.raises(InvalidInputError, match="no such file"):
+        onnx_adapter.build(checkpoint=str(tmp_path / "none.onnx"))
+    with pytest.raises(InvalidInputError, match="takes no --config"):
+        onnx_adapter.build(config="x.py", checkpoint=model_64x96)
+    with pytest.raises(InvalidInputError, match="unknown option"):
+        onnx_adapter.build(checkpoint=model_64x96, colour="red")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(DetectorError, match="bad.onnx: cannot be loaded"):
+        onnx_adapter.build(checkpoint=str(bad), device="cpu")
+    det = onnx_adapter.build(checkpoint=model_64x96, device="cpu")
+    with pytest.raises(InvalidInputError, match="tile 0"):
+        det.predict([np.zeros((4, 4, 3), np.float32)])
+
+
+def test_registry_builds_the_onnx_adapter(model_64x96):
+    det = load_detector("onnx", checkpoint=model_64x96, device="cpu", score_thr=0.3)
+    assert isinstance(det, onnx_adapter.OnnxDetector) and det.score_thr == 0.3
+
+
+def test_cli_runs_an_onnx_model_on_an_image(tmp_path, model_64x96):
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    img = tmp_path / "shelf.png"
+    Image.fromarray(red_tile(200, 300, (100, 30, 140, 70))).save(img)
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "densedet_tile", str(img), "--detector", "onnx", "--checkpoint", model_64x96,
+         "--device", "cpu", "--tile", "128", "--overlap", "0.5", "--score-thr", "0.5", "--out", str(out), "-q"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((out / "shelf.detections.json").read_text())
+    assert doc["model"]["name"] == "onnx:red_64x96" and doc["num_tiles"] > 1
+    boxes = np.array(doc["boxes"]).reshape(-1, 4)
+    assert len(boxes) >= 1 and set(doc["labels"]) == {0}
+    assert np.abs(boxes - [100, 30, 140, 70]).max(axis=1).min() <= 4  # the red patch, found whole
+    assert (boxes[:, :2] >= [100 - 4, 30 - 4]).all() and (boxes[:, 2:] <= [140 + 4, 70 + 4]).all()
