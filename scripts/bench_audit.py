@@ -44,6 +44,22 @@ def sweep(seeds: int, ks: list[float]) -> None:
         print(f"{k:<5} {f:>5}/{p:<7}  {fa}")
 
 
+def misses(seeds: int, rates: list[float], k: float) -> None:
+    """A missed detection leaves the same hole as a missing product: false gaps per 100 products."""
+    print(f"detector misses at k={k}: rate -> planted found, false gaps, false gaps per 100 products")
+    for rate in rates:
+        f = p = fa = n = 0
+        for seed in range(seeds):
+            rng = np.random.default_rng([seed, 999])
+            a = synthetic_aisle(rng, width=8000, n_rows=5, tilt_deg=1.0, jitter=0.03, spacing=0.3)
+            keep = rng.random(len(a.xyxy)) >= rate
+            boxes = a.xyxy[keep]
+            lay = find_rows(boxes)
+            sc = score_gaps(a, find_gaps(boxes, lay, k=k), len(lay.rows))
+            f, p, fa, n = f + sc.found, p + sc.planted, fa + sc.false, n + len(a.xyxy)
+        print(f"  {rate:.0%}: {f}/{p}, {fa} false, {100 * fa / n:.2f} per 100 products")
+
+
 def timing(width: int) -> None:
     rng = np.random.default_rng(7)
     a = synthetic_aisle(rng, width=width, n_rows=6, base_width=90, tilt_deg=0.8)
@@ -67,6 +83,7 @@ def main() -> None:
     p.add_argument("--panorama-width", type=int, default=40000)
     args = p.parse_args()
     sweep(args.seeds, [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    misses(args.seeds, [0.0, 0.01, 0.03, 0.05], 0.7)
     timing(args.panorama_width)
 
 
