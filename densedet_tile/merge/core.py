@@ -88,6 +88,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
         tol_px=spec.seam_tol,
         tol_frac=spec.seam_tol_frac,
         class_agnostic=spec.class_agnostic,
+        near_seam=_near_seam(tiles, xyxy, spec.seam_tol + spec.edge_tol),
     )
     nj = rep.joined_xyxy.shape[0]
     xyxy = np.concatenate([xyxy[rep.keep], rep.joined_xyxy])
@@ -109,3 +110,22 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     return Detections(xyxy[keep].astype(np.float32), scores[keep].astype(np.float32), labels[keep])
 
 
+
+
+def _near_seam(tiles: Sequence[Tile], xyxy: np.ndarray, margin: float) -> np.ndarray:
+    """Boxes whose x or y range comes within ``margin`` px of any interior tile edge line.
+
+    Lines are taken over the whole image (a superset of each tile's own edges), so every box
+    that seam repair could touch is included: a truncated view lies on its tile's interior
+    edge, and a view that replaces or joins it reaches that edge too.
+    """
+    vx = np.unique([e for t in tiles for e, inner in ((t.x, t.interior_left), (t.x2, t.interior_right)) if inner])
+    vy = np.unique([e for t in tiles for e, inner in ((t.y, t.interior_top), (t.y2, t.interior_bottom)) if inner])
+    tol = margin + 1.0  # the box side itself may also be cut within the tolerance
+    near = np.zeros(xyxy.shape[0], bool)
+    for lines, c1, c2 in ((vx, 0, 2), (vy, 1, 3)):
+        if lines.size:
+            lo = np.searchsorted(lines, xyxy[:, c1] - tol, side="left")
+            hi = np.searchsorted(lines, xyxy[:, c2] + tol, side="right")
+            near |= hi > lo
+    return near

@@ -17,7 +17,7 @@ _MAX_SWEEPS = 64
 def score_order(scores: np.ndarray) -> np.ndarray:
     """Indices sorting boxes by descending score, ties broken by ascending index."""
     s = np.asarray(scores, dtype=np.float64)
-    return np.lexsort((np.arange(s.shape[0]), -s))
+    return np.argsort(-s, kind="stable")
 
 
 def _check(xyxy: object, scores: object, labels: object, iou_thr: float) -> tuple:

@@ -62,12 +62,16 @@ def repair_seams(
     tol_px: float,
     tol_frac: float,
     class_agnostic: bool = False,
+    near_seam: np.ndarray | None = None,
 ) -> SeamRepair:
     """Drop truncated views and join mutual fragments (see the module docstring).
 
     ``xyxy`` (N, 4) global pixels, ``scores`` (N,), ``labels`` (N,), ``groups`` (N,) tile ids,
     ``cut`` bool (N, 4) in (left, top, right, bottom) order. Only pairs from different groups,
     of one label unless ``class_agnostic``, with at least one cut box are examined.
+    ``near_seam`` (N,) bool, optional: a superset of the boxes that can take part (every cut
+    box and every box reaching within the tolerance of an interior tile edge); the others
+    are left out of the pair search, which only saves time.
     """
     b = np.asarray(xyxy, dtype=np.float64)
     n = b.shape[0]
@@ -88,7 +92,12 @@ def repair_seams(
     )
     if n < 2 or not anycut.any():
         return empty
-    i, j = candidate_pairs(b, pad=float(tol_px), touching=True)
+    if near_seam is not None:
+        sub = np.flatnonzero(np.asarray(near_seam, dtype=bool) | anycut)
+        i, j = candidate_pairs(b[sub], pad=float(tol_px), touching=True)
+        i, j = sub[i], sub[j]
+    else:
+        i, j = candidate_pairs(b, pad=float(tol_px), touching=True)
     ok = (g[i] != g[j]) & (anycut[i] | anycut[j])
     if not class_agnostic:
         ok &= lab[i] == lab[j]

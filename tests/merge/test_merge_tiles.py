@@ -188,3 +188,22 @@ def test_two_nearly_whole_views_keep_the_larger() -> None:
         out = merge_tiles([t0, t1], [g, f], MergeSpec(mode=mode, fuse_iou=0.99))
         assert len(out) == 1
         np.testing.assert_array_equal(out.xyxy[0], [50, 62, 100, 90])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_near_seam_shortcut_changes_nothing(seed: int) -> None:
+    from densedet_tile.merge import repair_seams
+    from densedet_tile.merge.core import _near_seam
+
+    img, _ = make_painted_aisle(900, 500, n_products=30, seed=seed, small_size=(12, 55), large_size=(70, 150))
+    tiles = make_grid(900, 500, TileSpec(160, 0.3))
+    dets = PaintedDetector(jitter=1.5, seed=seed).predict([img[t.y : t.y2, t.x : t.x2] for t in tiles])
+    spec = MergeSpec()
+    xyxy, scores, labels, groups, cut = to_global(tiles, dets, edge_tol=spec.edge_tol)
+    kw = dict(tol_px=spec.seam_tol, tol_frac=spec.seam_tol_frac)
+    near = _near_seam(tiles, xyxy, spec.seam_tol + spec.edge_tol)
+    assert 0 < near.sum() < len(near)
+    full = repair_seams(xyxy, scores, labels, groups, cut, **kw)
+    fast = repair_seams(xyxy, scores, labels, groups, cut, near_seam=near, **kw)
+    assert full.dropped.any() and np.array_equal(full.keep, fast.keep)
+    np.testing.assert_array_equal(full.joined_xyxy, fast.joined_xyxy)
