@@ -195,8 +195,8 @@ def test_near_seam_shortcut_changes_nothing(seed: int) -> None:
     from densedet_tile.merge import repair_seams
     from densedet_tile.merge.core import _near_seam
 
-    img, _ = make_painted_aisle(900, 500, n_products=30, seed=seed, small_size=(12, 55), large_size=(70, 150))
-    tiles = make_grid(900, 500, TileSpec(160, 0.3))
+    img, _ = make_painted_aisle(3000, 1200, n_products=50, seed=seed, small_size=(20, 120), large_size=(150, 300))
+    tiles = make_grid(3000, 1200, TileSpec(500, 0.2))
     dets = PaintedDetector(jitter=1.5, seed=seed).predict([img[t.y : t.y2, t.x : t.x2] for t in tiles])
     spec = MergeSpec()
     xyxy, scores, labels, groups, cut = to_global(tiles, dets, edge_tol=spec.edge_tol)
