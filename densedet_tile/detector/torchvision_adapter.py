@@ -1,0 +1,260 @@
+"""torchvision detection models as densedet-tile detectors (``--detector torchvision``).
+
+``--config NAME`` is any builder in ``torchvision.models.detection`` (fasterrcnn_resnet50_fpn,
+fcos_resnet50_fpn, retinanet_resnet50_fpn_v2, ssdlite320_mobilenet_v3_large, ...), built with
+``weights=None, weights_backbone=None`` (nothing is downloaded); ``--checkpoint`` is a
+state_dict saved with ``torch.save(model.state_dict(), path)`` (or a dict holding it under
+``state_dict`` / ``model``), loaded with ``weights_only=True``.
+
+num_classes: the option, else read from the checkpoint, else 2 (background + "product").
+torchvision counts the background as class 0, so labels are reported minus ``label_offset``
+(1 by default) and background predictions are dropped.
+
+Input scale: ``input_size`` is the option, else the scale the model's own transform declares
+(its ``fixed_size`` longer side, or ``min_size``: the side a square tile is resized to). The
+model's transform is then set to resize to exactly that, so after the engine's resize it does
+nothing; boxes come back in tile pixels through torchvision's own postprocess.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import DetectorError, InvalidInputError
+from ..types import Detections
+from .checkpoints import load_checkpoint, state_dict_of
+
+__all__ = ["build", "TorchvisionDetector", "builder_names", "infer_num_classes"]
+
+log = logging.getLogger(__name__)
+
+
+def builder_names() -> list[str]:
+    """Names of the detection model builders torchvision provides."""
+    import torchvision
+    from torchvision.models import detection
+
+    return sorted(torchvision.models.list_models(module=detection))
+
+
+def _construct(name: str, num_classes: int, kwargs: dict[str, Any]) -> Any:
+    import torchvision
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's notes about deprecated builder arguments
+        return torchvision.models.get_model(
+            name, weights=None, weights_backbone=None, num_classes=num_classes, **kwargs
+        )
+
+
+def infer_num_classes(name: str, state_dict: dict[str, Any], kwargs: dict[str, Any] | None = None) -> int:
+    """The num_classes (background included) that ``state_dict`` was trained with.
+
+    Builds the architecture for 2 and 3 classes, finds the parameters whose first dimension
+    grows with num_classes (d = a * K + b) and solves for K from the checkpoint's shapes.
+    """
+    kw = dict(kwargs or {})
+    s2 = _construct(name, 2, kw).state_dict()
+    s3 = _construct(name, 3, kw).state_dict()
+    answers: set[float] = set()
+    for key, v2 in s2.items():
+        d2, d3 = v2.shape[0] if v2.ndim else 0, s3[key].shape[0] if s3[key].ndim else 0
+        if d2 == d3 or key not in state_dict:
+            continue
+        a = d3 - d2
+        b = d2 - 2 * a
+        answers.add((state_dict[key].shape[0] - b) / a)
+    if not answers:
+        raise DetectorError(f"torchvision model {name}: cannot tell num_classes from the checkpoint")
+    if len(answers) != 1 or not float(next(iter(answers))).is_integer() or next(iter(answers)) < 1:
+        raise DetectorError(f"torchvision model {name}: checkpoint layers disagree on num_classes ({sorted(answers)})")
+    return int(next(iter(answers)))
+
+
+class TorchvisionDetector:
+    """A torchvision detection model behind the Detector protocol (eval mode, no grad)."""
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        name: str,
+        input_size: int | None,
+        score_thr: float,
+        device: str,
+        label_offset: int,
+        class_names: tuple[str, ...] | None,
+        info: dict[str, Any],
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.input_size = input_size
+        self.score_thr = float(score_thr)
+        self.device = device
+        self.label_offset = int(label_offset)
+        self.class_names = class_names
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"TorchvisionDetector(name={self.name!r}, device={self.device!r}, input_size={self.input_size})"
+
+    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
+        """HxWx3 uint8 RGB tiles -> one Detections per tile, boxes in that tile's pixels."""
+        import torch
+
+        tiles = list(tiles)
+        if not tiles:
+            return []
+        batch = []
+        for i, t in enumerate(tiles):
+            if not isinstance(t, np.ndarray) or t.dtype != np.uint8 or t.ndim != 3 or t.shape[2] != 3:
+                got = f"{t.dtype} {t.shape}" if isinstance(t, np.ndarray) else type(t).__name__
+                raise InvalidInputError(f"tile {i}: expected an HxWx3 uint8 RGB array, got {got}")
+            if t.shape[0] < 1 or t.shape[1] < 1:
+                raise InvalidInputError(f"tile {i}: empty tile of shape {t.shape}")
+            x = torch.from_numpy(np.ascontiguousarray(t)).to(self.device).permute(2, 0, 1).float().div_(255.0)
+            batch.append(x)
+        with torch.inference_mode():
+            results = self.model(batch)
+        out = []
+        for t, r in zip(tiles, results):
+            boxes = r["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
+            scores = r["scores"].detach().float().cpu().numpy().reshape(-1)
+            labels = r["labels"].detach().cpu().numpy().astype(np.int64).reshape(-1) - self.label_offset
+            keep = (scores >= self.score_thr) & (labels >= 0)
+            h, w = t.shape[:2]
+            boxes = np.clip(boxes[keep], 0.0, np.array([w, h, w, h], np.float32))
+            out.append(Detections(boxes.astype(np.float32), scores[keep].astype(np.float32), labels[keep]))
+        return out
+
+
+def _set_thresholds(model: Any, score_thr: float, max_detections: int) -> None:
+    holder = getattr(model, "roi_heads", None)
+    if holder is None or not hasattr(holder, "score_thresh"):
+        holder = model
+    if hasattr(holder, "score_thresh"):
+        holder.score_thresh = float(score_thr)
+    if hasattr(holder, "detections_per_img"):
+        holder.detections_per_img = int(max_detections)
+
+
+def _declared_size(transform: Any) -> int | None:
+    fixed = getattr(transform, "fixed_size", None)
+    if fixed:
+        return int(max(fixed))
+    mins = getattr(transform, "min_size", None)
+    if mins:
+        return int(mins[-1])
+    return None
+
+
+def _pin_transform(transform: Any, size: int) -> None:
+    """Make the model's own resize map a tile whose longer side is ``size`` onto itself."""
+    if getattr(transform, "fixed_size", None):
+        transform.fixed_size = (size, size)
+    transform.min_size = (size,)
+    transform.max_size = size
+
+
+def build(
+    *,
+    config: str | None,
+    checkpoint: str | None,
+    device: str = "auto",
+    input_size: int | None = None,
+    score_thr: float = 0.05,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    max_detections: int = 400,
+    label_offset: int = 1,
+    builder_kwargs: dict[str, Any] | None = None,
+    **options: Any,
+) -> TorchvisionDetector:
+    """Build ``torchvision.models.detection.<config>`` and load ``checkpoint`` into it.
+
+    ``max_detections`` (default 400, DenseDet's per-image cap; torchvision's own is 100)
+    bounds the boxes per tile. ``builder_kwargs`` go to the builder unchanged.
+    """
+    import torch
+
+    from .mmdet_adapter import resolve_device
+
+    if options:
+        raise InvalidInputError(f"torchvision detector: unknown option(s) {', '.join(sorted(options))}")
+    if not config:
+        raise InvalidInputError("torchvision detector: --config NAME (a torchvision.models.detection builder) is required")
+    names = builder_names()
+    if config not in names:
+        raise InvalidInputError(f"torchvision detector: unknown builder {config!r}; choose one of {', '.join(names)}")
+    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16):
+        raise InvalidInputError(f"input_size must be an int >= 16 pixels or None, got {input_size!r}")
+    if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):
+        raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
+        raise InvalidInputError(f"num_classes must be a positive int, got {num_classes!r}")
+    if isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 1:
+        raise InvalidInputError(f"max_detections must be a positive int, got {max_detections!r}")
+    dev = resolve_device(device)
+    kwargs = dict(builder_kwargs or {})
+
+    sd = None
+    if checkpoint is not None:
+        sd = state_dict_of(load_checkpoint(checkpoint), source=f"checkpoint {os.fspath(checkpoint)}")
+        found = infer_num_classes(config, sd, kwargs)
+        if num_classes is not None and num_classes != found:
+            raise DetectorError(
+                f"checkpoint {os.fspath(checkpoint)} has {found} classes (background included), not num_classes={num_classes}"
+            )
+        num_classes = found
+    elif num_classes is None:
+        num_classes = 2
+    try:
+        model = _construct(config, num_classes, kwargs)
+    except TypeError as exc:
+        raise InvalidInputError(f"torchvision detector {config}: bad builder arguments ({exc})") from exc
+    if sd is not None:
+        result = model.load_state_dict(sd, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise DetectorError(
+                f"checkpoint {os.fspath(checkpoint)} does not fit {config}: "
+                f"{len(result.missing_keys)} missing (e.g. {', '.join(result.missing_keys[:3])}), "
+                f"{len(result.unexpected_keys)} unexpected (e.g. {', '.join(result.unexpected_keys[:3])})"
+            )
+    else:
+        log.warning("torchvision detector %s: no checkpoint given, running with random weights", config)
+    size = int(input_size) if input_size is not None else _declared_size(model.transform)
+    if size is not None:
+        _pin_transform(model.transform, size)
+    _set_thresholds(model, float(score_thr), max_detections)
+    model.to(torch.device(dev)).eval()
+    if class_names is not None:
+        names_t: tuple[str, ...] | None = tuple(class_names)
+    elif num_classes - label_offset == 1:
+        names_t = ("product",)
+    else:
+        names_t = None
+    info = {
+        "framework": "torchvision",
+        "config": config,
+        "checkpoint": os.fspath(checkpoint) if checkpoint is not None else None,
+        "num_classes": num_classes,
+        "device": dev,
+        "input_size": size,
+        "score_thr": float(score_thr),
+        "max_detections": max_detections,
+    }
+    return TorchvisionDetector(
+        model=model,
+        name=f"torchvision:{config}",
+        input_size=size,
+        score_thr=float(score_thr),
+        device=dev,
+        label_offset=label_offset,
+        class_names=names_t,
+        info=info,
+    )

@@ -1,0 +1,95 @@
+"""torchvision detection builders through the adapter (random weights, nothing downloaded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from densedet_tile import Detections  # noqa: E402
+from densedet_tile.detector import torchvision_adapter as tva  # noqa: E402
+from densedet_tile.detector.registry import load_detector  # noqa: E402
+from densedet_tile.errors import DetectorError, InvalidInputError  # noqa: E402
+
+LIGHT = "fasterrcnn_mobilenet_v3_large_320_fpn"
+
+
+def _tiles(seed, shapes):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+
+
+@pytest.fixture(scope="module")
+def det():
+    torch.manual_seed(0)
+    return tva.build(config=LIGHT, checkpoint=None, device="cpu", score_thr=0.0, num_classes=3, input_size=96)
+
+
+def test_builds_with_declared_and_given_input_size():
+    d = tva.build(config=LIGHT, checkpoint=None, device="cpu")
+    assert d.input_size == 320  # what the model's transform declares
+    assert d.model.transform.min_size == (320,) and d.model.transform.max_size == 320
+    assert d.model.roi_heads.detections_per_img == 400 and d.model.roi_heads.score_thresh == 0.05
+    assert d.class_names == ("product",) and d.name == f"torchvision:{LIGHT}"
+
+
+def test_predict_gives_tile_local_detections(det):
+    tiles = _tiles(0, [(96, 80), (64, 96)])
+    out = det.predict(tiles)
+    assert len(out) == 2
+    for d, t in zip(out, tiles):
+        assert isinstance(d, Detections) and len(d) <= 400
+        h, w = t.shape[:2]
+        assert (d.xyxy >= 0).all() and (d.xyxy[:, [0, 2]] <= w).all() and (d.xyxy[:, [1, 3]] <= h).all()
+        assert set(d.labels.tolist()) <= {0, 1}  # 3 classes with background removed and shifted
+    assert sum(len(d) for d in out) > 0
+
+
+def test_boxes_are_mapped_back_from_the_models_resize(det):
+    # input_size 96: a 300x240 tile is shrunk by the model's transform; boxes must come back.
+    (d,) = det.predict(_tiles(1, [(240, 300)]))
+    assert len(d) > 0 and d.xyxy[:, 2].max() > 150
+
+
+def test_checkpoint_num_classes_and_weights_round_trip(det, tmp_path):
+    path = tmp_path / "sd.pth"
+    torch.save(det.model.state_dict(), path)
+    other = tva.build(config=LIGHT, checkpoint=str(path), device="cpu", score_thr=0.0, input_size=96)
+    assert other.info["num_classes"] == 3 and other.class_names is None
+    tiles = _tiles(2, [(96, 96)])
+    a, b = det.predict(tiles)[0], other.predict(tiles)[0]
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    with pytest.raises(DetectorError, match="has 3 classes"):
+        tva.build(config=LIGHT, checkpoint=str(path), device="cpu", num_classes=5)
+
+
+@pytest.mark.parametrize("name,k", [("ssdlite320_mobilenet_v3_large", 4), ("retinanet_resnet50_fpn", 2),
+                                    ("fcos_resnet50_fpn", 7)])
+def test_num_classes_is_read_from_other_head_layouts(name, k):
+    sd = tva._construct(name, k, {}).state_dict()
+    assert tva.infer_num_classes(name, sd) == k
+
+
+def test_mismatched_checkpoint_and_bad_names(tmp_path, det):
+    sd = det.model.state_dict()
+    sd.pop("rpn.head.conv.0.0.weight")
+    path = tmp_path / "broken.pth"
+    torch.save({"state_dict": sd}, path)
+    with pytest.raises(DetectorError, match="does not fit.*rpn.head.conv.0.0.weight"):
+        tva.build(config=LIGHT, checkpoint=str(path), device="cpu")
+    with pytest.raises(InvalidInputError, match="unknown builder 'resnet50'"):
+        tva.build(config="resnet50", checkpoint=None)
+    with pytest.raises(InvalidInputError, match="is required"):
+        tva.build(config=None, checkpoint=None)
+    with pytest.raises(InvalidInputError, match="unknown option"):
+        tva.build(config=LIGHT, checkpoint=None, flavour=1)
+    with pytest.raises(InvalidInputError, match="tile 0"):
+        det.predict([np.zeros((5, 5), np.uint8)])
+
+
+def test_registry_builds_the_torchvision_adapter():
+    d = load_detector("torchvision", config=LIGHT, device="cpu", input_size=128, score_thr=0.1)
+    assert isinstance(d, tva.TorchvisionDetector) and d.input_size == 128 and d.score_thr == 0.1
