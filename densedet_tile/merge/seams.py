@@ -172,11 +172,7 @@ def repair_seams(
     members = np.flatnonzero(joined)
     roots, inv = np.unique(comp[members], return_inverse=True)
     m = roots.shape[0]
-    jb = np.empty((m, 4), np.float64)
-    jb[:, 0] = np.full(m, np.inf)
-    jb[:, 1] = np.inf
-    jb[:, 2] = -np.inf
-    jb[:, 3] = -np.inf
+    jb = np.tile(np.array([np.inf, np.inf, -np.inf, -np.inf]), (m, 1))
     np.minimum.at(jb[:, 0], inv, b[members, 0])
     np.minimum.at(jb[:, 1], inv, b[members, 1])
     np.maximum.at(jb[:, 2], inv, b[members, 2])
