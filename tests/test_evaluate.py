@@ -348,3 +348,10 @@ def test_compare_cli_with_a_real_detector_through_the_engine(tmp_path: Path, cap
     # the painted detector sees every product whole in the untiled run
     assert doc["runs"][1]["metrics"]["AP50"] > 0.95
     assert doc["runs"][0]["metrics"]["AP50"] > 0.5
+
+
+def test_csv_image_with_two_sizes_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "gt.csv"
+    write_sku_csv(p, [GT_ROWS[0], ("a.jpg", 1, 1, 5, 5, "object", 480, 640)], header=False)
+    with pytest.raises(InvalidInputError, match="a.jpg is given as both"):
+        read_ground_truth(p)

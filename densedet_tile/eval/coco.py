@@ -343,8 +343,8 @@ def evaluate_boxes(
         # best IoU, ties to the later ground truth (pycocotools keeps replacing on >=)
         pick = K - 1 - np.argmax(key[..., ::-1], axis=-1)  # (A, T, nb)
         hit = cand.any(-1)
-        g_pick = np.take_along_axis(cgc[None, None].repeat(A, 0).repeat(T, 1), pick[..., None], -1)[..., 0]
-        ig_pick = np.take_along_axis(np.broadcast_to(ig[:, None], cand.shape), pick[..., None], -1)[..., 0]
+        g_pick = np.take_along_axis(cgc[None, None], pick[..., None], -1)[..., 0]
+        ig_pick = np.take_along_axis(ig[:, None], pick[..., None], -1)[..., 0]
         dt_match[..., r] = hit
         dt_ig[..., r] = hit & ig_pick
         aa, tt, bb = np.nonzero(hit)
@@ -364,14 +364,16 @@ def evaluate_boxes(
         bsel = np.flatnonzero(block_cat == k)  # already in image order
         for m, mdet in enumerate(md):
             keep = dt_valid[bsel] & (np.arange(dt_valid.shape[1])[None, :] < mdet)
-            scores = dt_score[bsel][keep]
-            order = np.argsort(-scores, kind="mergesort")
+            bb, dd = np.nonzero(keep)  # block (image) order, then rank: pycocotools' concatenation
+            b_flat = bsel[bb]
+            order = np.argsort(-dt_score[b_flat, dd], kind="mergesort")
+            b_o, d_o = b_flat[order], dd[order]
             for a in range(A):
                 npig = int(n_valid_gt[a, bsel].sum())
                 if npig == 0:
                     continue
-                dm = dt_match[a][:, bsel][:, keep][:, order]  # (T, n)
-                di = dt_ig[a][:, bsel][:, keep][:, order]
+                dm = dt_match[a][:, b_o, d_o]  # (T, n)
+                di = dt_ig[a][:, b_o, d_o]
                 tp = np.cumsum(dm & ~di, axis=1).astype(float)
                 fp = np.cumsum(~dm & ~di, axis=1).astype(float)
                 nd = tp.shape[1]

@@ -25,7 +25,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -172,7 +172,7 @@ def read_detections_json(path: str | os.PathLike[str]) -> ImageBoxes:
 # --------------------------------------------------------------------------- CSV
 def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     text = _read_text(path)
-    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    rows = [r for r in csv.reader(text.splitlines()) if r and (len(r) > 1 or r[0].strip())]
     out = BoxSet(source=str(path), kind="csv")
     if not rows:
         return out
@@ -198,45 +198,73 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     has_score = idx[8] >= 0
     if not has_score and predictions:
         out.scored = False
-    per: dict[str, list[tuple[list[float], float, str]]] = {}
-    sizes: dict[str, tuple[int | None, int | None]] = {}
-    order: dict[str, None] = {}
-    for ln, row in enumerate(body, start=start):
-        if len(row) < width_needed:
-            raise InvalidInputError(f"{path}: line {ln} has {len(row)} fields, expected {width_needed}")
-        name = image_key(row[idx[0]].strip())
-        try:
-            box = [float(row[i]) for i in idx[1:5]]
-            score = float(row[idx[8]]) if has_score else 1.0
-        except ValueError:
-            raise InvalidInputError(f"{path}: line {ln}: coordinates and score must be numbers") from None
-        if not all(math.isfinite(v) for v in box) or not math.isfinite(score):
-            raise InvalidInputError(f"{path}: line {ln}: coordinates and score must be finite")
-        if box[2] < box[0] or box[3] < box[1]:
-            raise InvalidInputError(f"{path}: line {ln}: box {box} has x2 < x1 or y2 < y1")
-        w = h = None
-        if idx[6] >= 0 and idx[7] >= 0 and row[idx[6]].strip() and row[idx[7]].strip():
-            try:
-                w = _size(float(row[idx[6]]), "image_width", f"{path}: line {ln}")
-                h = _size(float(row[idx[7]]), "image_height", f"{path}: line {ln}")
-            except ValueError:
-                raise InvalidInputError(f"{path}: line {ln}: image_width/image_height must be integers") from None
-        prev = sizes.get(name)
-        if prev is not None and w is not None and prev != (w, h) and prev != (None, None):
-            raise InvalidInputError(f"{path}: line {ln}: image {name} is {w}x{h} here but {prev[0]}x{prev[1]} earlier")
-        sizes[name] = (w, h)
-        cls = row[idx[5]].strip()
-        order.setdefault(cls, None)
-        per.setdefault(name, []).append((box, score, cls))
-    for name, items in per.items():
-        w, h = sizes[name]
-        xyxy = np.array([b for b, _, _ in items], dtype=np.float64).reshape(-1, 4)
-        out.images[name] = ImageBoxes(
-            name, w, h, xyxy, np.array([s for _, s, _ in items], dtype=np.float64),
-            np.array([c for _, _, c in items], dtype=object),
-        )
-    out.categories = list(order)
+    short = [i for i, r in enumerate(body) if len(r) < width_needed]
+    if short:
+        i = short[0]
+        raise InvalidInputError(f"{path}: line {i + start} has {len(body[i])} fields, expected {width_needed}")
+    cols_t = list(zip(*body)) if body else [()] * width_needed
+    raw_names, raw_inv = np.unique(np.array(cols_t[idx[0]], dtype=str), return_inverse=True)
+    names = np.array([image_key(v.strip()) for v in raw_names.tolist()], dtype=object)[raw_inv.reshape(-1)]
+    classes = np.array([v.strip() for v in cols_t[idx[5]]], dtype=object)
+    xyxy = np.column_stack([_numbers(cols_t[i], path, start, "coordinates") for i in idx[1:5]]).reshape(-1, 4)
+    scores = _numbers(cols_t[idx[8]], path, start, "score") if has_score else np.ones(len(body))
+    bad = ~np.isfinite(xyxy).all(1) | ~np.isfinite(scores)
+    if bad.any():
+        raise InvalidInputError(f"{path}: line {int(np.flatnonzero(bad)[0]) + start}: coordinates and score must be finite")
+    inverted = (xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1])
+    if inverted.any():
+        i = int(np.flatnonzero(inverted)[0])
+        raise InvalidInputError(f"{path}: line {i + start}: box {xyxy[i].tolist()} has x2 < x1 or y2 < y1")
+    if idx[6] >= 0 and idx[7] >= 0:
+        wv = _numbers(cols_t[idx[6]], path, start, "image_width", allow_empty=True)
+        hv = _numbers(cols_t[idx[7]], path, start, "image_height", allow_empty=True)
+    else:
+        wv = hv = np.full(len(body), np.nan)
+    known = np.isfinite(wv) & np.isfinite(hv)
+    badsize = known & ((wv <= 0) | (hv <= 0) | (wv != np.round(wv)) | (hv != np.round(hv)))
+    if badsize.any():
+        i = int(np.flatnonzero(badsize)[0])
+        raise InvalidInputError(f"{path}: line {i + start}: image_width/image_height must be positive integers")
+    # group rows by image, in order of first appearance
+    uniq, first_idx, inv = np.unique(names.astype(str), return_index=True, return_inverse=True)
+    order = np.argsort(first_idx, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    grp = rank[inv]
+    by = np.argsort(grp, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(grp, minlength=len(order)))]
+    starts = bounds[:-1]
+    if len(by):
+        wmin, wmax = np.fmin.reduceat(wv[by], starts), np.fmax.reduceat(wv[by], starts)
+        hmin, hmax = np.fmin.reduceat(hv[by], starts), np.fmax.reduceat(hv[by], starts)
+        clash = np.flatnonzero((wmin != wmax) & np.isfinite(wmin) | (hmin != hmax) & np.isfinite(hmin))
+        if clash.size:
+            g = int(clash[0])
+            raise InvalidInputError(
+                f"{path}: image {uniq[order[g]]} is given as both {wmin[g]:g}x{hmin[g]:g} and {wmax[g]:g}x{hmax[g]:g}"
+            )
+    for g in range(len(order)):
+        rows_g = by[bounds[g]: bounds[g + 1]]
+        name = str(uniq[order[g]])
+        w = int(wmin[g]) if np.isfinite(wmin[g]) and np.isfinite(hmin[g]) else None
+        h = int(hmin[g]) if w is not None else None
+        out.images[name] = ImageBoxes(name, w, h, xyxy[rows_g], scores[rows_g], classes[rows_g])
+    out.categories = list(dict.fromkeys(classes.tolist()))
     return out
+
+
+def _numbers(values: Sequence[str], path: Path, start: int, what: str, *, allow_empty: bool = False) -> np.ndarray:
+    """float64 array of CSV fields; on failure name the first bad line."""
+    vals = [v.strip() for v in values]
+    if allow_empty:
+        vals = [v if v else "nan" for v in vals]
+    try:
+        return np.array(vals, dtype=np.float64) if vals else np.zeros(0)
+    except ValueError:
+        for i, v in enumerate(vals):
+            if not _is_number(v):
+                raise InvalidInputError(f"{path}: line {i + start}: {what} must be numbers, got {v!r}") from None
+        raise
 
 
 def _is_number(text: str) -> bool:
