@@ -347,6 +347,8 @@ def run_batch(
                              "workers": 1, "split": split, "out": str(out), "inputs": len(paths),
                              "to_do": len(todo), **(run_info or {})})
             if todo:
+                if split:
+                    log.warning("split needs Ray workers; each image runs whole in this process")
                 _run_in_process(todo, out, detector, opts, record)
         else:
             from .distributed.ray_pool import RayPool, connect

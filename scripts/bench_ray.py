@@ -1,0 +1,183 @@
+#!/usr/bin/env python
+"""Throughput of ``densedet-tile batch``: in-process against a local Ray pool of 1 and 2 workers.
+
+Generates synthetic shelf photos (``densedet_tile.shelves.render_shelf``, saved as JPEG), then
+runs the same batch several ways with a cheap but real CNN detector (the built-in ShelfNet; with
+random weights when the trained weights are not in the package: the compute is the same):
+
+* in-process with torch on 1 thread (the work one Ray worker with 1 CPU does),
+* in-process with torch on every core,
+* Ray, 1 local worker (1 CPU each), and Ray, 2 local workers;
+* optionally one panorama split across 2 workers (``--split-width``).
+
+For each it reports images per minute over the processing (outputs written, manifest kept)
+and the wall time including Ray start-up and actor creation, and writes a markdown table.
+
+    python scripts/bench_ray.py --images 8 --out benchmarks/ray.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+THIS = Path(__file__).resolve()
+
+
+def make_detector(config: str | None = None):
+    """Factory for ``DetectorSpec(name=f"{THIS}:make_detector", config="threads=N")``: ShelfNet on the CPU.
+
+    Uses the packaged weights when present, else a seeded random initialisation of the same
+    network (same cost per tile, which is what is measured here). ``threads=N`` sets torch's
+    thread count in the process that builds it.
+    """
+    import torch
+
+    from densedet_tile.detector import builtin
+
+    n = int(config.split("=", 1)[1]) if config and config.startswith("threads=") else 0
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        return builtin.load_default(device="cpu")
+    except Exception:
+        torch.manual_seed(0)
+        net = builtin.ShelfNet(builtin.DEFAULT_CONFIG)
+        ckpt = {"config": dict(builtin.DEFAULT_CONFIG), "state_dict": net.state_dict(), "info": {"weights": "random"}}
+        return builtin.build_from_checkpoint(ckpt, device="cpu", score_thr=0.3)
+
+
+def _images(folder: Path, n: int, width: int, height: int) -> list[Path]:
+    from PIL import Image
+
+    from densedet_tile.shelves import render_shelf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        img, _ = render_shelf(np.random.default_rng(1000 + i), width=width, height=height, product_height=height / 9)
+        p = folder / f"shelf{i:03d}.jpg"
+        Image.fromarray(img).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def _run(label: str, inputs: list[Path], work: Path, *, ray_mode: str | None, workers: int, split: bool,
+         tile: int, threads: int) -> dict:
+    from densedet_tile.batch import DetectorSpec, run_batch
+    from densedet_tile.runner import RunOptions
+
+    out = work / label.replace(" ", "_").replace(",", "")
+    shutil.rmtree(out, ignore_errors=True)
+    spec = DetectorSpec(name=f"{THIS}:make_detector", config=f"threads={threads}", device="cpu")
+    t0 = time.perf_counter()
+    first: list[float] = []
+
+    def on_record(rec: dict) -> None:
+        first.append(time.perf_counter())
+
+    s = run_batch(inputs, out, detector=spec, opts=RunOptions(tile=tile, device="cpu"), ray=ray_mode,
+                  workers=workers, split=split, on_record=on_record)
+    wall = time.perf_counter() - t0
+    if s.failed:
+        raise SystemExit(f"{label}: {s.failed} image(s) failed: {[r['error'] for r in s.records if r['error']]}")
+    busy = sum(r["seconds"] or 0.0 for r in s.records)
+    # processing window: from the first image's start (its end minus its own time) to the last end
+    start = min(t - r["seconds"] for t, r in zip(first, s.records))
+    window = max(first) - start
+    return {"label": label, "images": len(inputs), "wall_s": wall, "window_s": window,
+            "ipm": 60.0 * len(inputs) / window, "ipm_wall": 60.0 * len(inputs) / wall,
+            "per_image_s": busy / len(inputs), "startup_s": start - t0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--width", type=int, default=1632)
+    ap.add_argument("--height", type=int, default=2448)
+    ap.add_argument("--tile", type=int, default=1280)
+    ap.add_argument("--split-width", type=int, default=0, help="also time one WxH/2 panorama split over 2 workers")
+    ap.add_argument("--out", default="benchmarks/ray.md")
+    args = ap.parse_args(argv)
+
+    import ray
+
+    work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
+    try:
+        inputs = _images(work / "in", args.images, args.width, args.height)
+        cpus = os.cpu_count() or 1
+        rows = [
+            _run("in-process, torch 1 thread", inputs, work, ray_mode=None, workers=1, split=False, tile=args.tile, threads=1),
+            _run(f"in-process, torch {cpus} threads", inputs, work, ray_mode=None, workers=1, split=False,
+                 tile=args.tile, threads=cpus),
+        ]
+        t0 = time.perf_counter()
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray_init = time.perf_counter() - t0
+        try:
+            rows.append(_run("Ray local, 1 worker", inputs, work, ray_mode="local", workers=1, split=False,
+                             tile=args.tile, threads=1))
+            rows.append(_run("Ray local, 2 workers", inputs, work, ray_mode="local", workers=2, split=False,
+                             tile=args.tile, threads=1))
+            if args.split_width:
+                pano = _images(work / "pano", 1, args.split_width, args.split_width // 4)
+                rows.append(_run("in-process panorama, torch 1 thread", pano, work, ray_mode=None, workers=1,
+                                 split=False, tile=args.tile, threads=1))
+                rows.append(_run("Ray split panorama, 2 workers", pano, work, ray_mode="local", workers=2, split=True,
+                                 tile=args.tile, threads=1))
+        finally:
+            ray.shutdown()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    base = rows[0]
+    one = next(r for r in rows if r["label"] == "Ray local, 1 worker")
+    overhead = (one["window_s"] - base["window_s"]) / base["images"]
+    det = make_detector("threads=1")
+    cmd = "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:]))
+    lines = [
+        "# densedet-tile batch on Ray: throughput",
+        "",
+        f"- date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+        f"- machine: {platform.node()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"Python {platform.python_version()}, ray {ray.__version__}; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (other jobs share these cores: numbers are noisy)",
+        f"- command: `{cmd}`",
+        f"- images: {args.images} synthetic shelf JPEGs of {args.width}x{args.height}, tile {args.tile}, overlap 0.2; "
+        f"detector: built-in ShelfNet on the CPU ({'trained' if det.info.get('weights') != 'random' else 'random'} "
+        f"weights), input size {det.input_size}",
+        f"- Ray start-up (ray.init, local, {os.cpu_count()} CPUs): {ray_init:.1f} s (not in the rows below)",
+        "- images/min: over the processing window (first image started to last image written); "
+        "'incl. start-up' also counts actor creation and the detector build",
+        "",
+        "| run | images/min | images/min incl. start-up | s per image (worker busy) | start-up s | wall s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['ipm']:.1f} | {r['ipm_wall']:.1f} | {r['per_image_s']:.2f} | "
+                     f"{r['startup_s']:.1f} | {r['wall_s']:.1f} |")
+    lines += [
+        "",
+        f"Ray path overhead against in-process (both 1 torch thread): {overhead:+.2f} s per image "
+        f"({100 * overhead / (base['window_s'] / base['images']):+.0f}%), "
+        f"plus {one['startup_s']:.1f} s to start the actor and {ray_init:.1f} s to start Ray.",
+        "",
+    ]
+    text = "\n".join(lines)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
