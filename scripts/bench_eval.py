@@ -77,9 +77,9 @@ def main() -> None:
     print(f"evaluate_boxes: {args.images} images x {args.boxes} boxes, maxDets {md}: {ours:.2f} s "
           f"({1e3 * ours / args.images:.1f} ms/image); AP {m.stats['AP']:.4f} AR@{args.max_det} {m.stats[f'AR@{args.max_det}']:.4f}")
     if args.ref_images:
-        try:
-            import pycocotools  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("pycocotools") is None:
             print("pycocotools not installed: no reference timing")
             return
         sub = ims[: args.ref_images]

@@ -131,11 +131,20 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
             from ..tiler.readers import open_image
 
             with open_image(p) as src:
+                if (src.width, src.height) != (width, height):
+                    raise InvalidInputError(
+                        f"{p}: image is {src.width}x{src.height} but the detections are for {width}x{height}"
+                    )
+                # strips whose height is a multiple of the step: bounded memory, aligned sampling
                 step = max(1, int(1 / s))
-                arr = src.read(0, 0, src.width, src.height)[::step, ::step]
-            from PIL import Image as _I
-
-            return _I.fromarray(arr)
+                strip = step * max(1, 512 // step)
+                arr = np.concatenate([
+                    src.read(0, y0, src.width, min(strip, src.height - y0))[::step, ::step]
+                    for y0 in range(0, src.height, strip)
+                ])
+            return Image.fromarray(np.ascontiguousarray(arr))
+        except InvalidInputError:
+            raise
         except Exception:
             raise ImageReadError(f"{p}: cannot read the image ({exc})") from None
     return im

@@ -242,7 +242,6 @@ def evaluate_boxes(
     nb = len(blocks)
     gmax = max((len(b[2]) for b in blocks), default=0)
     dcount = np.array([len(b[3]) for b in blocks], dtype=np.int64)
-    gcount = np.array([len(b[2]) for b in blocks], dtype=np.int64)
     dpad = int(dcount.max()) if nb else 0
 
     # Padded per-block arrays.

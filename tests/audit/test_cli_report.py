@@ -17,6 +17,7 @@ from PIL import Image
 
 from densedet_tile.audit import audit_main
 from densedet_tile.audit.synthetic import render_aisle, synthetic_aisle
+from densedet_tile.errors import InvalidInputError
 
 
 def write_detections(path: Path, boxes: np.ndarray, width: int, height: int, image_path: str) -> None:
@@ -192,3 +193,31 @@ def test_report_renders_in_headless_chromium(scene: dict, tmp_path: Path) -> Non
     green = (pix[..., 1] > 180) & (pix[..., 0] < 120) & (pix[..., 2] < 140)
     red = (pix[..., 0] > 200) & (pix[..., 1] < 80) & (pix[..., 2] < 80)
     assert green.sum() > 500 and red.sum() > 50 and pix.std() > 20
+
+
+def test_preview_falls_back_to_the_engine_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from densedet_tile.audit.cli import load_preview_image
+
+    arr = np.zeros((600, 1000, 3), np.uint8)
+    arr[:, 500:] = 200
+    path = tmp_path / "x.png"
+    Image.fromarray(arr).save(path)
+
+    real_open = Image.open
+    calls = []
+
+    def open_once(*a: object, **k: object):
+        calls.append(1)
+        if len(calls) == 1:  # the preview's own attempt
+            raise OSError("pretend Pillow cannot decode this")
+        return real_open(*a, **k)
+
+    monkeypatch.setattr("PIL.Image.open", open_once)
+    im = load_preview_image(path, 1000, 600, max_width=250)
+    assert len(calls) >= 2  # the engine's reader opened it after the preview's attempt failed
+    assert im.size == (250, 150)
+    px = np.asarray(im)
+    assert px[:, :120].max() == 0 and px[:, 130:].min() == 200
+    calls.clear()
+    with pytest.raises(InvalidInputError, match="1000x600"):
+        load_preview_image(path, 999, 600)
