@@ -133,16 +133,18 @@ def cluster_anchors(
     anchor[alone] = alone  # nothing to fuse with
     ngroups = int(g.max()) - int(g.min()) + 1
     gz = g - g.min()
-    occupied = np.zeros(0, np.int64)  # codes anchor * ngroups + group of filled cluster slots
+    # A cluster slot (anchor, group) is filled once a box of that group sits in the anchor's
+    # cluster; each edge carries its slot code and whether that slot is filled.
+    slot = hi * ngroups + gz[lo]
+    filled = np.zeros(slot.size, bool)
     while True:
         und = anchor < 0
         if not und.any():
             break
         # Edges whose lower box is still open and whose upper box can still be an anchor.
         live = und[lo] & ((anchor[hi] < 0) | (anchor[hi] == hi))
-        hi, lo, iou = hi[live], lo[live], iou[live]
-        slot = hi * ngroups + gz[lo]
-        free = ~np.isin(slot, occupied)
+        hi, lo, iou, slot, filled = hi[live], lo[live], iou[live], slot[live], filled[live]
+        free = ~filled
         pending = np.zeros(n, bool)
         pending[lo[anchor[hi] < 0]] = True
         # Of the open boxes of one group that want the same anchor, only the best-ranked may go.
@@ -167,5 +169,8 @@ def cluster_anchors(
         solo = np.flatnonzero(ready & (anchor < 0))
         anchor[solo] = solo
         new_slots.append(solo * ngroups + gz[solo])
-        occupied = np.union1d(occupied, np.concatenate(new_slots))
+        new = np.sort(np.concatenate(new_slots))
+        if new.size and slot.size:
+            pos = np.minimum(np.searchsorted(new, slot), new.size - 1)
+            filled |= new[pos] == slot
     return anchor
