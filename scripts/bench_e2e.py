@@ -7,9 +7,11 @@ overlap. SAHI gets the detector wrapped as a ``sahi.models.base.DetectionModel``
 our engine does, so the detector sees identical pixels on both sides.
 
 Every (method, repeat) runs in its own fresh Python subprocess, so wall time and peak RSS
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) belong to that method alone. Methods alternate
+(``VmHWM`` of /proc/self/status on Linux) belong to that method alone. Methods alternate
 within one run, so ratios hold on a noisy shared machine. Wall time starts after imports, model
-loading and a one-tile warm-up, and covers reading the file, tiling, inference and merging.
+loading and an untimed warm-up run of the same method on a two-tile crop of the scene (so lazy
+imports, torch's first call and SAHI's numba JIT stay out), and covers reading the file, tiling,
+inference and merging.
 
 Scenes (written to disk first, then read back by every method):
 
@@ -168,6 +170,7 @@ def _sahi_model_class() -> type:
                 self.category_mapping = {str(i): str(n) for i, n in enumerate(names)}
 
         def perform_inference(self, image: np.ndarray) -> None:
+            self.calls = getattr(self, "calls", 0) + 1
             h, w = image.shape[:2]
             scale = 1.0
             if self._input_size is not None and max(h, w) != self._input_size:
@@ -220,16 +223,40 @@ def _sahi_confidence(detector: Any) -> float:
 # ----------------------------------------------------------------------------------------------
 # one method in one subprocess
 # ----------------------------------------------------------------------------------------------
-def _maxrss_mb() -> float:
+def _status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (``VmHWM``, ``VmRSS``) in MB, None where unavailable."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process so far, in MB.
+
+    On Linux this is ``VmHWM`` of this process's own address space: ``ru_maxrss`` is not
+    used there because it carries the parent's high-water mark across fork+exec (the parent
+    holds the whole generated panorama, so every worker would report at least that).
+    """
+    hwm = _status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 1024.0 if sys.platform != "darwin" else r / 2**20  # KiB on Linux, bytes on macOS
 
 
-def _warm_up(detector: Any, tile: int) -> None:
-    from densedet_tile.detector.base import input_size_of
+def warm_path(image: Path) -> Path:
+    """Where :func:`make_scene` puts the small warm-up crop of ``image``."""
+    return image.with_name(image.stem + "_warm.png")
 
-    side = input_size_of(detector) or tile
-    detector.predict([np.full((side, side, 3), 127, np.uint8)])
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def run_worker(method: str, image: Path, result: Path, *, detector_spec: str, tile: int,
@@ -239,14 +266,28 @@ def run_worker(method: str, image: Path, result: Path, *, detector_spec: str, ti
     import densedet_tile as dt  # noqa: F401  (imported before timing on both sides)
 
     detector = build_detector(detector_spec, seed=seed)
-    if method != "ours":
+    # Warm-up, untimed: the whole method once on a two-tile crop of the scene, so one-off costs
+    # (lazy imports, torch's first call, SAHI's numba JIT for GREEDYNMM) stay out of the timing,
+    # as in a long-running service.
+    from PIL import Image
+
+    with Image.open(warm_path(image)) as im:
+        crop = np.asarray(im.convert("RGB"))
+    if method == "ours":
+        dt.detect(crop, detector, tile=tile, overlap=overlap, device="cpu")
+    else:
         from sahi.predict import get_sliced_prediction
 
         model = _sahi_model_class()(model=detector, confidence_threshold=_sahi_confidence(detector),
                                     device="cpu")
-    _warm_up(detector, tile)
+        get_sliced_prediction(crop, model, slice_height=tile, slice_width=tile, overlap_height_ratio=overlap,
+                              overlap_width_ratio=overlap, verbose=0, force_postprocess_type=True,
+                              **SAHI_VARIANTS[method])
+        model.calls = 0
+    del crop
     setup_s = time.perf_counter() - t_import0
-    rss_before = _maxrss_mb()
+    rss_before = _peak_rss_mb()
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if method == "ours":
@@ -262,11 +303,13 @@ def run_worker(method: str, image: Path, result: Path, *, detector_spec: str, ti
         preds = out.object_prediction_list
         xyxy = np.array([p.bbox.to_xyxy() for p in preds], np.float32).reshape(-1, 4)
         scores = np.array([p.score.value for p in preds], np.float32)
-        extra = {"timings": {k: round(v, 4) for k, v in out.durations_in_seconds.items()}}
+        extra = {"timings": {k: round(v, 4) for k, v in out.durations_in_seconds.items()},
+                 "num_tiles": model.calls}
     wall = time.perf_counter() - t0
-    rss_after = _maxrss_mb()
+    cpu = _cpu_s() - cpu0
+    rss_after = _peak_rss_mb()
     np.savez(result.with_suffix(".npz"), xyxy=xyxy, scores=scores)
-    info = {"method": method, "wall_s": wall, "setup_s": setup_s, "rss_before_mb": rss_before,
+    info = {"method": method, "wall_s": wall, "cpu_s": cpu, "setup_s": setup_s, "rss_before_mb": rss_before,
             "peak_rss_mb": rss_after, **extra}
     result.with_suffix(".json").write_text(json.dumps(info))
 
@@ -284,8 +327,10 @@ class Scene:
 
 
 def make_scene(kind: str, out_dir: Path, *, width: int, height: int, products: int,
-               seed: int) -> Scene:
-    """Generate the scene and write it to ``out_dir`` (PNG for ``aisle``, JPEG q92 for ``shelf``)."""
+               seed: int, tile: int) -> Scene:
+    """Generate the scene and write it to ``out_dir`` (PNG for ``aisle``, JPEG q92 for ``shelf``),
+    plus its top-left ``tile`` x ``2 * tile`` crop as the warm-up image."""
+    warm_h, warm_w = min(height, tile), min(width, 2 * tile)
     from PIL import Image
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -308,6 +353,8 @@ def make_scene(kind: str, out_dir: Path, *, width: int, height: int, products: i
         desc = f"synthetic shelf photo {width}x{height}, {len(boxes)} products, JPEG q92"
     else:
         raise ValueError(f"unknown scene {kind!r}: expected aisle or shelf")
+    # a (1 x 2 tiles) crop for the workers' untimed warm-up, so they never decode the scene twice
+    Image.fromarray(np.ascontiguousarray(img[:warm_h, :warm_w])).save(warm_path(path))
     xyxy = gt.xyxy if hasattr(gt, "xyxy") else np.asarray(gt, np.float32)
     return Scene(path, np.asarray(xyxy, np.float32).reshape(-1, 4), width, height, desc)
 
@@ -334,7 +381,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     t0 = time.perf_counter()
     scene = make_scene(args.scene, work, width=args.width, height=args.height,
-                       products=args.products, seed=args.seed)
+                       products=args.products, seed=args.seed, tile=args.tile)
     print(f"# scene: {scene.describe} ({time.perf_counter() - t0:.1f} s to make) -> {scene.path}",
           file=sys.stderr)
     runs: list[dict[str, Any]] = []
@@ -371,22 +418,25 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
         f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- command: `{command}`",
         f"- {len(runs) // max(1, len(methods))} run(s) per method, each in a fresh subprocess, methods "
-        "alternating; wall = median (all runs listed in brackets); peak RSS = ru_maxrss of that "
-        "process (after imports/model/warm-up in brackets)",
+        "alternating; wall = median (all runs listed in brackets); CPU = median user+sys seconds of "
+        "the timed run (all threads; less sensitive than wall time to other load on the machine); peak RSS = VmHWM of that "
+        "process, with the peak before the timed run (imports, model, warm-up) in brackets; "
+        "detector calls = tiles (SAHI: slices plus its full-image pass)",
         "",
-        "| method | wall s | vs ours | peak RSS MB (before run) | RSS growth MB | recall@0.5 | recall@0.9 | boxes | duplicates | unmatched |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | wall s | vs ours | CPU s | detector calls | peak RSS MB (before run) | RSS growth MB | recall@0.5 | recall@0.9 | boxes | duplicates | unmatched |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         rs = by[m]
         wall = float(np.median([r["wall_s"] for r in rs]))
         walls = ", ".join(f"{r['wall_s']:.2f}" for r in rs)
         ratio = f"{wall / ours_wall:.2f}x" if ours_wall else "-"
+        cpu = float(np.median([r["cpu_s"] for r in rs]))
         r0 = rs[-1]  # accuracy is deterministic per method; show the last run
         rss = max(r["peak_rss_mb"] for r in rs)
         base = max(r["rss_before_mb"] for r in rs)
         lines.append(
-            f"| {m} | {wall:.2f} ({walls}) | {ratio} | {rss:.0f} ({base:.0f}) | {rss - base:.0f} | {r0['recall50']:.4f} | "
+            f"| {m} | {wall:.2f} ({walls}) | {ratio} | {cpu:.2f} | {r0.get('num_tiles', '-')} | {rss:.0f} ({base:.0f}) | {rss - base:.0f} | {r0['recall50']:.4f} | "
             f"{r0['recall90']:.4f} | {r0['n_pred']} / {r0['n_gt']} true | {r0['duplicates']} | {r0['unmatched']} |"
         )
     if ours:
