@@ -53,6 +53,26 @@ def test_in_process_outputs_equal_the_single_image_cli(tmp_path):
                 assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "batch" / name).read_bytes()
 
 
+def test_cli_dispatches_the_batch_verb(tmp_path):
+    imgs = _images(tmp_path / "in")
+    argv = ["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--ray", "none",
+            "--detector", f"{FAKES}:make_blob", "--tile", "256", "-q"]
+    assert cli_main(argv) == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.detections.json")) == [f"{p.stem}.detections.json" for p in imgs]
+    assert cli_main(argv) == 0  # everything skipped the second time
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"] == {"skipped": 3}
+
+
+def test_split_chunks_cover_every_tile_once():
+    from densedet_tile.batch import _chunks
+
+    for n_tiles in (1, 2, 5, 17, 100):
+        for workers in (1, 2, 3, 8):
+            chunks = _chunks(n_tiles, workers)
+            assert [i for c in chunks for i in c] == list(range(n_tiles))
+            assert len(chunks) == min(n_tiles, 2 * workers)
+
+
 def test_bad_image_is_reported_in_the_manifest_and_the_run_goes_on(tmp_path, capsys):
     imgs = _images(tmp_path / "in")
     bad = tmp_path / "in" / "broken.jpg"

@@ -13,7 +13,7 @@ from PIL import Image
 
 import densedet_tile as dt
 from densedet_tile import DetectorError
-from densedet_tile.batch import DetectorSpec, run_batch
+from densedet_tile.batch import DetectorSpec, batch_main, run_batch
 from densedet_tile.runner import RunOptions
 from densedet_tile.synthetic import PaintedDetector, make_painted_aisle
 from densedet_tile.tiler import make_grid
@@ -79,17 +79,21 @@ def test_ray_pool_writes_what_in_process_writes_and_restarts(local_ray, tmp_path
     inputs = [imgs[0], imgs[1], bad, imgs[2], imgs[3]]
     opts = RunOptions(tile=256, formats=("json", "csv"))
     ref = run_batch(inputs, tmp_path / "local", detector=BlobDetector(), opts=opts, ray=None)
-    got = run_batch(inputs, tmp_path / "ray", detector=BlobDetector(), opts=opts, ray="local", workers=2)
-    assert got.backend == "ray:local" and got.workers == 2
-    assert (ref.ok, ref.failed) == (got.ok, got.failed) == (4, 1)
+    assert (ref.ok, ref.failed) == (4, 1)
+    # the command line on Ray: each worker builds the detector from its spec (a factory in a file)
+    argv = [*map(str, inputs), "--out", str(tmp_path / "ray"), "--ray", "local", "--workers", "2", "--tile", "256",
+            "--format", "csv", "--detector", f"{TESTS / 'fakes.py'}:make_blob", "-q"]
+    assert batch_main(argv) == 1  # one image failed
     assert _docs(tmp_path / "ray") == _docs(tmp_path / "local")
     for p in imgs:
         name = f"{p.stem}.detections.csv"
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
-    by = {Path(r["input"]).name: r for r in got.records}
+    snap = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert snap["counts"] == {"ok": 4, "error": 1} and snap["runs"][0]["workers"] == 2
+    by = {Path(r["input"]).name: r for r in snap["images"]}
     assert by["bad.png"]["status"] == "error" and "bad.png" in by["bad.png"]["error"]
-    assert len({r["worker"] for r in got.records}) == 2  # both actors took work
-    assert all(r["worker"].startswith(("w1@", "w2@")) for r in got.records)
+    assert len({r["worker"] for r in snap["images"]}) == 2  # both actors took work
+    assert all(r["worker"].startswith(("w1@", "w2@")) for r in snap["images"])
 
     # restart: complete outputs are skipped, a corrupt one is redone on Ray
     (tmp_path / "ray" / "img2.detections.json").write_text('{"schema": "densedet-tile/detections@1", "box')
@@ -171,3 +175,16 @@ def test_detector_that_cannot_be_built_on_workers_is_one_clear_error(local_ray, 
     spec = DetectorSpec(name=f"{TESTS / 'fakes.py'}:no_such_factory")
     with pytest.raises(DetectorError, match="no_such_factory"):
         run_batch(imgs, tmp_path / "out", detector=spec, ray="local", workers=1)
+
+
+def test_pool_with_no_workers_left_fails_the_remaining_items(local_ray):
+    from densedet_tile.distributed.ray_pool import RayPool
+
+    with RayPool(BlobDetector(), workers=1, max_respawns=0) as pool:
+        def submit(actor, n):
+            return actor.info.remote()
+
+        results = list(pool.map([1, 2, 3], submit, retries=2, on_submit=lambda actor, n: ray.kill(actor)))
+    assert [r.item for r in results] == [1, 2, 3]
+    assert not any(r.ok for r in results)
+    assert "no live Ray workers" in results[-1].error
