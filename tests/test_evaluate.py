@@ -355,3 +355,14 @@ def test_csv_image_with_two_sizes_is_refused(tmp_path: Path) -> None:
     write_sku_csv(p, [GT_ROWS[0], ("a.jpg", 1, 1, 5, 5, "object", 480, 640)], header=False)
     with pytest.raises(InvalidInputError, match="a.jpg is given as both"):
         read_ground_truth(p)
+
+
+def test_main_cli_dispatches_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from densedet_tile.cli import main
+
+    gtp = tmp_path / "gt.csv"
+    write_sku_csv(gtp, GT_ROWS, header=False)
+    pred = tmp_path / "p.json"
+    our_json(pred, "a.jpg", [[10, 10, 60, 90]], [0.9])
+    assert main(["eval", str(pred), str(gtp)]) == 0
+    assert "AR@300" in capsys.readouterr().out

@@ -221,3 +221,10 @@ def test_preview_falls_back_to_the_engine_reader(tmp_path: Path, monkeypatch: py
     calls.clear()
     with pytest.raises(InvalidInputError, match="1000x600"):
         load_preview_image(path, 999, 600)
+
+
+def test_main_cli_dispatches_audit(scene: dict) -> None:
+    from densedet_tile.cli import main
+
+    assert main(["audit", "--detections", str(scene["det"]), "--out", str(scene["out"])]) == 0
+    assert (scene["out"] / "aisle.audit.html").is_file()
