@@ -130,6 +130,7 @@ def test_bench_overhead_quick(tmp_path):
         assert r["decode_array_s"] > 0 and r["num_tiles"] >= 1
         # every tile went through the detector exactly once
         assert r["runs"][0]["tiles"] == r["num_tiles"]
+        assert len(r["replay_s"]) == 1 and r["replay_median_s"] > 0
     assert "| photo 900x1200" in proc.stdout and "| panorama 3000x700" in proc.stdout
 
 
@@ -149,3 +150,13 @@ def test_timed_detector_forwards_and_counts():
     assert (t.calls, t.tiles) == (1, 2) and t.seconds >= 0
     t.reset()
     assert (t.calls, t.tiles, t.seconds) == (0, 0, 0.0)
+
+
+def test_replay_detector_returns_recorded_results_in_order():
+    ov = _load("bench_overhead")
+    rep = ov.ReplayDetector(["a", "b", "c"], input_size=32)
+    assert rep.input_size == 32
+    assert rep.predict([0, 0]) == ["a", "b"]
+    assert rep.predict([0]) == ["c"]
+    with pytest.raises(RuntimeError):
+        rep.predict([0])
