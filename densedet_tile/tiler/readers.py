@@ -6,16 +6,19 @@ Coordinates are integer pixels in the upright frame, origin top-left, ``x`` to t
 
 Memory model
 ------------
-* Pillow formats (JPEG, PNG, WebP, BMP, GIF ...) are decoded once, at :func:`open_image`, and
-  kept in Pillow's own buffer in their native mode. Nothing is converted or rotated up front:
-  each :meth:`~ImageSource.read` crops the matching window of the stored (un-rotated) image,
-  converts only that crop to RGB uint8 and rotates only that crop. So a panorama costs one
+* RGB and gray JPEGs are decoded once, at :func:`open_image`, by imagecodecs (libjpeg-turbo)
+  straight into a 3-byte-per-pixel numpy array when imagecodecs is installed (same pixels as
+  Pillow's decoder), so a panorama costs one decoded copy. Windows are small copies of it.
+* Other Pillow formats (PNG, WebP, BMP, GIF, CMYK JPEG ...) are decoded once, at
+  :func:`open_image`, and kept in Pillow's own buffer in their native mode. Nothing is
+  converted or rotated up front: each :meth:`~ImageSource.read` crops the matching window of the stored (un-rotated) image,
+  converts only that crop to RGB uint8 and rotates only that crop. So an image costs one
   decoded copy (Pillow stores RGB as 4 bytes per pixel) plus the windows in flight.
 * TIFF and BigTIFF are read through tifffile region by region: a window decodes only the TIFF
   tiles (or strips) it overlaps, and a bounded LRU cache of decoded segments lets overlapping
   windows share work. A 40000 x 40000 TIFF is never wholly in memory.
-* numpy arrays are never copied whole; windows are small copies (or views for gray/RGBA
-  conversion sources, which are converted window by window).
+* numpy arrays are never copied whole; windows are small copies (views for RGB windows that
+  span whole rows); gray and RGBA arrays are converted window by window.
 
 Colour policy (all sources)
 ---------------------------
@@ -338,24 +341,37 @@ class PillowSource(ImageSource):
                         )
                     orientation = self._exif_orientation(im, label)
                     fmt = im.format or "unknown"
-                    try:
-                        im.load()
-                    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-                        msg = _one_line(exc)
-                        if "truncated" in msg:
-                            raise ImageReadError(f"{label}: the {fmt} file is truncated ({msg})") from exc
-                        raise ImageReadError(f"{label}: cannot decode {fmt} image ({msg})") from exc
-                    except MemoryError as exc:
-                        raise ImageReadError(f"{label}: not enough memory to decode the {sw}x{sh} image") from exc
+                    pixels = None
+                    if fmt in ("JPEG", "MPO") and im.mode in ("RGB", "L"):
+                        pixels = _decode_jpeg_compact(path, sw, sh, im.mode)
+                    if pixels is not None:
+                        im.close()  # only its header was read
+                    else:
+                        self._load(im, label, fmt, sw, sh)
                 except BaseException:
                     im.close()
                     raise
             finally:
                 Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
-        self._im: Any = im
         self._lock = threading.Lock()
-        self._convert = self._make_converter(im, label)
+        self._pixels: np.ndarray | None = pixels
+        self._im: Any = None if pixels is not None else im
+        self._convert = None if pixels is not None else self._make_converter(im, label)
+        #: What decoded the pixels: ``"imagecodecs"`` (JPEG, 3 bytes per pixel) or ``"pillow"``.
+        self.decoder = "imagecodecs" if pixels is not None else "pillow"
         super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt=fmt)
+
+    @staticmethod
+    def _load(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
+        try:
+            im.load()
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            msg = _one_line(exc)
+            if "truncated" in msg:
+                raise ImageReadError(f"{label}: the {fmt} file is truncated ({msg})") from exc
+            raise ImageReadError(f"{label}: cannot decode {fmt} image ({msg})") from exc
+        except MemoryError as exc:
+            raise ImageReadError(f"{label}: not enough memory to decode the {sw}x{sh} image") from exc
 
     @staticmethod
     def _exif_orientation(im: Any, label: str) -> int:
@@ -425,11 +441,16 @@ class PillowSource(ImageSource):
         return lambda c: np.asarray(c.convert("RGB"))
 
     def _read_stored(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        pixels = self._pixels
+        if pixels is not None:  # read-only array: read() copies whatever it hands out
+            win = pixels[y : y + h, x : x + w]
+            return _gray_to_rgb(win) if win.ndim == 2 else win
         with self._lock:
             im = self._im
             if im is None:  # pragma: no cover - guarded by read()
                 raise ImageReadError(f"{self._label}: the image source is closed")
             crop = im.crop((x, y, x + w, y + h))
+        assert self._convert is not None
         out = self._convert(crop)
         if out.ndim != 3 or out.shape[2] != 3:  # pragma: no cover - defensive
             raise ImageReadError(f"{self._label}: unexpected pixel layout {out.shape} after conversion")
@@ -440,7 +461,47 @@ class PillowSource(ImageSource):
             if self._im is not None:
                 self._im.close()
                 self._im = None
+            self._pixels = None
         super().close()
+
+
+#: Decode baseline/progressive RGB and gray JPEGs with imagecodecs (libjpeg-turbo) when it is
+#: installed: straight into a 3-byte-per-pixel numpy array, where Pillow keeps 4 bytes per pixel.
+_USE_IMAGECODECS_JPEG = True
+
+
+def _decode_jpeg_compact(path: Path, width: int, height: int, mode: str) -> np.ndarray | None:
+    """The JPEG at ``path`` as a read-only (h, w, 3) or (h, w) uint8 array, or None.
+
+    None means "let Pillow do it": imagecodecs missing, a file whose last scan is not followed by
+    an end-of-image marker (libjpeg-turbo would silently fill a truncated image with grey, while
+    Pillow reports it), a decoding error, or an unexpected shape.
+    """
+    if not _USE_IMAGECODECS_JPEG:
+        return None
+    try:
+        import imagecodecs
+    except ImportError:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    # Inside entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so the last
+    # SOS (FF DA) belongs to the final scan, and an EOI (FF D9) after it means the scan is whole.
+    last_sos = data.rfind(b"\xff\xda")
+    if last_sos < 0 or data.find(b"\xff\xd9", last_sos) < 0:
+        return None
+    try:
+        arr = imagecodecs.jpeg8_decode(data)
+    except Exception:
+        return None
+    del data
+    want = (height, width, 3) if mode == "RGB" else (height, width)
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape != want:
+        return None
+    arr.flags.writeable = False
+    return arr
 
 
 def _palette_lut(im: Any) -> np.ndarray:

@@ -593,3 +593,59 @@ def test_truncated_jpeg_raises_even_if_pillow_was_told_to_accept_it(tmp_path, mo
     with pytest.raises(ImageReadError, match="truncated"):
         open_image(path)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is restored
+
+
+# ---------------------------------------------------------------------------------------------
+# JPEG through imagecodecs: one 3-byte-per-pixel decoded copy, same pixels as Pillow
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "mode, save_kw",
+    [
+        ("RGB", dict(quality=90)),  # 4:2:0
+        ("RGB", dict(quality=95, subsampling=0)),  # 4:4:4
+        ("RGB", dict(quality=85, progressive=True)),
+        ("L", dict(quality=90)),
+    ],
+)
+def test_jpeg_decoded_compactly_matches_pillow(tmp_path, monkeypatch, mode, save_kw):
+    pytest.importorskip("imagecodecs", reason="compact JPEG decoding needs the imagecodecs package")
+    import densedet_tile.tiler.readers as readers
+
+    yy, xx = np.mgrid[0:90, 0:130]
+    img = np.stack([xx * 2, yy * 2, (xx * yy) % 256], axis=-1).astype(np.uint8)
+    pil = Image.fromarray(img if mode == "RGB" else img[..., 0], mode)
+    path = tmp_path / "p.jpg"
+    save_with_orientation(path, np.asarray(pil), 6, **save_kw)
+    with open_image(path) as fast:
+        assert fast.decoder == "imagecodecs" and fast._im is None
+        assert fast._pixels.nbytes == 90 * 130 * (3 if mode == "RGB" else 1)
+        a = read_all(fast)
+        row = fast.read(0, 3, fast.width, 2)
+        row[:] = 0  # the caller's window is its own: the decoded image is not touched
+        np.testing.assert_array_equal(fast.read(0, 3, fast.width, 2), a[3:5])
+    monkeypatch.setattr(readers, "_USE_IMAGECODECS_JPEG", False)
+    with open_image(path) as slow:
+        assert slow.decoder == "pillow"
+        np.testing.assert_array_equal(read_all(slow), a)
+
+
+def test_jpeg_with_trailing_bytes(tmp_path):
+    pytest.importorskip("imagecodecs", reason="compact JPEG decoding needs the imagecodecs package")
+    img = quadrants(32, 48)
+    good = _encoded_array(img)
+    (tmp_path / "trail.jpg").write_bytes(good + b"camera trailer \x00\x01")
+    (tmp_path / "odd.jpg").write_bytes(good + b"\xff\xda junk without an end marker")
+    with open_image(tmp_path / "trail.jpg") as src:
+        assert src.decoder == "imagecodecs"
+        ref = read_all(src)
+    with open_image(tmp_path / "odd.jpg") as src:
+        assert src.decoder == "pillow"  # structure unclear: Pillow decides
+        np.testing.assert_array_equal(read_all(src), ref)
+
+
+def _encoded_array(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
