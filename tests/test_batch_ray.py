@@ -146,8 +146,21 @@ def _painted(tmp_path: Path) -> Path:
     return p
 
 
+class PaintedOrFail(PaintedDetector):
+    """PaintedDetector that raises on a uniformly grey-77 tile (a detector error, not a crash)."""
+
+    def predict(self, tiles):
+        if any(int(t.min()) == 77 == int(t.max()) for t in tiles):
+            raise ValueError("grey tile")
+        return super().predict(tiles)
+
+
 def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tmp_path):
     p = _painted(tmp_path)
+    again = tmp_path / "aisle-again.png"
+    again.write_bytes(p.read_bytes())
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((500, 900, 3), 77, np.uint8)).save(grey)
     opts = RunOptions(tile=256, overlap=0.25)
     ref = dt.detect(p, PaintedDetector(jitter=1.0, seed=5), tile=256, overlap=0.25)
     assert len(ref) > 40
@@ -158,16 +171,22 @@ def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tm
             killed.append(chunk.start)
             ray.kill(actor)
 
-    s = run_batch([p], tmp_path / "out", detector=PaintedDetector(jitter=1.0, seed=5), opts=opts, ray="local",
-                  workers=2, split=True, on_submit=kill_once)
-    assert killed and s.ok == 1, s.records
-    doc = json.loads((tmp_path / "out" / "aisle.detections.json").read_text())
-    got = np.array(doc["boxes"], np.float32).reshape(-1, 4)
-    assert got.shape == ref.xyxy.shape
-    np.testing.assert_allclose(got, ref.xyxy, atol=0.006)  # the JSON keeps 2 decimals
-    np.testing.assert_allclose(doc["scores"], ref.scores, atol=1e-4)
-    assert doc["num_tiles"] == len(make_grid(1400, 400, dt.TileSpec(256, 0.25)))
-    assert len(doc["settings"]["split_workers"]) >= 2
+    # the kill hits the first image; the grey one fails (its other chunks are left running);
+    # the last one must still get every worker and come out right
+    s = run_batch([p, grey, again], tmp_path / "out", detector=PaintedOrFail(jitter=1.0, seed=5), opts=opts,
+                  ray="local", workers=2, split=True, on_submit=kill_once)
+    assert killed
+    status = {Path(r["input"]).name: r["status"] for r in s.records}
+    assert status == {"aisle.png": "ok", "grey.png": "error", "aisle-again.png": "ok"}, s.records
+    assert "grey tile" in s.records[1]["error"] and "grey.png" in s.records[1]["error"]
+    for stem in ("aisle", "aisle-again"):
+        doc = json.loads((tmp_path / "out" / f"{stem}.detections.json").read_text())
+        got = np.array(doc["boxes"], np.float32).reshape(-1, 4)
+        assert got.shape == ref.xyxy.shape
+        np.testing.assert_allclose(got, ref.xyxy, atol=0.006)  # the JSON keeps 2 decimals
+        np.testing.assert_allclose(doc["scores"], ref.scores, atol=1e-4)
+        assert doc["num_tiles"] == len(make_grid(1400, 400, dt.TileSpec(256, 0.25)))
+        assert all(w.startswith("w") and "@" in w for w in doc["settings"]["split_workers"])
 
 
 def test_detector_that_cannot_be_built_on_workers_is_one_clear_error(local_ray, tmp_path):

@@ -160,13 +160,16 @@ class _Slot:
     handle: Any
     label: str
     busy: bool = False
+    starting: Any = None  # ObjectRef of info() while a replacement actor starts
 
 
 class RayPool:
     """``workers`` :class:`DetectorWorker` actors, each with ``num_cpus`` CPUs and ``num_gpus`` GPUs.
 
     Use as a context manager (actors are killed on exit). ``max_respawns`` bounds how many
-    replacement actors may be started over the pool's life for actors that died.
+    replacement actors may be started over the pool's life for actors that died;
+    ``start_timeout`` is how long to wait for actors to start (and build the detector) when
+    no other work is running (a cluster without room for them would otherwise wait forever).
     """
 
     def __init__(
@@ -177,6 +180,7 @@ class RayPool:
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
         max_respawns: int | None = None,
+        start_timeout: float = 600.0,
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
@@ -187,10 +191,12 @@ class RayPool:
         self.num_cpus = float(num_cpus)
         self.num_gpus = float(num_gpus)
         self.max_respawns = 2 * workers if max_respawns is None else max_respawns
+        self.start_timeout = float(start_timeout)
         self.respawned = 0
         self.slots: list[_Slot] = []
         self.info: list[dict[str, Any]] = []
         self._counter = 0
+        self._draining: dict[Any, _Slot] = {}  # items left running by an abandoned map()
         self._actor_cls = ray.remote(DetectorWorker)
 
     # -- life cycle -------------------------------------------------------------------------
@@ -205,10 +211,20 @@ class RayPool:
     def start(self) -> list[dict[str, Any]]:
         """Start the actors and wait until each has built its detector; return their ``info``.
 
-        Raises :class:`~densedet_tile.errors.DetectorError` when the detector cannot be built.
+        Raises :class:`~densedet_tile.errors.DetectorError` when the detector cannot be built,
+        and :class:`~densedet_tile.errors.DensedetError` when the actors do not start within
+        ``start_timeout`` seconds (the cluster lacks the CPUs/GPUs asked for).
         """
         self.slots = [self._spawn() for _ in range(self.workers)]
-        infos = ray.get([s.handle.info.remote() for s in self.slots])
+        refs = [s.handle.info.remote() for s in self.slots]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.start_timeout)
+        if len(ready) < len(refs):
+            self.close()
+            raise DensedetError(
+                f"{len(refs) - len(ready)} of {len(refs)} Ray workers did not start within {self.start_timeout:.0f} s; "
+                f"does the cluster have {self.num_cpus:g} CPU(s) and {self.num_gpus:g} GPU(s) free for each?"
+            )
+        infos = ray.get(refs)
         for slot, inf in zip(self.slots, infos):
             slot.label = inf["worker"]
         bad = next((i for i in infos if i.get("error")), None)
@@ -226,6 +242,7 @@ class RayPool:
             except Exception:  # pragma: no cover - already gone
                 pass
         self.slots = []
+        self._draining.clear()
 
     def __enter__(self) -> "RayPool":
         if not self.slots:
@@ -254,73 +271,111 @@ class RayPool:
         Each actor holds at most one item at a time. When the actor holding an item dies, the
         actor is replaced (within ``max_respawns``) and the item is queued again, at most
         ``retries`` times. ``on_submit(actor_handle, item)`` is called after each hand-out
-        (monitoring; tests use it to kill an actor mid-item).
+        (monitoring; tests use it to kill an actor mid-item). Leaving the loop early is safe:
+        items still running finish in the background and free their actors for the next map.
         """
         pending: list[tuple[T, int]] = [(it, 1) for it in items]
         pending.reverse()  # pop() from the end keeps the input order
         inflight: dict[Any, tuple[T, int, _Slot]] = {}
-        while pending or inflight:
-            for slot in self.slots:
-                if not pending:
-                    break
-                if slot.busy:
-                    continue
-                item, attempt = pending.pop()
-                ref = submit(slot.handle, item)
-                slot.busy = True
-                inflight[ref] = (item, attempt, slot)
-                if on_submit is not None:
-                    on_submit(slot.handle, item)
-            if not inflight:
-                # nothing running and nothing could be handed out: no live workers are left
-                while pending:
-                    item, attempt = pending.pop()
-                    yield TaskResult(item, False, error="no live Ray workers left to run it", attempts=attempt - 1)
-                return
-            done, _ = ray.wait(list(inflight), num_returns=1)
-            for ref in done:
-                item, attempt, slot = inflight.pop(ref)
-                try:
-                    value = ray.get(ref)
-                except worker_lost_errors as exc:
-                    why = _ANSI.sub("", _one_line(exc))
-                    log.warning("worker %s died (%s); %s", slot.label, why[:200],
-                                "retrying its item" if attempt <= retries else "giving up on its item")
-                    self._replace(slot)
-                    if attempt <= retries:
-                        pending.append((item, attempt + 1))
-                    else:
-                        yield TaskResult(item, False, error=f"its worker died {attempt} time(s); last: {why[:300]}",
-                                         attempts=attempt, worker=slot.label)
-                    continue
-                except RayTaskError as exc:
-                    cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-                    msg = _ANSI.sub("", _one_line(cause))
-                    if not isinstance(cause, (DensedetError, OSError)):
-                        msg = f"{type(cause).__name__}: {msg}"
-                    slot.busy = False
-                    yield TaskResult(item, False, error=msg, attempts=attempt, worker=slot.label)
-                    continue
-                slot.busy = False
-                yield TaskResult(item, True, value=value, attempts=attempt, worker=slot.label)
-
-    def _replace(self, dead: _Slot) -> None:
-        """Drop a dead actor and, within the respawn budget, start a fresh one in its place."""
         try:
-            ray.kill(dead.handle)
+            while pending or inflight:
+                for slot in self.slots:
+                    if not pending:
+                        break
+                    if slot.busy or slot.starting is not None:
+                        continue
+                    item, attempt = pending.pop()
+                    ref = submit(slot.handle, item)
+                    slot.busy = True
+                    inflight[ref] = (item, attempt, slot)
+                    if on_submit is not None:
+                        on_submit(slot.handle, item)
+                starting = {s.starting: s for s in self.slots if s.starting is not None}
+                if not inflight and not self._draining and not starting:
+                    # nothing running and nothing could be handed out: no live workers are left
+                    while pending:
+                        item, attempt = pending.pop()
+                        yield TaskResult(item, False, error="no live Ray workers left to run it", attempts=attempt - 1)
+                    return
+                waiting = [*inflight, *self._draining, *starting]
+                timeout = None if (inflight or self._draining) else self.start_timeout
+                done, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
+                if not done:  # only starting actors, and none came up in time
+                    for slot in starting.values():
+                        self._drop(slot)
+                    continue
+                for ref in done:
+                    if ref in starting:
+                        self._started(starting[ref], ref)
+                    elif ref in self._draining:
+                        slot = self._draining.pop(ref)
+                        try:
+                            ray.get(ref)
+                            slot.busy = False
+                        except worker_lost_errors:
+                            self._replace(slot)
+                        except RayTaskError:
+                            slot.busy = False
+                    else:
+                        yield from self._finish(ref, inflight, pending, retries)
+        finally:
+            for ref, (_, _, slot) in inflight.items():
+                self._draining[ref] = slot
+
+    def _finish(self, ref: Any, inflight: dict[Any, tuple[T, int, _Slot]], pending: list[tuple[T, int]],
+                retries: int) -> Iterator[TaskResult[T]]:
+        item, attempt, slot = inflight.pop(ref)
+        try:
+            value = ray.get(ref)
+        except worker_lost_errors as exc:
+            why = _ANSI.sub("", _one_line(exc))
+            log.warning("worker %s died (%s); %s", slot.label, why[:200],
+                        "retrying its item" if attempt <= retries else "giving up on its item")
+            self._replace(slot)
+            if attempt <= retries:
+                pending.append((item, attempt + 1))
+            else:
+                yield TaskResult(item, False, error=f"its worker died {attempt} time(s); last: {why[:300]}",
+                                 attempts=attempt, worker=slot.label)
+            return
+        except RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            msg = _ANSI.sub("", _one_line(cause))
+            if not isinstance(cause, (DensedetError, OSError)):
+                msg = f"{type(cause).__name__}: {msg}"
+            slot.busy = False
+            yield TaskResult(item, False, error=msg, attempts=attempt, worker=slot.label)
+            return
+        slot.busy = False
+        yield TaskResult(item, True, value=value, attempts=attempt, worker=slot.label)
+
+    def _drop(self, slot: _Slot) -> None:
+        try:
+            ray.kill(slot.handle)
         except Exception:  # pragma: no cover - already gone
             pass
-        self.slots = [s for s in self.slots if s is not dead]
+        self.slots = [s for s in self.slots if s is not slot]
+
+    def _replace(self, dead: _Slot) -> None:
+        """Drop a dead actor and, within the respawn budget, start a fresh one (without waiting)."""
+        self._drop(dead)
         if self.respawned >= self.max_respawns:
             return
         self.respawned += 1
         fresh = self._spawn()
+        fresh.starting = fresh.handle.info.remote()
+        self.slots.append(fresh)
+
+    def _started(self, slot: _Slot, ref: Any) -> None:
+        """A replacement actor answered: keep it if its detector built, else drop it."""
+        slot.starting = None
         try:
-            inf = ray.get(fresh.handle.info.remote())
+            inf = ray.get(ref)
         except worker_lost_errors:
+            self._drop(slot)
             return
         if inf.get("error"):
-            ray.kill(fresh.handle)
+            log.warning("replacement worker %s cannot build the detector: %s", inf.get("worker"), inf["error"])
+            self._drop(slot)
             return
-        fresh.label = inf["worker"]
-        self.slots.append(fresh)
+        slot.label = inf["worker"]
