@@ -9,7 +9,7 @@ Measures, each in a fresh child process so peaks do not mix:
    ``iter_tile_batches``;
 3. the same through ``dt.detect(path, detector=<returns no boxes>)``, the whole engine;
 4. for a ~20000 x 3000 JPEG panorama: opening + tiling through the readers, ``dt.detect``, and,
-   for reference, the naive ``np.asarray(Image.open(p).convert("RGB"))``.
+   for reference, the naive ``np.asarray(Image.open(p).convert("RGB"))``; the same for a PNG.
 
 Peak RSS is ``ru_maxrss`` of the child (Linux reports KiB). "baseline" is the child's RSS after
 its imports, before any pixel is touched; "peak - baseline" is what the image work cost.
@@ -148,7 +148,7 @@ def child_naive_pillow(path: str) -> dict:
     return {"seconds": time.perf_counter() - t0, "baseline": base, "peak": _peak_bytes(), "shape": list(arr.shape)}
 
 
-def child_write_jpeg(path: str, width: int, height: int) -> dict:
+def child_write_image(path: str, width: int, height: int) -> dict:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
@@ -161,7 +161,10 @@ def child_write_jpeg(path: str, width: int, height: int) -> dict:
     img[..., 1] = ((y[:, None] // 41) * 97 % 256).astype(np.uint8)
     img[..., 2] = (((x[None, :] // 37) + (y[:, None] // 41)) * 31 % 256).astype(np.uint8)
     img[(y % 400) < 12] = 40  # shelf edges
-    Image.fromarray(img).save(path, "JPEG", quality=88)
+    if path.endswith(".png"):
+        Image.fromarray(img).save(path, "PNG", compress_level=1)
+    else:
+        Image.fromarray(img).save(path, "JPEG", quality=88)
     return {"seconds": time.perf_counter() - t0, "file_bytes": os.path.getsize(path)}
 
 
@@ -170,7 +173,7 @@ CHILDREN = {
     "read_tiles": child_read_tiles,
     "detect": child_detect,
     "naive_pillow": child_naive_pillow,
-    "write_jpeg": child_write_jpeg,
+    "write_image": child_write_image,
 }
 
 
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             tif.unlink()
         # ---- JPEG panorama ----------------------------------------------------------------
-        j = run_child("write_jpeg", jpg, pw, ph)
+        j = run_child("write_image", jpg, pw, ph)
         print(f"wrote {jpg} ({j['file_bytes'] / MiB:.1f} MiB) in {j['seconds']:.1f}s", flush=True)
         decoded = pw * ph * 3
         r = run_child("read_tiles", jpg, args.tile, args.overlap, args.batch)
@@ -266,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"JPEG {pw}x{ph}: naive np.asarray(Image.open(p).convert('RGB')) (reference)", _mib(decoded), _mib(n["baseline"]), _mib(n["peak"]), _mib(n["peak"] - n["baseline"]), f"{n['seconds']:.1f}"))
         if not args.keep:
             jpg.unlink()
+        # ---- PNG panorama -------------------------------------------------------------------
+        png = work / f"pano_{pw}x{ph}.png"
+        run_child("write_image", png, pw, ph)
+        r = run_child("read_tiles", png, args.tile, args.overlap, 1)
+        rows.append((f"PNG {pw}x{ph}: open_image + iter_tile_batches, batch 1 (open/decode {r['open_seconds']:.1f}s)", _mib(decoded), _mib(r["baseline"]), _mib(r["peak"]), _mib(r["peak"] - r["baseline"]), f"{r['seconds']:.1f}"))
+        n = run_child("naive_pillow", png)
+        rows.append((f"PNG {pw}x{ph}: naive np.asarray(Image.open(p).convert('RGB')) (reference)", _mib(decoded), _mib(n["baseline"]), _mib(n["peak"]), _mib(n["peak"] - n["baseline"]), f"{n['seconds']:.1f}"))
+        if not args.keep:
+            png.unlink()
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -281,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Command: `{cmd.strip()}`",
         f"- Tiles {args.tile} px, overlap {args.overlap}; each row is a fresh process; peak = `ru_maxrss`;",
         "  baseline = RSS after imports; MiB = 2^20 bytes. \"decoded\" is width x height x 3 bytes.",
-        "- RGB/gray JPEGs are decoded by imagecodecs (libjpeg-turbo) into one 3-byte-per-pixel array",
+        "- 8-bit RGB/gray JPEGs and PNGs are decoded by imagecodecs into one 3-byte-per-pixel array",
         "  when it is installed (Pillow would keep 4 bytes per pixel: 1.33x \"decoded\"); the rest of",
         "  peak - baseline is the tiles in flight",
         "  (up to batch x (prefetch 2 + 2) windows of 1280 x 1280 x 3 = 4.7 MiB). TIFF: the decoded-tile",

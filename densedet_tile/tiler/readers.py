@@ -6,9 +6,10 @@ Coordinates are integer pixels in the upright frame, origin top-left, ``x`` to t
 
 Memory model
 ------------
-* RGB and gray JPEGs are decoded once, at :func:`open_image`, by imagecodecs (libjpeg-turbo)
-  straight into a 3-byte-per-pixel numpy array when imagecodecs is installed (same pixels as
-  Pillow's decoder), so a panorama costs one decoded copy. Windows are small copies of it.
+* 8-bit RGB and gray JPEGs and PNGs are decoded once, at :func:`open_image`, by imagecodecs
+  (libjpeg-turbo, libpng) straight into a 3-byte-per-pixel numpy array when imagecodecs is
+  installed (same pixels as Pillow's decoders), so a panorama costs one decoded copy. Windows
+  are small copies of it. Pillow still reads the header (size, EXIF orientation).
 * Other Pillow formats (PNG, WebP, BMP, GIF, CMYK JPEG ...) are decoded once, at
   :func:`open_image`, and kept in Pillow's own buffer in their native mode. Nothing is
   converted or rotated up front: each :meth:`~ImageSource.read` crops the matching window of the stored (un-rotated) image,
@@ -339,15 +340,20 @@ class PillowSource(ImageSource):
                             f"{label}: image is {sw}x{sh} = {sw * sh} pixels, more than max_pixels={max_pixels}; "
                             "pass a larger max_pixels (or None for no limit) to read it"
                         )
-                    orientation = self._exif_orientation(im, label)
                     fmt = im.format or "unknown"
                     pixels = None
-                    if fmt in ("JPEG", "MPO") and im.mode in ("RGB", "L"):
-                        pixels = _decode_jpeg_compact(path, sw, sh, im.mode)
+                    if fmt in _COMPACT_FORMATS and im.mode in ("RGB", "L"):
+                        pixels = _decode_compact(path, fmt, sw, sh, im.mode, im.info)
+                    if pixels is None:
+                        self._load(im, label, fmt, sw, sh)
+                    if pixels is not None and fmt == "PNG" and "exif" not in im.info:
+                        # Pillow would decode the whole PNG looking for a late eXIf chunk;
+                        # _decode_compact has checked that the file has none.
+                        orientation = 1
+                    else:
+                        orientation = self._exif_orientation(im, label)
                     if pixels is not None:
                         im.close()  # only its header was read
-                    else:
-                        self._load(im, label, fmt, sw, sh)
                 except BaseException:
                     im.close()
                     raise
@@ -465,19 +471,24 @@ class PillowSource(ImageSource):
         super().close()
 
 
-#: Decode baseline/progressive RGB and gray JPEGs with imagecodecs (libjpeg-turbo) when it is
+#: Decode 8-bit RGB and gray JPEGs and PNGs with imagecodecs (libjpeg-turbo, libpng) when it is
 #: installed: straight into a 3-byte-per-pixel numpy array, where Pillow keeps 4 bytes per pixel.
-_USE_IMAGECODECS_JPEG = True
+_USE_IMAGECODECS = True
+_COMPACT_FORMATS = ("JPEG", "MPO", "PNG")
 
 
-def _decode_jpeg_compact(path: Path, width: int, height: int, mode: str) -> np.ndarray | None:
-    """The JPEG at ``path`` as a read-only (h, w, 3) or (h, w) uint8 array, or None.
+def _decode_compact(
+    path: Path, fmt: str, width: int, height: int, mode: str, info: dict[str, Any]
+) -> np.ndarray | None:
+    """The JPEG/PNG at ``path`` as a read-only (h, w, 3) or (h, w) uint8 array, or None.
 
-    None means "let Pillow do it": imagecodecs missing, a file whose last scan is not followed by
-    an end-of-image marker (libjpeg-turbo would silently fill a truncated image with grey, while
-    Pillow reports it), a decoding error, or an unexpected shape.
+    None means "let Pillow do it": imagecodecs missing, a JPEG whose last scan is not followed
+    by an end-of-image marker (libjpeg-turbo would silently fill a truncated image with grey,
+    while Pillow reports it), a PNG with an eXIf chunk after its pixels (only Pillow's full load
+    finds it), a decoding error (Pillow then says what is wrong), or an unexpected shape or
+    dtype (e.g. 16-bit PNG).
     """
-    if not _USE_IMAGECODECS_JPEG:
+    if not _USE_IMAGECODECS:
         return None
     try:
         import imagecodecs
@@ -487,13 +498,20 @@ def _decode_jpeg_compact(path: Path, width: int, height: int, mode: str) -> np.n
         data = path.read_bytes()
     except OSError:
         return None
-    # Inside entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so the last
-    # SOS (FF DA) belongs to the final scan, and an EOI (FF D9) after it means the scan is whole.
-    last_sos = data.rfind(b"\xff\xda")
-    if last_sos < 0 or data.find(b"\xff\xd9", last_sos) < 0:
-        return None
+    if fmt == "PNG":
+        if "exif" not in info and b"eXIf" in data:
+            return None
+        decode = imagecodecs.png_decode
+    else:
+        # Inside entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so the
+        # last SOS (FF DA) belongs to the final scan, and an EOI (FF D9) after it means the
+        # scan is whole.
+        last_sos = data.rfind(b"\xff\xda")
+        if last_sos < 0 or data.find(b"\xff\xd9", last_sos) < 0:
+            return None
+        decode = imagecodecs.jpeg8_decode
     try:
-        arr = imagecodecs.jpeg8_decode(data)
+        arr = decode(data)
     except Exception:
         return None
     del data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import struct
 import zlib
@@ -290,11 +291,15 @@ def test_decompression_bomb_limit_replaced_and_restored(tmp_path, monkeypatch):
         assert src.size == (50, 60)
 
 
-def test_pillow_source_keeps_one_decoded_copy(tmp_path):
-    # The stored image stays in Pillow's buffer in its own mode; reads do not cache windows.
+def test_pillow_source_keeps_one_decoded_copy(tmp_path, monkeypatch):
+    # Pillow-decoded images stay in Pillow's buffer in their own mode; reads do not cache windows.
+    import densedet_tile.tiler.readers as readers
+
+    monkeypatch.setattr(readers, "_USE_IMAGECODECS", False)
     path = tmp_path / "p.png"
     Image.fromarray(noise(40, 30)).save(path)
     src = open_image(path)
+    assert src.decoder == "pillow" and src._pixels is None
     assert src._im.mode == "RGB" and src._im.size == (30, 40)
     a, b = src.read(0, 0, 30, 40), src.read(0, 0, 30, 40)
     assert not np.shares_memory(a, b)
@@ -623,7 +628,7 @@ def test_jpeg_decoded_compactly_matches_pillow(tmp_path, monkeypatch, mode, save
         row = fast.read(0, 3, fast.width, 2)
         row[:] = 0  # the caller's window is its own: the decoded image is not touched
         np.testing.assert_array_equal(fast.read(0, 3, fast.width, 2), a[3:5])
-    monkeypatch.setattr(readers, "_USE_IMAGECODECS_JPEG", False)
+    monkeypatch.setattr(readers, "_USE_IMAGECODECS", False)
     with open_image(path) as slow:
         assert slow.decoder == "pillow"
         np.testing.assert_array_equal(read_all(slow), a)
@@ -649,3 +654,52 @@ def _encoded_array(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "JPEG", quality=95)
     return buf.getvalue()
+
+
+def test_png_decoded_compactly_matches_pillow(tmp_path, monkeypatch):
+    pytest.importorskip("imagecodecs", reason="compact PNG decoding needs the imagecodecs package")
+    import densedet_tile.tiler.readers as readers
+
+    rgb = noise(37, 53)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(rgb[..., 1]).save(tmp_path / "gray.png")
+    for name, ref in (("rgb.png", rgb), ("gray.png", np.repeat(rgb[..., 1:2], 3, axis=2))):
+        with open_image(tmp_path / name) as src:
+            assert src.decoder == "imagecodecs" and src._pixels.nbytes == ref.size // (3 if "gray" in name else 1)
+            np.testing.assert_array_equal(read_all(src), ref)
+    # 16-bit PNGs are not stored compactly (they would need two bytes per sample).
+    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(tmp_path / "g16.png")
+    with open_image(tmp_path / "g16.png") as src:
+        assert src.decoder == "pillow"
+        np.testing.assert_array_equal(read_all(src)[..., 0], rgb[..., 0])
+    monkeypatch.setattr(readers, "_USE_IMAGECODECS", False)
+    with open_image(tmp_path / "rgb.png") as src:
+        assert src.decoder == "pillow"
+        np.testing.assert_array_equal(read_all(src), rgb)
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    out, pos = [], 8
+    while pos < len(data):
+        n = struct.unpack(">I", data[pos : pos + 4])[0]
+        out.append(data[pos : pos + 12 + n])
+        pos += 12 + n
+    return out
+
+
+def test_png_exif_after_the_pixels_is_still_applied(tmp_path):
+    rgb = noise(20, 30)
+    save_with_orientation(tmp_path / "early.png", rgb, 8, fmt="PNG")
+    data = (tmp_path / "early.png").read_bytes()
+    chunks = _png_chunks(data)
+    exif = [c for c in chunks if c[4:8] == b"eXIf"]
+    assert len(exif) == 1
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    late = data[:8] + b"".join(rest[:-1]) + exif[0] + rest[-1]  # eXIf just before IEND
+    (tmp_path / "late.png").write_bytes(late)
+    compact = importlib.util.find_spec("imagecodecs") is not None
+    for name, decoder in (("early.png", "imagecodecs" if compact else "pillow"), ("late.png", "pillow")):
+        with open_image(tmp_path / name) as src:
+            assert src.decoder == decoder
+            assert src.orientation == 8 and src.size == (20, 30)
+            np.testing.assert_array_equal(read_all(src), np.rot90(rgb, 1))
