@@ -37,6 +37,7 @@ Colour policy (all sources)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -44,7 +45,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -72,6 +73,21 @@ _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Pillow's decompression-bomb limit and LOAD_TRUNCATED_IMAGES are process-wide globals; they are
 # changed only while this lock is held and restored afterwards, so one call never leaks into another.
 _PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limits_lifted() -> Iterator[None]:
+    """Within: no Pillow pixel limit (``max_pixels`` replaces it) and truncated files are errors."""
+    from PIL import Image, ImageFile
+
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+        Image.MAX_IMAGE_PIXELS = None
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,53 +333,49 @@ class PillowSource(ImageSource):
     """A JPEG/PNG/WebP/BMP/GIF... decoded once by Pillow; windows converted on demand."""
 
     def __init__(self, path: Path, *, max_pixels: int | None) -> None:
-        from PIL import Image, ImageFile, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError
 
         label = str(path)
-        with _PIL_LIMIT_LOCK:
-            saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
-            Image.MAX_IMAGE_PIXELS = None
-            ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, whoever set it
+        with _pillow_limits_lifted():
             try:
-                try:
-                    im = Image.open(path)
-                except UnidentifiedImageError:
-                    raise ImageReadError(f"{label}: unknown or unsupported image format") from None
-                except (OSError, ValueError, SyntaxError) as exc:
-                    raise ImageReadError(f"{label}: cannot read image header ({_one_line(exc)})") from exc
-                try:
-                    sw, sh = im.size
-                    if sw <= 0 or sh <= 0:
-                        raise ImageReadError(f"{label}: the image has zero size ({sw}x{sh})")
-                    if max_pixels is not None and sw * sh > max_pixels:
-                        raise ImageReadError(
-                            f"{label}: image is {sw}x{sh} = {sw * sh} pixels, more than max_pixels={max_pixels}; "
-                            "pass a larger max_pixels (or None for no limit) to read it"
-                        )
-                    fmt = im.format or "unknown"
-                    pixels = None
-                    if fmt in _COMPACT_FORMATS and im.mode in ("RGB", "L"):
-                        pixels = _decode_compact(path, fmt, sw, sh, im.mode, im.info)
-                    if pixels is None:
-                        self._load(im, label, fmt, sw, sh)
-                    if pixels is not None and fmt == "PNG" and "exif" not in im.info:
-                        # Pillow would decode the whole PNG looking for a late eXIf chunk;
-                        # _decode_compact has checked that the file has none.
-                        orientation = 1
-                    else:
-                        orientation = self._exif_orientation(im, label)
-                    if pixels is not None:
-                        im.close()  # only its header was read
-                except BaseException:
-                    im.close()
-                    raise
-            finally:
-                Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+                im = Image.open(path)  # reads the header only
+            except UnidentifiedImageError:
+                raise ImageReadError(f"{label}: unknown or unsupported image format") from None
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise ImageReadError(f"{label}: cannot read image header ({_one_line(exc)})") from exc
+        try:
+            sw, sh = im.size
+            if sw <= 0 or sh <= 0:
+                raise ImageReadError(f"{label}: the image has zero size ({sw}x{sh})")
+            if max_pixels is not None and sw * sh > max_pixels:
+                raise ImageReadError(
+                    f"{label}: image is {sw}x{sh} = {sw * sh} pixels, more than max_pixels={max_pixels}; "
+                    "pass a larger max_pixels (or None for no limit) to read it"
+                )
+            fmt = im.format or "unknown"
+            pixels = None
+            if fmt in _COMPACT_FORMATS and im.mode in ("RGB", "L"):
+                pixels = _decode_compact(path, fmt, sw, sh, im.mode, im.info)
+            if pixels is None:
+                with _pillow_limits_lifted():
+                    self._load(im, label, fmt, sw, sh)
+            if pixels is not None and fmt == "PNG" and "exif" not in im.info:
+                # Pillow would decode the whole PNG looking for a late eXIf chunk;
+                # _decode_compact has checked that the file has none.
+                orientation = 1
+            else:
+                orientation = self._exif_orientation(im, label)
+            if pixels is not None:
+                im.close()  # only its header was needed
+        except BaseException:
+            im.close()
+            raise
         self._lock = threading.Lock()
         self._pixels: np.ndarray | None = pixels
         self._im: Any = None if pixels is not None else im
         self._convert = None if pixels is not None else self._make_converter(im, label)
-        #: What decoded the pixels: ``"imagecodecs"`` (JPEG, 3 bytes per pixel) or ``"pillow"``.
+        #: What decoded the pixels: ``"imagecodecs"`` (8-bit RGB/gray JPEG and PNG, stored at
+        #: 3 bytes per pixel) or ``"pillow"``.
         self.decoder = "imagecodecs" if pixels is not None else "pillow"
         super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt=fmt)
 
