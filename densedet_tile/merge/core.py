@@ -110,8 +110,6 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     return Detections(xyxy[keep].astype(np.float32), scores[keep].astype(np.float32), labels[keep])
 
 
-
-
 def _near_seam(tiles: Sequence[Tile], xyxy: np.ndarray, margin: float) -> np.ndarray:
     """Boxes whose x or y range comes within ``margin`` px of any interior tile edge line.
 
