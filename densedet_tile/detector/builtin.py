@@ -268,6 +268,7 @@ class DefaultDetector:
         self.max_det = int(config["max_det"])
         self._mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1) * 255.0
+        self._pad_value = np.round(np.asarray(config["mean"]) * 255.0).astype(np.uint8)
 
     def __repr__(self) -> str:
         return f"DefaultDetector(input_size={self.input_size}, score_thr={self.score_thr}, device={self.device})"
@@ -298,15 +299,13 @@ class DefaultDetector:
             ph = max(sizes[i][0] for i in live)
             pw = max(sizes[i][1] for i in live)
             ph, pw = -(-ph // 32) * 32, -(-pw // 32) * 32
-            batch = np.zeros((len(live), ph, pw, 3), np.uint8)
+            # pad with the normalisation mean: zero after normalising, like the network's own
+            # zero padding at a true image border, so a padded tile sees what it would alone
+            batch = np.empty((len(live), ph, pw, 3), np.uint8)
+            batch[:] = self._pad_value
             for j, i in enumerate(live):
                 h, w = sizes[i]
                 batch[j, :h, :w] = tiles[i]
-                # replicate the edge into the padding so it reads as "more of the same" shelf
-                if h < ph:
-                    batch[j, h:, :w] = tiles[i][h - 1:h]
-                if w < pw:
-                    batch[j, :, w:] = batch[j, :, w - 1:w]
             with torch.inference_mode():
                 x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
                 x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)

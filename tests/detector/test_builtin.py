@@ -1,0 +1,141 @@
+"""The built-in default detector: packaging, the Detector contract, determinism and accuracy."""
+
+from __future__ import annotations
+
+import importlib.resources
+
+import numpy as np
+import pytest
+import torch
+
+from densedet_tile.detector.base import Detector, input_size_of
+from densedet_tile.detector.builtin import (
+    WEIGHTS_FILE,
+    DefaultDetector,
+    build_targets,
+    decode,
+    load_default,
+)
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.shelves import training_sample
+from densedet_tile.types import Detections
+
+
+@pytest.fixture(scope="module")
+def det() -> DefaultDetector:
+    return load_default(device="cpu")
+
+
+def _recall_precision(pred: np.ndarray, gt: np.ndarray, thr: float = 0.5) -> tuple[float, float]:
+    """Greedy one-to-one matching at IoU >= thr (pred assumed sorted by score)."""
+    lt = np.maximum(pred[:, None, :2], gt[None, :, :2])
+    rb = np.minimum(pred[:, None, 2:], gt[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_p = np.prod(pred[:, 2:] - pred[:, :2], axis=1)
+    area_g = np.prod(gt[:, 2:] - gt[:, :2], axis=1)
+    iou = inter / (area_p[:, None] + area_g[None, :] - inter)
+    used = np.zeros(len(gt), bool)
+    tp = 0
+    for row in iou:
+        cand = np.where(used, -1.0, row)
+        j = int(cand.argmax())
+        if cand[j] >= thr:
+            used[j] = True
+            tp += 1
+    return tp / len(gt), tp / max(len(pred), 1)
+
+
+def test_weights_ship_as_package_data_within_budget() -> None:
+    ref = importlib.resources.files("densedet_tile.detector").joinpath("weights", WEIGHTS_FILE)
+    raw = ref.read_bytes()
+    assert 0 < len(raw) <= 25 * 2**20
+    import io
+
+    ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    assert {"config", "state_dict"} <= set(ckpt)
+
+
+def test_load_default_declares_the_contract(det: DefaultDetector) -> None:
+    assert isinstance(det, Detector)
+    assert input_size_of(det) == 640
+    assert det.name == "densedet-default"
+    assert det.class_names == ("product",)
+    assert det.device == torch.device("cpu")
+    assert det.max_det >= 500
+    assert 0 < det.score_thr < 1
+
+
+def test_predict_shapes_dtypes_and_mixed_sizes(det: DefaultDetector) -> None:
+    a, _ = training_sample(np.random.default_rng(900), size=320, tile=640)
+    b, _ = training_sample(np.random.default_rng(901), size=640, tile=1280)
+    b = b[:480, :600]  # not a multiple of 32
+    out = det.predict([a, b, np.zeros((0, 0, 3), np.uint8)])
+    assert len(out) == 3
+    for d, (h, w) in zip(out[:2], [(320, 320), (480, 600)]):
+        assert isinstance(d, Detections)
+        assert d.xyxy.dtype == np.float32 and d.scores.dtype == np.float32 and d.labels.dtype == np.int64
+        assert len(d) > 0
+        assert np.all(d.labels == 0)
+        assert np.all(d.scores >= det.score_thr)
+        assert np.all(d.xyxy[:, [0, 2]] >= 0) and np.all(d.xyxy[:, [0, 2]] <= w)
+        assert np.all(d.xyxy[:, [1, 3]] >= 0) and np.all(d.xyxy[:, [1, 3]] <= h)
+    assert len(out[2]) == 0
+    assert det.predict([]) == []
+
+
+def test_batching_with_a_larger_tile_matches_predicting_alone(det: DefaultDetector) -> None:
+    a, _ = training_sample(np.random.default_rng(902), size=320, tile=640)
+    big, _ = training_sample(np.random.default_rng(903), size=640, tile=1280)
+    alone = det.predict([a])[0]
+    batched = det.predict([a, big])[0]
+    # padding only affects the far edges: nearly every box is found again at the same place
+    recall, precision = _recall_precision(np.array(batched.xyxy), np.array(alone.xyxy), thr=0.9)
+    assert recall >= 0.9 and precision >= 0.9
+
+
+def test_blank_tile_gives_no_products(det: DefaultDetector) -> None:
+    flat = np.full((640, 640, 3), 128, np.uint8)
+    assert len(det.predict([flat])[0]) == 0
+
+
+def test_predict_is_deterministic(det: DefaultDetector) -> None:
+    img, _ = training_sample(np.random.default_rng(904), size=640, tile=1280)
+    d1, d2 = det.predict([img])[0], det.predict([img.copy()])[0]
+    assert np.array_equal(d1.xyxy, d2.xyxy) and np.array_equal(d1.scores, d2.scores)
+
+
+@pytest.mark.parametrize("seed", [777001, 777002])
+def test_finds_most_products_on_a_generated_shelf(det: DefaultDetector, seed: int) -> None:
+    # held-out seeds (training used seed 0's stream), products at the scale of a 1280 tile
+    img, gt = training_sample(np.random.default_rng(seed), size=640, tile=1280, scale_range=(0.7, 1.4))
+    assert len(gt) >= 10
+    d = det.predict([img])[0]
+    recall, precision = _recall_precision(np.array(d.xyxy), gt, thr=0.5)
+    assert recall >= 0.8, f"recall@0.5 {recall:.2f} on {len(gt)} products"
+    assert precision >= 0.8, f"precision@0.5 {precision:.2f} with {len(d)} boxes"
+
+
+def test_bad_input_is_refused(det: DefaultDetector) -> None:
+    with pytest.raises(InvalidInputError, match="tile 0"):
+        det.predict([np.zeros((32, 32, 3), np.float32)])
+    with pytest.raises(InvalidInputError, match="tile 1"):
+        det.predict([np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8)])
+    with pytest.raises(InvalidInputError, match="score_thr"):
+        load_default(device="cpu", score_thr=1.5)
+    with pytest.raises(InvalidInputError, match="device"):
+        load_default(device="not-a-device")
+
+
+def test_targets_and_decode_are_inverse() -> None:
+    _, boxes = training_sample(np.random.default_rng(905), size=640, tile=1280)
+    heat, box_t, weight = build_targets(boxes, 640, 8)
+    assert heat.shape == (1, 80, 80) and box_t.shape == (4, 80, 80) and weight.shape == (1, 80, 80)
+    assert (heat == 1).sum() <= len(boxes)
+    ys, xs = np.mgrid[0:80, 0:80]
+    cx, cy = (xs + 0.5) * 8, (ys + 0.5) * 8
+    dist = np.where(weight > 0, np.stack([cx - box_t[0], cy - box_t[1], box_t[2] - cx, box_t[3] - cy]), 0)
+    logits = torch.logit(torch.from_numpy(heat).clamp(1e-4, 1 - 1e-4))[None]
+    out_boxes, _ = decode(logits, torch.from_numpy(dist)[None].float(), stride=8, score_thr=0.5, nms_iou=0.7,
+                          max_det=1000)[0]
+    recall, precision = _recall_precision(out_boxes.numpy(), boxes, thr=0.95)
+    assert recall >= 0.97 and precision == 1.0
