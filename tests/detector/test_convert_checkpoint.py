@@ -175,7 +175,8 @@ def test_converted_checkpoint_runs_in_the_adapter(tmp_path, v3_state_dict):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "classes: product" in r.stdout
-    det = mmdet_adapter.build(config=str(LIGHT), checkpoint=str(dst), device="cpu", input_size=96, score_thr=0.0)
+    det = mmdet_adapter.build(config=str(LIGHT), checkpoint=str(dst), device="cpu", input_size=96, score_thr=0.0,
+                              cfg_options={"model.test_cfg.rpn.max_per_img": 300})
     assert det.class_names == ("product",)
     for k, v in det.model.state_dict().items():
         if not k.endswith("num_batches_tracked"):

@@ -27,12 +27,16 @@ from densedet_tile.tiler.grid import make_grid  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 LIGHT = str(ROOT / "configs" / "densedet_r18_cascade_bfp_light.py")
 FULL = str(ROOT / "configs" / "densedet_x101_32x4d_cascade_bfp.py")
+FAST = {"model.test_cfg.rpn.nms_pre": 1000, "model.test_cfg.rpn.max_per_img": 500}
 
 
 @pytest.fixture(scope="module")
 def det():
     torch.manual_seed(0)
-    return mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=128, score_thr=0.0)
+    # fewer RPN proposals than DenseDet's 3000 keep the CPU tests quick; the CLI test below runs
+    # the config exactly as written
+    return mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=128, score_thr=0.0,
+                               cfg_options=FAST)
 
 
 def _tiles(seed, shapes):
@@ -52,6 +56,7 @@ def test_build_reads_the_config(det):
     head = det.model.roi_head.bbox_head[0]
     assert head.num_classes == 1 and head.reg_class_agnostic
     assert det.model.test_cfg.rcnn.max_per_img == 400
+    assert det.model.test_cfg.rpn.max_per_img == 500  # cfg_options reached the model
 
 
 def test_input_size_defaults_to_the_config_declaration():
@@ -142,7 +147,8 @@ def test_checkpoint_round_trip_with_numpy_meta(det, tmp_path):
     }
     path = tmp_path / "model.pth"
     torch.save(ckpt, path)
-    other = mmdet_adapter.build(config=LIGHT, checkpoint=str(path), device="cpu", input_size=128, score_thr=0.0)
+    other = mmdet_adapter.build(config=LIGHT, checkpoint=str(path), device="cpu", input_size=128, score_thr=0.0,
+                                cfg_options=FAST)
     assert other.class_names == ("sku",)
     assert other.info["checkpoint"] == str(path)
     (tile,) = _tiles(5, [(128, 96)])
@@ -177,7 +183,7 @@ def test_bad_arguments_fail_before_building(tmp_path):
 
 def test_bf16_backbone_path_keeps_heads_in_fp32():
     d = mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=96, score_thr=0.0,
-                            precision="bf16")
+                            precision="bf16", cfg_options=FAST)
     assert next(d.model.backbone.parameters()).dtype == torch.bfloat16
     assert next(d.model.roi_head.parameters()).dtype == torch.float32
     (out,) = d.predict(_tiles(6, [(96, 80)]))
@@ -224,7 +230,7 @@ def test_cli_runs_a_real_mmdet_model_on_an_image(tmp_path):
     out = tmp_path / "out"
     r = subprocess.run(
         [sys.executable, "-m", "densedet_tile", str(img), "--detector", "mmdet", "--config", LIGHT,
-         "--device", "cpu", "--tile", "160", "--overlap", "0.2", "--input-size", "128",
+         "--device", "cpu", "--tile", "256", "--overlap", "0.2", "--input-size", "128",
          "--score-thr", "0.3", "--out", str(out), "--format", "json,csv", "-q"],
         capture_output=True, text=True, timeout=300, env=dict(os.environ),
     )
@@ -232,7 +238,7 @@ def test_cli_runs_a_real_mmdet_model_on_an_image(tmp_path):
     doc = json.loads((out / "shelf.detections.json").read_text())
     assert doc["schema"] == "densedet-tile/detections@1"
     assert doc["image"]["width"] == 300 and doc["image"]["height"] == 200
-    assert doc["num_tiles"] == len(make_grid(300, 200, TileSpec(tile=160, overlap=0.2))) > 1
+    assert doc["num_tiles"] == len(make_grid(300, 200, TileSpec(tile=256, overlap=0.2))) > 1
     assert doc["model"]["name"] == "mmdet:densedet_r18_cascade_bfp_light"
     boxes = np.array(doc["boxes"], dtype=np.float64).reshape(-1, 4)
     assert len(boxes) > 0 and len(doc["scores"]) == len(boxes) == len(doc["labels"])
