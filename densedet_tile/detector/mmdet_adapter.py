@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
+from .base import resolve_device
 from .checkpoints import load_checkpoint, restricted_getattr, state_dict_of
 
 __all__ = ["build", "MMDetDetector", "Precision"]
@@ -53,23 +54,6 @@ def _import_stack() -> None:
         import mmdet.models  # noqa: F401  (registers every model component)
         import mmdet.datasets.transforms  # noqa: F401
         import mmdet.structures  # noqa: F401
-
-
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; other strings are checked."""
-    import torch
-
-    if not isinstance(device, str):
-        raise InvalidInputError(f"device must be a string such as 'cpu', 'cuda:0' or 'auto', got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise InvalidInputError(f"device {device!r} is not a valid torch device") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} requested but CUDA is not available")
-    return device
 
 
 def _check_size(value: Any, name: str) -> int | None:
@@ -252,7 +236,6 @@ def build(
         raise InvalidInputError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
 
     _import_stack()
-    import torch
     from mmcv.transforms import Compose
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -306,7 +289,6 @@ def build(
         "classes": list(classes),
         "mmdet_ops": "torchvision shim" if _shim_active() else "mmcv._ext",
     }
-    del torch
     return MMDetDetector(
         model=model,
         pipeline=pipeline,

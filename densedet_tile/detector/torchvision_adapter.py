@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError
 from ..types import Detections
+from .base import resolve_device
 from .checkpoints import load_checkpoint, state_dict_of
 
 __all__ = ["build", "TorchvisionDetector", "builder_names", "infer_num_classes"]
@@ -181,8 +182,6 @@ def build(
     bounds the boxes per tile. ``builder_kwargs`` go to the builder unchanged.
     """
     import torch
-
-    from .mmdet_adapter import resolve_device
 
     if options:
         raise InvalidInputError(f"torchvision detector: unknown option(s) {', '.join(sorted(options))}")

@@ -7,7 +7,6 @@ inverse mapping, written out independently of the converter, with random tensors
 from __future__ import annotations
 
 import importlib.util
-import io
 import os
 import pickle
 import subprocess
