@@ -247,3 +247,16 @@ def test_cli_runs_a_real_mmdet_model_on_an_image(tmp_path):
     assert (np.array(doc["scores"]) >= 0.3).all()
     assert doc["categories"] == {"0": "product"}
     assert (out / "shelf.detections.csv").read_text().count("\n") == len(boxes) + 1
+
+
+def test_whole_image_config_keeps_the_original_test_scale():
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(ROOT / "configs" / "densedet_x101_32x4d_cascade_bfp_wholeimage.py"))
+    assert cfg.tile_input_size is None
+    steps = mmdet_adapter._tile_pipeline(cfg, None)
+    assert steps[0] == {"type": "mmdet.LoadImageFromNDArray"}
+    resize = [s for s in steps if s["type"] == "Resize"][0]
+    assert resize["scale"] == (3000, 1800) and resize["keep_ratio"]
+    pinned = [s for s in mmdet_adapter._tile_pipeline(cfg, 1024) if s["type"] == "Resize"][0]
+    assert pinned["scale"] == (1024, 1024) and pinned["keep_ratio"]
