@@ -427,18 +427,31 @@ def render_shelf(
         band = int(ch * rng.uniform(0.08, 0.35))
         colour = np.full(3, rng.uniform(90, 220)) * rng.uniform(0.85, 1.1, 3)
         ramp = np.linspace(rng.uniform(0.7, 1.0), rng.uniform(0.9, 1.2), band, dtype=np.float32)[:, None, None]
-        if rng.random() < 0.5:  # floor with tiles
+        if rng.random() < 0.5:  # floor: speckled tiles, square or diagonal grout lines
             a = ch - band
             canvas[a:] = colour * ramp
-            step = max(4, int(product_height * rng.uniform(0.5, 1.5)))
-            canvas[a::step // 2] *= 0.75
-            canvas[a:, ::step] *= 0.75
+            step = max(4, int(product_height * rng.uniform(0.5, 2.0)))
+            yy, xx = np.mgrid[0:band, 0:cw]
+            lw = max(1, step // 40)
+            if rng.random() < 0.5:
+                grout = ((xx + yy) % step < lw) | ((xx - yy) % step < lw)
+            else:
+                grout = (yy % max(2, step // 2) < lw) | (xx % step < lw)
+            canvas[a:][grout] *= 0.6
+            speck = rng.random((band, cw)) < rng.uniform(0.02, 0.12)
+            canvas[a:][speck] = np.minimum(canvas[a:][speck] * 1.5 + 30, 255)
             if len(box_arr):
                 h0 = box_arr[:, 3] - box_arr[:, 1]
                 box_arr[:, 3] = np.minimum(box_arr[:, 3], a)
                 box_arr = box_arr[(box_arr[:, 3] - box_arr[:, 1]) > 0.4 * h0]
-        else:  # ceiling with lights, beams and a sign board
+        else:  # ceiling with lights, beams, posters and a sign board
             canvas[:band] = colour * ramp[::-1]
+            for _ in range(int(rng.integers(0, 3))):  # photo posters / windows
+                px0 = int(rng.uniform(0, cw * 0.8))
+                px1 = min(cw, px0 + int(rng.uniform(0.1, 0.4) * cw))
+                small = (rng.random((3, 3, 3)) * 255).astype(np.uint8)
+                canvas[:band, px0:px1] = np.asarray(
+                    Image.fromarray(small).resize((px1 - px0, band), Image.Resampling.BICUBIC), np.float32)
             for _ in range(int(rng.integers(2, 8))):
                 ly = int(rng.uniform(0, band))
                 canvas[ly:ly + max(1, int(product_height * 0.05)), int(rng.uniform(0, cw * 0.8)):] = \
@@ -470,7 +483,15 @@ def render_shelf(
     src = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float64)
     centre = np.array([cw / 2, ch / 2])
     dst = (src - centre) @ np.array([[ca, sa], [-sa, ca]]) + centre
-    dst += rng.normal(0, 0.05 if rng.random() < 0.2 else 0.02, (4, 2)) * np.array([cw, ch])
+    u = rng.random()
+    if u < 0.1:  # looking down an aisle: one side recedes
+        side = rng.choice([-1.0, 1.0])
+        k = rng.uniform(0.1, 0.25)
+        far = 1 if side > 0 else 0  # corners 1,2 (right) or 0,3 (left) shrink vertically
+        idx = [1, 2] if far else [0, 3]
+        dst[idx[0], 1] += k * ch
+        dst[idx[1], 1] -= k * ch
+    dst += rng.normal(0, 0.05 if u > 0.75 else 0.02, (4, 2)) * np.array([cw, ch])
     dst -= m  # output frame: canvas margin cut off
     H = _homography(src, dst)  # canvas -> output
     Hinv = np.linalg.inv(H)
@@ -560,7 +581,7 @@ def training_sample(
     *,
     size: int = 640,
     tile: int = 1280,
-    scale_range: tuple[float, float] = (0.4, 2.0),
+    scale_range: tuple[float, float] = (0.25, 2.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """One training image as a ``tile`` px crop of a phone photo looks after resizing to ``size``.
 
