@@ -31,6 +31,7 @@ from densedet_tile.synthetic import PaintedDetector, make_painted_aisle, seam_re
 from densedet_tile.tiler.grid import make_grid
 from densedet_tile.types import MergeSpec, TileSpec
 
+JITTERS = (1.0, 2.0, 4.0, 8.0)
 COLS = ["recall_small", "recall_large", "duplicates", "fragments", "merged", "dup_frag_rate"]
 
 
@@ -136,7 +137,7 @@ def sweep(args, spec: TileSpec) -> list[str]:  # noqa: ANN001
         "nms_iou": [0.3, 0.5, 0.7],
     }
     data = []
-    for jitter in (1.0, 2.0, 4.0):
+    for jitter in JITTERS:
         for seed in args.seeds:
             image, gt = make_painted_aisle(args.width, args.height, n_products=args.products, seed=seed)
             tiles = make_grid(args.width, args.height, spec)
@@ -147,7 +148,7 @@ def sweep(args, spec: TileSpec) -> list[str]:  # noqa: ANN001
     for field, values in grid.items():
         for v in values:
             ms = dataclasses.replace(base, **{field: v})
-            for jitter in (1.0, 2.0, 4.0):
+            for jitter in JITTERS:
                 rs = [seam_report(merge_tiles(t, d, ms), g, large_side=spec.overlap_px)
                       for j, g, t, d in data if j == jitter]
                 mean = {k: float(np.mean([r[k] for r in rs])) for k in COLS}
