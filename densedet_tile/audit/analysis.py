@@ -27,8 +27,9 @@ AUDIT_SCHEMA = "densedet-tile/audit@1"
 @dataclass(frozen=True)
 class AuditSettings:
     """Options of the audit. ``gap_k``: interior gap threshold in median product widths;
-    ``end_gaps``/``end_k``: whether (and above how many widths, default ``gap_k + 1``) empty
-    row ends count; ``max_tilt``: largest shelf tilt searched, degrees; ``min_row_products``:
+    ``end_gaps``/``end_k``: whether empty row ends count, and above how many median widths
+    (default: ``gap_k`` widths plus the fixture's widest common product, see
+    :func:`~densedet_tile.audit.gaps.find_gaps`); ``max_tilt``: largest shelf tilt searched, degrees; ``min_row_products``:
     fewest boxes a row needs; ``cell``: heatmap cell in pixels (None: automatic)."""
 
     gap_k: float = DEFAULT_GAP_K
@@ -163,7 +164,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -
         "schema": AUDIT_SCHEMA,
         "image": image or {"width": result.width, "height": result.height},
         "settings": {
-            "gap_k": s.gap_k, "end_gaps": s.end_gaps, "end_k": s.end_k if s.end_k is not None else s.gap_k + 1.0,
+            "gap_k": s.gap_k, "end_gaps": s.end_gaps, "end_k": s.end_k,
             "max_tilt_deg": s.max_tilt, "min_row_products": s.min_row_products, "heatmap_cell_px": grid.cell,
         },
         "summary": {

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap-k", type=_positive_float, default=DEFAULT_GAP_K, metavar="K",
                    help="a gap is an empty stretch wider than K median product widths of its row (default: %(default)s)")
     p.add_argument("--end-k", type=_positive_float, default=None, metavar="K",
-                   help="threshold for empty row ends, in product widths (default: gap-k + 1)")
+                   help="threshold for empty row ends, in median product widths (default: gap-k widths plus the widest common product)")
     p.add_argument("--no-end-gaps", action="store_true", help="do not report empty stretches at row ends")
     p.add_argument("--max-tilt", type=float, default=4.0, metavar="DEG", help="largest shelf tilt searched (default: %(default)s)")
     p.add_argument("--min-row-products", type=_positive_int, default=3, metavar="N",

@@ -4,11 +4,15 @@ Along each row the boxes are sorted by their left edge and the covered stretch i
 a running maximum of right edges; every uncovered stretch between two boxes wider than
 ``k * median_width`` is a gap. With ``end_gaps`` the stretches between the fixture's ends
 (the leftmost and rightmost product of any row, or ``span`` if given) and the row's first /
-last product count too, when wider than ``end_k * median_width`` (default ``k + 1``: a shelf
-rarely fits a whole number of products, so up to one product width of slack at its end is
-normal, but an emptied shelf end is an out-of-stock like any other).
+last product count too. A shelf rarely fits a whole number of products, so its end may show
+up to one product's width of slack; by default an end stretch is a gap when it is wider than
+``k * median_width`` plus the width of the fixture's widest common product (the 95th
+percentile of all widths). ``end_k`` replaces that by ``end_k * median_width``.
 
-Coordinates are pixels of the upright image. A gap's vertical extent is its row's, mapped
+Coordinates are pixels of the upright image. On a tilted image each box is first narrowed
+to the width of the tilted product it bounds (the hull of a product of height h tilted by t
+is about h sin t wider), so the gaps are measured between products, not between their hulls;
+the median width is that of the narrowed boxes. A gap's vertical extent is its row's, mapped
 back through the tilt, so its ``polygon`` is a parallelogram on a tilted shelf and ``xyxy``
 its bounding box.
 """
@@ -62,29 +66,43 @@ def find_gaps(
     """
     if not (isinstance(k, (int, float)) and np.isfinite(k) and k > 0):
         raise InvalidInputError(f"gap k must be a positive number of product widths, got {k!r}")
-    end_k = k + 1.0 if end_k is None else end_k
-    if not (isinstance(end_k, (int, float)) and np.isfinite(end_k) and end_k > 0):
+    if end_k is not None and not (isinstance(end_k, (int, float)) and np.isfinite(end_k) and end_k > 0):
         raise InvalidInputError(f"end gap k must be a positive number of product widths, got {end_k!r}")
     a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     if len(a) != len(layout.assignment):
         raise InvalidInputError(f"{len(a)} boxes but the row layout was built from {len(layout.assignment)}")
     if not layout.rows:
         return []
-    # On a tilted fixture its vertical ends are tilted too: compare row ends after shifting each
-    # row by (its height) * tan(tilt), the x part of undoing the rotation.
+    # On a tilted image a box is the axis-aligned hull of a tilted product: wider than the
+    # product by about its height * sin(tilt), which would eat into the gaps between products.
+    # Undo it: the product width w solves W = w cos t + H sin t, H = w sin t + h cos t.
+    t = abs(float(np.radians(layout.tilt_deg)))
+    W, H = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
+    if t > 1e-6:
+        w_true = np.clip((W * np.cos(t) - H * np.sin(t)) / np.cos(2 * t), 0.25 * W, W)
+    else:
+        w_true = W
+    cx = (a[:, 0] + a[:, 2]) / 2
+    bx1, bx2 = cx - w_true / 2, cx + w_true / 2
+    # The fixture's vertical ends are tilted too: compare row ends after shifting each row by
+    # (its height) * tan(tilt), the x part of undoing the rotation.
     tan = float(np.tan(np.radians(layout.tilt_deg)))
+    rows = {r.index: np.flatnonzero(layout.assignment == r.index) for r in layout.rows}
     dx = {r.index: (r.top + r.bottom) / 2 * tan for r in layout.rows}
     if span is None:
-        span = (min(r.x_start + dx[r.index] for r in layout.rows), max(r.x_end + dx[r.index] for r in layout.rows))
+        span = (min(float(bx1[i].min()) + dx[r] for r, i in rows.items()),
+                max(float(bx2[i].max()) + dx[r] for r, i in rows.items()))
     else:
         dx = {r.index: 0.0 for r in layout.rows}
+    in_rows = layout.assignment >= 0
+    wide = float(np.percentile(w_true[in_rows], 95)) if in_rows.any() else 0.0
     gaps: list[Gap] = []
     for row in layout.rows:
         left_end, right_end = span[0] - dx[row.index], span[1] - dx[row.index]
-        sel = np.flatnonzero(layout.assignment == row.index)
-        b = a[sel]
-        order = np.argsort(b[:, 0], kind="stable")
-        x1, x2 = b[order, 0], b[order, 2]
+        sel = rows[row.index]
+        med_w = float(np.median(w_true[sel]))
+        order = np.argsort(bx1[sel], kind="stable")
+        x1, x2 = bx1[sel][order], bx2[sel][order]
         covered = np.maximum.accumulate(x2)
         starts = covered[:-1]
         ends = x1[1:]
@@ -92,9 +110,14 @@ def find_gaps(
         if end_gaps:
             stretches = [(left_end, float(x1[0]), "left_end")] + stretches + [(float(covered[-1]), right_end, "right_end")]
         for s, e, kind in stretches:
-            limit = (k if kind == "interior" else end_k) * row.median_width
+            if kind == "interior":
+                limit = k * med_w
+            elif end_k is None:
+                limit = k * med_w + wide
+            else:
+                limit = end_k * med_w
             if e - s > limit:
-                gaps.append(_make_gap(layout, row.index, s, e, kind, row.median_width, row.top, row.bottom))
+                gaps.append(_make_gap(layout, row.index, s, e, kind, med_w, row.top, row.bottom))
     return gaps
 
 

@@ -141,13 +141,16 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
     pv = base64.b64encode(preview_jpeg).decode("ascii")
     hp = base64.b64encode(heatmap_png).decode("ascii")
     st = doc["settings"]
+    end_rule = (f"{st['end_k']} widths" if st.get("end_k") is not None
+                else "that plus the widest common product")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_CSS}</style></head>
 <body data-report-ready="pending">
 <h1>{html.escape(title)}</h1>
 <p class="note">{html.escape(str(doc['image'].get('width')))} x {html.escape(str(doc['image'].get('height')))} px.
-Gaps: empty stretches wider than {st['gap_k']} median product widths ({st['end_k']} at row ends).</p>
+Gaps: empty stretches wider than {st['gap_k']} median product widths of their row
+({end_rule} at row ends).</p>
 <div class="summary">{summary}</div>
 <h2>Preview</h2>
 <input type="checkbox" id="show-heat"> <label for="show-heat">show density heatmap</label>

@@ -1,10 +1,11 @@
 """Synthetic aisle layouts with known products and planted gaps, for tests and benchmarks.
 
 A layout is a number of shelf rows, each filled left to right with groups of identical
-facings (width and height drawn per group) separated by small natural spacings; from each
-row some runs of products are removed so that each planted interior gap is at least one median
-product width wide (two at a row end). The whole layout can be tilted (rotated about the image centre) and the boxes
-jittered like a detector's. :func:`render_aisle` paints it as an RGB image for report previews.
+facings (width and height drawn per group) separated by small natural spacings. From each
+row some runs of products are removed so that each planted interior gap is at least one
+median product width wide (an emptied row end: 2.5 median widths of the products left and
+three base widths). The whole layout can be tilted (rotated about the image centre) and the
+boxes jittered like a detector's. :func:`render_aisle` paints it as an RGB image for report previews.
 
 Pixel coordinates, ``xyxy`` of the (tilted) image.
 """
@@ -66,7 +67,8 @@ def synthetic_aisle(
     if width < 20 * base_width or n_rows < 1 or row_height < 20:
         raise InvalidInputError("synthetic_aisle: width must be >= 20 product widths, n_rows >= 1, row_height >= 20")
     lip = 0.14 * row_height
-    margin = 0.5 * row_height
+    # room above and below for the tilted layout to stay inside the image
+    margin = 0.5 * row_height + 0.5 * width * abs(np.sin(np.radians(tilt_deg)))
     height = int(np.ceil(2 * margin + n_rows * (row_height + lip)))
     boxes: list[list[float]] = []
     rows: list[int] = []
@@ -84,8 +86,9 @@ def synthetic_aisle(
         g = 0
         while True:
             gw = base_width * rng.uniform(0.6, 1.5)
-            gh = row_height * rng.uniform(0.5, 0.92)
-            stacked = rng.random() < stack_prob and gh < 0.6 * row_height
+            # a stacked group is two levels of low products, both within the shelf's height
+            stacked = bool(rng.random() < stack_prob)
+            gh = row_height * (rng.uniform(0.25, 0.45) if stacked else rng.uniform(0.5, 0.92))
             n = int(rng.integers(2, 7))
             done = False
             for _ in range(n):
@@ -116,17 +119,20 @@ def synthetic_aisle(
             removed[i: j + 1] = True
             made += 1
         if r in end_rows:
-            left = rng.random() < 0.5
-            j = 0
-            # an end gap is at least two products wide: a shelf end rarely fits a whole
-            # number of products, so up to one width of slack there is normal
-            if left:
-                while x2s[j] - x1s[0] < 2 * med:
+            # an emptied row end: at least 2.5 median widths of the products left on the row
+            # and 3 base widths, clear of the natural slack at a shelf end (up to one of the
+            # widest products)
+            widths = x2s - x1s
+            n_items = len(items)
+            pos = np.arange(n_items)
+            if rng.random() < 0.5:
+                j = 0
+                while j < n_items - 4 and x2s[j] - x1s[0] < max(2.5 * np.median(widths[~removed & (pos > j)]), 3 * base_width):
                     j += 1
                 removed[: j + 1] = True
             else:
-                j = len(items) - 1
-                while x2s[-1] - x1s[j] < 2 * med:
+                j = n_items - 1
+                while j > 4 and x2s[-1] - x1s[j] < max(2.5 * np.median(widths[~removed & (pos < j)]), 3 * base_width):
                     j -= 1
                 removed[j:] = True
         # planted gaps are the uncovered stretches left by removed runs
