@@ -2,7 +2,9 @@
 
 :func:`run_audit` takes global product boxes (``xyxy`` pixels of the upright image) and the
 image size, finds the shelf rows and gaps, counts products per region when regions are given,
-and grids the density. :func:`audit_to_dict` turns the result into the JSON document
+and grids the density. Without regions the rows and gaps are found over the whole image; with
+regions (bays) they are found in each region on its own, since neighbouring bays of an aisle
+often set their shelves at different heights. :func:`audit_to_dict` turns the result into the JSON document
 (schema ``densedet-tile/audit@1``) that the report and the ``audit`` command write.
 """
 
@@ -19,7 +21,7 @@ from .heatmap import DensityGrid, density_grid
 from .regions import Region, count_in_regions
 from .rows import RowLayout, find_rows
 
-__all__ = ["AuditSettings", "RegionStats", "AuditResult", "run_audit", "audit_to_dict", "AUDIT_SCHEMA"]
+__all__ = ["AuditSettings", "RegionStats", "AuditPart", "AuditResult", "run_audit", "audit_to_dict", "AUDIT_SCHEMA"]
 
 AUDIT_SCHEMA = "densedet-tile/audit@1"
 
@@ -49,7 +51,7 @@ class AuditSettings:
 @dataclass(frozen=True)
 class RegionStats:
     """Figures of one region: products whose centre it contains, its area (px^2), products
-    per megapixel, and the gaps whose centre lies in it (count and summed width in products)."""
+    per megapixel, its gaps (count and summed width in products) and shelf rows."""
 
     name: str
     products: int
@@ -58,6 +60,19 @@ class RegionStats:
     gaps: int
     gap_width_products: float
     bounds: tuple[float, float, float, float]
+    rows: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class AuditPart:
+    """Rows and gaps of one part of the image: a region (``name``) or, without regions, the
+    whole image (``name`` None). ``index`` (M,) are the part's boxes in the image's box array;
+    ``layout.assignment`` and the gaps' row numbers refer to the part's own rows."""
+
+    name: str | None
+    index: np.ndarray
+    layout: RowLayout
+    gaps: tuple[Gap, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,12 +82,16 @@ class AuditResult:
     width: int
     height: int
     xyxy: np.ndarray
-    layout: RowLayout
-    gaps: tuple[Gap, ...]
+    parts: tuple[AuditPart, ...]
     grid: DensityGrid
     regions: tuple[RegionStats, ...] = ()
     region_shapes: tuple[Region, ...] = ()
     settings: AuditSettings = field(default_factory=AuditSettings)
+
+    @property
+    def gaps(self) -> tuple[Gap, ...]:
+        """All gaps, part after part."""
+        return tuple(g for p in self.parts for g in p.gaps)
 
 
 def run_audit(
@@ -89,31 +108,34 @@ def run_audit(
     a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     if isinstance(width, bool) or isinstance(height, bool) or int(width) <= 0 or int(height) <= 0:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
-    layout = find_rows(a, max_tilt=s.max_tilt, min_products=s.min_row_products)
-    gaps = tuple(find_gaps(a, layout, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k))
+    def analyse(name: str | None, idx: np.ndarray) -> AuditPart:
+        lay = find_rows(a[idx], max_tilt=s.max_tilt, min_products=s.min_row_products)
+        gaps = tuple(find_gaps(a[idx], lay, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k))
+        return AuditPart(name, idx, lay, gaps)
+
     grid = density_grid(a, int(width), int(height), cell=s.cell)
     stats: list[RegionStats] = []
     regs = tuple(regions or ())
-    if regs:
+    if not regs:
+        parts = (analyse(None, np.arange(len(a))),)
+    else:
         inside = count_in_regions(a, list(regs))
-        gcent = np.array([[(g.xyxy[0] + g.xyxy[2]) / 2, (g.xyxy[1] + g.xyxy[3]) / 2, 0, 0] for g in gaps]).reshape(-1, 4)
-        gcent[:, 2:] = gcent[:, :2]
-        gin = count_in_regions(gcent, list(regs))
-        gw = np.array([g.width_products for g in gaps])
-        for i, r in enumerate(regs):
-            n = int(inside[i].sum())
+        parts = tuple(analyse(r.name, np.flatnonzero(inside[i])) for i, r in enumerate(regs))
+        for r, part in zip(regs, parts):
+            n = len(part.index)
             stats.append(
                 RegionStats(
                     name=r.name,
                     products=n,
                     area_px=r.area,
                     density_per_mpx=n / r.area * 1e6 if r.area > 0 else 0.0,
-                    gaps=int(gin[i].sum()),
-                    gap_width_products=float(gw[gin[i]].sum()) if len(gaps) else 0.0,
+                    gaps=len(part.gaps),
+                    gap_width_products=float(sum(g.width_products for g in part.gaps)),
                     bounds=r.bounds,
+                    rows=len(part.layout.rows),
                 )
             )
-    return AuditResult(int(width), int(height), a, layout, gaps, grid, tuple(stats), regs, s)
+    return AuditResult(int(width), int(height), a, parts, grid, tuple(stats), regs, s)
 
 
 def _r(v: float, nd: int = 1) -> float:
@@ -122,42 +144,48 @@ def _r(v: float, nd: int = 1) -> float:
 
 def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document of an audit (schema ``densedet-tile/audit@1``)."""
-    lay = result.layout
     a = result.xyxy
     widths = a[:, 2] - a[:, 0]
     rows = []
-    for row in lay.rows:
-        mine = [g for g in result.gaps if g.row == row.index]
-        xm = (row.x_start + row.x_end) / 2
-        span = max(row.x_end - row.x_start, 1e-9)
-        rows.append({
-            "row": row.index + 1,
-            "products": row.count,
-            "y_top": _r(lay.y_at(row.top, xm)),
-            "y_bottom": _r(lay.y_at(row.bottom, xm)),
-            "x_start": _r(row.x_start),
-            "x_end": _r(row.x_end),
-            "median_product_width": _r(row.median_width),
-            "median_product_height": _r(row.median_height),
-            "gaps": len(mine),
-            "gap_width_px": _r(sum(g.width_px for g in mine)),
-            "gap_width_products": _r(sum(g.width_products for g in mine), 2),
-            "empty_share": _r(sum(g.width_px for g in mine if g.kind == "interior") / span, 4),
-        })
-    gaps = [
-        {
-            "id": i + 1,
-            "row": g.row + 1,
-            "kind": g.kind,
-            "x1": _r(g.x1),
-            "x2": _r(g.x2),
-            "width_px": _r(g.width_px),
-            "width_products": _r(g.width_products, 2),
-            "xyxy": [_r(v) for v in g.xyxy],
-            "polygon": [[_r(x), _r(y)] for x, y in g.polygon],
-        }
-        for i, g in enumerate(result.gaps)
-    ]
+    gaps = []
+    for part in result.parts:
+        lay = part.layout
+        for row in lay.rows:
+            mine = [g for g in part.gaps if g.row == row.index]
+            xm = (row.x_start + row.x_end) / 2
+            span = max(row.x_end - row.x_start, 1e-9)
+            rows.append({
+                **({"region": part.name} if part.name is not None else {}),
+                "row": row.index + 1,
+                "products": row.count,
+                "y_top": _r(lay.y_at(row.top, xm)),
+                "y_bottom": _r(lay.y_at(row.bottom, xm)),
+                "x_start": _r(row.x_start),
+                "x_end": _r(row.x_end),
+                "median_product_width": _r(row.median_width),
+                "median_product_height": _r(row.median_height),
+                "tilt_deg": _r(lay.tilt_deg, 2),
+                "gaps": len(mine),
+                "gap_width_px": _r(sum(g.width_px for g in mine)),
+                "gap_width_products": _r(sum(g.width_products for g in mine), 2),
+                "empty_share": _r(sum(g.width_px for g in mine if g.kind == "interior") / span, 4),
+            })
+        for g in part.gaps:
+            gaps.append({
+                "id": len(gaps) + 1,
+                **({"region": part.name} if part.name is not None else {}),
+                "row": g.row + 1,
+                "kind": g.kind,
+                "x1": _r(g.x1),
+                "x2": _r(g.x2),
+                "width_px": _r(g.width_px),
+                "width_products": _r(g.width_products, 2),
+                "xyxy": [_r(v) for v in g.xyxy],
+                "polygon": [[_r(x), _r(y)] for x, y in g.polygon],
+            })
+    n_rows = sum(len(p.layout.rows) for p in result.parts)
+    in_rows = sum(int((p.layout.assignment >= 0).sum()) for p in result.parts)
+    tilts = [p.layout.tilt_deg for p in result.parts if p.layout.rows]
     grid = result.grid
     s = result.settings
     return {
@@ -169,11 +197,11 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -
         },
         "summary": {
             "products": int(len(a)),
-            "rows": len(lay.rows),
-            "products_in_rows": int((lay.assignment >= 0).sum()),
-            "gaps": len(result.gaps),
+            "rows": n_rows,
+            "products_in_rows": in_rows,
+            "gaps": len(gaps),
             "gap_width_products": _r(sum(g.width_products for g in result.gaps), 2),
-            "tilt_deg": _r(lay.tilt_deg, 2),
+            "tilt_deg": _r(float(np.median(tilts)), 2) if tilts else 0.0,
             "median_product_width": _r(float(np.median(widths))) if len(a) else None,
             "density_per_mpx": _r(len(a) / (result.width * result.height) * 1e6, 2),
         },
@@ -182,7 +210,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -
         "regions": [
             {
                 "name": r.name, "products": r.products, "area_px": _r(r.area_px, 0),
-                "density_per_mpx": _r(r.density_per_mpx, 2), "gaps": r.gaps,
+                "density_per_mpx": _r(r.density_per_mpx, 2), "rows": r.rows, "gaps": r.gaps,
                 "gap_width_products": _r(r.gap_width_products, 2), "bounds": [_r(v) for v in r.bounds],
             }
             for r in result.regions

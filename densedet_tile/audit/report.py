@@ -35,7 +35,8 @@ def render_preview(
     max_height: int = PREVIEW_MAX_HEIGHT,
     quality: int = 82,
 ) -> tuple[bytes, int, int, float]:
-    """Draw the products (green), rows (blue labels) and gaps (red) over the image.
+    """Draw the products (green), rows (blue labels), gaps (red) and regions (yellow outlines)
+    over the image.
 
     ``image`` is a PIL image or HxWx3 uint8 array of the upright image at any scale (it is
     resized to the preview size), or None for a plain grey canvas. Returns
@@ -60,13 +61,21 @@ def render_preview(
     for g in result.gaps:
         poly = [(x * s, y * s) for x, y in g.polygon]
         d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
-    lay = result.layout
-    for row in lay.rows:
-        y = float(lay.y_at((row.top + row.bottom) / 2, row.x_start)) * s
-        x = row.x_start * s
-        label = f"R{row.index + 1}"
-        d.rectangle([x, y - 8, x + 8 * len(label) + 6, y + 8], fill=(20, 60, 200, 220))
-        d.text((x + 3, y - 6), label, fill=(255, 255, 255, 255))
+    for part in result.parts:
+        lay = part.layout
+        for row in lay.rows:
+            y = float(lay.y_at((row.top + row.bottom) / 2, row.x_start)) * s
+            x = row.x_start * s
+            label = f"R{row.index + 1}"
+            d.rectangle([x, y - 8, x + 8 * len(label) + 6, y + 8], fill=(20, 60, 200, 220))
+            d.text((x + 3, y - 6), label, fill=(255, 255, 255, 255))
+    for reg in result.region_shapes:
+        geoms = getattr(reg.geometry, "geoms", [reg.geometry])
+        for gm in geoms:
+            ring = [(x * s, y * s) for x, y in gm.exterior.coords]
+            d.line(ring, fill=(250, 200, 0, 255), width=max(2, 2 * lw))
+        x0, y0, _, _ = reg.bounds
+        d.text((x0 * s + 4, y0 * s + 4), reg.name, fill=(250, 200, 0, 255))
     out = Image.alpha_composite(base.convert("RGBA"), over).convert("RGB")
     buf = io.BytesIO()
     out.save(buf, format="JPEG", quality=quality, optimize=True)
@@ -124,18 +133,22 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
             ("products / Mpx", s["density_per_mpx"]),
         )
     )
-    rows = _table("rows", ["row", "products", "y top", "y bottom", "median width px", "gaps", "gap width (products)", "empty share"],
-                  [[r["row"], r["products"], r["y_top"], r["y_bottom"], r["median_product_width"], r["gaps"],
-                    r["gap_width_products"], f"{100 * r['empty_share']:.1f}%"] for r in doc["rows"]])
-    gaps = _table("gaps", ["gap", "row", "where", "x from", "x to", "width px", "width (products)"],
-                  [[g["id"], g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"], g["width_products"]]
-                   for g in doc["gaps"]])
+    by_region = any("region" in r for r in doc["rows"]) or any("region" in g for g in doc["gaps"])
+    reg_col = ["region"] if by_region else []
+    rows = _table("rows", reg_col + ["row", "products", "y top", "y bottom", "median width px", "gaps",
+                                     "gap width (products)", "empty share"],
+                  [([r["region"]] if by_region else []) + [r["row"], r["products"], r["y_top"], r["y_bottom"],
+                   r["median_product_width"], r["gaps"], r["gap_width_products"], f"{100 * r['empty_share']:.1f}%"]
+                   for r in doc["rows"]])
+    gaps = _table("gaps", ["gap"] + reg_col + ["row", "where", "x from", "x to", "width px", "width (products)"],
+                  [[g["id"]] + ([g["region"]] if by_region else []) + [g["row"], g["kind"].replace("_", " "), g["x1"],
+                   g["x2"], g["width_px"], g["width_products"]] for g in doc["gaps"]])
     regions = ""
     if doc.get("regions"):
         regions = "<h2>Regions</h2>" + _table(
-            "regions", ["region", "products", "area px", "products / Mpx", "gaps", "gap width (products)"],
-            [[r["name"], r["products"], int(r["area_px"]), r["density_per_mpx"], r["gaps"], r["gap_width_products"]]
-             for r in doc["regions"]])
+            "regions", ["region", "products", "area px", "products / Mpx", "shelf rows", "gaps", "gap width (products)"],
+            [[r["name"], r["products"], int(r["area_px"]), r["density_per_mpx"], r["rows"], r["gaps"],
+              r["gap_width_products"]] for r in doc["regions"]])
     hm = doc["heatmap"]
     hm_max = max((max(r) for r in hm["density_per_mpx"] if r), default=0)
     pv = base64.b64encode(preview_jpeg).decode("ascii")

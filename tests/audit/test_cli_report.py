@@ -69,24 +69,32 @@ def test_audit_from_detections_writes_report_json_and_heatmap(scene: dict, capsy
     doc = json.loads((scene["out"] / "aisle.audit.json").read_text())
     assert doc["schema"] == "densedet-tile/audit@1"
     assert doc["summary"]["products"] == len(a.xyxy)
-    assert doc["summary"]["rows"] == 4
+    # with regions, rows and gaps are found in each bay on its own: 4 rows in each half
+    assert doc["summary"]["rows"] == 8 and [r["rows"] for r in doc["regions"]] == [4, 4]
     assert doc["summary"]["tilt_deg"] == pytest.approx(1.0, abs=0.2)
-    # every planted gap reported, and nothing else
-    assert doc["summary"]["gaps"] == len(a.gaps)
+    # every planted gap away from the bay boundary is reported in its bay, and every reported
+    # gap is a planted one or an end gap where the boundary cuts a row
+    mid = a.width / 2
     for r, x1, x2 in a.gaps:
-        assert any(g["row"] == r + 1 and min(x2, g["x2"]) - max(x1, g["x1"]) > 0.5 * (x2 - x1) for g in doc["gaps"])
+        if x2 < mid - 250 or x1 > mid + 250:
+            bay = "bay 1" if x2 < mid else "bay 2"
+            assert any(g["region"] == bay and g["row"] == r + 1 and min(x2, g["x2"]) - max(x1, g["x1"]) > 0.5 * (x2 - x1)
+                       for g in doc["gaps"]), (r, x1, x2)
+    for g in doc["gaps"]:
+        planted = any(min(x2, g["x2"]) - max(x1, g["x1"]) > 0 for _, x1, x2 in a.gaps)
+        assert planted or (g["kind"] != "interior" and min(abs(g["x1"] - mid), abs(g["x2"] - mid)) < 250), g
     # regions: centres left / right of the middle
     cx = (a.xyxy[:, 0] + a.xyxy[:, 2]) / 2
     assert [r["products"] for r in doc["regions"]] == [int((cx < a.width / 2).sum()), int((cx > a.width / 2).sum())]
-    assert sum(r["gaps"] for r in doc["regions"]) == len(a.gaps)
+    assert sum(r["gaps"] for r in doc["regions"]) == len(doc["gaps"]) == doc["summary"]["gaps"]
     assert sum(map(sum, doc["heatmap"]["counts"])) == len(a.xyxy)
     assert sum(r["products"] for r in doc["rows"]) == len(a.xyxy)
     html_text = (scene["out"] / "aisle.audit.html").read_text()
     assert "http://" not in html_text and "https://" not in html_text  # self-contained
-    assert html_text.count("<tr>") >= 1 + 4 + 1 + len(a.gaps)
+    assert html_text.count("<tr>") >= 1 + 8 + 1 + len(doc["gaps"])
     prev = decode_preview(html_text)
     assert prev.size == (doc["preview"]["width"], doc["preview"]["height"]) and doc["preview"]["from_image"]
-    assert "4 shelf rows" in capsys.readouterr().out
+    assert "8 shelf rows" in capsys.readouterr().out
 
 
 def test_panorama_preview_stays_under_8000_px_and_detections_alone_work(tmp_path: Path) -> None:

@@ -95,3 +95,28 @@ def test_heatmap_png_and_colours() -> None:
     rgba = colorize(np.array([[0.0, 1.0, 2.0]]))
     assert rgba[0, 0, 3] == 0 and rgba[0, 1, 3] == 255
     assert tuple(rgba[0, 2, :3]) == (215, 40, 30)  # the maximum is drawn red
+
+
+def test_bays_with_different_shelf_heights_are_analysed_one_by_one() -> None:
+    from densedet_tile.audit import run_audit
+    from densedet_tile.audit.synthetic import score_gaps, synthetic_aisle
+
+    left = synthetic_aisle(np.random.default_rng(1), width=3000, n_rows=4, row_height=260)
+    right = synthetic_aisle(np.random.default_rng(2), width=3000, n_rows=5, row_height=205)
+    boxes = np.concatenate([left.xyxy, right.xyxy + [3000, 0, 3000, 0]])
+    height = max(left.height, right.height)
+    fc = {"type": "FeatureCollection", "features": [
+        poly([[0, 0], [3000, 0], [3000, height], [0, height], [0, 0]], "bay A"),
+        poly([[3000, 0], [6000, 0], [6000, height], [3000, height], [3000, 0]], "bay B"),
+    ]}
+    whole = run_audit(boxes, 6000, height)
+    assert len(whole.parts[0].layout.rows) != 9  # the shelves of the two bays do not line up
+    res = run_audit(boxes, 6000, height, regions=parse_regions(fc))
+    assert [len(p.layout.rows) for p in res.parts] == [4, 5]
+    for part, aisle, dx in zip(res.parts, (left, right), (0, 3000)):
+        assert np.array_equal(part.layout.assignment, aisle.row_of)
+        shifted = [type(g)(g.row, g.x1 - dx, g.x2 - dx, g.width_px, g.width_products, g.kind, g.polygon, g.xyxy)
+                   for g in part.gaps]
+        sc = score_gaps(aisle, shifted, len(part.layout.rows))
+        assert sc.found == sc.planted and sc.false == 0
+    assert [r.rows for r in res.regions] == [4, 5]
