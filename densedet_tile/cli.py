@@ -47,6 +47,19 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _key_value(text: str) -> tuple[str, object]:
+    import json
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python identifier, got {text!r}")
+    try:
+        value: object = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
 def _fraction(lo: float, hi: float, hi_open: bool) -> "callable":
     def parse(text: str) -> float:
         try:
@@ -91,6 +104,11 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", default=None, help="model config: an mmdet config file or a torchvision builder name")
     g.add_argument("--checkpoint", default=None, help="model weights (mmdet .pth, torchvision state_dict, .onnx)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="numeric precision on CUDA where the model supports it (default: %(default)s)")
+    g.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="extra keyword for the detector's build (repeatable; VALUE parsed as JSON when it can be), "
+                   "e.g. num_classes=2, threads=4, cfg_options='{\"model.test_cfg.rcnn.max_per_img\": 600}'")
     g.add_argument("--max-vram", type=_positive_float, default=None, metavar="GB",
                    help="cap GPU memory at GB and pick the batch (and, for models without an input size, the tile) to fit")
     g.add_argument("--input-size", type=_positive_int, default=None, metavar="PX",
@@ -185,7 +203,8 @@ def detector_from_args(args: argparse.Namespace):
     resolve_device(args.device)
     return load_detector(
         args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
-        input_size=args.input_size, score_thr=args.score_thr,
+        input_size=args.input_size, score_thr=args.score_thr, precision=args.precision,
+        options=dict(args.detector_option),
     )
 
 

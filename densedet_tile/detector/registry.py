@@ -12,10 +12,13 @@ from typing import Any
 from ..errors import DetectorError, InvalidInputError
 from .base import Detector
 
-__all__ = ["load_detector", "BUILTIN_KINDS"]
+__all__ = ["load_detector", "BUILTIN_KINDS", "PRECISIONS"]
 
 #: Names understood by ``--detector`` besides ``MODULE:FACTORY``.
 BUILTIN_KINDS: tuple[str, ...] = ("default", "mmdet", "torchvision", "onnx")
+
+#: Numeric precisions ``--precision`` accepts.
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
 
 _ADAPTERS = {
     "mmdet": "densedet_tile.detector.mmdet_adapter",
@@ -32,6 +35,8 @@ def load_detector(
     device: str = "auto",
     input_size: int | None = None,
     score_thr: float | None = None,
+    precision: str = "fp32",
+    options: dict[str, Any] | None = None,
 ) -> Detector:
     """Build the detector called ``name``.
 
@@ -39,25 +44,45 @@ def load_detector(
     ``torchvision``, ``onnx`` (adapters that take ``config`` / ``checkpoint``), or
     ``MODULE:FACTORY`` / ``path/to/file.py:FACTORY``: a user's callable returning an object with
     ``predict(tiles) -> list[Detections]``. The factory receives whichever of ``config``,
-    ``checkpoint``, ``device``, ``input_size`` and ``score_thr`` its signature names.
+    ``checkpoint``, ``device``, ``input_size``, ``score_thr``, ``precision`` and the ``options``
+    keys its signature names.
+
+    ``precision`` is ``fp32``, ``fp16`` or ``bf16`` (reduced precision applies on CUDA, where
+    the model supports it); ``options`` are extra keyword arguments for the adapter's ``build``
+    (e.g. ``cfg_options`` for mmdet, ``num_classes`` for torchvision, ``threads`` for onnx).
     """
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"detector must be a non-empty string, got {name!r}")
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    extra = dict(options or {})
     if name == "default":
         if config is not None or checkpoint is not None:
             raise InvalidInputError("the default detector takes no --config/--checkpoint (it ships with the package)")
+        if precision == "bf16" or extra:
+            raise InvalidInputError(
+                "the default detector takes only --precision fp32/fp16 and no detector options"
+            )
         from .builtin import load_default
 
-        det: Any = load_default(device=device, score_thr=score_thr)
+        det: Any = load_default(device=device, score_thr=score_thr, fp16=precision == "fp16")
     elif name in _ADAPTERS:
         module = importlib.import_module(_ADAPTERS[name])
         kwargs: dict[str, Any] = dict(config=config, checkpoint=checkpoint, device=device, input_size=input_size)
         if score_thr is not None:
             kwargs["score_thr"] = score_thr
-        det = module.build(**kwargs)
+        if precision != "fp32":
+            if "precision" not in inspect.signature(module.build).parameters:
+                raise InvalidInputError(f"the {name} detector runs in fp32 only; --precision {precision} is not supported")
+            kwargs["precision"] = precision
+        clash = sorted(set(extra) & set(kwargs))
+        if clash:
+            raise InvalidInputError(f"detector option(s) {', '.join(clash)} have their own command-line flags")
+        det = module.build(**kwargs, **extra)
     elif ":" in name:
         det = _from_factory(name, config=config, checkpoint=checkpoint, device=device,
-                            input_size=input_size, score_thr=score_thr)
+                            input_size=input_size, score_thr=score_thr,
+                            precision=None if precision == "fp32" else precision, **extra)
     else:
         raise InvalidInputError(
             f"unknown detector {name!r}: expected one of {', '.join(BUILTIN_KINDS)} or MODULE:FACTORY"

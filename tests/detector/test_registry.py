@@ -67,3 +67,30 @@ def test_factory_exception_is_wrapped(tmp_path):
 def test_default_rejects_config():
     with pytest.raises(InvalidInputError, match="no --config"):
         load_detector("default", config="x.py")
+
+
+def test_options_and_precision_reach_a_factory(tmp_path):
+    mod = tmp_path / "opt.py"
+    mod.write_text(
+        "class D:\n"
+        "    def __init__(self, **kw):\n"
+        "        self.kw = kw\n"
+        "    def predict(self, tiles):\n"
+        "        return []\n"
+        "def make(precision='fp32', threads=1):\n"
+        "    return D(precision=precision, threads=threads)\n"
+    )
+    det = load_detector(f"{mod}:make", precision="fp16", options={"threads": 4})
+    assert det.kw == {"precision": "fp16", "threads": 4}
+
+
+def test_fp32_only_adapter_refuses_half_precision():
+    with pytest.raises(InvalidInputError, match="fp32 only"):
+        load_detector("onnx", checkpoint="model.onnx", precision="fp16")
+
+
+def test_unknown_precision_and_clashing_option():
+    with pytest.raises(InvalidInputError, match="precision"):
+        load_detector("default", precision="int8")
+    with pytest.raises(InvalidInputError, match="own command-line flags"):
+        load_detector("onnx", checkpoint="model.onnx", options={"device": "cpu"})
