@@ -207,25 +207,27 @@ class MergeSpec:
 
     mode: MergeMode = "wbf"
     #: IoU at or above which boxes from *different* tiles are taken as one product and fused.
-    #: 0.55: two views of one product agree far above it (>= 0.8 at 1-2 px of box noise)
-    #: while touching neighbours share no area; 0.3 already fused noisy small products with
-    #: the wrong view at 4 px noise (recall 0.79 vs 0.85), 0.7-0.85 changed nothing at <= 2 px.
+    #: 0.55: views of one product agree far above it, touching neighbours share no area.
+    #: On the painted aisles (700 products, 3 seeds) 0.3-0.85 all gave 0 duplicates and
+    #: fragments at <= 4 px box noise; at 8 px noise 0.3 lost recall of large products
+    #: (0.79 vs 0.93), 0.7-0.85 changed little.
     fuse_iou: float = 0.55
     #: IoU above which the final global NMS drops the lower-scored box (per class unless
-    #: ``class_agnostic``). It only mops up what fusion left; at 4 px noise 0.5 left 4.5
-    #: duplicates per 700 products where 0.7 left 10.5, and packed neighbours overlap far less.
+    #: ``class_agnostic``). It only mops up what seam repair and fusion left; at 8 px noise
+    #: 0.7 left 17 duplicates per 700 products where 0.5 left 7, and packed neighbours
+    #: overlap far less than 0.5.
     nms_iou: float = 0.5
     #: A box side within this many pixels of an interior tile edge counts as cut by it. Must
-    #: exceed the detector's box noise at the tile border: with 4 px noise, 2 px left 15% of
-    #: products with a fragment, 8 px none. Larger is safe (a side flagged as cut only allows
-    #: a fuller view from another tile to replace the box).
+    #: exceed the detector's box noise at the tile border: at 4 px noise 2 px left 8.5% of
+    #: products with a duplicate or fragment, 4-16 px none. Erring large is safe: a side
+    #: flagged as cut only lets a fuller view from another tile replace or join the box.
     edge_tol: float = 8.0
     #: Seam repair: two box sides "agree" when within ``max(seam_tol, seam_tol_frac * extent)``
     #: pixels (extent: the smaller box's width for x sides, height for y sides). Needs about
-    #: twice the per-side box noise: 1 px left 0.5% fragments at 1 px noise, 4 px left 7.6%
-    #: at 4 px noise, 8 px none (16 px none at 8 px noise). Distinct products cannot satisfy it
-    #: (they would have to agree on three sides and overlap), so erring large is cheap.
-    seam_tol: float = 8.0
+    #: twice the per-side box noise: 1 px left 3.5% fragments at 1 px noise, 8 px left none up
+    #: to 4 px noise but 18% at 8 px, 16 px none at any noise up to 8 px. A distinct product
+    #: can only be mistaken for a truncated view when it is itself smaller than this.
+    seam_tol: float = 16.0
     seam_tol_frac: float = 0.03
     #: Treat all labels as one class when matching boxes across tiles and in NMS.
     class_agnostic: bool = False
