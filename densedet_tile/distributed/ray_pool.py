@@ -80,6 +80,19 @@ class DetectorWorker:
         except Exception as exc:  # reported by info()
             msg = _one_line(exc)
             self.error = msg if isinstance(exc, DensedetError) else f"{type(exc).__name__}: {msg}"
+            return
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One prediction on a blank tile, so the first real image does not pay the framework's
+        first-call set-up (kernel selection, allocator growth): that is start-up, not work."""
+        import numpy as np
+
+        size = getattr(self.detector, "input_size", None) or 512
+        try:
+            self.detector.predict([np.zeros((int(size), int(size), 3), np.uint8)])
+        except Exception:  # a detector that dislikes blank tiles shows its errors on real ones
+            log.debug("warm-up prediction failed", exc_info=True)
 
     def info(self) -> dict[str, Any]:
         """Who this worker is and what it runs; ``error`` is set when the detector failed to build."""
