@@ -211,10 +211,11 @@ def _sahi_model_class() -> type:
 
 
 def _sahi_confidence(detector: Any) -> float:
-    """SAHI drops scores <= its confidence_threshold; keep everything the detector reports.
+    """A SAHI confidence_threshold that keeps every box the detector reports.
 
-    Kept at or above SAHI's LOW_MODEL_CONFIDENCE (0.1) would only matter without
-    ``force_postprocess_type``; we pass that, so this is just "below the detector's own cut".
+    SAHI drops scores <= its threshold, so this sits just under the detector's own ``score_thr``
+    (0 when it has none). SAHI would also switch its postprocess to NMS below 0.1 on its own; the
+    workers pass ``force_postprocess_type=True`` so that never happens.
     """
     thr = getattr(detector, "score_thr", None)
     return float(thr) - 1e-6 if isinstance(thr, (int, float)) and thr > 0 else 0.0
