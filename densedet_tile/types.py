@@ -207,26 +207,26 @@ class MergeSpec:
 
     mode: MergeMode = "wbf"
     #: IoU at or above which boxes from *different* tiles are taken as one product and fused.
-    #: 0.55: views of one product agree far above it, touching neighbours share no area.
-    #: On the painted aisles (700 products, 3 seeds) 0.3-0.85 all gave 0 duplicates and
-    #: fragments at <= 4 px box noise; at 8 px noise 0.3 lost recall of large products
-    #: (0.79 vs 0.93), 0.7-0.85 changed little.
+    #: On the painted aisles (700 products, 3 seeds, 1-8 px box noise) 0.3-0.7 all left no
+    #: duplicate or fragment and 0.85 left 0.05% at 8 px (noisy views of small products no
+    #: longer fuse). 0.55 sits in the middle: well above what neighbouring products a real
+    #: detector draws slightly overlapping reach, well below two views of one product.
     fuse_iou: float = 0.55
     #: IoU above which the final global NMS drops the lower-scored box (per class unless
-    #: ``class_agnostic``). It only mops up what seam repair and fusion left; at 8 px noise
-    #: 0.7 left 17 duplicates per 700 products where 0.5 left 7, and packed neighbours
-    #: overlap far less than 0.5.
+    #: ``class_agnostic``). It only mops up what seam repair and fusion left: 0.3-0.5 left
+    #: nothing on the painted aisles, 0.7 left 0.05% duplicates at 8 px noise.
     nms_iou: float = 0.5
     #: A box side within this many pixels of an interior tile edge counts as cut by it. Must
     #: exceed the detector's box noise at the tile border: at 4 px noise 2 px left 8.5% of
-    #: products with a duplicate or fragment, 4-16 px none. Erring large is safe: a side
-    #: flagged as cut only lets a fuller view from another tile replace or join the box.
+    #: products with a duplicate or fragment and 4 px none; at 8 px noise 4 px left 8.7% and
+    #: 8 px none. Erring large is safe: a side flagged as cut only lets a fuller view from
+    #: another tile replace or join the box.
     edge_tol: float = 8.0
     #: Seam repair: two box sides "agree" when within ``max(seam_tol, seam_tol_frac * extent)``
     #: pixels (extent: the smaller box's width for x sides, height for y sides). Needs about
-    #: twice the per-side box noise: 1 px left 3.5% fragments at 1 px noise, 8 px left none up
-    #: to 4 px noise but 18% at 8 px, 16 px none at any noise up to 8 px. A distinct product
-    #: can only be mistaken for a truncated view when it is itself smaller than this.
+    #: twice the per-side box noise: 1 px left 3.5% fragments at 1 px noise, 4 px 13.6% at
+    #: 4 px noise, 8 px 18.5% at 8 px noise; 16 px and 32 px none up to 8 px noise. Another
+    #: product can only be taken for a truncated view when it is itself smaller than this.
     seam_tol: float = 16.0
     seam_tol_frac: float = 0.03
     #: Treat all labels as one class when matching boxes across tiles and in NMS.
