@@ -86,11 +86,18 @@ def test_predict_shapes_dtypes_and_mixed_sizes(det: DefaultDetector) -> None:
 def test_batching_with_a_larger_tile_matches_predicting_alone(det: DefaultDetector) -> None:
     a, _ = training_sample(np.random.default_rng(902), size=320, tile=640)
     big, _ = training_sample(np.random.default_rng(903), size=640, tile=1280)
-    alone = det.predict([a])[0]
-    batched = det.predict([a, big])[0]
-    # padding only affects the far edges: nearly every box is found again at the same place
-    recall, precision = _recall_precision(np.array(batched.xyxy), np.array(alone.xyxy), thr=0.9)
-    assert recall >= 0.9 and precision >= 0.9
+    alone = np.array(det.predict([a])[0].xyxy)
+    batched = np.array(det.predict([a, big])[0].xyxy)
+    assert len(alone) >= 20
+    # away from the padded right/bottom edges the boxes are the same ones
+    def inner(x: np.ndarray) -> np.ndarray:
+        return x[(x[:, 2] < 320 - 40) & (x[:, 3] < 320 - 40)]
+
+    recall, precision = _recall_precision(inner(batched), inner(alone), thr=0.9)
+    assert recall >= 0.97 and precision >= 0.97
+    # near them the padding shifts a few boxes a little, but they are still found
+    recall, precision = _recall_precision(batched, alone, thr=0.5)
+    assert recall >= 0.85 and precision >= 0.85
 
 
 def test_blank_tile_gives_no_products(det: DefaultDetector) -> None:
