@@ -132,7 +132,7 @@ def sweep(args, spec: TileSpec) -> list[str]:  # noqa: ANN001
     grid = {
         "edge_tol": [0.0, 2.0, 4.0, 8.0, 16.0],
         "seam_tol": [1.0, 4.0, 8.0, 16.0, 32.0],
-        "seam_tol_frac": [0.0, 0.03, 0.1],
+        "seam_tol_frac": [0.0, 0.03, 0.1, 0.2],
         "fuse_iou": [0.3, 0.55, 0.7, 0.85],
         "nms_iou": [0.3, 0.5, 0.7],
     }
