@@ -273,6 +273,7 @@ def run_batch(
     gpus_per_worker: float = 0.0,
     split: bool = False,
     retries: int = 2,
+    timeout: float | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_submit: Callable[[Any, Any], None] | None = None,
     run_info: dict[str, Any] | None = None,
@@ -288,7 +289,7 @@ def run_batch(
     ``cpus_per_worker`` (or its GPUs by ``gpus_per_worker`` when that is > 0). ``split`` fans
     each image's tiles out to the workers and merges here (one giant image on many workers).
     A worker that dies has its image (or tile chunk) retried on another, up to ``retries``
-    times. ``on_record`` gets each manifest record as it is written; ``on_submit(actor, item)``
+    times; so does one still busy with an item after ``timeout`` seconds (it is stopped). ``on_record`` gets each manifest record as it is written; ``on_submit(actor, item)``
     is called when Ray hands an item to an actor.
 
     Never raises for a bad image (it becomes an ``"error"`` record); raises
@@ -302,6 +303,8 @@ def run_batch(
         raise InvalidInputError(f"retries must be an integer >= 0, got {retries!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
+        raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if not (isinstance(cpus_per_worker, (int, float)) and cpus_per_worker >= 0):
         raise InvalidInputError(f"cpus_per_worker must be >= 0, got {cpus_per_worker!r}")
     if not (isinstance(gpus_per_worker, (int, float)) and gpus_per_worker >= 0):
@@ -349,6 +352,8 @@ def run_batch(
             if todo:
                 if split:
                     log.warning("split needs Ray workers; each image runs whole in this process")
+                if timeout is not None:
+                    log.warning("a time limit needs Ray workers; it is not applied in this process")
                 _run_in_process(todo, out, detector, opts, record)
         else:
             from .distributed.ray_pool import RayPool, connect
@@ -364,9 +369,9 @@ def run_batch(
                              **(run_info or {})})
             with RayPool(detector, workers=n, num_cpus=cpus_per_worker, num_gpus=gpus_per_worker) as pool:
                 if split:
-                    _run_split(todo, out, pool, opts, record, retries=retries, on_submit=on_submit)
+                    _run_split(todo, out, pool, opts, record, retries=retries, timeout=timeout, on_submit=on_submit)
                 else:
-                    _run_pool(todo, out, pool, opts, record, retries=retries, on_submit=on_submit)
+                    _run_pool(todo, out, pool, opts, record, retries=retries, timeout=timeout, on_submit=on_submit)
     finally:
         summary.seconds = time.perf_counter() - t0
         manifest.append({"event": "end", "run": summary.run, "ended": _now(), "seconds": round(summary.seconds, 3),
@@ -423,12 +428,12 @@ def _run_in_process(todo: list[tuple[Path, str]], out: Path, detector: Any, opts
 
 
 def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, opts: RunOptions,
-              record: Callable[[dict[str, Any]], None], *, retries: int,
+              record: Callable[[dict[str, Any]], None], *, retries: int, timeout: float | None,
               on_submit: Callable[[Any, Any], None] | None) -> None:
     def submit(actor: Any, item: tuple[Path, str]) -> Any:
         return actor.process.remote(str(item[0]), opts, str(out), item[1])
 
-    for res in pool.map(todo, submit, retries=retries, on_submit=on_submit):
+    for res in pool.map(todo, submit, retries=retries, on_submit=on_submit, timeout=timeout):
         p, stem = res.item
         if res.ok:
             record(_image_record(res.value, stem, res.attempts))
@@ -445,7 +450,7 @@ def _chunks(n_tiles: int, n_workers: int) -> list[range]:
     return [range(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def detect_split(src: "ImageSource", pool: Any, opts: RunOptions, *, retries: int = 2,
+def detect_split(src: "ImageSource", pool: Any, opts: RunOptions, *, retries: int = 2, timeout: float | None = None,
                  on_submit: Callable[[Any, Any], None] | None = None) -> "ImageResult":
     """Detect objects in the open image ``src`` with its tiles spread over ``pool``'s workers.
 
@@ -479,7 +484,7 @@ def detect_split(src: "ImageSource", pool: Any, opts: RunOptions, *, retries: in
     timings = {"read_s": 0.0, "resize_s": 0.0, "predict_s": 0.0}
     used: list[str] = []
     try:
-        for res in pool.map(chunks, submit, retries=retries, on_submit=on_submit):
+        for res in pool.map(chunks, submit, retries=retries, on_submit=on_submit, timeout=timeout):
             if not res.ok:
                 raise DetectorError(f"{src.name}: tiles {res.item.start}..{res.item.stop - 1}: {res.error}")
             v = res.value
@@ -529,14 +534,14 @@ def _asdict(obj: Any) -> dict[str, Any]:
 
 
 def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, opts: RunOptions,
-               record: Callable[[dict[str, Any]], None], *, retries: int,
+               record: Callable[[dict[str, Any]], None], *, retries: int, timeout: float | None,
                on_submit: Callable[[Any, Any], None] | None) -> None:
     from .runner import process_image
 
     for p, stem in todo:
         outcome = process_image(
             p, None, opts, out, stem=stem,
-            detect=lambda src: detect_split(src, pool, opts, retries=retries, on_submit=on_submit),
+            detect=lambda src: detect_split(src, pool, opts, retries=retries, timeout=timeout, on_submit=on_submit),
         )
         rec = outcome.as_dict()
         rec["worker"] = f"split:{len(pool.slots)}"
@@ -551,6 +556,13 @@ def _nonneg_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not v >= 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = _nonneg_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return v
 
 
@@ -600,6 +612,9 @@ def build_batch_parser() -> argparse.ArgumentParser:
                    help="split each image's tiles across all workers (for a few giant panoramas)")
     r.add_argument("--retries", type=_nonneg_int, default=2, metavar="N",
                    help="times an image is retried when its worker dies (default: %(default)s)")
+    r.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+                   help="seconds one image (with --split: one run of tiles) may take on a worker before the "
+                   "worker is stopped and the image retried (default: no limit)")
     return p
 
 
@@ -644,7 +659,7 @@ def batch_main(argv: Sequence[str]) -> int:
         summary = run_batch(
             args.inputs, args.out, detector=spec, opts=opts, ray=args.ray, workers=args.workers,
             cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, split=args.split,
-            retries=args.retries, on_record=show, run_info={"argv": list(argv)},
+            retries=args.retries, timeout=args.timeout, on_record=show, run_info={"argv": list(argv)},
         )
     except KeyboardInterrupt:
         _err("interrupted (re-run the same command to continue where it stopped)")

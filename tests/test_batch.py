@@ -168,6 +168,7 @@ def test_explicit_ray_without_ray_installed_is_a_clear_error(tmp_path, monkeypat
     [
         ({"workers": 0}, "workers"),
         ({"retries": -1}, "retries"),
+        ({"timeout": 0}, "timeout"),
         ({"gpus_per_worker": -1.0}, "gpus_per_worker"),
         ({"detector": object()}, "detector"),
         ({"opts": {"tile": 256}}, "RunOptions"),
@@ -189,6 +190,7 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
     assert batch_main(["a.png"]) == 2  # --out is required
     assert batch_main(["a.png", "--out", str(tmp_path), "--retries", "-1"]) == 2
     assert batch_main(["a.png", "--out", str(tmp_path), "--gpus-per-worker", "x"]) == 2
+    assert batch_main(["a.png", "--out", str(tmp_path), "--timeout", "0"]) == 2
     assert batch_main(["--help"]) == 0
     assert "--split" in capsys.readouterr().out
 

@@ -45,11 +45,14 @@ class SlowBlob(BlobDetector):
 
 
 class CrashOnGrey(BlobDetector):
-    """Kills its worker process outright when a tile is uniformly grey 77 (a poison image)."""
+    """Kills its worker process outright on a uniformly grey-77 tile (a poison image) and
+    hangs on a grey-99 one."""
 
     def predict(self, tiles):
         if any(int(t.min()) == 77 == int(t.max()) for t in tiles):
             os._exit(3)
+        if any(int(t.min()) == 99 == int(t.max()) for t in tiles):
+            time.sleep(120)
         return super().predict(tiles)
 
 
@@ -127,16 +130,19 @@ def test_killed_actor_has_its_image_retried_on_another(local_ray, tmp_path):
     assert ref.ok == 4 and _docs(tmp_path / "out") == _docs(tmp_path / "ref")
 
 
-def test_poison_image_that_kills_workers_is_reported_and_the_run_completes(local_ray, tmp_path):
+def test_images_that_kill_or_hang_workers_are_reported_and_the_run_completes(local_ray, tmp_path):
     imgs = _images(tmp_path / "in", 2)
-    poison = tmp_path / "in" / "poison.png"
+    poison, hang = tmp_path / "in" / "poison.png", tmp_path / "in" / "hang.png"
     Image.fromarray(np.full((100, 100, 3), 77, np.uint8)).save(poison)
-    s = run_batch([imgs[0], poison, imgs[1]], tmp_path / "out", detector=CrashOnGrey(), opts=RunOptions(tile=256),
-                  ray="local", workers=2, retries=1)
+    Image.fromarray(np.full((100, 100, 3), 99, np.uint8)).save(hang)
+    s = run_batch([imgs[0], poison, hang, imgs[1]], tmp_path / "out", detector=CrashOnGrey(),
+                  opts=RunOptions(tile=256), ray="local", workers=2, retries=1, timeout=5.0)
     rec = {Path(r["input"]).name: r for r in s.records}
     assert rec["poison.png"]["status"] == "error"
-    assert rec["poison.png"]["attempts"] == 2 and "died" in rec["poison.png"]["error"]
+    assert rec["poison.png"]["attempts"] == 2 and "worker was lost 2 time(s)" in rec["poison.png"]["error"]
+    assert rec["hang.png"]["status"] == "error" and "time limit" in rec["hang.png"]["error"]
     assert rec["img0.png"]["status"] == rec["img1.png"]["status"] == "ok"
+    assert not (tmp_path / "out" / "hang.detections.json").exists()
 
 
 def _painted(tmp_path: Path) -> Path:

@@ -210,6 +210,7 @@ class RayPool:
         self.info: list[dict[str, Any]] = []
         self._counter = 0
         self._draining: dict[Any, _Slot] = {}  # items left running by an abandoned map()
+        self._overdue: set[Any] = set()  # running items whose actor was killed for the time limit
         self._actor_cls = ray.remote(DetectorWorker)
 
     # -- life cycle -------------------------------------------------------------------------
@@ -278,18 +279,23 @@ class RayPool:
         *,
         retries: int = 2,
         on_submit: Callable[[Any, T], None] | None = None,
+        timeout: float | None = None,
     ) -> Iterator[TaskResult[T]]:
         """Run ``submit(actor_handle, item) -> ObjectRef`` for every item; yield results as they end.
 
         Each actor holds at most one item at a time. When the actor holding an item dies, the
         actor is replaced (within ``max_respawns``) and the item is queued again, at most
         ``retries`` times. ``on_submit(actor_handle, item)`` is called after each hand-out
-        (monitoring; tests use it to kill an actor mid-item). Leaving the loop early is safe:
-        items still running finish in the background and free their actors for the next map.
+        (monitoring; tests use it to kill an actor mid-item). An item still running after
+        ``timeout`` seconds has its actor killed, and counts as a worker death (retried). Leaving
+        the loop early is safe: items still running finish in the background and free their
+        actors for the next map.
         """
         pending: list[tuple[T, int]] = [(it, 1) for it in items]
         pending.reverse()  # pop() from the end keeps the input order
         inflight: dict[Any, tuple[T, int, _Slot]] = {}
+        since: dict[Any, float] = {}
+        self._overdue: set[Any] = set()
         try:
             while pending or inflight:
                 for slot in self.slots:
@@ -301,6 +307,7 @@ class RayPool:
                     ref = submit(slot.handle, item)
                     slot.busy = True
                     inflight[ref] = (item, attempt, slot)
+                    since[ref] = time.monotonic()
                     if on_submit is not None:
                         on_submit(slot.handle, item)
                 starting = {s.starting: s for s in self.slots if s.starting is not None}
@@ -311,11 +318,22 @@ class RayPool:
                         yield TaskResult(item, False, error="no live Ray workers left to run it", attempts=attempt - 1)
                     return
                 waiting = [*inflight, *self._draining, *starting]
-                timeout = None if (inflight or self._draining) else self.start_timeout
-                done, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
-                if not done:  # only starting actors, and none came up in time
-                    for slot in starting.values():
-                        self._drop(slot)
+                wait_s = None if (inflight or self._draining) else self.start_timeout
+                live = [since[r] for r in inflight if r not in self._overdue]
+                if timeout is not None and live:
+                    left = max(0.05, min(live) + timeout - time.monotonic())
+                    wait_s = left if wait_s is None else min(wait_s, left)
+                done, _ = ray.wait(waiting, num_returns=1, timeout=wait_s)
+                if timeout is not None:
+                    now = time.monotonic()
+                    for r, (_, _, slot) in inflight.items():
+                        if r not in self._overdue and r not in done and now - since[r] >= timeout:
+                            self._overdue.add(r)  # its result becomes an actor death: retried
+                            ray.kill(slot.handle)
+                if not done:
+                    if not inflight and not self._draining:  # only starting actors, none came up in time
+                        for slot in starting.values():
+                            self._drop(slot)
                     continue
                 for ref in done:
                     if ref in starting:
@@ -342,13 +360,15 @@ class RayPool:
             value = ray.get(ref)
         except worker_lost_errors as exc:
             why = _ANSI.sub("", _one_line(exc))
+            if ref in self._overdue:
+                why = "it ran past the time limit and its worker was stopped"
             log.warning("worker %s died (%s); %s", slot.label, why[:200],
                         "retrying its item" if attempt <= retries else "giving up on its item")
             self._replace(slot)
             if attempt <= retries:
                 pending.append((item, attempt + 1))
             else:
-                yield TaskResult(item, False, error=f"its worker died {attempt} time(s); last: {why[:300]}",
+                yield TaskResult(item, False, error=f"its worker was lost {attempt} time(s); last: {why[:300]}",
                                  attempts=attempt, worker=slot.label)
             return
         except RayTaskError as exc:
