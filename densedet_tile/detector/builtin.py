@@ -42,12 +42,14 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "neck": 80,
     "input_size": 640,  # longer tile side the model was trained for
     "stride": 8,
-    "score_thr": 0.3,
+    "score_thr": 0.5,  # chosen on real photos: 0.3-0.5 holds most false boxes there (MODEL_CARD.md)
     "nms_iou": 0.5,
     "max_det": 1000,
     "mean": [0.485, 0.456, 0.406],
     "std": [0.229, 0.224, 0.225],
 }
+
+_DECODE_KEYS = ("score_thr", "nms_iou", "max_det")
 
 _REG_SCALE = 32.0  # predicted distance = softplus(raw) * _REG_SCALE input pixels
 
@@ -343,7 +345,9 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
         raise DetectorError("checkpoint must be a dict with 'config' and 'state_dict'")
     dev = _resolve_device(device)
-    config = {**DEFAULT_CONFIG, **ckpt["config"]}
+    # architecture and input scale from the checkpoint; decoding settings are the package's own
+    # (tuned after training), so the same weights file serves with updated thresholds
+    config = {**DEFAULT_CONFIG, **ckpt["config"], **{k: DEFAULT_CONFIG[k] for k in _DECODE_KEYS}}
     model = ShelfNet(config)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     try:
