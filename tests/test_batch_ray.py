@@ -14,6 +14,7 @@ from PIL import Image
 import densedet_tile as dt
 from densedet_tile import DetectorError
 from densedet_tile.batch import DetectorSpec, batch_main, run_batch
+from densedet_tile.pipeline import describe_detector
 from densedet_tile.runner import RunOptions
 from densedet_tile.synthetic import PaintedDetector, make_painted_aisle
 from densedet_tile.tiler import make_grid
@@ -168,7 +169,8 @@ def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tm
     grey = tmp_path / "grey.png"
     Image.fromarray(np.full((500, 900, 3), 77, np.uint8)).save(grey)
     opts = RunOptions(tile=256, overlap=0.25)
-    ref = dt.detect(p, PaintedDetector(jitter=1.0, seed=5), tile=256, overlap=0.25)
+    ref_result = dt.detect_image(p, PaintedDetector(jitter=1.0, seed=5), tile=256, overlap=0.25)
+    ref = ref_result.detections
     assert len(ref) > 40
     killed: list[int] = []
 
@@ -192,7 +194,10 @@ def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tm
         np.testing.assert_allclose(got, ref.xyxy, atol=0.006)  # the JSON keeps 2 decimals
         np.testing.assert_allclose(doc["scores"], ref.scores, atol=1e-4)
         assert doc["num_tiles"] == len(make_grid(1400, 400, dt.TileSpec(256, 0.25)))
-        assert all(w.startswith("w") and "@" in w for w in doc["settings"]["split_workers"])
+        settings = dict(doc["settings"])
+        assert all(w.startswith("w") and "@" in w for w in settings.pop("split_workers"))
+        assert settings == ref_result.settings
+        assert doc["model"] == describe_detector(PaintedOrFail()) == {"name": "PaintedOrFail"}
 
 
 def test_detector_that_cannot_be_built_on_workers_is_one_clear_error(local_ray, tmp_path):
