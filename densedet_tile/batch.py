@@ -601,7 +601,7 @@ def build_batch_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray", default="default", metavar="ADDRESS",
                    help="'local' (start Ray on this machine), 'auto' (join $RAY_ADDRESS or the cluster running "
                    "here), ray://HEAD:10001 or HEAD:6379 (join that cluster), or 'none' (this process only). "
-                   "Default: local when Ray is installed, else none")
+                   "Default: auto when $RAY_ADDRESS is set, else local when Ray is installed, else none")
     r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="number of workers (default: cluster CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)")
     r.add_argument("--cpus-per-worker", type=_nonneg_float, default=1.0, metavar="X",
