@@ -228,3 +228,15 @@ def test_painted_scene_in_process_matches_detect(tmp_path):
     doc = json.loads((tmp_path / "out" / "aisle.detections.json").read_text())
     ref = dt.detect(p, PaintedDetector(), tile=256, overlap=0.25)
     np.testing.assert_allclose(np.array(doc["boxes"], np.float32).reshape(-1, 4), ref.xyxy, atol=0.006)
+
+
+def test_default_backend_follows_ray_address(monkeypatch):
+    pytest.importorskip("ray")
+    from densedet_tile.batch import _resolve_backend
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert _resolve_backend("default") == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    assert _resolve_backend("default") == "auto"
+    assert _resolve_backend("none") is None and _resolve_backend(None) is None
+    assert _resolve_backend("ray://other:10001") == "ray://other:10001"
