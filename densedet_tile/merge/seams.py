@@ -110,18 +110,16 @@ def repair_seams(
     tx = np.maximum(tol_px, tol_frac * wmin)
     ty = np.maximum(tol_px, tol_frac * hmin)
     tol = np.stack([tx, ty, tx, ty], axis=1)
-    sign = np.array([-1.0, -1.0, 1.0, 1.0])
-    out_i, out_j = bi * sign, bj * sign  # outward coordinates: larger = further out
+    # d > 0: box j reaches further out than box i on that side (left, top, right, bottom).
+    d = (bj - bi) * np.array([-1.0, -1.0, 1.0, 1.0])
     ci, cj = cut[i], cut[j]
-
-    def truncated_view(fo: np.ndarray, go: np.ndarray, cf: np.ndarray) -> np.ndarray:
-        reach = (go >= fo - tol).all(axis=1)
-        agree = (cf | (go <= fo + tol)).all(axis=1)
-        beyond = (cf & (go > fo)).any(axis=1)
-        return reach & agree & beyond
-
-    drop_i = truncated_view(out_i, out_j, ci)
-    drop_j = truncated_view(out_j, out_i, cj)
+    within = np.abs(d) <= tol  # the two sides agree
+    # i is a truncated view of j: j reaches i everywhere (d >= -tol), agrees where i is not
+    # cut, and goes further on a side where i is cut. Symmetrically for j.
+    j_reaches = (d >= -tol).all(axis=1)
+    i_reaches = (d <= tol).all(axis=1)
+    drop_i = j_reaches & (ci | within).all(axis=1) & (ci & (d > 0)).any(axis=1)
+    drop_j = i_reaches & (cj | within).all(axis=1) & (cj & (d < 0)).any(axis=1)
     # Two views that each see past the other's cut (both nearly whole): drop only the smaller.
     both = drop_i & drop_j
     if both.any():
