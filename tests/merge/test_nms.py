@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.merge import nms, pair_iou
-from densedet_tile.merge import nms as nms_mod  # noqa: F401
 
 from merge_ref import random_boxes, ref_iou, ref_nms
 
