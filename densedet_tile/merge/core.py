@@ -65,7 +65,8 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
 
     * ``"none"``: clip to the tile, shift to global, concatenate.
     * ``"nms"``: seam repair (:func:`~densedet_tile.merge.seams.repair_seams`), then global NMS
-      at ``spec.nms_iou``.
+      at ``spec.nms_iou`` between boxes of different tiles (the detector's own NMS already
+      settled boxes within one tile).
     * ``"wbf"``: seam repair, weighted fusion of cross-tile duplicates at ``spec.fuse_iou``
       (boxes of one tile are never fused together; a box seen by one tile keeps its score),
       then global NMS.
@@ -105,8 +106,11 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
         else:
             labels = fused.labels
         xyxy, scores = fused.xyxy, fused.scores
+        groups = groups[fused.anchor_ids]  # a fused box stands for its best member's tile
         nms_labels = None if spec.class_agnostic else labels
-    keep = nms(xyxy, scores, spec.nms_iou, labels=nms_labels)
+    # Boxes from one tile never suppress each other here: that tile's detector already ran its
+    # own NMS, with its own threshold, and kept them side by side on purpose.
+    keep = nms(xyxy, scores, spec.nms_iou, labels=nms_labels, groups=groups)
     return Detections(xyxy[keep].astype(np.float32), scores[keep].astype(np.float32), labels[keep])
 
 

@@ -43,13 +43,16 @@ def nms(
     iou_thr: float,
     *,
     labels: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Greedy non-maximum suppression, exact, vectorised over candidate pairs.
 
     ``xyxy`` (N, 4) pixels, ``scores`` (N,). Visiting boxes by descending score (ties: lower
     index first), a box is suppressed when a box kept before it overlaps it with IoU strictly
     above ``iou_thr`` -- the rule of ``torchvision.ops.nms``. With ``labels`` (N,) only boxes
-    of the same label suppress each other (like ``batched_nms``).
+    of the same label suppress each other (like ``batched_nms``). With ``groups`` (N,) only
+    boxes of *different* groups suppress each other: the merge passes the tile a box came
+    from, so boxes one tile's detector chose to keep side by side stay (its own NMS decided).
 
     Returns int64 indices of the kept boxes, by descending score.
 
@@ -58,6 +61,11 @@ def nms(
     neighbours are all decided is decided in the next sweep.
     """
     b, s, lab = _check(xyxy, scores, labels, iou_thr)
+    grp = None
+    if groups is not None:
+        grp = np.asarray(groups).reshape(-1)
+        if grp.shape[0] != b.shape[0]:
+            raise InvalidInputError(f"nms: {b.shape[0]} boxes but {grp.shape[0]} groups")
     n = b.shape[0]
     if n == 0:
         return np.zeros(0, np.int64)
@@ -68,6 +76,9 @@ def nms(
     if lab is not None and i.size:
         same = lab[i] == lab[j]
         i, j = i[same], j[same]
+    if grp is not None and i.size:
+        other = grp[i] != grp[j]
+        i, j = i[other], j[other]
     if i.size:
         over = pair_iou(b, i, j) > iou_thr
         i, j = i[over], j[over]
@@ -94,6 +105,10 @@ def nms(
         killed[lo[state[hi] == 1]] = True
         state[(state == 0) & killed] = 2
         sub = np.flatnonzero(state == 0)
+        if grp is not None:
+            _finish_sequential(state, prio, hi, lo)
+            state[state == 0] = 1
+            return order[state[order] == 1].astype(np.int64)
         import torch
         from torchvision.ops import batched_nms
 
@@ -108,6 +123,25 @@ def nms(
         state[sub[keep]] = 1
     state[state == 0] = 1
     return order[state[order] == 1].astype(np.int64)
+
+
+def _finish_sequential(state: np.ndarray, prio: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> None:
+    """Settle the undecided boxes of long overlap chains one by one, in rank order.
+
+    ``hi``/``lo`` are the remaining suppressing pairs (higher-ranked box first). Linear in the
+    number of undecided boxes and their pairs; only reached after the parallel sweeps.
+    """
+    sort = np.argsort(prio[hi], kind="stable")
+    hi, lo = hi[sort], lo[sort]
+    starts = np.searchsorted(prio[hi], prio, side="left")
+    ends = np.searchsorted(prio[hi], prio, side="right")
+    for k in np.flatnonzero(state == 0)[np.argsort(prio[state == 0], kind="stable")]:
+        if state[k] != 0:
+            continue
+        state[k] = 1
+        victims = lo[starts[k] : ends[k]]
+        victims = victims[state[victims] == 0]
+        state[victims] = 2
 
 
 def _dense(labels: np.ndarray) -> np.ndarray:

@@ -24,11 +24,13 @@ def ref_order(scores: np.ndarray) -> list[int]:
     return sorted(range(len(scores)), key=lambda k: (-float(scores[k]), k))
 
 
-def ref_nms(boxes: np.ndarray, scores: np.ndarray, thr: float, labels=None) -> list[int]:  # noqa: ANN001
+def ref_nms(boxes: np.ndarray, scores: np.ndarray, thr: float, labels=None, groups=None) -> list[int]:  # noqa: ANN001
     kept: list[int] = []
     for k in ref_order(scores):
         if all(
-            (labels is not None and labels[k] != labels[q]) or ref_iou(boxes[k], boxes[q]) <= thr
+            (labels is not None and labels[k] != labels[q])
+            or (groups is not None and groups[k] == groups[q])
+            or ref_iou(boxes[k], boxes[q]) <= thr
             for q in kept
         ):
             kept.append(k)

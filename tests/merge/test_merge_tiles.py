@@ -207,3 +207,26 @@ def test_near_seam_shortcut_changes_nothing(seed: int) -> None:
     fast = repair_seams(xyxy, scores, labels, groups, cut, near_seam=near, **kw)
     assert full.dropped.any() and np.array_equal(full.keep, fast.keep)
     np.testing.assert_array_equal(full.joined_xyxy, fast.joined_xyxy)
+
+
+def test_boxes_one_tile_kept_side_by_side_survive_the_global_nms() -> None:
+    # A detector kept two overlapping products (IoU ~0.6, e.g. one partly behind the other)
+    # inside one tile; the merge must not second-guess its own NMS. The same pair seen again by
+    # the neighbouring tile is a cross-tile duplicate and goes.
+    from densedet_tile import Detections, MergeSpec, TileSpec
+    from densedet_tile.merge import merge_tiles
+    from densedet_tile.tiler import make_grid
+
+    tiles = make_grid(1000, 400, TileSpec(tile=400, overlap=0.25))  # x starts 0, 300, 600
+    pair = np.array([[310.0, 50.0, 370.0, 150.0], [325.0, 50.0, 385.0, 150.0]])
+    iou = (45 * 100) / (2 * 60 * 100 - 45 * 100)
+    assert 0.55 < iou < 0.7
+    dets = []
+    for t in tiles:
+        local = pair - [t.x, t.y, t.x, t.y]
+        inside = (local[:, 0] >= 0) & (local[:, 2] <= t.w)
+        dets.append(Detections(local[inside], [0.9, 0.8][: int(inside.sum())], np.zeros(int(inside.sum()))))
+    for mode in ("nms", "wbf"):
+        out = merge_tiles(tiles, dets, MergeSpec(mode=mode, nms_iou=0.5))
+        assert len(out) == 2, mode
+        np.testing.assert_allclose(np.sort(out.xyxy[:, 0]), [310.0, 325.0], atol=1e-4)

@@ -120,3 +120,31 @@ def test_nms_permutation_invariant(data, rnd) -> None:  # noqa: ANN001
     a = {tuple(x) for x in b[nms(b, s, thr)]}
     c = {tuple(x) for x in b[perm][nms(b[perm], s[perm], thr)]}
     assert a == c
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_nms_with_groups_matches_reference(seed: int) -> None:
+    rng = np.random.default_rng(900 + seed)
+    n = int(rng.integers(1, 250))
+    b = random_boxes(rng, n, extent=float(rng.choice([100, 400])), size=(1, 90))
+    scores = np.round(rng.random(n), int(rng.choice([1, 6])))
+    thr = float(rng.choice([0.1, 0.3, 0.5]))
+    groups = rng.integers(0, int(rng.integers(1, 6)), n)
+    labels = rng.integers(0, 2, n) if seed % 2 else None
+    got = nms(b, scores, thr, labels=labels, groups=groups)
+    assert got.tolist() == ref_nms(b, scores, thr, labels, groups)
+
+
+def test_nms_with_groups_long_chain_stays_exact() -> None:
+    # 300 boxes, each overlapping the next heavily, alternating between two groups: the greedy
+    # order has to be resolved far past the parallel sweeps' budget.
+    x = np.arange(300, dtype=np.float64) * 2.0
+    b = np.stack([x, np.zeros_like(x), x + 20.0, np.full_like(x, 20.0)], axis=1)
+    s = np.linspace(1.0, 0.1, 300)
+    g = np.arange(300) % 2
+    assert nms(b, s, 0.5, groups=g).tolist() == ref_nms(b, s, 0.5, groups=g)
+
+
+def test_nms_groups_length_checked() -> None:
+    with pytest.raises(InvalidInputError, match="groups"):
+        nms(np.zeros((2, 4)), np.ones(2), 0.5, groups=np.zeros(3))
