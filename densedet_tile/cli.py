@@ -125,6 +125,18 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
                    help="overlap between tiles as a fraction of the tile, in [0, 1) (default: %(default)s)")
     g.add_argument("--merge", choices=MERGE_MODES, default=MergeSpec().mode,
                    help="cross-tile merge: wbf (seam repair + box fusion + NMS), nms (seam repair + NMS), none (default: %(default)s)")
+    defaults = MergeSpec()
+    g.add_argument("--fuse-iou", type=_fraction(0.0, 1.0, False), default=defaults.fuse_iou, metavar="X",
+                   help="IoU at which boxes of different tiles count as one product and are fused (default: %(default)s)")
+    g.add_argument("--nms-iou", type=_fraction(0.0, 1.0, False), default=defaults.nms_iou, metavar="X",
+                   help="IoU of the final cross-tile NMS (default: %(default)s)")
+    g.add_argument("--edge-tol", type=float, default=defaults.edge_tol, metavar="PX",
+                   help="a box side this close to an interior tile edge counts as cut (default: %(default)s)")
+    g.add_argument("--seam-tol", type=float, default=defaults.seam_tol, metavar="PX",
+                   help="how far box sides may disagree across a seam and still be one product; "
+                   "about twice the detector's box noise (default: %(default)s)")
+    g.add_argument("--merge-class-agnostic", action="store_true",
+                   help="match and suppress boxes across tiles whatever their labels")
     g.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="tiles per inference call (default: 4 on a GPU, 1 on the CPU)")
     g.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
@@ -151,8 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _merge_spec(args: argparse.Namespace) -> MergeSpec:
-    return MergeSpec(mode=args.merge)
+def merge_spec_from_args(args: argparse.Namespace) -> MergeSpec:
+    """The MergeSpec of the tiling options added by :func:`add_tiling_options`."""
+    return MergeSpec(
+        mode=args.merge, fuse_iou=args.fuse_iou, nms_iou=args.nms_iou, edge_tol=args.edge_tol,
+        seam_tol=args.seam_tol, class_agnostic=args.merge_class_agnostic,
+    )
 
 
 def _err(msg: str) -> None:
@@ -188,7 +204,7 @@ def options_from_args(args: argparse.Namespace) -> "RunOptions":
     from .runner import RunOptions
 
     return RunOptions(
-        tile=args.tile, overlap=args.overlap, merge=_merge_spec(args), batch_size=args.batch_size,
+        tile=args.tile, overlap=args.overlap, merge=merge_spec_from_args(args), batch_size=args.batch_size,
         device=args.device, score_thr=args.score_thr, input_size=args.input_size,
         max_pixels=args.max_pixels, formats=tuple(getattr(args, "format", ("json",))),
         preview=bool(getattr(args, "preview", False)),
@@ -235,6 +251,10 @@ def run_detect(args: argparse.Namespace) -> int:
 
     try:
         opts = options_from_args(args)
+    except DensedetError as exc:
+        _err(_one_line(exc))
+        return EXIT_USAGE
+    try:
         detector = detector_from_args(args)
         opts = fit_to_vram(args, detector, opts)
     except Exception as exc:  # building a detector runs third-party code: report, don't dump

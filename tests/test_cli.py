@@ -116,3 +116,21 @@ def test_module_factory_import_form(tmp_path, shelf_png):
     r = run_cli(shelf_png, "--detector", "fakes:make_blob", "--out", tmp_path, "-q", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "shelf.detections.json").read_text())["model"]["name"] == "blob"
+
+
+def test_merge_options_reach_the_merge(tmp_path):
+    p = tmp_path / "pair.png"
+    # blob inside the overlap of tiles starting at x=0 and x=300 (tile 400, overlap 0.25)
+    Image.fromarray(blob_image(400, 1000, (310, 100, 390, 200))).save(p)
+    counts = {}
+    for mode in ("none", "wbf"):
+        out = tmp_path / mode
+        r = run_cli(p, "--detector", f"{FAKES}:make_blob", "--tile", "400", "--overlap", "0.25",
+                    "--merge", mode, "--nms-iou", "0.6", "--fuse-iou", "0.7", "--out", out, "-q", "--device", "cpu")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads((out / "pair.detections.json").read_text())
+        counts[mode] = doc["num_detections"]
+        assert doc["settings"]["merge"]["nms_iou"] == 0.6 and doc["settings"]["merge"]["fuse_iou"] == 0.7
+    assert counts == {"none": 2, "wbf": 1}
+    r = run_cli(p, "--fuse-iou", "0", "--out", tmp_path / "bad")
+    assert r.returncode == 2 and "fuse_iou" in r.stderr.strip().splitlines()[-1]

@@ -222,9 +222,8 @@ def audit_main(argv: Sequence[str]) -> int:
 
 
 def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
-    from ..cli import detector_from_args
+    from ..cli import detector_from_args, merge_spec_from_args
     from ..pipeline import detect_image
-    from ..types import MergeSpec
 
     if not Path(image_path).is_file():
         raise ImageReadError(f"{image_path}: no such file")
@@ -235,7 +234,7 @@ def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
     except Exception as exc:  # third-party model code
         _err(f"detector {args.detector!r}: {exc}")
         return EXIT_USAGE, None
-    kw: dict[str, Any] = dict(tile=args.tile, overlap=args.overlap, merge=MergeSpec(mode=args.merge),
+    kw: dict[str, Any] = dict(tile=args.tile, overlap=args.overlap, merge=merge_spec_from_args(args),
                               batch_size=args.batch_size, device=args.device, score_thr=args.score_thr,
                               input_size=args.input_size)
     if args.max_pixels is not None:

@@ -254,8 +254,7 @@ def eval_main(argv: Sequence[str]) -> int:
 
 
 def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
-    from ..cli import detector_from_args
-    from ..types import MergeSpec
+    from ..cli import detector_from_args, merge_spec_from_args
 
     folder = Path(args.pred)
     if not folder.is_dir():
@@ -266,7 +265,7 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
     if not images:
         raise InvalidInputError(f"{folder}: no images whose names appear in the ground truth {args.gt}")
     detector = detector_from_args(args)
-    kw = dict(merge=MergeSpec(mode=args.merge), batch_size=args.batch_size, device=args.device,
+    kw = dict(merge=merge_spec_from_args(args), batch_size=args.batch_size, device=args.device,
               score_thr=args.score_thr, input_size=args.input_size)
     if args.max_pixels is not None:
         kw["max_pixels"] = args.max_pixels
