@@ -8,7 +8,7 @@ import numpy as np
 
 from ..types import Detections
 
-__all__ = ["Detector", "input_size_of", "resolve_device"]
+__all__ = ["Detector", "input_size_of", "resolve_device", "check_tiles"]
 
 
 @runtime_checkable
@@ -64,3 +64,21 @@ def resolve_device(device: str = "auto") -> str:
     if not has_cuda:
         raise InvalidInputError(f"device {device!r} was requested but CUDA is not available on this machine")
     return dev
+
+
+def check_tiles(tiles: Sequence[np.ndarray], *, allow_empty: bool = False) -> list[np.ndarray]:
+    """Validate a batch handed to ``predict``: each an HxWx3 uint8 RGB array.
+
+    Returns the tiles as a list. Raises :class:`~densedet_tile.errors.InvalidInputError` naming
+    the first bad tile; a tile with no pixels is refused unless ``allow_empty``.
+    """
+    from ..errors import InvalidInputError
+
+    tiles = list(tiles)
+    for i, t in enumerate(tiles):
+        if not isinstance(t, np.ndarray) or t.dtype != np.uint8 or t.ndim != 3 or t.shape[2] != 3:
+            got = f"{t.dtype} {t.shape}" if isinstance(t, np.ndarray) else type(t).__name__
+            raise InvalidInputError(f"tile {i}: expected an HxWx3 uint8 RGB array, got {got}")
+        if not allow_empty and (t.shape[0] < 1 or t.shape[1] < 1):
+            raise InvalidInputError(f"tile {i}: empty tile of shape {t.shape}")
+    return tiles

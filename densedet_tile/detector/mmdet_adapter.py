@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .base import resolve_device
+from .base import check_tiles, resolve_device
 from .checkpoints import load_checkpoint, restricted_getattr, state_dict_of
 
 __all__ = ["build", "MMDetDetector", "Precision"]
@@ -140,15 +140,9 @@ class MMDetDetector:
         """Detect in a batch of tiles: HxWx3 uint8 RGB each -> one Detections per tile (tile pixels)."""
         import torch
 
-        tiles = list(tiles)
+        tiles = check_tiles(tiles)
         if not tiles:
             return []
-        for i, t in enumerate(tiles):
-            if not isinstance(t, np.ndarray) or t.dtype != np.uint8 or t.ndim != 3 or t.shape[2] != 3:
-                got = f"{t.dtype} {t.shape}" if isinstance(t, np.ndarray) else type(t).__name__
-                raise InvalidInputError(f"tile {i}: expected an HxWx3 uint8 RGB array, got {got}")
-            if t.shape[0] < 1 or t.shape[1] < 1:
-                raise InvalidInputError(f"tile {i}: empty tile of shape {t.shape}")
         inputs, samples = [], []
         for i, t in enumerate(tiles):
             # mmdet's convention for in-memory images is BGR (its preprocessor flips to RGB).

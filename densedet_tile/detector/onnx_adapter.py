@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
+from .base import check_tiles
 
 __all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
 
@@ -113,15 +114,7 @@ class OnnxDetector:
 
     def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
         """HxWx3 uint8 RGB tiles -> one Detections per tile, in that tile's pixels."""
-        out: list[Detections] = []
-        for i, tile in enumerate(tiles):
-            if not isinstance(tile, np.ndarray) or tile.dtype != np.uint8 or tile.ndim != 3 or tile.shape[2] != 3:
-                got = f"{tile.dtype} {tile.shape}" if isinstance(tile, np.ndarray) else type(tile).__name__
-                raise InvalidInputError(f"tile {i}: expected an HxWx3 uint8 RGB array, got {got}")
-            if tile.shape[0] < 1 or tile.shape[1] < 1:
-                raise InvalidInputError(f"tile {i}: empty tile of shape {tile.shape}")
-            out.append(self._one(tile))
-        return out
+        return [self._one(tile) for tile in check_tiles(tiles)]
 
     def _one(self, tile: np.ndarray) -> Detections:
         h, w = tile.shape[:2]

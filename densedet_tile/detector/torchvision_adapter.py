@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError
 from ..types import Detections
-from .base import resolve_device
+from .base import check_tiles, resolve_device
 from .checkpoints import load_checkpoint, state_dict_of
 
 __all__ = ["build", "TorchvisionDetector", "builder_names", "infer_num_classes"]
@@ -108,16 +108,11 @@ class TorchvisionDetector:
         """HxWx3 uint8 RGB tiles -> one Detections per tile, boxes in that tile's pixels."""
         import torch
 
-        tiles = list(tiles)
+        tiles = check_tiles(tiles)
         if not tiles:
             return []
         batch = []
-        for i, t in enumerate(tiles):
-            if not isinstance(t, np.ndarray) or t.dtype != np.uint8 or t.ndim != 3 or t.shape[2] != 3:
-                got = f"{t.dtype} {t.shape}" if isinstance(t, np.ndarray) else type(t).__name__
-                raise InvalidInputError(f"tile {i}: expected an HxWx3 uint8 RGB array, got {got}")
-            if t.shape[0] < 1 or t.shape[1] < 1:
-                raise InvalidInputError(f"tile {i}: empty tile of shape {t.shape}")
+        for t in tiles:
             x = torch.from_numpy(np.ascontiguousarray(t)).to(self.device).permute(2, 0, 1).float().div_(255.0)
             batch.append(x)
         with torch.inference_mode():
