@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from .errors import DensedetError, InvalidInputError, MissingDependencyError
+from .errors import DensedetError, InvalidInputError, MissingDependencyError, one_line
 from .runner import RunOptions, output_stem, outputs_complete
 
 if TYPE_CHECKING:
@@ -412,7 +412,7 @@ def _build(spec: DetectorSpec) -> Any:
     except DensedetError:
         raise
     except Exception as exc:  # building runs third-party code: one line, not a traceback
-        raise DetectorError(f"detector {spec.name!r}: {type(exc).__name__}: {_one_line(exc)}") from exc
+        raise DetectorError(f"detector {spec.name!r}: {type(exc).__name__}: {one_line(exc)}") from exc
 
 
 def _run_in_process(todo: list[tuple[Path, str]], out: Path, detector: Any, opts: RunOptions,
@@ -549,36 +549,10 @@ def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, opts: RunOpti
 
 
 # -- command line -----------------------------------------------------------------------------------
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = _nonneg_float(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
-
-
 def build_batch_parser() -> argparse.ArgumentParser:
     """The ``densedet-tile batch`` argument parser."""
-    from .cli import _formats, _positive_int, add_detector_options, add_tiling_options
+    from .argtypes import nonneg_float, nonneg_int, positive_float, positive_int
+    from .cli import _formats, add_detector_options, add_tiling_options
 
     p = argparse.ArgumentParser(
         prog="densedet-tile batch",
@@ -602,17 +576,17 @@ def build_batch_parser() -> argparse.ArgumentParser:
                    help="'local' (start Ray on this machine), 'auto' (join $RAY_ADDRESS or the cluster running "
                    "here), ray://HEAD:10001 or HEAD:6379 (join that cluster), or 'none' (this process only). "
                    "Default: auto when $RAY_ADDRESS is set, else local when Ray is installed, else none")
-    r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+    r.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="number of workers (default: cluster CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)")
-    r.add_argument("--cpus-per-worker", type=_nonneg_float, default=1.0, metavar="X",
+    r.add_argument("--cpus-per-worker", type=nonneg_float, default=1.0, metavar="X",
                    help="CPUs reserved by each worker (default: %(default)s)")
-    r.add_argument("--gpus-per-worker", type=_nonneg_float, default=0.0, metavar="X",
+    r.add_argument("--gpus-per-worker", type=nonneg_float, default=0.0, metavar="X",
                    help="GPUs reserved by each worker, e.g. 1 or 0.5 (default: %(default)s)")
     r.add_argument("--split", action="store_true",
                    help="split each image's tiles across all workers (for a few giant panoramas)")
-    r.add_argument("--retries", type=_nonneg_int, default=2, metavar="N",
+    r.add_argument("--retries", type=nonneg_int, default=2, metavar="N",
                    help="times an image is retried when its worker dies (default: %(default)s)")
-    r.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+    r.add_argument("--timeout", type=positive_float, default=None, metavar="S",
                    help="seconds one image (with --split: one run of tiles) may take on a worker before the "
                    "worker is stopped and the image retried (default: no limit)")
     return p
@@ -620,10 +594,6 @@ def build_batch_parser() -> argparse.ArgumentParser:
 
 def _err(msg: str) -> None:
     print(f"densedet-tile batch: error: {msg}", file=sys.stderr, flush=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def batch_main(argv: Sequence[str]) -> int:
@@ -667,7 +637,7 @@ def batch_main(argv: Sequence[str]) -> int:
     except (DensedetError, MissingDependencyError) as exc:
         if args.debug:
             raise
-        _err(_one_line(exc))
+        _err(one_line(exc))
         return EXIT_USAGE
     if not args.quiet:
         print(f"batch {summary.run} ({summary.backend}, {summary.workers} worker(s)): {summary.ok} done, "

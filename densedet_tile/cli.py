@@ -18,33 +18,14 @@ if TYPE_CHECKING:
     from .runner import RunOptions
 
 from . import __version__
-from .errors import DensedetError
+from .argtypes import fraction, nonneg_float, positive_float, positive_int
+from .errors import DensedetError, one_line
 from .types import MERGE_MODES, MergeSpec
 
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 _VERBS = ("eval", "audit", "batch")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -58,20 +39,6 @@ def _key_value(text: str) -> tuple[str, object]:
     except ValueError:
         value = raw
     return key.strip(), value
-
-
-def _fraction(lo: float, hi: float, hi_open: bool) -> "callable":
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (lo <= v < hi if hi_open else lo <= v <= hi):
-            bracket = ")" if hi_open else "]"
-            raise argparse.ArgumentTypeError(f"expected a value in [{lo}, {hi}{bracket}, got {text!r}")
-        return v
-
-    return parse
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -109,35 +76,35 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="extra keyword for the detector's build (repeatable; VALUE parsed as JSON when it can be), "
                    "e.g. num_classes=2, threads=4, cfg_options='{\"model.test_cfg.rcnn.max_per_img\": 600}'")
-    g.add_argument("--max-vram", type=_positive_float, default=None, metavar="GB",
+    g.add_argument("--max-vram", type=positive_float, default=None, metavar="GB",
                    help="cap GPU memory at GB and pick the batch (and, for models without an input size, the tile) to fit")
-    g.add_argument("--input-size", type=_positive_int, default=None, metavar="PX",
+    g.add_argument("--input-size", type=positive_int, default=None, metavar="PX",
                    help="resize each tile so its longer side is PX before inference (default: what the model declares)")
-    g.add_argument("--score-thr", type=_fraction(0.0, 1.0, False), default=None, metavar="X",
+    g.add_argument("--score-thr", type=fraction(0.0, 1.0), default=None, metavar="X",
                    help="drop boxes scoring below X (default: the model's own threshold)")
 
 
 def add_tiling_options(p: argparse.ArgumentParser) -> None:
     """Tile, overlap, merge and batching options (shared with eval/audit/batch)."""
     g = p.add_argument_group("tiling and merging")
-    g.add_argument("--tile", type=_positive_int, default=1280, metavar="PX", help="tile side in pixels (default: %(default)s)")
-    g.add_argument("--overlap", type=_fraction(0.0, 1.0, True), default=0.2, metavar="F",
+    g.add_argument("--tile", type=positive_int, default=1280, metavar="PX", help="tile side in pixels (default: %(default)s)")
+    g.add_argument("--overlap", type=fraction(0.0, 1.0, hi_open=True), default=0.2, metavar="F",
                    help="overlap between tiles as a fraction of the tile, in [0, 1) (default: %(default)s)")
     g.add_argument("--merge", choices=MERGE_MODES, default=MergeSpec().mode,
                    help="cross-tile merge: wbf (seam repair + box fusion + NMS), nms (seam repair + NMS), none (default: %(default)s)")
     defaults = MergeSpec()
-    g.add_argument("--fuse-iou", type=_fraction(0.0, 1.0, False), default=defaults.fuse_iou, metavar="X",
+    g.add_argument("--fuse-iou", type=fraction(0.0, 1.0), default=defaults.fuse_iou, metavar="X",
                    help="IoU at which boxes of different tiles count as one product and are fused (default: %(default)s)")
-    g.add_argument("--nms-iou", type=_fraction(0.0, 1.0, False), default=defaults.nms_iou, metavar="X",
+    g.add_argument("--nms-iou", type=fraction(0.0, 1.0), default=defaults.nms_iou, metavar="X",
                    help="IoU of the final cross-tile NMS (default: %(default)s)")
-    g.add_argument("--edge-tol", type=float, default=defaults.edge_tol, metavar="PX",
+    g.add_argument("--edge-tol", type=nonneg_float, default=defaults.edge_tol, metavar="PX",
                    help="a box side this close to an interior tile edge counts as cut (default: %(default)s)")
-    g.add_argument("--seam-tol", type=float, default=defaults.seam_tol, metavar="PX",
+    g.add_argument("--seam-tol", type=nonneg_float, default=defaults.seam_tol, metavar="PX",
                    help="how far box sides may disagree across a seam and still be one product; "
                    "about twice the detector's box noise (default: %(default)s)")
     g.add_argument("--merge-class-agnostic", action="store_true",
                    help="match and suppress boxes across tiles whatever their labels")
-    g.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="tiles per inference call (default: 4 on a GPU, 1 on the CPU)")
     g.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
                    help="refuse images with more than N pixels; 'none' for no limit (default: 2**31)")
@@ -173,10 +140,6 @@ def merge_spec_from_args(args: argparse.Namespace) -> MergeSpec:
 
 def _err(msg: str) -> None:
     print(f"densedet-tile: error: {msg}", file=sys.stderr, flush=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class _Progress:
@@ -252,7 +215,7 @@ def run_detect(args: argparse.Namespace) -> int:
     try:
         opts = options_from_args(args)
     except DensedetError as exc:
-        _err(_one_line(exc))
+        _err(one_line(exc))
         return EXIT_USAGE
     try:
         detector = detector_from_args(args)
@@ -260,7 +223,7 @@ def run_detect(args: argparse.Namespace) -> int:
     except Exception as exc:  # building a detector runs third-party code: report, don't dump
         if args.debug:
             raise
-        _err(f"detector {args.detector!r}: {_one_line(exc)}")
+        _err(f"detector {args.detector!r}: {one_line(exc)}")
         return EXIT_USAGE
     failed = 0
     used_stems: set[str] = set()

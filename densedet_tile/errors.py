@@ -14,7 +14,13 @@ __all__ = [
     "ImageReadError",
     "DetectorError",
     "MissingDependencyError",
+    "one_line",
 ]
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message folded onto one line (its type name when it has no message)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class DensedetError(Exception):

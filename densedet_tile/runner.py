@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import DensedetError
+from .errors import DensedetError, one_line
 from .types import MergeSpec
 
 if TYPE_CHECKING:
@@ -83,10 +83,6 @@ def outputs_complete(out_dir: str | Path, stem: str, opts: RunOptions) -> bool:
     return doc.get("schema") == SCHEMA and len(doc.get("boxes", ())) == doc.get("num_detections")
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def process_image(
     inp: str | Path,
     detector: Any,
@@ -139,7 +135,7 @@ def process_image(
         if not isinstance(exc, Exception):
             raise
         log.debug("%s failed", inp, exc_info=True)
-        msg = _one_line(exc)
+        msg = one_line(exc)
         if not isinstance(exc, (DensedetError, OSError)):
             msg = f"{type(exc).__name__}: {msg}"
         if inp not in msg and Path(inp).name not in msg:

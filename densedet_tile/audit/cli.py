@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..argtypes import positive_float, positive_int
 from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..eval.formats import read_detections_json
 from ..eval.output import write_all_atomic
@@ -33,26 +34,6 @@ from .report import PREVIEW_MAX_HEIGHT, PREVIEW_MAX_WIDTH, preview_scale, render
 __all__ = ["audit_main", "build_parser", "load_preview_image"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (v > 0 and np.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,17 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use this detections JSON (densedet-tile/detections@1) instead of running a detector")
     p.add_argument("--regions", default=None, metavar="GEOJSON",
                    help="named polygons (pixel coordinates of the upright image) to count products in")
-    p.add_argument("--gap-k", type=_positive_float, default=DEFAULT_GAP_K, metavar="K",
+    p.add_argument("--gap-k", type=positive_float, default=DEFAULT_GAP_K, metavar="K",
                    help="a gap is an empty stretch wider than K median product widths of its row (default: %(default)s)")
-    p.add_argument("--end-k", type=_positive_float, default=None, metavar="K",
+    p.add_argument("--end-k", type=positive_float, default=None, metavar="K",
                    help="threshold for empty row ends, in median product widths (default: gap-k widths plus the widest common product)")
     p.add_argument("--no-end-gaps", action="store_true", help="do not report empty stretches at row ends")
     p.add_argument("--max-tilt", type=float, default=4.0, metavar="DEG", help="largest shelf tilt searched (default: %(default)s)")
-    p.add_argument("--min-row-products", type=_positive_int, default=3, metavar="N",
+    p.add_argument("--min-row-products", type=positive_int, default=3, metavar="N",
                    help="fewest products a shelf row needs (default: %(default)s)")
-    p.add_argument("--cell", type=_positive_int, default=None, metavar="PX",
+    p.add_argument("--cell", type=positive_int, default=None, metavar="PX",
                    help="heatmap cell side in pixels (default: about two product heights)")
-    p.add_argument("--preview-max-width", type=_positive_int, default=PREVIEW_MAX_WIDTH, metavar="PX",
+    p.add_argument("--preview-max-width", type=positive_int, default=PREVIEW_MAX_WIDTH, metavar="PX",
                    help="widest preview in the report (default: %(default)s)")
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
     add_tiling_options(p)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 import ray
 from ray.exceptions import ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 
-from ..errors import DensedetError, DetectorError, InvalidInputError
+from ..errors import DensedetError, DetectorError, InvalidInputError, one_line
 
 __all__ = ["connect", "DetectorWorker", "RayPool", "TaskResult", "worker_lost_errors"]
 
@@ -32,10 +32,6 @@ T = TypeVar("T")
 worker_lost_errors: tuple[type[BaseException], ...] = (RayActorError, WorkerCrashedError, ObjectLostError)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None,
@@ -58,7 +54,7 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
     try:
         ray.init(address=target, log_to_driver=log_to_driver, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: {_one_line(exc)}") from exc
+        raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: {one_line(exc)}") from exc
     return False
 
 
@@ -78,7 +74,7 @@ class DetectorWorker:
             build = getattr(detector, "build", None)
             self.detector = build() if callable(build) and not hasattr(detector, "predict") else detector
         except Exception as exc:  # reported by info()
-            msg = _one_line(exc)
+            msg = one_line(exc)
             self.error = msg if isinstance(exc, DensedetError) else f"{type(exc).__name__}: {msg}"
             return
         self._warm_up()
@@ -359,7 +355,7 @@ class RayPool:
         try:
             value = ray.get(ref)
         except worker_lost_errors as exc:
-            why = _ANSI.sub("", _one_line(exc))
+            why = _ANSI.sub("", one_line(exc))
             if ref in self._overdue:
                 why = "it ran past the time limit and its worker was stopped"
             log.warning("worker %s died (%s); %s", slot.label, why[:200],
@@ -373,7 +369,7 @@ class RayPool:
             return
         except RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-            msg = _ANSI.sub("", _one_line(cause))
+            msg = _ANSI.sub("", one_line(cause))
             if not isinstance(cause, (DensedetError, OSError)):
                 msg = f"{type(cause).__name__}: {msg}"
             slot.busy = False

@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..errors import ImageReadError, InvalidInputError, MissingDependencyError
+from ..errors import ImageReadError, InvalidInputError, MissingDependencyError, one_line
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -342,7 +342,7 @@ class PillowSource(ImageSource):
             except UnidentifiedImageError:
                 raise ImageReadError(f"{label}: unknown or unsupported image format") from None
             except (OSError, ValueError, SyntaxError) as exc:
-                raise ImageReadError(f"{label}: cannot read image header ({_one_line(exc)})") from exc
+                raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
         try:
             sw, sh = im.size
             if sw <= 0 or sh <= 0:
@@ -384,7 +384,7 @@ class PillowSource(ImageSource):
         try:
             im.load()
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            msg = _one_line(exc)
+            msg = one_line(exc)
             if "truncated" in msg:
                 raise ImageReadError(f"{label}: the {fmt} file is truncated ({msg})") from exc
             raise ImageReadError(f"{label}: cannot decode {fmt} image ({msg})") from exc
@@ -400,7 +400,7 @@ class PillowSource(ImageSource):
             for w in caught:
                 log.warning("%s: %s", label, w.message)
         except Exception as exc:  # damaged EXIF must never stop the image from loading
-            log.warning("%s: unreadable EXIF data (%s), treating the image as upright", label, _one_line(exc))
+            log.warning("%s: unreadable EXIF data (%s), treating the image as upright", label, one_line(exc))
             return 1
         if value is None:
             return 1
@@ -570,7 +570,7 @@ class TiffSource(ImageSource):
         try:
             tif = tifffile.TiffFile(path)
         except Exception as exc:
-            raise ImageReadError(f"{label}: cannot read TIFF ({_one_line(exc)})") from exc
+            raise ImageReadError(f"{label}: cannot read TIFF ({one_line(exc)})") from exc
         try:
             if len(tif.pages) == 0:
                 raise ImageReadError(f"{label}: the TIFF has no pages")
@@ -716,7 +716,7 @@ class TiffSource(ImageSource):
         except ImageReadError:
             raise
         except Exception as exc:
-            raise ImageReadError(f"{self._label}: cannot decode TIFF segment {index} ({_one_line(exc)})") from exc
+            raise ImageReadError(f"{self._label}: cannot decode TIFF segment {index} ({one_line(exc)})") from exc
         if arr is None:
             raise ImageReadError(f"{self._label}: TIFF segment {index} is empty")
         arr = np.asarray(arr)
@@ -782,11 +782,6 @@ class TiffSource(ImageSource):
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 def open_image(
     source: str | os.PathLike[str] | np.ndarray,
     *,
@@ -831,7 +826,7 @@ def open_image(
     except PermissionError:
         raise ImageReadError(f"{label}: permission denied") from None
     except OSError as exc:
-        raise ImageReadError(f"{label}: cannot open file ({_one_line(exc)})") from exc
+        raise ImageReadError(f"{label}: cannot open file ({one_line(exc)})") from exc
     if not head:
         raise ImageReadError(f"{label}: the file is empty")
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
