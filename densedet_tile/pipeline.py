@@ -265,7 +265,12 @@ def _is_image_source(obj: object) -> bool:
 
 
 def describe_detector(detector: object) -> dict[str, Any]:
-    """A small JSON-able description of a detector for output files."""
+    """A small JSON-able description of a detector for output files.
+
+    ``name``, ``input_size`` and ``class_names`` when the detector has them, and under ``info``
+    the entries of its own ``info`` dict (config, checkpoint, training run...) whose values are
+    JSON scalars.
+    """
     info: dict[str, Any] = {"name": str(getattr(detector, "name", type(detector).__name__))}
     size = getattr(detector, "input_size", None)
     if size is not None:
@@ -273,6 +278,11 @@ def describe_detector(detector: object) -> dict[str, Any]:
     names = getattr(detector, "class_names", None)
     if names:
         info["class_names"] = list(names)
+    extra = getattr(detector, "info", None)
+    if isinstance(extra, dict):
+        scalars = {str(k): v for k, v in extra.items() if v is None or isinstance(v, (str, int, float, bool))}
+        if scalars:
+            info["info"] = scalars
     return info
 
 
