@@ -212,9 +212,18 @@ def test_pool_with_no_workers_left_fails_the_remaining_items(local_ray):
 
     with RayPool(BlobDetector(), workers=1, max_respawns=0) as pool:
         def submit(actor, n):
+            # Kill first and wait until the death is visible: ray.kill is asynchronous, and a
+            # quick call sent right after it can still be served.
+            ray.kill(actor)
+            for _ in range(200):
+                try:
+                    ray.get(actor.info.remote(), timeout=10)
+                except ray.exceptions.RayActorError:
+                    break
+                time.sleep(0.05)
             return actor.info.remote()
 
-        results = list(pool.map([1, 2, 3], submit, retries=2, on_submit=lambda actor, n: ray.kill(actor)))
+        results = list(pool.map([1, 2, 3], submit, retries=2))
     assert [r.item for r in results] == [1, 2, 3]
     assert not any(r.ok for r in results)
     assert "no live Ray workers" in results[-1].error
