@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..errors import DetectorError, InvalidInputError
 from ..types import Detections
+from .base import check_tiles, resolve_device
 
 __all__ = ["ShelfNet", "DefaultDetector", "load_default", "build_from_checkpoint", "decode", "build_targets",
            "DEFAULT_CONFIG", "WEIGHTS_FILE"]
@@ -219,20 +220,6 @@ def build_targets(boxes: np.ndarray, size: int, stride: int) -> tuple[np.ndarray
 # ----------------------------------------------------------------------------------------------
 # the Detector
 # ----------------------------------------------------------------------------------------------
-def _resolve_device(device: str) -> torch.device:
-    if not isinstance(device, str):
-        raise InvalidInputError(f"device must be a string like 'cpu', 'cuda' or 'auto', got {device!r}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InvalidInputError(f"unknown device {device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
 @dataclass(frozen=True)
 class _Meta:
     config: dict[str, Any]
@@ -285,13 +272,9 @@ class DefaultDetector:
         Returns:
             One :class:`Detections` per tile: tile-local xyxy float32 pixels, scores, labels 0.
         """
-        tiles = list(tiles)
+        tiles = check_tiles(tiles, allow_empty=True)
         if not tiles:
             return []
-        for i, t in enumerate(tiles):
-            if not isinstance(t, np.ndarray) or t.ndim != 3 or t.shape[2] != 3 or t.dtype != np.uint8:
-                got = f"{type(t).__name__} {getattr(t, 'shape', '')} {getattr(t, 'dtype', '')}"
-                raise InvalidInputError(f"tile {i}: expected an HxWx3 uint8 RGB array, got {got}")
         sizes = [(t.shape[0], t.shape[1]) for t in tiles]
         results: list[Detections | None] = [None] * len(tiles)
         live = [i for i, (h, w) in enumerate(sizes) if h > 0 and w > 0]
@@ -344,7 +327,7 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     """Make a :class:`DefaultDetector` from a checkpoint dict ``{"config", "state_dict", "info"}``."""
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
         raise DetectorError("checkpoint must be a dict with 'config' and 'state_dict'")
-    dev = _resolve_device(device)
+    dev = torch.device(resolve_device(device))
     # architecture and input scale from the checkpoint; decoding settings are the package's own
     # (tuned after training), so the same weights file serves with updated thresholds
     config = {**DEFAULT_CONFIG, **ckpt["config"], **{k: DEFAULT_CONFIG[k] for k in _DECODE_KEYS}}
