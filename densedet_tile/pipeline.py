@@ -123,9 +123,7 @@ def detect_image(
         from .detector.registry import load_detector
 
         detector = load_detector("default", device=dev)
-    if not callable(getattr(detector, "predict", None)):
-        raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
-    model_size = input_size if input_size is not None else input_size_of(detector)
+    model_size = _model_size(detector, input_size)
 
     t_open = time.perf_counter()
     if _is_image_source(source):  # already open (the CLI keeps it open for the preview)
@@ -196,9 +194,7 @@ def predict_tiles(
     When ``timings`` is a dict, ``read_s``, ``resize_s`` and ``predict_s`` are added to it.
     """
     dev, batch_size = _check_run_options(score_thr, input_size, batch_size, device)
-    if not callable(getattr(detector, "predict", None)):
-        raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
-    model_size = input_size if input_size is not None else input_size_of(detector)
+    model_size = _model_size(detector, input_size)
     runner = _Runner(detector, batch_size, str(getattr(src, "name", "<image>")))
     stats: dict[str, float] = {}
     dets = _predict_tiles(src, list(tiles), runner, model_size, score_thr, progress, stats)
@@ -206,6 +202,13 @@ def predict_tiles(
         for k, v in (("read_s", stats["read_s"]), ("resize_s", stats["resize_s"]), ("predict_s", runner.predict_s)):
             timings[k] = timings.get(k, 0.0) + v
     return dets
+
+
+def _model_size(detector: object, input_size: int | None) -> int | None:
+    """Check ``detector`` has ``predict``; the side tiles are resized to (None: native)."""
+    if not callable(getattr(detector, "predict", None)):
+        raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
+    return input_size if input_size is not None else input_size_of(detector)
 
 
 def _check_run_options(

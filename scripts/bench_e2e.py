@@ -40,9 +40,7 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import resource
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -52,6 +50,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import machine_line, publish  # noqa: E402
 
 #: SAHI settings compared. ``sahi-default`` is get_sliced_prediction's own defaults (which
 #: include a full-image pass, ``perform_standard_pred=True``, and GREEDYNMM matched by
@@ -363,17 +364,6 @@ def make_scene(kind: str, out_dir: Path, *, width: int, height: int, products: i
 # ----------------------------------------------------------------------------------------------
 # driver
 # ----------------------------------------------------------------------------------------------
-def machine_line() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs visible, Python {platform.python_version()}"
-
-
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
@@ -494,14 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    tile=args.tile, overlap=args.overlap, seed=args.seed)
         return 0
     report = run_all(args)
-    command = "python " + " ".join(shlex.quote(a) for a in ([os.path.relpath(__file__)] + list(argv if argv is not None else sys.argv[1:])))
-    md = to_markdown(report, command)
-    print(md)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
-    if args.append_md:
-        with open(args.append_md, "a", encoding="utf-8") as fh:
-            fh.write("\n" + md)
+    publish(report, to_markdown, script=__file__, argv=argv, json_path=args.json, append_md=args.append_md)
     return 0
 
 

@@ -27,11 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +34,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import machine_line, publish  # noqa: E402
 
 
 class TimedDetector:
@@ -185,17 +183,6 @@ def measure(images: list[tuple[str, Path, int]], detector_spec: str, repeats: in
     return out
 
 
-def machine_line() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs visible, Python {platform.python_version()}"
-
-
 def to_markdown(report: dict[str, Any], command: str) -> str:
     lines = [
         f"### Engine overhead, detector `{report['detector']}`, tile {report['tile']}, overlap {report['overlap']}",
@@ -264,14 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images.append((label, path, n))
     report = measure(images, args.detector, args.repeats, args.tile, args.overlap)
     report.update(tile=args.tile, overlap=args.overlap, repeats=args.repeats)
-    command = "python " + " ".join(shlex.quote(a) for a in ([os.path.relpath(__file__)] + list(argv if argv is not None else sys.argv[1:])))
-    md = to_markdown(report, command)
-    print(md)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
-    if args.append_md:
-        with open(args.append_md, "a", encoding="utf-8") as fh:
-            fh.write("\n" + md)
+    publish(report, to_markdown, script=__file__, argv=argv, json_path=args.json, append_md=args.append_md)
     return 0
 
 

@@ -155,6 +155,17 @@ def _checked_orientation(value: object, name: str) -> int:
 # --------------------------------------------------------------------------------------------
 # Pixel conversions shared by the readers (window-sized arrays only).
 # --------------------------------------------------------------------------------------------
+def _check_size(label: str, width: int, height: int, max_pixels: int | None) -> None:
+    """Refuse an image with no pixels, or with more than ``max_pixels`` of them."""
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{label}: the image has zero size ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            f"{label}: image is {width}x{height} = {width * height} pixels, more than max_pixels={max_pixels}; "
+            "pass a larger max_pixels (or None for no limit) to read it"
+        )
+
+
 def _composite_white(color: np.ndarray, alpha: np.ndarray, *, premultiplied: bool = False) -> np.ndarray:
     """Composite uint8 ``color`` (h, w, 3) with uint8 ``alpha`` (h, w) onto white."""
     c = color.astype(np.uint16)
@@ -345,13 +356,7 @@ class PillowSource(ImageSource):
                 raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
         try:
             sw, sh = im.size
-            if sw <= 0 or sh <= 0:
-                raise ImageReadError(f"{label}: the image has zero size ({sw}x{sh})")
-            if max_pixels is not None and sw * sh > max_pixels:
-                raise ImageReadError(
-                    f"{label}: image is {sw}x{sh} = {sw * sh} pixels, more than max_pixels={max_pixels}; "
-                    "pass a larger max_pixels (or None for no limit) to read it"
-                )
+            _check_size(label, sw, sh, max_pixels)
             fmt = im.format or "unknown"
             pixels = None
             if fmt in _COMPACT_FORMATS and im.mode in ("RGB", "L"):
@@ -576,13 +581,7 @@ class TiffSource(ImageSource):
                 raise ImageReadError(f"{label}: the TIFF has no pages")
             page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
             sw, sh = int(page.imagewidth), int(page.imagelength)
-            if sw <= 0 or sh <= 0:
-                raise ImageReadError(f"{label}: the image has zero size ({sw}x{sh})")
-            if max_pixels is not None and sw * sh > max_pixels:
-                raise ImageReadError(
-                    f"{label}: image is {sw}x{sh} = {sw * sh} pixels, more than max_pixels={max_pixels}; "
-                    "pass a larger max_pixels (or None for no limit) to read it"
-                )
+            _check_size(label, sw, sh, max_pixels)
             self._setup_layout(page, label)
             self._setup_colour(page, label)
             orient_tag = page.tags.get("Orientation")

@@ -1,0 +1,38 @@
+"""Small helpers shared by the benchmark scripts: the machine line and writing a report."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+
+def machine_line() -> str:
+    """CPU model (from lscpu when present), visible logical CPUs and the Python version."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs visible, Python {platform.python_version()}"
+
+
+def publish(report: dict[str, Any], to_markdown: Callable[[dict[str, Any], str], str], *, script: str,
+            argv: Sequence[str] | None, json_path: str | None, append_md: str | None) -> None:
+    """Print the report as markdown (with the exact command), and save it where asked."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(script), *args])
+    md = to_markdown(report, command)
+    print(md)
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=1))
+    if append_md:
+        with open(append_md, "a", encoding="utf-8") as fh:
+            fh.write("\n" + md)
