@@ -10,7 +10,7 @@ from .boxes import as_boxes, candidate_pairs, pair_iou
 __all__ = ["nms", "score_order"]
 
 #: After this many parallel sweeps the still undecided boxes (a long chain of overlaps) are
-#: finished by torchvision's sequential NMS on that subset alone.
+#: finished one by one in rank order (still linear in the remaining pairs).
 _MAX_SWEEPS = 64
 
 
@@ -104,23 +104,7 @@ def nms(
         killed = np.zeros(n, bool)
         killed[lo[state[hi] == 1]] = True
         state[(state == 0) & killed] = 2
-        sub = np.flatnonzero(state == 0)
-        if grp is not None:
-            _finish_sequential(state, prio, hi, lo)
-            state[state == 0] = 1
-            return order[state[order] == 1].astype(np.int64)
-        import torch
-        from torchvision.ops import batched_nms
-
-        # Scores replaced by rank so ties break exactly as above.
-        keep = batched_nms(
-            torch.from_numpy(b[sub]),
-            torch.from_numpy((n - prio[sub]).astype(np.float64)),
-            torch.from_numpy(np.zeros(sub.size, np.int64) if lab is None else _dense(lab[sub])),
-            float(iou_thr),
-        ).numpy()
-        state[sub] = 2
-        state[sub[keep]] = 1
+        _finish_sequential(state, prio, hi, lo)
     state[state == 0] = 1
     return order[state[order] == 1].astype(np.int64)
 
@@ -142,7 +126,3 @@ def _finish_sequential(state: np.ndarray, prio: np.ndarray, hi: np.ndarray, lo: 
         victims = lo[starts[k] : ends[k]]
         victims = victims[state[victims] == 0]
         state[victims] = 2
-
-
-def _dense(labels: np.ndarray) -> np.ndarray:
-    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
