@@ -8,7 +8,7 @@ from .errors import (
     InvalidInputError,
     MissingDependencyError,
 )
-from .types import Detections, MergeSpec, Tile, TileSpec
+from .types import Detections, MergeSpec, RunSpec, Tile, TileSpec
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,7 @@ _LAZY = {
     "detect_image": ("pipeline", "detect_image"),
     "ImageResult": ("pipeline", "ImageResult"),
     "load_detector": ("detector.registry", "load_detector"),
+    "DetectorSpec": ("detector.registry", "DetectorSpec"),
     "open_image": ("tiler.readers", "open_image"),
     "merge_tiles": ("merge", "merge_tiles"),
 }
@@ -49,6 +50,8 @@ __all__ = [
     "Tile",
     "TileSpec",
     "MergeSpec",
+    "RunSpec",
+    "DetectorSpec",
     "DensedetError",
     "DetectorError",
     "ImageReadError",

@@ -16,35 +16,28 @@ rewritten atomically when the run ends.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from .errors import DensedetError, InvalidInputError, MissingDependencyError, one_line
-from .runner import RunOptions, output_stem, outputs_complete
-
-if TYPE_CHECKING:
-    from .pipeline import ImageResult
-    from .tiler.readers import ImageSource
+from .detector.registry import DetectorSpec
+from .errors import InvalidInputError
+from .io import atomic_write
+from .runner import Job, build_detector, outputs_complete, process_image, unique_stems
 
 __all__ = [
-    "DetectorSpec",
     "BatchSummary",
     "Manifest",
     "MANIFEST_SCHEMA",
     "IMAGE_SUFFIXES",
     "expand_inputs",
     "run_batch",
-    "batch_main",
-    "build_batch_parser",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,47 +45,6 @@ log = logging.getLogger(__name__)
 MANIFEST_SCHEMA = "densedet-tile/batch-manifest@1"
 #: File name endings taken from a folder given as an input.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-# -- what each worker builds --------------------------------------------------------------------
-@dataclass(frozen=True)
-class DetectorSpec:
-    """A picklable recipe for a detector: what ``--detector/--config/--checkpoint/...`` say.
-
-    Each worker calls :meth:`build` once. Paths are made absolute by :meth:`resolved` so that
-    workers whose working folder differs still find them (on a cluster they must lie on storage
-    every node sees).
-    """
-
-    name: str = "default"
-    config: str | None = None
-    checkpoint: str | None = None
-    device: str = "auto"
-    input_size: int | None = None
-    score_thr: float | None = None
-
-    def build(self) -> Any:
-        """Build the detector (in the calling process)."""
-        from .detector.base import resolve_device
-        from .detector.registry import load_detector
-
-        resolve_device(self.device)
-        return load_detector(self.name, config=self.config, checkpoint=self.checkpoint, device=self.device,
-                             input_size=self.input_size, score_thr=self.score_thr)
-
-    def resolved(self) -> "DetectorSpec":
-        """The same spec with every existing local file path made absolute."""
-
-        def absolute(p: str | None) -> str | None:
-            return str(Path(p).resolve()) if p and Path(p).exists() else p
-
-        name = self.name
-        if ":" in name:
-            module, _, factory = name.rpartition(":")
-            if module.endswith(".py") and Path(module).is_file():
-                name = f"{Path(module).resolve()}:{factory}"
-        return replace(self, name=name, config=absolute(self.config), checkpoint=absolute(self.checkpoint))
 
 
 # -- the manifest -------------------------------------------------------------------------------
@@ -167,10 +119,7 @@ class Manifest:
 
     def write_snapshot(self) -> Path:
         """Rewrite ``manifest.json`` atomically from the log."""
-        from .writers import atomic_write
-
-        data = json.dumps(self.snapshot(), indent=1, default=str).encode()
-        return atomic_write(self.json_path, lambda fh: fh.write(data))
+        return atomic_write(self.json_path, json.dumps(self.snapshot(), indent=1, default=str))
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -193,20 +142,6 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
                 seen.add(f)
                 out.append(f)
     return out
-
-
-def _unique_stems(paths: Sequence[Path]) -> list[str]:
-    """Output stems as the CLI makes them: the file stem, then ``-2``, ``-3``... on clashes."""
-    used: set[str] = set()
-    stems = []
-    for p in paths:
-        stem = base = output_stem(p)
-        k = 2
-        while stem in used:
-            stem, k = f"{base}-{k}", k + 1
-        used.add(stem)
-        stems.append(stem)
-    return stems
 
 
 def _existing_products(out_dir: Path, stem: str) -> int | None:
@@ -266,7 +201,7 @@ def run_batch(
     out_dir: str | os.PathLike[str],
     *,
     detector: Any = None,
-    opts: RunOptions | None = None,
+    job: Job | None = None,
     ray: str | None = None,
     workers: int | None = None,
     cpus_per_worker: float = 1.0,
@@ -280,9 +215,9 @@ def run_batch(
 ) -> BatchSummary:
     """Process image files into ``out_dir``, skipping those whose outputs are already complete.
 
-    ``detector`` is a :class:`DetectorSpec` (built once per worker), a picklable detector object,
-    or None (the built-in default model). ``opts`` are the per-image options (tile, overlap,
-    merge, formats...). ``ray``: None or ``"none"`` runs in this process; ``"local"`` starts an
+    ``detector`` is a :class:`~densedet_tile.detector.registry.DetectorSpec` (built once per
+    worker), a picklable detector object, or None (the built-in default model). ``job`` says how
+    each image is tiled, merged and run and which outputs it gets. ``ray``: None or ``"none"`` runs in this process; ``"local"`` starts an
     embedded Ray instance; ``"auto"`` joins ``$RAY_ADDRESS`` (or the cluster running here);
     ``"ray://host:10001"`` / ``"host:6379"`` join that cluster; ``"default"`` means local Ray
     when Ray is installed, else in-process. ``workers`` defaults to the cluster's CPUs divided by
@@ -296,9 +231,9 @@ def run_batch(
     :class:`~densedet_tile.errors.DensedetError` subclasses for bad options, a detector that
     cannot be built, or Ray that cannot be reached.
     """
-    opts = RunOptions() if opts is None else opts
-    if not isinstance(opts, RunOptions):
-        raise InvalidInputError(f"opts must be a RunOptions, got {type(opts).__name__}")
+    job = Job() if job is None else job
+    if not isinstance(job, Job):
+        raise InvalidInputError(f"job must be a Job, got {type(job).__name__}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise InvalidInputError(f"retries must be an integer >= 0, got {retries!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -320,7 +255,7 @@ def run_batch(
         raise InvalidInputError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     paths = expand_inputs(inputs)
-    stems = _unique_stems(paths)
+    stems = unique_stems(paths)
     manifest = Manifest(out)
     backend = _resolve_backend(ray)
     t0 = time.perf_counter()
@@ -336,7 +271,7 @@ def run_batch(
 
     todo: list[tuple[Path, str]] = []
     for p, stem in zip(paths, stems):
-        if outputs_complete(out, stem, opts):
+        if outputs_complete(out, stem, job):
             record({"input": str(p), "stem": stem, "status": "skipped", "products": _existing_products(out, stem),
                     "error": None, "worker": None, "note": "outputs already complete"})
         else:
@@ -354,7 +289,7 @@ def run_batch(
                     log.warning("split needs Ray workers; each image runs whole in this process")
                 if timeout is not None:
                     log.warning("a time limit needs Ray workers; it is not applied in this process")
-                _run_in_process(todo, out, detector, opts, record)
+                _run_in_process(todo, out, detector, job, record)
         else:
             from .distributed.ray_pool import RayPool, connect
 
@@ -369,9 +304,9 @@ def run_batch(
                              **(run_info or {})})
             with RayPool(detector, workers=n, num_cpus=cpus_per_worker, num_gpus=gpus_per_worker) as pool:
                 if split:
-                    _run_split(todo, out, pool, opts, record, retries=retries, timeout=timeout, on_submit=on_submit)
+                    _run_split(todo, out, pool, job, record, retries=retries, timeout=timeout, on_submit=on_submit)
                 else:
-                    _run_pool(todo, out, pool, opts, record, retries=retries, timeout=timeout, on_submit=on_submit)
+                    _run_pool(todo, out, pool, job, record, retries=retries, timeout=timeout, on_submit=on_submit)
     finally:
         summary.seconds = time.perf_counter() - t0
         manifest.append({"event": "end", "run": summary.run, "ended": _now(), "seconds": round(summary.seconds, 3),
@@ -404,34 +339,21 @@ def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str
     return out
 
 
-def _build(spec: DetectorSpec) -> Any:
-    from .errors import DetectorError
-
-    try:
-        return spec.build()
-    except DensedetError:
-        raise
-    except Exception as exc:  # building runs third-party code: one line, not a traceback
-        raise DetectorError(f"detector {spec.name!r}: {type(exc).__name__}: {one_line(exc)}") from exc
-
-
-def _run_in_process(todo: list[tuple[Path, str]], out: Path, detector: Any, opts: RunOptions,
+def _run_in_process(todo: list[tuple[Path, str]], out: Path, detector: Any, job: Job,
                     record: Callable[[dict[str, Any]], None]) -> None:
-    from .runner import process_image
-
-    det = _build(detector) if isinstance(detector, DetectorSpec) else detector
+    det, job = build_detector(detector, job)
     for p, stem in todo:
-        outcome = process_image(p, det, opts, out, stem=stem)
+        outcome = process_image(p, det, job, out, stem=stem)
         rec = outcome.as_dict()
         rec["worker"] = f"in-process:{os.getpid()}"
         record(_image_record(rec, stem))
 
 
-def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, opts: RunOptions,
+def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
               record: Callable[[dict[str, Any]], None], *, retries: int, timeout: float | None,
               on_submit: Callable[[Any, Any], None] | None) -> None:
     def submit(actor: Any, item: tuple[Path, str]) -> Any:
-        return actor.process.remote(str(item[0]), opts, str(out), item[1])
+        return actor.process.remote(str(item[0]), job, str(out), item[1])
 
     for res in pool.map(todo, submit, retries=retries, on_submit=on_submit, timeout=timeout):
         p, stem = res.item
@@ -442,205 +364,16 @@ def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, opts: RunOptio
                     "worker": res.worker, "attempts": res.attempts})
 
 
-# -- one image split across workers -------------------------------------------------------------------
-def _chunks(n_tiles: int, n_workers: int) -> list[range]:
-    """Contiguous runs of tile indices: about two per worker, so a slow or lost one costs little."""
-    k = max(1, min(n_tiles, 2 * n_workers))
-    bounds = [round(i * n_tiles / k) for i in range(k + 1)]
-    return [range(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-
-
-def detect_split(src: "ImageSource", pool: Any, opts: RunOptions, *, retries: int = 2, timeout: float | None = None,
-                 on_submit: Callable[[Any, Any], None] | None = None) -> "ImageResult":
-    """Detect objects in the open image ``src`` with its tiles spread over ``pool``'s workers.
-
-    The workers open ``src.path`` themselves (it must be readable from every worker) and return
-    tile-local detections for their tiles; those are merged here once with
-    :func:`densedet_tile.merge.merge_tiles`, as :func:`densedet_tile.pipeline.detect_image` does,
-    so the boxes equal the single-process result. Raises on a failed chunk (the caller, ``process_image``,
-    turns that into the image's error).
-    """
-    import numpy as np
-
-    from .errors import DetectorError
-    from .merge import merge_tiles
-    from .pipeline import ImageResult, default_batch_size
-    from .tiler import make_grid
-    from .types import Detections, MergeSpec, TileSpec
-
-    t_start = time.perf_counter()
-    if src.path is None:
-        raise InvalidInputError(f"{src.name}: a split image must be a file every worker can read")
-    spec = TileSpec(tile=opts.tile, overlap=opts.overlap)
-    merge = MergeSpec() if opts.merge is None else opts.merge
-    tiles = make_grid(src.width, src.height, spec)
-    chunks = _chunks(len(tiles), max(1, len(pool.slots)))
-    path = str(src.path)
-
-    def submit(actor: Any, chunk: range) -> Any:
-        return actor.predict_tiles.remote(path, [tiles[i] for i in chunk], opts)
-
-    dets: list[Detections | None] = [None] * len(tiles)
-    timings = {"read_s": 0.0, "resize_s": 0.0, "predict_s": 0.0}
-    used: list[str] = []
-    try:
-        for res in pool.map(chunks, submit, retries=retries, on_submit=on_submit, timeout=timeout):
-            if not res.ok:
-                raise DetectorError(f"{src.name}: tiles {res.item.start}..{res.item.stop - 1}: {res.error}")
-            v = res.value
-            for i, xyxy, scores, labels in zip(res.item, v["xyxy"], v["scores"], v["labels"]):
-                dets[i] = Detections(np.array(xyxy), np.array(scores), np.array(labels))
-            for k in timings:
-                timings[k] += float(v["timings"].get(k, 0.0))
-            if v["worker"] not in used:
-                used.append(v["worker"])
-    finally:
-        for s in pool.slots:  # let the workers drop the decoded image
-            s.handle.close_image.remote()
-    if any(d is None for d in dets):  # pragma: no cover - map() yields every chunk once
-        raise DetectorError(f"{src.name}: some tiles came back without detections")
-    t_merge0 = time.perf_counter()
-    merged = merge_tiles(tiles, dets, merge)  # type: ignore[arg-type]
-    t_end = time.perf_counter()
-    info = pool.info[0] if pool.info else {}
-    device = info.get("auto_device") if opts.device == "auto" else opts.device
-    device = device or "cpu"
-    batch_size = opts.batch_size if opts.batch_size is not None else default_batch_size(device)
-    model = dict(info.get("model", {}))
-    settings = {
-        "tile": spec.tile,
-        "overlap": spec.overlap,
-        "merge": _asdict(merge),
-        "batch_size": batch_size,
-        "final_batch_size": batch_size,
-        "device": device,
-        "score_thr": opts.score_thr,
-        "input_size": opts.input_size if opts.input_size is not None else model.get("input_size"),
-        "split_workers": used,
-    }
-    timings_out = {k: round(v, 4) for k, v in timings.items()}
-    timings_out["merge_s"] = round(t_end - t_merge0, 4)
-    timings_out["total_s"] = round(t_end - t_start, 4)
-    return ImageResult(
-        detections=merged, name=src.name, path=path, width=src.width, height=src.height,
-        num_tiles=len(tiles), settings=settings, model=model, timings=timings_out,
-    )
-
-
-def _asdict(obj: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(obj)
-
-
-def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, opts: RunOptions,
+def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
                record: Callable[[dict[str, Any]], None], *, retries: int, timeout: float | None,
                on_submit: Callable[[Any, Any], None] | None) -> None:
-    from .runner import process_image
+    from .distributed.split import detect_split
 
     for p, stem in todo:
         outcome = process_image(
-            p, None, opts, out, stem=stem,
-            detect=lambda src: detect_split(src, pool, opts, retries=retries, timeout=timeout, on_submit=on_submit),
+            p, None, job, out, stem=stem,
+            detect=lambda src: detect_split(src, pool, job, retries=retries, timeout=timeout, on_submit=on_submit),
         )
         rec = outcome.as_dict()
         rec["worker"] = f"split:{len(pool.slots)}"
         record(_image_record(rec, stem))
-
-
-# -- command line -----------------------------------------------------------------------------------
-def build_batch_parser() -> argparse.ArgumentParser:
-    """The ``densedet-tile batch`` argument parser."""
-    from .argtypes import nonneg_float, nonneg_int, positive_float, positive_int
-    from .cli import _formats, add_detector_options, add_tiling_options
-
-    p = argparse.ArgumentParser(
-        prog="densedet-tile batch",
-        description="Detect products in many images (or one giant image) on a pool of workers: "
-        "a local or remote Ray cluster, or this process when Ray is not installed. Restartable: "
-        "images whose outputs are complete are skipped; every image's result is logged in "
-        "OUT/manifest.jsonl and summarised in OUT/manifest.json.",
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or folders of them (not recursive)")
-    add_tiling_options(p)
-    add_detector_options(p)
-    o = p.add_argument_group("output")
-    o.add_argument("--out", required=True, metavar="DIR", help="output folder (every worker must be able to write it)")
-    o.add_argument("--format", type=_formats, default=("json",), metavar="LIST",
-                   help="comma-separated outputs beside the JSON: json, csv (SKU-110K rows), coco (COCO results)")
-    o.add_argument("--preview", action="store_true", help="also write <stem>.preview.jpg with the boxes drawn")
-    o.add_argument("-q", "--quiet", action="store_true", help="no per-image lines")
-    o.add_argument("--debug", action="store_true", help="log tracebacks of errors")
-    r = p.add_argument_group("workers")
-    r.add_argument("--ray", default="default", metavar="ADDRESS",
-                   help="'local' (start Ray on this machine), 'auto' (join $RAY_ADDRESS or the cluster running "
-                   "here), ray://HEAD:10001 or HEAD:6379 (join that cluster), or 'none' (this process only). "
-                   "Default: auto when $RAY_ADDRESS is set, else local when Ray is installed, else none")
-    r.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="number of workers (default: cluster CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)")
-    r.add_argument("--cpus-per-worker", type=nonneg_float, default=1.0, metavar="X",
-                   help="CPUs reserved by each worker (default: %(default)s)")
-    r.add_argument("--gpus-per-worker", type=nonneg_float, default=0.0, metavar="X",
-                   help="GPUs reserved by each worker, e.g. 1 or 0.5 (default: %(default)s)")
-    r.add_argument("--split", action="store_true",
-                   help="split each image's tiles across all workers (for a few giant panoramas)")
-    r.add_argument("--retries", type=nonneg_int, default=2, metavar="N",
-                   help="times an image is retried when its worker dies (default: %(default)s)")
-    r.add_argument("--timeout", type=positive_float, default=None, metavar="S",
-                   help="seconds one image (with --split: one run of tiles) may take on a worker before the "
-                   "worker is stopped and the image retried (default: no limit)")
-    return p
-
-
-def _err(msg: str) -> None:
-    print(f"densedet-tile batch: error: {msg}", file=sys.stderr, flush=True)
-
-
-def batch_main(argv: Sequence[str]) -> int:
-    """``densedet-tile batch ...``: exit 0 when every image is done, 1 when some failed, 2 for bad usage."""
-    from .cli import options_from_args
-
-    parser = build_batch_parser()
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:
-        return EXIT_OK if exc.code == 0 else EXIT_USAGE
-    if args.debug:
-        logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
-    spec = DetectorSpec(name=args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
-                        input_size=args.input_size, score_thr=args.score_thr)
-    total = [0]
-
-    def show(rec: dict[str, Any]) -> None:
-        total[0] += 1
-        if args.quiet and rec["status"] != "error":
-            return
-        name = Path(rec["input"]).name
-        if rec["status"] == "error":
-            _err(rec.get("error") or f"{rec['input']}: failed")
-        elif rec["status"] == "skipped":
-            print(f"{name}: skipped (outputs complete)", file=sys.stderr, flush=True)
-        else:
-            print(f"{name}: {rec.get('products')} products, {rec.get('tiles')} tiles, {rec.get('seconds', 0):.2f} s"
-                  f" [{rec.get('worker')}]", file=sys.stderr, flush=True)
-
-    try:
-        opts = options_from_args(args)
-        summary = run_batch(
-            args.inputs, args.out, detector=spec, opts=opts, ray=args.ray, workers=args.workers,
-            cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, split=args.split,
-            retries=args.retries, timeout=args.timeout, on_record=show, run_info={"argv": list(argv)},
-        )
-    except KeyboardInterrupt:
-        _err("interrupted (re-run the same command to continue where it stopped)")
-        return 130
-    except (DensedetError, MissingDependencyError) as exc:
-        if args.debug:
-            raise
-        _err(one_line(exc))
-        return EXIT_USAGE
-    if not args.quiet:
-        print(f"batch {summary.run} ({summary.backend}, {summary.workers} worker(s)): {summary.ok} done, "
-              f"{summary.skipped} skipped, {summary.failed} failed in {summary.seconds:.1f} s; "
-              f"manifest: {Manifest(args.out).json_path}", file=sys.stderr, flush=True)
-    return EXIT_SOME_FAILED if summary.failed else EXIT_OK

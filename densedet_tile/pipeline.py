@@ -1,8 +1,12 @@
-"""The short linear orchestrator: read -> tile -> predict -> merge.
+"""The engine in three stages: ``plan`` -> ``predict_tiles`` -> ``finish``.
 
-Only the reader touches the input file; everything else here works on arrays. Tiles stream
-through in batches (the next batch is read while the detector works on the current one), so
-memory is bounded by the batch, not the image, wherever the reader can read by region.
+``plan`` cuts an open image into tiles (pure), ``predict_tiles`` streams the tiles through a
+detector in batches (the next batch is read while the detector works on the current one, so
+memory is bounded by the batch, not the image, wherever the reader can read by region) and
+returns tile-local boxes, and ``finish`` merges them into global boxes and describes the run.
+:func:`detect_image` is their composition; ``densedet-tile batch --split`` runs ``plan`` and
+``finish`` on the driver and ``predict_tiles`` on the workers. Only the reader touches the
+input file; everything here works on arrays and specs.
 """
 
 from __future__ import annotations
@@ -13,25 +17,40 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .detector.base import Detector, input_size_of, resolve_device
+from .detector.base import Detector, device_of, input_size_of
 from .errors import DetectorError, InvalidInputError
 from .merge import merge_tiles
 from .tiler import make_grid
 from .tiler.batching import iter_tile_batches
-from .tiler.readers import DEFAULT_MAX_PIXELS, open_image
+from .tiler.readers import open_image
 from .tiler.resize import resize_to
-from .types import Detections, MergeSpec, Tile, TileSpec
+from .types import Detections, MergeSpec, RunSpec, Tile, TileSpec
 
-__all__ = ["detect", "detect_image", "predict_tiles", "ImageResult", "default_batch_size"]
+__all__ = [
+    "detect",
+    "detect_image",
+    "plan",
+    "predict_tiles",
+    "finish",
+    "resolve_run",
+    "specs_from",
+    "describe_detector",
+    "ImageResult",
+    "Predictions",
+    "default_batch_size",
+]
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+
+_TILING_KEYS = ("tile", "overlap")
+_RUN_KEYS = ("batch_size", "device", "precision", "score_thr", "input_size", "max_pixels", "max_vram")
 
 
 @dataclass(frozen=True)
@@ -49,216 +68,227 @@ class ImageResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Predictions:
+    """What :func:`predict_tiles` returns: one tile-local :class:`Detections` per tile, in order.
+
+    ``run`` is the run spec as resolved for the detector (device, batch size and input size
+    filled in); ``final_batch_size`` is the batch size in use at the end (smaller after running
+    out of GPU memory); the ``*_s`` fields are seconds spent waiting for pixels, resizing tiles
+    and inside ``predict``.
+    """
+
+    dets: list[Detections]
+    run: RunSpec
+    final_batch_size: int
+    read_s: float = 0.0
+    resize_s: float = 0.0
+    predict_s: float = 0.0
+
+    @classmethod
+    def join(cls, parts: Sequence["Predictions"]) -> "Predictions":
+        """Several parts of one image's tiles, in tile order, as one (timings added up)."""
+        if not parts:
+            raise InvalidInputError("no predictions to join")
+        return cls(
+            dets=[d for p in parts for d in p.dets], run=parts[0].run,
+            final_batch_size=min(p.final_batch_size for p in parts),
+            read_s=sum(p.read_s for p in parts), resize_s=sum(p.resize_s for p in parts),
+            predict_s=sum(p.predict_s for p in parts),
+        )
+
+
 def default_batch_size(device: str) -> int:
     """Tiles per ``predict`` call when the caller does not say: 4 on a GPU, 1 on the CPU.
 
-    On the CPU a bigger batch gains nothing (torch already uses every core on one tile) and
-    costs memory; on a GPU a few tiles per call keep it busy.
+    On the CPU a bigger batch gains nothing (the frameworks already use every core on one
+    tile) and costs memory; on a GPU a few tiles per call keep it busy.
     """
     return 4 if device.startswith("cuda") else 1
 
 
+def specs_from(
+    tiling: TileSpec | None = None,
+    merge: MergeSpec | None = None,
+    run: RunSpec | None = None,
+    **short: Any,
+) -> tuple[TileSpec, MergeSpec, RunSpec]:
+    """The three specs of a call, from spec objects or their short keywords (not both).
+
+    ``tile``/``overlap`` build a :class:`TileSpec`; ``batch_size``, ``device``, ``precision``,
+    ``score_thr``, ``input_size``, ``max_pixels`` and ``max_vram`` build a :class:`RunSpec`.
+    """
+    unknown = sorted(set(short) - set(_TILING_KEYS) - set(_RUN_KEYS))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+    t_kw = {k: short[k] for k in _TILING_KEYS if k in short}
+    r_kw = {k: short[k] for k in _RUN_KEYS if k in short}
+    for spec, kw, what in ((tiling, t_kw, "tiling"), (run, r_kw, "run")):
+        if spec is not None and kw:
+            raise InvalidInputError(f"give either {what}= or its keywords ({', '.join(kw)}), not both")
+    for spec, cls, what in ((tiling, TileSpec, "tiling"), (merge, MergeSpec, "merge"), (run, RunSpec, "run")):
+        if spec is not None and not isinstance(spec, cls):
+            raise InvalidInputError(f"{what} must be a {cls.__name__}, got {type(spec).__name__}")
+    return (
+        tiling if tiling is not None else TileSpec(**t_kw),
+        merge if merge is not None else MergeSpec(),
+        run if run is not None else RunSpec(**r_kw),
+    )
+
+
+def resolve_run(detector: object, run: RunSpec) -> RunSpec:
+    """``run`` with what it leaves open decided for ``detector``: device, batch size, input size.
+
+    Checks that ``detector`` has ``predict``. Imports no framework (see
+    :func:`densedet_tile.detector.base.device_of`).
+    """
+    if not callable(getattr(detector, "predict", None)):
+        raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
+    device = device_of(detector, run.device)
+    return replace(
+        run,
+        device=device,
+        batch_size=run.batch_size if run.batch_size is not None else default_batch_size(device),
+        input_size=run.input_size if run.input_size is not None else input_size_of(detector),
+    )
+
+
 def detect(
-    source: str | os.PathLike[str] | np.ndarray,
+    source: str | os.PathLike[str] | np.ndarray | Any,
     detector: Detector | None = None,
     *,
-    tile: int = 1280,
-    overlap: float = 0.2,
+    tiling: TileSpec | None = None,
     merge: MergeSpec | None = None,
-    batch_size: int | None = None,
-    device: str = "auto",
-    score_thr: float | None = None,
-    input_size: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    run: RunSpec | None = None,
     progress: ProgressFn | None = None,
+    **short: Any,
 ) -> Detections:
     """Detect objects in a giant image by tiles and return global boxes.
 
     ``source`` is an image path (JPEG, PNG, WebP, BMP, TIFF/BigTIFF...), an HxWx3 uint8 RGB
     array, or an image source already opened with :func:`densedet_tile.tiler.readers.open_image`
-    (left open). ``detector`` is any object with ``predict(tiles) -> list[Detections]``; None loads
-    the built-in default model on ``device``. The image is cut into ``tile`` px squares
-    overlapping by ``overlap`` (a fraction of the tile), each tile is resized to the detector's
-    ``input_size`` (or the ``input_size`` given here) when it declares one, and the per-tile
-    boxes are merged per ``merge``. Boxes with a score below ``score_thr`` are dropped before
-    the merge. Returns :class:`Detections` in pixels of the upright (EXIF-applied) image.
+    (left open). ``detector`` is any object with ``predict(tiles) -> list[Detections]``; None
+    loads the built-in default model. ``tiling`` says how the image is cut (default 1280 px
+    tiles overlapping by 0.2), ``merge`` how tile boxes become global ones, ``run`` the batch
+    size, device, precision, score threshold, model input size, pixel limit and VRAM budget;
+    the short keywords ``tile=``, ``overlap=``, ``batch_size=``, ``device=``, ``score_thr=``,
+    ``input_size=``... build those specs for you. Returns :class:`Detections` in pixels of the
+    upright (EXIF-applied) image.
     """
-    return detect_image(
-        source,
-        detector,
-        tile=tile,
-        overlap=overlap,
-        merge=merge,
-        batch_size=batch_size,
-        device=device,
-        score_thr=score_thr,
-        input_size=input_size,
-        max_pixels=max_pixels,
-        progress=progress,
-    ).detections
+    return detect_image(source, detector, tiling=tiling, merge=merge, run=run, progress=progress, **short).detections
 
 
 def detect_image(
-    source: str | os.PathLike[str] | np.ndarray,
+    source: str | os.PathLike[str] | np.ndarray | Any,
     detector: Detector | None = None,
     *,
-    tile: int = 1280,
-    overlap: float = 0.2,
+    tiling: TileSpec | None = None,
     merge: MergeSpec | None = None,
-    batch_size: int | None = None,
-    device: str = "auto",
-    score_thr: float | None = None,
-    input_size: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    run: RunSpec | None = None,
     progress: ProgressFn | None = None,
+    **short: Any,
 ) -> ImageResult:
     """Like :func:`detect`, but also return image size, tile count, settings and timings."""
     t_start = time.perf_counter()
-    spec = TileSpec(tile=tile, overlap=overlap)
-    merge = MergeSpec() if merge is None else merge
-    if not isinstance(merge, MergeSpec):
-        raise InvalidInputError(f"merge must be a MergeSpec, got {type(merge).__name__}")
-    dev, batch_size = _check_run_options(score_thr, input_size, batch_size, device)
+    tiling, merge, run = specs_from(tiling, merge, run, **short)
     if detector is None:
         from .detector.registry import load_detector
 
-        detector = load_detector("default", device=dev)
-    model_size = _model_size(detector, input_size)
+        detector = load_detector("default", device=run.device, precision=run.precision)
+    if run.max_vram is not None:
+        from .vram import fit_to_vram
 
+        tiling, run = fit_to_vram(detector, tiling, run)
+    ctx: Any = contextlib.nullcontext(source) if _is_image_source(source) else open_image(source, max_pixels=run.max_pixels)
     t_open = time.perf_counter()
-    if _is_image_source(source):  # already open (the CLI keeps it open for the preview)
-        ctx: Any = contextlib.nullcontext(source)
-    else:
-        ctx = open_image(source, max_pixels=max_pixels)
     with ctx as src:
-        name, path = src.name, (None if src.path is None else str(src.path))
-        width, height = src.width, src.height
-        tiles = make_grid(width, height, spec)
-        runner = _Runner(detector, batch_size, name)
-        t_read = time.perf_counter() - t_open
-        stats: dict[str, float] = {}
-        done_dets = _predict_tiles(src, tiles, runner, model_size, score_thr, progress, stats)
-    t_merge0 = time.perf_counter()
-    merged = merge_tiles(tiles, done_dets, merge)
-    t_end = time.perf_counter()
-    timings = {
-        "read_s": round(t_read + stats["read_s"], 4),
-        "resize_s": round(stats["resize_s"], 4),
-        "predict_s": round(runner.predict_s, 4),
-        "merge_s": round(t_end - t_merge0, 4),
-        "total_s": round(t_end - t_start, 4),
-    }
-    settings = {
-        "tile": spec.tile,
-        "overlap": spec.overlap,
-        "merge": asdict(merge),
-        "batch_size": batch_size,
-        "final_batch_size": runner.batch_size,
-        "device": dev,
-        "score_thr": score_thr,
-        "input_size": model_size,
-    }
-    return ImageResult(
-        detections=merged,
-        name=name,
-        path=path,
-        width=width,
-        height=height,
-        num_tiles=len(tiles),
-        settings=settings,
-        model=describe_detector(detector),
-        timings=timings,
-    )
+        t_open = time.perf_counter() - t_open
+        tiles = plan(src, tiling)
+        preds = predict_tiles(src, tiles, detector, run, progress=progress)
+    preds.read_s += t_open
+    return finish(src, tiles, preds, tiling=tiling, merge=merge, model=describe_detector(detector), started=t_start)
+
+
+def plan(source: Any, tiling: TileSpec) -> list[Tile]:
+    """The tiles of an image (anything with ``width`` and ``height``) cut as ``tiling`` says."""
+    return make_grid(int(source.width), int(source.height), tiling)
 
 
 def predict_tiles(
     src: Any,
     tiles: Sequence[Tile],
     detector: Detector,
+    run: RunSpec | None = None,
     *,
-    batch_size: int | None = None,
-    input_size: int | None = None,
-    score_thr: float | None = None,
-    device: str = "auto",
     progress: ProgressFn | None = None,
-    timings: dict[str, float] | None = None,
-) -> list[Detections]:
-    """Run ``detector`` over some ``tiles`` of the open image ``src``, without merging.
+) -> Predictions:
+    """Run ``detector`` over ``tiles`` of the open image ``src``, without merging.
 
-    The tiles are read, batched, resized to the model size and mapped back exactly as
-    :func:`detect_image` does (``input_size`` None: what the detector declares; ``batch_size``
-    None: the default for ``device``), and boxes scoring below ``score_thr`` are dropped.
-    Returns one :class:`Detections` per tile, in the order given, in *tile-local* pixels; pass
-    them with the same tiles to :func:`densedet_tile.merge.merge_tiles` for global boxes.
-    ``densedet-tile batch --split`` runs this on each worker for its share of a giant image.
-    When ``timings`` is a dict, ``read_s``, ``resize_s`` and ``predict_s`` are added to it.
+    Tiles are read, batched, resized to the model size and boxes mapped back to the tile and
+    clipped to it; boxes scoring below ``run.score_thr`` are dropped. The detections are in
+    *tile-local* pixels, one per tile in the order given: hand them to :func:`finish` (or
+    :func:`densedet_tile.merge.merge_tiles`) with the same tiles for global boxes.
     """
-    dev, batch_size = _check_run_options(score_thr, input_size, batch_size, device)
-    model_size = _model_size(detector, input_size)
-    runner = _Runner(detector, batch_size, str(getattr(src, "name", "<image>")))
-    stats: dict[str, float] = {}
-    dets = _predict_tiles(src, list(tiles), runner, model_size, score_thr, progress, stats)
-    if timings is not None:
-        for k, v in (("read_s", stats["read_s"]), ("resize_s", stats["resize_s"]), ("predict_s", runner.predict_s)):
-            timings[k] = timings.get(k, 0.0) + v
-    return dets
-
-
-def _model_size(detector: object, input_size: int | None) -> int | None:
-    """Check ``detector`` has ``predict``; the side tiles are resized to (None: native)."""
-    if not callable(getattr(detector, "predict", None)):
-        raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
-    return input_size if input_size is not None else input_size_of(detector)
-
-
-def _check_run_options(
-    score_thr: float | None, input_size: int | None, batch_size: int | None, device: str
-) -> tuple[str, int]:
-    """Validate the per-run options; return the resolved device and batch size."""
-    if score_thr is not None and not (isinstance(score_thr, (int, float)) and 0.0 <= score_thr <= 1.0):
-        raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
-    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 16):
-        raise InvalidInputError(f"input_size must be an int >= 16, got {input_size!r}")
-    dev = resolve_device(device)
-    if batch_size is None:
-        batch_size = default_batch_size(dev)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return dev, batch_size
-
-
-def _predict_tiles(
-    src: Any,
-    tiles: list[Tile],
-    runner: "_Runner",
-    model_size: int | None,
-    score_thr: float | None,
-    progress: ProgressFn | None,
-    stats: dict[str, float],
-) -> list[Detections]:
-    """The tile loop shared by :func:`detect_image` and :func:`predict_tiles`.
-
-    Fills ``stats`` with ``read_s`` (time spent waiting for pixels) and ``resize_s``.
-    """
+    run = resolve_run(detector, RunSpec() if run is None else run)
+    tiles = list(tiles)
+    runner = _Runner(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")))
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
-    feed = src if model_size is None else _ResizingSource(src, model_size)
+    feed = src if run.input_size is None else _ResizingSource(src, run.input_size)
     done: list[Detections] = []
-    t_read = 0.0
+    read_s = 0.0
     wait_start = time.perf_counter()
     for batch_tiles, arrays in iter_tile_batches(feed, tiles, runner.batch_size):
-        t_read += time.perf_counter() - wait_start
-        dets = runner.predict(arrays)
-        for t, a, d in zip(batch_tiles, arrays, dets):
+        read_s += time.perf_counter() - wait_start
+        for t, a, d in zip(batch_tiles, arrays, runner.predict(arrays)):
             d = _to_tile_frame(d, a.shape[1] / t.w, a.shape[0] / t.h, t.w, t.h)
-            if score_thr is not None and len(d):
-                d = d[d.scores >= score_thr]
+            if run.score_thr is not None and len(d):
+                d = d[d.scores >= run.score_thr]
             done.append(d)
         if progress is not None:
             progress(len(done), len(tiles))
         wait_start = time.perf_counter()
-    stats["read_s"] = t_read
-    stats["resize_s"] = getattr(feed, "resize_s", 0.0)
-    return done
+    return Predictions(done, run, runner.batch_size, read_s=read_s,
+                       resize_s=getattr(feed, "resize_s", 0.0), predict_s=runner.predict_s)
+
+
+def finish(
+    src: Any,
+    tiles: Sequence[Tile],
+    preds: Predictions,
+    *,
+    tiling: TileSpec,
+    merge: MergeSpec,
+    model: dict[str, Any],
+    started: float | None = None,
+    extra_settings: dict[str, Any] | None = None,
+) -> ImageResult:
+    """Merge the tile-local ``preds`` of ``tiles`` into global boxes and describe the run.
+
+    ``src`` gives the image's ``name``, ``path``, ``width`` and ``height``; ``model`` is the
+    detector's description (:func:`describe_detector`); ``started`` is the
+    ``time.perf_counter()`` at which the image's work began (for ``total_s``). The result's
+    ``settings`` are the specs as they ran, plus ``extra_settings``.
+    """
+    if len(preds.dets) != len(tiles):
+        raise InvalidInputError(f"{src.name}: {len(preds.dets)} tile results for {len(tiles)} tiles")
+    t_merge = time.perf_counter()
+    merged = merge_tiles(tiles, preds.dets, merge)
+    t_end = time.perf_counter()
+    timings = {
+        "read_s": round(preds.read_s, 4),
+        "resize_s": round(preds.resize_s, 4),
+        "predict_s": round(preds.predict_s, 4),
+        "merge_s": round(t_end - t_merge, 4),
+        "total_s": round(t_end - (t_merge if started is None else started), 4),
+    }
+    settings = {**asdict(tiling), "merge": asdict(merge), **asdict(preds.run),
+                "final_batch_size": preds.final_batch_size, **(extra_settings or {})}
+    path = getattr(src, "path", None)
+    return ImageResult(
+        detections=merged, name=str(src.name), path=None if path is None else str(path),
+        width=int(src.width), height=int(src.height), num_tiles=len(tiles), settings=settings,
+        model=model, timings=timings,
+    )
 
 
 def _is_image_source(obj: object) -> bool:
@@ -271,8 +301,8 @@ def describe_detector(detector: object) -> dict[str, Any]:
     """A small JSON-able description of a detector for output files.
 
     ``name``, ``input_size`` and ``class_names`` when the detector has them, and under ``info``
-    the entries of its own ``info`` dict (config, checkpoint, training run...) whose values are
-    JSON scalars.
+    the entries of its own ``info`` dict (config, checkpoint, training run, runtime...) whose
+    values are JSON scalars.
     """
     info: dict[str, Any] = {"name": str(getattr(detector, "name", type(detector).__name__))}
     size = getattr(detector, "input_size", None)

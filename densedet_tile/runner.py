@@ -1,19 +1,21 @@
 """Process one image file end to end: detect, then write every requested output atomically.
 
-Shared by the single-image CLI and ``densedet-tile batch`` (in-process or on Ray workers), so
-both write exactly the same files.
+Shared by the single-image command, ``densedet-tile batch`` in this process and its Ray
+workers, so all of them write exactly the same files.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import DensedetError, one_line
-from .types import MergeSpec
+from .errors import DensedetError, DetectorError, InvalidInputError, one_line
+from .io import FORMATS, SCHEMA, output_paths, write_coco, write_csv, write_json, write_preview
+from .types import MergeSpec, RunSpec, TileSpec
 
 if TYPE_CHECKING:
     from .pipeline import ImageResult
@@ -21,23 +23,35 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunOptions", "Outcome", "process_image", "output_stem", "outputs_complete"]
+__all__ = ["Job", "Outcome", "build_detector", "process_image", "output_stem", "outputs_complete", "unique_stems", "error_line"]
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """Everything but the detector that decides what the engine does with one image."""
+class Job:
+    """Everything but the detector that decides what happens to one image file.
 
-    tile: int = 1280
-    overlap: float = 0.2
+    The three engine specs plus the outputs: ``formats`` beside the JSON (any of ``csv``,
+    ``coco``; ``json`` is always written) and whether to draw a ``preview``.
+    """
+
+    tiling: TileSpec = field(default_factory=TileSpec)
     merge: MergeSpec = field(default_factory=MergeSpec)
-    batch_size: int | None = None
-    device: str = "auto"
-    score_thr: float | None = None
-    input_size: int | None = None
-    max_pixels: int | None = None  # None here means the reader's default limit
+    run: RunSpec = field(default_factory=RunSpec)
     formats: tuple[str, ...] = ("json",)
     preview: bool = False
+
+    def __post_init__(self) -> None:
+        for value, cls in ((self.tiling, TileSpec), (self.merge, MergeSpec), (self.run, RunSpec)):
+            if not isinstance(value, cls):
+                raise InvalidInputError(f"Job needs a {cls.__name__}, got {type(value).__name__}")
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad:
+            raise InvalidInputError(f"unknown output format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+        object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))
+
+    def paths(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
+        """Where each output of the image named ``stem`` goes; the JSON is always among them."""
+        return output_paths(out_dir, stem, tuple(f for f in self.formats if f != "json"), self.preview)
 
 
 @dataclass(frozen=True)
@@ -67,13 +81,9 @@ def output_stem(path: str | Path) -> str:
     return Path(path).stem or "image"
 
 
-def outputs_complete(out_dir: str | Path, stem: str, opts: RunOptions) -> bool:
-    """True when every output ``opts`` asks for exists for ``stem`` and its JSON parses whole."""
-    import json
-
-    from .writers import SCHEMA, output_paths
-
-    paths = output_paths(out_dir, stem, tuple(f for f in opts.formats if f != "json"), opts.preview)
+def outputs_complete(out_dir: str | Path, stem: str, job: Job) -> bool:
+    """True when every output ``job`` asks for exists for ``stem`` and its JSON parses whole."""
+    paths = job.paths(out_dir, stem)
     if not all(p.is_file() for p in paths.values()):
         return False
     try:
@@ -86,7 +96,7 @@ def outputs_complete(out_dir: str | Path, stem: str, opts: RunOptions) -> bool:
 def process_image(
     inp: str | Path,
     detector: Any,
-    opts: RunOptions,
+    job: Job,
     out_dir: str | Path,
     *,
     stem: str | None = None,
@@ -105,21 +115,16 @@ def process_image(
     behind. KeyboardInterrupt still propagates (after cleaning up).
     """
     from .pipeline import detect_image
-    from .tiler.readers import DEFAULT_MAX_PIXELS, open_image
-    from .writers import output_paths, write_coco, write_csv, write_json, write_preview
+    from .tiler.readers import open_image
 
     inp = str(inp)
-    stem = stem or output_stem(inp)
-    paths = output_paths(out_dir, stem, tuple(f for f in opts.formats if f != "json"), opts.preview)
-    max_pixels = DEFAULT_MAX_PIXELS if opts.max_pixels is None else opts.max_pixels
+    paths = job.paths(out_dir, stem or output_stem(inp))
     written: list[Path] = []
     t0 = time.perf_counter()
     try:
-        with open_image(inp, max_pixels=max_pixels) as src:
+        with open_image(inp, max_pixels=job.run.max_pixels) as src:
             result = detect(src) if detect is not None else detect_image(
-                src, detector, tile=opts.tile, overlap=opts.overlap, merge=opts.merge,
-                batch_size=opts.batch_size, device=opts.device, score_thr=opts.score_thr,
-                input_size=opts.input_size, progress=progress,
+                src, detector, tiling=job.tiling, merge=job.merge, run=job.run, progress=progress,
             )
             # the JSON goes last: its presence marks the image as complete for restarts
             if "csv" in paths:
@@ -135,14 +140,54 @@ def process_image(
         if not isinstance(exc, Exception):
             raise
         log.debug("%s failed", inp, exc_info=True)
-        msg = one_line(exc)
-        if not isinstance(exc, (DensedetError, OSError)):
-            msg = f"{type(exc).__name__}: {msg}"
-        if inp not in msg and Path(inp).name not in msg:
-            msg = f"{inp}: {msg}"
-        return Outcome(input=inp, status="error", seconds=time.perf_counter() - t0, error=msg)
+        return Outcome(input=inp, status="error", seconds=time.perf_counter() - t0, error=error_line(inp, exc))
     return Outcome(
         input=inp, status="ok", products=len(result.detections), tiles=result.num_tiles,
         width=result.width, height=result.height, seconds=time.perf_counter() - t0,
         outputs=tuple(str(p) for p in written),
     )
+
+
+def error_line(inp: str, exc: BaseException) -> str:
+    """One line saying what went wrong with input ``inp``; names the input and, for errors that
+    are not the library's own or the system's, the exception type."""
+    msg = one_line(exc)
+    if not isinstance(exc, (DensedetError, OSError)):
+        msg = f"{type(exc).__name__}: {msg}"
+    if inp not in msg and Path(inp).name not in msg:
+        msg = f"{inp}: {msg}"
+    return msg
+
+
+def unique_stems(paths: "list[str] | list[Path]") -> list[str]:
+    """Output stems for ``paths``: each file's stem, then ``-2``, ``-3``... where stems clash."""
+    used: set[str] = set()
+    stems = []
+    for p in paths:
+        stem = base = output_stem(p)
+        k = 2
+        while stem in used:
+            stem, k = f"{base}-{k}", k + 1
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
+def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:
+    """Build ``detector`` when it is a spec (one line on failure) and fit ``job`` to its VRAM budget.
+
+    What every worker does once before its first image; returns the detector and the job as
+    it will run (the batch size chosen under ``--max-vram``).
+    """
+    from .detector.registry import DetectorSpec
+    from .vram import fit_to_vram
+
+    if isinstance(detector, DetectorSpec):
+        try:
+            detector = detector.build()
+        except DensedetError:
+            raise
+        except Exception as exc:  # building runs third-party code: one line, not a traceback
+            raise DetectorError(f"detector {detector.kind!r}: {type(exc).__name__}: {one_line(exc)}") from exc
+    tiling, run = fit_to_vram(detector, job.tiling, job.run)
+    return detector, replace(job, tiling=tiling, run=run)

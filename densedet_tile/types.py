@@ -14,7 +14,13 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode"]
+__all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode", "RunSpec", "PRECISIONS", "DEFAULT_MAX_PIXELS"]
+
+#: Numeric precisions a run may ask for (reduced ones apply on CUDA, where the model supports them).
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
+#: Largest image (in pixels) the readers open unless told otherwise: a guard against
+#: decompression bombs that still admits a 46000 px square panorama.
+DEFAULT_MAX_PIXELS: int = 2**31
 
 
 def _as_array(value: object, dtype: type, name: str) -> np.ndarray:
@@ -253,3 +259,58 @@ class MergeSpec:
             raise InvalidInputError(f"MergeSpec.seam_tol_frac must be in [0, 1), got {v!r}")
         if not isinstance(self.class_agnostic, bool):
             raise InvalidInputError(f"MergeSpec.class_agnostic must be True or False, got {self.class_agnostic!r}")
+
+
+def check_device(device: object) -> str:
+    """``device`` normalised (``auto``, ``cpu``, ``cuda`` or ``cuda:N``); says what was wrong otherwise.
+
+    Only the spelling is checked here: whether CUDA is there is the business of whatever runs a
+    model (:func:`densedet_tile.detector.base.resolve_device`), so no framework is imported.
+    """
+    if not isinstance(device, str):
+        raise InvalidInputError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+    dev = device.strip().lower()
+    if dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()):
+        return dev
+    raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
+
+
+def _positive_int_or_none(name: str, value: object, lo: int = 1) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo):
+        raise InvalidInputError(f"{name} must be an integer >= {lo} or None, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """How one run executes, besides tiling and merging.
+
+    ``batch_size``: tiles per ``predict`` call (None: 4 on a GPU, 1 on the CPU).
+    ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``precision``: ``fp32``, ``fp16`` or
+    ``bf16`` (both used when the engine builds the built-in model itself).
+    ``score_thr``: boxes scoring below it are dropped before the merge (None: the model's own).
+    ``input_size``: the longer side tiles are resized to before ``predict`` (None: what the
+    detector declares). ``max_pixels``: refuse larger images (None: no limit).
+    ``max_vram``: GPU memory budget in GB (see :mod:`densedet_tile.vram`; None: no cap).
+    """
+
+    batch_size: int | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    score_thr: float | None = None
+    input_size: int | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_vram: float | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int_or_none("batch_size", self.batch_size)
+        _positive_int_or_none("input_size", self.input_size, 16)
+        _positive_int_or_none("max_pixels", self.max_pixels)
+        object.__setattr__(self, "device", check_device(self.device))
+        if self.precision not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        thr = self.score_thr
+        if thr is not None and (isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= thr <= 1.0):
+            raise InvalidInputError(f"score_thr must be in [0, 1], got {thr!r}")
+        vram = self.max_vram
+        if vram is not None and (isinstance(vram, bool) or not isinstance(vram, (int, float)) or not vram > 0):
+            raise InvalidInputError(f"max_vram must be a positive number of GB, got {vram!r}")

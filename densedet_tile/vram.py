@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .errors import InvalidInputError
+from .types import RunSpec, TileSpec
 
-__all__ = ["VramPlan", "plan_from_probes", "plan_batch", "apply_vram_cap"]
+__all__ = ["VramPlan", "plan_from_probes", "plan_batch", "apply_vram_cap", "fit_to_vram"]
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +117,32 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
     log.info("VRAM plan: batch %d, tile %d (base %.2f GB + %.2f GB per tile, budget %.2f GB)",
              plan.batch_size, plan.tile, plan.base_bytes / GiB, plan.per_tile_bytes / GiB, budget / GiB)
     return plan
+
+
+def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileSpec, RunSpec]:
+    """Apply ``run.max_vram`` for ``detector``: cap the allocator, choose batch (and tile).
+
+    Call once per built detector; the returned specs carry the chosen batch size, so later
+    images are not probed again. A batch size given in ``run`` is kept (only the cap is
+    applied); a tile is shrunk only for models that see tiles at their native size. Off CUDA
+    the option does not apply: a warning, and the specs come back unchanged.
+    """
+    if run.max_vram is None:
+        return tiling, run
+    from .detector.base import device_of, input_size_of, resolve_device
+
+    device = device_of(detector, run.device)
+    if device.startswith("cuda"):
+        device = resolve_device(device)
+    if run.batch_size is not None:
+        if device.startswith("cuda"):
+            apply_vram_cap(run.max_vram, device)
+        return tiling, run
+    found = plan_batch(detector, tile=tiling.tile, input_size=run.input_size or input_size_of(detector),
+                       max_vram_gb=run.max_vram, device=device)
+    if found is None:
+        return tiling, run
+    if found.tile != tiling.tile:
+        log.warning("--max-vram %g: tile reduced to %d px to fit", run.max_vram, found.tile)
+        tiling = replace(tiling, tile=found.tile)
+    return tiling, replace(run, batch_size=found.batch_size)

@@ -72,3 +72,24 @@ def blob_image(h: int, w: int, box: tuple[int, int, int, int]) -> np.ndarray:
     x1, y1, x2, y2 = box
     img[y1:y2, x1:x2] = 255
     return img
+
+
+def assert_same_boxes(a: Detections, b: Detections, *, box_atol: float = 1e-2, score_atol: float = 1e-4) -> None:
+    """Assert two Detections hold the same boxes in any row order (ties may come back swapped).
+
+    Every box of ``a`` must have a box of ``b`` within ``box_atol`` px on each side and
+    ``score_atol`` in score, and the pairing must be one to one.
+    """
+    assert len(a) == len(b), (len(a), len(b))
+    if not len(a):
+        return
+    close = (np.abs(a.xyxy[:, None, :] - b.xyxy[None, :, :]).max(axis=2) <= box_atol) & (
+        np.abs(a.scores[:, None] - b.scores[None, :]) <= score_atol
+    )
+    assert close.any(axis=1).all() and close.any(axis=0).all(), "some boxes have no counterpart"
+    # one to one: greedily pair rows with the fewest candidates first
+    free = np.ones(len(b), bool)
+    for i in np.argsort(close.sum(axis=1), kind="stable"):
+        cand = np.flatnonzero(close[i] & free)
+        assert cand.size, f"box {a.xyxy[i].tolist()} pairs only with boxes already taken"
+        free[cand[0]] = False

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from densedet_tile import DetectorError, InvalidInputError, MissingDependencyError
-from densedet_tile.batch import DetectorSpec, Manifest, batch_main, expand_inputs, run_batch
+from densedet_tile import DetectorError, InvalidInputError, MissingDependencyError, TileSpec
+from densedet_tile.batch import Manifest, expand_inputs, run_batch
 from densedet_tile.cli import main as cli_main
-from densedet_tile.runner import RunOptions
+from densedet_tile.cli.batch import batch_main
+from densedet_tile.detector.registry import DetectorSpec
+from densedet_tile.runner import Job
 from fakes import BlobDetector, blob_image
 
 FAKES = str(Path(__file__).parent / "fakes.py")
@@ -64,11 +66,11 @@ def test_cli_dispatches_the_batch_verb(tmp_path):
 
 
 def test_split_chunks_cover_every_tile_once():
-    from densedet_tile.batch import _chunks
+    from densedet_tile.distributed.split import chunk_ranges
 
     for n_tiles in (1, 2, 5, 17, 100):
         for workers in (1, 2, 3, 8):
-            chunks = _chunks(n_tiles, workers)
+            chunks = chunk_ranges(n_tiles, workers)
             assert [i for c in chunks for i in c] == list(range(n_tiles))
             assert len(chunks) == min(n_tiles, 2 * workers)
 
@@ -98,14 +100,14 @@ def test_bad_image_is_reported_in_the_manifest_and_the_run_goes_on(tmp_path, cap
 def test_restart_skips_complete_outputs_and_redoes_corrupt_ones(tmp_path):
     imgs = _images(tmp_path / "in")
     out = tmp_path / "out"
-    opts = RunOptions(tile=256, formats=("json", "csv"))
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "csv"))
     det = BlobDetector()
-    first = run_batch(imgs, out, detector=det, opts=opts)
+    first = run_batch(imgs, out, detector=det, job=job)
     assert first.ok == 3 and first.backend == "in-process"
     calls_after_first = len(det.seen)
     good = {p.stem: (out / f"{p.stem}.detections.json").read_bytes() for p in imgs}
 
-    second = run_batch(imgs, out, detector=det, opts=opts)
+    second = run_batch(imgs, out, detector=det, job=job)
     assert second.skipped == 3 and second.ok == 0
     assert len(det.seen) == calls_after_first  # nothing was run again
     assert [r["products"] for r in second.records] == [1, 1, 1]
@@ -113,7 +115,7 @@ def test_restart_skips_complete_outputs_and_redoes_corrupt_ones(tmp_path):
     # a half-written JSON, and an image whose CSV went missing, are redone
     (out / "b.detections.json").write_bytes(good["b"][: len(good["b"]) // 2])
     (out / "c.detections.csv").unlink()
-    third = run_batch(imgs, out, detector=det, opts=opts)
+    third = run_batch(imgs, out, detector=det, job=job)
     status = {Path(r["input"]).stem: r["status"] for r in third.records}
     assert status == {"a": "skipped", "b": "ok", "c": "ok"}
     assert len(det.seen) > calls_after_first
@@ -145,7 +147,7 @@ def test_folders_expand_to_images_and_clashing_names_get_suffixes(tmp_path):
     Image.fromarray(blob_image(100, 100, (10, 10, 40, 40))).save(tmp_path / "two" / "a.png")
     paths = expand_inputs([tmp_path / "one", tmp_path / "two", tmp_path / "one" / "a.png"])
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["one/a.png", "one/b.png", "one/c.png", "two/a.png"]
-    s = run_batch([tmp_path / "one", tmp_path / "two"], tmp_path / "out", detector=BlobDetector(), opts=RunOptions(tile=256))
+    s = run_batch([tmp_path / "one", tmp_path / "two"], tmp_path / "out", detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)))
     assert [r["stem"] for r in s.records] == ["a", "b", "c", "a-2"]
     assert json.loads((tmp_path / "out" / "a-2.detections.json").read_text())["image"]["width"] == 100
 
@@ -154,12 +156,12 @@ def test_explicit_ray_without_ray_installed_is_a_clear_error(tmp_path, monkeypat
     imgs = _images(tmp_path / "in")
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(MissingDependencyError, match=r"densedet-tile\[ray\]"):
-        run_batch(imgs, tmp_path / "o1", detector=BlobDetector(), opts=RunOptions(tile=256), ray="local")
+        run_batch(imgs, tmp_path / "o1", detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)), ray="local")
     argv = [str(imgs[0]), "--out", str(tmp_path / "o2"), "--detector", f"{FAKES}:make_blob", "--ray", "auto"]
     assert batch_main(argv) == 2
     assert "pip install 'densedet-tile[ray]'" in capsys.readouterr().err
     # the default falls back to this process
-    s = run_batch(imgs, tmp_path / "o3", detector=BlobDetector(), opts=RunOptions(tile=256), ray="default")
+    s = run_batch(imgs, tmp_path / "o3", detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)), ray="default")
     assert s.backend == "in-process" and s.ok == 3
 
 
@@ -171,7 +173,7 @@ def test_explicit_ray_without_ray_installed_is_a_clear_error(tmp_path, monkeypat
         ({"timeout": 0}, "timeout"),
         ({"gpus_per_worker": -1.0}, "gpus_per_worker"),
         ({"detector": object()}, "detector"),
-        ({"opts": {"tile": 256}}, "RunOptions"),
+        ({"job": {"tile": 256}}, "Job"),
     ],
 )
 def test_bad_options_are_rejected(tmp_path, kwargs, match):
@@ -202,18 +204,18 @@ def test_detector_that_cannot_be_built_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_factory" in err[0]
     with pytest.raises(DetectorError):
-        run_batch(imgs, tmp_path / "out2", detector=DetectorSpec(name=f"{FAKES}:no_such_factory"))
+        run_batch(imgs, tmp_path / "out2", detector=DetectorSpec(kind=f"{FAKES}:no_such_factory"))
 
 
 def test_detector_spec_resolves_local_paths(tmp_path, monkeypatch):
     (tmp_path / "cfg.py").write_text("x = 1\n")
     (tmp_path / "det.py").write_text("def make():\n    return None\n")
     monkeypatch.chdir(tmp_path)
-    spec = DetectorSpec(name="det.py:make", config="cfg.py", checkpoint="weights.pth").resolved()
-    assert spec.name == f"{tmp_path / 'det.py'}:make"
+    spec = DetectorSpec(kind="det.py:make", config="cfg.py", checkpoint="weights.pth").resolved()
+    assert spec.kind == f"{tmp_path / 'det.py'}:make"
     assert spec.config == str(tmp_path / "cfg.py")
     assert spec.checkpoint == "weights.pth"  # not here: left as given (it may be a name)
-    assert DetectorSpec(name="pkg.module:make").resolved().name == "pkg.module:make"
+    assert DetectorSpec(kind="pkg.module:make").resolved().kind == "pkg.module:make"
 
 
 def test_painted_scene_in_process_matches_detect(tmp_path):
@@ -223,7 +225,7 @@ def test_painted_scene_in_process_matches_detect(tmp_path):
     img, _ = make_painted_aisle(900, 300, n_products=40, seed=3, small_size=(20, 60), large_size=(100, 160))
     p = tmp_path / "aisle.png"
     Image.fromarray(img).save(p)
-    s = run_batch([p], tmp_path / "out", detector=PaintedDetector(), opts=RunOptions(tile=256, overlap=0.25))
+    s = run_batch([p], tmp_path / "out", detector=PaintedDetector(), job=Job(tiling=TileSpec(tile=256, overlap=0.25)))
     assert s.ok == 1
     doc = json.loads((tmp_path / "out" / "aisle.detections.json").read_text())
     ref = dt.detect(p, PaintedDetector(), tile=256, overlap=0.25)

@@ -12,10 +12,12 @@ import pytest
 from PIL import Image
 
 import densedet_tile as dt
-from densedet_tile import DetectorError
-from densedet_tile.batch import DetectorSpec, batch_main, run_batch
+from densedet_tile import DetectorError, TileSpec
+from densedet_tile.batch import run_batch
+from densedet_tile.cli.batch import batch_main
+from densedet_tile.detector.registry import DetectorSpec
 from densedet_tile.pipeline import describe_detector
-from densedet_tile.runner import RunOptions
+from densedet_tile.runner import Job
 from densedet_tile.synthetic import PaintedDetector, make_painted_aisle
 from densedet_tile.tiler import make_grid
 from fakes import BlobDetector, blob_image
@@ -81,8 +83,8 @@ def test_ray_pool_writes_what_in_process_writes_and_restarts(local_ray, tmp_path
     bad = tmp_path / "in" / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     inputs = [imgs[0], imgs[1], bad, imgs[2], imgs[3]]
-    opts = RunOptions(tile=256, formats=("json", "csv"))
-    ref = run_batch(inputs, tmp_path / "local", detector=BlobDetector(), opts=opts, ray=None)
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "csv"))
+    ref = run_batch(inputs, tmp_path / "local", detector=BlobDetector(), job=job, ray=None)
     assert (ref.ok, ref.failed) == (4, 1)
     # the command line on Ray: each worker builds the detector from its spec (a factory in a file)
     argv = [*map(str, inputs), "--out", str(tmp_path / "ray"), "--ray", "local", "--workers", "2", "--tile", "256",
@@ -101,7 +103,7 @@ def test_ray_pool_writes_what_in_process_writes_and_restarts(local_ray, tmp_path
 
     # restart: complete outputs are skipped, a corrupt one is redone on Ray
     (tmp_path / "ray" / "img2.detections.json").write_text('{"schema": "densedet-tile/detections@1", "box')
-    again = run_batch(inputs, tmp_path / "ray", detector=BlobDetector(), opts=opts, ray="local", workers=2)
+    again = run_batch(inputs, tmp_path / "ray", detector=BlobDetector(), job=job, ray="local", workers=2)
     status = {Path(r["input"]).name: r["status"] for r in again.records}
     assert status == {"img0.png": "skipped", "img1.png": "skipped", "img3.png": "skipped",
                       "img2.png": "ok", "bad.png": "error"}
@@ -119,7 +121,7 @@ def test_killed_actor_has_its_image_retried_on_another(local_ray, tmp_path):
             killed.append(actor._actor_id.hex())
             ray.kill(actor)
 
-    s = run_batch(imgs, tmp_path / "out", detector=SlowBlob(), opts=RunOptions(tile=256), ray="local",
+    s = run_batch(imgs, tmp_path / "out", detector=SlowBlob(), job=Job(tiling=TileSpec(tile=256)), ray="local",
                   workers=2, on_submit=kill_once)
     assert killed
     assert s.ok == 4 and s.failed == 0
@@ -127,7 +129,7 @@ def test_killed_actor_has_its_image_retried_on_another(local_ray, tmp_path):
     assert rec["img1.png"]["attempts"] == 2
     assert all(rec[n]["attempts"] == 1 for n in ("img0.png", "img2.png", "img3.png"))
     assert len(_docs(tmp_path / "out")) == 4
-    ref = run_batch(imgs, tmp_path / "ref", detector=SlowBlob(), opts=RunOptions(tile=256), ray=None)
+    ref = run_batch(imgs, tmp_path / "ref", detector=SlowBlob(), job=Job(tiling=TileSpec(tile=256)), ray=None)
     assert ref.ok == 4 and _docs(tmp_path / "out") == _docs(tmp_path / "ref")
 
 
@@ -137,7 +139,7 @@ def test_images_that_kill_or_hang_workers_are_reported_and_the_run_completes(loc
     Image.fromarray(np.full((100, 100, 3), 77, np.uint8)).save(poison)
     Image.fromarray(np.full((100, 100, 3), 99, np.uint8)).save(hang)
     s = run_batch([imgs[0], poison, hang, imgs[1]], tmp_path / "out", detector=CrashOnGrey(),
-                  opts=RunOptions(tile=256), ray="local", workers=2, retries=1, timeout=5.0)
+                  job=Job(tiling=TileSpec(tile=256)), ray="local", workers=2, retries=1, timeout=5.0)
     rec = {Path(r["input"]).name: r for r in s.records}
     assert rec["poison.png"]["status"] == "error"
     assert rec["poison.png"]["attempts"] == 2 and "worker was lost 2 time(s)" in rec["poison.png"]["error"]
@@ -168,7 +170,7 @@ def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tm
     again.write_bytes(p.read_bytes())
     grey = tmp_path / "grey.png"
     Image.fromarray(np.full((500, 900, 3), 77, np.uint8)).save(grey)
-    opts = RunOptions(tile=256, overlap=0.25)
+    job = Job(tiling=TileSpec(tile=256, overlap=0.25))
     ref_result = dt.detect_image(p, PaintedDetector(jitter=1.0, seed=5), tile=256, overlap=0.25)
     ref = ref_result.detections
     assert len(ref) > 40
@@ -181,7 +183,7 @@ def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tm
 
     # the kill hits the first image; the grey one fails (its other chunks are left running);
     # the last one must still get every worker and come out right
-    s = run_batch([p, grey, again], tmp_path / "out", detector=PaintedOrFail(jitter=1.0, seed=5), opts=opts,
+    s = run_batch([p, grey, again], tmp_path / "out", detector=PaintedOrFail(jitter=1.0, seed=5), job=job,
                   ray="local", workers=2, split=True, on_submit=kill_once)
     assert killed
     status = {Path(r["input"]).name: r["status"] for r in s.records}
@@ -202,7 +204,7 @@ def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tm
 
 def test_detector_that_cannot_be_built_on_workers_is_one_clear_error(local_ray, tmp_path):
     imgs = _images(tmp_path / "in", 1)
-    spec = DetectorSpec(name=f"{TESTS / 'fakes.py'}:no_such_factory")
+    spec = DetectorSpec(kind=f"{TESTS / 'fakes.py'}:no_such_factory")
     with pytest.raises(DetectorError, match="no_such_factory"):
         run_batch(imgs, tmp_path / "out", detector=spec, ray="local", workers=1)
 

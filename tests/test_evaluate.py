@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from densedet_tile import RunSpec, TileSpec
+from densedet_tile.cli.eval import eval_main
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.eval import EvalImage, evaluate_boxes
-from densedet_tile.eval.cli import compare_tiled_untiled, pair_images
+from densedet_tile.eval.compare import compare_tiled_untiled, pair_images
 from densedet_tile.eval.formats import read_ground_truth, read_predictions
-from densedet_tile.evaluate import eval_main
 
 pycocotools = pytest.importorskip("pycocotools")  # declared in the test extra; CI installs it
 from pycocotools.coco import COCO  # noqa: E402
@@ -313,8 +314,8 @@ def test_compare_runs_tiled_and_untiled(tmp_path: Path) -> None:
     # the untiled detector's box for a 500x300 image: [125, 75, 375, 225]
     write_sku_csv(gtp, [("a.jpg", 125, 75, 375, 225, "object", 500, 300)], header=False)
     det = RecordingDetector()
-    runs = compare_tiled_untiled([img / "a.jpg"], read_ground_truth(gtp), det, tile=128, overlap=0.25,
-                                 detect_kwargs={"device": "cpu", "batch_size": 1})
+    runs = compare_tiled_untiled([img / "a.jpg"], read_ground_truth(gtp), det, tiling=TileSpec(tile=128, overlap=0.25),
+                                 run=RunSpec(device="cpu", batch_size=1))
     assert [r.name for r in runs] == ["tiled", "untiled"]
     assert det.shapes[-1] == (300, 500)  # the whole image in one tile
     assert set(det.shapes[:-1]) == {(128, 128)} and len(det.shapes) > 2

@@ -3,15 +3,15 @@
 Pure functions on global product boxes (``xyxy`` pixels of the upright image):
 :func:`find_rows`, :func:`find_gaps`, :func:`count_in_regions`, :func:`density_grid`,
 :func:`run_audit` (all of them) and :func:`audit_to_dict`; :func:`render_preview` and
-:func:`render_html` make the report; :func:`audit_main` is the ``densedet-tile audit`` command.
+:func:`render_html` make the report (the ``densedet-tile audit`` command lives in
+:mod:`densedet_tile.cli.audit`).
 """
 
 from .analysis import AUDIT_SCHEMA, AuditResult, AuditSettings, RegionStats, audit_to_dict, run_audit
-from .cli import audit_main
 from .gaps import DEFAULT_GAP_K, Gap, find_gaps
 from .heatmap import DensityGrid, density_grid, heatmap_png
 from .regions import Region, count_in_regions, load_regions, parse_regions
-from .report import render_html, render_preview
+from .report import load_preview_image, render_html, render_preview
 from .rows import RowLayout, ShelfRow, estimate_tilt, find_rows
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "RegionStats",
     "RowLayout",
     "ShelfRow",
-    "audit_main",
     "audit_to_dict",
     "count_in_regions",
     "density_grid",
@@ -33,6 +32,7 @@ __all__ = [
     "find_gaps",
     "find_rows",
     "heatmap_png",
+    "load_preview_image",
     "load_regions",
     "parse_regions",
     "render_html",

@@ -10,13 +10,17 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import ImageReadError, InvalidInputError
 from .analysis import AuditResult
 
-__all__ = ["preview_scale", "render_preview", "render_html", "PREVIEW_MAX_WIDTH", "PREVIEW_MAX_HEIGHT"]
+__all__ = ["preview_scale", "render_preview", "render_html", "load_preview_image", "PREVIEW_MAX_WIDTH",
+           "PREVIEW_MAX_HEIGHT"]
 
 PREVIEW_MAX_WIDTH = 8000
 PREVIEW_MAX_HEIGHT = 2400
@@ -178,3 +182,62 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 <script>{_SCRIPT}</script>
 </body></html>
 """
+
+
+def load_preview_image(path: str | Path, width: int, height: int, *, max_width: int = PREVIEW_MAX_WIDTH,
+                       max_height: int = PREVIEW_MAX_HEIGHT) -> Any:
+    """The upright image at (about) preview size as a PIL image.
+
+    JPEGs are decoded at a reduced scale directly (``draft``); the EXIF orientation is applied.
+    Raises :class:`ImageReadError` if it cannot be read or :class:`InvalidInputError` if its
+    upright size is not ``width`` x ``height`` (the detections belong to another image).
+    """
+    from PIL import Image, ImageOps
+
+    p = Path(path)
+    s = preview_scale(width, height, max_width=max_width, max_height=max_height)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            old = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # the size is checked against the detections instead
+            try:
+                im = Image.open(p)
+                orient = im.getexif().get(0x0112, 1)
+                sw, sh = im.size
+                upright = (sh, sw) if orient in (5, 6, 7, 8) else (sw, sh)
+                if upright != (width, height):
+                    raise InvalidInputError(f"{p}: image is {upright[0]}x{upright[1]} but the detections are for {width}x{height}")
+                tw, th = max(1, int(width * s)), max(1, int(height * s))
+                if im.format == "JPEG":
+                    im.draft("RGB", (tw, th) if orient not in (5, 6, 7, 8) else (th, tw))
+                im = ImageOps.exif_transpose(im.convert("RGB"))
+                im.load()
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except FileNotFoundError:
+        raise ImageReadError(f"{p}: no such file") from None
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # Pillow cannot read it: try the engine's readers (BigTIFF...)
+        try:
+            from ..tiler.readers import open_image
+
+            with open_image(p) as src:
+                if (src.width, src.height) != (width, height):
+                    raise InvalidInputError(
+                        f"{p}: image is {src.width}x{src.height} but the detections are for {width}x{height}"
+                    )
+                # strips whose height is a multiple of the step: bounded memory, aligned sampling
+                step = max(1, int(1 / s))
+                strip = step * max(1, 512 // step)
+                arr = np.concatenate([
+                    src.read(0, y0, src.width, min(strip, src.height - y0))[::step, ::step]
+                    for y0 in range(0, src.height, strip)
+                ])
+            return Image.fromarray(np.ascontiguousarray(arr))
+        except InvalidInputError:
+            raise
+        except Exception:
+            raise ImageReadError(f"{p}: cannot read the image ({exc})") from None
+    return im

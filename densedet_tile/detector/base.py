@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..types import Detections
+from ..types import Detections, check_device
 
-__all__ = ["Detector", "input_size_of", "resolve_device", "check_tiles"]
+__all__ = ["Detector", "input_size_of", "resolve_device", "device_of", "check_tiles"]
 
 
 @runtime_checkable
@@ -45,15 +46,12 @@ def resolve_device(device: str = "auto") -> str:
     """Turn ``"auto"`` into ``"cuda"`` when a GPU is usable, else ``"cpu"``; validate others.
 
     Accepts ``"auto"``, ``"cpu"``, ``"cuda"`` and ``"cuda:N"``. Asking for CUDA on a machine
-    without it raises :class:`~densedet_tile.errors.InvalidInputError`.
+    without it raises :class:`~densedet_tile.errors.InvalidInputError`. Imports torch (to ask
+    it about CUDA) unless the answer is ``"cpu"`` already: call it only where a torch model runs.
     """
     from ..errors import InvalidInputError
 
-    if not isinstance(device, str):
-        raise InvalidInputError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
-    dev = device.strip().lower()
-    if dev not in ("auto", "cpu") and not (dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
+    dev = check_device(device)
     if dev == "cpu":
         return "cpu"
     import torch
@@ -64,6 +62,27 @@ def resolve_device(device: str = "auto") -> str:
     if not has_cuda:
         raise InvalidInputError(f"device {device!r} was requested but CUDA is not available on this machine")
     return dev
+
+
+def device_of(detector: object, requested: str = "auto") -> str:
+    """The device a run reports and sizes its batches for, without importing any framework.
+
+    An explicit ``requested`` device wins. For ``"auto"``: the detector's own ``device``
+    attribute when it has one (the built-in model and the adapters do), else ``"cuda"`` only
+    when torch is already loaded in this process and sees a GPU, else ``"cpu"``.
+    """
+    dev = check_device(requested)
+    if dev != "auto":
+        return dev
+    own = getattr(detector, "device", None)
+    if own is not None:
+        own = str(own).lower()
+        if own == "cpu" or own.startswith("cuda"):
+            return own
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
 
 
 def check_tiles(tiles: Sequence[np.ndarray], *, allow_empty: bool = False) -> list[np.ndarray]:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from ..configs import find_config
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
-from ..types import Detections
+from ..types import PRECISIONS, Detections
 from .base import check_tiles, resolve_device
 from .checkpoints import load_checkpoint, restricted_getattr, state_dict_of
 
@@ -34,7 +34,6 @@ __all__ = ["build", "MMDetDetector", "Precision"]
 log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "fp16", "bf16"]
-_PRECISIONS = ("fp32", "fp16", "bf16")
 _FEATURE = "the mmdet detector"
 
 
@@ -206,9 +205,10 @@ def build(
 ) -> MMDetDetector:
     """Build an MMDetection detector from a config file and an optional checkpoint.
 
-    ``config``: path of an MMDetection 3.x config (e.g. configs/densedet_x101_32x4d_cascade_bfp.py).
+    ``config``: a shipped config name (``densedet-x101``, see :mod:`densedet_tile.configs`) or
+    the path of an MMDetection 3.x config file.
     ``checkpoint``: a 3.x checkpoint (``state_dict`` with the config's keys; convert a 1.x
-    DenseDet checkpoint with scripts/convert_densedet_checkpoint.py) or None for random weights.
+    DenseDet checkpoint with ``densedet-tile convert-checkpoint``) or None for random weights.
     ``score_thr``: boxes below it are dropped (also set as the model's own test score_thr).
     ``precision``: "fp32", or "fp16" (CUDA) / "bf16" for a half-precision backbone and neck.
     ``cfg_options``: dotted-key overrides merged into the config (mmengine ``merge_from_dict``).
@@ -216,14 +216,12 @@ def build(
     if options:
         raise InvalidInputError(f"mmdet detector: unknown option(s) {', '.join(sorted(options))}")
     if not config:
-        raise InvalidInputError("mmdet detector: a config file is required (--config PATH)")
-    cfg_path = Path(config)
-    if not cfg_path.is_file():
-        raise InvalidInputError(f"mmdet config {config}: no such file")
+        raise InvalidInputError("mmdet detector: a config is required (--config NAME or PATH)")
+    cfg_path = find_config(config)
     if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):
         raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
-    if precision not in _PRECISIONS:
-        raise InvalidInputError(f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     input_size = _check_size(input_size, "input_size")
     dev = resolve_device(device)
     if precision == "fp16" and not dev.startswith("cuda"):
@@ -338,7 +336,7 @@ def _load_weights(model: Any, checkpoint: str | os.PathLike[str]) -> tuple[str, 
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
             if keys:
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
-        hint = " (a 1.x checkpoint? run scripts/convert_densedet_checkpoint.py)" if any(
+        hint = " (a 1.x checkpoint? run densedet-tile convert-checkpoint)" if any(
             k.startswith("bbox_head.") for k in unexpected
         ) else ""
         raise DetectorError(f"checkpoint {os.fspath(checkpoint)} does not fit the config: {'; '.join(parts)}{hint}")

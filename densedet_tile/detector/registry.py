@@ -6,19 +6,69 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import DetectorError, InvalidInputError
+from ..types import PRECISIONS, check_device
 from .base import Detector
 
-__all__ = ["load_detector", "BUILTIN_KINDS", "PRECISIONS"]
+__all__ = ["load_detector", "DetectorSpec", "BUILTIN_KINDS", "PRECISIONS"]
 
 #: Names understood by ``--detector`` besides ``MODULE:FACTORY``.
 BUILTIN_KINDS: tuple[str, ...] = ("default", "mmdet", "torchvision", "onnx")
 
-#: Numeric precisions ``--precision`` accepts.
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A picklable recipe for a detector: what ``--detector/--config/--checkpoint/...`` say.
+
+    Every verb builds its detector from one of these, and ``densedet-tile batch`` ships it as
+    it is to each worker, which calls :meth:`build` once. ``kind`` is a name understood by
+    :func:`load_detector`; ``options`` are extra keywords for the adapter's build.
+    """
+
+    kind: str = "default"
+    config: str | None = None
+    checkpoint: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    input_size: int | None = None
+    score_thr: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not self.kind:
+            raise InvalidInputError(f"detector must be a non-empty string, got {self.kind!r}")
+        object.__setattr__(self, "device", check_device(self.device))
+        if self.precision not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        object.__setattr__(self, "options", dict(self.options or {}))
+
+    def build(self) -> Detector:
+        """Build the detector in the calling process."""
+        return load_detector(
+            self.kind, config=self.config, checkpoint=self.checkpoint, device=self.device,
+            input_size=self.input_size, score_thr=self.score_thr, precision=self.precision,
+            options=self.options,
+        )
+
+    def resolved(self) -> "DetectorSpec":
+        """The same spec with every existing local file path made absolute.
+
+        Workers whose working folder differs then still find them (on a cluster the files must
+        lie on storage every node sees).
+        """
+
+        def absolute(p: str | None) -> str | None:
+            return str(Path(p).resolve()) if p and Path(p).exists() else p
+
+        kind = self.kind
+        module, sep, factory = kind.rpartition(":")
+        if sep and module.endswith(".py") and Path(module).is_file():
+            kind = f"{Path(module).resolve()}:{factory}"
+        return replace(self, kind=kind, config=absolute(self.config), checkpoint=absolute(self.checkpoint))
 
 _ADAPTERS = {
     "mmdet": "densedet_tile.detector.mmdet_adapter",
@@ -55,6 +105,7 @@ def load_detector(
         raise InvalidInputError(f"detector must be a non-empty string, got {name!r}")
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = check_device(device)
     extra = dict(options or {})
     if name == "default":
         if config is not None or checkpoint is not None:

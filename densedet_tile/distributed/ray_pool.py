@@ -70,6 +70,7 @@ class DetectorWorker:
         self.error: str | None = None
         self.detector: Any = None
         self._open: tuple[str, Any] | None = None  # (path, ImageSource) kept for --split chunks
+        self._jobs: dict[Any, Any] = {}  # job as given -> job fitted to this worker
         try:
             build = getattr(detector, "build", None)
             self.detector = build() if callable(build) and not hasattr(detector, "predict") else detector
@@ -92,56 +93,58 @@ class DetectorWorker:
 
     def info(self) -> dict[str, Any]:
         """Who this worker is and what it runs; ``error`` is set when the detector failed to build."""
-        from ..detector.base import resolve_device
+        from ..detector.base import device_of
         from ..pipeline import describe_detector
 
         out: dict[str, Any] = {"worker": self.label, "error": self.error}
         if self.error is None:
             out["model"] = describe_detector(self.detector)
             out["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
-            try:
-                out["auto_device"] = resolve_device("auto")
-            except Exception:  # pragma: no cover - resolve_device('auto') does not fail in practice
-                out["auto_device"] = None
+            out["auto_device"] = device_of(self.detector, "auto")
         return out
 
-    def process(self, inp: str, opts: Any, out_dir: str, stem: str) -> dict[str, Any]:
+    def _fitted(self, job: Any) -> Any:
+        """``job`` fitted to this worker's detector and GPU budget, worked out once per job."""
+        if job not in self._jobs:
+            from ..runner import build_detector
+
+            self._jobs[job] = build_detector(self.detector, job)[1]
+        return self._jobs[job]
+
+    def process(self, inp: str, job: Any, out_dir: str, stem: str) -> dict[str, Any]:
         """Run one whole image through the engine and write its outputs (see ``runner.process_image``)."""
         from ..runner import process_image
 
-        outcome = process_image(inp, self.detector, opts, out_dir, stem=stem)
+        outcome = process_image(inp, self.detector, self._fitted(job), out_dir, stem=stem)
         rec = outcome.as_dict()
         rec["worker"] = self.label
         return rec
 
-    def predict_tiles(self, path: str, tiles: Sequence[Any], opts: Any) -> dict[str, Any]:
+    def predict_tiles(self, path: str, tiles: Sequence[Any], job: Any) -> dict[str, Any]:
         """Tile-local detections for ``tiles`` of the image at ``path`` (part of a split image).
 
         Returns plain arrays (``xyxy`` (N, 4) float32, ``scores``, ``labels`` per tile, in the
-        order given) plus timings, so nothing library-specific crosses the wire.
+        order given), the run spec as resolved here, and timings.
         """
         from ..pipeline import predict_tiles
-        from ..tiler.readers import DEFAULT_MAX_PIXELS, open_image
+        from ..tiler.readers import open_image
 
         t0 = time.perf_counter()
+        job = self._fitted(job)
         if self._open is None or self._open[0] != path:
             self.close_image()
-            max_pixels = DEFAULT_MAX_PIXELS if opts.max_pixels is None else opts.max_pixels
-            self._open = (path, open_image(path, max_pixels=max_pixels))
+            self._open = (path, open_image(path, max_pixels=job.run.max_pixels))
         src = self._open[1]
         t_open = time.perf_counter() - t0
-        timings: dict[str, float] = {}
-        dets = predict_tiles(
-            src, tiles, self.detector, batch_size=opts.batch_size, input_size=opts.input_size,
-            score_thr=opts.score_thr, device=opts.device, timings=timings,
-        )
-        timings["read_s"] = timings.get("read_s", 0.0) + t_open
+        preds = predict_tiles(src, tiles, self.detector, job.run)
         return {
             "worker": self.label,
-            "xyxy": [d.xyxy for d in dets],
-            "scores": [d.scores for d in dets],
-            "labels": [d.labels for d in dets],
-            "timings": timings,
+            "xyxy": [d.xyxy for d in preds.dets],
+            "scores": [d.scores for d in preds.dets],
+            "labels": [d.labels for d in preds.dets],
+            "run": preds.run,
+            "final_batch_size": preds.final_batch_size,
+            "timings": {"read_s": preds.read_s + t_open, "resize_s": preds.resize_s, "predict_s": preds.predict_s},
             "seconds": time.perf_counter() - t0,
         }
 

@@ -1,4 +1,4 @@
-"""Evaluation of detections against ground truth (COCO-style AP/AR) and the ``eval`` command."""
+"""Evaluation of detections against ground truth (COCO-style AP/AR), and a run tiled against untiled."""
 
 from .coco import (
     COCO_AREA_RANGES,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from densedet_tile.audit import audit_main
+from densedet_tile.cli.audit import audit_main
 from densedet_tile.audit.synthetic import render_aisle, synthetic_aisle
 from densedet_tile.errors import InvalidInputError
 
@@ -204,7 +204,7 @@ def test_report_renders_in_headless_chromium(scene: dict, tmp_path: Path) -> Non
 
 
 def test_preview_falls_back_to_the_engine_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from densedet_tile.audit.cli import load_preview_image
+    from densedet_tile.audit.report import load_preview_image
 
     arr = np.zeros((600, 1000, 3), np.uint8)
     arr[:, 500:] = 200

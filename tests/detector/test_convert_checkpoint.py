@@ -6,7 +6,6 @@ inverse mapping, written out independently of the converter, with random tensors
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import subprocess
@@ -25,18 +24,18 @@ from densedet_tile.detector.checkpoints import (  # noqa: E402
     restricted_getattr,
     state_dict_of,
 )
+from densedet_tile.configs import config_path  # noqa: E402
 from densedet_tile.errors import DetectorError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "convert_densedet_checkpoint.py"
-LIGHT = ROOT / "configs" / "densedet_r18_cascade_bfp_light.py"
+CLI = [sys.executable, "-m", "densedet_tile", "convert-checkpoint"]
+LIGHT = config_path("densedet-r18-light")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("convert_densedet_checkpoint", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from densedet_tile.detector import convert
+
+    return convert
 
 
 # -- safe loading ---------------------------------------------------------------------------
@@ -170,7 +169,7 @@ def test_converted_checkpoint_runs_in_the_adapter(tmp_path, v3_state_dict):
     conv = _script()
     src, dst = tmp_path / "v1.pth", tmp_path / "v3.pth"
     torch.save({"state_dict": to_v1_layout(v3_state_dict)}, src)
-    r = subprocess.run([sys.executable, str(SCRIPT), str(src), str(dst), "--config", str(LIGHT)],
+    r = subprocess.run([*CLI, str(src), str(dst), "--config", "densedet-r18-light"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "classes: product" in r.stdout
@@ -195,9 +194,9 @@ def test_convert_refuses_a_checkpoint_of_another_model(tmp_path, v3_state_dict):
     with pytest.raises(DetectorError, match="missing.*refine.g.conv.weight.*unexpected.*extra_head"):
         conv.convert(src, tmp_path / "out.pth", config=LIGHT)
     assert not (tmp_path / "out.pth").exists()
-    r = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nope.pth"), str(tmp_path / "o.pth"), "--no-verify"],
+    r = subprocess.run([*CLI, str(tmp_path / "nope.pth"), str(tmp_path / "o.pth"), "--no-verify"],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "nope.pth: no such file" in r.stderr
+    assert r.returncode == 2 and "nope.pth: no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_fc_cls_with_wrong_class_count_is_refused(v3_state_dict):

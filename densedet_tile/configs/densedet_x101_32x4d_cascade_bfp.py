@@ -6,7 +6,7 @@
 # one class ("product"). The 1.x pixel conventions the weights were trained with are kept:
 # LegacyAnchorGenerator (centre offset 0.5), LegacyDeltaXYWHBBoxCoder (width = x2 - x1 + 1),
 # RoIAlign with aligned=False and NMS with offset=1. A checkpoint converted by
-# scripts/convert_densedet_checkpoint.py loads into this config without missing keys.
+# densedet-tile convert-checkpoint loads into this config without missing keys.
 #
 # Test scale. The original test pipeline resizes a whole photo to fit 3000x1800 (keep ratio);
 # the model was trained on 1200x1200 crops of photos resized that way. Here the model sees

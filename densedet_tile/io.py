@@ -1,7 +1,11 @@
-"""Output writers: JSON, SKU-110K CSV, COCO results and a JPEG preview, all written atomically.
+"""Every file the library writes: the one atomic writer, and the detections outputs.
 
-Every writer builds its whole output first, writes it to a temporary file beside the target and
-renames it into place, so a crash or an error never leaves a partial file under the final name.
+:func:`write_files` is the only place that creates output files: each file's whole content is
+built first, written to a temporary file in the target folder, fsynced, given the mode a plain
+``open()`` would give it under the process umask, and renamed into place, so a crash or an error
+never leaves a partial file under the final name and readers of the folder can read the result.
+Detections go out as JSON (schema ``densedet-tile/detections@1``), SKU-110K CSV, COCO results
+and a JPEG preview; the eval and audit reports and the batch manifest use the same writer.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -23,6 +27,7 @@ __all__ = [
     "SCHEMA",
     "FORMATS",
     "atomic_write",
+    "write_files",
     "result_to_json",
     "write_json",
     "write_csv",
@@ -38,24 +43,55 @@ FORMATS: tuple[str, ...] = ("json", "csv", "coco")
 PREVIEW_MAX_SIDE = 8000
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call ``write(fileobj)`` on a temp file in ``path``'s folder, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask is global state)."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Path]:
+    """Write several files all or nothing; returns their paths in the order given.
+
+    Each file is staged as a temporary file beside its target (fsynced, mode ``0o666`` less the
+    umask) before any is renamed into place; if staging any of them fails, no target is touched
+    and the temporaries are removed. ``str`` content is written as UTF-8.
+    """
+    mode = 0o666 & ~_umask()
+    staged: list[tuple[str, Path]] = []
+    try:
+        for target, data in files.items():
+            target = Path(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            staged.append((tmp, target))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+        for tmp, target in staged:
+            os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
-    return path
+    return [t for _, t in staged]
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write one file atomically (see :func:`write_files`); returns its path."""
+    return write_files({path: data})[0]
 
 
 def _class_names(result: "ImageResult") -> list[str]:
@@ -93,7 +129,7 @@ def result_to_json(result: "ImageResult") -> dict[str, Any]:
 def write_json(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
     """Write the JSON document for ``result`` to ``path`` atomically."""
     data = json.dumps(result_to_json(result), separators=(",", ":")).encode()
-    return atomic_write(path, lambda fh: fh.write(data))
+    return atomic_write(path, data)
 
 
 def write_csv(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
@@ -111,7 +147,7 @@ def write_csv(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
     for (x1, y1, x2, y2), lab, s in zip(xyxy.tolist(), d.labels.tolist(), d.scores.tolist()):
         w.writerow([result.name, x1, y1, x2, y2, _label_name(names, lab), result.width, result.height, f"{s:.4f}"])
     data = buf.getvalue().encode()
-    return atomic_write(path, lambda fh: fh.write(data))
+    return atomic_write(path, data)
 
 
 def write_coco(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
@@ -128,7 +164,7 @@ def write_coco(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
         for box, lab, s in zip(xywh.tolist(), d.labels.tolist(), d.scores.tolist())
     ]
     data = json.dumps(rows, separators=(",", ":")).encode()
-    return atomic_write(path, lambda fh: fh.write(data))
+    return atomic_write(path, data)
 
 
 def write_preview(
@@ -169,7 +205,7 @@ def write_preview(
     buf = io.BytesIO()
     canvas.save(buf, format="JPEG", quality=quality)
     data = buf.getvalue()
-    return atomic_write(path, lambda fh: fh.write(data))
+    return atomic_write(path, data)
 
 
 def output_paths(out_dir: str | os.PathLike[str], stem: str, formats: tuple[str, ...], preview: bool) -> dict[str, Path]:

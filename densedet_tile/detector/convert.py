@@ -1,9 +1,6 @@
-#!/usr/bin/env python
-"""Upgrade the MMDetection 1.x SKU110K-DenseDet checkpoint to the 3.x config in configs/.
+"""Upgrade the MMDetection 1.x SKU110K-DenseDet checkpoint to the shipped 3.x config.
 
-Usage:
-    python scripts/convert_densedet_checkpoint.py OLD.pth NEW.pth \
-        [--config configs/densedet_x101_32x4d_cascade_bfp.py] [--no-verify]
+Command line: ``densedet-tile convert-checkpoint OLD.pth NEW.pth [--config densedet-x101] [--no-verify]``.
 
 Key mapping (1.x CascadeRCNN, mmdet 1.0rc1 -> 3.x CascadeRCNN with CascadeRoIHead):
 
@@ -35,22 +32,22 @@ against a model built from that config and any mismatch is an error.
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from ..configs import find_config
+from ..errors import DetectorError
+from ..io import atomic_write
+from .checkpoints import load_checkpoint, state_dict_of
 
-from densedet_tile.detector.checkpoints import load_checkpoint, state_dict_of  # noqa: E402
-from densedet_tile.errors import DetectorError  # noqa: E402
+__all__ = ["upgrade_key", "background_last", "upgrade_state_dict", "convert", "verify", "DEFAULT_CONFIG"]
 
-DEFAULT_CONFIG = ROOT / "configs" / "densedet_x101_32x4d_cascade_bfp.py"
+#: The config a converted checkpoint is checked against unless told otherwise.
+DEFAULT_CONFIG = "densedet-x101"
 
 _HEAD = re.compile(r"^(bbox_head|bbox_roi_extractor)\.(\d+)\.(.+)$")
 _CLS = re.compile(r"\.fc_cls\.(weight|bias)$")
@@ -100,7 +97,11 @@ def convert(
     config: str | Path | None = DEFAULT_CONFIG,
     num_classes_v1: int = 2,
 ) -> dict[str, Any]:
-    """Read ``src`` (safely), write the upgraded checkpoint to ``dst``; return its ``meta``."""
+    """Read ``src`` (safely), write the upgraded checkpoint to ``dst`` atomically; return its ``meta``.
+
+    ``config`` (a shipped config name or a file; None skips the check) is built to verify the
+    converted keys and shapes.
+    """
     ckpt = load_checkpoint(src)
     old_sd = state_dict_of(ckpt, source=f"checkpoint {src}")
     new_sd = upgrade_state_dict(old_sd, num_classes_v1=num_classes_v1)
@@ -112,12 +113,15 @@ def convert(
         "dataset_meta": {"classes": list(classes)},
         "converted_from": "mmdet 1.x",
         "source_mmdet_version": str(old_meta.get("mmdet_version", "unknown")) if isinstance(old_meta, dict) else "unknown",
-        "converter": "densedet-tile scripts/convert_densedet_checkpoint.py",
+        "converter": "densedet-tile convert-checkpoint",
     }
     if config is not None:
         verify(new_sd, config)
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"meta": meta, "state_dict": new_sd}, dst)
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"meta": meta, "state_dict": new_sd}, buf)
+    atomic_write(dst, buf.getvalue())
     return meta
 
 
@@ -125,7 +129,7 @@ def verify(state_dict: Mapping[str, torch.Tensor], config: str | Path) -> None:
     """Check keys and shapes against a model built from ``config``; raise DetectorError if off."""
     import warnings
 
-    from densedet_tile.detector.mmdet_adapter import _import_stack
+    from .mmdet_adapter import _import_stack
 
     _import_stack()
     from mmengine.config import Config
@@ -133,7 +137,7 @@ def verify(state_dict: Mapping[str, torch.Tensor], config: str | Path) -> None:
 
     from mmdet.registry import MODELS
 
-    cfg = Config.fromfile(str(config))
+    cfg = Config.fromfile(str(find_config(config)))
     init_default_scope(cfg.get("default_scope", "mmdet"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -146,25 +150,3 @@ def verify(state_dict: Mapping[str, torch.Tensor], config: str | Path) -> None:
             f"converted keys do not fit {config}: missing {missing[:3]} ({len(missing)}), "
             f"unexpected {unexpected[:3]} ({len(unexpected)}), wrong shape {shapes[:3]} ({len(shapes)})"
         )
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("src", help="MMDetection 1.x DenseDet checkpoint (.pth)")
-    ap.add_argument("dst", help="where to write the 3.x checkpoint")
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="3.x config to verify against")
-    ap.add_argument("--no-verify", action="store_true", help="skip building the model to check keys")
-    ap.add_argument("--num-classes-v1", type=int, default=2, help="1.x num_classes, background included")
-    args = ap.parse_args(argv)
-    try:
-        meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
-                       num_classes_v1=args.num_classes_v1)
-    except DetectorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.dst} (classes: {', '.join(meta['dataset_meta']['classes'])})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,11 +13,11 @@ from PIL import Image
 
 from fakes import blob_image
 
-FAKES = str(Path(__file__).with_name("fakes.py"))
+FAKES = str(Path(__file__).parents[1] / "fakes.py")
 
 
 def run_cli(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-m", "densedet_tile", *map(str, args)],
         capture_output=True, text=True, cwd=cwd, env=env, timeout=300,

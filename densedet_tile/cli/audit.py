@@ -14,33 +14,43 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..argtypes import positive_float, positive_int
-from ..errors import DensedetError, ImageReadError, InvalidInputError
+from ..audit.analysis import AuditSettings, audit_to_dict, run_audit
+from ..audit.gaps import DEFAULT_GAP_K
+from ..audit.heatmap import heatmap_png
+from ..audit.regions import load_regions
+from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
+from ..errors import DensedetError, ImageReadError
 from ..eval.formats import read_detections_json
-from ..eval.output import write_all_atomic
-from .analysis import AuditSettings, audit_to_dict, run_audit
-from .gaps import DEFAULT_GAP_K
-from .heatmap import heatmap_png
-from .regions import load_regions
-from .report import PREVIEW_MAX_HEIGHT, PREVIEW_MAX_WIDTH, preview_scale, render_html, render_preview
+from ..io import write_files
+from ..pipeline import detect_image
+from ..runner import Job, build_detector
+from .options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_detector_options,
+    add_tiling_options,
+    detector_spec_from_args,
+    error,
+    parse,
+    positive_float,
+    positive_int,
+    specs_from_args,
+)
 
-__all__ = ["audit_main", "build_parser", "load_preview_image"]
+__all__ = ["audit_main", "build_parser"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "densedet-tile audit"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import add_detector_options, add_tiling_options
-
     p = argparse.ArgumentParser(
-        prog="densedet-tile audit",
+        prog=PROG,
         description="Shelf audit of one image: products per region (--regions) or per shelf row found from the "
         "detections, shelf gaps, a density heatmap, and a self-contained HTML report plus a JSON with the same figures.",
     )
@@ -68,69 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _err(msg: str) -> None:
-    print(f"densedet-tile audit: error: {' '.join(str(msg).split())}", file=sys.stderr, flush=True)
-
-
-def load_preview_image(path: str | Path, width: int, height: int, *, max_width: int = PREVIEW_MAX_WIDTH,
-                       max_height: int = PREVIEW_MAX_HEIGHT) -> Any:
-    """The upright image at (about) preview size as a PIL image.
-
-    JPEGs are decoded at a reduced scale directly (``draft``); the EXIF orientation is applied.
-    Raises :class:`ImageReadError` if it cannot be read or :class:`InvalidInputError` if its
-    upright size is not ``width`` x ``height`` (the detections belong to another image).
-    """
-    from PIL import Image, ImageOps
-
-    p = Path(path)
-    s = preview_scale(width, height, max_width=max_width, max_height=max_height)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            old = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # the size is checked against the detections instead
-            try:
-                im = Image.open(p)
-                orient = im.getexif().get(0x0112, 1)
-                sw, sh = im.size
-                upright = (sh, sw) if orient in (5, 6, 7, 8) else (sw, sh)
-                if upright != (width, height):
-                    raise InvalidInputError(f"{p}: image is {upright[0]}x{upright[1]} but the detections are for {width}x{height}")
-                tw, th = max(1, int(width * s)), max(1, int(height * s))
-                if im.format == "JPEG":
-                    im.draft("RGB", (tw, th) if orient not in (5, 6, 7, 8) else (th, tw))
-                im = ImageOps.exif_transpose(im.convert("RGB"))
-                im.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = old
-    except FileNotFoundError:
-        raise ImageReadError(f"{p}: no such file") from None
-    except InvalidInputError:
-        raise
-    except Exception as exc:  # Pillow cannot read it: try the engine's readers (BigTIFF...)
-        try:
-            from ..tiler.readers import open_image
-
-            with open_image(p) as src:
-                if (src.width, src.height) != (width, height):
-                    raise InvalidInputError(
-                        f"{p}: image is {src.width}x{src.height} but the detections are for {width}x{height}"
-                    )
-                # strips whose height is a multiple of the step: bounded memory, aligned sampling
-                step = max(1, int(1 / s))
-                strip = step * max(1, 512 // step)
-                arr = np.concatenate([
-                    src.read(0, y0, src.width, min(strip, src.height - y0))[::step, ::step]
-                    for y0 in range(0, src.height, strip)
-                ])
-            return Image.fromarray(np.ascontiguousarray(arr))
-        except InvalidInputError:
-            raise
-        except Exception:
-            raise ImageReadError(f"{p}: cannot read the image ({exc})") from None
-    return im
-
-
 def _stem(path: str) -> str:
     name = Path(path).name
     for suffix in (".detections.json", ".json"):
@@ -141,17 +88,15 @@ def _stem(path: str) -> str:
 
 def audit_main(argv: Sequence[str]) -> int:
     """Entry point of ``densedet-tile audit``; returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:
-        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     det_path = args.detections
     image_path = args.image
     if det_path is None and image_path is not None and image_path.lower().endswith(".json"):
         det_path, image_path = image_path, None
     if det_path is None and image_path is None:
-        _err("give an IMAGE to detect in, or --detections FILE")
+        error(PROG, "give an IMAGE to detect in, or --detections FILE")
         return EXIT_USAGE
     try:
         settings = AuditSettings(gap_k=args.gap_k, end_gaps=not args.no_end_gaps, end_k=args.end_k,
@@ -180,7 +125,7 @@ def audit_main(argv: Sequence[str]) -> int:
         png = heatmap_png(result.grid)
         page = render_html(doc, jpeg, png)
     except (DensedetError, OSError) as exc:
-        _err(str(exc))
+        error(PROG, str(exc))
         return EXIT_USAGE
     out = Path(args.out)
     files = {
@@ -189,9 +134,9 @@ def audit_main(argv: Sequence[str]) -> int:
         out / f"{stem}.heatmap.png": png,
     }
     try:
-        write_all_atomic(files)
+        write_files(files)
     except OSError as exc:
-        _err(f"{out}: cannot write the report ({exc.strerror or exc})")
+        error(PROG, f"{out}: cannot write the report ({exc.strerror or exc})")
         return EXIT_USAGE
     s = doc["summary"]
     print(f"{info.get('name')}: {s['products']} products, {s['rows']} shelf rows, {s['gaps']} gaps "
@@ -203,29 +148,22 @@ def audit_main(argv: Sequence[str]) -> int:
 
 
 def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
-    from ..cli import detector_from_args, merge_spec_from_args
-    from ..pipeline import detect_image
-
     if not Path(image_path).is_file():
         raise ImageReadError(f"{image_path}: no such file")
+    tiling, merge, run = specs_from_args(args)
     try:
-        detector = detector_from_args(args)
+        detector, job = build_detector(detector_spec_from_args(args), Job(tiling=tiling, merge=merge, run=run))
     except (DensedetError, OSError):
         raise
     except Exception as exc:  # third-party model code
-        _err(f"detector {args.detector!r}: {exc}")
+        error(PROG, f"detector {args.detector!r}: {exc}")
         return EXIT_USAGE, None
-    kw: dict[str, Any] = dict(tile=args.tile, overlap=args.overlap, merge=merge_spec_from_args(args),
-                              batch_size=args.batch_size, device=args.device, score_thr=args.score_thr,
-                              input_size=args.input_size)
-    if args.max_pixels is not None:
-        kw["max_pixels"] = args.max_pixels
     try:
-        res = detect_image(image_path, detector, **kw)
+        res = detect_image(image_path, detector, tiling=job.tiling, merge=job.merge, run=job.run)
     except (DensedetError, OSError):
         raise
     except Exception as exc:
-        _err(f"{image_path}: detector failed ({exc})")
+        error(PROG, f"{image_path}: detector failed ({exc})")
         return EXIT_FAILED, None
     info = {"path": res.path, "name": res.name, "width": res.width, "height": res.height, "model": res.model}
     return EXIT_OK, (res.detections.xyxy.astype(np.float64), res.width, res.height, info)

@@ -1,0 +1,117 @@
+"""``densedet-tile batch``: many images (or one giant image) on a pool of workers.
+
+A thin layer over :func:`densedet_tile.batch.run_batch`: the same specs as the single-image
+command (tiling, merge, run, detector recipe, outputs) go to every worker whole. Exit 0 when
+every image is done, 1 when some failed, 2 for bad usage or a detector that cannot be built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..batch import Manifest, run_batch
+from ..errors import DensedetError, one_line
+from ..runner import Job
+from .options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_detector_options,
+    add_output_options,
+    add_tiling_options,
+    detector_spec_from_args,
+    error,
+    nonneg_float,
+    nonneg_int,
+    parse,
+    positive_float,
+    positive_int,
+    specs_from_args,
+)
+
+__all__ = ["batch_main", "build_parser"]
+
+PROG = "densedet-tile batch"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``densedet-tile batch`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Detect products in many images (or one giant image) on a pool of workers: "
+        "a local or remote Ray cluster, or this process when Ray is not installed. Restartable: "
+        "images whose outputs are complete are skipped; every image's result is logged in "
+        "OUT/manifest.jsonl and summarised in OUT/manifest.json.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or folders of them (not recursive)")
+    add_tiling_options(p)
+    add_detector_options(p)
+    add_output_options(p, out_required=True)
+    r = p.add_argument_group("workers")
+    r.add_argument("--ray", default="default", metavar="ADDRESS",
+                   help="'local' (start Ray on this machine), 'auto' (join $RAY_ADDRESS or the cluster running "
+                   "here), ray://HEAD:10001 or HEAD:6379 (join that cluster), or 'none' (this process only). "
+                   "Default: auto when $RAY_ADDRESS is set, else local when Ray is installed, else none")
+    r.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="number of workers (default: cluster CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)")
+    r.add_argument("--cpus-per-worker", type=nonneg_float, default=1.0, metavar="X",
+                   help="CPUs reserved by each worker (default: %(default)s)")
+    r.add_argument("--gpus-per-worker", type=nonneg_float, default=0.0, metavar="X",
+                   help="GPUs reserved by each worker, e.g. 1 or 0.5 (default: %(default)s)")
+    r.add_argument("--split", action="store_true",
+                   help="split each image's tiles across all workers (for a few giant panoramas)")
+    r.add_argument("--retries", type=nonneg_int, default=2, metavar="N",
+                   help="times an image is retried when its worker dies (default: %(default)s)")
+    r.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                   help="seconds one image (with --split: one run of tiles) may take on a worker before the "
+                   "worker is stopped and the image retried (default: no limit)")
+    return p
+
+
+def batch_main(argv: Sequence[str]) -> int:
+    """Entry point of ``densedet-tile batch``; returns the exit status."""
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    if args.debug:
+        logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
+
+    def show(rec: dict[str, Any]) -> None:
+        if args.quiet and rec["status"] != "error":
+            return
+        name = Path(rec["input"]).name
+        if rec["status"] == "error":
+            error(PROG, rec.get("error") or f"{rec['input']}: failed")
+        elif rec["status"] == "skipped":
+            print(f"{name}: skipped (outputs complete)", file=sys.stderr, flush=True)
+        else:
+            print(f"{name}: {rec.get('products')} products, {rec.get('tiles')} tiles, {rec.get('seconds', 0):.2f} s"
+                  f" [{rec.get('worker')}]", file=sys.stderr, flush=True)
+
+    try:
+        tiling, merge, run = specs_from_args(args)
+        job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview)
+        summary = run_batch(
+            args.inputs, args.out, detector=detector_spec_from_args(args), job=job, ray=args.ray,
+            workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+            split=args.split, retries=args.retries, timeout=args.timeout, on_record=show,
+            run_info={"argv": list(argv)},
+        )
+    except KeyboardInterrupt:
+        error(PROG, "interrupted (re-run the same command to continue where it stopped)")
+        return EXIT_INTERRUPTED
+    except DensedetError as exc:
+        if args.debug:
+            raise
+        error(PROG, one_line(exc))
+        return EXIT_USAGE
+    if not args.quiet:
+        print(f"batch {summary.run} ({summary.backend}, {summary.workers} worker(s)): {summary.ok} done, "
+              f"{summary.skipped} skipped, {summary.failed} failed in {summary.seconds:.1f} s; "
+              f"manifest: {Manifest(args.out).json_path}", file=sys.stderr, flush=True)
+    return EXIT_FAILED if summary.failed else EXIT_OK

@@ -1,0 +1,48 @@
+"""``densedet-tile convert-checkpoint``: a 1.x SKU110K-DenseDet checkpoint for the shipped 3.x config.
+
+Exit 0 when the checkpoint was written, 2 for bad usage or a checkpoint that does not fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from ..errors import DensedetError, one_line
+from .options import EXIT_OK, EXIT_USAGE, error, parse, positive_int
+
+__all__ = ["convert_main", "build_parser"]
+
+PROG = "densedet-tile convert-checkpoint"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Upgrade the MMDetection 1.x SKU110K-DenseDet checkpoint (keys, class-row order) to the "
+        "mmdet 3.x DenseDet config shipped with densedet-tile; the result loads with torch.load(weights_only=True).",
+    )
+    p.add_argument("src", help="MMDetection 1.x DenseDet checkpoint (.pth)")
+    p.add_argument("dst", help="where to write the 3.x checkpoint")
+    p.add_argument("--config", default="densedet-x101",
+                   help="shipped config name or config file to verify against (default: %(default)s)")
+    p.add_argument("--no-verify", action="store_true", help="skip building the model to check keys and shapes")
+    p.add_argument("--num-classes-v1", type=positive_int, default=2, help="1.x num_classes, background included")
+    return p
+
+
+def convert_main(argv: Sequence[str]) -> int:
+    """Entry point of ``densedet-tile convert-checkpoint``; returns the exit status."""
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    from ..detector.convert import convert
+
+    try:
+        meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
+                       num_classes_v1=args.num_classes_v1)
+    except (DensedetError, OSError) as exc:
+        error(PROG, f"{args.src}: {one_line(exc)}" if args.src not in str(exc) else one_line(exc))
+        return EXIT_USAGE
+    print(f"wrote {args.dst} (classes: {', '.join(meta['dataset_meta']['classes'])})")
+    return EXIT_OK

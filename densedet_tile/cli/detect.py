@@ -1,0 +1,114 @@
+"""``densedet-tile INPUT... [options]``: detect products in image files and write the results.
+
+Builds the detector once, processes each input in turn (one bad input never stops the others),
+writes the outputs atomically and prints one summary line per image. Exit status: 0 when every
+input succeeded, 1 when at least one input failed, 2 for bad options or a detector that cannot
+be built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .. import __version__
+from ..errors import DensedetError, one_line
+from ..runner import Job, build_detector, process_image, unique_stems
+from .options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_detector_options,
+    add_output_options,
+    add_tiling_options,
+    detector_spec_from_args,
+    error,
+    parse,
+    specs_from_args,
+)
+
+__all__ = ["build_parser", "detect_main"]
+
+PROG = "densedet-tile"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Tiled object detection for giant images (shelf photos, aisle panoramas). Other verbs: "
+        "'densedet-tile eval', 'audit', 'batch' and 'convert-checkpoint' (each takes --help).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (JPEG, PNG, WebP, BMP, TIFF, BigTIFF)")
+    add_tiling_options(p)
+    add_detector_options(p)
+    add_output_options(p)
+    p.add_argument("--version", action="version", version=f"densedet-tile {__version__}")
+    return p
+
+
+class _Progress:
+    """A tqdm bar on stderr, created when the first batch of a multi-tile image is done."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label, self.enabled, self.bar = label, enabled, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 1:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.label, unit="tile", file=sys.stderr, leave=False, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def detect_main(argv: Sequence[str]) -> int:
+    """Entry point of the default verb; returns the exit status."""
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    if args.debug:
+        logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
+    try:
+        tiling, merge, run = specs_from_args(args)
+        job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview)
+        spec = detector_spec_from_args(args)
+    except DensedetError as exc:
+        error(PROG, one_line(exc))
+        return EXIT_USAGE
+    try:
+        detector, job = build_detector(spec, job)
+    except Exception as exc:  # building a detector runs third-party code: report, don't dump
+        if args.debug:
+            raise
+        error(PROG, f"detector {args.detector!r}: {one_line(exc)}")
+        return EXIT_USAGE
+    failed = 0
+    try:
+        for inp, stem in zip(args.inputs, unique_stems(args.inputs)):
+            progress = _Progress(Path(inp).name, enabled=not args.quiet)
+            try:
+                outcome = process_image(inp, detector, job, args.out, stem=stem, progress=progress)
+            finally:
+                progress.close()
+            if outcome.status != "ok":
+                error(PROG, outcome.error or f"{inp}: failed")
+                failed += 1
+                continue
+            print(
+                f"{Path(inp).name}: {outcome.products} products, {outcome.tiles} tiles, "
+                f"{outcome.width}x{outcome.height} px, {outcome.seconds:.2f} s -> {outcome.outputs[-1]}",
+                file=sys.stderr, flush=True,
+            )
+    except KeyboardInterrupt:
+        error(PROG, "interrupted")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK

@@ -1,0 +1,176 @@
+"""``densedet-tile eval``: COCO AP/AR of predictions against ground truth, and ``--compare``.
+
+Usage::
+
+    densedet-tile eval PRED GT [--max-dets 1,10,300] [--class-agnostic] [-o metrics.json]
+    densedet-tile eval --compare IMAGE_DIR GT [--tile 1280 --overlap 0.2] [detector options]
+
+Exit status 0 on success, 2 for bad usage or input (one line on stderr naming the file and
+the problem; nothing written), 1 when the detector fails during ``--compare``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..batch import IMAGE_SUFFIXES
+from ..errors import DensedetError, InvalidInputError
+from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
+from ..eval.compare import compare_tiled_untiled, pair_images
+from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
+from ..io import atomic_write
+from ..runner import Job, build_detector
+from .options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_detector_options,
+    add_tiling_options,
+    detector_spec_from_args,
+    error,
+    parse,
+    specs_from_args,
+)
+
+__all__ = ["eval_main", "build_parser", "format_table"]
+
+PROG = "densedet-tile eval"
+
+
+def _metrics_json(m: CocoMetrics) -> dict[str, Any]:
+    return {k: round(float(v), 6) for k, v in m.stats.items()}
+
+
+def format_table(rows: Sequence[tuple[str, dict[str, float], float | None]], max_det: int) -> str:
+    """Plain-text table: one row per (name, stats, seconds)."""
+    head = ["run", "AP", "AP50", "AP75", f"AR@{max_det}", "seconds"]
+    lines = [head]
+    for name, stats, secs in rows:
+        lines.append([
+            name,
+            *(f"{stats[k]:.4f}" if stats.get(k, -1) >= 0 else "n/a" for k in ("AP", "AP50", "AP75", f"AR@{max_det}")),
+            "" if secs is None else f"{secs:.2f}",
+        ])
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in lines)
+
+
+# ------------------------------------------------------------------------------ CLI
+def _max_dets(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals) or list(vals) != sorted(set(vals)):
+        raise argparse.ArgumentTypeError(f"expected increasing positive integers such as 1,10,300, got {text!r}")
+    return vals
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="COCO AP@[.5:.95], AP50, AP75 and AR of predictions against ground truth. "
+        "PRED: our detections JSON, a folder of them, our CSV (optional 'score' column) or COCO results. "
+        "GT: SKU-110K CSV (image_name,x1,y1,x2,y2,class,image_width,image_height; header optional) or COCO JSON. "
+        "With --compare, PRED is a folder of images run through the detector tiled and untiled.",
+    )
+    p.add_argument("pred", metavar="PRED", help="predictions file or folder (with --compare: a folder of images)")
+    p.add_argument("gt", metavar="GT", help="ground truth: SKU-110K CSV or COCO JSON")
+    p.add_argument("--max-dets", type=_max_dets, default=DEFAULT_MAX_DETS, metavar="LIST",
+                   help="detections per image for AR; AP uses the last (default: 1,10,300, the SKU-110K convention)")
+    p.add_argument("--class-agnostic", action="store_true",
+                   help="score every prediction against every ground-truth class (default: only when the ground truth has one class)")
+    p.add_argument("--ignore-size", action="store_true",
+                   help="do not refuse images whose width/height differ between predictions and ground truth")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="also write the figures to this JSON file")
+    p.add_argument("--compare", action="store_true", help="run the detector over PRED (a folder of images) tiled and untiled")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="with --compare: only the first N images")
+    add_tiling_options(p)
+    add_detector_options(p)
+    return p
+
+
+def eval_main(argv: Sequence[str]) -> int:
+    """Entry point of ``densedet-tile eval``; returns the exit status."""
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    try:
+        gt = read_ground_truth(args.gt)
+        if args.compare:
+            return _run_compare(args, gt)
+        pred = read_predictions(args.pred, gt=gt)
+        pairs, notes = pair_images(gt, pred, class_agnostic=True if args.class_agnostic else None,
+                                   check_sizes=not args.ignore_size)
+        m = evaluate_boxes(pairs, max_dets=args.max_dets)
+    except (DensedetError, OSError) as exc:
+        error(PROG, str(exc))
+        return EXIT_USAGE
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    md = m.max_dets[-1]
+    print(f"{m.num_images} images, {m.num_gt} ground-truth boxes, {m.num_dt} predictions")
+    print(format_table([(Path(args.pred).name, m.stats, None)], md))
+    print("  ".join(f"{k}={v:.4f}" for k, v in m.stats.items()))
+    if args.output:
+        doc = {
+            "schema": "densedet-tile/eval@1",
+            "predictions": str(args.pred),
+            "ground_truth": str(args.gt),
+            "settings": {"max_dets": list(m.max_dets), "class_agnostic": bool(args.class_agnostic)},
+            "num_images": m.num_images,
+            "num_gt": m.num_gt,
+            "num_predictions": m.num_dt,
+            "metrics": _metrics_json(m),
+            "notes": notes,
+        }
+        try:
+            atomic_write(args.output, json.dumps(doc, indent=2) + "\n")
+        except OSError as exc:
+            error(PROG, f"{args.output}: cannot write ({exc.strerror or exc})")
+            return EXIT_USAGE
+    return EXIT_OK
+
+
+def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
+    folder = Path(args.pred)
+    if not folder.is_dir():
+        raise InvalidInputError(f"{folder}: --compare needs a folder of images")
+    images = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and image_key(f.name) in gt.images)
+    if args.limit is not None:
+        images = images[: max(0, args.limit)]
+    if not images:
+        raise InvalidInputError(f"{folder}: no images whose names appear in the ground truth {args.gt}")
+    tiling, merge, run = specs_from_args(args)
+    detector, fitted = build_detector(detector_spec_from_args(args), Job(tiling=tiling, merge=merge, run=run))
+    try:
+        runs = compare_tiled_untiled(images, gt, detector, tiling=fitted.tiling, merge=merge, run=fitted.run,
+                                     max_dets=args.max_dets, class_agnostic=True if args.class_agnostic else None)
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # the detector is third-party code
+        error(PROG, f"detector {args.detector!r} failed: {exc}")
+        return EXIT_FAILED
+    md = args.max_dets[-1]
+    print(f"{len(images)} images from {folder}, tile {args.tile}, overlap {args.overlap}")
+    print(format_table([(r.name, r.metrics.stats, r.seconds) for r in runs], md))
+    if args.output:
+        doc = {
+            "schema": "densedet-tile/eval-compare@1",
+            "images": str(folder),
+            "ground_truth": str(args.gt),
+            "num_images": len(images),
+            "settings": {"max_dets": list(args.max_dets), "detector": args.detector, "tile": args.tile,
+                         "overlap": args.overlap, "merge": args.merge},
+            "runs": [
+                {"name": r.name, "tile": r.tile, "overlap": r.overlap, "seconds": round(r.seconds, 3),
+                 "metrics": _metrics_json(r.metrics)}
+                for r in runs
+            ],
+        }
+        atomic_write(args.output, json.dumps(doc, indent=2) + "\n")
+    return EXIT_OK

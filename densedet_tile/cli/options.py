@@ -1,0 +1,233 @@
+"""The options every verb shares, turned into specs once, and the one way a verb reports errors.
+
+Value parsers raise :class:`argparse.ArgumentTypeError` saying what they expected, which
+argparse turns into a one-line usage error and exit status 2. :func:`add_tiling_options` and
+:func:`add_detector_options` add the same flags to every verb; :func:`specs_from_args` and
+:func:`detector_spec_from_args` are the only places where those flags become
+:class:`~densedet_tile.types.TileSpec`, :class:`~densedet_tile.types.MergeSpec`,
+:class:`~densedet_tile.types.RunSpec` and :class:`~densedet_tile.detector.registry.DetectorSpec`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Callable, Sequence
+
+from ..detector.registry import BUILTIN_KINDS, DetectorSpec
+from ..io import FORMATS
+from ..types import DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
+    "positive_int",
+    "nonneg_int",
+    "positive_float",
+    "nonneg_float",
+    "fraction",
+    "formats",
+    "add_tiling_options",
+    "add_detector_options",
+    "add_output_options",
+    "specs_from_args",
+    "detector_spec_from_args",
+    "parse",
+    "error",
+]
+
+#: Exit statuses of every verb: all good, some inputs failed, bad usage or input, Ctrl-C.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# -- value parsers -------------------------------------------------------------------------------
+def _int(text: str, lo: int, what: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if v < lo:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def _float(text: str, ok: Callable[[float], bool], what: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not (math.isfinite(v) and ok(v)):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    return _int(text, 1, "a positive integer")
+
+
+def nonneg_int(text: str) -> int:
+    """An integer >= 0."""
+    return _int(text, 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    return _float(text, lambda v: v > 0, "a positive number")
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number >= 0."""
+    return _float(text, lambda v: v >= 0, "a number >= 0")
+
+
+def fraction(lo: float, hi: float, *, hi_open: bool = False) -> Callable[[str], float]:
+    """A parser for numbers in [lo, hi] (or [lo, hi) with ``hi_open``)."""
+    bracket = ")" if hi_open else "]"
+    what = f"a value in [{lo}, {hi}{bracket}"
+
+    def parse_value(text: str) -> float:
+        return _float(text, lambda v: lo <= v < hi if hi_open else lo <= v <= hi, what)
+
+    return parse_value
+
+
+def formats(text: str) -> tuple[str, ...]:
+    """A comma-separated list of output formats."""
+    items = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    bad = [p for p in items if p not in FORMATS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown format(s) {', '.join(bad) or text!r}; choose from {', '.join(FORMATS)}")
+    return items
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python identifier, got {text!r}")
+    try:
+        value: object = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
+def _max_pixels(text: str) -> int | None:
+    if text.lower() in ("none", "unlimited", "0"):
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel count or 'none', got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive pixel count, got {text!r}")
+    return int(v)
+
+
+# -- option groups ---------------------------------------------------------------------------------
+def add_detector_options(p: argparse.ArgumentParser) -> None:
+    """The options that choose and configure a detector and how it runs."""
+    g = p.add_argument_group("detector")
+    g.add_argument("--detector", default="default", metavar="KIND",
+                   help=f"{', '.join(BUILTIN_KINDS)} or MODULE:FACTORY (default: %(default)s, the built-in model)")
+    g.add_argument("--config", default=None,
+                   help="model config: a shipped config name (e.g. densedet-x101), an mmdet config file, "
+                   "or a torchvision builder name")
+    g.add_argument("--checkpoint", default=None, help="model weights (mmdet .pth, torchvision state_dict, .onnx)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="numeric precision on CUDA where the model supports it (default: %(default)s)")
+    g.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="extra keyword for the detector's build (repeatable; VALUE parsed as JSON when it can be), "
+                   "e.g. num_classes=2, threads=4, cfg_options='{\"model.test_cfg.rcnn.max_per_img\": 600}'")
+    g.add_argument("--max-vram", type=positive_float, default=None, metavar="GB",
+                   help="cap GPU memory at GB and pick the batch (and, for models without an input size, the tile) to fit")
+    g.add_argument("--input-size", type=positive_int, default=None, metavar="PX",
+                   help="resize each tile so its longer side is PX before inference (default: what the model declares)")
+    g.add_argument("--score-thr", type=fraction(0.0, 1.0), default=None, metavar="X",
+                   help="drop boxes scoring below X (default: the model's own threshold)")
+
+
+def add_tiling_options(p: argparse.ArgumentParser) -> None:
+    """Tile, overlap, merge, batching and image-size options."""
+    g = p.add_argument_group("tiling and merging")
+    tiling, merge = TileSpec(), MergeSpec()
+    g.add_argument("--tile", type=positive_int, default=tiling.tile, metavar="PX",
+                   help="tile side in pixels (default: %(default)s)")
+    g.add_argument("--overlap", type=fraction(0.0, 1.0, hi_open=True), default=tiling.overlap, metavar="F",
+                   help="overlap between tiles as a fraction of the tile, in [0, 1) (default: %(default)s)")
+    g.add_argument("--merge", choices=MERGE_MODES, default=merge.mode,
+                   help="cross-tile merge: wbf (seam repair + box fusion + NMS), nms (seam repair + NMS), none "
+                   "(default: %(default)s)")
+    g.add_argument("--fuse-iou", type=fraction(0.0, 1.0), default=merge.fuse_iou, metavar="X",
+                   help="IoU at which boxes of different tiles count as one product and are fused (default: %(default)s)")
+    g.add_argument("--nms-iou", type=fraction(0.0, 1.0), default=merge.nms_iou, metavar="X",
+                   help="IoU of the final cross-tile NMS (default: %(default)s)")
+    g.add_argument("--edge-tol", type=nonneg_float, default=merge.edge_tol, metavar="PX",
+                   help="a box side this close to an interior tile edge counts as cut (default: %(default)s)")
+    g.add_argument("--seam-tol", type=nonneg_float, default=merge.seam_tol, metavar="PX",
+                   help="how far box sides may disagree across a seam and still be one product; "
+                   "about twice the detector's box noise (default: %(default)s)")
+    g.add_argument("--merge-class-agnostic", action="store_true",
+                   help="match and suppress boxes across tiles whatever their labels")
+    g.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                   help="tiles per inference call (default: 4 on a GPU, 1 on the CPU)")
+    g.add_argument("--max-pixels", type=_max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse images with more than N pixels; 'none' for no limit (default: 2**31)")
+
+
+def add_output_options(p: argparse.ArgumentParser, *, out_required: bool = False) -> argparse._ArgumentGroup:
+    """``--out``, ``--format``, ``--preview``, ``--quiet`` and ``--debug``; returns the group."""
+    o = p.add_argument_group("output")
+    if out_required:
+        o.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    else:
+        o.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
+    o.add_argument("--format", type=formats, default=("json",), metavar="LIST",
+                   help="comma-separated outputs beside the JSON: json, csv (SKU-110K rows), coco (COCO results)")
+    o.add_argument("--preview", action="store_true", help="also write <stem>.preview.jpg with the boxes drawn")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-image lines")
+    o.add_argument("--debug", action="store_true", help="log tracebacks of errors")
+    return o
+
+
+# -- arguments -> specs -------------------------------------------------------------------------------
+def specs_from_args(args: argparse.Namespace) -> tuple[TileSpec, MergeSpec, RunSpec]:
+    """The tiling, merge and run specs of the options added by the two groups above."""
+    tiling = TileSpec(tile=args.tile, overlap=args.overlap)
+    merge = MergeSpec(
+        mode=args.merge, fuse_iou=args.fuse_iou, nms_iou=args.nms_iou, edge_tol=args.edge_tol,
+        seam_tol=args.seam_tol, class_agnostic=args.merge_class_agnostic,
+    )
+    run = RunSpec(
+        batch_size=args.batch_size, device=args.device, precision=args.precision, score_thr=args.score_thr,
+        input_size=args.input_size, max_pixels=args.max_pixels, max_vram=args.max_vram,
+    )
+    return tiling, merge, run
+
+
+def detector_spec_from_args(args: argparse.Namespace) -> DetectorSpec:
+    """The detector recipe of the detector options."""
+    return DetectorSpec(
+        kind=args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
+        precision=args.precision, input_size=args.input_size, score_thr=args.score_thr,
+        options=dict(args.detector_option),
+    )
+
+
+# -- parsing and errors ----------------------------------------------------------------------------------
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | int:
+    """Parse ``argv``; an int is the exit status when argparse stopped (``--help``: 0, bad usage: 2)."""
+    try:
+        return parser.parse_args(list(argv))
+    except SystemExit as exc:  # argparse already printed its message
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+
+
+def error(prog: str, msg: Any) -> None:
+    """Print ``prog: error: msg`` on one line of stderr."""
+    print(f"{prog}: error: {' '.join(str(msg).split())}", file=sys.stderr, flush=True)

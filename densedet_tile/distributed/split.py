@@ -1,0 +1,69 @@
+"""One giant image on many workers: ``plan`` here, ``predict_tiles`` on the workers, ``finish`` here.
+
+The driver cuts the image into tiles, hands contiguous runs of them to the pool's workers
+(each opens the image itself and runs :func:`densedet_tile.pipeline.predict_tiles` on its
+share), and merges the tile-local boxes once with :func:`densedet_tile.pipeline.finish`, so the
+result is the one a single process computes. Ray is reached only through the pool object.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from ..errors import DetectorError, InvalidInputError
+from ..pipeline import Predictions, finish, plan
+from ..types import Detections
+
+if TYPE_CHECKING:
+    from ..pipeline import ImageResult
+    from ..runner import Job
+
+__all__ = ["detect_split", "chunk_ranges"]
+
+
+def chunk_ranges(n_tiles: int, n_workers: int) -> list[range]:
+    """Contiguous runs of tile indices: about two per worker, so a slow or lost one costs little."""
+    k = max(1, min(n_tiles, 2 * n_workers))
+    bounds = [round(i * n_tiles / k) for i in range(k + 1)]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: float | None = None,
+                 on_submit: Callable[[Any, Any], None] | None = None) -> "ImageResult":
+    """Detect objects in the open image ``src`` with its tiles spread over ``pool``'s workers.
+
+    The workers open ``src.path`` themselves (it must be readable from every worker). Raises on
+    a failed run of tiles (the caller, ``process_image``, turns that into the image's error).
+    """
+    started = time.perf_counter()
+    if src.path is None:
+        raise InvalidInputError(f"{src.name}: a split image must be a file every worker can read")
+    tiles = plan(src, job.tiling)
+    chunks = chunk_ranges(len(tiles), max(1, len(pool.slots)))
+    path = str(src.path)
+
+    def submit(actor: Any, chunk: range) -> Any:
+        return actor.predict_tiles.remote(path, [tiles[i] for i in chunk], job)
+
+    parts: dict[int, Predictions] = {}
+    used: list[str] = []
+    try:
+        for res in pool.map(chunks, submit, retries=retries, on_submit=on_submit, timeout=timeout):
+            if not res.ok:
+                raise DetectorError(f"{src.name}: tiles {res.item.start}..{res.item.stop - 1}: {res.error}")
+            v = res.value
+            dets = [Detections(np.asarray(b), np.asarray(s), np.asarray(lab))
+                    for b, s, lab in zip(v["xyxy"], v["scores"], v["labels"])]
+            parts[res.item.start] = Predictions(dets, v["run"], v["final_batch_size"], **v["timings"])
+            if v["worker"] not in used:
+                used.append(v["worker"])
+    finally:
+        for s in pool.slots:  # let the workers drop the decoded image
+            s.handle.close_image.remote()
+    preds = Predictions.join([parts[k] for k in sorted(parts)])
+    model = dict(pool.info[0].get("model", {})) if pool.info else {}
+    return finish(src, tiles, preds, tiling=job.tiling, merge=job.merge, model=model, started=started,
+                  extra_settings={"split_workers": used})

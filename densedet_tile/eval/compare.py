@@ -1,0 +1,137 @@
+"""Pairing predictions with ground truth, and a detector run tiled against untiled."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..types import RunSpec, TileSpec
+from .coco import DEFAULT_MAX_DETS, CocoMetrics, EvalImage, evaluate_boxes
+from .formats import BoxSet, ImageBoxes, image_key
+
+__all__ = ["pair_images", "compare_tiled_untiled", "CompareRun"]
+
+
+def pair_images(
+    gt: BoxSet,
+    pred: BoxSet,
+    *,
+    class_agnostic: bool | None = None,
+    check_sizes: bool = True,
+) -> tuple[list[EvalImage], list[str]]:
+    """Match predictions to ground-truth images by file name and map class names to ids.
+
+    Returns the :class:`EvalImage` list (ground-truth order; an image without predictions has
+    none) and notes worth telling the user. ``class_agnostic=None`` means: agnostic when the
+    ground truth has a single class (SKU-110K's ``object`` versus our ``product``), else classes
+    are matched by name. Raises :class:`InvalidInputError` for predictions of an image the
+    ground truth lacks, or (``check_sizes``) an image whose width/height differ between the two.
+    """
+    notes: list[str] = []
+    extra = [k for k in pred.images if k not in gt.images]
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise InvalidInputError(
+            f"{pred.source}: predictions for image {extra[0]}{more}, which is not in the ground truth {gt.source}"
+        )
+    if check_sizes:
+        for k, p in pred.images.items():
+            g = gt.images[k]
+            if None not in (p.width, p.height, g.width, g.height) and (p.width, p.height) != (g.width, g.height):
+                raise InvalidInputError(
+                    f"{pred.source}: image {k} is {p.width}x{p.height} in the predictions but {g.width}x{g.height} "
+                    f"in the ground truth {gt.source} (EXIF rotation or resizing?); pass --ignore-size to evaluate anyway"
+                )
+    gt_classes = list(dict.fromkeys(list(gt.categories) + [str(c) for im in gt.images.values() for c in im.classes]))
+    agnostic = (len(gt_classes) <= 1) if class_agnostic is None else class_agnostic
+    if agnostic and class_agnostic is None and gt_classes:
+        notes.append(f"ground truth has one class ({gt_classes[0]!r}): every prediction counts as it")
+    ids = {c: i for i, c in enumerate(gt_classes)}
+    dropped = 0
+    out: list[EvalImage] = []
+    for k, g in gt.images.items():
+        p = pred.images.get(k)
+        gl = np.array([ids[str(c)] for c in g.classes], dtype=np.int64)
+        if p is None:
+            dx, ds, dl = np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
+        elif agnostic:
+            dx, ds, dl = p.xyxy, p.scores, np.zeros(len(p.xyxy), np.int64)
+        else:
+            lab = np.array([ids.get(str(c), -1) for c in p.classes], dtype=np.int64)
+            known = lab >= 0
+            dropped += int((~known).sum())
+            dx, ds, dl = p.xyxy[known], p.scores[known], lab[known]
+        if agnostic:
+            gl = np.zeros_like(gl)
+        out.append(EvalImage(k, g.xyxy, gl, dx, ds, dl, gt_area=g.area, gt_crowd=g.crowd))
+    if dropped:
+        notes.append(f"{dropped} predictions have a class the ground truth does not know and were not scored")
+    if not pred.scored:
+        notes.append(f"{pred.source} has no score column: every prediction scored 1.0, so AP follows file order")
+    return out, notes
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    """One way of running the detector over the folder and what it scored."""
+
+    name: str
+    tile: int | None
+    overlap: float | None
+    seconds: float
+    metrics: CocoMetrics
+
+
+def compare_tiled_untiled(
+    images: Sequence[str | Path],
+    gt: BoxSet,
+    detector: Any,
+    *,
+    tiling: TileSpec | None = None,
+    merge: Any = None,
+    run: RunSpec | None = None,
+    max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+    class_agnostic: bool | None = None,
+) -> list[CompareRun]:
+    """Run ``detector`` over ``images`` tiled (``tiling``) and untiled (one tile as large as the
+    image, which the engine resizes to the detector's ``input_size``), evaluate both against
+    ``gt`` and return the two runs. Seconds are detection wall time summed over images.
+    """
+    from ..pipeline import detect
+    from ..tiler.readers import open_image
+
+    tiling = TileSpec() if tiling is None else tiling
+    run = RunSpec() if run is None else run
+    runs: dict[str, dict[str, ImageBoxes]] = {"tiled": {}, "untiled": {}}
+    secs = {"tiled": 0.0, "untiled": 0.0}
+    for path in images:
+        key = image_key(Path(path).name)
+        with open_image(path, max_pixels=run.max_pixels) as src:
+            w, h = src.width, src.height
+            for name, how in (("tiled", tiling), ("untiled", TileSpec(tile=max(w, h, 32), overlap=0.0))):
+                t0 = time.perf_counter()
+                det = detect(src, detector, tiling=how, merge=merge, run=run)
+                secs[name] += time.perf_counter() - t0
+                cls = np.array([str(int(v)) for v in det.labels], dtype=object)
+                runs[name][key] = ImageBoxes(key, w, h, det.xyxy.astype(np.float64), det.scores.astype(np.float64), cls)
+    out = []
+    for name in ("tiled", "untiled"):
+        pred = BoxSet(images=runs[name], source=f"{name} run", kind="run")
+        agn = class_agnostic
+        if agn is None and len(gt.categories) > 1:
+            # detector labels are 0-based indices into the ground truth's categories
+            for im in pred.images.values():
+                im.classes = np.array([gt.categories[int(c)] if int(c) < len(gt.categories) else c for c in im.classes], dtype=object)
+        sub = BoxSet(images={k: gt.images[k] for k in runs[name]}, categories=gt.categories, source=gt.source, kind=gt.kind)
+        pairs, _ = pair_images(sub, pred, class_agnostic=agn)
+        m = evaluate_boxes(pairs, max_dets=max_dets)
+        tiled = name == "tiled"
+        out.append(CompareRun(name, tiling.tile if tiled else None, tiling.overlap if tiled else None, secs[name], m))
+    return out
+
+
