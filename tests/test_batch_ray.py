@@ -16,7 +16,7 @@ from densedet_tile import DetectorError
 from densedet_tile.batch import DetectorSpec, batch_main, run_batch
 from densedet_tile.pipeline import describe_detector
 from densedet_tile.runner import RunOptions
-from densedet_tile.synthetic import PaintedDetector, make_painted_aisle
+from densedet_tile.synth.painted_aisles import PaintedDetector, make_painted_aisle
 from densedet_tile.tiler import make_grid
 from fakes import BlobDetector, blob_image
 
