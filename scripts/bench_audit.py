@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from densedet_tile.audit import AuditSettings, audit_to_dict, find_gaps, find_rows, heatmap_png, render_preview, run_audit
-from densedet_tile.audit.synthetic import score_gaps, synthetic_aisle
+from densedet_tile.synth.audit_aisles import score_gaps, synthetic_aisle
 
 
 def sweep(seeds: int, ks: list[float]) -> None:

@@ -15,10 +15,10 @@ inference and merging.
 
 Scenes (written to disk first, then read back by every method):
 
-* ``aisle``: a painted aisle panorama from :mod:`densedet_tile.synthetic` (PNG: painted product
-  ids do not survive JPEG), usually with ``--detector painted``.
-* ``shelf``: a shelf photo from :func:`densedet_tile.shelves.render_shelf` (JPEG q92), usually with
-  ``--detector default``.
+* ``aisle``: a painted aisle panorama from :mod:`densedet_tile.synth.painted_aisles` (PNG:
+  painted product ids do not survive JPEG), usually with ``--detector painted``.
+* ``shelf``: a shelf photo from :func:`densedet_tile.synth.shelves.render_shelf` (JPEG q92),
+  usually with ``--detector default``.
 
 Accuracy is scored against the generator's boxes: recall at IoU 0.5 and 0.9 (a ground-truth box
 counts when some prediction overlaps it at that IoU), duplicates (extra predictions at IoU >= 0.5
@@ -137,7 +137,7 @@ def match_stats(pred_xyxy: np.ndarray, gt_xyxy: np.ndarray) -> dict[str, float |
 def build_detector(spec: str, *, seed: int = 0) -> Any:
     """``painted`` (the synthetic painted-id reader), ``default`` or any ``load_detector`` name."""
     if spec == "painted":
-        from densedet_tile.synthetic import PaintedDetector
+        from densedet_tile.synth.painted_aisles import PaintedDetector
 
         return PaintedDetector(seed=seed)
     from densedet_tile.detector.registry import load_detector
@@ -337,14 +337,14 @@ def make_scene(kind: str, out_dir: Path, *, width: int, height: int, products: i
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if kind == "aisle":
-        from densedet_tile.synthetic import make_painted_aisle
+        from densedet_tile.synth.painted_aisles import make_painted_aisle
 
         img, gt = make_painted_aisle(width, height, n_products=products, seed=seed)
         path = out_dir / f"aisle_{width}x{height}_{seed}.png"
         Image.fromarray(img).save(path, compress_level=1)
         desc = f"painted aisle {width}x{height}, {len(gt)} products, PNG"
     elif kind == "shelf":
-        from densedet_tile.shelves import PHOTO_PRODUCT_HEIGHT, render_shelf
+        from densedet_tile.synth.shelves import PHOTO_PRODUCT_HEIGHT, render_shelf
 
         ph = PHOTO_PRODUCT_HEIGHT * max(width, height) / 3264.0
         img, boxes = render_shelf(np.random.default_rng(seed), width=width, height=height,

@@ -92,8 +92,8 @@ class ReplayDetector:
 def build_detector(spec: str) -> Any:
     """``default`` or any other :func:`~densedet_tile.detector.registry.load_detector` name.
 
-    (The painted-id detector of :mod:`densedet_tile.synthetic` is no use here: on a natural
-    JPEG nearly every pixel run is a "product".)
+    (The painted-id detector of :mod:`densedet_tile.synth.painted_aisles` is no use here: on a
+    natural JPEG nearly every pixel run is a "product".)
     """
     from densedet_tile.detector.registry import load_detector
 
@@ -108,7 +108,7 @@ def make_shelf_jpeg(path: Path, width: int, height: int, seed: int) -> int:
     """
     from PIL import Image
 
-    from densedet_tile.shelves import PHOTO_PRODUCT_HEIGHT, render_shelf
+    from densedet_tile.synth.shelves import PHOTO_PRODUCT_HEIGHT, render_shelf
 
     ph = PHOTO_PRODUCT_HEIGHT
     img, boxes = render_shelf(np.random.default_rng(seed), width=width, height=height,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput of ``densedet-tile batch``: in-process against a local Ray pool of 1 and 2 workers.
 
-Generates synthetic shelf photos (``densedet_tile.shelves.render_shelf``, saved as JPEG), then
+Generates synthetic shelf photos (``densedet_tile.synth.shelves.render_shelf``, saved as JPEG), then
 runs the same batch several ways with a cheap but real CNN detector (the built-in ShelfNet; with
 random weights when the trained weights are not in the package: the compute is the same):
 
@@ -59,7 +59,7 @@ def make_detector(config: str | None = None):
 def _images(folder: Path, n: int, width: int, height: int) -> list[Path]:
     from PIL import Image
 
-    from densedet_tile.shelves import render_shelf
+    from densedet_tile.synth.shelves import render_shelf
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -1,11 +1,11 @@
 """Issue-2 acceptance measurement: seam handling on a painted aisle panorama.
 
 Paints a synthetic aisle (default 20000x3000 px, 700 products, some larger than the tile
-overlap), runs :class:`densedet_tile.synthetic.PaintedDetector` (a fake detector that reads
-product ids from the tile pixels and reports every visible product, clipped by the tile edge,
-with up to ``--jitter`` px of noise) through the real engine (``dt.detect``) with tile 1280 and
-overlap 0.2, and scores the merged boxes for each merge mode with
-:func:`densedet_tile.synthetic.seam_report`.
+overlap), runs :class:`densedet_tile.synth.painted_aisles.PaintedDetector` (a fake detector
+that reads product ids from the tile pixels and reports every visible product, clipped by the
+tile edge, with up to ``--jitter`` px of noise) through the real engine (``dt.detect``) with
+tile 1280 and overlap 0.2, and scores the merged boxes for each merge mode with
+:func:`densedet_tile.synth.painted_aisles.seam_report`.
 
     python scripts/bench_seams.py                       # modes wbf, nms, none; writes benchmarks/seams.md
     python scripts/bench_seams.py --sweep               # also the MergeSpec default sweep
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from densedet_tile.merge import merge_tiles
-from densedet_tile.synthetic import PaintedDetector, make_painted_aisle, seam_report
+from densedet_tile.synth.painted_aisles import PaintedDetector, make_painted_aisle, seam_report
 from densedet_tile.tiler.grid import make_grid
 from densedet_tile.types import MergeSpec, TileSpec
 

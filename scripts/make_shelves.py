@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from densedet_tile.shelves import PHOTO_PRODUCT_HEIGHT, write_dataset  # noqa: E402
+from densedet_tile.synth.shelves import PHOTO_PRODUCT_HEIGHT, write_dataset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

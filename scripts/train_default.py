@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Train the built-in default detector (ShelfNet, see densedet_tile/detector/builtin.py) from scratch
-on synthetic shelves drawn on the fly by densedet_tile.shelves.
+on synthetic shelves drawn on the fly by densedet_tile.synth.shelves.
 
 Sample ``i`` of the stream is drawn from ``np.random.default_rng([seed, i])``, so the data do not
 depend on the number of workers; the network init and augmentations are seeded too. Given
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from densedet_tile.detector.builtin import DEFAULT_CONFIG, ShelfNet, build_targets  # noqa: E402
-from densedet_tile.shelves import training_sample  # noqa: E402
+from densedet_tile.synth.shelves import training_sample  # noqa: E402
 
 class ShelfStream(torch.utils.data.Dataset):
     """Map-style view of an endless stream: item ``i`` is a pure function of (seed, i)."""

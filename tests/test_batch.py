@@ -220,7 +220,7 @@ def test_detector_spec_resolves_local_paths(tmp_path, monkeypatch):
 
 def test_painted_scene_in_process_matches_detect(tmp_path):
     import densedet_tile as dt
-    from densedet_tile.synthetic import PaintedDetector, make_painted_aisle
+    from densedet_tile.synth.painted_aisles import PaintedDetector, make_painted_aisle
 
     img, _ = make_painted_aisle(900, 300, n_products=40, seed=3, small_size=(20, 60), large_size=(100, 160))
     p = tmp_path / "aisle.png"

@@ -18,7 +18,7 @@ from densedet_tile.cli.batch import batch_main
 from densedet_tile.detector.registry import DetectorSpec
 from densedet_tile.pipeline import describe_detector
 from densedet_tile.runner import Job
-from densedet_tile.synthetic import PaintedDetector, make_painted_aisle
+from densedet_tile.synth.painted_aisles import PaintedDetector, make_painted_aisle
 from densedet_tile.tiler import make_grid
 from fakes import BlobDetector, blob_image
 

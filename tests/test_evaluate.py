@@ -327,7 +327,7 @@ def test_compare_runs_tiled_and_untiled(tmp_path: Path) -> None:
 def test_compare_cli_with_a_real_detector_through_the_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from PIL import Image
 
-    from densedet_tile.synthetic import make_painted_aisle
+    from densedet_tile.synth.painted_aisles import make_painted_aisle
 
     img_dir = tmp_path / "imgs"
     img_dir.mkdir()
@@ -340,7 +340,7 @@ def test_compare_cli_with_a_real_detector_through_the_engine(tmp_path: Path, cap
     write_sku_csv(gtp, rows, header=False)
     out = tmp_path / "cmp.json"
     code = eval_main([str(img_dir), str(gtp), "--compare", "--tile", "384", "--overlap", "0.3", "--device", "cpu",
-                      "--detector", "densedet_tile.synthetic:PaintedDetector", "-o", str(out)])
+                      "--detector", "densedet_tile.synth.painted_aisles:PaintedDetector", "-o", str(out)])
     assert code == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     assert "tiled" in text and "untiled" in text

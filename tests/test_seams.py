@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import densedet_tile as dt
-from densedet_tile.synthetic import PaintedDetector, make_painted_aisle, seam_report
+from densedet_tile.synth.painted_aisles import PaintedDetector, make_painted_aisle, seam_report
 from densedet_tile.types import MergeSpec, TileSpec
 
 SPEC = TileSpec(1280, 0.2)

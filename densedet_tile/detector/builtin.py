@@ -10,9 +10,10 @@ output stride 8. For every cell of that grid it predicts
 Decoding is a 3x3 max-pool peak search, a score threshold, top-k and an in-tile NMS. It suits
 dense rows of same-class objects: neighbours that touch still have separate centres.
 
-The weights were trained from scratch on synthetic shelves (:mod:`densedet_tile.shelves`) by
-``scripts/train_default.py`` and ship as package data (``detector/weights/default.pt``, an fp16
-state dict plus its config, loaded with ``torch.load(weights_only=True)``). See MODEL_CARD.md.
+The weights were trained from scratch on synthetic shelves (:mod:`densedet_tile.synth.shelves`,
+a test/training generator the detector does not import) by ``scripts/train_default.py`` and ship
+as package data (``detector/weights/default.pt``, an fp16 state dict plus its config, loaded with
+``torch.load(weights_only=True)``). See MODEL_CARD.md.
 """
 
 from __future__ import annotations

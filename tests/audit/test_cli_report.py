@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from densedet_tile.cli.audit import audit_main
-from densedet_tile.audit.synthetic import render_aisle, synthetic_aisle
 from densedet_tile.errors import InvalidInputError
+from densedet_tile.synth.audit_aisles import render_aisle, synthetic_aisle
 
 
 def write_detections(path: Path, boxes: np.ndarray, width: int, height: int, image_path: str) -> None:
@@ -138,7 +138,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(scene: dict, tmp_pat
 
 def test_audit_runs_the_detector_on_an_image(tmp_path: Path) -> None:
     """Through the real engine: a painted aisle, the pixel-reading PaintedDetector, tiles + merge."""
-    from densedet_tile.synthetic import encode_ids
+    from densedet_tile.synth.painted_aisles import encode_ids
 
     rng = np.random.default_rng(4)
     a = synthetic_aisle(rng, width=3000, n_rows=3, row_height=220, jitter=0.0)
@@ -149,7 +149,7 @@ def test_audit_runs_the_detector_on_an_image(tmp_path: Path) -> None:
         canvas[y1:y2, x1:x2] = c
     img = tmp_path / "painted.png"
     Image.fromarray(canvas).save(img)
-    code = audit_main([str(img), "--detector", "densedet_tile.synthetic:PaintedDetector", "--device", "cpu",
+    code = audit_main([str(img), "--detector", "densedet_tile.synth.painted_aisles:PaintedDetector", "--device", "cpu",
                        "--tile", "640", "--overlap", "0.25", "--out", str(tmp_path / "o")])
     assert code == 0
     doc = json.loads((tmp_path / "o" / "painted.audit.json").read_text())

@@ -99,7 +99,7 @@ def test_heatmap_png_and_colours() -> None:
 
 def test_bays_with_different_shelf_heights_are_analysed_one_by_one() -> None:
     from densedet_tile.audit import run_audit
-    from densedet_tile.audit.synthetic import score_gaps, synthetic_aisle
+    from densedet_tile.synth.audit_aisles import score_gaps, synthetic_aisle
 
     left = synthetic_aisle(np.random.default_rng(1), width=3000, n_rows=4, row_height=260)
     right = synthetic_aisle(np.random.default_rng(2), width=3000, n_rows=5, row_height=205)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from densedet_tile.audit import DEFAULT_GAP_K, estimate_tilt, find_gaps, find_rows
-from densedet_tile.audit.synthetic import score_gaps, synthetic_aisle
+from densedet_tile.synth.audit_aisles import score_gaps, synthetic_aisle
 from densedet_tile.errors import InvalidInputError
 
 CASES = [(seed, tilt) for seed in range(4) for tilt in (0.0, 1.5, -2.5, 3.5)]

@@ -17,7 +17,7 @@ from densedet_tile.detector.builtin import (
     load_default,
 )
 from densedet_tile.errors import InvalidInputError
-from densedet_tile.shelves import training_sample
+from densedet_tile.synth.shelves import training_sample
 from densedet_tile.types import Detections
 
 

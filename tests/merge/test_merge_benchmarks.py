@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densedet_tile.synthetic import PaintedDetector, make_painted_aisle
+from densedet_tile.synth.painted_aisles import PaintedDetector, make_painted_aisle
 from densedet_tile.tiler.grid import make_grid
 from densedet_tile.types import TileSpec
 

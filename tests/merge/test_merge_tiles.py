@@ -7,7 +7,7 @@ import pytest
 
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.merge import merge_tiles, pair_iou, to_global
-from densedet_tile.synthetic import PaintedDetector, encode_ids, make_painted_aisle, seam_report
+from densedet_tile.synth.painted_aisles import PaintedDetector, encode_ids, make_painted_aisle, seam_report
 from densedet_tile.tiler.grid import make_grid
 from densedet_tile.types import Detections, MergeSpec, Tile, TileSpec
 

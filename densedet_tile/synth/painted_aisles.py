@@ -18,10 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InvalidInputError
-from .types import Detections
+from ..errors import InvalidInputError
+from ..types import Detections
 
-__all__ = ["make_painted_aisle", "PaintedDetector", "encode_ids", "decode_ids"]
+__all__ = ["make_painted_aisle", "PaintedDetector", "encode_ids", "decode_ids", "seam_report"]
 
 _MAX_ID = (1 << 24) - 2
 
@@ -255,7 +255,7 @@ def seam_report(pred: Detections, gt: Detections, *, large_side: float, iou: flo
     * ``dup_frag_rate``: (duplicates + fragments) / number of GT boxes;
     * counts ``n_gt``, ``n_pred``, ``n_small``, ``n_large``.
     """
-    from .merge.boxes import box_area, candidate_pairs, pair_iou
+    from ..merge.boxes import box_area, candidate_pairs, pair_iou
 
     g = gt.xyxy.astype(np.float64)
     p = pred.xyxy.astype(np.float64)

@@ -5,7 +5,7 @@ import pytest
 
 from densedet_tile.detector.base import Detector
 from densedet_tile.errors import InvalidInputError
-from densedet_tile.synthetic import PaintedDetector, decode_ids, encode_ids, make_painted_aisle, seam_report
+from densedet_tile.synth.painted_aisles import PaintedDetector, decode_ids, encode_ids, make_painted_aisle, seam_report
 from densedet_tile.types import Detections
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from densedet_tile.errors import InvalidInputError
-from densedet_tile.shelves import render_shelf, training_sample, write_dataset
+from densedet_tile.synth.shelves import render_shelf, training_sample, write_dataset
 
 
 def test_same_seed_same_image_and_boxes() -> None:

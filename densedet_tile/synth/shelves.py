@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 __all__ = ["render_shelf", "training_sample", "write_dataset", "PHOTO_PRODUCT_HEIGHT"]
 
