@@ -44,8 +44,9 @@ import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 
@@ -54,7 +55,10 @@ from ..errors import ImageReadError, InvalidInputError, MissingDependencyError, 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TIFF_CACHE_BYTES",
+    "DECODERS",
+    "Decoder",
     "ImageSource",
+    "SourceStats",
     "ArraySource",
     "PillowSource",
     "TiffSource",
@@ -67,6 +71,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS: int = 2**31
 #: Default byte budget of the decoded-segment cache of one TIFF source.
 DEFAULT_TIFF_CACHE_BYTES: int = 256 * 2**20
+
+#: Which decoder :func:`open_image` uses for the formats it decodes whole (JPEG, PNG, WebP ...):
+#: ``"auto"`` imagecodecs for 8-bit RGB and gray JPEG and PNG, Pillow for everything else;
+#: ``"imagecodecs"`` imagecodecs or an error; ``"pillow"`` Pillow always.
+Decoder = Literal["auto", "imagecodecs", "pillow"]
+DECODERS: tuple[str, ...] = ("auto", "imagecodecs", "pillow")
 
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -200,12 +210,41 @@ def _scale_range(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # The interface
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SourceStats:
+    """What an image source holds and has decoded: a snapshot taken when :attr:`ImageSource.stats` is read.
+
+    ``decoder``: what decodes the pixels: ``"imagecodecs"`` or ``"pillow"`` (the whole image, at
+    :func:`open_image`), ``"tifffile"`` (TIFF segments, as windows are read), None for an array.
+    ``stored_mode``: the mode the decoded whole image is held in: ``"RGB"`` or ``"L"`` for
+    imagecodecs (3 or 1 byte per pixel), Pillow's own mode (``"RGB"``, ``"P"``, ``"I;16"`` ...) for
+    Pillow; None when the source holds no decoded whole image (TIFF, array, closed source).
+    ``decoded_bytes``: bytes of the decoded whole image held as a numpy array (imagecodecs); None
+    while Pillow holds it (Pillow does not report its buffer size); 0 when none is held.
+    ``full_decodes``: whole-image decodes run (an imagecodecs decode whose result Pillow had to
+    replace counts too); 0 for TIFF and arrays.
+    ``segments_decoded``: TIFF tiles or strips decoded (each plane of a separate-planes file
+    counts). ``cache_hits``: TIFF segments a window found in the decoded-segment cache.
+    ``cached_segments`` and ``cache_bytes``: what that cache holds now.
+    """
+
+    decoder: str | None = None
+    stored_mode: str | None = None
+    decoded_bytes: int | None = 0
+    full_decodes: int = 0
+    segments_decoded: int = 0
+    cache_hits: int = 0
+    cached_segments: int = 0
+    cache_bytes: int = 0
+
+
 class ImageSource(ABC):
     """An open image that serves windows of its upright version.
 
     Attributes: ``name`` (file name, or ``"<array>"``), ``path`` (:class:`~pathlib.Path` or
     None), ``width`` and ``height`` (of the upright image, pixels), ``format`` (e.g. ``"JPEG"``,
-    ``"TIFF"``, ``"array"``), ``orientation`` (the EXIF/TIFF value applied, 1 = none).
+    ``"TIFF"``, ``"array"``), ``orientation`` (the EXIF/TIFF value applied, 1 = none), ``stats``
+    (a :class:`SourceStats` snapshot: decoder, decoded memory, decode and cache counts).
 
     Use as a context manager or call :meth:`close`. :meth:`read` may be called from one
     thread at a time per source or concurrently (TIFF and Pillow sources lock internally).
@@ -239,6 +278,11 @@ class ImageSource(ABC):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def stats(self) -> SourceStats:
+        """A read-only snapshot of what this source holds and has decoded so far."""
+        return SourceStats()
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """Pixels of the upright window with top-left ``(x, y)`` and size ``w`` x ``h``.
@@ -341,9 +385,12 @@ class ArraySource(ImageSource):
 # Pillow formats
 # --------------------------------------------------------------------------------------------
 class PillowSource(ImageSource):
-    """A JPEG/PNG/WebP/BMP/GIF... decoded once by Pillow; windows converted on demand."""
+    """A JPEG/PNG/WebP/BMP/GIF... decoded once by Pillow; windows converted on demand.
 
-    def __init__(self, path: Path, *, max_pixels: int | None) -> None:
+    ``decoder`` (see :data:`Decoder`) picks imagecodecs or Pillow for the whole-image decode.
+    """
+
+    def __init__(self, path: Path, *, max_pixels: int | None, decoder: Decoder = "auto") -> None:
         from PIL import Image, UnidentifiedImageError
 
         label = str(path)
@@ -358,9 +405,10 @@ class PillowSource(ImageSource):
             sw, sh = im.size
             _check_size(label, sw, sh, max_pixels)
             fmt = im.format or "unknown"
-            pixels = None
-            if fmt in _COMPACT_FORMATS and im.mode in ("RGB", "L"):
-                pixels = _decode_compact(path, fmt, sw, sh, im.mode, im.info)
+            compact = _NOT_TRIED
+            if decoder != "pillow":
+                compact = _decode_compact(path, fmt, sw, sh, im.mode, im.info, required=decoder == "imagecodecs")
+            pixels = compact.pixels
             if pixels is None:
                 with _pillow_limits_lifted():
                     self._load(im, label, fmt, sw, sh)
@@ -379,10 +427,25 @@ class PillowSource(ImageSource):
         self._pixels: np.ndarray | None = pixels
         self._im: Any = None if pixels is not None else im
         self._convert = None if pixels is not None else self._make_converter(im, label)
-        #: What decoded the pixels: ``"imagecodecs"`` (8-bit RGB/gray JPEG and PNG, stored at
-        #: 3 bytes per pixel) or ``"pillow"``.
-        self.decoder = "imagecodecs" if pixels is not None else "pillow"
+        self._decoder = "imagecodecs" if pixels is not None else "pillow"
+        self._full_decodes = 2 if compact.ran and pixels is None else 1
         super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt=fmt)
+
+    @property
+    def decoder(self) -> str:
+        """What decoded the pixels: ``"imagecodecs"`` (8-bit RGB/gray JPEG and PNG, stored at
+        3 bytes per pixel) or ``"pillow"``; the same as ``stats.decoder``."""
+        return self._decoder
+
+    @property
+    def stats(self) -> SourceStats:
+        with self._lock:
+            pixels, im = self._pixels, self._im
+        if pixels is not None:
+            mode, nbytes = ("RGB" if pixels.ndim == 3 else "L"), pixels.nbytes
+        else:
+            mode, nbytes = (None, 0) if im is None else (im.mode, None)
+        return SourceStats(decoder=self._decoder, stored_mode=mode, decoded_bytes=nbytes, full_decodes=self._full_decodes)
 
     @staticmethod
     def _load(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
@@ -488,36 +551,56 @@ class PillowSource(ImageSource):
         super().close()
 
 
-#: Decode 8-bit RGB and gray JPEGs and PNGs with imagecodecs (libjpeg-turbo, libpng) when it is
-#: installed: straight into a 3-byte-per-pixel numpy array, where Pillow keeps 4 bytes per pixel.
-_USE_IMAGECODECS = True
 _COMPACT_FORMATS = ("JPEG", "MPO", "PNG")
 
 
-def _decode_compact(
-    path: Path, fmt: str, width: int, height: int, mode: str, info: dict[str, Any]
-) -> np.ndarray | None:
-    """The JPEG/PNG at ``path`` as a read-only (h, w, 3) or (h, w) uint8 array, or None.
+@dataclass(frozen=True, slots=True)
+class _Compact:
+    """What :func:`_decode_compact` did: the pixels, or why not, and whether imagecodecs ran."""
 
-    None means "let Pillow do it": imagecodecs missing, a JPEG whose last scan is not followed
-    by an end-of-image marker (libjpeg-turbo would silently fill a truncated image with grey,
-    while Pillow reports it), a PNG with an eXIf chunk after its pixels (only Pillow's full load
-    finds it), a decoding error (Pillow then says what is wrong), or an unexpected shape or
-    dtype (e.g. 16-bit PNG).
+    pixels: np.ndarray | None
+    why_not: str = ""
+    ran: bool = False
+
+
+_NOT_TRIED = _Compact(None, "not tried")
+
+
+def _declined(label: str, why_not: str, *, required: bool, ran: bool = False) -> _Compact:
+    if required:
+        raise ImageReadError(f"{label}: decoder='imagecodecs' cannot decode this image ({why_not}); use decoder='auto' or 'pillow'")
+    return _Compact(None, why_not, ran)
+
+
+def _decode_compact(
+    path: Path, fmt: str, width: int, height: int, mode: str, info: dict[str, Any], *, required: bool
+) -> _Compact:
+    """The JPEG/PNG at ``path`` decoded by imagecodecs (libjpeg-turbo, libpng), or why not.
+
+    The pixels are a read-only (h, w, 3) or (h, w) uint8 array: 3 bytes per pixel, where Pillow
+    keeps 4. No pixels means "let Pillow do it": not an 8-bit RGB or gray JPEG or PNG,
+    imagecodecs missing, a JPEG whose last scan is not followed by an end-of-image marker
+    (libjpeg-turbo would silently fill a truncated image with grey, while Pillow reports it), a
+    PNG with an eXIf chunk after its pixels (only Pillow's full load finds it), a decoding error
+    (Pillow then says what is wrong), or an unexpected shape or dtype (e.g. 16-bit PNG).
+    ``required`` (``decoder="imagecodecs"``) turns each of these into an error instead.
     """
-    if not _USE_IMAGECODECS:
-        return None
+    label = str(path)
+    if fmt not in _COMPACT_FORMATS or mode not in ("RGB", "L"):
+        return _declined(label, f"it decodes 8-bit RGB and gray JPEG and PNG only; this is a {fmt} image in mode {mode}", required=required)
     try:
         import imagecodecs
     except ImportError:
-        return None
+        if required:
+            raise MissingDependencyError(f"Decoding {label} with decoder='imagecodecs'", "imagecodecs", "tiff") from None
+        return _Compact(None, "imagecodecs is not installed")
     try:
         data = path.read_bytes()
-    except OSError:
-        return None
+    except OSError as exc:
+        return _declined(label, f"cannot read the file: {one_line(exc)}", required=required)
     if fmt == "PNG":
         if "exif" not in info and b"eXIf" in data:
-            return None
+            return _declined(label, "the PNG has an eXIf chunk after its pixels", required=required)
         decode = imagecodecs.png_decode
     else:
         # Inside entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so the
@@ -525,18 +608,19 @@ def _decode_compact(
         # scan is whole.
         last_sos = data.rfind(b"\xff\xda")
         if last_sos < 0 or data.find(b"\xff\xd9", last_sos) < 0:
-            return None
+            return _declined(label, "no end-of-image marker after the last JPEG scan", required=required)
         decode = imagecodecs.jpeg8_decode
     try:
         arr = decode(data)
-    except Exception:
-        return None
+    except Exception as exc:
+        return _declined(label, f"imagecodecs: {one_line(exc)}", required=required, ran=True)
     del data
     want = (height, width, 3) if mode == "RGB" else (height, width)
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape != want:
-        return None
+        got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        return _declined(label, f"imagecodecs gave {got} pixels, not uint8 {want}", required=required, ran=True)
     arr.flags.writeable = False
-    return arr
+    return _Compact(arr, ran=True)
 
 
 def _palette_lut(im: Any) -> np.ndarray:
@@ -596,9 +680,25 @@ class TiffSource(ImageSource):
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = max(0, int(cache_bytes))
-        #: Number of segments decoded so far (instrumentation for tests and benchmarks).
-        self.segments_decoded = 0
+        self._segments_decoded = 0
+        self._cache_hits = 0
         super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt="TIFF")
+
+    @property
+    def segments_decoded(self) -> int:
+        """Number of segments decoded so far; the same as ``stats.segments_decoded``."""
+        return self._segments_decoded
+
+    @property
+    def stats(self) -> SourceStats:
+        with self._lock:
+            return SourceStats(
+                decoder="tifffile",
+                segments_decoded=self._segments_decoded,
+                cache_hits=self._cache_hits,
+                cached_segments=len(self._cache),
+                cache_bytes=self._cache_bytes,
+            )
 
     # -- layout -------------------------------------------------------------------------------
     def _setup_layout(self, page: Any, label: str) -> None:
@@ -728,14 +828,15 @@ class TiffSource(ImageSource):
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
+            self._cache_hits += 1
             return hit
         if self._separate:
             planes = [self._decode_raw(s * self._segs_per_plane + key)[..., 0] for s in range(self._samples)]
             raw = np.stack(planes, axis=-1)
-            self.segments_decoded += self._samples
+            self._segments_decoded += self._samples
         else:
             raw = self._decode_raw(key)
-            self.segments_decoded += 1
+            self._segments_decoded += 1
         rgb = self._to_rgb8(raw)
         nbytes = rgb.nbytes
         if nbytes <= self._cache_limit:
@@ -786,6 +887,7 @@ def open_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     tiff_cache_bytes: int = DEFAULT_TIFF_CACHE_BYTES,
+    decoder: Decoder = "auto",
 ) -> ImageSource:
     """Open ``source`` for windowed reading of its upright RGB pixels.
 
@@ -795,16 +897,22 @@ def open_image(
 
     ``max_pixels`` caps ``width * height`` of files (None: no cap); it replaces Pillow's
     decompression-bomb limit for this call only. ``tiff_cache_bytes`` bounds the decoded-segment
-    cache of a TIFF source.
+    cache of a TIFF source. ``decoder`` (see :data:`Decoder`) picks the whole-image decoder of
+    JPEG, PNG, WebP ... files: ``"auto"`` (imagecodecs for 8-bit RGB and gray JPEG and PNG,
+    Pillow for the rest), ``"imagecodecs"`` (an error for a file it cannot decode) or
+    ``"pillow"``. TIFF/BigTIFF is always read through tifffile, and arrays are not decoded; the
+    source's :attr:`~ImageSource.stats` says what ran.
 
     Raises :class:`~densedet_tile.errors.ImageReadError` (one line naming the file) for a missing
-    file, a directory, an empty, unreadable, truncated or unknown-format file, a zero-size image
-    or one over ``max_pixels``; :class:`~densedet_tile.errors.InvalidInputError` for a bad array
-    or option; :class:`~densedet_tile.errors.MissingDependencyError` for a TIFF compression that
-    needs the ``imagecodecs`` package.
+    file, a directory, an empty, unreadable, truncated or unknown-format file, a zero-size image,
+    one over ``max_pixels`` or one ``decoder="imagecodecs"`` cannot decode; :class:`~densedet_tile.errors.InvalidInputError` for a bad array
+    or option; :class:`~densedet_tile.errors.MissingDependencyError` for a TIFF compression (or
+    ``decoder="imagecodecs"``) that needs the ``imagecodecs`` package.
     """
     if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0):
         raise InvalidInputError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+    if not isinstance(decoder, str) or decoder not in DECODERS:
+        raise InvalidInputError(f"decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
     if isinstance(source, np.ndarray):
         return ArraySource(source)
     if not isinstance(source, (str, os.PathLike)):
@@ -834,4 +942,4 @@ def open_image(
             raise ImageReadError(f"{label}: the image has zero size ({pw}x{ph})")
     if head[:4] in _TIFF_MAGICS:
         return TiffSource(path, max_pixels=max_pixels, cache_bytes=tiff_cache_bytes)
-    return PillowSource(path, max_pixels=max_pixels)
+    return PillowSource(path, max_pixels=max_pixels, decoder=decoder)

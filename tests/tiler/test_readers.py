@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -16,7 +18,7 @@ from PIL import Image, ImageOps
 
 from densedet_tile import ImageReadError, InvalidInputError, MissingDependencyError
 from densedet_tile.tiler import open_image
-from densedet_tile.tiler.readers import ArraySource, PillowSource, TiffSource
+from densedet_tile.tiler.readers import DECODERS, ArraySource, PillowSource, SourceStats, TiffSource
 
 RNG = np.random.default_rng(1234)
 
@@ -291,20 +293,19 @@ def test_decompression_bomb_limit_replaced_and_restored(tmp_path, monkeypatch):
         assert src.size == (50, 60)
 
 
-def test_pillow_source_keeps_one_decoded_copy(tmp_path, monkeypatch):
+def test_pillow_source_keeps_one_decoded_copy(tmp_path):
     # Pillow-decoded images stay in Pillow's buffer in their own mode; reads do not cache windows.
-    import densedet_tile.tiler.readers as readers
-
-    monkeypatch.setattr(readers, "_USE_IMAGECODECS", False)
     path = tmp_path / "p.png"
     Image.fromarray(noise(40, 30)).save(path)
-    src = open_image(path)
-    assert src.decoder == "pillow" and src._pixels is None
-    assert src._im.mode == "RGB" and src._im.size == (30, 40)
+    src = open_image(path, decoder="pillow")
+    stats = src.stats
+    assert stats.decoder == "pillow" and stats.decoded_bytes is None  # no numpy copy: Pillow holds it
+    assert stats.stored_mode == "RGB" and stats.full_decodes == 1 and src.size == (30, 40)
     a, b = src.read(0, 0, 30, 40), src.read(0, 0, 30, 40)
     assert not np.shares_memory(a, b)
+    assert src.stats == stats
     src.close()
-    assert src.closed and src._im is None
+    assert src.closed and src.stats.stored_mode is None and src.stats.decoded_bytes == 0
     with pytest.raises(ImageReadError, match="closed"):
         src.read(0, 0, 1, 1)
 
@@ -345,24 +346,18 @@ def test_tiled_tiff_window_decodes_only_overlapping_tiles(tmp_path):
     full = noise(200, 300)
     path = tmp_path / "t.tif"
     tifffile.imwrite(path, full, photometric="rgb", tile=(64, 32), compression="zlib", bigtiff=True)
-    # 32 wide x 64 tall tiles: 10 across, 4 down.
+    # 32 wide x 64 tall tiles: 10 across, 4 down. Each window below needs every tile it overlaps
+    # for its pixels to be right, so a decode count equal to that number of tiles means that
+    # exactly those tiles were decoded.
     with open_image(path) as src:
-        seen: list[int] = []
-        original = src._decode_raw
-
-        def spy(index):
-            seen.append(index)
-            return original(index)
-
-        src._decode_raw = spy
+        assert src.stats.decoder == "tifffile" and src.stats.segments_decoded == 0
         win = src.read(40, 70, 50, 60)  # cols 40..89 -> tiles 1,2; rows 70..129 -> tiles 1,2
         np.testing.assert_array_equal(win, full[70:130, 40:90])
-        assert sorted(seen) == [11, 12, 21, 22]
-        seen.clear()
-        src.read(60, 100, 10, 10)  # inside tiles already decoded: cache hit
-        assert seen == []
-        src.read(0, 0, 300, 1)  # the top row of tiles only
-        assert sorted(seen) == list(range(10))
+        assert (src.stats.segments_decoded, src.stats.cache_hits) == (4, 0)
+        np.testing.assert_array_equal(src.read(60, 100, 10, 10), full[100:110, 60:70])
+        assert (src.stats.segments_decoded, src.stats.cache_hits) == (4, 2)  # inside tiles 11, 12: cached
+        np.testing.assert_array_equal(src.read(0, 0, 300, 1), full[:1])  # the top row of tiles only
+        assert (src.stats.segments_decoded, src.stats.cache_hits) == (14, 2)
         assert src.segments_decoded == 14
 
 
@@ -371,11 +366,8 @@ def test_striped_tiff_decodes_only_covering_strips(tmp_path):
     path = tmp_path / "s.tif"
     tifffile.imwrite(path, full, photometric="rgb", rowsperstrip=10)
     with open_image(path) as src:
-        seen: list[int] = []
-        original = src._decode_raw
-        src._decode_raw = lambda i: (seen.append(i), original(i))[1]
         np.testing.assert_array_equal(src.read(5, 25, 10, 20), full[25:45, 5:15])
-        assert sorted(seen) == [2, 3, 4]
+        assert src.stats.segments_decoded == 3  # rows 25..44: strips 2, 3 and 4, each needed
 
 
 def test_tiff_cache_stays_within_its_budget(tmp_path):
@@ -386,7 +378,7 @@ def test_tiff_cache_stays_within_its_budget(tmp_path):
     with open_image(path, tiff_cache_bytes=budget) as src:
         for y in range(0, 128, 16):
             src.read(0, y, 128, 16)
-            assert src._cache_bytes <= budget and len(src._cache) <= 5
+            assert src.stats.cache_bytes <= budget and src.stats.cached_segments <= 5
         np.testing.assert_array_equal(read_all(src), full)
 
 
@@ -613,25 +605,23 @@ def test_truncated_jpeg_raises_even_if_pillow_was_told_to_accept_it(tmp_path, mo
         ("L", dict(quality=90)),
     ],
 )
-def test_jpeg_decoded_compactly_matches_pillow(tmp_path, monkeypatch, mode, save_kw):
+def test_jpeg_decoded_compactly_matches_pillow(tmp_path, mode, save_kw):
     pytest.importorskip("imagecodecs", reason="compact JPEG decoding needs the imagecodecs package")
-    import densedet_tile.tiler.readers as readers
-
     yy, xx = np.mgrid[0:90, 0:130]
     img = np.stack([xx * 2, yy * 2, (xx * yy) % 256], axis=-1).astype(np.uint8)
     pil = Image.fromarray(img if mode == "RGB" else img[..., 0], mode)
     path = tmp_path / "p.jpg"
     save_with_orientation(path, np.asarray(pil), 6, **save_kw)
     with open_image(path) as fast:
-        assert fast.decoder == "imagecodecs" and fast._im is None
-        assert fast._pixels.nbytes == 90 * 130 * (3 if mode == "RGB" else 1)
+        # held as a numpy array of 3 bytes per pixel (1 for gray), not in Pillow's buffer
+        assert fast.stats.decoder == "imagecodecs" and fast.stats.stored_mode == mode
+        assert fast.stats.decoded_bytes == 90 * 130 * (3 if mode == "RGB" else 1)
         a = read_all(fast)
         row = fast.read(0, 3, fast.width, 2)
         row[:] = 0  # the caller's window is its own: the decoded image is not touched
         np.testing.assert_array_equal(fast.read(0, 3, fast.width, 2), a[3:5])
-    monkeypatch.setattr(readers, "_USE_IMAGECODECS", False)
-    with open_image(path) as slow:
-        assert slow.decoder == "pillow"
+    with open_image(path, decoder="pillow") as slow:
+        assert slow.stats.decoder == "pillow"
         np.testing.assert_array_equal(read_all(slow), a)
 
 
@@ -657,25 +647,22 @@ def _encoded_array(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_png_decoded_compactly_matches_pillow(tmp_path, monkeypatch):
+def test_png_decoded_compactly_matches_pillow(tmp_path):
     pytest.importorskip("imagecodecs", reason="compact PNG decoding needs the imagecodecs package")
-    import densedet_tile.tiler.readers as readers
-
     rgb = noise(37, 53)
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     Image.fromarray(rgb[..., 1]).save(tmp_path / "gray.png")
     for name, ref in (("rgb.png", rgb), ("gray.png", np.repeat(rgb[..., 1:2], 3, axis=2))):
         with open_image(tmp_path / name) as src:
-            assert src.decoder == "imagecodecs" and src._pixels.nbytes == ref.size // (3 if "gray" in name else 1)
+            assert src.stats.decoder == "imagecodecs" and src.stats.decoded_bytes == ref.size // (3 if "gray" in name else 1)
             np.testing.assert_array_equal(read_all(src), ref)
     # 16-bit PNGs are not stored compactly (they would need two bytes per sample).
     Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(tmp_path / "g16.png")
     with open_image(tmp_path / "g16.png") as src:
         assert src.decoder == "pillow"
         np.testing.assert_array_equal(read_all(src)[..., 0], rgb[..., 0])
-    monkeypatch.setattr(readers, "_USE_IMAGECODECS", False)
-    with open_image(tmp_path / "rgb.png") as src:
-        assert src.decoder == "pillow"
+    with open_image(tmp_path / "rgb.png", decoder="pillow") as src:
+        assert src.stats.decoder == "pillow"
         np.testing.assert_array_equal(read_all(src), rgb)
 
 
@@ -704,3 +691,74 @@ def test_png_exif_after_the_pixels_is_still_applied(tmp_path):
             assert src.decoder == decoder
             assert src.orientation == 8 and src.size == (20, 30)
             np.testing.assert_array_equal(read_all(src), np.rot90(rgb, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoder option and the stats snapshot
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", ["turbo", "Pillow", "", None, 1])
+def test_decoder_option_is_validated(bad):
+    with pytest.raises(InvalidInputError) as err:
+        open_image(noise(4, 4), decoder=bad)  # type: ignore[arg-type]
+    msg = str(err.value)
+    assert "decoder" in msg and repr(bad) in msg and "auto, imagecodecs, pillow" in msg and "\n" not in msg
+
+
+def test_decoder_imagecodecs_is_strict(tmp_path):
+    pytest.importorskip("imagecodecs", reason="decoder='imagecodecs' needs the imagecodecs package")
+    rgb = noise(12, 16)
+    Image.fromarray(rgb).save(tmp_path / "ok.png")
+    with open_image(tmp_path / "ok.png", decoder="imagecodecs") as src:
+        assert src.stats.decoder == "imagecodecs"
+        np.testing.assert_array_equal(read_all(src), rgb)
+    Image.fromarray(rgb).save(tmp_path / "w.webp", lossless=True)
+    (tmp_path / "odd.jpg").write_bytes(_encoded_array(rgb) + b"\xff\xda junk without an end marker")
+    (tmp_path / "rgb48.png").write_bytes(png_bytes(noise(6, 9, dtype=np.uint16, hi=65536), colortype=2))
+    for name, why in (("w.webp", "WEBP"), ("odd.jpg", "end-of-image"), ("rgb48.png", "uint16")):
+        with pytest.raises(ImageReadError) as err:
+            open_image(tmp_path / name, decoder="imagecodecs")
+        msg = str(err.value)
+        assert str(tmp_path / name) in msg and "decoder='imagecodecs'" in msg and why in msg and "\n" not in msg
+        with open_image(tmp_path / name) as src:  # "auto" lets Pillow decode them
+            assert src.stats.decoder == "pillow"
+
+
+def test_decoder_imagecodecs_without_the_package(tmp_path, monkeypatch):
+    path = tmp_path / "p.png"
+    Image.fromarray(noise(5, 6)).save(path)
+    monkeypatch.setitem(sys.modules, "imagecodecs", None)  # "import imagecodecs" now fails
+    with pytest.raises(MissingDependencyError, match="imagecodecs") as err:
+        open_image(path, decoder="imagecodecs")
+    assert "p.png" in str(err.value)
+    with open_image(path) as src:
+        assert src.stats.decoder == "pillow"
+
+
+def test_stats_per_source_kind(tmp_path):
+    rgb = noise(20, 30)
+    tifffile.imwrite(tmp_path / "t.tif", rgb, photometric="rgb", tile=(16, 16))
+    for decoder in DECODERS:  # TIFF is always read through tifffile
+        with open_image(tmp_path / "t.tif", decoder=decoder) as src:
+            assert src.stats == SourceStats(decoder="tifffile")
+    src = open_image(rgb, decoder="pillow")
+    assert src.stats == SourceStats(decoder=None, full_decodes=0)
+    # a 48-bit PNG: imagecodecs decodes it to uint16, so Pillow decodes it again
+    (tmp_path / "rgb48.png").write_bytes(png_bytes(noise(6, 9, dtype=np.uint16, hi=65536), colortype=2))
+    with open_image(tmp_path / "rgb48.png") as src:
+        compact = importlib.util.find_spec("imagecodecs") is not None
+        assert src.stats.full_decodes == (2 if compact else 1) and src.decoder == src.stats.decoder == "pillow"
+
+
+def test_stats_is_a_read_only_snapshot(tmp_path):
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, noise(32, 32), photometric="rgb", tile=(16, 16))
+    with open_image(path) as src:
+        before = src.stats
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            before.cache_hits = 5  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            src.stats = before  # type: ignore[misc]
+        src.read(0, 0, 32, 32)
+        assert before.segments_decoded == 0 and src.stats.segments_decoded == 4
+        assert src.stats.cached_segments == 4 and src.stats.cache_bytes == 4 * 16 * 16 * 3
+    assert src.stats.cached_segments == 0 and src.stats.cache_bytes == 0 and src.stats.segments_decoded == 4
