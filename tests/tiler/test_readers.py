@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 from densedet_tile import ImageReadError, InvalidInputError, MissingDependencyError
 from densedet_tile.tiler import open_image
 from densedet_tile.tiler.readers import DECODERS, ArraySource, PillowSource, SourceStats, TiffSource
+from densedet_tile.tiler.readers.colour import pillow_converter
 
 RNG = np.random.default_rng(1234)
 
@@ -253,14 +254,14 @@ def test_cmyk_jpeg_webp_bmp(tmp_path):
 )
 def test_float_mode_scaling(values, expected):
     im = Image.fromarray(values, "F")
-    conv = PillowSource._make_converter(im, "<mem>")
+    conv = pillow_converter(im)
     out = conv(im)
     np.testing.assert_array_equal(out[..., 0], np.array(expected, np.uint8))
 
 
 def test_int32_mode_with_16bit_values():
     im = Image.fromarray(np.array([[0, 65535, 257]], np.int32), "I")
-    out = PillowSource._make_converter(im, "<mem>")(im)
+    out = pillow_converter(im)(im)
     np.testing.assert_array_equal(out[0, :, 0], [0, 255, 1])
 
 
