@@ -1,0 +1,46 @@
+"""In-memory numpy images as an :class:`~.base.ImageSource`, never copied whole."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ImageReadError, InvalidInputError
+from .base import ImageSource
+from .colour import uint8_to_rgb
+
+__all__ = ["ArraySource"]
+
+
+class ArraySource(ImageSource):
+    """Windows of an in-memory ``HxWx3`` uint8 RGB array (``HxW`` gray and ``HxWx4`` RGBA too).
+
+    The array is referenced, never copied whole; do not modify it while the source is in use.
+    RGB windows spanning whole rows are views of it; gray and RGBA windows are converted one by
+    one.
+    """
+
+    def __init__(self, array: np.ndarray, *, name: str = "<array>") -> None:
+        if not isinstance(array, np.ndarray):
+            raise InvalidInputError(f"{name}: expected a numpy array, got {type(array).__name__}")
+        if array.dtype != np.uint8:
+            raise InvalidInputError(
+                f"{name}: expected a uint8 image array (HxWx3 RGB, HxW gray or HxWx4 RGBA), got dtype {array.dtype}"
+            )
+        if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+            raise InvalidInputError(
+                f"{name}: expected an image array of shape HxWx3 (RGB), HxW (gray) or HxWx4 (RGBA), got shape {array.shape}"
+            )
+        if array.shape[0] == 0 or array.shape[1] == 0:
+            raise InvalidInputError(f"{name}: the image array is empty (shape {array.shape})")
+        self._array: np.ndarray | None = array
+        super().__init__(name=name, path=None, stored_size=(array.shape[1], array.shape[0]), orientation=1, fmt="array")
+
+    def _read_stored(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        a = self._array
+        if a is None:  # pragma: no cover - guarded by read()
+            raise ImageReadError(f"{self.name}: the image source is closed")
+        return uint8_to_rgb(a[y : y + h, x : x + w])
+
+    def close(self) -> None:
+        self._array = None
+        super().close()

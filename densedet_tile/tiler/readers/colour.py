@@ -1,0 +1,232 @@
+"""Colour policy: every source's pixels become ``(h, w, 3)`` uint8 RGB here.
+
+* Gray becomes R = G = B. Bilevel images become 0 / 255.
+* Alpha (LA, RGBA, palette with transparency, TIFF extra samples) is composited onto a white
+  background: shelf cut-outs and scans use transparent for "no product", and white keeps it
+  from reading as black shelf gaps. Premultiplied alpha is handled as such.
+* Integer images deeper than 8 bits are scaled by their full bit range (16-bit: ``v / 257``,
+  rounded). Pillow's 32-bit ``I`` images are scaled from their actual value range when it
+  exceeds 0..255 (16-bit data is taken as 0..65535). Float images in [0, 1] are scaled by 255;
+  other float ranges are stretched linearly from their min to their max. Float TIFFs are
+  clipped to [0, 1] and scaled by 255 (their range is not known without reading them whole).
+* CMYK and YCbCr Pillow images are converted with Pillow's own conversion.
+
+Everything here works on window-sized arrays (or Pillow crops), never on a whole image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ...errors import ImageReadError
+
+__all__ = [
+    "composite_white",
+    "gray_to_rgb",
+    "uint8_to_rgb",
+    "scale_uint",
+    "scale_range",
+    "palette_lut",
+    "pillow_converter",
+    "TiffColour",
+]
+
+
+def composite_white(color: np.ndarray, alpha: np.ndarray, *, premultiplied: bool = False) -> np.ndarray:
+    """Composite uint8 ``color`` (h, w, 3) with uint8 ``alpha`` (h, w) onto white: (h, w, 3) uint8."""
+    c = color.astype(np.uint16)
+    a = alpha.astype(np.uint16)[..., None]
+    inv = 255 - a
+    if premultiplied:
+        out = c + inv
+    else:
+        out = (c * a + 255 * inv + 127) // 255
+    return np.minimum(out, 255).astype(np.uint8)
+
+
+def gray_to_rgb(g: np.ndarray) -> np.ndarray:
+    """Gray (h, w) -> (h, w, 3) with R = G = B (a new array)."""
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+def uint8_to_rgb(win: np.ndarray) -> np.ndarray:
+    """uint8 gray (h, w), RGB (h, w, 3) or RGBA (h, w, 4) -> (h, w, 3) RGB; RGB is returned as is."""
+    if win.ndim == 2:
+        return gray_to_rgb(win)
+    if win.shape[2] == 4:
+        return composite_white(win[..., :3], win[..., 3])
+    return win
+
+
+def scale_uint(a: np.ndarray, bits: int) -> np.ndarray:
+    """Unsigned integers of ``bits`` bits -> uint8 over the full range (rounded), same shape."""
+    if bits == 8 and a.dtype == np.uint8:
+        return a
+    top = (1 << bits) - 1
+    return ((a.astype(np.float32) * (255.0 / top)) + 0.5).astype(np.uint8)
+
+
+def scale_range(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Linear map of [lo, hi] to [0, 255], clipped, uint8, same shape."""
+    span = hi - lo if hi > lo else 1.0
+    out = (a.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / span)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def palette_lut(im: Any) -> np.ndarray:
+    """(256, 4) uint8 RGBA table of a Pillow palette image, transparency included."""
+    pal_mode = getattr(im.palette, "mode", "RGB") if im.palette is not None else "RGB"
+    channels = 4 if pal_mode == "RGBA" else 3
+    raw = im.getpalette("RGBA" if channels == 4 else "RGB") or []
+    lut = np.zeros((256, 4), np.uint8)
+    lut[:, 3] = 255
+    pal = np.asarray(raw, np.uint8).reshape(-1, channels)[:256]
+    lut[: len(pal), :channels] = pal
+    trans = im.info.get("transparency")
+    if isinstance(trans, int) and 0 <= trans < 256:
+        lut[trans, 3] = 0
+    elif isinstance(trans, (bytes, bytearray)):
+        t = np.frombuffer(bytes(trans), np.uint8)[:256]
+        lut[: len(t), 3] = t
+    return lut
+
+
+def pillow_converter(im: Any) -> Callable[[Any], np.ndarray]:
+    """A function turning a crop of the Pillow image ``im`` (same mode) into (h, w, 3) uint8 RGB.
+
+    Whatever needs the whole image (the palette, the value range of ``I`` and ``F`` images) is
+    read here, once; the function itself only touches the crop it is given.
+    """
+    mode = im.mode
+    if mode == "RGB":
+        return lambda c: np.asarray(c)
+    if mode == "L":
+        return lambda c: gray_to_rgb(np.asarray(c))
+    if mode == "1":
+        return lambda c: gray_to_rgb(np.asarray(c).astype(np.uint8) * np.uint8(255))
+    if mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        premult = mode in ("RGBa", "La")
+
+        def conv_alpha(c: Any) -> np.ndarray:
+            if c.mode in ("LA", "La"):
+                a = np.asarray(c)
+                return composite_white(gray_to_rgb(a[..., 0]), a[..., 1], premultiplied=premult)
+            if c.mode == "PA":
+                c = c.convert("RGBA")
+            a = np.asarray(c)
+            return composite_white(a[..., :3], a[..., 3], premultiplied=premult)
+
+        return conv_alpha
+    if mode == "P":
+        lut = palette_lut(im)
+        has_alpha = bool(np.any(lut[:, 3] < 255))
+
+        def conv_p(c: Any) -> np.ndarray:
+            px = lut[np.asarray(c)]
+            if has_alpha:
+                return composite_white(px[..., :3], px[..., 3])
+            return px[..., :3]
+
+        return conv_p
+    if mode.startswith("I;16"):
+        return lambda c: gray_to_rgb(scale_uint(np.asarray(c).astype(np.uint16, copy=False), 16))
+    if mode in ("I", "F"):
+        lo, hi = im.getextrema()
+        if mode == "I":
+            if lo >= 0 and hi <= 255:
+                lo, hi = 0, 255
+            elif lo >= 0 and hi <= 65535:
+                lo, hi = 0, 65535
+        elif lo >= 0 and hi <= 1:
+            lo, hi = 0.0, 1.0
+        elif lo >= 0 and hi <= 255:
+            lo, hi = 0.0, 255.0
+        lo_f, hi_f = float(lo), float(hi)
+        return lambda c: gray_to_rgb(scale_range(np.asarray(c), lo_f, hi_f))
+    # CMYK, YCbCr, LAB, HSV, RGBX ... : Pillow knows how to get RGB from these.
+    return lambda c: np.asarray(c.convert("RGB"))
+
+
+@dataclass(frozen=True, eq=False)
+class TiffColour:
+    """How the decoded samples of one TIFF page become RGB uint8.
+
+    ``photometric`` is the TIFF value (0 min-is-white, 1 min-is-black, 2 RGB, 3 palette,
+    6 YCbCr, decoded to RGB by the codec); ``ncolor`` the colour samples (1 or 3);
+    ``alpha_index`` the sample holding alpha (None: no alpha), ``premultiplied`` whether it is
+    associated alpha; ``bits`` the bits per sample; ``colormap`` the (n, 3) uint8 palette.
+    """
+
+    photometric: int
+    ncolor: int
+    alpha_index: int | None
+    premultiplied: bool
+    bits: int
+    colormap: np.ndarray | None
+
+    @classmethod
+    def of_page(cls, page: Any, samples: int, label: str) -> "TiffColour":
+        """The colour model of tifffile page ``page`` with ``samples`` samples per pixel.
+
+        Raises :class:`~densedet_tile.errors.ImageReadError` naming ``label`` for a sample type,
+        photometric interpretation or sample count this policy does not cover.
+        """
+        dtype = np.dtype(page.dtype) if page.dtype is not None else None
+        photometric = int(page.photometric)
+        bits = int(page.bitspersample)
+        extras = [int(e) for e in (page.extrasamples or ())]
+        if dtype is None or not (dtype == np.bool_ or dtype.kind in "uf"):
+            raise ImageReadError(f"{label}: unsupported TIFF sample type {dtype} ({bits} bits)")
+        if photometric not in (0, 1, 2, 3, 6):
+            name = getattr(page.photometric, "name", photometric)
+            raise ImageReadError(f"{label}: unsupported TIFF photometric interpretation {name}")
+        if photometric == 6 and int(page.compression) not in (6, 7):
+            raise ImageReadError(f"{label}: uncompressed YCbCr TIFF is not supported")
+        ncolor = 3 if photometric in (2, 6) else 1
+        if samples < ncolor:
+            raise ImageReadError(f"{label}: TIFF has {samples} samples per pixel, too few for its colour model")
+        # Alpha: the first extra sample, if it is marked as (associated or unassociated) alpha.
+        alpha_index = None
+        premultiplied = False
+        if samples > ncolor and extras and extras[0] in (1, 2):
+            alpha_index = ncolor
+            premultiplied = extras[0] == 1
+        colormap = None
+        if photometric == 3:
+            cmap = page.colormap
+            if cmap is None:
+                raise ImageReadError(f"{label}: palette TIFF without a colour map")
+            cmap = np.asarray(cmap)
+            if cmap.dtype != np.uint8:
+                cmap = scale_uint(cmap, 16)
+            colormap = np.ascontiguousarray(cmap.T)  # (n, 3)
+        return cls(photometric, ncolor, alpha_index, premultiplied, bits, colormap)
+
+    def to_rgb8(self, seg: np.ndarray) -> np.ndarray:
+        """Decoded segment samples (h, w, S) in the file's dtype -> (h, w, 3) uint8 RGB."""
+        dt = seg.dtype
+        if dt == np.bool_:
+            v = seg.astype(np.uint8) * np.uint8(255)
+        elif dt.kind == "f":
+            v = scale_range(np.clip(seg, 0.0, 1.0), 0.0, 1.0)
+        elif self.photometric == 3:
+            v = seg  # palette indices, looked up below
+        else:
+            bits = self.bits if self.bits <= dt.itemsize * 8 else dt.itemsize * 8
+            v = scale_uint(seg, bits)
+        if self.colormap is not None:
+            idx = np.minimum(v[..., 0].astype(np.intp), len(self.colormap) - 1)
+            return self.colormap[idx]
+        if self.ncolor == 1:
+            g = v[..., 0]
+            if self.photometric == 0:  # min-is-white
+                g = 255 - g
+            rgb = gray_to_rgb(g)
+        else:
+            rgb = v[..., :3]
+        if self.alpha_index is not None:
+            return composite_white(rgb, v[..., self.alpha_index], premultiplied=self.premultiplied)
+        return np.ascontiguousarray(rgb)

@@ -1,0 +1,100 @@
+"""Whole-image decoding of 8-bit RGB and gray JPEG and PNG by imagecodecs, 3 bytes per pixel.
+
+imagecodecs (libjpeg-turbo, libpng) decodes straight into a numpy array with the same pixels as
+Pillow's decoders, where Pillow would keep 4 bytes per RGB pixel. :func:`decode_compact` says
+why when it declines, so Pillow can take over (``decoder="auto"``) or the caller can be told
+(``decoder="imagecodecs"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ImageReadError, MissingDependencyError, one_line
+
+__all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact"]
+
+#: Pillow format names of the files imagecodecs decodes here (MPO is a multi-picture JPEG).
+COMPACT_FORMATS = ("JPEG", "MPO", "PNG")
+
+
+@dataclass(frozen=True, eq=False)
+class Compact:
+    """What :func:`decode_compact` did.
+
+    ``pixels``: the read-only (h, w, 3) RGB or (h, w) gray uint8 image, or None;
+    ``why_not``: the reason there are none; ``ran``: whether imagecodecs decoded the file at all.
+    """
+
+    pixels: np.ndarray | None
+    why_not: str = ""
+    ran: bool = False
+
+
+#: The outcome when imagecodecs is not asked (``decoder="pillow"``).
+NOT_TRIED = Compact(None, "not tried")
+
+
+def _declined(label: str, why_not: str, *, required: bool, ran: bool = False) -> Compact:
+    if required:
+        raise ImageReadError(
+            f"{label}: decoder='imagecodecs' cannot decode this image ({why_not}); use decoder='auto' or 'pillow'"
+        )
+    return Compact(None, why_not, ran)
+
+
+def decode_compact(
+    path: Path, fmt: str, width: int, height: int, mode: str, info: dict[str, Any], *, required: bool
+) -> Compact:
+    """The image at ``path`` (Pillow ``fmt``, ``mode`` and ``info`` from its header) decoded by imagecodecs.
+
+    No pixels means "let Pillow do it": not an 8-bit RGB or gray JPEG or PNG, imagecodecs
+    missing, a JPEG whose last scan is not followed by an end-of-image marker (libjpeg-turbo
+    would silently fill a truncated image with grey, while Pillow reports it), a PNG with an
+    eXIf chunk after its pixels (only Pillow's full load finds it), a decoding error (Pillow then
+    says what is wrong), or an unexpected shape or dtype (e.g. 48-bit PNG). ``required``
+    (``decoder="imagecodecs"``) makes each of these an error instead:
+    :class:`~densedet_tile.errors.MissingDependencyError` for the missing package,
+    :class:`~densedet_tile.errors.ImageReadError` naming the file and the reason otherwise.
+    """
+    label = str(path)
+    if fmt not in COMPACT_FORMATS or mode not in ("RGB", "L"):
+        why = f"it decodes 8-bit RGB and gray JPEG and PNG only; this is a {fmt} image in mode {mode}"
+        return _declined(label, why, required=required)
+    try:
+        import imagecodecs
+    except ImportError:
+        if required:
+            raise MissingDependencyError(f"Decoding {label} with decoder='imagecodecs'", "imagecodecs", "tiff") from None
+        return Compact(None, "imagecodecs is not installed")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _declined(label, f"cannot read the file: {one_line(exc)}", required=required)
+    if fmt == "PNG":
+        if "exif" not in info and b"eXIf" in data:
+            return _declined(label, "the PNG has an eXIf chunk after its pixels", required=required)
+        decode = imagecodecs.png_decode
+    else:
+        # Inside entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so the
+        # last SOS (FF DA) belongs to the final scan, and an EOI (FF D9) after it means the
+        # scan is whole.
+        last_sos = data.rfind(b"\xff\xda")
+        if last_sos < 0 or data.find(b"\xff\xd9", last_sos) < 0:
+            return _declined(label, "no end-of-image marker after the last JPEG scan", required=required)
+        decode = imagecodecs.jpeg8_decode
+    try:
+        arr = decode(data)
+    except Exception as exc:
+        return _declined(label, f"imagecodecs: {one_line(exc)}", required=required, ran=True)
+    del data
+    want = (height, width, 3) if mode == "RGB" else (height, width)
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape != want:
+        got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        return _declined(label, f"imagecodecs gave {got} pixels, not uint8 {want}", required=required, ran=True)
+    arr.flags.writeable = False
+    return Compact(arr, ran=True)

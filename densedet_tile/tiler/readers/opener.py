@@ -1,0 +1,82 @@
+""":func:`open_image`: check the options, sniff the file's format, hand it to the right reader."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import ImageReadError, InvalidInputError, one_line
+from .array import ArraySource
+from .base import DEFAULT_MAX_PIXELS, ImageSource
+from .pillow import DECODERS, Decoder, PillowSource
+from .tiff import DEFAULT_TIFF_CACHE_BYTES, TiffSource
+
+__all__ = ["open_image"]
+
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def open_image(
+    source: str | os.PathLike[str] | np.ndarray,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    tiff_cache_bytes: int = DEFAULT_TIFF_CACHE_BYTES,
+    decoder: Decoder = "auto",
+) -> ImageSource:
+    """Open ``source`` for windowed reading of its upright RGB pixels.
+
+    ``source`` is a path (format sniffed from the file's first bytes, not its extension) or an
+    ``HxWx3`` uint8 RGB array (``HxW`` gray and ``HxWx4`` RGBA are accepted too). Pillow
+    formats are decoded here, once; TIFF/BigTIFF only has its header read here.
+
+    ``max_pixels`` caps ``width * height`` of files (None: no cap); it replaces Pillow's
+    decompression-bomb limit for this call only. ``tiff_cache_bytes`` bounds the decoded-segment
+    cache of a TIFF source. ``decoder`` (see :data:`Decoder`) picks the whole-image decoder of
+    JPEG, PNG, WebP ... files: ``"auto"`` (imagecodecs for 8-bit RGB and gray JPEG and PNG,
+    Pillow for the rest), ``"imagecodecs"`` (an error for a file it cannot decode) or
+    ``"pillow"``. TIFF/BigTIFF is always read through tifffile, and arrays are not decoded; the
+    source's :attr:`~ImageSource.stats` says what ran.
+
+    Raises :class:`~densedet_tile.errors.ImageReadError` (one line naming the file) for a missing
+    file, a directory, an empty, unreadable, truncated or unknown-format file, a zero-size image,
+    one over ``max_pixels`` or one ``decoder="imagecodecs"`` cannot decode;
+    :class:`~densedet_tile.errors.InvalidInputError` for a bad array or option;
+    :class:`~densedet_tile.errors.MissingDependencyError` for a TIFF compression (or
+    ``decoder="imagecodecs"``) that needs the ``imagecodecs`` package.
+    """
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0):
+        raise InvalidInputError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+    if not isinstance(decoder, str) or decoder not in DECODERS:
+        raise InvalidInputError(f"decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
+    if isinstance(source, np.ndarray):
+        return ArraySource(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise InvalidInputError(
+            f"image source must be a file path or a numpy array, got {type(source).__name__}"
+        )
+    path = Path(os.fspath(source))
+    label = str(path)
+    try:
+        if path.is_dir():
+            raise ImageReadError(f"{label}: is a directory, not an image file")
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(f"{label}: no such file") from None
+    except PermissionError:
+        raise ImageReadError(f"{label}: permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(f"{label}: cannot open file ({one_line(exc)})") from exc
+    if not head:
+        raise ImageReadError(f"{label}: the file is empty")
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        pw, ph = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if pw == 0 or ph == 0:  # Pillow would only say it cannot identify the file
+            raise ImageReadError(f"{label}: the image has zero size ({pw}x{ph})")
+    if head[:4] in _TIFF_MAGICS:
+        return TiffSource(path, max_pixels=max_pixels, cache_bytes=tiff_cache_bytes)
+    return PillowSource(path, max_pixels=max_pixels, decoder=decoder)

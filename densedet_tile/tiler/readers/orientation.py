@@ -1,0 +1,98 @@
+"""EXIF/TIFF orientation: map a window of the upright image to the stored image and back.
+
+Orientation values follow EXIF/TIFF: 1 upright, 2 mirrored, 3 rotated 180, 4 flipped,
+5 transposed, 6 needs a 90 degree clockwise turn, 7 transversed, 8 needs a 90 degree
+counter-clockwise turn. Values 5..8 swap width and height.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ...errors import one_line
+
+__all__ = ["stored_box", "orient", "checked_orientation", "exif_orientation"]
+
+# The package's logger, under the name it had when the readers were one module.
+log = logging.getLogger("densedet_tile.tiler.readers")
+
+
+def stored_box(orientation: int, x: int, y: int, w: int, h: int, sw: int, sh: int) -> tuple[int, int, int, int]:
+    """Window (x, y, w, h) of the upright image -> (x0, y0, w0, h0) of the stored image.
+
+    ``sw`` x ``sh`` is the size of the stored (un-rotated) image.
+    """
+    if orientation == 1:
+        return x, y, w, h
+    if orientation == 2:
+        return sw - x - w, y, w, h
+    if orientation == 3:
+        return sw - x - w, sh - y - h, w, h
+    if orientation == 4:
+        return x, sh - y - h, w, h
+    if orientation == 5:
+        return y, x, h, w
+    if orientation == 6:
+        return y, sh - x - w, h, w
+    if orientation == 7:
+        return sw - y - h, sh - x - w, h, w
+    if orientation == 8:
+        return sw - y - h, x, h, w
+    raise AssertionError(f"unreachable orientation {orientation}")  # pragma: no cover
+
+
+def orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a stored-frame (h0, w0, C) crop into the upright frame (a view, not a copy)."""
+    if orientation == 1:
+        return a
+    if orientation == 2:
+        return a[:, ::-1]
+    if orientation == 3:
+        return a[::-1, ::-1]
+    if orientation == 4:
+        return a[::-1]
+    if orientation == 5:
+        return a.transpose(1, 0, 2)
+    if orientation == 6:
+        return a.transpose(1, 0, 2)[:, ::-1]
+    if orientation == 7:
+        return a[::-1, ::-1].transpose(1, 0, 2)
+    if orientation == 8:
+        return a.transpose(1, 0, 2)[::-1]
+    raise AssertionError(f"unreachable orientation {orientation}")  # pragma: no cover
+
+
+def checked_orientation(value: object, name: str) -> int:
+    """An orientation tag value as 1..8; anything else is logged and treated as upright."""
+    try:
+        o = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        o = -1
+    if 1 <= o <= 8:
+        return o
+    log.warning("%s: invalid orientation tag %r, treating the image as upright", name, value)
+    return 1
+
+
+def exif_orientation(im: Any, label: str) -> int:
+    """The EXIF orientation of the Pillow image ``im`` (1 when it has none or it is unreadable).
+
+    Damaged EXIF never stops the image from loading: Pillow's warnings about it and read errors
+    are logged, naming ``label``.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = im.getexif().get(0x0112)
+        for w in caught:
+            log.warning("%s: %s", label, w.message)
+    except Exception as exc:
+        log.warning("%s: unreadable EXIF data (%s), treating the image as upright", label, one_line(exc))
+        return 1
+    if value is None:
+        return 1
+    return checked_orientation(value, label)

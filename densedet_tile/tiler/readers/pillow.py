@@ -1,0 +1,148 @@
+"""JPEG, PNG, WebP, BMP, GIF ... files: decoded whole, once, at open; windows converted on demand.
+
+8-bit RGB and gray JPEG and PNG go to imagecodecs (:mod:`.compact`, 3 bytes per pixel) unless
+``decoder="pillow"``; everything else stays in Pillow's own buffer in its native mode, and each
+window is cropped, converted to RGB (:mod:`.colour`) and turned upright on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+
+from ...errors import ImageReadError, one_line
+from .base import ImageSource, SourceStats, check_size
+from .colour import pillow_converter, uint8_to_rgb
+from .compact import NOT_TRIED, decode_compact
+from .orientation import exif_orientation
+
+__all__ = ["Decoder", "DECODERS", "PillowSource"]
+
+#: Which decoder :func:`open_image` uses for the formats it decodes whole (JPEG, PNG, WebP ...):
+#: ``"auto"`` imagecodecs for 8-bit RGB and gray JPEG and PNG, Pillow for everything else;
+#: ``"imagecodecs"`` imagecodecs or an error; ``"pillow"`` Pillow always.
+Decoder = Literal["auto", "imagecodecs", "pillow"]
+DECODERS: tuple[str, ...] = ("auto", "imagecodecs", "pillow")
+
+# Pillow's decompression-bomb limit and LOAD_TRUNCATED_IMAGES are process-wide globals; they are
+# changed only while this lock is held and restored afterwards, so one call never leaks into another.
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limits_lifted() -> Iterator[None]:
+    """Within: no Pillow pixel limit (``max_pixels`` replaces it) and truncated files are errors."""
+    from PIL import Image, ImageFile
+
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+        Image.MAX_IMAGE_PIXELS = None
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+class PillowSource(ImageSource):
+    """A JPEG/PNG/WebP/BMP/GIF... decoded once by Pillow; windows converted on demand.
+
+    ``decoder`` (see :data:`Decoder`) picks imagecodecs or Pillow for the whole-image decode.
+    """
+
+    def __init__(self, path: Path, *, max_pixels: int | None, decoder: Decoder = "auto") -> None:
+        from PIL import Image, UnidentifiedImageError
+
+        label = str(path)
+        with _pillow_limits_lifted():
+            try:
+                im = Image.open(path)  # reads the header only
+            except UnidentifiedImageError:
+                raise ImageReadError(f"{label}: unknown or unsupported image format") from None
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
+        try:
+            sw, sh = im.size
+            check_size(label, sw, sh, max_pixels)
+            fmt = im.format or "unknown"
+            compact = NOT_TRIED
+            if decoder != "pillow":
+                compact = decode_compact(path, fmt, sw, sh, im.mode, im.info, required=decoder == "imagecodecs")
+            pixels = compact.pixels
+            if pixels is None:
+                with _pillow_limits_lifted():
+                    self._load(im, label, fmt, sw, sh)
+            if pixels is not None and fmt == "PNG" and "exif" not in im.info:
+                # Pillow would decode the whole PNG looking for a late eXIf chunk;
+                # decode_compact has checked that the file has none.
+                orientation = 1
+            else:
+                orientation = exif_orientation(im, label)
+            if pixels is not None:
+                im.close()  # only its header was needed
+        except BaseException:
+            im.close()
+            raise
+        self._lock = threading.Lock()
+        self._pixels: np.ndarray | None = pixels
+        self._im: Any = None if pixels is not None else im
+        self._convert = None if pixels is not None else pillow_converter(im)
+        self._decoder = "imagecodecs" if pixels is not None else "pillow"
+        self._full_decodes = 2 if compact.ran and pixels is None else 1
+        super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt=fmt)
+
+    @property
+    def decoder(self) -> str:
+        """What decoded the pixels: ``"imagecodecs"`` (8-bit RGB/gray JPEG and PNG, stored at
+        3 bytes per pixel) or ``"pillow"``; the same as ``stats.decoder``."""
+        return self._decoder
+
+    @property
+    def stats(self) -> SourceStats:
+        with self._lock:
+            pixels, im = self._pixels, self._im
+        if pixels is not None:
+            mode, nbytes = ("RGB" if pixels.ndim == 3 else "L"), pixels.nbytes
+        else:
+            mode, nbytes = (None, 0) if im is None else (im.mode, None)
+        return SourceStats(decoder=self._decoder, stored_mode=mode, decoded_bytes=nbytes, full_decodes=self._full_decodes)
+
+    @staticmethod
+    def _load(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
+        try:
+            im.load()
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            msg = one_line(exc)
+            if "truncated" in msg:
+                raise ImageReadError(f"{label}: the {fmt} file is truncated ({msg})") from exc
+            raise ImageReadError(f"{label}: cannot decode {fmt} image ({msg})") from exc
+        except MemoryError as exc:
+            raise ImageReadError(f"{label}: not enough memory to decode the {sw}x{sh} image") from exc
+
+    def _read_stored(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        pixels = self._pixels
+        if pixels is not None:  # read-only array: read() copies whatever it hands out
+            win = pixels[y : y + h, x : x + w]
+            return uint8_to_rgb(win)
+        with self._lock:
+            im = self._im
+            if im is None:  # pragma: no cover - guarded by read()
+                raise ImageReadError(f"{self._label}: the image source is closed")
+            crop = im.crop((x, y, x + w, y + h))
+        assert self._convert is not None
+        out = self._convert(crop)
+        if out.ndim != 3 or out.shape[2] != 3:  # pragma: no cover - defensive
+            raise ImageReadError(f"{self._label}: unexpected pixel layout {out.shape} after conversion")
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._im is not None:
+                self._im.close()
+                self._im = None
+            self._pixels = None
+        super().close()

@@ -1,0 +1,183 @@
+"""TIFF and BigTIFF, read region by region through tifffile: never wholly in memory.
+
+A window decodes only the TIFF tiles (or strips) it overlaps; decoded segments, converted to
+RGB (:class:`~.colour.TiffColour`), wait in a byte-bounded LRU cache (:class:`~.segment_cache.SegmentCache`)
+so the overlap of neighbouring windows is decoded once.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ImageReadError, MissingDependencyError, one_line
+from .base import ImageSource, SourceStats, check_size
+from .colour import TiffColour
+from .orientation import checked_orientation
+from .segment_cache import SegmentCache
+
+__all__ = ["DEFAULT_TIFF_CACHE_BYTES", "TiffSource"]
+
+#: Default byte budget of the decoded-segment cache of one TIFF source.
+DEFAULT_TIFF_CACHE_BYTES: int = 256 * 2**20
+
+
+class TiffSource(ImageSource):
+    """Page 0 of a TIFF/BigTIFF, read segment by segment through tifffile.
+
+    A window decodes only the TIFF tiles (tiled files) or strips (striped files) it overlaps.
+    Decoded segments, converted to RGB uint8, are kept in an LRU cache of at most
+    ``cache_bytes`` bytes so the overlap of neighbouring windows is decoded once.
+    """
+
+    def __init__(self, path: Path, *, max_pixels: int | None, cache_bytes: int = DEFAULT_TIFF_CACHE_BYTES) -> None:
+        import tifffile
+
+        label = str(path)
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:
+            raise ImageReadError(f"{label}: cannot read TIFF ({one_line(exc)})") from exc
+        try:
+            if len(tif.pages) == 0:
+                raise ImageReadError(f"{label}: the TIFF has no pages")
+            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+            sw, sh = int(page.imagewidth), int(page.imagelength)
+            check_size(label, sw, sh, max_pixels)
+            self._setup_layout(page, label)
+            self._colour = TiffColour.of_page(page, self._samples, label)
+            orient_tag = page.tags.get("Orientation")
+            orientation = 1 if orient_tag is None else checked_orientation(orient_tag.value, label)
+        except BaseException:
+            tif.close()
+            raise
+        self._tif: Any = tif
+        self._page: Any = page
+        self._fh = tif.filehandle
+        self._lock = threading.Lock()
+        self._cache = SegmentCache(cache_bytes)
+        self._segments_decoded = 0
+        super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt="TIFF")
+
+    @property
+    def segments_decoded(self) -> int:
+        """Number of segments decoded so far; the same as ``stats.segments_decoded``."""
+        return self._segments_decoded
+
+    @property
+    def stats(self) -> SourceStats:
+        with self._lock:
+            return SourceStats(
+                decoder="tifffile",
+                segments_decoded=self._segments_decoded,
+                cache_hits=self._cache.hits,
+                cached_segments=len(self._cache),
+                cache_bytes=self._cache.nbytes,
+            )
+
+    # -- layout -------------------------------------------------------------------------------
+    def _setup_layout(self, page: Any, label: str) -> None:
+        import tifffile
+
+        if getattr(page, "imagedepth", 1) > 1 or getattr(page, "tiledepth", 1) > 1:
+            raise ImageReadError(f"{label}: volumetric TIFF (image depth > 1) is not supported")
+        comp_name = getattr(page.compression, "name", page.compression)
+        try:
+            tifffile.TIFF.DECOMPRESSORS[page.compression]
+        except KeyError as exc:
+            if "imagecodecs" in str(exc):
+                raise MissingDependencyError(
+                    f"Reading {label} ({comp_name}-compressed TIFF)", "imagecodecs", "tiff"
+                ) from None
+            raise ImageReadError(f"{label}: unsupported TIFF compression {comp_name}") from None
+        self._samples = int(page.samplesperpixel)
+        self._separate = int(page.planarconfig) == 2 and self._samples > 1
+        sw, sh = int(page.imagewidth), int(page.imagelength)
+        if page.is_tiled:
+            self._seg_w, self._seg_h = int(page.tilewidth), int(page.tilelength)
+        else:
+            rps = int(page.rowsperstrip) if page.rowsperstrip else sh
+            self._seg_w, self._seg_h = sw, max(1, min(rps, sh))
+        self._segs_across = -(-sw // self._seg_w)
+        self._segs_down = -(-sh // self._seg_h)
+        per_plane = self._segs_across * self._segs_down
+        self._segs_per_plane = per_plane
+        expected = per_plane * (self._samples if self._separate else 1)
+        if len(page.dataoffsets) < expected:
+            raise ImageReadError(
+                f"{label}: the TIFF lists {len(page.dataoffsets)} data segments, {expected} are needed"
+            )
+
+    # -- decoding -------------------------------------------------------------------------------
+    def _decode_raw(self, index: int) -> np.ndarray:
+        """Decode data segment ``index`` to (h, w, samples_in_segment) in the file's dtype."""
+        page = self._page
+        offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
+        if count > 0:
+            self._fh.seek(offset)
+            data = self._fh.read(count)
+            if len(data) != count:
+                raise ImageReadError(f"{self._label}: the TIFF is truncated (segment {index} is incomplete)")
+        else:
+            data = None
+        try:
+            arr, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+        except ImageReadError:
+            raise
+        except Exception as exc:
+            raise ImageReadError(f"{self._label}: cannot decode TIFF segment {index} ({one_line(exc)})") from exc
+        if arr is None:
+            raise ImageReadError(f"{self._label}: TIFF segment {index} is empty")
+        arr = np.asarray(arr)
+        # tifffile gives (planes, depth, length, width, samples) or without the first axis.
+        return arr.reshape(arr.shape[-3:])
+
+    def _segment(self, r: int, c: int) -> np.ndarray:
+        """RGB uint8 pixels of segment row ``r`` column ``c`` (cached; caller holds the lock)."""
+        key = r * self._segs_across + c
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        if self._separate:
+            planes = [self._decode_raw(s * self._segs_per_plane + key)[..., 0] for s in range(self._samples)]
+            raw = np.stack(planes, axis=-1)
+            self._segments_decoded += self._samples
+        else:
+            raw = self._decode_raw(key)
+            self._segments_decoded += 1
+        rgb = self._colour.to_rgb8(raw)
+        self._cache.put(key, rgb)
+        return rgb
+
+    def _read_stored(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        out = np.empty((h, w, 3), np.uint8)
+        sw_, sh_ = self._seg_w, self._seg_h
+        c0, c1 = x // sw_, (x + w - 1) // sw_
+        r0, r1 = y // sh_, (y + h - 1) // sh_
+        with self._lock:
+            if self._page is None:  # pragma: no cover - guarded by read()
+                raise ImageReadError(f"{self._label}: the image source is closed")
+            for r in range(r0, r1 + 1):
+                for c in range(c0, c1 + 1):
+                    seg = self._segment(r, c)
+                    gy0, gx0 = r * sh_, c * sw_  # segment origin in the image
+                    ya, yb = max(y, gy0), min(y + h, gy0 + sh_, gy0 + seg.shape[0])
+                    xa, xb = max(x, gx0), min(x + w, gx0 + sw_, gx0 + seg.shape[1])
+                    if ya >= yb or xa >= xb:
+                        raise ImageReadError(f"{self._label}: TIFF segment {r},{c} is smaller than its declared size")
+                    out[ya - y : yb - y, xa - x : xb - x] = seg[ya - gy0 : yb - gy0, xa - gx0 : xb - gx0]
+        return out
+
+    def close(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # pragma: no cover
+            return
+        with lock:
+            if self._page is not None:
+                self._tif.close()
+                self._page = None
+                self._cache.clear()
+        super().close()

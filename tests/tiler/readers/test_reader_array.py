@@ -1,0 +1,51 @@
+"""numpy arrays as image sources: windows without copying the image, gray and RGBA, bad arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densedet_tile import InvalidInputError
+from densedet_tile.tiler import open_image
+from densedet_tile.tiler.readers import ArraySource
+
+from reader_samples import check_output, noise
+
+
+def test_array_source_windows_without_copying_the_image():
+    a = noise(40, 50)
+    src = open_image(a)
+    assert isinstance(src, ArraySource) and src.name == "<array>" and src.path is None
+    assert src.size == (50, 40)
+    win = src.read(5, 6, 20, 10)
+    check_output(win, 10, 20)
+    np.testing.assert_array_equal(win, a[6:16, 5:25])
+    rows = src.read(0, 10, 50, 5)
+    assert np.shares_memory(rows, a)  # whole rows: a view
+    np.testing.assert_array_equal(rows, a[10:15])
+
+
+def test_array_source_gray_and_rgba():
+    g = noise(10, 12, c=None)
+    np.testing.assert_array_equal(open_image(g).read(1, 2, 5, 4), np.repeat(g[2:6, 1:6, None], 3, axis=2))
+    rgba = noise(10, 12, c=4)
+    rgba[..., 3] = 255
+    rgba[0, 0, 3] = 0
+    out = open_image(rgba).read(0, 0, 12, 10)
+    assert tuple(out[0, 0]) == (255, 255, 255)
+    np.testing.assert_array_equal(out[1:], rgba[1:, :, :3])
+
+
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        (np.zeros((4, 4, 3), np.float32), "dtype float32"),
+        (np.zeros((4, 4, 2), np.uint8), "shape (4, 4, 2)"),
+        (np.zeros((2, 4, 4, 3), np.uint8), "shape (2, 4, 4, 3)"),
+        (np.zeros((0, 4, 3), np.uint8), "empty"),
+    ],
+)
+def test_array_source_rejects_bad_arrays(bad, what):
+    with pytest.raises(InvalidInputError) as err:
+        open_image(bad)
+    assert what in str(err.value)

@@ -1,0 +1,199 @@
+"""Colour policy: gray, alpha, palette, bilevel, CMYK, 16-bit and float pixels become RGB uint8."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from densedet_tile.tiler import open_image
+from densedet_tile.tiler.readers.colour import pillow_converter, uint8_to_rgb
+
+from reader_samples import check_output, noise, png_bytes, read_all
+
+
+def test_16bit_gray_png_scaled_by_full_range(tmp_path):
+    a = np.array([[0, 257, 65535, 32768], [1000, 128, 60000, 2]], np.uint16)
+    path = tmp_path / "g16.png"
+    Image.fromarray(a).save(path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I;16")
+    with open_image(path) as src:
+        out = read_all(src)
+    check_output(out, 2, 4)
+    expected = np.round(a / 257.0).astype(np.uint8)
+    np.testing.assert_array_equal(out[..., 0], expected)
+    np.testing.assert_array_equal(out[..., 1], out[..., 2])
+
+
+def test_48bit_rgb_png(tmp_path):
+    a = noise(6, 9, dtype=np.uint16, hi=65536)
+    path = tmp_path / "rgb48.png"
+    path.write_bytes(png_bytes(a, colortype=2))
+    with open_image(path) as src:
+        out = read_all(src)
+    check_output(out, 6, 9)
+    assert np.abs(out.astype(int) - np.round(a / 257.0)).max() <= 1
+
+
+def test_rgba_composited_on_white(tmp_path):
+    a = np.zeros((2, 3, 4), np.uint8)
+    a[..., :3] = (200, 40, 10)
+    a[0, 0, 3] = 0  # transparent -> white
+    a[0, 1, 3] = 255  # opaque -> colour
+    a[0, 2, 3] = 128
+    a[1, :, 3] = 255
+    path = tmp_path / "rgba.png"
+    Image.fromarray(a, "RGBA").save(path)
+    with open_image(path) as src:
+        out = read_all(src)
+    check_output(out, 2, 3)
+    assert tuple(out[0, 0]) == (255, 255, 255)
+    assert tuple(out[0, 1]) == (200, 40, 10)
+    expected = np.round((np.array([200, 40, 10]) * 128 + 255 * 127) / 255)
+    assert np.abs(out[0, 2].astype(int) - expected).max() <= 1
+
+
+def test_gray_and_gray_alpha(tmp_path):
+    g = noise(5, 6, c=None)
+    Image.fromarray(g, "L").save(tmp_path / "g.png")
+    with open_image(tmp_path / "g.png") as src:
+        out = read_all(src)
+    np.testing.assert_array_equal(out, np.repeat(g[..., None], 3, axis=2))
+
+    la = np.stack([g, np.full_like(g, 255)], axis=-1)
+    la[0, 0, 1] = 0
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    with open_image(tmp_path / "la.png") as src:
+        out = read_all(src)
+    assert tuple(out[0, 0]) == (255, 255, 255)
+    np.testing.assert_array_equal(out[1:, :, 0], g[1:])
+
+
+def test_bilevel_image(tmp_path):
+    bits = noise(7, 9, c=None, hi=2).astype(bool)
+    Image.fromarray(bits).save(tmp_path / "b.png")
+    with Image.open(tmp_path / "b.png") as im:
+        assert im.mode == "1"
+    with open_image(tmp_path / "b.png") as src:
+        out = read_all(src)
+    np.testing.assert_array_equal(out[..., 1], bits.astype(np.uint8) * 255)
+
+
+@pytest.mark.parametrize("kind", ["index", "table"])
+def test_palette_with_transparency(tmp_path, kind):
+    idx = noise(8, 10, c=None, hi=4)
+    idx[0, 0] = 3
+    palette = [10, 20, 30, 40, 50, 60, 70, 80, 90, 200, 100, 0]
+    im = Image.fromarray(idx, "P")
+    im.putpalette(palette)
+    path = tmp_path / f"p_{kind}.png"
+    if kind == "index":
+        im.save(path, transparency=3)
+    else:
+        im.save(path, transparency=bytes([255, 255, 255, 0]))
+    with Image.open(path) as im:
+        assert im.mode == "P"
+    with open_image(path) as src:
+        out = read_all(src)
+    table = np.array(palette, np.uint8).reshape(4, 3)
+    opaque = idx != 3
+    np.testing.assert_array_equal(out[opaque], table[idx[opaque]])
+    assert (out[~opaque] == 255).all()
+
+
+def test_cmyk_jpeg_webp_bmp(tmp_path):
+    cmyk = noise(16, 24, c=4)
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "c.jpg", quality=95)
+    with open_image(tmp_path / "c.jpg") as src:
+        assert src.format == "JPEG"
+        out = read_all(src)
+    with Image.open(tmp_path / "c.jpg") as im:
+        np.testing.assert_array_equal(out, np.asarray(im.convert("RGB")))
+
+    rgb = noise(13, 17)
+    Image.fromarray(rgb).save(tmp_path / "w.webp", lossless=True)
+    Image.fromarray(rgb).save(tmp_path / "b.bmp")
+    for name in ("w.webp", "b.bmp"):
+        with open_image(tmp_path / name) as src:
+            np.testing.assert_array_equal(read_all(src), rgb)
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (np.array([[0.0, 0.5], [1.0, 0.25]], np.float32), [[0, 128], [255, 64]]),  # [0, 1]
+        (np.array([[-1.0, 0.0], [1.0, 3.0]], np.float32), [[0, 64], [128, 255]]),  # stretched
+    ],
+)
+def test_float_mode_scaling(values, expected):
+    im = Image.fromarray(values, "F")
+    conv = pillow_converter(im)
+    out = conv(im)
+    np.testing.assert_array_equal(out[..., 0], np.array(expected, np.uint8))
+
+
+def test_int32_mode_with_16bit_values():
+    im = Image.fromarray(np.array([[0, 65535, 257]], np.int32), "I")
+    out = pillow_converter(im)(im)
+    np.testing.assert_array_equal(out[0, :, 0], [0, 255, 1])
+
+
+def test_tiff_sample_types_and_colour_models(tmp_path):
+    rgb16 = noise(20, 30, dtype=np.uint16, hi=65536)
+    tifffile.imwrite(tmp_path / "u16.tif", rgb16, photometric="rgb", tile=(16, 16))
+    with open_image(tmp_path / "u16.tif") as src:
+        np.testing.assert_array_equal(read_all(src), np.round(rgb16 / 257.0).astype(np.uint8))
+
+    gray = noise(20, 30, c=None)
+    tifffile.imwrite(tmp_path / "g.tif", gray, photometric="minisblack")
+    with open_image(tmp_path / "g.tif") as src:
+        np.testing.assert_array_equal(read_all(src), np.repeat(gray[..., None], 3, axis=2))
+    tifffile.imwrite(tmp_path / "w.tif", gray, photometric="miniswhite")
+    with open_image(tmp_path / "w.tif") as src:
+        np.testing.assert_array_equal(read_all(src)[..., 0], 255 - gray)
+
+    rgba = noise(20, 30, c=4)
+    rgba[0, 0, 3] = 0
+    rgba[0, 1, 3] = 255
+    tifffile.imwrite(tmp_path / "a.tif", rgba, photometric="rgb", extrasamples=["unassalpha"], tile=(16, 16))
+    with open_image(tmp_path / "a.tif") as src:
+        out = read_all(src)
+    assert tuple(out[0, 0]) == (255, 255, 255)
+    np.testing.assert_array_equal(out[0, 1], rgba[0, 1, :3])
+
+    planar = noise(3, 25, c=35).transpose(1, 2, 0).copy()  # (25, 35, 3)
+    tifffile.imwrite(tmp_path / "sep.tif", planar.transpose(2, 0, 1), photometric="rgb", planarconfig="separate", rowsperstrip=8)
+    with open_image(tmp_path / "sep.tif") as src:
+        np.testing.assert_array_equal(src.read(3, 4, 20, 15), planar[4:19, 3:23])
+
+    bits = noise(12, 20, c=None, hi=2).astype(bool)
+    tifffile.imwrite(tmp_path / "bits.tif", bits, photometric="minisblack")
+    with open_image(tmp_path / "bits.tif") as src:
+        np.testing.assert_array_equal(read_all(src)[..., 2], bits.astype(np.uint8) * 255)
+
+    fl = np.array([[0.0, 0.5, 1.0, 2.0, -1.0]], np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", fl, photometric="minisblack")
+    with open_image(tmp_path / "f.tif") as src:
+        np.testing.assert_array_equal(read_all(src)[0, :, 0], [0, 128, 255, 255, 0])
+
+    idx = noise(10, 12, c=None, hi=3)
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[:, :3] = [[65535, 0, 0], [0, 65535, 0], [0, 0, 65535]]
+    tifffile.imwrite(tmp_path / "pal.tif", idx, photometric="palette", colormap=cmap)
+    with open_image(tmp_path / "pal.tif") as src:
+        np.testing.assert_array_equal(read_all(src), np.eye(3, dtype=np.uint8)[idx] * 255)
+
+
+def test_uint8_windows_to_rgb():
+    rgb = noise(3, 4)
+    assert uint8_to_rgb(rgb) is rgb  # RGB is handed back as is (an array window stays a view)
+    gray = noise(3, 4, c=None)
+    np.testing.assert_array_equal(uint8_to_rgb(gray), np.repeat(gray[..., None], 3, axis=2))
+    rgba = noise(3, 4, c=4)
+    rgba[..., 3] = 255
+    rgba[0, 0, 3] = 0
+    out = uint8_to_rgb(rgba)
+    assert tuple(out[0, 0]) == (255, 255, 255)
+    np.testing.assert_array_equal(out[1:], rgba[1:, :, :3])

@@ -1,0 +1,57 @@
+"""The Pillow reader: one decoded copy, Pillow's global limits lifted for one call only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densedet_tile import ImageReadError
+from densedet_tile.tiler import open_image
+
+from reader_samples import encoded_image, noise, read_all
+
+
+def test_decompression_bomb_limit_replaced_and_restored(tmp_path, monkeypatch):
+    rgb = noise(60, 50)
+    path = tmp_path / "big.png"
+    Image.fromarray(rgb).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse this file
+    with open_image(path, max_pixels=None) as src:
+        np.testing.assert_array_equal(read_all(src), rgb)
+    assert Image.MAX_IMAGE_PIXELS == 100
+    with pytest.raises(ImageReadError) as err:
+        open_image(path, max_pixels=2999)
+    msg = str(err.value)
+    assert "big.png" in msg and "50x60" in msg and "max_pixels=2999" in msg and "\n" not in msg
+    assert Image.MAX_IMAGE_PIXELS == 100
+    with open_image(path, max_pixels=3000) as src:
+        assert src.size == (50, 60)
+
+
+def test_pillow_source_keeps_one_decoded_copy(tmp_path):
+    # Pillow-decoded images stay in Pillow's buffer in their own mode; reads do not cache windows.
+    path = tmp_path / "p.png"
+    Image.fromarray(noise(40, 30)).save(path)
+    src = open_image(path, decoder="pillow")
+    stats = src.stats
+    assert stats.decoder == "pillow" and stats.decoded_bytes is None  # no numpy copy: Pillow holds it
+    assert stats.stored_mode == "RGB" and stats.full_decodes == 1 and src.size == (30, 40)
+    a, b = src.read(0, 0, 30, 40), src.read(0, 0, 30, 40)
+    assert not np.shares_memory(a, b)
+    assert src.stats == stats
+    src.close()
+    assert src.closed and src.stats.stored_mode is None and src.stats.decoded_bytes == 0
+    with pytest.raises(ImageReadError, match="closed"):
+        src.read(0, 0, 1, 1)
+
+
+def test_truncated_jpeg_raises_even_if_pillow_was_told_to_accept_it(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(encoded_image("JPEG")[:-300])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ImageReadError, match="truncated"):
+        open_image(path)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is restored
