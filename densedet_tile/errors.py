@@ -40,13 +40,15 @@ class DetectorError(DensedetError, RuntimeError):
 
 
 class MissingDependencyError(DensedetError, ImportError):
-    """An optional extra is needed for the requested feature but is not installed."""
+    """A package is needed for the requested feature but is not installed.
 
-    def __init__(self, feature: str, package: str, extra: str) -> None:
-        msg = (
-            f"{feature} needs the '{package}' package, which is not installed; "
-            f"install it with: pip install 'densedet-tile[{extra}]'"
-        )
+    ``extra`` names the densedet-tile extra that brings it; None for a package that the plain
+    install should have brought (it was removed or failed to install).
+    """
+
+    def __init__(self, feature: str, package: str, extra: str | None) -> None:
+        how = f"pip install 'densedet-tile[{extra}]'" if extra else f"pip install {package}"
+        msg = f"{feature} needs the '{package}' package, which is not installed; install it with: {how}"
         super().__init__(msg)
         self.feature = feature
         self.package = package

@@ -16,12 +16,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import ImageReadError, InvalidInputError
+from ...types import DEFAULT_MAX_PIXELS
 from .orientation import orient, stored_box
 
 __all__ = ["DEFAULT_MAX_PIXELS", "SourceStats", "ImageSource", "check_size"]
-
-#: Default cap on ``width * height`` of an input image (2**31, about 46341 x 46341 pixels).
-DEFAULT_MAX_PIXELS: int = 2**31
 
 
 def check_size(label: str, width: int, height: int, max_pixels: int | None) -> None:

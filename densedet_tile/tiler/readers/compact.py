@@ -69,7 +69,7 @@ def decode_compact(
         import imagecodecs
     except ImportError:
         if required:
-            raise MissingDependencyError(f"Decoding {label} with decoder='imagecodecs'", "imagecodecs", "tiff") from None
+            raise MissingDependencyError(f"Decoding {label} with decoder='imagecodecs'", "imagecodecs", None) from None
         return Compact(None, "imagecodecs is not installed")
     try:
         data = path.read_bytes()

@@ -90,7 +90,7 @@ class TiffSource(ImageSource):
         except KeyError as exc:
             if "imagecodecs" in str(exc):
                 raise MissingDependencyError(
-                    f"Reading {label} ({comp_name}-compressed TIFF)", "imagecodecs", "tiff"
+                    f"Reading {label} ({comp_name}-compressed TIFF)", "imagecodecs", None
                 ) from None
             raise ImageReadError(f"{label}: unsupported TIFF compression {comp_name}") from None
         self._samples = int(page.samplesperpixel)
