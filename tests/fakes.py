@@ -62,6 +62,13 @@ def make_blob(input_size: int | None = None):
     return BlobDetector(input_size=input_size)
 
 
+def make_recording(input_size: int | None = None, precision: str | None = None, **options):
+    """Factory that reports what its build received in ``info`` (it lands in the JSON ``model``)."""
+    det = BlobDetector(input_size=input_size)
+    det.info = {"precision": precision, **{f"option_{k}": v for k, v in options.items()}}
+    return det
+
+
 def make_nan():
     return NaNDetector()
 

@@ -242,3 +242,17 @@ def test_default_backend_follows_ray_address(monkeypatch):
     assert _resolve_backend("default") == "auto"
     assert _resolve_backend("none") is None and _resolve_backend(None) is None
     assert _resolve_backend("ray://other:10001") == "ray://other:10001"
+
+
+def test_batch_passes_precision_detector_options_and_vram_to_the_build(tmp_path):
+    # These three were once parsed by `batch` and dropped on the way to the detector.
+    imgs = _images(tmp_path / "in")[:1]
+    argv = [str(imgs[0]), "--out", str(tmp_path / "out"), "--ray", "none", "--device", "cpu", "--tile", "256",
+            "--detector", f"{FAKES}:make_recording", "--precision", "bf16", "--detector-option", "threads=4",
+            "--detector-option", "mode=\"fast\"", "--max-vram", "8", "-q"]
+    with pytest.warns(RuntimeWarning, match="CUDA devices only"):  # on the CPU the budget is reported, not applied
+        assert batch_main(argv) == 0
+    doc = json.loads((tmp_path / "out" / "a.detections.json").read_text())
+    assert doc["model"]["info"] == {"precision": "bf16", "option_threads": 4, "option_mode": "fast", "option_device": "cpu"}
+    assert doc["settings"]["precision"] == "bf16" and doc["settings"]["max_vram"] == 8.0
+    assert doc["settings"]["device"] == "cpu" and doc["settings"]["tile"] == 256

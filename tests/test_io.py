@@ -1,0 +1,55 @@
+"""The one atomic writer: whole files or none, and the mode a plain open() gives under the umask."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+import densedet_tile as dt
+from densedet_tile.io import atomic_write, write_files
+from densedet_tile.runner import Job, process_image
+from fakes import BlobDetector, blob_image
+
+
+@pytest.fixture(params=[0o022, 0o027, 0o002])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_outputs_get_the_mode_of_a_plain_open(tmp_path, umask):
+    from PIL import Image
+
+    img = tmp_path / "shelf.png"
+    Image.fromarray(blob_image(300, 500, (10, 20, 100, 80))).save(img)
+    out = tmp_path / "out"
+    job = Job(tiling=dt.TileSpec(tile=256), formats=("json", "csv", "coco"), preview=True)
+    outcome = process_image(img, BlobDetector(), job, out)
+    assert outcome.status == "ok" and len(outcome.outputs) == 4
+    with open(tmp_path / "plain.txt", "w") as fh:
+        fh.write("x")
+    want = _mode(tmp_path / "plain.txt")
+    assert want == 0o666 & ~umask
+    assert {p: _mode(p) for p in outcome.outputs} == {p: want for p in outcome.outputs}
+
+
+def test_write_files_is_all_or_nothing(tmp_path):
+    (tmp_path / "keep.txt").write_text("old")
+    with pytest.raises(TypeError):
+        write_files({tmp_path / "keep.txt": "new", tmp_path / "bad.txt": 12345})  # type: ignore[dict-item]
+    assert (tmp_path / "keep.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]  # no temporary left
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    p = atomic_write(tmp_path / "sub" / "a.json", "{}")
+    assert p.read_text() == "{}"
+    atomic_write(p, b"[1]")
+    assert p.read_bytes() == b"[1]"
