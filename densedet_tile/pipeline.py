@@ -224,8 +224,9 @@ def predict_tiles(
 ) -> Predictions:
     """Run ``detector`` over ``tiles`` of the open image ``src``, without merging.
 
-    Tiles are read, batched, resized to the model size and boxes mapped back to the tile and
-    clipped to it; boxes scoring below ``run.score_thr`` are dropped. The detections are in
+    Tiles are read, batched and resized to the model size, and boxes are mapped back to tile
+    pixels (not yet clipped to the tile: :func:`finish` does that); boxes scoring below
+    ``run.score_thr`` are dropped. The detections are in
     *tile-local* pixels, one per tile in the order given: hand them to :func:`finish` (or
     :func:`densedet_tile.merge.merge_tiles`) with the same tiles for global boxes.
     """
@@ -240,7 +241,7 @@ def predict_tiles(
     for batch_tiles, arrays in iter_tile_batches(feed, tiles, runner.batch_size):
         read_s += time.perf_counter() - wait_start
         for t, a, d in zip(batch_tiles, arrays, runner.predict(arrays)):
-            d = _to_tile_frame(d, a.shape[1] / t.w, a.shape[0] / t.h, t.w, t.h)
+            d = _to_tile_frame(d, a.shape[1] / t.w, a.shape[0] / t.h)
             if run.score_thr is not None and len(d):
                 d = d[d.scores >= run.score_thr]
             done.append(d)
@@ -413,14 +414,11 @@ class _ResizingSource:
         return r
 
 
-def _to_tile_frame(d: Detections, sx: float, sy: float, w: int, h: int) -> Detections:
-    """Map boxes from the model input (tile scaled by sx, sy) to tile pixels, clipped to the tile."""
-    if not len(d):
+def _to_tile_frame(d: Detections, sx: float, sy: float) -> Detections:
+    """Map boxes from the model input (the tile scaled by ``sx``, ``sy``) back to tile pixels.
+
+    No clipping here: the merge clips every box to its tile once (:func:`densedet_tile.merge.to_global`).
+    """
+    if not len(d) or (sx == 1.0 and sy == 1.0):
         return d
-    xyxy = d.xyxy
-    if sx != 1.0 or sy != 1.0:
-        xyxy = xyxy / np.array([sx, sy, sx, sy], dtype=np.float32)
-    lim = np.array([w, h, w, h], dtype=np.float32)
-    xyxy = np.clip(xyxy, 0.0, lim)
-    keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-    return Detections(xyxy[keep], d.scores[keep], d.labels[keep])
+    return d.scaled(1.0 / sx, 1.0 / sy)

@@ -20,7 +20,8 @@ def to_global(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shift tile-local boxes to the global frame and flag the sides cut by interior edges.
 
-    Boxes are first clipped to their tile (a detector sees nothing beyond it). Returns
+    Boxes are first clipped to their tile (a detector sees nothing beyond it); a box with no
+    area left inside its tile is dropped. Returns
     ``xyxy`` float64 (N, 4) global pixels, ``scores`` float64 (N,), ``labels`` int64 (N,),
     ``groups`` int64 (N,) (position of the box's tile in ``tiles``) and ``cut`` bool (N, 4):
     the box's (left, top, right, bottom) side lies within ``edge_tol`` pixels of an interior
@@ -48,6 +49,10 @@ def to_global(
     np.clip(local[:, 2], 0.0, w, out=local[:, 2])
     np.clip(local[:, 1], 0.0, h, out=local[:, 1])
     np.clip(local[:, 3], 0.0, h, out=local[:, 3])
+    inside = (local[:, 2] > local[:, 0]) & (local[:, 3] > local[:, 1])
+    if not inside.all():
+        local, scores, labels, groups, geo = local[inside], scores[inside], labels[inside], groups[inside], geo[inside]
+        w, h, n = geo[:, 2], geo[:, 3], int(inside.sum())
     cut = np.empty((n, 4), bool)
     cut[:, 0] = (geo[:, 4] > 0) & (local[:, 0] <= edge_tol)
     cut[:, 1] = (geo[:, 5] > 0) & (local[:, 1] <= edge_tol)
@@ -63,7 +68,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     ``tiles[k]`` is the window that produced ``dets[k]`` (tile-local pixel boxes, as a
     detector returns them). Steps, by ``spec.mode``:
 
-    * ``"none"``: clip to the tile, shift to global, concatenate.
+    * ``"none"``: clip to the tile (dropping boxes with nothing left), shift to global, concatenate.
     * ``"nms"``: seam repair (:func:`~densedet_tile.merge.seams.repair_seams`), then global NMS
       at ``spec.nms_iou`` between boxes of different tiles (the detector's own NMS already
       settled boxes within one tile).
