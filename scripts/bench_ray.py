@@ -73,19 +73,20 @@ def _images(folder: Path, n: int, width: int, height: int) -> list[Path]:
 
 def _run(label: str, inputs: list[Path], work: Path, *, ray_mode: str | None, workers: int, split: bool,
          tile: int, threads: int) -> dict:
-    from densedet_tile.batch import DetectorSpec, run_batch
-    from densedet_tile.runner import RunOptions
+    from densedet_tile import DetectorSpec, RunSpec, TileSpec
+    from densedet_tile.batch import run_batch
+    from densedet_tile.runner import Job
 
     out = work / label.replace(" ", "_").replace(",", "")
     shutil.rmtree(out, ignore_errors=True)
-    spec = DetectorSpec(name=f"{THIS}:make_detector", config=f"threads={threads}", device="cpu")
+    spec = DetectorSpec(kind=f"{THIS}:make_detector", config=f"threads={threads}", device="cpu")
     t0 = time.perf_counter()
     first: list[float] = []
 
     def on_record(rec: dict) -> None:
         first.append(time.perf_counter())
 
-    s = run_batch(inputs, out, detector=spec, opts=RunOptions(tile=tile, device="cpu"), ray=ray_mode,
+    s = run_batch(inputs, out, detector=spec, job=Job(tiling=TileSpec(tile=tile), run=RunSpec(device="cpu")), ray=ray_mode,
                   workers=workers, split=split, on_record=on_record)
     wall = time.perf_counter() - t0
     if s.failed:
