@@ -261,36 +261,64 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+class _TimedPredict:
+    """Wraps a detector's ``predict`` to add up the seconds spent inside it."""
+
+    def __init__(self, detector: Any) -> None:
+        self.inner, self.seconds = detector.predict, 0.0
+        detector.predict = self
+
+    def __call__(self, tiles: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return self.inner(tiles)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
 def run_worker(method: str, image: Path, result: Path, *, detector_spec: str, tile: int,
-               overlap: float, seed: int) -> None:
-    """Run one method on ``image`` and write boxes, timings and RSS to ``result`` (npz + json)."""
+               overlap: float, seed: int, cold: bool = False) -> None:
+    """Run one method on ``image`` and write boxes, timings and RSS to ``result`` (npz + json).
+
+    ``cold``: no warm-up, and the wall time starts before the method's own imports (our engine's
+    pipeline, or SAHI), as a command-line run pays them.
+    """
     t_import0 = time.perf_counter()
-    import densedet_tile as dt  # noqa: F401  (imported before timing on both sides)
 
     detector = build_detector(detector_spec, seed=seed)
+    timer = _TimedPredict(detector)
+    if cold:
+        t0 = time.perf_counter()
+        rss_before = _peak_rss_mb()
+        cpu0 = _cpu_s()
+        setup_s = 0.0
+    import densedet_tile as dt
     # Warm-up, untimed: the whole method once on a two-tile crop of the scene, so one-off costs
     # (lazy imports, torch's first call, SAHI's numba JIT for GREEDYNMM) stay out of the timing,
     # as in a long-running service.
-    from PIL import Image
-
-    with Image.open(warm_path(image)) as im:
-        crop = np.asarray(im.convert("RGB"))
-    if method == "ours":
-        dt.detect(crop, detector, tile=tile, overlap=overlap, device="cpu")
-    else:
+    if method != "ours":
         from sahi.predict import get_sliced_prediction
 
         model = _sahi_model_class()(model=detector, confidence_threshold=_sahi_confidence(detector),
                                     device="cpu")
-        get_sliced_prediction(crop, model, slice_height=tile, slice_width=tile, overlap_height_ratio=overlap,
-                              overlap_width_ratio=overlap, verbose=0, force_postprocess_type=True,
-                              **SAHI_VARIANTS[method])
-        model.calls = 0
-    del crop
-    setup_s = time.perf_counter() - t_import0
-    rss_before = _peak_rss_mb()
-    cpu0 = _cpu_s()
-    t0 = time.perf_counter()
+    if not cold:
+        from PIL import Image
+
+        with Image.open(warm_path(image)) as im:
+            crop = np.asarray(im.convert("RGB"))
+        if method == "ours":
+            dt.detect(crop, detector, tile=tile, overlap=overlap, device="cpu")
+        else:
+            get_sliced_prediction(crop, model, slice_height=tile, slice_width=tile, overlap_height_ratio=overlap,
+                                  overlap_width_ratio=overlap, verbose=0, force_postprocess_type=True,
+                                  **SAHI_VARIANTS[method])
+            model.calls = 0
+        del crop
+        setup_s = time.perf_counter() - t_import0
+        rss_before = _peak_rss_mb()
+        cpu0 = _cpu_s()
+        timer.seconds = 0.0
+        t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if method == "ours":
         res = dt.detect_image(str(image), detector, tile=tile, overlap=overlap, device="cpu")
@@ -312,7 +340,8 @@ def run_worker(method: str, image: Path, result: Path, *, detector_spec: str, ti
     rss_after = _peak_rss_mb()
     np.savez(result.with_suffix(".npz"), xyxy=xyxy, scores=scores)
     info = {"method": method, "wall_s": wall, "cpu_s": cpu, "setup_s": setup_s, "rss_before_mb": rss_before,
-            "peak_rss_mb": rss_after, **extra}
+            "peak_rss_mb": rss_after, "predict_s": timer.seconds, "overhead_s": wall - timer.seconds,
+            "torch_loaded": "torch" in sys.modules, **extra}
     result.with_suffix(".json").write_text(json.dumps(info))
 
 
@@ -381,7 +410,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             res = work / f"{m}_{rep}"
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", m, "--image", str(scene.path),
                    "--result", str(res), "--detector", args.detector, "--tile", str(args.tile),
-                   "--overlap", str(args.overlap), "--seed", str(args.seed)]
+                   "--overlap", str(args.overlap), "--seed", str(args.seed)] + (["--cold"] if args.cold else [])
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SystemExit(f"bench_e2e: worker {m} failed:\n{proc.stderr[-4000:]}")
@@ -389,11 +418,11 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             boxes = np.load(res.with_suffix(".npz"))["xyxy"]
             info.update(match_stats(boxes, scene.gt), repeat=rep)
             runs.append(info)
-            print(f"# {m} rep {rep}: {info['wall_s']:.2f} s, peak RSS {info['peak_rss_mb']:.0f} MB, "
+            print(f"# {m} rep {rep}: {info['wall_s']:.2f} s (engine {info['overhead_s']:.2f} s), peak RSS {info['peak_rss_mb']:.0f} MB, "
                   f"recall50 {info['recall50']:.4f}, recall90 {info['recall90']:.4f}, "
                   f"dups {info['duplicates']}, unmatched {info['unmatched']}", file=sys.stderr)
     return {"scene": scene.describe, "image": str(scene.path), "n_gt": int(len(scene.gt)),
-            "detector": args.detector, "tile": args.tile, "overlap": args.overlap, "runs": runs}
+            "detector": args.detector, "tile": args.tile, "overlap": args.overlap, "cold": args.cold, "runs": runs}
 
 
 def to_markdown(report: dict[str, Any], command: str) -> str:
@@ -402,8 +431,10 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
     by = {m: [r for r in runs if r["method"] == m] for m in methods}
     ours = by.get("ours")
     ours_wall = float(np.median([r["wall_s"] for r in ours])) if ours else None
+    ours_eng = float(np.median([r["overhead_s"] for r in ours])) if ours else None
+    cold = " (cold: imports included, no warm-up)" if report.get("cold") else ""
     lines = [
-        f"### {report['scene']}: detector `{report['detector']}`, tile {report['tile']}, overlap {report['overlap']}",
+        f"### {report['scene']}: detector `{report['detector']}`, tile {report['tile']}, overlap {report['overlap']}{cold}",
         "",
         f"- machine: {machine_line()}",
         f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
@@ -412,22 +443,27 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
         "alternating; wall = median (all runs listed in brackets); CPU = median user+sys seconds of "
         "the timed run (all threads; less sensitive than wall time to other load on the machine); peak RSS = VmHWM of that "
         "process, with the peak before the timed run (imports, model, warm-up) in brackets; "
-        "detector calls = tiles (SAHI: slices plus its full-image pass)",
+        "detector calls = tiles (SAHI: slices plus its full-image pass); engine s = wall minus the "
+        "seconds inside detector.predict (reading, tiling, resizing, merging and, cold, the imports); "
+        "torch = whether torch was loaded in that process",
         "",
-        "| method | wall s | vs ours | CPU s | detector calls | peak RSS MB (before run) | RSS growth MB | recall@0.5 | recall@0.9 | boxes | duplicates | unmatched |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | wall s | vs ours | engine s | ours/their engine | CPU s | detector calls | peak RSS MB (before run) | RSS growth MB | torch | recall@0.5 | recall@0.9 | boxes | duplicates | unmatched |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         rs = by[m]
         wall = float(np.median([r["wall_s"] for r in rs]))
         walls = ", ".join(f"{r['wall_s']:.2f}" for r in rs)
         ratio = f"{wall / ours_wall:.2f}x" if ours_wall else "-"
+        eng = float(np.median([r["overhead_s"] for r in rs]))
+        eng_ratio = f"{ours_eng / eng:.2f}" if ours_eng is not None and eng > 0 else "-"
         cpu = float(np.median([r["cpu_s"] for r in rs]))
         r0 = rs[-1]  # accuracy is deterministic per method; show the last run
         rss = max(r["peak_rss_mb"] for r in rs)
         base = max(r["rss_before_mb"] for r in rs)
         lines.append(
-            f"| {m} | {wall:.2f} ({walls}) | {ratio} | {cpu:.2f} | {r0.get('num_tiles', '-')} | {rss:.0f} ({base:.0f}) | {rss - base:.0f} | {r0['recall50']:.4f} | "
+            f"| {m} | {wall:.2f} ({walls}) | {ratio} | {eng:.2f} | {eng_ratio} | {cpu:.2f} | {r0.get('num_tiles', '-')} | {rss:.0f} ({base:.0f}) | {rss - base:.0f} | "
+            f"{'yes' if r0.get('torch_loaded') else 'no'} | {r0['recall50']:.4f} | "
             f"{r0['recall90']:.4f} | {r0['n_pred']} / {r0['n_gt']} true | {r0['duplicates']} | {r0['unmatched']} |"
         )
     if ours:
@@ -454,6 +490,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="write the full report here")
     p.add_argument("--append-md", default=None, help="append the markdown section to this file")
     p.add_argument("--quick", action="store_true", help="a tiny scene and two methods, for smoke tests")
+    p.add_argument("--cold", action="store_true",
+                   help="time each method as a fresh command: imports included, no warm-up run")
     # internal: one method in a subprocess
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--image", default=None, help=argparse.SUPPRESS)
@@ -481,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         run_worker(args.worker, Path(args.image), Path(args.result), detector_spec=args.detector,
-                   tile=args.tile, overlap=args.overlap, seed=args.seed)
+                   tile=args.tile, overlap=args.overlap, seed=args.seed, cold=args.cold)
         return 0
     report = run_all(args)
     publish(report, to_markdown, script=__file__, argv=argv, json_path=args.json, append_md=args.append_md)
