@@ -110,6 +110,13 @@ def test_only_the_cli_imports_the_cli():
     assert up == []
 
 
+def test_no_engine_module_imports_the_generators():
+    # synth/ feeds tests, benchmarks and training; the engine must never depend on it
+    down = sorted(f"{m} -> {t}" for m, ts in _graph().items() for t in ts
+                  if t.startswith("densedet_tile.synth") and not m.startswith("densedet_tile.synth"))
+    assert down == []
+
+
 @pytest.mark.parametrize("floor", ["merge", "tiler", "types", "errors", "io", "pipeline", "runner", "eval", "audit"])
 def test_lower_floors_import_no_framework(floor):
     paths = list((PKG / floor).rglob("*.py")) if (PKG / floor).is_dir() else [PKG / f"{floor}.py"]
@@ -117,7 +124,7 @@ def test_lower_floors_import_no_framework(floor):
     assert {k: v for k, v in bad.items() if v} == {}
 
 
-def test_numpy_detector_run_never_imports_torch():
+def test_numpy_detector_run_never_imports_torch_or_the_generators():
     code = (
         "import sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
@@ -126,7 +133,9 @@ def test_numpy_detector_run_never_imports_torch():
         "from fakes import BlobDetector, blob_image\n"
         "res = dt.detect_image(blob_image(900, 2000, (700, 300, 860, 520)), BlobDetector(), tile=640)\n"
         "assert len(res.detections) == 1 and res.settings['device'] == 'cpu'\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in %r))\n" % (FRAMEWORKS,)
+        "import densedet_tile.cli, densedet_tile.eval, densedet_tile.audit, densedet_tile.batch\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in %r or m.startswith('densedet_tile.synth')))\n"
+        % (FRAMEWORKS,)
     )
     r = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True,
                        timeout=120)
