@@ -358,7 +358,7 @@ class Scene:
 
 
 def make_scene(kind: str, out_dir: Path, *, width: int, height: int, products: int,
-               seed: int, tile: int) -> Scene:
+               seed: int, tile: int, aisle: dict[str, Any] | None = None) -> Scene:
     """Generate the scene and write it to ``out_dir`` (PNG for ``aisle``, JPEG q92 for ``shelf``),
     plus its top-left ``tile`` x ``2 * tile`` crop as the warm-up image."""
     warm_h, warm_w = min(height, tile), min(width, 2 * tile)
@@ -368,7 +368,7 @@ def make_scene(kind: str, out_dir: Path, *, width: int, height: int, products: i
     if kind == "aisle":
         from densedet_tile.synth.painted_aisles import make_painted_aisle
 
-        img, gt = make_painted_aisle(width, height, n_products=products, seed=seed)
+        img, gt = make_painted_aisle(width, height, n_products=products, seed=seed, **(aisle or {}))
         path = out_dir / f"aisle_{width}x{height}_{seed}.png"
         Image.fromarray(img).save(path, compress_level=1)
         desc = f"painted aisle {width}x{height}, {len(gt)} products, PNG"
@@ -401,7 +401,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     t0 = time.perf_counter()
     scene = make_scene(args.scene, work, width=args.width, height=args.height,
-                       products=args.products, seed=args.seed, tile=args.tile)
+                       products=args.products, seed=args.seed, tile=args.tile,
+                       aisle=dict(small_size=args.small_size, large_size=args.large_size,
+                                  large_fraction=args.large_fraction, stack_fraction=args.stack_fraction))
     print(f"# scene: {scene.describe} ({time.perf_counter() - t0:.1f} s to make) -> {scene.path}",
           file=sys.stderr)
     runs: list[dict[str, Any]] = []
@@ -481,6 +483,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--products", type=int, default=600, help="aisle only")
+    sides = lambda t: tuple(int(v) for v in t.split(","))  # noqa: E731
+    p.add_argument("--small-size", type=sides, default=(40, 250), metavar="MIN,MAX",
+                   help="aisle only: side range of small products in px (default: 40,250)")
+    p.add_argument("--large-size", type=sides, default=(300, 700), metavar="MIN,MAX",
+                   help="aisle only: side range of large products in px (default: 300,700)")
+    p.add_argument("--large-fraction", type=float, default=0.1, help="aisle only: share of large products (default: 0.1)")
+    p.add_argument("--stack-fraction", type=float, default=0.5,
+                   help="aisle only: chance of stacking one more small product (default: 0.5)")
     p.add_argument("--tile", type=int, default=1280)
     p.add_argument("--overlap", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
