@@ -6,10 +6,35 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["resize_to"]
+__all__ = ["resize_to", "RESIZE_FILTERS"]
+
+#: Filters a detector may declare (``resize_filter``) for the tiles the engine resizes for it:
+#: ``"area"`` averages each output pixel's footprint when shrinking (no aliasing) and is
+#: bilinear when enlarging; ``"bilinear"`` samples the 4 nearest source pixels at half-pixel
+#: centres with no antialiasing, the way OpenCV's ``INTER_LINEAR`` and torch's
+#: ``interpolate(mode="bilinear", align_corners=False)`` do, which is what most detectors
+#: trained with OpenCV pipelines (mmdet, Ultralytics) saw.
+RESIZE_FILTERS: tuple[str, ...] = ("area", "bilinear")
 
 
-def resize_to(img: np.ndarray, longer_side: int) -> tuple[np.ndarray, float]:
+def _bilinear(img: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+    """Half-pixel-centre bilinear sampling without antialiasing (OpenCV's ``INTER_LINEAR``).
+
+    Pillow's affine transform samples each output pixel centre bilinearly without widening
+    the kernel, which is exactly that rule; measured within 1 grey level of OpenCV here and
+    about 2.5x faster than the same arithmetic in numpy.
+    """
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    out = Image.fromarray(np.ascontiguousarray(img)).transform(
+        (new_w, new_h), Image.Transform.AFFINE, data=(w / new_w, 0.0, 0.0, 0.0, h / new_h, 0.0),
+        resample=Image.Resampling.BILINEAR,
+    )
+    return np.asarray(out)
+
+
+def resize_to(img: np.ndarray, longer_side: int, *, filter: str = "area") -> tuple[np.ndarray, float]:
     """Resize ``img`` so its longer side is ``longer_side`` pixels, keeping the aspect ratio.
 
     ``img`` is ``(h, w, 3)`` (or ``(h, w)``) uint8. Returns ``(resized, scale)`` where
@@ -19,8 +44,10 @@ def resize_to(img: np.ndarray, longer_side: int) -> tuple[np.ndarray, float]:
     sub-pixel precision matters. An image already at that size is returned as is (no copy)
     with scale 1.0.
 
-    Shrinking averages over each output pixel's footprint (area/box filter, no aliasing);
-    enlarging is bilinear. Both use Pillow, which on this machine measured faster than
+    ``filter="area"`` (the default): shrinking averages over each output pixel's footprint
+    (area/box filter, no aliasing); enlarging is bilinear. ``filter="bilinear"``: OpenCV-style
+    bilinear both ways (see :data:`RESIZE_FILTERS`). The area filter uses Pillow, which on this
+    machine measured faster than
     ``torch.nn.functional.interpolate`` for shrinking a 1280 px tile (11-15 ms against
     25 ms for ``mode="area"``) and close for enlarging to 2560 px (51 ms on one thread against
     42 ms on two); Pillow also releases the GIL and stays on one core, leaving the others to
@@ -34,6 +61,8 @@ def resize_to(img: np.ndarray, longer_side: int) -> tuple[np.ndarray, float]:
         shape = getattr(img, "shape", None)
         dtype = getattr(img, "dtype", type(img).__name__)
         raise InvalidInputError(f"resize_to: expected an (h, w, 3) uint8 image, got shape {shape} dtype {dtype}")
+    if filter not in RESIZE_FILTERS:
+        raise InvalidInputError(f"resize_to: filter must be one of {', '.join(RESIZE_FILTERS)}, got {filter!r}")
     if isinstance(longer_side, bool) or not isinstance(longer_side, (int, np.integer)) or longer_side < 1:
         raise InvalidInputError(f"resize_to: longer_side must be a positive integer, got {longer_side!r}")
     h, w = img.shape[:2]
@@ -45,6 +74,9 @@ def resize_to(img: np.ndarray, longer_side: int) -> tuple[np.ndarray, float]:
     scale = float(longer_side) / float(longer)
     new_w = max(1, int(round(w * scale)))
     new_h = max(1, int(round(h * scale)))
+    if filter == "bilinear":
+        out = _bilinear(img, new_h, new_w)
+        return (out if out.flags.writeable else out.copy()), scale
     resample = Image.Resampling.BOX if scale < 1.0 else Image.Resampling.BILINEAR
     out = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((new_w, new_h), resample=resample))
     if not out.flags.writeable:

@@ -70,3 +70,47 @@ def test_same_size_is_returned_unchanged():
 def test_bad_input(img, side):
     with pytest.raises(InvalidInputError):
         resize_to(img, side)
+
+
+def _bilinear_reference(img: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+    """OpenCV INTER_LINEAR / torch bilinear(align_corners=False), written out slowly in float64."""
+    h, w = img.shape[:2]
+    out = np.zeros((new_h, new_w, img.shape[2]))
+    for yo in range(new_h):
+        y = min(max((yo + 0.5) * h / new_h - 0.5, 0.0), h - 1)
+        y0 = int(np.floor(y))
+        y1, fy = min(y0 + 1, h - 1), y - y0
+        for xo in range(new_w):
+            x = min(max((xo + 0.5) * w / new_w - 0.5, 0.0), w - 1)
+            x0 = int(np.floor(x))
+            x1, fx = min(x0 + 1, w - 1), x - x0
+            top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+            bot = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+            out[yo, xo] = top * (1 - fy) + bot * fy
+    return out
+
+
+@pytest.mark.parametrize("shape, side", [((37, 53), 29), ((20, 30), 47), ((64, 48), 64), ((9, 31), 7)])
+def test_bilinear_filter_is_opencv_style_bilinear(shape, side):
+    rng = np.random.default_rng(sum(shape) + side)
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    out, scale = resize_to(img, side, filter="bilinear")
+    ref = _bilinear_reference(img.astype(np.float64), *out.shape[:2])
+    assert np.abs(out.astype(np.float64) - ref).max() <= 1.0 + 1e-6  # within rounding
+    assert scale == pytest.approx(side / max(shape))
+
+
+def test_bilinear_does_not_average_when_shrinking():
+    # a one-pixel grid of black and white: the area filter averages it to grey, the bilinear
+    # filter (no antialiasing) samples between two source pixels at exactly half a pixel
+    img = np.zeros((40, 40, 3), np.uint8)
+    img[:, ::2] = 255
+    area, _ = resize_to(img, 10, filter="area")
+    bil, _ = resize_to(img, 13, filter="bilinear")
+    assert np.ptp(area) <= 2
+    assert np.ptp(bil) > 100
+
+
+def test_unknown_filter_is_refused():
+    with pytest.raises(InvalidInputError, match="filter"):
+        resize_to(np.zeros((4, 4, 3), np.uint8), 2, filter="lanczos")
