@@ -22,9 +22,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .detector.base import Detector, device_of, input_size_of
+from .detector.base import Detector, device_of, input_size_of, resize_filter_of
 from .errors import DetectorError, InvalidInputError
 from .merge import merge_tiles
+from .scale import choose_scale
 from .tiler import make_grid
 from .tiler.batching import iter_tile_batches
 from .tiler.readers import open_image
@@ -203,10 +204,12 @@ def detect_image(
     t_open = time.perf_counter()
     with ctx as src:
         t_open = time.perf_counter() - t_open
-        tiles = plan(src, tiling)
-        preds = predict_tiles(src, tiles, detector, run, progress=progress)
+        scaled = choose_scale(src, detector, tiling, run)
+        tiles = plan(src, scaled.tiling)
+        preds = predict_tiles(src, tiles, detector, scaled.run, progress=progress)
     preds.read_s += t_open
-    return finish(src, tiles, preds, tiling=tiling, merge=merge, model=describe_detector(detector), started=t_start)
+    return finish(src, tiles, preds, tiling=scaled.tiling, merge=merge, model=describe_detector(detector),
+                  started=t_start, extra_settings={"scale": scaled.info})
 
 
 def plan(source: Any, tiling: TileSpec) -> list[Tile]:
@@ -234,7 +237,7 @@ def predict_tiles(
     tiles = list(tiles)
     runner = _Runner(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")))
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
-    feed = src if run.input_size is None else _ResizingSource(src, run.input_size)
+    feed = src if run.input_size is None else _ResizingSource(src, run.input_size, resize_filter_of(detector))
     done: list[Detections] = []
     read_s = 0.0
     wait_start = time.perf_counter()
@@ -401,15 +404,15 @@ class _Runner:
 class _ResizingSource:
     """An image source whose windows come out resized so their longer side is ``size``."""
 
-    def __init__(self, src: Any, size: int) -> None:
-        self.src, self.size, self.resize_s = src, size, 0.0
+    def __init__(self, src: Any, size: int, filter: str) -> None:
+        self.src, self.size, self.filter, self.resize_s = src, size, filter, 0.0
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         a = self.src.read(x, y, w, h)
         if max(a.shape[0], a.shape[1]) == self.size:
             return a
         t0 = time.perf_counter()
-        r, _ = resize_to(a, self.size)
+        r, _ = resize_to(a, self.size, filter=self.filter)
         self.resize_s += time.perf_counter() - t0
         return r
 

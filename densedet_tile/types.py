@@ -171,28 +171,41 @@ class Tile:
 
 @dataclass(frozen=True, slots=True)
 class TileSpec:
-    """How to cut an image: square ``tile`` side in pixels and ``overlap`` as a fraction of it."""
+    """How to cut an image: square ``tile`` side in pixels and ``overlap`` as a fraction of it.
 
-    tile: int = 1280
+    ``tile="auto"`` asks the engine to measure the products in the image and choose the tile
+    (and raise the overlap) so that they reach the model at its trained size; see
+    :mod:`densedet_tile.scale`. An ``auto`` spec is resolved before the grid is made.
+    """
+
+    tile: int | Literal["auto"] = 1280
     overlap: float = 0.2
 
     def __post_init__(self) -> None:
-        if isinstance(self.tile, bool) or not isinstance(self.tile, (int, np.integer)) or self.tile < 32:
-            raise InvalidInputError(f"tile must be an integer >= 32 pixels, got {self.tile!r}")
+        if self.tile != "auto" and (
+            isinstance(self.tile, bool) or not isinstance(self.tile, (int, np.integer)) or self.tile < 32
+        ):
+            raise InvalidInputError(f"tile must be an integer >= 32 pixels or 'auto', got {self.tile!r}")
         if not isinstance(self.overlap, (int, float, np.floating)) or not (0.0 <= float(self.overlap) < 1.0):
             raise InvalidInputError(f"overlap must be a fraction in [0, 1), got {self.overlap!r}")
-        object.__setattr__(self, "tile", int(self.tile))
+        if self.tile != "auto":
+            object.__setattr__(self, "tile", int(self.tile))
         object.__setattr__(self, "overlap", float(self.overlap))
+
+    def _side(self) -> int:
+        if not isinstance(self.tile, int):
+            raise InvalidInputError("tile='auto' must be resolved (densedet_tile.scale.choose_scale) before tiling")
+        return self.tile
 
     @property
     def overlap_px(self) -> int:
         """Overlap between neighbouring tiles in pixels (rounded)."""
-        return int(round(self.tile * self.overlap))
+        return int(round(self._side() * self.overlap))
 
     @property
     def stride(self) -> int:
         """Distance between the origins of neighbouring tiles."""
-        return max(1, self.tile - self.overlap_px)
+        return max(1, self._side() - self.overlap_px)
 
 
 MergeMode = Literal["wbf", "nms", "none"]
@@ -291,6 +304,8 @@ class RunSpec:
     ``input_size``: the longer side tiles are resized to before ``predict`` (None: what the
     detector declares). ``max_pixels``: refuse larger images (None: no limit).
     ``max_vram``: GPU memory budget in GB (see :mod:`densedet_tile.vram`; None: no cap).
+    ``scale``: image pixels to model pixels, e.g. 0.5 shows products at half size (None: from
+    the tile and the detector, see :mod:`densedet_tile.scale`).
     """
 
     batch_size: int | None = None
@@ -300,6 +315,7 @@ class RunSpec:
     input_size: int | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     max_vram: float | None = None
+    scale: float | None = None
 
     def __post_init__(self) -> None:
         _positive_int_or_none("batch_size", self.batch_size)
@@ -314,3 +330,6 @@ class RunSpec:
         vram = self.max_vram
         if vram is not None and (isinstance(vram, bool) or not isinstance(vram, (int, float)) or not vram > 0):
             raise InvalidInputError(f"max_vram must be a positive number of GB, got {vram!r}")
+        sc = self.scale
+        if sc is not None and (isinstance(sc, bool) or not isinstance(sc, (int, float)) or not 0.01 <= sc <= 100):
+            raise InvalidInputError(f"scale must be a number in [0.01, 100], got {sc!r}")

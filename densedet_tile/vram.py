@@ -138,11 +138,12 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
         if device.startswith("cuda"):
             apply_vram_cap(run.max_vram, device)
         return tiling, run
-    found = plan_batch(detector, tile=tiling.tile, input_size=run.input_size or input_size_of(detector),
+    tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile  # auto: planned at the default
+    found = plan_batch(detector, tile=tile, input_size=run.input_size or input_size_of(detector),
                        max_vram_gb=run.max_vram, device=device)
     if found is None:
         return tiling, run
-    if found.tile != tiling.tile:
+    if found.tile != tile and isinstance(tiling.tile, int):
         log.warning("--max-vram %g: tile reduced to %d px to fit", run.max_vram, found.tile)
         tiling = replace(tiling, tile=found.tile)
     return tiling, replace(run, batch_size=found.batch_size)

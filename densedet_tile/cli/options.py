@@ -30,6 +30,7 @@ __all__ = [
     "positive_float",
     "nonneg_float",
     "fraction",
+    "tile_side",
     "formats",
     "add_tiling_options",
     "add_detector_options",
@@ -96,6 +97,13 @@ def fraction(lo: float, hi: float, *, hi_open: bool = False) -> Callable[[str], 
     return parse_value
 
 
+def tile_side(text: str) -> int | str:
+    """A tile side in pixels (>= 32), or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _int(text, 32, "a tile side >= 32 pixels or 'auto'")
+
+
 def formats(text: str) -> tuple[str, ...]:
     """A comma-separated list of output formats."""
     items = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
@@ -156,8 +164,12 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
     """Tile, overlap, merge, batching and image-size options."""
     g = p.add_argument_group("tiling and merging")
     tiling, merge = TileSpec(), MergeSpec()
-    g.add_argument("--tile", type=positive_int, default=tiling.tile, metavar="PX",
-                   help="tile side in pixels (default: %(default)s)")
+    g.add_argument("--tile", type=tile_side, default=tiling.tile, metavar="PX",
+                   help="tile side in pixels, or 'auto': measure the products and choose the tile (and overlap) "
+                   "that shows them to the model at its trained size (default: %(default)s)")
+    g.add_argument("--scale", type=fraction(0.01, 100.0), default=None, metavar="S",
+                   help="show the image to the model at this scale (image px -> model px), choosing the tile "
+                   "to match; default: from the tile, or the model's own rule for whole photos")
     g.add_argument("--overlap", type=fraction(0.0, 1.0, hi_open=True), default=tiling.overlap, metavar="F",
                    help="overlap between tiles as a fraction of the tile, in [0, 1) (default: %(default)s)")
     g.add_argument("--merge", choices=MERGE_MODES, default=merge.mode,
@@ -205,7 +217,7 @@ def specs_from_args(args: argparse.Namespace) -> tuple[TileSpec, MergeSpec, RunS
     )
     run = RunSpec(
         batch_size=args.batch_size, device=args.device, precision=args.precision, score_thr=args.score_thr,
-        input_size=args.input_size, max_pixels=args.max_pixels, max_vram=args.max_vram,
+        input_size=args.input_size, max_pixels=args.max_pixels, max_vram=args.max_vram, scale=args.scale,
     )
     return tiling, merge, run
 

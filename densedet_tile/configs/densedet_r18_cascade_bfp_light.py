@@ -5,6 +5,8 @@
 # than merging them, so the neck and the two box heads are spelled out in full.)
 _base_ = './densedet_x101_32x4d_cascade_bfp.py'
 
+photo_scale = None  # tiles at the size given: random-weight smoke runs stay small
+
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -14,10 +14,13 @@
 # the engine resizes each tile to, and the Resize below is set to the same square so it is a
 # no-op after the engine's resize. 1280 equals the engine's default tile, so by default tiles
 # run at native resolution. For a SKU-110K-like photo (2448x3264) the original pipeline
-# shrinks by 0.735; to reproduce that object scale use tile = 1280 / 0.735 ~= 1740 px.
-# configs/densedet_x101_32x4d_cascade_bfp_wholeimage.py keeps the original 3000x1800 scale.
+# shrinks by 0.735. `photo_scale` (read by the adapter) declares that rule: for a photo-like
+# image the engine picks the tile that reproduces it (1280 / 0.735 ~= 1740 px for 3264x2448),
+# unless --scale, --tile auto or --input-size say otherwise.
+# densedet_x101_32x4d_cascade_bfp_wholeimage.py keeps the original 3000x1800 scale.
 
 tile_input_size = 1280
+photo_scale = (3000, 1800)  # whole photo resized to fit long x short, keep ratio
 
 model = dict(
     type='CascadeRCNN',

@@ -3,6 +3,7 @@
 _base_ = './densedet_x101_32x4d_cascade_bfp.py'
 
 tile_input_size = None
+photo_scale = None  # the Resize below applies the rule itself
 
 test_pipeline = [
     dict(type='LoadImageFromFile'),

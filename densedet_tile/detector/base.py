@@ -9,7 +9,16 @@ import numpy as np
 
 from ..types import Detections, check_device
 
-__all__ = ["Detector", "input_size_of", "resolve_device", "device_of", "check_tiles"]
+__all__ = [
+    "Detector",
+    "input_size_of",
+    "product_size_of",
+    "photo_scale_of",
+    "resize_filter_of",
+    "resolve_device",
+    "device_of",
+    "check_tiles",
+]
 
 
 @runtime_checkable
@@ -24,6 +33,12 @@ class Detector(Protocol):
     side of the images its model was trained on. The engine then resizes every tile to that
     side before ``predict`` and maps the boxes back, so products reach the model at the scale
     it knows. Without it tiles are passed at their native resolution.
+
+    Optional declarations the engine honours (see :mod:`densedet_tile.scale`):
+    ``resize_filter`` (``"area"`` or ``"bilinear"``: how tiles are resized for it; default
+    area), ``product_size`` (typical product height in model-input pixels of its training,
+    used by ``tile="auto"``) and ``photo_scale(width, height) -> float`` (the scale its
+    training applied to a whole photo).
     """
 
     def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:  # pragma: no cover
@@ -40,6 +55,45 @@ def input_size_of(detector: object) -> int | None:
 
         raise DetectorError(f"detector input_size must be an int >= 16 or None, got {size!r}")
     return int(size)
+
+
+def resize_filter_of(detector: object) -> str:
+    """The filter tiles are resized with for ``detector`` (its ``resize_filter``, default area)."""
+    from ..tiler.resize import RESIZE_FILTERS
+
+    filt = getattr(detector, "resize_filter", None) or "area"
+    if filt not in RESIZE_FILTERS:
+        from ..errors import DetectorError
+
+        raise DetectorError(f"detector resize_filter must be one of {', '.join(RESIZE_FILTERS)}, got {filt!r}")
+    return str(filt)
+
+
+def product_size_of(detector: object) -> float | None:
+    """The detector's declared ``product_size`` (typical product height at its input, px), or None."""
+    size = getattr(detector, "product_size", None)
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)) or not 2 <= size <= 1e4:
+        from ..errors import DetectorError
+
+        raise DetectorError(f"detector product_size must be a number of pixels in [2, 10000], got {size!r}")
+    return float(size)
+
+
+def photo_scale_of(detector: object, width: int, height: int) -> float | None:
+    """The scale the detector's ``photo_scale`` rule gives a ``width`` x ``height`` photo, or None."""
+    rule = getattr(detector, "photo_scale", None)
+    if not callable(rule):
+        return None
+    s = rule(width, height)
+    if s is None:
+        return None
+    if isinstance(s, bool) or not isinstance(s, (int, float, np.floating)) or not 0.01 <= float(s) <= 100:
+        from ..errors import DetectorError
+
+        raise DetectorError(f"detector photo_scale({width}, {height}) must be a number in [0.01, 100], got {s!r}")
+    return float(s)
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -109,6 +109,10 @@ class MMDetDetector:
     (a JSON-ready dict describing the model), ``model`` (the torch module, eval mode).
     """
 
+    #: Tiles are resized with OpenCV-style bilinear sampling, as the usual training pipelines
+    #: (mmdet, torchvision transforms, exporters' runners) do.
+    resize_filter = "bilinear"
+
     def __init__(
         self,
         *,
@@ -131,6 +135,14 @@ class MMDetDetector:
         self.precision = precision
         self.class_names = class_names
         self.info = info
+
+    def photo_scale(self, width: int, height: int) -> float | None:
+        """The scale the config's whole-photo rule (``photo_scale = (long, short)``) gives a photo."""
+        rule = self.model.cfg.get("photo_scale") if hasattr(self.model, "cfg") else None
+        if not rule:
+            return None
+        long_side, short_side = (float(v) for v in rule)
+        return min(long_side / max(width, height), short_side / min(width, height))
 
     def __repr__(self) -> str:
         return f"MMDetDetector(name={self.name!r}, device={self.device!r}, input_size={self.input_size})"
@@ -277,6 +289,7 @@ def build(
         "device": dev,
         "precision": precision,
         "input_size": input_size,
+        "photo_scale": str(tuple(cfg.get("photo_scale"))) if cfg.get("photo_scale") else None,
         "score_thr": float(score_thr),
         "classes": list(classes),
         "mmdet_ops": "torchvision shim" if _shim_active() else "mmcv._ext",

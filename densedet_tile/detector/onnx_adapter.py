@@ -79,6 +79,10 @@ class OnnxDetector:
     (H, W) canvas), ``class_names`` (tuple or None), ``providers``, ``info``.
     """
 
+    #: Tiles are resized with OpenCV-style bilinear sampling, as the usual training pipelines
+    #: (mmdet, torchvision transforms, exporters' runners) do.
+    resize_filter = "bilinear"
+
     def __init__(
         self,
         *,

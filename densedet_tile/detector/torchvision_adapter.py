@@ -80,6 +80,10 @@ def infer_num_classes(name: str, state_dict: dict[str, Any], kwargs: dict[str, A
 class TorchvisionDetector:
     """A torchvision detection model behind the Detector protocol (eval mode, no grad)."""
 
+    #: Tiles are resized with OpenCV-style bilinear sampling, as the usual training pipelines
+    #: (mmdet, torchvision transforms, exporters' runners) do.
+    resize_filter = "bilinear"
+
     def __init__(
         self,
         *,

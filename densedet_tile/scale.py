@@ -1,0 +1,182 @@
+"""The scale at which an image reaches the model, and the tiles that give it.
+
+A detector sees products best at the size its training showed them. It may declare that in
+one of two ways (besides ``input_size``, the side its input is resized to):
+
+* ``product_size``: the typical product height, in model-input pixels, of its training data
+  (the built-in model: about 96 px). With ``TileSpec(tile="auto")`` the engine measures the
+  products' height in the image with a few probe windows and picks the scale that brings them
+  to that size;
+* ``photo_scale(width, height)``: the rule its training applied to a whole photo (DenseDet:
+  ``min(3000 / long side, 1800 / short side)``). Used for photo-like images (longer side at
+  most twice the shorter) when the caller sets no scale and does not ask for ``auto``: a
+  panorama has no "whole photo", so it needs a scale from the caller or ``auto``.
+
+A scale ``s`` (image pixels to model pixels) becomes specs as follows: a detector with a fixed
+``input_size`` I gets tiles of ``I / s`` image pixels (one tile of the whole image, resized by
+``s``, when that is larger than the image); a detector without one keeps its tile and gets
+``input_size = tile * s``. An explicit ``RunSpec.input_size`` wins over all of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .detector.base import input_size_of, photo_scale_of, product_size_of, resize_filter_of
+from .errors import DetectorError, InvalidInputError
+from .tiler.resize import resize_to
+from .types import Detections, RunSpec, TileSpec
+
+__all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES"]
+
+log = logging.getLogger(__name__)
+
+#: Images whose longer side is at most this many times the shorter count as photos.
+PHOTO_ASPECT_MAX = 2.0
+#: A probe window must yield at least this many boxes for its size estimate to count.
+MIN_PROBE_BOXES = 5
+#: Side of the model input used to probe detectors that declare no input size.
+_NATIVE_PROBE = 1024
+#: Overlap chosen by ``auto``: at least this many typical product heights (capped at half a tile).
+_AUTO_OVERLAP_PRODUCTS = 1.25
+
+
+@dataclass(frozen=True)
+class ScaleChoice:
+    """Specs adjusted to a scale, and what was decided and why (for ``settings["scale"]``)."""
+
+    tiling: TileSpec
+    run: RunSpec
+    info: dict[str, Any]
+
+
+def _probe_sides(width: int, height: int, model_side: int) -> list[int]:
+    """Window sides to probe: the model side times 0.5, 1, 2, 4, 8, 16, capped by the image."""
+    short = min(width, height)
+    sides = sorted({min(short, int(model_side * f)) for f in (0.5, 1, 2, 4, 8, 16)})
+    return [s for s in sides if s >= 16]
+
+
+def _windows(width: int, height: int, side: int) -> list[tuple[int, int]]:
+    """Top-left corners of the probe windows of one side: the centre, plus two more spread
+    along the long axis when the window is small against the image (panoramas)."""
+    cx, cy = (width - side) // 2, (height - side) // 2
+    if max(width, height) < 3 * side:
+        return [(cx, cy)]
+    if width >= height:
+        return [(cx, cy), ((width - side) // 5, cy), (4 * (width - side) // 5, cy)]
+    return [(cx, cy), (cx, (height - side) // 5), (cx, 4 * (height - side) // 5)]
+
+
+def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None = None,
+                            target: float | None = None) -> tuple[float | None, dict[str, Any]]:
+    """Typical product height in image pixels of the open image ``src``, or None.
+
+    Square windows of a few sizes are resized to the detector's input and run through it;
+    each window size whose boxes number at least :data:`MIN_PROBE_BOXES` gives an estimate
+    (median box height, in image pixels). The estimate of the size at which the products'
+    median height at the model input comes closest to ``target`` (the detector's
+    ``product_size``; else the middle of the sizes that worked) is returned: that is where the
+    detector sees them best. Returns ``(height, details)``.
+    """
+    model_side = input_size_of(detector) or _NATIVE_PROBE
+    filt = resize_filter_of(detector)
+    probes: list[dict[str, Any]] = []
+    for side in _probe_sides(int(src.width), int(src.height), model_side):
+        heights: list[np.ndarray] = []
+        for x, y in _windows(int(src.width), int(src.height), side):
+            img, s = resize_to(src.read(x, y, side, side), model_side, filter=filt)
+            out = detector.predict([img])
+            if not isinstance(out, (list, tuple)) or len(out) != 1 or not isinstance(out[0], Detections):
+                raise DetectorError(f"{src.name}: detector returned {type(out).__name__} for one probe tile")
+            d = out[0]
+            if score_thr is not None and len(d):
+                d = d[d.scores >= score_thr]
+            h = d.xyxy[:, 3] - d.xyxy[:, 1]
+            heights.append(h[h > 0] / (s or 1.0))
+        h_img = np.concatenate(heights)
+        probe = {"window": side, "boxes": int(h_img.size)}
+        if h_img.size >= MIN_PROBE_BOXES:
+            probe["median_px"] = round(float(np.median(h_img)), 1)
+            probe["at_input_px"] = round(probe["median_px"] * model_side / side, 1)
+        probes.append(probe)
+    good = [p for p in probes if "median_px" in p]
+    details: dict[str, Any] = {"probes": probes}
+    if not good:
+        return None, details
+    if target is not None:
+        best = min(good, key=lambda p: abs(math.log(p["at_input_px"] / target)))
+    else:
+        best = good[len(good) // 2]
+    details["chosen_window"] = best["window"]
+    return float(best["median_px"]), details
+
+
+def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, height: int) -> tuple[TileSpec, RunSpec]:
+    """Specs that show the image at scale ``s`` to ``detector``."""
+    model_side = input_size_of(detector)
+    base_tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile
+    if model_side is None:
+        return replace(tiling, tile=base_tile), replace(run, input_size=max(16, round(base_tile * s)))
+    tile = max(32, round(model_side / s))
+    longer = max(width, height)
+    if tile >= longer:  # the whole image fits in one tile: show it at scale s
+        return replace(tiling, tile=max(32, longer)), replace(run, input_size=max(16, round(longer * s)))
+    return replace(tiling, tile=tile), run
+
+
+def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> ScaleChoice:
+    """Decide the scale for the open image ``src`` and return specs that produce it.
+
+    In order: an explicit ``run.input_size`` wins (tiles are resized to it, as given);
+    ``run.scale``; ``tiling.tile == "auto"`` (products measured, see
+    :func:`estimate_product_height`; overlap raised to cover a typical product); the
+    detector's ``photo_scale`` rule for photo-like images; else the tiling as given.
+    """
+    width, height = int(src.width), int(src.height)
+    auto = tiling.tile == "auto"
+    if run.input_size is not None and (run.scale is not None or auto):
+        raise InvalidInputError("give a scale (or tile='auto') or an input_size, not both")
+    if run.input_size is not None:
+        return ScaleChoice(tiling, run, {"source": "input_size", "value": None})
+    if run.scale is not None:
+        t, r = _apply(tiling, run, detector, run.scale, width, height)
+        return ScaleChoice(t, r, {"source": "given", "value": run.scale})
+    if auto:
+        return _auto(src, detector, tiling, run)
+    rule = photo_scale_of(detector, width, height)
+    if rule is not None and max(width, height) <= PHOTO_ASPECT_MAX * min(width, height):
+        t, r = _apply(tiling, run, detector, rule, width, height)
+        return ScaleChoice(t, r, {"source": "photo rule", "value": round(rule, 6)})
+    return ScaleChoice(tiling, run, {"source": "tile", "value": None})
+
+
+def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> ScaleChoice:
+    t0 = time.perf_counter()
+    target = product_size_of(detector)
+    height_px, details = estimate_product_height(src, detector, score_thr=run.score_thr, target=target)
+    info: dict[str, Any] = {"source": "auto", "product_height_px": height_px, "target_px": target, **details}
+    fallback = replace(tiling, tile=TileSpec().tile)
+    if height_px is None:
+        log.warning("%s: tile auto found no products to measure; using the default tile %d", src.name, fallback.tile)
+        info.update(value=None, note="no products found in the probe windows; default tile used")
+        tiling, run = fallback, run
+    elif target is None:
+        info.update(value=None, note="the detector declares no product_size; tile kept, overlap fitted")
+        tiling = fallback
+    else:
+        s = target / height_px
+        info["value"] = round(s, 6)
+        tiling, run = _apply(tiling, run, detector, s, int(src.width), int(src.height))
+    if height_px is not None:
+        need = min(0.5, _AUTO_OVERLAP_PRODUCTS * height_px / tiling.tile)
+        if need > tiling.overlap:
+            tiling = replace(tiling, overlap=round(need, 4))
+    info["seconds"] = round(time.perf_counter() - t0, 4)
+    return ScaleChoice(tiling, run, info)
