@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 
 _TILING_KEYS = ("tile", "overlap")
-_RUN_KEYS = ("batch_size", "device", "precision", "score_thr", "input_size", "max_pixels", "max_vram")
+_RUN_KEYS = ("batch_size", "device", "precision", "score_thr", "input_size", "max_pixels", "max_vram", "scale")
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ def specs_from(
     """The three specs of a call, from spec objects or their short keywords (not both).
 
     ``tile``/``overlap`` build a :class:`TileSpec`; ``batch_size``, ``device``, ``precision``,
-    ``score_thr``, ``input_size``, ``max_pixels`` and ``max_vram`` build a :class:`RunSpec`.
+    ``score_thr``, ``input_size``, ``max_pixels``, ``max_vram`` and ``scale`` build a
+    :class:`RunSpec`.
     """
     unknown = sorted(set(short) - set(_TILING_KEYS) - set(_RUN_KEYS))
     if unknown:

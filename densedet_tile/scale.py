@@ -56,31 +56,39 @@ class ScaleChoice:
     info: dict[str, Any]
 
 
-def _probe_sides(width: int, height: int, model_side: int) -> list[int]:
-    """Window sides to probe: the model side times 0.5, 1, 2, 4, 8, 16, capped by the image."""
-    short = min(width, height)
-    sides = sorted({min(short, int(model_side * f)) for f in (0.5, 1, 2, 4, 8, 16)})
-    return [s for s in sides if s >= 16]
-
-
-def _windows(width: int, height: int, side: int) -> list[tuple[int, int]]:
-    """Top-left corners of the probe windows of one side: the centre, plus two more spread
-    along the long axis when the window is small against the image (panoramas)."""
-    cx, cy = (width - side) // 2, (height - side) // 2
-    if max(width, height) < 3 * side:
-        return [(cx, cy)]
-    if width >= height:
-        return [(cx, cy), ((width - side) // 5, cy), (4 * (width - side) // 5, cy)]
-    return [(cx, cy), (cx, (height - side) // 5), (cx, 4 * (height - side) // 5)]
+def _probes(width: int, height: int, model_side: int) -> list[list[tuple[int, int, int, int]]]:
+    """Probe windows (x, y, w, h), grouped by size: squares of the model side times 0.5, 1, 2,
+    4, 8 and 16 (capped by the image's shorter side; one at the centre, plus two spread along
+    the long axis when the window is small against the image), then the whole image when it is
+    longer than the largest square (close-ups of big products need a smaller scale than any
+    square fits)."""
+    short, longer = min(width, height), max(width, height)
+    groups = []
+    for side in sorted({min(short, int(model_side * f)) for f in (0.5, 1, 2, 4, 8, 16)}):
+        if side < 16:
+            continue
+        cx, cy = (width - side) // 2, (height - side) // 2
+        if longer < 3 * side:
+            corners = [(cx, cy)]
+        elif width >= height:
+            corners = [(cx, cy), ((width - side) // 5, cy), (4 * (width - side) // 5, cy)]
+        else:
+            corners = [(cx, cy), (cx, (height - side) // 5), (cx, 4 * (height - side) // 5)]
+        groups.append([(x, y, side, side) for x, y in corners])
+    if longer > 1.5 * short or not groups:
+        groups.append([(0, 0, width, height)])
+    return groups
 
 
 def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None = None,
                             target: float | None = None) -> tuple[float | None, dict[str, Any]]:
     """Typical product height in image pixels of the open image ``src``, or None.
 
-    Square windows of a few sizes are resized to the detector's input and run through it;
-    each window size whose boxes number at least :data:`MIN_PROBE_BOXES` gives an estimate
-    (median box height, in image pixels). The estimate of the size at which the products'
+    Windows of a few sizes (see :func:`_probes`) are resized to the detector's input and run
+    through it;
+    each window size whose boxes (those clear of the window's border, which may cut them)
+    number at least :data:`MIN_PROBE_BOXES` gives an estimate (median box height, in image
+    pixels). The estimate of the size at which the products'
     median height at the model input comes closest to ``target`` (the detector's
     ``product_size``; else the middle of the sizes that worked) is returned: that is where the
     detector sees them best. Returns ``(height, details)``.
@@ -88,18 +96,22 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     model_side = input_size_of(detector) or _NATIVE_PROBE
     filt = resize_filter_of(detector)
     probes: list[dict[str, Any]] = []
-    for side in _probe_sides(int(src.width), int(src.height), model_side):
+    for group in _probes(int(src.width), int(src.height), model_side):
         heights: list[np.ndarray] = []
-        for x, y in _windows(int(src.width), int(src.height), side):
-            img, s = resize_to(src.read(x, y, side, side), model_side, filter=filt)
+        for x, y, w, h in group:
+            img, s = resize_to(src.read(x, y, w, h), model_side, filter=filt)
             out = detector.predict([img])
             if not isinstance(out, (list, tuple)) or len(out) != 1 or not isinstance(out[0], Detections):
                 raise DetectorError(f"{src.name}: detector returned {type(out).__name__} for one probe tile")
             d = out[0]
             if score_thr is not None and len(d):
                 d = d[d.scores >= score_thr]
-            h = d.xyxy[:, 3] - d.xyxy[:, 1]
-            heights.append(h[h > 0] / (s or 1.0))
+            # boxes touching the window's border may be cut by it: they do not measure a product
+            b, lim = d.xyxy, np.array(img.shape[1::-1], np.float32) - 2.0
+            whole = (b[:, 0] >= 2.0) & (b[:, 1] >= 2.0) & (b[:, 2] <= lim[0]) & (b[:, 3] <= lim[1])
+            hb = b[whole, 3] - b[whole, 1]
+            heights.append(hb[hb > 0] / (s or 1.0))
+        side = max(group[0][2], group[0][3])
         h_img = np.concatenate(heights)
         probe = {"window": side, "boxes": int(h_img.size)}
         if h_img.size >= MIN_PROBE_BOXES:

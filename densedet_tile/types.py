@@ -333,3 +333,5 @@ class RunSpec:
         sc = self.scale
         if sc is not None and (isinstance(sc, bool) or not isinstance(sc, (int, float)) or not 0.01 <= sc <= 100):
             raise InvalidInputError(f"scale must be a number in [0.01, 100], got {sc!r}")
+        if sc is not None and self.input_size is not None:
+            raise InvalidInputError("give a scale or an input_size, not both")

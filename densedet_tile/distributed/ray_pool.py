@@ -120,6 +120,24 @@ class DetectorWorker:
         rec["worker"] = self.label
         return rec
 
+    def _image(self, path: str, max_pixels: int | None) -> Any:
+        """The image at ``path``, kept open across calls for the same split image."""
+        from ..tiler.readers import open_image
+
+        if self._open is None or self._open[0] != path:
+            self.close_image()
+            self._open = (path, open_image(path, max_pixels=max_pixels))
+        return self._open[1]
+
+    def choose_scale(self, path: str, job: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """The tiling and run specs that show the image at ``path`` at the right scale to this
+        worker's detector (see :func:`densedet_tile.scale.choose_scale`), and why."""
+        from ..scale import choose_scale
+
+        job = self._fitted(job)
+        choice = choose_scale(self._image(path, job.run.max_pixels), self.detector, job.tiling, job.run)
+        return choice.tiling, choice.run, choice.info
+
     def predict_tiles(self, path: str, tiles: Sequence[Any], job: Any) -> dict[str, Any]:
         """Tile-local detections for ``tiles`` of the image at ``path`` (part of a split image).
 
@@ -127,14 +145,10 @@ class DetectorWorker:
         order given), the run spec as resolved here, and timings.
         """
         from ..pipeline import predict_tiles
-        from ..tiler.readers import open_image
 
         t0 = time.perf_counter()
         job = self._fitted(job)
-        if self._open is None or self._open[0] != path:
-            self.close_image()
-            self._open = (path, open_image(path, max_pixels=job.run.max_pixels))
-        src = self._open[1]
+        src = self._image(path, job.run.max_pixels)
         t_open = time.perf_counter() - t0
         preds = predict_tiles(src, tiles, self.detector, job.run)
         return {

@@ -9,6 +9,7 @@ result is the one a single process computes. Ray is reached only through the poo
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -41,9 +42,15 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
     started = time.perf_counter()
     if src.path is None:
         raise InvalidInputError(f"{src.name}: a split image must be a file every worker can read")
+    path = str(src.path)
+    # the scale depends on the detector, which lives on the workers: one of them decides it
+    (res,) = pool.map([job], lambda actor, j: actor.choose_scale.remote(path, j), retries=retries, timeout=timeout)
+    if not res.ok:
+        raise DetectorError(f"{src.name}: choosing the scale: {res.error}")
+    tiling, run, scale_info = res.value
+    job = replace(job, tiling=tiling, run=run)
     tiles = plan(src, job.tiling)
     chunks = chunk_ranges(len(tiles), max(1, len(pool.slots)))
-    path = str(src.path)
 
     def submit(actor: Any, chunk: range) -> Any:
         return actor.predict_tiles.remote(path, [tiles[i] for i in chunk], job)
@@ -66,4 +73,4 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
     preds = Predictions.join([parts[k] for k in sorted(parts)])
     model = dict(pool.info[0].get("model", {})) if pool.info else {}
     return finish(src, tiles, preds, tiling=job.tiling, merge=job.merge, model=model, started=started,
-                  extra_settings={"split_workers": used})
+                  extra_settings={"scale": scale_info, "split_workers": used})

@@ -134,3 +134,15 @@ def test_merge_options_reach_the_merge(tmp_path):
     assert counts == {"none": 2, "wbf": 1}
     r = run_cli(p, "--fuse-iou", "0", "--out", tmp_path / "bad")
     assert r.returncode == 2 and "fuse_iou" in r.stderr.strip().splitlines()[-1]
+
+
+def test_tile_auto_and_scale_on_the_command_line(tmp_path, shelf_png):
+    out = tmp_path / "out"
+    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_blob", "--tile", "auto", "--out", out, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    scale = json.loads((out / "shelf.detections.json").read_text())["settings"]["scale"]
+    assert scale["source"] == "auto" and "probes" in scale
+    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_blob", "--scale", "0.5", "--input-size", "300", "--out", out)
+    assert r.returncode == 2 and "not both" in r.stderr
+    r = run_cli(shelf_png, "--tile", "huge", "--out", out)
+    assert r.returncode == 2 and "'auto'" in r.stderr

@@ -1,0 +1,204 @@
+"""Choosing the scale: explicit scale, the detector's photo rule, tile='auto', resize filters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import densedet_tile as dt
+from densedet_tile import Detections, InvalidInputError, RunSpec, TileSpec
+from densedet_tile.scale import choose_scale, estimate_product_height
+from densedet_tile.tiler.readers import open_image
+from densedet_tile.tiler.resize import resize_to
+
+
+class SizedBlobs:
+    """Reports each bright blob of a tile as a box, but only when its height at the model input
+    lies within a factor ``tolerance`` of ``trained`` px: a detector that knows one scale.
+
+    Blobs are found as runs of bright rows, then runs of bright columns within each (products
+    stand in rows of equal-height bars separated by dark gaps).
+    """
+
+    def __init__(self, *, input_size: int | None = 256, trained: float = 40.0, tolerance: float = 1.8,
+                 photo_rule: tuple[float, float] | None = None) -> None:
+        self.input_size = input_size
+        self.product_size = trained
+        self.tolerance = tolerance
+        self.rule = photo_rule
+        self.seen: list[tuple[int, int]] = []
+
+    def photo_scale(self, width: int, height: int) -> float | None:
+        if self.rule is None:
+            return None
+        return min(self.rule[0] / max(width, height), self.rule[1] / min(width, height))
+
+    def predict(self, tiles):
+        out = []
+        for t in tiles:
+            self.seen.append(t.shape[:2])
+            mask = t[..., 0] > 127
+            boxes = []
+            for y1, y2 in _runs(mask.any(axis=1)):  # shelf rows, then products within a row
+                for x1, x2 in _runs(mask[y1:y2].any(axis=0)):
+                    if self.product_size / self.tolerance <= y2 - y1 <= self.product_size * self.tolerance:
+                        boxes.append([x1, y1, x2, y2])
+            xyxy = np.array(boxes, np.float32).reshape(-1, 4)
+            out.append(Detections(xyxy, np.full(len(xyxy), 0.9, np.float32)))
+        return out
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def shelf(width: int, height: int, product_h: int, *, gap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of bright bars ``product_h`` tall (width 0.6x their height) on a dark background."""
+    img = np.full((height, width, 3), 20, np.uint8)
+    w = max(2, int(product_h * 0.6))
+    gap = gap if gap is not None else max(2, product_h // 5)
+    boxes = []
+    y = gap
+    while y + product_h + gap <= height:
+        for x in range(gap, width - w - gap, w + gap):
+            img[y : y + product_h, x : x + w] = 230
+            boxes.append([x, y, x + w, y + product_h])
+        y += product_h + 2 * gap
+    return img, np.array(boxes, np.float32)
+
+
+def recall(found: Detections, truth: np.ndarray, iou: float = 0.5) -> float:
+    if not len(truth):
+        return 1.0
+    a, b = found.xyxy[:, None, :], truth[None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    return float(((inter / np.maximum(union, 1e-9)) >= iou).any(axis=0).mean()) if len(found) else 0.0
+
+
+@pytest.mark.parametrize("product_h", [24, 60, 150, 400])
+def test_auto_tile_brings_products_to_the_trained_size(product_h):
+    img, truth = shelf(3000, 1400, product_h)
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=1.6)
+    res = dt.detect_image(img, det, tile="auto")
+    info = res.settings["scale"]
+    assert info["source"] == "auto"
+    assert info["product_height_px"] == pytest.approx(product_h, rel=0.1)
+    assert info["value"] == pytest.approx(40.0 / product_h, rel=0.1)
+    assert res.settings["tile"] == pytest.approx(256 * product_h / 40.0, rel=0.12) or res.settings["tile"] == 3000
+    assert res.settings["overlap"] * res.settings["tile"] >= product_h  # a typical product fits in the overlap
+    assert recall(res.detections, truth) >= 0.98
+
+
+def test_fixed_default_tile_misses_products_far_from_the_trained_size():
+    # the reason for auto: at tile 1280 (scale 0.2 here) 400 px products reach the model at 80 px
+    img, truth = shelf(3000, 1400, 400)
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=1.6)
+    assert recall(dt.detect(img, det), truth) < 0.1
+
+
+def test_auto_falls_back_to_the_default_tile_when_nothing_is_found():
+    img = np.full((900, 1500, 3), 20, np.uint8)
+    res = dt.detect_image(img, SizedBlobs(), tile="auto")
+    assert res.settings["tile"] == TileSpec().tile
+    assert res.settings["scale"]["value"] is None and "no products" in res.settings["scale"]["note"]
+
+
+def test_estimate_reports_its_probes():
+    img, _ = shelf(2000, 1000, 100)
+    with open_image(img) as src:
+        h, details = estimate_product_height(src, SizedBlobs(trained=40.0), target=40.0)
+    assert h == pytest.approx(100, rel=0.05)
+    windows = [p["window"] for p in details["probes"]]
+    assert windows[-1] == 2000 and all(w <= 1000 for w in windows[:-1])  # squares, then the whole image
+    assert details["chosen_window"] in {p["window"] for p in details["probes"] if "median_px" in p}
+
+
+def test_explicit_scale_sets_the_tile_for_a_fixed_input_model():
+    img, truth = shelf(2400, 1200, 100)
+    det = SizedBlobs(input_size=256, trained=40.0)
+    res = dt.detect_image(img, det, scale=0.4)
+    assert res.settings["tile"] == 640 and res.settings["scale"] == {"source": "given", "value": 0.4}
+    assert recall(res.detections, truth) >= 0.98
+
+
+def test_scale_larger_than_the_image_shows_it_whole_at_that_scale():
+    img, _ = shelf(300, 200, 30)
+    det = SizedBlobs(input_size=256)
+    res = dt.detect_image(img, det, scale=0.8)  # a 320 px tile would be larger than the image
+    assert res.num_tiles == 1 and res.settings["tile"] == 300 and res.settings["input_size"] == 240
+    assert det.seen == [(160, 240)]
+
+
+def test_native_model_gets_an_input_size_from_the_scale():
+    img, _ = shelf(2000, 1000, 100)
+    det = SizedBlobs(input_size=None)
+    res = dt.detect_image(img, det, tile=800, scale=0.5)
+    assert res.settings["tile"] == 800 and res.settings["input_size"] == 400
+
+
+def test_photo_rule_applies_to_photos_only():
+    det = SizedBlobs(input_size=256, photo_rule=(1000.0, 600.0))
+    photo, _ = shelf(1600, 1200, 100)
+    res = dt.detect_image(photo, det)
+    assert res.settings["scale"] == {"source": "photo rule", "value": 0.5}  # min(1000/1600, 600/1200)
+    assert res.settings["tile"] == 512
+    pano, _ = shelf(6000, 1200, 100)
+    res = dt.detect_image(pano, det, tile=512)
+    assert res.settings["scale"]["source"] == "tile" and res.settings["tile"] == 512
+
+
+def test_input_size_wins_and_conflicts_are_refused():
+    img, _ = shelf(1600, 1200, 100)
+    det = SizedBlobs(input_size=256, photo_rule=(1000.0, 600.0))
+    res = dt.detect_image(img, det, tile=800, input_size=400)
+    assert res.settings["scale"]["source"] == "input_size" and res.settings["tile"] == 800
+    with pytest.raises(InvalidInputError, match="not both"):
+        dt.detect(img, det, input_size=400, scale=0.5)
+    with pytest.raises(InvalidInputError, match="scale"):
+        RunSpec(scale=0)
+    with pytest.raises(InvalidInputError, match="auto"):
+        TileSpec(tile="big")
+
+
+def test_choose_scale_is_pure_over_specs():
+    img, _ = shelf(1600, 1200, 100)
+    tiling, run = TileSpec(tile=700, overlap=0.1), RunSpec()
+    with open_image(img) as src:
+        choice = choose_scale(src, SizedBlobs(), tiling, run)
+    assert choice.tiling == tiling and choice.run == run and choice.info["source"] == "tile"
+
+
+class _FilterSpy(SizedBlobs):
+    def __init__(self, filt):
+        super().__init__(input_size=97)
+        self.resize_filter = filt
+        self.tiles = []
+
+    def predict(self, tiles):
+        self.tiles.extend(tiles)
+        return super().predict(tiles)
+
+
+@pytest.mark.parametrize("filt", ["area", "bilinear"])
+def test_engine_resizes_tiles_with_the_detectors_filter(filt):
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    spy = _FilterSpy(filt)
+    dt.detect(img, spy, tile=300)
+    want, _ = resize_to(img, 97, filter=filt)
+    np.testing.assert_array_equal(spy.tiles[0], want)
+
+
+def test_each_adapter_declares_its_filter():
+    from densedet_tile.detector.builtin import DefaultDetector
+    from densedet_tile.detector.mmdet_adapter import MMDetDetector
+    from densedet_tile.detector.onnx_adapter import OnnxDetector
+    from densedet_tile.detector.torchvision_adapter import TorchvisionDetector
+
+    assert DefaultDetector.resize_filter == "area"  # as its training images were drawn
+    assert MMDetDetector.resize_filter == OnnxDetector.resize_filter == TorchvisionDetector.resize_filter == "bilinear"
