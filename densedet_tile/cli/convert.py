@@ -36,7 +36,7 @@ def convert_main(argv: Sequence[str]) -> int:
     args = parse(build_parser(), argv)
     if isinstance(args, int):
         return args
-    from ..detector.convert import convert
+    from ..detector.convert import EXACTNESS_SUMMARY, convert
 
     try:
         meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
@@ -45,4 +45,5 @@ def convert_main(argv: Sequence[str]) -> int:
         error(PROG, f"{args.src}: {one_line(exc)}" if args.src not in str(exc) else one_line(exc))
         return EXIT_USAGE
     print(f"wrote {args.dst} (classes: {', '.join(meta['dataset_meta']['classes'])})")
+    print(EXACTNESS_SUMMARY, end="")
     return EXIT_OK

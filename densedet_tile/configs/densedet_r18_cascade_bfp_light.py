@@ -1,5 +1,5 @@
 # Light variant of SKU110K-DenseDet for fast tests and CPU smoke runs: identical structure
-# (two-stage Cascade R-CNN, FPN + BFP non-local, legacy 1.x conventions, same test settings)
+# (two-stage Cascade R-CNN, FPN + BFP non-local, the 1.x box arithmetic, same test settings)
 # with a ResNet-18 backbone and narrower neck and heads. Not a released model: meant for
 # random weights in CI, or for a model trained by the user. (mmengine replaces lists rather
 # than merging them, so the neck and the two box heads are spelled out in full.)
@@ -27,26 +27,26 @@ model = dict(
         bbox_roi_extractor=dict(out_channels=64),
         bbox_head=[
             dict(
-                type='Shared2FCBBoxHead',
+                type='DenseDet1xShared2FCBBoxHead',
                 in_channels=64,
                 fc_out_channels=256,
                 roi_feat_size=7,
                 num_classes=1,
                 bbox_coder=dict(
-                    type='LegacyDeltaXYWHBBoxCoder',
+                    type='DenseDet1xDeltaXYWHBBoxCoder',
                     target_means=[0.0, 0.0, 0.0, 0.0],
                     target_stds=[0.1, 0.1, 0.2, 0.2]),
                 reg_class_agnostic=True,
                 loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
                 loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0)),
             dict(
-                type='Shared2FCBBoxHead',
+                type='DenseDet1xShared2FCBBoxHead',
                 in_channels=64,
                 fc_out_channels=256,
                 roi_feat_size=7,
                 num_classes=1,
                 bbox_coder=dict(
-                    type='LegacyDeltaXYWHBBoxCoder',
+                    type='DenseDet1xDeltaXYWHBBoxCoder',
                     target_means=[0.0, 0.0, 0.0, 0.0],
                     target_stds=[0.05, 0.05, 0.1, 0.1]),
                 reg_class_agnostic=True,

@@ -3,9 +3,13 @@
 # Same network and test settings as the released model: Cascade R-CNN with two stages
 # (IoU 0.5 then 0.6), ResNeXt-101 32x4d, FPN followed by BFP with a non-local refine block,
 # anchors of scale 8 and ratios 0.5/1/2 on strides 4..64, class-agnostic box regression and
-# one class ("product"). The 1.x pixel conventions the weights were trained with are kept:
-# LegacyAnchorGenerator (centre offset 0.5), LegacyDeltaXYWHBBoxCoder (width = x2 - x1 + 1),
-# RoIAlign with aligned=False and NMS with offset=1. A checkpoint converted by
+# one class ("product"). The 1.x box arithmetic the weights were trained with is kept exactly
+# (densedet_tile/detector/mmdet_legacy.py, imported below): LegacyAnchorGenerator (centre offset
+# 0.5), DenseDet1xDeltaXYWHBBoxCoder (1.x delta2bbox: width = x2 - x1 + 1 and the +-0.5 that
+# mmdet 3's LegacyDeltaXYWHBBoxCoder leaves out), DenseDet1xRoIExtractor (RoIs extended by
+# +1 px for the level choice and RoIAlign, aligned=False), NMS with offset=1, no RPN size
+# filter (min_bbox_size=-1; 1.x had none at 0), and DenseDet1xShared2FCBBoxHead, which reports
+# the final boxes with x2 + 1, y2 + 1 as 1.x wrote them to COCO json. A checkpoint converted by
 # densedet-tile convert-checkpoint loads into this config without missing keys.
 #
 # Test scale. The original test pipeline resizes a whole photo to fit 3000x1800 (keep ratio);
@@ -21,6 +25,8 @@
 
 tile_input_size = 1280
 photo_scale = (3000, 1800)  # whole photo resized to fit long x short, keep ratio
+
+custom_imports = dict(imports=['densedet_tile.detector.mmdet_legacy'], allow_failed_imports=False)
 
 model = dict(
     type='CascadeRCNN',
@@ -65,7 +71,7 @@ model = dict(
             ratios=[0.5, 1.0, 2.0],
             strides=[4, 8, 16, 32, 64]),
         bbox_coder=dict(
-            type='LegacyDeltaXYWHBBoxCoder',
+            type='DenseDet1xDeltaXYWHBBoxCoder',
             target_means=[0.0, 0.0, 0.0, 0.0],
             target_stds=[1.0, 1.0, 1.0, 1.0]),
         loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
@@ -75,32 +81,32 @@ model = dict(
         num_stages=2,
         stage_loss_weights=[1, 0.5],
         bbox_roi_extractor=dict(
-            type='SingleRoIExtractor',
+            type='DenseDet1xRoIExtractor',
             roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2, aligned=False),
             out_channels=256,
             featmap_strides=[4, 8, 16, 32]),
         bbox_head=[
             dict(
-                type='Shared2FCBBoxHead',
+                type='DenseDet1xShared2FCBBoxHead',
                 in_channels=256,
                 fc_out_channels=1024,
                 roi_feat_size=7,
                 num_classes=1,
                 bbox_coder=dict(
-                    type='LegacyDeltaXYWHBBoxCoder',
+                    type='DenseDet1xDeltaXYWHBBoxCoder',
                     target_means=[0.0, 0.0, 0.0, 0.0],
                     target_stds=[0.1, 0.1, 0.2, 0.2]),
                 reg_class_agnostic=True,
                 loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
                 loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0)),
             dict(
-                type='Shared2FCBBoxHead',
+                type='DenseDet1xShared2FCBBoxHead',
                 in_channels=256,
                 fc_out_channels=1024,
                 roi_feat_size=7,
                 num_classes=1,
                 bbox_coder=dict(
-                    type='LegacyDeltaXYWHBBoxCoder',
+                    type='DenseDet1xDeltaXYWHBBoxCoder',
                     target_means=[0.0, 0.0, 0.0, 0.0],
                     target_stds=[0.05, 0.05, 0.1, 0.1]),
                 reg_class_agnostic=True,
@@ -119,7 +125,7 @@ model = dict(
             pos_weight=-1,
             debug=False),
         rpn_proposal=dict(nms_pre=2000, max_per_img=2000,
-                          nms=dict(type='nms', iou_threshold=0.7, offset=1), min_bbox_size=0),
+                          nms=dict(type='nms', iou_threshold=0.7, offset=1), min_bbox_size=-1),
         rcnn=[
             dict(
                 assigner=dict(type='MaxIoUAssigner', pos_iou_thr=iou, neg_iou_thr=iou,
@@ -134,7 +140,7 @@ model = dict(
             nms_pre=3000,
             max_per_img=3000,
             nms=dict(type='nms', iou_threshold=0.7, offset=1),
-            min_bbox_size=0),
+            min_bbox_size=-1),
         rcnn=dict(
             score_thr=0.05,
             nms=dict(type='nms', iou_threshold=0.7, offset=1),

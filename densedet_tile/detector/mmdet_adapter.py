@@ -3,7 +3,9 @@
 ``build(config=..., checkpoint=...)`` turns an MMDetection config file (and optionally a
 checkpoint) into a :class:`MMDetDetector`. mmdet, mmengine and mmcv are imported on the first
 build only; with mmcv-lite (no compiled ``mmcv._ext``) the torchvision shim in
-:mod:`densedet_tile.detector.mmcv_shim` supplies the ops inference needs.
+:mod:`densedet_tile.detector.mmcv_shim` supplies the ops inference needs. The same first build
+registers the mmdet 1.x box arithmetic the DenseDet configs select
+(:mod:`densedet_tile.detector.mmdet_legacy`: ``DenseDet1x*`` coder, RoI extractor, box head).
 
 Frames: ``predict`` takes RGB uint8 tiles and returns boxes in each tile's own pixel frame
 (mmdet's ``rescale=True`` undoes its Resize; boxes are clipped to the tile).
@@ -53,6 +55,9 @@ def _import_stack() -> None:
         import mmdet.models  # noqa: F401  (registers every model component)
         import mmdet.datasets.transforms  # noqa: F401
         import mmdet.structures  # noqa: F401
+
+        # the 1.x box arithmetic the DenseDet configs select (DenseDet1x* coder, RoI extractor, head)
+        from . import mmdet_legacy  # noqa: F401
 
 
 def _check_size(value: Any, name: str) -> int | None:
