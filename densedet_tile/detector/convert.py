@@ -63,7 +63,8 @@ How exact is the port (docs/mmdet.md, "How exact is the port"):
     - NMS ties at exactly IoU 0.7 (1.x CPU kernel: >=, here: >)
     - whole-photo rescale by per-axis factors: up to 0.5/scale px at the far edge, 0 for 4:3
     - training targets (3.x reads ground truth as x + w, 1.x as x + w - 1); TTA boxes not offset
-    - the scale and resize filter of what the model is shown are set by the engine, not here
+    - tiles are resized one by one: their edge pixels are sampled inside the tile
+  scale: on photos the engine applies the 3000x1800 rule (photo_scale) with bilinear resizing
 """
 
 _HEAD = re.compile(r"^(bbox_head|bbox_roi_extractor)\.(\d+)\.(.+)$")
