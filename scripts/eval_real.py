@@ -165,16 +165,17 @@ def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[float | N
 
 def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 1280, overlap: float = 0.2,
              score_thr: float | None = None, sweep: Sequence[float] = (), input_size: int | None = None,
-             views: Sequence[str] = (), progress: bool = False) -> dict[str, Any]:
+             views: Sequence[str] = (), keep_boxes: bool = False, progress: bool = False) -> dict[str, Any]:
     """Run ``detector`` over ``photos`` (from :func:`find_photos`) and collect every figure.
 
     ``score_thr`` is the threshold of the main figures (None: keep what the detector returns);
-    ``sweep`` adds more thresholds. Returns ``{"per_photo", "summary", "sweep", "cells", "views"}``
-    where ``cells`` are contact-sheet thumbnails and ``views`` larger images (Pillow) by name.
+    ``sweep`` adds more thresholds. Returns ``{"per_photo", "summary", "sweep", "cells", "views",
+    "boxes"}`` where ``cells`` are contact-sheet thumbnails, ``views`` larger images (Pillow) by
+    name and, with ``keep_boxes``, ``boxes`` maps ``"NAME@THR"`` to (N, 5) x1 y1 x2 y2 score.
     """
     thresholds = sorted({score_thr, *sweep}, key=lambda t: -1.0 if t is None else t)
     lowest = thresholds[0]
-    rows, cells, big = [], [], {}
+    rows, cells, big, boxes = [], [], {}, {}
     detector.predict([np.zeros((64, 64, 3), np.uint8)])  # warm-up: lazy set-up stays out of the timings
     for k, p in enumerate(photos):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -200,6 +201,9 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
         if sweep:
             row["found_at"] = {str(t): len(by_thr[t]) for t in thresholds}
         rows.append(row)
+        if keep_boxes:
+            for t, d in by_thr.items():
+                boxes[f"{p['name']}@{t}"] = np.column_stack([d.xyxy, d.scores]).astype(np.float32)
         extra = by_thr[lowest] if lowest != score_thr else None
         if extra is not None and score_thr is not None:
             extra = extra[extra.scores < score_thr]
@@ -220,6 +224,7 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
         "sweep": [],
         "cells": cells,
         "views": big,
+        "boxes": boxes,
     }
     for t in (thresholds if sweep else []):
         s = summarise(names, [r["found_at"][str(t)] for r in rows], human)
@@ -397,6 +402,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="folder for the json, csv and contact sheet; keep it outside the repository, the sheet "
                          "shows the photos (default: %(default)s)")
     ap.add_argument("--views", default="", help="comma-separated photo names to also draw large (view_NAME.jpg)")
+    ap.add_argument("--save-boxes", action="store_true",
+                    help="also write boxes.npz: every photo's boxes at every threshold (key NAME@THR; x1 y1 x2 y2 score)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--limit", type=int, default=None, help="first N photos only, for debugging (not the full set)")
     return ap.parse_args(argv)
@@ -443,7 +450,8 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
     views = {v.strip().rsplit(".", 1)[0] for v in args.views.split(",") if v.strip()}
     t0 = time.perf_counter()
     res = evaluate(photos, detector, tile=args.tile, overlap=args.overlap, score_thr=score_thr,
-                   sweep=args.sweep, input_size=args.input_size, views=views, progress=True)
+                   sweep=args.sweep, input_size=args.input_size, views=views, keep_boxes=args.save_boxes,
+                   progress=True)
     from densedet_tile.pipeline import describe_detector
 
     model = describe_detector(detector)
@@ -471,6 +479,10 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "eval_real.json", (json.dumps(report, indent=1) + "\n").encode())
     write_atomic(args.out / "eval_real.csv", per_photo_csv(report["per_photo"]).encode())
+    if args.save_boxes:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **res["boxes"])
+        write_atomic(args.out / "boxes.npz", buf.getvalue())
     st, s = report["settings"], report["summary"]
     title = (f"{st['detector']} tile {st['tile']} overlap {st['overlap']} input {st['input_size']} "
              f"score_thr {score_thr}: mean APE {s['mean_ape']:.1f} %, median {s['median_ape']:.1f} %, "

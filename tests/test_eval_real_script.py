@@ -110,7 +110,7 @@ def test_sweep_gives_the_engine_own_boxes(er, folder, thr):
 def test_main_writes_outputs(er, folder, tmp_path, capsys):
     out = tmp_path / "out"
     rc = er.main(["--photos", str(folder), "--out", str(out), "--tile", "256", "--score-thr", "0.5",
-                  "--sweep", "0.2,0.5", "--limit", "2"], detector=CountingDetector())
+                  "--sweep", "0.2,0.5", "--limit", "2", "--save-boxes"], detector=CountingDetector())
     assert rc == 0
     report = json.loads((out / "eval_real.json").read_text())
     assert report["full_set"] is False and "NOT the full set" in report["notes"][0]
@@ -118,11 +118,14 @@ def test_main_writes_outputs(er, folder, tmp_path, capsys):
     with open(out / "eval_real.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["found_at_0.2"] for r in rows] == ["10", "5"]
+    with np.load(out / "boxes.npz") as boxes:
+        assert sorted(boxes.files) == ["a.png@0.2", "a.png@0.5", "b.png@0.2", "b.png@0.5"]
+        assert boxes["a.png@0.2"].shape == (10, 5) and boxes["a.png@0.5"].shape == (8, 5)
     with Image.open(out / "contact_sheet.jpg") as im:
         assert im.format == "JPEG"
     umask = os.umask(0)
     os.umask(umask)
-    for f in ("eval_real.json", "eval_real.csv", "contact_sheet.jpg"):
+    for f in ("eval_real.json", "eval_real.csv", "contact_sheet.jpg", "boxes.npz"):
         assert stat.S_IMODE((out / f).stat().st_mode) == 0o666 & ~umask
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     assert "NOT the full set" in capsys.readouterr().out
