@@ -187,17 +187,16 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
             width, height = src.width, src.height
             image = src.read(0, 0, width, height)  # the upright pixels the boxes refer to, for drawing
         main = by_thr[score_thr]
-        area_pct = 100.0 * float(main.area.sum()) / (width * height)
+        signed, ape = count_errors([len(main)], [p["human"]])
         row = {
             "name": p["name"], "human": p["human"], "found": len(main),
-            "signed_pct": None, "abs_pct": None,
+            "signed_pct": round(float(signed[0]), 2), "abs_pct": round(float(ape[0]), 2),
             "seconds": round(t_open + info["predict_s"] + info["merge_s"][score_thr], 3),
             "cpu_seconds": round(cpu_s, 3),
             "width": width, "height": height, "tiles": info["tiles"],
-            "box_area_pct": round(area_pct, 2), "human_area_pct": p["human_area_pct"],
+            "box_area_pct": round(100.0 * float(main.area.sum()) / (width * height), 2),
+            "human_area_pct": p["human_area_pct"],
         }
-        signed, ape = count_errors([row["found"]], [row["human"]])
-        row["signed_pct"], row["abs_pct"] = round(float(signed[0]), 2), round(float(ape[0]), 2)
         if sweep:
             row["found_at"] = {str(t): len(by_thr[t]) for t in thresholds}
         rows.append(row)
