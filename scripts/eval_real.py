@@ -1,0 +1,504 @@
+#!/usr/bin/env python
+"""Count error on the real shelf photos: detector through the tiled engine vs. human counts.
+
+    python scripts/eval_real.py --out /tmp/eval_real                # built-in model, defaults
+    python scripts/eval_real.py --sweep --out /tmp/eval_real        # plus a score-threshold curve
+    python scripts/eval_real.py --tile 1024 --sweep --out /tmp/eval_real_t1024
+
+The photos and ``human_counts.csv`` come from ``--photos`` (default ``../shared/real-shelves``
+beside the repository; they are never part of it). For every photo listed in the CSV the script
+counts the boxes the engine returns and compares them with the number of products SKU-110K's
+annotators boxed: signed error = (found - human) / human, in percent. It prints a per-photo
+table and a summary (mean and median absolute % error, share of photos within 10 %, worst
+photo, total found vs. human total, boxes and seconds per photo) and writes into ``--out``:
+
+* ``eval_real.json``: every figure and the settings;
+* ``eval_real.csv``: one row per photo;
+* ``contact_sheet.jpg``: every photo as a small thumbnail with its boxes and counts, for
+  looking by eye. It shows the photos, so keep it outside the repository.
+
+``--sweep [T1,T2,...]`` evaluates several score thresholds for one pass of the network per
+photo: the detector runs at the lowest threshold, then for each threshold the per-tile boxes
+scoring below it are dropped and the tiles merged again. That is exactly what a run at that
+threshold does (the engine filters before the merge, and the detector's greedy in-tile NMS keeps
+the same higher-scoring boxes whatever the threshold), so the curve costs only extra merges.
+
+The annotators often leave tiny far-aisle products unboxed: a count above the human one is not
+automatically better. Look at the contact sheet (``--views NAME,...`` also writes larger views).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import densedet_tile as dt  # noqa: E402  (light: the engine and torch load lazily)
+
+DEFAULT_PHOTOS = REPO.parent / "shared" / "real-shelves"
+DEFAULT_SWEEP = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
+WITHIN_PCT = 10.0  # "within 10 %": absolute error at most this
+CELL_W, CELL_H, LABEL_H = 300, 400, 22  # contact-sheet cell: thumbnail box and caption strip
+SHEET_COLS = 10
+VIEW_SIDE = 1600  # longer side of the larger --views images
+KEEP_COLOUR, EXTRA_COLOUR = (0, 255, 0), (255, 40, 40)
+
+
+class PhotosMissing(Exception):
+    """The photos folder or its human_counts.csv is not there."""
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs
+# ----------------------------------------------------------------------------------------------
+def find_photos(folder: Path, limit: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The photos listed in ``folder/human_counts.csv`` that exist, in CSV order.
+
+    Returns ``(photos, notes)``: each photo is ``{"name", "path", "human", "human_area_pct"}``;
+    notes say what was left out (listed but absent, or cut by ``limit``).
+    """
+    folder = Path(folder)
+    table = folder / "human_counts.csv"
+    if not folder.is_dir():
+        raise PhotosMissing(f"photos folder not found: {folder}")
+    if not table.is_file():
+        raise PhotosMissing(f"no human_counts.csv in the photos folder {folder}")
+    photos, absent = [], []
+    with open(table, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            name, human = row["image_name"].strip(), int(row["products"])
+            if human <= 0:
+                raise ValueError(f"{table}: {name} has a human count of {human}; need at least 1")
+            path = folder / name
+            if not path.is_file():
+                absent.append(name)
+                continue
+            area = row.get("covered_area_pct")
+            photos.append({"name": name, "path": path, "human": human,
+                           "human_area_pct": float(area) if area not in (None, "") else None})
+    notes = [f"{len(absent)} photo(s) listed in human_counts.csv are absent: {', '.join(absent)}"] if absent else []
+    if limit is not None and limit < len(photos):
+        notes.append(f"--limit {limit}: only the first {limit} of {len(photos)} photos, NOT the full set")
+        photos = photos[:limit]
+    return photos, notes
+
+
+# ----------------------------------------------------------------------------------------------
+# error figures
+# ----------------------------------------------------------------------------------------------
+def count_errors(found: Sequence[int], human: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Signed and absolute percentage count errors, ``100 * (found - human) / human``."""
+    f, h = np.asarray(found, np.float64), np.asarray(human, np.float64)
+    signed = 100.0 * (f - h) / h
+    return signed, np.abs(signed)
+
+
+def summarise(names: Sequence[str], found: Sequence[int], human: Sequence[int],
+              seconds: Sequence[float] | None = None) -> dict[str, Any]:
+    """The summary figures of one run over ``names`` (parallel sequences)."""
+    signed, ape = count_errors(found, human)
+    worst = int(np.argmax(ape))
+    out: dict[str, Any] = {
+        "photos": len(names),
+        "mean_ape": round(float(ape.mean()), 2),
+        "median_ape": round(float(np.median(ape)), 2),
+        "within_10pct": round(float(np.mean(ape <= WITHIN_PCT)), 4),
+        "mean_signed_pct": round(float(signed.mean()), 2),
+        "over": int(np.count_nonzero(signed > 0)),
+        "under": int(np.count_nonzero(signed < 0)),
+        "worst": {"name": names[worst], "found": int(found[worst]), "human": int(human[worst]),
+                  "signed_pct": round(float(signed[worst]), 2)},
+        "max_ape": round(float(ape[worst]), 2),
+        "found_total": int(np.sum(found)),
+        "human_total": int(np.sum(human)),
+        "found_over_human": round(float(np.sum(found) / np.sum(human)), 4),
+        "boxes_per_photo": round(float(np.mean(found)), 1),
+    }
+    if seconds is not None:
+        out["seconds_per_photo"] = round(float(np.mean(seconds)), 3)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# detection
+# ----------------------------------------------------------------------------------------------
+def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[float | None], *, tile: int,
+                         overlap: float, input_size: int | None = None,
+                         merge: dt.MergeSpec | None = None) -> tuple[dict[Any, dt.Detections], dict[str, Any]]:
+    """Global boxes of the open image ``src`` at each score threshold, for one network pass.
+
+    The detector must already keep boxes down to the lowest threshold (``None`` = keep all).
+    Returns ``({threshold: Detections}, info)``; ``info`` has ``tiles``, ``predict_s`` (reading,
+    resizing and the network) and ``merge_s`` per threshold.
+    """
+    from densedet_tile.pipeline import predict_tiles
+    from densedet_tile.tiler import make_grid
+
+    merge = dt.MergeSpec() if merge is None else merge
+    tiles = make_grid(src.width, src.height, dt.TileSpec(tile=tile, overlap=overlap))
+    t0 = time.perf_counter()
+    raw = predict_tiles(src, tiles, detector, input_size=input_size)
+    info: dict[str, Any] = {"tiles": len(tiles), "predict_s": time.perf_counter() - t0, "merge_s": {}}
+    out = {}
+    for thr in thresholds:
+        t1 = time.perf_counter()
+        kept = raw if thr is None else [d[d.scores >= thr] for d in raw]
+        out[thr] = dt.merge_tiles(tiles, kept, merge)
+        info["merge_s"][thr] = time.perf_counter() - t1
+    return out, info
+
+
+def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 1280, overlap: float = 0.2,
+             score_thr: float | None = None, sweep: Sequence[float] = (), input_size: int | None = None,
+             views: Sequence[str] = (), keep_boxes: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Run ``detector`` over ``photos`` (from :func:`find_photos`) and collect every figure.
+
+    ``score_thr`` is the threshold of the main figures (None: keep what the detector returns);
+    ``sweep`` adds more thresholds. Returns ``{"per_photo", "summary", "sweep", "cells", "views",
+    "boxes"}`` where ``cells`` are contact-sheet thumbnails, ``views`` larger images (Pillow) by
+    name and, with ``keep_boxes``, ``boxes`` maps ``"NAME@THR"`` to (N, 5) x1 y1 x2 y2 score.
+    """
+    thresholds = sorted({score_thr, *sweep}, key=lambda t: -1.0 if t is None else t)
+    lowest = thresholds[0]
+    rows, cells, big, boxes = [], [], {}, {}
+    detector.predict([np.zeros((64, 64, 3), np.uint8)])  # warm-up: lazy set-up stays out of the timings
+    for k, p in enumerate(photos):
+        t0, c0 = time.perf_counter(), time.process_time()
+        with dt.open_image(p["path"]) as src:
+            t_open = time.perf_counter() - t0
+            by_thr, info = detect_at_thresholds(src, detector, thresholds, tile=tile, overlap=overlap,
+                                                input_size=input_size)
+            cpu_s = time.process_time() - c0  # all threads; steadier than wall time on a busy machine
+            width, height = src.width, src.height
+            image = src.read(0, 0, width, height)  # the upright pixels the boxes refer to, for drawing
+        main = by_thr[score_thr]
+        signed, ape = count_errors([len(main)], [p["human"]])
+        row = {
+            "name": p["name"], "human": p["human"], "found": len(main),
+            "signed_pct": round(float(signed[0]), 2), "abs_pct": round(float(ape[0]), 2),
+            "seconds": round(t_open + info["predict_s"] + info["merge_s"][score_thr], 3),
+            "cpu_seconds": round(cpu_s, 3),
+            "width": width, "height": height, "tiles": info["tiles"],
+            "box_area_pct": round(100.0 * float(main.area.sum()) / (width * height), 2),
+            "human_area_pct": p["human_area_pct"],
+        }
+        if sweep:
+            row["found_at"] = {str(t): len(by_thr[t]) for t in thresholds}
+        rows.append(row)
+        if keep_boxes:
+            for t, d in by_thr.items():
+                boxes[f"{p['name']}@{t}"] = np.column_stack([d.xyxy, d.scores]).astype(np.float32)
+        extra = by_thr[lowest] if lowest != score_thr else None
+        if extra is not None and score_thr is not None:
+            extra = extra[extra.scores < score_thr]
+        caption = f"{p['name'].rsplit('.', 1)[0]}  {row['found']}/{row['human']}  {row['signed_pct']:+.0f}%"
+        cells.append(draw_boxes(image, main, extra, caption, (CELL_W, CELL_H), row["abs_pct"]))
+        if p["name"].rsplit(".", 1)[0] in views:
+            s = VIEW_SIDE / max(width, height)
+            big[p["name"]] = draw_boxes(image, main, extra, caption, (round(width * s), round(height * s)),
+                                        row["abs_pct"])
+        if progress:
+            print(f"[{k + 1}/{len(photos)}] {p['name']}: {row['found']} boxes, human {row['human']} "
+                  f"({row['signed_pct']:+.1f} %), {row['seconds']:.2f} s", file=sys.stderr, flush=True)
+    names = [r["name"] for r in rows]
+    human = [r["human"] for r in rows]
+    result: dict[str, Any] = {
+        "per_photo": rows,
+        "summary": summarise(names, [r["found"] for r in rows], human, [r["seconds"] for r in rows]),
+        "sweep": [],
+        "cells": cells,
+        "views": big,
+        "boxes": boxes,
+    }
+    for t in (thresholds if sweep else []):
+        s = summarise(names, [r["found_at"][str(t)] for r in rows], human)
+        result["sweep"].append({"score_thr": t, **s})
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# pictures
+# ----------------------------------------------------------------------------------------------
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def draw_boxes(image: np.ndarray, keep: dt.Detections, extra: dt.Detections | None, caption: str,
+               box: tuple[int, int], abs_pct: float):
+    """``image`` shrunk to fit ``box`` (w, h), with ``keep`` boxes in green, ``extra`` in red and a
+    caption strip above it (coloured by the error: green within 10 %, yellow within 25 %, red)."""
+    from PIL import Image, ImageDraw
+
+    from densedet_tile.tiler import resize_to
+
+    h, w = image.shape[:2]
+    scale = min(box[0] / w, box[1] / h)
+    small, _ = resize_to(image, max(1, round(max(w, h) * scale)))
+    sx, sy = small.shape[1] / w, small.shape[0] / h
+    big = box[0] > CELL_W
+    label_h = 2 * LABEL_H if big else LABEL_H
+    cell = Image.new("RGB", (box[0], box[1] + label_h), (24, 24, 24))
+    cell.paste(Image.fromarray(small), (0, label_h))
+    draw = ImageDraw.Draw(cell)
+    width = 2 if big else 1
+    for dets, colour in ((extra, EXTRA_COLOUR), (keep, KEEP_COLOUR)):
+        if dets is None or not len(dets):
+            continue
+        xy = np.round(dets.xyxy * np.array([sx, sy, sx, sy], np.float32)).astype(int) + [0, label_h, 0, label_h]
+        for x1, y1, x2, y2 in xy.tolist():  # one draw call per box: O(n)
+            draw.rectangle((x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)), outline=colour, width=width)
+    tint = (120, 230, 120) if abs_pct <= WITHIN_PCT else (240, 210, 80) if abs_pct <= 25 else (255, 110, 110)
+    draw.text((4, 3), caption, fill=tint, font=_font(2 * 15 if big else 15))
+    return cell
+
+
+def contact_sheet(cells: Sequence[Any], title: str, cols: int = SHEET_COLS):
+    """All ``cells`` (same-size Pillow images) in a grid under a title strip."""
+    from PIL import Image, ImageDraw
+
+    cw, ch = cells[0].size
+    rows = -(-len(cells) // cols)
+    top = 2 * LABEL_H + 8
+    sheet = Image.new("RGB", (cols * cw + (cols + 1) * 4, top + rows * (ch + 4) + 4), (0, 0, 0))
+    draw = ImageDraw.Draw(sheet)
+    for i, line in enumerate(title.splitlines()[:2]):
+        draw.text((6, 4 + i * LABEL_H), line, fill=(235, 235, 235), font=_font(16))
+    for k, cell in enumerate(cells):
+        r, c = divmod(k, cols)
+        sheet.paste(cell, (4 + c * (cw + 4), top + r * (ch + 4)))
+    return sheet
+
+
+# ----------------------------------------------------------------------------------------------
+# outputs
+# ----------------------------------------------------------------------------------------------
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace,
+    leaving the usual mode (0666 less the umask) rather than mkstemp's 0600."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+CSV_FIELDS = ("name", "human", "found", "signed_pct", "abs_pct", "seconds", "cpu_seconds", "width", "height",
+              "tiles", "box_area_pct", "human_area_pct")
+
+
+def per_photo_csv(rows: Sequence[dict[str, Any]]) -> str:
+    sweep_cols = list(rows[0].get("found_at", {})) if rows else []
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow([*CSV_FIELDS, *(f"found_at_{t}" for t in sweep_cols)])
+    for r in rows:
+        out.writerow([("" if r[f] is None else r[f]) for f in CSV_FIELDS] + [r["found_at"][t] for t in sweep_cols])
+    return buf.getvalue()
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    s, st = report["summary"], report["settings"]
+    lines = [f"## Real photos: count error vs. human counts ({s['photos']} photos"
+             f"{'' if report['full_set'] else ', NOT the full set'})", "",
+             f"`{report['command']}`  ", f"{report['machine']}, {report['date']}  ",
+             f"detector {st['detector']}, tile {st['tile']}, overlap {st['overlap']}, input size "
+             f"{st['input_size']}, score_thr {st['score_thr']}", ""]
+    lines += [f"- note: {n}" for n in report["notes"]]
+    lines += ["", "| photo | human | found | signed % | abs % | s |", "|---|---|---|---|---|---|"]
+    for r in report["per_photo"]:
+        lines.append(f"| {r['name']} | {r['human']} | {r['found']} | {r['signed_pct']:+.1f} | {r['abs_pct']:.1f} "
+                     f"| {r['seconds']:.2f} |")
+    w = s["worst"]
+    lines += ["", "| figure | value |", "|---|---|",
+              f"| mean absolute % error | **{s['mean_ape']:.1f}** |",
+              f"| median absolute % error | **{s['median_ape']:.1f}** |",
+              f"| photos within {WITHIN_PCT:g} % | **{100 * s['within_10pct']:.1f} %** |",
+              f"| mean signed % error (over / under) | {s['mean_signed_pct']:+.1f} ({s['over']} / {s['under']}) |",
+              f"| worst photo | {w['name']}: {w['found']} vs {w['human']} ({w['signed_pct']:+.1f} %) |",
+              f"| found / human total | {s['found_total']} / {s['human_total']} = {s['found_over_human']:.3f} |",
+              f"| boxes per photo | {s['boxes_per_photo']:.1f} |",
+              f"| seconds per photo (wall / CPU) | {s['seconds_per_photo']:.2f} / "
+              f"{report['cpu_seconds_per_photo']:.2f} |"]
+    if report["sweep"]:
+        lines += ["", "| score_thr | mean APE | median APE | within 10 % | found / human | max APE (photo) |",
+                  "|---|---|---|---|---|---|"]
+        for t in report["sweep"]:
+            lines.append(f"| {t['score_thr']} | {t['mean_ape']:.1f} | {t['median_ape']:.1f} | "
+                         f"{100 * t['within_10pct']:.1f} % | {t['found_over_human']:.3f} | "
+                         f"{t['max_ape']:.1f} ({t['worst']['name']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def _machine() -> str:
+    try:
+        from _bench_common import machine_line  # scripts/ is on sys.path when run as a script
+    except ImportError:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _bench_common import machine_line
+    return machine_line()
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------
+def _thresholds(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0.0 <= v < 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"thresholds must be in [0, 1), got {text!r}")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS,
+                    help="folder with the photos and human_counts.csv (default: %(default)s)")
+    ap.add_argument("--detector", default="default",
+                    help="as dt.load_detector: default, mmdet, torchvision, onnx, MODULE:FACTORY")
+    ap.add_argument("--config")
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--tile", type=int, default=1280)
+    ap.add_argument("--overlap", type=float, default=0.2)
+    ap.add_argument("--score-thr", type=float, default=None,
+                    help="threshold of the main figures (default: the detector's own)")
+    ap.add_argument("--input-size", type=int, default=None, help="side tiles are resized to (default: the detector's)")
+    ap.add_argument("--sweep", type=_thresholds, nargs="?", const=list(DEFAULT_SWEEP), default=[],
+                    help="also evaluate these score thresholds (comma-separated; bare --sweep: "
+                         f"{','.join(map(str, DEFAULT_SWEEP))}) from one network pass per photo")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "eval_real",
+                    help="folder for the json, csv and contact sheet; keep it outside the repository, the sheet "
+                         "shows the photos (default: %(default)s)")
+    ap.add_argument("--views", default="", help="comma-separated photo names to also draw large (view_NAME.jpg)")
+    ap.add_argument("--save-boxes", action="store_true",
+                    help="also write boxes.npz: every photo's boxes at every threshold (key NAME@THR; x1 y1 x2 y2 score)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--limit", type=int, default=None, help="first N photos only, for debugging (not the full set)")
+    return ap.parse_args(argv)
+
+
+def _load(args: argparse.Namespace, score_thr: float | None) -> Any:
+    return dt.load_detector(args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
+                            input_size=args.input_size, score_thr=score_thr)
+
+
+def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
+    """Run the evaluation; ``detector`` (an object with ``predict``) replaces ``--detector``."""
+    args = parse_args(argv)
+    try:
+        photos, notes = find_photos(args.photos, args.limit)
+    except PhotosMissing as exc:
+        print(f"eval_real: {exc} (the real shelf photos are not in the repository; pass --photos DIR)",
+              file=sys.stderr)
+        return 2
+    if not photos:
+        print(f"eval_real: none of the photos listed in {args.photos}/human_counts.csv is there", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    score_thr = args.score_thr
+    if detector is None:
+        if args.sweep and score_thr is None:  # learn the detector's own threshold, then go lower
+            score_thr = getattr(_load(args, None), "score_thr", None)
+            if score_thr is None:
+                print("eval_real: this detector does not say its score threshold; pass --score-thr with --sweep",
+                      file=sys.stderr)
+                return 2
+        lowest = min([*args.sweep, score_thr]) if args.sweep else score_thr
+        detector = _load(args, lowest)
+        if score_thr is None:
+            score_thr = getattr(detector, "score_thr", None)
+    if args.sweep and score_thr is None:
+        print("eval_real: pass --score-thr with --sweep for this detector", file=sys.stderr)
+        return 2
+
+    views = {v.strip().rsplit(".", 1)[0] for v in args.views.split(",") if v.strip()}
+    t0 = time.perf_counter()
+    res = evaluate(photos, detector, tile=args.tile, overlap=args.overlap, score_thr=score_thr,
+                   sweep=args.sweep, input_size=args.input_size, views=views, keep_boxes=args.save_boxes,
+                   progress=True)
+    from densedet_tile.pipeline import describe_detector
+
+    model = describe_detector(detector)
+    report = {
+        "command": "python " + " ".join(shlex.quote(a) for a in ["scripts/eval_real.py",
+                                                                  *(sys.argv[1:] if argv is None else argv)]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(),
+        "full_set": args.limit is None and not notes,
+        "notes": notes,
+        "settings": {
+            "photos": str(args.photos), "detector": args.detector, "config": args.config,
+            "checkpoint": args.checkpoint, "model": model, "tile": args.tile, "overlap": args.overlap,
+            "score_thr": score_thr, "input_size": args.input_size or model.get("input_size"),
+            "sweep": list(args.sweep), "threads": args.threads, "limit": args.limit,
+            "merge": "default MergeSpec (wbf)",
+        },
+        "summary": res["summary"],
+        "sweep": res["sweep"],
+        "per_photo": res["per_photo"],
+        "cpu_seconds_per_photo": round(float(np.mean([r["cpu_seconds"] for r in res["per_photo"]])), 3),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out / "eval_real.json", (json.dumps(report, indent=1) + "\n").encode())
+    write_atomic(args.out / "eval_real.csv", per_photo_csv(report["per_photo"]).encode())
+    if args.save_boxes:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **res["boxes"])
+        write_atomic(args.out / "boxes.npz", buf.getvalue())
+    st, s = report["settings"], report["summary"]
+    title = (f"{st['detector']} tile {st['tile']} overlap {st['overlap']} input {st['input_size']} "
+             f"score_thr {score_thr}: mean APE {s['mean_ape']:.1f} %, median {s['median_ape']:.1f} %, "
+             f"found/human {s['found_over_human']:.3f}"
+             f"{'' if report['full_set'] else '  (NOT the full set)'}\n"
+             f"green: boxes at score >= {score_thr}"
+             + (f"; red: extra boxes down to {min(args.sweep)}" if args.sweep and min(args.sweep) < score_thr else "")
+             + "; caption: found/human (signed error), green within 10 %, yellow 25 %, red beyond")
+    for name, data in [("contact_sheet.jpg", contact_sheet(res["cells"], title))] + [
+            (f"view_{n.rsplit('.', 1)[0]}.jpg", im) for n, im in res["views"].items()]:
+        buf = io.BytesIO()
+        data.save(buf, "JPEG", quality=85)
+        write_atomic(args.out / name, buf.getvalue())
+    print(to_markdown(report))
+    print(f"wrote {args.out}/eval_real.json, eval_real.csv, contact_sheet.jpg", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""scripts/eval_real.py on a tiny generated folder (never the real photos in ../shared)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import densedet_tile as dt
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "eval_real.py"
+
+
+@pytest.fixture(scope="module")
+def er():
+    spec = importlib.util.spec_from_file_location("_eval_real_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class CountingDetector:
+    """Reads how many boxes to report from the tile itself: red channel of the top-left pixel =
+    strong boxes (score 0.9), green channel = weak boxes (score 0.3); boxes side by side, apart."""
+
+    name = "counting"
+
+    def predict(self, tiles):
+        out = []
+        for t in tiles:
+            strong, weak = int(t[0, 0, 0]), int(t[0, 0, 1])
+            n = strong + weak
+            x = 10.0 * np.arange(n, dtype=np.float32)
+            xyxy = np.stack([x + 1, np.full(n, 5.0), x + 9, np.full(n, 25.0)], axis=1)
+            scores = np.r_[np.full(strong, 0.9), np.full(weak, 0.3)].astype(np.float32)
+            out.append(dt.Detections(xyxy, scores))
+        return out
+
+
+# (name, strong boxes, weak boxes, human count)
+PHOTOS = [("a.png", 8, 2, 10), ("b.png", 5, 0, 4), ("c.png", 20, 1, 20)]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    rows = [("image_name", "products", "covered_area_pct")]
+    for name, strong, weak, human in PHOTOS:
+        img = np.full((60, 240, 3), 40, np.uint8)
+        img[0, 0, :2] = (strong, weak)
+        Image.fromarray(img).save(d / name)  # PNG: the pixel values survive
+        rows.append((name, human, 30.0))
+    with open(d / "human_counts.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return d
+
+
+def test_error_figures_by_hand(er):
+    signed, ape = er.count_errors([8, 5, 20], [10, 4, 20])
+    assert signed.tolist() == pytest.approx([-20.0, 25.0, 0.0])
+    s = er.summarise(["a", "b", "c"], [8, 5, 20], [10, 4, 20], [1.0, 2.0, 3.0])
+    assert s["mean_ape"] == pytest.approx(15.0)  # (20 + 25 + 0) / 3
+    assert s["median_ape"] == pytest.approx(20.0)
+    assert s["within_10pct"] == pytest.approx(1 / 3, abs=1e-4)
+    assert s["max_ape"] == pytest.approx(25.0) and s["worst"]["name"] == "b"
+    assert (s["found_total"], s["human_total"]) == (33, 34)
+    assert s["found_over_human"] == pytest.approx(33 / 34, abs=1e-4)
+    assert s["boxes_per_photo"] == pytest.approx(11.0)
+    assert s["seconds_per_photo"] == pytest.approx(2.0)
+    assert (s["over"], s["under"]) == (1, 1)
+
+
+def test_evaluate_and_sweep_on_generated_folder(er, folder):
+    photos, notes = er.find_photos(folder)
+    assert [p["name"] for p in photos] == ["a.png", "b.png", "c.png"] and notes == []
+    res = er.evaluate(photos, CountingDetector(), tile=256, overlap=0.2, score_thr=0.5, sweep=[0.2, 0.5])
+    assert [r["found"] for r in res["per_photo"]] == [8, 5, 20]
+    assert [r["signed_pct"] for r in res["per_photo"]] == pytest.approx([-20.0, 25.0, 0.0])
+    assert res["summary"]["mean_ape"] == pytest.approx(15.0)
+    low, high = res["sweep"]  # thresholds ascending
+    assert low["score_thr"] == 0.2 and low["found_total"] == 10 + 5 + 21
+    # at 0.2: a 10/10 (0 %), b 5/4 (+25 %), c 21/20 (+5 %)
+    assert low["mean_ape"] == pytest.approx(10.0) and low["median_ape"] == pytest.approx(5.0)
+    assert low["within_10pct"] == pytest.approx(2 / 3, abs=1e-4)
+    assert high["found_total"] == 33 and high["mean_ape"] == pytest.approx(15.0)
+    assert len(res["cells"]) == 3
+
+
+@pytest.mark.parametrize("thr", [0.2, 0.5])
+def test_sweep_gives_the_engine_own_boxes(er, folder, thr):
+    """One pass filtered per threshold == a dt.detect run at that threshold (several tiles)."""
+    path = folder / "c.png"
+    with dt.open_image(path) as src:
+        by_thr, info = er.detect_at_thresholds(src, CountingDetector(), [0.2, 0.5], tile=64, overlap=0.25)
+    ref = dt.detect(path, CountingDetector(), tile=64, overlap=0.25, score_thr=thr)
+    assert info["tiles"] > 1
+    assert np.array_equal(by_thr[thr].xyxy, ref.xyxy) and np.array_equal(by_thr[thr].scores, ref.scores)
+
+
+def test_main_writes_outputs(er, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = er.main(["--photos", str(folder), "--out", str(out), "--tile", "256", "--score-thr", "0.5",
+                  "--sweep", "0.2,0.5", "--limit", "2", "--save-boxes"], detector=CountingDetector())
+    assert rc == 0
+    report = json.loads((out / "eval_real.json").read_text())
+    assert report["full_set"] is False and "NOT the full set" in report["notes"][0]
+    assert [r["found"] for r in report["per_photo"]] == [8, 5]
+    with open(out / "eval_real.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["found_at_0.2"] for r in rows] == ["10", "5"]
+    with np.load(out / "boxes.npz") as boxes:
+        assert sorted(boxes.files) == ["a.png@0.2", "a.png@0.5", "b.png@0.2", "b.png@0.5"]
+        assert boxes["a.png@0.2"].shape == (10, 5) and boxes["a.png@0.5"].shape == (8, 5)
+    with Image.open(out / "contact_sheet.jpg") as im:
+        assert im.format == "JPEG"
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ("eval_real.json", "eval_real.csv", "contact_sheet.jpg", "boxes.npz"):
+        assert stat.S_IMODE((out / f).stat().st_mode) == 0o666 & ~umask
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert "NOT the full set" in capsys.readouterr().out
+
+
+def test_missing_folder_is_one_clear_line(er, tmp_path, capsys):
+    rc = er.main(["--photos", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
+                 detector=CountingDetector())
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "photos folder not found" in err[0]
+    assert not (tmp_path / "out").exists()
