@@ -137,7 +137,7 @@ def summarise(names: Sequence[str], found: Sequence[int], human: Sequence[int],
 # ----------------------------------------------------------------------------------------------
 # detection
 # ----------------------------------------------------------------------------------------------
-def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[float | None], *, tile: int,
+def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[float | None], *, tile: int | str,
                          overlap: float, input_size: int | None = None,
                          merge: dt.MergeSpec | None = None) -> tuple[dict[Any, dt.Detections], dict[str, Any]]:
     """Global boxes of the open image ``src`` at each score threshold, for one network pass.
@@ -146,13 +146,15 @@ def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[float | N
     Returns ``({threshold: Detections}, info)``; ``info`` has ``tiles``, ``predict_s`` (reading,
     resizing and the network) and ``merge_s`` per threshold.
     """
-    from densedet_tile.pipeline import predict_tiles
-    from densedet_tile.tiler import make_grid
+    from densedet_tile.pipeline import plan, predict_tiles
+    from densedet_tile.scale import choose_scale
 
     merge = dt.MergeSpec() if merge is None else merge
-    tiles = make_grid(src.width, src.height, dt.TileSpec(tile=tile, overlap=overlap))
     t0 = time.perf_counter()
-    raw = predict_tiles(src, tiles, detector, input_size=input_size)
+    # the engine's own steps: the scale (tile auto, a model's photo rule), the grid, the tiles
+    choice = choose_scale(src, detector, dt.TileSpec(tile=tile, overlap=overlap), dt.RunSpec(input_size=input_size))
+    tiles = plan(src, choice.tiling)
+    raw = predict_tiles(src, tiles, detector, choice.run).dets
     info: dict[str, Any] = {"tiles": len(tiles), "predict_s": time.perf_counter() - t0, "merge_s": {}}
     out = {}
     for thr in thresholds:
@@ -389,7 +391,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--config")
     ap.add_argument("--checkpoint")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--tile", type=int, default=1280)
+    ap.add_argument("--tile", type=lambda t: t if t == "auto" else int(t), default=1280, help="tile side or 'auto'")
     ap.add_argument("--overlap", type=float, default=0.2)
     ap.add_argument("--score-thr", type=float, default=None,
                     help="threshold of the main figures (default: the detector's own)")
