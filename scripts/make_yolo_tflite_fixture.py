@@ -280,7 +280,8 @@ def with_metadata(model: bytes, metadata: dict) -> bytes:
     buf = io.BytesIO()
     buf.write(model)
     with zipfile.ZipFile(buf, "a", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("metadata.json", json.dumps(metadata))
+        member = zipfile.ZipInfo("metadata.json", date_time=(2026, 1, 1, 0, 0, 0))  # same bytes every run
+        zf.writestr(member, json.dumps(metadata), compress_type=zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 

@@ -506,3 +506,17 @@ def test_bad_options(models, kwargs, match):
 def test_tflite_runs_on_the_cpu_only():
     with pytest.raises(InvalidInputError, match="TFLite models run on the CPU"):
         load_detector("yolo", checkpoint=tflite("float32"), device="cuda")
+
+
+def test_fixtures_are_what_the_script_writes(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_yolo_tflite_fixture.py"
+    spec = importlib.util.spec_from_file_location("_make_yolo_tflite_fixture", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--out", str(tmp_path)]) == 0
+    for kind in ("float32", "float16", "int8"):
+        name = f"bright_cells_{kind}.tflite"
+        assert (tmp_path / name).read_bytes() == (FIXTURES / name).read_bytes(), name
