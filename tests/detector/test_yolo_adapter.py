@@ -313,6 +313,28 @@ def test_end_to_end_boxes_are_mapped_back_and_padding_boxes_vanish(models):
     assert d.scores.tolist() == [pytest.approx(0.9)]
 
 
+def test_dynamic_height_and_width_take_the_canvas_from_input_size_or_metadata(torch, tmp_path):
+    import onnx
+
+    path = tmp_path / "dyn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(EndToEnd.module(torch), (torch.zeros(1, 3, 64, 64),), str(path), input_names=["images"],
+                          output_names=["output0"], opset_version=13, dynamo=False,
+                          dynamic_axes={"images": {0: "b", 2: "h", 3: "w"}, "output0": {0: "b"}})
+    with pytest.raises(DetectorError, match="has no fixed size and no imgsz metadata; pass --input-size"):
+        load_detector("yolo", checkpoint=str(path), device="cpu")
+    det = load_detector("yolo", checkpoint=str(path), device="cpu", input_size=60)
+    assert det.canvas_hw == (64, 64) and det.input_size == 60 and det.info["batch"] == "dynamic"
+    (d,) = det.predict([tile_with(48, 64, {})])
+    assert d.xyxy.tolist() == [[8, 8, 24, 32]]
+    m = onnx.load(str(path))
+    m.metadata_props.add(key="imgsz", value="[96, 96]")
+    onnx.save(m, str(path))
+    det = load_detector("yolo", checkpoint=str(path), device="cpu")
+    assert det.canvas_hw == (96, 96) and det.input_size == 96
+
+
 def test_dynamic_batch_runs_in_one_call_and_fixed_batch_loops(models, monkeypatch):
     tiles = [tile_with(48, 64, BLOCKS), tile_with(64, 64, {(8, 8, 16, 16): RED}), tile_with(48, 64, {})]
     for key, calls_wanted in (("v8_batch", 1), ("v8", 3)):
