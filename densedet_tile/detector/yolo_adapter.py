@@ -396,8 +396,9 @@ class YoloDetector:
     """A YOLO export behind the Detector protocol.
 
     Attributes: ``name`` (``"yolo:<file stem>"``), ``input_size``, ``canvas_hw`` (the model's
-    (H, W) input), ``layout`` (``v8``/``v5``/``end2end``, None until the first run for outputs
-    of dynamic shape), ``class_names``, ``conf``, ``iou``, ``max_det``, ``device``, ``info``.
+    (H, W) input), ``layout`` (``v8``/``v5``/``end2end``; None for an output of dynamic shape,
+    whose layout is then read from each output), ``batch`` (None when dynamic), ``class_names``,
+    ``conf``, ``iou``, ``max_det``, ``device``, ``info``.
     """
 
     def __init__(
