@@ -456,13 +456,13 @@ def test_cli_writes_yolo_labels(models, tmp_path, capsys):
     img = tmp_path / "aisle.png"
     Image.fromarray(aisle(ENGINE_BLOCKS)).save(img)
     out = tmp_path / "out"
-    for ckpt in (models["v8"], tflite("int8")):
+    for ckpt, extra in ((models["v8"], []), (tflite("int8"), ["--yolo-scores"])):
         rc = main([str(img), "--detector", "yolo", "--checkpoint", ckpt, "--tile", "128", "--overlap", "0.25",
-                   "--format", "yolo", "--out", str(out), "-q"])
+                   "--format", "yolo", "--out", str(out), "-q", *extra])
         assert rc == 0, capsys.readouterr().err
-        lines = (out / "aisle.txt").read_text().splitlines()
-        assert len(lines) == len(ENGINE_BLOCKS)
-        assert sorted(int(line.split()[0]) for line in lines) == [0, 0, 0, 1, 1]
+        rows = [line.split() for line in (out / "aisle.txt").read_text().splitlines()]
+        assert len(rows) == len(ENGINE_BLOCKS) and {len(r) for r in rows} == {6 if extra else 5}
+        assert sorted(int(r[0]) for r in rows) == [0, 0, 0, 1, 1]
         assert (out / "classes.txt").read_text() == "white\nred\n"
 
 
