@@ -4,8 +4,8 @@
 built first, written to a temporary file in the target folder, fsynced, given the mode a plain
 ``open()`` would give it under the process umask, and renamed into place, so a crash or an error
 never leaves a partial file under the final name and readers of the folder can read the result.
-Detections go out as JSON (schema ``densedet-tile/detections@1``), SKU-110K CSV, COCO results
-and a JPEG preview; the eval and audit reports and the batch manifest use the same writer.
+Detections go out as JSON (schema ``densedet-tile/detections@1``), SKU-110K CSV, COCO results,
+Ultralytics YOLO label files and a JPEG preview; the eval and audit reports and the batch manifest use the same writer.
 """
 
 from __future__ import annotations
@@ -32,13 +32,17 @@ __all__ = [
     "write_json",
     "write_csv",
     "write_coco",
+    "write_yolo",
+    "YOLO_CLASSES_FILE",
     "write_preview",
     "output_paths",
     "PREVIEW_MAX_SIDE",
 ]
 
 SCHEMA = "densedet-tile/detections@1"
-FORMATS: tuple[str, ...] = ("json", "csv", "coco")
+FORMATS: tuple[str, ...] = ("json", "csv", "coco", "yolo")
+#: The class list beside YOLO label files (one name a line; line i names class i).
+YOLO_CLASSES_FILE = "classes.txt"
 #: Longest side of a preview image; a panorama preview is downscaled to fit.
 PREVIEW_MAX_SIDE = 8000
 
@@ -167,6 +171,48 @@ def write_coco(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
     return atomic_write(path, data)
 
 
+def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: bool = False) -> Path:
+    """An Ultralytics YOLO label file: one line ``class cx cy w h`` per box, normalised to 0..1.
+
+    With ``scores`` each line ends with the box's score (Ultralytics' ``save_conf`` layout; a
+    labelling tool reading plain labels may refuse it). Beside the file, ``classes.txt`` lists the
+    class names (line i names class i): the model's names, and the label number itself for a
+    label past them. Several images written into one folder share that file; it is rewritten
+    (atomically) only to add classes, and a model whose names contradict it is refused with
+    :class:`~densedet_tile.errors.InvalidInputError` before anything is written.
+    """
+    from .errors import InvalidInputError
+
+    target = Path(path)
+    classes = target.parent / YOLO_CLASSES_FILE
+    if target.name == YOLO_CLASSES_FILE:
+        raise InvalidInputError(f"{result.name}: its YOLO labels would overwrite {classes}; rename the image")
+    d = result.detections
+    names = [n.replace("\r", " ").replace("\n", " ") for n in _class_names(result)]
+    top = int(d.labels.max()) + 1 if len(d) else 0
+    names += [str(i) for i in range(len(names), top)]
+    old: list[str] = []
+    if classes.is_file():
+        old = classes.read_text(encoding="utf-8").splitlines()
+        clash = [i for i, (a, b) in enumerate(zip(old, names)) if a != b]
+        if clash:
+            i = clash[0]
+            raise InvalidInputError(
+                f"{result.name}: {classes} names class {i} {old[i]!r} but this model calls it {names[i]!r}"
+            )
+    W, H = float(result.width), float(result.height)
+    xyxy = np.clip(d.xyxy.astype(np.float64), 0.0, [W, H, W, H])
+    cxcywh = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / (2 * W), (xyxy[:, 1] + xyxy[:, 3]) / (2 * H),
+                       (xyxy[:, 2] - xyxy[:, 0]) / W, (xyxy[:, 3] - xyxy[:, 1]) / H], axis=1)
+    lines = []
+    for lab, (cx, cy, w, h), s in zip(d.labels.tolist(), cxcywh.tolist(), d.scores.tolist()):
+        lines.append(f"{lab} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" + (f" {s:.4f}" if scores else ""))
+    files: dict[Path, str] = {target: "".join(line + "\n" for line in lines)}
+    if len(names) > len(old):
+        files[classes] = "".join(n + "\n" for n in names)
+    return write_files(files)[0]
+
+
 def write_preview(
     result: "ImageResult",
     path: str | os.PathLike[str],
@@ -215,6 +261,7 @@ def output_paths(out_dir: str | os.PathLike[str], stem: str, formats: tuple[str,
         "json": f"{stem}.detections.json",
         "csv": f"{stem}.detections.csv",
         "coco": f"{stem}.coco.json",
+        "yolo": f"{stem}.txt",
         "preview": f"{stem}.preview.jpg",
     }
     paths = {"json": out / names["json"]}

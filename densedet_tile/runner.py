@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line
-from .io import FORMATS, SCHEMA, output_paths, write_coco, write_csv, write_json, write_preview
+from .io import FORMATS, SCHEMA, output_paths, write_coco, write_csv, write_json, write_preview, write_yolo
 from .types import MergeSpec, RunSpec, TileSpec
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ class Job:
     """Everything but the detector that decides what happens to one image file.
 
     The three engine specs plus the outputs: ``formats`` beside the JSON (any of ``csv``,
-    ``coco``; ``json`` is always written) and whether to draw a ``preview``.
+    ``coco``, ``yolo``; ``json`` is always written), whether to draw a ``preview``, and whether
+    YOLO label lines end with the score (``yolo_scores``).
     """
 
     tiling: TileSpec = field(default_factory=TileSpec)
@@ -39,6 +40,7 @@ class Job:
     run: RunSpec = field(default_factory=RunSpec)
     formats: tuple[str, ...] = ("json",)
     preview: bool = False
+    yolo_scores: bool = False
 
     def __post_init__(self) -> None:
         for value, cls in ((self.tiling, TileSpec), (self.merge, MergeSpec), (self.run, RunSpec)):
@@ -131,6 +133,8 @@ def process_image(
                 written.append(write_csv(result, paths["csv"]))
             if "coco" in paths:
                 written.append(write_coco(result, paths["coco"]))
+            if "yolo" in paths:
+                written.append(write_yolo(result, paths["yolo"], scores=job.yolo_scores))
             if "preview" in paths:
                 written.append(write_preview(result, paths["preview"], src))
             written.append(write_json(result, paths["json"]))

@@ -95,7 +95,8 @@ def batch_main(argv: Sequence[str]) -> int:
 
     try:
         tiling, merge, run = specs_from_args(args)
-        job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview)
+        job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview,
+                  yolo_scores=args.yolo_scores)
         summary = run_batch(
             args.inputs, args.out, detector=detector_spec_from_args(args), job=job, ray=args.ray,
             workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,

@@ -79,7 +79,8 @@ def detect_main(argv: Sequence[str]) -> int:
         logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
     try:
         tiling, merge, run = specs_from_args(args)
-        job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview)
+        job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview,
+                  yolo_scores=args.yolo_scores)
         spec = detector_spec_from_args(args)
     except DensedetError as exc:
         error(PROG, one_line(exc))

@@ -145,7 +145,8 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", default=None,
                    help="model config: a shipped config name (e.g. densedet-x101), an mmdet config file, "
                    "or a torchvision builder name")
-    g.add_argument("--checkpoint", default=None, help="model weights (mmdet .pth, torchvision state_dict, .onnx)")
+    g.add_argument("--checkpoint", default=None,
+                   help="model weights (mmdet .pth, torchvision state_dict, .onnx, YOLO .onnx/.tflite)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     g.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="numeric precision on CUDA where the model supports it (default: %(default)s)")
@@ -200,7 +201,9 @@ def add_output_options(p: argparse.ArgumentParser, *, out_required: bool = False
     else:
         o.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
     o.add_argument("--format", type=formats, default=("json",), metavar="LIST",
-                   help="comma-separated outputs beside the JSON: json, csv (SKU-110K rows), coco (COCO results)")
+                   help="comma-separated outputs beside the JSON: json, csv (SKU-110K rows), coco (COCO results), "
+                   "yolo (<stem>.txt label files and classes.txt)")
+    o.add_argument("--yolo-scores", action="store_true", help="end each YOLO label line with the box's score")
     o.add_argument("--preview", action="store_true", help="also write <stem>.preview.jpg with the boxes drawn")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-image lines")
     o.add_argument("--debug", action="store_true", help="log tracebacks of errors")

@@ -17,7 +17,7 @@ from .base import Detector
 __all__ = ["load_detector", "DetectorSpec", "BUILTIN_KINDS", "PRECISIONS"]
 
 #: Names understood by ``--detector`` besides ``MODULE:FACTORY``.
-BUILTIN_KINDS: tuple[str, ...] = ("default", "mmdet", "torchvision", "onnx")
+BUILTIN_KINDS: tuple[str, ...] = ("default", "mmdet", "torchvision", "onnx", "yolo")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ _ADAPTERS = {
     "mmdet": "densedet_tile.detector.mmdet_adapter",
     "torchvision": "densedet_tile.detector.torchvision_adapter",
     "onnx": "densedet_tile.detector.onnx_adapter",
+    "yolo": "densedet_tile.detector.yolo_adapter",
 }
 
 
@@ -91,7 +92,7 @@ def load_detector(
     """Build the detector called ``name``.
 
     ``name`` is one of ``default`` (the built-in model shipped in the package), ``mmdet``,
-    ``torchvision``, ``onnx`` (adapters that take ``config`` / ``checkpoint``), or
+    ``torchvision``, ``onnx``, ``yolo`` (adapters that take ``config`` / ``checkpoint``), or
     ``MODULE:FACTORY`` / ``path/to/file.py:FACTORY``: a user's callable returning an object with
     ``predict(tiles) -> list[Detections]``. The factory receives whichever of ``config``,
     ``checkpoint``, ``device``, ``input_size``, ``score_thr``, ``precision`` and the ``options``
@@ -99,7 +100,8 @@ def load_detector(
 
     ``precision`` is ``fp32``, ``fp16`` or ``bf16`` (reduced precision applies on CUDA, where
     the model supports it); ``options`` are extra keyword arguments for the adapter's ``build``
-    (e.g. ``cfg_options`` for mmdet, ``num_classes`` for torchvision, ``threads`` for onnx).
+    (e.g. ``cfg_options`` for mmdet, ``num_classes`` for torchvision, ``threads`` for onnx,
+    ``iou`` for yolo).
     """
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"detector must be a non-empty string, got {name!r}")
