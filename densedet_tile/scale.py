@@ -131,7 +131,9 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
 
 
 def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, height: int) -> tuple[TileSpec, RunSpec]:
-    """Specs that show the image at scale ``s`` to ``detector``."""
+    """Specs that show the image at scale ``s`` to ``detector`` (the run's own ``scale`` is
+    then spent: the specs returned carry it as a tile and input size)."""
+    run = replace(run, scale=None)
     model_side = input_size_of(detector)
     base_tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile
     if model_side is None:

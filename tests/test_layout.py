@@ -16,7 +16,7 @@ import densedet_tile
 
 PKG = Path(densedet_tile.__file__).resolve().parent
 ROOT = PKG.parent
-FRAMEWORKS = ("torch", "torchvision", "mmdet", "mmcv", "mmengine", "onnxruntime", "ray")
+FRAMEWORKS = ("torch", "torchvision", "mmdet", "mmcv", "mmengine", "onnxruntime", "ai_edge_litert", "ray")
 
 
 def _module_name(path: Path) -> str:

@@ -199,6 +199,8 @@ def test_each_adapter_declares_its_filter():
     from densedet_tile.detector.mmdet_adapter import MMDetDetector
     from densedet_tile.detector.onnx_adapter import OnnxDetector
     from densedet_tile.detector.torchvision_adapter import TorchvisionDetector
+    from densedet_tile.detector.yolo_adapter import YoloDetector
 
     assert DefaultDetector.resize_filter == "area"  # as its training images were drawn
     assert MMDetDetector.resize_filter == OnnxDetector.resize_filter == TorchvisionDetector.resize_filter == "bilinear"
+    assert YoloDetector.resize_filter == "bilinear"

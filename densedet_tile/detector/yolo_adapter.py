@@ -105,7 +105,8 @@ def letterbox(tile: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Le
     """Centre an HxWx3 uint8 tile on a ``height`` x ``width`` canvas of grey 114.
 
     The tile keeps its aspect ratio and is never enlarged: a tile larger than the canvas is shrunk
-    to fit (area filter), a smaller one is only padded. The padding is split as Ultralytics'
+    to fit (OpenCV-style bilinear, as Ultralytics' ``LetterBox`` resizes), a smaller one is only
+    padded. The padding is split as Ultralytics'
     ``LetterBox`` splits it (``round(d / 2 - 0.1)`` before, the rest after). Returns the
     (height, width, 3) uint8 canvas and the :class:`Letterbox` that maps boxes back.
     """
@@ -113,9 +114,10 @@ def letterbox(tile: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Le
     r = min(1.0, height / h, width / w)
     nw, nh = (w, h) if r == 1.0 else (max(1, min(width, round(w * r))), max(1, min(height, round(h * r))))
     if (nw, nh) != (w, h):
-        from PIL import Image
+        from ..tiler.resize import resize_to
 
-        tile = np.asarray(Image.fromarray(tile).resize((nw, nh), Image.Resampling.BOX))
+        tile, _ = resize_to(tile, max(nw, nh), filter="bilinear")
+        nh, nw = tile.shape[:2]
     left, top = round((width - nw) / 2 - 0.1), round((height - nh) / 2 - 0.1)
     if (nh, nw) == (height, width):
         canvas = np.ascontiguousarray(tile)
@@ -400,6 +402,9 @@ class YoloDetector:
     whose layout is then read from each output), ``batch`` (None when dynamic), ``class_names``,
     ``conf``, ``iou``, ``max_det``, ``device``, ``info``.
     """
+
+    #: Tiles are resized with OpenCV-style bilinear sampling, as Ultralytics' pipeline does.
+    resize_filter = "bilinear"
 
     def __init__(
         self,
