@@ -244,7 +244,7 @@ def _poly(points: Sequence[tuple[float, float]]) -> list[list[float]]:
 def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document of an audit (schema ``densedet-tile/audit@1``). Bays, rows and gaps
     carry their outlines as ``polygon`` lists of [x, y] in image pixels; rows also their fitted
-    bottom ``line`` ([x, y] at their first and last product)."""
+    bottom ``line`` ([x, y] at the bay's left and right end)."""
     a = result.xyxy
     widths = a[:, 2] - a[:, 0]
     s = result.settings
@@ -277,7 +277,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -
                 "empty_share": _r(sum(g.width_px for g in mine if g.kind == "interior") / span, 4),
                 "fill": _r(max(0.0, 1.0 - empty / bay_w), 4),
                 **({"facings_per_m": _r(row.count / s.bay_width_m, 2)} if s.bay_width_m else {}),
-                "line": _poly([(row.x_start, row.bottom_y[0]), (row.x_end, row.bottom_y[1])]),
+                "line": _poly([(row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1])]),
                 "polygon": _poly(row.polygon),
             })
         for g in part.gaps:

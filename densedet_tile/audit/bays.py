@@ -8,7 +8,11 @@ image columns, and finding them is one-dimensional. Two kinds of evidence cut th
    columns where the products of every shelf stop. The *coverage* of a column is the summed
    height of the boxes that cover it; a gutter is a run of columns whose coverage falls below
    ``gutter_frac`` of the smaller of the highest coverages within ``window`` median product
-   widths on either side, at least ``min_gutter`` median widths wide.
+   widths on either side, with two shelves or more on either side (along a single shelf an
+   empty stretch may as well be a gap). It is an upright when it is at least ``min_gutter``
+   widths of the products beside it wide, or at least ``jump_gutter`` widths wide where the
+   shelf lines do not go on across it (most products just left of it have no product just
+   right of it standing on their shelf line).
 2. **Jumps in shelf height**: where the shelves of neighbouring bays stand at different
    heights, the products on either side of the upright overlap vertically but do not stand on
    one line. Each box is paired with its nearest right-hand neighbour (:mod:`.neighbours`).
@@ -61,6 +65,23 @@ def _runs(mask: np.ndarray) -> np.ndarray:
     return edges.reshape(-1, 2)
 
 
+def _shelves_continue(a: np.ndarray, left: np.ndarray, right: np.ndarray, frame: RowLayout, tol: float) -> bool:
+    """Whether the shelf lines left of a gutter go on right of it: of the boxes ``left``
+    (standing just left of it) that have a box among ``right`` overlapping them vertically, at
+    least half have one whose bottom lies on their shelf line (the frame's slope, within ``tol``
+    of the taller box's height). Small arrays: one gutter's neighbours."""
+    la, ra = a[left], a[right]
+    lcx, rcx = (la[:, 0] + la[:, 2]) / 2, (ra[:, 0] + ra[:, 2]) / 2
+    lh, rh = la[:, 3] - la[:, 1], ra[:, 3] - ra[:, 1]
+    slope = frame.slope_at(frame.deskew(la[:, 3], lcx))
+    overlap = np.minimum(la[:, None, 3], ra[None, :, 3]) - np.maximum(la[:, None, 1], ra[None, :, 1])
+    res = ra[None, :, 3] - la[:, None, 3] - slope[:, None] * (rcx[None, :] - lcx[:, None])
+    beside = overlap > 0.3 * np.minimum(lh[:, None], rh[None, :])
+    ok = beside & (np.abs(res) <= tol * np.maximum(lh[:, None], rh[None, :]))
+    seen = beside.any(axis=1)  # a shelf emptied right of the gutter says nothing
+    return bool(seen.sum() == 0 or ok.any(axis=1)[seen].mean() >= 0.5)
+
+
 def _shelf_count(bottoms: np.ndarray, med_h: float) -> int:
     """How many shelf lines a few box bottoms stand on: clusters of sorted bottoms split where
     two neighbours differ by more than half a median product height."""
@@ -89,6 +110,7 @@ def find_bays(
     jump_min: int = 2,
     jump_frac: float = 0.4,
     jump_tol: float = 0.12,
+    jump_gutter: float = 0.1,
 ) -> BayCuts:
     """Cut the image's columns into bays (see the module doc). ``xyxy`` (N, 4) pixels."""
     a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
@@ -115,13 +137,25 @@ def find_bays(
         np.add.at(diff, to_bin(hi) + 1, -weight)
         return np.cumsum(diff)[:nb]
 
+    # the slope of the shelf lines everywhere (one vanishing point for the whole aisle)
+    pairs = neighbour_pairs(a)
+    i, j = pairs.left, pairs.right
+    cx = (a[:, 0] + a[:, 2]) / 2
+    x_ref, y_ref = float((cx.min() + cx.max()) / 2), float(np.median(a[:, 3]))
+    field = slope_field(a, cx, x_ref, y_ref, pairs)
+    if field is None:
+        frame = RowLayout((), np.zeros(0, np.int64), 0.0, x_ref)
+    else:
+        frame = RowLayout((), np.zeros(0, np.int64), float(np.degrees(np.arctan(field[0]))), x_ref,
+                          _clip_spread(field[1], cx, x_ref), y_ref)
+    stacked = stands_on_another(a)
+    standing = np.flatnonzero(~stacked)
+
     # 1. gutters: coverage against the highest coverage nearby on either side
     cov = interval_sum(a[:, 0], a[:, 2] - 1e-9, h)
     k = max(2, int(round(window * med_w / bin_px)))
     ref = np.minimum(_window_max(cov, k, "left"), _window_max(cov, k, "right"))
     low = (cov < gutter_frac * ref) & (ref > 0)
-    stacked = stands_on_another(a)
-    standing = np.flatnonzero(~stacked)
     gutter = np.zeros(nb, bool)
     for s, e in _runs(low):
         # a gutter needs two shelves or more on each side (along a single shelf an empty
@@ -133,24 +167,17 @@ def find_bays(
         if len(left) == 0 or len(right) == 0:
             continue
         local_w = float(np.median(w[np.r_[left, right]]))
-        if (e - s + 1) * bin_px < min_gutter * local_w:  # partly covered end bins: +1
+        width = (e - s) * bin_px
+        if _shelf_count(a[left, 3], med_h) < 2 or _shelf_count(a[right, 3], med_h) < 2:
             continue
-        if _shelf_count(a[left, 3], med_h) >= 2 and _shelf_count(a[right, 3], med_h) >= 2:
+        if width >= min_gutter * local_w or (
+            width >= jump_gutter * local_w and not _shelves_continue(a, left, right, frame, jump_tol)
+        ):
             gutter[s:e] = True
     # 2. height jumps: misaligned junctions lined up over most shelves of the column
-    pairs = neighbour_pairs(a)
-    i, j = pairs.left, pairs.right
-    cx = (a[:, 0] + a[:, 2]) / 2
-    # a pair stands on one line when its bottoms agree with the slope of the shelf lines there
-    x_ref, y_ref = float((cx.min() + cx.max()) / 2), float(np.median(a[:, 3]))
-    field = slope_field(a, cx, x_ref, y_ref, pairs)
+    # (a pair stands on one line when its bottoms agree with the slope of the shelf lines there)
     xs, ys = (cx[i] + cx[j]) / 2, (a[i, 3] + a[j, 3]) / 2
-    if field is None:
-        expected = np.zeros(len(i))
-    else:
-        fr = RowLayout((), np.zeros(0, np.int64), float(np.degrees(np.arctan(field[0]))), x_ref,
-                       _clip_spread(field[1], cx, x_ref), y_ref)
-        expected = fr.slope_at(fr.deskew(ys, xs))
+    expected = frame.slope_at(frame.deskew(ys, xs))
     resid = (a[j, 3] - a[i, 3]) - expected * (cx[j] - cx[i])
     on_line = np.abs(resid) <= jump_tol * np.maximum(h[i], h[j])
     lo = np.minimum(a[i, 2], a[j, 0]) - 0.25 * med_w

@@ -40,8 +40,8 @@ horizontal bands of the frame whatever the perspective.
 5. **Row lines.** Each row keeps its own fitted bottom line (the frame's line at the row's
    height when the row is too short or too sparse to fit one). A row's outline is the
    quadrilateral between the frame's line through the top of its products (10th percentile)
-   and its own bottom line lowered to the 90th percentile of its bottoms, from its first to
-   its last product.
+   and its own bottom line lowered to the 90th percentile of its bottoms, across the whole
+   fixture (a shelf runs from upright to upright, whatever stands on it).
 
 All coordinates are pixels of the upright image (``xyxy``).
 """
@@ -70,9 +70,8 @@ class ShelfRow:
     ``top``/``bottom`` bound the row in the layout's frame (robust percentiles of its boxes'
     tops and bottoms, as frame heights ``y0``); ``x_start``/``x_end`` the horizontal extent of
     its boxes; ``count`` its boxes; ``median_width``/``median_height`` their median size,
-    pixels. ``bottom_y``/``top_y`` are the image y of the row outline's lower and upper edge
-    at ``x_start`` and at ``x_end``: the lower edge follows the row's own line fitted to its
-    products' bottoms, whose slope (dy/dx, y down) is ``slope``.
+    pixels. The outline's lower edge follows the row's own line fitted to its products'
+    bottoms, whose slope (dy/dx, y down) is ``slope``.
     """
 
     index: int
@@ -86,12 +85,13 @@ class ShelfRow:
     bottom_y: tuple[float, float] = (0.0, 0.0)
     top_y: tuple[float, float] = (0.0, 0.0)
     slope: float = 0.0
+    shelf_x: tuple[float, float] = (0.0, 0.0)
 
     @property
     def polygon(self) -> tuple[tuple[float, float], ...]:
         """The row's outline in image pixels: top-left, top-right, bottom-right, bottom-left."""
-        return ((self.x_start, self.top_y[0]), (self.x_end, self.top_y[1]),
-                (self.x_end, self.bottom_y[1]), (self.x_start, self.bottom_y[0]))
+        x0, x1 = self.shelf_x
+        return ((x0, self.top_y[0]), (x1, self.top_y[1]), (x1, self.bottom_y[1]), (x0, self.bottom_y[0]))
 
     @property
     def tilt_deg(self) -> float:
@@ -100,13 +100,13 @@ class ShelfRow:
 
     def bottom_at(self, x: float | np.ndarray) -> np.ndarray:
         """Image y of the row's fitted bottom line (its outline's lower edge) at column ``x``."""
-        return self.bottom_y[0] + (np.asarray(x, dtype=np.float64) - self.x_start) * self.slope
+        return self.bottom_y[0] + (np.asarray(x, dtype=np.float64) - self.shelf_x[0]) * self.slope
 
     def top_at(self, x: float | np.ndarray) -> np.ndarray:
         """Image y of the row outline's upper edge at column ``x``."""
-        span = self.x_end - self.x_start
+        span = self.shelf_x[1] - self.shelf_x[0]
         k = (self.top_y[1] - self.top_y[0]) / span if span > 0 else 0.0
-        return self.top_y[0] + (np.asarray(x, dtype=np.float64) - self.x_start) * k
+        return self.top_y[0] + (np.asarray(x, dtype=np.float64) - self.shelf_x[0]) * k
 
 
 @dataclass(frozen=True, eq=False)
@@ -422,6 +422,7 @@ def find_rows(
     perspective: bool = True,
     split_frac: float = 0.5,
     min_products: int = 3,
+    extent: tuple[float, float] | None = None,
 ) -> RowLayout:
     """Group the product boxes of one fixture (a bay) into shelf rows (see the module doc).
 
@@ -450,15 +451,16 @@ def find_rows(
         field = slope_field(a, cx, x_ref, y_ref)
     if field is not None:
         s0, s1, se = field
-        extent = float(np.ptp(a[:, 3]))
-        if abs(s1) * extent < _MIN_SPREAD or abs(s1) < 4 * se:
+        height = float(np.ptp(a[:, 3]))
+        if abs(s1) * height < _MIN_SPREAD or abs(s1) < 4 * se:
             field = None
     if field is None:
         frame = _parallel_frame(a, cx, x_ref, tilt_deg, max_tilt, band, split_frac, min_products)
     else:
         frame = _converging_frame(a, cx, x_ref, y_ref, field[0], field[1], band, split_frac, min_products)
     assignment, n_rows = _segment(a, cx, frame, split_frac, min_products)
-    return _build_rows(a, cx, w, h, frame, assignment, n_rows, band)
+    ext = (float(a[:, 0].min()), float(a[:, 2].max())) if extent is None else (float(extent[0]), float(extent[1]))
+    return _build_rows(a, cx, w, h, frame, assignment, n_rows, band, ext)
 
 
 def _parallel_frame(a: np.ndarray, cx: np.ndarray, x_ref: float, tilt_deg: float | None, max_tilt: float, band: float,
@@ -518,7 +520,7 @@ def _converging_frame(a: np.ndarray, cx: np.ndarray, x_ref: float, y_ref: float,
 
 
 def _build_rows(a: np.ndarray, cx: np.ndarray, w: np.ndarray, h: np.ndarray, frame: RowLayout, assignment: np.ndarray,
-                n_rows: int, band: float) -> RowLayout:
+                n_rows: int, band: float, extent: tuple[float, float]) -> RowLayout:
     """The rows of a segmentation: frame extents, own bottom lines and outlines."""
     top, bot = frame.deskew(a[:, 1], cx), frame.deskew(a[:, 3], cx)
     med_w = float(np.median(w))
@@ -540,7 +542,7 @@ def _build_rows(a: np.ndarray, cx: np.ndarray, w: np.ndarray, h: np.ndarray, fra
             slope = float(frame.slope_at(y0))
         below = a[sel, 3] - (ym + slope * (cx[sel] - xm))
         lower = max(0.0, float(np.percentile(below, 90)))
-        ends = np.array([x_start, x_end])
+        ends = np.array(extent)
         bottom_y = ym + slope * (ends - xm) + lower
         top_y = frame.y_at(top_p, ends)
         rows.append(
@@ -556,6 +558,7 @@ def _build_rows(a: np.ndarray, cx: np.ndarray, w: np.ndarray, h: np.ndarray, fra
                 bottom_y=(float(bottom_y[0]), float(bottom_y[1])),
                 top_y=(float(top_y[0]), float(top_y[1])),
                 slope=slope,
+                shelf_x=extent,
             )
         )
     return RowLayout(tuple(rows), assignment, frame.tilt_deg, frame.x_ref, frame.spread, frame.y_ref)
