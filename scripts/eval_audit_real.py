@@ -15,6 +15,10 @@ rows / human rows), row precision (matched found rows / found rows), the row-cou
 photo, and gaps that span two human bays (a gap across an upright). The contact sheet is one
 JPEG with every photo small: human rows in white, found rows green (matched) or orange (not),
 bays in yellow, gaps in red. Keep it outside the repository: the photos may not be copied there.
+Also printed: how many human rows hold the centres of 3 or more detected products (the rows any
+row finder can see with these boxes) and the recall among them. ``--label-bays`` is a
+diagnostic: the human bays (row boxes grouped by their columns) are given as regions and only
+their rows are scored, which shows how far the rows get when the bays are right.
 
 **Generated aisles** (``--synthetic N``, "perfect boxes"): N aisles from
 :func:`densedet_tile.synth.audit_aisles.synthetic_bays` with 1 to 4 bays at different shelf
@@ -74,10 +78,13 @@ def match_rows(found: np.ndarray, truth: np.ndarray, thr: float = 0.5) -> list[t
 
 
 # ----------------------------------------------------------------------------- audit access
-def audit_geometry(result: Any) -> dict[str, Any]:
-    """Rows (bounding box and outline), bays (outline) and gaps (outline, bay) of an audit result."""
+def audit_geometry(result: Any, *, only_regions: bool = False) -> dict[str, Any]:
+    """Rows (bounding box and outline), bays (outline) and gaps (outline, bay) of an audit
+    result; with ``only_regions`` only those of the bays given as regions."""
     rows, row_polys, bays, gaps = [], [], [], []
     for bi, part in enumerate(result.parts):
+        if only_regions and getattr(part, "kind", "region") != "region":
+            continue
         lay = part.layout
         for row in lay.rows:
             poly = np.asarray(row_polygon(lay, row), np.float64)
@@ -98,6 +105,29 @@ def row_polygon(lay: Any, row: Any) -> Sequence[tuple[float, float]]:
     xs = np.array([row.x_start, row.x_end, row.x_end, row.x_start])
     ys = lay.y_at(np.array([row.top, row.top, row.bottom, row.bottom]), xs)
     return list(zip(xs.tolist(), np.asarray(ys).tolist()))
+
+
+def label_bays(truth: np.ndarray) -> list[tuple[float, float]]:
+    """The human bays of a photo: its row boxes grouped by their columns (two boxes overlapping
+    horizontally by over half the narrower one's width are in one bay), as (x_left, x_right)."""
+    n = len(truth)
+    group = np.arange(n)
+    for i in range(n):  # a few dozen boxes per photo
+        for j in range(i + 1, n):
+            ov = min(truth[i, 2], truth[j, 2]) - max(truth[i, 0], truth[j, 0])
+            if ov > 0.5 * min(truth[i, 2] - truth[i, 0], truth[j, 2] - truth[j, 0]):
+                group[group == group[j]] = group[i]
+    return sorted((float(truth[group == g, 0].min()), float(truth[group == g, 2].max())) for g in np.unique(group))
+
+
+def label_bay_regions(truth: np.ndarray, height: int) -> list[Any]:
+    """The human bays as regions (full-height strips): the "bays known" diagnostic."""
+    from densedet_tile.audit import parse_regions
+
+    feats = [{"type": "Feature", "properties": {"name": f"human bay {k + 1}"},
+              "geometry": {"type": "Polygon", "coordinates": [[[x0, 0], [x1, 0], [x1, height], [x0, height], [x0, 0]]]}}
+             for k, (x0, x1) in enumerate(label_bays(truth))]
+    return parse_regions({"type": "FeatureCollection", "features": feats}) if feats else []
 
 
 def gaps_across_bays(gaps: list[tuple[int, np.ndarray]], truth: np.ndarray) -> int:
@@ -164,19 +194,30 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
         boxes = detections_for(photo, Path(args.dets))
         w, h = int(boxes.width), int(boxes.height)
         truth = read_labels(labels_dir / f"{stem}.txt", w, h)
+        regions = label_bay_regions(truth, h) if args.label_bays else None
         t0 = time.perf_counter()
-        res = run_audit(boxes.xyxy, w, h)
+        res = run_audit(boxes.xyxy, w, h, regions=regions)
         t_audit += time.perf_counter() - t0
-        geo = audit_geometry(res)
+        geo = audit_geometry(res, only_regions=args.label_bays)
         m = match_rows(geo["rows"], truth)
+        # human rows that hold the centres of 3 or more detected products: the rows a row finder
+        # can see at all with these boxes
+        cx, cy = (boxes.xyxy[:, 0] + boxes.xyxy[:, 2]) / 2, (boxes.xyxy[:, 1] + boxes.xyxy[:, 3]) / 2
+        holds = ((cx[None] >= truth[:, :1]) & (cx[None] <= truth[:, 2:3]) & (cy[None] >= truth[:, 1:2])
+                 & (cy[None] <= truth[:, 3:4])).sum(axis=1)
+        seen = holds >= 3
         rec = {
             "photo": stem, "products": int(len(boxes.xyxy)), "labels": int(len(truth)),
             "found": int(len(geo["rows"])), "matched": len(m), "bays": len(res.parts),
+            "labels_with_3_products": int(seen.sum()), "matched_of_those": int(sum(seen[t] for _, t, _ in m)),
             "gaps": len(geo["gaps"]), "gaps_across_bays": gaps_across_bays(geo["gaps"], truth),
         }
         per_photo.append(rec)
         sheet_items.append((photo, w, h, truth, geo, {f for f, _, _ in m}, rec))
     report = summarise(per_photo)
+    seen = sum(r["labels_with_3_products"] for r in per_photo)
+    report["labels_with_3_products"] = seen
+    report["recall_of_those"] = sum(r["matched_of_those"] for r in per_photo) / seen if seen else float("nan")
     report["audit_seconds_per_photo"] = t_audit / max(len(stems), 1)
     if args.sheet:
         contact_sheet(sheet_items, Path(args.sheet))
@@ -205,19 +246,24 @@ def summarise(per_photo: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def contact_sheet(items: list[Any], out: Path, *, thumb_h: int = 360, cols: int = 10) -> None:
+def contact_sheet(items: list[Any], out: Path, *, cell: tuple[int, int] = (300, 400), cols: int = 10) -> None:
+    """One JPEG: every photo (or generated aisle) fitted into a ``cell`` (width, height), with
+    human rows white, found rows green (matched) or orange (not), bays yellow, gaps red, and
+    ``name matched/human of found`` on top."""
     from PIL import Image, ImageDraw, ImageOps
 
-    thumbs = []
-    for photo, w, h, truth, geo, matched, rec in items:
-        s = thumb_h / h
-        tw = max(1, int(round(w * s)))
+    cw, ch = cell
+    n_rows = (len(items) + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * cw, max(n_rows, 1) * ch), (30, 30, 30))
+    for k, (photo, w, h, truth, geo, matched, rec) in enumerate(items):
+        s = min(cw / w, ch / h)
+        tw, th = max(1, int(w * s)), max(1, int(h * s))
         if photo is None:
-            im = Image.new("RGB", (tw, thumb_h), (200, 200, 200))
+            im = Image.new("RGB", (tw, th), (200, 200, 200))
         else:
             im = Image.open(photo)
-            im.draft("RGB", (tw * 2, thumb_h * 2))
-            im = ImageOps.exif_transpose(im.convert("RGB")).resize((tw, thumb_h), Image.Resampling.BILINEAR)
+            im.draft("RGB", (tw * 2, th * 2))
+            im = ImageOps.exif_transpose(im.convert("RGB")).resize((tw, th), Image.Resampling.BILINEAR)
         over = Image.new("RGBA", im.size, (0, 0, 0, 0))
         d = ImageDraw.Draw(over)
         for bay in geo["bays"]:
@@ -230,14 +276,10 @@ def contact_sheet(items: list[Any], out: Path, *, thumb_h: int = 360, cols: int 
             col = (40, 230, 60, 255) if i in matched else (255, 140, 0, 255)
             d.polygon([(x * s, y * s) for x, y in poly], outline=col, width=1)
         label = f"{rec['photo']} {rec['matched']}/{rec['labels']} of {rec['found']}"
-        d.rectangle([0, 0, 7 * len(label) + 6, 14], fill=(0, 0, 0, 170))
-        d.text((3, 1), label, fill=(255, 255, 255, 255))
-        thumbs.append(Image.alpha_composite(im.convert("RGBA"), over).convert("RGB"))
-    cell_w = max(t.size[0] for t in thumbs) if thumbs else 1
-    n_rows = (len(thumbs) + cols - 1) // cols
-    sheet = Image.new("RGB", (cols * cell_w, max(n_rows, 1) * thumb_h), (30, 30, 30))
-    for i, t in enumerate(thumbs):
-        sheet.paste(t, ((i % cols) * cell_w, (i // cols) * thumb_h))
+        d.rectangle([0, 0, 6 * len(label) + 6, 12], fill=(0, 0, 0, 190))
+        d.text((3, 0), label, fill=(255, 255, 255, 255))
+        thumb = Image.alpha_composite(im.convert("RGBA"), over).convert("RGB")
+        sheet.paste(thumb, ((k % cols) * cw + (cw - tw) // 2, (k // cols) * ch + (ch - th) // 2))
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, quality=85)
 
@@ -281,7 +323,7 @@ def eval_synthetic(args: argparse.Namespace) -> dict[str, Any]:
         "audit_seconds_per_aisle": t_audit / max(args.synthetic, 1),
     })
     if args.sheet:
-        contact_sheet(sheet_items, Path(args.sheet), thumb_h=240)
+        contact_sheet(sheet_items, Path(args.sheet), cell=(400, 160), cols=6)
         report["sheet"] = str(args.sheet)
     return report
 
@@ -338,6 +380,9 @@ def print_report(rep: dict[str, Any], title: str) -> None:
     print(f"row count: exact on {rep['row_count_exact']}/{rep['photos']}, mean |error| {rep['row_count_mae']:.2f}, "
           f"mean signed {rep['row_count_mean_signed']:+.2f}")
     print(f"gaps {rep['gaps']}, across two bays {rep['gaps_across_bays']}")
+    if "recall_of_those" in rep:
+        print(f"human rows holding 3+ detected products: {rep['labels_with_3_products']} of {rep['label_rows']}, "
+              f"recall among them {rep['recall_of_those']:.3f}")
     for k in ("assignment_exact", "planted_gaps", "planted_found", "false_gaps", "gaps_across_uprights",
               "audit_seconds_per_photo", "audit_seconds_per_aisle", "sheet"):
         if k in rep:
@@ -356,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the figures (and per-photo rows) here")
     p.add_argument("--limit", type=int, default=0, help="only the first N photos")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="measure on N generated aisles instead")
+    p.add_argument("--label-bays", action="store_true",
+                   help="diagnostic: give the human bays as regions and score only their rows (how far the rows "
+                        "get when the bays are known and the bays nobody labelled are left out)")
     args = p.parse_args(argv)
     if args.sheet and Path(args.sheet).resolve().is_relative_to(ROOT):
         print(f"{args.sheet}: the contact sheet shows the photos; write it outside the repository", file=sys.stderr)
@@ -365,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_report(rep, f"generated aisles, perfect boxes ({args.synthetic})")
     else:
         rep = eval_real(args)
-        print_report(rep, "real photos, built-in model boxes")
+        print_report(rep, "real photos, boxes from " + args.dets + (", human bays given" if args.label_bays else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=1))
     return 0
