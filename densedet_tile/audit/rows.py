@@ -255,11 +255,12 @@ def _refine_tilt(
             mad = float(np.median(res[keep])) + 1e-9
             keep = keep & (res <= 3 * mad) if _ == 0 else res <= 3 * mad
         # an edge counts only when most boxes line up along it (a few equal-height tops
-        # would give a tiny residual and a meaningless slope); bottoms win unless the tops
-        # line up clearly better
+        # would give a tiny residual and a meaningless slope); bottoms win unless they do not
+        # line up themselves (hanging products) and the tops line up clearly better: groups of
+        # equal products have equal tops, which can line up by chance along a short shelf
         if not np.isfinite(mad) or support < 0.5 * len(x):
             continue
-        if best is None or mad < 0.5 * best[1]:
+        if best is None or (mad < 0.5 * best[1] and best[1] > 0.2 * band):
             best = (slope, mad)
     return None if best is None else float(np.degrees(np.arctan(best[0])))
 
@@ -449,15 +450,15 @@ def find_rows(
     if tilt_deg is None and perspective and n >= 8:
         y_ref = float(np.median(a[:, 3]))
         field = slope_field(a, cx, x_ref, y_ref)
+    frame = None
     if field is not None:
         s0, s1, se = field
-        height = float(np.ptp(a[:, 3]))
-        if abs(s1) * height < _MIN_SPREAD or abs(s1) < 4 * se:
-            field = None
-    if field is None:
+        # convergence shows only between shelves: the bottoms, de-tilted, must span two or more
+        height = float(np.ptp(a[:, 3] - s0 * (cx - x_ref)))
+        if height >= 1.5 * float(np.median(h)) and abs(s1) * height >= _MIN_SPREAD and abs(s1) >= 4 * se:
+            frame = _converging_frame(a, cx, x_ref, y_ref, s0, s1, band, split_frac, min_products)
+    if frame is None:
         frame = _parallel_frame(a, cx, x_ref, tilt_deg, max_tilt, band, split_frac, min_products)
-    else:
-        frame = _converging_frame(a, cx, x_ref, y_ref, field[0], field[1], band, split_frac, min_products)
     assignment, n_rows = _segment(a, cx, frame, split_frac, min_products)
     ext = (float(a[:, 0].min()), float(a[:, 2].max())) if extent is None else (float(extent[0]), float(extent[1]))
     return _build_rows(a, cx, w, h, frame, assignment, n_rows, band, ext)
@@ -485,16 +486,18 @@ def _parallel_frame(a: np.ndarray, cx: np.ndarray, x_ref: float, tilt_deg: float
 
 
 def _converging_frame(a: np.ndarray, cx: np.ndarray, x_ref: float, y_ref: float, s0: float, s1: float, band: float,
-                      split_frac: float, min_products: int) -> RowLayout:
+                      split_frac: float, min_products: int) -> RowLayout | None:
     """The frame of converging shelves: from the slope field, refined by a weighted line through
-    the rows' own slopes against their heights until it settles."""
+    the rows' own slopes against their heights until it settles. None when fewer than two rows
+    can be fitted in the first place (the convergence cannot be measured: parallel shelves)."""
     med_w = float(np.median(a[:, 2] - a[:, 0]))
     s1 = _clip_spread(s1, cx, x_ref)
     frame = _frame(np.degrees(np.arctan(s0)), x_ref, s1, y_ref)
-    for _ in range(4):
+    for it in range(4):
+        first = it == 0
         assignment, n_rows = _segment(a, cx, frame, split_frac, min_products)
         if n_rows == 0:
-            break
+            return None if first else frame
         fit = _fit_row_lines(cx, a[:, 3], assignment, n_rows, frame, band)
         use = (fit.support >= 4) & (fit.x_std >= 1.5 * med_w)
         if use.sum() >= 2 and np.ptp(fit.y0[use]) > 0:
@@ -504,9 +507,8 @@ def _converging_frame(a: np.ndarray, cx: np.ndarray, x_ref: float, y_ref: float,
             mm = float((wt * fit.slope[use]).sum() / wt.sum())
             s1n = float((wt * (t - tm) * (fit.slope[use] - mm)).sum() / (wt * (t - tm) ** 2).sum())
             s0n = mm - s1n * tm
-        elif use.sum() == 1:
-            s1n = frame.spread
-            s0n = float(fit.slope[use][0] - s1n * (fit.y0[use][0] - y_ref))
+        elif first:
+            return None
         else:
             break
         s1n = _clip_spread(s1n, cx, x_ref)
