@@ -1,23 +1,27 @@
-"""Aisle audit: shelf rows and gaps from detections, counts per region, density heatmap, report.
+"""Aisle audit: bays, shelf rows and gaps from detections, counts per region, density heatmap, report.
 
 Pure functions on global product boxes (``xyxy`` pixels of the upright image):
-:func:`find_rows`, :func:`find_gaps`, :func:`count_in_regions`, :func:`density_grid`,
-:func:`run_audit` (all of them) and :func:`audit_to_dict`; :func:`render_preview` and
+:func:`find_bays`, :func:`find_rows`, :func:`find_gaps`, :func:`count_in_regions`,
+:func:`regions_outside`, :func:`density_grid`, :func:`run_audit` (all of them) and
+:func:`audit_to_dict`; :func:`render_preview` and
 :func:`render_html` make the report (the ``densedet-tile audit`` command lives in
 :mod:`densedet_tile.cli.audit`).
 """
 
-from .analysis import AUDIT_SCHEMA, AuditResult, AuditSettings, RegionStats, audit_to_dict, run_audit
+from .analysis import AUDIT_SCHEMA, AuditPart, AuditResult, AuditSettings, RegionStats, audit_to_dict, run_audit
+from .bays import BayCuts, find_bays
 from .gaps import DEFAULT_GAP_K, Gap, find_gaps
 from .heatmap import DensityGrid, density_grid, heatmap_png
-from .regions import Region, count_in_regions, load_regions, parse_regions
+from .regions import Region, count_in_regions, load_regions, parse_regions, regions_outside
 from .report import load_preview_image, render_html, render_preview
 from .rows import RowLayout, ShelfRow, estimate_tilt, find_rows
 
 __all__ = [
     "AUDIT_SCHEMA",
+    "AuditPart",
     "AuditResult",
     "AuditSettings",
+    "BayCuts",
     "DEFAULT_GAP_K",
     "DensityGrid",
     "Gap",
@@ -29,12 +33,14 @@ __all__ = [
     "count_in_regions",
     "density_grid",
     "estimate_tilt",
+    "find_bays",
     "find_gaps",
     "find_rows",
     "heatmap_png",
     "load_preview_image",
     "load_regions",
     "parse_regions",
+    "regions_outside",
     "render_html",
     "render_preview",
     "run_audit",

@@ -1,11 +1,14 @@
-"""The aisle audit as one pure function: boxes in, rows / gaps / region counts / density out.
+"""The aisle audit as one pure function: boxes in, bays / rows / gaps / region counts / density out.
 
 :func:`run_audit` takes global product boxes (``xyxy`` pixels of the upright image) and the
-image size, finds the shelf rows and gaps, counts products per region when regions are given,
-and grids the density. Without regions the rows and gaps are found over the whole image; with
-regions (bays) they are found in each region on its own, since neighbouring bays of an aisle
-often set their shelves at different heights. :func:`audit_to_dict` turns the result into the JSON document
-(schema ``densedet-tile/audit@1``) that the report and the ``audit`` command write.
+image size, cuts the image into bays (:mod:`.bays`: uprights and jumps in shelf height), finds
+the shelf rows of each bay on its own (:mod:`.rows`: neighbouring bays often set their shelves at
+different heights, and a view down an aisle makes each row converge at its own slope) and the
+gaps along each row (:mod:`.gaps`: never across an upright or past the bay's end), counts
+products per region when regions are given, and grids the density. Regions given by the caller
+win where present: each region is one bay, and only the products outside every region are cut
+into bays automatically. :func:`audit_to_dict` turns the result into the JSON document (schema
+``densedet-tile/audit@1``) that the report and the ``audit`` command write.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
+from .bays import find_bays
 from .gaps import DEFAULT_GAP_K, Gap, find_gaps
 from .heatmap import DensityGrid, density_grid
-from .regions import Region, count_in_regions
+from .regions import Region, count_in_regions, inside_shares
 from .rows import RowLayout, find_rows
 
 __all__ = ["AuditSettings", "RegionStats", "AuditPart", "AuditResult", "run_audit", "audit_to_dict", "AUDIT_SCHEMA"]
@@ -31,8 +35,13 @@ class AuditSettings:
     """Options of the audit. ``gap_k``: interior gap threshold in median product widths;
     ``end_gaps``/``end_k``: whether empty row ends count, and above how many median widths
     (default: ``gap_k`` widths plus the fixture's widest common product, see
-    :func:`~densedet_tile.audit.gaps.find_gaps`); ``max_tilt``: largest shelf tilt searched, degrees; ``min_row_products``:
-    fewest boxes a row needs; ``cell``: heatmap cell in pixels (None: automatic)."""
+    :func:`~densedet_tile.audit.gaps.find_gaps`); ``max_tilt``: largest tilt of parallel
+    shelves searched, degrees; ``perspective``: recognise shelves converging down an aisle;
+    ``bays``: cut the image into bays (else it is one fixture); ``min_row_products``: fewest
+    boxes a row needs; ``cell``: heatmap cell in pixels (None: automatic); ``bay_width_m``:
+    the width of one bay in metres, for facings per metre (None: not reported);
+    ``min_region_inside``: a region with less of its area inside the image is reported in the
+    result's warnings."""
 
     gap_k: float = DEFAULT_GAP_K
     end_gaps: bool = True
@@ -40,18 +49,27 @@ class AuditSettings:
     max_tilt: float = 4.0
     min_row_products: int = 3
     cell: int | None = None
+    perspective: bool = True
+    bays: bool = True
+    bay_width_m: float | None = None
+    min_region_inside: float = 0.5
 
     def __post_init__(self) -> None:
         if not (isinstance(self.gap_k, (int, float)) and 0 < self.gap_k < 1e3):
             raise InvalidInputError(f"gap k must be a positive number of product widths, got {self.gap_k!r}")
         if not (isinstance(self.max_tilt, (int, float)) and 0 <= self.max_tilt <= 30):
             raise InvalidInputError(f"max tilt must be in [0, 30] degrees, got {self.max_tilt!r}")
+        if self.bay_width_m is not None and not (isinstance(self.bay_width_m, (int, float)) and 0 < self.bay_width_m < 1e3):
+            raise InvalidInputError(f"bay width must be a positive number of metres, got {self.bay_width_m!r}")
+        if not (isinstance(self.min_region_inside, (int, float)) and 0 <= self.min_region_inside <= 1):
+            raise InvalidInputError(f"min_region_inside must be in [0, 1], got {self.min_region_inside!r}")
 
 
 @dataclass(frozen=True)
 class RegionStats:
     """Figures of one region: products whose centre it contains, its area (px^2), products
-    per megapixel, its gaps (count and summed width in products) and shelf rows."""
+    per megapixel, its gaps (count and summed width in products) and shelf rows, and the share
+    of its area inside the image."""
 
     name: str
     products: int
@@ -61,23 +79,42 @@ class RegionStats:
     gap_width_products: float
     bounds: tuple[float, float, float, float]
     rows: int = 0
+    inside_share: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)
 class AuditPart:
-    """Rows and gaps of one part of the image: a region (``name``) or, without regions, the
-    whole image (``name`` None). ``index`` (M,) are the part's boxes in the image's box array;
-    ``layout.assignment`` and the gaps' row numbers refer to the part's own rows."""
+    """Rows and gaps of one bay: found in the image (``kind`` "bay") or given as a region
+    (``kind`` "region"). ``index`` (M,) are the part's boxes in the image's box array;
+    ``layout.assignment`` and the gaps' row numbers refer to the part's own rows. ``polygon`` is
+    the bay's outline in image pixels (found bays: from the upper edge of its top row to the
+    bottom line of its bottom row, across its products' columns; regions: the region's outer
+    ring); ``edges`` what bounds it on the left and right: ``"upright"`` or ``"height jump"``
+    (a cut between found bays), ``"image edge"`` (its products reach the image border: the bay
+    may go on beyond the photo), ``"end"`` (nothing beyond) or ``"region"``."""
 
     name: str | None
     index: np.ndarray
     layout: RowLayout
     gaps: tuple[Gap, ...]
+    kind: str = "bay"
+    polygon: tuple[tuple[float, float], ...] = ()
+    edges: tuple[str, str] = ("end", "end")
+
+    @property
+    def area_px(self) -> float:
+        """Area of the outline (shoelace), px^2."""
+        if len(self.polygon) < 3:
+            return 0.0
+        p = np.asarray(self.polygon, dtype=np.float64)
+        x, y = p[:, 0], p[:, 1]
+        return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
 @dataclass(frozen=True, eq=False)
 class AuditResult:
-    """Everything the audit found for one image (see :func:`run_audit`)."""
+    """Everything the audit found for one image (see :func:`run_audit`). ``warnings`` are
+    one-line messages about the input (a region outside the image...)."""
 
     width: int
     height: int
@@ -87,11 +124,27 @@ class AuditResult:
     regions: tuple[RegionStats, ...] = ()
     region_shapes: tuple[Region, ...] = ()
     settings: AuditSettings = field(default_factory=AuditSettings)
+    warnings: tuple[str, ...] = ()
 
     @property
     def gaps(self) -> tuple[Gap, ...]:
         """All gaps, part after part."""
         return tuple(g for p in self.parts for g in p.gaps)
+
+
+def _bay_outline(a: np.ndarray, layout: RowLayout) -> tuple[tuple[float, float], ...]:
+    """A found bay's outline: its top row's upper edge and its bottom row's bottom line across
+    the columns of its products (their bounding box when it has no rows)."""
+    if len(a) == 0:
+        return ()
+    x0, x1 = float(a[:, 0].min()), float(a[:, 2].max())
+    if not layout.rows:
+        y0, y1 = float(a[:, 1].min()), float(a[:, 3].max())
+        return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+    top, bottom = layout.rows[0], layout.rows[-1]
+    xs = np.array([x0, x1])
+    ty, by = top.top_at(xs), bottom.bottom_at(xs)
+    return ((x0, float(ty[0])), (x1, float(ty[1])), (x1, float(by[1])), (x0, float(by[0])))
 
 
 def run_audit(
@@ -108,20 +161,53 @@ def run_audit(
     a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     if isinstance(width, bool) or isinstance(height, bool) or int(width) <= 0 or int(height) <= 0:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
-    def analyse(name: str | None, idx: np.ndarray) -> AuditPart:
-        lay = find_rows(a[idx], max_tilt=s.max_tilt, min_products=s.min_row_products)
-        gaps = tuple(find_gaps(a[idx], lay, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k))
-        return AuditPart(name, idx, lay, gaps)
+    width, height = int(width), int(height)
 
-    grid = density_grid(a, int(width), int(height), cell=s.cell)
+    def analyse(idx: np.ndarray) -> tuple[RowLayout, tuple[Gap, ...]]:
+        lay = find_rows(a[idx], max_tilt=s.max_tilt, perspective=s.perspective, min_products=s.min_row_products)
+        gaps = tuple(find_gaps(a[idx], lay, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k))
+        return lay, gaps
+
+    def found_bays(idx: np.ndarray, first: int) -> list[AuditPart]:
+        """Cut the boxes ``idx`` into bays and analyse each."""
+        if not s.bays or len(idx) == 0:
+            groups, kinds = [idx], ()
+        else:
+            cut = find_bays(a[idx])
+            groups = [idx[cut.bay_of == b] for b in range(cut.n_bays)]
+            kinds = cut.kinds
+        out = []
+        med_w = float(np.median(a[idx, 2] - a[idx, 0])) if len(idx) else 0.0
+        for b, g in enumerate(groups):
+            if len(g) == 0:
+                continue
+            lay, gaps = analyse(g)
+            left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
+            right = kinds[b] if b < len(kinds) else ("image edge" if a[g, 2].max() >= width - 0.5 * med_w else "end")
+            out.append(AuditPart(f"bay {first + len(out)}", g, lay, gaps, "bay", _bay_outline(a[g], lay), (left, right)))
+        return out
+
+    grid = density_grid(a, width, height, cell=s.cell)
     stats: list[RegionStats] = []
     regs = tuple(regions or ())
+    warnings: list[str] = []
     if not regs:
-        parts = (analyse(None, np.arange(len(a))),)
+        parts = tuple(found_bays(np.arange(len(a)), 1))
     else:
         inside = count_in_regions(a, list(regs))
-        parts = tuple(analyse(r.name, np.flatnonzero(inside[i])) for i, r in enumerate(regs))
-        for r, part in zip(regs, parts):
+        given = []
+        for i, r in enumerate(regs):
+            idx = np.flatnonzero(inside[i])
+            lay, gaps = analyse(idx)
+            geoms = getattr(r.geometry, "geoms", [r.geometry])
+            ring = max(geoms, key=lambda g: g.area).exterior.coords
+            given.append(AuditPart(r.name, idx, lay, gaps, "region", tuple((float(x), float(y)) for x, y in ring[:-1]),
+                                   ("region", "region")))
+        rest = np.flatnonzero(~inside.any(axis=0))
+        extra = found_bays(rest, 1) if len(rest) >= s.min_row_products else []
+        parts = tuple(given) + tuple(extra)
+        shares = inside_shares(list(regs), width, height)
+        for r, part, share in zip(regs, given, shares.tolist()):
             n = len(part.index)
             stats.append(
                 RegionStats(
@@ -133,47 +219,71 @@ def run_audit(
                     gap_width_products=float(sum(g.width_products for g in part.gaps)),
                     bounds=r.bounds,
                     rows=len(part.layout.rows),
+                    inside_share=share,
                 )
             )
-    return AuditResult(int(width), int(height), a, parts, grid, tuple(stats), regs, s)
+            if share < s.min_region_inside:
+                where = "outside" if share == 0 else f"mostly outside ({100 * share:.0f}% inside)"
+                x0, y0, x1, y1 = r.bounds
+                warnings.append(
+                    f"region {r.name!r} lies {where} the {width}x{height} image (its bounds are "
+                    f"{x0:.0f},{y0:.0f} to {x1:.0f},{y1:.0f}): regions are in pixels of the upright image; "
+                    "check the frame, the image's rotation and that the regions belong to this photo"
+                )
+    return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings))
 
 
 def _r(v: float, nd: int = 1) -> float:
     return float(round(float(v), nd))
 
 
+def _poly(points: Sequence[tuple[float, float]]) -> list[list[float]]:
+    return [[_r(x), _r(y)] for x, y in points]
+
+
 def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON document of an audit (schema ``densedet-tile/audit@1``)."""
+    """The JSON document of an audit (schema ``densedet-tile/audit@1``). Bays, rows and gaps
+    carry their outlines as ``polygon`` lists of [x, y] in image pixels; rows also their fitted
+    bottom ``line`` ([x, y] at the bay's left and right end)."""
     a = result.xyxy
     widths = a[:, 2] - a[:, 0]
-    rows = []
-    gaps = []
-    for part in result.parts:
+    s = result.settings
+    bays, rows, gaps = [], [], []
+    for b, part in enumerate(result.parts, start=1):
         lay = part.layout
+        where = {"bay": b, **({"region": part.name} if part.kind == "region" else {})}
+        bay_x0 = min((x for x, _ in part.polygon), default=0.0)
+        bay_x1 = max((x for x, _ in part.polygon), default=0.0)
+        bay_w = max(bay_x1 - bay_x0, 1e-9)
         for row in lay.rows:
             mine = [g for g in part.gaps if g.row == row.index]
             xm = (row.x_start + row.x_end) / 2
             span = max(row.x_end - row.x_start, 1e-9)
+            empty = sum(g.width_px for g in mine)
             rows.append({
-                **({"region": part.name} if part.name is not None else {}),
+                **where,
                 "row": row.index + 1,
                 "products": row.count,
-                "y_top": _r(lay.y_at(row.top, xm)),
-                "y_bottom": _r(lay.y_at(row.bottom, xm)),
+                "y_top": _r(row.top_at(xm)),
+                "y_bottom": _r(row.bottom_at(xm)),
                 "x_start": _r(row.x_start),
                 "x_end": _r(row.x_end),
                 "median_product_width": _r(row.median_width),
                 "median_product_height": _r(row.median_height),
-                "tilt_deg": _r(lay.tilt_deg, 2),
+                "tilt_deg": _r(row.tilt_deg, 2),
                 "gaps": len(mine),
-                "gap_width_px": _r(sum(g.width_px for g in mine)),
+                "gap_width_px": _r(empty),
                 "gap_width_products": _r(sum(g.width_products for g in mine), 2),
                 "empty_share": _r(sum(g.width_px for g in mine if g.kind == "interior") / span, 4),
+                "fill": _r(max(0.0, 1.0 - empty / bay_w), 4),
+                **({"facings_per_m": _r(row.count / s.bay_width_m, 2)} if s.bay_width_m else {}),
+                "line": _poly([(row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1])]),
+                "polygon": _poly(row.polygon),
             })
         for g in part.gaps:
             gaps.append({
                 "id": len(gaps) + 1,
-                **({"region": part.name} if part.name is not None else {}),
+                **where,
                 "row": g.row + 1,
                 "kind": g.kind,
                 "x1": _r(g.x1),
@@ -181,22 +291,42 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -
                 "width_px": _r(g.width_px),
                 "width_products": _r(g.width_products, 2),
                 "xyxy": [_r(v) for v in g.xyxy],
-                "polygon": [[_r(x), _r(y)] for x, y in g.polygon],
+                "polygon": _poly(g.polygon),
             })
+        area = part.area_px
+        bays.append({
+            "bay": b,
+            "name": part.name,
+            "kind": part.kind,
+            "products": int(len(part.index)),
+            "products_in_rows": int((lay.assignment >= 0).sum()),
+            "rows": len(lay.rows),
+            "gaps": len(part.gaps),
+            "gap_width_products": _r(sum(g.width_products for g in part.gaps), 2),
+            "density_per_mpx": _r(len(part.index) / area * 1e6, 2) if area > 0 else None,
+            "tilt_deg": _r(lay.tilt_deg, 2),
+            "converging": bool(lay.spread != 0.0),
+            "left_edge": part.edges[0],
+            "right_edge": part.edges[1],
+            "x_start": _r(bay_x0),
+            "x_end": _r(bay_x1),
+            "polygon": _poly(part.polygon),
+        })
     n_rows = sum(len(p.layout.rows) for p in result.parts)
     in_rows = sum(int((p.layout.assignment >= 0).sum()) for p in result.parts)
     tilts = [p.layout.tilt_deg for p in result.parts if p.layout.rows]
     grid = result.grid
-    s = result.settings
     return {
         "schema": AUDIT_SCHEMA,
         "image": image or {"width": result.width, "height": result.height},
         "settings": {
             "gap_k": s.gap_k, "end_gaps": s.end_gaps, "end_k": s.end_k,
-            "max_tilt_deg": s.max_tilt, "min_row_products": s.min_row_products, "heatmap_cell_px": grid.cell,
+            "max_tilt_deg": s.max_tilt, "perspective": s.perspective, "bays": s.bays,
+            "min_row_products": s.min_row_products, "heatmap_cell_px": grid.cell, "bay_width_m": s.bay_width_m,
         },
         "summary": {
             "products": int(len(a)),
+            "bays": len(result.parts),
             "rows": n_rows,
             "products_in_rows": in_rows,
             "gaps": len(gaps),
@@ -205,6 +335,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -
             "median_product_width": _r(float(np.median(widths))) if len(a) else None,
             "density_per_mpx": _r(len(a) / (result.width * result.height) * 1e6, 2),
         },
+        "warnings": list(result.warnings),
+        "bays": bays,
         "rows": rows,
         "gaps": gaps,
         "regions": [
@@ -212,6 +344,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -
                 "name": r.name, "products": r.products, "area_px": _r(r.area_px, 0),
                 "density_per_mpx": _r(r.density_per_mpx, 2), "rows": r.rows, "gaps": r.gaps,
                 "gap_width_products": _r(r.gap_width_products, 2), "bounds": [_r(v) for v in r.bounds],
+                "inside_share": _r(r.inside_share, 3),
             }
             for r in result.regions
         ],

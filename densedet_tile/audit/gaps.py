@@ -12,9 +12,12 @@ percentile of all widths). ``end_k`` replaces that by ``end_k * median_width``.
 Coordinates are pixels of the upright image. On a tilted image each box is first narrowed
 to the width of the tilted product it bounds (the hull of a product of height h tilted by t
 is about h sin t wider), so the gaps are measured between products, not between their hulls;
-the median width is that of the narrowed boxes. A gap's vertical extent is its row's, mapped
-back through the tilt, so its ``polygon`` is a parallelogram on a tilted shelf and ``xyxy``
-its bounding box.
+the median width is that of the narrowed boxes. In a view down an aisle (converging shelves,
+see :mod:`.rows`) products shrink towards the vanishing point: widths are compared after
+dividing by the square of the frame's local scale, and a stretch's threshold is taken at the
+scale of its middle. A gap's vertical extent is its row's outline (from the row's upper edge
+to its fitted bottom line), so its ``polygon`` follows the shelf and ``xyxy`` is its bounding
+box. Gaps are found within one fixture's rows: run it per bay and no gap crosses an upright.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from .rows import RowLayout
+from .rows import RowLayout, ShelfRow
 
 __all__ = ["Gap", "find_gaps", "DEFAULT_GAP_K"]
 
@@ -76,7 +79,10 @@ def find_gaps(
     # On a tilted image a box is the axis-aligned hull of a tilted product: wider than the
     # product by about its height * sin(tilt), which would eat into the gaps between products.
     # Undo it: the product width w solves W = w cos t + H sin t, H = w sin t + h cos t.
-    t = abs(float(np.radians(layout.tilt_deg)))
+    # A view down an aisle tilts the shelf lines but not the products (uprights stay
+    # vertical): no narrowing there.
+    converging = layout.spread != 0.0
+    t = 0.0 if converging else abs(float(np.radians(layout.tilt_deg)))
     W, H = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
     if t > 1e-6:
         w_true = np.clip((W * np.cos(t) - H * np.sin(t)) / np.cos(2 * t), 0.25 * W, W)
@@ -84,9 +90,12 @@ def find_gaps(
         w_true = W
     cx = (a[:, 0] + a[:, 2]) / 2
     bx1, bx2 = cx - w_true / 2, cx + w_true / 2
+    # Towards a vanishing point products shrink in width like the square of the frame's scale
+    # (heights like the scale): widths are compared at the scale of the row's middle.
+    sq = layout.scale(cx) ** 2
     # The fixture's vertical ends are tilted too: compare row ends after shifting each row by
     # (its height) * tan(tilt), the x part of undoing the rotation.
-    tan = float(np.tan(np.radians(layout.tilt_deg)))
+    tan = 0.0 if converging else float(np.tan(np.radians(layout.tilt_deg)))
     rows = {r.index: np.flatnonzero(layout.assignment == r.index) for r in layout.rows}
     dx = {r.index: (r.top + r.bottom) / 2 * tan for r in layout.rows}
     if span is None:
@@ -95,12 +104,12 @@ def find_gaps(
     else:
         dx = {r.index: 0.0 for r in layout.rows}
     in_rows = layout.assignment >= 0
-    wide = float(np.percentile(w_true[in_rows], 95)) if in_rows.any() else 0.0
+    wide = float(np.percentile(w_true[in_rows] / sq[in_rows], 95)) if in_rows.any() else 0.0
     gaps: list[Gap] = []
     for row in layout.rows:
         left_end, right_end = span[0] - dx[row.index], span[1] - dx[row.index]
         sel = rows[row.index]
-        med_w = float(np.median(w_true[sel]))
+        med_w = float(np.median(w_true[sel] / sq[sel]))
         order = np.argsort(bx1[sel], kind="stable")
         x1, x2 = bx1[sel][order], bx2[sel][order]
         covered = np.maximum.accumulate(x2)
@@ -110,27 +119,28 @@ def find_gaps(
         if end_gaps:
             stretches = [(left_end, float(x1[0]), "left_end")] + stretches + [(float(covered[-1]), right_end, "right_end")]
         for s, e, kind in stretches:
+            unit = med_w * float(layout.scale((s + e) / 2)) ** 2
             if kind == "interior":
-                limit = k * med_w
+                limit = k * unit
             elif end_k is None:
-                limit = k * med_w + wide
+                limit = k * unit + wide * float(layout.scale((s + e) / 2)) ** 2
             else:
-                limit = end_k * med_w
+                limit = end_k * unit
             if e - s > limit:
-                gaps.append(_make_gap(layout, row.index, s, e, kind, med_w, row.top, row.bottom))
+                gaps.append(_make_gap(row, s, e, kind, unit))
     return gaps
 
 
-def _make_gap(layout: RowLayout, r: int, x1: float, x2: float, kind: str, med_w: float, top: float, bottom: float) -> Gap:
+def _make_gap(row: ShelfRow, x1: float, x2: float, kind: str, unit: float) -> Gap:
     xs = np.array([x1, x2, x2, x1])
-    ys = layout.y_at(np.array([top, top, bottom, bottom]), xs)
+    ys = np.r_[row.top_at(xs[:2]), row.bottom_at(xs[2:])]
     poly = tuple((float(x), float(y)) for x, y in zip(xs, ys))
     return Gap(
-        row=r,
+        row=row.index,
         x1=float(x1),
         x2=float(x2),
         width_px=float(x2 - x1),
-        width_products=float((x2 - x1) / med_w) if med_w > 0 else float("inf"),
+        width_products=float((x2 - x1) / unit) if unit > 0 else float("inf"),
         kind=kind,
         polygon=poly,
         xyxy=(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())),

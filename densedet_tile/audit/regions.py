@@ -5,6 +5,10 @@ not longitudes/latitudes: a ``FeatureCollection`` of ``Polygon`` / ``MultiPolygo
 (or a single ``Feature`` or bare geometry), each named by its ``name`` property (else
 ``region <i>``). A product belongs to every region that contains its box centre; the test is
 one vectorised ``shapely.contains_xy`` call per region.
+
+A region that lies outside the image, or mostly outside, holds no products; that is almost
+always a coordinate mistake (another frame, an image that was not rotated upright, another
+photo's file): :func:`regions_outside` names such regions so callers can warn.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from shapely.geometry import shape
 
 from ..errors import ImageReadError, InvalidInputError
 
-__all__ = ["Region", "load_regions", "parse_regions", "count_in_regions"]
+__all__ = ["Region", "load_regions", "parse_regions", "count_in_regions", "inside_shares", "regions_outside"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,3 +117,20 @@ def count_in_regions(xyxy: np.ndarray, regions: list[Region]) -> np.ndarray:
         if near.size:
             out[i, near] = shapely.contains_xy(r.geometry, cx[near], cy[near])
     return out
+
+
+def inside_shares(regions: list[Region], width: int, height: int) -> np.ndarray:
+    """(R,) share of each region's area inside the ``width`` x ``height`` image (0 to 1)."""
+    frame = shapely.box(0, 0, width, height)
+    out = np.ones(len(regions))
+    for i, r in enumerate(regions):
+        area = r.area
+        out[i] = float(r.geometry.intersection(frame).area / area) if area > 0 else 0.0
+    return out
+
+
+def regions_outside(regions: list[Region], width: int, height: int, *, min_inside: float = 0.5) -> list[tuple[str, float]]:
+    """(name, share inside) of the regions with less than ``min_inside`` of their area inside
+    the ``width`` x ``height`` image, in the regions' order."""
+    shares = inside_shares(regions, width, height)
+    return [(r.name, float(sh)) for r, sh in zip(regions, shares) if sh < min_inside]

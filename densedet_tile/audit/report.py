@@ -39,8 +39,9 @@ def render_preview(
     max_height: int = PREVIEW_MAX_HEIGHT,
     quality: int = 82,
 ) -> tuple[bytes, int, int, float]:
-    """Draw the products (green), rows (blue labels), gaps (red) and regions (yellow outlines)
-    over the image.
+    """Draw the products (green), bays (cyan outlines) with their rows (blue outlines, the fitted
+    bottom line drawn thick, labelled bay.row), gaps (red) and regions (yellow outlines) over
+    the image.
 
     ``image`` is a PIL image or HxWx3 uint8 array of the upright image at any scale (it is
     resized to the preview size), or None for a plain grey canvas. Returns
@@ -62,16 +63,26 @@ def render_preview(
     lw = max(1, int(round(2 * s)))
     for x1, y1, x2, y2 in (result.xyxy * s).tolist():
         d.rectangle([x1, y1, x2, y2], outline=(40, 230, 80, 255), width=lw)
+    for part in result.parts:
+        for row in part.layout.rows:
+            poly = [(x * s, y * s) for x, y in row.polygon]
+            d.line(poly + poly[:1], fill=(40, 90, 235, 200), width=lw)
+            d.line(poly[2:4], fill=(30, 70, 230, 255), width=max(2, 2 * lw))
     for g in result.gaps:
         poly = [(x * s, y * s) for x, y in g.polygon]
         d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
-    for part in result.parts:
-        lay = part.layout
-        for row in lay.rows:
-            y = float(lay.y_at((row.top + row.bottom) / 2, row.x_start)) * s
-            x = row.x_start * s
-            label = f"R{row.index + 1}"
-            d.rectangle([x, y - 8, x + 8 * len(label) + 6, y + 8], fill=(20, 60, 200, 220))
+    for b, part in enumerate(result.parts, start=1):
+        if part.kind == "bay" and len(part.polygon) >= 3:
+            ring = [(x * s, y * s) for x, y in part.polygon]
+            d.line(ring + ring[:1], fill=(0, 220, 240, 255), width=max(2, 3 * lw))
+            x0, y0 = ring[0]
+            label = part.name or f"bay {b}"
+            d.rectangle([x0, y0 - 16, x0 + 7 * len(label) + 6, y0], fill=(0, 150, 170, 230))
+            d.text((x0 + 3, y0 - 14), label, fill=(255, 255, 255, 255))
+        for row in part.layout.rows:
+            x, y = row.x_start * s, float(row.bottom_at(row.x_start) + row.top_at(row.x_start)) / 2 * s
+            label = f"{b}.{row.index + 1}"
+            d.rectangle([x, y - 8, x + 7 * len(label) + 6, y + 8], fill=(20, 60, 200, 220))
             d.text((x + 3, y - 6), label, fill=(255, 255, 255, 255))
     for reg in result.region_shapes:
         geoms = getattr(reg.geometry, "geoms", [reg.geometry])
@@ -107,7 +118,7 @@ table.figures td,table.figures th{border:1px solid #ccc;padding:3px 8px;text-ali
 table.figures td:first-child,table.figures th:first-child{text-align:left}
 table.figures th{background:#eee} .legend{display:inline-block;vertical-align:middle;width:160px;height:12px;
 background:linear-gradient(90deg,rgb(20,30,90),rgb(20,140,150),rgb(240,220,60),rgb(215,40,30))}
-.note{color:#666}
+.note{color:#666} .warn{color:#8a4b00;background:#fff3d6;border:1px solid #e0b050;padding:4px 8px}
 """
 
 _SCRIPT = """
@@ -132,27 +143,32 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
     summary = "".join(
         f"<span>{html.escape(k)} <b>{html.escape(str(v))}</b></span>"
         for k, v in (
-            ("products", s["products"]), ("shelf rows", s["rows"]), ("gaps", s["gaps"]),
+            ("products", s["products"]), ("bays", s.get("bays", "")), ("shelf rows", s["rows"]), ("gaps", s["gaps"]),
             ("empty width (products)", s["gap_width_products"]), ("tilt (deg)", s["tilt_deg"]),
             ("products / Mpx", s["density_per_mpx"]),
         )
     )
-    by_region = any("region" in r for r in doc["rows"]) or any("region" in g for g in doc["gaps"])
-    reg_col = ["region"] if by_region else []
-    rows = _table("rows", reg_col + ["row", "products", "y top", "y bottom", "median width px", "gaps",
-                                     "gap width (products)", "empty share"],
-                  [([r["region"]] if by_region else []) + [r["row"], r["products"], r["y_top"], r["y_bottom"],
+    names = {b["bay"]: b["name"] for b in doc.get("bays", [])}
+
+    def where(item: dict[str, Any]) -> list[Any]:
+        return [item["region"] if "region" in item else names.get(item.get("bay"), item.get("bay", ""))]
+
+    rows = _table("rows", ["bay", "row", "products", "y top", "y bottom", "slope (deg)", "median width px", "gaps",
+                           "gap width (products)", "empty share"],
+                  [where(r) + [r["row"], r["products"], r["y_top"], r["y_bottom"], r["tilt_deg"],
                    r["median_product_width"], r["gaps"], r["gap_width_products"], f"{100 * r['empty_share']:.1f}%"]
                    for r in doc["rows"]])
-    gaps = _table("gaps", ["gap"] + reg_col + ["row", "where", "x from", "x to", "width px", "width (products)"],
-                  [[g["id"]] + ([g["region"]] if by_region else []) + [g["row"], g["kind"].replace("_", " "), g["x1"],
-                   g["x2"], g["width_px"], g["width_products"]] for g in doc["gaps"]])
-    regions = ""
-    if doc.get("regions"):
-        regions = "<h2>Regions</h2>" + _table(
-            "regions", ["region", "products", "area px", "products / Mpx", "shelf rows", "gaps", "gap width (products)"],
-            [[r["name"], r["products"], int(r["area_px"]), r["density_per_mpx"], r["rows"], r["gaps"],
-              r["gap_width_products"]] for r in doc["regions"]])
+    gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)"],
+                  [[g["id"]] + where(g) + [g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"],
+                   g["width_products"]] for g in doc["gaps"]])
+    areas = {r["name"]: r for r in doc.get("regions", [])}
+    bays = "<h2>Bays</h2>" + _table(
+        "bays", ["bay", "given as", "products", "products / Mpx", "shelf rows", "gaps", "gap width (products)",
+                 "left edge", "right edge"],
+        [[b["name"], "region" if b["kind"] == "region" else "found", b["products"],
+          areas[b["name"]]["density_per_mpx"] if b["name"] in areas else b["density_per_mpx"], b["rows"], b["gaps"],
+          b["gap_width_products"], b["left_edge"], b["right_edge"]] for b in doc.get("bays", [])])
+    warn = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in doc.get("warnings", []))
     hm = doc["heatmap"]
     hm_max = max((max(r) for r in hm["density_per_mpx"] if r), default=0)
     pv = base64.b64encode(preview_jpeg).decode("ascii")
@@ -168,17 +184,17 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
 <p class="note">{html.escape(str(doc['image'].get('width')))} x {html.escape(str(doc['image'].get('height')))} px.
 Gaps: empty stretches wider than {st['gap_k']} median product widths of their row
 ({end_rule} at row ends).</p>
-<div class="summary">{summary}</div>
+{warn}<div class="summary">{summary}</div>
 <h2>Preview</h2>
 <input type="checkbox" id="show-heat"> <label for="show-heat">show density heatmap</label>
 <span class="legend"></span> 0 to {hm_max:g} products / Mpx ({hm['cell_px']} px cells)
 <div class="scroll"><div class="stage">
-<img id="preview" alt="preview with product boxes (green) and gaps (red)" src="data:image/jpeg;base64,{pv}">
+<img id="preview" alt="preview with product boxes (green), bays (cyan), shelf rows (blue) and gaps (red)" src="data:image/jpeg;base64,{pv}">
 <img id="heatmap" class="heat" alt="density heatmap" src="data:image/png;base64,{hp}">
 </div></div>
+{bays}
 <h2>Shelf rows</h2>{rows}
 <h2>Gaps</h2>{gaps}
-{regions}
 <script>{_SCRIPT}</script>
 </body></html>
 """

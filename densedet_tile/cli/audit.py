@@ -1,4 +1,4 @@
-"""``densedet-tile audit``: rows, gaps, counts per region, density heatmap, HTML + JSON report.
+"""``densedet-tile audit``: bays, rows, gaps, counts per region, density heatmap, HTML + JSON report.
 
 Usage::
 
@@ -7,13 +7,15 @@ Usage::
 
 Writes ``<stem>.audit.json``, ``<stem>.audit.html`` and ``<stem>.heatmap.png`` into ``--out``
 (all or nothing, each atomically). Exit status 0 on success, 2 for bad usage or input (one line
-on stderr naming the file and the problem), 1 when the detector fails.
+on stderr naming the file and the problem), 1 when the detector fails. Warnings about the input
+(a region outside the image) go to stderr, one line each, and into the JSON and the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,8 +53,9 @@ PROG = "densedet-tile audit"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Shelf audit of one image: products per region (--regions) or per shelf row found from the "
-        "detections, shelf gaps, a density heatmap, and a self-contained HTML report plus a JSON with the same figures.",
+        description="Shelf audit of one image: the bays found from the detections (or given by --regions), the "
+        "shelf rows of each bay (also in views down an aisle, where rows converge), shelf gaps, products per bay, "
+        "row and region, a density heatmap, and a self-contained HTML report plus a JSON with the same figures.",
     )
     p.add_argument("image", nargs="?", default=None, metavar="IMAGE",
                    help="the shelf photo or panorama (detected with the given detector unless --detections is given)")
@@ -65,7 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-k", type=positive_float, default=None, metavar="K",
                    help="threshold for empty row ends, in median product widths (default: gap-k widths plus the widest common product)")
     p.add_argument("--no-end-gaps", action="store_true", help="do not report empty stretches at row ends")
-    p.add_argument("--max-tilt", type=float, default=4.0, metavar="DEG", help="largest shelf tilt searched (default: %(default)s)")
+    p.add_argument("--max-tilt", type=float, default=4.0, metavar="DEG",
+                   help="largest tilt of parallel shelves searched (default: %(default)s)")
+    p.add_argument("--no-perspective", action="store_true",
+                   help="shelves are parallel: do not look for rows converging down an aisle")
+    p.add_argument("--no-bays", action="store_true",
+                   help="the image is one fixture: do not cut it into bays at uprights and jumps in shelf height")
+    p.add_argument("--bay-width-m", type=positive_float, default=None, metavar="M",
+                   help="width of one bay in metres, to report facings per metre of each row")
     p.add_argument("--min-row-products", type=positive_int, default=3, metavar="N",
                    help="fewest products a shelf row needs (default: %(default)s)")
     p.add_argument("--cell", type=positive_int, default=None, metavar="PX",
@@ -100,7 +110,9 @@ def audit_main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     try:
         settings = AuditSettings(gap_k=args.gap_k, end_gaps=not args.no_end_gaps, end_k=args.end_k,
-                                 max_tilt=args.max_tilt, min_row_products=args.min_row_products, cell=args.cell)
+                                 max_tilt=args.max_tilt, min_row_products=args.min_row_products, cell=args.cell,
+                                 perspective=not args.no_perspective, bays=not args.no_bays,
+                                 bay_width_m=args.bay_width_m)
         regions = load_regions(args.regions) if args.regions else None
         if det_path is not None:
             boxes = read_detections_json(det_path)
@@ -138,11 +150,15 @@ def audit_main(argv: Sequence[str]) -> int:
     except OSError as exc:
         error(PROG, f"{out}: cannot write the report ({exc.strerror or exc})")
         return EXIT_USAGE
+    for w in doc["warnings"]:
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
     s = doc["summary"]
-    print(f"{info.get('name')}: {s['products']} products, {s['rows']} shelf rows, {s['gaps']} gaps "
+    print(f"{info.get('name')}: {s['products']} products, {s['bays']} bays, {s['rows']} shelf rows, {s['gaps']} gaps "
           f"({s['gap_width_products']} product widths empty), tilt {s['tilt_deg']} deg")
-    for r in doc["regions"]:
-        print(f"  region {r['name']}: {r['products']} products, {r['gaps']} gaps")
+    for b in doc["bays"]:
+        given = "region" if b["kind"] == "region" else "bay"
+        name = b["name"] if b["kind"] == "region" else str(b["bay"])
+        print(f"  {given} {name}: {b['products']} products, {b['rows']} rows, {b['gaps']} gaps")
     print(f"-> {out / (stem + '.audit.html')}")
     return EXIT_OK
 

@@ -1,0 +1,231 @@
+"""Bays: the fixtures side by side in one photo or panorama, found from product boxes alone.
+
+An aisle is a row of bays (shelf units) separated by uprights. Uprights stay vertical in a
+photo taken at an angle down an aisle (only the shelf lines converge), so bays are strips of
+image columns, and finding them is one-dimensional. Two kinds of evidence cut the columns:
+
+1. **Uprights** (and the breaks of the price rail they carry): a *gutter*, a stretch of
+   columns where the products of every shelf stop. The *coverage* of a column is the summed
+   height of the boxes that cover it; a gutter is a run of columns whose coverage falls below
+   ``gutter_frac`` of the smaller of the highest coverages within ``window`` median product
+   widths on either side, with two shelves or more on either side (along a single shelf an
+   empty stretch may as well be a gap). It is an upright when it is at least ``min_gutter``
+   widths of the products beside it wide, or at least ``jump_gutter`` widths wide where the
+   shelf lines do not go on across it (most products just left of it have no product just
+   right of it standing on their shelf line).
+2. **Jumps in shelf height**: where the shelves of neighbouring bays stand at different
+   heights, the products on either side of the upright overlap vertically but do not stand on
+   one line. Each box is paired with its nearest right-hand neighbour (:mod:`.neighbours`).
+   The bottoms of an aligned pair must also agree with the slope of the shelf lines there
+   (within ``jump_tol`` of the taller box's height), from the image's slope field (see
+   :mod:`.rows`; in a view down an aisle every bay's shelves converge on one point).
+   Every pair marks its junction (the columns between the two boxes, widened by a quarter
+   median width); columns where at least ``jump_min`` pairs meet misaligned, at least
+   ``jump_frac`` of the shelves there (coverage over median height), and at most half as many
+   aligned pairs meet, are a jump. Products stacked on others and stray boxes also make
+   misaligned pairs, but scattered over the columns; a jump lines them up.
+
+A run of cut columns gives one cut at its middle (a gutter wins over a jump where both
+overlap). A bay narrower than two median product widths is merged into its neighbour across
+its weaker cut. Each box belongs to the bay holding its centre. Coordinates are pixels of the
+upright image; everything is vectorised over boxes (the pairs come from a spatial index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .neighbours import neighbour_pairs, stands_on_another
+from .rows import RowLayout, _clip_spread, slope_field
+
+__all__ = ["BayCuts", "find_bays"]
+
+
+@dataclass(frozen=True, eq=False)
+class BayCuts:
+    """The bays of one image: ``cuts`` (B-1,) image x of the cuts between bays, left to right;
+    ``kinds`` (B-1,) what each cut is (``"upright"`` or ``"height jump"``); ``bay_of`` (N,)
+    int64 each box's bay, by its centre."""
+
+    cuts: np.ndarray
+    kinds: tuple[str, ...]
+    bay_of: np.ndarray
+
+    @property
+    def n_bays(self) -> int:
+        return int(len(self.cuts)) + 1
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """(K, 2) start/end (exclusive) of the runs of True in a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
+    return edges.reshape(-1, 2)
+
+
+def _shelves_continue(a: np.ndarray, left: np.ndarray, right: np.ndarray, frame: RowLayout, tol: float) -> bool:
+    """Whether the shelf lines left of a gutter go on right of it: of the boxes ``left``
+    (standing just left of it) that have a box among ``right`` overlapping them vertically, at
+    least half have one whose bottom lies on their shelf line (the frame's slope, within ``tol``
+    of the taller box's height). Small arrays: one gutter's neighbours."""
+    la, ra = a[left], a[right]
+    lcx, rcx = (la[:, 0] + la[:, 2]) / 2, (ra[:, 0] + ra[:, 2]) / 2
+    lh, rh = la[:, 3] - la[:, 1], ra[:, 3] - ra[:, 1]
+    slope = frame.slope_at(frame.deskew(la[:, 3], lcx))
+    overlap = np.minimum(la[:, None, 3], ra[None, :, 3]) - np.maximum(la[:, None, 1], ra[None, :, 1])
+    res = ra[None, :, 3] - la[:, None, 3] - slope[:, None] * (rcx[None, :] - lcx[:, None])
+    beside = overlap > 0.3 * np.minimum(lh[:, None], rh[None, :])
+    ok = beside & (np.abs(res) <= tol * np.maximum(lh[:, None], rh[None, :]))
+    seen = beside.any(axis=1)  # a shelf emptied right of the gutter says nothing
+    return bool(seen.sum() == 0 or ok.any(axis=1)[seen].mean() >= 0.5)
+
+
+def _shelf_count(bottoms: np.ndarray, med_h: float) -> int:
+    """How many shelf lines a few box bottoms stand on: clusters of sorted bottoms split where
+    two neighbours differ by more than half a median product height."""
+    if len(bottoms) == 0:
+        return 0
+    b = np.sort(bottoms)
+    return int(1 + np.count_nonzero(np.diff(b) > 0.5 * med_h))
+
+
+def _window_max(v: np.ndarray, k: int, side: str) -> np.ndarray:
+    """Running maximum of ``v`` over the ``k`` bins to the left (inclusive) or right."""
+    pad = np.zeros(k - 1)
+    if side == "left":
+        ext = np.r_[pad, v]
+    else:
+        ext = np.r_[v, pad]
+    return np.lib.stride_tricks.sliding_window_view(ext, k).max(axis=1)
+
+
+def find_bays(
+    xyxy: np.ndarray,
+    *,
+    gutter_frac: float = 0.2,
+    min_gutter: float = 0.25,
+    window: float = 3.0,
+    jump_min: int = 2,
+    jump_frac: float = 0.4,
+    jump_tol: float = 0.12,
+    jump_gutter: float = 0.1,
+) -> BayCuts:
+    """Cut the image's columns into bays (see the module doc). ``xyxy`` (N, 4) pixels."""
+    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    if not (0 < gutter_frac < 1) or min_gutter < 0 or window <= 0 or jump_min < 1 or not (0 < jump_frac <= 1):
+        raise InvalidInputError("find_bays: gutter_frac and jump_frac must be in (0, 1], window > 0, "
+                                "min_gutter >= 0, jump_min >= 1")
+    n = len(a)
+    none = BayCuts(np.zeros(0), (), np.zeros(n, np.int64))
+    if n < 4:
+        return none
+    w, h = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
+    med_w = max(float(np.median(w)), 1.0)
+    med_h = max(float(np.median(h)), 1.0)
+    bin_px = med_w / 16
+    x0 = float(a[:, 0].min())
+    nb = int(np.ceil((a[:, 2].max() - x0) / bin_px)) + 1
+
+    def to_bin(x: np.ndarray) -> np.ndarray:
+        return np.clip(np.floor((np.asarray(x) - x0) / bin_px).astype(np.int64), 0, nb)
+
+    def interval_sum(lo: np.ndarray, hi: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        diff = np.zeros(nb + 2)
+        np.add.at(diff, to_bin(lo), weight)
+        np.add.at(diff, to_bin(hi) + 1, -weight)
+        return np.cumsum(diff)[:nb]
+
+    # the slope of the shelf lines everywhere (one vanishing point for the whole aisle)
+    pairs = neighbour_pairs(a)
+    i, j = pairs.left, pairs.right
+    cx = (a[:, 0] + a[:, 2]) / 2
+    x_ref, y_ref = float((cx.min() + cx.max()) / 2), float(np.median(a[:, 3]))
+    field = slope_field(a, cx, x_ref, y_ref, pairs)
+    if field is None:
+        frame = RowLayout((), np.zeros(0, np.int64), 0.0, x_ref)
+    else:
+        frame = RowLayout((), np.zeros(0, np.int64), float(np.degrees(np.arctan(field[0]))), x_ref,
+                          _clip_spread(field[1], cx, x_ref), y_ref)
+    stacked = stands_on_another(a)
+    standing = np.flatnonzero(~stacked)
+
+    # 1. gutters: coverage against the highest coverage nearby on either side
+    cov = interval_sum(a[:, 0], a[:, 2] - 1e-9, h)
+    k = max(2, int(round(window * med_w / bin_px)))
+    ref = np.minimum(_window_max(cov, k, "left"), _window_max(cov, k, "right"))
+    low = (cov < gutter_frac * ref) & (ref > 0)
+    gutter = np.zeros(nb, bool)
+    for s, e in _runs(low):
+        # a gutter needs two shelves or more on each side (along a single shelf an empty
+        # stretch may as well be a gap), and is measured in the widths of the products beside it
+        g0, g1 = x0 + s * bin_px, x0 + e * bin_px
+        reach = window * med_w
+        left = standing[(a[standing, 2] >= g0 - reach) & (a[standing, 2] <= g0 + bin_px)]
+        right = standing[(a[standing, 0] <= g1 + reach) & (a[standing, 0] >= g1 - bin_px)]
+        if len(left) == 0 or len(right) == 0:
+            continue
+        local_w = float(np.median(w[np.r_[left, right]]))
+        width = (e - s) * bin_px
+        if _shelf_count(a[left, 3], med_h) < 2 or _shelf_count(a[right, 3], med_h) < 2:
+            continue
+        if width >= min_gutter * local_w or (
+            width >= jump_gutter * local_w and not _shelves_continue(a, left, right, frame, jump_tol)
+        ):
+            gutter[s:e] = True
+    # 2. height jumps: misaligned junctions lined up over most shelves of the column
+    # (a pair stands on one line when its bottoms agree with the slope of the shelf lines there)
+    xs, ys = (cx[i] + cx[j]) / 2, (a[i, 3] + a[j, 3]) / 2
+    expected = frame.slope_at(frame.deskew(ys, xs))
+    resid = (a[j, 3] - a[i, 3]) - expected * (cx[j] - cx[i])
+    on_line = np.abs(resid) <= jump_tol * np.maximum(h[i], h[j])
+    lo = np.minimum(a[i, 2], a[j, 0]) - 0.25 * med_w
+    hi = np.maximum(a[i, 2], a[j, 0]) + 0.25 * med_w
+    misaligned = ~on_line & ~stacked[i] & ~stacked[j]
+    mis = interval_sum(lo, hi, misaligned.astype(np.float64))
+    ali = interval_sum(lo, hi, on_line.astype(np.float64))
+    shelves = ref / med_h
+    jump = (mis >= jump_min) & (mis >= jump_frac * shelves) & (ali <= 0.5 * mis)
+    # one cut per run, at the middle of its gutter part if it has one
+    cuts: list[float] = []
+    kinds: list[str] = []
+    for s, e in _runs(gutter | jump):
+        g = np.flatnonzero(gutter[s:e])
+        if len(g):
+            mid = s + (g[0] + g[-1] + 1) / 2
+            kind = "upright"
+        else:
+            mid = (s + e) / 2
+            kind = "height jump"
+        cuts.append(x0 + mid * bin_px)
+        kinds.append(kind)
+    cut_arr = np.array(cuts)
+    # merge slivers: a bay narrower than two median widths joins its neighbour
+    while len(cut_arr):
+        bay_of = np.searchsorted(cut_arr, cx)
+        nbays = len(cut_arr) + 1
+        lo_x = np.full(nbays, np.inf)
+        hi_x = np.full(nbays, -np.inf)
+        np.minimum.at(lo_x, bay_of, a[:, 0])
+        np.maximum.at(hi_x, bay_of, a[:, 2])
+        width = np.where(np.isfinite(lo_x), hi_x - lo_x, 0.0)
+        narrow = np.flatnonzero(width < 2 * med_w)
+        if not len(narrow):
+            break
+        b = int(narrow[0])
+        # drop the cut on the side whose neighbour is narrower (a sliver between two cuts goes
+        # to the side of the height jump rather than across an upright)
+        if b == 0:
+            drop = 0
+        elif b == nbays - 1:
+            drop = b - 1
+        else:
+            left_k, right_k = kinds[b - 1], kinds[b]
+            if left_k != right_k:
+                drop = b - 1 if left_k == "height jump" else b
+            else:
+                drop = b - 1 if width[b - 1] <= width[b + 1] else b
+        cut_arr = np.delete(cut_arr, drop)
+        kinds.pop(drop)
+    return BayCuts(cut_arr, tuple(kinds), np.searchsorted(cut_arr, cx).astype(np.int64))

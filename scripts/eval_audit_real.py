@@ -1,0 +1,423 @@
+"""Shelf rows found by the audit against human shelf-row labels, and on generated aisles.
+
+    python scripts/eval_audit_real.py [--photos ../shared/real-shelves] [--dets /tmp/audit_real/dets]
+                                      [--sheet /tmp/audit_real/contact_sheet.jpg] [--json OUT.json]
+    python scripts/eval_audit_real.py --synthetic 200 [--sheet /tmp/audit_real/synthetic_sheet.jpg]
+
+**Real photos** (reads ``--photos``: the photos and ``shelf-rows/*.txt``, the human row boxes in
+YOLO format ``0 cx cy w h`` normalised to the upright image; exits 2 when they are missing).
+The product boxes come from the built-in model at default settings, run once per photo and kept
+as ``<stem>.detections.json`` under ``--dets`` (reused on later runs; pass another folder to use
+another detector's boxes written by ``densedet-tile --out``). Each photo is audited with default
+settings. Every found row's bounding box (of its polygon) is matched one to one to a human row
+box when their IoU is >= 0.5, greedily from the highest IoU. Printed: row recall (matched human
+rows / human rows), row precision (matched found rows / found rows), the row-count error per
+photo, and gaps that span two human bays (a gap across an upright). The contact sheet is one
+JPEG with every photo small: human rows in white, found rows green (matched) or orange (not),
+bays in yellow, gaps in red. Keep it outside the repository: the photos may not be copied there.
+Also printed: how many human rows hold the centres of 3 or more detected products (the rows any
+row finder can see with these boxes) and the recall among them. ``--label-bays`` is a
+diagnostic: the human bays (row boxes grouped by their columns) are given as regions and only
+their rows are scored, which shows how far the rows get when the bays are right.
+
+**Generated aisles** (``--synthetic N``, "perfect boxes"): N aisles from
+:func:`densedet_tile.synth.audit_aisles.synthetic_bays` with 1 to 4 bays at different shelf
+heights and up to 25 degrees of perspective; the true product boxes go straight into the
+audit, so the geometry is measured apart from any detector. Same matching against the true rows'
+boxes, plus: boxes in the right row, planted gaps found, false gaps, gaps across an upright.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PHOTOS = ROOT.parent / "shared" / "real-shelves"
+
+
+# ----------------------------------------------------------------------------- matching
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (len(a), len(b)) of xyxy boxes (a few dozen rows per photo: a small dense matrix)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match_rows(found: np.ndarray, truth: np.ndarray, thr: float = 0.5) -> list[tuple[int, int, float]]:
+    """One-to-one matches (found index, truth index, IoU) with IoU >= ``thr``, greedily from the
+    highest IoU (ties: lower indices first)."""
+    iou = box_iou(found, truth)
+    if iou.size == 0:
+        return []
+    fi, ti = np.nonzero(iou >= thr)
+    order = np.lexsort((ti, fi, -iou[fi, ti]))
+    used_f: set[int] = set()
+    used_t: set[int] = set()
+    out = []
+    for k in order:
+        f, t = int(fi[k]), int(ti[k])
+        if f in used_f or t in used_t:
+            continue
+        used_f.add(f)
+        used_t.add(t)
+        out.append((f, t, float(iou[f, t])))
+    return out
+
+
+# ----------------------------------------------------------------------------- audit access
+def audit_geometry(result: Any, *, only_regions: bool = False) -> dict[str, Any]:
+    """Rows (bounding box and outline), bays (outline) and gaps (outline, bay) of an audit
+    result; with ``only_regions`` only those of the bays given as regions."""
+    rows, row_polys, bays, gaps = [], [], [], []
+    for bi, part in enumerate(result.parts):
+        if only_regions and getattr(part, "kind", "region") != "region":
+            continue
+        lay = part.layout
+        for row in lay.rows:
+            poly = np.asarray(row_polygon(lay, row), np.float64)
+            row_polys.append(poly)
+            rows.append([poly[:, 0].min(), poly[:, 1].min(), poly[:, 0].max(), poly[:, 1].max()])
+        outline = getattr(part, "polygon", None)
+        if outline is not None:
+            bays.append(np.asarray(outline, np.float64))
+        for g in part.gaps:
+            gaps.append((bi, np.asarray(g.polygon, np.float64)))
+    return {"rows": np.asarray(rows, np.float64).reshape(-1, 4), "row_polygons": row_polys, "bays": bays, "gaps": gaps}
+
+
+def row_polygon(lay: Any, row: Any) -> Sequence[tuple[float, float]]:
+    if hasattr(row, "polygon"):
+        return row.polygon
+    # before per-row lines: the parallelogram of the row's de-tilted band
+    xs = np.array([row.x_start, row.x_end, row.x_end, row.x_start])
+    ys = lay.y_at(np.array([row.top, row.top, row.bottom, row.bottom]), xs)
+    return list(zip(xs.tolist(), np.asarray(ys).tolist()))
+
+
+def label_bays(truth: np.ndarray) -> list[tuple[float, float]]:
+    """The human bays of a photo: its row boxes grouped by their columns (two boxes overlapping
+    horizontally by over half the narrower one's width are in one bay), as (x_left, x_right)."""
+    n = len(truth)
+    group = np.arange(n)
+    for i in range(n):  # a few dozen boxes per photo
+        for j in range(i + 1, n):
+            ov = min(truth[i, 2], truth[j, 2]) - max(truth[i, 0], truth[j, 0])
+            if ov > 0.5 * min(truth[i, 2] - truth[i, 0], truth[j, 2] - truth[j, 0]):
+                group[group == group[j]] = group[i]
+    return sorted((float(truth[group == g, 0].min()), float(truth[group == g, 2].max())) for g in np.unique(group))
+
+
+def label_bay_regions(truth: np.ndarray, height: int) -> list[Any]:
+    """The human bays as regions (full-height strips): the "bays known" diagnostic."""
+    from densedet_tile.audit import parse_regions
+
+    feats = [{"type": "Feature", "properties": {"name": f"human bay {k + 1}"},
+              "geometry": {"type": "Polygon", "coordinates": [[[x0, 0], [x1, 0], [x1, height], [x0, height], [x0, 0]]]}}
+             for k, (x0, x1) in enumerate(label_bays(truth))]
+    return parse_regions({"type": "FeatureCollection", "features": feats}) if feats else []
+
+
+def gaps_across_bays(gaps: list[tuple[int, np.ndarray]], truth: np.ndarray) -> int:
+    """Gaps that reach into two side-by-side human row boxes at the gap's own height: a gap
+    across an upright (or into the next bay)."""
+    n = 0
+    for _, poly in gaps:
+        x1, x2 = poly[:, 0].min(), poly[:, 0].max()
+        ym = poly[:, 1].mean()
+        hit = truth[(truth[:, 1] <= ym) & (truth[:, 3] >= ym) & (truth[:, 0] < x2) & (truth[:, 2] > x1)]
+        if len(hit) >= 2:
+            # two label boxes that do not overlap horizontally: two bays
+            order = np.argsort(hit[:, 0])
+            h = hit[order]
+            if np.any(h[1:, 0] >= h[:-1, 2] - 0.05 * (h[:-1, 2] - h[:-1, 0])):
+                n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------- real photos
+def read_labels(path: Path, width: int, height: int) -> np.ndarray:
+    rows = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 5:
+            continue
+        _, cx, cy, w, h = (float(v) for v in parts)
+        rows.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
+    return np.asarray(rows, np.float64).reshape(-1, 4)
+
+
+def detections_for(photo: Path, dets: Path) -> Any:
+    """The cached built-in-model detections of ``photo`` (made and cached when missing)."""
+    from densedet_tile.eval.formats import read_detections_json
+
+    cached = dets / f"{photo.stem}.detections.json"
+    if not cached.is_file():
+        import densedet_tile as dt
+        from densedet_tile.io import write_json
+
+        res = dt.detect_image(photo)
+        dets.mkdir(parents=True, exist_ok=True)
+        write_json(res, cached)
+    return read_detections_json(cached)
+
+
+def eval_real(args: argparse.Namespace) -> dict[str, Any]:
+    from densedet_tile.audit import run_audit
+
+    photos_dir = Path(args.photos)
+    labels_dir = photos_dir / "shelf-rows"
+    if not labels_dir.is_dir():
+        print(f"{photos_dir}: no shelf-rows/ folder here; the real photos are not available (see --photos)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    stems = sorted(p.stem for p in labels_dir.glob("*.txt") if (photos_dir / f"{p.stem}.jpg").is_file())
+    if args.limit:
+        stems = stems[: args.limit]
+    per_photo = []
+    sheet_items = []
+    t_audit = 0.0
+    for stem in stems:
+        photo = photos_dir / f"{stem}.jpg"
+        boxes = detections_for(photo, Path(args.dets))
+        w, h = int(boxes.width), int(boxes.height)
+        truth = read_labels(labels_dir / f"{stem}.txt", w, h)
+        regions = label_bay_regions(truth, h) if args.label_bays else None
+        t0 = time.perf_counter()
+        res = run_audit(boxes.xyxy, w, h, regions=regions)
+        t_audit += time.perf_counter() - t0
+        geo = audit_geometry(res, only_regions=args.label_bays)
+        m = match_rows(geo["rows"], truth)
+        # human rows that hold the centres of 3 or more detected products: the rows a row finder
+        # can see at all with these boxes
+        cx, cy = (boxes.xyxy[:, 0] + boxes.xyxy[:, 2]) / 2, (boxes.xyxy[:, 1] + boxes.xyxy[:, 3]) / 2
+        holds = ((cx[None] >= truth[:, :1]) & (cx[None] <= truth[:, 2:3]) & (cy[None] >= truth[:, 1:2])
+                 & (cy[None] <= truth[:, 3:4])).sum(axis=1)
+        seen = holds >= 3
+        rec = {
+            "photo": stem, "products": int(len(boxes.xyxy)), "labels": int(len(truth)),
+            "found": int(len(geo["rows"])), "matched": len(m), "bays": len(res.parts),
+            "labels_with_3_products": int(seen.sum()), "matched_of_those": int(sum(seen[t] for _, t, _ in m)),
+            "gaps": len(geo["gaps"]), "gaps_across_bays": gaps_across_bays(geo["gaps"], truth),
+        }
+        per_photo.append(rec)
+        sheet_items.append((photo, w, h, truth, geo, {f for f, _, _ in m}, rec))
+    report = summarise(per_photo)
+    seen = sum(r["labels_with_3_products"] for r in per_photo)
+    report["labels_with_3_products"] = seen
+    report["recall_of_those"] = sum(r["matched_of_those"] for r in per_photo) / seen if seen else float("nan")
+    report["audit_seconds_per_photo"] = t_audit / max(len(stems), 1)
+    if args.sheet:
+        contact_sheet(sheet_items, Path(args.sheet))
+        report["sheet"] = str(args.sheet)
+    return report
+
+
+def summarise(per_photo: list[dict[str, Any]]) -> dict[str, Any]:
+    n_l = sum(r["labels"] for r in per_photo)
+    n_f = sum(r["found"] for r in per_photo)
+    n_m = sum(r["matched"] for r in per_photo)
+    err = np.array([r["found"] - r["labels"] for r in per_photo])
+    return {
+        "photos": len(per_photo),
+        "label_rows": n_l,
+        "found_rows": n_f,
+        "matched": n_m,
+        "recall": n_m / n_l if n_l else float("nan"),
+        "precision": n_m / n_f if n_f else float("nan"),
+        "row_count_exact": int((err == 0).sum()),
+        "row_count_mae": float(np.abs(err).mean()) if len(err) else float("nan"),
+        "row_count_mean_signed": float(err.mean()) if len(err) else float("nan"),
+        "gaps": sum(r["gaps"] for r in per_photo),
+        "gaps_across_bays": sum(r["gaps_across_bays"] for r in per_photo),
+        "per_photo": per_photo,
+    }
+
+
+def contact_sheet(items: list[Any], out: Path, *, cell: tuple[int, int] = (300, 400), cols: int = 10) -> None:
+    """One JPEG: every photo (or generated aisle) fitted into a ``cell`` (width, height), with
+    human rows white, found rows green (matched) or orange (not), bays yellow, gaps red, and
+    ``name matched/human of found`` on top."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    cw, ch = cell
+    n_rows = (len(items) + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * cw, max(n_rows, 1) * ch), (30, 30, 30))
+    for k, (photo, w, h, truth, geo, matched, rec) in enumerate(items):
+        s = min(cw / w, ch / h)
+        tw, th = max(1, int(w * s)), max(1, int(h * s))
+        if photo is None:
+            im = Image.new("RGB", (tw, th), (200, 200, 200))
+        else:
+            im = Image.open(photo)
+            im.draft("RGB", (tw * 2, th * 2))
+            im = ImageOps.exif_transpose(im.convert("RGB")).resize((tw, th), Image.Resampling.BILINEAR)
+        over = Image.new("RGBA", im.size, (0, 0, 0, 0))
+        d = ImageDraw.Draw(over)
+        for bay in geo["bays"]:
+            d.line([(x * s, y * s) for x, y in np.vstack([bay, bay[:1]])], fill=(255, 220, 0, 255), width=2)
+        for _, poly in geo["gaps"]:
+            d.polygon([(x * s, y * s) for x, y in poly], fill=(255, 0, 0, 110), outline=(255, 0, 0, 255))
+        for x1, y1, x2, y2 in truth * s:
+            d.rectangle([x1, y1, x2, y2], outline=(255, 255, 255, 255), width=1)
+        for i, poly in enumerate(geo["row_polygons"]):
+            col = (40, 230, 60, 255) if i in matched else (255, 140, 0, 255)
+            d.polygon([(x * s, y * s) for x, y in poly], outline=col, width=1)
+        label = f"{rec['photo']} {rec['matched']}/{rec['labels']} of {rec['found']}"
+        d.rectangle([0, 0, 6 * len(label) + 6, 12], fill=(0, 0, 0, 190))
+        d.text((3, 0), label, fill=(255, 255, 255, 255))
+        thumb = Image.alpha_composite(im.convert("RGBA"), over).convert("RGB")
+        sheet.paste(thumb, ((k % cols) * cw + (cw - tw) // 2, (k // cols) * ch + (ch - th) // 2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, quality=85)
+
+
+# ----------------------------------------------------------------------------- generated aisles
+def eval_synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    from densedet_tile.audit import run_audit
+    from densedet_tile.synth.audit_aisles import synthetic_bays
+
+    per = []
+    sheet_items = []
+    rows_exact = 0
+    planted = found_gaps = false_gaps = across = 0
+    t_audit = 0.0
+    for seed in range(args.synthetic):
+        rng = np.random.default_rng([seed, 2026])
+        aisle = synthetic_bays(rng, n_bays=int(rng.integers(1, 5)), perspective_deg=float(rng.uniform(-25, 25)))
+        t0 = time.perf_counter()
+        res = run_audit(aisle.xyxy, aisle.width, aisle.height)
+        t_audit += time.perf_counter() - t0
+        geo = audit_geometry(res)
+        truth = aisle.row_boxes
+        m = match_rows(geo["rows"], truth)
+        sc = score_bays(aisle, res)
+        rows_exact += sc["assignment_exact"]
+        planted += sc["planted"]
+        found_gaps += sc["found"]
+        false_gaps += sc["false"]
+        across += sc["across_upright"]
+        rec = {"photo": f"aisle {seed}", "products": int(len(aisle.xyxy)), "labels": int(len(truth)),
+               "found": int(len(geo["rows"])), "matched": len(m), "bays": len(res.parts),
+               "true_bays": int(aisle.n_bays), "perspective_deg": round(aisle.perspective_deg, 1),
+               "gaps": len(geo["gaps"]), "gaps_across_bays": sc["across_upright"]}
+        per.append(rec)
+        if args.sheet and seed < 60:
+            sheet_items.append((None, aisle.width, aisle.height, truth, geo, {f for f, _, _ in m}, rec))
+    report = summarise(per)
+    report.update({
+        "assignment_exact": rows_exact, "planted_gaps": planted, "planted_found": found_gaps,
+        "false_gaps": false_gaps, "gaps_across_uprights": across,
+        "audit_seconds_per_aisle": t_audit / max(args.synthetic, 1),
+    })
+    if args.sheet:
+        contact_sheet(sheet_items, Path(args.sheet), cell=(400, 160), cols=6)
+        report["sheet"] = str(args.sheet)
+    return report
+
+
+def score_bays(aisle: Any, res: Any) -> dict[str, int]:
+    """Against a generated aisle: every box in the right (bay, row), planted gaps found (a found
+    gap of the same row covering over half of one), false gaps, and gaps across an upright (the
+    upright's centre line, at the gap's height, more than a quarter product width inside it)."""
+    truth_key = aisle.bay_of * 1000 + aisle.row_of
+    found_key = np.full(len(aisle.xyxy), -1, np.int64)
+    gap_list = []
+    for bi, part in enumerate(res.parts):
+        a = part.layout.assignment
+        ok = a >= 0
+        found_key[part.index[ok]] = bi * 1000 + a[ok]
+        for g in part.gaps:
+            gap_list.append((bi, g))
+    # map found (bay, row) keys to true ones by majority; exact when the map is one to one and total
+    exact = bool((found_key >= 0).all())
+    if exact:
+        pairs = set(zip(found_key.tolist(), truth_key.tolist()))
+        exact = len(pairs) == len(set(found_key.tolist())) == len(set(truth_key.tolist()))
+    # which true (bay, row) each found gap lies on: the true row of most of the part row's boxes
+    key_map: dict[int, int] = {}
+    for k in set(found_key.tolist()) - {-1}:
+        vals, cnt = np.unique(truth_key[found_key == k], return_counts=True)
+        key_map[k] = int(vals[np.argmax(cnt)])
+    matched: set[int] = set()
+    found = 0
+    for b, r, x1, x2 in aisle.gaps:
+        hits = [i for i, (bi, g) in enumerate(gap_list)
+                if key_map.get(bi * 1000 + g.row) == b * 1000 + r and min(x2, g.x2) - max(x1, g.x1) > 0.5 * (x2 - x1)]
+        if hits:
+            found += 1
+            matched.update(hits)
+    across = 0
+    for _, g in gap_list:
+        # each upright's x at the gap's height (uprights lean with the camera's roll)
+        ym = float(np.mean([y for _, y in g.polygon]))
+        (xt, yt), (xb, yb) = aisle.upright_lines[:, 0].T, aisle.upright_lines[:, 1].T
+        xu = xt + (xb - xt) * (ym - yt) / np.where(yb != yt, yb - yt, 1)
+        # a quarter of a product's width of overlap is a gap touching the upright, not across it
+        tol = 0.25 * g.width_px / g.width_products if g.width_products > 0 else 0.0
+        across += int(np.any((xu > g.x1 + tol) & (xu < g.x2 - tol)))
+    return {"assignment_exact": int(exact), "planted": len(aisle.gaps), "found": found,
+            "false": len(gap_list) - len(matched), "across_upright": across}
+
+
+# ----------------------------------------------------------------------------- main
+def print_report(rep: dict[str, Any], title: str) -> None:
+    print(f"## {title}")
+    print(f"photos {rep['photos']}, human rows {rep['label_rows']}, found rows {rep['found_rows']}, matched {rep['matched']}")
+    print(f"row recall {rep['recall']:.3f}, row precision {rep['precision']:.3f}")
+    print(f"row count: exact on {rep['row_count_exact']}/{rep['photos']}, mean |error| {rep['row_count_mae']:.2f}, "
+          f"mean signed {rep['row_count_mean_signed']:+.2f}")
+    print(f"gaps {rep['gaps']}, across two bays {rep['gaps_across_bays']}")
+    if "recall_of_those" in rep:
+        print(f"human rows holding 3+ detected products: {rep['labels_with_3_products']} of {rep['label_rows']}, "
+              f"recall among them {rep['recall_of_those']:.3f}")
+    for k in ("assignment_exact", "planted_gaps", "planted_found", "false_gaps", "gaps_across_uprights",
+              "audit_seconds_per_photo", "audit_seconds_per_aisle", "sheet"):
+        if k in rep:
+            print(f"{k}: {rep[k]}")
+    if rep.get("per_photo") and "true_bays" not in rep["per_photo"][0]:
+        worst = sorted(rep["per_photo"], key=lambda r: r["matched"] - r["labels"])[:10]
+        print("least recall: " + ", ".join(f"{r['photo']} {r['matched']}/{r['labels']} (found {r['found']})"
+                                           for r in worst))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="folder with the photos and shelf-rows/ (default: %(default)s)")
+    p.add_argument("--dets", default="/tmp/audit_real/dets", help="detections cache folder (default: %(default)s)")
+    p.add_argument("--sheet", default=None, help="write the contact sheet JPEG here (outside the repository)")
+    p.add_argument("--json", default=None, help="write the figures (and per-photo rows) here")
+    p.add_argument("--limit", type=int, default=0, help="only the first N photos")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="measure on N generated aisles instead")
+    p.add_argument("--label-bays", action="store_true",
+                   help="diagnostic: give the human bays as regions and score only their rows (how far the rows "
+                        "get when the bays are known and the bays nobody labelled are left out)")
+    args = p.parse_args(argv)
+    if args.sheet and Path(args.sheet).resolve().is_relative_to(ROOT):
+        print(f"{args.sheet}: the contact sheet shows the photos; write it outside the repository", file=sys.stderr)
+        return 2
+    if args.synthetic:
+        rep = eval_synthetic(args)
+        print_report(rep, f"generated aisles, perfect boxes ({args.synthetic})")
+    else:
+        rep = eval_real(args)
+        print_report(rep, "real photos, boxes from " + args.dets + (", human bays given" if args.label_bays else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
