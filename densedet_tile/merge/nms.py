@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..errors import InvalidInputError
@@ -10,7 +12,7 @@ from .boxes import as_boxes, candidate_pairs, pair_iou
 __all__ = ["nms", "score_order"]
 
 #: After this many parallel sweeps the still undecided boxes (a long chain of overlaps) are
-#: finished by torchvision's sequential NMS on that subset alone.
+#: finished sequentially on that subset alone (torchvision's NMS when it is already imported).
 _MAX_SWEEPS = 64
 
 
@@ -105,7 +107,9 @@ def nms(
         killed[lo[state[hi] == 1]] = True
         state[(state == 0) & killed] = 2
         sub = np.flatnonzero(state == 0)
-        if grp is not None:
+        if grp is not None or sys.modules.get("torchvision") is None:
+            # exact in numpy; torchvision's C++ NMS only where it is loaded already, so the
+            # light install (no torch) and the ONNX Runtime path never import it from here
             _finish_sequential(state, prio, hi, lo)
             state[state == 0] = 1
             return order[state[order] == 1].astype(np.int64)
