@@ -106,6 +106,45 @@ def test_shipped_int8_stays_close_to_torch(pair) -> None:
     assert np.median(d) <= INT8_MEDIAN_PX
 
 
+def _torch_reference_decode(heat_logits, dist, *, stride, score_thr, nms_iou, max_det):
+    """The decode the torch runtime ran before there was a numpy one (torchvision NMS)."""
+    torch = pytest.importorskip("torch")
+    from torchvision.ops import nms
+
+    heat = torch.sigmoid(heat_logits.float())
+    peaks = heat == torch.nn.functional.max_pool2d(heat, 3, stride=1, padding=1)
+    heat = torch.where(peaks, heat, torch.zeros_like(heat))
+    b, _, h, w = heat.shape
+    scores, idx = heat.view(b, -1).topk(min(max_det * 2, h * w), dim=1)
+    ys = torch.div(idx, w, rounding_mode="floor").float().mul_(stride).add_(stride / 2)
+    xs = (idx % w).float().mul_(stride).add_(stride / 2)
+    d = dist.float().view(b, 4, -1)
+    out = []
+    for i in range(b):
+        keep = scores[i] >= score_thr
+        s, sel, x, y = scores[i][keep], idx[i][keep], xs[i][keep], ys[i][keep]
+        di = d[i][:, sel]
+        boxes = torch.stack([x - di[0], y - di[1], x + di[2], y + di[3]], dim=1)
+        k = nms(boxes, s, nms_iou)[:max_det]
+        out.append((boxes[k].numpy(), s[k].numpy()))
+    return out
+
+
+@pytest.mark.parametrize("score_thr", [0.05, 0.5])
+def test_numpy_decode_matches_the_former_torch_decode(pair, score_thr: float) -> None:
+    torch = pytest.importorskip("torch")
+    _, torch_det = pair
+    tiles = [_shelf(777200 + i, 640, 1280 if i % 2 else 960) for i in range(3)]
+    for t in tiles:
+        heat, dist = torch_det.runner(np.stack([np.ascontiguousarray(t[:, :576])]))
+        (ref_b, ref_s), = _torch_reference_decode(torch.from_numpy(heat), torch.from_numpy(dist), stride=8,
+                                                  score_thr=score_thr, nms_iou=0.5, max_det=1000)
+        (b, s), = B.decode(heat, dist, stride=8, score_thr=score_thr, nms_iou=0.5, max_det=1000)
+        assert len(b) > 0
+        assert np.array_equal(b, ref_b)  # the same boxes in the same order
+        assert np.abs(s - ref_s).max() <= 1e-6  # sigmoid rounding only
+
+
 def test_one_source_of_decode_settings(pair) -> None:
     ort_det, torch_det = pair
     assert ort_det.settings == torch_det.settings == DecodeSettings.from_config(B.model_config(None))
