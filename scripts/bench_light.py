@@ -2,6 +2,7 @@
 """The light install's figures: built-in model tiles/s on ONNX Runtime vs torch, CLI cold start.
 
     python scripts/bench_light.py speed --threads 2 [--onnx /tmp/int8.onnx ...]
+    python scripts/bench_light.py photo --image data/shelves_val/images/shelf_1000_0.jpg --threads 2
     python scripts/bench_light.py cold --python /tmp/light/bin/python --python "$(command -v python)" \\
         --image examples/shelf.jpg --runs 5
 
@@ -11,9 +12,13 @@ threads, in alternating rounds (so a shared machine's load falls on both alike);
 median and the best round as tiles per second, and process CPU seconds per tile. Extra
 ``--onnx`` files (other export formats) are timed beside the shipped one.
 
+``photo``: one photo through ``dt.detect`` (reading, tiling, both resizes, predict, merge) in
+this process after a warm-up run, the runtimes alternating; median and best wall, CPU seconds.
+
 ``cold``: runs ``densedet-tile IMAGE`` in a fresh process per run under ``/usr/bin/time -v``
 for each ``--python`` interpreter (a venv's, or the [all] environment's), a 10x10 image and
-each ``--image``; reports median and best wall time and the peak RSS. Every interpreter runs this
+each ``--image``; reports median and best wall time, median CPU seconds (user + sys) and the
+peak RSS. Every interpreter runs this
 tree's code (``PYTHONPATH``); what differs is the packages installed beside it. ``--torch-too`` adds the
 same runs with ``--detector-option runtime=torch`` for interpreters that have torch.
 """
@@ -91,17 +96,45 @@ def speed(args: argparse.Namespace) -> dict:
             "results": out}
 
 
-def _time_v(cmd: list[str], env: dict) -> tuple[float, int, int]:
+def photo(args: argparse.Namespace) -> dict:
+    """One photo end to end in this process, warm: ``dt.detect`` (read, tile, predict, merge)."""
+    import densedet_tile as dt
+    from densedet_tile.detector.builtin import load_default
+
+    if "torch" in args.runtimes:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    dets = {rt: load_default(device="cpu", runtime=rt, threads=args.threads) for rt in args.runtimes}
+    for d in dets.values():
+        dt.detect(args.image, d)
+    res: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in dets}
+    boxes: dict[str, int] = {}
+    for _ in range(args.rounds):
+        for k, d in dets.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            boxes[k] = len(dt.detect(args.image, d))
+            res[k]["wall"].append(time.perf_counter() - t0)
+            res[k]["cpu"].append(time.process_time() - c0)
+    return {"mode": "photo", "image": args.image, "threads": args.threads, "rounds": args.rounds,
+            "results": {k: {"wall_s_median": round(statistics.median(v["wall"]), 2), "wall_s_best": round(min(v["wall"]), 2),
+                            "cpu_s_median": round(statistics.median(v["cpu"]), 2), "products": boxes[k]}
+                        for k, v in res.items()}}
+
+
+def _time_v(cmd: list[str], env: dict) -> tuple[float, int, int, float]:
     r = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
-    wall, rss = 0.0, 0
+    wall, rss, cpu = 0.0, 0, 0.0
     for line in r.stderr.splitlines():
         line = line.strip()
-        if line.startswith("Elapsed (wall clock) time"):
+        if line.startswith(("User time (seconds)", "System time (seconds)")):
+            cpu += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("Elapsed (wall clock) time"):
             parts = line.rsplit(" ", 1)[1].split(":")
             wall = sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
         elif line.startswith("Maximum resident set size"):
             rss = int(line.rsplit(" ", 1)[1])
-    return wall, rss, r.returncode
+    return wall, rss, r.returncode, cpu
 
 
 def cold(args: argparse.Namespace) -> dict:
@@ -124,18 +157,21 @@ def cold(args: argparse.Namespace) -> dict:
     for _ in range(args.runs):  # alternate the cases run by run
         for py, has_torch, extra, img in cases:
             cmd = [py, "-m", "densedet_tile", img, "--out", str(tmp / "out"), "-q", *extra]
-            wall, rss, rc = _time_v(cmd, env)
+            wall, rss, rc, cpu = _time_v(cmd, env)
             if rc != 0:
                 raise SystemExit(f"failed: {' '.join(cmd)}")
             key = f"{py} | {Path(img).name} | {'runtime=torch' if extra else 'default'}"
             rec = results.setdefault(key, {"python": py, "torch_installed": has_torch, "image": Path(img).name,
-                                           "runtime": "torch" if extra else "default", "wall": [], "rss_kb": []})
+                                           "runtime": "torch" if extra else "default", "wall": [], "rss_kb": [],
+                                           "cpu": []})
             rec["wall"].append(wall)
+            rec["cpu"].append(cpu)
             rec["rss_kb"].append(rss)
     for rec in results.values():
         rec["wall_s_median"] = round(statistics.median(rec["wall"]), 2)
         rec["wall_s_best"] = round(min(rec["wall"]), 2)
         rec["peak_rss_mib"] = round(max(rec["rss_kb"]) / 1024, 1)
+        rec["cpu_s_median"] = round(statistics.median(rec.pop("cpu")), 2)
         doc = json.loads((tmp / "out" / f"{Path(rec['image']).stem}.detections.json").read_text())
         rec.pop("rss_kb")
         rec["wall"] = [round(w, 2) for w in rec["wall"]]
@@ -157,10 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--image", action="append", default=[])
     c.add_argument("--runs", type=int, default=5)
     c.add_argument("--torch-too", action="store_true")
+    p = sub.add_parser("photo")
+    p.add_argument("--image", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runtimes", nargs="*", default=["onnxruntime", "torch"])
+    p.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     t0 = time.time()
-    report = speed(args) if args.mode == "speed" else cold(args)
+    report = {"speed": speed, "cold": cold, "photo": photo}[args.mode](args)
     report["machine"] = machine_line()
     report["load_average_after"] = os.getloadavg()
     report["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -361,3 +361,15 @@ def test_light_path_works_when_torch_is_not_installed(tmp_path) -> None:
     doc = json.loads((out / "shelf.detections.json").read_text())
     assert doc["model"]["info"]["runtime"] == "onnxruntime"
     assert doc["num_detections"] > 50
+
+
+def test_bench_light_speed_runs(tmp_path) -> None:
+    """scripts/bench_light.py (the BENCHMARKS figures) does not rot: one short round."""
+    out = tmp_path / "speed.json"
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_light.py"), "--json", str(out), "speed",
+                        "--runtimes", "onnxruntime", "--threads", "1", "--rounds", "1", "--per-round", "1"],
+                       capture_output=True, text=True, timeout=300, cwd=str(REPO))
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc["results"]["onnxruntime"]["tiles_per_s_best"] > 0
+    assert doc["results"]["onnxruntime"]["info"] == {"runtime": "onnxruntime", "precision": "int8", "threads": 1}
