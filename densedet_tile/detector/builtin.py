@@ -260,7 +260,9 @@ def build_targets(boxes: np.ndarray, size: int, stride: int) -> tuple[np.ndarray
 # runtimes
 # ----------------------------------------------------------------------------------------------
 def usable_cpus() -> int:
-    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota."""
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota and by
+    ``OMP_NUM_THREADS`` when that is set (Ray sets it to an actor's CPU allotment, and torch
+    follows it too)."""
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -271,6 +273,9 @@ def usable_cpus() -> int:
             n = min(n, max(1, math.ceil(int(quota) / int(period))))
     except (OSError, ValueError):
         pass
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        n = min(n, int(omp))
     return max(1, n)
 
 

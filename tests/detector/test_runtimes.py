@@ -254,10 +254,14 @@ def test_checkpoint_and_options_reach_the_default_detector() -> None:
     assert load_detector("default", device="cpu", options={"runtime": "torch"}).runtime == "torch"
 
 
-def test_usable_cpus_is_the_affinity_mask() -> None:
+def test_usable_cpus_is_the_affinity_mask(monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     if hasattr(os, "sched_getaffinity"):
         assert usable_cpus() <= len(os.sched_getaffinity(0))
     assert usable_cpus() >= 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what Ray sets for a 1-CPU actor
+    assert usable_cpus() == 1
+    assert load_default(device="cpu").info["threads"] == 1
 
 
 def test_cuda_plausible_respects_hidden_devices(monkeypatch) -> None:
