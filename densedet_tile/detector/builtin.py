@@ -418,7 +418,6 @@ class DefaultDetector:
         self.runner = model
         self.runtime: str = model.runtime
         self.device = model.device
-        self.fp16 = bool(getattr(model, "fp16", False))
         self.input_size = self.settings.input_size
         self.stride = self.settings.stride
         self.score_thr = self.settings.score_thr
@@ -427,6 +426,19 @@ class DefaultDetector:
         self.topk = self.settings.topk
         self.info = {**dict(info or {}), **model.describe()}
         self._pad_value = np.round(np.asarray(self.settings.mean) * 255.0).astype(np.uint8)
+
+    @property
+    def fp16(self) -> bool:
+        """Whether the network runs under fp16 autocast (torch on CUDA); settable on torch."""
+        return bool(getattr(self.runner, "fp16", False))
+
+    @fp16.setter
+    def fp16(self, value: bool) -> None:
+        if hasattr(self.runner, "fp16"):
+            self.runner.fp16 = bool(value)
+            self.info.update(self.runner.describe())
+        elif value:
+            raise InvalidInputError("fp16 needs the torch runtime (load_default(runtime='torch', fp16=True))")
 
     @property
     def model(self) -> Any:

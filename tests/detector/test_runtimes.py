@@ -250,7 +250,11 @@ def test_checkpoint_and_options_reach_the_default_detector() -> None:
     det = load_detector("default", device="cpu", checkpoint=str(_weights_path(B.ONNX_FILE)))
     assert det.runtime == "onnxruntime"
     det = load_detector("default", device="cpu", precision="fp16")
-    assert det.runtime == "torch"
+    assert det.runtime == "torch" and det.fp16 and det.runner.fp16  # autocast applies on CUDA only
+    det.fp16 = False  # scripts/bench_gpu_default.py toggles it
+    assert not det.runner.fp16
+    with pytest.raises(InvalidInputError, match="torch runtime"):
+        load_default(device="cpu").fp16 = True
     assert load_detector("default", device="cpu", options={"runtime": "torch"}).runtime == "torch"
 
 
