@@ -32,7 +32,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -380,9 +380,6 @@ class OnnxRunner:
 # ----------------------------------------------------------------------------------------------
 # the Detector
 # ----------------------------------------------------------------------------------------------
-Runner = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
-
-
 class DefaultDetector:
     """The packaged shelf-product detector; implements the :class:`Detector` protocol.
 
