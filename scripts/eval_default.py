@@ -15,7 +15,9 @@ yellow 0.4-0.5, red below 0.4):
 
     python scripts/eval_default.py --real /work/shared/real-shelves/*.jpg --previews previews/
 
-``--weights`` evaluates a checkpoint file instead of the packaged weights.
+``--weights`` evaluates another weights file instead of the packaged ones: a ``.pt`` checkpoint
+(torch) or an ``.onnx`` export (ONNX Runtime); ``--runtime`` forces one (default: the detector's
+own rule, ONNX Runtime on the CPU for the packaged weights). ``--threads`` sets the CPU threads.
 """
 
 from __future__ import annotations
@@ -29,26 +31,24 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from densedet_tile.detector.builtin import build_from_checkpoint, load_default  # noqa: E402
+from densedet_tile.detector.builtin import load_default  # noqa: E402
 from densedet_tile.types import Detections  # noqa: E402
+
+_RUNTIME = {"runtime": "auto", "threads": None}
 
 
 def _load_detector(weights: str | None, score_thr: float | None):
-    if weights:
-        ck = torch.load(weights, map_location="cpu", weights_only=True)
-        return build_from_checkpoint(ck, device="cpu", score_thr=score_thr)
-    return load_default(device="cpu", score_thr=score_thr)
+    return load_default(device="cpu", score_thr=score_thr, weights=weights, runtime=_RUNTIME["runtime"],
+                        threads=_RUNTIME["threads"])
 
 
 def _own_detect(img: np.ndarray, det, tile: int, overlap: float) -> Detections:
     """Fallback tiling (grid, resize to input_size, predict, shift, NMS) if the engine is absent."""
-    from torchvision.ops import nms
-
+    from densedet_tile.merge.nms import nms
     from densedet_tile.tiler.grid import make_grid
     from densedet_tile.types import TileSpec
 
@@ -64,7 +64,7 @@ def _own_detect(img: np.ndarray, det, tile: int, overlap: float) -> Detections:
     allb = Detections.concat(parts)
     if len(allb) == 0:
         return allb
-    keep = nms(torch.from_numpy(np.array(allb.xyxy)), torch.from_numpy(np.array(allb.scores)), 0.5).numpy()
+    keep = nms(np.array(allb.xyxy), np.array(allb.scores), 0.5)
     return allb[keep]
 
 
@@ -186,7 +186,7 @@ def evaluate(args) -> dict:
     out = {**ap, "images": len(names), "gt_boxes": int(sum(len(v) for v in gt_arr.values())),
            "score_thr_default": det_def.score_thr, "pr_by_threshold": pr,
            "cpu_megapixels_per_s": mp / max(secs, 1e-9), "seconds_per_image": secs / max(1, min(len(names), args.speed_images)),
-           "torch_threads": torch.get_num_threads(), "tile": args.tile, "overlap": args.overlap, "engine": args.engine,
+           "runtime": det_def.runtime, "threads": det_def.info.get("threads"), "tile": args.tile, "overlap": args.overlap, "engine": args.engine,
            "weights": args.weights or "package", "weights_info": det_def.info}
     return out
 
@@ -223,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", nargs="*", help="real photos to draw previews for")
     ap.add_argument("--previews", default="previews")
     ap.add_argument("--preview-side", type=int, default=1400)
-    ap.add_argument("--weights", default=None)
+    ap.add_argument("--weights", default=None, help="a .pt checkpoint or an .onnx export (default: packaged)")
+    ap.add_argument("--runtime", default="auto", choices=["auto", "onnxruntime", "torch"])
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads of the runtime")
     ap.add_argument("--score-thr", type=float, default=None, help="threshold for previews (default: shipped)")
     ap.add_argument("--tile", type=int, default=1280)
     ap.add_argument("--overlap", type=float, default=0.2)
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", choices=["dt", "own"], default="dt", help="dt.detect or a fallback tiler")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here")
     args = ap.parse_args(argv)
+    _RUNTIME.update(runtime=args.runtime, threads=args.threads)
     result: dict = {}
     if args.data:
         result["heldout"] = evaluate(args)

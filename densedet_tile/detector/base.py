@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -17,6 +19,7 @@ __all__ = [
     "resize_filter_of",
     "resolve_device",
     "device_of",
+    "cuda_plausible",
     "check_tiles",
 ]
 
@@ -100,16 +103,28 @@ def resolve_device(device: str = "auto") -> str:
     """Turn ``"auto"`` into ``"cuda"`` when a GPU is usable, else ``"cpu"``; validate others.
 
     Accepts ``"auto"``, ``"cpu"``, ``"cuda"`` and ``"cuda:N"``. Asking for CUDA on a machine
-    without it raises :class:`~densedet_tile.errors.InvalidInputError`. Imports torch (to ask
-    it about CUDA) unless the answer is ``"cpu"`` already: call it only where a torch model runs.
+    without it raises :class:`~densedet_tile.errors.InvalidInputError`; without torch installed,
+    :class:`~densedet_tile.errors.MissingDependencyError` (the ``[torch]`` extra).
+
+    ``"auto"`` imports torch only when it could answer yes: it is ``"cpu"`` when torch is not
+    installed (``importlib.util.find_spec``, no import) or when no GPU driver is visible
+    (:func:`cuda_plausible`); when torch is already imported, or installed and a driver is
+    visible, it is ``torch.cuda.is_available()``. ``"cpu"`` never imports torch.
     """
-    from ..errors import InvalidInputError
+    from ..errors import InvalidInputError, MissingDependencyError
 
     dev = check_device(device)
     if dev == "cpu":
         return "cpu"
-    import torch
-
+    torch = sys.modules.get("torch")
+    if torch is None:
+        if importlib.util.find_spec("torch") is None:
+            if dev == "auto":
+                return "cpu"
+            raise MissingDependencyError(f"device {device!r}", "torch", "torch")
+        if dev == "auto" and not cuda_plausible():
+            return "cpu"
+        import torch
     has_cuda = torch.cuda.is_available()
     if dev == "auto":
         return "cuda" if has_cuda else "cpu"
@@ -137,6 +152,29 @@ def device_of(detector: object, requested: str = "auto") -> str:
     if torch is not None and torch.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+def cuda_plausible() -> bool:
+    """Whether a CUDA (or ROCm) GPU could be usable, judged without importing torch.
+
+    False when ``CUDA_VISIBLE_DEVICES`` hides every device (empty or ``-1``), on macOS, and on
+    Linux when there is neither an NVIDIA driver (``/proc/driver/nvidia/version``,
+    ``/dev/nvidia0``...), nor ROCm's ``/dev/kfd``, nor WSL's ``/dev/dxg``. Elsewhere (Windows,
+    other systems) True: torch is asked.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        if os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/kfd") or os.path.exists("/dev/dxg"):
+            return True
+        try:
+            return any(n.startswith("nvidia") and n[6:].isdigit() for n in os.listdir("/dev"))
+        except OSError:
+            return True
+    return True
 
 
 def check_tiles(tiles: Sequence[np.ndarray], *, allow_empty: bool = False) -> list[np.ndarray]:

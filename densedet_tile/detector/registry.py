@@ -70,6 +70,10 @@ class DetectorSpec:
             kind = f"{Path(module).resolve()}:{factory}"
         return replace(self, kind=kind, config=absolute(self.config), checkpoint=absolute(self.checkpoint))
 
+
+#: ``options`` the default detector takes: ``runtime`` (auto, onnxruntime, torch), ``threads``.
+_DEFAULT_OPTIONS: tuple[str, ...] = ("runtime", "threads")
+
 _ADAPTERS = {
     "mmdet": "densedet_tile.detector.mmdet_adapter",
     "torchvision": "densedet_tile.detector.torchvision_adapter",
@@ -91,7 +95,8 @@ def load_detector(
 ) -> Detector:
     """Build the detector called ``name``.
 
-    ``name`` is one of ``default`` (the built-in model shipped in the package), ``mmdet``,
+    ``name`` is one of ``default`` (the built-in model shipped in the package; ``checkpoint`` may
+    name other weights of its architecture, a ``.pt`` or an ``.onnx`` file), ``mmdet``,
     ``torchvision``, ``onnx``, ``yolo`` (adapters that take ``config`` / ``checkpoint``), or
     ``MODULE:FACTORY`` / ``path/to/file.py:FACTORY``: a user's callable returning an object with
     ``predict(tiles) -> list[Detections]``. The factory receives whichever of ``config``,
@@ -101,7 +106,7 @@ def load_detector(
     ``precision`` is ``fp32``, ``fp16`` or ``bf16`` (reduced precision applies on CUDA, where
     the model supports it); ``options`` are extra keyword arguments for the adapter's ``build``
     (e.g. ``cfg_options`` for mmdet, ``num_classes`` for torchvision, ``threads`` for onnx,
-    ``iou`` for yolo).
+    ``iou`` for yolo, ``runtime`` and ``threads`` for default).
     """
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"detector must be a non-empty string, got {name!r}")
@@ -110,15 +115,19 @@ def load_detector(
     device = check_device(device)
     extra = dict(options or {})
     if name == "default":
-        if config is not None or checkpoint is not None:
-            raise InvalidInputError("the default detector takes no --config/--checkpoint (it ships with the package)")
-        if precision == "bf16" or extra:
+        if config is not None:
+            raise InvalidInputError("the default detector takes no --config (its architecture ships with the package)")
+        unknown = sorted(set(extra) - set(_DEFAULT_OPTIONS))
+        if precision == "bf16" or unknown:
             raise InvalidInputError(
-                "the default detector takes only --precision fp32/fp16 and no detector options"
+                "the default detector takes only --precision fp32/fp16 and the detector options "
+                f"{', '.join(_DEFAULT_OPTIONS)}" + (f" (got {', '.join(unknown)})" if unknown else "")
             )
         from .builtin import load_default
 
-        det: Any = load_default(device=device, score_thr=score_thr, fp16=precision == "fp16")
+        # --checkpoint: other weights of the same architecture (.pt runs on torch, .onnx on ONNX Runtime)
+        det: Any = load_default(device=device, score_thr=score_thr, fp16=precision == "fp16",
+                                weights=checkpoint, **extra)
     elif name in _ADAPTERS:
         module = importlib.import_module(_ADAPTERS[name])
         kwargs: dict[str, Any] = dict(config=config, checkpoint=checkpoint, device=device, input_size=input_size)

@@ -1,4 +1,8 @@
-"""The built-in default detector: packaging, the Detector contract, determinism and accuracy."""
+"""The built-in default detector: packaging, the Detector contract, determinism and accuracy.
+
+The detector-level tests run on both runtimes (ONNX Runtime, the default on the CPU, and torch);
+tests/detector/test_runtimes.py compares the two and checks the runtime choice.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch
 
 from densedet_tile.detector.base import Detector, input_size_of
 from densedet_tile.detector.builtin import (
+    ONNX_FILE,
     WEIGHTS_FILE,
     DefaultDetector,
     build_targets,
@@ -21,9 +26,9 @@ from densedet_tile.synth.shelves import training_sample
 from densedet_tile.types import Detections
 
 
-@pytest.fixture(scope="module")
-def det() -> DefaultDetector:
-    return load_default(device="cpu")
+@pytest.fixture(scope="module", params=["onnxruntime", "torch"])
+def det(request: pytest.FixtureRequest) -> DefaultDetector:
+    return load_default(device="cpu", runtime=request.param)
 
 
 def _recall_precision(pred: np.ndarray, gt: np.ndarray, thr: float = 0.5) -> tuple[float, float]:
@@ -53,6 +58,8 @@ def test_weights_ship_as_package_data_within_budget() -> None:
 
     ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     assert {"config", "state_dict"} <= set(ckpt)
+    onnx_raw = importlib.resources.files("densedet_tile.detector").joinpath("weights", ONNX_FILE).read_bytes()
+    assert 0 < len(onnx_raw) <= 16 * 2**20
 
 
 def test_load_default_declares_the_contract(det: DefaultDetector) -> None:
@@ -60,7 +67,8 @@ def test_load_default_declares_the_contract(det: DefaultDetector) -> None:
     assert input_size_of(det) == 640
     assert det.name == "densedet-default"
     assert det.class_names == ("product",)
-    assert det.device == torch.device("cpu")
+    assert str(det.device) == "cpu"
+    assert det.info["runtime"] == det.runtime in ("onnxruntime", "torch")
     assert det.max_det >= 500
     assert 0 < det.score_thr < 1
 
@@ -144,5 +152,11 @@ def test_targets_and_decode_are_inverse() -> None:
     logits = torch.logit(torch.from_numpy(heat).clamp(1e-4, 1 - 1e-4))[None]
     out_boxes, _ = decode(logits, torch.from_numpy(dist)[None].float(), stride=8, score_thr=0.5, nms_iou=0.7,
                           max_det=1000)[0]
+    assert isinstance(out_boxes, torch.Tensor)  # torch in, torch out
     recall, precision = _recall_precision(out_boxes.numpy(), boxes, thr=0.95)
     assert recall >= 0.97 and precision == 1.0
+    # the same decode on numpy arrays (what both runtimes call) gives the same boxes
+    np_boxes, _ = decode(logits.numpy(), dist[None].astype(np.float32), stride=8, score_thr=0.5, nms_iou=0.7,
+                         max_det=1000)[0]
+    assert isinstance(np_boxes, np.ndarray)
+    assert np.array_equal(np_boxes, out_boxes.numpy())

@@ -57,6 +57,23 @@ def test_nms_long_chain_uses_fallback_and_stays_exact() -> None:
     assert got.tolist() == list(range(0, 300, 2))
 
 
+def test_nms_long_chain_without_torchvision(monkeypatch) -> None:
+    # the light install has no torch: the fallback finishes in numpy, with the same answer
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    k = np.arange(300, dtype=float)
+    b = np.stack([k * 2, np.zeros(300), k * 2 + 10, np.full(300, 10.0)], axis=1)
+    s = 1.0 - k / 1000
+    assert nms(b, s, 0.5).tolist() == list(range(0, 300, 2))
+    labels = (k % 3 == 0).astype(np.int64)
+    monkeypatch.undo()
+    want = nms(b, s, 0.5, labels=labels).tolist()  # torchvision finishes it here
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    assert nms(b, s, 0.5, labels=labels).tolist() == want
+
+
 def test_nms_empty_and_bad_input() -> None:
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
     with pytest.raises(InvalidInputError, match="scores"):
