@@ -48,7 +48,7 @@ def _tiles(n: int = 4) -> list[np.ndarray]:
     try:
         from densedet_tile.synth.shelves import training_sample
     except ImportError:
-        from densedet_tile.shelves import training_sample
+        from densedet_tile.synth.shelves import training_sample
     return [training_sample(np.random.default_rng(31000 + i), size=640, tile=1280)[0] for i in range(n)]
 
 

@@ -47,7 +47,7 @@ def _shelves_module():
     try:
         from densedet_tile.synth import shelves  # a later layout
     except ImportError:
-        from densedet_tile import shelves
+        from densedet_tile.synth import shelves
     return shelves
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
 from .base import check_tiles, resolve_device
+from .shelfnet_config import DEFAULT_CONFIG
 
 __all__ = ["ShelfNet", "DefaultDetector", "load_default", "build_from_checkpoint", "decode", "build_targets",
            "DecodeSettings", "OnnxRunner", "choose_runtime", "model_config", "usable_cpus",
@@ -53,20 +54,6 @@ ONNX_FILE = "default.onnx"
 RUNTIMES: tuple[str, ...] = ("auto", "onnxruntime", "torch")
 _RUNTIME_ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime"}
 
-#: Architecture and inference settings; the weights files carry their own copy of the first.
-DEFAULT_CONFIG: dict[str, Any] = {
-    "widths": [16, 32, 64, 128, 256],  # stem1, stem2 (stride 4), stride 8, 16, 32
-    "blocks": [2, 2, 2],  # residual blocks at strides 8, 16, 32
-    "neck": 80,
-    "input_size": 640,  # longer tile side the model was trained for
-    "stride": 8,
-    "score_thr": 0.5,  # chosen on real photos: 0.3-0.5 holds most false boxes there (MODEL_CARD.md)
-    "nms_iou": 0.5,
-    "max_det": 1000,
-    "topk": 2000,  # peaks kept (by score) before the NMS
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
 
 #: Settings that are the package's own, whatever a weights file says (tuned after training,
 #: so the same weights serve with updated thresholds).

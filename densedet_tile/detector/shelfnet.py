@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import DetectorError
+from .shelfnet_config import DEFAULT_CONFIG
 
 __all__ = ["ShelfNet", "TorchRunner", "read_checkpoint", "model_from_checkpoint", "REG_SCALE"]
 
@@ -57,8 +58,6 @@ class ShelfNet(nn.Module):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__()
-        from .builtin import DEFAULT_CONFIG
-
         cfg = {**DEFAULT_CONFIG, **(config or {})}
         w = cfg["widths"]
         nb = cfg["blocks"]

@@ -20,7 +20,7 @@ from densedet_tile.detector.builtin import DecodeSettings, choose_runtime, load_
 from densedet_tile.detector.registry import load_detector
 from densedet_tile.errors import InvalidInputError, MissingDependencyError
 from densedet_tile.pipeline import describe_detector
-from densedet_tile.shelves import training_sample
+from densedet_tile.synth.shelves import training_sample
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -338,7 +338,7 @@ _NO_TORCH = """
 import sys
 import numpy as np
 import densedet_tile as dt
-from densedet_tile.shelves import training_sample
+from densedet_tile.synth.shelves import training_sample
 img, _ = training_sample(np.random.default_rng(5), size=640, tile=1280)
 det = dt.load_detector('default')
 n = len(det.predict([img])[0])

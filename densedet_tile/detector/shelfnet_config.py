@@ -1,0 +1,26 @@
+"""The built-in model's default settings, shared by the runtimes and the torch network.
+
+Kept apart from :mod:`.builtin` (runtimes, decode) and :mod:`.shelfnet` (the torch network) so
+that both can read it without importing each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DEFAULT_CONFIG"]
+
+#: Architecture and inference settings; the weights files carry their own copy of the first.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "widths": [16, 32, 64, 128, 256],  # stem1, stem2 (stride 4), stride 8, 16, 32
+    "blocks": [2, 2, 2],  # residual blocks at strides 8, 16, 32
+    "neck": 80,
+    "input_size": 640,  # longer tile side the model was trained for
+    "stride": 8,
+    "score_thr": 0.5,  # chosen on real photos: 0.3-0.5 holds most false boxes there (MODEL_CARD.md)
+    "nms_iou": 0.5,
+    "max_det": 1000,
+    "topk": 2000,  # peaks kept (by score) before the NMS
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
