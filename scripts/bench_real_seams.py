@@ -364,15 +364,17 @@ def load_pano(path: Path) -> Pano:
 # ----------------------------------------------------------------------------------------------
 # report
 # ----------------------------------------------------------------------------------------------
-def evaluate(panos: Sequence[Pano], band: float, merge: MergeSpec | None = None) -> dict[str, Any]:
-    """Summed counts per (method, tile, IoU) and the merge seconds of ours."""
+def evaluate(panos: Sequence[Pano], band: float, merge: MergeSpec | None = None, holdout: int = 0) -> dict[str, Any]:
+    """Summed counts per (method, tile, IoU), the same over panoramas ``holdout`` and later
+    (``held``), per-panorama F1 and the merge seconds of ours."""
     merge = merge or MergeSpec()
     tiles = sorted({t for p in panos for t in p.tiles})
-    res: dict[str, Any] = {"tiles": tiles, "counts": {}, "merge_s": {}, "per_pano": []}
+    res: dict[str, Any] = {"tiles": tiles, "counts": {}, "held": {}, "merge_s": {}, "per_pano": []}
     for t in tiles:
         tot = {("ours", thr): {} for thr in IOUS} | {("sahi", thr): {} for thr in IOUS}
+        held: dict[str, dict[str, int]] = {}
         secs = 0.0
-        for p in panos:
+        for k, p in enumerate(panos):
             t0 = time.perf_counter()
             ours = merge_tiles(p.tiles[t], p.dets[t], merge).xyxy.astype(np.float64)
             secs += time.perf_counter() - t0
@@ -382,11 +384,52 @@ def evaluate(panos: Sequence[Pano], band: float, merge: MergeSpec | None = None)
                 for thr in IOUS:
                     c = score(boxes, p.ref, bands, thr)
                     tot[(meth, thr)] = add(tot[(meth, thr)], c)
+                    if k >= holdout:
+                        held[f"{meth}@{thr}"] = add(held.get(f"{meth}@{thr}", {}), c)
                     row[f"{meth}@{thr}"] = round(f1(c), 4)
             res["per_pano"].append(row)
         res["counts"][t] = {f"{m}@{thr}": c for (m, thr), c in tot.items()}
+        res["held"][t] = held
         res["merge_s"][t] = secs
     return res
+
+
+#: Merge variants of the ablation table: what each part of the issue-12 merge adds.
+ABLATION: dict[str, MergeSpec] = {
+    "merge (default)": MergeSpec(),
+    "without containment": MergeSpec(contain=None),
+    "without confirmation": MergeSpec(confirm=False),
+    "fixed tolerances (adaptive_tol=False)": MergeSpec(adaptive_tol=False),
+    "previous merge (all three off)": MergeSpec(adaptive_tol=False, contain=None, confirm=False),
+}
+
+
+def ablation(panos: Sequence[Pano], band: float) -> list[str]:
+    """F1 of each ABLATION variant (rows) at each tile (columns), summed over panoramas."""
+    from densedet_tile.merge import merge_tolerances
+
+    tiles = sorted({t for p in panos for t in p.tiles})
+    lines = ["| merge | " + " | ".join(f"{t}: F1@0.5 / F1@0.75" for t in tiles) + " |",
+             "|---|" + "---|" * len(tiles)]
+    for name, spec in ABLATION.items():
+        cells = []
+        for t in tiles:
+            tot: dict[float, dict[str, int]] = {thr: {} for thr in IOUS}
+            for p in panos:
+                boxes = merge_tiles(p.tiles[t], p.dets[t], spec).xyxy.astype(np.float64)
+                for thr in IOUS:
+                    tot[thr] = add(tot[thr], score(boxes, p.ref, p.bands(band), thr))
+            cells.append(f"{f1(tot[0.5]):.4f} / {f1(tot[0.75]):.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    noise = []
+    for t in tiles:
+        tol = [merge_tolerances(p.tiles[t], p.dets[t]) for p in panos]
+        m = np.array([x.measured for x in tol if x.pairs])
+        noise.append(f"tile {t}: measured s {np.min(m):.3f}-{np.max(m):.3f} (median {np.median(m):.3f}) over "
+                     f"{min(x.pairs for x in tol)}-{max(x.pairs for x in tol)} pairs of whole views per panorama"
+                     if m.size else f"tile {t}: no pairs measured")
+    return lines + ["", "View-to-view disagreement measured by the merge (80th percentile of |side difference| / "
+                    "box size between two whole views of one product from two tiles): " + "; ".join(noise) + "."]
 
 
 def to_markdown(res: dict[str, Any], panos: Sequence[Pano], args: argparse.Namespace, command: str) -> str:
@@ -421,6 +464,16 @@ def to_markdown(res: dict[str, Any], panos: Sequence[Pano], args: argparse.Names
         b = lambda x, y: f"**{x:.4f}**" if x >= y else f"{x:.4f}"  # noqa: E731
         lines.append(f"| {t} | {b(o5, s5)} | {b(o7, s7)} | {b(s5, o5)} | {b(s7, o7)} | {cell('ours@0.5')} | "
                      f"{cell('sahi@0.5')} | {res['merge_s'][t]:.3f} |")
+    if args.holdout and 0 < args.holdout < len(panos):
+        lines += ["", f"Panoramas {args.holdout} and later only (the merge's thresholds were chosen looking at "
+                  f"panoramas 0-{args.holdout - 1}): summed F1 below.", "",
+                  "| tile | ours F1@0.5 | ours F1@0.75 | SAHI F1@0.5 | SAHI F1@0.75 |", "|---|---|---|---|---|"]
+        for t in res["tiles"]:
+            c = res["held"][t]
+            lines.append(f"| {t} | {f1(c['ours@0.5']):.4f} | {f1(c['ours@0.75']):.4f} | {f1(c['sahi@0.5']):.4f} | "
+                         f"{f1(c['sahi@0.75']):.4f} |")
+    if args.ablation:
+        lines += ["", "What each part of the merge adds (same boxes, merge only):", "", *ablation(panos, args.seam_band)]
     lines += ["", "Per panorama (F1):", "",
               "| panorama | photos | tile | ours @0.5 | ours @0.75 | SAHI @0.5 | SAHI @0.75 |",
               "|---|---|---|---|---|---|---|"]
@@ -450,6 +503,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--from-dump", type=Path, default=None, help="rescore the merge from a --dump folder")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "real_seams.md")
     ap.add_argument("--json", type=Path, default=None, help="also write the summed counts here")
+    ap.add_argument("--holdout", type=int, default=3,
+                    help="also sum panoramas from this index on (the merge was tuned looking at the first 3; 0: off)")
+    ap.add_argument("--no-ablation", dest="ablation", action="store_false",
+                    help="skip the table of merge variants (merge on/off parts)")
     a = ap.parse_args(argv)
     if a.cache is not None and str(a.cache) in ("", "."):
         a.cache = None
@@ -489,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"# {p.name} ({p.width}x{p.height}, {len(p.ref)} reference boxes): "
                   f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             store.clear()  # tiles never repeat across panoramas
-    res = evaluate(panos, args.seam_band)
+    res = evaluate(panos, args.seam_band, holdout=args.holdout)
     md = to_markdown(res, panos, args, command)
     print(md)
     args.out.parent.mkdir(parents=True, exist_ok=True)

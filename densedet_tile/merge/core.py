@@ -235,9 +235,8 @@ def _in_two_tiles(tiles: Sequence[Tile], xyxy: np.ndarray) -> np.ndarray:
     return count_containing(_tile_rects(tiles), xyxy) >= 2
 
 
-def _near_seam(tiles: Sequence[Tile], xyxy: np.ndarray, margin: float | np.ndarray) -> np.ndarray:
-    """Boxes whose x or y range comes within ``margin`` px (a number, or one per box) of any
-    interior tile edge line.
+def _near_seam(tiles: Sequence[Tile], xyxy: np.ndarray, margin: float) -> np.ndarray:
+    """Boxes whose x or y range comes within ``margin`` px of any interior tile edge line.
 
     Lines are taken over the whole image (a superset of each tile's own edges), so every box
     that seam repair could touch is included: a truncated view lies on its tile's interior
