@@ -255,6 +255,25 @@ class MergeSpec:
     seam_tol_frac: float = 0.1
     #: Treat all labels as one class when matching boxes across tiles and in NMS.
     class_agnostic: bool = False
+    #: Measure the detector's view-to-view disagreement in each run and scale the seam
+    #: tolerances with it (:func:`densedet_tile.merge.merge_tolerances`): the 80th percentile
+    #: ``s`` of the per-side differences, relative to box size, between two whole views of one
+    #: product from two overlapping tiles, shrunk towards ``seam_tol_frac / 3`` (the prior).
+    #: Then a side within ``max(edge_tol, s * extent)`` of an interior tile edge is cut and
+    #: sides agree within ``max(seam_tol, 3 s * extent)``. False: ``edge_tol`` and
+    #: ``seam_tol_frac`` exactly as given.
+    adaptive_tol: bool = True
+    #: Weight of the prior, in pairs, when the measured disagreement is averaged with it: a run
+    #: with a few pairs (one photo, a small image) stays near the prior, hundreds decide.
+    noise_prior_pairs: float = 25.0
+    #: Containment: a cut view whose own area lies at least this much inside a view from
+    #: another tile that reaches past its cut is the same product whatever its uncut sides
+    #: say, and is dropped (None: off).
+    contain: float | None = 0.5
+    #: Drop a cut view that lies wholly inside another tile which reported nothing there
+    #: (no box covering 30% of it): that tile saw the same pixels and what lies beyond the
+    #: cut. Real detectors report half-seen texture at a tile border as a product.
+    confirm: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MERGE_MODES:
@@ -270,8 +289,15 @@ class MergeSpec:
         v = self.seam_tol_frac
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= float(v) < 1.0):
             raise InvalidInputError(f"MergeSpec.seam_tol_frac must be in [0, 1), got {v!r}")
-        if not isinstance(self.class_agnostic, bool):
-            raise InvalidInputError(f"MergeSpec.class_agnostic must be True or False, got {self.class_agnostic!r}")
+        v = self.contain
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 < float(v) <= 1.0)):
+            raise InvalidInputError(f"MergeSpec.contain must be in (0, 1] or None, got {v!r}")
+        for name in ("class_agnostic", "adaptive_tol", "confirm"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInputError(f"MergeSpec.{name} must be True or False, got {getattr(self, name)!r}")
+        v = self.noise_prior_pairs
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= float(v) < 1e9):
+            raise InvalidInputError(f"MergeSpec.noise_prior_pairs must be >= 0, got {v!r}")
 
 
 def check_device(device: object) -> str:

@@ -7,13 +7,14 @@ grid index (never an N x N matrix): :func:`merge_tiles` is the engine's entry po
 """
 
 from .boxes import box_area, candidate_pairs, connected_components, pair_iou
-from .core import merge_tiles, to_global
+from .core import merge_tiles, merge_tolerances, to_global
 from .nms import nms
-from .seams import SeamRepair, repair_seams
+from .seams import SeamRepair, SeamTolerances, measure_view_noise, repair_seams, seam_tolerances
 from .wbf import Fusion, fuse_clusters, weighted_box_fusion
 
 __all__ = [
     "merge_tiles",
+    "merge_tolerances",
     "to_global",
     "nms",
     "weighted_box_fusion",
@@ -21,6 +22,9 @@ __all__ = [
     "Fusion",
     "repair_seams",
     "SeamRepair",
+    "SeamTolerances",
+    "measure_view_noise",
+    "seam_tolerances",
     "candidate_pairs",
     "pair_iou",
     "box_area",

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["as_boxes", "box_area", "candidate_pairs", "pair_iou", "connected_components"]
+__all__ = ["as_boxes", "box_area", "candidate_pairs", "pair_iou", "connected_components", "count_containing"]
 
 _EMPTY_PAIRS = (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
@@ -165,3 +165,37 @@ def connected_components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
                 break
             lab = nxt
     return lab
+
+
+def count_containing(rects: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """How many of the rectangles ``rects`` (T, 4) contain each of ``boxes`` (N, 4) wholly.
+
+    Returns int64 (N,). When the rectangles are cells of a grid (each one of a set of x spans
+    times one of a set of y spans, the spans of an axis all of one length, as tiles are; the
+    grid may have holes) a box's containing spans on each axis are a run found by two binary
+    searches, and a summed-area table over the grid counts the rectangles of that block in
+    O(1). Otherwise rectangle-box pairs come from :func:`candidate_pairs`.
+    """
+    r = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if r.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros(b.shape[0], np.int64)
+    xs, xi = np.unique(r[:, [0, 2]], axis=0, return_inverse=True)
+    ys, yi = np.unique(r[:, [1, 3]], axis=0, return_inverse=True)
+    if np.ptp(xs[:, 1] - xs[:, 0]) == 0 and np.ptp(ys[:, 1] - ys[:, 0]) == 0:
+        cells = np.zeros((xs.shape[0] + 1, ys.shape[0] + 1), np.int64)
+        np.add.at(cells, (xi.reshape(-1) + 1, yi.reshape(-1) + 1), 1)
+        sat = cells.cumsum(axis=0).cumsum(axis=1)
+        # Spans of one length sorted by start are sorted by end too: those holding [lo, hi]
+        # run from the first ending at or after hi to the last starting at or before lo.
+        x0 = np.searchsorted(xs[:, 1], b[:, 2], side="left")
+        x1 = np.maximum(np.searchsorted(xs[:, 0], b[:, 0], side="right"), x0)
+        y0 = np.searchsorted(ys[:, 1], b[:, 3], side="left")
+        y1 = np.maximum(np.searchsorted(ys[:, 0], b[:, 1], side="right"), y0)
+        return sat[x1, y1] - sat[x0, y1] - sat[x1, y0] + sat[x0, y0]
+    t = r.shape[0]
+    i, j = candidate_pairs(np.concatenate([r, b]), touching=True)
+    sel = (i < t) & (j >= t)
+    i, j = i[sel], j[sel] - t
+    inside = (r[i, 0] <= b[j, 0]) & (r[i, 1] <= b[j, 1]) & (r[i, 2] >= b[j, 2]) & (r[i, 3] >= b[j, 3])
+    return np.bincount(j[inside], minlength=b.shape[0]).astype(np.int64)

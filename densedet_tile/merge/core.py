@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import InvalidInputError
 from ..types import Detections, MergeSpec, Tile
+from .boxes import candidate_pairs, count_containing
 from .nms import nms
-from .seams import repair_seams
+from .seams import (
+    AGREE_MULT,
+    EDGE_FRAC_MAX,
+    SeamTolerances,
+    measure_view_noise,
+    repair_seams,
+    seam_tolerances,
+)
 from .wbf import weighted_box_fusion
 
-__all__ = ["merge_tiles", "to_global"]
+__all__ = ["merge_tiles", "merge_tolerances", "to_global"]
 
 
-def to_global(
-    tiles: Sequence[Tile], dets: Sequence[Detections], *, edge_tol: float = 0.0
+def _gather(
+    tiles: Sequence[Tile], dets: Sequence[Detections]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Shift tile-local boxes to the global frame and flag the sides cut by interior edges.
+    """Tile-local boxes clipped to their tiles (boxes with no area left dropped).
 
-    Boxes are first clipped to their tile (a detector sees nothing beyond it); a box with no
-    area left inside its tile is dropped. Returns
-    ``xyxy`` float64 (N, 4) global pixels, ``scores`` float64 (N,), ``labels`` int64 (N,),
-    ``groups`` int64 (N,) (position of the box's tile in ``tiles``) and ``cut`` bool (N, 4):
-    the box's (left, top, right, bottom) side lies within ``edge_tol`` pixels of an interior
-    edge of its tile.
+    Returns ``local`` float64 (N, 4), ``scores``, ``labels``, ``groups`` (tile positions) and
+    ``geo`` float64 (N, 8): the box's tile as (x, y, w, h, interior left, top, right, bottom).
     """
     if len(tiles) != len(dets):
         raise InvalidInputError(f"merge: {len(tiles)} tiles but {len(dets)} detection sets")
@@ -33,7 +38,7 @@ def to_global(
     n = int(counts.sum())
     if n == 0:
         z = np.zeros(0, np.int64)
-        return np.zeros((0, 4)), np.zeros(0), z, z, np.zeros((0, 4), bool)
+        return np.zeros((0, 4)), np.zeros(0), z, z, np.zeros((0, 8))
     for k, d in enumerate(dets):
         if not isinstance(d, Detections):
             raise InvalidInputError(f"merge: detections of tile {k} are a {type(d).__name__}, not Detections")
@@ -52,12 +57,45 @@ def to_global(
     inside = (local[:, 2] > local[:, 0]) & (local[:, 3] > local[:, 1])
     if not inside.all():
         local, scores, labels, groups, geo = local[inside], scores[inside], labels[inside], groups[inside], geo[inside]
-        w, h, n = geo[:, 2], geo[:, 3], int(inside.sum())
-    cut = np.empty((n, 4), bool)
-    cut[:, 0] = (geo[:, 4] > 0) & (local[:, 0] <= edge_tol)
-    cut[:, 1] = (geo[:, 5] > 0) & (local[:, 1] <= edge_tol)
-    cut[:, 2] = (geo[:, 6] > 0) & (local[:, 2] >= w - edge_tol)
-    cut[:, 3] = (geo[:, 7] > 0) & (local[:, 3] >= h - edge_tol)
+    return local, scores, labels, groups, geo
+
+
+def _edge_gap(local: np.ndarray, geo: np.ndarray) -> np.ndarray:
+    """Distance (px) of each box side to its tile's edge on that side; inf where that edge is
+    not interior (the image border cuts nothing). (N, 4) in (left, top, right, bottom) order."""
+    gap = np.stack(
+        [local[:, 0], local[:, 1], geo[:, 2] - local[:, 2], geo[:, 3] - local[:, 3]], axis=1
+    )
+    return np.where(geo[:, 4:8] > 0, gap, np.inf)
+
+
+def _cut_flags(local: np.ndarray, gap: np.ndarray, edge_tol: float, edge_frac: float) -> np.ndarray:
+    """Sides within ``max(edge_tol, edge_frac * extent)`` px of an interior tile edge."""
+    if edge_frac <= 0:
+        return gap <= edge_tol
+    w = local[:, 2] - local[:, 0]
+    h = local[:, 3] - local[:, 1]
+    ext = np.stack([w, h, w, h], axis=1)
+    return gap <= np.maximum(edge_tol, edge_frac * ext)
+
+
+def to_global(
+    tiles: Sequence[Tile], dets: Sequence[Detections], *, edge_tol: float = 0.0, edge_frac: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shift tile-local boxes to the global frame and flag the sides cut by interior edges.
+
+    Boxes are first clipped to their tile (a detector sees nothing beyond it); a box with no
+    area left inside its tile is dropped. Returns
+    ``xyxy`` float64 (N, 4) global pixels, ``scores`` float64 (N,), ``labels`` int64 (N,),
+    ``groups`` int64 (N,) (position of the box's tile in ``tiles``) and ``cut`` bool (N, 4):
+    the box's (left, top, right, bottom) side lies within ``max(edge_tol, edge_frac * extent)``
+    pixels of an interior edge of its tile (extent: the box's width for x sides, height for
+    y sides).
+    """
+    local, scores, labels, groups, geo = _gather(tiles, dets)
+    if local.shape[0] == 0:
+        return local, scores, labels, groups, np.zeros((0, 4), bool)
+    cut = _cut_flags(local, _edge_gap(local, geo), edge_tol, edge_frac)
     xyxy = local + geo[:, [0, 1, 0, 1]]
     return xyxy, scores, labels, groups, cut
 
@@ -76,15 +114,19 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
       (boxes of one tile are never fused together; a box seen by one tile keeps its score),
       then global NMS.
 
-    NMS and fusion are per label unless ``spec.class_agnostic``. Returns global-pixel
-    :class:`Detections` (float32), boxes by descending score except in mode ``"none"``
-    (tile order).
+    Seam repair's tolerances follow the boxes' size and, with ``spec.adaptive_tol``, the
+    detector's own view-to-view disagreement measured in this run (see
+    :func:`merge_tolerances`). NMS and fusion are per label unless ``spec.class_agnostic``.
+    Returns global-pixel :class:`Detections` (float32), boxes by descending score except in
+    mode ``"none"`` (tile order).
     """
     if not isinstance(spec, MergeSpec):
         raise InvalidInputError(f"merge: spec must be a MergeSpec, got {type(spec).__name__}")
-    xyxy, scores, labels, groups, cut = to_global(tiles, dets, edge_tol=spec.edge_tol)
+    local, scores, labels, groups, geo = _gather(tiles, dets)
+    xyxy = local + geo[:, [0, 1, 0, 1]]
     if spec.mode == "none" or xyxy.shape[0] == 0:
         return Detections(xyxy.astype(np.float32), scores.astype(np.float32), labels)
+    cut, i, j, tol = _seam_setup(tiles, local, xyxy, labels, groups, geo, spec)
     rep = repair_seams(
         xyxy,
         scores,
@@ -92,9 +134,12 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
         groups,
         cut,
         tol_px=spec.seam_tol,
-        tol_frac=spec.seam_tol_frac,
+        tol_frac=tol.agree_frac,
         class_agnostic=spec.class_agnostic,
-        near_seam=_near_seam(tiles, xyxy, spec.seam_tol + spec.edge_tol),
+        contain=spec.contain,
+        tile_xyxy=_tile_rects(tiles),
+        confirm=spec.confirm,
+        pairs=(i, j),
     )
     nj = rep.joined_xyxy.shape[0]
     xyxy = np.concatenate([xyxy[rep.keep], rep.joined_xyxy])
@@ -117,6 +162,77 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     # own NMS, with its own threshold, and kept them side by side on purpose.
     keep = nms(xyxy, scores, spec.nms_iou, labels=nms_labels, groups=groups)
     return Detections(xyxy[keep].astype(np.float32), scores[keep].astype(np.float32), labels[keep])
+
+
+def merge_tolerances(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) -> SeamTolerances:
+    """The seam tolerances :func:`merge_tiles` uses for these detections (for reports and tests).
+
+    With ``spec.adaptive_tol`` the detector's view-to-view disagreement is measured on the
+    pairs of whole views of one product seen by two overlapping tiles
+    (:func:`~densedet_tile.merge.seams.measure_view_noise`) and shrunk towards the prior
+    ``spec.seam_tol_frac / AGREE_MULT`` with the weight of ``spec.noise_prior_pairs`` pairs;
+    without, the prior is used as is and the edge tolerance is ``spec.edge_tol`` pixels only.
+    """
+    local, scores, labels, groups, geo = _gather(tiles, dets)
+    xyxy = local + geo[:, [0, 1, 0, 1]]
+    return _seam_setup(tiles, local, xyxy, labels, groups, geo, spec)[3]
+
+
+def _seam_setup(
+    tiles: Sequence[Tile],
+    local: np.ndarray,
+    xyxy: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    geo: np.ndarray,
+    spec: MergeSpec,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, SeamTolerances]:
+    """Cut flags, the candidate pairs of seam repair and the run's tolerances.
+
+    One pair search serves both the noise measurement and the repair: it covers every box
+    near an interior tile edge line and every box lying in two tiles (where two whole views
+    of one product, and the boxes that may confirm a cut view, are).
+    """
+    prior = spec.seam_tol_frac / AGREE_MULT
+    gap = _edge_gap(local, geo)
+    n = xyxy.shape[0]
+    fixed = seam_tolerances(float("nan"), 0, prior=prior, prior_pairs=1.0)
+    if not spec.adaptive_tol:
+        fixed = replace(fixed, edge_frac=0.0, agree_frac=spec.seam_tol_frac)
+    # Who can pair with a cut box f of tile A? A box g of another tile B within seam_tol of f
+    # either lies in A and B both, or crosses (or nearly reaches) an edge of A that lies
+    # inside B -- an interior edge line. So: the cut boxes (by the widest edge tolerance the
+    # run may use), the boxes in two tiles (also where whole views of one product are), and
+    # those near an interior edge line.
+    widest = EDGE_FRAC_MAX if spec.adaptive_tol else 0.0
+    sub = _cut_flags(local, gap, spec.edge_tol, widest).any(axis=1)
+    sub |= _near_seam(tiles, xyxy, spec.seam_tol + spec.edge_tol) | _in_two_tiles(tiles, xyxy)
+    idx = np.flatnonzero(sub)
+    if idx.size < 2:
+        i = j = np.zeros(0, np.int64)
+    else:
+        i, j = candidate_pairs(xyxy[idx], pad=float(spec.seam_tol), touching=True)
+        i, j = idx[i], idx[j]
+        ok = groups[i] != groups[j]  # labels are left to the repair (any label confirms)
+        i, j = i[ok], j[ok]
+    if not spec.adaptive_tol or n < 2:
+        tol = fixed
+    else:
+        # Whole views by the prior edge tolerance (a truncated view is no sample of the noise).
+        cut0 = _cut_flags(local, gap, spec.edge_tol, fixed.edge_frac)
+        q, npairs = measure_view_noise(xyxy, groups, cut0, i, j, labels=None if spec.class_agnostic else labels)
+        tol = seam_tolerances(q, npairs, prior=prior, prior_pairs=spec.noise_prior_pairs)
+    cut = _cut_flags(local, gap, spec.edge_tol, tol.edge_frac)
+    return cut, i, j, tol
+
+
+def _tile_rects(tiles: Sequence[Tile]) -> np.ndarray:
+    return np.array([(t.x, t.y, t.x2, t.y2) for t in tiles], dtype=np.float64).reshape(-1, 4)
+
+
+def _in_two_tiles(tiles: Sequence[Tile], xyxy: np.ndarray) -> np.ndarray:
+    """Boxes lying wholly inside two or more tiles (in the overlap of neighbouring tiles)."""
+    return count_containing(_tile_rects(tiles), xyxy) >= 2
 
 
 def _near_seam(tiles: Sequence[Tile], xyxy: np.ndarray, margin: float) -> np.ndarray:

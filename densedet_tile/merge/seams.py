@@ -8,6 +8,18 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   with ``f`` on every side where ``f`` is not cut, reaches about as far as ``f`` (within the
   tolerance) on every side, and reaches further than ``f`` on a cut side -- ``g`` saw what
   ``f``'s tile cut off. When two views each qualify, only the smaller is dropped.
+* **contain** (a truncated view that does not agree): a cut ``f`` lying largely inside ``g``
+  (intersection over ``f``'s own area at least ``contain``) is dropped too when ``g`` reaches
+  past one of ``f``'s cut sides by more than the tolerance and ``f`` past none of ``g``'s
+  (``g`` is the fuller view), whatever ``f``'s uncut sides say:
+  a real detector draws the uncut sides of a truncated view differently (less context, or
+  something small standing in front of the product in that tile only), and two products do
+  not nest. When two views each qualify, only the smaller is dropped.
+* **unconfirmed** (a truncated view nobody else sees, with ``confirm``): a cut ``f`` lying
+  wholly inside another tile that reported nothing overlapping it (no box of that tile, of
+  any label, covers 30% of ``f`` or of itself) is dropped. That tile saw the same pixels and what lies beyond
+  ``f``'s cut, so it is the better judge; a real detector reports half-seen texture at a tile
+  border that it does not report with the context around it.
 * **join** (fragments of a product larger than the overlap, truncated in every tile): ``f``
   cut on its right and ``g`` cut on its left (or the same with bottom/top) are joined into
   their union when each reaches past the other's cut line and they agree on the two sides
@@ -20,17 +32,136 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
 of the two boxes' widths (for x sides) or heights (for y sides). A pair that meets is joined
 rather than dropped; a box dropped through any other pair takes no part in joins (its
 product is covered by the fuller view that dropped it).
+
+The relative tolerances can follow the detector's own disagreement, measured in the run:
+:func:`measure_view_noise` takes the pairs of *whole* views of one product from two tiles
+(both uncut, mutual best match at IoU >= 0.5: a product inside the overlap of two tiles) and
+returns a high quantile of their per-side differences relative to the box size;
+:func:`seam_tolerances` turns it (shrunk towards a prior when few pairs were seen) into the
+edge and agreement tolerances.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .boxes import candidate_pairs, connected_components
+from .boxes import candidate_pairs, connected_components, count_containing
 
-__all__ = ["SeamRepair", "repair_seams"]
+__all__ = [
+    "SeamRepair",
+    "SeamTolerances",
+    "measure_view_noise",
+    "repair_seams",
+    "seam_tolerances",
+]
+
+#: Quantile of the relative per-side differences between two whole views of one product that
+#: :func:`measure_view_noise` reports. On the real panoramas of ``scripts/bench_real_seams.py``
+#: (built-in model) the median was 0.7-1.4% of the box side, the 80th percentile 2.3-3.6% and
+#: the 95th 7-10% (a heavy tail): the 80th percentile is stable from run to run and still
+#: says how large the disagreement typically gets.
+NOISE_QUANTILE = 0.8
+#: Multipliers turning the measured noise ``s`` into tolerances (see :func:`seam_tolerances`).
+EDGE_MULT = 1.0
+AGREE_MULT = 3.0
+#: Bounds of the derived relative tolerances, whatever was measured.
+EDGE_FRAC_MAX = 0.1
+AGREE_FRAC_RANGE = (0.02, 0.3)
+#: Overlap (intersection over the smaller box) above which a box of another tile counts as
+#: having seen something where a cut view is (``confirm``).
+CONFIRM_OVERLAP = 0.3
+
+
+@dataclass(frozen=True)
+class SeamTolerances:
+    """Tolerances of one merge run (see :func:`seam_tolerances`).
+
+    ``noise``: the relative view-to-view disagreement used (measured, shrunk towards the
+    prior); ``measured``: the raw measurement (NaN without pairs); ``pairs``: how many pairs
+    of whole views were measured. ``edge_frac``: a side within ``max(edge_tol, edge_frac *
+    extent)`` px of an interior tile edge is cut. ``agree_frac``: two sides agree within
+    ``max(seam_tol, agree_frac * extent)`` px.
+    """
+
+    noise: float
+    measured: float
+    pairs: int
+    edge_frac: float
+    agree_frac: float
+
+
+def measure_view_noise(
+    xyxy: np.ndarray,
+    groups: np.ndarray,
+    cut: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    quantile: float = NOISE_QUANTILE,
+) -> tuple[float, int]:
+    """The detector's view-to-view disagreement, from pairs of whole views of one product.
+
+    ``(i, j)`` are candidate pairs (e.g. from :func:`~densedet_tile.merge.boxes.candidate_pairs`).
+    Kept are pairs from different ``groups`` (tiles), of one label when ``labels`` is given,
+    with no cut side on either box, IoU >= 0.5, each box the other's best such match. For
+    each kept pair and side, ``|difference| / extent`` (extent: the mean width of the two
+    boxes for x sides, the mean height for y sides). Returns ``(q, n)``: the ``quantile`` of
+    those values and the number of pairs (``q`` is NaN when ``n == 0``).
+    """
+    b = np.asarray(xyxy, dtype=np.float64)
+    i = np.asarray(i, dtype=np.int64)
+    j = np.asarray(j, dtype=np.int64)
+    whole = ~np.asarray(cut, dtype=bool).any(axis=1)
+    ok = (groups[i] != groups[j]) & whole[i] & whole[j]
+    if labels is not None:
+        ok &= labels[i] == labels[j]
+    i, j = i[ok], j[ok]
+    if i.size == 0:
+        return float("nan"), 0
+    bi, bj = b[i], b[j]
+    iw = np.minimum(bi[:, 2], bj[:, 2]) - np.maximum(bi[:, 0], bj[:, 0])
+    ih = np.minimum(bi[:, 3], bj[:, 3]) - np.maximum(bi[:, 1], bj[:, 1])
+    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+    ai = (bi[:, 2] - bi[:, 0]) * (bi[:, 3] - bi[:, 1])
+    aj = (bj[:, 2] - bj[:, 0]) * (bj[:, 3] - bj[:, 1])
+    union = ai + aj - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    best = np.zeros(b.shape[0])
+    np.maximum.at(best, i, iou)
+    np.maximum.at(best, j, iou)
+    m = (iou >= 0.5) & (iou >= best[i]) & (iou >= best[j])
+    if not m.any():
+        return float("nan"), 0
+    bi, bj = bi[m], bj[m]
+    w = 0.5 * ((bi[:, 2] - bi[:, 0]) + (bj[:, 2] - bj[:, 0]))
+    h = 0.5 * ((bi[:, 3] - bi[:, 1]) + (bj[:, 3] - bj[:, 1]))
+    ext = np.maximum(np.stack([w, h, w, h], axis=1), 1e-9)
+    rel = np.abs(bj - bi) / ext
+    return float(np.quantile(rel, quantile)), int(bi.shape[0])
+
+
+def seam_tolerances(measured: float, pairs: int, *, prior: float, prior_pairs: float) -> SeamTolerances:
+    """Tolerances from the measured view-to-view noise ``measured`` over ``pairs`` pairs.
+
+    The noise used is ``s = (pairs * measured + prior_pairs * prior) / (pairs + prior_pairs)``
+    (a few pairs move it little, hundreds decide it; ``prior`` alone without pairs). Then
+    ``edge_frac = EDGE_MULT * s`` (a truncated box stops short of the tile edge by about the
+    noise) and ``agree_frac = AGREE_MULT * s`` (two noisy sides, and the tail beyond the
+    quantile), clipped to ``[0, EDGE_FRAC_MAX]`` and ``AGREE_FRAC_RANGE``.
+    """
+    n = max(int(pairs), 0)
+    m = float(measured) if n > 0 and np.isfinite(measured) else 0.0
+    s = (n * m + prior_pairs * prior) / (n + prior_pairs) if (n + prior_pairs) > 0 else prior
+    return SeamTolerances(
+        noise=s,
+        measured=float(measured) if n > 0 else float("nan"),
+        pairs=n,
+        edge_frac=float(np.clip(EDGE_MULT * s, 0.0, EDGE_FRAC_MAX)),
+        agree_frac=float(np.clip(AGREE_MULT * s, *AGREE_FRAC_RANGE)),
+    )
 
 
 @dataclass(frozen=True)
@@ -41,7 +172,9 @@ class SeamRepair:
     ``joined_scores`` float64 (J,), ``joined_labels`` int64 (J,): one union box per group of
     joined fragments (score: the best fragment's). ``join_group`` int64 (N,): index into the
     joined arrays for joined inputs, -1 otherwise. ``dropped`` bool (N,): truncated views
-    removed in favour of a fuller view.
+    removed in favour of a fuller view (by agreement or containment); ``unconfirmed`` bool
+    (N,): cut views removed because another tile saw their place whole and reported nothing
+    there.
     """
 
     keep: np.ndarray
@@ -50,6 +183,7 @@ class SeamRepair:
     joined_xyxy: np.ndarray
     joined_scores: np.ndarray
     joined_labels: np.ndarray
+    unconfirmed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
 def repair_seams(
@@ -63,6 +197,10 @@ def repair_seams(
     tol_frac: float,
     class_agnostic: bool = False,
     near_seam: np.ndarray | None = None,
+    contain: float | None = None,
+    tile_xyxy: np.ndarray | None = None,
+    confirm: bool = False,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SeamRepair:
     """Drop truncated views and join mutual fragments (see the module docstring).
 
@@ -71,7 +209,14 @@ def repair_seams(
     of one label unless ``class_agnostic``, with at least one cut box are examined.
     ``near_seam`` (N,) bool, optional: a superset of the boxes that can take part (every cut
     box and every box reaching within the tolerance of an interior tile edge); the others
-    are left out of the pair search, which only saves time.
+    are left out of the pair search, which only saves time. ``pairs``: candidate pairs
+    ``(i, j)`` already found (pad ``tol_px``, touching), instead of searching here.
+
+    ``contain``: the containment rule's threshold (None: no containment rule).
+    ``confirm`` with ``tile_xyxy`` (T, 4), the rectangle of every group id: the unconfirmed
+    rule. ``pairs`` must then hold every overlapping pair involving a cut box (the search
+    over ``near_seam`` boxes does only when ``near_seam`` also covers every box lying in two
+    tiles).
     """
     b = np.asarray(xyxy, dtype=np.float64)
     n = b.shape[0]
@@ -80,33 +225,53 @@ def repair_seams(
     g = np.asarray(groups, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
     dropped = np.zeros(n, bool)
+    unconfirmed = np.zeros(n, bool)
     join_group = np.full(n, -1, np.int64)
     anycut = cut.any(axis=1)
-    empty = SeamRepair(
-        keep=np.ones(n, bool),
-        dropped=dropped,
-        join_group=join_group,
-        joined_xyxy=np.zeros((0, 4)),
-        joined_scores=np.zeros(0),
-        joined_labels=np.zeros(0, np.int64),
-    )
+
+    def result(keep: np.ndarray, jb: np.ndarray | None = None, js: np.ndarray | None = None,
+               jl: np.ndarray | None = None) -> SeamRepair:
+        return SeamRepair(
+            keep=keep,
+            dropped=dropped,
+            join_group=join_group,
+            joined_xyxy=np.zeros((0, 4)) if jb is None else jb,
+            joined_scores=np.zeros(0) if js is None else js,
+            joined_labels=np.zeros(0, np.int64) if jl is None else jl,
+            unconfirmed=unconfirmed,
+        )
+
     if n < 2 or not anycut.any():
-        return empty
-    if near_seam is not None:
+        return result(np.ones(n, bool))
+    if pairs is not None:
+        i, j = (np.asarray(a, dtype=np.int64) for a in pairs)
+    elif near_seam is not None:
         sub = np.flatnonzero(np.asarray(near_seam, dtype=bool) | anycut)
         i, j = candidate_pairs(b[sub], pad=float(tol_px), touching=True)
         i, j = sub[i], sub[j]
     else:
         i, j = candidate_pairs(b, pad=float(tol_px), touching=True)
     ok = (g[i] != g[j]) & (anycut[i] | anycut[j])
-    if not class_agnostic:
-        ok &= lab[i] == lab[j]
     i, j = i[ok], j[ok]
-    if i.size == 0:
-        return empty
     bi, bj = b[i], b[j]
-    wmin = np.minimum(bi[:, 2] - bi[:, 0], bj[:, 2] - bj[:, 0])
-    hmin = np.minimum(bi[:, 3] - bi[:, 1], bj[:, 3] - bj[:, 1])
+    iw = np.minimum(bi[:, 2], bj[:, 2]) - np.maximum(bi[:, 0], bj[:, 0])
+    ih = np.minimum(bi[:, 3], bj[:, 3]) - np.maximum(bi[:, 1], bj[:, 1])
+    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+    wi, hi_ = bi[:, 2] - bi[:, 0], bi[:, 3] - bi[:, 1]
+    wj, hj = bj[:, 2] - bj[:, 0], bj[:, 3] - bj[:, 1]
+    ai, aj = wi * hi_, wj * hj
+    if confirm and tile_xyxy is not None:
+        # A box of any label confirms: the other tile saw an object there.
+        unconfirmed = _unconfirmed(b, g, anycut, i, j, inter, ai, aj, np.asarray(tile_xyxy, dtype=np.float64))
+    if not class_agnostic:
+        same = lab[i] == lab[j]
+        if not same.all():
+            i, j, bi, bj, inter = i[same], j[same], bi[same], bj[same], inter[same]
+            wi, hi_, wj, hj, ai, aj = wi[same], hi_[same], wj[same], hj[same], ai[same], aj[same]
+    if i.size == 0:
+        return result(~unconfirmed)
+    wmin = np.minimum(wi, wj)
+    hmin = np.minimum(hi_, hj)
     tx = np.maximum(tol_px, tol_frac * wmin)
     ty = np.maximum(tol_px, tol_frac * hmin)
     tol = np.stack([tx, ty, tx, ty], axis=1)
@@ -120,11 +285,16 @@ def repair_seams(
     i_reaches = (d <= tol).all(axis=1)
     drop_i = j_reaches & (ci | within).all(axis=1) & (ci & (d > 0)).any(axis=1)
     drop_j = i_reaches & (cj | within).all(axis=1) & (cj & (d < 0)).any(axis=1)
+    if contain is not None:
+        # i inside j (by i's own area), j past one of i's cut sides by more than the
+        # tolerance and i past none of j's (j is the fuller view: i saw nothing j missed).
+        i_past_j_cut = (cj & (d < -tol)).any(axis=1)
+        j_past_i_cut = (ci & (d > tol)).any(axis=1)
+        drop_i |= (inter >= contain * ai) & j_past_i_cut & ~i_past_j_cut
+        drop_j |= (inter >= contain * aj) & i_past_j_cut & ~j_past_i_cut
     # Two views that each see past the other's cut (both nearly whole): drop only the smaller.
     both = drop_i & drop_j
     if both.any():
-        ai = (bi[:, 2] - bi[:, 0]) * (bi[:, 3] - bi[:, 1])
-        aj = (bj[:, 2] - bj[:, 0]) * (bj[:, 3] - bj[:, 1])
         i_smaller = (ai < aj) | ((ai == aj) & (i > j))
         drop_i &= ~both | i_smaller
         drop_j &= ~both | ~i_smaller
@@ -150,22 +320,17 @@ def repair_seams(
         | meets(bj, bi, cj, ci, 1)
     )
     # A pair that meets is joined, not dropped; a box dropped through another pair (a third
-    # tile saw it whole, or saw more of it) takes no part in joins.
+    # tile saw it whole, or saw more of it) or unconfirmed takes no part in joins.
     dropped[i[drop_i & ~join]] = True
     dropped[j[drop_j & ~join]] = True
-    join &= ~dropped[i] & ~dropped[j]
+    dropped &= ~unconfirmed
+    gone = dropped | unconfirmed
+    join &= ~gone[i] & ~gone[j]
     joined = np.zeros(n, bool)
     joined[i[join]] = True
     joined[j[join]] = True
     if not joined.any():
-        return SeamRepair(
-            keep=~dropped,
-            dropped=dropped,
-            join_group=join_group,
-            joined_xyxy=np.zeros((0, 4)),
-            joined_scores=np.zeros(0),
-            joined_labels=np.zeros(0, np.int64),
-        )
+        return result(~gone)
     comp = connected_components(n, i[join], j[join])
     members = np.flatnonzero(joined)
     roots, inv = np.unique(comp[members], return_inverse=True)
@@ -181,11 +346,43 @@ def repair_seams(
     firsts[1:] = inv[best[1:]] != inv[best[:-1]]
     top = members[best[firsts]]
     join_group[members] = inv
-    return SeamRepair(
-        keep=~dropped & ~joined,
-        dropped=dropped,
-        join_group=join_group,
-        joined_xyxy=jb,
-        joined_scores=s[top],
-        joined_labels=lab[top],
-    )
+    return result(~gone & ~joined, jb, s[top], lab[top])
+
+
+def _unconfirmed(
+    b: np.ndarray,
+    g: np.ndarray,
+    anycut: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    inter: np.ndarray,
+    ai: np.ndarray,
+    aj: np.ndarray,
+    tiles: np.ndarray,
+) -> np.ndarray:
+    """Cut boxes lying wholly inside another tile none of whose boxes overlaps them.
+
+    ``(i, j)``: overlapping pairs of boxes of different tiles (every such pair involving a cut
+    box), with their intersection and areas. A box of tile ``t`` confirms a cut box ``f``
+    when ``t`` contains ``f`` and their intersection covers :data:`CONFIRM_OVERLAP` of the
+    smaller of the two.
+    """
+    n = b.shape[0]
+    cf = np.flatnonzero(anycut)
+    seen = np.zeros(n, bool)
+    if cf.size == 0 or tiles.shape[0] < 2:
+        return seen
+    # Cut boxes held by a tile besides their own (which always holds them: they are clipped).
+    seen[cf] = count_containing(tiles, b[cf]) >= 2
+    if not seen.any():
+        return seen
+    # Confirmations: an overlapping box from a tile that contains the cut box.
+    over = inter >= CONFIRM_OVERLAP * np.minimum(ai, aj)
+    si, sj = seen[i] & over, seen[j] & over
+    F = np.concatenate([i[si], j[sj]])
+    G = np.concatenate([j[si], i[sj]])
+    t = tiles[g[G]]
+    bf = b[F]
+    holds = (t[:, 0] <= bf[:, 0]) & (t[:, 1] <= bf[:, 1]) & (t[:, 2] >= bf[:, 2]) & (t[:, 3] >= bf[:, 3])
+    seen[F[holds]] = False
+    return seen
