@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.resources
 import io
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -32,8 +33,8 @@ from ..errors import DetectorError, InvalidInputError
 from ..types import Detections
 from .base import check_tiles, resolve_device
 
-__all__ = ["ShelfNet", "DefaultDetector", "load_default", "build_from_checkpoint", "decode", "build_targets",
-           "DEFAULT_CONFIG", "WEIGHTS_FILE"]
+__all__ = ["ShelfNet", "DefaultDetector", "load_default", "build_from_checkpoint", "read_checkpoint", "decode",
+           "build_targets", "DEFAULT_CONFIG", "WEIGHTS_FILE"]
 
 WEIGHTS_FILE = "default.pt"
 
@@ -344,15 +345,36 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     return DefaultDetector(model, config, device=dev, score_thr=score_thr, info=ckpt.get("info", {}), fp16=fp16)
 
 
-def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: bool = False) -> DefaultDetector:
-    """Load the packaged default detector (no download, ever).
+def read_checkpoint(weights: "str | os.PathLike[str] | bytes") -> dict[str, Any]:
+    """Load a ShelfNet checkpoint (a ``.pt`` file path or its bytes) with ``weights_only=True``."""
+    label = "built-in weights" if isinstance(weights, bytes) else os.fspath(weights)
+    try:
+        src = io.BytesIO(weights) if isinstance(weights, bytes) else os.fspath(weights)
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise DetectorError(f"checkpoint not found: {label}") from exc
+    except Exception as exc:  # pickle, zip and torch errors all mean: not a readable weights file
+        raise DetectorError(f"cannot read {label} as a ShelfNet checkpoint (.pt): {exc}") from exc
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
+        raise DetectorError(f"{label} is not a ShelfNet checkpoint (expected a dict with 'config' and 'state_dict')")
+    return ckpt
+
+
+def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: bool = False,
+                 weights: "str | os.PathLike[str] | None" = None) -> DefaultDetector:
+    """Load the packaged default detector (no download, ever), or other weights of its architecture.
 
     Args:
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         score_thr: keep boxes scoring at least this; None uses the shipped default (see
             MODEL_CARD.md). Use a low value (0.05) for AP evaluation.
         fp16: run the network under fp16 autocast on CUDA (ignored on CPU).
+        weights: None for the packaged weights, or the path of a ``.pt`` ShelfNet checkpoint of
+            the same format (e.g. written by ``densedet-tile adapt``), loaded with
+            ``weights_only=True``.
     """
-    raw = _read_weights()
-    ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    return build_from_checkpoint(ckpt, device=device, score_thr=score_thr, fp16=fp16)
+    ckpt = read_checkpoint(_read_weights() if weights is None else weights)
+    det = build_from_checkpoint(ckpt, device=device, score_thr=score_thr, fp16=fp16)
+    if weights is not None:
+        det.info["checkpoint"] = os.fspath(weights)
+    return det

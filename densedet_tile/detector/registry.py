@@ -90,7 +90,8 @@ def load_detector(
 ) -> Detector:
     """Build the detector called ``name``.
 
-    ``name`` is one of ``default`` (the built-in model shipped in the package), ``mmdet``,
+    ``name`` is one of ``default`` (the built-in model shipped in the package; ``checkpoint`` may
+    name other weights of its architecture, a ``.pt`` file), ``mmdet``,
     ``torchvision``, ``onnx`` (adapters that take ``config`` / ``checkpoint``), or
     ``MODULE:FACTORY`` / ``path/to/file.py:FACTORY``: a user's callable returning an object with
     ``predict(tiles) -> list[Detections]``. The factory receives whichever of ``config``,
@@ -108,15 +109,16 @@ def load_detector(
     device = check_device(device)
     extra = dict(options or {})
     if name == "default":
-        if config is not None or checkpoint is not None:
-            raise InvalidInputError("the default detector takes no --config/--checkpoint (it ships with the package)")
+        if config is not None:
+            raise InvalidInputError("the default detector takes no --config (its architecture ships with the package)")
         if precision == "bf16" or extra:
             raise InvalidInputError(
                 "the default detector takes only --precision fp32/fp16 and no detector options"
             )
         from .builtin import load_default
 
-        det: Any = load_default(device=device, score_thr=score_thr, fp16=precision == "fp16")
+        # --checkpoint: other weights of the same architecture (a .pt file, e.g. from `densedet-tile adapt`)
+        det: Any = load_default(device=device, score_thr=score_thr, fp16=precision == "fp16", weights=checkpoint)
     elif name in _ADAPTERS:
         module = importlib.import_module(_ADAPTERS[name])
         kwargs: dict[str, Any] = dict(config=config, checkpoint=checkpoint, device=device, input_size=input_size)
