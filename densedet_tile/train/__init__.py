@@ -8,6 +8,7 @@ of the package besides :mod:`densedet_tile.synth` itself that uses the shelf gen
   photos with pseudo-labels (:class:`PhotoCrops`), ignore maps, batch augmentation.
 * :mod:`.loop` -- optimiser, learning-rate schedule, weight average (EMA), one training step,
   the weights-file format; ``scripts/train_default.py`` is a command line around these.
+* :mod:`.pseudo` -- pseudo-labels from test-time-augmented views fused by weighted box fusion.
 """
 
 from .data import (
@@ -33,6 +34,7 @@ from .loop import (
     train_step,
 )
 from .losses import detection_loss, focal_loss, giou_loss
+from .pseudo import LabelSettings, PseudoLabels, agreement, fuse_views, pseudo_label, view_detections
 
 __all__ = [
     "PhotoCrops",
@@ -56,4 +58,10 @@ __all__ = [
     "detection_loss",
     "focal_loss",
     "giou_loss",
+    "LabelSettings",
+    "PseudoLabels",
+    "agreement",
+    "fuse_views",
+    "pseudo_label",
+    "view_detections",
 ]
