@@ -9,8 +9,11 @@ of the package besides :mod:`densedet_tile.synth` itself that uses the shelf gen
 * :mod:`.loop` -- optimiser, learning-rate schedule, weight average (EMA), one training step,
   the weights-file format; ``scripts/train_default.py`` is a command line around these.
 * :mod:`.pseudo` -- pseudo-labels from test-time-augmented views fused by weighted box fusion.
+* :mod:`.adapt` -- ``densedet-tile adapt``: self-training on a folder of unlabelled photos, with
+  a budget, a resumable state, and a report.
 """
 
+from .adapt import AdaptResult, AdaptSettings, adapt, find_photos, output_paths, report_text
 from .data import (
     PhotoCrops,
     Sample,
@@ -37,6 +40,12 @@ from .losses import detection_loss, focal_loss, giou_loss
 from .pseudo import LabelSettings, PseudoLabels, agreement, fuse_views, pseudo_label, view_detections
 
 __all__ = [
+    "AdaptResult",
+    "AdaptSettings",
+    "adapt",
+    "find_photos",
+    "output_paths",
+    "report_text",
     "PhotoCrops",
     "Sample",
     "ShelfStream",
