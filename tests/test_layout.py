@@ -111,10 +111,19 @@ def test_only_the_cli_imports_the_cli():
 
 
 def test_no_engine_module_imports_the_generators():
-    # synth/ feeds tests, benchmarks and training; the engine must never depend on it
+    # synth/ feeds tests, benchmarks and training (train/); the engine must never depend on it
     down = sorted(f"{m} -> {t}" for m, ts in _graph().items() for t in ts
-                  if t.startswith("densedet_tile.synth") and not m.startswith("densedet_tile.synth"))
+                  if t.startswith("densedet_tile.synth")
+                  and not m.startswith(("densedet_tile.synth", "densedet_tile.train")))
     assert down == []
+
+
+def test_only_the_cli_imports_training():
+    # train/ sits beside the cli on the top floor: it may use the engine, never the reverse
+    up = sorted(f"{m} -> {t}" for m, ts in _graph().items() for t in ts
+                if t.startswith("densedet_tile.train")
+                and not m.startswith(("densedet_tile.train", "densedet_tile.cli")))
+    assert up == []
 
 
 @pytest.mark.parametrize("floor", ["merge", "tiler", "types", "errors", "io", "pipeline", "runner", "eval", "audit"])

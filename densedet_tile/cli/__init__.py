@@ -1,7 +1,7 @@
 """The command line, the top floor: ``densedet-tile [VERB] ...``.
 
 One module per verb (:mod:`.detect` is the default, then :mod:`.batch`, :mod:`.eval`,
-:mod:`.audit`, :mod:`.convert`) and :mod:`.options`, which turns the shared flags into specs.
+:mod:`.audit`, :mod:`.convert`, :mod:`.adapt`) and :mod:`.options`, which turns the shared flags into specs.
 The library never imports this package.
 """
 
@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "eval_main"),
     "audit": ("audit", "audit_main"),
     "convert-checkpoint": ("convert", "convert_main"),
+    "adapt": ("adapt", "adapt_main"),
 }
 
 

@@ -97,7 +97,8 @@ def read_checkpoint(source: "str | os.PathLike[str] | bytes") -> dict[str, Any]:
         raise DetectorError(f"checkpoint {source}: no such file") from exc
     except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
         where = "built-in weights" if isinstance(source, (bytes, bytearray)) else f"checkpoint {source}"
-        raise DetectorError(f"{where}: cannot be read by torch.load ({str(exc).strip()[:200]})") from exc
+        raise DetectorError(f"{where}: cannot be read as a torch checkpoint with weights_only=True "
+                            f"({type(exc).__name__}; not a .pt file, damaged, or holding objects that are not weights)") from exc
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], config: dict[str, Any]) -> ShelfNet:

@@ -1,0 +1,242 @@
+"""``densedet-tile adapt PHOTOS_DIR --out MODEL.pt``: fit the built-in model to your own photos.
+
+Self-training on unlabelled photos (see :mod:`densedet_tile.train.adapt`): the model labels the
+photos with test-time augmentation, keeps the confident boxes, ignores the uncertain ones, and
+is fine-tuned on crops of the photos mixed with generated shelves, for a few rounds. Use the
+result with ``densedet-tile IMAGE --detector default --checkpoint MODEL.pt``.
+
+Exit status: 0 when the weights were written; 1 when the run failed; 2 for bad options, a folder
+without readable images, or an output in the way (found before any work); 130 when stopped with
+Ctrl-C (the first one stops after the current step or photo and saves the state, so that
+``--resume`` continues; a second one aborts at once, keeping the last saved state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import Any, Sequence
+
+from ..errors import DensedetError, one_line
+from .options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    error,
+    fraction,
+    nonneg_int,
+    parse,
+    positive_float,
+    positive_int,
+)
+
+__all__ = ["build_parser", "adapt_main"]
+
+PROG = "densedet-tile adapt"
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1,1.5; got {text!r}") from None
+    if not vals or any(not 0.25 <= v <= 4.0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected scales in [0.25, 4] such as 1,1.5; got {text!r}")
+    return vals
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..train.adapt import AdaptSettings
+    from ..train.pseudo import LabelSettings
+
+    d, lab = AdaptSettings(), LabelSettings()
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Fit the built-in model to your own shelf photos without labelling them (self-training: "
+        "the model labels the photos with test-time augmentation, keeps confident boxes, ignores uncertain ones, "
+        "and is fine-tuned on crops of them mixed with generated shelves, in rounds). Then: densedet-tile "
+        "IMAGE --detector default --checkpoint OUT.",
+    )
+    p.add_argument("photos", metavar="PHOTOS_DIR", help="folder of photos (searched recursively)")
+    p.add_argument("--out", required=True, metavar="FILE.pt",
+                   help="adapted weights to write; FILE.report.json/.txt and, until the run completes, "
+                   "FILE.state.pt go beside it")
+    b = p.add_argument_group("budget and run")
+    b.add_argument("--minutes", type=positive_float, default=None,
+                   help="wall-time budget, labelling included (default: 60 unless --steps is given)")
+    b.add_argument("--steps", type=positive_int, default=None, help="optimiser-step budget (reproducible runs)")
+    b.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    b.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
+    b.add_argument("--from", dest="base", default=None, metavar="BASE.pt",
+                   help="start from these weights (a previous adapt) instead of the built-in ones")
+    b.add_argument("--resume", action="store_true", help="continue the stopped run whose state lies beside --out")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    b.add_argument("--holdout", type=nonneg_int, default=d.holdout, metavar="N",
+                   help="keep N photos out of training and report the model's agreement on them before and after")
+    b.add_argument("--rounds", type=positive_int, default=d.rounds, help="labelling rounds (default: %(default)s)")
+    b.add_argument("--seed", type=nonneg_int, default=d.seed, help="seed of every random choice (default: %(default)s)")
+    t = p.add_argument_group("training")
+    t.add_argument("--size", type=positive_int, default=d.size, metavar="PX",
+                   help="training crop side, a multiple of 32 (default: %(default)s)")
+    t.add_argument("--batch", type=positive_int, default=d.batch, help="crops per step (default: %(default)s)")
+    t.add_argument("--synth", type=fraction(0.0, 1.0, hi_open=True), default=d.synth, metavar="F",
+                   help="share of generated shelves in each batch, against drift (default: %(default)s)")
+    t.add_argument("--lr", type=positive_float, default=d.lr, help="peak learning rate (default: %(default)s)")
+    l_ = p.add_argument_group("pseudo-labels")
+    l_.add_argument("--tile", type=positive_int, default=lab.tile, metavar="PX",
+                    help="tile side the model will serve with (default: %(default)s)")
+    l_.add_argument("--overlap", type=fraction(0.0, 1.0, hi_open=True), default=lab.overlap, metavar="F",
+                    help="tile overlap (default: %(default)s)")
+    l_.add_argument("--scales", type=_scales, default=lab.scales, metavar="S1,S2",
+                    help="test-time scales; 1.5 cuts tiles of tile/1.5 px (zoom in) (default: 1,1.5)")
+    l_.add_argument("--no-flip", action="store_true", help="no mirrored views")
+    l_.add_argument("--score-hi", type=fraction(0.0, 1.0, hi_open=True), default=lab.score_hi, metavar="X",
+                    help="mean view score a pseudo-label needs (default: %(default)s)")
+    l_.add_argument("--score-lo", type=fraction(0.0, 1.0, hi_open=True), default=lab.score_lo, metavar="X",
+                    help="boxes from X up that are not pseudo-labels become ignore regions (default: %(default)s)")
+    l_.add_argument("--min-views", type=fraction(0.0, 1.0), default=lab.min_views, metavar="F",
+                    help="share of the views that must find a box (default: %(default)s)")
+    o = p.add_argument_group("output")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--debug", action="store_true", help="log tracebacks of errors")
+    return p
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class _Bar:
+    """One tqdm line on stderr: phase, round, step, loss and time left."""
+
+    WHAT = {"before": "held-out check (before)", "label": "labelling", "read": "reading photos",
+            "train": "training", "after": "held-out check (after)"}
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.bar, self.phase = enabled, None, None
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        key = (e["phase"], e["round"])
+        if key != self.phase:
+            self.close()
+            self.phase = key
+            desc = f"round {e['round']}/{e['rounds']} {self.WHAT.get(e['phase'], e['phase'])}"
+            if e["phase"] in ("before", "read", "after"):
+                desc = self.WHAT[e["phase"]]
+            self.bar = tqdm(total=e["total"] or None, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False,
+                            unit="step" if e["phase"] == "train" else "photo")
+        bar = self.bar
+        if e["phase"] == "train":
+            total = e.get("steps_total")
+            if total and total != bar.total:
+                bar.total = total
+            bar.n = e["step"]
+        else:
+            bar.total = e["total"] or None
+            bar.n = e["done"]
+        post = {}
+        if e["phase"] == "train":
+            post["step"] = e["step"]
+            if e.get("loss") is not None:
+                post["loss"] = f"{e['loss']:.3f}"
+        post["left"] = _clock(e.get("seconds_left"))
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+
+    def write(self, msg: str) -> None:
+        if self.bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(msg, file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def adapt_main(argv: Sequence[str]) -> int:
+    """Entry point of ``densedet-tile adapt``; returns the exit status."""
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    if args.debug:
+        logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
+    from ..train.adapt import AdaptRun, AdaptSettings, report_text
+    from ..train.pseudo import LabelSettings
+
+    minutes = args.minutes if args.minutes is not None or args.steps is not None else 60.0
+    try:
+        labels = LabelSettings(scales=args.scales, flip=not args.no_flip, min_views=args.min_views,
+                               score_hi=args.score_hi, score_lo=args.score_lo, tile=args.tile, overlap=args.overlap)
+        settings = AdaptSettings(minutes=minutes, steps=args.steps, rounds=args.rounds, holdout=args.holdout,
+                                 seed=args.seed, size=args.size, batch=args.batch, synth=args.synth, lr=args.lr,
+                                 labels=labels)
+    except DensedetError as exc:
+        error(PROG, one_line(exc))
+        return EXIT_USAGE
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    bar = _Bar(enabled=not args.quiet)
+    stop = {"asked": False}
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop cleanly after this step; second: at once
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        bar.write(f"{PROG}: stopping after this step and saving the state (Ctrl-C again to abort at once)")
+
+    try:
+        job = AdaptRun(args.photos, args.out, settings, base=args.base, device=args.device, resume=args.resume,
+                       overwrite=args.overwrite, progress=bar, should_stop=lambda: bool(stop["asked"]),
+                       log=lambda m: bar.write(f"{PROG}: {m}"))
+    except DensedetError as exc:  # inputs and options: nothing was done yet
+        if args.debug:
+            raise
+        error(PROG, one_line(exc))
+        return EXIT_USAGE
+    previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    try:
+        result = job.run()
+    except KeyboardInterrupt:
+        bar.close()
+        error(PROG, "aborted; the last saved state is kept for --resume")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # report, don't dump: the state saved last is still there
+        bar.close()
+        if args.debug:
+            raise
+        what = one_line(exc) if isinstance(exc, DensedetError) else f"{type(exc).__name__}: {one_line(exc)}"
+        error(PROG, f"failed: {what} (the last saved state, if any, is kept for --resume; --debug for details)")
+        return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    bar.close()
+    print(report_text(result.report), flush=True)
+    if result.status != "done":
+        return EXIT_INTERRUPTED
+    print(f"wrote {result.paths['weights']}, {result.paths['report_json'].name}, {result.paths['report_txt'].name}",
+          file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

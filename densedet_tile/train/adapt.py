@@ -1,0 +1,775 @@
+"""Fit the built-in model to a user's own shelf photos, without labels (``densedet-tile adapt``).
+
+Self-training in rounds. Each round the current model (its weight average) labels the photos
+through the tiled engine with test-time augmentation (:mod:`densedet_tile.train.pseudo`), then
+the model is fine-tuned on batches that mix crops of the photos (pseudo-labels as targets,
+uncertain boxes ignored) with generated shelves (so it keeps what it knew and does not drift
+towards its own mistakes). Later rounds re-label with the improved model.
+
+The run has a budget (minutes of wall time, optimiser steps, or both: whichever ends first) and
+follows it: rounds start at equal fractions of the budget, the learning rate decays over it, and
+time for the final held-out check is kept aside. :func:`adapt` can be stopped between two steps
+or two photos (``should_stop``); it then writes its state atomically and a later call with
+``resume=True`` continues exactly where it stopped (same data, same random numbers: a step
+budget run stopped and resumed ends with the weights of an uninterrupted one).
+
+Files, next to ``out`` (never inside the package): ``out`` itself (the adapted weights in the
+built-in format, fp16, with provenance under ``info``; load with ``--detector default
+--checkpoint out``), ``<stem>.report.json`` and ``<stem>.report.txt``, and while a run is
+unfinished ``<stem>.state.pt`` (model, optimiser, labels; removed when the run completes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..detector.base import resolve_device
+from ..detector.builtin import DEFAULT_CONFIG, DefaultDetector, _read_weights
+from ..detector.shelfnet import ShelfNet, read_checkpoint
+from ..errors import DensedetError, InvalidInputError, one_line
+from ..io import atomic_write
+from ..types import MergeSpec, TileSpec
+from .data import PhotoCrops, SyntheticPool, stack_samples, tile_ratio
+from .loop import checkpoint_bytes, checkpoint_dict, ema_copy, learning_rate, make_optimizer, normaliser, train_step
+from .pseudo import LabelSettings, PseudoLabels, agreement, pseudo_label
+
+__all__ = ["AdaptSettings", "AdaptResult", "AdaptRun", "adapt", "find_photos", "output_paths", "report_text", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+STATE_VERSION = 1
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+# ----------------------------------------------------------------------------------------------
+# settings
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AdaptSettings:
+    """Everything that decides what an adapt run does (saved in its state and its output).
+
+    Budget: ``minutes`` (wall time, labelling included) and/or ``steps`` (optimiser steps);
+    the run ends at whichever comes first. ``rounds`` labelling rounds share the budget equally;
+    with a time budget a round spends at most ``label_share`` of its time labelling (photos left
+    over keep their labels from an earlier round, or wait for a later one). ``holdout`` photos
+    are kept out of training and labelling and checked before and after. Batches hold ``batch``
+    crops of ``size`` px, ``synth`` of them generated shelves (drawn from a pool of
+    ``synth_pool`` shelves). ``lr`` (AdamW, ``warmup`` steps, cosine decay), ``ema`` decay of the
+    weight average that labels and is saved. ``labels``: how pseudo-labels are made.
+    """
+
+    minutes: float | None = 60.0
+    steps: int | None = None
+    rounds: int = 3
+    holdout: int = 0
+    seed: int = 0
+    size: int = 384
+    batch: int = 8
+    synth: float = 0.5
+    synth_pool: int = 256
+    lr: float = 3e-4
+    warmup: int = 20
+    ema: float = 0.99
+    label_share: float = 0.5
+    save_every: float = 120.0
+    labels: LabelSettings = field(default_factory=LabelSettings)
+
+    def __post_init__(self) -> None:
+        def bad(what: str) -> InvalidInputError:
+            return InvalidInputError(f"adapt: {what}")
+
+        if self.minutes is None and self.steps is None:
+            raise bad("give a budget: minutes, steps or both")
+        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise bad(f"minutes must be > 0, got {self.minutes!r}")
+        if self.steps is not None and self.steps < 1:
+            raise bad(f"steps must be >= 1, got {self.steps!r}")
+        if self.rounds < 1:
+            raise bad(f"rounds must be >= 1, got {self.rounds!r}")
+        if self.holdout < 0:
+            raise bad(f"holdout must be >= 0, got {self.holdout!r}")
+        if self.size < 64 or self.size % 32:
+            raise bad(f"size must be a multiple of 32 and at least 64, got {self.size!r}")
+        if self.batch < 1:
+            raise bad(f"batch must be >= 1, got {self.batch!r}")
+        if not 0.0 <= self.synth < 1.0:
+            raise bad(f"synth must be a fraction in [0, 1), got {self.synth!r}")
+        if self.synth_pool < 1:
+            raise bad(f"synth_pool must be >= 1, got {self.synth_pool!r}")
+        if not (self.lr > 0 and 0.0 <= self.ema < 1.0 and 0.0 < self.label_share <= 1.0 and self.save_every > 0):
+            raise bad("lr, ema, label_share or save_every out of range")
+        if self.warmup < 0:
+            raise bad(f"warmup must be >= 0, got {self.warmup!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["labels"]["scales"] = list(self.labels.scales)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AdaptSettings":
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names and k != "labels"}
+        lab = dict(d.get("labels", {}))
+        lab["scales"] = tuple(lab.get("scales", LabelSettings().scales))
+        return cls(**kw, labels=LabelSettings(**lab))
+
+    @property
+    def n_synth(self) -> int:
+        """Generated shelves per batch."""
+        return int(round(self.batch * self.synth))
+
+
+# ----------------------------------------------------------------------------------------------
+# photos
+# ----------------------------------------------------------------------------------------------
+def find_photos(folder: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[Path, str]], int]:
+    """The image files under ``folder`` (recursively, sorted) whose headers can be read.
+
+    Returns ``(readable, bad, other)``: readable image paths; ``(path, reason)`` for files with an
+    image suffix that cannot be opened (they are skipped); the number of other files ignored.
+    Raises :class:`InvalidInputError` when ``folder`` is not a folder.
+    """
+    from PIL import Image
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InvalidInputError(f"{folder}: not a folder")
+    good: list[Path] = []
+    bad: list[tuple[Path, str]] = []
+    other = 0
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            other += 1
+            continue
+        try:
+            if p.suffix.lower() in (".tif", ".tiff"):
+                from ..tiler.readers import open_image
+
+                with open_image(p) as src:
+                    ok = src.width > 0 and src.height > 0
+            else:
+                with Image.open(p) as im:
+                    w, h = im.size
+                    ok = w > 0 and h > 0
+            if not ok:
+                raise ValueError("zero-size image")
+        except Exception as exc:  # any reader error means: skip this file and say why
+            bad.append((p, one_line(exc)))
+            continue
+        good.append(p)
+    return good, bad, other
+
+
+def _read_photo(path: Path) -> np.ndarray:
+    """The upright RGB pixels of a photo, as the engine reads them (EXIF orientation applied)."""
+    from ..tiler.readers import open_image
+
+    with open_image(path) as src:
+        return src.read(0, 0, src.width, src.height)
+
+
+def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
+    """``{"weights", "state", "report_json", "report_txt"}`` of an adapt run writing ``out``."""
+    out = Path(out)
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return {
+        "weights": out,
+        "state": out.with_name(f"{stem}.state.pt"),
+        "report_json": out.with_name(f"{stem}.report.json"),
+        "report_txt": out.with_name(f"{stem}.report.txt"),
+    }
+
+
+def _check_outside_package(path: Path) -> None:
+    pkg = Path(__file__).resolve().parents[1]
+    target = path.resolve()
+    if target == pkg or pkg in target.parents:
+        raise InvalidInputError(f"{path}: will not write inside the installed package ({pkg}); choose another --out")
+
+
+# ----------------------------------------------------------------------------------------------
+# result
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AdaptResult:
+    """``status`` "done" (weights written) or "stopped" (state written; resume to continue),
+    ``paths`` from :func:`output_paths`, and the ``report`` (also written as JSON and text)."""
+
+    status: str
+    paths: dict[str, Path]
+    report: dict[str, Any]
+
+
+def report_text(report: dict[str, Any]) -> str:
+    """The report as a few lines of text."""
+    lines = [f"densedet-tile adapt: {report['status']}"
+             + (f" -> {report['out']}" if report["status"] == "done" else f" (state in {report['state']}; "
+                "run again with --resume to continue)")]
+    lines.append(f"photos: {report['photos_used']} used for training, {report['holdout']} held out"
+                 + (f", {len(report['skipped'])} skipped" if report["skipped"] else ""))
+    for name, why in report["skipped"][:10]:
+        lines.append(f"  skipped {name}: {why}")
+    if len(report["skipped"]) > 10:
+        lines.append(f"  ... and {len(report['skipped']) - 10} more")
+    for r in report["rounds"]:
+        per = r["pseudo_labels"] / max(r["photos_labelled"], 1)
+        loss = "-" if r.get("loss") is None else f"{r['loss']:.3f}"
+        lines.append(f"round {r['round']}: {r['photos_labelled']} photos labelled, {r['pseudo_labels']} pseudo-labels "
+                     f"({per:.1f} per photo), {r['ignore_regions']} ignore regions; steps {r['steps_from']}-"
+                     f"{r['steps_to']}, loss {loss}")
+    h = report.get("holdout_check")
+    if h:
+        b, a = h["before"], h["after"]
+        lines.append(f"held-out photos ({h['photos']}): boxes per photo {b['boxes_per_photo']:.1f} before, "
+                     f"{a['boxes_per_photo']:.1f} after; agreement with the final round's pseudo-labels "
+                     f"({h['reference_per_photo']:.1f} per photo), F1 at IoU 0.5: {b['f1']:.3f} before, {a['f1']:.3f} "
+                     f"after (precision {b['precision']:.3f} -> {a['precision']:.3f}, recall {b['recall']:.3f} -> "
+                     f"{a['recall']:.3f})")
+    elif report["holdout"]:
+        lines.append("held-out photos: not checked yet (the run has not finished)")
+    lines.append(f"time: {report['minutes']:.1f} min ({report['cpu_minutes']:.1f} CPU-min, {report['threads']} threads), "
+                 f"{report['steps']} steps on {report['device']}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+# ----------------------------------------------------------------------------------------------
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _f32_state(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+
+
+def adapt(
+    folder: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    settings: AdaptSettings | None = None,
+    *,
+    base: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> AdaptResult:
+    """Adapt the built-in model (or the ``base`` checkpoint) to the photos under ``folder``.
+
+    ``out`` is the weights file to write (see the module docstring for the files beside it).
+    ``resume`` continues the stopped run whose state lies beside ``out``: its settings are used,
+    except the budget (``minutes``/``steps``) and ``save_every``, which come from ``settings``.
+    ``progress`` receives a dict per photo and per step (``phase``, ``round``, ``rounds``,
+    ``done``, ``total``, ``step``, ``steps_total``, ``loss``, ``seconds_left``); ``should_stop``
+    is polled between photos and steps (True: write the state and return "stopped"); ``log``
+    receives one-line notes.
+
+    Raises :class:`InvalidInputError` for a folder without readable images, an output inside
+    the package, an existing output (without ``overwrite``), a state in the way (without
+    ``resume``) or none to resume; :class:`~densedet_tile.errors.DetectorError` for unreadable
+    base weights.
+    """
+    return AdaptRun(folder, out, settings, base=base, device=device, resume=resume, overwrite=overwrite,
+                    progress=progress, should_stop=should_stop, log=log).run()
+
+
+class _Stop(Exception):
+    """Raised inside the run when ``should_stop`` says so; caught by :meth:`AdaptRun.run`."""
+
+
+class AdaptRun:
+    """One adapt run: the constructor checks the inputs and sets everything up (raising
+    :class:`InvalidInputError` before any work is done), :meth:`run` does the work. Arguments as
+    for :func:`adapt`."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        out: str | os.PathLike[str],
+        settings: AdaptSettings | None = None,
+        *,
+        base: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: ProgressFn | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        settings = settings or AdaptSettings()
+        self.paths = output_paths(out)
+        for p in self.paths.values():
+            _check_outside_package(p)
+        if not self.paths["weights"].parent.is_dir():
+            raise InvalidInputError(f"{out}: its folder {self.paths['weights'].parent} does not exist")
+        self.folder = Path(folder)
+        self.progress = progress or (lambda e: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.log = log or (lambda m: None)
+        self.dev = torch.device(resolve_device(device))
+        self.t_session = time.monotonic()
+        self.cpu_session = time.process_time()
+        self.last_save = time.monotonic()
+        if resume:
+            self._load_state(settings)
+        else:
+            self._fresh(settings, base, overwrite)
+        self._build()
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _fresh(self, settings: AdaptSettings, base, overwrite: bool) -> None:
+        if self.paths["state"].exists():
+            raise InvalidInputError(f"{self.paths['state']} holds a stopped run: pass --resume to continue it, "
+                                    "or delete it to start again")
+        if self.paths["weights"].exists() and not overwrite:
+            raise InvalidInputError(f"{self.paths['weights']} exists: choose another --out or pass --overwrite")
+        good, bad, other = find_photos(self.folder)
+        if not good:
+            raise InvalidInputError(
+                f"{self.folder}: no readable images (looked for {', '.join(IMAGE_SUFFIXES)}; "
+                f"{len(bad)} unreadable, {other} other files)")
+        if settings.holdout >= len(good):
+            raise InvalidInputError(f"--holdout {settings.holdout} leaves no photo to train on "
+                                    f"({len(good)} readable photos)")
+        names = [p.relative_to(self.folder).as_posix() for p in good]
+        rng = np.random.default_rng([settings.seed, 11])
+        held = sorted(names[i] for i in rng.permutation(len(names))[: settings.holdout])
+        held_set = set(held)
+        if base is None:
+            raw = _read_weights()
+            ckpt = read_checkpoint(raw)
+            base_info = {"weights": "built-in (densedet_tile/detector/weights/default.pt)", "sha256": _sha256(raw)}
+        else:
+            raw = Path(base).read_bytes() if Path(base).is_file() else None
+            ckpt = read_checkpoint(base)
+            base_info = {"weights": str(Path(base).resolve()), "sha256": _sha256(raw) if raw else None}
+        base_info["info"] = dict(ckpt.get("info", {}))
+        config = {**DEFAULT_CONFIG, **ckpt["config"]}
+        self.settings = settings
+        self.s: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "settings": settings.to_dict(),
+            "folder": str(self.folder.resolve()),
+            "train": [n for n in names if n not in held_set],
+            "holdout": held,
+            "skipped": [[p.relative_to(self.folder).as_posix(), why] for p, why in bad],
+            "base": base_info,
+            "config": config,
+            "phase": "before",
+            "round": 0,
+            "step": 0,
+            "elapsed": 0.0,
+            "cpu": 0.0,
+            "labels": {},
+            "labelled_this_round": [],
+            "crop_order": [],
+            "rounds": [],
+            "holdout_before": {},
+            "timing": {"label_s": [], "plain_s": [], "step_s": []},
+            "loss": None,
+        }
+        self.resumed = False
+        self._init_weights = _f32_state(ckpt["state_dict"])
+        for p, why in bad:
+            self.log(f"skipping {p}: {why}")
+
+    def _load_state(self, settings: AdaptSettings) -> None:
+        sp = self.paths["state"]
+        if not sp.exists():
+            raise InvalidInputError(f"nothing to resume: {sp} does not exist")
+        try:
+            s = torch.load(sp, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InvalidInputError(f"{sp}: cannot read the saved state ({one_line(exc)})") from exc
+        if not isinstance(s, dict) or s.get("version") != STATE_VERSION:
+            raise InvalidInputError(f"{sp}: not an adapt state of this version")
+        if Path(s["folder"]) != self.folder.resolve():
+            raise InvalidInputError(f"{sp} belongs to a run over {s['folder']}, not {self.folder.resolve()}")
+        saved = AdaptSettings.from_dict(s["settings"])
+        self.settings = replace(saved, minutes=settings.minutes, steps=settings.steps, save_every=settings.save_every)
+        s["settings"] = self.settings.to_dict()
+        self.s = s
+        self.resumed = True
+        self.log(f"resuming from {sp}: round {s['round'] + 1}, step {s['step']}, {s['elapsed'] / 60:.1f} min so far")
+
+    def _build(self) -> None:
+        st = self.settings
+        cfg = self.s["config"]
+        self.config = cfg
+        self.stride = int(cfg["stride"])
+        torch.manual_seed(st.seed)
+        self.model = ShelfNet(cfg)
+        if self.resumed:  # the saved tensors move into the model; the state dict keeps only the rest
+            self.model.load_state_dict(self.s.pop("model"))
+        else:
+            self.model.load_state_dict(self._init_weights)
+            del self._init_weights
+        self.model.to(self.dev)
+        self.ema = ema_copy(self.model)
+        self.opt = make_optimizer(self.model, st.lr)
+        if self.resumed:
+            self.ema.load_state_dict(self.s.pop("ema"))
+            self.opt.load_state_dict(self.s.pop("opt"))
+        self.mean, self.std = normaliser(cfg, self.dev)
+        self.pool = SyntheticPool(seed=st.seed, size=st.size, stride=self.stride, tile_ratio=tile_ratio(cfg),
+                                  pool=st.synth_pool)
+        self.crops = PhotoCrops(size=st.size, stride=self.stride, input_size=int(cfg["input_size"]),
+                                tile=st.labels.tile)
+        self.crop_index: dict[str, int] = {}
+
+    # -- clock and budget ------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Wall seconds of the run so far, over all its sessions."""
+        return self.s["elapsed"] + (time.monotonic() - self.t_session)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this process's threads spent on the run, over all its sessions (on a busy
+        machine far fewer than wall seconds times cores)."""
+        return self.s.get("cpu", 0.0) + (time.process_time() - self.cpu_session)
+
+    def _mean(self, key: str) -> float | None:
+        v = self.s["timing"][key]
+        return float(np.mean(v[-50:])) if v else None
+
+    def reserve_s(self) -> float:
+        """Seconds kept for the final check of the held-out photos (TTA labels + one plain run each)."""
+        n = len(self.s["holdout"])
+        if not n:
+            return 0.0
+        lab, plain = self._mean("label_s"), self._mean("plain_s")
+        if lab is None and plain is not None:
+            lab = plain * len(self.settings.labels.views)
+        return n * ((lab or 0.0) + (plain or 0.0)) + 5.0
+
+    def fraction(self) -> float:
+        """How much of the budget is used, in [0, 1+)."""
+        st = self.settings
+        p = 0.0
+        if st.steps is not None:
+            p = self.s["step"] / st.steps
+        if st.minutes is not None:
+            usable = max(st.minutes * 60 - self.reserve_s(), 1e-6)
+            p = max(p, self.elapsed() / usable)
+        return p
+
+    def seconds_left(self) -> float | None:
+        return None if self.settings.minutes is None else max(0.0, self.settings.minutes * 60 - self.elapsed())
+
+    def steps_total(self) -> int | None:
+        st = self.settings
+        est = None
+        step_s = self._mean("step_s")
+        if st.minutes is not None and step_s:
+            left = max(0.0, st.minutes * 60 - self.reserve_s() - self.elapsed())
+            est = self.s["step"] + int(left / step_s)
+        if st.steps is not None:
+            est = st.steps if est is None else min(est, st.steps)
+        return est
+
+    def _poll(self) -> None:
+        if self.should_stop():
+            raise _Stop()
+        if time.monotonic() - self.last_save >= self.settings.save_every:
+            self.save_state()
+
+    # -- state ---------------------------------------------------------------------------------------
+    def save_state(self) -> None:
+        s = dict(self.s)
+        s["elapsed"] = self.elapsed()
+        s["cpu"] = self.cpu_seconds()
+        s["model"] = _f32_state(self.model.state_dict())
+        s["ema"] = _f32_state(self.ema.state_dict())
+        s["opt"] = self.opt.state_dict()
+        atomic_write(self.paths["state"], checkpoint_bytes(s))
+        self.last_save = time.monotonic()
+
+    # -- detectors --------------------------------------------------------------------------------------
+    def _detector(self, score_thr: float | None) -> DefaultDetector:
+        cfg = {**self.config, **{k: DEFAULT_CONFIG[k] for k in ("score_thr", "nms_iou", "max_det")}}
+        return DefaultDetector(self.ema, cfg, device=self.dev, score_thr=score_thr)
+
+    def _plain(self, image: np.ndarray) -> np.ndarray:
+        """The weight average's boxes at default settings: (N, 5) x1 y1 x2 y2 score."""
+        from ..pipeline import detect_image
+
+        lab = self.settings.labels
+        d = detect_image(image, self._detector(None), tiling=TileSpec(tile=lab.tile, overlap=lab.overlap),
+                         merge=MergeSpec()).detections
+        return np.column_stack([d.xyxy, d.scores]).astype(np.float32)
+
+    def _label(self, image: np.ndarray) -> PseudoLabels:
+        return pseudo_label(image, self._detector(self.settings.labels.score_lo), self.settings.labels)
+
+    def _read(self, name: str) -> np.ndarray | None:
+        try:
+            return _read_photo(self.folder / name)
+        except (DensedetError, OSError) as exc:
+            if not any(n == name for n, _ in self.s["skipped"]):
+                self.s["skipped"].append([name, one_line(exc)])
+                self.log(f"skipping {name}: {one_line(exc)}")
+            return None
+
+    def _event(self, phase: str, done: int, total: int, **kw: Any) -> None:
+        self.progress({"phase": phase, "round": self.s["round"] + 1, "rounds": self.settings.rounds, "done": done,
+                       "total": total, "step": self.s["step"], "steps_total": self.steps_total(),
+                       "loss": self.s["loss"], "seconds_left": self.seconds_left(), **kw})
+
+    # -- phases ----------------------------------------------------------------------------------------
+    def run(self) -> AdaptResult:
+        try:
+            if self.resumed and self.s["phase"] in ("label", "train") and self.s["crop_order"]:
+                self._reload_crops()
+            while True:
+                phase = self.s["phase"]
+                if phase == "before":
+                    self._holdout_before()
+                    self.s["phase"] = "label"
+                elif phase == "label":
+                    self._label_round()
+                    self.s["phase"] = "train"
+                    self.save_state()
+                elif phase == "train":
+                    self._train_round()
+                    last = self.s["round"] + 1 >= self.settings.rounds
+                    if last or self.fraction() >= 1.0:
+                        self.s["phase"] = "final"
+                    else:
+                        self.s["round"] += 1
+                        self.s["labelled_this_round"] = []
+                        self.s["phase"] = "label"
+                    self.save_state()
+                elif phase == "final":
+                    return self._finish()
+        except _Stop:
+            self.save_state()
+            report = self._report("stopped")
+            self._write_report(report)
+            return AdaptResult("stopped", self.paths, report)
+
+    def _reload_crops(self) -> None:
+        order = list(self.s["crop_order"])
+        for k, name in enumerate(order):
+            self._poll()
+            self._event("read", k, len(order))
+            image = self._read(name)
+            if image is not None:
+                self._add_crop(name, image)
+
+    def _add_crop(self, name: str, image: np.ndarray) -> None:
+        if name not in self.crop_index:
+            self.crop_index[name] = self.crops.add(image)
+        lab = self.s["labels"].get(name)
+        if lab is not None:
+            self.crops.set_labels(self.crop_index[name], lab["boxes"].numpy(), lab["ignore"].numpy())
+
+    def _holdout_before(self) -> None:
+        names = self.s["holdout"]
+        for k, name in enumerate(names):
+            if name in self.s["holdout_before"]:
+                continue
+            self._poll()
+            self._event("before", k, len(names))
+            image = self._read(name)
+            if image is None:
+                continue
+            t0 = time.monotonic()
+            self.s["holdout_before"][name] = torch.from_numpy(self._plain(image))
+            self.s["timing"]["plain_s"].append(time.monotonic() - t0)
+
+    def _round_record(self) -> dict[str, Any]:
+        r = self.s["round"] + 1
+        if not self.s["rounds"] or self.s["rounds"][-1]["round"] != r:
+            self.s["rounds"].append({"round": r, "photos_labelled": 0, "pseudo_labels": 0, "ignore_regions": 0,
+                                     "label_seconds": 0.0, "steps_from": self.s["step"], "steps_to": self.s["step"],
+                                     "loss": None})
+        return self.s["rounds"][-1]
+
+    def _label_round(self) -> None:
+        st = self.settings
+        rec = self._round_record()
+        names = self.s["train"]
+        order = [names[i] for i in np.random.default_rng([st.seed, 13, self.s["round"]]).permutation(len(names))]
+        done = set(self.s["labelled_this_round"])
+        cap = None
+        if st.minutes is not None:
+            cap = st.label_share * max(st.minutes * 60 - self.reserve_s(), 1.0) / st.rounds
+        for k, name in enumerate(order):
+            if name in done:
+                continue
+            if rec["photos_labelled"] and (self.fraction() >= 1.0 or (cap is not None and rec["label_seconds"] >= cap)):
+                self.log(f"round {self.s['round'] + 1}: labelled {rec['photos_labelled']} of {len(order)} photos "
+                         "in this round's share of the time")
+                break
+            self._poll()
+            self._event("label", k, len(order))
+            t0 = time.monotonic()
+            image = self._read(name)
+            if image is None:
+                continue
+            pl = self._label(image)
+            self.s["labels"][name] = {"boxes": _t(pl.boxes), "scores": _t(pl.scores), "ignore": _t(pl.ignore),
+                                      "round": self.s["round"] + 1}
+            if name not in self.crop_index:
+                self.s["crop_order"].append(name)
+            self._add_crop(name, image)
+            dt_s = time.monotonic() - t0
+            self.s["timing"]["label_s"].append(dt_s)
+            self.s["labelled_this_round"].append(name)
+            rec["photos_labelled"] += 1
+            rec["pseudo_labels"] += len(pl)
+            rec["ignore_regions"] += int(pl.ignore.shape[0])
+            rec["label_seconds"] += dt_s
+        self._event("label", len(order), len(order))
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, ...]:
+        st = self.settings
+        rng = np.random.default_rng([st.seed, 17, step])
+        n_syn = st.n_synth if len(self.crops) else st.batch
+        samples = [self.pool.get(step * max(n_syn, 1) + j) for j in range(n_syn)]
+        samples += [self.crops.sample(rng) for _ in range(st.batch - n_syn)]
+        return tuple(t.to(self.dev) for t in stack_samples(samples))
+
+    def _train_round(self) -> None:
+        st = self.settings
+        rec = self._round_record()
+        end = (self.s["round"] + 1) / st.rounds
+        self.model.train()
+        amp = self.dev.type == "cuda"
+        while self.fraction() < end - 1e-9:
+            self._poll()
+            step = self.s["step"]
+            t0 = time.monotonic()
+            batch = self._batch(step)
+            gen = torch.Generator().manual_seed(st.seed * 1_000_003 + step)
+            lr = learning_rate(st.lr, step, self._lr_progress(), st.warmup)
+            terms = train_step(self.model, self.ema, self.opt, batch, step=step, lr=lr, gen=gen, mean=self.mean,
+                               std=self.std, stride=self.stride, ema_decay=st.ema, amp=amp)
+            if terms is None:
+                raise DensedetError(f"adapt: the loss became non-finite at step {step}; try a lower lr")
+            self.s["step"] = step + 1
+            self.s["loss"] = terms["loss"] if self.s["loss"] is None else 0.9 * self.s["loss"] + 0.1 * terms["loss"]
+            self.s["timing"]["step_s"].append(time.monotonic() - t0)
+            self.s["timing"]["step_s"] = self.s["timing"]["step_s"][-200:]
+            rec["steps_to"] = self.s["step"]
+            rec["loss"] = self.s["loss"]
+            self._event("train", self.s["step"], self.steps_total() or self.s["step"])
+        self.model.eval()
+
+    def _lr_progress(self) -> float:
+        st = self.settings
+        p = 0.0 if st.steps is None else self.s["step"] / st.steps
+        if st.minutes is not None:
+            p = max(p, self.fraction())
+        return p
+
+    def _holdout_after(self) -> dict[str, Any] | None:
+        names = [n for n in self.s["holdout"] if n in self.s["holdout_before"]]
+        if not names:
+            return None
+        before = {"boxes": 0, "matched": 0, "pred": 0}
+        after = {"boxes": 0, "matched": 0, "pred": 0}
+        ref_total = 0
+        for k, name in enumerate(names):
+            self._event("after", k, len(names))
+            image = self._read(name)
+            if image is None:
+                continue
+            t0 = time.monotonic()
+            ref = self._label(image)
+            t1 = time.monotonic()
+            now = self._plain(image)
+            self.s["timing"]["plain_s"].append(time.monotonic() - t1)
+            self.s["timing"]["label_s"].append(t1 - t0)
+            ref_total += len(ref)
+            for acc, pred in ((before, self.s["holdout_before"][name].numpy()), (after, now)):
+                pred = pred[np.argsort(-pred[:, 4], kind="stable")]
+                a = agreement(pred[:, :4], ref.boxes, ref.ignore)
+                acc["boxes"] += len(pred)
+                acc["matched"] += a["matched"]
+                acc["pred"] += a["pred"]
+
+        def figures(acc: dict[str, int]) -> dict[str, float]:
+            p = acc["matched"] / acc["pred"] if acc["pred"] else 0.0
+            r = acc["matched"] / ref_total if ref_total else 0.0
+            f1 = 2 * p * r / (p + r) if p + r else 0.0
+            return {"boxes_per_photo": acc["boxes"] / len(names), "precision": round(p, 4), "recall": round(r, 4),
+                    "f1": round(f1, 4)}
+
+        return {"photos": len(names), "reference_per_photo": ref_total / len(names), "before": figures(before),
+                "after": figures(after)}
+
+    def _provenance(self) -> dict[str, Any]:
+        return {
+            "kind": "densedet-tile adapt",
+            "base": self.s["base"],
+            "photos": len(self.s["train"]),
+            "holdout_photos": len(self.s["holdout"]),
+            "steps": int(self.s["step"]),
+            "rounds_done": len(self.s["rounds"]),
+            "minutes": round(self.elapsed() / 60, 2),
+            "cpu_minutes": round(self.cpu_seconds() / 60, 2),
+            "device": str(self.dev),
+            "settings": self.settings.to_dict(),
+            "pseudo_labels_per_round": [int(r["pseudo_labels"]) for r in self.s["rounds"]],
+            "densedet_tile_version": __version__,
+            "torch_version": str(torch.__version__),
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    def _report(self, status: str, holdout: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "status": status,
+            "out": str(self.paths["weights"]),
+            "state": str(self.paths["state"]),
+            "folder": self.s["folder"],
+            "photos_used": len(self.s["train"]),
+            "holdout": len(self.s["holdout"]),
+            "skipped": [list(x) for x in self.s["skipped"]],
+            "rounds": [dict(r) for r in self.s["rounds"]],
+            "holdout_check": holdout,
+            "steps": int(self.s["step"]),
+            "minutes": round(self.elapsed() / 60, 2),
+            "cpu_minutes": round(self.cpu_seconds() / 60, 2),
+            "threads": torch.get_num_threads(),
+            "device": str(self.dev),
+            "base": self.s["base"],
+            "settings": self.settings.to_dict(),
+        }
+
+    def _write_report(self, report: dict[str, Any]) -> None:
+        import json
+
+        atomic_write(self.paths["report_json"], json.dumps(report, indent=1) + "\n")
+        atomic_write(self.paths["report_txt"], report_text(report) + "\n")
+
+    def _finish(self) -> AdaptResult:
+        holdout = self._holdout_after()
+        info = self._provenance()
+        if holdout is not None:
+            info["holdout_check"] = holdout
+        atomic_write(self.paths["weights"], checkpoint_bytes(checkpoint_dict(self.ema, self.config, info)))
+        report = self._report("done", holdout)
+        self._write_report(report)
+        try:
+            self.paths["state"].unlink()
+        except FileNotFoundError:
+            pass
+        return AdaptResult("done", self.paths, report)

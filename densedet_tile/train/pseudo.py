@@ -1,0 +1,192 @@
+"""Pseudo-labels from test-time-augmented views of a photo, fused by weighted box fusion.
+
+A photo is run through the tiled engine several times: at each scale in ``scales`` (a scale
+``s`` cuts tiles of ``tile / s`` px, which the engine resizes to the model's input, so ``s > 1``
+zooms in and small far-away products reach the model at a size it knows), each also mirrored
+left-right when ``flip`` is on. Every view's boxes are mapped back to the photo, and the views
+are fused with the engine's own :func:`~densedet_tile.merge.wbf.weighted_box_fusion` (a cluster
+holds at most one box per view). A fused box becomes
+
+* a **pseudo-label** when at least ``min_views`` of the views found it and their mean score is at
+  least ``score_hi``;
+* an **ignore region** otherwise (some view found it at ``score_lo`` or more, so teaching the
+  model either way would be a guess): no heatmap loss there.
+
+Everything else in the photo is background. High thresholds keep the model from teaching itself
+its own mistakes (confirmation bias); the uncertain middle is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..merge.boxes import candidate_pairs, pair_iou
+from ..merge.wbf import weighted_box_fusion
+from ..types import Detections, MergeSpec, RunSpec, TileSpec
+
+__all__ = ["LabelSettings", "PseudoLabels", "view_detections", "fuse_views", "pseudo_label", "agreement"]
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """How pseudo-labels are made (see the module docstring).
+
+    ``tile``/``overlap``: the engine's tiling at scale 1 (the tiling the model will serve with).
+    """
+
+    scales: tuple[float, ...] = (1.0, 1.5)
+    flip: bool = True
+    fuse_iou: float = 0.55
+    min_views: float = 0.5
+    score_hi: float = 0.6
+    score_lo: float = 0.3
+    tile: int = 1280
+    overlap: float = 0.2
+
+    def __post_init__(self) -> None:
+        scales = tuple(float(s) for s in self.scales)
+        if not scales or any(not (math.isfinite(s) and 0.25 <= s <= 4.0) for s in scales):
+            raise InvalidInputError(f"scales must be numbers in [0.25, 4], got {self.scales!r}")
+        object.__setattr__(self, "scales", scales)
+        if not 0.0 < self.fuse_iou <= 1.0:
+            raise InvalidInputError(f"fuse_iou must be in (0, 1], got {self.fuse_iou!r}")
+        if not 0.0 < self.min_views <= 1.0:
+            raise InvalidInputError(f"min_views must be a fraction in (0, 1], got {self.min_views!r}")
+        if not 0.0 <= self.score_lo <= self.score_hi < 1.0:
+            raise InvalidInputError(
+                f"need 0 <= score_lo <= score_hi < 1, got score_lo={self.score_lo!r} score_hi={self.score_hi!r}")
+        if self.tile < 32 or not 0.0 <= self.overlap < 1.0:
+            raise InvalidInputError(f"bad tiling: tile={self.tile!r} overlap={self.overlap!r}")
+
+    @property
+    def views(self) -> list[tuple[float, bool]]:
+        """``(scale, mirrored)`` of every view, in order."""
+        return [(s, f) for s in self.scales for f in ((False, True) if self.flip else (False,))]
+
+    @property
+    def votes_needed(self) -> int:
+        """How many views must agree on a box for it to become a pseudo-label."""
+        return max(1, math.ceil(self.min_views * len(self.views) - 1e-9))
+
+
+@dataclass(frozen=True)
+class PseudoLabels:
+    """The labels of one photo: ``boxes`` float32 (N, 4) xyxy photo pixels with their fused
+    ``scores`` (N,) and ``votes`` (N,) (views that found them), and ``ignore`` float32 (M, 4)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    votes: np.ndarray
+    ignore: np.ndarray
+    views: int
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+def _mirror(d: Detections, width: int) -> Detections:
+    if not len(d):
+        return d
+    b = d.xyxy.copy()
+    b[:, 0], b[:, 2] = width - d.xyxy[:, 2], width - d.xyxy[:, 0]
+    return Detections(b, d.scores, d.labels)
+
+
+def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
+                    run: RunSpec | None = None) -> list[Detections]:
+    """The global boxes of every view of ``image`` (uint8 HxWx3 upright RGB), in photo pixels.
+
+    Each view runs the whole tiled engine (:func:`densedet_tile.pipeline.detect_image`) with the
+    default merge; boxes below ``settings.score_lo`` are dropped.
+    """
+    from ..pipeline import detect_image
+
+    run = RunSpec() if run is None else run
+    run = replace(run, score_thr=settings.score_lo) if run.score_thr is None else run
+    h, w = image.shape[:2]
+    mirrored = None
+    out = []
+    for scale, flip in settings.views:
+        tile = max(32, int(round(settings.tile / scale)))
+        if flip and mirrored is None:
+            mirrored = np.ascontiguousarray(image[:, ::-1])
+        src = mirrored if flip else image
+        d = detect_image(src, detector, tiling=TileSpec(tile=tile, overlap=settings.overlap), merge=MergeSpec(),
+                         run=run).detections
+        out.append(_mirror(d, w) if flip else d)
+    return out
+
+
+def fuse_views(views: Sequence[Detections], settings: LabelSettings) -> PseudoLabels:
+    """Fuse per-view boxes (photo pixels) into pseudo-labels and ignore regions.
+
+    ``len(views)`` must equal the number of views in ``settings``; boxes below ``score_lo`` are
+    dropped first. Labels (classes) are not used: the built-in model has one class.
+    """
+    n_views = len(settings.views)
+    if len(views) != n_views:
+        raise InvalidInputError(f"fuse_views: {len(views)} views given, settings describe {n_views}")
+    kept = [v[v.scores >= settings.score_lo] if len(v) else v for v in views]
+    xyxy = np.concatenate([v.xyxy for v in kept]).reshape(-1, 4) if kept else np.zeros((0, 4), np.float32)
+    scores = np.concatenate([v.scores for v in kept]) if kept else np.zeros(0, np.float32)
+    groups = np.concatenate([np.full(len(v), i, np.int64) for i, v in enumerate(kept)]) if kept else np.zeros(0)
+    fused = weighted_box_fusion(xyxy, scores, groups=groups, iou_thr=settings.fuse_iou)
+    votes = fused.size
+    good = (votes >= settings.votes_needed) & (fused.scores >= settings.score_hi)
+    return PseudoLabels(
+        boxes=fused.xyxy[good].astype(np.float32),
+        scores=fused.scores[good].astype(np.float32),
+        votes=votes[good].astype(np.int64),
+        ignore=fused.xyxy[~good].astype(np.float32),
+        views=n_views,
+    )
+
+
+def pseudo_label(image: np.ndarray, detector: Any, settings: LabelSettings, run: RunSpec | None = None) -> PseudoLabels:
+    """:func:`view_detections` then :func:`fuse_views`."""
+    return fuse_views(view_detections(image, detector, settings, run), settings)
+
+
+def agreement(pred: np.ndarray, ref: np.ndarray, ignore: np.ndarray | None = None, iou: float = 0.5) -> dict[str, float]:
+    """How well boxes ``pred`` (N, 4) agree with reference boxes ``ref`` (M, 4), one photo.
+
+    Greedy one-to-one matching at IoU >= ``iou`` in ``pred`` order (pass them sorted by score);
+    an unmatched prediction that overlaps an ``ignore`` box at IoU >= ``iou`` counts neither way.
+    Returns ``{"matched", "pred", "ref", "ignored"}`` counts (``pred`` excludes the ignored ones).
+    """
+    p = np.asarray(pred, np.float64).reshape(-1, 4)
+    r = np.asarray(ref, np.float64).reshape(-1, 4)
+    g = np.zeros((0, 4)) if ignore is None else np.asarray(ignore, np.float64).reshape(-1, 4)
+    n, m = len(p), len(r)
+    matched = np.zeros(n, bool)
+    if n and m:
+        allb = np.concatenate([p, r])
+        i, j = candidate_pairs(allb)
+        a, b = np.minimum(i, j), np.maximum(i, j)
+        cross = (a < n) & (b >= n)
+        a, b = a[cross], b[cross] - n
+        v = pair_iou(allb, a, b + n)
+        ok = v >= iou
+        a, b, v = a[ok], b[ok], v[ok]
+        order = np.lexsort((-v, a))  # by prediction, best IoU first
+        taken = np.zeros(m, bool)
+        for k in order:
+            if not matched[a[k]] and not taken[b[k]]:
+                matched[a[k]] = taken[b[k]] = True
+    ignored = np.zeros(n, bool)
+    if len(g) and (~matched).any():
+        rest = np.flatnonzero(~matched)
+        allb = np.concatenate([p[rest], g])
+        i, j = candidate_pairs(allb)
+        a, b = np.minimum(i, j), np.maximum(i, j)
+        k = len(rest)
+        cross = (a < k) & (b >= k)
+        a, b = a[cross], b[cross]
+        v = pair_iou(allb, a, b)
+        ignored[rest[np.unique(a[v >= iou])]] = True
+    return {"matched": int(matched.sum()), "pred": int(n - ignored.sum()), "ref": int(m), "ignored": int(ignored.sum())}
