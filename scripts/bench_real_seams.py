@@ -394,24 +394,25 @@ def evaluate(panos: Sequence[Pano], band: float, merge: MergeSpec | None = None,
     return res
 
 
-#: Merge variants of the ablation table: what each part of the issue-12 merge adds.
-ABLATION: dict[str, MergeSpec] = {
-    "merge (default)": MergeSpec(),
-    "without containment": MergeSpec(contain=None),
-    "without confirmation": MergeSpec(confirm=False),
-    "fixed tolerances (adaptive_tol=False)": MergeSpec(adaptive_tol=False),
-    "previous merge (all three off)": MergeSpec(adaptive_tol=False, contain=None, confirm=False),
-}
+def ablation_specs() -> dict[str, MergeSpec]:
+    """Merge variants of the ablation table: what each part of the issue-12 merge adds."""
+    return {
+        "merge (default)": MergeSpec(),
+        "without containment": MergeSpec(contain=None),
+        "without confirmation": MergeSpec(confirm=False),
+        "fixed tolerances (adaptive_tol=False)": MergeSpec(adaptive_tol=False),
+        "previous merge (all three off)": MergeSpec(adaptive_tol=False, contain=None, confirm=False),
+    }
 
 
 def ablation(panos: Sequence[Pano], band: float) -> list[str]:
-    """F1 of each ABLATION variant (rows) at each tile (columns), summed over panoramas."""
+    """F1 of each :func:`ablation_specs` variant (rows) at each tile (columns), summed over panoramas."""
     from densedet_tile.merge import merge_tolerances
 
     tiles = sorted({t for p in panos for t in p.tiles})
     lines = ["| merge | " + " | ".join(f"{t}: F1@0.5 / F1@0.75" for t in tiles) + " |",
              "|---|" + "---|" * len(tiles)]
-    for name, spec in ABLATION.items():
+    for name, spec in ablation_specs().items():
         cells = []
         for t in tiles:
             tot: dict[float, dict[str, int]] = {thr: {} for thr in IOUS}

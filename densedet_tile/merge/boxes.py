@@ -180,11 +180,11 @@ def count_containing(rects: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if r.shape[0] == 0 or b.shape[0] == 0:
         return np.zeros(b.shape[0], np.int64)
-    xs, xi = np.unique(r[:, [0, 2]], axis=0, return_inverse=True)
-    ys, yi = np.unique(r[:, [1, 3]], axis=0, return_inverse=True)
+    xs, xi = _unique_spans(r[:, 0], r[:, 2])
+    ys, yi = _unique_spans(r[:, 1], r[:, 3])
     if np.ptp(xs[:, 1] - xs[:, 0]) == 0 and np.ptp(ys[:, 1] - ys[:, 0]) == 0:
         cells = np.zeros((xs.shape[0] + 1, ys.shape[0] + 1), np.int64)
-        np.add.at(cells, (xi.reshape(-1) + 1, yi.reshape(-1) + 1), 1)
+        np.add.at(cells, (xi + 1, yi + 1), 1)
         sat = cells.cumsum(axis=0).cumsum(axis=1)
         # Spans of one length sorted by start are sorted by end too: those holding [lo, hi]
         # run from the first ending at or after hi to the last starting at or before lo.
@@ -199,3 +199,14 @@ def count_containing(rects: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     i, j = i[sel], j[sel] - t
     inside = (r[i, 0] <= b[j, 0]) & (r[i, 1] <= b[j, 1]) & (r[i, 2] >= b[j, 2]) & (r[i, 3] >= b[j, 3])
     return np.bincount(j[inside], minlength=b.shape[0]).astype(np.int64)
+
+
+def _unique_spans(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (start, end) spans sorted by start then end, and each input's span index."""
+    order = np.lexsort((end, start))
+    a, b = start[order], end[order]
+    new = np.ones(a.size, bool)
+    new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    inv = np.empty(a.size, np.int64)
+    inv[order] = np.cumsum(new) - 1
+    return np.stack([a[new], b[new]], axis=1), inv

@@ -106,3 +106,24 @@ def test_connected_components_long_chain() -> None:
     perm = np.random.default_rng(0).permutation(n)
     got = connected_components(n, perm[:-1], perm[1:])
     assert np.all(got == 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_count_containing_matches_brute_force(seed: int) -> None:
+    from densedet_tile.merge.boxes import count_containing
+    from densedet_tile.tiler.grid import make_grid
+    from densedet_tile.types import TileSpec
+
+    rng = np.random.default_rng(seed)
+    w, h = int(rng.integers(400, 3000)), int(rng.integers(300, 2000))
+    t = int(rng.integers(100, 400))
+    tiles = make_grid(w, h, TileSpec(t, float(rng.uniform(0.1, 0.6))))
+    grid = np.array([(x.x, x.y, x.x2, x.y2) for x in tiles], float)
+    holes = grid[rng.random(len(grid)) > 0.3]  # a grid with cells missing, shuffled
+    irregular = np.concatenate([grid, [[5, 7, 150, 90], [0, 0, w, h]]])  # not a grid
+    xy = rng.uniform(0, 1, (500, 2)) * [w, h]
+    boxes = np.concatenate([xy, np.minimum(xy + rng.uniform(1, t, (500, 2)), [w, h])], axis=1)
+    for rects in (grid, holes[rng.permutation(len(holes))], irregular):
+        want = ((rects[None, :, :2] <= boxes[:, None, :2]) & (rects[None, :, 2:] >= boxes[:, None, 2:])).all(-1).sum(1)
+        np.testing.assert_array_equal(count_containing(rects, boxes), want)
+    assert count_containing(np.zeros((0, 4)), boxes).tolist() == [0] * 500
