@@ -69,6 +69,10 @@ AGREE_MULT = 3.0
 #: Bounds of the derived relative tolerances, whatever was measured.
 EDGE_FRAC_MAX = 0.1
 AGREE_FRAC_RANGE = (0.02, 0.3)
+#: :func:`measure_view_noise` looks at no more than this many candidate pairs of whole views
+#: (the first ones of the pair search, which come strip by strip: a region of the image, not
+#: a scatter); a quantile over thousands of pairs is settled, and the cost stays bounded.
+NOISE_MAX_PAIRS = 20_000
 #: Overlap (intersection over the smaller box) above which a box of another tile counts as
 #: having seen something where a cut view is (``confirm``).
 CONFIRM_OVERLAP = 0.3
@@ -106,7 +110,8 @@ def measure_view_noise(
 
     ``(i, j)`` are candidate pairs (e.g. from :func:`~densedet_tile.merge.boxes.candidate_pairs`).
     Kept are pairs from different ``groups`` (tiles), of one label when ``labels`` is given,
-    with no cut side on either box, IoU >= 0.5, each box the other's best such match. For
+    with no cut side on either box (at most :data:`NOISE_MAX_PAIRS` of them, the first),
+    IoU >= 0.5, each box the other's best such match. For
     each kept pair and side, ``|difference| / extent`` (extent: the mean width of the two
     boxes for x sides, the mean height for y sides). Returns ``(q, n)``: the ``quantile`` of
     those values and the number of pairs (``q`` is NaN when ``n == 0``).
@@ -118,7 +123,7 @@ def measure_view_noise(
     ok = (groups[i] != groups[j]) & whole[i] & whole[j]
     if labels is not None:
         ok &= labels[i] == labels[j]
-    i, j = i[ok], j[ok]
+    i, j = i[ok][:NOISE_MAX_PAIRS], j[ok][:NOISE_MAX_PAIRS]
     if i.size == 0:
         return float("nan"), 0
     bi, bj = b[i], b[j]
