@@ -11,15 +11,15 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
 * **contain** (a truncated view that does not agree): a cut ``f`` lying largely inside ``g``
   (intersection over ``f``'s own area at least ``contain``) is dropped too when ``g`` reaches
   past one of ``f``'s cut sides by more than the tolerance and ``f`` past none of ``g``'s
-  (``g`` is the fuller view), whatever ``f``'s uncut sides say:
-  a real detector draws the uncut sides of a truncated view differently (less context, or
-  something small standing in front of the product in that tile only), and two products do
-  not nest. When two views each qualify, only the smaller is dropped.
+  (``g`` is the fuller view), whatever ``f``'s uncut sides say: a real detector draws the
+  uncut sides of a truncated view differently (less context, or something small standing in
+  front of the product in that tile only), and two products do not nest. When two views
+  each qualify, only the smaller is dropped.
 * **unconfirmed** (a truncated view nobody else sees, with ``confirm``): a cut ``f`` lying
   wholly inside another tile that reported nothing overlapping it (no box of that tile, of
-  any label, covers 30% of ``f`` or of itself) is dropped. That tile saw the same pixels and what lies beyond
-  ``f``'s cut, so it is the better judge; a real detector reports half-seen texture at a tile
-  border that it does not report with the context around it.
+  any label, covers 30% of ``f`` or of itself) is dropped. That tile saw the same pixels
+  and what lies beyond ``f``'s cut, so it is the better judge; a real detector reports
+  half-seen texture at a tile border that it does not report with the context around it.
 * **join** (fragments of a product larger than the overlap, truncated in every tile): ``f``
   cut on its right and ``g`` cut on its left (or the same with bottom/top) are joined into
   their union when each reaches past the other's cut line and they agree on the two sides
