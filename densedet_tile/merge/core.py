@@ -24,8 +24,13 @@ from .wbf import weighted_box_fusion
 __all__ = ["merge_tiles", "merge_tolerances", "to_global"]
 
 
+def _tile_geo(tiles: Sequence[Tile]) -> np.ndarray:
+    """float64 (T, 8): each tile as (x, y, w, h, interior left, top, right, bottom)."""
+    return np.array([(t.x, t.y, t.w, t.h, *t.interior) for t in tiles], dtype=np.float64).reshape(-1, 8)
+
+
 def _gather(
-    tiles: Sequence[Tile], dets: Sequence[Detections]
+    tiles: Sequence[Tile], dets: Sequence[Detections], tgeo: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Tile-local boxes clipped to their tiles (boxes with no area left dropped).
 
@@ -46,9 +51,7 @@ def _gather(
     scores = np.concatenate([d.scores for d in dets]).astype(np.float64)
     labels = np.concatenate([d.labels for d in dets]).astype(np.int64)
     groups = np.repeat(np.arange(len(tiles), dtype=np.int64), counts)
-    geo = np.array(
-        [(t.x, t.y, t.w, t.h, *t.interior) for t in tiles], dtype=np.float64
-    ).reshape(-1, 8)[groups]
+    geo = (_tile_geo(tiles) if tgeo is None else tgeo)[groups]
     w, h = geo[:, 2], geo[:, 3]
     np.clip(local[:, 0], 0.0, w, out=local[:, 0])
     np.clip(local[:, 2], 0.0, w, out=local[:, 2])
@@ -69,14 +72,18 @@ def _edge_gap(local: np.ndarray, geo: np.ndarray) -> np.ndarray:
     return np.where(geo[:, 4:8] > 0, gap, np.inf)
 
 
-def _cut_flags(local: np.ndarray, gap: np.ndarray, edge_tol: float, edge_frac: float) -> np.ndarray:
-    """Sides within ``max(edge_tol, edge_frac * extent)`` px of an interior tile edge."""
-    if edge_frac <= 0:
-        return gap <= edge_tol
+def _rel_gap(local: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """``gap`` relative to the box's extent (width for x sides, height for y sides)."""
     w = local[:, 2] - local[:, 0]
     h = local[:, 3] - local[:, 1]
-    ext = np.stack([w, h, w, h], axis=1)
-    return gap <= np.maximum(edge_tol, edge_frac * ext)
+    return gap / np.stack([w, h, w, h], axis=1)  # boxes kept by _gather have w, h > 0
+
+
+def _cut_flags(gap: np.ndarray, rel: np.ndarray | None, edge_tol: float, edge_frac: float) -> np.ndarray:
+    """Sides within ``max(edge_tol, edge_frac * extent)`` px of an interior tile edge."""
+    if edge_frac <= 0 or rel is None:
+        return gap <= edge_tol
+    return (gap <= edge_tol) | (rel <= edge_frac)
 
 
 def to_global(
@@ -95,7 +102,8 @@ def to_global(
     local, scores, labels, groups, geo = _gather(tiles, dets)
     if local.shape[0] == 0:
         return local, scores, labels, groups, np.zeros((0, 4), bool)
-    cut = _cut_flags(local, _edge_gap(local, geo), edge_tol, edge_frac)
+    gap = _edge_gap(local, geo)
+    cut = _cut_flags(gap, _rel_gap(local, gap) if edge_frac > 0 else None, edge_tol, edge_frac)
     xyxy = local + geo[:, [0, 1, 0, 1]]
     return xyxy, scores, labels, groups, cut
 
@@ -122,11 +130,12 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     """
     if not isinstance(spec, MergeSpec):
         raise InvalidInputError(f"merge: spec must be a MergeSpec, got {type(spec).__name__}")
-    local, scores, labels, groups, geo = _gather(tiles, dets)
+    tgeo = _tile_geo(tiles)
+    local, scores, labels, groups, geo = _gather(tiles, dets, tgeo)
     xyxy = local + geo[:, [0, 1, 0, 1]]
     if spec.mode == "none" or xyxy.shape[0] == 0:
         return Detections(xyxy.astype(np.float32), scores.astype(np.float32), labels)
-    cut, i, j, tol = _seam_setup(tiles, local, xyxy, labels, groups, geo, spec)
+    cut, i, j, tol = _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)
     rep = repair_seams(
         xyxy,
         scores,
@@ -137,7 +146,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
         tol_frac=tol.agree_frac,
         class_agnostic=spec.class_agnostic,
         contain=spec.contain,
-        tile_xyxy=_tile_rects(tiles),
+        tile_xyxy=_tile_rects(tgeo),
         confirm=spec.confirm,
         pairs=(i, j),
     )
@@ -173,13 +182,14 @@ def merge_tolerances(tiles: Sequence[Tile], dets: Sequence[Detections], spec: Me
     ``spec.seam_tol_frac / AGREE_MULT`` with the weight of ``spec.noise_prior_pairs`` pairs;
     without, the prior is used as is and the edge tolerance is ``spec.edge_tol`` pixels only.
     """
-    local, scores, labels, groups, geo = _gather(tiles, dets)
+    tgeo = _tile_geo(tiles)
+    local, scores, labels, groups, geo = _gather(tiles, dets, tgeo)
     xyxy = local + geo[:, [0, 1, 0, 1]]
-    return _seam_setup(tiles, local, xyxy, labels, groups, geo, spec)[3]
+    return _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)[3]
 
 
 def _seam_setup(
-    tiles: Sequence[Tile],
+    tgeo: np.ndarray,
     local: np.ndarray,
     xyxy: np.ndarray,
     labels: np.ndarray,
@@ -195,6 +205,7 @@ def _seam_setup(
     """
     prior = spec.seam_tol_frac / AGREE_MULT
     gap = _edge_gap(local, geo)
+    rel = _rel_gap(local, gap) if spec.adaptive_tol else None
     n = xyxy.shape[0]
     fixed = seam_tolerances(float("nan"), 0, prior=prior, prior_pairs=1.0)
     if not spec.adaptive_tol:
@@ -202,11 +213,15 @@ def _seam_setup(
     # Who can pair with a cut box f of tile A? A box g of another tile B within seam_tol of f
     # either lies in A and B both, or crosses (or nearly reaches) an edge of A that lies
     # inside B -- an interior edge line. So: the cut boxes (by the widest edge tolerance the
-    # run may use), the boxes in two tiles (also where whole views of one product are), and
-    # those near an interior edge line.
+    # run may use), those near an interior edge line, and the boxes in two tiles (where whole
+    # views of one product are, and the boxes that may confirm a cut view; not needed for the
+    # drop and join rules, whose partners reach the cut box's edge line).
     widest = EDGE_FRAC_MAX if spec.adaptive_tol else 0.0
-    sub = _cut_flags(local, gap, spec.edge_tol, widest).any(axis=1)
-    sub |= _near_seam(tiles, xyxy, spec.seam_tol + spec.edge_tol) | _in_two_tiles(tiles, xyxy)
+    sub = _cut_flags(gap, rel, spec.edge_tol, widest).any(axis=1)
+    sub |= _near_lines(tgeo, xyxy, spec.seam_tol + spec.edge_tol)
+    if spec.adaptive_tol or spec.confirm:
+        rest = np.flatnonzero(~sub)
+        sub[rest] = count_containing(_tile_rects(tgeo), xyxy[rest]) >= 2
     idx = np.flatnonzero(sub)
     if idx.size < 2:
         i = j = np.zeros(0, np.int64)
@@ -219,20 +234,21 @@ def _seam_setup(
         tol = fixed
     else:
         # Whole views by the prior edge tolerance (a truncated view is no sample of the noise).
-        cut0 = _cut_flags(local, gap, spec.edge_tol, fixed.edge_frac)
+        cut0 = _cut_flags(gap, rel, spec.edge_tol, fixed.edge_frac)
         q, npairs = measure_view_noise(xyxy, groups, cut0, i, j, labels=None if spec.class_agnostic else labels)
         tol = seam_tolerances(q, npairs, prior=prior, prior_pairs=spec.noise_prior_pairs)
-    cut = _cut_flags(local, gap, spec.edge_tol, tol.edge_frac)
+    cut = _cut_flags(gap, rel, spec.edge_tol, tol.edge_frac)
     return cut, i, j, tol
 
 
-def _tile_rects(tiles: Sequence[Tile]) -> np.ndarray:
-    return np.array([(t.x, t.y, t.x2, t.y2) for t in tiles], dtype=np.float64).reshape(-1, 4)
+def _tile_rects(tgeo: np.ndarray) -> np.ndarray:
+    """xyxy (T, 4) of the tiles of :func:`_tile_geo`."""
+    return np.concatenate([tgeo[:, :2], tgeo[:, :2] + tgeo[:, 2:4]], axis=1)
 
 
 def _in_two_tiles(tiles: Sequence[Tile], xyxy: np.ndarray) -> np.ndarray:
     """Boxes lying wholly inside two or more tiles (in the overlap of neighbouring tiles)."""
-    return count_containing(_tile_rects(tiles), xyxy) >= 2
+    return count_containing(_tile_rects(_tile_geo(tiles)), xyxy) >= 2
 
 
 def _near_seam(tiles: Sequence[Tile], xyxy: np.ndarray, margin: float) -> np.ndarray:
@@ -242,8 +258,15 @@ def _near_seam(tiles: Sequence[Tile], xyxy: np.ndarray, margin: float) -> np.nda
     that seam repair could touch is included: a truncated view lies on its tile's interior
     edge, and a view that replaces or joins it reaches that edge too.
     """
-    vx = np.unique([e for t in tiles for e, inner in ((t.x, t.interior_left), (t.x2, t.interior_right)) if inner])
-    vy = np.unique([e for t in tiles for e, inner in ((t.y, t.interior_top), (t.y2, t.interior_bottom)) if inner])
+    return _near_lines(_tile_geo(tiles), xyxy, margin)
+
+
+def _near_lines(tgeo: np.ndarray, xyxy: np.ndarray, margin: float) -> np.ndarray:
+    """:func:`_near_seam` over the tile array of :func:`_tile_geo`."""
+    x, y, x2, y2 = tgeo[:, 0], tgeo[:, 1], tgeo[:, 0] + tgeo[:, 2], tgeo[:, 1] + tgeo[:, 3]
+    inner = tgeo[:, 4:8] > 0
+    vx = np.unique(np.concatenate([x[inner[:, 0]], x2[inner[:, 2]]]))
+    vy = np.unique(np.concatenate([y[inner[:, 1]], y2[inner[:, 3]]]))
     tol = margin + 1.0  # the box side itself may also be cut within the tolerance
     near = np.zeros(xyxy.shape[0], bool)
     for lines, c1, c2 in ((vx, 0, 2), (vy, 1, 3)):

@@ -11,15 +11,15 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
 * **contain** (a truncated view that does not agree): a cut ``f`` lying largely inside ``g``
   (intersection over ``f``'s own area at least ``contain``) is dropped too when ``g`` reaches
   past one of ``f``'s cut sides by more than the tolerance and ``f`` past none of ``g``'s
-  (``g`` is the fuller view), whatever ``f``'s uncut sides say:
-  a real detector draws the uncut sides of a truncated view differently (less context, or
-  something small standing in front of the product in that tile only), and two products do
-  not nest. When two views each qualify, only the smaller is dropped.
+  (``g`` is the fuller view), whatever ``f``'s uncut sides say: a real detector draws the
+  uncut sides of a truncated view differently (less context, or something small standing in
+  front of the product in that tile only), and two products do not nest. When two views
+  each qualify, only the smaller is dropped.
 * **unconfirmed** (a truncated view nobody else sees, with ``confirm``): a cut ``f`` lying
   wholly inside another tile that reported nothing overlapping it (no box of that tile, of
-  any label, covers 30% of ``f`` or of itself) is dropped. That tile saw the same pixels and what lies beyond
-  ``f``'s cut, so it is the better judge; a real detector reports half-seen texture at a tile
-  border that it does not report with the context around it.
+  any label, covers 30% of ``f`` or of itself) is dropped. That tile saw the same pixels
+  and what lies beyond ``f``'s cut, so it is the better judge; a real detector reports
+  half-seen texture at a tile border that it does not report with the context around it.
 * **join** (fragments of a product larger than the overlap, truncated in every tile): ``f``
   cut on its right and ``g`` cut on its left (or the same with bottom/top) are joined into
   their union when each reaches past the other's cut line and they agree on the two sides
@@ -69,6 +69,10 @@ AGREE_MULT = 3.0
 #: Bounds of the derived relative tolerances, whatever was measured.
 EDGE_FRAC_MAX = 0.1
 AGREE_FRAC_RANGE = (0.02, 0.3)
+#: :func:`measure_view_noise` looks at no more than this many candidate pairs of whole views
+#: (the first ones of the pair search, which come strip by strip: a region of the image, not
+#: a scatter); a quantile over thousands of pairs is settled, and the cost stays bounded.
+NOISE_MAX_PAIRS = 20_000
 #: Overlap (intersection over the smaller box) above which a box of another tile counts as
 #: having seen something where a cut view is (``confirm``).
 CONFIRM_OVERLAP = 0.3
@@ -106,7 +110,8 @@ def measure_view_noise(
 
     ``(i, j)`` are candidate pairs (e.g. from :func:`~densedet_tile.merge.boxes.candidate_pairs`).
     Kept are pairs from different ``groups`` (tiles), of one label when ``labels`` is given,
-    with no cut side on either box, IoU >= 0.5, each box the other's best such match. For
+    with no cut side on either box (at most :data:`NOISE_MAX_PAIRS` of them, the first),
+    IoU >= 0.5, each box the other's best such match. For
     each kept pair and side, ``|difference| / extent`` (extent: the mean width of the two
     boxes for x sides, the mean height for y sides). Returns ``(q, n)``: the ``quantile`` of
     those values and the number of pairs (``q`` is NaN when ``n == 0``).
@@ -118,7 +123,7 @@ def measure_view_noise(
     ok = (groups[i] != groups[j]) & whole[i] & whole[j]
     if labels is not None:
         ok &= labels[i] == labels[j]
-    i, j = i[ok], j[ok]
+    i, j = i[ok][:NOISE_MAX_PAIRS], j[ok][:NOISE_MAX_PAIRS]
     if i.size == 0:
         return float("nan"), 0
     bi, bj = b[i], b[j]
