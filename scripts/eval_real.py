@@ -66,11 +66,14 @@ class PhotosMissing(Exception):
 # ----------------------------------------------------------------------------------------------
 # inputs
 # ----------------------------------------------------------------------------------------------
-def find_photos(folder: Path, limit: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def find_photos(folder: Path, limit: int | None = None,
+                names: tuple[str, str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The photos listed in ``folder/human_counts.csv`` that exist, in CSV order.
 
+    ``names=(first, last)`` keeps the photos whose file stem sorts between the two, both
+    included (``("train_3170", "train_3202")``: the photos an adapt run never saw).
     Returns ``(photos, notes)``: each photo is ``{"name", "path", "human", "human_area_pct"}``;
-    notes say what was left out (listed but absent, or cut by ``limit``).
+    notes say what was left out (listed but absent, outside ``names`` or cut by ``limit``).
     """
     folder = Path(folder)
     table = folder / "human_counts.csv"
@@ -92,6 +95,11 @@ def find_photos(folder: Path, limit: int | None = None) -> tuple[list[dict[str, 
             photos.append({"name": name, "path": path, "human": human,
                            "human_area_pct": float(area) if area not in (None, "") else None})
     notes = [f"{len(absent)} photo(s) listed in human_counts.csv are absent: {', '.join(absent)}"] if absent else []
+    if names is not None:
+        first, last = names
+        kept = [p for p in photos if first <= Path(p["name"]).stem <= last]
+        notes.append(f"--names {first}..{last}: {len(kept)} of {len(photos)} photos, NOT the full set")
+        photos = kept
     if limit is not None and limit < len(photos):
         notes.append(f"--limit {limit}: only the first {limit} of {len(photos)} photos, NOT the full set")
         photos = photos[:limit]
@@ -407,7 +415,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="also write boxes.npz: every photo's boxes at every threshold (key NAME@THR; x1 y1 x2 y2 score)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--limit", type=int, default=None, help="first N photos only, for debugging (not the full set)")
+    ap.add_argument("--names", type=_name_range, default=None, metavar="FIRST..LAST",
+                    help="only the photos whose stem sorts from FIRST to LAST, e.g. train_3170..train_3202 "
+                         "(a split, e.g. the photos an adapt run never saw; not the full set)")
     return ap.parse_args(argv)
+
+
+def _name_range(text: str) -> tuple[str, str]:
+    first, sep, last = text.partition("..")
+    if not sep or not first.strip() or not last.strip() or first.strip() > last.strip():
+        raise argparse.ArgumentTypeError(f"expected FIRST..LAST with FIRST <= LAST, got {text!r}")
+    return first.strip(), last.strip()
 
 
 def _load(args: argparse.Namespace, score_thr: float | None) -> Any:
@@ -419,7 +437,7 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
     """Run the evaluation; ``detector`` (an object with ``predict``) replaces ``--detector``."""
     args = parse_args(argv)
     try:
-        photos, notes = find_photos(args.photos, args.limit)
+        photos, notes = find_photos(args.photos, args.limit, args.names)
     except PhotosMissing as exc:
         print(f"eval_real: {exc} (the real shelf photos are not in the repository; pass --photos DIR)",
               file=sys.stderr)
@@ -468,6 +486,7 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
             "checkpoint": args.checkpoint, "model": model, "tile": args.tile, "overlap": args.overlap,
             "score_thr": score_thr, "input_size": args.input_size or model.get("input_size"),
             "sweep": list(args.sweep), "threads": args.threads, "limit": args.limit,
+            "names": None if args.names is None else "..".join(args.names),
             "merge": "default MergeSpec (wbf)",
         },
         "summary": res["summary"],

@@ -137,3 +137,18 @@ def test_missing_folder_is_one_clear_line(er, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "photos folder not found" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_names_keeps_a_range_of_stems_and_says_it_is_not_the_full_set(er, folder):
+    photos, notes = er.find_photos(folder, names=("b", "c"))
+    assert [p["name"] for p in photos] == ["b.png", "c.png"]
+    assert any("NOT the full set" in n for n in notes)
+    photos, notes = er.find_photos(folder)
+    assert len(photos) == 3 and notes == []
+
+
+@pytest.mark.parametrize("bad", ["b", "c..b", "..c", "b.."])
+def test_names_refuses_a_malformed_range(er, bad, capsys):
+    with pytest.raises(SystemExit):
+        er.parse_args(["--names", bad])
+    assert "FIRST..LAST" in capsys.readouterr().err
