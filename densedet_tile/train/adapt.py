@@ -408,7 +408,8 @@ class AdaptRun:
         s["settings"] = self.settings.to_dict()
         self.s = s
         self.resumed = True
-        self.log(f"resuming from {sp}: round {s['round'] + 1}, step {s['step']}, {s['elapsed'] / 60:.1f} min so far")
+        self.log(f"resuming from {sp}: round {s['round'] + 1}, step {s['step']}, {s['elapsed'] / 60:.1f} min so far "
+                 "(the saved run's settings; the budget from this call)")
 
     def _build(self) -> None:
         st = self.settings
@@ -478,11 +479,19 @@ class AdaptRun:
         est = None
         step_s = self._mean("step_s")
         if st.minutes is not None and step_s:
-            left = max(0.0, st.minutes * 60 - self.reserve_s() - self.elapsed())
-            est = self.s["step"] + int(left / step_s)
+            left = st.minutes * 60 - self.reserve_s() - self.elapsed()
+            left -= (st.rounds - 1 - self.s["round"]) * self.label_cap()  # later rounds' labelling
+            est = self.s["step"] + int(max(0.0, left) / step_s)
         if st.steps is not None:
             est = st.steps if est is None else min(est, st.steps)
         return est
+
+    def label_cap(self) -> float:
+        """Seconds a round may spend labelling under a time budget (0 without one)."""
+        st = self.settings
+        if st.minutes is None:
+            return 0.0
+        return st.label_share * max(st.minutes * 60 - self.reserve_s(), 1.0) / st.rounds
 
     def _poll(self) -> None:
         if self.should_stop():
@@ -608,9 +617,7 @@ class AdaptRun:
         names = self.s["train"]
         order = [names[i] for i in np.random.default_rng([st.seed, 13, self.s["round"]]).permutation(len(names))]
         done = set(self.s["labelled_this_round"])
-        cap = None
-        if st.minutes is not None:
-            cap = st.label_share * max(st.minutes * 60 - self.reserve_s(), 1.0) / st.rounds
+        cap = None if st.minutes is None else self.label_cap()
         for k, name in enumerate(order):
             if name in done:
                 continue
