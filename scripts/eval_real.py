@@ -49,6 +49,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import densedet_tile as dt  # noqa: E402  (light: the engine and torch load lazily)
+from densedet_tile.io import atomic_write  # noqa: E402
 
 DEFAULT_PHOTOS = REPO.parent / "shared" / "real-shelves"
 DEFAULT_SWEEP = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
@@ -72,7 +73,8 @@ def find_photos(folder: Path, limit: int | None = None,
 
     ``names=(first, last)`` keeps the photos whose file stem sorts between the two, both
     included (``("train_3170", "train_3202")``: the photos an adapt run never saw).
-    Returns ``(photos, notes)``: each photo is ``{"name", "path", "human", "human_area_pct"}``;
+    Returns ``(photos, notes)``: each photo is ``{"name", "path", "human", "human_area_pct", "rows"}``
+    (``rows``: its ``shelf-rows/NAME.txt`` when there is one, else None);
     notes say what was left out (listed but absent, outside ``names`` or cut by ``limit``).
     """
     folder = Path(folder)
@@ -92,8 +94,10 @@ def find_photos(folder: Path, limit: int | None = None,
                 absent.append(name)
                 continue
             area = row.get("covered_area_pct")
+            rows = folder / "shelf-rows" / f"{Path(name).stem}.txt"
             photos.append({"name": name, "path": path, "human": human,
-                           "human_area_pct": float(area) if area not in (None, "") else None})
+                           "human_area_pct": float(area) if area not in (None, "") else None,
+                           "rows": rows if rows.is_file() else None})
     notes = [f"{len(absent)} photo(s) listed in human_counts.csv are absent: {', '.join(absent)}"] if absent else []
     if names is not None:
         first, last = names
@@ -140,6 +144,27 @@ def summarise(names: Sequence[str], found: Sequence[int], human: Sequence[int],
     if seconds is not None:
         out["seconds_per_photo"] = round(float(np.mean(seconds)), 3)
     return out
+
+
+def shelf_band(rows_path: Path | None, width: int, height: int) -> tuple[float, float] | None:
+    """``(top, bottom)`` in pixels of the upright image: from the top of the highest to the bottom
+    of the lowest hand-drawn shelf-row box (YOLO ``0 cx cy w h`` lines), or None without labels."""
+    if rows_path is None:
+        return None
+    vals = np.loadtxt(rows_path, ndmin=2)
+    if vals.size == 0:
+        return None
+    cy, h = vals[:, 2], vals[:, 4]
+    return float((cy - h / 2).min() * height), float((cy + h / 2).max() * height)
+
+
+def off_shelf(dets: dt.Detections, band: tuple[float, float] | None) -> int | None:
+    """Boxes whose centre lies above or below the labelled shelf rows: floors, ceilings, signs and
+    lights over the shelves (the rows of one bay only bound y, so nothing is said about x)."""
+    if band is None:
+        return None
+    cy = (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2
+    return int(np.count_nonzero((cy < band[0]) | (cy > band[1])))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,6 +231,7 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
             "width": width, "height": height, "tiles": info["tiles"],
             "box_area_pct": round(100.0 * float(main.area.sum()) / (width * height), 2),
             "human_area_pct": p["human_area_pct"],
+            "off_shelf": off_shelf(main, shelf_band(p.get("rows"), width, height)),
         }
         if sweep:
             row["found_at"] = {str(t): len(by_thr[t]) for t in thresholds}
@@ -227,9 +253,15 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
                   f"({row['signed_pct']:+.1f} %), {row['seconds']:.2f} s", file=sys.stderr, flush=True)
     names = [r["name"] for r in rows]
     human = [r["human"] for r in rows]
+    summary = summarise(names, [r["found"] for r in rows], human, [r["seconds"] for r in rows])
+    labelled = [r for r in rows if r["off_shelf"] is not None]
+    if labelled:
+        n_off = sum(r["off_shelf"] for r in labelled)
+        summary["off_shelf"] = {"photos": len(labelled), "boxes": n_off,
+                                "share": round(n_off / max(1, sum(r["found"] for r in labelled)), 4)}
     result: dict[str, Any] = {
         "per_photo": rows,
-        "summary": summarise(names, [r["found"] for r in rows], human, [r["seconds"] for r in rows]),
+        "summary": summary,
         "sweep": [],
         "cells": cells,
         "views": big,
@@ -302,26 +334,8 @@ def contact_sheet(cells: Sequence[Any], title: str, cols: int = SHEET_COLS):
 # ----------------------------------------------------------------------------------------------
 # outputs
 # ----------------------------------------------------------------------------------------------
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace,
-    leaving the usual mode (0666 less the umask) rather than mkstemp's 0600."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 CSV_FIELDS = ("name", "human", "found", "signed_pct", "abs_pct", "seconds", "cpu_seconds", "width", "height",
-              "tiles", "box_area_pct", "human_area_pct")
+              "tiles", "box_area_pct", "human_area_pct", "off_shelf")
 
 
 def per_photo_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -357,6 +371,10 @@ def to_markdown(report: dict[str, Any]) -> str:
               f"| boxes per photo | {s['boxes_per_photo']:.1f} |",
               f"| seconds per photo (wall / CPU) | {s['seconds_per_photo']:.2f} / "
               f"{report['cpu_seconds_per_photo']:.2f} |"]
+    if "off_shelf" in s:
+        o = s["off_shelf"]
+        lines.append(f"| boxes above or below the labelled shelf rows ({o['photos']} photos) | {o['boxes']} "
+                     f"({100 * o['share']:.1f} %) |")
     if report["sweep"]:
         lines += ["", "| score_thr | mean APE | median APE | within 10 % | found / human | max APE (photo) |",
                   "|---|---|---|---|---|---|"]
@@ -497,12 +515,12 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / "eval_real.json", (json.dumps(report, indent=1) + "\n").encode())
-    write_atomic(args.out / "eval_real.csv", per_photo_csv(report["per_photo"]).encode())
+    atomic_write(args.out / "eval_real.json", (json.dumps(report, indent=1) + "\n").encode())
+    atomic_write(args.out / "eval_real.csv", per_photo_csv(report["per_photo"]).encode())
     if args.save_boxes:
         buf = io.BytesIO()
         np.savez_compressed(buf, **res["boxes"])
-        write_atomic(args.out / "boxes.npz", buf.getvalue())
+        atomic_write(args.out / "boxes.npz", buf.getvalue())
     st, s = report["settings"], report["summary"]
     title = (f"{st['detector']} tile {st['tile']} overlap {st['overlap']} input {st['input_size']} "
              f"score_thr {score_thr}: mean APE {s['mean_ape']:.1f} %, median {s['median_ape']:.1f} %, "
@@ -515,7 +533,7 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
             (f"view_{n.rsplit('.', 1)[0]}.jpg", im) for n, im in res["views"].items()]:
         buf = io.BytesIO()
         data.save(buf, "JPEG", quality=85)
-        write_atomic(args.out / name, buf.getvalue())
+        atomic_write(args.out / name, buf.getvalue())
     print(to_markdown(report))
     print(f"wrote {args.out}/eval_real.json, eval_real.csv, contact_sheet.jpg", file=sys.stderr)
     return 0

@@ -152,3 +152,28 @@ def test_names_refuses_a_malformed_range(er, bad, capsys):
     with pytest.raises(SystemExit):
         er.parse_args(["--names", bad])
     assert "FIRST..LAST" in capsys.readouterr().err
+
+
+def test_off_shelf_counts_boxes_outside_the_labelled_rows(er, tmp_path):
+    rows = tmp_path / "r.txt"
+    # two rows of a 200 x 100 image: y from 20 to 40 and from 50 to 80 (normalised centre/height)
+    rows.write_text("0 0.5 0.3 0.5 0.2\n0 0.5 0.65 0.5 0.3\n")
+    band = er.shelf_band(rows, 200, 100)
+    assert band == pytest.approx((20.0, 80.0))
+    xyxy = np.array([[0, 0, 10, 10], [0, 25, 10, 35], [50, 70, 60, 85], [0, 85, 10, 99]], np.float32)
+    dets = dt.Detections(xyxy, np.ones(4, np.float32))
+    assert er.off_shelf(dets, band) == 2  # the first (centre y 5) and the last (92); 77.5 is inside
+    assert er.off_shelf(dets, None) is None
+    assert er.shelf_band(None, 200, 100) is None
+
+
+def test_summary_reports_off_shelf_boxes_when_rows_are_labelled(er, folder, tmp_path):
+    (folder / "shelf-rows").mkdir()
+    (folder / "shelf-rows" / "a.txt").write_text("0 0.5 0.5 1.0 0.2\n")  # y 24..36 of 60: boxes are 5..25
+    photos, _ = er.find_photos(folder)
+    assert photos[0]["rows"] is not None and photos[1]["rows"] is None
+    res = er.evaluate(photos, CountingDetector(), tile=256, overlap=0.2, score_thr=0.5)
+    per = {r["name"]: r for r in res["per_photo"]}
+    assert per["a.png"]["off_shelf"] == per["a.png"]["found"] == 8  # centres at y 15, above the row
+    assert per["b.png"]["off_shelf"] is None
+    assert res["summary"]["off_shelf"] == {"photos": 1, "boxes": 8, "share": 1.0}
