@@ -480,17 +480,17 @@ class AdaptRun:
         step_s = self._mean("step_s")
         if st.minutes is not None and step_s:
             left = st.minutes * 60 - self.reserve_s() - self.elapsed()
-            left -= (st.rounds - 1 - self.s["round"]) * self.label_cap()  # later rounds' labelling
+            left -= (st.rounds - 1 - self.s["round"]) * (self.label_cap() or 0.0)  # later rounds' labelling
             est = self.s["step"] + int(max(0.0, left) / step_s)
         if st.steps is not None:
             est = st.steps if est is None else min(est, st.steps)
         return est
 
-    def label_cap(self) -> float:
-        """Seconds a round may spend labelling under a time budget (0 without one)."""
+    def label_cap(self) -> float | None:
+        """Seconds a round may spend labelling under a time budget (None without one)."""
         st = self.settings
         if st.minutes is None:
-            return 0.0
+            return None
         return st.label_share * max(st.minutes * 60 - self.reserve_s(), 1.0) / st.rounds
 
     def _poll(self) -> None:
@@ -617,7 +617,7 @@ class AdaptRun:
         names = self.s["train"]
         order = [names[i] for i in np.random.default_rng([st.seed, 13, self.s["round"]]).permutation(len(names))]
         done = set(self.s["labelled_this_round"])
-        cap = None if st.minutes is None else self.label_cap()
+        cap = self.label_cap()
         for k, name in enumerate(order):
             if name in done:
                 continue
