@@ -26,7 +26,8 @@ horizontal bands of the frame whatever the perspective.
 2. **Profile.** In the frame, the *filled width* at each height ``y0``: the summed width of
    the boxes whose vertical extent covers ``y0`` (each width divided by the frame's local
    scale), divided by the width the products span. It is near 1 in the middle of a full shelf
-   and near 0 over a shelf lip, whatever the size or number of products.
+   and near 0 over a shelf lip, whatever the size or number of products. It is smoothed over
+   an eighth of the median product height only, so that thin shelves still make a valley.
 3. **Split.** The profile is cut at its deepest valleys: a valley splits two rows when it is
    below ``split_frac`` of the smaller of the highest points on either side. Each box goes to
    the row holding its centre; rows with fewer than ``min_products`` boxes are discarded (their
@@ -276,7 +277,10 @@ def _segment(a: np.ndarray, cx: np.ndarray, frame: RowLayout, split_frac: float,
     w = (a[:, 2] - a[:, 0]) / frame.scale(cx)
     h = bot - top
     med_h = max(float(np.median(h)), 1.0)
-    bin_px = max(1.0, med_h / 12)
+    # bins of 1/24 and a 3-bin smoothing (1/8 of a product's height): the shelf between two rows
+    # of a fridge or of tightly packed stacks can be as thin as a sixth of a product's height,
+    # and a wider smoothing fills that valley in
+    bin_px = max(1.0, med_h / 24)
     y0 = float(top.min())
     nb = int(np.ceil((bot.max() - y0) / bin_px)) + 2
     i0 = np.clip(np.floor((top - y0) / bin_px).astype(np.int64), 0, nb - 1)

@@ -127,3 +127,24 @@ def test_rows_and_gaps_property(seed: int, n_rows: int, width: int, base: float,
     assert abs(lay.tilt_deg - tilt) <= 0.25
     sc = score_gaps(a, find_gaps(a.xyxy, lay), len(lay.rows))
     assert sc.found == sc.planted and sc.false == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rows_split_across_thin_shelves(seed: int) -> None:
+    """Fridge doors and tight stacks: bottles of nearly equal height on shelves only 45 px
+    (0.15 of a bottle's height) apart still make one row per shelf. A profile smoothed over a
+    quarter of a product's height fills this valley in and joins the rows."""
+    rng = np.random.default_rng([seed, 31])
+    boxes, row_of = [], []
+    floor = 400.0
+    for r in range(6):
+        x = 50.0
+        for _ in range(9):
+            w, h = rng.uniform(85, 110), rng.uniform(270, 300)
+            boxes.append([x, floor - h, x + w, floor])
+            row_of.append(r)
+            x += w + rng.uniform(2, 10)
+        floor += 300 + 45
+    lay = find_rows(np.asarray(boxes))
+    assert len(lay.rows) == 6
+    assert np.array_equal(lay.assignment, np.asarray(row_of))
