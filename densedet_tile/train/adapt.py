@@ -527,6 +527,12 @@ class AdaptRun:
     def _label(self, image: np.ndarray) -> PseudoLabels:
         return pseudo_label(image, self._detector(self.settings.labels.score_lo), self.settings.labels)
 
+    def _readable(self, names: list[str]) -> list[str]:
+        """``names`` less the photos found unreadable so far (a truncated JPEG shows itself
+        only when it is decoded, after the folder was listed)."""
+        bad = {n for n, _ in self.s["skipped"]}
+        return [n for n in names if n not in bad]
+
     def _read(self, name: str) -> np.ndarray | None:
         try:
             return _read_photo(self.folder / name)
@@ -727,8 +733,8 @@ class AdaptRun:
         return {
             "kind": "densedet-tile adapt",
             "base": self.s["base"],
-            "photos": len(self.s["train"]),
-            "holdout_photos": len(self.s["holdout"]),
+            "photos": len(self._readable(self.s["train"])),
+            "holdout_photos": len(self._readable(self.s["holdout"])),
             "steps": int(self.s["step"]),
             "rounds_done": len(self.s["rounds"]),
             "minutes": round(self.elapsed() / 60, 2),
@@ -747,8 +753,8 @@ class AdaptRun:
             "out": str(self.paths["weights"]),
             "state": str(self.paths["state"]),
             "folder": self.s["folder"],
-            "photos_used": len(self.s["train"]),
-            "holdout": len(self.s["holdout"]),
+            "photos_used": len(self._readable(self.s["train"])),
+            "holdout": len(self._readable(self.s["holdout"])),
             "skipped": [list(x) for x in self.s["skipped"]],
             "rounds": [dict(r) for r in self.s["rounds"]],
             "holdout_check": holdout,

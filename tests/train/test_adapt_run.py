@@ -107,6 +107,21 @@ def test_holdout_photos_are_checked_before_and_after(tmp_path):
     assert "held-out photos (1)" in res.paths["report_txt"].read_text()
 
 
+def test_a_photo_that_fails_only_when_decoded_is_skipped_and_not_counted(tmp_path):
+    # a JPEG cut short passes the folder listing (its header is fine) and fails when labelled
+    folder = write_photos(tmp_path / "p", n=2)
+    whole = (folder / "shelf_1.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(whole[: len(whole) // 3])
+    good, bad, _ = find_photos(folder)
+    assert "cut.jpg" in [p.name for p in good] and not bad
+    s = AdaptSettings(**{**TINY.__dict__, "steps": 2, "rounds": 1})
+    res = adapt(folder, tmp_path / "c.pt", s, device="cpu")
+    assert [n for n, _ in res.report["skipped"]] == ["cut.jpg"]
+    assert res.report["photos_used"] == 2 and res.report["rounds"][0]["photos_labelled"] == 2
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["info"]["photos"] == 2
+    assert "photos: 2 used for training, 0 held out, 1 skipped" in res.paths["report_txt"].read_text()
+
+
 def test_folder_without_readable_images_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInputError, match="no readable images"):
