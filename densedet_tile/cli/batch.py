@@ -24,6 +24,7 @@ from .options import (
     add_detector_options,
     add_output_options,
     add_tiling_options,
+    counted,
     detector_spec_from_args,
     error,
     nonneg_float,
@@ -90,7 +91,8 @@ def batch_main(argv: Sequence[str]) -> int:
         elif rec["status"] == "skipped":
             print(f"{name}: skipped (outputs complete)", file=sys.stderr, flush=True)
         else:
-            print(f"{name}: {rec.get('products')} products, {rec.get('tiles')} tiles, {rec.get('seconds', 0):.2f} s"
+            print(f"{name}: {counted(rec.get('products'), 'product')}, {counted(rec.get('tiles'), 'tile')}, "
+                  f"{rec.get('seconds', 0):.2f} s"
                   f" [{rec.get('worker')}]", file=sys.stderr, flush=True)
 
     try:

@@ -25,6 +25,7 @@ from .options import (
     add_detector_options,
     add_output_options,
     add_tiling_options,
+    counted,
     detector_spec_from_args,
     error,
     parse,
@@ -105,7 +106,7 @@ def detect_main(argv: Sequence[str]) -> int:
                 failed += 1
                 continue
             print(
-                f"{Path(inp).name}: {outcome.products} products, {outcome.tiles} tiles, "
+                f"{Path(inp).name}: {counted(outcome.products, 'product')}, {counted(outcome.tiles, 'tile')}, "
                 f"{outcome.width}x{outcome.height} px, {outcome.seconds:.2f} s -> {outcome.outputs[-1]}",
                 file=sys.stderr, flush=True,
             )

@@ -243,6 +243,11 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
 
 
+def counted(n: Any, noun: str) -> str:
+    """``"1 tile"``, ``"9 tiles"``: a count with its noun in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def error(prog: str, msg: Any) -> None:
     """Print ``prog: error: msg`` on one line of stderr."""
     print(f"{prog}: error: {' '.join(str(msg).split())}", file=sys.stderr, flush=True)

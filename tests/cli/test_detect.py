@@ -52,7 +52,7 @@ def test_detect_writes_all_formats(tmp_path, shelf_png):
         # the box outline is drawn in green on the preview
         px = np.asarray(im)[300:520, 700]
         assert (px[:, 1] > 200).mean() > 0.9 and (px[:, 0] < 80).mean() > 0.9
-    assert "shelf.png: 1 products, 8 tiles" in r.stderr
+    assert "shelf.png: 1 product, 8 tiles" in r.stderr
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
