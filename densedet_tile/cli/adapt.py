@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--synth", type=fraction(0.0, 1.0, hi_open=True), default=d.synth, metavar="F",
                    help="share of generated shelves in each batch, against drift (default: %(default)s)")
     t.add_argument("--lr", type=positive_float, default=d.lr, help="peak learning rate (default: %(default)s)")
+    t.add_argument("--serve-thr", type=fraction(0.0, 1.0, hi_open=True), default=d.serve_thr, metavar="X",
+                   help="score threshold written into the adapted weights, used when they serve without "
+                        "--score-thr (default: %(default)s; self-training lifts scores)")
     l_ = p.add_argument_group("pseudo-labels")
     l_.add_argument("--tile", type=positive_int, default=lab.tile, metavar="PX",
                     help="tile side the model will serve with (default: %(default)s)")
@@ -184,7 +187,7 @@ def adapt_main(argv: Sequence[str]) -> int:
                                score_hi=args.score_hi, score_lo=args.score_lo, tile=args.tile, overlap=args.overlap)
         settings = AdaptSettings(minutes=minutes, steps=args.steps, rounds=args.rounds, holdout=args.holdout,
                                  seed=args.seed, size=args.size, batch=args.batch, synth=args.synth, lr=args.lr,
-                                 labels=labels)
+                                 serve_thr=args.serve_thr, labels=labels)
     except DensedetError as exc:
         error(PROG, one_line(exc))
         return EXIT_USAGE

@@ -44,7 +44,7 @@ from .base import check_tiles, resolve_device
 from .shelfnet_config import DEFAULT_CONFIG
 
 __all__ = ["ShelfNet", "DefaultDetector", "load_default", "build_from_checkpoint", "decode", "build_targets",
-           "DecodeSettings", "OnnxRunner", "choose_runtime", "model_config", "usable_cpus",
+           "DecodeSettings", "OnnxRunner", "choose_runtime", "model_config", "served_threshold", "usable_cpus",
            "DEFAULT_CONFIG", "WEIGHTS_FILE", "ONNX_FILE", "RUNTIMES"]
 
 WEIGHTS_FILE = "default.pt"
@@ -69,6 +69,16 @@ def model_config(ckpt_config: Mapping[str, Any] | None) -> dict[str, Any]:
     (``score_thr``, ``nms_iou``, ``max_det``, ``topk``) are always :data:`DEFAULT_CONFIG`'s.
     """
     return {**DEFAULT_CONFIG, **dict(ckpt_config or {}), **{k: DEFAULT_CONFIG[k] for k in _DECODE_KEYS}}
+
+
+def served_threshold(info: Mapping[str, Any] | None, default: float) -> float:
+    """The score threshold a weights file asks to be served at: its ``info["score_thr"]`` when
+    it has one (``densedet-tile adapt`` writes it: self-training moves the scores), else
+    ``default``. An explicit ``score_thr`` from the caller wins over both."""
+    thr = (info or {}).get("score_thr")
+    if isinstance(thr, (int, float)) and not isinstance(thr, bool) and 0.0 < float(thr) < 1.0:
+        return float(thr)
+    return float(default)
 
 
 @dataclass(frozen=True)
@@ -577,6 +587,8 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     if threads is not None and not _is_cuda(dev):
         torch.set_num_threads(threads)  # process-wide in torch
     config = model_config(ckpt["config"])
+    if score_thr is None:
+        score_thr = served_threshold(ckpt.get("info"), config["score_thr"])
     settings = DecodeSettings.from_config(config, score_thr)  # validate before building
     runner = TorchRunner(model_from_checkpoint(ckpt, config), device=dev, mean=settings.mean, std=settings.std,
                          fp16=fp16)
@@ -623,7 +635,10 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
         source = label = os.fspath(weights)
     runner = OnnxRunner(source, threads=threads, label=label)
     config = model_config(runner.config())
-    det = DefaultDetector(runner, config, score_thr=score_thr, info=runner.training_info())
+    info = runner.training_info()
+    if score_thr is None:
+        score_thr = served_threshold(info, config["score_thr"])
+    det = DefaultDetector(runner, config, score_thr=score_thr, info=info)
     det.info["weights_file"] = label
     return det
 

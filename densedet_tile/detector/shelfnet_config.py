@@ -17,7 +17,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "neck": 80,
     "input_size": 640,  # longer tile side the model was trained for
     "stride": 8,
-    "score_thr": 0.5,  # chosen on real photos: 0.3-0.5 holds most false boxes there (MODEL_CARD.md)
+    "score_thr": 0.45,  # chosen on real photos: the lowest count error there (MODEL_CARD.md, "Thresholds")
     "nms_iou": 0.5,
     "max_det": 1000,
     "topk": 2000,  # peaks kept (by score) before the NMS

@@ -35,7 +35,7 @@ import torch
 
 from .. import __version__
 from ..detector.base import resolve_device
-from ..detector.builtin import DEFAULT_CONFIG, DefaultDetector, _read_weights
+from ..detector.builtin import DEFAULT_CONFIG, DefaultDetector, _read_weights, served_threshold
 from ..detector.shelfnet import ShelfNet, read_checkpoint
 from ..errors import DensedetError, InvalidInputError, one_line
 from ..io import atomic_write
@@ -67,6 +67,9 @@ class AdaptSettings:
     crops of ``size`` px, ``synth`` of them generated shelves (drawn from a pool of
     ``synth_pool`` shelves). ``lr`` (AdamW, ``warmup`` steps, cosine decay), ``ema`` decay of the
     weight average that labels and is saved. ``labels``: how pseudo-labels are made.
+    ``serve_thr``: the score threshold the adapted weights are served at, written into their
+    ``info`` (self-training lifts the scores of the products it learns, so the adapted model's
+    best threshold sits above the built-in's; see docs/adapt.md).
     """
 
     minutes: float | None = 60.0
@@ -83,6 +86,7 @@ class AdaptSettings:
     ema: float = 0.99
     label_share: float = 0.5
     save_every: float = 120.0
+    serve_thr: float = 0.5
     labels: LabelSettings = field(default_factory=LabelSettings)
 
     def __post_init__(self) -> None:
@@ -111,6 +115,8 @@ class AdaptSettings:
             raise bad("lr, ema, label_share or save_every out of range")
         if self.warmup < 0:
             raise bad(f"warmup must be >= 0, got {self.warmup!r}")
+        if not 0.0 < self.serve_thr < 1.0:
+            raise bad(f"serve_thr must be in (0, 1), got {self.serve_thr!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -241,6 +247,9 @@ def report_text(report: dict[str, Any]) -> str:
         lines.append("held-out photos: not checked yet (the run has not finished)")
     lines.append(f"time: {report['minutes']:.1f} min ({report['cpu_minutes']:.1f} CPU-min, {report['threads']} threads), "
                  f"{report['steps']} steps on {report['device']}")
+    thr = report.get("settings", {}).get("serve_thr")
+    if report["status"] == "done" and thr is not None:
+        lines.append(f"the weights serve at score threshold {thr} unless --score-thr says otherwise")
     return "\n".join(lines)
 
 
@@ -515,14 +524,18 @@ class AdaptRun:
         cfg = {**self.config, **{k: DEFAULT_CONFIG[k] for k in ("score_thr", "nms_iou", "max_det")}}
         return DefaultDetector(self.ema, cfg, device=self.dev, score_thr=score_thr)
 
-    def _plain(self, image: np.ndarray) -> np.ndarray:
-        """The weight average's boxes at default settings: (N, 5) x1 y1 x2 y2 score."""
+    def _plain(self, image: np.ndarray, score_thr: float) -> np.ndarray:
+        """The weight average's boxes as served at ``score_thr``: (N, 5) x1 y1 x2 y2 score."""
         from ..pipeline import detect_image
 
         lab = self.settings.labels
-        d = detect_image(image, self._detector(None), tiling=TileSpec(tile=lab.tile, overlap=lab.overlap),
+        d = detect_image(image, self._detector(score_thr), tiling=TileSpec(tile=lab.tile, overlap=lab.overlap),
                          merge=MergeSpec()).detections
         return np.column_stack([d.xyxy, d.scores]).astype(np.float32)
+
+    def _base_thr(self) -> float:
+        """The threshold the starting weights are served at (theirs, or the built-in default)."""
+        return served_threshold(self.s["base"].get("info"), DEFAULT_CONFIG["score_thr"])
 
     def _label(self, image: np.ndarray) -> PseudoLabels:
         return pseudo_label(image, self._detector(self.settings.labels.score_lo), self.settings.labels)
@@ -606,7 +619,7 @@ class AdaptRun:
             if image is None:
                 continue
             t0 = time.monotonic()
-            self.s["holdout_before"][name] = torch.from_numpy(self._plain(image))
+            self.s["holdout_before"][name] = torch.from_numpy(self._plain(image, self._base_thr()))
             self.s["timing"]["plain_s"].append(time.monotonic() - t0)
 
     def _round_record(self) -> dict[str, Any]:
@@ -708,7 +721,7 @@ class AdaptRun:
             t0 = time.monotonic()
             ref = self._label(image)
             t1 = time.monotonic()
-            now = self._plain(image)
+            now = self._plain(image, self.settings.serve_thr)
             self.s["timing"]["plain_s"].append(time.monotonic() - t1)
             self.s["timing"]["label_s"].append(t1 - t0)
             ref_total += len(ref)
@@ -732,6 +745,7 @@ class AdaptRun:
     def _provenance(self) -> dict[str, Any]:
         return {
             "kind": "densedet-tile adapt",
+            "score_thr": self.settings.serve_thr,
             "base": self.s["base"],
             "photos": len(self._readable(self.s["train"])),
             "holdout_photos": len(self._readable(self.s["holdout"])),

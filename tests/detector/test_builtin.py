@@ -141,6 +141,15 @@ def test_bad_input_is_refused(det: DefaultDetector) -> None:
         load_default(device="not-a-device")
 
 
+def test_served_threshold_comes_from_the_weights_info_when_it_names_a_usable_one() -> None:
+    from densedet_tile.detector.builtin import served_threshold
+
+    assert served_threshold({"score_thr": 0.5}, 0.45) == 0.5
+    assert served_threshold({"score_thr": 1}, 0.45) == 0.45  # not a threshold that keeps anything
+    for info in (None, {}, {"score_thr": True}, {"score_thr": "0.5"}, {"score_thr": 0.0}, {"score_thr": -0.2}):
+        assert served_threshold(info, 0.45) == 0.45
+
+
 def test_targets_and_decode_are_inverse() -> None:
     _, boxes = training_sample(np.random.default_rng(905), size=640, tile=1280)
     heat, box_t, weight = build_targets(boxes, 640, 8)

@@ -65,6 +65,20 @@ def test_uninterrupted_run_writes_weights_report_and_provenance(uninterrupted, p
     assert "round 2:" in res.paths["report_txt"].read_text()
 
 
+def test_adapted_weights_serve_at_their_own_threshold_unless_told(uninterrupted, tmp_path):
+    from densedet_tile.detector.builtin import DEFAULT_CONFIG, load_default
+
+    res, ck = uninterrupted
+    assert ck["info"]["score_thr"] == TINY.serve_thr == 0.5 != DEFAULT_CONFIG["score_thr"]
+    assert "serve at score threshold 0.5" in res.paths["report_txt"].read_text()
+    assert load_default(weights=res.paths["weights"], device="cpu").score_thr == 0.5
+    assert load_default(weights=res.paths["weights"], device="cpu", score_thr=0.3).score_thr == 0.3
+    # weights that name no threshold (the built-in's own) serve at the package default
+    plain = tmp_path / "plain.pt"
+    torch.save({**ck, "info": {k: v for k, v in ck["info"].items() if k != "score_thr"}}, plain)
+    assert load_default(weights=plain, device="cpu").score_thr == DEFAULT_CONFIG["score_thr"]
+
+
 @pytest.mark.parametrize("polls", [4, 6], ids=["stop-while-training", "stop-while-relabelling"])
 def test_stopped_and_resumed_run_ends_with_the_uninterrupted_weights(uninterrupted, photos, tmp_path, polls):
     # should_stop is polled before each photo and each step: 2 photos, 2 steps, 2 photos, 2 steps.
@@ -167,7 +181,8 @@ def test_refusals_before_any_work(photos, tmp_path):
 
 def test_settings_round_trip_and_refuse_nonsense():
     assert AdaptSettings.from_dict(TINY.to_dict()) == TINY
-    for kw in [dict(minutes=None, steps=None), dict(size=100), dict(synth=1.0), dict(rounds=0), dict(batch=0)]:
+    for kw in [dict(minutes=None, steps=None), dict(size=100), dict(synth=1.0), dict(rounds=0), dict(batch=0),
+               dict(serve_thr=0.0), dict(serve_thr=1.0)]:
         with pytest.raises(InvalidInputError):
             AdaptSettings(**kw)
 
