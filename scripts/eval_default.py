@@ -80,21 +80,18 @@ def detect_at(img: np.ndarray, det, tile: int, overlap: float, engine: str,
               thresholds: list[float]) -> dict[float, Detections]:
     """The image's boxes at each score threshold, as ``dt.detect`` with the detector at that
     threshold gives them: the network runs once (``det`` keeps boxes down to the lowest
-    threshold) and each threshold's tile boxes are merged on their own, since the merge's
-    seam checks look at the other tiles' boxes (filtering boxes merged at 0.05 is not the
-    same). ``engine="own"`` (no cross-tile merge to speak of) filters one run instead."""
+    threshold) and each threshold is merged on its own (``eval_real.detect_at_thresholds``),
+    since the seam merge looks at the other tiles' boxes. ``engine="own"`` filters one run."""
     if engine == "own":
         d = _own_detect(img, det, tile, overlap)
         return {t: d[d.scores >= t] for t in thresholds}
     import densedet_tile as dt
-    from densedet_tile.pipeline import plan, predict_tiles
-    from densedet_tile.scale import choose_scale
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_real import detect_at_thresholds
 
     with dt.open_image(img) as src:
-        choice = choose_scale(src, det, dt.TileSpec(tile=tile, overlap=overlap), dt.RunSpec())
-        tiles = plan(src, choice.tiling)
-        raw = predict_tiles(src, tiles, det, choice.run).dets
-    return {t: dt.merge_tiles(tiles, [r[r.scores >= t] for r in raw], dt.MergeSpec()) for t in thresholds}
+        return detect_at_thresholds(src, det, thresholds, tile=tile, overlap=overlap)[0]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
