@@ -409,6 +409,8 @@ class DefaultDetector:
                  score_thr: float | None = None, info: Mapping[str, Any] | None = None,
                  fp16: bool = False) -> None:
         self.config = dict(config)
+        if score_thr is None:  # the weights' own threshold (adapted weights carry one), else the package's
+            score_thr = served_threshold(info, self.config["score_thr"])
         self.settings = DecodeSettings.from_config(self.config, score_thr)
         if getattr(model, "runtime", None) not in ("onnxruntime", "torch"):  # a bare ShelfNet
             from .shelfnet import TorchRunner
@@ -587,8 +589,6 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     if threads is not None and not _is_cuda(dev):
         torch.set_num_threads(threads)  # process-wide in torch
     config = model_config(ckpt["config"])
-    if score_thr is None:
-        score_thr = served_threshold(ckpt.get("info"), config["score_thr"])
     settings = DecodeSettings.from_config(config, score_thr)  # validate before building
     runner = TorchRunner(model_from_checkpoint(ckpt, config), device=dev, mean=settings.mean, std=settings.std,
                          fp16=fp16)
@@ -635,10 +635,7 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
         source = label = os.fspath(weights)
     runner = OnnxRunner(source, threads=threads, label=label)
     config = model_config(runner.config())
-    info = runner.training_info()
-    if score_thr is None:
-        score_thr = served_threshold(info, config["score_thr"])
-    det = DefaultDetector(runner, config, score_thr=score_thr, info=info)
+    det = DefaultDetector(runner, config, score_thr=score_thr, info=runner.training_info())
     det.info["weights_file"] = label
     return det
 
