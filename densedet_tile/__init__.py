@@ -8,7 +8,7 @@ from .errors import (
     InvalidInputError,
     MissingDependencyError,
 )
-from .types import Detections, MergeSpec, RunSpec, Tile, TileSpec
+from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,7 @@ __all__ = [
     "TileSpec",
     "MergeSpec",
     "RunSpec",
+    "CountRange",
     "DetectorSpec",
     "DensedetError",
     "DetectorError",

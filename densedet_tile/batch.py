@@ -332,7 +332,8 @@ def _default_workers(cpus_per_worker: float, gpus_per_worker: float) -> int:
 
 
 def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str, Any]:
-    keep = ("input", "status", "products", "tiles", "width", "height", "seconds", "error", "outputs", "worker")
+    keep = ("input", "status", "products", "count_range", "uncertain", "tiles", "width", "height", "seconds", "error",
+            "outputs", "worker")
     out = {k: rec.get(k) for k in keep}
     out["stem"] = stem
     out["attempts"] = attempts

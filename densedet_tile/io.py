@@ -123,6 +123,7 @@ def result_to_json(result: "ImageResult") -> dict[str, Any]:
         "timings": result.timings,
         "num_tiles": result.num_tiles,
         "num_detections": len(d),
+        "count_range": None if result.count_range is None else result.count_range.as_dict(),
         "categories": cats,
         "boxes": np.round(d.xyxy.astype(np.float64), 2).tolist(),
         "scores": np.round(d.scores.astype(np.float64), 4).tolist(),

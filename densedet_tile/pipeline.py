@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .detector.base import Detector, device_of, input_size_of, resize_filter_of
+from .detector.base import Detector, device_of, input_size_of, resize_filter_of, score_floor_of, score_thr_of
 from .errors import DetectorError, InvalidInputError
 from .merge import merge_tiles
 from .scale import choose_scale
@@ -30,7 +30,7 @@ from .tiler import make_grid
 from .tiler.batching import iter_tile_batches
 from .tiler.readers import open_image
 from .tiler.resize import resize_to
-from .types import Detections, MergeSpec, RunSpec, Tile, TileSpec
+from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec
 
 __all__ = [
     "detect",
@@ -43,6 +43,7 @@ __all__ = [
     "describe_detector",
     "ImageResult",
     "Predictions",
+    "merge_counted",
     "default_batch_size",
 ]
 
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 
 _TILING_KEYS = ("tile", "overlap")
-_RUN_KEYS = ("batch_size", "device", "precision", "score_thr", "input_size", "max_pixels", "max_vram", "scale")
+_RUN_KEYS = ("batch_size", "device", "precision", "score_thr", "input_size", "max_pixels", "max_vram", "scale",
+             "count_band")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class ImageResult:
     settings: dict[str, Any]
     model: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    count_range: CountRange | None = None
 
 
 @dataclass
@@ -74,9 +77,11 @@ class Predictions:
     """What :func:`predict_tiles` returns: one tile-local :class:`Detections` per tile, in order.
 
     ``run`` is the run spec as resolved for the detector (device, batch size and input size
-    filled in); ``final_batch_size`` is the batch size in use at the end (smaller after running
-    out of GPU memory); the ``*_s`` fields are seconds spent waiting for pixels, resizing tiles
-    and inside ``predict``.
+    filled in, and the score threshold); ``final_batch_size`` is the batch size in use at the end
+    (smaller after running out of GPU memory); the ``*_s`` fields are seconds spent waiting for pixels, resizing tiles
+    and inside ``predict``. ``dets`` reach down to ``run.score_thr - run.count_band`` (for the
+    count range; :meth:`served` drops what lies below the threshold); ``score_floor`` is the
+    lowest score the detector returns (None: not known).
     """
 
     dets: list[Detections]
@@ -85,6 +90,13 @@ class Predictions:
     read_s: float = 0.0
     resize_s: float = 0.0
     predict_s: float = 0.0
+    score_floor: float | None = None
+
+    def served(self) -> list[Detections]:
+        """``dets`` without the boxes below ``run.score_thr``: what to merge when merging by hand
+        (:func:`finish` does it, and counts the boxes around the threshold too)."""
+        thr = self.run.score_thr
+        return list(self.dets) if thr is None else [d[d.scores >= thr] if len(d) else d for d in self.dets]
 
     @classmethod
     def join(cls, parts: Sequence["Predictions"]) -> "Predictions":
@@ -95,7 +107,7 @@ class Predictions:
             dets=[d for p in parts for d in p.dets], run=parts[0].run,
             final_batch_size=min(p.final_batch_size for p in parts),
             read_s=sum(p.read_s for p in parts), resize_s=sum(p.resize_s for p in parts),
-            predict_s=sum(p.predict_s for p in parts),
+            predict_s=sum(p.predict_s for p in parts), score_floor=parts[0].score_floor,
         )
 
 
@@ -117,7 +129,7 @@ def specs_from(
     """The three specs of a call, from spec objects or their short keywords (not both).
 
     ``tile``/``overlap`` build a :class:`TileSpec`; ``batch_size``, ``device``, ``precision``,
-    ``score_thr``, ``input_size``, ``max_pixels``, ``max_vram`` and ``scale`` build a
+    ``score_thr``, ``input_size``, ``max_pixels``, ``max_vram``, ``scale`` and ``count_band`` build a
     :class:`RunSpec`.
     """
     unknown = sorted(set(short) - set(_TILING_KEYS) - set(_RUN_KEYS))
@@ -139,7 +151,8 @@ def specs_from(
 
 
 def resolve_run(detector: object, run: RunSpec) -> RunSpec:
-    """``run`` with what it leaves open decided for ``detector``: device, batch size, input size.
+    """``run`` with what it leaves open decided for ``detector``: device, batch size, input size
+    and score threshold (the detector's declared ``score_thr``; None when it declares none).
 
     Checks that ``detector`` has ``predict``. Imports no framework (see
     :func:`densedet_tile.detector.base.device_of`).
@@ -152,6 +165,7 @@ def resolve_run(detector: object, run: RunSpec) -> RunSpec:
         device=device,
         batch_size=run.batch_size if run.batch_size is not None else default_batch_size(device),
         input_size=run.input_size if run.input_size is not None else input_size_of(detector),
+        score_thr=run.score_thr if run.score_thr is not None else score_thr_of(detector),
     )
 
 
@@ -230,11 +244,13 @@ def predict_tiles(
 
     Tiles are read, batched and resized to the model size, and boxes are mapped back to tile
     pixels (not yet clipped to the tile: :func:`finish` does that); boxes scoring below
-    ``run.score_thr`` are dropped. The detections are in
+    ``run.score_thr - run.count_band`` are dropped (:func:`finish` applies ``run.score_thr``
+    and counts the rest). The detections are in
     *tile-local* pixels, one per tile in the order given: hand them to :func:`finish` (or
     :func:`densedet_tile.merge.merge_tiles`) with the same tiles for global boxes.
     """
     run = resolve_run(detector, RunSpec() if run is None else run)
+    keep_from = None if run.score_thr is None else max(run.score_thr - run.count_band, 0.0)
     tiles = list(tiles)
     runner = _Runner(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")))
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
@@ -246,14 +262,15 @@ def predict_tiles(
         read_s += time.perf_counter() - wait_start
         for t, a, d in zip(batch_tiles, arrays, runner.predict(arrays)):
             d = _to_tile_frame(d, a.shape[1] / t.w, a.shape[0] / t.h)
-            if run.score_thr is not None and len(d):
-                d = d[d.scores >= run.score_thr]
+            if keep_from is not None and len(d):
+                d = d[d.scores >= keep_from]
             done.append(d)
         if progress is not None:
             progress(len(done), len(tiles))
         wait_start = time.perf_counter()
     return Predictions(done, run, runner.batch_size, read_s=read_s,
-                       resize_s=getattr(feed, "resize_s", 0.0), predict_s=runner.predict_s)
+                       resize_s=getattr(feed, "resize_s", 0.0), predict_s=runner.predict_s,
+                       score_floor=score_floor_of(detector))
 
 
 def finish(
@@ -277,7 +294,7 @@ def finish(
     if len(preds.dets) != len(tiles):
         raise InvalidInputError(f"{src.name}: {len(preds.dets)} tile results for {len(tiles)} tiles")
     t_merge = time.perf_counter()
-    merged = merge_tiles(tiles, preds.dets, merge)
+    merged, counts = merge_counted(tiles, preds, merge)
     t_end = time.perf_counter()
     timings = {
         "read_s": round(preds.read_s, 4),
@@ -292,8 +309,32 @@ def finish(
     return ImageResult(
         detections=merged, name=str(src.name), path=None if path is None else str(path),
         width=int(src.width), height=int(src.height), num_tiles=len(tiles), settings=settings,
-        model=model, timings=timings,
+        model=model, timings=timings, count_range=counts,
     )
+
+
+def merge_counted(tiles: Sequence[Tile], preds: Predictions, merge: MergeSpec) -> tuple[Detections, CountRange | None]:
+    """The global boxes at ``preds.run.score_thr`` and the :class:`CountRange` around it.
+
+    Each threshold's boxes are merged on their own (the seam merge depends on which boxes are
+    there), exactly as a run at that threshold would merge them. The range is None when the
+    run has no threshold or ``count_band`` is 0; its upper end is None when the detector's
+    boxes do not reach ``score_thr - count_band``.
+    """
+    thr, band = preds.run.score_thr, preds.run.count_band
+
+    def at(t: float) -> Detections:
+        return merge_tiles(tiles, [d[d.scores >= t] if len(d) else d for d in preds.dets], merge)
+
+    if thr is None:
+        return merge_tiles(tiles, preds.dets, merge), None
+    merged = merge_tiles(tiles, preds.served(), merge)
+    if band <= 0:
+        return merged, None
+    floor = preds.score_floor
+    reaches = floor is not None and floor <= thr - band + 1e-9
+    high = len(at(max(thr - band, 0.0))) if reaches else None
+    return merged, CountRange(score_thr=thr, band=band, low=len(at(thr + band)), count=len(merged), high=high)
 
 
 def _is_image_source(obj: object) -> bool:

@@ -69,12 +69,15 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     outputs: tuple[str, ...] = ()
+    count_range: tuple[int, int | None] | None = None
+    uncertain: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "input": self.input, "status": self.status, "products": self.products, "tiles": self.tiles,
             "width": self.width, "height": self.height, "seconds": round(self.seconds, 3),
             "error": self.error, "outputs": list(self.outputs),
+            "count_range": None if self.count_range is None else list(self.count_range), "uncertain": self.uncertain,
         }
 
 
@@ -145,10 +148,12 @@ def process_image(
             raise
         log.debug("%s failed", inp, exc_info=True)
         return Outcome(input=inp, status="error", seconds=time.perf_counter() - t0, error=error_line(inp, exc))
+    cr = result.count_range
     return Outcome(
         input=inp, status="ok", products=len(result.detections), tiles=result.num_tiles,
         width=result.width, height=result.height, seconds=time.perf_counter() - t0,
         outputs=tuple(str(p) for p in written),
+        count_range=None if cr is None else (cr.low, cr.high), uncertain=None if cr is None else cr.uncertain,
     )
 
 

@@ -14,13 +14,18 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode", "RunSpec", "PRECISIONS", "DEFAULT_MAX_PIXELS"]
+__all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode", "RunSpec", "CountRange", "COUNT_BAND", "UNCERTAIN_AT",
+           "PRECISIONS", "DEFAULT_MAX_PIXELS"]
 
 #: Numeric precisions a run may ask for (reduced ones apply on CUDA, where the model supports them).
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
 #: Largest image (in pixels) the readers open unless told otherwise: a guard against
 #: decompression bombs that still admits a 46000 px square panorama.
 DEFAULT_MAX_PIXELS: int = 2**31
+
+#: How far below the score threshold the engine counts by default (``RunSpec.count_band``), and
+#: how far below their serving threshold the built-in model and the adapters return boxes.
+COUNT_BAND: float = 0.05
 
 
 def _as_array(value: object, dtype: type, name: str) -> np.ndarray:
@@ -347,6 +352,10 @@ class RunSpec:
     ``max_vram``: GPU memory budget in GB (see :mod:`densedet_tile.vram`; None: no cap).
     ``scale``: image pixels to model pixels, e.g. 0.5 shows products at half size (None: from
     the tile and the detector, see :mod:`densedet_tile.scale`).
+    ``count_band``: besides the boxes at ``score_thr``, count the boxes at ``score_thr +
+    count_band`` and ``score_thr - count_band`` (each tile set merged on its own), the
+    :class:`CountRange` of the result; 0 turns it off. The lower end needs a detector whose
+    boxes reach that low (the built-in model's do, see its ``score_floor``).
     """
 
     batch_size: int | None = None
@@ -357,6 +366,7 @@ class RunSpec:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     max_vram: float | None = None
     scale: float | None = None
+    count_band: float = COUNT_BAND
 
     def __post_init__(self) -> None:
         _positive_int_or_none("batch_size", self.batch_size)
@@ -376,3 +386,53 @@ class RunSpec:
             raise InvalidInputError(f"scale must be a number in [0.01, 100], got {sc!r}")
         if sc is not None and self.input_size is not None:
             raise InvalidInputError("give a scale or an input_size, not both")
+        band = self.count_band
+        if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0.0 <= band <= 0.5:
+            raise InvalidInputError(f"count_band must be a number in [0, 0.5], got {band!r}")
+
+
+#: A count is flagged uncertain when the boxes within +-count_band of the score threshold
+#: change it by this share or more (chosen on real shelf photos: MODEL_CARD.md, "Count range").
+UNCERTAIN_AT: float = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class CountRange:
+    """How far an image's count moves when the score threshold moves a little.
+
+    ``count`` boxes were kept at ``score_thr``; ``low`` at ``score_thr + band`` and ``high`` at
+    ``score_thr - band`` (None when the detector returns no boxes that low). A model that is
+    sure of what it sees keeps nearly the same boxes either way; a count that swings is a
+    count to check by hand.
+    """
+
+    score_thr: float
+    band: float
+    low: int
+    count: int
+    high: int | None
+
+    @property
+    def sensitivity(self) -> float | None:
+        """``(high - low) / count``: the share of the count that lies within the band (None
+        without ``high``; 0 for an empty image)."""
+        if self.high is None:
+            return None
+        return (self.high - self.low) / self.count if self.count else float(self.high > self.low)
+
+    @property
+    def uncertain(self) -> bool | None:
+        """Whether :attr:`sensitivity` reaches :data:`UNCERTAIN_AT` (None when unknown)."""
+        s = self.sensitivity
+        return None if s is None else bool(s >= UNCERTAIN_AT - 1e-12)
+
+    def as_dict(self) -> dict[str, object]:
+        s = self.sensitivity
+        return {
+            "score_thr": round(self.score_thr, 4), "band": round(self.band, 4),
+            "at_scores": [round(self.score_thr + self.band, 4), round(self.score_thr, 4),
+                          round(max(self.score_thr - self.band, 0.0), 4)],
+            "counts": [self.low, self.count, self.high],
+            "sensitivity": None if s is None else round(s, 4),
+            "uncertain": self.uncertain,
+        }

@@ -312,7 +312,7 @@ def run_pano(name: str, paths: Sequence[Path], args: argparse.Namespace, base: A
             tiles = plan(src, spec)
             preds = predict_tiles(src, tiles, det, RunSpec(input_size=det.input_size, device=args.device,
                                                            batch_size=1))
-        out.tiles[tile], out.dets[tile] = list(tiles), list(preds.dets)
+        out.tiles[tile], out.dets[tile] = list(tiles), preds.served()
         # SAHI's overlap in px is int(ratio * tile); ours is round(overlap * tile).
         ratio = spec.overlap_px / tile
         if not _sahi_slices_match(W, H, tile, ratio, tiles):

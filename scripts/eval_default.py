@@ -60,6 +60,7 @@ def _own_detect(img: np.ndarray, det, tile: int, overlap: float) -> Detections:
         small = np.asarray(Image.fromarray(crop).resize((max(1, round(t.w * s)), max(1, round(t.h * s))),
                                                         Image.Resampling.BILINEAR))
         d = det.predict([small])[0]
+        d = d[d.scores >= det.score_thr]  # the built-in returns boxes a little below its threshold
         parts.append(d.scaled(t.w / small.shape[1], t.h / small.shape[0]).shifted(t.x, t.y))
     allb = Detections.concat(parts)
     if len(allb) == 0:

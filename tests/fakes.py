@@ -100,3 +100,50 @@ def assert_same_boxes(a: Detections, b: Detections, *, box_atol: float = 1e-2, s
         cand = np.flatnonzero(close[i] & free)
         assert cand.size, f"box {a.xyxy[i].tolist()} pairs only with boxes already taken"
         free[cand[0]] = False
+
+
+class CellDetector:
+    """One box per ``cell`` x ``cell`` square of the tile (aligned to the tile's corner) whose
+    mean grey level exceeds 30, scored ``mean / 255``: an image painted with squares of chosen
+    grey levels gives boxes of chosen scores. Declares ``score_thr`` and ``score_floor`` when
+    given; boxes below the floor are not returned, as a real detector's decoding would."""
+
+    name = "cells"
+
+    def __init__(self, cell: int = 32, score_thr: float | None = None, score_floor: float | None = None) -> None:
+        self.cell = cell
+        if score_thr is not None:
+            self.score_thr = score_thr
+        if score_floor is not None:
+            self.score_floor = score_floor
+
+    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
+        floor = getattr(self, "score_floor", getattr(self, "score_thr", 0.0))
+        out = []
+        for t in tiles:
+            c = self.cell
+            gh, gw = t.shape[0] // c, t.shape[1] // c
+            grey = t[: gh * c, : gw * c].mean(axis=2).reshape(gh, c, gw, c).mean(axis=(1, 3))
+            ys, xs = np.nonzero(grey > 30)
+            scores = (grey[ys, xs] / 255.0).astype(np.float32)
+            boxes = np.stack([xs * c, ys * c, xs * c + c, ys * c + c], axis=1).astype(np.float32).reshape(-1, 4)
+            keep = scores >= floor
+            out.append(Detections(boxes[keep], scores[keep], np.zeros(int(keep.sum()), np.int64)))
+        return out
+
+
+def cell_image(levels: Sequence[float], cell: int = 32, cols: int = 8) -> np.ndarray:
+    """A black image with one square per score in ``levels`` (grey ``round(score * 255)``),
+    ``cols`` squares to a row with a black square between neighbours."""
+    rows = (len(levels) + cols - 1) // cols
+    img = np.zeros(((2 * rows + 1) * cell, (2 * cols + 1) * cell, 3), np.uint8)
+    for k, s in enumerate(levels):
+        r, q = divmod(k, cols)
+        y, x = (2 * r + 1) * cell, (2 * q + 1) * cell
+        img[y:y + cell, x:x + cell] = int(round(s * 255))
+    return img
+
+
+def make_cells(cell: int = 32, score_thr: float = 0.45, score_floor: float = 0.3):
+    """Factory for ``--detector tests/fakes.py:make_cells`` (see :class:`CellDetector`)."""
+    return CellDetector(cell=cell, score_thr=score_thr, score_floor=score_floor)

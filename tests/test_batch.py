@@ -256,3 +256,20 @@ def test_batch_passes_precision_detector_options_and_vram_to_the_build(tmp_path)
     assert doc["model"]["info"] == {"precision": "bf16", "option_threads": 4, "option_mode": "fast", "option_device": "cpu"}
     assert doc["settings"]["precision"] == "bf16" and doc["settings"]["max_vram"] == 8.0
     assert doc["settings"]["device"] == "cpu" and doc["settings"]["tile"] == 256
+
+
+def test_count_range_reaches_the_manifest_and_the_summary_line(tmp_path, capsys):
+    from fakes import cell_image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(cell_image([0.6] * 12)).save(folder / "sure.png")
+    Image.fromarray(cell_image([0.6] * 10 + [0.47] * 5 + [0.42] * 3)).save(folder / "unsure.png")
+    assert batch_main([str(folder), "--out", str(tmp_path / "out"), "--ray", "none",
+                       "--detector", f"{FAKES}:make_cells", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "unsure.png: 15 products (10-18, uncertain count)" in err
+    assert "1 with an uncertain count" in err
+    recs = {Path(r["input"]).name: r for r in Manifest(tmp_path / "out").records() if r.get("event") == "image"}
+    assert recs["sure.png"]["count_range"] == [12, 12] and recs["sure.png"]["uncertain"] is False
+    assert recs["unsure.png"]["count_range"] == [10, 18] and recs["unsure.png"]["uncertain"] is True

@@ -30,6 +30,7 @@ from .options import (
     nonneg_float,
     nonneg_int,
     parse,
+    products_text,
     positive_float,
     positive_int,
     specs_from_args,
@@ -91,7 +92,8 @@ def batch_main(argv: Sequence[str]) -> int:
         elif rec["status"] == "skipped":
             print(f"{name}: skipped (outputs complete)", file=sys.stderr, flush=True)
         else:
-            print(f"{name}: {counted(rec.get('products'), 'product')}, {counted(rec.get('tiles'), 'tile')}, "
+            text = products_text(rec.get("products"), rec.get("count_range"), rec.get("uncertain"))
+            print(f"{name}: {text}, {counted(rec.get('tiles'), 'tile')}, "
                   f"{rec.get('seconds', 0):.2f} s"
                   f" [{rec.get('worker')}]", file=sys.stderr, flush=True)
 
@@ -114,7 +116,9 @@ def batch_main(argv: Sequence[str]) -> int:
         error(PROG, one_line(exc))
         return EXIT_USAGE
     if not args.quiet:
+        unsure = sum(1 for r in summary.records if r.get("status") == "ok" and r.get("uncertain"))
         print(f"batch {summary.run} ({summary.backend}, {summary.workers} worker(s)): {summary.ok} done, "
               f"{summary.skipped} skipped, {summary.failed} failed in {summary.seconds:.1f} s; "
+              + (f"{unsure} with an uncertain count; " if unsure else "") +
               f"manifest: {Manifest(args.out).json_path}", file=sys.stderr, flush=True)
     return EXIT_FAILED if summary.failed else EXIT_OK

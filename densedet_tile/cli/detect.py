@@ -29,6 +29,7 @@ from .options import (
     detector_spec_from_args,
     error,
     parse,
+    products_text,
     specs_from_args,
 )
 
@@ -106,7 +107,8 @@ def detect_main(argv: Sequence[str]) -> int:
                 failed += 1
                 continue
             print(
-                f"{Path(inp).name}: {counted(outcome.products, 'product')}, {counted(outcome.tiles, 'tile')}, "
+                f"{Path(inp).name}: {products_text(outcome.products, outcome.count_range, outcome.uncertain)}, "
+                f"{counted(outcome.tiles, 'tile')}, "
                 f"{outcome.width}x{outcome.height} px, {outcome.seconds:.2f} s -> {outcome.outputs[-1]}",
                 file=sys.stderr, flush=True,
             )

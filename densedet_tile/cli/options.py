@@ -159,6 +159,9 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
                    help="resize each tile so its longer side is PX before inference (default: what the model declares)")
     g.add_argument("--score-thr", type=fraction(0.0, 1.0), default=None, metavar="X",
                    help="drop boxes scoring below X (default: the model's own threshold)")
+    g.add_argument("--count-band", type=fraction(0.0, 0.5), default=0.05, metavar="X",
+                   help="also count the boxes at the score threshold +-X and flag counts that swing by 30%% "
+                   "or more as uncertain (default: %(default)s; 0: off)")
 
 
 def add_tiling_options(p: argparse.ArgumentParser) -> None:
@@ -221,6 +224,7 @@ def specs_from_args(args: argparse.Namespace) -> tuple[TileSpec, MergeSpec, RunS
     run = RunSpec(
         batch_size=args.batch_size, device=args.device, precision=args.precision, score_thr=args.score_thr,
         input_size=args.input_size, max_pixels=args.max_pixels, max_vram=args.max_vram, scale=args.scale,
+        count_band=args.count_band,
     )
     return tiling, merge, run
 
@@ -246,6 +250,16 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
 def counted(n: Any, noun: str) -> str:
     """``"1 tile"``, ``"9 tiles"``: a count with its noun in the right number."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def products_text(n: Any, count_range: Any = None, uncertain: bool | None = None) -> str:
+    """``"129 products"``, with the count range when known: ``"129 products (112-151)"``, and
+    ``"(101-160, uncertain count)"`` when it swings enough to be checked by hand."""
+    text = counted(n, "product")
+    if count_range is None or count_range[1] is None:
+        return text
+    lo, hi = count_range
+    return f"{text} ({lo}-{hi}{', uncertain count' if uncertain else ''})"
 
 
 def error(prog: str, msg: Any) -> None:

@@ -9,13 +9,16 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..types import Detections, check_device
+from ..types import COUNT_BAND, Detections, check_device
 
 __all__ = [
     "Detector",
     "input_size_of",
     "product_size_of",
     "photo_scale_of",
+    "score_thr_of",
+    "score_floor_of",
+    "score_floor_for",
     "resize_filter_of",
     "resolve_device",
     "device_of",
@@ -42,6 +45,9 @@ class Detector(Protocol):
     area), ``product_size`` (typical product height in model-input pixels of its training,
     used by ``tile="auto"``) and ``photo_scale(width, height) -> float`` (the scale its
     training applied to a whole photo).
+    ``score_thr`` (the score its boxes are served at when the run does not set one) and
+    ``score_floor`` (the lowest score ``predict`` returns, when below ``score_thr``: the engine
+    then counts the boxes just under the threshold, see ``RunSpec.count_band``).
     """
 
     def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:  # pragma: no cover
@@ -82,6 +88,37 @@ def product_size_of(detector: object) -> float | None:
 
         raise DetectorError(f"detector product_size must be a number of pixels in [2, 10000], got {size!r}")
     return float(size)
+
+
+def _score_attr(detector: object, name: str) -> float | None:
+    v = getattr(detector, name, None)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0.0 <= float(v) <= 1.0:
+        from ..errors import DetectorError
+
+        raise DetectorError(f"detector {name} must be a number in [0, 1], got {v!r}")
+    return float(v)
+
+
+def score_thr_of(detector: object) -> float | None:
+    """The detector's declared ``score_thr`` (the score its boxes are served at), or None."""
+    return _score_attr(detector, "score_thr")
+
+
+def score_floor_of(detector: object) -> float | None:
+    """The lowest score the detector's ``predict`` returns: its ``score_floor``, else its
+    ``score_thr`` (it filters there), else None (not known)."""
+    floor = _score_attr(detector, "score_floor")
+    return floor if floor is not None else score_thr_of(detector)
+
+
+def score_floor_for(score_thr: float, band: float = COUNT_BAND) -> float:
+    """The lowest score a detector serving at ``score_thr`` returns, so the engine can count the
+    boxes just below the threshold: ``score_thr - band``, but not below 0.05 (a detector run at
+    0.05 or less, as for AP evaluation, keeps its threshold: a count that low is noise)."""
+    thr = float(score_thr)
+    return thr if thr <= 0.05 else max(thr - float(band), 0.05)
 
 
 def photo_scale_of(detector: object, width: int, height: int) -> float | None:

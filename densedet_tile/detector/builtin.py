@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .base import check_tiles, resolve_device
+from .base import check_tiles, resolve_device, score_floor_for
 from .shelfnet_config import DEFAULT_CONFIG
 
 __all__ = ["ShelfNet", "DefaultDetector", "load_default", "build_from_checkpoint", "decode", "build_targets",
@@ -57,7 +57,7 @@ _RUNTIME_ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime"}
 
 #: Settings that are the package's own, whatever a weights file says (tuned after training,
 #: so the same weights serve with updated thresholds).
-_DECODE_KEYS = ("score_thr", "nms_iou", "max_det", "topk")
+_DECODE_KEYS = ("score_thr", "count_band", "nms_iou", "max_det", "topk")
 
 
 def model_config(ckpt_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def model_config(ckpt_config: Mapping[str, Any] | None) -> dict[str, Any]:
     Architecture and input scale (``widths``, ``blocks``, ``neck``, ``input_size``, ``stride``,
     ``mean``, ``std``) come from the weights file's config (the ``.pt`` checkpoint's ``config``
     or the ``.onnx`` file's ``densedet_config`` metadata, a copy of it); the decoding settings
-    (``score_thr``, ``nms_iou``, ``max_det``, ``topk``) are always :data:`DEFAULT_CONFIG`'s.
+    (``score_thr``, ``count_band``, ``nms_iou``, ``max_det``, ``topk``) are always :data:`DEFAULT_CONFIG`'s.
     """
     return {**DEFAULT_CONFIG, **dict(ckpt_config or {}), **{k: DEFAULT_CONFIG[k] for k in _DECODE_KEYS}}
 
@@ -83,11 +83,16 @@ def served_threshold(info: Mapping[str, Any] | None, default: float) -> float:
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    """Everything between raw network outputs and boxes: input scale, normalisation, decoding."""
+    """Everything between raw network outputs and boxes: input scale, normalisation, decoding.
+
+    ``score_thr`` is the threshold the boxes are served at; peaks are decoded down to
+    ``score_floor`` (``score_thr`` less the config's ``count_band``) so that the engine can count
+    the boxes just below the threshold too (:attr:`densedet_tile.types.RunSpec.count_band`)."""
 
     input_size: int
     stride: int
     score_thr: float
+    score_floor: float
     nms_iou: float
     max_det: int
     topk: int
@@ -101,6 +106,7 @@ class DecodeSettings:
             raise InvalidInputError(f"score_thr must be in [0, 1), got {thr!r}")
         return cls(
             input_size=int(config["input_size"]), stride=int(config["stride"]), score_thr=thr,
+            score_floor=score_floor_for(thr, float(config.get("count_band") or 0.0)),
             nms_iou=float(config["nms_iou"]), max_det=int(config["max_det"]),
             topk=int(config.get("topk") or 2 * int(config["max_det"])),
             mean=tuple(float(v) for v in config["mean"]), std=tuple(float(v) for v in config["std"]),  # type: ignore[arg-type]
@@ -392,7 +398,12 @@ class DefaultDetector:
         name: ``"densedet-default"``. class_names: ``("product",)``.
         runtime: ``"onnxruntime"`` or ``"torch"`` (also in ``info``, hence in the output JSON).
         device: ``"cpu"`` on ONNX Runtime, a torch device on torch.
-        settings: the :class:`DecodeSettings`; score_thr, nms_iou, max_det, topk, stride mirror it.
+        settings: the :class:`DecodeSettings`; score_thr, score_floor, nms_iou, max_det, topk,
+            stride mirror it.
+        score_thr: the threshold the engine serves the boxes at. score_floor: the lowest score
+            :meth:`predict` returns (``score_thr - 0.05``, not below 0.05): the engine drops the boxes in between
+            before the merge and only counts them (the count range, see
+            :attr:`densedet_tile.types.RunSpec.count_band`).
         info: training run, runtime, device, precision, threads and weights file.
     """
 
@@ -425,6 +436,7 @@ class DefaultDetector:
         self.input_size = self.settings.input_size
         self.stride = self.settings.stride
         self.score_thr = self.settings.score_thr
+        self.score_floor = self.settings.score_floor
         self.nms_iou = self.settings.nms_iou
         self.max_det = self.settings.max_det
         self.topk = self.settings.topk
@@ -460,7 +472,9 @@ class DefaultDetector:
             tiles: HxWx3 uint8 RGB arrays; sizes may differ within the batch (they are padded
                 bottom-right to a common multiple of 32, run once, and boxes clipped back).
         Returns:
-            One :class:`Detections` per tile: tile-local xyxy float32 pixels, scores, labels 0.
+            One :class:`Detections` per tile: tile-local xyxy float32 pixels, scores, labels 0;
+            every box scoring at least ``score_floor`` (a little below ``score_thr``: the engine
+            applies the threshold itself).
         """
         tiles = check_tiles(tiles, allow_empty=True)
         if not tiles:
@@ -486,7 +500,7 @@ class DefaultDetector:
             s = self.settings
             for j, i in enumerate(live):
                 h, w = sizes[i]
-                boxes, scores = decode_one(heat[j, 0], dist[j], stride=s.stride, score_thr=s.score_thr,
+                boxes, scores = decode_one(heat[j, 0], dist[j], stride=s.stride, score_thr=s.score_floor,
                                            nms_iou=s.nms_iou, max_det=s.max_det, topk=s.topk)
                 boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
                 boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)

@@ -28,7 +28,7 @@ import numpy as np
 from ..configs import find_config
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import PRECISIONS, Detections
-from .base import check_tiles, resolve_device
+from .base import check_tiles, resolve_device, score_floor_for
 from .checkpoints import load_checkpoint, restricted_getattr, state_dict_of
 
 __all__ = ["build", "MMDetDetector", "Precision"]
@@ -136,6 +136,7 @@ class MMDetDetector:
         self.name = name
         self.input_size = input_size
         self.score_thr = float(score_thr)
+        self.score_floor = score_floor_for(self.score_thr)  # a little lower, for the count range
         self.device = device
         self.precision = precision
         self.class_names = class_names
@@ -173,7 +174,7 @@ class MMDetDetector:
             boxes = inst.bboxes.detach().float().cpu().numpy().reshape(-1, 4)
             scores = inst.scores.detach().float().cpu().numpy().reshape(-1)
             labels = inst.labels.detach().cpu().numpy().astype(np.int64).reshape(-1)
-            keep = scores >= self.score_thr
+            keep = scores >= self.score_floor
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
             h, w = t.shape[:2]
             boxes = np.clip(boxes, 0.0, np.array([w, h, w, h], dtype=np.float32))
@@ -226,7 +227,9 @@ def build(
     the path of an MMDetection 3.x config file.
     ``checkpoint``: a 3.x checkpoint (``state_dict`` with the config's keys; convert a 1.x
     DenseDet checkpoint with ``densedet-tile convert-checkpoint``) or None for random weights.
-    ``score_thr``: boxes below it are dropped (also set as the model's own test score_thr).
+    ``score_thr``: the threshold the boxes are served at; ``predict`` returns them down to
+    :func:`~densedet_tile.detector.base.score_floor_for` of it (0.05 lower, for the engine's count
+    range), which is also set as the model's own test score_thr.
     ``precision``: "fp32", or "fp16" (CUDA) / "bf16" for a half-precision backbone and neck.
     ``cfg_options``: dotted-key overrides merged into the config (mmengine ``merge_from_dict``).
     """
@@ -261,7 +264,7 @@ def build(
         raise DetectorError(f"mmdet config {config}: has no 'model' entry")
     if input_size is None:
         input_size = _check_size(cfg.get("tile_input_size"), f"{config}: tile_input_size")
-    _set_score_thr(cfg.model.get("test_cfg"), float(score_thr))
+    _set_score_thr(cfg.model.get("test_cfg"), score_floor_for(float(score_thr)))
     cfg.model.pop("pretrained", None)
     init_default_scope(cfg.get("default_scope", "mmdet"))
     with warnings.catch_warnings():

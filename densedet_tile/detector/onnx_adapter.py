@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .base import check_tiles
+from .base import check_tiles, score_floor_for
 
 __all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
 
@@ -106,6 +106,7 @@ class OnnxDetector:
         self.input_size = input_size
         self._upscale = upscale
         self.score_thr = float(score_thr)
+        self.score_floor = score_floor_for(self.score_thr)  # a little lower, for the count range
         self.name = name
         self.class_names = class_names
         self._mean = tuple(mean)
@@ -139,7 +140,7 @@ class OnnxDetector:
                 f"{self.name}: expected det_bboxes (n, 5) and det_labels (n,), got {bboxes.shape} and {labels.shape}"
             )
         scores = bboxes[:, 4]
-        keep = np.isfinite(bboxes).all(axis=1) & (scores >= self.score_thr)
+        keep = np.isfinite(bboxes).all(axis=1) & (scores >= self.score_floor)
         # clip to the picture inside the canvas first: boxes wholly in the padding collapse
         _, nh, nw = _fit(h, w, self.model_hw[0], self.model_hw[1], self._upscale)
         boxes = np.clip(bboxes[keep, :4], 0.0, np.array([nw, nh, nw, nh], np.float32))

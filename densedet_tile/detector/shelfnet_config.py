@@ -18,6 +18,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "input_size": 640,  # longer tile side the model was trained for
     "stride": 8,
     "score_thr": 0.45,  # chosen on real photos: the lowest count error there (MODEL_CARD.md, "Thresholds")
+    # boxes are decoded down to score_thr - count_band, so the engine can say how much the count
+    # moves within +-count_band of the threshold (RunSpec.count_band; MODEL_CARD.md, "Count range")
+    "count_band": 0.05,  # = densedet_tile.types.COUNT_BAND
     "nms_iou": 0.5,
     "max_det": 1000,
     "topk": 2000,  # peaks kept (by score) before the NMS

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError
 from ..types import Detections
-from .base import check_tiles, resolve_device
+from .base import check_tiles, resolve_device, score_floor_for
 from .checkpoints import load_checkpoint, state_dict_of
 
 __all__ = ["build", "TorchvisionDetector", "builder_names", "infer_num_classes"]
@@ -100,6 +100,7 @@ class TorchvisionDetector:
         self.name = name
         self.input_size = input_size
         self.score_thr = float(score_thr)
+        self.score_floor = score_floor_for(self.score_thr)  # a little lower, for the count range
         self.device = device
         self.label_offset = int(label_offset)
         self.class_names = class_names
@@ -126,7 +127,7 @@ class TorchvisionDetector:
             boxes = r["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
             scores = r["scores"].detach().float().cpu().numpy().reshape(-1)
             labels = r["labels"].detach().cpu().numpy().astype(np.int64).reshape(-1) - self.label_offset
-            keep = (scores >= self.score_thr) & (labels >= 0)
+            keep = (scores >= self.score_floor) & (labels >= 0)
             h, w = t.shape[:2]
             boxes = np.clip(boxes[keep], 0.0, np.array([w, h, w, h], np.float32))
             out.append(Detections(boxes.astype(np.float32), scores[keep].astype(np.float32), labels[keep]))
@@ -228,7 +229,7 @@ def build(
     size = int(input_size) if input_size is not None else _declared_size(model.transform)
     if size is not None:
         _pin_transform(model.transform, size)
-    _set_thresholds(model, float(score_thr), max_detections)
+    _set_thresholds(model, score_floor_for(float(score_thr)), max_detections)
     model.to(torch.device(dev)).eval()
     if class_names is not None:
         names_t: tuple[str, ...] | None = tuple(class_names)

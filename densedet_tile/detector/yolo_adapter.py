@@ -37,7 +37,10 @@ up to the model stride).
 
 Thresholds (Ultralytics ``predict`` defaults): ``conf`` 0.25 (``score_thr``, i.e. ``--score-thr``,
 is the same threshold), ``iou`` 0.7, ``max_det`` 1000 (dense shelves need more than Ultralytics'
-300), class-wise NMS unless ``agnostic=True``.
+300), class-wise NMS unless ``agnostic=True``. ``predict`` decodes down to ``score_floor``
+(``conf`` less 0.05, not below 0.05) and the engine serves ``conf``: the boxes in between are
+only counted (the count range). Greedy NMS lets a box suppress only lower-scoring ones, so the
+boxes at ``conf`` and above are the ones Ultralytics gives at ``conf``.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ import numpy as np
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..merge.nms import nms
 from ..types import Detections
-from .base import check_tiles
+from .base import check_tiles, score_floor_for
 
 __all__ = [
     "build",
@@ -434,6 +437,7 @@ class YoloDetector:
         self.class_names = class_names
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.score_thr = conf
+        self.score_floor = score_floor_for(conf)  # decoded a little lower, for the count range
         self._normalized = normalized
         self._agnostic = agnostic
         self.device = runtime.device
@@ -470,7 +474,7 @@ class YoloDetector:
         nc = len(self.class_names) if self.class_names is not None else None
         res = []
         for t, lb, yi in zip(tiles, boxes, y):
-            xyxy, scores, labels = decode(yi, layout, self.canvas_hw, conf=self.conf, iou=self.iou,
+            xyxy, scores, labels = decode(yi, layout, self.canvas_hw, conf=self.score_floor, iou=self.iou,
                                           max_det=self.max_det, nc=nc, normalized=self._normalized,
                                           agnostic=self._agnostic)
             xyxy = lb.to_tile(xyxy, t.shape[1], t.shape[0])

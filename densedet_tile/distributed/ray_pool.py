@@ -142,7 +142,7 @@ class DetectorWorker:
         """Tile-local detections for ``tiles`` of the image at ``path`` (part of a split image).
 
         Returns plain arrays (``xyxy`` (N, 4) float32, ``scores``, ``labels`` per tile, in the
-        order given), the run spec as resolved here, and timings.
+        order given), the run spec as resolved here, the lowest score the detector returns, and timings.
         """
         from ..pipeline import predict_tiles
 
@@ -157,6 +157,7 @@ class DetectorWorker:
             "scores": [d.scores for d in preds.dets],
             "labels": [d.labels for d in preds.dets],
             "run": preds.run,
+            "score_floor": preds.score_floor,
             "final_batch_size": preds.final_batch_size,
             "timings": {"read_s": preds.read_s + t_open, "resize_s": preds.resize_s, "predict_s": preds.predict_s},
             "seconds": time.perf_counter() - t0,

@@ -64,7 +64,8 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
             v = res.value
             dets = [Detections(np.asarray(b), np.asarray(s), np.asarray(lab))
                     for b, s, lab in zip(v["xyxy"], v["scores"], v["labels"])]
-            parts[res.item.start] = Predictions(dets, v["run"], v["final_batch_size"], **v["timings"])
+            parts[res.item.start] = Predictions(dets, v["run"], v["final_batch_size"], **v["timings"],
+                                                score_floor=v.get("score_floor"))
             if v["worker"] not in used:
                 used.append(v["worker"])
     finally:

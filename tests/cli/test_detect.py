@@ -102,6 +102,7 @@ def test_malformed_detector_output_leaves_no_file(tmp_path, shelf_png):
         (["--detector", "nosuchmodule:factory"], "nosuchmodule"),
         (["--detector", "yolo"], "yolo"),
         (["--device", "tpu"], "tpu"),
+        (["--count-band", "0.7"], "count-band"),
     ],
 )
 def test_bad_options_exit_2_with_one_clear_line(tmp_path, shelf_png, opts, word):
@@ -146,3 +147,30 @@ def test_tile_auto_and_scale_on_the_command_line(tmp_path, shelf_png):
     assert r.returncode == 2 and "not both" in r.stderr
     r = run_cli(shelf_png, "--tile", "huge", "--out", out)
     assert r.returncode == 2 and "'auto'" in r.stderr
+
+
+def test_count_range_on_the_line_and_in_the_json(tmp_path):
+    from fakes import cell_image
+
+    sure, unsure = tmp_path / "sure.png", tmp_path / "unsure.png"
+    Image.fromarray(cell_image([0.6] * 12 + [0.2] * 4)).save(sure)
+    Image.fromarray(cell_image([0.6] * 10 + [0.47] * 5 + [0.42] * 3)).save(unsure)
+    out = tmp_path / "out"
+    r = run_cli(sure, unsure, "--detector", f"{FAKES}:make_cells", "--out", out, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "sure.png: 12 products (12-12), 1 tile" in r.stderr
+    assert "unsure.png: 15 products (10-18, uncertain count), 1 tile" in r.stderr
+    doc = json.loads((out / "unsure.detections.json").read_text())
+    assert doc["num_detections"] == 15
+    assert doc["count_range"] == {"score_thr": 0.45, "band": 0.05, "at_scores": [0.5, 0.45, 0.4],
+                                  "counts": [10, 15, 18], "sensitivity": 0.5333, "uncertain": True}
+    assert doc["settings"]["count_band"] == 0.05
+    # --count-band 0 turns it off; another band moves both ends
+    r = run_cli(unsure, "--detector", f"{FAKES}:make_cells", "--out", out, "--count-band", "0", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "unsure.png: 15 products, 1 tile" in r.stderr
+    assert json.loads((out / "unsure.detections.json").read_text())["count_range"] is None
+    r = run_cli(unsure, "--detector", f"{FAKES}:make_cells", "--out", out, "--count-band", "0.1", "-q",
+                "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "unsure.detections.json").read_text())["count_range"]["counts"] == [10, 15, 18]

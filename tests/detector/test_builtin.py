@@ -21,6 +21,7 @@ from densedet_tile.detector.builtin import (
     decode,
     load_default,
 )
+from densedet_tile.detector.shelfnet_config import DEFAULT_CONFIG
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.synth.shelves import training_sample
 from densedet_tile.types import Detections
@@ -71,6 +72,22 @@ def test_load_default_declares_the_contract(det: DefaultDetector) -> None:
     assert det.info["runtime"] == det.runtime in ("onnxruntime", "torch")
     assert det.max_det >= 500
     assert 0 < det.score_thr < 1
+    # boxes come down to a little below the threshold, for the engine's count range
+    assert det.score_floor == pytest.approx(det.score_thr - DEFAULT_CONFIG["count_band"])
+    assert DEFAULT_CONFIG["count_band"] > 0
+
+
+def test_decoding_lower_keeps_the_boxes_above_unchanged(det: DefaultDetector) -> None:
+    # the count range relies on it: boxes at or above a threshold do not depend on how far below
+    # it the peaks were decoded (top-k and greedy NMS go by score)
+    img, _ = training_sample(np.random.default_rng(777001), size=640, tile=1280, scale_range=(0.7, 1.4))
+    low = load_default(device="cpu", runtime=det.runtime, score_thr=0.2).predict([img])[0]
+    high_det = load_default(device="cpu", runtime=det.runtime, score_thr=0.5)
+    high = high_det.predict([img])[0]
+    assert high.scores.min() >= high_det.score_floor > low.scores.min()
+    kept = low[low.scores >= high_det.score_floor]
+    assert len(kept) == len(high) >= 10
+    assert np.array_equal(kept.xyxy, high.xyxy) and np.array_equal(kept.scores, high.scores)
 
 
 def test_predict_shapes_dtypes_and_mixed_sizes(det: DefaultDetector) -> None:
@@ -84,7 +101,7 @@ def test_predict_shapes_dtypes_and_mixed_sizes(det: DefaultDetector) -> None:
         assert d.xyxy.dtype == np.float32 and d.scores.dtype == np.float32 and d.labels.dtype == np.int64
         assert len(d) > 0
         assert np.all(d.labels == 0)
-        assert np.all(d.scores >= det.score_thr)
+        assert np.all(d.scores >= det.score_floor)
         assert np.all(d.xyxy[:, [0, 2]] >= 0) and np.all(d.xyxy[:, [0, 2]] <= w)
         assert np.all(d.xyxy[:, [1, 3]] >= 0) and np.all(d.xyxy[:, [1, 3]] <= h)
     assert len(out[2]) == 0

@@ -105,9 +105,18 @@ def test_batch_of_mixed_tiles_is_run_one_by_one(model_64x96):
 
 
 def test_score_threshold(model_64x96):
+    import densedet_tile as dt
+
     det = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.85)
-    (d,) = det.predict([red_tile(64, 96, (5, 5, 20, 20))])
-    assert d.scores.tolist() == [pytest.approx(0.9)]
+    assert det.score_thr == 0.85 and det.score_floor == pytest.approx(0.80)
+    tile = red_tile(64, 96, (5, 5, 20, 20))
+    # predict reaches a little below the threshold (for the engine's count range) ...
+    (d,) = det.predict([tile])
+    assert sorted(d.scores.tolist()) == [pytest.approx(0.8), pytest.approx(0.9)]
+    # ... and the engine serves the threshold, counting the box below it
+    res = dt.detect_image(tile, det, tile=96, device="cpu")
+    assert res.detections.scores.tolist() == [pytest.approx(0.9)]
+    assert (res.count_range.low, res.count_range.count, res.count_range.high) == (1, 1, 2)
 
 
 def test_explicit_input_size_pads_without_upscaling(model_64x96):

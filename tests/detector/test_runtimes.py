@@ -165,7 +165,7 @@ def test_torch_decode_goes_through_the_numpy_decode(pair, monkeypatch) -> None:
     monkeypatch.setattr(B, "decode_one", spy)
     img, _ = training_sample(np.random.default_rng(777106), size=320, tile=640)
     torch_det.predict([img])
-    assert len(calls) == 1 and calls[0]["score_thr"] == torch_det.score_thr
+    assert len(calls) == 1 and calls[0]["score_thr"] == torch_det.score_floor
 
 
 def test_output_json_says_which_runtime_ran(pair) -> None:

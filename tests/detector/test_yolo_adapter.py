@@ -353,9 +353,12 @@ def test_dynamic_batch_runs_in_one_call_and_fixed_batch_loops(models, monkeypatc
 
 def test_thresholds_are_options_and_score_thr_is_conf(models):
     det = load_detector("yolo", checkpoint=models["v8"], device="cpu", score_thr=0.998)
-    assert det.conf == 0.998
+    assert det.conf == det.score_thr == 0.998 and det.score_floor == pytest.approx(0.948)
+    # red scores 0.9985, white 0.9975: predict decodes down to the floor, the engine serves conf
     (d,) = det.predict([tile_with(48, 64, BLOCKS)])
-    assert d.labels.tolist() == [1]  # red scores 0.9985, white 0.9975
+    assert sorted(d.labels.tolist()) == [0, 1]
+    served = dt.detect(tile_with(48, 64, BLOCKS), det, tile=64, device="cpu")
+    assert served.labels.tolist() == [1]
     det = load_detector("yolo", checkpoint=models["v8"], device="cpu", options={"conf": 0.5, "max_det": 1})
     assert len(det.predict([tile_with(48, 64, BLOCKS)])[0]) == 1
 

@@ -1,0 +1,106 @@
+"""The count range: how far an image's count moves within +-count_band of the score threshold."""
+
+import numpy as np
+import pytest
+
+import densedet_tile as dt
+from densedet_tile import CountRange, InvalidInputError, RunSpec
+from densedet_tile.pipeline import detect_image, resolve_run
+from densedet_tile.types import UNCERTAIN_AT
+
+from fakes import BlobDetector, CellDetector, cell_image
+
+# 10 sure boxes, 5 just above the threshold 0.45, 3 just below it, 4 well below
+LEVELS = [0.6] * 10 + [0.47] * 5 + [0.42] * 3 + [0.37] * 4
+
+
+def test_counts_at_both_ends_of_the_band():
+    det = CellDetector(score_thr=0.45, score_floor=0.35)
+    res = detect_image(cell_image(LEVELS), det, tile=2048, device="cpu")
+    assert len(res.detections) == 15  # served at the detector's own threshold
+    cr = res.count_range
+    assert (cr.score_thr, cr.band) == (0.45, 0.05)
+    assert (cr.low, cr.count, cr.high) == (10, 15, 18)
+    assert cr.sensitivity == pytest.approx(8 / 15)
+    assert cr.uncertain is True
+
+
+def test_a_sure_count_is_not_flagged():
+    det = CellDetector(score_thr=0.45, score_floor=0.35)
+    cr = detect_image(cell_image([0.6] * 12 + [0.3] * 6), det, tile=2048, device="cpu").count_range
+    assert (cr.low, cr.count, cr.high) == (12, 12, 12)
+    assert cr.sensitivity == 0 and cr.uncertain is False
+
+
+def test_each_end_equals_a_run_at_that_threshold():
+    # many tiles: the seam merge sees different boxes at each threshold, so each end must be
+    # merged on its own, exactly as a run at that threshold
+    rng = np.random.default_rng(3)
+    levels = rng.choice([0.62, 0.52, 0.48, 0.43, 0.41, 0.2], size=120).tolist()
+    img = cell_image(levels, cols=15)
+    det = CellDetector(score_thr=0.45, score_floor=0.3)
+    res = detect_image(img, det, tile=300, overlap=0.25, device="cpu")
+    assert res.num_tiles > 4
+    cr = res.count_range
+    for thr, want in ((0.5, cr.low), (0.45, cr.count), (0.4, cr.high)):
+        alone = detect_image(img, det, tile=300, overlap=0.25, device="cpu", score_thr=thr, count_band=0)
+        assert len(alone.detections) == want, thr
+        assert alone.count_range is None
+    assert cr.low < cr.count < cr.high
+
+
+def test_band_is_a_run_setting():
+    det = CellDetector(score_thr=0.45, score_floor=0.2)
+    cr = detect_image(cell_image(LEVELS), det, tile=2048, device="cpu", count_band=0.1).count_range
+    assert (cr.low, cr.count, cr.high) == (10, 15, 22)  # 0.55 / 0.45 / 0.35
+    assert detect_image(cell_image(LEVELS), det, tile=2048, device="cpu", count_band=0).count_range is None
+
+
+def test_explicit_threshold_wins_and_the_band_follows_it():
+    det = CellDetector(score_thr=0.45, score_floor=0.3)
+    res = detect_image(cell_image(LEVELS), det, tile=2048, device="cpu", score_thr=0.4)
+    assert len(res.detections) == 18
+    assert (res.count_range.low, res.count_range.high) == (15, 22)  # 0.45 / 0.35
+    assert res.settings["score_thr"] == 0.4 and res.settings["count_band"] == 0.05
+
+
+def test_detector_that_stops_at_its_threshold_gives_no_upper_end():
+    det = CellDetector(score_thr=0.45)  # returns nothing below 0.45 (no score_floor)
+    cr = detect_image(cell_image(LEVELS), det, tile=2048, device="cpu").count_range
+    assert (cr.low, cr.count, cr.high) == (10, 15, None)
+    assert cr.sensitivity is None and cr.uncertain is None
+
+
+def test_detector_without_a_threshold_keeps_everything_and_has_no_range():
+    res = detect_image(cell_image(LEVELS), CellDetector(), tile=2048, device="cpu")
+    assert len(res.detections) == len(LEVELS)
+    assert res.count_range is None and res.settings["score_thr"] is None
+
+
+def test_resolve_run_takes_the_detectors_threshold():
+    assert resolve_run(CellDetector(score_thr=0.3), RunSpec(device="cpu")).score_thr == 0.3
+    assert resolve_run(CellDetector(score_thr=0.3), RunSpec(device="cpu", score_thr=0.6)).score_thr == 0.6
+    assert resolve_run(BlobDetector(), RunSpec(device="cpu")).score_thr is None
+
+
+@pytest.mark.parametrize("bad", [-0.1, 0.6, "0.05", True, float("nan")])
+def test_bad_band_rejected(bad):
+    with pytest.raises(InvalidInputError, match="count_band"):
+        RunSpec(count_band=bad)
+
+
+def test_bad_declared_threshold_is_a_clear_error():
+    with pytest.raises(dt.DetectorError, match="score_floor"):
+        detect_image(cell_image(LEVELS), CellDetector(score_thr=0.45, score_floor=1.5), tile=2048, device="cpu")
+
+
+def test_count_range_figures():
+    cr = CountRange(score_thr=0.45, band=0.05, low=80, count=100, high=110)
+    assert cr.sensitivity == pytest.approx(0.3) and cr.uncertain is True
+    assert CountRange(0.45, 0.05, 81, 100, 110).uncertain is False
+    assert CountRange(0.45, 0.05, 0, 0, 0).sensitivity == 0.0
+    assert CountRange(0.45, 0.05, 0, 0, 2).uncertain is True  # nothing kept, boxes just below
+    d = cr.as_dict()
+    assert d == {"score_thr": 0.45, "band": 0.05, "at_scores": [0.5, 0.45, 0.4], "counts": [80, 100, 110],
+                 "sensitivity": 0.3, "uncertain": True}
+    assert UNCERTAIN_AT == 0.3
