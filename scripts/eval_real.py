@@ -50,10 +50,13 @@ if str(REPO) not in sys.path:
 
 import densedet_tile as dt  # noqa: E402  (light: the engine and torch load lazily)
 from densedet_tile.io import atomic_write  # noqa: E402
+from densedet_tile.detector.base import score_floor_of  # noqa: E402
+from densedet_tile.types import UNCERTAIN_AT, CountRange  # noqa: E402
 
 DEFAULT_PHOTOS = REPO.parent / "shared" / "real-shelves"
 DEFAULT_SWEEP = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
 WITHIN_PCT = 10.0  # "within 10 %": absolute error at most this
+COUNT_BAND = 0.05  # the engine's default RunSpec.count_band
 CELL_W, CELL_H, LABEL_H = 300, 400, 22  # contact-sheet cell: thumbnail box and caption strip
 SHEET_COLS = 10
 VIEW_SIDE = 1600  # longer side of the larger --views images
@@ -146,6 +149,21 @@ def summarise(names: Sequence[str], found: Sequence[int], human: Sequence[int],
     return out
 
 
+def flag_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How well the engine's "uncertain count" flag separates good counts from bad ones: the
+    photos flagged and not, and the count error of each group."""
+    out: dict[str, Any] = {"band": COUNT_BAND, "uncertain_at": UNCERTAIN_AT}
+    for key, want in (("certain", False), ("uncertain", True)):
+        grp = [r for r in rows if r.get("uncertain") is want]
+        ape = np.array([r["abs_pct"] for r in grp], np.float64)
+        out[key] = {"photos": len(grp),
+                    "mean_ape": round(float(ape.mean()), 2) if len(grp) else None,
+                    "median_ape": round(float(np.median(ape)), 2) if len(grp) else None,
+                    "within_10pct": round(float(np.mean(ape <= WITHIN_PCT)), 4) if len(grp) else None,
+                    "over_40pct": int(np.count_nonzero(ape > 40.0))}
+    return out
+
+
 def shelf_band(rows_path: Path | None, width: int, height: int) -> tuple[float, float] | None:
     """``(top, bottom)`` in pixels of the upright image: from the top of the highest to the bottom
     of the lowest hand-drawn shelf-row box (YOLO ``0 cx cy w h`` lines), or None without labels."""
@@ -208,7 +226,12 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
     "boxes"}`` where ``cells`` are contact-sheet thumbnails, ``views`` larger images (Pillow) by
     name and, with ``keep_boxes``, ``boxes`` maps ``"NAME@THR"`` to (N, 5) x1 y1 x2 y2 score.
     """
-    thresholds = sorted({score_thr, *sweep}, key=lambda t: -1.0 if t is None else t)
+    # the count range needs boxes down to score_thr - COUNT_BAND (the built-in decodes that low)
+    floor = score_floor_of(detector)
+    band = COUNT_BAND if score_thr is not None and floor is not None and floor <= score_thr - COUNT_BAND + 1e-9 else 0.0
+    ends = (round(score_thr + band, 6), round(score_thr - band, 6)) if band > 0 else ()
+    shown = sorted({score_thr, *sweep}, key=lambda t: -1.0 if t is None else t)  # thresholds reported
+    thresholds = sorted({*shown, *ends}, key=lambda t: -1.0 if t is None else t)
     lowest = thresholds[0]
     rows, cells, big, boxes = [], [], {}, {}
     detector.predict([np.zeros((64, 64, 3), np.uint8)])  # warm-up: lazy set-up stays out of the timings
@@ -233,8 +256,14 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
             "human_area_pct": p["human_area_pct"],
             "off_shelf": off_shelf(main, shelf_band(p.get("rows"), width, height)),
         }
+        if band > 0:  # the engine's count range (pipeline.merge_counted): each end merged on its own
+            cr = CountRange(score_thr=score_thr, band=band, low=len(by_thr[ends[0]]), count=len(main),
+                            high=len(by_thr[ends[1]]))
+            row["count_range"] = [cr.low, cr.high]
+            row["sensitivity"] = round(float(cr.sensitivity), 4)
+            row["uncertain"] = cr.uncertain
         if sweep:
-            row["found_at"] = {str(t): len(by_thr[t]) for t in thresholds}
+            row["found_at"] = {str(t): len(by_thr[t]) for t in shown}
         rows.append(row)
         if keep_boxes:
             for t, d in by_thr.items():
@@ -254,6 +283,8 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
     names = [r["name"] for r in rows]
     human = [r["human"] for r in rows]
     summary = summarise(names, [r["found"] for r in rows], human, [r["seconds"] for r in rows])
+    if rows and "uncertain" in rows[0]:
+        summary["count_range"] = flag_summary(rows)
     labelled = [r for r in rows if r["off_shelf"] is not None]
     if labelled:
         n_off = sum(r["off_shelf"] for r in labelled)
@@ -267,7 +298,7 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
         "views": big,
         "boxes": boxes,
     }
-    for t in (thresholds if sweep else []):
+    for t in (shown if sweep else []):
         s = summarise(names, [r["found_at"][str(t)] for r in rows], human)
         result["sweep"].append({"score_thr": t, **s})
     return result
@@ -375,6 +406,16 @@ def to_markdown(report: dict[str, Any]) -> str:
         o = s["off_shelf"]
         lines.append(f"| boxes above or below the labelled shelf rows ({o['photos']} photos) | {o['boxes']} "
                      f"({100 * o['share']:.1f} %) |")
+    if "count_range" in s:
+        c = s["count_range"]
+        lines += ["", f"Count range (score_thr +-{c['band']}; uncertain when it spans {100 * c['uncertain_at']:.0f} % "
+                  "of the count or more):", "",
+                  "| photos | n | mean APE | median APE | within 10 % | over 40 % |", "|---|---|---|---|---|---|"]
+        for key in ("certain", "uncertain"):
+            g = c[key]
+            if g["photos"]:
+                lines.append(f"| {key} | {g['photos']} | {g['mean_ape']:.1f} | {g['median_ape']:.1f} | "
+                             f"{100 * g['within_10pct']:.1f} % | {g['over_40pct']} |")
     if report["sweep"]:
         lines += ["", "| score_thr | mean APE | median APE | within 10 % | found / human | max APE (photo) |",
                   "|---|---|---|---|---|---|"]
