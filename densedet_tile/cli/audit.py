@@ -117,7 +117,8 @@ def audit_main(argv: Sequence[str]) -> int:
         if det_path is not None:
             boxes = read_detections_json(det_path)
             xyxy, width, height = boxes.xyxy, int(boxes.width or 0), int(boxes.height or 0)
-            info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height, "detections": str(det_path)}
+            info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height, "detections": str(det_path),
+                    "count_range": boxes.count_range}
             if image_path is None and boxes.path and Path(boxes.path).is_file():
                 image_path = boxes.path
             stem = _stem(image_path or det_path)
@@ -129,6 +130,9 @@ def audit_main(argv: Sequence[str]) -> int:
             stem = _stem(image_path)
         result = run_audit(xyxy, width, height, regions=regions, settings=settings)
         doc = audit_to_dict(result, image=info)
+        unsure = count_warning(info.get("count_range"))
+        if unsure:
+            doc["warnings"].append(unsure)
         picture = None
         if image_path is not None:
             picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
@@ -163,6 +167,20 @@ def audit_main(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def count_warning(count_range: Any) -> str | None:
+    """The warning for a detection run whose count was flagged uncertain (its ``count_range``
+    as written in the detections JSON), else None."""
+    if not isinstance(count_range, dict) or count_range.get("uncertain") is not True:
+        return None
+    try:
+        lo, n, hi = (int(v) for v in count_range["counts"])
+        t_hi, _, t_lo = (float(v) for v in count_range["at_scores"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (f"the detector is unsure of this photo: {n} products, but {lo} at score {t_hi:g} and {hi} at "
+            f"{t_lo:g}; products it missed show as gaps, so check the gaps by eye before acting on them")
+
+
 def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
     if not Path(image_path).is_file():
         raise ImageReadError(f"{image_path}: no such file")
@@ -181,5 +199,6 @@ def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
     except Exception as exc:
         error(PROG, f"{image_path}: detector failed ({exc})")
         return EXIT_FAILED, None
-    info = {"path": res.path, "name": res.name, "width": res.width, "height": res.height, "model": res.model}
+    info = {"path": res.path, "name": res.name, "width": res.width, "height": res.height, "model": res.model,
+            "count_range": None if res.count_range is None else res.count_range.as_dict()}
     return EXIT_OK, (res.detections.xyxy.astype(np.float64), res.width, res.height, info)

@@ -66,6 +66,7 @@ class ImageBoxes:
     area: np.ndarray | None = None
     crowd: np.ndarray | None = None
     path: str | None = None
+    count_range: dict[str, Any] | None = None
 
 
 @dataclass(eq=False)
@@ -157,7 +158,9 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
     if not isinstance(cats, dict):
         raise InvalidInputError(f"{path}: 'categories' must map label ids to names")
     names = np.array([str(cats.get(str(int(lab)), int(lab))) for lab in labels], dtype=object)
-    return ImageBoxes(image_key(name), w, h, xyxy, scores, names, path=img.get("path") if isinstance(img.get("path"), str) else None)
+    cr = data.get("count_range")
+    return ImageBoxes(image_key(name), w, h, xyxy, scores, names, path=img.get("path") if isinstance(img.get("path"), str) else None,
+                      count_range=cr if isinstance(cr, dict) else None)
 
 
 def read_detections_json(path: str | os.PathLike[str]) -> ImageBoxes:

@@ -236,3 +236,32 @@ def test_main_cli_dispatches_audit(scene: dict) -> None:
 
     assert main(["audit", "--detections", str(scene["det"]), "--out", str(scene["out"])]) == 0
     assert (scene["out"] / "aisle.audit.html").is_file()
+
+
+def test_an_uncertain_count_is_a_warning_in_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fakes import cell_image
+
+    fakes = str(Path(__file__).parents[1] / "fakes.py")
+    for name, levels, unsure in (("sure", [0.6] * 24, False), ("unsure", [0.6] * 14 + [0.47] * 6 + [0.42] * 4, True)):
+        img = tmp_path / f"{name}.png"
+        Image.fromarray(cell_image(levels)).save(img)
+        assert audit_main([str(img), "--detector", f"{fakes}:make_cells", "--device", "cpu", "--out",
+                           str(tmp_path / "o")]) == 0
+        doc = json.loads((tmp_path / "o" / f"{name}.audit.json").read_text())
+        said = [w for w in doc["warnings"] if "unsure of this photo" in w]
+        assert bool(said) is unsure, doc["warnings"]
+        if unsure:
+            assert said[0].startswith("the detector is unsure of this photo: 20 products, but 14 at score 0.5 and 24 at 0.4")
+            assert "unsure of this photo" in capsys.readouterr().err
+            assert "unsure of this photo" in (tmp_path / "o" / f"{name}.audit.html").read_text()
+    # from a detections JSON written earlier: the flag travels in its count_range
+    boxes = np.array([[10, 10, 50, 90], [60, 10, 100, 90], [110, 10, 150, 90]], float)
+    det = tmp_path / "d.detections.json"
+    write_detections(det, boxes, 400, 200, str(tmp_path / "absent.jpg"))
+    doc = json.loads(det.read_text())
+    doc["count_range"] = {"score_thr": 0.45, "band": 0.05, "at_scores": [0.5, 0.45, 0.4], "counts": [1, 3, 5],
+                          "sensitivity": 1.333, "uncertain": True}
+    det.write_text(json.dumps(doc))
+    assert audit_main(["--detections", str(det), "--out", str(tmp_path / "o2")]) == 0
+    out = json.loads((tmp_path / "o2" / "d.audit.json").read_text())
+    assert any("3 products, but 1 at score 0.5 and 5 at 0.4" in w for w in out["warnings"])
