@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .detector.base import input_size_of, photo_scale_of, product_size_of, resize_filter_of
+from .detector.base import input_size_of, photo_scale_of, product_size_of, resize_filter_of, score_thr_of
 from .errors import DetectorError, InvalidInputError
 from .tiler.resize import resize_to
 from .types import Detections, RunSpec, TileSpec
@@ -174,7 +174,9 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> Sca
 def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> ScaleChoice:
     t0 = time.perf_counter()
     target = product_size_of(detector)
-    height_px, details = estimate_product_height(src, detector, score_thr=run.score_thr, target=target)
+    # the served threshold: detectors return boxes a little below it (for the count range)
+    thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
+    height_px, details = estimate_product_height(src, detector, score_thr=thr, target=target)
     info: dict[str, Any] = {"source": "auto", "product_height_px": height_px, "target_px": target, **details}
     fallback = replace(tiling, tile=TileSpec().tile)
     if height_px is None:

@@ -204,3 +204,26 @@ def test_each_adapter_declares_its_filter():
     assert DefaultDetector.resize_filter == "area"  # as its training images were drawn
     assert MMDetDetector.resize_filter == OnnxDetector.resize_filter == TorchvisionDetector.resize_filter == "bilinear"
     assert YoloDetector.resize_filter == "bilinear"
+
+
+class WithNearMisses(SizedBlobs):
+    """SizedBlobs serving at 0.45 that also returns, at 0.42 (between its floor and its
+    threshold), two boxes three times each product's height: what tile='auto' must not measure."""
+
+    score_thr, score_floor = 0.45, 0.4
+
+    def predict(self, tiles):
+        out = []
+        for d in super().predict(tiles):
+            tall = d.xyxy.copy()
+            tall[:, 1] = np.maximum(tall[:, 3] - 3 * (d.xyxy[:, 3] - d.xyxy[:, 1]), 0)
+            out.append(Detections(np.concatenate([d.xyxy, tall, tall]),
+                                  np.r_[d.scores, np.full(2 * len(tall), 0.42, np.float32)]))
+        return out
+
+
+def test_auto_measures_the_products_at_the_served_threshold():
+    img, _ = shelf(3000, 1400, 100)
+    res = dt.detect_image(img, WithNearMisses(input_size=256, trained=40.0, tolerance=1.6), tile="auto")
+    assert res.settings["score_thr"] == 0.45
+    assert res.settings["scale"]["product_height_px"] == pytest.approx(100, rel=0.1)
