@@ -23,6 +23,10 @@ scoring below it are dropped and the tiles merged again. That is exactly what a 
 threshold does (the engine filters before the merge, and the detector's greedy in-tile NMS keeps
 the same higher-scoring boxes whatever the threshold), so the curve costs only extra merges.
 
+Each photo also gets the engine's count range (the counts at score_thr +-0.05, each merged on
+its own, and the "uncertain" flag when they differ by 30 % of the count or more; README, "How
+sure is the count?"), and the summary splits the error between flagged and unflagged photos.
+
 The annotators often leave tiny far-aisle products unboxed: a count above the human one is not
 automatically better. Look at the contact sheet (``--views NAME,...`` also writes larger views).
 """
