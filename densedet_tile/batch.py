@@ -144,12 +144,20 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
-def _existing_products(out_dir: Path, stem: str) -> int | None:
+def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
+    """``products``, ``count_range`` and ``uncertain`` of an image done by an earlier run, from
+    its detections JSON (None for what it does not say)."""
+    out: dict[str, Any] = {"products": None, "count_range": None, "uncertain": None}
     try:
         doc = json.loads((out_dir / f"{stem}.detections.json").read_text())
-        return int(doc.get("num_detections"))
+        out["products"] = int(doc.get("num_detections"))
     except (OSError, ValueError, TypeError):
-        return None
+        return out
+    cr = doc.get("count_range")
+    if isinstance(cr, dict) and isinstance(cr.get("counts"), list) and len(cr["counts"]) == 3:
+        out["count_range"] = [cr["counts"][0], cr["counts"][2]]
+        out["uncertain"] = cr.get("uncertain") if isinstance(cr.get("uncertain"), bool) else None
+    return out
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -272,7 +280,7 @@ def run_batch(
     todo: list[tuple[Path, str]] = []
     for p, stem in zip(paths, stems):
         if outputs_complete(out, stem, job):
-            record({"input": str(p), "stem": stem, "status": "skipped", "products": _existing_products(out, stem),
+            record({"input": str(p), "stem": stem, "status": "skipped", **_existing_products(out, stem),
                     "error": None, "worker": None, "note": "outputs already complete"})
         else:
             todo.append((p, stem))

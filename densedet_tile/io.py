@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 SCHEMA = "densedet-tile/detections@1"
+#: Preview colours: boxes kept, and boxes just below the score threshold (the count range).
+KEPT_COLOUR, NEAR_MISS_COLOUR = (0, 255, 0), (255, 150, 0)
 FORMATS: tuple[str, ...] = ("json", "csv", "coco", "yolo")
 #: The class list beside YOLO label files (one name a line; line i names class i).
 YOLO_CLASSES_FILE = "classes.txt"
@@ -222,7 +224,8 @@ def write_preview(
     max_side: int = PREVIEW_MAX_SIDE,
     quality: int = 85,
 ) -> Path:
-    """Draw the boxes on a downscaled copy of the image and save it as JPEG.
+    """Draw the boxes on a downscaled copy of the image and save it as JPEG: the boxes kept in
+    green, the near misses (boxes just below the score threshold, see the count range) in orange.
 
     ``source`` is an open :class:`~densedet_tile.tiler.readers.ImageSource` (or anything with
     ``width``, ``height`` and ``read(x, y, w, h)``); the image is read and shrunk in bands of
@@ -246,9 +249,13 @@ def write_preview(
         canvas.paste(piece, (0, py0))
     draw = ImageDraw.Draw(canvas)
     width = max(1, round(max(pw, ph) / 1000))
+    near = getattr(result, "near_misses", None)
+    if near is not None and len(near):
+        for x1, y1, x2, y2 in (near.xyxy * np.float32(scale)).tolist():
+            draw.rectangle((x1, y1, x2, y2), outline=NEAR_MISS_COLOUR, width=width)
     boxes = result.detections.xyxy * np.float32(scale)
     for x1, y1, x2, y2 in boxes.tolist():
-        draw.rectangle((x1, y1, x2, y2), outline=(0, 255, 0), width=width)
+        draw.rectangle((x1, y1, x2, y2), outline=KEPT_COLOUR, width=width)
     buf = io.BytesIO()
     canvas.save(buf, format="JPEG", quality=quality)
     data = buf.getvalue()

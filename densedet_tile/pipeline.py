@@ -70,6 +70,9 @@ class ImageResult:
     model: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     count_range: CountRange | None = None
+    #: boxes of the count range's upper end that score below the threshold (the boxes the model
+    #: half sees: drawn in the preview), None without that end
+    near_misses: Detections | None = None
 
 
 @dataclass
@@ -107,7 +110,9 @@ class Predictions:
             dets=[d for p in parts for d in p.dets], run=parts[0].run,
             final_batch_size=min(p.final_batch_size for p in parts),
             read_s=sum(p.read_s for p in parts), resize_s=sum(p.resize_s for p in parts),
-            predict_s=sum(p.predict_s for p in parts), score_floor=parts[0].score_floor,
+            predict_s=sum(p.predict_s for p in parts),
+            # the boxes reach only as low as the highest floor of the parts (unknown if any is)
+            score_floor=None if any(p.score_floor is None for p in parts) else max(p.score_floor for p in parts),
         )
 
 
@@ -294,7 +299,7 @@ def finish(
     if len(preds.dets) != len(tiles):
         raise InvalidInputError(f"{src.name}: {len(preds.dets)} tile results for {len(tiles)} tiles")
     t_merge = time.perf_counter()
-    merged, counts = merge_counted(tiles, preds, merge)
+    merged, counts, near = merge_counted(tiles, preds, merge)
     t_end = time.perf_counter()
     timings = {
         "read_s": round(preds.read_s, 4),
@@ -309,17 +314,21 @@ def finish(
     return ImageResult(
         detections=merged, name=str(src.name), path=None if path is None else str(path),
         width=int(src.width), height=int(src.height), num_tiles=len(tiles), settings=settings,
-        model=model, timings=timings, count_range=counts,
+        model=model, timings=timings, count_range=counts, near_misses=near,
     )
 
 
-def merge_counted(tiles: Sequence[Tile], preds: Predictions, merge: MergeSpec) -> tuple[Detections, CountRange | None]:
-    """The global boxes at ``preds.run.score_thr`` and the :class:`CountRange` around it.
+def merge_counted(tiles: Sequence[Tile], preds: Predictions,
+                  merge: MergeSpec) -> tuple[Detections, CountRange | None, Detections | None]:
+    """The global boxes at ``preds.run.score_thr``, the :class:`CountRange` around it, and the
+    near misses: the boxes of the range's upper end scoring below the threshold (None without
+    that end).
 
     Each threshold's boxes are merged on their own (the seam merge depends on which boxes are
     there), exactly as a run at that threshold would merge them. The range is None when the
-    run has no threshold or ``count_band`` is 0; its upper end is None when the detector's
-    boxes do not reach ``score_thr - count_band``.
+    run has no threshold or ``count_band`` is 0; its upper end (``high``) is None when the
+    detector's boxes do not reach ``score_thr - count_band``, its lower end when
+    ``score_thr + count_band`` is above 1.
     """
     thr, band = preds.run.score_thr, preds.run.count_band
 
@@ -327,14 +336,15 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions, merge: MergeSpec) -
         return merge_tiles(tiles, [d[d.scores >= t] if len(d) else d for d in preds.dets], merge)
 
     if thr is None:
-        return merge_tiles(tiles, preds.dets, merge), None
+        return merge_tiles(tiles, preds.dets, merge), None, None
     merged = merge_tiles(tiles, preds.served(), merge)
     if band <= 0:
-        return merged, None
+        return merged, None, None
     floor = preds.score_floor
-    reaches = floor is not None and floor <= thr - band + 1e-9
-    high = len(at(max(thr - band, 0.0))) if reaches else None
-    return merged, CountRange(score_thr=thr, band=band, low=len(at(thr + band)), count=len(merged), high=high)
+    wide = at(max(thr - band, 0.0)) if floor is not None and floor <= thr - band + 1e-9 else None
+    low = len(at(thr + band)) if thr + band <= 1.0 + 1e-9 else None  # no score lies above 1
+    counts = CountRange(score_thr=thr, band=band, low=low, count=len(merged), high=None if wide is None else len(wide))
+    return merged, counts, None if wide is None else wide[wide.scores < thr]
 
 
 def _is_image_source(obj: object) -> bool:

@@ -15,6 +15,7 @@ import numpy as np
 from .errors import InvalidInputError
 
 __all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode", "RunSpec", "CountRange", "COUNT_BAND", "UNCERTAIN_AT",
+           "UNCERTAIN_MIN_BOXES",
            "PRECISIONS", "DEFAULT_MAX_PIXELS"]
 
 #: Numeric precisions a run may ask for (reduced ones apply on CUDA, where the model supports them).
@@ -392,45 +393,50 @@ class RunSpec:
 
 
 #: A count is flagged uncertain when the boxes within +-count_band of the score threshold
-#: change it by this share or more (chosen on real shelf photos: MODEL_CARD.md, "Count range").
+#: change it by this share or more (chosen on real shelf photos: MODEL_CARD.md, "Count range"),
+#: and by at least UNCERTAIN_MIN_BOXES boxes (one stray box does not make a small count unsure).
 UNCERTAIN_AT: float = 0.3
+UNCERTAIN_MIN_BOXES: int = 2
 
 
 @dataclass(frozen=True, slots=True)
 class CountRange:
     """How far an image's count moves when the score threshold moves a little.
 
-    ``count`` boxes were kept at ``score_thr``; ``low`` at ``score_thr + band`` and ``high`` at
-    ``score_thr - band`` (None when the detector returns no boxes that low). A model that is
-    sure of what it sees keeps nearly the same boxes either way; a count that swings is a
-    count to check by hand.
+    ``count`` boxes were kept at ``score_thr``; ``low`` at ``score_thr + band`` (None when that
+    is above 1) and ``high`` at ``score_thr - band`` (None when the detector returns no boxes
+    that low). A model that is sure of what it sees keeps nearly the same boxes either way; a
+    count that swings is a count to check by hand.
     """
 
     score_thr: float
     band: float
-    low: int
+    low: int | None
     count: int
     high: int | None
 
     @property
     def sensitivity(self) -> float | None:
         """``(high - low) / count``: the share of the count that lies within the band (None
-        without ``high``; 0 for an empty image)."""
-        if self.high is None:
+        without both ends; for an empty image, the number of boxes just below the threshold)."""
+        if self.high is None or self.low is None:
             return None
-        return (self.high - self.low) / self.count if self.count else float(self.high > self.low)
+        return (self.high - self.low) / self.count if self.count else float(self.high - self.low)
 
     @property
     def uncertain(self) -> bool | None:
-        """Whether :attr:`sensitivity` reaches :data:`UNCERTAIN_AT` (None when unknown)."""
+        """Whether :attr:`sensitivity` reaches :data:`UNCERTAIN_AT` with a swing of at least
+        :data:`UNCERTAIN_MIN_BOXES` boxes (None when unknown)."""
         s = self.sensitivity
-        return None if s is None else bool(s >= UNCERTAIN_AT - 1e-12)
+        if s is None or self.high is None or self.low is None:
+            return None
+        return bool(s >= UNCERTAIN_AT - 1e-12 and self.high - self.low >= UNCERTAIN_MIN_BOXES)
 
     def as_dict(self) -> dict[str, object]:
         s = self.sensitivity
         return {
             "score_thr": round(self.score_thr, 4), "band": round(self.band, 4),
-            "at_scores": [round(self.score_thr + self.band, 4), round(self.score_thr, 4),
+            "at_scores": [round(min(self.score_thr + self.band, 1.0), 4), round(self.score_thr, 4),
                           round(max(self.score_thr - self.band, 0.0), 4)],
             "counts": [self.low, self.count, self.high],
             "sensitivity": None if s is None else round(s, 4),

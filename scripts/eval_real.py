@@ -54,7 +54,7 @@ if str(REPO) not in sys.path:
 
 import densedet_tile as dt  # noqa: E402  (light: the engine and torch load lazily)
 from densedet_tile.io import atomic_write  # noqa: E402
-from densedet_tile.detector.base import score_floor_of  # noqa: E402
+from densedet_tile.detector.base import score_floor_of, score_thr_of  # noqa: E402
 from densedet_tile.types import UNCERTAIN_AT, CountRange  # noqa: E402
 
 DEFAULT_PHOTOS = REPO.parent / "shared" / "real-shelves"
@@ -227,7 +227,7 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
 
     ``score_thr`` is the threshold of the main figures (None: keep what the detector returns);
     ``sweep`` adds more thresholds. Returns ``{"per_photo", "summary", "sweep", "cells", "views",
-    "boxes"}`` where ``cells`` are contact-sheet thumbnails, ``views`` larger images (Pillow) by
+    "lowest", "boxes"}`` (``lowest``: the lowest threshold counted, drawn in red) where ``cells`` are contact-sheet thumbnails, ``views`` larger images (Pillow) by
     name and, with ``keep_boxes``, ``boxes`` maps ``"NAME@THR"`` to (N, 5) x1 y1 x2 y2 score.
     """
     # the count range needs boxes down to score_thr - COUNT_BAND (the built-in decodes that low)
@@ -264,13 +264,14 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
             cr = CountRange(score_thr=score_thr, band=band, low=len(by_thr[ends[0]]), count=len(main),
                             high=len(by_thr[ends[1]]))
             row["count_range"] = [cr.low, cr.high]
-            row["sensitivity"] = round(float(cr.sensitivity), 4)
+            row["sensitivity"] = None if cr.sensitivity is None else round(float(cr.sensitivity), 4)
             row["uncertain"] = cr.uncertain
         if sweep:
             row["found_at"] = {str(t): len(by_thr[t]) for t in shown}
         rows.append(row)
         if keep_boxes:
-            for t, d in by_thr.items():
+            for t in shown:
+                d = by_thr[t]
                 boxes[f"{p['name']}@{t}"] = np.column_stack([d.xyxy, d.scores]).astype(np.float32)
         extra = by_thr[lowest] if lowest != score_thr else None
         if extra is not None and score_thr is not None:
@@ -300,6 +301,7 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
         "sweep": [],
         "cells": cells,
         "views": big,
+        "lowest": lowest,
         "boxes": boxes,
     }
     for t in (shown if sweep else []):
@@ -525,6 +527,8 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
         detector = _load(args, lowest)
         if score_thr is None:
             score_thr = getattr(detector, "score_thr", None)
+    if score_thr is None:  # a detector passed in: its own served threshold, as the engine uses
+        score_thr = score_thr_of(detector)
     if args.sweep and score_thr is None:
         print("eval_real: pass --score-thr with --sweep for this detector", file=sys.stderr)
         return 2
@@ -572,7 +576,8 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
              f"found/human {s['found_over_human']:.3f}"
              f"{'' if report['full_set'] else '  (NOT the full set)'}\n"
              f"green: boxes at score >= {score_thr}"
-             + (f"; red: extra boxes down to {min(args.sweep)}" if args.sweep and min(args.sweep) < score_thr else "")
+             + (f"; red: boxes below it down to {res['lowest']}" if res["lowest"] is not None
+                and score_thr is not None and res["lowest"] < score_thr else "")
              + "; caption: found/human (signed error), green within 10 %, yellow 25 %, red beyond")
     for name, data in [("contact_sheet.jpg", contact_sheet(res["cells"], title))] + [
             (f"view_{n.rsplit('.', 1)[0]}.jpg", im) for n, im in res["views"].items()]:

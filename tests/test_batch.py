@@ -273,3 +273,10 @@ def test_count_range_reaches_the_manifest_and_the_summary_line(tmp_path, capsys)
     recs = {Path(r["input"]).name: r for r in Manifest(tmp_path / "out").records() if r.get("event") == "image"}
     assert recs["sure.png"]["count_range"] == [12, 12] and recs["sure.png"]["uncertain"] is False
     assert recs["unsure.png"]["count_range"] == [10, 18] and recs["unsure.png"]["uncertain"] is True
+    # a second run skips both and still knows their ranges, from the JSON the first one wrote
+    assert batch_main([str(folder), "--out", str(tmp_path / "out"), "--ray", "none",
+                       "--detector", f"{FAKES}:make_cells", "--device", "cpu"]) == 0
+    assert "0 done, 2 skipped, 0 failed" in capsys.readouterr().err
+    last = [r for r in Manifest(tmp_path / "out").records() if r.get("event") == "image"][-2:]
+    assert {Path(r["input"]).name: (r["status"], r["count_range"], r["uncertain"]) for r in last} == {
+        "sure.png": ("skipped", [12, 12], False), "unsure.png": ("skipped", [10, 18], True)}

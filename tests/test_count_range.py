@@ -104,3 +104,64 @@ def test_count_range_figures():
     assert d == {"score_thr": 0.45, "band": 0.05, "at_scores": [0.5, 0.45, 0.4], "counts": [80, 100, 110],
                  "sensitivity": 0.3, "uncertain": True}
     assert UNCERTAIN_AT == 0.3
+
+
+def test_threshold_near_one_has_no_lower_end_and_no_flag():
+    det = CellDetector(score_thr=0.97, score_floor=0.9)
+    cr = detect_image(cell_image([0.99] * 10 + [0.93] * 5), det, tile=2048, device="cpu").count_range
+    assert (cr.low, cr.count, cr.high) == (None, 10, 15)
+    assert cr.sensitivity is None and cr.uncertain is None
+    assert cr.as_dict()["at_scores"] == [1.0, 0.97, 0.92]
+
+
+def test_a_swing_of_one_box_is_not_a_flag():
+    det = CellDetector(score_thr=0.45, score_floor=0.35)
+    for levels, want in (([0.42], (0, 0, 1)), ([0.6, 0.6, 0.42], (2, 2, 3)), ([0.6, 0.6, 0.42, 0.42], (2, 2, 4))):
+        cr = detect_image(cell_image(levels), det, tile=2048, device="cpu").count_range
+        assert (cr.low, cr.count, cr.high) == want
+        assert cr.uncertain is (want[2] - want[0] >= 2)
+
+
+def test_joined_parts_reach_only_as_low_as_their_highest_floor():
+    from densedet_tile.pipeline import Predictions
+
+    run = RunSpec(device="cpu", score_thr=0.45)
+    part = lambda floor: Predictions([dt.Detections.empty()], run, 1, score_floor=floor)  # noqa: E731
+    assert Predictions.join([part(0.4), part(0.3)]).score_floor == 0.4
+    assert Predictions.join([part(0.4), part(None)]).score_floor is None
+
+
+def test_near_misses_are_the_upper_ends_boxes_below_the_threshold_and_the_preview_draws_them(tmp_path):
+    from PIL import Image
+
+    from densedet_tile.io import KEPT_COLOUR, NEAR_MISS_COLOUR, write_preview
+
+    img = cell_image(LEVELS)
+    det = CellDetector(score_thr=0.45, score_floor=0.35)
+    res = detect_image(img, det, tile=2048, device="cpu")
+    near = res.near_misses
+    assert len(near) == res.count_range.high - res.count_range.count == 3
+    assert np.all(near.scores < 0.45) and np.all(near.scores >= 0.4)
+    from dataclasses import replace
+
+    pix = {}
+    for name, r in (("with", res), ("without", replace(res, near_misses=None))):
+        with dt.open_image(img) as src:
+            write_preview(r, tmp_path / f"{name}.jpg", src)
+        pix[name] = np.asarray(Image.open(tmp_path / f"{name}.jpg").convert("RGB")).astype(int)
+
+    def edge(p, box):  # the pixels of a box's top edge, away from the corners
+        x1, y1, x2, _ = (int(v) for v in box)
+        return p[y1, x1 + 4:x2 - 4]
+
+    # the near misses' outlines are drawn in orange: more red than without them, and more red than green ...
+    for box in near.xyxy:
+        d = edge(pix["with"], box) - edge(pix["without"], box)
+        assert d[:, 0].mean() > 40 and d[:, 0].mean() > d[:, 1].mean() + 20
+    # ... and the kept boxes stay green
+    for box in res.detections.xyxy:
+        e = edge(pix["with"], box)
+        assert e[:, 1].mean() > e[:, 0].mean() + 60 and e[:, 1].mean() > e[:, 2].mean() + 60
+    assert NEAR_MISS_COLOUR != KEPT_COLOUR
+    # no upper end, no near misses
+    assert detect_image(img, CellDetector(score_thr=0.45), tile=2048, device="cpu").near_misses is None

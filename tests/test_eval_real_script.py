@@ -177,3 +177,27 @@ def test_summary_reports_off_shelf_boxes_when_rows_are_labelled(er, folder, tmp_
     assert per["a.png"]["off_shelf"] == per["a.png"]["found"] == 8  # centres at y 15, above the row
     assert per["b.png"]["off_shelf"] is None
     assert res["summary"]["off_shelf"] == {"photos": 1, "boxes": 8, "share": 1.0}
+
+
+class ServingDetector(CountingDetector):
+    """CountingDetector that serves at 0.5 and returns its weak boxes at 0.47 (just below)."""
+
+    score_thr, score_floor = 0.5, 0.45
+
+    def predict(self, tiles):
+        return [dt.Detections(d.xyxy, np.where(d.scores < 0.5, np.float32(0.47), d.scores))
+                for d in super().predict(tiles)]
+
+
+def test_main_counts_at_a_passed_detectors_own_threshold_with_its_count_range(er, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert er.main(["--photos", str(folder), "--out", str(out), "--tile", "256"], detector=ServingDetector()) == 0
+    report = json.loads((out / "eval_real.json").read_text())
+    assert report["settings"]["score_thr"] == 0.5
+    rows = report["per_photo"]
+    assert [r["found"] for r in rows] == [8, 5, 20]  # the weak boxes at 0.47 are not served ...
+    assert [r["count_range"] for r in rows] == [[8, 10], [5, 5], [20, 21]]  # ... only counted
+    assert [r["uncertain"] for r in rows] == [False, False, False]  # +2 of 8 is 25 %: under 30 %
+    split = report["summary"]["count_range"]
+    assert split["certain"]["photos"] == 3 and split["uncertain"]["photos"] == 0
+    assert "Count range" in capsys.readouterr().out

@@ -116,7 +116,7 @@ def batch_main(argv: Sequence[str]) -> int:
         error(PROG, one_line(exc))
         return EXIT_USAGE
     if not args.quiet:
-        unsure = sum(1 for r in summary.records if r.get("status") == "ok" and r.get("uncertain"))
+        unsure = sum(1 for r in summary.records if r.get("status") in ("ok", "skipped") and r.get("uncertain"))
         print(f"batch {summary.run} ({summary.backend}, {summary.workers} worker(s)): {summary.ok} done, "
               f"{summary.skipped} skipped, {summary.failed} failed in {summary.seconds:.1f} s; "
               + (f"{unsure} with an uncertain count; " if unsure else "") +

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from ..detector.registry import BUILTIN_KINDS, DetectorSpec
 from ..io import FORMATS
-from ..types import DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec
+from ..types import COUNT_BAND, DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec
 
 __all__ = [
     "EXIT_OK",
@@ -159,9 +159,10 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
                    help="resize each tile so its longer side is PX before inference (default: what the model declares)")
     g.add_argument("--score-thr", type=fraction(0.0, 1.0), default=None, metavar="X",
                    help="drop boxes scoring below X (default: the model's own threshold)")
-    g.add_argument("--count-band", type=fraction(0.0, 0.5), default=0.05, metavar="X",
+    g.add_argument("--count-band", type=fraction(0.0, COUNT_BAND), default=COUNT_BAND, metavar="X",
                    help="also count the boxes at the score threshold +-X and flag counts that swing by 30%% "
-                   "or more as uncertain (default: %(default)s; 0: off)")
+                   f"or more as uncertain (default and most: {COUNT_BAND}, how far below their threshold the "
+                   "built-in model and the adapters return boxes; 0: off)")
 
 
 def add_tiling_options(p: argparse.ArgumentParser) -> None:
@@ -256,7 +257,7 @@ def products_text(n: Any, count_range: Any = None, uncertain: bool | None = None
     """``"129 products"``, with the count range when known: ``"129 products (112-151)"``, and
     ``"(101-160, uncertain count)"`` when it swings enough to be checked by hand."""
     text = counted(n, "product")
-    if count_range is None or count_range[1] is None:
+    if count_range is None or count_range[0] is None or count_range[1] is None:
         return text
     lo, hi = count_range
     return f"{text} ({lo}-{hi}{', uncertain count' if uncertain else ''})"
