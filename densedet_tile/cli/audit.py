@@ -117,8 +117,8 @@ def audit_main(argv: Sequence[str]) -> int:
         if det_path is not None:
             boxes = read_detections_json(det_path)
             xyxy, width, height = boxes.xyxy, int(boxes.width or 0), int(boxes.height or 0)
-            info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height, "detections": str(det_path),
-                    "count_range": boxes.count_range}
+            info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
+                    "detections": str(det_path), "count_range": boxes.count_range}
             if image_path is None and boxes.path and Path(boxes.path).is_file():
                 image_path = boxes.path
             stem = _stem(image_path or det_path)

@@ -159,7 +159,8 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
         raise InvalidInputError(f"{path}: 'categories' must map label ids to names")
     names = np.array([str(cats.get(str(int(lab)), int(lab))) for lab in labels], dtype=object)
     cr = data.get("count_range")
-    return ImageBoxes(image_key(name), w, h, xyxy, scores, names, path=img.get("path") if isinstance(img.get("path"), str) else None,
+    img_path = img.get("path") if isinstance(img.get("path"), str) else None
+    return ImageBoxes(image_key(name), w, h, xyxy, scores, names, path=img_path,
                       count_range=cr if isinstance(cr, dict) else None)
 
 
