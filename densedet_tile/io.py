@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write",
     "write_files",
     "result_to_json",
+    "count_range_json",
     "write_json",
     "write_csv",
     "write_coco",
@@ -125,12 +126,25 @@ def result_to_json(result: "ImageResult") -> dict[str, Any]:
         "timings": result.timings,
         "num_tiles": result.num_tiles,
         "num_detections": len(d),
-        "count_range": None if result.count_range is None else result.count_range.as_dict(),
+        "count_range": count_range_json(result),
         "categories": cats,
         "boxes": np.round(d.xyxy.astype(np.float64), 2).tolist(),
         "scores": np.round(d.scores.astype(np.float64), 4).tolist(),
         "labels": d.labels.tolist(),
     }
+
+
+def count_range_json(result: "ImageResult") -> dict[str, Any] | None:
+    """The count range, with the near misses (the boxes scoring just below the threshold) that
+    let the audit tell each bay's range."""
+    if result.count_range is None:
+        return None
+    out = result.count_range.as_dict()
+    near = getattr(result, "near_misses", None)
+    if near is not None:
+        out["near_misses"] = {"boxes": np.round(near.xyxy.astype(np.float64), 2).tolist(),
+                              "scores": np.round(near.scores.astype(np.float64), 4).tolist()}
+    return out
 
 
 def write_json(result: "ImageResult", path: str | os.PathLike[str]) -> Path:

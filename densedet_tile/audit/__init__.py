@@ -2,7 +2,8 @@
 
 Pure functions on global product boxes (``xyxy`` pixels of the upright image):
 :func:`find_bays`, :func:`find_rows`, :func:`find_gaps`, :func:`count_in_regions`,
-:func:`regions_outside`, :func:`density_grid`, :func:`run_audit` (all of them) and
+:func:`regions_outside`, :func:`density_grid`, :func:`run_audit` (all of them),
+:func:`part_count_ranges` (how sure the detector was of each bay's count) and
 :func:`audit_to_dict`; :func:`render_preview` and
 :func:`render_html` make the report (the ``densedet-tile audit`` command lives in
 :mod:`densedet_tile.cli.audit`).
@@ -10,6 +11,7 @@ Pure functions on global product boxes (``xyxy`` pixels of the upright image):
 
 from .analysis import AUDIT_SCHEMA, AuditPart, AuditResult, AuditSettings, RegionStats, audit_to_dict, run_audit
 from .bays import BayCuts, find_bays
+from .confidence import part_count_ranges
 from .gaps import DEFAULT_GAP_K, Gap, find_gaps
 from .heatmap import DensityGrid, density_grid, heatmap_png
 from .regions import Region, count_in_regions, load_regions, parse_regions, regions_outside
@@ -40,6 +42,7 @@ __all__ = [
     "load_preview_image",
     "load_regions",
     "parse_regions",
+    "part_count_ranges",
     "regions_outside",
     "render_html",
     "render_preview",

@@ -241,10 +241,14 @@ def _poly(points: Sequence[tuple[float, float]]) -> list[list[float]]:
     return [[_r(x), _r(y)] for x, y in points]
 
 
-def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -> dict[str, Any]:
+def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
+                  count_ranges: Sequence[Any] | None = None) -> dict[str, Any]:
     """The JSON document of an audit (schema ``densedet-tile/audit@1``). Bays, rows and gaps
     carry their outlines as ``polygon`` lists of [x, y] in image pixels; rows also their fitted
-    bottom ``line`` ([x, y] at the bay's left and right end)."""
+    bottom ``line`` ([x, y] at the bay's left and right end). ``count_ranges`` (one
+    :class:`~densedet_tile.types.CountRange` per part, see
+    :func:`~densedet_tile.audit.confidence.part_count_ranges`) adds each bay's
+    ``count_range``."""
     a = result.xyxy
     widths = a[:, 2] - a[:, 0]
     s = result.settings
@@ -311,6 +315,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None) -
             "x_start": _r(bay_x0),
             "x_end": _r(bay_x1),
             "polygon": _poly(part.polygon),
+            **({"count_range": count_ranges[b - 1].as_dict()} if count_ranges is not None else {}),
         })
     n_rows = sum(len(p.layout.rows) for p in result.parts)
     in_rows = sum(int((p.layout.assignment >= 0).sum()) for p in result.parts)

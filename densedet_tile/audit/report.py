@@ -134,6 +134,16 @@ window.addEventListener('load', function () {
 """
 
 
+def _range_cell(count_range: dict[str, Any] | None) -> str:
+    """``"31-55, uncertain"`` for a bay's count range (the counts at the threshold +-band)."""
+    if not count_range:
+        return ""
+    lo, _, hi = count_range.get("counts") or (None, None, None)
+    if lo is None or hi is None:
+        return ""
+    return f"{lo}-{hi}" + (", uncertain" if count_range.get("uncertain") else "")
+
+
 def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *, title: str | None = None) -> str:
     """The self-contained HTML report of an audit document (see
     :func:`~densedet_tile.audit.analysis.audit_to_dict`) with its preview and heatmap images."""
@@ -163,9 +173,9 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
                    g["width_products"]] for g in doc["gaps"]])
     areas = {r["name"]: r for r in doc.get("regions", [])}
     bays = "<h2>Bays</h2>" + _table(
-        "bays", ["bay", "given as", "products", "products / Mpx", "shelf rows", "gaps", "gap width (products)",
-                 "left edge", "right edge"],
-        [[b["name"], "region" if b["kind"] == "region" else "found", b["products"],
+        "bays", ["bay", "given as", "products", "count range", "products / Mpx", "shelf rows", "gaps",
+                 "gap width (products)", "left edge", "right edge"],
+        [[b["name"], "region" if b["kind"] == "region" else "found", b["products"], _range_cell(b.get("count_range")),
           areas[b["name"]]["density_per_mpx"] if b["name"] in areas else b["density_per_mpx"], b["rows"], b["gaps"],
           b["gap_width_products"], b["left_edge"], b["right_edge"]] for b in doc.get("bays", [])])
     warn = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in doc.get("warnings", []))

@@ -22,13 +22,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..audit.analysis import AuditSettings, audit_to_dict, run_audit
+from ..audit.confidence import part_count_ranges
 from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import heatmap_png
 from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError
 from ..eval.formats import read_detections_json
-from ..io import write_files
+from ..io import count_range_json, write_files
 from ..pipeline import detect_image
 from ..runner import Job, build_detector
 from .options import (
@@ -42,6 +43,7 @@ from .options import (
     parse,
     positive_float,
     positive_int,
+    products_text,
     specs_from_args,
 )
 
@@ -119,6 +121,7 @@ def audit_main(argv: Sequence[str]) -> int:
             xyxy, width, height = boxes.xyxy, int(boxes.width or 0), int(boxes.height or 0)
             info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
                     "detections": str(det_path), "count_range": boxes.count_range}
+            scores = boxes.scores
             if image_path is None and boxes.path and Path(boxes.path).is_file():
                 image_path = boxes.path
             stem = _stem(image_path or det_path)
@@ -126,10 +129,12 @@ def audit_main(argv: Sequence[str]) -> int:
             code, found = _detect(args, image_path)
             if code != EXIT_OK:
                 return code
-            xyxy, width, height, info = found
+            xyxy, width, height, info, scores = found
             stem = _stem(image_path)
         result = run_audit(xyxy, width, height, regions=regions, settings=settings)
-        doc = audit_to_dict(result, image=info)
+        ranges = bay_ranges(result, scores, info.get("count_range"))
+        info = {**info, "count_range": _without_boxes(info.get("count_range"))}
+        doc = audit_to_dict(result, image=info, count_ranges=ranges)
         unsure = count_warning(info.get("count_range"))
         if unsure:
             doc["warnings"].append(unsure)
@@ -162,9 +167,35 @@ def audit_main(argv: Sequence[str]) -> int:
     for b in doc["bays"]:
         given = "region" if b["kind"] == "region" else "bay"
         name = b["name"] if b["kind"] == "region" else str(b["bay"])
-        print(f"  {given} {name}: {b['products']} products, {b['rows']} rows, {b['gaps']} gaps")
+        cr = b.get("count_range") or {}
+        counts = cr.get("counts") or [None] * 3
+        text = products_text(b["products"], (counts[0], counts[2]), cr.get("uncertain"))
+        print(f"  {given} {name}: {text}, {b['rows']} rows, {b['gaps']} gaps")
     print(f"-> {out / (stem + '.audit.html')}")
     return EXIT_OK
+
+
+def bay_ranges(result: Any, scores: np.ndarray, count_range: Any) -> tuple[Any, ...] | None:
+    """Each bay's count range, from the image's (as written in the detections JSON, with its
+    near misses), or None when the detection run did not record one."""
+    if not isinstance(count_range, dict):
+        return None
+    near = count_range.get("near_misses")
+    try:
+        thr, band = float(count_range["score_thr"]), float(count_range["band"])
+        near_xyxy = np.asarray(near["boxes"] if isinstance(near, dict) else [], np.float64).reshape(-1, 4)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not isinstance(near, dict) or len(scores) != len(result.xyxy):
+        return None
+    return part_count_ranges(result, scores, near_xyxy, score_thr=thr, band=band)
+
+
+def _without_boxes(count_range: Any) -> Any:
+    """The count range for the audit JSON's ``image``: the figures, not the near-miss boxes."""
+    if not isinstance(count_range, dict):
+        return count_range
+    return {k: v for k, v in count_range.items() if k != "near_misses"}
 
 
 def count_warning(count_range: Any) -> str | None:
@@ -200,5 +231,6 @@ def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
         error(PROG, f"{image_path}: detector failed ({exc})")
         return EXIT_FAILED, None
     info = {"path": res.path, "name": res.name, "width": res.width, "height": res.height, "model": res.model,
-            "count_range": None if res.count_range is None else res.count_range.as_dict()}
-    return EXIT_OK, (res.detections.xyxy.astype(np.float64), res.width, res.height, info)
+            "count_range": count_range_json(res)}
+    return EXIT_OK, (res.detections.xyxy.astype(np.float64), res.width, res.height, info,
+                     res.detections.scores.astype(np.float64))

@@ -265,3 +265,33 @@ def test_an_uncertain_count_is_a_warning_in_the_report(tmp_path: Path, capsys: p
     assert audit_main(["--detections", str(det), "--out", str(tmp_path / "o2")]) == 0
     out = json.loads((tmp_path / "o2" / "d.audit.json").read_text())
     assert any("3 products, but 1 at score 0.5 and 5 at 0.4" in w for w in out["warnings"])
+
+
+def test_each_bay_gets_its_own_count_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Left half sure (0.6), right half unsure (0.47 kept, 0.42 just below): one flag per region."""
+    from fakes import cell_image
+
+    fakes = str(Path(__file__).parents[1] / "fakes.py")
+    img_arr = cell_image([0.6, 0.6, 0.6, 0.6, 0.47, 0.47, 0.42, 0.42] * 4)
+    h, w = img_arr.shape[:2]
+    img = tmp_path / "mixed.png"
+    Image.fromarray(img_arr).save(img)
+    regions = tmp_path / "halves.geojson"
+    regions.write_text(json.dumps(halves(w, h)))
+    args = ["--regions", str(regions), "--out", str(tmp_path / "o")]
+    assert audit_main([str(img), "--detector", f"{fakes}:make_cells", "--device", "cpu", *args]) == 0
+    doc = json.loads((tmp_path / "o" / "mixed.audit.json").read_text())
+    got = {b["name"]: (b["products"], b["count_range"]["counts"], b["count_range"]["uncertain"]) for b in doc["bays"]}
+    assert got == {"bay 1": (16, [16, 16, 16], False), "bay 2": (8, [0, 8, 16], True)}
+    assert "near_misses" not in doc["image"]["count_range"]  # the figures only, not the boxes
+    err = capsys.readouterr().out
+    assert "region bay 1: 16 products (16-16), " in err and "region bay 2: 8 products (0-16, uncertain count), " in err
+    assert "0-16, uncertain" in (tmp_path / "o" / "mixed.audit.html").read_text()
+    # the same from the detections JSON the engine writes (it carries the near misses)
+    from densedet_tile.cli import main as cli_main
+
+    assert cli_main([str(img), "--detector", f"{fakes}:make_cells", "--device", "cpu", "--out", str(tmp_path / "d"),
+                     "-q"]) == 0
+    assert audit_main(["--detections", str(tmp_path / "d" / "mixed.detections.json"), *args]) == 0
+    doc2 = json.loads((tmp_path / "o" / "mixed.audit.json").read_text())
+    assert [b["count_range"] for b in doc2["bays"]] == [b["count_range"] for b in doc["bays"]]

@@ -162,8 +162,10 @@ def test_count_range_on_the_line_and_in_the_json(tmp_path):
     assert "unsure.png: 15 products (10-18, uncertain count), 1 tile" in r.stderr
     doc = json.loads((out / "unsure.detections.json").read_text())
     assert doc["num_detections"] == 15
+    near = doc["count_range"].pop("near_misses")
     assert doc["count_range"] == {"score_thr": 0.45, "band": 0.05, "at_scores": [0.5, 0.45, 0.4],
                                   "counts": [10, 15, 18], "sensitivity": 0.5333, "uncertain": True}
+    assert len(near["boxes"]) == len(near["scores"]) == 3 and all(0.4 <= v < 0.45 for v in near["scores"])
     assert doc["settings"]["count_band"] == 0.05
     # --count-band 0 turns it off; another band moves both ends
     r = run_cli(unsure, "--detector", f"{FAKES}:make_cells", "--out", out, "--count-band", "0", "--device", "cpu")
