@@ -18,7 +18,9 @@ bays in yellow, gaps in red. Keep it outside the repository: the photos may not 
 Also printed: how many human rows hold the centres of 3 or more detected products (the rows any
 row finder can see with these boxes) and the recall among them. ``--label-bays`` is a
 diagnostic: the human bays (row boxes grouped by their columns) are given as regions and only
-their rows are scored, which shows how far the rows get when the bays are right.
+their rows are scored, which shows how far the rows get when the bays are right. When the
+detections JSONs carry the engine's count flag (``count_range.uncertain``, written by the engine
+since 2026-12-02), the figures are also split between photos flagged and not.
 
 **Generated aisles** (``--synthetic N``, "perfect boxes"): N aisles from
 :func:`densedet_tile.synth.audit_aisles.synthetic_bays` with 1 to 4 bays at different shelf
@@ -211,6 +213,8 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
             "found": int(len(geo["rows"])), "matched": len(m), "bays": len(res.parts),
             "labels_with_3_products": int(seen.sum()), "matched_of_those": int(sum(seen[t] for _, t, _ in m)),
             "gaps": len(geo["gaps"]), "gaps_across_bays": gaps_across_bays(geo["gaps"], truth),
+            # the engine's count flag, when the detections JSON has one (README, "How sure is the count?")
+            "uncertain": (boxes.count_range or {}).get("uncertain"),
         }
         per_photo.append(rec)
         sheet_items.append((photo, w, h, truth, geo, {f for f, _, _ in m}, rec))
@@ -219,6 +223,11 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
     report["labels_with_3_products"] = seen
     report["recall_of_those"] = sum(r["matched_of_those"] for r in per_photo) / seen if seen else float("nan")
     report["audit_seconds_per_photo"] = t_audit / max(len(stems), 1)
+    flagged = {k: [r for r in per_photo if r["uncertain"] is want] for k, want in (("certain", False),
+                                                                                     ("uncertain", True))}
+    if any(flagged.values()):
+        report["by_count_flag"] = {k: {f: v for f, v in summarise(rs).items() if f != "per_photo"}
+                                   for k, rs in flagged.items() if rs}
     if args.sheet:
         contact_sheet(sheet_items, Path(args.sheet))
         report["sheet"] = str(args.sheet)
@@ -387,6 +396,9 @@ def print_report(rep: dict[str, Any], title: str) -> None:
               "audit_seconds_per_photo", "audit_seconds_per_aisle", "sheet"):
         if k in rep:
             print(f"{k}: {rep[k]}")
+    for k, g in rep.get("by_count_flag", {}).items():
+        print(f"photos whose count the engine flags {k}: {g['photos']}, row recall {g['recall']:.3f}, "
+              f"precision {g['precision']:.3f}, row count exact on {g['row_count_exact']}")
     if rep.get("per_photo") and "true_bays" not in rep["per_photo"][0]:
         worst = sorted(rep["per_photo"], key=lambda r: r["matched"] - r["labels"])[:10]
         print("least recall: " + ", ".join(f"{r['photo']} {r['matched']}/{r['labels']} (found {r['found']})"

@@ -69,3 +69,42 @@ def test_missing_photos_exit_2_with_a_message(ev, tmp_path: Path, capsys: pytest
 def test_the_contact_sheet_is_refused_inside_the_repository(ev, capsys: pytest.CaptureFixture[str]) -> None:
     assert ev.main(["--synthetic", "1", "--sheet", str(SCRIPT.parent / "sheet.jpg")]) == 2
     assert not (SCRIPT.parent / "sheet.jpg").exists()
+
+
+def test_real_photo_mode_splits_rows_by_the_engines_count_flag(ev, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A generated folder in the real photos' layout; the detections JSONs carry count ranges."""
+    import json
+
+    from PIL import Image
+
+    from densedet_tile.synth.audit_aisles import render_aisle, synthetic_aisle
+
+    photos, dets = tmp_path / "photos", tmp_path / "dets"
+    (photos / "shelf-rows").mkdir(parents=True)
+    dets.mkdir()
+    for k, flag in enumerate((False, True, None)):
+        a = synthetic_aisle(np.random.default_rng(30 + k), width=2400, n_rows=3, tilt_deg=0.0, jitter=0.0)
+        stem = f"p{k}"
+        Image.fromarray(render_aisle(a)).save(photos / f"{stem}.jpg", quality=80)
+        lines = []
+        for r in range(int(a.row_of.max()) + 1):
+            b = a.xyxy[a.row_of == r]
+            x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+            lines.append(f"0 {(x0 + x1) / 2 / a.width} {(y0 + y1) / 2 / a.height} {(x1 - x0) / a.width} "
+                         f"{(y1 - y0) / a.height}")
+        (photos / "shelf-rows" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+        doc = {"schema": "densedet-tile/detections@1",
+               "image": {"path": str(photos / f"{stem}.jpg"), "name": f"{stem}.jpg", "width": a.width, "height": a.height},
+               "settings": {}, "model": {}, "timings": {}, "num_tiles": 1,
+               "boxes": np.round(a.xyxy, 2).tolist(), "scores": [0.9] * len(a.xyxy), "labels": [0] * len(a.xyxy),
+               "categories": {"0": "product"},
+               "count_range": None if flag is None else {"counts": [1, 2, 3], "uncertain": flag}}
+        (dets / f"{stem}.detections.json").write_text(json.dumps(doc))
+    assert ev.main(["--photos", str(photos), "--dets", str(dets), "--json", str(tmp_path / "rep.json")]) == 0
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert [r["uncertain"] for r in rep["per_photo"]] == [False, True, None]
+    split = rep["by_count_flag"]
+    assert split["certain"]["photos"] == split["uncertain"]["photos"] == 1
+    assert split["certain"]["label_rows"] == 3 and split["certain"]["recall"] == 1.0
+    assert "flags uncertain: 1, row recall 1.000" in capsys.readouterr().out
