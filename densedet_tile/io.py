@@ -140,7 +140,7 @@ def count_range_json(result: "ImageResult") -> dict[str, Any] | None:
     if result.count_range is None:
         return None
     out = result.count_range.as_dict()
-    near = getattr(result, "near_misses", None)
+    near = result.near_misses
     if near is not None:
         out["near_misses"] = {"boxes": np.round(near.xyxy.astype(np.float64), 2).tolist(),
                               "scores": np.round(near.scores.astype(np.float64), 4).tolist()}
@@ -263,7 +263,7 @@ def write_preview(
         canvas.paste(piece, (0, py0))
     draw = ImageDraw.Draw(canvas)
     width = max(1, round(max(pw, ph) / 1000))
-    near = getattr(result, "near_misses", None)
+    near = result.near_misses
     if near is not None and len(near):
         for x1, y1, x2, y2 in (near.xyxy * np.float32(scale)).tolist():
             draw.rectangle((x1, y1, x2, y2), outline=NEAR_MISS_COLOUR, width=width)

@@ -79,10 +79,10 @@ class ImageResult:
 class Predictions:
     """What :func:`predict_tiles` returns: one tile-local :class:`Detections` per tile, in order.
 
-    ``run`` is the run spec as resolved for the detector (device, batch size and input size
-    filled in, and the score threshold); ``final_batch_size`` is the batch size in use at the end
-    (smaller after running out of GPU memory); the ``*_s`` fields are seconds spent waiting for pixels, resizing tiles
-    and inside ``predict``. ``dets`` reach down to ``run.score_thr - run.count_band`` (for the
+    ``run`` is the run spec as resolved for the detector (device, batch size, input size and
+    score threshold filled in); ``final_batch_size`` is the batch size in use at the end (smaller
+    after running out of GPU memory); the ``*_s`` fields are seconds spent waiting for pixels,
+    resizing tiles and inside ``predict``. ``dets`` reach down to ``run.score_thr - run.count_band`` (for the
     count range; :meth:`served` drops what lies below the threshold); ``score_floor`` is the
     lowest score the detector returns (None: not known).
     """
@@ -99,7 +99,7 @@ class Predictions:
         """``dets`` without the boxes below ``run.score_thr``: what to merge when merging by hand
         (:func:`finish` does it, and counts the boxes around the threshold too)."""
         thr = self.run.score_thr
-        return list(self.dets) if thr is None else [d[d.scores >= thr] if len(d) else d for d in self.dets]
+        return list(self.dets) if thr is None else _at_least(self.dets, thr)
 
     @classmethod
     def join(cls, parts: Sequence["Predictions"]) -> "Predictions":
@@ -252,7 +252,8 @@ def predict_tiles(
     ``run.score_thr - run.count_band`` are dropped (:func:`finish` applies ``run.score_thr``
     and counts the rest). The detections are in
     *tile-local* pixels, one per tile in the order given: hand them to :func:`finish` (or
-    :func:`densedet_tile.merge.merge_tiles`) with the same tiles for global boxes.
+    ``preds.served()`` to :func:`densedet_tile.merge.merge_tiles`) with the same tiles for global
+    boxes.
     """
     run = resolve_run(detector, RunSpec() if run is None else run)
     keep_from = None if run.score_thr is None else max(run.score_thr - run.count_band, 0.0)
@@ -333,11 +334,11 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     thr, band = preds.run.score_thr, preds.run.count_band
 
     def at(t: float) -> Detections:
-        return merge_tiles(tiles, [d[d.scores >= t] if len(d) else d for d in preds.dets], merge)
+        return merge_tiles(tiles, _at_least(preds.dets, t), merge)
 
     if thr is None:
         return merge_tiles(tiles, preds.dets, merge), None, None
-    merged = merge_tiles(tiles, preds.served(), merge)
+    merged = at(thr)
     if band <= 0:
         return merged, None, None
     floor = preds.score_floor
@@ -345,6 +346,11 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     low = len(at(thr + band)) if thr + band <= 1.0 + 1e-9 else None  # no score lies above 1
     counts = CountRange(score_thr=thr, band=band, low=low, count=len(merged), high=None if wide is None else len(wide))
     return merged, counts, None if wide is None else wide[wide.scores < thr]
+
+
+def _at_least(dets: Sequence[Detections], thr: float) -> list[Detections]:
+    """Each tile's boxes scoring ``thr`` or more."""
+    return [d[d.scores >= thr] if len(d) else d for d in dets]
 
 
 def _is_image_source(obj: object) -> bool:

@@ -55,12 +55,11 @@ if str(REPO) not in sys.path:
 import densedet_tile as dt  # noqa: E402  (light: the engine and torch load lazily)
 from densedet_tile.io import atomic_write  # noqa: E402
 from densedet_tile.detector.base import score_floor_of, score_thr_of  # noqa: E402
-from densedet_tile.types import UNCERTAIN_AT, CountRange  # noqa: E402
+from densedet_tile.types import COUNT_BAND, UNCERTAIN_AT, CountRange  # noqa: E402
 
 DEFAULT_PHOTOS = REPO.parent / "shared" / "real-shelves"
 DEFAULT_SWEEP = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
 WITHIN_PCT = 10.0  # "within 10 %": absolute error at most this
-COUNT_BAND = 0.05  # the engine's default RunSpec.count_band
 CELL_W, CELL_H, LABEL_H = 300, 400, 22  # contact-sheet cell: thumbnail box and caption strip
 SHEET_COLS = 10
 VIEW_SIDE = 1600  # longer side of the larger --views images
@@ -227,8 +226,9 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
 
     ``score_thr`` is the threshold of the main figures (None: keep what the detector returns);
     ``sweep`` adds more thresholds. Returns ``{"per_photo", "summary", "sweep", "cells", "views",
-    "lowest", "boxes"}`` (``lowest``: the lowest threshold counted, drawn in red) where ``cells`` are contact-sheet thumbnails, ``views`` larger images (Pillow) by
-    name and, with ``keep_boxes``, ``boxes`` maps ``"NAME@THR"`` to (N, 5) x1 y1 x2 y2 score.
+    "lowest", "boxes"}`` where ``cells`` are contact-sheet thumbnails, ``views`` larger images
+    (Pillow) by name, ``lowest`` the lowest threshold counted (its extra boxes drawn in red) and,
+    with ``keep_boxes``, ``boxes`` maps ``"NAME@THR"`` to (N, 5) x1 y1 x2 y2 score.
     """
     # the count range needs boxes down to score_thr - COUNT_BAND (the built-in decodes that low)
     floor = score_floor_of(detector)

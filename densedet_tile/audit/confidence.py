@@ -51,4 +51,4 @@ def _inside(polygon: Sequence[tuple[float, float]], x: np.ndarray, y: np.ndarray
     poly = shapely.Polygon(polygon)
     if not poly.is_valid:
         poly = poly.buffer(0)
-    return shapely.contains_xy(poly, x, y) | shapely.intersects_xy(poly.boundary, x, y)
+    return shapely.intersects_xy(poly, x, y)  # inside or on the outline
