@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -48,6 +49,8 @@ FORMATS: tuple[str, ...] = ("json", "csv", "coco", "yolo")
 YOLO_CLASSES_FILE = "classes.txt"
 #: Longest side of a preview image; a panorama preview is downscaled to fit.
 PREVIEW_MAX_SIDE = 8000
+#: Bytes of the image read at a time while drawing a preview.
+PREVIEW_BAND_BYTES = 32 * 2**20
 
 
 def _umask() -> int:
@@ -251,7 +254,9 @@ def write_preview(
     scale = min(1.0, max_side / max(W, H))
     pw, ph = max(1, round(W * scale)), max(1, round(H * scale))
     canvas = Image.new("RGB", (pw, ph))
-    band = max(1, min(H, 2048))
+    # bands of rows of at most PREVIEW_BAND_BYTES (a panorama's rows are long), and at least a
+    # few rows of the preview each
+    band = max(1, min(H, max(math.ceil(4 / scale), PREVIEW_BAND_BYTES // (3 * W))))
     for y0 in range(0, H, band):
         y1 = min(H, y0 + band)
         py0, py1 = round(y0 * scale), round(y1 * scale)

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Images whose longer side is at most this many times the shorter count as photos.
 PHOTO_ASPECT_MAX = 2.0
+#: The whole image is probed only up to this aspect ratio (longer side / shorter side).
+WHOLE_PROBE_ASPECT_MAX = 4.0
 #: A probe window must yield at least this many boxes for its size estimate to count.
 MIN_PROBE_BOXES = 5
 #: Side of the model input used to probe detectors that declare no input size.
@@ -61,7 +63,9 @@ def _probes(width: int, height: int, model_side: int) -> list[list[tuple[int, in
     4, 8 and 16 (capped by the image's shorter side; one at the centre, plus two spread along
     the long axis when the window is small against the image), then the whole image when it is
     longer than the largest square (close-ups of big products need a smaller scale than any
-    square fits)."""
+    square fits) but not a strip: a panorama shrunk whole to the model's side shows nothing,
+    and reading it whole would cost memory, while its largest square already shows a product
+    as tall as its shelves."""
     short, longer = min(width, height), max(width, height)
     groups = []
     for side in sorted({min(short, int(model_side * f)) for f in (0.5, 1, 2, 4, 8, 16)}):
@@ -75,7 +79,7 @@ def _probes(width: int, height: int, model_side: int) -> list[list[tuple[int, in
         else:
             corners = [(cx, cy), (cx, (height - side) // 5), (cx, 4 * (height - side) // 5)]
         groups.append([(x, y, side, side) for x, y in corners])
-    if longer > 1.5 * short or not groups:
+    if 1.5 * short < longer <= WHOLE_PROBE_ASPECT_MAX * short or not groups:
         groups.append([(0, 0, width, height)])
     return groups
 

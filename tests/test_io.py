@@ -53,3 +53,36 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     assert p.read_text() == "{}"
     atomic_write(p, b"[1]")
     assert p.read_bytes() == b"[1]"
+
+
+class _RecordingSource:
+    """An image source that records the windows read from it."""
+
+    def __init__(self, img):
+        self.img, self.width, self.height, self.reads = img, img.shape[1], img.shape[0], []
+
+    def read(self, x, y, w, h):
+        self.reads.append((x, y, w, h))
+        return self.img[y : y + h, x : x + w]
+
+
+def test_preview_reads_a_wide_image_in_bounded_bands_and_draws_the_same(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from densedet_tile import io as dio
+
+    img = blob_image(300, 1600, (700, 100, 900, 220))
+    res = dt.detect_image(img, BlobDetector(), tile=2048, device="cpu")
+    assert len(res.detections) > 0
+    whole = _RecordingSource(img)
+    dio.write_preview(res, tmp_path / "whole.jpg", whole, max_side=img.shape[1] // 2)
+    assert len(whole.reads) == 1
+    budget = 3 * img.shape[1] * 20  # 20 full-width rows a band
+    monkeypatch.setattr(dio, "PREVIEW_BAND_BYTES", budget)
+    banded = _RecordingSource(img)
+    dio.write_preview(res, tmp_path / "banded.jpg", banded, max_side=img.shape[1] // 2)
+    assert len(banded.reads) > 3 and all(3 * w * h <= budget for _, _, w, h in banded.reads)
+    assert sum(h for _, _, _, h in banded.reads) == img.shape[0]
+    a, b = (np.asarray(Image.open(tmp_path / f"{n}.jpg"), dtype=float) for n in ("whole", "banded"))
+    assert a.shape == b.shape and np.abs(a - b).mean() < 4.0

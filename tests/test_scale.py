@@ -227,3 +227,13 @@ def test_auto_measures_the_products_at_the_served_threshold():
     res = dt.detect_image(img, WithNearMisses(input_size=256, trained=40.0, tolerance=1.6), tile="auto")
     assert res.settings["score_thr"] == 0.45
     assert res.settings["scale"]["product_height_px"] == pytest.approx(100, rel=0.1)
+
+
+def test_a_panorama_is_not_probed_whole():
+    from densedet_tile.scale import WHOLE_PROBE_ASPECT_MAX, _probes
+
+    photo = [g[0][2:] for g in _probes(3000, 1500, 640)]
+    assert photo[-1] == (3000, 1500)  # a close-up's big products need the whole photo
+    pano = [w for g in _probes(20000, 2500, 640) for w in g]
+    assert max(w * h for _, _, w, h in pano) == 2500 * 2500  # squares of the height at most
+    assert all(w <= WHOLE_PROBE_ASPECT_MAX * h for _, _, w, h in pano)

@@ -29,7 +29,7 @@ def check_size(label: str, width: int, height: int, max_pixels: int | None) -> N
     if max_pixels is not None and width * height > max_pixels:
         raise ImageReadError(
             f"{label}: image is {width}x{height} = {width * height} pixels, more than max_pixels={max_pixels}; "
-            "pass a larger max_pixels (or None for no limit) to read it"
+            "raise the limit to read it (max_pixels=None or --max-pixels none: no limit)"
         )
 
 

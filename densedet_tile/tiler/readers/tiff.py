@@ -1,13 +1,25 @@
-"""TIFF and BigTIFF, read region by region through tifffile: never wholly in memory.
+"""TIFF and BigTIFF, read region by region through tifffile.
 
 A window decodes only the TIFF tiles (or strips) it overlaps; decoded segments, converted to
 RGB (:class:`~.colour.TiffColour`), wait in a byte-bounded LRU cache (:class:`~.segment_cache.SegmentCache`)
 so the overlap of neighbouring windows is decoded once.
+
+Strips too big for that cache (many writers, tifffile's own default among them, store a whole
+image as one strip) are handled apart, since decoding one again for every window would cost a
+whole-image decode per tile:
+
+* uncompressed ones are not decoded at all: the file is memory-mapped and a window reads just
+  its own rows and columns, converted to RGB window by window;
+* compressed ones cannot be read in part, so the last :data:`BIG_SEGMENT_SLOTS` of them are
+  kept decoded beside the cache (a single-strip compressed TIFF is then in memory once, as
+  RGB, which is the least its format allows).
 """
 
 from __future__ import annotations
 
+import mmap
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +35,12 @@ __all__ = ["DEFAULT_TIFF_CACHE_BYTES", "TiffSource"]
 
 #: Default byte budget of the decoded-segment cache of one TIFF source.
 DEFAULT_TIFF_CACHE_BYTES: int = 256 * 2**20
+#: Compressed segments larger than the whole cache budget: how many are kept decoded anyway.
+BIG_SEGMENT_SLOTS: int = 2
+#: Rows converted to RGB at a time, in bytes of the file's samples: bounds the temporaries of
+#: the colour conversion of a big segment.
+_CONVERT_CHUNK_BYTES: int = 16 * 2**20
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 
 
 class TiffSource(ImageSource):
@@ -59,7 +77,17 @@ class TiffSource(ImageSource):
         self._fh = tif.filehandle
         self._lock = threading.Lock()
         self._cache = SegmentCache(cache_bytes)
+        self._big: OrderedDict[int, np.ndarray] = OrderedDict()
         self._segments_decoded = 0
+        self._direct: mmap.mmap | None = None
+        if self._direct_dtype is not None:
+            rgb_bytes = self._seg_w * self._seg_h * 3
+            if rgb_bytes > self._cache.limit // 4:
+                try:
+                    with open(path, "rb") as fh:
+                        self._direct = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                except (OSError, ValueError):  # an unmappable file: decode as usual
+                    self._direct = None
         super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt="TIFF")
 
     @property
@@ -101,6 +129,12 @@ class TiffSource(ImageSource):
         else:
             rps = int(page.rowsperstrip) if page.rowsperstrip else sh
             self._seg_w, self._seg_h = sw, max(1, min(rps, sh))
+        # Uncompressed strips of whole bytes per sample can be read in place (memory-mapped).
+        self._direct_dtype: np.dtype | None = None
+        dtype = np.dtype(page.dtype) if page.dtype is not None else None
+        if (not page.is_tiled and int(page.compression) == 1 and dtype is not None and dtype != np.bool_
+                and dtype.itemsize * 8 == int(page.bitspersample)):
+            self._direct_dtype = dtype.newbyteorder(page.parent.byteorder)
         self._segs_across = -(-sw // self._seg_w)
         self._segs_down = -(-sh // self._seg_h)
         per_plane = self._segs_across * self._segs_down
@@ -138,7 +172,7 @@ class TiffSource(ImageSource):
     def _segment(self, r: int, c: int) -> np.ndarray:
         """RGB uint8 pixels of segment row ``r`` column ``c`` (cached; caller holds the lock)."""
         key = r * self._segs_across + c
-        hit = self._cache.get(key)
+        hit = self._cached(key)
         if hit is not None:
             return hit
         if self._separate:
@@ -148,9 +182,51 @@ class TiffSource(ImageSource):
         else:
             raw = self._decode_raw(key)
             self._segments_decoded += 1
-        rgb = self._colour.to_rgb8(raw)
-        self._cache.put(key, rgb)
+        rgb = self._to_rgb8(raw)
+        if rgb.nbytes > self._cache.limit and self._cache.limit > 0:
+            self._big[key] = rgb
+            while len(self._big) > BIG_SEGMENT_SLOTS:
+                self._big.popitem(last=False)
+        else:
+            self._cache.put(key, rgb)
         return rgb
+
+    def _cached(self, key: int) -> np.ndarray | None:
+        big = self._big.get(key)
+        if big is not None:
+            self._big.move_to_end(key)
+            self._cache.hits += 1
+            return big
+        return self._cache.get(key)
+
+    def _to_rgb8(self, raw: np.ndarray) -> np.ndarray:
+        """The colour conversion of a decoded segment, a band of rows at a time when it is big
+        (the conversion's temporaries are several times the size of what they convert)."""
+        rows = max(1, _CONVERT_CHUNK_BYTES // max(1, raw[:1].nbytes))
+        if rows >= raw.shape[0]:
+            return self._colour.to_rgb8(raw)
+        out = np.empty(raw.shape[:2] + (3,), np.uint8)
+        for r in range(0, raw.shape[0], rows):
+            out[r : r + rows] = self._colour.to_rgb8(raw[r : r + rows])
+        return out
+
+    def _mapped(self, r: int, rows: slice, cols: slice) -> np.ndarray:
+        """Samples (h, w, S) of strip ``r``'s ``rows`` and ``cols``, straight from the mapped
+        file (uncompressed strips; caller holds the lock)."""
+        sw, sh = self._stored_w, self._stored_h
+        n_rows = min(self._seg_h, sh - r * self._seg_h)
+        dtype = self._direct_dtype
+        assert dtype is not None and self._direct is not None
+        per_pixel = 1 if self._separate else self._samples
+        planes = []
+        for s in range(self._samples if self._separate else 1):
+            index = s * self._segs_per_plane + r
+            offset = int(self._page.dataoffsets[index])
+            if offset + n_rows * sw * per_pixel * dtype.itemsize > len(self._direct):
+                raise ImageReadError(f"{self._label}: the TIFF is truncated (strip {index} is incomplete)")
+            strip = np.ndarray((n_rows, sw, per_pixel), dtype, buffer=self._direct, offset=offset)
+            planes.append(strip[rows, cols])
+        return planes[0] if len(planes) == 1 else np.concatenate(planes, axis=-1)
 
     def _read_stored(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         out = np.empty((h, w, 3), np.uint8)
@@ -160,6 +236,16 @@ class TiffSource(ImageSource):
         with self._lock:
             if self._page is None:  # pragma: no cover - guarded by read()
                 raise ImageReadError(f"{self._label}: the image source is closed")
+            if self._direct is not None:  # uncompressed big strips: the window's own samples
+                for r in range(r0, r1 + 1):
+                    gy0 = r * sh_
+                    ya, yb = max(y, gy0), min(y + h, gy0 + sh_)
+                    win = self._mapped(r, slice(ya - gy0, yb - gy0), slice(x, x + w))
+                    out[ya - y : yb - y] = self._to_rgb8(win)
+                    del win
+                if _DONTNEED is not None:  # the file's pages stay in the page cache, not in
+                    self._direct.madvise(_DONTNEED)  # this process's memory
+                return out
             for r in range(r0, r1 + 1):
                 for c in range(c0, c1 + 1):
                     seg = self._segment(r, c)
@@ -180,4 +266,11 @@ class TiffSource(ImageSource):
                 self._tif.close()
                 self._page = None
                 self._cache.clear()
+                self._big.clear()
+                if self._direct is not None:
+                    try:
+                        self._direct.close()
+                    except BufferError:  # pragma: no cover - a window still refers to it
+                        pass
+                    self._direct = None
         super().close()

@@ -1,0 +1,100 @@
+"""TIFF strips bigger than the segment cache (a whole image in one strip, tifffile's default):
+read in place when uncompressed, decoded once when compressed, never once per window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from densedet_tile import ImageReadError
+from densedet_tile.tiler import open_image
+from densedet_tile.tiler.readers import tiff as tiff_mod
+
+from reader_samples import noise, read_all
+
+# Windows of a 3x3 grid with overlap, as the tiler asks for them, row by row.
+WINDOWS = [(x, y, 60, 50) for y in (0, 40, 70) for x in (0, 45, 90)]
+
+
+def _check_windows(src, full):
+    for x, y, w, h in WINDOWS:
+        np.testing.assert_array_equal(src.read(x, y, w, h), full[y : y + h, x : x + w])
+
+
+@pytest.mark.parametrize("layout", [
+    dict(),  # one contiguous strip (tifffile's default)
+    dict(rowsperstrip=33),
+    dict(planarconfig="separate"),
+    dict(byteorder=">"),
+])
+def test_uncompressed_big_strips_are_read_in_place(tmp_path, layout):
+    full = noise(120, 150)
+    path = tmp_path / "s.tif"
+    data = np.moveaxis(full, -1, 0) if layout.get("planarconfig") == "separate" else full  # planes first
+    tifffile.imwrite(path, data, photometric="rgb", **layout)
+    # a budget far below one strip: without reading in place every window would decode it again
+    with open_image(path, tiff_cache_bytes=1000) as src:
+        _check_windows(src, full)
+        assert src.stats.segments_decoded == 0 and src.stats.cache_bytes == 0
+        np.testing.assert_array_equal(read_all(src), full)
+
+
+def test_uncompressed_big_strip_colour_conversions(tmp_path):
+    rgba = noise(90, 110, 4)
+    path = tmp_path / "rgba.tif"
+    tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=["unassalpha"])
+    with open_image(path, tiff_cache_bytes=1000) as src, open_image(path) as ref:
+        assert src.stats.segments_decoded == 0
+        np.testing.assert_array_equal(src.read(10, 20, 70, 60), ref.read(10, 20, 70, 60))
+    deep = noise(90, 110, 3, np.uint16, 65536)
+    path16 = tmp_path / "deep.tif"
+    tifffile.imwrite(path16, deep, photometric="rgb", byteorder=">")
+    with open_image(path16, tiff_cache_bytes=1000) as src:
+        expected = ((deep.astype(np.float32) * (255.0 / 65535)) + 0.5).astype(np.uint8)
+        np.testing.assert_array_equal(src.read(5, 7, 100, 80), expected[7:87, 5:105])
+
+
+def test_compressed_big_strip_is_decoded_once(tmp_path):
+    full = noise(120, 150)
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, full, photometric="rgb", compression="zlib", rowsperstrip=120)
+    with open_image(path, tiff_cache_bytes=1000) as src:
+        _check_windows(src, full)
+        assert src.stats.segments_decoded == 1  # kept beside the cache, not decoded per window
+
+
+def test_compressed_big_strips_keep_a_bounded_number(tmp_path):
+    full = noise(120, 150)
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, full, photometric="rgb", compression="zlib", rowsperstrip=30)  # 4 strips
+    with open_image(path, tiff_cache_bytes=1000) as src:
+        np.testing.assert_array_equal(read_all(src), full)
+        assert len(src._big) <= tiff_mod.BIG_SEGMENT_SLOTS
+        before = src.stats.segments_decoded
+        src.read(0, 0, 150, 10)  # strip 0 was dropped for strips 2 and 3: decoded again
+        assert src.stats.segments_decoded == before + 1
+
+
+def test_big_segment_conversion_in_bands_equals_whole(tmp_path, monkeypatch):
+    rgba = noise(64, 80, 4)
+    path = tmp_path / "rgba.tif"
+    tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=["assocalpha"], compression="zlib")
+    with open_image(path) as ref:
+        whole = read_all(ref)
+    monkeypatch.setattr(tiff_mod, "_CONVERT_CHUNK_BYTES", 80 * 4 * 3)  # 3 rows at a time
+    with open_image(path) as src:
+        np.testing.assert_array_equal(read_all(src), whole)
+
+
+def test_truncated_uncompressed_strip_is_a_clear_error(tmp_path):
+    full = noise(60, 70)
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, full, photometric="rgb")
+    data = path.read_bytes()
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[0].dataoffsets[0]
+    path.write_bytes(data[: offset + full.nbytes // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.tif.*truncated"):
+        with open_image(path, tiff_cache_bytes=100) as src:
+            src.read(0, 0, 70, 60)
