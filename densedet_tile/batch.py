@@ -279,7 +279,7 @@ def run_batch(
 
     todo: list[tuple[Path, str]] = []
     for p, stem in zip(paths, stems):
-        if outputs_complete(out, stem, job):
+        if outputs_complete(out, stem, job, p):
             record({"input": str(p), "stem": stem, "status": "skipped", **_existing_products(out, stem),
                     "error": None, "worker": None, "note": "outputs already complete"})
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -86,8 +86,13 @@ def output_stem(path: str | Path) -> str:
     return Path(path).stem or "image"
 
 
-def outputs_complete(out_dir: str | Path, stem: str, job: Job) -> bool:
-    """True when every output ``job`` asks for exists for ``stem`` and its JSON parses whole."""
+def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path | None = None) -> bool:
+    """True when every output ``job`` asks for exists for ``stem``, its JSON parses whole, and
+    (with ``inp``) the JSON is of that same image file, made with the settings ``job`` fixes.
+
+    The last check keeps a restarted batch from skipping an image because another file of the
+    same name (``IMG_0001.jpg`` of another folder) or other settings made the outputs there.
+    """
     paths = job.paths(out_dir, stem)
     if not all(p.is_file() for p in paths.values()):
         return False
@@ -95,7 +100,35 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job) -> bool:
         doc = json.loads(paths["json"].read_text())
     except (OSError, ValueError):
         return False
-    return doc.get("schema") == SCHEMA and len(doc.get("boxes", ())) == doc.get("num_detections")
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or len(doc.get("boxes", ())) != doc.get("num_detections"):
+        return False
+    return inp is None or (_same_file(doc.get("image", {}).get("path"), inp) and _same_settings(doc.get("settings"), job))
+
+
+def _same_file(recorded: Any, inp: str | Path) -> bool:
+    if not isinstance(recorded, str):
+        return False
+    a, b = Path(recorded), Path(inp)
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _same_settings(recorded: Any, job: Job) -> bool:
+    """Whether the settings of a result agree with those ``job`` states (what the job leaves to
+    the detector or to ``tile="auto"`` is not compared)."""
+    if not isinstance(recorded, dict):
+        return False
+    want: dict[str, Any] = {"merge": asdict(job.merge), "count_band": job.run.count_band}
+    if job.run.score_thr is not None:
+        want["score_thr"] = job.run.score_thr
+    if job.run.input_size is not None:
+        want["input_size"] = job.run.input_size
+    if isinstance(job.tiling.tile, int) and job.run.scale is None:
+        want.update(tile=job.tiling.tile, overlap=job.tiling.overlap)
+    want = json.loads(json.dumps(want))  # as the JSON holds them (tuples as lists...)
+    return all(recorded.get(k) == v for k, v in want.items())
 
 
 def process_image(

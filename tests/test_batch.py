@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from densedet_tile import DetectorError, InvalidInputError, MissingDependencyError, TileSpec
+from densedet_tile import DetectorError, InvalidInputError, MissingDependencyError, RunSpec, TileSpec
 from densedet_tile.batch import Manifest, expand_inputs, run_batch
 from densedet_tile.cli import main as cli_main
 from densedet_tile.cli.batch import batch_main
@@ -280,3 +281,22 @@ def test_count_range_reaches_the_manifest_and_the_summary_line(tmp_path, capsys)
     last = [r for r in Manifest(tmp_path / "out").records() if r.get("event") == "image"][-2:]
     assert {Path(r["input"]).name: (r["status"], r["count_range"], r["uncertain"]) for r in last} == {
         "sure.png": ("skipped", [12, 12], False), "unsure.png": ("skipped", [10, 18], True)}
+
+
+def test_restart_redoes_an_image_whose_outputs_came_from_another_file_or_other_settings(tmp_path):
+    a = _images(tmp_path / "day1")[0]
+    b = tmp_path / "day2" / a.name  # same name, another photo
+    b.parent.mkdir()
+    shutil.copy(_images(tmp_path / "other")[1], b)
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256))
+    run_batch([a], out, detector=BlobDetector(), job=job)
+    doc = lambda: json.loads((out / f"{a.stem}.detections.json").read_text())  # noqa: E731
+    assert Path(doc()["image"]["path"]).samefile(a)
+    again = run_batch([b], out, detector=BlobDetector(), job=job)
+    assert again.ok == 1 and again.skipped == 0  # not skipped for its name
+    assert Path(doc()["image"]["path"]).samefile(b)
+    assert run_batch([b], out, detector=BlobDetector(), job=job).skipped == 1  # now it is the same file
+    other = Job(tiling=TileSpec(tile=256), run=RunSpec(score_thr=0.7))
+    assert run_batch([b], out, detector=BlobDetector(), job=other).ok == 1  # another threshold asked for
+    assert doc()["settings"]["score_thr"] == 0.7

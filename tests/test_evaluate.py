@@ -201,6 +201,9 @@ def test_our_json_dir_csv_and_coco_results_give_the_same_metrics(tmp_path: Path)
     d.mkdir()
     for name, (b, s) in preds.items():
         our_json(d / f"{name[:-4]}.detections.json", name, b, s)
+    # what else a batch output folder holds is not read as detections
+    (d / "manifest.json").write_text(json.dumps({"schema": "densedet-tile/batch-manifest@1"}))
+    (d / "a.coco.json").write_text("[]")
     rows = [(n, *bb, "product", 640, 480, sc) for n, (b, s) in preds.items() for bb, sc in zip(b, s)]
     csvp = tmp_path / "pred.csv"
     write_sku_csv(csvp, rows, header=True, score=True)

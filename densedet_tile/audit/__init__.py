@@ -2,14 +2,15 @@
 
 Pure functions on global product boxes (``xyxy`` pixels of the upright image):
 :func:`find_bays`, :func:`find_rows`, :func:`find_gaps`, :func:`count_in_regions`,
-:func:`regions_outside`, :func:`density_grid`, :func:`run_audit` (all of them),
+:func:`regions_outside`, :func:`density_grid`, :func:`run_audit` (all of them; boxes with no
+area inside the image are left out first with :func:`usable_boxes`),
 :func:`part_count_ranges` (how sure the detector was of each bay's count) and
 :func:`audit_to_dict`; :func:`render_preview` and
 :func:`render_html` make the report (the ``densedet-tile audit`` command lives in
 :mod:`densedet_tile.cli.audit`).
 """
 
-from .analysis import AUDIT_SCHEMA, AuditPart, AuditResult, AuditSettings, RegionStats, audit_to_dict, run_audit
+from .analysis import AUDIT_SCHEMA, AuditPart, AuditResult, AuditSettings, RegionStats, audit_to_dict, run_audit, usable_boxes
 from .bays import BayCuts, find_bays
 from .confidence import part_count_ranges
 from .gaps import DEFAULT_GAP_K, Gap, find_gaps
@@ -47,4 +48,5 @@ __all__ = [
     "render_html",
     "render_preview",
     "run_audit",
+    "usable_boxes",
 ]

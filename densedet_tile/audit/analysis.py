@@ -25,7 +25,7 @@ from .heatmap import DensityGrid, density_grid
 from .regions import Region, count_in_regions, inside_shares
 from .rows import RowLayout, find_rows
 
-__all__ = ["AuditSettings", "RegionStats", "AuditPart", "AuditResult", "run_audit", "audit_to_dict", "AUDIT_SCHEMA"]
+__all__ = ["AuditSettings", "RegionStats", "AuditPart", "AuditResult", "run_audit", "usable_boxes", "audit_to_dict", "AUDIT_SCHEMA"]
 
 AUDIT_SCHEMA = "densedet-tile/audit@1"
 
@@ -147,6 +147,26 @@ def _bay_outline(a: np.ndarray, layout: RowLayout) -> tuple[tuple[float, float],
     return ((x0, float(ty[0])), (x1, float(ty[1])), (x1, float(by[1])), (x0, float(by[0])))
 
 
+def usable_boxes(xyxy: Any, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes clipped to the ``width`` x ``height`` image, and which of them keep an area there.
+
+    Returns ``(clipped, keep)``: (N, 4) float64 and (N,) bool. Raises
+    :class:`~densedet_tile.errors.InvalidInputError` for a non-finite coordinate. A box may
+    overshoot the image a little (other detectors' boxes do); one with no area inside it (a
+    point, a line, or a box of another image) is not a product of this image.
+    """
+    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    bad = ~np.isfinite(a).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidInputError(f"box {i} has a coordinate that is not a finite number: {a[i].tolist()}")
+    c = np.empty_like(a)
+    np.clip(a[:, 0::2], 0.0, float(width), out=c[:, 0::2])
+    np.clip(a[:, 1::2], 0.0, float(height), out=c[:, 1::2])
+    keep = (c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])
+    return c, keep
+
+
 def run_audit(
     xyxy: np.ndarray,
     width: int,
@@ -156,12 +176,23 @@ def run_audit(
     settings: AuditSettings | None = None,
 ) -> AuditResult:
     """Audit one image's products. ``xyxy`` (N, 4) float pixels of the upright
-    ``width`` x ``height`` image; ``regions`` optional named polygons (same frame)."""
+    ``width`` x ``height`` image; ``regions`` optional named polygons (same frame).
+
+    Boxes are clipped to the image; a box with no area inside it is refused
+    (:class:`~densedet_tile.errors.InvalidInputError`): leave such boxes out first, with
+    :func:`usable_boxes`, as ``densedet-tile audit`` does.
+    """
     s = AuditSettings() if settings is None else settings
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     if isinstance(width, bool) or isinstance(height, bool) or int(width) <= 0 or int(height) <= 0:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
     width, height = int(width), int(height)
+    a, keep = usable_boxes(xyxy, width, height)
+    if not keep.all():
+        i = int(np.flatnonzero(~keep)[0])
+        raise InvalidInputError(
+            f"{int(np.count_nonzero(~keep))} boxes have no area inside the {width}x{height} image "
+            f"(the first: box {i}, {np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)[i].tolist()})"
+        )
 
     def analyse(idx: np.ndarray) -> tuple[RowLayout, tuple[Gap, ...]]:
         lay = find_rows(a[idx], max_tilt=s.max_tilt, perspective=s.perspective, min_products=s.min_row_products)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..audit.analysis import AuditSettings, audit_to_dict, run_audit
+from ..audit.analysis import AuditSettings, audit_to_dict, run_audit, usable_boxes
 from ..audit.confidence import part_count_ranges
 from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import heatmap_png
@@ -131,6 +131,14 @@ def audit_main(argv: Sequence[str]) -> int:
                 return code
             xyxy, width, height, info, scores = found
             stem = _stem(image_path)
+        dropped = None
+        if det_path is not None:  # another tool's boxes may overshoot the image, or miss it
+            xyxy, keep = usable_boxes(xyxy, width, height)
+            if not keep.all():
+                n_out = int(np.count_nonzero(~keep))
+                dropped = (f"{det_path}: {n_out} of {len(keep)} boxes have no area inside the {width}x{height} image "
+                           "and were left out (boxes of another image, or of zero size?)")
+                xyxy, scores = xyxy[keep], (None if scores is None else np.asarray(scores)[keep])
         result = run_audit(xyxy, width, height, regions=regions, settings=settings)
         ranges = bay_ranges(result, scores, info.get("count_range"))
         info = {**info, "count_range": _without_boxes(info.get("count_range"))}
@@ -138,6 +146,8 @@ def audit_main(argv: Sequence[str]) -> int:
         unsure = count_warning(info.get("count_range"))
         if unsure:
             doc["warnings"].append(unsure)
+        if dropped:
+            doc["warnings"].insert(0, dropped)
         picture = None
         if image_path is not None:
             picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)

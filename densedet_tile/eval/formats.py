@@ -3,7 +3,8 @@
 Supported inputs (all boxes become float64 ``xyxy`` pixels of the upright image):
 
 * our detections JSON (schema ``densedet-tile/detections@1``), one file per image, or a
-  directory of them (``*.json``);
+  directory of them (its ``*.detections.json``, the names the tool writes, so a ``batch``
+  output folder can be given as it is; every ``*.json`` when there are none of those);
 * our CSV and SKU-110K CSV: rows ``image_name,x1,y1,x2,y2,class,image_width,image_height``
   with or without a header line. An optional ninth column ``score`` holds the detection
   score (a finite number, higher is more confident); prediction files without it score
@@ -375,6 +376,10 @@ def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
     return out
 
 
+#: The name ending of the detections files the tool writes (``<stem>.detections.json``).
+DETECTIONS_SUFFIX = ".detections.json"
+
+
 # --------------------------------------------------------------------------- entry points
 def read_ground_truth(path: str | os.PathLike[str]) -> BoxSet:
     """Read ground truth from a SKU-110K CSV or a COCO JSON dataset."""
@@ -400,6 +405,8 @@ def read_predictions(path: str | os.PathLike[str], *, gt: BoxSet | None = None) 
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".json" and f.is_file())
+        ours = [f for f in files if f.name.lower().endswith(DETECTIONS_SUFFIX)]
+        files = ours or files  # beside them sit batch's manifest.json, *.coco.json, *.audit.json
         if not files:
             raise InvalidInputError(f"{p}: directory holds no .json detection files")
         out = BoxSet(source=str(p), kind="json")

@@ -295,3 +295,36 @@ def test_each_bay_gets_its_own_count_range(tmp_path: Path, capsys: pytest.Captur
     assert audit_main(["--detections", str(tmp_path / "d" / "mixed.detections.json"), *args]) == 0
     doc2 = json.loads((tmp_path / "o" / "mixed.audit.json").read_text())
     assert [b["count_range"] for b in doc2["bays"]] == [b["count_range"] for b in doc["bays"]]
+
+
+def test_boxes_with_no_area_in_the_image_are_left_out_with_a_warning(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(5)
+    a = synthetic_aisle(rng, width=3000, n_rows=3)
+    strays = np.array([[0, 0, 1e9, 1e9],  # far over the edge: clipped to the image, memory stays bounded
+                       [100, 100, 140, 100], [200, 50, 200, 90],  # no area
+                       [a.width + 10, 5, a.width + 90, 60]])  # wholly right of the image
+    det = tmp_path / "odd.detections.json"
+    write_detections(det, np.vstack([a.xyxy, strays]), a.width, a.height, str(tmp_path / "missing.jpg"))
+    assert audit_main([str(det), "--out", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "odd.audit.json").read_text())
+    assert doc["summary"]["products"] == len(a.xyxy) + 1
+    assert any("3 of" in w and "no area inside" in w for w in doc["warnings"])
+    assert "no area inside" in capsys.readouterr().err
+    # nothing but boxes with no area: a report of an empty shelf, not a crash
+    write_detections(det, strays[1:3].repeat(3, axis=0), a.width, a.height, str(tmp_path / "missing.jpg"))
+    assert audit_main([str(det), "--out", str(tmp_path / "out2")]) == 0
+    assert json.loads((tmp_path / "out2" / "odd.audit.json").read_text())["summary"]["products"] == 0
+
+
+def test_run_audit_refuses_boxes_with_no_area_and_clips_overshoot() -> None:
+    from densedet_tile.audit import run_audit, usable_boxes
+
+    boxes = np.array([[10, 10, 50, 60], [-5, 20, 30, 80], [100, 100, 140, 100]], float)
+    clipped, keep = usable_boxes(boxes, 200, 150)
+    assert keep.tolist() == [True, True, False] and clipped[1].tolist() == [0, 20, 30, 80]
+    with pytest.raises(InvalidInputError, match="1 boxes have no area inside the 200x150 image"):
+        run_audit(boxes, 200, 150)
+    with pytest.raises(InvalidInputError, match="not a finite number"):
+        usable_boxes(np.array([[0, 0, np.nan, 5]]), 10, 10)
+    assert run_audit(boxes[:2], 200, 150).xyxy[1, 0] == 0
