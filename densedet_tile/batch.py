@@ -17,6 +17,7 @@ rewritten atomically when the run ends.
 from __future__ import annotations
 
 import json
+import re
 import logging
 import os
 import time
@@ -28,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError
-from .io import atomic_write
+from .io import atomic_write, ensure_out_dir
 from .runner import Job, build_detector, outputs_complete, process_image, unique_stems
 
 __all__ = [
@@ -187,6 +188,10 @@ class BatchSummary:
         return self.count("skipped")
 
 
+#: What ``--ray`` accepts besides default/none: Ray's own words, a head's HOST:PORT or a client URL.
+_RAY_ADDRESS = re.compile(r"local|auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
+
+
 def _resolve_backend(ray_address: str | None) -> str | None:
     """``None``/``"none"``: in-process. ``"default"``: local Ray when installed, else in-process."""
     if ray_address is None or ray_address.lower() in ("none", "off", "no"):
@@ -198,6 +203,11 @@ def _resolve_backend(ray_address: str | None) -> str | None:
             log.info("ray is not installed: running in this process")
             return None
         return "auto" if os.environ.get("RAY_ADDRESS") else "local"
+    if not _RAY_ADDRESS.fullmatch(ray_address):
+        raise InvalidInputError(
+            f"--ray {ray_address!r}: not a Ray address; give 'default', 'none', 'local', 'auto', "
+            "HOST:PORT or ray://HOST:PORT"
+        )
     from .distributed import require_ray
 
     require_ray()
@@ -258,14 +268,17 @@ def run_batch(
     elif not callable(getattr(detector, "predict", None)):
         raise InvalidInputError(f"detector must be a DetectorSpec or have a predict(tiles) method, got {type(detector).__name__}")
 
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    backend = _resolve_backend(ray)
     paths = expand_inputs(inputs)
+    if not paths:
+        raise InvalidInputError(f"no image files in {', '.join(str(i) for i in inputs)} "
+                                f"(looked for {', '.join(IMAGE_SUFFIXES)})")
+    out = ensure_out_dir(Path(out_dir).expanduser().resolve())
+    for name in ("manifest.jsonl", "manifest.json"):
+        if (out / name).is_dir():
+            raise InvalidInputError(f"--out {out}: {name} there is a folder; the run log needs that name")
     stems = unique_stems(paths)
     manifest = Manifest(out)
-    backend = _resolve_backend(ray)
     t0 = time.perf_counter()
     summary = BatchSummary(run=uuid.uuid4().hex[:12], backend="in-process" if backend is None else f"ray:{backend}",
                            workers=1)

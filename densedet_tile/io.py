@@ -11,6 +11,7 @@ Ultralytics YOLO label files and a JPEG preview; the eval and audit reports and 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -71,14 +72,19 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
     """Write several files all or nothing; returns their paths in the order given.
 
     Each file is staged as a temporary file beside its target (fsynced, mode ``0o666`` less the
-    umask) before any is renamed into place; if staging any of them fails, no target is touched
-    and the temporaries are removed. ``str`` content is written as UTF-8.
+    umask) before any is renamed into place, in the order given; if staging any of them fails,
+    no target is touched and the temporaries are removed. If a rename fails (a target that is a
+    folder, a full disk...), the targets already replaced get their old contents back (or are
+    removed if they are new), so a failed write never leaves a mix of two runs' files.
+    ``str`` content is written as UTF-8.
     """
     mode = 0o666 & ~_umask()
     staged: list[tuple[str, Path]] = []
     try:
         for target, data in files.items():
             target = Path(target)
+            if target.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(target))
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
             staged.append((tmp, target))
@@ -87,8 +93,7 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp, mode)
-        for tmp, target in staged:
-            os.replace(tmp, target)
+        _replace_all(staged)
     except BaseException:
         for tmp, _ in staged:
             try:
@@ -97,6 +102,57 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
                 pass
         raise
     return [t for _, t in staged]
+
+
+def _replace_all(staged: list[tuple[str, Path]]) -> None:
+    """Rename each staged temporary onto its target; on a failure, undo the renames done."""
+    done: list[tuple[Path, str | None]] = []  # (target, a hard link to its old contents or None)
+    try:
+        for tmp, target in staged:
+            old = None
+            if os.path.lexists(target):
+                old = f"{tmp}.old"
+                try:
+                    os.link(target, old)  # the target stays in place while it is replaced
+                except OSError:  # no hard links here: move it aside instead
+                    os.replace(target, old)
+            done.append((target, old))
+            os.replace(tmp, target)
+    except BaseException:
+        for target, old in reversed(done):
+            try:
+                if old is not None:
+                    os.replace(old, target)
+                else:
+                    os.unlink(target)
+            except OSError:
+                pass
+        raise
+    for _, old in done:
+        if old is not None:
+            try:
+                os.unlink(old)
+            except FileNotFoundError:
+                pass
+
+
+def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Path:
+    """Make sure the output folder ``path`` exists and takes new files, before any work is
+    done; returns it. Raises :class:`~densedet_tile.errors.InvalidInputError` with one line
+    naming ``option`` and the folder otherwise."""
+    from .errors import InvalidInputError
+
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"{option} {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".densedet-write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InvalidInputError(f"{option} {out}: cannot write there ({exc.strerror or exc})") from None
+    return out
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
@@ -150,13 +206,22 @@ def count_range_json(result: "ImageResult") -> dict[str, Any] | None:
     return out
 
 
-def write_json(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
-    """Write the JSON document for ``result`` to ``path`` atomically."""
+def _put(path: str | os.PathLike[str], data: bytes | str, stage: dict[Path, bytes | str] | None) -> Path:
+    """Write ``data`` to ``path`` atomically, or add it to ``stage`` (a dict later given to
+    :func:`write_files`, so several outputs land together)."""
+    if stage is None:
+        return atomic_write(path, data)
+    stage[Path(path)] = data
+    return Path(path)
+
+
+def write_json(result: "ImageResult", path: str | os.PathLike[str], *, stage: dict[Path, bytes | str] | None = None) -> Path:
+    """Write the JSON document for ``result`` to ``path`` atomically (or into ``stage``)."""
     data = json.dumps(result_to_json(result), separators=(",", ":")).encode()
-    return atomic_write(path, data)
+    return _put(path, data, stage)
 
 
-def write_csv(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
+def write_csv(result: "ImageResult", path: str | os.PathLike[str], *, stage: dict[Path, bytes | str] | None = None) -> Path:
     """SKU-110K-style rows ``image_name,x1,y1,x2,y2,class,image_width,image_height,score``.
 
     Coordinates are rounded to whole pixels as in the SKU-110K annotation files; ``score`` is
@@ -171,10 +236,10 @@ def write_csv(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
     for (x1, y1, x2, y2), lab, s in zip(xyxy.tolist(), d.labels.tolist(), d.scores.tolist()):
         w.writerow([result.name, x1, y1, x2, y2, _label_name(names, lab), result.width, result.height, f"{s:.4f}"])
     data = buf.getvalue().encode()
-    return atomic_write(path, data)
+    return _put(path, data, stage)
 
 
-def write_coco(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
+def write_coco(result: "ImageResult", path: str | os.PathLike[str], *, stage: dict[Path, bytes | str] | None = None) -> Path:
     """A COCO results file: a list of ``{image_id, category_id, bbox: [x, y, w, h], score}``.
 
     ``image_id`` is the image file name (COCO ground truth made from SKU-110K CSVs keys images by
@@ -188,10 +253,11 @@ def write_coco(result: "ImageResult", path: str | os.PathLike[str]) -> Path:
         for box, lab, s in zip(xywh.tolist(), d.labels.tolist(), d.scores.tolist())
     ]
     data = json.dumps(rows, separators=(",", ":")).encode()
-    return atomic_write(path, data)
+    return _put(path, data, stage)
 
 
-def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: bool = False) -> Path:
+def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: bool = False,
+               stage: dict[Path, bytes | str] | None = None) -> Path:
     """An Ultralytics YOLO label file: one line ``class cx cy w h`` per box, normalised to 0..1.
 
     With ``scores`` each line ends with the box's score (Ultralytics' ``save_conf`` layout; a
@@ -230,6 +296,9 @@ def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: b
     files: dict[Path, str] = {target: "".join(line + "\n" for line in lines)}
     if len(names) > len(old):
         files[classes] = "".join(n + "\n" for n in names)
+    if stage is not None:
+        stage.update(files)
+        return target
     return write_files(files)[0]
 
 
@@ -240,6 +309,7 @@ def write_preview(
     *,
     max_side: int = PREVIEW_MAX_SIDE,
     quality: int = 85,
+    stage: dict[Path, bytes | str] | None = None,
 ) -> Path:
     """Draw the boxes on a downscaled copy of the image and save it as JPEG: the boxes kept in
     green, the near misses (boxes just below the score threshold, see the count range) in orange.
@@ -278,7 +348,7 @@ def write_preview(
     buf = io.BytesIO()
     canvas.save(buf, format="JPEG", quality=quality)
     data = buf.getvalue()
-    return atomic_write(path, data)
+    return _put(path, data, stage)
 
 
 def output_paths(out_dir: str | os.PathLike[str], stem: str, formats: tuple[str, ...], preview: bool) -> dict[str, Path]:

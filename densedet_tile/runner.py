@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line
-from .io import FORMATS, SCHEMA, output_paths, write_coco, write_csv, write_json, write_preview, write_yolo
+from .io import (FORMATS, SCHEMA, YOLO_CLASSES_FILE, output_paths, write_coco, write_csv, write_files, write_json,
+                 write_preview, write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec
 
 if TYPE_CHECKING:
@@ -164,19 +165,21 @@ def process_image(
             result = detect(src) if detect is not None else detect_image(
                 src, detector, tiling=job.tiling, merge=job.merge, run=job.run, progress=progress,
             )
-            # the JSON goes last: its presence marks the image as complete for restarts
+            # every output is made first, then they land together (write_files); the JSON goes
+            # last: its presence marks the image as complete for restarts
+            stage: dict[Path, bytes | str] = {}
             if "csv" in paths:
-                written.append(write_csv(result, paths["csv"]))
+                write_csv(result, paths["csv"], stage=stage)
             if "coco" in paths:
-                written.append(write_coco(result, paths["coco"]))
+                write_coco(result, paths["coco"], stage=stage)
             if "yolo" in paths:
-                written.append(write_yolo(result, paths["yolo"], scores=job.yolo_scores))
+                write_yolo(result, paths["yolo"], scores=job.yolo_scores, stage=stage)
             if "preview" in paths:
-                written.append(write_preview(result, paths["preview"], src))
-            written.append(write_json(result, paths["json"]))
+                write_preview(result, paths["preview"], src, stage=stage)
+            write_json(result, paths["json"], stage=stage)
+        write_files(stage)
+        written = [p for p in stage if p.name != YOLO_CLASSES_FILE]
     except BaseException as exc:
-        for w in written:  # an image's outputs land together or not at all
-            w.unlink(missing_ok=True)
         if not isinstance(exc, Exception):
             raise
         log.debug("%s failed", inp, exc_info=True)

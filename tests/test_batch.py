@@ -300,3 +300,31 @@ def test_restart_redoes_an_image_whose_outputs_came_from_another_file_or_other_s
     other = Job(tiling=TileSpec(tile=256), run=RunSpec(score_thr=0.7))
     assert run_batch([b], out, detector=BlobDetector(), job=other).ok == 1  # another threshold asked for
     assert doc()["settings"]["score_thr"] == 0.7
+
+
+@pytest.mark.parametrize("case", ["bad_ray", "empty_folder", "out_is_file", "manifest_is_folder"])
+def test_batch_refuses_bad_runs_before_writing_anything(tmp_path, case, capsys):
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["batch", str(imgs[0]), "--out", str(out), "--ray", "none", "--tile", "256", "--detector",
+            f"{FAKES}:make_blob"]
+    want = {"bad_ray": "not a Ray address", "empty_folder": "no image files", "out_is_file": "not a folder",
+            "manifest_is_folder": "manifest.jsonl there is a folder"}[case]
+    if case == "bad_ray":
+        argv[argv.index("--ray") + 1] = "foo"
+    elif case == "empty_folder":
+        (tmp_path / "nothing").mkdir()
+        argv[1] = str(tmp_path / "nothing")
+    elif case == "out_is_file":
+        out.write_text("not a folder")
+    else:
+        (out / "manifest.jsonl").mkdir(parents=True)
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and want in err[0]
+    if case == "manifest_is_folder":
+        assert [p.name for p in out.iterdir()] == ["manifest.jsonl"]
+    elif case == "out_is_file":
+        assert out.read_text() == "not a folder"
+    else:
+        assert not out.exists()

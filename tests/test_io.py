@@ -86,3 +86,44 @@ def test_preview_reads_a_wide_image_in_bounded_bands_and_draws_the_same(tmp_path
     assert sum(h for _, _, _, h in banded.reads) == img.shape[0]
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.jpg"), dtype=float) for n in ("whole", "banded"))
     assert a.shape == b.shape and np.abs(a - b).mean() < 4.0
+
+
+def test_write_files_puts_back_what_it_replaced_when_a_later_target_fails(tmp_path, monkeypatch):
+    a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    a.write_text("old a")
+    b.mkdir()  # a folder where a file should go
+    with pytest.raises(IsADirectoryError):
+        write_files({a: "new a", c: "new c", b: "new b"})
+    assert a.read_text() == "old a" and not c.exists() and b.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]  # no temporaries left
+    # a rename that fails after others were done is undone too
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if str(dst).endswith("c.txt"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    b.rmdir()
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="No space"):
+        write_files({a: "new a", b: "new b", c: "new c"})
+    monkeypatch.undo()
+    assert a.read_text() == "old a" and not b.exists() and not c.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_a_failed_rerun_leaves_the_previous_outputs_as_they_were(tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "shelf.png"
+    Image.fromarray(blob_image(300, 400, (50, 60, 150, 200))).save(img)
+    out = tmp_path / "out"
+    first = process_image(img, BlobDetector(), Job(tiling=dt.TileSpec(tile=256), formats=("json", "csv")), out)
+    assert first.status == "ok"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (out / "shelf.preview.jpg").mkdir()  # the preview cannot be written this time
+    again = process_image(img, BlobDetector(score=0.7), Job(tiling=dt.TileSpec(tile=256), formats=("json", "csv"),
+                                                            preview=True), out)
+    assert again.status == "error" and "shelf.preview.jpg" in again.error
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

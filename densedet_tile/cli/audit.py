@@ -29,7 +29,7 @@ from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError
 from ..eval.formats import read_detections_json
-from ..io import count_range_json, write_files
+from ..io import count_range_json, ensure_out_dir, write_files
 from ..pipeline import detect_image
 from ..runner import Job, build_detector
 from .options import (
@@ -126,6 +126,7 @@ def audit_main(argv: Sequence[str]) -> int:
                 image_path = boxes.path
             stem = _stem(image_path or det_path)
         else:
+            ensure_out_dir(args.out)  # before the detector runs, not after
             code, found = _detect(args, image_path)
             if code != EXIT_OK:
                 return code

@@ -115,6 +115,11 @@ def batch_main(argv: Sequence[str]) -> int:
             raise
         error(PROG, one_line(exc))
         return EXIT_USAGE
+    except OSError as exc:  # the output folder failed under the run (full disk, taken away...)
+        if args.debug:
+            raise
+        error(PROG, f"--out {args.out}: {one_line(exc)}")
+        return EXIT_FAILED
     if not args.quiet:
         unsure = sum(1 for r in summary.records if r.get("status") in ("ok", "skipped") and r.get("uncertain"))
         print(f"batch {summary.run} ({summary.backend}, {summary.workers} worker(s)): {summary.ok} done, "

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import DensedetError, one_line
+from ..io import ensure_out_dir
 from ..runner import Job, build_detector, process_image, unique_stems
 from .options import (
     EXIT_FAILED,
@@ -93,6 +94,11 @@ def detect_main(argv: Sequence[str]) -> int:
         if args.debug:
             raise
         error(PROG, f"detector {args.detector!r}: {one_line(exc)}")
+        return EXIT_USAGE
+    try:
+        ensure_out_dir(args.out)  # before any image is worked on
+    except DensedetError as exc:
+        error(PROG, one_line(exc))
         return EXIT_USAGE
     failed = 0
     try:

@@ -177,3 +177,13 @@ def test_count_range_on_the_line_and_in_the_json(tmp_path):
     assert r.returncode == 0, r.stderr
     cr = json.loads((out / "unsure.detections.json").read_text())["count_range"]
     assert cr["at_scores"] == [0.48, 0.45, 0.42] and cr["counts"] == [10, 15, 15]  # 0.4196 < 0.42
+
+
+def test_an_unusable_out_is_refused_before_any_image_is_read(tmp_path, shelf_png):
+    out = tmp_path / "taken"
+    out.write_text("a file")
+    r = run_cli(shelf_png, tmp_path / "missing.png", "--detector", f"{FAKES}:make_blob", "--out", out)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--out" in lines[0] and "not a folder" in lines[0]
+    assert "missing.png" not in r.stderr and out.read_text() == "a file"
