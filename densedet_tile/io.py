@@ -136,6 +136,23 @@ def _replace_all(staged: list[tuple[str, Path]]) -> None:
                 pass
 
 
+def refuse_overwriting_input(output: str | os.PathLike[str], inputs: Mapping[str, str | os.PathLike[str]],
+                             *, option: str) -> None:
+    """Raise :class:`~densedet_tile.errors.InvalidInputError` when the output file ``output``
+    is one of the ``inputs`` (name -> path): writing it would destroy what was read."""
+    from .errors import InvalidInputError
+
+    out = Path(output)
+    for name, inp in inputs.items():
+        p = Path(inp)
+        try:
+            same = out.samefile(p)
+        except OSError:  # one of them does not exist (yet)
+            same = out.resolve() == p.resolve()
+        if same:
+            raise InvalidInputError(f"{option} {out}: that is the {name} file; writing there would overwrite it")
+
+
 def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Path:
     """Make sure the output folder ``path`` exists and takes new files, before any work is
     done; returns it. Raises :class:`~densedet_tile.errors.InvalidInputError` with one line

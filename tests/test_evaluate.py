@@ -283,6 +283,19 @@ def test_cli_bad_input_exits_2_with_one_line_and_no_output(tmp_path: Path, capsy
     assert list(tmp_path.glob(".m.json.*")) == []
 
 
+def test_cli_refuses_to_write_its_figures_over_an_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gtp = tmp_path / "gt.csv"
+    write_sku_csv(gtp, GT_ROWS, header=False)
+    pred = tmp_path / "p.json"
+    our_json(pred, "a.jpg", [[10, 10, 60, 90]], [0.9])
+    before = gtp.read_bytes(), pred.read_bytes()
+    for target, name in ((gtp, "ground-truth"), (pred, "predictions")):
+        assert eval_main([str(pred), str(gtp), "-o", str(target)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and name in err and "overwrite" in err
+    assert (gtp.read_bytes(), pred.read_bytes()) == before
+
+
 def test_cli_usage_error_exits_2() -> None:
     assert eval_main(["--max-dets", "10,1", "a", "b"]) == 2
 

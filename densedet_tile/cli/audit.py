@@ -116,6 +116,7 @@ def audit_main(argv: Sequence[str]) -> int:
                                  perspective=not args.no_perspective, bays=not args.no_bays,
                                  bay_width_m=args.bay_width_m)
         regions = load_regions(args.regions) if args.regions else None
+        no_photo = None
         if det_path is not None:
             boxes = read_detections_json(det_path)
             xyxy, width, height = boxes.xyxy, int(boxes.width or 0), int(boxes.height or 0)
@@ -124,6 +125,10 @@ def audit_main(argv: Sequence[str]) -> int:
             scores = boxes.scores
             if image_path is None and boxes.path and Path(boxes.path).is_file():
                 image_path = boxes.path
+            elif image_path is None:
+                no_photo = (f"the photo {boxes.path!r} named in {det_path} is not found from here, so the report "
+                            "draws the boxes without it; pass the image as well to see it"
+                            if boxes.path else None)
             stem = _stem(image_path or det_path)
         else:
             ensure_out_dir(args.out)  # before the detector runs, not after
@@ -149,6 +154,8 @@ def audit_main(argv: Sequence[str]) -> int:
             doc["warnings"].append(unsure)
         if dropped:
             doc["warnings"].insert(0, dropped)
+        if no_photo:
+            doc["warnings"].append(no_photo)
         picture = None
         if image_path is not None:
             picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)

@@ -9,6 +9,7 @@ import argparse
 from typing import Sequence
 
 from ..errors import DensedetError, one_line
+from ..io import refuse_overwriting_input
 from .options import EXIT_OK, EXIT_USAGE, error, parse, positive_int
 
 __all__ = ["convert_main", "build_parser"]
@@ -39,6 +40,7 @@ def convert_main(argv: Sequence[str]) -> int:
     from ..detector.convert import EXACTNESS_SUMMARY, convert
 
     try:
+        refuse_overwriting_input(args.dst, {"source checkpoint": args.src}, option="dst")
         meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
                        num_classes_v1=args.num_classes_v1)
     except (DensedetError, OSError) as exc:

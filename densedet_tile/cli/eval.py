@@ -22,7 +22,7 @@ from ..errors import DensedetError, InvalidInputError
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
 from ..eval.compare import compare_tiled_untiled, pair_images
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
-from ..io import atomic_write
+from ..io import atomic_write, refuse_overwriting_input
 from ..runner import Job, build_detector
 from .options import (
     EXIT_FAILED,
@@ -100,6 +100,8 @@ def eval_main(argv: Sequence[str]) -> int:
     if isinstance(args, int):
         return args
     try:
+        if args.output:
+            refuse_overwriting_input(args.output, {"ground-truth": args.gt, "predictions": args.pred}, option="-o")
         gt = read_ground_truth(args.gt)
         if args.compare:
             return _run_compare(args, gt)

@@ -38,8 +38,10 @@ from ..detector.base import resolve_device
 from ..detector.builtin import DEFAULT_CONFIG, DefaultDetector, _read_weights, served_threshold
 from ..detector.shelfnet import ShelfNet, read_checkpoint
 from ..errors import DensedetError, InvalidInputError, one_line
-from ..io import atomic_write
-from ..types import MergeSpec, TileSpec
+from ..io import atomic_write, ensure_out_dir
+from ..tiler.readers.base import check_size
+from ..tiler.readers.pillow import pillow_limits_lifted
+from ..types import DEFAULT_MAX_PIXELS, MergeSpec, TileSpec
 from .data import PhotoCrops, SyntheticPool, stack_samples, tile_ratio
 from .loop import checkpoint_bytes, checkpoint_dict, ema_copy, learning_rate, make_optimizer, normaliser, train_step
 from .pseudo import LabelSettings, PseudoLabels, agreement, pseudo_label
@@ -165,10 +167,11 @@ def find_photos(folder: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[
 
                 with open_image(p) as src:
                     ok = src.width > 0 and src.height > 0
-            else:
-                with Image.open(p) as im:
+            else:  # the header only; the engine's pixel limit, not Pillow's (panoramas are big)
+                with pillow_limits_lifted(), Image.open(p) as im:
                     w, h = im.size
-                    ok = w > 0 and h > 0
+                check_size(str(p), w, h, DEFAULT_MAX_PIXELS)
+                ok = w > 0 and h > 0
             if not ok:
                 raise ValueError("zero-size image")
         except Exception as exc:  # any reader error means: skip this file and say why
@@ -329,6 +332,10 @@ class AdaptRun:
             _check_outside_package(p)
         if not self.paths["weights"].parent.is_dir():
             raise InvalidInputError(f"{out}: its folder {self.paths['weights'].parent} does not exist")
+        for p in self.paths.values():
+            if p.is_dir():
+                raise InvalidInputError(f"--out {out}: {p} is a folder; give a file name for the weights")
+        ensure_out_dir(self.paths["weights"].parent)  # writable, checked before hours of work
         self.folder = Path(folder)
         self.progress = progress or (lambda e: None)
         self.should_stop = should_stop or (lambda: False)
@@ -664,6 +671,10 @@ class AdaptRun:
             rec["ignore_regions"] += int(pl.ignore.shape[0])
             rec["label_seconds"] += dt_s
         self._event("label", len(order), len(order))
+        if not self.crop_index and not self._readable(self.s["train"]):
+            first, why = self.s["skipped"][0] if self.s["skipped"] else ("?", "?")
+            raise InvalidInputError(f"{self.folder}: none of its {len(names)} photos could be decoded "
+                                    f"(the first: {first}: {why})")
 
     def _batch(self, step: int) -> tuple[torch.Tensor, ...]:
         st = self.settings

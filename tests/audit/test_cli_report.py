@@ -105,6 +105,7 @@ def test_panorama_preview_stays_under_8000_px_and_detections_alone_work(tmp_path
     assert audit_main([str(det), "--out", str(tmp_path)]) == 0  # positional JSON = --detections
     doc = json.loads((tmp_path / "pano.audit.json").read_text())
     assert doc["preview"]["width"] <= 8000 and not doc["preview"]["from_image"]
+    assert any("missing.jpg" in w and "not found" in w for w in doc["warnings"])  # said, not silent
     assert decode_preview((tmp_path / "pano.audit.html").read_text()).size[0] == doc["preview"]["width"]
     assert doc["summary"]["gaps"] == len(a.gaps)
 

@@ -204,3 +204,15 @@ def test_fc_cls_with_wrong_class_count_is_refused(v3_state_dict):
     old = to_v1_layout(v3_state_dict)
     with pytest.raises(DetectorError, match="fc_cls.weight: expected 3 class rows"):
         conv.upgrade_state_dict(old, num_classes_v1=3)
+
+
+def test_the_command_refuses_to_write_over_its_source(tmp_path, capsys):
+    from densedet_tile.cli.convert import convert_main
+
+    src = tmp_path / "sd.pth"
+    torch.save({"state_dict": {"a": torch.zeros(1)}}, src)
+    before = src.read_bytes()
+    assert convert_main([str(src), str(tmp_path / "." / "sd.pth"), "--no-verify"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "source checkpoint" in err and "overwrite" in err
+    assert src.read_bytes() == before

@@ -176,7 +176,30 @@ def test_refusals_before_any_work(photos, tmp_path):
         adapt(photos, tmp_path / "new.pt", AdaptSettings(**{**TINY.__dict__, "holdout": 2}), device="cpu")
     with pytest.raises(InvalidInputError, match="does not exist"):
         adapt(photos, tmp_path / "no" / "such" / "dir.pt", TINY, device="cpu")
+    (tmp_path / "a_folder.pt").mkdir()
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        adapt(photos, tmp_path / "a_folder.pt", TINY, device="cpu", overwrite=True)
     assert not list(pkg.rglob("mine*"))
+
+
+def test_a_folder_whose_photos_all_fail_to_decode_is_refused_not_trained_on(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    whole = (write_photos(tmp_path / "src", n=1) / "shelf_0.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(whole[: len(whole) // 3])  # its header passes the listing
+    with pytest.raises(InvalidInputError, match=r"none of its 1 photos could be decoded \(the first: cut\.jpg"):
+        adapt(folder, tmp_path / "m.pt", TINY, device="cpu")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_find_photos_takes_images_larger_than_pillows_bomb_limit(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    folder = write_photos(tmp_path / "p", n=1)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # the photo is a "bomb" to Pillow now
+    good, bad, _ = find_photos(folder)
+    assert [p.name for p in good] == ["shelf_0.jpg"] and not bad
+    assert PILImage.MAX_IMAGE_PIXELS == 1000  # and Pillow's own limit is left as it was
 
 
 def test_settings_round_trip_and_refuse_nonsense():

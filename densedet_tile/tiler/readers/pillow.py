@@ -20,7 +20,7 @@ from .colour import pillow_converter, uint8_to_rgb
 from .compact import NOT_TRIED, decode_compact
 from .orientation import exif_orientation
 
-__all__ = ["Decoder", "DECODERS", "PillowSource"]
+__all__ = ["Decoder", "DECODERS", "PillowSource", "pillow_limits_lifted"]
 
 #: Which decoder :func:`open_image` uses for the formats it decodes whole (JPEG, PNG, WebP ...):
 #: ``"auto"`` imagecodecs for 8-bit RGB and gray JPEG and PNG, Pillow for everything else;
@@ -34,7 +34,7 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _pillow_limits_lifted() -> Iterator[None]:
+def pillow_limits_lifted() -> Iterator[None]:
     """Within: no Pillow pixel limit (``max_pixels`` replaces it) and truncated files are errors."""
     from PIL import Image, ImageFile
 
@@ -58,7 +58,7 @@ class PillowSource(ImageSource):
         from PIL import Image, UnidentifiedImageError
 
         label = str(path)
-        with _pillow_limits_lifted():
+        with pillow_limits_lifted():
             try:
                 im = Image.open(path)  # reads the header only
             except UnidentifiedImageError:
@@ -74,7 +74,7 @@ class PillowSource(ImageSource):
                 compact = decode_compact(path, fmt, sw, sh, im.mode, im.info, required=decoder == "imagecodecs")
             pixels = compact.pixels
             if pixels is None:
-                with _pillow_limits_lifted():
+                with pillow_limits_lifted():
                     self._load(im, label, fmt, sw, sh)
             if pixels is not None and fmt == "PNG" and "exif" not in im.info:
                 # Pillow would decode the whole PNG looking for a late eXIf chunk;
