@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ class Region:
         return tuple(float(v) for v in self.geometry.bounds)  # type: ignore[return-value]
 
 
+#: Largest coordinate a region may have, in pixels (far beyond any image; larger is a mistake).
+MAX_COORDINATE = 1e7
+
+
 def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
     """Regions from a parsed GeoJSON object (see module doc); ``source`` names it in errors."""
     if not isinstance(data, dict):
@@ -68,11 +73,16 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
         if g.get("type") not in ("Polygon", "MultiPolygon"):
             raise InvalidInputError(f"{source}: feature {i} is a {g.get('type')!r}; regions must be Polygon or MultiPolygon")
         try:
-            geom = shape(g)
+            with warnings.catch_warnings():  # NaN or huge numbers: refused below in one line, not warned about
+                warnings.simplefilter("ignore", RuntimeWarning)
+                geom = shape(g)
         except Exception as exc:  # shapely raises several types for malformed coordinates
             raise InvalidInputError(f"{source}: feature {i} has malformed coordinates ({exc})") from None
         if geom.is_empty or not np.all(np.isfinite(geom.bounds)):
             raise InvalidInputError(f"{source}: feature {i} is empty or has non-finite coordinates")
+        if np.abs(geom.bounds).max() > MAX_COORDINATE:
+            raise InvalidInputError(f"{source}: feature {i} has a coordinate beyond {MAX_COORDINATE:.0e} px "
+                                    "(regions are in pixels of the upright image)")
         if not geom.is_valid:
             raise InvalidInputError(f"{source}: feature {i} is not a valid polygon ({shapely.is_valid_reason(geom)})")
         props = f.get("properties") or {}

@@ -52,11 +52,17 @@ def test_counts_match_a_point_by_point_reference() -> None:
         ({"type": "FeatureCollection", "features": [poly([[0, 0], [1, 0], [1, 1], [0, 0]], "a"), poly([[0, 0], [1, 0], [1, 1], [0, 0]], "a")]}, "two regions"),
         ({"type": "FeatureCollection", "features": []}, "no regions"),
         ({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, "LineString"),
+        ({"type": "FeatureCollection", "features": [poly([[0, 0], [1e300, 0], [1e300, 1e300], [0, 0]], "far")]}, "beyond"),
+        ({"type": "FeatureCollection", "features": [poly([[0, 0], [float("nan"), 0], [5, 5], [0, 0]], "nan")]}, "feature 0"),
     ],
 )
 def test_bad_geojson_is_refused_with_a_clear_message(doc: dict, msg: str) -> None:
-    with pytest.raises(InvalidInputError, match=msg):
-        parse_regions(doc, source="r.geojson")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clear error, not numpy's warnings on the way to it
+        with pytest.raises(InvalidInputError, match=msg):
+            parse_regions(doc, source="r.geojson")
 
 
 def test_load_regions_names_the_file(tmp_path: Path) -> None:
