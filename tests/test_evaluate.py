@@ -248,8 +248,9 @@ def test_cli_prints_table_and_writes_json(tmp_path: Path, capsys: pytest.Capture
     our_json(d / "a.detections.json", "a.jpg", [[10, 10, 60, 90], [70, 10, 120, 90]], [0.9, 0.8])
     out = tmp_path / "m.json"
     assert eval_main([str(d), str(gtp), "-o", str(out), "--max-dets", "1,10,400"]) == 0
-    text = capsys.readouterr().out
-    assert "AR@400" in text and "3 ground-truth boxes" in text
+    captured = capsys.readouterr()
+    assert "AR@400" in captured.out and "3 ground-truth boxes" in captured.out
+    assert "1 ground-truth images have no predictions" in captured.err and "b.jpg" in captured.err
     doc = json.loads(out.read_text())
     assert doc["schema"] == "densedet-tile/eval@1"
     # b.jpg has no predictions: 2 of 3 objects found, all predictions right
