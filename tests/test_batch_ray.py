@@ -229,3 +229,19 @@ def test_pool_with_no_workers_left_fails_the_remaining_items(local_ray):
     assert [r.item for r in results] == [1, 2, 3]
     assert not any(r.ok for r in results)
     assert "no live Ray workers" in results[-1].error
+
+
+def test_an_address_where_nothing_answers_fails_at_once_in_one_line(monkeypatch):
+    import socket
+
+    from densedet_tile.distributed import ray_pool
+    from densedet_tile.errors import DensedetError
+
+    with socket.socket() as s:  # a port nobody listens on: bound, then released
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(ray_pool.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_pool.ray, "init", lambda **kw: pytest.fail("ray.init must not be tried"))
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(DensedetError, match=f"127.0.0.1:{port}.*nothing answers"):
+            ray_pool.connect(address)

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Tiled object detection for giant images (shelf photos, aisle panoramas). Other verbs: "
-        "'densedet-tile eval', 'audit', 'batch' and 'convert-checkpoint' (each takes --help).",
+        "'densedet-tile batch', 'eval', 'audit', 'adapt' and 'convert-checkpoint' (each takes --help).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (JPEG, PNG, WebP, BMP, TIFF, BigTIFF)")
     add_tiling_options(p)

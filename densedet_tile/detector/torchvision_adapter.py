@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DetectorError, InvalidInputError
+from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
 from .base import check_tiles, resolve_device, score_floor_for
 from .checkpoints import load_checkpoint, state_dict_of
@@ -181,6 +181,11 @@ def build(
     ``max_detections`` (default 400, DenseDet's per-image cap; torchvision's own is 100)
     bounds the boxes per tile. ``builder_kwargs`` go to the builder unchanged.
     """
+    for pkg in ("torch", "torchvision"):
+        try:
+            __import__(pkg)
+        except ImportError as exc:
+            raise MissingDependencyError("the torchvision detector", pkg, "torchvision") from exc
     import torch
 
     if options:

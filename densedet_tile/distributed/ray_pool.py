@@ -51,11 +51,30 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
                  log_to_driver=log_to_driver, logging_level=logging.WARNING)
         return True
     target = (os.environ.get("RAY_ADDRESS") or "auto") if address == "auto" else address
+    _check_reachable(target)
     try:
         ray.init(address=target, log_to_driver=log_to_driver, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: {one_line(exc)}") from exc
     return False
+
+
+#: Seconds to wait for a TCP connection to a Ray head before saying it cannot be reached.
+REACH_TIMEOUT_S = 10.0
+
+
+def _check_reachable(target: str) -> None:
+    """For a ``HOST:PORT`` or ``ray://HOST:PORT`` address, fail at once when nothing answers
+    there (Ray itself keeps retrying for minutes); other addresses are left to Ray."""
+    hostport = target[len("ray://"):] if target.startswith("ray://") else target
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: nothing answers there "
+                            f"({one_line(exc)})") from None
 
 
 class DetectorWorker:

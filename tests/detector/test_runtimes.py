@@ -308,6 +308,14 @@ def test_missing_torch_names_the_extra(monkeypatch) -> None:
     assert load_default(device="auto").runtime == "onnxruntime"
 
 
+def test_missing_torch_for_the_torchvision_detector_names_its_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingDependencyError) as info:
+        load_detector("torchvision", config="fasterrcnn_resnet50_fpn", device="cpu")
+    msg = _one_line(info.value)
+    assert "'torch'" in msg and "pip install 'densedet-tile[torchvision]'" in msg
+
+
 def test_cli_reports_a_missing_extra_on_one_line(tmp_path) -> None:
     img = tmp_path / "tiny.png"
     from PIL import Image
