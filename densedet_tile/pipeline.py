@@ -212,6 +212,8 @@ def detect_image(
     """Like :func:`detect`, but also return image size, tile count, settings and timings."""
     t_start = time.perf_counter()
     tiling, merge, run = specs_from(tiling, merge, run, **short)
+    if progress is not None and not callable(progress):
+        raise InvalidInputError(f"progress must be a function progress(done, total) or None, got {type(progress).__name__}")
     if detector is None:
         from .detector.registry import load_detector
 
@@ -455,6 +457,9 @@ class _Runner:
         for d in res:
             if not isinstance(d, Detections):
                 raise DetectorError(f"{who} returned a {type(d).__name__} for a tile; expected Detections")
+            if len(d) and (float(d.scores.min()) < 0.0 or float(d.scores.max()) > 1.0):
+                raise DetectorError(f"{who} returned scores from {float(d.scores.min()):g} to {float(d.scores.max()):g}; "
+                                    "scores must be confidences in [0, 1] (thresholds and the merge rely on it)")
             out.append(d)
         return out
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .detector.base import input_size_of, photo_scale_of, product_size_of, resize_filter_of, score_thr_of
-from .errors import DetectorError, InvalidInputError
+from .errors import DetectorError, InvalidInputError, one_line
 from .tiler.resize import resize_to
 from .types import Detections, RunSpec, TileSpec
 
@@ -104,9 +104,18 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
         heights: list[np.ndarray] = []
         for x, y, w, h in group:
             img, s = resize_to(src.read(x, y, w, h), model_side, filter=filt)
-            out = detector.predict([img])
+            try:
+                out = detector.predict([img])
+            except DetectorError:
+                raise
+            except Exception as exc:  # third-party code: one line naming the image, as on the tiles
+                raise DetectorError(f"{src.name}: detector failed on a probe window of tile=auto: "
+                                    f"{type(exc).__name__}: {one_line(exc)}") from exc
             if not isinstance(out, (list, tuple)) or len(out) != 1 or not isinstance(out[0], Detections):
-                raise DetectorError(f"{src.name}: detector returned {type(out).__name__} for one probe tile")
+                got = (f"a {type(out).__name__} of {len(out)} ({', '.join(type(o).__name__ for o in out[:3])})"
+                       if isinstance(out, (list, tuple)) else type(out).__name__)
+                raise DetectorError(f"{src.name}: detector returned {got} for one probe tile; "
+                                    "expected a list of one Detections")
             d = out[0]
             if score_thr is not None and len(d):
                 d = d[d.scores >= score_thr]

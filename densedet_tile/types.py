@@ -7,8 +7,8 @@ EXIF-applied source image) once the engine has shifted them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -29,6 +29,19 @@ DEFAULT_MAX_PIXELS: int = 2**31
 COUNT_BAND: float = 0.05
 
 
+#: Largest class id a Detections takes (far beyond any class list; larger is a corrupted value).
+_MAX_LABEL = 2.0**31
+
+
+def _plain_numbers(spec: Any) -> None:
+    """Turn numpy scalars in the fields of the frozen dataclass ``spec`` into Python numbers
+    (``np.float32(0.5)`` is a fine threshold, and settings go into JSON)."""
+    for f in fields(spec):
+        v = getattr(spec, f.name)
+        if isinstance(v, (np.integer, np.floating)) and not isinstance(v, np.bool_):
+            object.__setattr__(spec, f.name, v.item())
+
+
 def _as_array(value: object, dtype: type, name: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
@@ -36,6 +49,8 @@ def _as_array(value: object, dtype: type, name: str) -> np.ndarray:
         raise InvalidInputError(f"Detections.{name}: cannot convert to an array ({exc})") from exc
     if arr.dtype == dtype:
         return arr
+    if np.iscomplexobj(arr):
+        raise InvalidInputError(f"Detections.{name}: expected real numbers, got dtype {arr.dtype}")
     if arr.size and not np.can_cast(arr.dtype, dtype, casting="same_kind"):
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise InvalidInputError(f"Detections.{name}: expected numbers, got dtype {arr.dtype}")
@@ -78,6 +93,11 @@ class Detections:
             if raw.size and np.issubdtype(raw.dtype, np.floating):
                 if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
                     raise InvalidInputError("Detections.labels: expected integer class ids")
+            if raw.size and np.issubdtype(raw.dtype, np.number) and not np.iscomplexobj(raw):
+                big = np.abs(raw.astype(np.float64)) > _MAX_LABEL
+                if big.any():
+                    raise InvalidInputError(f"Detections.labels: class id {raw[big][0].item()!r} is out of range "
+                                            f"(at most {_MAX_LABEL:g} in size)")
             labels = _as_array(raw, np.int64, "labels").reshape(-1)
         if not np.all(np.isfinite(xyxy)):
             bad = int(np.count_nonzero(~np.isfinite(xyxy).all(axis=1)))
@@ -107,6 +127,9 @@ class Detections:
         parts = list(parts)
         if not parts:
             return cls.empty()
+        bad = next((k for k, p in enumerate(parts) if not isinstance(p, Detections)), None)
+        if bad is not None:
+            raise InvalidInputError(f"Detections.concat: part {bad} is a {type(parts[bad]).__name__}, not Detections")
         return cls(
             np.concatenate([p.xyxy for p in parts]),
             np.concatenate([p.scores for p in parts]),
@@ -160,6 +183,14 @@ class Tile:
     interior_right: bool = False
     interior_bottom: bool = False
     index: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("x", "y", "w", "h"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise InvalidInputError(f"Tile.{name} must be an integer, got {v!r}")
+        if self.x < 0 or self.y < 0 or self.w <= 0 or self.h <= 0:
+            raise InvalidInputError(f"Tile: x and y must be >= 0 and w, h > 0, got x={self.x} y={self.y} w={self.w} h={self.h}")
 
     @property
     def x2(self) -> int:
@@ -297,6 +328,7 @@ class MergeSpec:
     confirm: bool = True
 
     def __post_init__(self) -> None:
+        _plain_numbers(self)
         if self.mode not in MERGE_MODES:
             raise InvalidInputError(f"merge mode must be one of {', '.join(MERGE_MODES)}; got {self.mode!r}")
         for name in ("fuse_iou", "nms_iou"):
@@ -349,7 +381,8 @@ class RunSpec:
     ``bf16`` (both used when the engine builds the built-in model itself).
     ``score_thr``: boxes scoring below it are dropped before the merge (None: the model's own).
     ``input_size``: the longer side tiles are resized to before ``predict`` (None: what the
-    detector declares). ``max_pixels``: refuse larger images (None: no limit).
+    detector declares). ``max_pixels``: refuse image files with more pixels (None: no limit; an array
+    given in memory is already decoded and is not checked).
     ``max_vram``: GPU memory budget in GB (see :mod:`densedet_tile.vram`; None: no cap).
     ``scale``: image pixels to model pixels, e.g. 0.5 shows products at half size (None: from
     the tile and the detector, see :mod:`densedet_tile.scale`).
@@ -370,6 +403,7 @@ class RunSpec:
     count_band: float = COUNT_BAND
 
     def __post_init__(self) -> None:
+        _plain_numbers(self)
         _positive_int_or_none("batch_size", self.batch_size)
         _positive_int_or_none("input_size", self.input_size, 16)
         _positive_int_or_none("max_pixels", self.max_pixels)

@@ -147,8 +147,19 @@ def test_oom_at_batch_one_falls_back_to_cpu():
     img = blob_image(600, 600, (10, 10, 50, 50))
     det = _OOMUntilCPU()
     with pytest.warns(RuntimeWarning, match="CPU"):
-        out = dt.detect(img, det, tile=600, batch_size=1, device="cpu")
+        out = dt.detect(img, det, tile=600, batch_size=1)
     assert det.device == "cpu" and len(out) == 1
+
+
+def test_a_device_other_than_the_detectors_own_is_refused_not_misreported():
+    class OnCPU(BlobDetector):
+        device = "cpu"
+
+    img = blob_image(200, 200, (10, 10, 50, 50))
+    with pytest.raises(InvalidInputError, match="device='cuda' was asked for, but the detector was built for 'cpu'"):
+        dt.detect_image(img, OnCPU(), device="cuda")
+    assert dt.detect_image(img, OnCPU(), device="cpu").settings["device"] == "cpu"
+    assert dt.detect_image(img, OnCPU()).settings["device"] == "cpu"
 
 
 def test_detector_exception_is_wrapped_with_image_name():
@@ -172,3 +183,38 @@ def test_no_reader_thread_left_after_detector_error():
             break
         time.sleep(0.02)
     assert threading.active_count() <= before
+
+
+def test_detections_refuse_corrupted_labels_and_complex_boxes():
+    with pytest.raises(InvalidInputError, match="class id 1e\\+30 is out of range"):
+        dt.Detections([[1, 1, 2, 2]], [0.5], labels=[1e30])
+    with pytest.raises(InvalidInputError, match="out of range"):
+        dt.Detections([[1, 1, 2, 2]], [0.5], labels=np.array([2**64 - 1], np.uint64))
+    with pytest.raises(InvalidInputError, match="real numbers"):
+        dt.Detections(np.array([[1, 1, 2, 2]], complex), [0.5])
+    assert dt.Detections([[1, 1, 2, 2]], [0.5], labels=np.array([7], np.uint64)).labels.tolist() == [7]
+
+
+@pytest.mark.parametrize("score", [-3.0, 1.5])
+def test_scores_outside_zero_one_from_a_detector_are_refused(score):
+    class Odd:
+        def predict(self, tiles):
+            return [dt.Detections([[5, 5, 40, 40]], [score]) for _ in tiles]
+
+    with pytest.raises(DetectorError, match=r"<array>: detector Odd returned scores from .* must be confidences in \[0, 1\]"):
+        dt.detect(blob_image(100, 100, (5, 5, 40, 40)), Odd())
+
+
+def test_numpy_numbers_are_fine_in_the_specs_and_stay_json_friendly():
+    import json
+    from dataclasses import asdict
+
+    run = dt.RunSpec(score_thr=np.float32(0.5), batch_size=np.int64(2), count_band=np.float32(0.05))
+    merge = dt.MergeSpec(fuse_iou=np.float32(0.5), nms_iou=np.float64(0.6))
+    assert type(run.score_thr) is float and type(run.batch_size) is int and type(merge.fuse_iou) is float
+    json.dumps([asdict(run), asdict(merge)])
+
+
+def test_a_progress_that_is_not_a_function_is_refused_before_any_work():
+    with pytest.raises(InvalidInputError, match="progress must be a function"):
+        dt.detect(blob_image(64, 64, (1, 1, 5, 5)), BlobDetector(), progress=5)

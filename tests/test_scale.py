@@ -237,3 +237,28 @@ def test_a_panorama_is_not_probed_whole():
     pano = [w for g in _probes(20000, 2500, 640) for w in g]
     assert max(w * h for _, _, w, h in pano) == 2500 * 2500  # squares of the height at most
     assert all(w <= WHOLE_PROBE_ASPECT_MAX * h for _, _, w, h in pano)
+
+
+def test_detector_failures_while_probing_are_one_line_detector_errors():
+    from densedet_tile import DetectorError
+
+    img, _ = shelf(1200, 800, 60)
+
+    class Boom(SizedBlobs):
+        def predict(self, tiles):
+            raise ValueError("boom")
+
+    class GivesNone(SizedBlobs):
+        def predict(self, tiles):
+            return [None]
+
+    class BadRule(SizedBlobs):
+        def photo_scale(self, w, h):
+            return 1 / 0
+
+    with pytest.raises(DetectorError, match=r"<array>: detector failed on a probe window of tile=auto: ValueError: boom"):
+        dt.detect(img, Boom(), tile="auto")
+    with pytest.raises(DetectorError, match=r"returned a list of 1 \(NoneType\)"):
+        dt.detect(img, GivesNone(), tile="auto")
+    with pytest.raises(DetectorError, match=r"photo_scale\(1200, 800\) failed: ZeroDivisionError"):
+        dt.detect(img, BadRule())

@@ -123,15 +123,18 @@ def score_floor_for(score_thr: float, band: float = COUNT_BAND) -> float:
 
 def photo_scale_of(detector: object, width: int, height: int) -> float | None:
     """The scale the detector's ``photo_scale`` rule gives a ``width`` x ``height`` photo, or None."""
+    from ..errors import DetectorError, one_line
+
     rule = getattr(detector, "photo_scale", None)
     if not callable(rule):
         return None
-    s = rule(width, height)
+    try:
+        s = rule(width, height)
+    except Exception as exc:  # third-party code
+        raise DetectorError(f"detector photo_scale({width}, {height}) failed: {type(exc).__name__}: {one_line(exc)}") from exc
     if s is None:
         return None
     if isinstance(s, bool) or not isinstance(s, (int, float, np.floating)) or not 0.01 <= float(s) <= 100:
-        from ..errors import DetectorError
-
         raise DetectorError(f"detector photo_scale({width}, {height}) must be a number in [0.01, 100], got {s!r}")
     return float(s)
 
@@ -173,22 +176,39 @@ def resolve_device(device: str = "auto") -> str:
 def device_of(detector: object, requested: str = "auto") -> str:
     """The device a run reports and sizes its batches for, without importing any framework.
 
-    An explicit ``requested`` device wins. For ``"auto"``: the detector's own ``device``
-    attribute when it has one (the built-in model and the adapters do), else ``"cuda"`` only
-    when torch is already loaded in this process and sees a GPU, else ``"cpu"``.
+    For ``"auto"``: the detector's own ``device`` attribute when it has one (the built-in model
+    and the adapters do), else ``"cuda"`` only when torch is already loaded in this process and
+    sees a GPU, else ``"cpu"``. An explicit ``requested`` device is returned as it is, unless
+    the detector says it runs elsewhere: a detector built for the CPU does not move to a GPU
+    because the run asks for one, so that is refused
+    (:class:`~densedet_tile.errors.InvalidInputError`) rather than reported wrongly.
     """
+    from ..errors import InvalidInputError
+
     dev = check_device(requested)
-    if dev != "auto":
-        return dev
     own = getattr(detector, "device", None)
+    own = None if own is None else str(own).lower()
+    if own is not None and not (own == "cpu" or own.startswith("cuda")):
+        own = None
+    if dev != "auto":
+        if own is not None and not _same_device(dev, own):
+            raise InvalidInputError(
+                f"device={dev!r} was asked for, but the detector was built for {own!r}; build it on that "
+                f"device (load_detector(..., device={dev!r})) or leave device='auto'"
+            )
+        return dev
     if own is not None:
-        own = str(own).lower()
-        if own == "cpu" or own.startswith("cuda"):
-            return own
+        return own
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+def _same_device(a: str, b: str) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device; ``cuda:1`` is another."""
+    norm = lambda d: "cuda:0" if d == "cuda" else d  # noqa: E731
+    return norm(a) == norm(b)
 
 
 def cuda_plausible() -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,6 +27,22 @@ __all__ = ["merge_tiles", "merge_tolerances", "to_global"]
 def _tile_geo(tiles: Sequence[Tile]) -> np.ndarray:
     """float64 (T, 8): each tile as (x, y, w, h, interior left, top, right, bottom)."""
     return np.array([(t.x, t.y, t.w, t.h, *t.interior) for t in tiles], dtype=np.float64).reshape(-1, 8)
+
+
+def _checked_inputs(tiles: Any, dets: Any) -> tuple[list[Tile], list[Detections]]:
+    """``tiles`` and ``dets`` as lists, or :class:`InvalidInputError` saying which item is not a
+    :class:`Tile` / :class:`Detections` (any iterable is taken, generators included)."""
+    out = []
+    for what, items, cls in (("tiles", tiles, Tile), ("detections", dets, Detections)):
+        try:
+            items = list(items)
+        except TypeError:
+            raise InvalidInputError(f"merge: {what} must be a sequence of {cls.__name__}, got {type(items).__name__}") from None
+        bad = next((k for k, t in enumerate(items) if not isinstance(t, cls)), None)
+        if bad is not None:
+            raise InvalidInputError(f"merge: {what}[{bad}] is a {type(items[bad]).__name__}, not a {cls.__name__}")
+        out.append(items)
+    return out[0], out[1]
 
 
 def _gather(
@@ -130,6 +146,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     """
     if not isinstance(spec, MergeSpec):
         raise InvalidInputError(f"merge: spec must be a MergeSpec, got {type(spec).__name__}")
+    tiles, dets = _checked_inputs(tiles, dets)
     tgeo = _tile_geo(tiles)
     local, scores, labels, groups, geo = _gather(tiles, dets, tgeo)
     xyxy = local + geo[:, [0, 1, 0, 1]]

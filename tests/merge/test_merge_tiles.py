@@ -230,3 +230,20 @@ def test_boxes_one_tile_kept_side_by_side_survive_the_global_nms() -> None:
         out = merge_tiles(tiles, dets, MergeSpec(mode=mode, nms_iou=0.5))
         assert len(out) == 2, mode
         np.testing.assert_allclose(np.sort(out.xyxy[:, 0]), [310.0, 325.0], atol=1e-4)
+
+
+def test_merge_inputs_of_the_wrong_kind_are_one_line_errors():
+    from densedet_tile import InvalidInputError
+
+    t = Tile(0, 0, 10, 10)
+    d = Detections([[1, 1, 5, 5]], [0.9])
+    with pytest.raises(InvalidInputError, match=r"detections\[0\] is a NoneType, not a Detections"):
+        merge_tiles([t], [None])
+    with pytest.raises(InvalidInputError, match=r"tiles\[0\] is a tuple, not a Tile"):
+        merge_tiles([(0, 0, 10, 10)], [d])
+    assert len(merge_tiles((x for x in [t]), (x for x in [d]))) == 1  # any iterable will do
+    with pytest.raises(InvalidInputError, match="part 1 is a str"):
+        Detections.concat([d, "x"])
+    for bad in ((0, 0, -10, 10), (-1, 0, 10, 10), ("0", 0, 10, 10)):
+        with pytest.raises(InvalidInputError, match="Tile"):
+            Tile(*bad)

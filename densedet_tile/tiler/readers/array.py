@@ -15,8 +15,9 @@ class ArraySource(ImageSource):
     """Windows of an in-memory ``HxWx3`` uint8 RGB array (``HxW`` gray and ``HxWx4`` RGBA too).
 
     The array is referenced, never copied whole; do not modify it while the source is in use.
-    RGB windows spanning whole rows are views of it; gray and RGBA windows are converted one by
-    one.
+    Every window is a copy of its part of the array (gray and RGBA windows converted), so a
+    detector that preprocesses its tiles in place cannot change the caller's image or the
+    overlap another tile will read.
     """
 
     def __init__(self, array: np.ndarray, *, name: str = "<array>") -> None:
@@ -39,7 +40,8 @@ class ArraySource(ImageSource):
         a = self._array
         if a is None:  # pragma: no cover - guarded by read()
             raise ImageReadError(f"{self.name}: the image source is closed")
-        return uint8_to_rgb(a[y : y + h, x : x + w])
+        win = uint8_to_rgb(a[y : y + h, x : x + w])
+        return win.copy() if np.shares_memory(win, a) else win
 
     def close(self) -> None:
         self._array = None

@@ -110,9 +110,8 @@ class ImageSource(ABC):
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """Pixels of the upright window with top-left ``(x, y)`` and size ``w`` x ``h``.
 
-        Returns a C-contiguous, writable ``(h, w, 3)`` uint8 RGB array. It is a fresh copy,
-        except for an RGB :class:`ArraySource` window spanning whole rows, which is a view of the
-        caller's array. The window must lie inside the image; otherwise
+        Returns a C-contiguous, writable ``(h, w, 3)`` uint8 RGB array, always a fresh one (never
+        a view of an :class:`ArraySource`'s array). The window must lie inside the image; otherwise
         :class:`~densedet_tile.errors.InvalidInputError` is raised.
         """
         if self._closed:

@@ -39,7 +39,7 @@ DEFAULT_TIFF_CACHE_BYTES: int = 256 * 2**20
 BIG_SEGMENT_SLOTS: int = 2
 #: Rows converted to RGB at a time, in bytes of the file's samples: bounds the temporaries of
 #: the colour conversion of a big segment.
-_CONVERT_CHUNK_BYTES: int = 16 * 2**20
+_CONVERT_CHUNK_BYTES: int = 4 * 2**20
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 
 

@@ -21,8 +21,33 @@ def test_array_source_windows_without_copying_the_image():
     check_output(win, 10, 20)
     np.testing.assert_array_equal(win, a[6:16, 5:25])
     rows = src.read(0, 10, 50, 5)
-    assert np.shares_memory(rows, a)  # whole rows: a view
     np.testing.assert_array_equal(rows, a[10:15])
+    # even whole rows are a copy: writing into a window leaves the caller's image alone
+    before = a.copy()
+    rows[...] = 0
+    win[...] = 0
+    np.testing.assert_array_equal(a, before)
+
+
+def test_a_detector_that_edits_its_tiles_in_place_changes_neither_the_image_nor_other_tiles():
+    import densedet_tile as dt
+
+    class Zeroing:
+        def __init__(self):
+            self.seen = []
+
+        def predict(self, tiles):
+            out = []
+            for t in tiles:
+                self.seen.append(int(t.min()))
+                t[...] = 0
+                out.append(dt.Detections.empty())
+            return out
+
+    a = np.full((3000, 600, 3), 200, np.uint8)  # tiles span whole rows
+    det = Zeroing()
+    dt.detect(a, det, tile=1280)
+    assert len(det.seen) >= 3 and set(det.seen) == {200} and a.min() == 200
 
 
 def test_array_source_gray_and_rgba():
