@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 from typing import Any, Sequence
@@ -109,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Options whose values belong to a run: with --resume the saved ones are used.
+_RUN_OPTIONS = ("base", "overwrite", "holdout", "rounds", "seed", "size", "batch", "synth", "lr", "serve_thr",
+                "tile", "overlap", "scales", "no_flip", "score_hi", "score_lo", "min_views")
+
+
 def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -171,6 +177,41 @@ class _Bar:
             self.bar = None
 
 
+class _Lines:
+    """Progress as plain lines for a log file (stderr is not a terminal): one when the phase
+    changes, then at most one every ``every`` seconds."""
+
+    def __init__(self, enabled: bool, every: float = 30.0) -> None:
+        self.enabled, self.every, self.phase, self.last = enabled, every, None, -1e9
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        import time
+
+        key = (e["phase"], e["round"])
+        now = time.monotonic()
+        if key == self.phase and now - self.last < self.every:
+            return
+        self.phase, self.last = key, now
+        what = _Bar.WHAT.get(e["phase"], e["phase"])
+        if e["phase"] == "train":
+            total = e.get("steps_total")
+            where = f"step {e['step']}" + (f"/{total}" if total else "")
+            if e.get("loss") is not None:
+                where += f", loss {e['loss']:.3f}"
+        else:
+            where = f"photo {e['done']}/{e['total']}"
+        head = what if e["phase"] in ("before", "read", "after") else f"round {e['round']}/{e['rounds']} {what}"
+        print(f"{PROG}: {head}: {where}, {_clock(e.get('seconds_left'))} left", file=sys.stderr, flush=True)
+
+    def write(self, msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
 def adapt_main(argv: Sequence[str]) -> int:
     """Entry point of ``densedet-tile adapt``; returns the exit status."""
     args = parse(build_parser(), argv)
@@ -181,6 +222,14 @@ def adapt_main(argv: Sequence[str]) -> int:
     from ..train.adapt import AdaptRun, AdaptSettings, report_text
     from ..train.pseudo import LabelSettings
 
+    if args.resume:
+        parser = build_parser()
+        given = [f"--{k.replace('_', '-')}" if k != "base" else "--from" for k in _RUN_OPTIONS
+                 if getattr(args, k) != parser.get_default(k)]
+        if given:
+            error(PROG, f"--resume continues the saved run with its own settings; leave out {', '.join(given)} "
+                        "(only the budget, --minutes or --steps, may change)")
+            return EXIT_USAGE
     minutes = args.minutes if args.minutes is not None or args.steps is not None else 60.0
     try:
         labels = LabelSettings(scales=args.scales, flip=not args.no_flip, min_views=args.min_views,
@@ -195,15 +244,17 @@ def adapt_main(argv: Sequence[str]) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    bar = _Bar(enabled=not args.quiet)
+    bar: Any = (_Bar if sys.stderr.isatty() else _Lines)(enabled=not args.quiet)
     stop = {"asked": False}
 
     def on_sigint(signum, frame):  # first Ctrl-C: stop cleanly after this step; second: at once
         if stop["asked"]:
             raise KeyboardInterrupt
         stop["asked"] = True
-        bar.write(f"{PROG}: stopping after this step and saving the state (Ctrl-C again to abort at once)")
+        bar.write(f"{PROG}: stopping after this step or photo and saving the state (Ctrl-C again to abort at once)")
 
+    if args.resume and args.minutes is None and args.steps is None:
+        settings = None  # the saved run's budget too
     try:
         job = AdaptRun(args.photos, args.out, settings, base=args.base, device=args.device, resume=args.resume,
                        overwrite=args.overwrite, progress=bar, should_stop=lambda: bool(stop["asked"]),
@@ -213,6 +264,9 @@ def adapt_main(argv: Sequence[str]) -> int:
             raise
         error(PROG, one_line(exc))
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C while setting up: nothing was written
+        error(PROG, "interrupted before the run started; nothing was written")
+        return EXIT_INTERRUPTED
     previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
     try:
         result = job.run()
@@ -233,6 +287,8 @@ def adapt_main(argv: Sequence[str]) -> int:
     bar.close()
     print(report_text(result.report), flush=True)
     if result.status != "done":
+        error(PROG, f"stopped; continue with: {PROG} {shlex.quote(str(args.photos))} "
+                    f"--out {shlex.quote(str(args.out))} --resume")
         return EXIT_INTERRUPTED
     print(f"wrote {result.paths['weights']}, {result.paths['report_json'].name}, {result.paths['report_txt'].name}",
           file=sys.stderr, flush=True)

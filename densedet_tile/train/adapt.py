@@ -287,8 +287,9 @@ def adapt(
     """Adapt the built-in model (or the ``base`` checkpoint) to the photos under ``folder``.
 
     ``out`` is the weights file to write (see the module docstring for the files beside it).
-    ``resume`` continues the stopped run whose state lies beside ``out``: its settings are used,
-    except the budget (``minutes``/``steps``) and ``save_every``, which come from ``settings``.
+    ``resume`` continues the stopped run whose state lies beside ``out`` with its own settings;
+    with ``settings`` given, its budget (``minutes``/``steps``) and ``save_every`` replace the
+    saved ones (``settings=None`` keeps the saved budget too).
     ``progress`` receives a dict per photo and per step (``phase``, ``round``, ``rounds``,
     ``done``, ``total``, ``step``, ``steps_total``, ``loss``, ``seconds_left``); ``should_stop``
     is polled between photos and steps (True: write the state and return "stopped"); ``log``
@@ -326,7 +327,8 @@ class AdaptRun:
         should_stop: Callable[[], bool] | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        settings = settings or AdaptSettings()
+        if settings is None and not resume:
+            settings = AdaptSettings()
         self.paths = output_paths(out)
         for p in self.paths.values():
             _check_outside_package(p)
@@ -377,7 +379,10 @@ class AdaptRun:
             raw = Path(base).read_bytes() if Path(base).is_file() else None
             ckpt = read_checkpoint(base)
             base_info = {"weights": str(Path(base).resolve()), "sha256": _sha256(raw) if raw else None}
-        base_info["info"] = dict(ckpt.get("info", {}))
+        if not (isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict) and isinstance(ckpt.get("config"), dict)):
+            raise InvalidInputError(f"--from {base}: not weights of the built-in model (a checkpoint dict with "
+                                    "'config' and 'state_dict', as adapt and scripts/train_default.py write)")
+        base_info["info"] = dict(ckpt.get("info") or {})
         config = {**DEFAULT_CONFIG, **ckpt["config"]}
         self.settings = settings
         self.s: dict[str, Any] = {
@@ -407,7 +412,7 @@ class AdaptRun:
         for p, why in bad:
             self.log(f"skipping {p}: {why}")
 
-    def _load_state(self, settings: AdaptSettings) -> None:
+    def _load_state(self, settings: AdaptSettings | None) -> None:
         sp = self.paths["state"]
         if not sp.exists():
             raise InvalidInputError(f"nothing to resume: {sp} does not exist")
@@ -420,12 +425,18 @@ class AdaptRun:
         if Path(s["folder"]) != self.folder.resolve():
             raise InvalidInputError(f"{sp} belongs to a run over {s['folder']}, not {self.folder.resolve()}")
         saved = AdaptSettings.from_dict(s["settings"])
-        self.settings = replace(saved, minutes=settings.minutes, steps=settings.steps, save_every=settings.save_every)
+        if settings is None:
+            self.settings = saved
+        else:
+            self.settings = replace(saved, minutes=settings.minutes, steps=settings.steps, save_every=settings.save_every)
         s["settings"] = self.settings.to_dict()
         self.s = s
         self.resumed = True
-        self.log(f"resuming from {sp}: round {s['round'] + 1}, step {s['step']}, {s['elapsed'] / 60:.1f} min so far "
-                 "(the saved run's settings; the budget from this call)")
+        st = self.settings
+        budget = " and ".join(b for b in ((f"{st.minutes:g} min" if st.minutes is not None else ""),
+                                          (f"{st.steps} steps" if st.steps is not None else "")) if b)
+        self.log(f"resuming from {sp}: round {s['round'] + 1}, step {s['step']}, {s['elapsed'] / 60:.1f} min so far; "
+                 f"budget {budget} in all ({'saved' if settings is None else 'from this call'}), the saved run's settings")
 
     def _build(self) -> None:
         st = self.settings
@@ -437,7 +448,11 @@ class AdaptRun:
         if self.resumed:  # the saved tensors move into the model; the state dict keeps only the rest
             self.model.load_state_dict(self.s.pop("model"))
         else:
-            self.model.load_state_dict(self._init_weights)
+            try:
+                self.model.load_state_dict(self._init_weights)
+            except RuntimeError as exc:  # --from weights of another architecture, or damaged
+                raise InvalidInputError(f"{self.s['base']['weights']}: the weights do not fit the model they describe "
+                                        f"({' '.join(str(exc).split())[:200]})") from None
             del self._init_weights
         self.model.to(self.dev)
         self.ema = ema_copy(self.model)

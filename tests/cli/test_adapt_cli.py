@@ -101,3 +101,19 @@ def test_bad_options_are_usage_errors(tmp_path):
     for args, says in [(["--scales", "0,1"], "--scales"), (["--synth", "1"], "--synth"), (["--size", "100"], "size")]:
         r = run_cli("adapt", tmp_path, "--out", tmp_path / "m.pt", *args)
         assert r.returncode == 2 and says in r.stderr, r.stderr
+
+
+def test_resume_refuses_run_options_and_names_them(photos, tmp_path):
+    r = run_cli("adapt", photos, "--out", tmp_path / "m.pt", "--resume", "--holdout", "2", "--from", "x.pt",
+                "--minutes", "1")
+    assert r.returncode == 2
+    line = r.stderr.strip().splitlines()[-1]
+    assert "--resume continues the saved run" in line and "--holdout" in line and "--from" in line
+    assert "--minutes" not in line.split("leave out")[1].split("(")[0]  # the budget may change
+
+
+def test_progress_in_a_log_file_is_plain_lines(photos, tmp_path):
+    r = run_cli("adapt", photos, "--out", tmp_path / "m.pt", *[a for a in TINY if a != "-q"])
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr  # stderr is a pipe here, not a terminal
+    assert any(line.startswith("densedet-tile adapt: round 1/2 labelling: photo") for line in r.stderr.splitlines())

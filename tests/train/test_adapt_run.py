@@ -89,8 +89,10 @@ def test_stopped_and_resumed_run_ends_with_the_uninterrupted_weights(uninterrupt
     assert first.report["steps"] == (1 if polls == 4 else 2)
     with pytest.raises(InvalidInputError, match="--resume"):
         adapt(photos, out, TINY, device="cpu")
-    second = adapt(photos, out, TINY, device="cpu", resume=True)
+    # settings=None (the CLI's --resume without --minutes/--steps): the saved budget, not a default one
+    second = adapt(photos, out, None, device="cpu", resume=True)
     assert second.status == "done" and not second.paths["state"].exists()
+    assert second.report["steps"] == TINY.steps
     got = torch.load(out, weights_only=True)["state_dict"]
     want = uninterrupted[1]["state_dict"]
     assert got.keys() == want.keys()
@@ -180,6 +182,19 @@ def test_refusals_before_any_work(photos, tmp_path):
     with pytest.raises(InvalidInputError, match="is a folder"):
         adapt(photos, tmp_path / "a_folder.pt", TINY, device="cpu", overwrite=True)
     assert not list(pkg.rglob("mine*"))
+
+
+def test_from_weights_that_are_not_the_built_in_models_are_refused_up_front(photos, tmp_path):
+    odd = tmp_path / "odd.pt"
+    torch.save({"a": torch.zeros(3)}, odd)
+    with pytest.raises(InvalidInputError, match="not weights of the built-in model"):
+        adapt(photos, tmp_path / "m.pt", TINY, base=odd, device="cpu")
+    good = torch.load(Path(__file__).parents[2] / "densedet_tile" / "detector" / "weights" / "default.pt", weights_only=True)
+    good["state_dict"].pop(next(iter(good["state_dict"])))
+    torch.save(good, odd)
+    with pytest.raises(InvalidInputError, match="do not fit the model"):
+        adapt(photos, tmp_path / "m.pt", TINY, base=odd, device="cpu")
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_a_folder_whose_photos_all_fail_to_decode_is_refused_not_trained_on(tmp_path):
