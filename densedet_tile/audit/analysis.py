@@ -199,8 +199,9 @@ def run_audit(
         gaps = tuple(find_gaps(a[idx], lay, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k))
         return lay, gaps
 
-    def found_bays(idx: np.ndarray, first: int) -> list[AuditPart]:
-        """Cut the boxes ``idx`` into bays and analyse each."""
+    def found_bays(idx: np.ndarray, first: int, taken: frozenset[str] = frozenset()) -> list[AuditPart]:
+        """Cut the boxes ``idx`` into bays and analyse each; named ``bay <first>``, ``bay
+        <first + 1>``... (a name in ``taken``, a region's, gets " (found)" added)."""
         if not s.bays or len(idx) == 0:
             groups, kinds = [idx], ()
         else:
@@ -215,7 +216,9 @@ def run_audit(
             lay, gaps = analyse(g)
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
             right = kinds[b] if b < len(kinds) else ("image edge" if a[g, 2].max() >= width - 0.5 * med_w else "end")
-            out.append(AuditPart(f"bay {first + len(out)}", g, lay, gaps, "bay", _bay_outline(a[g], lay), (left, right)))
+            name = f"bay {first + len(out)}"
+            out.append(AuditPart(name + (" (found)" if name in taken else ""), g, lay, gaps, "bay",
+                                 _bay_outline(a[g], lay), (left, right)))
         return out
 
     grid = density_grid(a, width, height, cell=s.cell)
@@ -230,13 +233,21 @@ def run_audit(
         for i, r in enumerate(regs):
             idx = np.flatnonzero(inside[i])
             lay, gaps = analyse(idx)
+            gaps = _gaps_inside(gaps, r)
             geoms = getattr(r.geometry, "geoms", [r.geometry])
             ring = max(geoms, key=lambda g: g.area).exterior.coords
             given.append(AuditPart(r.name, idx, lay, gaps, "region", tuple((float(x), float(y)) for x, y in ring[:-1]),
                                    ("region", "region")))
         rest = np.flatnonzero(~inside.any(axis=0))
-        extra = found_bays(rest, 1) if len(rest) >= s.min_row_products else []
+        extra = found_bays(rest, len(given) + 1, frozenset(r.name for r in regs)) if len(rest) else []
         parts = tuple(given) + tuple(extra)
+        shared = inside.sum(axis=0) > 1
+        if shared.any():
+            pairs = sorted({(regs[i].name, regs[j].name) for i in range(len(regs)) for j in range(i + 1, len(regs))
+                            if (inside[i] & inside[j]).any()})
+            names = "; ".join(f"{x!r} and {y!r}" for x, y in pairs[:3]) + (" ..." if len(pairs) > 3 else "")
+            warnings.append(f"regions overlap ({names}): {int(shared.sum())} products lie in more than one region and "
+                            "are counted in each, so the regions' counts add up to more than the image's")
         shares = inside_shares(list(regs), width, height)
         for r, part, share in zip(regs, given, shares.tolist()):
             n = len(part.index)
@@ -264,12 +275,32 @@ def run_audit(
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings))
 
 
+def _gaps_inside(gaps: tuple[Gap, ...], region: Region) -> tuple[Gap, ...]:
+    """The gaps of a region's rows that lie in the region: a row found across a region of
+    several pieces, or around a hole, spans stretches that are not the region's shelf (their
+    products were left out, not missing), so a gap at least half outside the region is dropped."""
+    if not gaps:
+        return gaps
+    import shapely
+
+    boxes = shapely.box(*np.array([g.xyxy for g in gaps], dtype=np.float64).T)
+    area = shapely.area(boxes)
+    inside = shapely.area(shapely.intersection(boxes, region.geometry))
+    keep = inside >= 0.5 * np.maximum(area, 1e-9)
+    return tuple(g for g, k in zip(gaps, keep.tolist()) if k)
+
+
 def _r(v: float, nd: int = 1) -> float:
     return float(round(float(v), nd))
 
 
-def _poly(points: Sequence[tuple[float, float]]) -> list[list[float]]:
-    return [[_r(x), _r(y)] for x, y in points]
+def _poly(points: Sequence[tuple[float, float]], width: float | None = None,
+          height: float | None = None) -> list[list[float]]:
+    """[[x, y], ...] rounded, and clipped to the ``width`` x ``height`` image when given (a row
+    outline follows whole product boxes, and the top row's upper edge may lie above the image)."""
+    if width is None or height is None:
+        return [[_r(x), _r(y)] for x, y in points]
+    return [[_r(min(max(x, 0.0), width)), _r(min(max(y, 0.0), height))] for x, y in points]
 
 
 def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
@@ -283,6 +314,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
     a = result.xyxy
     widths = a[:, 2] - a[:, 0]
     s = result.settings
+    W, H = float(result.width), float(result.height)
     bays, rows, gaps = [], [], []
     for b, part in enumerate(result.parts, start=1):
         lay = part.layout
@@ -312,8 +344,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "empty_share": _r(sum(g.width_px for g in mine if g.kind == "interior") / span, 4),
                 "fill": _r(max(0.0, 1.0 - empty / bay_w), 4),
                 **({"facings_per_m": _r(row.count / s.bay_width_m, 2)} if s.bay_width_m else {}),
-                "line": _poly([(row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1])]),
-                "polygon": _poly(row.polygon),
+                "line": _poly([(row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1])], W, H),
+                "polygon": _poly(row.polygon, W, H),
             })
         for g in part.gaps:
             gaps.append({
@@ -326,7 +358,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "width_px": _r(g.width_px),
                 "width_products": _r(g.width_products, 2),
                 "xyxy": [_r(v) for v in g.xyxy],
-                "polygon": _poly(g.polygon),
+                "polygon": _poly(g.polygon, W, H),
             })
         area = part.area_px
         bays.append({
@@ -345,7 +377,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             "right_edge": part.edges[1],
             "x_start": _r(bay_x0),
             "x_end": _r(bay_x1),
-            "polygon": _poly(part.polygon),
+            "polygon": _poly(part.polygon, W, H),
             **({"count_range": count_ranges[b - 1].as_dict()} if count_ranges is not None else {}),
         })
     n_rows = sum(len(p.layout.rows) for p in result.parts)

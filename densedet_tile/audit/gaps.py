@@ -101,13 +101,17 @@ def find_gaps(
     if span is None:
         span = (min(float(bx1[i].min()) + dx[r] for r, i in rows.items()),
                 max(float(bx2[i].max()) + dx[r] for r, i in rows.items()))
+        # ... but an end gap never runs past the fixture's own columns (its outline)
+        limits = (float(a[:, 0].min()), float(a[:, 2].max()))
     else:
         dx = {r.index: 0.0 for r in layout.rows}
+        limits = (-np.inf, np.inf)
     in_rows = layout.assignment >= 0
     wide = float(np.percentile(w_true[in_rows] / sq[in_rows], 95)) if in_rows.any() else 0.0
     gaps: list[Gap] = []
     for row in layout.rows:
-        left_end, right_end = span[0] - dx[row.index], span[1] - dx[row.index]
+        left_end = max(span[0] - dx[row.index], limits[0])
+        right_end = min(span[1] - dx[row.index], limits[1])
         sel = rows[row.index]
         med_w = float(np.median(w_true[sel] / sq[sel]))
         order = np.argsort(bx1[sel], kind="stable")

@@ -1,0 +1,77 @@
+"""Regions given by the caller: their gaps, overlaps, the products left outside them, and the
+outlines in the JSON (all on generated aisles with known truth)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from densedet_tile.audit import audit_to_dict, parse_regions, run_audit
+from densedet_tile.synth.audit_aisles import synthetic_aisle
+
+
+def _rect(x0: float, x1: float, h: float) -> list:
+    return [[x0, 0], [x1, 0], [x1, h], [x0, h], [x0, 0]]
+
+
+def _regions(*features) -> list:
+    return parse_regions({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": name}, "geometry": geom} for name, geom in features]})
+
+
+def _aisle(seed: int = 3):
+    a = synthetic_aisle(np.random.default_rng(seed), width=7000, n_rows=4, gaps_per_row=0, end_gap_rows=0)
+    return a
+
+
+def test_a_region_of_two_pieces_reports_no_gap_between_them():
+    a = _aisle()
+    h = a.height
+    regs = _regions(("ends", {"type": "MultiPolygon", "coordinates": [[_rect(0, 2000, h)], [_rect(5000, a.width, h)]]}),
+                    ("middle", {"type": "Polygon", "coordinates": [_rect(2000, 5000, h)]}))
+    doc = audit_to_dict(run_audit(a.xyxy, a.width, a.height, regions=regs))
+    ends = [g for g in doc["gaps"] if g.get("region") == "ends"]
+    assert not any(g["x1"] < 4900 and g["x2"] > 2100 for g in ends), ends  # full shelves, only left out
+    # a hole: the products in it are another region's, not missing ones
+    hole = [[3000, 1], [3000, h - 1], [4000, h - 1], [4000, 1], [3000, 1]]
+    holed = _regions(("outer", {"type": "Polygon", "coordinates": [_rect(0, a.width, h), hole]}))
+    doc = audit_to_dict(run_audit(a.xyxy, a.width, a.height, regions=holed))
+    assert not any(g["x1"] < 3900 and g["x2"] > 3100 for g in doc["gaps"] if g.get("region") == "outer")
+
+
+def test_overlapping_regions_are_warned_about():
+    a = _aisle()
+    regs = _regions(("left", {"type": "Polygon", "coordinates": [_rect(0, 4000, a.height)]}),
+                    ("right", {"type": "Polygon", "coordinates": [_rect(3000, a.width, a.height)]}))
+    res = run_audit(a.xyxy, a.width, a.height, regions=regs)
+    assert any("'left' and 'right'" in w and "more than one region" in w for w in res.warnings)
+    apart = _regions(("left", {"type": "Polygon", "coordinates": [_rect(0, 3500, a.height)]}),
+                     ("right", {"type": "Polygon", "coordinates": [_rect(3500, a.width, a.height)]}))
+    assert not any("overlap" in w for w in run_audit(a.xyxy, a.width, a.height, regions=apart).warnings)
+
+
+def test_every_product_lands_in_a_part_and_found_bays_are_numbered_after_the_regions():
+    a = _aisle()
+    cx = (a.xyxy[:, 0] + a.xyxy[:, 2]) / 2
+    # a region covering all but two products, and a region named like a found bay
+    order = np.argsort(cx)
+    cut = float((cx[order[-2]] + cx[order[-3]]) / 2)
+    regs = _regions(("bay 2", {"type": "Polygon", "coordinates": [_rect(0, cut, a.height)]}))
+    doc = audit_to_dict(run_audit(a.xyxy, a.width, a.height, regions=regs))
+    assert sum(b["products"] for b in doc["bays"]) == doc["summary"]["products"] == len(a.xyxy)
+    assert [b["name"] for b in doc["bays"]] == ["bay 2", "bay 2 (found)"]
+    assert [b["bay"] for b in doc["bays"]] == [1, 2]
+
+
+def test_outlines_are_clipped_to_the_image_and_end_gaps_stay_in_their_bay():
+    for seed in range(6):
+        a = synthetic_aisle(np.random.default_rng(40 + seed), width=6000, n_rows=5, tilt_deg=3.0 if seed % 2 else -3.0)
+        doc = audit_to_dict(run_audit(a.xyxy, a.width, a.height))
+        for kind in ("bays", "rows", "gaps"):
+            for item in doc[kind]:
+                pts = np.array(item["polygon"])
+                assert (pts[:, 0] >= 0).all() and (pts[:, 0] <= a.width).all()
+                assert (pts[:, 1] >= 0).all() and (pts[:, 1] <= a.height).all()
+        bays = {b["bay"]: b for b in doc["bays"]}
+        for g in doc["gaps"]:
+            b = bays[g["bay"]]
+            assert b["x_start"] - 0.05 <= g["x1"] and g["x2"] <= b["x_end"] + 0.05, (g, b["x_start"], b["x_end"])
