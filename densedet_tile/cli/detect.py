@@ -65,7 +65,9 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.label, unit="tile", file=sys.stderr, leave=False, dynamic_ncols=True)
+            # disable=None: no bar when stderr is a log file or a pipe (its \r redraws are noise there)
+            self.bar = tqdm(total=total, desc=self.label, unit="tile", file=sys.stderr, leave=False, dynamic_ncols=True,
+                            disable=None)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
