@@ -128,14 +128,15 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Absolute paths of the inputs, folders replaced by their image files (sorted, not recursive).
 
     Duplicates (the same file named twice) are kept once, first position. A path that does not
-    exist is kept: it fails as that image's error, not the run's.
+    exist is kept: it fails as that image's error, not the run's. The previews this tool drew
+    into a folder (``<stem>.preview.jpg`` beside ``<stem>.detections.json``) are not taken.
     """
     out: list[Path] = []
     seen: set[Path] = set()
     for raw in inputs:
         p = Path(raw).expanduser().resolve()
         found = (
-            sorted(c for c in p.iterdir() if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES)
+            sorted(c for c in p.iterdir() if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES and not _our_preview(c))
             if p.is_dir() else [p]
         )
         for f in found:
@@ -143,6 +144,16 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
                 seen.add(f)
                 out.append(f)
     return out
+
+
+def _our_preview(path: Path) -> bool:
+    """Whether ``path`` is a preview this tool drew (``<stem>.preview.jpg`` beside
+    ``<stem>.detections.json``): a folder that is also the output folder holds them, and they
+    are not photos to detect in."""
+    suffix = ".preview.jpg"
+    if not path.name.endswith(suffix):
+        return False
+    return (path.parent / f"{path.name[: -len(suffix)]}.detections.json").is_file()
 
 
 def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
@@ -323,7 +334,12 @@ def run_batch(
                              "workers": n, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
                              "split": split, "out": str(out), "inputs": len(paths), "to_do": len(todo),
                              **(run_info or {})})
-            with RayPool(detector, workers=n, num_cpus=cpus_per_worker, num_gpus=gpus_per_worker) as pool:
+            # Each item may lose a worker retries + 1 times (each --split chunk too): enough
+            # replacements that hanging or crashing images cannot starve the good ones.
+            respawns = 2 * n + (retries + 1) * len(todo) * (n if split else 1)
+            start_s = 600.0 if timeout is None else max(120.0, 4 * timeout)  # building + one warm-up prediction
+            with RayPool(detector, workers=n, num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
+                         max_respawns=respawns, start_timeout=start_s) as pool:
                 if split:
                     _run_split(todo, out, pool, job, record, retries=retries, timeout=timeout, on_submit=on_submit)
                 else:

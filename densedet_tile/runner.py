@@ -97,6 +97,8 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
     paths = job.paths(out_dir, stem)
     if not all(p.is_file() for p in paths.values()):
         return False
+    if "yolo" in paths and not (Path(out_dir) / YOLO_CLASSES_FILE).is_file():  # the labels' class list
+        return False
     try:
         doc = json.loads(paths["json"].read_text())
     except (OSError, ValueError):

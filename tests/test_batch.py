@@ -328,3 +328,27 @@ def test_batch_refuses_bad_runs_before_writing_anything(tmp_path, case, capsys):
         assert out.read_text() == "not a folder"
     else:
         assert not out.exists()
+
+
+def test_a_folder_that_is_also_the_output_folder_does_not_take_its_previews_as_photos(tmp_path):
+    folder = tmp_path / "shelves"
+    imgs = _images(folder)
+    job = Job(tiling=TileSpec(tile=256), preview=True)
+    first = run_batch([folder], folder, detector=BlobDetector(), job=job)
+    assert first.ok == len(imgs)
+    again = run_batch([folder], folder, detector=BlobDetector(), job=job)
+    assert again.ok == 0 and again.skipped == len(imgs)  # no preview of a preview
+    assert not list(folder.glob("*.preview.preview.jpg"))
+    lone = folder / "holiday.preview.jpg"  # a photo that only looks like a preview
+    Image.fromarray(blob_image(100, 120, (10, 10, 40, 40))).save(lone)
+    assert lone in expand_inputs([folder])
+
+
+def test_a_missing_yolo_class_list_is_written_again_on_a_restart(tmp_path):
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "yolo"))
+    run_batch(imgs, out, detector=BlobDetector(), job=job)
+    (out / "classes.txt").unlink()
+    again = run_batch(imgs, out, detector=BlobDetector(), job=job)
+    assert again.ok == len(imgs) and (out / "classes.txt").read_text().splitlines() == ["product"]

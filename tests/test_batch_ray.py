@@ -245,3 +245,48 @@ def test_an_address_where_nothing_answers_fails_at_once_in_one_line(monkeypatch)
     for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
         with pytest.raises(DensedetError, match=f"127.0.0.1:{port}.*nothing answers"):
             ray_pool.connect(address)
+
+
+def test_many_hanging_images_do_not_use_up_the_workers_of_the_good_ones(local_ray, tmp_path):
+    good = _images(tmp_path / "in", 1)[0]
+    hangs = []
+    for k in range(3):  # more deaths than the pool's base replacements (2 per worker)
+        hangs.append(tmp_path / "in" / f"hang{k}.png")
+        Image.fromarray(np.full((100, 100, 3), 99, np.uint8)).save(hangs[-1])
+    s = run_batch([*hangs, good], tmp_path / "out", detector=CrashOnGrey(), job=Job(tiling=TileSpec(tile=256)),
+                  ray="local", workers=1, retries=0, timeout=3.0)
+    rec = {Path(r["input"]).name: r for r in s.records}
+    assert all(rec[h.name]["status"] == "error" and "time limit" in rec[h.name]["error"] for h in hangs)
+    assert rec[good.name]["status"] == "ok", rec[good.name]
+
+
+def test_an_item_left_running_by_an_abandoned_map_is_stopped_by_a_later_time_limit(local_ray, tmp_path):
+    from densedet_tile.distributed.ray_pool import RayPool
+
+    hangs = []
+    for k in range(2):
+        hangs.append(tmp_path / f"hang{k}.png")
+        Image.fromarray(np.full((100, 100, 3), 99, np.uint8)).save(hangs[-1])
+    good = _images(tmp_path / "in", 1)[0]
+    job, out = Job(tiling=TileSpec(tile=256)), str(tmp_path / "out")
+
+    def submit(actor, path):
+        return actor.process.remote(str(path), job, out, Path(path).stem)
+
+    with RayPool(CrashOnGrey(), workers=2) as pool:
+        # --split leaves a map like this when one chunk of an image fails: the other one hangs on
+        for res in pool.map([hangs[0], tmp_path / "missing.png"], submit):
+            assert res.item.name == "missing.png" and res.value["status"] == "error"
+            break
+        assert len(pool._draining) == 1
+        # a later map under a time limit stops the leftover too, not only its own items (before,
+        # the leftover's worker stayed hung for good, and with every worker hung the run hung)
+        (res,) = pool.map([hangs[1]], submit, retries=0, timeout=2.0)
+        assert not res.ok and "time limit" in res.error
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            (res,) = pool.map([good], submit, timeout=10.0)
+            assert res.ok and res.value["status"] == "ok"
+            if not pool._draining:
+                break
+        assert not pool._draining and pool.respawned == 2

@@ -243,6 +243,8 @@ class RayPool:
         self.info: list[dict[str, Any]] = []
         self._counter = 0
         self._draining: dict[Any, _Slot] = {}  # items left running by an abandoned map()
+        self._drain_since: dict[Any, float] = {}  # ... since when (the time limit applies to them too)
+        self._drain_killed: set[Any] = set()  # ... and those whose actor was stopped for it
         self._overdue: set[Any] = set()  # running items whose actor was killed for the time limit
         self._actor_cls = ray.remote(DetectorWorker)
 
@@ -268,8 +270,10 @@ class RayPool:
         if len(ready) < len(refs):
             self.close()
             raise DensedetError(
-                f"{len(refs) - len(ready)} of {len(refs)} Ray workers did not start within {self.start_timeout:.0f} s; "
-                f"does the cluster have {self.num_cpus:g} CPU(s) and {self.num_gpus:g} GPU(s) free for each?"
+                f"{len(refs) - len(ready)} of {len(refs)} Ray workers did not start within {self.start_timeout:.0f} s "
+                "(building the detector and one warm-up prediction); does the cluster have "
+                f"{self.num_cpus:g} CPU(s) and {self.num_gpus:g} GPU(s) free for each, and does the detector finish "
+                "a prediction?"
             )
         infos = ray.get(refs)
         for slot, inf in zip(self.slots, infos):
@@ -290,6 +294,8 @@ class RayPool:
                 pass
         self.slots = []
         self._draining.clear()
+        self._drain_since.clear()
+        self._drain_killed.clear()
 
     def __enter__(self) -> "RayPool":
         if not self.slots:
@@ -353,6 +359,7 @@ class RayPool:
                 waiting = [*inflight, *self._draining, *starting]
                 wait_s = None if (inflight or self._draining) else self.start_timeout
                 live = [since[r] for r in inflight if r not in self._overdue]
+                live += [self._drain_since[r] for r in self._draining if r not in self._drain_killed]
                 if timeout is not None and live:
                     left = max(0.05, min(live) + timeout - time.monotonic())
                     wait_s = left if wait_s is None else min(wait_s, left)
@@ -362,6 +369,10 @@ class RayPool:
                     for r, (_, _, slot) in inflight.items():
                         if r not in self._overdue and r not in done and now - since[r] >= timeout:
                             self._overdue.add(r)  # its result becomes an actor death: retried
+                            ray.kill(slot.handle)
+                    for r, slot in self._draining.items():  # left over from an abandoned map: stopped too
+                        if r not in self._drain_killed and r not in done and now - self._drain_since[r] >= timeout:
+                            self._drain_killed.add(r)
                             ray.kill(slot.handle)
                 if not done:
                     if not inflight and not self._draining:  # only starting actors, none came up in time
@@ -373,6 +384,8 @@ class RayPool:
                         self._started(starting[ref], ref)
                     elif ref in self._draining:
                         slot = self._draining.pop(ref)
+                        self._drain_since.pop(ref, None)
+                        self._drain_killed.discard(ref)
                         try:
                             ray.get(ref)
                             slot.busy = False
@@ -385,6 +398,9 @@ class RayPool:
         finally:
             for ref, (_, _, slot) in inflight.items():
                 self._draining[ref] = slot
+                self._drain_since[ref] = since.get(ref, time.monotonic())
+                if ref in self._overdue:  # already stopped for the time limit
+                    self._drain_killed.add(ref)
 
     def _finish(self, ref: Any, inflight: dict[Any, tuple[T, int, _Slot]], pending: list[tuple[T, int]],
                 retries: int) -> Iterator[TaskResult[T]]:
