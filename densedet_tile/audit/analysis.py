@@ -100,10 +100,14 @@ class AuditPart:
     kind: str = "bay"
     polygon: tuple[tuple[float, float], ...] = ()
     edges: tuple[str, str] = ("end", "end")
+    area: float | None = None
 
     @property
     def area_px(self) -> float:
-        """Area of the outline (shoelace), px^2."""
+        """``area`` when given (a region: its area inside the image, all its pieces, holes
+        left out), else the area of the outline (shoelace), px^2."""
+        if self.area is not None:
+            return self.area
         if len(self.polygon) < 3:
             return 0.0
         p = np.asarray(self.polygon, dtype=np.float64)
@@ -229,6 +233,7 @@ def run_audit(
         parts = tuple(found_bays(np.arange(len(a)), 1))
     else:
         inside = count_in_regions(a, list(regs))
+        shares = inside_shares(list(regs), width, height)
         given = []
         for i, r in enumerate(regs):
             idx = np.flatnonzero(inside[i])
@@ -237,7 +242,7 @@ def run_audit(
             geoms = getattr(r.geometry, "geoms", [r.geometry])
             ring = max(geoms, key=lambda g: g.area).exterior.coords
             given.append(AuditPart(r.name, idx, lay, gaps, "region", tuple((float(x), float(y)) for x, y in ring[:-1]),
-                                   ("region", "region")))
+                                   ("region", "region"), area=r.area * float(shares[i])))
         rest = np.flatnonzero(~inside.any(axis=0))
         extra = found_bays(rest, len(given) + 1, frozenset(r.name for r in regs)) if len(rest) else []
         parts = tuple(given) + tuple(extra)
@@ -248,7 +253,6 @@ def run_audit(
             names = "; ".join(f"{x!r} and {y!r}" for x, y in pairs[:3]) + (" ..." if len(pairs) > 3 else "")
             warnings.append(f"regions overlap ({names}): {int(shared.sum())} products lie in more than one region and "
                             "are counted in each, so the regions' counts add up to more than the image's")
-        shares = inside_shares(list(regs), width, height)
         for r, part, share in zip(regs, given, shares.tolist()):
             n = len(part.index)
             stats.append(
@@ -256,7 +260,7 @@ def run_audit(
                     name=r.name,
                     products=n,
                     area_px=r.area,
-                    density_per_mpx=n / r.area * 1e6 if r.area > 0 else 0.0,
+                    density_per_mpx=n / part.area_px * 1e6 if part.area_px > 0 else 0.0,  # per area in the image
                     gaps=len(part.gaps),
                     gap_width_products=float(sum(g.width_products for g in part.gaps)),
                     bounds=r.bounds,

@@ -75,3 +75,15 @@ def test_outlines_are_clipped_to_the_image_and_end_gaps_stay_in_their_bay():
         for g in doc["gaps"]:
             b = bays[g["bay"]]
             assert b["x_start"] - 0.05 <= g["x1"] and g["x2"] <= b["x_end"] + 0.05, (g, b["x_start"], b["x_end"])
+
+
+def test_a_regions_density_counts_only_its_area_inside_the_image_and_bay_and_region_agree():
+    a = _aisle()
+    h = a.height
+    whole = _regions(("all", {"type": "Polygon", "coordinates": [_rect(0, a.width, h)]}))
+    bigger = _regions(("all", {"type": "Polygon", "coordinates": [_rect(-a.width, 2 * a.width, h)]}))
+    two = _regions(("ends", {"type": "MultiPolygon", "coordinates": [[_rect(0, 2000, h)], [_rect(5000, a.width, h)]]}))
+    d_whole, d_bigger, d_two = (audit_to_dict(run_audit(a.xyxy, a.width, a.height, regions=r)) for r in (whole, bigger, two))
+    assert d_bigger["regions"][0]["density_per_mpx"] == d_whole["regions"][0]["density_per_mpx"]
+    for d in (d_whole, d_bigger, d_two):
+        assert d["bays"][0]["density_per_mpx"] == d["regions"][0]["density_per_mpx"]
