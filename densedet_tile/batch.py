@@ -334,9 +334,10 @@ def run_batch(
                              "workers": n, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
                              "split": split, "out": str(out), "inputs": len(paths), "to_do": len(todo),
                              **(run_info or {})})
-            # Each item may lose a worker retries + 1 times (each --split chunk too): enough
-            # replacements that hanging or crashing images cannot starve the good ones.
-            respawns = 2 * n + (retries + 1) * len(todo) * (n if split else 1)
+            # Each item may lose a worker retries + 1 times (with --split, each of an image's n
+            # chunks and its scale choice too): enough replacements that hanging or crashing
+            # images cannot starve the good ones.
+            respawns = 2 * n + (retries + 1) * len(todo) * (n + 1 if split else 1)
             start_s = 600.0 if timeout is None else max(120.0, 4 * timeout)  # building + one warm-up prediction
             with RayPool(detector, workers=n, num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
                          max_respawns=respawns, start_timeout=start_s) as pool:

@@ -136,6 +136,15 @@ def _replace_all(staged: list[tuple[str, Path]]) -> None:
                 pass
 
 
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name the same file (by the file system when both exist, else by
+    their resolved paths)."""
+    try:
+        return Path(a).samefile(b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()
+
+
 def refuse_overwriting_input(output: str | os.PathLike[str], inputs: Mapping[str, str | os.PathLike[str]],
                              *, option: str) -> None:
     """Raise :class:`~densedet_tile.errors.InvalidInputError` when the output file ``output``
@@ -144,12 +153,7 @@ def refuse_overwriting_input(output: str | os.PathLike[str], inputs: Mapping[str
 
     out = Path(output)
     for name, inp in inputs.items():
-        p = Path(inp)
-        try:
-            same = out.samefile(p)
-        except OSError:  # one of them does not exist (yet)
-            same = out.resolve() == p.resolve()
-        if same:
+        if same_path(out, inp):
             raise InvalidInputError(f"{option} {out}: that is the {name} file; writing there would overwrite it")
 
 

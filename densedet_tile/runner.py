@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line
-from .io import (FORMATS, SCHEMA, YOLO_CLASSES_FILE, output_paths, write_coco, write_csv, write_files, write_json,
-                 write_preview, write_yolo)
+from .io import (FORMATS, SCHEMA, YOLO_CLASSES_FILE, output_paths, same_path, write_coco, write_csv, write_files,
+                 write_json, write_preview, write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec
 
 if TYPE_CHECKING:
@@ -105,17 +105,11 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
         return False
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or len(doc.get("boxes", ())) != doc.get("num_detections"):
         return False
-    return inp is None or (_same_file(doc.get("image", {}).get("path"), inp) and _same_settings(doc.get("settings"), job))
-
-
-def _same_file(recorded: Any, inp: str | Path) -> bool:
-    if not isinstance(recorded, str):
-        return False
-    a, b = Path(recorded), Path(inp)
-    try:
-        return a.samefile(b)
-    except OSError:
-        return a.resolve() == b.resolve()
+    if inp is None:
+        return True
+    image = doc.get("image")
+    recorded = image.get("path") if isinstance(image, dict) else None
+    return isinstance(recorded, str) and same_path(recorded, inp) and _same_settings(doc.get("settings"), job)
 
 
 def _same_settings(recorded: Any, job: Job) -> bool:
@@ -128,7 +122,10 @@ def _same_settings(recorded: Any, job: Job) -> bool:
         want["score_thr"] = job.run.score_thr
     if job.run.input_size is not None:
         want["input_size"] = job.run.input_size
-    if isinstance(job.tiling.tile, int) and job.run.scale is None:
+    scale = recorded.get("scale")
+    ran_as_asked = isinstance(scale, dict) and scale.get("source") == "tile" and job.run.max_vram is None
+    if isinstance(job.tiling.tile, int) and job.run.scale is None and ran_as_asked:
+        # (a detector's photo_scale rule or --max-vram may have changed the tile: not compared then)
         want.update(tile=job.tiling.tile, overlap=job.tiling.overlap)
     want = json.loads(json.dumps(want))  # as the JSON holds them (tuples as lists...)
     return all(recorded.get(k) == v for k, v in want.items())
@@ -160,7 +157,6 @@ def process_image(
 
     inp = str(inp)
     paths = job.paths(out_dir, stem or output_stem(inp))
-    written: list[Path] = []
     t0 = time.perf_counter()
     try:
         with open_image(inp, max_pixels=job.run.max_pixels) as src:

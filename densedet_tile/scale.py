@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from .detector.base import input_size_of, photo_scale_of, product_size_of, resize_filter_of, score_thr_of
-from .errors import DetectorError, InvalidInputError, one_line
+from .errors import InvalidInputError
 from .tiler.resize import resize_to
-from .types import Detections, RunSpec, TileSpec
+from .types import RunSpec, TileSpec
 
 __all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES"]
 
@@ -97,6 +97,8 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     ``product_size``; else the middle of the sizes that worked) is returned: that is where the
     detector sees them best. Returns ``(height, details)``.
     """
+    from .pipeline import _Runner  # (pipeline imports this module)
+
     model_side = input_size_of(detector) or _NATIVE_PROBE
     filt = resize_filter_of(detector)
     probes: list[dict[str, Any]] = []
@@ -104,19 +106,8 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
         heights: list[np.ndarray] = []
         for x, y, w, h in group:
             img, s = resize_to(src.read(x, y, w, h), model_side, filter=filt)
-            try:
-                out = detector.predict([img])
-            except DetectorError:
-                raise
-            except Exception as exc:  # third-party code: one line naming the image, as on the tiles
-                raise DetectorError(f"{src.name}: detector failed on a probe window of tile=auto: "
-                                    f"{type(exc).__name__}: {one_line(exc)}") from exc
-            if not isinstance(out, (list, tuple)) or len(out) != 1 or not isinstance(out[0], Detections):
-                got = (f"a {type(out).__name__} of {len(out)} ({', '.join(type(o).__name__ for o in out[:3])})"
-                       if isinstance(out, (list, tuple)) else type(out).__name__)
-                raise DetectorError(f"{src.name}: detector returned {got} for one probe tile; "
-                                    "expected a list of one Detections")
-            d = out[0]
+            # as the tiles are run: errors wrapped in one line naming the image, output checked
+            (d,) = _Runner(detector, 1, f"{src.name} (a tile=auto probe)").predict([img])
             if score_thr is not None and len(d):
                 d = d[d.scores >= score_thr]
             # boxes touching the window's border may be cut by it: they do not measure a product

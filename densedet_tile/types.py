@@ -93,10 +93,12 @@ class Detections:
             if raw.size and np.issubdtype(raw.dtype, np.floating):
                 if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
                     raise InvalidInputError("Detections.labels: expected integer class ids")
-            if raw.size and np.issubdtype(raw.dtype, np.number) and not np.iscomplexobj(raw):
-                big = np.abs(raw.astype(np.float64)) > _MAX_LABEL
-                if big.any():
-                    raise InvalidInputError(f"Detections.labels: class id {raw[big][0].item()!r} is out of range "
+            small_ints = np.issubdtype(raw.dtype, np.integer) and raw.dtype.itemsize <= 4  # in range by type
+            if raw.size and not small_ints and np.issubdtype(raw.dtype, np.number) and not np.iscomplexobj(raw):
+                lo, hi = raw.min(), raw.max()
+                if max(abs(float(lo)), abs(float(hi))) > _MAX_LABEL:
+                    bad = hi if abs(float(hi)) > _MAX_LABEL else lo
+                    raise InvalidInputError(f"Detections.labels: class id {bad.item()!r} is out of range "
                                             f"(at most {_MAX_LABEL:g} in size)")
             labels = _as_array(raw, np.int64, "labels").reshape(-1)
         if not np.all(np.isfinite(xyxy)):

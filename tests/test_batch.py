@@ -352,3 +352,28 @@ def test_a_missing_yolo_class_list_is_written_again_on_a_restart(tmp_path):
     (out / "classes.txt").unlink()
     again = run_batch(imgs, out, detector=BlobDetector(), job=job)
     assert again.ok == len(imgs) and (out / "classes.txt").read_text().splitlines() == ["product"]
+
+
+def test_restart_skips_images_whose_tile_the_detectors_own_scale_rule_changed(tmp_path):
+    class Scaled(BlobDetector):
+        def photo_scale(self, width, height):  # as the mmdet adapter's DenseDet rule does
+            return 0.25
+
+    imgs = _images(tmp_path / "in")
+    job = Job(tiling=TileSpec(tile=256))
+    first = run_batch(imgs, tmp_path / "out", detector=Scaled(input_size=128), job=job)
+    assert first.ok == 3
+    doc = json.loads((tmp_path / "out" / "a.detections.json").read_text())
+    assert doc["settings"]["scale"]["source"] == "photo rule" and doc["settings"]["tile"] != 256
+    assert run_batch(imgs, tmp_path / "out", detector=Scaled(input_size=128), job=job).skipped == 3
+
+
+def test_restart_redoes_an_image_whose_json_has_no_image_record(tmp_path):
+    imgs = _images(tmp_path / "in")[:1]
+    out = tmp_path / "out"
+    run_batch(imgs, out, detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)))
+    path = out / f"{imgs[0].stem}.detections.json"
+    doc = json.loads(path.read_text())
+    doc["image"] = None
+    path.write_text(json.dumps(doc))
+    assert run_batch(imgs, out, detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256))).ok == 1

@@ -147,8 +147,11 @@ def test_oom_at_batch_one_falls_back_to_cpu():
     img = blob_image(600, 600, (10, 10, 50, 50))
     det = _OOMUntilCPU()
     with pytest.warns(RuntimeWarning, match="CPU"):
-        out = dt.detect(img, det, tile=600, batch_size=1)
+        out = dt.detect(img, det, tile=600, batch_size=1, device="cuda")
     assert det.device == "cpu" and len(out) == 1
+    # moved to the CPU by the fallback, it serves the next images of a --device cuda run there
+    res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    assert len(res.detections) == 1 and res.settings["device"] == "cpu"
 
 
 def test_a_device_other_than_the_detectors_own_is_refused_not_misreported():

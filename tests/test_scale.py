@@ -256,9 +256,9 @@ def test_detector_failures_while_probing_are_one_line_detector_errors():
         def photo_scale(self, w, h):
             return 1 / 0
 
-    with pytest.raises(DetectorError, match=r"<array>: detector failed on a probe window of tile=auto: ValueError: boom"):
+    with pytest.raises(DetectorError, match=r"<array> \(a tile=auto probe\): detector failed: ValueError: boom"):
         dt.detect(img, Boom(), tile="auto")
-    with pytest.raises(DetectorError, match=r"returned a list of 1 \(NoneType\)"):
+    with pytest.raises(DetectorError, match=r"tile=auto probe\): detector GivesNone returned a NoneType for a tile"):
         dt.detect(img, GivesNone(), tile="auto")
     with pytest.raises(DetectorError, match=r"photo_scale\(1200, 800\) failed: ZeroDivisionError"):
         dt.detect(img, BadRule())

@@ -18,6 +18,7 @@ import logging
 import shlex
 import signal
 import sys
+import time
 from typing import Any, Sequence
 
 from ..errors import DensedetError, one_line
@@ -122,11 +123,19 @@ def _clock(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+#: What each phase of a run is called in the progress display.
+_PHASES = {"before": "held-out check (before)", "label": "labelling", "read": "reading photos",
+           "train": "training", "after": "held-out check (after)"}
+
+
+def _describe(e: dict[str, Any]) -> str:
+    """The phase of a progress event, with its round when it has one."""
+    what = _PHASES.get(e["phase"], e["phase"])
+    return what if e["phase"] in ("before", "read", "after") else f"round {e['round']}/{e['rounds']} {what}"
+
+
 class _Bar:
     """One tqdm line on stderr: phase, round, step, loss and time left."""
-
-    WHAT = {"before": "held-out check (before)", "label": "labelling", "read": "reading photos",
-            "train": "training", "after": "held-out check (after)"}
 
     def __init__(self, enabled: bool) -> None:
         self.enabled, self.bar, self.phase = enabled, None, None
@@ -140,10 +149,7 @@ class _Bar:
         if key != self.phase:
             self.close()
             self.phase = key
-            desc = f"round {e['round']}/{e['rounds']} {self.WHAT.get(e['phase'], e['phase'])}"
-            if e["phase"] in ("before", "read", "after"):
-                desc = self.WHAT[e["phase"]]
-            self.bar = tqdm(total=e["total"] or None, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False,
+            self.bar = tqdm(total=e["total"] or None, desc=_describe(e), file=sys.stderr, dynamic_ncols=True, leave=False,
                             unit="step" if e["phase"] == "train" else "photo")
         bar = self.bar
         if e["phase"] == "train":
@@ -187,14 +193,11 @@ class _Lines:
     def __call__(self, e: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        import time
-
         key = (e["phase"], e["round"])
         now = time.monotonic()
         if key == self.phase and now - self.last < self.every:
             return
         self.phase, self.last = key, now
-        what = _Bar.WHAT.get(e["phase"], e["phase"])
         if e["phase"] == "train":
             total = e.get("steps_total")
             where = f"step {e['step']}" + (f"/{total}" if total else "")
@@ -202,8 +205,7 @@ class _Lines:
                 where += f", loss {e['loss']:.3f}"
         else:
             where = f"photo {e['done']}/{e['total']}"
-        head = what if e["phase"] in ("before", "read", "after") else f"round {e['round']}/{e['rounds']} {what}"
-        print(f"{PROG}: {head}: {where}, {_clock(e.get('seconds_left'))} left", file=sys.stderr, flush=True)
+        print(f"{PROG}: {_describe(e)}: {where}, {_clock(e.get('seconds_left'))} left", file=sys.stderr, flush=True)
 
     def write(self, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -214,7 +216,8 @@ class _Lines:
 
 def adapt_main(argv: Sequence[str]) -> int:
     """Entry point of ``densedet-tile adapt``; returns the exit status."""
-    args = parse(build_parser(), argv)
+    parser = build_parser()
+    args = parse(parser, argv)
     if isinstance(args, int):
         return args
     if args.debug:
@@ -223,7 +226,6 @@ def adapt_main(argv: Sequence[str]) -> int:
     from ..train.pseudo import LabelSettings
 
     if args.resume:
-        parser = build_parser()
         given = [f"--{k.replace('_', '-')}" if k != "base" else "--from" for k in _RUN_OPTIONS
                  if getattr(args, k) != parser.get_default(k)]
         if given:

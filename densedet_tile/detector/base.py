@@ -191,6 +191,9 @@ def device_of(detector: object, requested: str = "auto") -> str:
     if own is not None and not (own == "cpu" or own.startswith("cuda")):
         own = None
     if dev != "auto":
+        moved = own == "cpu" and getattr(detector, "_densedet_on_cpu", False)  # by the out-of-memory fallback
+        if moved:
+            return own
         if own is not None and not _same_device(dev, own):
             raise InvalidInputError(
                 f"device={dev!r} was asked for, but the detector was built for {own!r}; build it on that "

@@ -10,10 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import DetectorError, InvalidInputError
-from ..types import PRECISIONS, check_device
+from ..types import PRECISIONS, _positive_int_or_none, check_device
 from .base import Detector
 
 __all__ = ["load_detector", "DetectorSpec", "BUILTIN_KINDS", "PRECISIONS"]
@@ -128,9 +126,7 @@ def load_detector(
         from .builtin import load_default
 
         # --checkpoint: other weights of the same architecture (.pt runs on torch, .onnx on ONNX Runtime)
-        if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer))
-                                       or input_size < 32):
-            raise InvalidInputError(f"input_size must be an int >= 32 pixels or None, got {input_size!r}")
+        _positive_int_or_none("input_size", input_size, 16)  # as RunSpec checks it
         det: Any = load_default(device=device, score_thr=score_thr, fp16=precision == "fp16",
                                 weights=checkpoint, **extra)
         if input_size is not None:  # the model is fully convolutional: tiles are shown at this size

@@ -209,6 +209,16 @@ class _Slot:
     starting: Any = None  # ObjectRef of info() while a replacement actor starts
 
 
+@dataclass
+class _Leftover:
+    """An item still running on ``slot`` when its map() was left: since when, and whether its
+    actor was already stopped for the time limit."""
+
+    slot: _Slot
+    since: float
+    stopped: bool = False
+
+
 class RayPool:
     """``workers`` :class:`DetectorWorker` actors, each with ``num_cpus`` CPUs and ``num_gpus`` GPUs.
 
@@ -242,9 +252,7 @@ class RayPool:
         self.slots: list[_Slot] = []
         self.info: list[dict[str, Any]] = []
         self._counter = 0
-        self._draining: dict[Any, _Slot] = {}  # items left running by an abandoned map()
-        self._drain_since: dict[Any, float] = {}  # ... since when (the time limit applies to them too)
-        self._drain_killed: set[Any] = set()  # ... and those whose actor was stopped for it
+        self._draining: dict[Any, _Leftover] = {}  # items left running by an abandoned map()
         self._overdue: set[Any] = set()  # running items whose actor was killed for the time limit
         self._actor_cls = ray.remote(DetectorWorker)
 
@@ -294,8 +302,6 @@ class RayPool:
                 pass
         self.slots = []
         self._draining.clear()
-        self._drain_since.clear()
-        self._drain_killed.clear()
 
     def __enter__(self) -> "RayPool":
         if not self.slots:
@@ -359,7 +365,7 @@ class RayPool:
                 waiting = [*inflight, *self._draining, *starting]
                 wait_s = None if (inflight or self._draining) else self.start_timeout
                 live = [since[r] for r in inflight if r not in self._overdue]
-                live += [self._drain_since[r] for r in self._draining if r not in self._drain_killed]
+                live += [left.since for left in self._draining.values() if not left.stopped]
                 if timeout is not None and live:
                     left = max(0.05, min(live) + timeout - time.monotonic())
                     wait_s = left if wait_s is None else min(wait_s, left)
@@ -370,10 +376,10 @@ class RayPool:
                         if r not in self._overdue and r not in done and now - since[r] >= timeout:
                             self._overdue.add(r)  # its result becomes an actor death: retried
                             ray.kill(slot.handle)
-                    for r, slot in self._draining.items():  # left over from an abandoned map: stopped too
-                        if r not in self._drain_killed and r not in done and now - self._drain_since[r] >= timeout:
-                            self._drain_killed.add(r)
-                            ray.kill(slot.handle)
+                    for r, left in self._draining.items():  # left over from an abandoned map: stopped too
+                        if not left.stopped and r not in done and now - left.since >= timeout:
+                            left.stopped = True
+                            ray.kill(left.slot.handle)
                 if not done:
                     if not inflight and not self._draining:  # only starting actors, none came up in time
                         for slot in starting.values():
@@ -383,9 +389,7 @@ class RayPool:
                     if ref in starting:
                         self._started(starting[ref], ref)
                     elif ref in self._draining:
-                        slot = self._draining.pop(ref)
-                        self._drain_since.pop(ref, None)
-                        self._drain_killed.discard(ref)
+                        slot = self._draining.pop(ref).slot
                         try:
                             ray.get(ref)
                             slot.busy = False
@@ -397,10 +401,7 @@ class RayPool:
                         yield from self._finish(ref, inflight, pending, retries)
         finally:
             for ref, (_, _, slot) in inflight.items():
-                self._draining[ref] = slot
-                self._drain_since[ref] = since.get(ref, time.monotonic())
-                if ref in self._overdue:  # already stopped for the time limit
-                    self._drain_killed.add(ref)
+                self._draining[ref] = _Leftover(slot, since.get(ref, time.monotonic()), ref in self._overdue)
 
     def _finish(self, ref: Any, inflight: dict[Any, tuple[T, int, _Slot]], pending: list[tuple[T, int]],
                 retries: int) -> Iterator[TaskResult[T]]:

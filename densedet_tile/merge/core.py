@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -26,23 +26,10 @@ __all__ = ["merge_tiles", "merge_tolerances", "to_global"]
 
 def _tile_geo(tiles: Sequence[Tile]) -> np.ndarray:
     """float64 (T, 8): each tile as (x, y, w, h, interior left, top, right, bottom)."""
+    bad = next((k for k, t in enumerate(tiles) if not isinstance(t, Tile)), None)
+    if bad is not None:
+        raise InvalidInputError(f"merge: tiles[{bad}] is a {type(tiles[bad]).__name__}, not a Tile")
     return np.array([(t.x, t.y, t.w, t.h, *t.interior) for t in tiles], dtype=np.float64).reshape(-1, 8)
-
-
-def _checked_inputs(tiles: Any, dets: Any) -> tuple[list[Tile], list[Detections]]:
-    """``tiles`` and ``dets`` as lists, or :class:`InvalidInputError` saying which item is not a
-    :class:`Tile` / :class:`Detections` (any iterable is taken, generators included)."""
-    out = []
-    for what, items, cls in (("tiles", tiles, Tile), ("detections", dets, Detections)):
-        try:
-            items = list(items)
-        except TypeError:
-            raise InvalidInputError(f"merge: {what} must be a sequence of {cls.__name__}, got {type(items).__name__}") from None
-        bad = next((k for k, t in enumerate(items) if not isinstance(t, cls)), None)
-        if bad is not None:
-            raise InvalidInputError(f"merge: {what}[{bad}] is a {type(items[bad]).__name__}, not a {cls.__name__}")
-        out.append(items)
-    return out[0], out[1]
 
 
 def _gather(
@@ -55,14 +42,14 @@ def _gather(
     """
     if len(tiles) != len(dets):
         raise InvalidInputError(f"merge: {len(tiles)} tiles but {len(dets)} detection sets")
+    bad = next((k for k, d in enumerate(dets) if not isinstance(d, Detections)), None)
+    if bad is not None:
+        raise InvalidInputError(f"merge: detections[{bad}] is a {type(dets[bad]).__name__}, not a Detections")
     counts = np.array([len(d) for d in dets], dtype=np.int64)
     n = int(counts.sum())
     if n == 0:
         z = np.zeros(0, np.int64)
         return np.zeros((0, 4)), np.zeros(0), z, z, np.zeros((0, 8))
-    for k, d in enumerate(dets):
-        if not isinstance(d, Detections):
-            raise InvalidInputError(f"merge: detections of tile {k} are a {type(d).__name__}, not Detections")
     local = np.concatenate([d.xyxy for d in dets]).astype(np.float64)
     scores = np.concatenate([d.scores for d in dets]).astype(np.float64)
     labels = np.concatenate([d.labels for d in dets]).astype(np.int64)
@@ -115,6 +102,7 @@ def to_global(
     pixels of an interior edge of its tile (extent: the box's width for x sides, height for
     y sides).
     """
+    tiles, dets = list(tiles), list(dets)
     local, scores, labels, groups, geo = _gather(tiles, dets)
     if local.shape[0] == 0:
         return local, scores, labels, groups, np.zeros((0, 4), bool)
@@ -146,7 +134,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     """
     if not isinstance(spec, MergeSpec):
         raise InvalidInputError(f"merge: spec must be a MergeSpec, got {type(spec).__name__}")
-    tiles, dets = _checked_inputs(tiles, dets)
+    tiles, dets = list(tiles), list(dets)  # any iterable, generators included
     tgeo = _tile_geo(tiles)
     local, scores, labels, groups, geo = _gather(tiles, dets, tgeo)
     xyxy = local + geo[:, [0, 1, 0, 1]]
@@ -199,6 +187,7 @@ def merge_tolerances(tiles: Sequence[Tile], dets: Sequence[Detections], spec: Me
     ``spec.seam_tol_frac / AGREE_MULT`` with the weight of ``spec.noise_prior_pairs`` pairs;
     without, the prior is used as is and the edge tolerance is ``spec.edge_tol`` pixels only.
     """
+    tiles, dets = list(tiles), list(dets)
     tgeo = _tile_geo(tiles)
     local, scores, labels, groups, geo = _gather(tiles, dets, tgeo)
     xyxy = local + geo[:, [0, 1, 0, 1]]

@@ -12,38 +12,54 @@ __all__ = ["SegmentCache"]
 class SegmentCache:
     """Decoded segments, (h, w, 3) uint8 RGB, by segment index; at most ``limit`` bytes in all.
 
-    The least recently used segment is dropped first; a segment larger than the whole budget is
-    not kept (a ``limit`` of 0 disables the cache). Not thread-safe: the owner locks around it.
-    ``hits`` counts lookups that found their segment.
+    The least recently used segment is dropped first. A segment larger than the whole budget
+    is not kept, unless ``oversize_slots`` > 0: then the most recent ones that large are kept
+    apart, up to that many (a segment that cannot be read in part is better kept than decoded
+    again for every window); ``nbytes`` counts them too. A ``limit`` of 0 disables the cache.
+    Not thread-safe: the owner locks around it. ``hits`` counts lookups that found their segment.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, oversize_slots: int = 0) -> None:
         self.limit = max(0, int(limit))
+        self.oversize_slots = max(0, int(oversize_slots)) if self.limit > 0 else 0
         self.nbytes = 0
         self.hits = 0
         self._items: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._big: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._big)
 
     def get(self, key: int) -> np.ndarray | None:
         """The cached segment ``key`` (now the most recently used), or None."""
-        hit = self._items.get(key)
-        if hit is not None:
-            self._items.move_to_end(key)
-            self.hits += 1
-        return hit
+        for items in (self._items, self._big):
+            hit = items.get(key)
+            if hit is not None:
+                items.move_to_end(key)
+                self.hits += 1
+                return hit
+        return None
 
     def put(self, key: int, rgb: np.ndarray) -> None:
         """Keep ``rgb`` as segment ``key`` (not already cached), dropping old ones to fit."""
         if rgb.nbytes > self.limit:
+            if self.oversize_slots:
+                self._big[key] = rgb
+                self.nbytes += rgb.nbytes
+                while len(self._big) > self.oversize_slots:
+                    _, old = self._big.popitem(last=False)
+                    self.nbytes -= old.nbytes
             return
         self._items[key] = rgb
         self.nbytes += rgb.nbytes
-        while self.nbytes > self.limit:
+        while self.nbytes - self._big_bytes() > self.limit:
             _, old = self._items.popitem(last=False)
             self.nbytes -= old.nbytes
 
+    def _big_bytes(self) -> int:
+        return sum(a.nbytes for a in self._big.values())
+
     def clear(self) -> None:
         self._items.clear()
+        self._big.clear()
         self.nbytes = 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import mmap
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +75,7 @@ class TiffSource(ImageSource):
         self._page: Any = page
         self._fh = tif.filehandle
         self._lock = threading.Lock()
-        self._cache = SegmentCache(cache_bytes)
-        self._big: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache = SegmentCache(cache_bytes, oversize_slots=BIG_SEGMENT_SLOTS)
         self._segments_decoded = 0
         self._direct: mmap.mmap | None = None
         if self._direct_dtype is not None:
@@ -172,7 +170,7 @@ class TiffSource(ImageSource):
     def _segment(self, r: int, c: int) -> np.ndarray:
         """RGB uint8 pixels of segment row ``r`` column ``c`` (cached; caller holds the lock)."""
         key = r * self._segs_across + c
-        hit = self._cached(key)
+        hit = self._cache.get(key)
         if hit is not None:
             return hit
         if self._separate:
@@ -183,21 +181,8 @@ class TiffSource(ImageSource):
             raw = self._decode_raw(key)
             self._segments_decoded += 1
         rgb = self._to_rgb8(raw)
-        if rgb.nbytes > self._cache.limit and self._cache.limit > 0:
-            self._big[key] = rgb
-            while len(self._big) > BIG_SEGMENT_SLOTS:
-                self._big.popitem(last=False)
-        else:
-            self._cache.put(key, rgb)
+        self._cache.put(key, rgb)
         return rgb
-
-    def _cached(self, key: int) -> np.ndarray | None:
-        big = self._big.get(key)
-        if big is not None:
-            self._big.move_to_end(key)
-            self._cache.hits += 1
-            return big
-        return self._cache.get(key)
 
     def _to_rgb8(self, raw: np.ndarray) -> np.ndarray:
         """The colour conversion of a decoded segment, a band of rows at a time when it is big
@@ -266,7 +251,6 @@ class TiffSource(ImageSource):
                 self._tif.close()
                 self._page = None
                 self._cache.clear()
-                self._big.clear()
                 if self._direct is not None:
                     try:
                         self._direct.close()

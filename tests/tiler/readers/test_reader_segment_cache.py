@@ -43,3 +43,17 @@ def test_zero_budget_keeps_nothing():
     cache = SegmentCache(0)
     cache.put(0, np.zeros((1, 1, 3), np.uint8))
     assert cache.get(0) is None and len(cache) == 0 and cache.nbytes == 0
+
+
+def test_oversize_slots_keep_the_latest_segments_larger_than_the_budget():
+    small, big = np.zeros((4, 4, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)  # 48 and 192 bytes
+    cache = SegmentCache(2 * small.nbytes, oversize_slots=2)
+    cache.put(0, small.copy())
+    for key in (10, 11, 12):
+        cache.put(key, big.copy())
+    assert cache.get(10) is None and cache.get(11) is not None and cache.get(12) is not None
+    assert cache.get(0) is not None and len(cache) == 3 and cache.nbytes == small.nbytes + 2 * big.nbytes
+    cache.put(1, small.copy())
+    cache.put(2, small.copy())  # the small ones keep their own budget: 0 goes
+    assert cache.get(0) is None and cache.get(11) is not None
+    assert SegmentCache(0, oversize_slots=2).oversize_slots == 0  # a disabled cache keeps nothing

@@ -70,7 +70,8 @@ def test_compressed_big_strips_keep_a_bounded_number(tmp_path):
     tifffile.imwrite(path, full, photometric="rgb", compression="zlib", rowsperstrip=30)  # 4 strips
     with open_image(path, tiff_cache_bytes=1000) as src:
         np.testing.assert_array_equal(read_all(src), full)
-        assert len(src._big) <= tiff_mod.BIG_SEGMENT_SLOTS
+        assert src.stats.cached_segments <= tiff_mod.BIG_SEGMENT_SLOTS
+        assert src.stats.cache_bytes == src.stats.cached_segments * 30 * 150 * 3  # what is kept is counted
         before = src.stats.segments_decoded
         src.read(0, 0, 150, 10)  # strip 0 was dropped for strips 2 and 3: decoded again
         assert src.stats.segments_decoded == before + 1
