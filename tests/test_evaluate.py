@@ -384,3 +384,52 @@ def test_main_cli_dispatches_eval(tmp_path: Path, capsys: pytest.CaptureFixture[
     our_json(pred, "a.jpg", [[10, 10, 60, 90]], [0.9])
     assert main(["eval", str(pred), str(gtp)]) == 0
     assert "AR@300" in capsys.readouterr().out
+
+
+def test_coco_boxes_are_scored_from_their_own_width_and_height_as_pycocotools_does(tmp_path: Path) -> None:
+    # x + w - x is not w in floating point here: from the corners the IoU would be 0.4999999999999997
+    gt = {"images": [{"id": 1, "file_name": "a.jpg", "width": 2000, "height": 2000}],
+          "categories": [{"id": 1, "name": "product"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [472.42, 1441.06, 30, 20],
+                           "area": 600, "iscrowd": 0}]}
+    res = [{"image_id": 1, "category_id": 1, "bbox": [482.42, 1441.06, 30, 20], "score": 0.9}]
+    gtp, resp = tmp_path / "gt.json", tmp_path / "res.json"
+    gtp.write_text(json.dumps(gt))
+    resp.write_text(json.dumps(res))
+    g = read_ground_truth(gtp)
+    pairs, _ = pair_images(g, read_predictions(resp, gt=g))
+    assert evaluate_boxes(pairs).stats["AP50"] == pytest.approx(1.0)  # IoU exactly 0.5, as pycocotools sees it
+
+
+def test_coco_results_by_category_id_against_a_csv_of_several_classes_are_refused(tmp_path: Path) -> None:
+    gtp = tmp_path / "gt.csv"
+    write_sku_csv(gtp, [("a.jpg", 10, 10, 60, 90, "can", 640, 480), ("a.jpg", 70, 10, 120, 90, "box", 640, 480)],
+                  header=True)
+    resp = tmp_path / "res.coco.json"
+    resp.write_text(json.dumps([{"image_id": "a.jpg", "category_id": 1, "bbox": [10, 10, 50, 80], "score": 0.9}]))
+    g = read_ground_truth(gtp)
+    with pytest.raises(InvalidInputError, match="category_id only"):
+        pair_images(g, read_predictions(resp, gt=g))
+    pairs, _ = pair_images(g, read_predictions(resp, gt=g), class_agnostic=True)  # by box alone: fine
+    assert evaluate_boxes(pairs).stats["AR@300"] == pytest.approx(0.5)
+
+
+def test_csv_line_numbers_count_blank_lines_and_two_folders_images_of_one_name_are_refused(tmp_path: Path) -> None:
+    p = tmp_path / "p.csv"
+    p.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n\na.jpg,1,1,5,5,product,640,480,0.5\n"
+                 "\na.jpg,1,1,1O,5,product,640,480,0.5\n")
+    with pytest.raises(InvalidInputError, match="line 5: coordinates must be numbers, got '1O'"):
+        read_predictions(p)
+    g = tmp_path / "gt.csv"
+    g.write_text("x/a.jpg,1,1,5,5,product,640,480\ny/a.jpg,2,2,6,6,product,640,480\n")
+    with pytest.raises(InvalidInputError, match="'x/a.jpg' and 'y/a.jpg' are both image 'a.jpg'"):
+        read_ground_truth(g)
+
+
+def test_coco_categories_sharing_a_name_are_refused(tmp_path: Path) -> None:
+    gt = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+          "categories": [{"id": 1, "name": "bottle"}, {"id": 2, "name": "bottle"}], "annotations": []}
+    gtp = tmp_path / "gt.json"
+    gtp.write_text(json.dumps(gt))
+    with pytest.raises(InvalidInputError, match="two categories are named 'bottle'"):
+        read_ground_truth(gtp)

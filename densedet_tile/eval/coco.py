@@ -81,6 +81,10 @@ class EvalImage:
     dt_labels: np.ndarray
     gt_area: np.ndarray | None = None
     gt_crowd: np.ndarray | None = None
+    #: (G, 2) / (D, 2): widths and heights as a COCO file gave them, used instead of x2 - x1,
+    #: y2 - y1 (which floating point may not give back exactly); None: from the corners.
+    gt_wh: np.ndarray | None = None
+    dt_wh: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         gx = _f64(self.gt_xyxy, (4,), f"{self.name}: ground-truth boxes")
@@ -102,9 +106,13 @@ class EvalImage:
         crowd = np.zeros(g, bool) if self.gt_crowd is None else np.asarray(self.gt_crowd).astype(bool).reshape(-1)
         if area.shape != (g,) or crowd.shape != (g,):
             raise InvalidInputError(f"{self.name}: gt_area / gt_crowd must have one entry per ground-truth box")
+        gwh = gx[:, 2:] - gx[:, :2] if self.gt_wh is None else _f64(self.gt_wh, (2,), f"{self.name}: gt_wh")
+        dwh = dx[:, 2:] - dx[:, :2] if self.dt_wh is None else _f64(self.dt_wh, (2,), f"{self.name}: dt_wh")
+        if len(gwh) != g or len(dwh) != d:
+            raise InvalidInputError(f"{self.name}: gt_wh / dt_wh must have one row per box")
         for name, arr in (
             ("gt_xyxy", gx), ("gt_labels", gl), ("dt_xyxy", dx), ("dt_scores", ds),
-            ("dt_labels", dl), ("gt_area", area), ("gt_crowd", crowd),
+            ("dt_labels", dl), ("gt_area", area), ("gt_crowd", crowd), ("gt_wh", gwh), ("dt_wh", dwh),
         ):
             arr = np.array(arr, copy=True)
             arr.flags.writeable = False
@@ -255,14 +263,12 @@ def evaluate_boxes(
         im = images[i]
         g, d = len(gi), len(di)
         if g:
-            box = im.gt_xyxy[gi]
-            gt_xywh[b, :g] = np.column_stack([box[:, :2], box[:, 2:] - box[:, :2]])
+            gt_xywh[b, :g] = np.column_stack([im.gt_xyxy[gi, :2], im.gt_wh[gi]])
             gt_area[b, :g] = im.gt_area[gi]
             gt_crowd[b, :g] = im.gt_crowd[gi]
             gt_valid[b, :g] = True
         if d:
-            box = im.dt_xyxy[di]
-            dt_xywh[b, :d] = np.column_stack([box[:, :2], box[:, 2:] - box[:, :2]])
+            dt_xywh[b, :d] = np.column_stack([im.dt_xyxy[di, :2], im.dt_wh[di]])
             dt_score[b, :d] = im.dt_scores[di]
     dt_valid = np.arange(max(dpad, 1))[None, :] < dcount[:, None]
     dt_area = dt_xywh[..., 2] * dt_xywh[..., 3]

@@ -51,24 +51,32 @@ def pair_images(
     agnostic = (len(gt_classes) <= 1) if class_agnostic is None else class_agnostic
     if agnostic and class_agnostic is None and gt_classes:
         notes.append(f"ground truth has one class ({gt_classes[0]!r}): every prediction counts as it")
+    if not agnostic and pred.kind == "coco-results" and gt.kind != "coco":
+        raise InvalidInputError(
+            f"{pred.source}: COCO results name classes by category_id only, and the ground truth {gt.source} has "
+            f"{len(gt_classes)} classes by name, so they cannot be matched; give --class-agnostic, a COCO JSON "
+            "ground truth, or the predictions as detections JSON or CSV (which carry class names)"
+        )
     ids = {c: i for i, c in enumerate(gt_classes)}
     dropped = 0
     out: list[EvalImage] = []
     for k, g in gt.images.items():
         p = pred.images.get(k)
         gl = np.array([ids[str(c)] for c in g.classes], dtype=np.int64)
+        dwh = None
         if p is None:
             dx, ds, dl = np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
         elif agnostic:
-            dx, ds, dl = p.xyxy, p.scores, np.zeros(len(p.xyxy), np.int64)
+            dx, ds, dl, dwh = p.xyxy, p.scores, np.zeros(len(p.xyxy), np.int64), p.wh
         else:
             lab = np.array([ids.get(str(c), -1) for c in p.classes], dtype=np.int64)
             known = lab >= 0
             dropped += int((~known).sum())
             dx, ds, dl = p.xyxy[known], p.scores[known], lab[known]
+            dwh = None if p.wh is None else p.wh[known]
         if agnostic:
             gl = np.zeros_like(gl)
-        out.append(EvalImage(k, g.xyxy, gl, dx, ds, dl, gt_area=g.area, gt_crowd=g.crowd))
+        out.append(EvalImage(k, g.xyxy, gl, dx, ds, dl, gt_area=g.area, gt_crowd=g.crowd, gt_wh=g.wh, dt_wh=dwh))
     if dropped:
         notes.append(f"{dropped} predictions have a class the ground truth does not know and were not scored")
     unpredicted = [k for k in gt.images if k not in pred.images]

@@ -68,6 +68,9 @@ class ImageBoxes:
     crowd: np.ndarray | None = None
     path: str | None = None
     count_range: dict[str, Any] | None = None
+    #: (N, 2) the boxes' width and height as a COCO file gave them (x + w - x is not always w
+    #: in floating point; pycocotools works on w and h), None for other sources.
+    wh: np.ndarray | None = None
 
 
 @dataclass(eq=False)
@@ -177,7 +180,12 @@ def read_detections_json(path: str | os.PathLike[str]) -> ImageBoxes:
 # --------------------------------------------------------------------------- CSV
 def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     text = _read_text(path)
-    rows = [r for r in csv.reader(text.splitlines()) if r and (len(r) > 1 or r[0].strip())]
+    reader = csv.reader(text.splitlines())
+    rows, line_of = [], []  # the rows that hold something, and the file line each starts on
+    for r in reader:
+        if r and (len(r) > 1 or r[0].strip()):
+            rows.append(r)
+            line_of.append(reader.line_num)
     out = BoxSet(source=str(path), kind="csv")
     if not rows:
         return out
@@ -189,16 +197,15 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         if missing:
             raise InvalidInputError(f"{path}: header lacks column(s) {', '.join(missing)}")
         idx = [cols.get(c, -1) for c in CSV_COLUMNS] + [cols.get("score", -1)]
-        body = rows[1:]
-        start = 2
+        body, lines = rows[1:], line_of[1:]
     else:
         if len(first) not in (8, 9):
             raise InvalidInputError(
-                f"{path}: line 1 has {len(first)} fields, expected 8 (image_name,x1,y1,x2,y2,class,image_width,image_height) or 9 (+score)"
+                f"{path}: line {line_of[0]} has {len(first)} fields, expected 8 "
+                "(image_name,x1,y1,x2,y2,class,image_width,image_height) or 9 (+score)"
             )
         idx = list(range(8)) + [8 if len(first) == 9 else -1]
-        body = rows
-        start = 1
+        body, lines = rows, line_of
     width_needed = max(idx) + 1
     has_score = idx[8] >= 0
     if not has_score and predictions:
@@ -206,30 +213,38 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     short = [i for i, r in enumerate(body) if len(r) < width_needed]
     if short:
         i = short[0]
-        raise InvalidInputError(f"{path}: line {i + start} has {len(body[i])} fields, expected {width_needed}")
+        raise InvalidInputError(f"{path}: line {lines[i]} has {len(body[i])} fields, expected {width_needed}")
     cols_t = list(zip(*body)) if body else [()] * width_needed
     raw_names, raw_inv = np.unique(np.array(cols_t[idx[0]], dtype=str), return_inverse=True)
-    names = np.array([image_key(v.strip()) for v in raw_names.tolist()], dtype=object)[raw_inv.reshape(-1)]
+    keys = [image_key(v.strip()) for v in raw_names.tolist()]
+    if len(set(keys)) < len(keys):  # images are keyed by file name: two folders' a.jpg would merge
+        seen: dict[str, str] = {}
+        for raw, key in zip(raw_names.tolist(), keys):
+            if key in seen and seen[key] != raw.strip():
+                raise InvalidInputError(f"{path}: {seen[key]!r} and {raw.strip()!r} are both image {key!r} "
+                                        "(images are matched by file name); give them different names")
+            seen[key] = raw.strip()
+    names = np.array(keys, dtype=object)[raw_inv.reshape(-1)]
     classes = np.array([v.strip() for v in cols_t[idx[5]]], dtype=object)
-    xyxy = np.column_stack([_numbers(cols_t[i], path, start, "coordinates") for i in idx[1:5]]).reshape(-1, 4)
-    scores = _numbers(cols_t[idx[8]], path, start, "score") if has_score else np.ones(len(body))
+    xyxy = np.column_stack([_numbers(cols_t[i], path, lines, "coordinates") for i in idx[1:5]]).reshape(-1, 4)
+    scores = _numbers(cols_t[idx[8]], path, lines, "score") if has_score else np.ones(len(body))
     bad = ~np.isfinite(xyxy).all(1) | ~np.isfinite(scores)
     if bad.any():
-        raise InvalidInputError(f"{path}: line {int(np.flatnonzero(bad)[0]) + start}: coordinates and score must be finite")
+        raise InvalidInputError(f"{path}: line {lines[int(np.flatnonzero(bad)[0])]}: coordinates and score must be finite")
     inverted = (xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1])
     if inverted.any():
         i = int(np.flatnonzero(inverted)[0])
-        raise InvalidInputError(f"{path}: line {i + start}: box {xyxy[i].tolist()} has x2 < x1 or y2 < y1")
+        raise InvalidInputError(f"{path}: line {lines[i]}: box {xyxy[i].tolist()} has x2 < x1 or y2 < y1")
     if idx[6] >= 0 and idx[7] >= 0:
-        wv = _numbers(cols_t[idx[6]], path, start, "image_width", allow_empty=True)
-        hv = _numbers(cols_t[idx[7]], path, start, "image_height", allow_empty=True)
+        wv = _numbers(cols_t[idx[6]], path, lines, "image_width", allow_empty=True)
+        hv = _numbers(cols_t[idx[7]], path, lines, "image_height", allow_empty=True)
     else:
         wv = hv = np.full(len(body), np.nan)
     known = np.isfinite(wv) & np.isfinite(hv)
     badsize = known & ((wv <= 0) | (hv <= 0) | (wv != np.round(wv)) | (hv != np.round(hv)))
     if badsize.any():
         i = int(np.flatnonzero(badsize)[0])
-        raise InvalidInputError(f"{path}: line {i + start}: image_width/image_height must be positive integers")
+        raise InvalidInputError(f"{path}: line {lines[i]}: image_width/image_height must be positive integers")
     # group rows by image, in order of first appearance
     uniq, first_idx, inv = np.unique(names.astype(str), return_index=True, return_inverse=True)
     order = np.argsort(first_idx, kind="stable")
@@ -258,8 +273,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     return out
 
 
-def _numbers(values: Sequence[str], path: Path, start: int, what: str, *, allow_empty: bool = False) -> np.ndarray:
-    """float64 array of CSV fields; on failure name the first bad line."""
+def _numbers(values: Sequence[str], path: Path, lines: Sequence[int], what: str, *,
+             allow_empty: bool = False) -> np.ndarray:
+    """float64 array of CSV fields (``lines``: the file line of each); on failure name the first bad line."""
     vals = [v.strip() for v in values]
     if allow_empty:
         vals = [v if v else "nan" for v in vals]
@@ -268,7 +284,7 @@ def _numbers(values: Sequence[str], path: Path, start: int, what: str, *, allow_
     except ValueError:
         for i, v in enumerate(vals):
             if not _is_number(v):
-                raise InvalidInputError(f"{path}: line {i + start}: {what} must be numbers, got {v!r}") from None
+                raise InvalidInputError(f"{path}: line {lines[i]}: {what} must be numbers, got {v!r}") from None
         raise
 
 
@@ -288,6 +304,11 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
         images = {int(im["id"]): im for im in data["images"]}
     except (KeyError, TypeError, ValueError):
         raise InvalidInputError(f"{path}: COCO 'images' and 'categories' need integer 'id' fields") from None
+    names = list(cats.values())
+    if len(set(names)) < len(names):  # classes are matched by name: two ids with one name would merge
+        dup = next(n for n in names if names.count(n) > 1)
+        raise InvalidInputError(f"{path}: two categories are named {dup!r}; classes are matched by name, so give "
+                                "each category its own name")
     out.categories = [cats[k] for k in sorted(cats)]
     id_to_key: dict[int, str] = {}
     for iid, im in images.items():
@@ -319,9 +340,12 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
         if not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
             raise InvalidInputError(f"{path}: annotation {j} has a bad bbox {a['bbox']}")
         area = float(a.get("area", w * h))
-        grouped.setdefault(id_to_key[iid], []).append(([x, y, x + w, y + h], cats[cid], area, bool(a.get("iscrowd", 0))))
+        grouped.setdefault(id_to_key[iid], []).append(([x, y, x + w, y + h], cats[cid], area, bool(a.get("iscrowd", 0)),
+                                                       (w, h)))
     for key, items in grouped.items():
         im = out.images[key]
+        im.wh = np.array([wh for *_, wh in items], dtype=np.float64).reshape(-1, 2)
+        items = [i[:4] for i in items]
         im.xyxy = np.array([b for b, _, _, _ in items], dtype=np.float64).reshape(-1, 4)
         im.classes = np.array([c for _, c, _, _ in items], dtype=object)
         im.scores = np.ones(len(items))
@@ -340,7 +364,7 @@ def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
     ids = gt.coco_images if gt is not None else {}
     cats = gt.coco_categories if gt is not None else {}
     out = BoxSet(source=str(path), kind="coco-results")
-    grouped: dict[str, list[tuple[list[float], float, str]]] = {}
+    grouped: dict[str, list[tuple[list[float], float, str, tuple[float, float]]]] = {}
     for j, r in enumerate(data):
         try:
             raw_id = r["image_id"]
@@ -363,14 +387,15 @@ def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
             raise InvalidInputError(f"{path}: result {j}: image_id must be an integer id or an image file name")
         if not all(math.isfinite(v) for v in (x, y, w, h, score)) or w < 0 or h < 0:
             raise InvalidInputError(f"{path}: result {j} has a bad bbox or score")
-        grouped.setdefault(key, []).append(([x, y, x + w, y + h], score, cats.get(cid, str(cid))))
+        grouped.setdefault(key, []).append(([x, y, x + w, y + h], score, cats.get(cid, str(cid)), (w, h)))
     for key, items in grouped.items():
         g = gt.images.get(key) if gt is not None else None
         out.images[key] = ImageBoxes(
             key, g.width if g else None, g.height if g else None,
-            np.array([b for b, _, _ in items], dtype=np.float64).reshape(-1, 4),
-            np.array([s for _, s, _ in items], dtype=np.float64),
-            np.array([c for _, _, c in items], dtype=object),
+            np.array([b for b, _, _, _ in items], dtype=np.float64).reshape(-1, 4),
+            np.array([s for _, s, _, _ in items], dtype=np.float64),
+            np.array([c for _, _, c, _ in items], dtype=object),
+            wh=np.array([wh for *_, wh in items], dtype=np.float64).reshape(-1, 2),
         )
     out.categories = _first_seen(im.classes for im in out.images.values())
     return out
