@@ -14,16 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .detector.base import Detector, device_of, input_size_of, resize_filter_of, score_floor_of, score_thr_of
-from .errors import DetectorError, InvalidInputError
+from .detector.calls import DetectorCalls
+from .errors import InvalidInputError
 from .merge import merge_tiles
 from .scale import choose_scale
 from .tiler import make_grid
@@ -260,7 +259,7 @@ def predict_tiles(
     run = resolve_run(detector, RunSpec() if run is None else run)
     keep_from = None if run.score_thr is None else max(run.score_thr - run.count_band, 0.0)
     tiles = list(tiles)
-    runner = _Runner(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")))
+    runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")))
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
     feed = src if run.input_size is None else _ResizingSource(src, run.input_size, resize_filter_of(detector))
     done: list[Detections] = []
@@ -381,87 +380,6 @@ def describe_detector(detector: object) -> dict[str, Any]:
         if scalars:
             info["info"] = scalars
     return info
-
-
-def _is_oom(exc: BaseException) -> bool:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-class _Runner:
-    """Calls the detector on a batch: resizing, validating, OOM back-off and timing."""
-
-    def __init__(self, detector: Detector, batch_size: int, image_name: str) -> None:
-        self.detector = detector
-        self.batch_size = batch_size
-        self.image_name = image_name
-        self.predict_s = 0.0
-
-    def predict(self, inputs: Sequence[np.ndarray]) -> list[Detections]:
-        """Run the detector over ``inputs`` in chunks of the current batch size."""
-        out: list[Detections] = []
-        start = 0
-        while start < len(inputs):
-            chunk = inputs[start : start + self.batch_size]
-            try:
-                t1 = time.perf_counter()
-                res = self.detector.predict(chunk)
-                self.predict_s += time.perf_counter() - t1
-            except Exception as exc:
-                if not _is_oom(exc):
-                    if isinstance(exc, DetectorError):
-                        raise
-                    raise DetectorError(
-                        f"{self.image_name}: detector failed: {type(exc).__name__}: {exc}"
-                    ) from exc
-                self._recover_from_oom(len(chunk))
-                continue  # retry the same chunk at the new batch size / device
-            out.extend(self._validate(res, chunk))
-            start += len(chunk)
-        return out
-
-    def _recover_from_oom(self, chunk_len: int) -> None:
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        if chunk_len > 1:
-            self.batch_size = max(1, chunk_len // 2)
-            warnings.warn(
-                f"{self.image_name}: out of GPU memory; retrying with batch size {self.batch_size}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return
-        to = getattr(self.detector, "to", None)
-        if to is None or getattr(self.detector, "_densedet_on_cpu", False):
-            raise DetectorError(f"{self.image_name}: out of memory even with one tile per batch")
-        warnings.warn(
-            f"{self.image_name}: out of GPU memory with one tile per batch; continuing on the CPU",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        to("cpu")
-        try:
-            self.detector._densedet_on_cpu = True  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
-
-    def _validate(self, res: object, chunk: Sequence[np.ndarray]) -> list[Detections]:
-        who = f"{self.image_name}: detector {type(self.detector).__name__}"
-        if not isinstance(res, (list, tuple)) or len(res) != len(chunk):
-            got = f"{type(res).__name__} of length {len(res)}" if isinstance(res, (list, tuple)) else type(res).__name__
-            raise DetectorError(f"{who} returned {got} for {len(chunk)} tiles; expected a list of Detections, one per tile")
-        out = []
-        for d in res:
-            if not isinstance(d, Detections):
-                raise DetectorError(f"{who} returned a {type(d).__name__} for a tile; expected Detections")
-            if len(d) and (float(d.scores.min()) < 0.0 or float(d.scores.max()) > 1.0):
-                raise DetectorError(f"{who} returned scores from {float(d.scores.min()):g} to {float(d.scores.max()):g}; "
-                                    "scores must be confidences in [0, 1] (thresholds and the merge rely on it)")
-            out.append(d)
-        return out
 
 
 class _ResizingSource:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .detector.base import input_size_of, photo_scale_of, product_size_of, resize_filter_of, score_thr_of
+from .detector.calls import DetectorCalls
 from .errors import InvalidInputError
 from .tiler.resize import resize_to
 from .types import RunSpec, TileSpec
@@ -97,8 +98,6 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     ``product_size``; else the middle of the sizes that worked) is returned: that is where the
     detector sees them best. Returns ``(height, details)``.
     """
-    from .pipeline import _Runner  # (pipeline imports this module)
-
     model_side = input_size_of(detector) or _NATIVE_PROBE
     filt = resize_filter_of(detector)
     probes: list[dict[str, Any]] = []
@@ -107,7 +106,7 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
         for x, y, w, h in group:
             img, s = resize_to(src.read(x, y, w, h), model_side, filter=filt)
             # as the tiles are run: errors wrapped in one line naming the image, output checked
-            (d,) = _Runner(detector, 1, f"{src.name} (a tile=auto probe)").predict([img])
+            (d,) = DetectorCalls(detector, 1, f"{src.name} (a tile=auto probe)").predict([img])
             if score_thr is not None and len(d):
                 d = d[d.scores >= score_thr]
             # boxes touching the window's border may be cut by it: they do not measure a product
