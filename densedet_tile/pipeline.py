@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .detector.base import Detector, device_of, input_size_of, resize_filter_of, score_floor_of, score_thr_of
+from .detector.base import (Detector, class_names_of, device_of, input_size_of, resize_filter_of, score_floor_of,
+                            score_thr_of)
 from .detector.calls import DetectorCalls
 from .errors import InvalidInputError
 from .merge import merge_tiles
@@ -164,6 +165,7 @@ def resolve_run(detector: object, run: RunSpec) -> RunSpec:
     if not callable(getattr(detector, "predict", None)):
         raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
     device = device_of(detector, run.device)
+    class_names_of(detector)  # checked before any tile is run, not when the outputs are written
     return replace(
         run,
         device=device,
@@ -368,10 +370,10 @@ def describe_detector(detector: object) -> dict[str, Any]:
     values are JSON scalars.
     """
     info: dict[str, Any] = {"name": str(getattr(detector, "name", type(detector).__name__))}
-    size = getattr(detector, "input_size", None)
+    size = input_size_of(detector)
     if size is not None:
         info["input_size"] = size
-    names = getattr(detector, "class_names", None)
+    names = class_names_of(detector)
     if names:
         info["class_names"] = list(names)
     extra = getattr(detector, "info", None)

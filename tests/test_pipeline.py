@@ -221,3 +221,26 @@ def test_numpy_numbers_are_fine_in_the_specs_and_stay_json_friendly():
 def test_a_progress_that_is_not_a_function_is_refused_before_any_work():
     with pytest.raises(InvalidInputError, match="progress must be a function"):
         dt.detect(blob_image(64, 64, (1, 1, 5, 5)), BlobDetector(), progress=5)
+
+
+def test_a_detectors_class_names_and_labels_are_checked_before_its_boxes_are_written():
+    class OneString(BlobDetector):
+        class_names = "product"  # would be split into its letters
+
+    with pytest.raises(DetectorError, match="single string 'product'"):
+        dt.detect(blob_image(64, 64, (1, 1, 5, 5)), OneString())
+
+    class NumpyAttrs(BlobDetector):
+        class_names = np.array(["can", "box"])
+
+    res = dt.detect_image(blob_image(64, 64, (1, 1, 5, 5)), NumpyAttrs(input_size=np.int64(64)))
+    import json
+
+    assert json.loads(json.dumps(res.model)) == {"name": "blob", "input_size": 64, "class_names": ["can", "box"]}
+
+    class Negative:
+        def predict(self, tiles):
+            return [dt.Detections([[1, 1, 5, 5]], [0.9], labels=[-1]) for _ in tiles]
+
+    with pytest.raises(DetectorError, match="class label -1"):
+        dt.detect(blob_image(64, 64, (1, 1, 5, 5)), Negative())

@@ -95,7 +95,8 @@ def detect_main(argv: Sequence[str]) -> int:
     except Exception as exc:  # building a detector runs third-party code: report, don't dump
         if args.debug:
             raise
-        error(PROG, f"detector {args.detector!r}: {one_line(exc)}")
+        msg = one_line(exc)
+        error(PROG, msg if msg.startswith(f"detector {args.detector!r}") else f"detector {args.detector!r}: {msg}")
         return EXIT_USAGE
     try:
         ensure_out_dir(args.out)  # before any image is worked on

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -64,6 +64,21 @@ def input_size_of(detector: object) -> int | None:
 
         raise DetectorError(f"detector input_size must be an int >= 16 or None, got {size!r}")
     return int(size)
+
+
+def class_names_of(detector: object) -> tuple[str, ...] | None:
+    """The detector's declared ``class_names`` (validated), or None when it declares none."""
+    from ..errors import DetectorError, InvalidInputError
+
+    names = getattr(detector, "class_names", None)
+    try:
+        return class_names_option(names if names is None or isinstance(names, (str, bytes)) else list(names),
+                                  f"detector {type(detector).__name__}")
+    except InvalidInputError as exc:
+        raise DetectorError(str(exc)) from None
+    except TypeError:  # not iterable
+        raise DetectorError(f"detector {type(detector).__name__}: class_names must be a list of names, "
+                            f"got {type(names).__name__}") from None
 
 
 def resize_filter_of(detector: object) -> str:
@@ -206,6 +221,26 @@ def device_of(detector: object, requested: str = "auto") -> str:
     if torch is not None and torch.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+def class_names_option(value: Any, who: str) -> tuple[str, ...] | None:
+    """A ``class_names`` option as a tuple of names (None stays None). A single string is
+    refused rather than split into its letters, and so is an empty list or a name that is not
+    text (:class:`~densedet_tile.errors.InvalidInputError` naming ``who``)."""
+    from ..errors import InvalidInputError
+
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise InvalidInputError(f"{who}: class_names must be a list of names, got the single string {value!r} "
+                                f"(for one class: [{value!r}])")
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise InvalidInputError(f"{who}: class_names must be a list of names, got {type(value).__name__}") from None
+    if not names or not all(isinstance(n, str) for n in names):
+        raise InvalidInputError(f"{who}: class_names must be a non-empty list of strings, got {list(names)[:5]!r}")
+    return names
 
 
 def _same_device(a: str, b: str) -> bool:

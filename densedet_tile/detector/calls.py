@@ -92,6 +92,8 @@ class DetectorCalls:
         for d in res:
             if not isinstance(d, Detections):
                 raise DetectorError(f"{who} returned a {type(d).__name__} for a tile; expected Detections")
+            if len(d) and int(d.labels.min()) < 0:
+                raise DetectorError(f"{who} returned class label {int(d.labels.min())}; labels are class ids from 0")
             if len(d) and (float(d.scores.min()) < 0.0 or float(d.scores.max()) > 1.0):
                 raise DetectorError(f"{who} returned scores from {float(d.scores.min()):g} to {float(d.scores.max()):g}; "
                                     "scores must be confidences in [0, 1] (thresholds and the merge rely on it)")

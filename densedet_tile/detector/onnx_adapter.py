@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .base import check_tiles, score_floor_for
+from .base import check_tiles, class_names_option, score_floor_for
 
 __all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
 
@@ -264,7 +264,7 @@ def build(
         upscale=not explicit,
         score_thr=float(score_thr),
         name=f"onnx:{path.stem}",
-        class_names=tuple(class_names) if class_names is not None else None,
+        class_names=class_names_option(class_names, "onnx detector"),
         mean=mean,
         std=std,
         info=info,

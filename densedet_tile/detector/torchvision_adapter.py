@@ -25,9 +25,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DetectorError, InvalidInputError, MissingDependencyError
+from ..errors import DetectorError, InvalidInputError, MissingDependencyError, one_line
 from ..types import Detections
-from .base import check_tiles, resolve_device, score_floor_for
+from .base import check_tiles, class_names_option, resolve_device, score_floor_for
 from .checkpoints import load_checkpoint, state_dict_of
 
 __all__ = ["build", "TorchvisionDetector", "builder_names", "infer_num_classes"]
@@ -209,7 +209,10 @@ def build(
     sd = None
     if checkpoint is not None:
         sd = state_dict_of(load_checkpoint(checkpoint), source=f"checkpoint {os.fspath(checkpoint)}")
-        found = infer_num_classes(config, sd, kwargs)
+        try:
+            found = infer_num_classes(config, sd, kwargs)
+        except DetectorError as exc:  # the head it looks for is not there: weights of another model?
+            raise DetectorError(f"{one_line(exc)}; is {os.fspath(checkpoint)} a checkpoint of {config}?") from None
         if num_classes is not None and num_classes != found:
             raise DetectorError(
                 f"checkpoint {os.fspath(checkpoint)} has {found} classes (background included), not num_classes={num_classes}"
@@ -222,7 +225,14 @@ def build(
     except TypeError as exc:
         raise InvalidInputError(f"torchvision detector {config}: bad builder arguments ({exc})") from exc
     if sd is not None:
-        result = model.load_state_dict(sd, strict=False)
+        try:
+            result = model.load_state_dict(sd, strict=False)
+        except RuntimeError as exc:  # same names, other shapes: weights of another architecture
+            sizes = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+            raise DetectorError(
+                f"checkpoint {os.fspath(checkpoint)} does not fit {config}: {len(sizes)} tensors of another shape"
+                + (f" (e.g. {sizes[0][:160]})" if sizes else "")
+            ) from None
         if result.missing_keys or result.unexpected_keys:
             raise DetectorError(
                 f"checkpoint {os.fspath(checkpoint)} does not fit {config}: "
@@ -237,7 +247,7 @@ def build(
     _set_thresholds(model, score_floor_for(float(score_thr)), max_detections)
     model.to(torch.device(dev)).eval()
     if class_names is not None:
-        names_t: tuple[str, ...] | None = tuple(class_names)
+        names_t: tuple[str, ...] | None = class_names_option(class_names, "torchvision detector")
     elif num_classes - label_offset == 1:
         names_t = ("product",)
     else:

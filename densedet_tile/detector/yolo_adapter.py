@@ -60,7 +60,7 @@ import numpy as np
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..merge.nms import nms
 from ..types import Detections
-from .base import check_tiles, score_floor_for
+from .base import check_tiles, class_names_option, score_floor_for
 
 __all__ = [
     "build",
@@ -157,6 +157,11 @@ def output_layout(shape: Sequence[int], canvas_hw: tuple[int, int]) -> str:
         return "v8"
     if d1 in {3 * n for n in counts} and d2 >= 6:
         return "v5"
+    if d2 == 6 and d1 in counts:  # (1, anchors, 6): a v8 head written channels last, not NMS output
+        raise DetectorError(
+            f"output of shape {shape} looks like a v8 head written channels last ((1, anchors, 4+nc)), which "
+            "is not a layout I read; export it channels first ((1, 4+nc, anchors)) or with NMS ((1, K, 6))"
+        )
     if d2 == 6:
         return "end2end"
     if 5 <= d1 < d2:
@@ -601,9 +606,7 @@ def build(
 
     names = parse_names(meta.get("names"))
     if class_names is not None:
-        names = tuple(str(n) for n in class_names)
-        if not names:
-            raise InvalidInputError("yolo detector: class_names is empty")
+        names = class_names_option(class_names, "yolo detector")
     found = layout
     if found is None and all(_dim(d) is not None for d in rt.output_shape):
         try:
@@ -612,6 +615,9 @@ def build(
             raise DetectorError(f"{where}: {exc}") from None
     if names is not None and found is not None and all(_dim(d) is not None for d in rt.output_shape):
         channels = {"v8": rt.output_shape[1] - 4, "v5": rt.output_shape[2] - 5}.get(found)
+        if channels is not None and class_names is not None and len(names) < channels:
+            raise InvalidInputError(f"{where}: {len(names)} class_names for an output with {channels} class channels; "
+                                    "name every class (the boxes of the unnamed ones would be dropped)")
         if channels is not None and len(names) > channels:
             if class_names is not None:
                 raise InvalidInputError(f"{where}: {len(names)} class_names for an output with {channels} class channels")

@@ -81,6 +81,13 @@ def test_mismatched_checkpoint_and_bad_names(tmp_path, det):
     torch.save({"state_dict": sd}, path)
     with pytest.raises(DetectorError, match="does not fit.*rpn.head.conv.0.0.weight"):
         tva.build(config=LIGHT, checkpoint=str(path), device="cpu")
+    sd = det.model.state_dict()
+    sd["rpn.head.conv.0.0.weight"] = torch.zeros(sd["rpn.head.conv.0.0.weight"].shape[:2] + (1, 1))
+    torch.save(sd, path)
+    with pytest.raises(DetectorError, match=r"does not fit .*: 1 tensors of another shape \(e.g. size mismatch"):
+        tva.build(config=LIGHT, checkpoint=str(path), device="cpu")
+    with pytest.raises(InvalidInputError, match="single string 'product'"):
+        tva.build(config=LIGHT, checkpoint=None, num_classes=2, class_names="product")
     with pytest.raises(InvalidInputError, match="unknown builder 'resnet50'"):
         tva.build(config="resnet50", checkpoint=None)
     with pytest.raises(InvalidInputError, match="is required"):

@@ -545,3 +545,10 @@ def test_fixtures_are_what_the_script_writes(tmp_path):
     for kind in ("float32", "float16", "int8"):
         name = f"bright_cells_{kind}.tflite"
         assert (tmp_path / name).read_bytes() == (FIXTURES / name).read_bytes(), name
+
+
+def test_a_channels_last_v8_head_with_two_classes_is_refused_not_read_as_nms_output():
+    anchors = 80 * 80 + 40 * 40 + 20 * 20  # 8400 on a 640 canvas
+    with pytest.raises(DetectorError, match="channels last"):
+        ya.output_layout((1, anchors, 6), (640, 640))
+    assert ya.output_layout((1, 300, 6), (640, 640)) == "end2end"
