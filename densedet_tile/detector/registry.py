@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +16,8 @@ from ..types import PRECISIONS, _positive_int_or_none, check_device
 from .base import Detector
 
 __all__ = ["load_detector", "DetectorSpec", "BUILTIN_KINDS", "PRECISIONS"]
+
+log = logging.getLogger(__name__)
 
 #: Names understood by ``--detector`` besides ``MODULE:FACTORY``.
 BUILTIN_KINDS: tuple[str, ...] = ("default", "mmdet", "torchvision", "onnx", "yolo")
@@ -186,6 +189,10 @@ def _from_factory(spec: str, **options: Any) -> Any:
         params = {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in options.items() if v is not None and (takes_any or k in params)}
+    unused = sorted(k for k, v in options.items() if v is not None and k not in kwargs and k != "device")
+    if unused:  # given on the command line but the factory has no such parameter: say so, do not drop silently
+        log.warning("detector %s takes no %s; %s ignored", spec, ", ".join(unused),
+                    "it is" if len(unused) == 1 else "they are")
     try:
         return factory(**kwargs)
     except Exception as exc:  # a user's code can raise anything; say where it came from

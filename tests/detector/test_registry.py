@@ -5,7 +5,7 @@ import pytest
 from densedet_tile import DetectorError, InvalidInputError, load_detector
 
 
-def test_factory_from_file_gets_only_the_options_it_names(tmp_path):
+def test_factory_from_file_gets_only_the_options_it_names(tmp_path, caplog):
     mod = tmp_path / "userdet.py"
     mod.write_text(
         "class D:\n"
@@ -16,8 +16,10 @@ def test_factory_from_file_gets_only_the_options_it_names(tmp_path):
         "def make(checkpoint=None, device='cpu'):\n"
         "    return D(checkpoint, device)\n"
     )
-    det = load_detector(f"{mod}:make", checkpoint="w.pth", config="ignored.py", device="cpu")
+    with caplog.at_level("WARNING", logger="densedet_tile.detector.registry"):
+        det = load_detector(f"{mod}:make", checkpoint="w.pth", config="ignored.py", device="cpu")
     assert det.checkpoint == "w.pth" and det.device == "cpu"
+    assert "takes no config; it is ignored" in caplog.text  # said, not dropped silently
 
 
 def test_factory_taking_kwargs_gets_everything_given(tmp_path):
