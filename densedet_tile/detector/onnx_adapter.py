@@ -232,7 +232,7 @@ def build(
     if None in fixed:
         if input_size is None:
             raise DetectorError(
-                f"onnx model {checkpoint}: input {inp.name!r} has no fixed size ({shape}); pass input_size"
+                f"onnx model {checkpoint}: input {inp.name!r} has no fixed size ({shape}); give its size (--input-size, or input_size=)"
             )
         model_hw = (int(input_size), int(input_size))
     else:

@@ -141,7 +141,9 @@ def load_detector(
             kwargs["score_thr"] = score_thr
         if precision != "fp32":
             if "precision" not in inspect.signature(module.build).parameters:
-                raise InvalidInputError(f"the {name} detector runs in fp32 only; --precision {precision} is not supported")
+                how = ("runs the model file at the precision it was exported in" if name in ("onnx", "yolo")
+                       else "runs in fp32 only")
+                raise InvalidInputError(f"the {name} detector {how}; --precision {precision} is not an option for it")
             kwargs["precision"] = precision
         clash = sorted(set(extra) & set(kwargs))
         if clash:

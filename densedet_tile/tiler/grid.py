@@ -29,6 +29,11 @@ def axis_starts(length: int, tile: int, stride: int) -> list[int]:
     return out
 
 
+#: Most tiles one image may be cut into: far beyond any real image at sane settings (a
+#: 100000 px square at 256 px tiles is 240 000); more is a mistake such as an overlap of 0.99.
+MAX_TILES = 2_000_000
+
+
 def make_grid(width: int, height: int, spec: TileSpec) -> list[Tile]:
     """Cover a ``width`` x ``height`` image with overlapping tiles, row by row.
 
@@ -40,6 +45,12 @@ def make_grid(width: int, height: int, spec: TileSpec) -> list[Tile]:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
     xs = axis_starts(width, spec.tile, spec.stride)
     ys = axis_starts(height, spec.tile, spec.stride)
+    if len(xs) * len(ys) > MAX_TILES:
+        raise InvalidInputError(
+            f"{len(xs) * len(ys)} tiles of {spec.tile} px with overlap {spec.overlap:g} for a {width}x{height} image "
+            f"(more than {MAX_TILES}: neighbouring tiles start {spec.stride} px apart); use a larger tile or a "
+            "smaller overlap"
+        )
     tw, th = min(spec.tile, width), min(spec.tile, height)
     tiles = []
     for j, y in enumerate(ys):

@@ -86,8 +86,8 @@ def test_options_and_precision_reach_a_factory(tmp_path):
     assert det.kw == {"precision": "fp16", "threads": 4}
 
 
-def test_fp32_only_adapter_refuses_half_precision():
-    with pytest.raises(InvalidInputError, match="fp32 only"):
+def test_an_adapter_without_a_precision_choice_refuses_half_precision():
+    with pytest.raises(InvalidInputError, match="precision it was exported in; --precision fp16 is not an option"):
         load_detector("onnx", checkpoint="model.onnx", precision="fp16")
 
 

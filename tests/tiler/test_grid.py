@@ -80,3 +80,11 @@ def test_tilespec_rejects_bad_values(bad):
 def test_grid_rejects_empty_image():
     with pytest.raises(InvalidInputError, match="0x10"):
         make_grid(0, 10, TileSpec())
+
+
+def test_an_absurd_number_of_tiles_is_refused_before_any_is_made():
+    from densedet_tile.tiler.grid import MAX_TILES
+
+    with pytest.raises(InvalidInputError, match=r"tiles of 32 px with overlap 0.99 for a 2048x1536 image"):
+        make_grid(2048, 1536, TileSpec(tile=32, overlap=0.99))
+    assert len(make_grid(100_000, 3000, TileSpec(tile=256, overlap=0.2))) < MAX_TILES  # a big panorama is fine
