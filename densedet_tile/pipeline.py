@@ -218,7 +218,8 @@ def detect_image(
     if detector is None:
         from .detector.registry import load_detector
 
-        detector = load_detector("default", device=run.device, precision=run.precision)
+        # with the run's threshold, so the model returns boxes down to it (as the CLI builds it)
+        detector = load_detector("default", device=run.device, precision=run.precision, score_thr=run.score_thr)
     if run.max_vram is not None:
         from .vram import fit_to_vram
 
@@ -229,6 +230,9 @@ def detect_image(
         t_open = time.perf_counter() - t_open
         scaled = choose_scale(src, detector, tiling, run)
         tiles = plan(src, scaled.tiling)
+        if scaled.tiling.overlap_px == 0 and len(tiles) > 1:
+            log.warning("%s: tiles without overlap: a product cut by a seam is seen as two fragments that "
+                        "cannot be joined, so it may be counted twice; an overlap of 0.2 is the default", src.name)
         preds = predict_tiles(src, tiles, detector, scaled.run, progress=progress)
     preds.read_s += t_open
     return finish(src, tiles, preds, tiling=scaled.tiling, merge=merge, model=describe_detector(detector),

@@ -4,7 +4,7 @@ A detector sees products best at the size its training showed them. It may decla
 one of two ways (besides ``input_size``, the side its input is resized to):
 
 * ``product_size``: the typical product height, in model-input pixels, of its training data
-  (the built-in model: about 96 px). With ``TileSpec(tile="auto")`` the engine measures the
+  (the built-in model: about 80 px). With ``TileSpec(tile="auto")`` the engine measures the
   products' height in the image with a few probe windows and picks the scale that brings them
   to that size;
 * ``photo_scale(width, height)``: the rule its training applied to a whole photo (DenseDet:
@@ -160,6 +160,8 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> Sca
     auto = tiling.tile == "auto"
     if run.input_size is not None and (run.scale is not None or auto):
         raise InvalidInputError("give a scale (or tile='auto') or an input_size, not both")
+    if run.scale is not None and auto:
+        raise InvalidInputError("give a scale or tile='auto' (which measures the scale), not both")
     if run.input_size is not None:
         return ScaleChoice(tiling, run, {"source": "input_size", "value": None})
     if run.scale is not None:

@@ -1,6 +1,7 @@
 """The orchestrator: tiling, resizing to the model's input, frames, validation, OOM back-off."""
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +245,20 @@ def test_a_detectors_class_names_and_labels_are_checked_before_its_boxes_are_wri
 
     with pytest.raises(DetectorError, match="class label -1"):
         dt.detect(blob_image(64, 64, (1, 1, 5, 5)), Negative())
+
+
+def test_the_api_serves_a_threshold_below_the_built_in_models_own(caplog):
+    from PIL import Image
+
+    img = np.asarray(Image.open(Path(__file__).parents[1] / "examples" / "shelf.jpg").convert("RGB"))[:600, :800]
+    low = dt.detect_image(img, score_thr=0.2)
+    assert low.settings["score_thr"] == 0.2
+    assert len(low.detections) and float(low.detections.scores.min()) < 0.45  # the model reached down to it
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.0)
+    assert "without overlap" in caplog.text
+
+
+def test_a_scale_and_tile_auto_together_are_refused():
+    with pytest.raises(InvalidInputError, match="scale or tile='auto'"):
+        dt.detect(blob_image(64, 64, (1, 1, 5, 5)), BlobDetector(), tile="auto", scale=0.5)

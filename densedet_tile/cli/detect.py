@@ -115,6 +115,8 @@ def detect_main(argv: Sequence[str]) -> int:
                 error(PROG, outcome.error or f"{inp}: failed")
                 failed += 1
                 continue
+            if args.quiet:
+                continue
             print(
                 f"{Path(inp).name}: {products_text(outcome.products, outcome.count_range, outcome.uncertain)}, "
                 f"{counted(outcome.tiles, 'tile')}, "

@@ -16,6 +16,7 @@ import math
 import sys
 from typing import Any, Callable, Sequence
 
+from ..errors import InvalidInputError
 from ..detector.registry import BUILTIN_KINDS, DetectorSpec
 from ..io import FORMATS
 from ..types import COUNT_BAND, DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec
@@ -217,6 +218,8 @@ def add_output_options(p: argparse.ArgumentParser, *, out_required: bool = False
 # -- arguments -> specs -------------------------------------------------------------------------------
 def specs_from_args(args: argparse.Namespace) -> tuple[TileSpec, MergeSpec, RunSpec]:
     """The tiling, merge and run specs of the options added by the two groups above."""
+    if args.tile == "auto" and (args.scale is not None or args.input_size is not None):
+        raise InvalidInputError("--tile auto measures the scale itself: give it, --scale or --input-size, not two")
     tiling = TileSpec(tile=args.tile, overlap=args.overlap)
     merge = MergeSpec(
         mode=args.merge, fuse_iou=args.fuse_iou, nms_iou=args.nms_iou, edge_tol=args.edge_tol,

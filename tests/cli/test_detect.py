@@ -187,3 +187,12 @@ def test_an_unusable_out_is_refused_before_any_image_is_read(tmp_path, shelf_png
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--out" in lines[0] and "not a folder" in lines[0]
     assert "missing.png" not in r.stderr and out.read_text() == "a file"
+
+
+def test_quiet_prints_no_per_image_line_and_auto_with_a_scale_is_a_usage_error(tmp_path, shelf_png):
+    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_blob", "--out", tmp_path / "q", "-q", "--device", "cpu")
+    assert r.returncode == 0 and "product" not in r.stderr and (tmp_path / "q" / "shelf.detections.json").is_file()
+    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_blob", "--out", tmp_path / "a", "--tile", "auto",
+                "--scale", "0.5", "--device", "cpu")
+    assert r.returncode == 2 and "--tile auto" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "a").exists()
