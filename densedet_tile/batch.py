@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError
-from .io import atomic_write, ensure_out_dir
+from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir
 from .runner import Job, build_detector, outputs_complete, process_image, unique_stems
 
 __all__ = [
@@ -150,10 +150,10 @@ def _our_preview(path: Path) -> bool:
     """Whether ``path`` is a preview this tool drew (``<stem>.preview.jpg`` beside
     ``<stem>.detections.json``): a folder that is also the output folder holds them, and they
     are not photos to detect in."""
-    suffix = ".preview.jpg"
+    suffix = OUTPUT_SUFFIXES["preview"]
     if not path.name.endswith(suffix):
         return False
-    return (path.parent / f"{path.name[: -len(suffix)]}.detections.json").is_file()
+    return (path.parent / (path.name[: -len(suffix)] + OUTPUT_SUFFIXES["json"])).is_file()
 
 
 def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
     its detections JSON (None for what it does not say)."""
     out: dict[str, Any] = {"products": None, "count_range": None, "uncertain": None}
     try:
-        doc = json.loads((out_dir / f"{stem}.detections.json").read_text())
+        doc = json.loads((out_dir / (stem + OUTPUT_SUFFIXES["json"])).read_text())
         out["products"] = int(doc.get("num_detections"))
     except (OSError, ValueError, TypeError):
         return out

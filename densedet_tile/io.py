@@ -372,16 +372,20 @@ def write_preview(
     return _put(path, data, stage)
 
 
+#: The name ending of each output of an image: ``<stem><suffix>``.
+OUTPUT_SUFFIXES: dict[str, str] = {
+    "json": ".detections.json",
+    "csv": ".detections.csv",
+    "coco": ".coco.json",
+    "yolo": ".txt",
+    "preview": ".preview.jpg",
+}
+
+
 def output_paths(out_dir: str | os.PathLike[str], stem: str, formats: tuple[str, ...], preview: bool) -> dict[str, Path]:
     """Where each requested output of one image goes (``<stem>.detections.json`` etc.)."""
     out = Path(out_dir)
-    names = {
-        "json": f"{stem}.detections.json",
-        "csv": f"{stem}.detections.csv",
-        "coco": f"{stem}.coco.json",
-        "yolo": f"{stem}.txt",
-        "preview": f"{stem}.preview.jpg",
-    }
+    names = {kind: stem + suffix for kind, suffix in OUTPUT_SUFFIXES.items()}
     paths = {"json": out / names["json"]}
     for f in formats:
         paths[f] = out / names[f]

@@ -149,19 +149,27 @@ def child_naive_pillow(path: str) -> dict:
     return {"seconds": time.perf_counter() - t0, "baseline": base, "peak": _peak_bytes(), "shape": list(arr.shape)}
 
 
+def _shelf_pattern(width: int, height: int, channels: int) -> np.ndarray:
+    """Shelf-like pattern: coloured "products" in rows, drawn by broadcasting (cheap,
+    compressible); a fourth channel is opaque alpha."""
+    x = np.arange(width, dtype=np.int32)
+    y = np.arange(height, dtype=np.int32)
+    img = np.empty((height, width, channels), np.uint8)
+    img[..., 0] = ((x[None, :] // 37) * 53 % 256).astype(np.uint8)
+    img[..., 1] = ((y[:, None] // 41) * 97 % 256).astype(np.uint8)
+    img[..., 2] = (((x[None, :] // 37) + (y[:, None] // 41)) * 31 % 256).astype(np.uint8)
+    if channels == 4:
+        img[..., 3] = 255
+    return img
+
+
 def child_write_image(path: str, width: int, height: int) -> dict:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
     t0 = time.perf_counter()
-    # Shelf-like pattern: coloured "products" in rows, drawn by broadcasting (cheap, compressible).
-    x = np.arange(width, dtype=np.int32)
-    y = np.arange(height, dtype=np.int32)
-    img = np.empty((height, width, 3), np.uint8)
-    img[..., 0] = ((x[None, :] // 37) * 53 % 256).astype(np.uint8)
-    img[..., 1] = ((y[:, None] // 41) * 97 % 256).astype(np.uint8)
-    img[..., 2] = (((x[None, :] // 37) + (y[:, None] // 41)) * 31 % 256).astype(np.uint8)
-    img[(y % 400) < 12] = 40  # shelf edges
+    img = _shelf_pattern(width, height, 3)
+    img[(np.arange(height) % 400) < 12] = 40  # shelf edges
     if path.endswith(".png"):
         Image.fromarray(img).save(path, "PNG", compress_level=1)
     else:
@@ -173,15 +181,9 @@ def child_write_strip_tiff(path: str, width: int, height: int, compression: str,
     """A TIFF stored as one strip (tifffile's default layout): the whole image in one segment."""
     import tifffile
 
-    x = np.arange(width, dtype=np.int32)
-    y = np.arange(height, dtype=np.int32)
-    img = np.empty((height, width, channels), np.uint8)
-    img[..., 0] = ((x[None, :] // 37) * 53 % 256).astype(np.uint8)
-    img[..., 1] = ((y[:, None] // 41) * 97 % 256).astype(np.uint8)
-    img[..., 2] = (((x[None, :] // 37) + (y[:, None] // 41)) * 31 % 256).astype(np.uint8)
+    img = _shelf_pattern(width, height, channels)
     extra = {}
     if channels == 4:
-        img[..., 3] = 255
         extra["extrasamples"] = ["unassalpha"]
     t0 = time.perf_counter()
     tifffile.imwrite(path, img, photometric="rgb", rowsperstrip=height,

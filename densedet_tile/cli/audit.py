@@ -29,7 +29,7 @@ from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError
 from ..eval.formats import read_detections_json
-from ..io import count_range_json, ensure_out_dir, write_files
+from ..io import OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, write_files
 from ..pipeline import detect_image
 from ..runner import Job, build_detector
 from .options import (
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _stem(path: str) -> str:
     name = Path(path).name
-    for suffix in (".detections.json", ".json"):
+    for suffix in (OUTPUT_SUFFIXES["json"], ".json"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem

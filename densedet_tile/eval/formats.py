@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import ImageReadError, InvalidInputError
+from ..io import OUTPUT_SUFFIXES
 
 __all__ = [
     "SCHEMA",
@@ -402,7 +403,7 @@ def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
 
 
 #: The name ending of the detections files the tool writes (``<stem>.detections.json``).
-DETECTIONS_SUFFIX = ".detections.json"
+DETECTIONS_SUFFIX = OUTPUT_SUFFIXES["json"]
 
 
 # --------------------------------------------------------------------------- entry points

@@ -22,10 +22,12 @@ class SegmentCache:
     def __init__(self, limit: int, *, oversize_slots: int = 0) -> None:
         self.limit = max(0, int(limit))
         self.oversize_slots = max(0, int(oversize_slots)) if self.limit > 0 else 0
-        self.nbytes = 0
+        self.nbytes = 0  # both kinds; the budget bounds the small ones
+        self._small_nbytes = 0
         self.hits = 0
         self._items: OrderedDict[int, np.ndarray] = OrderedDict()
         self._big: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._big_nbytes = 0
 
     def __len__(self) -> int:
         return len(self._items) + len(self._big)
@@ -45,21 +47,20 @@ class SegmentCache:
         if rgb.nbytes > self.limit:
             if self.oversize_slots:
                 self._big[key] = rgb
-                self.nbytes += rgb.nbytes
+                self._big_nbytes += rgb.nbytes
                 while len(self._big) > self.oversize_slots:
                     _, old = self._big.popitem(last=False)
-                    self.nbytes -= old.nbytes
+                    self._big_nbytes -= old.nbytes
+                self.nbytes = self._small_nbytes + self._big_nbytes
             return
         self._items[key] = rgb
-        self.nbytes += rgb.nbytes
-        while self.nbytes - self._big_bytes() > self.limit:
+        self._small_nbytes += rgb.nbytes
+        while self._small_nbytes > self.limit:
             _, old = self._items.popitem(last=False)
-            self.nbytes -= old.nbytes
-
-    def _big_bytes(self) -> int:
-        return sum(a.nbytes for a in self._big.values())
+            self._small_nbytes -= old.nbytes
+        self.nbytes = self._small_nbytes + self._big_nbytes
 
     def clear(self) -> None:
         self._items.clear()
         self._big.clear()
-        self.nbytes = 0
+        self.nbytes = self._small_nbytes = self._big_nbytes = 0
