@@ -32,6 +32,7 @@ import importlib.util
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -534,16 +535,18 @@ def choose_runtime(*, device: str = "auto", fp16: bool = False, weights: Any = N
     The rule (``runtime="auto"``):
 
     * **torch** when the caller asks for something only torch does here: a CUDA device
-      (``cuda``, ``cuda:N``), fp16, or torch weights (a ``.pt``/``.pth`` checkpoint path or a
+      (``cuda``, ``cuda:N``) or torch weights (a ``.pt``/``.pth`` checkpoint path or a
       checkpoint dict);
-    * **onnxruntime** for an ``.onnx`` weights file and otherwise on the CPU;
+    * **onnxruntime** for an ``.onnx`` weights file and otherwise on the CPU, fp16 included (it
+      speeds up CUDA only: a warning, and the int8 file runs);
     * ``device="auto"`` resolves as :func:`~densedet_tile.detector.base.resolve_device` does:
       CUDA (hence torch) only when torch is installed *and* a CUDA device is usable. That check
       imports no torch when torch is not installed, nor when no NVIDIA/ROCm driver is visible
       (see ``resolve_device``), so a CPU machine never pays for importing torch.
 
     ``runtime="onnxruntime"`` or ``"torch"`` forces one; asking ONNX Runtime for CUDA, fp16 or
-    torch weights (or torch for an ``.onnx`` file) is an :class:`InvalidInputError`.
+    torch weights (or torch for an ``.onnx`` file, or an ``.onnx`` file on CUDA) is an
+    :class:`InvalidInputError`.
     """
     if not isinstance(runtime, str):
         raise InvalidInputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -567,15 +570,28 @@ def choose_runtime(*, device: str = "auto", fp16: bool = False, weights: Any = N
         return "torch", resolve_device(device)
     # auto
     if kind == "onnx":
-        if cuda or fp16:
-            raise InvalidInputError("an .onnx weights file runs fp32 on the CPU here; use the .pt weights for CUDA/fp16")
+        if cuda:
+            raise InvalidInputError("an .onnx weights file runs on the CPU here; use the .pt weights for CUDA")
         resolve_device("cpu" if device.strip().lower() == "auto" else device)
+        if fp16:
+            _fp16_on_cpu()
         return "onnxruntime", "cpu"
-    if cuda or fp16 or kind == "torch":
+    if cuda or kind == "torch":
         _import_torch()
         return "torch", resolve_device(device)
     dev = resolve_device(device)
-    return ("torch", dev) if _is_cuda(dev) else ("onnxruntime", "cpu")
+    if _is_cuda(dev):
+        return "torch", dev
+    if fp16:
+        _fp16_on_cpu()
+    return "onnxruntime", "cpu"
+
+
+def _fp16_on_cpu() -> None:
+    # fp16 speeds up CUDA only; on the CPU torch would run the same network in fp32, slower than
+    # the ONNX file and only where torch is installed
+    warnings.warn("--precision fp16 applies on CUDA only; on the CPU the built-in model runs on ONNX Runtime "
+                  "(the detector option runtime=torch forces torch)", RuntimeWarning, stacklevel=3)
 
 
 def _package_file(name: str) -> bytes:

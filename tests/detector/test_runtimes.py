@@ -205,7 +205,11 @@ def test_threads_option() -> None:
 # ---------------------------------------------------------------------------------------------
 def test_runtime_rule_on_a_cpu_machine(tmp_path) -> None:
     assert choose_runtime(device="cpu") == ("onnxruntime", "cpu")
-    assert choose_runtime(device="cpu", fp16=True) == ("torch", "cpu")  # a precision other than fp32
+    with pytest.warns(RuntimeWarning, match="fp16 applies on CUDA only"):  # torch would run it in fp32 here
+        assert choose_runtime(device="cpu", fp16=True) == ("onnxruntime", "cpu")
+    with pytest.warns(RuntimeWarning, match="fp16 applies on CUDA only"):
+        assert choose_runtime(device="auto", fp16=True, weights="other.onnx") == ("onnxruntime", "cpu")
+    assert choose_runtime(device="cpu", fp16=True, runtime="torch") == ("torch", "cpu")  # asked for by name
     assert choose_runtime(device="cpu", weights="ckpt.pt") == ("torch", "cpu")
     assert choose_runtime(device="auto", weights={"config": {}, "state_dict": {}}) == ("torch", "cpu")
     assert choose_runtime(device="cpu", weights="other.onnx") == ("onnxruntime", "cpu")
@@ -249,7 +253,7 @@ def test_checkpoint_and_options_reach_the_default_detector() -> None:
     assert det.runtime == "torch" and det.info["weights_file"].endswith("default.pt")
     det = load_detector("default", device="cpu", checkpoint=str(_weights_path(B.ONNX_FILE)))
     assert det.runtime == "onnxruntime"
-    det = load_detector("default", device="cpu", precision="fp16")
+    det = load_detector("default", device="cpu", precision="fp16", options={"runtime": "torch"})
     assert det.runtime == "torch" and det.fp16 and det.runner.fp16  # autocast applies on CUDA only
     det.fp16 = False  # scripts/bench_gpu_default.py toggles it
     assert not det.runner.fp16
@@ -294,7 +298,7 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch) -> None:
 
 def test_missing_torch_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
-    for call in (lambda: load_default(device="cpu", fp16=True),
+    for call in (lambda: load_default(device="cpu", fp16=True, runtime="torch"),
                  lambda: load_default(device="cpu", weights="some.pt"),
                  lambda: load_default(device="cuda"),
                  lambda: load_detector("default", device="cpu", options={"runtime": "torch"}),
@@ -324,12 +328,35 @@ def test_cli_reports_a_missing_extra_on_one_line(tmp_path) -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from densedet_tile.cli import main\n"
-        f"sys.exit(main([{str(img)!r}, '--out', {str(tmp_path / 'out')!r}, '--precision', 'fp16', '-q']))\n"
+        f"sys.exit(main([{str(img)!r}, '--out', {str(tmp_path / 'out')!r}, '--detector-option', 'runtime=torch', '-q']))\n"
     )
     r = _python(code)
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "densedet-tile[torch]" in lines[0], r.stderr
+
+
+def test_fp16_on_the_cpu_warns_on_one_line_and_runs_onnx_without_torch(tmp_path) -> None:
+    # fp16 speeds up CUDA only; on a laptop it must neither need torch nor run slower fp32 torch
+    img = tmp_path / "tiny.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(img)
+    out = tmp_path / "out"
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from densedet_tile.cli import main\n"
+        f"sys.exit(main([{str(img)!r}, '--out', {str(out)!r}, '--precision', 'fp16', '--max-vram', '2', '-q']))\n"
+    )
+    r = _python(code)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    # the package's warnings as one line each, no file name or source line of ours
+    assert len(lines) == 2, r.stderr
+    assert all(ln.startswith("densedet-tile: WARNING: ") for ln in lines), r.stderr
+    assert any("fp16 applies on CUDA only" in ln for ln in lines) and any("--max-vram" in ln for ln in lines)
+    doc = json.loads((out / "tiny.detections.json").read_text())
+    assert doc["model"]["info"]["runtime"] == "onnxruntime"
 
 
 # ---------------------------------------------------------------------------------------------
