@@ -176,6 +176,26 @@ def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Pa
     return out
 
 
+def new_folders(path: str | os.PathLike[str]) -> list[Path]:
+    """The folders that making ``path`` would create, deepest first (none when it exists):
+    what :func:`remove_empty` takes back after a run that wrote nothing."""
+    out, made = Path(path).expanduser().absolute(), []
+    while not out.exists() and out != out.parent:
+        made.append(out)
+        out = out.parent
+    return made
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: a failed run leaves no empty
+    output folder behind. A folder that holds anything stays, and so do those above it."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
     """Write one file atomically (see :func:`write_files`); returns its path."""
     return write_files({path: data})[0]
@@ -323,6 +343,28 @@ def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: b
     return write_files(files)[0]
 
 
+def shrunk_image(source: Any, scale: float) -> Any:
+    """``source`` (an open image source: ``width``, ``height``, ``read(x, y, w, h)`` giving RGB
+    uint8) shrunk by ``scale`` (<= 1) as a PIL RGB image, read in bands of rows of at most
+    PREVIEW_BAND_BYTES (a panorama's rows are long), so the image never sits in memory whole."""
+    from PIL import Image
+
+    W, H = int(source.width), int(source.height)
+    pw, ph = max(1, round(W * scale)), max(1, round(H * scale))
+    canvas = Image.new("RGB", (pw, ph))
+    band = max(1, min(H, max(math.ceil(4 / scale), PREVIEW_BAND_BYTES // (3 * W))))  # a few preview rows at least
+    for y0 in range(0, H, band):
+        y1 = min(H, y0 + band)
+        py0, py1 = round(y0 * scale), round(y1 * scale)
+        if py1 <= py0:
+            continue
+        piece = Image.fromarray(source.read(0, y0, W, y1 - y0))
+        if scale < 1.0:
+            piece = piece.resize((pw, py1 - py0), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        canvas.paste(piece, (0, py0))
+    return canvas
+
+
 def write_preview(
     result: "ImageResult",
     path: str | os.PathLike[str],
@@ -343,20 +385,8 @@ def write_preview(
 
     W, H = int(source.width), int(source.height)
     scale = min(1.0, max_side / max(W, H))
-    pw, ph = max(1, round(W * scale)), max(1, round(H * scale))
-    canvas = Image.new("RGB", (pw, ph))
-    # bands of rows of at most PREVIEW_BAND_BYTES (a panorama's rows are long), and at least a
-    # few rows of the preview each
-    band = max(1, min(H, max(math.ceil(4 / scale), PREVIEW_BAND_BYTES // (3 * W))))
-    for y0 in range(0, H, band):
-        y1 = min(H, y0 + band)
-        py0, py1 = round(y0 * scale), round(y1 * scale)
-        if py1 <= py0:
-            continue
-        piece = Image.fromarray(source.read(0, y0, W, y1 - y0))
-        if scale < 1.0:
-            piece = piece.resize((pw, py1 - py0), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        canvas.paste(piece, (0, py0))
+    canvas = shrunk_image(source, scale)
+    pw, ph = canvas.size
     draw = ImageDraw.Draw(canvas)
     width = max(1, round(max(pw, ph) / 1000))
     near = result.near_misses

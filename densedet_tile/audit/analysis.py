@@ -91,7 +91,9 @@ class AuditPart:
     bottom line of its bottom row, across its products' columns; regions: the region's outer
     ring); ``edges`` what bounds it on the left and right: ``"upright"`` or ``"height jump"``
     (a cut between found bays), ``"image edge"`` (its products reach the image border: the bay
-    may go on beyond the photo), ``"end"`` (nothing beyond) or ``"region"``."""
+    may go on beyond the photo), ``"end"`` (nothing beyond) or ``"region"``. A region is cut to
+    the image first; ``pieces`` holds the outer ring of each of its pieces (largest first, the
+    first is ``polygon``) when it has more than one there."""
 
     name: str | None
     index: np.ndarray
@@ -101,6 +103,7 @@ class AuditPart:
     polygon: tuple[tuple[float, float], ...] = ()
     edges: tuple[str, str] = ("end", "end")
     area: float | None = None
+    pieces: tuple[tuple[tuple[float, float], ...], ...] = ()
 
     @property
     def area_px(self) -> float:
@@ -203,9 +206,12 @@ def run_audit(
         gaps = tuple(find_gaps(a[idx], lay, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k))
         return lay, gaps
 
-    def found_bays(idx: np.ndarray, first: int, taken: frozenset[str] = frozenset()) -> list[AuditPart]:
+    def found_bays(idx: np.ndarray, first: int, taken: frozenset[str] = frozenset(),
+                   covered: Any = None) -> list[AuditPart]:
         """Cut the boxes ``idx`` into bays and analyse each; named ``bay <first>``, ``bay
-        <first + 1>``... (a name in ``taken``, a region's, gets " (found)" added)."""
+        <first + 1>``... (a name in ``taken``, a region's, gets " (found)" added). Gaps at least
+        half inside ``covered`` (the regions' union) are dropped: their products were counted
+        in a region, not missing."""
         if not s.bays or len(idx) == 0:
             groups, kinds = [idx], ()
         else:
@@ -218,6 +224,8 @@ def run_audit(
             if len(g) == 0:
                 continue
             lay, gaps = analyse(g)
+            if covered is not None:
+                gaps = _gaps_inside(gaps, covered, keep_inside=False)
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
             right = kinds[b] if b < len(kinds) else ("image edge" if a[g, 2].max() >= width - 0.5 * med_w else "end")
             name = f"bay {first + len(out)}"
@@ -238,13 +246,15 @@ def run_audit(
         for i, r in enumerate(regs):
             idx = np.flatnonzero(inside[i])
             lay, gaps = analyse(idx)
-            gaps = _gaps_inside(gaps, r)
-            geoms = getattr(r.geometry, "geoms", [r.geometry])
-            ring = max(geoms, key=lambda g: g.area).exterior.coords
-            given.append(AuditPart(r.name, idx, lay, gaps, "region", tuple((float(x), float(y)) for x, y in ring[:-1]),
-                                   ("region", "region"), area=r.area * float(shares[i])))
+            gaps = _gaps_inside(gaps, r.geometry)
+            rings = _rings_in_image(r.geometry, width, height)
+            given.append(AuditPart(r.name, idx, lay, gaps, "region", rings[0], ("region", "region"),
+                                   area=r.area * float(shares[i]), pieces=rings if len(rings) > 1 else ()))
         rest = np.flatnonzero(~inside.any(axis=0))
-        extra = found_bays(rest, len(given) + 1, frozenset(r.name for r in regs)) if len(rest) else []
+        import shapely
+
+        covered = shapely.union_all([r.geometry for r in regs])
+        extra = found_bays(rest, len(given) + 1, frozenset(r.name for r in regs), covered) if len(rest) else []
         parts = tuple(given) + tuple(extra)
         shared = inside.sum(axis=0) > 1
         if shared.any():
@@ -279,19 +289,35 @@ def run_audit(
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings))
 
 
-def _gaps_inside(gaps: tuple[Gap, ...], region: Region) -> tuple[Gap, ...]:
-    """The gaps of a region's rows that lie in the region: a row found across a region of
-    several pieces, or around a hole, spans stretches that are not the region's shelf (their
-    products were left out, not missing), so a gap at least half outside the region is dropped."""
+def _gaps_inside(gaps: tuple[Gap, ...], geometry: Any, *, keep_inside: bool = True) -> tuple[Gap, ...]:
+    """The gaps that lie in ``geometry`` (or, with ``keep_inside=False``, outside it). A row
+    found across a region of several pieces, or around a hole, spans stretches that are not the
+    region's shelf (their products were left out, not missing), so a region's gap at least half
+    outside it is dropped; a found bay's gap at least half inside a region lies over products the
+    region counted."""
     if not gaps:
         return gaps
     import shapely
 
     boxes = shapely.box(*np.array([g.xyxy for g in gaps], dtype=np.float64).T)
     area = shapely.area(boxes)
-    inside = shapely.area(shapely.intersection(boxes, region.geometry))
-    keep = inside >= 0.5 * np.maximum(area, 1e-9)
+    inside = shapely.area(shapely.intersection(boxes, geometry)) >= 0.5 * np.maximum(area, 1e-9)
+    keep = inside if keep_inside else ~inside
     return tuple(g for g, k in zip(gaps, keep.tolist()) if k)
+
+
+def _rings_in_image(geometry: Any, width: int, height: int) -> tuple[tuple[tuple[float, float], ...], ...]:
+    """The outer rings of a region's pieces inside the ``width`` x ``height`` image, largest
+    first; a region wholly outside keeps its own largest ring (it is warned about)."""
+    import shapely
+
+    def pieces(g: Any) -> list[Any]:
+        return sorted((p for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and p.area > 0),
+                      key=lambda p: -p.area)
+
+    inside = pieces(shapely.intersection(geometry, shapely.box(0, 0, width, height)))
+    chosen = inside or pieces(geometry)[:1]
+    return tuple(tuple((float(x), float(y)) for x, y in p.exterior.coords[:-1]) for p in chosen)
 
 
 def _r(v: float, nd: int = 1) -> float:
@@ -323,8 +349,9 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
     for b, part in enumerate(result.parts, start=1):
         lay = part.layout
         where = {"bay": b, **({"region": part.name} if part.kind == "region" else {})}
-        bay_x0 = min((x for x, _ in part.polygon), default=0.0)
-        bay_x1 = max((x for x, _ in part.polygon), default=0.0)
+        outline = [pt for ring in (part.pieces or (part.polygon,)) for pt in ring]
+        bay_x0 = min((x for x, _ in outline), default=0.0)
+        bay_x1 = max((x for x, _ in outline), default=0.0)
         bay_w = max(bay_x1 - bay_x0, 1e-9)
         for row in lay.rows:
             mine = [g for g in part.gaps if g.row == row.index]
@@ -381,7 +408,9 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             "right_edge": part.edges[1],
             "x_start": _r(bay_x0),
             "x_end": _r(bay_x1),
-            "polygon": _poly(part.polygon, W, H),
+            # a region's outline was cut to the image already (one wholly outside keeps its own)
+            "polygon": _poly(part.polygon) if part.kind == "region" else _poly(part.polygon, W, H),
+            **({"pieces": [_poly(ring) for ring in part.pieces]} if part.pieces else {}),
             **({"count_range": count_ranges[b - 1].as_dict()} if count_ranges is not None else {}),
         })
     n_rows = sum(len(p.layout.rows) for p in result.parts)

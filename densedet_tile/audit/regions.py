@@ -86,7 +86,9 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
         if not geom.is_valid:
             raise InvalidInputError(f"{source}: feature {i} is not a valid polygon ({shapely.is_valid_reason(geom)})")
         props = f.get("properties") or {}
-        name = str(props.get("name", f"region {i + 1}")) if isinstance(props, dict) else f"region {i + 1}"
+        raw = props.get("name") if isinstance(props, dict) else None
+        # GIS tools write null (or an empty string) for an unset attribute: that is no name
+        name = f"region {i + 1}" if raw is None or str(raw).strip() == "" else str(raw)
         if name in seen:
             raise InvalidInputError(f"{source}: two regions are named {name!r}")
         seen.add(name)

@@ -24,11 +24,13 @@ __all__ = ["preview_scale", "render_preview", "render_html", "load_preview_image
 
 PREVIEW_MAX_WIDTH = 8000
 PREVIEW_MAX_HEIGHT = 2400
+JPEG_MAX_SIDE = 65500
 
 
 def preview_scale(width: int, height: int, *, max_width: int = PREVIEW_MAX_WIDTH, max_height: int = PREVIEW_MAX_HEIGHT) -> float:
-    """Scale factor of the preview of a ``width`` x ``height`` image (never above 1)."""
-    return float(min(1.0, max_width / width, max_height / height))
+    """Scale factor of the preview of a ``width`` x ``height`` image (never above 1, and no side
+    beyond the 65500 px a JPEG can hold)."""
+    return float(min(1.0, min(max_width, JPEG_MAX_SIDE) / width, min(max_height, JPEG_MAX_SIDE) / height))
 
 
 def render_preview(
@@ -77,6 +79,8 @@ def render_preview(
             d.line(ring + ring[:1], fill=(0, 220, 240, 255), width=max(2, 3 * lw))
             x0, y0 = ring[0]
             label = part.name or f"bay {b}"
+            x0 = min(max(x0, 0.0), max(0.0, pw - (7 * len(label) + 6)))
+            y0 = max(y0, 16.0)  # above the outline, or just inside it where that is off the picture
             d.rectangle([x0, y0 - 16, x0 + 7 * len(label) + 6, y0], fill=(0, 150, 170, 230))
             d.text((x0 + 3, y0 - 14), label, fill=(255, 255, 255, 255))
         for row in part.layout.rows:
@@ -110,7 +114,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222;background:#fafaf
 h1{font-size:20px;margin:0 0 8px} h2{font-size:16px;margin:20px 0 6px}
 .summary span{display:inline-block;margin:0 18px 6px 0} .summary b{font-size:18px}
 .scroll{overflow:auto;max-width:100%;border:1px solid #ccc;background:#fff}
-.stage{position:relative;display:inline-block;line-height:0}
+.stage{position:relative;display:inline-block;line-height:0;overflow:hidden}
 .stage img.heat{position:absolute;left:0;top:0;width:100%;height:100%;opacity:.6;image-rendering:pixelated;display:none}
 #show-heat:checked ~ .scroll .stage img.heat{display:block}
 table.figures{border-collapse:collapse;margin:4px 0 12px;background:#fff}
@@ -183,6 +187,13 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
     hm_max = max((max(r) for r in hm["density_per_mpx"] if r), default=0)
     pv = base64.b64encode(preview_jpeg).decode("ascii")
     hp = base64.b64encode(heatmap_png).decode("ascii")
+    # the grid's cells are whole: the last column and row reach past the image's right and bottom
+    # edges, so the overlay is as much larger than the preview (the stage clips it)
+    n_rows = len(hm["density_per_mpx"])
+    n_cols = max((len(r) for r in hm["density_per_mpx"]), default=0)
+    iw, ih = float(doc["image"].get("width") or 0), float(doc["image"].get("height") or 0)
+    heat_w = 100.0 * n_cols * hm["cell_px"] / iw if iw > 0 and n_cols else 100.0
+    heat_h = 100.0 * n_rows * hm["cell_px"] / ih if ih > 0 and n_rows else 100.0
     st = doc["settings"]
     end_rule = (f"{st['end_k']} widths" if st.get("end_k") is not None
                 else "that plus the widest common product")
@@ -200,7 +211,7 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 <span class="legend"></span> 0 to {hm_max:g} products / Mpx ({hm['cell_px']} px cells)
 <div class="scroll"><div class="stage">
 <img id="preview" alt="preview with product boxes (green), bays (cyan), shelf rows (blue) and gaps (red)" src="data:image/jpeg;base64,{pv}">
-<img id="heatmap" class="heat" alt="density heatmap" src="data:image/png;base64,{hp}">
+<img id="heatmap" class="heat" alt="density heatmap" style="width:{heat_w:.4f}%;height:{heat_h:.4f}%" src="data:image/png;base64,{hp}">
 </div></div>
 {bays}
 <h2>Shelf rows</h2>{rows}
@@ -212,58 +223,60 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 
 def load_preview_image(path: str | Path, width: int, height: int, *, max_width: int = PREVIEW_MAX_WIDTH,
                        max_height: int = PREVIEW_MAX_HEIGHT) -> Any:
-    """The upright image at (about) preview size as a PIL image.
+    """The upright image at (about) preview size as a PIL RGB image.
 
-    JPEGs are decoded at a reduced scale directly (``draft``); the EXIF orientation is applied.
-    Raises :class:`ImageReadError` if it cannot be read or :class:`InvalidInputError` if its
-    upright size is not ``width`` x ``height`` (the detections belong to another image).
+    JPEGs are decoded at a reduced scale directly (``draft``); everything else goes through the
+    engine's readers (16-bit and greyscale images made 8-bit RGB as the detector saw them) and
+    is shrunk in bands of rows, so a giant PNG or TIFF panorama is never decoded whole. The EXIF
+    orientation is applied. Raises :class:`ImageReadError` if it cannot be read or
+    :class:`InvalidInputError` if its upright size is not ``width`` x ``height`` (the detections
+    belong to another image).
     """
     from PIL import Image, ImageOps
 
     p = Path(path)
     s = preview_scale(width, height, max_width=max_width, max_height=max_height)
+
+    def mismatch(w: int, h: int) -> InvalidInputError:
+        return InvalidInputError(f"{p}: image is {w}x{h} but the detections are for {width}x{height}")
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             old = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None  # the size is checked against the detections instead
             try:
-                im = Image.open(p)
-                orient = im.getexif().get(0x0112, 1)
-                sw, sh = im.size
-                upright = (sh, sw) if orient in (5, 6, 7, 8) else (sw, sh)
-                if upright != (width, height):
-                    raise InvalidInputError(f"{p}: image is {upright[0]}x{upright[1]} but the detections are for {width}x{height}")
-                tw, th = max(1, int(width * s)), max(1, int(height * s))
-                if im.format == "JPEG":
-                    im.draft("RGB", (tw, th) if orient not in (5, 6, 7, 8) else (th, tw))
-                im = ImageOps.exif_transpose(im.convert("RGB"))
-                im.load()
+                with Image.open(p) as im:
+                    if im.format == "JPEG":
+                        orient = im.getexif().get(0x0112, 1)
+                        sw, sh = im.size
+                        upright = (sh, sw) if orient in (5, 6, 7, 8) else (sw, sh)
+                        if upright != (width, height):
+                            raise mismatch(*upright)
+                        tw, th = max(1, int(width * s)), max(1, int(height * s))
+                        im.draft("RGB", (tw, th) if orient not in (5, 6, 7, 8) else (th, tw))
+                        out = ImageOps.exif_transpose(im.convert("RGB"))
+                        out.load()
+                        return out
             finally:
                 Image.MAX_IMAGE_PIXELS = old
     except FileNotFoundError:
         raise ImageReadError(f"{p}: no such file") from None
     except InvalidInputError:
         raise
-    except Exception as exc:  # Pillow cannot read it: try the engine's readers (BigTIFF...)
-        try:
-            from ..tiler.readers import open_image
+    except Exception:  # Pillow cannot read it (BigTIFF...): the engine's readers may
+        pass
+    from ..io import shrunk_image
+    from ..tiler.readers import open_image
 
-            with open_image(p) as src:
-                if (src.width, src.height) != (width, height):
-                    raise InvalidInputError(
-                        f"{p}: image is {src.width}x{src.height} but the detections are for {width}x{height}"
-                    )
-                # strips whose height is a multiple of the step: bounded memory, aligned sampling
-                step = max(1, int(1 / s))
-                strip = step * max(1, 512 // step)
-                arr = np.concatenate([
-                    src.read(0, y0, src.width, min(strip, src.height - y0))[::step, ::step]
-                    for y0 in range(0, src.height, strip)
-                ])
-            return Image.fromarray(np.ascontiguousarray(arr))
-        except InvalidInputError:
-            raise
-        except Exception:
-            raise ImageReadError(f"{p}: cannot read the image ({exc})") from None
-    return im
+    try:
+        with open_image(p) as src:
+            if (src.width, src.height) != (width, height):
+                raise mismatch(src.width, src.height)
+            return shrunk_image(src, s)
+    except (InvalidInputError, ImageReadError):
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(f"{p}: no such file") from None
+    except Exception as exc:
+        raise ImageReadError(f"{p}: cannot read the image ({exc})") from None

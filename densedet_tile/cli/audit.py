@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,7 +30,7 @@ from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError
 from ..eval.formats import read_detections_json
-from ..io import OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, write_files
+from ..io import OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, new_folders, remove_empty, write_files
 from ..pipeline import detect_image
 from ..runner import Job, build_detector
 from .options import (
@@ -103,6 +104,14 @@ def audit_main(argv: Sequence[str]) -> int:
     args = parse(build_parser(), argv)
     if isinstance(args, int):
         return args
+    made = new_folders(args.out)
+    code = _audit(args)
+    if code != EXIT_OK:
+        remove_empty(made)  # a failed audit leaves no empty output folder behind
+    return code
+
+
+def _audit(args: argparse.Namespace) -> int:
     det_path = args.detections
     image_path = args.image
     if det_path is None and image_path is not None and image_path.lower().endswith(".json"):
@@ -116,19 +125,24 @@ def audit_main(argv: Sequence[str]) -> int:
                                  perspective=not args.no_perspective, bays=not args.no_bays,
                                  bay_width_m=args.bay_width_m)
         regions = load_regions(args.regions) if args.regions else None
-        no_photo = None
+        no_photo = bad_range = None
         if det_path is not None:
             boxes = read_detections_json(det_path)
             xyxy, width, height = boxes.xyxy, int(boxes.width or 0), int(boxes.height or 0)
+            count_range = boxes.count_range
+            if count_range is not None and not _finite_json(count_range):
+                bad_range = (f"{det_path}: its count_range holds numbers that are not finite; left out "
+                             "(the bays get no count range)")
+                count_range = None
             info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
-                    "detections": str(det_path), "count_range": boxes.count_range}
+                    "detections": str(det_path), "count_range": count_range}
             scores = boxes.scores
-            if image_path is None and boxes.path and Path(boxes.path).is_file():
-                image_path = boxes.path
-            elif image_path is None:
-                no_photo = (f"the photo {boxes.path!r} named in {det_path} is not found from here, so the report "
-                            "draws the boxes without it; pass the image as well to see it"
-                            if boxes.path else None)
+            if image_path is None and boxes.path:
+                image_path = _photo_named_in(boxes.path, det_path, width, height)
+                if image_path is None:
+                    no_photo = (f"the photo {boxes.path!r} named in {det_path} is not found from here (or is "
+                                "another image), so the report draws the boxes without it; pass the image as well "
+                                "to see it")
             stem = _stem(image_path or det_path)
         else:
             ensure_out_dir(args.out)  # before the detector runs, not after
@@ -154,6 +168,8 @@ def audit_main(argv: Sequence[str]) -> int:
             doc["warnings"].append(unsure)
         if dropped:
             doc["warnings"].insert(0, dropped)
+        if bad_range:
+            doc["warnings"].insert(0, bad_range)
         if no_photo:
             doc["warnings"].append(no_photo)
         picture = None
@@ -168,7 +184,7 @@ def audit_main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     out = Path(args.out)
     files = {
-        out / f"{stem}.audit.json": json.dumps(doc, indent=1) + "\n",
+        out / f"{stem}.audit.json": json.dumps(doc, indent=1, allow_nan=False) + "\n",
         out / f"{stem}.audit.html": page,
         out / f"{stem}.heatmap.png": png,
     }
@@ -191,6 +207,41 @@ def audit_main(argv: Sequence[str]) -> int:
         print(f"  {given} {name}: {text}, {b['rows']} rows, {b['gaps']} gaps")
     print(f"-> {out / (stem + '.audit.html')}")
     return EXIT_OK
+
+
+def _photo_named_in(recorded: str, det_path: str, width: int, height: int) -> str | None:
+    """The photo a detections JSON names (as the detection run was given it: relative to where
+    that ran), looked for from here and beside the JSON; only one of the detections' size counts
+    (a file of that name elsewhere is another photo). None when none is found."""
+    p = Path(recorded)
+    spots = [p] if p.is_absolute() else [p, Path(det_path).parent / p, Path(det_path).parent.parent / p]
+    for spot in spots:
+        if spot.is_file() and _upright_size(spot) in ((width, height), None):
+            return str(spot)
+    return None
+
+
+def _finite_json(value: Any) -> bool:
+    """Whether ``value`` makes valid JSON (no NaN or infinity anywhere in it)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _upright_size(path: Path) -> tuple[int, int] | None:
+    """The upright size of the image at ``path`` from its header, or None when Pillow cannot
+    tell (the full read checks it later)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            w, h = im.size
+            return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+    except Exception:  # not for Pillow (BigTIFF...): the engine's readers decide later
+        return None
 
 
 def bay_ranges(result: Any, scores: np.ndarray, count_range: Any) -> tuple[Any, ...] | None:

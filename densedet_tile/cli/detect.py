@@ -12,11 +12,11 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .. import __version__
 from ..errors import DensedetError, one_line
-from ..io import ensure_out_dir
+from ..io import ensure_out_dir, new_folders, remove_empty
 from ..runner import Job, build_detector, process_image, unique_stems
 from .options import (
     EXIT_FAILED,
@@ -98,11 +98,19 @@ def detect_main(argv: Sequence[str]) -> int:
         msg = one_line(exc)
         error(PROG, msg if msg.startswith(f"detector {args.detector!r}") else f"detector {args.detector!r}: {msg}")
         return EXIT_USAGE
+    made = new_folders(args.out)
     try:
         ensure_out_dir(args.out)  # before any image is worked on
     except DensedetError as exc:
         error(PROG, one_line(exc))
         return EXIT_USAGE
+    code = _detect_all(args, detector, job)
+    if code != EXIT_OK:
+        remove_empty(made)  # every image failed (or none got far): no empty folder left behind
+    return code
+
+
+def _detect_all(args: argparse.Namespace, detector: Any, job: Job) -> int:
     failed = 0
     try:
         for inp, stem in zip(args.inputs, unique_stems(args.inputs)):

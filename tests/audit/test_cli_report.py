@@ -134,7 +134,20 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(scene: dict, tmp_pat
     assert audit_main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and want in err
-    assert not scene["out"].exists() or not any(scene["out"].iterdir())
+    assert not scene["out"].exists()  # not even an empty folder
+
+
+def test_a_failed_audit_removes_only_the_folders_it_made(scene: dict, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not an image")
+    deep = tmp_path / "new" / "deeper"
+    assert audit_main([str(garbage), "--out", str(deep)]) == 2
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("a user's file")
+    assert audit_main([str(garbage), "--out", str(kept)]) == 2
+    assert (kept / "mine.txt").read_text() == "a user's file"
 
 
 def test_audit_runs_the_detector_on_an_image(tmp_path: Path) -> None:
@@ -329,3 +342,71 @@ def test_run_audit_refuses_boxes_with_no_area_and_clips_overshoot() -> None:
     with pytest.raises(InvalidInputError, match="not a finite number"):
         usable_boxes(np.array([[0, 0, np.nan, 5]]), 10, 10)
     assert run_audit(boxes[:2], 200, 150).xyxy[1, 0] == 0
+
+
+def test_a_16_bit_grey_photo_gives_a_preview_of_its_picture(tmp_path: Path) -> None:
+    from densedet_tile.audit.report import load_preview_image
+
+    ramp = np.tile(np.linspace(0, 65535, 800), (600, 1)).astype(np.uint16)  # black to white, left to right
+    path = tmp_path / "grey16.png"
+    Image.fromarray(ramp).save(path)
+    px = np.asarray(load_preview_image(path, 800, 600), dtype=np.float64)
+    assert px.shape == (600, 800, 3)
+    assert px[:, :50].mean() < 20 and px[:, -50:].mean() > 235  # not clipped to white
+    assert np.all(np.diff(px[300, ::100, 0]) > 0)
+
+
+def test_the_heatmap_overlay_covers_the_image_as_its_cells_do(scene: dict) -> None:
+    # the grid's last column and row reach past the image: the overlay is drawn that much larger
+    assert audit_main(["--detections", str(scene["det"]), "--out", str(scene["out"]), "--cell", "300"]) == 0
+    a = scene["aisle"]
+    page = (scene["out"] / "aisle.audit.html").read_text()
+    m = re.search(r'id="heatmap"[^>]*style="width:([0-9.]+)%;height:([0-9.]+)%"', page)
+    assert m, "overlay size not set"
+    cols, rows = -(-a.width // 300), -(-a.height // 300)
+    assert float(m.group(1)) == pytest.approx(100 * cols * 300 / a.width, abs=1e-3)
+    assert float(m.group(2)) == pytest.approx(100 * rows * 300 / a.height, abs=1e-3)
+    assert float(m.group(1)) > 100 or float(m.group(2)) > 100
+
+
+def test_the_photo_named_in_detections_is_found_beside_them_not_taken_from_elsewhere(
+        scene: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    a = scene["aisle"]
+    runs = tmp_path / "runs"
+    (runs / "out").mkdir(parents=True)
+    shutil.copy(scene["image"], runs / "aisle.jpg")
+    det = runs / "out" / "aisle.detections.json"
+    write_detections(det, a.xyxy, a.width, a.height, "aisle.jpg")  # relative, as the detection run was given it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("RGB", (64, 48)).save(elsewhere / "aisle.jpg")  # another photo of the same name here
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "report"
+    assert audit_main(["--detections", str(det), "--out", str(out)]) == 0
+    doc = json.loads((out / "aisle.audit.json").read_text())
+    assert doc["preview"]["from_image"] is True
+    (runs / "aisle.jpg").unlink()
+    assert audit_main(["--detections", str(det), "--out", str(out)]) == 0  # none of its size: drawn without it
+    doc = json.loads((out / "aisle.audit.json").read_text())
+    assert doc["preview"]["from_image"] is False
+    assert any("not found from here" in w for w in doc["warnings"])
+
+
+def test_a_count_range_with_nan_is_left_out_and_the_report_is_valid_json(scene: dict) -> None:
+    a = scene["aisle"]
+    doc = json.loads(scene["det"].read_text())
+    doc["count_range"] = {"counts": [1, 2, 3], "at_scores": [0.5, 0.45, 0.4], "sensitivity": float("nan")}
+    scene["det"].write_text(json.dumps(doc))  # Python writes NaN, as some tools do
+    assert audit_main(["--detections", str(scene["det"]), "--out", str(scene["out"])]) == 0
+    text = (scene["out"] / "aisle.audit.json").read_text()
+    out = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the audit JSON"))
+    assert out["image"]["count_range"] is None
+    assert any("not finite" in w for w in out["warnings"])
+    assert out["summary"]["products"] == len(a.xyxy)
+
+
+def test_preview_never_exceeds_what_a_jpeg_holds() -> None:
+    from densedet_tile.audit.report import preview_scale
+
+    s = preview_scale(70000, 1000, max_width=70000, max_height=5000)
+    assert 70000 * s <= 65500

@@ -87,3 +87,43 @@ def test_a_regions_density_counts_only_its_area_inside_the_image_and_bay_and_reg
     assert d_bigger["regions"][0]["density_per_mpx"] == d_whole["regions"][0]["density_per_mpx"]
     for d in (d_whole, d_bigger, d_two):
         assert d["bays"][0]["density_per_mpx"] == d["regions"][0]["density_per_mpx"]
+
+
+def test_a_region_over_part_of_the_shelves_makes_no_gap_in_the_found_bay_around_it():
+    # a full 14 x 5 grid; a region covers the top two shelves of the middle third
+    xs, ys = np.meshgrid(np.arange(14) * 200.0 + 20, np.arange(5) * 240.0)
+    boxes = np.stack([xs.ravel(), ys.ravel(), xs.ravel() + 180, ys.ravel() + 200], axis=1)
+    regs = _regions(("promo", {"type": "Polygon", "coordinates": [[[1000, 0], [2000, 0], [2000, 480], [1000, 480],
+                                                                    [1000, 0]]]}))
+    doc = audit_to_dict(run_audit(boxes, 2900, 1200, regions=regs))
+    promo = [b for b in doc["bays"] if b["name"] == "promo"][0]
+    assert promo["products"] == 10
+    assert doc["summary"]["gaps"] == 0, doc["gaps"]  # the products there were counted, not missing
+    # a real hole in the found bay's shelves outside the region is still a gap
+    hole = ~((boxes[:, 1] > 700) & (boxes[:, 0] > 400) & (boxes[:, 0] < 1100))
+    doc = audit_to_dict(run_audit(boxes[hole], 2900, 1200, regions=regs))
+    assert [g["region"] if "region" in g else g["bay"] for g in doc["gaps"]] == [2, 2], doc["gaps"]
+
+
+def test_region_outlines_are_cut_to_the_image_and_every_piece_is_kept():
+    a = _aisle()
+    w, h = a.width, a.height
+    diamond = [[w / 2, -h / 2], [w / 2 + h, h / 2], [w / 2, 1.5 * h], [w / 2 - h, h / 2], [w / 2, -h / 2]]
+    regs = _regions(("diamond", {"type": "Polygon", "coordinates": [diamond]}),
+                    ("two", {"type": "MultiPolygon", "coordinates": [[_rect(0, 700, h)], [_rect(w - 1000, w, h)]]}),
+                    ("away", {"type": "Polygon", "coordinates": [_rect(w + 1000, w + 2000, h)]}))
+    doc = audit_to_dict(run_audit(a.xyxy, w, h, regions=regs))
+    bays = {b["name"]: b for b in doc["bays"]}
+    import shapely
+
+    cut = shapely.Polygon(diamond).intersection(shapely.box(0, 0, w, h))
+    got = shapely.Polygon(bays["diamond"]["polygon"])
+    assert len(bays["diamond"]["polygon"]) == 6  # the cut diamond is a hexagon, not a smaller diamond
+    assert got.symmetric_difference(cut).area < 1e-3 * cut.area
+    two = bays["two"]
+    assert len(two["pieces"]) == 2 and two["polygon"] == two["pieces"][0]
+    assert two["x_start"] == 0 and two["x_end"] == w  # both pieces
+    assert shapely.Polygon(two["pieces"][0]).area > shapely.Polygon(two["pieces"][1]).area
+    away = bays["away"]
+    assert min(x for x, _ in away["polygon"]) == w + 1000  # its own outline (warned about), not a squashed one
+    assert "pieces" not in bays["diamond"] and any("'away' lies outside" in m for m in doc["warnings"])
