@@ -31,6 +31,7 @@ from .detector.registry import DetectorSpec
 from .errors import InvalidInputError
 from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir
 from .runner import Job, build_detector, outputs_complete, process_image, unique_stems
+from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
     "BatchSummary",
@@ -44,8 +45,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MANIFEST_SCHEMA = "densedet-tile/batch-manifest@1"
-#: File name endings taken from a folder given as an input.
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 # -- the manifest -------------------------------------------------------------------------------

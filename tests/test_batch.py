@@ -377,3 +377,13 @@ def test_restart_redoes_an_image_whose_json_has_no_image_record(tmp_path):
     doc["image"] = None
     path.write_text(json.dumps(doc))
     assert run_batch(imgs, out, detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256))).ok == 1
+
+
+def test_a_phone_folder_gives_every_photo_format_not_only_jpeg(tmp_path):
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for name in ("IMG_0001.JPG", "IMG_0002.HEIC", "IMG_0003.jfif", "IMG_0004.avif", "IMG_0005.heif", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    names = [p.name for p in expand_inputs([folder])]
+    # a HEIC photo is taken so that it fails with a message saying what to do, not skipped unseen
+    assert names == ["IMG_0001.JPG", "IMG_0002.HEIC", "IMG_0003.jfif", "IMG_0004.avif", "IMG_0005.heif"]

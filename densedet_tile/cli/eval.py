@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..batch import IMAGE_SUFFIXES
+from ..tiler.readers import IMAGE_SUFFIXES
 from ..errors import DensedetError, InvalidInputError
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
 from ..eval.compare import compare_tiled_untiled, pair_images

@@ -39,6 +39,7 @@ from ..detector.builtin import DEFAULT_CONFIG, DefaultDetector, _read_weights, s
 from ..detector.shelfnet import ShelfNet, read_checkpoint
 from ..errors import DensedetError, InvalidInputError, one_line
 from ..io import atomic_write, ensure_out_dir
+from ..tiler.readers import IMAGE_SUFFIXES
 from ..tiler.readers.base import check_size
 from ..tiler.readers.pillow import pillow_limits_lifted
 from ..types import DEFAULT_MAX_PIXELS, MergeSpec, TileSpec
@@ -48,7 +49,6 @@ from .pseudo import LabelSettings, PseudoLabels, agreement, pseudo_label
 
 __all__ = ["AdaptSettings", "AdaptResult", "AdaptRun", "adapt", "find_photos", "output_paths", "report_text", "IMAGE_SUFFIXES"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 STATE_VERSION = 1
 
 ProgressFn = Callable[[dict[str, Any]], None]

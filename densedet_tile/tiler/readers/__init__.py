@@ -35,11 +35,12 @@ Modules: :mod:`.base` (the interface, stats, size check), :mod:`.array`, :mod:`.
 
 from .array import ArraySource
 from .base import DEFAULT_MAX_PIXELS, ImageSource, SourceStats
-from .opener import open_image
+from .opener import IMAGE_SUFFIXES, open_image
 from .pillow import DECODERS, Decoder, PillowSource
 from .tiff import DEFAULT_TIFF_CACHE_BYTES, TiffSource
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TIFF_CACHE_BYTES",
     "DECODERS",

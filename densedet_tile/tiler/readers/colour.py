@@ -166,6 +166,9 @@ class TiffColour:
     premultiplied: bool
     bits: int
     colormap: np.ndarray | None
+    #: the sample values that map to black and white, for float samples (SMin/SMaxSampleValue,
+    #: or what the reader measured; 0..1 by default)
+    float_range: tuple[float, float] = (0.0, 1.0)
 
     @classmethod
     def of_page(cls, page: Any, samples: int, label: str) -> "TiffColour":
@@ -211,7 +214,8 @@ class TiffColour:
         if dt == np.bool_:
             v = seg.astype(np.uint8) * np.uint8(255)
         elif dt.kind == "f":
-            v = scale_range(np.clip(seg, 0.0, 1.0), 0.0, 1.0)
+            lo, hi = self.float_range
+            v = scale_range(np.nan_to_num(seg, nan=lo, posinf=hi, neginf=lo), lo, hi)
         elif self.photometric == 3:
             v = seg  # palette indices, looked up below
         else:

@@ -90,6 +90,10 @@ def decode_compact(
     try:
         arr = decode(data)
     except Exception as exc:
+        if fmt == "PNG" and type(exc).__name__ == "PngError":
+            # libpng checks what Pillow does not: a pixel stream that ends early ("Not enough
+            # image data") is filled with black by Pillow, without a word
+            raise ImageReadError(f"{label}: the PNG is damaged or truncated (libpng: {one_line(exc)})") from None
         return _declined(label, f"imagecodecs: {one_line(exc)}", required=required, ran=True)
     del data
     want = (height, width, 3) if mode == "RGB" else (height, width)

@@ -13,9 +13,16 @@ from .base import DEFAULT_MAX_PIXELS, ImageSource
 from .pillow import DECODERS, Decoder, PillowSource
 from .tiff import DEFAULT_TIFF_CACHE_BYTES, TiffSource
 
-__all__ = ["open_image"]
+__all__ = ["open_image", "IMAGE_SUFFIXES"]
 
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+#: File name endings of images, for taking the images out of a folder (batch, eval, adapt). A
+#: file named directly is read whatever its name (the format is sniffed from its bytes); HEIC is
+#: listed so that an iPhone folder's photos fail with a message saying what to do instead of
+#: being passed over in silence.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif",
+                                   ".tiff", ".gif", ".heic", ".heif")
 
 
 def open_image(

@@ -48,6 +48,39 @@ def pillow_limits_lifted() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
+#: Where a PNG keeps an orientation Pillow reads: the eXIf chunk, ImageMagick's hex EXIF text
+#: chunk, XMP (tiff:Orientation).
+_PNG_ORIENTATION_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+def _is_heif(path: Path) -> bool:
+    """Whether the file is HEIC/HEIF (an iPhone's photos): an ISO box ``ftyp`` of a HEIF brand."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
+                                                   b"msf1")
+
+
+def _heif_plugin() -> bool:
+    """Register the pillow-heif plugin when it is installed; whether Pillow can read HEIF now."""
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _unknown_format(path: Path) -> str:
+    if _is_heif(path):
+        return (f"{path}: a HEIC/HEIF photo, which this install cannot decode: pip install pillow-heif, or save "
+                "the photos as JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)")
+    return f"{path}: unknown or unsupported image format"
+
+
 class PillowSource(ImageSource):
     """A JPEG/PNG/WebP/BMP/GIF... decoded once by Pillow; windows converted on demand.
 
@@ -62,7 +95,12 @@ class PillowSource(ImageSource):
             try:
                 im = Image.open(path)  # reads the header only
             except UnidentifiedImageError:
-                raise ImageReadError(f"{label}: unknown or unsupported image format") from None
+                if not (_is_heif(path) and _heif_plugin()):
+                    raise ImageReadError(_unknown_format(path)) from None
+                try:
+                    im = Image.open(path)
+                except (OSError, ValueError, SyntaxError) as exc:
+                    raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
             except (OSError, ValueError, SyntaxError) as exc:
                 raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
         try:
@@ -76,9 +114,10 @@ class PillowSource(ImageSource):
             if pixels is None:
                 with pillow_limits_lifted():
                     self._load(im, label, fmt, sw, sh)
-            if pixels is not None and fmt == "PNG" and "exif" not in im.info:
+            if pixels is not None and fmt == "PNG" and not any(k in im.info for k in _PNG_ORIENTATION_KEYS):
                 # Pillow would decode the whole PNG looking for a late eXIf chunk;
-                # decode_compact has checked that the file has none.
+                # decode_compact has checked that the file has none, and no text chunk before the
+                # pixels carries an orientation either (XMP, ImageMagick's raw EXIF profile)
                 orientation = 1
             else:
                 orientation = exif_orientation(im, label)

@@ -17,8 +17,10 @@ whole-image decode per tile:
 
 from __future__ import annotations
 
+import logging
 import mmap
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,34 @@ _CONVERT_CHUNK_BYTES: int = 4 * 2**20
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 
 
+log = logging.getLogger(__name__)
+
+#: How many pages are looked at for the full-resolution image (a preview may come first).
+_PAGES_LOOKED_AT = 16
+_WARNED_PAGES: set[str] = set()
+
+
+def _main_page(tif: Any, label: str) -> Any:
+    """The page that holds the image: the first that is not a reduced-resolution copy
+    (NewSubfileType bit 0: thumbnails and previews, which cameras and DNG put first). Other
+    full-resolution pages are not read, and a warning says so."""
+    n = len(tif.pages)
+    pages = [tif.pages[i] for i in range(min(n, _PAGES_LOOKED_AT))]
+    full = [i for i, pg in enumerate(pages) if not int(getattr(pg, "subfiletype", 0) or 0) & 1]
+    k = full[0] if full else 0
+    if k > 0:
+        log.info("%s: page %d is a reduced-resolution copy; reading page %d", label, 0, k)
+    others = n - 1 - sum(1 for i, pg in enumerate(pages) if i != k and int(getattr(pg, "subfiletype", 0) or 0) & 1)
+    if others > 0 and label not in _WARNED_PAGES:  # once per file and process: it is opened more than once
+        _WARNED_PAGES.add(label)
+        log.warning("%s: the TIFF has %d pages; only page %d (%dx%d) is read", label, n, k + 1,
+                    int(pages[k].imagewidth), int(pages[k].imagelength))
+    return pages[k]
+
+
 class TiffSource(ImageSource):
-    """Page 0 of a TIFF/BigTIFF, read segment by segment through tifffile.
+    """The main page of a TIFF/BigTIFF (the first full-resolution one; see
+    :func:`_main_page`), read segment by segment through tifffile.
 
     A window decodes only the TIFF tiles (tiled files) or strips (striped files) it overlaps.
     Decoded segments, converted to RGB uint8, are kept in an LRU cache of at most
@@ -61,7 +89,7 @@ class TiffSource(ImageSource):
         try:
             if len(tif.pages) == 0:
                 raise ImageReadError(f"{label}: the TIFF has no pages")
-            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+            page = _main_page(tif, label)
             sw, sh = int(page.imagewidth), int(page.imagelength)
             check_size(label, sw, sh, max_pixels)
             self._setup_layout(page, label)
@@ -87,6 +115,42 @@ class TiffSource(ImageSource):
                 except (OSError, ValueError):  # an unmappable file: decode as usual
                     self._direct = None
         super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt="TIFF")
+        if np.dtype(page.dtype).kind == "f":
+            try:
+                self._colour = replace(self._colour, float_range=self._float_range(page))
+            except BaseException:
+                self.close()
+                raise
+
+    def _float_range(self, page: Any) -> tuple[float, float]:
+        """The values of float samples that are black and white: the SMin/SMaxSampleValue tags,
+        else 0..1 (the usual convention; an HDR image's highlights above 1 are clipped), unless
+        the middle of the samples lies above 1: then 8- or 16-bit values stored as floats, which
+        clipping at 1 would turn all white, read as 0..255 or 0..65535 (or 0..the largest value).
+        Measured on up to four segments spread over the image."""
+        tags = page.tags
+        lo_tag, hi_tag = tags.get("SMinSampleValue"), tags.get("SMaxSampleValue")
+        if hi_tag is not None:
+            lo = float(np.min(lo_tag.value)) if lo_tag is not None else 0.0
+            hi = float(np.max(hi_tag.value))
+            if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+                return lo, hi
+        n = self._segs_per_plane
+        picks = sorted({int(round(i * (n - 1) / 3)) for i in range(4)}) if n > 1 else [0]
+        seen = []
+        for key in picks:
+            raw = (np.stack([self._decode_raw(s * n + key)[..., 0] for s in range(self._samples)], axis=-1)
+                   if self._separate else self._decode_raw(key))
+            colour = np.asarray(raw[..., : self._colour.ncolor] if raw.ndim == 3 else raw).ravel()
+            colour = colour[:: max(1, colour.size // 100_000)]
+            seen.append(colour[np.isfinite(colour)])
+        values = np.concatenate(seen) if seen else np.zeros(0)
+        if values.size == 0 or float(np.median(values)) <= 1.0:
+            return 0.0, 1.0
+        top = float(values.max())
+        hi = next((v for v in (255.0, 65535.0) if top <= v * 1.0001), top)
+        log.info("%s: float samples around %g, up to %g: read as 0..%g", self._label, float(np.median(values)), top, hi)
+        return 0.0, hi
 
     @property
     def segments_decoded(self) -> int:

@@ -1,0 +1,112 @@
+"""Files users really have that once read wrong: a PNG's orientation kept in XMP, TIFFs with a
+thumbnail page first or several pages, float TIFFs holding 8-bit values, a PNG whose pixel
+stream ends early, an iPhone's HEIC photo."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageOps, PngImagePlugin
+
+from densedet_tile.errors import ImageReadError
+from densedet_tile.tiler import open_image
+
+from reader_samples import noise, read_all
+
+_XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize("decoder", ["auto", "pillow"])
+def test_a_png_orientation_kept_in_xmp_is_applied_by_every_decoder(tmp_path, decoder):
+    upright = noise(30, 40)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", _XMP)
+    path = tmp_path / "turned.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(path, pnginfo=info)  # stored turned by 90 degrees
+    reference = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    with open_image(path, decoder=decoder) as src:
+        assert (src.width, src.height) == (reference.shape[1], reference.shape[0])
+        np.testing.assert_array_equal(read_all(src), reference)
+
+
+def test_a_tiff_with_a_thumbnail_first_is_read_at_full_resolution(tmp_path, caplog):
+    full = noise(90, 120)
+    path = tmp_path / "camera.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(full[::8, ::8].copy(), photometric="rgb", subfiletype=1)  # a reduced-resolution preview
+        tif.write(full, photometric="rgb")
+    with caplog.at_level(logging.WARNING), open_image(path) as src:
+        assert (src.width, src.height) == (120, 90)
+        np.testing.assert_array_equal(read_all(src), full)
+    assert "pages" not in caplog.text  # the preview is not another image
+
+
+def test_a_tiff_of_several_images_reads_the_first_and_says_so(tmp_path, caplog):
+    first, second = noise(40, 50), noise(20, 70)
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(first, photometric="rgb")
+        tif.write(second, photometric="rgb")
+    with caplog.at_level(logging.WARNING), open_image(path) as src:
+        np.testing.assert_array_equal(read_all(src), first)
+    assert "has 2 pages; only page 1 (50x40) is read" in caplog.text
+
+
+def test_float_tiffs_holding_8_bit_values_are_not_turned_white(tmp_path):
+    rgb = noise(30, 40)
+    tifffile.imwrite(tmp_path / "f255.tif", rgb.astype(np.float32), photometric="rgb", tile=(16, 16))
+    with open_image(tmp_path / "f255.tif") as src:
+        np.testing.assert_array_equal(read_all(src), rgb)
+    # the usual 0..1 convention, with an HDR highlight above 1: clipped, not rescaled
+    hdr = rgb.astype(np.float32) / 255
+    hdr[0, 0] = 7.5
+    tifffile.imwrite(tmp_path / "hdr.tif", hdr, photometric="rgb")
+    with open_image(tmp_path / "hdr.tif") as src:
+        out = read_all(src)
+    assert tuple(out[0, 0]) == (255, 255, 255)
+    assert np.abs(out[1:].astype(int) - rgb[1:]).max() <= 1
+    # SMaxSampleValue says where white is
+    tifffile.imwrite(tmp_path / "tagged.tif", rgb.astype(np.float32) / 2, photometric="rgb",
+                     extratags=[(341, "d", 3, (127.5, 127.5, 127.5), False)])
+    with open_image(tmp_path / "tagged.tif") as src:
+        assert np.abs(read_all(src).astype(int) - rgb).max() <= 1
+
+
+def _png(width: int, height: int, rows: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    pixels = b"".join(b"\x00" + bytes([128]) * width * 3 for _ in range(rows))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b""))
+
+
+def test_a_png_whose_pixels_end_early_is_refused_not_filled_with_black(tmp_path):
+    pytest.importorskip("imagecodecs")
+    whole, short = tmp_path / "whole.png", tmp_path / "short.png"
+    whole.write_bytes(_png(40, 30, 30))
+    short.write_bytes(_png(40, 30, 15))  # half the rows, then a proper end: Pillow shows black
+    with open_image(whole) as src:
+        assert read_all(src).min() == 128
+    with pytest.raises(ImageReadError, match=r"short\.png: the PNG is damaged or truncated"):
+        open_image(short)
+
+
+def test_a_heic_photo_says_what_to_do(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as on an install without the plugin
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    with pytest.raises(ImageReadError, match=r"IMG_0001\.HEIC: a HEIC/HEIF photo.*pip install pillow-heif"):
+        open_image(path)
+    other = tmp_path / "notes.jpg"
+    other.write_bytes(b"hello, not an image at all")
+    with pytest.raises(ImageReadError, match="unknown or unsupported image format"):
+        open_image(other)
