@@ -88,7 +88,11 @@ def test_malformed_detector_output_leaves_no_file(tmp_path, shelf_png):
     r = run_cli(shelf_png, "--detector", f"{FAKES}:make_nan", "--out", tmp_path / "o", "-q", "--device", "cpu")
     assert r.returncode == 1
     assert "shelf.png" in r.stderr and "NaN" in r.stderr
-    assert not (tmp_path / "o" / "shelf.detections.json").exists()
+    assert not (tmp_path / "o").exists()  # nothing written: not even the empty folder stays
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_nan", "--out", mine, "-q", "--device", "cpu")
+    assert r.returncode == 1 and mine.is_dir()  # a folder the user had is left alone
 
 
 @pytest.mark.parametrize(
