@@ -254,7 +254,7 @@ def test_many_hanging_images_do_not_use_up_the_workers_of_the_good_ones(local_ra
         hangs.append(tmp_path / "in" / f"hang{k}.png")
         Image.fromarray(np.full((100, 100, 3), 99, np.uint8)).save(hangs[-1])
     s = run_batch([*hangs, good], tmp_path / "out", detector=CrashOnGrey(), job=Job(tiling=TileSpec(tile=256)),
-                  ray="local", workers=1, retries=0, timeout=3.0)
+                  ray="local", workers=1, retries=0, timeout=6.0)  # the good image must fit well inside it
     rec = {Path(r["input"]).name: r for r in s.records}
     assert all(rec[h.name]["status"] == "error" and "time limit" in rec[h.name]["error"] for h in hangs)
     assert rec[good.name]["status"] == "ok", rec[good.name]
