@@ -95,6 +95,22 @@ def test_matches_pycocotools_on_random_scenes(seed: int) -> None:
             np.testing.assert_allclose(ours.coco_stats(), ref.stats, atol=1e-6, rtol=0)
 
 
+def test_one_large_image_among_small_ones_matches_pycocotools_in_any_chunk() -> None:
+    # blocks are padded per bucket of similar size and a block over the chunk is screened in
+    # bands of its detections: neither may change a figure
+    rng = np.random.default_rng(7)
+    ims = random_images(rng, 10, 2, 30, 40)
+    big = random_images(np.random.default_rng(8), 1, 2, 900, 1100)[0]
+    ims.insert(4, EvalImage("panorama.jpg", big.gt_xyxy * 8, big.gt_labels, big.dt_xyxy * 8, big.dt_scores,
+                            big.dt_labels, gt_crowd=big.gt_crowd))
+    md = (1, 100, 2000)
+    ref = pycoco_eval(ims, 2, md)
+    for chunk in (4_000_000, 20_000, 500):
+        ours = evaluate_boxes(ims, max_dets=md, chunk_elems=chunk)
+        np.testing.assert_allclose(ours.precision, ref.eval["precision"], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(ours.recall, ref.eval["recall"], atol=1e-6, rtol=0)
+
+
 def test_dense_images_beyond_100_detections_match_pycocotools() -> None:
     # shelves hold hundreds of products: AR@300 must see them all, AR@100 cannot
     rng = np.random.default_rng(42)

@@ -199,54 +199,14 @@ def _validate_max_dets(max_dets: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(m) for m in md)
 
 
-def evaluate_boxes(
-    images: Sequence[EvalImage],
-    *,
-    max_dets: Sequence[int] = DEFAULT_MAX_DETS,
-    iou_thrs: Sequence[float] | None = None,
-    area_ranges: dict[str, tuple[float, float]] | None = None,
-    class_agnostic: bool = False,
-    chunk_elems: int = 4_000_000,
-) -> CocoMetrics:
-    """COCO box evaluation of detections against ground truth, image by image.
-
-    ``images`` holds one :class:`EvalImage` per evaluated image (images without detections
-    count with zero detections). Categories are the union of the ground-truth labels (a
-    detection class with no ground truth anywhere is not a category of the dataset and its
-    detections are not scored, as in pycocotools). With ``class_agnostic`` every label is
-    taken as one class. Ties in score keep the order of ``images`` then of the detections,
-    like pycocotools with images sorted by id.
-
-    ``chunk_elems`` bounds the size of the per-chunk IoU array (D x G elements).
-    """
-    md = _validate_max_dets(max_dets)
-    thrs = COCO_IOU_THRS if iou_thrs is None else np.asarray(iou_thrs, dtype=np.float64).reshape(-1)
-    if thrs.size == 0 or np.any((thrs <= 0) | (thrs > 1)):
-        raise InvalidInputError(f"iou_thrs must be in (0, 1], got {iou_thrs!r}")
-    ranges = COCO_AREA_RANGES if area_ranges is None else dict(area_ranges)
-    area_names = tuple(ranges)
-    arng = np.array([ranges[a] for a in area_names], dtype=np.float64).reshape(-1, 2)
-    T, A, M, R = len(thrs), len(area_names), len(md), len(COCO_REC_THRS)
-    dmax = md[-1]
-
-    # ---- blocks: one per (image, category) holding any ground truth or detection -------------
-    cats = np.unique(np.concatenate([im.gt_labels for im in images] + [np.zeros(0, np.int64)]))
-    if class_agnostic and len(cats):
-        cats = np.zeros(1, np.int64)
-    cat_index = {int(c): k for k, c in enumerate(cats)}
-    blocks: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (image idx, k, gt idx, dt idx)
-    for i, im in enumerate(images):
-        gl = np.zeros_like(im.gt_labels) if class_agnostic else im.gt_labels
-        dl = np.zeros_like(im.dt_labels) if class_agnostic else im.dt_labels
-        for c in np.unique(np.concatenate([gl, dl])):
-            k = cat_index.get(int(c))
-            if k is None:
-                continue
-            gi = np.flatnonzero(gl == c)
-            di = np.flatnonzero(dl == c)
-            # highest score first, stable, truncated to the largest max_dets
-            di = di[np.argsort(-im.dt_scores[di], kind="mergesort")][:dmax]
-            blocks.append((i, k, gi, di))
+def _match_bucket(blocks: list[tuple[int, int, np.ndarray, np.ndarray]], images: Sequence[EvalImage],
+                  thrs: np.ndarray, arng: np.ndarray, chunk_elems: int
+                  ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """pycocotools' greedy matching for ``blocks`` (image idx, category, gt idx, dt idx; the
+    detections highest score first), padded to the largest of them. Returns per block its
+    detections' (A, T, d) matched and ignored flags, and (A, nb) the number of ground truths
+    that count in each area range."""
+    A, T = len(arng), len(thrs)
     nb = len(blocks)
     gmax = max((len(b[2]) for b in blocks), default=0)
     dcount = np.array([len(b[3]) for b in blocks], dtype=np.int64)
@@ -289,13 +249,15 @@ def evaluate_boxes(
         lo = np.minimum(np.where(gt_valid[..., None], gt_xywh, np.inf).min(1), np.where(dt_valid[..., None], dt_xywh, np.inf).min(1))
         origin[:, 0, :2] = np.where(np.isfinite(lo[:, :2]), lo[:, :2], 0.0)
     dt32, gt32 = (dt_xywh - origin).astype(np.float32), (gt_xywh - origin).astype(np.float32)
-    for s in range(0, nb, step):
-        e = min(nb, s + step)
+    # a block larger than the chunk on its own is screened a band of its detections at a time
+    d_step = max(dpad, 1) if step > 1 else max(1, chunk_elems // max(gmax, 1))
+    for s, d0 in ((s, d0) for s in range(0, nb, step) for d0 in range(0, max(dpad, 1), d_step)):
+        e, d1 = min(nb, s + step), d0 + d_step
         # float32 screen (loose by 1e-2), then the exact float64 IoU of the survivors only
-        ok = _iou_screen(dt32[s:e], gt32[s:e], gt_crowd[s:e], t_low - 1e-2)
-        ok &= dt_valid[s:e, :, None] & gt_valid[s:e, None, :]
+        ok = _iou_screen(dt32[s:e, d0:d1], gt32[s:e], gt_crowd[s:e], t_low - 1e-2)
+        ok &= dt_valid[s:e, d0:d1, None] & gt_valid[s:e, None, :]
         b, d, g = np.nonzero(ok)  # ordered by block, detection, gt
-        b = b + s
+        b, d = b + s, d + d0
         iou = box_iou_coco(dt_xywh[b, d][:, None, :], gt_xywh[b, g][:, None, :], gt_crowd[b, g][:, None])[:, 0, 0]
         keep = iou >= t_low
         pb.append(b[keep])
@@ -358,27 +320,107 @@ def evaluate_boxes(
     d_out = (dt_area[None] < arng[:, 0][:, None, None]) | (dt_area[None] > arng[:, 1][:, None, None])
     dt_ig |= ~dt_match & d_out[:, None]
 
+    n_valid_gt = (~gt_ig & gt_valid[None]).sum(-1)  # (A, nb)
+    dcounts = dcount.tolist()
+    return ([dt_match[:, :, j, :n] for j, n in enumerate(dcounts)],
+            [dt_ig[:, :, j, :n] for j, n in enumerate(dcounts)], n_valid_gt)
+
+
+def evaluate_boxes(
+    images: Sequence[EvalImage],
+    *,
+    max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+    iou_thrs: Sequence[float] | None = None,
+    area_ranges: dict[str, tuple[float, float]] | None = None,
+    class_agnostic: bool = False,
+    chunk_elems: int = 4_000_000,
+) -> CocoMetrics:
+    """COCO box evaluation of detections against ground truth, image by image.
+
+    ``images`` holds one :class:`EvalImage` per evaluated image (images without detections
+    count with zero detections). Categories are the union of the ground-truth labels (a
+    detection class with no ground truth anywhere is not a category of the dataset and its
+    detections are not scored, as in pycocotools). With ``class_agnostic`` every label is
+    taken as one class. Ties in score keep the order of ``images`` then of the detections,
+    like pycocotools with images sorted by id.
+
+    ``chunk_elems`` bounds the size of the per-chunk IoU array (D x G elements).
+    """
+    md = _validate_max_dets(max_dets)
+    thrs = COCO_IOU_THRS if iou_thrs is None else np.asarray(iou_thrs, dtype=np.float64).reshape(-1)
+    if thrs.size == 0 or np.any((thrs <= 0) | (thrs > 1)):
+        raise InvalidInputError(f"iou_thrs must be in (0, 1], got {iou_thrs!r}")
+    ranges = COCO_AREA_RANGES if area_ranges is None else dict(area_ranges)
+    area_names = tuple(ranges)
+    arng = np.array([ranges[a] for a in area_names], dtype=np.float64).reshape(-1, 2)
+    T, A, M, R = len(thrs), len(area_names), len(md), len(COCO_REC_THRS)
+    dmax = md[-1]
+
+    # ---- blocks: one per (image, category) holding any ground truth or detection -------------
+    cats = np.unique(np.concatenate([im.gt_labels for im in images] + [np.zeros(0, np.int64)]))
+    if class_agnostic and len(cats):
+        cats = np.zeros(1, np.int64)
+    cat_index = {int(c): k for k, c in enumerate(cats)}
+    blocks: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (image idx, k, gt idx, dt idx)
+    for i, im in enumerate(images):
+        gl = np.zeros_like(im.gt_labels) if class_agnostic else im.gt_labels
+        dl = np.zeros_like(im.dt_labels) if class_agnostic else im.dt_labels
+        for c in np.unique(np.concatenate([gl, dl])):
+            k = cat_index.get(int(c))
+            if k is None:
+                continue
+            gi = np.flatnonzero(gl == c)
+            di = np.flatnonzero(dl == c)
+            # highest score first, stable, truncated to the largest max_dets
+            di = di[np.argsort(-im.dt_scores[di], kind="mergesort")][:dmax]
+            blocks.append((i, k, gi, di))
+    nb = len(blocks)
+
+    # ---- matching, bucket by bucket of blocks of similar size --------------------------------
+    # Blocks are padded to the largest of their bucket only: one panorama of 20 000 boxes among
+    # SKU-110K photos of 150 does not pad every photo to 20 000 x 20 000.
+    size = np.array([max(len(b[2]), len(b[3]), 1) for b in blocks], dtype=np.int64)
+    by_size = np.argsort(size, kind="stable")
+    match: list[np.ndarray] = [np.zeros((A, T, 0), bool)] * nb  # per block: (A, T, d)
+    ignored: list[np.ndarray] = [np.zeros((A, T, 0), bool)] * nb
+    n_valid_gt = np.zeros((A, nb), np.int64)
+    first = 0
+    while first < nb:
+        last = first + 1
+        while last < nb and size[by_size[last]] <= 2 * size[by_size[first]]:
+            last += 1
+        members = by_size[first:last]
+        bm, bi, nv = _match_bucket([blocks[j] for j in members.tolist()], images, thrs, arng, chunk_elems)
+        for j, m_j, i_j in zip(members.tolist(), bm, bi):
+            match[j], ignored[j] = m_j, i_j
+        n_valid_gt[:, members] = nv
+        first = last
+
     # ---- accumulate ---------------------------------------------------------------------------
+    # every block's detections in block (image) order, then rank: pycocotools' concatenation
+    d_len = np.array([len(b[3]) for b in blocks], dtype=np.int64)
+    flat_block = np.repeat(np.arange(nb), d_len)
+    flat_rank = np.concatenate([np.arange(n) for n in d_len.tolist()] + [np.zeros(0, np.int64)])
+    flat_score = np.concatenate([images[i].dt_scores[di] for i, _k, _gi, di in blocks] + [np.zeros(0)])
+    flat_match = np.concatenate(match + [np.zeros((A, T, 0), bool)], axis=-1)  # (A, T, N)
+    flat_ig = np.concatenate(ignored + [np.zeros((A, T, 0), bool)], axis=-1)
     Kc = len(cats)
     precision = -np.ones((T, R, Kc, A, M))
     recall = -np.ones((T, Kc, A, M))
     block_cat = np.array([b[1] for b in blocks], dtype=np.int64)
-    n_valid_gt = (~gt_ig & gt_valid[None]).sum(-1)  # (A, nb)
+    flat_cat = block_cat[flat_block] if nb else np.zeros(0, np.int64)
     eps = np.spacing(1)
     for k in range(Kc):
-        bsel = np.flatnonzero(block_cat == k)  # already in image order
+        bsel = np.flatnonzero(block_cat == k)
         for m, mdet in enumerate(md):
-            keep = dt_valid[bsel] & (np.arange(dt_valid.shape[1])[None, :] < mdet)
-            bb, dd = np.nonzero(keep)  # block (image) order, then rank: pycocotools' concatenation
-            b_flat = bsel[bb]
-            order = np.argsort(-dt_score[b_flat, dd], kind="mergesort")
-            b_o, d_o = b_flat[order], dd[order]
+            sel = np.flatnonzero((flat_cat == k) & (flat_rank < mdet))
+            order = sel[np.argsort(-flat_score[sel], kind="mergesort")]
             for a in range(A):
                 npig = int(n_valid_gt[a, bsel].sum())
                 if npig == 0:
                     continue
-                dm = dt_match[a][:, b_o, d_o]  # (T, n)
-                di = dt_ig[a][:, b_o, d_o]
+                dm = flat_match[a][:, order]  # (T, n)
+                di = flat_ig[a][:, order]
                 tp = np.cumsum(dm & ~di, axis=1).astype(float)
                 fp = np.cumsum(~dm & ~di, axis=1).astype(float)
                 nd = tp.shape[1]
