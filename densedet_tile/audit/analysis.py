@@ -13,6 +13,7 @@ into bays automatically. :func:`audit_to_dict` turns the result into the JSON do
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -216,7 +217,8 @@ def run_audit(
             groups, kinds = [idx], ()
         else:
             cut = find_bays(a[idx])
-            groups = [idx[cut.bay_of == b] for b in range(cut.n_bays)]
+            order = np.argsort(cut.bay_of, kind="stable")  # each bay's boxes in index order
+            groups = np.split(idx[order], np.cumsum(np.bincount(cut.bay_of, minlength=cut.n_bays))[:-1])
             kinds = cut.kinds
         out = []
         med_w = float(np.median(a[idx, 2] - a[idx, 0])) if len(idx) else 0.0
@@ -258,8 +260,9 @@ def run_audit(
         parts = tuple(given) + tuple(extra)
         shared = inside.sum(axis=0) > 1
         if shared.any():
-            pairs = sorted({(regs[i].name, regs[j].name) for i in range(len(regs)) for j in range(i + 1, len(regs))
-                            if (inside[i] & inside[j]).any()})
+            both = np.unique(inside[:, shared], axis=1)  # the distinct sets of regions shared products are in
+            pairs = sorted({(regs[i].name, regs[j].name) for col in both.T for i, j in
+                            itertools.combinations(np.flatnonzero(col).tolist(), 2)})
             names = "; ".join(f"{x!r} and {y!r}" for x, y in pairs[:3]) + (" ..." if len(pairs) > 3 else "")
             warnings.append(f"regions overlap ({names}): {int(shared.sum())} products lie in more than one region and "
                             "are counted in each, so the regions' counts add up to more than the image's")

@@ -157,13 +157,17 @@ def find_bays(
     ref = np.minimum(_window_max(cov, k, "left"), _window_max(cov, k, "right"))
     low = (cov < gutter_frac * ref) & (ref > 0)
     gutter = np.zeros(nb, bool)
+    # the standing boxes by right and by left edge: each run finds its neighbours by bisection
+    by_right = standing[np.argsort(a[standing, 2], kind="stable")]
+    by_left = standing[np.argsort(a[standing, 0], kind="stable")]
+    rights, lefts = a[by_right, 2], a[by_left, 0]
+    reach = window * med_w
     for s, e in _runs(low):
         # a gutter needs two shelves or more on each side (along a single shelf an empty
         # stretch may as well be a gap), and is measured in the widths of the products beside it
         g0, g1 = x0 + s * bin_px, x0 + e * bin_px
-        reach = window * med_w
-        left = standing[(a[standing, 2] >= g0 - reach) & (a[standing, 2] <= g0 + bin_px)]
-        right = standing[(a[standing, 0] <= g1 + reach) & (a[standing, 0] >= g1 - bin_px)]
+        left = by_right[np.searchsorted(rights, g0 - reach, "left"):np.searchsorted(rights, g0 + bin_px, "right")]
+        right = by_left[np.searchsorted(lefts, g1 - bin_px, "left"):np.searchsorted(lefts, g1 + reach, "right")]
         if len(left) == 0 or len(right) == 0:
             continue
         local_w = float(np.median(w[np.r_[left, right]]))
@@ -201,14 +205,16 @@ def find_bays(
         cuts.append(x0 + mid * bin_px)
         kinds.append(kind)
     cut_arr = np.array(cuts)
-    # merge slivers: a bay narrower than two median widths joins its neighbour
-    while len(cut_arr):
+    # merge slivers: a bay narrower than two median widths joins its neighbour (the bays'
+    # extents are measured once; dropping a cut joins the extents of the two bays beside it)
+    lo_x = np.full(len(cut_arr) + 1, np.inf)
+    hi_x = np.full(len(cut_arr) + 1, -np.inf)
+    if len(cut_arr):
         bay_of = np.searchsorted(cut_arr, cx)
-        nbays = len(cut_arr) + 1
-        lo_x = np.full(nbays, np.inf)
-        hi_x = np.full(nbays, -np.inf)
         np.minimum.at(lo_x, bay_of, a[:, 0])
         np.maximum.at(hi_x, bay_of, a[:, 2])
+    while len(cut_arr):
+        nbays = len(cut_arr) + 1
         width = np.where(np.isfinite(lo_x), hi_x - lo_x, 0.0)
         narrow = np.flatnonzero(width < 2 * med_w)
         if not len(narrow):
@@ -226,6 +232,8 @@ def find_bays(
                 drop = b - 1 if left_k == "height jump" else b
             else:
                 drop = b - 1 if width[b - 1] <= width[b + 1] else b
+        lo_x[drop], hi_x[drop] = min(lo_x[drop], lo_x[drop + 1]), max(hi_x[drop], hi_x[drop + 1])
+        lo_x, hi_x = np.delete(lo_x, drop + 1), np.delete(hi_x, drop + 1)
         cut_arr = np.delete(cut_arr, drop)
         kinds.pop(drop)
     return BayCuts(cut_arr, tuple(kinds), np.searchsorted(cut_arr, cx).astype(np.int64))

@@ -35,20 +35,32 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
     near = np.asarray(near_xyxy, dtype=np.float64).reshape(-1, 4)
     ncx, ncy = (near[:, 0] + near[:, 2]) / 2, (near[:, 1] + near[:, 3]) / 2
     sure = s >= score_thr + band - 1e-9 if score_thr + band <= 1.0 + 1e-9 else None
+    # near misses per part: one tree of the parts' outlines, one query of all the centres (a
+    # near miss on two overlapping regions counts in both)
+    extra = np.zeros(len(result.parts), np.int64)
+    shapes = [_outline(part.pieces or (part.polygon,)) for part in result.parts]
+    live = [k for k, g in enumerate(shapes) if g is not None]
+    if len(near) and live:
+        tree = shapely.STRtree([shapes[k] for k in live])
+        _, hit = tree.query(shapely.points(ncx, ncy), predicate="intersects")  # inside or on the outline
+        extra[live] = np.bincount(hit, minlength=len(live))
     out = []
-    for part in result.parts:
+    for part, more in zip(result.parts, extra.tolist()):
         n = int(len(part.index))
         low = None if sure is None else int(sure[part.index].sum())
-        inside = _inside(part.polygon, ncx, ncy) if len(near) else np.zeros(0, bool)
-        out.append(CountRange(score_thr=float(score_thr), band=float(band), low=low, count=n,
-                              high=n + int(inside.sum())))
+        out.append(CountRange(score_thr=float(score_thr), band=float(band), low=low, count=n, high=n + more))
     return tuple(out)
 
 
-def _inside(polygon: Sequence[tuple[float, float]], x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    if len(polygon) < 3:
-        return np.zeros(len(x), bool)
-    poly = shapely.Polygon(polygon)
-    if not poly.is_valid:
-        poly = poly.buffer(0)
-    return shapely.intersects_xy(poly, x, y)  # inside or on the outline
+def _outline(rings: Sequence[Sequence[tuple[float, float]]]) -> shapely.Geometry | None:
+    """A part's outline as one geometry (all pieces of a region), or None when it has no area."""
+    polys = []
+    for ring in rings:
+        if len(ring) < 3:
+            continue
+        poly = shapely.Polygon(ring)
+        polys.append(poly if poly.is_valid else poly.buffer(0))
+    polys = [q for q in polys if not q.is_empty]
+    if not polys:
+        return None
+    return polys[0] if len(polys) == 1 else shapely.union_all(polys)

@@ -177,18 +177,25 @@ def estimate_tilt(xyxy: np.ndarray, *, max_tilt: float = 4.0, step: float = 0.05
     bin_px = max(1.0, h / 10)
     n_steps = int(np.floor(max_tilt / step + 1e-9))
     angles = np.arange(-n_steps, n_steps + 1) * step
-    shear = np.tan(np.radians(angles))[:, None] * (cx - x_ref)[None, :]  # (A, N)
+    tans = np.tan(np.radians(angles))
+    dx = cx - x_ref
     scores = np.zeros(len(angles))
+    chunk = max(1, 2_000_000 // len(a))  # angles at a time: (chunk, N) arrays, not (all angles, N)
     # bottoms (products stand on shelves) weigh twice as much as tops (hanging products)
     for edge, weight in ((a[:, 3], 1.0), (a[:, 1], 0.5)):
-        y = edge[None, :] - shear
-        idx = np.floor((y - y.min()) / bin_px).astype(np.int64)
-        nb = int(idx.max()) + 1
-        flat = (np.arange(len(angles))[:, None] * nb + idx).ravel()
-        counts = np.bincount(flat, minlength=len(angles) * nb).reshape(len(angles), nb).astype(np.float64)
-        # light smoothing makes the score robust to a bin edge falling on a row
-        sm = counts[:, :-1] + counts[:, 1:] if nb > 1 else counts
-        scores += weight * (sm**2).sum(1)
+        # a box's sheared height is linear in tan(angle): its extremes lie at the extreme angles
+        ends = edge[None, :] - tans[[0, -1], None] * dx[None, :]
+        y_min = float(ends.min())
+        nb = int(np.floor((float(ends.max()) - y_min) / bin_px)) + 1
+        for k0 in range(0, len(angles), chunk):
+            y = edge[None, :] - tans[k0:k0 + chunk, None] * dx[None, :]
+            idx = np.floor((y - y_min) / bin_px).astype(np.int64)
+            m = len(y)
+            counts = np.bincount((np.arange(m)[:, None] * nb + idx).ravel(), minlength=m * nb).reshape(m, nb)
+            counts = counts.astype(np.float64)
+            # light smoothing makes the score robust to a bin edge falling on a row
+            sm = counts[:, :-1] + counts[:, 1:] if nb > 1 else counts
+            scores[k0:k0 + m] += weight * (sm**2).sum(1)
     best = np.flatnonzero(scores >= scores.max() * (1 - 1e-9))
     # several equally sharp angles (few boxes): take the one nearest zero
     return float(angles[best[np.argmin(np.abs(angles[best]))]])
