@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -264,6 +265,12 @@ def predict_tiles(
     """
     run = resolve_run(detector, RunSpec() if run is None else run)
     keep_from = None if run.score_thr is None else max(run.score_thr - run.count_band, 0.0)
+    floor = score_floor_of(detector)
+    if run.score_thr is not None and floor is not None and floor > run.score_thr + 1e-9:
+        # a detector built once and shared (a service) keeps the threshold it was built with
+        warnings.warn(f"score_thr {run.score_thr:g} is below the lowest score this detector returns ({floor:g}, "
+                      "from the threshold it was built with), so it keeps the boxes from there only; build the "
+                      f"detector with score_thr={run.score_thr:g} to see lower ones", RuntimeWarning, stacklevel=2)
     tiles = list(tiles)
     runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")))
     # Tiles are resized in the reader thread, so resizing overlaps inference too.

@@ -165,3 +165,13 @@ def test_near_misses_are_the_upper_ends_boxes_below_the_threshold_and_the_previe
     assert NEAR_MISS_COLOUR != KEPT_COLOUR
     # no upper end, no near misses
     assert detect_image(img, CellDetector(score_thr=0.45), tile=2048, device="cpu").near_misses is None
+
+
+def test_a_threshold_below_what_a_shared_detector_returns_is_warned_about():
+    # a service builds the detector once; a request asking for a lower threshold cannot get
+    # the boxes the detector no longer returns, and must be told so
+    det = CellDetector(score_thr=0.45, score_floor=0.35)
+    with pytest.warns(RuntimeWarning, match=r"score_thr 0.2 is below the lowest score this detector returns \(0.35"):
+        res = detect_image(cell_image(LEVELS), det, tile=2048, device="cpu", score_thr=0.2)
+    assert res.detections.scores.min() >= 0.35
+    detect_image(cell_image(LEVELS), det, tile=2048, device="cpu", score_thr=0.35)  # at the floor: no warning

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -240,26 +239,23 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
     def mismatch(w: int, h: int) -> InvalidInputError:
         return InvalidInputError(f"{p}: image is {w}x{h} but the detections are for {width}x{height}")
 
+    from ..tiler.readers.pillow import pillow_limits_lifted
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            old = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # the size is checked against the detections instead
-            try:
-                with Image.open(p) as im:
-                    if im.format == "JPEG":
-                        orient = im.getexif().get(0x0112, 1)
-                        sw, sh = im.size
-                        upright = (sh, sw) if orient in (5, 6, 7, 8) else (sw, sh)
-                        if upright != (width, height):
-                            raise mismatch(*upright)
-                        tw, th = max(1, int(width * s)), max(1, int(height * s))
-                        im.draft("RGB", (tw, th) if orient not in (5, 6, 7, 8) else (th, tw))
-                        out = ImageOps.exif_transpose(im.convert("RGB"))
-                        out.load()
-                        return out
-            finally:
-                Image.MAX_IMAGE_PIXELS = old
+        with pillow_limits_lifted():  # the size is checked against the detections instead
+            im = Image.open(p)
+        with im:
+            if im.format == "JPEG":
+                orient = im.getexif().get(0x0112, 1)
+                sw, sh = im.size
+                upright = (sh, sw) if orient in (5, 6, 7, 8) else (sw, sh)
+                if upright != (width, height):
+                    raise mismatch(*upright)
+                tw, th = max(1, int(width * s)), max(1, int(height * s))
+                im.draft("RGB", (tw, th) if orient not in (5, 6, 7, 8) else (th, tw))
+                out = ImageOps.exif_transpose(im.convert("RGB"))
+                out.load()
+                return out
     except FileNotFoundError:
         raise ImageReadError(f"{p}: no such file") from None
     except InvalidInputError:

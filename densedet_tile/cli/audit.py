@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -235,9 +234,12 @@ def _upright_size(path: Path) -> tuple[int, int] | None:
     tell (the full read checks it later)."""
     from PIL import Image
 
+    from ..tiler.readers.pillow import pillow_limits_lifted
+
     try:
-        with warnings.catch_warnings(), Image.open(path) as im:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pillow_limits_lifted():
+            im = Image.open(path)
+        with im:
             w, h = im.size
             return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
     except Exception:  # not for Pillow (BigTIFF...): the engine's readers decide later

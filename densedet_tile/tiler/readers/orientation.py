@@ -8,14 +8,14 @@ counter-clockwise turn. Values 5..8 swap width and height.
 from __future__ import annotations
 
 import logging
-import warnings
+import re
 from typing import Any
 
 import numpy as np
 
 from ...errors import one_line
 
-__all__ = ["stored_box", "orient", "checked_orientation", "exif_orientation"]
+__all__ = ["stored_box", "orient", "checked_orientation", "exif_orientation", "png_orientation"]
 
 # The package's logger, under the name it had when the readers were one module.
 log = logging.getLogger("densedet_tile.tiler.readers")
@@ -81,18 +81,49 @@ def checked_orientation(value: object, name: str) -> int:
 def exif_orientation(im: Any, label: str) -> int:
     """The EXIF orientation of the Pillow image ``im`` (1 when it has none or it is unreadable).
 
-    Damaged EXIF never stops the image from loading: Pillow's warnings about it and read errors
-    are logged, naming ``label``.
+    Damaged EXIF never stops the image from loading: a read error is logged, naming ``label``
+    (Pillow's own warnings about damaged EXIF go through Python's warnings as usual: catching
+    them here would change process-wide state that other threads rely on).
     """
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            value = im.getexif().get(0x0112)
-        for w in caught:
-            log.warning("%s: %s", label, w.message)
+        value = im.getexif().get(0x0112)
     except Exception as exc:
         log.warning("%s: unreadable EXIF data (%s), treating the image as upright", label, one_line(exc))
         return 1
     if value is None:
         return 1
     return checked_orientation(value, label)
+
+
+_XMP_ORIENTATION = re.compile(rb"""tiff:Orientation(?:=["']|>)\s*([0-9]+)""")
+
+
+def png_orientation(info: dict[str, Any], label: str) -> int:
+    """The orientation a PNG keeps before its pixels, from Pillow's header ``info``: its eXIf
+    chunk, ImageMagick's hex "Raw profile type exif" text chunk, or XMP (``tiff:Orientation``),
+    in the order Pillow looks; 1 when none says."""
+    from PIL import Image
+
+    raw: Any = info.get("exif")
+    if raw is None and isinstance(info.get("Raw profile type exif"), str):
+        lines = info["Raw profile type exif"].split("\n")
+        try:
+            raw = bytes.fromhex("".join(lines[3:]))  # "", "exif", length, then the hex
+        except ValueError:
+            raw = None
+    if raw is not None:
+        try:
+            exif = Image.Exif()
+            exif.load(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
+            value = exif.get(0x0112)
+        except Exception as exc:
+            log.warning("%s: unreadable EXIF data (%s), treating the image as upright", label, one_line(exc))
+            return 1
+        if value is not None:
+            return checked_orientation(value, label)
+    xmp = info.get("XML:com.adobe.xmp", info.get("xmp"))
+    if xmp is not None:
+        m = _XMP_ORIENTATION.search(xmp.encode() if isinstance(xmp, str) else bytes(xmp))
+        if m:
+            return checked_orientation(int(m.group(1)), label)
+    return 1

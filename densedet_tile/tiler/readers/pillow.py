@@ -18,7 +18,7 @@ from ...errors import ImageReadError, one_line
 from .base import ImageSource, SourceStats, check_size
 from .colour import pillow_converter, uint8_to_rgb
 from .compact import NOT_TRIED, decode_compact
-from .orientation import exif_orientation
+from .orientation import exif_orientation, png_orientation
 
 __all__ = ["Decoder", "DECODERS", "PillowSource", "pillow_limits_lifted"]
 
@@ -28,29 +28,26 @@ __all__ = ["Decoder", "DECODERS", "PillowSource", "pillow_limits_lifted"]
 Decoder = Literal["auto", "imagecodecs", "pillow"]
 DECODERS: tuple[str, ...] = ("auto", "imagecodecs", "pillow")
 
-# Pillow's decompression-bomb limit and LOAD_TRUNCATED_IMAGES are process-wide globals; they are
-# changed only while this lock is held and restored afterwards, so one call never leaks into another.
+# Pillow's decompression-bomb limit is a process-wide global that Pillow checks when it opens a
+# file (reading its header), not when it decodes. It is lifted only around that header read,
+# while this lock is held, and restored afterwards: one call never leaks into another, and the
+# decodes themselves (the slow part) run in parallel with the application's own Pillow use.
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def pillow_limits_lifted() -> Iterator[None]:
-    """Within: no Pillow pixel limit (``max_pixels`` replaces it) and truncated files are errors."""
-    from PIL import Image, ImageFile
+    """Within: no Pillow pixel limit (``max_pixels`` replaces it). For header reads only
+    (``Image.open``): keep the block short, it holds a process-wide lock."""
+    from PIL import Image
 
     with _PIL_LIMIT_LOCK:
-        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+        saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
-
-
-#: Where a PNG keeps an orientation Pillow reads: the eXIf chunk, ImageMagick's hex EXIF text
-#: chunk, XMP (tiff:Orientation).
-_PNG_ORIENTATION_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _is_heif(path: Path) -> bool:
@@ -112,13 +109,12 @@ class PillowSource(ImageSource):
                 compact = decode_compact(path, fmt, sw, sh, im.mode, im.info, required=decoder == "imagecodecs")
             pixels = compact.pixels
             if pixels is None:
-                with pillow_limits_lifted():
-                    self._load(im, label, fmt, sw, sh)
-            if pixels is not None and fmt == "PNG" and not any(k in im.info for k in _PNG_ORIENTATION_KEYS):
-                # Pillow would decode the whole PNG looking for a late eXIf chunk;
-                # decode_compact has checked that the file has none, and no text chunk before the
-                # pixels carries an orientation either (XMP, ImageMagick's raw EXIF profile)
-                orientation = 1
+                self._load_whole(im, label, fmt, sw, sh)
+            if pixels is not None and fmt == "PNG":
+                # Pillow's getexif() would decode the whole PNG again looking for a late eXIf
+                # chunk; decode_compact has checked that the file has none, so the orientation is
+                # in the chunks before the pixels, if anywhere (eXIf, XMP, ImageMagick's raw EXIF)
+                orientation = png_orientation(im.info, label)
             else:
                 orientation = exif_orientation(im, label)
             if pixels is not None:
@@ -149,6 +145,24 @@ class PillowSource(ImageSource):
         else:
             mode, nbytes = (None, 0) if im is None else (im.mode, None)
         return SourceStats(decoder=self._decoder, stored_mode=mode, decoded_bytes=nbytes, full_decodes=self._full_decodes)
+
+    @staticmethod
+    def _load_whole(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
+        """Decode ``im``; a truncated file is an error. Pillow pads one instead when the
+        process-wide ``ImageFile.LOAD_TRUNCATED_IMAGES`` is set: only then is it switched off
+        for the decode, under the lock (so decodes run in parallel unless an application set it)."""
+        from PIL import ImageFile
+
+        if not ImageFile.LOAD_TRUNCATED_IMAGES:
+            PillowSource._load(im, label, fmt, sw, sh)
+            return
+        with _PIL_LIMIT_LOCK:
+            saved = ImageFile.LOAD_TRUNCATED_IMAGES
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+            try:
+                PillowSource._load(im, label, fmt, sw, sh)
+            finally:
+                ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
     @staticmethod
     def _load(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:

@@ -63,6 +63,8 @@ def _main_page(tif: Any, label: str) -> Any:
         log.info("%s: page %d is a reduced-resolution copy; reading page %d", label, 0, k)
     others = n - 1 - sum(1 for i, pg in enumerate(pages) if i != k and int(getattr(pg, "subfiletype", 0) or 0) & 1)
     if others > 0 and label not in _WARNED_PAGES:  # once per file and process: it is opened more than once
+        if len(_WARNED_PAGES) >= 4096:  # a long-running service sees many files: forget the old ones
+            _WARNED_PAGES.clear()
         _WARNED_PAGES.add(label)
         log.warning("%s: the TIFF has %d pages; only page %d (%dx%d) is read", label, n, k + 1,
                     int(pages[k].imagewidth), int(pages[k].imagelength))

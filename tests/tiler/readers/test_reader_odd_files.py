@@ -1,6 +1,7 @@
-"""Files users really have that once read wrong: a PNG's orientation kept in XMP, TIFFs with a
-thumbnail page first or several pages, float TIFFs holding 8-bit values, a PNG whose pixel
-stream ends early, an iPhone's HEIC photo."""
+"""Files users really have that once read wrong: a PNG's orientation kept in XMP or a raw EXIF
+text chunk, TIFFs with a thumbnail page first or several pages, float TIFFs holding 8-bit
+values, a PNG whose pixel stream ends early, an iPhone's HEIC photo; and reading in a process
+that does other things (no process-wide warning or Pillow state touched while decoding)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,22 @@ _XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.o
         '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
 
 
+def _raw_profile(orientation: int) -> str:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    hexed = exif.tobytes().hex()
+    return f"\nexif\n{len(hexed) // 2:8d}\n" + "\n".join(hexed[i:i + 72] for i in range(0, len(hexed), 72)) + "\n"
+
+
 @pytest.mark.parametrize("decoder", ["auto", "pillow"])
-def test_a_png_orientation_kept_in_xmp_is_applied_by_every_decoder(tmp_path, decoder):
+@pytest.mark.parametrize("where", ["xmp", "raw profile"])
+def test_a_png_orientation_kept_in_text_chunks_is_applied_by_every_decoder(tmp_path, decoder, where):
     upright = noise(30, 40)
     info = PngImagePlugin.PngInfo()
-    info.add_itxt("XML:com.adobe.xmp", _XMP)
+    if where == "xmp":
+        info.add_itxt("XML:com.adobe.xmp", _XMP)
+    else:  # ImageMagick's way
+        info.add_text("Raw profile type exif", _raw_profile(6), zip=True)
     path = tmp_path / "turned.png"
     Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(path, pnginfo=info)  # stored turned by 90 degrees
     reference = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
@@ -110,3 +122,41 @@ def test_a_heic_photo_says_what_to_do(tmp_path, monkeypatch):
     other.write_bytes(b"hello, not an image at all")
     with pytest.raises(ImageReadError, match="unknown or unsupported image format"):
         open_image(other)
+
+
+def test_reading_changes_no_process_wide_state(tmp_path, monkeypatch):
+    # catch_warnings and Pillow's limits are process-wide: another thread of the application
+    # would see them changed (or, with two threads interleaving, left changed for good)
+    import warnings
+
+    from PIL import ImageFile
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", _XMP)
+    paths = [tmp_path / "x.png", tmp_path / "x.jpg", tmp_path / "x.webp", tmp_path / "x16.png"]
+    Image.fromarray(noise(30, 40)).save(paths[0], pnginfo=info)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(noise(30, 40)).save(paths[1], exif=exif.tobytes())
+    Image.fromarray(noise(30, 40)).save(paths[2])
+    Image.fromarray((noise(30, 40, c=None).astype(np.uint16) * 257)).save(paths[3])
+
+    def no_catching(*args, **kwargs):
+        raise AssertionError("warnings.catch_warnings on the read path")
+
+    monkeypatch.setattr(warnings, "catch_warnings", no_catching)
+    limits = []
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        limits.append((Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES))
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    before = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)
+    for path in paths:
+        for decoder in ("auto", "pillow"):
+            with open_image(path, decoder=decoder) as src:
+                assert src.read(0, 0, src.width, src.height).shape[2] == 3
+    assert limits and all(seen == before for seen in limits)  # decodes ran with the application's settings
+    assert (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES) == before
