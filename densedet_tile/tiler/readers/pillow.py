@@ -50,6 +50,32 @@ def pillow_limits_lifted() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+#: A Huffman-coded JPEG spends at least one bit on every 8x8 block of every component (its DC
+#: code), so at least one byte per 512 pixels even for a blank grey image; a file with under an
+#: eighth of that cannot hold the image its header claims.
+_JPEG_MIN_BYTES_PER_PIXEL = 1 / 4096
+#: Start-of-frame markers of arithmetic-coded JPEGs, which can code a blank block in less.
+_ARITHMETIC_SOF = tuple(bytes([0xFF, m]) for m in range(0xC9, 0xD0) if m != 0xCC)
+
+
+def _check_jpeg_data(path: Path, label: str, width: int, height: int) -> None:
+    """Refuse a JPEG whose header claims far more pixels than its data can hold (a damaged
+    size field, or a decompression bomb): Pillow would fill the rest with grey, in gigabytes."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return
+    if size >= width * height * _JPEG_MIN_BYTES_PER_PIXEL:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 18)
+    sos = head.find(b"\xff\xda")
+    if any(m in head[: sos if sos >= 0 else None] for m in _ARITHMETIC_SOF):
+        return
+    raise ImageReadError(f"{label}: the JPEG header says {width}x{height} pixels but the file holds only {size} "
+                         "bytes, far too few for that: a damaged header or a truncated file")
+
+
 def _is_heif(path: Path) -> bool:
     """Whether the file is HEIC/HEIF (an iPhone's photos): an ISO box ``ftyp`` of a HEIF brand."""
     try:
@@ -104,6 +130,8 @@ class PillowSource(ImageSource):
             sw, sh = im.size
             check_size(label, sw, sh, max_pixels)
             fmt = im.format or "unknown"
+            if fmt == "JPEG":
+                _check_jpeg_data(path, label, sw, sh)
             compact = NOT_TRIED
             if decoder != "pillow":
                 compact = decode_compact(path, fmt, sw, sh, im.mode, im.info, required=decoder == "imagecodecs")

@@ -160,3 +160,22 @@ def test_reading_changes_no_process_wide_state(tmp_path, monkeypatch):
                 assert src.read(0, 0, src.width, src.height).shape[2] == 3
     assert limits and all(seen == before for seen in limits)  # decodes ran with the application's settings
     assert (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES) == before
+
+
+def test_a_jpeg_whose_header_claims_far_more_pixels_than_its_data_is_refused(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(noise(100, 120)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 20000, 20000)  # a damaged size field (or a bomb)
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"bomb\.jpg: the JPEG header says 20000x20000 pixels"):
+        open_image(bomb)
+    # a real image that compresses to almost nothing (one flat grey) is still read
+    flat = tmp_path / "flat.jpg"
+    Image.new("L", (3000, 2000), 128).save(flat, quality=10, progressive=True, optimize=True)
+    with open_image(flat) as src:
+        assert (src.width, src.height) == (3000, 2000) and int(src.read(0, 0, 8, 8).mean()) in (127, 128, 129)
