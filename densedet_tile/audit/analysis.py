@@ -60,8 +60,9 @@ class AuditSettings:
             raise InvalidInputError(f"gap k must be a positive number of product widths, got {self.gap_k!r}")
         if not (isinstance(self.max_tilt, (int, float)) and 0 <= self.max_tilt <= 30):
             raise InvalidInputError(f"max tilt must be in [0, 30] degrees, got {self.max_tilt!r}")
-        if self.bay_width_m is not None and not (isinstance(self.bay_width_m, (int, float)) and 0 < self.bay_width_m < 1e3):
-            raise InvalidInputError(f"bay width must be a positive number of metres, got {self.bay_width_m!r}")
+        if self.bay_width_m is not None and not (isinstance(self.bay_width_m, (int, float))
+                                                 and 0.05 <= self.bay_width_m <= 1e3):
+            raise InvalidInputError(f"bay width must be 0.05 to 1000 metres, got {self.bay_width_m!r}")
         if not (isinstance(self.min_region_inside, (int, float)) and 0 <= self.min_region_inside <= 1):
             raise InvalidInputError(f"min_region_inside must be in [0, 1], got {self.min_region_inside!r}")
 
@@ -202,17 +203,19 @@ def run_audit(
             f"(the first: box {i}, {np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)[i].tolist()})"
         )
 
-    def analyse(idx: np.ndarray) -> tuple[RowLayout, tuple[Gap, ...]]:
+    def analyse(idx: np.ndarray, occupied: np.ndarray | None = None) -> tuple[RowLayout, tuple[Gap, ...]]:
         lay = find_rows(a[idx], max_tilt=s.max_tilt, perspective=s.perspective, min_products=s.min_row_products)
-        gaps = tuple(find_gaps(a[idx], lay, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k))
+        gaps = tuple(find_gaps(a[idx], lay, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k, occupied=occupied))
         return lay, gaps
 
     def found_bays(idx: np.ndarray, first: int, taken: frozenset[str] = frozenset(),
-                   covered: Any = None) -> list[AuditPart]:
+                   covered: Any = None, occupied: np.ndarray | None = None) -> list[AuditPart]:
         """Cut the boxes ``idx`` into bays and analyse each; named ``bay <first>``, ``bay
-        <first + 1>``... (a name in ``taken``, a region's, gets " (found)" added). Gaps at least
-        half inside ``covered`` (the regions' union) are dropped: their products were counted
-        in a region, not missing."""
+        <first + 1>``... (a name in ``taken``, a region's, gets " (found)" added). The regions'
+        products (``occupied``) fill the found bays' shelves where they stand, and a gap left at
+        least half inside ``covered`` (the regions' union) is the region's to report, not the
+        bay's: a region over part of a bay's shelves is neither empty shelf nor counted twice,
+        while an empty stretch beside it stays a gap."""
         if not s.bays or len(idx) == 0:
             groups, kinds = [idx], ()
         else:
@@ -225,7 +228,7 @@ def run_audit(
         for b, g in enumerate(groups):
             if len(g) == 0:
                 continue
-            lay, gaps = analyse(g)
+            lay, gaps = analyse(g, occupied)
             if covered is not None:
                 gaps = _gaps_inside(gaps, covered, keep_inside=False)
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
@@ -256,7 +259,9 @@ def run_audit(
         import shapely
 
         covered = shapely.union_all([r.geometry for r in regs])
-        extra = found_bays(rest, len(given) + 1, frozenset(r.name for r in regs), covered) if len(rest) else []
+        taken_names = frozenset(r.name for r in regs)
+        in_regions = a[inside.any(axis=0)]
+        extra = found_bays(rest, len(given) + 1, taken_names, covered, in_regions) if len(rest) else []
         parts = tuple(given) + tuple(extra)
         shared = inside.sum(axis=0) > 1
         if shared.any():

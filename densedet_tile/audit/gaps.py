@@ -59,12 +59,15 @@ def find_gaps(
     end_gaps: bool = True,
     end_k: float | None = None,
     span: tuple[float, float] | None = None,
+    occupied: np.ndarray | None = None,
 ) -> list[Gap]:
     """Gaps of every row of ``layout`` (see module doc).
 
     ``xyxy`` (N, 4) the same boxes the layout was built from. ``span`` (x_left, x_right) is the
     fixture's extent in image x for end gaps; default: from the leftmost to the rightmost box
-    of any row, with the row ends compared along the tilt.
+    of any row, with the row ends compared along the tilt. ``occupied`` (M, 4): other boxes
+    that fill shelf space without being the rows' products (a region's products in a found
+    bay's rows): a row's stretch is not empty where one of them stands in its band.
     Returns gaps row by row, left to right.
     """
     if not (isinstance(k, (int, float)) and np.isfinite(k) and k > 0):
@@ -106,6 +109,9 @@ def find_gaps(
     else:
         dx = {r.index: 0.0 for r in layout.rows}
         limits = (-np.inf, np.inf)
+    occ = None if occupied is None else np.asarray(occupied, dtype=np.float64).reshape(-1, 4)
+    if occ is not None and len(occ) == 0:
+        occ = None
     in_rows = layout.assignment >= 0
     wide = float(np.percentile(w_true[in_rows] / sq[in_rows], 95)) if in_rows.any() else 0.0
     gaps: list[Gap] = []
@@ -114,8 +120,14 @@ def find_gaps(
         right_end = min(span[1] - dx[row.index], limits[1])
         sel = rows[row.index]
         med_w = float(np.median(w_true[sel] / sq[sel]))
-        order = np.argsort(bx1[sel], kind="stable")
-        x1, x2 = bx1[sel][order], bx2[sel][order]
+        x1, x2 = bx1[sel], bx2[sel]
+        if occ is not None:
+            ocx = (occ[:, 0] + occ[:, 2]) / 2
+            ocy = (occ[:, 1] + occ[:, 3]) / 2
+            there = (ocy >= row.top_at(ocx)) & (ocy <= row.bottom_at(ocx))
+            x1, x2 = np.r_[x1, occ[there, 0]], np.r_[x2, occ[there, 2]]
+        order = np.argsort(x1, kind="stable")
+        x1, x2 = x1[order], x2[order]
         covered = np.maximum.accumulate(x2)
         starts = covered[:-1]
         ends = x1[1:]

@@ -41,6 +41,7 @@ from .options import (
     detector_spec_from_args,
     error,
     parse,
+    fraction,
     positive_float,
     positive_int,
     products_text,
@@ -76,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shelves are parallel: do not look for rows converging down an aisle")
     p.add_argument("--no-bays", action="store_true",
                    help="the image is one fixture: do not cut it into bays at uprights and jumps in shelf height")
-    p.add_argument("--bay-width-m", type=positive_float, default=None, metavar="M",
-                   help="width of one bay in metres, to report facings per metre of each row")
+    p.add_argument("--bay-width-m", type=fraction(0.05, 1000.0), default=None, metavar="M",
+                   help="width of one bay in metres (0.05 to 1000), to report facings per metre of each row")
     p.add_argument("--min-row-products", type=positive_int, default=3, metavar="N",
                    help="fewest products a shelf row needs (default: %(default)s)")
     p.add_argument("--cell", type=positive_int, default=None, metavar="PX",
@@ -211,13 +212,46 @@ def _audit(args: argparse.Namespace) -> int:
 def _photo_named_in(recorded: str, det_path: str, width: int, height: int) -> str | None:
     """The photo a detections JSON names (as the detection run was given it: relative to where
     that ran), looked for from here and beside the JSON; only one of the detections' size counts
-    (a file of that name elsewhere is another photo). None when none is found."""
+    (a file of that name elsewhere is another photo), and one whose size cannot be told from its
+    header only when none is known to match. None when none is found."""
     p = Path(recorded)
     spots = [p] if p.is_absolute() else [p, Path(det_path).parent / p, Path(det_path).parent.parent / p]
+    unknown = None
     for spot in spots:
-        if spot.is_file() and _upright_size(spot) in ((width, height), None):
+        if not spot.is_file():
+            continue
+        size = _upright_size(spot)
+        if size == (width, height):
             return str(spot)
-    return None
+        if size is None and unknown is None:
+            unknown = str(spot)
+    return unknown
+
+
+def _upright_size(path: Path) -> tuple[int, int] | None:
+    """The upright size of the image at ``path`` from its header (TIFF: the page the engine
+    reads), or None when that cannot be told (the full read checks it later)."""
+    from PIL import Image
+
+    from ..tiler.readers import open_image
+    from ..tiler.readers.orientation import png_orientation
+    from ..tiler.readers.pillow import pillow_limits_lifted
+
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF: only its header is read
+            with open_image(path) as src:
+                return src.width, src.height
+        with pillow_limits_lifted():
+            im = Image.open(path)
+        with im:
+            w, h = im.size
+            # a PNG's getexif() would decode the whole image: its orientation is in its chunks
+            orient = png_orientation(im.info, str(path)) if im.format == "PNG" else im.getexif().get(0x0112, 1)
+            return (h, w) if orient in (5, 6, 7, 8) else (w, h)
+    except Exception:  # not for Pillow (BigTIFF...): the engine's readers decide later
+        return None
 
 
 def _finite_json(value: Any) -> bool:

@@ -4,6 +4,7 @@ outlines in the JSON (all on generated aisles with known truth)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from densedet_tile.audit import audit_to_dict, parse_regions, run_audit
 from densedet_tile.synth.audit_aisles import synthetic_aisle
@@ -103,6 +104,13 @@ def test_a_region_over_part_of_the_shelves_makes_no_gap_in_the_found_bay_around_
     hole = ~((boxes[:, 1] > 700) & (boxes[:, 0] > 400) & (boxes[:, 0] < 1100))
     doc = audit_to_dict(run_audit(boxes[hole], 2900, 1200, regions=regs))
     assert [g["region"] if "region" in g else g["bay"] for g in doc["gaps"]] == [2, 2], doc["gaps"]
+    # ... and so is one right beside the region, on a shelf the region covers: it ends where the
+    # region's products begin (before, it joined the covered stretch and was dropped with it)
+    beside = ~((boxes[:, 1] == 0) & (boxes[:, 0] > 600) & (boxes[:, 0] < 1000))  # the 2 products left of it
+    doc = audit_to_dict(run_audit(boxes[beside], 2900, 1200, regions=regs))
+    (gap,) = doc["gaps"]
+    assert gap["bay"] == 2 and gap["row"] == 1 and "region" not in gap
+    assert gap["x1"] == pytest.approx(600, abs=1) and gap["x2"] == pytest.approx(1020, abs=1)
 
 
 def test_region_outlines_are_cut_to_the_image_and_every_piece_is_kept():

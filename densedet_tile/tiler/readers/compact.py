@@ -47,6 +47,28 @@ def _declined(label: str, why_not: str, *, required: bool, ran: bool = False) ->
     return Compact(None, why_not, ran)
 
 
+def _png_rows_missing(data: bytes, width: int, height: int, mode: str) -> bool:
+    """Whether the pixel stream of this 8-bit, non-interlaced RGB or gray PNG inflates to fewer
+    bytes than its rows need (False when that cannot be told: interlaced, or unparsable)."""
+    import zlib
+
+    if len(data) < 33 or data[28] != 0:  # IHDR's interlace byte: Adam7 rows are sized otherwise
+        return False
+    need = height * (1 + width * (3 if mode == "RGB" else 1))
+    pos, inflate, got = 8, zlib.decompressobj(), 0
+    try:
+        while pos + 8 <= len(data) and got < need:
+            size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+            if kind == b"IDAT":
+                got += len(inflate.decompress(data[pos + 8 : pos + 8 + size]))
+            elif kind == b"IEND":
+                break
+            pos += 12 + size
+    except zlib.error:
+        return True
+    return got < need
+
+
 def decode_compact(
     path: Path, fmt: str, width: int, height: int, mode: str, info: dict[str, Any], *, required: bool
 ) -> Compact:
@@ -78,6 +100,9 @@ def decode_compact(
     if fmt == "PNG":
         if "exif" not in info and b"eXIf" in data:
             return _declined(label, "the PNG has an eXIf chunk after its pixels", required=required)
+        for key in ("Raw profile type exif", "XML:com.adobe.xmp"):
+            if key not in info and key.encode() in data:  # an orientation Pillow reads after the pixels
+                return _declined(label, f"the PNG has a {key!r} chunk after its pixels", required=required)
         decode = imagecodecs.png_decode
     else:
         # Inside entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so the
@@ -90,10 +115,12 @@ def decode_compact(
     try:
         arr = decode(data)
     except Exception as exc:
-        if fmt == "PNG" and type(exc).__name__ == "PngError":
-            # libpng checks what Pillow does not: a pixel stream that ends early ("Not enough
-            # image data") is filled with black by Pillow, without a word
-            raise ImageReadError(f"{label}: the PNG is damaged or truncated (libpng: {one_line(exc)})") from None
+        if fmt == "PNG" and "not enough image data" in str(exc).lower() and _png_rows_missing(data, width, height, mode):
+            # libpng checks what Pillow does not: a pixel stream that ends before the last row is
+            # filled with black by Pillow, without a word (other libpng complaints, such as a
+            # missing checksum after whole rows, fall back to Pillow)
+            raise ImageReadError(f"{label}: the PNG is truncated: its pixel data ends before the last row "
+                                 f"(libpng: {one_line(exc)})") from None
         return _declined(label, f"imagecodecs: {one_line(exc)}", required=required, ran=True)
     del data
     want = (height, width, 3) if mode == "RGB" else (height, width)

@@ -95,7 +95,7 @@ def exif_orientation(im: Any, label: str) -> int:
     return checked_orientation(value, label)
 
 
-_XMP_ORIENTATION = re.compile(rb"""tiff:Orientation(?:=["']|>)\s*([0-9]+)""")
+_XMP_ORIENTATION = re.compile(rb'tiff:Orientation(?:="|>)([0-9])')  # as Pillow's getexif() reads it
 
 
 def png_orientation(info: dict[str, Any], label: str) -> int:
@@ -121,7 +121,7 @@ def png_orientation(info: dict[str, Any], label: str) -> int:
             return 1
         if value is not None:
             return checked_orientation(value, label)
-    xmp = info.get("XML:com.adobe.xmp", info.get("xmp"))
+    xmp = info.get("XML:com.adobe.xmp") or info.get("xmp")
     if xmp is not None:
         m = _XMP_ORIENTATION.search(xmp.encode() if isinstance(xmp, str) else bytes(xmp))
         if m:

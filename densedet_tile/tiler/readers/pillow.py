@@ -80,8 +80,10 @@ def _is_heif(path: Path) -> bool:
     """Whether the file is HEIC/HEIF (an iPhone's photos): an ISO box ``ftyp`` of a HEIF brand."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(12)
+            head = fh.read(64)
     except OSError:
+        return False
+    if b"avif" in head[8:64]:  # AVIF shares HEIF's container and its "mif1" brand
         return False
     return head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
                                                    b"msf1")

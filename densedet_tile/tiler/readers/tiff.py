@@ -58,9 +58,10 @@ def _main_page(tif: Any, label: str) -> Any:
     n = len(tif.pages)
     pages = [tif.pages[i] for i in range(min(n, _PAGES_LOOKED_AT))]
     full = [i for i, pg in enumerate(pages) if not int(getattr(pg, "subfiletype", 0) or 0) & 1]
-    k = full[0] if full else 0
+    # every page marked reduced-resolution (a mislabelled file): the largest is the image
+    k = full[0] if full else max(range(len(pages)), key=lambda i: int(pages[i].imagewidth) * int(pages[i].imagelength))
     if k > 0:
-        log.info("%s: page %d is a reduced-resolution copy; reading page %d", label, 0, k)
+        log.info("%s: page 1 is a reduced-resolution copy; reading page %d", label, k + 1)
     others = n - 1 - sum(1 for i, pg in enumerate(pages) if i != k and int(getattr(pg, "subfiletype", 0) or 0) & 1)
     if others > 0 and label not in _WARNED_PAGES:  # once per file and process: it is opened more than once
         if len(_WARNED_PAGES) >= 4096:  # a long-running service sees many files: forget the old ones
@@ -129,7 +130,7 @@ class TiffSource(ImageSource):
         else 0..1 (the usual convention; an HDR image's highlights above 1 are clipped), unless
         the middle of the samples lies above 1: then 8- or 16-bit values stored as floats, which
         clipping at 1 would turn all white, read as 0..255 or 0..65535 (or 0..the largest value).
-        Measured on up to four segments spread over the image."""
+        Measured on the samples above 0 of up to four segments spread over the image."""
         tags = page.tags
         lo_tag, hi_tag = tags.get("SMinSampleValue"), tags.get("SMaxSampleValue")
         if hi_tag is not None:
@@ -147,6 +148,7 @@ class TiffSource(ImageSource):
             colour = colour[:: max(1, colour.size // 100_000)]
             seen.append(colour[np.isfinite(colour)])
         values = np.concatenate(seen) if seen else np.zeros(0)
+        values = values[values > 0]  # a stitched panorama's black fill says nothing of the scale
         if values.size == 0 or float(np.median(values)) <= 1.0:
             return 0.0, 1.0
         top = float(values.max())

@@ -106,8 +106,18 @@ def test_a_png_whose_pixels_end_early_is_refused_not_filled_with_black(tmp_path)
     short.write_bytes(_png(40, 30, 15))  # half the rows, then a proper end: Pillow shows black
     with open_image(whole) as src:
         assert read_all(src).min() == 128
-    with pytest.raises(ImageReadError, match=r"short\.png: the PNG is damaged or truncated"):
+    with pytest.raises(ImageReadError, match=r"short\.png: the PNG is truncated: its pixel data ends before the last row"):
         open_image(short)
+    # every row there, only the stream's checksum cut off: Pillow reads it whole, and so do we
+    data = _png(40, 30, 30)
+    idat = data.index(b"IDAT")
+    length = int.from_bytes(data[idat - 4 : idat], "big")
+    body = data[idat + 4 : idat + 4 + length - 4]  # without the Adler-32
+    chunk = (len(body)).to_bytes(4, "big") + b"IDAT" + body + struct.pack(">I", zlib.crc32(b"IDAT" + body) & 0xFFFFFFFF)
+    nosum = tmp_path / "nosum.png"
+    nosum.write_bytes(data[: idat - 4] + chunk + data[idat + 4 + length + 4 :])
+    with open_image(nosum) as src:
+        assert read_all(src).min() == 128 and (src.width, src.height) == (40, 30)
 
 
 def test_a_heic_photo_says_what_to_do(tmp_path, monkeypatch):
@@ -179,3 +189,40 @@ def test_a_jpeg_whose_header_claims_far_more_pixels_than_its_data_is_refused(tmp
     Image.new("L", (3000, 2000), 128).save(flat, quality=10, progressive=True, optimize=True)
     with open_image(flat) as src:
         assert (src.width, src.height) == (3000, 2000) and int(src.read(0, 0, 8, 8).mean()) in (127, 128, 129)
+
+
+def test_an_orientation_after_the_pixels_is_read_the_same_by_both_decoders(tmp_path):
+    # XMP written after IDAT: Pillow finds it only after decoding; the fast path must not miss it
+    upright = noise(30, 40)
+    path = tmp_path / "late.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(path)
+    data = path.read_bytes()
+    text = b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + _XMP.encode()
+    chunk = struct.pack(">I", len(text)) + b"iTXt" + text + struct.pack(">I", zlib.crc32(b"iTXt" + text) & 0xFFFFFFFF)
+    end = data.rindex(b"IEND") - 4
+    path.write_bytes(data[:end] + chunk + data[end:])
+    sizes = set()
+    for decoder in ("auto", "pillow"):
+        with open_image(path, decoder=decoder) as src:
+            sizes.add((src.width, src.height))
+            np.testing.assert_array_equal(read_all(src), np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")))
+    assert sizes == {(30, 40)} or sizes == {(40, 30)}
+
+
+def test_tiff_pages_all_marked_reduced_give_the_largest(tmp_path):
+    big = noise(40, 60)
+    path = tmp_path / "mislabelled.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(big[::4, ::4].copy(), photometric="rgb", subfiletype=1)
+        tif.write(big, photometric="rgb", subfiletype=1)
+    with open_image(path) as src:
+        np.testing.assert_array_equal(read_all(src), big)
+
+
+def test_a_float_panorama_mostly_black_fill_keeps_its_8_bit_scale(tmp_path):
+    rgb = noise(40, 60)
+    fl = np.zeros((40, 200, 3), np.float32)  # stitched: most of the canvas is black fill
+    fl[:, 70:130] = rgb
+    tifffile.imwrite(tmp_path / "pano.tif", fl, photometric="rgb")
+    with open_image(tmp_path / "pano.tif") as src:
+        np.testing.assert_array_equal(read_all(src)[:, 70:130], rgb)
