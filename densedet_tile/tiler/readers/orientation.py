@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
 from typing import Any
 
 import numpy as np
@@ -79,31 +80,52 @@ def checked_orientation(value: object, name: str) -> int:
 
 
 def exif_orientation(im: Any, label: str) -> int:
-    """The EXIF orientation of the Pillow image ``im`` (1 when it has none or it is unreadable).
+    """The EXIF orientation of the Pillow image ``im`` (1 when it has none or it is unreadable),
+    read from its header ``info`` as Pillow's ``getexif()`` reads it (see :func:`png_orientation`).
 
-    Damaged EXIF never stops the image from loading: a read error is logged, naming ``label``
-    (Pillow's own warnings about damaged EXIF go through Python's warnings as usual: catching
-    them here would change process-wide state that other threads rely on).
+    Damaged EXIF never stops the image from loading: it is logged, naming ``label``. Pillow's own
+    EXIF reader is not used: it reports damage through Python's warnings, which name no file and
+    could only be caught by changing process-wide state that other threads rely on.
     """
-    try:
-        value = im.getexif().get(0x0112)
-    except Exception as exc:
-        log.warning("%s: unreadable EXIF data (%s), treating the image as upright", label, one_line(exc))
-        return 1
-    if value is None:
-        return 1
-    return checked_orientation(value, label)
+    return png_orientation(getattr(im, "info", {}) or {}, label)
+
+
+def _exif_orientation_tag(raw: bytes) -> int | None:
+    """Tag 0x0112 of the first IFD of a TIFF-structured EXIF block (``Exif\\0\\0`` prefix
+    optional); None when absent. Raises ValueError for a block it cannot walk."""
+    if raw.startswith(b"Exif\x00\x00"):
+        raw = raw[6:]
+    if len(raw) < 8 or raw[:2] not in (b"II", b"MM"):
+        raise ValueError("not a TIFF-structured EXIF block")
+    e = "<" if raw[:2] == b"II" else ">"
+    magic, first = struct.unpack(e + "HI", raw[2:8])
+    if magic != 42 or first + 2 > len(raw):
+        raise ValueError("bad EXIF header")
+    (n,) = struct.unpack(e + "H", raw[first : first + 2])
+    for k in range(n):
+        at = first + 2 + 12 * k
+        if at + 12 > len(raw):
+            raise ValueError("EXIF directory cut short")
+        tag, kind = struct.unpack(e + "HH", raw[at : at + 4])
+        if tag != 0x0112:
+            continue
+        if kind == 3:  # SHORT, the standard type
+            return int(struct.unpack(e + "H", raw[at + 8 : at + 10])[0])
+        if kind == 4:  # LONG
+            return int(struct.unpack(e + "I", raw[at + 8 : at + 12])[0])
+        if kind == 1:  # BYTE
+            return int(raw[at + 8])
+        raise ValueError(f"orientation stored as type {kind}")
+    return None
 
 
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation(?:="|>)([0-9])')  # as Pillow's getexif() reads it
 
 
 def png_orientation(info: dict[str, Any], label: str) -> int:
-    """The orientation a PNG keeps before its pixels, from Pillow's header ``info``: its eXIf
-    chunk, ImageMagick's hex "Raw profile type exif" text chunk, or XMP (``tiff:Orientation``),
-    in the order Pillow looks; 1 when none says."""
-    from PIL import Image
-
+    """The orientation an image's header ``info`` (Pillow's) carries: its EXIF block (a JPEG's
+    APP1, a PNG's eXIf chunk, WebP's), ImageMagick's hex "Raw profile type exif" text chunk, or
+    XMP (``tiff:Orientation``), in the order Pillow's ``getexif()`` looks; 1 when none says."""
     raw: Any = info.get("exif")
     if raw is None and isinstance(info.get("Raw profile type exif"), str):
         lines = info["Raw profile type exif"].split("\n")
@@ -111,18 +133,16 @@ def png_orientation(info: dict[str, Any], label: str) -> int:
             raw = bytes.fromhex("".join(lines[3:]))  # "", "exif", length, then the hex
         except ValueError:
             raw = None
-    if raw is not None:
+    if isinstance(raw, (bytes, bytearray)) and raw:
         try:
-            exif = Image.Exif()
-            exif.load(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
-            value = exif.get(0x0112)
-        except Exception as exc:
+            value = _exif_orientation_tag(bytes(raw))
+        except (ValueError, struct.error) as exc:
             log.warning("%s: unreadable EXIF data (%s), treating the image as upright", label, one_line(exc))
             return 1
         if value is not None:
             return checked_orientation(value, label)
     xmp = info.get("XML:com.adobe.xmp") or info.get("xmp")
-    if xmp is not None:
+    if xmp:
         m = _XMP_ORIENTATION.search(xmp.encode() if isinstance(xmp, str) else bytes(xmp))
         if m:
             return checked_orientation(int(m.group(1)), label)
