@@ -2,7 +2,7 @@
 """The light install's figures: built-in model tiles/s on ONNX Runtime vs torch, CLI cold start.
 
     python scripts/bench_light.py speed --threads 2 [--onnx /tmp/int8.onnx ...]
-    python scripts/bench_light.py photo --image data/shelves_val/images/shelf_1000_0.jpg --threads 2
+    python scripts/bench_light.py photo --image data/shelves_val/images/shelf_1000_0000.jpg --threads 2
     python scripts/bench_light.py cold --python /tmp/light/bin/python --python "$(command -v python)" \\
         --image examples/shelf.jpg --runs 5
 

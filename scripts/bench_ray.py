@@ -48,7 +48,7 @@ def make_detector(config: str | None = None):
     if n > 0:
         torch.set_num_threads(n)
     try:
-        return builtin.load_default(device="cpu")
+        return builtin.load_default(device="cpu", runtime="torch", threads=n if n > 0 else None)
     except Exception:
         torch.manual_seed(0)
         net = builtin.ShelfNet(builtin.DEFAULT_CONFIG)

@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, det in dets.items():
         rows[name] = time_detector(det, tiles[3:], timer=Timed(det))
     default = dt.load_detector("default", device="cpu")
-    rows["built-in default (torch, 640 px tile)"] = time_detector(default, tiles[3:])
+    rows["built-in default (ONNX Runtime int8, 640 px tile)"] = time_detector(default, tiles[3:])
 
     report = {
         "machine": machine_line(),

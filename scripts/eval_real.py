@@ -478,7 +478,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--views", default="", help="comma-separated photo names to also draw large (view_NAME.jpg)")
     ap.add_argument("--save-boxes", action="store_true",
                     help="also write boxes.npz: every photo's boxes at every threshold (key NAME@THR; x1 y1 x2 y2 score)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads of the model (the built-in model's ONNX Runtime or torch threads; torch's for "
+                         "other detectors) (default: the runtime's choice)")
     ap.add_argument("--limit", type=int, default=None, help="first N photos only, for debugging (not the full set)")
     ap.add_argument("--names", type=_name_range, default=None, metavar="FIRST..LAST",
                     help="only the photos whose stem sorts from FIRST to LAST, e.g. train_3170..train_3202 "
@@ -494,8 +496,12 @@ def _name_range(text: str) -> tuple[str, str]:
 
 
 def _load(args: argparse.Namespace, score_thr: float | None) -> Any:
-    return dt.load_detector(args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
-                            input_size=args.input_size, score_thr=score_thr)
+    options = {"threads": args.threads} if args.threads and args.detector == "default" else None
+    try:
+        return dt.load_detector(args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
+                                input_size=args.input_size, score_thr=score_thr, options=options)
+    except dt.DensedetError as exc:
+        raise SystemExit(f"eval_real: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
@@ -510,7 +516,7 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
     if not photos:
         print(f"eval_real: none of the photos listed in {args.photos}/human_counts.csv is there", file=sys.stderr)
         return 2
-    if args.threads:
+    if args.threads and args.detector != "default":  # the built-in model takes them as an option
         import torch
 
         torch.set_num_threads(args.threads)

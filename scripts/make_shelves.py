@@ -3,7 +3,7 @@
 
     python scripts/make_shelves.py --out data/shelves_val --n 50 --seed 1000
 
-Creates ``OUT/images/shelf_<seed>_<i>.jpg`` (2448x3264 portrait and 3264x2448 landscape,
+Creates ``OUT/images/shelf_<seed>_<iiii>.jpg`` (2448x3264 portrait and 3264x2448 landscape,
 alternating, products about 260 px tall as in SKU-110K phone photos, jittered x0.7..x1.4) and
 ``OUT/annotations.csv`` with rows ``image_name,x1,y1,x2,y2,class,image_width,image_height``.
 Image i depends only on (seed, i). The training stream (scripts/train_default.py) uses seed 0

@@ -12,9 +12,10 @@ whichever of the two budgets runs out first.
 
 Examples:
     # CPU, 2 cores, about 85 minutes (the documented CPU recipe)
-    python scripts/train_default.py --device cpu --size 384 --batch 8 --workers 1 --minutes 85 --out runs/cpu
+    python scripts/train_default.py --device cpu --size 384 --batch 8 --workers 1 --reuse 2 --minutes 85 --out runs/cpu
     # GPU (what scripts/gpu_train_default.sh runs)
-    python scripts/train_default.py --device cuda --size 640 --batch 64 --workers 14 --minutes 7 --out $OUT
+    python scripts/train_default.py --device cuda --size 640 --batch 32 --reuse 3 --lr 2e-3 --workers 14 \
+        --minutes 7 --save-every 60 --seed 0 --out $OUT
 
 Writes ``OUT/default.pt`` (fp16 EMA weights + config + training info, loadable with
 ``torch.load(weights_only=True)``) every ``--save-every`` seconds and at the end, and
@@ -68,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.minutes is None and args.steps is None:
         ap.error("give --minutes or --steps")
-    if args.size % 32:
-        ap.error("--size must be a multiple of 32")
+    if args.size % 32 or args.size < 96:
+        ap.error("--size must be a multiple of 32, at least 96 (smaller crops cannot hold the generated products)")
+    if args.init and not Path(args.init).is_file():
+        ap.error(f"--init {args.init}: no such file")
 
     t_start = time.time()
     torch.manual_seed(args.seed)
