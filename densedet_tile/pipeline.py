@@ -348,7 +348,10 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     thr, band = preds.run.score_thr, preds.run.count_band
 
     def at(t: float) -> Detections:
-        return merge_tiles(tiles, _at_least(preds.dets, t), merge)
+        # the boxes below t (down to the detector's floor) are not served, but still show that
+        # their tile saw an object where another tile's view of it is cut
+        below = [d[d.scores < t] if len(d) else d for d in preds.dets]
+        return merge_tiles(tiles, _at_least(preds.dets, t), merge, confirmers=below)
 
     if thr is None:
         return merge_tiles(tiles, preds.dets, merge), None, None

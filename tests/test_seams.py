@@ -14,7 +14,7 @@ import pytest
 import densedet_tile as dt
 from densedet_tile.synth.painted_aisles import PaintedDetector, make_painted_aisle, seam_report
 from densedet_tile.tiler.grid import make_grid
-from densedet_tile.types import MergeSpec, TileSpec
+from densedet_tile.types import Detections, MergeSpec, TileSpec
 
 SPEC = TileSpec(1280, 0.2)
 
@@ -90,3 +90,34 @@ def test_occluded_cut_views_leave_no_fragments(aisle) -> None:  # noqa: ANN001
     # Without containment the occluded cut views stay as fragments.
     old = dt.detect(image, detector=det, tile=SPEC.tile, overlap=SPEC.overlap, merge=MergeSpec(contain=None))
     assert seam_report(old, gt, large_side=SPEC.overlap_px)["fragments"] >= 10
+
+
+class _CutHereWholeThere:
+    """A product at x 600-700 of a 1152 px wide image, tiles at 0 and 512 (tile 640): the left
+    tile sees it cut at its edge, sure (0.80); the right one sees it whole, less sure (0.45).
+    The left tile also sees an unrelated product. Tile origin read from the pixels."""
+
+    input_size = None
+
+    def predict(self, tiles):
+        out = []
+        for t in tiles:
+            x0 = int(t[0, 0, 0]) * 4
+            if x0 == 0:
+                b, s = [[600, 100, 640, 300], [100, 400, 200, 500]], [0.80, 0.9]
+            else:
+                b, s = [[600 - x0, 100, 700 - x0, 300]], [0.45]
+            out.append(Detections(np.array(b, np.float32), np.array(s, np.float32), np.zeros(len(s), np.int64)))
+        return out
+
+
+def test_a_view_below_the_threshold_still_confirms_a_cut_view_of_its_product():
+    # the cut view was dropped as "seen by nobody else" because the other tile's view scored
+    # under the threshold: the product vanished at 0.5 though both tiles found it
+    img = np.zeros((640, 1152, 3), np.uint8)
+    img[:, :, 0] = (np.arange(1152) // 4)[None, :]
+    for thr in (0.3, 0.5):
+        res = dt.detect(img, _CutHereWholeThere(), tile=640, overlap=0.2, score_thr=thr)
+        boxes = res.xyxy.astype(float).tolist()
+        assert len(res) == 2 and [100, 400, 200, 500] in boxes
+        assert any(b[0] == 600 and b[1] == 100 and b[3] == 300 for b in boxes), boxes

@@ -112,7 +112,8 @@ def to_global(
     return xyxy, scores, labels, groups, cut
 
 
-def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) -> Detections:
+def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSpec = MergeSpec(),
+                confirmers: Sequence[Detections] | None = None) -> Detections:
     """Merge per-tile detections into one set of boxes in the global (image) frame.
 
     ``tiles[k]`` is the window that produced ``dets[k]`` (tile-local pixel boxes, as a
@@ -129,6 +130,11 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     Seam repair's tolerances follow the boxes' size and, with ``spec.adaptive_tol``, the
     detector's own view-to-view disagreement measured in this run (see
     :func:`merge_tolerances`). NMS and fusion are per label unless ``spec.class_agnostic``.
+    ``confirmers`` (one per tile, tile-local, optional): boxes that are not to be served (a
+    tile's boxes just below the score threshold) but show that a tile saw an object, so a cut
+    view there is not "unconfirmed" (``spec.confirm``): without them, a product seen cut at
+    0.8 by one tile and whole at 0.45 by the other vanished at a threshold of 0.5.
+
     Returns global-pixel :class:`Detections` (float32), boxes by descending score except in
     mode ``"none"`` (tile order).
     """
@@ -141,6 +147,10 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     if spec.mode == "none" or xyxy.shape[0] == 0:
         return Detections(xyxy.astype(np.float32), scores.astype(np.float32), labels)
     cut, i, j, tol = _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)
+    extra = None
+    if confirmers is not None and spec.confirm:
+        c_local, _, _, c_groups, c_geo = _gather(tiles, list(confirmers), tgeo)
+        extra = (c_local + c_geo[:, [0, 1, 0, 1]], c_groups)
     rep = repair_seams(
         xyxy,
         scores,
@@ -154,6 +164,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
         tile_xyxy=_tile_rects(tgeo),
         confirm=spec.confirm,
         pairs=(i, j),
+        confirmers=extra,
     )
     nj = rep.joined_xyxy.shape[0]
     xyxy = np.concatenate([xyxy[rep.keep], rep.joined_xyxy])

@@ -206,6 +206,7 @@ def repair_seams(
     tile_xyxy: np.ndarray | None = None,
     confirm: bool = False,
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    confirmers: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SeamRepair:
     """Drop truncated views and join mutual fragments (see the module docstring).
 
@@ -219,7 +220,9 @@ def repair_seams(
 
     ``contain``: the containment rule's threshold (None: no containment rule).
     ``confirm`` with ``tile_xyxy`` (T, 4), the rectangle of every group id: the unconfirmed
-    rule. ``pairs`` must then hold every overlapping pair involving a cut box (the search
+    rule; ``confirmers`` ``(xyxy (M, 4), groups (M,))``: more boxes that may confirm a cut view
+    but take no other part (a tile's boxes just below the served score threshold: that tile did
+    see an object there). ``pairs`` must then hold every overlapping pair involving a cut box (the search
     over ``near_seam`` boxes does only when ``near_seam`` also covers every box lying in two
     tiles).
     """
@@ -267,7 +270,10 @@ def repair_seams(
     ai, aj = wi * hi_, wj * hj
     if confirm and tile_xyxy is not None:
         # A box of any label confirms: the other tile saw an object there.
-        unconfirmed = _unconfirmed(b, g, anycut, i, j, inter, ai, aj, np.asarray(tile_xyxy, dtype=np.float64))
+        rects = np.asarray(tile_xyxy, dtype=np.float64)
+        unconfirmed = _unconfirmed(b, g, anycut, i, j, inter, ai, aj, rects)
+        if confirmers is not None and unconfirmed.any():
+            unconfirmed &= ~_confirmed_by(b, g, unconfirmed, confirmers, rects)
     if not class_agnostic:
         same = lab[i] == lab[j]
         if not same.all():
@@ -352,6 +358,35 @@ def repair_seams(
     top = members[best[firsts]]
     join_group[members] = inv
     return result(~gone & ~joined, jb, s[top], lab[top])
+
+
+def _confirmed_by(b: np.ndarray, g: np.ndarray, which: np.ndarray, confirmers: tuple[np.ndarray, np.ndarray],
+                  tiles: np.ndarray) -> np.ndarray:
+    """The boxes among ``which`` that a confirmer box confirms (the rule of :func:`_unconfirmed`:
+    from another tile that holds the box, overlapping it by :data:`CONFIRM_OVERLAP` of the smaller)."""
+    cb = np.asarray(confirmers[0], dtype=np.float64).reshape(-1, 4)
+    cg = np.asarray(confirmers[1], dtype=np.int64).reshape(-1)
+    out = np.zeros(b.shape[0], bool)
+    f = np.flatnonzero(which)
+    if f.size == 0 or cb.shape[0] == 0:
+        return out
+    both = np.concatenate([b[f], cb])
+    i, j = candidate_pairs(both, touching=False)
+    cross = (i < f.size) != (j < f.size)
+    i, j = i[cross], j[cross]
+    fi = np.where(i < f.size, i, j)  # the cut box's position in f
+    ci = np.where(i < f.size, j, i) - f.size
+    F, bf, bc = f[fi], b[f[fi]], cb[ci]
+    iw = np.minimum(bf[:, 2], bc[:, 2]) - np.maximum(bf[:, 0], bc[:, 0])
+    ih = np.minimum(bf[:, 3], bc[:, 3]) - np.maximum(bf[:, 1], bc[:, 1])
+    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+    af = (bf[:, 2] - bf[:, 0]) * (bf[:, 3] - bf[:, 1])
+    ac = (bc[:, 2] - bc[:, 0]) * (bc[:, 3] - bc[:, 1])
+    t = tiles[cg[ci]]
+    holds = (t[:, 0] <= bf[:, 0]) & (t[:, 1] <= bf[:, 1]) & (t[:, 2] >= bf[:, 2]) & (t[:, 3] >= bf[:, 3])
+    ok = (cg[ci] != g[F]) & holds & (inter >= CONFIRM_OVERLAP * np.minimum(af, ac))
+    out[F[ok]] = True
+    return out
 
 
 def _unconfirmed(
