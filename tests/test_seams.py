@@ -122,19 +122,3 @@ def test_a_view_below_the_threshold_still_confirms_a_cut_view_of_its_product():
         assert len(res) == 2 and [100, 400, 200, 500] in boxes
         assert any(b[0] == 600 and b[1] == 100 and b[3] == 300 for b in boxes), boxes
 
-
-def test_views_that_each_beat_the_next_by_a_pixel_leave_one_box_not_none():
-    # a grid whose last row sits 24 px below the previous one: three tiles see one product cut
-    # on the left, each view reaching a pixel further than the next on a cut side (a cycle of
-    # drops). Every view used to be dropped at once, losing the product.
-    from densedet_tile.merge import merge_tiles
-
-    tiles = [t for t in make_grid(1152, 1176, TileSpec(640, 0.2)) if t.x == 512]
-    assert sorted(t.y for t in tiles) == [0, 512, 536]
-    views = {0: [512.4, 543.0, 800.0, 625.0], 512: [512.3, 545.0, 800.0, 625.0], 536: [512.0, 544.0, 798.0, 624.0]}
-    dets = [Detections(np.array([views[t.y]], np.float32) - np.array([t.x, t.y, t.x, t.y], np.float32),
-                       np.array([0.9], np.float32), np.zeros(1, np.int64)) for t in tiles]
-    for mode in ("wbf", "nms"):
-        out = merge_tiles(tiles, dets, MergeSpec(mode=mode))
-        assert len(out) == 1, mode
-        assert out.xyxy[0, 2] == pytest.approx(800, abs=2) and out.xyxy[0, 0] == pytest.approx(512, abs=1)

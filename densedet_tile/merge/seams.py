@@ -332,8 +332,9 @@ def repair_seams(
     )
     # A pair that meets is joined, not dropped; a box dropped through another pair (a third
     # tile saw it whole, or saw more of it) or unconfirmed takes no part in joins.
-    a_i, a_j = drop_i & ~join, drop_j & ~join
-    dropped = _drops_by_survivors(np.r_[i[a_i], j[a_j]], np.r_[j[a_i], i[a_j]], unconfirmed, b)
+    dropped[i[drop_i & ~join]] = True
+    dropped[j[drop_j & ~join]] = True
+    dropped &= ~unconfirmed
     gone = dropped | unconfirmed
     join &= ~gone[i] & ~gone[j]
     joined = np.zeros(n, bool)
@@ -357,36 +358,6 @@ def repair_seams(
     top = members[best[firsts]]
     join_group[members] = inv
     return result(~gone & ~joined, jb, s[top], lab[top])
-
-
-def _drops_by_survivors(losers: np.ndarray, winners: np.ndarray, gone: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Which boxes the drop rules remove, given each rule's (loser, winner) pairs: a box is
-    dropped only in favour of a box that stays. A chain (a fragment dropped for a box that
-    covers two products, itself dropped for a whole view of one of them) keeps the fragment;
-    a cycle (each view beating the next by a pixel on a cut side) keeps its largest box instead
-    of losing them all. ``gone``: boxes removed anyway (unconfirmed), which drop nothing."""
-    n = b.shape[0]
-    dropped = np.zeros(n, bool)
-    live = ~gone[winners] & ~gone[losers]
-    losers, winners = losers[live], winners[live]
-    if losers.size == 0:
-        return dropped
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    protected = np.zeros(n, bool)
-    while True:
-        open_ = ~dropped[winners] & ~dropped[losers] & ~protected[losers]
-        if not open_.any():
-            return dropped
-        challenged = np.zeros(n, bool)
-        challenged[losers[open_]] = True
-        sure = ~challenged  # nothing still standing drops it
-        hit = open_ & sure[winners]
-        if hit.any():
-            dropped[losers[hit]] = True
-            continue
-        # only cycles are left: keep the largest box among them, then go on
-        in_cycle = np.unique(np.r_[losers[open_], winners[open_]])
-        protected[in_cycle[np.argmax(area[in_cycle])]] = True
 
 
 def _confirmed_by(b: np.ndarray, g: np.ndarray, which: np.ndarray, confirmers: tuple[np.ndarray, np.ndarray],
