@@ -36,3 +36,17 @@ def publish(report: dict[str, Any], to_markdown: Callable[[dict[str, Any], str],
     if append_md:
         with open(append_md, "a", encoding="utf-8") as fh:
             fh.write("\n" + md)
+
+
+def run_script(main: Callable[[], int], name: str) -> int:
+    """Run a script's ``main``; a bad input (a missing file, an unknown name, a refused option)
+    ends it with one line naming the problem and exit status 2, not a traceback."""
+    import sys
+
+    from densedet_tile.errors import DensedetError
+
+    try:
+        return int(main() or 0)
+    except (DensedetError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2

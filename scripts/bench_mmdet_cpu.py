@@ -107,4 +107,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _bench_common import run_script  # noqa: E402
+
+    raise SystemExit(run_script(main, "bench_mmdet_cpu"))

@@ -267,4 +267,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from _bench_common import run_script  # noqa: E402
+
+    raise SystemExit(run_script(main, "eval_default"))
