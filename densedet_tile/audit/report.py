@@ -239,6 +239,7 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
     def mismatch(w: int, h: int) -> InvalidInputError:
         return InvalidInputError(f"{p}: image is {w}x{h} but the detections are for {width}x{height}")
 
+    from ..tiler.readers.orientation import exif_orientation
     from ..tiler.readers.pillow import pillow_limits_lifted
 
     try:
@@ -246,7 +247,7 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
             im = Image.open(p)
         with im:
             if im.format == "JPEG":
-                orient = im.getexif().get(0x0112, 1)
+                orient = exif_orientation(im, str(p))
                 sw, sh = im.size
                 upright = (sh, sw) if orient in (5, 6, 7, 8) else (sw, sh)
                 if upright != (width, height):

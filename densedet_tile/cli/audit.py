@@ -234,21 +234,21 @@ def _upright_size(path: Path) -> tuple[int, int] | None:
     from PIL import Image
 
     from ..tiler.readers import open_image
-    from ..tiler.readers.orientation import png_orientation
+    from ..tiler.readers.opener import TIFF_MAGICS
+    from ..tiler.readers.orientation import exif_orientation
     from ..tiler.readers.pillow import pillow_limits_lifted
 
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)
-        if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF: only its header is read
+        if magic in TIFF_MAGICS:  # TIFF: only its header is read
             with open_image(path) as src:
                 return src.width, src.height
         with pillow_limits_lifted():
             im = Image.open(path)
         with im:
             w, h = im.size
-            # a PNG's getexif() would decode the whole image: its orientation is in its chunks
-            orient = png_orientation(im.info, str(path)) if im.format == "PNG" else im.getexif().get(0x0112, 1)
+            orient = exif_orientation(im, str(path))  # from the header (getexif() would decode a PNG)
             return (h, w) if orient in (5, 6, 7, 8) else (w, h)
     except Exception:  # not for Pillow (BigTIFF...): the engine's readers decide later
         return None
@@ -261,23 +261,6 @@ def _finite_json(value: Any) -> bool:
     except (ValueError, TypeError):
         return False
     return True
-
-
-def _upright_size(path: Path) -> tuple[int, int] | None:
-    """The upright size of the image at ``path`` from its header, or None when Pillow cannot
-    tell (the full read checks it later)."""
-    from PIL import Image
-
-    from ..tiler.readers.pillow import pillow_limits_lifted
-
-    try:
-        with pillow_limits_lifted():
-            im = Image.open(path)
-        with im:
-            w, h = im.size
-            return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
-    except Exception:  # not for Pillow (BigTIFF...): the engine's readers decide later
-        return None
 
 
 def bay_ranges(result: Any, scores: np.ndarray, count_range: Any) -> tuple[Any, ...] | None:

@@ -410,3 +410,20 @@ def test_preview_never_exceeds_what_a_jpeg_holds() -> None:
 
     s = preview_scale(70000, 1000, max_width=70000, max_height=5000)
     assert 70000 * s <= 65500
+
+
+def test_a_tiff_photo_with_a_thumbnail_page_is_found_by_the_page_the_engine_reads(tmp_path: Path) -> None:
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    a = synthetic_aisle(rng, width=1600, n_rows=3)
+    pixels = render_aisle(a)
+    photo = tmp_path / "aisle.tif"
+    with tifffile.TiffWriter(photo) as tif:
+        tif.write(pixels[::8, ::8].copy(), photometric="rgb", subfiletype=1)  # a camera's thumbnail first
+        tif.write(pixels, photometric="rgb")
+    det = tmp_path / "aisle.detections.json"
+    write_detections(det, a.xyxy, a.width, a.height, str(photo))
+    assert audit_main(["--detections", str(det), "--out", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "aisle.audit.json").read_text())
+    assert doc["preview"]["from_image"] is True

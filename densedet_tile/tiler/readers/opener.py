@@ -15,7 +15,7 @@ from .tiff import DEFAULT_TIFF_CACHE_BYTES, TiffSource
 
 __all__ = ["open_image", "IMAGE_SUFFIXES"]
 
-_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 #: File name endings of images, for taking the images out of a folder (batch, eval, adapt). A
 #: file named directly is read whatever its name (the format is sniffed from its bytes); HEIC is
@@ -84,6 +84,6 @@ def open_image(
         pw, ph = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
         if pw == 0 or ph == 0:  # Pillow would only say it cannot identify the file
             raise ImageReadError(f"{label}: the image has zero size ({pw}x{ph})")
-    if head[:4] in _TIFF_MAGICS:
+    if head[:4] in TIFF_MAGICS:
         return TiffSource(path, max_pixels=max_pixels, cache_bytes=tiff_cache_bytes)
     return PillowSource(path, max_pixels=max_pixels, decoder=decoder)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import one_line
 
-__all__ = ["stored_box", "orient", "checked_orientation", "exif_orientation", "png_orientation"]
+__all__ = ["stored_box", "orient", "checked_orientation", "exif_orientation", "info_orientation"]
 
 # The package's logger, under the name it had when the readers were one module.
 log = logging.getLogger("densedet_tile.tiler.readers")
@@ -81,13 +81,13 @@ def checked_orientation(value: object, name: str) -> int:
 
 def exif_orientation(im: Any, label: str) -> int:
     """The EXIF orientation of the Pillow image ``im`` (1 when it has none or it is unreadable),
-    read from its header ``info`` as Pillow's ``getexif()`` reads it (see :func:`png_orientation`).
+    read from its header ``info`` as Pillow's ``getexif()`` reads it (see :func:`info_orientation`).
 
     Damaged EXIF never stops the image from loading: it is logged, naming ``label``. Pillow's own
     EXIF reader is not used: it reports damage through Python's warnings, which name no file and
     could only be caught by changing process-wide state that other threads rely on.
     """
-    return png_orientation(getattr(im, "info", {}) or {}, label)
+    return info_orientation(getattr(im, "info", {}) or {}, label)
 
 
 def _exif_orientation_tag(raw: bytes) -> int | None:
@@ -122,7 +122,7 @@ def _exif_orientation_tag(raw: bytes) -> int | None:
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation(?:="|>)([0-9])')  # as Pillow's getexif() reads it
 
 
-def png_orientation(info: dict[str, Any], label: str) -> int:
+def info_orientation(info: dict[str, Any], label: str) -> int:
     """The orientation an image's header ``info`` (Pillow's) carries: its EXIF block (a JPEG's
     APP1, a PNG's eXIf chunk, WebP's), ImageMagick's hex "Raw profile type exif" text chunk, or
     XMP (``tiff:Orientation``), in the order Pillow's ``getexif()`` looks; 1 when none says."""

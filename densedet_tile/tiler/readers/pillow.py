@@ -18,7 +18,7 @@ from ...errors import ImageReadError, one_line
 from .base import ImageSource, SourceStats, check_size
 from .colour import pillow_converter, uint8_to_rgb
 from .compact import NOT_TRIED, decode_compact
-from .orientation import exif_orientation, png_orientation
+from .orientation import exif_orientation
 
 __all__ = ["Decoder", "DECODERS", "PillowSource", "pillow_limits_lifted"]
 
@@ -140,13 +140,9 @@ class PillowSource(ImageSource):
             pixels = compact.pixels
             if pixels is None:
                 self._load_whole(im, label, fmt, sw, sh)
-            if pixels is not None and fmt == "PNG":
-                # Pillow's getexif() would decode the whole PNG again looking for a late eXIf
-                # chunk; decode_compact has checked that the file has none, so the orientation is
-                # in the chunks before the pixels, if anywhere (eXIf, XMP, ImageMagick's raw EXIF)
-                orientation = png_orientation(im.info, label)
-            else:
-                orientation = exif_orientation(im, label)
+            # from the header's chunks and segments (a PNG's eXIf after its pixels: Pillow's decode
+            # above has read it; decode_compact declines such files), without decoding again
+            orientation = exif_orientation(im, label)
             if pixels is not None:
                 im.close()  # only its header was needed
         except BaseException:
