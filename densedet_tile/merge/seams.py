@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .boxes import candidate_pairs, connected_components, count_containing
+from .boxes import box_area, candidate_pairs, connected_components, count_containing
 
 __all__ = [
     "SeamRepair",
@@ -271,7 +271,7 @@ def repair_seams(
     if confirm and tile_xyxy is not None:
         # A box of any label confirms: the other tile saw an object there.
         rects = np.asarray(tile_xyxy, dtype=np.float64)
-        unconfirmed = _unconfirmed(b, g, anycut, i, j, inter, ai, aj, rects)
+        unconfirmed = _unconfirmed(b, g, anycut, i, j, rects)
         if confirmers is not None and unconfirmed.any():
             unconfirmed &= ~_confirmed_by(b, g, unconfirmed, confirmers, rects)
     if not class_agnostic:
@@ -376,36 +376,28 @@ def _confirmed_by(b: np.ndarray, g: np.ndarray, which: np.ndarray, confirmers: t
     i, j = i[cross], j[cross]
     fi = np.where(i < f.size, i, j)  # the cut box's position in f
     ci = np.where(i < f.size, j, i) - f.size
-    F, bf, bc = f[fi], b[f[fi]], cb[ci]
-    iw = np.minimum(bf[:, 2], bc[:, 2]) - np.maximum(bf[:, 0], bc[:, 0])
-    ih = np.minimum(bf[:, 3], bc[:, 3]) - np.maximum(bf[:, 1], bc[:, 1])
-    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
-    af = (bf[:, 2] - bf[:, 0]) * (bf[:, 3] - bf[:, 1])
-    ac = (bc[:, 2] - bc[:, 0]) * (bc[:, 3] - bc[:, 1])
-    t = tiles[cg[ci]]
-    holds = (t[:, 0] <= bf[:, 0]) & (t[:, 1] <= bf[:, 1]) & (t[:, 2] >= bf[:, 2]) & (t[:, 3] >= bf[:, 3])
-    ok = (cg[ci] != g[F]) & holds & (inter >= CONFIRM_OVERLAP * np.minimum(af, ac))
+    F = f[fi]
+    ok = (cg[ci] != g[F]) & _confirms(b[F], cb[ci], tiles[cg[ci]])
     out[F[ok]] = True
     return out
 
 
-def _unconfirmed(
-    b: np.ndarray,
-    g: np.ndarray,
-    anycut: np.ndarray,
-    i: np.ndarray,
-    j: np.ndarray,
-    inter: np.ndarray,
-    ai: np.ndarray,
-    aj: np.ndarray,
-    tiles: np.ndarray,
-) -> np.ndarray:
+def _confirms(bf: np.ndarray, bc: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Pair by pair, whether box ``bc`` of the tile with rectangle ``t`` confirms box ``bf``:
+    the tile holds ``bf`` whole and the two overlap by :data:`CONFIRM_OVERLAP` of the smaller."""
+    iw = np.minimum(bf[:, 2], bc[:, 2]) - np.maximum(bf[:, 0], bc[:, 0])
+    ih = np.minimum(bf[:, 3], bc[:, 3]) - np.maximum(bf[:, 1], bc[:, 1])
+    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+    holds = (t[:, 0] <= bf[:, 0]) & (t[:, 1] <= bf[:, 1]) & (t[:, 2] >= bf[:, 2]) & (t[:, 3] >= bf[:, 3])
+    return holds & (inter >= CONFIRM_OVERLAP * np.minimum(box_area(bf), box_area(bc)))
+
+
+def _unconfirmed(b: np.ndarray, g: np.ndarray, anycut: np.ndarray, i: np.ndarray, j: np.ndarray,
+                 tiles: np.ndarray) -> np.ndarray:
     """Cut boxes lying wholly inside another tile none of whose boxes overlaps them.
 
     ``(i, j)``: overlapping pairs of boxes of different tiles (every such pair involving a cut
-    box), with their intersection and areas. A box of tile ``t`` confirms a cut box ``f``
-    when ``t`` contains ``f`` and their intersection covers :data:`CONFIRM_OVERLAP` of the
-    smaller of the two.
+    box). A box confirms a cut box as :func:`_confirms` says.
     """
     n = b.shape[0]
     cf = np.flatnonzero(anycut)
@@ -417,12 +409,8 @@ def _unconfirmed(
     if not seen.any():
         return seen
     # Confirmations: an overlapping box from a tile that contains the cut box.
-    over = inter >= CONFIRM_OVERLAP * np.minimum(ai, aj)
-    si, sj = seen[i] & over, seen[j] & over
+    si, sj = seen[i], seen[j]
     F = np.concatenate([i[si], j[sj]])
     G = np.concatenate([j[si], i[sj]])
-    t = tiles[g[G]]
-    bf = b[F]
-    holds = (t[:, 0] <= bf[:, 0]) & (t[:, 1] <= bf[:, 1]) & (t[:, 2] >= bf[:, 2]) & (t[:, 3] >= bf[:, 3])
-    seen[F[holds]] = False
+    seen[F[_confirms(b[F], b[G], tiles[g[G]])]] = False
     return seen
