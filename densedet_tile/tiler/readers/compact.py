@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ImageReadError, MissingDependencyError, one_line
+from .orientation import PNG_ORIENTATION_TEXT
 
 __all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact"]
 
@@ -100,7 +101,7 @@ def decode_compact(
     if fmt == "PNG":
         if "exif" not in info and b"eXIf" in data:
             return _declined(label, "the PNG has an eXIf chunk after its pixels", required=required)
-        for key in ("Raw profile type exif", "XML:com.adobe.xmp"):
+        for key in PNG_ORIENTATION_TEXT:
             if key not in info and key.encode() in data:  # an orientation Pillow reads after the pixels
                 return _declined(label, f"the PNG has a {key!r} chunk after its pixels", required=required)
         decode = imagecodecs.png_decode

@@ -120,6 +120,8 @@ def _exif_orientation_tag(raw: bytes) -> int | None:
 
 
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation(?:="|>)([0-9])')  # as Pillow's getexif() reads it
+#: The text chunks of a PNG that may carry an orientation (besides its eXIf chunk).
+PNG_ORIENTATION_TEXT = ("Raw profile type exif", "XML:com.adobe.xmp")
 
 
 def info_orientation(info: dict[str, Any], label: str) -> int:

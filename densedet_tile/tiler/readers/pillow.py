@@ -99,8 +99,8 @@ def _heif_plugin() -> bool:
     return True
 
 
-def _unknown_format(path: Path) -> str:
-    if _is_heif(path):
+def _unknown_format(path: Path, heif: bool) -> str:
+    if heif:
         return (f"{path}: a HEIC/HEIF photo, which this install cannot decode: pip install pillow-heif, or save "
                 "the photos as JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)")
     return f"{path}: unknown or unsupported image format"
@@ -120,8 +120,9 @@ class PillowSource(ImageSource):
             try:
                 im = Image.open(path)  # reads the header only
             except UnidentifiedImageError:
-                if not (_is_heif(path) and _heif_plugin()):
-                    raise ImageReadError(_unknown_format(path)) from None
+                heif = _is_heif(path)
+                if not (heif and _heif_plugin()):
+                    raise ImageReadError(_unknown_format(path, heif)) from None
                 try:
                     im = Image.open(path)
                 except (OSError, ValueError, SyntaxError) as exc:

@@ -57,12 +57,13 @@ def _main_page(tif: Any, label: str) -> Any:
     full-resolution pages are not read, and a warning says so."""
     n = len(tif.pages)
     pages = [tif.pages[i] for i in range(min(n, _PAGES_LOOKED_AT))]
-    full = [i for i, pg in enumerate(pages) if not int(getattr(pg, "subfiletype", 0) or 0) & 1]
+    reduced = [bool(int(getattr(pg, "subfiletype", 0) or 0) & 1) for pg in pages]
+    full = [i for i, r in enumerate(reduced) if not r]
     # every page marked reduced-resolution (a mislabelled file): the largest is the image
     k = full[0] if full else max(range(len(pages)), key=lambda i: int(pages[i].imagewidth) * int(pages[i].imagelength))
     if k > 0:
         log.info("%s: page 1 is a reduced-resolution copy; reading page %d", label, k + 1)
-    others = n - 1 - sum(1 for i, pg in enumerate(pages) if i != k and int(getattr(pg, "subfiletype", 0) or 0) & 1)
+    others = n - 1 - sum(r for i, r in enumerate(reduced) if i != k)
     if others > 0 and label not in _WARNED_PAGES:  # once per file and process: it is opened more than once
         if len(_WARNED_PAGES) >= 4096:  # a long-running service sees many files: forget the old ones
             _WARNED_PAGES.clear()
@@ -142,8 +143,7 @@ class TiffSource(ImageSource):
         picks = sorted({int(round(i * (n - 1) / 3)) for i in range(4)}) if n > 1 else [0]
         seen = []
         for key in picks:
-            raw = (np.stack([self._decode_raw(s * n + key)[..., 0] for s in range(self._samples)], axis=-1)
-                   if self._separate else self._decode_raw(key))
+            raw = self._raw_segment(key)
             colour = np.asarray(raw[..., : self._colour.ncolor] if raw.ndim == 3 else raw).ravel()
             colour = colour[:: max(1, colour.size // 100_000)]
             seen.append(colour[np.isfinite(colour)])
@@ -241,16 +241,19 @@ class TiffSource(ImageSource):
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        if self._separate:
-            planes = [self._decode_raw(s * self._segs_per_plane + key)[..., 0] for s in range(self._samples)]
-            raw = np.stack(planes, axis=-1)
-            self._segments_decoded += self._samples
-        else:
-            raw = self._decode_raw(key)
-            self._segments_decoded += 1
+        raw = self._raw_segment(key)
+        self._segments_decoded += self._samples if self._separate else 1
         rgb = self._to_rgb8(raw)
         self._cache.put(key, rgb)
         return rgb
+
+    def _raw_segment(self, key: int) -> np.ndarray:
+        """The decoded samples (h, w, S) of segment ``key`` (row * across + column), its planes
+        stacked when the file stores each sample in a plane of its own."""
+        if not self._separate:
+            return self._decode_raw(key)
+        planes = [self._decode_raw(s * self._segs_per_plane + key)[..., 0] for s in range(self._samples)]
+        return np.stack(planes, axis=-1)
 
     def _to_rgb8(self, raw: np.ndarray) -> np.ndarray:
         """The colour conversion of a decoded segment, a band of rows at a time when it is big
