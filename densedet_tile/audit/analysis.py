@@ -108,6 +108,11 @@ class AuditPart:
     pieces: tuple[tuple[tuple[float, float], ...], ...] = ()
 
     @property
+    def rings(self) -> tuple[tuple[tuple[float, float], ...], ...]:
+        """Every outer ring of the part's outline: its ``pieces``, else its one ``polygon``."""
+        return self.pieces or (self.polygon,)
+
+    @property
     def area_px(self) -> float:
         """``area`` when given (a region: its area inside the image, all its pieces, holes
         left out), else the area of the outline (shoelace), px^2."""
@@ -357,7 +362,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
     for b, part in enumerate(result.parts, start=1):
         lay = part.layout
         where = {"bay": b, **({"region": part.name} if part.kind == "region" else {})}
-        outline = [pt for ring in (part.pieces or (part.polygon,)) for pt in ring]
+        outline = [pt for ring in part.rings for pt in ring]
         bay_x0 = min((x for x, _ in outline), default=0.0)
         bay_x1 = max((x for x, _ in outline), default=0.0)
         bay_w = max(bay_x1 - bay_x0, 1e-9)

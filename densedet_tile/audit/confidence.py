@@ -38,7 +38,7 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
     # near misses per part: one tree of the parts' outlines, one query of all the centres (a
     # near miss on two overlapping regions counts in both)
     extra = np.zeros(len(result.parts), np.int64)
-    shapes = [_outline(part.pieces or (part.polygon,)) for part in result.parts]
+    shapes = [_outline(part.rings) for part in result.parts]
     live = [k for k, g in enumerate(shapes) if g is not None]
     if len(near) and live:
         tree = shapely.STRtree([shapes[k] for k in live])
