@@ -38,6 +38,21 @@ def publish(report: dict[str, Any], to_markdown: Callable[[dict[str, Any], str],
             fh.write("\n" + md)
 
 
+def save_page(path: str | Path | None, text: str) -> None:
+    """Print a results page; write it to ``path`` too when given (atomically: a page under
+    benchmarks/ holds notes beside the generated tables, so it is only replaced on request)."""
+    print(text.rstrip("\n"))
+    if path is None:
+        print("(not saved: pass --out FILE to keep this page)", file=sys.stderr)
+        return
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+    print(f"wrote {out}", file=sys.stderr)
+
+
 def run_script(main: Callable[[], int], name: str) -> int:
     """Run a script's ``main``; a bad input (a missing file, an unknown name, a refused option)
     ends it with one line naming the problem and exit status 2, not a traceback."""

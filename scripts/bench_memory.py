@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import save_page  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 2**20
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--workdir", default=None, help="where to write the images (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the written images")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "memory.md"))
+    ap.add_argument("--out", default=None, help="also write the page here (e.g. benchmarks/memory.md)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -342,10 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     lines += [f"| {a} | {b} | {c} | {d_} | {e} | {f} |" for a, b, c, d_, e, f in rows]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    save_page(args.out, "\n".join(lines))
     return 0
 
 

@@ -38,6 +38,8 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import save_page  # noqa: E402
 
 from densedet_tile.merge import candidate_pairs, merge_tiles, nms, weighted_box_fusion
 from densedet_tile.synth.painted_aisles import PaintedDetector, make_painted_aisle
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000, 1_000_000])
     ap.add_argument("--budget", type=float, default=60.0, help="skip a peer predicted to take longer (s)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/merge.md"))
+    ap.add_argument("--out", type=Path, default=None, help="also write the page here (e.g. benchmarks/merge.md)")
     args = ap.parse_args(argv)
 
     from ensemble_boxes import weighted_boxes_fusion
@@ -283,10 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 cells.append("-")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {args.out}")
+    save_page(args.out, "\n".join(lines))
     return 0
 
 

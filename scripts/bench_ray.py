@@ -27,6 +27,8 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import save_page  # noqa: E402
 
 import numpy as np
 
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile", type=int, default=1280)
     ap.add_argument("--split-width", type=int, default=0, help="also time one W x W/4 panorama, whole and split over 2 workers")
     ap.add_argument("--repeats", type=int, default=2, help="rounds over all configurations; the best of each is kept")
-    ap.add_argument("--out", default="benchmarks/ray.md")
+    ap.add_argument("--out", default=None, help="also write the page here (e.g. benchmarks/ray.md)")
     args = ap.parse_args(argv)
 
     import ray
@@ -181,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     text = "\n".join(lines)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    print(text)
+    save_page(args.out, text)
     return 0
 
 

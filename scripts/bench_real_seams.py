@@ -57,7 +57,7 @@ from typing import Any, Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import machine_line  # noqa: E402
+from _bench_common import machine_line, save_page  # noqa: E402
 
 from densedet_tile.merge import merge_tiles  # noqa: E402
 from densedet_tile.merge.boxes import candidate_pairs, pair_iou  # noqa: E402
@@ -502,7 +502,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="on-disk cache of the detector's outputs by input hash ('' for none)")
     ap.add_argument("--dump", type=Path, default=None, help="save each panorama's raw boxes here")
     ap.add_argument("--from-dump", type=Path, default=None, help="rescore the merge from a --dump folder")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "real_seams.md")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="also write the page here (e.g. benchmarks/real_seams.md)")
     ap.add_argument("--json", type=Path, default=None, help="also write the summed counts here")
     ap.add_argument("--holdout", type=int, default=3,
                     help="also sum panoramas from this index on (the merge was tuned looking at the first 3; 0: off)")
@@ -549,9 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             store.clear()  # tiles never repeat across panoramas
     res = evaluate(panos, args.seam_band, holdout=args.holdout)
     md = to_markdown(res, panos, args, command)
-    print(md)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("# " + md[3:] if md.startswith("## ") else md)
+    save_page(args.out, "# " + md[3:] if md.startswith("## ") else md)
     if args.json is not None:
         args.json.write_text(json.dumps({str(t): v for t, v in res["counts"].items()}, indent=1))
     return 0

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import save_page  # noqa: E402
 
 from densedet_tile.merge import merge_tiles
 from densedet_tile.synth.painted_aisles import PaintedDetector, make_painted_aisle, seam_report
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile", type=int, default=1280)
     ap.add_argument("--overlap", type=float, default=0.2)
     ap.add_argument("--sweep", action="store_true", help="also sweep MergeSpec tolerances and IoUs")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/seams.md"))
+    ap.add_argument("--out", type=Path, default=None, help="also write the page here (e.g. benchmarks/seams.md)")
     args = ap.parse_args(argv)
     spec = TileSpec(args.tile, args.overlap)
     lines = [
@@ -119,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
               f"targets {'MET' if ok else 'MISSED'}.", ""]
     if args.sweep:
         lines += sweep(args, spec)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    save_page(args.out, "\n".join(lines))
     return 0 if ok else 1
 
 
