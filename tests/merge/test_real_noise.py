@@ -215,9 +215,9 @@ class NoisyDetector:
         return out
 
 
-def noisy_shelf(seed: int) -> np.ndarray:
+def noisy_shelf(seed: int, scale: float = 1.0) -> np.ndarray:
     """Rows of touching products 60-110 px wide and 150-290 px tall (many larger than the
-    300 px tiles' 90 px overlap), 6 px between rows."""
+    300 px tiles' 90 px overlap), 6 px between rows; every length times ``scale``."""
     rng = np.random.default_rng(seed)
     boxes, y = [], 4.0
     while y < 1500:
@@ -228,7 +228,7 @@ def noisy_shelf(seed: int) -> np.ndarray:
             boxes.append([x, y, x + w, y + h])
             x += w
         y += h + 6
-    return np.array(boxes)
+    return np.array(boxes) * scale
 
 
 def score_against(out: Detections, products: np.ndarray) -> tuple[int, int]:
@@ -245,9 +245,12 @@ def score_against(out: Detections, products: np.ndarray) -> tuple[int, int]:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_a_noisier_detector_gets_wider_tolerances_and_its_fragments_joined(seed: int) -> None:
-    products = noisy_shelf(seed)
-    h = int(products[:, 3].max()) + 4
-    tiles = make_grid(2500, h, TileSpec(400, 0.4))  # 160 px overlaps: products up to 290 px
+    # At twice the size, so that the noisy detector's sides (up to 10% of products 120-580 px)
+    # miss the tile edge and each other by more than the pixel floors (edge_tol 16 px): what
+    # joins them then is the measured tolerance alone.
+    products = noisy_shelf(seed, scale=2.0)
+    h = int(products[:, 3].max()) + 8
+    tiles = make_grid(5000, h, TileSpec(800, 0.4))  # 320 px overlaps: products up to 580 px
     found = {}
     for a in (0.01, 0.1):
         dets = NoisyDetector(products, a, seed).views(tiles)
@@ -267,6 +270,23 @@ def test_a_noisier_detector_gets_wider_tolerances_and_its_fragments_joined(seed:
     assert found[0.1, True][0] > found[0.1, False][0], found
     assert found[0.1, True][1] < found[0.1, False][1], found
     assert found[0.1, True][0] >= 0.95 * n and found[0.1, True][1] <= 0.08 * n, (found, n)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_default_edge_band_takes_a_noisy_cut_view_for_cut(seed: int) -> None:
+    # The shelf at its own size: a cut side stops short of the tile edge by up to 10% of the
+    # part seen (up to 16 px here). The default 16 px band takes those views for cut even
+    # with the tolerances fixed, where 8 px leaves duplicates and fragments of them.
+    products = noisy_shelf(seed)
+    h = int(products[:, 3].max()) + 4
+    tiles = make_grid(2500, h, TileSpec(400, 0.4))
+    dets = NoisyDetector(products, 0.1, seed).views(tiles)
+    n = len(products)
+    found = {tol: score_against(merge_tiles(tiles, dets, MergeSpec(adaptive_tol=False, edge_tol=tol)), products)
+             for tol in (8.0, MergeSpec().edge_tol)}
+    assert MergeSpec().edge_tol == 16.0
+    assert found[16.0][0] >= 0.97 * n and found[16.0][1] <= 0.03 * n, (found, n)
+    assert found[16.0][1] < found[8.0][1] and found[16.0][0] > found[8.0][0], found
 
 
 def test_painted_aisle_noise_is_measured_small_and_keeps_the_pixel_floors() -> None:
