@@ -86,7 +86,8 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
             if target.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(target))
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            # (the name's start only: a name near the file system's 255-byte limit still fits)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:TMP_NAME_KEEP]}.", suffix=TMP_SUFFIX, dir=target.parent)
             staged.append((tmp, target))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -96,10 +97,11 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
         _replace_all(staged)
     except BaseException:
         for tmp, _ in staged:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            for leftover in (tmp, f"{tmp}.old"):
+                try:
+                    os.unlink(leftover)
+                except FileNotFoundError:
+                    pass
         raise
     return [t for _, t in staged]
 
@@ -122,7 +124,10 @@ def _replace_all(staged: list[tuple[str, Path]]) -> None:
         for target, old in reversed(done):
             try:
                 if old is not None:
+                    # a hard link onto the same file is a no-op rename: the link stays
                     os.replace(old, target)
+                    if os.path.lexists(old):
+                        os.unlink(old)
                 else:
                     os.unlink(target)
             except OSError:
@@ -155,6 +160,35 @@ def refuse_overwriting_input(output: str | os.PathLike[str], inputs: Mapping[str
     for name, inp in inputs.items():
         if same_path(out, inp):
             raise InvalidInputError(f"{option} {out}: that is the {name} file; writing there would overwrite it")
+
+
+#: Temporaries of :func:`write_files`: ``.<name start>.<random>.tmp`` (``.old`` added to a
+#: replaced file's hard link while the new one lands).
+TMP_SUFFIX = ".tmp"
+TMP_NAME_KEEP = 100
+
+
+def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120.0) -> int:
+    """Remove the temporaries a killed run of this tool left in ``folder`` (not its
+    subfolders); returns how many. Only names :func:`write_files` makes, and only those not
+    touched for ``older_than`` seconds: a live writer renames its temporaries within moments."""
+    import re
+    import time
+
+    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}" + re.escape(TMP_SUFFIX) + r"(\.old)?$")
+    now, n = time.time(), 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for e in entries:
+        try:
+            if pattern.match(e.name) and e.is_file(follow_symlinks=False) and now - e.stat(follow_symlinks=False).st_mtime > older_than:
+                os.unlink(e.path)
+                n += 1
+        except OSError:
+            continue
+    return n
 
 
 def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Path:
@@ -276,7 +310,8 @@ def write_csv(result: "ImageResult", path: str | os.PathLike[str], *, stage: dic
     xyxy = np.rint(d.xyxy).astype(np.int64)
     for (x1, y1, x2, y2), lab, s in zip(xyxy.tolist(), d.labels.tolist(), d.scores.tolist()):
         w.writerow([result.name, x1, y1, x2, y2, _label_name(names, lab), result.width, result.height, f"{s:.4f}"])
-    data = buf.getvalue().encode()
+    # a file name that is not valid UTF-8 (surrogate escapes) keeps its original bytes
+    data = buf.getvalue().encode("utf-8", "surrogateescape")
     return _put(path, data, stage)
 
 

@@ -127,3 +127,38 @@ def test_a_failed_rerun_leaves_the_previous_outputs_as_they_were(tmp_path):
                                                             preview=True), out)
     assert again.status == "error" and "shelf.preview.jpg" in again.error
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_failed_replace_of_an_existing_file_leaves_no_copy_of_it_behind(tmp_path, monkeypatch):
+    files = {tmp_path / f"{n}.txt": f"old {n}" for n in "abc"}
+    for p, text in files.items():
+        p.write_text(text)
+    real_replace = os.replace
+
+    def failing(src, dst):  # the new c cannot land; putting the old files back works
+        if str(dst).endswith("c.txt") and str(src).endswith(".tmp"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="No space"):
+        write_files({p: "new" for p in files})
+    monkeypatch.undo()
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {p.name: t for p, t in files.items()}
+
+
+def test_a_name_near_the_file_system_limit_and_one_not_in_utf8_are_written(tmp_path):
+    from PIL import Image
+
+    long_name = "L" * (255 - len(".detections.json") - 4) + ".png"  # the JSON's name: 251 bytes
+    odd_name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: a surrogate escape in Python
+    out = tmp_path / "out"
+    for name in (long_name, odd_name):
+        img = tmp_path / name
+        Image.fromarray(blob_image(300, 500, (10, 20, 100, 80))).save(img)
+        job = Job(tiling=dt.TileSpec(tile=256), formats=("json", "csv"))
+        outcome = process_image(img, BlobDetector(), job, out)
+        assert outcome.status == "ok", outcome.error
+    csv_bytes = (out / os.fsdecode(b"caf\xe9.detections.csv")).read_bytes()
+    assert b"caf\xe9.png," in csv_bytes  # the file's own bytes, as the folder lists it
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
