@@ -22,15 +22,15 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError
-from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir
-from .runner import Job, build_detector, outputs_complete, process_image, unique_stems
+from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir, same_path, sweep_temporaries
+from .runner import Job, build_detector, output_stem, outputs_complete, process_image, request_key
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -171,6 +171,54 @@ def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
     return out
 
 
+def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str, Any]]) -> list[str]:
+    """Output stems for ``paths`` in ``out_dir``: an input keeps the stem an earlier run there gave
+    it (``earlier``: the manifest's records), and a new one takes its file's stem, then ``-2``,
+    ``-3``... past every stem in use: by another input of this run, by an input of an earlier run,
+    or by a detections JSON there of another image file. So a rerun over part of the inputs, or
+    in another order, never writes one image's outputs over another's."""
+    owner: dict[str, str] = {}  # stem -> input, the latest record of each input winning
+    had: dict[str, str] = {}
+    for rec in earlier:
+        inp, stem = rec.get("input"), rec.get("stem")
+        if isinstance(inp, str) and isinstance(stem, str) and stem:
+            old = had.get(inp)
+            if old is not None and owner.get(old) == inp:
+                del owner[old]
+            had[inp] = stem
+            owner[stem] = inp
+    stems: list[str | None] = [None] * len(paths)
+    used: set[str] = set()
+    for k, p in enumerate(paths):  # first, the stems earlier runs gave these inputs
+        stem = had.get(str(p))
+        if stem is not None and owner.get(stem) == str(p) and stem not in used:
+            stems[k] = stem
+            used.add(stem)
+
+    def taken(stem: str, p: Path) -> bool:
+        if stem in used or owner.get(stem, str(p)) != str(p):
+            return True
+        try:
+            doc = json.loads((out_dir / (stem + OUTPUT_SUFFIXES["json"])).read_text())
+            recorded = doc["image"]["path"]
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, TypeError, KeyError):
+            return False  # an unreadable result is not one to keep
+        return not (isinstance(recorded, str) and same_path(recorded, p))
+
+    for k, p in enumerate(paths):
+        if stems[k] is not None:
+            continue
+        stem = base = output_stem(p)
+        n = 2
+        while taken(stem, p):
+            stem, n = f"{base}-{n}", n + 1
+        stems[k] = stem
+        used.add(stem)
+    return [s for s in stems if s is not None]
+
+
 # -- the run ----------------------------------------------------------------------------------------
 @dataclass
 class BatchSummary:
@@ -287,8 +335,10 @@ def run_batch(
     for name in ("manifest.jsonl", "manifest.json"):
         if (out / name).is_dir():
             raise InvalidInputError(f"--out {out}: {name} there is a folder; the run log needs that name")
-    stems = unique_stems(paths)
+    sweep_temporaries(out)  # what a killed run was writing
     manifest = Manifest(out)
+    stems = batch_stems(paths, out, manifest.records())
+    job = replace(job, request=request_key(job, detector))
     t0 = time.perf_counter()
     summary = BatchSummary(run=uuid.uuid4().hex[:12], backend="in-process" if backend is None else f"ray:{backend}",
                            workers=1)
@@ -301,20 +351,27 @@ def run_batch(
             on_record(rec)
 
     todo: list[tuple[Path, str]] = []
+    done: list[tuple[Path, str]] = []
     for p, stem in zip(paths, stems):
-        if outputs_complete(out, stem, job, p):
+        (done if outputs_complete(out, stem, job, p) else todo).append((p, stem))
+
+    def begin(rec: dict[str, Any]) -> None:
+        """The run's first line, then the images an earlier run finished (between ``run`` and
+        ``end``, like every image line)."""
+        nonlocal begun
+        manifest.append({"event": "run", "run": summary.run, "started": _now(), **rec, "out": str(out),
+                         "inputs": len(paths), "to_do": len(todo), **(run_info or {})})
+        begun = True
+        for p, stem in done:
             record({"input": str(p), "stem": stem, "status": "skipped", **_existing_products(out, stem),
                     "error": None, "worker": None, "note": "outputs already complete"})
-        else:
-            todo.append((p, stem))
 
+    begun = False
     started_ray = False
     try:
         if backend is None or not todo:
             summary.backend = "in-process" if backend is None else summary.backend
-            manifest.append({"event": "run", "run": summary.run, "started": _now(), "backend": summary.backend,
-                             "workers": 1, "split": split, "out": str(out), "inputs": len(paths),
-                             "to_do": len(todo), **(run_info or {})})
+            begin({"backend": summary.backend, "workers": 1, "split": split})
             if todo:
                 if split:
                     log.warning("split needs Ray workers; each image runs whole in this process")
@@ -329,10 +386,8 @@ def run_batch(
             if not split:
                 n = min(n, len(todo))
             summary.workers = n
-            manifest.append({"event": "run", "run": summary.run, "started": _now(), "backend": summary.backend,
-                             "workers": n, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
-                             "split": split, "out": str(out), "inputs": len(paths), "to_do": len(todo),
-                             **(run_info or {})})
+            begin({"backend": summary.backend, "workers": n, "cpus_per_worker": cpus_per_worker,
+                   "gpus_per_worker": gpus_per_worker, "split": split})
             # Each item may lose a worker retries + 1 times (with --split, each of an image's n
             # chunks and its scale choice too): enough replacements that hanging or crashing
             # images cannot starve the good ones.
@@ -346,10 +401,11 @@ def run_batch(
                     _run_pool(todo, out, pool, job, record, retries=retries, timeout=timeout, on_submit=on_submit)
     finally:
         summary.seconds = time.perf_counter() - t0
-        manifest.append({"event": "end", "run": summary.run, "ended": _now(), "seconds": round(summary.seconds, 3),
-                         "ok": summary.ok, "error": summary.failed, "skipped": summary.skipped,
-                         "finished": len(summary.records) == len(paths)})
-        manifest.write_snapshot()
+        if begun:  # (a cluster that could not be reached started no run: nothing to log)
+            manifest.append({"event": "end", "run": summary.run, "ended": _now(),
+                             "seconds": round(summary.seconds, 3), "ok": summary.ok, "error": summary.failed,
+                             "skipped": summary.skipped, "finished": len(summary.records) == len(paths)})
+            manifest.write_snapshot()
         if started_ray:
             import ray as _ray
 

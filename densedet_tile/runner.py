@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Job", "Outcome", "build_detector", "process_image", "output_stem", "outputs_complete", "unique_stems", "error_line"]
+__all__ = ["Job", "Outcome", "build_detector", "detector_identity", "error_line", "input_state", "output_stem",
+           "outputs_complete", "process_image", "request_key", "unique_stems"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class Job:
     formats: tuple[str, ...] = ("json",)
     preview: bool = False
     yolo_scores: bool = False
+    #: What was asked (:func:`request_key`: the specs before they were fitted to a detector or
+    #: a VRAM budget, and the detector), recorded with each result; a restarted batch skips an
+    #: image only when its result was asked for the same way. None: taken from the specs alone.
+    request: Any = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         for value, cls in ((self.tiling, TileSpec), (self.merge, MergeSpec), (self.run, RunSpec)):
@@ -82,6 +87,56 @@ class Outcome:
         }
 
 
+def detector_identity(detector: Any) -> dict[str, Any]:
+    """A JSON-able description of what makes ``detector``'s boxes: a
+    :class:`~densedet_tile.detector.registry.DetectorSpec`'s kind, config, checkpoint, options
+    and what it fixes of the run, with the size and modification time of its files (a
+    retrained checkpoint at the same path is another model); for a detector object, its
+    class. The device and thread counts are left out: they do not change what is found."""
+    from .detector.registry import DetectorSpec
+
+    if isinstance(detector, DetectorSpec):
+        spec = detector.resolved()
+        files = {}
+        for name in ("config", "checkpoint"):
+            f = getattr(spec, name)
+            if f and Path(f).is_file():
+                st = Path(f).stat()
+                files[name] = [st.st_size, st.st_mtime_ns]
+        options = {k: v for k, v in sorted(spec.options.items()) if k != "threads"}
+        out = {"kind": spec.kind, "config": spec.config, "checkpoint": spec.checkpoint, "files": files,
+               "precision": spec.precision, "input_size": spec.input_size, "score_thr": spec.score_thr,
+               "options": options}
+    else:
+        cls = type(detector)
+        out = {"class": f"{cls.__module__}.{cls.__qualname__}"}
+    return json.loads(json.dumps(out, default=repr))
+
+
+def request_key(job: Job, detector: Any = None) -> dict[str, Any]:
+    """What a result must have been asked for to stand for ``job`` (:func:`outputs_complete`):
+    the specs as given (call it before a VRAM budget or a detector's rule adjusts them) and the
+    ``detector`` (:func:`detector_identity`; None: not compared). Batch size, device, worker
+    threads and the output formats are not part of it."""
+    run = job.run
+    want = {"tiling": asdict(job.tiling), "merge": asdict(job.merge),
+            "run": {"score_thr": run.score_thr, "input_size": run.input_size, "scale": run.scale,
+                    "count_band": run.count_band, "max_vram": run.max_vram, "precision": run.precision,
+                    "max_pixels": run.max_pixels},
+            "detector": None if detector is None else detector_identity(detector)}
+    return json.loads(json.dumps(want, default=repr))  # as the JSON holds them (tuples as lists...)
+
+
+def input_state(path: str | Path) -> list[int] | None:
+    """Size and modification time (ns) of an input file: another photo saved under the same
+    name is not the image a result was made from. None when it cannot be read."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def output_stem(path: str | Path) -> str:
     """The stem every output file of ``path`` is named after."""
     return Path(path).stem or "image"
@@ -89,10 +144,13 @@ def output_stem(path: str | Path) -> str:
 
 def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path | None = None) -> bool:
     """True when every output ``job`` asks for exists for ``stem``, its JSON parses whole, and
-    (with ``inp``) the JSON is of that same image file, made with the settings ``job`` fixes.
+    (with ``inp``) the JSON is of that same image file, unchanged since (size and modification
+    time), made for the same request (:func:`request_key`: specs and detector).
 
     The last check keeps a restarted batch from skipping an image because another file of the
-    same name (``IMG_0001.jpg`` of another folder) or other settings made the outputs there.
+    same name (``IMG_0001.jpg`` of another folder), a replaced photo, other settings or another
+    model made the outputs there. A result written without that record (by a version before
+    it) is redone.
     """
     paths = job.paths(out_dir, stem)
     if not all(p.is_file() for p in paths.values()):
@@ -109,26 +167,15 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
         return True
     image = doc.get("image")
     recorded = image.get("path") if isinstance(image, dict) else None
-    return isinstance(recorded, str) and same_path(recorded, inp) and _same_settings(doc.get("settings"), job)
-
-
-def _same_settings(recorded: Any, job: Job) -> bool:
-    """Whether the settings of a result agree with those ``job`` states (what the job leaves to
-    the detector or to ``tile="auto"`` is not compared)."""
-    if not isinstance(recorded, dict):
+    if not (isinstance(recorded, str) and same_path(recorded, inp)):
         return False
-    want: dict[str, Any] = {"merge": asdict(job.merge), "count_band": job.run.count_band}
-    if job.run.score_thr is not None:
-        want["score_thr"] = job.run.score_thr
-    if job.run.input_size is not None:
-        want["input_size"] = job.run.input_size
-    scale = recorded.get("scale")
-    ran_as_asked = isinstance(scale, dict) and scale.get("source") == "tile" and job.run.max_vram is None
-    if isinstance(job.tiling.tile, int) and job.run.scale is None and ran_as_asked:
-        # (a detector's photo_scale rule or --max-vram may have changed the tile: not compared then)
-        want.update(tile=job.tiling.tile, overlap=job.tiling.overlap)
-    want = json.loads(json.dumps(want))  # as the JSON holds them (tuples as lists...)
-    return all(recorded.get(k) == v for k, v in want.items())
+    settings = doc.get("settings")
+    asked = settings.get("requested") if isinstance(settings, dict) else None
+    if not isinstance(asked, dict):
+        return False
+    state = input_state(inp)
+    want = job.request if job.request is not None else request_key(job)
+    return state is not None and asked.get("input") == state and asked.get("job") == want
 
 
 def process_image(
@@ -156,13 +203,17 @@ def process_image(
     from .tiler.readers import open_image
 
     inp = str(inp)
-    paths = job.paths(out_dir, stem or output_stem(inp))
+    stem = stem or output_stem(inp)
+    paths = job.paths(out_dir, stem)
+    state = input_state(inp)  # before reading: a photo replaced meanwhile is redone next time
     t0 = time.perf_counter()
     try:
         with open_image(inp, max_pixels=job.run.max_pixels) as src:
             result = detect(src) if detect is not None else detect_image(
                 src, detector, tiling=job.tiling, merge=job.merge, run=job.run, progress=progress,
             )
+            asked = job.request if job.request is not None else request_key(job)
+            result = replace(result, settings={**result.settings, "requested": {"job": asked, "input": state}})
             # every output is made first, then they land together (write_files); the JSON goes
             # last: its presence marks the image as complete for restarts
             stage: dict[Path, bytes | str] = {}
@@ -175,8 +226,11 @@ def process_image(
             if "preview" in paths:
                 write_preview(result, paths["preview"], src, stage=stage)
             write_json(result, paths["json"], stage=stage)
+        redone = paths["json"].is_file()
         write_files(stage)
         written = [p for p in stage if p.name != YOLO_CLASSES_FILE]
+        if redone:
+            _remove_stale_outputs(out_dir, stem, paths)
     except BaseException as exc:
         if not isinstance(exc, Exception):
             raise
@@ -189,6 +243,20 @@ def process_image(
         outputs=tuple(str(p) for p in written),
         count_range=None if cr is None else (cr.low, cr.high), uncertain=None if cr is None else cr.uncertain,
     )
+
+
+def _remove_stale_outputs(out_dir: str | Path, stem: str, written: dict[str, Path]) -> None:
+    """An image redone over an earlier result: the earlier run's outputs of ``stem`` that this
+    run did not write (another format, a preview) are removed, so that no file beside the new
+    JSON holds boxes of other settings."""
+    for kind, path in output_paths(out_dir, stem, tuple(k for k in FORMATS if k != "json"), True).items():
+        if kind not in written:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("%s: could not remove the earlier run's output (%s)", path, exc)
 
 
 def error_line(inp: str, exc: BaseException) -> str:

@@ -283,7 +283,7 @@ def test_count_range_reaches_the_manifest_and_the_summary_line(tmp_path, capsys)
         "sure.png": ("skipped", [12, 12], False), "unsure.png": ("skipped", [10, 18], True)}
 
 
-def test_restart_redoes_an_image_whose_outputs_came_from_another_file_or_other_settings(tmp_path):
+def test_another_file_of_the_same_name_gets_its_own_stem_and_never_overwrites(tmp_path):
     a = _images(tmp_path / "day1")[0]
     b = tmp_path / "day2" / a.name  # same name, another photo
     b.parent.mkdir()
@@ -291,15 +291,94 @@ def test_restart_redoes_an_image_whose_outputs_came_from_another_file_or_other_s
     out = tmp_path / "out"
     job = Job(tiling=TileSpec(tile=256))
     run_batch([a], out, detector=BlobDetector(), job=job)
-    doc = lambda: json.loads((out / f"{a.stem}.detections.json").read_text())  # noqa: E731
-    assert Path(doc()["image"]["path"]).samefile(a)
+    doc = lambda stem: json.loads((out / f"{stem}.detections.json").read_text())  # noqa: E731
+    assert Path(doc("a")["image"]["path"]).samefile(a)
     again = run_batch([b], out, detector=BlobDetector(), job=job)
     assert again.ok == 1 and again.skipped == 0  # not skipped for its name
-    assert Path(doc()["image"]["path"]).samefile(b)
-    assert run_batch([b], out, detector=BlobDetector(), job=job).skipped == 1  # now it is the same file
-    other = Job(tiling=TileSpec(tile=256), run=RunSpec(score_thr=0.7))
-    assert run_batch([b], out, detector=BlobDetector(), job=other).ok == 1  # another threshold asked for
-    assert doc()["settings"]["score_thr"] == 0.7
+    assert Path(doc("a")["image"]["path"]).samefile(a)  # a's result stays
+    assert Path(doc("a-2")["image"]["path"]).samefile(b)
+    # each keeps its stem in later runs, in any order and over any part of the inputs
+    both = run_batch([b, a], out, detector=BlobDetector(), job=job)
+    assert both.skipped == 2
+    assert {r["input"]: r["stem"] for r in both.records} == {str(a): "a", str(b): "a-2"}
+
+
+def test_restart_redoes_what_other_settings_or_another_model_made(tmp_path):
+    a = _images(tmp_path / "in")[0]
+    out = tmp_path / "out"
+    doc = lambda: json.loads((out / "a.detections.json").read_text())  # noqa: E731
+    spec = DetectorSpec(kind=f"{FAKES}:make_blob")
+    plain = Job(tiling=TileSpec(tile=256))
+    assert run_batch([a], out, detector=spec, job=plain).ok == 1
+    assert run_batch([a], out, detector=spec, job=plain).skipped == 1
+    # a setting given once and then left to its default again is a change both ways
+    for job in (Job(tiling=TileSpec(tile=256), run=RunSpec(score_thr=0.7)),
+                Job(tiling=TileSpec(tile=256), run=RunSpec(input_size=128)),
+                Job(tiling=TileSpec(tile=256), run=RunSpec(scale=0.5)),
+                Job(tiling=TileSpec(tile=256, overlap=0.3)),
+                Job(tiling=TileSpec(tile="auto")),
+                plain):
+        assert run_batch([a], out, detector=spec, job=job).ok == 1, job
+        assert doc()["settings"]["requested"]["job"]["run"]["score_thr"] == job.run.score_thr
+        assert run_batch([a], out, detector=spec, job=job).skipped == 1, job
+    # another model: another factory, or the same checkpoint path holding other weights
+    other = DetectorSpec(kind=f"{FAKES}:make_recording")
+    assert run_batch([a], out, detector=other, job=plain).ok == 1
+    assert run_batch([a], out, detector=other, job=plain).skipped == 1
+    ckpt = tmp_path / "w.bin"
+    ckpt.write_bytes(b"one")
+    with_ckpt = DetectorSpec(kind=f"{FAKES}:make_recording", checkpoint=str(ckpt))
+    assert run_batch([a], out, detector=with_ckpt, job=plain).ok == 1
+    assert run_batch([a], out, detector=with_ckpt, job=plain).skipped == 1
+    ckpt.write_bytes(b"retrained")
+    assert run_batch([a], out, detector=with_ckpt, job=plain).ok == 1
+
+
+def test_restart_redoes_a_photo_replaced_under_the_same_path(tmp_path):
+    a = _images(tmp_path / "in")[0]
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256))
+    assert run_batch([a], out, detector=BlobDetector(), job=job).ok == 1
+    Image.fromarray(blob_image(600, 900, (100, 100, 400, 300))).save(a)  # another photo, same name
+    again = run_batch([a], out, detector=BlobDetector(), job=job)
+    assert again.ok == 1 and again.skipped == 0
+    d = json.loads((out / "a.detections.json").read_text())
+    assert (d["image"]["width"], d["image"]["height"]) == (900, 600)
+
+
+def test_an_image_redone_with_fewer_outputs_loses_the_earlier_ones(tmp_path):
+    a = _images(tmp_path / "in")[0]
+    out = tmp_path / "out"
+    first = Job(tiling=TileSpec(tile=256), formats=("json", "csv", "coco"), preview=True)
+    run_batch([a], out, detector=BlobDetector(), job=first)
+    assert {p.name for p in out.glob("a.*")} == {"a.detections.json", "a.detections.csv", "a.coco.json",
+                                                  "a.preview.jpg"}
+    run_batch([a], out, detector=BlobDetector(), job=Job(tiling=TileSpec(tile=200)))
+    assert {p.name for p in out.glob("a.*")} == {"a.detections.json"}
+
+
+def test_temporaries_of_a_killed_run_are_swept_and_skipped_lines_follow_the_run_line(tmp_path):
+    import os
+    import time
+
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256))
+    run_batch(imgs[:1], out, detector=BlobDetector(), job=job)
+    old = [out / ".a.detections.json.k3j_x9ab.tmp", out / ".a.detections.csv.Zq81hh0p.tmp.old"]
+    fresh = out / ".b.detections.json.p0p0p0p0.tmp"  # a live writer's: too recent to touch
+    keep = out / ".notes.tmp"  # not a name this tool makes
+    for f in (*old, fresh, keep):
+        f.write_text("x")
+    stale = time.time() - 3600
+    for f in (*old, keep):
+        os.utime(f, (stale, stale))
+    run_batch(imgs, out, detector=BlobDetector(), job=job)
+    assert not any(f.exists() for f in old) and fresh.exists() and keep.exists()
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    last_run = max(i for i, r in enumerate(lines) if r["event"] == "run")
+    assert [r["event"] for r in lines[last_run:]] == ["run", "image", "image", "image", "end"]
+    assert lines[last_run + 1]["status"] == "skipped"
 
 
 @pytest.mark.parametrize("case", ["bad_ray", "empty_folder", "out_is_file", "manifest_is_folder"])

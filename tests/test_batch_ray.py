@@ -74,6 +74,8 @@ def _docs(out: Path) -> dict[str, dict]:
     for f in sorted(out.glob("*.detections.json")):
         d = json.loads(f.read_text())
         d.pop("timings")
+        # how the detector was named (an object here, a factory's spec for the workers)
+        d["settings"]["requested"]["job"].pop("detector")
         docs[f.name] = d
     return docs
 
@@ -103,7 +105,9 @@ def test_ray_pool_writes_what_in_process_writes_and_restarts(local_ray, tmp_path
 
     # restart: complete outputs are skipped, a corrupt one is redone on Ray
     (tmp_path / "ray" / "img2.detections.json").write_text('{"schema": "densedet-tile/detections@1", "box')
-    again = run_batch(inputs, tmp_path / "ray", detector=BlobDetector(), job=job, ray="local", workers=2)
+    # (the same detector as the command line's: a result of another detector would be redone)
+    spec = DetectorSpec(kind=f"{TESTS / 'fakes.py'}:make_blob")
+    again = run_batch(inputs, tmp_path / "ray", detector=spec, job=job, ray="local", workers=2)
     status = {Path(r["input"]).name: r["status"] for r in again.records}
     assert status == {"img0.png": "skipped", "img1.png": "skipped", "img3.png": "skipped",
                       "img2.png": "ok", "bad.png": "error"}
@@ -198,6 +202,7 @@ def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tm
         assert doc["num_tiles"] == len(make_grid(1400, 400, dt.TileSpec(256, 0.25)))
         settings = dict(doc["settings"])
         assert all(w.startswith("w") and "@" in w for w in settings.pop("split_workers"))
+        assert set(settings.pop("requested")) == {"job", "input"}  # what a restart compares
         assert settings == ref_result.settings
         assert doc["model"] == describe_detector(PaintedOrFail()) == {"name": "PaintedOrFail"}
 

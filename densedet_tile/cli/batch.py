@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from ..batch import Manifest, run_batch
 from ..errors import DensedetError, one_line
+from ..io import new_folders, remove_empty
 from ..runner import Job
 from .options import (
     EXIT_FAILED,
@@ -97,6 +98,7 @@ def batch_main(argv: Sequence[str]) -> int:
                   f"{rec.get('seconds', 0):.2f} s"
                   f" [{rec.get('worker')}]", file=sys.stderr, flush=True)
 
+    made = new_folders(args.out)
     try:
         tiling, merge, run = specs_from_args(args)
         job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview,
@@ -114,6 +116,7 @@ def batch_main(argv: Sequence[str]) -> int:
         if args.debug:
             raise
         error(PROG, one_line(exc))
+        remove_empty(made)  # a run that never started (a cluster out of reach...) leaves no folder
         return EXIT_USAGE
     except OSError as exc:  # the output folder failed under the run (full disk, taken away...)
         if args.debug:

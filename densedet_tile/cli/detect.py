@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
+from dataclasses import replace
 from typing import Any, Sequence
 
 from .. import __version__
 from ..errors import DensedetError, one_line
 from ..io import ensure_out_dir, new_folders, remove_empty
-from ..runner import Job, build_detector, process_image, unique_stems
+from ..runner import Job, build_detector, process_image, request_key, unique_stems
 from .options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -90,6 +92,7 @@ def detect_main(argv: Sequence[str]) -> int:
     except DensedetError as exc:
         error(PROG, one_line(exc))
         return EXIT_USAGE
+    job = replace(job, request=request_key(job, spec))  # recorded with each result, as batch does
     try:
         detector, job = build_detector(spec, job)
     except Exception as exc:  # building a detector runs third-party code: report, don't dump
@@ -113,7 +116,9 @@ def detect_main(argv: Sequence[str]) -> int:
 def _detect_all(args: argparse.Namespace, detector: Any, job: Job) -> int:
     failed = 0
     try:
-        for inp, stem in zip(args.inputs, unique_stems(args.inputs)):
+        # one file named twice (a.jpg ./a.jpg) is detected once
+        inputs = list({os.path.realpath(i): i for i in reversed(args.inputs)}.values())[::-1]
+        for inp, stem in zip(inputs, unique_stems(inputs)):
             progress = _Progress(Path(inp).name, enabled=not args.quiet)
             try:
                 outcome = process_image(inp, detector, job, args.out, stem=stem, progress=progress)
