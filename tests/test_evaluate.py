@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -449,3 +450,208 @@ def test_coco_categories_sharing_a_name_are_refused(tmp_path: Path) -> None:
     gtp.write_text(json.dumps(gt))
     with pytest.raises(InvalidInputError, match="two categories are named 'bottle'"):
         read_ground_truth(gtp)
+
+
+# ----------------------------------------------------------------------------- review: CSV line breaks, COCO ids and areas
+def _one_result(name: str, boxes: list, scores: list):
+    from densedet_tile import Detections
+    from densedet_tile.pipeline import ImageResult
+
+    d = Detections(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32),
+                   np.zeros(len(boxes), np.int64))
+    return ImageResult(detections=d, name=name, path=None, width=640, height=480, num_tiles=1,
+                       settings={}, model={"name": "m", "class_names": ["product"]})
+
+
+# str.splitlines breaks at each of these, the csv module only at \n and \r outside quotes
+@pytest.mark.parametrize("name", ["new\nline.jpg", "line\u2028sep.jpg", "form\x0cfeed.jpg", "rec\x1esep.jpg", "nel\x85.jpg"])
+def test_csv_image_name_with_a_line_break_reads_back_and_scores_as_the_json(tmp_path: Path, name: str) -> None:
+    from densedet_tile.io import write_csv, write_json
+
+    boxes, scores = [[10, 10, 60, 90], [70, 10, 120, 90], [300, 300, 340, 350]], [0.9, 0.6, 0.8]
+    res = _one_result(name, boxes, scores)
+    jp, cp = write_json(res, tmp_path / "p.detections.json"), write_csv(res, tmp_path / "p.detections.csv")
+    gtp = tmp_path / "gt.csv"
+    write_sku_csv(gtp, [(name, 10, 10, 60, 90, "object", 640, 480), (name, 70, 12, 120, 90, "object", 640, 480)],
+                  header=False)
+    gt = read_ground_truth(gtp)
+    assert list(gt.images) == [name]
+    from_csv = read_predictions(cp, gt=gt)
+    assert list(from_csv.images) == [name]
+    np.testing.assert_array_equal(from_csv.images[name].xyxy, np.array(boxes, np.float64))
+    stats = [evaluate_boxes(pair_images(gt, read_predictions(p, gt=gt))[0]).stats for p in (jp, cp)]
+    assert stats[0] == stats[1]
+    assert 0 < stats[0]["AP50"] < 1  # the false positive outscores one true box
+    # the CSV the tool writes also serves as ground truth
+    assert list(read_ground_truth(cp).images) == [name]
+
+
+def test_csv_keeps_a_quoted_carriage_return_and_counts_lines_from_where_a_record_starts(tmp_path: Path) -> None:
+    p = tmp_path / "gt.csv"
+    with p.open("w", newline="") as fh:  # the csv module's own dialect ends lines with \r\n, quoting a \r
+        csv.writer(fh).writerows([("car\rriage.jpg", 1, 1, 5, 5, "object", 640, 480),
+                                  ("a.jpg", 2, 2, 6, 6, "object", 640, 480)])
+    assert list(read_ground_truth(p).images) == ["car\rriage.jpg", "a.jpg"]
+    p.write_text('image_name,x1,y1,x2,y2,class,image_width,image_height,score\n'
+                 '"two\nlines.jpg",1,1,1O,5,product,640,480,0.5\n', newline="")
+    with pytest.raises(InvalidInputError, match="line 2: coordinates must be numbers, got '1O'"):
+        read_predictions(p)
+
+
+def _coco_gt_file(path: Path, area: object = 4000, **ann: object) -> Path:
+    a = {"id": 1, "image_id": 7, "category_id": 3, "bbox": [10, 10, 50, 80], "iscrowd": 0, **ann}
+    if area is not ...:
+        a["area"] = area
+    path.write_text(json.dumps({"images": [{"id": 7, "file_name": "a.jpg", "width": 640, "height": 480}],
+                                "categories": [{"id": 3, "name": "product"}], "annotations": [a]}))
+    return path
+
+
+@pytest.mark.parametrize("area", ["x", None, -1, True, float("nan"), 10 ** 400, [4000]],
+                         ids=["str", "null", "negative", "bool", "nan", "huge", "list"])
+def test_coco_gt_with_a_bad_area_is_refused_by_the_reader(tmp_path: Path, area: object) -> None:
+    gtp = _coco_gt_file(tmp_path / "gt.json", area)
+    with pytest.raises(InvalidInputError, match=r"gt\.json: annotation 0 has area .*finite number >= 0") as exc:
+        read_ground_truth(gtp)
+    assert "\n" not in str(exc.value)
+
+
+def test_coco_gt_area_taken_as_given_or_from_the_box(tmp_path: Path) -> None:
+    assert read_ground_truth(_coco_gt_file(tmp_path / "a.json", 0)).images["a.jpg"].area.tolist() == [0.0]
+    assert read_ground_truth(_coco_gt_file(tmp_path / "b.json", 12.5)).images["a.jpg"].area.tolist() == [12.5]
+    assert read_ground_truth(_coco_gt_file(tmp_path / "c.json", ...)).images["a.jpg"].area.tolist() == [4000.0]
+
+
+@pytest.mark.parametrize("area", ["x", None])
+@pytest.mark.parametrize("entry", ["eval_main", "main"])
+def test_cli_coco_gt_with_a_bad_area_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            area: object, entry: str) -> None:
+    from densedet_tile.cli import main
+
+    gtp = _coco_gt_file(tmp_path / "gt.json", area)
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps([{"image_id": 7, "category_id": 3, "bbox": [10, 10, 50, 80], "score": 0.5}]))
+    out = tmp_path / "m.json"
+    argv = [str(res), str(gtp), "-o", str(out)]
+    code = eval_main(argv) if entry == "eval_main" else main(["eval", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "gt.json: annotation 0 has area" in err and repr(area) in err
+    assert not out.exists() and list(tmp_path.glob(".m.json.*")) == []
+
+
+def _coco_scene(str_images: bool, str_cats: bool) -> tuple[dict, list]:
+    """A small COCO dataset and results: 4 images (one without predictions), 2 classes, no
+    tied scores (so image order cannot matter). Ids are ints or their string forms."""
+    rng = np.random.default_rng(3)
+    img_ids = [107, 114, 121, 128]
+    iid = (lambda i: f"im{i}") if str_images else (lambda i: i)
+    cid = (lambda c: f"c{c}") if str_cats else (lambda c: c)
+    gt = {"images": [{"id": iid(i), "file_name": f"d/img_{i}.jpg", "width": 800, "height": 600} for i in img_ids],
+          "categories": [{"id": cid(c), "name": f"cat{c}"} for c in (3, 5)], "annotations": []}
+    res = []
+    for k, i in enumerate(img_ids):
+        for _ in range(12):
+            w, h = rng.uniform(5, 150, 2)
+            x, y = rng.uniform(0, 600), rng.uniform(0, 400)
+            c = int(rng.choice([3, 5]))
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": iid(i), "category_id": cid(c),
+                                      "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+            if k < 3 and rng.random() < 0.8:
+                j = rng.normal(0, 0.1, 4) * [w, h, w, h]
+                res.append({"image_id": iid(i), "category_id": cid(c if rng.random() < 0.85 else 8 - c),
+                            "bbox": [x + j[0], y + j[1], w + abs(j[2]), h + abs(j[3])], "score": 0.0})
+    for r, s in zip(res, rng.permutation(len(res))):
+        r["score"] = float(s + 1) / (len(res) + 1)
+    return gt, res
+
+
+def _ours_and_pycoco(tmp_path: Path, tag: str, gt: dict, res: list) -> tuple[list[float], list[float]]:
+    gtp, resp = tmp_path / f"gt_{tag}.json", tmp_path / f"res_{tag}.json"
+    gtp.write_text(json.dumps(gt))
+    resp.write_text(json.dumps(res))
+    g = read_ground_truth(gtp)
+    ours = evaluate_boxes(pair_images(g, read_predictions(resp, gt=g))[0], max_dets=(1, 10, 100)).coco_stats()
+    with contextlib.redirect_stdout(io.StringIO()):
+        cg = COCO(str(gtp))
+        ev = COCOeval(cg, cg.loadRes(str(resp)), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ours, list(ev.stats)
+
+
+def test_coco_string_ids_score_as_integer_ids_and_as_pycocotools(tmp_path: Path) -> None:
+    base, ref = _ours_and_pycoco(tmp_path, "int", *_coco_scene(False, False))
+    np.testing.assert_allclose(base, ref, atol=1e-6, rtol=0)
+    assert 0.1 < base[0] < base[1] < 0.95  # AP, AP50: neither trivial
+    for str_cats in (False, True):
+        ours, ref = _ours_and_pycoco(tmp_path, f"str{str_cats}", *_coco_scene(True, str_cats))
+        np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(ours, base, atol=1e-6, rtol=0)
+    # a string id is looked up first as an id, then as a file name
+    gt, res = _coco_scene(True, False)
+    by_name = [dict(r, image_id=f"img_{r['image_id'][2:]}.jpg") for r in res]
+    np.testing.assert_allclose(_ours_and_pycoco(tmp_path, "name", gt, res)[0], base, atol=1e-6, rtol=0)
+    gtp, resp = tmp_path / "gt_name.json", tmp_path / "res_byname.json"
+    resp.write_text(json.dumps(by_name))
+    g = read_ground_truth(gtp)
+    stats = evaluate_boxes(pair_images(g, read_predictions(resp, gt=g))[0], max_dets=(1, 10, 100)).coco_stats()
+    np.testing.assert_allclose(stats, base, atol=1e-6, rtol=0)
+
+
+def test_coco_string_id_that_looks_numeric_stays_a_string(tmp_path: Path) -> None:
+    gtp = tmp_path / "gt.json"
+    gtp.write_text(json.dumps({
+        "images": [{"id": "12", "file_name": "a.jpg", "width": 640, "height": 480},
+                   {"id": 12, "file_name": "b.jpg", "width": 640, "height": 480}],
+        "categories": [{"id": 3, "name": "product"}],
+        "annotations": [{"id": 1, "image_id": "12", "category_id": 3, "bbox": [10, 10, 50, 80], "area": 4000, "iscrowd": 0},
+                        {"id": 2, "image_id": 12, "category_id": 3, "bbox": [100, 10, 50, 80], "area": 4000, "iscrowd": 0}],
+    }))
+    g = read_ground_truth(gtp)
+    assert g.coco_images == {12: "b.jpg", "12": "a.jpg"}
+    assert list(g.images) == ["b.jpg", "a.jpg"]  # integer ids first, as a sort of int and str ids cannot say
+    assert g.images["a.jpg"].xyxy.tolist() == [[10, 10, 60, 90]]
+    assert g.images["b.jpg"].xyxy.tolist() == [[100, 10, 150, 90]]
+    resp = tmp_path / "res.json"
+    resp.write_text(json.dumps([{"image_id": "12", "category_id": 3, "bbox": [10, 10, 50, 80], "score": 0.9}]))
+    pred = read_predictions(resp, gt=g)
+    assert list(pred.images) == ["a.jpg"]
+    pairs, _ = pair_images(g, pred)
+    assert evaluate_boxes(pairs).stats["AR@300"] == pytest.approx(0.5)  # a.jpg found, b.jpg missed
+    # an id the ground truth only has as a string is not taken for the integer
+    gtp.write_text(json.dumps({"images": [{"id": "12", "file_name": "a.jpg"}], "categories": [{"id": 3, "name": "p"}],
+                               "annotations": []}))
+    g = read_ground_truth(gtp)
+    resp.write_text(json.dumps([{"image_id": 12, "category_id": 3, "bbox": [10, 10, 50, 80], "score": 0.9}]))
+    with pytest.raises(InvalidInputError, match="refers to image_id 12, which the ground truth does not have .*'12'"):
+        read_predictions(resp, gt=g)
+
+
+@pytest.mark.parametrize("images, want", [
+    ([{"id": True, "file_name": "a.jpg"}], "image 0 of 'images' has id True"),
+    ([{"id": 1.5, "file_name": "a.jpg"}], "image 0 of 'images' has id 1.5"),
+    ([{"id": None, "file_name": "a.jpg"}], "image 0 of 'images' has id None"),
+    ([{"file_name": "a.jpg"}], "image 0 of 'images' is not an object with an 'id'"),
+    ({"1": {"file_name": "a.jpg"}}, "COCO 'images' must be a list"),
+])
+def test_coco_gt_with_bad_image_ids_is_refused(tmp_path: Path, images: object, want: str) -> None:
+    gtp = tmp_path / "gt.json"
+    gtp.write_text(json.dumps({"images": images, "categories": [{"id": 1, "name": "p"}], "annotations": []}))
+    with pytest.raises(InvalidInputError, match=re.escape(f"gt.json: {want}")):
+        read_ground_truth(gtp)
+
+
+def test_cli_records_the_class_agnostic_setting_it_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    one = tmp_path / "one.csv"
+    write_sku_csv(one, GT_ROWS, header=False)  # a single class: scored class-agnostically unasked
+    two = tmp_path / "two.csv"
+    write_sku_csv(two, [GT_ROWS[0], ("b.jpg", 5, 5, 50, 50, "other", 640, 480)], header=False)
+    pred = tmp_path / "p.json"
+    our_json(pred, "a.jpg", [[10, 10, 60, 90]], [0.9])
+    for gtp, extra, want in ((one, [], True), (two, [], False), (two, ["--class-agnostic"], True)):
+        out = tmp_path / f"m_{gtp.stem}_{len(extra)}.json"
+        assert eval_main([str(pred), str(gtp), "-o", str(out), *extra]) == 0
+        assert json.loads(out.read_text())["settings"]["class_agnostic"] is want
+    capsys.readouterr()

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..errors import DensedetError, InvalidInputError
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
-from ..eval.compare import compare_tiled_untiled, pair_images
+from ..eval.compare import compare_tiled_untiled, pair_images, uses_class_agnostic
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
 from ..io import atomic_write, refuse_overwriting_input
 from ..runner import Job, build_detector
@@ -106,8 +106,9 @@ def eval_main(argv: Sequence[str]) -> int:
         if args.compare:
             return _run_compare(args, gt)
         pred = read_predictions(args.pred, gt=gt)
-        pairs, notes = pair_images(gt, pred, class_agnostic=True if args.class_agnostic else None,
-                                   check_sizes=not args.ignore_size)
+        asked = True if args.class_agnostic else None
+        pairs, notes = pair_images(gt, pred, class_agnostic=asked, check_sizes=not args.ignore_size)
+        agnostic = uses_class_agnostic(gt, asked)  # what was used, also when the ground truth decided
         m = evaluate_boxes(pairs, max_dets=args.max_dets)
     except (DensedetError, OSError) as exc:
         error(PROG, str(exc))
@@ -123,7 +124,7 @@ def eval_main(argv: Sequence[str]) -> int:
             "schema": "densedet-tile/eval@1",
             "predictions": str(args.pred),
             "ground_truth": str(args.gt),
-            "settings": {"max_dets": list(m.max_dets), "class_agnostic": bool(args.class_agnostic)},
+            "settings": {"max_dets": list(m.max_dets), "class_agnostic": agnostic},
             "num_images": m.num_images,
             "num_gt": m.num_gt,
             "num_predictions": m.num_dt,

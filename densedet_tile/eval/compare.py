@@ -14,7 +14,17 @@ from ..types import RunSpec, TileSpec
 from .coco import DEFAULT_MAX_DETS, CocoMetrics, EvalImage, evaluate_boxes
 from .formats import BoxSet, ImageBoxes, image_key
 
-__all__ = ["pair_images", "compare_tiled_untiled", "CompareRun"]
+__all__ = ["pair_images", "uses_class_agnostic", "compare_tiled_untiled", "CompareRun"]
+
+
+def _gt_classes(gt: BoxSet) -> list[str]:
+    return list(dict.fromkeys(list(gt.categories) + [str(c) for im in gt.images.values() for c in im.classes]))
+
+
+def uses_class_agnostic(gt: BoxSet, class_agnostic: bool | None = None) -> bool:
+    """Whether :func:`pair_images` scores ``gt`` class-agnostically: as asked, or (``None``)
+    when the ground truth has at most one class."""
+    return len(_gt_classes(gt)) <= 1 if class_agnostic is None else bool(class_agnostic)
 
 
 def pair_images(
@@ -47,8 +57,8 @@ def pair_images(
                     f"{pred.source}: image {k} is {p.width}x{p.height} in the predictions but {g.width}x{g.height} "
                     f"in the ground truth {gt.source} (EXIF rotation or resizing?); pass --ignore-size to evaluate anyway"
                 )
-    gt_classes = list(dict.fromkeys(list(gt.categories) + [str(c) for im in gt.images.values() for c in im.classes]))
-    agnostic = (len(gt_classes) <= 1) if class_agnostic is None else class_agnostic
+    gt_classes = _gt_classes(gt)
+    agnostic = uses_class_agnostic(gt, class_agnostic)
     if agnostic and class_agnostic is None and gt_classes:
         notes.append(f"ground truth has one class ({gt_classes[0]!r}): every prediction counts as it")
     if not agnostic and pred.kind == "coco-results" and gt.kind != "coco":

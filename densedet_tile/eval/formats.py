@@ -13,6 +13,9 @@ Supported inputs (all boxes become float64 ``xyxy`` pixels of the upright image)
   x, y, w, h) and a COCO results list (``image_id``, ``category_id``, ``bbox``, ``score``).
 
 Images are keyed by file name without directories (``a/b/img_1.jpg`` -> ``img_1.jpg``).
+COCO image and category ids are integers or strings and are matched exactly as written, as
+pycocotools matches them (``"12"`` is not ``12``); a COCO result's string ``image_id`` that is no
+image id of the ground truth is taken as an image file name.
 Every problem raises :class:`~densedet_tile.errors.InvalidInputError` (bad content) or
 :class:`~densedet_tile.errors.ImageReadError` (missing / unreadable file) with a one-line
 message naming the file and, where it helps, the line or record.
@@ -21,6 +24,7 @@ message naming the file and, where it helps, the line or record.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -88,18 +92,22 @@ class BoxSet:
     scored: bool = True
     source: str = ""
     kind: str = ""
-    #: COCO ground truth only: image id -> image key, category id -> name.
-    coco_images: dict[int, str] = field(default_factory=dict)
-    coco_categories: dict[int, str] = field(default_factory=dict)
+    #: COCO ground truth only: image id -> image key, category id -> name (ids as the file
+    #: gives them, int or str).
+    coco_images: dict[int | str, str] = field(default_factory=dict)
+    coco_categories: dict[int | str, str] = field(default_factory=dict)
 
 
 def _empty(name: str, w: int | None, h: int | None, path: str | None = None) -> ImageBoxes:
     return ImageBoxes(name, w, h, np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=object), path=path)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, *, newline: str | None = None) -> str:
+    """The file's text. ``newline=""`` keeps line endings as they are (what :mod:`csv` needs,
+    so a quoted field may hold a carriage return); the default turns them into ``\\n``."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with path.open(encoding="utf-8-sig", newline=newline) as fh:
+            return fh.read()
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -127,10 +135,28 @@ def _check_boxes(xyxy: np.ndarray, where: str) -> None:
         raise InvalidInputError(f"{where}: box {i} {xyxy[i].tolist()} has x2 < x1 or y2 < y1")
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A short one-line repr of a value for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _size(value: Any, what: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or value != int(value):
-        raise InvalidInputError(f"{where}: {what} must be a positive integer, got {value!r}")
-    return int(value)
+    f = _finite(value)
+    if f is None or f <= 0 or f != int(f):
+        raise InvalidInputError(f"{where}: {what} must be a positive integer, got {_show(value)}")
+    return int(f)
 
 
 # --------------------------------------------------------------------------- our JSON
@@ -180,13 +206,17 @@ def read_detections_json(path: str | os.PathLike[str]) -> ImageBoxes:
 
 # --------------------------------------------------------------------------- CSV
 def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
-    text = _read_text(path)
-    reader = csv.reader(text.splitlines())
+    text = _read_text(path, newline="")
+    # The csv module splits records itself: a quoted field may hold line breaks (str.splitlines
+    # would also break at \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and \u2029 inside a field).
+    reader = csv.reader(io.StringIO(text, newline=""))
     rows, line_of = [], []  # the rows that hold something, and the file line each starts on
+    before = 0  # the lines read before the current record
     for r in reader:
         if r and (len(r) > 1 or r[0].strip()):
             rows.append(r)
-            line_of.append(reader.line_num)
+            line_of.append(before + 1)
+        before = reader.line_num
     out = BoxSet(source=str(path), kind="csv")
     if not rows:
         return out
@@ -298,29 +328,63 @@ def _is_number(text: str) -> bool:
 
 
 # --------------------------------------------------------------------------- COCO
+def _coco_id(value: Any) -> int | str | None:
+    """A COCO id as the key it is matched by: an int or a str, as given (pycocotools keys its
+    dicts by the id as written, so ``"12"`` and ``12`` are different images). A float that is
+    a whole number is that int (Python and pycocotools find ``7.0`` under ``7``). None for
+    anything else, bool included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _id_order(key: int | str) -> tuple[bool, int | str]:
+    """Sort key for ids: pycocotools sorts them; integer ids come before string ids."""
+    return isinstance(key, str), key
+
+
+def _coco_records(data: Mapping[str, Any], field_name: str, path: Path) -> dict[int | str, Mapping[str, Any]]:
+    """The ``images`` or ``categories`` list of a COCO dataset, keyed by their ids."""
+    records = data.get(field_name, [])
+    if not isinstance(records, list):
+        raise InvalidInputError(f"{path}: COCO {field_name!r} must be a list")
+    what = field_name[:-1] if field_name == "images" else "category"
+    out: dict[int | str, Mapping[str, Any]] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or "id" not in rec:
+            raise InvalidInputError(f"{path}: {what} {i} of {field_name!r} is not an object with an 'id'")
+        key = _coco_id(rec["id"])
+        if key is None:
+            raise InvalidInputError(f"{path}: {what} {i} of {field_name!r} has id {_show(rec['id'])}; "
+                                    "COCO ids must be integers or strings")
+        out[key] = rec
+    return out
+
+
 def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
     out = BoxSet(source=str(path), kind="coco")
-    try:
-        cats = {int(c["id"]): str(c.get("name", c["id"])) for c in data.get("categories", [])}
-        images = {int(im["id"]): im for im in data["images"]}
-    except (KeyError, TypeError, ValueError):
-        raise InvalidInputError(f"{path}: COCO 'images' and 'categories' need integer 'id' fields") from None
+    cats = {k: str(c.get("name", k)) for k, c in _coco_records(data, "categories", path).items()}
+    images = _coco_records(data, "images", path)
     names = list(cats.values())
     if len(set(names)) < len(names):  # classes are matched by name: two ids with one name would merge
         dup = next(n for n in names if names.count(n) > 1)
         raise InvalidInputError(f"{path}: two categories are named {dup!r}; classes are matched by name, so give "
                                 "each category its own name")
-    out.categories = [cats[k] for k in sorted(cats)]
-    id_to_key: dict[int, str] = {}
+    out.categories = [cats[k] for k in sorted(cats, key=_id_order)]
+    id_to_key: dict[int | str, str] = {}
     for iid, im in images.items():
         fname = im.get("file_name")
         if not isinstance(fname, str) or not fname:
-            raise InvalidInputError(f"{path}: image id {iid} has no file_name")
+            raise InvalidInputError(f"{path}: image id {iid!r} has no file_name")
         key = image_key(fname)
         if key in out.images:
             raise InvalidInputError(f"{path}: two images are named {key}")
-        w = _size(im["width"], "width", f"{path}: image id {iid}") if "width" in im else None
-        h = _size(im["height"], "height", f"{path}: image id {iid}") if "height" in im else None
+        w = _size(im["width"], "width", f"{path}: image id {iid!r}") if "width" in im else None
+        h = _size(im["height"], "height", f"{path}: image id {iid!r}") if "height" in im else None
         out.images[key] = _empty(key, w, h)
         id_to_key[iid] = key
     anns = data.get("annotations", [])
@@ -329,18 +393,24 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
     grouped: dict[str, list[tuple[list[float], str, float, bool]]] = {}
     for j, a in enumerate(anns):
         try:
-            iid = int(a["image_id"])
+            raw_iid, raw_cid = a["image_id"], a["category_id"]
             x, y, w, h = (float(v) for v in a["bbox"])
-            cid = int(a["category_id"])
         except (KeyError, TypeError, ValueError):
             raise InvalidInputError(f"{path}: annotation {j} needs image_id, category_id and bbox [x, y, w, h]") from None
+        iid, cid = _coco_id(raw_iid), _coco_id(raw_cid)
         if iid not in id_to_key:
-            raise InvalidInputError(f"{path}: annotation {j} refers to unknown image_id {iid}")
+            raise InvalidInputError(f"{path}: annotation {j} refers to unknown image_id {_show(raw_iid)}")
         if cid not in cats:
-            raise InvalidInputError(f"{path}: annotation {j} refers to unknown category_id {cid}")
+            raise InvalidInputError(f"{path}: annotation {j} refers to unknown category_id {_show(raw_cid)}")
         if not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
-            raise InvalidInputError(f"{path}: annotation {j} has a bad bbox {a['bbox']}")
-        area = float(a.get("area", w * h))
+            raise InvalidInputError(f"{path}: annotation {j} has a bad bbox {_show(a['bbox'])}")
+        if "area" in a:  # pycocotools takes the area as given; without one it is the box's
+            area = _finite(a["area"])
+            if area is None or area < 0:
+                raise InvalidInputError(f"{path}: annotation {j} has area {_show(a['area'])}; "
+                                        "expected a finite number >= 0 (or no 'area', to use the box's)")
+        else:
+            area = w * h
         grouped.setdefault(id_to_key[iid], []).append(([x, y, x + w, y + h], cats[cid], area, bool(a.get("iscrowd", 0)),
                                                        (w, h)))
     for key, items in grouped.items():
@@ -353,39 +423,46 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
         im.area = np.array([a for _, _, a, _ in items], dtype=np.float64)
         im.crowd = np.array([c for _, _, _, c in items], dtype=bool)
     # images in id order, as pycocotools evaluates them
-    out.images = {id_to_key[i]: out.images[id_to_key[i]] for i in sorted(id_to_key)}
+    out.images = {id_to_key[i]: out.images[id_to_key[i]] for i in sorted(id_to_key, key=_id_order)}
     out.coco_images = id_to_key
     out.coco_categories = cats
     return out
 
 
 def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
-    """COCO results. ``image_id`` is a COCO image id (needs COCO ground truth) or, as our
-    CLI's ``--format coco`` writes it, the image file name (works with any ground truth)."""
+    """COCO results. ``image_id`` is a COCO image id (needs COCO ground truth; matched exactly,
+    int or str) or, as our CLI's ``--format coco`` writes it, the image file name (works with
+    any ground truth). A string is first looked up as an id, then as a file name."""
     ids = gt.coco_images if gt is not None else {}
     cats = gt.coco_categories if gt is not None else {}
     out = BoxSet(source=str(path), kind="coco-results")
     grouped: dict[str, list[tuple[list[float], float, str, tuple[float, float]]]] = {}
     for j, r in enumerate(data):
         try:
-            raw_id = r["image_id"]
+            raw_id, raw_cid = r["image_id"], r["category_id"]
             x, y, w, h = (float(v) for v in r["bbox"])
             score = float(r["score"])
-            cid = int(r["category_id"])
         except (KeyError, TypeError, ValueError):
             raise InvalidInputError(f"{path}: result {j} needs image_id, category_id, bbox [x, y, w, h] and score") from None
-        if isinstance(raw_id, str):
-            key = image_key(raw_id)
-        elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
-            if gt is None or gt.kind != "coco":
-                raise InvalidInputError(
-                    f"{path}: result {j} has a numeric image_id; numeric ids need a COCO JSON ground truth"
-                )
-            if raw_id not in ids:
-                raise InvalidInputError(f"{path}: result {j} refers to image_id {raw_id}, which the ground truth does not have")
-            key = ids[raw_id]
+        iid, cid = _coco_id(raw_id), _coco_id(raw_cid)
+        if iid is None:
+            raise InvalidInputError(f"{path}: result {j}: image_id must be an integer id or an image file name, "
+                                    f"got {_show(raw_id)}")
+        if cid is None:
+            raise InvalidInputError(f"{path}: result {j}: category_id must be an integer or string id, got {_show(raw_cid)}")
+        if iid in ids:  # the exact id of a ground-truth image
+            key = ids[iid]
+        elif isinstance(iid, str):  # else a string names the image file
+            key = image_key(iid)
+        elif gt is None or gt.kind != "coco":
+            raise InvalidInputError(
+                f"{path}: result {j} has a numeric image_id; numeric ids need a COCO JSON ground truth"
+            )
         else:
-            raise InvalidInputError(f"{path}: result {j}: image_id must be an integer id or an image file name")
+            hint = f" (it has the string id {str(iid)!r})" if str(iid) in ids else ""
+            raise InvalidInputError(
+                f"{path}: result {j} refers to image_id {iid}, which the ground truth does not have{hint}"
+            )
         if not all(math.isfinite(v) for v in (x, y, w, h, score)) or w < 0 or h < 0:
             raise InvalidInputError(f"{path}: result {j} has a bad bbox or score")
         grouped.setdefault(key, []).append(([x, y, x + w, y + h], score, cats.get(cid, str(cid)), (w, h)))
