@@ -305,7 +305,10 @@ def write_csv(result: "ImageResult", path: str | os.PathLike[str], *, stage: dic
     d = result.detections
     names = _class_names(result)
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    # the writer quotes a field holding "\n" but not a bare "\r", which readers take for a line
+    # end: a name or class holding one gets every field quoted
+    odd = "\r" in result.name or any("\r" in n for n in names)
+    w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL if odd else csv.QUOTE_MINIMAL)
     w.writerow(["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height", "score"])
     xyxy = np.rint(d.xyxy).astype(np.int64)
     for (x1, y1, x2, y2), lab, s in zip(xyxy.tolist(), d.labels.tolist(), d.scores.tolist()):

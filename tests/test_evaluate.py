@@ -464,7 +464,8 @@ def _one_result(name: str, boxes: list, scores: list):
 
 
 # str.splitlines breaks at each of these, the csv module only at \n and \r outside quotes
-@pytest.mark.parametrize("name", ["new\nline.jpg", "line\u2028sep.jpg", "form\x0cfeed.jpg", "rec\x1esep.jpg", "nel\x85.jpg"])
+@pytest.mark.parametrize("name", ["new\nline.jpg", "line\u2028sep.jpg", "form\x0cfeed.jpg", "rec\x1esep.jpg", "nel\x85.jpg",
+                                  "car\rriage.jpg"])
 def test_csv_image_name_with_a_line_break_reads_back_and_scores_as_the_json(tmp_path: Path, name: str) -> None:
     from densedet_tile.io import write_csv, write_json
 
