@@ -200,3 +200,17 @@ def test_quiet_prints_no_per_image_line_and_auto_with_a_scale_is_a_usage_error(t
                 "--scale", "0.5", "--device", "cpu")
     assert r.returncode == 2 and "--tile auto" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "a").exists()
+
+
+def test_one_file_named_twice_is_detected_once_and_a_batch_then_skips_it(tmp_path, shelf_png):
+    out = tmp_path / "out"
+    same = tmp_path / "sub" / ".." / shelf_png.name  # the same file by another spelling
+    (tmp_path / "sub").mkdir()
+    r = run_cli(shelf_png, same, "--detector", f"{FAKES}:make_blob", "--tile", "640", "--out", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["shelf.detections.json"]
+    # the result records what was asked, so a batch with the same options takes it as done
+    r = run_cli("batch", shelf_png, "--detector", f"{FAKES}:make_blob", "--tile", "640", "--out", out,
+                "--ray", "none")
+    assert r.returncode == 0, r.stderr
+    assert "0 done, 1 skipped" in r.stderr
