@@ -32,6 +32,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -606,11 +607,65 @@ def _read_weights() -> bytes:
     return _package_file(WEIGHTS_FILE)
 
 
+def _check_checkpoint_layout(ckpt: Any, where: str) -> None:
+    """Refuse anything but ``{"config": {...}, "state_dict": {...}, ...}``, saying what it is instead."""
+    if not isinstance(ckpt, Mapping):
+        raise DetectorError(f"{where}: not a ShelfNet checkpoint (a dict with 'config' and 'state_dict'), "
+                            f"it holds a {type(ckpt).__name__}")
+    if "state_dict" in ckpt and "config" in ckpt:
+        return
+    torch = sys.modules.get("torch")  # loaded: the dict came from torch.load
+    if ckpt and torch is not None and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise DetectorError(f"{where}: holds a bare state dict; a ShelfNet checkpoint is a dict with 'config' "
+                            "and 'state_dict' (and 'info'), as densedet-tile's training and adapt write it")
+    lacking = " and ".join(repr(k) for k in ("config", "state_dict") if k not in ckpt)
+    found = ", ".join(repr(k) for k in list(ckpt)[:5]) or "nothing"
+    raise DetectorError(f"{where}: not a ShelfNet checkpoint: no {lacking} (it has {found})")
+
+
+def _is_int(v: Any, lo: int) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= lo
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
+        and math.isfinite(float(v))
+
+
+def _checked_config(raw: Any, where: str) -> dict[str, Any]:
+    """:func:`model_config` of a checkpoint's ``config``, refusing what cannot describe a ShelfNet."""
+    if not isinstance(raw, Mapping):
+        raise DetectorError(f"{where}: 'config' must be a dict of ShelfNet settings, got {type(raw).__name__}")
+    config = model_config(raw)
+    checks = (
+        ("widths", lambda v: isinstance(v, (list, tuple)) and len(v) == 5 and all(_is_int(x, 1) for x in v),
+         "a list of 5 positive ints"),
+        ("blocks", lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_int(x, 0) for x in v),
+         "a list of 3 ints >= 0"),
+        ("neck", lambda v: _is_int(v, 1), "a positive int"),
+        ("input_size", lambda v: _is_int(v, 16), "an int >= 16"),
+        ("stride", lambda v: _is_int(v, 1), "a positive int"),
+        ("mean", lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_number(x) for x in v),
+         "a list of 3 numbers"),
+        ("std", lambda v: isinstance(v, (list, tuple)) and len(v) == 3
+         and all(_is_number(x) and float(x) > 0 for x in v), "a list of 3 positive numbers"),
+    )
+    for key, ok, what in checks:
+        if not ok(config[key]):
+            raise DetectorError(f"{where}: config {key} must be {what}, got {config[key]!r}"[:300])
+    return config
+
+
 def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_thr: float | None = None,
-                          fp16: bool = False, threads: int | None = None) -> DefaultDetector:
-    """Make a torch :class:`DefaultDetector` from a checkpoint dict ``{"config", "state_dict", "info"}``."""
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
-        raise DetectorError("checkpoint must be a dict with 'config' and 'state_dict'")
+                          fp16: bool = False, threads: int | None = None,
+                          source: str | None = None) -> DefaultDetector:
+    """Make a torch :class:`DefaultDetector` from a checkpoint dict ``{"config", "state_dict", "info"}``.
+
+    ``source`` names where the dict came from (a file) in the errors about its content; keys
+    saved from a DataParallel model (``module.`` prefix) are accepted.
+    """
+    where = f"checkpoint {source}" if source else "checkpoint"
+    _check_checkpoint_layout(ckpt, where)
     _, dev = choose_runtime(device=device, fp16=fp16, weights=ckpt, runtime="torch")
     torch = _import_torch()
     from .shelfnet import TorchRunner, model_from_checkpoint
@@ -618,11 +673,12 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     threads = _check_threads(threads)
     if threads is not None and not _is_cuda(dev):
         torch.set_num_threads(threads)  # process-wide in torch
-    config = model_config(ckpt["config"])
+    config = _checked_config(ckpt["config"], where)
     settings = DecodeSettings.from_config(config, score_thr)  # validate before building
-    runner = TorchRunner(model_from_checkpoint(ckpt, config), device=dev, mean=settings.mean, std=settings.std,
-                         fp16=fp16)
-    return DefaultDetector(runner, config, score_thr=score_thr, info=ckpt.get("info", {}))
+    runner = TorchRunner(model_from_checkpoint(ckpt, config, source=where), device=dev, mean=settings.mean,
+                         std=settings.std, fp16=fp16)
+    info = ckpt.get("info")
+    return DefaultDetector(runner, config, score_thr=score_thr, info=dict(info) if isinstance(info, Mapping) else {})
 
 
 def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: bool = False,
@@ -652,7 +708,7 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
             ckpt, label = dict(weights), None
         else:
             ckpt, label = read_checkpoint(weights), os.fspath(weights)
-        det = build_from_checkpoint(ckpt, device=dev, score_thr=score_thr, fp16=fp16, threads=threads)
+        det = build_from_checkpoint(ckpt, device=dev, score_thr=score_thr, fp16=fp16, threads=threads, source=label)
         if label:
             det.info["weights_file"] = label
         return det

@@ -85,6 +85,7 @@ def load_checkpoint(
     p = os.fspath(path)
     if not os.path.isfile(p):
         raise DetectorError(f"checkpoint {p}: no such file")
+    _check_container(p)
     allowed = numpy_safe_globals() + list(extra_safe_globals)
     try:
         with torch.serialization.safe_globals(allowed):
@@ -100,7 +101,7 @@ def load_checkpoint(
                 f"checkpoint {p}: holds objects of types that are not allow-listed for safe "
                 f"loading ({', '.join(unsafe[:8])}); re-save its state_dict alone"
             ) from exc
-        raise DetectorError(f"checkpoint {p}: cannot be unpickled safely ({_first_line(exc)})") from exc
+        raise DetectorError(f"checkpoint {p}: cannot be unpickled safely ({_unpickler_cause(exc)})") from exc
     except Exception as exc:  # torch's unpickler raises many kinds on a damaged file
         raise DetectorError(f"checkpoint {p}: not a readable torch checkpoint ({_first_line(exc)})") from exc
 
@@ -129,6 +130,47 @@ def state_dict_of(checkpoint: Any, *, source: str = "checkpoint") -> dict[str, A
     if all(k.startswith("module.") for k in keys):
         return {k[len("module."):]: v for k, v in sd.items()}
     return dict(sd)
+
+
+#: How the files torch.load reads begin: a zip archive (torch >= 1.6), a pickle (the legacy
+#: format, protocol 2 or later) and, at offset 257, a tar archive (torch before 0.4).
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_PICKLE_MAGIC = b"\x80"
+_TAR_MAGIC = b"ustar"
+
+
+def _check_container(p: str) -> None:
+    """Refuse a file that cannot be a torch checkpoint before torch tries to unpickle it.
+
+    Without this, an ONNX model or a text file reaches the unpickler, whose errors ("Unsupported
+    operand 8", a bare opcode number) say nothing about what went wrong.
+    """
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(262)
+    except OSError as exc:
+        raise DetectorError(f"checkpoint {p}: cannot be read ({_first_line(exc)})") from exc
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_MAGIC) or head[257:262] == _TAR_MAGIC:
+        return
+    what = "an empty file, " if not head else ""
+    raise DetectorError(f"checkpoint {p}: {what}not a PyTorch checkpoint (.pt/.pth file)")
+
+
+def _unpickler_cause(exc: BaseException) -> str:
+    """What the weights-only unpickler objected to, without torch's advice around it.
+
+    torch wraps the unpickler's own message in text that suggests loading again with
+    ``weights_only=False``; that would run arbitrary code from the file, so only the cause is kept.
+    """
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.rsplit(marker, 1)[1]
+    else:
+        text = text.replace("Weights only load failed.", "", 1)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if "weights_only" not in ln]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

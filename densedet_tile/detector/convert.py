@@ -89,23 +89,43 @@ def background_last(value: torch.Tensor) -> torch.Tensor:
 def upgrade_state_dict(old: Mapping[str, torch.Tensor], *, num_classes_v1: int = 2) -> "OrderedDict[str, torch.Tensor]":
     """Rename and reorder a 1.x DenseDet state dict into the 3.x config's layout.
 
-    ``num_classes_v1`` counts the background, as 1.x configs did (2 for DenseDet).
+    ``num_classes_v1`` counts the background, as 1.x configs did (2 for DenseDet). A state dict
+    that already has 3.x keys (``roi_head.*``) is refused: converting it again would move the
+    class rows a second time.
     """
+    already = _first_3x_key(old)
+    if already is not None:
+        raise DetectorError(f"already in MMDetection 3.x form (key {already}), nothing to convert")
     new: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     for key, value in old.items():
         new_key = upgrade_key(key)
         if new_key in new:
             raise DetectorError(f"two 1.x keys map to {new_key}")
-        if _CLS.search(new_key) and new_key.startswith("roi_head."):
+        # Rows are reordered only for keys that really are 1.x head keys; a key that is
+        # already named the 3.x way must never be reordered a second time.
+        is_v1_head = _HEAD.match(_strip_module(key)) is not None
+        if is_v1_head and _CLS.search(new_key):
             if value.shape[0] != num_classes_v1:
                 raise DetectorError(
                     f"{key}: expected {num_classes_v1} class rows (background included), got {tuple(value.shape)}"
                 )
             value = background_last(value)
-        elif _REG.search(new_key) and new_key.startswith("roi_head.") and value.shape[0] == 4 * num_classes_v1:
+        elif is_v1_head and _REG.search(new_key) and value.shape[0] == 4 * num_classes_v1:
             value = value[4:]  # class-specific regression: drop the background's 4 rows
         new[new_key] = value.clone()
     return new
+
+
+def _strip_module(key: str) -> str:
+    return key[len("module."):] if key.startswith("module.") else key
+
+
+def _first_3x_key(state_dict: Mapping[str, Any]) -> str | None:
+    """The first key laid out the 3.x way (``roi_head.*``), or None for a 1.x state dict."""
+    for key in state_dict:
+        if _strip_module(key).startswith("roi_head."):
+            return key
+    return None
 
 
 def convert(
@@ -118,12 +138,15 @@ def convert(
     """Read ``src`` (safely), write the upgraded checkpoint to ``dst`` atomically; return its ``meta``.
 
     ``config`` (a shipped config name or a file; None skips the check) is built to verify the
-    converted keys and shapes.
+    converted keys and shapes. A checkpoint already in 3.x form (``roi_head.*`` keys, or a
+    ``meta`` that records ``converted_from``) is refused.
     """
     ckpt = load_checkpoint(src)
     old_sd = state_dict_of(ckpt, source=f"checkpoint {src}")
-    new_sd = upgrade_state_dict(old_sd, num_classes_v1=num_classes_v1)
     old_meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
+    if (isinstance(old_meta, dict) and "converted_from" in old_meta) or _first_3x_key(old_sd) is not None:
+        raise DetectorError(f"checkpoint {src}: already in MMDetection 3.x form, nothing to convert")
+    new_sd = upgrade_state_dict(old_sd, num_classes_v1=num_classes_v1)
     classes = old_meta.get("CLASSES") if isinstance(old_meta, dict) else None
     if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
         classes = ("product",)

@@ -150,6 +150,7 @@ def load_detector(
             raise InvalidInputError(f"detector option(s) {', '.join(clash)} have their own command-line flags")
         det = module.build(**kwargs, **extra)
     elif ":" in name:
+        device = _check_factory_device(device)
         det = _from_factory(name, config=config, checkpoint=checkpoint, device=device,
                             input_size=input_size, score_thr=score_thr,
                             precision=None if precision == "fp32" else precision, **extra)
@@ -160,6 +161,26 @@ def load_detector(
     if not callable(getattr(det, "predict", None)):
         raise DetectorError(f"detector {name!r} has no callable predict(tiles) method (got {type(det).__name__})")
     return det
+
+
+def _check_factory_device(device: str) -> str:
+    """An explicit device for a user's factory, checked as the adapters check theirs.
+
+    A factory's detector often declares no device, so the run would report whatever was asked
+    for; asking for CUDA where there is none must fail here instead. With torch installed it
+    decides (:func:`~densedet_tile.detector.base.resolve_device`); without it (a factory on
+    another runtime) only a machine where no GPU can be visible is refused. ``auto`` is left to
+    the factory.
+    """
+    if device in ("auto", "cpu"):
+        return device
+    from .base import cuda_plausible, resolve_device
+
+    if sys.modules.get("torch") is None and importlib.util.find_spec("torch") is None:
+        if not cuda_plausible():
+            raise InvalidInputError(f"device {device!r} was requested but CUDA is not available on this machine")
+        return device
+    return resolve_device(device)
 
 
 def _from_factory(spec: str, **options: Any) -> Any:

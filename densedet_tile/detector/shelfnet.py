@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import DetectorError
+from ..errors import DetectorError, one_line
+from .checkpoints import state_dict_of
 from .shelfnet_config import DEFAULT_CONFIG
 
 __all__ = ["ShelfNet", "TorchRunner", "read_checkpoint", "model_from_checkpoint", "REG_SCALE"]
@@ -101,14 +102,29 @@ def read_checkpoint(source: "str | os.PathLike[str] | bytes") -> dict[str, Any]:
                             f"({type(exc).__name__}; not a .pt file, damaged, or holding objects that are not weights)") from exc
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], config: dict[str, Any]) -> ShelfNet:
-    """A fp32 ShelfNet in eval mode with ``ckpt['state_dict']`` loaded (architecture: ``config``)."""
-    model = ShelfNet(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+def model_from_checkpoint(ckpt: dict[str, Any], config: dict[str, Any], *, source: str = "checkpoint") -> ShelfNet:
+    """A fp32 ShelfNet in eval mode with ``ckpt['state_dict']`` loaded (architecture: ``config``).
+
+    ``source`` (e.g. ``"checkpoint my.pt"``) starts every error message. A ``module.`` prefix on
+    every key (a DataParallel model's state dict) is removed.
+    """
     try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise DetectorError(f"checkpoint does not match the ShelfNet config: {' '.join(str(exc).split())[:300]}") from exc
+        model = ShelfNet(config)
+    except Exception as exc:  # a config that is no ShelfNet fails in many ways inside torch
+        raise DetectorError(f"{source}: its config cannot build a ShelfNet ({type(exc).__name__}: "
+                            f"{one_line(exc)[:200]})") from exc
+    sd = state_dict_of(ckpt["state_dict"], source=source)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{len(found)} {what} (e.g. {', '.join(found[:3])})"
+                 for found, what in ((missing, "missing"), (unexpected, "unexpected"), (shapes, "of another shape"))
+                 if found]
+        raise DetectorError(f"{source} does not match the ShelfNet of its config: state dict keys {'; '.join(parts)}")
+    model.load_state_dict(state)
     return model.eval()
 
 

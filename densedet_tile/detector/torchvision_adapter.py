@@ -8,7 +8,10 @@ state_dict saved with ``torch.save(model.state_dict(), path)`` (or a dict holdin
 
 num_classes: the option, else read from the checkpoint, else 2 (background + "product").
 torchvision counts the background as class 0, so labels are reported minus ``label_offset``
-(1 by default) and background predictions are dropped.
+(1 by default) and background predictions are dropped. A model with num_classes=1 is refused
+unless something is left to report: R-CNN and SSD heads (softmax over the background and the
+classes) then hold the background alone; a RetinaNet or FCOS head (sigmoid, no background
+column) holds one real class at label 0, which needs ``label_offset=0``.
 
 Input scale: ``input_size`` is the option, else the scale the model's own transform declares
 (its ``fixed_size`` longer side, or ``min_size``: the side a square tile is resized to). The
@@ -134,6 +137,34 @@ class TorchvisionDetector:
         return out
 
 
+def _has_background_column(model: Any) -> bool:
+    """Whether the model's class scores include the background as column 0 (softmax heads).
+
+    R-CNN and SSD postprocessing never report label 0; RetinaNet and FCOS score every column
+    with its own sigmoid and report all of them.
+    """
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    return isinstance(model, (GeneralizedRCNN, SSD))
+
+
+def _check_classes_left(model: Any, config: str, num_classes: int, label_offset: int, where: str) -> None:
+    """Refuse a model/label_offset pair that can never report a box (see the module docstring)."""
+    background = _has_background_column(model)
+    if background and num_classes < 2:
+        raise DetectorError(
+            f"torchvision detector {config}: {where} has num_classes={num_classes}, the background alone, "
+            "so it can detect nothing (count the background: one product class is num_classes=2)"
+        )
+    if num_classes - label_offset < 1:
+        hint = "" if background else "; its head has no background column: pass --detector-option label_offset=0"
+        raise DetectorError(
+            f"torchvision detector {config}: {where} has num_classes={num_classes}, so label_offset={label_offset} "
+            f"leaves no label to report{hint}"
+        )
+
+
 def _set_thresholds(model: Any, score_thr: float, max_detections: int) -> None:
     holder = getattr(model, "roi_heads", None)
     if holder is None or not hasattr(holder, "score_thresh"):
@@ -203,6 +234,8 @@ def build(
         raise InvalidInputError(f"num_classes must be a positive int, got {num_classes!r}")
     if isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 1:
         raise InvalidInputError(f"max_detections must be a positive int, got {max_detections!r}")
+    if isinstance(label_offset, bool) or not isinstance(label_offset, int) or label_offset < 0:
+        raise InvalidInputError(f"label_offset must be an int >= 0, got {label_offset!r}")
     dev = resolve_device(device)
     kwargs = dict(builder_kwargs or {})
 
@@ -224,6 +257,8 @@ def build(
         model = _construct(config, num_classes, kwargs)
     except TypeError as exc:
         raise InvalidInputError(f"torchvision detector {config}: bad builder arguments ({exc})") from exc
+    where = f"checkpoint {os.fspath(checkpoint)}" if checkpoint is not None else "the model"
+    _check_classes_left(model, config, num_classes, label_offset, where)
     if sd is not None:
         try:
             result = model.load_state_dict(sd, strict=False)

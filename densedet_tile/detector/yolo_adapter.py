@@ -16,9 +16,10 @@ What is read from the export itself:
   Ultralytics appends to a ``.tflite`` file as a zip member; ``class_names=`` overrides;
 * the output layout, from the output shape (see :func:`output_layout`): the raw v8/v11 head
   ``(B, 4 + nc, N)``, the v5 head ``(B, N, 5 + nc)`` with objectness, or an end-to-end export
-  ``(B, K, 6)`` (x1, y1, x2, y2, score, class) that already contains NMS. Coordinates may be in
-  input pixels (ONNX exports) or normalised to 0..1 (TFLite exports): boxes whose coordinates
-  all lie within 1.5 are taken as normalised (``normalized=`` forces either).
+  ``(B, K, 6)`` (x1, y1, x2, y2, score, class; K at most 1000) that already contains NMS.
+  Coordinates may be in input pixels (ONNX exports) or normalised to 0..1 (TFLite exports):
+  boxes whose coordinates all lie within 1.5 are taken as normalised (``normalized=`` forces
+  either).
 
 Preprocessing is the Ultralytics letterbox: the tile keeps its aspect ratio, is centred on a
 canvas filled with grey 114, RGB, divided by 255 (and quantised with the input's scale and zero
@@ -130,23 +131,35 @@ def letterbox(tile: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Le
     return canvas, Letterbox(nw / w, nh / h, left, top, nw, nh)
 
 
+#: The most rows an end-to-end (NMS inside) output is taken to have when the layout is read from
+#: the shape. Ultralytics' end-to-end exports keep ``max_det`` rows, 300 unless the export says
+#: otherwise; a longer output is far likelier a raw head written channels last. ``layout=end2end``
+#: reads a longer one anyway.
+END2END_MAX_ROWS = 1000
+
+
 def _anchor_counts(height: int, width: int) -> set[int]:
-    """Anchor points of an anchor-free head over strides 8-32 (P3-P5) and 8-64 (P3-P6)."""
-    p5 = sum(math.ceil(height / s) * math.ceil(width / s) for s in (8, 16, 32))
-    return {p5, p5 + math.ceil(height / 64) * math.ceil(width / 64)}
+    """Anchor points of a head over strides 8-32 (P3-P5), 8-64 (P3-P6) and 4-32 (P2-P5)."""
+    def points(s: int) -> int:
+        return math.ceil(height / s) * math.ceil(width / s)
+
+    p5 = points(8) + points(16) + points(32)
+    return {p5, p5 + points(64), points(4) + p5}
 
 
 def output_layout(shape: Sequence[int], canvas_hw: tuple[int, int]) -> str:
     """Which YOLO output layout a (B, d1, d2) output of a ``canvas_hw`` model is.
 
     * ``v8`` (v8, v11 raw head, channels first): ``d2`` is the anchor-point count of strides
-      8/16/32 (or 8..64) on the canvas, ``d1 = 4 + nc (+ extra channels)``;
+      8/16/32 (or 8..64, or 4..32) on the canvas, ``d1 = 4 + nc (+ extra channels)``;
     * ``v5`` (anchor-based head with objectness): ``d1`` is three times that count,
       ``d2 = 5 + nc``;
-    * ``end2end`` (NMS inside the export): ``d2 == 6``, any other ``d1``;
+    * ``end2end`` (NMS inside the export): ``d2 == 6`` and ``d1`` at most
+      :data:`END2END_MAX_ROWS` and not an anchor count;
     * otherwise ``d1 < d2`` with ``d1 >= 5`` is read as a v8 head with other strides.
 
-    Raises :class:`DetectorError` naming the shape for anything else.
+    Raises :class:`DetectorError` naming the shape for anything else, in particular for a
+    ``(B, N, 6)`` output too long to be NMS output (a raw head written channels last).
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3:
@@ -162,8 +175,14 @@ def output_layout(shape: Sequence[int], canvas_hw: tuple[int, int]) -> str:
             f"output of shape {shape} looks like a v8 head written channels last ((1, anchors, 4+nc)), which "
             "is not a layout I read; export it channels first ((1, 4+nc, anchors)) or with NMS ((1, K, 6))"
         )
-    if d2 == 6:
+    if d2 == 6 and d1 <= END2END_MAX_ROWS:
         return "end2end"
+    if d2 == 6:
+        raise DetectorError(
+            f"output of shape {shape} has too many rows ({d1}) for an end-to-end export with NMS (at most "
+            f"{END2END_MAX_ROWS}) and is probably a raw head written channels last, which is not a layout I read; "
+            "if it really is NMS output, force that with --detector-option layout=end2end"
+        )
     if 5 <= d1 < d2:
         return "v8"
     raise DetectorError(

@@ -7,6 +7,7 @@ tests/detector/test_runtimes.py compares the two and checks the runtime choice.
 from __future__ import annotations
 
 import importlib.resources
+import re
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from densedet_tile.detector.builtin import (
     load_default,
 )
 from densedet_tile.detector.shelfnet_config import DEFAULT_CONFIG
-from densedet_tile.errors import InvalidInputError
+from densedet_tile.errors import DetectorError, InvalidInputError
 from densedet_tile.synth.shelves import training_sample
 from densedet_tile.types import Detections
 
@@ -186,3 +187,71 @@ def test_targets_and_decode_are_inverse() -> None:
                          max_det=1000)[0]
     assert isinstance(np_boxes, np.ndarray)
     assert np.array_equal(np_boxes, out_boxes.numpy())
+
+
+# -- user checkpoints (--checkpoint F.pt): every error names the file --------------------------------
+TINY = {"widths": [4, 4, 4, 4, 4], "blocks": [0, 0, 0], "neck": 4}
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt() -> dict:
+    from densedet_tile.detector.shelfnet import ShelfNet
+
+    torch.manual_seed(0)
+    model = ShelfNet(TINY)
+    return {"config": dict(TINY), "state_dict": model.state_dict(), "info": {}}
+
+
+def _load_pt(path, obj):
+    from densedet_tile.detector.registry import load_detector
+
+    torch.save(obj, path)
+    return load_detector("default", checkpoint=str(path), device="cpu")
+
+
+def _case(tiny: dict, name: str):
+    sd = tiny["state_dict"]
+    if name == "bare":
+        return sd
+    if name == "cfgstr":
+        return {**tiny, "config": "garbage"}
+    if name == "wrongcfg":
+        return {**tiny, "config": {**TINY, "widths": [8, 8, 8, 8]}}
+    if name == "badstd":
+        return {**tiny, "config": {**TINY, "std": [0.2, 0.0, 0.2]}}
+    if name == "wider":  # a valid config of another width than the weights
+        return {**tiny, "config": {**TINY, "widths": [4, 4, 8, 4, 4]}}
+    if name == "missing":
+        return {**tiny, "state_dict": {k: v for k, v in sd.items() if k != "heat.1.weight"}}
+    if name == "noconfig":
+        return {"state_dict": sd}
+    return [1, 2]  # "alist": not a dict at all
+
+
+@pytest.mark.parametrize("name,match", [
+    ("bare", "holds a bare state dict; a ShelfNet checkpoint is a dict with 'config' and 'state_dict'"),
+    ("cfgstr", "'config' must be a dict of ShelfNet settings, got str"),
+    ("wrongcfg", r"config widths must be a list of 5 positive ints, got \[8, 8, 8, 8\]"),
+    ("badstd", "config std must be a list of 3 positive numbers"),
+    ("wider", r"does not match the ShelfNet of its config: state dict keys \d+ of another shape \(e\.g\. s8\."),
+    ("missing", r"does not match the ShelfNet of its config: state dict keys 1 missing \(e\.g\. heat\.1\.weight\)"),
+    ("noconfig", r"not a ShelfNet checkpoint: no 'config' \(it has 'state_dict'\)"),
+    ("alist", "not a ShelfNet checkpoint .*it holds a list"),
+])
+def test_a_bad_checkpoint_is_one_line_naming_the_file(tmp_path, tiny_ckpt, name, match) -> None:
+    path = tmp_path / f"{name}.pt"
+    with pytest.raises(DetectorError) as info:
+        _load_pt(path, _case(tiny_ckpt, name))
+    msg = str(info.value)
+    assert msg.startswith(f"checkpoint {path}") and "\n" not in msg, msg
+    assert re.search(match, msg), msg
+
+
+def test_a_data_parallel_checkpoint_loads_like_the_plain_one(tmp_path, tiny_ckpt) -> None:
+    plain = _load_pt(tmp_path / "plain.pt", tiny_ckpt)
+    dp = _load_pt(tmp_path / "dp.pt", {**tiny_ckpt, "state_dict": {"module." + k: v
+                                                                     for k, v in tiny_ckpt["state_dict"].items()}})
+    tile = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    a, b = plain.runner(tile[None]), dp.runner(tile[None])
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert dp.info["weights_file"] == str(tmp_path / "dp.pt")

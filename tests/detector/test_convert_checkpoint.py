@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -103,6 +104,57 @@ def test_bad_files_give_one_line_errors(tmp_path):
     with pytest.raises(DetectorError, match="not tensors"):
         state_dict_of({"state_dict": {"a": torch.zeros(1), "b": 1}})
     assert list(state_dict_of({"module.a": torch.zeros(1)})) == ["a"]
+
+
+def _onnx_bytes():
+    """A real (tiny) ONNX model, serialised: what a user may hand over by mistake."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    return helper.make_model(graph).SerializeToString()
+
+
+def test_files_that_are_not_checkpoints_say_so(tmp_path):
+    cases = {"model.onnx": _onnx_bytes(), "notes.pth": b"hello world, this is text\n", "empty.pth": b""}
+    for name, data in cases.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        with pytest.raises(DetectorError) as info:
+            load_checkpoint(p)
+        msg = str(info.value)
+        assert f"{name}: " in msg and "not a PyTorch checkpoint (.pt/.pth file)" in msg, msg
+        assert "\n" not in msg and "weights_only" not in msg
+
+
+def _zip_with_pickle(tmp_path, name, pickled):
+    """A zip checkpoint whose data.pkl is replaced by ``pickled``."""
+    good = tmp_path / "good.pth"
+    torch.save({"a": torch.zeros(1)}, good)
+    out = tmp_path / name
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item, pickled if item.filename.endswith("data.pkl") else zin.read(item.filename))
+    return out
+
+
+def test_unpickler_errors_show_the_cause_not_the_unsafe_advice(tmp_path):
+    # protocol 2 pickle with a FLOAT opcode (70), which the weights-only unpickler does not take
+    odd = _zip_with_pickle(tmp_path, "odd.pth", b"\x80\x02F1.0\n.")
+    # a legacy (non-zip) file holding a function: no list of unsafe globals can be read from it
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"x": _Gadget()}, legacy, _use_new_zipfile_serialization=False)
+    for path, cause in ((odd, r"Unsupported operand 70"), (legacy, r"GLOBAL \w+\.getcwd")):
+        with pytest.raises(DetectorError) as info:
+            load_checkpoint(path)
+        msg = str(info.value)
+        assert msg.startswith(f"checkpoint {path}: cannot be unpickled safely (")
+        assert re.search(cause, msg), msg
+        assert "weights_only" not in msg and "Re-running" not in msg and "\n" not in msg
 
 
 # -- the converter --------------------------------------------------------------------------
@@ -216,3 +268,39 @@ def test_the_command_refuses_to_write_over_its_source(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "source checkpoint" in err and "overwrite" in err
     assert src.read_bytes() == before
+
+
+def test_converting_a_converted_checkpoint_is_refused(tmp_path, v3_state_dict):
+    conv = _script()
+    src, once = tmp_path / "v1.pth", tmp_path / "once.pth"
+    torch.save({"state_dict": to_v1_layout(v3_state_dict)}, src)
+    conv.convert(src, once, config=None)
+    # the converter's own output: roi_head.* keys and meta["converted_from"]
+    with pytest.raises(DetectorError, match=r"once\.pth: already in MMDetection 3\.x form, nothing to convert"):
+        conv.convert(once, tmp_path / "twice.pth", config=None)
+    assert not (tmp_path / "twice.pth").exists()
+    # a 3.x checkpoint from elsewhere (no converter meta, DataParallel prefix) is refused too
+    plain = tmp_path / "plain3x.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": ["product"]}},
+                "state_dict": {"module." + k: v for k, v in v3_state_dict.items()}}, plain)
+    r = subprocess.run([*CLI, str(plain), str(tmp_path / "o.pth"), "--config", "densedet-r18-light"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "plain3x.pth: already in MMDetection 3.x form" in r.stderr
+    assert not (tmp_path / "o.pth").exists()
+    # so is a meta that says the file was converted, whatever its keys
+    marked = tmp_path / "marked.pth"
+    torch.save({"meta": {"converted_from": "mmdet 1.x"}, "state_dict": to_v1_layout(v3_state_dict)}, marked)
+    with pytest.raises(DetectorError, match=r"marked\.pth: already in MMDetection 3\.x form"):
+        conv.convert(marked, tmp_path / "m.pth", config=None)
+
+
+def test_upgrade_state_dict_never_reorders_3x_keys(v3_state_dict):
+    conv = _script()
+    with pytest.raises(DetectorError, match=r"already in MMDetection 3\.x form \(key roi_head\."):
+        conv.upgrade_state_dict(v3_state_dict)
+    # a mix (one head already renamed) is refused as well instead of half reordered
+    mixed = to_v1_layout(v3_state_dict)
+    mixed["roi_head.bbox_head.0.fc_cls.weight"] = mixed.pop("module.bbox_head.0.fc_cls.weight")
+    with pytest.raises(DetectorError, match="already in MMDetection 3.x form"):
+        conv.upgrade_state_dict(mixed)

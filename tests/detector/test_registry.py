@@ -96,3 +96,52 @@ def test_unknown_precision_and_clashing_option():
         load_detector("default", precision="int8")
     with pytest.raises(InvalidInputError, match="own command-line flags"):
         load_detector("onnx", checkpoint="model.onnx", options={"device": "cpu"})
+
+
+def _device_echo(tmp_path):
+    """A factory whose detector declares no device; it logs each device it is called with."""
+    mod = tmp_path / "echo.py"
+    mod.write_text(
+        "from pathlib import Path\n"
+        "class D:\n"
+        "    def predict(self, tiles):\n"
+        "        return []\n"
+        "def make(device='cpu'):\n"
+        "    with open(Path(__file__).with_name('calls.txt'), 'a') as f:\n"
+        "        f.write(device + '\\n')\n"
+        "    return D()\n"
+    )
+    return f"{mod}:make", tmp_path / "calls.txt"
+
+
+def test_a_factory_on_cuda_is_refused_where_there_is_no_cuda(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from densedet_tile.detector import base
+
+    spec, calls = _device_echo(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(InvalidInputError,
+                           match=rf"device '{device}' was requested but CUDA is not available on this machine"):
+            load_detector(spec, device=device)
+    load_detector(spec, device="cpu")
+    load_detector(spec, device="auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(base, "cuda_plausible", lambda: True)
+    load_detector(spec, device="cuda")
+    assert calls.read_text().split() == ["cpu", "auto", "cuda"]  # the refused ones never reached it
+
+
+def test_a_factory_on_cuda_without_torch_is_refused_only_where_no_gpu_can_be(tmp_path, monkeypatch):
+    import sys
+
+    from densedet_tile.detector import base
+
+    spec, calls = _device_echo(tmp_path)
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    monkeypatch.setattr(base, "cuda_plausible", lambda: False)
+    with pytest.raises(InvalidInputError, match="device 'cuda' was requested but CUDA is not available"):
+        load_detector(spec, device="cuda")
+    monkeypatch.setattr(base, "cuda_plausible", lambda: True)  # a driver is there: the factory decides
+    load_detector(spec, device="cuda")
+    assert calls.read_text().split() == ["cuda"]

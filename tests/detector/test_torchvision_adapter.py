@@ -101,3 +101,31 @@ def test_mismatched_checkpoint_and_bad_names(tmp_path, det):
 def test_registry_builds_the_torchvision_adapter():
     d = load_detector("torchvision", config=LIGHT, device="cpu", input_size=128, score_thr=0.1)
     assert isinstance(d, tva.TorchvisionDetector) and d.input_size == 128 and d.score_thr == 0.1
+
+
+def test_a_one_class_sigmoid_head_needs_label_offset_0(tmp_path):
+    # A 1-class RetinaNet has no background column: its one class is label 0, which the default
+    # label_offset=1 would turn into -1 and drop, so every tile would come back empty.
+    torch.manual_seed(0)
+    model = tva._construct("retinanet_resnet50_fpn", 1, {})
+    with torch.no_grad():
+        model.head.classification_head.cls_logits.bias.fill_(5.0)  # every anchor scores ~0.99
+    path = tmp_path / "retina1.pth"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(DetectorError, match=r"retina1\.pth has num_classes=1, so label_offset=1 leaves no label "
+                                            r"to report.*--detector-option label_offset=0") as e:
+        load_detector("torchvision", config="retinanet_resnet50_fpn", checkpoint=str(path), device="cpu")
+    assert "\n" not in str(e.value)
+    d = load_detector("torchvision", config="retinanet_resnet50_fpn", checkpoint=str(path), device="cpu",
+                      input_size=64, score_thr=0.5, options={"label_offset": 0})
+    assert d.class_names == ("product",)
+    (got,) = d.predict(_tiles(3, [(64, 64)]))
+    assert len(got) > 0 and set(got.labels.tolist()) == {0}
+
+
+def test_a_one_class_softmax_head_is_refused_as_background_only():
+    for offset in (1, 0):  # R-CNN postprocessing never reports column 0, whatever the offset
+        with pytest.raises(DetectorError, match=r"num_classes=1, the background alone, so it can detect nothing"):
+            tva.build(config=LIGHT, checkpoint=None, device="cpu", num_classes=1, label_offset=offset)
+    with pytest.raises(InvalidInputError, match="label_offset must be an int >= 0, got -1"):
+        tva.build(config=LIGHT, checkpoint=None, device="cpu", label_offset=-1)

@@ -164,6 +164,8 @@ def tflite(kind):
     ((1, 25200, 85), (640, 640), "v5"),         # COCO v5
     ((1, 25200, 6), (640, 640), "v5"),          # one-class v5: not end-to-end, though 6 wide
     ((1, 300, 6), (640, 640), "end2end"),       # NMS inside the export
+    ((1, 1000, 6), (640, 640), "end2end"),      # max_det=1000 export: still NMS output
+    ((1, 3 * 34000, 6), (640, 640), "v5"),      # one-class v5 with a P2 head (strides 4-32)
     ((4, 6, 84), (64, 64), "v8"),
     ((1, 6, 10500), (640, 640), "v8"),          # other strides: channels first
 ])
@@ -552,3 +554,29 @@ def test_a_channels_last_v8_head_with_two_classes_is_refused_not_read_as_nms_out
     with pytest.raises(DetectorError, match="channels last"):
         ya.output_layout((1, anchors, 6), (640, 640))
     assert ya.output_layout((1, 300, 6), (640, 640)) == "end2end"
+
+
+@pytest.mark.parametrize("rows,match", [
+    (80 * 80 + 40 * 40 + 20 * 20 + 160 * 160, "channels last"),  # v8-P2 head (strides 4-32), 2 classes
+    (80 * 80, r"too many rows \(6400\).*--detector-option layout=end2end"),  # unknown strides
+    (1001, r"too many rows \(1001\).*--detector-option layout=end2end"),
+])
+def test_a_long_six_wide_output_is_refused_not_read_as_nms_output(rows, match):
+    with pytest.raises(DetectorError, match=r"output of shape \(1, %d, 6\).*" % rows + match) as e:
+        ya.output_layout((1, rows, 6), (640, 640))
+    assert "\n" not in str(e.value)
+
+
+def test_a_long_nms_output_is_read_only_when_layout_end2end_is_forced(torch, tmp_path):
+    class Long(torch.nn.Module):  # EndToEnd's two boxes, then 1198 empty rows
+        def forward(self, x):
+            rows = torch.zeros(1, 1200, 6)
+            rows[0, :2] = torch.from_numpy(EndToEnd.ROWS[:2])
+            return rows + 0 * x.mean()
+
+    path = export(torch, Long(), tmp_path / "long.onnx", 64, 64)
+    with pytest.raises(DetectorError, match=r"long\.onnx: output of shape \(1, 1200, 6\) has too many rows"):
+        load_detector("yolo", checkpoint=path, device="cpu")
+    det = load_detector("yolo", checkpoint=path, device="cpu", options={"layout": "end2end"})
+    (d,) = det.predict([tile_with(48, 64, {})])
+    assert d.xyxy.tolist() == [[8, 8, 24, 32]] and d.labels.tolist() == [1]
