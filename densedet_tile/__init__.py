@@ -1,5 +1,7 @@
 """densedet-tile: tiled sliding-window inference for giant images of densely packed objects."""
 
+from typing import TYPE_CHECKING
+
 from .detector.base import Detector
 from .errors import (
     DensedetError,
@@ -11,6 +13,12 @@ from .errors import (
 from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers (nothing imported at run time)
+    from .detector.registry import DetectorSpec, load_detector
+    from .merge import merge_tiles
+    from .pipeline import ImageResult, detect, detect_image
+    from .tiler.readers import open_image
 
 # The engine's entry points load lazily so that ``import densedet_tile`` stays light (no torch).
 _LAZY = {
@@ -24,7 +32,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 

@@ -242,6 +242,9 @@ def detect_image(
 
 def plan(source: Any, tiling: TileSpec) -> list[Tile]:
     """The tiles of an image (anything with ``width`` and ``height``) cut as ``tiling`` says."""
+    if not (hasattr(source, "width") and hasattr(source, "height")):
+        raise InvalidInputError(f"plan needs an open image (dt.open_image(path_or_array)) or anything with width "
+                                f"and height, got {type(source).__name__}")
     return make_grid(int(source.width), int(source.height), tiling)
 
 
@@ -263,6 +266,15 @@ def predict_tiles(
     ``preds.served()`` to :func:`densedet_tile.merge.merge_tiles`) with the same tiles for global
     boxes.
     """
+    if not _is_image_source(src):
+        raise InvalidInputError(f"predict_tiles needs an open image (dt.open_image(path_or_array)), "
+                                f"got {type(src).__name__}")
+    tiles = list(tiles)
+    if not all(isinstance(t, Tile) for t in tiles):
+        bad = next(t for t in tiles if not isinstance(t, Tile))
+        raise InvalidInputError(f"predict_tiles needs the Tile objects plan() returns, got {type(bad).__name__}")
+    if run is not None and not isinstance(run, RunSpec):
+        raise InvalidInputError(f"predict_tiles needs a RunSpec, got {type(run).__name__}")
     run = resolve_run(detector, RunSpec() if run is None else run)
     keep_from = None if run.score_thr is None else max(run.score_thr - run.count_band, 0.0)
     floor = score_floor_of(detector)
@@ -270,8 +282,8 @@ def predict_tiles(
         # a detector built once and shared (a service) keeps the threshold it was built with
         warnings.warn(f"score_thr {run.score_thr:g} is below the lowest score this detector returns ({floor:g}, "
                       "from the threshold it was built with), so it keeps the boxes from there only; build the "
-                      f"detector with score_thr={run.score_thr:g} to see lower ones", RuntimeWarning, stacklevel=2)
-    tiles = list(tiles)
+                      f"detector with score_thr={run.score_thr:g} to see lower ones", RuntimeWarning,
+                      stacklevel=_caller_level())
     runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")))
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
     feed = src if run.input_size is None else _ResizingSource(src, run.input_size, resize_filter_of(detector))
@@ -368,6 +380,19 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
 def _at_least(dets: Sequence[Detections], thr: float) -> list[Detections]:
     """Each tile's boxes scoring ``thr`` or more."""
     return [d[d.scores >= thr] if len(d) else d for d in dets]
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package, for a warning that should
+    name the user's line (whichever entry point they called) rather than the engine's."""
+    import sys
+
+    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
+        level += 1
+        frame = frame.f_back
+    return level
 
 
 def _is_image_source(obj: object) -> bool:

@@ -54,7 +54,15 @@ def _as_array(value: object, dtype: type, name: str) -> np.ndarray:
     if arr.size and not np.can_cast(arr.dtype, dtype, casting="same_kind"):
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise InvalidInputError(f"Detections.{name}: expected numbers, got dtype {arr.dtype}")
-    return arr.astype(dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(dtype, copy=False)
+    if dtype == np.float32 and arr.size and np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.float32):
+        # finite values beyond float32's range (1e39) would read as infinite below
+        big = np.isinf(out) & np.isfinite(arr)
+        if big.any():
+            raise InvalidInputError(f"Detections.{name}: {int(big.sum())} value(s) beyond the float32 range, "
+                                    f"e.g. {arr[big].flat[0]!r}")
+    return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -73,8 +81,8 @@ class Detections:
 
     def __post_init__(self) -> None:
         xyxy = _as_array(self.xyxy, np.float32, "xyxy")
-        if xyxy.size == 0:
-            xyxy = xyxy.reshape(0, 4)
+        if xyxy.size == 0 and (xyxy.ndim == 1 or (xyxy.ndim == 2 and xyxy.shape[1] in (0, 4))):
+            xyxy = xyxy.reshape(0, 4)  # [] or an empty (0, 4) / (0, 0) array: no boxes
         if xyxy.ndim != 2 or xyxy.shape[1] != 4:
             raise InvalidInputError(f"Detections.xyxy: expected shape (N, 4), got {xyxy.shape}")
         n = xyxy.shape[0]
@@ -225,7 +233,8 @@ class TileSpec:
             isinstance(self.tile, bool) or not isinstance(self.tile, (int, np.integer)) or self.tile < 32
         ):
             raise InvalidInputError(f"tile must be an integer >= 32 pixels or 'auto', got {self.tile!r}")
-        if not isinstance(self.overlap, (int, float, np.floating)) or not (0.0 <= float(self.overlap) < 1.0):
+        if (isinstance(self.overlap, (bool, np.bool_)) or not isinstance(self.overlap, (int, float, np.integer, np.floating))
+                or not (0.0 <= float(self.overlap) < 1.0)):
             raise InvalidInputError(f"overlap must be a fraction in [0, 1), got {self.overlap!r}")
         if self.tile != "auto":
             object.__setattr__(self, "tile", int(self.tile))
@@ -352,6 +361,8 @@ class MergeSpec:
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 < float(v) <= 1.0)):
             raise InvalidInputError(f"MergeSpec.contain must be in (0, 1] or None, got {v!r}")
         for name in ("class_agnostic", "adaptive_tol", "confirm"):
+            if isinstance(getattr(self, name), np.bool_):  # numpy's booleans are booleans too
+                object.__setattr__(self, name, bool(getattr(self, name)))
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInputError(f"MergeSpec.{name} must be True or False, got {getattr(self, name)!r}")
         v = self.noise_prior_pairs
@@ -420,7 +431,8 @@ class RunSpec:
         if thr is not None and (isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= thr <= 1.0):
             raise InvalidInputError(f"score_thr must be in [0, 1], got {thr!r}")
         vram = self.max_vram
-        if vram is not None and (isinstance(vram, bool) or not isinstance(vram, (int, float)) or not vram > 0):
+        if vram is not None and (isinstance(vram, bool) or not isinstance(vram, (int, float))
+                                 or not 0 < vram < float("inf")):
             raise InvalidInputError(f"max_vram must be a positive number of GB, got {vram!r}")
         sc = self.scale
         if sc is not None and (isinstance(sc, bool) or not isinstance(sc, (int, float)) or not 0.01 <= sc <= 100):

@@ -144,6 +144,6 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     if found is None:
         return tiling, run
     if found.tile != tile and isinstance(tiling.tile, int):
-        log.warning("--max-vram %g: tile reduced to %d px to fit", run.max_vram, found.tile)
+        log.warning("max_vram %g GB (--max-vram): tile reduced to %d px to fit", run.max_vram, found.tile)
         tiling = replace(tiling, tile=found.tile)
     return tiling, replace(run, batch_size=found.batch_size)

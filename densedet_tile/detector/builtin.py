@@ -104,8 +104,8 @@ class DecodeSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], score_thr: float | None = None) -> "DecodeSettings":
         thr = float(config["score_thr"] if score_thr is None else score_thr)
-        if not 0.0 <= thr < 1.0:
-            raise InvalidInputError(f"score_thr must be in [0, 1), got {thr!r}")
+        if not 0.0 <= thr <= 1.0:  # the range RunSpec and every adapter take
+            raise InvalidInputError(f"score_thr must be in [0, 1], got {thr!r}")
         return cls(
             input_size=int(config["input_size"]), stride=int(config["stride"]), score_thr=thr,
             score_floor=score_floor_for(thr, float(config.get("count_band") or 0.0)),

@@ -32,8 +32,9 @@ def _check(xyxy: object, scores: object, labels: object, iou_thr: float) -> tupl
         lab = np.asarray(labels).reshape(-1)
         if lab.shape[0] != b.shape[0]:
             raise InvalidInputError(f"nms: {b.shape[0]} boxes but {lab.shape[0]} labels")
-    if not (0.0 <= float(iou_thr) <= 1.0):
-        raise InvalidInputError(f"nms: iou_thr must be in [0, 1], got {iou_thr!r}")
+    if isinstance(iou_thr, (bool, np.bool_)) or not isinstance(iou_thr, (int, float, np.integer, np.floating)) or not (
+            0.0 <= float(iou_thr) <= 1.0):
+        raise InvalidInputError(f"nms: iou_thr must be a number in [0, 1], got {iou_thr!r}")
     return b, s, lab
 
 

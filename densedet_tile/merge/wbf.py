@@ -64,6 +64,16 @@ def fuse_clusters(
     )
 
 
+def _integers(values: object, name: str) -> np.ndarray:
+    """``values`` as int64 ids; floats only when whole (labels 2.0 are class 2, 1.7 is no class)."""
+    arr = np.asarray(values).reshape(-1)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        return arr.astype(np.int64)
+    raise InvalidInputError(f"weighted_box_fusion: {name} must be integer ids, got dtype {arr.dtype}")
+
+
 def weighted_box_fusion(
     xyxy: np.ndarray,
     scores: np.ndarray,
@@ -92,15 +102,18 @@ def weighted_box_fusion(
     b = as_boxes(xyxy)
     n = b.shape[0]
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    g = np.asarray(groups).reshape(-1).astype(np.int64)
-    lab = np.zeros(n, np.int64) if labels is None else np.asarray(labels).reshape(-1).astype(np.int64)
+    g = _integers(groups, "groups")
+    lab = np.zeros(n, np.int64) if labels is None else _integers(labels, "labels")
     if s.shape[0] != n or g.shape[0] != n or lab.shape[0] != n:
         raise InvalidInputError(
             f"weighted_box_fusion: {n} boxes but {s.shape[0]} scores, {g.shape[0]} groups, "
             f"{lab.shape[0]} labels"
         )
-    if not (0.0 < float(iou_thr) <= 1.0):
-        raise InvalidInputError(f"weighted_box_fusion: iou_thr must be in (0, 1], got {iou_thr!r}")
+    if not np.all(np.isfinite(s)):
+        raise InvalidInputError("weighted_box_fusion: scores contain NaN or infinite values")
+    if isinstance(iou_thr, (bool, np.bool_)) or not isinstance(iou_thr, (int, float, np.integer, np.floating)) or not (
+            0.0 < float(iou_thr) <= 1.0):
+        raise InvalidInputError(f"weighted_box_fusion: iou_thr must be a number in (0, 1], got {iou_thr!r}")
     if n == 0:
         z = np.zeros(0, np.int64)
         return Fusion(np.zeros((0, 4)), np.zeros(0), z, z, z, z)

@@ -41,6 +41,11 @@ def make_grid(width: int, height: int, spec: TileSpec) -> list[Tile]:
     ``spec.overlap_px``; all tiles are ``spec.tile`` square except along an axis shorter than
     a tile, where the single tile spans the whole axis.
     """
+    if not isinstance(spec, TileSpec):
+        raise InvalidInputError(f"make_grid needs a TileSpec, got {type(spec).__name__}")
+    if spec.tile == "auto":
+        raise InvalidInputError("make_grid needs a tile size: tile='auto' is chosen per image first "
+                                "(densedet_tile.scale.choose_scale, which detect() calls)")
     if width <= 0 or height <= 0:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
     xs = axis_starts(width, spec.tile, spec.stride)
