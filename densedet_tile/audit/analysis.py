@@ -20,7 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..types import _plain_numbers
 from .bays import find_bays
+from .boxes import as_boxes
 from .gaps import DEFAULT_GAP_K, Gap, find_gaps
 from .heatmap import DensityGrid, density_grid
 from .regions import Region, count_in_regions, inside_shares
@@ -56,15 +58,38 @@ class AuditSettings:
     min_region_inside: float = 0.5
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.gap_k, (int, float)) and 0 < self.gap_k < 1e3):
+        # as the engine's specs do: numpy numbers become Python ones, numpy booleans Python bools,
+        # and True / False is refused where a number belongs (it would read as 1 / 0)
+        _plain_numbers(self)
+        for name in ("end_gaps", "perspective", "bays"):
+            v = getattr(self, name)
+            if isinstance(v, np.bool_):
+                object.__setattr__(self, name, bool(v))
+            elif not isinstance(v, bool):
+                raise InvalidInputError(f"AuditSettings.{name} must be True or False, got {v!r}")
+        if not (_is_number(self.gap_k) and 0 < self.gap_k < 1e3):
             raise InvalidInputError(f"gap k must be a positive number of product widths, got {self.gap_k!r}")
-        if not (isinstance(self.max_tilt, (int, float)) and 0 <= self.max_tilt <= 30):
+        if self.end_k is not None and not (_is_number(self.end_k) and 0 < self.end_k < np.inf):
+            raise InvalidInputError(f"end gap k must be a positive number of product widths, got {self.end_k!r}")
+        if not (_is_number(self.max_tilt) and 0 <= self.max_tilt <= 30):
             raise InvalidInputError(f"max tilt must be in [0, 30] degrees, got {self.max_tilt!r}")
-        if self.bay_width_m is not None and not (isinstance(self.bay_width_m, (int, float))
-                                                 and 0.05 <= self.bay_width_m <= 1e3):
+        if not (_is_int(self.min_row_products) and self.min_row_products >= 1):
+            raise InvalidInputError(f"min_row_products must be a positive integer, got {self.min_row_products!r}")
+        if self.cell is not None and not (_is_int(self.cell) and self.cell >= 1):
+            raise InvalidInputError(f"heatmap cell must be a positive number of pixels, got {self.cell!r}")
+        if self.bay_width_m is not None and not (_is_number(self.bay_width_m) and 0.05 <= self.bay_width_m <= 1e3):
             raise InvalidInputError(f"bay width must be 0.05 to 1000 metres, got {self.bay_width_m!r}")
-        if not (isinstance(self.min_region_inside, (int, float)) and 0 <= self.min_region_inside <= 1):
+        if not (_is_number(self.min_region_inside) and 0 <= self.min_region_inside <= 1):
             raise InvalidInputError(f"min_region_inside must be in [0, 1], got {self.min_region_inside!r}")
+
+
+def _is_number(v: Any) -> bool:
+    """A Python int or float, not a bool (NaN passes here and fails the range checks)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -169,7 +194,7 @@ def usable_boxes(xyxy: Any, width: int, height: int) -> tuple[np.ndarray, np.nda
     overshoot the image a little (other detectors' boxes do); one with no area inside it (a
     point, a line, or a box of another image) is not a product of this image.
     """
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    a = as_boxes(xyxy)
     bad = ~np.isfinite(a).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -205,7 +230,7 @@ def run_audit(
         i = int(np.flatnonzero(~keep)[0])
         raise InvalidInputError(
             f"{int(np.count_nonzero(~keep))} boxes have no area inside the {width}x{height} image "
-            f"(the first: box {i}, {np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)[i].tolist()})"
+            f"(the first: box {i}, {as_boxes(xyxy)[i].tolist()})"
         )
 
     def analyse(idx: np.ndarray, occupied: np.ndarray | None = None) -> tuple[RowLayout, tuple[Gap, ...]]:
@@ -354,6 +379,11 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
     :class:`~densedet_tile.types.CountRange` per part, see
     :func:`~densedet_tile.audit.confidence.part_count_ranges`) adds each bay's
     ``count_range``."""
+    if count_ranges is not None:
+        count_ranges = tuple(count_ranges)
+        if len(count_ranges) != len(result.parts):
+            raise InvalidInputError(f"count_ranges holds {len(count_ranges)} ranges but the audit has "
+                                    f"{len(result.parts)} parts (bays and regions): one range per part")
     a = result.xyxy
     widths = a[:, 2] - a[:, 0]
     s = result.settings

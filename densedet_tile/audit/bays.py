@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
+from .boxes import as_boxes
 from .neighbours import neighbour_pairs, stands_on_another
 from .rows import RowLayout, _clip_spread, slope_field
 
@@ -113,7 +114,7 @@ def find_bays(
     jump_gutter: float = 0.1,
 ) -> BayCuts:
     """Cut the image's columns into bays (see the module doc). ``xyxy`` (N, 4) pixels."""
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    a = as_boxes(xyxy)
     if not (0 < gutter_frac < 1) or min_gutter < 0 or window <= 0 or jump_min < 1 or not (0 < jump_frac <= 1):
         raise InvalidInputError("find_bays: gutter_frac and jump_frac must be in (0, 1], window > 0, "
                                 "min_gutter >= 0, jump_min >= 1")

@@ -17,8 +17,10 @@ from typing import Sequence
 import numpy as np
 import shapely
 
+from ..errors import InvalidInputError
 from ..types import CountRange
 from .analysis import AuditResult
+from .boxes import as_boxes
 
 __all__ = ["part_count_ranges"]
 
@@ -31,8 +33,13 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
     the near misses in image pixels. The upper end of the band is unknown (None) when
     ``score_thr + band`` is above 1.
     """
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    near = np.asarray(near_xyxy, dtype=np.float64).reshape(-1, 4)
+    try:
+        s = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"scores must be an (N,) array of numbers, got {type(scores).__name__}") from None
+    if s.ndim != 1 or len(s) != len(result.xyxy):
+        raise InvalidInputError(f"scores must hold one score per audited box ({len(result.xyxy)}), got shape {s.shape}")
+    near = as_boxes(near_xyxy, "near misses")
     ncx, ncy = (near[:, 0] + near[:, 2]) / 2, (near[:, 1] + near[:, 3]) / 2
     sure = s >= score_thr + band - 1e-9 if score_thr + band <= 1.0 + 1e-9 else None
     # near misses per part: one tree of the parts' outlines, one query of all the centres (a

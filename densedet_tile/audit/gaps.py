@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
+from .boxes import as_boxes
 from .rows import RowLayout, ShelfRow
 
 __all__ = ["Gap", "find_gaps", "DEFAULT_GAP_K"]
@@ -74,9 +75,10 @@ def find_gaps(
         raise InvalidInputError(f"gap k must be a positive number of product widths, got {k!r}")
     if end_k is not None and not (isinstance(end_k, (int, float)) and np.isfinite(end_k) and end_k > 0):
         raise InvalidInputError(f"end gap k must be a positive number of product widths, got {end_k!r}")
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    a = as_boxes(xyxy)
     if len(a) != len(layout.assignment):
         raise InvalidInputError(f"{len(a)} boxes but the row layout was built from {len(layout.assignment)}")
+    occ = None if occupied is None else as_boxes(occupied, "occupied boxes")
     if not layout.rows:
         return []
     # On a tilted image a box is the axis-aligned hull of a tilted product: wider than the
@@ -109,7 +111,6 @@ def find_gaps(
     else:
         dx = {r.index: 0.0 for r in layout.rows}
         limits = (-np.inf, np.inf)
-    occ = None if occupied is None else np.asarray(occupied, dtype=np.float64).reshape(-1, 4)
     if occ is not None and len(occ) == 0:
         occ = None
     in_rows = layout.assignment >= 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
+from .boxes import as_boxes
 
 __all__ = ["DensityGrid", "density_grid", "auto_cell", "colorize", "heatmap_png"]
 
@@ -35,7 +36,7 @@ class DensityGrid:
 def auto_cell(xyxy: np.ndarray, width: int, height: int) -> int:
     """A cell about two median product heights wide (at least 32 px, at most 1/4 of the shorter
     image side, and no more than 200 cells along the longer side)."""
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    a = as_boxes(xyxy)
     med = float(np.median(a[:, 3] - a[:, 1])) if len(a) else min(width, height) / 8
     cell = max(32.0, 2 * med, max(width, height) / 200)
     cell = min(cell, max(32.0, min(width, height) / 4))
@@ -49,7 +50,7 @@ def density_grid(xyxy: np.ndarray, width: int, height: int, *, cell: int | None 
     """
     if width <= 0 or height <= 0:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    a = as_boxes(xyxy)
     cell = auto_cell(a, width, height) if cell is None else cell
     if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or cell < 1:
         raise InvalidInputError(f"heatmap cell must be a positive number of pixels, got {cell!r}")

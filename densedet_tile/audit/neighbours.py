@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from .boxes import as_boxes
+
 __all__ = ["NeighbourPairs", "right_neighbours", "neighbour_pairs", "stands_on_another"]
 
 
@@ -27,7 +29,7 @@ def right_neighbours(xyxy: np.ndarray, *, reach: float = 1.0, min_overlap: float
     right edge, and whose vertical overlap with i is at least ``min_overlap`` of the shorter
     box's height. ``xyxy`` (N, 4) pixels.
     """
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    a = as_boxes(xyxy)
     n = len(a)
     out = np.full(n, -1, np.int64)
     if n < 2:
@@ -74,7 +76,7 @@ def neighbour_pairs(xyxy: np.ndarray, *, reach: float = 1.0, tol: float = 0.3, m
     one with the leftmost left edge among those whose bottom agrees with the box's own within
     ``tol`` of the taller box's height, or, when none does, the one with the leftmost left
     edge. ``xyxy`` (N, 4) pixels."""
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    a = as_boxes(xyxy)
     empty = np.zeros(0, np.int64)
     if len(a) < 2:
         return NeighbourPairs(empty, empty, np.zeros(0, bool), np.zeros(0))
@@ -95,7 +97,7 @@ def stands_on_another(xyxy: np.ndarray, *, tol: float = 0.15) -> np.ndarray:
     """Bool (N,): the box's bottom rests on another box's top (a product stacked on another):
     some box overlaps the middle half of its width and has its top within ``tol`` of the box's
     height of the box's bottom, below the box's middle. ``xyxy`` (N, 4) pixels."""
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    a = as_boxes(xyxy)
     out = np.zeros(len(a), bool)
     if len(a) < 2:
         return out

@@ -25,6 +25,7 @@ import shapely
 from shapely.geometry import shape
 
 from ..errors import ImageReadError, InvalidInputError
+from .boxes import as_boxes
 
 __all__ = ["Region", "load_regions", "parse_regions", "count_in_regions", "inside_shares", "regions_outside"]
 
@@ -120,7 +121,7 @@ def count_in_regions(xyxy: np.ndarray, regions: list[Region]) -> np.ndarray:
 
     ``xyxy`` (N, 4) pixels. Counts per region are ``.sum(axis=1)``.
     """
-    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    a = as_boxes(xyxy)
     cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
     out = np.zeros((len(regions), len(a)), bool)
     for i, r in enumerate(regions):

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
+from .boxes import as_boxes
 from .neighbours import NeighbourPairs, neighbour_pairs
 
 __all__ = ["ShelfRow", "RowLayout", "estimate_tilt", "find_rows"]
@@ -150,11 +151,7 @@ class RowLayout:
 
 
 def _check_xyxy(xyxy: np.ndarray) -> np.ndarray:
-    a = np.asarray(xyxy, dtype=np.float64)
-    if a.size == 0:
-        return a.reshape(0, 4)
-    if a.ndim != 2 or a.shape[1] != 4:
-        raise InvalidInputError(f"boxes must have shape (N, 4), got {a.shape}")
+    a = as_boxes(xyxy)
     if not np.all(np.isfinite(a)):
         raise InvalidInputError("boxes must have finite coordinates")
     return a

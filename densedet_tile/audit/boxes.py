@@ -1,0 +1,31 @@
+"""The shape check every audit function makes of the product boxes it is given.
+
+Boxes are ``xyxy`` pixels of the upright image, one row of four numbers per box. Reshaping
+whatever arrives to (N, 4) would read eight numbers as two boxes, or a (4, 2) array as two
+boxes, without a word: the shape is checked instead, once, here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+__all__ = ["as_boxes"]
+
+
+def as_boxes(xyxy: Any, name: str = "boxes") -> np.ndarray:
+    """``xyxy`` as a float64 (N, 4) array; :class:`~densedet_tile.errors.InvalidInputError`
+    when it is not one. No boxes may come as ``[]`` or an empty (0, 4) or (0, 0) array.
+    Values are not checked here (the callers that need finite ones say so themselves)."""
+    try:
+        a = np.asarray(xyxy, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be an (N, 4) array of numbers, got {type(xyxy).__name__}") from None
+    if a.shape in ((0,), (0, 0), (0, 4)):
+        return a.reshape(0, 4)
+    if a.ndim != 2 or a.shape[1] != 4:
+        raise InvalidInputError(f"{name} must have shape (N, 4), got {a.shape}")
+    return a
