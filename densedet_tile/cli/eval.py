@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..errors import DensedetError, InvalidInputError
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
-from ..eval.compare import compare_tiled_untiled, pair_images, uses_class_agnostic
+from ..eval.compare import CompareRun, compare_tiled_untiled, pair_images, uses_class_agnostic
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
 from ..io import atomic_write, refuse_overwriting_input
 from ..runner import Job, build_detector
@@ -139,6 +139,17 @@ def eval_main(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _ran(r: CompareRun) -> str:
+    """How a compare run actually tiled the images, in words."""
+    if r.name == "untiled":
+        size = f"{r.tile} px" if r.tile is not None else f"{r.tiles[0]}-{r.tiles[-1]} px"
+        return f"one tile per image ({size}, resized to the detector's input), {r.num_tiles} tiles"
+    size = f"{r.tile} px" if r.tile is not None else f"{r.tiles[0]}-{r.tiles[-1]} px (by image)"
+    overlap = "by image" if r.overlap is None else f"{r.overlap:g}"
+    how = " / ".join({"tile": "the tile as asked"}.get(v, v) for v in r.scale)
+    return f"tile {size}, overlap {overlap}, {r.num_tiles} tiles, scale set by {how}"
+
+
 def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
     folder = Path(args.pred)
     if not folder.is_dir():
@@ -159,7 +170,9 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
         error(PROG, f"detector {args.detector!r} failed: {exc}")
         return EXIT_FAILED
     md = args.max_dets[-1]
-    print(f"{len(images)} images from {folder}, tile {args.tile}, overlap {args.overlap}")
+    print(f"{len(images)} images from {folder}, asked tile {args.tile}, overlap {args.overlap}")
+    for r in runs:
+        print(f"{r.name}: {_ran(r)}")
     print(format_table([(r.name, r.metrics.stats, r.seconds) for r in runs], md))
     if args.output:
         doc = {
@@ -170,7 +183,8 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
             "settings": {"max_dets": list(args.max_dets), "detector": args.detector, "tile": args.tile,
                          "overlap": args.overlap, "merge": args.merge},
             "runs": [
-                {"name": r.name, "tile": r.tile, "overlap": r.overlap, "seconds": round(r.seconds, 3),
+                {"name": r.name, "tile": r.tile, "overlap": r.overlap, "tiles": list(r.tiles),
+                 "num_tiles": r.num_tiles, "scale": list(r.scale), "seconds": round(r.seconds, 3),
                  "metrics": _metrics_json(r.metrics)}
                 for r in runs
             ],

@@ -62,6 +62,40 @@ def _f64(value: object, shape_tail: tuple[int, ...], what: str) -> np.ndarray:
     return arr
 
 
+#: Largest class id (in size) an :class:`EvalImage` takes, as :class:`densedet_tile.Detections` does.
+_LABEL_LIMIT = 2.0**31
+
+
+def _int_labels(value: object, what: str) -> np.ndarray:
+    """``value`` as a flat int64 array of class ids; whole-valued floats (2.0) count as ids,
+    anything else (1.7, NaN, text, None) is refused rather than cut to an integer."""
+    raw = np.asarray(value).reshape(-1)
+    if raw.size == 0:
+        return np.zeros(0, np.int64)
+    if raw.dtype == np.bool_ or np.issubdtype(raw.dtype, np.integer):
+        big = np.abs(raw.astype(np.float64)) > _LABEL_LIMIT  # float: uint64 does not wrap, int64's minimum has no abs
+        if big.any():
+            raise InvalidInputError(f"{what}: class id {raw[big][0].item()!r} is out of range (at most {_LABEL_LIMIT:g} in size)")
+        return raw.astype(np.int64)
+    if raw.dtype == object:
+        # Python objects: numbers pass through float (exact below the limit), the rest is refused
+        if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                   for v in raw):
+            bad = next(v for v in raw if not isinstance(v, (int, float, np.integer, np.floating))
+                       or isinstance(v, (bool, np.bool_)))
+            raise InvalidInputError(f"{what}: expected integer class ids, got {bad!r}")
+        raw = np.array([float(v) for v in raw], dtype=np.float64)
+    if not np.issubdtype(raw.dtype, np.floating):
+        raise InvalidInputError(f"{what}: expected integer class ids, got {raw[0].item()!r}")
+    wrong = ~np.isfinite(raw) | (raw != np.round(raw))
+    if wrong.any():
+        raise InvalidInputError(f"{what}: expected integer class ids, got {raw[wrong][0].item()!r}")
+    big = np.abs(raw) > _LABEL_LIMIT
+    if big.any():
+        raise InvalidInputError(f"{what}: class id {raw[big][0].item()!r} is out of range (at most {_LABEL_LIMIT:g} in size)")
+    return raw.astype(np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class EvalImage:
     """Ground truth and detections of one image, as the evaluator consumes them.
@@ -90,8 +124,8 @@ class EvalImage:
         gx = _f64(self.gt_xyxy, (4,), f"{self.name}: ground-truth boxes")
         dx = _f64(self.dt_xyxy, (4,), f"{self.name}: detection boxes")
         g, d = len(gx), len(dx)
-        gl = np.asarray(self.gt_labels, dtype=np.int64).reshape(-1)
-        dl = np.asarray(self.dt_labels, dtype=np.int64).reshape(-1)
+        gl = _int_labels(self.gt_labels, f"{self.name}: ground-truth labels")
+        dl = _int_labels(self.dt_labels, f"{self.name}: detection labels")
         ds = _f64(np.asarray(self.dt_scores, dtype=np.float64).reshape(-1), (), f"{self.name}: scores")
         if gl.shape != (g,) or dl.shape != (d,) or ds.shape != (d,):
             raise InvalidInputError(
@@ -347,9 +381,13 @@ def evaluate_boxes(
     ``chunk_elems`` bounds the size of the per-chunk IoU array (D x G elements).
     """
     md = _validate_max_dets(max_dets)
-    thrs = COCO_IOU_THRS if iou_thrs is None else np.asarray(iou_thrs, dtype=np.float64).reshape(-1)
-    if thrs.size == 0 or np.any((thrs <= 0) | (thrs > 1)):
-        raise InvalidInputError(f"iou_thrs must be in (0, 1], got {iou_thrs!r}")
+    try:
+        thrs = COCO_IOU_THRS if iou_thrs is None else np.asarray(iou_thrs, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"iou_thrs must be numbers in (0, 1], got {iou_thrs!r}") from None
+    # asked as "inside the range" so that NaN (which fails every comparison) is refused too
+    if thrs.size == 0 or not np.all((thrs > 0) & (thrs <= 1)):
+        raise InvalidInputError(f"iou_thrs must be numbers in (0, 1], got {iou_thrs!r}")
     ranges = COCO_AREA_RANGES if area_ranges is None else dict(area_ranges)
     area_names = tuple(ranges)
     arng = np.array([ranges[a] for a in area_names], dtype=np.float64).reshape(-1, 2)

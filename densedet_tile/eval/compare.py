@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -101,13 +101,46 @@ def pair_images(
 
 @dataclass(frozen=True)
 class CompareRun:
-    """One way of running the detector over the folder and what it scored."""
+    """One way of running the detector over the folder and what it scored.
+
+    The tiling fields say what ran (the engine's settings of each image), which may differ
+    from what was asked: a detector's ``photo_scale`` rule, a ``scale`` or ``tile="auto"``
+    resize the tiles. ``tile``/``overlap`` are the tile side (image pixels) and overlap every
+    image ran with, None when the images differ (``tiles`` then lists the sides); the untiled
+    run's tile is the image's longer side. ``num_tiles`` counts the tiles over all images and
+    ``scale`` names how the scale was set (the distinct ``settings["scale"]["source"]``
+    values, in image order: ``"photo rule"``, ``"given"``, ``"auto"``, ``"input_size"``,
+    ``"tile"`` for the tiling as given, ``"whole image"`` for the untiled run).
+    """
 
     name: str
     tile: int | None
     overlap: float | None
     seconds: float
     metrics: CocoMetrics
+    tiles: tuple[int, ...] = ()
+    num_tiles: int = 0
+    scale: tuple[str, ...] = ()
+
+
+def _untiled(src: Any, detector: Any, merge: Any, run: RunSpec) -> Any:
+    """The image ``src`` as one tile as large as it, resized to the detector's input size (the
+    run's ``input_size`` when given): the engine's stages without its scale choice, which
+    would apply a detector's ``photo_scale`` rule and cut the photo into tiles again."""
+    from ..pipeline import describe_detector, finish, plan, predict_tiles
+
+    started = time.perf_counter()
+    whole = TileSpec(tile=max(int(src.width), int(src.height), 32), overlap=0.0)
+    tiles = plan(src, whole)
+    # a scale asked for the tiled run does not apply here: the image reaches the model whole
+    preds = predict_tiles(src, tiles, detector, replace(run, scale=None))
+    return finish(src, tiles, preds, tiling=whole, merge=merge, model=describe_detector(detector), started=started,
+                  extra_settings={"scale": {"source": "whole image", "value": None}})
+
+
+def _one_or_none(values: list[Any]) -> Any:
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else None
 
 
 def compare_tiled_untiled(
@@ -121,25 +154,34 @@ def compare_tiled_untiled(
     max_dets: Sequence[int] = DEFAULT_MAX_DETS,
     class_agnostic: bool | None = None,
 ) -> list[CompareRun]:
-    """Run ``detector`` over ``images`` tiled (``tiling``) and untiled (one tile as large as the
-    image, which the engine resizes to the detector's ``input_size``), evaluate both against
-    ``gt`` and return the two runs. Seconds are detection wall time summed over images.
+    """Run ``detector`` over ``images`` tiled (``tiling``, as :func:`densedet_tile.detect`
+    runs it: a ``photo_scale`` rule, ``scale`` or ``tile="auto"`` may change the tile) and
+    untiled (one tile as large as the image, which the engine resizes to the detector's
+    ``input_size``; never scaled or cut), evaluate both against ``gt`` and return the two runs
+    with the tiling each actually ran (:class:`CompareRun`). Seconds are detection wall time
+    summed over images.
     """
-    from ..pipeline import detect
+    from ..pipeline import detect_image, specs_from
     from ..tiler.readers import open_image
 
-    tiling = TileSpec() if tiling is None else tiling
-    run = RunSpec() if run is None else run
+    tiling, merge, run = specs_from(tiling, merge, run)
     runs: dict[str, dict[str, ImageBoxes]] = {"tiled": {}, "untiled": {}}
     secs = {"tiled": 0.0, "untiled": 0.0}
+    ran: dict[str, list[dict[str, Any]]] = {"tiled": [], "untiled": []}
     for path in images:
         key = image_key(Path(path).name)
         with open_image(path, max_pixels=run.max_pixels) as src:
             w, h = src.width, src.height
-            for name, how in (("tiled", tiling), ("untiled", TileSpec(tile=max(w, h, 32), overlap=0.0))):
+            for name in ("tiled", "untiled"):
                 t0 = time.perf_counter()
-                det = detect(src, detector, tiling=how, merge=merge, run=run)
+                if name == "tiled":
+                    res = detect_image(src, detector, tiling=tiling, merge=merge, run=run)
+                else:
+                    res = _untiled(src, detector, merge, run)
                 secs[name] += time.perf_counter() - t0
+                det = res.detections
+                ran[name].append({"tile": int(res.settings["tile"]), "overlap": float(res.settings["overlap"]),
+                                  "tiles": res.num_tiles, "scale": str(res.settings["scale"]["source"])})
                 cls = np.array([str(int(v)) for v in det.labels], dtype=object)
                 runs[name][key] = ImageBoxes(key, w, h, det.xyxy.astype(np.float64), det.scores.astype(np.float64), cls)
     out = []
@@ -153,8 +195,12 @@ def compare_tiled_untiled(
         sub = BoxSet(images={k: gt.images[k] for k in runs[name]}, categories=gt.categories, source=gt.source, kind=gt.kind)
         pairs, _ = pair_images(sub, pred, class_agnostic=agn)
         m = evaluate_boxes(pairs, max_dets=max_dets)
-        tiled = name == "tiled"
-        out.append(CompareRun(name, tiling.tile if tiled else None, tiling.overlap if tiled else None, secs[name], m))
+        done = ran[name]
+        out.append(CompareRun(
+            name, _one_or_none([r["tile"] for r in done]), _one_or_none([r["overlap"] for r in done]), secs[name], m,
+            tiles=tuple(sorted({r["tile"] for r in done})), num_tiles=sum(r["tiles"] for r in done),
+            scale=tuple(dict.fromkeys(r["scale"] for r in done)),
+        ))
     return out
 
 

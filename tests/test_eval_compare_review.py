@@ -1,0 +1,138 @@
+"""Review fixes of the evaluation module: the untiled compare run stays one tile whatever the
+detector's scale rule, compare reports the tiling that ran, and bad thresholds and labels are
+refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from densedet_tile import RunSpec, TileSpec
+from densedet_tile.cli.eval import eval_main
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.eval import EvalImage, evaluate_boxes
+from densedet_tile.eval.compare import compare_tiled_untiled
+from densedet_tile.eval.formats import BoxSet, ImageBoxes
+
+from fakes import BlobDetector
+
+# 160 x 120 photo with one bright square: the box the blob detector should find
+BOX = (40, 30, 100, 90)
+
+
+class PhotoRuleBlob(BlobDetector):
+    """A blob detector with a 64-px input that, like DenseDet, brings a whole photo to a fixed
+    scale (1.5: the engine then cuts a 160x120 photo into 43-px tiles)."""
+
+    def __init__(self) -> None:
+        super().__init__(input_size=64)
+
+    def photo_scale(self, width: int, height: int) -> float:
+        return 1.5
+
+
+def _photo(tmp_path: Path) -> tuple[Path, BoxSet]:
+    from PIL import Image
+
+    img = np.zeros((120, 160, 3), np.uint8)
+    x1, y1, x2, y2 = BOX
+    img[y1:y2, x1:x2] = 255
+    path = tmp_path / "photo.png"
+    Image.fromarray(img).save(path)
+    gt = BoxSet(images={"photo.png": ImageBoxes("photo.png", 160, 120, np.array([BOX], np.float64), np.ones(1),
+                                                np.array(["object"], object))},
+                categories=["object"], source="gt", kind="csv")
+    return path, gt
+
+
+def test_compare_untiled_run_is_one_tile_despite_a_photo_rule(tmp_path: Path) -> None:
+    path, gt = _photo(tmp_path)
+    det = PhotoRuleBlob()
+    tiled, untiled = compare_tiled_untiled([path], gt, det, tiling=TileSpec(tile=96, overlap=0.25),
+                                           run=RunSpec(device="cpu", batch_size=1))
+    # the untiled pass: the whole photo in one tile, resized to the 64-px input (last call)
+    assert det.seen[-1] == (48, 64)
+    assert untiled.num_tiles == 1 and untiled.tile == 160 and untiled.overlap == 0.0
+    assert untiled.scale == ("whole image",)
+    assert untiled.metrics.stats["AP"] == pytest.approx(1.0)
+    # the tiled pass ran the photo rule's 43-px tiles, and says so rather than the 96 asked
+    assert tiled.tile == 43 and tiled.tiles == (43,) and tiled.overlap == 0.25
+    assert tiled.scale == ("photo rule",) and tiled.num_tiles == len(det.seen) - 1 > 1
+
+
+def test_compare_untiled_run_ignores_a_given_scale(tmp_path: Path) -> None:
+    path, gt = _photo(tmp_path)
+    det = BlobDetector(input_size=64)
+    tiled, untiled = compare_tiled_untiled([path], gt, det, tiling=TileSpec(tile=96, overlap=0.25),
+                                           run=RunSpec(device="cpu", batch_size=1, scale=2.0))
+    assert det.seen[-1] == (48, 64) and untiled.num_tiles == 1 and untiled.tile == 160
+    assert tiled.tile == 32 and tiled.scale == ("given",)  # 64 / 2.0
+
+
+def test_compare_reports_each_image_tile_when_they_differ(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path, gt = _photo(tmp_path)
+    # a strip (no photo: the rule does not apply) beside the photo (the rule does)
+    Image.fromarray(np.zeros((40, 200, 3), np.uint8)).save(tmp_path / "strip.png")
+    gt.images["strip.png"] = ImageBoxes("strip.png", 200, 40, np.zeros((0, 4)), np.zeros(0), np.zeros(0, object))
+    tiled, untiled = compare_tiled_untiled([path, tmp_path / "strip.png"], gt, PhotoRuleBlob(),
+                                           tiling=TileSpec(tile=96, overlap=0.25), run=RunSpec(device="cpu"))
+    assert tiled.tile is None and tiled.tiles == (43, 96) and tiled.scale == ("photo rule", "tile")
+    assert untiled.tile is None and untiled.tiles == (160, 200) and untiled.num_tiles == 2
+
+
+def test_compare_cli_writes_the_tiling_that_ran(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = _photo(tmp_path)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    path.rename(imgs / "photo.png")
+    gtp = tmp_path / "gt.csv"
+    gtp.write_text("photo.png,40,30,100,90,object,160,120\n")
+    fake = tmp_path / "photo_det.py"
+    fake.write_text(
+        "from densedet_tile import Detections\n\n"
+        "class PhotoRuleDetector:\n"
+        "    input_size = 64\n\n"
+        "    def __init__(self, **kw):\n"
+        "        pass\n\n"
+        "    def photo_scale(self, width, height):\n"
+        "        return 1.5\n\n"
+        "    def predict(self, tiles):\n"
+        "        return [Detections.empty() for _ in tiles]\n"
+    )
+    out = tmp_path / "cmp.json"
+    code = eval_main([str(imgs), str(gtp), "--compare", "--tile", "96", "--overlap", "0.25", "--device", "cpu",
+                      "--detector", f"{fake}:PhotoRuleDetector", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "tile 43 px" in text and "one tile per image" in text
+    runs = json.loads(out.read_text())["runs"]
+    assert (runs[0]["tile"], runs[0]["scale"]) == (43, ["photo rule"])
+    assert (runs[1]["tile"], runs[1]["num_tiles"]) == (160, 1)
+
+
+@pytest.mark.parametrize("bad", [[float("nan")], [0.5, float("nan")], ["x"]])
+def test_iou_thresholds_must_be_finite_numbers(bad: list) -> None:
+    g = [[0, 0, 50, 50]]
+    with pytest.raises(InvalidInputError, match="iou_thrs must be numbers in"):
+        evaluate_boxes([EvalImage("a", g, [0], g, [0.9], [0])], iou_thrs=bad)
+
+
+@pytest.mark.parametrize("bad", [[1.7], [float("nan")], ["x"], [None], [2.0**40]])
+@pytest.mark.parametrize("which", ["gt", "dt"])
+def test_eval_image_refuses_labels_that_are_not_class_ids(bad: list, which: str) -> None:
+    g = [[0, 0, 50, 50]]
+    gl, dl = (bad, [0]) if which == "gt" else ([0], bad)
+    with pytest.raises(InvalidInputError, match="(expected integer class ids|out of range)"):
+        EvalImage("a", g, gl, g, [0.9], dl)
+
+
+def test_eval_image_takes_whole_floats_as_class_ids() -> None:
+    g = [[0, 0, 50, 50]]
+    im = EvalImage("a", g, np.array([2.0]), g, [0.9], np.array([3], np.uint8))
+    assert im.gt_labels.tolist() == [2] and im.dt_labels.tolist() == [3]
+    assert im.gt_labels.dtype == im.dt_labels.dtype == np.int64
