@@ -33,6 +33,9 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
     the near misses in image pixels. The upper end of the band is unknown (None) when
     ``score_thr + band`` is above 1.
     """
+    for name, v, hi in (("score_thr", score_thr, 1.0), ("band", band, 0.5)):  # as RunSpec takes them
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0.0 <= float(v) <= hi:
+            raise InvalidInputError(f"{name} must be a number in [0, {hi:g}], got {v!r}")
     try:
         s = np.asarray(scores, dtype=np.float64)
     except (TypeError, ValueError):

@@ -114,6 +114,9 @@ def test_part_count_ranges_wants_one_score_per_audited_box():
     for scores in (np.full(3, 0.9), np.full(19, 0.9), np.full((18, 1), 0.9)):
         with pytest.raises(InvalidInputError, match="one score per audited box"):
             part_count_ranges(res, scores, near, score_thr=0.5, band=0.05)
+    for thr, band in ((float("nan"), 0.05), (0.5, 0.6), (1.5, 0.05), (0.5, True)):
+        with pytest.raises(InvalidInputError, match="score_thr|band"):
+            part_count_ranges(res, np.full(18, 0.9), near, score_thr=thr, band=band)
 
 
 def test_audit_to_dict_wants_one_count_range_per_part():
