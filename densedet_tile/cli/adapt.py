@@ -5,10 +5,12 @@ photos with test-time augmentation, keeps the confident boxes, ignores the uncer
 is fine-tuned on crops of the photos mixed with generated shelves, for a few rounds. Use the
 result with ``densedet-tile IMAGE --detector default --checkpoint MODEL.pt``.
 
-Exit status: 0 when the weights were written; 1 when the run failed; 2 for bad options, a folder
-without readable images, or an output in the way (found before any work); 130 when stopped with
-Ctrl-C (the first one stops after the current step or photo and saves the state, so that
-``--resume`` continues; a second one aborts at once, keeping the last saved state).
+Exit status: 0 when the weights were written; 1 when the run failed (no training step within the
+budget, diverged training, an unexpected error); 2 for bad options, a folder without readable or
+decodable images, malformed ``--from`` weights, or an output in the way (found before any work);
+130 when stopped with Ctrl-C, 143 when stopped with SIGTERM (the first signal stops after the
+current step or photo and saves the state, so that ``--resume`` continues; a second one aborts at
+once, keeping the last saved state if there is one).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .options import (
     positive_float,
     positive_int,
 )
+from .options import _max_pixels  # the same --max-pixels parsing as the other verbs
 
 __all__ = ["build_parser", "adapt_main"]
 
@@ -81,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep N photos out of training and report the model's agreement on them before and after")
     b.add_argument("--rounds", type=positive_int, default=d.rounds, help="labelling rounds (default: %(default)s)")
     b.add_argument("--seed", type=nonneg_int, default=d.seed, help="seed of every random choice (default: %(default)s)")
+    b.add_argument("--max-pixels", type=_max_pixels, default=d.max_pixels, metavar="N",
+                   help="skip photos with more than N pixels; 'none' for no limit (default: 2**31)")
     t = p.add_argument_group("training")
     t.add_argument("--size", type=positive_int, default=d.size, metavar="PX",
                    help="training crop side, a multiple of 32 (default: %(default)s)")
@@ -112,8 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Options whose values belong to a run: with --resume the saved ones are used.
-_RUN_OPTIONS = ("base", "overwrite", "holdout", "rounds", "seed", "size", "batch", "synth", "lr", "serve_thr",
-                "tile", "overlap", "scales", "no_flip", "score_hi", "score_lo", "min_views")
+_RUN_OPTIONS = ("base", "overwrite", "holdout", "rounds", "seed", "max_pixels", "size", "batch", "synth", "lr",
+                "serve_thr", "tile", "overlap", "scales", "no_flip", "score_hi", "score_lo", "min_views")
+
+#: Signals that stop a run cleanly (the first one) and the exit status they end it with.
+_STOP_SIGNALS = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": 128 + 15}
+
+
+def _given(argv: Sequence[str], dests: Sequence[str]) -> list[str]:
+    """Which of ``dests`` appear on the command line, whatever their values (an option given with
+    its default value counts): ``argv`` parsed again with those options defaulting to nothing."""
+    probe = build_parser()
+    for action in probe._actions:  # set_defaults would put the marker itself into the namespace
+        if action.dest in dests:
+            action.default = argparse.SUPPRESS
+    ns = probe.parse_args(list(argv))
+    return [k for k in dests if hasattr(ns, k)]
 
 
 def _clock(seconds: float | None) -> str:
@@ -222,12 +241,11 @@ def adapt_main(argv: Sequence[str]) -> int:
         return args
     if args.debug:
         logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
-    from ..train.adapt import AdaptRun, AdaptSettings, report_text
+    from ..train.adapt import AdaptFailed, AdaptRun, AdaptSettings, report_text
     from ..train.pseudo import LabelSettings
 
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" if k != "base" else "--from" for k in _RUN_OPTIONS
-                 if getattr(args, k) != parser.get_default(k)]
+        given = [f"--{k.replace('_', '-')}" if k != "base" else "--from" for k in _given(argv, _RUN_OPTIONS)]
         if given:
             error(PROG, f"--resume continues the saved run with its own settings; leave out {', '.join(given)} "
                         "(only the budget, --minutes or --steps, may change)")
@@ -238,7 +256,7 @@ def adapt_main(argv: Sequence[str]) -> int:
                                score_hi=args.score_hi, score_lo=args.score_lo, tile=args.tile, overlap=args.overlap)
         settings = AdaptSettings(minutes=minutes, steps=args.steps, rounds=args.rounds, holdout=args.holdout,
                                  seed=args.seed, size=args.size, batch=args.batch, synth=args.synth, lr=args.lr,
-                                 serve_thr=args.serve_thr, labels=labels)
+                                 serve_thr=args.serve_thr, max_pixels=args.max_pixels, labels=labels)
     except DensedetError as exc:
         error(PROG, one_line(exc))
         return EXIT_USAGE
@@ -247,19 +265,23 @@ def adapt_main(argv: Sequence[str]) -> int:
 
         torch.set_num_threads(args.threads)
     bar: Any = (_Bar if sys.stderr.isatty() else _Lines)(enabled=not args.quiet)
-    stop = {"asked": False}
+    stop: dict[str, Any] = {"asked": None}  # the name of the first stop signal
 
-    def on_sigint(signum, frame):  # first Ctrl-C: stop cleanly after this step; second: at once
+    def on_signal(signum, frame):  # the first stop signal: stop cleanly after this step; a second: at once
         if stop["asked"]:
             raise KeyboardInterrupt
-        stop["asked"] = True
-        bar.write(f"{PROG}: stopping after this step or photo and saving the state (Ctrl-C again to abort at once)")
+        stop["asked"] = signal.Signals(signum).name
+        again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
+        bar.write(f"{PROG}: {stop['asked']}: stopping after this step or photo and saving the state "
+                  f"({again} again to abort at once)")
 
-    if args.resume and args.minutes is None and args.steps is None:
-        settings = None  # the saved run's budget too
+    budget = None
+    if args.resume:  # the saved run's budget, less what this call gives again
+        budget = {k: getattr(args, k) for k in ("minutes", "steps") if getattr(args, k) is not None}
+        settings = None
     try:
         job = AdaptRun(args.photos, args.out, settings, base=args.base, device=args.device, resume=args.resume,
-                       overwrite=args.overwrite, progress=bar, should_stop=lambda: bool(stop["asked"]),
+                       overwrite=args.overwrite, budget=budget, progress=bar, should_stop=lambda: bool(stop["asked"]),
                        log=lambda m: bar.write(f"{PROG}: {m}"))
     except DensedetError as exc:  # inputs and options: nothing was done yet
         if args.debug:
@@ -269,29 +291,45 @@ def adapt_main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:  # Ctrl-C while setting up: nothing was written
         error(PROG, "interrupted before the run started; nothing was written")
         return EXIT_INTERRUPTED
-    previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    previous = {}
+    if _main_thread():
+        for name in _STOP_SIGNALS:
+            if hasattr(signal, name):
+                previous[name] = signal.signal(getattr(signal, name), on_signal)
+    state = job.paths["state"]
+
+    def kept() -> str:  # what a failed or aborted run leaves to resume from
+        return (f"the last saved state, {state}, is kept for --resume" if state.exists()
+                else "no state was saved yet, so there is nothing to resume")
+
     try:
         result = job.run()
     except KeyboardInterrupt:
         bar.close()
-        error(PROG, "aborted; the last saved state is kept for --resume")
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # report, don't dump: the state saved last is still there
+        error(PROG, f"aborted; {kept()}")
+        return _STOP_SIGNALS.get(stop["asked"] or "SIGINT", EXIT_INTERRUPTED)
+    except AdaptFailed as exc:  # its message says what was kept
+        bar.close()
+        if args.debug:
+            raise
+        error(PROG, f"failed: {one_line(exc)}")
+        return EXIT_FAILED
+    except Exception as exc:  # report, don't dump
         bar.close()
         if args.debug:
             raise
         what = one_line(exc) if isinstance(exc, DensedetError) else f"{type(exc).__name__}: {one_line(exc)}"
-        error(PROG, f"failed: {what} (the last saved state, if any, is kept for --resume; --debug for details)")
+        error(PROG, f"failed: {what} ({kept()}; --debug for details)")
         return EXIT_FAILED
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for name, handler in previous.items():  # None: a handler not set from Python, put the default back
+            signal.signal(getattr(signal, name), signal.SIG_DFL if handler is None else handler)
     bar.close()
     print(report_text(result.report), flush=True)
     if result.status != "done":
         error(PROG, f"stopped; continue with: {PROG} {shlex.quote(str(args.photos))} "
                     f"--out {shlex.quote(str(args.out))} --resume")
-        return EXIT_INTERRUPTED
+        return _STOP_SIGNALS.get(stop["asked"] or "SIGINT", EXIT_INTERRUPTED)
     print(f"wrote {result.paths['weights']}, {result.paths['report_json'].name}, {result.paths['report_txt'].name}",
           file=sys.stderr, flush=True)
     return EXIT_OK

@@ -25,6 +25,7 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,7 @@ import torch
 
 from .. import __version__
 from ..detector.base import resolve_device
-from ..detector.builtin import DEFAULT_CONFIG, DefaultDetector, _read_weights, served_threshold
+from ..detector.builtin import DEFAULT_CONFIG, DecodeSettings, DefaultDetector, _read_weights, model_config, served_threshold
 from ..detector.shelfnet import ShelfNet, read_checkpoint
 from ..errors import DensedetError, InvalidInputError, one_line
 from ..io import atomic_write, ensure_out_dir
@@ -47,9 +48,23 @@ from .data import PhotoCrops, SyntheticPool, stack_samples, tile_ratio
 from .loop import checkpoint_bytes, checkpoint_dict, ema_copy, learning_rate, make_optimizer, normaliser, train_step
 from .pseudo import LabelSettings, PseudoLabels, agreement, pseudo_label
 
-__all__ = ["AdaptSettings", "AdaptResult", "AdaptRun", "adapt", "find_photos", "output_paths", "report_text", "IMAGE_SUFFIXES"]
+__all__ = ["AdaptSettings", "AdaptResult", "AdaptRun", "AdaptFailed", "adapt", "find_photos", "output_paths", "report_text",
+           "IMAGE_SUFFIXES"]
 
 STATE_VERSION = 1
+
+#: What a saved state must hold, and the type each entry must have (checked before resuming).
+_STATE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "settings": dict, "folder": str, "train": list, "holdout": list, "skipped": list, "base": dict, "config": dict,
+    "phase": str, "round": int, "step": int, "elapsed": (int, float), "labels": dict, "labelled_this_round": list,
+    "crop_order": list, "rounds": list, "holdout_before": dict, "timing": dict, "model": dict, "ema": dict, "opt": dict,
+}
+_PHASES = ("before", "label", "train", "final")
+
+
+class AdaptFailed(DensedetError, RuntimeError):
+    """The run cannot finish as asked; the message says why and what was kept (the state to
+    resume from, or nothing)."""
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -71,7 +86,8 @@ class AdaptSettings:
     weight average that labels and is saved. ``labels``: how pseudo-labels are made.
     ``serve_thr``: the score threshold the adapted weights are served at, written into their
     ``info`` (self-training lifts the scores of the products it learns, so the adapted model's
-    best threshold sits above the built-in's; see docs/adapt.md).
+    best threshold sits above the built-in's; see docs/adapt.md). ``max_pixels``: photos with
+    more pixels are skipped (None: no limit).
     """
 
     minutes: float | None = 60.0
@@ -89,6 +105,7 @@ class AdaptSettings:
     label_share: float = 0.5
     save_every: float = 120.0
     serve_thr: float = 0.5
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
     labels: LabelSettings = field(default_factory=LabelSettings)
 
     def __post_init__(self) -> None:
@@ -119,6 +136,9 @@ class AdaptSettings:
             raise bad(f"warmup must be >= 0, got {self.warmup!r}")
         if not 0.0 < self.serve_thr < 1.0:
             raise bad(f"serve_thr must be in (0, 1), got {self.serve_thr!r}")
+        if self.max_pixels is not None and (isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int)
+                                            or self.max_pixels < 1):
+            raise bad(f"max_pixels must be a positive integer or None, got {self.max_pixels!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -135,15 +155,19 @@ class AdaptSettings:
 
     @property
     def n_synth(self) -> int:
-        """Generated shelves per batch."""
-        return int(round(self.batch * self.synth))
+        """Generated shelves per batch: ``synth`` of it, rounded, but always leaving room for at
+        least one crop of a photo (so a ``synth`` near 1 cannot make batches of generated shelves
+        only)."""
+        return min(int(round(self.batch * self.synth)), self.batch - 1)
 
 
 # ----------------------------------------------------------------------------------------------
 # photos
 # ----------------------------------------------------------------------------------------------
-def find_photos(folder: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[Path, str]], int]:
-    """The image files under ``folder`` (recursively, sorted) whose headers can be read.
+def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
+                ) -> tuple[list[Path], list[tuple[Path, str]], int]:
+    """The image files under ``folder`` (recursively, sorted) whose headers can be read and
+    that have at most ``max_pixels`` pixels (None: no limit).
 
     Returns ``(readable, bad, other)``: readable image paths; ``(path, reason)`` for files with an
     image suffix that cannot be opened (they are skipped); the number of other files ignored.
@@ -165,12 +189,12 @@ def find_photos(folder: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[
             if p.suffix.lower() in (".tif", ".tiff"):
                 from ..tiler.readers import open_image
 
-                with open_image(p) as src:
+                with open_image(p, max_pixels=max_pixels) as src:
                     ok = src.width > 0 and src.height > 0
             else:  # the header only; the engine's pixel limit, not Pillow's (panoramas are big)
                 with pillow_limits_lifted(), Image.open(p) as im:
                     w, h = im.size
-                check_size(str(p), w, h, DEFAULT_MAX_PIXELS)
+                check_size(str(p), w, h, max_pixels)
                 ok = w > 0 and h > 0
             if not ok:
                 raise ValueError("zero-size image")
@@ -181,17 +205,24 @@ def find_photos(folder: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[
     return good, bad, other
 
 
-def _read_photo(path: Path) -> np.ndarray:
+def _read_photo(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The upright RGB pixels of a photo, as the engine reads them (EXIF orientation applied)."""
     from ..tiler.readers import open_image
 
-    with open_image(path) as src:
+    with open_image(path, max_pixels=max_pixels) as src:
         return src.read(0, 0, src.width, src.height)
 
 
 def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
-    """``{"weights", "state", "report_json", "report_txt"}`` of an adapt run writing ``out``."""
+    """``{"weights", "state", "report_json", "report_txt"}`` of an adapt run writing ``out``.
+
+    Raises :class:`InvalidInputError` for a path without a file name (``.``, ``/``).
+    """
+    given = os.fspath(out)
     out = Path(out)
+    if not out.name or out.name in (".", ".."):
+        raise InvalidInputError(f"--out {given!r}: not a file name; give the weights file to write, "
+                                "such as my_stores.pt")
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     return {
         "weights": out,
@@ -199,6 +230,35 @@ def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
         "report_json": out.with_name(f"{stem}.report.json"),
         "report_txt": out.with_name(f"{stem}.report.txt"),
     }
+
+
+def _checked_config(raw: Any, label: str) -> dict[str, Any]:
+    """The model config of weights named ``label``, resolved as the detector resolves it
+    (:func:`~densedet_tile.detector.builtin.model_config`) and checked for the values training
+    reads, so that a damaged file is refused before any work rather than failing mid-run."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError(f"{label}: its 'config' is a {type(raw).__name__}, not a dict")
+    cfg = model_config(raw)
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    size, stride = cfg.get("input_size"), cfg.get("stride")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 32:
+        raise InvalidInputError(f"{label}: config input_size must be an integer of at least 32, got {size!r}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise InvalidInputError(f"{label}: config stride must be a positive integer, got {stride!r}")
+    for key in ("mean", "std"):
+        v = cfg.get(key)
+        if not (isinstance(v, (list, tuple)) and len(v) == 3 and all(number(x) for x in v)):
+            raise InvalidInputError(f"{label}: config {key} must be 3 numbers (R, G, B), got {v!r}")
+    if any(x <= 0 for x in cfg["std"]):
+        raise InvalidInputError(f"{label}: config std must be positive, got {cfg['std']!r}")
+    try:
+        DecodeSettings.from_config(cfg)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{label}: config cannot be used ({one_line(exc)})") from None
+    return cfg
 
 
 def _check_outside_package(path: Path) -> None:
@@ -226,7 +286,11 @@ def report_text(report: dict[str, Any]) -> str:
     lines = [f"densedet-tile adapt: {report['status']}"
              + (f" -> {report['out']}" if report["status"] == "done" else f" (state in {report['state']}; "
                 "run again with --resume to continue)")]
-    lines.append(f"photos: {report['photos_used']} used for training, {report['holdout']} held out"
+    used, available = report["photos_used"], report.get("photos_available", report["photos_used"])
+    lines.append(f"photos: {used}{'' if used == available else f' of {available}'} used for training"
+                 + ("" if used == available else " (labelled so far)" if report["status"] != "done" else
+                    " (the others were not labelled in the time)")
+                 + f", {report['holdout']} held out"
                  + (f", {len(report['skipped'])} skipped" if report["skipped"] else ""))
     for name, why in report["skipped"][:10]:
         lines.append(f"  skipped {name}: {why}")
@@ -280,6 +344,7 @@ def adapt(
     device: str = "auto",
     resume: bool = False,
     overwrite: bool = False,
+    budget: Mapping[str, Any] | None = None,
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
@@ -289,19 +354,23 @@ def adapt(
     ``out`` is the weights file to write (see the module docstring for the files beside it).
     ``resume`` continues the stopped run whose state lies beside ``out`` with its own settings;
     with ``settings`` given, its budget (``minutes``/``steps``) and ``save_every`` replace the
-    saved ones (``settings=None`` keeps the saved budget too).
+    saved ones (``settings=None`` keeps the saved budget too). ``budget`` (resume only) replaces
+    just the entries it names (``minutes``, ``steps``, ``save_every``) and keeps the others, as
+    the CLI does for ``--resume --minutes N`` (it wins over ``settings``).
     ``progress`` receives a dict per photo and per step (``phase``, ``round``, ``rounds``,
     ``done``, ``total``, ``step``, ``steps_total``, ``loss``, ``seconds_left``); ``should_stop``
     is polled between photos and steps (True: write the state and return "stopped"); ``log``
     receives one-line notes.
 
-    Raises :class:`InvalidInputError` for a folder without readable images, an output inside
-    the package, an existing output (without ``overwrite``), a state in the way (without
-    ``resume``) or none to resume; :class:`~densedet_tile.errors.DetectorError` for unreadable
-    base weights.
+    Raises :class:`InvalidInputError` for a folder without readable images (or none that
+    decodes), an output inside the package or without a file name, an existing output (without
+    ``overwrite``), a state in the way (without ``resume``), none to resume or a damaged one,
+    base weights whose config or info is malformed; :class:`~densedet_tile.errors.DetectorError`
+    for unreadable base weights; :class:`AdaptFailed` for a run that cannot write weights (no
+    training step in its budget, or weights that are not finite).
     """
     return AdaptRun(folder, out, settings, base=base, device=device, resume=resume, overwrite=overwrite,
-                    progress=progress, should_stop=should_stop, log=log).run()
+                    budget=budget, progress=progress, should_stop=should_stop, log=log).run()
 
 
 class _Stop(Exception):
@@ -323,12 +392,19 @@ class AdaptRun:
         device: str = "auto",
         resume: bool = False,
         overwrite: bool = False,
+        budget: Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
         should_stop: Callable[[], bool] | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         if settings is None and not resume:
             settings = AdaptSettings()
+        if budget is not None:
+            unknown = set(budget) - {"minutes", "steps", "save_every"}
+            if unknown:
+                raise InvalidInputError(f"adapt: budget takes minutes, steps and save_every, not {', '.join(sorted(unknown))}")
+            if not resume:
+                raise InvalidInputError("adapt: budget changes a resumed run's budget; a new run takes it in settings")
         self.paths = output_paths(out)
         for p in self.paths.values():
             _check_outside_package(p)
@@ -347,7 +423,7 @@ class AdaptRun:
         self.cpu_session = time.process_time()
         self.last_save = time.monotonic()
         if resume:
-            self._load_state(settings)
+            self._load_state(settings, budget)
         else:
             self._fresh(settings, base, overwrite)
         self._build()
@@ -359,18 +435,15 @@ class AdaptRun:
                                     "or delete it to start again")
         if self.paths["weights"].exists() and not overwrite:
             raise InvalidInputError(f"{self.paths['weights']} exists: choose another --out or pass --overwrite")
-        good, bad, other = find_photos(self.folder)
+        good, bad, other = find_photos(self.folder, settings.max_pixels)
         if not good:
+            first = f"; the first: {bad[0][0].relative_to(self.folder).as_posix()}: {bad[0][1]}" if bad else ""
             raise InvalidInputError(
                 f"{self.folder}: no readable images (looked for {', '.join(IMAGE_SUFFIXES)}; "
-                f"{len(bad)} unreadable, {other} other files)")
+                f"{len(bad)} unreadable, {other} other files{first})")
         if settings.holdout >= len(good):
             raise InvalidInputError(f"--holdout {settings.holdout} leaves no photo to train on "
                                     f"({len(good)} readable photos)")
-        names = [p.relative_to(self.folder).as_posix() for p in good]
-        rng = np.random.default_rng([settings.seed, 11])
-        held = sorted(names[i] for i in rng.permutation(len(names))[: settings.holdout])
-        held_set = set(held)
         if base is None:
             raw = _read_weights()
             ckpt = read_checkpoint(raw)
@@ -379,19 +452,30 @@ class AdaptRun:
             raw = Path(base).read_bytes() if Path(base).is_file() else None
             ckpt = read_checkpoint(base)
             base_info = {"weights": str(Path(base).resolve()), "sha256": _sha256(raw) if raw else None}
+        label = f"--from {base}" if base is not None else "the built-in weights"
         if not (isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict) and isinstance(ckpt.get("config"), dict)):
-            raise InvalidInputError(f"--from {base}: not weights of the built-in model (a checkpoint dict with "
+            raise InvalidInputError(f"{label}: not weights of the built-in model (a checkpoint dict with "
                                     "'config' and 'state_dict', as adapt and scripts/train_default.py write)")
-        base_info["info"] = dict(ckpt.get("info") or {})
-        config = {**DEFAULT_CONFIG, **ckpt["config"]}
+        info = ckpt.get("info")
+        if info is not None and not isinstance(info, Mapping):
+            raise InvalidInputError(f"{label}: its 'info' is a {type(info).__name__}, not a dict")
+        base_info["info"] = dict(info or {})
+        config = _checked_config(ckpt["config"], label)
         self.settings = settings
+        names = [p.relative_to(self.folder).as_posix() for p in good]
+        decoded: list[tuple[str, str]] = []
+        held = self._draw_holdout(names, decoded)
+        held_set = set(held)
+        train = [n for n in names if n not in held_set]
+        skipped = [[p.relative_to(self.folder).as_posix(), why] for p, why in bad] + [list(x) for x in decoded]
+        self._check_one_decodes(train, decoded, skipped, len(held))
         self.s: dict[str, Any] = {
             "version": STATE_VERSION,
             "settings": settings.to_dict(),
             "folder": str(self.folder.resolve()),
-            "train": [n for n in names if n not in held_set],
+            "train": train,
             "holdout": held,
-            "skipped": [[p.relative_to(self.folder).as_posix(), why] for p, why in bad],
+            "skipped": skipped,
             "base": base_info,
             "config": config,
             "phase": "before",
@@ -406,13 +490,66 @@ class AdaptRun:
             "holdout_before": {},
             "timing": {"label_s": [], "plain_s": [], "step_s": []},
             "loss": None,
+            "train_end": None,
         }
         self.resumed = False
-        self._init_weights = _f32_state(ckpt["state_dict"])
+        self._source = label
+        try:
+            self._init_weights = _f32_state(ckpt["state_dict"])
+        except AttributeError:  # an entry of the state dict that is not a tensor
+            raise InvalidInputError(f"{label}: its state_dict holds entries that are not tensors") from None
         for p, why in bad:
-            self.log(f"skipping {p}: {why}")
+            self.log(f"skipping {p.relative_to(self.folder).as_posix()}: {why}")
+        for name, why in decoded:
+            self.log(f"skipping {name}: {why}")
 
-    def _load_state(self, settings: AdaptSettings | None) -> None:
+    def _try_decode(self, name: str, failed: list[tuple[str, str]]) -> bool:
+        """Whether photo ``name`` decodes; a failure is added to ``failed`` with its reason."""
+        try:
+            _read_photo(self.folder / name, self.settings.max_pixels)
+        except (DensedetError, OSError) as exc:
+            failed.append((name, one_line(exc)))
+            return False
+        return True
+
+    def _draw_holdout(self, names: list[str], failed: list[tuple[str, str]]) -> list[str]:
+        """The held-out photos: drawn at random (``seed``), each decoded to make sure it can be
+        checked; one that fails is skipped and the next drawn photo takes its place."""
+        want = self.settings.holdout
+        held: list[str] = []
+        if not want:
+            return held
+        for i in np.random.default_rng([self.settings.seed, 11]).permutation(len(names)):
+            if len(held) == want or len(names) - len(failed) - len(held) <= 1:
+                break  # enough, or only one photo left for training
+            if self._try_decode(names[int(i)], failed):
+                held.append(names[int(i)])
+        if len(held) < want:
+            raise InvalidInputError(f"--holdout {want} leaves no photo to train on ({len(names) - len(failed)} of "
+                                    f"{len(names)} photos could be decoded"
+                                    + (f"; the first that could not: {failed[0][0]}: {failed[0][1]})" if failed else ")"))
+        return sorted(held)
+
+    def _check_one_decodes(self, train: list[str], failed: list[tuple[str, str]], skipped: list[list[str]],
+                           n_held: int) -> None:
+        """Refuse a folder none of whose training photos decodes (their headers can pass the
+        listing: a truncated JPEG fails only when decoded), before any work. Photos are tried
+        in order until one decodes; the failures are added to ``skipped``."""
+        for name in train:
+            if any(n == name for n, _ in failed):
+                continue
+            k = len(failed)
+            if self._try_decode(name, failed):
+                return
+            skipped.append(list(failed[k]))
+        first = next(((n, why) for n, why in failed if n in set(train)), None)
+        what = f" (the first: {first[0]}: {first[1]})" if first else ""
+        if n_held:
+            raise InvalidInputError(f"{self.folder}: none of its {len(train)} photos left for training after "
+                                    f"--holdout {n_held} could be decoded{what}")
+        raise InvalidInputError(f"{self.folder}: none of its {len(train)} photos could be decoded{what}")
+
+    def _load_state(self, settings: AdaptSettings | None, budget: Mapping[str, Any] | None = None) -> None:
         sp = self.paths["state"]
         if not sp.exists():
             raise InvalidInputError(f"nothing to resume: {sp} does not exist")
@@ -422,50 +559,97 @@ class AdaptRun:
             raise InvalidInputError(f"{sp}: cannot read the saved state ({one_line(exc)})") from exc
         if not isinstance(s, dict) or s.get("version") != STATE_VERSION:
             raise InvalidInputError(f"{sp}: not an adapt state of this version")
+        missing = [k for k in _STATE_KEYS if k not in s]
+        wrong = [k for k, t in _STATE_KEYS.items() if k in s and (not isinstance(s[k], t) or isinstance(s[k], bool))]
+        if missing or wrong or s["phase"] not in _PHASES:
+            what = (f"missing {', '.join(missing)}" if missing else
+                    f"malformed {', '.join(wrong)}" if wrong else f"unknown phase {s['phase']!r}")
+            raise InvalidInputError(f"{sp}: not a complete adapt state ({what}); delete it to start again")
         if Path(s["folder"]) != self.folder.resolve():
             raise InvalidInputError(f"{sp} belongs to a run over {s['folder']}, not {self.folder.resolve()}")
-        saved = AdaptSettings.from_dict(s["settings"])
-        if settings is None:
+        try:
+            saved = AdaptSettings.from_dict(s["settings"])
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{sp}: its settings cannot be used ({one_line(exc)})") from None
+        if budget:
+            self.settings = replace(saved, **dict(budget))  # validated again by AdaptSettings
+        elif settings is None:
             self.settings = saved
         else:
             self.settings = replace(saved, minutes=settings.minutes, steps=settings.steps, save_every=settings.save_every)
         s["settings"] = self.settings.to_dict()
+        s.setdefault("loss", None)
+        s.setdefault("cpu", 0.0)
+        s.setdefault("train_end", None)
         self.s = s
         self.resumed = True
+        self._source = str(sp)
         st = self.settings
-        budget = " and ".join(b for b in ((f"{st.minutes:g} min" if st.minutes is not None else ""),
-                                          (f"{st.steps} steps" if st.steps is not None else "")) if b)
+        if budget:
+            told = ("from this call" if {"minutes", "steps"} <= set(budget) else
+                    f"{' and '.join(k for k in ('minutes', 'steps') if k in budget)} from this call, the rest saved")
+        else:
+            told = "saved" if settings is None else "from this call"
+        budget_text = " and ".join(b for b in ((f"{st.minutes:g} min" if st.minutes is not None else ""),
+                                               (f"{st.steps} steps" if st.steps is not None else "")) if b)
         self.log(f"resuming from {sp}: round {s['round'] + 1}, step {s['step']}, {s['elapsed'] / 60:.1f} min so far; "
-                 f"budget {budget} in all ({'saved' if settings is None else 'from this call'}), the saved run's settings")
+                 f"budget {budget_text} in all ({told}), the saved run's settings")
 
     def _build(self) -> None:
         st = self.settings
-        cfg = self.s["config"]
+        cfg = _checked_config(self.s["config"], self._source)
         self.config = cfg
         self.stride = int(cfg["stride"])
         torch.manual_seed(st.seed)
-        self.model = ShelfNet(cfg)
-        if self.resumed:  # the saved tensors move into the model; the state dict keeps only the rest
-            self.model.load_state_dict(self.s.pop("model"))
-        else:
-            try:
+        try:
+            self.model = ShelfNet(cfg)
+        except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as exc:  # widths, blocks, neck
+            raise InvalidInputError(f"{self._source}: its config does not describe a model that can be built "
+                                    f"({one_line(exc)[:200]})") from None
+        try:
+            if self.resumed:  # the saved tensors move into the model; the state dict keeps only the rest
+                self.model.load_state_dict(self.s.pop("model"))
+            else:
                 self.model.load_state_dict(self._init_weights)
-            except RuntimeError as exc:  # --from weights of another architecture, or damaged
-                raise InvalidInputError(f"{self.s['base']['weights']}: the weights do not fit the model they describe "
-                                        f"({' '.join(str(exc).split())[:200]})") from None
-            del self._init_weights
+                del self._init_weights
+        except (RuntimeError, TypeError, ValueError, AttributeError) as exc:  # another architecture, or damaged
+            raise InvalidInputError(f"{self._source}: the weights do not fit the model they describe "
+                                    f"({one_line(exc)[:200]})") from None
+        self._check_stride()
         self.model.to(self.dev)
         self.ema = ema_copy(self.model)
         self.opt = make_optimizer(self.model, st.lr)
         if self.resumed:
-            self.ema.load_state_dict(self.s.pop("ema"))
-            self.opt.load_state_dict(self.s.pop("opt"))
+            try:
+                self.ema.load_state_dict(self.s.pop("ema"))
+                self.opt.load_state_dict(self.s.pop("opt"))
+            except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
+                raise InvalidInputError(f"{self._source}: its saved weight average or optimiser does not fit the "
+                                        f"model ({one_line(exc)[:200]}); delete it to start again") from None
         self.mean, self.std = normaliser(cfg, self.dev)
         self.pool = SyntheticPool(seed=st.seed, size=st.size, stride=self.stride, tile_ratio=tile_ratio(cfg),
                                   pool=st.synth_pool)
         self.crops = PhotoCrops(size=st.size, stride=self.stride, input_size=int(cfg["input_size"]),
                                 tile=st.labels.tile)
         self.crop_index: dict[str, int] = {}
+
+    def _check_stride(self) -> None:
+        """Refuse a config whose ``stride`` is not the one the network's outputs have: training
+        targets and decoded boxes are placed with it."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                heat, _ = self.model(torch.zeros(1, 3, 64, 64))
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"{self._source}: the model its config describes does not run "
+                                    f"({one_line(exc)[:200]})") from None
+        finally:
+            self.model.train(was_training)
+        real = 64 // max(int(heat.shape[-1]), 1)
+        if real != self.stride:
+            raise InvalidInputError(f"{self._source}: config stride is {self.stride}, but the network's outputs "
+                                    f"are at stride {real}")
 
     # -- clock and budget ------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -503,7 +687,20 @@ class AdaptRun:
         return p
 
     def seconds_left(self) -> float | None:
-        return None if self.settings.minutes is None else max(0.0, self.settings.minutes * 60 - self.elapsed())
+        """Wall seconds left: from the time budget, or under a step budget alone an estimate
+        from the mean step and labelling times so far (None until there is one)."""
+        st = self.settings
+        if st.minutes is not None:
+            return max(0.0, st.minutes * 60 - self.elapsed())
+        step_s = self._mean("step_s")
+        if step_s is None:
+            return None
+        left = max(0, (st.steps or 0) - self.s["step"]) * step_s
+        lab = self._mean("label_s")
+        if lab is not None:  # the rounds still to label, each over all the training photos
+            later = st.rounds - 1 - self.s["round"] + (1 if self.s["phase"] in ("before", "label") else 0)
+            left += max(0, later) * lab * len(self._readable(self.s["train"]))
+        return left + self.reserve_s()
 
     def steps_total(self) -> int | None:
         st = self.settings
@@ -570,7 +767,7 @@ class AdaptRun:
 
     def _read(self, name: str) -> np.ndarray | None:
         try:
-            return _read_photo(self.folder / name)
+            return _read_photo(self.folder / name, self.settings.max_pixels)
         except (DensedetError, OSError) as exc:
             if not any(n == name for n, _ in self.s["skipped"]):
                 self.s["skipped"].append([name, one_line(exc)])
@@ -598,6 +795,7 @@ class AdaptRun:
                     self.save_state()
                 elif phase == "train":
                     self._train_round()
+                    self.s["train_end"] = None
                     last = self.s["round"] + 1 >= self.settings.rounds
                     if last or self.fraction() >= 1.0:
                         self.s["phase"] = "final"
@@ -657,6 +855,7 @@ class AdaptRun:
         rec = self._round_record()
         names = self.s["train"]
         order = [names[i] for i in np.random.default_rng([st.seed, 13, self.s["round"]]).permutation(len(names))]
+        order = self._readable(order)  # photos that failed to decode are not tried again
         done = set(self.s["labelled_this_round"])
         cap = self.label_cap()
         for k, name in enumerate(order):
@@ -687,9 +886,11 @@ class AdaptRun:
             rec["label_seconds"] += dt_s
         self._event("label", len(order), len(order))
         if not self.crop_index and not self._readable(self.s["train"]):
-            first, why = self.s["skipped"][0] if self.s["skipped"] else ("?", "?")
-            raise InvalidInputError(f"{self.folder}: none of its {len(names)} photos could be decoded "
-                                    f"(the first: {first}: {why})")
+            # the set-up decoded one of them: the folder changed under the run
+            train = set(names)
+            first, why = next(((n, w) for n, w in self.s["skipped"] if n in train), ("?", "?"))
+            raise AdaptFailed(f"{self.folder}: none of its {len(names)} training photos can be decoded any more "
+                              f"(the first: {first}: {why}); was the folder changed during the run?")
 
     def _batch(self, step: int) -> tuple[torch.Tensor, ...]:
         st = self.settings
@@ -699,10 +900,51 @@ class AdaptRun:
         samples += [self.crops.sample(rng) for _ in range(st.batch - n_syn)]
         return tuple(t.to(self.dev) for t in stack_samples(samples))
 
+    def _label_fraction(self) -> float:
+        """The share of the budget one later round's labelling is expected to take (0 without a
+        time budget: only the clock counts labelling)."""
+        st = self.settings
+        lab = self._mean("label_s")
+        if st.minutes is None or not lab:
+            return 0.0
+        seconds = lab * max(len(self._readable(self.s["train"])), 1)
+        cap = self.label_cap()
+        if cap is not None:
+            seconds = min(seconds, cap + lab)  # it stops at the cap, after the photo that reached it
+        return seconds / max(st.minutes * 60 - self.reserve_s(), 1e-6)
+
+    def _train_end(self) -> float:
+        """Where, as a fraction of the budget, this round's training ends.
+
+        On schedule: at the end of the round's equal share. When the labelling overran that
+        share (a busy machine, or photos slower to label than a round's time), the round is
+        rescheduled so that it still trains: what is left of the budget is shared between this
+        round's training and as many later rounds (labelling and training) as can still fit,
+        each getting an equal part for training. With nothing left (the budget ran out while
+        labelling) the round trains no step.
+        """
+        st = self.settings
+        r = self.s["round"]
+        end = (r + 1) / st.rounds
+        now = self.fraction()
+        if now < end - 1e-9 or now >= 1.0:
+            return end
+        left = 1.0 - now
+        per_round = self._label_fraction()
+        later = st.rounds - 1 - r
+        if per_round > 0:
+            later = min(later, max(0, math.ceil(left / per_round) - 1))
+        new_end = now + (left - later * per_round) / (later + 1)
+        self.log(f"round {r + 1}: labelling overran the round's share of the budget; training until "
+                 f"{100 * new_end:.0f}% of it" + (" (no time left to label again)" if not later else ""))
+        return new_end
+
     def _train_round(self) -> None:
         st = self.settings
         rec = self._round_record()
-        end = (self.s["round"] + 1) / st.rounds
+        if self.s.get("train_end") is None:  # kept in the state, so a resumed round ends where it would have
+            self.s["train_end"] = self._train_end()
+        end = self.s["train_end"]
         self.model.train()
         amp = self.dev.type == "cuda"
         while self.fraction() < end - 1e-9:
@@ -740,6 +982,7 @@ class AdaptRun:
         after = {"boxes": 0, "matched": 0, "pred": 0}
         ref_total = 0
         for k, name in enumerate(names):
+            self._poll()  # a stop here saves the state; the resumed run checks all the photos again
             self._event("after", k, len(names))
             image = self._read(name)
             if image is None:
@@ -768,12 +1011,17 @@ class AdaptRun:
         return {"photos": len(names), "reference_per_photo": ref_total / len(names), "before": figures(before),
                 "after": figures(after)}
 
+    def _photos_labelled(self) -> int:
+        """Training photos that have pseudo-labels (the ones whose crops were trained on)."""
+        return len(self._readable([n for n in self.s["train"] if n in self.s["labels"]]))
+
     def _provenance(self) -> dict[str, Any]:
         return {
             "kind": "densedet-tile adapt",
             "score_thr": self.settings.serve_thr,
             "base": self.s["base"],
-            "photos": len(self._readable(self.s["train"])),
+            "photos": self._photos_labelled(),
+            "photos_available": len(self._readable(self.s["train"])),
             "holdout_photos": len(self._readable(self.s["holdout"])),
             "steps": int(self.s["step"]),
             "rounds_done": len(self.s["rounds"]),
@@ -793,7 +1041,8 @@ class AdaptRun:
             "out": str(self.paths["weights"]),
             "state": str(self.paths["state"]),
             "folder": self.s["folder"],
-            "photos_used": len(self._readable(self.s["train"])),
+            "photos_used": self._photos_labelled(),
+            "photos_available": len(self._readable(self.s["train"])),
             "holdout": len(self._readable(self.s["holdout"])),
             "skipped": [list(x) for x in self.s["skipped"]],
             "rounds": [dict(r) for r in self.s["rounds"]],
@@ -814,11 +1063,34 @@ class AdaptRun:
         atomic_write(self.paths["report_txt"], report_text(report) + "\n")
 
     def _finish(self) -> AdaptResult:
+        if not self.s["step"]:
+            # the starting weights unchanged are no result: keep the state, so that a larger
+            # budget can continue (training the last round that labelled photos)
+            self.s["phase"] = "train"
+            self.s["train_end"] = None
+            self.save_state()
+            st = self.settings
+            used = f" (labelling took {self.elapsed() / 60:.2g} of {st.minutes:g} min)" if st.minutes is not None else ""
+            raise AdaptFailed(
+                f"adapt: the budget ran out before the first training step{used}; no weights written. The state is "
+                f"kept in {self.paths['state']}: continue with --resume and a larger --minutes")
         holdout = self._holdout_after()
         info = self._provenance()
         if holdout is not None:
             info["holdout_check"] = holdout
-        atomic_write(self.paths["weights"], checkpoint_bytes(checkpoint_dict(self.ema, self.config, info)))
+        ckpt = checkpoint_dict(self.ema, self.config, info)
+        bad = [k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            # diverged (or grown past what fp16 holds): resuming would give the same, so the state goes too
+            try:
+                self.paths["state"].unlink()
+            except FileNotFoundError:
+                pass
+            raise AdaptFailed(
+                f"adapt: training diverged: after {self.s['step']} steps {len(bad)} of the weights' tensors hold "
+                f"inf or nan in fp16 (the first: {bad[0]}); nothing written and the state removed: start again "
+                f"with a lower --lr (it was {self.settings.lr:g})")
+        atomic_write(self.paths["weights"], checkpoint_bytes(ckpt))
         report = self._report("done", holdout)
         self._write_report(report)
         try:

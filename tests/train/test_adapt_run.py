@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -104,12 +105,87 @@ def test_stopped_and_resumed_run_ends_with_the_uninterrupted_weights(uninterrupt
     assert counts(second.report) == counts(uninterrupted[0].report)
 
 
-def test_time_budget_ends_the_run_and_still_writes_weights(photos, tmp_path):
-    s = AdaptSettings(minutes=0.02, steps=None, rounds=1, size=64, batch=2, synth_pool=2,
-                      labels=LabelSettings(scales=(1.0,), flip=False, tile=256))
+@pytest.fixture
+def clock(monkeypatch):
+    """A clock for the run that moves only when a photo is labelled (``label`` seconds) or a step
+    is taken (``step`` seconds): time budgets tested without depending on the machine's speed."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    mod = importlib.import_module("densedet_tile.train.adapt")  # the package exports a function of that name
+
+    c = {"t": 1000.0, "label": 1.0, "step": 1.0}
+    real_label, real_step = mod.pseudo_label, mod.train_step
+
+    def label(*a, **kw):
+        c["t"] += c["label"]
+        return real_label(*a, **kw)
+
+    def step(*a, **kw):
+        c["t"] += c["step"]
+        return real_step(*a, **kw)
+
+    monkeypatch.setattr(mod, "time", SimpleNamespace(monotonic=lambda: c["t"], process_time=real_time.process_time))
+    monkeypatch.setattr(mod, "pseudo_label", label)
+    monkeypatch.setattr(mod, "train_step", step)
+    return c
+
+
+def test_time_budget_ends_the_run_and_still_writes_weights(photos, tmp_path, clock):
+    # 6 s, one round: labelling may take half (3 s; 2 photos x 1 s), then 1 s steps up to 6 s
+    s = AdaptSettings(**{**TINY.__dict__, "minutes": 0.1, "steps": None, "rounds": 1})
     res = adapt(photos, tmp_path / "quick.pt", s, device="cpu")
     assert res.status == "done" and (tmp_path / "quick.pt").is_file()
-    assert res.report["rounds"][0]["photos_labelled"] >= 1  # at least one photo, whatever the clock
+    assert res.report["rounds"][0]["photos_labelled"] == 2 and res.report["steps"] == 4
+
+
+def test_a_round_whose_labelling_overran_its_share_still_trains(photos, tmp_path, clock):
+    # 60 s in 2 rounds of 30 s; one photo takes 35 s to label, more than the round's share. The
+    # round is rescheduled: no time is left to label again, so it trains to the end of the budget.
+    clock.update(label=35.0, step=5.0)
+    s = AdaptSettings(**{**TINY.__dict__, "minutes": 1.0, "steps": None, "rounds": 2})
+    res = adapt(photos, tmp_path / "slow.pt", s, device="cpu")
+    rep = res.report
+    assert res.status == "done" and rep["steps"] == 5  # 35 s + 5 x 5 s = 60 s
+    assert [(r["photos_labelled"], r["steps_from"], r["steps_to"]) for r in rep["rounds"]] == [(1, 0, 5)]
+    # the photo never labelled was not trained on, and the report says so
+    assert rep["photos_used"] == 1 and rep["photos_available"] == 2
+    assert torch.load(tmp_path / "slow.pt", weights_only=True)["info"]["photos"] == 1
+    assert "photos: 1 of 2 used for training" in res.paths["report_txt"].read_text()
+
+
+def test_a_run_that_trained_no_step_writes_no_weights_and_keeps_its_state(photos, tmp_path, clock):
+    from densedet_tile.train.adapt import AdaptFailed
+
+    clock.update(label=70.0, step=50.0)  # one photo takes longer than the whole 60 s budget
+    s = AdaptSettings(**{**TINY.__dict__, "minutes": 1.0, "steps": None, "rounds": 2})
+    out = tmp_path / "none.pt"
+    with pytest.raises(AdaptFailed, match=r"before the first training step.*--resume and a larger --minutes"):
+        adapt(photos, out, s, device="cpu")
+    assert not out.exists() and output_paths(out)["state"].exists()
+    # a larger budget continues from the labels already made, and trains
+    res = adapt(photos, out, None, device="cpu", resume=True, budget={"minutes": 10.0})
+    assert res.status == "done" and out.is_file() and res.report["steps"] > 0
+    assert res.report["rounds"][0]["photos_labelled"] == 1 and res.report["rounds"][0]["steps_to"] > 0
+
+
+def test_weights_that_are_not_finite_are_refused_not_written(photos, tmp_path, monkeypatch):
+    # what a diverged run leaves: batch-norm statistics beyond what fp16 holds (inf once saved)
+    mod = importlib.import_module("densedet_tile.train.adapt")  # the package exports a function of that name
+    from densedet_tile.train.adapt import AdaptFailed
+
+    real_step = mod.train_step
+
+    def blow_up(model, ema, *a, **kw):
+        terms = real_step(model, ema, *a, **kw)
+        ema.stem[0][1].running_var.fill_(1e6)
+        return terms
+
+    monkeypatch.setattr(mod, "train_step", blow_up)
+    out = tmp_path / "inf.pt"
+    with pytest.raises(AdaptFailed, match=r"diverged.*inf or nan.*lower --lr"):
+        adapt(photos, out, AdaptSettings(**{**TINY.__dict__, "steps": 1, "rounds": 1}), device="cpu")
+    assert not out.exists() and not output_paths(out)["state"].exists()
 
 
 def test_holdout_photos_are_checked_before_and_after(tmp_path):
@@ -146,7 +222,7 @@ def test_folder_without_readable_images_is_refused(tmp_path):
     bad.mkdir()
     (bad / "a.jpg").write_bytes(b"not a jpeg")
     (bad / "notes.txt").write_text("hello")
-    with pytest.raises(InvalidInputError, match=r"no readable images .*1 unreadable, 1 other"):
+    with pytest.raises(InvalidInputError, match=r"no readable images .*1 unreadable, 1 other files; the first: a\.jpg: "):
         adapt(bad, tmp_path / "x.pt", TINY, device="cpu")
     with pytest.raises(InvalidInputError, match="not a folder"):
         adapt(tmp_path / "missing", tmp_path / "x.pt", TINY, device="cpu")
@@ -230,3 +306,122 @@ def test_output_paths_sit_beside_the_weights(tmp_path):
     assert {k: v.name for k, v in p.items()} == {"weights": "my_stores.pt", "state": "my_stores.state.pt",
                                                  "report_json": "my_stores.report.json",
                                                  "report_txt": "my_stores.report.txt"}
+
+
+def test_an_out_without_a_file_name_is_refused(photos):
+    for bad in (".", "/", ""):
+        with pytest.raises(InvalidInputError, match="not a file name"):
+            output_paths(bad)
+    with pytest.raises(InvalidInputError, match="not a file name"):
+        adapt(photos, ".", TINY, device="cpu")
+
+
+def _base_weights():
+    return torch.load(Path(__file__).parents[2] / "densedet_tile" / "detector" / "weights" / "default.pt",
+                      weights_only=True)
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"config": {"input_size": "abc"}}, "input_size"),
+    ({"config": {"mean": [0.5]}}, "mean must be 3 numbers"),
+    ({"config": {"std": [0.2, 0.2, 0.0]}}, "std must be positive"),
+    ({"config": {"stride": 7}}, "stride is 7, but the network's outputs are at stride 8"),
+    ({"config": {"widths": [16]}}, "does not describe a model"),
+    ({"info": "notadict"}, "'info' is a str, not a dict"),
+], ids=["input_size", "mean", "std", "stride", "widths", "info"])
+def test_from_weights_with_a_malformed_config_or_info_are_refused_up_front(photos, tmp_path, change, says):
+    ck = _base_weights()
+    ck["config"] = {**ck["config"], **change.get("config", {})}
+    if "info" in change:
+        ck["info"] = change["info"]
+    base = tmp_path / "odd.pt"
+    torch.save(ck, base)
+    with pytest.raises(InvalidInputError, match=f"--from {base}: .*{says}"):
+        adapt(photos, tmp_path / "m.pt", TINY, base=base, device="cpu")
+    assert list(tmp_path.iterdir()) == [base]
+
+
+def test_a_folder_whose_photos_fail_to_decode_is_refused_at_set_up_naming_the_photo(tmp_path):
+    from densedet_tile.train.adapt import AdaptRun
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    whole = (write_photos(tmp_path / "src", n=1) / "shelf_0.jpg").read_bytes()
+    (folder / "b_cut.jpg").write_bytes(whole[: len(whole) // 3])  # its header passes the listing
+    (folder / "a_text.png").write_text("not an image")  # fails at the listing
+    # refused before the run starts (the CLI's exit 2), naming the photo that failed, not a.png
+    with pytest.raises(InvalidInputError, match=r"none of its 1 photos could be decoded \(the first: b_cut\.jpg: .*trunc"):
+        AdaptRun(folder, tmp_path / "m.pt", TINY, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p", "src"]
+
+
+def test_a_held_out_photo_that_fails_to_decode_is_replaced(tmp_path):
+    folder = write_photos(tmp_path / "p", n=3)
+    whole = (folder / "shelf_0.jpg").read_bytes()
+    (folder / "a_cut.jpg").write_bytes(whole[: len(whole) // 3])  # first of the sorted names
+    seed = next(k for k in range(100) if np.random.default_rng([k, 11]).permutation(4)[0] == 0)  # draws it
+    s = AdaptSettings(**{**TINY.__dict__, "holdout": 1, "steps": 1, "rounds": 1, "seed": seed})
+    res = adapt(folder, tmp_path / "h.pt", s, device="cpu")
+    rep = res.report
+    assert [n for n, _ in rep["skipped"]] == ["a_cut.jpg"]
+    assert rep["holdout"] == 1 and rep["holdout_check"]["photos"] == 1 and rep["photos_used"] == 2
+
+
+def test_a_stop_during_the_final_held_out_check_is_honoured_and_resume_redoes_it(tmp_path):
+    folder = write_photos(tmp_path / "p", n=3)
+    s = AdaptSettings(**{**TINY.__dict__, "holdout": 2, "steps": 1, "rounds": 1})
+    seen = {"after": 0, "left": []}
+
+    def progress(e):
+        seen["after"] += e["phase"] == "after"
+        if e["phase"] == "train":
+            seen["left"].append(e["seconds_left"])
+
+    out = tmp_path / "a.pt"
+    first = adapt(folder, out, s, device="cpu", progress=progress, should_stop=lambda: seen["after"] > 0)
+    assert first.status == "stopped" and seen["after"] == 1 and not out.exists()
+    assert first.paths["state"].exists()
+    # under a step budget alone the time left is estimated from the time the steps took
+    assert seen["left"] and all(isinstance(x, float) for x in seen["left"])
+    second = adapt(folder, out, None, device="cpu", resume=True)
+    assert second.status == "done" and second.report["holdout_check"]["photos"] == 2
+
+
+def test_resume_with_part_of_the_budget_keeps_the_rest(photos, tmp_path):
+    out = tmp_path / "b.pt"
+    assert adapt(photos, out, TINY, device="cpu", should_stop=_stop_at(4)).status == "stopped"
+    events = []
+    for budget in ({"lr": 1.0}, {"steps": 0}):
+        with pytest.raises(InvalidInputError, match="budget takes|steps must be"):
+            adapt(photos, out, None, device="cpu", resume=True, budget=budget)
+    res = adapt(photos, out, None, device="cpu", resume=True, budget={"minutes": 30.0})
+    assert res.status == "done" and res.report["steps"] == TINY.steps  # the saved step budget still counts
+    assert res.report["settings"]["minutes"] == 30.0 and res.report["settings"]["steps"] == TINY.steps
+
+
+def test_a_damaged_state_is_refused_in_one_line(photos, tmp_path):
+    out = tmp_path / "s.pt"
+    torch.save({"version": 1, "folder": str(photos.resolve()), "settings": TINY.to_dict()}, output_paths(out)["state"])
+    with pytest.raises(InvalidInputError, match=r"s\.state\.pt: not a complete adapt state \(missing train, "):
+        adapt(photos, out, None, device="cpu", resume=True)
+
+
+def test_batches_keep_at_least_one_photo_crop():
+    assert AdaptSettings(batch=8, synth=0.95).n_synth == 7
+    assert AdaptSettings(batch=8, synth=0.5).n_synth == 4
+    assert AdaptSettings(batch=1, synth=0.9).n_synth == 0
+    assert AdaptSettings(batch=2, synth=0.0).n_synth == 0
+
+
+def test_max_pixels_skips_larger_photos_and_is_a_setting(tmp_path):
+    folder = write_photos(tmp_path / "p", n=1)  # 224 x 160 = 35840 pixels
+    Image.new("RGB", (300, 300)).save(folder / "big.png")
+    good, bad, _ = find_photos(folder, max_pixels=50_000)
+    assert [p.name for p in good] == ["shelf_0.jpg"]
+    assert [p.name for p, _ in bad] == ["big.png"] and "more than max_pixels=50000" in bad[0][1]
+    assert [p.name for p in find_photos(folder, max_pixels=None)[0]] == ["big.png", "shelf_0.jpg"]
+    s = AdaptSettings(max_pixels=50_000)
+    assert AdaptSettings.from_dict(s.to_dict()) == s
+    assert AdaptSettings.from_dict({k: v for k, v in s.to_dict().items() if k != "max_pixels"}).max_pixels == 2**31
+    with pytest.raises(InvalidInputError, match="max_pixels"):
+        AdaptSettings(max_pixels=0)
