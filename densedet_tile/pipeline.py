@@ -83,9 +83,10 @@ class Predictions:
     ``run`` is the run spec as resolved for the detector (device, batch size, input size and
     score threshold filled in); ``final_batch_size`` is the batch size in use at the end (smaller
     after running out of GPU memory); the ``*_s`` fields are seconds spent waiting for pixels,
-    resizing tiles and inside ``predict``. ``dets`` reach down to ``run.score_thr - run.count_band`` (for the
-    count range; :meth:`served` drops what lies below the threshold); ``score_floor`` is the
-    lowest score the detector returns (None: not known).
+    resizing tiles and inside ``predict``. ``dets`` reach down to ``run.score_thr - run.count_band
+    - CONFIRM_BAND`` (for the count range, and for the boxes that confirm cut views just below
+    each of its thresholds; :meth:`served` drops what lies below the threshold); ``score_floor``
+    is the lowest score the detector returns (None: not known).
     """
 
     dets: list[Detections]
@@ -115,6 +116,12 @@ class Predictions:
             # the boxes reach only as low as the highest floor of the parts (unknown if any is)
             score_floor=None if any(p.score_floor is None for p in parts) else max(p.score_floor for p in parts),
         )
+
+
+#: How far below a threshold a box still confirms another tile's cut view of its object
+#: (:func:`densedet_tile.merge.merge_tiles`, ``confirmers``): the scores the built-in model
+#: returns below its threshold (its ``count_band``).
+CONFIRM_BAND: float = 0.05
 
 
 def default_batch_size(device: str) -> int:
@@ -276,7 +283,7 @@ def predict_tiles(
     if run is not None and not isinstance(run, RunSpec):
         raise InvalidInputError(f"predict_tiles needs a RunSpec, got {type(run).__name__}")
     run = resolve_run(detector, RunSpec() if run is None else run)
-    keep_from = None if run.score_thr is None else max(run.score_thr - run.count_band, 0.0)
+    keep_from = None if run.score_thr is None else max(run.score_thr - run.count_band - CONFIRM_BAND, 0.0)
     floor = score_floor_of(detector)
     if run.score_thr is not None and floor is not None and floor > run.score_thr + 1e-9:
         # a detector built once and shared (a service) keeps the threshold it was built with
@@ -360,9 +367,11 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     thr, band = preds.run.score_thr, preds.run.count_band
 
     def at(t: float) -> Detections:
-        # the boxes below t (down to the detector's floor) are not served, but still show that
-        # their tile saw an object where another tile's view of it is cut
-        below = [d[d.scores < t] if len(d) else d for d in preds.dets]
+        # the boxes just below t (within CONFIRM_BAND, down to the detector's floor) are not
+        # served, but still show that their tile saw an object where another tile's view of it
+        # is cut; a fixed window, so that each end of the range equals a run at that threshold
+        # and the served boxes do not depend on count_band
+        below = [d[(d.scores < t) & (d.scores >= t - CONFIRM_BAND - 1e-9)] if len(d) else d for d in preds.dets]
         return merge_tiles(tiles, _at_least(preds.dets, t), merge, confirmers=below)
 
     if thr is None:
