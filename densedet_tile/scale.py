@@ -139,10 +139,12 @@ def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, 
     run = replace(run, scale=None)
     model_side = input_size_of(detector)
     base_tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile
-    if model_side is None:
-        return replace(tiling, tile=base_tile), replace(run, input_size=max(16, round(base_tile * s)))
-    tile = max(32, round(model_side / s))
     longer = max(width, height)
+    if model_side is None:
+        # a tile's longer side is resized to input_size: the tile, or the whole image where it
+        # is smaller than one tile
+        return replace(tiling, tile=base_tile), replace(run, input_size=max(16, round(min(base_tile, longer) * s)))
+    tile = max(32, round(model_side / s))
     if tile >= longer:  # the whole image fits in one tile: show it at scale s
         return replace(tiling, tile=max(32, longer)), replace(run, input_size=max(16, round(longer * s)))
     return replace(tiling, tile=tile), run

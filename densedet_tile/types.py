@@ -239,6 +239,9 @@ class TileSpec:
         if self.tile != "auto":
             object.__setattr__(self, "tile", int(self.tile))
         object.__setattr__(self, "overlap", float(self.overlap))
+        if isinstance(self.tile, int) and round(self.tile * self.overlap) >= self.tile:
+            raise InvalidInputError(f"overlap {self.overlap!r} of a {self.tile} px tile is the whole tile: the tiles "
+                                    "would not advance")
 
     def _side(self) -> int:
         if not isinstance(self.tile, int):

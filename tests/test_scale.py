@@ -141,6 +141,14 @@ def test_native_model_gets_an_input_size_from_the_scale():
     assert res.settings["tile"] == 800 and res.settings["input_size"] == 400
 
 
+def test_native_model_shows_an_image_smaller_than_the_tile_at_the_scale_asked():
+    img, _ = shelf(500, 400, 60)
+    det = SizedBlobs(input_size=None)
+    res = dt.detect_image(img, det, scale=0.5)  # the default tile (1280) is larger than the image
+    assert res.num_tiles == 1 and res.settings["input_size"] == 250
+    assert det.seen == [(200, 250)]
+
+
 def test_photo_rule_applies_to_photos_only():
     det = SizedBlobs(input_size=256, photo_rule=(1000.0, 600.0))
     photo, _ = shelf(1600, 1200, 100)

@@ -126,15 +126,17 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def _max_pixels(text: str) -> int | None:
-    if text.lower() in ("none", "unlimited", "0"):
+    """A pixel count (``2e9`` or ``2000000000``), or ``none`` / ``unlimited`` / ``0`` for no limit."""
+    if text.strip().lower() in ("none", "unlimited", "0"):
         return None
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a pixel count or 'none', got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive pixel count, got {text!r}")
+    if not math.isfinite(v) or v < 1 or v != int(v):
+        raise argparse.ArgumentTypeError(f"expected a whole positive pixel count or 'none', got {text!r}")
     return int(v)
+
 
 
 # -- option groups ---------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="tiles per inference call (default: 4 on a GPU, 1 on the CPU)")
     g.add_argument("--max-pixels", type=_max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help="refuse images with more than N pixels; 'none' for no limit (default: 2**31)")
+                   help="refuse images with more than N pixels; 'none' (or 0) for no limit (default: 2**31)")
 
 
 def add_output_options(p: argparse.ArgumentParser, *, out_required: bool = False) -> argparse._ArgumentGroup:

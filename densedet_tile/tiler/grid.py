@@ -32,6 +32,9 @@ def axis_starts(length: int, tile: int, stride: int) -> list[int]:
 #: Most tiles one image may be cut into: far beyond any real image at sane settings (a
 #: 100000 px square at 256 px tiles is 240 000); more is a mistake such as an overlap of 0.99.
 MAX_TILES = 2_000_000
+#: Most tiles an overlap may add, as a multiple of the tiles without overlap: 0.5 doubles each
+#: axis (4x), 0.8 is 25x; more (0.9 and up) only repeats the same pixels, for hours.
+OVERLAP_TILES_MAX = 25
 
 
 def make_grid(width: int, height: int, spec: TileSpec) -> list[Tile]:
@@ -50,6 +53,13 @@ def make_grid(width: int, height: int, spec: TileSpec) -> list[Tile]:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
     xs = axis_starts(width, spec.tile, spec.stride)
     ys = axis_starts(height, spec.tile, spec.stride)
+    plain = -(-width // spec.tile) * -(-height // spec.tile)  # the tiles without overlap
+    if len(xs) * len(ys) > OVERLAP_TILES_MAX * plain and len(xs) * len(ys) > 100:
+        raise InvalidInputError(
+            f"overlap {spec.overlap:g} cuts this {width}x{height} image into {len(xs) * len(ys)} tiles of "
+            f"{spec.tile} px, {len(xs) * len(ys) // plain} times as many as without overlap; "
+            "an overlap of 0.2-0.5 is enough to see every product whole"
+        )
     if len(xs) * len(ys) > MAX_TILES:
         raise InvalidInputError(
             f"{len(xs) * len(ys)} tiles of {spec.tile} px with overlap {spec.overlap:g} for a {width}x{height} image "

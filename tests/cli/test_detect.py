@@ -107,6 +107,10 @@ def test_malformed_detector_output_leaves_no_file(tmp_path, shelf_png):
         (["--detector", "yolo"], "yolo"),
         (["--device", "tpu"], "tpu"),
         (["--count-band", "0.1"], "count-band"),  # detectors return boxes only 0.05 below their threshold
+        (["--max-pixels", "inf"], "max-pixels"),
+        (["--max-pixels", "nan"], "max-pixels"),
+        (["--max-pixels", "1.5"], "max-pixels"),
+        (["--overlap", "0.9999"], "whole tile"),
     ],
 )
 def test_bad_options_exit_2_with_one_clear_line(tmp_path, shelf_png, opts, word):
