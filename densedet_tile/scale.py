@@ -174,6 +174,10 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> Sca
     rule = photo_scale_of(detector, width, height)
     if rule is not None and max(width, height) <= PHOTO_ASPECT_MAX * min(width, height):
         t, r = _apply(tiling, run, detector, rule, width, height)
+        if tiling.tile != TileSpec().tile and t.tile != tiling.tile:  # a tile that was asked for
+            log.warning("%s: tile %d replaced by %d px: the model's photo rule shows a photo at the scale it was "
+                        "trained on; give an input size (--input-size) to keep the tile", src.name, tiling.tile,
+                        t.tile)
         return ScaleChoice(t, r, {"source": "photo rule", "value": round(rule, 6)})
     return ScaleChoice(tiling, run, {"source": "tile", "value": None})
 

@@ -160,6 +160,18 @@ def test_photo_rule_applies_to_photos_only():
     assert res.settings["scale"]["source"] == "tile" and res.settings["tile"] == 512
 
 
+def test_a_tile_asked_for_and_replaced_by_the_photo_rule_is_said(caplog):
+    det = SizedBlobs(input_size=256, photo_rule=(1000.0, 600.0))
+    photo, _ = shelf(1600, 1200, 100)
+    with caplog.at_level("WARNING", logger="densedet_tile.scale"):
+        res = dt.detect_image(photo, det, tile=400)
+    assert res.settings["tile"] == 512 and "tile 400 replaced by 512 px" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile.scale"):
+        dt.detect_image(photo, det)  # the default tile: nothing was asked, nothing to say
+    assert "replaced" not in caplog.text
+
+
 def test_input_size_wins_and_conflicts_are_refused():
     img, _ = shelf(1600, 1200, 100)
     det = SizedBlobs(input_size=256, photo_rule=(1000.0, 600.0))
