@@ -139,8 +139,10 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
             apply_vram_cap(run.max_vram, device)
         return tiling, run
     tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile  # auto: planned at the default
-    found = plan_batch(detector, tile=tile, input_size=run.input_size or input_size_of(detector),
-                       max_vram_gb=run.max_vram, device=device)
+    side = run.input_size or input_size_of(detector)
+    if side is None and run.scale is not None:  # a native-size model sees the tile at the scale given
+        side = max(16, round(tile * run.scale))
+    found = plan_batch(detector, tile=tile, input_size=side, max_vram_gb=run.max_vram, device=device)
     if found is None:
         return tiling, run
     if found.tile != tile and isinstance(tiling.tile, int):

@@ -34,3 +34,27 @@ def test_tile_kept_when_model_resizes_tiles():
 def test_rejects_non_positive_budget():
     with pytest.raises(InvalidInputError):
         plan_from_probes(1, 2, budget_bytes=0, tile=1280, resizes_tiles=False)
+
+
+def test_the_plan_is_made_at_the_side_the_model_will_see(monkeypatch):
+    import densedet_tile.detector.base as base
+    import densedet_tile.vram as vram
+    from densedet_tile import RunSpec, TileSpec
+
+    asked = {}
+
+    def fake_plan(detector, *, tile, input_size, max_vram_gb, device):
+        asked.update(tile=tile, input_size=input_size)
+        return None
+
+    monkeypatch.setattr(vram, "plan_batch", fake_plan)
+    monkeypatch.setattr(base, "device_of", lambda det, dev: "cpu-as-if-cuda")
+
+    class Native:  # a model without an input size: it sees tiles at their own pixels
+        def predict(self, tiles):
+            return []
+
+    vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0, scale=2.0))
+    assert asked == {"tile": 1280, "input_size": 2560}  # four times the pixels of the tile
+    vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0))
+    assert asked == {"tile": 1280, "input_size": None}
