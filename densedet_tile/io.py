@@ -14,7 +14,6 @@ import csv
 import errno
 import io
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -385,22 +384,9 @@ def shrunk_image(source: Any, scale: float) -> Any:
     """``source`` (an open image source: ``width``, ``height``, ``read(x, y, w, h)`` giving RGB
     uint8) shrunk by ``scale`` (<= 1) as a PIL RGB image, read in bands of rows of at most
     PREVIEW_BAND_BYTES (a panorama's rows are long), so the image never sits in memory whole."""
-    from PIL import Image
+    from .tiler.resize import shrink_source
 
-    W, H = int(source.width), int(source.height)
-    pw, ph = max(1, round(W * scale)), max(1, round(H * scale))
-    canvas = Image.new("RGB", (pw, ph))
-    band = max(1, min(H, max(math.ceil(4 / scale), PREVIEW_BAND_BYTES // (3 * W))))  # a few preview rows at least
-    for y0 in range(0, H, band):
-        y1 = min(H, y0 + band)
-        py0, py1 = round(y0 * scale), round(y1 * scale)
-        if py1 <= py0:
-            continue
-        piece = Image.fromarray(source.read(0, y0, W, y1 - y0))
-        if scale < 1.0:
-            piece = piece.resize((pw, py1 - py0), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        canvas.paste(piece, (0, py0))
-    return canvas
+    return shrink_source(source, scale, band_bytes=PREVIEW_BAND_BYTES)
 
 
 def write_preview(

@@ -31,7 +31,7 @@ import numpy as np
 from .detector.base import input_size_of, photo_scale_of, product_size_of, resize_filter_of, score_thr_of
 from .detector.calls import DetectorCalls
 from .errors import InvalidInputError
-from .tiler.resize import resize_to
+from .tiler.resize import resize_to, shrink_source
 from .types import RunSpec, TileSpec
 
 __all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES"]
@@ -85,6 +85,32 @@ def _probes(width: int, height: int, model_side: int) -> list[list[tuple[int, in
     return groups
 
 
+#: A probe window larger than this (decoded RGB bytes) is read and shrunk in bands of rows, so
+#: that probing a giant image costs about what its tiles cost, not the window whole.
+_PROBE_READ_BYTES = 64 * 2**20
+
+
+class _Window:
+    """A rectangle of an open image, read like an image of its own."""
+
+    def __init__(self, src: Any, x: int, y: int, w: int, h: int) -> None:
+        self.src, self.x, self.y, self.width, self.height = src, x, y, w, h
+
+    def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        return self.src.read(self.x + x, self.y + y, w, h)
+
+
+def _probe_pixels(src: Any, window: tuple[int, int, int, int], model_side: int, filt: str) -> tuple[np.ndarray, float]:
+    """A probe window resized to the model side, and the scale from image to probe pixels."""
+    x, y, w, h = window
+    if 3 * w * h <= _PROBE_READ_BYTES:
+        return resize_to(src.read(x, y, w, h), model_side, filter=filt)
+    first = model_side / max(w, h)  # shrunk band by band, then brought to the exact size
+    pic = np.asarray(shrink_source(_Window(src, x, y, w, h), first, band_bytes=_PROBE_READ_BYTES // 4))
+    img, s = resize_to(pic, model_side, filter=filt)
+    return img, first * (s or 1.0)
+
+
 def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None = None,
                             target: float | None = None) -> tuple[float | None, dict[str, Any]]:
     """Typical product height in image pixels of the open image ``src``, or None.
@@ -104,7 +130,7 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     for group in _probes(int(src.width), int(src.height), model_side):
         heights: list[np.ndarray] = []
         for x, y, w, h in group:
-            img, s = resize_to(src.read(x, y, w, h), model_side, filter=filt)
+            img, s = _probe_pixels(src, (x, y, w, h), model_side, filt)
             # as the tiles are run: errors wrapped in one line naming the image, output checked
             (d,) = DetectorCalls(detector, 1, f"{src.name} (a tile=auto probe)").predict([img])
             if score_thr is not None and len(d):

@@ -282,3 +282,26 @@ def test_detector_failures_while_probing_are_one_line_detector_errors():
         dt.detect(img, GivesNone(), tile="auto")
     with pytest.raises(DetectorError, match=r"photo_scale\(1200, 800\) failed: ZeroDivisionError"):
         dt.detect(img, BadRule())
+
+
+def test_auto_reads_a_big_probe_window_in_bands(monkeypatch):
+    import densedet_tile.scale as scale_mod
+
+    img, _ = shelf(1800, 1100, 150)
+
+    class Recording:  # an open image that remembers the largest read
+        def __init__(self, src):
+            self.src, self.width, self.height, self.name, self.largest = src, src.width, src.height, src.name, 0
+
+        def read(self, x, y, w, h):
+            self.largest = max(self.largest, w * h)
+            return self.src.read(x, y, w, h)
+
+    det = SizedBlobs(input_size=256)
+    with open_image(img) as src:
+        whole, _ = estimate_product_height(Recording(src), det)
+        monkeypatch.setattr(scale_mod, "_PROBE_READ_BYTES", 3 * 300 * 300)
+        rec = Recording(src)
+        banded, details = estimate_product_height(rec, det)
+    assert rec.largest <= 1800 * 1100 // 4  # the whole-image window came in bands of rows
+    assert banded == pytest.approx(whole, rel=0.05)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 from ..errors import InvalidInputError
@@ -82,3 +85,26 @@ def resize_to(img: np.ndarray, longer_side: int, *, filter: str = "area") -> tup
     if not out.flags.writeable:
         out = out.copy()
     return out, scale
+
+
+def shrink_source(source: Any, scale: float, *, band_bytes: int = 32 * 2**20) -> Any:
+    """``source`` (``width``, ``height`` and ``read(x, y, w, h)`` giving RGB uint8, such as an open
+    image or a window of one) shrunk by ``scale`` (<= 1) as a PIL RGB image, read in bands of
+    rows of at most ``band_bytes`` (a few output rows at least), so that the pixels never sit in
+    memory whole: what previews and the probes of ``tile="auto"`` read giant images with."""
+    from PIL import Image
+
+    W, H = int(source.width), int(source.height)
+    pw, ph = max(1, round(W * scale)), max(1, round(H * scale))
+    canvas = Image.new("RGB", (pw, ph))
+    band = max(1, min(H, max(math.ceil(4 / scale), band_bytes // (3 * W))))
+    for y0 in range(0, H, band):
+        y1 = min(H, y0 + band)
+        py0, py1 = round(y0 * scale), round(y1 * scale)
+        if py1 <= py0:
+            continue
+        piece = Image.fromarray(source.read(0, y0, W, y1 - y0))
+        if scale < 1.0:
+            piece = piece.resize((pw, py1 - py0), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        canvas.paste(piece, (0, py0))
+    return canvas
