@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "  cache is bounded at 256 MiB (`tiff_cache_bytes`), enough for each 512 px TIFF tile to be",
         "  decoded exactly once over a row-major grid of a 40000 px wide image. A TIFF stored as one",
         "  strip is read in place when uncompressed (memory-mapped: 0 strip decodes) and decoded",
-        "  once when compressed (kept beside the cache: it cannot be read in part).",
+        "  once when compressed (held in the cache while a window needs it, beyond the budget if one window spans more).",
         "",
         "| what | decoded image MiB | baseline MiB | peak RSS MiB | peak - baseline MiB | seconds |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",

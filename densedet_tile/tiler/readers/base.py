@@ -39,9 +39,10 @@ class SourceStats:
 
     ``decoder``: what decodes the pixels: ``"imagecodecs"`` or ``"pillow"`` (the whole image, at
     :func:`open_image`), ``"tifffile"`` (TIFF segments, as windows are read), None for an array.
-    ``stored_mode``: the mode the decoded whole image is held in: ``"RGB"`` or ``"L"`` for
-    imagecodecs (3 or 1 byte per pixel), Pillow's own mode (``"RGB"``, ``"P"``, ``"I;16"`` ...) for
-    Pillow; None when the source holds no decoded whole image (TIFF, array, closed source).
+    ``stored_mode``: the mode the decoded whole image is held in: ``"RGB"``, ``"L"`` or
+    ``"RGBA"`` (WebP with alpha) for imagecodecs (3, 1 or 4 bytes per pixel), Pillow's own
+    mode (``"RGB"``, ``"P"``, ``"I;16"`` ...) for Pillow; None when the source holds no
+    decoded whole image (TIFF, array, closed source).
     ``decoded_bytes``: bytes of the decoded whole image held as a numpy array (imagecodecs); None
     while Pillow holds it (Pillow does not report its buffer size); 0 when none is held.
     ``full_decodes``: whole-image decodes run (an imagecodecs decode whose result Pillow had to

@@ -1,8 +1,10 @@
-"""Whole-image decoding of 8-bit RGB and gray JPEG and PNG by imagecodecs, 3 bytes per pixel.
+"""Whole-image decoding of 8-bit RGB and gray JPEG and PNG, and of still WebP, by imagecodecs.
 
-imagecodecs (libjpeg-turbo, libpng) decodes straight into a numpy array with the same pixels as
-Pillow's decoders, where Pillow would keep 4 bytes per RGB pixel. :func:`decode_compact` says
-why when it declines, so Pillow can take over (``decoder="auto"``) or the caller can be told
+imagecodecs (libjpeg-turbo, libpng, libwebp) decodes straight into a numpy array with the same
+pixels as Pillow's decoders, 3 bytes per RGB pixel (4 for a WebP with alpha), where Pillow
+would keep 4 bytes per RGB pixel (and, for WebP, libwebp's animation decoder with two more
+canvases of the image for as long as its image object lives). :func:`decode_compact` says why
+when it declines, so Pillow can take over (``decoder="auto"``) or the caller can be told
 (``decoder="imagecodecs"``).
 """
 
@@ -20,14 +22,18 @@ from .orientation import PNG_ORIENTATION_TEXT
 __all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact"]
 
 #: Pillow format names of the files imagecodecs decodes here (MPO is a multi-picture JPEG).
-COMPACT_FORMATS = ("JPEG", "MPO", "PNG")
+COMPACT_FORMATS = ("JPEG", "MPO", "PNG", "WEBP")
+#: Pillow modes decoded here: WebP (always 8-bit) is RGB or RGBA, the others RGB or gray.
+_MODES = {"WEBP": ("RGB", "RGBA")}
+_DEFAULT_MODES = ("RGB", "L")
 
 
 @dataclass(frozen=True, eq=False)
 class Compact:
     """What :func:`decode_compact` did.
 
-    ``pixels``: the read-only (h, w, 3) RGB or (h, w) gray uint8 image, or None;
+    ``pixels``: the read-only (h, w, 3) RGB, (h, w, 4) RGBA (a WebP with alpha, composited
+    onto white window by window like Pillow's RGBA) or (h, w) gray uint8 image, or None;
     ``why_not``: the reason there are none; ``ran``: whether imagecodecs decoded the file at all.
     """
 
@@ -70,14 +76,20 @@ def _png_rows_missing(data: bytes, width: int, height: int, mode: str) -> bool:
     return got < need
 
 
+def _webp_animated(data: bytes) -> bool:
+    """Whether the WebP's extended header (VP8X) sets its animation flag."""
+    return data[12:16] == b"VP8X" and len(data) > 20 and bool(data[20] & 0x02)
+
+
 def decode_compact(
     path: Path, fmt: str, width: int, height: int, mode: str, info: dict[str, Any], *, required: bool
 ) -> Compact:
     """The image at ``path`` (Pillow ``fmt``, ``mode`` and ``info`` from its header) decoded by imagecodecs.
 
-    No pixels means "let Pillow do it": not an 8-bit RGB or gray JPEG or PNG, imagecodecs
-    missing, a JPEG whose last scan is not followed by an end-of-image marker (libjpeg-turbo
-    would silently fill a truncated image with grey, while Pillow reports it), a PNG with an
+    No pixels means "let Pillow do it": not an 8-bit RGB or gray JPEG or PNG or a WebP, an
+    animated WebP (Pillow composes its first frame onto the canvas), imagecodecs missing, a
+    JPEG whose last scan is not followed by an end-of-image marker (libjpeg-turbo would
+    silently fill a truncated image with grey, while Pillow reports it), a PNG with an
     eXIf chunk after its pixels (only Pillow's full load finds it), a decoding error (Pillow then
     says what is wrong), or an unexpected shape or dtype (e.g. 48-bit PNG). ``required``
     (``decoder="imagecodecs"``) makes each of these an error instead:
@@ -85,8 +97,9 @@ def decode_compact(
     :class:`~densedet_tile.errors.ImageReadError` naming the file and the reason otherwise.
     """
     label = str(path)
-    if fmt not in COMPACT_FORMATS or mode not in ("RGB", "L"):
-        why = f"it decodes 8-bit RGB and gray JPEG and PNG only; this is a {fmt} image in mode {mode}"
+    if fmt not in COMPACT_FORMATS or mode not in _MODES.get(fmt, _DEFAULT_MODES):
+        why = (f"it decodes 8-bit RGB and gray JPEG and PNG, and WebP, only; "
+               f"this is a {fmt} image in mode {mode}")
         return _declined(label, why, required=required)
     try:
         import imagecodecs
@@ -105,6 +118,10 @@ def decode_compact(
             if key not in info and key.encode() in data:  # an orientation Pillow reads after the pixels
                 return _declined(label, f"the PNG has a {key!r} chunk after its pixels", required=required)
         decode = imagecodecs.png_decode
+    elif fmt == "WEBP":
+        if _webp_animated(data):
+            return _declined(label, "an animated WebP, whose first frame Pillow composes", required=required)
+        decode = imagecodecs.webp_decode
     else:
         # Inside entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so the
         # last SOS (FF DA) belongs to the final scan, and an EOI (FF D9) after it means the
@@ -124,9 +141,13 @@ def decode_compact(
                                  f"(libpng: {one_line(exc)})") from None
         return _declined(label, f"imagecodecs: {one_line(exc)}", required=required, ran=True)
     del data
-    want = (height, width, 3) if mode == "RGB" else (height, width)
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape != want:
+    if fmt == "WEBP":  # RGBA when it has alpha; either is fine (opaque alpha changes no pixel)
+        shapes: tuple[tuple[int, ...], ...] = ((height, width, 3), (height, width, 4))
+    else:
+        shapes = ((height, width, 3) if mode == "RGB" else (height, width),)
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape not in shapes:
         got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        want = " or ".join(str(shape) for shape in shapes)
         return _declined(label, f"imagecodecs gave {got} pixels, not uint8 {want}", required=required, ran=True)
     arr.flags.writeable = False
     return Compact(arr, ran=True)

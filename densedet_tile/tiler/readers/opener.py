@@ -40,11 +40,13 @@ def open_image(
 
     ``max_pixels`` caps ``width * height`` of files (None: no cap); it replaces Pillow's
     decompression-bomb limit for this call only. ``tiff_cache_bytes`` bounds the decoded-segment
-    cache of a TIFF source. ``decoder`` (see :data:`Decoder`) picks the whole-image decoder of
-    JPEG, PNG, WebP ... files: ``"auto"`` (imagecodecs for 8-bit RGB and gray JPEG and PNG,
-    Pillow for the rest), ``"imagecodecs"`` (an error for a file it cannot decode) or
-    ``"pillow"``. TIFF/BigTIFF is always read through tifffile, and arrays are not decoded; the
-    source's :attr:`~ImageSource.stats` says what ran.
+    cache of a TIFF source (beyond it only by the segments the latest window shares with its
+    neighbours: see :class:`~.segment_cache.SegmentCache`). ``decoder`` (see :data:`Decoder`)
+    picks the whole-image decoder of JPEG, PNG, WebP ... files: ``"auto"`` (imagecodecs for
+    8-bit RGB and gray JPEG and PNG and still WebP, Pillow for the rest), ``"imagecodecs"``
+    (an error for a file it cannot decode) or ``"pillow"``. TIFF/BigTIFF is always read
+    through tifffile, and arrays are not decoded; the source's :attr:`~ImageSource.stats`
+    says what ran.
 
     Raises :class:`~densedet_tile.errors.ImageReadError` (one line naming the file) for a missing
     file, a directory, an empty, unreadable, truncated or unknown-format file, a zero-size image,

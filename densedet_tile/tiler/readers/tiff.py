@@ -5,14 +5,18 @@ RGB (:class:`~.colour.TiffColour`), wait in a byte-bounded LRU cache (:class:`~.
 so the overlap of neighbouring windows is decoded once.
 
 Strips too big for that cache (many writers, tifffile's own default among them, store a whole
-image as one strip) are handled apart, since decoding one again for every window would cost a
-whole-image decode per tile:
+image as one strip) would be decoded again for every window, a whole-image decode per tile:
 
 * uncompressed ones are not decoded at all: the file is memory-mapped and a window reads just
   its own rows and columns, converted to RGB window by window;
-* compressed ones cannot be read in part, so the last :data:`BIG_SEGMENT_SLOTS` of them are
-  kept decoded beside the cache (a single-strip compressed TIFF is then in memory once, as
-  RGB, which is the least its format allows).
+* compressed ones cannot be read in part. The cache never drops the segments a window shares
+  with its neighbours (those reaching outside it) while that window is the latest read, even
+  beyond its budget (:meth:`~.segment_cache.SegmentCache.hold`): so a window spanning more
+  than the budget holds (one strip of a whole image, or two strips of 60 % of the budget
+  each) does not push out the strips the next window needs. Each is decoded once over a
+  row-major sweep, and the cache holds at most max(budget, the segments one window spans);
+  a single-strip compressed TIFF is then in memory once, as RGB, which is the least its
+  format allows.
 """
 
 from __future__ import annotations
@@ -36,8 +40,6 @@ __all__ = ["DEFAULT_TIFF_CACHE_BYTES", "TiffSource"]
 
 #: Default byte budget of the decoded-segment cache of one TIFF source.
 DEFAULT_TIFF_CACHE_BYTES: int = 256 * 2**20
-#: Compressed segments larger than the whole cache budget: how many are kept decoded anyway.
-BIG_SEGMENT_SLOTS: int = 2
 #: Rows converted to RGB at a time, in bytes of the file's samples: bounds the temporaries of
 #: the colour conversion of a big segment.
 _CONVERT_CHUNK_BYTES: int = 4 * 2**20
@@ -107,7 +109,7 @@ class TiffSource(ImageSource):
         self._page: Any = page
         self._fh = tif.filehandle
         self._lock = threading.Lock()
-        self._cache = SegmentCache(cache_bytes, oversize_slots=BIG_SEGMENT_SLOTS)
+        self._cache = SegmentCache(cache_bytes)
         self._segments_decoded = 0
         self._direct: mmap.mmap | None = None
         if self._direct_dtype is not None:
@@ -284,6 +286,22 @@ class TiffSource(ImageSource):
             planes.append(strip[rows, cols])
         return planes[0] if len(planes) == 1 else np.concatenate(planes, axis=-1)
 
+    def _shared_segments(self, x: int, y: int, w: int, h: int) -> list[int]:
+        """Keys of the segments under window (x, y, w, h) that reach outside it: the ones the
+        windows around it may need as well. Those wholly inside are of no use to a window that
+        does not overlap this one, and are all a window of the whole image spans: the cache
+        keeps them only within its budget."""
+        sw_, sh_ = self._seg_w, self._seg_h
+        c0, c1 = x // sw_, (x + w - 1) // sw_
+        r0, r1 = y // sh_, (y + h - 1) // sh_
+        keys = []
+        for r in range(r0, r1 + 1):
+            out_y = r * sh_ < y or min((r + 1) * sh_, self._stored_h) > y + h
+            for c in range(c0, c1 + 1):
+                if out_y or c * sw_ < x or min((c + 1) * sw_, self._stored_w) > x + w:
+                    keys.append(r * self._segs_across + c)
+        return keys
+
     def _read_stored(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         out = np.empty((h, w, 3), np.uint8)
         sw_, sh_ = self._seg_w, self._seg_h
@@ -302,6 +320,7 @@ class TiffSource(ImageSource):
                 if _DONTNEED is not None:  # the file's pages stay in the page cache, not in
                     self._direct.madvise(_DONTNEED)  # this process's memory
                 return out
+            self._cache.hold(self._shared_segments(x, y, w, h))
             for r in range(r0, r1 + 1):
                 for c in range(c0, c1 + 1):
                     seg = self._segment(r, c)

@@ -45,15 +45,29 @@ def test_zero_budget_keeps_nothing():
     assert cache.get(0) is None and len(cache) == 0 and cache.nbytes == 0
 
 
-def test_oversize_slots_keep_the_latest_segments_larger_than_the_budget():
-    small, big = np.zeros((4, 4, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)  # 48 and 192 bytes
-    cache = SegmentCache(2 * small.nbytes, oversize_slots=2)
-    cache.put(0, small.copy())
-    for key in (10, 11, 12):
-        cache.put(key, big.copy())
-    assert cache.get(10) is None and cache.get(11) is not None and cache.get(12) is not None
-    assert cache.get(0) is not None and len(cache) == 3 and cache.nbytes == small.nbytes + 2 * big.nbytes
-    cache.put(1, small.copy())
-    cache.put(2, small.copy())  # the small ones keep their own budget: 0 goes
-    assert cache.get(0) is None and cache.get(11) is not None
-    assert SegmentCache(0, oversize_slots=2).oversize_slots == 0  # a disabled cache keeps nothing
+def test_held_segments_stay_beyond_the_budget_until_the_next_window():
+    strip = np.zeros((4, 10, 3), np.uint8)  # 120 bytes
+    cache = SegmentCache(200)  # one strip fits, two do not
+    cache.hold([0, 1])  # a window spanning strips 0 and 1, both shared with its neighbours
+    cache.put(0, strip.copy())
+    cache.put(1, strip.copy())  # a plain LRU would drop strip 0 here
+    assert cache.get(0) is not None and cache.get(1) is not None
+    assert len(cache) == 2 and cache.nbytes == 240  # over the budget by what the window needs
+    cache.put(5, strip.copy())  # not held, and no room beside the held ones: not kept
+    assert cache.get(5) is None and len(cache) == 2
+    cache.hold([1, 2])  # the next window: strip 0 goes, back within the budget
+    assert cache.get(0) is None and cache.get(1) is not None and cache.nbytes == 120
+    cache.put(2, strip.copy())
+    assert cache.nbytes == 240 and len(cache) == 2
+    cache.hold([])  # a window that shares nothing: the budget holds again
+    assert cache.nbytes <= 200 and len(cache) == 1
+    big = np.zeros((10, 10, 3), np.uint8)  # 300 bytes, over the whole budget
+    cache.hold([7])
+    cache.put(7, big)
+    assert cache.get(7) is not None and cache.nbytes == 300  # kept while a window needs it
+    cache.hold([])
+    assert len(cache) == 0 and cache.nbytes == 0
+    disabled = SegmentCache(0)
+    disabled.hold([0])
+    disabled.put(0, strip.copy())
+    assert disabled.get(0) is None and len(disabled) == 0  # a disabled cache keeps nothing, held or not

@@ -68,13 +68,17 @@ def test_compressed_big_strips_keep_a_bounded_number(tmp_path):
     full = noise(120, 150)
     path = tmp_path / "z.tif"
     tifffile.imwrite(path, full, photometric="rgb", compression="zlib", rowsperstrip=30)  # 4 strips
+    strip = 30 * 150 * 3
     with open_image(path, tiff_cache_bytes=1000) as src:
-        np.testing.assert_array_equal(read_all(src), full)
-        assert src.stats.cached_segments <= tiff_mod.BIG_SEGMENT_SLOTS
-        assert src.stats.cache_bytes == src.stats.cached_segments * 30 * 150 * 3  # what is kept is counted
+        for x, y, w, h in WINDOWS:  # each spans 2 strips, both kept while it is the latest
+            np.testing.assert_array_equal(src.read(x, y, w, h), full[y : y + h, x : x + w])
+            spanned = (y + h - 1) // 30 - y // 30 + 1
+            assert src.stats.cached_segments == spanned
+            assert src.stats.cache_bytes == spanned * strip  # what is kept is counted
         before = src.stats.segments_decoded
-        src.read(0, 0, 150, 10)  # strip 0 was dropped for strips 2 and 3: decoded again
+        src.read(0, 0, 150, 10)  # the last window needed strips 2 and 3 only: strip 0 is decoded again
         assert src.stats.segments_decoded == before + 1
+        assert src.stats.cached_segments == 1 and src.stats.cache_bytes == strip
 
 
 def test_big_segment_conversion_in_bands_equals_whole(tmp_path, monkeypatch):
@@ -99,3 +103,30 @@ def test_truncated_uncompressed_strip_is_a_clear_error(tmp_path):
     with pytest.raises(ImageReadError, match=r"cut\.tif.*truncated"):
         with open_image(path, tiff_cache_bytes=100) as src:
             src.read(0, 0, 70, 60)
+
+
+def test_strips_a_window_cannot_hold_together_are_decoded_once_per_sweep(tmp_path):
+    # Each strip fits the budget alone, two do not, and every window spans two: a plain LRU
+    # drops the first strip for the second, and the next window needs both again.
+    full = noise(120, 200)
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, full, photometric="rgb", compression="zlib", rowsperstrip=30)  # 4 strips
+    strip = 30 * 200 * 3
+    budget = strip + strip // 2
+    windows = [(x, y, 50, 50) for y in (0, 40, 70) for x in (0, 40, 80, 120, 150)]  # row-major, overlapping
+    with open_image(path, tiff_cache_bytes=budget) as src:
+        for x, y, w, h in windows:
+            np.testing.assert_array_equal(src.read(x, y, w, h), full[y : y + h, x : x + w])
+            assert src.stats.cache_bytes <= max(budget, 2 * strip)  # what one window needs, no more
+        assert src.stats.segments_decoded == 4  # each strip once (a plain LRU: 2 per window, 28)
+
+
+def test_a_whole_image_window_keeps_no_strip_over_the_budget(tmp_path):
+    # strips wholly inside the window are of no use to a neighbour: only the budget is kept
+    full = noise(120, 200)
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, full, photometric="rgb", compression="zlib", rowsperstrip=30)
+    budget = 30 * 200 * 3 + 100
+    with open_image(path, tiff_cache_bytes=budget) as src:
+        np.testing.assert_array_equal(read_all(src), full)
+        assert src.stats.cache_bytes <= budget and src.stats.cached_segments == 1
