@@ -86,7 +86,7 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
                 raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(target))
             target.parent.mkdir(parents=True, exist_ok=True)
             # (the name's start only: a name near the file system's 255-byte limit still fits)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:TMP_NAME_KEEP]}.", suffix=TMP_SUFFIX, dir=target.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{_name_start(target.name)}.", suffix=TMP_SUFFIX, dir=target.parent)
             staged.append((tmp, target))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -165,6 +165,12 @@ def refuse_overwriting_input(output: str | os.PathLike[str], inputs: Mapping[str
 #: replaced file's hard link while the new one lands).
 TMP_SUFFIX = ".tmp"
 TMP_NAME_KEEP = 100
+
+
+def _name_start(name: str) -> str:
+    """The first TMP_NAME_KEEP bytes of a file name, as the file system stores it (a character
+    cut in two stays as its bytes: a file name is bytes, not text)."""
+    return os.fsdecode(os.fsencode(name)[:TMP_NAME_KEEP])
 
 
 def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120.0) -> int:

@@ -115,14 +115,16 @@ def detector_identity(detector: Any) -> dict[str, Any]:
 
 def request_key(job: Job, detector: Any = None) -> dict[str, Any]:
     """What a result must have been asked for to stand for ``job`` (:func:`outputs_complete`):
-    the specs as given (call it before a VRAM budget or a detector's rule adjusts them) and the
-    ``detector`` (:func:`detector_identity`; None: not compared). Batch size, device, worker
-    threads and the output formats are not part of it."""
+    the specs as given (call it before a VRAM budget or a detector's rule adjusts them), the
+    precision, whether YOLO lines carry scores, and the ``detector`` (:func:`detector_identity`;
+    None: not compared). Batch size, device, VRAM budget, pixel limit, worker threads and the
+    output formats are not part of it: they decide how or whether an image runs, not its boxes
+    (a rerun with ``--max-pixels none`` only adds the images the limit refused)."""
     run = job.run
     want = {"tiling": asdict(job.tiling), "merge": asdict(job.merge),
             "run": {"score_thr": run.score_thr, "input_size": run.input_size, "scale": run.scale,
-                    "count_band": run.count_band, "max_vram": run.max_vram, "precision": run.precision,
-                    "max_pixels": run.max_pixels},
+                    "count_band": run.count_band, "precision": run.precision},
+            "yolo_scores": job.yolo_scores,
             "detector": None if detector is None else detector_identity(detector)}
     return json.loads(json.dumps(want, default=repr))  # as the JSON holds them (tuples as lists...)
 

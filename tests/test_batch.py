@@ -466,3 +466,16 @@ def test_a_phone_folder_gives_every_photo_format_not_only_jpeg(tmp_path):
     names = [p.name for p in expand_inputs([folder])]
     # a HEIC photo is taken so that it fails with a message saying what to do, not skipped unseen
     assert names == ["IMG_0001.JPG", "IMG_0002.HEIC", "IMG_0003.jfif", "IMG_0004.avif", "IMG_0005.heif"]
+
+
+def test_restart_skips_over_a_new_pixel_limit_or_vram_budget_but_not_new_yolo_lines(tmp_path):
+    a = _images(tmp_path / "in")[0]
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "yolo"))
+    assert run_batch([a], out, detector=BlobDetector(), job=job).ok == 1
+    # how or whether an image runs, not what it finds: a rerun only adds what was refused
+    for run in (RunSpec(max_pixels=None), RunSpec(max_vram=2.0), RunSpec(batch_size=3)):
+        again = Job(tiling=TileSpec(tile=256), formats=("json", "yolo"), run=run)
+        assert run_batch([a], out, detector=BlobDetector(), job=again).skipped == 1, run
+    scored = Job(tiling=TileSpec(tile=256), formats=("json", "yolo"), yolo_scores=True)
+    assert run_batch([a], out, detector=BlobDetector(), job=scored).ok == 1  # other label lines

@@ -151,9 +151,10 @@ def test_a_name_near_the_file_system_limit_and_one_not_in_utf8_are_written(tmp_p
     from PIL import Image
 
     long_name = "L" * (255 - len(".detections.json") - 4) + ".png"  # the JSON's name: 251 bytes
+    wide_name = "\u3042" * 77 + ".png"  # 231 bytes of UTF-8 in 77 characters: the JSON's name 254 bytes
     odd_name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: a surrogate escape in Python
     out = tmp_path / "out"
-    for name in (long_name, odd_name):
+    for name in (long_name, wide_name, odd_name):
         img = tmp_path / name
         Image.fromarray(blob_image(300, 500, (10, 20, 100, 80))).save(img)
         job = Job(tiling=dt.TileSpec(tile=256), formats=("json", "csv"))

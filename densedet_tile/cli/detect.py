@@ -117,7 +117,12 @@ def _detect_all(args: argparse.Namespace, detector: Any, job: Job) -> int:
     failed = 0
     try:
         # one file named twice (a.jpg ./a.jpg) is detected once
-        inputs = list({os.path.realpath(i): i for i in reversed(args.inputs)}.values())[::-1]
+        seen: set[str] = set()
+        inputs = []
+        for i in args.inputs:
+            if os.path.realpath(i) not in seen:
+                seen.add(os.path.realpath(i))
+                inputs.append(i)
         for inp, stem in zip(inputs, unique_stems(inputs)):
             progress = _Progress(Path(inp).name, enabled=not args.quiet)
             try:

@@ -33,8 +33,9 @@ def axis_starts(length: int, tile: int, stride: int) -> list[int]:
 #: 100000 px square at 256 px tiles is 240 000); more is a mistake such as an overlap of 0.99.
 MAX_TILES = 2_000_000
 #: Most tiles an overlap may add, as a multiple of the tiles without overlap: 0.5 doubles each
-#: axis (4x), 0.8 is 25x; more (0.9 and up) only repeats the same pixels, for hours.
-OVERLAP_TILES_MAX = 25
+#: axis (4x), 0.8 is about 25x (up to 30x on small tiles, where the overlap rounds to whole
+#: pixels); more (0.9 and up) only repeats the same pixels, for hours.
+OVERLAP_TILES_MAX = 40
 
 
 def make_grid(width: int, height: int, spec: TileSpec) -> list[Tile]:

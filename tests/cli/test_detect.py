@@ -210,9 +210,14 @@ def test_one_file_named_twice_is_detected_once_and_a_batch_then_skips_it(tmp_pat
     out = tmp_path / "out"
     same = tmp_path / "sub" / ".." / shelf_png.name  # the same file by another spelling
     (tmp_path / "sub").mkdir()
-    r = run_cli(shelf_png, same, "--detector", f"{FAKES}:make_blob", "--tile", "640", "--out", out, "-q")
+    other = tmp_path / "sub" / shelf_png.name  # another file of the same name, named in between
+    other.write_bytes(shelf_png.read_bytes())
+    r = run_cli(shelf_png, other, same, "--detector", f"{FAKES}:make_blob", "--tile", "640", "--out", out, "-q")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["shelf.detections.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["shelf-2.detections.json", "shelf.detections.json"]
+    doc = json.loads((out / "shelf.detections.json").read_text())
+    assert doc["image"]["path"] == str(shelf_png)  # the inputs keep their order and their names
+    (out / "shelf-2.detections.json").unlink()
     # the result records what was asked, so a batch with the same options takes it as done
     r = run_cli("batch", shelf_png, "--detector", f"{FAKES}:make_blob", "--tile", "640", "--out", out,
                 "--ray", "none")
