@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import signal
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--init {args.init}: no such file")
 
     t_start = time.time()
+
+    def stop(signum: int, frame: object) -> None:  # `timeout` and schedulers send SIGTERM
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     out = Path(args.out)
@@ -117,47 +123,63 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device={dev} size={args.size} batch={args.batch} workers={args.workers} params="
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M", flush=True)
     it = iter(loader)
-    while not done:
-        img_u8, heat, box_t, weight, nbox = next(it)
-        img = img_u8.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
-        heat, box_t, weight = (t.to(dev, non_blocking=True) for t in (heat, box_t, weight))
-        images += img.shape[0]
-        for _ in range(args.reuse):
-            prog = 0.0
-            if args.steps is not None:
-                prog = step / args.steps
-            if budget_s is not None:
-                prog = max(prog, (time.time() - t0) / budget_s)
-            if prog >= 1.0:
-                done = True
-                break
-            lr = learning_rate(args.lr, step, prog, warmup)
-            terms = train_step(model, ema, opt, (img, heat, box_t, weight), step=step, lr=lr, gen=gen, mean=mean,
-                               std=std, stride=stride, ema_decay=args.ema, amp=amp,
-                               memory_format=torch.channels_last)
-            if terms is None:
-                print(f"non-finite loss at step {step}", flush=True)
-                return 1
-            step += 1
-            if step <= 20 or step % 25 == 0:
-                lv, hv, bv = terms["loss"], terms["heat"], terms["box"]
-                run_loss = lv if run_loss is None else 0.9 * run_loss + 0.1 * lv
-                el = time.time() - t0
-                log.writerow([step, f"{el:.1f}", images, f"{lv:.4f}", f"{hv:.4f}", f"{bv:.4f}", f"{lr:.2e}",
-                              f"{float(nbox.float().mean()):.1f}"])
-                log_f.flush()
-                print(f"step {step:6d} t={el:7.1f}s img={images:7d} loss={lv:.3f} (heat {hv:.3f} box {bv:.3f}) "
-                      f"lr={lr:.1e} img/s={images / max(el, 1e-6):.1f}", flush=True)
-            if time.time() - last_save > args.save_every:
-                info = {"steps": step, "images": images, "seconds": round(time.time() - t0, 1), "size": args.size,
-                        "batch": args.batch, "seed": args.seed, "loss_ema": run_loss, "device": str(dev)}
-                save_checkpoint(ema, config, info, out / "default.pt")
-                last_save = time.time()
-                print(f"saved {out / 'default.pt'} at step {step}", flush=True)
-    info = {"steps": step, "images": images, "seconds": round(time.time() - t0, 1), "size": args.size,
-            "batch": args.batch, "seed": args.seed, "loss_ema": run_loss, "device": str(dev),
-            "reuse": args.reuse, "lr": args.lr}
-    save_checkpoint(ema, config, info, out / "default.pt")
+    bad_in_a_row = 0  # batches with a non-finite loss, one after another
+    try:
+        while not done:
+            img_u8, heat, box_t, weight, nbox = next(it)
+            img = img_u8.to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
+            heat, box_t, weight = (t.to(dev, non_blocking=True) for t in (heat, box_t, weight))
+            images += img.shape[0]
+            for _ in range(args.reuse):
+                prog = 0.0
+                if args.steps is not None:
+                    prog = step / args.steps
+                if budget_s is not None:
+                    prog = max(prog, (time.time() - t0) / budget_s)
+                if prog >= 1.0:
+                    done = True
+                    break
+                lr = learning_rate(args.lr, step, prog, warmup)
+                terms = train_step(model, ema, opt, (img, heat, box_t, weight), step=step, lr=lr, gen=gen, mean=mean,
+                                   std=std, stride=stride, ema_decay=args.ema, amp=amp,
+                                   memory_format=torch.channels_last)
+                if terms is None:  # nothing was updated: skip the batch, unless it keeps happening
+                    bad_in_a_row += 1
+                    print(f"non-finite loss at step {step} ({bad_in_a_row} in a row); batch skipped", flush=True)
+                    if bad_in_a_row >= 20:
+                        raise FloatingPointError(f"20 batches in a row with a non-finite loss at step {step}")
+                    break
+                bad_in_a_row = 0
+                step += 1
+                if step <= 20 or step % 25 == 0:
+                    lv, hv, bv = terms["loss"], terms["heat"], terms["box"]
+                    run_loss = lv if run_loss is None else 0.9 * run_loss + 0.1 * lv
+                    el = time.time() - t0
+                    log.writerow([step, f"{el:.1f}", images, f"{lv:.4f}", f"{hv:.4f}", f"{bv:.4f}", f"{lr:.2e}",
+                                  f"{float(nbox.float().mean()):.1f}"])
+                    log_f.flush()
+                    print(f"step {step:6d} t={el:7.1f}s img={images:7d} loss={lv:.3f} (heat {hv:.3f} box {bv:.3f}) "
+                          f"lr={lr:.1e} img/s={images / max(el, 1e-6):.1f}", flush=True)
+                if time.time() - last_save > args.save_every:
+                    info = {"steps": step, "images": images, "seconds": round(time.time() - t0, 1), "size": args.size,
+                            "batch": args.batch, "seed": args.seed, "loss_ema": run_loss, "device": str(dev)}
+                    save_checkpoint(ema, config, info, out / "default.pt")
+                    last_save = time.time()
+                    print(f"saved {out / 'default.pt'} at step {step}", flush=True)
+        info = {"steps": step, "images": images, "seconds": round(time.time() - t0, 1), "size": args.size,
+                "batch": args.batch, "seed": args.seed, "loss_ema": run_loss, "device": str(dev),
+                "reuse": args.reuse, "lr": args.lr}
+        save_checkpoint(ema, config, info, out / "default.pt")
+    except BaseException as exc:  # a crash or a kill midway still leaves the latest averaged weights
+        info = {"steps": step, "images": images, "seconds": round(time.time() - t0, 1), "size": args.size,
+                "batch": args.batch, "seed": args.seed, "loss_ema": run_loss, "device": str(dev),
+                "reuse": args.reuse, "lr": args.lr, "aborted": f"{type(exc).__name__}: {exc}"[:300]}
+        try:
+            save_checkpoint(ema, config, info, out / "default.pt")
+            print(f"aborted at step {step}; saved {out / 'default.pt'}", flush=True)
+        except Exception as save_exc:  # (the device itself may be what failed)
+            print(f"aborted at step {step}; could not save: {save_exc}", flush=True)
+        raise
     log_f.close()
     print(f"done: {info}", flush=True)
     return 0
