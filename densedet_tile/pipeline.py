@@ -359,7 +359,10 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     that end).
 
     Each threshold's boxes are merged on their own (the seam merge depends on which boxes are
-    there), exactly as a run at that threshold would merge them. The range is None when the
+    there), as a run at that threshold would merge them, with the boxes down to
+    :data:`CONFIRM_BAND` below it as confirmers where the detector returns them (the built-in
+    model returns nothing below ``score_thr - count_band``, so the upper end has none, where a
+    run at that threshold would). The range is None when the
     run has no threshold or ``count_band`` is 0; its upper end (``high``) is None when the
     detector's boxes do not reach ``score_thr - count_band``, its lower end when
     ``score_thr + count_band`` is above 1.
