@@ -159,8 +159,9 @@ def _check_container(p: str) -> None:
 def _unpickler_cause(exc: BaseException) -> str:
     """What the weights-only unpickler objected to, without torch's advice around it.
 
-    torch wraps the unpickler's own message in text that suggests loading again with
-    ``weights_only=False``; that would run arbitrary code from the file, so only the cause is kept.
+    torch wraps the unpickler's own message in text that suggests loading again with the
+    weights-only check turned off; that would run arbitrary code from the file, so only the cause
+    is kept.
     """
     text = str(exc)
     marker = "WeightsUnpickler error:"
