@@ -38,6 +38,7 @@ from .options import (
     EXIT_USAGE,
     add_detector_options,
     add_tiling_options,
+    counted,
     detector_spec_from_args,
     error,
     parse,
@@ -196,7 +197,8 @@ def _audit(args: argparse.Namespace) -> int:
     for w in doc["warnings"]:
         print(f"{PROG}: warning: {w}", file=sys.stderr)
     s = doc["summary"]
-    print(f"{info.get('name')}: {s['products']} products, {s['bays']} bays, {s['rows']} shelf rows, {s['gaps']} gaps "
+    print(f"{info.get('name')}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
+          f"{counted(s['rows'], 'shelf row')}, {counted(s['gaps'], 'gap')} "
           f"({s['gap_width_products']} product widths empty), tilt {s['tilt_deg']} deg")
     for b in doc["bays"]:
         given = "region" if b["kind"] == "region" else "bay"
@@ -204,7 +206,7 @@ def _audit(args: argparse.Namespace) -> int:
         cr = b.get("count_range") or {}
         counts = cr.get("counts") or [None] * 3
         text = products_text(b["products"], (counts[0], counts[2]), cr.get("uncertain"))
-        print(f"  {given} {name}: {text}, {b['rows']} rows, {b['gaps']} gaps")
+        print(f"  {given} {name}: {text}, {counted(b['rows'], 'row')}, {counted(b['gaps'], 'gap')}")
     print(f"-> {out / (stem + '.audit.html')}")
     return EXIT_OK
 

@@ -94,7 +94,10 @@ def test_audit_from_detections_writes_report_json_and_heatmap(scene: dict, capsy
     assert html_text.count("<tr>") >= 1 + 8 + 1 + len(doc["gaps"])
     prev = decode_preview(html_text)
     assert prev.size == (doc["preview"]["width"], doc["preview"]["height"]) and doc["preview"]["from_image"]
-    assert "8 shelf rows" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "8 shelf rows" in printed
+    assert f"{doc['summary']['products']} products, 2 bays, 8 shelf rows" in printed
+    assert "4 rows, 4 gaps" in printed and "1 gaps" not in printed and "1 rows" not in printed
 
 
 def test_panorama_preview_stays_under_8000_px_and_detections_alone_work(tmp_path: Path) -> None:
