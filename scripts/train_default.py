@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M", flush=True)
     it = iter(loader)
     bad_in_a_row = 0  # batches with a non-finite loss, one after another
+
+    def run_info(**extra: object) -> dict:
+        return {"steps": step, "images": images, "seconds": round(time.time() - t0, 1), "size": args.size,
+                "batch": args.batch, "seed": args.seed, "loss_ema": run_loss, "device": str(dev), **extra}
+
     try:
         while not done:
             img_u8, heat, box_t, weight, nbox = next(it)
@@ -161,19 +166,14 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"step {step:6d} t={el:7.1f}s img={images:7d} loss={lv:.3f} (heat {hv:.3f} box {bv:.3f}) "
                           f"lr={lr:.1e} img/s={images / max(el, 1e-6):.1f}", flush=True)
                 if time.time() - last_save > args.save_every:
-                    info = {"steps": step, "images": images, "seconds": round(time.time() - t0, 1), "size": args.size,
-                            "batch": args.batch, "seed": args.seed, "loss_ema": run_loss, "device": str(dev)}
+                    info = run_info()
                     save_checkpoint(ema, config, info, out / "default.pt")
                     last_save = time.time()
                     print(f"saved {out / 'default.pt'} at step {step}", flush=True)
-        info = {"steps": step, "images": images, "seconds": round(time.time() - t0, 1), "size": args.size,
-                "batch": args.batch, "seed": args.seed, "loss_ema": run_loss, "device": str(dev),
-                "reuse": args.reuse, "lr": args.lr}
+        info = run_info(reuse=args.reuse, lr=args.lr)
         save_checkpoint(ema, config, info, out / "default.pt")
     except BaseException as exc:  # a crash or a kill midway still leaves the latest averaged weights
-        info = {"steps": step, "images": images, "seconds": round(time.time() - t0, 1), "size": args.size,
-                "batch": args.batch, "seed": args.seed, "loss_ema": run_loss, "device": str(dev),
-                "reuse": args.reuse, "lr": args.lr, "aborted": f"{type(exc).__name__}: {exc}"[:300]}
+        info = run_info(reuse=args.reuse, lr=args.lr, aborted=f"{type(exc).__name__}: {exc}"[:300])
         try:
             save_checkpoint(ema, config, info, out / "default.pt")
             print(f"aborted at step {step}; saved {out / 'default.pt'}", flush=True)

@@ -34,6 +34,17 @@ def as_boxes(xyxy: object, name: str = "xyxy") -> np.ndarray:
     return arr
 
 
+def check_iou_thr(value: object, who: str, *, zero_ok: bool) -> float:
+    """An IoU threshold as a float: a number in [0, 1] (``zero_ok``) or (0, 1], else one line
+    naming ``who``."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    v = float(value) if number else float("nan")  # type: ignore[arg-type]
+    if not (0.0 <= v <= 1.0) or (v == 0.0 and not zero_ok):
+        span = "[0, 1]" if zero_ok else "(0, 1]"
+        raise InvalidInputError(f"{who}: iou_thr must be a number in {span}, got {value!r}")
+    return v
+
+
 def box_area(xyxy: np.ndarray) -> np.ndarray:
     """Areas of (N, 4) xyxy boxes, shape (N,), in the dtype of the input."""
     return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import as_boxes, candidate_pairs, pair_iou
+from .boxes import as_boxes, candidate_pairs, check_iou_thr, pair_iou
 
 __all__ = ["nms", "score_order"]
 
@@ -32,9 +32,7 @@ def _check(xyxy: object, scores: object, labels: object, iou_thr: float) -> tupl
         lab = np.asarray(labels).reshape(-1)
         if lab.shape[0] != b.shape[0]:
             raise InvalidInputError(f"nms: {b.shape[0]} boxes but {lab.shape[0]} labels")
-    if isinstance(iou_thr, (bool, np.bool_)) or not isinstance(iou_thr, (int, float, np.integer, np.floating)) or not (
-            0.0 <= float(iou_thr) <= 1.0):
-        raise InvalidInputError(f"nms: iou_thr must be a number in [0, 1], got {iou_thr!r}")
+    check_iou_thr(iou_thr, "nms", zero_ok=True)
     return b, s, lab
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import as_boxes, candidate_pairs, pair_iou
+from .boxes import as_boxes, candidate_pairs, check_iou_thr, pair_iou
 from .nms import score_order
 
 __all__ = ["Fusion", "fuse_clusters", "weighted_box_fusion"]
@@ -111,9 +111,7 @@ def weighted_box_fusion(
         )
     if not np.all(np.isfinite(s)):
         raise InvalidInputError("weighted_box_fusion: scores contain NaN or infinite values")
-    if isinstance(iou_thr, (bool, np.bool_)) or not isinstance(iou_thr, (int, float, np.integer, np.floating)) or not (
-            0.0 < float(iou_thr) <= 1.0):
-        raise InvalidInputError(f"weighted_box_fusion: iou_thr must be a number in (0, 1], got {iou_thr!r}")
+    check_iou_thr(iou_thr, "weighted_box_fusion", zero_ok=False)
     if n == 0:
         z = np.zeros(0, np.int64)
         return Fusion(np.zeros((0, 4)), np.zeros(0), z, z, z, z)
