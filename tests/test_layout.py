@@ -167,6 +167,8 @@ def test_non_editable_install_finds_the_densedet_config_by_name(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                         "--no-index", "--target", str(target), str(src)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
+    # the licence travels with the wheel (Apache-2.0 asks that recipients get a copy)
+    assert [p.name for p in target.glob("densedet_tile-*.dist-info/licenses/*")] == ["LICENSE"]
     code = ("import densedet_tile.configs as c; p = c.find_config('densedet-x101'); "
             "print(p); print(p.is_file()); print(c.find_config('densedet-x101-whole').is_file())")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
