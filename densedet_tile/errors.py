@@ -43,12 +43,22 @@ class MissingDependencyError(DensedetError, ImportError):
     """A package is needed for the requested feature but is not installed.
 
     ``extra`` names the densedet-tile extra that brings it; None for a package that the plain
-    install should have brought (it was removed or failed to install).
+    install should have brought (it was removed or failed to install). ``cause``, the
+    ImportError met, tells a missing package from one that is there but fails to import.
     """
 
-    def __init__(self, feature: str, package: str, extra: str | None) -> None:
+    def __init__(self, feature: str, package: str, extra: str | None, cause: BaseException | None = None) -> None:
         how = f"pip install 'densedet-tile[{extra}]'" if extra else f"pip install {package}"
-        msg = f"{feature} needs the '{package}' package, which is not installed; install it with: {how}"
+        # ``cause``: the ImportError met; a package that is there but fails to import (a build
+        # for another numpy, a missing shared library) is not "not installed"
+        names = {package, package.replace("-", "_"), package.split("-")[0]}  # mmcv-lite is imported as mmcv
+        broken = cause is not None and not (isinstance(cause, ModuleNotFoundError)
+                                            and (cause.name or "").split(".")[0] in names)
+        if broken:
+            msg = (f"{feature} needs the '{package}' package, which is installed but cannot be imported "
+                   f"({type(cause).__name__}: {one_line(cause)[:300]}); reinstall it, e.g. {how} --force-reinstall")
+        else:
+            msg = f"{feature} needs the '{package}' package, which is not installed; install it with: {how}"
         super().__init__(msg)
         self.feature = feature
         self.package = package

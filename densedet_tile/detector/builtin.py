@@ -290,7 +290,7 @@ def _import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise MissingDependencyError("the built-in model on ONNX Runtime", "onnxruntime", "onnx") from exc
+        raise MissingDependencyError("the built-in model on ONNX Runtime", "onnxruntime", None, exc) from exc
     return onnxruntime
 
 
@@ -299,7 +299,7 @@ def _import_torch() -> Any:
         import torch
     except ImportError as exc:
         raise MissingDependencyError("the built-in model on torch (CUDA, fp16 or a .pt checkpoint)", "torch",
-                                     "torch") from exc
+                                     "torch", exc) from exc
     return torch
 
 

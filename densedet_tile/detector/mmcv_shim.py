@@ -151,7 +151,7 @@ def install() -> bool:
     try:
         importlib.import_module("mmcv")
     except ImportError as exc:
-        raise MissingDependencyError("the mmdet detector", "mmcv-lite", "mmdet") from exc
+        raise MissingDependencyError("the mmdet detector", "mmcv-lite", "mmdet", exc) from exc
     if _EXT_NAME in sys.modules or importlib.util.find_spec(_EXT_NAME) is not None:
         return False
     mod = _make_module()

@@ -45,7 +45,7 @@ def _import_stack() -> None:
         try:
             __import__(pkg)
         except ImportError as exc:
-            raise MissingDependencyError(_FEATURE, dist, "mmdet") from exc
+            raise MissingDependencyError(_FEATURE, dist, "mmdet", exc) from exc
     from . import mmcv_shim
 
     mmcv_shim.install()

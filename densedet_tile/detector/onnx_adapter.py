@@ -204,7 +204,7 @@ def build(
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise MissingDependencyError("the onnx detector", "onnxruntime", "onnx") from exc
+        raise MissingDependencyError("the onnx detector", "onnxruntime", None, exc) from exc
 
     opts = ort.SessionOptions()
     if threads is not None:

@@ -216,7 +216,7 @@ def build(
         try:
             __import__(pkg)
         except ImportError as exc:
-            raise MissingDependencyError("the torchvision detector", pkg, "torchvision") from exc
+            raise MissingDependencyError("the torchvision detector", pkg, "torchvision", exc) from exc
     import torch
 
     if options:

@@ -307,7 +307,7 @@ class _OnnxRuntime:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise MissingDependencyError("the yolo detector (ONNX models)", "onnxruntime", "onnx") from exc
+            raise MissingDependencyError("the yolo detector (ONNX models)", "onnxruntime", None, exc) from exc
         from .onnx_adapter import _providers
 
         opts = ort.SessionOptions()
@@ -353,7 +353,7 @@ class _LiteRuntime:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
-            raise MissingDependencyError("the yolo detector (TFLite models)", "ai-edge-litert", "tflite") from exc
+            raise MissingDependencyError("the yolo detector (TFLite models)", "ai-edge-litert", "tflite", exc) from exc
         self.path = path
         try:
             self.interp = Interpreter(model_path=os.fspath(path), num_threads=threads)

@@ -297,7 +297,27 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch) -> None:
     with pytest.raises(MissingDependencyError) as info:
         load_default(device="cpu")
     msg = _one_line(info.value)
-    assert "onnxruntime" in msg and "pip install 'densedet-tile[onnx]'" in msg
+    # a base dependency: the advice is the package itself, not the [onnx] extra (which brings torch)
+    assert "not installed" in msg and msg.endswith("pip install onnxruntime")
+
+
+def test_broken_onnxruntime_is_not_called_missing(monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("numpy.core.multiarray failed to import")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "onnxruntime", raising=False)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(MissingDependencyError) as info:
+        load_default(device="cpu")
+    msg = _one_line(info.value)
+    assert "installed but cannot be imported" in msg and "numpy.core.multiarray failed" in msg
+    assert "pip install onnxruntime --force-reinstall" in msg
 
 
 def test_missing_torch_names_the_extra(monkeypatch) -> None:
