@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+
+from ..errors import MissingDependencyError
 
 __all__ = ["main", "VERBS"]
 
@@ -34,9 +37,71 @@ def main(argv: Sequence[str] | None = None) -> int:
     module, entry = VERBS.get(argv[0], ("detect", "detect_main")) if argv else ("detect", "detect_main")
     if module != "detect":
         argv = argv[1:]
-    run = getattr(importlib.import_module(f".{module}", __name__), entry)
-    with _one_line_warnings():
-        return run(argv)
+    verb = {"detect": "", "convert": "convert-checkpoint"}.get(module, module)
+    with _one_line_warnings(), _pipe_safe_stdout():
+        try:
+            run = getattr(importlib.import_module(f".{module}", __name__), entry)
+            return run(argv)
+        except ModuleNotFoundError as exc:
+            # a verb that needs an extra which is not installed (adapt or convert-checkpoint on
+            # the light install, even for --help): one line naming the extra, not a traceback
+            top = (exc.name or "").split(".")[0]
+            extra = _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
+            if extra is None:
+                raise
+            print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra)}",
+                  file=sys.stderr)
+            return 2
+
+
+#: Optional packages a verb may import, and the extra that brings each.
+_MODULE_EXTRA = {"torch": "torch", "torchvision": "torchvision", "mmdet": "mmdet", "mmengine": "mmdet",
+                 "mmcv": "mmdet", "ray": "ray", "pycocotools": "train", "onnx": "onnx", "onnxscript": "onnx"}
+#: Where a verb needs more than the package's own extra (adapt trains: torch plus the rest of [train]).
+_VERB_EXTRA = {"adapt": {"torch": "train", "torchvision": "train"}}
+
+
+@contextlib.contextmanager
+def _pipe_safe_stdout() -> Iterator[None]:
+    """Keep a verb working when its standard output is closed early (``densedet-tile audit ... |
+    head -2``): the first write that meets a closed pipe points stdout at /dev/null instead of
+    raising BrokenPipeError, so the outputs are still written and no traceback is shown."""
+    out = sys.stdout
+
+    class _Safe:
+        def __init__(self, f: Any) -> None:
+            self._f = f
+
+        def _closed_pipe(self) -> None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self._f.fileno())
+                os.close(devnull)
+            self._f = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process's stdout
+
+        def write(self, text: str) -> int:
+            try:
+                return self._f.write(text)
+            except BrokenPipeError:
+                self._closed_pipe()
+                return len(text)
+
+        def flush(self) -> None:
+            try:
+                self._f.flush()
+            except BrokenPipeError:
+                self._closed_pipe()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._f, name)
+
+    sys.stdout = _Safe(out)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.flush()
+        sys.stdout = out
 
 
 _PACKAGE = Path(__file__).resolve().parent.parent

@@ -1,0 +1,54 @@
+"""The command line's top floor (``densedet_tile.cli.main``): what every verb gets from it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# torch (and torchvision) made unimportable in a fresh interpreter, as on the light install
+NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
+            "from densedet_tile.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def run_without_torch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, extra", [
+    (("adapt", "--help"), "train"),
+    (("adapt", "photos", "--out", "m.pt"), "train"),
+    (("convert-checkpoint", "a.pth", "b.pth"), "torch"),
+])
+def test_verbs_that_need_torch_name_the_extra_in_one_line(tmp_path: Path, args: tuple, extra: str) -> None:
+    r = run_without_torch(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"pip install 'densedet-tile[{extra}]'" in r.stderr and "'torch'" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_closed_stdout_neither_stops_the_verb_nor_prints_a_traceback(tmp_path: Path) -> None:
+    # `densedet-tile audit ... | head -1`: the reader goes away before the verb has printed all
+    boxes = [[x, y, x + 40, y + 90] for y in (20, 140, 260) for x in range(10, 800, 45)]
+    det = tmp_path / "d.detections.json"
+    det.write_text(json.dumps({
+        "schema": "densedet-tile/detections@1",
+        "image": {"path": "d.jpg", "name": "d.jpg", "width": 820, "height": 380},
+        "settings": {}, "model": {}, "timings": {}, "num_tiles": 1,
+        "boxes": boxes, "scores": [0.9] * len(boxes), "labels": [0] * len(boxes),
+        "categories": {"0": "product"},
+    }))
+    p = subprocess.Popen([sys.executable, "-m", "densedet_tile", "audit", str(det), "--out", str(tmp_path / "a")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    p.stdout.close()  # nobody reads what it prints
+    with p.stderr:
+        err = p.stderr.read()
+    assert p.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    doc = json.loads((tmp_path / "a" / "d.audit.json").read_text())
+    assert doc["summary"]["products"] == len(boxes) and doc["summary"]["rows"] == 3
