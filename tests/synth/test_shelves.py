@@ -83,3 +83,42 @@ def test_write_dataset(tmp_path) -> None:
         assert r[5] == "product"
     # alternating orientation
     assert {(int(r[6]), int(r[7])) for r in rows[1:]} == {(300, 200), (200, 300)}
+
+
+@pytest.mark.parametrize("far", [(1, 2), (0, 3)], ids=["right side recedes", "left side recedes"])
+def test_labels_follow_the_warped_products_in_an_aisle_view(far: tuple[int, int]) -> None:
+    # The homography render_shelf applies to an aisle view (one side recedes, a little roll); each product painted with its own id on the canvas and warped with the same PIL
+    # transform: its label must be the box of the pixels it ends up on.
+    from densedet_tile.synth.shelves import _homography, _warped_boxes
+
+    cw, ch = 1200, 900
+    src = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float64)
+    ang = np.deg2rad(2.0)
+    rot = np.array([[np.cos(ang), np.sin(ang)], [-np.sin(ang), np.cos(ang)]])
+    dst = (src - [cw / 2, ch / 2]) @ rot + [cw / 2, ch / 2]
+    dst[far[0], 1] += 0.25 * ch
+    dst[far[1], 1] -= 0.25 * ch
+    dst -= 80  # the output frame cuts the canvas margin off, as in render_shelf
+    H = _homography(src, dst)
+    xs, ys = np.arange(40, cw - 120, 110), np.arange(40, ch - 150, 160)
+    boxes = np.array([[x, y, x + 90, y + 140] for y in ys for x in xs], np.float64)
+    ids = np.zeros((ch, cw), np.int32)
+    for k, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
+        ids[y0:y1, x0:x1] = k + 1
+    Hinv = np.linalg.inv(H)
+    warped = np.asarray(Image.fromarray(ids).transform((cw, ch), Image.Transform.PERSPECTIVE,
+                                                       tuple((Hinv / Hinv[2, 2]).reshape(-1)[:8]),
+                                                       Image.Resampling.NEAREST, fillcolor=0))
+    labels = _warped_boxes(boxes, H)
+    ious = []
+    inside = (labels[:, 0] >= 0) & (labels[:, 1] >= 0) & (labels[:, 2] <= cw) & (labels[:, 3] <= ch)
+    assert inside.sum() > 0.8 * len(boxes)
+    for k in np.flatnonzero(inside):
+        yy, xx = np.nonzero(warped == k + 1)
+        seen = np.array([xx.min(), yy.min(), xx.max() + 1, yy.max() + 1], np.float64)
+        lab = labels[k]
+        iw = min(seen[2], lab[2]) - max(seen[0], lab[0])
+        ih = min(seen[3], lab[3]) - max(seen[1], lab[1])
+        inter = max(iw, 0) * max(ih, 0)
+        ious.append(inter / ((seen[2] - seen[0]) * (seen[3] - seen[1]) + (lab[2] - lab[0]) * (lab[3] - lab[1]) - inter))
+    assert min(ious) > 0.93, sorted(ious)[:5]
