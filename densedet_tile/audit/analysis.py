@@ -6,14 +6,14 @@ the shelf rows of each bay on its own (:mod:`.rows`: neighbouring bays often set
 different heights, and a view down an aisle makes each row converge at its own slope) and the
 gaps along each row (:mod:`.gaps`: never across an upright or past the bay's end), counts
 products per region when regions are given, and grids the density. Regions given by the caller
-win where present: each region is one bay, and only the products outside every region are cut
-into bays automatically. :func:`audit_to_dict` turns the result into the JSON document (schema
-``densedet-tile/audit@1``) that the report and the ``audit`` command write.
+win where present: each region is one bay, and only the products outside every region make
+the automatically found bays (the cuts between them are looked for among all the products).
+:func:`audit_to_dict` turns the result into the JSON document (schema ``densedet-tile/audit@1``)
+that the report and the ``audit`` command write.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -25,7 +25,7 @@ from .bays import find_bays
 from .boxes import as_boxes
 from .gaps import DEFAULT_GAP_K, Gap, find_gaps
 from .heatmap import DensityGrid, density_grid
-from .regions import Region, count_in_regions, inside_shares
+from .regions import Region, inside_shares, overlapping_regions, region_members
 from .rows import RowLayout, find_rows
 
 __all__ = ["AuditSettings", "RegionStats", "AuditPart", "AuditResult", "run_audit", "usable_boxes", "audit_to_dict", "AUDIT_SCHEMA"]
@@ -41,7 +41,8 @@ class AuditSettings:
     :func:`~densedet_tile.audit.gaps.find_gaps`); ``max_tilt``: largest tilt of parallel
     shelves searched, degrees; ``perspective``: recognise shelves converging down an aisle;
     ``bays``: cut the image into bays (else it is one fixture); ``min_row_products``: fewest
-    boxes a row needs; ``cell``: heatmap cell in pixels (None: automatic); ``bay_width_m``:
+    boxes a row needs; ``cell``: heatmap cell in pixels (None: automatic; :func:`run_audit`
+    refuses one that makes more than :data:`~densedet_tile.audit.heatmap.MAX_CELLS` cells); ``bay_width_m``:
     the width of one bay in metres, for facings per metre (None: not reported);
     ``min_region_inside``: a region with less of its area inside the image is reported in the
     result's warnings."""
@@ -94,14 +95,14 @@ def _is_int(v: Any) -> bool:
 
 @dataclass(frozen=True)
 class RegionStats:
-    """Figures of one region: products whose centre it contains, its area (px^2), products
-    per megapixel, its gaps (count and summed width in products) and shelf rows, and the share
+    """Figures of one region: products whose centre it holds, its area (px^2), products per
+    megapixel of its area inside the image (None when none of it is inside), its gaps (count and summed width in products) and shelf rows, and the share
     of its area inside the image."""
 
     name: str
     products: int
     area_px: float
-    density_per_mpx: float
+    density_per_mpx: float | None
     gaps: int
     gap_width_products: float
     bounds: tuple[float, float, float, float]
@@ -241,26 +242,33 @@ def run_audit(
     def found_bays(idx: np.ndarray, first: int, taken: frozenset[str] = frozenset(),
                    covered: Any = None, occupied: np.ndarray | None = None) -> list[AuditPart]:
         """Cut the boxes ``idx`` into bays and analyse each; named ``bay <first>``, ``bay
-        <first + 1>``... (a name in ``taken``, a region's, gets " (found)" added). The regions'
-        products (``occupied``) fill the found bays' shelves where they stand, and a gap left at
-        least half inside ``covered`` (the regions' union) is the region's to report, not the
-        bay's: a region over part of a bay's shelves is neither empty shelf nor counted twice,
-        while an empty stretch beside it stays a gap."""
+        <first + 1>``... (a name in ``taken``, a region's, gets " (found)" added). ``occupied``
+        are the regions' products (indices): they stand on the shelves too, so the cuts are
+        found from them and ``idx`` together (a region's products show the uprights beside
+        it, and the columns it fills keep the bays on either side apart), and they fill a
+        found bay's shelves where they stand in its columns. A gap left at least half inside
+        ``covered(gaps)`` (the union of the regions near those gaps) is the region's to report, not the bay's: a region
+        over part of a bay's shelves is neither empty shelf nor counted twice, while an empty
+        stretch beside it stays a gap."""
+        occ = np.zeros(0, np.int64) if occupied is None else occupied
         if not s.bays or len(idx) == 0:
-            groups, kinds = [idx], ()
+            groups, occ_groups, kinds = [idx], [occ], ()
         else:
-            cut = find_bays(a[idx])
-            order = np.argsort(cut.bay_of, kind="stable")  # each bay's boxes in index order
-            groups = np.split(idx[order], np.cumsum(np.bincount(cut.bay_of, minlength=cut.n_bays))[:-1])
+            every = np.r_[idx, occ]
+            cut = find_bays(a[every])
+            bay_of, occ_of = cut.bay_of[:len(idx)], cut.bay_of[len(idx):]
+            groups = _split_by(idx, bay_of, cut.n_bays)
+            occ_groups = _split_by(occ, occ_of, cut.n_bays)
             kinds = cut.kinds
         out = []
         med_w = float(np.median(a[idx, 2] - a[idx, 0])) if len(idx) else 0.0
         for b, g in enumerate(groups):
             if len(g) == 0:
                 continue
-            lay, gaps = analyse(g, occupied)
-            if covered is not None:
-                gaps = _gaps_inside(gaps, covered, keep_inside=False)
+            # only the regions' products in this bay's columns fill its shelves
+            lay, gaps = analyse(g, a[occ_groups[b]] if len(occ_groups[b]) else None)
+            if covered is not None and gaps:
+                gaps = _gaps_inside(gaps, covered(gaps), keep_inside=False)
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
             right = kinds[b] if b < len(kinds) else ("image edge" if a[g, 2].max() >= width - 0.5 * med_w else "end")
             name = f"bay {first + len(out)}"
@@ -275,32 +283,48 @@ def run_audit(
     if not regs:
         parts = tuple(found_bays(np.arange(len(a)), 1))
     else:
-        inside = count_in_regions(a, list(regs))
+        members = region_members(a, list(regs))
         shares = inside_shares(list(regs), width, height)
         given = []
         for i, r in enumerate(regs):
-            idx = np.flatnonzero(inside[i])
+            idx = members.of(i)
             lay, gaps = analyse(idx)
             gaps = _gaps_inside(gaps, r.geometry)
             rings = _rings_in_image(r.geometry, width, height)
             given.append(AuditPart(r.name, idx, lay, gaps, "region", rings[0], ("region", "region"),
                                    area=r.area * float(shares[i]), pieces=rings if len(rings) > 1 else ()))
-        rest = np.flatnonzero(~inside.any(axis=0))
+        held = members.per_box()
+        rest = np.flatnonzero(held == 0)
         import shapely
 
-        covered = shapely.union_all([r.geometry for r in regs])
+        geoms = np.array([r.geometry for r in regs], dtype=object)
+        tree = shapely.STRtree(geoms)
+
+        def covered(gaps: tuple[Gap, ...]) -> Any:
+            """The union of the regions that reach the gaps' bounding box (not of them all)."""
+            xy = np.array([g.xyxy for g in gaps], dtype=np.float64)
+            near = tree.query(shapely.box(*xy[:, :2].min(axis=0), *xy[:, 2:].max(axis=0)))
+            return shapely.union_all(geoms[np.sort(near)])
+
         taken_names = frozenset(r.name for r in regs)
-        in_regions = a[inside.any(axis=0)]
-        extra = found_bays(rest, len(given) + 1, taken_names, covered, in_regions) if len(rest) else []
+        extra = found_bays(rest, len(given) + 1, taken_names, covered, np.flatnonzero(held > 0)) if len(rest) else []
         parts = tuple(given) + tuple(extra)
-        shared = inside.sum(axis=0) > 1
-        if shared.any():
-            both = np.unique(inside[:, shared], axis=1)  # the distinct sets of regions shared products are in
-            pairs = sorted({(regs[i].name, regs[j].name) for col in both.T for i, j in
-                            itertools.combinations(np.flatnonzero(col).tolist(), 2)})
-            names = "; ".join(f"{x!r} and {y!r}" for x, y in pairs[:3]) + (" ..." if len(pairs) > 3 else "")
-            warnings.append(f"regions overlap ({names}): {int(shared.sum())} products lie in more than one region and "
-                            "are counted in each, so the regions' counts add up to more than the image's")
+        overlaps = overlapping_regions(list(regs))
+        if len(overlaps):
+            pairs = [(regs[i].name, regs[j].name) for i, j in overlaps[:3].tolist()]
+            names = "; ".join(f"{x!r} and {y!r}" for x, y in pairs)
+            if len(overlaps) > 3:
+                names += f"; {len(overlaps) - 3} more pairs"
+            n_shared = int(np.count_nonzero(held > 1))
+            if n_shared:
+                many = n_shared > 1
+                what = (f"{n_shared} {'products lie' if many else 'product lies'} in more than one region and "
+                        f"{'are' if many else 'is'} counted in each, so the regions' counts add up to more "
+                        "than the image's")
+            else:
+                what = ("no product lies in more than one of them, but their areas (and densities) each count the "
+                        "area they share")
+            warnings.append(f"regions overlap ({names}): {what}")
         for r, part, share in zip(regs, given, shares.tolist()):
             n = len(part.index)
             stats.append(
@@ -308,7 +332,8 @@ def run_audit(
                     name=r.name,
                     products=n,
                     area_px=r.area,
-                    density_per_mpx=n / part.area_px * 1e6 if part.area_px > 0 else 0.0,  # per area in the image
+                    # per area in the image; none there (a region wholly outside): no density
+                    density_per_mpx=n / part.area_px * 1e6 if part.area_px > 0 else None,
                     gaps=len(part.gaps),
                     gap_width_products=float(sum(g.width_products for g in part.gaps)),
                     bounds=r.bounds,
@@ -325,6 +350,12 @@ def run_audit(
                     "check the frame, the image's rotation and that the regions belong to this photo"
                 )
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings))
+
+
+def _split_by(idx: np.ndarray, group: np.ndarray, n: int) -> list[np.ndarray]:
+    """``idx`` split into ``n`` groups by ``group`` (each group in ``idx``'s order)."""
+    order = np.argsort(group, kind="stable")
+    return np.split(idx[order], np.cumsum(np.bincount(group, minlength=n))[:-1])
 
 
 def _gaps_inside(gaps: tuple[Gap, ...], geometry: Any, *, keep_inside: bool = True) -> tuple[Gap, ...]:
@@ -353,7 +384,9 @@ def _rings_in_image(geometry: Any, width: int, height: int) -> tuple[tuple[tuple
         return sorted((p for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and p.area > 0),
                       key=lambda p: -p.area)
 
-    inside = pieces(shapely.intersection(geometry, shapely.box(0, 0, width, height)))
+    x0, y0, x1, y1 = geometry.bounds
+    within = x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height  # nothing to cut (most regions)
+    inside = pieces(geometry if within else shapely.intersection(geometry, shapely.box(0, 0, width, height)))
     chosen = inside or pieces(geometry)[:1]
     return tuple(tuple((float(x), float(y)) for x, y in p.exterior.coords[:-1]) for p in chosen)
 
@@ -486,7 +519,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
         "regions": [
             {
                 "name": r.name, "products": r.products, "area_px": _r(r.area_px, 0),
-                "density_per_mpx": _r(r.density_per_mpx, 2), "rows": r.rows, "gaps": r.gaps,
+                "density_per_mpx": None if r.density_per_mpx is None else _r(r.density_per_mpx, 2), "rows": r.rows, "gaps": r.gaps,
                 "gap_width_products": _r(r.gap_width_products, 2), "bounds": [_r(v) for v in r.bounds],
                 "inside_share": _r(r.inside_share, 3),
             }

@@ -8,9 +8,10 @@ image columns, and finding them is one-dimensional. Two kinds of evidence cut th
    columns where the products of every shelf stop. The *coverage* of a column is the summed
    height of the boxes that cover it; a gutter is a run of columns whose coverage falls below
    ``gutter_frac`` of the smaller of the highest coverages within ``window`` median product
-   widths on either side, with two shelves or more on either side (along a single shelf an
-   empty stretch may as well be a gap). It is an upright when it is at least ``min_gutter``
-   widths of the products beside it wide, or at least ``jump_gutter`` widths wide where the
+   widths on either side, or that no box covers at all (inside a stretch wider than the window,
+   a bay emptied, the highest coverage nearby is nothing as well), with two shelves or more on
+   either side (along a single shelf an empty stretch may as well be a gap). It is an upright
+   when it is at least ``min_gutter`` widths of the products beside it wide, or at least ``jump_gutter`` widths wide where the
    shelf lines do not go on across it (most products just left of it have no product just
    right of it standing on their shelf line).
 2. **Jumps in shelf height**: where the shelves of neighbouring bays stand at different
@@ -156,7 +157,11 @@ def find_bays(
     cov = interval_sum(a[:, 0], a[:, 2] - 1e-9, h)
     k = max(2, int(round(window * med_w / bin_px)))
     ref = np.minimum(_window_max(cov, k, "left"), _window_max(cov, k, "right"))
-    low = (cov < gutter_frac * ref) & (ref > 0)
+    # ... and the columns no box covers: in a wide empty stretch (a bay emptied, or left to a
+    # region) the highest coverage nearby is nothing too, yet shelves on both sides of it
+    # make it a gutter as much as a narrow one
+    empty = cov <= 1e-9 * med_h
+    low = ((cov < gutter_frac * ref) & (ref > 0)) | empty
     gutter = np.zeros(nb, bool)
     # the standing boxes by right and by left edge: each run finds its neighbours by bisection
     by_right = standing[np.argsort(a[standing, 2], kind="stable")]

@@ -68,7 +68,9 @@ def find_gaps(
     fixture's extent in image x for end gaps; default: from the leftmost to the rightmost box
     of any row, with the row ends compared along the tilt. ``occupied`` (M, 4): other boxes
     that fill shelf space without being the rows' products (a region's products in a found
-    bay's rows): a row's stretch is not empty where one of them stands in its band.
+    bay's rows): a row's stretch is not empty where one of them stands in its band, within the
+    fixture's columns (from its leftmost to its rightmost box, or ``span``): the part of such a
+    box beyond them is ignored, so a box of a region elsewhere in the image opens no stretch.
     Returns gaps row by row, left to right.
     """
     if not (isinstance(k, (int, float)) and np.isfinite(k) and k > 0):
@@ -111,8 +113,17 @@ def find_gaps(
     else:
         dx = {r.index: 0.0 for r in layout.rows}
         limits = (-np.inf, np.inf)
-    if occ is not None and len(occ) == 0:
-        occ = None
+    if occ is not None:
+        # another fixture's boxes fill this one's shelves only within its columns: cut to them
+        # (a box beyond its ends would otherwise open a stretch from the row's end to itself)
+        lo, hi = (limits if span is None else (min(span), max(span)))
+        ox1, ox2 = np.maximum(occ[:, 0], lo), np.minimum(occ[:, 2], hi)
+        inside = ox2 > ox1
+        ocx = ((occ[:, 0] + occ[:, 2]) / 2)[inside]
+        ocy = ((occ[:, 1] + occ[:, 3]) / 2)[inside]
+        ox1, ox2 = ox1[inside], ox2[inside]
+        if not len(ox1):
+            occ = None
     in_rows = layout.assignment >= 0
     wide = float(np.percentile(w_true[in_rows] / sq[in_rows], 95)) if in_rows.any() else 0.0
     gaps: list[Gap] = []
@@ -123,10 +134,8 @@ def find_gaps(
         med_w = float(np.median(w_true[sel] / sq[sel]))
         x1, x2 = bx1[sel], bx2[sel]
         if occ is not None:
-            ocx = (occ[:, 0] + occ[:, 2]) / 2
-            ocy = (occ[:, 1] + occ[:, 3]) / 2
             there = (ocy >= row.top_at(ocx)) & (ocy <= row.bottom_at(ocx))
-            x1, x2 = np.r_[x1, occ[there, 0]], np.r_[x2, occ[there, 2]]
+            x1, x2 = np.r_[x1, ox1[there]], np.r_[x2, ox2[there]]
         order = np.argsort(x1, kind="stable")
         x1, x2 = x1[order], x2[order]
         covered = np.maximum.accumulate(x2)

@@ -2,7 +2,9 @@
 
 The image is cut into square cells of ``cell`` pixels (the last row/column may be smaller);
 each cell counts the box centres inside it, and its density is that count per megapixel of
-the cell's area inside the image.
+the cell's area inside the image. The automatic cell makes at most :data:`AUTO_MAX_SIDE` cells
+along the longer side; any grid has at most :data:`MAX_CELLS` cells (a finer one is refused:
+it would only make the JSON and the report huge).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ import numpy as np
 from ..errors import InvalidInputError
 from .boxes import as_boxes
 
-__all__ = ["DensityGrid", "density_grid", "auto_cell", "colorize", "heatmap_png"]
+__all__ = ["DensityGrid", "density_grid", "auto_cell", "check_cell", "smallest_cell", "colorize", "heatmap_png",
+           "MAX_CELLS", "AUTO_MAX_SIDE"]
+
+#: Most cells a density grid may have (the JSON lists every cell twice).
+MAX_CELLS = 250_000
+#: Most cells the automatic cell makes along the image's longer side.
+AUTO_MAX_SIDE = 200
 
 # A dark-blue -> teal -> yellow -> red ramp (own anchor colours).
 _RAMP = np.array([[20, 30, 90], [20, 140, 150], [240, 220, 60], [215, 40, 30]], dtype=np.float64)
@@ -34,19 +42,50 @@ class DensityGrid:
 
 
 def auto_cell(xyxy: np.ndarray, width: int, height: int) -> int:
-    """A cell about two median product heights wide (at least 32 px, at most 1/4 of the shorter
-    image side, and no more than 200 cells along the longer side)."""
+    """A cell about two median product heights wide (at least 32 px and at most 1/4 of the
+    shorter image side), but never more than :data:`AUTO_MAX_SIDE` cells along the longer side:
+    on a long thin strip that bound wins, and a cell may then be taller than the strip."""
     a = as_boxes(xyxy)
     med = float(np.median(a[:, 3] - a[:, 1])) if len(a) else min(width, height) / 8
-    cell = max(32.0, 2 * med, max(width, height) / 200)
+    cell = max(32.0, 2 * med)
     cell = min(cell, max(32.0, min(width, height) / 4))
-    return int(round(cell))
+    return max(int(round(cell)), int(np.ceil(max(width, height) / AUTO_MAX_SIDE)))
+
+
+def _n_cells(cell: int, width: int, height: int) -> int:
+    return -(-int(width) // int(cell)) * -(-int(height) // int(cell))
+
+
+def smallest_cell(width: int, height: int) -> int:
+    """The smallest cell side (pixels) whose grid of the ``width`` x ``height`` image has at
+    most :data:`MAX_CELLS` cells (a bisection: the count falls as the cell grows)."""
+    lo, hi = 1, max(int(width), int(height), 1)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _n_cells(mid, width, height) <= MAX_CELLS:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def check_cell(cell: int, width: int, height: int, *, option: str = "heatmap cell", source: str | None = None) -> None:
+    """Raise :class:`~densedet_tile.errors.InvalidInputError` (one line, naming ``source``, the
+    image's file, when given, and ``option``) when a ``cell`` px grid of the ``width`` x
+    ``height`` image has more than :data:`MAX_CELLS` cells."""
+    n = _n_cells(cell, width, height)
+    if n > MAX_CELLS:
+        where = f"{source}: " if source else ""
+        raise InvalidInputError(
+            f"{where}{option} {cell} px makes {n:,} cells on the {width}x{height} image, more than the {MAX_CELLS:,} "
+            f"allowed; give {smallest_cell(width, height)} px or more")
 
 
 def density_grid(xyxy: np.ndarray, width: int, height: int, *, cell: int | None = None) -> DensityGrid:
     """Count box centres per ``cell`` x ``cell`` pixel cell of a ``width`` x ``height`` image.
 
-    ``xyxy`` (N, 4) pixels; centres outside the image are clipped onto its border.
+    ``xyxy`` (N, 4) pixels; centres outside the image are clipped onto its border. A cell
+    that makes more than :data:`MAX_CELLS` cells is refused (see :func:`check_cell`).
     """
     if width <= 0 or height <= 0:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
@@ -54,6 +93,7 @@ def density_grid(xyxy: np.ndarray, width: int, height: int, *, cell: int | None 
     cell = auto_cell(a, width, height) if cell is None else cell
     if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or cell < 1:
         raise InvalidInputError(f"heatmap cell must be a positive number of pixels, got {cell!r}")
+    check_cell(int(cell), width, height)
     cols, rows = int(np.ceil(width / cell)), int(np.ceil(height / cell))
     cx = np.clip((a[:, 0] + a[:, 2]) / 2, 0, width - 1e-6)
     cy = np.clip((a[:, 1] + a[:, 3]) / 2, 0, height - 1e-6)

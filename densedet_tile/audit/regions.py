@@ -3,8 +3,12 @@
 The GeoJSON holds polygons in **pixel coordinates of the upright image** (x right, y down),
 not longitudes/latitudes: a ``FeatureCollection`` of ``Polygon`` / ``MultiPolygon`` features
 (or a single ``Feature`` or bare geometry), each named by its ``name`` property (else
-``region <i>``). A product belongs to every region that contains its box centre; the test is
-one vectorised ``shapely.contains_xy`` call per region.
+``region <i>``). Coordinates must be numbers (a third one, a height, is accepted and dropped).
+A product belongs to every region that holds its box centre, inside or on its outline; a
+centre that lies only on outlines (on the edge two neighbouring regions share) belongs to the
+first of those regions alone, so regions that tile the image count each product once. The
+centres go into one spatial index (``shapely.STRtree``) queried with every region at once, and
+the result is kept sparse (:class:`RegionMembers`: one pair per product and region holding it).
 
 A region that lies outside the image, or mostly outside, holds no products; that is almost
 always a coordinate mistake (another frame, an image that was not rotated upright, another
@@ -27,7 +31,8 @@ from shapely.geometry import shape
 from ..errors import ImageReadError, InvalidInputError
 from .boxes import as_boxes
 
-__all__ = ["Region", "load_regions", "parse_regions", "count_in_regions", "inside_shares", "regions_outside"]
+__all__ = ["Region", "RegionMembers", "load_regions", "parse_regions", "region_members", "count_in_regions",
+           "overlapping_regions", "inside_shares", "regions_outside"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,10 +78,14 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
         g = f["geometry"]
         if g.get("type") not in ("Polygon", "MultiPolygon"):
             raise InvalidInputError(f"{source}: feature {i} is a {g.get('type')!r}; regions must be Polygon or MultiPolygon")
+        odd = _not_a_number(g.get("coordinates"))
+        if odd is not None:
+            raise InvalidInputError(f"{source}: feature {i} has a coordinate that is not a number ({odd[0]!r})")
         try:
             with warnings.catch_warnings():  # NaN or huge numbers: refused below in one line, not warned about
                 warnings.simplefilter("ignore", RuntimeWarning)
-                geom = shape(g)
+                # a third number per point (a height, allowed by GeoJSON) says nothing in an image
+                geom = shapely.force_2d(shape(g))
         except Exception as exc:  # shapely raises several types for malformed coordinates
             raise InvalidInputError(f"{source}: feature {i} has malformed coordinates ({exc})") from None
         if geom.is_empty or not np.all(np.isfinite(geom.bounds)):
@@ -100,6 +109,23 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
     return out
 
 
+def _not_a_number(coords: Any) -> Any:
+    """``(v,)`` for the first leaf ``v`` of a GeoJSON ``coordinates`` nesting that is not a
+    number (a string, a boolean, null...), else None. Shapely would read "12" as 12.0 and true
+    as 1.0. One pass over the coordinates (lists, tuples or numeric arrays), without recursion."""
+    stack = [coords]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(reversed(v))
+        elif isinstance(v, np.ndarray):
+            if v.dtype.kind not in "iuf":
+                return (v.tolist(),)
+        elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            return (v,)
+    return None
+
+
 def load_regions(path: str | os.PathLike[str]) -> list[Region]:
     """Read regions from a GeoJSON file (see module doc)."""
     p = Path(path)
@@ -116,29 +142,102 @@ def load_regions(path: str | os.PathLike[str]) -> list[Region]:
     return parse_regions(data, source=str(p))
 
 
+@dataclass(frozen=True, eq=False)
+class RegionMembers:
+    """Which boxes each region holds, as sparse pairs: box ``box[k]`` lies in region
+    ``region[k]``; pairs sorted by region, then box. ``n_regions`` x ``n_boxes`` is the size of
+    the (dense) membership matrix they stand for."""
+
+    region: np.ndarray
+    box: np.ndarray
+    n_regions: int
+    n_boxes: int
+
+    def of(self, i: int) -> np.ndarray:
+        """(M,) int64 the boxes region ``i`` holds, ascending."""
+        lo, hi = np.searchsorted(self.region, [i, i + 1])
+        return self.box[lo:hi]
+
+    def counts(self) -> np.ndarray:
+        """(R,) how many boxes each region holds."""
+        return np.bincount(self.region, minlength=self.n_regions).astype(np.int64)
+
+    def per_box(self) -> np.ndarray:
+        """(N,) in how many regions each box lies (0: outside every region)."""
+        return np.bincount(self.box, minlength=self.n_boxes).astype(np.int64)
+
+    def dense(self) -> np.ndarray:
+        """The (R, N) bool matrix (for a few regions; R x N bytes)."""
+        out = np.zeros((self.n_regions, self.n_boxes), bool)
+        out[self.region, self.box] = True
+        return out
+
+
+def region_members(xyxy: np.ndarray, regions: list[Region]) -> RegionMembers:
+    """Which regions hold which boxes' centres (see the module doc), sparse. ``xyxy`` (N, 4)
+    pixels. Cost: one spatial index of the centres and one query of all regions."""
+    a = as_boxes(xyxy)
+    n, r = len(a), len(regions)
+    none = np.zeros(0, np.int64)
+    if n == 0 or r == 0:
+        return RegionMembers(none, none, r, n)
+    cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
+    geoms = np.array([g.geometry for g in regions], dtype=object)
+    tree = shapely.STRtree(shapely.points(cx, cy))
+    reg, box = tree.query(geoms, predicate="covers")  # inside or on the outline
+    reg, box = reg.astype(np.int64), box.astype(np.int64)
+    strict = shapely.contains_xy(geoms[reg], cx[box], cy[box]) if len(reg) else np.zeros(0, bool)
+    inside_one = np.zeros(n, bool)
+    inside_one[box[strict]] = True
+    # a centre only on outlines goes to the first region whose outline holds it
+    edge = ~inside_one[box]
+    order = np.lexsort((reg, box))
+    first = np.zeros(len(reg), bool)
+    first[order] = np.r_[True, box[order][1:] != box[order][:-1]]
+    keep = ~edge | first
+    reg, box = reg[keep], box[keep]
+    order = np.lexsort((box, reg))
+    return RegionMembers(reg[order], box[order], r, n)
+
+
 def count_in_regions(xyxy: np.ndarray, regions: list[Region]) -> np.ndarray:
-    """Which regions hold which boxes: bool (R, N), True where region r contains box n's centre.
+    """Which regions hold which boxes: bool (R, N), True where region r holds box n's centre
+    (see the module doc; :func:`region_members` gives the same sparse, for many regions).
 
     ``xyxy`` (N, 4) pixels. Counts per region are ``.sum(axis=1)``.
     """
-    a = as_boxes(xyxy)
-    cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
-    out = np.zeros((len(regions), len(a)), bool)
-    for i, r in enumerate(regions):
-        x0, y0, x1, y1 = r.bounds
-        near = np.flatnonzero((cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1))
-        if near.size:
-            out[i, near] = shapely.contains_xy(r.geometry, cx[near], cy[near])
-    return out
+    return region_members(xyxy, regions).dense()
+
+
+def overlapping_regions(regions: list[Region]) -> np.ndarray:
+    """(K, 2) int64 the pairs ``i < j`` of regions whose insides meet (an overlap of positive
+    area; regions that only share an edge or a corner do not overlap), sorted. One spatial
+    index query of all regions."""
+    if len(regions) < 2:
+        return np.zeros((0, 2), np.int64)
+    geoms = np.array([g.geometry for g in regions], dtype=object)
+    i, j = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    mine = i < j
+    i, j = i[mine], j[mine]
+    # interior meets interior: for polygons, a shared area larger than zero
+    both = shapely.relate_pattern(geoms[i], geoms[j], "T********") if len(i) else np.zeros(0, bool)
+    pairs = np.stack([i[both], j[both]], axis=1).astype(np.int64)
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
 
 
 def inside_shares(regions: list[Region], width: int, height: int) -> np.ndarray:
     """(R,) share of each region's area inside the ``width`` x ``height`` image (0 to 1)."""
-    frame = shapely.box(0, 0, width, height)
-    out = np.ones(len(regions))
-    for i, r in enumerate(regions):
-        area = r.area
-        out[i] = float(r.geometry.intersection(frame).area / area) if area > 0 else 0.0
+    if not regions:
+        return np.ones(0)
+    geoms = np.array([g.geometry for g in regions], dtype=object)
+    area = shapely.area(geoms)
+    b = shapely.bounds(geoms)
+    out = np.where(area > 0, 1.0, 0.0)
+    # only the regions reaching past the image's edges are cut to it
+    cross = (area > 0) & ((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > width) | (b[:, 3] > height))
+    if cross.any():
+        cut = shapely.area(shapely.intersection(geoms[cross], shapely.box(0, 0, width, height)))
+        out[cross] = cut / area[cross]
     return out
 
 

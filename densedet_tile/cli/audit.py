@@ -24,7 +24,7 @@ import numpy as np
 from ..audit.analysis import AuditSettings, audit_to_dict, run_audit, usable_boxes
 from ..audit.confidence import part_count_ranges
 from ..audit.gaps import DEFAULT_GAP_K
-from ..audit.heatmap import heatmap_png
+from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError
@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-row-products", type=positive_int, default=3, metavar="N",
                    help="fewest products a shelf row needs (default: %(default)s)")
     p.add_argument("--cell", type=positive_int, default=None, metavar="PX",
-                   help="heatmap cell side in pixels (default: about two product heights)")
+                   help="heatmap cell side in pixels (default: about two product heights, at most 200 cells along "
+                   f"the longer side); a cell making more than {MAX_CELLS:,} cells is refused")
     p.add_argument("--preview-max-width", type=positive_int, default=PREVIEW_MAX_WIDTH, metavar="PX",
                    help="widest preview in the report (default: %(default)s)")
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
@@ -125,11 +126,14 @@ def _audit(args: argparse.Namespace) -> int:
                                  max_tilt=args.max_tilt, min_row_products=args.min_row_products, cell=args.cell,
                                  perspective=not args.no_perspective, bays=not args.no_bays,
                                  bay_width_m=args.bay_width_m)
+        ensure_out_dir(args.out)  # a bad output folder is told before any work, not after
         regions = load_regions(args.regions) if args.regions else None
         no_photo = bad_range = None
         if det_path is not None:
             boxes = read_detections_json(det_path)
             xyxy, width, height = boxes.xyxy, int(boxes.width or 0), int(boxes.height or 0)
+            if args.cell is not None and width > 0 and height > 0:
+                check_cell(args.cell, width, height, option="--cell", source=str(det_path))
             count_range = boxes.count_range
             if count_range is not None and not _finite_json(count_range):
                 bad_range = (f"{det_path}: its count_range holds numbers that are not finite; left out "
@@ -146,7 +150,9 @@ def _audit(args: argparse.Namespace) -> int:
                                 "to see it")
             stem = _stem(image_path or det_path)
         else:
-            ensure_out_dir(args.out)  # before the detector runs, not after
+            size = _upright_size(Path(image_path)) if args.cell is not None and Path(image_path).is_file() else None
+            if size is not None:  # before the detector runs, not after
+                check_cell(args.cell, size[0], size[1], option="--cell", source=str(image_path))
             code, found = _detect(args, image_path)
             if code != EXIT_OK:
                 return code
@@ -202,13 +208,19 @@ def _audit(args: argparse.Namespace) -> int:
           f"({s['gap_width_products']} product widths empty), tilt {s['tilt_deg']} deg")
     for b in doc["bays"]:
         given = "region" if b["kind"] == "region" else "bay"
-        name = b["name"] if b["kind"] == "region" else str(b["bay"])
+        name = _printable(b["name"]) if b["kind"] == "region" else str(b["bay"])
         cr = b.get("count_range") or {}
         counts = cr.get("counts") or [None] * 3
         text = products_text(b["products"], (counts[0], counts[2]), cr.get("uncertain"))
         print(f"  {given} {name}: {text}, {counted(b['rows'], 'row')}, {counted(b['gaps'], 'gap')}")
     print(f"-> {out / (stem + '.audit.html')}")
     return EXIT_OK
+
+
+def _printable(text: str) -> str:
+    """``text`` for one line of the terminal: control characters (a newline in a region's name)
+    written as escapes, everything else as it is."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _photo_named_in(recorded: str, det_path: str, width: int, height: int) -> str | None:

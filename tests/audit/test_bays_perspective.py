@@ -209,9 +209,11 @@ def test_regions_outside_the_image_are_named() -> None:
     assert [n for n, _ in regions_outside(regs, 1000, 800, min_inside=0.6)] == ["far away", "half", "mostly out"]
     boxes = np.array([[10, 10, 30, 30], [40, 10, 60, 30], [70, 10, 90, 30]], float)
     res = run_audit(boxes, 1000, 800, regions=regs)
-    assert len(res.warnings) == 2
-    assert "'far away'" in res.warnings[0] and "outside the 1000x800 image" in res.warnings[0]
-    assert "'mostly out'" in res.warnings[1] and "20% inside" in res.warnings[1]
+    # 'half' and 'mostly out' overlap (950..1050 and 980..1080): warned about first, though no product is in both
+    assert len(res.warnings) == 3
+    assert res.warnings[0].startswith("regions overlap ('half' and 'mostly out'): no product")
+    assert "'far away'" in res.warnings[1] and "outside the 1000x800 image" in res.warnings[1]
+    assert "'mostly out'" in res.warnings[2] and "20% inside" in res.warnings[2]
     doc = audit_to_dict(res)
     assert doc["warnings"] == list(res.warnings)
     assert [r["inside_share"] for r in doc["regions"]] == [1.0, 0.0, 0.5, 0.2]

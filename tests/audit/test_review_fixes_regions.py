@@ -1,0 +1,257 @@
+"""Regions next to found bays, empty bays, shared edges, odd coordinates and the heatmap's
+bounds: the fixes of an outside review, each on inputs with a known answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from densedet_tile.audit import audit_to_dict, find_bays, find_gaps, find_rows, parse_regions, run_audit
+from densedet_tile.audit.heatmap import MAX_CELLS, auto_cell, density_grid, smallest_cell
+from densedet_tile.audit.regions import count_in_regions, overlapping_regions, region_members
+from densedet_tile.cli.audit import audit_main
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.synth.audit_aisles import synthetic_bays
+
+
+def _fc(*features: tuple[str, list]) -> dict:
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": name}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+        for name, ring in features]}
+
+
+def _box_ring(x0: float, y0: float, x1: float, y1: float) -> list:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+def _bays(seed: int = 0, n: int = 12):
+    return synthetic_bays(np.random.default_rng(seed), n_bays=n, roll_deg=0, perspective_deg=0, base_width=20)
+
+
+def _bay_ring(s, b: int) -> list:
+    o = s.bay_outlines[b]
+    return _box_ring(o[:, 0].min() - 2, o[:, 1].min() - 2, o[:, 0].max() + 2, o[:, 1].max() + 2)
+
+
+def _write_detections(path: Path, boxes: np.ndarray, width: int, height: int) -> Path:
+    path.write_text(json.dumps({
+        "schema": "densedet-tile/detections@1",
+        "image": {"name": path.name.split(".")[0] + ".jpg", "width": width, "height": height},
+        "boxes": np.round(boxes, 2).tolist(), "scores": [0.9] * len(boxes), "labels": [0] * len(boxes),
+    }))
+    return path
+
+
+def _gaps_outside_their_bay(doc: dict) -> list:
+    bays = {b["bay"]: b for b in doc["bays"]}
+    return [g for g in doc["gaps"] if g["x1"] < bays[g["bay"]]["x_start"] - 1 or g["x2"] > bays[g["bay"]]["x_end"] + 1]
+
+
+# ------------------------------------------------------------ 1. a region's products in found bays
+def test_a_region_over_one_bay_leaves_the_other_bays_gaps_as_without_it():
+    s = _bays()
+    plain = audit_to_dict(run_audit(s.xyxy, s.width, s.height))
+    regs = parse_regions(_fc(("promo", _bay_ring(s, 5))))
+    doc = audit_to_dict(run_audit(s.xyxy, s.width, s.height, regions=regs))
+    assert _gaps_outside_their_bay(doc) == []  # none runs from a bay across the uprights to the region
+    found = [b for b in doc["bays"] if b["kind"] == "bay"]
+    o = s.bay_outlines[5]
+    away = [b for b in plain["bays"] if b["x_end"] < o[:, 0].min() or b["x_start"] > o[:, 0].max()]
+    # the bays away from the region: the same columns, and the same gaps, as without it
+    assert [(b["x_start"], b["x_end"], b["gaps"]) for b in found] == [(b["x_start"], b["x_end"], b["gaps"]) for b in away]
+    region_gaps = sum(b["gaps"] for b in plain["bays"]) - sum(b["gaps"] for b in away)
+    assert doc["summary"]["gaps"] == sum(b["gaps"] for b in away) + doc["bays"][0]["gaps"]
+    assert abs(doc["bays"][0]["gaps"] - region_gaps) <= 1
+
+
+def test_find_gaps_ignores_occupied_boxes_beyond_the_fixture():
+    # one shelf of 10 products, 100 px apart; another fixture's product far to the right on the same shelf
+    boxes = np.array([[i * 100.0, 0, i * 100.0 + 90, 100] for i in range(10)])
+    lay = find_rows(boxes)
+    far = np.array([[5000.0, 0, 5090, 100]])
+    assert find_gaps(boxes, lay, end_gaps=False) == []
+    assert find_gaps(boxes, lay, end_gaps=False, occupied=far) == []
+    # ... while one within its columns still fills a hole
+    holed = np.delete(boxes, [4, 5], axis=0)
+    lay = find_rows(holed)
+    assert len(find_gaps(holed, lay, end_gaps=False)) == 1
+    assert find_gaps(holed, lay, end_gaps=False, occupied=boxes[[4, 5]]) == []
+
+
+# ------------------------------------------------------------ 2. a wide empty stretch is a cut
+@pytest.mark.parametrize("seed", [0, 3, 7])
+def test_an_emptied_bay_keeps_its_neighbours_apart(seed: int):
+    s = _bays(seed, 7)
+    for hole in (2, 3, 4):
+        keep = s.bay_of != hole
+        cut = find_bays(s.xyxy[keep])
+        truth = s.bay_of[keep]
+        left, right = set(cut.bay_of[truth == hole - 1].tolist()), set(cut.bay_of[truth == hole + 1].tolist())
+        assert not left & right, (seed, hole)
+
+
+def test_regions_over_every_other_bay_leave_one_found_bay_per_remaining_bay():
+    s = _bays(1)
+    regs = parse_regions(_fc(*[(f"b{b}", _bay_ring(s, b)) for b in range(0, s.n_bays, 2)]))
+    res = run_audit(s.xyxy, s.width, s.height, regions=regs)
+    found = [p for p in res.parts if p.kind == "bay"]
+    for p in found:  # no found bay holds products of two true bays
+        assert len(set(s.bay_of[p.index].tolist())) == 1, sorted(set(s.bay_of[p.index].tolist()))
+    assert {int(s.bay_of[p.index[0]]) for p in found} == set(range(1, s.n_bays, 2))
+    assert _gaps_outside_their_bay(audit_to_dict(res)) == []
+
+
+# ------------------------------------------------------------ 3. a centre on a shared edge
+def test_a_centre_on_the_edge_two_regions_share_is_counted_once_in_the_first():
+    regs = parse_regions(_fc(("left", _box_ring(0, 0, 1000, 500)), ("right", _box_ring(1000, 0, 2000, 500))))
+    # centres at x = 1000 (the shared edge), at the shared corner-free edge y = 0, inside each, and outside
+    boxes = np.array([[990, 200, 1010, 260], [400, 200, 440, 260], [1500, 200, 1540, 260],
+                      [1480, -20, 1520, 20], [2100, 200, 2140, 260]], float)
+    inside = count_in_regions(boxes, regs)
+    assert inside.astype(int).tolist() == [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0]]
+    # the same through the audit: every product in exactly one region, none left for a found bay
+    xs = np.arange(0, 2000, 100.0)
+    grid = np.array([[x, y, x + 100, y + 100] for y in (0, 150, 300) for x in xs]) - [50, 0, 50, 0]
+    grid = grid[(grid[:, 0] >= 0)]
+    res = run_audit(grid, 2000, 500, regions=regs)
+    assert [p.kind for p in res.parts] == ["region", "region"]
+    assert sum(len(p.index) for p in res.parts) == len(grid)
+    assert not any("overlap" in w for w in res.warnings)
+
+
+def test_sparse_members_match_a_point_by_point_reference():
+    from shapely.geometry import Point
+
+    rng = np.random.default_rng(5)
+    xy = np.round(rng.uniform(0, 1000, (2000, 2)) / 50) * 50  # many centres on the tiles' edges
+    boxes = np.column_stack([xy - 5, xy + 5])
+    tiles = [(f"t{i}{j}", _box_ring(i * 250, j * 250, i * 250 + 250, j * 250 + 250)) for i in range(4) for j in range(4)]
+    regs = parse_regions(_fc(*tiles, ("big", _box_ring(100, 100, 600, 600))))
+    m = region_members(boxes, regs)
+    assert m.counts().sum() == len(m.box) and np.array_equal(m.dense(), count_in_regions(boxes, regs))
+    ref = np.array([[r.geometry.intersects(Point(x, y)) for x, y in xy] for r in regs])
+    strict = np.array([[r.geometry.contains(Point(x, y)) for x, y in xy] for r in regs])
+    dense = m.dense()
+    on_edge_only = ref.any(0) & ~strict.any(0)
+    assert np.array_equal(dense[:, ~on_edge_only], ref[:, ~on_edge_only])
+    first = ref[:, on_edge_only].argmax(0)
+    assert np.array_equal(dense[:, on_edge_only], np.eye(len(regs), dtype=bool)[first].T)
+    for i in range(len(regs)):
+        assert np.array_equal(m.of(i), np.flatnonzero(dense[i]))
+
+
+# ------------------------------------------------------------ 4. a height per point
+def test_three_numbers_per_point_are_read_as_x_and_y():
+    ring = [[0, 0, 5], [200, 0, 5], [200, 100, 5], [0, 100, 5], [0, 0, 5]]
+    (r,) = parse_regions({"type": "Polygon", "coordinates": [ring]})
+    assert not r.geometry.has_z and r.bounds == (0.0, 0.0, 200.0, 100.0)
+    boxes = np.array([[10.0 + 30 * i, 10, 35 + 30 * i, 60] for i in range(6)])
+    doc = audit_to_dict(run_audit(boxes, 300, 200, regions=[r]))
+    assert doc["regions"][0]["products"] == 6
+    assert all(len(p) == 2 for p in doc["bays"][0]["polygon"])
+
+
+@pytest.mark.parametrize("bad", ["12", True, None, [1, 2]])
+def test_a_coordinate_that_is_not_a_number_is_refused(bad: object):
+    ring = [[0, 0], [bad, 0], [10, 10], [0, 10], [0, 0]]
+    doc = _fc(("ok", _box_ring(0, 0, 5, 5)), ("odd", ring))
+    with pytest.raises(InvalidInputError, match=r"^r\.geojson: feature 1 has .*coordinate"):
+        parse_regions(doc, source="r.geojson")
+
+
+# ------------------------------------------------------------ 5. the heatmap's bounds
+def test_the_automatic_cell_makes_at_most_200_cells_along_a_long_strip():
+    boxes = np.array([[0.0, 0, 40, 100]] * 4)
+    for w, h in ((110825, 659), (7001, 8000), (40000, 40)):
+        cell = auto_cell(boxes, w, h)
+        assert -(-w // cell) <= 200 and -(-h // cell) <= 200, (w, h, cell)
+    assert auto_cell(boxes, 110825, 659) == 555
+
+
+def test_a_cell_making_too_many_cells_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    w, h = 39536, 3511
+    with pytest.raises(InvalidInputError, match="more than the 250,000"):
+        density_grid(np.zeros((0, 4)), w, h, cell=4)
+    c = smallest_cell(w, h)
+    assert density_grid(np.zeros((0, 4)), w, h, cell=c).counts.size <= MAX_CELLS
+    assert -(-w // (c - 1)) * -(-h // (c - 1)) > MAX_CELLS
+    boxes = np.array([[x, 100.0, x + 80, 300] for x in range(0, 4000, 100)])
+    det = _write_detections(tmp_path / "big.detections.json", boxes, w, h)
+    out = tmp_path / "out"
+    for cell in ("4", "1"):
+        assert audit_main([str(det), "--cell", cell, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "big.detections.json" in err and f"give {c} px" in err
+        assert not out.exists()
+    assert audit_main([str(det), "--cell", str(c), "--out", str(out)]) == 0
+
+
+# ------------------------------------------------------------ 7. overlapping outlines
+def test_regions_overlapping_without_shared_products_are_warned_about():
+    regs = parse_regions(_fc(("a", _box_ring(0, 0, 600, 400)), ("b", _box_ring(500, 0, 1000, 400)),
+                             ("c", _box_ring(1000, 0, 1400, 400)), ("d", _box_ring(100, 100, 200, 200))))
+    assert overlapping_regions(regs).tolist() == [[0, 1], [0, 3]]  # c only touches b
+    boxes = np.array([[20.0 + 60 * i, 250, 70 + 60 * i, 350] for i in range(6)])  # all in a only
+    res = run_audit(boxes, 1400, 400, regions=regs)
+    (w,) = [w for w in res.warnings if "overlap" in w]
+    assert "'a' and 'b'" in w and "'a' and 'd'" in w and "'c'" not in w and "no product" in w
+    shared = run_audit(np.r_[boxes, [[520.0, 250, 580, 350]]], 1400, 400, regions=regs)
+    (w,) = [w for w in shared.warnings if "overlap" in w]
+    assert "1 product lies in more than one region and is counted in each" in w
+
+
+# ------------------------------------------------------------ minor
+def test_a_region_wholly_outside_has_no_density_in_bays_nor_regions():
+    regs = parse_regions(_fc(("in", _box_ring(0, 0, 500, 300)), ("away", _box_ring(5000, 0, 5500, 300))))
+    boxes = np.array([[20.0 + 60 * i, 100, 70 + 60 * i, 200] for i in range(6)])
+    doc = audit_to_dict(run_audit(boxes, 600, 300, regions=regs))
+    away_bay = [b for b in doc["bays"] if b["name"] == "away"][0]
+    away_reg = [r for r in doc["regions"] if r["name"] == "away"][0]
+    assert away_bay["density_per_mpx"] is None and away_reg["density_per_mpx"] is None
+    assert doc["bays"][0]["density_per_mpx"] == doc["regions"][0]["density_per_mpx"] > 0
+    json.dumps(doc, allow_nan=False)
+
+
+def test_a_region_name_with_a_newline_stays_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    boxes = np.array([[20.0 + 60 * i, 100, 70 + 60 * i, 200] for i in range(6)])
+    det = _write_detections(tmp_path / "n.detections.json", boxes, 600, 300)
+    reg = tmp_path / "r.geojson"
+    reg.write_text(json.dumps(_fc(("top\nshelf", _box_ring(0, 0, 600, 300)))))
+    assert audit_main([str(det), "--regions", str(reg), "--out", str(tmp_path / "o")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("  region top\\nshelf: 6 products") for line in lines), lines
+    assert json.loads((tmp_path / "o" / "n.audit.json").read_text())["bays"][0]["name"] == "top\nshelf"
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_audit(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch):
+    import densedet_tile.cli.audit as cli
+
+    boxes = np.array([[20.0 + 60 * i, 100, 70 + 60 * i, 200] for i in range(6)])
+    det = _write_detections(tmp_path / "n.detections.json", boxes, 600, 300)
+    (tmp_path / "taken").write_text("a user's file")
+    calls = []
+    monkeypatch.setattr(cli, "run_audit", lambda *a, **k: calls.append(1))
+    assert audit_main([str(det), "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "taken" in err and "not a folder" in err
+    assert calls == [] and (tmp_path / "taken").read_text() == "a user's file"
+
+
+def test_a_too_fine_cell_is_refused_before_the_detector_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch):
+    from PIL import Image
+
+    import densedet_tile.cli.audit as cli
+
+    img = tmp_path / "wide.png"
+    Image.new("RGB", (2000, 1500)).save(img)
+    calls = []
+    monkeypatch.setattr(cli, "_detect", lambda *a, **k: calls.append(1))
+    assert audit_main([str(img), "--cell", "2", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "wide.png" in err and "750,000 cells" in err
+    assert calls == [] and not (tmp_path / "o").exists()
