@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterable, Sequence
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError
 from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir, same_path, sweep_temporaries
-from .runner import Job, build_detector, output_stem, outputs_complete, process_image, request_key
+from .runner import (Job, build_detector, output_stem, outputs_complete, process_image, refuse_outputs_over_inputs,
+                     request_key)
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -304,7 +305,8 @@ def run_batch(
     is called when Ray hands an item to an actor.
 
     Never raises for a bad image (it becomes an ``"error"`` record); raises
-    :class:`~densedet_tile.errors.DensedetError` subclasses for bad options, a detector that
+    :class:`~densedet_tile.errors.DensedetError` subclasses for bad options, an output that
+    would overwrite one of the inputs (checked before anything is written), a detector that
     cannot be built, or Ray that cannot be reached.
     """
     job = Job() if job is None else job
@@ -335,9 +337,10 @@ def run_batch(
     for name in ("manifest.jsonl", "manifest.json"):
         if (out / name).is_dir():
             raise InvalidInputError(f"--out {out}: {name} there is a folder; the run log needs that name")
-    sweep_temporaries(out)  # what a killed run was writing
     manifest = Manifest(out)
     stems = batch_stems(paths, out, manifest.records())
+    refuse_outputs_over_inputs(paths, stems, out, job)  # before anything is written
+    sweep_temporaries(out)  # what a killed run was writing
     job = replace(job, request=request_key(job, detector))
     t0 = time.perf_counter()
     summary = BatchSummary(run=uuid.uuid4().hex[:12], backend="in-process" if backend is None else f"ray:{backend}",

@@ -107,28 +107,33 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
 
 def _replace_all(staged: list[tuple[str, Path]]) -> None:
     """Rename each staged temporary onto its target; on a failure, undo the renames done."""
-    done: list[tuple[Path, str | None]] = []  # (target, a hard link to its old contents or None)
+    # (target, the name its old contents are kept under, or None for a new file). Each entry is
+    # recorded before its target is touched, so an interruption (KeyboardInterrupt, a signal
+    # turned into one) at any point between two steps is undone like an error is.
+    done: list[tuple[Path, str | None]] = []
     try:
         for tmp, target in staged:
-            old = None
             if os.path.lexists(target):
                 old = f"{tmp}.old"
+                done.append((target, old))
                 try:
                     os.link(target, old)  # the target stays in place while it is replaced
                 except OSError:  # no hard links here: move it aside instead
                     os.replace(target, old)
-            done.append((target, old))
+            else:
+                done.append((target, None))
             os.replace(tmp, target)
     except BaseException:
         for target, old in reversed(done):
             try:
-                if old is not None:
+                if old is None:
+                    os.unlink(target)
+                elif os.path.lexists(old):
                     # a hard link onto the same file is a no-op rename: the link stays
                     os.replace(old, target)
                     if os.path.lexists(old):
                         os.unlink(old)
-                else:
-                    os.unlink(target)
+                # (no saved copy: the step stopped before the target was touched)
             except OSError:
                 pass
         raise
@@ -249,8 +254,13 @@ def _label_name(names: list[str], label: int) -> str:
     return names[label] if 0 <= label < len(names) else str(label)
 
 
-def result_to_json(result: "ImageResult") -> dict[str, Any]:
-    """The JSON document for one image (schema ``densedet-tile/detections@1``)."""
+def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None) -> dict[str, Any]:
+    """The JSON document for one image (schema ``densedet-tile/detections@1``).
+
+    ``outputs``: the file names of the other outputs written together with this JSON (its
+    CSV, COCO, YOLO and preview files), kept as the document's ``outputs`` list so that a
+    later run over the same name knows which files beside it are this tool's own; left out
+    when None."""
     d = result.detections
     names = _class_names(result)
     used = sorted(set(int(x) for x in np.unique(d.labels))) if len(d) else []
@@ -270,6 +280,7 @@ def result_to_json(result: "ImageResult") -> dict[str, Any]:
         "boxes": np.round(d.xyxy.astype(np.float64), 2).tolist(),
         "scores": np.round(d.scores.astype(np.float64), 4).tolist(),
         "labels": d.labels.tolist(),
+        **({} if outputs is None else {"outputs": list(outputs)}),
     }
 
 
@@ -295,9 +306,11 @@ def _put(path: str | os.PathLike[str], data: bytes | str, stage: dict[Path, byte
     return Path(path)
 
 
-def write_json(result: "ImageResult", path: str | os.PathLike[str], *, stage: dict[Path, bytes | str] | None = None) -> Path:
-    """Write the JSON document for ``result`` to ``path`` atomically (or into ``stage``)."""
-    data = json.dumps(result_to_json(result), separators=(",", ":")).encode()
+def write_json(result: "ImageResult", path: str | os.PathLike[str], *, stage: dict[Path, bytes | str] | None = None,
+               outputs: "list[str] | None" = None) -> Path:
+    """Write the JSON document for ``result`` to ``path`` atomically (or into ``stage``);
+    ``outputs`` as :func:`result_to_json` takes it."""
+    data = json.dumps(result_to_json(result, outputs=outputs), separators=(",", ":")).encode()
     return _put(path, data, stage)
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line
-from .io import (FORMATS, SCHEMA, YOLO_CLASSES_FILE, output_paths, same_path, write_coco, write_csv, write_files,
-                 write_json, write_preview, write_yolo)
+from .io import (FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, output_paths, same_path, write_coco, write_csv,
+                 write_files, write_json, write_preview, write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["Job", "Outcome", "build_detector", "detector_identity", "error_line", "input_state", "output_stem",
-           "outputs_complete", "process_image", "request_key", "unique_stems"]
+           "outputs_complete", "process_image", "refuse_outputs_over_inputs", "request_key", "unique_stems"]
 
 
 @dataclass(frozen=True)
@@ -216,23 +217,27 @@ def process_image(
             )
             asked = job.request if job.request is not None else request_key(job)
             result = replace(result, settings={**result.settings, "requested": {"job": asked, "input": state}})
+            # the rows of the CSV and COCO files name the image; a second input of the same
+            # file name in this run (stem "same-2") is named after its stem, so the rows of the
+            # two stay apart
+            rows = result if stem == output_stem(inp) else replace(result, name=stem + Path(inp).suffix)
             # every output is made first, then they land together (write_files); the JSON goes
             # last: its presence marks the image as complete for restarts
             stage: dict[Path, bytes | str] = {}
             if "csv" in paths:
-                write_csv(result, paths["csv"], stage=stage)
+                write_csv(rows, paths["csv"], stage=stage)
             if "coco" in paths:
-                write_coco(result, paths["coco"], stage=stage)
+                write_coco(rows, paths["coco"], stage=stage)
             if "yolo" in paths:
                 write_yolo(result, paths["yolo"], scores=job.yolo_scores, stage=stage)
             if "preview" in paths:
                 write_preview(result, paths["preview"], src, stage=stage)
-            write_json(result, paths["json"], stage=stage)
-        redone = paths["json"].is_file()
+            siblings = [p.name for kind, p in paths.items() if kind != "json"]
+            write_json(result, paths["json"], stage=stage, outputs=siblings)
+        earlier = _recorded_outputs(paths["json"], stem)  # what the JSON being replaced says it came with
         write_files(stage)
         written = [p for p in stage if p.name != YOLO_CLASSES_FILE]
-        if redone:
-            _remove_stale_outputs(out_dir, stem, paths)
+        _remove_stale_outputs(out_dir, earlier - {p.name for p in paths.values()})
     except BaseException as exc:
         if not isinstance(exc, Exception):
             raise
@@ -247,18 +252,79 @@ def process_image(
     )
 
 
-def _remove_stale_outputs(out_dir: str | Path, stem: str, written: dict[str, Path]) -> None:
-    """An image redone over an earlier result: the earlier run's outputs of ``stem`` that this
-    run did not write (another format, a preview) are removed, so that no file beside the new
-    JSON holds boxes of other settings."""
-    for kind, path in output_paths(out_dir, stem, tuple(k for k in FORMATS if k != "json"), True).items():
-        if kind not in written:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("%s: could not remove the earlier run's output (%s)", path, exc)
+def _recorded_outputs(json_path: Path, stem: str) -> set[str]:
+    """The names of the outputs an earlier run wrote together with the detections JSON at
+    ``json_path`` (its ``outputs`` list), limited to names this tool gives an image of ``stem``.
+    Empty when there is no such JSON, it cannot be read, or it holds no such record (written
+    by a version before it, or not by this tool): then nothing beside it is ours to remove."""
+    try:
+        doc = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return set()
+    names = doc.get("outputs") if isinstance(doc, dict) else None
+    if not isinstance(names, list):
+        return set()
+    ours = {stem + suffix for kind, suffix in OUTPUT_SUFFIXES.items() if kind != "json"}
+    return {n for n in names if isinstance(n, str) and n in ours}
+
+
+def _remove_stale_outputs(out_dir: str | Path, names: set[str]) -> None:
+    """An image redone over an earlier result: the files ``names`` (outputs the earlier run
+    recorded in its JSON and this run did not write again) are removed, so that no file beside
+    the new JSON holds boxes of other settings. Files the earlier run did not record (a user's
+    own label file that happens to share an output's name) are never touched."""
+    for name in sorted(names):
+        path = Path(out_dir) / name
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("%s: could not remove the earlier run's output (%s)", path, exc)
+
+
+#: What each output of an image is called in messages.
+_OUTPUT_WORDS = {"json": "detections JSON", "csv": "CSV", "coco": "COCO results", "yolo": "YOLO labels",
+                 "preview": "preview"}
+
+
+def refuse_outputs_over_inputs(inputs: "Sequence[str | Path]", stems: Sequence[str], out_dir: str | Path,
+                               job: Job, *, option: str = "--out") -> None:
+    """Raise :class:`~densedet_tile.errors.InvalidInputError` (one line) when an output that
+    ``job`` would write for one of ``inputs`` (named after ``stems``, into ``out_dir``) is itself
+    one of the inputs: writing it would destroy a photo, and perhaps before it is read.
+
+    Call it before anything is written. Paths are compared resolved, and by file identity for
+    the outputs that exist (a hard link), in one pass over the inputs."""
+    def key(p: str | Path) -> str:
+        return os.path.normcase(os.path.realpath(p))
+
+    by_name: dict[str, str] = {}
+    by_inode: dict[tuple[int, int], str] = {}
+    for inp in inputs:
+        by_name.setdefault(key(inp), str(inp))
+        try:
+            st = os.stat(inp)
+        except OSError:
+            continue
+        by_inode.setdefault((st.st_dev, st.st_ino), str(inp))
+    for inp, stem in zip(inputs, stems):
+        planned = [(_OUTPUT_WORDS[kind], p) for kind, p in job.paths(out_dir, stem).items()]
+        if "yolo" in job.formats:
+            planned.append(("YOLO class list", Path(out_dir) / YOLO_CLASSES_FILE))
+        for word, path in planned:
+            hit = by_name.get(key(path))
+            if hit is None:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                hit = by_inode.get((st.st_dev, st.st_ino))
+            if hit is not None:
+                raise InvalidInputError(
+                    f"{hit}: this input is where the {word} of {inp} would be written ({option} {out_dir}); "
+                    f"writing it would overwrite the input: leave it out or choose another {option}"
+                )
 
 
 def error_line(inp: str, exc: BaseException) -> str:
@@ -267,9 +333,14 @@ def error_line(inp: str, exc: BaseException) -> str:
     msg = one_line(exc)
     if not isinstance(exc, (DensedetError, OSError)):
         msg = f"{type(exc).__name__}: {msg}"
-    if inp not in msg and Path(inp).name not in msg:
-        msg = f"{inp}: {msg}"
-    return msg
+    if inp in msg:
+        return msg
+    # a message that starts with the bare file name (the engine names images so) gets the path
+    # as given instead: two inputs of the same name in other folders must stay apart
+    name = Path(inp).name
+    if name and msg.startswith(f"{name}:"):
+        return inp + msg[len(name):]
+    return f"{inp}: {msg}"
 
 
 def unique_stems(paths: "list[str] | list[Path]") -> list[str]:

@@ -163,3 +163,44 @@ def test_a_name_near_the_file_system_limit_and_one_not_in_utf8_are_written(tmp_p
     csv_bytes = (out / os.fsdecode(b"caf\xe9.detections.csv")).read_bytes()
     assert b"caf\xe9.png," in csv_bytes  # the file's own bytes, as the folder lists it
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def _interrupt_on(monkeypatch, when):
+    """os.replace raises KeyboardInterrupt (as a stop signal does) right after the call ``when``
+    picks has done its work."""
+    real = os.replace
+
+    def replace(src, dst):
+        real(src, dst)
+        if when(str(src), str(dst)):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_an_interruption_between_renames_puts_every_old_file_back(tmp_path, monkeypatch):
+    files = {tmp_path / "a.json": "new a", tmp_path / "b.csv": "new b", tmp_path / "c.txt": "new c"}
+    for p in list(files)[:2]:
+        p.write_text("old " + p.name)
+    # the second file has landed when the interruption comes
+    _interrupt_on(monkeypatch, lambda src, dst: dst == str(tmp_path / "b.csv") and src.endswith(".tmp"))
+    with pytest.raises(KeyboardInterrupt):
+        write_files(files)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "old a.json", "b.csv": "old b.csv"}
+
+
+def test_an_interruption_after_a_file_was_moved_aside_puts_it_back(tmp_path, monkeypatch):
+    # where hard links fail the old file is moved aside first; stopping right after that move
+    # must not lose it
+    files = {tmp_path / "a.json": "new a", tmp_path / "b.csv": "new b"}
+    for p in files:
+        p.write_text("old " + p.name)
+
+    def no_link(src, dst):
+        raise OSError("no hard links here")
+
+    monkeypatch.setattr(os, "link", no_link)
+    _interrupt_on(monkeypatch, lambda src, dst: src == str(tmp_path / "b.csv"))
+    with pytest.raises(KeyboardInterrupt):
+        write_files(files)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "old a.json", "b.csv": "old b.csv"}

@@ -2,8 +2,9 @@
 
 Builds the detector once, processes each input in turn (one bad input never stops the others),
 writes the outputs atomically and prints one summary line per image. Exit status: 0 when every
-input succeeded, 1 when at least one input failed, 2 for bad options or a detector that cannot
-be built.
+input succeeded, 1 when at least one input failed, 2 for bad options, an output that would
+overwrite an input, or a detector that cannot be built, 130 for Ctrl-C and 143 for SIGTERM
+(both stop cleanly: the image being written is rolled back).
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 from dataclasses import replace
 from typing import Any, Sequence
 
 from .. import __version__
 from ..errors import DensedetError, one_line
-from ..io import ensure_out_dir, new_folders, remove_empty
-from ..runner import Job, build_detector, process_image, request_key, unique_stems
+from ..io import ensure_out_dir, new_folders, remove_empty, sweep_temporaries
+from ..runner import Job, build_detector, process_image, refuse_outputs_over_inputs, request_key, unique_stems
 from .options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -77,6 +81,45 @@ class _Progress:
             self.bar.close()
 
 
+class _StopSignals:
+    """While the run lasts, SIGTERM (as Ctrl-C already does) raises KeyboardInterrupt in the main
+    thread, so a stopped run cleans up as an interrupted one does: the image being written is
+    rolled back, no temporary stays, and a folder the run made and left empty is removed.
+
+    Only the first signal raises; the ones after it are ignored while that clean-up runs (a second
+    KeyboardInterrupt in the middle of a roll-back would leave a mix of two runs' files). A
+    signal the caller ignores (SIG_IGN, e.g. a job started in the background) stays ignored.
+    Off the main thread nothing is changed (Python takes signal handlers only there)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+            current = signal.getsignal(sig)
+            if current is default:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            return
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    @property
+    def exit_status(self) -> int:
+        """130 for Ctrl-C, 128 + the signal's number for another stop signal (143 for SIGTERM)."""
+        return EXIT_INTERRUPTED if self.signum in (None, signal.SIGINT) else 128 + int(self.signum)
+
+
 def detect_main(argv: Sequence[str]) -> int:
     """Entry point of the default verb; returns the exit status."""
     args = parse(build_parser(), argv)
@@ -84,11 +127,37 @@ def detect_main(argv: Sequence[str]) -> int:
         return args
     if args.debug:
         logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
+    args.out = os.path.expanduser(args.out)  # once, so the folder checked is the folder written
+    with _StopSignals() as stop:
+        try:
+            return _detect(args)
+        except KeyboardInterrupt:
+            error(PROG, "interrupted")
+            return stop.exit_status
+
+
+def _distinct(inputs: Sequence[str]) -> list[str]:
+    """The inputs in order, a file named twice (a.jpg ./a.jpg) kept once."""
+    seen: set[str] = set()
+    out = []
+    for i in inputs:
+        key = os.path.realpath(i)
+        if key not in seen:
+            seen.add(key)
+            out.append(i)
+    return out
+
+
+def _detect(args: argparse.Namespace) -> int:
     try:
         tiling, merge, run = specs_from_args(args)
         job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview,
                   yolo_scores=args.yolo_scores)
         spec = detector_spec_from_args(args)
+        inputs = _distinct(args.inputs)
+        stems = unique_stems(inputs)
+        # every input's outputs are planned before anything is written: none may be an input
+        refuse_outputs_over_inputs(inputs, stems, args.out, job)
     except DensedetError as exc:
         error(PROG, one_line(exc))
         return EXIT_USAGE
@@ -97,51 +166,45 @@ def detect_main(argv: Sequence[str]) -> int:
         detector, job = build_detector(spec, job)
     except Exception as exc:  # building a detector runs third-party code: report, don't dump
         if args.debug:
-            raise
+            traceback.print_exc()
         msg = one_line(exc)
         error(PROG, msg if msg.startswith(f"detector {args.detector!r}") else f"detector {args.detector!r}: {msg}")
         return EXIT_USAGE
     made = new_folders(args.out)
+    code = EXIT_INTERRUPTED
     try:
-        ensure_out_dir(args.out)  # before any image is worked on
-    except DensedetError as exc:
-        error(PROG, one_line(exc))
-        return EXIT_USAGE
-    code = _detect_all(args, detector, job)
-    if code != EXIT_OK:
-        remove_empty(made)  # every image failed (or none got far): no empty folder left behind
-    return code
+        try:
+            ensure_out_dir(args.out)  # before any image is worked on
+        except DensedetError as exc:
+            error(PROG, one_line(exc))
+            code = EXIT_USAGE
+            return code
+        sweep_temporaries(args.out)  # what a killed run was writing
+        code = _detect_all(args, detector, job, inputs, stems)
+        return code
+    finally:
+        if code != EXIT_OK:
+            remove_empty(made)  # every image failed (or none got far): no empty folder left behind
 
 
-def _detect_all(args: argparse.Namespace, detector: Any, job: Job) -> int:
+def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[str], stems: list[str]) -> int:
     failed = 0
-    try:
-        # one file named twice (a.jpg ./a.jpg) is detected once
-        seen: set[str] = set()
-        inputs = []
-        for i in args.inputs:
-            if os.path.realpath(i) not in seen:
-                seen.add(os.path.realpath(i))
-                inputs.append(i)
-        for inp, stem in zip(inputs, unique_stems(inputs)):
-            progress = _Progress(Path(inp).name, enabled=not args.quiet)
-            try:
-                outcome = process_image(inp, detector, job, args.out, stem=stem, progress=progress)
-            finally:
-                progress.close()
-            if outcome.status != "ok":
-                error(PROG, outcome.error or f"{inp}: failed")
-                failed += 1
-                continue
-            if args.quiet:
-                continue
-            print(
-                f"{Path(inp).name}: {products_text(outcome.products, outcome.count_range, outcome.uncertain)}, "
-                f"{counted(outcome.tiles, 'tile')}, "
-                f"{outcome.width}x{outcome.height} px, {outcome.seconds:.2f} s -> {outcome.outputs[-1]}",
-                file=sys.stderr, flush=True,
-            )
-    except KeyboardInterrupt:
-        error(PROG, "interrupted")
-        return EXIT_INTERRUPTED
+    for inp, stem in zip(inputs, stems):
+        progress = _Progress(Path(inp).name, enabled=not args.quiet)
+        try:
+            outcome = process_image(inp, detector, job, args.out, stem=stem, progress=progress)
+        finally:
+            progress.close()
+        if outcome.status != "ok":
+            error(PROG, outcome.error or f"{inp}: failed")
+            failed += 1
+            continue
+        if args.quiet:
+            continue
+        print(
+            f"{Path(inp).name}: {products_text(outcome.products, outcome.count_range, outcome.uncertain)}, "
+            f"{counted(outcome.tiles, 'tile')}, "
+            f"{outcome.width}x{outcome.height} px, {outcome.seconds:.2f} s -> {outcome.outputs[-1]}",
+            file=sys.stderr, flush=True,
+        )
     return EXIT_FAILED if failed else EXIT_OK

@@ -32,6 +32,7 @@ __all__ = [
     "nonneg_float",
     "fraction",
     "tile_side",
+    "input_side",
     "formats",
     "add_tiling_options",
     "add_detector_options",
@@ -87,15 +88,26 @@ def nonneg_float(text: str) -> float:
     return _float(text, lambda v: v >= 0, "a number >= 0")
 
 
-def fraction(lo: float, hi: float, *, hi_open: bool = False) -> Callable[[str], float]:
-    """A parser for numbers in [lo, hi] (or [lo, hi) with ``hi_open``)."""
-    bracket = ")" if hi_open else "]"
-    what = f"a value in [{lo}, {hi}{bracket}"
+def fraction(lo: float, hi: float, *, hi_open: bool = False, lo_open: bool = False) -> Callable[[str], float]:
+    """A parser for numbers in [lo, hi] (``hi_open``: hi excluded; ``lo_open``: lo excluded)."""
+    what = f"a value in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+    def inside(v: float) -> bool:
+        return (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
 
     def parse_value(text: str) -> float:
-        return _float(text, lambda v: lo <= v < hi if hi_open else lo <= v <= hi, what)
+        return _float(text, inside, what)
 
     return parse_value
+
+
+#: The smallest model input side RunSpec takes.
+MIN_INPUT_SIZE = 16
+
+
+def input_side(text: str) -> int:
+    """A model input side in pixels (>= MIN_INPUT_SIZE)."""
+    return _int(text, MIN_INPUT_SIZE, f"an input side >= {MIN_INPUT_SIZE} pixels")
 
 
 def tile_side(text: str) -> int | str:
@@ -139,6 +151,11 @@ def _max_pixels(text: str) -> int | None:
 
 
 
+def _merge_px(text: str) -> float:
+    """A merge tolerance in pixels: a number in [0, 10000), what MergeSpec takes."""
+    return _float(text, lambda v: 0 <= v < 10000, "a number of pixels in [0, 10000)")
+
+
 # -- option groups ---------------------------------------------------------------------------------
 def add_detector_options(p: argparse.ArgumentParser) -> None:
     """The options that choose and configure a detector and how it runs."""
@@ -158,7 +175,7 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
                    "e.g. num_classes=2, threads=4, cfg_options='{\"model.test_cfg.rcnn.max_per_img\": 600}'")
     g.add_argument("--max-vram", type=positive_float, default=None, metavar="GB",
                    help="cap GPU memory at GB and pick the batch (and, for models without an input size, the tile) to fit")
-    g.add_argument("--input-size", type=positive_int, default=None, metavar="PX",
+    g.add_argument("--input-size", type=input_side, default=None, metavar="PX",
                    help="resize each tile so its longer side is PX before inference (default: what the model declares)")
     g.add_argument("--score-thr", type=fraction(0.0, 1.0), default=None, metavar="X",
                    help="drop boxes scoring below X (default: the model's own threshold)")
@@ -183,13 +200,13 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--merge", choices=MERGE_MODES, default=merge.mode,
                    help="cross-tile merge: wbf (seam repair + box fusion + NMS), nms (seam repair + NMS), none "
                    "(default: %(default)s)")
-    g.add_argument("--fuse-iou", type=fraction(0.0, 1.0), default=merge.fuse_iou, metavar="X",
+    g.add_argument("--fuse-iou", type=fraction(0.0, 1.0, lo_open=True), default=merge.fuse_iou, metavar="X",
                    help="IoU at which boxes of different tiles count as one product and are fused (default: %(default)s)")
-    g.add_argument("--nms-iou", type=fraction(0.0, 1.0), default=merge.nms_iou, metavar="X",
+    g.add_argument("--nms-iou", type=fraction(0.0, 1.0, lo_open=True), default=merge.nms_iou, metavar="X",
                    help="IoU of the final cross-tile NMS (default: %(default)s)")
-    g.add_argument("--edge-tol", type=nonneg_float, default=merge.edge_tol, metavar="PX",
+    g.add_argument("--edge-tol", type=_merge_px, default=merge.edge_tol, metavar="PX",
                    help="a box side this close to an interior tile edge counts as cut (default: %(default)s)")
-    g.add_argument("--seam-tol", type=nonneg_float, default=merge.seam_tol, metavar="PX",
+    g.add_argument("--seam-tol", type=_merge_px, default=merge.seam_tol, metavar="PX",
                    help="how far box sides may disagree across a seam and still be one product; "
                    "about twice the detector's box noise (default: %(default)s)")
     g.add_argument("--merge-class-agnostic", action="store_true",

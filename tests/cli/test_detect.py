@@ -142,7 +142,7 @@ def test_merge_options_reach_the_merge(tmp_path):
         assert doc["settings"]["merge"]["nms_iou"] == 0.6 and doc["settings"]["merge"]["fuse_iou"] == 0.7
     assert counts == {"none": 2, "wbf": 1}
     r = run_cli(p, "--fuse-iou", "0", "--out", tmp_path / "bad")
-    assert r.returncode == 2 and "fuse_iou" in r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "argument --fuse-iou" in r.stderr.strip().splitlines()[-1]
 
 
 def test_tile_auto_and_scale_on_the_command_line(tmp_path, shelf_png):

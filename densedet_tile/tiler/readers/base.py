@@ -28,8 +28,9 @@ def check_size(label: str, width: int, height: int, max_pixels: int | None) -> N
         raise ImageReadError(f"{label}: the image has zero size ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:
         raise ImageReadError(
-            f"{label}: image is {width}x{height} = {width * height} pixels, more than max_pixels={max_pixels}; "
-            "raise the limit to read it (max_pixels=None or --max-pixels none: no limit)"
+            f"{label}: image is {width}x{height} = {width * height} pixels, more than max_pixels={max_pixels} "
+            "(the pixel limit: --max-pixels on the command line); raise it to read the image "
+            "(--max-pixels none, or max_pixels=None in Python: no limit)"
         )
 
 

@@ -10,6 +10,7 @@ when it declines, so Pillow can take over (``decoder="auto"``) or the caller can
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from ...errors import ImageReadError, MissingDependencyError, one_line
 from .orientation import PNG_ORIENTATION_TEXT
 
 __all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact"]
+
+log = logging.getLogger(__name__)
 
 #: Pillow format names of the files imagecodecs decodes here (MPO is a multi-picture JPEG).
 COMPACT_FORMATS = ("JPEG", "MPO", "PNG", "WEBP")
@@ -88,13 +91,18 @@ def decode_compact(
 
     No pixels means "let Pillow do it": not an 8-bit RGB or gray JPEG or PNG or a WebP, an
     animated WebP (Pillow composes its first frame onto the canvas), imagecodecs missing, a
-    JPEG whose last scan is not followed by an end-of-image marker (libjpeg-turbo would
-    silently fill a truncated image with grey, while Pillow reports it), a PNG with an
+    JPEG whose last scan is not followed by an end-of-image marker, unless it is one sequential
+    scan that runs to the end of the file (then it is decoded here, and read with a warning if
+    its data is whole), a PNG with an
     eXIf chunk after its pixels (only Pillow's full load finds it), a decoding error (Pillow then
     says what is wrong), or an unexpected shape or dtype (e.g. 48-bit PNG). ``required``
     (``decoder="imagecodecs"``) makes each of these an error instead:
     :class:`~densedet_tile.errors.MissingDependencyError` for the missing package,
     :class:`~densedet_tile.errors.ImageReadError` naming the file and the reason otherwise.
+
+    A JPEG whose coded data ends before its last block (a truncated file, or a header that
+    announces more rows than the data holds: libjpeg-turbo fills the rest with grey without a
+    word) raises :class:`~densedet_tile.errors.ImageReadError` whatever ``required`` says.
     """
     label = str(path)
     if fmt not in COMPACT_FORMATS or mode not in _MODES.get(fmt, _DEFAULT_MODES):
@@ -111,6 +119,7 @@ def decode_compact(
         data = path.read_bytes()
     except OSError as exc:
         return _declined(label, f"cannot read the file: {one_line(exc)}", required=required)
+    no_eoi = False  # a JPEG whose one scan runs to the end of the file
     if fmt == "PNG":
         if "exif" not in info and b"eXIf" in data:
             return _declined(label, "the PNG has an eXIf chunk after its pixels", required=required)
@@ -127,7 +136,8 @@ def decode_compact(
         # last SOS (FF DA) belongs to the final scan, and an EOI (FF D9) after it means the
         # scan is whole.
         last_sos = data.rfind(b"\xff\xda")
-        if last_sos < 0 or data.find(b"\xff\xd9", last_sos) < 0:
+        no_eoi = last_sos < 0 or data.find(b"\xff\xd9", last_sos) < 0
+        if no_eoi and not _one_sequential_scan_to_the_end(data):
             return _declined(label, "no end-of-image marker after the last JPEG scan", required=required)
         decode = imagecodecs.jpeg8_decode
     try:
@@ -149,5 +159,87 @@ def decode_compact(
         got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
         want = " or ".join(str(shape) for shape in shapes)
         return _declined(label, f"imagecodecs gave {got} pixels, not uint8 {want}", required=required, ran=True)
+    if fmt in ("JPEG", "MPO"):
+        # libjpeg fills the blocks its data does not reach with flat grey (128), without an
+        # error; only then (or when the end marker is missing) is the data checked
+        if no_eoi or _grey_corner(arr):
+            if _jpeg_runs_short(path.read_bytes(), arr, decode):
+                raise ImageReadError(f"{label}: the JPEG file is truncated: its data ends before the last of the "
+                                     f"{width}x{height} pixels its header announces")
+            if no_eoi:
+                log.warning("%s: the JPEG lacks its end-of-image marker; its pixel data is complete and is read",
+                            label)
     arr.flags.writeable = False
     return Compact(arr, ran=True)
+
+
+def _one_sequential_scan_to_the_end(data: bytes) -> bool:
+    """Whether the JPEG ``data`` is one baseline or extended sequential (Huffman) scan whose
+    coded data runs to the end of the file: the image file with no end-of-image marker, cut
+    there or written so. The marker segments are walked from the start (a thumbnail inside an
+    APP segment is skipped whole); False for anything else (progressive or several scans, an
+    end marker, junk after the scan, an unparsable header)."""
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    pos, n, sequential = 2, len(data), False
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            return False
+        if marker in (0xC0, 0xC1):
+            sequential = True
+        elif 0xC2 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return False  # progressive, lossless, hierarchical or arithmetic-coded
+        if marker == 0xDA:  # SOS: the coded data follows its header
+            if not sequential:
+                return False
+            pos += 2 + length
+            while True:
+                ff = data.find(b"\xff", pos)
+                if ff < 0 or ff + 1 >= n:
+                    return True  # no marker after the scan: the data simply stops
+                following = data[ff + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7:  # a stuffed byte or a restart marker
+                    pos = ff + 2
+                    continue
+                return False  # a marker after the scan (another scan, EOI...)
+        pos += 2 + length
+    return False
+
+
+#: Coded bytes to append where a JPEG's data ends (no 0xFF among them, so they hold no marker):
+#: they change the picture only if the decoder reaches them, that is if the image's data ends
+#: before its last block. Two alternating bit patterns: a single one can happen to decode as
+#: the very coefficients the decoder filled in.
+_PROBES = (b"\x55" * 4096, b"\xaa" * 4096)
+
+
+def _grey_corner(arr: np.ndarray) -> bool:
+    """Whether the bottom-right 2x2 pixels are all exactly mid-grey, as a block libjpeg had no
+    data for decodes; the last block is the last one coded, so a short file always shows it."""
+    return bool((arr[-2:, -2:] == 128).all())
+
+
+def _jpeg_runs_short(data: bytes, pixels: np.ndarray, decode: Any) -> bool:
+    """Whether the JPEG's coded data ends before its last block: decoded again with
+    :data:`_PROBES` appended where the data ends, it gives other pixels (the decoder went on
+    reading) than ``pixels``. False when that cannot be told (the decodes fail)."""
+    last_sos = data.rfind(b"\xff\xda")
+    end = data.find(b"\xff\xd9", last_sos) if last_sos >= 0 else -1
+    body = data if end < 0 else data[:end]
+    if body.endswith(b"\xff"):  # a file cut between a 0xFF and the byte stuffed after it
+        body = body[:-1]
+    for probe in _PROBES:
+        try:
+            again = decode(body + probe + b"\xff\xd9")
+        except Exception:
+            continue
+        if not (isinstance(again, np.ndarray) and again.shape == pixels.shape and np.array_equal(again, pixels)):
+            return True
+    return False

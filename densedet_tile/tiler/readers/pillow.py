@@ -9,6 +9,7 @@ turned upright on its own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -22,6 +23,8 @@ from .compact import NOT_TRIED, decode_compact
 from .orientation import exif_orientation
 
 __all__ = ["Decoder", "DECODERS", "PillowSource", "pillow_limits_lifted"]
+
+log = logging.getLogger(__name__)
 
 #: Which decoder :func:`open_image` uses for the formats it decodes whole (JPEG, PNG, WebP ...):
 #: ``"auto"`` imagecodecs for 8-bit RGB and gray JPEG and PNG and still WebP, Pillow for
@@ -127,6 +130,20 @@ def _unknown_format(path: Path, heif: bool) -> str:
     return f"{path}: unknown or unsupported image format"
 
 
+def _warn_other_frames(im: Any, label: str, fmt: str) -> None:
+    """One warning line for an animation (GIF, WebP, APNG...): only its first frame is read, as
+    only the first page of a multi-page TIFF is. An MPO (a camera's JPEG with a second, smaller
+    picture inside) is left alone: its first picture is the photo."""
+    if fmt == "MPO":
+        return
+    try:
+        frames = int(getattr(im, "n_frames", 1))
+    except Exception:  # a damaged later frame: the first one still decides
+        return
+    if frames > 1:
+        log.warning("%s: the %s is animated, with %d frames; only the first frame is read", label, fmt, frames)
+
+
 class PillowSource(ImageSource):
     """A JPEG/PNG/WebP/BMP/GIF... decoded once by Pillow; windows converted on demand.
 
@@ -154,6 +171,7 @@ class PillowSource(ImageSource):
             sw, sh = im.size
             check_size(label, sw, sh, max_pixels)
             fmt = im.format or "unknown"
+            _warn_other_frames(im, label, fmt)
             if fmt == "JPEG":
                 _check_jpeg_data(path, label, sw, sh)
             compact = NOT_TRIED
