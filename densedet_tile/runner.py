@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["Job", "Outcome", "build_detector", "detector_identity", "error_line", "input_state", "output_stem",
-           "outputs_complete", "process_image", "refuse_outputs_over_inputs", "request_key", "unique_stems"]
+           "earlier_outputs", "outputs_complete", "process_image", "refuse_outputs_over_inputs", "request_key",
+           "unique_stems"]
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,26 @@ def _remove_stale_outputs(out_dir: str | Path, names: set[str]) -> None:
             pass
         except OSError as exc:
             log.warning("%s: could not remove the earlier run's output (%s)", path, exc)
+
+
+def earlier_outputs(inputs: "Sequence[str | Path]") -> list[tuple[str, Path]]:
+    """The inputs that are outputs an earlier run wrote (a preview picked up again by a shell
+    glob such as ``shelf/*.jpg``), each with the detections JSON that records it: the file's
+    name ends like an output of some stem, and that stem's detections JSON beside it lists the
+    name among the outputs it was written with. A file that only looks like one (no JSON beside
+    it records it) is not returned."""
+    found = []
+    for inp in inputs:
+        name = Path(inp).name
+        for kind, suffix in OUTPUT_SUFFIXES.items():
+            if kind == "json" or not name.endswith(suffix) or len(name) == len(suffix):
+                continue
+            stem = name[: -len(suffix)]
+            record = Path(inp).with_name(stem + OUTPUT_SUFFIXES["json"])
+            if name in _recorded_outputs(record, stem):
+                found.append((str(inp), record))
+                break
+    return found
 
 
 #: What each output of an image is called in messages.

@@ -100,6 +100,23 @@ def test_a_preview_that_would_overwrite_another_input_is_refused_before_anything
     assert cli_main([str(base), str(other), "--out", str(shelf), *BLOB]) == 0
 
 
+def test_a_preview_of_an_earlier_run_picked_up_by_a_glob_is_left_out(tmp_path, caplog):
+    # `densedet-tile shelf/*.jpg --out shelf --preview`, twice: the second glob holds the first
+    # run's preview, which its JSON records: left out with a note, the photo detected again
+    shelf = tmp_path / "shelf"
+    base = _photo(shelf / "base.jpg")
+    assert cli_main([str(base), "--out", str(shelf), "--preview", *BLOB]) == 0
+    preview = shelf / "base.preview.jpg"
+    assert preview.is_file()
+    caplog.clear()
+    assert cli_main([str(p) for p in sorted(shelf.glob("*.jpg"))] + ["--out", str(shelf), "--preview", *BLOB]) == 0
+    assert any("base.preview.jpg: left out" in r.getMessage() for r in caplog.records)
+    assert sorted(p.name for p in shelf.iterdir()) == ["base.detections.json", "base.jpg", "base.preview.jpg"]
+    # given alone, there is nothing left to do: a usage error, nothing written
+    assert cli_main([str(preview), "--out", str(shelf), "--preview", *BLOB]) == 2
+    assert sorted(p.name for p in shelf.iterdir()) == ["base.detections.json", "base.jpg", "base.preview.jpg"]
+
+
 def test_batch_refuses_an_output_over_an_input_too(tmp_path):
     shelf = tmp_path / "shelf"
     base = _photo(shelf / "base.png")
