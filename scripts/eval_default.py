@@ -171,7 +171,7 @@ def evaluate(args) -> dict:
         for row in csv.DictReader(fh):
             gts[row["image_name"]].append([float(row[k]) for k in ("x1", "y1", "x2", "y2")])
             sizes[row["image_name"]] = (int(row["image_width"]), int(row["image_height"]))
-    names = sorted(gts)[: args.limit] if args.limit else sorted(gts)
+    names = sorted(gts)[: args.limit] if args.limit is not None else sorted(gts)
     gt_arr = {n: np.asarray(gts[n], np.float32) for n in names}
     det_low = _load_detector(args.weights, 0.05)
     det_def = _load_detector(args.weights, None)
@@ -235,6 +235,32 @@ def previews(args) -> dict:
     return report
 
 
+def check_args(args) -> None:
+    """Refuse, in one line and before the evaluation, options that cannot work."""
+    import os
+    import tempfile
+
+    from densedet_tile.errors import InvalidInputError
+
+    if args.limit is not None and args.limit < 1:
+        raise InvalidInputError(f"--limit {args.limit}: must be at least 1 (leave it out to evaluate every image)")
+    if args.speed_images < 0:
+        raise InvalidInputError(f"--speed-images {args.speed_images}: must be 0 or more")
+    if args.out:
+        out = Path(args.out)
+        folder = out.parent
+        if out.is_dir():
+            raise InvalidInputError(f"--out {out}: is a folder; give the path of the JSON file to write")
+        if not folder.is_dir():
+            raise InvalidInputError(f"--out {out}: the folder {folder} does not exist")
+        try:  # the JSON is written atomically (a temporary beside it, renamed): probe the same way
+            fd, probe = tempfile.mkstemp(prefix=".eval-write-test.", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise InvalidInputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="dataset folder written by scripts/make_shelves.py")
@@ -252,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", choices=["dt", "own"], default="dt", help="dt.detect or a fallback tiler")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here")
     args = ap.parse_args(argv)
+    check_args(args)
     _RUNTIME.update(runtime=args.runtime, threads=args.threads)
     result: dict = {}
     if args.data:
@@ -262,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --data and/or --real")
     print(json.dumps(result, indent=1, default=str))
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1, default=str))
+        from densedet_tile.io import atomic_write
+
+        atomic_write(args.out, json.dumps(result, indent=1, default=str))
     return 0
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -77,10 +78,20 @@ def export_fp32(weights: Path, out: Path, *, opset: int = 17) -> dict:
     from densedet_tile.detector.builtin import DEFAULT_CONFIG, model_config
     from densedet_tile.detector.shelfnet import model_from_checkpoint, read_checkpoint
 
+    from densedet_tile.errors import DetectorError
+
     raw = weights.read_bytes()
-    ckpt = read_checkpoint(raw)
+    try:
+        ckpt = read_checkpoint(raw)  # (read from these bytes: the SHA-256 below is of what was loaded)
+    except DetectorError as exc:
+        raise DetectorError(f"--weights {weights}: cannot be read as a torch checkpoint with weights_only=True "
+                            f"({type(exc.__cause__).__name__}; not a .pt file, damaged, or holding objects that are "
+                            "not weights)") from None
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)
+            and isinstance(ckpt.get("state_dict"), dict)):
+        raise DetectorError(f"--weights {weights}: not a ShelfNet weights file (no 'config' and 'state_dict')")
     config = model_config(ckpt["config"])
-    model = model_from_checkpoint(ckpt, config)
+    model = model_from_checkpoint(ckpt, config, source=f"--weights {weights}")
     size = int(config["input_size"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / "model.onnx"
@@ -93,13 +104,33 @@ def export_fp32(weights: Path, out: Path, *, opset: int = 17) -> dict:
         "source_sha256": hashlib.sha256(raw).hexdigest(),
         "source_file": weights.name,
         "format": "fp32",
-        "exporter": f"torch {torch.__version__} (opset {opset})",
+        "exporter": f"torch {torch.__version__} (opset {real_opset(proto)})",
     }
+    if real_opset(proto) != opset:
+        print(f"note: asked for opset {opset}, the exporter wrote opset {real_opset(proto)} (recorded)",
+              file=sys.stderr)
     _set_meta(proto, meta)
     proto.doc_string = "densedet-tile built-in model (ShelfNet): raw heatmap logits and ltrb distances"
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
+    save_model(proto, out)
     return meta
+
+
+def real_opset(proto) -> int:
+    """The default-domain (ai.onnx) opset version the model declares."""
+    return max((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def save_model(proto, out: Path) -> None:
+    """Serialise ``proto`` to ``out`` atomically: a kill leaves the old file or the new one, never
+    a truncated one. The ``exporter`` metadata gets the opset the file really declares."""
+    from densedet_tile.io import atomic_write
+
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if "exporter" in meta:
+        meta["exporter"] = re.sub(r"\(opset \d+\)", f"(opset {real_opset(proto)})", meta["exporter"])
+        _set_meta(proto, meta)
+    atomic_write(out, proto.SerializeToString())
 
 
 def _torch_export(model, dummy, path: Path, opset: int) -> None:
@@ -159,7 +190,7 @@ def to_fp16(src: Path, out: Path) -> None:
     half = convert_float_to_float16(proto, keep_io_types=True)
     meta["format"] = "fp16"
     _set_meta(half, meta)
-    onnx.save(half, str(out))
+    save_model(half, out)
 
 
 def to_int8(src: Path, out: Path, *, calib: int = 32) -> None:
@@ -180,15 +211,15 @@ def to_int8(src: Path, out: Path, *, calib: int = 32) -> None:
             return next(self._it, None)
 
     with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
+        pre, quant = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(str(pre), str(quant), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    proto = onnx.load(str(out))
+        proto = onnx.load(str(quant))
     meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
     meta["format"] = "int8"
     _set_meta(proto, meta)
-    onnx.save(proto, str(out))
+    save_model(proto, out)
 
 
 def match_boxes(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
@@ -230,6 +261,38 @@ def check(onnx_path: Path, weights: Path, n: int = 4) -> dict:
     return {"counts_onnx_torch": counts, "unpaired": unpaired, "max_box_diff_px": round(worst, 5)}
 
 
+def opset_range() -> tuple[int, int]:
+    """The opsets this script exports: from 13 (per-channel int8 QDQ needs it) to the newest the
+    installed torch's TorchScript exporter writes."""
+    try:
+        from torch.onnx import _constants
+
+        top = int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET))
+    except (ImportError, AttributeError):
+        top = 20
+    return 13, top
+
+
+def check_args(args, weights: Path, out: Path) -> None:
+    """Refuse bad options in one line before any work is done."""
+    from densedet_tile.errors import InvalidInputError
+    from densedet_tile.io import refuse_overwriting_input
+
+    if not weights.is_file():
+        raise InvalidInputError(f"--weights {weights}: no such file")
+    if out.is_dir():
+        raise InvalidInputError(f"--out {out}: is a folder; give the path of the .onnx file to write")
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"--out {out}: the folder {out.parent} does not exist")
+    refuse_overwriting_input(out, {"--weights": weights}, option="--out")
+    if args.calib < 1:
+        raise InvalidInputError(f"--calib {args.calib}: must be at least 1 (calibration tiles for int8)")
+    lo, hi = opset_range()
+    if not lo <= args.opset <= hi:
+        raise InvalidInputError(f"--opset {args.opset}: must be in {lo}..{hi} (per-channel int8 needs 13; "
+                                f"{hi} is the newest this torch exports)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=str(WEIGHTS_DIR / "default.pt"), help="ShelfNet checkpoint (.pt)")
@@ -241,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     weights = Path(args.weights)
+    check_args(args, weights, out)
     if args.format == "fp32":
         export_fp32(weights, out, opset=args.opset)
     else:

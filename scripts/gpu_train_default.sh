@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The GPU training run of the default detector, as run on one H100 (device machine, 16 cores).
 # Usage: OUT=/some/dir MINUTES=7 bash scripts/gpu_train_default.sh
-# Writes $OUT/default.pt (refreshed every minute and on a crash or SIGTERM, so a time-out still
-# leaves weights), $OUT/train_log.csv, $OUT/train.log and, with BENCH=1, $OUT/gpu_bench.json
+# Writes $OUT/default.pt and $OUT/state.pt (refreshed every minute and on a crash or SIGTERM after
+# the first step, so a time-out still leaves weights and a state to resume), $OUT/train_log.csv,
+# $OUT/train.log and, with BENCH=1, $OUT/gpu_bench.json
 # (issue 5e; the speed does not depend on the weights, so it is off by default: it cost up to 90 s).
 # MINUTES=7 fits a 600 s device call with the start-ups around it.
+# An $OUT that already holds a run is refused: RESUME=1 continues it (same options and MINUTES),
+# OVERWRITE=1 starts a new run over it.
 set -uo pipefail
 OUT=${OUT:?set OUT to an output folder}
 MINUTES=${MINUTES:-7}
@@ -12,15 +15,25 @@ WORKERS=${WORKERS:-14}
 DEVICE=${DEVICE:-cuda}   # DEVICE=cpu BATCH=2 MINUTES=0.5 WORKERS=2 for a dry run of this exact script
 BATCH=${BATCH:-32}
 BENCH=${BENCH:-0}
+RESUME=${RESUME:-0}
+OVERWRITE=${OVERWRITE:-0}
+MODE=()
+[ "$RESUME" = 1 ] && MODE+=(--resume)
+[ "$OVERWRITE" = 1 ] && MODE+=(--overwrite)
+if [ "$RESUME" != 1 ] && [ "$OVERWRITE" != 1 ] && { [ -e "$OUT/default.pt" ] || [ -e "$OUT/state.pt" ]; }; then
+    echo "gpu_train_default.sh: $OUT already holds a run (default.pt or state.pt): RESUME=1 continues it, OVERWRITE=1 starts a new one over it" >&2
+    exit 2
+fi
 export PYTHONUNBUFFERED=1 PYTHONPATH=.
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee "$OUT/train.log"
+echo "=== session $(date -u +%Y-%m-%dT%H:%M:%SZ) RESUME=$RESUME OVERWRITE=$OVERWRITE" | tee -a "$OUT/train.log"  # every session appends
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$OUT/train.log"
 python3 -c "import torch, torchvision, PIL, numpy; print('torch', torch.__version__, 'tv', torchvision.__version__, 'PIL', PIL.__version__, 'np', numpy.__version__, torch.cuda.is_available())" 2>&1 | tee -a "$OUT/train.log"
 df -h /dev/shm 2>&1 | tee -a "$OUT/train.log"   # the data workers' batches travel through it
 # a hung data worker must not hold the machine past the budget: SIGTERM saves the weights
 limit=$(python3 -c "print(int(float('$MINUTES') * 60 + 60))")
 timeout -k 15 "$limit" python3 scripts/train_default.py --device "$DEVICE" --size 640 --batch "$BATCH" --reuse 3 \
-    --lr 2e-3 --workers "$WORKERS" --minutes "$MINUTES" --save-every 60 --seed 0 --out "$OUT" 2>&1 | tee -a "$OUT/train.log"
+    --lr 2e-3 --workers "$WORKERS" --minutes "$MINUTES" --save-every 60 --seed 0 --out "$OUT" ${MODE[@]+"${MODE[@]}"} 2>&1 | tee -a "$OUT/train.log"
 rc=${PIPESTATUS[0]}
 echo "train exit code $rc" | tee -a "$OUT/train.log"
 if [ "$BENCH" = 1 ] && [ -f "$OUT/default.pt" ]; then

@@ -8,6 +8,11 @@ alternating, products about 260 px tall as in SKU-110K phone photos, jittered x0
 ``OUT/annotations.csv`` with rows ``image_name,x1,y1,x2,y2,class,image_width,image_height``.
 Image i depends only on (seed, i). The training stream (scripts/train_default.py) uses seed 0
 and model-input-sized crops; use a different seed for held-out sets.
+
+The options are checked before anything is written (a bad one: one line, exit status 2). OUT
+must be new, empty, or an earlier set written by this script, which is replaced (images it had
+that the new set lacks are removed). Images are written atomically and ``annotations.csv`` last,
+so a folder without ``annotations.csv`` holds an interrupted run: run the command again.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from densedet_tile.synth.shelves import PHOTO_PRODUCT_HEIGHT, write_dataset  # noqa: E402
+from densedet_tile.errors import InvalidInputError  # noqa: E402
+from densedet_tile.synth.shelves import PHOTO_PRODUCT_HEIGHT, check_dataset_args, write_dataset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=3264)
     ap.add_argument("--product-height", type=float, default=PHOTO_PRODUCT_HEIGHT)
     args = ap.parse_args(argv)
-    if args.n < 1:
-        ap.error("--n must be at least 1")
+    check_dataset_args(args.n, args.seed, args.width, args.height, args.product_height, as_options=True)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out {out}: exists and is not a folder")
     t = time.time()
     csv_path = write_dataset(args.out, n=args.n, seed=args.seed, width=args.width, height=args.height,
                              product_height=args.product_height)
@@ -41,4 +49,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from _bench_common import run_script  # noqa: E402
+
+    raise SystemExit(run_script(main, "make_shelves"))

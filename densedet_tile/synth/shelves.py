@@ -22,12 +22,15 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import math
+import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..errors import InvalidInputError
+from ..io import atomic_write
 
 __all__ = ["render_shelf", "training_sample", "write_dataset", "PHOTO_PRODUCT_HEIGHT"]
 
@@ -598,6 +601,53 @@ def training_sample(
     return render_shelf(rng, width=size, height=size, product_height=base * s)
 
 
+#: Product height jitter of :func:`write_dataset`: each image's products are ``product_height``
+#: times a factor drawn log-uniformly from this range.
+DATASET_JITTER = (0.7, 1.4)
+_DATASET_IMAGE = re.compile(r"^shelf_\d+_\d{4,}\.jpg$")
+_TEMPORARY = re.compile(r"^\..+\.tmp(\.old)?$")
+
+
+def check_dataset_args(n: int, seed: int, width: int, height: int, product_height: float, *,
+                       as_options: bool = False) -> None:
+    """Refuse, before anything is written, arguments on which some image of a :func:`write_dataset`
+    set would fail (:class:`InvalidInputError`). ``as_options`` names them as the command-line
+    options of ``scripts/make_shelves.py`` (``--product-height``) instead of as arguments."""
+    def name(arg: str) -> str:
+        return "--" + arg.replace("_", "-") if as_options else arg
+
+    if n < 1:
+        raise InvalidInputError(f"{name('n')} {n}: must be at least 1")
+    if seed < 0:
+        raise InvalidInputError(f"{name('seed')} {seed}: must be 0 or more")
+    if width < 16 or height < 16:
+        raise InvalidInputError(f"{name('width')}/{name('height')}: images must be at least 16x16 px, "
+                                f"got {width}x{height}")
+    lo, hi = DATASET_JITTER
+    top = 4 * max(width, height)  # render_shelf's range, which every jittered value must meet
+    if not (math.isfinite(product_height) and product_height * lo >= 4.0 and product_height * hi <= top):
+        raise InvalidInputError(
+            f"{name('product_height')} {product_height:g}: out of range; with the x{lo}..x{hi} jitter it must lie "
+            f"in [{4.0 / lo:.4g}, {top / hi:.4g}] for {width}x{height} images")
+
+
+def _dataset_leftovers(out: Path) -> list[Path] | None:
+    """The files of an earlier :func:`write_dataset` set in ``out`` (its CSV, images and
+    temporaries), or None when ``out`` holds anything else (then it is not ours to replace)."""
+    found: list[Path] = []
+    for e in out.iterdir():
+        if e.name == "annotations.csv" and e.is_file() or _TEMPORARY.match(e.name) and e.is_file():
+            found.append(e)
+        elif e.name == "images" and e.is_dir():
+            for f in e.iterdir():
+                if not f.is_file() or not (_DATASET_IMAGE.match(f.name) or _TEMPORARY.match(f.name)):
+                    return None
+                found.append(f)
+        else:
+            return None
+    return found
+
+
 def write_dataset(out: str | Path, *, n: int, seed: int, width: int = 2448, height: int = 3264,
                   product_height: float = PHOTO_PRODUCT_HEIGHT) -> Path:
     """Write ``n`` full-size shelf photos and ``annotations.csv`` (SKU-110K rows) under ``out``.
@@ -605,20 +655,45 @@ def write_dataset(out: str | Path, *, n: int, seed: int, width: int = 2448, heig
     Image ``i`` is drawn from ``np.random.default_rng([seed, i])``, so sets are reproducible and
     any image can be regenerated alone. Orientation alternates portrait/landscape. Returns the
     CSV path.
+
+    The arguments are checked before anything is written (:class:`InvalidInputError`), the
+    jittered product heights included. ``out`` must be missing, empty, or hold an earlier set of
+    this function (``annotations.csv``, ``images/shelf_*.jpg`` and nothing else), which is
+    replaced: its CSV is removed first, then every image is written atomically, images of the old
+    set that the new one lacks are removed, and the CSV is written last, atomically. A set whose
+    folder has no ``annotations.csv`` is therefore incomplete (an interrupted run), and a folder
+    holding other files is refused rather than mixed with.
     """
+    check_dataset_args(n, seed, width, height, product_height)
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"{out}: exists and is not a folder")
+    old = _dataset_leftovers(out) if out.is_dir() else []
+    if old is None:
+        raise InvalidInputError(f"{out}: holds files that are not a shelf dataset written by write_dataset; "
+                                "give an empty or new folder")
     csv_path = out / "annotations.csv"
-    with csv_path.open("w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height"])
-        for i in range(n):
-            rng = np.random.default_rng([seed, i])
-            w, h = (width, height) if i % 2 == 0 else (height, width)
-            ph = product_height * float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
-            img, boxes = render_shelf(rng, width=w, height=h, product_height=ph)
-            name = f"shelf_{seed}_{i:04d}.jpg"
-            Image.fromarray(img).save(out / "images" / name, quality=92)
-            for b in boxes:
-                wr.writerow([name, *(f"{v:.1f}" for v in b), "product", w, h])
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    if csv_path.exists():  # from here on the folder does not claim to be a complete set
+        csv_path.unlink()
+    buf = io.StringIO()
+    wr = csv.writer(buf)
+    wr.writerow(["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height"])
+    names = set()
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        w, h = (width, height) if i % 2 == 0 else (height, width)
+        ph = product_height * float(np.exp(rng.uniform(np.log(DATASET_JITTER[0]), np.log(DATASET_JITTER[1]))))
+        img, boxes = render_shelf(rng, width=w, height=h, product_height=ph)
+        name = f"shelf_{seed}_{i:04d}.jpg"
+        jpg = io.BytesIO()
+        Image.fromarray(img).save(jpg, "JPEG", quality=92)
+        atomic_write(out / "images" / name, jpg.getvalue())
+        names.add(name)
+        for b in boxes:
+            wr.writerow([name, *(f"{v:.1f}" for v in b), "product", w, h])
+    for f in old:
+        if f != csv_path and f.name not in names and f.exists():
+            f.unlink()
+    atomic_write(csv_path, buf.getvalue())
     return csv_path

@@ -90,18 +90,24 @@ def make_sample(image: np.ndarray, boxes: np.ndarray, ignore: np.ndarray | None,
 
 
 class ShelfStream(torch.utils.data.Dataset):
-    """Map-style view of an endless stream of generated shelves: item ``i`` is a pure function of
-    ``(seed, i)``. Items are ``(image uint8 (S, S, 3), heat, box_t, weight, number of boxes)``
-    tensors, products at the scale of a ``tile_ratio * size`` px photo tile resized to ``size``."""
+    """Map-style view of an endless stream of generated shelves: item ``i`` is sample
+    ``start + i``, a pure function of ``(seed, start + i)``. Items are ``(image uint8 (S, S, 3),
+    heat, box_t, weight, number of boxes)`` tensors, products at the scale of a
+    ``tile_ratio * size`` px photo tile resized to ``size``. ``start`` lets a resumed run pick the
+    stream up where it stopped instead of drawing the same samples again."""
 
-    def __init__(self, *, seed: int, size: int, stride: int, tile_ratio: float, length: int = 10**9) -> None:
+    def __init__(self, *, seed: int, size: int, stride: int, tile_ratio: float, length: int = 10**9,
+                 start: int = 0) -> None:
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
         self.seed, self.size, self.stride, self.tile_ratio, self.length = seed, size, stride, tile_ratio, length
+        self.start = int(start)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int):
-        rng = np.random.default_rng([self.seed, int(i)])
+        rng = np.random.default_rng([self.seed, self.start + int(i)])
         img, boxes = training_sample(rng, size=self.size, tile=int(round(self.size * self.tile_ratio)))
         heat, box_t, weight = build_targets(boxes, self.size, self.stride)
         return (torch.from_numpy(np.array(img)), torch.from_numpy(heat), torch.from_numpy(box_t),

@@ -1,0 +1,262 @@
+"""scripts/train_default.py (resume, budgets, refusing to replace a trained model, image count),
+scripts/export_default_onnx.py (atomic output, refusals, real opset) and scripts/eval_default.py
+(--limit, --out checked up front), run in this process at tiny sizes."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts"
+TINY = ["--size", "96", "--batch", "2", "--workers", "0", "--save-every", "1000"]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"_review_{name}", SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def train():
+    return _script("train_default")
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    """The log rows without the seconds column (wall time)."""
+    with path.open(newline="") as fh:
+        return [r[:1] + r[2:] for r in csv.reader(fh)]
+
+
+# --- resume ---------------------------------------------------------------------------------
+
+def test_stopped_and_resumed_run_matches_an_uninterrupted_one(train, tmp_path) -> None:
+    args = [*TINY, "--steps", "6", "--reuse", "2", "--seed", "3"]
+    assert train.main([*args, "--out", str(tmp_path / "whole")]) == 0
+    # step 3 stops in the middle of the second batch (2 steps per batch): the resumed run must
+    # pick the same batch up again, then draw the next samples rather than the first ones again
+    assert train.main([*args, "--stop-at-step", "3", "--out", str(tmp_path / "parts")]) == 0
+    first = _load(tmp_path / "parts" / "state.pt")
+    assert first["step"] == 3 and _load(tmp_path / "parts" / "default.pt")["info"]["steps"] == 3
+    # a row logged after the state's last save (a kill between the two) is not kept twice
+    with (tmp_path / "parts" / "train_log.csv").open("a", newline="") as fh:
+        csv.writer(fh).writerow([4, "9.9", 99, "1", "1", "1", "1", "1"])
+    assert train.main(["--resume", "--workers", "0", "--out", str(tmp_path / "parts")]) == 0
+
+    whole, parts = _load(tmp_path / "whole" / "state.pt"), _load(tmp_path / "parts" / "state.pt")
+    for key in ("model", "ema"):
+        for k, v in whole[key].items():
+            torch.testing.assert_close(parts[key][k], v, rtol=1e-5, atol=1e-6, msg=f"{key} {k}")
+    wa, wb = _load(tmp_path / "whole" / "default.pt"), _load(tmp_path / "parts" / "default.pt")
+    for k, v in wa["state_dict"].items():
+        torch.testing.assert_close(wb["state_dict"][k], v, rtol=1e-3, atol=1e-4)
+    assert _rows(tmp_path / "parts" / "train_log.csv") == _rows(tmp_path / "whole" / "train_log.csv")
+    assert len(_rows(tmp_path / "whole" / "train_log.csv")) == 7  # header + steps 1..6
+    assert wb["info"]["steps"] == wa["info"]["steps"] == 6
+    assert wb["info"]["images"] == wa["info"]["images"] == 6  # 3 batches of 2, each used twice
+    assert wb["info"]["sessions"] == 2
+
+
+def test_images_count_only_batches_trained_on(train, tmp_path) -> None:
+    assert train.main([*TINY, "--steps", "2", "--out", str(tmp_path / "r")]) == 0
+    info = _load(tmp_path / "r" / "default.pt")["info"]
+    assert (info["steps"], info["images"]) == (2, 4)  # not 6: the batch loaded after the last step
+
+
+def test_resume_refuses_a_changed_run_option_and_nothing_to_resume(train, tmp_path, capsys) -> None:
+    out = tmp_path / "r"
+    assert train.main([*TINY, "--steps", "2", "--stop-at-step", "1", "--out", str(out)]) == 0
+    before = (out / "state.pt").read_bytes()
+    capsys.readouterr()
+    assert train.cli(["--resume", "--lr", "1e-4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--lr 0.0001" in err and "--lr 0.002" in err
+    assert (out / "state.pt").read_bytes() == before
+    assert train.cli(["--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "state.pt does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
+# --- refusing bad options, before anything is written ----------------------------------------
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--steps", "0"], "--steps 0"),
+    (["--steps", "-5"], "--steps -5"),
+    (["--minutes", "0"], "--minutes 0"),
+    (["--minutes", "-1"], "--minutes -1"),
+    (["--steps", "3", "--reuse", "0"], "--reuse 0"),
+    (["--steps", "3", "--batch", "0"], "--batch 0"),
+    (["--steps", "3", "--batch", "-2"], "--batch -2"),
+    (["--steps", "3", "--workers", "-1"], "--workers -1"),
+    (["--steps", "3", "--device", "cuda"], "--device cuda"),
+    (["--steps", "3", "--init", "NOTCKPT"], "--init"),
+    (["--steps", "3", "--stop-at-step", "0"], "--stop-at-step 0"),
+])
+def test_bad_options_fail_in_one_line_and_write_nothing(train, tmp_path, capsys, monkeypatch, extra, expect) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    extra = [str(bad) if a == "NOTCKPT" else a for a in extra]
+    out = tmp_path / "a" / "b"
+    assert train.cli([*TINY, *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("train_default: ") and "\n" not in err and expect in err
+    assert not (tmp_path / "a").exists()
+
+
+def test_out_that_is_a_file_is_refused(train, tmp_path, capsys) -> None:
+    f = tmp_path / "f"
+    f.write_text("x")
+    assert train.cli([*TINY, "--steps", "1", "--out", str(f)]) == 2
+    assert "--out" in capsys.readouterr().err and f.read_text() == "x"
+
+
+# --- a trained model already in --out -------------------------------------------------------
+
+def test_existing_model_is_kept_unless_resume_or_overwrite(train, tmp_path, capsys, monkeypatch) -> None:
+    out = tmp_path / "r"
+    assert train.main([*TINY, "--steps", "1", "--out", str(out)]) == 0
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(files) == {"default.pt", "state.pt", "train_log.csv"}
+    capsys.readouterr()
+    assert train.cli([*TINY, "--steps", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds default.pt" in err and "--resume" in err and "--overwrite" in err
+
+    def broken(*a, **k):  # the new run fails before its first step
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(train, "train_step", broken)
+    with pytest.raises(RuntimeError, match="device lost"):
+        train.main([*TINY, "--steps", "1", "--overwrite", "--out", str(out)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+def test_crash_after_some_steps_leaves_a_state_to_resume(train, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "r"
+    real, calls = train.train_step, []
+
+    def fails_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return real(*a, **k)
+
+    monkeypatch.setattr(train, "train_step", fails_third)
+    with pytest.raises(RuntimeError):
+        train.main([*TINY, "--steps", "4", "--out", str(out)])
+    st = _load(out / "state.pt")
+    assert st["step"] == 2 and "aborted" in _load(out / "default.pt")["info"]
+    monkeypatch.setattr(train, "train_step", real)
+    assert train.main(["--resume", "--out", str(out)]) == 0
+    assert _load(out / "default.pt")["info"]["steps"] == 4
+    assert [r[0] for r in _rows(out / "train_log.csv")] == ["step", "1", "2", "3", "4"]
+
+
+# --- export_default_onnx.py ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def export():
+    pytest.importorskip("onnx")
+    return _script("export_default_onnx")
+
+
+def _run_export(export, argv, capsys) -> tuple[int, str]:
+    from densedet_tile.errors import DensedetError
+
+    capsys.readouterr()
+    try:
+        rc = export.main(argv)
+    except DensedetError as exc:
+        return 2, str(exc)
+    return rc, capsys.readouterr().err
+
+
+def _weights(tmp_path: Path) -> Path:
+    """A copy of the shipped weights (the original is never written to)."""
+    w = tmp_path / "w.pt"
+    w.write_bytes((REPO / "densedet_tile" / "detector" / "weights" / "default.pt").read_bytes())
+    return w
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--calib", "0"], "--calib 0"),
+    (["--calib", "-3"], "--calib -3"),
+    (["--opset", "5"], "--opset 5"),
+    (["--out", "DIR"], "is a folder"),
+    (["--out", "SAME"], "--weights file"),
+])
+def test_export_refuses_bad_options_before_exporting(export, tmp_path, capsys, extra, expect) -> None:
+    w = _weights(tmp_path)
+    extra = [str(tmp_path) if a == "DIR" else str(w) if a == "SAME" else a for a in extra]
+    argv = ["--weights", str(w), "--out", str(tmp_path / "x.onnx"), *extra, "--no-check"]
+    before = w.read_bytes()
+    rc, err = _run_export(export, argv, capsys)
+    assert rc == 2 and expect in err and "\n" not in err
+    assert w.read_bytes() == before and not (tmp_path / "x.onnx").exists()
+
+
+def test_export_names_the_bad_weights_file(export, tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    rc, err = _run_export(export, ["--weights", str(bad), "--out", str(tmp_path / "x.onnx"), "--format", "fp32",
+                                   "--no-check"], capsys)
+    assert rc == 2 and str(bad) in err and "built-in" not in err
+
+
+def test_export_replaces_the_old_file_atomically_and_records_the_real_opset(export, tmp_path, monkeypatch) -> None:
+    import onnx
+
+    import densedet_tile.io as dio
+
+    out = tmp_path / "x.onnx"
+    out.write_bytes(b"the good old model")
+    w = _weights(tmp_path)
+
+    real_replace = dio.os.replace
+
+    def no_rename(src, dst):  # the atomic path: the rename into place is the step cut short
+        if Path(dst) == out:
+            raise OSError("killed before the rename")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(dio.os, "replace", no_rename)
+    with pytest.raises(OSError):
+        export.export_fp32(w, out, opset=17)
+    assert out.read_bytes() == b"the good old model"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".x.onnx")]
+    monkeypatch.setattr(dio.os, "replace", real_replace)
+    meta = export.export_fp32(w, out, opset=17)
+    proto = onnx.load(str(out))
+    real = export.real_opset(proto)
+    assert meta["exporter"].endswith(f"(opset {real})")
+    assert {p.key: p.value for p in proto.metadata_props}["exporter"].endswith(f"(opset {real})")
+
+
+# --- eval_default.py -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--limit", "0"], "--limit 0"),
+    (["--limit", "-1"], "--limit -1"),
+    (["--out", "MISSING/e.json"], "does not exist"),
+    (["--out", "DIR"], "is a folder"),
+])
+def test_eval_checks_limit_and_out_before_evaluating(tmp_path, monkeypatch, extra, expect) -> None:
+    from densedet_tile.errors import InvalidInputError
+
+    ev = _script("eval_default")
+    monkeypatch.setattr(ev, "evaluate", lambda args: pytest.fail("evaluated before refusing"))
+    extra = [a.replace("MISSING", str(tmp_path / "missing")).replace("DIR", str(tmp_path)) for a in extra]
+    with pytest.raises(InvalidInputError, match=re.escape(expect)):
+        ev.main(["--data", str(tmp_path), *extra])
