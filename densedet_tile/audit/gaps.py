@@ -105,6 +105,7 @@ def find_gaps(
     tan = 0.0 if converging else float(np.tan(np.radians(layout.tilt_deg)))
     rows = {r.index: np.flatnonzero(layout.assignment == r.index) for r in layout.rows}
     dx = {r.index: (r.top + r.bottom) / 2 * tan for r in layout.rows}
+    span_given = span is not None
     if span is None:
         span = (min(float(bx1[i].min()) + dx[r] for r, i in rows.items()),
                 max(float(bx2[i].max()) + dx[r] for r, i in rows.items()))
@@ -116,7 +117,7 @@ def find_gaps(
     if occ is not None:
         # another fixture's boxes fill this one's shelves only within its columns: cut to them
         # (a box beyond its ends would otherwise open a stretch from the row's end to itself)
-        lo, hi = (limits if span is None else (min(span), max(span)))
+        lo, hi = (min(span), max(span)) if span_given else limits
         ox1, ox2 = np.maximum(occ[:, 0], lo), np.minimum(occ[:, 2], hi)
         inside = ox2 > ox1
         ocx = ((occ[:, 0] + occ[:, 2]) / 2)[inside]

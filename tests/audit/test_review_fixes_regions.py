@@ -81,6 +81,25 @@ def test_find_gaps_ignores_occupied_boxes_beyond_the_fixture():
     assert find_gaps(holed, lay, end_gaps=False, occupied=boxes[[4, 5]]) == []
 
 
+def test_a_region_at_the_end_of_a_tilted_bay_opens_no_end_gap():
+    # three shelves of 20 products turned by 3 degrees; a region holds the top shelf's first 6:
+    # they stand in the found bay's columns, so its shelf has no empty stretch where they are
+    t = np.radians(3.0)
+    boxes = []
+    for y in (2000, 2200, 2400):
+        for i in range(20):
+            x0, y0 = 400 + i * 62 + 30, y + 80
+            cx, cy = x0 * np.cos(t) - y0 * np.sin(t), x0 * np.sin(t) + y0 * np.cos(t)
+            boxes.append([cx - 30, cy - 80, cx + 30, cy + 80])
+    boxes = np.array(boxes)
+    c = (boxes[:6, :2] + boxes[:6, 2:]) / 2
+    x0, y0, x1, y1 = c[:, 0].min() - 20, c[:, 1].min() - 20, c[:, 0].max() + 20, c[:, 1].max() + 20
+    regs = parse_regions({"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]})
+    res = run_audit(boxes, 1800, 2800, regions=regs)
+    assert [len(p.index) for p in res.parts] == [6, 54]
+    assert res.gaps == ()
+
+
 # ------------------------------------------------------------ 2. a wide empty stretch is a cut
 @pytest.mark.parametrize("seed", [0, 3, 7])
 def test_an_emptied_bay_keeps_its_neighbours_apart(seed: int):
