@@ -51,12 +51,14 @@ class MissingDependencyError(DensedetError, ImportError):
         how = f"pip install 'densedet-tile[{extra}]'" if extra else f"pip install {package}"
         # ``cause``: the ImportError met; a package that is there but fails to import (a build
         # for another numpy, a missing shared library) is not "not installed"
-        names = {package, package.replace("-", "_"), package.split("-")[0]}  # mmcv-lite is imported as mmcv
-        broken = cause is not None and not (isinstance(cause, ModuleNotFoundError)
-                                            and (cause.name or "").split(".")[0] in names)
+        # missing: the package's own top-level module was not found (mmcv-lite is imported as
+        # mmcv); a submodule or another module not found means a broken install
+        names = {package, package.replace("-", "_"), package.split("-")[0]}
+        broken = cause is not None and not (isinstance(cause, ModuleNotFoundError) and cause.name in names)
         if broken:
             msg = (f"{feature} needs the '{package}' package, which is installed but cannot be imported "
-                   f"({type(cause).__name__}: {one_line(cause)[:300]}); reinstall it, e.g. {how} --force-reinstall")
+                   f"({type(cause).__name__}: {one_line(cause)[:300]}); reinstall it: "
+                   f"pip install --force-reinstall {package}")
         else:
             msg = f"{feature} needs the '{package}' package, which is not installed; install it with: {how}"
         super().__init__(msg)

@@ -52,3 +52,12 @@ def test_a_closed_stdout_neither_stops_the_verb_nor_prints_a_traceback(tmp_path:
     assert "Traceback" not in err and "BrokenPipe" not in err
     doc = json.loads((tmp_path / "a" / "d.audit.json").read_text())
     assert doc["summary"]["products"] == len(boxes) and doc["summary"]["rows"] == 3
+
+
+def test_a_verb_started_with_stdout_closed_runs_without_a_traceback(tmp_path: Path) -> None:
+    # cron and daemons may start a command with no stdout at all (sys.stdout is None)
+    import os
+
+    r = subprocess.run([sys.executable, "-m", "densedet_tile", "audit", "--help"], stderr=subprocess.PIPE,
+                       text=True, cwd=tmp_path, timeout=120, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr

@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra = _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
             if extra is None:
                 raise
-            print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra)}",
+            print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra, exc)}",
                   file=sys.stderr)
             return 2
 
@@ -67,6 +67,9 @@ def _pipe_safe_stdout() -> Iterator[None]:
     head -2``): the first write that meets a closed pipe points stdout at /dev/null instead of
     raising BrokenPipeError, so the outputs are still written and no traceback is shown."""
     out = sys.stdout
+    if out is None:  # started with stdout closed (a daemon, `>&-`): print() already writes nothing
+        yield
+        return
 
     class _Safe:
         def __init__(self, f: Any) -> None:
@@ -82,14 +85,14 @@ def _pipe_safe_stdout() -> Iterator[None]:
         def write(self, text: str) -> int:
             try:
                 return self._f.write(text)
-            except BrokenPipeError:
+            except (BrokenPipeError, ValueError):  # the reader went away, or the stream was closed
                 self._closed_pipe()
                 return len(text)
 
         def flush(self) -> None:
             try:
                 self._f.flush()
-            except BrokenPipeError:
+            except (BrokenPipeError, ValueError):
                 self._closed_pipe()
 
         def __getattr__(self, name: str) -> Any:
@@ -99,7 +102,7 @@ def _pipe_safe_stdout() -> Iterator[None]:
     try:
         yield
     finally:
-        with contextlib.suppress(BrokenPipeError):
+        with contextlib.suppress(BrokenPipeError, ValueError):
             sys.stdout.flush()
         sys.stdout = out
 

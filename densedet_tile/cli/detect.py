@@ -161,7 +161,8 @@ def _detect(args: argparse.Namespace) -> int:
         ours = earlier_outputs(inputs)
         for inp, record in ours:
             logging.getLogger("densedet_tile").warning("%s: left out: an earlier run wrote it (%s lists it among its outputs)", inp, record.name)
-        inputs = [i for i in inputs if i not in {inp for inp, _ in ours}]
+        left_out = {inp for inp, _ in ours}
+        inputs = [i for i in inputs if i not in left_out]
         if not inputs:
             raise InvalidInputError("every input is an output of an earlier run (see the notes above); nothing to do")
         stems = unique_stems(inputs)

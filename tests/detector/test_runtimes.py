@@ -317,7 +317,16 @@ def test_broken_onnxruntime_is_not_called_missing(monkeypatch) -> None:
         load_default(device="cpu")
     msg = _one_line(info.value)
     assert "installed but cannot be imported" in msg and "numpy.core.multiarray failed" in msg
-    assert "pip install onnxruntime --force-reinstall" in msg
+    assert msg.endswith("pip install --force-reinstall onnxruntime")
+
+
+def test_a_missing_submodule_of_an_installed_package_is_not_called_missing() -> None:
+    # torch is there but its compiled part is not: reinstall torch, not "install the extra"
+    exc = ModuleNotFoundError("No module named 'torch._C'", name="torch._C")
+    msg = str(MissingDependencyError("the built-in model on torch", "torch", "torch", exc))
+    assert "installed but cannot be imported" in msg and msg.endswith("pip install --force-reinstall torch")
+    gone = ModuleNotFoundError("No module named 'mmcv'", name="mmcv")
+    assert "not installed" in str(MissingDependencyError("the mmdet detector", "mmcv-lite", "mmdet", gone))
 
 
 def test_missing_torch_names_the_extra(monkeypatch) -> None:
