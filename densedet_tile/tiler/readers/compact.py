@@ -150,7 +150,6 @@ def decode_compact(
             raise ImageReadError(f"{label}: the PNG is truncated: its pixel data ends before the last row "
                                  f"(libpng: {one_line(exc)})") from None
         return _declined(label, f"imagecodecs: {one_line(exc)}", required=required, ran=True)
-    del data
     if fmt == "WEBP":  # RGBA when it has alpha; either is fine (opaque alpha changes no pixel)
         shapes: tuple[tuple[int, ...], ...] = ((height, width, 3), (height, width, 4))
     else:
@@ -163,7 +162,7 @@ def decode_compact(
         # libjpeg fills the blocks its data does not reach with flat grey (128), without an
         # error; only then (or when the end marker is missing) is the data checked
         if no_eoi or _grey_corner(arr):
-            if _jpeg_runs_short(path.read_bytes(), arr, decode):
+            if _jpeg_runs_short(data, arr, decode):
                 raise ImageReadError(f"{label}: the JPEG file is truncated: its data ends before the last of the "
                                      f"{width}x{height} pixels its header announces")
             if no_eoi:
