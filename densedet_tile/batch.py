@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
-from .errors import InvalidInputError
+from .errors import InvalidInputError, one_line
 from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir, same_path, sweep_temporaries
-from .runner import (Job, build_detector, output_stem, outputs_complete, process_image, refuse_outputs_over_inputs,
-                     request_key)
+from .runner import (Job, build_detector, earlier_outputs, output_stem, outputs_complete, process_image,
+                     refuse_outputs_over_inputs, request_key)
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -230,6 +230,7 @@ class BatchSummary:
     workers: int
     records: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    out: Path | None = None  #: the output folder, as an absolute path
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r.get("status") == status)
@@ -297,8 +298,9 @@ def run_batch(
     each image is tiled, merged and run and which outputs it gets. ``ray``: None or ``"none"`` runs in this process; ``"local"`` starts an
     embedded Ray instance; ``"auto"`` joins ``$RAY_ADDRESS`` (or the cluster running here);
     ``"ray://host:10001"`` / ``"host:6379"`` join that cluster; ``"default"`` means local Ray
-    when Ray is installed, else in-process. ``workers`` defaults to the cluster's CPUs divided by
-    ``cpus_per_worker`` (or its GPUs by ``gpus_per_worker`` when that is > 0). ``split`` fans
+    when Ray is installed, else in-process. ``workers`` defaults to as many workers of
+    ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs as the cluster's nodes hold; more than
+    that is cut down (with a warning), and a worker no node can hold is an error. ``split`` fans
     each image's tiles out to the workers and merges here (one giant image on many workers).
     A worker that dies has its image (or tile chunk) retried on another, up to ``retries``
     times; so does one still busy with an item after ``timeout`` seconds (it is stopped). ``on_record`` gets each manifest record as it is written; ``on_submit(actor, item)``
@@ -307,7 +309,10 @@ def run_batch(
     Never raises for a bad image (it becomes an ``"error"`` record); raises
     :class:`~densedet_tile.errors.DensedetError` subclasses for bad options, an output that
     would overwrite one of the inputs (checked before anything is written), a detector that
-    cannot be built, or Ray that cannot be reached.
+    cannot be built, Ray that cannot be reached, or workers no node of the cluster can hold;
+    :class:`~densedet_tile.distributed.ray_pool.ClusterLostError` (a DensedetError) when the
+    cluster goes away mid-run. A run stopped by an exception (that one, or KeyboardInterrupt)
+    still ends its manifest: an ``end`` record saying why (``stopped``) and ``manifest.json``.
     """
     job = Job() if job is None else job
     if not isinstance(job, Job):
@@ -330,6 +335,13 @@ def run_batch(
 
     backend = _resolve_backend(ray)
     paths = expand_inputs(inputs)
+    # outputs of an earlier run named again (a glob over the output folder picks up its previews):
+    # not photos, left out with a note, as the detect verb does
+    ours = earlier_outputs(paths)
+    for inp, record in ours:
+        log.warning("%s: left out: an earlier run wrote it (%s lists it among its outputs)", inp, record.name)
+    left_out = {inp for inp, _ in ours}
+    paths = [p for p in paths if str(p) not in left_out]
     if not paths:
         raise InvalidInputError(f"no image files in {', '.join(str(i) for i in inputs)} "
                                 f"(looked for {', '.join(IMAGE_SUFFIXES)})")
@@ -344,7 +356,7 @@ def run_batch(
     job = replace(job, request=request_key(job, detector))
     t0 = time.perf_counter()
     summary = BatchSummary(run=uuid.uuid4().hex[:12], backend="in-process" if backend is None else f"ray:{backend}",
-                           workers=1)
+                           workers=1, out=out)
 
     def record(rec: dict[str, Any]) -> None:
         rec = {"event": "image", "run": summary.run, "time": _now(), **rec}
@@ -371,6 +383,7 @@ def run_batch(
 
     begun = False
     started_ray = False
+    stopped: str | None = None
     try:
         if backend is None or not todo:
             summary.backend = "in-process" if backend is None else summary.backend
@@ -384,8 +397,11 @@ def run_batch(
         else:
             from .distributed.ray_pool import RayPool, connect
 
-            started_ray = connect(backend, num_cpus=None)
-            n = workers if workers is not None else _default_workers(cpus_per_worker, gpus_per_worker)
+            from .distributed.ray_pool import plan_workers
+
+            # worker output stays in Ray's logs: what the run says, it says through its own records
+            started_ray = connect(backend, num_cpus=None, log_to_driver=False)
+            n = plan_workers(workers, cpus_per_worker, gpus_per_worker)  # before the run line: no node fits -> error
             if not split:
                 n = min(n, len(todo))
             summary.workers = n
@@ -402,29 +418,24 @@ def run_batch(
                     _run_split(todo, out, pool, job, record, retries=retries, timeout=timeout, on_submit=on_submit)
                 else:
                     _run_pool(todo, out, pool, job, record, retries=retries, timeout=timeout, on_submit=on_submit)
+    except BaseException as exc:
+        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else (one_line(exc) or type(exc).__name__)
+        raise
     finally:
         summary.seconds = time.perf_counter() - t0
         if begun:  # (a cluster that could not be reached started no run: nothing to log)
-            manifest.append({"event": "end", "run": summary.run, "ended": _now(),
-                             "seconds": round(summary.seconds, 3), "ok": summary.ok, "error": summary.failed,
-                             "skipped": summary.skipped, "finished": len(summary.records) == len(paths)})
+            end = {"event": "end", "run": summary.run, "ended": _now(), "seconds": round(summary.seconds, 3),
+                   "ok": summary.ok, "error": summary.failed, "skipped": summary.skipped,
+                   "finished": len(summary.records) == len(paths)}
+            if stopped is not None:
+                end["stopped"] = stopped
+            manifest.append(end)
             manifest.write_snapshot()
         if started_ray:
             import ray as _ray
 
             _ray.shutdown()
     return summary
-
-
-def _default_workers(cpus_per_worker: float, gpus_per_worker: float) -> int:
-    import ray
-
-    res = ray.cluster_resources()
-    if gpus_per_worker > 0:
-        return max(1, int(res.get("GPU", 0) // gpus_per_worker))
-    if cpus_per_worker > 0:
-        return max(1, int(res.get("CPU", 1) // cpus_per_worker))
-    return max(1, int(res.get("CPU", 1)))
 
 
 def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str, Any]:
@@ -467,10 +478,13 @@ def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
     from .distributed.split import detect_split
 
     for p, stem in todo:
+        report: dict[str, Any] = {}
         outcome = process_image(
             p, None, job, out, stem=stem,
-            detect=lambda src: detect_split(src, pool, job, retries=retries, timeout=timeout, on_submit=on_submit),
+            detect=lambda src: detect_split(src, pool, job, retries=retries, timeout=timeout, on_submit=on_submit,
+                                            report=report),
         )
+        pool.raise_if_lost()  # (process_image made it this image's error: it is the run's)
         rec = outcome.as_dict()
         rec["worker"] = f"split:{len(pool.slots)}"
-        record(_image_record(rec, stem))
+        record(_image_record(rec, stem, report.get("attempts", 1)))

@@ -479,3 +479,26 @@ def test_restart_skips_over_a_new_pixel_limit_or_vram_budget_but_not_new_yolo_li
         assert run_batch([a], out, detector=BlobDetector(), job=again).skipped == 1, run
     scored = Job(tiling=TileSpec(tile=256), formats=("json", "yolo"), yolo_scores=True)
     assert run_batch([a], out, detector=BlobDetector(), job=scored).ok == 1  # other label lines
+
+
+def test_summary_line_names_the_out_folder_with_home_expanded(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    imgs = _images(tmp_path / "in")
+    assert batch_main([str(imgs[0]), "--out", "~/det", "--ray", "none", "--detector", f"{FAKES}:make_blob"]) == 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(f"manifest: {tmp_path / 'home' / 'det' / 'manifest.json'}"), last
+    assert "~" not in last and (tmp_path / "home" / "det" / "manifest.json").is_file()
+
+
+def test_an_interrupted_run_still_closes_its_manifest(tmp_path):
+    imgs = _images(tmp_path / "in")
+
+    def stop_after_first(rec):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(imgs, tmp_path / "out", detector=BlobDetector(), ray=None, on_record=stop_after_first)
+    recs = Manifest(tmp_path / "out").records()
+    assert [r["event"] for r in recs] == ["run", "image", "end"]
+    assert recs[-1]["stopped"] == "interrupted" and recs[-1]["finished"] is False
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["runs"][0]["stopped"] == "interrupted"

@@ -2,13 +2,17 @@
 
 A thin layer over :func:`densedet_tile.batch.run_batch`: the same specs as the single-image
 command (tiling, merge, run, detector recipe, outputs) go to every worker whole. Exit 0 when
-every image is done, 1 when some failed, 2 for bad usage or a detector that cannot be built.
+every image is done, 1 when some failed (or the output folder failed under the run), 2 for bad
+usage, a detector that cannot be built, workers no node of the cluster can hold, or a Ray
+cluster that cannot be reached or goes away mid-run, 130 for Ctrl-C and 143 for SIGTERM (the
+run log is closed either way: run the same command again to go on).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,9 +21,9 @@ from ..batch import Manifest, run_batch
 from ..errors import DensedetError, one_line
 from ..io import new_folders, remove_empty
 from ..runner import Job
+from .detect import _StopSignals
 from .options import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     add_detector_options,
@@ -76,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Ray's messages about the cluster that this command already tells in its own words: the
+#: dump of the raylet's last log lines when a node goes away (the run ends with one error line).
+_RAY_SKIP = r"Raylet is terminated"
+
+
+def _quiet_ray() -> None:
+    """Settings for Ray's own messages to this terminal, unless the caller chose otherwise:
+    no colour codes when the output is not a terminal (a log file), and no raylet dump for a
+    lost node. Ray reads them when it is first imported: in a process that already imported
+    it (a program calling this function) nothing is changed."""
+    if "ray" in sys.modules:
+        return
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", _RAY_SKIP)
+
+
 def batch_main(argv: Sequence[str]) -> int:
     """Entry point of ``densedet-tile batch``; returns the exit status."""
     args = parse(build_parser(), argv)
@@ -83,7 +104,17 @@ def batch_main(argv: Sequence[str]) -> int:
         return args
     if args.debug:
         logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
+    args.out = os.path.expanduser(args.out)  # once: the folder named in messages is the one written
+    _quiet_ray()
+    with _StopSignals() as stop:
+        try:
+            return _batch(args, argv)
+        except KeyboardInterrupt:
+            error(PROG, "interrupted (re-run the same command to continue where it stopped)")
+            return stop.exit_status
 
+
+def _batch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     def show(rec: dict[str, Any]) -> None:
         if args.quiet and rec["status"] != "error":
             return
@@ -109,9 +140,6 @@ def batch_main(argv: Sequence[str]) -> int:
             split=args.split, retries=args.retries, timeout=args.timeout, on_record=show,
             run_info={"argv": list(argv)},
         )
-    except KeyboardInterrupt:
-        error(PROG, "interrupted (re-run the same command to continue where it stopped)")
-        return EXIT_INTERRUPTED
     except DensedetError as exc:
         if args.debug:
             raise

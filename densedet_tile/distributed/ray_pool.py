@@ -2,7 +2,9 @@
 
 Work goes out one item per idle actor; an actor that dies (killed, out of memory, node lost)
 is replaced and the item it held is handed to another actor, up to ``retries`` times. An
-exception raised by the work itself is not retried: it is the item's result.
+exception raised by the work itself is not retried: it is the item's result. When the cluster's
+head itself stops answering, the pool raises :class:`ClusterLostError` instead of waiting for
+replacements that can never start.
 
 This module imports Ray; import it only when Ray is wanted (see :func:`.require_ray`).
 """
@@ -10,9 +12,12 @@ This module imports Ray; import it only when Ray is wanted (see :func:`.require_
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
@@ -22,7 +27,8 @@ from ray.exceptions import ObjectLostError, RayActorError, RayTaskError, WorkerC
 
 from ..errors import DensedetError, DetectorError, InvalidInputError, one_line
 
-__all__ = ["connect", "DetectorWorker", "RayPool", "TaskResult", "worker_lost_errors"]
+__all__ = ["ClusterLostError", "connect", "DetectorWorker", "plan_workers", "RayPool", "TaskResult",
+           "worker_lost_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -34,47 +40,178 @@ worker_lost_errors: tuple[type[BaseException], ...] = (RayActorError, WorkerCras
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+class ClusterLostError(DensedetError, ConnectionError):
+    """The Ray cluster went away under a running pool (its head no longer answers)."""
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` without terminal colour codes, on one line, cut at a word boundary to at most
+    ``limit`` characters (with "..." when cut)."""
+    text = " ".join(_ANSI.sub("", text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3]
+    space = cut.rfind(" ")
+    if text[len(cut)] != " " and space > limit // 2:  # (a cut that ends a word keeps it)
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.") + "..."
+
+
 def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None,
             log_to_driver: bool = True) -> bool:
     """Attach this process to Ray; return True when this call started a local instance.
 
-    ``address``: ``"local"`` starts an embedded single-machine instance (``num_cpus`` /
-    ``num_gpus`` default to what the machine has); ``"auto"`` joins the cluster named by the
-    ``RAY_ADDRESS`` environment variable, or else the one already running on this machine;
-    anything else (``ray://head:10001``, ``head:6379``) is passed to :func:`ray.init`. When
-    Ray is already initialised in this process it is used as it is and False is returned.
+    ``address``: ``"local"`` starts a new single-machine instance private to this process
+    (``num_cpus`` / ``num_gpus`` default to what the machine has), even when a cluster runs
+    here or ``RAY_ADDRESS`` is set; ``"auto"`` joins the cluster named by the ``RAY_ADDRESS``
+    environment variable, or else the one ``ray start`` last started on this machine (never
+    another process's private instance); anything else (``ray://head:10001``, ``head:6379``) is
+    passed to :func:`ray.init`. When Ray is already initialised in this process it is used as it
+    is and False is returned.
+
+    :func:`ray.init` installs its own SIGTERM handler; a handler the caller had set (or SIGTERM
+    being ignored) is put back afterwards, so a program that turns SIGTERM into a clean stop
+    keeps doing so.
     """
     if ray.is_initialized():
         return False
-    if address == "local":
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 log_to_driver=log_to_driver, logging_level=logging.WARNING)
-        return True
-    target = (os.environ.get("RAY_ADDRESS") or "auto") if address == "auto" else address
-    _check_reachable(target)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
     try:
-        ray.init(address=target, log_to_driver=log_to_driver, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: {one_line(exc)}") from exc
-    return False
+        if address == "local":
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     log_to_driver=log_to_driver, logging_level=logging.WARNING)
+            return True
+        target = _auto_address() if address == "auto" else address
+        _check_reachable(target)
+        try:
+            # "auto" itself goes to Ray when it names the cluster `ray start` recorded: Ray then
+            # takes that cluster's token authentication as it would for `ray.init("auto")`
+            ray.init(address="auto" if address == "auto" and not os.environ.get("RAY_ADDRESS") else target,
+                     log_to_driver=log_to_driver, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: {one_line(exc)}") from exc
+        return False
+    finally:
+        if main and previous not in (None, signal.SIG_DFL) and signal.getsignal(signal.SIGTERM) is not previous:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _auto_address() -> str:
+    """What ``--ray auto`` joins: ``$RAY_ADDRESS``, else the address ``ray start`` recorded on
+    this machine. Without either, Ray's own "auto" would take any Ray processes it finds running
+    here, such as another run's private ``--ray local`` instance (which goes away when that run
+    ends), and with a recorded address that no longer answers it would too: the caller checks
+    that the address answers before handing "auto" to Ray."""
+    env = os.environ.get("RAY_ADDRESS")
+    if env:
+        return env
+    try:
+        from ray._private.utils import read_ray_address
+    except ImportError:  # pragma: no cover - a Ray that keeps it elsewhere: let Ray look
+        return "auto"
+    found = read_ray_address()
+    if not found:
+        raise DensedetError("--ray auto: RAY_ADDRESS is not set and no cluster was started on this machine with "
+                            "'ray start'; start one, give its address, or use --ray local")
+    return found
 
 
 #: Seconds to wait for a TCP connection to a Ray head before saying it cannot be reached.
 REACH_TIMEOUT_S = 10.0
 
+#: Seconds the head of a running cluster must keep refusing connections before the pool
+#: says the cluster is lost (a single failed connection may be a passing network hiccup).
+LOST_AFTER_S = 5.0
+
+#: How often (seconds) a pool that is waiting checks that the cluster's head still answers.
+CHECK_EVERY_S = 5.0
+
+
+def _split_hostport(target: str) -> tuple[str, int] | None:
+    hostport = target[len("ray://"):] if target.startswith("ray://") else target
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None
+    return host.strip("[]"), int(port)
+
 
 def _check_reachable(target: str) -> None:
     """For a ``HOST:PORT`` or ``ray://HOST:PORT`` address, fail at once when nothing answers
     there (Ray itself keeps retrying for minutes); other addresses are left to Ray."""
-    hostport = target[len("ray://"):] if target.startswith("ray://") else target
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    hp = _split_hostport(target)
+    if hp is None:
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+        socket.create_connection(hp, timeout=REACH_TIMEOUT_S).close()
     except OSError as exc:
         raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: nothing answers there "
                             f"({one_line(exc)})") from None
+
+
+def _head_address() -> tuple[str, int] | None:
+    """Host and port of the head (GCS) this driver is attached to, or None when it cannot be
+    told (Ray Client: the driver talks to a proxy, which raises ConnectionError itself)."""
+    try:
+        if ray.util.client.ray.is_connected():
+            return None
+        return _split_hostport(str(ray.get_runtime_context().gcs_address))
+    except Exception:  # an older or newer Ray without these: no check
+        return None
+
+
+def head_gone(head: tuple[str, int] | None, patience: float = LOST_AFTER_S) -> str | None:
+    """Why the head at ``head`` is gone, or None as soon as it accepts a connection. The head
+    is called gone only when it refused or timed out on every try for ``patience`` seconds."""
+    if head is None:
+        return None
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            socket.create_connection(head, timeout=min(2.0, max(0.1, patience))).close()
+            return None
+        except OSError as exc:
+            why = one_line(exc)
+        if time.monotonic() >= deadline:
+            return f"its head at {head[0]}:{head[1]} stopped answering ({why})"
+        time.sleep(0.5)
+
+
+def plan_workers(workers: int | None, num_cpus: float, num_gpus: float) -> int:
+    """How many workers of ``num_cpus`` CPUs and ``num_gpus`` GPUs to start on the connected cluster.
+
+    Raises :class:`~densedet_tile.errors.DensedetError` when no node of the cluster has that
+    much (Ray would wait for such a worker for ever). ``workers`` None means as many as the
+    nodes hold (as many as the cluster's CPUs when a worker asks for nothing); more than the
+    nodes hold is cut down to that, with a warning.
+    """
+    nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
+
+    def fits(res: dict[str, float]) -> float:
+        k = math.inf
+        for name, need in (("CPU", num_cpus), ("GPU", num_gpus)):
+            if need > 0:
+                k = min(k, math.floor(float(res.get(name, 0.0)) / need + 1e-6))
+        return k
+
+    room = sum(fits(r) for r in nodes)
+    if room < 1:
+        most_cpu = max((float(r.get("CPU", 0)) for r in nodes), default=0.0)
+        most_gpu = max((float(r.get("GPU", 0)) for r in nodes), default=0.0)
+        raise DensedetError(
+            f"no node of the Ray cluster can host a worker with {num_cpus:g} CPU(s) and {num_gpus:g} GPU(s) "
+            f"(its {len(nodes)} node(s) have at most {most_cpu:g} CPU(s) and {most_gpu:g} GPU(s)); "
+            "lower --cpus-per-worker / --gpus-per-worker or add such a node"
+        )
+    if workers is None:
+        if math.isinf(room):
+            return max(1, int(sum(float(r.get("CPU", 0)) for r in nodes)))
+        return int(room)
+    if workers > room:
+        log.warning("--workers %d: the Ray cluster holds only %d worker(s) of %g CPU(s) and %g GPU(s); "
+                    "starting %d", workers, room, num_cpus, num_gpus, room)
+        return int(room)
+    return workers
 
 
 class DetectorWorker:
@@ -206,7 +343,8 @@ class _Slot:
     handle: Any
     label: str
     busy: bool = False
-    starting: Any = None  # ObjectRef of info() while a replacement actor starts
+    starting: Any = None  # ObjectRef of info() while the actor starts (a late one or a replacement)
+    since: float = 0.0  # when it was asked to start
 
 
 @dataclass
@@ -226,6 +364,9 @@ class RayPool:
     replacement actors may be started over the pool's life for actors that died;
     ``start_timeout`` is how long to wait for actors to start (and build the detector) when
     no other work is running (a cluster without room for them would otherwise wait forever).
+    :meth:`start` goes on as soon as some actors are up: those that are not up within
+    ``join_grace`` seconds (or as long again as the first one took, if longer) join the work
+    when the cluster makes room for them.
     """
 
     def __init__(
@@ -237,6 +378,7 @@ class RayPool:
         num_gpus: float = 0.0,
         max_respawns: int | None = None,
         start_timeout: float = 600.0,
+        join_grace: float = 10.0,
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
@@ -248,13 +390,16 @@ class RayPool:
         self.num_gpus = float(num_gpus)
         self.max_respawns = 2 * workers if max_respawns is None else max_respawns
         self.start_timeout = float(start_timeout)
+        self.join_grace = float(join_grace)
         self.respawned = 0
+        self.lost: str | None = None  # the error saying the cluster is gone, once it is
         self.slots: list[_Slot] = []
         self.info: list[dict[str, Any]] = []
         self._counter = 0
         self._draining: dict[Any, _Leftover] = {}  # items left running by an abandoned map()
         self._overdue: set[Any] = set()  # running items whose actor was killed for the time limit
         self._actor_cls = ray.remote(DetectorWorker)
+        self._head = _head_address()
 
     # -- life cycle -------------------------------------------------------------------------
     def _spawn(self) -> _Slot:
@@ -266,36 +411,96 @@ class RayPool:
         return _Slot(handle, label)
 
     def start(self) -> list[dict[str, Any]]:
-        """Start the actors and wait until each has built its detector; return their ``info``.
+        """Start the actors and wait until some have built their detector; return their ``info``.
 
-        Raises :class:`~densedet_tile.errors.DetectorError` when the detector cannot be built,
-        and :class:`~densedet_tile.errors.DensedetError` when the actors do not start within
-        ``start_timeout`` seconds (the cluster lacks the CPUs/GPUs asked for).
+        Waits up to ``start_timeout`` seconds for the first actor, then up to ``join_grace``
+        seconds (or as long again as the first took) for the others; those still starting then
+        join later (see :meth:`map`). Raises :class:`~densedet_tile.errors.DetectorError` when
+        the detector cannot be built, :class:`~densedet_tile.errors.DensedetError` when no actor
+        starts within ``start_timeout`` seconds, and :class:`ClusterLostError` when the cluster
+        goes away meanwhile.
         """
+        t0 = time.monotonic()
         self.slots = [self._spawn() for _ in range(self.workers)]
-        refs = [s.handle.info.remote() for s in self.slots]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.start_timeout)
-        if len(ready) < len(refs):
+        by_ref: dict[Any, _Slot] = {}
+        for slot in self.slots:
+            slot.since = t0
+            by_ref[slot.handle.info.remote()] = slot
+        try:
+            ready, rest = self._wait_up(list(by_ref), 1, t0 + self.start_timeout)
+            if not ready:
+                raise DensedetError(
+                    f"none of the {self.workers} Ray worker(s) started within {self.start_timeout:.0f} s (building "
+                    "the detector and one warm-up prediction); is the cluster busy with other work, and does the "
+                    "detector finish a prediction?"
+                )
+            if rest:
+                waited = time.monotonic() - t0
+                ready_more, rest = self._wait_up(rest, len(rest), min(t0 + self.start_timeout,
+                                                                      time.monotonic() + max(self.join_grace, waited)))
+                ready += ready_more
+            infos: dict[int, dict[str, Any]] = {}
+            for ref in ready:
+                slot = by_ref[ref]
+                try:
+                    inf = ray.get(ref)
+                except worker_lost_errors as exc:
+                    log.warning("worker %s died while starting (%s)", slot.label, clip(one_line(exc), 160))
+                    self._drop(slot)
+                    continue
+                if inf.get("error"):
+                    raise DetectorError(f"the detector cannot be built on worker {inf['worker']}: {inf['error']}")
+                slot.label = inf["worker"]
+                infos[id(slot)] = inf
+            if not infos:
+                raise DensedetError(f"every Ray worker that started died at once ({len(ready)} of {self.workers})")
+        except BaseException:
             self.close()
-            raise DensedetError(
-                f"{len(refs) - len(ready)} of {len(refs)} Ray workers did not start within {self.start_timeout:.0f} s "
-                "(building the detector and one warm-up prediction); does the cluster have "
-                f"{self.num_cpus:g} CPU(s) and {self.num_gpus:g} GPU(s) free for each, and does the detector finish "
-                "a prediction?"
-            )
-        infos = ray.get(refs)
-        for slot, inf in zip(self.slots, infos):
-            slot.label = inf["worker"]
-        bad = next((i for i in infos if i.get("error")), None)
-        if bad is not None:
-            self.close()
-            raise DetectorError(f"the detector cannot be built on worker {bad['worker']}: {bad['error']}")
-        self.info = infos
-        return infos
+            raise
+        for ref in rest:  # not up yet: map() hands them work once they are
+            by_ref[ref].starting = ref
+        if rest:
+            log.warning("%d of %d Ray workers are up; the other %d join when the cluster has room for them",
+                        len(infos), self.workers, len(rest))
+        self.info = [infos[id(s)] for s in self.slots if id(s) in infos]
+        return self.info
+
+    def _wait_up(self, refs: list[Any], num: int, until: float) -> tuple[list[Any], list[Any]]:
+        """``ray.wait`` for ``num`` of ``refs`` until the monotonic time ``until``, checking now and
+        then that the cluster is still there."""
+        ready: list[Any] = []
+        rest = list(refs)
+        while rest and len(ready) < num:
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            got, rest = ray.wait(rest, num_returns=min(num - len(ready), len(rest)),
+                                 timeout=min(left, CHECK_EVERY_S))
+            ready += got
+            if not got:
+                self._check_cluster()
+        return ready, rest
+
+    def _check_cluster(self) -> None:
+        """Raise :class:`ClusterLostError` when the cluster's head no longer answers."""
+        why = head_gone(self._head)
+        if why is not None:
+            self._lose(why)
+
+    def _lose(self, why: str) -> None:
+        self.lost = (f"the Ray cluster went away: {why}; the images finished so far are kept, run the same "
+                     "command again when the cluster is back")
+        raise ClusterLostError(self.lost)
+
+    def raise_if_lost(self) -> None:
+        """Raise :class:`ClusterLostError` again when the pool found the cluster gone (for callers
+        whose own code caught it, as ``process_image`` does with a split image's errors)."""
+        if self.lost is not None:
+            raise ClusterLostError(self.lost)
 
     def close(self) -> None:
-        """Kill every actor of the pool."""
-        for s in self.slots:
+        """Kill every actor of the pool (when the cluster is lost they went with it)."""
+        for s in self.slots if self.lost is None else ():
             try:
                 ray.kill(s.handle)
             except Exception:  # pragma: no cover - already gone
@@ -334,7 +539,8 @@ class RayPool:
         (monitoring; tests use it to kill an actor mid-item). An item still running after
         ``timeout`` seconds has its actor killed, and counts as a worker death (retried). Leaving
         the loop early is safe: items still running finish in the background and free their
-        actors for the next map.
+        actors for the next map. Actors still starting (late ones, replacements) get work once
+        they are up. Raises :class:`ClusterLostError` when the cluster's head stops answering.
         """
         pending: list[tuple[T, int]] = [(it, 1) for it in items]
         pending.reverse()  # pop() from the end keeps the input order
@@ -363,13 +569,20 @@ class RayPool:
                         yield TaskResult(item, False, error="no live Ray workers left to run it", attempts=attempt - 1)
                     return
                 waiting = [*inflight, *self._draining, *starting]
-                wait_s = None if (inflight or self._draining) else self.start_timeout
+                wait_s = None
+                if not inflight and not self._draining:  # only actors starting: each gets start_timeout
+                    wait_s = max(0.0, min(s.since for s in starting.values()) + self.start_timeout - time.monotonic())
                 live = [since[r] for r in inflight if r not in self._overdue]
                 live += [left.since for left in self._draining.values() if not left.stopped]
                 if timeout is not None and live:
                     left = max(0.05, min(live) + timeout - time.monotonic())
                     wait_s = left if wait_s is None else min(wait_s, left)
-                done, _ = ray.wait(waiting, num_returns=1, timeout=wait_s)
+                if self._head is not None:  # wake up now and then to see that the cluster is still there
+                    wait_s = CHECK_EVERY_S if wait_s is None else min(wait_s, CHECK_EVERY_S)
+                try:
+                    done, _ = ray.wait(waiting, num_returns=1, timeout=wait_s)
+                except ConnectionError as exc:  # Ray Client: the connection to the cluster is gone
+                    self._lose(clip(one_line(exc), 300))
                 if timeout is not None:
                     now = time.monotonic()
                     for r, (_, _, slot) in inflight.items():
@@ -381,9 +594,12 @@ class RayPool:
                             left.stopped = True
                             ray.kill(left.slot.handle)
                 if not done:
-                    if not inflight and not self._draining:  # only starting actors, none came up in time
+                    if not inflight and not self._draining:  # only starting actors: drop those out of time
+                        now = time.monotonic()
                         for slot in starting.values():
-                            self._drop(slot)
+                            if now - slot.since >= self.start_timeout:
+                                self._drop(slot)
+                    self._check_cluster()
                     continue
                 for ref in done:
                     if ref in starting:
@@ -394,6 +610,7 @@ class RayPool:
                             ray.get(ref)
                             slot.busy = False
                         except worker_lost_errors:
+                            self._check_cluster()
                             self._replace(slot)
                         except RayTaskError:
                             slot.busy = False
@@ -409,16 +626,17 @@ class RayPool:
         try:
             value = ray.get(ref)
         except worker_lost_errors as exc:
-            why = _ANSI.sub("", one_line(exc))
+            self._check_cluster()  # every worker goes when the cluster does: say that instead
+            why = clip(one_line(exc), 300)
             if ref in self._overdue:
                 why = "it ran past the time limit and its worker was stopped"
-            log.warning("worker %s died (%s); %s", slot.label, why[:200],
+            log.warning("worker %s died (%s); %s", slot.label, clip(why, 160),
                         "retrying its item" if attempt <= retries else "giving up on its item")
             self._replace(slot)
             if attempt <= retries:
                 pending.append((item, attempt + 1))
             else:
-                yield TaskResult(item, False, error=f"its worker was lost {attempt} time(s); last: {why[:300]}",
+                yield TaskResult(item, False, error=f"its worker was lost {attempt} time(s); last: {why}",
                                  attempts=attempt, worker=slot.label)
             return
         except RayTaskError as exc:
@@ -447,6 +665,7 @@ class RayPool:
         self.respawned += 1
         fresh = self._spawn()
         fresh.starting = fresh.handle.info.remote()
+        fresh.since = time.monotonic()
         self.slots.append(fresh)
 
     def _started(self, slot: _Slot, ref: Any) -> None:
@@ -455,6 +674,7 @@ class RayPool:
         try:
             inf = ray.get(ref)
         except worker_lost_errors:
+            self._check_cluster()
             self._drop(slot)
             return
         if inf.get("error"):

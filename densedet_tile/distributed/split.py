@@ -33,18 +33,29 @@ def chunk_ranges(n_tiles: int, n_workers: int) -> list[range]:
 
 
 def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: float | None = None,
-                 on_submit: Callable[[Any, Any], None] | None = None) -> "ImageResult":
+                 on_submit: Callable[[Any, Any], None] | None = None,
+                 report: dict[str, Any] | None = None) -> "ImageResult":
     """Detect objects in the open image ``src`` with its tiles spread over ``pool``'s workers.
 
     The workers open ``src.path`` themselves (it must be readable from every worker). Raises on
     a failed run of tiles (the caller, ``process_image``, turns that into the image's error).
+    ``report``, when given, gets ``attempts``: the most tries any one piece of the image's work
+    (the scale choice or a run of tiles) took, kept up to date as they end, so it is there
+    even when the image fails.
     """
+    report = {} if report is None else report
+    report["attempts"] = 1
+
+    def tried(res: Any) -> None:
+        report["attempts"] = max(report["attempts"], int(res.attempts or 1))
+
     started = time.perf_counter()
     if src.path is None:
         raise InvalidInputError(f"{src.name}: a split image must be a file every worker can read")
     path = str(src.path)
     # the scale depends on the detector, which lives on the workers: one of them decides it
     (res,) = pool.map([job], lambda actor, j: actor.choose_scale.remote(path, j), retries=retries, timeout=timeout)
+    tried(res)
     if not res.ok:
         raise DetectorError(f"{src.name}: choosing the scale: {res.error}")
     tiling, run, scale_info = res.value
@@ -59,6 +70,7 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
     used: list[str] = []
     try:
         for res in pool.map(chunks, submit, retries=retries, on_submit=on_submit, timeout=timeout):
+            tried(res)
             if not res.ok:
                 raise DetectorError(f"{src.name}: tiles {res.item.start}..{res.item.stop - 1}: {res.error}")
             v = res.value
@@ -69,7 +81,7 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
             if v["worker"] not in used:
                 used.append(v["worker"])
     finally:
-        for s in pool.slots:  # let the workers drop the decoded image
+        for s in pool.slots if getattr(pool, "lost", None) is None else ():  # let the workers drop the image
             s.handle.close_image.remote()
     preds = Predictions.join([parts[k] for k in sorted(parts)])
     model = dict(pool.info[0].get("model", {})) if pool.info else {}

@@ -129,6 +129,18 @@ def test_batch_refuses_an_output_over_an_input_too(tmp_path):
 
 
 # -- 3. ~ in --out -------------------------------------------------------------------------------------
+def test_batch_leaves_out_a_preview_of_an_earlier_run_named_again(tmp_path, caplog):
+    shelf = tmp_path / "shelf"
+    base = _photo(shelf / "base.jpg")
+    job = Job(tiling=TileSpec(tile=256), preview=True)
+    run_batch([base], shelf, detector=BlobDetector(), job=job)
+    assert (shelf / "base.preview.jpg").is_file()
+    caplog.clear()
+    summary = run_batch(sorted(shelf.glob("*.jpg")), shelf, detector=BlobDetector(), job=job)
+    assert any("base.preview.jpg: left out" in r.getMessage() for r in caplog.records)
+    assert not (shelf / "base.preview.preview.jpg").exists() and summary.failed == 0
+
+
 def test_a_tilde_in_out_is_the_home_folder(tmp_path, monkeypatch):
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()

@@ -1,0 +1,328 @@
+"""densedet-tile batch on Ray: worker requests the cluster cannot hold, workers that start late,
+a cluster that goes away mid-run, SIGTERM, what --ray auto/local attach to, and --split attempts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densedet_tile import TileSpec
+from densedet_tile.batch import run_batch
+from densedet_tile.cli.batch import batch_main
+from densedet_tile.errors import DensedetError
+from densedet_tile.runner import Job
+from fakes import BlobDetector, blob_image
+
+ray = pytest.importorskip("ray")
+
+TESTS = Path(__file__).parent
+HERE = Path(__file__).resolve()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():  # pragma: no cover - another module left it running
+        ray.shutdown()
+    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    yield
+    ray.shutdown()
+
+
+class HangOnGrey(BlobDetector):
+    """BlobDetector that never finishes a uniformly grey-99 tile (it keeps a run going)."""
+
+    def predict(self, tiles):
+        if any(int(t.min()) == 99 == int(t.max()) for t in tiles):
+            time.sleep(600)
+        return super().predict(tiles)
+
+
+def make_hang_on_grey():
+    """Factory for ``--detector tests/test_review_fixes_ray.py:make_hang_on_grey``."""
+    return HangOnGrey()
+
+
+class SlowBlob(BlobDetector):
+    """BlobDetector that takes a while per call, so an actor can be killed in the middle of a chunk."""
+
+    def predict(self, tiles):
+        time.sleep(0.3)
+        return super().predict(tiles)
+
+
+def _images(folder: Path, n: int, h: int = 300, w: int = 400) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        Image.fromarray(blob_image(h, w, (10 + 20 * i, 30, 200, 90))).save(p)
+        out.append(p)
+    return out
+
+
+def _grey(path: Path) -> Path:
+    Image.fromarray(np.full((100, 100, 3), 99, np.uint8)).save(path)
+    return path
+
+
+def _records(out: Path) -> list[dict]:
+    try:
+        lines = (out / "manifest.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _wait_for_images(out: Path, n: int, proc: subprocess.Popen, limit: float = 240.0) -> None:
+    """Wait until ``n`` image records are in the manifest (``limit`` is only an upper bound)."""
+    deadline = time.monotonic() + limit
+    while sum(r.get("event") == "image" for r in _records(out)) < n:
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended early ({proc.returncode}): {proc.communicate()[1][-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no {n} image records after {limit:.0f} s: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.2)
+
+
+def _pids_with(entry: str) -> list[int]:
+    """Processes whose environment holds ``entry`` (NAME=VALUE): those a test started, by id."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                env = (d / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if entry.encode() in env:
+                found.append(int(d.name))
+    return found
+
+
+def _kill_all(entry: str) -> None:
+    for pid in _pids_with(entry):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- 1. requests the cluster cannot hold ---------------------------------------------------------
+def test_a_worker_no_node_can_hold_fails_at_once_in_one_line_and_writes_nothing(local_ray, tmp_path, capsys):
+    imgs = _images(tmp_path / "in", 2)
+    # (before, Ray waited for such a worker until the start limit: 120 s with --timeout 30)
+    with pytest.raises(DensedetError, match=r"no node of the Ray cluster can host a worker with 3 CPU"):
+        run_batch(imgs, tmp_path / "a", detector=BlobDetector(), ray="local", cpus_per_worker=3, timeout=30)
+    assert not (tmp_path / "a" / "manifest.jsonl").exists()
+    # no GPU anywhere: the default worker count used to be 1 such worker, waited for in vain
+    out = tmp_path / "b" / "new"
+    argv = [*map(str, imgs), "--out", str(out), "--ray", "local", "--gpus-per-worker", "1", "--timeout", "30",
+            "--detector", f"{TESTS / 'fakes.py'}:make_blob"]
+    assert batch_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error: no node of the Ray cluster can host" in err[0] and "1 GPU(s)" in err[0]
+    assert not out.exists()  # the folder the run made is removed again
+
+
+def test_more_workers_than_the_cluster_holds_are_cut_down_with_a_warning(local_ray, tmp_path, caplog):
+    imgs = _images(tmp_path / "in", 3)
+    with caplog.at_level(logging.WARNING, logger="densedet_tile"):
+        s = run_batch(imgs, tmp_path / "out", detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)),
+                      ray="local", workers=3, timeout=30)
+    assert (s.ok, s.failed, s.workers) == (3, 0, 2)
+    assert _records(tmp_path / "out")[0]["workers"] == 2
+    assert any("holds only 2 worker(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_the_pool_starts_on_the_actors_that_are_up_and_late_ones_join(local_ray):
+    from densedet_tile.distributed.ray_pool import RayPool
+
+    # three 1-CPU actors on 2 CPUs: the third cannot start while the others live
+    with RayPool(BlobDetector(), workers=3, num_cpus=1, start_timeout=60, join_grace=1) as pool:
+        up = pool.start()
+        waiting = [s for s in pool.slots if s.starting is not None]
+        assert 1 <= len(up) <= 2 and len(up) + len(waiting) == 3
+        results = list(pool.map(range(4), lambda actor, n: actor.info.remote(), timeout=60))
+    assert sorted(r.item for r in results if r.ok) == [0, 1, 2, 3]
+
+
+# -- 4. --split attempts ------------------------------------------------------------------------------
+def test_split_records_the_most_tries_a_chunk_of_the_image_took(local_ray, tmp_path):
+    imgs = _images(tmp_path / "in", 2, h=600, w=900)
+    killed: list[int] = []
+
+    def kill_once(actor, chunk):
+        if chunk.start > 0 and not killed:
+            killed.append(chunk.start)
+            ray.kill(actor)
+
+    s = run_batch(imgs, tmp_path / "out", detector=SlowBlob(), job=Job(tiling=TileSpec(tile=256)), ray="local",
+                  workers=2, split=True, on_submit=kill_once)
+    assert killed and (s.ok, s.failed) == (2, 0)
+    rec = {Path(r["input"]).name: r for r in s.records}
+    assert rec["img0.png"]["attempts"] == 2  # the chunk whose worker was killed ran twice
+    assert rec["img1.png"]["attempts"] == 1
+
+
+# -- 3. what --ray auto and --ray local attach to -------------------------------------------------------
+def test_auto_joins_only_a_cluster_ray_start_recorded_and_local_is_always_new(monkeypatch):
+    import ray._private.utils as ray_utils
+
+    from densedet_tile.distributed import ray_pool
+
+    calls: list[dict] = []
+
+    def fake_init(**kw):
+        calls.append(kw)
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(15))  # as ray.init does
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray_pool.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_pool.ray, "init", fake_init)
+    # nothing recorded by `ray start`: Ray's own "auto" would join any instance running here
+    monkeypatch.setattr(ray_utils, "read_ray_address", lambda *a, **k: None)
+    with pytest.raises(DensedetError, match="no cluster was started on this machine"):
+        ray_pool.connect("auto")
+    # a recorded head that is gone: said at once, not left to Ray's search
+    port = _free_port()
+    monkeypatch.setattr(ray_utils, "read_ray_address", lambda *a, **k: f"127.0.0.1:{port}")
+    with pytest.raises(DensedetError, match="nothing answers"):
+        ray_pool.connect("auto")
+    assert calls == []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def ours(signum, frame):  # pragma: no cover - never sent
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, ours)
+    try:
+        with socket.socket() as head:  # a recorded head that answers: Ray is asked for "auto"
+            head.bind(("127.0.0.1", 0))
+            head.listen()
+            monkeypatch.setattr(ray_utils, "read_ray_address", lambda *a, **k: f"127.0.0.1:{head.getsockname()[1]}")
+            assert ray_pool.connect("auto") is False
+        assert calls[-1]["address"] == "auto"
+        assert signal.getsignal(signal.SIGTERM) is ours  # ray.init's handler does not replace the caller's
+        monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # "local" starts a new instance whatever it says
+        assert ray_pool.connect("local", num_cpus=2) is True
+        assert calls[-1]["address"] == "local" and calls[-1]["num_cpus"] == 2
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_warning_text_is_cut_at_a_word_and_loses_colour_codes():
+    from densedet_tile.distributed.ray_pool import clip
+
+    text = "\x1b[33m(raylet)\x1b[0m The task may or may not have been executed on the actor"
+    assert clip(text, 200) == "(raylet) The task may or may not have been executed on the actor"
+    cut = clip(text, 40)
+    assert len(cut) <= 40 and cut.endswith("...") and cut[:-3] in text.replace("\x1b[33m", "").replace("\x1b[0m", "")
+    assert cut == "(raylet) The task may or may not have..."
+
+
+# -- 2. the cluster going away mid-run, and SIGTERM (each in a process of its own) ------------------------
+needs_proc = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds its processes in /proc")
+
+
+@needs_proc
+def test_a_cluster_that_goes_away_mid_run_ends_with_one_line_exit_2_and_a_closed_manifest(tmp_path):
+    exe = shutil.which("ray")
+    if exe is None:
+        pytest.skip("the ray command is not installed")
+    mark = f"DENSEDET_TEST_CLUSTER={uuid.uuid4().hex}"
+    temp = tempfile.mkdtemp(prefix="ddt", dir="/tmp")  # short: Ray's socket paths live under it
+    port = _free_port()
+    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    base = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    base.update(RAY_AUTH_MODE="disabled", PYTHONPATH=pythonpath)
+    proc = None
+    try:
+        subprocess.run([exe, "start", "--head", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp}",
+                        "--include-dashboard=false", "--disable-usage-stats"],
+                       env={**base, mark.split("=")[0]: mark.split("=")[1]}, check=True, capture_output=True,
+                       timeout=240)
+        imgs = _images(tmp_path / "in", 2)
+        inputs = [imgs[0], _grey(tmp_path / "in" / "hang.png"), imgs[1]]
+        out = tmp_path / "out"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "densedet_tile", "batch", *map(str, inputs), "--out", str(out), "--tile", "256",
+             "--ray", "auto", "--workers", "2", "--detector", f"{HERE}:make_hang_on_grey"],
+            # Ray ends a driver whose cluster head has been gone for 60 s; lifted to 10 min here so
+            # that the test does not race that timer: only the engine's own check ends the run
+            env={**base, "RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_gcs_rpc_server_reconnect_timeout_s": "600"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for_images(out, 2, proc)  # img0 and img1; hang.png keeps the run going
+        _kill_all(mark)  # the whole cluster, at once
+        stdout, stderr = proc.communicate(timeout=120)  # an upper bound only
+        assert proc.returncode == 2, stderr[-3000:]
+        errors = [line for line in stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "the Ray cluster went away" in errors[0], stderr[-3000:]
+        assert "Raylet is terminated" not in stdout + stderr and "\x1b[" not in stdout + stderr
+        recs = _records(out)
+        assert recs[-1]["event"] == "end" and recs[-1]["finished"] is False and recs[-1]["ok"] == 2
+        assert "went away" in recs[-1]["stopped"]
+        snap = json.loads((out / "manifest.json").read_text())
+        assert snap["counts"] == {"ok": 2} and snap["runs"][-1]["finished"] is False
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        _kill_all(mark)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@needs_proc
+def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path):
+    mark = f"DENSEDET_TEST_RUN={uuid.uuid4().hex}"
+    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update({"PYTHONPATH": pythonpath, mark.split("=")[0]: mark.split("=")[1]})
+    imgs = _images(tmp_path / "in", 2)
+    inputs = [imgs[0], _grey(tmp_path / "in" / "hang.png"), imgs[1]]
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "densedet_tile", "batch", *map(str, inputs), "--out", str(out), "--tile", "256",
+         "--ray", "local", "--workers", "2", "--detector", f"{HERE}:make_hang_on_grey"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_images(out, 2, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 143, stderr[-3000:]  # (before: Ray's own SIGTERM handler, exit 1)
+        errors = [line for line in stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "interrupted" in errors[0]
+        recs = _records(out)
+        assert recs[-1]["event"] == "end" and recs[-1]["stopped"] == "interrupted" and recs[-1]["finished"] is False
+        assert json.loads((out / "manifest.json").read_text())["counts"] == {"ok": 2}
+        deadline = time.monotonic() + 60  # the run's own Ray instance is stopped with it (an upper bound)
+        while _pids_with(mark) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _pids_with(mark) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        _kill_all(mark)
