@@ -54,7 +54,7 @@ class MissingDependencyError(DensedetError, ImportError):
         # missing: the package's own top-level module was not found (mmcv-lite is imported as
         # mmcv); a submodule or another module not found means a broken install
         names = {package, package.replace("-", "_"), package.split("-")[0]}
-        broken = cause is not None and not (isinstance(cause, ModuleNotFoundError) and cause.name in names)
+        broken = cause is not None and not (isinstance(cause, ModuleNotFoundError) and _not_there(cause.name, names))
         if broken:
             msg = (f"{feature} needs the '{package}' package, which is installed but cannot be imported "
                    f"({type(cause).__name__}: {one_line(cause)[:300]}); reinstall it: "
@@ -65,3 +65,21 @@ class MissingDependencyError(DensedetError, ImportError):
         self.feature = feature
         self.package = package
         self.extra = extra
+
+
+def _not_there(name: str | None, packages: set[str]) -> bool:
+    """Whether the module ``name`` that was not found is one of ``packages`` or lies inside one
+    that is not installed either (``import a.b`` without ``a``)."""
+    if not name:
+        return False
+    if name in packages:
+        return True
+    top = name.split(".")[0]
+    if top not in packages:
+        return False
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(top) is None
+    except (ImportError, ValueError):
+        return True
