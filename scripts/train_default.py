@@ -44,6 +44,7 @@ import csv
 import hashlib
 import io
 import math
+import os
 import signal
 import sys
 import time
@@ -87,8 +88,20 @@ DEFAULTS: dict[str, Any] = {"device": "cpu", "size": 640, "batch": 16, "workers"
                             "init": None}
 
 
+def _updates(opt: torch.optim.Optimizer) -> int:
+    """The optimizer updates made so far (AdamW counts them per parameter; 0 before the first)."""
+    for st in opt.state.values():
+        if "step" in st:
+            return int(st["step"])
+    return 0
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
+    # `timeout`, a scheduler or Ctrl-C signal the whole process group: the data workers keep
+    # going, so that the main process can finish its step and save (it shuts them down after)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -267,10 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     ensure_out_dir(out)
     sweep_temporaries(out)  # what a killed save left (old ones only: nothing else writes here)
 
-    def stop(signum: int, frame: object) -> None:  # `timeout` and schedulers send SIGTERM
-        raise SystemExit(128 + signum)
+    # SIGTERM (`timeout`, schedulers) and Ctrl-C stop the run after the step under way, so that
+    # the weights, the optimizer and the counters saved belong together (a stop raised in the
+    # middle of a step saved a model one update ahead of its step count); a second signal stops
+    # at once, keeping the last periodic save
+    stopping: list[int] = []
 
-    signal.signal(signal.SIGTERM, stop)
+    def stop(signum: int, frame: object) -> None:
+        if stopping:
+            raise SystemExit(128 + signum)
+        stopping.append(signum)
+        print(f"signal {signum}: stopping after this step (again to stop at once)", flush=True)
+
+    handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     dev = torch.device(opts["device"])
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -346,22 +368,36 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": clock(), "budget_s": budget_s, "loss_ema": run_loss, "bad_in_a_row": bad_in_a_row,
               "sessions": sessions, "info": info}
         write_files({spath: checkpoint_bytes(st), wpath: checkpoint_bytes(checkpoint_dict(ema, config, info))})
+        _adopt_log()
         return info
 
     # the log: appended to on resume (rows after the state's step dropped); a new run's log
     # replaces an old one only once it has a row, so a run that never steps leaves it alone
+    # A new run writes its rows beside the log (train_log.csv.new) until its first save: killed
+    # before that, the folder's weights, state and log all stay the earlier run's.
     log_f = None
+    staged_log = lpath.with_name(lpath.name + ".new") if state is None else None
     if state is not None:
         _trim_log(lpath, step)
 
     def log_row(row: list) -> None:
         nonlocal log_f
         if log_f is None:
-            log_f = open(lpath, "a" if state is not None else "w", newline="")
-            if state is None:
+            log_f = open(staged_log or lpath, "w" if staged_log else "a", newline="")
+            if staged_log:
                 csv.writer(log_f).writerow(LOG_HEADER)
         csv.writer(log_f).writerow(row)
         log_f.flush()
+
+    def _adopt_log() -> None:
+        """After a save: the staged log of a new run becomes the log, appended to from then on."""
+        nonlocal log_f, staged_log
+        if staged_log is None or log_f is None:
+            return
+        log_f.close()
+        os.replace(staged_log, lpath)
+        log_f = open(lpath, "a", newline="")
+        staged_log = None
 
     print(f"device={dev} size={opts['size']} batch={bs} workers={workers} params="
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M"
@@ -406,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_done = reuse_pos >= reuse
                 if batch_done:
                     batch_no, reuse_pos = batch_no + 1, 0
-                if args.stop_at_step is not None and step >= args.stop_at_step:
+                if stopping or (args.stop_at_step is not None and step >= args.stop_at_step):
                     done = True
                     break
                 if time.time() - last_save > opts["save_every"]:
@@ -417,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
                     break
         info = save()
     except BaseException as exc:  # a crash or a kill midway still leaves the latest weights and state
-        if step > start_step:
+        if _updates(opt) != step:  # stopped inside a step: the weights are an update ahead of the counters
+            print(f"aborted during step {step + 1}; the last save stands (continue with --resume)", flush=True)
+            if log_f is None and step == start_step:
+                remove_empty(made)
+        elif step > start_step:
             try:
                 info = save(aborted=f"{type(exc).__name__}: {exc}"[:300])
                 print(f"aborted at step {step}; saved {wpath} and {spath.name} (continue with --resume)", flush=True)
@@ -431,6 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if log_f is not None:
             log_f.close()
+        if staged_log is not None and staged_log.exists():  # a new run that never saved: no log of it
+            staged_log.unlink()
+        for sig, handler in handlers.items():  # a caller's own handlers come back
+            signal.signal(sig, handler)
+    if stopping:
+        print(f"stopped by signal {stopping[0]} at step {step}: continue with --resume --out {out}", flush=True)
+        return 128 + stopping[0]
     if args.stop_at_step is not None and step >= args.stop_at_step and progress() < 1.0:
         print(f"stopped at step {step}: continue with --resume --out {out}", flush=True)
     print(f"done: {info}", flush=True)

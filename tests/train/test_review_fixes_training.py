@@ -164,6 +164,80 @@ def test_crash_after_some_steps_leaves_a_state_to_resume(train, tmp_path, monkey
     assert [r[0] for r in _rows(out / "train_log.csv")] == ["step", "1", "2", "3", "4"]
 
 
+def test_a_stop_inside_a_step_never_saves_weights_ahead_of_their_step_count(train, tmp_path, monkeypatch) -> None:
+    # a kill that lands after the optimizer's update but before the counters move: the abort
+    # must not save that half-finished step; the last periodic save (every step here) stands
+    out, whole = tmp_path / "torn", tmp_path / "whole"
+    assert train.main([*TINY, "--steps", "4", "--seed", "5", "--out", str(whole)]) == 0
+    real, calls = train.train_step, []
+
+    def killed_after_the_update(*a, **k):
+        terms = real(*a, **k)
+        calls.append(1)
+        if len(calls) == 3:
+            raise SystemExit(143)
+        return terms
+
+    monkeypatch.setattr(train, "train_step", killed_after_the_update)
+    with pytest.raises(SystemExit):
+        train.main([*TINY, "--steps", "4", "--seed", "5", "--save-every", "0", "--out", str(out)])
+    st = _load(out / "state.pt")
+    assert st["step"] == 2 and int(next(iter(st["opt"]["state"].values()))["step"]) == 2
+    monkeypatch.setattr(train, "train_step", real)
+    assert train.main(["--resume", "--workers", "0", "--out", str(out)]) == 0
+    a, b = _load(whole / "state.pt"), _load(out / "state.pt")
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_sigterm_finishes_the_step_saves_and_exits_143(train, tmp_path, monkeypatch) -> None:
+    import os
+    import signal
+
+    out, whole = tmp_path / "term", tmp_path / "whole"
+    assert train.main([*TINY, "--steps", "4", "--seed", "6", "--out", str(whole)]) == 0
+    real, calls = train.train_step, []
+
+    def signalled_during_the_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered while the step runs
+        return real(*a, **k)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(train, "train_step", signalled_during_the_second)
+    assert train.main([*TINY, "--steps", "4", "--seed", "6", "--out", str(out)]) == 143
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+    assert _load(out / "state.pt")["step"] == 2  # the step under way was finished, then saved
+    monkeypatch.setattr(train, "train_step", real)
+    assert train.main(["--resume", "--workers", "0", "--out", str(out)]) == 0
+    a, b = _load(whole / "state.pt"), _load(out / "state.pt")
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_an_overwrite_killed_before_its_first_save_leaves_the_earlier_run_whole(train, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "o"
+    assert train.main([*TINY, "--steps", "6", "--seed", "1", "--stop-at-step", "4", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real, calls = train.train_step, []
+
+    def killed_third(*a, **k):  # killed in the middle of its third step: nothing it did is saved
+        terms = real(*a, **k)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return terms
+
+    monkeypatch.setattr(train, "train_step", killed_third)
+    with pytest.raises(KeyboardInterrupt):  # a new run, never saved (checkpoints every 1000 s)
+        train.main([*TINY, "--steps", "6", "--seed", "9", "--overwrite", "--out", str(out)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # its rows did not land in the log
+    monkeypatch.setattr(train, "train_step", real)
+    assert train.main(["--resume", "--workers", "0", "--out", str(out)]) == 0
+    assert [r[0] for r in _rows(out / "train_log.csv")] == ["step", "1", "2", "3", "4", "5", "6"]
+
+
 # --- export_default_onnx.py ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
