@@ -326,3 +326,26 @@ def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path):
             proc.kill()
             proc.communicate()
         _kill_all(mark)
+
+
+def test_plan_workers_packs_fractions_of_a_gpu_as_ray_does(monkeypatch):
+    from densedet_tile.distributed import ray_pool
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]  # a dead node holds nothing
+    monkeypatch.setattr(ray_pool.ray, "nodes", lambda: nodes)
+    assert ray_pool.plan_workers(None, 1, 0.4) == 4  # two per GPU (0.8 used), not 2 / 0.4 = 5
+    assert ray_pool.plan_workers(None, 1, 0.6) == 2
+    assert ray_pool.plan_workers(None, 1, 1) == 2
+    assert ray_pool.plan_workers(None, 3, 0) == 5
+
+
+def test_batch_started_with_stdout_closed_reports_without_a_traceback(tmp_path):
+    import os
+
+    r = subprocess.run([sys.executable, "-m", "densedet_tile", "batch", str(tmp_path / "none"), "--out",
+                        str(tmp_path / "o"), "--ray", "none"], stderr=subprocess.PIPE, text=True, timeout=120,
+                       preexec_fn=lambda: os.close(1))
+    # a missing input is that input's error (exit 1), reported in one line, then the summary
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.splitlines()[0].endswith("none: no such file")

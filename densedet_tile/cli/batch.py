@@ -92,7 +92,8 @@ def _quiet_ray() -> None:
     it (a program calling this function) nothing is changed."""
     if "ray" in sys.modules:
         return
-    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+    terminal = all(f is not None and f.isatty() for f in (sys.stdout, sys.stderr))  # None: started closed
+    if not terminal:
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", _RAY_SKIP)
 

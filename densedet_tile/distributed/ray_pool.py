@@ -190,8 +190,14 @@ def plan_workers(workers: int | None, num_cpus: float, num_gpus: float) -> int:
     def fits(res: dict[str, float]) -> float:
         k = math.inf
         for name, need in (("CPU", num_cpus), ("GPU", num_gpus)):
-            if need > 0:
-                k = min(k, math.floor(float(res.get(name, 0.0)) / need + 1e-6))
+            if need <= 0:
+                continue
+            have = float(res.get(name, 0.0))
+            if name == "GPU" and need < 1:
+                # Ray packs fractions of a GPU onto whole GPUs: 0.4 -> 2 per GPU, not 2 GPUs / 0.4
+                k = min(k, math.floor(have + 1e-6) * math.floor(1 / need + 1e-6))
+            else:
+                k = min(k, math.floor(have / need + 1e-6))
         return k
 
     room = sum(fits(r) for r in nodes)
