@@ -8,6 +8,9 @@
 # MINUTES=7 fits a 600 s device call with the start-ups around it.
 # An $OUT that already holds a run is refused: RESUME=1 continues it (same options and MINUTES),
 # OVERWRITE=1 starts a new run over it.
+# state.pt (about 60 MB: weights, average and the optimizer's moments) is too big for the device
+# tool to bring back (16 MiB per file) and a later call starts a bare machine: RESUME=1 is for
+# machines that keep their disk; what comes back from a device call is default.pt and the logs.
 set -uo pipefail
 OUT=${OUT:?set OUT to an output folder}
 MINUTES=${MINUTES:-7}
