@@ -27,18 +27,6 @@ ray = pytest.importorskip("ray")
 TESTS = Path(__file__).parent
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():  # pragma: no cover - another module left it running
-        ray.shutdown()
-    # Workers import the test helpers (tests/fakes.py, this module) by name.
-    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
-    yield
-    ray.shutdown()
-
-
 class SlowBlob(BlobDetector):
     """BlobDetector that takes a little while per tile, so an actor can be killed mid-image."""
 

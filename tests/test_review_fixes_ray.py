@@ -33,17 +33,6 @@ TESTS = Path(__file__).parent
 HERE = Path(__file__).resolve()
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():  # pragma: no cover - another module left it running
-        ray.shutdown()
-    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
-    yield
-    ray.shutdown()
-
-
 class HangOnGrey(BlobDetector):
     """BlobDetector that never finishes a uniformly grey-99 tile (it keeps a run going)."""
 

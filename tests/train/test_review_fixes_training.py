@@ -39,6 +39,13 @@ def _rows(path: Path) -> list[list[str]]:
         return [r[:1] + r[2:] for r in csv.reader(fh)]
 
 
+def _assert_same_model(a: Path, b: Path) -> None:
+    """The two runs' saved states hold the same model."""
+    sa, sb = _load(a / "state.pt"), _load(b / "state.pt")
+    for k, v in sa["model"].items():
+        torch.testing.assert_close(sb["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
 # --- resume ---------------------------------------------------------------------------------
 
 def test_stopped_and_resumed_run_matches_an_uninterrupted_one(train, tmp_path) -> None:
@@ -185,9 +192,7 @@ def test_a_stop_inside_a_step_never_saves_weights_ahead_of_their_step_count(trai
     assert st["step"] == 2 and int(next(iter(st["opt"]["state"].values()))["step"]) == 2
     monkeypatch.setattr(train, "train_step", real)
     assert train.main(["--resume", "--workers", "0", "--out", str(out)]) == 0
-    a, b = _load(whole / "state.pt"), _load(out / "state.pt")
-    for k, v in a["model"].items():
-        torch.testing.assert_close(b["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    _assert_same_model(whole, out)
 
 
 def test_sigterm_finishes_the_step_saves_and_exits_143(train, tmp_path, monkeypatch) -> None:
@@ -211,9 +216,7 @@ def test_sigterm_finishes_the_step_saves_and_exits_143(train, tmp_path, monkeypa
     assert _load(out / "state.pt")["step"] == 2  # the step under way was finished, then saved
     monkeypatch.setattr(train, "train_step", real)
     assert train.main(["--resume", "--workers", "0", "--out", str(out)]) == 0
-    a, b = _load(whole / "state.pt"), _load(out / "state.pt")
-    for k, v in a["model"].items():
-        torch.testing.assert_close(b["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    _assert_same_model(whole, out)
 
 
 def test_an_overwrite_killed_before_its_first_save_leaves_the_earlier_run_whole(train, tmp_path, monkeypatch) -> None:
