@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU training run of the default detector, as run on one H100 (device machine, 16 cores).
+# The GPU training run of the default detector, as run on one H100 or H200 (device machine, 16 cores).
 # Usage: OUT=/some/dir MINUTES=7 bash scripts/gpu_train_default.sh
 # Writes $OUT/default.pt and $OUT/state.pt (refreshed every minute and on a crash or SIGTERM after
 # the first step, so a time-out still leaves weights and a state to resume), $OUT/train_log.csv,
