@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterable, Sequence
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line
 from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir, same_path, sweep_temporaries
-from .runner import (Job, build_detector, earlier_outputs, output_stem, outputs_complete, process_image,
-                     refuse_outputs_over_inputs, request_key)
+from .runner import (Job, build_detector, output_stem, outputs_complete, process_image, refuse_outputs_over_inputs,
+                     request_key, without_earlier_outputs)
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -337,11 +337,7 @@ def run_batch(
     paths = expand_inputs(inputs)
     # outputs of an earlier run named again (a glob over the output folder picks up its previews):
     # not photos, left out with a note, as the detect verb does
-    ours = earlier_outputs(paths)
-    for inp, record in ours:
-        log.warning("%s: left out: an earlier run wrote it (%s lists it among its outputs)", inp, record.name)
-    left_out = {inp for inp, _ in ours}
-    paths = [p for p in paths if str(p) not in left_out]
+    paths = without_earlier_outputs(paths)
     if not paths:
         raise InvalidInputError(f"no image files in {', '.join(str(i) for i in inputs)} "
                                 f"(looked for {', '.join(IMAGE_SUFFIXES)})")

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line
 from .io import (FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, output_paths, same_path, write_coco, write_csv,
@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_P = TypeVar("_P", str, Path)
+
 __all__ = ["Job", "Outcome", "build_detector", "detector_identity", "error_line", "input_state", "output_stem",
-           "earlier_outputs", "outputs_complete", "process_image", "refuse_outputs_over_inputs", "request_key",
-           "unique_stems"]
+           "outputs_complete", "process_image", "refuse_outputs_over_inputs", "request_key",
+           "unique_stems", "without_earlier_outputs"]
 
 
 @dataclass(frozen=True)
@@ -284,13 +286,13 @@ def _remove_stale_outputs(out_dir: str | Path, names: set[str]) -> None:
             log.warning("%s: could not remove the earlier run's output (%s)", path, exc)
 
 
-def earlier_outputs(inputs: "Sequence[str | Path]") -> list[tuple[str, Path]]:
-    """The inputs that are outputs an earlier run wrote (a preview picked up again by a shell
-    glob such as ``shelf/*.jpg``), each with the detections JSON that records it: the file's
+def without_earlier_outputs(inputs: "Sequence[_P]") -> "list[_P]":
+    """``inputs`` without the files an earlier run wrote as its outputs (a preview picked up
+    again by a shell glob such as ``shelf/*.jpg``), each left out with a logged note: the file's
     name ends like an output of some stem, and that stem's detections JSON beside it lists the
     name among the outputs it was written with. A file that only looks like one (no JSON beside
-    it records it) is not returned."""
-    found = []
+    it records it) stays."""
+    kept = []
     for inp in inputs:
         name = Path(inp).name
         for kind, suffix in OUTPUT_SUFFIXES.items():
@@ -299,9 +301,11 @@ def earlier_outputs(inputs: "Sequence[str | Path]") -> list[tuple[str, Path]]:
             stem = name[: -len(suffix)]
             record = Path(inp).with_name(stem + OUTPUT_SUFFIXES["json"])
             if name in _recorded_outputs(record, stem):
-                found.append((str(inp), record))
+                log.warning("%s: left out: an earlier run wrote it (%s lists it among its outputs)", inp, record.name)
                 break
-    return found
+        else:
+            kept.append(inp)
+    return kept
 
 
 #: What each output of an image is called in messages.

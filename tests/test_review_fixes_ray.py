@@ -236,6 +236,21 @@ def test_warning_text_is_cut_at_a_word_and_loses_colour_codes():
 needs_proc = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds its processes in /proc")
 
 
+def _child_env(**extra: str) -> dict[str, str]:
+    """The environment of a `densedet-tile batch` child: the test helpers importable, no
+    RAY_ADDRESS of the caller's, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    return {**env, **extra}
+
+
+def _hanging_run(tmp_path: Path) -> tuple[list[Path], Path]:
+    """Inputs of a run that keeps going (two images, then a grey one the detector never
+    finishes between them) and its output folder."""
+    imgs = _images(tmp_path / "in", 2)
+    return [imgs[0], _grey(tmp_path / "in" / "hang.png"), imgs[1]], tmp_path / "out"
+
+
 @needs_proc
 def test_a_cluster_that_goes_away_mid_run_ends_with_one_line_exit_2_and_a_closed_manifest(tmp_path):
     exe = shutil.which("ray")
@@ -244,18 +259,14 @@ def test_a_cluster_that_goes_away_mid_run_ends_with_one_line_exit_2_and_a_closed
     mark = f"DENSEDET_TEST_CLUSTER={uuid.uuid4().hex}"
     temp = tempfile.mkdtemp(prefix="ddt", dir="/tmp")  # short: Ray's socket paths live under it
     port = _free_port()
-    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
-    base = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    base.update(RAY_AUTH_MODE="disabled", PYTHONPATH=pythonpath)
+    base = _child_env(RAY_AUTH_MODE="disabled")
     proc = None
     try:
         subprocess.run([exe, "start", "--head", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp}",
                         "--include-dashboard=false", "--disable-usage-stats"],
                        env={**base, mark.split("=")[0]: mark.split("=")[1]}, check=True, capture_output=True,
                        timeout=240)
-        imgs = _images(tmp_path / "in", 2)
-        inputs = [imgs[0], _grey(tmp_path / "in" / "hang.png"), imgs[1]]
-        out = tmp_path / "out"
+        inputs, out = _hanging_run(tmp_path)
         proc = subprocess.Popen(
             [sys.executable, "-m", "densedet_tile", "batch", *map(str, inputs), "--out", str(out), "--tile", "256",
              "--ray", "auto", "--workers", "2", "--detector", f"{HERE}:make_hang_on_grey"],
@@ -286,12 +297,8 @@ def test_a_cluster_that_goes_away_mid_run_ends_with_one_line_exit_2_and_a_closed
 @needs_proc
 def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path):
     mark = f"DENSEDET_TEST_RUN={uuid.uuid4().hex}"
-    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update({"PYTHONPATH": pythonpath, mark.split("=")[0]: mark.split("=")[1]})
-    imgs = _images(tmp_path / "in", 2)
-    inputs = [imgs[0], _grey(tmp_path / "in" / "hang.png"), imgs[1]]
-    out = tmp_path / "out"
+    env = _child_env(**{mark.split("=")[0]: mark.split("=")[1]})
+    inputs, out = _hanging_run(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "densedet_tile", "batch", *map(str, inputs), "--out", str(out), "--tile", "256",
          "--ray", "local", "--workers", "2", "--detector", f"{HERE}:make_hang_on_grey"],

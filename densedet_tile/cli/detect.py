@@ -23,8 +23,8 @@ from typing import Any, Sequence
 from .. import __version__
 from ..errors import DensedetError, InvalidInputError, one_line
 from ..io import ensure_out_dir, new_folders, remove_empty, sweep_temporaries
-from ..runner import (Job, build_detector, earlier_outputs, process_image, refuse_outputs_over_inputs, request_key,
-                      unique_stems)
+from ..runner import (Job, build_detector, process_image, refuse_outputs_over_inputs, request_key, unique_stems,
+                      without_earlier_outputs)
 from .options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -158,11 +158,7 @@ def _detect(args: argparse.Namespace) -> int:
         inputs = _distinct(args.inputs)
         # a preview (or another output) that an earlier run wrote and a glob picked up again is
         # not a photo to detect: left out with a note rather than refused or detected
-        ours = earlier_outputs(inputs)
-        for inp, record in ours:
-            logging.getLogger("densedet_tile").warning("%s: left out: an earlier run wrote it (%s lists it among its outputs)", inp, record.name)
-        left_out = {inp for inp, _ in ours}
-        inputs = [i for i in inputs if i not in left_out]
+        inputs = without_earlier_outputs(inputs)
         if not inputs:
             raise InvalidInputError("every input is an output of an earlier run (see the notes above); nothing to do")
         stems = unique_stems(inputs)
