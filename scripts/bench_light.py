@@ -14,6 +14,7 @@ median and the best round as tiles per second, and process CPU seconds per tile.
 
 ``photo``: one photo through ``dt.detect`` (reading, tiling, both resizes, predict, merge) in
 this process after a warm-up run, the runtimes alternating; median and best wall, CPU seconds.
+``--split-stacks-too`` adds each runtime with ``split_stacks=False`` (the stack splitter's cost).
 
 ``cold``: runs ``densedet-tile IMAGE`` in a fresh process per run under ``/usr/bin/time -v``
 for each ``--python`` interpreter (a venv's, or the [all] environment's), a 10x10 image and
@@ -106,6 +107,9 @@ def photo(args: argparse.Namespace) -> dict:
 
         torch.set_num_threads(args.threads)
     dets = {rt: load_default(device="cpu", runtime=rt, threads=args.threads) for rt in args.runtimes}
+    if args.split_stacks_too:  # the same runtimes with the stack splitter off, for its cost
+        dets.update({f"{rt}, split_stacks off": load_default(device="cpu", runtime=rt, threads=args.threads,
+                                                             split_stacks=False) for rt in args.runtimes})
     for d in dets.values():
         dt.detect(args.image, d)
     res: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in dets}
@@ -198,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runtimes", nargs="*", default=["onnxruntime", "torch"])
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--split-stacks-too", action="store_true",
+                   help="also time each runtime with the built-in model's stack splitter off")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     t0 = time.time()

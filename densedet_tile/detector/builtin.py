@@ -34,7 +34,7 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -44,6 +44,7 @@ from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
 from .base import check_tiles, resolve_device, score_floor_for
 from .shelfnet_config import DEFAULT_CONFIG
+from .stacks import layer_counts, split_layers
 
 __all__ = ["ShelfNet", "DefaultDetector", "load_default", "build_from_checkpoint", "decode", "build_targets",
            "DecodeSettings", "OnnxRunner", "choose_runtime", "model_config", "served_threshold", "usable_cpus",
@@ -59,7 +60,7 @@ _RUNTIME_ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime"}
 
 #: Settings that are the package's own, whatever a weights file says (tuned after training,
 #: so the same weights serve with updated thresholds).
-_DECODE_KEYS = ("score_thr", "count_band", "nms_iou", "max_det", "topk")
+_DECODE_KEYS = ("score_thr", "count_band", "nms_iou", "max_det", "topk", "split_stacks")
 
 
 def model_config(ckpt_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -100,6 +101,7 @@ class DecodeSettings:
     topk: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    split_stacks: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], score_thr: float | None = None) -> "DecodeSettings":
@@ -112,6 +114,7 @@ class DecodeSettings:
             nms_iou=float(config["nms_iou"]), max_det=int(config["max_det"]),
             topk=int(config.get("topk") or 2 * int(config["max_det"])),
             mean=tuple(float(v) for v in config["mean"]), std=tuple(float(v) for v in config["std"]),  # type: ignore[arg-type]
+            split_stacks=bool(config.get("split_stacks", False)),
         )
 
 
@@ -420,8 +423,10 @@ class DefaultDetector:
 
     def __init__(self, model: Any, config: Mapping[str, Any], *, device: Any = None,
                  score_thr: float | None = None, info: Mapping[str, Any] | None = None,
-                 fp16: bool = False) -> None:
+                 fp16: bool = False, split_stacks: bool | None = None) -> None:
         self.config = dict(config)
+        if split_stacks is not None:
+            self.config["split_stacks"] = _check_split_stacks(split_stacks)
         if score_thr is None:  # the weights' own threshold (adapted weights carry one), else the package's
             score_thr = served_threshold(info, self.config["score_thr"])
         self.settings = DecodeSettings.from_config(self.config, score_thr)
@@ -442,8 +447,19 @@ class DefaultDetector:
         self.nms_iou = self.settings.nms_iou
         self.max_det = self.settings.max_det
         self.topk = self.settings.topk
-        self.info = {**dict(info or {}), **model.describe()}
+        self.info = {**dict(info or {}), **model.describe(), "split_stacks": self.settings.split_stacks}
         self._pad_value = np.round(np.asarray(self.settings.mean) * 255.0).astype(np.uint8)
+
+    @property
+    def split_stacks(self) -> bool:
+        """Whether a box around a pile of identical packs is cut into one box per layer
+        (:mod:`densedet_tile.detector.stacks`; on by default); settable."""
+        return self.settings.split_stacks
+
+    @split_stacks.setter
+    def split_stacks(self, value: bool) -> None:
+        self.settings = replace(self.settings, split_stacks=_check_split_stacks(value))
+        self.info["split_stacks"] = self.settings.split_stacks
 
     @property
     def fp16(self) -> bool:
@@ -507,7 +523,10 @@ class DefaultDetector:
                 boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
                 boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
                 ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-                results[i] = Detections(boxes[ok], scores[ok], np.zeros(int(ok.sum()), np.int64))
+                boxes, scores = boxes[ok], scores[ok]
+                if s.split_stacks:
+                    boxes, scores = split_layers(boxes, scores, layer_counts(tiles[i], boxes))
+                results[i] = Detections(boxes, scores, np.zeros(len(scores), np.int64))
         return [r if r is not None else Detections.empty() for r in results]
 
 
@@ -623,6 +642,12 @@ def _check_checkpoint_layout(ckpt: Any, where: str) -> None:
     raise DetectorError(f"{where}: not a ShelfNet checkpoint: no {lacking} (it has {found})")
 
 
+def _check_split_stacks(value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInputError(f"split_stacks must be true or false, got {value!r}"[:200])
+    return bool(value)
+
+
 def _is_int(v: Any, lo: int) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= lo
 
@@ -658,7 +683,7 @@ def _checked_config(raw: Any, where: str) -> dict[str, Any]:
 
 def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_thr: float | None = None,
                           fp16: bool = False, threads: int | None = None,
-                          source: str | None = None) -> DefaultDetector:
+                          source: str | None = None, split_stacks: bool | None = None) -> DefaultDetector:
     """Make a torch :class:`DefaultDetector` from a checkpoint dict ``{"config", "state_dict", "info"}``.
 
     ``source`` names where the dict came from (a file) in the errors about its content; keys
@@ -678,11 +703,13 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     runner = TorchRunner(model_from_checkpoint(ckpt, config, source=where), device=dev, mean=settings.mean,
                          std=settings.std, fp16=fp16)
     info = ckpt.get("info")
-    return DefaultDetector(runner, config, score_thr=score_thr, info=dict(info) if isinstance(info, Mapping) else {})
+    return DefaultDetector(runner, config, score_thr=score_thr, info=dict(info) if isinstance(info, Mapping) else {},
+                           split_stacks=split_stacks)
 
 
 def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: bool = False,
-                 runtime: str = "auto", weights: Any = None, threads: int | None = None) -> DefaultDetector:
+                 runtime: str = "auto", weights: Any = None, threads: int | None = None,
+                 split_stacks: bool | None = None) -> DefaultDetector:
     """Load the packaged default detector (no download, ever).
 
     Args:
@@ -696,7 +723,11 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
             or a ``.pt`` ShelfNet checkpoint (torch).
         threads: CPU threads (ONNX Runtime's intra-op threads, default: the CPUs this process
             may use; on torch it calls the process-wide ``torch.set_num_threads``).
+        split_stacks: cut boxes around piles of identical packs into one box per layer
+            (:mod:`densedet_tile.detector.stacks`); None: the package default (on).
     """
+    if split_stacks is not None:
+        split_stacks = _check_split_stacks(split_stacks)
     rt, dev = choose_runtime(device=device, fp16=fp16, weights=weights, runtime=runtime)
     threads = _check_threads(threads)
     if rt == "torch":
@@ -708,7 +739,8 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
             ckpt, label = dict(weights), None
         else:
             ckpt, label = read_checkpoint(weights), os.fspath(weights)
-        det = build_from_checkpoint(ckpt, device=dev, score_thr=score_thr, fp16=fp16, threads=threads, source=label)
+        det = build_from_checkpoint(ckpt, device=dev, score_thr=score_thr, fp16=fp16, threads=threads, source=label,
+                                    split_stacks=split_stacks)
         if label:
             det.info["weights_file"] = label
         return det
@@ -721,7 +753,7 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
         source = label = os.fspath(weights)
     runner = OnnxRunner(source, threads=threads, label=label)
     config = model_config(runner.config())
-    det = DefaultDetector(runner, config, score_thr=score_thr, info=runner.training_info())
+    det = DefaultDetector(runner, config, score_thr=score_thr, info=runner.training_info(), split_stacks=split_stacks)
     det.info["weights_file"] = label
     return det
 

@@ -74,8 +74,9 @@ class DetectorSpec:
         return replace(self, kind=kind, config=absolute(self.config), checkpoint=absolute(self.checkpoint))
 
 
-#: ``options`` the default detector takes: ``runtime`` (auto, onnxruntime, torch), ``threads``.
-_DEFAULT_OPTIONS: tuple[str, ...] = ("runtime", "threads")
+#: ``options`` the default detector takes: ``runtime`` (auto, onnxruntime, torch), ``threads``,
+#: ``split_stacks`` (true/false: cut boxes around piles of packs into layers).
+_DEFAULT_OPTIONS: tuple[str, ...] = ("runtime", "threads", "split_stacks")
 
 _ADAPTERS = {
     "mmdet": "densedet_tile.detector.mmdet_adapter",
@@ -109,7 +110,7 @@ def load_detector(
     ``precision`` is ``fp32``, ``fp16`` or ``bf16`` (reduced precision applies on CUDA, where
     the model supports it); ``options`` are extra keyword arguments for the adapter's ``build``
     (e.g. ``cfg_options`` for mmdet, ``num_classes`` for torchvision, ``threads`` for onnx,
-    ``iou`` for yolo, ``runtime`` and ``threads`` for default).
+    ``iou`` for yolo, ``runtime``, ``threads`` and ``split_stacks`` for default).
     """
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"detector must be a non-empty string, got {name!r}")

@@ -22,6 +22,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # moves within +-count_band of the threshold (RunSpec.count_band; MODEL_CARD.md, "Count range")
     "count_band": 0.05,  # = densedet_tile.types.COUNT_BAND
     "nms_iou": 0.5,
+    # cut a box whose content repeats vertically into one box per layer (piles of packs; the
+    # model was trained on standing products only): densedet_tile/detector/stacks.py
+    "split_stacks": True,
     "max_det": 1000,
     "topk": 2000,  # peaks kept (by score) before the NMS
     "mean": [0.485, 0.456, 0.406],

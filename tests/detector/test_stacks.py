@@ -1,0 +1,171 @@
+"""Splitting a box around a pile of identical packs into one box per layer (detector/stacks.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densedet_tile.detector import stacks
+from densedet_tile.detector.builtin import DefaultDetector, load_default
+from densedet_tile.detector.registry import load_detector
+from densedet_tile.detector.shelfnet_config import DEFAULT_CONFIG
+from densedet_tile.errors import InvalidInputError
+
+
+def _pack(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A printed pack: dark and bright blocks on a mid-tone background, no inner repetition."""
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = rng.integers(90, 170, 3)
+    for i in range(6):
+        y0, x0 = int(rng.integers(0, h - 3)), int(rng.integers(0, w - 3))
+        tone = rng.integers(0, 60, 3) if i % 2 else rng.integers(196, 256, 3)
+        img[y0:y0 + int(rng.integers(3, max(4, h // 2))), x0:x0 + int(rng.integers(3, max(4, w // 2)))] = tone
+    return img
+
+
+def _scene(layers: list[np.ndarray], pad: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """The layers stacked on top of each other on a plain grey image; returns it and the pile's box."""
+    pile = np.concatenate(layers, axis=0)
+    h, w = pile.shape[:2]
+    img = np.full((h + 2 * pad, w + 2 * pad, 3), 128, np.uint8)
+    img[pad:pad + h, pad:pad + w] = pile
+    return img, np.array([[pad, pad, pad + w, pad + h]], np.float32)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_a_pile_of_identical_packs_is_counted_layer_by_layer(k: int) -> None:
+    rng = np.random.default_rng(k)
+    pack = _pack(rng, 28, 70)  # flat packs, 2.5 times wider than high
+    img, box = _scene([pack] * k)
+    assert stacks.layer_counts(img, box).tolist() == [k]
+
+
+def test_a_loose_box_and_lighting_across_the_pile_still_give_the_layers() -> None:
+    rng = np.random.default_rng(7)
+    img, box = _scene([_pack(rng, 30, 80)] * 3)
+    ramp = np.linspace(0.75, 1.15, img.shape[0])[:, None, None]  # darker at the top
+    img = np.clip(img * ramp, 0, 255).astype(np.uint8)
+    loose = box + np.array([[-3, -4, 3, 4]], np.float32)  # a few pixels of shelf around the pile
+    assert stacks.layer_counts(img, loose).tolist() == [3]
+    grey = img.mean(axis=2).astype(np.uint8)  # a grey image is read the same way
+    assert stacks.layer_counts(grey, loose).tolist() == [3]
+
+
+def test_single_products_plain_boxes_and_different_packs_are_left_whole() -> None:
+    rng = np.random.default_rng(3)
+    single, box = _scene([_pack(rng, 90, 70)])
+    plain, pbox = _scene([np.full((90, 70, 3), 150, np.uint8)])
+    mixed, mbox = _scene([_pack(rng, 30, 70) for _ in range(3)])  # three different packs
+    assert stacks.layer_counts(single, box).tolist() == [1]
+    assert stacks.layer_counts(plain, pbox).tolist() == [1]
+    assert stacks.layer_counts(mixed, mbox).tolist() == [1]
+
+
+def test_low_contrast_repetition_like_floor_tiles_is_not_a_pile() -> None:
+    # a model's false box on a tiled floor: plain tiles whose joints repeat like layers
+    tile = np.full((30, 80, 3), 170, np.uint8)
+    tile[-3:] = 120
+    tile += np.random.default_rng(0).integers(0, 6, tile.shape, dtype=np.uint8)
+    img, box = _scene([tile] * 3)
+    assert stacks.layer_counts(img, box).tolist() == [1]
+    assert stacks.layer_counts(img, box, min_contrast=0.0).tolist() == [3]
+
+
+def test_a_pile_of_two_needs_a_closer_repeat_than_a_taller_pile() -> None:
+    rng = np.random.default_rng(9)
+    pack = _pack(rng, 30, 80)
+    two, tbox = _scene([pack] * 2)
+    three, hbox = _scene([pack] * 3)
+    assert stacks.layer_counts(two, tbox).tolist() == [2]
+    assert stacks.layer_counts(two, tbox, min_peak_two=1.01).tolist() == [1]
+    assert stacks.layer_counts(three, hbox, min_peak_two=1.01).tolist() == [3]
+
+
+def test_thin_layers_and_narrow_layers_are_not_split() -> None:
+    rng = np.random.default_rng(5)
+    img, box = _scene([_pack(rng, 30, 80)] * 3)
+    assert stacks.layer_counts(img, box, min_layer_px=31).tolist() == [1]  # layers 30 px high
+    assert stacks.layer_counts(img, box, max_layers=2).tolist() == [1]  # three layers or none
+    # tall items stacked (a layer 40 px high, 30 px wide) are not the flat packs piles are made of
+    tall, tbox = _scene([_pack(rng, 40, 30)] * 3)
+    assert stacks.layer_counts(tall, tbox).tolist() == [1]
+    assert stacks.layer_counts(tall, tbox, min_layer_aspect=0.5).tolist() == [3]
+
+
+def test_many_boxes_at_once_each_get_their_own_answer() -> None:
+    rng = np.random.default_rng(11)
+    a, abox = _scene([_pack(rng, 25, 60)] * 4)
+    b, bbox = _scene([_pack(rng, 80, 60)])
+    img = np.concatenate([a, np.full((a.shape[0], 30, 3), 128, np.uint8),
+                          np.pad(b, ((0, a.shape[0] - b.shape[0]), (0, 0), (0, 0)), constant_values=128)], axis=1)
+    shift = a.shape[1] + 30
+    boxes = np.concatenate([abox, bbox + np.array([[shift, 0, shift, 0]], np.float32), abox])
+    assert stacks.layer_counts(img, boxes).tolist() == [4, 1, 4]
+    assert stacks.layer_counts(img, np.zeros((0, 4), np.float32)).shape == (0,)
+    # boxes reaching past the image are read clipped, not refused
+    assert stacks.layer_counts(img, np.array([[-50, -50, 10, 10]], np.float32)).tolist() == [1]
+
+
+def test_split_layers_cuts_each_box_into_equal_bands_in_place() -> None:
+    boxes = np.array([[0, 0, 10, 30], [5, 10, 25, 20], [0, 1, 4, 8]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    out, s = stacks.split_layers(boxes, scores, np.array([3, 1, 2]))
+    np.testing.assert_allclose(out, [[0, 0, 10, 10], [0, 10, 10, 20], [0, 20, 10, 30], [5, 10, 25, 20],
+                                     [0, 1, 4, 4.5], [0, 4.5, 4, 8]])
+    np.testing.assert_allclose(s, [0.9, 0.9, 0.9, 0.8, 0.7, 0.7])
+    same, s2 = stacks.split_layers(boxes, scores, np.ones(3, np.int64))
+    np.testing.assert_array_equal(same, boxes)
+    np.testing.assert_array_equal(s2, scores)
+
+
+class _OneBoxRunner:
+    """A stand-in network: one centre peak with the distances of ``box`` (model-input pixels)."""
+
+    runtime = "torch"
+    device = "cpu"
+
+    def __init__(self, box: np.ndarray, stride: int) -> None:
+        self.box, self.stride = box, stride
+
+    def describe(self) -> dict:
+        return {"runtime": "torch"}
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, h, w, _ = batch.shape
+        s = self.stride
+        heat = np.full((n, 1, h // s, w // s), -10.0, np.float32)
+        dist = np.zeros((n, 4, h // s, w // s), np.float32)
+        x1, y1, x2, y2 = self.box
+        cx, cy = int((x1 + x2) / 2 // s), int((y1 + y2) / 2 // s)
+        heat[:, 0, cy, cx] = 5.0
+        px, py = cx * s + s / 2, cy * s + s / 2
+        dist[:, :, cy, cx] = [px - x1, py - y1, x2 - px, y2 - py]
+        return heat, dist
+
+
+def test_the_built_in_detector_splits_piles_unless_told_not_to() -> None:
+    assert DEFAULT_CONFIG["split_stacks"] is True
+    rng = np.random.default_rng(2)
+    img, box = _scene([_pack(rng, 32, 96)] * 3, pad=48)
+    runner = _OneBoxRunner(box[0], DEFAULT_CONFIG["stride"])
+    det = DefaultDetector(runner, DEFAULT_CONFIG)
+    assert det.split_stacks and det.info["split_stacks"] is True
+    (found,) = det.predict([img])
+    assert len(found.scores) == 3
+    np.testing.assert_allclose(found.xyxy[:, [0, 2]], np.repeat(box[:, [0, 2]], 3, axis=0), atol=1e-4)
+    assert found.xyxy[0, 1] == pytest.approx(box[0, 1]) and found.xyxy[2, 3] == pytest.approx(box[0, 3])
+    det.split_stacks = False
+    (whole,) = det.predict([img])
+    assert len(whole.scores) == 1 and det.info["split_stacks"] is False
+    assert len(DefaultDetector(runner, DEFAULT_CONFIG, split_stacks=False).predict([img])[0].scores) == 1
+    with pytest.raises(InvalidInputError, match="split_stacks must be true or false"):
+        det.split_stacks = "no"  # type: ignore[assignment]
+
+
+def test_split_stacks_is_a_detector_option_of_the_built_in_model() -> None:
+    assert load_default(device="cpu", split_stacks=False).split_stacks is False
+    det = load_detector("default", device="cpu", options={"split_stacks": False})
+    assert det.split_stacks is False and det.info["split_stacks"] is False
+    assert load_detector("default", device="cpu").split_stacks is True
+    with pytest.raises(InvalidInputError, match="split_stacks must be true or false"):
+        load_detector("default", device="cpu", options={"split_stacks": "off"})
