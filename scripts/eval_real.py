@@ -53,6 +53,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import densedet_tile as dt  # noqa: E402  (light: the engine and torch load lazily)
+from densedet_tile.cli.options import _key_value  # noqa: E402  (the CLI's KEY=VALUE parsing)
 from densedet_tile.io import atomic_write  # noqa: E402
 from densedet_tile.detector.base import score_floor_of, score_thr_of  # noqa: E402
 from densedet_tile.types import COUNT_BAND, UNCERTAIN_AT, CountRange  # noqa: E402
@@ -481,6 +482,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads of the model (the built-in model's ONNX Runtime or torch threads; torch's for "
                          "other detectors) (default: the runtime's choice)")
+    ap.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                    help="extra keyword for the detector's build, as the CLI's (repeatable), e.g. split_stacks=false")
     ap.add_argument("--limit", type=int, default=None, help="first N photos only, for debugging (not the full set)")
     ap.add_argument("--names", type=_name_range, default=None, metavar="FIRST..LAST",
                     help="only the photos whose stem sorts from FIRST to LAST, e.g. train_3170..train_3202 "
@@ -496,7 +499,9 @@ def _name_range(text: str) -> tuple[str, str]:
 
 
 def _load(args: argparse.Namespace, score_thr: float | None) -> Any:
-    options = {"threads": args.threads} if args.threads and args.detector == "default" else None
+    options = dict(args.detector_option)
+    if args.threads and args.detector == "default":
+        options.setdefault("threads", args.threads)
     try:
         return dt.load_detector(args.detector, config=args.config, checkpoint=args.checkpoint, device=args.device,
                                 input_size=args.input_size, score_thr=score_thr, options=options)
@@ -559,6 +564,7 @@ def main(argv: Sequence[str] | None = None, detector: Any = None) -> int:
             "checkpoint": args.checkpoint, "model": model, "tile": args.tile, "overlap": args.overlap,
             "score_thr": score_thr, "input_size": args.input_size or model.get("input_size"),
             "sweep": list(args.sweep), "threads": args.threads, "limit": args.limit,
+            "detector_options": dict(args.detector_option),
             "names": None if args.names is None else "..".join(args.names),
             "merge": "default MergeSpec (wbf)",
         },

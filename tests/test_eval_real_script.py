@@ -201,3 +201,16 @@ def test_main_counts_at_a_passed_detectors_own_threshold_with_its_count_range(er
     split = report["summary"]["count_range"]
     assert split["certain"]["photos"] == 3 and split["uncertain"]["photos"] == 0
     assert "Count range" in capsys.readouterr().out
+
+
+def test_detector_options_reach_the_built_in_model_and_the_report(er, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = er.main(["--photos", str(folder), "--out", str(out), "--tile", "256", "--limit", "1",
+                  "--detector-option", "split_stacks=false", "--threads", "1"])
+    assert rc == 0
+    settings = json.loads((out / "eval_real.json").read_text())["settings"]
+    assert settings["detector_options"] == {"split_stacks": False}
+    assert settings["model"]["info"]["split_stacks"] is False and settings["model"]["info"]["threads"] == 1
+    with pytest.raises(SystemExit, match="split_stacks must be true or false"):
+        er.main(["--photos", str(folder), "--out", str(tmp_path / "bad"), "--detector-option", "split_stacks=maybe"])
+    assert not (tmp_path / "bad").exists()
