@@ -101,7 +101,7 @@ class DecodeSettings:
     topk: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    split_stacks: bool = False
+    split_stacks: bool = bool(DEFAULT_CONFIG["split_stacks"])
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], score_thr: float | None = None) -> "DecodeSettings":
@@ -114,7 +114,7 @@ class DecodeSettings:
             nms_iou=float(config["nms_iou"]), max_det=int(config["max_det"]),
             topk=int(config.get("topk") or 2 * int(config["max_det"])),
             mean=tuple(float(v) for v in config["mean"]), std=tuple(float(v) for v in config["std"]),  # type: ignore[arg-type]
-            split_stacks=bool(config.get("split_stacks", False)),
+            split_stacks=_check_split_stacks(config.get("split_stacks", DEFAULT_CONFIG["split_stacks"])),
         )
 
 
@@ -642,10 +642,18 @@ def _check_checkpoint_layout(ckpt: Any, where: str) -> None:
     raise DetectorError(f"{where}: not a ShelfNet checkpoint: no {lacking} (it has {found})")
 
 
+_BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False, "on": True,
+               "off": False}
+
+
 def _check_split_stacks(value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise InvalidInputError(f"split_stacks must be true or false, got {value!r}"[:200])
-    return bool(value)
+    """A bool, or one of the words of :data:`_BOOL_WORDS` in any case (``--detector-option
+    split_stacks=False`` arrives as the string ``False``: it is not JSON)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise InvalidInputError(f"split_stacks must be true or false, got {value!r}"[:200])
 
 
 def _is_int(v: Any, lo: int) -> bool:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GRID_ROWS", "GRID_COLS", "MAX_LAYERS", "MIN_CONTRAST", "MIN_LAYER_ASPECT", "MIN_LAYER_PX",
+__all__ = ["GRID_ROWS", "GRID_COLS", "LAYERS_LIMIT", "MAX_LAYERS", "MIN_CONTRAST", "MIN_LAYER_ASPECT", "MIN_LAYER_PX",
            "MIN_PEAK", "MIN_PEAK_TWO", "MIN_PROMINENCE", "layer_counts", "split_layers"]
 
 GRID_ROWS = 96  #: rows of the grid a box is resampled to (a multiple of 2..6 within 15 %)
@@ -47,7 +47,10 @@ MIN_PROMINENCE = 0.5  #: least rise of that peak above the lowest correlation be
 MIN_LAYER_ASPECT = 1.3  #: least width / height of a layer (piles are of flat packs)
 MIN_PEAK_TWO = 0.9  #: least self-correlation for a pile of two (one repeat only: easier to fake)
 MIN_CONTRAST = 20.0  #: least standard deviation of a box's grey levels (0-255): printed packs
+LAYERS_LIMIT = GRID_ROWS // 8  #: the most layers the grid can tell apart (a period of 8 rows)
 _TOL = 0.15  #: the period may differ from rows / k by this fraction (loose boxes)
+_NEAR = 0.05  #: peaks this close to the best count as equal (then the most layers wins)
+_MIN_OVERLAP = 8  #: rows two shifted copies of the grid must share
 _VALLEY_FROM = 0.35  #: the valley is looked for from this fraction of the period on
 
 
@@ -136,6 +139,22 @@ def _shift_correlation(g: np.ndarray, lags: np.ndarray) -> np.ndarray:
     return np.where(den > 1e-6, num / np.maximum(den, 1e-12), 0.0).astype(np.float32)
 
 
+def _windows(ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per layer count: the lag window of its period (disjoint from its neighbours'), of twice
+    its period, and where its valley starts (grid rows)."""
+    periods = GRID_ROWS / ks
+    lo = np.maximum(np.floor(periods * (1 - _TOL)).astype(int), 2)
+    hi = np.minimum(np.ceil(periods * (1 + _TOL)).astype(int), GRID_ROWS // 2)
+    for i in range(len(ks) - 1):  # periods of k and k + 1 split at their midpoint
+        mid = int(np.floor((periods[i] + periods[i + 1]) / 2))
+        lo[i] = max(lo[i], mid + 1)
+        hi[i + 1] = min(hi[i + 1], mid)
+    lo2 = np.floor(2 * periods * (1 - _TOL)).astype(int)
+    hi2 = np.minimum(np.ceil(2 * periods * (1 + _TOL)).astype(int), GRID_ROWS - _MIN_OVERLAP)
+    v0 = np.maximum((periods * _VALLEY_FROM).astype(int), 1)
+    return lo, hi, lo2, hi2, v0
+
+
 def layer_counts(image: np.ndarray, boxes: np.ndarray, *, max_layers: int = MAX_LAYERS,
                  min_layer_px: float = MIN_LAYER_PX, min_peak: float = MIN_PEAK,
                  min_prominence: float = MIN_PROMINENCE, min_layer_aspect: float = MIN_LAYER_ASPECT,
@@ -144,39 +163,63 @@ def layer_counts(image: np.ndarray, boxes: np.ndarray, *, max_layers: int = MAX_
 
     Args:
         image: the (H, W, 3) RGB or (H, W) grey pixels the boxes are in.
-        boxes: (n, 4) xyxy pixels of ``image`` (read clipped to it).
-        The keywords override the module's thresholds of the same names (upper case).
+        boxes: (n, 4) xyxy pixels of ``image``; clipped to the image first, and a box with a
+            coordinate that is not finite is left whole.
+        The keywords override the module's thresholds of the same names (upper case);
+        ``max_layers`` is capped at :data:`LAYERS_LIMIT`.
     Returns:
         (n,) int64, each from 1 to ``max_layers``.
     """
+    img = np.asarray(image)
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     n = boxes.shape[0]
     ones = np.ones(n, np.int64)
-    if n == 0 or max_layers < 2:
+    top = min(int(max_layers), LAYERS_LIMIT)
+    if n == 0 or top < 2 or img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0 \
+            or (img.ndim == 3 and img.shape[2] == 0):
         return ones
+    if img.ndim == 3 and img.shape[2] < 3:  # grey with a channel axis
+        img = img[..., 0]
+    finite = np.isfinite(boxes).all(axis=1)
+    h, w = img.shape[:2]
+    boxes = np.where(finite[:, None], boxes, 0.0)
+    boxes = np.clip(boxes, 0.0, np.array([w, h, w, h], np.float32))
     heights = boxes[:, 3] - boxes[:, 1]
-    ks = np.arange(2, int(max_layers) + 1)
+    widths = boxes[:, 2] - boxes[:, 0]
+    ks = np.arange(2, top + 1)
     layer_h = heights[:, None] / ks[None]  # (n, K)
-    fits = (layer_h >= min_layer_px) & ((boxes[:, 2] - boxes[:, 0])[:, None] >= min_layer_aspect * layer_h)
-    live = np.flatnonzero(fits.any(axis=1) & (boxes[:, 2] - boxes[:, 0] >= 2))
+    fits = (layer_h >= min_layer_px) & (widths[:, None] >= min_layer_aspect * layer_h)
+    live = np.flatnonzero(fits.any(axis=1) & (widths >= 2) & finite)
     if live.size == 0:
         return ones
-    g = _grids(_gray_integral(image), boxes[live])
+    g = _grids(_gray_integral(img), boxes[live])
     contrast = g.std(axis=(1, 2))  # floor tiles and plain panels repeat too, but carry no print
+    busy = contrast >= min_contrast
+    live, g = live[busy], g[busy]  # the rest stay whole: no correlation needed
+    if live.size == 0:
+        return ones
     g = g - _BLUR_R @ g @ _BLUR_C.T  # remove shading slower than about a sixth of the box
-    periods = GRID_ROWS / ks
-    lo = np.maximum(np.floor(periods * (1 - _TOL)).astype(int), 2)
-    hi = np.minimum(np.ceil(periods * (1 + _TOL)).astype(int), GRID_ROWS // 2)
-    v0 = np.maximum((periods * _VALLEY_FROM).astype(int), 1)
-    lags = np.arange(int(v0.min()), int(hi.max()) + 1)
+    lo, hi, lo2, hi2, v0 = _windows(ks)
+    lags = np.arange(int(v0.min()), int(max(hi.max(), hi2.max())) + 1)
     r = _shift_correlation(g, lags)  # (m, len(lags))
-    peak = np.stack([r[:, lo[i] - lags[0]: hi[i] - lags[0] + 1].max(axis=1) for i in range(len(ks))], 1)
-    valley = np.stack([r[:, v0[i] - lags[0]: lo[i] - lags[0] + 1].min(axis=1) for i in range(len(ks))], 1)
+    first = int(lags[0])
+
+    def best_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.stack([r[:, a[i] - first: b[i] - first + 1].max(axis=1) for i in range(len(ks))], 1)
+
+    peak = best_in(lo, hi)
+    again = best_in(lo2, hi2)  # the pack two layers down must match as well (k >= 3)
+    valley = np.stack([r[:, v0[i] - first: lo[i] - first + 1].min(axis=1) for i in range(len(ks))], 1)
     need = np.where(ks == 2, max(min_peak, min_peak_two), min_peak)[None]
-    ok = (peak >= need) & (peak - valley >= min_prominence) & fits[live] & (contrast >= min_contrast)[:, None]
-    best = np.where(ok, peak, -np.inf).argmax(axis=1)
+    ok = (peak >= need) & (peak - valley >= min_prominence) & fits[live]
+    ok[:, ks >= 3] &= again[:, ks >= 3] >= min_peak
+    # a pile of 6 also repeats at 2 and 3 layers: of the counts that pass, the largest whose
+    # peak is about as high as the best one
+    score = np.where(ok, peak, -np.inf)
+    near = ok & (score >= score.max(axis=1, keepdims=True) - _NEAR)
+    choice = np.where(near, ks[None], 1).max(axis=1)
     out = ones.copy()
-    out[live] = np.where(ok.any(axis=1), ks[best], 1)
+    out[live] = choice
     return out
 
 
@@ -189,7 +232,9 @@ def split_layers(boxes: np.ndarray, scores: np.ndarray, layers: np.ndarray) -> t
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     scores = np.asarray(scores, np.float32).reshape(-1)
     layers = np.asarray(layers, np.int64).reshape(-1)
-    if boxes.shape[0] == 0 or (layers <= 1).all():
+    if not (layers.shape == scores.shape == boxes.shape[:1]) or (layers < 1).any():
+        raise ValueError("split_layers: one layer count >= 1 per box and score expected")
+    if boxes.shape[0] == 0 or (layers == 1).all():
         return boxes, scores
     src = np.repeat(np.arange(boxes.shape[0]), layers)
     first = np.repeat(np.cumsum(layers) - layers, layers)

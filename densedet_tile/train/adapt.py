@@ -739,9 +739,9 @@ class AdaptRun:
         self.last_save = time.monotonic()
 
     # -- detectors --------------------------------------------------------------------------------------
-    def _detector(self, score_thr: float | None) -> DefaultDetector:
+    def _detector(self, score_thr: float | None, *, split_stacks: bool | None = None) -> DefaultDetector:
         cfg = {**self.config, **{k: DEFAULT_CONFIG[k] for k in ("score_thr", "nms_iou", "max_det")}}
-        return DefaultDetector(self.ema, cfg, device=self.dev, score_thr=score_thr)
+        return DefaultDetector(self.ema, cfg, device=self.dev, score_thr=score_thr, split_stacks=split_stacks)
 
     def _plain(self, image: np.ndarray, score_thr: float) -> np.ndarray:
         """The weight average's boxes as served at ``score_thr``: (N, 5) x1 y1 x2 y2 score."""
@@ -757,7 +757,10 @@ class AdaptRun:
         return served_threshold(self.s["base"].get("info"), DEFAULT_CONFIG["score_thr"])
 
     def _label(self, image: np.ndarray) -> PseudoLabels:
-        return pseudo_label(image, self._detector(self.settings.labels.score_lo), self.settings.labels)
+        # labels are the network's own boxes: the stack splitter is a rule applied when serving
+        # (on the adapted weights too), and a product it cut by mistake must not become labels
+        return pseudo_label(image, self._detector(self.settings.labels.score_lo, split_stacks=False),
+                            self.settings.labels)
 
     def _readable(self, names: list[str]) -> list[str]:
         """``names`` less the photos found unreadable so far (a truncated JPEG shows itself

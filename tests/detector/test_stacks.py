@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -32,12 +34,14 @@ def _scene(layers: list[np.ndarray], pad: int = 20) -> tuple[np.ndarray, np.ndar
     return img, np.array([[pad, pad, pad + w, pad + h]], np.float32)
 
 
-@pytest.mark.parametrize("k", [2, 3, 4, 5])
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
 def test_a_pile_of_identical_packs_is_counted_layer_by_layer(k: int) -> None:
-    rng = np.random.default_rng(k)
-    pack = _pack(rng, 28, 70)  # flat packs, 2.5 times wider than high
-    img, box = _scene([pack] * k)
-    assert stacks.layer_counts(img, box).tolist() == [k]
+    # several packs per count: a pile of 6 also repeats every 2 and 3 layers, and its period
+    # lies between those of 5 and 7 layers
+    for seed, (h, w) in enumerate([(28, 70), (20, 90), (30, 60)]):
+        pack = _pack(np.random.default_rng(10 * k + seed), h, w)  # flat packs
+        img, box = _scene([pack] * k)
+        assert stacks.layer_counts(img, box).tolist() == [k], (h, w)
 
 
 def test_a_loose_box_and_lighting_across_the_pile_still_give_the_layers() -> None:
@@ -106,6 +110,23 @@ def test_many_boxes_at_once_each_get_their_own_answer() -> None:
     assert stacks.layer_counts(img, np.array([[-50, -50, 10, 10]], np.float32)).tolist() == [1]
 
 
+def test_odd_images_and_boxes_are_left_whole_not_refused() -> None:
+    rng = np.random.default_rng(4)
+    img, box = _scene([_pack(rng, 30, 80)] * 3)
+    bad = np.array([[np.nan, 10, 50, 90], [0, 0, np.inf, 90], [10, -np.inf, 50, 90]], np.float32)
+    assert stacks.layer_counts(img, bad).tolist() == [1, 1, 1]
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 10, 3), np.uint8), np.zeros((10, 0), np.uint8)):
+        assert stacks.layer_counts(empty, box).tolist() == [1]
+    assert stacks.layer_counts(img[..., :1], box).tolist() == [3]  # grey with a channel axis
+    assert stacks.layer_counts(img, box, max_layers=500).tolist() == [3]  # capped, not an error
+    # a box reaching past the image is read as its part inside the image
+    x1, y1, x2, y2 = box[0].astype(int)
+    pile = img[y1:y2, x1:x2]
+    inside = np.array([[0, 0, pile.shape[1], pile.shape[0]]], np.float32)
+    assert stacks.layer_counts(pile, inside).tolist() == [3]
+    assert stacks.layer_counts(pile, inside + np.array([[-30, -40, 30, 40]], np.float32)).tolist() == [3]
+
+
 def test_split_layers_cuts_each_box_into_equal_bands_in_place() -> None:
     boxes = np.array([[0, 0, 10, 30], [5, 10, 25, 20], [0, 1, 4, 8]], np.float32)
     scores = np.array([0.9, 0.8, 0.7], np.float32)
@@ -116,6 +137,9 @@ def test_split_layers_cuts_each_box_into_equal_bands_in_place() -> None:
     same, s2 = stacks.split_layers(boxes, scores, np.ones(3, np.int64))
     np.testing.assert_array_equal(same, boxes)
     np.testing.assert_array_equal(s2, scores)
+    for bad in ([0, 2, 1], [-1, 1, 1], [2, 2]):
+        with pytest.raises(ValueError, match="one layer count >= 1 per box"):
+            stacks.split_layers(boxes, scores, np.array(bad))
 
 
 class _OneBoxRunner:
@@ -158,8 +182,23 @@ def test_the_built_in_detector_splits_piles_unless_told_not_to() -> None:
     (whole,) = det.predict([img])
     assert len(whole.scores) == 1 and det.info["split_stacks"] is False
     assert len(DefaultDetector(runner, DEFAULT_CONFIG, split_stacks=False).predict([img])[0].scores) == 1
+    det.split_stacks = "On"  # type: ignore[assignment]  # words too: the CLI passes False as a string
+    assert det.split_stacks is True
     with pytest.raises(InvalidInputError, match="split_stacks must be true or false"):
-        det.split_stacks = "no"  # type: ignore[assignment]
+        det.split_stacks = "perhaps"  # type: ignore[assignment]
+    # a config without the key (an old caller's) gets the package default, not off
+    config = {k: v for k, v in DEFAULT_CONFIG.items() if k != "split_stacks"}
+    assert DefaultDetector(runner, config).split_stacks is True
+
+
+def test_the_bundled_example_has_no_pile_and_loses_no_product_to_the_splitter() -> None:
+    import densedet_tile as dt
+
+    example = Path(__file__).parents[2] / "examples" / "shelf.jpg"
+    on = dt.detect(example, load_default(device="cpu"))
+    off = dt.detect(example, load_default(device="cpu", split_stacks=False))
+    assert len(on) == len(off) >= 120
+    np.testing.assert_allclose(np.sort(on.xyxy, axis=0), np.sort(off.xyxy, axis=0), atol=1e-3)
 
 
 def test_split_stacks_is_a_detector_option_of_the_built_in_model() -> None:
@@ -168,4 +207,19 @@ def test_split_stacks_is_a_detector_option_of_the_built_in_model() -> None:
     assert det.split_stacks is False and det.info["split_stacks"] is False
     assert load_detector("default", device="cpu").split_stacks is True
     with pytest.raises(InvalidInputError, match="split_stacks must be true or false"):
-        load_detector("default", device="cpu", options={"split_stacks": "off"})
+        load_detector("default", device="cpu", options={"split_stacks": "sometimes"})
+
+
+def test_the_command_line_turns_the_splitter_off_and_records_it(tmp_path) -> None:
+    import json
+
+    from densedet_tile.cli import main as cli_main
+
+    example = Path(__file__).parents[2] / "examples" / "shelf.jpg"
+    for word, expect in (("false", False), ("False", False), ("true", True)):
+        out = tmp_path / word
+        assert cli_main([str(example), "--out", str(out), "--detector-option", f"split_stacks={word}"]) == 0
+        report = json.loads((out / "shelf.detections.json").read_text())
+        assert report["model"]["info"]["split_stacks"] is expect
+    assert cli_main([str(example), "--out", str(tmp_path / "bad"), "--detector-option", "split_stacks=maybe"]) == 2
+    assert not (tmp_path / "bad").exists()
