@@ -51,6 +51,8 @@ LAYERS_LIMIT = GRID_ROWS // 8  #: the most layers the grid can tell apart (a per
 _TOL = 0.15  #: the period may differ from rows / k by this fraction (loose boxes)
 _NEAR = 0.05  #: peaks this close to the best count as equal (then the most layers wins)
 _MIN_OVERLAP = 8  #: rows two shifted copies of the grid must share
+_SCREEN_MARGIN = 0.2  #: the coarse pass keeps a box whose peak is within this of MIN_PEAK
+_SCREEN_CONTRAST = 0.6  #: ... and whose coarse contrast is at least this share of MIN_CONTRAST
 _VALLEY_FROM = 0.35  #: the valley is looked for from this fraction of the period on
 
 
@@ -83,15 +85,15 @@ def _axis_weights(t: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return i0, t - i0
 
 
-def _grids(sat: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(n, GRID_ROWS, GRID_COLS) cell means of each box (area averages from the integral).
+def _grids(sat: np.ndarray, boxes: np.ndarray, rows: int = GRID_ROWS, cols: int = GRID_COLS) -> np.ndarray:
+    """(n, rows, cols) cell means of each box (area averages from the integral).
 
     The summed-area table is read at the cell corners by bilinear interpolation; since the
     corners of one box form a grid, rows and columns are interpolated separately."""
     h, w = sat.shape[0] - 1, sat.shape[1] - 1
     b = boxes.astype(np.float64)
-    ys = np.clip(b[:, 1:2] + (b[:, 3:4] - b[:, 1:2]) * np.linspace(0.0, 1.0, GRID_ROWS + 1)[None], 0.0, h)
-    xs = np.clip(b[:, 0:1] + (b[:, 2:3] - b[:, 0:1]) * np.linspace(0.0, 1.0, GRID_COLS + 1)[None], 0.0, w)
+    ys = np.clip(b[:, 1:2] + (b[:, 3:4] - b[:, 1:2]) * np.linspace(0.0, 1.0, rows + 1)[None], 0.0, h)
+    xs = np.clip(b[:, 0:1] + (b[:, 2:3] - b[:, 0:1]) * np.linspace(0.0, 1.0, cols + 1)[None], 0.0, w)
     y0, fy = _axis_weights(ys, h)  # (n, R + 1)
     x0, fx = _axis_weights(xs, w)  # (n, C + 1)
     flat = sat.ravel()
@@ -115,6 +117,14 @@ def _blur_matrix(n: int, sigma: float) -> np.ndarray:
 
 _BLUR_R = _blur_matrix(GRID_ROWS, GRID_ROWS / 6)
 _BLUR_C = _blur_matrix(GRID_COLS, GRID_COLS / 6)
+_SCREEN_ROWS, _SCREEN_COLS = GRID_ROWS // 2, GRID_COLS // 3  #: the coarse grid of the first pass
+_SCREEN_R = _blur_matrix(_SCREEN_ROWS, _SCREEN_ROWS / 6)
+_SCREEN_C = _blur_matrix(_SCREEN_COLS, _SCREEN_COLS / 6)
+
+
+def _flat(g: np.ndarray, blur_r: np.ndarray, blur_c: np.ndarray) -> np.ndarray:
+    """The grids less their shading slower than about a sixth of the box."""
+    return g - blur_r @ g @ blur_c.T
 
 
 def _shift_correlation(g: np.ndarray, lags: np.ndarray) -> np.ndarray:
@@ -139,19 +149,22 @@ def _shift_correlation(g: np.ndarray, lags: np.ndarray) -> np.ndarray:
     return np.where(den > 1e-6, num / np.maximum(den, 1e-12), 0.0).astype(np.float32)
 
 
-def _windows(ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _windows(ks: np.ndarray, rows: int = GRID_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                               np.ndarray]:
     """Per layer count: the lag window of its period (disjoint from its neighbours'), of twice
     its period, and where its valley starts (grid rows)."""
-    periods = GRID_ROWS / ks
+    periods = rows / ks
     lo = np.maximum(np.floor(periods * (1 - _TOL)).astype(int), 2)
-    hi = np.minimum(np.ceil(periods * (1 + _TOL)).astype(int), GRID_ROWS // 2)
+    hi = np.minimum(np.ceil(periods * (1 + _TOL)).astype(int), rows // 2)
     for i in range(len(ks) - 1):  # periods of k and k + 1 split at their midpoint
         mid = int(np.floor((periods[i] + periods[i + 1]) / 2))
         lo[i] = max(lo[i], mid + 1)
         hi[i + 1] = min(hi[i + 1], mid)
+    hi = np.maximum(hi, lo)  # periods of a few rows (many layers on a coarse grid) keep a lag
     lo2 = np.floor(2 * periods * (1 - _TOL)).astype(int)
-    hi2 = np.minimum(np.ceil(2 * periods * (1 + _TOL)).astype(int), GRID_ROWS - _MIN_OVERLAP)
-    v0 = np.maximum((periods * _VALLEY_FROM).astype(int), 1)
+    hi2 = np.minimum(np.ceil(2 * periods * (1 + _TOL)).astype(int), rows - _MIN_OVERLAP * rows // GRID_ROWS)
+    hi2 = np.maximum(hi2, lo2)
+    v0 = np.minimum(np.maximum((periods * _VALLEY_FROM).astype(int), 1), lo)
     return lo, hi, lo2, hi2, v0
 
 
@@ -192,13 +205,28 @@ def layer_counts(image: np.ndarray, boxes: np.ndarray, *, max_layers: int = MAX_
     live = np.flatnonzero(fits.any(axis=1) & (widths >= 2) & finite)
     if live.size == 0:
         return ones
-    g = _grids(_gray_integral(img), boxes[live])
+    sat = _gray_integral(img)
+    # first pass on a coarse grid (a sixth of the cells): most boxes show no repetition at all
+    # there and stop; the thresholds are lowered by a margin so the pass only screens
+    coarse = _grids(sat, boxes[live], _SCREEN_ROWS, _SCREEN_COLS)
+    maybe = coarse.std(axis=(1, 2)) >= min_contrast * _SCREEN_CONTRAST
+    if maybe.any():
+        c = _flat(coarse[maybe], _SCREEN_R, _SCREEN_C)
+        clo, chi, _, _, _ = _windows(ks, _SCREEN_ROWS)
+        cl = np.arange(int(clo.min()), int(chi.max()) + 1)
+        cr = _shift_correlation(c, cl)
+        cpeak = np.stack([cr[:, clo[i] - cl[0]: chi[i] - cl[0] + 1].max(axis=1) for i in range(len(ks))], 1)
+        maybe[maybe] = ((cpeak >= min_peak - _SCREEN_MARGIN) & fits[live[maybe]]).any(axis=1)
+    live = live[maybe]
+    if live.size == 0:
+        return ones
+    g = _grids(sat, boxes[live])
     contrast = g.std(axis=(1, 2))  # floor tiles and plain panels repeat too, but carry no print
     busy = contrast >= min_contrast
     live, g = live[busy], g[busy]  # the rest stay whole: no correlation needed
     if live.size == 0:
         return ones
-    g = g - _BLUR_R @ g @ _BLUR_C.T  # remove shading slower than about a sixth of the box
+    g = _flat(g, _BLUR_R, _BLUR_C)
     lo, hi, lo2, hi2, v0 = _windows(ks)
     lags = np.arange(int(v0.min()), int(max(hi.max(), hi2.max())) + 1)
     r = _shift_correlation(g, lags)  # (m, len(lags))
