@@ -651,6 +651,8 @@ def _check_split_stacks(value: Any) -> bool:
     split_stacks=False`` arrives as the string ``False``: it is not JSON)."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
+    if isinstance(value, (int, np.integer)) and int(value) in (0, 1):  # --detector-option split_stacks=0
+        return bool(value)
     if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
         return _BOOL_WORDS[value.strip().lower()]
     raise InvalidInputError(f"split_stacks must be true or false, got {value!r}"[:200])

@@ -65,6 +65,50 @@ def test_single_products_plain_boxes_and_different_packs_are_left_whole() -> Non
     assert stacks.layer_counts(mixed, mbox).tolist() == [1]
 
 
+def _printed_pack(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A light pack with a few lines of fine dark print (1-3 px), sometimes a coloured band:
+    the hardest case for a coarse grid, where thin lines fall between its rows."""
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = rng.integers(150, 230, 3)
+    for _ in range(int(rng.integers(2, 6))):
+        y = int(rng.integers(0, h - 1))
+        img[y:y + int(rng.integers(1, 4)), int(rng.integers(0, w // 3)):int(rng.integers(2 * w // 3, w))] = \
+            rng.integers(0, 70, 3)
+    if rng.random() < 0.5:
+        y = int(rng.integers(0, h - 3))
+        img[y:y + int(rng.integers(2, max(3, h // 3))), : w // 2] = rng.integers(0, 256, 3)
+    return img
+
+
+def _as_jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def test_the_coarse_first_pass_drops_no_pile_the_full_test_would_cut(monkeypatch) -> None:
+    scenes = []
+    for k in range(2, 7):
+        rng = np.random.default_rng(k)
+        for _ in range(60 if k == 5 else 20):  # five layers fall between the rows of a 48-row grid
+            h, w = int(rng.integers(12, 61)), int(rng.integers(30, 201))
+            pack = _printed_pack(rng, h, w)
+            layers = [np.clip(pack.astype(int) + int(rng.integers(-25, 26)), 0, 255).astype(np.uint8)
+                      for _ in range(k)]  # each layer lit a little differently
+            img, box = _scene(layers, pad=15)
+            img = _as_jpeg(img, int(rng.integers(30, 95)))
+            scenes.append((img, box + rng.integers(-4, 5, 4)[None].astype(np.float32)))  # a loose box
+    screened = [int(stacks.layer_counts(img, box)[0]) for img, box in scenes]
+    monkeypatch.setattr(stacks, "_SCREEN_MARGIN", 10.0)  # every box on to the full test
+    full = [int(stacks.layer_counts(img, box)[0]) for img, box in scenes]
+    assert screened == full
+    assert sum(k > 1 for k in full) >= len(full) // 2  # most of these piles are cut at all
+
+
 def test_low_contrast_repetition_like_floor_tiles_is_not_a_pile() -> None:
     # a model's false box on a tiled floor: plain tiles whose joints repeat like layers
     tile = np.full((30, 80, 3), 170, np.uint8)
@@ -184,6 +228,8 @@ def test_the_built_in_detector_splits_piles_unless_told_not_to() -> None:
     assert len(DefaultDetector(runner, DEFAULT_CONFIG, split_stacks=False).predict([img])[0].scores) == 1
     det.split_stacks = "On"  # type: ignore[assignment]  # words too: the CLI passes False as a string
     assert det.split_stacks is True
+    det.split_stacks = 0  # type: ignore[assignment]  # and split_stacks=0 arrives as the number 0
+    assert det.split_stacks is False
     with pytest.raises(InvalidInputError, match="split_stacks must be true or false"):
         det.split_stacks = "perhaps"  # type: ignore[assignment]
     # a config without the key (an old caller's) gets the package default, not off
