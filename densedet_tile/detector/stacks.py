@@ -211,7 +211,7 @@ def layer_counts(image: np.ndarray, boxes: np.ndarray, *, max_layers: int = MAX_
     if live.size == 0:
         return ones
     sat = _gray_integral(img)
-    # first pass on a coarse grid (a sixth of the cells): most boxes show no repetition at all
+    # first pass on a coarse grid (60 x 8, a fifth of the cells): most boxes show no repetition at all
     # there and stop; the thresholds are lowered by a margin so the pass only screens
     # (no contrast test here: 8 columns average fine print away)
     c = _flat(_grids(sat, boxes[live], _SCREEN_ROWS, _SCREEN_COLS), _SCREEN_R, _SCREEN_C)
