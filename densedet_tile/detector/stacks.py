@@ -23,7 +23,7 @@ repeat like layers, and the model's false boxes on them would be multiplied. A p
 repeats every 2 and 3 layers: of the ``k`` that pass, the largest whose peak is within 0.05 of
 the best wins. Everything is vectorised over the boxes of a tile (no
 loop over boxes), and a first pass on a coarse grid drops the boxes that show no repetition:
-about 5-15 ms of CPU per 640 px tile of a shelf photo.
+about 10-25 ms of CPU per 640 px tile of a shelf photo.
 
 The thresholds are strict on purpose: every cut of a single product is a false box. For
 ``k >= 3`` the pack two layers down must match too (a product printed with evenly spaced bands
