@@ -135,14 +135,15 @@ def _flat(g: np.ndarray, blur_r: np.ndarray, blur_c: np.ndarray) -> np.ndarray:
 def _shift_correlation(g: np.ndarray, lags: np.ndarray) -> np.ndarray:
     """(n, len(lags)) normalised correlation of each grid with itself moved down by each lag.
 
-    The cross sum is one product per lag over all boxes; the sums and squares of the two
-    overlapping parts come from cumulative row sums."""
+    The cross sums of every lag at once from the power spectrum along the rows (zero-padded to
+    twice the rows, so the correlation is not circular), summed over the columns; the sums and
+    squares of the two overlapping parts come from cumulative row sums."""
     n, rows, cols = g.shape
     g = g.astype(np.float64)
     lags = np.asarray(lags, np.int64)
-    cross = np.empty((n, len(lags)))
-    for j, lag in enumerate(lags):  # a few dozen lags, each vectorised over all boxes
-        cross[:, j] = np.einsum("nrc,nrc->n", g[:, : rows - lag], g[:, lag:])
+    spectrum = np.fft.rfft(g, n=2 * rows, axis=1)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).sum(axis=2)  # (n, rows + 1)
+    cross = np.fft.irfft(power, n=2 * rows, axis=1)[:, lags]  # (n, len(lags))
     zero = np.zeros((n, 1))
     rs = np.concatenate([zero, np.cumsum(g.sum(axis=2), axis=1)], axis=1)  # (n, R + 1)
     rq = np.concatenate([zero, np.cumsum((g * g).sum(axis=2), axis=1)], axis=1)
