@@ -425,3 +425,23 @@ def test_max_pixels_skips_larger_photos_and_is_a_setting(tmp_path):
     assert AdaptSettings.from_dict({k: v for k, v in s.to_dict().items() if k != "max_pixels"}).max_pixels == 2**31
     with pytest.raises(InvalidInputError, match="max_pixels"):
         AdaptSettings(max_pixels=0)
+
+
+def test_pseudo_labels_are_the_networks_own_boxes_without_the_stack_splitter(photos, tmp_path, monkeypatch):
+    mod = importlib.import_module("densedet_tile.train.adapt")
+    seen = []
+    real_label = mod.pseudo_label
+
+    def spy(image, detector, settings):
+        seen.append(detector.split_stacks)
+        return real_label(image, detector, settings)
+
+    monkeypatch.setattr(mod, "pseudo_label", spy)
+    s = AdaptSettings(**{**TINY.__dict__, "steps": 2, "rounds": 1})
+    out = tmp_path / "labels.pt"
+    assert adapt(photos, out, s, device="cpu").status == "done"
+    assert seen and not any(seen)
+    # the adapted weights are served like the shipped ones: with the splitter
+    from densedet_tile.detector.registry import load_detector
+
+    assert load_detector("default", device="cpu", checkpoint=str(out)).split_stacks is True
