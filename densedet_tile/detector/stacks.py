@@ -28,7 +28,7 @@ about 10-25 ms of CPU per 640 px tile of a shelf photo.
 The thresholds are strict on purpose: every cut of a single product is a false box. For
 ``k >= 3`` the pack two layers down must match too (a product printed with evenly spaced bands
 repeats once or twice; a pile repeats all the way down). On the 85 real photos they cut the
-clearest piles and lower the count error by 0.65 points; on the generated held-out shelves,
+clearest piles and lower the count error by 0.9 points; on the generated held-out shelves,
 which have no piles, AP50 moves from 0.9798 to 0.9792 (benchmarks/real_photos.md, "Stacked
 packs"). It is a rule for the built-in model only: a
 detector trained on real labels already boxes each layer, so the adapters do not use it.
@@ -42,13 +42,13 @@ import numpy as np
 __all__ = ["GRID_ROWS", "GRID_COLS", "LAYERS_LIMIT", "MAX_LAYERS", "MIN_CONTRAST", "MIN_LAYER_ASPECT", "MIN_LAYER_PX",
            "MIN_PEAK", "MIN_PEAK_TWO", "MIN_PROMINENCE", "layer_counts", "split_layers"]
 
-GRID_ROWS = 96  #: rows of the grid a box is resampled to (a multiple of 2..6 within 15 %)
+GRID_ROWS = 96  #: rows of the grid a box is resampled to (periods of 2 to 6 layers: 48, 32, 24, 19.2, 16)
 GRID_COLS = 24  #: columns of that grid (fewer blur text lines into look-alike layers)
 MAX_LAYERS = 6  #: the most layers a box is cut into
 MIN_LAYER_PX = 5.0  #: thinnest layer considered, in pixels of the image the boxes are in
 MIN_PEAK = 0.6  #: least self-correlation at the layer period
 MIN_PROMINENCE = 0.5  #: least rise of that peak above the lowest correlation before it
-MIN_LAYER_ASPECT = 1.3  #: least width / height of a layer (piles are of flat packs)
+MIN_LAYER_ASPECT = 0.8  #: least width / height of a layer (piles are of packs lying flat or about square)
 MIN_PEAK_TWO = 0.9  #: least self-correlation for a pile of two (one repeat only: easier to fake)
 MIN_CONTRAST = 20.0  #: least standard deviation of a box's grey levels (0-255): printed packs
 LAYERS_LIMIT = MAX_LAYERS  #: the most layers the grids tell apart (beyond, lags fall between periods)
