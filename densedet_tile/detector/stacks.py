@@ -174,6 +174,12 @@ def _windows(ks: np.ndarray, rows: int = GRID_ROWS) -> tuple[np.ndarray, np.ndar
     return lo, hi, lo2, hi2, v0
 
 
+def _over_windows(r: np.ndarray, first: int, lo: np.ndarray, hi: np.ndarray, reduce: np.ufunc) -> np.ndarray:
+    """(n, K): ``reduce`` (np.maximum or np.minimum) of each row of ``r`` (correlations at lags
+    ``first, first + 1, ...``) over each window of lags ``lo[i]..hi[i]``."""
+    return np.stack([reduce.reduce(r[:, a - first: b - first + 1], axis=1) for a, b in zip(lo, hi)], 1)
+
+
 def layer_counts(image: np.ndarray, boxes: np.ndarray, *, max_layers: int = MAX_LAYERS,
                  min_layer_px: float = MIN_LAYER_PX, min_peak: float = MIN_PEAK,
                  min_prominence: float = MIN_PROMINENCE, min_layer_aspect: float = MIN_LAYER_ASPECT,
@@ -219,7 +225,7 @@ def layer_counts(image: np.ndarray, boxes: np.ndarray, *, max_layers: int = MAX_
     clo, chi, _, _, _ = _windows(ks, _SCREEN_ROWS)
     cl = np.arange(int(clo.min()), int(chi.max()) + 1)
     cr = _shift_correlation(c, cl)
-    cpeak = np.stack([cr[:, clo[i] - cl[0]: chi[i] - cl[0] + 1].max(axis=1) for i in range(len(ks))], 1)
+    cpeak = _over_windows(cr, int(cl[0]), clo, chi, np.maximum)
     live = live[((cpeak >= min_peak - _SCREEN_MARGIN) & fits[live]).any(axis=1)]
     if live.size == 0:
         return ones
@@ -234,13 +240,9 @@ def layer_counts(image: np.ndarray, boxes: np.ndarray, *, max_layers: int = MAX_
     lags = np.arange(int(v0.min()), int(max(hi.max(), hi2.max())) + 1)
     r = _shift_correlation(g, lags)  # (m, len(lags))
     first = int(lags[0])
-
-    def best_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.stack([r[:, a[i] - first: b[i] - first + 1].max(axis=1) for i in range(len(ks))], 1)
-
-    peak = best_in(lo, hi)
-    again = best_in(lo2, hi2)  # the pack two layers down must match as well (k >= 3)
-    valley = np.stack([r[:, v0[i] - first: lo[i] - first + 1].min(axis=1) for i in range(len(ks))], 1)
+    peak = _over_windows(r, first, lo, hi, np.maximum)
+    again = _over_windows(r, first, lo2, hi2, np.maximum)  # the pack two layers down must match too (k >= 3)
+    valley = _over_windows(r, first, v0, lo, np.minimum)
     need = np.where(ks == 2, max(min_peak, min_peak_two), min_peak)[None]
     ok = (peak >= need) & (peak - valley >= min_prominence) & fits[live]
     ok[:, ks >= 3] &= again[:, ks >= 3] >= min_peak
