@@ -1,8 +1,13 @@
 """Bays: the fixtures side by side in one photo or panorama, found from product boxes alone.
 
-An aisle is a row of bays (shelf units) separated by uprights. Uprights stay vertical in a
+An aisle is a row of bays (shelf units) separated by uprights. Uprights stay parallel in a
 photo taken at an angle down an aisle (only the shelf lines converge), so bays are strips of
-image columns, and finding them is one-dimensional. Two kinds of evidence cut the columns:
+columns, and finding them is one-dimensional. The uprights lean with the camera's roll (a
+degree or two in a hand-held photo moves an upright by a product width from the top shelf to
+the bottom one, enough to close its gutter), so the columns lean with them: the lean is the
+one that leaves the most columns no box crosses (:func:`upright_lean`), each box is sheared
+by its centre's height, and the cuts are lines of that lean (:meth:`BayCuts.cut_x`). Two
+kinds of evidence cut the columns:
 
 1. **Uprights** (and the breaks of the price rail they carry): a *gutter*, a stretch of
    columns where the products of every shelf stop. The *coverage* of a column is the summed
@@ -43,22 +48,31 @@ from .boxes import as_boxes
 from .neighbours import neighbour_pairs, stands_on_another
 from .rows import RowLayout, _clip_spread, slope_field
 
-__all__ = ["BayCuts", "find_bays"]
+__all__ = ["BayCuts", "find_bays", "upright_lean"]
 
 
 @dataclass(frozen=True, eq=False)
 class BayCuts:
-    """The bays of one image: ``cuts`` (B-1,) image x of the cuts between bays, left to right;
-    ``kinds`` (B-1,) what each cut is (``"upright"`` or ``"height jump"``); ``bay_of`` (N,)
-    int64 each box's bay, by its centre."""
+    """The bays of one image: ``cuts`` (B-1,) image x of the cuts between bays, left to right,
+    at the height ``y_ref`` (the cuts lean by ``lean``, dx/dy, with the uprights: see
+    :meth:`cut_x`); ``kinds`` (B-1,) what each cut is (``"upright"`` or ``"height jump"``);
+    ``bay_of`` (N,) int64 each box's bay, by its centre."""
 
     cuts: np.ndarray
     kinds: tuple[str, ...]
     bay_of: np.ndarray
+    lean: float = 0.0
+    y_ref: float = 0.0
 
     @property
     def n_bays(self) -> int:
         return int(len(self.cuts)) + 1
+
+    def cut_x(self, y: np.ndarray | float) -> np.ndarray:
+        """(..., B-1) image x of every cut at image height(s) ``y``: an upright leans with the
+        camera's roll, ``lean`` pixels of x per pixel of y from ``cuts`` at ``y_ref``."""
+        y = np.asarray(y, np.float64)
+        return self.cuts + self.lean * (y[..., None] - self.y_ref)
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:
@@ -103,6 +117,49 @@ def _window_max(v: np.ndarray, k: int, side: str) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(ext, k).max(axis=1)
 
 
+def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.1) -> float:
+    """How far uprights lean in the image (dx/dy), from where the product boxes leave room.
+
+    Products stand on shelves between uprights, which lean with the camera's roll; an upright
+    is a band of columns that no product crosses, straight only when the columns lean as it
+    does. For every candidate lean in ``[-max_deg, max_deg]`` the boxes are sheared (each by
+    its centre's height) and the columns (bins of a sixteenth of the median width) between the
+    outermost boxes that no box covers are counted; the middle of the run of leans that leave
+    the most empty columns wins (with no upright in view every lean ties: no lean)."""
+    a = as_boxes(xyxy)
+    if len(a) < 8:
+        return 0.0
+    med_w = max(float(np.median(a[:, 2] - a[:, 0])), 1.0)
+    cy = (a[:, 1] + a[:, 3]) / 2
+    dy = cy - float(np.median(cy))
+    n_ang = int(round(max_deg / step_deg))
+    slopes = np.tan(np.radians(np.arange(-n_ang, n_ang + 1) * step_deg))  # (K,)
+    k = len(slopes)
+    # at most 20 000 columns per lean, however wide the panorama and small its products
+    bin_px = max(med_w / 16, float(a[:, 2].max() - a[:, 0].min() + 1) / 20000)
+    shift = -slopes[:, None] * dy[None, :]  # (K, N)
+    lo_x = float((a[:, 0][None, :] + shift).min())
+    left = np.floor((a[:, 0][None, :] + shift - lo_x) / bin_px).astype(np.int64)
+    right = np.floor((a[:, 2][None, :] + shift - lo_x) / bin_px).astype(np.int64)
+    nb = int(right.max()) + 2
+    row = np.arange(k)[:, None] * nb
+    diff = np.bincount((row + left).ravel(), minlength=k * nb) - np.bincount((row + right + 1).ravel(), minlength=k * nb)
+    cov = np.cumsum(diff.reshape(k, nb), axis=1)
+    # columns between each lean's outermost boxes that nothing covers
+    first, last = left.min(axis=1), right.max(axis=1)
+    cols = np.arange(nb)[None, :]
+    inside = (cols > first[:, None]) & (cols < last[:, None])
+    empty = ((cov == 0) & inside).sum(axis=1)
+    # the leans that leave the most room form a plateau (a gutter as wide as w stays clean
+    # over a range of leans of about w over the aisle's height): its middle, taking the run
+    # nearest no lean (with no upright in view every lean ties, and the middle is no lean)
+    best = np.flatnonzero(empty == empty.max())
+    k0 = int(best[np.argmin(np.abs(best - n_ang))])
+    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
+    run = next(r for r in runs if k0 in r)
+    return float(np.tan(np.radians((0.5 * (run[0] + run[-1]) - n_ang) * step_deg)))
+
+
 def find_bays(
     xyxy: np.ndarray,
     *,
@@ -113,8 +170,10 @@ def find_bays(
     jump_frac: float = 0.4,
     jump_tol: float = 0.12,
     jump_gutter: float = 0.1,
+    lean: float | None = None,
 ) -> BayCuts:
-    """Cut the image's columns into bays (see the module doc). ``xyxy`` (N, 4) pixels."""
+    """Cut the image's columns into bays (see the module doc). ``xyxy`` (N, 4) pixels.
+    ``lean``: how far the uprights lean (dx/dy); None estimates it (:func:`upright_lean`)."""
     a = as_boxes(xyxy)
     if not (0 < gutter_frac < 1) or min_gutter < 0 or window <= 0 or jump_min < 1 or not (0 < jump_frac <= 1):
         raise InvalidInputError("find_bays: gutter_frac and jump_frac must be in (0, 1], window > 0, "
@@ -123,6 +182,16 @@ def find_bays(
     none = BayCuts(np.zeros(0), (), np.zeros(n, np.int64))
     if n < 4:
         return none
+    # columns follow the uprights: shear each box by its centre's height so that they stand
+    # upright (the shelf geometry below is measured on the boxes as they are)
+    upright = a
+    lean_ = upright_lean(a) if lean is None else float(lean)
+    y_lean = float(np.median((a[:, 1] + a[:, 3]) / 2))
+    if lean_:
+        a = a.copy()
+        shift = -lean_ * ((a[:, 1] + a[:, 3]) / 2 - y_lean)
+        a[:, 0] += shift
+        a[:, 2] += shift
     w, h = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
     med_w = max(float(np.median(w)), 1.0)
     med_h = max(float(np.median(h)), 1.0)
@@ -140,7 +209,7 @@ def find_bays(
         return np.cumsum(diff)[:nb]
 
     # the slope of the shelf lines everywhere (one vanishing point for the whole aisle)
-    pairs = neighbour_pairs(a)
+    pairs = neighbour_pairs(upright)
     i, j = pairs.left, pairs.right
     cx = (a[:, 0] + a[:, 2]) / 2
     x_ref, y_ref = float((cx.min() + cx.max()) / 2), float(np.median(a[:, 3]))
@@ -150,7 +219,7 @@ def find_bays(
     else:
         frame = RowLayout((), np.zeros(0, np.int64), float(np.degrees(np.arctan(field[0]))), x_ref,
                           _clip_spread(field[1], cx, x_ref), y_ref)
-    stacked = stands_on_another(a)
+    stacked = stands_on_another(upright)
     standing = np.flatnonzero(~stacked)
 
     # 1. gutters: coverage against the highest coverage nearby on either side
@@ -242,4 +311,4 @@ def find_bays(
         lo_x, hi_x = np.delete(lo_x, drop + 1), np.delete(hi_x, drop + 1)
         cut_arr = np.delete(cut_arr, drop)
         kinds.pop(drop)
-    return BayCuts(cut_arr, tuple(kinds), np.searchsorted(cut_arr, cx).astype(np.int64))
+    return BayCuts(cut_arr, tuple(kinds), np.searchsorted(cut_arr, cx).astype(np.int64), lean_, y_lean)

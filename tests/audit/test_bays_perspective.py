@@ -14,7 +14,7 @@ import pytest
 from shapely.geometry import Point, Polygon
 
 from densedet_tile.audit import AuditSettings, audit_to_dict, find_gaps, find_rows, parse_regions, run_audit
-from densedet_tile.audit.bays import find_bays
+from densedet_tile.audit.bays import find_bays, upright_lean
 from densedet_tile.audit.neighbours import neighbour_pairs, right_neighbours, stands_on_another
 from densedet_tile.audit.regions import regions_outside
 from densedet_tile.cli.audit import audit_main
@@ -243,3 +243,67 @@ def test_cli_warns_about_a_region_outside_the_image(tmp_path: Path, capsys: pyte
     # the products outside every region are still audited, in bays found automatically
     assert sum(b["products"] for b in doc["bays"]) == len(a.xyxy)
     assert "bay from the rotated photo" in (tmp_path / "out" / "aisle.audit.html").read_text()
+
+
+# ----------------------------------------------------------------------------- leaning uprights
+def exact_bays(aisle, cut) -> bool:
+    """Every true bay's boxes in one found bay, and one found bay per true bay."""
+    pairs = set(zip(cut.bay_of.tolist(), aisle.bay_of.tolist()))
+    return cut.n_bays == aisle.n_bays and len(pairs) == aisle.n_bays
+
+
+def test_uprights_lean_with_the_camera_roll_and_the_bays_follow_them() -> None:
+    # 30 aisles of 3 bays rolled by 2 degrees either way: the uprights lean by about
+    # tan(2 deg) * the aisle's height, enough to close the gutter of a column that stands upright
+    exact_est = exact_upright = 0
+    errors = []
+    for seed in range(30):
+        rng = np.random.default_rng([seed, 77])
+        aisle = synthetic_bays(rng, n_bays=3, perspective_deg=float(rng.uniform(-20, 20)),
+                               roll_deg=2.0 if seed % 2 else -2.0)
+        true_lean = -np.tan(np.radians(aisle.roll_deg))
+        est = upright_lean(aisle.xyxy)
+        errors.append(abs(np.degrees(np.arctan(est) - np.arctan(true_lean))))
+        cut = find_bays(aisle.xyxy)
+        exact_est += exact_bays(aisle, cut)
+        exact_upright += exact_bays(aisle, find_bays(aisle.xyxy, lean=0.0))
+        # the cuts lean: each box lies between the cuts of its bay at its own height
+        cy = (aisle.xyxy[:, 1] + aisle.xyxy[:, 3]) / 2
+        cx = (aisle.xyxy[:, 0] + aisle.xyxy[:, 2]) / 2
+        assert ((cx[:, None] > cut.cut_x(cy)).sum(axis=1) == cut.bay_of).all()
+        if exact_bays(aisle, cut):
+            # and each cut follows its upright (a gutter is wider than the upright where a
+            # shelf's end is empty: a product width and a half of slack)
+            unit = float(np.median(aisle.xyxy[:, 2] - aisle.xyxy[:, 0]))
+            for (xt, yt), (xb, yb) in aisle.upright_lines:
+                near = cut.cut_x(np.array([yt, yb]))
+                k = int(np.argmin(np.abs(near[0] - xt)))
+                assert abs(near[0, k] - xt) < 1.5 * unit and abs(near[1, k] - xb) < 1.5 * unit, (seed, near, xt, xb)
+    assert np.median(errors) <= 0.5, errors
+    assert exact_est >= 28 and exact_est > exact_upright, (exact_est, exact_upright)
+
+
+def test_no_upright_in_view_means_no_lean() -> None:
+    # one bay, products of random widths filling five shelves from 0 to 2400 px: nothing lines
+    # up across the shelves but the bay's ends
+    rng = np.random.default_rng(5)
+    rows = []
+    for k in range(5):
+        w = rng.uniform(40, 90, 40)
+        w *= (2396 - 4 * 39) / w.sum()  # the last product ends at 2396
+        x = np.cumsum(np.r_[0, w[:-1] + 4])
+        rows.append(np.column_stack([x, np.full(40, 200.0 * k), x + w, np.full(40, 200.0 * k + 150)]))
+    boxes = np.concatenate(rows)
+    assert upright_lean(boxes) == 0.0
+    cut = find_bays(boxes)
+    assert cut.n_bays == 1 and cut.lean == 0.0
+    # the same bay twice, side by side past an upright 30 px wide, rolled so that the upright
+    # leans 2 degrees: the lean is found and the bays are cut apart
+    lean = np.tan(np.radians(2.0))
+    right = boxes.copy()
+    right[:, [0, 2]] += 2430
+    both = np.concatenate([boxes, right])
+    cy = (both[:, 1] + both[:, 3]) / 2
+    both[:, [0, 2]] += (lean * (cy - cy.mean()))[:, None]
+    assert abs(upright_lean(both) - lean) <= np.tan(np.radians(0.2))
+    assert find_bays(both).n_bays == 2
