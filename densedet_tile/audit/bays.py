@@ -124,8 +124,8 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     is a band of columns that no product crosses, straight only when the columns lean as it
     does. For every candidate lean in ``[-max_deg, max_deg]`` the boxes are sheared (each by
     its centre's height) and the columns (bins of a sixteenth of the median width) between the
-    outermost boxes that no box covers are counted; the middle of the run of leans that leave
-    the most empty columns wins (with no upright in view every lean ties: no lean)."""
+    outermost boxes that no box covers are counted, each empty stretch up to two median widths;
+    the middle of the run of leans that leave the most empty columns wins (with no upright in view every lean ties: no lean)."""
     a = as_boxes(xyxy)
     if len(a) < 8:
         return 0.0
@@ -135,8 +135,10 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     n_ang = int(round(max_deg / step_deg))
     slopes = np.tan(np.radians(np.arange(-n_ang, n_ang + 1) * step_deg))  # (K,)
     k = len(slopes)
-    # at most 20 000 columns per lean, however wide the panorama and small its products
-    bin_px = max(med_w / 16, float(a[:, 2].max() - a[:, 0].min() + 1) / 20000)
+    # at most 20 000 columns per lean, however wide (or, sheared, tall) the image and small its
+    # products
+    span = float(a[:, 2].max() - a[:, 0].min()) + 2 * float(slopes[-1]) * float(np.abs(dy).max()) + 1
+    bin_px = max(med_w / 16, span / 20000)
     shift = -slopes[:, None] * dy[None, :]  # (K, N)
     lo_x = float((a[:, 0][None, :] + shift).min())
     left = np.floor((a[:, 0][None, :] + shift - lo_x) / bin_px).astype(np.int64)
@@ -149,7 +151,13 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     first, last = left.min(axis=1), right.max(axis=1)
     cols = np.arange(nb)[None, :]
     inside = (cols > first[:, None]) & (cols < last[:, None])
-    empty = ((cov == 0) & inside).sum(axis=1)
+    # an upright is narrow: each empty stretch counts for at most two product widths (the room
+    # between the aisle and a stray box far from it grows with the shear and must not win)
+    hole = ((cov == 0) & inside).ravel()
+    edges = np.diff(np.r_[False, hole, False].astype(np.int8))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    cap = int(np.ceil(2 * med_w / bin_px))
+    empty = np.bincount(starts // nb, weights=np.minimum(ends - starts, cap), minlength=k)
     # the leans that leave the most room form a plateau (a gutter as wide as w stays clean
     # over a range of leans of about w over the aisle's height): its middle, taking the run
     # nearest no lean (with no upright in view every lean ties, and the middle is no lean)

@@ -307,3 +307,24 @@ def test_no_upright_in_view_means_no_lean() -> None:
     both[:, [0, 2]] += (lean * (cy - cy.mean()))[:, None]
     assert abs(upright_lean(both) - lean) <= np.tan(np.radians(0.2))
     assert find_bays(both).n_bays == 2
+
+
+def test_a_stray_box_beside_the_aisle_does_not_set_the_lean() -> None:
+    # a box far left of the aisle and above its shelves (a sign, a lamp): the room between it
+    # and the aisle grows with the shear, but an upright is narrow and only its room counts
+    exact = 0
+    errors = []
+    for seed in range(20):
+        rng = np.random.default_rng([seed, 78])
+        aisle = synthetic_bays(rng, n_bays=3, perspective_deg=0.0, roll_deg=-2.0)
+        a = aisle.xyxy
+        w, h = float(np.median(a[:, 2] - a[:, 0])), float(np.median(a[:, 3] - a[:, 1]))
+        x0, y0 = float(a[:, 0].min()) - 5.5 * w, float(a[:, 1].min()) - 2.5 * h
+        stray = np.array([[x0, y0, x0 + w, y0 + h]])
+        est = upright_lean(np.concatenate([a, stray]))
+        errors.append(abs(np.degrees(np.arctan(est)) - 2.0))
+        cut = find_bays(np.concatenate([a, stray]))
+        aisle_cut = type(cut)(cut.cuts, cut.kinds, cut.bay_of[:-1])
+        exact += exact_bays(aisle, aisle_cut)
+    assert np.median(errors) <= 0.5, errors
+    assert exact >= 18, exact
