@@ -125,7 +125,8 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     does. For every candidate lean in ``[-max_deg, max_deg]`` the boxes are sheared (each by
     its centre's height) and the columns (bins of a sixteenth of the median width) between the
     outermost boxes that no box covers are counted, each empty stretch up to two median widths;
-    the middle of the run of leans that leave the most empty columns wins (with no upright in view every lean ties: no lean)."""
+    the middle of the run of leans that leave the most empty columns wins (with no upright in
+    view every lean ties: no lean)."""
     a = as_boxes(xyxy)
     if len(a) < 8:
         return 0.0
@@ -152,12 +153,11 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     cols = np.arange(nb)[None, :]
     inside = (cols > first[:, None]) & (cols < last[:, None])
     # an upright is narrow: each empty stretch counts for at most two product widths (the room
-    # between the aisle and a stray box far from it grows with the shear and must not win)
-    hole = ((cov == 0) & inside).ravel()
-    edges = np.diff(np.r_[False, hole, False].astype(np.int8))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    # between the aisle and a stray box far from it grows with the shear and must not win);
+    # the leans' rows end outside ``inside``, so no run spans two leans
+    holes = _runs(((cov == 0) & inside).ravel())
     cap = int(np.ceil(2 * med_w / bin_px))
-    empty = np.bincount(starts // nb, weights=np.minimum(ends - starts, cap), minlength=k)
+    empty = np.bincount(holes[:, 0] // nb, weights=np.minimum(holes[:, 1] - holes[:, 0], cap), minlength=k)
     # the leans that leave the most room form a plateau (a gutter as wide as w stays clean
     # over a range of leans of about w over the aisle's height): its middle, taking the run
     # nearest no lean (with no upright in view every lean ties, and the middle is no lean)
