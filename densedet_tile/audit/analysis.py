@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import shapely
 
 from ..errors import InvalidInputError
 from ..types import _plain_numbers
@@ -187,6 +188,38 @@ def _bay_outline(a: np.ndarray, layout: RowLayout) -> tuple[tuple[float, float],
     return ((x0, float(ty[0])), (x1, float(ty[1])), (x1, float(by[1])), (x0, float(by[0])))
 
 
+def _cut_ring(points: Sequence[tuple[float, float]], clip: Any) -> tuple[tuple[float, float], ...]:
+    """The ring ``points`` cut by the shapely polygon ``clip`` (the image, a bay's strip): the
+    ring itself when it lies inside, else the outer ring of the largest piece inside (an
+    outline across the image's edge keeps its shape up to the edge: its corners are not pushed
+    onto the edge), or () when nothing of it is inside."""
+    if len(points) < 3:
+        return tuple(points)
+    poly = shapely.Polygon(points)
+    if not poly.is_valid:  # a row whose top and bottom lines cross inside it
+        poly = shapely.make_valid(poly)
+    if clip.covers(poly):
+        return tuple((float(x), float(y)) for x, y in points)
+    cut = poly.intersection(clip)
+    pieces = [g for g in getattr(cut, "geoms", [cut]) if g.geom_type == "Polygon" and not g.is_empty and g.area > 0]
+    if not pieces:
+        return ()
+    big = max(pieces, key=lambda g: g.area)
+    return tuple((float(x), float(y)) for x, y in list(big.exterior.coords)[:-1])
+
+
+def _bay_strip(cut: Any, b: int, width: float, height: float) -> Any:
+    """The image's part between the cuts on either side of bay ``b`` (they lean with the
+    uprights), as a shapely polygon."""
+    ys = np.array([-height, 2.0 * height])
+    xs = cut.cut_x(ys)  # (2, B-1)
+    far = 10.0 * (width + height)
+    left = xs[:, b - 1] if b > 0 else np.full(2, -far)
+    right = xs[:, b] if b < len(cut.cuts) else np.full(2, far)
+    strip = shapely.Polygon([(left[0], ys[0]), (right[0], ys[0]), (right[1], ys[1]), (left[1], ys[1])])
+    return strip.intersection(shapely.box(0.0, 0.0, width, height))
+
+
 def usable_boxes(xyxy: Any, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Boxes clipped to the ``width`` x ``height`` image, and which of them keep an area there.
 
@@ -234,6 +267,8 @@ def run_audit(
             f"(the first: box {i}, {as_boxes(xyxy)[i].tolist()})"
         )
 
+    image_box = shapely.box(0.0, 0.0, float(width), float(height))
+
     def analyse(idx: np.ndarray, occupied: np.ndarray | None = None) -> tuple[RowLayout, tuple[Gap, ...]]:
         lay = find_rows(a[idx], max_tilt=s.max_tilt, perspective=s.perspective, min_products=s.min_row_products)
         gaps = tuple(find_gaps(a[idx], lay, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k, occupied=occupied))
@@ -251,6 +286,7 @@ def run_audit(
         over part of a bay's shelves is neither empty shelf nor counted twice, while an empty
         stretch beside it stays a gap."""
         occ = np.zeros(0, np.int64) if occupied is None else occupied
+        cut = None
         if not s.bays or len(idx) == 0:
             groups, occ_groups, kinds = [idx], [occ], ()
         else:
@@ -272,8 +308,13 @@ def run_audit(
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
             right = kinds[b] if b < len(kinds) else ("image edge" if a[g, 2].max() >= width - 0.5 * med_w else "end")
             name = f"bay {first + len(out)}"
+            # the outline stops at the image's edges and at the cuts beside the bay (a box across
+            # an upright would otherwise carry it into the next bay)
+            outline = _bay_outline(a[g], lay)
+            clip = _bay_strip(cut, b, width, height) if cut is not None else image_box
+            outline = _cut_ring(outline, clip) or outline
             out.append(AuditPart(name + (" (found)" if name in taken else ""), g, lay, gaps, "bay",
-                                 _bay_outline(a[g], lay), (left, right)))
+                                 outline, (left, right)))
         return out
 
     grid = density_grid(a, width, height, cell=s.cell)
@@ -295,8 +336,6 @@ def run_audit(
                                    area=r.area * float(shares[i]), pieces=rings if len(rings) > 1 else ()))
         held = members.per_box()
         rest = np.flatnonzero(held == 0)
-        import shapely
-
         geoms = np.array([r.geometry for r in regs], dtype=object)
         tree = shapely.STRtree(geoms)
 
@@ -366,8 +405,6 @@ def _gaps_inside(gaps: tuple[Gap, ...], geometry: Any, *, keep_inside: bool = Tr
     region counted."""
     if not gaps:
         return gaps
-    import shapely
-
     boxes = shapely.box(*np.array([g.xyxy for g in gaps], dtype=np.float64).T)
     area = shapely.area(boxes)
     inside = shapely.area(shapely.intersection(boxes, geometry)) >= 0.5 * np.maximum(area, 1e-9)
@@ -378,8 +415,6 @@ def _gaps_inside(gaps: tuple[Gap, ...], geometry: Any, *, keep_inside: bool = Tr
 def _rings_in_image(geometry: Any, width: int, height: int) -> tuple[tuple[tuple[float, float], ...], ...]:
     """The outer rings of a region's pieces inside the ``width`` x ``height`` image, largest
     first; a region wholly outside keeps its own largest ring (it is warned about)."""
-    import shapely
-
     def pieces(g: Any) -> list[Any]:
         return sorted((p for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and p.area > 0),
                       key=lambda p: -p.area)
@@ -397,11 +432,28 @@ def _r(v: float, nd: int = 1) -> float:
 
 def _poly(points: Sequence[tuple[float, float]], width: float | None = None,
           height: float | None = None) -> list[list[float]]:
-    """[[x, y], ...] rounded, and clipped to the ``width`` x ``height`` image when given (a row
-    outline follows whole product boxes, and the top row's upper edge may lie above the image)."""
+    """[[x, y], ...] rounded, and cut by the ``width`` x ``height`` image when given (a row
+    outline follows whole product boxes, and the top row's upper edge may lie above the image):
+    the part inside the image, same shape up to its edges; an outline wholly outside keeps its
+    corners pushed onto the edge."""
     if width is None or height is None:
         return [[_r(x), _r(y)] for x, y in points]
+    inside = _cut_ring(points, shapely.box(0.0, 0.0, width, height))
+    if inside:
+        return [[_r(x), _r(y)] for x, y in inside]
     return [[_r(min(max(x, 0.0), width)), _r(min(max(y, 0.0), height))] for x, y in points]
+
+
+def _segment(p: tuple[float, float], q: tuple[float, float], width: float, height: float) -> list[list[float]]:
+    """The segment p-q cut by the image, as [[x, y], [x, y]] (its slope kept); the segment as it
+    is when it misses the image."""
+    seg = shapely.LineString([p, q]).intersection(shapely.box(0.0, 0.0, width, height))
+    if seg.geom_type == "LineString" and not seg.is_empty:
+        (x0, y0), (x1, y1) = seg.coords[0], seg.coords[-1]
+        if (x1, y1) < (x0, y0):
+            (x0, y0), (x1, y1) = (x1, y1), (x0, y0)
+        return [[_r(x0), _r(y0)], [_r(x1), _r(y1)]]
+    return [[_r(p[0]), _r(p[1])], [_r(q[0]), _r(q[1])]]
 
 
 def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
@@ -438,8 +490,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 **where,
                 "row": row.index + 1,
                 "products": row.count,
-                "y_top": _r(row.top_at(xm)),
-                "y_bottom": _r(row.bottom_at(xm)),
+                "y_top": _r(min(max(float(row.top_at(xm)), 0.0), H)),
+                "y_bottom": _r(min(max(float(row.bottom_at(xm)), 0.0), H)),
                 "x_start": _r(row.x_start),
                 "x_end": _r(row.x_end),
                 "median_product_width": _r(row.median_width),
@@ -451,10 +503,12 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "empty_share": _r(sum(g.width_px for g in mine if g.kind == "interior") / span, 4),
                 "fill": _r(max(0.0, 1.0 - empty / bay_w), 4),
                 **({"facings_per_m": _r(row.count / s.bay_width_m, 2)} if s.bay_width_m else {}),
-                "line": _poly([(row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1])], W, H),
+                "line": _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H),
                 "polygon": _poly(row.polygon, W, H),
             })
         for g in part.gaps:
+            outline = _poly(g.polygon, W, H)
+            xs, ys = [x for x, _ in outline], [y for _, y in outline]
             gaps.append({
                 "id": len(gaps) + 1,
                 **where,
@@ -464,8 +518,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "x2": _r(g.x2),
                 "width_px": _r(g.width_px),
                 "width_products": _r(g.width_products, 2),
-                "xyxy": [_r(v) for v in g.xyxy],
-                "polygon": _poly(g.polygon, W, H),
+                "xyxy": [min(xs), min(ys), max(xs), max(ys)],
+                "polygon": outline,
             })
         area = part.area_px
         bays.append({

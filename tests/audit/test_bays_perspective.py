@@ -19,7 +19,7 @@ from densedet_tile.audit.neighbours import neighbour_pairs, right_neighbours, st
 from densedet_tile.audit.regions import regions_outside
 from densedet_tile.cli.audit import audit_main
 from densedet_tile.errors import InvalidInputError
-from densedet_tile.synth.audit_aisles import synthetic_bays
+from densedet_tile.synth.audit_aisles import synthetic_aisle, synthetic_bays
 
 
 def part_keys(aisle, res) -> np.ndarray:
@@ -328,3 +328,56 @@ def test_a_stray_box_beside_the_aisle_does_not_set_the_lean() -> None:
         exact += exact_bays(aisle, aisle_cut)
     assert np.median(errors) <= 0.5, errors
     assert exact >= 18, exact
+
+
+# ----------------------------------------------------------------------------- outlines at the edges
+def test_outlines_are_cut_by_the_image_not_squashed_onto_its_edge() -> None:
+    # a tilted aisle cropped so that its top row and its left and right ends run out of the
+    # photo: the JSON's outlines are the parts inside the image, the rows' lines keep their slope
+    rng = np.random.default_rng(11)
+    aisle = synthetic_aisle(rng, width=4000, n_rows=4, row_height=260, tilt_deg=3.0, gaps_per_row=2)
+    a = aisle.xyxy.copy()
+    x0, y0 = 300.0, float(a[:, 1].min()) + 60.0  # the crop: products cut at the top and the left
+    a -= [x0, y0, x0, y0]
+    W, H = 3200, int(a[:, 3].max()) + 10
+    keep = (a[:, 2] > 5) & (a[:, 3] > 5) & (a[:, 0] < W - 5)
+    doc = audit_to_dict(run_audit(a[keep], W, H))
+    image = Polygon([(0, 0), (W, 0), (W, H), (0, H)]).buffer(0.2)
+    cut_any = False
+    for kind in ("bays", "rows", "gaps"):
+        for item in doc[kind]:
+            poly = Polygon(item["polygon"])
+            assert poly.is_valid and poly.area > 0 and image.covers(poly), (kind, item["polygon"])
+            cut_any |= len(item["polygon"]) != 4
+    assert cut_any  # some outline did cross the edge
+    for row in doc["rows"]:
+        (xa, ya), (xb, yb) = row["line"]
+        assert 0 <= xa < xb <= W and 0 <= min(ya, yb) and max(ya, yb) <= H
+        assert abs(np.degrees(np.arctan2(yb - ya, xb - xa)) - row["tilt_deg"]) < 0.2, row
+        assert 0 <= row["y_top"] <= row["y_bottom"] <= H
+    for gap in doc["gaps"]:
+        xs, ys = [p[0] for p in gap["polygon"]], [p[1] for p in gap["polygon"]]
+        assert gap["xyxy"] == [min(xs), min(ys), max(xs), max(ys)]
+        row = next(r for r in doc["rows"] if (r["bay"], r["row"]) == (gap["bay"], gap["row"]))
+        inside = Polygon(gap["polygon"]).intersection(Polygon(row["polygon"]).buffer(0.5)).area
+        assert inside >= 0.99 * Polygon(gap["polygon"]).area, gap
+    for bay in doc["bays"]:  # products per megapixel of the bay's outline inside the image
+        assert bay["density_per_mpx"] == pytest.approx(bay["products"] / Polygon(bay["polygon"]).area * 1e6, rel=0.01)
+
+
+def test_found_bays_do_not_overlap_and_keep_their_products() -> None:
+    # rolled aisles: the bays' outlines stop at the leaning cuts between them
+    for seed in range(8):
+        rng = np.random.default_rng([seed, 79])
+        aisle = synthetic_bays(rng, n_bays=3, perspective_deg=float(rng.uniform(-15, 15)),
+                               roll_deg=2.0 if seed % 2 else -2.0)
+        res = run_audit(aisle.xyxy, aisle.width, aisle.height)
+        outlines = [Polygon(p.polygon) for p in res.parts]
+        for i in range(len(outlines)):
+            for j in range(i + 1, len(outlines)):
+                assert outlines[i].intersection(outlines[j]).area < 1e-6 * outlines[i].area, (seed, i, j)
+        a = aisle.xyxy
+        for part, poly in zip(res.parts, outlines):
+            rows = part.index[part.layout.assignment >= 0]
+            cx, cy = (a[rows, 0] + a[rows, 2]) / 2, (a[rows, 1] + a[rows, 3]) / 2
+            assert np.mean([poly.buffer(1.0).contains(Point(x, y)) for x, y in zip(cx, cy)]) >= 0.97, seed
