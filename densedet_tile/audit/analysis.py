@@ -431,14 +431,17 @@ def _r(v: float, nd: int = 1) -> float:
 
 
 def _poly(points: Sequence[tuple[float, float]], width: float | None = None,
-          height: float | None = None) -> list[list[float]]:
+          height: float | None = None, within: Any = None) -> list[list[float]]:
     """[[x, y], ...] rounded, and cut by the ``width`` x ``height`` image when given (a row
-    outline follows whole product boxes, and the top row's upper edge may lie above the image):
-    the part inside the image, same shape up to its edges; an outline wholly outside keeps its
-    corners pushed onto the edge."""
+    outline follows whole product boxes, and the top row's upper edge may lie above the image)
+    and by the shapely geometry ``within`` (a region's outline): the part inside, same shape up
+    to its edges; an outline wholly outside keeps its corners pushed onto the image's edge."""
     if width is None or height is None:
         return [[_r(x), _r(y)] for x, y in points]
-    inside = _cut_ring(points, shapely.box(0.0, 0.0, width, height))
+    clip = shapely.box(0.0, 0.0, width, height)
+    if within is not None and not within.is_empty:
+        clip = clip.intersection(within)
+    inside = _cut_ring(points, clip)
     if inside:
         return [[_r(x), _r(y)] for x, y in inside]
     return [[_r(min(max(x, 0.0), width)), _r(min(max(y, 0.0), height))] for x, y in points]
@@ -481,6 +484,11 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
         bay_x0 = min((x for x, _ in outline), default=0.0)
         bay_x1 = max((x for x, _ in outline), default=0.0)
         bay_w = max(bay_x1 - bay_x0, 1e-9)
+        # a region's rows and gaps stop at its outline (its products' boxes may reach past it)
+        within = None
+        if part.kind == "region":
+            rings = [shapely.Polygon(r) for r in part.rings if len(r) >= 3]
+            within = shapely.make_valid(shapely.union_all(rings)) if rings else None
         for row in lay.rows:
             mine = [g for g in part.gaps if g.row == row.index]
             xm = (row.x_start + row.x_end) / 2
@@ -504,10 +512,10 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "fill": _r(max(0.0, 1.0 - empty / bay_w), 4),
                 **({"facings_per_m": _r(row.count / s.bay_width_m, 2)} if s.bay_width_m else {}),
                 "line": _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H),
-                "polygon": _poly(row.polygon, W, H),
+                "polygon": _poly(row.polygon, W, H, within),
             })
         for g in part.gaps:
-            outline = _poly(g.polygon, W, H)
+            outline = _poly(g.polygon, W, H, within)
             xs, ys = [x for x, _ in outline], [y for _, y in outline]
             gaps.append({
                 "id": len(gaps) + 1,

@@ -381,3 +381,21 @@ def test_found_bays_do_not_overlap_and_keep_their_products() -> None:
             rows = part.index[part.layout.assignment >= 0]
             cx, cy = (a[rows, 0] + a[rows, 2]) / 2, (a[rows, 1] + a[rows, 3]) / 2
             assert np.mean([poly.buffer(1.0).contains(Point(x, y)) for x, y in zip(cx, cy)]) >= 0.97, seed
+
+
+def test_a_regions_rows_and_gaps_stop_at_its_outline() -> None:
+    # a region over the middle of a shelf unit: its products' boxes reach past its sides, its
+    # rows' and gaps' outlines in the JSON do not
+    rng = np.random.default_rng(12)
+    aisle = synthetic_aisle(rng, width=4000, n_rows=4, row_height=260, tilt_deg=1.0, gaps_per_row=2)
+    W, H = 4000, int(aisle.xyxy[:, 3].max()) + 20
+    x0, x1 = 1210.0, 2630.0
+    feats = [{"type": "Feature", "properties": {"name": "promo"},
+              "geometry": {"type": "Polygon", "coordinates": [[[x0, 0], [x1, 0], [x1, H], [x0, H], [x0, 0]]]}}]
+    regions = parse_regions({"type": "FeatureCollection", "features": feats})
+    doc = audit_to_dict(run_audit(aisle.xyxy, W, H, regions=regions))
+    region = Polygon([(x0, 0), (x1, 0), (x1, H), (x0, H)]).buffer(0.2)
+    mine = [r for r in doc["rows"] if r.get("region") == "promo"]
+    assert mine and any(r["x_start"] < x0 or r["x_end"] > x1 for r in mine)  # boxes reach past it
+    for item in mine + [g for g in doc["gaps"] if g.get("region") == "promo"]:
+        assert region.covers(Polygon(item["polygon"])), item
