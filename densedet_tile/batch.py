@@ -341,6 +341,10 @@ def run_batch(
     if not paths:
         raise InvalidInputError(f"no image files in {', '.join(str(i) for i in inputs)} "
                                 f"(looked for {', '.join(IMAGE_SUFFIXES)})")
+    if not any(p.exists() for p in paths):
+        # every input misnamed: nothing to run (one missing among others fails as its own image)
+        missing = [str(i) for i in inputs]
+        raise InvalidInputError(f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: no such file or folder")
     out = ensure_out_dir(Path(out_dir).expanduser().resolve())
     for name in ("manifest.jsonl", "manifest.json"):
         if (out / name).is_dir():

@@ -220,6 +220,32 @@ def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Pa
     return out
 
 
+def ensure_out_file(path: str | os.PathLike[str], *, option: str) -> Path:
+    """Make sure the output file ``path`` can be written, before any work is done: the nearest
+    of its folders that exists takes new files, and ``path`` is not a folder; returns it.
+    Raises :class:`~densedet_tile.errors.InvalidInputError` with one line naming ``option``
+    and the file otherwise."""
+    from .errors import InvalidInputError
+
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise InvalidInputError(f"{option} {out}: is a folder, not a file name")
+    # the nearest folder that exists must take new files (the missing ones are made when the
+    # file is written, not now: a run that fails later leaves no empty folder)
+    near = out.absolute().parent
+    while not near.exists() and near != near.parent:
+        near = near.parent
+    if not near.is_dir():
+        raise InvalidInputError(f"{option} {out}: cannot write there ({near} is not a folder)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".densedet-write-test.", dir=near)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InvalidInputError(f"{option} {out}: cannot write there ({exc.strerror or exc})") from None
+    return out
+
+
 def new_folders(path: str | os.PathLike[str]) -> list[Path]:
     """The folders that making ``path`` would create, deepest first (none when it exists):
     what :func:`remove_empty` takes back after a run that wrote nothing."""

@@ -315,6 +315,8 @@ def count_warning(count_range: Any) -> str | None:
 
 
 def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
+    if Path(image_path).is_dir():
+        raise ImageReadError(f"{image_path}: is a directory, not an image file")
     if not Path(image_path).is_file():
         raise ImageReadError(f"{image_path}: no such file")
     tiling, merge, run = specs_from_args(args)

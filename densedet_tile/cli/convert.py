@@ -9,7 +9,7 @@ import argparse
 from typing import Sequence
 
 from ..errors import DensedetError, one_line
-from ..io import refuse_overwriting_input
+from ..io import ensure_out_file, refuse_overwriting_input
 from .options import EXIT_OK, EXIT_USAGE, error, parse, positive_int
 
 __all__ = ["convert_main", "build_parser"]
@@ -39,8 +39,13 @@ def convert_main(argv: Sequence[str]) -> int:
         return args
     from ..detector.convert import EXACTNESS_SUMMARY, convert
 
-    try:
+    try:  # the destination first, named as such: nothing is converted for a place it cannot go
         refuse_overwriting_input(args.dst, {"source checkpoint": args.src}, option="dst")
+        ensure_out_file(args.dst, option="dst")
+    except (DensedetError, OSError) as exc:
+        error(PROG, one_line(exc))
+        return EXIT_USAGE
+    try:
         meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
                        num_classes_v1=args.num_classes_v1)
     except (DensedetError, OSError) as exc:

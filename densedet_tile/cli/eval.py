@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..tiler.readers import IMAGE_SUFFIXES
-from ..errors import DensedetError, InvalidInputError
+from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
 from ..eval.compare import CompareRun, compare_tiled_untiled, pair_images, uses_class_agnostic
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
-from ..io import atomic_write, refuse_overwriting_input
+from ..io import atomic_write, ensure_out_file, refuse_overwriting_input
 from ..runner import Job, build_detector
 from .options import (
     EXIT_FAILED,
@@ -33,6 +33,7 @@ from .options import (
     detector_spec_from_args,
     error,
     parse,
+    positive_int,
     specs_from_args,
 )
 
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not refuse images whose width/height differ between predictions and ground truth")
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="also write the figures to this JSON file")
     p.add_argument("--compare", action="store_true", help="run the detector over PRED (a folder of images) tiled and untiled")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="with --compare: only the first N images")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="with --compare: only the first N images")
     add_tiling_options(p)
     add_detector_options(p)
     return p
@@ -102,6 +103,7 @@ def eval_main(argv: Sequence[str]) -> int:
     try:
         if args.output:
             refuse_overwriting_input(args.output, {"ground-truth": args.gt, "predictions": args.pred}, option="-o")
+            ensure_out_file(args.output, option="-o")
         gt = read_ground_truth(args.gt)
         if args.compare:
             return _run_compare(args, gt)
@@ -156,7 +158,7 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
         raise InvalidInputError(f"{folder}: --compare needs a folder of images")
     images = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and image_key(f.name) in gt.images)
     if args.limit is not None:
-        images = images[: max(0, args.limit)]
+        images = images[: args.limit]
     if not images:
         raise InvalidInputError(f"{folder}: no images whose names appear in the ground truth {args.gt}")
     tiling, merge, run = specs_from_args(args)
@@ -164,7 +166,7 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
     try:
         runs = compare_tiled_untiled(images, gt, detector, tiling=fitted.tiling, merge=merge, run=fitted.run,
                                      max_dets=args.max_dets, class_agnostic=True if args.class_agnostic else None)
-    except InvalidInputError:
+    except (InvalidInputError, ImageReadError):  # bad input (an unreadable image): exit 2
         raise
     except Exception as exc:  # the detector is third-party code
         error(PROG, f"detector {args.detector!r} failed: {exc}")

@@ -14,7 +14,7 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from ..errors import InvalidInputError
 from ..detector.registry import BUILTIN_KINDS, DetectorSpec
@@ -262,8 +262,21 @@ def detector_spec_from_args(args: argparse.Namespace) -> DetectorSpec:
 
 
 # -- parsing and errors ----------------------------------------------------------------------------------
+def one_line_usage_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make ``parser`` report bad usage (a bad option value, a missing argument) on one line of
+    stderr, ``prog: error: ...``, and exit 2, instead of argparse's usage block first."""
+    def fail(message: str) -> NoReturn:
+        error(parser.prog, f"{message} (--help lists the options)")
+        raise SystemExit(EXIT_USAGE)
+
+    parser.error = fail  # type: ignore[method-assign]
+    return parser
+
+
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | int:
-    """Parse ``argv``; an int is the exit status when argparse stopped (``--help``: 0, bad usage: 2)."""
+    """Parse ``argv``; an int is the exit status when argparse stopped (``--help``: 0, bad usage: 2,
+    said on one line)."""
+    one_line_usage_errors(parser)
     try:
         return parser.parse_args(list(argv))
     except SystemExit as exc:  # argparse already printed its message

@@ -83,6 +83,8 @@ def load_checkpoint(
     import torch
 
     p = os.fspath(path)
+    if os.path.isdir(p):
+        raise DetectorError(f"checkpoint {p}: is a folder, not a checkpoint file")
     if not os.path.isfile(p):
         raise DetectorError(f"checkpoint {p}: no such file")
     _check_container(p)

@@ -146,6 +146,10 @@ def convert(
     old_meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
     if (isinstance(old_meta, dict) and "converted_from" in old_meta) or _first_3x_key(old_sd) is not None:
         raise DetectorError(f"checkpoint {src}: already in MMDetection 3.x form, nothing to convert")
+    if not any(_HEAD.match(_strip_module(k)) for k in old_sd):
+        # checked even without ``config``: a file with no cascade head is not this model
+        raise DetectorError(f"checkpoint {src}: no 1.x cascade head keys (bbox_head.<stage>.*), not a "
+                            "SKU110K-DenseDet checkpoint")
     new_sd = upgrade_state_dict(old_sd, num_classes_v1=num_classes_v1)
     classes = old_meta.get("CLASSES") if isinstance(old_meta, dict) else None
     if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):

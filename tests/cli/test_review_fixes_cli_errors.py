@@ -1,0 +1,95 @@
+"""Bad input on every verb: one line on stderr naming the file (or option), exit 2, nothing
+written (an outside review of 2026-12-02 found these cases answered otherwise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from densedet_tile.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shelf.jpg"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["IMG", "--tile", "0"],
+    ["batch", "IMG", "--workers", "0"],
+    ["audit", "IMG", "--gap-k", "abc"],
+    ["eval", "a", "b", "--max-dets", "x"],
+    ["convert-checkpoint"],
+    ["adapt", "photos"],
+])
+def test_a_bad_option_is_one_line_without_the_usage_block(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(argv, capsys)
+    assert rc == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and "usage:" not in err, err
+
+
+def test_audit_of_a_folder_says_it_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "photo.jpg").mkdir()
+    rc, _, err = run(["audit", str(tmp_path / "photo.jpg"), "--out", str(tmp_path / "out")], capsys)
+    assert rc == 2 and "is a directory" in err and "photo.jpg" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_of_only_missing_paths_is_refused_before_anything_is_written(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(["batch", str(tmp_path / "nonexist"), "--out", str(tmp_path / "out")], capsys)
+    assert rc == 2 and "nonexist" in err and "no such file" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def write_csvs(tmp_path: Path) -> tuple[Path, Path]:
+    gt = tmp_path / "gt.csv"
+    gt.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                  "shelf.jpg,10,10,60,90,object,2048,1536\n")
+    pred = tmp_path / "pred.csv"
+    pred.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n"
+                    "shelf.jpg,12,10,60,88,object,2048,1536,0.9\n")
+    return gt, pred
+
+
+def test_eval_checks_its_output_file_before_evaluating(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gt, pred = write_csvs(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    rc, out, err = run(["eval", str(pred), str(gt), "-o", str(tmp_path / "afile" / "m.json")], capsys)
+    assert rc == 2 and out == "" and "-o" in err and "afile" in err  # no metrics printed first
+    rc, out, _ = run(["eval", str(pred), str(gt), "-o", str(tmp_path / "new" / "m.json")], capsys)
+    assert rc == 0 and (tmp_path / "new" / "m.json").is_file()  # a missing folder is made when written
+    rc, _, err = run(["eval", str(pred), str(tmp_path / "nope.csv"), "-o", str(tmp_path / "new2" / "m.json")], capsys)
+    assert rc == 2 and not (tmp_path / "new2").exists()  # ... and not when the run fails
+
+
+def test_eval_compare_refuses_a_limit_of_zero_and_calls_a_broken_image_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gt, _ = write_csvs(tmp_path)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "shelf.jpg").write_bytes(EXAMPLE.read_bytes()[:3000])  # truncated
+    rc, _, err = run(["eval", "--compare", str(folder), str(gt), "--limit", "0"], capsys)
+    assert rc == 2 and "--limit" in err
+    rc, _, err = run(["eval", "--compare", str(folder), str(gt)], capsys)
+    assert rc == 2 and "shelf.jpg" in err and "detector" not in err, err
+
+
+def test_convert_checkpoint_names_the_right_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch = pytest.importorskip("torch")
+    src = tmp_path / "sd.pth"
+    torch.save({"state_dict": {"foo.weight": torch.zeros(2)}}, src)
+    (tmp_path / "afile").write_text("x")
+    rc, _, err = run(["convert-checkpoint", str(src), str(tmp_path / "afile" / "x.pth")], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "dst" in err and "afile" in err and "sd.pth" not in err, err
+    rc, _, err = run(["convert-checkpoint", str(tmp_path), str(tmp_path / "x.pth")], capsys)
+    assert rc == 2 and "is a folder" in err
+    # not a DenseDet checkpoint: refused even without building the model to verify it
+    rc, _, err = run(["convert-checkpoint", str(src), str(tmp_path / "x.pth"), "--no-verify"], capsys)
+    assert rc == 2 and "sd.pth" in err and "not a SKU110K-DenseDet checkpoint" in err
+    assert not (tmp_path / "x.pth").exists()
