@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line
-from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir, same_path, sweep_temporaries
+from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir, new_folders, remove_empty, same_path, sweep_temporaries
 from .runner import (Job, build_detector, output_stem, outputs_complete, process_image, refuse_outputs_over_inputs,
                      request_key, without_earlier_outputs)
 from .tiler.readers import IMAGE_SUFFIXES
@@ -341,11 +341,13 @@ def run_batch(
     if not paths:
         raise InvalidInputError(f"no image files in {', '.join(str(i) for i in inputs)} "
                                 f"(looked for {', '.join(IMAGE_SUFFIXES)})")
+    made = new_folders(Path(out_dir).expanduser().resolve())
+    out = ensure_out_dir(Path(out_dir).expanduser().resolve())
     if not any(p.exists() for p in paths):
         # every input misnamed: nothing to run (one missing among others fails as its own image)
+        remove_empty(made)
         missing = [str(i) for i in inputs]
         raise InvalidInputError(f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: no such file or folder")
-    out = ensure_out_dir(Path(out_dir).expanduser().resolve())
     for name in ("manifest.jsonl", "manifest.json"):
         if (out / name).is_dir():
             raise InvalidInputError(f"--out {out}: {name} there is a folder; the run log needs that name")

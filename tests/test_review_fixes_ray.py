@@ -339,9 +339,10 @@ def test_plan_workers_packs_fractions_of_a_gpu_as_ray_does(monkeypatch):
 def test_batch_started_with_stdout_closed_reports_without_a_traceback(tmp_path):
     import os
 
-    r = subprocess.run([sys.executable, "-m", "densedet_tile", "batch", str(tmp_path / "none"), "--out",
+    (tmp_path / "bad.png").write_text("not a picture")
+    r = subprocess.run([sys.executable, "-m", "densedet_tile", "batch", str(tmp_path / "bad.png"), "--out",
                         str(tmp_path / "o"), "--ray", "none"], stderr=subprocess.PIPE, text=True, timeout=120,
                        preexec_fn=lambda: os.close(1))
-    # a missing input is that input's error (exit 1), reported in one line, then the summary
+    # an unreadable input is that input's error (exit 1), reported in one line, then the summary
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.splitlines()[0].endswith("none: no such file")
+    assert "bad.png" in r.stderr.splitlines()[0]

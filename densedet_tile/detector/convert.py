@@ -67,6 +67,8 @@ How exact is the port (docs/mmdet.md, "How exact is the port"):
   scale: on photos the engine applies the 3000x1800 rule (photo_scale) with bilinear resizing
 """
 
+#: the top-level parts of a 1.x cascade detector's state dict
+_V1_PARTS = ("backbone.", "neck.", "rpn_head.", "bbox_roi_extractor.", "bbox_head.")
 _HEAD = re.compile(r"^(bbox_head|bbox_roi_extractor)\.(\d+)\.(.+)$")
 _CLS = re.compile(r"\.fc_cls\.(weight|bias)$")
 _REG = re.compile(r"\.fc_reg\.(weight|bias)$")
@@ -146,10 +148,10 @@ def convert(
     old_meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
     if (isinstance(old_meta, dict) and "converted_from" in old_meta) or _first_3x_key(old_sd) is not None:
         raise DetectorError(f"checkpoint {src}: already in MMDetection 3.x form, nothing to convert")
-    if not any(_HEAD.match(_strip_module(k)) for k in old_sd):
-        # checked even without ``config``: a file with no cascade head is not this model
-        raise DetectorError(f"checkpoint {src}: no 1.x cascade head keys (bbox_head.<stage>.*), not a "
-                            "SKU110K-DenseDet checkpoint")
+    if not any(_strip_module(k).startswith(_V1_PARTS) for k in old_sd):
+        # checked even without ``config``: a file with none of the model's parts is not this model
+        raise DetectorError(f"checkpoint {src}: no key of an MMDetection 1.x detector ({', '.join(p.rstrip('.') for p in _V1_PARTS)}), "
+                            "not a SKU110K-DenseDet checkpoint")
     new_sd = upgrade_state_dict(old_sd, num_classes_v1=num_classes_v1)
     classes = old_meta.get("CLASSES") if isinstance(old_meta, dict) else None
     if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
