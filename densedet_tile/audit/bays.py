@@ -46,7 +46,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from .boxes import as_boxes
 from .neighbours import neighbour_pairs, stands_on_another
-from .rows import RowLayout, _clip_spread, slope_field
+from .rows import RowLayout, _clip_spread, find_rows, slope_field
 
 __all__ = ["BayCuts", "find_bays", "upright_lean"]
 
@@ -168,6 +168,19 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     return float(np.tan(np.radians((0.5 * (run[0] + run[-1]) - n_ang) * step_deg)))
 
 
+def _lean_of(a: np.ndarray) -> float:
+    """The uprights' lean for :func:`find_bays`. Facing the shelves (parallel shelf lines), the
+    camera's roll turns shelves and uprights alike, so the uprights stand square to the shelf
+    lines: the lean is the shelves' tilt, measured on many boxes at once and far surer than the
+    room the boxes leave. Seen down an aisle (converging shelves) the shelf lines do not tell the
+    roll: :func:`upright_lean`."""
+    if len(a) >= 8:
+        frame = find_rows(a)
+        if frame.spread == 0.0:
+            return -float(np.tan(np.radians(frame.tilt_deg)))
+    return upright_lean(a)
+
+
 def find_bays(
     xyxy: np.ndarray,
     *,
@@ -193,7 +206,7 @@ def find_bays(
     # columns follow the uprights: shear each box by its centre's height so that they stand
     # upright (the shelf geometry below is measured on the boxes as they are)
     upright = a
-    lean_ = upright_lean(a) if lean is None else float(lean)
+    lean_ = _lean_of(a) if lean is None else float(lean)
     y_lean = float(np.median((a[:, 1] + a[:, 3]) / 2))
     if lean_:
         a = a.copy()
