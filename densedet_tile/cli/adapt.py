@@ -53,6 +53,14 @@ def _scales(text: str) -> tuple[float, ...]:
     return vals
 
 
+def _crop_side(text: str) -> int:
+    """A training crop side: a multiple of 32, at least 64 (the network's stride)."""
+    v = positive_int(text)
+    if v < 64 or v % 32:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 32 of at least 64, got {text!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..train.adapt import AdaptSettings
     from ..train.pseudo import LabelSettings
@@ -87,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-pixels", type=_max_pixels, default=d.max_pixels, metavar="N",
                    help="skip photos with more than N pixels; 'none' for no limit (default: 2**31)")
     t = p.add_argument_group("training")
-    t.add_argument("--size", type=positive_int, default=d.size, metavar="PX",
+    t.add_argument("--size", type=_crop_side, default=d.size, metavar="PX",
                    help="training crop side, a multiple of 32 (default: %(default)s)")
     t.add_argument("--batch", type=positive_int, default=d.batch, help="crops per step (default: %(default)s)")
     t.add_argument("--synth", type=fraction(0.0, 1.0, hi_open=True), default=d.synth, metavar="F",

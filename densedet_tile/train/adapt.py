@@ -176,6 +176,8 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
     from PIL import Image
 
     root = Path(folder)
+    if not root.exists():
+        raise InvalidInputError(f"{folder}: no such folder")
     if not root.is_dir():
         raise InvalidInputError(f"{folder}: not a folder")
     good: list[Path] = []

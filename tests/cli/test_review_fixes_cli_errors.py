@@ -25,6 +25,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     ["eval", "a", "b", "--max-dets", "x"],
     ["convert-checkpoint"],
     ["adapt", "photos"],
+    ["adapt", "photos", "--out", "x.pt", "--size", "33"],  # not a multiple of 32: named as --size
 ])
 def test_a_bad_option_is_one_line_without_the_usage_block(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(argv, capsys)

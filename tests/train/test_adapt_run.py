@@ -224,8 +224,10 @@ def test_folder_without_readable_images_is_refused(tmp_path):
     (bad / "notes.txt").write_text("hello")
     with pytest.raises(InvalidInputError, match=r"no readable images .*1 unreadable, 1 other files; the first: a\.jpg: "):
         adapt(bad, tmp_path / "x.pt", TINY, device="cpu")
-    with pytest.raises(InvalidInputError, match="not a folder"):
+    with pytest.raises(InvalidInputError, match="missing: no such folder"):
         adapt(tmp_path / "missing", tmp_path / "x.pt", TINY, device="cpu")
+    with pytest.raises(InvalidInputError, match="notes.txt: not a folder"):
+        adapt(bad / "notes.txt", tmp_path / "x.pt", TINY, device="cpu")
 
 
 def test_find_photos_skips_and_lists_bad_files(tmp_path):
