@@ -84,9 +84,12 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
             target = Path(target)
             if target.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(target))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # (the name's start only: a name near the file system's 255-byte limit still fits)
-            fd, tmp = tempfile.mkstemp(prefix=f".{_name_start(target.name)}.", suffix=TMP_SUFFIX, dir=target.parent)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # (the name's start only: a name near the file system's 255-byte limit still fits)
+                fd, tmp = tempfile.mkstemp(prefix=f".{_name_start(target.name)}.", suffix=TMP_SUFFIX, dir=target.parent)
+            except OSError as exc:  # said of the file asked for, not of its temporary
+                raise type(exc)(exc.errno, exc.strerror, str(target)) from None
             staged.append((tmp, target))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)

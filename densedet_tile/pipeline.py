@@ -269,9 +269,10 @@ def predict_tiles(
     pixels (not yet clipped to the tile: :func:`finish` does that); boxes scoring below
     ``run.score_thr - run.count_band`` are dropped (:func:`finish` applies ``run.score_thr``
     and counts the rest). The detections are in
-    *tile-local* pixels, one per tile in the order given: hand them to :func:`finish` (or
-    ``preds.served()`` to :func:`densedet_tile.merge.merge_tiles`) with the same tiles for global
-    boxes.
+    *tile-local* pixels, one per tile in the order given: hand them to :func:`finish` with the
+    same tiles for global boxes (or to :func:`merge_counted`, which also gives the count range;
+    ``preds.served()`` alone through :func:`densedet_tile.merge.merge_tiles` merges without the
+    boxes just below the threshold that confirm seam fragments, so its boxes can differ).
     """
     if not _is_image_source(src):
         raise InvalidInputError(f"predict_tiles needs an open image (dt.open_image(path_or_array)), "

@@ -256,8 +256,13 @@ def run_audit(
     :func:`usable_boxes`, as ``densedet-tile audit`` does.
     """
     s = AuditSettings() if settings is None else settings
-    if isinstance(width, bool) or isinstance(height, bool) or int(width) <= 0 or int(height) <= 0:
-        raise InvalidInputError(f"image size must be positive, got {width}x{height}")
+    def whole(v: Any) -> bool:  # an integer, or a float holding one (2448.0)
+        if isinstance(v, (bool, np.bool_)):
+            return False
+        return isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer())
+
+    if not all(whole(v) and v > 0 for v in (width, height)):
+        raise InvalidInputError(f"image size must be positive integers (pixels), got {width!r} x {height!r}")
     width, height = int(width), int(height)
     a, keep = usable_boxes(xyxy, width, height)
     if not keep.all():

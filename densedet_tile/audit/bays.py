@@ -199,6 +199,8 @@ def find_bays(
     if not (0 < gutter_frac < 1) or min_gutter < 0 or window <= 0 or jump_min < 1 or not (0 < jump_frac <= 1):
         raise InvalidInputError("find_bays: gutter_frac and jump_frac must be in (0, 1], window > 0, "
                                 "min_gutter >= 0, jump_min >= 1")
+    if not np.isfinite(a).all():
+        raise InvalidInputError("find_bays: boxes must have finite coordinates")
     n = len(a)
     none = BayCuts(np.zeros(0), (), np.zeros(n, np.int64))
     if n < 4:
