@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module != "detect":
         argv = argv[1:]
     verb = {"detect": "", "convert": "convert-checkpoint"}.get(module, module)
-    with _one_line_warnings(), _pipe_safe_stdout():
+    with _one_line_warnings(), _pipe_safe_streams():
         try:
             run = getattr(importlib.import_module(f".{module}", __name__), entry)
             return run(argv)
@@ -62,14 +62,11 @@ _VERB_EXTRA = {"adapt": {"torch": "train", "torchvision": "train"}}
 
 
 @contextlib.contextmanager
-def _pipe_safe_stdout() -> Iterator[None]:
-    """Keep a verb working when its standard output is closed early (``densedet-tile audit ... |
-    head -2``): the first write that meets a closed pipe points stdout at /dev/null instead of
-    raising BrokenPipeError, so the outputs are still written and no traceback is shown."""
-    out = sys.stdout
-    if out is None:  # started with stdout closed (a daemon, `>&-`): print() already writes nothing
-        yield
-        return
+def _pipe_safe_streams() -> Iterator[None]:
+    """Keep a verb working when its standard output or error is closed early (``densedet-tile
+    audit ... | head -2``, ``densedet-tile adapt ... 2>&1 | head``): the first write that meets a
+    closed pipe points that stream at /dev/null instead of raising BrokenPipeError, so the run
+    goes on, its outputs are still written and no traceback is shown."""
 
     class _Safe:
         def __init__(self, f: Any) -> None:
@@ -80,7 +77,7 @@ def _pipe_safe_stdout() -> Iterator[None]:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, self._f.fileno())
                 os.close(devnull)
-            self._f = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process's stdout
+            self._f = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process's stream
 
         def write(self, text: str) -> int:
             try:
@@ -98,13 +95,25 @@ def _pipe_safe_stdout() -> Iterator[None]:
         def __getattr__(self, name: str) -> Any:
             return getattr(self._f, name)
 
-    sys.stdout = _Safe(out)
+    saved = {name: getattr(sys, name) for name in ("stdout", "stderr")}
+    for name, stream in saved.items():
+        if stream is not None:  # None: started with it closed (a daemon, `>&-`): print() writes nothing
+            setattr(sys, name, _Safe(stream))
+    # the log lines go through the same guard (a handler keeps the stream it was given)
+    kept = {h: h.stream for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and h.stream is not None
+            and h.stream in (saved["stdout"], saved["stderr"])}
+    for h, stream in kept.items():
+        h.setStream(sys.stderr if stream is saved["stderr"] else sys.stdout)
     try:
         yield
     finally:
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            sys.stdout.flush()
-        sys.stdout = out
+        for name, stream in saved.items():
+            with contextlib.suppress(BrokenPipeError, ValueError, AttributeError):
+                getattr(sys, name).flush()
+            setattr(sys, name, stream)
+        for h, stream in kept.items():
+            h.setStream(stream)
 
 
 _PACKAGE = Path(__file__).resolve().parent.parent

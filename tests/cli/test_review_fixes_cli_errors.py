@@ -94,3 +94,20 @@ def test_convert_checkpoint_names_the_right_file(tmp_path: Path, capsys: pytest.
     rc, _, err = run(["convert-checkpoint", str(src), str(tmp_path / "x.pth"), "--no-verify"], capsys)
     assert rc == 2 and "sd.pth" in err and "not a SKU110K-DenseDet checkpoint" in err
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_a_closed_stderr_does_not_stop_the_run(tmp_path: Path) -> None:
+    # `densedet-tile ... 2>&1 | head -2`: the reader goes away; the run still ends well
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # nobody reads: the first write to stderr (the fp16-on-CPU warning) meets a closed pipe
+    try:
+        p = subprocess.run([sys.executable, "-m", "densedet_tile", str(EXAMPLE), "--out", str(tmp_path / "o"),
+                            "--precision", "fp16"], stdout=subprocess.DEVNULL, stderr=w, timeout=600)
+    finally:
+        os.close(w)
+    assert p.returncode == 0
+    assert (tmp_path / "o" / "shelf.detections.json").is_file()
