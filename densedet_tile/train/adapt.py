@@ -52,6 +52,8 @@ __all__ = ["AdaptSettings", "AdaptResult", "AdaptRun", "AdaptFailed", "adapt", "
            "IMAGE_SUFFIXES"]
 
 STATE_VERSION = 1
+#: A photo with a side shorter than this (pixels) is skipped: a thumbnail holds no shelf to learn from.
+MIN_PHOTO_SIDE = 64
 
 #: What a saved state must hold, and the type each entry must have (checked before resuming).
 _STATE_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -192,14 +194,13 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
                 from ..tiler.readers import open_image
 
                 with open_image(p, max_pixels=max_pixels) as src:
-                    ok = src.width > 0 and src.height > 0
+                    w, h = src.width, src.height
             else:  # the header only; the engine's pixel limit, not Pillow's (panoramas are big)
                 with pillow_limits_lifted(), Image.open(p) as im:
                     w, h = im.size
                 check_size(str(p), w, h, max_pixels)
-                ok = w > 0 and h > 0
-            if not ok:
-                raise ValueError("zero-size image")
+            if min(w, h) < MIN_PHOTO_SIDE:  # a thumbnail or an icon holds no shelf to learn from
+                raise ValueError(f"{w}x{h} px: too small for a shelf photo (under {MIN_PHOTO_SIDE} px a side)")
         except Exception as exc:  # any reader error means: skip this file and say why
             bad.append((p, one_line(exc)))
             continue
@@ -307,11 +308,17 @@ def report_text(report: dict[str, Any]) -> str:
     h = report.get("holdout_check")
     if h:
         b, a = h["before"], h["after"]
-        lines.append(f"held-out photos ({h['photos']}): boxes per photo {b['boxes_per_photo']:.1f} before, "
-                     f"{a['boxes_per_photo']:.1f} after; agreement with the final round's pseudo-labels "
-                     f"({h['reference_per_photo']:.1f} per photo), F1 at IoU 0.5: {b['f1']:.3f} before, {a['f1']:.3f} "
-                     f"after (precision {b['precision']:.3f} -> {a['precision']:.3f}, recall {b['recall']:.3f} -> "
-                     f"{a['recall']:.3f})")
+
+        def f(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.3f}"
+
+        names = h.get("names") or []
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        lines.append(f"held-out photos ({h['photos']}){' ' + shown if shown else ''}: boxes per photo "
+                     f"{b['boxes_per_photo']:.1f} before, {a['boxes_per_photo']:.1f} after; agreement with the final "
+                     f"round's pseudo-labels ({h['reference_per_photo']:.1f} per photo), F1 at IoU 0.5: {f(b['f1'])} "
+                     f"before, {f(a['f1'])} after (precision {f(b['precision'])} -> {f(a['precision'])}, recall "
+                     f"{f(b['recall'])} -> {f(a['recall'])})")
     elif report["holdout"]:
         lines.append("held-out photos: not checked yet (the run has not finished)")
     lines.append(f"time: {report['minutes']:.1f} min ({report['cpu_minutes']:.1f} CPU-min, {report['threads']} threads), "
@@ -557,8 +564,9 @@ class AdaptRun:
             raise InvalidInputError(f"nothing to resume: {sp} does not exist")
         try:
             s = torch.load(sp, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InvalidInputError(f"{sp}: cannot read the saved state ({one_line(exc)})") from exc
+        except Exception as exc:  # torch's own text would suggest loading it unsafely: not repeated
+            raise InvalidInputError(f"{sp}: cannot read the saved state (damaged, or not an adapt state: "
+                                    f"{type(exc).__name__}); delete it to start again") from exc
         if not isinstance(s, dict) or s.get("version") != STATE_VERSION:
             raise InvalidInputError(f"{sp}: not an adapt state of this version")
         missing = [k for k in _STATE_KEYS if k not in s]
@@ -1006,15 +1014,17 @@ class AdaptRun:
                 acc["matched"] += a["matched"]
                 acc["pred"] += a["pred"]
 
-        def figures(acc: dict[str, int]) -> dict[str, float]:
+        def figures(acc: dict[str, int]) -> dict[str, float | None]:
+            if not acc["pred"] and not ref_total:  # no boxes on either side: nothing to agree on
+                return {"boxes_per_photo": 0.0, "precision": None, "recall": None, "f1": None}
             p = acc["matched"] / acc["pred"] if acc["pred"] else 0.0
             r = acc["matched"] / ref_total if ref_total else 0.0
             f1 = 2 * p * r / (p + r) if p + r else 0.0
             return {"boxes_per_photo": acc["boxes"] / len(names), "precision": round(p, 4), "recall": round(r, 4),
                     "f1": round(f1, 4)}
 
-        return {"photos": len(names), "reference_per_photo": ref_total / len(names), "before": figures(before),
-                "after": figures(after)}
+        return {"photos": len(names), "names": [Path(n).name for n in names],
+                "reference_per_photo": ref_total / len(names), "before": figures(before), "after": figures(after)}
 
     def _photos_labelled(self) -> int:
         """Training photos that have pseudo-labels (the ones whose crops were trained on)."""
@@ -1044,7 +1054,7 @@ class AdaptRun:
         return {
             "status": status,
             "out": str(self.paths["weights"]),
-            "state": str(self.paths["state"]),
+            "state": None if status == "done" else str(self.paths["state"]),  # removed when done
             "folder": self.s["folder"],
             "photos_used": self._photos_labelled(),
             "photos_available": len(self._readable(self.s["train"])),

@@ -196,7 +196,25 @@ def test_holdout_photos_are_checked_before_and_after(tmp_path):
     assert res.report["photos_used"] == 2 and h["photos"] == 1
     assert set(h["before"]) == set(h["after"]) == {"boxes_per_photo", "precision", "recall", "f1"}
     assert h["reference_per_photo"] > 0 and h["before"]["boxes_per_photo"] > 0
-    assert "held-out photos (1)" in res.paths["report_txt"].read_text()
+    assert len(h["names"]) == 1 and h["names"][0] in ("shelf_0.jpg", "shelf_1.jpg", "shelf_2.jpg")
+    text = res.paths["report_txt"].read_text()
+    assert f"held-out photos (1) {h['names'][0]}:" in text
+    # a finished run names no state file (it is removed when the run completes)
+    assert res.report["status"] == "done" and res.report["state"] is None
+
+
+def test_a_held_out_photo_with_no_boxes_on_either_side_has_no_f1(tmp_path):
+    # blank photos: the model sees nothing before or after, and the labels hold nothing: the
+    # agreement is not measured (it is not 0)
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for k in range(3):
+        Image.new("RGB", (224, 160), (128, 128, 128)).save(folder / f"blank_{k}.png")
+    s = AdaptSettings(**{**TINY.__dict__, "holdout": 1, "steps": 1, "rounds": 1})
+    res = adapt(folder, tmp_path / "b.pt", s, device="cpu")
+    h = res.report["holdout_check"]
+    assert h["reference_per_photo"] == 0 and h["before"]["f1"] is None and h["after"]["f1"] is None
+    assert "F1 at IoU 0.5: n/a before, n/a after" in res.paths["report_txt"].read_text()
 
 
 def test_a_photo_that_fails_only_when_decoded_is_skipped_and_not_counted(tmp_path):
@@ -233,12 +251,14 @@ def test_folder_without_readable_images_is_refused(tmp_path):
 def test_find_photos_skips_and_lists_bad_files(tmp_path):
     folder = write_photos(tmp_path / "p", n=1)
     (folder / "sub").mkdir()
-    Image.new("RGB", (40, 30)).save(folder / "sub" / "b.png")
+    Image.new("RGB", (200, 150)).save(folder / "sub" / "b.png")
+    Image.new("RGB", (1, 1)).save(folder / "sub" / "icon.png")  # no shelf in it: skipped, said why
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     (folder / "readme.md").write_text("x")
     good, bad, other = find_photos(folder)
     assert [p.name for p in good] == ["shelf_0.jpg", "b.png"]
-    assert [p.name for p, _ in bad] == ["broken.jpg"] and other == 1
+    assert [p.name for p, _ in bad] == ["broken.jpg", "icon.png"] and other == 1
+    assert "1x1 px: too small" in dict((p.name, why) for p, why in bad)["icon.png"]
 
 
 def test_refusals_before_any_work(photos, tmp_path):
@@ -406,6 +426,13 @@ def test_a_damaged_state_is_refused_in_one_line(photos, tmp_path):
     torch.save({"version": 1, "folder": str(photos.resolve()), "settings": TINY.to_dict()}, output_paths(out)["state"])
     with pytest.raises(InvalidInputError, match=r"s\.state\.pt: not a complete adapt state \(missing train, "):
         adapt(photos, out, None, device="cpu", resume=True)
+    # a file that is not a state at all (a JPEG in its place): said so, without torch's advice to
+    # load it with weights_only=False
+    output_paths(out)["state"].write_bytes((photos / "shelf_0.jpg").read_bytes())
+    with pytest.raises(InvalidInputError) as info:
+        adapt(photos, out, None, device="cpu", resume=True)
+    msg = str(info.value)
+    assert "cannot read the saved state (damaged" in msg and "weights_only" not in msg and "\n" not in msg
 
 
 def test_batches_keep_at_least_one_photo_crop():
