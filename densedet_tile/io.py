@@ -204,6 +204,13 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120
     return n
 
 
+def _probe_writable(folder: Path) -> None:
+    """Create and remove a temporary file in ``folder``; OSError when it takes no new files."""
+    fd, probe = tempfile.mkstemp(prefix=".densedet-write-test.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Path:
     """Make sure the output folder ``path`` exists and takes new files, before any work is
     done; returns it. Raises :class:`~densedet_tile.errors.InvalidInputError` with one line
@@ -215,9 +222,7 @@ def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Pa
         raise InvalidInputError(f"{option} {out}: exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".densedet-write-test.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
+        _probe_writable(out)
     except OSError as exc:
         raise InvalidInputError(f"{option} {out}: cannot write there ({exc.strerror or exc})") from None
     return out
@@ -241,9 +246,7 @@ def ensure_out_file(path: str | os.PathLike[str], *, option: str) -> Path:
     if not near.is_dir():
         raise InvalidInputError(f"{option} {out}: cannot write there ({near} is not a folder)")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".densedet-write-test.", dir=near)
-        os.close(fd)
-        os.unlink(probe)
+        _probe_writable(near)
     except OSError as exc:
         raise InvalidInputError(f"{option} {out}: cannot write there ({exc.strerror or exc})") from None
     return out
