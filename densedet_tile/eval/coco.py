@@ -51,13 +51,16 @@ COCO_AREA_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def _f64(value: object, shape_tail: tuple[int, ...], what: str) -> np.ndarray:
+def _f64(value: object, shape_tail: tuple[int, ...], what: str, *, flat: bool = False) -> np.ndarray:
+    """``value`` as float64 of shape (N, *shape_tail), finite (``flat``: any shape, flattened to (N,))."""
     if value is None:
         raise InvalidInputError(f"{what}: expected numbers, got None")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise InvalidInputError(f"{what}: expected numbers, got {type(value).__name__}") from None
+    if flat:
+        arr = arr.reshape(-1)
     if arr.size == 0:
         arr = arr.reshape((0,) + shape_tail)
     if arr.shape[1:] != shape_tail or arr.ndim != 1 + len(shape_tail):
@@ -65,15 +68,6 @@ def _f64(value: object, shape_tail: tuple[int, ...], what: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise InvalidInputError(f"{what}: holds NaN or infinite values")
     return arr
-
-
-def _flat(value: object) -> object:
-    """``value`` as a 1-D array when it is numbers (anything else is left for :func:`_f64` to
-    refuse with its name)."""
-    try:
-        return np.asarray(value, dtype=np.float64).reshape(-1) if value is not None else None
-    except (TypeError, ValueError):
-        return value
 
 
 #: Largest class id (in size) an :class:`EvalImage` takes, as :class:`densedet_tile.Detections` does.
@@ -140,7 +134,7 @@ class EvalImage:
         g, d = len(gx), len(dx)
         gl = _int_labels(self.gt_labels, f"{self.name}: ground-truth labels")
         dl = _int_labels(self.dt_labels, f"{self.name}: detection labels")
-        ds = _f64(_flat(self.dt_scores), (), f"{self.name}: scores")
+        ds = _f64(self.dt_scores, (), f"{self.name}: scores", flat=True)
         if gl.shape != (g,) or dl.shape != (d,) or ds.shape != (d,):
             raise InvalidInputError(
                 f"{self.name}: {g} ground-truth boxes with {gl.size} labels, {d} detections with "
@@ -150,7 +144,7 @@ class EvalImage:
             if len(b) and (np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1])):
                 raise InvalidInputError(f"{self.name}: a {what} box has x2 < x1 or y2 < y1")
         area = (gx[:, 2] - gx[:, 0]) * (gx[:, 3] - gx[:, 1]) if self.gt_area is None else self.gt_area
-        area = _f64(_flat(area), (), f"{self.name}: areas")
+        area = _f64(area, (), f"{self.name}: areas", flat=True)
         crowd = np.zeros(g, bool) if self.gt_crowd is None else np.asarray(self.gt_crowd).astype(bool).reshape(-1)
         if area.shape != (g,) or crowd.shape != (g,):
             raise InvalidInputError(f"{self.name}: gt_area / gt_crowd must have one entry per ground-truth box")
@@ -406,9 +400,10 @@ def evaluate_boxes(
     area_names = tuple(ranges)
     try:
         arng = np.array([ranges[a] for a in area_names], dtype=np.float64).reshape(-1, 2)
+        ok = arng.shape == (len(area_names), 2) and bool(np.all(arng[:, 0] <= arng[:, 1]))
     except (TypeError, ValueError):
-        arng = np.zeros((0, 3))
-    if arng.shape != (len(area_names), 2) or not np.all(arng[:, 0] <= arng[:, 1]):
+        ok = False
+    if not ok:
         raise InvalidInputError(f"area_ranges must map names to (low, high) areas, got {area_ranges!r}")
     images = list(images)
     for im in images:

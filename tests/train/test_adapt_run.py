@@ -426,8 +426,8 @@ def test_a_damaged_state_is_refused_in_one_line(photos, tmp_path):
     torch.save({"version": 1, "folder": str(photos.resolve()), "settings": TINY.to_dict()}, output_paths(out)["state"])
     with pytest.raises(InvalidInputError, match=r"s\.state\.pt: not a complete adapt state \(missing train, "):
         adapt(photos, out, None, device="cpu", resume=True)
-    # a file that is not a state at all (a JPEG in its place): said so, without torch's advice to
-    # load it with weights_only=False
+    # a file that is not a state at all (a JPEG in its place): said so, without repeating torch's
+    # advice to load it unsafely
     output_paths(out)["state"].write_bytes((photos / "shelf_0.jpg").read_bytes())
     with pytest.raises(InvalidInputError) as info:
         adapt(photos, out, None, device="cpu", resume=True)
