@@ -194,6 +194,10 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> Sca
         return ScaleChoice(tiling, run, {"source": "input_size", "value": None})
     if run.scale is not None:
         t, r = _apply(tiling, run, detector, run.scale, width, height)
+        if tiling.tile != TileSpec().tile and t.tile != tiling.tile:  # a tile that was asked for
+            log.warning("%s: tile %d replaced by %d px: the model sees each tile at %d px, so the scale sets "
+                        "the tile; give the tile or the scale, not both", src.name, tiling.tile, t.tile,
+                        input_size_of(detector))
         return ScaleChoice(t, r, {"source": "given", "value": run.scale})
     if auto:
         return _auto(src, detector, tiling, run)

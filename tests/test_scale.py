@@ -172,6 +172,18 @@ def test_a_tile_asked_for_and_replaced_by_the_photo_rule_is_said(caplog):
     assert "replaced" not in caplog.text
 
 
+def test_a_tile_asked_for_and_replaced_by_a_scale_is_said(caplog):
+    img, _ = shelf(2400, 1200, 100)
+    det = SizedBlobs(input_size=256)
+    with caplog.at_level("WARNING", logger="densedet_tile.scale"):
+        res = dt.detect_image(img, det, tile=500, scale=0.4)
+    assert res.settings["tile"] == 640 and "tile 500 replaced by 640 px" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile.scale"):
+        res = dt.detect_image(img, SizedBlobs(input_size=None), tile=500, scale=0.4)  # both kept: tile and size
+    assert res.settings["tile"] == 500 and res.settings["input_size"] == 200 and "replaced" not in caplog.text
+
+
 def test_input_size_wins_and_conflicts_are_refused():
     img, _ = shelf(1600, 1200, 100)
     det = SizedBlobs(input_size=256, photo_rule=(1000.0, 600.0))
