@@ -433,6 +433,8 @@ def run_batch(
                 end["stopped"] = stopped
             manifest.append(end)
             manifest.write_snapshot()
+        else:  # stopped before its first line (while Ray started): no folder of its own left empty
+            remove_empty(made)
         if started_ray:
             import ray as _ray
 

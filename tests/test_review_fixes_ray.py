@@ -324,6 +324,106 @@ def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path):
         _kill_all(mark)
 
 
+@needs_proc
+def test_sigterm_while_ray_starts_stops_ray_and_the_run_cleanly(tmp_path):
+    # The signal goes out as soon as Ray's first process exists, while the run is still starting
+    # Ray (about two seconds here). Whenever it lands, the run must end as a stopped run: exit
+    # 143, one line, none of Ray's processes left, and either no output folder (stopped before
+    # its first line: before, an empty one stayed, with exit 15 from Ray's handler) or a closed
+    # manifest.
+    mark = f"DENSEDET_TEST_START={uuid.uuid4().hex}"
+    env = _child_env(**{mark.split("=")[0]: mark.split("=")[1]})
+    inputs, out = _hanging_run(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "densedet_tile", "batch", *map(str, inputs), "--out", str(out), "--tile", "256",
+         "--ray", "local", "--workers", "1", "--detector", f"{HERE}:make_hang_on_grey"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120  # an upper bound
+        while len([p for p in _pids_with(mark) if p != proc.pid]) == 0 and proc.poll() is None:
+            assert time.monotonic() < deadline, "Ray never started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 143, stderr[-3000:]
+        errors = [line for line in stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "interrupted" in errors[0], stderr[-3000:]
+        if out.exists():
+            recs = _records(out)
+            assert recs and recs[-1]["event"] == "end" and recs[-1]["stopped"] == "interrupted"
+        deadline = time.monotonic() + 60
+        while _pids_with(mark) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _pids_with(mark) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        _kill_all(mark)
+
+
+class _FakeRayStart:
+    """Stands in for ray.init: sets Ray's own SIGTERM handler (exit status 15) as Ray does, then
+    the process receives ``signals`` while it 'starts'."""
+
+    def __init__(self, signals):
+        self.signals, self.shutdowns, self.started = list(signals), 0, False
+
+    def init(self, **kwargs):
+        from ray._private import utils
+
+        utils.set_sigterm_handler(lambda signum, frame: sys.exit(signum))
+        for sig in self.signals:
+            signal.raise_signal(sig)
+        self.started = True
+
+    def shutdown(self):
+        self.shutdowns += 1
+        self.started = False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_during_ray_start_up_waits_then_stops_ray_and_reaches_the_callers_handler(monkeypatch, sig):
+    from densedet_tile.distributed import ray_pool
+
+    fake = _FakeRayStart([sig])
+    monkeypatch.setattr(ray_pool.ray, "init", fake.init)
+    monkeypatch.setattr(ray_pool.ray, "shutdown", fake.shutdown)
+    monkeypatch.setattr(ray_pool.ray, "is_initialized", lambda: False)
+    seen = []
+
+    def mine(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    before = {s: signal.signal(s, mine) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ray_pool.connect("local")
+        # the start-up ended, Ray went again, and only then did the caller's handler see the signal
+        assert seen == [sig] and fake.shutdowns == 1 and not fake.started
+        # Ray's exit-15 handler was never installed: the caller's is in place
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
+        fake.signals = []  # no signal: connected, handlers the caller's
+        assert ray_pool.connect("local") is True and fake.started and fake.shutdowns == 1
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+def test_a_second_stop_signal_during_ray_start_up_does_not_wait(monkeypatch):
+    from densedet_tile.distributed import ray_pool
+
+    fake = _FakeRayStart([signal.SIGTERM, signal.SIGTERM])
+    monkeypatch.setattr(ray_pool.ray, "init", fake.init)
+    monkeypatch.setattr(ray_pool.ray, "shutdown", fake.shutdown)
+    monkeypatch.setattr(ray_pool.ray, "is_initialized", lambda: False)
+    with pytest.raises(KeyboardInterrupt):
+        ray_pool.connect("local")
+    assert not fake.started and fake.shutdowns == 1  # what had started was shut down
+
+
 def test_plan_workers_packs_fractions_of_a_gpu_as_ray_does(monkeypatch):
     from densedet_tile.distributed import ray_pool
 

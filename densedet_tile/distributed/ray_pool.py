@@ -69,32 +69,131 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
     passed to :func:`ray.init`. When Ray is already initialised in this process it is used as it
     is and False is returned.
 
-    :func:`ray.init` installs its own SIGTERM handler; a handler the caller had set (or SIGTERM
-    being ignored) is put back afterwards, so a program that turns SIGTERM into a clean stop
-    keeps doing so.
+    Stop signals during the start-up (a few seconds for a local instance) are held back until it
+    is over: Ray is then shut down again and the signal goes to the handler the caller had set
+    (a Ctrl-C or SIGTERM that arrived in the middle of starting Ray's processes would otherwise
+    end the program with Ray's own exit status and leave some of them running). A second
+    Ctrl-C or SIGTERM does not wait. :func:`ray.init` installs its own SIGTERM handler; the
+    caller's (or SIGTERM being ignored) is kept.
     """
     if ray.is_initialized():
         return False
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main else None
-    try:
-        if address == "local":
+    with _HeldSignals() as held:
+        started = _init(address, num_cpus=num_cpus, num_gpus=num_gpus, log_to_driver=log_to_driver, held=held)
+    if held.signum is not None:  # a stop asked for while Ray was starting: Ray goes, then the signal
+        if started:
+            ray.shutdown()
+            _reassert_handlers()
+        signal.raise_signal(held.signum)
+    return started
+
+
+def _init(address: str, *, num_cpus: int | None, num_gpus: int | None, log_to_driver: bool,
+          held: "_HeldSignals") -> bool:
+    if address == "local":
+        try:
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                      log_to_driver=log_to_driver, logging_level=logging.WARNING)
-            return True
-        target = _auto_address() if address == "auto" else address
-        _check_reachable(target)
-        try:
-            # "auto" itself goes to Ray when it names the cluster `ray start` recorded: Ray then
-            # takes that cluster's token authentication as it would for `ray.init("auto")`
-            ray.init(address="auto" if address == "auto" and not os.environ.get("RAY_ADDRESS") else target,
-                     log_to_driver=log_to_driver, logging_level=logging.WARNING)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: {one_line(exc)}") from exc
-        return False
-    finally:
-        if main and previous not in (None, signal.SIG_DFL) and signal.getsignal(signal.SIGTERM) is not previous:
-            signal.signal(signal.SIGTERM, previous)
+        except BaseException:  # (a second stop signal): what had started goes with it
+            _shutdown_quietly()
+            raise
+        return True
+    target = _auto_address() if address == "auto" else address
+    _check_reachable(target)
+    try:
+        # "auto" itself goes to Ray when it names the cluster `ray start` recorded: Ray then
+        # takes that cluster's token authentication as it would for `ray.init("auto")`
+        ray.init(address="auto" if address == "auto" and not os.environ.get("RAY_ADDRESS") else target,
+                 log_to_driver=log_to_driver, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise DensedetError(f"cannot connect to the Ray cluster at {target!r}: {one_line(exc)}") from exc
+    except BaseException:
+        _shutdown_quietly()
+        raise
+    return False
+
+
+def _shutdown_quietly() -> None:
+    try:
+        ray.shutdown()
+    except Exception as exc:  # pragma: no cover - a half-started Ray that cannot even shut down
+        log.debug("ray.shutdown after a stopped start-up failed: %s", exc)
+
+
+class _HeldSignals:
+    """While Ray starts, in the main thread: the first SIGINT or SIGTERM is noted instead of
+    acted on (``signum``; a second one raises KeyboardInterrupt at once), and on leaving the
+    handlers in place before are back. Ray's start-up would otherwise act on it in two ways: it
+    sets a SIGTERM handler that exits with status 15 (kept from being set here), and while the
+    driver connects, native code installs its own crash handler, for which SIGTERM ends the
+    process at once; the connection therefore runs with both signals blocked in this thread,
+    and a signal sent meanwhile is noted when they are unblocked. Signals the caller ignores
+    stay ignored. Elsewhere than the main thread nothing is changed (signals go to the main
+    thread)."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._undo: list[Callable[[], None]] = []
+
+    def __enter__(self) -> "_HeldSignals":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in self._SIGNALS:
+            current = signal.getsignal(sig)
+            self._previous[sig] = current
+            if current is not signal.SIG_IGN:
+                signal.signal(sig, self._note)
+        utils = getattr(getattr(ray, "_private", None), "utils", None)
+        if callable(getattr(utils, "set_sigterm_handler", None)):
+            self._swap(utils, "set_sigterm_handler", lambda handler: None)
+        worker = getattr(getattr(ray, "_private", None), "worker", None)
+        if callable(getattr(worker, "connect", None)):
+            self._swap(worker, "connect", self._blocked(worker.connect))
+        return self
+
+    def _swap(self, owner: Any, name: str, replacement: Any) -> None:
+        original = getattr(owner, name)
+        setattr(owner, name, replacement)
+        self._undo.append(lambda: setattr(owner, name, original))
+
+    def _blocked(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not threading.main_thread():
+                return fn(*args, **kwargs)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _reassert_handlers()  # over the native handler, before a pending signal comes in
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return call
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+            return
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        while self._undo:
+            self._undo.pop()()
+        for sig, handler in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if self.signum is not None and self._previous.get(self.signum) is signal.SIG_IGN:
+            self.signum = None
+
+
+def _reassert_handlers() -> None:
+    """Set SIGINT's and SIGTERM's Python handlers again: Ray's native code replaces them under
+    Python (while connecting, and again when shut down) without Python knowing."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in _HeldSignals._SIGNALS:
+            handler = signal.getsignal(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def _auto_address() -> str:
