@@ -286,13 +286,16 @@ def _label_name(names: list[str], label: int) -> str:
     return names[label] if 0 <= label < len(names) else str(label)
 
 
-def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None) -> dict[str, Any]:
+def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None,
+                   digests: "dict[str, str] | None" = None) -> dict[str, Any]:
     """The JSON document for one image (schema ``densedet-tile/detections@1``).
 
     ``outputs``: the file names of the other outputs written together with this JSON (its
     CSV, COCO, YOLO and preview files), kept as the document's ``outputs`` list so that a
     later run over the same name knows which files beside it are this tool's own; left out
-    when None."""
+    when None. ``digests``: the SHA-256 of each of them as written (``outputs_sha256``), so
+    that a later run can tell a file changed since (a label file corrected by hand) from its
+    own."""
     d = result.detections
     names = _class_names(result)
     used = sorted(set(int(x) for x in np.unique(d.labels))) if len(d) else []
@@ -313,6 +316,7 @@ def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None)
         "scores": np.round(d.scores.astype(np.float64), 4).tolist(),
         "labels": d.labels.tolist(),
         **({} if outputs is None else {"outputs": list(outputs)}),
+        **({} if digests is None else {"outputs_sha256": dict(digests)}),
     }
 
 
@@ -339,10 +343,10 @@ def _put(path: str | os.PathLike[str], data: bytes | str, stage: dict[Path, byte
 
 
 def write_json(result: "ImageResult", path: str | os.PathLike[str], *, stage: dict[Path, bytes | str] | None = None,
-               outputs: "list[str] | None" = None) -> Path:
+               outputs: "list[str] | None" = None, digests: "dict[str, str] | None" = None) -> Path:
     """Write the JSON document for ``result`` to ``path`` atomically (or into ``stage``);
-    ``outputs`` as :func:`result_to_json` takes it."""
-    data = json.dumps(result_to_json(result, outputs=outputs), separators=(",", ":")).encode()
+    ``outputs`` and ``digests`` as :func:`result_to_json` takes them."""
+    data = json.dumps(result_to_json(result, outputs=outputs, digests=digests), separators=(",", ":")).encode()
     return _put(path, data, stage)
 
 

@@ -6,6 +6,7 @@ workers, so all of them write exactly the same files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -236,11 +237,21 @@ def process_image(
             if "preview" in paths:
                 write_preview(result, paths["preview"], src, stage=stage)
             siblings = [p.name for kind, p in paths.items() if kind != "json"]
-            write_json(result, paths["json"], stage=stage, outputs=siblings)
+            digests = {p.name: _sha256(stage[p]) for kind, p in paths.items() if kind != "json"}
+            write_json(result, paths["json"], stage=stage, outputs=siblings, digests=digests)
         earlier = _recorded_outputs(paths["json"], stem)  # what the JSON being replaced says it came with
+        # a file of an output's name that was changed since this tool wrote it (a YOLO label
+        # file corrected in a labelling tool), or a label file it did not write, is the user's:
+        # never replaced. (Other outputs have names of this tool's own, ".detections.csv"...:
+        # one no record speaks for, beside a damaged JSON, is taken for this tool's.)
+        for kind, p in paths.items():
+            if kind != "json" and p.exists() and not _ours(p, earlier, unrecorded=kind != "yolo"):
+                raise InvalidInputError(
+                    f"{p} is in the way: it was not written by densedet-tile, or was changed since; move it "
+                    "away or choose another --out (nothing was written for this image)")
         write_files(stage)
         written = [p for p in stage if p.name != YOLO_CLASSES_FILE]
-        _remove_stale_outputs(out_dir, earlier - {p.name for p in paths.values()})
+        _remove_stale_outputs(out_dir, {n: h for n, h in earlier.items() if n not in {p.name for p in paths.values()}})
     except BaseException as exc:
         if not isinstance(exc, Exception):
             raise
@@ -255,29 +266,56 @@ def process_image(
     )
 
 
-def _recorded_outputs(json_path: Path, stem: str) -> set[str]:
-    """The names of the outputs an earlier run wrote together with the detections JSON at
-    ``json_path`` (its ``outputs`` list), limited to names this tool gives an image of ``stem``.
-    Empty when there is no such JSON, it cannot be read, or it holds no such record (written
-    by a version before it, or not by this tool): then nothing beside it is ours to remove."""
+def _sha256(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+
+
+def _recorded_outputs(json_path: Path, stem: str) -> dict[str, str | None]:
+    """The outputs an earlier run wrote together with the detections JSON at ``json_path``
+    (its ``outputs`` list), limited to names this tool gives an image of ``stem``: name -> the
+    SHA-256 it recorded (None from a version that recorded none). Empty when there is no such
+    JSON, it cannot be read, or it holds no such record (written by a version before it, or not
+    by this tool): then nothing beside it is ours."""
     try:
         doc = json.loads(json_path.read_text())
     except (OSError, ValueError):
-        return set()
+        return {}
     names = doc.get("outputs") if isinstance(doc, dict) else None
     if not isinstance(names, list):
-        return set()
+        return {}
+    digests = doc.get("outputs_sha256")
+    digests = digests if isinstance(digests, dict) else {}
     ours = {stem + suffix for kind, suffix in OUTPUT_SUFFIXES.items() if kind != "json"}
-    return {n for n in names if isinstance(n, str) and n in ours}
+    return {n: (digests.get(n) if isinstance(digests.get(n), str) else None)
+            for n in names if isinstance(n, str) and n in ours}
 
 
-def _remove_stale_outputs(out_dir: str | Path, names: set[str]) -> None:
-    """An image redone over an earlier result: the files ``names`` (outputs the earlier run
+def _ours(path: Path, recorded: dict[str, str | None], *, unrecorded: bool = False) -> bool:
+    """Whether the file at ``path`` is an output the earlier run recorded, as it wrote it
+    (``unrecorded``: the answer for a file the record does not name)."""
+    if path.name not in recorded:
+        return unrecorded
+    want = recorded[path.name]
+    if want is None:
+        return True
+    try:
+        return _sha256(path.read_bytes()) == want
+    except OSError:
+        return False
+
+
+def _remove_stale_outputs(out_dir: str | Path, recorded: dict[str, str | None]) -> None:
+    """An image redone over an earlier result: the files ``recorded`` (outputs the earlier run
     recorded in its JSON and this run did not write again) are removed, so that no file beside
     the new JSON holds boxes of other settings. Files the earlier run did not record (a user's
-    own label file that happens to share an output's name) are never touched."""
-    for name in sorted(names):
+    own label file that happens to share an output's name), or that were changed since it
+    wrote them, are never touched."""
+    for name in sorted(recorded):
         path = Path(out_dir) / name
+        if not _ours(path, recorded):
+            if path.exists():
+                log.warning("%s: left in place: changed since densedet-tile wrote it", path)
+            continue
         try:
             path.unlink()
         except FileNotFoundError:

@@ -49,6 +49,31 @@ def test_a_rerun_keeps_the_users_own_file_of_an_output_name(tmp_path):
     assert doc["outputs"] == []
 
 
+def test_a_users_own_file_of_an_output_name_is_never_overwritten(tmp_path, capsys):
+    photo = _photo(tmp_path / "IMG_1.png")
+    labels = tmp_path / "IMG_1.txt"  # a label file of the user's, where --format yolo would write
+    labels.write_text("0 0.5 0.5 0.1 0.1\n")
+    assert cli_main([str(photo), "--out", str(tmp_path), "--format", "yolo", *BLOB]) == 1
+    assert "IMG_1.txt is in the way" in _last_line(capsys.readouterr().err)
+    assert labels.read_text() == "0 0.5 0.5 0.1 0.1\n" and not (tmp_path / "IMG_1.detections.json").exists()
+
+
+def test_a_label_file_corrected_since_the_tool_wrote_it_is_kept(tmp_path, capsys, caplog):
+    photo = _photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    assert cli_main([str(photo), "--out", str(out), "--format", "yolo", *BLOB]) == 0
+    doc = json.loads((out / "a.detections.json").read_text())
+    assert set(doc["outputs_sha256"]) == {"a.txt"}
+    assert cli_main([str(photo), "--out", str(out), "--format", "yolo", *BLOB]) == 0  # its own: replaced
+    (out / "a.txt").write_text("0 0.2 0.2 0.1 0.1\n")  # corrected in a labelling tool
+    assert cli_main([str(photo), "--out", str(out), "--format", "yolo", *BLOB]) == 1  # not replaced
+    assert "a.txt is in the way" in _last_line(capsys.readouterr().err)
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        assert cli_main([str(photo), "--out", str(out), *BLOB]) == 0  # nor removed as a stale output
+    assert (out / "a.txt").read_text() == "0 0.2 0.2 0.1 0.1\n"
+    assert "changed since densedet-tile wrote it" in caplog.text
+
+
 def test_a_rerun_removes_the_outputs_the_earlier_run_recorded(tmp_path):
     photo = _photo(tmp_path / "in" / "a.png")
     out = tmp_path / "out"
