@@ -260,7 +260,11 @@ def _resolve_backend(ray_address: str | None) -> str | None:
         try:
             import ray  # noqa: F401
         except ImportError:
-            log.info("ray is not installed: running in this process")
+            if os.environ.get("RAY_ADDRESS"):  # a cluster was named: say that it is not used
+                log.warning("RAY_ADDRESS is set but Ray is not installed (pip install 'densedet-tile[ray]'): "
+                            "running in this process")
+            else:
+                log.info("ray is not installed: running in this process")
             return None
         return "auto" if os.environ.get("RAY_ADDRESS") else "local"
     if not _RAY_ADDRESS.fullmatch(ray_address):
@@ -389,13 +393,18 @@ def run_batch(
     try:
         if backend is None or not todo:
             summary.backend = "in-process" if backend is None else summary.backend
+            built = build_detector(detector, job) if todo else None  # before the run line: a detector
+            # that cannot be built starts no run (and leaves no folder of this run's)
             begin({"backend": summary.backend, "workers": 1, "split": split})
-            if todo:
+            if built is not None:
                 if split:
                     log.warning("split needs Ray workers; each image runs whole in this process")
                 if timeout is not None:
                     log.warning("a time limit needs Ray workers; it is not applied in this process")
-                _run_in_process(todo, out, detector, job, record)
+                if workers is not None or cpus_per_worker != 1.0 or gpus_per_worker != 0.0:
+                    log.warning("workers, CPUs and GPUs per worker need Ray workers; the images run one after "
+                                "another in this process")
+                _run_in_process(todo, out, *built, record)
         else:
             from .distributed.ray_pool import RayPool, connect
 
@@ -407,8 +416,6 @@ def run_batch(
             if not split:
                 n = min(n, len(todo))
             summary.workers = n
-            begin({"backend": summary.backend, "workers": n, "cpus_per_worker": cpus_per_worker,
-                   "gpus_per_worker": gpus_per_worker, "split": split})
             # Each item may lose a worker retries + 1 times (with --split, each of an image's n
             # chunks and its scale choice too): enough replacements that hanging or crashing
             # images cannot starve the good ones.
@@ -416,6 +423,10 @@ def run_batch(
             start_s = 600.0 if timeout is None else max(120.0, 4 * timeout)  # building + one warm-up prediction
             with RayPool(detector, workers=n, num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
                          max_respawns=respawns, start_timeout=start_s) as pool:
+                # the run line once the workers hold their detectors: one that cannot be built
+                # starts no run
+                begin({"backend": summary.backend, "workers": n, "cpus_per_worker": cpus_per_worker,
+                       "gpus_per_worker": gpus_per_worker, "split": split})
                 if split:
                     _run_split(todo, out, pool, job, record, retries=retries, timeout=timeout, on_submit=on_submit)
                 else:
@@ -451,9 +462,8 @@ def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str
     return out
 
 
-def _run_in_process(todo: list[tuple[Path, str]], out: Path, detector: Any, job: Job,
+def _run_in_process(todo: list[tuple[Path, str]], out: Path, det: Any, job: Job,
                     record: Callable[[dict[str, Any]], None]) -> None:
-    det, job = build_detector(detector, job)
     for p, stem in todo:
         outcome = process_image(p, det, job, out, stem=stem)
         rec = outcome.as_dict()

@@ -166,6 +166,15 @@ def test_explicit_ray_without_ray_installed_is_a_clear_error(tmp_path, monkeypat
     assert s.backend == "in-process" and s.ok == 3
 
 
+def test_a_cluster_named_in_ray_address_without_ray_installed_is_said(tmp_path, monkeypatch, caplog):
+    imgs = _images(tmp_path / "in")
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        s = run_batch(imgs[:1], tmp_path / "o", detector=BlobDetector(), ray="default")
+    assert s.backend == "in-process" and "RAY_ADDRESS is set but Ray is not installed" in caplog.text
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -204,8 +213,29 @@ def test_detector_that_cannot_be_built_exits_2_with_one_line(tmp_path, capsys):
     assert batch_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_factory" in err[0]
+    # no run was started: no manifest, and the folder the run made is gone (it held a manifest)
+    assert not (tmp_path / "out").exists()
     with pytest.raises(DetectorError):
         run_batch(imgs, tmp_path / "out2", detector=DetectorSpec(kind=f"{FAKES}:no_such_factory"))
+    assert not (tmp_path / "out2").exists()
+    (tmp_path / "out3").mkdir()  # a folder that was there stays, without a run in its log
+    with pytest.raises(DetectorError):
+        run_batch(imgs, tmp_path / "out3", detector=DetectorSpec(kind=f"{FAKES}:no_such_factory"))
+    assert list((tmp_path / "out3").iterdir()) == []
+    # --debug adds the traceback and keeps the exit status
+    assert batch_main([*argv, "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_worker_options_without_ray_are_said_to_be_unused(tmp_path, caplog):
+    imgs = _images(tmp_path / "in")
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        run_batch(imgs[:1], tmp_path / "out", detector=BlobDetector(), ray="none", workers=4)
+    assert "need Ray workers" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        run_batch(imgs[:1], tmp_path / "out2", detector=BlobDetector(), ray="none")
+    assert "need Ray workers" not in caplog.text
 
 
 def test_detector_spec_resolves_local_paths(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -143,13 +144,13 @@ def _batch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     except DensedetError as exc:
         if args.debug:
-            raise
+            traceback.print_exc()
         error(PROG, one_line(exc))
         remove_empty(made)  # a run that never started (a cluster out of reach...) leaves no folder
         return EXIT_USAGE
     except OSError as exc:  # the output folder failed under the run (full disk, taken away...)
         if args.debug:
-            raise
+            traceback.print_exc()
         error(PROG, f"--out {args.out}: {one_line(exc)}")
         return EXIT_FAILED
     if not args.quiet:
