@@ -126,10 +126,21 @@ def formats(text: str) -> tuple[str, ...]:
     return items
 
 
+#: Spellings of true, false and none a shell user may type for a detector option (besides
+#: JSON's own): ``agnostic=False`` must not arrive as the string "False", which is truthy.
+_WORDS: dict[str, object] = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False,
+                             "none": None, "null": None}
+
+
 def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--detector-option``: the value read as JSON (numbers, lists, objects,
+    quoted strings), as a truth word in any case (``True``, ``no``, ``off``...) or ``None``,
+    else kept as the plain string."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python identifier, got {text!r}")
+    if raw.strip().lower() in _WORDS:
+        return key.strip(), _WORDS[raw.strip().lower()]
     try:
         value: object = json.loads(raw)
     except ValueError:

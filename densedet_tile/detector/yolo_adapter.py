@@ -591,6 +591,8 @@ def build(
         raise InvalidInputError(f"yolo detector: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if normalized is not None and not isinstance(normalized, bool):
         raise InvalidInputError(f"yolo detector: normalized must be true, false or absent, got {normalized!r}")
+    if not isinstance(agnostic, bool):
+        raise InvalidInputError(f"yolo detector: agnostic must be true or false, got {agnostic!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise InvalidInputError(f"yolo detector: threads must be a positive int, got {threads!r}")
     if not isinstance(device, str):

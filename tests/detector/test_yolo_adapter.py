@@ -278,6 +278,18 @@ def test_reads_the_facts_of_the_export(models):
     assert load_detector("yolo", checkpoint=models["v5"], device="cpu").class_names is None
 
 
+def test_truth_options_are_booleans_from_the_command_line_too(models):
+    from densedet_tile.cli.options import _key_value
+
+    # a shell user types agnostic=False: it must not arrive as the (truthy) string "False"
+    for text, want in [("agnostic=False", False), ("agnostic=no", False), ("agnostic=false", False),
+                       ("agnostic=True", True), ("agnostic=ON", True)]:
+        key, value = _key_value(text)
+        assert load_detector("yolo", checkpoint=models["v8"], device="cpu", options={key: value})._agnostic is want
+    with pytest.raises(InvalidInputError, match="agnostic must be true or false, got 'False'"):
+        load_detector("yolo", checkpoint=models["v8"], device="cpu", options={"agnostic": "False"})
+
+
 @pytest.mark.parametrize("model", ["v8", "v5", "v5_1class"])
 def test_boxes_come_back_through_the_letterbox(models, model):
     det = load_detector("yolo", checkpoint=models[model], device="cpu")
