@@ -113,6 +113,7 @@ class OnnxDetector:
         self._std = tuple(std)
         self.info = info
         self.providers = tuple(session.get_providers())
+        self.device = _device_of(session)  # where ONNX Runtime runs it, whatever torch sees
 
     def __repr__(self) -> str:
         return f"OnnxDetector(name={self.name!r}, model_hw={self.model_hw}, input_size={self.input_size})"
@@ -148,6 +149,15 @@ class OnnxDetector:
         boxes = np.clip(boxes[keep2] * np.array([w / nw, h / nh, w / nw, h / nh], np.float32),
                         0.0, np.array([w, h, w, h], np.float32))
         return Detections(boxes, scores[keep][keep2], labels[keep][keep2].astype(np.int64))
+
+
+def _device_of(session: Any) -> str:
+    providers = session.get_providers()
+    return "cuda" if providers and str(providers[0]).startswith("CUDA") else "cpu"
+
+
+def _shape_text(shape: list[Any]) -> str:
+    return "(" + ", ".join(str(d) if isinstance(d, int) else "?" for d in shape) + ")"
 
 
 def _providers(ort: Any, device: str) -> list[Any]:
@@ -244,6 +254,16 @@ def build(
         out_names = (outputs[0], outputs[1])
     else:
         raise DetectorError(f"onnx model {checkpoint}: expected outputs det_bboxes and det_labels, got {outputs}")
+    # the shapes the export declares, where it declares them: a model with two outputs of
+    # another kind (a heatmap network, a raw YOLO head) is refused here, not on every image
+    shapes = {o.name: list(o.shape) for o in session.get_outputs()}
+    box_shape, label_shape = shapes[out_names[0]], shapes[out_names[1]]
+    if (len(box_shape) not in (2, 3) or (isinstance(box_shape[-1], int) and box_shape[-1] != 5)
+            or len(label_shape) != len(box_shape) - 1):
+        raise DetectorError(
+            f"onnx model {checkpoint}: outputs {out_names[0]} {_shape_text(box_shape)} and {out_names[1]} "
+            f"{_shape_text(label_shape)} are not det_bboxes (n, 5) and det_labels (n,) (for a YOLO export: "
+            "--detector yolo)")
 
     explicit = input_size is not None
     size = int(input_size) if explicit else max(model_hw)
@@ -253,6 +273,8 @@ def build(
         "model_input": [1, 3, model_hw[0], model_hw[1]],
         "input_size": size,
         "providers": list(session.get_providers()),
+        "execution_provider": session.get_providers()[0],
+        "device": _device_of(session),
         "score_thr": float(score_thr),
     }
     return OnnxDetector(

@@ -165,6 +165,25 @@ def test_bad_arguments(tmp_path, model_64x96):
         det.predict([np.zeros((4, 4, 3), np.float32)])
 
 
+def test_a_model_with_two_outputs_of_another_kind_is_refused_when_built():
+    from importlib import resources
+
+    heat = resources.files("densedet_tile.detector") / "weights" / "default.onnx"  # heatmap and distances
+    with pytest.raises(DetectorError, match=r"heat_logits \(\?, 1, \?, \?\) and dist .* are not det_bboxes"):
+        load_detector("onnx", checkpoint=str(heat), device="cpu", input_size=640)
+
+
+def test_the_device_is_where_onnx_runtime_runs_it(model_64x96, monkeypatch):
+    import densedet_tile as dt
+
+    det = load_detector("onnx", checkpoint=model_64x96, device="cpu")
+    assert det.device == "cpu" and det.info["device"] == "cpu"
+    assert det.info["execution_provider"] == "CPUExecutionProvider"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # torch would say a GPU is there
+    res = dt.detect_image(red_tile(64, 96, (10, 10, 30, 30)), det)
+    assert res.settings["device"] == "cpu" and res.model["info"]["execution_provider"] == "CPUExecutionProvider"
+
+
 def test_registry_builds_the_onnx_adapter(model_64x96):
     det = load_detector("onnx", checkpoint=model_64x96, device="cpu", score_thr=0.3)
     assert isinstance(det, onnx_adapter.OnnxDetector) and det.score_thr == 0.3
