@@ -708,6 +708,9 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     threads = _check_threads(threads)
     if threads is not None and not _is_cuda(dev):
         torch.set_num_threads(threads)  # process-wide in torch
+    if fp16 and not _is_cuda(dev):
+        warnings.warn("--precision fp16 applies on CUDA only; on the CPU these torch weights run in fp32",
+                      RuntimeWarning, stacklevel=2)
     config = _checked_config(ckpt["config"], where)
     settings = DecodeSettings.from_config(config, score_thr)  # validate before building
     runner = TorchRunner(model_from_checkpoint(ckpt, config, source=where), device=dev, mean=settings.mean,

@@ -124,6 +124,11 @@ def model_from_checkpoint(ckpt: dict[str, Any], config: dict[str, Any], *, sourc
                  for found, what in ((missing, "missing"), (unexpected, "unexpected"), (shapes, "of another shape"))
                  if found]
         raise DetectorError(f"{source} does not match the ShelfNet of its config: state dict keys {'; '.join(parts)}")
+    # weights of a run that diverged would load and find nothing, silently
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DetectorError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values "
+                            f"(e.g. {', '.join(bad[:3])}): the training run that made it diverged")
     model.load_state_dict(state)
     return model.eval()
 

@@ -225,6 +225,8 @@ def _case(tiny: dict, name: str):
         return {**tiny, "state_dict": {k: v for k, v in sd.items() if k != "heat.1.weight"}}
     if name == "noconfig":
         return {"state_dict": sd}
+    if name == "nan":  # a diverged run's weights
+        return {**tiny, "state_dict": {k: (v * float("nan") if k == "heat.1.weight" else v) for k, v in sd.items()}}
     return [1, 2]  # "alist": not a dict at all
 
 
@@ -237,6 +239,7 @@ def _case(tiny: dict, name: str):
     ("missing", r"does not match the ShelfNet of its config: state dict keys 1 missing \(e\.g\. heat\.1\.weight\)"),
     ("noconfig", r"not a ShelfNet checkpoint: no 'config' \(it has 'state_dict'\)"),
     ("alist", "not a ShelfNet checkpoint .*it holds a list"),
+    ("nan", r"1 weight tensor\(s\) hold NaN or infinite values \(e\.g\. heat\.1\.weight\)"),
 ])
 def test_a_bad_checkpoint_is_one_line_naming_the_file(tmp_path, tiny_ckpt, name, match) -> None:
     path = tmp_path / f"{name}.pt"
@@ -245,6 +248,16 @@ def test_a_bad_checkpoint_is_one_line_naming_the_file(tmp_path, tiny_ckpt, name,
     msg = str(info.value)
     assert msg.startswith(f"checkpoint {path}") and "\n" not in msg, msg
     assert re.search(match, msg), msg
+
+
+def test_fp16_asked_for_torch_weights_on_the_cpu_is_said_not_dropped(tmp_path, tiny_ckpt) -> None:
+    from densedet_tile.detector.registry import load_detector
+
+    path = tmp_path / "w.pt"
+    torch.save(tiny_ckpt, path)
+    with pytest.warns(RuntimeWarning, match="fp16 applies on CUDA only; on the CPU these torch weights run in fp32"):
+        det = load_detector("default", checkpoint=str(path), device="cpu", precision="fp16")
+    assert det.info.get("precision", "fp32") == "fp32"
 
 
 def test_a_data_parallel_checkpoint_loads_like_the_plain_one(tmp_path, tiny_ckpt) -> None:
