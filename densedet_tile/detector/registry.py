@@ -213,7 +213,10 @@ def _from_factory(spec: str, **options: Any) -> Any:
         params = {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in options.items() if v is not None and (takes_any or k in params)}
-    unused = sorted(k for k, v in options.items() if v is not None and k not in kwargs and k != "device")
+    # the engine itself resizes tiles to input_size and drops boxes under score_thr, whether the
+    # factory takes them or not: only the others are lost when the factory has no such parameter
+    engine_applied = {"device", "input_size", "score_thr"}
+    unused = sorted(k for k, v in options.items() if v is not None and k not in kwargs and k not in engine_applied)
     if unused:  # given on the command line but the factory has no such parameter: say so, do not drop silently
         log.warning("detector %s takes no %s; %s ignored", spec, ", ".join(unused),
                     "it is" if len(unused) == 1 else "they are")

@@ -20,6 +20,11 @@ def test_factory_from_file_gets_only_the_options_it_names(tmp_path, caplog):
         det = load_detector(f"{mod}:make", checkpoint="w.pth", config="ignored.py", device="cpu")
     assert det.checkpoint == "w.pth" and det.device == "cpu"
     assert "takes no config; it is ignored" in caplog.text  # said, not dropped silently
+    caplog.clear()
+    # the engine resizes tiles to input_size and filters by score_thr itself: nothing is ignored
+    with caplog.at_level("WARNING", logger="densedet_tile.detector.registry"):
+        load_detector(f"{mod}:make", checkpoint="w.pth", device="cpu", input_size=320, score_thr=0.9)
+    assert "ignored" not in caplog.text
 
 
 def test_factory_taking_kwargs_gets_everything_given(tmp_path):
