@@ -285,8 +285,8 @@ def build(
         names_t: tuple[str, ...] | None = class_names_option(class_names, "torchvision detector")
     elif num_classes - label_offset == 1:
         names_t = ("product",)
-    else:
-        names_t = None
+    else:  # unnamed classes are called by their numbers, all of them alike (not class 0 "product")
+        names_t = tuple(str(i) for i in range(num_classes - label_offset))
     info = {
         "framework": "torchvision",
         "config": config,

@@ -644,6 +644,10 @@ def build(
                 raise InvalidInputError(f"{where}: {len(names)} class_names for an output with {channels} class channels")
             log.warning("%s: metadata names %d classes but the output has %d; ignoring the names", where, len(names), channels)
             names = None
+    if names is None and found in ("v8", "v5") and all(_dim(d) is not None for d in rt.output_shape):
+        channels = {"v8": rt.output_shape[1] - 4, "v5": rt.output_shape[2] - 5}[found]
+        if channels > 1:  # unnamed classes are called by their numbers, all of them alike
+            names = tuple(str(i) for i in range(channels))
     info = {
         "framework": rt.framework,
         "checkpoint": os.fspath(path),

@@ -257,7 +257,8 @@ def test_checkpoint_and_options_reach_the_default_detector() -> None:
     assert det.runtime == "torch" and det.info["weights_file"].endswith("default.pt")
     det = load_detector("default", device="cpu", checkpoint=str(_weights_path(B.ONNX_FILE)))
     assert det.runtime == "onnxruntime"
-    det = load_detector("default", device="cpu", precision="fp16", options={"runtime": "torch"})
+    with pytest.warns(RuntimeWarning, match="fp16 applies on CUDA only"):
+        det = load_detector("default", device="cpu", precision="fp16", options={"runtime": "torch"})
     assert det.runtime == "torch" and det.fp16 and det.runner.fp16  # autocast applies on CUDA only
     det.fp16 = False  # scripts/bench_gpu_default.py toggles it
     assert not det.runner.fp16
