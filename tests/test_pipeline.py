@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import densedet_tile as dt
-from densedet_tile import DetectorError, InvalidInputError
+from densedet_tile import Detections, DetectorError, InvalidInputError, TileSpec
 from densedet_tile.pipeline import detect_image
 
 from fakes import BlobDetector, NaNDetector, NotDetectionsDetector, WrongLengthDetector, blob_image
@@ -262,3 +262,26 @@ def test_the_api_serves_a_threshold_below_the_built_in_models_own(caplog):
 def test_a_scale_and_tile_auto_together_are_refused():
     with pytest.raises(InvalidInputError, match="scale or tile='auto'"):
         dt.detect(blob_image(64, 64, (1, 1, 5, 5)), BlobDetector(), tile="auto", scale=0.5)
+
+
+class _ScaledBoxes:
+    """BlobDetector's boxes multiplied by ``factor``: a detector answering in another frame."""
+
+    def __init__(self, factor: float) -> None:
+        from fakes import BlobDetector
+
+        self.inner, self.factor = BlobDetector(), factor
+
+    def predict(self, tiles):
+        return [Detections(d.xyxy * self.factor, d.scores, d.labels) for d in self.inner.predict(tiles)]
+
+
+def test_boxes_returned_outside_their_tiles_are_said_not_silently_dropped():
+    from fakes import blob_image
+
+    img = blob_image(300, 500, (40, 60, 140, 160))
+    with pytest.warns(RuntimeWarning, match=r"returned 1 of 1 boxes wholly outside the tile .* are its boxes in tile pixels"):
+        res = dt.detect_image(img, _ScaledBoxes(100.0), tiling=TileSpec(tile=256))
+    assert len(res.detections) == 0
+    res = dt.detect_image(img, _ScaledBoxes(1.0), tiling=TileSpec(tile=256))  # no warning (warnings are errors here)
+    assert len(res.detections) == 1

@@ -33,6 +33,9 @@ class DetectorCalls:
         self.batch_size = batch_size
         self.image_name = image_name
         self.predict_s = 0.0
+        self._boxes = 0  # boxes returned so far, and those lying wholly outside their tile
+        self._outside = 0
+        self._said_outside = False
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[Detections]:
         """Run the detector over ``inputs`` in chunks of the current batch size."""
@@ -98,4 +101,21 @@ class DetectorCalls:
                 raise DetectorError(f"{who} returned scores from {float(d.scores.min()):g} to {float(d.scores.max()):g}; "
                                     "scores must be confidences in [0, 1] (thresholds and the merge rely on it)")
             out.append(d)
+        self._check_frame(out, chunk, who)
         return out
+
+    def _check_frame(self, dets: list[Detections], chunk: Sequence[np.ndarray], who: str) -> None:
+        """Say once when most boxes lie wholly outside the tile they were found in: boxes in
+        another frame (normalised, or the model's input size) are all clipped away later, and
+        the image would silently count nothing."""
+        for d, tile in zip(dets, chunk):
+            if not len(d):
+                continue
+            h, w = tile.shape[:2]
+            b = d.xyxy
+            self._outside += int(np.count_nonzero((b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 2] <= 0) | (b[:, 3] <= 0)))
+            self._boxes += len(d)
+        if not self._said_outside and self._outside > self._boxes / 2:
+            self._said_outside = True
+            warnings.warn(f"{who} returned {self._outside} of {self._boxes} boxes wholly outside the tile they were "
+                          "found in (they are dropped): are its boxes in tile pixels?", RuntimeWarning, stacklevel=4)
