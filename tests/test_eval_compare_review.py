@@ -136,3 +136,32 @@ def test_eval_image_takes_whole_floats_as_class_ids() -> None:
     im = EvalImage("a", g, np.array([2.0]), g, [0.9], np.array([3], np.uint8))
     assert im.gt_labels.tolist() == [2] and im.dt_labels.tolist() == [3]
     assert im.gt_labels.dtype == im.dt_labels.dtype == np.int64
+
+
+class NamedBlob(BlobDetector):
+    """A blob detector whose one class (label 0) is called ``bluething``."""
+
+    class_names = ("bluething",)
+
+
+def test_compare_matches_classes_by_the_detectors_names_as_plain_eval_does(tmp_path: Path) -> None:
+    path, _ = _photo(tmp_path)
+    # two categories; the detector's class is the second one listed, not the first
+    gt = BoxSet(images={"photo.png": ImageBoxes("photo.png", 160, 120, np.array([BOX], np.float64), np.ones(1),
+                                                np.array(["bluething"], object))},
+                categories=["redthing", "bluething"], source="gt", kind="csv")
+    runs = compare_tiled_untiled([path], gt, NamedBlob(), tiling=TileSpec(tile=96, overlap=0.25))
+    assert [round(r.metrics.stats["AP50"], 3) for r in runs] == [1.0, 1.0]  # was 0: label 0 -> "redthing"
+
+
+def test_compare_says_which_ground_truth_images_it_leaves_out(tmp_path: Path, capsys) -> None:
+    path, _ = _photo(tmp_path)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    path.rename(imgs / "photo.png")
+    gtp = tmp_path / "gt.csv"
+    gtp.write_text("photo.png,40,30,100,90,object,160,120\nmissing.png,1,1,20,20,object,160,120\n")
+    code = eval_main([str(imgs), str(gtp), "--compare", "--tile", "96", "--device", "cpu",
+                      "--detector", "fakes:make_blob"])
+    assert code == 0
+    assert "note: 1 ground-truth image not in" in capsys.readouterr().err

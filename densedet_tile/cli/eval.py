@@ -30,6 +30,7 @@ from .options import (
     EXIT_USAGE,
     add_detector_options,
     add_tiling_options,
+    counted,
     detector_spec_from_args,
     error,
     parse,
@@ -161,6 +162,11 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
         images = images[: args.limit]
     if not images:
         raise InvalidInputError(f"{folder}: no images whose names appear in the ground truth {args.gt}")
+    absent = len(gt.images) - len({image_key(f.name) for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES}
+                                  & set(gt.images))
+    if absent:  # both runs need the photo: its ground truth cannot count as missed by either
+        print(f"note: {counted(absent, 'ground-truth image')} not in {folder}, left out of both runs",
+              file=sys.stderr)
     tiling, merge, run = specs_from_args(args)
     detector, fitted = build_detector(detector_spec_from_args(args), Job(tiling=tiling, merge=merge, run=run))
     try:

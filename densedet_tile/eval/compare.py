@@ -143,6 +143,10 @@ def _one_or_none(values: list[Any]) -> Any:
     return distinct.pop() if len(distinct) == 1 else None
 
 
+def _class_name(names: tuple[str, ...] | None, label: int) -> str:
+    return names[label] if names is not None and 0 <= label < len(names) else str(label)
+
+
 def compare_tiled_untiled(
     images: Sequence[str | Path],
     gt: BoxSet,
@@ -161,10 +165,14 @@ def compare_tiled_untiled(
     with the tiling each actually ran (:class:`CompareRun`). Seconds are detection wall time
     summed over images.
     """
+    from ..detector.base import class_names_of
     from ..pipeline import detect_image, specs_from
     from ..tiler.readers import open_image
 
     tiling, merge, run = specs_from(tiling, merge, run)
+    # classes by the detector's names, as its detections JSON names them for a plain eval; a
+    # detector without names gives label i the ground truth's i-th category
+    names = class_names_of(detector)
     runs: dict[str, dict[str, ImageBoxes]] = {"tiled": {}, "untiled": {}}
     secs = {"tiled": 0.0, "untiled": 0.0}
     ran: dict[str, list[dict[str, Any]]] = {"tiled": [], "untiled": []}
@@ -182,13 +190,13 @@ def compare_tiled_untiled(
                 det = res.detections
                 ran[name].append({"tile": int(res.settings["tile"]), "overlap": float(res.settings["overlap"]),
                                   "tiles": res.num_tiles, "scale": str(res.settings["scale"]["source"])})
-                cls = np.array([str(int(v)) for v in det.labels], dtype=object)
+                cls = np.array([_class_name(names, int(v)) for v in det.labels], dtype=object)
                 runs[name][key] = ImageBoxes(key, w, h, det.xyxy.astype(np.float64), det.scores.astype(np.float64), cls)
     out = []
     for name in ("tiled", "untiled"):
         pred = BoxSet(images=runs[name], source=f"{name} run", kind="run")
         agn = class_agnostic
-        if agn is None and len(gt.categories) > 1:
+        if agn is None and len(gt.categories) > 1 and names is None:
             # detector labels are 0-based indices into the ground truth's categories
             for im in pred.images.values():
                 im.classes = np.array([gt.categories[int(c)] if int(c) < len(gt.categories) else c for c in im.classes], dtype=object)
