@@ -256,6 +256,38 @@ def test_coco_gt_with_numeric_results(tmp_path: Path) -> None:
         read_predictions(res, gt=gt)
 
 
+def test_coco_results_of_a_category_the_single_class_ground_truth_lacks_are_left_out_as_pycocotools_does(
+        tmp_path: Path) -> None:
+    gtp = tmp_path / "gt.json"
+    gt_doc = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 200}],
+        "categories": [{"id": 1, "name": "product"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50], "area": 2500,
+                         "iscrowd": 0},
+                        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [100, 100, 50, 50], "area": 2500,
+                         "iscrowd": 0}],
+    }
+    gtp.write_text(json.dumps(gt_doc))
+    results = [{"image_id": 1, "category_id": 2, "bbox": [100, 100, 50, 50], "score": 0.9},  # another category
+               {"image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50], "score": 0.8}]
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    coco = COCO(str(gtp))
+    ev = COCOeval(coco, coco.loadRes(str(res)), "bbox")
+    ev.evaluate(), ev.accumulate()
+    ev.summarize()
+    gt = read_ground_truth(gtp)
+    pairs, notes = pair_images(gt, read_predictions(res, gt=gt))
+    m = evaluate_boxes(pairs)
+    assert m.stats["AP50"] == pytest.approx(ev.stats[1]) and m.stats["AP50"] == pytest.approx(0.5, abs=0.01)
+    assert any("not scored" in n for n in notes)
+    # ids matching none of the ground truth's (our own --format coco, category_id 1, against a GT
+    # whose one category has id 3): every result counts as that class, as before
+    res.write_text(json.dumps([{**r, "category_id": 9} for r in results]))
+    pairs, notes = pair_images(gt, read_predictions(res, gt=gt))
+    assert evaluate_boxes(pairs).stats["AP50"] == pytest.approx(1.0) and any("counts as it" in n for n in notes)
+
+
 # ----------------------------------------------------------------------------- CLI
 def test_cli_prints_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     gtp = tmp_path / "gt.csv"

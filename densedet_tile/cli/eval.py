@@ -111,7 +111,7 @@ def eval_main(argv: Sequence[str]) -> int:
         pred = read_predictions(args.pred, gt=gt)
         asked = True if args.class_agnostic else None
         pairs, notes = pair_images(gt, pred, class_agnostic=asked, check_sizes=not args.ignore_size)
-        agnostic = uses_class_agnostic(gt, asked)  # what was used, also when the ground truth decided
+        agnostic = uses_class_agnostic(gt, asked, pred)  # what was used, also when the ground truth decided
         m = evaluate_boxes(pairs, max_dets=args.max_dets)
     except (DensedetError, OSError) as exc:
         error(PROG, str(exc))

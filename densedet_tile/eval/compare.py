@@ -21,10 +21,19 @@ def _gt_classes(gt: BoxSet) -> list[str]:
     return list(dict.fromkeys(list(gt.categories) + [str(c) for im in gt.images.values() for c in im.classes]))
 
 
-def uses_class_agnostic(gt: BoxSet, class_agnostic: bool | None = None) -> bool:
+def uses_class_agnostic(gt: BoxSet, class_agnostic: bool | None = None, pred: BoxSet | None = None) -> bool:
     """Whether :func:`pair_images` scores ``gt`` class-agnostically: as asked, or (``None``)
-    when the ground truth has at most one class."""
-    return len(_gt_classes(gt)) <= 1 if class_agnostic is None else bool(class_agnostic)
+    when the ground truth has at most one class, unless ``pred`` are COCO results against a
+    COCO ground truth some of whose category ids are the ground truth's own: ids are exact
+    there, and results of other ids are left out, as pycocotools does."""
+    if class_agnostic is not None:
+        return bool(class_agnostic)
+    classes = _gt_classes(gt)
+    if len(classes) > 1:
+        return False
+    if pred is not None and pred.kind == "coco-results" and gt.kind == "coco" and classes:
+        return not any(str(c) == classes[0] for im in pred.images.values() for c in im.classes)
+    return True
 
 
 def pair_images(
@@ -58,7 +67,7 @@ def pair_images(
                     f"in the ground truth {gt.source} (EXIF rotation or resizing?); pass --ignore-size to evaluate anyway"
                 )
     gt_classes = _gt_classes(gt)
-    agnostic = uses_class_agnostic(gt, class_agnostic)
+    agnostic = uses_class_agnostic(gt, class_agnostic, pred)
     if agnostic and class_agnostic is None and gt_classes:
         notes.append(f"ground truth has one class ({gt_classes[0]!r}): every prediction counts as it")
     if not agnostic and pred.kind == "coco-results" and gt.kind != "coco":
