@@ -37,6 +37,17 @@ def convert_main(argv: Sequence[str]) -> int:
     args = parse(build_parser(), argv)
     if isinstance(args, int):
         return args
+    if not args.no_verify:  # verifying builds the mmdet model: say [mmdet] up front, not [torch] first
+        import importlib.util
+
+        from ..errors import MissingDependencyError
+
+        for module, dist in (("torch", "torch"), ("mmengine", "mmengine"), ("mmcv", "mmcv-lite"), ("mmdet", "mmdet")):
+            if importlib.util.find_spec(module) is None:
+                error(PROG, one_line(MissingDependencyError(
+                    "convert-checkpoint (it checks the result against an mmdet config; --no-verify skips that)",
+                    dist, "mmdet")))
+                return EXIT_USAGE
     from ..detector.convert import EXACTNESS_SUMMARY, convert
 
     try:  # the destination first, named as such: nothing is converted for a place it cannot go

@@ -270,6 +270,21 @@ def test_the_command_refuses_to_write_over_its_source(tmp_path, capsys):
     assert src.read_bytes() == before
 
 
+def test_verifying_without_mmdet_names_the_mmdet_extra_first(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from densedet_tile.cli.convert import convert_main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mmdet" else real(name, *a))
+    src = tmp_path / "sd.pth"
+    torch.save({"state_dict": {"a": torch.zeros(1)}}, src)
+    assert convert_main([str(src), str(tmp_path / "out.pth")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'densedet-tile[mmdet]'" in err and "--no-verify" in err
+    assert not (tmp_path / "out.pth").exists()
+
+
 def test_converting_a_converted_checkpoint_is_refused(tmp_path, v3_state_dict):
     conv = _script()
     src, once = tmp_path / "v1.pth", tmp_path / "once.pth"
