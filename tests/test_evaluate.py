@@ -239,6 +239,21 @@ def test_our_json_dir_csv_and_coco_results_give_the_same_metrics(tmp_path: Path)
     assert results[0]["AR@300"] > 0.5
 
 
+def test_a_name_with_spaces_around_it_is_one_image_in_every_format(tmp_path: Path) -> None:
+    # the CSV reader strips its fields; the JSON and COCO readers must see the same name
+    gtp = tmp_path / "gt.csv"
+    write_sku_csv(gtp, [(" lead.jpg", 10, 10, 60, 90, "object", 640, 480)], header=False)
+    d = tmp_path / "dets"
+    d.mkdir()
+    our_json(d / " lead.detections.json", " lead.jpg", [[10, 10, 60, 90]], [0.9])
+    cocop = tmp_path / "pred.coco.json"
+    cocop.write_text(json.dumps([{"image_id": " lead.jpg", "category_id": 1, "bbox": [10, 10, 50, 80], "score": 0.9}]))
+    gt = read_ground_truth(gtp)
+    for src in (d, cocop):
+        pairs, _ = pair_images(gt, read_predictions(src, gt=gt))
+        assert evaluate_boxes(pairs).stats["AP50"] == pytest.approx(1.0)
+
+
 def test_coco_gt_with_numeric_results(tmp_path: Path) -> None:
     gtp = tmp_path / "gt.json"
     gtp.write_text(json.dumps({

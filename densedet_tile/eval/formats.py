@@ -53,8 +53,10 @@ CSV_COLUMNS = ("image_name", "x1", "y1", "x2", "y2", "class", "image_width", "im
 
 
 def image_key(name: str) -> str:
-    """The key an image is matched by: its file name without any directory part."""
-    return str(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    """The key an image is matched by: its file name without any directory part, and without
+    spaces around it (the SKU-110K CSV reader strips its fields, so every reader does: a photo
+    named " a.jpg" is the same image in the CSV, the JSON and the COCO files)."""
+    return str(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].strip()
 
 
 @dataclass(eq=False)
