@@ -61,6 +61,8 @@ class Job:
         if bad:
             raise InvalidInputError(f"unknown output format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
         object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))
+        if self.yolo_scores and "yolo" not in self.formats:  # asked for, it would be silently moot
+            raise InvalidInputError("yolo_scores (--yolo-scores) needs the yolo format (--format yolo)")
 
     def paths(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
         """Where each output of the image named ``stem`` goes; the JSON is always among them."""

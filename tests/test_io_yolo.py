@@ -83,3 +83,11 @@ def test_process_image_writes_labels_with_the_other_outputs(tmp_path):
     cls, cx, cy, w, h, s = (out / "shelf.txt").read_text().split()
     assert cls == "0" and float(s) == pytest.approx(0.9)
     np.testing.assert_allclose([float(v) for v in (cx, cy, w, h)], [150 / 500, 90 / 300, 100 / 500, 60 / 300], atol=1e-5)
+
+
+def test_yolo_scores_without_the_yolo_format_is_refused_not_ignored():
+    from densedet_tile.runner import Job
+
+    with pytest.raises(InvalidInputError, match=r"yolo_scores \(--yolo-scores\) needs the yolo format"):
+        Job(formats=("json", "csv"), yolo_scores=True)
+    assert Job(formats=("json", "yolo"), yolo_scores=True).yolo_scores

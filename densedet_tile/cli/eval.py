@@ -101,6 +101,13 @@ def eval_main(argv: Sequence[str]) -> int:
     args = parse(build_parser(), argv)
     if isinstance(args, int):
         return args
+    if not args.compare:  # the detector, tiling and --limit options are those of a --compare run
+        defaults = vars(build_parser().parse_args([args.pred, args.gt]))
+        own = {"pred", "gt", "max_dets", "class_agnostic", "ignore_size", "output", "compare"}
+        given = ["--" + k.replace("_", "-") for k, v in vars(args).items() if k not in own and v != defaults.get(k)]
+        if given:
+            error(PROG, f"{', '.join(given)}: only with --compare (which runs a detector over a folder of images)")
+            return EXIT_USAGE
     try:
         if args.output:
             refuse_overwriting_input(args.output, {"ground-truth": args.gt, "predictions": args.pred}, option="-o")
