@@ -22,7 +22,8 @@ def run_without_torch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args, extra", [
     (("adapt", "--help"), "train"),
     (("adapt", "photos", "--out", "m.pt"), "train"),
-    (("convert-checkpoint", "a.pth", "b.pth"), "torch"),
+    (("convert-checkpoint", "a.pth", "b.pth"), "mmdet"),  # verifying builds the mmdet model: that extra
+    (("convert-checkpoint", "a.pth", "b.pth", "--no-verify"), "torch"),
 ])
 def test_verbs_that_need_torch_name_the_extra_in_one_line(tmp_path: Path, args: tuple, extra: str) -> None:
     r = run_without_torch(*args, cwd=tmp_path)
