@@ -258,6 +258,9 @@ def build(
         cfg = Config.fromfile(str(cfg_path))
     except Exception as exc:  # mmengine raises many kinds for a bad config
         raise DetectorError(f"mmdet config {config}: cannot be parsed ({exc})") from exc
+    if cfg_options is not None and not isinstance(cfg_options, dict):
+        raise InvalidInputError('mmdet detector: cfg_options must be a dict of dotted keys, e.g. '
+                                f"cfg_options='{{\"model.test_cfg.rcnn.max_per_img\": 300}}', got {cfg_options!r}")
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if "model" not in cfg:

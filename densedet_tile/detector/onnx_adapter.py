@@ -209,8 +209,16 @@ def build(
         raise InvalidInputError(f"input_size must be an int >= 16 pixels or None, got {input_size!r}")
     if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):
         raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
-    if len(tuple(mean)) != 3 or len(tuple(std)) != 3 or any(float(s) == 0 for s in std):
-        raise InvalidInputError(f"mean and std need 3 values each (std non-zero), got {mean!r} and {std!r}")
+    def three(v: Any) -> bool:
+        try:
+            a = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        return a.shape == (3,) and bool(np.isfinite(a).all())
+
+    if not three(mean) or not three(std) or any(float(s) == 0 for s in std):
+        raise InvalidInputError(f"onnx detector: mean and std need 3 numbers each, e.g. mean=[123.7,116.3,103.5] "
+                                f"(std non-zero), got {mean!r} and {std!r}")
     try:
         import onnxruntime as ort
     except ImportError as exc:

@@ -237,6 +237,9 @@ def build(
     if isinstance(label_offset, bool) or not isinstance(label_offset, int) or label_offset < 0:
         raise InvalidInputError(f"label_offset must be an int >= 0, got {label_offset!r}")
     dev = resolve_device(device)
+    if builder_kwargs is not None and not isinstance(builder_kwargs, dict):
+        raise InvalidInputError(f"torchvision detector: builder_kwargs must be a dict of the builder's keywords, "
+                                f"e.g. builder_kwargs='{{\"min_size\": 800}}', got {builder_kwargs!r}")
     kwargs = dict(builder_kwargs or {})
 
     sd = None

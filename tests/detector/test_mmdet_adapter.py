@@ -178,6 +178,8 @@ def test_bad_arguments_fail_before_building(tmp_path):
         mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=3)
     with pytest.raises(DetectorError, match="no such file"):
         mmdet_adapter.build(config=LIGHT, checkpoint=str(tmp_path / "missing.pth"), device="cpu")
+    with pytest.raises(InvalidInputError, match="cfg_options must be a dict of dotted keys.*got 5"):
+        mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", cfg_options=5)
 
 
 def test_bf16_backbone_path_keeps_heads_in_fp32():

@@ -160,6 +160,9 @@ def test_bad_arguments(tmp_path, model_64x96):
     bad.write_bytes(b"not a model")
     with pytest.raises(DetectorError, match="bad.onnx: cannot be loaded"):
         onnx_adapter.build(checkpoint=str(bad), device="cpu")
+    for bad in (0, [1, 2], "abc", [1, 2, float("nan")]):  # (mean=0 was a TypeError from deep inside)
+        with pytest.raises(InvalidInputError, match="mean and std need 3 numbers each"):
+            onnx_adapter.build(checkpoint=model_64x96, device="cpu", mean=bad)
     det = onnx_adapter.build(checkpoint=model_64x96, device="cpu")
     with pytest.raises(InvalidInputError, match="tile 0"):
         det.predict([np.zeros((4, 4, 3), np.float32)])

@@ -88,6 +88,8 @@ def test_mismatched_checkpoint_and_bad_names(tmp_path, det):
         tva.build(config=LIGHT, checkpoint=str(path), device="cpu")
     with pytest.raises(InvalidInputError, match="single string 'product'"):
         tva.build(config=LIGHT, checkpoint=None, num_classes=2, class_names="product")
+    with pytest.raises(InvalidInputError, match="builder_kwargs must be a dict.*got 5"):
+        tva.build(config=LIGHT, checkpoint=None, builder_kwargs=5)
     with pytest.raises(InvalidInputError, match="unknown builder 'resnet50'"):
         tva.build(config="resnet50", checkpoint=None)
     with pytest.raises(InvalidInputError, match="is required"):
