@@ -96,6 +96,7 @@ def test_evaluate_and_sweep_on_generated_folder(er, folder):
     assert len(res["cells"]) == 3
 
 
+@pytest.mark.filterwarnings("ignore:.*wholly outside the tile")  # (its 21 boxes of c.png run past a 64 px tile)
 @pytest.mark.parametrize("thr", [0.2, 0.5])
 def test_sweep_gives_the_engine_own_boxes(er, folder, thr):
     """One pass filtered per threshold == a dt.detect run at that threshold (several tiles)."""
