@@ -133,6 +133,9 @@ class AuditPart:
     edges: tuple[str, str] = ("end", "end")
     area: float | None = None
     pieces: tuple[tuple[tuple[float, float], ...], ...] = ()
+    #: A found bay's strip of the image between the cuts beside it (shapely; None: no cuts): its
+    #: rows and gaps are drawn within it (a box across an upright would carry them past it).
+    strip: Any = field(default=None, repr=False)
 
     @property
     def rings(self) -> tuple[tuple[tuple[float, float], ...], ...]:
@@ -319,7 +322,7 @@ def run_audit(
             clip = _bay_strip(cut, b, width, height) if cut is not None else image_box
             outline = _cut_ring(outline, clip) or outline
             out.append(AuditPart(name + (" (found)" if name in taken else ""), g, lay, gaps, "bay",
-                                 outline, (left, right)))
+                                 outline, (left, right), strip=clip if cut is not None and cut.n_bays > 1 else None))
         return out
 
     grid = density_grid(a, width, height, cell=s.cell)
@@ -452,10 +455,16 @@ def _poly(points: Sequence[tuple[float, float]], width: float | None = None,
     return [[_r(min(max(x, 0.0), width)), _r(min(max(y, 0.0), height))] for x, y in points]
 
 
-def _segment(p: tuple[float, float], q: tuple[float, float], width: float, height: float) -> list[list[float]]:
-    """The segment p-q cut by the image, as [[x, y], [x, y]] (its slope kept); the segment as it
-    is when it misses the image."""
-    seg = shapely.LineString([p, q]).intersection(shapely.box(0.0, 0.0, width, height))
+def _segment(p: tuple[float, float], q: tuple[float, float], width: float, height: float,
+             within: Any = None) -> list[list[float]]:
+    """The segment p-q cut by the image (and by the shapely geometry ``within``, a bay's strip
+    or a region), as [[x, y], [x, y]] (its slope kept); the segment as it is when it misses."""
+    clip = shapely.box(0.0, 0.0, width, height)
+    if within is not None and not within.is_empty:
+        clip = clip.intersection(within)
+    seg = shapely.LineString([p, q]).intersection(clip)
+    if seg.geom_type == "MultiLineString":  # (a region's outline may cut it in pieces: the longest)
+        seg = max(seg.geoms, key=lambda g: g.length)
     if seg.geom_type == "LineString" and not seg.is_empty:
         (x0, y0), (x1, y1) = seg.coords[0], seg.coords[-1]
         if (x1, y1) < (x0, y0):
@@ -489,13 +498,17 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
         bay_x0 = min((x for x, _ in outline), default=0.0)
         bay_x1 = max((x for x, _ in outline), default=0.0)
         bay_w = max(bay_x1 - bay_x0, 1e-9)
-        # a region's rows and gaps stop at its outline (its products' boxes may reach past it)
-        within = None
+        # a region's rows and gaps stop at its outline (its products' boxes may reach past it),
+        # a found bay's at the cuts beside it
+        within = part.strip
         if part.kind == "region":
             rings = [shapely.Polygon(r) for r in part.rings if len(r) >= 3]
             within = shapely.make_valid(shapely.union_all(rings)) if rings else None
         for row in lay.rows:
             mine = [g for g in part.gaps if g.row == row.index]
+            outline = _poly(row.polygon, W, H, within)
+            x_lo = max(row.x_start, min(x for x, _ in outline)) if outline else row.x_start
+            x_hi = min(row.x_end, max(x for x, _ in outline)) if outline else row.x_end
             xm = (row.x_start + row.x_end) / 2
             span = max(row.x_end - row.x_start, 1e-9)
             empty = sum(g.width_px for g in mine)
@@ -505,8 +518,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "products": row.count,
                 "y_top": _r(min(max(float(row.top_at(xm)), 0.0), H)),
                 "y_bottom": _r(min(max(float(row.bottom_at(xm)), 0.0), H)),
-                "x_start": _r(row.x_start),
-                "x_end": _r(row.x_end),
+                "x_start": _r(x_lo),
+                "x_end": _r(x_hi),
                 "median_product_width": _r(row.median_width),
                 "median_product_height": _r(row.median_height),
                 "tilt_deg": _r(row.tilt_deg, 2),
@@ -516,8 +529,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "empty_share": _r(sum(g.width_px for g in mine if g.kind == "interior") / span, 4),
                 "fill": _r(max(0.0, 1.0 - empty / bay_w), 4),
                 **({"facings_per_m": _r(row.count / s.bay_width_m, 2)} if s.bay_width_m else {}),
-                "line": _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H),
-                "polygon": _poly(row.polygon, W, H, within),
+                "line": _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H, within),
+                "polygon": outline,
             })
         for g in part.gaps:
             outline = _poly(g.polygon, W, H, within)
