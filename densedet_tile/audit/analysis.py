@@ -155,6 +155,21 @@ class AuditPart:
         return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
+@dataclass(frozen=True)
+class EmptySection:
+    """A stretch empty on every shelf between two found bays: the upright's gutter, much
+    wider than an upright (a bay emptied, or the end of one). ``between`` names the bays on
+    either side; ``x1``/``x2`` its extent at the height of the middle of ``polygon`` (it leans
+    with the uprights), ``width_products`` in median widths of the products of the two bays."""
+
+    between: tuple[str, str]
+    x1: float
+    x2: float
+    width_px: float
+    width_products: float
+    polygon: tuple[tuple[float, float], ...]
+
+
 @dataclass(frozen=True, eq=False)
 class AuditResult:
     """Everything the audit found for one image (see :func:`run_audit`). ``warnings`` are
@@ -169,6 +184,7 @@ class AuditResult:
     region_shapes: tuple[Region, ...] = ()
     settings: AuditSettings = field(default_factory=AuditSettings)
     warnings: tuple[str, ...] = ()
+    empty_sections: tuple[EmptySection, ...] = ()
 
     @property
     def gaps(self) -> tuple[Gap, ...]:
@@ -305,6 +321,7 @@ def run_audit(
             occ_groups = _split_by(occ, occ_of, cut.n_bays)
             kinds = cut.kinds
         out = []
+        name_of: dict[int, str] = {}
         med_w = float(np.median(a[idx, 2] - a[idx, 0])) if len(idx) else 0.0
         for b, g in enumerate(groups):
             if len(g) == 0:
@@ -323,8 +340,13 @@ def run_audit(
             outline = _cut_ring(outline, clip) or outline
             out.append(AuditPart(name + (" (found)" if name in taken else ""), g, lay, gaps, "bay",
                                  outline, (left, right), strip=clip if cut is not None and cut.n_bays > 1 else None))
+            name_of[b] = out[-1].name
+        if cut is not None and cut.spans is not None:
+            empties.extend(_empty_sections(cut, groups, [np.r_[g, o] for g, o in zip(groups, occ_groups)],
+                                           name_of, {p.name: p for p in out}, a, s.gap_k))
         return out
 
+    empties: list[EmptySection] = []
     grid = density_grid(a, width, height, cell=s.cell)
     stats: list[RegionStats] = []
     regs = tuple(regions or ())
@@ -396,7 +418,37 @@ def run_audit(
                     f"{x0:.0f},{y0:.0f} to {x1:.0f},{y1:.0f}): regions are in pixels of the upright image; "
                     "check the frame, the image's rotation and that the regions belong to this photo"
                 )
-    return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings))
+    return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties))
+
+
+def _empty_sections(cut: Any, groups: list[np.ndarray], with_occupied: list[np.ndarray], name_of: dict[int, str],
+                    parts: dict[str, "AuditPart"], a: np.ndarray, gap_k: float) -> list[EmptySection]:
+    """The upright cuts whose empty columns are wider than an end gap of the bays beside them
+    (``gap_k`` median product widths plus the width of their widest common product, as
+    :func:`~densedet_tile.audit.gaps.find_gaps` measures a row's end): every shelf there is
+    empty. Between bays ``b`` and ``b + 1`` of ``groups`` (box indices; ``with_occupied`` adds
+    the regions' products standing there)."""
+    out = []
+    for b, kind in enumerate(cut.kinds):
+        lo, hi = (float(v) for v in cut.spans[b])
+        if kind != "upright" or not np.isfinite(lo) or b not in name_of or b + 1 not in name_of:
+            continue
+        beside = np.r_[with_occupied[b], with_occupied[b + 1]]
+        w = a[beside, 2] - a[beside, 0]
+        unit = float(np.median(w))
+        if unit <= 0 or hi - lo <= gap_k * unit + float(np.percentile(w, 95)):
+            continue
+        left, right = parts[name_of[b]], parts[name_of[b + 1]]
+        ys = [y for p in (left, right) for _, y in p.polygon]
+        if not ys:
+            continue
+        y0, y1 = min(ys), max(ys)
+        ym = (y0 + y1) / 2
+        dx = [cut.lean * (y - cut.y_ref) for y in (y0, y1)]
+        poly = ((lo + dx[0], y0), (hi + dx[0], y0), (hi + dx[1], y1), (lo + dx[1], y1))
+        shift = cut.lean * (ym - cut.y_ref)
+        out.append(EmptySection((left.name, right.name), lo + shift, hi + shift, hi - lo, (hi - lo) / unit, poly))
+    return out
 
 
 def _split_by(idx: np.ndarray, group: np.ndarray, n: int) -> list[np.ndarray]:
@@ -569,6 +621,21 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             **({"pieces": [_poly(ring) for ring in part.pieces]} if part.pieces else {}),
             **({"count_range": count_ranges[b - 1].as_dict()} if count_ranges is not None else {}),
         })
+    number = {p.name: b for b, p in enumerate(result.parts, start=1)}
+    empties = []
+    for e in result.empty_sections:
+        outline = _poly(e.polygon, W, H)
+        xs, ys = [x for x, _ in outline], [y for _, y in outline]
+        empties.append({
+            "id": len(empties) + 1,
+            "between_bays": [number.get(e.between[0]), number.get(e.between[1])],
+            "x1": _r(e.x1),
+            "x2": _r(e.x2),
+            "width_px": _r(e.width_px),
+            "width_products": _r(e.width_products, 2),
+            "xyxy": [min(xs), min(ys), max(xs), max(ys)],
+            "polygon": outline,
+        })
     n_rows = sum(len(p.layout.rows) for p in result.parts)
     in_rows = sum(int((p.layout.assignment >= 0).sum()) for p in result.parts)
     tilts = [p.layout.tilt_deg for p in result.parts if p.layout.rows]
@@ -588,6 +655,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             "products_in_rows": in_rows,
             "gaps": len(gaps),
             "gap_width_products": _r(sum(g.width_products for g in result.gaps), 2),
+            "empty_sections": len(empties),
             "tilt_deg": _r(float(np.median(tilts)), 2) if tilts else 0.0,
             "median_product_width": _r(float(np.median(widths))) if len(a) else None,
             "density_per_mpx": _r(len(a) / (result.width * result.height) * 1e6, 2),
@@ -596,6 +664,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
         "bays": bays,
         "rows": rows,
         "gaps": gaps,
+        "empty_sections": empties,
         "regions": [
             {
                 "name": r.name, "products": r.products, "area_px": _r(r.area_px, 0),

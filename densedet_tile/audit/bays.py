@@ -56,13 +56,17 @@ class BayCuts:
     """The bays of one image: ``cuts`` (B-1,) image x of the cuts between bays, left to right,
     at the height ``y_ref`` (the cuts lean by ``lean``, dx/dy, with the uprights: see
     :meth:`cut_x`); ``kinds`` (B-1,) what each cut is (``"upright"`` or ``"height jump"``);
-    ``bay_of`` (N,) int64 each box's bay, by its centre."""
+    ``bay_of`` (N,) int64 each box's bay, by its centre. ``spans`` (B-1, 2): the x extent at
+    ``y_ref`` of the empty columns each upright cut stands in (no box crosses them; NaN for a
+    height jump): an upright's own width, or much more where the shelves beside it are empty
+    over their whole height."""
 
     cuts: np.ndarray
     kinds: tuple[str, ...]
     bay_of: np.ndarray
     lean: float = 0.0
     y_ref: float = 0.0
+    spans: np.ndarray | None = None
 
     @property
     def n_bays(self) -> int:
@@ -292,17 +296,25 @@ def find_bays(
     # one cut per run, at the middle of its gutter part if it has one
     cuts: list[float] = []
     kinds: list[str] = []
+    spans: list[tuple[float, float]] = []
     for s, e in _runs(gutter | jump):
         g = np.flatnonzero(gutter[s:e])
         if len(g):
             mid = s + (g[0] + g[-1] + 1) / 2
             kind = "upright"
+            # the columns of the gutter no box covers at all (bins are whole: a box's edge
+            # inside a bin makes it covered)
+            free = np.flatnonzero(empty[s:e])
+            spans.append((x0 + (s + free[0]) * bin_px, x0 + (s + free[-1] + 1) * bin_px) if len(free)
+                         else (np.nan, np.nan))
         else:
             mid = (s + e) / 2
             kind = "height jump"
+            spans.append((np.nan, np.nan))
         cuts.append(x0 + mid * bin_px)
         kinds.append(kind)
     cut_arr = np.array(cuts)
+    span_arr = np.array(spans, np.float64).reshape(-1, 2)
     # merge slivers: a bay narrower than two median widths joins its neighbour (the bays'
     # extents are measured once; dropping a cut joins the extents of the two bays beside it)
     lo_x = np.full(len(cut_arr) + 1, np.inf)
@@ -333,5 +345,6 @@ def find_bays(
         lo_x[drop], hi_x[drop] = min(lo_x[drop], lo_x[drop + 1]), max(hi_x[drop], hi_x[drop + 1])
         lo_x, hi_x = np.delete(lo_x, drop + 1), np.delete(hi_x, drop + 1)
         cut_arr = np.delete(cut_arr, drop)
+        span_arr = np.delete(span_arr, drop, axis=0)
         kinds.pop(drop)
-    return BayCuts(cut_arr, tuple(kinds), np.searchsorted(cut_arr, cx).astype(np.int64), lean_, y_lean)
+    return BayCuts(cut_arr, tuple(kinds), np.searchsorted(cut_arr, cx).astype(np.int64), lean_, y_lean, span_arr)

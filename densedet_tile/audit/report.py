@@ -72,6 +72,12 @@ def render_preview(
     for g in result.gaps:
         poly = [(x * s, y * s) for x, y in g.polygon]
         d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
+    for e in result.empty_sections:  # every shelf empty between two bays: a gap the height of the bays
+        poly = [(x * s, y * s) for x, y in e.polygon]
+        d.polygon(poly, fill=(230, 30, 30, 70), outline=(255, 30, 30, 255), width=max(2, 3 * lw))
+        x0, y0 = poly[0]
+        d.rectangle([x0, y0, x0 + 7 * 13 + 6, y0 + 16], fill=(200, 20, 20, 230))
+        d.text((x0 + 3, y0 + 2), "empty section", fill=(255, 255, 255, 255))
     for b, part in enumerate(result.parts, start=1):
         if part.kind == "bay" and len(part.polygon) >= 3:
             ring = [(x * s, y * s) for x, y in part.polygon]
@@ -157,6 +163,7 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
         f"<span>{html.escape(k)} <b>{html.escape(str(v))}</b></span>"
         for k, v in (
             ("products", s["products"]), ("bays", s.get("bays", "")), ("shelf rows", s["rows"]), ("gaps", s["gaps"]),
+            *((("empty sections", s["empty_sections"]),) if s.get("empty_sections") else ()),
             ("empty width (products)", s["gap_width_products"]), ("tilt (deg)", s["tilt_deg"]),
             ("products / Mpx", s["density_per_mpx"]),
         )
@@ -174,6 +181,13 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
     gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)"],
                   [[g["id"]] + where(g) + [g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"],
                    g["width_products"]] for g in doc["gaps"]])
+    empties = ""
+    if doc.get("empty_sections"):
+        empties = ("<h2>Empty sections</h2><p class=\"note\">Every shelf empty between two bays, wider than a "
+                   "gap at a row's end: a bay (or the end of one) with nothing on it.</p>" + _table(
+                       "empty-sections", ["section", "between bays", "x from", "x to", "width px", "width (products)"],
+                       [[e["id"], " and ".join(str(names.get(b, b)) for b in e["between_bays"]), e["x1"], e["x2"],
+                         e["width_px"], e["width_products"]] for e in doc["empty_sections"]]))
     areas = {r["name"]: r for r in doc.get("regions", [])}
     bays = "<h2>Bays</h2>" + _table(
         "bays", ["bay", "given as", "products", "count range", "products / Mpx", "shelf rows", "gaps",
@@ -215,6 +229,7 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 {bays}
 <h2>Shelf rows</h2>{rows}
 <h2>Gaps</h2>{gaps}
+{empties}
 <script>{_SCRIPT}</script>
 </body></html>
 """

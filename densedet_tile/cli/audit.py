@@ -213,6 +213,10 @@ def _audit(args: argparse.Namespace) -> int:
         counts = cr.get("counts") or [None] * 3
         text = products_text(b["products"], (counts[0], counts[2]), cr.get("uncertain"))
         print(f"  {given} {name}: {text}, {counted(b['rows'], 'row')}, {counted(b['gaps'], 'gap')}")
+    for e in doc.get("empty_sections", []):
+        left, right = e["between_bays"]
+        print(f"  empty section between bays {left} and {right}: every shelf empty over "
+              f"{e['width_products']:g} product widths (x {e['x1']:g} to {e['x2']:g})")
     print(f"-> {out / (stem + '.audit.html')}")
     return EXIT_OK
 
