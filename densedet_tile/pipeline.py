@@ -327,10 +327,15 @@ def finish(
     """Merge the tile-local ``preds`` of ``tiles`` into global boxes and describe the run.
 
     ``src`` gives the image's ``name``, ``path``, ``width`` and ``height``; ``model`` is the
-    detector's description (:func:`describe_detector`); ``started`` is the
-    ``time.perf_counter()`` at which the image's work began (for ``total_s``). The result's
-    ``settings`` are the specs as they ran, plus ``extra_settings``.
+    detector's description (:func:`describe_detector`; the detector itself is described here);
+    ``started`` is the ``time.perf_counter()`` at which the image's work began (for
+    ``total_s``). The result's ``settings`` are the specs as they ran, plus ``extra_settings``.
     """
+    if not isinstance(model, dict):
+        if not callable(getattr(model, "predict", None)):
+            raise InvalidInputError(f"model must be the detector's description (describe_detector(detector)) or "
+                                    f"the detector, got {type(model).__name__}")
+        model = describe_detector(model)
     if len(preds.dets) != len(tiles):
         raise InvalidInputError(f"{src.name}: {len(preds.dets)} tile results for {len(tiles)} tiles")
     t_merge = time.perf_counter()

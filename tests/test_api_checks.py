@@ -78,3 +78,20 @@ def test_a_threshold_warning_names_the_callers_line():
     with pytest.warns(RuntimeWarning, match="below the lowest score") as caught:
         dt.detect(img, _SharedDetector(), tile=64, score_thr=0.2)
     assert caught[0].filename == __file__
+
+
+def test_finish_takes_the_detector_or_its_description_and_refuses_anything_else():
+    from densedet_tile.pipeline import describe_detector, finish
+
+    img = blob_image(100, 200, (10, 10, 50, 50))
+    det = BlobDetector()
+    with dt.open_image(img) as src:
+        tiling, merge = dt.TileSpec(64), dt.MergeSpec()
+        tiles = plan(src, tiling)
+        preds = predict_tiles(src, tiles, det)
+        by_det = finish(src, tiles, preds, tiling=tiling, merge=merge, model=det)
+        by_desc = finish(src, tiles, preds, tiling=tiling, merge=merge, model=describe_detector(det))
+        assert by_det.model == by_desc.model and isinstance(by_det.model, dict)
+        assert np.array_equal(by_det.detections.xyxy, by_desc.detections.xyxy)
+        with pytest.raises(InvalidInputError, match="model must be the detector's description"):
+            finish(src, tiles, preds, tiling=tiling, merge=merge, model="blob")
