@@ -242,12 +242,13 @@ def process_image(
             digests = {p.name: _sha256(stage[p]) for kind, p in paths.items() if kind != "json"}
             write_json(result, paths["json"], stage=stage, outputs=siblings, digests=digests)
         earlier = _recorded_outputs(paths["json"], stem)  # what the JSON being replaced says it came with
-        # a file of an output's name that was changed since this tool wrote it (a YOLO label
-        # file corrected in a labelling tool), or a label file it did not write, is the user's:
-        # never replaced. (Other outputs have names of this tool's own, ".detections.csv"...:
-        # one no record speaks for, beside a damaged JSON, is taken for this tool's.)
-        for kind, p in paths.items():
-            if kind != "json" and p.exists() and not _ours(p, earlier, unrecorded=kind != "yolo"):
+        # a YOLO label file this tool did not write, or one changed since it wrote it (labels
+        # corrected in a labelling tool), is the user's: never replaced. One holding exactly
+        # what this run would write is ours (a run killed between writing it and its JSON).
+        # The other outputs have names of this tool's own (".detections.csv"...) and are replaced.
+        if "yolo" in paths:
+            p = paths["yolo"]
+            if not _ours(p, earlier, same_as=digests[p.name]):
                 raise InvalidInputError(
                     f"{p} is in the way: it was not written by densedet-tile, or was changed since; move it "
                     "away or choose another --out (nothing was written for this image)")
@@ -292,18 +293,24 @@ def _recorded_outputs(json_path: Path, stem: str) -> dict[str, str | None]:
             for n in names if isinstance(n, str) and n in ours}
 
 
-def _ours(path: Path, recorded: dict[str, str | None], *, unrecorded: bool = False) -> bool:
-    """Whether the file at ``path`` is an output the earlier run recorded, as it wrote it
-    (``unrecorded``: the answer for a file the record does not name)."""
-    if path.name not in recorded:
-        return unrecorded
-    want = recorded[path.name]
-    if want is None:
-        return True
+def _ours(path: Path, recorded: dict[str, str | None], *, same_as: str | None = None) -> bool:
+    """Whether the file at ``path`` may be replaced or removed as this tool's: it is not there,
+    it is an output the earlier run recorded and it holds what that run wrote (a record without
+    digests, from an older version, is trusted), or its SHA-256 is ``same_as`` (what this run
+    is about to write there)."""
     try:
-        return _sha256(path.read_bytes()) == want
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return True
     except OSError:
         return False
+    digest = _sha256(data)
+    if same_as is not None and digest == same_as:
+        return True
+    if path.name not in recorded:
+        return False
+    want = recorded[path.name]
+    return want is None or digest == want
 
 
 def _remove_stale_outputs(out_dir: str | Path, recorded: dict[str, str | None]) -> None:
@@ -314,9 +321,10 @@ def _remove_stale_outputs(out_dir: str | Path, recorded: dict[str, str | None]) 
     wrote them, are never touched."""
     for name in sorted(recorded):
         path = Path(out_dir) / name
+        if not path.exists():
+            continue
         if not _ours(path, recorded):
-            if path.exists():
-                log.warning("%s: left in place: changed since densedet-tile wrote it", path)
+            log.warning("%s: left in place: changed since densedet-tile wrote it", path)
             continue
         try:
             path.unlink()

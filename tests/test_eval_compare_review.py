@@ -165,3 +165,19 @@ def test_compare_says_which_ground_truth_images_it_leaves_out(tmp_path: Path, ca
                       "--detector", "fakes:make_blob"])
     assert code == 0
     assert "note: 1 ground-truth image not in" in capsys.readouterr().err
+
+
+class NumberedBlob(BlobDetector):
+    """A blob detector whose classes are named by their numbers only, as an unnamed
+    multi-class torchvision or YOLO model's are."""
+
+    class_names = ("0", "1")
+
+
+def test_compare_maps_classes_named_by_numbers_to_the_ground_truths_by_position(tmp_path: Path) -> None:
+    path, _ = _photo(tmp_path)
+    gt = BoxSet(images={"photo.png": ImageBoxes("photo.png", 160, 120, np.array([BOX], np.float64), np.ones(1),
+                                                np.array(["redthing"], object))},
+                categories=["redthing", "bluething"], source="gt", kind="csv")
+    runs = compare_tiled_untiled([path], gt, NumberedBlob(), tiling=TileSpec(tile=96, overlap=0.25))
+    assert [round(r.metrics.stats["AP50"], 3) for r in runs] == [1.0, 1.0]

@@ -368,13 +368,17 @@ def test_cli_usage_error_exits_2() -> None:
 @pytest.mark.parametrize("extra", [["--limit", "1"], ["--tile", "500"], ["--detector", "torchvision"],
                                    ["--detector-option", "threads=1"]])
 def test_compare_only_options_without_compare_are_refused_not_ignored(tmp_path: Path, extra: list,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     gtp = tmp_path / "gt.csv"
     write_sku_csv(gtp, GT_ROWS, header=False)
     assert eval_main([str(gtp), str(gtp), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{extra[0]}: only with --compare" in err
     assert eval_main([str(gtp), str(gtp)]) == 0
+    (tmp_path / "-preds.csv").write_text(gtp.read_text())  # a path starting with "-", after "--"
+    monkeypatch.chdir(tmp_path)
+    assert eval_main(["--", "-preds.csv", "gt.csv"]) == 0
 
 
 # ----------------------------------------------------------------------------- compare

@@ -389,7 +389,7 @@ def test_a_stop_signal_during_ray_start_up_waits_then_stops_ray_and_reaches_the_
     fake = _FakeRayStart([sig])
     monkeypatch.setattr(ray_pool.ray, "init", fake.init)
     monkeypatch.setattr(ray_pool.ray, "shutdown", fake.shutdown)
-    monkeypatch.setattr(ray_pool.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_pool.ray, "is_initialized", lambda: fake.started)
     seen = []
 
     def mine(signum, frame):
@@ -406,10 +406,15 @@ def test_a_stop_signal_during_ray_start_up_waits_then_stops_ray_and_reaches_the_
         assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
         fake.signals = []  # no signal: connected, handlers the caller's
         assert ray_pool.connect("local") is True and fake.started and fake.shutdowns == 1
+        fake.shutdown()
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def test_a_second_stop_signal_during_ray_start_up_does_not_wait(monkeypatch):
@@ -418,10 +423,32 @@ def test_a_second_stop_signal_during_ray_start_up_does_not_wait(monkeypatch):
     fake = _FakeRayStart([signal.SIGTERM, signal.SIGTERM])
     monkeypatch.setattr(ray_pool.ray, "init", fake.init)
     monkeypatch.setattr(ray_pool.ray, "shutdown", fake.shutdown)
-    monkeypatch.setattr(ray_pool.ray, "is_initialized", lambda: False)
-    with pytest.raises(KeyboardInterrupt):
-        ray_pool.connect("local")
+    monkeypatch.setattr(ray_pool.ray, "is_initialized", lambda: fake.started)
+    before = signal.signal(signal.SIGTERM, _raise_interrupt)  # as the command line's stop handler
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ray_pool.connect("local")
+    finally:
+        signal.signal(signal.SIGTERM, before)
     assert not fake.started and fake.shutdowns == 1  # what had started was shut down
+
+
+def test_a_stop_held_while_joining_a_cluster_wins_over_the_failed_connection(monkeypatch):
+    from densedet_tile.distributed import ray_pool
+
+    def init(**kwargs):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while Ray tries to connect...
+        raise ConnectionError("could not connect")  # ...which then fails
+
+    monkeypatch.setattr(ray_pool, "_check_reachable", lambda target: None)
+    monkeypatch.setattr(ray_pool.ray, "init", init)
+    monkeypatch.setattr(ray_pool.ray, "is_initialized", lambda: False)
+    before = signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # was: DensedetError, the Ctrl-C lost
+            ray_pool.connect("head.example:6379")
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_plan_workers_packs_fractions_of_a_gpu_as_ray_does(monkeypatch):

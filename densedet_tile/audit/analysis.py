@@ -378,6 +378,11 @@ def run_audit(
         taken_names = frozenset(r.name for r in regs)
         extra = found_bays(rest, len(given) + 1, taken_names, covered, np.flatnonzero(held > 0)) if len(rest) else []
         parts = tuple(given) + tuple(extra)
+        if empties:  # a stretch at least half inside a region is the region's to report, as a gap is
+            union = shapely.union_all(geoms)
+            polys = shapely.polygons([list(e.polygon) for e in empties])
+            inside = shapely.area(shapely.intersection(polys, union)) >= 0.5 * np.maximum(shapely.area(polys), 1e-9)
+            empties[:] = [e for e, i in zip(empties, inside.tolist()) if not i]
         overlaps = overlapping_regions(list(regs))
         if len(overlaps):
             pairs = [(regs[i].name, regs[j].name) for i, j in overlaps[:3].tolist()]

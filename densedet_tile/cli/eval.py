@@ -102,7 +102,7 @@ def eval_main(argv: Sequence[str]) -> int:
     if isinstance(args, int):
         return args
     if not args.compare:  # the detector, tiling and --limit options are those of a --compare run
-        defaults = vars(build_parser().parse_args([args.pred, args.gt]))
+        defaults = vars(build_parser().parse_args(["--", args.pred, args.gt]))
         own = {"pred", "gt", "max_dets", "class_agnostic", "ignore_size", "output", "compare"}
         given = ["--" + k.replace("_", "-") for k, v in vars(args).items() if k not in own and v != defaults.get(k)]
         if given:

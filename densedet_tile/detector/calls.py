@@ -25,6 +25,11 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
+#: Boxes an image's detector calls must have returned before their frame is judged (a stray
+#: box or two outside a tile says nothing).
+FRAME_CHECK_MIN = 10
+
+
 class DetectorCalls:
     """Calls the detector on a batch: resizing, validating, OOM back-off and timing."""
 
@@ -35,6 +40,7 @@ class DetectorCalls:
         self.predict_s = 0.0
         self._boxes = 0  # boxes returned so far, and those lying wholly outside their tile
         self._outside = 0
+        self._specks = 0
         self._said_outside = False
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[Detections]:
@@ -105,17 +111,28 @@ class DetectorCalls:
         return out
 
     def _check_frame(self, dets: list[Detections], chunk: Sequence[np.ndarray], who: str) -> None:
-        """Say once when most boxes lie wholly outside the tile they were found in: boxes in
-        another frame (normalised, or the model's input size) are all clipped away later, and
-        the image would silently count nothing."""
+        """Say once when most boxes (of at least :data:`FRAME_CHECK_MIN` so far) lie wholly
+        outside the tile they were found in, or are under 2 px both ways: boxes in another frame
+        (the model's input size, or normalised to 0..1) are clipped away or kept as specks, and
+        the image would count nothing, or nonsense, silently."""
         for d, tile in zip(dets, chunk):
             if not len(d):
                 continue
             h, w = tile.shape[:2]
             b = d.xyxy
             self._outside += int(np.count_nonzero((b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 2] <= 0) | (b[:, 3] <= 0)))
+            self._specks += int(np.count_nonzero((b[:, 2] - b[:, 0] < 2.0) & (b[:, 3] - b[:, 1] < 2.0)))
             self._boxes += len(d)
-        if not self._said_outside and self._outside > self._boxes / 2:
-            self._said_outside = True
-            warnings.warn(f"{who} returned {self._outside} of {self._boxes} boxes wholly outside the tile they were "
-                          "found in (they are dropped): are its boxes in tile pixels?", RuntimeWarning, stacklevel=4)
+        if self._said_outside or self._boxes < FRAME_CHECK_MIN:
+            return
+        if self._outside > self._boxes / 2:
+            what = "wholly outside the tile they were found in (they are dropped)"
+            n = self._outside
+        elif self._specks > self._boxes / 2:
+            what = "under 2 px wide and high (normalised 0..1 coordinates?)"
+            n = self._specks
+        else:
+            return
+        self._said_outside = True
+        warnings.warn(f"{who} returned {n} of {self._boxes} boxes {what}: are its boxes in tile pixels?",
+                      RuntimeWarning, stacklevel=4)

@@ -113,7 +113,7 @@ class OnnxDetector:
         self._std = tuple(std)
         self.info = info
         self.providers = tuple(session.get_providers())
-        self.device = _device_of(session)  # where ONNX Runtime runs it, whatever torch sees
+        self.device = info.get("device") or _device_of(session)  # where ONNX Runtime runs it, whatever torch sees
 
     def __repr__(self) -> str:
         return f"OnnxDetector(name={self.name!r}, model_hw={self.model_hw}, input_size={self.input_size})"
@@ -152,8 +152,15 @@ class OnnxDetector:
 
 
 def _device_of(session: Any) -> str:
+    """``cuda:N`` (the CUDA provider's device) or ``cpu``: where the session runs the model."""
     providers = session.get_providers()
-    return "cuda" if providers and str(providers[0]).startswith("CUDA") else "cpu"
+    if not providers or not str(providers[0]).startswith("CUDA"):
+        return "cpu"
+    try:
+        opts = session.get_provider_options().get(providers[0], {})
+    except Exception:  # pragma: no cover - a runtime without provider options
+        opts = {}
+    return f"cuda:{opts.get('device_id', 0)}"
 
 
 def _shape_text(shape: list[Any]) -> str:
@@ -266,7 +273,7 @@ def build(
     # another kind (a heatmap network, a raw YOLO head) is refused here, not on every image
     shapes = {o.name: list(o.shape) for o in session.get_outputs()}
     box_shape, label_shape = shapes[out_names[0]], shapes[out_names[1]]
-    if (len(box_shape) not in (2, 3) or (isinstance(box_shape[-1], int) and box_shape[-1] != 5)
+    if box_shape and label_shape and (len(box_shape) not in (2, 3) or (isinstance(box_shape[-1], int) and box_shape[-1] != 5)
             or len(label_shape) != len(box_shape) - 1):
         raise DetectorError(
             f"onnx model {checkpoint}: outputs {out_names[0]} {_shape_text(box_shape)} and {out_names[1]} "
@@ -282,7 +289,8 @@ def build(
         "input_size": size,
         "providers": list(session.get_providers()),
         "execution_provider": session.get_providers()[0],
-        "device": _device_of(session),
+        # the CUDA device asked for (cuda:N) when the session runs on CUDA, else what it reports
+        "device": (device if _device_of(session) != "cpu" and str(device).startswith("cuda:") else _device_of(session)),
         "score_thr": float(score_thr),
     }
     return OnnxDetector(

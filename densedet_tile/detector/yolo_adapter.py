@@ -644,8 +644,17 @@ def build(
                 raise InvalidInputError(f"{where}: {len(names)} class_names for an output with {channels} class channels")
             log.warning("%s: metadata names %d classes but the output has %d; ignoring the names", where, len(names), channels)
             names = None
-    if names is None and found in ("v8", "v5") and all(_dim(d) is not None for d in rt.output_shape):
-        channels = {"v8": rt.output_shape[1] - 4, "v5": rt.output_shape[2] - 5}[found]
+    if found is None and len(rt.output_shape) == 3 and all(_dim(d) is not None for d in rt.output_shape[1:]):
+        try:  # a dynamic batch alone leaves the layout readable
+            layout_seen: str | None = output_layout([1, *rt.output_shape[1:]], canvas)
+        except DetectorError:
+            layout_seen = None
+    else:
+        layout_seen = found
+    class_dim = {"v8": 1, "v5": 2}.get(layout_seen or "")
+    if names is None and class_dim is not None and len(rt.output_shape) > class_dim \
+            and _dim(rt.output_shape[class_dim]) is not None:
+        channels = _dim(rt.output_shape[class_dim]) - (4 if layout_seen == "v8" else 5)
         if channels > 1:  # unnamed classes are called by their numbers, all of them alike
             names = tuple(str(i) for i in range(channels))
     info = {

@@ -78,14 +78,19 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
     """
     if ray.is_initialized():
         return False
-    with _HeldSignals() as held:
-        started = _init(address, num_cpus=num_cpus, num_gpus=num_gpus, log_to_driver=log_to_driver, held=held)
-    if held.signum is not None:  # a stop asked for while Ray was starting: Ray goes, then the signal
-        if started:
-            ray.shutdown()
-            _reassert_handlers()
-        signal.raise_signal(held.signum)
-    return started
+    held = _HeldSignals()
+    try:
+        with held:
+            return _init(address, num_cpus=num_cpus, num_gpus=num_gpus, log_to_driver=log_to_driver, held=held)
+    finally:
+        # a stop asked for while Ray was starting (whether it then started, joined or failed):
+        # Ray goes (a joined cluster is only left), then the signal, which the stop wins over
+        # a failed connection
+        if held.signum is not None:
+            if ray.is_initialized():
+                ray.shutdown()
+                _reassert_handlers()
+            signal.raise_signal(held.signum)
 
 
 def _init(address: str, *, num_cpus: int | None, num_gpus: int | None, log_to_driver: bool,

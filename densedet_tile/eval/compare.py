@@ -182,6 +182,8 @@ def compare_tiled_untiled(
     # classes by the detector's names, as its detections JSON names them for a plain eval; a
     # detector without names gives label i the ground truth's i-th category
     names = class_names_of(detector)
+    if names is not None and names == tuple(str(i) for i in range(len(names))):
+        names = None  # classes named by their numbers only: label i is still the ground truth's i-th
     runs: dict[str, dict[str, ImageBoxes]] = {"tiled": {}, "untiled": {}}
     secs = {"tiled": 0.0, "untiled": 0.0}
     ran: dict[str, list[dict[str, Any]]] = {"tiled": [], "untiled": []}

@@ -74,3 +74,16 @@ def test_empty_sections_in_the_json_and_the_report(tmp_path: Path) -> None:
     assert audit_main(["--detections", str(dets), "--out", str(tmp_path / "out")]) == 0
     page = (tmp_path / "out" / "aisle.audit.html").read_text()
     assert "<h2>Empty sections</h2>" in page and "empty sections <b>1</b>" in page
+
+
+def test_a_region_over_the_emptied_bay_reports_it_not_an_empty_section() -> None:
+    from densedet_tile.audit import parse_regions
+
+    aisle, keep = _emptied(3)
+    a = aisle.xyxy[keep]
+    lo, hi = aisle.xyxy[aisle.bay_of == 0, 2].max(), aisle.xyxy[aisle.bay_of == 2, 0].min()
+    H = aisle.height
+    feats = [{"type": "Feature", "properties": {"name": "promo"},
+              "geometry": {"type": "Polygon", "coordinates": [[[lo, 0], [hi, 0], [hi, H], [lo, H], [lo, 0]]]}}]
+    res = run_audit(a, aisle.width, H, regions=parse_regions({"type": "FeatureCollection", "features": feats}))
+    assert res.empty_sections == () and res.regions[0].products == 0

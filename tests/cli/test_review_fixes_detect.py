@@ -74,6 +74,18 @@ def test_a_label_file_corrected_since_the_tool_wrote_it_is_kept(tmp_path, capsys
     assert "changed since densedet-tile wrote it" in caplog.text
 
 
+def test_a_label_file_left_by_a_run_killed_before_its_json_is_redone(tmp_path, capsys):
+    # killed between renaming the label file into place and the JSON: the file holds exactly
+    # what the rerun writes, so it is this tool's; other outputs are replaced whatever they hold
+    photo = _photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    assert cli_main([str(photo), "--out", str(out), "--format", "yolo,csv", *BLOB]) == 0
+    (out / "a.detections.json").unlink()
+    (out / "a.detections.csv").write_text("edited in a spreadsheet\r\n")
+    assert cli_main([str(photo), "--out", str(out), "--format", "yolo,csv", *BLOB]) == 0, capsys.readouterr().err
+    assert (out / "a.detections.csv").read_text().startswith("image_name,")
+
+
 def test_a_rerun_removes_the_outputs_the_earlier_run_recorded(tmp_path):
     photo = _photo(tmp_path / "in" / "a.png")
     out = tmp_path / "out"

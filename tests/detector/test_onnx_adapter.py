@@ -214,3 +214,48 @@ def test_cli_runs_an_onnx_model_on_an_image(tmp_path, model_64x96):
     assert len(boxes) >= 1 and set(doc["labels"]) == {0}
     assert np.abs(boxes - [100, 30, 140, 70]).max(axis=1).min() <= 4  # the red patch, found whole
     assert (boxes[:, :2] >= [100 - 4, 30 - 4]).all() and (boxes[:, 2:] <= [140 + 4, 70 + 4]).all()
+
+
+def test_outputs_of_unknown_rank_are_not_refused(tmp_path):
+    # an export whose det_bboxes comes out of an If node declares no shape: it must still build
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    def branch(name, shape):
+        bb = helper.make_tensor(name + "b", TensorProto.FLOAT, shape, [1, 1, 10, 10, 0.9, 5, 5, 20, 20, 0.8])
+        node = helper.make_node("Constant", [], [name + "o"], value=bb)
+        return helper.make_graph([node], name, [], [helper.make_tensor_value_info(name + "o", TensorProto.FLOAT, None)])
+
+    nodes = [helper.make_node("ReduceMax", ["img"], ["mx"], keepdims=0), helper.make_node("Greater", ["mx", "z"], ["c"]),
+             helper.make_node("If", ["c"], ["det_bboxes"], then_branch=branch("t", [2, 5]),
+                              else_branch=branch("e", [1, 2, 5])),
+             helper.make_node("Identity", ["lbc"], ["det_labels"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, 64, 96])],
+        [helper.make_tensor_value_info("det_bboxes", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("det_labels", TensorProto.INT64, None)],
+        initializer=[helper.make_tensor("z", TensorProto.FLOAT, [], [-1.0]),
+                     helper.make_tensor("lbc", TensorProto.INT64, [2], [0, 0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "noshape.onnx"
+    onnx.save(model, str(path))
+    det = load_detector("onnx", checkpoint=str(path), device="cpu")
+    (out,) = det.predict([np.zeros((64, 96, 3), np.uint8)])
+    assert len(out) == 2
+
+
+def test_the_device_names_the_cuda_device_the_session_runs_on():
+    class Session:
+        def __init__(self, providers, device_id=None):
+            self.providers, self.device_id = providers, device_id
+
+        def get_providers(self):
+            return self.providers
+
+        def get_provider_options(self):
+            return {"CUDAExecutionProvider": {"device_id": self.device_id}} if self.device_id is not None else {}
+
+    assert onnx_adapter._device_of(Session(["CUDAExecutionProvider", "CPUExecutionProvider"], "1")) == "cuda:1"
+    assert onnx_adapter._device_of(Session(["CUDAExecutionProvider"])) == "cuda:0"
+    assert onnx_adapter._device_of(Session(["CPUExecutionProvider"])) == "cpu"
