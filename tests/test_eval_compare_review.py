@@ -138,6 +138,17 @@ def test_eval_image_takes_whole_floats_as_class_ids() -> None:
     assert im.gt_labels.dtype == im.dt_labels.dtype == np.int64
 
 
+def _two_class_ap50(tmp_path: Path, cls: str, detector: object) -> list[float]:
+    """AP50 of the tiled and untiled compare runs of ``detector`` on the one-box photo whose
+    box is of class ``cls`` in a ground truth of two categories, redthing and bluething."""
+    path, _ = _photo(tmp_path)
+    gt = BoxSet(images={"photo.png": ImageBoxes("photo.png", 160, 120, np.array([BOX], np.float64), np.ones(1),
+                                                np.array([cls], object))},
+                categories=["redthing", "bluething"], source="gt", kind="csv")
+    runs = compare_tiled_untiled([path], gt, detector, tiling=TileSpec(tile=96, overlap=0.25))
+    return [round(r.metrics.stats["AP50"], 3) for r in runs]
+
+
 class NamedBlob(BlobDetector):
     """A blob detector whose one class (label 0) is called ``bluething``."""
 
@@ -145,13 +156,8 @@ class NamedBlob(BlobDetector):
 
 
 def test_compare_matches_classes_by_the_detectors_names_as_plain_eval_does(tmp_path: Path) -> None:
-    path, _ = _photo(tmp_path)
     # two categories; the detector's class is the second one listed, not the first
-    gt = BoxSet(images={"photo.png": ImageBoxes("photo.png", 160, 120, np.array([BOX], np.float64), np.ones(1),
-                                                np.array(["bluething"], object))},
-                categories=["redthing", "bluething"], source="gt", kind="csv")
-    runs = compare_tiled_untiled([path], gt, NamedBlob(), tiling=TileSpec(tile=96, overlap=0.25))
-    assert [round(r.metrics.stats["AP50"], 3) for r in runs] == [1.0, 1.0]  # was 0: label 0 -> "redthing"
+    assert _two_class_ap50(tmp_path, "bluething", NamedBlob()) == [1.0, 1.0]  # was 0: label 0 -> "redthing"
 
 
 def test_compare_says_which_ground_truth_images_it_leaves_out(tmp_path: Path, capsys) -> None:
@@ -175,9 +181,4 @@ class NumberedBlob(BlobDetector):
 
 
 def test_compare_maps_classes_named_by_numbers_to_the_ground_truths_by_position(tmp_path: Path) -> None:
-    path, _ = _photo(tmp_path)
-    gt = BoxSet(images={"photo.png": ImageBoxes("photo.png", 160, 120, np.array([BOX], np.float64), np.ones(1),
-                                                np.array(["redthing"], object))},
-                categories=["redthing", "bluething"], source="gt", kind="csv")
-    runs = compare_tiled_untiled([path], gt, NumberedBlob(), tiling=TileSpec(tile=96, overlap=0.25))
-    assert [round(r.metrics.stats["AP50"], 3) for r in runs] == [1.0, 1.0]
+    assert _two_class_ap50(tmp_path, "redthing", NumberedBlob()) == [1.0, 1.0]

@@ -294,15 +294,22 @@ def test_a_cluster_that_goes_away_mid_run_ends_with_one_line_exit_2_and_a_closed
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@needs_proc
-def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path):
-    mark = f"DENSEDET_TEST_RUN={uuid.uuid4().hex}"
-    env = _child_env(**{mark.split("=")[0]: mark.split("=")[1]})
+def _start_hanging_batch(tmp_path: Path, name: str, *, workers: int) -> tuple[str, Path, subprocess.Popen]:
+    """`densedet-tile batch --ray local` over a run that keeps going, its processes marked by
+    ``NAME=<random>`` in their environment: (that mark, the output folder, the process)."""
+    mark = f"{name}={uuid.uuid4().hex}"
+    env = _child_env(**{name: mark.split("=")[1]})
     inputs, out = _hanging_run(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "densedet_tile", "batch", *map(str, inputs), "--out", str(out), "--tile", "256",
-         "--ray", "local", "--workers", "2", "--detector", f"{HERE}:make_hang_on_grey"],
+         "--ray", "local", "--workers", str(workers), "--detector", f"{HERE}:make_hang_on_grey"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return mark, out, proc
+
+
+@needs_proc
+def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path):
+    mark, out, proc = _start_hanging_batch(tmp_path, "DENSEDET_TEST_RUN", workers=2)
     try:
         _wait_for_images(out, 2, proc)
         proc.send_signal(signal.SIGTERM)
@@ -331,13 +338,7 @@ def test_sigterm_while_ray_starts_stops_ray_and_the_run_cleanly(tmp_path):
     # 143, one line, none of Ray's processes left, and either no output folder (stopped before
     # its first line: before, an empty one stayed, with exit 15 from Ray's handler) or a closed
     # manifest.
-    mark = f"DENSEDET_TEST_START={uuid.uuid4().hex}"
-    env = _child_env(**{mark.split("=")[0]: mark.split("=")[1]})
-    inputs, out = _hanging_run(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "densedet_tile", "batch", *map(str, inputs), "--out", str(out), "--tile", "256",
-         "--ray", "local", "--workers", "1", "--detector", f"{HERE}:make_hang_on_grey"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mark, out, proc = _start_hanging_batch(tmp_path, "DENSEDET_TEST_START", workers=1)
     try:
         deadline = time.monotonic() + 120  # an upper bound
         while len([p for p in _pids_with(mark) if p != proc.pid]) == 0 and proc.poll() is None:
