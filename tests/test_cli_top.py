@@ -20,7 +20,6 @@ def run_without_torch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args, extra", [
-    (("adapt", "--help"), "train"),
     (("adapt", "photos", "--out", "m.pt"), "train"),
     (("convert-checkpoint", "a.pth", "b.pth"), "mmdet"),  # verifying builds the mmdet model: that extra
     (("convert-checkpoint", "a.pth", "b.pth", "--no-verify"), "torch"),
@@ -30,6 +29,12 @@ def test_verbs_that_need_torch_name_the_extra_in_one_line(tmp_path: Path, args: 
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert f"pip install 'densedet-tile[{extra}]'" in r.stderr and "'torch'" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_adapt_help_reads_without_torch_and_names_the_extra(tmp_path: Path) -> None:
+    r = run_without_torch("adapt", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "--minutes" in r.stdout and "pip install 'densedet-tile[train]'" in r.stdout, r.stderr
     assert list(tmp_path.iterdir()) == []
 
 

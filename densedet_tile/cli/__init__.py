@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(argv)
         except ModuleNotFoundError as exc:
             # a verb that needs an extra which is not installed (adapt or convert-checkpoint on
-            # the light install, even for --help): one line naming the extra, not a traceback
+            # the light install; adapt --help still reads): one line naming the extra, not a traceback
             top = (exc.name or "").split(".")[0]
             extra = _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
             if extra is None:

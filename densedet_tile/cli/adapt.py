@@ -62,8 +62,8 @@ def _crop_side(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..train.adapt import AdaptSettings
-    from ..train.pseudo import LabelSettings
+    from ..train.pseudo import LabelSettings  # (both without torch: --help works on the light install)
+    from ..train.settings import AdaptSettings
 
     d, lab = AdaptSettings(), LabelSettings()
     p = argparse.ArgumentParser(
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the model labels the photos with test-time augmentation, keeps confident boxes, ignores uncertain ones, "
         "and is fine-tuned on crops of them mixed with generated shelves, in rounds). Then: densedet-tile "
         "IMAGE --detector default --checkpoint OUT.",
+        epilog="Needs torch: pip install 'densedet-tile[train]' (the light install shows this help, but cannot train).",
     )
     p.add_argument("photos", metavar="PHOTOS_DIR", help="folder of photos (searched recursively)")
     p.add_argument("--out", required=True, metavar="FILE.pt",
