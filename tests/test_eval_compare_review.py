@@ -85,13 +85,19 @@ def test_compare_reports_each_image_tile_when_they_differ(tmp_path: Path) -> Non
     assert untiled.tile is None and untiled.tiles == (160, 200) and untiled.num_tiles == 2
 
 
-def test_compare_cli_writes_the_tiling_that_ran(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _photo_folder(tmp_path: Path, more_rows: str = "") -> tuple[Path, Path]:
+    """The photo alone in a folder, and a SKU-110K CSV with its box (plus ``more_rows``)."""
     path, _ = _photo(tmp_path)
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     path.rename(imgs / "photo.png")
     gtp = tmp_path / "gt.csv"
-    gtp.write_text("photo.png,40,30,100,90,object,160,120\n")
+    gtp.write_text("photo.png,40,30,100,90,object,160,120\n" + more_rows)
+    return imgs, gtp
+
+
+def test_compare_cli_writes_the_tiling_that_ran(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    imgs, gtp = _photo_folder(tmp_path)
     fake = tmp_path / "photo_det.py"
     fake.write_text(
         "from densedet_tile import Detections\n\n"
@@ -161,12 +167,7 @@ def test_compare_matches_classes_by_the_detectors_names_as_plain_eval_does(tmp_p
 
 
 def test_compare_says_which_ground_truth_images_it_leaves_out(tmp_path: Path, capsys) -> None:
-    path, _ = _photo(tmp_path)
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    path.rename(imgs / "photo.png")
-    gtp = tmp_path / "gt.csv"
-    gtp.write_text("photo.png,40,30,100,90,object,160,120\nmissing.png,1,1,20,20,object,160,120\n")
+    imgs, gtp = _photo_folder(tmp_path, "missing.png,1,1,20,20,object,160,120\n")
     code = eval_main([str(imgs), str(gtp), "--compare", "--tile", "96", "--device", "cpu",
                       "--detector", "fakes:make_blob"])
     assert code == 0

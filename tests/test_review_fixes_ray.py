@@ -302,6 +302,22 @@ def _is_ray_process(pid: int) -> bool:
         return False
 
 
+def _assert_all_gone(mark: str, within: float = 60.0) -> None:
+    """Every process marked ``mark`` goes away (``within`` seconds is only an upper bound)."""
+    deadline = time.monotonic() + within
+    while _pids_with(mark) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _pids_with(mark) == []
+
+
+def _end(proc: subprocess.Popen, mark: str) -> None:
+    """Whatever a test left running: the batch process and every process it marked."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+    _kill_all(mark)
+
+
 def _start_hanging_batch(tmp_path: Path, name: str, *, workers: int) -> tuple[str, Path, subprocess.Popen]:
     """`densedet-tile batch --ray local` over a run that keeps going, its processes marked by
     ``NAME=<random>`` in their environment: (that mark, the output folder, the process)."""
@@ -328,15 +344,9 @@ def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path):
         recs = _records(out)
         assert recs[-1]["event"] == "end" and recs[-1]["stopped"] == "interrupted" and recs[-1]["finished"] is False
         assert json.loads((out / "manifest.json").read_text())["counts"] == {"ok": 2}
-        deadline = time.monotonic() + 60  # the run's own Ray instance is stopped with it (an upper bound)
-        while _pids_with(mark) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _pids_with(mark) == []
+        _assert_all_gone(mark)  # the run's own Ray instance is stopped with it
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        _kill_all(mark)
+        _end(proc, mark)
 
 
 @needs_proc
@@ -360,15 +370,9 @@ def test_sigterm_while_ray_starts_stops_ray_and_the_run_cleanly(tmp_path):
         if out.exists():
             recs = _records(out)
             assert recs and recs[-1]["event"] == "end" and recs[-1]["stopped"] == "interrupted"
-        deadline = time.monotonic() + 60
-        while _pids_with(mark) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _pids_with(mark) == []
+        _assert_all_gone(mark)  # the run's own Ray instance is stopped with it
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        _kill_all(mark)
+        _end(proc, mark)
 
 
 class _FakeRayStart:

@@ -342,7 +342,7 @@ def run_audit(
                                  outline, (left, right), strip=clip if cut is not None and cut.n_bays > 1 else None))
             name_of[b] = out[-1].name
         if cut is not None and cut.spans is not None:
-            empties.extend(_empty_sections(cut, groups, [np.r_[g, o] for g, o in zip(groups, occ_groups)],
+            empties.extend(_empty_sections(cut, [np.r_[g, o] for g, o in zip(groups, occ_groups)],
                                            name_of, {p.name: p for p in out}, a, s.gap_k))
         return out
 
@@ -426,13 +426,13 @@ def run_audit(
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties))
 
 
-def _empty_sections(cut: Any, groups: list[np.ndarray], with_occupied: list[np.ndarray], name_of: dict[int, str],
+def _empty_sections(cut: Any, with_occupied: list[np.ndarray], name_of: dict[int, str],
                     parts: dict[str, "AuditPart"], a: np.ndarray, gap_k: float) -> list[EmptySection]:
     """The upright cuts whose empty columns are wider than an end gap of the bays beside them
     (``gap_k`` median product widths plus the width of their widest common product, as
     :func:`~densedet_tile.audit.gaps.find_gaps` measures a row's end): every shelf there is
-    empty. Between bays ``b`` and ``b + 1`` of ``groups`` (box indices; ``with_occupied`` adds
-    the regions' products standing there)."""
+    empty. Between bays ``b`` and ``b + 1`` of ``with_occupied`` (each bay's box indices, the
+    regions' products standing in its columns included)."""
     out = []
     for b, kind in enumerate(cut.kinds):
         lo, hi = (float(v) for v in cut.spans[b])

@@ -81,7 +81,7 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
     held = _HeldSignals()
     try:
         with held:
-            return _init(address, num_cpus=num_cpus, num_gpus=num_gpus, log_to_driver=log_to_driver, held=held)
+            return _init(address, num_cpus=num_cpus, num_gpus=num_gpus, log_to_driver=log_to_driver)
     finally:
         # a stop asked for while Ray was starting (whether it then started, joined or failed):
         # Ray goes (a joined cluster is only left), then the signal, which the stop wins over
@@ -93,8 +93,7 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
             signal.raise_signal(held.signum)
 
 
-def _init(address: str, *, num_cpus: int | None, num_gpus: int | None, log_to_driver: bool,
-          held: "_HeldSignals") -> bool:
+def _init(address: str, *, num_cpus: int | None, num_gpus: int | None, log_to_driver: bool) -> bool:
     if address == "local":
         try:
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
