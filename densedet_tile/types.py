@@ -299,9 +299,10 @@ class MergeSpec:
     #: Seam repair: two box sides "agree" when within ``max(seam_tol, seam_tol_frac * extent)``
     #: pixels (extent: the smaller box's width for x sides, height for y sides). Needs about
     #: twice the per-side box noise: 1 px left 1.6% fragments at 1 px noise, 4 px 5.0% at
-    #: 4 px noise, 8 px 10.2% at 8 px noise; 16 px and 32 px none up to 8 px noise. Another
-    #: product can only be taken for a truncated view when it is itself smaller than
-    #: ``seam_tol`` (the relative part never exceeds the box itself), so erring large is cheap.
+    #: 4 px noise, 8 px 10.2% at 8 px noise; 16 px and 32 px none up to 8 px noise. The
+    #: tolerance of a pair never exceeds half the larger box's extent, so products smaller than
+    #: ``seam_tol`` standing side by side are not taken for views of one another, and erring
+    #: large is cheap.
     seam_tol: float = 16.0
     #: The relative part absorbs a real detector's view-to-view disagreement on big boxes: on
     #: a real shelf photo with the built-in model (tile 640) 0.1 left 34 nested box pairs where

@@ -29,7 +29,8 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   joined from four fragments).
 
 "Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the smaller
-of the two boxes' widths (for x sides) or heights (for y sides). A pair that meets is joined
+of the two boxes' widths (for x sides) or heights (for y sides), and never more than half the
+larger one's (so small neighbours are never taken for views of each other). A pair that meets is joined
 rather than dropped; a box dropped through any other pair takes no part in joins (its
 product is covered by the fuller view that dropped it).
 
@@ -283,8 +284,11 @@ def repair_seams(
         return result(~unconfirmed)
     wmin = np.minimum(wi, wj)
     hmin = np.minimum(hi_, hj)
-    tx = np.maximum(tol_px, tol_frac * wmin)
-    ty = np.maximum(tol_px, tol_frac * hmin)
+    # Never more than half the larger box: products smaller than tol_px standing side by side
+    # are not views of each other (neighbours 13 px apart agreed within 16 px, were dropped as
+    # truncated views of each other or joined across a seam into one long box).
+    tx = np.minimum(np.maximum(tol_px, tol_frac * wmin), 0.5 * np.maximum(wi, wj))
+    ty = np.minimum(np.maximum(tol_px, tol_frac * hmin), 0.5 * np.maximum(hi_, hj))
     tol = np.stack([tx, ty, tx, ty], axis=1)
     # d > 0: box j reaches further out than box i on that side (left, top, right, bottom).
     d = (bj - bi) * np.array([-1.0, -1.0, 1.0, 1.0])
@@ -322,6 +326,9 @@ def repair_seams(
             & (f[:, 2 + ax] > gg[:, ax])
             & (np.abs(f[:, o] - gg[:, o]) <= t_o)
             & (np.abs(f[:, 2 + o] - gg[:, 2 + o]) <= t_o)
+            # and they share at least half of the narrower one's span along the seam
+            & (np.minimum(f[:, 2 + o], gg[:, 2 + o]) - np.maximum(f[:, o], gg[:, o])
+               >= 0.5 * np.minimum(f[:, 2 + o] - f[:, o], gg[:, 2 + o] - gg[:, o]))
         )
 
     join = (

@@ -75,6 +75,40 @@ def test_seam_case_with_jitter(name: str, seed: int) -> None:
     assert_one_box_each(out, boxes, 0.2 if sliver else 0.85)
 
 
+# Products smaller than the seam tolerance (16 px) side by side: before the tolerance was capped
+# at half the larger box, neighbours agreed "within 16 px", so a row of thin products cut by a
+# seam was joined into one long box and a small product beside a cut one was dropped as its
+# truncated view.
+SMALL_CASES = {
+    "thin products cut in both tiles of a horizontal seam": (200, 340, [[x, 120, x + 10, 230] for x in range(50, 120, 13)]),
+    "flat products cut in both tiles of a vertical seam": (340, 200, [[120, y, 230, y + 9] for y in range(40, 140, 12)]),
+}
+
+
+@pytest.mark.parametrize("name", list(SMALL_CASES))
+def test_products_smaller_than_the_tolerance_stay_apart(name: str) -> None:
+    w, h, boxes = SMALL_CASES[name]
+    _, dets, out = run(w, h, boxes)
+    assert sum(len(d) for d in dets) > len(boxes)
+    assert_one_box_each(out, boxes, 0.999)
+    for seed in range(4):
+        _, _, out = run(w, h, boxes, jitter=0.5, seed=seed)
+        assert_one_box_each(out, boxes, 0.6)
+
+
+def test_a_small_neighbour_is_not_taken_for_the_fuller_view() -> None:
+    # Two tiles overlapping by 26 px; three 10 px products seen exactly, each whole in some tile.
+    # In tile a the middle one lies 14 px from the interior edge (flagged cut within edge_tol),
+    # in tile b 2 px; the neighbours 13 px away "agreed" within 16 px and dropped it.
+    a = Tile(0, 0, 256, 100, interior_right=True)
+    b = Tile(230, 0, 256, 100, interior_left=True, index=1)
+    truth = np.array([[219, 40, 229, 50], [232, 40, 242, 50], [245, 40, 255, 51]], np.float32)
+    da = Detections(truth, np.full(3, 0.9, np.float32))
+    db = Detections(truth[1:] - np.array([230, 0, 230, 0], np.float32), np.full(2, 0.8, np.float32))
+    out = merge_tiles([a, b], [da, db], MergeSpec())
+    assert_one_box_each(out, truth.tolist(), 0.999)
+
+
 def test_nms_mode_also_repairs_seams_and_none_only_concatenates() -> None:
     w, h, boxes = CASES["larger than overlap, cut in every tile"]
     tiles, dets, out = run(w, h, boxes, mode="nms")
