@@ -344,20 +344,21 @@ def render_shelf(
             pw = ph * rng.uniform(lo, hi)
             iw, ih = max(3, int(round(pw))), max(3, int(round(ph)))
             rgb, mask = _make_sprite(rng, kind, iw, ih)
-            stack = kind == "box" and ih * 2.05 < clearance and rng.random() < 0.5
             facings = int(min(12, 1 + rng.geometric(0.3)))
             gap = row_h * rng.uniform(0.0, 0.04)
             for _ in range(facings):
                 if x >= cw:
                     break
                 fx = int(x + rng.normal(0, 0.5))
-                layers = 2 if stack else 1
-                for k in range(layers):
-                    fy = floor - (k + 1) * ih - int(abs(rng.normal(0, 1.0)))
-                    bright = float(rng.uniform(0.85, 1.1))
-                    sprites.append((rgb, mask, fx, fy, bright))
-                    cols = np.nonzero(mask.any(0))[0]
-                    boxes.append([fx + cols[0], fy, fx + cols[-1] + 1, fy + ih])
+                # One product per facing, standing on the shelf. (Stacked packs are not drawn: a
+                # "two high" branch here could never fire, since a product is at least 0.65 of
+                # the row and the clearance at most 1.22; stacks that do fire are the training
+                # experiment in benchmarks/default_model/generator_stacks_fridges_grilles.patch.)
+                fy = floor - ih - int(abs(rng.normal(0, 1.0)))
+                bright = float(rng.uniform(0.85, 1.1))
+                sprites.append((rgb, mask, fx, fy, bright))
+                cols = np.nonzero(mask.any(0))[0]
+                boxes.append([fx + cols[0], fy, fx + cols[-1] + 1, fy + ih])
                 x += iw + gap
         y = floor + lip_h * 0.6 + rng.uniform(0, 0.1) * row_h
     # paste products (numpy, clipped to the canvas)
@@ -502,14 +503,7 @@ def render_shelf(
     img = img.transform((width, height), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BILINEAR,
                         fillcolor=(30, 30, 30))
     if len(box_arr):
-        boxes_out = _warped_boxes(box_arr, H)
-        bw, bh = boxes_out[:, 2] - boxes_out[:, 0], boxes_out[:, 3] - boxes_out[:, 1]
-        area = np.maximum(bw * bh, 1e-6)
-        clipped = np.stack([np.clip(boxes_out[:, 0], 0, width), np.clip(boxes_out[:, 1], 0, height),
-                            np.clip(boxes_out[:, 2], 0, width), np.clip(boxes_out[:, 3], 0, height)], 1)
-        vis = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1]) / area
-        keep = (vis >= min_visible) & (clipped[:, 2] - clipped[:, 0] >= 2) & (clipped[:, 3] - clipped[:, 1] >= 2)
-        box_arr = clipped[keep].astype(np.float32)
+        box_arr = _output_labels(box_arr, H, (cw, ch), (width, height), min_visible)
 
     # optics: blur, noise, JPEG
     if rng.random() < 0.5:
@@ -571,6 +565,29 @@ def _warped_boxes(boxes: np.ndarray, H: np.ndarray) -> np.ndarray:
     pts = np.concatenate([corners.reshape(-1, 2), np.ones((corners.shape[0] * 4, 1))], 1) @ H.T
     pts = (pts[:, :2] / pts[:, 2:3]).reshape(-1, 4, 2)
     return np.concatenate([pts.min(1), pts.max(1)], 1)
+
+
+def _output_labels(boxes: np.ndarray, H: np.ndarray, canvas: tuple[int, int], frame: tuple[int, int],
+                   min_visible: float) -> np.ndarray:
+    """The labels in the output frame of canvas boxes (N, 4) warped by ``H`` (canvas -> output).
+
+    A box is cut to the canvas first: rows start above its top and left of its left edge and run
+    past the others, and only what lies on the canvas is painted; where the warp brings a canvas
+    edge into the picture (the far end of an aisle view) the rest would be a label over the
+    empty fill. The visible share (the label's area inside the canvas and the frame over the
+    whole warped box's) must reach ``min_visible``, and a label at least 2 px each way.
+    """
+    cw, ch = canvas
+    width, height = frame
+    whole = _warped_boxes(boxes, H)
+    area = np.maximum((whole[:, 2] - whole[:, 0]) * (whole[:, 3] - whole[:, 1]), 1e-6)
+    on = np.clip(boxes, 0, [cw, ch, cw, ch])
+    painted = (on[:, 2] > on[:, 0]) & (on[:, 3] > on[:, 1])
+    out = _warped_boxes(on, H)
+    clipped = np.clip(out, 0, [width, height, width, height])
+    bw, bh = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+    keep = painted & (bw * bh / area >= min_visible) & (bw >= 2) & (bh >= 2)
+    return clipped[keep].astype(np.float32)
 
 
 def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -122,3 +122,36 @@ def test_labels_follow_the_warped_products_in_an_aisle_view(far: tuple[int, int]
         inter = max(iw, 0) * max(ih, 0)
         ious.append(inter / ((seen[2] - seen[0]) * (seen[3] - seen[1]) + (lab[2] - lab[0]) * (lab[3] - lab[1]) - inter))
     assert min(ious) > 0.93, sorted(ious)[:5]
+
+
+def test_labels_stop_at_the_canvas_where_an_aisle_view_shows_its_edge() -> None:
+    # A strong aisle view brings the canvas's left edge into the picture (the empty fill beside
+    # it). Rows start left of the canvas, so some products lie partly off it: their labels must
+    # cover only what was painted, and a product wholly off the canvas gets none.
+    from densedet_tile.synth.shelves import _homography, _output_labels
+
+    cw, ch = 1000, 800
+    src = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float64)
+    dst = src.copy()
+    dst[[0, 3], 0] += 150  # the left edge moves 150 px into the 1000 x 800 frame
+    dst[0, 1] += 0.2 * ch
+    dst[3, 1] -= 0.2 * ch
+    H = _homography(src, dst)
+    boxes = np.array([[-80, 300, 40, 420],  # mostly off the canvas
+                      [-200, 300, -60, 420],  # wholly off it
+                      [300, 300, 420, 420]], np.float64)
+    ids = np.zeros((ch, cw), np.int32)
+    for k, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
+        ids[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = k + 1  # painting clips to the canvas
+    Hinv = np.linalg.inv(H)
+    warped = np.asarray(Image.fromarray(ids).transform((cw, ch), Image.Transform.PERSPECTIVE,
+                                                       tuple((Hinv / Hinv[2, 2]).reshape(-1)[:8]),
+                                                       Image.Resampling.NEAREST, fillcolor=0))
+    labels = _output_labels(boxes, H, (cw, ch), (cw, ch), min_visible=0.25)
+    assert len(labels) == 2  # the product wholly off the canvas is gone
+    for k, lab in zip((0, 2), labels):
+        yy, xx = np.nonzero(warped == k + 1)
+        seen = np.array([xx.min(), yy.min(), xx.max() + 1, yy.max() + 1], np.float64)
+        np.testing.assert_allclose(lab, seen, atol=2.0)
+    # Under a quarter painted: dropped like a product mostly outside the frame.
+    assert len(_output_labels(boxes[:1] - [60, 0, 60, 0], H, (cw, ch), (cw, ch), min_visible=0.25)) == 0
