@@ -491,6 +491,14 @@ OUTPUT_SUFFIXES: dict[str, str] = {
 }
 
 
+#: What ``densedet-tile audit`` writes for an image of stem ``<stem>``.
+AUDIT_SUFFIXES: dict[str, str] = {
+    "json": ".audit.json",
+    "html": ".audit.html",
+    "heatmap": ".heatmap.png",
+}
+
+
 def output_paths(out_dir: str | os.PathLike[str], stem: str, formats: tuple[str, ...], preview: bool) -> dict[str, Path]:
     """Where each requested output of one image goes (``<stem>.detections.json`` etc.)."""
     out = Path(out_dir)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line
-from .io import (FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, output_paths, same_path, write_coco, write_csv,
-                 write_files, write_json, write_preview, write_yolo)
+from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, output_paths, same_path,
+                 write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec
 
 if TYPE_CHECKING:
@@ -343,6 +343,10 @@ def without_earlier_outputs(inputs: "Sequence[_P]") -> "list[_P]":
     kept = []
     for inp in inputs:
         name = Path(inp).name
+        if _audit_heatmap(Path(inp)):
+            log.warning("%s: left out: an audit wrote it (its %s is beside it)", inp,
+                        name[: -len(AUDIT_SUFFIXES["heatmap"])] + AUDIT_SUFFIXES["json"])
+            continue
         for kind, suffix in OUTPUT_SUFFIXES.items():
             if kind == "json" or not name.endswith(suffix) or len(name) == len(suffix):
                 continue
@@ -354,6 +358,19 @@ def without_earlier_outputs(inputs: "Sequence[_P]") -> "list[_P]":
         else:
             kept.append(inp)
     return kept
+
+
+def _audit_heatmap(path: Path) -> bool:
+    """Whether ``path`` is the heat map ``densedet-tile audit`` wrote: named ``<stem>.heatmap.png``
+    with the audit JSON of that stem beside it."""
+    suffix = AUDIT_SUFFIXES["heatmap"]
+    if not path.name.endswith(suffix) or len(path.name) == len(suffix):
+        return False
+    try:
+        doc = json.loads(path.with_name(path.name[: -len(suffix)] + AUDIT_SUFFIXES["json"]).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and str(doc.get("schema", "")).startswith("densedet-tile/audit@")
 
 
 #: What each output of an image is called in messages.

@@ -74,34 +74,34 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
     seen: set[str] = set()
     for i, f in enumerate(feats):
         if not isinstance(f, dict) or not isinstance(f.get("geometry"), dict):
-            raise InvalidInputError(f"{source}: feature {i} has no geometry")
+            raise InvalidInputError(f"{source}: feature {i + 1} has no geometry")
         g = f["geometry"]
         if g.get("type") not in ("Polygon", "MultiPolygon"):
-            raise InvalidInputError(f"{source}: feature {i} is a {g.get('type')!r}; regions must be Polygon or MultiPolygon")
+            raise InvalidInputError(f"{source}: feature {i + 1} is a {g.get('type')!r}; regions must be Polygon or MultiPolygon")
         odd = _not_a_number(g.get("coordinates"))
         if odd is not None:
-            raise InvalidInputError(f"{source}: feature {i} has a coordinate that is not a number ({odd[0]!r})")
+            raise InvalidInputError(f"{source}: feature {i + 1} has a coordinate that is not a number ({odd[0]!r})")
         try:
             with warnings.catch_warnings():  # NaN or huge numbers: refused below in one line, not warned about
                 warnings.simplefilter("ignore", RuntimeWarning)
                 # a third number per point (a height, allowed by GeoJSON) says nothing in an image
                 geom = shapely.force_2d(shape(g))
         except Exception as exc:  # shapely raises several types for malformed coordinates
-            raise InvalidInputError(f"{source}: feature {i} has malformed coordinates ({exc})") from None
+            raise InvalidInputError(f"{source}: feature {i + 1} has malformed coordinates ({exc})") from None
         if geom.is_empty or not np.all(np.isfinite(geom.bounds)):
-            raise InvalidInputError(f"{source}: feature {i} is empty or has non-finite coordinates")
+            raise InvalidInputError(f"{source}: feature {i + 1} is empty or has non-finite coordinates")
         if np.abs(geom.bounds).max() > MAX_COORDINATE:
-            raise InvalidInputError(f"{source}: feature {i} has a coordinate beyond {MAX_COORDINATE:.0e} px "
+            raise InvalidInputError(f"{source}: feature {i + 1} has a coordinate beyond {MAX_COORDINATE:.0e} px "
                                     "(regions are in pixels of the upright image)")
         if not geom.is_valid:
-            raise InvalidInputError(f"{source}: feature {i} is not a valid polygon ({shapely.is_valid_reason(geom)})")
+            raise InvalidInputError(f"{source}: feature {i + 1} is not a valid polygon ({shapely.is_valid_reason(geom)})")
         props = f.get("properties") or {}
         raw = props.get("name") if isinstance(props, dict) else None
         # GIS tools write null (or an empty string) for an unset attribute: that is no name
         name = f"region {i + 1}" if raw is None or str(raw).strip() == "" else str(raw)
-        if name in seen:
-            raise InvalidInputError(f"{source}: two regions are named {name!r}")
-        seen.add(name)
+        if name.strip() in seen:  # "x" and "x " look the same in every table
+            raise InvalidInputError(f"{source}: two regions are named {name.strip()!r}")
+        seen.add(name.strip())
         shapely.prepare(geom)
         out.append(Region(name, geom))
     if not out:
@@ -138,7 +138,7 @@ def load_regions(path: str | os.PathLike[str]) -> list[Region]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise InvalidInputError(f"{p}: not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno})") from None
     return parse_regions(data, source=str(p))
 
 

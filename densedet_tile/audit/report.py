@@ -210,7 +210,7 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
     st = doc["settings"]
     end_rule = (f"{st['end_k']} widths" if st.get("end_k") is not None
                 else "that plus the widest common product")
-    return f"""<!DOCTYPE html>
+    page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_CSS}</style></head>
 <body data-report-ready="pending">
@@ -233,6 +233,9 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 <script>{_SCRIPT}</script>
 </body></html>
 """
+    # A name that is no valid Unicode (a lone surrogate: a JSON "\ud83d", or a file name whose
+    # bytes are not UTF-8) cannot be written as UTF-8: shown as "?" instead of failing the report.
+    return page.encode("utf-8", "replace").decode("utf-8")
 
 
 def load_preview_image(path: str | Path, width: int, height: int, *, max_width: int = PREVIEW_MAX_WIDTH,

@@ -29,10 +29,12 @@ from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError
 from ..eval.formats import read_detections_json
-from ..io import OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, new_folders, remove_empty, write_files
+from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, new_folders, remove_empty, sweep_temporaries,
+                  write_files)
 from ..pipeline import detect_image
 from ..runner import Job, build_detector
 from .options import (
+    StopSignals,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -107,9 +109,14 @@ def audit_main(argv: Sequence[str]) -> int:
     if isinstance(args, int):
         return args
     made = new_folders(args.out)
-    code = _audit(args)
+    with StopSignals() as stop:  # Ctrl-C or SIGTERM: the files being written are rolled back
+        try:
+            code = _audit(args)
+        except KeyboardInterrupt:
+            error(PROG, "interrupted")
+            code = stop.exit_status
     if code != EXIT_OK:
-        remove_empty(made)  # a failed audit leaves no empty output folder behind
+        remove_empty(made)  # a failed or stopped audit leaves no empty output folder behind
     return code
 
 
@@ -127,6 +134,7 @@ def _audit(args: argparse.Namespace) -> int:
                                  perspective=not args.no_perspective, bays=not args.no_bays,
                                  bay_width_m=args.bay_width_m)
         ensure_out_dir(args.out)  # a bad output folder is told before any work, not after
+        sweep_temporaries(args.out)  # what a killed run was writing
         regions = load_regions(args.regions) if args.regions else None
         no_photo = bad_range = None
         if det_path is not None:
@@ -191,9 +199,9 @@ def _audit(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     out = Path(args.out)
     files = {
-        out / f"{stem}.audit.json": json.dumps(doc, indent=1, allow_nan=False) + "\n",
-        out / f"{stem}.audit.html": page,
-        out / f"{stem}.heatmap.png": png,
+        out / (stem + AUDIT_SUFFIXES["json"]): json.dumps(doc, indent=1, allow_nan=False) + "\n",
+        out / (stem + AUDIT_SUFFIXES["html"]): page,
+        out / (stem + AUDIT_SUFFIXES["heatmap"]): png,
     }
     try:
         write_files(files)
@@ -203,7 +211,7 @@ def _audit(args: argparse.Namespace) -> int:
     for w in doc["warnings"]:
         print(f"{PROG}: warning: {w}", file=sys.stderr)
     s = doc["summary"]
-    print(f"{info.get('name')}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
+    print(f"{_printable(str(info.get('name')))}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
           f"{counted(s['rows'], 'shelf row')}, {counted(s['gaps'], 'gap')} "
           f"({s['gap_width_products']} product widths empty), tilt {s['tilt_deg']} deg")
     for b in doc["bays"]:
@@ -217,7 +225,7 @@ def _audit(args: argparse.Namespace) -> int:
         left, right = e["between_bays"]
         print(f"  empty section between bays {left} and {right}: every shelf empty over "
               f"{e['width_products']:g} product widths (x {e['x1']:g} to {e['x2']:g})")
-    print(f"-> {out / (stem + '.audit.html')}")
+    print(f"-> {out / (stem + AUDIT_SUFFIXES['html'])}")
     return EXIT_OK
 
 

@@ -22,9 +22,9 @@ from ..batch import Manifest, run_batch
 from ..errors import DensedetError, one_line
 from ..io import new_folders, remove_empty
 from ..runner import Job
-from .detect import _StopSignals
 from .options import (
     EXIT_FAILED,
+    StopSignals,
     EXIT_OK,
     EXIT_USAGE,
     add_detector_options,
@@ -108,7 +108,7 @@ def batch_main(argv: Sequence[str]) -> int:
         logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
     args.out = os.path.expanduser(args.out)  # once: the folder named in messages is the one written
     _quiet_ray()
-    with _StopSignals() as stop:
+    with StopSignals() as stop:
         try:
             return _batch(args, argv)
         except KeyboardInterrupt:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 import traceback
 from pathlib import Path
 from dataclasses import replace
@@ -27,6 +25,7 @@ from ..runner import (Job, build_detector, process_image, refuse_outputs_over_in
                       without_earlier_outputs)
 from .options import (
     EXIT_FAILED,
+    StopSignals,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -82,45 +81,6 @@ class _Progress:
             self.bar.close()
 
 
-class _StopSignals:
-    """While the run lasts, SIGTERM (as Ctrl-C already does) raises KeyboardInterrupt in the main
-    thread, so a stopped run cleans up as an interrupted one does: the image being written is
-    rolled back, no temporary stays, and a folder the run made and left empty is removed.
-
-    Only the first signal raises; the ones after it are ignored while that clean-up runs (a second
-    KeyboardInterrupt in the middle of a roll-back would leave a mix of two runs' files). A
-    signal the caller ignores (SIG_IGN, e.g. a job started in the background) stays ignored.
-    Off the main thread nothing is changed (Python takes signal handlers only there)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopSignals":
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
-            current = signal.getsignal(sig)
-            if current is default:
-                self._previous[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            return
-        self.signum = signum
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-    @property
-    def exit_status(self) -> int:
-        """130 for Ctrl-C, 128 + the signal's number for another stop signal (143 for SIGTERM)."""
-        return EXIT_INTERRUPTED if self.signum in (None, signal.SIGINT) else 128 + int(self.signum)
-
-
 def detect_main(argv: Sequence[str]) -> int:
     """Entry point of the default verb; returns the exit status."""
     args = parse(build_parser(), argv)
@@ -129,7 +89,7 @@ def detect_main(argv: Sequence[str]) -> int:
     if args.debug:
         logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
     args.out = os.path.expanduser(args.out)  # once, so the folder checked is the folder written
-    with _StopSignals() as stop:
+    with StopSignals() as stop:
         try:
             return _detect(args)
         except KeyboardInterrupt:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
+import threading
 from typing import Any, Callable, NoReturn, Sequence
 
 from ..errors import InvalidInputError
@@ -22,6 +24,7 @@ from ..io import FORMATS
 from ..types import COUNT_BAND, DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec
 
 __all__ = [
+    "StopSignals",
     "EXIT_OK",
     "EXIT_FAILED",
     "EXIT_USAGE",
@@ -313,3 +316,42 @@ def products_text(n: Any, count_range: Any = None, uncertain: bool | None = None
 def error(prog: str, msg: Any) -> None:
     """Print ``prog: error: msg`` on one line of stderr."""
     print(f"{prog}: error: {' '.join(str(msg).split())}", file=sys.stderr, flush=True)
+
+
+class StopSignals:
+    """While the run lasts, SIGTERM (as Ctrl-C already does) raises KeyboardInterrupt in the main
+    thread, so a stopped run cleans up as an interrupted one does: the image being written is
+    rolled back, no temporary stays, and a folder the run made and left empty is removed.
+
+    Only the first signal raises; the ones after it are ignored while that clean-up runs (a second
+    KeyboardInterrupt in the middle of a roll-back would leave a mix of two runs' files). A
+    signal the caller ignores (SIG_IGN, e.g. a job started in the background) stays ignored.
+    Off the main thread nothing is changed (Python takes signal handlers only there)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+            current = signal.getsignal(sig)
+            if current is default:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            return
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    @property
+    def exit_status(self) -> int:
+        """130 for Ctrl-C, 128 + the signal's number for another stop signal (143 for SIGTERM)."""
+        return EXIT_INTERRUPTED if self.signum in (None, signal.SIGINT) else 128 + int(self.signum)

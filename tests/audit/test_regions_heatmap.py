@@ -53,7 +53,7 @@ def test_counts_match_a_point_by_point_reference() -> None:
         ({"type": "FeatureCollection", "features": []}, "no regions"),
         ({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, "LineString"),
         ({"type": "FeatureCollection", "features": [poly([[0, 0], [1e300, 0], [1e300, 1e300], [0, 0]], "far")]}, "beyond"),
-        ({"type": "FeatureCollection", "features": [poly([[0, 0], [float("nan"), 0], [5, 5], [0, 0]], "nan")]}, "feature 0"),
+        ({"type": "FeatureCollection", "features": [poly([[0, 0], [float("nan"), 0], [5, 5], [0, 0]], "nan")]}, "feature 1"),
     ],
 )
 def test_bad_geojson_is_refused_with_a_clear_message(doc: dict, msg: str) -> None:

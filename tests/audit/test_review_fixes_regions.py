@@ -177,7 +177,7 @@ def test_three_numbers_per_point_are_read_as_x_and_y():
 def test_a_coordinate_that_is_not_a_number_is_refused(bad: object):
     ring = [[0, 0], [bad, 0], [10, 10], [0, 10], [0, 0]]
     doc = _fc(("ok", _box_ring(0, 0, 5, 5)), ("odd", ring))
-    with pytest.raises(InvalidInputError, match=r"^r\.geojson: feature 1 has .*coordinate"):
+    with pytest.raises(InvalidInputError, match=r"^r\.geojson: feature 2 has .*coordinate"):
         parse_regions(doc, source="r.geojson")
 
 

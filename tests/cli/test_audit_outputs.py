@@ -1,0 +1,115 @@
+"""The audit command's outputs: a stopped audit leaves nothing half-done, names that are no valid
+Unicode still give a report, and its heat map is not taken for a photo by a later run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from densedet_tile.cli import main as cli_main
+from densedet_tile.runner import without_earlier_outputs
+from fakes import blob_image
+
+FAKES = str(Path(__file__).parents[1] / "fakes.py")
+BLOB = ["--detector", f"{FAKES}:make_blob", "--tile", "256", "--device", "cpu"]
+
+_STOPPER = '''
+import os, signal
+from fakes import BlobDetector
+
+class Stopper(BlobDetector):
+    """Sends this process SIGTERM (or SIGINT) when it is first asked to detect."""
+    def __init__(self, sig):
+        super().__init__()
+        self.sig = getattr(signal, sig)
+    def predict(self, tiles):
+        os.kill(os.getpid(), self.sig)
+        return super().predict(tiles)
+
+def make(sig="SIGTERM"):
+    return Stopper(sig)
+'''
+
+
+def _photo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(blob_image(300, 400, (10, 20, 100, 80))).save(path)
+    return path
+
+
+def _run(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(FAKES).parent), str(cwd),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "densedet_tile", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_a_stopped_audit_exits_like_an_interrupted_run_and_leaves_the_earlier_report(tmp_path):
+    (tmp_path / "stopper.py").write_text(_STOPPER)
+    photo = _photo(tmp_path / "shelf.png")
+    out = tmp_path / "out"
+    assert cli_main(["audit", str(photo), "--out", str(out), *BLOB]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["shelf.audit.html", "shelf.audit.json", "shelf.heatmap.png"]
+    for sig, code in (("SIGTERM", 143), ("SIGINT", 130)):
+        opts = ["--detector", f"stopper:make", "--detector-option", f"sig={sig}", "--tile", "256"]
+        r = _run("audit", photo, "--out", out, *opts, cwd=tmp_path)
+        assert r.returncode == code, r.stderr
+        assert r.stderr.strip().splitlines()[-1] == "densedet-tile audit: error: interrupted"
+        assert "Traceback" not in r.stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched, no temporaries
+        # into a folder it made: removed again
+        r = _run("audit", photo, "--out", tmp_path / "new" / "out", *opts, cwd=tmp_path)
+        assert r.returncode == code, r.stderr
+        assert not (tmp_path / "new").exists()
+
+
+def test_an_audit_sweeps_the_temporaries_a_killed_run_left(tmp_path):
+    photo = _photo(tmp_path / "shelf.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    old = [out / ".shelf.audit.html.q8dvwt0a.tmp", out / ".shelf.audit.json.Zq81hh0p.tmp.old"]
+    keep = out / ".notes.tmp"
+    for f in (*old, keep):
+        f.write_text("x")
+        stale = time.time() - 3600
+        os.utime(f, (stale, stale))
+    assert cli_main(["audit", str(photo), "--out", str(out), *BLOB]) == 0
+    assert not any(f.exists() for f in old) and keep.exists()
+
+
+def test_names_that_are_no_valid_unicode_still_give_a_report(tmp_path, capsys):
+    photo = _photo(tmp_path / "shelf.png")
+    regions = tmp_path / "r.geojson"
+    # a valid JSON escape, but half of an emoji: no UTF-8 encoding exists for it
+    regions.write_text('{"type": "Feature", "properties": {"name": "bay \\ud83d"}, "geometry": {"type": "Polygon", '
+                       '"coordinates": [[[0, 0], [200, 0], [200, 300], [0, 300], [0, 0]]]}}')
+    out = tmp_path / "out"
+    assert cli_main(["audit", str(photo), "--regions", str(regions), "--out", str(out), *BLOB]) == 0
+    page = (out / "shelf.audit.html").read_text(encoding="utf-8")
+    assert "bay ?" in page
+    doc = json.loads((out / "shelf.audit.json").read_text())
+    assert doc["regions"][0]["name"] == "bay \ud83d"  # the JSON keeps it, escaped
+    assert "region bay \\ud83d" in capsys.readouterr().out
+
+
+def test_the_heat_map_of_an_audit_is_not_taken_for_a_photo(tmp_path):
+    photo = _photo(tmp_path / "shelf.png")
+    assert cli_main(["audit", str(photo), "--out", str(tmp_path), *BLOB]) == 0
+    heat = tmp_path / "shelf.heatmap.png"
+    assert heat.is_file()
+    assert without_earlier_outputs([photo, heat]) == [photo]
+    # a PNG of that name with no audit beside it is somebody's photo
+    other = tmp_path / "x" / "aisle.heatmap.png"
+    other.parent.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(other)
+    assert without_earlier_outputs([other]) == [other]
+    (other.parent / "aisle.audit.json").write_text('{"schema": "something/else@1"}')
+    assert without_earlier_outputs([other]) == [other]
