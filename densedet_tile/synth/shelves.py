@@ -351,7 +351,7 @@ def render_shelf(
                     break
                 fx = int(x + rng.normal(0, 0.5))
                 # One product per facing, standing on the shelf. (Stacked packs are not drawn: a
-                # "two high" branch here could never fire, since a product is at least 0.65 of
+                # "two high" branch here could never fire on rows of 9 px or more, since a product is at least 0.65 of
                 # the row and the clearance at most 1.22; stacks that do fire are the training
                 # experiment in benchmarks/default_model/generator_stacks_fridges_grilles.patch.)
                 fy = floor - ih - int(abs(rng.normal(0, 1.0)))
