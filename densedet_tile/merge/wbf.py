@@ -119,6 +119,12 @@ def weighted_box_fusion(
     return fuse_clusters(b, s, lab, anchor)
 
 
+#: After this many parallel sweeps the still open boxes (a long chain of overlaps, each box
+#: waiting for the one above it) are decided one by one in rank order: each sweep costs a pass
+#: over all the pairs, so a chain of n boxes would cost O(n^2).
+_MAX_SWEEPS = 64
+
+
 def cluster_anchors(
     b: np.ndarray, s: np.ndarray, g: np.ndarray, lab: np.ndarray, iou_thr: float
 ) -> np.ndarray:
@@ -148,10 +154,15 @@ def cluster_anchors(
     # cluster; each edge carries its slot code and whether that slot is filled.
     slot = hi * ngroups + gz[lo]
     filled = np.zeros(slot.size, bool)
+    sweeps = 0
     while True:
         und = anchor < 0
         if not und.any():
             break
+        if sweeps == _MAX_SWEEPS:  # a long chain of overlaps: the rest one by one, in rank order
+            _finish_sequential(anchor, prio, hi, lo, iou, gz, ngroups)
+            break
+        sweeps += 1
         # Edges whose lower box is still open and whose upper box can still be an anchor.
         live = und[lo] & ((anchor[hi] < 0) | (anchor[hi] == hi))
         hi, lo, iou, slot, filled = hi[live], lo[live], iou[live], slot[live], filled[live]
@@ -185,3 +196,33 @@ def cluster_anchors(
             pos = np.minimum(np.searchsorted(new, slot), new.size - 1)
             filled |= new[pos] == slot
     return anchor
+
+
+def _finish_sequential(anchor: np.ndarray, prio: np.ndarray, hi: np.ndarray, lo: np.ndarray, iou: np.ndarray,
+                       gz: np.ndarray, ngroups: int) -> None:
+    """Decide the still open boxes (``anchor < 0``) one by one in rank order, by the same rule.
+
+    ``hi``/``lo``: the remaining fusable pairs (higher-ranked box first) with their ``iou``. Each
+    open box joins the anchor it overlaps most (ties: the better-ranked anchor) whose cluster
+    holds no box of its group yet, or becomes an anchor. Every box ranked above it is decided
+    when its turn comes. Linear in the open boxes and their pairs.
+    """
+    done = np.flatnonzero(anchor >= 0)
+    filled = set((anchor[done] * ngroups + gz[done]).tolist())
+    todo = np.flatnonzero(anchor < 0)
+    todo = todo[np.argsort(prio[todo], kind="stable")]
+    by_lo = np.argsort(lo, kind="stable")
+    lo_sorted = lo[by_lo]
+    starts = np.searchsorted(lo_sorted, todo, side="left")
+    ends = np.searchsorted(lo_sorted, todo, side="right")
+    for u, a, z in zip(todo.tolist(), starts.tolist(), ends.tolist()):
+        best, best_key = -1, None
+        for e in by_lo[a:z].tolist():
+            h = int(hi[e])
+            if anchor[h] != h or h * ngroups + int(gz[u]) in filled:
+                continue
+            key = (-float(iou[e]), int(prio[h]))
+            if best_key is None or key < best_key:
+                best, best_key = h, key
+        anchor[u] = u if best < 0 else best
+        filled.add(int(anchor[u]) * ngroups + int(gz[u]))

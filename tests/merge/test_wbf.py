@@ -125,3 +125,38 @@ def test_wbf_properties(rows, thr) -> None:  # noqa: ANN001
         # The fused box lies within the members' hull; the score is their mean.
         assert np.all(f.xyxy[c, :2] >= b[m, :2].min(0) - 1e-9) and np.all(f.xyxy[c, 2:] <= b[m, 2:].max(0) + 1e-9)
         assert abs(f.scores[c] - s[m].mean()) < 1e-12
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_wbf_finishing_one_by_one_after_the_sweep_cap_gives_the_same_clusters(seed: int, monkeypatch) -> None:
+    # Long overlap chains are finished sequentially after _MAX_SWEEPS parallel sweeps; with the
+    # cap at 0-2 sweeps every input goes through that path, which must follow the same rule.
+    import densedet_tile.merge.wbf as wbf
+
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(2, 150))
+    base = random_boxes(rng, max(1, n // 4), extent=300, size=(10, 80))
+    b = base[rng.integers(0, len(base), n)] + rng.normal(0, float(rng.choice([1, 4, 10])), (n, 4))
+    b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 0.5)
+    s = np.round(rng.random(n), int(rng.choice([1, 5])))
+    groups = rng.integers(0, int(rng.choice([2, 3, 8])), n)
+    labels = rng.integers(0, 2, n) if seed % 3 == 0 else np.zeros(n, np.int64)
+    thr = float(rng.choice([0.3, 0.55, 0.7]))
+    want = ref_anchors(b, s, groups, labels, thr)
+    for cap in (0, 1, 2):
+        monkeypatch.setattr(wbf, "_MAX_SWEEPS", cap)
+        f = weighted_box_fusion(b, s, groups=groups, iou_thr=thr, labels=labels)
+        assert np.array_equal(f.anchor_ids[f.cluster], want), cap
+
+
+def test_wbf_long_chain_is_settled() -> None:
+    # Boxes 3 px apart from alternating tiles with falling scores: each waits for the one above
+    # it, a chain the parallel sweeps alone settle one link at a time (past the sweep cap here).
+    n = 400
+    x = 3.0 * np.arange(n)
+    b = np.stack([x, np.zeros(n), x + 40, np.full(n, 40.0)], 1)
+    s = 1.0 - np.arange(n) / n
+    groups = np.arange(n) % 2
+    f = weighted_box_fusion(b, s, groups=groups, iou_thr=0.55)
+    assert np.array_equal(f.anchor_ids[f.cluster], ref_anchors(b, s, groups, np.zeros(n, np.int64), 0.55))
+    assert f.size.tolist() == [2] * (n // 2)  # each anchor takes the next box, of the other tile
