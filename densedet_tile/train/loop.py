@@ -106,7 +106,7 @@ def train_step(
     model's device, ``img`` float (B, 3, S, S) in [0, 255] (or uint8 (B, S, S, 3), converted).
     The batch is augmented with ``gen`` (fresh each call), normalised, and the loss
     (focal + 5 x GIoU, ignore regions masked) minimised; the EMA follows. Returns the loss terms
-    as floats, or None when the loss was not finite (nothing is updated then).
+    as floats, or None when the loss or the gradient was not finite (nothing is updated then).
     """
     img, heat, box_t, weight = batch[:4]
     ignore = batch[4] if len(batch) > 4 else None
@@ -123,7 +123,10 @@ def train_step(
         return None
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if not torch.isfinite(norm):  # a finite loss can still overflow a gradient: clipping keeps the NaN
+        opt.zero_grad(set_to_none=True)
+        return None
     opt.step()
     if ema is not None:
         ema_update(ema, model, step, ema_decay)

@@ -162,3 +162,29 @@ def test_ema_follows_the_model_and_checkpoints_load_weights_only(tmp_path):
     det = build_from_checkpoint(ck, device="cpu")
     assert det.predict([np.zeros((64, 64, 3), np.uint8)])[0].xyxy.shape[1] == 4
     assert set(checkpoint_dict(ema, DEFAULT_CONFIG, {})) == {"config", "state_dict", "info"}
+
+
+def test_a_step_whose_gradient_is_not_finite_changes_nothing():
+    # A finite loss can still overflow a gradient; clipping by the norm keeps the NaN, so the
+    # step must be skipped rather than poison the weights (and the EMA that follows them).
+    from densedet_tile.train.loop import train_step
+
+    torch.manual_seed(0)
+    model = ShelfNet(DEFAULT_CONFIG)
+    ema = ema_copy(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    heat, box_t, weight, _ = _targets([[10, 10, 50, 70], [60, 20, 100, 90]])
+    img = torch.full((1, 3, SIZE, SIZE), 128.0)
+    kw = dict(step=1, lr=1e-3, gen=torch.Generator().manual_seed(0), mean=torch.zeros(1, 3, 1, 1),
+              std=torch.full((1, 3, 1, 1), 255.0), stride=STRIDE)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ema_before = {k: v.clone() for k, v in ema.state_dict().items()}
+    hook = next(model.parameters()).register_hook(lambda g: g * float("nan"))
+    assert train_step(model, ema, opt, (img, heat, box_t, weight), **kw) is None
+    for k, v in model.state_dict().items():
+        if v.is_floating_point() and "running" not in k:  # BatchNorm statistics move in forward
+            assert torch.equal(v, before[k]), k
+    for k, v in ema.state_dict().items():
+        assert torch.equal(v, ema_before[k]), k
+    hook.remove()
+    assert train_step(model, ema, opt, (img, heat, box_t, weight), **kw) is not None  # a sound step runs
