@@ -34,7 +34,7 @@ pixels it was given (``--cache``), so the SAHI pass and any rerun cost no infere
 ``--from-dump DIR`` rescores the merge from them alone (no photos, no model, no SAHI rerun),
 for merge development.
 
-    python scripts/bench_real_seams.py                          # all photos; writes benchmarks/real_seams.md
+    python scripts/bench_real_seams.py --out benchmarks/real_seams.md   # all photos, the published page
     python scripts/bench_real_seams.py --panoramas 4 --dump /tmp/rs_dump
     python scripts/bench_real_seams.py --from-dump /tmp/rs_dump --out /tmp/rs.md
 
