@@ -423,6 +423,13 @@ def run_audit(
                     f"{x0:.0f},{y0:.0f} to {x1:.0f},{y1:.0f}): regions are in pixels of the upright image; "
                     "check the frame, the image's rotation and that the regions belong to this photo"
                 )
+            elif max(r.bounds[2], r.bounds[3]) <= 1.0 and min(width, height) > 2:
+                x0, y0, x1, y1 = r.bounds
+                warnings.append(
+                    f"region {r.name!r} spans at most 1 px of the {width}x{height} image (its bounds are "
+                    f"{x0:g},{y0:g} to {x1:g},{y1:g}): coordinates normalised to 0-1? regions are in pixels of "
+                    "the upright image"
+                )
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties))
 
 

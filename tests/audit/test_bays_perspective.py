@@ -219,6 +219,18 @@ def test_regions_outside_the_image_are_named() -> None:
     assert [r["inside_share"] for r in doc["regions"]] == [1.0, 0.0, 0.5, 0.2]
 
 
+def test_a_region_in_normalised_coordinates_is_warned_about() -> None:
+    # 0-1 coordinates (another tool's normalised output) make a 1 px region in the corner, inside
+    # the image: no product counted, so warned about like a region outside.
+    regs = parse_regions({"type": "FeatureCollection", "features": [square(0.1, 0.2, 0.5, "bay A"),
+                                                                    square(500, 500, 2, "two px")]})
+    boxes = np.array([[10, 10, 30, 30], [40, 10, 60, 30]], float)
+    res = run_audit(boxes, 1000, 800, regions=regs)
+    assert len(res.warnings) == 1
+    assert "'bay A' spans at most 1 px" in res.warnings[0] and "normalised" in res.warnings[0]
+    assert "0.1,0.2 to 0.6,0.7" in res.warnings[0]
+
+
 def test_cli_warns_about_a_region_outside_the_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(8)
     a = synthetic_bays(rng, n_bays=2, perspective_deg=10.0)
