@@ -215,3 +215,42 @@ def test_detector_options_reach_the_built_in_model_and_the_report(er, folder, tm
     with pytest.raises(SystemExit, match="split_stacks must be true or false"):
         er.main(["--photos", str(folder), "--out", str(tmp_path / "bad"), "--detector-option", "split_stacks=maybe"])
     assert not (tmp_path / "bad").exists()
+
+
+class DarkBlobDetector:
+    """Boxes the dark pixels of each tile: a product the tile cuts scores 0.9, a whole one 0.42
+    (just under a 0.45 threshold, above the 0.40 floor of a run there)."""
+
+    name = "dark"
+    score_thr = 0.45
+    score_floor = 0.40
+
+    def predict(self, tiles):
+        out = []
+        for t in tiles:
+            ys, xs = np.nonzero(t[..., 0] < 100)
+            if not len(xs):
+                out.append(dt.Detections.empty())
+                continue
+            box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+            h, w = t.shape[:2]
+            cut = box[0, 0] <= 0 or box[0, 1] <= 0 or box[0, 2] >= w or box[0, 3] >= h
+            out.append(dt.Detections(box, np.array([0.9 if cut else 0.42], np.float32)))
+        return out
+
+
+def test_a_cut_view_confirmed_by_a_box_just_under_the_threshold_counts_as_in_the_engine(er, tmp_path):
+    # One product across the seam of two 64 px tiles (overlap 16 px at x 48..64): tile 0 cuts it
+    # (0.9), tile 1 sees it whole (0.42, not served). The engine keeps the cut view, confirmed by
+    # that 0.42 box; merged without confirmers it was dropped as a view nobody else saw.
+    img = np.full((40, 112, 3), 230, np.uint8)
+    img[10:30, 58:70] = 20
+    path = tmp_path / "seam.png"
+    Image.fromarray(img).save(path)
+    ref = dt.detect(path, DarkBlobDetector(), tile=64, overlap=0.25, score_thr=0.45)
+    assert len(ref) == 1
+    with dt.open_image(path) as src:
+        by_thr, info = er.detect_at_thresholds(src, DarkBlobDetector(), [0.45, (0.45, 0.45)], tile=64, overlap=0.25)
+    assert info["tiles"] == 2
+    assert np.array_equal(by_thr[0.45].xyxy, ref.xyxy)
+    assert len(by_thr[(0.45, 0.45)]) == 0  # no confirmers: the cut view goes

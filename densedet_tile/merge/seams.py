@@ -250,7 +250,7 @@ def repair_seams(
             unconfirmed=unconfirmed,
         )
 
-    if n < 2 or not anycut.any():
+    if n == 0 or not anycut.any():  # (one box alone still meets the unconfirmed rule)
         return result(np.ones(n, bool))
     if pairs is not None:
         i, j = (np.asarray(a, dtype=np.int64) for a in pairs)

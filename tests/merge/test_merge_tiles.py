@@ -281,3 +281,17 @@ def test_merge_inputs_of_the_wrong_kind_are_one_line_errors():
     for bad in ((0, 0, -10, 10), (-1, 0, 10, 10), ("0", 0, 10, 10)):
         with pytest.raises(InvalidInputError, match="Tile"):
             Tile(*bad)
+
+
+def test_the_unconfirmed_rule_does_not_depend_on_other_boxes_in_the_image() -> None:
+    # A view cut by tile a's right edge, lying wholly inside tile b, which reported nothing there:
+    # dropped, whether it is the only box of the image or not (it survived alone before).
+    a = Tile(0, 0, 256, 100, interior_right=True)
+    b = Tile(200, 0, 256, 100, interior_left=True, index=1)
+    cut = Detections(np.array([[230, 40, 256, 60]], np.float32), np.array([0.9], np.float32))
+    far = Detections(np.array([[300, 40, 330, 60]], np.float32) - np.array([200, 0, 200, 0], np.float32),
+                     np.array([0.9], np.float32))
+    assert len(merge_tiles([a, b], [cut, Detections.empty()], MergeSpec())) == 0
+    out = merge_tiles([a, b], [cut, far], MergeSpec())
+    assert out.xyxy.tolist() == [[300, 40, 330, 60]]
+    assert len(merge_tiles([a, b], [cut, Detections.empty()], MergeSpec(confirm=False))) == 1
