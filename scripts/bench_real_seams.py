@@ -266,6 +266,23 @@ class Pano:
     tiles: dict[int, list[Tile]] = field(default_factory=dict)
     dets: dict[int, list[Detections]] = field(default_factory=dict)
     sahi: dict[int, np.ndarray] = field(default_factory=dict)
+    #: the threshold the detector served at: ``dets`` also hold the boxes just below it, which
+    #: confirm cut views as in the engine (None: a dump from before 2026-12-02, served boxes only)
+    score_thr: float | None = None
+
+    def served(self, tile: int) -> list[Detections]:
+        thr = self.score_thr
+        return self.dets[tile] if thr is None else [d[d.scores >= thr] for d in self.dets[tile]]
+
+    def merge(self, tile: int, spec: MergeSpec) -> Detections:
+        """The engine's merge of one tiling at the served threshold: the boxes below it, down to
+        ``CONFIRM_BAND`` under it, confirm cut views (:func:`densedet_tile.pipeline.merge_counted`)."""
+        from densedet_tile.pipeline import CONFIRM_BAND
+
+        thr = self.score_thr
+        below = None if thr is None else [d[(d.scores < thr) & (d.scores >= thr - CONFIRM_BAND - 1e-9)]
+                                          for d in self.dets[tile]]
+        return merge_tiles(self.tiles[tile], self.served(tile), spec, confirmers=below)
 
     def bands(self, half: float) -> np.ndarray:
         inner = self.bounds[1:-1].astype(np.float64)
@@ -312,7 +329,7 @@ def run_pano(name: str, paths: Sequence[Path], args: argparse.Namespace, base: A
             tiles = plan(src, spec)
             preds = predict_tiles(src, tiles, det, RunSpec(input_size=det.input_size, device=args.device,
                                                            batch_size=1))
-        out.tiles[tile], out.dets[tile] = list(tiles), preds.served()
+        out.tiles[tile], out.dets[tile], out.score_thr = list(tiles), list(preds.dets), preds.run.score_thr
         # SAHI's overlap in px is int(ratio * tile); ours is round(overlap * tile).
         ratio = spec.overlap_px / tile
         if not _sahi_slices_match(W, H, tile, ratio, tiles):
@@ -341,13 +358,15 @@ def save_pano(p: Pano, folder: Path) -> None:
         arrays[f"sahi_{t}"] = p.sahi[t]
     np.savez_compressed(folder / f"{p.name}.npz", **arrays)
     (folder / f"{p.name}.json").write_text(json.dumps({"name": p.name, "photos": p.photos, "width": p.width,
-                                                       "height": p.height, "tiles": sorted(p.tiles)}))
+                                                       "height": p.height, "tiles": sorted(p.tiles),
+                                                       "score_thr": p.score_thr}))
 
 
 def load_pano(path: Path) -> Pano:
     meta = json.loads(path.with_suffix(".json").read_text())
     z = np.load(path)
-    p = Pano(meta["name"], meta["photos"], meta["width"], meta["height"], z["bounds"], z["ref"])
+    p = Pano(meta["name"], meta["photos"], meta["width"], meta["height"], z["bounds"], z["ref"],
+             score_thr=meta.get("score_thr"))
     for t in meta["tiles"]:
         rows = z[f"tiles_{t}"]
         p.tiles[t] = [Tile(x=int(r[0]), y=int(r[1]), w=int(r[2]), h=int(r[3]), interior_left=bool(r[4]),
@@ -376,7 +395,7 @@ def evaluate(panos: Sequence[Pano], band: float, merge: MergeSpec | None = None,
         secs = 0.0
         for k, p in enumerate(panos):
             t0 = time.perf_counter()
-            ours = merge_tiles(p.tiles[t], p.dets[t], merge).xyxy.astype(np.float64)
+            ours = p.merge(t, merge).xyxy.astype(np.float64)
             secs += time.perf_counter() - t0
             bands = p.bands(band)
             row = {"pano": p.name, "tile": t}
@@ -417,14 +436,14 @@ def ablation(panos: Sequence[Pano], band: float) -> list[str]:
         for t in tiles:
             tot: dict[float, dict[str, int]] = {thr: {} for thr in IOUS}
             for p in panos:
-                boxes = merge_tiles(p.tiles[t], p.dets[t], spec).xyxy.astype(np.float64)
+                boxes = p.merge(t, spec).xyxy.astype(np.float64)
                 for thr in IOUS:
                     tot[thr] = add(tot[thr], score(boxes, p.ref, p.bands(band), thr))
             cells.append(f"{f1(tot[0.5]):.4f} / {f1(tot[0.75]):.4f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     noise = []
     for t in tiles:
-        tol = [merge_tolerances(p.tiles[t], p.dets[t]) for p in panos]
+        tol = [merge_tolerances(p.tiles[t], p.served(t)) for p in panos]
         m = np.array([x.measured for x in tol if x.pairs])
         noise.append(f"tile {t}: measured s {np.min(m):.3f}-{np.max(m):.3f} (median {np.median(m):.3f}) over "
                      f"{min(x.pairs for x in tol)}-{max(x.pairs for x in tol)} pairs of whole views per panorama"
