@@ -108,3 +108,28 @@ def test_real_photo_mode_splits_rows_by_the_engines_count_flag(ev, tmp_path: Pat
     assert split["certain"]["photos"] == split["uncertain"]["photos"] == 1
     assert split["certain"]["label_rows"] == 3 and split["certain"]["recall"] == 1.0
     assert "flags uncertain: 1, row recall 1.000" in capsys.readouterr().out
+
+
+def test_cached_detections_of_another_engine_are_named(ev, tmp_path):
+    # The audit's real-photo figures once came from a cache made by an earlier engine: a cached
+    # detections JSON whose model or settings differ from today's is named (another detector's
+    # boxes are welcome there, so it is a note, not a refusal).
+    import json
+
+    import densedet_tile as dt
+    from densedet_tile.io import write_json
+
+    img = np.full((300, 400, 3), 128, np.uint8)
+    img[100:200, 50:120] = 30
+    write_json(dt.detect_image(img), tmp_path / "a.detections.json")
+    current = ev.engine_fingerprint()
+    assert ev.check_cached(tmp_path, ["a", "missing"], current) is None  # run-only settings differ: fine
+    doc = json.loads((tmp_path / "a.detections.json").read_text())
+    doc["settings"]["merge"]["edge_tol"] = 8.0
+    (tmp_path / "a.detections.json").write_text(json.dumps(doc))
+    why = ev.check_cached(tmp_path, ["a"], current)
+    assert why is not None and "a.detections.json" in why and "other settings" in why and "merge" in why
+    doc["settings"]["merge"]["edge_tol"] = 16.0
+    doc["model"]["info"]["precision"] = "fp32"
+    (tmp_path / "a.detections.json").write_text(json.dumps(doc))
+    assert "other model" in ev.check_cached(tmp_path, ["a"], current)
