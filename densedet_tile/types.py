@@ -293,10 +293,10 @@ class MergeSpec:
     #: another tile replace or join the box, and (with ``confirm``) makes a box that the other
     #: tile holding it does not report at all a border artefact to drop, even when it was whole
     #: (a detector that misses 10 % of views independently loses about 1.5 % of products at tile
-    #: 640 that way). Judging that rule only on sides within 4, 8 or 12 px of the edge lowered
-    #: F1@0.5 on the real panoramas below at every tile size (1280: 0.8936 -> 0.8915 / 0.8925 /
-    #: 0.8931: the built-in model's border artefacts also end a few px short of the edge), so it
-    #: uses this band too. A real detector's cut side stops 1-3% of the box
+    #: 640 that way). Judging that rule only on sides within 4 or 8 px of the edge lowered
+    #: F1@0.5 on the real panoramas below at every tile size (1280: 0.8865 -> 0.8853 / 0.8858:
+    #: the built-in model's border artefacts also end a few px short of the edge), so it uses
+    #: this band too. A real detector's cut side stops 1-3% of the box
     #: short of the edge, more than 8 px on big products: on the 21 real panoramas of
     #: ``scripts/bench_real_seams.py`` 16 px gave F1@0.5 +0.001 to +0.002 at tiles 1024, 1280
     #: and 1632 (30-55 fewer false boxes each) over 8 px, and the same count error on the 85
