@@ -95,25 +95,51 @@ def apply_vram_cap(max_vram_gb: float, device: str) -> int:
     return min(cap, total)
 
 
-def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_gb: float, device: str) -> VramPlan | None:
+def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_gb: float, device: str,
+               resizes_tiles: bool | None = None, min_tile: int = 256) -> VramPlan | None:
     """Cap the allocator at the budget and pick a batch (and tile) that fits it.
 
-    Returns None (with a warning) on the CPU, where the option does not apply.
+    ``input_size``: the side the model sees (probed); ``resizes_tiles``: whether the model sees
+    that side whatever the tile (it declares an input size; default: ``input_size`` is given).
+    A model that sees tiles at their size (or at a fixed scale of it) whose probe at one tile
+    runs out of memory inside the cap is probed again at half the tile, down to ``min_tile``.
+    Returns None (with a warning) on the CPU, where the option does not apply, and for a
+    detector that does not allocate through torch (ONNX Runtime, LiteRT), which the cap and the
+    probes cannot see.
     """
     if not device.startswith("cuda"):
         warnings.warn("--max-vram applies to CUDA devices only; ignored on the CPU", RuntimeWarning, stacklevel=2)
         return None
+    info = getattr(detector, "info", None)
+    runtime = getattr(detector, "runtime", None) or (info.get("framework") if isinstance(info, dict) else None)
+    if runtime in ("onnxruntime", "litert"):
+        warnings.warn(f"--max-vram plans and caps torch's GPU memory; this detector runs on {runtime}, which "
+                      "allocates its own, so the option is ignored (set a batch size by hand)", RuntimeWarning,
+                      stacklevel=2)
+        return None
     import torch
 
+    from .detector.calls import is_oom
+
+    resizes = input_size is not None if resizes_tiles is None else bool(resizes_tiles)
     budget = apply_vram_cap(max_vram_gb, device)
     side = input_size or tile
-    try:
-        p1, p2 = _probe_peaks(detector.predict, side, torch.device(device).index or 0)  # type: ignore[attr-defined]
-    except torch.OutOfMemoryError:
+    while True:
+        try:
+            p1, p2 = _probe_peaks(detector.predict, side, torch.device(device).index or 0)  # type: ignore[attr-defined]
+            break
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
         torch.cuda.empty_cache()
-        log.warning("probe at %d px ran out of memory inside %.1f GB; starting at batch 1", side, max_vram_gb)
-        return VramPlan(1, tile, 0, budget, budget)
-    plan = plan_from_probes(p1, p2, budget_bytes=budget, tile=tile, resizes_tiles=input_size is not None)
+        smaller = max(min_tile, tile // 2 // 32 * 32)
+        if resizes or smaller >= tile:
+            log.warning("probe at %d px ran out of memory inside %.1f GB; starting at batch 1", side, max_vram_gb)
+            return VramPlan(1, tile, 0, budget, budget)
+        log.warning("probe at %d px ran out of memory inside %.1f GB; trying tile %d", side, max_vram_gb, smaller)
+        side = max(16, round(side * smaller / tile))
+        tile = smaller
+    plan = plan_from_probes(p1, p2, budget_bytes=budget, tile=tile, resizes_tiles=resizes, min_tile=min_tile)
     log.info("VRAM plan: batch %d, tile %d (base %.2f GB + %.2f GB per tile, budget %.2f GB)",
              plan.batch_size, plan.tile, plan.base_bytes / GiB, plan.per_tile_bytes / GiB, budget / GiB)
     return plan
@@ -139,10 +165,12 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
             apply_vram_cap(run.max_vram, device)
         return tiling, run
     tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile  # auto: planned at the default
-    side = run.input_size or input_size_of(detector)
+    declared = run.input_size or input_size_of(detector)
+    side = declared
     if side is None and run.scale is not None:  # a native-size model sees the tile at the scale given
         side = max(16, round(tile * run.scale))
-    found = plan_batch(detector, tile=tile, input_size=side, max_vram_gb=run.max_vram, device=device)
+    found = plan_batch(detector, tile=tile, input_size=side, max_vram_gb=run.max_vram, device=device,
+                       resizes_tiles=declared is not None)
     if found is None:
         return tiling, run
     if found.tile != tile and isinstance(tiling.tile, int):

@@ -12,6 +12,8 @@ from densedet_tile.pipeline import detect_image
 
 from fakes import BlobDetector, NaNDetector, NotDetectionsDetector, WrongLengthDetector, blob_image
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "shelf.jpg"
+
 
 def test_single_tile_box_in_global_frame():
     img = blob_image(300, 500, (40, 50, 140, 90))
@@ -125,6 +127,61 @@ def test_oom_halves_the_batch_and_keeps_every_tile():
     assert res.settings["final_batch_size"] == 2
     assert len(det.seen) == res.num_tiles  # no tile lost, none run twice successfully
     assert len(res.detections) == 1
+
+
+def test_the_next_image_starts_at_the_batch_that_fitted():
+    # Out of memory at 8 and 4 on the first image; the second starts at 2 instead of running out again.
+    img = blob_image(1000, 3000, (1100, 100, 1200, 200))
+    det = _OOMOnBigBatches(limit=2)
+    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
+        detect_image(img, det, tile=500, overlap=0.2, batch_size=8, device="cpu")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = detect_image(img, det, tile=500, overlap=0.2, batch_size=8, device="cpu")
+    assert res.settings["final_batch_size"] == 2 and len(res.detections) == 1
+    # another detector object is not held back by it
+    other = _OOMOnBigBatches(limit=100)
+    assert detect_image(img, other, tile=500, overlap=0.2, batch_size=8, device="cpu").settings["final_batch_size"] == 8
+
+
+def test_the_built_in_model_on_torch_moves_to_the_cpu_when_one_tile_does_not_fit():
+    # The CPU fallback needs detector.to(); the shipped detectors had none, so a 4 GB card that
+    # could not hold one tile failed every image instead of going on on the CPU.
+    pytest.importorskip("torch")
+    import torch
+
+    det = dt.load_detector("default", device="cpu", options={"runtime": "torch"})
+    runner = det.runner
+    real_call = type(runner).__call__
+    calls = []
+
+    def call(self, batch):
+        calls.append(str(self.device))
+        if getattr(self, "pretend_gpu", False):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+        return real_call(self, batch)
+
+    real_to = type(runner).to
+
+    def to(self, device):
+        self.pretend_gpu = False
+        return real_to(self, device)
+
+    type(runner).__call__, type(runner).to = call, to
+    try:
+        runner.pretend_gpu = True
+        det.device = "cuda"
+        from PIL import Image
+
+        img = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+        with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
+            res = dt.detect_image(img, det, batch_size=1, device="cuda")
+        assert det.device == torch.device("cpu") and res.settings["device"] == "cpu"
+        assert len(res.detections) > 100  # the whole example shelf, found on the CPU
+    finally:
+        type(runner).__call__, type(runner).to = real_call, real_to
 
 
 class _OOMUntilCPU(BlobDetector):

@@ -43,8 +43,8 @@ def test_the_plan_is_made_at_the_side_the_model_will_see(monkeypatch):
 
     asked = {}
 
-    def fake_plan(detector, *, tile, input_size, max_vram_gb, device):
-        asked.update(tile=tile, input_size=input_size)
+    def fake_plan(detector, *, tile, input_size, max_vram_gb, device, resizes_tiles):
+        asked.update(tile=tile, input_size=input_size, resizes=resizes_tiles)
         return None
 
     monkeypatch.setattr(vram, "plan_batch", fake_plan)
@@ -55,6 +55,73 @@ def test_the_plan_is_made_at_the_side_the_model_will_see(monkeypatch):
             return []
 
     vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0, scale=2.0))
-    assert asked == {"tile": 1280, "input_size": 2560}  # four times the pixels of the tile
+    # four times the pixels of the tile, and still a model whose input grows with the tile
+    assert asked == {"tile": 1280, "input_size": 2560, "resizes": False}
     vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0))
-    assert asked == {"tile": 1280, "input_size": None}
+    assert asked == {"tile": 1280, "input_size": None, "resizes": False}
+    vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0, input_size=800))
+    assert asked == {"tile": 1280, "input_size": 800, "resizes": True}
+
+
+def _simulated_card(monkeypatch, fits_side: int):
+    """plan_batch on a pretend 4 GiB card: the cap is not set, and a probe at a side above
+    ``fits_side`` runs out of memory (peaks otherwise proportional to the pixels)."""
+    import torch
+
+    import densedet_tile.vram as vram
+
+    sides = []
+    monkeypatch.setattr(vram, "apply_vram_cap", lambda gb, device: int(gb * GiB))
+
+    def probe(predict, side, device):
+        sides.append(side)
+        if side > fits_side:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        per = side * side * 400
+        return GiB // 4 + per, GiB // 4 + 2 * per
+
+    monkeypatch.setattr(vram, "_probe_peaks", probe)
+    return vram, sides
+
+
+def test_a_native_size_model_whose_probe_runs_out_is_probed_again_at_half_the_tile(monkeypatch):
+    vram, sides = _simulated_card(monkeypatch, fits_side=700)
+
+    class Native:
+        def predict(self, tiles):
+            return []
+
+    with _no_warning():
+        plan = vram.plan_batch(Native(), tile=1280, input_size=None, max_vram_gb=4.0, device="cuda:0")
+    assert sides[0] == 1280 and sides[1] == 640 and plan.tile == 640 and plan.batch_size >= 1
+    # a model that resizes every tile to its input gains nothing from a smaller tile
+    sides.clear()
+    plan = vram.plan_batch(Native(), tile=1280, input_size=1280, max_vram_gb=4.0, device="cuda:0",
+                           resizes_tiles=True)
+    assert sides == [1280] and (plan.batch_size, plan.tile) == (1, 1280)
+
+
+def test_max_vram_says_it_cannot_plan_for_onnx_runtime(monkeypatch):
+    vram, sides = _simulated_card(monkeypatch, fits_side=10_000)
+
+    class OnOrt:
+        info = {"framework": "onnxruntime"}
+
+        def predict(self, tiles):
+            return []
+
+    with pytest.warns(RuntimeWarning, match="onnxruntime"):
+        assert vram.plan_batch(OnOrt(), tile=1280, input_size=640, max_vram_gb=4.0, device="cuda:0") is None
+    assert sides == []
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("error", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._cm.__exit__(*exc)

@@ -479,6 +479,19 @@ class DefaultDetector:
         """The torch module on the torch runtime; the ONNX Runtime session otherwise."""
         return getattr(self.runner, "model", None) or getattr(self.runner, "session", None)
 
+    def to(self, device: Any) -> "DefaultDetector":
+        """Move the network to ``device`` (torch runtime; ONNX Runtime runs on the CPU already).
+        The engine calls ``to("cpu")`` when one tile no longer fits in GPU memory."""
+        mover = getattr(self.runner, "to", None)
+        if mover is None:
+            if str(device) != "cpu":
+                raise InvalidInputError(f"the built-in model on ONNX Runtime runs on the CPU, not {device!r}")
+            return self
+        mover(device)
+        self.device = self.runner.device
+        self.info.update(self.runner.describe())
+        return self
+
     def __repr__(self) -> str:
         return (f"DefaultDetector(runtime={self.runtime!r}, input_size={self.input_size}, "
                 f"score_thr={self.score_thr}, device={self.device})")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -20,9 +21,24 @@ __all__ = ["DetectorCalls", "is_oom"]
 
 def is_oom(exc: BaseException) -> bool:
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
-        return True
+    if torch is not None:
+        kinds = tuple(k for k in (getattr(torch, "OutOfMemoryError", None),
+                                  getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)) if isinstance(k, type))
+        if kinds and isinstance(exc, kinds):
+            return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+#: The batch size a detector came down to after running out of memory: the next image starts
+#: there instead of running out again at the planned size (weak: gone with the detector).
+_BATCH_CAP: "weakref.WeakKeyDictionary[object, int]" = weakref.WeakKeyDictionary()
+
+
+def _batch_cap(detector: object) -> int | None:
+    try:
+        return _BATCH_CAP.get(detector)
+    except TypeError:  # not weakly referable, or not hashable
+        return None
 
 
 #: Boxes an image's detector calls must have returned before their frame is judged (a stray
@@ -35,7 +51,8 @@ class DetectorCalls:
 
     def __init__(self, detector: Detector, batch_size: int, image_name: str) -> None:
         self.detector = detector
-        self.batch_size = batch_size
+        cap = _batch_cap(detector)
+        self.batch_size = batch_size if cap is None else max(1, min(batch_size, cap))
         self.image_name = image_name
         self.predict_s = 0.0
         self._boxes = 0  # boxes returned so far, and those lying wholly outside their tile
@@ -72,6 +89,10 @@ class DetectorCalls:
             torch.cuda.empty_cache()
         if chunk_len > 1:
             self.batch_size = max(1, chunk_len // 2)
+            try:
+                _BATCH_CAP[self.detector] = self.batch_size
+            except TypeError:
+                pass
             warnings.warn(
                 f"{self.image_name}: out of GPU memory; retrying with batch size {self.batch_size}",
                 RuntimeWarning,

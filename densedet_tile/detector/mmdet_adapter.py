@@ -141,6 +141,7 @@ class MMDetDetector:
         self.precision = precision
         self.class_names = class_names
         self.info = info
+        self._precision_hooks: tuple[Any, ...] = ()  # the half-precision hooks, removed by to("cpu")
 
     def photo_scale(self, width: int, height: int) -> float | None:
         """The scale the config's whole-photo rule (``photo_scale = (long, short)``) gives a photo."""
@@ -149,6 +150,24 @@ class MMDetDetector:
             return None
         long_side, short_side = (float(v) for v in rule)
         return min(long_side / max(width, height), short_side / min(width, height))
+
+    def to(self, device: str) -> "MMDetDetector":
+        """Move the model to ``device`` (the engine's CPU fallback after running out of GPU memory).
+        An fp16 backbone and neck go back to fp32 off CUDA (half convolutions are a CUDA thing)."""
+        device = str(device)
+        if self.precision == "fp16" and not device.startswith("cuda"):
+            for handle in getattr(self, "_precision_hooks", ()):
+                handle.remove()
+            self._precision_hooks = ()
+            self.model.backbone.float()
+            if getattr(self.model, "neck", None) is not None:
+                self.model.neck.float()
+            self.precision = "fp32"
+            self.info["precision"] = "fp32"
+        self.model.to(device)
+        self.device = device
+        self.info["device"] = device
+        return self
 
     def __repr__(self) -> str:
         return f"MMDetDetector(name={self.name!r}, device={self.device!r}, input_size={self.input_size})"
@@ -182,7 +201,7 @@ class MMDetDetector:
         return out
 
 
-def _add_precision_hooks(model: Any, precision: Precision) -> None:
+def _add_precision_hooks(model: Any, precision: Precision) -> tuple[Any, ...]:
     """Run backbone + neck in half precision and the heads in fp32.
 
     ``torch.autocast`` fails inside mmdet's RoI heads (index_put with mixed dtypes), so instead
@@ -206,8 +225,8 @@ def _add_precision_hooks(model: Any, precision: Precision) -> None:
             return output.float()
         return type(output)(o.float() if torch.is_tensor(o) else o for o in output)
 
-    backbone.register_forward_pre_hook(to_half)
-    (neck if neck is not None else backbone).register_forward_hook(to_float)
+    return (backbone.register_forward_pre_hook(to_half),
+            (neck if neck is not None else backbone).register_forward_hook(to_float))
 
 
 def build(
@@ -289,8 +308,7 @@ def build(
     model.cfg = cfg
     model.to(dev)
     model.eval()
-    if precision != "fp32":
-        _add_precision_hooks(model, precision)
+    hooks = _add_precision_hooks(model, precision) if precision != "fp32" else ()
     pipeline = Compose(_tile_pipeline(cfg, input_size))
     info = {
         "framework": "mmdet",
@@ -305,7 +323,7 @@ def build(
         "classes": list(classes),
         "mmdet_ops": "torchvision shim" if _shim_active() else "mmcv._ext",
     }
-    return MMDetDetector(
+    det = MMDetDetector(
         model=model,
         pipeline=pipeline,
         name=f"mmdet:{cfg_path.stem}",
@@ -316,6 +334,8 @@ def build(
         class_names=classes,
         info=info,
     )
+    det._precision_hooks = hooks
+    return det
 
 
 def _shim_active() -> bool:

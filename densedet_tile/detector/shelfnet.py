@@ -153,6 +153,16 @@ class TorchRunner:
         self._mean = torch.tensor(list(mean), device=self.device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(list(std), device=self.device).view(1, 3, 1, 1) * 255.0
 
+    def to(self, device: "torch.device | str") -> "TorchRunner":
+        """Move the network to ``device`` (the engine's CPU fallback after running out of GPU memory)."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        if self.device.type != "cuda":
+            self.model.to(memory_format=torch.contiguous_format)
+        self._memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
+        return self
+
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.runtime, "device": str(self.device), "precision": "fp16" if self.fp16 and
                 self.device.type == "cuda" else "fp32", "threads": torch.get_num_threads()}

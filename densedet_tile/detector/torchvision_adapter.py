@@ -109,6 +109,13 @@ class TorchvisionDetector:
         self.class_names = class_names
         self.info = info
 
+    def to(self, device: str) -> "TorchvisionDetector":
+        """Move the model to ``device`` (the engine's CPU fallback after running out of GPU memory)."""
+        self.model.to(device)
+        self.device = str(device)
+        self.info["device"] = self.device
+        return self
+
     def __repr__(self) -> str:
         return f"TorchvisionDetector(name={self.name!r}, device={self.device!r}, input_size={self.input_size})"
 

@@ -335,7 +335,9 @@ class _OnnxRuntime:
         self.output_name, self.output_shape = outs[0].name, list(outs[0].shape)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map or {})
         self.providers = list(self.session.get_providers())
-        self.device = "cuda" if self.providers and self.providers[0].startswith("CUDA") else "cpu"
+        from .onnx_adapter import _device_of
+
+        self.device = _device_of(self.session)  # cuda:N as the CUDA provider was given it, or cpu
 
     def run(self, x: np.ndarray) -> np.ndarray:
         (y,) = self.session.run([self.output_name], {self.input_name: x})
