@@ -92,7 +92,16 @@ def apply_vram_cap(max_vram_gb: float, device: str) -> int:
     cap = int(max_vram_gb * GiB)
     if cap < total:
         torch.cuda.set_per_process_memory_fraction(cap / total, idx)
-    return min(cap, total)
+    # what is really there: a laptop's 4 GB card also holds the display and other programs
+    try:
+        free, _ = torch.cuda.mem_get_info(idx)
+        there = int(free) + int(torch.cuda.memory_reserved(idx))
+    except (RuntimeError, AttributeError):  # pragma: no cover - an old torch or a driver without it
+        there = total
+    if there < min(cap, total):
+        log.warning("max_vram %g GB: only %.2f GB of the card's memory is free for this process; planning for that",
+                    max_vram_gb, there / GiB)
+    return min(cap, total, there)
 
 
 def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_gb: float, device: str,

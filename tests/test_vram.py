@@ -125,3 +125,21 @@ class _no_warning:
 
     def __exit__(self, *exc):
         self._cm.__exit__(*exc)
+
+
+def test_the_budget_is_what_the_card_has_free(monkeypatch):
+    # A 4 GiB card with 1.5 GiB taken by the display: a --max-vram 4 budget is the 2.5 GiB left.
+    import torch
+
+    import densedet_tile.vram as vram
+
+    class Props:
+        total_memory = 4 * GiB
+
+    fractions = []
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda idx: Props())
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, idx: fractions.append(f))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda idx: (int(2.5 * GiB), 4 * GiB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda idx: 0)
+    assert vram.apply_vram_cap(4.0, "cuda:0") == int(2.5 * GiB)
+    assert vram.apply_vram_cap(2.0, "cuda:0") == 2 * GiB and fractions[-1] == 0.5
