@@ -27,7 +27,7 @@ def local_ray():
         ray.shutdown()
     here = str(Path(__file__).parent)
     pythonpath = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,  # the same cluster on a GPU box
              runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
     yield
     ray.shutdown()

@@ -253,7 +253,9 @@ def _hanging_run(tmp_path: Path) -> tuple[list[Path], Path]:
 
 @needs_proc
 def test_a_cluster_that_goes_away_mid_run_ends_with_one_line_exit_2_and_a_closed_manifest(tmp_path):
-    exe = shutil.which("ray")
+    # the ray command beside this interpreter (a venv need not be activated), else on PATH
+    beside = Path(sys.executable).parent / "ray"
+    exe = str(beside) if beside.is_file() else shutil.which("ray")
     if exe is None:
         pytest.skip("the ray command is not installed")
     mark = f"DENSEDET_TEST_CLUSTER={uuid.uuid4().hex}"

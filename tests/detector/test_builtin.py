@@ -143,6 +143,7 @@ def test_finds_most_products_on_a_generated_shelf(det: DefaultDetector, seed: in
     img, gt = training_sample(np.random.default_rng(seed), size=640, tile=1280, scale_range=(0.7, 1.4))
     assert len(gt) >= 10
     d = det.predict([img])[0]
+    d = d[d.scores >= det.score_thr]  # what the engine serves (predict also returns the near misses)
     recall, precision = _recall_precision(np.array(d.xyxy), gt, thr=0.5)
     assert recall >= 0.8, f"recall@0.5 {recall:.2f} on {len(gt)} products"
     assert precision >= 0.8, f"precision@0.5 {precision:.2f} with {len(d)} boxes"

@@ -166,7 +166,8 @@ def test_crash_after_some_steps_leaves_a_state_to_resume(train, tmp_path, monkey
     st = _load(out / "state.pt")
     assert st["step"] == 2 and "aborted" in _load(out / "default.pt")["info"]
     monkeypatch.setattr(train, "train_step", real)
-    assert train.main(["--resume", "--out", str(out)]) == 0
+    # --workers 0: no loader processes (torch warns when fewer CPUs are free than the default 2)
+    assert train.main(["--resume", "--workers", "0", "--out", str(out)]) == 0
     assert _load(out / "default.pt")["info"]["steps"] == 4
     assert [r[0] for r in _rows(out / "train_log.csv")] == ["step", "1", "2", "3", "4"]
 
