@@ -147,3 +147,18 @@ def cell_image(levels: Sequence[float], cell: int = 32, cols: int = 8) -> np.nda
 def make_cells(cell: int = 32, score_thr: float = 0.45, score_floor: float = 0.3):
     """Factory for ``--detector tests/fakes.py:make_cells`` (see :class:`CellDetector`)."""
     return CellDetector(cell=cell, score_thr=score_thr, score_floor=score_floor)
+
+
+def run_cli(*args: object, cwd: "os.PathLike[str] | str") -> "subprocess.CompletedProcess[str]":
+    """``python -m densedet_tile ARGS`` in a child process run in ``cwd``, with this folder and
+    ``cwd`` on its PYTHONPATH (so ``--detector module:factory`` finds fakes and helpers written
+    there); output captured as text."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent), str(cwd),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "densedet_tile", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from PIL import Image
 
 from densedet_tile.cli import main as cli_main
 from densedet_tile.runner import without_earlier_outputs
-from fakes import blob_image
+from fakes import blob_image, run_cli
 
 FAKES = str(Path(__file__).parents[1] / "fakes.py")
 BLOB = ["--detector", f"{FAKES}:make_blob", "--tile", "256", "--device", "cpu"]
@@ -44,13 +42,6 @@ def _photo(path: Path) -> Path:
     return path
 
 
-def _run(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(FAKES).parent), str(cwd),
-                                                       os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "densedet_tile", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
-
-
 def test_a_stopped_audit_exits_like_an_interrupted_run_and_leaves_the_earlier_report(tmp_path):
     (tmp_path / "stopper.py").write_text(_STOPPER)
     photo = _photo(tmp_path / "shelf.png")
@@ -60,13 +51,13 @@ def test_a_stopped_audit_exits_like_an_interrupted_run_and_leaves_the_earlier_re
     assert sorted(before) == ["shelf.audit.html", "shelf.audit.json", "shelf.heatmap.png"]
     for sig, code in (("SIGTERM", 143), ("SIGINT", 130)):
         opts = ["--detector", f"stopper:make", "--detector-option", f"sig={sig}", "--tile", "256"]
-        r = _run("audit", photo, "--out", out, *opts, cwd=tmp_path)
+        r = run_cli("audit", photo, "--out", out, *opts, cwd=tmp_path)
         assert r.returncode == code, r.stderr
         assert r.stderr.strip().splitlines()[-1] == "densedet-tile audit: error: interrupted"
         assert "Traceback" not in r.stderr
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched, no temporaries
         # into a folder it made: removed again
-        r = _run("audit", photo, "--out", tmp_path / "new" / "out", *opts, cwd=tmp_path)
+        r = run_cli("audit", photo, "--out", tmp_path / "new" / "out", *opts, cwd=tmp_path)
         assert r.returncode == code, r.stderr
         assert not (tmp_path / "new").exists()
 

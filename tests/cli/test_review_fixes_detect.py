@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from densedet_tile.batch import run_batch
 from densedet_tile.cli import main as cli_main
 from densedet_tile.eval.formats import read_predictions
 from densedet_tile.runner import Job
-from fakes import BlobDetector, blob_image
+from fakes import BlobDetector, blob_image, run_cli
 
 FAKES = str(Path(__file__).parents[1] / "fakes.py")
 BLOB = ["--detector", f"{FAKES}:make_blob", "--tile", "256", "--device", "cpu", "-q"]
@@ -210,13 +208,6 @@ def make(width=333):
 '''
 
 
-def _run(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(FAKES).parent), str(cwd),
-                                                       os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "densedet_tile", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
-
-
 def test_sigterm_stops_cleanly_with_143_and_rolls_the_image_back(tmp_path):
     (tmp_path / "stopper.py").write_text(_STOPPER)
     first = _photo(tmp_path / "a.png")
@@ -224,12 +215,12 @@ def test_sigterm_stops_cleanly_with_143_and_rolls_the_image_back(tmp_path):
     Image.fromarray(blob_image(300, 333, (10, 20, 100, 80))).save(second)
     out = tmp_path / "out"
     opts = ["--detector", "stopper:make", "--tile", "400", "--format", "csv", "--preview", "-q", "--out", out]
-    r = _run(first, second, *opts, cwd=tmp_path)
+    r = run_cli(first, second, *opts, cwd=tmp_path)
     assert r.returncode == 143, r.stderr
     assert _last_line(r.stderr) == "densedet-tile: error: interrupted"
     assert sorted(p.name for p in out.iterdir()) == ["a.detections.csv", "a.detections.json", "a.preview.jpg"]
     # stopped before its first image was done: the folder it made is gone again
-    r = _run(second, *opts[:-1], tmp_path / "new" / "out", cwd=tmp_path)
+    r = run_cli(second, *opts[:-1], tmp_path / "new" / "out", cwd=tmp_path)
     assert r.returncode == 143, r.stderr
     assert not (tmp_path / "new").exists()
 
