@@ -309,7 +309,8 @@ def predict_tiles(
             progress(len(done), len(tiles))
         wait_start = time.perf_counter()
     if getattr(detector, "_densedet_on_cpu", False) and run.device != "cpu":
-        run = replace(run, device="cpu")  # it ran out of GPU memory and moved to the CPU: say where it ran
+        # it ran out of GPU memory and moved to the CPU: say where and how it ran (fp16 is CUDA's)
+        run = replace(run, device="cpu", precision="fp32" if run.precision == "fp16" else run.precision)
     return Predictions(done, run, runner.batch_size, read_s=read_s,
                        resize_s=getattr(feed, "resize_s", 0.0), predict_s=runner.predict_s,
                        score_floor=score_floor_of(detector))

@@ -178,8 +178,9 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     side = declared
     if side is None and run.scale is not None:  # a native-size model sees the tile at the scale given
         side = max(16, round(tile * run.scale))
+    # tile=auto picks its tile later, from the image: no smaller tile to probe instead
     found = plan_batch(detector, tile=tile, input_size=side, max_vram_gb=run.max_vram, device=device,
-                       resizes_tiles=declared is not None)
+                       resizes_tiles=declared is not None or not isinstance(tiling.tile, int))
     if found is None:
         return tiling, run
     if found.tile != tile and isinstance(tiling.tile, int):

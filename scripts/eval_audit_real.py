@@ -181,7 +181,11 @@ def engine_fingerprint() -> dict[str, Any]:
 
 def _fingerprint_of(doc: dict[str, Any]) -> dict[str, Any]:
     settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in _RUN_ONLY}
-    return {"model": doc.get("model"), "settings": settings}
+    model = dict(doc.get("model") or {})
+    info = model.pop("info", None)
+    if isinstance(info, dict):  # the model's own description, less where and how it ran
+        model.update({f"info.{k}": v for k, v in info.items() if k not in ("threads", "device")})
+    return {"model": model, "settings": settings}
 
 
 def check_cached(dets: Path, stems: list[str], current: dict[str, Any]) -> str | None:

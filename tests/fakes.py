@@ -149,16 +149,18 @@ def make_cells(cell: int = 32, score_thr: float = 0.45, score_floor: float = 0.3
     return CellDetector(cell=cell, score_thr=score_thr, score_floor=score_floor)
 
 
-def run_cli(*args: object, cwd: "os.PathLike[str] | str") -> "subprocess.CompletedProcess[str]":
+def run_cli(*args: object, cwd: "os.PathLike[str] | str", env: "dict[str, str] | None" = None
+            ) -> "subprocess.CompletedProcess[str]":
     """``python -m densedet_tile ARGS`` in a child process run in ``cwd``, with this folder and
     ``cwd`` on its PYTHONPATH (so ``--detector module:factory`` finds fakes and helpers written
-    there); output captured as text."""
+    there) and ``env`` added to its environment; output captured as text."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent), str(cwd),
-                                                       os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, **(env or {}),
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent), str(cwd),
+                                           os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "densedet_tile", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+                          errors="backslashreplace", cwd=cwd, env=env, timeout=300)

@@ -143,3 +143,25 @@ def test_the_budget_is_what_the_card_has_free(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda idx: 0)
     assert vram.apply_vram_cap(4.0, "cuda:0") == int(2.5 * GiB)
     assert vram.apply_vram_cap(2.0, "cuda:0") == 2 * GiB and fractions[-1] == 0.5
+
+
+
+def test_tile_auto_is_planned_at_one_tile_and_not_shrunk(monkeypatch):
+    # tile=auto picks its tile from the image later: a probe that runs out at the default tile
+    # gives batch 1, not a batch planned for a smaller tile that is never used.
+    vram, sides = _simulated_card(monkeypatch, fits_side=700)
+    import densedet_tile.detector.base as base
+    from densedet_tile import RunSpec, TileSpec
+
+    monkeypatch.setattr(base, "device_of", lambda det, dev: "cuda:0")
+    monkeypatch.setattr(base, "resolve_device", lambda dev: dev)
+
+    class Native:
+        def predict(self, tiles):
+            return []
+
+    tiling, run = vram.fit_to_vram(Native(), TileSpec("auto"), RunSpec(max_vram=4.0))
+    assert tiling.tile == "auto" and run.batch_size == 1 and sides == [1280]
+    sides.clear()
+    tiling, run = vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0))
+    assert tiling.tile == 640 and sides == [1280, 640]

@@ -82,6 +82,9 @@ def _pipe_safe_streams() -> Iterator[None]:
         def write(self, text: str) -> int:
             try:
                 return self._f.write(text)
+            except UnicodeEncodeError:  # a name that is no valid text here: written escaped, not lost
+                enc = getattr(self._f, "encoding", None) or "utf-8"
+                return self._f.write(text.encode(enc, "backslashreplace").decode(enc))
             except (BrokenPipeError, ValueError):  # the reader went away, or the stream was closed
                 self._closed_pipe()
                 return len(text)

@@ -225,7 +225,7 @@ def _audit(args: argparse.Namespace) -> int:
         left, right = e["between_bays"]
         print(f"  empty section between bays {left} and {right}: every shelf empty over "
               f"{e['width_products']:g} product widths (x {e['x1']:g} to {e['x2']:g})")
-    print(f"-> {out / (stem + AUDIT_SUFFIXES['html'])}")
+    print(f"-> {_printable(str(out / (stem + AUDIT_SUFFIXES['html'])))}")
     return EXIT_OK
 
 

@@ -882,7 +882,7 @@ class AdaptRun:
             terms = train_step(self.model, self.ema, self.opt, batch, step=step, lr=lr, gen=gen, mean=self.mean,
                                std=self.std, stride=self.stride, ema_decay=st.ema, amp=amp)
             if terms is None:
-                raise DensedetError(f"adapt: the loss became non-finite at step {step}; try a lower lr")
+                raise DensedetError(f"adapt: the loss or its gradient became non-finite at step {step}; try a lower lr")
             self.s["step"] = step + 1
             self.s["loss"] = terms["loss"] if self.s["loss"] is None else 0.9 * self.s["loss"] + 0.1 * terms["loss"]
             self.s["timing"]["step_s"].append(time.monotonic() - t0)

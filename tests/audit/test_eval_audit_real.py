@@ -125,6 +125,10 @@ def test_cached_detections_of_another_engine_are_named(ev, tmp_path):
     current = ev.engine_fingerprint()
     assert ev.check_cached(tmp_path, ["a", "missing"], current) is None  # run-only settings differ: fine
     doc = json.loads((tmp_path / "a.detections.json").read_text())
+    doc["model"]["info"]["threads"] = 7  # the same engine run with other threads (taskset)
+    (tmp_path / "a.detections.json").write_text(json.dumps(doc))
+    assert ev.check_cached(tmp_path, ["a"], current) is None
+    doc = json.loads((tmp_path / "a.detections.json").read_text())
     doc["settings"]["merge"]["edge_tol"] = 8.0
     (tmp_path / "a.detections.json").write_text(json.dumps(doc))
     why = ev.check_cached(tmp_path, ["a"], current)
@@ -132,4 +136,5 @@ def test_cached_detections_of_another_engine_are_named(ev, tmp_path):
     doc["settings"]["merge"]["edge_tol"] = 16.0
     doc["model"]["info"]["precision"] = "fp32"
     (tmp_path / "a.detections.json").write_text(json.dumps(doc))
-    assert "other model" in ev.check_cached(tmp_path, ["a"], current)
+    why = ev.check_cached(tmp_path, ["a"], current)
+    assert "other model" in why and "info.precision: 'fp32' there, 'int8' now" in why

@@ -91,6 +91,17 @@ def test_names_that_are_no_valid_unicode_still_give_a_report(tmp_path, capsys):
     assert "region bay \\ud83d" in capsys.readouterr().out
 
 
+def test_a_file_name_that_is_no_utf8_is_printed_escaped_not_lost(tmp_path):
+    # With strict UTF-8 output, printing such a name raised UnicodeEncodeError, which the pipe
+    # guard took for a closed pipe: the '->' line vanished, stdout went to /dev/null, exit 0.
+    photo = _photo(tmp_path / os.fsdecode(b"shelf\xff.png"))
+    r = run_cli("audit", photo, "--out", tmp_path / "out", *BLOB, cwd=tmp_path, env={"PYTHONIOENCODING": "utf-8"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("shelf\\udcff.png: ") and lines[-1].startswith("-> ")
+    assert "shelf\\udcff.audit.html" in lines[-1]
+
+
 def test_the_heat_map_of_an_audit_is_not_taken_for_a_photo(tmp_path):
     photo = _photo(tmp_path / "shelf.png")
     assert cli_main(["audit", str(photo), "--out", str(tmp_path), *BLOB]) == 0
