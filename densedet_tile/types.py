@@ -284,12 +284,13 @@ class MergeSpec:
     fuse_iou: float = 0.55
     #: IoU above which the final global NMS drops the lower-scored box (per class unless
     #: ``class_agnostic``). It only mops up what seam repair and fusion left: 0.3-0.5 left
-    #: nothing on the painted aisles, 0.7 left 0.05% duplicates at 8 px noise.
+    #: nothing on the painted aisles, and 0.7 too on the page of 2026-12-02 (0.05% duplicates
+    #: at 8 px noise with the merge of 2026-11-26).
     nms_iou: float = 0.5
     #: A box side within this many pixels of an interior tile edge counts as cut by it. Must
-    #: exceed the detector's box noise at the tile border: at 4 px noise 2 px left 8.5% of
-    #: products with a duplicate or fragment and 4 px none; at 8 px noise 4 px left 8.7% and
-    #: 8 px none. Erring large is mostly safe: a side flagged as cut lets a fuller view from
+    #: exceed the detector's box noise at the tile border: at 4 px noise 2 px left 6.3% of
+    #: products with a duplicate or fragment and 4 px none; at 8 px noise 4 px left 6.7% and
+    #: 8 px none (benchmarks/seams.md of 2026-12-02; 8.5% and 8.7% with the merge of 2026-11-26). Erring large is mostly safe: a side flagged as cut lets a fuller view from
     #: another tile replace or join the box, and (with ``confirm``) makes a box that the other
     #: tile holding it does not report at all a border artefact to drop, even when it was whole
     #: (a detector that misses 10 % of views independently loses about 1.5 % of products at tile
@@ -304,10 +305,14 @@ class MergeSpec:
     edge_tol: float = 16.0
     #: Seam repair: two box sides "agree" when within ``max(seam_tol, seam_tol_frac * extent)``
     #: pixels (extent: the smaller box's width for x sides, height for y sides). Needs about
-    #: twice the per-side box noise: 1 px left 1.6% fragments at 1 px noise, 4 px 5.0% at
-    #: 4 px noise, 8 px 10.2% at 8 px noise; 16 px and 32 px none up to 8 px noise. The
+    #: twice the per-side box noise: 1 px left 0.05% fragments at 1 px noise, 4 px 0.19% at
+    #: 4 px noise, 8 px 0.76% at 8 px noise; 16 px and 32 px none up to 8 px noise
+    #: (benchmarks/seams.md of 2026-12-02; the merge of 2026-11-26 left 1.6 / 5.0 / 10.2%). The
     #: tolerance of a pair never exceeds half the larger box's extent, so products smaller than
-    #: ``seam_tol`` standing side by side are not taken for views of one another, and erring
+    #: ``seam_tol`` standing side by side are not taken for views of one another; for products
+    #: under 2 x ``seam_tol`` that cap is the tolerance, and box noise of a fifth of such a
+    #: product leaves duplicates (a reviewer's 10-18 px products at 2-4 px noise: 24 -> 32 and
+    #: 416 -> 512) where neighbours were joined or lost before. For larger products erring
     #: large is cheap.
     seam_tol: float = 16.0
     #: The relative part absorbs a real detector's view-to-view disagreement on big boxes: on
