@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -154,7 +155,6 @@ def run_cli(*args: object, cwd: "os.PathLike[str] | str", env: "dict[str, str] |
     """``python -m densedet_tile ARGS`` in a child process run in ``cwd``, with this folder and
     ``cwd`` on its PYTHONPATH (so ``--detector module:factory`` finds fakes and helpers written
     there) and ``env`` added to its environment; output captured as text."""
-    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -164,3 +164,20 @@ def run_cli(*args: object, cwd: "os.PathLike[str] | str", env: "dict[str, str] |
                                            os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "densedet_tile", *map(str, args)], capture_output=True, text=True,
                           errors="backslashreplace", cwd=cwd, env=env, timeout=300)
+
+
+def stale_temporaries(out: "os.PathLike[str] | str", names: Sequence[str]) -> tuple[list, object]:
+    """Make ``out`` with the given temporaries of a killed run (written an hour ago) and a
+    ``.notes.tmp`` of the user's; returns ``(temporaries, notes)`` as paths."""
+    import time
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    old = [out / n for n in names]
+    keep = out / ".notes.tmp"
+    stale = time.time() - 3600
+    for f in (*old, keep):
+        f.write_text("x")
+        os.utime(f, (stale, stale))
+    return old, keep

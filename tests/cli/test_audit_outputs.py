@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 
 from densedet_tile.cli import main as cli_main
 from densedet_tile.runner import without_earlier_outputs
-from fakes import blob_image, run_cli
+from fakes import blob_image, run_cli, stale_temporaries
 
 FAKES = str(Path(__file__).parents[1] / "fakes.py")
 BLOB = ["--detector", f"{FAKES}:make_blob", "--tile", "256", "--device", "cpu"]
@@ -65,13 +64,7 @@ def test_a_stopped_audit_exits_like_an_interrupted_run_and_leaves_the_earlier_re
 def test_an_audit_sweeps_the_temporaries_a_killed_run_left(tmp_path):
     photo = _photo(tmp_path / "shelf.png")
     out = tmp_path / "out"
-    out.mkdir()
-    old = [out / ".shelf.audit.html.q8dvwt0a.tmp", out / ".shelf.audit.json.Zq81hh0p.tmp.old"]
-    keep = out / ".notes.tmp"
-    for f in (*old, keep):
-        f.write_text("x")
-        stale = time.time() - 3600
-        os.utime(f, (stale, stale))
+    old, keep = stale_temporaries(out, [".shelf.audit.html.q8dvwt0a.tmp", ".shelf.audit.json.Zq81hh0p.tmp.old"])
     assert cli_main(["audit", str(photo), "--out", str(out), *BLOB]) == 0
     assert not any(f.exists() for f in old) and keep.exists()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from densedet_tile.batch import run_batch
 from densedet_tile.cli import main as cli_main
 from densedet_tile.eval.formats import read_predictions
 from densedet_tile.runner import Job
-from fakes import BlobDetector, blob_image, run_cli
+from fakes import BlobDetector, blob_image, run_cli, stale_temporaries
 
 FAKES = str(Path(__file__).parents[1] / "fakes.py")
 BLOB = ["--detector", f"{FAKES}:make_blob", "--tile", "256", "--device", "cpu", "-q"]
@@ -227,13 +226,7 @@ def test_sigterm_stops_cleanly_with_143_and_rolls_the_image_back(tmp_path):
 
 def test_a_killed_runs_temporaries_are_swept_at_start(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    old = [out / ".a.detections.json.k3j_x9ab.tmp", out / ".a.detections.csv.Zq81hh0p.tmp.old"]
-    keep = out / ".notes.tmp"
-    for f in (*old, keep):
-        f.write_text("x")
-        stale = time.time() - 3600
-        os.utime(f, (stale, stale))
+    old, keep = stale_temporaries(out, [".a.detections.json.k3j_x9ab.tmp", ".a.detections.csv.Zq81hh0p.tmp.old"])
     assert cli_main([str(_photo(tmp_path / "a.png")), "--out", str(out), *BLOB]) == 0
     assert not any(f.exists() for f in old) and keep.exists()
 
