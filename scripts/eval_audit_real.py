@@ -12,7 +12,9 @@ another detector's boxes written by ``densedet-tile --out``). Each photo is audi
 settings. Every found row's bounding box (of its polygon) is matched one to one to a human row
 box when their IoU is >= 0.5, greedily from the highest IoU. Printed: row recall (matched human
 rows / human rows), row precision (matched found rows / found rows), the row-count error per
-photo, and gaps that span two human bays (a gap across an upright). The contact sheet is one
+photo, gaps that span two human bays (a gap across an upright), and empty shelves (a whole shelf
+empty inside a bay) with how many of them hold a human row's centre (there the labellers saw
+products, so the shelf is not empty). The contact sheet is one
 JPEG with every photo small: human rows in white, found rows green (matched) or orange (not),
 bays in yellow, gaps in red. Keep it outside the repository: the photos may not be copied there.
 Also printed: how many human rows hold the centres of 3 or more detected products (the rows any
@@ -264,11 +266,17 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
         holds = ((cx[None] >= truth[:, :1]) & (cx[None] <= truth[:, 2:3]) & (cy[None] >= truth[:, 1:2])
                  & (cy[None] <= truth[:, 3:4])).sum(axis=1)
         seen = holds >= 3
+        # empty shelves (a whole shelf empty inside a bay): one holding a human row's centre stands
+        # where the labellers saw products, so that shelf is not empty
+        hx, hy = (truth[:, 0] + truth[:, 2]) / 2, (truth[:, 1] + truth[:, 3]) / 2
+        on_rows = sum(bool(((hx > e.xyxy[0]) & (hx < e.xyxy[2]) & (hy > e.xyxy[1]) & (hy < e.xyxy[3])).any())
+                      for e in res.empty_shelves)
         rec = {
             "photo": stem, "products": int(len(boxes.xyxy)), "labels": int(len(truth)),
             "found": int(len(geo["rows"])), "matched": len(m), "bays": len(res.parts),
             "labels_with_3_products": int(seen.sum()), "matched_of_those": int(sum(seen[t] for _, t, _ in m)),
             "gaps": len(geo["gaps"]), "gaps_across_bays": gaps_across_bays(geo["gaps"], truth),
+            "empty_shelves": len(res.empty_shelves), "empty_shelves_on_human_rows": on_rows,
             # the engine's count flag, when the detections JSON has one (README, "How sure is the count?")
             "uncertain": (boxes.count_range or {}).get("uncertain"),
         }
@@ -307,6 +315,9 @@ def summarise(per_photo: list[dict[str, Any]]) -> dict[str, Any]:
         "row_count_mean_signed": float(err.mean()) if len(err) else float("nan"),
         "gaps": sum(r["gaps"] for r in per_photo),
         "gaps_across_bays": sum(r["gaps_across_bays"] for r in per_photo),
+        **({"empty_shelves": sum(r["empty_shelves"] for r in per_photo),
+            "empty_shelves_on_human_rows": sum(r["empty_shelves_on_human_rows"] for r in per_photo)}
+           if per_photo and "empty_shelves" in per_photo[0] else {}),
         "per_photo": per_photo,
     }
 
@@ -445,6 +456,9 @@ def print_report(rep: dict[str, Any], title: str) -> None:
     print(f"row count: exact on {rep['row_count_exact']}/{rep['photos']}, mean |error| {rep['row_count_mae']:.2f}, "
           f"mean signed {rep['row_count_mean_signed']:+.2f}")
     print(f"gaps {rep['gaps']}, across two bays {rep['gaps_across_bays']}")
+    if "empty_shelves" in rep:
+        print(f"empty shelves {rep['empty_shelves']}, holding a human row's centre "
+              f"{rep['empty_shelves_on_human_rows']}")
     if "recall_of_those" in rep:
         print(f"human rows holding 3+ detected products: {rep['labels_with_3_products']} of {rep['label_rows']}, "
               f"recall among them {rep['recall_of_those']:.3f}")

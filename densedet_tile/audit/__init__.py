@@ -13,7 +13,7 @@ area inside the image are left out first with :func:`usable_boxes`),
 from .analysis import AUDIT_SCHEMA, AuditPart, AuditResult, AuditSettings, RegionStats, audit_to_dict, run_audit, usable_boxes
 from .bays import BayCuts, find_bays
 from .confidence import part_count_ranges
-from .gaps import DEFAULT_GAP_K, Gap, find_gaps
+from .gaps import DEFAULT_GAP_K, EmptyShelf, Gap, find_empty_shelves, find_gaps
 from .heatmap import DensityGrid, density_grid, heatmap_png
 from .regions import Region, count_in_regions, load_regions, parse_regions, regions_outside
 from .report import load_preview_image, render_html, render_preview
@@ -27,6 +27,7 @@ __all__ = [
     "BayCuts",
     "DEFAULT_GAP_K",
     "DensityGrid",
+    "EmptyShelf",
     "Gap",
     "Region",
     "RegionStats",
@@ -37,6 +38,7 @@ __all__ = [
     "density_grid",
     "estimate_tilt",
     "find_bays",
+    "find_empty_shelves",
     "find_gaps",
     "find_rows",
     "heatmap_png",

@@ -24,7 +24,7 @@ from ..errors import InvalidInputError
 from ..types import _plain_numbers
 from .bays import find_bays
 from .boxes import as_boxes
-from .gaps import DEFAULT_GAP_K, Gap, find_gaps
+from .gaps import DEFAULT_GAP_K, EmptyShelf, Gap, find_empty_shelves, find_gaps
 from .heatmap import DensityGrid, density_grid
 from .regions import Region, inside_shares, overlapping_regions, region_members
 from .rows import RowLayout, find_rows
@@ -136,6 +136,8 @@ class AuditPart:
     #: A found bay's strip of the image between the cuts beside it (shapely; None: no cuts): its
     #: rows and gaps are drawn within it (a box across an upright would carry them past it).
     strip: Any = field(default=None, repr=False)
+    #: Whole shelves empty between two of its rows (see :func:`~densedet_tile.audit.gaps.find_empty_shelves`).
+    empty_shelves: tuple[EmptyShelf, ...] = ()
 
     @property
     def rings(self) -> tuple[tuple[tuple[float, float], ...], ...]:
@@ -190,6 +192,11 @@ class AuditResult:
     def gaps(self) -> tuple[Gap, ...]:
         """All gaps, part after part."""
         return tuple(g for p in self.parts for g in p.gaps)
+
+    @property
+    def empty_shelves(self) -> tuple[EmptyShelf, ...]:
+        """All empty shelves, part after part."""
+        return tuple(e for p in self.parts for e in p.empty_shelves)
 
 
 def _bay_outline(a: np.ndarray, layout: RowLayout) -> tuple[tuple[float, float], ...]:
@@ -293,10 +300,11 @@ def run_audit(
 
     image_box = shapely.box(0.0, 0.0, float(width), float(height))
 
-    def analyse(idx: np.ndarray, occupied: np.ndarray | None = None) -> tuple[RowLayout, tuple[Gap, ...]]:
+    def analyse(idx: np.ndarray, occupied: np.ndarray | None = None
+                ) -> tuple[RowLayout, tuple[Gap, ...], tuple[EmptyShelf, ...]]:
         lay = find_rows(a[idx], max_tilt=s.max_tilt, perspective=s.perspective, min_products=s.min_row_products)
         gaps = tuple(find_gaps(a[idx], lay, k=s.gap_k, end_gaps=s.end_gaps, end_k=s.end_k, occupied=occupied))
-        return lay, gaps
+        return lay, gaps, tuple(find_empty_shelves(lay))
 
     def found_bays(idx: np.ndarray, first: int, taken: frozenset[str] = frozenset(),
                    covered: Any = None, occupied: np.ndarray | None = None) -> list[AuditPart]:
@@ -327,9 +335,11 @@ def run_audit(
             if len(g) == 0:
                 continue
             # only the regions' products in this bay's columns fill its shelves
-            lay, gaps = analyse(g, a[occ_groups[b]] if len(occ_groups[b]) else None)
+            lay, gaps, shelves = analyse(g, a[occ_groups[b]] if len(occ_groups[b]) else None)
             if covered is not None and gaps:
                 gaps = _gaps_inside(gaps, covered(gaps), keep_inside=False)
+            if covered is not None and shelves:  # a region there holds that shelf's products
+                shelves = _gaps_inside(shelves, covered(shelves), keep_inside=False)
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
             right = kinds[b] if b < len(kinds) else ("image edge" if a[g, 2].max() >= width - 0.5 * med_w else "end")
             name = f"bay {first + len(out)}"
@@ -339,7 +349,8 @@ def run_audit(
             clip = _bay_strip(cut, b, width, height) if cut is not None else image_box
             outline = _cut_ring(outline, clip) or outline
             out.append(AuditPart(name + (" (found)" if name in taken else ""), g, lay, gaps, "bay",
-                                 outline, (left, right), strip=clip if cut is not None and cut.n_bays > 1 else None))
+                                 outline, (left, right), strip=clip if cut is not None and cut.n_bays > 1 else None,
+                                 empty_shelves=shelves))
             name_of[b] = out[-1].name
         if cut is not None and cut.spans is not None:
             empties.extend(_empty_sections(cut, [np.r_[g, o] for g, o in zip(groups, occ_groups)],
@@ -359,17 +370,18 @@ def run_audit(
         given = []
         for i, r in enumerate(regs):
             idx = members.of(i)
-            lay, gaps = analyse(idx)
+            lay, gaps, shelves = analyse(idx)
             gaps = _gaps_inside(gaps, r.geometry)
             rings = _rings_in_image(r.geometry, width, height)
             given.append(AuditPart(r.name, idx, lay, gaps, "region", rings[0], ("region", "region"),
-                                   area=r.area * float(shares[i]), pieces=rings if len(rings) > 1 else ()))
+                                   area=r.area * float(shares[i]), pieces=rings if len(rings) > 1 else (),
+                                   empty_shelves=_gaps_inside(shelves, r.geometry)))
         held = members.per_box()
         rest = np.flatnonzero(held == 0)
         geoms = np.array([r.geometry for r in regs], dtype=object)
         tree = shapely.STRtree(geoms)
 
-        def covered(gaps: tuple[Gap, ...]) -> Any:
+        def covered(gaps: tuple[Any, ...]) -> Any:
             """The union of the regions that reach the gaps' bounding box (not of them all)."""
             xy = np.array([g.xyxy for g in gaps], dtype=np.float64)
             near = tree.query(shapely.box(*xy[:, :2].min(axis=0), *xy[:, 2:].max(axis=0)))
@@ -469,8 +481,9 @@ def _split_by(idx: np.ndarray, group: np.ndarray, n: int) -> list[np.ndarray]:
     return np.split(idx[order], np.cumsum(np.bincount(group, minlength=n))[:-1])
 
 
-def _gaps_inside(gaps: tuple[Gap, ...], geometry: Any, *, keep_inside: bool = True) -> tuple[Gap, ...]:
-    """The gaps that lie in ``geometry`` (or, with ``keep_inside=False``, outside it). A row
+def _gaps_inside(gaps: tuple[Any, ...], geometry: Any, *, keep_inside: bool = True) -> tuple[Any, ...]:
+    """The gaps (or empty shelves: anything with an ``xyxy``) that lie in ``geometry`` (or, with
+    ``keep_inside=False``, outside it). A row
     found across a region of several pieces, or around a hole, spans stretches that are not the
     region's shelf (their products were left out, not missing), so a region's gap at least half
     outside it is dropped; a found bay's gap at least half inside a region lies over products the
@@ -554,7 +567,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
     widths = a[:, 2] - a[:, 0]
     s = result.settings
     W, H = float(result.width), float(result.height)
-    bays, rows, gaps = [], [], []
+    bays, rows, gaps, shelves = [], [], [], []
     for b, part in enumerate(result.parts, start=1):
         lay = part.layout
         where = {"bay": b, **({"region": part.name} if part.kind == "region" else {})}
@@ -611,6 +624,21 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "xyxy": [min(xs), min(ys), max(xs), max(ys)],
                 "polygon": outline,
             })
+        for e in part.empty_shelves:
+            outline = _poly(e.polygon, W, H, within)
+            xs, ys = [x for x, _ in outline], [y for _, y in outline]
+            shelves.append({
+                "id": len(shelves) + 1,
+                **where,
+                "between_rows": [e.above + 1, e.below + 1],
+                "shelves": e.shelves,
+                "pitch_ratio": _r(e.pitch_ratio, 2),
+                "x1": _r(max(e.x1, min(xs))),
+                "x2": _r(min(e.x2, max(xs))),
+                "height_px": _r(e.height_px),
+                "xyxy": [min(xs), min(ys), max(xs), max(ys)],
+                "polygon": outline,
+            })
         area = part.area_px
         bays.append({
             "bay": b,
@@ -621,6 +649,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             "rows": len(lay.rows),
             "gaps": len(part.gaps),
             "gap_width_products": _r(sum(g.width_products for g in part.gaps), 2),
+            "empty_shelves": sum(1 for e in shelves if e["bay"] == b),
             "density_per_mpx": _r(len(part.index) / area * 1e6, 2) if area > 0 else None,
             "tilt_deg": _r(lay.tilt_deg, 2),
             "converging": bool(lay.spread != 0.0),
@@ -668,6 +697,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             "gaps": len(gaps),
             "gap_width_products": _r(sum(g.width_products for g in result.gaps), 2),
             "empty_sections": len(empties),
+            "empty_shelves": len(shelves),
             "tilt_deg": _r(float(np.median(tilts)), 2) if tilts else 0.0,
             "median_product_width": _r(float(np.median(widths))) if len(a) else None,
             "density_per_mpx": _r(len(a) / (result.width * result.height) * 1e6, 2),
@@ -677,6 +707,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
         "rows": rows,
         "gaps": gaps,
         "empty_sections": empties,
+        "empty_shelves": shelves,
         "regions": [
             {
                 "name": r.name, "products": r.products, "area_px": _r(r.area_px, 0),

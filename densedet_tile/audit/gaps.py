@@ -18,6 +18,11 @@ dividing by the square of the frame's local scale, and a stretch's threshold is 
 scale of its middle. A gap's vertical extent is its row's outline (from the row's upper edge
 to its fitted bottom line), so its ``polygon`` follows the shelf and ``xyxy`` is its bounding
 box. Gaps are found within one fixture's rows: run it per bay and no gap crosses an upright.
+
+A gap lives in a row, and a row exists only where products stand, so a shelf emptied from end
+to end leaves no row to hold it. :func:`find_empty_shelves` finds those from the spacing of the
+rows that remain: where two neighbouring rows of a fixture stand much further apart than its
+other rows do, with room between them for a whole shelf of products, a shelf is missing there.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from ..errors import InvalidInputError
 from .boxes import as_boxes
 from .rows import RowLayout, ShelfRow
 
-__all__ = ["Gap", "find_gaps", "DEFAULT_GAP_K"]
+__all__ = ["Gap", "find_gaps", "DEFAULT_GAP_K", "EmptyShelf", "find_empty_shelves"]
 
 #: Default gap threshold in median product widths (chosen on synthetic aisles, see docs/audit.md).
 DEFAULT_GAP_K = 0.7
@@ -172,3 +177,81 @@ def _make_gap(row: ShelfRow, x1: float, x2: float, kind: str, unit: float) -> Ga
         polygon=poly,
         xyxy=(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())),
     )
+
+
+#: A pair of neighbouring rows is an empty shelf apart when they stand at least this many times
+#: the fixture's usual shelf pitch apart (2 for one missing shelf; chosen on generated bays, see
+#: docs/audit.md "Empty shelves").
+EMPTY_SHELF_PITCH = 1.7
+#: ... and the room between the upper row's bottom line and the lower row's tops holds at least
+#: this share of a usual pitch, and of the taller of the two rows' median products (a tall
+#: shelf filled with tall products is not empty).
+EMPTY_SHELF_ROOM = 0.8
+
+
+@dataclass(frozen=True)
+class EmptyShelf:
+    """About ``shelves`` whole shelves empty between rows ``above`` and ``below`` (row indices
+    of one fixture's layout, ``below == above + 1``): the two rows stand ``pitch_ratio`` of the
+    fixture's usual shelf pitch apart. ``x1..x2`` the columns both rows span, ``height_px`` the
+    room between them at its middle, ``polygon`` (4 (x, y) corners: the upper row's bottom line,
+    then the lower row's upper edge) and its bounding ``xyxy``."""
+
+    above: int
+    below: int
+    shelves: int
+    pitch_ratio: float
+    x1: float
+    x2: float
+    height_px: float
+    polygon: tuple[tuple[float, float], ...]
+    xyxy: tuple[float, float, float, float]
+
+
+def find_empty_shelves(layout: RowLayout, *, pitch: float = EMPTY_SHELF_PITCH,
+                       room: float = EMPTY_SHELF_ROOM) -> list[EmptyShelf]:
+    """Shelves emptied from end to end inside one fixture (see the module doc).
+
+    Needs three rows or more: the usual pitch between the rows ``i`` and ``i + 1`` is the median
+    spacing (of the rows' bottoms, in the layout's frame) of the fixture's other neighbouring
+    rows, so a fixture of two rows has nothing to compare with, and a shelf emptied at the top
+    or bottom of the fixture (no row beyond it) is not found. Two rows qualify when they are at
+    least ``pitch`` usual pitches apart, the room between them holds ``room`` of a usual pitch
+    and of the taller row's median product height, and they share at least three product widths
+    of columns and half the narrower row's span (a row that ends where the other begins is a
+    fixture of another height beside it, not a missing shelf). Returns them top to bottom.
+    """
+    if not (isinstance(pitch, (int, float)) and np.isfinite(pitch) and pitch > 1):
+        raise InvalidInputError(f"empty-shelf pitch must be a number above 1, got {pitch!r}")
+    if not (isinstance(room, (int, float)) and np.isfinite(room) and room > 0):
+        raise InvalidInputError(f"empty-shelf room must be a positive number, got {room!r}")
+    rows = sorted(layout.rows, key=lambda r: r.bottom)
+    if len(rows) < 3:
+        return []
+    bottoms = np.array([r.bottom for r in rows], dtype=np.float64)
+    steps = np.diff(bottoms)
+    out = []
+    for i, step in enumerate(steps.tolist()):
+        usual = float(np.median(np.delete(steps, i)))
+        if usual <= 0 or step < pitch * usual:
+            continue
+        up, low = rows[i], rows[i + 1]
+        x1, x2 = max(up.x_start, low.x_start), min(up.x_end, low.x_end)
+        shared = x2 - x1
+        if shared < 3 * max(up.median_width, low.median_width) or \
+                shared < 0.5 * min(up.x_end - up.x_start, low.x_end - low.x_start):
+            continue
+        xm = (x1 + x2) / 2
+        free = float(low.top_at(xm) - up.bottom_at(xm))
+        scale = float(layout.scale(xm))
+        if free < room * usual * scale or free < room * max(up.median_height, low.median_height):
+            continue
+        xs = np.array([x1, x2, x2, x1])
+        ys = np.r_[up.bottom_at(xs[:2]), low.top_at(xs[2:])]
+        out.append(EmptyShelf(
+            above=up.index, below=low.index, shelves=max(1, int(round(step / usual)) - 1),
+            pitch_ratio=float(step / usual), x1=float(x1), x2=float(x2), height_px=free,
+            polygon=tuple((float(x), float(y)) for x, y in zip(xs, ys)),
+            xyxy=(float(x1), float(ys.min()), float(x2), float(ys.max())),
+        ))
+    return out

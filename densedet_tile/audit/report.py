@@ -78,6 +78,12 @@ def render_preview(
         x0, y0 = poly[0]
         d.rectangle([x0, y0, x0 + 7 * 13 + 6, y0 + 16], fill=(200, 20, 20, 230))
         d.text((x0 + 3, y0 + 2), "empty section", fill=(255, 255, 255, 255))
+    for e in result.empty_shelves:  # a whole shelf empty inside a bay: the room between two rows
+        poly = [(x * s, y * s) for x, y in e.polygon]
+        d.polygon(poly, fill=(230, 30, 30, 70), outline=(255, 30, 30, 255), width=max(2, 3 * lw))
+        x0, y0 = poly[0]
+        d.rectangle([x0, y0, x0 + 7 * 11 + 6, y0 + 16], fill=(200, 20, 20, 230))
+        d.text((x0 + 3, y0 + 2), "empty shelf", fill=(255, 255, 255, 255))
     for b, part in enumerate(result.parts, start=1):
         if part.kind == "bay" and len(part.polygon) >= 3:
             ring = [(x * s, y * s) for x, y in part.polygon]
@@ -164,6 +170,7 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
         for k, v in (
             ("products", s["products"]), ("bays", s.get("bays", "")), ("shelf rows", s["rows"]), ("gaps", s["gaps"]),
             *((("empty sections", s["empty_sections"]),) if s.get("empty_sections") else ()),
+            *((("empty shelves", s["empty_shelves"]),) if s.get("empty_shelves") else ()),
             ("empty width (products)", s["gap_width_products"]), ("tilt (deg)", s["tilt_deg"]),
             ("products / Mpx", s["density_per_mpx"]),
         )
@@ -188,6 +195,13 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
                        "empty-sections", ["section", "between bays", "x from", "x to", "width px", "width (products)"],
                        [[e["id"], " and ".join(str(names.get(b, b)) for b in e["between_bays"]), e["x1"], e["x2"],
                          e["width_px"], e["width_products"]] for e in doc["empty_sections"]]))
+    if doc.get("empty_shelves"):
+        empties += ("<h2>Empty shelves</h2><p class=\"note\">A whole shelf empty inside a bay: two rows stand "
+                    "much further apart than the bay's other shelves, with room for a shelf of products between "
+                    "them. A shelf whose products the detector missed looks the same: check by eye.</p>" + _table(
+                        "empty-shelves", ["shelf", "bay", "between rows", "shelves", "x from", "x to", "height px"],
+                        [[e["id"]] + where(e) + [" and ".join(str(r) for r in e["between_rows"]), e["shelves"], e["x1"],
+                         e["x2"], e["height_px"]] for e in doc["empty_shelves"]]))
     areas = {r["name"]: r for r in doc.get("regions", [])}
     bays = "<h2>Bays</h2>" + _table(
         "bays", ["bay", "given as", "products", "count range", "products / Mpx", "shelf rows", "gaps",

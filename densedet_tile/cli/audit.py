@@ -225,6 +225,11 @@ def _audit(args: argparse.Namespace) -> int:
         left, right = e["between_bays"]
         print(f"  empty section between bays {left} and {right}: every shelf empty over "
               f"{e['width_products']:g} product widths (x {e['x1']:g} to {e['x2']:g})")
+    for e in doc.get("empty_shelves", []):
+        place = f"region {_printable(e['region'])}" if "region" in e else f"bay {e['bay']}"
+        above, below = e["between_rows"]
+        print(f"  empty shelf in {place} between rows {above} and {below}: room for "
+              f"{e['shelves']} {'shelf' if e['shelves'] == 1 else 'shelves'} (x {e['x1']:g} to {e['x2']:g})")
     print(f"-> {_printable(str(out / (stem + AUDIT_SUFFIXES['html'])))}")
     return EXIT_OK
 
