@@ -32,19 +32,26 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
+# ... and so do its submodules, reached as attributes (``dt.pipeline.describe_detector``)
+_SUBMODULES = frozenset({"audit", "batch", "detector", "distributed", "errors", "eval", "io", "merge", "pipeline",
+                         "runner", "scale", "synth", "tiler", "train", "types", "vram"})
 
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(f".{module}", __name__), attr)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'densedet_tile' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 __all__ = [
     "detect",

@@ -15,12 +15,33 @@ __all__ = [
     "DetectorError",
     "MissingDependencyError",
     "one_line",
+    "caller_level",
 ]
 
 
 def one_line(exc: BaseException) -> str:
     """An exception's message folded onto one line (its type name when it has no message)."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package, for a warning that should
+    name the user's line (whichever entry point they called) rather than the engine's. The
+    command line counts as the user: a warning raised under it names its frame, inside the
+    package, so the command shows it as one of its own lines."""
+    import os
+    import sys
+
+    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    cli = pkg + "cli" + os.sep
+    level, frame = 1, sys._getframe(1)
+    while frame is not None:
+        where = os.path.abspath(frame.f_code.co_filename)
+        if not where.startswith(pkg) or where.startswith(cli):
+            break
+        level += 1
+        frame = frame.f_back
+    return level
 
 
 class DensedetError(Exception):

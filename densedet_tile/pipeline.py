@@ -24,14 +24,14 @@ import numpy as np
 from .detector.base import (Detector, class_names_of, device_of, input_size_of, resize_filter_of, score_floor_of,
                             score_thr_of)
 from .detector.calls import DetectorCalls
-from .errors import InvalidInputError
+from .errors import InvalidInputError, caller_level
 from .merge import merge_tiles
 from .scale import choose_scale
 from .tiler import make_grid
 from .tiler.batching import iter_tile_batches
 from .tiler.readers import open_image
 from .tiler.resize import resize_to
-from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec
+from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec, default_batch_size
 
 __all__ = [
     "detect",
@@ -122,15 +122,6 @@ class Predictions:
 #: (:func:`densedet_tile.merge.merge_tiles`, ``confirmers``): the scores the built-in model
 #: returns below its threshold (its ``count_band``).
 CONFIRM_BAND: float = 0.05
-
-
-def default_batch_size(device: str) -> int:
-    """Tiles per ``predict`` call when the caller does not say: 4 on a GPU, 1 on the CPU.
-
-    On the CPU a bigger batch gains nothing (the frameworks already use every core on one
-    tile) and costs memory; on a GPU a few tiles per call keep it busy.
-    """
-    return 4 if device.startswith("cuda") else 1
 
 
 def specs_from(
@@ -265,6 +256,11 @@ def predict_tiles(
 ) -> Predictions:
     """Run ``detector`` over ``tiles`` of the open image ``src``, without merging.
 
+    ``run`` must not carry a ``scale`` (refused): the scale is decided before the tiles are cut,
+    by :func:`densedet_tile.scale.choose_scale`, whose ``tiling`` goes to :func:`plan` and whose
+    ``run`` comes here (it also applies a detector's ``photo_scale`` rule, as :func:`detect_image`
+    does; without that step tiles run at the tiling given).
+
     Tiles are read, batched and resized to the model size, and boxes are mapped back to tile
     pixels (not yet clipped to the tile: :func:`finish` does that); boxes scoring below
     ``run.score_thr - run.count_band`` are dropped (:func:`finish` applies ``run.score_thr``
@@ -283,6 +279,12 @@ def predict_tiles(
         raise InvalidInputError(f"predict_tiles needs the Tile objects plan() returns, got {type(bad).__name__}")
     if run is not None and not isinstance(run, RunSpec):
         raise InvalidInputError(f"predict_tiles needs a RunSpec, got {type(run).__name__}")
+    if run is not None and run.scale is not None:
+        # the scale sets the tiles (and the model's input), so it is spent before plan() cuts them
+        raise InvalidInputError(
+            "predict_tiles: run.scale decides the tiles, so it comes before plan(): choice = "
+            "densedet_tile.scale.choose_scale(src, detector, tiling, run), then plan(src, choice.tiling) and "
+            "predict_tiles(src, tiles, detector, choice.run), as detect_image does")
     run = resolve_run(detector, RunSpec() if run is None else run)
     keep_from = None if run.score_thr is None else max(run.score_thr - run.count_band - CONFIRM_BAND, 0.0)
     floor = score_floor_of(detector)
@@ -291,7 +293,7 @@ def predict_tiles(
         warnings.warn(f"score_thr {run.score_thr:g} is below the lowest score this detector returns ({floor:g}, "
                       "from the threshold it was built with), so it keeps the boxes from there only; build the "
                       f"detector with score_thr={run.score_thr:g} to see lower ones", RuntimeWarning,
-                      stacklevel=_caller_level())
+                      stacklevel=caller_level())
     runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")))
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
     feed = src if run.input_size is None else _ResizingSource(src, run.input_size, resize_filter_of(detector))
@@ -401,19 +403,6 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
 def _at_least(dets: Sequence[Detections], thr: float) -> list[Detections]:
     """Each tile's boxes scoring ``thr`` or more."""
     return [d[d.scores >= thr] if len(d) else d for d in dets]
-
-
-def _caller_level() -> int:
-    """The ``stacklevel`` of the first frame outside this package, for a warning that should
-    name the user's line (whichever entry point they called) rather than the engine's."""
-    import sys
-
-    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
-        level += 1
-        frame = frame.f_back
-    return level
 
 
 def _is_image_source(obj: object) -> bool:

@@ -16,7 +16,7 @@ from .errors import InvalidInputError
 
 __all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode", "RunSpec", "CountRange", "COUNT_BAND", "UNCERTAIN_AT",
            "UNCERTAIN_MIN_BOXES",
-           "PRECISIONS", "DEFAULT_MAX_PIXELS"]
+           "PRECISIONS", "DEFAULT_MAX_PIXELS", "default_batch_size"]
 
 #: Numeric precisions a run may ask for (reduced ones apply on CUDA, where the model supports them).
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
@@ -509,3 +509,12 @@ class CountRange:
             "sensitivity": None if s is None else round(s, 4),
             "uncertain": self.uncertain,
         }
+
+
+def default_batch_size(device: str) -> int:
+    """Tiles per ``predict`` call when the caller does not say: 4 on a GPU, 1 on the CPU.
+
+    On the CPU a bigger batch gains nothing (the frameworks already use every core on one
+    tile) and costs memory; on a GPU a few tiles per call keep it busy.
+    """
+    return 4 if device.startswith("cuda") else 1

@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import InvalidInputError
-from .types import RunSpec, TileSpec
+from .errors import InvalidInputError, caller_level
+from .types import RunSpec, TileSpec, default_batch_size
 
 __all__ = ["VramPlan", "plan_from_probes", "plan_batch", "apply_vram_cap", "fit_to_vram"]
 
@@ -117,14 +117,15 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
     probes cannot see.
     """
     if not device.startswith("cuda"):
-        warnings.warn("--max-vram applies to CUDA devices only; ignored on the CPU", RuntimeWarning, stacklevel=2)
+        warnings.warn("max_vram (--max-vram) applies to CUDA devices only; ignored on the CPU", RuntimeWarning,
+                      stacklevel=caller_level())
         return None
     info = getattr(detector, "info", None)
     runtime = getattr(detector, "runtime", None) or (info.get("framework") if isinstance(info, dict) else None)
     if runtime in ("onnxruntime", "litert"):
-        warnings.warn(f"--max-vram plans and caps torch's GPU memory; this detector runs on {runtime}, which "
-                      "allocates its own, so the option is ignored (set a batch size by hand)", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(f"max_vram (--max-vram) plans and caps torch's GPU memory; this detector runs on {runtime}, "
+                      "which allocates its own, so the option is ignored (set a batch size by hand)", RuntimeWarning,
+                      stacklevel=caller_level())
         return None
     import torch
 
@@ -160,7 +161,8 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     Call once per built detector; the returned specs carry the chosen batch size, so later
     images are not probed again. A batch size given in ``run`` is kept (only the cap is
     applied); a tile is shrunk only for models that see tiles at their native size. Off CUDA
-    the option does not apply: a warning, and the specs come back unchanged.
+    (and for ONNX Runtime / LiteRT detectors) the option does not apply: a warning, and the specs
+    come back with the usual batch size (so a later call does not plan, or warn, again).
     """
     if run.max_vram is None:
         return tiling, run
@@ -181,8 +183,8 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     # tile=auto picks its tile later, from the image: no smaller tile to probe instead
     found = plan_batch(detector, tile=tile, input_size=side, max_vram_gb=run.max_vram, device=device,
                        resizes_tiles=declared is not None or not isinstance(tiling.tile, int))
-    if found is None:
-        return tiling, run
+    if found is None:  # not planned (said why): the usual batch, so later images do not ask again
+        return tiling, replace(run, batch_size=default_batch_size(device))
     if found.tile != tile and isinstance(tiling.tile, int):
         log.warning("max_vram %g GB (--max-vram): tile reduced to %d px to fit", run.max_vram, found.tile)
         tiling = replace(tiling, tile=found.tile)

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DetectorError
+from ..errors import DetectorError, caller_level
 from ..types import Detections
 from .base import Detector
 
@@ -96,7 +96,7 @@ class DetectorCalls:
             warnings.warn(
                 f"{self.image_name}: out of GPU memory; retrying with batch size {self.batch_size}",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=caller_level(),
             )
             return
         to = getattr(self.detector, "to", None)
@@ -105,7 +105,7 @@ class DetectorCalls:
         warnings.warn(
             f"{self.image_name}: out of GPU memory with one tile per batch; continuing on the CPU",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=caller_level(),
         )
         to("cpu")
         try:
@@ -156,4 +156,4 @@ class DetectorCalls:
             return
         self._said_outside = True
         warnings.warn(f"{who} returned {n} of {self._boxes} boxes {what}: are its boxes in tile pixels?",
-                      RuntimeWarning, stacklevel=4)
+                      RuntimeWarning, stacklevel=caller_level())
