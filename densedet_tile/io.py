@@ -304,7 +304,9 @@ def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None,
         cats.setdefault(str(i), str(i))
     return {
         "schema": SCHEMA,
-        "image": {"path": result.path, "name": result.name, "width": result.width, "height": result.height},
+        # boxes are in pixels of the upright image: the stored one with its EXIF orientation applied
+        "image": {"path": result.path, "name": result.name, "width": result.width, "height": result.height,
+                  "orientation": int(getattr(result, "orientation", 1))},
         "settings": result.settings,
         "model": result.model,
         "timings": result.timings,

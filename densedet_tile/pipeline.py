@@ -74,6 +74,9 @@ class ImageResult:
     #: boxes of the count range's upper end that score below the threshold (the boxes the model
     #: half sees: drawn in the preview), None without that end
     near_misses: Detections | None = None
+    #: the EXIF / TIFF orientation the reader applied (1: none): boxes, ``width`` and ``height``
+    #: are those of the upright image, which is the stored one turned or mirrored by it
+    orientation: int = 1
 
 
 @dataclass
@@ -360,6 +363,7 @@ def finish(
         detections=merged, name=str(src.name), path=None if path is None else str(path),
         width=int(src.width), height=int(src.height), num_tiles=len(tiles), settings=settings,
         model=model, timings=timings, count_range=counts, near_misses=near,
+        orientation=int(getattr(src, "orientation", 1) or 1),
     )
 
 

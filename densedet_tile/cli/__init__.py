@@ -34,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``densedet-tile`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="densedet-tile: %(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _OwnLines) for f in handler.filters):
+            handler.addFilter(_OwnLines())
     module, entry = VERBS.get(argv[0], ("detect", "detect_main")) if argv else ("detect", "detect_main")
     if module != "detect":
         argv = argv[1:]
@@ -121,6 +124,28 @@ def _pipe_safe_streams() -> Iterator[None]:
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
+#: Libraries the image readers call: what they log about a damaged file (tifffile's ERROR lines
+#: for each bad tag, libpng's warnings relayed by imagecodecs) comes back as the reader's own one
+#: line naming the file, or does not matter, so their log records are not shown.
+_READER_LOGGERS = ("tifffile", "imagecodecs", "PIL")
+
+
+class _OwnLines(logging.Filter):
+    """The command's log lines: the package's records as they are; other libraries' records
+    with their logger's name in front (``densedet-tile: WARNING: [ray] ...``), so a line is not
+    taken for the tool's own; the image readers' libraries' records dropped (see
+    :data:`_READER_LOGGERS`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        top = record.name.split(".")[0]
+        if top in ("densedet_tile", "root") or getattr(record, "_densedet_named", False):
+            return True
+        if top in _READER_LOGGERS:
+            return False
+        record.msg, record.args = f"[{record.name}] {record.getMessage()}", None
+        record._densedet_named = True  # a record seen by two handlers is named once
+        return True
+
 
 @contextlib.contextmanager
 def _one_line_warnings() -> Iterator[None]:
@@ -138,6 +163,8 @@ def _one_line_warnings() -> Iterator[None]:
             ours = False
         if ours:
             logging.getLogger("densedet_tile").warning("%s", message)
+        elif str(message).startswith("Corrupt EXIF data") and f"{os.sep}PIL{os.sep}" in str(filename):
+            return  # Pillow's, on opening a photo whose EXIF the reader then reports in its own line
         else:
             shown(message, category, filename, lineno, file, line)
 

@@ -38,7 +38,7 @@ def test_detect_writes_all_formats(tmp_path, shelf_png):
     assert r.returncode == 0, r.stderr
     doc = json.loads((out / "shelf.detections.json").read_text())
     assert doc["schema"] == "densedet-tile/detections@1"
-    assert doc["image"] == {"path": str(shelf_png), "name": "shelf.png", "width": 2000, "height": 900}
+    assert doc["image"] == {"path": str(shelf_png), "name": "shelf.png", "width": 2000, "height": 900, "orientation": 1}
     assert doc["num_tiles"] == 8 and doc["settings"]["tile"] == 640
     assert doc["boxes"] == [[700.0, 300.0, 860.0, 520.0]]
     assert set(doc["timings"]) >= {"read_s", "predict_s", "merge_s", "total_s"}

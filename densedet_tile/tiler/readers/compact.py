@@ -20,7 +20,7 @@ import numpy as np
 from ...errors import ImageReadError, MissingDependencyError, one_line
 from .orientation import PNG_ORIENTATION_TEXT
 
-__all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact"]
+__all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact", "png_rows_missing", "png_bit_depth"]
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,15 @@ class Compact:
 
     ``pixels``: the read-only (h, w, 3) RGB, (h, w, 4) RGBA (a WebP with alpha, composited
     onto white window by window like Pillow's RGBA) or (h, w) gray uint8 image, or None;
-    ``why_not``: the reason there are none; ``ran``: whether imagecodecs decoded the file at all.
+    ``why_not``: the reason there are none; ``ran``: whether imagecodecs decoded the file at all;
+    ``decodes``: how many times it decoded the whole image (a JPEG checked for missing data is
+    decoded again).
     """
 
     pixels: np.ndarray | None
     why_not: str = ""
     ran: bool = False
+    decodes: int = 0
 
 
 #: The outcome when imagecodecs is not asked (``decoder="pillow"``).
@@ -54,23 +57,50 @@ def _declined(label: str, why_not: str, *, required: bool, ran: bool = False) ->
         raise ImageReadError(
             f"{label}: decoder='imagecodecs' cannot decode this image ({why_not}); use decoder='auto' or 'pillow'"
         )
-    return Compact(None, why_not, ran)
+    return Compact(None, why_not, ran, decodes=int(ran))
 
 
-def _png_rows_missing(data: bytes, width: int, height: int, mode: str) -> bool:
-    """Whether the pixel stream of this 8-bit, non-interlaced RGB or gray PNG inflates to fewer
-    bytes than its rows need (False when that cannot be told: interlaced, or unparsable)."""
+#: Samples per pixel of each PNG colour type (grey, RGB, palette, grey + alpha, RGBA).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: The seven passes of Adam7 interlacing: (x0, y0, dx, dy).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def png_bit_depth(data: bytes) -> int | None:
+    """The bit depth in a PNG's header (IHDR), None when it cannot be read."""
+    return data[24] if len(data) >= 29 and data[12:16] == b"IHDR" else None
+
+
+def png_rows_missing(data: bytes) -> bool:
+    """Whether the pixel stream of the PNG ``data`` inflates to fewer bytes than the rows its
+    header announces need (any colour type, bit depth and interlacing): the image data ends
+    before the last row. False when that cannot be told (an unparsable header)."""
     import zlib
 
-    if len(data) < 33 or data[28] != 0:  # IHDR's interlace byte: Adam7 rows are sized otherwise
+    if len(data) < 33 or data[12:16] != b"IHDR":
         return False
-    need = height * (1 + width * (3 if mode == "RGB" else 1))
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour, interlace = data[24], data[25], data[28]
+    if colour not in _PNG_CHANNELS or depth not in (1, 2, 4, 8, 16) or interlace not in (0, 1):
+        return False
+    bits = _PNG_CHANNELS[colour] * depth
+
+    def stream(w: int, h: int) -> int:  # bytes of h rows of w pixels, each row led by its filter byte
+        return h * (1 + (w * bits + 7) // 8) if w and h else 0
+
+    if interlace:
+        need = sum(stream((width - x0 + dx - 1) // dx if width > x0 else 0, (height - y0 + dy - 1) // dy if height > y0 else 0)
+                   for x0, y0, dx, dy in _ADAM7)
+    else:
+        need = stream(width, height)
     pos, inflate, got = 8, zlib.decompressobj(), 0
     try:
         while pos + 8 <= len(data) and got < need:
             size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
             if kind == b"IDAT":
-                got += len(inflate.decompress(data[pos + 8 : pos + 8 + size]))
+                got += len(inflate.decompress(data[pos + 8 : pos + 8 + size], need - got))
+                while inflate.unconsumed_tail and got < need:  # bounded chunks: no copy of the whole stream
+                    got += len(inflate.decompress(inflate.unconsumed_tail, need - got))
             elif kind == b"IEND":
                 break
             pos += 12 + size
@@ -121,6 +151,10 @@ def decode_compact(
         return _declined(label, f"cannot read the file: {one_line(exc)}", required=required)
     no_eoi = False  # a JPEG whose one scan runs to the end of the file
     if fmt == "PNG":
+        depth = png_bit_depth(data)
+        if depth is not None and depth != 8:  # a 16-bit PNG would come back as uint16: Pillow, at once
+            return _declined(label, f"a {depth}-bit PNG, which imagecodecs would decode to uint16"
+                             if depth == 16 else f"a {depth}-bit PNG", required=required)
         if "exif" not in info and b"eXIf" in data:
             return _declined(label, "the PNG has an eXIf chunk after its pixels", required=required)
         for key in PNG_ORIENTATION_TEXT:
@@ -143,7 +177,7 @@ def decode_compact(
     try:
         arr = decode(data)
     except Exception as exc:
-        if fmt == "PNG" and "not enough image data" in str(exc).lower() and _png_rows_missing(data, width, height, mode):
+        if fmt == "PNG" and "not enough image data" in str(exc).lower() and png_rows_missing(data):
             # libpng checks what Pillow does not: a pixel stream that ends before the last row is
             # filled with black by Pillow, without a word (other libpng complaints, such as a
             # missing checksum after whole rows, fall back to Pillow)
@@ -158,18 +192,21 @@ def decode_compact(
         got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
         want = " or ".join(str(shape) for shape in shapes)
         return _declined(label, f"imagecodecs gave {got} pixels, not uint8 {want}", required=required, ran=True)
+    decodes = 1
     if fmt in ("JPEG", "MPO"):
         # libjpeg fills the blocks its data does not reach with flat grey (128), without an
         # error; only then (or when the end marker is missing) is the data checked
         if no_eoi or _grey_corner(arr):
-            if _jpeg_runs_short(data, arr, decode):
+            short, again = _jpeg_runs_short(data, arr, decode)
+            decodes += again
+            if short:
                 raise ImageReadError(f"{label}: the JPEG file is truncated: its data ends before the last of the "
                                      f"{width}x{height} pixels its header announces")
             if no_eoi:
                 log.warning("%s: the JPEG lacks its end-of-image marker; its pixel data is complete and is read",
                             label)
     arr.flags.writeable = False
-    return Compact(arr, ran=True)
+    return Compact(arr, ran=True, decodes=decodes)
 
 
 def _one_sequential_scan_to_the_end(data: bytes) -> bool:
@@ -225,20 +262,34 @@ def _grey_corner(arr: np.ndarray) -> bool:
     return bool((arr[-2:, -2:] == 128).all())
 
 
-def _jpeg_runs_short(data: bytes, pixels: np.ndarray, decode: Any) -> bool:
+def _same(a: np.ndarray, b: np.ndarray, rows: int = 256) -> bool:
+    """``np.array_equal`` of two images of one shape, a band of ``rows`` rows at a time from the
+    bottom up (where a short file's pixels differ; no image-sized boolean array)."""
+    for stop in range(a.shape[0], 0, -rows):
+        if not np.array_equal(a[max(0, stop - rows) : stop], b[max(0, stop - rows) : stop]):
+            return False
+    return True
+
+
+def _jpeg_runs_short(data: bytes, pixels: np.ndarray, decode: Any) -> tuple[bool, int]:
     """Whether the JPEG's coded data ends before its last block: decoded again with
     :data:`_PROBES` appended where the data ends, it gives other pixels (the decoder went on
-    reading) than ``pixels``. False when that cannot be told (the decodes fail)."""
+    reading) than ``pixels``. False when that cannot be told (the decodes fail). Also returns
+    how many decodes it ran; one decoded copy is alive at a time besides ``pixels``."""
     last_sos = data.rfind(b"\xff\xda")
     end = data.find(b"\xff\xd9", last_sos) if last_sos >= 0 else -1
     body = data if end < 0 else data[:end]
     if body.endswith(b"\xff"):  # a file cut between a 0xFF and the byte stuffed after it
         body = body[:-1]
+    runs = 0
     for probe in _PROBES:
+        runs += 1
         try:
             again = decode(body + probe + b"\xff\xd9")
         except Exception:
             continue
-        if not (isinstance(again, np.ndarray) and again.shape == pixels.shape and np.array_equal(again, pixels)):
-            return True
-    return False
+        differs = not (isinstance(again, np.ndarray) and again.shape == pixels.shape and _same(again, pixels))
+        del again  # before the next decode: a giant image is not held three times over
+        if differs:
+            return True, runs
+    return False, runs

@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import ImageReadError, one_line
 from .base import ImageSource, SourceStats, check_size
 from .colour import pillow_converter, uint8_to_rgb
-from .compact import NOT_TRIED, decode_compact
+from .compact import NOT_TRIED, decode_compact, png_rows_missing
 from .orientation import exif_orientation
 
 __all__ = ["Decoder", "DECODERS", "PillowSource", "pillow_limits_lifted"]
@@ -144,6 +144,21 @@ def _warn_other_frames(im: Any, label: str, fmt: str) -> None:
         log.warning("%s: the %s is animated, with %d frames; only the first frame is read", label, fmt, frames)
 
 
+def _check_png_rows(im: Any, path: Path, label: str) -> None:
+    """Refuse a PNG whose pixel data ends before its last row although the file ends properly:
+    Pillow decodes it without a word, the missing rows left at 0. Only a last row of one value
+    (all a short stream can leave) sends the file's data through the check."""
+    w, h = im.size
+    last = np.asarray(im.crop((0, h - 1, w, h)))
+    if last.size and (last == last.reshape(-1)[0]).all():
+        try:
+            short = png_rows_missing(path.read_bytes())
+        except OSError:
+            return
+        if short:
+            raise ImageReadError(f"{label}: the PNG is truncated: its pixel data ends before the last row")
+
+
 class PillowSource(ImageSource):
     """A JPEG/PNG/WebP/BMP/GIF... decoded once by Pillow; windows converted on demand.
 
@@ -180,6 +195,8 @@ class PillowSource(ImageSource):
             pixels = compact.pixels
             if pixels is None:
                 self._load_whole(im, label, fmt, sw, sh)
+                if fmt == "PNG":
+                    _check_png_rows(im, path, label)
             # from the header's chunks and segments (a PNG's eXIf after its pixels: Pillow's decode
             # above has read it; decode_compact declines such files), without decoding again
             orientation = exif_orientation(im, label)
@@ -195,7 +212,7 @@ class PillowSource(ImageSource):
         self._im: Any = None if pixels is not None else im
         self._convert = None if pixels is not None else pillow_converter(im)
         self._decoder = "imagecodecs" if pixels is not None else "pillow"
-        self._full_decodes = 2 if compact.ran and pixels is None else 1
+        self._full_decodes = compact.decodes + (1 if pixels is None else 0)
         super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt=fmt)
 
     @property

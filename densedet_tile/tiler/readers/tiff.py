@@ -97,6 +97,9 @@ class TiffSource(ImageSource):
                 raise ImageReadError(f"{label}: the TIFF has no pages")
             page = _main_page(tif, label)
             sw, sh = int(page.imagewidth), int(page.imagelength)
+            if sw == 0 or sh == 0:  # tifffile read no image page (it logs why): not an empty picture
+                raise ImageReadError(f"{label}: the TIFF holds no readable image page ({sw}x{sh}): a damaged "
+                                     "or truncated file")
             check_size(label, sw, sh, max_pixels)
             self._setup_layout(page, label)
             self._colour = TiffColour.of_page(page, self._samples, label)

@@ -1,0 +1,141 @@
+"""Reading images, from an outside review of giant-image input: PNGs whose pixel data ends
+before the last row in every colour type, 16-bit PNGs decoded once, a truncated JPEG checked
+without holding the image three times, the orientation in the JSON, and damaged files told in
+one line of the command's own."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import densedet_tile as dt
+from densedet_tile.errors import ImageReadError
+from densedet_tile.tiler.readers import compact
+from fakes import run_cli
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png(path: Path, rows: np.ndarray, width: int, height: int, depth: int, colour: int, *,
+         keep: float = 1.0, extra: bytes = b"") -> Path:
+    """A non-interlaced PNG of ``rows`` ((height, row bytes) uint8, filter byte 0 added), whose
+    pixel stream holds only the first ``keep`` of its rows, yet ends with IDAT and IEND intact."""
+    n = int(round(height * keep))
+    raw = b"".join(b"\x00" + r.tobytes() for r in rows[:n])
+    head = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", head) + extra + _chunk(b"IDAT", zlib.compress(raw))
+                     + _chunk(b"IEND", b""))
+    return path
+
+
+def _cases(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, int, int, bytes]]:
+    """Row bytes, depth, colour type and extra chunks of one 60x40 image per colour type."""
+    h, w = 40, 60
+    rgb16 = rng.integers(0, 65535, (h, w * 3), dtype=np.uint16).astype(">u2").view(np.uint8).reshape(h, -1)
+    grey16 = rng.integers(0, 65535, (h, w), dtype=np.uint16).astype(">u2").view(np.uint8).reshape(h, -1)
+    return {
+        "rgb16": (rgb16, 16, 2, b""),
+        "grey16": (grey16, 16, 0, b""),
+        "palette": (rng.integers(1, 200, (h, w), dtype=np.uint8), 8, 3, _chunk(b"PLTE", bytes(range(256)) * 3)),
+        "rgba": (rng.integers(1, 255, (h, w * 4), dtype=np.uint8), 8, 6, b""),
+        "rgb8": (rng.integers(1, 255, (h, w * 3), dtype=np.uint8), 8, 2, b""),
+    }
+
+
+@pytest.mark.parametrize("kind", ["rgb16", "grey16", "palette", "rgba", "rgb8"])
+def test_a_png_whose_pixel_data_ends_early_is_refused_in_every_colour_type(tmp_path: Path, kind: str) -> None:
+    rows, depth, colour, extra = _cases(np.random.default_rng(3))[kind]
+    whole = _png(tmp_path / "whole.png", rows, 60, 40, depth, colour, extra=extra)
+    with dt.open_image(whole) as src:
+        assert src.size == (60, 40) and src.read(0, 0, 60, 40).shape == (40, 60, 3)
+    for keep in (0.5, 0.6, 0.9):  # the 8-bit check once found 16-bit files short by half only
+        short = _png(tmp_path / f"short{keep}.png", rows, 60, 40, depth, colour, keep=keep, extra=extra)
+        with pytest.raises(ImageReadError, match=r"short.*\.png: the PNG is truncated"):
+            dt.open_image(short)
+
+
+def test_rows_missing_counts_every_layout(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    for mode, kw in (("RGB", {}), ("RGB", {"interlace": 1}), ("L", {"interlace": 1}), ("1", {}), ("P", {"interlace": 1})):
+        path = tmp_path / f"{mode}{kw}.png"
+        Image.fromarray(img).convert(mode).save(path, **kw)
+        data = path.read_bytes()
+        assert not compact.png_rows_missing(data), (mode, kw)
+        # cut the pixel stream short (the same chunk layout, a shorter IDAT)
+        pos = data.index(b"IDAT") - 4
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        stream = zlib.decompress(data[pos + 8: pos + 8 + size])
+        cut = data[:pos] + _chunk(b"IDAT", zlib.compress(stream[: len(stream) - 9])) + _chunk(b"IEND", b"")
+        assert compact.png_rows_missing(cut), (mode, kw)
+
+
+def test_a_16_bit_png_is_decoded_once(tmp_path: Path) -> None:
+    rows, depth, colour, _ = _cases(np.random.default_rng(4))["rgb16"]
+    with dt.open_image(_png(tmp_path / "deep.png", rows, 60, 40, depth, colour)) as src:
+        assert src.stats.decoder == "pillow" and src.stats.full_decodes == 1
+
+
+def test_a_jpeg_checked_for_missing_data_counts_its_decodes_and_compares_band_by_band(tmp_path: Path) -> None:
+    img = np.random.default_rng(0).integers(0, 255, (300, 200, 3), dtype=np.uint8)
+    img[-16:, -16:] = 128  # a mid-grey bottom-right corner sends an intact file through the check
+    Image.fromarray(img).save(tmp_path / "grey_corner.jpg", quality=95)
+    with dt.open_image(tmp_path / "grey_corner.jpg") as src:
+        assert src.stats.decoder == "imagecodecs" and src.stats.full_decodes == 3
+    a = np.zeros((1000, 7, 3), np.uint8)
+    b = a.copy()
+    assert compact._same(a, b, rows=64)
+    for row in (0, 500, 999):
+        c = a.copy()
+        c[row, 3, 1] = 1
+        assert not compact._same(a, c, rows=64)
+
+
+def test_the_json_says_which_orientation_was_applied(tmp_path: Path) -> None:
+    stored = np.full((40, 80, 3), 30, np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned: the upright image is 40 wide and 80 high
+    Image.fromarray(stored).save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    r = run_cli(str(tmp_path / "turned.jpg"), "--out", str(tmp_path / "out"), "--detector", "tests/fakes.py:make_blob",
+                "-q", cwd=Path(__file__).resolve().parents[3])
+    assert r.returncode == 0, r.stderr
+    image = json.loads((tmp_path / "out" / "turned.detections.json").read_text())["image"]
+    assert (image["width"], image["height"], image["orientation"]) == (40, 80, 6)
+
+
+def _tiff_bytes() -> bytes:
+    import io
+
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.zeros((64, 64, 3), np.uint8))  # its tags' values lie past byte 200
+    return buf.getvalue()
+
+
+def test_a_damaged_tiff_is_one_line_of_the_commands_own(tmp_path: Path) -> None:
+    (tmp_path / "cut.tif").write_bytes(_tiff_bytes()[:200])  # tags point past the end of the file
+    (tmp_path / "no_page.tif").write_bytes(b"II*\x00\x08\x00\x00\x00" + b"\x00" * 8)
+    for name in ("cut.tif", "no_page.tif"):
+        r = run_cli(str(tmp_path / name), "--out", str(tmp_path / "out"), "-q", cwd=tmp_path)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"densedet-tile: error: {tmp_path / name}: "), r.stderr
+        assert "zero size" not in lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_corrupt_exif_block_is_said_once(tmp_path: Path) -> None:
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "bad.jpg", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    r = run_cli(str(tmp_path / "bad.jpg"), "--out", str(tmp_path / "out"), "--detector", "tests/fakes.py:make_blob", "-q",
+                cwd=Path(__file__).resolve().parents[3])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 0 and len(lines) == 1 and "unreadable EXIF" in lines[0], r.stderr
