@@ -177,6 +177,12 @@ def resolve_run(detector: object, run: RunSpec) -> RunSpec:
     )
 
 
+#: A tile enlarged more than this many times to reach the model's input is warned about: a
+#: tile far smaller than the model sees (``tile=32`` for a 640 px model) magnifies products beyond
+#: anything it was trained on and multiplies the tiles.
+TINY_TILE_ZOOM = 4.0
+
+
 def detect(
     source: str | os.PathLike[str] | np.ndarray | Any,
     detector: Detector | None = None,
@@ -232,6 +238,11 @@ def detect_image(
         t_open = time.perf_counter() - t_open
         scaled = choose_scale(src, detector, tiling, run)
         tiles = plan(src, scaled.tiling)
+        side = scaled.run.input_size or input_size_of(detector)
+        if side and len(tiles) > 1 and side > TINY_TILE_ZOOM * max(tiles[0].w, tiles[0].h):
+            log.warning("%s: %d px tiles are shown to the model at %d px (%.0fx larger): products look that much "
+                        "bigger than in the photo, and it runs %d tiles; a tile near the model's input is usual",
+                        src.name, max(tiles[0].w, tiles[0].h), side, side / max(tiles[0].w, tiles[0].h), len(tiles))
         if scaled.tiling.overlap_px == 0 and len(tiles) > 1:
             log.warning("%s: tiles without overlap: a product cut by a seam is seen as two fragments that "
                         "cannot be joined, so it may be counted twice; an overlap of 0.2 is the default", src.name)

@@ -84,3 +84,36 @@ def test_an_out_of_memory_warning_names_the_callers_line() -> None:
     assert len(found) >= 1
     mine = [w for w in caught if "out of GPU memory" in str(w.message)]
     assert mine and all(w.filename == __file__ for w in mine), [(w.filename, str(w.message)) for w in caught]
+
+
+def test_a_label_past_the_class_names_is_warned_about_once() -> None:
+    from densedet_tile.types import Detections
+
+    class Three(BlobDetector):
+        class_names = ["product"]
+
+        def predict(self, tiles):
+            return [Detections(d.xyxy, d.scores, np.full(len(d), 3)) for d in super().predict(tiles)]
+
+    img = blob_image(300, 300, (10, 10, 250, 250))  # seen by several tiles
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = dt.detect(img, Three(), tile=128)
+    said = [w for w in caught if "class label 3" in str(w.message)]
+    assert len(found) >= 1 and len(said) == 1 and said[0].filename == __file__
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dt.detect(img, BlobDetector(), tile=128)  # declares no names: nothing to say
+    assert not [w for w in caught if "class label" in str(w.message)]
+
+
+def test_tiles_far_smaller_than_the_model_input_are_warned_about(caplog) -> None:
+    img = blob_image(400, 400, (10, 10, 60, 60))
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        dt.detect(img, BlobDetector(input_size=640), tile=64)
+    assert any("64 px tiles are shown to the model at 640 px" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        dt.detect(img, BlobDetector(input_size=640), tile=256)  # 2.5x: usual
+        dt.detect(blob_image(100, 100, (10, 10, 60, 60)), BlobDetector(input_size=640))  # one small image: fine
+    assert not any("tiles are shown to the model" in r.getMessage() for r in caplog.records)

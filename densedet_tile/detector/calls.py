@@ -59,6 +59,9 @@ class DetectorCalls:
         self._outside = 0
         self._specks = 0
         self._said_outside = False
+        names = getattr(detector, "class_names", None)
+        self._n_names = len(names) if isinstance(names, (list, tuple)) and names else None
+        self._said_label = False
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[Detections]:
         """Run the detector over ``inputs`` in chunks of the current batch size."""
@@ -124,6 +127,11 @@ class DetectorCalls:
                 raise DetectorError(f"{who} returned a {type(d).__name__} for a tile; expected Detections")
             if len(d) and int(d.labels.min()) < 0:
                 raise DetectorError(f"{who} returned class label {int(d.labels.min())}; labels are class ids from 0")
+            if self._n_names is not None and len(d) and int(d.labels.max()) >= self._n_names and not self._said_label:
+                self._said_label = True  # once per image: the outputs name such a class by its number
+                warnings.warn(f"{who} returned class label {int(d.labels.max())} but names {self._n_names} "
+                              f"class{'es' if self._n_names > 1 else ''} (labels 0 to {self._n_names - 1}); "
+                              "the outputs call it by its number", RuntimeWarning, stacklevel=caller_level())
             if len(d) and (float(d.scores.min()) < 0.0 or float(d.scores.max()) > 1.0):
                 raise DetectorError(f"{who} returned scores from {float(d.scores.min()):g} to {float(d.scores.max()):g}; "
                                     "scores must be confidences in [0, 1] (thresholds and the merge rely on it)")
