@@ -16,6 +16,8 @@ rewritten atomically when the run ends.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import re
 import logging
@@ -25,13 +27,13 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line
 from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir, new_folders, remove_empty, same_path, sweep_temporaries
 from .runner import (Job, build_detector, output_stem, outputs_complete, process_image, refuse_outputs_over_inputs,
-                     request_key, without_earlier_outputs)
+                     request_key, row_names, without_earlier_outputs)
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -58,13 +60,52 @@ class Manifest:
 
     Only the driver writes it. Each record is one line appended with a single ``os.write`` on
     an ``O_APPEND`` descriptor and fsynced, so a crash loses at most the line being written;
-    a torn last line is skipped when reading and closed off before the next append.
+    a torn last line is skipped when reading and closed off before the next append. A write
+    that fails part way (a full disk) is cut back off the file before the error goes on, so
+    the log stays whole lines. :meth:`lock` keeps a second run out of the folder meanwhile.
     """
 
     def __init__(self, out_dir: str | os.PathLike[str]) -> None:
         self.out_dir = Path(out_dir)
         self.log_path = self.out_dir / "manifest.jsonl"
         self.json_path = self.out_dir / "manifest.json"
+        self._lock_fd: int | None = None
+        self._made_log = False
+
+    def lock(self) -> None:
+        """Hold the folder for this run: an exclusive lock on ``manifest.jsonl`` (made empty if
+        missing), held until :meth:`unlock`. Another run on the same folder meanwhile would pick
+        output names from a manifest this run is changing and write over its results: it is
+        refused (:class:`~densedet_tile.errors.InvalidInputError`). Where the system has no
+        ``flock`` (Windows) there is no lock."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return
+        self._made_log = not self.log_path.exists()
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InvalidInputError(f"--out {self.out_dir}: another densedet-tile batch run is writing there "
+                                    "(its manifest.jsonl is locked); wait for it to end or choose another --out") from None
+        except OSError:  # a file system without locks (some network mounts): run unlocked
+            os.close(fd)
+            return
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Let go of the folder; a manifest this run made and never wrote to goes again."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        try:
+            if self._made_log and os.fstat(fd).st_size == 0:
+                with contextlib.suppress(OSError):
+                    self.log_path.unlink()
+        finally:
+            os.close(fd)
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one record (a JSON object) as one line."""
@@ -78,8 +119,16 @@ class Manifest:
                     fh.seek(size - 1)
                     if fh.read(1) != b"\n":  # a torn line from a crash: end it first
                         line = b"\n" + line
-            os.write(fd, line)
-            os.fsync(fd)
+            try:
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, f"{self.log_path}: wrote {written} of {len(line)} bytes "
+                                                "of a record (no space left?)")
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)  # no torn line left behind for readers of the log
+                raise
         finally:
             os.close(fd)
 
@@ -128,17 +177,27 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Absolute paths of the inputs, folders replaced by their image files (sorted, not recursive).
 
     Duplicates (the same file named twice) are kept once, first position. A path that does not
-    exist is kept: it fails as that image's error, not the run's. The previews this tool drew
-    into a folder (``<stem>.preview.jpg`` beside ``<stem>.detections.json``) are not taken.
+    exist (or a link that leads nowhere, or round in a loop) is kept: it fails as that image's
+    error, not the run's. The previews this tool drew into a folder (``<stem>.preview.jpg`` beside
+    ``<stem>.detections.json``) are not taken. A folder that cannot be listed is refused
+    (:class:`~densedet_tile.errors.InvalidInputError` naming it).
     """
     out: list[Path] = []
     seen: set[Path] = set()
     for raw in inputs:
-        p = Path(raw).expanduser().resolve()
-        found = (
-            sorted(c for c in p.iterdir() if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES and not _our_preview(c))
-            if p.is_dir() else [p]
-        )
+        given = Path(raw).expanduser()
+        try:
+            p = given.resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+            p = Path(os.path.abspath(given))
+        try:
+            found = (
+                sorted(c for c in p.iterdir()
+                       if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES and not _our_preview(c))
+                if p.is_dir() else [p]
+            )
+        except OSError as exc:
+            raise InvalidInputError(f"{raw}: cannot list the folder ({one_line(exc)})") from None
         for f in found:
             if f not in seen:
                 seen.add(f)
@@ -172,12 +231,14 @@ def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
     return out
 
 
-def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str, Any]]) -> list[str]:
+def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str, Any]],
+                reserved: Collection[str] = ()) -> list[str]:
     """Output stems for ``paths`` in ``out_dir``: an input keeps the stem an earlier run there gave
     it (``earlier``: the manifest's records), and a new one takes its file's stem, then ``-2``,
     ``-3``... past every stem in use: by another input of this run, by an input of an earlier run,
     or by a detections JSON there of another image file. So a rerun over part of the inputs, or
-    in another order, never writes one image's outputs over another's."""
+    in another order, never writes one image's outputs over another's. No input gets a stem in
+    ``reserved`` (``classes`` when YOLO labels are written: ``classes.txt`` lists the classes)."""
     owner: dict[str, str] = {}  # stem -> input, the latest record of each input winning
     had: dict[str, str] = {}
     for rec in earlier:
@@ -189,7 +250,7 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
             had[inp] = stem
             owner[stem] = inp
     stems: list[str | None] = [None] * len(paths)
-    used: set[str] = set()
+    used: set[str] = set(reserved)
     for k, p in enumerate(paths):  # first, the stems earlier runs gave these inputs
         stem = had.get(str(p))
         if stem is not None and owner.get(stem) == str(p) and stem not in used:
@@ -356,10 +417,18 @@ def run_batch(
         if (out / name).is_dir():
             raise InvalidInputError(f"--out {out}: {name} there is a folder; the run log needs that name")
     manifest = Manifest(out)
-    stems = batch_stems(paths, out, manifest.records())
-    refuse_outputs_over_inputs(paths, stems, out, job)  # before anything is written
-    sweep_temporaries(out)  # what a killed run was writing
-    job = replace(job, request=request_key(job, detector))
+    manifest.lock()  # one run at a time in a folder: the names below are chosen from its manifest
+    try:
+        earlier = manifest.records()
+        stems = batch_stems(paths, out, earlier, reserved=job.reserved_stems)
+        names = dict(zip(map(str, paths), row_names(paths, stems, [r["input"] for r in earlier
+                                                                    if isinstance(r.get("input"), str)])))
+        refuse_outputs_over_inputs(paths, stems, out, job)  # before anything is written
+        sweep_temporaries(out)  # what a killed run was writing
+        job = replace(job, request=request_key(job, detector))
+    except BaseException:
+        manifest.unlock()
+        raise
     t0 = time.perf_counter()
     summary = BatchSummary(run=uuid.uuid4().hex[:12], backend="in-process" if backend is None else f"ray:{backend}",
                            workers=1, out=out)
@@ -404,7 +473,7 @@ def run_batch(
                 if workers is not None or cpus_per_worker != 1.0 or gpus_per_worker != 0.0:
                     log.warning("workers, CPUs and GPUs per worker need Ray workers; the images run one after "
                                 "another in this process")
-                _run_in_process(todo, out, *built, record)
+                _run_in_process(todo, out, *built, record, names)
         else:
             from .distributed.ray_pool import RayPool, connect
 
@@ -428,9 +497,9 @@ def run_batch(
                 begin({"backend": summary.backend, "workers": n, "cpus_per_worker": cpus_per_worker,
                        "gpus_per_worker": gpus_per_worker, "split": split})
                 if split:
-                    _run_split(todo, out, pool, job, record, retries=retries, timeout=timeout, on_submit=on_submit)
+                    _run_split(todo, out, pool, job, record, names, retries=retries, timeout=timeout, on_submit=on_submit)
                 else:
-                    _run_pool(todo, out, pool, job, record, retries=retries, timeout=timeout, on_submit=on_submit)
+                    _run_pool(todo, out, pool, job, record, names, retries=retries, timeout=timeout, on_submit=on_submit)
     except BaseException as exc:
         stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else (one_line(exc) or type(exc).__name__)
         raise
@@ -442,9 +511,13 @@ def run_batch(
                    "finished": len(summary.records) == len(paths)}
             if stopped is not None:
                 end["stopped"] = stopped
-            manifest.append(end)
-            manifest.write_snapshot()
+            try:
+                manifest.append(end)
+                manifest.write_snapshot()
+            finally:
+                manifest.unlock()
         else:  # stopped before its first line (while Ray started): no folder of its own left empty
+            manifest.unlock()
             remove_empty(made)
         if started_ray:
             import ray as _ray
@@ -463,19 +536,19 @@ def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str
 
 
 def _run_in_process(todo: list[tuple[Path, str]], out: Path, det: Any, job: Job,
-                    record: Callable[[dict[str, Any]], None]) -> None:
+                    record: Callable[[dict[str, Any]], None], names: dict[str, str | None]) -> None:
     for p, stem in todo:
-        outcome = process_image(p, det, job, out, stem=stem)
+        outcome = process_image(p, det, job, out, stem=stem, name=names.get(str(p)))
         rec = outcome.as_dict()
         rec["worker"] = f"in-process:{os.getpid()}"
         record(_image_record(rec, stem))
 
 
 def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
-              record: Callable[[dict[str, Any]], None], *, retries: int, timeout: float | None,
-              on_submit: Callable[[Any, Any], None] | None) -> None:
+              record: Callable[[dict[str, Any]], None], names: dict[str, str | None], *, retries: int,
+              timeout: float | None, on_submit: Callable[[Any, Any], None] | None) -> None:
     def submit(actor: Any, item: tuple[Path, str]) -> Any:
-        return actor.process.remote(str(item[0]), job, str(out), item[1])
+        return actor.process.remote(str(item[0]), job, str(out), item[1], names.get(str(item[0])))
 
     for res in pool.map(todo, submit, retries=retries, on_submit=on_submit, timeout=timeout):
         p, stem = res.item
@@ -487,14 +560,14 @@ def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
 
 
 def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
-               record: Callable[[dict[str, Any]], None], *, retries: int, timeout: float | None,
-               on_submit: Callable[[Any, Any], None] | None) -> None:
+               record: Callable[[dict[str, Any]], None], names: dict[str, str | None], *, retries: int,
+               timeout: float | None, on_submit: Callable[[Any, Any], None] | None) -> None:
     from .distributed.split import detect_split
 
     for p, stem in todo:
         report: dict[str, Any] = {}
         outcome = process_image(
-            p, None, job, out, stem=stem,
+            p, None, job, out, stem=stem, name=names.get(str(p)),
             detect=lambda src: detect_split(src, pool, job, retries=retries, timeout=timeout, on_submit=on_submit,
                                             report=report),
         )

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence, TypeVar
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line
 from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, output_paths, same_path,
@@ -63,6 +63,12 @@ class Job:
         object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))
         if self.yolo_scores and "yolo" not in self.formats:  # asked for, it would be silently moot
             raise InvalidInputError("yolo_scores (--yolo-scores) needs the yolo format (--format yolo)")
+
+    @property
+    def reserved_stems(self) -> frozenset[str]:
+        """Stems no image may take: ``classes`` when YOLO labels are written (``classes.txt``
+        beside them lists the classes; an image ``classes.jpg`` becomes ``classes-2``)."""
+        return frozenset({Path(YOLO_CLASSES_FILE).stem}) if "yolo" in self.formats else frozenset()
 
     def paths(self, out_dir: str | Path, stem: str) -> dict[str, Path]:
         """Where each output of the image named ``stem`` goes; the JSON is always among them."""
@@ -194,6 +200,7 @@ def process_image(
     out_dir: str | Path,
     *,
     stem: str | None = None,
+    name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     detect: "Callable[[ImageSource], ImageResult] | None" = None,
 ) -> Outcome:
@@ -203,6 +210,9 @@ def process_image(
     call: it receives the opened image and returns its :class:`~densedet_tile.pipeline.ImageResult`
     (``densedet-tile batch --split`` fans the tiles out to workers this way); ``detector`` is
     then unused.
+
+    ``name`` is what the CSV and COCO rows call the image (default: its file name; see
+    :func:`row_names`).
 
     Never raises for a bad image or a failing detector: the error comes back in the
     :class:`Outcome` (one line naming the input), and no output file of this image is left
@@ -223,10 +233,9 @@ def process_image(
             )
             asked = job.request if job.request is not None else request_key(job)
             result = replace(result, settings={**result.settings, "requested": {"job": asked, "input": state}})
-            # the rows of the CSV and COCO files name the image; a second input of the same
-            # file name in this run (stem "same-2") is named after its stem, so the rows of the
-            # two stay apart
-            rows = result if stem == output_stem(inp) else replace(result, name=stem + Path(inp).suffix)
+            # the rows of the CSV and COCO files name the image (another input's file of the same
+            # name is called after its stem, so the rows of the two stay apart: row_names)
+            rows = result if name is None else replace(result, name=name)
             # every output is made first, then they land together (write_files); the JSON goes
             # last: its presence marks the image as complete for restarts
             stage: dict[Path, bytes | str] = {}
@@ -433,9 +442,24 @@ def error_line(inp: str, exc: BaseException) -> str:
     return f"{inp}: {msg}"
 
 
-def unique_stems(paths: "list[str] | list[Path]") -> list[str]:
-    """Output stems for ``paths``: each file's stem, then ``-2``, ``-3``... where stems clash."""
-    used: set[str] = set()
+def row_names(paths: "Sequence[str | Path]", stems: Sequence[str],
+              others: "Sequence[str | Path]" = ()) -> list[str | None]:
+    """What the CSV and COCO rows call each image: its file name (None), unless another input of
+    this run, or one in ``others`` (an earlier run's), is a different file of the same name and
+    this one's outputs took a new stem: then the stem and its suffix (``IMG_0001-2.jpg``), so the
+    rows of the two stay apart. ``a.jpg`` and ``a.png`` keep their names (stems ``a``, ``a-2``)."""
+    from collections import Counter
+
+    distinct = {os.path.abspath(p) for p in paths} | {os.path.abspath(p) for p in others}
+    count = Counter(Path(p).name for p in distinct)
+    return [str(stem) + Path(p).suffix if count[Path(p).name] > 1 and stem != output_stem(p) else None
+            for p, stem in zip(paths, stems)]
+
+
+def unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]" = ()) -> list[str]:
+    """Output stems for ``paths``: each file's stem, then ``-2``, ``-3``... where stems clash or
+    the stem is ``reserved`` (see :attr:`Job.reserved_stems`)."""
+    used: set[str] = set(reserved)
     stems = []
     for p in paths:
         stem = base = output_stem(p)

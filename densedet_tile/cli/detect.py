@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..errors import DensedetError, InvalidInputError, one_line
 from ..io import ensure_out_dir, new_folders, remove_empty, sweep_temporaries
-from ..runner import (Job, build_detector, process_image, refuse_outputs_over_inputs, request_key, unique_stems,
+from ..runner import (Job, build_detector, process_image, refuse_outputs_over_inputs, request_key, row_names, unique_stems,
                       without_earlier_outputs)
 from .options import (
     EXIT_FAILED,
@@ -121,7 +121,7 @@ def _detect(args: argparse.Namespace) -> int:
         inputs = without_earlier_outputs(inputs)
         if not inputs:
             raise InvalidInputError("every input is an output of an earlier run (see the notes above); nothing to do")
-        stems = unique_stems(inputs)
+        stems = unique_stems(inputs, job.reserved_stems)
         # every input's outputs are planned before anything is written: none may be an input
         refuse_outputs_over_inputs(inputs, stems, args.out, job)
     except DensedetError as exc:
@@ -146,19 +146,20 @@ def _detect(args: argparse.Namespace) -> int:
             code = EXIT_USAGE
             return code
         sweep_temporaries(args.out)  # what a killed run was writing
-        code = _detect_all(args, detector, job, inputs, stems)
+        code = _detect_all(args, detector, job, inputs, stems, row_names(inputs, stems))
         return code
     finally:
         if code != EXIT_OK:
             remove_empty(made)  # every image failed (or none got far): no empty folder left behind
 
 
-def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[str], stems: list[str]) -> int:
+def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[str], stems: list[str],
+                names: list[str | None]) -> int:
     failed = 0
-    for inp, stem in zip(inputs, stems):
+    for inp, stem, name in zip(inputs, stems, names):
         progress = _Progress(Path(inp).name, enabled=not args.quiet)
         try:
-            outcome = process_image(inp, detector, job, args.out, stem=stem, progress=progress)
+            outcome = process_image(inp, detector, job, args.out, stem=stem, name=name, progress=progress)
         finally:
             progress.close()
         if outcome.status != "ok":

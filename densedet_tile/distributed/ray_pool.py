@@ -376,11 +376,11 @@ class DetectorWorker:
             self._jobs[job] = build_detector(self.detector, job)[1]
         return self._jobs[job]
 
-    def process(self, inp: str, job: Any, out_dir: str, stem: str) -> dict[str, Any]:
+    def process(self, inp: str, job: Any, out_dir: str, stem: str, name: str | None = None) -> dict[str, Any]:
         """Run one whole image through the engine and write its outputs (see ``runner.process_image``)."""
         from ..runner import process_image
 
-        outcome = process_image(inp, self.detector, self._fitted(job), out_dir, stem=stem)
+        outcome = process_image(inp, self.detector, self._fitted(job), out_dir, stem=stem, name=name)
         rec = outcome.as_dict()
         rec["worker"] = self.label
         return rec

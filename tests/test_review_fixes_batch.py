@@ -1,0 +1,122 @@
+"""Batch runs over folders, from an outside review: one run at a time in an output folder, a
+symlink loop or an unlistable folder told as such, the run log kept whole lines on a full disk,
+the CSV and COCO rows named after the file, and an image called classes.jpg with YOLO labels."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from densedet_tile import InvalidInputError, TileSpec
+from densedet_tile.batch import Manifest, expand_inputs, run_batch
+from densedet_tile.runner import Job, row_names
+from fakes import BlobDetector, blob_image
+
+JOB = Job(tiling=TileSpec(tile=256))
+
+
+def _photo(path: Path, box=(10, 20, 100, 80), size=(300, 500)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(blob_image(*size, box)).save(path)
+    return path
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_and_runs_after_it(tmp_path: Path) -> None:
+    img = _photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    first = Manifest(out)
+    first.lock()  # a run holding the folder
+    try:
+        with pytest.raises(InvalidInputError, match="another densedet-tile batch run is writing there"):
+            run_batch([img], out, detector=BlobDetector(), job=JOB)
+        assert not (out / "a.detections.json").exists()
+    finally:
+        first.unlock()
+    assert list(out.iterdir()) == []  # the empty log the lock made went with it
+    assert run_batch([img], out, detector=BlobDetector(), job=JOB).ok == 1
+    assert run_batch([img], out, detector=BlobDetector(), job=JOB).skipped == 1  # the lock is let go each time
+
+
+def test_a_symlink_loop_among_the_inputs_is_that_inputs_error(tmp_path: Path) -> None:
+    img = _photo(tmp_path / "in" / "a.png")
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    res = run_batch([tmp_path / "loop_a", img], tmp_path / "out", detector=BlobDetector(), job=JOB)
+    assert res.ok == 1 and res.failed == 1
+    (bad,) = [r for r in res.records if r["status"] == "error"]
+    assert "loop_a" in bad["error"] and "symbolic links" in bad["error"]
+
+
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path: Path, monkeypatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(InvalidInputError, match=r"locked: cannot list the folder \(.*Permission denied"):
+        expand_inputs([locked])
+
+
+def test_a_record_cut_short_by_a_full_disk_is_taken_back_off_the_log(tmp_path: Path, monkeypatch) -> None:
+    m = Manifest(tmp_path)
+    m.append({"event": "run", "run": "x"})
+    before = m.log_path.read_bytes()
+    real_write = os.write
+
+    def short_write(fd: int, data: bytes) -> int:  # the disk fills after 7 bytes
+        return real_write(fd, data[:7])
+
+    monkeypatch.setattr(os, "write", short_write)
+    with pytest.raises(OSError, match="wrote 7 of"):
+        m.append({"event": "image", "input": "a.png", "status": "ok"})
+    monkeypatch.undo()
+    assert m.log_path.read_bytes() == before
+    m.append({"event": "end", "run": "x"})
+    assert [json.loads(line)["event"] for line in m.log_path.read_text().splitlines()] == ["run", "end"]
+
+
+def test_csv_and_coco_rows_are_named_after_the_file_unless_another_file_has_its_name(tmp_path: Path) -> None:
+    a_jpg = _photo(tmp_path / "in" / "a.jpg")
+    a_png = _photo(tmp_path / "in" / "a.png", box=(50, 60, 70, 90))
+    day2 = _photo(tmp_path / "day2" / "a.jpg", box=(200, 30, 260, 90))  # another photo of a.jpg's name
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "csv", "coco"))
+    res = run_batch([a_jpg, a_png, day2], out, detector=BlobDetector(), job=job)
+    stems = {Path(r["input"]).relative_to(tmp_path).as_posix(): r["stem"] for r in res.records}
+    assert stems == {"in/a.jpg": "a", "in/a.png": "a-2", "day2/a.jpg": "a-3"}
+
+    def names(stem: str) -> set[str]:
+        with open(out / f"{stem}.detections.csv", newline="") as fh:
+            rows = {r["image_name"] for r in csv.DictReader(fh)}
+        coco = json.loads((out / f"{stem}.coco.json").read_text())
+        return rows | {str(d["image_id"]) for d in coco}
+
+    assert names("a") == {"a.jpg"} and names("a-2") == {"a.png"} and names("a-3") == {"a-3.jpg"}
+    assert row_names(["x/a.jpg", "x/a.png"], ["a", "a-2"]) == [None, None]
+    assert row_names(["y/a.jpg"], ["a-2"], others=["x/a.jpg"]) == ["a-2.jpg"]  # an earlier run's a.jpg
+
+
+def test_an_image_called_classes_gets_another_stem_beside_yolo_labels(tmp_path: Path) -> None:
+    img = _photo(tmp_path / "in" / "classes.jpg")
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "yolo"))
+    res = run_batch([img], out, detector=BlobDetector(), job=job)
+    assert res.ok == 1 and res.records[0]["stem"] == "classes-2"
+    assert (out / "classes-2.txt").is_file() and (out / "classes.txt").read_text().strip()  # labels; class list
+    again = run_batch([img], out, detector=BlobDetector(), job=job)
+    assert again.skipped == 1
+    shutil.rmtree(out)
+    plain = run_batch([img], out, detector=BlobDetector(), job=JOB)  # no YOLO labels: its own name
+    assert plain.records[0]["stem"] == "classes"
