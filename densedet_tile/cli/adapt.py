@@ -177,8 +177,11 @@ class _Bar:
         if key != self.phase:
             self.close()
             self.phase = key
+            # the run's own time left (in the postfix), not tqdm's estimate and rate, which jump
+            # when a resumed or time-budgeted round sets the count directly
             self.bar = tqdm(total=e["total"] or None, desc=_describe(e), file=sys.stderr, dynamic_ncols=True, leave=False,
-                            unit="step" if e["phase"] == "train" else "photo")
+                            unit="step" if e["phase"] == "train" else "photo",
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         bar = self.bar
         if e["phase"] == "train":
             total = e.get("steps_total")

@@ -84,8 +84,10 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
     that have at most ``max_pixels`` pixels (None: no limit).
 
     Returns ``(readable, bad, other)``: readable image paths; ``(path, reason)`` for files with an
-    image suffix that cannot be opened (they are skipped); the number of other files ignored.
-    Raises :class:`InvalidInputError` when ``folder`` is not a folder.
+    image suffix that cannot be opened (they are skipped), and for a second name of a file listed
+    already (a symbolic or hard link: one photo trained on twice, or held out under one name and
+    trained on under the other); the number of other files ignored. Copies with their own bytes
+    are not recognised. Raises :class:`InvalidInputError` when ``folder`` is not a folder.
     """
     from PIL import Image
 
@@ -97,9 +99,18 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
     good: list[Path] = []
     bad: list[tuple[Path, str]] = []
     other = 0
+    seen: dict[tuple[int, int], Path] = {}
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             other += 1
+            continue
+        try:
+            st = p.stat()
+            first = seen.setdefault((st.st_dev, st.st_ino), p)
+        except OSError:
+            first = p
+        if first != p:
+            bad.append((p, f"the same file as {first.relative_to(root).as_posix()}"))
             continue
         try:
             if p.suffix.lower() in (".tif", ".tiff"):
@@ -252,6 +263,18 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _adapt_report(path: Path) -> bool:
+    """Whether ``path`` holds the JSON report an adapt run wrote (a run that stopped or failed
+    there leaves one without weights; a new run may replace it and the text beside it)."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"status", "out", "folder", "settings", "rounds"} <= doc.keys()
+
+
 def _f32_state(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
 
@@ -356,7 +379,16 @@ class AdaptRun:
                                     "or delete it to start again")
         if self.paths["weights"].exists() and not overwrite:
             raise InvalidInputError(f"{self.paths['weights']} exists: choose another --out or pass --overwrite")
+        for key in ("report_json", "report_txt"):  # a file of the user's by that name, or a report of another run
+            if self.paths[key].exists() and not overwrite and not _adapt_report(self.paths["report_json"]):
+                raise InvalidInputError(f"{self.paths[key]} exists (the report of --out {self.paths['weights'].name} "
+                                        "goes there): choose another --out or pass --overwrite")
         good, bad, other = find_photos(self.folder, settings.max_pixels)
+        mine = {os.path.realpath(p) for p in self.paths.values()}
+        hit = next((p for p in good if os.path.realpath(p) in mine), None)
+        if hit is not None:  # --overwrite would replace a photo with the weights (or a report)
+            raise InvalidInputError(f"--out {self.paths['weights']}: it or its state or report would overwrite "
+                                    f"the photo {hit}; choose an --out that is not one of the photos")
         if not good:
             first = f"; the first: {bad[0][0].relative_to(self.folder).as_posix()}: {bad[0][1]}" if bad else ""
             raise InvalidInputError(
@@ -419,6 +451,10 @@ class AdaptRun:
             self._init_weights = _f32_state(ckpt["state_dict"])
         except AttributeError:  # an entry of the state dict that is not a tensor
             raise InvalidInputError(f"{label}: its state_dict holds entries that are not tensors") from None
+        broken = [k for k, v in self._init_weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if broken:  # training from them fails at the first step, whatever the lr
+            raise InvalidInputError(f"{label}: {len(broken)} of its tensors hold inf or nan (the first: {broken[0]}); "
+                                    "these weights cannot be trained on")
         for p, why in bad:
             self.log(f"skipping {p.relative_to(self.folder).as_posix()}: {why}")
         for name, why in decoded:
@@ -882,7 +918,13 @@ class AdaptRun:
             terms = train_step(self.model, self.ema, self.opt, batch, step=step, lr=lr, gen=gen, mean=self.mean,
                                std=self.std, stride=self.stride, ema_decay=st.ema, amp=amp)
             if terms is None:
-                raise DensedetError(f"adapt: the loss or its gradient became non-finite at step {step}; try a lower lr")
+                # resuming would run the same steps into the same overflow: the state goes, as in _finish
+                try:
+                    self.paths["state"].unlink()
+                except FileNotFoundError:
+                    pass
+                raise AdaptFailed(f"adapt: the loss or its gradient became non-finite at step {step}; nothing "
+                                  f"written and the state removed: start again with a lower --lr (it was {st.lr:g})")
             self.s["step"] = step + 1
             self.s["loss"] = terms["loss"] if self.s["loss"] is None else 0.9 * self.s["loss"] + 0.1 * terms["loss"]
             self.s["timing"]["step_s"].append(time.monotonic() - t0)
@@ -935,7 +977,7 @@ class AdaptRun:
             return {"boxes_per_photo": acc["boxes"] / len(names), "precision": round(p, 4), "recall": round(r, 4),
                     "f1": round(f1, 4)}
 
-        return {"photos": len(names), "names": [Path(n).name for n in names],
+        return {"photos": len(names), "names": list(names),  # paths within the folder, as skipped files are
                 "reference_per_photo": ref_total / len(names), "before": figures(before), "after": figures(after)}
 
     def _photos_labelled(self) -> int:
