@@ -22,6 +22,7 @@ import json
 import re
 import logging
 import os
+import signal
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -179,7 +180,9 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     Duplicates (the same file named twice) are kept once, first position. A path that does not
     exist (or a link that leads nowhere, or round in a loop) is kept: it fails as that image's
     error, not the run's. The previews this tool drew into a folder (``<stem>.preview.jpg`` beside
-    ``<stem>.detections.json``) are not taken. A folder that cannot be listed is refused
+    ``<stem>.detections.json``) are not taken, nor are a folder's hidden files (a name starting
+    with ``.``: macOS's ``._IMG_0001.jpg`` resource forks are no photos; a hidden file named
+    as an input is taken). A folder that cannot be listed is refused
     (:class:`~densedet_tile.errors.InvalidInputError` naming it).
     """
     out: list[Path] = []
@@ -192,8 +195,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             p = Path(os.path.abspath(given))
         try:
             found = (
-                sorted(c for c in p.iterdir()
-                       if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES and not _our_preview(c))
+                sorted(c for c in p.iterdir() if not c.name.startswith(".") and c.is_file()
+                       and c.suffix.lower() in IMAGE_SUFFIXES and not _our_preview(c))
                 if p.is_dir() else [p]
             )
         except OSError as exc:
@@ -501,7 +504,7 @@ def run_batch(
                 else:
                     _run_pool(todo, out, pool, job, record, names, retries=retries, timeout=timeout, on_submit=on_submit)
     except BaseException as exc:
-        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else (one_line(exc) or type(exc).__name__)
+        stopped = _stop_reason(exc) if isinstance(exc, KeyboardInterrupt) else (one_line(exc) or type(exc).__name__)
         raise
     finally:
         summary.seconds = time.perf_counter() - t0
@@ -524,6 +527,18 @@ def run_batch(
 
             _ray.shutdown()
     return summary
+
+
+def _stop_reason(exc: KeyboardInterrupt) -> str:
+    """What the manifest's ``stopped`` says of a run stopped by Ctrl-C ("interrupted") or by a
+    signal the command turns into one (``signum`` on the exception: "stopped by SIGTERM")."""
+    signum = getattr(exc, "signum", None)
+    if not isinstance(signum, int) or signum == signal.SIGINT:
+        return "interrupted"
+    try:
+        return f"stopped by {signal.Signals(signum).name}"
+    except ValueError:
+        return f"stopped by signal {signum}"
 
 
 def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str, Any]:

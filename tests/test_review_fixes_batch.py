@@ -120,3 +120,34 @@ def test_an_image_called_classes_gets_another_stem_beside_yolo_labels(tmp_path: 
     shutil.rmtree(out)
     plain = run_batch([img], out, detector=BlobDetector(), job=JOB)  # no YOLO labels: its own name
     assert plain.records[0]["stem"] == "classes"
+
+
+def test_a_folders_hidden_files_are_not_inputs(tmp_path: Path) -> None:
+    img = _photo(tmp_path / "in" / "IMG_1.jpg")
+    (tmp_path / "in" / "._IMG_1.jpg").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 60)  # a macOS resource fork
+    assert expand_inputs([tmp_path / "in"]) == [img.resolve()]
+    assert expand_inputs([tmp_path / "in" / "._IMG_1.jpg"]) == [(tmp_path / "in" / "._IMG_1.jpg").resolve()]  # named
+
+
+def test_sighup_stops_a_run_as_sigterm_does_and_the_manifest_names_it(tmp_path: Path) -> None:
+    import signal
+
+    from densedet_tile.cli.options import Stopped, StopSignals
+
+    with pytest.raises(Stopped) as caught:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(1000):  # the handler runs between bytecodes of the main thread
+                pass
+    assert caught.value.signum == signal.SIGHUP and stop.exit_status == 129
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # handed back
+
+    imgs = [_photo(tmp_path / "in" / f"{k}.png") for k in range(3)]
+
+    def hang_up(rec):
+        raise Stopped(signal.SIGHUP)
+
+    with pytest.raises(Stopped):
+        run_batch(imgs, tmp_path / "out", detector=BlobDetector(), job=JOB, on_record=hang_up)
+    end = Manifest(tmp_path / "out").records()[-1]
+    assert end["event"] == "end" and end["stopped"] == "stopped by SIGHUP" and end["finished"] is False

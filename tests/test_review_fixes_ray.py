@@ -344,7 +344,7 @@ def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path):
         errors = [line for line in stderr.splitlines() if "error:" in line]
         assert len(errors) == 1 and "interrupted" in errors[0]
         recs = _records(out)
-        assert recs[-1]["event"] == "end" and recs[-1]["stopped"] == "interrupted" and recs[-1]["finished"] is False
+        assert recs[-1]["event"] == "end" and recs[-1]["stopped"] == "stopped by SIGTERM" and recs[-1]["finished"] is False
         assert json.loads((out / "manifest.json").read_text())["counts"] == {"ok": 2}
         _assert_all_gone(mark)  # the run's own Ray instance is stopped with it
     finally:
@@ -371,7 +371,7 @@ def test_sigterm_while_ray_starts_stops_ray_and_the_run_cleanly(tmp_path):
         assert len(errors) == 1 and "interrupted" in errors[0], stderr[-3000:]
         if out.exists():
             recs = _records(out)
-            assert recs and recs[-1]["event"] == "end" and recs[-1]["stopped"] == "interrupted"
+            assert recs and recs[-1]["event"] == "end" and recs[-1]["stopped"] == "stopped by SIGTERM"
         _assert_all_gone(mark)  # the run's own Ray instance is stopped with it
     finally:
         _end(proc, mark)

@@ -318,10 +318,20 @@ def error(prog: str, msg: Any) -> None:
     print(f"{prog}: error: {' '.join(str(msg).split())}", file=sys.stderr, flush=True)
 
 
+class Stopped(KeyboardInterrupt):
+    """The KeyboardInterrupt :class:`StopSignals` raises for SIGTERM or SIGHUP; ``signum`` says
+    which (a batch's manifest records it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class StopSignals:
-    """While the run lasts, SIGTERM (as Ctrl-C already does) raises KeyboardInterrupt in the main
-    thread, so a stopped run cleans up as an interrupted one does: the image being written is
-    rolled back, no temporary stays, and a folder the run made and left empty is removed.
+    """While the run lasts, SIGTERM and SIGHUP (a closed terminal or a dropped ssh session) raise
+    KeyboardInterrupt (:class:`Stopped`) in the main thread, as Ctrl-C already does, so a stopped
+    run cleans up as an interrupted one does: the image being written is rolled back, no
+    temporary stays, and a folder the run made and left empty is removed.
 
     Only the first signal raises; the ones after it are ignored while that clean-up runs (a second
     KeyboardInterrupt in the middle of a roll-back would leave a mix of two runs' files). A
@@ -335,7 +345,10 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is not threading.main_thread():
             return self
-        for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        stops = [(signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)]
+        if hasattr(signal, "SIGHUP"):  # not on Windows
+            stops.append((signal.SIGHUP, signal.SIG_DFL))
+        for sig, default in stops:
             current = signal.getsignal(sig)
             if current is default:
                 self._previous[sig] = signal.signal(sig, self._on_signal)
@@ -345,7 +358,9 @@ class StopSignals:
         if self.signum is not None:
             return
         self.signum = signum
-        raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Stopped(signum)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
@@ -353,5 +368,6 @@ class StopSignals:
 
     @property
     def exit_status(self) -> int:
-        """130 for Ctrl-C, 128 + the signal's number for another stop signal (143 for SIGTERM)."""
+        """130 for Ctrl-C, 128 + the signal's number for another stop signal (143 for SIGTERM, 129
+        for SIGHUP)."""
         return EXIT_INTERRUPTED if self.signum in (None, signal.SIGINT) else 128 + int(self.signum)

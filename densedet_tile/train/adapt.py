@@ -80,8 +80,9 @@ ProgressFn = Callable[[dict[str, Any]], None]
 # ----------------------------------------------------------------------------------------------
 def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
                 ) -> tuple[list[Path], list[tuple[Path, str]], int]:
-    """The image files under ``folder`` (recursively, sorted) whose headers can be read and
-    that have at most ``max_pixels`` pixels (None: no limit).
+    """The image files under ``folder`` (recursively, sorted; hidden files and folders, whose
+    names start with ``.``, left out) whose headers can be read and that have at most
+    ``max_pixels`` pixels (None: no limit).
 
     Returns ``(readable, bad, other)``: readable image paths; ``(path, reason)`` for files with an
     image suffix that cannot be opened (they are skipped), and for a second name of a file listed
@@ -100,7 +101,9 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
     bad: list[tuple[Path, str]] = []
     other = 0
     seen: dict[tuple[int, int], Path] = {}
-    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+    # hidden files and folders are passed over (macOS's ._IMG_0001.jpg resource forks, .thumbnails/)
+    for p in sorted(q for q in root.rglob("*")
+                    if q.is_file() and not any(part.startswith(".") for part in q.relative_to(root).parts)):
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             other += 1
             continue
