@@ -151,3 +151,15 @@ def test_sighup_stops_a_run_as_sigterm_does_and_the_manifest_names_it(tmp_path: 
         run_batch(imgs, tmp_path / "out", detector=BlobDetector(), job=JOB, on_record=hang_up)
     end = Manifest(tmp_path / "out").records()[-1]
     assert end["event"] == "end" and end["stopped"] == "stopped by SIGHUP" and end["finished"] is False
+
+
+def test_a_folder_given_to_the_single_image_command_points_to_batch(tmp_path: Path, capsys) -> None:
+    from densedet_tile.cli import main
+
+    (tmp_path / "photos").mkdir()
+    img = _photo(tmp_path / "a.png")
+    assert main([str(tmp_path / "photos"), str(img), "--out", str(tmp_path / "out"), "--detector",
+                 str(Path(__file__).parent / "fakes.py") + ":make_blob", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a folder" in err[0] and "densedet-tile batch" in err[0]
+    assert (tmp_path / "out" / "a.detections.json").is_file()  # the other input still ran

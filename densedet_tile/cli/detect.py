@@ -163,7 +163,11 @@ def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[
         finally:
             progress.close()
         if outcome.status != "ok":
-            error(PROG, outcome.error or f"{inp}: failed")
+            if Path(inp).is_dir():  # a folder of photos: the batch verb runs over one
+                error(PROG, f"{inp}: is a folder, not an image; 'densedet-tile batch {inp} --out {args.out}' runs "
+                            "over its images")
+            else:
+                error(PROG, outcome.error or f"{inp}: failed")
             failed += 1
             continue
         if args.quiet:
