@@ -111,6 +111,11 @@ def eval_main(argv: Sequence[str]) -> int:
     try:
         if args.output:
             refuse_overwriting_input(args.output, {"ground-truth": args.gt, "predictions": args.pred}, option="-o")
+            folder = Path(args.pred).resolve()
+            if not args.compare and folder.is_dir() and Path(args.output).resolve().is_relative_to(folder):
+                # it could replace one of them now, and would be read as one the next time
+                raise InvalidInputError(f"-o {args.output}: inside the predictions folder {args.pred}, whose files are "
+                                        "read as predictions; write the metrics elsewhere")
             ensure_out_file(args.output, option="-o")
         gt = read_ground_truth(args.gt)
         if args.compare:

@@ -285,12 +285,22 @@ def _match_bucket(blocks: list[tuple[int, int, np.ndarray, np.ndarray]], images:
     per_block = max(dpad, 1) * max(gmax, 1)
     step = max(1, chunk_elems // per_block)
     pb, pd, pg, piou = [], [], [], []
-    # float32 is exact enough for a screen once each block is moved near the origin
+    # float32 is exact enough for a screen once each block is moved near the origin, unless a
+    # block spans so many pixels that float32's spacing there is not small against its smallest
+    # box (tiny boxes across a million-pixel panorama): then the screen runs in float64
     origin = np.zeros((nb, 1, 4))
+    screen_dtype: type = np.float32
     if nb:
         lo = np.minimum(np.where(gt_valid[..., None], gt_xywh, np.inf).min(1), np.where(dt_valid[..., None], dt_xywh, np.inf).min(1))
         origin[:, 0, :2] = np.where(np.isfinite(lo[:, :2]), lo[:, :2], 0.0)
-    dt32, gt32 = (dt_xywh - origin).astype(np.float32), (gt_xywh - origin).astype(np.float32)
+        shifted = [np.abs(a - origin)[v] for a, v in ((gt_xywh, gt_valid), (dt_xywh, dt_valid))]
+        reach = max((float((s[:, :2] + s[:, 2:]).max()) for s in shifted if len(s)), default=0.0)
+        sides = np.concatenate([s[:, 2:].ravel() for s in shifted])
+        sides = sides[sides > 0]
+        smallest = float(sides.min()) if len(sides) else 1.0
+        if 4 * float(np.spacing(np.float32(reach))) > 1e-3 * smallest:
+            screen_dtype = np.float64
+    dt32, gt32 = (dt_xywh - origin).astype(screen_dtype), (gt_xywh - origin).astype(screen_dtype)
     # a block larger than the chunk on its own is screened a band of its detections at a time
     d_step = max(dpad, 1) if step > 1 else max(1, chunk_elems // max(gmax, 1))
     for s, d0 in ((s, d0) for s in range(0, nb, step) for d0 in range(0, max(dpad, 1), d_step)):

@@ -467,7 +467,10 @@ def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
             )
         if not all(math.isfinite(v) for v in (x, y, w, h, score)) or w < 0 or h < 0:
             raise InvalidInputError(f"{path}: result {j} has a bad bbox or score")
-        grouped.setdefault(key, []).append(([x, y, x + w, y + h], score, cats.get(cid, str(cid)), (w, h)))
+        # a category id a COCO ground truth lacks gets a name no category of it can have (its
+        # number could be one's name: scored as that category, where pycocotools leaves it out)
+        name = cats.get(cid, f"category_id {cid} (not in the ground truth)" if cats else str(cid))
+        grouped.setdefault(key, []).append(([x, y, x + w, y + h], score, name, (w, h)))
     for key, items in grouped.items():
         g = gt.images.get(key) if gt is not None else None
         out.images[key] = ImageBoxes(
