@@ -6,7 +6,9 @@ box, the nearest box to its right that overlaps it vertically; :func:`neighbour_
 which of those pairs stand on one line (their bottoms agree) and which do not (a jump in shelf
 height, or a product stacked on another). Candidate pairs come from one ``shapely.STRtree``
 query of a probe per box (the stretch right of the box's centre, ``reach`` box widths beyond
-its right edge), never from an N x N matrix. Coordinates are pixels of the upright image.
+its right edge), never from an N x N matrix. Boxes with the very same coordinates (a detector
+repeating one box) are queried once: a pile of k of them would otherwise give k^2 pairs.
+Coordinates are pixels of the upright image.
 """
 
 from __future__ import annotations
@@ -58,8 +60,30 @@ class NeighbourPairs:
     slope: np.ndarray
 
 
+def _distinct(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(u, first, inverse)``: the distinct boxes of ``a``, the lowest index of each in ``a``,
+    and each box's distinct one (``a == u[inverse]``)."""
+    u, first, inverse = np.unique(a, axis=0, return_index=True, return_inverse=True)
+    return u, first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+
+
 def _candidates(a: np.ndarray, reach: float, min_overlap: float) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) pairs with j right of i, within reach and overlapping vertically (module doc)."""
+    """(i, j) pairs with j right of i, within reach and overlapping vertically (module doc).
+    Of boxes sharing their coordinates, only the lowest index appears as ``j`` (the one every
+    caller would pick among them), and every one of them as ``i``."""
+    u, first, inverse = _distinct(a)
+    if len(u) == len(a):
+        return _distinct_candidates(a, reach, min_overlap)
+    ui, uj = _distinct_candidates(u, reach, min_overlap)
+    members = np.argsort(inverse, kind="stable")  # the boxes of each distinct one, in a row
+    starts = np.r_[0, np.cumsum(np.bincount(inverse, minlength=len(u)))]
+    n_each = starts[ui + 1] - starts[ui]
+    rep = np.repeat(np.arange(len(ui)), n_each)
+    offset = np.arange(len(rep)) - np.repeat(np.cumsum(n_each) - n_each, n_each)
+    return members[starts[ui][rep] + offset], first[uj][rep]
+
+
+def _distinct_candidates(a: np.ndarray, reach: float, min_overlap: float) -> tuple[np.ndarray, np.ndarray]:
     w = np.maximum(a[:, 2] - a[:, 0], 1e-6)
     h = np.maximum(a[:, 3] - a[:, 1], 1e-6)
     cx = (a[:, 0] + a[:, 2]) / 2
@@ -101,6 +125,9 @@ def stands_on_another(xyxy: np.ndarray, *, tol: float = 0.15) -> np.ndarray:
     out = np.zeros(len(a), bool)
     if len(a) < 2:
         return out
+    u, _, inverse = _distinct(a)
+    if len(u) < len(a):  # a box's copies never stand on each other: decided once per distinct box
+        return stands_on_another(u, tol=tol)[inverse]
     w = a[:, 2] - a[:, 0]
     h = np.maximum(a[:, 3] - a[:, 1], 1e-6)
     tree = shapely.STRtree(shapely.box(a[:, 0], a[:, 1], a[:, 2], a[:, 3]))

@@ -256,9 +256,11 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
                        max_height: int = PREVIEW_MAX_HEIGHT) -> Any:
     """The upright image at (about) preview size as a PIL RGB image.
 
-    JPEGs are decoded at a reduced scale directly (``draft``); everything else goes through the
-    engine's readers (16-bit and greyscale images made 8-bit RGB as the detector saw them) and
-    is shrunk in bands of rows, so a giant PNG or TIFF panorama is never decoded whole. The EXIF
+    Baseline JPEGs are decoded at a reduced scale directly (``draft``); everything else goes
+    through the engine's readers (16-bit and greyscale images made 8-bit RGB as the detector saw
+    them) and is shrunk in bands of rows. A TIFF panorama is read region by region, never whole;
+    a PNG or a progressive JPEG is decoded whole once, as detection decodes it (one 8-bit RGB
+    copy: about 0.9 GB for a 60000 x 5000 panorama), and the preview is made from it. The EXIF
     orientation is applied. Raises :class:`ImageReadError` if it cannot be read or
     :class:`InvalidInputError` if its upright size is not ``width`` x ``height`` (the detections
     belong to another image).
