@@ -41,7 +41,8 @@ def render_preview(
     quality: int = 82,
 ) -> tuple[bytes, int, int, float]:
     """Draw the products (green), bays (cyan outlines) with their rows (blue outlines, the fitted
-    bottom line drawn thick, labelled bay.row), gaps (red) and regions (yellow outlines) over
+    bottom line drawn thick, labelled bay.row where the row is at least 18 px tall in the
+    preview), gaps, empty sections and empty shelves (red) and regions (yellow outlines) over
     the image.
 
     ``image`` is a PIL image or HxWx3 uint8 array of the upright image at any scale (it is
@@ -96,6 +97,8 @@ def render_preview(
             d.text((x0 + 3, y0 - 14), label, fill=(255, 255, 255, 255))
         for row in part.layout.rows:
             x, y = row.x_start * s, float(row.bottom_at(row.x_start) + row.top_at(row.x_start)) / 2 * s
+            if float(row.bottom_at(row.x_start) - row.top_at(row.x_start)) * s < 18:
+                continue  # a label taller than its row (a long panorama shrunk) would hide the rows
             label = f"{b}.{row.index + 1}"
             d.rectangle([x, y - 8, x + 7 * len(label) + 6, y + 8], fill=(20, 60, 200, 220))
             d.text((x + 3, y - 6), label, fill=(255, 255, 255, 255))

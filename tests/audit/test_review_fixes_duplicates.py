@@ -47,3 +47,24 @@ def test_a_pile_of_copies_asks_the_index_once_per_distinct_box(monkeypatch) -> N
     res = run_audit(np.r_[pile, row], 20000, 1000)
     assert sum(p.layout.assignment.size for p in res.parts) == k + 10  # every box audited
     assert sizes and max(sizes) < 10 * (k + 10), max(sizes)  # not k^2 = 9 000 000
+
+
+def test_row_labels_are_drawn_only_where_the_preview_leaves_a_row_room_for_them(monkeypatch) -> None:
+    from PIL import ImageDraw
+
+    from densedet_tile.audit.report import render_preview
+    from densedet_tile.synth.audit_aisles import synthetic_bays
+
+    aisle = synthetic_bays(np.random.default_rng([3, 97]), n_bays=2, perspective_deg=0.0, roll_deg=0.0)
+    res = run_audit(aisle.xyxy, aisle.width, aisle.height)
+    texts: list[str] = []
+    real = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, text, *a, **k: (texts.append(text),
+                                                                                          real(self, xy, text, *a, **k))[1])
+    n_rows = sum(len(p.layout.rows) for p in res.parts)
+    render_preview(res, None)  # the aisle fits at about its size: every row labelled
+    assert sum(t.count(".") == 1 and t.replace(".", "").isdigit() for t in texts) == n_rows
+    texts.clear()
+    render_preview(res, None, max_width=aisle.width // 40, max_height=aisle.height // 40)  # shrunk 40 times
+    assert not [t for t in texts if t.count(".") == 1 and t.replace(".", "").isdigit()]
+    assert any(t.startswith("bay") for t in texts)  # bays are still named
