@@ -83,18 +83,29 @@ class Manifest:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             return
-        self._made_log = not self.log_path.exists()
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        busy = InvalidInputError(f"--out {self.out_dir}: another densedet-tile batch run is writing there (its "
+                                 "manifest.jsonl is locked); wait for it to end or choose another --out")
+        for _ in range(20):
+            self._made_log = not self.log_path.exists()
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise busy from None
+            except OSError:  # a file system without locks (some network mounts): run unlocked
+                os.close(fd)
+                return
+            try:
+                held = os.path.samestat(os.fstat(fd), os.stat(self.log_path))
+            except FileNotFoundError:
+                held = False
+            if held:
+                self._lock_fd = fd
+                return
+            # a run that just ended removed the empty log this one had opened: lock the new one
             os.close(fd)
-            raise InvalidInputError(f"--out {self.out_dir}: another densedet-tile batch run is writing there "
-                                    "(its manifest.jsonl is locked); wait for it to end or choose another --out") from None
-        except OSError:  # a file system without locks (some network mounts): run unlocked
-            os.close(fd)
-            return
-        self._lock_fd = fd
+        raise busy
 
     def unlock(self) -> None:
         """Let go of the folder; a manifest this run made and never wrote to goes again."""
@@ -208,6 +219,22 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
+def _image_names_in(out: Path, inputs: Sequence[Path]) -> list[str]:
+    """The file names of the other images whose detections JSONs lie in ``out`` (a detect run
+    writes there too, and the manifest does not list those), ``inputs``' own left out."""
+    mine = {os.path.abspath(p) for p in inputs}
+    names = []
+    for f in out.glob("*" + OUTPUT_SUFFIXES["json"]):
+        try:
+            image = json.loads(f.read_text(encoding="utf-8"))["image"]
+            name, path = image["name"], image.get("path")
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            continue
+        if isinstance(name, str) and not (isinstance(path, str) and os.path.abspath(path) in mine):
+            names.append(name)
+    return names
+
+
 def _our_preview(path: Path) -> bool:
     """Whether ``path`` is a preview this tool drew (``<stem>.preview.jpg`` beside
     ``<stem>.detections.json``): a folder that is also the output folder holds them, and they
@@ -260,8 +287,10 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
             stems[k] = stem
             used.add(stem)
 
+    folded = {r.casefold() for r in reserved}  # Classes.txt is classes.txt where case is not told apart
+
     def taken(stem: str, p: Path) -> bool:
-        if stem in used or owner.get(stem, str(p)) != str(p):
+        if stem in used or stem.casefold() in folded or owner.get(stem, str(p)) != str(p):
             return True
         try:
             doc = json.loads((out_dir / (stem + OUTPUT_SUFFIXES["json"])).read_text())
@@ -421,14 +450,20 @@ def run_batch(
             raise InvalidInputError(f"--out {out}: {name} there is a folder; the run log needs that name")
     manifest = Manifest(out)
     manifest.lock()  # one run at a time in a folder: the names below are chosen from its manifest
-    try:
+    todo: list[tuple[Path, str]] = []
+    done: list[tuple[Path, str]] = []
+    try:  # (from here on every way out lets go of the lock: this block's, or the run's finally)
         earlier = manifest.records()
         stems = batch_stems(paths, out, earlier, reserved=job.reserved_stems)
-        names = dict(zip(map(str, paths), row_names(paths, stems, [r["input"] for r in earlier
-                                                                    if isinstance(r.get("input"), str)])))
+        bumped = any(stem != output_stem(p) for p, stem in zip(paths, stems))
+        names = dict(zip(map(str, paths), row_names(
+            paths, stems, [r["input"] for r in earlier if isinstance(r.get("input"), str)],
+            known=_image_names_in(out, paths) if bumped else ())))
         refuse_outputs_over_inputs(paths, stems, out, job)  # before anything is written
         sweep_temporaries(out)  # what a killed run was writing
         job = replace(job, request=request_key(job, detector))
+        for p, stem in zip(paths, stems):
+            (done if outputs_complete(out, stem, job, p) else todo).append((p, stem))
     except BaseException:
         manifest.unlock()
         raise
@@ -442,11 +477,6 @@ def run_batch(
         summary.records.append(rec)
         if on_record is not None:
             on_record(rec)
-
-    todo: list[tuple[Path, str]] = []
-    done: list[tuple[Path, str]] = []
-    for p, stem in zip(paths, stems):
-        (done if outputs_complete(out, stem, job, p) else todo).append((p, stem))
 
     def begin(rec: dict[str, Any]) -> None:
         """The run's first line, then the images an earlier run finished (between ``run`` and
@@ -519,13 +549,17 @@ def run_batch(
                 manifest.write_snapshot()
             finally:
                 manifest.unlock()
+                if started_ray:  # also when the log could not be written (a full disk)
+                    import ray as _ray
+
+                    _ray.shutdown()
         else:  # stopped before its first line (while Ray started): no folder of its own left empty
             manifest.unlock()
             remove_empty(made)
-        if started_ray:
-            import ray as _ray
+            if started_ray:
+                import ray as _ray
 
-            _ray.shutdown()
+                _ray.shutdown()
     return summary
 
 

@@ -176,7 +176,8 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
         doc = json.loads(paths["json"].read_text())
     except (OSError, ValueError):
         return False
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or len(doc.get("boxes", ())) != doc.get("num_detections"):
+    if (not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("boxes"), list)
+            or len(doc["boxes"]) != doc.get("num_detections")):
         return False
     if inp is None:
         return True
@@ -442,29 +443,43 @@ def error_line(inp: str, exc: BaseException) -> str:
     return f"{inp}: {msg}"
 
 
-def row_names(paths: "Sequence[str | Path]", stems: Sequence[str],
-              others: "Sequence[str | Path]" = ()) -> list[str | None]:
-    """What the CSV and COCO rows call each image: its file name (None), unless another input of
-    this run, or one in ``others`` (an earlier run's), is a different file of the same name and
-    this one's outputs took a new stem: then the stem and its suffix (``IMG_0001-2.jpg``), so the
-    rows of the two stay apart. ``a.jpg`` and ``a.png`` keep their names (stems ``a``, ``a-2``)."""
+def row_names(paths: "Sequence[str | Path]", stems: Sequence[str], others: "Sequence[str | Path]" = (),
+              known: "Sequence[str]" = ()) -> list[str | None]:
+    """What the CSV and COCO rows call each image: its file name (None), unless its outputs took a
+    new stem and another image goes by that file name (another input of this run, one in
+    ``others``, an earlier run's, or one of ``known``: the image names of other detections in the
+    output folder): then the stem and its suffix (``IMG_0001-2.jpg``). ``a.jpg`` and ``a.png``
+    keep their names (stems ``a``, ``a-2``). No two of ``paths`` get one name: where a kept file
+    name meets another's stem name (``a-2.jpg`` beside the second ``a.jpg``), the stems decide."""
     from collections import Counter
 
     distinct = {os.path.abspath(p) for p in paths} | {os.path.abspath(p) for p in others}
     count = Counter(Path(p).name for p in distinct)
-    return [str(stem) + Path(p).suffix if count[Path(p).name] > 1 and stem != output_stem(p) else None
-            for p, stem in zip(paths, stems)]
+    outside = Counter(known)
+    names: list[str | None] = [
+        str(stem) + Path(p).suffix if stem != output_stem(p) and (count[Path(p).name] > 1 or outside[Path(p).name])
+        else None for p, stem in zip(paths, stems)]
+    by_stem = [str(stem) + Path(p).suffix for p, stem in zip(paths, stems)]  # all different: stems are
+    while True:
+        final = [n or Path(p).name for n, p in zip(names, paths)]
+        used = Counter(final)
+        clash = [k for k, n in enumerate(final) if used[n] > 1 and n != by_stem[k]]
+        if not clash:
+            return names
+        for k in clash:
+            names[k] = by_stem[k]
 
 
 def unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]" = ()) -> list[str]:
     """Output stems for ``paths``: each file's stem, then ``-2``, ``-3``... where stems clash or
     the stem is ``reserved`` (see :attr:`Job.reserved_stems`)."""
     used: set[str] = set(reserved)
+    folded = {r.casefold() for r in reserved}  # Classes.txt is classes.txt where case is not told apart
     stems = []
     for p in paths:
         stem = base = output_stem(p)
         k = 2
-        while stem in used:
+        while stem in used or stem.casefold() in folded:
             stem, k = f"{base}-{k}", k + 1
         used.add(stem)
         stems.append(stem)

@@ -120,9 +120,8 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
         warnings.warn("max_vram (--max-vram) applies to CUDA devices only; ignored on the CPU", RuntimeWarning,
                       stacklevel=caller_level())
         return None
-    info = getattr(detector, "info", None)
-    runtime = getattr(detector, "runtime", None) or (info.get("framework") if isinstance(info, dict) else None)
-    if runtime in ("onnxruntime", "litert"):
+    runtime = _own_allocator(detector)
+    if runtime is not None:
         warnings.warn(f"max_vram (--max-vram) plans and caps torch's GPU memory; this detector runs on {runtime}, "
                       "which allocates its own, so the option is ignored (set a batch size by hand)", RuntimeWarning,
                       stacklevel=caller_level())
@@ -155,6 +154,14 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
     return plan
 
 
+def _own_allocator(detector: object) -> str | None:
+    """The runtime of a detector that allocates GPU memory on its own, out of torch's sight
+    (``"onnxruntime"``, ``"litert"``), else None."""
+    info = getattr(detector, "info", None)
+    runtime = getattr(detector, "runtime", None) or (info.get("framework") if isinstance(info, dict) else None)
+    return runtime if runtime in ("onnxruntime", "litert") else None
+
+
 def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileSpec, RunSpec]:
     """Apply ``run.max_vram`` for ``detector``: cap the allocator, choose batch (and tile).
 
@@ -162,7 +169,8 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     images are not probed again. A batch size given in ``run`` is kept (only the cap is
     applied); a tile is shrunk only for models that see tiles at their native size. Off CUDA
     (and for ONNX Runtime / LiteRT detectors) the option does not apply: a warning, and the specs
-    come back with the usual batch size (so a later call does not plan, or warn, again).
+    come back with the usual batch size (so a later call neither plans nor warns again, and no
+    torch cap is set for a detector torch does not run).
     """
     if run.max_vram is None:
         return tiling, run
@@ -172,7 +180,7 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     if device.startswith("cuda"):
         device = resolve_device(device)
     if run.batch_size is not None:
-        if device.startswith("cuda"):
+        if device.startswith("cuda") and _own_allocator(detector) is None:
             apply_vram_cap(run.max_vram, device)
         return tiling, run
     tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile  # auto: planned at the default

@@ -136,9 +136,7 @@ def test_sighup_stops_a_run_as_sigterm_does_and_the_manifest_names_it(tmp_path: 
 
     with pytest.raises(Stopped) as caught:
         with StopSignals() as stop:
-            os.kill(os.getpid(), signal.SIGHUP)
-            for _ in range(1000):  # the handler runs between bytecodes of the main thread
-                pass
+            signal.raise_signal(signal.SIGHUP)  # handled in this thread before the call returns
     assert caught.value.signum == signal.SIGHUP and stop.exit_status == 129
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # handed back
 
@@ -163,3 +161,96 @@ def test_a_folder_given_to_the_single_image_command_points_to_batch(tmp_path: Pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a folder" in err[0] and "densedet-tile batch" in err[0]
     assert (tmp_path / "out" / "a.detections.json").is_file()  # the other input still ran
+
+
+def test_a_run_that_fails_while_checking_earlier_outputs_lets_go_of_the_folder(tmp_path: Path) -> None:
+    img = _photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    # an earlier result whose boxes are no list: once a TypeError after the lock was taken
+    (out / "a.detections.json").write_text(json.dumps({"schema": "densedet-tile/detections@1", "boxes": None,
+                                                       "num_detections": 0}))
+    first = run_batch([img], out, detector=BlobDetector(), job=JOB)
+    assert first.ok == 1  # redone, not skipped and not a crash
+    assert run_batch([img], out, detector=BlobDetector(), job=JOB).skipped == 1  # not refused as busy
+
+    def broken(*a, **k):
+        raise RuntimeError("disk gone")
+
+    import densedet_tile.batch as batch
+
+    real = batch.outputs_complete
+    batch.outputs_complete = broken
+    try:
+        with pytest.raises(RuntimeError):
+            run_batch([img], out, detector=BlobDetector(), job=JOB)
+    finally:
+        batch.outputs_complete = real
+    assert run_batch([img], out, detector=BlobDetector(), job=JOB).skipped == 1
+
+
+def test_a_lock_taken_on_a_log_that_was_just_removed_is_taken_again_on_the_new_one(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    import fcntl
+
+    a, b, c = Manifest(tmp_path), Manifest(tmp_path), Manifest(tmp_path)
+    a.lock()  # made the empty log
+    real = fcntl.flock
+    calls = {"n": 0}
+
+    def late(fd, op):  # b opened the log, then a ended (removing its empty log) before b's flock
+        calls["n"] += 1
+        if calls["n"] == 1:
+            a.unlock()
+        return real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", late)
+    b.lock()
+    monkeypatch.undo()
+    assert calls["n"] == 2 and b.log_path.exists()  # locked again, on the log that is there now
+    with pytest.raises(InvalidInputError, match="another densedet-tile batch run"):
+        c.lock()
+    b.unlock()
+
+
+def test_row_names_never_give_two_images_one_name() -> None:
+    assert row_names(["/1/a.jpg", "/2/a.jpg", "/3/a-2.jpg"], ["a", "a-2", "a-2-2"]) == [None, "a-2.jpg", "a-2-2.jpg"]
+    # another image's detections in the folder (a detect run's) took the stem: named apart too
+    assert row_names(["/y/x.jpg"], ["x-2"], known=["x.jpg"]) == ["x-2.jpg"]
+    assert row_names(["/y/x.jpg"], ["x-2"], known=["x.png"]) == [None]
+
+
+def test_classes_is_reserved_whatever_its_case(tmp_path: Path) -> None:
+    img = _photo(tmp_path / "in" / "Classes.jpg")
+    res = run_batch([img], tmp_path / "out", detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256),
+                                                                                 formats=("json", "yolo")))
+    assert res.ok == 1 and res.records[0]["stem"] == "Classes-2"
+
+
+def test_max_vram_is_planned_once_and_never_caps_torch_for_a_detector_torch_does_not_run(monkeypatch) -> None:
+    import warnings
+
+    from densedet_tile import vram
+    from densedet_tile.types import RunSpec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tiling, run = vram.fit_to_vram(BlobDetector(), TileSpec(), RunSpec(max_vram=2.0, device="cpu"))
+    assert run.max_vram == 2.0 and run.batch_size == 1  # reported as asked, planned as usual
+    assert vram.fit_to_vram(BlobDetector(), tiling, run) == (tiling, run)
+    capped = []
+    monkeypatch.setattr(vram, "apply_vram_cap", lambda gb, device: capped.append(device))
+    monkeypatch.setattr("densedet_tile.detector.base.resolve_device", lambda d: d)
+
+    class OnOnnx(BlobDetector):
+        runtime = "onnxruntime"
+        device = "cuda:0"
+
+    class OnTorch(BlobDetector):
+        device = "cuda:0"
+
+    ask = RunSpec(max_vram=2.0, device="cuda:0", batch_size=4)
+    vram.fit_to_vram(OnOnnx(), TileSpec(), ask)
+    assert capped == []  # once, with the usual batch, this applied torch's cap on every image
+    vram.fit_to_vram(OnTorch(), TileSpec(), ask)
+    assert capped == ["cuda:0"]

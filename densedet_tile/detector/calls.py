@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DetectorError, caller_level
 from ..types import Detections
-from .base import Detector
+from .base import Detector, class_names_of
 
 __all__ = ["DetectorCalls", "is_oom"]
 
@@ -59,8 +59,11 @@ class DetectorCalls:
         self._outside = 0
         self._specks = 0
         self._said_outside = False
-        names = getattr(detector, "class_names", None)
-        self._n_names = len(names) if isinstance(names, (list, tuple)) and names else None
+        try:
+            names = class_names_of(detector)
+        except DetectorError:  # refused where the outputs are written; no count to compare with here
+            names = None
+        self._n_names = len(names) if names else None
         self._said_label = False
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[Detections]:

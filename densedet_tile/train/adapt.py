@@ -109,7 +109,8 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
             continue
         try:
             st = p.stat()
-            first = seen.setdefault((st.st_dev, st.st_ino), p)
+            # (an inode number of 0 says nothing: some Windows and network file systems)
+            first = seen.setdefault((st.st_dev, st.st_ino), p) if st.st_ino else p
         except OSError:
             first = p
         if first != p:
