@@ -387,8 +387,13 @@ def run_batch(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_submit: Callable[[Any, Any], None] | None = None,
     run_info: dict[str, Any] | None = None,
+    stop_signal: Callable[[], int | None] | None = None,
 ) -> BatchSummary:
     """Process image files into ``out_dir``, skipping those whose outputs are already complete.
+
+    ``stop_signal``, when given, says which signal (if any) turned into the KeyboardInterrupt
+    that stopped the run (the command's stop handler knows; Ray raises a KeyboardInterrupt of
+    its own over it), for the manifest's ``stopped``.
 
     ``detector`` is a :class:`~densedet_tile.detector.registry.DetectorSpec` (built once per
     worker), a picklable detector object, or None (the built-in default model). ``job`` says how
@@ -534,7 +539,10 @@ def run_batch(
                 else:
                     _run_pool(todo, out, pool, job, record, names, retries=retries, timeout=timeout, on_submit=on_submit)
     except BaseException as exc:
-        stopped = _stop_reason(exc) if isinstance(exc, KeyboardInterrupt) else (one_line(exc) or type(exc).__name__)
+        if isinstance(exc, KeyboardInterrupt):
+            stopped = _stop_reason(exc, stop_signal() if stop_signal is not None else None)
+        else:
+            stopped = one_line(exc) or type(exc).__name__
         raise
     finally:
         summary.seconds = time.perf_counter() - t0
@@ -563,10 +571,16 @@ def run_batch(
     return summary
 
 
-def _stop_reason(exc: KeyboardInterrupt) -> str:
+def _stop_reason(exc: KeyboardInterrupt, signum: int | None = None) -> str:
     """What the manifest's ``stopped`` says of a run stopped by Ctrl-C ("interrupted") or by a
-    signal the command turns into one (``signum`` on the exception: "stopped by SIGTERM")."""
-    signum = getattr(exc, "signum", None)
+    signal the command turns into one (``signum`` on the exception, or on the one it was raised
+    while handling: Ray raises a KeyboardInterrupt of its own over it: "stopped by SIGTERM")."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None or signum is not None:
+            break
+        signum = getattr(seen, "signum", None)
+        seen = seen.__cause__ or seen.__context__
     if not isinstance(signum, int) or signum == signal.SIGINT:
         return "interrupted"
     try:

@@ -110,13 +110,13 @@ def batch_main(argv: Sequence[str]) -> int:
     _quiet_ray()
     with StopSignals() as stop:
         try:
-            return _batch(args, argv)
+            return _batch(args, argv, stop)
         except KeyboardInterrupt:
             error(PROG, "interrupted (re-run the same command to continue where it stopped)")
             return stop.exit_status
 
 
-def _batch(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> int:
     def show(rec: dict[str, Any]) -> None:
         if args.quiet and rec["status"] != "error":
             return
@@ -140,7 +140,7 @@ def _batch(args: argparse.Namespace, argv: Sequence[str]) -> int:
             args.inputs, args.out, detector=detector_spec_from_args(args), job=job, ray=args.ray,
             workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
             split=args.split, retries=args.retries, timeout=args.timeout, on_record=show,
-            run_info={"argv": list(argv)},
+            run_info={"argv": list(argv)}, stop_signal=lambda: stop.signum,
         )
     except DensedetError as exc:
         if args.debug:
