@@ -181,3 +181,16 @@ def stale_temporaries(out: "os.PathLike[str] | str", names: Sequence[str]) -> tu
         f.write_text("x")
         os.utime(f, (stale, stale))
     return old, keep
+
+
+def write_aisle_detections(path: "os.PathLike[str] | str", boxes: np.ndarray, width: int, height: int) -> None:
+    """A detections JSON (as ``densedet-tile --out`` writes one) of a generated aisle's ``boxes``,
+    for the audit command: image ``aisle.jpg`` (no such file: the preview is drawn on grey)."""
+    import json
+
+    doc = {"schema": "densedet-tile/detections@1",
+           "image": {"path": "aisle.jpg", "name": "aisle.jpg", "width": int(width), "height": int(height)},
+           "boxes": np.asarray(boxes).tolist(), "scores": [0.9] * len(boxes), "labels": [0] * len(boxes),
+           "categories": {"0": "product"}}
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh)

@@ -3,7 +3,6 @@ end of one), reported on its own instead of silently cut as an upright."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from shapely.geometry import Polygon, box
 
 from densedet_tile.audit.analysis import audit_to_dict, run_audit
 from densedet_tile.synth.audit_aisles import synthetic_bays
+from fakes import write_aisle_detections
 
 
 def _emptied(seed: int, bay: int = 1, n_bays: int = 3):
@@ -66,11 +66,7 @@ def test_empty_sections_in_the_json_and_the_report(tmp_path: Path) -> None:
     assert e["between_bays"] == [1, 2] and e["x1"] < e["x2"]
     assert box(0, 0, aisle.width, aisle.height).buffer(0.1).covers(Polygon(e["polygon"]))
     dets = tmp_path / "aisle.detections.json"
-    dets.write_text(json.dumps({"schema": "densedet-tile/detections@1",
-                                "image": {"path": "aisle.jpg", "name": "aisle.jpg", "width": aisle.width,
-                                          "height": aisle.height},
-                                "boxes": a.tolist(), "scores": [0.9] * len(a), "labels": [0] * len(a),
-                                "categories": {"0": "product"}}))
+    write_aisle_detections(dets, a, aisle.width, aisle.height)
     assert audit_main(["--detections", str(dets), "--out", str(tmp_path / "out")]) == 0
     page = (tmp_path / "out" / "aisle.audit.html").read_text()
     assert "<h2>Empty sections</h2>" in page and "empty sections <b>1</b>" in page

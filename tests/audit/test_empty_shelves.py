@@ -13,6 +13,7 @@ from shapely.geometry import Polygon, box
 from densedet_tile.audit import audit_to_dict, find_empty_shelves, find_rows, parse_regions, run_audit
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.synth.audit_aisles import synthetic_bays
+from fakes import write_aisle_detections
 
 
 def _aisle(seed: int, min_rows: int):
@@ -127,11 +128,7 @@ def test_empty_shelves_in_the_json_the_report_and_the_command(tmp_path: Path, ca
     assert sum(b["empty_shelves"] for b in doc["bays"]) == 1
     assert doc["bays"][e["bay"] - 1]["empty_shelves"] == 1
     dets = tmp_path / "aisle.detections.json"
-    dets.write_text(json.dumps({"schema": "densedet-tile/detections@1",
-                                "image": {"path": "aisle.jpg", "name": "aisle.jpg", "width": aisle.width,
-                                          "height": aisle.height},
-                                "boxes": a.tolist(), "scores": [0.9] * len(a), "labels": [0] * len(a),
-                                "categories": {"0": "product"}}))
+    write_aisle_detections(dets, a, aisle.width, aisle.height)
     capsys.readouterr()
     assert audit_main(["--detections", str(dets), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
