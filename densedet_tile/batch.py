@@ -546,24 +546,19 @@ def run_batch(
         raise
     finally:
         summary.seconds = time.perf_counter() - t0
-        if begun:  # (a cluster that could not be reached started no run: nothing to log)
-            end = {"event": "end", "run": summary.run, "ended": _now(), "seconds": round(summary.seconds, 3),
-                   "ok": summary.ok, "error": summary.failed, "skipped": summary.skipped,
-                   "finished": len(summary.records) == len(paths)}
-            if stopped is not None:
-                end["stopped"] = stopped
-            try:
+        try:
+            if begun:  # (a cluster that could not be reached started no run: nothing to log)
+                end = {"event": "end", "run": summary.run, "ended": _now(), "seconds": round(summary.seconds, 3),
+                       "ok": summary.ok, "error": summary.failed, "skipped": summary.skipped,
+                       "finished": len(summary.records) == len(paths)}
+                if stopped is not None:
+                    end["stopped"] = stopped
                 manifest.append(end)
                 manifest.write_snapshot()
-            finally:
-                manifest.unlock()
-                if started_ray:  # also when the log could not be written (a full disk)
-                    import ray as _ray
-
-                    _ray.shutdown()
-        else:  # stopped before its first line (while Ray started): no folder of its own left empty
+        finally:  # also when the log could not be written (a full disk)
             manifest.unlock()
-            remove_empty(made)
+            if not begun:  # stopped before its first line (while Ray started): no folder of its own left empty
+                remove_empty(made)
             if started_ray:
                 import ray as _ray
 
@@ -573,14 +568,10 @@ def run_batch(
 
 def _stop_reason(exc: KeyboardInterrupt, signum: int | None = None) -> str:
     """What the manifest's ``stopped`` says of a run stopped by Ctrl-C ("interrupted") or by a
-    signal the command turns into one (``signum`` on the exception, or on the one it was raised
-    while handling: Ray raises a KeyboardInterrupt of its own over it: "stopped by SIGTERM")."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None or signum is not None:
-            break
-        signum = getattr(seen, "signum", None)
-        seen = seen.__cause__ or seen.__context__
+    signal the command turns into one (``signum``, from the command's stop handler, else from the
+    exception: "stopped by SIGTERM")."""
+    if signum is None:
+        signum = getattr(exc, "signum", None)
     if not isinstance(signum, int) or signum == signal.SIGINT:
         return "interrupted"
     try:

@@ -25,6 +25,15 @@ def _aisle(seed: int, min_rows: int):
     return aisle, (tall[seed % len(tall)] if tall else None)
 
 
+def _tall_bays(min_rows: int, seeds: int = 40):
+    """``(seed, aisle, bay)`` of the first ``seeds`` generated aisles that have a bay of at least
+    ``min_rows`` shelves."""
+    for seed in range(seeds):
+        aisle, bay = _aisle(seed, min_rows)
+        if bay is not None:
+            yield seed, aisle, bay
+
+
 def _emptied(aisle, bay: int, rows: list[int]) -> np.ndarray:
     return ~((aisle.bay_of == bay) & np.isin(aisle.row_of, rows))
 
@@ -36,10 +45,7 @@ def _centre_of(aisle, bay: int, row: int) -> tuple[float, float]:
 
 def test_a_shelf_emptied_inside_a_bay_is_found_where_it_stood() -> None:
     tried = 0
-    for seed in range(40):
-        aisle, bay = _aisle(seed, 4)
-        if bay is None:
-            continue
+    for seed, aisle, bay in _tall_bays(4):
         n_rows = int(aisle.row_of[aisle.bay_of == bay].max()) + 1
         row = 1 + seed % (n_rows - 2)  # never the top or bottom shelf: nothing beyond it to compare
         res = run_audit(aisle.xyxy[_emptied(aisle, bay, [row])], aisle.width, aisle.height)
@@ -55,10 +61,7 @@ def test_a_shelf_emptied_inside_a_bay_is_found_where_it_stood() -> None:
 
 def test_two_shelves_emptied_together_are_counted_as_two() -> None:
     tried = 0
-    for seed in range(40):
-        aisle, bay = _aisle(seed, 6)
-        if bay is None:
-            continue
+    for seed, aisle, bay in _tall_bays(6):
         res = run_audit(aisle.xyxy[_emptied(aisle, bay, [2, 3])], aisle.width, aisle.height)
         assert res.empty_shelves and all(e.shelves == 2 for e in res.empty_shelves), seed
         tried += 1
@@ -104,12 +107,10 @@ def test_bad_settings_are_refused() -> None:
 
 
 def _emptied_doc_aisle():
-    for seed in range(40):
-        aisle, bay = _aisle(seed, 4)
-        if bay is not None:
-            keep = _emptied(aisle, bay, [1])
-            if len(run_audit(aisle.xyxy[keep], aisle.width, aisle.height).empty_shelves) == 1:
-                return aisle, bay, keep
+    for _, aisle, bay in _tall_bays(4):
+        keep = _emptied(aisle, bay, [1])
+        if len(run_audit(aisle.xyxy[keep], aisle.width, aisle.height).empty_shelves) == 1:
+            return aisle, bay, keep
     raise AssertionError("no generated aisle with one empty shelf")
 
 
