@@ -24,6 +24,7 @@ __all__ = [
     "device_of",
     "cuda_plausible",
     "check_tiles",
+    "ort_session_options",
 ]
 
 
@@ -288,3 +289,19 @@ def check_tiles(tiles: Sequence[np.ndarray], *, allow_empty: bool = False) -> li
         if not allow_empty and (t.shape[0] < 1 or t.shape[1] < 1):
             raise InvalidInputError(f"tile {i}: empty tile of shape {t.shape}")
     return tiles
+
+
+def ort_session_options(ort: Any, threads: int | None = None) -> Any:
+    """ONNX Runtime session options as every adapter here builds them: ``threads`` intra-op
+    threads (None: ONNX Runtime's own choice), quiet logging, and worker threads that sleep
+    between runs instead of spinning. The engine runs a network call, then decodes, splits and
+    merges on the main thread while the next tiles are resized on another: spinning workers
+    kept a core busy through all of it (a 60-tile panorama took 5.3 CPU-s instead of 3.0, and
+    its wall time grew as much on two cores; BENCHMARKS.md, "ONNX Runtime threads")."""
+    opts = ort.SessionOptions()
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts

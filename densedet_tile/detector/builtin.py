@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .base import check_tiles, resolve_device, score_floor_for
+from .base import check_tiles, ort_session_options, resolve_device, score_floor_for
 from .shelfnet_config import DEFAULT_CONFIG
 from .stacks import layer_counts, split_layers
 
@@ -329,12 +329,10 @@ class OnnxRunner:
         ort = _import_onnxruntime()
         self.threads = _check_threads(threads) or usable_cpus()
         self.device = "cpu"
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
+        opts = ort_session_options(ort, self.threads)
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
         self.label = label or (os.fspath(source) if not isinstance(source, (bytes, bytearray)) else ONNX_FILE)
         try:
             self.session = ort.InferenceSession(source if isinstance(source, (bytes, bytearray)) else os.fspath(source),

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .base import check_tiles, class_names_option, score_floor_for
+from .base import check_tiles, class_names_option, ort_session_options, score_floor_for
 
 __all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
 
@@ -231,12 +231,9 @@ def build(
     except ImportError as exc:
         raise MissingDependencyError("the onnx detector", "onnxruntime", None, exc) from exc
 
-    opts = ort.SessionOptions()
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
-        opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
+    opts = ort_session_options(ort, threads)
     try:
         session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=_providers(ort, device))
     except InvalidInputError:

@@ -61,7 +61,7 @@ import numpy as np
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..merge.nms import nms
 from ..types import Detections
-from .base import check_tiles, class_names_option, score_floor_for
+from .base import check_tiles, class_names_option, ort_session_options, score_floor_for
 
 __all__ = [
     "build",
@@ -310,10 +310,7 @@ class _OnnxRuntime:
             raise MissingDependencyError("the yolo detector (ONNX models)", "onnxruntime", None, exc) from exc
         from .onnx_adapter import _providers
 
-        opts = ort.SessionOptions()
-        if threads is not None:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
+        opts = ort_session_options(ort, threads)
         providers = _providers(ort, device)
         try:
             self.session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=providers)

@@ -190,6 +190,11 @@ def test_the_device_is_where_onnx_runtime_runs_it(model_64x96, monkeypatch):
 def test_registry_builds_the_onnx_adapter(model_64x96):
     det = load_detector("onnx", checkpoint=model_64x96, device="cpu", score_thr=0.3)
     assert isinstance(det, onnx_adapter.OnnxDetector) and det.score_thr == 0.3
+    # ONNX Runtime's workers sleep between runs (they spun through the merge, burning a core)
+    opts = det._session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    det = load_detector("onnx", checkpoint=model_64x96, device="cpu", options={"threads": 1})
+    assert det._session.get_session_options().intra_op_num_threads == 1
 
 
 def test_cli_runs_an_onnx_model_on_an_image(tmp_path, model_64x96):

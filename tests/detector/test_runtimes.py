@@ -200,6 +200,20 @@ def test_threads_option() -> None:
         load_default(device="cpu", threads=0)
 
 
+def _spins(session) -> tuple[str, str]:
+    opts = session.get_session_options()
+    return (opts.get_session_config_entry("session.intra_op.allow_spinning"),
+            opts.get_session_config_entry("session.inter_op.allow_spinning"))
+
+
+def test_onnx_runtime_threads_sleep_between_runs() -> None:
+    # spinning workers kept a core busy while the main thread decoded, split and merged (a
+    # 60-tile panorama: 4.6 CPU-s instead of 3.0, the same boxes)
+    det = load_default(device="cpu", threads=2)
+    assert _spins(det.runner.session) == ("0", "0")
+    assert det.runner.session.get_session_options().intra_op_num_threads == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # the runtime rule
 # ---------------------------------------------------------------------------------------------

@@ -275,6 +275,8 @@ def test_reads_the_facts_of_the_export(models):
     assert det.class_names == ("white", "red") and det.layout == "v8" and det.batch == 1
     assert det.info["input_layout"] == "nchw" and det.info["framework"] == "onnxruntime"
     assert (det.conf, det.iou, det.max_det) == (0.25, 0.7, 1000)
+    opts = det._rt.session.get_session_options()  # workers sleep between runs instead of spinning
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     # no names in the file: classes by their numbers, all alike (class 0 is not "product" beside "1")
     assert load_detector("yolo", checkpoint=models["v5"], device="cpu").class_names == ("0", "1")
 
