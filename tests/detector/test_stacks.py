@@ -269,3 +269,21 @@ def test_the_command_line_turns_the_splitter_off_and_records_it(tmp_path) -> Non
         assert report["model"]["info"]["split_stacks"] is expect
     assert cli_main([str(example), "--out", str(tmp_path / "bad"), "--detector-option", "split_stacks=maybe"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("shape", [(640, 640, 3), (37, 91, 3), (50, 60), (3000, 3000, 3)])
+def test_summed_area_table_is_exact_in_either_integer_width(shape) -> None:
+    from densedet_tile.detector.stacks import _gray_integral
+
+    img = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    if img.ndim == 3:
+        img[:40, :40] = 255  # the brightest corner: every sum at its largest
+        luma = (img[..., 0].astype(np.int64) * 77 + img[..., 1].astype(np.int64) * 150
+                + img[..., 2].astype(np.int64) * 29) >> 8
+    else:
+        luma = img.astype(np.int64)
+    want = np.zeros((shape[0] + 1, shape[1] + 1), np.int64)
+    want[1:, 1:] = luma.cumsum(axis=0).cumsum(axis=1)
+    got = _gray_integral(img)
+    assert got.dtype == (np.int64 if shape[0] * shape[1] * 255 >= 2**31 else np.int32)
+    assert np.array_equal(got, want)
