@@ -223,3 +223,31 @@ def test_one_file_named_twice_is_detected_once_and_a_batch_then_skips_it(tmp_pat
                 "--ray", "none")
     assert r.returncode == 0, r.stderr
     assert "0 done, 1 skipped" in r.stderr
+
+
+def test_no_progress_bar_and_no_tqdm_when_stderr_is_a_pipe(tmp_path, shelf_png, monkeypatch):
+    import io
+
+    from densedet_tile.cli import detect as cli_detect
+
+    seen = []
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # importing it now fails: it must not be needed
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a pipe or a log file: not a terminal
+    progress = cli_detect._Progress("shelf.png", enabled=True)
+    progress(1, 4)
+    progress(4, 4)
+    progress.close()
+    assert not progress.enabled and progress.bar is None and sys.stderr.getvalue() == ""
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            seen.append(True)
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Tty())
+    monkeypatch.delitem(sys.modules, "tqdm")
+    progress = cli_detect._Progress("shelf.png", enabled=True)
+    progress(1, 4)
+    assert seen and progress.bar is not None
+    progress.close()
+    assert not cli_detect._Progress("shelf.png", enabled=False).enabled  # -q
