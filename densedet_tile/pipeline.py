@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 import warnings
@@ -243,13 +244,29 @@ def detect_image(
             log.warning("%s: %d px tiles are shown to the model at %d px (%.0fx larger): products look that much "
                         "bigger than in the photo, and it runs %d tiles; a tile near the model's input is usual",
                         src.name, max(tiles[0].w, tiles[0].h), side, side / max(tiles[0].w, tiles[0].h), len(tiles))
-        if scaled.tiling.overlap_px == 0 and len(tiles) > 1:
-            log.warning("%s: tiles without overlap: a product cut by a seam is seen as two fragments that "
-                        "cannot be joined, so it may be counted twice; an overlap of 0.2 is the default", src.name)
+        if len(tiles) > 1:
+            _warn_narrow_overlap(src.name, scaled.tiling, merge)
         preds = predict_tiles(src, tiles, detector, scaled.run, progress=progress)
     preds.read_s += t_open
     return finish(src, tiles, preds, tiling=scaled.tiling, merge=merge, model=describe_detector(detector),
                   started=t_start, extra_settings={"scale": scaled.info})
+
+
+def _warn_narrow_overlap(name: str, tiling: TileSpec, merge: MergeSpec) -> None:
+    """Say when the tiles overlap too little for the seam repair to tell a product cut by a seam
+    from two neighbours meeting there: under twice the band of cut sides (``edge_tol``), a
+    neighbour's box ending near the seam looks cut as well (two products 2 px apart across a
+    26 px overlap were joined into one box; an outside review), and without any overlap the
+    two fragments of a cut product never reach past each other's cut."""
+    px = tiling.overlap_px
+    if px == 0:
+        log.warning("%s: tiles without overlap: a product cut by a seam is seen as two fragments that "
+                    "cannot be joined, so it may be counted twice; an overlap of 0.2 is the default", name)
+    elif merge.mode != "none" and px < 2 * merge.edge_tol:
+        log.warning("%s: the tiles overlap by %d px, less than twice the %g px band of cut box sides: a product "
+                    "cut by a seam and two products meeting there look alike, so some cut products stay in two "
+                    "pieces and some neighbours are joined; an overlap of %d px or more avoids it (0.2 is the "
+                    "default)", name, px, merge.edge_tol, math.ceil(2 * merge.edge_tol))
 
 
 def plan(source: Any, tiling: TileSpec) -> list[Tile]:

@@ -316,6 +316,20 @@ def test_the_api_serves_a_threshold_below_the_built_in_models_own(caplog):
     assert "without overlap" in caplog.text
 
 
+def test_an_overlap_too_narrow_for_the_seam_repair_is_warned_about(caplog):
+    img = blob_image(600, 800, (100, 100, 160, 160))
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05)  # 13 px: under twice the 16 px band
+    assert "overlap by 13 px, less than twice the 16 px band" in caplog.text and "32 px or more" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05, merge=dt.MergeSpec(edge_tol=4.0))  # their band
+        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.2)  # 51 px
+        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05, merge=dt.MergeSpec(mode="none"))  # nothing is repaired
+        dt.detect_image(img, BlobDetector(), tile=1024, overlap=0.0)  # one tile: no seam
+    assert "overlap" not in caplog.text
+
+
 def test_a_scale_and_tile_auto_together_are_refused():
     with pytest.raises(InvalidInputError, match="scale or tile='auto'"):
         dt.detect(blob_image(64, 64, (1, 1, 5, 5)), BlobDetector(), tile="auto", scale=0.5)
