@@ -5,13 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import as_boxes, candidate_pairs, check_iou_thr, pair_iou
+from .boxes import TooManyPairs, as_boxes, candidate_pairs, check_iou_thr, cross_pairs, pair_iou
 
 __all__ = ["nms", "score_order"]
 
 #: After this many parallel sweeps the still undecided boxes (a long chain of overlaps) are
 #: finished one by one in rank order (still linear in the remaining pairs).
 _MAX_SWEEPS = 64
+
+#: Candidate pairs one pass may hold: at least this many, or this many per box. Beyond (a pile
+#: of thousands of boxes over one spot, as a detector without its own NMS gives on a large
+#: product) the boxes are taken in blocks by score instead (:func:`_nms_blocks`).
+_PAIR_BUDGET = 4_000_000
+_PAIRS_PER_BOX = 32
+
+#: The smallest block of the fallback: its pairs always fit the budget (1024 * 1023 / 2).
+_MIN_BLOCK = 1024
 
 
 def score_order(scores: np.ndarray) -> np.ndarray:
@@ -65,13 +74,22 @@ def nms(
         grp = np.asarray(groups).reshape(-1)
         if grp.shape[0] != b.shape[0]:
             raise InvalidInputError(f"nms: {b.shape[0]} boxes but {grp.shape[0]} groups")
-    n = b.shape[0]
-    if n == 0:
+    if b.shape[0] == 0:
         return np.zeros(0, np.int64)
+    return _nms(b, s, lab, grp, float(iou_thr))
+
+
+def _nms(b: np.ndarray, s: np.ndarray, lab: np.ndarray | None, grp: np.ndarray | None, iou_thr: float) -> np.ndarray:
+    """:func:`nms` on checked arrays: over all candidate pairs at once, or by blocks when they
+    are too many to hold."""
+    n = b.shape[0]
+    try:  # a block as small as the fallback's smallest is always done in one pass
+        i, j = candidate_pairs(b, limit=None if n <= _MIN_BLOCK else max(_PAIR_BUDGET, _PAIRS_PER_BOX * n))
+    except TooManyPairs:
+        return _nms_blocks(b, s, lab, grp, iou_thr)
     order = score_order(s)
     prio = np.empty(n, np.int64)
     prio[order] = np.arange(n)
-    i, j = candidate_pairs(b)
     if lab is not None and i.size:
         same = lab[i] == lab[j]
         i, j = i[same], j[same]
@@ -106,6 +124,42 @@ def nms(
         _finish_sequential(state, prio, hi, lo)
     state[state == 0] = 1
     return order[state[order] == 1].astype(np.int64)
+
+
+def _nms_blocks(b: np.ndarray, s: np.ndarray, lab: np.ndarray | None, grp: np.ndarray | None,
+                iou_thr: float) -> np.ndarray:
+    """Greedy NMS, exactly as :func:`nms`, for boxes with too many overlapping pairs to hold.
+
+    The boxes are taken by descending score in blocks (an eighth of them, at least
+    :data:`_MIN_BLOCK`). A block's own NMS decides its boxes: every box ranked above them was
+    decided earlier, and those it kept already removed the block's boxes they suppress. The
+    boxes the block keeps then remove every later box they suppress, found from the pairs
+    between the two sets only (:func:`~densedet_tile.merge.boxes.cross_pairs`), so the pairs
+    inside a pile of later boxes are never formed. In a pile the first block keeps a few boxes
+    that remove most of the rest: time and memory follow the boxes kept, not the pile squared.
+    """
+    n = b.shape[0]
+    rest = score_order(s)  # ties: lower index first, as in the one-pass rule
+    block = max(_MIN_BLOCK, -(-n // 8))
+    kept: list[np.ndarray] = []
+    while rest.size:
+        q, rest = rest[:block], rest[block:]
+        keep = q[_nms(b[q], s[q], None if lab is None else lab[q], None if grp is None else grp[q], iou_thr)]
+        kept.append(keep)
+        if not rest.size or not keep.size:
+            continue
+        i, j = cross_pairs(b[keep], b[rest])
+        k, r = keep[i], rest[j]
+        hit = np.ones(i.size, bool)
+        if lab is not None:
+            hit &= lab[k] == lab[r]
+        if grp is not None:
+            hit &= grp[k] != grp[r]
+        hit[hit] = pair_iou(b, k[hit], r[hit]) > iou_thr
+        dead = np.zeros(rest.size, bool)
+        dead[j[hit]] = True
+        rest = rest[~dead]
+    return np.concatenate(kept).astype(np.int64)
 
 
 def _finish_sequential(state: np.ndarray, prio: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> None:

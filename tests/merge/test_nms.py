@@ -165,3 +165,67 @@ def test_nms_with_groups_long_chain_stays_exact() -> None:
 def test_nms_groups_length_checked() -> None:
     with pytest.raises(InvalidInputError, match="groups"):
         nms(np.zeros((2, 4)), np.ones(2), 0.5, groups=np.zeros(3))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_nms_by_blocks_gives_the_one_pass_answer(seed: int, monkeypatch) -> None:
+    # Piles (many boxes over a few spots) beside scattered boxes, with ties, labels and groups;
+    # a tiny pair budget sends even these few hundred boxes through the block fallback, which
+    # must give exactly the greedy answer, order included.
+    import sys
+
+    from densedet_tile.merge import boxes as boxes_mod
+
+    nms_mod = sys.modules["densedet_tile.merge.nms"]  # the package's name nms is the function
+
+    rng = np.random.default_rng(300 + seed)
+    piles = [np.array([x, y, x + w, y + h]) + rng.normal(0, 4, (int(rng.integers(20, 120)), 4))
+             for x, y, w, h in rng.uniform([0, 0, 20, 20], [500, 500, 90, 90], (int(rng.integers(1, 4)), 4))]
+    b = np.concatenate(piles + [random_boxes(rng, int(rng.integers(0, 150)), extent=600, size=(3, 60))])
+    b[:, 2:] = np.maximum(b[:, 2:], b[:, :2])
+    n = b.shape[0]
+    s = np.round(rng.random(n), int(rng.choice([1, 6])))
+    thr = float(rng.choice([0.2, 0.5, 0.7]))
+    labels = rng.integers(0, 2, n) if seed % 3 == 1 else None
+    groups = rng.integers(0, 3, n) if seed % 3 == 2 else None
+    want = ref_nms(b, s, thr, labels, groups)
+    assert nms(b, s, thr, labels=labels, groups=groups).tolist() == want
+    calls = []
+    real = nms_mod._nms_blocks
+    monkeypatch.setattr(nms_mod, "_PAIR_BUDGET", 40)
+    monkeypatch.setattr(nms_mod, "_PAIRS_PER_BOX", 0)
+    monkeypatch.setattr(nms_mod, "_MIN_BLOCK", 16)
+    monkeypatch.setattr(nms_mod, "_nms_blocks", lambda *a: calls.append(a[0].shape[0]) or real(*a))
+    assert nms(b, s, thr, labels=labels, groups=groups).tolist() == want
+    assert calls and calls[0] == n  # the fallback ran, from the top
+    assert isinstance(boxes_mod.candidate_pairs(b), tuple)  # no limit: the pairs, however many
+
+
+def test_nms_on_a_pile_never_forms_the_piles_pairs(monkeypatch) -> None:
+    # 6000 noisy views of one large product (a detector without NMS of its own): the one-pass
+    # path would hold about 18 million pairs (6 GiB at 10 000 boxes, an outside review)
+    import sys
+
+    nms_mod = sys.modules["densedet_tile.merge.nms"]
+    rng = np.random.default_rng(7)
+    b = np.array([300.0, 200, 1300, 1400]) + rng.normal(0, 30, (6000, 4))
+    s = rng.uniform(0.05, 0.9, 6000)
+    largest = []
+    real_cp, real_xp = nms_mod.candidate_pairs, nms_mod.cross_pairs
+
+    def counting_cp(*a, **k):
+        out = real_cp(*a, **k)
+        largest.append(out[0].size)
+        return out
+
+    def counting_xp(*a, **k):
+        out = real_xp(*a, **k)
+        largest.append(out[0].size)
+        return out
+
+    monkeypatch.setattr(nms_mod, "candidate_pairs", counting_cp)
+    monkeypatch.setattr(nms_mod, "cross_pairs", counting_xp)
+    got = nms(b, s, 0.7)
+    want = torchvision.ops.nms(torch.from_numpy(b), torch.from_numpy(s), 0.7)
+    assert got.tolist() == want.tolist()
+    assert max(largest) <= 1024 * 1023 // 2  # a block's own pairs at most, never the pile's

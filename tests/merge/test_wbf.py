@@ -160,3 +160,39 @@ def test_wbf_long_chain_is_settled() -> None:
     f = weighted_box_fusion(b, s, groups=groups, iou_thr=0.55)
     assert np.array_equal(f.anchor_ids[f.cluster], ref_anchors(b, s, groups, np.zeros(n, np.int64), 0.55))
     assert f.size.tolist() == [2] * (n // 2)  # each anchor takes the next box, of the other tile
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_wbf_on_piles_settles_them_one_by_one_with_the_same_clusters(seed: int, monkeypatch) -> None:
+    # A pile (hundreds of views over one spot, 10 tiles) settles a box or two per parallel
+    # sweep: after a few such sweeps the rest go one by one (1000 boxes: 4.1 -> 0.5 s), which
+    # must follow the same rule; the clutter beside it and ties included.
+    import densedet_tile.merge.wbf as wbf
+
+    rng = np.random.default_rng(700 + seed)
+    k = int(rng.integers(150, 300))
+    pile = np.array([100.0, 100, 200, 200]) + rng.normal(0, float(rng.choice([2, 6])), (k, 4))
+    b = np.concatenate([pile, random_boxes(rng, 60, extent=500, size=(10, 80))])
+    b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 0.5)
+    n = b.shape[0]
+    s = np.round(rng.random(n), int(rng.choice([1, 5])))
+    groups = rng.integers(0, 10, n)
+    labels = np.zeros(n, np.int64)
+    want = ref_anchors(b, s, groups, labels, 0.55)
+    sequential = []
+    real = wbf._finish_sequential
+    monkeypatch.setattr(wbf, "_finish_sequential", lambda *a: sequential.append(1) or real(*a))
+    f = weighted_box_fusion(b, s, groups=groups, iou_thr=0.55, labels=labels)
+    assert np.array_equal(f.anchor_ids[f.cluster], want)
+    assert sequential  # the pile went one by one well before the 64-sweep cap
+
+
+def test_wbf_takes_any_int64_group_ids() -> None:
+    # tile ids like hash() values or far apart: numbering them by (group - min) overflowed or wrapped
+    # (two tiles' boxes were taken as one tile's and left apart)
+    b = np.array([[0, 0, 10, 10], [0.5, 0, 10.5, 10], [1, 0, 11, 10], [50, 0, 60, 10], [50.5, 0, 60.5, 10]], float)
+    s = np.array([0.9, 0.8, 0.7, 0.9, 0.8])
+    for ids in ([0, 1, 2, 0, 1], [-2**62, 0, 2**62, -2**62, 0], [2**62, 4, 100, 2**62, 0],
+                [5612674197421210293, -5248558601952936569, 7, 5612674197421210293, 7]):
+        f = weighted_box_fusion(b, s, groups=np.array(ids, np.int64), iou_thr=0.55)
+        assert sorted(f.size.tolist()) == [2, 3], ids
