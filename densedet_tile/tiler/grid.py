@@ -17,6 +17,10 @@ def axis_starts(length: int, tile: int, stride: int) -> list[int]:
     so it ends flush with the border (every window full size, no sliver). A length that fits
     in one tile gives one window at 0 (which is then ``length`` long, see :func:`make_grid`).
     """
+    for name, v in (("length", length), ("tile", tile), ("stride", stride)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < (0 if name == "length" else 1):
+            raise InvalidInputError(f"axis_starts: {name} must be a {'non-negative' if name == 'length' else 'positive'} "
+                                    f"integer, got {v!r}")
     if length <= tile:
         return [0]
     n = int(np.ceil((length - tile) / stride)) + 1

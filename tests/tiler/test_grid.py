@@ -93,3 +93,13 @@ def test_an_absurd_number_of_tiles_is_refused_before_any_is_made():
     with pytest.raises(InvalidInputError, match=r"tiles of 32 px with overlap 0 for a 60000x60000 image"):
         make_grid(60_000, 60_000, TileSpec(tile=32, overlap=0.0))
     assert len(make_grid(100_000, 3000, TileSpec(tile=256, overlap=0.2))) < MAX_TILES  # a big panorama is fine
+
+
+def test_axis_starts_names_a_bad_stride_or_tile():
+    from densedet_tile.tiler import axis_starts
+
+    assert axis_starts(3000, 1280, 1024) == [0, 1024, 1720] and axis_starts(np.int64(500), 1280, 1024) == [0]
+    for args, word in [((3000, 1280, 0), "stride"), ((3000, 1280, -5), "stride"), ((3000, 0, 10), "tile"),
+                       ((-1, 1280, 1024), "length"), ((3000, 1280, 2.5), "stride"), ((3000, True, 10), "tile")]:
+        with pytest.raises(InvalidInputError, match=f"axis_starts: {word} must be"):
+            axis_starts(*args)
