@@ -27,7 +27,9 @@ def local_ray():
         ray.shutdown()
     here = str(Path(__file__).parent)
     pythonpath = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,  # the same cluster on a GPU box
+    # address="local": a new local instance even where RAY_ADDRESS names a cluster (ray.init would
+    # join it, and refuses num_cpus there)
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,  # same on a GPU box
              runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
     yield
     ray.shutdown()

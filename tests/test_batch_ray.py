@@ -31,7 +31,7 @@ class SlowBlob(BlobDetector):
     """BlobDetector that takes a little while per tile, so an actor can be killed mid-image."""
 
     def predict(self, tiles):
-        time.sleep(0.05)
+        time.sleep(0.3)  # long enough that the asynchronous kill lands while img1 is still running
         return super().predict(tiles)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,9 @@ NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision']
 
 
 def run_without_torch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    # a wide COLUMNS: argparse wraps help to the terminal's width, which would split the phrases looked for
     return subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+                          timeout=120, env={**os.environ, "COLUMNS": "200"})
 
 
 @pytest.mark.parametrize("args, extra", [

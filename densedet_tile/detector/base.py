@@ -293,11 +293,17 @@ def check_tiles(tiles: Sequence[np.ndarray], *, allow_empty: bool = False) -> li
 
 def ort_session_options(ort: Any, threads: int | None = None) -> Any:
     """ONNX Runtime session options as every adapter here builds them: ``threads`` intra-op
-    threads (None: ONNX Runtime's own choice), quiet logging, and worker threads that sleep
+    threads (None: ONNX Runtime's own choice), quiet logging (the process-wide default logger
+    too: errors only), and worker threads that sleep
     between runs instead of spinning. The engine runs a network call, then decodes, splits and
     merges on the main thread while the next tiles are resized on another: spinning workers
     kept a core busy through all of it (a 60-tile panorama took 5.3 CPU-s instead of 3.0, and
     its wall time grew as much on two cores; BENCHMARKS.md, "ONNX Runtime threads")."""
+    # ONNX Runtime's own start-up warnings (1.23+ prints "GPU device discovery failed" on VMs
+    # with a framebuffer card) would break the one-line error and output promises: errors only
+    set_severity = getattr(ort, "set_default_logger_severity", None)
+    if callable(set_severity):
+        set_severity(3)
     opts = ort.SessionOptions()
     if threads is not None:
         opts.intra_op_num_threads = threads

@@ -188,7 +188,7 @@ def chromium() -> str:
 
 def run_browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     exe = chromium()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
              "--disable-component-update", "--no-first-run", "--disable-sync",
              f"--user-data-dir={tmp_path / 'chrome-profile'}"]
     return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=120)

@@ -18,6 +18,8 @@ from densedet_tile.synth.shelves import render_shelf
 
 def run_cli(*args, cwd=None):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if str(args[0]) == "adapt" and "--threads" not in map(str, args):  # tiny models: one thread, not two spin-waiting on a shared machine
+        args = (*args, "--threads", "1")
     return subprocess.run([sys.executable, "-m", "densedet_tile", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=900)
 

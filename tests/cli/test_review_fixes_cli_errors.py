@@ -27,7 +27,9 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     ["adapt", "photos"],
     ["adapt", "photos", "--out", "x.pt", "--size", "33"],  # not a multiple of 32: named as --size
 ])
-def test_a_bad_option_is_one_line_without_the_usage_block(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_option_is_one_line_without_the_usage_block(argv: list[str], capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the relative names (IMG, photos, x.pt) resolve in an empty folder
     rc, out, err = run(argv, capsys)
     assert rc == 2 and out == ""
     lines = err.strip().splitlines()
