@@ -33,8 +33,8 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line
 from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir, new_folders, remove_empty, same_path, sweep_temporaries
-from .runner import (Job, build_detector, output_stem, outputs_complete, process_image, refuse_outputs_over_inputs,
-                     request_key, row_names, without_earlier_outputs)
+from .runner import (Job, build_detector, input_state, output_stem, outputs_complete, process_image,
+                     refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -164,6 +164,7 @@ class Manifest:
         """The manifest document: runs, and the latest record of every image, oldest image first."""
         runs: list[dict[str, Any]] = []
         images: dict[str, dict[str, Any]] = {}
+        by_stem: dict[str, str] = {}  # stem -> the input whose outputs it holds now
         for rec in self.records():
             ev = rec.get("event")
             if ev == "run":
@@ -173,6 +174,12 @@ class Manifest:
             elif ev == "image" and isinstance(rec.get("input"), str):
                 images.pop(rec["input"], None)  # re-insert: most recently touched last
                 images[rec["input"]] = rec
+                stem = rec.get("stem")
+                if isinstance(stem, str):
+                    before = by_stem.get(stem)
+                    if before is not None and before != rec["input"]:
+                        images.pop(before, None)  # a photo moved: its old path's outputs are the new one's
+                    by_stem[stem] = rec["input"]
         counts: dict[str, int] = {}
         for rec in images.values():
             counts[rec.get("status", "?")] = counts.get(rec.get("status", "?"), 0) + 1
@@ -287,6 +294,21 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
             stems[k] = stem
             used.add(stem)
 
+    gone: dict[str, list[str]] | None = None  # file name -> stems of earlier inputs gone from their paths
+    for k, p in enumerate(paths):  # then a photo moved since: it takes the stem of the file it was
+        if stems[k] is not None:
+            continue
+        if gone is None:  # built once, and only when some input is new
+            gone = {}
+            for q, stem in had.items():
+                if owner.get(stem) == q and stem not in used and not os.path.lexists(q):
+                    gone.setdefault(Path(q).name, []).append(stem)
+        stem = _moved_from(p, out_dir, gone.get(p.name, ()), used)
+        if stem is not None:
+            stems[k] = stem
+            used.add(stem)
+            owner[stem] = str(p)
+
     folded = {r.casefold() for r in reserved}  # Classes.txt is classes.txt where case is not told apart
 
     def taken(stem: str, p: Path) -> bool:
@@ -311,6 +333,28 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
         stems[k] = stem
         used.add(stem)
     return [s for s in stems if s is not None]
+
+
+def _moved_from(p: Path, out_dir: Path, stems: Iterable[str], used: set[str]) -> str | None:
+    """The stem of an earlier input that ``p`` is, moved with its folder: of ``stems`` (those of
+    earlier inputs of ``p``'s file name that are gone from their paths), the first whose result
+    records ``p``'s size and modification time (a move keeps both). Its outputs are then redone
+    under that stem, not doubled under a new one (the manifest listed the photo twice, its
+    products counted twice). None when there is no such input."""
+    state = input_state(p)
+    if state is None:
+        return None
+    for stem in stems:
+        if stem in used:
+            continue
+        try:
+            doc = json.loads((out_dir / (stem + OUTPUT_SUFFIXES["json"])).read_text())
+            recorded = doc["settings"]["requested"]["input"]
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        if recorded == state:
+            return stem
+    return None
 
 
 # -- the run ----------------------------------------------------------------------------------------

@@ -333,6 +333,37 @@ def test_another_file_of_the_same_name_gets_its_own_stem_and_never_overwrites(tm
     assert {r["input"]: r["stem"] for r in both.records} == {str(a): "a", str(b): "a-2"}
 
 
+def test_a_moved_folder_keeps_its_stems_and_is_listed_once(tmp_path):
+    # photos/ moved to archive/photos/ between runs: its photos took new stems (a-2...) beside
+    # the old outputs, and the manifest listed every photo twice (its products counted twice)
+    first = _images(tmp_path / "photos")
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256))
+    assert run_batch(first, out, detector=BlobDetector(), job=job).ok == 3
+    (tmp_path / "archive").mkdir()
+    shutil.move(str(tmp_path / "photos"), str(tmp_path / "archive" / "photos"))  # keeps size and mtime
+    moved = sorted((tmp_path / "archive" / "photos").glob("*.png"))
+    again = run_batch(moved, out, detector=BlobDetector(), job=job)
+    assert again.ok == 3 and again.failed == 0  # redone: their JSONs now name where they are
+    assert {Path(r["input"]).name: r["stem"] for r in again.records} == {"a.png": "a", "b.png": "b", "c.png": "c"}
+    assert sorted(p.name for p in out.glob("*.detections.json")) == [f"{x}.detections.json" for x in "abc"]
+    assert Path(_doc(out / "a.detections.json")["image"]["path"]).samefile(moved[0])
+    snap = json.loads((out / "manifest.json").read_text())
+    assert sorted(r["input"] for r in snap["images"]) == sorted(map(str, moved))
+    assert snap["counts"] == {"ok": 3}
+    assert run_batch(moved, out, detector=BlobDetector(), job=job).skipped == 3  # and kept from then on
+    # a photo of that name that is another file (other size or time) is not taken for the moved one
+    other = tmp_path / "elsewhere" / "a.png"
+    other.parent.mkdir()
+    Image.fromarray(blob_image(320, 520, (10, 20, 100, 80))).save(other)
+    assert [r["stem"] for r in run_batch([other], out, detector=BlobDetector(), job=job).records] == ["a-2"]
+    # nor is a same-named photo while the first one is still where it was
+    copy = tmp_path / "copy" / "b.png"
+    copy.parent.mkdir()
+    shutil.copy2(moved[1], copy)
+    assert [r["stem"] for r in run_batch([copy], out, detector=BlobDetector(), job=job).records] == ["b-2"]
+
+
 def test_restart_redoes_what_other_settings_or_another_model_made(tmp_path):
     a = _images(tmp_path / "in")[0]
     out = tmp_path / "out"
