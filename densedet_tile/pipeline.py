@@ -245,28 +245,48 @@ def detect_image(
                         "bigger than in the photo, and it runs %d tiles; a tile near the model's input is usual",
                         src.name, max(tiles[0].w, tiles[0].h), side, side / max(tiles[0].w, tiles[0].h), len(tiles))
         if len(tiles) > 1:
-            _warn_narrow_overlap(src.name, scaled.tiling, merge)
+            _warn_narrow_overlap(src.name, tiles, scaled.tiling, merge)
         preds = predict_tiles(src, tiles, detector, scaled.run, progress=progress)
     preds.read_s += t_open
     return finish(src, tiles, preds, tiling=scaled.tiling, merge=merge, model=describe_detector(detector),
                   started=t_start, extra_settings={"scale": scaled.info})
 
 
-def _warn_narrow_overlap(name: str, tiling: TileSpec, merge: MergeSpec) -> None:
+def _tile_overlap(tiles: Sequence[Tile]) -> int | None:
+    """The least overlap in pixels between neighbouring tiles of a grid, along either axis
+    (the last tile of a row or column sits flush with the border and may overlap more); None
+    for a single tile."""
+    least = None
+    for starts in ({(t.x, t.w) for t in tiles}, {(t.y, t.h) for t in tiles}):
+        s = sorted(starts)
+        for (a, w), (b, _) in zip(s, s[1:]):
+            if b > a:
+                least = a + w - b if least is None else min(least, a + w - b)
+    return least
+
+
+def _warn_narrow_overlap(name: str, tiles: Sequence[Tile], tiling: TileSpec, merge: MergeSpec) -> None:
     """Say when the tiles overlap too little for the seam repair to tell a product cut by a seam
     from two neighbours meeting there: under twice the band of cut sides (``edge_tol``), a
     neighbour's box ending near the seam looks cut as well (two products 2 px apart across a
     26 px overlap were joined into one box; an outside review), and without any overlap the
-    two fragments of a cut product never reach past each other's cut."""
-    px = tiling.overlap_px
-    if px == 0:
+    two fragments of a cut product never reach past each other's cut. Judged on the tiles as
+    cut (a tile chosen by the engine, a last tile flush with the border), with the advice as a
+    fraction of that tile."""
+    px = _tile_overlap(tiles)
+    if px is None or merge.mode == "none" or px >= 2 * merge.edge_tol:
+        return
+    side = max(max(t.w, t.h) for t in tiles)
+    need = min(0.5, math.ceil(100 * math.ceil(2 * merge.edge_tol) / side) / 100)  # rounded up, as it is said
+    if px <= 0:
         log.warning("%s: tiles without overlap: a product cut by a seam is seen as two fragments that "
-                    "cannot be joined, so it may be counted twice; an overlap of 0.2 is the default", name)
-    elif merge.mode != "none" and px < 2 * merge.edge_tol:
+                    "cannot be joined, so it may be counted twice; an overlap of %.2g or more of these %d px "
+                    "tiles avoids it", name, max(need, 0.2), side)
+    else:
         log.warning("%s: the tiles overlap by %d px, less than twice the %g px band of cut box sides: a product "
                     "cut by a seam and two products meeting there look alike, so some cut products stay in two "
-                    "pieces and some neighbours are joined; an overlap of %d px or more avoids it (0.2 is the "
-                    "default)", name, px, merge.edge_tol, math.ceil(2 * merge.edge_tol))
+                    "pieces and some neighbours are joined; an overlap of %.2g or more of these %d px tiles "
+                    "(%d px) avoids it", name, px, merge.edge_tol, need, side, math.ceil(2 * merge.edge_tol))
 
 
 def plan(source: Any, tiling: TileSpec) -> list[Tile]:

@@ -320,13 +320,16 @@ def test_an_overlap_too_narrow_for_the_seam_repair_is_warned_about(caplog):
     img = blob_image(600, 800, (100, 100, 160, 160))
     with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
         dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05)  # 13 px: under twice the 16 px band
-    assert "overlap by 13 px, less than twice the 16 px band" in caplog.text and "32 px or more" in caplog.text
+    assert "overlap by 13 px, less than twice the 16 px band" in caplog.text
+    assert "an overlap of 0.13 or more of these 256 px tiles (32 px)" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
         dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05, merge=dt.MergeSpec(edge_tol=4.0))  # their band
         dt.detect_image(img, BlobDetector(), tile=256, overlap=0.2)  # 51 px
         dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05, merge=dt.MergeSpec(mode="none"))  # nothing is repaired
         dt.detect_image(img, BlobDetector(), tile=1024, overlap=0.0)  # one tile: no seam
+        # 0.02 of 512 px asked, but the second tile sits flush with the border: 500 px shared
+        dt.detect_image(blob_image(400, 524, (100, 100, 160, 160)), BlobDetector(), tile=512, overlap=0.02)
     assert "overlap" not in caplog.text
 
 

@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module != "detect":
         argv = argv[1:]
     verb = {"detect": "", "convert": "convert-checkpoint"}.get(module, module)
+    from ..detector import base as detector_base
+
+    detector_base.QUIET_ONNXRUNTIME_PROCESS = True  # the command owns its process (no onnxruntime import here)
     with _one_line_warnings(), _pipe_safe_streams():
         try:
             run = getattr(importlib.import_module(f".{module}", __name__), entry)

@@ -291,18 +291,25 @@ def check_tiles(tiles: Sequence[np.ndarray], *, allow_empty: bool = False) -> li
     return tiles
 
 
+#: Set by the ``densedet-tile`` command, which owns its process: ONNX Runtime's process-wide
+#: logger is then set to errors only when a session is built. Off for library use.
+QUIET_ONNXRUNTIME_PROCESS = False
+
+
 def ort_session_options(ort: Any, threads: int | None = None) -> Any:
     """ONNX Runtime session options as every adapter here builds them: ``threads`` intra-op
-    threads (None: ONNX Runtime's own choice), quiet logging (the process-wide default logger
-    too: errors only), and worker threads that sleep
+    threads (None: ONNX Runtime's own choice), quiet logging (under the command also the
+    process-wide default logger: :data:`QUIET_ONNXRUNTIME_PROCESS`), and worker threads that sleep
     between runs instead of spinning. The engine runs a network call, then decodes, splits and
     merges on the main thread while the next tiles are resized on another: spinning workers
     kept a core busy through all of it (a 60-tile panorama took 5.3 CPU-s instead of 3.0, and
     its wall time grew as much on two cores; BENCHMARKS.md, "ONNX Runtime threads")."""
     # ONNX Runtime's own start-up warnings (1.23+ prints "GPU device discovery failed" on VMs
-    # with a framebuffer card) would break the one-line error and output promises: errors only
+    # with a framebuffer card) would break the command's one-line promises: under the command
+    # (which owns its process) its process-wide logger says errors only. A library caller's
+    # own ONNX Runtime logging is left as it set it.
     set_severity = getattr(ort, "set_default_logger_severity", None)
-    if callable(set_severity):
+    if QUIET_ONNXRUNTIME_PROCESS and callable(set_severity):
         set_severity(3)
     opts = ort.SessionOptions()
     if threads is not None:

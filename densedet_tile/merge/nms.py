@@ -136,7 +136,10 @@ def _nms_blocks(b: np.ndarray, s: np.ndarray, lab: np.ndarray | None, grp: np.nd
     boxes the block keeps then remove every later box they suppress, found from the pairs
     between the two sets only (:func:`~densedet_tile.merge.boxes.cross_pairs`), so the pairs
     inside a pile of later boxes are never formed. In a pile the first block keeps a few boxes
-    that remove most of the rest: time and memory follow the boxes kept, not the pile squared.
+    that remove most of the rest, so the pairs formed follow the boxes kept rather than the pile
+    squared; where little is suppressed (``iou_thr`` near 1, boxes of one group or of distinct
+    labels) the kept boxes' pairs with the later ones are still many, though never more than
+    one pass would hold.
     """
     n = b.shape[0]
     rest = score_order(s)  # ties: lower index first, as in the one-pass rule

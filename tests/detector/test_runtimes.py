@@ -214,6 +214,21 @@ def test_onnx_runtime_threads_sleep_between_runs() -> None:
     assert det.runner.session.get_session_options().intra_op_num_threads == 2
 
 
+def test_only_the_command_quiets_onnx_runtimes_process_wide_logger(monkeypatch) -> None:
+    import onnxruntime as ort
+
+    from densedet_tile.detector import base
+
+    calls = []
+    monkeypatch.setattr(ort, "set_default_logger_severity", calls.append)
+    monkeypatch.setattr(base, "QUIET_ONNXRUNTIME_PROCESS", False)
+    load_default(device="cpu", threads=1)  # a library caller's own ONNX Runtime logging is theirs
+    assert calls == []
+    monkeypatch.setattr(base, "QUIET_ONNXRUNTIME_PROCESS", True)  # what densedet-tile's main sets
+    load_default(device="cpu", threads=1)
+    assert calls == [3]
+
+
 # ---------------------------------------------------------------------------------------------
 # the runtime rule
 # ---------------------------------------------------------------------------------------------

@@ -243,9 +243,9 @@ def test_the_bundled_example_has_no_pile_and_loses_no_product_to_the_splitter() 
     example = Path(__file__).parents[2] / "examples" / "shelf.jpg"
     on = dt.detect(example, load_default(device="cpu"))
     off = dt.detect(example, load_default(device="cpu", split_stacks=False))
-    # at most one box cut (129 = 129 here; an int8 kernel of another CPU or onnxruntime release
-    # moves boxes by a fraction of a pixel, which may tip one borderline box): the splitter must
-    # not take the example's products apart
+    # at most one box cut, into at most three (129 = 129 here; an int8 kernel of another CPU or
+    # onnxruntime release moves boxes by a fraction of a pixel, which may tip one borderline
+    # box): the splitter must not take the example's products apart
     assert len(off) >= 120 and 0 <= len(on) - len(off) <= 2
     same = np.abs(off.xyxy[:, None, :] - on.xyxy[None, :, :]).max(axis=2).min(axis=1) <= 1e-3
     assert same.sum() >= len(off) - 1

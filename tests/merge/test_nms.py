@@ -183,6 +183,8 @@ def test_nms_by_blocks_gives_the_one_pass_answer(seed: int, monkeypatch) -> None
              for x, y, w, h in rng.uniform([0, 0, 20, 20], [500, 500, 90, 90], (int(rng.integers(1, 4)), 4))]
     b = np.concatenate(piles + [random_boxes(rng, int(rng.integers(0, 150)), extent=600, size=(3, 60))])
     b[:, 2:] = np.maximum(b[:, 2:], b[:, :2])
+    b = np.round(b / 0.1) * 0.1  # quantised coordinates: shared edges
+    b = np.concatenate([b, b[rng.integers(0, len(b), 30)]])  # and exact copies
     n = b.shape[0]
     s = np.round(rng.random(n), int(rng.choice([1, 6])))
     thr = float(rng.choice([0.2, 0.5, 0.7]))
