@@ -104,15 +104,17 @@ def detector_identity(detector: Any) -> dict[str, Any]:
     """A JSON-able description of what makes ``detector``'s boxes: a
     :class:`~densedet_tile.detector.registry.DetectorSpec`'s kind, config, checkpoint, options
     and what it fixes of the run, with the size and modification time of its files (a
-    retrained checkpoint at the same path is another model); for a detector object, its
+    retrained checkpoint at the same path, or an edited ``file.py:FACTORY``, is another model);
+    for a detector object, its
     class. The device and thread counts are left out: they do not change what is found."""
     from .detector.registry import DetectorSpec
 
     if isinstance(detector, DetectorSpec):
         spec = detector.resolved()
         files = {}
-        for name in ("config", "checkpoint"):
-            f = getattr(spec, name)
+        factory_file, _, _ = spec.kind.rpartition(":")  # path/to/file.py:FACTORY, edited since?
+        for name, f in (("config", spec.config), ("checkpoint", spec.checkpoint),
+                        ("factory", factory_file if factory_file.endswith(".py") else None)):
             if f and Path(f).is_file():
                 st = Path(f).stat()
                 files[name] = [st.st_size, st.st_mtime_ns]

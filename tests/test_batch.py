@@ -364,6 +364,24 @@ def test_a_moved_folder_keeps_its_stems_and_is_listed_once(tmp_path):
     assert [r["stem"] for r in run_batch([copy], out, detector=BlobDetector(), job=job).records] == ["b-2"]
 
 
+def test_an_edited_factory_file_is_another_model(tmp_path):
+    import os
+
+    a = _images(tmp_path / "in")[0]
+    out = tmp_path / "out"
+    factory = tmp_path / "my_detector.py"
+    factory.write_text(Path(FAKES).read_text())
+    spec = DetectorSpec(kind=f"{factory}:make_blob")
+    job = Job(tiling=TileSpec(tile=256))
+    assert run_batch([a], out, detector=spec, job=job).ok == 1
+    assert run_batch([a], out, detector=spec, job=job).skipped == 1
+    factory.write_text(Path(FAKES).read_text() + "\n# the user's edit\n")  # another size and time
+    st = factory.stat()
+    os.utime(factory, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert run_batch([a], out, detector=spec, job=job).ok == 1  # redone, not taken for the old model's
+    assert run_batch([a], out, detector=spec, job=job).skipped == 1
+
+
 def test_restart_redoes_what_other_settings_or_another_model_made(tmp_path):
     a = _images(tmp_path / "in")[0]
     out = tmp_path / "out"
