@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU training run of the default detector, as run on one H100 or H200 (device machine, 16 cores).
-# Usage: OUT=/some/dir MINUTES=7 bash scripts/gpu_train_default.sh
+# Usage: OUT=/some/dir MINUTES=7 [PATCH=benchmarks/default_model/generator_stacks_fridges_grilles.patch] bash scripts/gpu_train_default.sh
 # Writes $OUT/default.pt and $OUT/state.pt (refreshed every minute and on a crash or SIGTERM after
 # the first step, so a time-out still leaves weights and a state to resume), $OUT/train_log.csv,
 # $OUT/train.log and, with BENCH=1, $OUT/gpu_bench.json
@@ -29,6 +29,18 @@ if [ "$RESUME" != 1 ] && [ "$OVERWRITE" != 1 ] && { [ -e "$OUT/default.pt" ] || 
 fi
 export PYTHONUNBUFFERED=1 PYTHONPATH=.
 mkdir -p "$OUT"
+# PATCH=benchmarks/default_model/generator_stacks_fridges_grilles.patch trains on a generator
+# experiment (applied to this copy of the tree first; git apply works outside a repository too)
+if [ -n "${PATCH:-}" ] && ! git apply --check "$PATCH" 2>/dev/null; then
+    if git apply --reverse --check "$PATCH" 2>/dev/null; then
+        echo "gpu_train_default.sh: $PATCH is already applied" | tee -a "$OUT/train.log"
+    else
+        echo "gpu_train_default.sh: $PATCH does not apply to this tree" >&2
+        exit 2
+    fi
+elif [ -n "${PATCH:-}" ]; then
+    git apply "$PATCH" && echo "applied $PATCH" | tee -a "$OUT/train.log"
+fi
 echo "=== session $(date -u +%Y-%m-%dT%H:%M:%SZ) RESUME=$RESUME OVERWRITE=$OVERWRITE" | tee -a "$OUT/train.log"  # every session appends
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$OUT/train.log"
 python3 -c "import torch, torchvision, PIL, numpy; print('torch', torch.__version__, 'tv', torchvision.__version__, 'PIL', PIL.__version__, 'np', numpy.__version__, torch.cuda.is_available())" 2>&1 | tee -a "$OUT/train.log"
