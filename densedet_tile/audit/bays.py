@@ -185,6 +185,28 @@ def _lean_of(a: np.ndarray) -> float:
     return upright_lean(a)
 
 
+#: Neighbouring pairs needed to measure the boxes' own noise (:func:`_jump_tolerance`).
+_NOISE_PAIRS = 20
+
+
+def _jump_tolerance(rel: np.ndarray, calm: np.ndarray, jump_tol: float) -> float:
+    """How far (in taller-box heights) the bottoms of a neighbouring pair may disagree and still
+    stand on one shelf line, for the height-jump test: ``jump_tol``, or more where the boxes'
+    own noise is larger. A detector whose box edges wander by 5 % of a box (real ones do) puts a
+    tenth of truly aligned pairs past a fixed 0.12, and where those line up over a few shelves
+    they read as a jump in shelf height: on generated aisles with 5 % jitter 24 false cuts and
+    bays right on 57 of 80 instead of 74 (an outside review). The noise is 3.5 robust standard
+    deviations (1.4826 median absolute deviations) of ``rel``, the pairs' bottom disagreements,
+    over the pairs of boxes standing on the shelf (``calm``: none stacked on another); real
+    jumps are a minority of the pairs and do not move the median. The narrow-gutter test keeps
+    ``jump_tol`` (there a gutter stands for the cut, the shelf lines only confirm it)."""
+    r = rel[calm]
+    if r.size < _NOISE_PAIRS:
+        return jump_tol
+    spread = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    return max(jump_tol, 3.5 * spread)
+
+
 def find_bays(
     xyxy: np.ndarray,
     *,
@@ -285,7 +307,8 @@ def find_bays(
     xs, ys = (cx[i] + cx[j]) / 2, (a[i, 3] + a[j, 3]) / 2
     expected = frame.slope_at(frame.deskew(ys, xs))
     resid = (a[j, 3] - a[i, 3]) - expected * (cx[j] - cx[i])
-    on_line = np.abs(resid) <= jump_tol * np.maximum(h[i], h[j])
+    on_line = np.abs(resid) <= _jump_tolerance(resid / np.maximum(h[i], h[j]), ~stacked[i] & ~stacked[j],
+                                               jump_tol) * np.maximum(h[i], h[j])
     lo = np.minimum(a[i, 2], a[j, 0]) - 0.25 * med_w
     hi = np.maximum(a[i, 2], a[j, 0]) + 0.25 * med_w
     misaligned = ~on_line & ~stacked[i] & ~stacked[j]

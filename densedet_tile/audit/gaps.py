@@ -57,6 +57,21 @@ class Gap:
     xyxy: tuple[float, float, float, float]
 
 
+#: A row's box fills shelf space when its top is at least this many of the row's median box
+#: heights above the row's bottom line (:func:`find_gaps`).
+_STANDS = 0.25
+
+
+def _standing(a: np.ndarray, cx: np.ndarray, row: ShelfRow, sel: np.ndarray) -> np.ndarray:
+    """The boxes of ``sel`` (a row's) that fill its shelf: those rising at least ``_STANDS`` of
+    the row's median box height above its bottom line. A price rail or a tag boxed by the
+    detector joins the row whose band holds its centre, but fills none of the shelf: such boxes
+    hid real gaps (2 rail boxes per row: 708 of 1250 planted gaps found; an outside review) and,
+    wider than any product, stretched the row's ends. A row of such boxes only keeps them all."""
+    rises = (row.bottom_at(cx[sel]) - a[sel, 1]) >= _STANDS * row.median_height
+    return sel[rises] if rises.any() else sel
+
+
 def find_gaps(
     xyxy: np.ndarray,
     layout: RowLayout,
@@ -108,7 +123,7 @@ def find_gaps(
     # The fixture's vertical ends are tilted too: compare row ends after shifting each row by
     # (its height) * tan(tilt), the x part of undoing the rotation.
     tan = 0.0 if converging else float(np.tan(np.radians(layout.tilt_deg)))
-    rows = {r.index: np.flatnonzero(layout.assignment == r.index) for r in layout.rows}
+    rows = {r.index: _standing(a, cx, r, np.flatnonzero(layout.assignment == r.index)) for r in layout.rows}
     dx = {r.index: (r.top + r.bottom) / 2 * tan for r in layout.rows}
     span_given = span is not None
     if span is None:
@@ -130,8 +145,8 @@ def find_gaps(
         ox1, ox2 = ox1[inside], ox2[inside]
         if not len(ox1):
             occ = None
-    in_rows = layout.assignment >= 0
-    wide = float(np.percentile(w_true[in_rows] / sq[in_rows], 95)) if in_rows.any() else 0.0
+    in_rows = np.concatenate(list(rows.values()))
+    wide = float(np.percentile(w_true[in_rows] / sq[in_rows], 95)) if in_rows.size else 0.0
     gaps: list[Gap] = []
     for row in layout.rows:
         left_end = max(span[0] - dx[row.index], limits[0])
