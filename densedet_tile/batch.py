@@ -177,7 +177,8 @@ class Manifest:
                 stem = rec.get("stem")
                 if isinstance(stem, str):
                     before = by_stem.get(stem)
-                    if before is not None and before != rec["input"]:
+                    if (before is not None and before != rec["input"]
+                            and images.get(before, {}).get("stem") == stem):
                         images.pop(before, None)  # a photo moved: its old path's outputs are the new one's
                     by_stem[stem] = rec["input"]
         counts: dict[str, int] = {}
@@ -288,9 +289,10 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
             owner[stem] = inp
     stems: list[str | None] = [None] * len(paths)
     used: set[str] = set(reserved)
+    folded = {r.casefold() for r in reserved}  # Classes.txt is classes.txt where case is not told apart
     for k, p in enumerate(paths):  # first, the stems earlier runs gave these inputs
         stem = had.get(str(p))
-        if stem is not None and owner.get(stem) == str(p) and stem not in used:
+        if stem is not None and owner.get(stem) == str(p) and stem not in used and stem.casefold() not in folded:
             stems[k] = stem
             used.add(stem)
 
@@ -301,7 +303,8 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
         if gone is None:  # built once, and only when some input is new
             gone = {}
             for q, stem in had.items():
-                if owner.get(stem) == q and stem not in used and not os.path.lexists(q):
+                if (owner.get(stem) == q and stem not in used and stem.casefold() not in folded
+                        and not os.path.lexists(q)):
                     gone.setdefault(Path(q).name, []).append(stem)
         stem = _moved_from(p, out_dir, gone.get(p.name, ()), used)
         if stem is not None:
@@ -309,7 +312,6 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
             used.add(stem)
             owner[stem] = str(p)
 
-    folded = {r.casefold() for r in reserved}  # Classes.txt is classes.txt where case is not told apart
 
     def taken(stem: str, p: Path) -> bool:
         if stem in used or stem.casefold() in folded or owner.get(stem, str(p)) != str(p):

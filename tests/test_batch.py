@@ -581,3 +581,18 @@ def test_an_interrupted_run_still_closes_its_manifest(tmp_path):
     assert [r["event"] for r in recs] == ["run", "image", "end"]
     assert recs[-1]["stopped"] == "interrupted" and recs[-1]["finished"] is False
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["runs"][0]["stopped"] == "interrupted"
+
+
+def test_the_manifest_drops_an_earlier_path_only_for_the_stem_it_still_holds(tmp_path):
+    # p failed under stem 'classes', then ran as 'classes-2' (YOLO reserves 'classes'); q took
+    # the free 'classes' later: both photos have outputs, so both stay listed
+    m = Manifest(tmp_path)
+    for rec in ({"input": "/a/p/classes.png", "stem": "classes", "status": "error"},
+                {"input": "/a/p/classes.png", "stem": "classes-2", "status": "ok"},
+                {"input": "/a/q/classes.png", "stem": "classes", "status": "ok"},
+                {"input": "/a/old/x.png", "stem": "x", "status": "ok"},
+                {"input": "/a/new/x.png", "stem": "x", "status": "ok"}):  # x moved: listed once
+        m.append({"event": "image", **rec})
+    snap = m.snapshot()
+    assert sorted(r["input"] for r in snap["images"]) == ["/a/new/x.png", "/a/p/classes.png", "/a/q/classes.png"]
+    assert snap["counts"] == {"ok": 3}

@@ -60,16 +60,21 @@ class Gap:
 #: A row's box fills shelf space when its top is at least this many of the row's median box
 #: heights above the row's bottom line (:func:`find_gaps`).
 _STANDS = 0.25
+#: ... and is narrower than this many of the row's median product widths (wider: a price rail).
+_RAIL_WIDTH = 1.5
 
 
 def _standing(a: np.ndarray, cx: np.ndarray, row: ShelfRow, sel: np.ndarray) -> np.ndarray:
-    """The boxes of ``sel`` (a row's) that fill its shelf: those rising at least ``_STANDS`` of
-    the row's median box height above its bottom line. A price rail or a tag boxed by the
-    detector joins the row whose band holds its centre, but fills none of the shelf: such boxes
-    hid real gaps (2 rail boxes per row: 708 of 1250 planted gaps found; an outside review) and,
-    wider than any product, stretched the row's ends. A row of such boxes only keeps them all."""
-    rises = (row.bottom_at(cx[sel]) - a[sel, 1]) >= _STANDS * row.median_height
-    return sel[rises] if rises.any() else sel
+    """The boxes of ``sel`` (a row's) that fill its shelf: all but price rails, boxes that do not
+    rise ``_STANDS`` of the row's median box height above its bottom line and are at least
+    ``_RAIL_WIDTH`` of its median product width wide. A rail boxed by the detector joins the
+    row whose band holds its centre, but fills none of the shelf: such boxes hid real gaps (2
+    per row: 708 of 1250 planted gaps found; an outside review) and stretched the row's ends.
+    Short products as narrow as their neighbours (tins beside tall packs) still fill it; so do
+    small price tags, which hide part of a gap at most. A row of rails only keeps them all."""
+    low = (row.bottom_at(cx[sel]) - a[sel, 1]) < _STANDS * row.median_height
+    rail = low & (a[sel, 2] - a[sel, 0] >= _RAIL_WIDTH * row.median_width)
+    return sel[~rail] if rail.any() and not rail.all() else sel
 
 
 def find_gaps(

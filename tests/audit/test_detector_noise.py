@@ -107,3 +107,30 @@ def test_price_rail_boxes_on_the_shelf_edges_hide_fewer_gaps(monkeypatch) -> Non
     monkeypatch.setattr(gaps_mod, "_STANDS", -1e9)  # every box of a row fills its shelf, as before
     before, _ = planted_found()
     assert now >= 0.85 * total and now >= before + 0.1 * total, (now, before, total)
+
+
+def test_a_middle_shelf_of_piles_stays_a_row_and_short_products_fill_their_shelf() -> None:
+    # review of the rules above: piles of flat packs put few boxes on one line, but a row between
+    # two rows is a shelf, never a stray (it was dropped and reported as an empty shelf); tins a
+    # fifth as tall as their neighbours stand on the shelf and are no gap (only wide low boxes,
+    # rails, fill none of it)
+    piles, tins = [], []
+    for r in range(4):
+        bottom = 150 + r * 130
+        x = 20.0
+        for k in range(14):
+            if r == 2 and k in (2, 9):
+                for layer in range(4):
+                    piles.append([x, bottom - 25 * (layer + 1), x + 120, bottom - 25 * layer])
+            elif r != 2:
+                piles.append([x, bottom - 100, x + 40, bottom])
+            if r == 1 and 5 <= k < 9:
+                tins += [[x + 1, bottom - 20, x + 19, bottom], [x + 21, bottom - 20, x + 39, bottom]]
+            else:
+                tins.append([x, bottom - 100, x + 40, bottom])
+            x += 42
+    res = run_audit(np.array(piles), 700, 700)
+    assert sum(len(p.layout.rows) for p in res.parts) == 4 and not res.empty_shelves
+    assert all((p.layout.assignment >= 0).all() for p in res.parts)
+    res = run_audit(np.array(tins), 700, 700)
+    assert sum(len(p.layout.rows) for p in res.parts) == 4 and not res.gaps
