@@ -245,7 +245,7 @@ def detect_image(
                         "bigger than in the photo, and it runs %d tiles; a tile near the model's input is usual",
                         src.name, max(tiles[0].w, tiles[0].h), side, side / max(tiles[0].w, tiles[0].h), len(tiles))
         if len(tiles) > 1:
-            _warn_narrow_overlap(src.name, tiles, scaled.tiling, merge)
+            _warn_narrow_overlap(src.name, tiles, merge)
         preds = predict_tiles(src, tiles, detector, scaled.run, progress=progress)
     preds.read_s += t_open
     return finish(src, tiles, preds, tiling=scaled.tiling, merge=merge, model=describe_detector(detector),
@@ -265,7 +265,7 @@ def _tile_overlap(tiles: Sequence[Tile]) -> int | None:
     return least
 
 
-def _warn_narrow_overlap(name: str, tiles: Sequence[Tile], tiling: TileSpec, merge: MergeSpec) -> None:
+def _warn_narrow_overlap(name: str, tiles: Sequence[Tile], merge: MergeSpec) -> None:
     """Say when the tiles overlap too little for the seam repair to tell a product cut by a seam
     from two neighbours meeting there: under twice the band of cut sides (``edge_tol``), a
     neighbour's box ending near the seam looks cut as well (two products 2 px apart across a
