@@ -160,3 +160,21 @@ def test_replay_detector_returns_recorded_results_in_order():
     assert rep.predict([0]) == ["c"]
     with pytest.raises(RuntimeError):
         rep.predict([0])
+
+
+def test_bench_audit_noise_runs_and_the_rules_find_the_gaps_rails_hid(tmp_path):
+    noise = _load("bench_audit_noise")
+    import numpy as np
+
+    from densedet_tile.audit import run_audit
+
+    for before in (False, True):
+        proc = _run("bench_audit_noise.py", ["--aisles", "2", "--only", "none,rail"] + (["--before"] if before else []),
+                    tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "none" in proc.stdout and "rail" in proc.stdout
+    A = noise.make_aisle(0)
+    xy, key = noise.perturb("rail", A, np.random.default_rng(1), 2.0)
+    assert (key == -1).sum() > 0 and len(xy) == len(key)
+    res = noise.score(A, xy, key, run_audit(xy, A["width"], A["height"]))
+    assert res["found"] >= 0.8 * res["planted"]
