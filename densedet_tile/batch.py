@@ -253,14 +253,24 @@ def _our_preview(path: Path) -> bool:
     return (path.parent / (path.name[: -len(suffix)] + OUTPUT_SUFFIXES["json"])).is_file()
 
 
+def _result_json(out_dir: Path, stem: str) -> dict[str, Any] | None:
+    """The detections JSON ``stem`` has in ``out_dir``, parsed; None when there is none or it is
+    unreadable or no JSON object."""
+    try:
+        doc = json.loads((out_dir / (stem + OUTPUT_SUFFIXES["json"])).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
     """``products``, ``count_range`` and ``uncertain`` of an image done by an earlier run, from
     its detections JSON (None for what it does not say)."""
     out: dict[str, Any] = {"products": None, "count_range": None, "uncertain": None}
+    doc = _result_json(out_dir, stem)
     try:
-        doc = json.loads((out_dir / (stem + OUTPUT_SUFFIXES["json"])).read_text())
-        out["products"] = int(doc.get("num_detections"))
-    except (OSError, ValueError, TypeError):
+        out["products"] = int(doc.get("num_detections"))  # type: ignore[union-attr]
+    except (AttributeError, ValueError, TypeError):
         return out
     cr = doc.get("count_range")
     if isinstance(cr, dict) and isinstance(cr.get("counts"), list) and len(cr["counts"]) == 3:
@@ -312,18 +322,13 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
             used.add(stem)
             owner[stem] = str(p)
 
-
     def taken(stem: str, p: Path) -> bool:
         if stem in used or stem.casefold() in folded or owner.get(stem, str(p)) != str(p):
             return True
-        try:
-            doc = json.loads((out_dir / (stem + OUTPUT_SUFFIXES["json"])).read_text())
-            recorded = doc["image"]["path"]
-        except FileNotFoundError:
-            return False
-        except (OSError, ValueError, TypeError, KeyError):
-            return False  # an unreadable result is not one to keep
-        return not (isinstance(recorded, str) and same_path(recorded, p))
+        image = (_result_json(out_dir, stem) or {}).get("image")
+        if not isinstance(image, dict) or "path" not in image:
+            return False  # no result there, or an unreadable one: not one to keep
+        return not (isinstance(image["path"], str) and same_path(image["path"], p))
 
     for k, p in enumerate(paths):
         if stems[k] is not None:
@@ -349,12 +354,9 @@ def _moved_from(p: Path, out_dir: Path, stems: Iterable[str], used: set[str]) ->
     for stem in stems:
         if stem in used:
             continue
-        try:
-            doc = json.loads((out_dir / (stem + OUTPUT_SUFFIXES["json"])).read_text())
-            recorded = doc["settings"]["requested"]["input"]
-        except (OSError, ValueError, TypeError, KeyError):
-            continue
-        if recorded == state:
+        settings = (_result_json(out_dir, stem) or {}).get("settings")
+        requested = settings.get("requested") if isinstance(settings, dict) else None
+        if isinstance(requested, dict) and requested.get("input") == state:
             return stem
     return None
 

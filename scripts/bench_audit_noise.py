@@ -57,7 +57,7 @@ def _row_stats(A: dict, k: int) -> tuple[np.ndarray, float, float]:
 
 
 def _on_shelf_edges(A: dict, rng: np.random.Generator, per_row: float, width: tuple[float, float],
-                    height: tuple[float, float], whole_widths: bool) -> np.ndarray:
+                    height: tuple[float, float]) -> np.ndarray:
     """False boxes centred on each row's shelf edge line."""
     out = []
     for k in range(len(A["src"].row_keys)):
@@ -82,9 +82,9 @@ def perturb(kind: str, A: dict, rng: np.random.Generator, s: float) -> tuple[np.
         xy[:, 2:] = np.maximum(xy[:, 2:], xy[:, :2] + 1)
         return xy, key
     if kind == "rail":
-        extra = _on_shelf_edges(A, rng, s, (2, 8), (0.08, 0.15), True)
+        extra = _on_shelf_edges(A, rng, s, (2, 8), (0.08, 0.15))
     elif kind == "tags":
-        extra = _on_shelf_edges(A, rng, s, (0.4, 0.7), (0.12, 0.2), False)
+        extra = _on_shelf_edges(A, rng, s, (0.4, 0.7), (0.12, 0.2))
     elif kind == "strays":
         top, bottom, out = xy[:, 1].min(), xy[:, 3].max(), []
         for _ in range(int(s)):

@@ -88,6 +88,40 @@ def _strip_height(lo: np.ndarray, hi: np.ndarray, cell: float | None) -> float:
     return max(float(cell), float(heights.mean()) / 8.0, extent * 1e-6, 1e-9)
 
 
+def _strip_entries(lo: np.ndarray, hi: np.ndarray, oy: float, ox: float, cell: float,
+                   span: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The strip index of boxes ``lo``/``hi`` (their (x1, y1) and (x2, y2) corners): one entry
+    per (box, strip it covers), sorted by (strip, left edge) through ``key = strip * span +
+    (x1 - ox)`` (``span`` wider than every box, so strips never interleave). Returns ``key``,
+    ``box`` and ``strip`` of each entry, and each box's first strip ``s0``."""
+    s0 = np.floor((lo[:, 1] - oy) / cell).astype(np.int64)
+    counts = np.floor((hi[:, 1] - oy) / cell).astype(np.int64) - s0 + 1
+    box = np.repeat(np.arange(lo.shape[0], dtype=np.int64), counts)
+    strip = s0[box] + (np.arange(box.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts))
+    key = strip * span + (lo[box, 0] - ox)
+    order = np.argsort(key, kind="stable")
+    return key[order], box[order], strip[order], s0
+
+
+def _runs_in_chunks(m: np.ndarray):
+    """Expand runs of ``m[p]`` consecutive items, one run per entry ``p``, in chunks of about
+    :data:`_CHUNK_PAIRS` items: yields ``(entry, offset)`` arrays (each item's entry and its
+    place in the entry's run), so that memory stays bounded however many items there are."""
+    cum = np.cumsum(m)
+    if m.size == 0 or cum[-1] == 0:
+        return
+    p0 = 0
+    while p0 < m.size:
+        base = cum[p0 - 1] if p0 else 0
+        p1 = max(int(np.searchsorted(cum, base + _CHUNK_PAIRS, side="right")), p0 + 1)
+        mm = m[p0:p1]
+        k = int(mm.sum())
+        if k:
+            yield (np.repeat(np.arange(p0, p1, dtype=np.int64), mm),
+                   np.arange(k, dtype=np.int64) - np.repeat(np.cumsum(mm) - mm, mm))
+        p0 = p1
+
+
 def candidate_pairs(
     xyxy: np.ndarray,
     *,
@@ -121,59 +155,33 @@ def candidate_pairs(
     cell = _strip_height(lo, hi, cell)
     oy = lo[:, 1].min()
     ox = lo[:, 0].min()
-    s0 = np.floor((lo[:, 1] - oy) / cell).astype(np.int64)
-    s1 = np.floor((hi[:, 1] - oy) / cell).astype(np.int64)
-    counts = s1 - s0 + 1
-    total = int(counts.sum())
-    # One entry per (box, strip it covers), sorted by (strip, left edge).
-    box = np.repeat(np.arange(n, dtype=np.int64), counts)
-    strip = s0[box] + (np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts))
     span = float(hi[:, 0].max() - ox) + 1.0  # keys of different strips never interleave
-    key = strip * span + (lo[box, 0] - ox)
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    box = box[order]
-    strip = strip[order]
-    del order
+    key, box, strip, s0 = _strip_entries(lo, hi, oy, ox, cell, span)
     # Entries after p in its strip whose left edge is before (or at) the right edge of p.
     ends = np.searchsorted(key, strip * span + (hi[box, 0] - ox), side="right" if touching else "left")
-    m = np.maximum(ends - np.arange(total) - 1, 0)
-    cum = np.cumsum(m)
-    if total == 0 or cum[-1] == 0:
-        return _EMPTY_PAIRS
-    if limit is not None and int(cum[-1]) > limit:
-        raise TooManyPairs(int(cum[-1]))
-    out_i: list[np.ndarray] = []
-    out_j: list[np.ndarray] = []
-    p0 = 0
-    while p0 < total:
-        base = cum[p0 - 1] if p0 else 0
-        p1 = int(np.searchsorted(cum, base + _CHUNK_PAIRS, side="right"))
-        p1 = max(p1, p0 + 1)
-        mm = m[p0:p1]
-        npairs = int(mm.sum())
-        if npairs:
-            first = np.repeat(np.arange(p0, p1, dtype=np.int64), mm)
-            second = first + (np.arange(npairs, dtype=np.int64) - np.repeat(np.cumsum(mm) - mm, mm) + 1)
-            a = box[first]
-            c = box[second]
-            here = strip[first]
-            del second, first
-            ix1 = np.maximum(lo[a, 0], lo[c, 0])
-            ix2 = np.minimum(hi[a, 0], hi[c, 0])
-            iy1 = np.maximum(lo[a, 1], lo[c, 1])
-            iy2 = np.minimum(hi[a, 1], hi[c, 1])
-            if touching:
-                ok = (ix1 <= ix2) & (iy1 <= iy2)
-            else:
-                ok = (ix1 < ix2) & (iy1 < iy2)
-            # Report the pair only in the strip holding its intersection's top edge.
-            ok &= np.maximum(s0[a], s0[c]) == here
-            a = a[ok]
-            c = c[ok]
-            out_i.append(np.minimum(a, c))
-            out_j.append(np.maximum(a, c))
-        p0 = p1
+    m = np.maximum(ends - np.arange(key.size) - 1, 0)
+    if limit is not None and int(m.sum()) > limit:
+        raise TooManyPairs(int(m.sum()))
+    out_i: list[np.ndarray] = [_EMPTY_PAIRS[0]]
+    out_j: list[np.ndarray] = [_EMPTY_PAIRS[1]]
+    for first, offset in _runs_in_chunks(m):
+        a = box[first]
+        c = box[first + offset + 1]
+        here = strip[first]
+        ix1 = np.maximum(lo[a, 0], lo[c, 0])
+        ix2 = np.minimum(hi[a, 0], hi[c, 0])
+        iy1 = np.maximum(lo[a, 1], lo[c, 1])
+        iy2 = np.minimum(hi[a, 1], hi[c, 1])
+        if touching:
+            ok = (ix1 <= ix2) & (iy1 <= iy2)
+        else:
+            ok = (ix1 < ix2) & (iy1 < iy2)
+        # Report the pair only in the strip holding its intersection's top edge.
+        ok &= np.maximum(s0[a], s0[c]) == here
+        a = a[ok]
+        c = c[ok]
+        out_i.append(np.minimum(a, c))
+        out_j.append(np.maximum(a, c))
     return np.concatenate(out_i), np.concatenate(out_j)
 
 
@@ -194,47 +202,25 @@ def cross_pairs(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cell = _strip_height(both[:, :2], both[:, 2:], None)
     oy, ox = both[:, 1].min(), both[:, 0].min()
     span = float(both[:, 2].max() - ox) + 1.0
-
-    def entries(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        s0 = np.floor((b[:, 1] - oy) / cell).astype(np.int64)
-        counts = np.floor((b[:, 3] - oy) / cell).astype(np.int64) - s0 + 1
-        box = np.repeat(np.arange(b.shape[0], dtype=np.int64), counts)
-        strip = s0[box] + (np.arange(box.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts))
-        key = strip * span + (b[box, 0] - ox)
-        order = np.argsort(key, kind="stable")
-        return key[order], box[order], strip[order], s0
-
-    ka, ba, sa, s0a = entries(a)
-    kc, bc, sc, s0c = entries(c)
-    out_i: list[np.ndarray] = []
-    out_j: list[np.ndarray] = []
+    ka, ba, sa, s0a = _strip_entries(a[:, :2], a[:, 2:], oy, ox, cell, span)
+    kc, bc, sc, s0c = _strip_entries(c[:, :2], c[:, 2:], oy, ox, cell, span)
+    out_i: list[np.ndarray] = [_EMPTY_PAIRS[0]]
+    out_j: list[np.ndarray] = [_EMPTY_PAIRS[1]]
     # from a to the boxes of c starting in [left, right) of it; from c to those of a in (left, right)
-    for box, strip, own, other_key, other_box, src, dst, s0src, s0dst, side, forward in (
-            (ba, sa, a, kc, bc, a, c, s0a, s0c, "left", True),
-            (bc, sc, c, ka, ba, c, a, s0c, s0a, "right", False)):
+    for box, strip, other_key, other_box, src, dst, s0src, s0dst, side, forward in (
+            (ba, sa, kc, bc, a, c, s0a, s0c, "left", True),
+            (bc, sc, ka, ba, c, a, s0c, s0a, "right", False)):
         base = strip * span  # the queries are built exactly as the keys are (rounding alike)
-        first = np.searchsorted(other_key, base + (own[box, 0] - ox), side=side)
-        m = np.maximum(np.searchsorted(other_key, base + (own[box, 2] - ox), side="left") - first, 0)
-        cum = np.cumsum(m)
-        p0, total = 0, box.size
-        while total and cum[-1] and p0 < total:
-            start = cum[p0 - 1] if p0 else 0
-            p1 = max(int(np.searchsorted(cum, start + _CHUNK_PAIRS, side="right")), p0 + 1)
-            mm = m[p0:p1]
-            k = int(mm.sum())
-            if k:
-                at = np.repeat(np.arange(p0, p1, dtype=np.int64), mm)
-                pos = np.repeat(first[p0:p1], mm) + (np.arange(k, dtype=np.int64) - np.repeat(np.cumsum(mm) - mm, mm))
-                u, v = box[at], other_box[pos]
-                ok = ((np.maximum(src[u, 0], dst[v, 0]) < np.minimum(src[u, 2], dst[v, 2]))
-                      & (np.maximum(src[u, 1], dst[v, 1]) < np.minimum(src[u, 3], dst[v, 3]))
-                      & (np.maximum(s0src[u], s0dst[v]) == strip[at]))  # once: in its top strip
-                u, v = u[ok], v[ok]
-                out_i.append(u if forward else v)
-                out_j.append(v if forward else u)
-            p0 = p1
-    if not out_i:
-        return _EMPTY_PAIRS
+        first = np.searchsorted(other_key, base + (src[box, 0] - ox), side=side)
+        m = np.maximum(np.searchsorted(other_key, base + (src[box, 2] - ox), side="left") - first, 0)
+        for at, offset in _runs_in_chunks(m):
+            u, v = box[at], other_box[first[at] + offset]
+            ok = ((np.maximum(src[u, 0], dst[v, 0]) < np.minimum(src[u, 2], dst[v, 2]))
+                  & (np.maximum(src[u, 1], dst[v, 1]) < np.minimum(src[u, 3], dst[v, 3]))
+                  & (np.maximum(s0src[u], s0dst[v]) == strip[at]))  # once: in its top strip
+            u, v = u[ok], v[ok]
+            out_i.append(u if forward else v)
+            out_j.append(v if forward else u)
     return np.concatenate(out_i), np.concatenate(out_j)
 
 
