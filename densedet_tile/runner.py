@@ -104,17 +104,17 @@ def detector_identity(detector: Any) -> dict[str, Any]:
     """A JSON-able description of what makes ``detector``'s boxes: a
     :class:`~densedet_tile.detector.registry.DetectorSpec`'s kind, config, checkpoint, options
     and what it fixes of the run, with the size and modification time of its files (a
-    retrained checkpoint at the same path, or an edited ``file.py:FACTORY``, is another model);
-    for a detector object, its
-    class. The device and thread counts are left out: they do not change what is found."""
+    retrained checkpoint at the same path, or an edited source file of a ``file.py:FACTORY`` or
+    ``MODULE:FACTORY``, is another model); for a detector object, its class. The device and thread counts are left out: they do not change what is found."""
     from .detector.registry import DetectorSpec
 
     if isinstance(detector, DetectorSpec):
         spec = detector.resolved()
         files = {}
-        factory_file, _, _ = spec.kind.rpartition(":")  # path/to/file.py:FACTORY, edited since?
-        for name, f in (("config", spec.config), ("checkpoint", spec.checkpoint),
-                        ("factory", factory_file if factory_file.endswith(".py") else None)):
+        factory_file, _, _ = spec.kind.rpartition(":")  # path/to/file.py or MODULE:FACTORY, edited since?
+        if factory_file and not factory_file.endswith(".py"):
+            factory_file = _module_file(factory_file)
+        for name, f in (("config", spec.config), ("checkpoint", spec.checkpoint), ("factory", factory_file)):
             if f and Path(f).is_file():
                 st = Path(f).stat()
                 files[name] = [st.st_size, st.st_mtime_ns]
@@ -126,6 +126,32 @@ def detector_identity(detector: Any) -> dict[str, Any]:
         cls = type(detector)
         out = {"class": f"{cls.__module__}.{cls.__qualname__}"}
     return json.loads(json.dumps(out, default=repr))
+
+
+def _module_file(name: str) -> str | None:
+    """The source file of the importable module ``name`` (``pkg.sub``), found the way ``import``
+    would find it but without running any of it (a parent package's ``__init__`` included);
+    None for a module not on the path, a built-in one or one without a file."""
+    import sys
+    from importlib.machinery import PathFinder
+
+    mod = sys.modules.get(name)
+    if mod is not None:
+        return getattr(mod, "__file__", None)
+    parts = name.split(".")
+    where = None  # sys.path for the top-level package, then each package's own folders
+    spec = None
+    for i in range(len(parts)):
+        try:
+            spec = PathFinder.find_spec(".".join(parts[: i + 1]), where)
+        except (ImportError, ValueError):
+            return None
+        if spec is None:
+            return None
+        where = spec.submodule_search_locations
+        if where is None and i < len(parts) - 1:
+            return None  # a plain module has no submodules
+    return spec.origin if spec is not None and spec.has_location else None
 
 
 def request_key(job: Job, detector: Any = None) -> dict[str, Any]:

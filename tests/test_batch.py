@@ -382,6 +382,38 @@ def test_an_edited_factory_file_is_another_model(tmp_path):
     assert run_batch([a], out, detector=spec, job=job).skipped == 1
 
 
+def test_an_edited_factory_module_is_another_model(tmp_path, monkeypatch):
+    import os
+
+    from densedet_tile.runner import _module_file
+
+    a = _images(tmp_path / "in")[0]
+    out = tmp_path / "out"
+    pkg = tmp_path / "site" / "shopdets"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    module = pkg / "blobs.py"
+    module.write_text(Path(FAKES).read_text())
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    spec = DetectorSpec(kind="shopdets.blobs:make_blob")
+    job = Job(tiling=TileSpec(tile=256))
+    assert run_batch([a], out, detector=spec, job=job).ok == 1
+    assert run_batch([a], out, detector=spec, job=job).skipped == 1
+    module.write_text(Path(FAKES).read_text() + "\n# the user's edit\n")
+    st = module.stat()
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert run_batch([a], out, detector=spec, job=job).ok == 1  # redone under the edited module
+    assert run_batch([a], out, detector=spec, job=job).skipped == 1
+    # the file is found without running anything: a package whose __init__ fails is not imported
+    bad = tmp_path / "site" / "brokenpkg"
+    bad.mkdir()
+    (bad / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (bad / "mod.py").write_text("")
+    assert Path(_module_file("brokenpkg.mod")).samefile(bad / "mod.py")
+    assert "brokenpkg" not in sys.modules
+    assert _module_file("no_such_module_here.x") is None and _module_file("shopdets.blobs.deeper") is None
+
+
 def test_restart_redoes_what_other_settings_or_another_model_made(tmp_path):
     a = _images(tmp_path / "in")[0]
     out = tmp_path / "out"
