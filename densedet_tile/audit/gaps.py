@@ -12,12 +12,15 @@ percentile of all widths). ``end_k`` replaces that by ``end_k * median_width``.
 Coordinates are pixels of the upright image. On a tilted image each box is first narrowed
 to the width of the tilted product it bounds (the hull of a product of height h tilted by t
 is about h sin t wider), so the gaps are measured between products, not between their hulls;
-the median width is that of the narrowed boxes. In a view down an aisle (converging shelves,
+the median width is that of the narrowed boxes. Turned products' hulls overlap their
+neighbours' by that much, upright products on shelves sloped by the view do not: a row is
+narrowed by at most the median overlap of its neighbouring boxes. In a view down an aisle (converging shelves,
 see :mod:`.rows`) products shrink towards the vanishing point: widths are compared after
 dividing by the square of the frame's local scale, and a stretch's threshold is taken at the
 scale of its middle. A gap's vertical extent is its row's outline (from the row's upper edge
 to its fitted bottom line), so its ``polygon`` follows the shelf and ``xyxy`` is its bounding
-box. Gaps are found within one fixture's rows: run it per bay and no gap crosses an upright.
+box. A product of another row that reaches across the middle of a row's band (a tall bottle
+in front of the shelf above) fills that stretch of it: what it hides is not seen to be empty. Gaps are found within one fixture's rows: run it per bay and no gap crosses an upright.
 
 A gap lives in a row, and a row exists only where products stand, so a shelf emptied from end
 to end leaves no row to hold it. :func:`find_empty_shelves` finds those from the spacing of the
@@ -77,6 +80,25 @@ def _standing(a: np.ndarray, cx: np.ndarray, row: ShelfRow, sel: np.ndarray) -> 
     return sel[~rail] if rail.any() and not rail.all() else sel
 
 
+def _narrowing_seen(a: np.ndarray, w_true: np.ndarray, rows: dict[int, np.ndarray]) -> np.ndarray:
+    """``w_true`` with each row's narrowing held to what its boxes show. Products turned with
+    a rolled camera have hulls that overlap their neighbours' by about the narrowing (h sin t);
+    shelf lines sloped by the view (a slight angle to the shelves) leave the products upright,
+    their boxes side by side, and narrowing them opened a gap between every two (tall thin
+    bottles 4 px apart on shelves sloping 3 degrees: 80 false gaps; an outside review). So a
+    row's boxes are narrowed by at most the median overlap of neighbouring boxes in it (left
+    edges in order); a row of one box keeps the full narrowing."""
+    out = w_true.copy()
+    for sel in rows.values():
+        if sel.size < 2:
+            continue
+        order = sel[np.argsort(a[sel, 0], kind="stable")]
+        overlap = float(np.median(np.maximum(a[order[:-1], 2] - a[order[1:], 0], 0.0)))
+        width = a[sel, 2] - a[sel, 0]
+        out[sel] = np.maximum(w_true[sel], width - overlap)
+    return out
+
+
 def find_gaps(
     xyxy: np.ndarray,
     layout: RowLayout,
@@ -121,6 +143,9 @@ def find_gaps(
     else:
         w_true = W
     cx = (a[:, 0] + a[:, 2]) / 2
+    rows = {r.index: _standing(a, cx, r, np.flatnonzero(layout.assignment == r.index)) for r in layout.rows}
+    if t > 1e-6:
+        w_true = _narrowing_seen(a, w_true, rows)
     bx1, bx2 = cx - w_true / 2, cx + w_true / 2
     # Towards a vanishing point products shrink in width like the square of the frame's scale
     # (heights like the scale): widths are compared at the scale of the row's middle.
@@ -128,7 +153,6 @@ def find_gaps(
     # The fixture's vertical ends are tilted too: compare row ends after shifting each row by
     # (its height) * tan(tilt), the x part of undoing the rotation.
     tan = 0.0 if converging else float(np.tan(np.radians(layout.tilt_deg)))
-    rows = {r.index: _standing(a, cx, r, np.flatnonzero(layout.assignment == r.index)) for r in layout.rows}
     dx = {r.index: (r.top + r.bottom) / 2 * tan for r in layout.rows}
     span_given = span is not None
     if span is None:
@@ -159,6 +183,12 @@ def find_gaps(
         sel = rows[row.index]
         med_w = float(np.median(w_true[sel] / sq[sel]))
         x1, x2 = bx1[sel], bx2[sel]
+        # another row's product reaching across the middle of this row's band (a tall bottle in
+        # front of the shelf above, a hanging pack) hides that stretch: not an empty one
+        other = np.flatnonzero((layout.assignment >= 0) & (layout.assignment != row.index))
+        mid = (row.top_at(cx[other]) + row.bottom_at(cx[other])) / 2
+        other = other[(a[other, 1] <= mid) & (a[other, 3] >= mid)]
+        x1, x2 = np.r_[x1, bx1[other]], np.r_[x2, bx2[other]]
         if occ is not None:
             there = (ocy >= row.top_at(ocx)) & (ocy <= row.bottom_at(ocx))
             x1, x2 = np.r_[x1, ox1[there]], np.r_[x2, ox2[there]]

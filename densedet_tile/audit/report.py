@@ -184,9 +184,10 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
         return [item["region"] if "region" in item else names.get(item.get("bay"), item.get("bay", ""))]
 
     rows = _table("rows", ["bay", "row", "products", "y top", "y bottom", "slope (deg)", "median width px", "gaps",
-                           "gap width (products)", "empty share"],
+                           "gap width (products)", "empty between its products", "bay width filled"],
                   [where(r) + [r["row"], r["products"], r["y_top"], r["y_bottom"], r["tilt_deg"],
-                   r["median_product_width"], r["gaps"], r["gap_width_products"], f"{100 * r['empty_share']:.1f}%"]
+                   r["median_product_width"], r["gaps"], r["gap_width_products"], f"{100 * r['empty_share']:.1f}%",
+                   f"{100 * r['fill']:.1f}%"]
                    for r in doc["rows"]])
     gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)"],
                   [[g["id"]] + where(g) + [g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"],

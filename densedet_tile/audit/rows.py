@@ -73,7 +73,8 @@ class ShelfRow:
     tops and bottoms, as frame heights ``y0``); ``x_start``/``x_end`` the horizontal extent of
     its boxes; ``count`` its boxes; ``median_width``/``median_height`` their median size,
     pixels. The outline's lower edge follows the row's own line fitted to its products'
-    bottoms, whose slope (dy/dx, y down) is ``slope``.
+    bottoms, whose slope (dy/dx, y down) is ``slope``; its upper edge (``top_y``, from ``top``)
+    stops at the row above's lower edge.
     """
 
     index: int
@@ -596,6 +597,14 @@ def _build_rows(a: np.ndarray, cx: np.ndarray, w: np.ndarray, h: np.ndarray, fra
         ends = np.array(extent)
         bottom_y = ym + slope * (ends - xm) + lower
         top_y = frame.y_at(top_p, ends)
+        if rows:
+            # a few tall boxes (a bag at the image's edge, a product reaching up in front) pull
+            # the upper edge over the shelf above, where its gaps were then drawn over standing
+            # products (an outside review): the outline stops at the row above's bottom line,
+            # unless the two lines cross (rows of a narrow part of the fixture extrapolated)
+            up = np.maximum(top_y, np.asarray(rows[-1].bottom_y))
+            if np.all(bottom_y - up >= 0.5 * float(np.median(h[sel]))):
+                top_y = up
         rows.append(
             ShelfRow(
                 index=r,

@@ -148,3 +148,89 @@ def test_rows_split_across_thin_shelves(seed: int) -> None:
     lay = find_rows(np.asarray(boxes))
     assert len(lay.rows) == 6
     assert np.array_equal(lay.assignment, np.asarray(row_of))
+
+
+def _shelf_of_thin_products(tilt_deg: float, *, turned: bool, missing: int | None = None) -> np.ndarray:
+    """Two shelves of 41 bottles 40x400 px, 4 px apart along shelf lines sloping by ``tilt_deg``;
+    ``turned``: the products turn with the shelves (a rolled camera: the boxes are the hulls of
+    turned rectangles), else they stand upright on the sloping line (the view's slope)."""
+    t = np.radians(tilt_deg)
+    boxes = []
+    for yb in (600.0, 1200.0):
+        for k in range(41):
+            if k == missing:
+                continue
+            s = 100.0 + 44.0 * k  # distance along the shelf line
+            bx, by = s * np.cos(t), yb + s * np.sin(t)  # bottom-left corner
+            if turned:
+                u, v = np.array([np.cos(t), np.sin(t)]), np.array([np.sin(t), -np.cos(t)])  # along, up
+                c = np.array([[0, 0], 40 * u, 40 * u + 400 * v, 400 * v]) + [bx, by]
+                boxes.append([c[:, 0].min(), c[:, 1].min(), c[:, 0].max(), c[:, 1].max()])
+            else:
+                boxes.append([bx, by - 400, bx + 40, by])
+    return np.array(boxes)
+
+
+@pytest.mark.parametrize("tilt", [3.0, -3.0])
+def test_products_upright_on_sloping_shelves_are_not_narrowed_into_gaps(tilt: float) -> None:
+    # shelf lines sloped by the view leave the products upright: before, each box was narrowed
+    # by its height * sin(tilt) as if it were a turned product, opening 80 gaps
+    boxes = _shelf_of_thin_products(tilt, turned=False)
+    lay = find_rows(boxes, perspective=False)
+    assert len(lay.rows) == 2 and abs(lay.tilt_deg - tilt) < 0.3
+    assert find_gaps(boxes, lay) == []
+    holed = _shelf_of_thin_products(tilt, turned=False, missing=20)
+    gaps = find_gaps(holed, find_rows(holed, perspective=False))
+    assert len(gaps) == 2 and all(g.kind == "interior" for g in gaps)
+
+
+@pytest.mark.parametrize("tilt", [3.0, -3.0])
+def test_turned_products_are_narrowed_so_a_missing_one_is_a_gap(tilt: float) -> None:
+    # a rolled camera turns the products: their hulls overlap by about h sin t, which hides the
+    # room of a missing bottle (16 px of hull gap for a 40 px bottle) unless narrowed
+    boxes = _shelf_of_thin_products(tilt, turned=True)
+    lay = find_rows(boxes, perspective=False)
+    assert len(lay.rows) == 2 and abs(lay.tilt_deg - tilt) < 0.3
+    assert find_gaps(boxes, lay) == []
+    holed = _shelf_of_thin_products(tilt, turned=True, missing=20)
+    gaps = find_gaps(holed, find_rows(holed, perspective=False))
+    assert len(gaps) == 2 and all(g.kind == "interior" and 17 < g.x1 / 44 < 23 for g in gaps)
+
+
+def test_a_few_tall_boxes_do_not_pull_a_row_over_the_shelf_above() -> None:
+    # 21 products per shelf; the lower shelf has three tall products (bags at the image's edge)
+    # reaching up beside the upper shelf, and a gap of three products: its outline (and the
+    # gap's) used to start at the tall boxes' tops, over the upper shelf's products
+    def shelf(y2: float, skip: tuple[int, ...] = ()) -> list[list[float]]:
+        return [[100.0 + 84 * k, y2 - 250, 180.0 + 84 * k, y2] for k in range(21) if k not in skip]
+
+    tall = [[10.0, 100, 90, 550], [1900.0, 100, 1985, 550], [1830.0, 100, 1895, 550]]
+    boxes = np.array(shelf(250.0) + shelf(550.0, skip=(8, 9, 10)) + tall)
+    lay = find_rows(boxes)
+    assert len(lay.rows) == 2
+    upper, lower = lay.rows
+    xs = np.array([0.0, 1000.0, 2000.0])
+    assert np.all(lower.top_at(xs) >= upper.bottom_at(xs) - 1e-6)
+    gaps = find_gaps(boxes, lay)
+    assert [g.row for g in gaps] == [1]
+    g = gaps[0]
+    inside = (boxes[:20, 0] < g.x2) & (boxes[:20, 2] > g.x1) & (boxes[:20, 3] > g.xyxy[1] + 1)
+    assert not inside.any()  # the gap is drawn below the upper shelf's products, not over them
+
+
+def test_a_product_of_another_row_reaching_across_a_stretch_hides_it() -> None:
+    # two shelves of 21 products; two missing on the upper one, where a tall display standing
+    # on the lower shelf (two products wide) reaches up in front of them: hidden, not empty
+    def shelf(y2: float, skip: tuple[int, ...] = ()) -> list[list[float]]:
+        return [[100.0 + 84 * k, y2 - 250, 180.0 + 84 * k, y2] for k in range(21) if k not in skip]
+
+    upper = shelf(300.0, skip=(9, 10))
+    lower = shelf(650.0, skip=(9, 10))
+    bottle = [[100.0 + 84 * 9, 120, 180.0 + 84 * 10, 650]]  # in the lower row's slots 9-10, up to y 120
+    open_ = np.array(upper + lower + [[100.0 + 84 * 9, 400, 180.0 + 84 * 10, 650]])  # a plain product there
+    gaps = find_gaps(open_, find_rows(open_))
+    assert [(g.row, round(g.width_products)) for g in gaps] == [(0, 2)]
+    hidden = np.array(upper + lower + bottle)
+    lay = find_rows(hidden)
+    assert len(lay.rows) == 2 and lay.assignment[-1] == 1  # the bottle stands on the lower shelf
+    assert find_gaps(hidden, lay) == []
