@@ -391,6 +391,10 @@ def write_coco(result: "ImageResult", path: str | os.PathLike[str], *, stage: di
     return _put(path, data, stage)
 
 
+#: The most classes ``classes.txt`` lists for labels past the model's names (LVIS has 1203).
+YOLO_MAX_CLASSES = 100_000
+
+
 def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: bool = False,
                stage: dict[Path, bytes | str] | None = None) -> Path:
     """An Ultralytics YOLO label file: one line ``class cx cy w h`` per box, normalised to 0..1.
@@ -411,6 +415,11 @@ def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: b
     d = result.detections
     names = [n.replace("\r", " ").replace("\n", " ") for n in _class_names(result)]
     top = int(d.labels.max()) + 1 if len(d) else 0
+    if top > max(len(names), YOLO_MAX_CLASSES):
+        # every class up to the label gets a line: a label of 2**31 - 1 ran out of memory
+        raise InvalidInputError(f"{result.name}: class label {top - 1} is past the model's {len(names)} class names "
+                                f"and the longest YOLO class list written ({YOLO_MAX_CLASSES} classes); "
+                                "leave yolo out of --format for this detector")
     names += [str(i) for i in range(len(names), top)]
     old: list[str] = []
     if classes.is_file():

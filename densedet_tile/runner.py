@@ -520,15 +520,23 @@ def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:
     What every worker does once before its first image; returns the detector and the job as
     it will run (the batch size chosen under ``--max-vram``).
     """
+    from .detector.base import check_declared
     from .detector.registry import DetectorSpec
     from .vram import fit_to_vram
 
     if isinstance(detector, DetectorSpec):
+        kind = detector.kind
         try:
             detector = detector.build()
-        except DensedetError:
+            check_declared(detector)  # a bad input_size, score_thr...: one error, not one per image
+        except DensedetError as exc:
+            msg = one_line(exc)
+            if msg.startswith("detector ") and not msg.startswith(f"detector {kind!r}"):
+                raise DetectorError(f"detector {kind!r}: {msg[len('detector '):]}") from exc
             raise
         except Exception as exc:  # building runs third-party code: one line, not a traceback
-            raise DetectorError(f"detector {detector.kind!r}: {type(exc).__name__}: {one_line(exc)}") from exc
+            raise DetectorError(f"detector {kind!r}: {type(exc).__name__}: {one_line(exc)}") from exc
+    else:
+        check_declared(detector)
     tiling, run = fit_to_vram(detector, job.tiling, job.run)
     return detector, replace(job, tiling=tiling, run=run)

@@ -169,11 +169,23 @@ def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, 
     if model_side is None:
         # a tile's longer side is resized to input_size: the tile, or the whole image where it
         # is smaller than one tile
-        return replace(tiling, tile=base_tile), replace(run, input_size=max(16, round(min(base_tile, longer) * s)))
+        return replace(tiling, tile=base_tile), replace(run, input_size=_side(min(base_tile, longer), s))
     tile = max(32, round(model_side / s))
     if tile >= longer:  # the whole image fits in one tile: show it at scale s
-        return replace(tiling, tile=max(32, longer)), replace(run, input_size=max(16, round(longer * s)))
+        return replace(tiling, tile=max(32, longer)), replace(run, input_size=_side(longer, s))
     return replace(tiling, tile=tile), run
+
+
+def _side(tile: int, s: float) -> int:
+    """The model input side that shows ``tile`` pixels at scale ``s``, refused beyond
+    :data:`~densedet_tile.types.MAX_INPUT_SIZE` (a scale of 100 made a 128 000 px input)."""
+    from .types import MAX_INPUT_SIZE
+
+    side = max(16, round(tile * s))
+    if side > MAX_INPUT_SIZE:
+        raise InvalidInputError(f"scale {s:g} would show a {tile} px tile as {side} px, more than the largest model "
+                                f"input ({MAX_INPUT_SIZE} px): give a smaller scale or tile")
+    return side
 
 
 def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> ScaleChoice:

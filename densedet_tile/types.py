@@ -399,9 +399,17 @@ def check_device(device: object) -> str:
     raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
 
 
-def _positive_int_or_none(name: str, value: object, lo: int = 1) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo):
-        raise InvalidInputError(f"{name} must be an integer >= {lo} or None, got {value!r}")
+def _positive_int_or_none(name: str, value: object, lo: int = 1, hi: int | None = None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo
+                              or (hi is not None and value > hi)):
+        within = f">= {lo}" if hi is None else f"from {lo} to {hi}"
+        raise InvalidInputError(f"{name} must be an integer {within} or None, got {value!r}")
+
+
+#: The largest model input side (pixels) a tile is resized to: one 16384 px tile is already
+#: 0.8 GB of 8-bit pixels (3 GB as float32); a typo (an extra digit, a scale of 100) beyond it
+#: used to exhaust the machine's memory instead of being refused.
+MAX_INPUT_SIZE = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +445,7 @@ class RunSpec:
     def __post_init__(self) -> None:
         _plain_numbers(self)
         _positive_int_or_none("batch_size", self.batch_size)
-        _positive_int_or_none("input_size", self.input_size, 16)
+        _positive_int_or_none("input_size", self.input_size, 16, MAX_INPUT_SIZE)
         _positive_int_or_none("max_pixels", self.max_pixels)
         object.__setattr__(self, "device", check_device(self.device))
         if self.precision not in PRECISIONS:

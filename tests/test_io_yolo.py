@@ -65,6 +65,17 @@ def test_contradicting_names_are_refused_and_nothing_is_written(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "classes.txt"]
 
 
+def test_a_label_far_past_the_names_is_refused_not_listed_class_by_class(tmp_path):
+    # classes.txt lists every class up to the largest label: 2**31 - 1 ran the machine out of memory
+    from densedet_tile.io import YOLO_MAX_CLASSES
+
+    with pytest.raises(InvalidInputError, match="class label 2147483647 is past the model's 1 class names"):
+        write_yolo(result([[0, 0, 10, 10]], [2**31 - 1]), tmp_path / "a.txt")
+    assert list(tmp_path.iterdir()) == []
+    write_yolo(result([[0, 0, 10, 10]], [YOLO_MAX_CLASSES - 1]), tmp_path / "b.txt")  # the longest list kept
+    assert len((tmp_path / "classes.txt").read_text().splitlines()) == YOLO_MAX_CLASSES
+
+
 def test_an_image_called_classes_cannot_clobber_the_class_list(tmp_path):
     with pytest.raises(InvalidInputError, match="rename the image"):
         write_yolo(result([[0, 0, 10, 10]], [0], name="classes.jpg"), tmp_path / "classes.txt")

@@ -104,14 +104,18 @@ def detect_main(argv: Sequence[str]) -> int:
 
 
 def _distinct(inputs: Sequence[str]) -> list[str]:
-    """The inputs in order, a file named twice (a.jpg ./a.jpg) kept once."""
-    seen: set[str] = set()
+    """The inputs in order, a file named twice (a.jpg ./a.jpg) kept once; a file also named
+    through a link (latest.jpg -> IMG_0042.jpg) is kept under its first name, with a note."""
+    seen: dict[str, str] = {}
     out = []
     for i in inputs:
         key = os.path.realpath(i)
         if key not in seen:
-            seen.add(key)
+            seen[key] = i
             out.append(i)
+        elif os.path.abspath(i) != os.path.abspath(seen[key]):
+            logging.getLogger("densedet_tile").warning("%s: left out: the same file as %s (a link), detected once under "
+                                                       "that name", i, seen[key])
     return out
 
 

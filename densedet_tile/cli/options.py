@@ -51,12 +51,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # -- value parsers -------------------------------------------------------------------------------
-def _int(text: str, lo: int, what: str) -> int:
+def _int(text: str, lo: int, what: str, hi: int | None = None) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if v < lo:
+    if v < lo or (hi is not None and v > hi):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return v
 
@@ -109,8 +109,10 @@ MIN_INPUT_SIZE = 16
 
 
 def input_side(text: str) -> int:
-    """A model input side in pixels (>= MIN_INPUT_SIZE)."""
-    return _int(text, MIN_INPUT_SIZE, f"an input side >= {MIN_INPUT_SIZE} pixels")
+    """A model input side in pixels (MIN_INPUT_SIZE to MAX_INPUT_SIZE)."""
+    from ..types import MAX_INPUT_SIZE
+
+    return _int(text, MIN_INPUT_SIZE, f"an input side of {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE} pixels", MAX_INPUT_SIZE)
 
 
 def tile_side(text: str) -> int | str:

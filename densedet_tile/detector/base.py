@@ -60,10 +60,12 @@ def input_size_of(detector: object) -> int | None:
     size = getattr(detector, "input_size", None)
     if size is None:
         return None
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 16:
+    from ..types import MAX_INPUT_SIZE
+
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 16 <= size <= MAX_INPUT_SIZE:
         from ..errors import DetectorError
 
-        raise DetectorError(f"detector input_size must be an int >= 16 or None, got {size!r}")
+        raise DetectorError(f"detector input_size must be an int from 16 to {MAX_INPUT_SIZE} or None, got {size!r}")
     return int(size)
 
 
@@ -135,6 +137,14 @@ def score_floor_for(score_thr: float, band: float = COUNT_BAND) -> float:
     0.05 or less, as for AP evaluation, keeps its threshold: a count that low is noise)."""
     thr = float(score_thr)
     return thr if thr <= 0.05 else max(thr - float(band), 0.05)
+
+
+def check_declared(detector: object) -> None:
+    """Check every attribute ``detector`` declares that does not depend on an image (input
+    size, class names, resize filter, product size, score threshold and floor): a bad one is a
+    detector that cannot be used, said once, rather than the same error for every image."""
+    for of in (input_size_of, class_names_of, resize_filter_of, product_size_of, score_thr_of, score_floor_of):
+        of(detector)
 
 
 def photo_scale_of(detector: object, width: int, height: int) -> float | None:

@@ -113,3 +113,60 @@ def test_a_closed_stderr_does_not_stop_the_run(tmp_path: Path) -> None:
         os.close(w)
     assert p.returncode == 0
     assert (tmp_path / "o" / "shelf.detections.json").is_file()
+
+
+_DECLARING = """
+import densedet_tile as dt
+
+
+class Declaring:
+    def predict(self, tiles):
+        return [dt.Detections([[1, 1, 30, 30]], [0.9], [0]) for _ in tiles]
+
+
+def make(attr, value):
+    d = Declaring()
+    setattr(d, attr, value)
+    return d
+"""
+
+
+@pytest.mark.parametrize(("attr", "value", "said"), [
+    ("input_size", "0", "input_size must be an int from 16 to 16384"),
+    ("input_size", "100000", "input_size must be an int from 16 to 16384"),  # used to fill the memory
+    ("score_thr", "1.5", "score_thr must be a number in [0, 1]"),
+    ("resize_filter", "'nearest'", "resize_filter must be one of"),
+    ("class_names", "[]", "class_names must be a non-empty list"),
+])
+def test_a_detector_declaring_a_bad_attribute_cannot_be_built(attr: str, value: str, said: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # said once, as a detector that cannot be built (exit 2), not as the same error for every image
+    (tmp_path / "declaring.py").write_text(_DECLARING + f"\n\ndef factory():\n    return make({attr!r}, {value})\n")
+    rc, out, err = run([str(EXAMPLE), str(EXAMPLE), "--detector", f"{tmp_path / 'declaring.py'}:factory",
+                        "--out", str(tmp_path / "out")], capsys)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and said in lines[0] and "declaring.py:factory" in lines[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_input_side_past_the_largest_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from densedet_tile import InvalidInputError, RunSpec, TileSpec
+    from densedet_tile.scale import choose_scale
+    from densedet_tile.types import MAX_INPUT_SIZE
+
+    rc, _, err = run([str(EXAMPLE), "--input-size", "60000", "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "--input-size" in err and str(MAX_INPUT_SIZE) in err and not (tmp_path / "o").exists()
+    with pytest.raises(InvalidInputError, match="input_size"):
+        RunSpec(input_size=MAX_INPUT_SIZE + 1)
+    assert RunSpec(input_size=MAX_INPUT_SIZE).input_size == MAX_INPUT_SIZE
+
+    class Plain:  # no input size of its own: a scale sets the side tiles are resized to
+        def predict(self, tiles):
+            return []
+
+    class Src:
+        width, height = 3000, 2000
+
+    with pytest.raises(InvalidInputError, match="scale 20 would show a 1280 px tile as 25600 px"):
+        choose_scale(Src(), Plain(), TileSpec(tile=1280), RunSpec(scale=20.0))
+    assert choose_scale(Src(), Plain(), TileSpec(tile=1280), RunSpec(scale=2.0)).run.input_size == 2560

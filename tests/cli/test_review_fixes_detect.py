@@ -278,3 +278,16 @@ def test_two_inputs_of_one_name_are_told_apart_in_errors_and_rows(tmp_path, caps
         # eval reads them back under those names
         assert list(read_predictions(out / f"{stem}.detections.csv").images) == [names[stem]]
     assert names == {"same": "same.png", "same-2": "same-2.png"}
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs symbolic links")
+def test_a_file_also_named_through_a_link_is_detected_once_and_said(tmp_path, caplog):
+    photo = _photo(tmp_path / "IMG_0042.png")
+    (tmp_path / "latest.png").symlink_to(photo.name)
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        assert cli_main([str(tmp_path / "latest.png"), str(photo), str(tmp_path / "." / "latest.png"),
+                         "--out", str(out), *BLOB]) == 0
+    assert sorted(p.name for p in out.glob("*.detections.json")) == ["latest.detections.json"]
+    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(said) == 1 and "IMG_0042.png: left out: the same file as" in said[0] and "latest.png" in said[0]

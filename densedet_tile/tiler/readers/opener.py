@@ -71,6 +71,9 @@ def open_image(
         if path.is_dir():
             raise ImageReadError(f"{label}: is a directory, not an image file")
         with open(path, "rb") as fh:
+            if not fh.seekable():  # a pipe (/dev/stdin, <(...)): the sniffed bytes would be gone
+                raise ImageReadError(f"{label}: not a regular file (a pipe?): the image is read more than once; "
+                                     "save it to a file first")
             head = fh.read(32)
     except ImageReadError:
         raise

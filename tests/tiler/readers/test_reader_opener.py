@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -64,3 +66,17 @@ def test_decoder_option_is_validated(bad):
         open_image(noise(4, 4), decoder=bad)  # type: ignore[arg-type]
     msg = str(err.value)
     assert "decoder" in msg and repr(bad) in msg and "auto, imagecodecs, pillow" in msg and "\n" not in msg
+
+
+@pytest.mark.skipif(not Path("/dev/fd").is_dir(), reason="needs /dev/fd (Linux, macOS)")
+def test_a_pipe_is_refused_with_a_clear_line_not_called_an_unknown_format():
+    import os
+
+    r, w = os.pipe()
+    try:
+        os.write(w, b"\xff\xd8\xff\xe0" + b"\0" * 60)  # a JPEG's first bytes: sniffing would eat them
+        with pytest.raises(ImageReadError, match=r"not a regular file \(a pipe\?\).*save it to a file first"):
+            open_image(f"/dev/fd/{r}")
+    finally:
+        os.close(w)
+        os.close(r)
