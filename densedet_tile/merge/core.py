@@ -263,23 +263,14 @@ def _tile_rects(tgeo: np.ndarray) -> np.ndarray:
     return np.concatenate([tgeo[:, :2], tgeo[:, :2] + tgeo[:, 2:4]], axis=1)
 
 
-def _in_two_tiles(tiles: Sequence[Tile], xyxy: np.ndarray) -> np.ndarray:
-    """Boxes lying wholly inside two or more tiles (in the overlap of neighbouring tiles)."""
-    return count_containing(_tile_rects(_tile_geo(tiles)), xyxy) >= 2
-
-
-def _near_seam(tiles: Sequence[Tile], xyxy: np.ndarray, margin: float) -> np.ndarray:
-    """Boxes whose x or y range comes within ``margin`` px of any interior tile edge line.
+def _near_lines(tgeo: np.ndarray, xyxy: np.ndarray, margin: float) -> np.ndarray:
+    """Boxes whose x or y range comes within ``margin`` px of any interior tile edge line of
+    the tile array of :func:`_tile_geo`.
 
     Lines are taken over the whole image (a superset of each tile's own edges), so every box
     that seam repair could touch is included: a truncated view lies on its tile's interior
     edge, and a view that replaces or joins it reaches that edge too.
     """
-    return _near_lines(_tile_geo(tiles), xyxy, margin)
-
-
-def _near_lines(tgeo: np.ndarray, xyxy: np.ndarray, margin: float) -> np.ndarray:
-    """:func:`_near_seam` over the tile array of :func:`_tile_geo`."""
     x, y, x2, y2 = tgeo[:, 0], tgeo[:, 1], tgeo[:, 0] + tgeo[:, 2], tgeo[:, 1] + tgeo[:, 3]
     inner = tgeo[:, 4:8] > 0
     vx = np.unique(np.concatenate([x[inner[:, 0]], x2[inner[:, 2]]]))

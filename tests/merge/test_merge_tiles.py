@@ -227,7 +227,7 @@ def test_two_nearly_whole_views_keep_the_larger() -> None:
 @pytest.mark.parametrize("seed", range(3))
 def test_near_seam_shortcut_changes_nothing(seed: int) -> None:
     from densedet_tile.merge import repair_seams
-    from densedet_tile.merge.core import _near_seam
+    from densedet_tile.merge.core import _near_lines, _tile_geo
 
     img, _ = make_painted_aisle(3000, 1200, n_products=50, seed=seed, small_size=(20, 120), large_size=(150, 300))
     tiles = make_grid(3000, 1200, TileSpec(500, 0.2))
@@ -235,7 +235,7 @@ def test_near_seam_shortcut_changes_nothing(seed: int) -> None:
     spec = MergeSpec()
     xyxy, scores, labels, groups, cut = to_global(tiles, dets, edge_tol=spec.edge_tol)
     kw = dict(tol_px=spec.seam_tol, tol_frac=spec.seam_tol_frac)
-    near = _near_seam(tiles, xyxy, spec.seam_tol + spec.edge_tol)
+    near = _near_lines(_tile_geo(tiles), xyxy, spec.seam_tol + spec.edge_tol)
     assert 0 < near.sum() < len(near)
     full = repair_seams(xyxy, scores, labels, groups, cut, **kw)
     fast = repair_seams(xyxy, scores, labels, groups, cut, near_seam=near, **kw)

@@ -15,10 +15,16 @@ from densedet_tile.merge import (
     seam_tolerances,
     to_global,
 )
-from densedet_tile.merge.core import _in_two_tiles
+from densedet_tile.merge.boxes import count_containing
+from densedet_tile.merge.core import _tile_geo, _tile_rects
 from densedet_tile.synth.painted_aisles import PaintedDetector, encode_ids
 from densedet_tile.tiler.grid import make_grid
 from densedet_tile.types import Detections, MergeSpec, Tile, TileSpec
+
+def _in_two_tiles(tiles, xyxy):
+    """Boxes lying wholly inside two or more tiles, as the merge finds them."""
+    return count_containing(_tile_rects(_tile_geo(tiles)), xyxy) >= 2
+
 
 # Tiles of 200 px overlapping by 60 px: origins 0, 140, 280, ...; seam strips [140, 200], ...
 SPEC = TileSpec(200, 0.3)
