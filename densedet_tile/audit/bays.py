@@ -25,10 +25,14 @@ kinds of evidence cut the columns:
    The bottoms of an aligned pair must also agree with the slope of the shelf lines there
    (within ``jump_tol`` of the taller box's height), from the image's slope field (see
    :mod:`.rows`; in a view down an aisle every bay's shelves converge on one point).
+   Here a box's neighbour need only overlap it vertically by 0.3 of the shorter one's height
+   (across a jump of half a shelf pitch no pair overlaps by half), and price rails (flat boxes
+   three times as wide as high and under half the median height) are left out of the pairs.
    Every pair marks its junction (the columns between the two boxes, widened by a quarter
    median width); columns where at least ``jump_min`` pairs meet misaligned, at least
-   ``jump_frac`` of the shelves there (coverage over median height), and at most half as many
-   aligned pairs meet, are a jump. Products stacked on others and stray boxes also make
+   ``jump_frac`` of the shelves there (the standing boxes over the column, a box under half the
+   median height counting as its share of one, at most nearby on either side), and at most
+   half as many aligned pairs meet, are a jump. Products stacked on others and stray boxes also make
    misaligned pairs, but scattered over the columns; a jump lines them up.
 
 A run of cut columns gives one cut at its middle (a gutter wins over a jump where both
@@ -207,6 +211,13 @@ def _jump_tolerance(rel: np.ndarray, calm: np.ndarray, jump_tol: float) -> float
     return max(jump_tol, 3.5 * spread)
 
 
+#: Neighbours judged for a jump in shelf height need only overlap vertically by this share of
+#: the shorter box: across a jump of half a shelf pitch no box has a neighbour overlapping it by
+#: half, so no misaligned pair marked the jump (an outside review: two bays side by side, the
+#: right one lowered by 130 to 170 px on a 300 px pitch, were one bay of one row).
+_JUMP_OVERLAP = 0.3
+
+
 def find_bays(
     xyxy: np.ndarray,
     *,
@@ -304,6 +315,10 @@ def find_bays(
             gutter[s:e] = True
     # 2. height jumps: misaligned junctions lined up over most shelves of the column
     # (a pair stands on one line when its bottoms agree with the slope of the shelf lines there)
+    # price rails (wide, flat boxes) are no products: they neither pair nor count as shelves
+    goods = np.flatnonzero(~((w > 3 * h) & (h < 0.5 * med_h)))
+    jp = neighbour_pairs(upright[goods], min_overlap=_JUMP_OVERLAP)
+    i, j = goods[jp.left], goods[jp.right]
     xs, ys = (cx[i] + cx[j]) / 2, (a[i, 3] + a[j, 3]) / 2
     expected = frame.slope_at(frame.deskew(ys, xs))
     resid = (a[j, 3] - a[i, 3]) - expected * (cx[j] - cx[i])
@@ -314,7 +329,12 @@ def find_bays(
     misaligned = ~on_line & ~stacked[i] & ~stacked[j]
     mis = interval_sum(lo, hi, misaligned.astype(np.float64))
     ali = interval_sum(lo, hi, on_line.astype(np.float64))
-    shelves = ref / med_h
+    # the shelves in the column: the standing boxes over it, at most, nearby on either side (the
+    # coverage over the median height counted the shelves of a panorama's large products twice);
+    # a box under half the median height counts as its share of one (a price rail, a tag)
+    shelf = np.intersect1d(standing, goods)
+    stand = interval_sum(a[shelf, 0], a[shelf, 2] - 1e-9, np.minimum(1.0, h[shelf] / (0.5 * med_h)))
+    shelves = np.minimum(_window_max(stand, k, "left"), _window_max(stand, k, "right"))
     jump = (mis >= jump_min) & (mis >= jump_frac * shelves) & (ali <= 0.5 * mis)
     # one cut per run, at the middle of its gutter part if it has one
     cuts: list[float] = []

@@ -457,3 +457,50 @@ def test_a_regions_rows_and_gaps_stop_at_its_outline() -> None:
     assert mine and all(x0 - 0.2 <= r["x_start"] <= r["x_end"] <= x1 + 0.2 for r in mine)
     for item in mine + [g for g in doc["gaps"] if g.get("region") == "promo"]:
         assert region.covers(Polygon(item["polygon"])), item
+
+
+def _abutting_bay(x0: float, yoff: float, n: int = 25, shelves: int = 5, w: float = 80, h: float = 250,
+                  pitch: float = 300) -> list[list[float]]:
+    """One bay of ``shelves`` x ``n`` products with no gutter beside it, shelves ``yoff`` lower."""
+    return [[x0 + k * (w + 4), s * pitch + pitch + yoff - h, x0 + k * (w + 4) + w, s * pitch + pitch + yoff]
+            for s in range(shelves) for k in range(n)]
+
+
+@pytest.mark.parametrize("offset", [100, 130, 150, 170, 200])
+def test_a_jump_of_half_a_shelf_pitch_is_cut(offset: int) -> None:
+    # two bays whose products abut (an upright hidden by the boxes, or two photos stitched), the
+    # right one lower by about half a shelf pitch: no box of either has a neighbour overlapping it
+    # by half its height, so no pair marked the jump and both were one bay of one row
+    from densedet_tile.audit import run_audit
+
+    a = np.array(_abutting_bay(0, 0) + _abutting_bay(25 * 84, offset), float)
+    cuts = find_bays(a)
+    assert len(cuts.cuts) == 1 and abs(cuts.cuts[0] - 25 * 84) < 84
+    res = run_audit(a, int(a[:, 2].max()) + 1, int(a[:, 3].max()) + 60)
+    assert [len(p.layout.rows) for p in res.parts] == [5, 5]
+
+
+def test_price_rails_neither_pair_nor_count_as_shelves_at_a_jump() -> None:
+    # a thin rail box under every shelf of both bays, running across the junction: the jump is
+    # still cut (rails paired with products and counted as shelves hid it)
+    left, right = _abutting_bay(0, 0), _abutting_bay(25 * 84, 150)
+    rails = [[1000.0, s * 300 + 300 + 2, 3200.0, s * 300 + 300 + 30] for s in range(5)]
+    a = np.array(left + right + rails, float)
+    cuts = find_bays(a)
+    assert len(cuts.cuts) == 1 and abs(cuts.cuts[0] - 25 * 84) < 84
+
+
+def test_a_panoramas_large_products_are_not_counted_as_extra_shelves() -> None:
+    # a panorama: a long bay of small products, then two bays of large ones at other shelf
+    # heights, abutting, with half their shelves ending short of the junction (3 misaligned
+    # pairs over 6 shelves). A column's shelves were its boxes' summed height over the median
+    # height, which the small products set: the large ones counted as 12 shelves, asking for
+    # more misaligned pairs than the junction has
+    small = _abutting_bay(0, 0, n=60, shelves=6, w=60, h=120, pitch=300)
+    left = [b for b in _abutting_bay(5000, 0, n=12, shelves=6, w=150, h=240, pitch=300)
+            if not (b[0] == 5000 + 11 * 154 and int(b[3]) // 300 % 2 == 1)]
+    right = _abutting_bay(5000 + 12 * 154, 150, n=12, shelves=6, w=150, h=240, pitch=300)
+    a = np.array(small + left + right, float)
+    cuts = find_bays(a)
+    junction = 5000 + 12 * 154
+    assert np.min(np.abs(cuts.cuts - junction)) < 100, cuts.cuts
