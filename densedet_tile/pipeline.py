@@ -24,7 +24,7 @@ import numpy as np
 
 from .detector.base import (Detector, class_names_of, device_of, input_size_of, resize_filter_of, score_floor_of,
                             score_thr_of)
-from .detector.calls import DetectorCalls
+from .detector.calls import DetectorCalls, back_to_the_gpu
 from .errors import InvalidInputError, caller_level
 from .merge import merge_tiles
 from .scale import choose_scale
@@ -167,6 +167,7 @@ def resolve_run(detector: object, run: RunSpec) -> RunSpec:
     """
     if not callable(getattr(detector, "predict", None)):
         raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
+    back_to_the_gpu(detector)  # an earlier image's out-of-memory moved it to the CPU: this one tries the GPU
     device = device_of(detector, run.device)
     class_names_of(detector)  # checked before any tile is run, not when the outputs are written
     return replace(

@@ -538,5 +538,12 @@ def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:
             raise DetectorError(f"detector {kind!r}: {type(exc).__name__}: {one_line(exc)}") from exc
     else:
         check_declared(detector)
-    tiling, run = fit_to_vram(detector, job.tiling, job.run)
+        kind = type(detector).__name__
+    try:
+        tiling, run = fit_to_vram(detector, job.tiling, job.run)
+    except DensedetError:
+        raise
+    except Exception as exc:  # the --max-vram probes run the detector on the GPU: one line, not a traceback
+        raise DetectorError(f"detector {kind!r}: planning --max-vram failed: {type(exc).__name__}: "
+                            f"{one_line(exc)}") from exc
     return detector, replace(job, tiling=tiling, run=run)

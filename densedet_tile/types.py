@@ -394,8 +394,10 @@ def check_device(device: object) -> str:
     if not isinstance(device, str):
         raise InvalidInputError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
     dev = device.strip().lower()
-    if dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()):
+    if dev in ("auto", "cpu", "cuda"):
         return dev
+    if dev.startswith("cuda:") and dev[5:].isascii() and dev[5:].isdigit():
+        return f"cuda:{int(dev[5:])}"  # cuda:01 as torch spells it
     raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
 
 

@@ -66,8 +66,11 @@ def plan_from_probes(
     return VramPlan(1, new_tile, base, int(per_tile * (new_tile / tile) ** 2), budget_bytes)
 
 
-def _probe_peaks(predict: Callable[[Sequence[np.ndarray]], object], side: int, device: int) -> tuple[int, int]:
+def _probe_peaks(predict: Callable[[Sequence[np.ndarray]], object], side: int, device: int) -> tuple[int, int | None]:
+    """Peak memory of one and of two blank tiles; None for two when one fits but two do not."""
     import torch
+
+    from .detector.calls import is_oom
 
     peaks = []
     for b in (1, 2):
@@ -75,33 +78,49 @@ def _probe_peaks(predict: Callable[[Sequence[np.ndarray]], object], side: int, d
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-        predict(tiles)
+        try:
+            predict(tiles)
+        except Exception as exc:
+            if b == 1 or not is_oom(exc):
+                raise
+            oom = True
+        else:
+            oom = False
+        if oom:  # outside the handler: the failed call's tensors are free to go
+            torch.cuda.empty_cache()
+            return peaks[0], None
         torch.cuda.synchronize(device)
         peaks.append(int(torch.cuda.max_memory_allocated(device)))
     return peaks[0], peaks[1]
 
 
 def apply_vram_cap(max_vram_gb: float, device: str) -> int:
-    """Cap torch's CUDA allocator on ``device`` at ``max_vram_gb``; returns the cap in bytes."""
+    """Cap torch's CUDA allocator on ``device`` at ``max_vram_gb`` GiB (2**30 bytes, as a "4 GB"
+    card has); returns the budget in bytes: the cap, or less where the card has less free."""
     import torch
 
     if not (isinstance(max_vram_gb, (int, float)) and max_vram_gb > 0):
-        raise InvalidInputError(f"--max-vram must be a positive number of GB, got {max_vram_gb!r}")
+        raise InvalidInputError(f"--max-vram must be a positive number of GiB, got {max_vram_gb!r}")
     idx = torch.device(device).index or 0
     total = torch.cuda.get_device_properties(idx).total_memory
     cap = int(max_vram_gb * GiB)
-    if cap < total:
-        torch.cuda.set_per_process_memory_fraction(cap / total, idx)
+    # set every time: a later call with a larger budget lifts an earlier, smaller cap
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), idx)
     # what is really there: a laptop's 4 GB card also holds the display and other programs
     try:
         free, _ = torch.cuda.mem_get_info(idx)
         there = int(free) + int(torch.cuda.memory_reserved(idx))
     except (RuntimeError, AttributeError):  # pragma: no cover - an old torch or a driver without it
         there = total
-    if there < min(cap, total):
-        log.warning("max_vram %g GB: only %.2f GB of the card's memory is free for this process; planning for that",
+    if there < min(cap, total) and (idx, max_vram_gb) not in _SAID_FREE:
+        _SAID_FREE.add((idx, max_vram_gb))  # once: the pipeline applies the cap again for every image
+        log.warning("max_vram %g GiB: only %.2f GiB of the card's memory is free for this process; planning for that",
                     max_vram_gb, there / GiB)
     return min(cap, total, there)
+
+
+#: (device index, budget) pairs whose shortage of free memory has been said.
+_SAID_FREE: set[tuple[int, float]] = set()
 
 
 def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_gb: float, device: str,
@@ -143,13 +162,16 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
         torch.cuda.empty_cache()
         smaller = max(min_tile, tile // 2 // 32 * 32)
         if resizes or smaller >= tile:
-            log.warning("probe at %d px ran out of memory inside %.1f GB; starting at batch 1", side, max_vram_gb)
+            log.warning("probe at %d px ran out of memory inside %.1f GiB; starting at batch 1", side, max_vram_gb)
             return VramPlan(1, tile, 0, budget, budget)
-        log.warning("probe at %d px ran out of memory inside %.1f GB; trying tile %d", side, max_vram_gb, smaller)
+        log.warning("probe at %d px ran out of memory inside %.1f GiB; trying tile %d", side, max_vram_gb, smaller)
         side = max(16, round(side * smaller / tile))
         tile = smaller
+    if p2 is None:  # one tile fits and two do not: batch 1 at this tile, not a smaller tile
+        log.info("VRAM plan: batch 1, tile %d (two tiles do not fit %.2f GiB)", tile, budget / GiB)
+        return VramPlan(1, tile, 0, p1, budget)
     plan = plan_from_probes(p1, p2, budget_bytes=budget, tile=tile, resizes_tiles=resizes, min_tile=min_tile)
-    log.info("VRAM plan: batch %d, tile %d (base %.2f GB + %.2f GB per tile, budget %.2f GB)",
+    log.info("VRAM plan: batch %d, tile %d (base %.2f GiB + %.2f GiB per tile, budget %.2f GiB)",
              plan.batch_size, plan.tile, plan.base_bytes / GiB, plan.per_tile_bytes / GiB, budget / GiB)
     return plan
 
@@ -194,6 +216,6 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     if found is None:  # not planned (said why): the usual batch, so later images do not ask again
         return tiling, replace(run, batch_size=default_batch_size(device))
     if found.tile != tile and isinstance(tiling.tile, int):
-        log.warning("max_vram %g GB (--max-vram): tile reduced to %d px to fit", run.max_vram, found.tile)
+        log.warning("max_vram %g GiB (--max-vram): tile reduced to %d px to fit", run.max_vram, found.tile)
         tiling = replace(tiling, tile=found.tile)
     return tiling, replace(run, batch_size=found.batch_size)

@@ -207,9 +207,36 @@ def test_oom_at_batch_one_falls_back_to_cpu():
     with pytest.warns(RuntimeWarning, match="CPU"):
         out = dt.detect(img, det, tile=600, batch_size=1, device="cuda")
     assert det.device == "cpu" and len(out) == 1
-    # moved to the CPU by the fallback, it serves the next images of a --device cuda run there
-    res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    # the next image of a --device cuda run tries its GPU again; still full: the CPU again
+    with pytest.warns(RuntimeWarning, match="CPU for this image"):
+        res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
     assert len(res.detections) == 1 and res.settings["device"] == "cpu"
+
+
+class _OOMOnce(_OOMUntilCPU):
+    """Out of GPU memory for the first image only (another program held the card a while)."""
+
+    full = True
+
+    def predict(self, tiles):
+        if self.device != "cpu" and self.full:
+            self.full = False
+            import torch
+
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return BlobDetector.predict(self, tiles)
+
+
+def test_after_one_images_cpu_fallback_the_next_image_runs_on_the_gpu_again():
+    # one huge panorama (or a moment when the card was full) sent every later image of a batch
+    # to the CPU, silently
+    img = blob_image(600, 600, (10, 10, 50, 50))
+    det = _OOMOnce()
+    with pytest.warns(RuntimeWarning, match="CPU for this image"):
+        first = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    assert first.settings["device"] == "cpu"
+    second = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    assert det.device == "cuda" and second.settings["device"] == "cuda" and len(second.detections) == 1
 
 
 def test_a_device_other_than_the_detectors_own_is_refused_not_misreported():

@@ -165,3 +165,125 @@ def test_tile_auto_is_planned_at_one_tile_and_not_shrunk(monkeypatch):
     sides.clear()
     tiling, run = vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0))
     assert tiling.tile == 640 and sides == [1280, 640]
+
+
+def _fake_cuda(monkeypatch, per_tile: int, card: int):
+    """torch.cuda's peak-memory calls on a pretend card: each predict of b tiles peaks at
+    ``b * per_tile`` and runs out of memory past ``card`` bytes."""
+    import torch
+
+    state = {"peak": 0}
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: state.update(peak=0))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: state["peak"])
+
+    class Native:  # no input size of its own: it sees tiles at their pixels
+        def predict(self, tiles):
+            need = len(tiles) * per_tile
+            if need > card:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+            state["peak"] = need
+            return []
+
+    return Native()
+
+
+def test_one_tile_fitting_and_two_not_is_batch_one_at_the_same_tile(monkeypatch):
+    # the two-tile probe running out made the planner halve the tile (four times the tiles and
+    # seams) although one tile fitted: the README says the tile is halved until one fits
+    import densedet_tile.vram as vram
+
+    monkeypatch.setattr(vram, "apply_vram_cap", lambda gb, device: int(gb * GiB))
+    det = _fake_cuda(monkeypatch, per_tile=2 * GiB, card=3 * GiB)
+    plan = vram.plan_batch(det, tile=1280, input_size=None, max_vram_gb=4.0, device="cuda:0")
+    assert (plan.batch_size, plan.tile) == (1, 1280)
+
+
+def test_a_later_larger_budget_lifts_the_cap_and_a_shortage_is_said_once(monkeypatch, caplog):
+    import torch
+
+    import densedet_tile.vram as vram
+
+    class Props:
+        total_memory = 24 * GiB
+
+    fractions = []
+    monkeypatch.setattr(vram, "_SAID_FREE", set())
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda idx: Props())
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, idx: fractions.append(f))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda idx: (20 * GiB, 24 * GiB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda idx: 0)
+    assert vram.apply_vram_cap(2.0, "cuda:0") == 2 * GiB and fractions[-1] == 2 / 24
+    assert vram.apply_vram_cap(32.0, "cuda:0") == 20 * GiB and fractions[-1] == 1.0  # the 2 GiB cap is gone
+    with caplog.at_level("WARNING", logger="densedet_tile.vram"):
+        for _ in range(3):  # the pipeline applies the cap for every image
+            vram.apply_vram_cap(22.0, "cuda:0")
+    assert sum(r.getMessage().startswith("max_vram 22 GiB: only 20.00 GiB") for r in caplog.records) == 1
+
+
+def test_out_of_memory_halves_the_batch_rounding_up():
+    # batch 4 on an image of 3 tiles, 2 fit: 3 -> 2, not 3 -> 1 for the rest of the run
+    import warnings
+
+    import torch
+
+    from densedet_tile.detector.calls import DetectorCalls
+    from fakes import BlobDetector, blob_image
+
+    class TwoFit(BlobDetector):
+        def predict(self, tiles):
+            if len(tiles) > 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+            return super().predict(tiles)
+
+    calls = DetectorCalls(TwoFit(), 4, "a.png")
+    tiles = [blob_image(64, 64, (5, 5, 20, 20))] * 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert len(calls.predict(tiles)) == 3
+    assert calls.batch_size == 2
+
+
+def test_a_gpu_number_the_machine_does_not_have_is_refused_with_one_line(monkeypatch):
+    # cuda:1 on a one-GPU machine was accepted; what touched it first then failed its own way
+    # (an AssertionError traceback out of the --max-vram planner in a batch)
+    import torch
+
+    from densedet_tile.detector.base import resolve_device
+    from densedet_tile.types import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == "cuda:0" and resolve_device("cuda") == "cuda"
+    with pytest.raises(InvalidInputError, match=r"'cuda:1' was requested but this machine has 1 GPU \(cuda:0\)"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(InvalidInputError, match=r"has 2 GPUs \(cuda:0 to cuda:1\)"):
+        resolve_device("cuda:7")
+    assert check_device("CUDA:01") == "cuda:1"
+
+
+def test_a_failing_max_vram_probe_is_one_line_naming_the_detector(monkeypatch):
+    # a cuBLAS allocation failure (not matched as out-of-memory) in the probes escaped batch's
+    # error handling as a traceback
+    import densedet_tile.detector.base as base
+    import densedet_tile.vram as vram
+    from densedet_tile import DetectorError, RunSpec, TileSpec
+    from densedet_tile.runner import Job, build_detector
+
+    monkeypatch.setattr(vram, "apply_vram_cap", lambda gb, device: int(gb * GiB))
+    monkeypatch.setattr(base, "device_of", lambda det, dev: "cuda:0")
+    monkeypatch.setattr(base, "resolve_device", lambda dev: dev)
+
+    def probe(predict, side, device):
+        raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate(handle)")
+
+    monkeypatch.setattr(vram, "_probe_peaks", probe)
+
+    class Native:
+        def predict(self, tiles):
+            return []
+
+    with pytest.raises(DetectorError, match="detector 'Native': planning --max-vram failed: RuntimeError: CUDA error"):
+        build_detector(Native(), Job(tiling=TileSpec(1280), run=RunSpec(max_vram=4.0)))

@@ -189,8 +189,9 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="extra keyword for the detector's build (repeatable; VALUE parsed as JSON when it can be), "
                    "e.g. num_classes=2, threads=4, cfg_options='{\"model.test_cfg.rcnn.max_per_img\": 600}'")
-    g.add_argument("--max-vram", type=positive_float, default=None, metavar="GB",
-                   help="cap GPU memory at GB and pick the batch (and, for models without an input size, the tile) to fit")
+    g.add_argument("--max-vram", type=positive_float, default=None, metavar="GIB",
+                   help="cap GPU memory at GIB (GiB, 2**30 bytes: a '4 GB' card is 4) and pick the batch (and, for "
+                   "models without an input size, the tile) to fit")
     g.add_argument("--input-size", type=input_side, default=None, metavar="PX",
                    help="resize each tile so its longer side is PX before inference (default: what the model declares)")
     g.add_argument("--score-thr", type=fraction(0.0, 1.0), default=None, metavar="X",

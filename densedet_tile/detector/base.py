@@ -196,6 +196,11 @@ def resolve_device(device: str = "auto") -> str:
         return "cuda" if has_cuda else "cpu"
     if not has_cuda:
         raise InvalidInputError(f"device {device!r} was requested but CUDA is not available on this machine")
+    if ":" in dev:  # cuda:N: a GPU this machine has (else whatever touched it first failed its own way)
+        n = torch.cuda.device_count()
+        if int(dev.split(":", 1)[1]) >= n:
+            raise InvalidInputError(f"device {device!r} was requested but this machine has {n} GPU"
+                                    f"{'' if n == 1 else 's'} (cuda:0{f' to cuda:{n - 1}' if n > 1 else ''})")
     return dev
 
 

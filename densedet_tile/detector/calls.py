@@ -16,7 +16,7 @@ from ..errors import DetectorError, caller_level
 from ..types import Detections
 from .base import Detector, class_names_of
 
-__all__ = ["DetectorCalls", "is_oom"]
+__all__ = ["DetectorCalls", "back_to_the_gpu", "is_oom"]
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -41,6 +41,23 @@ def _batch_cap(detector: object) -> int | None:
         return None
 
 
+def back_to_the_gpu(detector: object, image_name: str = "<image>") -> None:
+    """A detector moved to the CPU by one image's out-of-memory goes back to its GPU for the
+    next image (one huge panorama, or another program holding the card for a while, sent every
+    later image of a batch to the CPU); the batch size it came down to stays."""
+    back = getattr(detector, "_densedet_back_to", None)
+    if not back or not getattr(detector, "_densedet_on_cpu", False):
+        return
+    try:
+        detector.to(back)  # type: ignore[attr-defined]
+        detector._densedet_on_cpu = False  # type: ignore[attr-defined]
+        detector._densedet_back_to = None  # type: ignore[attr-defined]
+    except Exception as exc:  # the card is still full: this image runs on the CPU as well
+        if not is_oom(exc):
+            raise DetectorError(f"{image_name}: could not move the detector back to {back}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+
 #: Boxes an image's detector calls must have returned before their frame is judged (a stray
 #: box or two outside a tile says nothing).
 FRAME_CHECK_MIN = 10
@@ -51,6 +68,7 @@ class DetectorCalls:
 
     def __init__(self, detector: Detector, batch_size: int, image_name: str) -> None:
         self.detector = detector
+        back_to_the_gpu(detector, image_name)
         cap = _batch_cap(detector)
         self.batch_size = batch_size if cap is None else max(1, min(batch_size, cap))
         self.image_name = image_name
@@ -83,6 +101,10 @@ class DetectorCalls:
                     raise DetectorError(
                         f"{self.image_name}: detector failed: {type(exc).__name__}: {exc}"
                     ) from exc
+                res = None
+            if res is None:
+                # recovered outside the handler: its traceback held the failed call's tensors,
+                # which the cache could then not give back
                 self._recover_from_oom(len(chunk))
                 continue  # retry the same chunk at the new batch size / device
             out.extend(self._validate(res, chunk))
@@ -94,7 +116,7 @@ class DetectorCalls:
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
         if chunk_len > 1:
-            self.batch_size = max(1, chunk_len // 2)
+            self.batch_size = max(1, (chunk_len + 1) // 2)  # 3 -> 2, not 1
             try:
                 _BATCH_CAP[self.detector] = self.batch_size
             except TypeError:
@@ -109,13 +131,18 @@ class DetectorCalls:
         if to is None or getattr(self.detector, "_densedet_on_cpu", False):
             raise DetectorError(f"{self.image_name}: out of memory even with one tile per batch")
         warnings.warn(
-            f"{self.image_name}: out of GPU memory with one tile per batch; continuing on the CPU",
+            f"{self.image_name}: out of GPU memory with one tile per batch; continuing on the CPU for this image",
             RuntimeWarning,
             stacklevel=caller_level(),
         )
+        was = getattr(self.detector, "device", None)
         to("cpu")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the weights' memory, back to the card's other users
         try:
             self.detector._densedet_on_cpu = True  # type: ignore[attr-defined]
+            if was is not None and str(was).startswith("cuda"):
+                self.detector._densedet_back_to = str(was)  # type: ignore[attr-defined]
         except AttributeError:
             pass
 

@@ -20,12 +20,13 @@ shrinks a tile that does not fit the canvas).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DetectorError, InvalidInputError, MissingDependencyError
+from ..errors import DetectorError, InvalidInputError, MissingDependencyError, caller_level
 from ..types import Detections
 from .base import check_tiles, class_names_option, ort_session_options, score_floor_for
 
@@ -163,6 +164,23 @@ def _device_of(session: Any) -> str:
     return f"cuda:{opts.get('device_id', 0)}"
 
 
+def _check_cuda_started(ort: Any, session: Any, device: str, what: str) -> None:
+    """Say when ONNX Runtime was given its CUDA provider but runs on the CPU: onnxruntime-gpu
+    lists the provider even when it cannot load CUDA or cuDNN, falls back with a warning of its
+    own (quieted by the command), and every image then failed with advice to build the detector
+    on the device it had been built for. ``device="cuda..."``: an error; ``"auto"``: a warning."""
+    if device == "cpu" or "CUDAExecutionProvider" not in ort.get_available_providers():
+        return
+    if str((session.get_providers() or ["?"])[0]).startswith("CUDA"):
+        return
+    msg = (f"{what}: ONNX Runtime lists its CUDA provider but could not start it (CUDA or cuDNN libraries "
+           "missing or of another version than this onnxruntime-gpu needs)")
+    if device == "auto":
+        warnings.warn(msg + "; running on the CPU", RuntimeWarning, stacklevel=caller_level())
+        return
+    raise DetectorError(msg + "; install matching CUDA libraries, or run with --device cpu")
+
+
 def _shape_text(shape: list[Any]) -> str:
     return "(" + ", ".join(str(d) if isinstance(d, int) else "?" for d in shape) + ")"
 
@@ -240,6 +258,7 @@ def build(
         raise
     except Exception as exc:
         raise DetectorError(f"onnx model {checkpoint}: cannot be loaded ({str(exc).strip()[:200]})") from exc
+    _check_cuda_started(ort, session, device, f"onnx model {checkpoint}")
 
     inputs = session.get_inputs()
     inp = next((i for i in inputs if i.name == "img"), inputs[0] if len(inputs) == 1 else None)

@@ -308,7 +308,7 @@ class _OnnxRuntime:
             import onnxruntime as ort
         except ImportError as exc:
             raise MissingDependencyError("the yolo detector (ONNX models)", "onnxruntime", None, exc) from exc
-        from .onnx_adapter import _providers
+        from .onnx_adapter import _check_cuda_started, _providers
 
         opts = ort_session_options(ort, threads)
         providers = _providers(ort, device)
@@ -316,6 +316,7 @@ class _OnnxRuntime:
             self.session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for unreadable files
             raise DetectorError(f"yolo model {path}: not a readable ONNX model ({' '.join(str(exc).split())[:200]})") from exc
+        _check_cuda_started(ort, self.session, device, f"yolo model {path}")
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise DetectorError(f"yolo model {path}: expected one image input, got {[i.name for i in inputs]}")

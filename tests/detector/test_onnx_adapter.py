@@ -264,3 +264,27 @@ def test_the_device_names_the_cuda_device_the_session_runs_on():
     assert onnx_adapter._device_of(Session(["CUDAExecutionProvider", "CPUExecutionProvider"], "1")) == "cuda:1"
     assert onnx_adapter._device_of(Session(["CUDAExecutionProvider"])) == "cuda:0"
     assert onnx_adapter._device_of(Session(["CPUExecutionProvider"])) == "cpu"
+
+
+def test_a_cuda_provider_listed_but_not_started_is_said_at_build(tmp_path, monkeypatch):
+    # onnxruntime-gpu lists its CUDA provider even when CUDA or cuDNN cannot be loaded and falls
+    # back to the CPU with a warning of its own; every image then failed with advice to build
+    # the detector on the device the user had asked for
+    ort = pytest.importorskip("onnxruntime")
+    from densedet_tile import DetectorError
+    from densedet_tile.detector import onnx_adapter
+
+    model = export(str(tmp_path / "red.onnx"), 64, 96)
+    real = ort.get_available_providers
+    if "CUDAExecutionProvider" in real():
+        pytest.skip("a working CUDA provider may start here")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider"] + real())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Specified provider", category=UserWarning)  # ORT's own
+        with pytest.raises(DetectorError, match="lists its CUDA provider but could not start it.*--device cpu"):
+            onnx_adapter.build(checkpoint=model, device="cuda")
+        with pytest.warns(RuntimeWarning, match="could not start it.*running on the CPU"):
+            det = onnx_adapter.build(checkpoint=model, device="auto")
+    assert det.device == "cpu"

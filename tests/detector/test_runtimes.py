@@ -253,6 +253,7 @@ def test_runtime_rule_on_a_cpu_machine(monkeypatch) -> None:
 def test_runtime_rule_with_cuda(monkeypatch) -> None:
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(base, "cuda_plausible", lambda: True)
     assert choose_runtime(device="cuda") == ("torch", "cuda")
     assert choose_runtime(device="cuda:1") == ("torch", "cuda:1")
