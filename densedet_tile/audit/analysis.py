@@ -442,7 +442,24 @@ def run_audit(
                     f"{x0:g},{y0:g} to {x1:g},{y1:g}): coordinates normalised to 0-1? regions are in pixels of "
                     "the upright image"
                 )
+    warnings.extend(_wide_bays(parts, s.bay_width_m))
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties))
+
+
+def _wide_bays(parts: Sequence[AuditPart], bay_width_m: float | None) -> list[str]:
+    """With ``bay_width_m`` every found bay counts as that wide: say which are more than twice
+    as wide as the median found bay (most often two or more bays the audit did not cut apart,
+    whose facings per metre then read several times too high). Three found bays or more."""
+    if not bay_width_m:
+        return []
+    bays = [(p.name, max(r.x_end for r in p.layout.rows) - min(r.x_start for r in p.layout.rows))
+            for p in parts if p.kind == "bay" and p.layout.rows]
+    if len(bays) < 3:
+        return []
+    med = float(np.median([w for _, w in bays]))
+    return [f"{name} is {w / med:.1f} times as wide as the median bay ({w:.0f} px against {med:.0f} px): perhaps "
+            f"several bays not cut apart; its facings per metre take it as {bay_width_m:g} m wide"
+            for name, w in bays if med > 0 and w > 2 * med]
 
 
 def _empty_sections(cut: Any, with_occupied: list[np.ndarray], name_of: dict[int, str],

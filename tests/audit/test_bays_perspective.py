@@ -504,3 +504,20 @@ def test_a_panoramas_large_products_are_not_counted_as_extra_shelves() -> None:
     cuts = find_bays(a)
     junction = 5000 + 12 * 154
     assert np.min(np.abs(cuts.cuts - junction)) < 100, cuts.cuts
+
+
+def test_a_bay_far_wider_than_the_others_is_named_with_bay_width_m() -> None:
+    # --bay-width-m takes every found bay as that wide: a bay the audit left uncut (three
+    # times the others) reported its facings per metre three times too high, unsaid
+    boxes = []
+    x = 0.0
+    for n in (12, 12, 36, 12):
+        boxes += _abutting_bay(x, 0, n=n, shelves=4)
+        x += n * 84 + 150  # an empty upright between bays
+    a = np.array(boxes, float)
+    W, H = int(a[:, 2].max()) + 10, int(a[:, 3].max()) + 60
+    plain = run_audit(a, W, H)
+    assert len(plain.parts) == 4 and not plain.warnings
+    res = run_audit(a, W, H, settings=AuditSettings(bay_width_m=1.25))
+    said = [w for w in res.warnings if "times as wide as the median bay" in w]
+    assert len(said) == 1 and said[0].startswith(res.parts[2].name + " is 3.0 times")
