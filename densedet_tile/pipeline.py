@@ -24,7 +24,7 @@ import numpy as np
 
 from .detector.base import (Detector, class_names_of, device_of, input_size_of, resize_filter_of, score_floor_of,
                             score_thr_of)
-from .detector.calls import DetectorCalls, back_to_the_gpu
+from .detector.calls import DetectorCalls, back_to_the_gpu, image_key
 from .errors import InvalidInputError, caller_level
 from .merge import merge_tiles
 from .scale import choose_scale
@@ -167,7 +167,6 @@ def resolve_run(detector: object, run: RunSpec) -> RunSpec:
     """
     if not callable(getattr(detector, "predict", None)):
         raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
-    back_to_the_gpu(detector)  # an earlier image's out-of-memory moved it to the CPU: this one tries the GPU
     device = device_of(detector, run.device)
     class_names_of(detector)  # checked before any tile is run, not when the outputs are written
     return replace(
@@ -337,6 +336,8 @@ def predict_tiles(
             "predict_tiles: run.scale decides the tiles, so it comes before plan(): choice = "
             "densedet_tile.scale.choose_scale(src, detector, tiling, run), then plan(src, choice.tiling) and "
             "predict_tiles(src, tiles, detector, choice.run), as detect_image does")
+    # an earlier image's out-of-memory moved the detector to the CPU: this image tries the GPU
+    back_to_the_gpu(detector, image_key(src))
     run = resolve_run(detector, RunSpec() if run is None else run)
     keep_from = None if run.score_thr is None else max(run.score_thr - run.count_band - CONFIRM_BAND, 0.0)
     floor = score_floor_of(detector)
@@ -346,7 +347,7 @@ def predict_tiles(
                       "from the threshold it was built with), so it keeps the boxes from there only; build the "
                       f"detector with score_thr={run.score_thr:g} to see lower ones", RuntimeWarning,
                       stacklevel=caller_level())
-    runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")))
+    runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")), image_key(src))
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
     feed = src if run.input_size is None else _ResizingSource(src, run.input_size, resize_filter_of(detector))
     done: list[Detections] = []

@@ -133,7 +133,6 @@ def _module_file(name: str) -> str | None:
     would find it but without running any of it (a parent package's ``__init__`` included);
     None for a module not on the path, a built-in one or one without a file."""
     import sys
-    from importlib.machinery import PathFinder
 
     mod = sys.modules.get(name)
     if mod is not None:
@@ -142,16 +141,39 @@ def _module_file(name: str) -> str | None:
     where = None  # sys.path for the top-level package, then each package's own folders
     spec = None
     for i in range(len(parts)):
-        try:
-            spec = PathFinder.find_spec(".".join(parts[: i + 1]), where)
-        except (ImportError, ValueError):
-            return None
+        full = ".".join(parts[: i + 1])
+        parent = sys.modules.get(full) if i < len(parts) - 1 else None
+        if parent is not None:  # imported already: its own folders
+            where = getattr(parent, "__path__", None)
+            if where is None:
+                return None
+            continue
+        spec = _find_spec(full, where)
         if spec is None:
             return None
         where = spec.submodule_search_locations
         if where is None and i < len(parts) - 1:
             return None  # a plain module has no submodules
     return spec.origin if spec is not None and spec.has_location else None
+
+
+def _find_spec(name: str, where: Any) -> Any:
+    """The spec of ``name`` from the import system's finders (``sys.meta_path``, which holds
+    the path finder and those of editable installs), given its parent's folders ``where``
+    (None: top level); nothing is imported."""
+    import sys
+
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            spec = find(name, where)
+        except Exception:  # a finder that cannot answer for this name
+            continue
+        if spec is not None:
+            return spec
+    return None
 
 
 def request_key(job: Job, detector: Any = None) -> dict[str, Any]:
@@ -531,8 +553,9 @@ def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:
             check_declared(detector)  # a bad input_size, score_thr...: one error, not one per image
         except DensedetError as exc:
             msg = one_line(exc)
-            if msg.startswith("detector ") and not msg.startswith(f"detector {kind!r}"):
-                raise DetectorError(f"detector {kind!r}: {msg[len('detector '):]}") from exc
+            if type(exc) in (DetectorError, InvalidInputError) and msg.startswith("detector ") \
+                    and not msg.startswith(f"detector {kind!r}"):
+                raise type(exc)(f"detector {kind!r}: {msg[len('detector '):]}") from exc  # its own kind kept
             raise
         except Exception as exc:  # building runs third-party code: one line, not a traceback
             raise DetectorError(f"detector {kind!r}: {type(exc).__name__}: {one_line(exc)}") from exc

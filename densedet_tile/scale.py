@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .detector.base import input_size_of, photo_scale_of, product_size_of, resize_filter_of, score_thr_of
-from .detector.calls import DetectorCalls
+from .detector.calls import DetectorCalls, image_key
 from .errors import InvalidInputError
 from .tiler.resize import resize_to, shrink_source
 from .types import RunSpec, TileSpec
@@ -132,7 +132,7 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
         for x, y, w, h in group:
             img, s = _probe_pixels(src, (x, y, w, h), model_side, filt)
             # as the tiles are run: errors wrapped in one line naming the image, output checked
-            (d,) = DetectorCalls(detector, 1, f"{src.name} (a tile=auto probe)").predict([img])
+            (d,) = DetectorCalls(detector, 1, f"{src.name} (a tile=auto probe)", key=image_key(src)).predict([img])
             if score_thr is not None and len(d):
                 d = d[d.scores >= score_thr]
             # boxes touching the window's border may be cut by it: they do not measure a product

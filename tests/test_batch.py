@@ -412,6 +412,24 @@ def test_an_edited_factory_module_is_another_model(tmp_path, monkeypatch):
     assert Path(_module_file("brokenpkg.mod")).samefile(bad / "mod.py")
     assert "brokenpkg" not in sys.modules
     assert _module_file("no_such_module_here.x") is None and _module_file("shopdets.blobs.deeper") is None
+    # a package installed with pip install -e is found by its own finder on sys.meta_path, not on sys.path
+    import importlib.util
+
+    editable = tmp_path / "elsewhere" / "editpkg"
+    editable.mkdir(parents=True)
+    (editable / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (editable / "mod.py").write_text("")
+
+    class EditableFinder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name == "editpkg":
+                return importlib.util.spec_from_file_location(name, editable / "__init__.py",
+                                                              submodule_search_locations=[str(editable)])
+            return None
+
+    monkeypatch.setattr(sys, "meta_path", [EditableFinder(), *sys.meta_path])
+    assert Path(_module_file("editpkg.mod")).samefile(editable / "mod.py") and "editpkg" not in sys.modules
 
 
 def test_restart_redoes_what_other_settings_or_another_model_made(tmp_path):

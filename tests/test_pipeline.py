@@ -412,3 +412,53 @@ def test_a_stray_box_outside_its_tile_says_nothing():
         warnings.simplefilter("error")  # whatever the run's warning filters are
         res = dt.detect_image(img, OneStray(), tiling=TileSpec(tile=256))
     assert res.num_tiles > 1 and len(res.detections) > 0
+
+
+def test_a_detector_returning_none_is_said_not_taken_for_out_of_memory():
+    from densedet_tile.detector.calls import DetectorCalls
+
+    class Nothing(BlobDetector):
+        device = "cuda:0"
+
+        def predict(self, tiles):
+            return None
+
+    with pytest.raises(dt.DetectorError, match="returned NoneType for 2 tiles"):
+        DetectorCalls(Nothing(), 4, "a.png").predict([blob_image(64, 64, (5, 5, 20, 20))] * 2)
+
+
+class _FullCard(_OOMUntilCPU):
+    """A card full for the whole run; counts the moves."""
+
+    def __init__(self, back_fails=False):
+        super().__init__()
+        self.moves, self.back_fails = [], back_fails
+
+    def to(self, device):
+        if device != "cpu" and self.back_fails:
+            self.device = device  # part-way, as a module's .to() can stop
+            import torch
+
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        self.moves.append(device)
+        return super().to(device)
+
+
+def test_the_cpu_fallback_lasts_the_whole_image_with_tile_auto_probes():
+    # tile=auto runs probe windows before the tiles: each probe's calls moved the detector back
+    # to the full GPU and out again (17 moves for one image)
+    img = blob_image(900, 1400, (10, 10, 50, 50))
+    det = _FullCard()
+    with pytest.warns(RuntimeWarning, match="CPU for this image"):
+        res = dt.detect_image(img, det, tile="auto", batch_size=1, device="cuda")
+    assert det.moves == ["cpu"] and res.settings["device"] == "cpu"
+
+
+def test_a_failed_move_back_leaves_the_detector_whole_on_the_cpu():
+    img = blob_image(600, 600, (10, 10, 50, 50))
+    det = _FullCard()
+    with pytest.warns(RuntimeWarning, match="CPU for this image"):
+        dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    det.back_fails = True
+    res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")  # the card is still full
+    assert det.device == "cpu" and res.settings["device"] == "cpu" and len(res.detections) == 1

@@ -287,3 +287,31 @@ def test_a_failing_max_vram_probe_is_one_line_naming_the_detector(monkeypatch):
 
     with pytest.raises(DetectorError, match="detector 'Native': planning --max-vram failed: RuntimeError: CUDA error"):
         build_detector(Native(), Job(tiling=TileSpec(1280), run=RunSpec(max_vram=4.0)))
+
+
+def test_a_scale_past_the_largest_input_is_refused_before_any_probe(monkeypatch):
+    # the probes allocate blank tiles of the side first: scale 100 asked two of 128 000 px
+    vram, sides = _simulated_card(monkeypatch, fits_side=10**6)
+    import densedet_tile.detector.base as base
+    from densedet_tile import RunSpec, TileSpec
+
+    monkeypatch.setattr(base, "device_of", lambda det, dev: "cuda:0")
+    monkeypatch.setattr(base, "resolve_device", lambda dev: dev)
+
+    class Native:
+        def predict(self, tiles):
+            return []
+
+    with pytest.raises(InvalidInputError, match="scale 100 would show a 1280 px tile as 128000 px"):
+        vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0, scale=100.0))
+    assert sides == []
+
+
+def test_building_keeps_the_kind_of_a_bad_option_error():
+    # an option refused while building is still an InvalidInputError (a ValueError) for callers,
+    # named after the detector
+    from densedet_tile.detector.registry import DetectorSpec
+    from densedet_tile.runner import Job, build_detector
+
+    with pytest.raises(InvalidInputError, match="^detector 'onnx': "):
+        build_detector(DetectorSpec(kind="onnx", options={"input_size": 640}), Job())

@@ -13,8 +13,8 @@ Coordinates are pixels of the upright image. On a tilted image each box is first
 to the width of the tilted product it bounds (the hull of a product of height h tilted by t
 is about h sin t wider), so the gaps are measured between products, not between their hulls;
 the median width is that of the narrowed boxes. Turned products' hulls overlap their
-neighbours' by that much, upright products on shelves sloped by the view do not: a row is
-narrowed by at most the median overlap of its neighbouring boxes. In a view down an aisle (converging shelves,
+neighbours' by that much, upright products on shelves sloped by the view do not: a row whose
+close neighbours overlap less is narrowed by their overlap at most (:func:`_narrowing_seen`). In a view down an aisle (converging shelves,
 see :mod:`.rows`) products shrink towards the vanishing point: widths are compared after
 dividing by the square of the frame's local scale, and a stretch's threshold is taken at the
 scale of its middle. A gap's vertical extent is its row's outline (from the row's upper edge
@@ -85,17 +85,29 @@ def _narrowing_seen(a: np.ndarray, w_true: np.ndarray, rows: dict[int, np.ndarra
     a rolled camera have hulls that overlap their neighbours' by about the narrowing (h sin t);
     shelf lines sloped by the view (a slight angle to the shelves) leave the products upright,
     their boxes side by side, and narrowing them opened a gap between every two (tall thin
-    bottles 4 px apart on shelves sloping 3 degrees: 80 false gaps; an outside review). So a
-    row's boxes are narrowed by at most the median overlap of neighbouring boxes in it (left
-    edges in order); a row of one box keeps the full narrowing."""
+    bottles 4 px apart on shelves sloping 3 degrees: 80 false gaps; an outside review). The
+    evidence is a row's close neighbours: side by side (overlapping vertically by half the
+    shorter box) with less room between their hulls than half the narrower product. When their
+    median overlap reaches half their narrowing the products are turned and keep it all;
+    otherwise they are upright and are narrowed by that overlap at most. A row without close
+    neighbours (every other product missing) cannot tell and keeps the full narrowing."""
     out = w_true.copy()
+    cut = (a[:, 2] - a[:, 0]) - w_true  # each box's full narrowing
     for sel in rows.values():
         if sel.size < 2:
             continue
         order = sel[np.argsort(a[sel, 0], kind="stable")]
-        overlap = float(np.median(np.maximum(a[order[:-1], 2] - a[order[1:], 0], 0.0)))
-        width = a[sel, 2] - a[sel, 0]
-        out[sel] = np.maximum(w_true[sel], width - overlap)
+        i, j = order[:-1], order[1:]
+        overlap = a[i, 2] - a[j, 0]  # negative: room between the hulls
+        beside = np.minimum(a[i, 3], a[j, 3]) - np.maximum(a[i, 1], a[j, 1]) >= 0.5 * np.minimum(
+            a[i, 3] - a[i, 1], a[j, 3] - a[j, 1])
+        close = beside & (-overlap < 0.5 * np.minimum(w_true[i], w_true[j]))
+        if not close.any():
+            continue
+        seen = float(np.median(overlap[close]))
+        if seen >= 0.5 * float(np.median((cut[i] + cut[j])[close] / 2)):
+            continue  # turned products: the full narrowing
+        out[sel] = np.maximum(w_true[sel], a[sel, 2] - a[sel, 0] - max(seen, 0.0))
     return out
 
 

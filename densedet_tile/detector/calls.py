@@ -16,7 +16,7 @@ from ..errors import DetectorError, caller_level
 from ..types import Detections
 from .base import Detector, class_names_of
 
-__all__ = ["DetectorCalls", "back_to_the_gpu", "is_oom"]
+__all__ = ["DetectorCalls", "back_to_the_gpu", "image_key", "is_oom"]
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -41,21 +41,41 @@ def _batch_cap(detector: object) -> int | None:
         return None
 
 
-def back_to_the_gpu(detector: object, image_name: str = "<image>") -> None:
-    """A detector moved to the CPU by one image's out-of-memory goes back to its GPU for the
-    next image (one huge panorama, or another program holding the card for a while, sent every
-    later image of a batch to the CPU); the batch size it came down to stays."""
+def image_key(src: object) -> str:
+    """What tells one open image's calls from the next image's (its name, and the source object
+    itself: arrays all have one name)."""
+    return f"{getattr(src, 'name', '<image>')}#{id(src)}"
+
+
+def back_to_the_gpu(detector: object, key: str) -> None:
+    """A detector moved to the CPU by one image's out-of-memory goes back to its GPU when
+    another image's calls begin (one huge panorama, or another program holding the card for a
+    while, sent every later image of a batch to the CPU); the batch size it came down to stays.
+    When the move itself fails (the card is still full), the detector is put back on the CPU
+    whole and this image runs there too."""
     back = getattr(detector, "_densedet_back_to", None)
     if not back or not getattr(detector, "_densedet_on_cpu", False):
         return
+    if getattr(detector, "_densedet_cpu_for", None) == key:
+        return  # still the image that ran out
     try:
         detector.to(back)  # type: ignore[attr-defined]
-        detector._densedet_on_cpu = False  # type: ignore[attr-defined]
-        detector._densedet_back_to = None  # type: ignore[attr-defined]
-    except Exception as exc:  # the card is still full: this image runs on the CPU as well
+    except Exception as exc:
+        try:
+            detector.to("cpu")  # type: ignore[attr-defined]  # whole again: a move can stop part-way
+        except Exception:
+            pass
+        detector._densedet_cpu_for = key  # type: ignore[attr-defined]
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
         if not is_oom(exc):
-            raise DetectorError(f"{image_name}: could not move the detector back to {back}: "
+            raise DetectorError(f"{key.rpartition('#')[0]}: could not move the detector back to {back}: "
                                 f"{type(exc).__name__}: {exc}") from exc
+        return
+    detector._densedet_on_cpu = False  # type: ignore[attr-defined]
+    detector._densedet_back_to = None  # type: ignore[attr-defined]
+    detector._densedet_cpu_for = None  # type: ignore[attr-defined]
 
 
 #: Boxes an image's detector calls must have returned before their frame is judged (a stray
@@ -66,9 +86,12 @@ FRAME_CHECK_MIN = 10
 class DetectorCalls:
     """Calls the detector on a batch: resizing, validating, OOM back-off and timing."""
 
-    def __init__(self, detector: Detector, batch_size: int, image_name: str) -> None:
+    def __init__(self, detector: Detector, batch_size: int, image_name: str, key: str | None = None) -> None:
         self.detector = detector
-        back_to_the_gpu(detector, image_name)
+        #: the image these calls are for (:func:`image_key`; a tile=auto probe's are its image's):
+        #: an out-of-memory CPU fallback lasts until another image's calls begin
+        self.image_key = image_name if key is None else key
+        back_to_the_gpu(detector, self.image_key)
         cap = _batch_cap(detector)
         self.batch_size = batch_size if cap is None else max(1, min(batch_size, cap))
         self.image_name = image_name
@@ -101,8 +124,10 @@ class DetectorCalls:
                     raise DetectorError(
                         f"{self.image_name}: detector failed: {type(exc).__name__}: {exc}"
                     ) from exc
-                res = None
-            if res is None:
+                oom = True
+            else:
+                oom = False
+            if oom:
                 # recovered outside the handler: its traceback held the failed call's tensors,
                 # which the cache could then not give back
                 self._recover_from_oom(len(chunk))
@@ -143,6 +168,7 @@ class DetectorCalls:
             self.detector._densedet_on_cpu = True  # type: ignore[attr-defined]
             if was is not None and str(was).startswith("cuda"):
                 self.detector._densedet_back_to = str(was)  # type: ignore[attr-defined]
+                self.detector._densedet_cpu_for = self.image_key  # type: ignore[attr-defined]
         except AttributeError:
             pass
 
