@@ -178,3 +178,27 @@ def test_bench_audit_noise_runs_and_the_rules_find_the_gaps_rails_hid(tmp_path):
     assert (key == -1).sum() > 0 and len(xy) == len(key)
     res = noise.score(A, xy, key, run_audit(xy, A["width"], A["height"]))
     assert res["found"] >= 0.8 * res["planted"]
+
+
+def test_bench_audit_panorama_says_when_the_real_photos_are_missing(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_audit_panorama.py"
+    r = subprocess.run([sys.executable, str(script), "--photos", str(tmp_path)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "no real shelf photos here" in r.stderr
+
+
+def test_bench_audit_panorama_counts_rows_across_a_seam():
+    pano = _load("bench_audit_panorama")
+
+    def bay(x0, yoff):  # 5 shelves of 20 products 80x250 on a 300 px pitch
+        return [[x0 + k * 84, s * 300 + 50 + yoff, x0 + k * 84 + 80, s * 300 + 300 + yoff]
+                for s in range(5) for k in range(20)]
+
+    a = np.array(bay(0, 0) + bay(20 * 84, 150), float)
+    m = pano.measure(a, 40 * 84, 1800, [20 * 84 - 2])  # two "photos", the second's shelves lower
+    assert (m["bays"], m["bays_over_photos"], m["rows_crossing"]) == (2, 0, 0)
+    m = pano.measure(a, 40 * 84, 1800, [10 * 84 - 2])  # a seam through the middle of the first bay
+    assert m["bays_over_photos"] == 1 and m["rows_crossing"] == 5
