@@ -462,3 +462,22 @@ def test_a_failed_move_back_leaves_the_detector_whole_on_the_cpu():
     det.back_fails = True
     res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")  # the card is still full
     assert det.device == "cpu" and res.settings["device"] == "cpu" and len(res.detections) == 1
+
+
+def test_a_detector_whose_precision_the_cpu_move_changed_stays_on_the_cpu():
+    # an fp16 mmdet backbone becomes fp32 on the CPU; back on the GPU it would need more memory
+    # than the fp16 one that ran out, so the fallback keeps it on the CPU as before
+    class Half(_FullCard):
+        precision = "fp16"
+
+        def to(self, device):
+            if device == "cpu":
+                self.precision = "fp32"
+            return super().to(device)
+
+    img = blob_image(600, 600, (10, 10, 50, 50))
+    det = Half()
+    with pytest.warns(RuntimeWarning, match="CPU for this image"):
+        dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    assert det.moves == ["cpu"] and res.settings["device"] == "cpu"

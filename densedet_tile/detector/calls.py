@@ -161,12 +161,15 @@ class DetectorCalls:
             stacklevel=caller_level(),
         )
         was = getattr(self.detector, "device", None)
+        precision = getattr(self.detector, "precision", None)
         to("cpu")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()  # the weights' memory, back to the card's other users
         try:
             self.detector._densedet_on_cpu = True  # type: ignore[attr-defined]
-            if was is not None and str(was).startswith("cuda"):
+            # back to the GPU for the next image, unless the move changed how it computes (an
+            # fp16 mmdet backbone is fp32 on the CPU: on the GPU it would need more memory still)
+            if was is not None and str(was).startswith("cuda") and getattr(self.detector, "precision", None) == precision:
                 self.detector._densedet_back_to = str(was)  # type: ignore[attr-defined]
                 self.detector._densedet_cpu_for = self.image_key  # type: ignore[attr-defined]
         except AttributeError:

@@ -98,6 +98,11 @@ def upgrade_state_dict(old: Mapping[str, torch.Tensor], *, num_classes_v1: int =
     already = _first_3x_key(old)
     if already is not None:
         raise DetectorError(f"already in MMDetection 3.x form (key {already}), nothing to convert")
+    single = next((k for k in old if _strip_module(k).startswith(("bbox_head.", "bbox_roi_extractor."))
+                   and _HEAD.match(_strip_module(k)) is None), None)
+    if single is not None:  # a one-stage head (a plain Faster R-CNN of the same repo): not this model
+        raise DetectorError(f"{single}: a box head without a stage index (a single-stage Faster R-CNN?); only "
+                            "SKU110K-DenseDet's cascade checkpoints (bbox_head.0., bbox_head.1.) convert")
     new: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     for key, value in old.items():
         new_key = upgrade_key(key)
@@ -155,6 +160,15 @@ def convert(
     new_sd = upgrade_state_dict(old_sd, num_classes_v1=num_classes_v1)
     classes = old_meta.get("CLASSES") if isinstance(old_meta, dict) else None
     if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
+        classes = ("product",)
+    elif len(classes) != num_classes_v1 - 1:
+        # 1.x training saved its dataset class's names: SKU110K-DenseDet trained through
+        # CocoDataset, whose 80 COCO names would label every product "person"
+        import logging
+
+        logging.getLogger("densedet_tile").warning(
+            "checkpoint %s names %d classes (%s, ...) but its head has %d: written with the class name 'product'",
+            src, len(classes), ", ".join(list(classes)[:3]), num_classes_v1 - 1)
         classes = ("product",)
     meta = {
         "dataset_meta": {"classes": list(classes)},

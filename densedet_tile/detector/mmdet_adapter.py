@@ -299,7 +299,14 @@ def build(
     classes: tuple[str, ...] = tuple(cfg.get("metainfo", {}).get("classes", ()) or ())
     ckpt_info: dict[str, Any] = {"checkpoint": None}
     if checkpoint is not None:
-        classes = _load_weights(model, checkpoint) or classes
+        named = _load_weights(model, checkpoint)
+        if named and classes and len(named) != len(classes):
+            # a checkpoint carrying its training dataset's names (80 COCO ones for a one-class
+            # head) would label the products "person": the config's names win
+            log.warning("mmdet checkpoint %s names %d classes but the config's model has %d (%s); using the config's",
+                        os.fspath(checkpoint), len(named), len(classes), ", ".join(classes[:3]))
+            named = ()
+        classes = named or classes
         ckpt_info = {"checkpoint": os.fspath(checkpoint)}
     else:
         log.warning("mmdet detector %s: no checkpoint given, running with random weights", cfg_path.name)

@@ -236,6 +236,42 @@ def test_converted_checkpoint_runs_in_the_adapter(tmp_path, v3_state_dict):
     del conv
 
 
+COCO_NAMES = ("person", "bicycle", "car") + tuple(f"coco class {i}" for i in range(3, 80))
+
+
+def test_a_1x_checkpoints_coco_class_names_do_not_label_the_products(tmp_path, v3_state_dict, caplog):
+    # mmdet 1.x saved its dataset class's names, and SKU110K-DenseDet trained through CocoDataset:
+    # 80 COCO names for a one-class head would label every product "person"
+    from densedet_tile.detector import mmdet_adapter
+
+    conv = _script()
+    src, dst = tmp_path / "v1.pth", tmp_path / "v3.pth"
+    torch.save({"meta": {"mmdet_version": "1.0rc1", "CLASSES": COCO_NAMES}, "state_dict": to_v1_layout(v3_state_dict)},
+               src)
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        meta = conv.convert(src, dst, config=LIGHT)
+    assert meta["dataset_meta"]["classes"] == ["product"]
+    assert any("names 80 classes (person, bicycle, car, ...) but its head has 1" in r.getMessage() for r in caplog.records)
+    # and a 3.x checkpoint that carries them anyway: the config's names win, said once
+    bad = tmp_path / "v3_coco.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": list(COCO_NAMES)}}, "state_dict": v3_state_dict}, bad)
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        det = mmdet_adapter.build(config=str(LIGHT), checkpoint=str(bad), device="cpu", input_size=96, score_thr=0.0)
+    assert det.class_names == ("product",)
+    assert any("names 80 classes but the config's model has 1" in r.getMessage() for r in caplog.records)
+
+
+def test_a_single_stage_box_head_is_refused_even_without_verifying(v3_state_dict):
+    # the repository's legacy Faster R-CNN models have bbox_head.fc_cls (no stage index): with
+    # --no-verify they were written with their head keys neither moved nor reordered
+    from densedet_tile.detector.convert import upgrade_state_dict
+
+    old = OrderedDict((k.replace("bbox_head.0.", "bbox_head."), v) for k, v in to_v1_layout(v3_state_dict).items()
+                      if "bbox_head.1." not in k)
+    with pytest.raises(DetectorError, match="a box head without a stage index"):
+        upgrade_state_dict(old)
+
+
 def test_convert_refuses_a_checkpoint_of_another_model(tmp_path, v3_state_dict):
     conv = _script()
     old = to_v1_layout(v3_state_dict)
