@@ -300,11 +300,12 @@ def build(
     ckpt_info: dict[str, Any] = {"checkpoint": None}
     if checkpoint is not None:
         named = _load_weights(model, checkpoint)
-        if named and classes and len(named) != len(classes):
+        heads = _head_classes(model)
+        if named and heads is not None and len(named) != heads:
             # a checkpoint carrying its training dataset's names (80 COCO ones for a one-class
             # head) would label the products "person": the config's names win
-            log.warning("mmdet checkpoint %s names %d classes but the config's model has %d (%s); using the config's",
-                        os.fspath(checkpoint), len(named), len(classes), ", ".join(classes[:3]))
+            log.warning("mmdet checkpoint %s names %d classes but the model's head has %d; using the config's names",
+                        os.fspath(checkpoint), len(named), heads)
             named = ()
         classes = named or classes
         ckpt_info = {"checkpoint": os.fspath(checkpoint)}
@@ -363,6 +364,19 @@ def _num_classes(model_cfg: Any) -> int:
         if head is not None and "num_classes" in head:
             return int(head["num_classes"])
     return 1
+
+
+def _head_classes(model: Any) -> int | None:
+    """The class count of the model's box head (a cascade's first stage; a one-stage head), or
+    None when it does not say."""
+    head = getattr(getattr(model, "roi_head", None), "bbox_head", None) or getattr(model, "bbox_head", None)
+    if head is not None and not hasattr(head, "num_classes"):  # a cascade's list of stages
+        try:
+            head = head[0]
+        except (TypeError, IndexError, KeyError):
+            return None
+    n = getattr(head, "num_classes", None)
+    return int(n) if isinstance(n, int) and n > 0 else None
 
 
 def _load_weights(model: Any, checkpoint: str | os.PathLike[str]) -> tuple[str, ...]:

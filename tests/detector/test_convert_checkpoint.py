@@ -258,7 +258,7 @@ def test_a_1x_checkpoints_coco_class_names_do_not_label_the_products(tmp_path, v
     with caplog.at_level("WARNING", logger="densedet_tile"):
         det = mmdet_adapter.build(config=str(LIGHT), checkpoint=str(bad), device="cpu", input_size=96, score_thr=0.0)
     assert det.class_names == ("product",)
-    assert any("names 80 classes but the config's model has 1" in r.getMessage() for r in caplog.records)
+    assert any("names 80 classes but the model's head has 1" in r.getMessage() for r in caplog.records)
 
 
 def test_a_single_stage_box_head_is_refused_even_without_verifying(v3_state_dict):
