@@ -170,10 +170,22 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
     if p2 is None:  # one tile fits and two do not: batch 1 at this tile, not a smaller tile
         log.info("VRAM plan: batch 1, tile %d (two tiles do not fit %.2f GiB)", tile, budget / GiB)
         return VramPlan(1, tile, 0, p1, budget)
+    if p2 - p1 < _UNSEEN:
+        # a second tile cost torch nothing: the detector keeps its memory out of torch's sight
+        # (its own runtime) and the arithmetic would plan the largest batch on nothing
+        batch = default_batch_size(device)
+        log.warning("max_vram %g GiB: the probes saw no GPU memory grow with the batch (the detector may allocate "
+                    "outside torch); batch %d, the usual one, and the cap guards torch's part only",
+                    max_vram_gb, batch)
+        return VramPlan(batch, tile, p1, 0, budget)
     plan = plan_from_probes(p1, p2, budget_bytes=budget, tile=tile, resizes_tiles=resizes, min_tile=min_tile)
     log.info("VRAM plan: batch %d, tile %d (base %.2f GiB + %.2f GiB per tile, budget %.2f GiB)",
              plan.batch_size, plan.tile, plan.base_bytes / GiB, plan.per_tile_bytes / GiB, budget / GiB)
     return plan
+
+
+#: Less growth than this (bytes) from one probe tile to two is no growth seen.
+_UNSEEN = 2**20
 
 
 def _own_allocator(detector: object) -> str | None:

@@ -315,3 +315,16 @@ def test_building_keeps_the_kind_of_a_bad_option_error():
 
     with pytest.raises(InvalidInputError, match="^detector 'onnx': "):
         build_detector(DetectorSpec(kind="onnx", options={"input_size": 640}), Job())
+
+
+def test_probes_that_see_no_memory_growth_do_not_plan_the_largest_batch(monkeypatch, caplog):
+    # a detector allocating outside torch's sight (its own runtime, undeclared) showed 0 bytes
+    # per tile, and the arithmetic planned batch 16 on nothing
+    import densedet_tile.vram as vram
+
+    monkeypatch.setattr(vram, "apply_vram_cap", lambda gb, device: int(gb * GiB))
+    det = _fake_cuda(monkeypatch, per_tile=0, card=3 * GiB)
+    with caplog.at_level("WARNING", logger="densedet_tile.vram"):
+        plan = vram.plan_batch(det, tile=1280, input_size=640, max_vram_gb=4.0, device="cuda:0")
+    assert (plan.batch_size, plan.tile) == (4, 1280)
+    assert any("saw no GPU memory grow" in r.getMessage() for r in caplog.records)
