@@ -27,7 +27,7 @@ from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
-from ..errors import DensedetError, ImageReadError
+from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..eval.formats import read_detections_json
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, new_folders, remove_empty, sweep_temporaries,
                   write_files)
@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", nargs="?", default=None, metavar="IMAGE",
                    help="the shelf photo or panorama (detected with the given detector unless --detections is given)")
     p.add_argument("--detections", default=None, metavar="FILE",
-                   help="use this detections JSON (densedet-tile/detections@1) instead of running a detector")
+                   help="use these boxes instead of running a detector: a detections JSON (densedet-tile/"
+                   "detections@1), or another detector's CSV in the SKU-110K layout (image_name,x1,y1,x2,y2,class,"
+                   "image_width,image_height[,score]; with several images, IMAGE picks the rows)")
     p.add_argument("--regions", default=None, metavar="GEOJSON",
                    help="named polygons (pixel coordinates of the upright image) to count products in")
     p.add_argument("--gap-k", type=positive_float, default=DEFAULT_GAP_K, metavar="K",
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _stem(path: str) -> str:
     name = Path(path).name
-    for suffix in (OUTPUT_SUFFIXES["json"], ".json"):
+    for suffix in (OUTPUT_SUFFIXES["json"], OUTPUT_SUFFIXES["csv"], ".json"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
@@ -123,7 +125,7 @@ def audit_main(argv: Sequence[str]) -> int:
 def _audit(args: argparse.Namespace) -> int:
     det_path = args.detections
     image_path = args.image
-    if det_path is None and image_path is not None and image_path.lower().endswith(".json"):
+    if det_path is None and image_path is not None and image_path.lower().endswith((".json", ".csv")):
         det_path, image_path = image_path, None
     if det_path is None and image_path is None:
         error(PROG, "give an IMAGE to detect in, or --detections FILE")
@@ -138,7 +140,7 @@ def _audit(args: argparse.Namespace) -> int:
         regions = load_regions(args.regions) if args.regions else None
         no_photo = bad_range = None
         if det_path is not None:
-            boxes = read_detections_json(det_path)
+            boxes = _read_boxes(det_path, image_path)
             xyxy, width, height = boxes.xyxy, int(boxes.width or 0), int(boxes.height or 0)
             if args.cell is not None and width > 0 and height > 0:
                 check_cell(args.cell, width, height, option="--cell", source=str(det_path))
@@ -257,6 +259,40 @@ def _photo_named_in(recorded: str, det_path: str, width: int, height: int) -> st
         if size is None and unknown is None:
             unknown = str(spot)
     return unknown
+
+
+def _read_boxes(det_path: str, image_path: str | None) -> Any:
+    """The boxes to audit: our detections JSON, or another detector's rows in the SKU-110K CSV
+    layout (``image_name,x1,y1,x2,y2,class,image_width,image_height[,score]``, as its annotations
+    and many SKU-110K detectors' outputs are written; also what ``--format csv`` writes). A CSV of
+    several images gives the rows of IMAGE (matched by file name); its size comes from the rows,
+    else from IMAGE."""
+    if not det_path.lower().endswith(".csv"):
+        return read_detections_json(det_path)
+    from dataclasses import replace
+
+    from ..eval.formats import image_key, read_predictions
+
+    found = read_predictions(det_path)
+    names = list(found.images)
+    if image_path is not None:
+        key = image_key(Path(image_path).name)
+        if key not in found.images:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise InvalidInputError(f"{det_path}: no rows for image {key!r} (it has {shown or 'no rows'})")
+        boxes = found.images[key]
+    elif len(names) == 1:
+        boxes = found.images[names[0]]
+    else:
+        raise InvalidInputError(f"{det_path}: rows of {len(names)} images; give the IMAGE whose boxes to audit"
+                                if names else f"{det_path}: no rows")
+    if boxes.width is None or boxes.height is None:
+        size = _upright_size(Path(image_path)) if image_path is not None and Path(image_path).is_file() else None
+        if size is None:
+            raise InvalidInputError(f"{det_path}: its rows give no image_width/image_height for {boxes.name!r}; "
+                                    "give the image as well")
+        boxes = replace(boxes, width=int(size[0]), height=int(size[1]))
+    return replace(boxes, path=image_path)
 
 
 def _upright_size(path: Path) -> tuple[int, int] | None:

@@ -108,3 +108,45 @@ def test_the_heat_map_of_an_audit_is_not_taken_for_a_photo(tmp_path):
     assert without_earlier_outputs([other]) == [other]
     (other.parent / "aisle.audit.json").write_text('{"schema": "something/else@1"}')
     assert without_earlier_outputs([other]) == [other]
+
+
+def _csv(path: Path, rows: list[tuple[str, np.ndarray, int, int]], *, sizes: bool = True) -> Path:
+    lines = ["image_name,x1,y1,x2,y2,class,image_width,image_height,score"]
+    for name, xyxy, w, h in rows:
+        for b in xyxy:
+            size = f"{w},{h}" if sizes else ","
+            lines.append(f"{name},{b[0]:.1f},{b[1]:.1f},{b[2]:.1f},{b[3]:.1f},product,{size},0.9")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_audit_reads_another_detectors_boxes_from_a_sku110k_csv(tmp_path, capsys):
+    # a real SKU-110K detector's boxes come as SKU-110K CSV rows: audited as our own JSON would be
+    from densedet_tile.audit import run_audit
+    from densedet_tile.synth.audit_aisles import synthetic_aisle
+
+    a = synthetic_aisle(np.random.default_rng(3), width=3000, n_rows=4, gaps_per_row=2)
+    W, H = int(a.xyxy[:, 2].max()) + 20, int(a.xyxy[:, 3].max()) + 20
+    other = a.xyxy[: len(a.xyxy) // 2] + 5.0
+    one = _csv(tmp_path / "shelf.detections.csv", [("shelf.jpg", a.xyxy, W, H)])
+    out = tmp_path / "out"
+    assert cli_main(["audit", "--detections", str(one), "--out", str(out)]) == 0
+    doc = json.loads((out / "shelf.audit.json").read_text())
+    want = run_audit(np.round(a.xyxy, 1), W, H)
+    assert (doc["summary"]["rows"], doc["summary"]["gaps"]) == (sum(len(p.layout.rows) for p in want.parts),
+                                                                len(want.gaps))
+    assert doc["summary"]["products"] == len(a.xyxy) and doc["image"]["width"] == W
+    # rows of two images: the IMAGE named picks them; without it, one line and nothing written
+    both = _csv(tmp_path / "run.csv", [("shelf.jpg", a.xyxy, W, H), ("other.jpg", other, W, H)])
+    capsys.readouterr()
+    assert cli_main(["audit", "--detections", str(both), "--out", str(tmp_path / "o2")]) == 2
+    assert "rows of 2 images; give the IMAGE" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    photo = tmp_path / "pics" / "other.jpg"
+    photo.parent.mkdir()
+    Image.new("RGB", (W, H), (90, 90, 90)).save(photo)
+    assert cli_main(["audit", str(photo), "--detections", str(both), "--out", str(tmp_path / "o3")]) == 0
+    assert json.loads((tmp_path / "o3" / "other.audit.json").read_text())["summary"]["products"] == len(other)
+    # no sizes in the rows: the image gives them, and without it the audit says so
+    bare = _csv(tmp_path / "bare.csv", [("shelf.jpg", a.xyxy, W, H)], sizes=False)
+    assert cli_main(["audit", "--detections", str(bare), "--out", str(tmp_path / "o4")]) == 2
+    assert "give no image_width/image_height for 'shelf.jpg'" in capsys.readouterr().err
