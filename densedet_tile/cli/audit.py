@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the shelf photo or panorama (detected with the given detector unless --detections is given)")
     p.add_argument("--detections", default=None, metavar="FILE",
                    help="use these boxes instead of running a detector: a detections JSON (densedet-tile/"
-                   "detections@1), or another detector's CSV in the SKU-110K layout (image_name,x1,y1,x2,y2,class,"
-                   "image_width,image_height[,score]; with several images, IMAGE picks the rows)")
+                   "detections@1), another detector's CSV in the SKU-110K layout (image_name,x1,y1,x2,y2,class,"
+                   "image_width,image_height[,score]; with several images, IMAGE picks the rows), or a YOLO label "
+                   "file (.txt, class cx cy w h [score] normalised; needs IMAGE)")
     p.add_argument("--regions", default=None, metavar="GEOJSON",
                    help="named polygons (pixel coordinates of the upright image) to count products in")
     p.add_argument("--gap-k", type=positive_float, default=DEFAULT_GAP_K, metavar="K",
@@ -267,6 +268,8 @@ def _read_boxes(det_path: str, image_path: str | None) -> Any:
     and many SKU-110K detectors' outputs are written; also what ``--format csv`` writes). A CSV of
     several images gives the rows of IMAGE (matched by file name); its size comes from the rows,
     else from IMAGE."""
+    if det_path.lower().endswith(".txt"):
+        return _read_yolo(det_path, image_path)
     if not det_path.lower().endswith(".csv"):
         return read_detections_json(det_path)
     from dataclasses import replace
@@ -293,6 +296,41 @@ def _read_boxes(det_path: str, image_path: str | None) -> Any:
                                     "give the image as well")
         boxes = replace(boxes, width=int(size[0]), height=int(size[1]))
     return replace(boxes, path=image_path)
+
+
+def _read_yolo(det_path: str, image_path: str | None) -> Any:
+    """A YOLO label file (``class cx cy w h [score]`` per line, normalised to the image, as
+    Ultralytics' ``save_txt`` writes) for ``image_path``, whose upright size turns it into pixels."""
+    from ..eval.formats import ImageBoxes
+
+    size = _upright_size(Path(image_path)) if image_path is not None and Path(image_path).is_file() else None
+    if size is None:
+        raise InvalidInputError(f"{det_path}: YOLO labels are normalised to their image; give the image as well")
+    try:
+        text = Path(det_path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{det_path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{det_path}: cannot read it ({exc})") from None
+    rows = [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    bad = next(((n, f) for n, f in rows if len(f) not in (5, 6)), None)
+    if bad is not None:
+        raise InvalidInputError(f"{det_path}: line {bad[0]} has {len(bad[1])} fields, expected 5 (class cx cy w h) "
+                                "or 6 (+score)")
+    try:
+        vals = np.array([[float(v) for v in f[1:5]] + [float(f[5]) if len(f) == 6 else 1.0] for _, f in rows],
+                        np.float64).reshape(-1, 5)
+    except ValueError:
+        raise InvalidInputError(f"{det_path}: coordinates and scores must be numbers") from None
+    if not np.isfinite(vals).all() or (vals[:, 2:4] < 0).any():
+        raise InvalidInputError(f"{det_path}: coordinates must be finite, widths and heights not negative")
+    if len(vals) and vals[:, :4].max() > 2.0:
+        raise InvalidInputError(f"{det_path}: coordinates above 1: YOLO labels are normalised to the image (0-1)")
+    w, h = size
+    c = vals[:, :4] * [w, h, w, h]
+    xyxy = np.column_stack([c[:, 0] - c[:, 2] / 2, c[:, 1] - c[:, 3] / 2, c[:, 0] + c[:, 2] / 2, c[:, 1] + c[:, 3] / 2])
+    classes = np.array([f[0] for _, f in rows], dtype=object)
+    return ImageBoxes(Path(image_path).name, int(w), int(h), xyxy, vals[:, 4], classes, path=image_path)
 
 
 def _upright_size(path: Path) -> tuple[int, int] | None:

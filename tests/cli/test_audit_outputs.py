@@ -150,3 +150,30 @@ def test_the_audit_reads_another_detectors_boxes_from_a_sku110k_csv(tmp_path, ca
     bare = _csv(tmp_path / "bare.csv", [("shelf.jpg", a.xyxy, W, H)], sizes=False)
     assert cli_main(["audit", "--detections", str(bare), "--out", str(tmp_path / "o4")]) == 2
     assert "give no image_width/image_height for 'shelf.jpg'" in capsys.readouterr().err
+
+
+def test_the_audit_reads_yolo_labels_with_their_image(tmp_path, capsys):
+    # a YOLO model run by hand writes normalised labels (Ultralytics' save_txt): the image gives the size
+    from densedet_tile.audit import run_audit
+    from densedet_tile.synth.audit_aisles import synthetic_aisle
+
+    a = synthetic_aisle(np.random.default_rng(4), width=3000, n_rows=4, gaps_per_row=2)
+    W, H = int(a.xyxy[:, 2].max()) + 20, int(a.xyxy[:, 3].max()) + 20
+    photo = tmp_path / "shelf.jpg"
+    Image.new("RGB", (W, H), (90, 90, 90)).save(photo)
+    c = np.column_stack([(a.xyxy[:, 0] + a.xyxy[:, 2]) / 2 / W, (a.xyxy[:, 1] + a.xyxy[:, 3]) / 2 / H,
+                         (a.xyxy[:, 2] - a.xyxy[:, 0]) / W, (a.xyxy[:, 3] - a.xyxy[:, 1]) / H])
+    labels = tmp_path / "shelf.txt"
+    labels.write_text("".join(f"0 {x:.7f} {y:.7f} {w:.7f} {h:.7f} 0.8\n" for x, y, w, h in c))
+    assert cli_main(["audit", str(photo), "--detections", str(labels), "--out", str(tmp_path / "o")]) == 0
+    doc = json.loads((tmp_path / "o" / "shelf.audit.json").read_text())
+    want = run_audit(a.xyxy, W, H)
+    assert doc["summary"]["products"] == len(a.xyxy)
+    assert (doc["summary"]["rows"], doc["summary"]["gaps"]) == (sum(len(p.layout.rows) for p in want.parts),
+                                                                len(want.gaps))
+    capsys.readouterr()
+    assert cli_main(["audit", "--detections", str(labels), "--out", str(tmp_path / "o2")]) == 2
+    assert "YOLO labels are normalised to their image; give the image" in capsys.readouterr().err
+    labels.write_text("0 0.5 0.5 0.1\n")
+    assert cli_main(["audit", str(photo), "--detections", str(labels), "--out", str(tmp_path / "o3")]) == 2
+    assert "line 1 has 4 fields" in capsys.readouterr().err and not (tmp_path / "o3").exists()
