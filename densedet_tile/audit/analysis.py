@@ -449,11 +449,14 @@ def run_audit(
 def _wide_bays(parts: Sequence[AuditPart], bay_width_m: float | None) -> list[str]:
     """With ``bay_width_m`` every found bay counts as that wide: say which are more than twice
     as wide as the median found bay (most often two or more bays the audit did not cut apart,
-    whose facings per metre then read several times too high). Three found bays or more."""
+    whose facings per metre then read several times too high). Among three found bays or more
+    faced square (bays seen down the aisle differ in pixels by their distance)."""
     if not bay_width_m:
         return []
-    bays = [(p.name, max(r.x_end for r in p.layout.rows) - min(r.x_start for r in p.layout.rows))
-            for p in parts if p.kind == "bay" and p.layout.rows]
+    # bays seen down the aisle (converging shelves) differ in pixels by their distance: only the
+    # bays faced square are compared
+    found = [p for p in parts if p.kind == "bay" and p.layout.rows and p.layout.spread == 0.0]
+    bays = [(p.name, max(r.x_end for r in p.layout.rows) - min(r.x_start for r in p.layout.rows)) for p in found]
     if len(bays) < 3:
         return []
     med = float(np.median([w for _, w in bays]))

@@ -274,28 +274,44 @@ def _read_boxes(det_path: str, image_path: str | None) -> Any:
         return read_detections_json(det_path)
     from dataclasses import replace
 
-    from ..eval.formats import image_key, read_predictions
+    from ..eval.formats import ImageBoxes, image_key, read_predictions
 
     found = read_predictions(det_path)
     names = list(found.images)
+    if not names:  # a header only: the run found nothing (an empty shelf is worth an audit too)
+        if image_path is None:
+            raise InvalidInputError(f"{det_path}: no rows, so no image size either; give the image as well")
+        w, h = _size_of(image_path, det_path)
+        return ImageBoxes(Path(image_path).name, w, h, np.zeros((0, 4)), np.zeros(0), np.zeros(0, object),
+                          path=image_path)
     if image_path is not None:
         key = image_key(Path(image_path).name)
         if key not in found.images:
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-            raise InvalidInputError(f"{det_path}: no rows for image {key!r} (it has {shown or 'no rows'})")
+            raise InvalidInputError(f"{det_path}: no rows for image {key!r} (it has {shown})")
         boxes = found.images[key]
     elif len(names) == 1:
         boxes = found.images[names[0]]
     else:
-        raise InvalidInputError(f"{det_path}: rows of {len(names)} images; give the IMAGE whose boxes to audit"
-                                if names else f"{det_path}: no rows")
+        raise InvalidInputError(f"{det_path}: rows of {len(names)} images; give the IMAGE whose boxes to audit")
     if boxes.width is None or boxes.height is None:
-        size = _upright_size(Path(image_path)) if image_path is not None and Path(image_path).is_file() else None
-        if size is None:
+        if image_path is None:
             raise InvalidInputError(f"{det_path}: its rows give no image_width/image_height for {boxes.name!r}; "
                                     "give the image as well")
-        boxes = replace(boxes, width=int(size[0]), height=int(size[1]))
-    return replace(boxes, path=image_path)
+        w, h = _size_of(image_path, det_path)
+        boxes = replace(boxes, width=w, height=h)
+    # without IMAGE, the photo the rows name is looked for (beside the CSV too), as for a JSON
+    return replace(boxes, path=image_path or boxes.name)
+
+
+def _size_of(image_path: str, det_path: str) -> tuple[int, int]:
+    """The upright size of IMAGE, which the boxes of ``det_path`` need; one line when it has none."""
+    if not Path(image_path).is_file():
+        raise InvalidInputError(f"{image_path}: no such image file (the boxes of {det_path} need its size)")
+    size = _upright_size(Path(image_path))
+    if size is None:
+        raise InvalidInputError(f"{image_path}: cannot tell the image's size (the boxes of {det_path} need it)")
+    return int(size[0]), int(size[1])
 
 
 def _read_yolo(det_path: str, image_path: str | None) -> Any:
@@ -303,9 +319,9 @@ def _read_yolo(det_path: str, image_path: str | None) -> Any:
     Ultralytics' ``save_txt`` writes) for ``image_path``, whose upright size turns it into pixels."""
     from ..eval.formats import ImageBoxes
 
-    size = _upright_size(Path(image_path)) if image_path is not None and Path(image_path).is_file() else None
-    if size is None:
+    if image_path is None:
         raise InvalidInputError(f"{det_path}: YOLO labels are normalised to their image; give the image as well")
+    size = _size_of(image_path, det_path)
     try:
         text = Path(det_path).read_text(encoding="utf-8")
     except FileNotFoundError:

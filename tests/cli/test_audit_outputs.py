@@ -177,3 +177,17 @@ def test_the_audit_reads_yolo_labels_with_their_image(tmp_path, capsys):
     labels.write_text("0 0.5 0.5 0.1\n")
     assert cli_main(["audit", str(photo), "--detections", str(labels), "--out", str(tmp_path / "o3")]) == 2
     assert "line 1 has 4 fields" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+
+
+def test_a_csv_of_a_run_that_found_nothing_audits_an_empty_shelf(tmp_path, capsys):
+    # our own --format csv of an image with no boxes is a header only: with the image, an audit
+    # of 0 products (an empty shelf is worth one), not "no rows"
+    photo = tmp_path / "bare.jpg"
+    Image.new("RGB", (800, 600), (0, 0, 0)).save(photo)
+    empty = _csv(tmp_path / "bare.detections.csv", [])
+    assert cli_main(["audit", str(photo), "--detections", str(empty), "--out", str(tmp_path / "o")]) == 0
+    doc = json.loads((tmp_path / "o" / "bare.audit.json").read_text())
+    assert doc["summary"]["products"] == 0 and (doc["image"]["width"], doc["image"]["height"]) == (800, 600)
+    capsys.readouterr()
+    assert cli_main(["audit", str(tmp_path / "gone.jpg"), "--detections", str(empty), "--out", str(tmp_path / "o2")]) == 2
+    assert "gone.jpg: no such image file" in capsys.readouterr().err
