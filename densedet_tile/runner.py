@@ -105,7 +105,8 @@ def detector_identity(detector: Any) -> dict[str, Any]:
     :class:`~densedet_tile.detector.registry.DetectorSpec`'s kind, config, checkpoint, options
     and what it fixes of the run, with the size and modification time of its files (a
     retrained checkpoint at the same path, or an edited source file of a ``file.py:FACTORY`` or
-    ``MODULE:FACTORY``, is another model); for a detector object, its class. The device and thread counts are left out: they do not change what is found."""
+    ``MODULE:FACTORY``, is another model); for a detector object, its class. The device and
+    thread counts are left out: they do not change what is found."""
     from .detector.registry import DetectorSpec
 
     if isinstance(detector, DetectorSpec):

@@ -34,7 +34,7 @@ from .errors import InvalidInputError
 from .tiler.resize import resize_to, shrink_source
 from .types import RunSpec, TileSpec
 
-__all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES"]
+__all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "scaled_side", "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES"]
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +169,14 @@ def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, 
     if model_side is None:
         # a tile's longer side is resized to input_size: the tile, or the whole image where it
         # is smaller than one tile
-        return replace(tiling, tile=base_tile), replace(run, input_size=_side(min(base_tile, longer), s))
+        return replace(tiling, tile=base_tile), replace(run, input_size=scaled_side(min(base_tile, longer), s))
     tile = max(32, round(model_side / s))
     if tile >= longer:  # the whole image fits in one tile: show it at scale s
-        return replace(tiling, tile=max(32, longer)), replace(run, input_size=_side(longer, s))
+        return replace(tiling, tile=max(32, longer)), replace(run, input_size=scaled_side(longer, s))
     return replace(tiling, tile=tile), run
 
 
-def _side(tile: int, s: float) -> int:
+def scaled_side(tile: int, s: float) -> int:
     """The model input side that shows ``tile`` pixels at scale ``s``, refused beyond
     :data:`~densedet_tile.types.MAX_INPUT_SIZE` (a scale of 100 made a 128 000 px input)."""
     from .types import MAX_INPUT_SIZE

@@ -221,9 +221,9 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     declared = run.input_size or input_size_of(detector)
     side = declared
     if side is None and run.scale is not None:  # a native-size model sees the tile at the scale given
-        from .scale import _side
+        from .scale import scaled_side
 
-        side = _side(tile, run.scale)  # refused past the largest input, before any probe allocates it
+        side = scaled_side(tile, run.scale)  # refused past the largest input, before any probe allocates it
     # tile=auto picks its tile later, from the image: no smaller tile to probe instead
     found = plan_batch(detector, tile=tile, input_size=side, max_vram_gb=run.max_vram, device=device,
                        resizes_tiles=declared is not None or not isinstance(tiling.tile, int))

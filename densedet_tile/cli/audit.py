@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +29,7 @@ from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError, InvalidInputError
-from ..eval.formats import read_detections_json
+from ..eval.formats import ImageBoxes, image_key, read_detections_json, read_predictions
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, new_folders, remove_empty, sweep_temporaries,
                   write_files)
 from ..pipeline import detect_image
@@ -272,10 +273,6 @@ def _read_boxes(det_path: str, image_path: str | None) -> Any:
         return _read_yolo(det_path, image_path)
     if not det_path.lower().endswith(".csv"):
         return read_detections_json(det_path)
-    from dataclasses import replace
-
-    from ..eval.formats import ImageBoxes, image_key, read_predictions
-
     found = read_predictions(det_path)
     names = list(found.images)
     if not names:  # a header only: the run found nothing (an empty shelf is worth an audit too)
@@ -317,8 +314,6 @@ def _size_of(image_path: str, det_path: str) -> tuple[int, int]:
 def _read_yolo(det_path: str, image_path: str | None) -> Any:
     """A YOLO label file (``class cx cy w h [score]`` per line, normalised to the image, as
     Ultralytics' ``save_txt`` writes) for ``image_path``, whose upright size turns it into pixels."""
-    from ..eval.formats import ImageBoxes
-
     if image_path is None:
         raise InvalidInputError(f"{det_path}: YOLO labels are normalised to their image; give the image as well")
     size = _size_of(image_path, det_path)
