@@ -46,6 +46,8 @@ __all__ = [
     "ImageResult",
     "Predictions",
     "merge_counted",
+    "merged_at",
+    "counts_at_thresholds",
     "default_batch_size",
 ]
 
@@ -435,12 +437,7 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     thr, band = preds.run.score_thr, preds.run.count_band
 
     def at(t: float) -> Detections:
-        # the boxes just below t (within CONFIRM_BAND, down to the detector's floor) are not
-        # served, but still show that their tile saw an object where another tile's view of it
-        # is cut; a fixed window, so that each end of the range equals a run at that threshold
-        # and the served boxes do not depend on count_band
-        below = [d[(d.scores < t) & (d.scores >= t - CONFIRM_BAND - 1e-9)] if len(d) else d for d in preds.dets]
-        return merge_tiles(tiles, _at_least(preds.dets, t), merge, confirmers=below)
+        return merged_at(tiles, preds.dets, t, merge)
 
     if thr is None:
         return merge_tiles(tiles, preds.dets, merge), None, None
@@ -452,6 +449,54 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     low = len(at(thr + band)) if thr + band <= 1.0 + 1e-9 else None  # no score lies above 1
     counts = CountRange(score_thr=thr, band=band, low=low, count=len(merged), high=None if wide is None else len(wide))
     return merged, counts, None if wide is None else wide[wide.scores < thr]
+
+
+def merged_at(tiles: Sequence[Tile], dets: Sequence[Detections], thr: float, merge: MergeSpec) -> Detections:
+    """The global boxes a run at score threshold ``thr`` serves, from tile-local ``dets`` that
+    reach down to ``thr - CONFIRM_BAND`` or lower.
+
+    The boxes just below ``thr`` (within :data:`CONFIRM_BAND`) are not served, but still show
+    that their tile saw an object where another tile's view of it is cut; a fixed window, so
+    that each end of a count range equals a run at that threshold and the served boxes do not
+    depend on ``count_band``.
+    """
+    below = [d[(d.scores < thr) & (d.scores >= thr - CONFIRM_BAND - 1e-9)] if len(d) else d for d in dets]
+    return merge_tiles(tiles, _at_least(dets, thr), merge, confirmers=below)
+
+
+def counts_at_thresholds(
+    source: str | os.PathLike[str] | np.ndarray | Any,
+    detector: Detector,
+    thresholds: Sequence[float],
+    *,
+    tiling: TileSpec | None = None,
+    merge: MergeSpec | None = None,
+    run: RunSpec | None = None,
+) -> list[int]:
+    """How many boxes a run at each score threshold of ``thresholds`` would serve, for one pass
+    of the network over ``source`` (a path, an array or an open image).
+
+    ``detector`` must return boxes down to ``min(thresholds) - CONFIRM_BAND`` (the built-in model
+    built with ``score_thr=min(thresholds)`` does); each count is that of :func:`detect_image` at
+    that threshold with the same tiling, merge and run (``run.score_thr`` is set to the lowest
+    threshold). Used to pick a threshold from counts, e.g. for adapted weights.
+    """
+    ts = [float(t) for t in thresholds]
+    if not ts or not all(math.isfinite(t) and 0.0 <= t <= 1.0 for t in ts):
+        raise InvalidInputError(f"thresholds must be scores in [0, 1], got {list(thresholds)!r}")
+    tiling, merge, run = specs_from(tiling, merge, run)
+    low = min(ts)
+    floor = score_floor_of(detector)
+    if floor is not None and floor > low - CONFIRM_BAND + 1e-9:
+        raise InvalidInputError(f"the detector returns boxes down to {floor:g} only; counts at {low:g} need them "
+                                f"down to {max(low - CONFIRM_BAND, 0.0):g}: build it with score_thr={low:g}")
+    run = replace(run, score_thr=low)
+    ctx: Any = contextlib.nullcontext(source) if _is_image_source(source) else open_image(source, max_pixels=run.max_pixels)
+    with ctx as src:
+        scaled = choose_scale(src, detector, tiling, run)
+        tiles = plan(src, scaled.tiling)
+        preds = predict_tiles(src, tiles, detector, scaled.run)
+    return [len(merged_at(tiles, preds.dets, t, merge)) for t in ts]
 
 
 def _at_least(dets: Sequence[Detections], thr: float) -> list[Detections]:

@@ -61,6 +61,13 @@ def _crop_side(text: str) -> int:
     return v
 
 
+def _serve_thr(text: str) -> float | None:
+    """A served score threshold in (0, 1), or ``auto`` (None: picked from counts at the end)."""
+    if text.strip().lower() == "auto":
+        return None
+    return fraction(0.0, 1.0, lo_open=True, hi_open=True)(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..train.pseudo import LabelSettings  # (both without torch: --help works on the light install)
     from ..train.settings import AdaptSettings
@@ -102,9 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--synth", type=fraction(0.0, 1.0, hi_open=True), default=d.synth, metavar="F",
                    help="share of generated shelves in each batch, against drift (default: %(default)s)")
     t.add_argument("--lr", type=positive_float, default=d.lr, help="peak learning rate (default: %(default)s)")
-    t.add_argument("--serve-thr", type=fraction(0.0, 1.0, hi_open=True), default=d.serve_thr, metavar="X",
+    t.add_argument("--serve-thr", type=_serve_thr, default=d.serve_thr, metavar="X",
                    help="score threshold written into the adapted weights, used when they serve without "
-                        "--score-thr (default: %(default)s; self-training lifts scores)")
+                        "--score-thr; 'auto' (the default) picks the one at which they count as many boxes "
+                        "as their own pseudo-labels on --calib-photos photos (self-training lifts scores)")
+    t.add_argument("--calib-photos", type=positive_int, default=d.calib_photos, metavar="N",
+                   help="photos that pick the served threshold, held-out ones first (default: %(default)s)")
     l_ = p.add_argument_group("pseudo-labels")
     l_.add_argument("--tile", type=positive_int, default=lab.tile, metavar="PX",
                     help="tile side the model will serve with (default: %(default)s)")
@@ -127,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Options whose values belong to a run: with --resume the saved ones are used.
 _RUN_OPTIONS = ("base", "overwrite", "holdout", "rounds", "seed", "max_pixels", "size", "batch", "synth", "lr",
-                "serve_thr", "tile", "overlap", "scales", "no_flip", "score_hi", "score_lo", "min_views")
+                "serve_thr", "calib_photos", "tile", "overlap", "scales", "no_flip", "score_hi", "score_lo", "min_views")
 
 #: Signals that stop a run cleanly (the first one) and the exit status they end it with.
 _STOP_SIGNALS = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": 128 + 15}
@@ -153,13 +163,13 @@ def _clock(seconds: float | None) -> str:
 
 #: What each phase of a run is called in the progress display.
 _PHASES = {"before": "held-out check (before)", "label": "labelling", "read": "reading photos",
-           "train": "training", "after": "held-out check (after)"}
+           "train": "training", "calibrate": "picking the served threshold", "after": "held-out check (after)"}
 
 
 def _describe(e: dict[str, Any]) -> str:
     """The phase of a progress event, with its round when it has one."""
     what = _PHASES.get(e["phase"], e["phase"])
-    return what if e["phase"] in ("before", "read", "after") else f"round {e['round']}/{e['rounds']} {what}"
+    return what if e["phase"] in ("before", "read", "calibrate", "after") else f"round {e['round']}/{e['rounds']} {what}"
 
 
 class _Bar:
@@ -268,7 +278,7 @@ def adapt_main(argv: Sequence[str]) -> int:
                                score_hi=args.score_hi, score_lo=args.score_lo, tile=args.tile, overlap=args.overlap)
         settings = AdaptSettings(minutes=minutes, steps=args.steps, rounds=args.rounds, holdout=args.holdout,
                                  seed=args.seed, size=args.size, batch=args.batch, synth=args.synth, lr=args.lr,
-                                 serve_thr=args.serve_thr, max_pixels=args.max_pixels, labels=labels)
+                                 serve_thr=args.serve_thr, calib_photos=args.calib_photos, max_pixels=args.max_pixels, labels=labels)
     except DensedetError as exc:
         error(PROG, one_line(exc))
         return EXIT_USAGE

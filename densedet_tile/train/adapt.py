@@ -64,6 +64,9 @@ _STATE_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 _PHASES = ("before", "label", "train", "final")
 
+#: The score thresholds a served threshold is picked from (``AdaptSettings.serve_thr`` None).
+CALIB_GRID: tuple[float, ...] = tuple(round(0.2 + 0.01 * i, 2) for i in range(71))
+
 
 class AdaptFailed(DensedetError, RuntimeError):
     """The run cannot finish as asked; the message says why and what was kept (the state to
@@ -250,9 +253,16 @@ def report_text(report: dict[str, Any]) -> str:
         lines.append("held-out photos: not checked yet (the run has not finished)")
     lines.append(f"time: {report['minutes']:.1f} min ({report['cpu_minutes']:.1f} CPU-min, {report['threads']} threads), "
                  f"{report['steps']} steps on {report['device']}")
-    thr = report.get("settings", {}).get("serve_thr")
+    thr = report.get("serve_thr", report.get("settings", {}).get("serve_thr"))
     if report["status"] == "done" and thr is not None:
-        lines.append(f"the weights serve at score threshold {thr} unless --score-thr says otherwise")
+        how = ""
+        cal = report.get("serve_thr_picked")
+        if cal and cal["matched_counts"]:
+            how = (f" (picked: there they count {cal['boxes_per_photo']:.1f} boxes per photo on {cal['photos']} "
+                   f"photos, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f})")
+        elif cal:
+            how = f" (the starting weights' own: no pseudo-labels on the {cal['photos']} photos to match counts with)"
+        lines.append(f"the weights serve at score threshold {thr:g}{how} unless --score-thr says otherwise")
     return "\n".join(lines)
 
 
@@ -448,6 +458,7 @@ class AdaptRun:
             "timing": {"label_s": [], "plain_s": [], "step_s": []},
             "loss": None,
             "train_end": None,
+            "calib": {},
         }
         self.resumed = False
         self._source = label
@@ -543,6 +554,8 @@ class AdaptRun:
         s.setdefault("loss", None)
         s.setdefault("cpu", 0.0)
         s.setdefault("train_end", None)
+        if not isinstance(s.get("calib"), dict):  # a state saved before the served threshold was picked
+            s["calib"] = {}
         self.s = s
         self.resumed = True
         self._source = str(sp)
@@ -628,14 +641,21 @@ class AdaptRun:
         return float(np.mean(v[-50:])) if v else None
 
     def reserve_s(self) -> float:
-        """Seconds kept for the final check of the held-out photos (TTA labels + one plain run each)."""
-        n = len(self.s["holdout"])
-        if not n:
+        """Seconds kept for the end: picking the served threshold (TTA labels and one plain run
+        of each calibration photo) and the check of the held-out photos (TTA labels, unless
+        calibration made them, and one plain run each)."""
+        n_hold = len(self.s["holdout"])
+        n_cal = 0 if self.settings.serve_thr is not None else min(self.settings.calib_photos,
+                                                                   n_hold + len(self.s["train"]))
+        if not n_hold and not n_cal:
             return 0.0
         lab, plain = self._mean("label_s"), self._mean("plain_s")
+        views = len(self.settings.labels.views)
         if lab is None and plain is not None:
-            lab = plain * len(self.settings.labels.views)
-        return n * ((lab or 0.0) + (plain or 0.0)) + 5.0
+            lab = plain * views
+        if plain is None and lab is not None:
+            plain = lab / views
+        return max(n_cal, n_hold) * (lab or 0.0) + (n_cal + n_hold) * (plain or 0.0) + 5.0
 
     def fraction(self) -> float:
         """How much of the budget is used, in [0, 1+)."""
@@ -770,6 +790,7 @@ class AdaptRun:
                         self.s["phase"] = "label"
                     self.save_state()
                 elif phase == "final":
+                    self._calibrate()
                     return self._finish()
         except _Stop:
             self.save_state()
@@ -945,6 +966,82 @@ class AdaptRun:
             p = max(p, self.fraction())
         return p
 
+    def _calib_names(self) -> list[str]:
+        """The photos that pick the served threshold: the held-out ones first (the model never
+        trained on them), then training photos in an order drawn from the seed; fixed once
+        calibration starts, so that a resumed run uses the same ones."""
+        names = self.s["calib"].get("names")
+        if names is None:
+            train = self._readable(self.s["train"])
+            order = [train[i] for i in np.random.default_rng([self.settings.seed, 29]).permutation(len(train))]
+            names = (self._readable(self.s["holdout"]) + order)[: self.settings.calib_photos]
+        return list(names)
+
+    def served_thr(self) -> float:
+        """The score threshold the adapted weights serve at: the one given, else the one picked
+        by :meth:`_calibrate` (the starting weights' own before that)."""
+        if self.settings.serve_thr is not None:
+            return float(self.settings.serve_thr)
+        picked = self.s["calib"].get("thr")
+        return float(picked) if picked is not None else self._base_thr()
+
+    def _calibrate(self) -> None:
+        """Pick the served threshold (``settings.serve_thr`` None): the one of :data:`CALIB_GRID`
+        at which the final weights, run as served, count as many boxes over the calibration
+        photos as their own pseudo-labels there (boxes the test-time views agree on, scored
+        ``score_hi`` or more); of several that count equally close, the middle one. Self-training lifts the scores of everything the model finds, its
+        mistakes too, so a fixed threshold counts more boxes the longer it trains; the views'
+        agreement does not drift that way. The pseudo-labels of held-out photos are kept for
+        the held-out check."""
+        if self.settings.serve_thr is not None or self.s["calib"].get("thr") is not None:
+            return
+        from ..pipeline import counts_at_thresholds
+
+        cal = self.s["calib"]
+        names = cal.setdefault("names", self._calib_names())
+        photos = cal.setdefault("photos", {})
+        held = set(self.s["holdout"])
+        lab = self.settings.labels
+        for k, name in enumerate(names):
+            if name in photos:
+                continue
+            self._poll()  # a stop here saves the state; the resumed run goes on from this photo
+            self._event("calibrate", k, len(names))
+            image = self._read(name)
+            if image is None:
+                continue
+            t0 = time.monotonic()
+            ref = self._label(image)
+            t1 = time.monotonic()
+            counts = counts_at_thresholds(image, self._detector(CALIB_GRID[0]), CALIB_GRID,
+                                          tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec())
+            self.s["timing"]["label_s"].append(t1 - t0)
+            self.s["timing"]["plain_s"].append(time.monotonic() - t1)
+            photos[name] = {"reference": int(len(ref.boxes)), "counts": [int(c) for c in counts]}
+            if name in held:
+                photos[name]["ref"] = {"boxes": _t(ref.boxes), "ignore": _t(ref.ignore)}
+        used = [photos[n] for n in names if n in photos]
+        reference = sum(p["reference"] for p in used)
+        if not reference:
+            # no photo readable, or nothing the views agree on: nothing to match; the starting
+            # weights' threshold is the honest guess
+            cal["thr"] = self._base_thr()
+            cal["picked"] = False
+            self.log(f"no pseudo-labels on the {len(used)} calibration photos to match counts with: the weights "
+                     f"serve at the starting weights' threshold {cal['thr']:g}")
+        else:
+            totals = np.sum([p["counts"] for p in used], axis=0)
+            miss = np.abs(totals - reference)
+            ties = np.flatnonzero(miss == miss.min())
+            j = int(ties[len(ties) // 2])  # the middle of a run of thresholds that count alike
+            cal["thr"] = CALIB_GRID[j]
+            cal["picked"] = True
+        cal["photos_used"] = len(used)
+        cal["reference"] = reference
+        cal["count"] = int(np.sum([p["counts"][CALIB_GRID.index(cal["thr"])] for p in used])) \
+            if cal["picked"] else None
+        self.save_state()
+
     def _holdout_after(self) -> dict[str, Any] | None:
         names = [n for n in self.s["holdout"] if n in self.s["holdout_before"]]
         if not names:
@@ -959,15 +1056,20 @@ class AdaptRun:
             if image is None:
                 continue
             t0 = time.monotonic()
-            ref = self._label(image)
+            kept = self.s["calib"].get("photos", {}).get(name, {}).get("ref")
+            if kept is not None:  # labelled by the final weights while picking the threshold
+                ref_boxes, ref_ignore = kept["boxes"].numpy(), kept["ignore"].numpy()
+            else:
+                ref = self._label(image)
+                ref_boxes, ref_ignore = ref.boxes, ref.ignore
+                self.s["timing"]["label_s"].append(time.monotonic() - t0)
             t1 = time.monotonic()
-            now = self._plain(image, self.settings.serve_thr)
+            now = self._plain(image, self.served_thr())
             self.s["timing"]["plain_s"].append(time.monotonic() - t1)
-            self.s["timing"]["label_s"].append(t1 - t0)
-            ref_total += len(ref)
+            ref_total += len(ref_boxes)
             for acc, pred in ((before, self.s["holdout_before"][name].numpy()), (after, now)):
                 pred = pred[np.argsort(-pred[:, 4], kind="stable")]
-                a = agreement(pred[:, :4], ref.boxes, ref.ignore)
+                a = agreement(pred[:, :4], ref_boxes, ref_ignore)
                 acc["boxes"] += len(pred)
                 acc["matched"] += a["matched"]
                 acc["pred"] += a["pred"]
@@ -991,7 +1093,8 @@ class AdaptRun:
     def _provenance(self) -> dict[str, Any]:
         return {
             "kind": "densedet-tile adapt",
-            "score_thr": self.settings.serve_thr,
+            "score_thr": self.served_thr(),
+            "score_thr_picked": self._calibration(),
             "base": self.s["base"],
             "photos": self._photos_labelled(),
             "photos_available": len(self._readable(self.s["train"])),
@@ -1027,7 +1130,18 @@ class AdaptRun:
             "device": str(self.dev),
             "base": self.s["base"],
             "settings": self.settings.to_dict(),
+            **({"serve_thr": self.served_thr(), "serve_thr_picked": self._calibration()} if status == "done" else {}),
         }
+
+    def _calibration(self) -> dict[str, Any] | None:
+        """How the served threshold was picked (None: it was given)."""
+        cal = self.s["calib"]
+        if self.settings.serve_thr is not None or cal.get("thr") is None:
+            return None
+        n = max(int(cal["photos_used"]), 1)
+        return {"photos": int(cal["photos_used"]), "matched_counts": bool(cal["picked"]),
+                "pseudo_labels_per_photo": round(cal["reference"] / n, 1),
+                "boxes_per_photo": None if cal["count"] is None else round(cal["count"] / n, 1)}
 
     def _write_report(self, report: dict[str, Any]) -> None:
         import json

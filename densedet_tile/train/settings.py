@@ -27,9 +27,13 @@ class AdaptSettings:
     ``synth_pool`` shelves). ``lr`` (AdamW, ``warmup`` steps, cosine decay), ``ema`` decay of the
     weight average that labels and is saved. ``labels``: how pseudo-labels are made.
     ``serve_thr``: the score threshold the adapted weights are served at, written into their
-    ``info`` (self-training lifts the scores of the products it learns, so the adapted model's
-    best threshold sits above the built-in's; see docs/adapt.md). ``max_pixels``: photos with
-    more pixels are skipped (None: no limit).
+    ``info``; None (the default) picks it at the end of the run: self-training lifts the scores
+    of everything the model finds, its own mistakes included, so a fixed threshold over-counts
+    more the longer it trains. The served threshold is the one at which the final weights, run
+    plainly, count as many boxes on ``calib_photos`` photos (the held-out ones first, then
+    training photos) as their own pseudo-labels there (boxes the test-time views agree on, see
+    :mod:`.pseudo`; docs/adapt.md). ``max_pixels``: photos with more pixels are skipped (None: no
+    limit).
     """
 
     minutes: float | None = 60.0
@@ -46,7 +50,8 @@ class AdaptSettings:
     ema: float = 0.99
     label_share: float = 0.5
     save_every: float = 120.0
-    serve_thr: float = 0.5
+    serve_thr: float | None = None
+    calib_photos: int = 24
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     labels: LabelSettings = field(default_factory=LabelSettings)
 
@@ -76,8 +81,10 @@ class AdaptSettings:
             raise bad("lr, ema, label_share or save_every out of range")
         if self.warmup < 0:
             raise bad(f"warmup must be >= 0, got {self.warmup!r}")
-        if not 0.0 < self.serve_thr < 1.0:
-            raise bad(f"serve_thr must be in (0, 1), got {self.serve_thr!r}")
+        if self.serve_thr is not None and not 0.0 < self.serve_thr < 1.0:
+            raise bad(f"serve_thr must be in (0, 1) or None (picked from counts), got {self.serve_thr!r}")
+        if isinstance(self.calib_photos, bool) or not isinstance(self.calib_photos, int) or self.calib_photos < 1:
+            raise bad(f"calib_photos must be a positive integer, got {self.calib_photos!r}")
         if self.max_pixels is not None and (isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int)
                                             or self.max_pixels < 1):
             raise bad(f"max_pixels must be a positive integer or None, got {self.max_pixels!r}")

@@ -1,0 +1,177 @@
+"""The threshold adapted weights serve at: picked from counts at the end of a run (the default),
+or as given; and the engine's counts at many thresholds from one pass of the network."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import densedet_tile as dt
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.pipeline import counts_at_thresholds, detect_image
+from densedet_tile.synth.shelves import render_shelf
+from densedet_tile.train.adapt import CALIB_GRID, _read_photo, adapt
+from densedet_tile.train.pseudo import pseudo_label
+
+from test_adapt_run import TINY, _stop_at, write_photos
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return write_photos(tmp_path_factory.mktemp("photos"), n=3)
+
+
+@pytest.fixture(scope="module")
+def picked(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("picked") / "picked.pt"
+    res = adapt(photos, out, TINY, device="cpu")
+    return res, torch.load(out, weights_only=True)
+
+
+def test_counts_at_thresholds_equal_runs_at_each_threshold():
+    img, _ = render_shelf(np.random.default_rng(5), width=900, height=700, product_height=110)
+    img = np.asarray(img)
+    tiling = dt.TileSpec(tile=384, overlap=0.2)
+    grid = [0.3, 0.45, 0.6, 0.75, 0.9]
+    got = counts_at_thresholds(img, dt.load_detector("default", score_thr=0.3), grid, tiling=tiling)
+    want = [len(detect_image(img, dt.load_detector("default", score_thr=t), tiling=tiling).detections) for t in grid]
+    assert got == want
+    assert want[0] > want[-1]  # the thresholds matter on this shelf: not equal by being all the same
+    # a detector that stops above the lowest threshold cannot count there
+    with pytest.raises(InvalidInputError, match="score_thr=0.3"):
+        counts_at_thresholds(img, dt.load_detector("default", score_thr=0.5), grid, tiling=tiling)
+    with pytest.raises(InvalidInputError, match="thresholds"):
+        counts_at_thresholds(img, dt.load_detector("default", score_thr=0.3), [], tiling=tiling)
+
+
+def test_the_picked_threshold_counts_closest_to_the_final_weights_own_pseudo_labels(picked, photos):
+    res, ck = picked
+    thr = ck["info"]["score_thr"]
+    how = ck["info"]["score_thr_picked"]
+    assert thr in CALIB_GRID and res.report["serve_thr"] == thr and how["matched_counts"]
+    assert how["photos"] == 3  # fewer photos than calib_photos: every one
+    # redo it from the written weights: their pseudo-labels and their counts at every threshold
+    lab = TINY.labels
+    labeller = dt.load_detector("default", checkpoint=res.paths["weights"], score_thr=lab.score_lo,
+                                options={"split_stacks": False})
+    counter = dt.load_detector("default", checkpoint=res.paths["weights"], score_thr=CALIB_GRID[0])
+    tiling = dt.TileSpec(tile=lab.tile, overlap=lab.overlap)
+    reference, totals = 0, np.zeros(len(CALIB_GRID), np.int64)
+    for p in sorted(photos.glob("*.jpg")):
+        image = _read_photo(p)
+        reference += len(pseudo_label(image, labeller, lab).boxes)
+        totals += counts_at_thresholds(image, counter, CALIB_GRID, tiling=tiling)
+    assert reference == round(how["pseudo_labels_per_photo"] * 3)
+    miss = np.abs(totals - reference)
+    ties = np.flatnonzero(miss == miss.min())
+    assert CALIB_GRID.index(thr) == ties[len(ties) // 2]  # the middle of the thresholds that count alike
+    assert totals[CALIB_GRID.index(thr)] == round(how["boxes_per_photo"] * 3)
+    assert len(set(totals.tolist())) > 1  # the counts do depend on the threshold here
+
+
+def test_a_given_serve_thr_is_written_as_given_and_nothing_is_picked(photos, tmp_path, monkeypatch):
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+
+    def never(*a, **kw):
+        raise AssertionError("counted at thresholds although the threshold was given")
+
+    monkeypatch.setattr(pipeline, "counts_at_thresholds", never)
+    res = adapt(photos, tmp_path / "fixed.pt", replace(TINY, serve_thr=0.55), device="cpu")
+    ck = torch.load(res.paths["weights"], weights_only=True)
+    assert ck["info"]["score_thr"] == 0.55 and ck["info"]["score_thr_picked"] is None
+    assert res.report["serve_thr"] == 0.55 and res.report["serve_thr_picked"] is None
+    assert "serve at score threshold 0.55 unless" in res.paths["report_txt"].read_text()
+
+
+def test_a_stop_while_picking_resumes_to_the_same_threshold_and_weights(picked, photos, tmp_path):
+    # polls: 3 photos + 2 steps in each of the 2 rounds (10), then one before each calibration photo
+    out = tmp_path / "r.pt"
+    events = []
+    first = adapt(photos, out, TINY, device="cpu", should_stop=_stop_at(12), progress=events.append)
+    assert first.status == "stopped" and not out.exists()
+    assert [e["done"] for e in events if e["phase"] == "calibrate"] == [0]
+    second = adapt(photos, out, None, device="cpu", resume=True)
+    assert second.status == "done"
+    got, want = torch.load(out, weights_only=True), picked[1]
+    assert got["info"]["score_thr"] == want["info"]["score_thr"]
+    assert got["info"]["score_thr_picked"] == want["info"]["score_thr_picked"]
+    for k in want["state_dict"]:
+        assert torch.equal(got["state_dict"][k], want["state_dict"][k]), k
+
+
+def test_held_out_photos_pick_first_and_their_labels_serve_the_check(tmp_path, monkeypatch):
+    mod = importlib.import_module("densedet_tile.train.adapt")  # the package exports a function of that name
+
+    folder = write_photos(tmp_path / "p", n=4)
+    calls = {"n": 0}
+    real = mod.pseudo_label
+
+    def counting(*a, **kw):
+        calls["n"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mod, "pseudo_label", counting)
+    s = replace(TINY, holdout=1, rounds=1, steps=2, calib_photos=2)
+    res = adapt(folder, tmp_path / "h.pt", s, device="cpu")
+    how = res.report["serve_thr_picked"]
+    assert how["photos"] == 2 and res.report["holdout_check"]["photos"] == 1
+    # 3 training photos labelled once, 2 calibration photos (the held-out one among them): the
+    # held-out check reuses the held-out photo's labels instead of labelling it again
+    assert calls["n"] == 3 + 2
+    rep = json.loads(res.paths["report_json"].read_text())
+    assert rep["serve_thr_picked"] == how and rep["serve_thr"] == res.report["serve_thr"]
+
+
+def test_nothing_to_match_serves_at_the_starting_weights_threshold(photos, tmp_path, monkeypatch):
+    mod = importlib.import_module("densedet_tile.train.adapt")  # the package exports a function of that name
+    from densedet_tile.detector.builtin import DEFAULT_CONFIG
+
+    real = mod.pseudo_label
+
+    def none_at_the_end(image, detector, settings, run=None):
+        got = real(image, detector, settings, run)
+        if calibrating["on"]:
+            return replace(got, boxes=got.boxes[:0], scores=got.scores[:0], votes=got.votes[:0])
+        return got
+
+    calibrating = {"on": False}
+
+    def progress(e):
+        calibrating["on"] = e["phase"] == "calibrate"
+
+    monkeypatch.setattr(mod, "pseudo_label", none_at_the_end)
+    res = adapt(photos, tmp_path / "n.pt", replace(TINY, rounds=1, steps=2), device="cpu", progress=progress)
+    assert res.report["serve_thr"] == DEFAULT_CONFIG["score_thr"]
+    assert res.report["serve_thr_picked"]["matched_counts"] is False
+    assert "the starting weights' own" in res.paths["report_txt"].read_text()
+
+
+def test_a_time_budget_keeps_time_for_picking_the_threshold(photos, tmp_path, monkeypatch):
+    # a clock that moves 1 s per photo labelled and 1 s per step (nothing else takes time): 30 s
+    # in one round; the 3 calibration photos take 3 s at the end, kept back from training
+    from types import SimpleNamespace
+
+    mod = importlib.import_module("densedet_tile.train.adapt")
+    c = {"t": 0.0}
+    real_label, real_step = mod.pseudo_label, mod.train_step
+
+    def label(*a, **kw):
+        c["t"] += 1.0
+        return real_label(*a, **kw)
+
+    def step(*a, **kw):
+        c["t"] += 1.0
+        return real_step(*a, **kw)
+
+    monkeypatch.setattr(mod, "time", SimpleNamespace(monotonic=lambda: c["t"], process_time=lambda: 0.0))
+    monkeypatch.setattr(mod, "pseudo_label", label)
+    monkeypatch.setattr(mod, "train_step", step)
+    res = adapt(photos, tmp_path / "t.pt", replace(TINY, minutes=0.5, steps=None, rounds=1), device="cpu")
+    assert res.status == "done" and res.report["serve_thr_picked"]["photos"] == 3
+    assert c["t"] <= 30.0  # labelling 3 s, steps, then 3 s of calibration: all inside the budget
+    assert res.report["steps"] >= 15  # and the reserve is not most of it
