@@ -22,8 +22,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .detector.base import (Detector, class_names_of, device_of, input_size_of, resize_filter_of, score_floor_of,
-                            score_thr_of)
+from .detector.base import (Detector, class_names_of, device_of, input_size_of, resize_filter_of, score_floor_for,
+                            score_floor_of, score_thr_of)
 from .detector.calls import DetectorCalls, back_to_the_gpu, image_key
 from .errors import InvalidInputError, caller_level
 from .merge import merge_tiles
@@ -476,10 +476,13 @@ def counts_at_thresholds(
     """How many boxes a run at each score threshold of ``thresholds`` would serve, for one pass
     of the network over ``source`` (a path, an array or an open image).
 
-    ``detector`` must return boxes down to ``min(thresholds) - CONFIRM_BAND`` (the built-in model
-    built with ``score_thr=min(thresholds)`` does); each count is that of :func:`detect_image` at
-    that threshold with the same tiling, merge and run (``run.score_thr`` is set to the lowest
-    threshold). Used to pick a threshold from counts, e.g. for adapted weights.
+    ``detector`` must return boxes as low as a detector serving at ``min(thresholds)`` does
+    (``min(thresholds) - CONFIRM_BAND``, not below 0.05; the built-in model built with
+    ``score_thr=min(thresholds)`` does); each count is that of :func:`detect_image` at that
+    threshold with the same tiling, merge and run (``run.score_thr`` is set to the lowest
+    threshold). With ``tile="auto"`` the scale is measured once, from the boxes of the lowest
+    threshold, where :func:`detect_image` measures it at each threshold, so counts may differ a
+    little there. Used to pick a threshold from counts, e.g. for adapted weights.
     """
     ts = [float(t) for t in thresholds]
     if not ts or not all(math.isfinite(t) and 0.0 <= t <= 1.0 for t in ts):
@@ -487,9 +490,10 @@ def counts_at_thresholds(
     tiling, merge, run = specs_from(tiling, merge, run)
     low = min(ts)
     floor = score_floor_of(detector)
-    if floor is not None and floor > low - CONFIRM_BAND + 1e-9:
+    need = max(low - CONFIRM_BAND, score_floor_for(low))
+    if floor is not None and floor > need + 1e-9:
         raise InvalidInputError(f"the detector returns boxes down to {floor:g} only; counts at {low:g} need them "
-                                f"down to {max(low - CONFIRM_BAND, 0.0):g}: build it with score_thr={low:g}")
+                                f"down to {need:g}: build it with score_thr={low:g}")
     run = replace(run, score_thr=low)
     ctx: Any = contextlib.nullcontext(source) if _is_image_source(source) else open_image(source, max_pixels=run.max_pixels)
     with ctx as src:

@@ -65,7 +65,10 @@ def _serve_thr(text: str) -> float | None:
     """A served score threshold in (0, 1), or ``auto`` (None: picked from counts at the end)."""
     if text.strip().lower() == "auto":
         return None
-    return fraction(0.0, 1.0, lo_open=True, hi_open=True)(text)
+    try:
+        return fraction(0.0, 1.0, lo_open=True, hi_open=True)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto or a value in (0, 1), got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,8 @@ towards its own mistakes). Later rounds re-label with the improved model.
 
 The run has a budget (minutes of wall time, optimiser steps, or both: whichever ends first) and
 follows it: rounds start at equal fractions of the budget, the learning rate decays over it, and
-time for the final held-out check is kept aside. :func:`adapt` can be stopped between two steps
+time for the end is kept aside (picking the threshold the weights serve at, and the final
+held-out check). :func:`adapt` can be stopped between two steps
 or two photos (``should_stop``); it then writes its state atomically and a later call with
 ``resume=True`` continues exactly where it stopped (same data, same random numbers: a step
 budget run stopped and resumed ends with the weights of an uninterrupted one).
@@ -455,7 +456,7 @@ class AdaptRun:
             "crop_order": [],
             "rounds": [],
             "holdout_before": {},
-            "timing": {"label_s": [], "plain_s": [], "step_s": []},
+            "timing": {"label_s": [], "plain_s": [], "step_s": [], "calib_s": []},
             "loss": None,
             "train_end": None,
             "calib": {},
@@ -556,6 +557,7 @@ class AdaptRun:
         s.setdefault("train_end", None)
         if not isinstance(s.get("calib"), dict):  # a state saved before the served threshold was picked
             s["calib"] = {}
+        s["timing"].setdefault("calib_s", [])
         self.s = s
         self.resumed = True
         self._source = str(sp)
@@ -649,13 +651,15 @@ class AdaptRun:
                                                                    n_hold + len(self.s["train"]))
         if not n_hold and not n_cal:
             return 0.0
-        lab, plain = self._mean("label_s"), self._mean("plain_s")
+        lab, plain, counts = self._mean("label_s"), self._mean("plain_s"), self._mean("calib_s")
         views = len(self.settings.labels.views)
         if lab is None and plain is not None:
             lab = plain * views
         if plain is None and lab is not None:
             plain = lab / views
-        return max(n_cal, n_hold) * (lab or 0.0) + (n_cal + n_hold) * (plain or 0.0) + 5.0
+        if counts is None and plain is not None:
+            counts = 2.0 * plain  # one plain run merged at every threshold of the grid: about twice one run
+        return max(n_cal, n_hold) * (lab or 0.0) + n_cal * (counts or 0.0) + n_hold * (plain or 0.0) + 5.0
 
     def fraction(self) -> float:
         """How much of the budget is used, in [0, 1+)."""
@@ -790,6 +794,8 @@ class AdaptRun:
                         self.s["phase"] = "label"
                     self.save_state()
                 elif phase == "final":
+                    if not self.s["step"]:
+                        self._no_step()  # raises: nothing trained, so no threshold to pick either
                     self._calibrate()
                     return self._finish()
         except _Stop:
@@ -1016,7 +1022,7 @@ class AdaptRun:
             counts = counts_at_thresholds(image, self._detector(CALIB_GRID[0]), CALIB_GRID,
                                           tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec())
             self.s["timing"]["label_s"].append(t1 - t0)
-            self.s["timing"]["plain_s"].append(time.monotonic() - t1)
+            self.s["timing"]["calib_s"].append(time.monotonic() - t1)
             photos[name] = {"reference": int(len(ref.boxes)), "counts": [int(c) for c in counts]}
             if name in held:
                 photos[name]["ref"] = {"boxes": _t(ref.boxes), "ignore": _t(ref.ignore)}
@@ -1149,18 +1155,23 @@ class AdaptRun:
         atomic_write(self.paths["report_json"], json.dumps(report, indent=1) + "\n")
         atomic_write(self.paths["report_txt"], report_text(report) + "\n")
 
+    def _no_step(self) -> None:
+        """The budget ran out before the first step: the starting weights unchanged are no result.
+        Keep the state, so that a larger budget can continue (training the last round that
+        labelled photos); raises :class:`AdaptFailed`."""
+        self.s["phase"] = "train"
+        self.s["train_end"] = None
+        self.s["calib"] = {}  # (a state of an earlier version may hold one) picked again after training
+        self.save_state()
+        st = self.settings
+        used = f" (labelling took {self.elapsed() / 60:.2g} of {st.minutes:g} min)" if st.minutes is not None else ""
+        raise AdaptFailed(
+            f"adapt: the budget ran out before the first training step{used}; no weights written. The state is "
+            f"kept in {self.paths['state']}: continue with --resume and a larger --minutes")
+
     def _finish(self) -> AdaptResult:
         if not self.s["step"]:
-            # the starting weights unchanged are no result: keep the state, so that a larger
-            # budget can continue (training the last round that labelled photos)
-            self.s["phase"] = "train"
-            self.s["train_end"] = None
-            self.save_state()
-            st = self.settings
-            used = f" (labelling took {self.elapsed() / 60:.2g} of {st.minutes:g} min)" if st.minutes is not None else ""
-            raise AdaptFailed(
-                f"adapt: the budget ran out before the first training step{used}; no weights written. The state is "
-                f"kept in {self.paths['state']}: continue with --resume and a larger --minutes")
+            self._no_step()
         holdout = self._holdout_after()
         info = self._provenance()
         if holdout is not None:

@@ -156,19 +156,32 @@ def test_a_round_whose_labelling_overran_its_share_still_trains(photos, tmp_path
     assert "photos: 1 of 2 used for training" in res.paths["report_txt"].read_text()
 
 
-def test_a_run_that_trained_no_step_writes_no_weights_and_keeps_its_state(photos, tmp_path, clock):
+def test_a_run_that_trained_no_step_writes_no_weights_and_keeps_its_state(photos, tmp_path, clock, monkeypatch):
     from densedet_tile.train.adapt import AdaptFailed
 
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+    counted = {"n": 0}
+    real_counts = pipeline.counts_at_thresholds
+
+    def counts(*a, **kw):
+        counted["n"] += 1
+        return real_counts(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "counts_at_thresholds", counts)
     clock.update(label=70.0, step=50.0)  # one photo takes longer than the whole 60 s budget
-    s = AdaptSettings(**{**TINY.__dict__, "minutes": 1.0, "steps": None, "rounds": 2, "serve_thr": 0.5})
+    s = AdaptSettings(**{**TINY.__dict__, "minutes": 1.0, "steps": None, "rounds": 2})
     out = tmp_path / "none.pt"
-    with pytest.raises(AdaptFailed, match=r"before the first training step.*--resume and a larger --minutes"):
+    # the one photo labelled took 70 s; nothing more (no threshold is picked for untrained weights)
+    with pytest.raises(AdaptFailed, match=r"before the first training step \(labelling took 1.2 of 1 min\).*"
+                                          r"--resume and a larger --minutes"):
         adapt(photos, out, s, device="cpu")
-    assert not out.exists() and output_paths(out)["state"].exists()
-    # a larger budget continues from the labels already made, and trains
+    assert not out.exists() and output_paths(out)["state"].exists() and counted["n"] == 0
+    # a larger budget continues from the labels already made, trains, and picks the threshold then
+    clock.update(label=1.0, step=1.0)
     res = adapt(photos, out, None, device="cpu", resume=True, budget={"minutes": 10.0})
     assert res.status == "done" and out.is_file() and res.report["steps"] > 0
     assert res.report["rounds"][0]["photos_labelled"] == 1 and res.report["rounds"][0]["steps_to"] > 0
+    assert counted["n"] == 2 and res.report["serve_thr_picked"]["photos"] == 2
 
 
 def test_weights_that_are_not_finite_are_refused_not_written(photos, tmp_path, monkeypatch):
