@@ -18,7 +18,7 @@ from densedet_tile.synth.shelves import render_shelf
 from densedet_tile.train.adapt import CALIB_GRID, _read_photo, adapt
 from densedet_tile.train.pseudo import pseudo_label
 
-from test_adapt_run import TINY, _stop_at, write_photos
+from test_adapt_run import TINY, _stop_at, clock, write_photos  # noqa: F401 (clock: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -151,29 +151,13 @@ def test_nothing_to_match_serves_at_the_starting_weights_threshold(photos, tmp_p
     assert "the starting weights' own" in res.paths["report_txt"].read_text()
 
 
-def test_a_time_budget_keeps_time_for_picking_the_threshold(photos, tmp_path, monkeypatch):
-    # a clock that moves 1 s per photo labelled and 1 s per step (nothing else takes time): 30 s
-    # in one round; the 3 calibration photos take 3 s at the end, kept back from training
-    from types import SimpleNamespace
-
-    mod = importlib.import_module("densedet_tile.train.adapt")
-    c = {"t": 0.0}
-    real_label, real_step = mod.pseudo_label, mod.train_step
-
-    def label(*a, **kw):
-        c["t"] += 1.0
-        return real_label(*a, **kw)
-
-    def step(*a, **kw):
-        c["t"] += 1.0
-        return real_step(*a, **kw)
-
-    monkeypatch.setattr(mod, "time", SimpleNamespace(monotonic=lambda: c["t"], process_time=lambda: 0.0))
-    monkeypatch.setattr(mod, "pseudo_label", label)
-    monkeypatch.setattr(mod, "train_step", step)
+def test_a_time_budget_keeps_time_for_picking_the_threshold(photos, tmp_path, clock):
+    # the clock moves 1 s per photo labelled and 1 s per step (nothing else takes time): 30 s in
+    # one round; the 3 calibration photos take 3 s at the end, kept back from training
+    start = clock["t"]
     res = adapt(photos, tmp_path / "t.pt", replace(TINY, minutes=0.5, steps=None, rounds=1), device="cpu")
     assert res.status == "done" and res.report["serve_thr_picked"]["photos"] == 3
-    assert c["t"] <= 30.0  # labelling 3 s, steps, then 3 s of calibration: all inside the budget
+    assert clock["t"] - start <= 30.0  # labelling 3 s, steps, then 3 s of calibration: all inside the budget
     assert res.report["steps"] >= 10  # and the reserve (3 x (1 s + 2 s estimated) + 5 s) is not most of it
 
 
