@@ -995,10 +995,10 @@ class AdaptRun:
         """Pick the served threshold (``settings.serve_thr`` None): the one of :data:`CALIB_GRID`
         at which the final weights, run as served, count as many boxes over the calibration
         photos as their own pseudo-labels there (boxes the test-time views agree on, scored
-        ``score_hi`` or more); of several that count equally close, the middle one. Self-training lifts the scores of everything the model finds, its
-        mistakes too, so a fixed threshold counts more boxes the longer it trains; the views'
-        agreement does not drift that way. The pseudo-labels of held-out photos are kept for
-        the held-out check."""
+        ``score_hi`` or more); of several that count equally close, the middle one.
+        Self-training lifts the scores of everything the model finds, its mistakes too, so a
+        fixed threshold counts more boxes the longer it trains; the views' agreement does not
+        drift that way. The pseudo-labels of held-out photos are kept for the held-out check."""
         if self.settings.serve_thr is not None or self.s["calib"].get("thr") is not None:
             return
         from ..pipeline import counts_at_thresholds
@@ -1169,9 +1169,7 @@ class AdaptRun:
             f"adapt: the budget ran out before the first training step{used}; no weights written. The state is "
             f"kept in {self.paths['state']}: continue with --resume and a larger --minutes")
 
-    def _finish(self) -> AdaptResult:
-        if not self.s["step"]:
-            self._no_step()
+    def _finish(self) -> AdaptResult:  # after at least one step (run() checks)
         holdout = self._holdout_after()
         info = self._provenance()
         if holdout is not None:
