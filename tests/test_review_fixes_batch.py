@@ -134,11 +134,16 @@ def test_sighup_stops_a_run_as_sigterm_does_and_the_manifest_names_it(tmp_path: 
 
     from densedet_tile.cli.options import Stopped, StopSignals
 
-    with pytest.raises(Stopped) as caught:
-        with StopSignals() as stop:
-            signal.raise_signal(signal.SIGHUP)  # handled in this thread before the call returns
-    assert caught.value.signum == signal.SIGHUP and stop.exit_status == 129
-    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # handed back
+    # as a terminal's session starts it: under nohup (SIGHUP ignored) StopSignals leaves it ignored
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with pytest.raises(Stopped) as caught:
+            with StopSignals() as stop:
+                signal.raise_signal(signal.SIGHUP)  # handled in this thread before the call returns
+        assert caught.value.signum == signal.SIGHUP and stop.exit_status == 129
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # handed back
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
     imgs = [_photo(tmp_path / "in" / f"{k}.png") for k in range(3)]
 
