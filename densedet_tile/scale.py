@@ -119,10 +119,10 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     through it;
     each window size whose boxes (those clear of the window's border, which may cut them)
     number at least :data:`MIN_PROBE_BOXES` gives an estimate (median box height, in image
-    pixels). The estimate of the size at which the products'
-    median height at the model input comes closest to ``target`` (the detector's
-    ``product_size``; else the middle of the sizes that worked) is returned: that is where the
-    detector sees them best. Returns ``(height, details)``.
+    pixels). The estimate of the largest window whose products reach the model at half
+    ``target`` (the detector's ``product_size``) or more is returned, else the one closest to
+    ``target`` (:func:`_pick_probe`; without a target, the middle of the sizes that worked).
+    Returns ``(height, details)``.
     """
     model_side = input_size_of(detector) or _NATIVE_PROBE
     filt = resize_filter_of(detector)
@@ -151,12 +151,26 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     details: dict[str, Any] = {"probes": probes}
     if not good:
         return None, details
-    if target is not None:
-        best = min(good, key=lambda p: abs(math.log(p["at_input_px"] / target)))
-    else:
-        best = good[len(good) // 2]
+    best = _pick_probe(good, target)
     details["chosen_window"] = best["window"]
     return float(best["median_px"]), details
+
+
+def _pick_probe(good: list[dict[str, Any]], target: float | None) -> dict[str, Any]:
+    """The probe whose estimate counts, of those with enough boxes (in window order).
+
+    A small window zoomed in on a phone photo shows the print of one or two products, and a
+    model finds "products" in it (text lines, logos: a third of the real height on a real
+    photo), while a larger window shows the shelves. So the largest window whose products reach
+    the model at half ``target`` or more measures them; when none does (products too small for
+    every large window), the one whose products come closest to ``target``; without a target,
+    the middle one."""
+    if target is None:
+        return good[len(good) // 2]
+    readable = [p for p in good if p["at_input_px"] >= target / 2]
+    if readable:
+        return max(readable, key=lambda p: p["window"])
+    return min(good, key=lambda p: abs(math.log(p["at_input_px"] / target)))
 
 
 def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, height: int) -> tuple[TileSpec, RunSpec]:

@@ -317,3 +317,23 @@ def test_auto_reads_a_big_probe_window_in_bands(monkeypatch):
         banded, details = estimate_product_height(rec, det)
     assert rec.largest <= 1800 * 1100 // 4  # the whole-image window came in bands of rows
     assert banded == pytest.approx(whole, rel=0.05)
+
+
+def test_auto_trusts_the_largest_window_that_shows_products_big_enough():
+    from densedet_tile.scale import _pick_probe
+
+    # the probes of a real phone photo (2448x3264, products about 300 px tall): zoomed in on the
+    # print of one product, the 320 px window's "products" are 37 px text lines at 74 px on the
+    # model's input, the nearest to its 80 px; the larger windows show the shelves
+    probes = [{"window": 320, "median_px": 37.0, "at_input_px": 74.0},
+              {"window": 640, "median_px": 37.8, "at_input_px": 37.8},
+              {"window": 1280, "median_px": 259.0, "at_input_px": 129.5},
+              {"window": 2448, "median_px": 349.5, "at_input_px": 91.4}]
+    assert _pick_probe(probes, 80.0)["window"] == 2448
+    # far-away products too small for every large window: the window nearest the target
+    small = [{"window": 320, "median_px": 20.0, "at_input_px": 40.0},
+             {"window": 640, "median_px": 20.0, "at_input_px": 20.0},
+             {"window": 1280, "median_px": 22.0, "at_input_px": 11.0}]
+    assert _pick_probe(small, 80.0)["window"] == 320
+    assert _pick_probe(small[1:], 80.0)["window"] == 640
+    assert _pick_probe(probes, None)["window"] == 1280  # no target: the middle one
