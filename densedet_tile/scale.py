@@ -44,6 +44,10 @@ PHOTO_ASPECT_MAX = 2.0
 WHOLE_PROBE_ASPECT_MAX = 4.0
 #: A probe window must yield at least this many boxes for its size estimate to count.
 MIN_PROBE_BOXES = 5
+#: A large probe window measures the products only when its boxes cover at least this share of
+#: it (shelves of products cover 0.3 to 0.5 of a photo; a few stray boxes in a view of far-away
+#: products cover far less).
+MIN_PROBE_COVER = 0.1
 #: Side of the model input used to probe detectors that declare no input size.
 _NATIVE_PROBE = 1024
 #: Overlap chosen by ``auto``: at least this many typical product heights (capped at half a tile).
@@ -129,6 +133,7 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     probes: list[dict[str, Any]] = []
     for group in _probes(int(src.width), int(src.height), model_side):
         heights: list[np.ndarray] = []
+        covered = 0.0  # image pixels under whole boxes, over the group's windows
         for x, y, w, h in group:
             img, s = _probe_pixels(src, (x, y, w, h), model_side, filt)
             # as the tiles are run: errors wrapped in one line naming the image, output checked
@@ -140,9 +145,11 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
             whole = (b[:, 0] >= 2.0) & (b[:, 1] >= 2.0) & (b[:, 2] <= lim[0]) & (b[:, 3] <= lim[1])
             hb = b[whole, 3] - b[whole, 1]
             heights.append(hb[hb > 0] / (s or 1.0))
+            covered += float(np.sum((b[whole, 2] - b[whole, 0]).clip(0) * hb.clip(0))) / (s or 1.0) ** 2
         side = max(group[0][2], group[0][3])
         h_img = np.concatenate(heights)
-        probe = {"window": side, "boxes": int(h_img.size)}
+        probe = {"window": side, "boxes": int(h_img.size),
+                 "cover": round(covered / sum(w * h for _, _, w, h in group), 4)}
         if h_img.size >= MIN_PROBE_BOXES:
             probe["median_px"] = round(float(np.median(h_img)), 1)
             probe["at_input_px"] = round(probe["median_px"] * model_side / side, 1)
@@ -151,26 +158,28 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     details: dict[str, Any] = {"probes": probes}
     if not good:
         return None, details
-    best = _pick_probe(good, target)
+    best, why = _pick_probe(good, target)
     details["chosen_window"] = best["window"]
+    details["chosen_by"] = why
     return float(best["median_px"]), details
 
 
-def _pick_probe(good: list[dict[str, Any]], target: float | None) -> dict[str, Any]:
-    """The probe whose estimate counts, of those with enough boxes (in window order).
+def _pick_probe(good: list[dict[str, Any]], target: float | None) -> tuple[dict[str, Any], str]:
+    """The probe whose estimate counts, of those with enough boxes (in window order), and why.
 
     A small window zoomed in on a phone photo shows the print of one or two products, and a
     model finds "products" in it (text lines, logos: a third of the real height on a real
     photo), while a larger window shows the shelves. So the largest window whose products reach
-    the model at half ``target`` or more measures them; when none does (products too small for
-    every large window), the one whose products come closest to ``target``; without a target,
-    the middle one."""
+    the model at half ``target`` or more, and whose boxes cover at least
+    :data:`MIN_PROBE_COVER` of it (not a few stray boxes over far-away products), measures
+    them; when none does, the one whose products come closest to ``target``; without a
+    target, the middle one."""
     if target is None:
-        return good[len(good) // 2]
-    readable = [p for p in good if p["at_input_px"] >= target / 2]
+        return good[len(good) // 2], "middle window (no product size declared)"
+    readable = [p for p in good if p["at_input_px"] >= target / 2 and p.get("cover", 1.0) >= MIN_PROBE_COVER]
     if readable:
-        return max(readable, key=lambda p: p["window"])
-    return min(good, key=lambda p: abs(math.log(p["at_input_px"] / target)))
+        return max(readable, key=lambda p: p["window"]), "largest window showing products at half their size or more"
+    return min(good, key=lambda p: abs(math.log(p["at_input_px"] / target))), "window nearest the product size"
 
 
 def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, height: int) -> tuple[TileSpec, RunSpec]:

@@ -325,15 +325,30 @@ def test_auto_trusts_the_largest_window_that_shows_products_big_enough():
     # the probes of a real phone photo (2448x3264, products about 300 px tall): zoomed in on the
     # print of one product, the 320 px window's "products" are 37 px text lines at 74 px on the
     # model's input, the nearest to its 80 px; the larger windows show the shelves
-    probes = [{"window": 320, "median_px": 37.0, "at_input_px": 74.0},
-              {"window": 640, "median_px": 37.8, "at_input_px": 37.8},
-              {"window": 1280, "median_px": 259.0, "at_input_px": 129.5},
-              {"window": 2448, "median_px": 349.5, "at_input_px": 91.4}]
-    assert _pick_probe(probes, 80.0)["window"] == 2448
+    probes = [{"window": 320, "median_px": 37.0, "at_input_px": 74.0, "cover": 0.3},
+              {"window": 640, "median_px": 37.8, "at_input_px": 37.8, "cover": 0.3},
+              {"window": 1280, "median_px": 259.0, "at_input_px": 129.5, "cover": 0.35},
+              {"window": 2448, "median_px": 349.5, "at_input_px": 91.4, "cover": 0.3}]
+    assert _pick_probe(probes, 80.0)[0]["window"] == 2448
     # far-away products too small for every large window: the window nearest the target
-    small = [{"window": 320, "median_px": 20.0, "at_input_px": 40.0},
-             {"window": 640, "median_px": 20.0, "at_input_px": 20.0},
-             {"window": 1280, "median_px": 22.0, "at_input_px": 11.0}]
-    assert _pick_probe(small, 80.0)["window"] == 320
-    assert _pick_probe(small[1:], 80.0)["window"] == 640
-    assert _pick_probe(probes, None)["window"] == 1280  # no target: the middle one
+    small = [{"window": 320, "median_px": 20.0, "at_input_px": 40.0, "cover": 0.4},
+             {"window": 640, "median_px": 20.0, "at_input_px": 20.0, "cover": 0.4},
+             {"window": 1280, "median_px": 22.0, "at_input_px": 11.0, "cover": 0.3}]
+    assert _pick_probe(small, 80.0)[0]["window"] == 320
+    assert _pick_probe(small[1:], 80.0)[0]["window"] == 640
+    # ... and a whole 4000x1500 view whose few boxes are clutter (groups, shelf edges) does not
+    # count however big they look: 6 boxes of 290 px cover 8 % of it
+    clutter = small + [{"window": 4000, "median_px": 290.0, "at_input_px": 46.4, "cover": 0.084}]
+    assert _pick_probe(clutter, 80.0)[0]["window"] == 320
+    assert _pick_probe(probes, None)[0]["window"] == 1280  # no target: the middle one
+
+
+def test_probes_report_how_much_of_each_window_their_boxes_cover():
+    img, _ = shelf(2000, 1000, 100)
+    with open_image(img) as src:
+        h, details = estimate_product_height(src, SizedBlobs(trained=40.0), target=40.0)
+    measured = [p for p in details["probes"] if "median_px" in p]
+    # bars 60x100 px cover half the shelf image (less of a window whose border cuts bars: those
+    # do not count)
+    assert measured and all(0.3 <= p["cover"] <= 0.51 for p in measured)
+    assert details["chosen_by"].startswith("largest window")
