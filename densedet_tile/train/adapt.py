@@ -26,7 +26,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -804,14 +804,22 @@ class AdaptRun:
             self._write_report(report)
             return AdaptResult("stopped", self.paths, report)
 
-    def _reload_crops(self) -> None:
-        order = list(self.s["crop_order"])
-        for k, name in enumerate(order):
+    def _photos(self, names: list[str], phase: str, done: Container[str] = ()) -> Iterator[tuple[str, np.ndarray]]:
+        """Each photo of ``names`` not in ``done`` (looked up as each comes) that decodes, as
+        ``(name, pixels)``, after a stop check (a stop raises; the state is saved and a resumed
+        run comes back here) and a progress event of ``phase``."""
+        for k, name in enumerate(names):
+            if name in done:
+                continue
             self._poll()
-            self._event("read", k, len(order))
+            self._event(phase, k, len(names))
             image = self._read(name)
             if image is not None:
-                self._add_crop(name, image)
+                yield name, image
+
+    def _reload_crops(self) -> None:
+        for name, image in self._photos(list(self.s["crop_order"]), "read"):
+            self._add_crop(name, image)
 
     def _add_crop(self, name: str, image: np.ndarray) -> None:
         if name not in self.crop_index:
@@ -821,15 +829,7 @@ class AdaptRun:
             self.crops.set_labels(self.crop_index[name], lab["boxes"].numpy(), lab["ignore"].numpy())
 
     def _holdout_before(self) -> None:
-        names = self.s["holdout"]
-        for k, name in enumerate(names):
-            if name in self.s["holdout_before"]:
-                continue
-            self._poll()
-            self._event("before", k, len(names))
-            image = self._read(name)
-            if image is None:
-                continue
+        for name, image in self._photos(self.s["holdout"], "before", done=self.s["holdout_before"]):
             t0 = time.monotonic()
             self.s["holdout_before"][name] = torch.from_numpy(self._plain(image, self._base_thr()))
             self.s["timing"]["plain_s"].append(time.monotonic() - t0)
@@ -1008,14 +1008,7 @@ class AdaptRun:
         photos = cal.setdefault("photos", {})
         held = set(self.s["holdout"])
         lab = self.settings.labels
-        for k, name in enumerate(names):
-            if name in photos:
-                continue
-            self._poll()  # a stop here saves the state; the resumed run goes on from this photo
-            self._event("calibrate", k, len(names))
-            image = self._read(name)
-            if image is None:
-                continue
+        for name, image in self._photos(names, "calibrate", done=photos):  # a resumed run goes on from its stop
             t0 = time.monotonic()
             ref = self._label(image)
             t1 = time.monotonic()
@@ -1055,12 +1048,7 @@ class AdaptRun:
         before = {"boxes": 0, "matched": 0, "pred": 0}
         after = {"boxes": 0, "matched": 0, "pred": 0}
         ref_total = 0
-        for k, name in enumerate(names):
-            self._poll()  # a stop here saves the state; the resumed run checks all the photos again
-            self._event("after", k, len(names))
-            image = self._read(name)
-            if image is None:
-                continue
+        for name, image in self._photos(names, "after"):  # a resumed run checks all the photos again
             t0 = time.monotonic()
             kept = self.s["calib"].get("photos", {}).get(name, {}).get("ref")
             if kept is not None:  # labelled by the final weights while picking the threshold

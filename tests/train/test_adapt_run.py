@@ -41,6 +41,19 @@ def uninterrupted(photos, tmp_path_factory):
     return res, torch.load(out, weights_only=True)
 
 
+def count_calls(monkeypatch, module, name):
+    """Wrap ``module.name`` so that its calls are counted in the returned ``{"n": ...}``."""
+    calls = {"n": 0}
+    real = getattr(module, name)
+
+    def counting(*a, **kw):
+        calls["n"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls
+
+
 def _stop_at(polls):
     count = {"n": 0}
 
@@ -159,15 +172,7 @@ def test_a_round_whose_labelling_overran_its_share_still_trains(photos, tmp_path
 def test_a_run_that_trained_no_step_writes_no_weights_and_keeps_its_state(photos, tmp_path, clock, monkeypatch):
     from densedet_tile.train.adapt import AdaptFailed
 
-    pipeline = importlib.import_module("densedet_tile.pipeline")
-    counted = {"n": 0}
-    real_counts = pipeline.counts_at_thresholds
-
-    def counts(*a, **kw):
-        counted["n"] += 1
-        return real_counts(*a, **kw)
-
-    monkeypatch.setattr(pipeline, "counts_at_thresholds", counts)
+    counted = count_calls(monkeypatch, importlib.import_module("densedet_tile.pipeline"), "counts_at_thresholds")
     clock.update(label=70.0, step=50.0)  # one photo takes longer than the whole 60 s budget
     s = AdaptSettings(**{**TINY.__dict__, "minutes": 1.0, "steps": None, "rounds": 2})
     out = tmp_path / "none.pt"

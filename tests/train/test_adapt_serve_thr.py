@@ -18,7 +18,7 @@ from densedet_tile.synth.shelves import render_shelf
 from densedet_tile.train.adapt import CALIB_GRID, _read_photo, adapt
 from densedet_tile.train.pseudo import pseudo_label
 
-from test_adapt_run import TINY, _stop_at, clock, write_photos  # noqa: F401 (clock: a fixture)
+from test_adapt_run import TINY, _stop_at, clock, count_calls, write_photos  # noqa: F401 (clock: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +108,7 @@ def test_held_out_photos_pick_first_and_their_labels_serve_the_check(tmp_path, m
     mod = importlib.import_module("densedet_tile.train.adapt")  # the package exports a function of that name
 
     folder = write_photos(tmp_path / "p", n=4)
-    calls = {"n": 0}
-    real = mod.pseudo_label
-
-    def counting(*a, **kw):
-        calls["n"] += 1
-        return real(*a, **kw)
-
-    monkeypatch.setattr(mod, "pseudo_label", counting)
+    calls = count_calls(monkeypatch, mod, "pseudo_label")
     s = replace(TINY, holdout=1, rounds=1, steps=2, calib_photos=2)
     res = adapt(folder, tmp_path / "h.pt", s, device="cpu")
     how = res.report["serve_thr_picked"]
