@@ -481,3 +481,21 @@ def test_a_detector_whose_precision_the_cpu_move_changed_stays_on_the_cpu():
         dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
     res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
     assert det.moves == ["cpu"] and res.settings["device"] == "cpu"
+
+
+def test_each_opened_image_has_its_own_key_even_when_its_id_is_reused():
+    # the out-of-memory fallback tells "the image that ran out" by this key: a freed source's
+    # id() goes to the next one, which then stayed on the CPU (and this file's test above
+    # failed now and then)
+    from densedet_tile.detector.calls import image_key
+
+    class Source:
+        name = "<array>"
+
+    keys = []
+    for _ in range(20):
+        src = Source()
+        keys.append(image_key(src))
+        assert image_key(src) == keys[-1]  # one image's calls share it
+        del src
+    assert len(set(keys)) == 20

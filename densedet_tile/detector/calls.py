@@ -4,6 +4,7 @@ CPU). Used by the pipeline for the tiles and by ``tile=auto`` for its probe wind
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 import warnings
@@ -41,10 +42,23 @@ def _batch_cap(detector: object) -> int | None:
         return None
 
 
+_OPENED = itertools.count(1)
+
+
 def image_key(src: object) -> str:
-    """What tells one open image's calls from the next image's (its name, and the source object
-    itself: arrays all have one name)."""
-    return f"{getattr(src, 'name', '<image>')}#{id(src)}"
+    """What tells one open image's calls from the next image's: its name and a serial number
+    given to the source object on its first call (arrays all have one name, and ``id()`` is
+    reused once an image's source is freed: the next image of a run could then pass for the one
+    that ran out of memory and stay on the CPU)."""
+    key = getattr(src, "_densedet_image_key", None)
+    if isinstance(key, str):
+        return key
+    key = f"{getattr(src, 'name', '<image>')}#{next(_OPENED)}"
+    try:
+        src._densedet_image_key = key  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # a source that takes no attributes: its id, as before
+        return f"{getattr(src, 'name', '<image>')}#{id(src)}"
+    return key
 
 
 def back_to_the_gpu(detector: object, key: str) -> None:
