@@ -22,8 +22,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .detector.base import (Detector, class_names_of, device_of, input_size_of, resize_filter_of, score_floor_for,
-                            score_floor_of, score_thr_of)
+from .detector.base import (Detector, class_names_of, device_of, input_size_of, product_size_of, resize_filter_of,
+                            score_floor_for, score_floor_of, score_thr_of)
 from .detector.calls import DetectorCalls, back_to_the_gpu, image_key
 from .errors import InvalidInputError, caller_level
 from .merge import merge_tiles
@@ -250,8 +250,31 @@ def detect_image(
             _warn_narrow_overlap(src.name, tiles, merge)
         preds = predict_tiles(src, tiles, detector, scaled.run, progress=progress)
     preds.read_s += t_open
-    return finish(src, tiles, preds, tiling=scaled.tiling, merge=merge, model=describe_detector(detector),
-                  started=t_start, extra_settings={"scale": scaled.info})
+    result = finish(src, tiles, preds, tiling=scaled.tiling, merge=merge, model=describe_detector(detector),
+                    started=t_start, extra_settings={"scale": scaled.info})
+    if scaled.info.get("source") != "auto" and side and tiles:
+        _warn_small_products(result, product_size_of(detector), side / max(tiles[0].w, tiles[0].h))
+    return result
+
+
+#: Products shown to the model under this share of the size it declares (``product_size``)
+#: are warned about: far below it a model finds only some of them (a panorama of a whole
+#: aisle at the default tile), and ``tile="auto"`` measures them instead.
+SMALL_PRODUCT_SHARE = 0.5
+
+
+def _warn_small_products(result: ImageResult, target: float | None, zoom: float) -> None:
+    """Warn when the boxes found (10 or more) reach the model, in their median height, at under
+    :data:`SMALL_PRODUCT_SHARE` of the detector's ``product_size`` (``zoom``: model input pixels
+    per image pixel)."""
+    xyxy = result.detections.xyxy
+    if target is None or len(xyxy) < 10:
+        return
+    seen = float(np.median(xyxy[:, 3] - xyxy[:, 1])) * zoom
+    if seen < SMALL_PRODUCT_SHARE * target:
+        log.warning("%s: the products found reach the model at about %.0f px high, under half the %.0f px it was "
+                    "trained on, so many are likely missed; tile='auto' (--tile auto) measures them and picks the "
+                    "tile, or give a smaller tile", result.name, seen, target)
 
 
 def _tile_overlap(tiles: Sequence[Tile]) -> int | None:

@@ -352,3 +352,30 @@ def test_probes_report_how_much_of_each_window_their_boxes_cover():
     # do not count)
     assert measured and all(0.3 <= p["cover"] <= 0.51 for p in measured)
     assert details["chosen_by"].startswith("largest window")
+
+
+def test_products_far_below_the_trained_size_are_warned_about(caplog):
+    # an aisle panorama at the default tile: 75 px products reach a 40 px model at 15 px (tile
+    # 1280 -> 256); a tolerant detector still finds them, the warning says that others miss
+    img, _ = shelf(3000, 600, 75)
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=3.0)
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+        res = dt.detect_image(img, det)
+    assert len(res.detections) >= 10
+    assert "reach the model at about 15 px high, under half the 40 px" in caplog.text
+    assert "tile='auto'" in caplog.text
+    # products at 30 px (over half the size), or measured by tile auto: nothing to say
+    for image, kw in ((shelf(3000, 1000, 150)[0], {}), (img, {"tile": "auto"})):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+            res = dt.detect_image(image, det, **kw)
+        assert len(res.detections) >= 10 and "under half" not in caplog.text
+    # a detector that declares no product size is not second-guessed
+    class Unsized:
+        input_size = det.input_size
+        predict = det.predict
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+        res = dt.detect_image(img, Unsized())
+    assert len(res.detections) >= 10 and "under half" not in caplog.text
