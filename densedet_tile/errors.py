@@ -20,7 +20,11 @@ __all__ = [
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception's message folded onto one line (its type name when it has no message)."""
+    """An exception's message folded onto one line (its type name when it has no message). A
+    system error reads ``<file>: <what went wrong>`` rather than Python's ``[Errno 21] ...: 'file'``."""
+    if isinstance(exc, OSError) and exc.strerror and exc.errno is not None and len(exc.args) >= 2:
+        what = " ".join(str(exc.strerror).split())
+        return f"{exc.filename}: {what}" if exc.filename is not None else what
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

@@ -84,6 +84,10 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
             target = Path(target)
             if target.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(target))
+            if target.exists() and not target.is_file():
+                # a device, a pipe or a socket: renaming over it would replace it with a file
+                # (as root, /dev/null itself)
+                raise OSError(errno.EEXIST, "exists and is not a regular file (a device, pipe or socket)", str(target))
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # (the name's start only: a name near the file system's 255-byte limit still fits)
@@ -238,6 +242,9 @@ def ensure_out_file(path: str | os.PathLike[str], *, option: str) -> Path:
     out = Path(path).expanduser()
     if out.is_dir():
         raise InvalidInputError(f"{option} {out}: is a folder, not a file name")
+    if out.exists() and not out.is_file():
+        raise InvalidInputError(f"{option} {out}: exists and is not a regular file (a device, pipe or socket); "
+                                "give a file name")
     # the nearest folder that exists must take new files (the missing ones are made when the
     # file is written, not now: a run that fails later leaves no empty folder)
     near = out.absolute().parent

@@ -81,6 +81,10 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
         odd = _not_a_number(g.get("coordinates"))
         if odd is not None:
             raise InvalidInputError(f"{source}: feature {i + 1} has a coordinate that is not a number ({odd[0]!r})")
+        short = _short_ring(g)
+        if short is not None:
+            raise InvalidInputError(f"{source}: feature {i + 1} has a ring of {short} distinct "
+                                    f"point{'' if short == 1 else 's'}; a polygon needs at least 3")
         try:
             with warnings.catch_warnings():  # NaN or huge numbers: refused below in one line, not warned about
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -107,6 +111,24 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
     if not out:
         raise InvalidInputError(f"{source}: holds no regions")
     return out
+
+
+def _short_ring(geometry: dict[str, Any]) -> int | None:
+    """The number of distinct points of the first ring of a (Multi)Polygon with fewer than 3
+    (shapely's own message, about "a linearring" and "4 coordinates", says little to a user
+    who drew 2 points); None when every ring has 3 or more, or the coordinates are malformed
+    (shapely says so then)."""
+    coords = geometry.get("coordinates")
+    polys = coords if geometry.get("type") == "MultiPolygon" else [coords]
+    try:
+        for poly in polys:
+            for ring in poly:
+                n = len({tuple(float(v) for v in pt[:2]) for pt in ring})
+                if n < 3:
+                    return n
+    except (TypeError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _not_a_number(coords: Any) -> Any:

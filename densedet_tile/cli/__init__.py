@@ -20,7 +20,8 @@ from ..errors import MissingDependencyError
 
 __all__ = ["main", "VERBS"]
 
-#: Verb -> (module, entry point). Anything else on the command line is an input of the default verb.
+#: Verb -> (module, entry point). Anything else on the command line is an input of the default verb,
+#: detect (which may also be named first: `densedet-tile detect shelf.jpg`).
 VERBS: dict[str, tuple[str, str]] = {
     "batch": ("batch", "batch_main"),
     "eval": ("eval", "eval_main"),
@@ -30,6 +31,20 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+def _verb_hint(word: str) -> str | None:
+    """One line for a first word that is no file and looks like a misspelled verb (``btach``),
+    which would otherwise be taken for a missing image while the rest runs; None otherwise."""
+    import difflib
+
+    if word.startswith("-") or os.path.lexists(word) or "." in word or "/" in word or os.sep in word:
+        return None
+    close = difflib.get_close_matches(word.lower(), list(VERBS) + ["detect"], n=1, cutoff=0.7)
+    if not close:
+        return None
+    return (f"{word!r}: no such file, and not a verb; did you mean '{close[0]}'? "
+            f"(verbs: {', '.join(VERBS)}; without one, the arguments are images to detect in)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``densedet-tile`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -37,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _OwnLines) for f in handler.filters):
             handler.addFilter(_OwnLines())
+    if argv and argv[0] == "detect" and not os.path.lexists("detect"):
+        argv = argv[1:]  # the default verb, named (a file called "detect" is an image as before)
+    elif argv and argv[0] not in VERBS:
+        hint = _verb_hint(argv[0])
+        if hint:
+            print(f"densedet-tile: error: {hint}", file=sys.stderr)
+            return 2
     module, entry = VERBS.get(argv[0], ("detect", "detect_main")) if argv else ("detect", "detect_main")
     if module != "detect":
         argv = argv[1:]

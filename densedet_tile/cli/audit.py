@@ -132,6 +132,12 @@ def _audit(args: argparse.Namespace) -> int:
     if det_path is None and image_path is None:
         error(PROG, "give an IMAGE to detect in, or --detections FILE")
         return EXIT_USAGE
+    if det_path is not None:  # the detector and tiling options are those of a run of the detector
+        given = _detector_options_given(args)
+        if given:
+            error(PROG, f"{', '.join(given)}: only when the audit runs the detector, not with the boxes of "
+                        f"{det_path} (filter them where they are made)")
+            return EXIT_USAGE
     try:
         settings = AuditSettings(gap_k=args.gap_k, end_gaps=not args.no_end_gaps, end_k=args.end_k,
                                  max_tilt=args.max_tilt, min_row_products=args.min_row_products, cell=args.cell,
@@ -140,7 +146,7 @@ def _audit(args: argparse.Namespace) -> int:
         ensure_out_dir(args.out)  # a bad output folder is told before any work, not after
         sweep_temporaries(args.out)  # what a killed run was writing
         regions = load_regions(args.regions) if args.regions else None
-        no_photo = bad_range = None
+        no_photo = bad_range = other_name = None
         if det_path is not None:
             boxes = _read_boxes(det_path, image_path)
             xyxy, width, height = boxes.xyxy, int(boxes.width or 0), int(boxes.height or 0)
@@ -154,6 +160,12 @@ def _audit(args: argparse.Namespace) -> int:
             info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
                     "detections": str(det_path), "count_range": count_range}
             scores = boxes.scores
+            if image_path is not None and boxes.name and not det_path.lower().endswith((".csv", ".txt")) \
+                    and image_key(Path(image_path).name) != image_key(str(boxes.name)):
+                # (a CSV is matched by name, a YOLO file has none): a JSON of a renamed copy is fine,
+                # one of another photo of the same size is not, and only the user can tell
+                other_name = (f"{det_path} holds the boxes of {str(boxes.name)!r}, audited here with {image_path}; "
+                              "check that they are one photo")
             if image_path is None and boxes.path:
                 image_path = _photo_named_in(boxes.path, det_path, width, height)
                 if image_path is None:
@@ -191,6 +203,8 @@ def _audit(args: argparse.Namespace) -> int:
             doc["warnings"].insert(0, bad_range)
         if no_photo:
             doc["warnings"].append(no_photo)
+        if other_name:
+            doc["warnings"].insert(0, other_name)
         picture = None
         if image_path is not None:
             picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
@@ -236,6 +250,15 @@ def _audit(args: argparse.Namespace) -> int:
               f"{e['shelves']} {'shelf' if e['shelves'] == 1 else 'shelves'} (x {e['x1']:g} to {e['x2']:g})")
     print(f"-> {_printable(str(out / (stem + AUDIT_SUFFIXES['html'])))}")
     return EXIT_OK
+
+
+def _detector_options_given(args: argparse.Namespace) -> list[str]:
+    """The detector and tiling options set to other than their defaults (as ``--tile``...)."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_tiling_options(p)
+    add_detector_options(p)
+    defaults = vars(p.parse_args([]))
+    return ["--" + k.replace("_", "-") for k, v in defaults.items() if getattr(args, k, v) != v]
 
 
 def _printable(text: str) -> str:

@@ -95,6 +95,9 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
 
 def _init(address: str, *, num_cpus: int | None, num_gpus: int | None, log_to_driver: bool) -> bool:
     if address == "local":
+        # the private cluster of this run takes Ray's token authentication by default; Ray's line
+        # saying so (and how to opt out) is no news to someone who ran `densedet-tile batch`
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         try:
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                      log_to_driver=log_to_driver, logging_level=logging.WARNING)

@@ -498,6 +498,9 @@ def read_ground_truth(path: str | os.PathLike[str]) -> BoxSet:
         data = _load_json(p)
         if not isinstance(data, dict) or "images" not in data:
             raise InvalidInputError(f"{p}: not a COCO dataset (expected an object with 'images' and 'annotations')")
+        if "annotations" not in data:  # (an empty list is a ground truth with no objects: fine)
+            raise InvalidInputError(f"{p}: no 'annotations' in it: a list of images without their boxes (a test "
+                                    "set's image info?) is no ground truth to score against")
         gt = _coco_gt(data, p)
     else:
         gt = _parse_csv(p, predictions=False)

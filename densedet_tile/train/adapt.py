@@ -111,8 +111,10 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             other += 1
             continue
+        size = None
         try:
             st = p.stat()
+            size = st.st_size
             # (an inode number of 0 says nothing: some Windows and network file systems)
             first = seen.setdefault((st.st_dev, st.st_ino), p) if st.st_ino else p
         except OSError:
@@ -121,6 +123,8 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
             bad.append((p, f"the same file as {first.relative_to(root).as_posix()}"))
             continue
         try:
+            if size == 0:
+                raise ValueError("the file is empty")  # as the engine's readers say it
             if p.suffix.lower() in (".tif", ".tiff"):
                 from ..tiler.readers import open_image
 
@@ -392,6 +396,10 @@ class AdaptRun:
         if self.paths["state"].exists():
             raise InvalidInputError(f"{self.paths['state']} holds a stopped run: pass --resume to continue it, "
                                     "or delete it to start again")
+        for key, path in self.paths.items():  # a device or a pipe is never replaced, --overwrite or not
+            if path.exists() and not path.is_file():
+                raise InvalidInputError(f"--out {self.paths['weights']}: {path} exists and is not a regular file "
+                                        "(a folder, device, pipe or socket); choose another --out")
         if self.paths["weights"].exists() and not overwrite:
             raise InvalidInputError(f"{self.paths['weights']} exists: choose another --out or pass --overwrite")
         for key in ("report_json", "report_txt"):  # a file of the user's by that name, or a report of another run
