@@ -146,10 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         rows._rows_on_a_line = lambda a, cx, frame, assignment, n_rows, min_products: (assignment, n_rows)
         gaps._STANDS = -np.inf
     only = [c for c in args.only.split(",") if c] or list(CONDITIONS)
+    unknown = [c for c in only if c not in CONDITIONS]
+    if unknown:
+        p.error(f"--only: unknown condition(s) {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
     aisles = [make_aisle(s) for s in range(args.aisles)]
     print(f"{args.aisles} generated aisles{' (before the noise rules)' if args.before else ''}; row recall / precision, rows right, bays right, planted gaps found, "
           f"other gaps, empty shelves")
-    for ci, kind in enumerate(only):
+    for kind in only:
+        ci = list(CONDITIONS).index(kind)  # each condition's noise draws are its own, --only or not
         for s in CONDITIONS[kind]:
             tot: dict[str, int] = {}
             t0 = time.perf_counter()
