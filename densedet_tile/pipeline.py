@@ -403,7 +403,7 @@ def finish(
     *,
     tiling: TileSpec,
     merge: MergeSpec,
-    model: dict[str, Any],
+    model: dict[str, Any] | Detector,
     started: float | None = None,
     extra_settings: dict[str, Any] | None = None,
 ) -> ImageResult:

@@ -445,7 +445,10 @@ class DefaultDetector:
         self.nms_iou = self.settings.nms_iou
         self.max_det = self.settings.max_det
         self.topk = self.settings.topk
-        self.info = {**dict(info or {}), **model.describe(), "split_stacks": self.settings.split_stacks}
+        trained = dict(info or {})
+        if "device" in trained:  # the training run's device, not the one this runs on (describe() below)
+            trained["trained_on"] = trained.pop("device")
+        self.info = {**trained, **model.describe(), "split_stacks": self.settings.split_stacks}
         self._pad_value = np.round(np.asarray(self.settings.mean) * 255.0).astype(np.uint8)
 
     @property

@@ -177,6 +177,9 @@ def test_output_json_says_which_runtime_ran(pair) -> None:
         assert info["info"]["precision"] == ("int8" if det.runtime == "onnxruntime" else "fp32")
         assert info["info"]["weights_file"] in ("default.onnx", "default.pt")
         assert info["info"]["steps"] > 0  # the training record travels with both weights files
+        # ... and its device is named apart from the one that ran (the shipped weights were
+        # trained on a GPU; the runtime's "cpu" used to overwrite it)
+        assert info["info"]["trained_on"] == "cuda"
 
 
 def test_shipped_onnx_was_exported_from_the_shipped_weights() -> None:
