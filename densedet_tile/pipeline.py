@@ -468,10 +468,23 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     if band <= 0:
         return merged, None, None
     floor = preds.score_floor
-    wide = at(max(thr - band, 0.0)) if floor is not None and floor <= thr - band + 1e-9 else None
-    low = len(at(thr + band)) if thr + band <= 1.0 + 1e-9 else None  # no score lies above 1
+    with _merge_quiet():  # what the merge has to say, it said at the threshold
+        wide = at(max(thr - band, 0.0)) if floor is not None and floor <= thr - band + 1e-9 else None
+        low = len(at(thr + band)) if thr + band <= 1.0 + 1e-9 else None  # no score lies above 1
     counts = CountRange(score_thr=thr, band=band, low=low, count=len(merged), high=None if wide is None else len(wide))
     return merged, counts, None if wide is None else wide[wide.scores < thr]
+
+
+@contextlib.contextmanager
+def _merge_quiet() -> Any:
+    """The merge's warnings (piles of boxes) held back, for the merges of a count range's ends."""
+    logger = logging.getLogger("densedet_tile.merge.core")
+    was = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(was)
 
 
 def merged_at(tiles: Sequence[Tile], dets: Sequence[Detections], thr: float, merge: MergeSpec) -> Detections:
