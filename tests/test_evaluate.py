@@ -112,6 +112,25 @@ def test_one_large_image_among_small_ones_matches_pycocotools_in_any_chunk() -> 
         np.testing.assert_allclose(ours.recall, ref.eval["recall"], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("sparse_from", [0, 2_000])
+def test_blocks_matched_from_the_spatial_index_match_pycocotools(monkeypatch, sparse_from: int) -> None:
+    # a panorama's block takes its pairs from the spatial index instead of the screen of every
+    # pair (0: every block does; 2 000: the large ones, beside the small ones' screen)
+    from densedet_tile.eval import coco
+
+    rng = np.random.default_rng(11)
+    ims = random_images(rng, 10, 2, 30, 40, crowd=0.1)
+    big = random_images(np.random.default_rng(12), 1, 2, 900, 1100, crowd=0.05)[0]
+    ims.insert(3, EvalImage("panorama.jpg", big.gt_xyxy * 8, big.gt_labels, big.dt_xyxy * 8, big.dt_scores,
+                            big.dt_labels, gt_crowd=big.gt_crowd))
+    md = (1, 100, 2000)
+    ref = pycoco_eval(ims, 2, md)
+    monkeypatch.setattr(coco, "SPARSE_PAIRS", sparse_from)
+    ours = evaluate_boxes(ims, max_dets=md)
+    np.testing.assert_allclose(ours.precision, ref.eval["precision"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ours.recall, ref.eval["recall"], atol=1e-6, rtol=0)
+
+
 def test_dense_images_beyond_100_detections_match_pycocotools() -> None:
     # shelves hold hundreds of products: AR@300 must see them all, AR@100 cannot
     rng = np.random.default_rng(42)

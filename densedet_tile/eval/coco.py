@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..merge.boxes import cross_pairs
 
 __all__ = [
     "EvalImage",
@@ -214,6 +215,12 @@ def box_iou_coco(dt_xywh: np.ndarray, gt_xywh: np.ndarray, crowd: np.ndarray) ->
     return iou
 
 
+#: A block (image and class) with more detection x ground-truth pairs than this takes its
+#: candidates from a spatial index (:func:`~densedet_tile.merge.boxes.cross_pairs`) instead of the
+#: screen of every pair: a panorama of 20 000 products took 5 s, 50 000 took 26 s.
+SPARSE_PAIRS = 4_000_000
+
+
 def _iou_screen(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray, thr: float) -> np.ndarray:
     """bool (B, D, G): IoU (float32, crowd-aware) >= ``thr``; a cheap superset screen."""
     dx, dy, dw, dh = (dt[:, :, None, i] for i in range(4))
@@ -301,25 +308,43 @@ def _match_bucket(blocks: list[tuple[int, int, np.ndarray, np.ndarray]], images:
         if 4 * float(np.spacing(np.float32(reach))) > 1e-3 * smallest:
             screen_dtype = np.float64
     dt32, gt32 = (dt_xywh - origin).astype(screen_dtype), (gt_xywh - origin).astype(screen_dtype)
-    # a block larger than the chunk on its own is screened a band of its detections at a time
-    d_step = max(dpad, 1) if step > 1 else max(1, chunk_elems // max(gmax, 1))
-    for s, d0 in ((s, d0) for s in range(0, nb, step) for d0 in range(0, max(dpad, 1), d_step)):
-        e, d1 = min(nb, s + step), d0 + d_step
-        # float32 screen (loose by 1e-2), then the exact float64 IoU of the survivors only
-        ok = _iou_screen(dt32[s:e, d0:d1], gt32[s:e], gt_crowd[s:e], t_low - 1e-2)
-        ok &= dt_valid[s:e, d0:d1, None] & gt_valid[s:e, None, :]
-        b, d, g = np.nonzero(ok)  # ordered by block, detection, gt
-        b, d = b + s, d + d0
+    gcount = gt_valid.sum(1)
+
+    def exact(b: np.ndarray, d: np.ndarray, g: np.ndarray) -> None:
+        """Keep the pairs whose exact (float64) IoU reaches the lowest threshold."""
         iou = box_iou_coco(dt_xywh[b, d][:, None, :], gt_xywh[b, g][:, None, :], gt_crowd[b, g][:, None])[:, 0, 0]
         keep = iou >= t_low
         pb.append(b[keep])
         pd.append(d[keep])
         pg.append(g[keep])
         piou.append(iou[keep])
+
+    # a block of many detections and ground truths (a panorama's) gets its overlapping pairs from
+    # a spatial index: the screen below compares every detection with every ground truth
+    sparse = dcount * gcount > SPARSE_PAIRS
+    for b0 in np.flatnonzero(sparse):
+        nd, ng = int(dcount[b0]), int(gcount[b0])
+        dxy = np.concatenate([dt_xywh[b0, :nd, :2], dt_xywh[b0, :nd, :2] + dt_xywh[b0, :nd, 2:]], 1)
+        gxy = np.concatenate([gt_xywh[b0, :ng, :2], gt_xywh[b0, :ng, :2] + gt_xywh[b0, :ng, 2:]], 1)
+        d, g = cross_pairs(dxy, gxy)  # every pair sharing a positive area: nothing else has an IoU
+        exact(np.full(d.size, b0, np.int64), d, g)
+    # the others: a float32 screen (loose by 1e-2), then the exact IoU of the survivors only; a
+    # block larger than the chunk on its own is screened a band of its detections at a time
+    dense = np.flatnonzero(~sparse)
+    d_step = max(dpad, 1) if step > 1 else max(1, chunk_elems // max(gmax, 1))
+    for s, d0 in ((s, d0) for s in range(0, dense.size, step) for d0 in range(0, max(dpad, 1), d_step)):
+        rows, d1 = dense[s:s + step], d0 + d_step
+        ok = _iou_screen(dt32[rows, d0:d1], gt32[rows], gt_crowd[rows], t_low - 1e-2)
+        ok &= dt_valid[rows, d0:d1, None] & gt_valid[rows, None, :]
+        b, d, g = np.nonzero(ok)
+        exact(rows[b], d + d0, g)
     pb_a = np.concatenate(pb) if pb else np.zeros(0, np.int64)
     pd_a = np.concatenate(pd) if pd else np.zeros(0, np.int64)
     pg_a = np.concatenate(pg) if pg else np.zeros(0, np.int64)
     piou_a = np.concatenate(piou) if piou else np.zeros(0)
+    # ordered by block, detection, ground truth (as the dense screen gives them)
+    order = np.lexsort((pg_a, pd_a, pb_a))
+    pb_a, pd_a, pg_a, piou_a = pb_a[order], pd_a[order], pg_a[order], piou_a[order]
     # rank of each pair within its (block, detection) row -> dense (nb, D, K) candidate table
     row = pb_a * max(dpad, 1) + pd_a
     if row.size:
