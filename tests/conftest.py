@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -6,6 +7,16 @@ import pytest
 
 # tests/fakes.py holds small detectors shared by several test modules
 sys.path.insert(0, str(Path(__file__).parent))
+
+# The stop tests send SIGINT, SIGTERM and SIGHUP (to this process or to a child) and expect what
+# a terminal's Ctrl-C or a service manager does. A suite started in the background (`pytest &`,
+# nohup) inherits them ignored, and an ignored signal stays ignored across exec: the tool rightly
+# leaves such a signal alone, and the tests would fail for how they were started. Restored here
+# for the session (children get the defaults from it).
+for _sig, _handler in (("SIGINT", signal.default_int_handler), ("SIGTERM", signal.SIG_DFL),
+                       ("SIGHUP", signal.SIG_DFL)):
+    if hasattr(signal, _sig) and signal.getsignal(getattr(signal, _sig)) == signal.SIG_IGN:
+        signal.signal(getattr(signal, _sig), _handler)
 
 try:  # property tests draw the same examples on every run and machine: a test must not pass
     # or fail by the luck of the draw (the example database would also carry one run's finds
@@ -29,7 +40,9 @@ def local_ray():
     pythonpath = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
     # address="local": a new local instance even where RAY_ADDRESS names a cluster (ray.init would
     # join it, and refuses num_cpus there)
+    from densedet_tile.distributed.ray_pool import _short_temp_dir
+
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,  # same on a GPU box
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **_short_temp_dir())  # (a long TMPDIR)
     yield
     ray.shutdown()

@@ -194,3 +194,48 @@ def write_aisle_detections(path: "os.PathLike[str] | str", boxes: np.ndarray, wi
            "categories": {"0": "product"}}
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(doc, fh)
+
+
+class HeldBlob(BlobDetector):
+    """BlobDetector that waits while the file ``hold`` exists (60 s at most) before each call:
+    a test holds every worker in the middle of its item while it kills one
+    (:func:`kill_while_held`), so the kill lands there however slow the machine."""
+
+    def __init__(self, hold: "os.PathLike[str] | str") -> None:
+        super().__init__()
+        self.hold = os.fspath(hold)
+
+    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
+        import time
+
+        end = time.monotonic() + 60
+        while os.path.exists(self.hold) and time.monotonic() < end:
+            time.sleep(0.02)
+        return super().predict(tiles)
+
+
+def kill_while_held(actor: object, hold: "os.PathLike[str] | str") -> None:
+    """Hold the workers (``hold`` created), kill ``actor`` and wait until Ray reports it dead,
+    then let the others go on. Called as a run submits an item to ``actor``: the item cannot
+    finish on it (its calls wait), so it is the item the kill interrupts."""
+    import time
+    from pathlib import Path
+
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    Path(hold).touch()
+    try:
+        ray.kill(actor)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:  # a dead actor's calls fail at once; a held one's wait
+                ray.get(actor.__ray_ready__.remote(), timeout=0.5)
+            except RayActorError:
+                return
+            except GetTimeoutError:
+                continue
+            time.sleep(0.05)  # (answered: not dead yet)
+        raise AssertionError("the killed actor was still alive after 60 s")
+    finally:
+        os.unlink(hold)

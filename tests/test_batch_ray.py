@@ -105,15 +105,18 @@ def test_ray_pool_writes_what_in_process_writes_and_restarts(local_ray, tmp_path
 
 
 def test_killed_actor_has_its_image_retried_on_another(local_ray, tmp_path):
+    from fakes import HeldBlob, kill_while_held
+
     imgs = _images(tmp_path / "in", 4)
     killed: list[str] = []
+    hold = tmp_path / "hold"
 
     def kill_once(actor, item):
         if item[0].name == "img1.png" and not killed:
             killed.append(actor._actor_id.hex())
-            ray.kill(actor)
+            kill_while_held(actor, hold)  # img1 cannot finish before the kill lands
 
-    s = run_batch(imgs, tmp_path / "out", detector=SlowBlob(), job=Job(tiling=TileSpec(tile=256)), ray="local",
+    s = run_batch(imgs, tmp_path / "out", detector=HeldBlob(hold), job=Job(tiling=TileSpec(tile=256)), ray="local",
                   workers=2, on_submit=kill_once)
     assert killed
     assert s.ok == 4 and s.failed == 0
@@ -283,3 +286,19 @@ def test_an_item_left_running_by_an_abandoned_map_is_stopped_by_a_later_time_lim
             if not pool._draining:
                 break
         assert not pool._draining and pool.respawned == 2
+
+
+def test_a_long_temporary_folder_does_not_stop_a_local_ray_run(tmp_path):
+    # Ray's socket paths live under TMPDIR and must fit in 107 bytes: under a long one (a job
+    # scheduler's scratch folder) `--ray local` failed with "AF_UNIX path length cannot exceed
+    # 107 bytes"; the private instance now goes to /tmp/ray there
+    from fakes import run_cli
+
+    long_tmp = tmp_path / ("scratch_" + "x" * 60)
+    long_tmp.mkdir()
+    _images(tmp_path / "in", 2)
+    r = run_cli("batch", tmp_path / "in", "--out", tmp_path / "out", "--ray", "local", "--workers", "1", "-q",
+                "--detector", "fakes:make_blob", cwd=tmp_path, env={"TMPDIR": str(long_tmp)})
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.detections.json")) == [
+        "img0.detections.json", "img1.detections.json"]

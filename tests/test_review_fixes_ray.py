@@ -47,14 +47,6 @@ def make_hang_on_grey():
     return HangOnGrey()
 
 
-class SlowBlob(BlobDetector):
-    """BlobDetector that takes a while per call, so an actor can be killed in the middle of a chunk."""
-
-    def predict(self, tiles):
-        time.sleep(0.3)
-        return super().predict(tiles)
-
-
 def _images(folder: Path, n: int, h: int = 300, w: int = 400) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -149,25 +141,32 @@ def test_the_pool_starts_on_the_actors_that_are_up_and_late_ones_join(local_ray)
     from densedet_tile.distributed.ray_pool import RayPool
 
     # three 1-CPU actors on 2 CPUs: the third cannot start while the others live
-    with RayPool(BlobDetector(), workers=3, num_cpus=1, start_timeout=60, join_grace=1) as pool:
+    # (started once, here: entering the pool as a context would start it already)
+    pool = RayPool(BlobDetector(), workers=3, num_cpus=1, start_timeout=60, join_grace=1)
+    try:
         up = pool.start()
         waiting = [s for s in pool.slots if s.starting is not None]
         assert 1 <= len(up) <= 2 and len(up) + len(waiting) == 3
         results = list(pool.map(range(4), lambda actor, n: actor.info.remote(), timeout=60))
+    finally:
+        pool.close()
     assert sorted(r.item for r in results if r.ok) == [0, 1, 2, 3]
 
 
 # -- 4. --split attempts ------------------------------------------------------------------------------
 def test_split_records_the_most_tries_a_chunk_of_the_image_took(local_ray, tmp_path):
+    from fakes import HeldBlob, kill_while_held
+
     imgs = _images(tmp_path / "in", 2, h=600, w=900)
     killed: list[int] = []
+    hold = tmp_path / "hold"
 
     def kill_once(actor, chunk):
         if chunk.start > 0 and not killed:
             killed.append(chunk.start)
-            ray.kill(actor)
+            kill_while_held(actor, hold)  # the chunk cannot finish before the kill lands
 
-    s = run_batch(imgs, tmp_path / "out", detector=SlowBlob(), job=Job(tiling=TileSpec(tile=256)), ray="local",
+    s = run_batch(imgs, tmp_path / "out", detector=HeldBlob(hold), job=Job(tiling=TileSpec(tile=256)), ray="local",
                   workers=2, split=True, on_submit=kill_once)
     assert killed and (s.ok, s.failed) == (2, 0)
     rec = {Path(r["input"]).name: r for r in s.records}
@@ -328,7 +327,9 @@ def _start_hanging_batch(tmp_path: Path, name: str, *, workers: int) -> tuple[st
     inputs, out = _hanging_run(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "densedet_tile", "batch", *map(str, inputs), "--out", str(out), "--tile", "256",
-         "--ray", "local", "--workers", str(workers), "--detector", f"{HERE}:make_hang_on_grey"],
+         "--ray", "local", "--workers", str(workers), "--detector", f"{HERE}:make_hang_on_grey",
+         # half a CPU each: the workers asked for start on a machine (or container) Ray sees as one CPU
+         "--cpus-per-worker", "0.5"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return mark, out, proc
 

@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..detector import base as detector_base
 
     detector_base.QUIET_ONNXRUNTIME_PROCESS = True  # the command owns its process (no onnxruntime import here)
+    package_log = logging.getLogger("densedet_tile")
+    level_was = package_log.level  # --debug lowers it for the run only (main may be called again)
     with _one_line_warnings(), _pipe_safe_streams():
         try:
             run = getattr(importlib.import_module(f".{module}", __name__), entry)
@@ -80,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra, exc)}",
                   file=sys.stderr)
             return 2
+        finally:
+            package_log.setLevel(level_was)
 
 
 #: Optional packages a verb may import, and the extra that brings each.

@@ -100,7 +100,7 @@ def _init(address: str, *, num_cpus: int | None, num_gpus: int | None, log_to_dr
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         try:
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                     log_to_driver=log_to_driver, logging_level=logging.WARNING)
+                     log_to_driver=log_to_driver, logging_level=logging.WARNING, **_short_temp_dir())
         except BaseException:  # (a second stop signal): what had started goes with it
             _shutdown_quietly()
             raise
@@ -118,6 +118,27 @@ def _init(address: str, *, num_cpus: int | None, num_gpus: int | None, log_to_dr
         _shutdown_quietly()
         raise
     return False
+
+
+#: The longest temporary folder a local Ray instance can live under: its sockets'
+#: paths (``<tmp>/ray/session_<date>_<time>_<us>_<pid>/sockets/plasma_store``) must fit in the
+#: 107 bytes of a Unix socket's name, about 67 of which Ray's own names take.
+_RAY_TMP_MAX = 38
+
+
+def _short_temp_dir() -> dict[str, str]:
+    """``_temp_dir`` for :func:`ray.init` where the default would be too long for Ray's sockets
+    (a ``TMPDIR`` such as a job scheduler's ``/scratch/<user>/job_<id>/tmp``, where a local
+    instance failed with "AF_UNIX path length cannot exceed 107 bytes"): ``/tmp/ray``, as on a
+    machine without one. Nothing when ``RAY_TMPDIR`` is set (the user chose) or the default fits."""
+    import tempfile
+
+    if os.environ.get("RAY_TMPDIR"):
+        return {}
+    base = tempfile.gettempdir()
+    if len(os.fsencode(base)) <= _RAY_TMP_MAX or not os.path.isdir("/tmp") or not os.access("/tmp", os.W_OK | os.X_OK):
+        return {}
+    return {"_temp_dir": "/tmp/ray"}
 
 
 def _shutdown_quietly() -> None:
