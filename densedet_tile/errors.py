@@ -24,7 +24,11 @@ def one_line(exc: BaseException) -> str:
     system error reads ``<file>: <what went wrong>`` rather than Python's ``[Errno 21] ...: 'file'``."""
     if isinstance(exc, OSError) and exc.strerror and exc.errno is not None and len(exc.args) >= 2:
         what = " ".join(str(exc.strerror).split())
-        return f"{exc.filename}: {what}" if exc.filename is not None else what
+        if exc.filename is None:
+            return what
+        # (two files: a link or a rename from one to the other; both named, as Python does)
+        names = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
+        return f"{names}: {what}"
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

@@ -27,6 +27,7 @@ from .detector.base import (Detector, class_names_of, device_of, input_size_of, 
 from .detector.calls import DetectorCalls, back_to_the_gpu, image_key
 from .errors import InvalidInputError, caller_level
 from .merge import merge_tiles
+from .merge.core import suppress_piles, warn_piles
 from .scale import choose_scale
 from .tiler import make_grid
 from .tiler.batching import iter_tile_batches
@@ -458,33 +459,32 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     ``score_thr + count_band`` is above 1.
     """
     thr, band = preds.run.score_thr, preds.run.count_band
+    dets = _thinned(tiles, preds.dets, merge)
 
     def at(t: float) -> Detections:
-        return merged_at(tiles, preds.dets, t, merge)
+        return merged_at(tiles, dets, t, merge)
 
     if thr is None:
-        return merge_tiles(tiles, preds.dets, merge), None, None
+        return merge_tiles(tiles, dets, merge), None, None
     merged = at(thr)
     if band <= 0:
         return merged, None, None
     floor = preds.score_floor
-    with _merge_quiet():  # what the merge has to say, it said at the threshold
-        wide = at(max(thr - band, 0.0)) if floor is not None and floor <= thr - band + 1e-9 else None
-        low = len(at(thr + band)) if thr + band <= 1.0 + 1e-9 else None  # no score lies above 1
+    wide = at(max(thr - band, 0.0)) if floor is not None and floor <= thr - band + 1e-9 else None
+    low = len(at(thr + band)) if thr + band <= 1.0 + 1e-9 else None  # no score lies above 1
     counts = CountRange(score_thr=thr, band=band, low=low, count=len(merged), high=None if wide is None else len(wide))
     return merged, counts, None if wide is None else wide[wide.scores < thr]
 
 
-@contextlib.contextmanager
-def _merge_quiet() -> Any:
-    """The merge's warnings (piles of boxes) held back, for the merges of a count range's ends."""
-    logger = logging.getLogger("densedet_tile.merge.core")
-    was = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(was)
+def _thinned(tiles: Sequence[Tile], dets: Sequence[Detections], merge: MergeSpec) -> list[Detections]:
+    """The tiles' boxes with any pile thinned once, on all the boxes returned (said once per
+    image), before the merges at several thresholds: each merge deciding on its own boxes saw a
+    pile below the threshold and none above, and the count range came out inverted."""
+    if merge.mode == "none":
+        return list(dets)
+    out, piled = suppress_piles(dets, merge)
+    warn_piles(piled, len(tiles), merge)
+    return out
 
 
 def merged_at(tiles: Sequence[Tile], dets: Sequence[Detections], thr: float, merge: MergeSpec) -> Detections:
@@ -536,7 +536,8 @@ def counts_at_thresholds(
         scaled = choose_scale(src, detector, tiling, run)
         tiles = plan(src, scaled.tiling)
         preds = predict_tiles(src, tiles, detector, scaled.run)
-    return [len(merged_at(tiles, preds.dets, t, merge)) for t in ts]
+    dets = _thinned(tiles, preds.dets, merge)  # once for every threshold, as merge_counted does
+    return [len(merged_at(tiles, dets, t, merge)) for t in ts]
 
 
 def _at_least(dets: Sequence[Detections], thr: float) -> list[Detections]:

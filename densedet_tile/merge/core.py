@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..types import Detections, MergeSpec, Tile
-from .boxes import TooManyPairs, candidate_pairs, count_containing
+from .boxes import TooManyPairs, candidate_pairs, count_containing, pair_iou
 from .nms import nms
 from .seams import (
     AGREE_MULT,
@@ -22,15 +22,21 @@ from .seams import (
 )
 from .wbf import weighted_box_fusion
 
-__all__ = ["merge_tiles", "merge_tolerances", "to_global"]
+__all__ = ["merge_tiles", "merge_tolerances", "suppress_piles", "to_global", "warn_piles"]
 
 log = logging.getLogger(__name__)
 
-#: One tile's overlapping pairs beyond which its boxes are a pile: more than this many per box
-#: (a detector with its own NMS gives well under one per box on dense shelves: 0.14 in the
-#: median of 85 real photos, 0.56 at most) and more than :data:`_TILE_PILE_PAIRS` in all.
-_PILE_PAIRS_PER_BOX = 16
+#: A tile's boxes are looked at for a pile once the spatial index holds more than this many
+#: candidate pairs per box (and :data:`_TILE_PILE_PAIRS` in all): a detector with its own NMS
+#: gives well under one overlapping pair per box on dense shelves (0.14 in the median of 85 real
+#: photos, 0.56 at most), though long thin boxes make more candidates than pairs.
+_PILE_CANDIDATES_PER_BOX = 16
 _TILE_PILE_PAIRS = 65_536
+#: ... and they are a pile when more pairs of them (of one label) than boxes are near-copies,
+#: overlapping at IoU above this (no NMS of 0.8 or below leaves such a pair), or when the index
+#: holds more than :data:`_PILE_PAIRS_MAX` candidates (too many to look at: no NMS leaves that).
+_PILE_IOU = 0.8
+_PILE_PAIRS_MAX = 8_000_000
 
 
 def _tile_geo(tiles: Sequence[Tile]) -> np.ndarray:
@@ -150,23 +156,22 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     if not isinstance(spec, MergeSpec):
         raise InvalidInputError(f"merge: spec must be a MergeSpec, got {type(spec).__name__}")
     tiles, dets = list(tiles), list(dets)  # any iterable, generators included
+    if len(tiles) != len(dets):
+        raise InvalidInputError(f"merge: {len(tiles)} tiles but {len(dets)} detection sets")
+    if spec.mode != "none":
+        dets, piled = suppress_piles(dets, spec)
+        warn_piles(piled, len(tiles), spec)
     tgeo = _tile_geo(tiles)
     local, scores, labels, groups, geo = _gather(tiles, dets, tgeo)
     xyxy = local + geo[:, [0, 1, 0, 1]]
     if spec.mode == "none" or xyxy.shape[0] == 0:
         return Detections(xyxy.astype(np.float32), scores.astype(np.float32), labels)
-    keep = _without_piles(local, xyxy, scores, labels, groups, len(tiles), spec)
-    if keep is not None:
-        local, xyxy, scores, labels, groups, geo = (a[keep] for a in (local, xyxy, scores, labels, groups, geo))
     cut, i, j, tol = _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)
     extra = None
     if confirmers is not None and spec.confirm:
-        c_local, c_scores, c_labels, c_groups, c_geo = _gather(tiles, list(confirmers), tgeo)
-        c_xyxy = c_local + c_geo[:, [0, 1, 0, 1]]
-        c_keep = _without_piles(c_local, c_xyxy, c_scores, c_labels, c_groups, len(tiles), spec, say=False)
-        if c_keep is not None:
-            c_xyxy, c_groups = c_xyxy[c_keep], c_groups[c_keep]
-        extra = (c_xyxy, c_groups)
+        # (a pile among them is thinned as quietly: they only confirm)
+        c_local, _, _, c_groups, c_geo = _gather(tiles, suppress_piles(list(confirmers), spec)[0], tgeo)
+        extra = (c_local + c_geo[:, [0, 1, 0, 1]], c_groups)
     rep = repair_seams(
         xyxy,
         scores,
@@ -205,43 +210,56 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     return Detections(xyxy[keep].astype(np.float32), scores[keep].astype(np.float32), labels[keep])
 
 
-def _without_piles(local: np.ndarray, xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-                   n_tiles: int, spec: MergeSpec, *, say: bool = True) -> np.ndarray | None:
-    """Which boxes to keep when some tile's boxes pile up, else None (the usual case). Each
-    tile's overlapping pairs are counted (not formed: :func:`candidate_pairs` with a limit).
+def suppress_piles(dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) -> tuple[list[Detections], int]:
+    """Each tile's detections (tile-local, as ``dets`` holds them), with a pile of near-copies
+    thinned by the NMS its detector lacked; and how many tiles had one.
 
-    The merge takes each tile's boxes as its detector's own NMS left them. A detector without
-    one returns tens of boxes per product, and the seam repair and the fusion, which pair every
-    box with those near it, grow with the square of such a pile (8 000 boxes over one product:
-    35 s and 3.8 GB). A tile whose boxes overlap in more pairs than
-    :data:`_PILE_PAIRS_PER_BOX` per box is given the NMS it lacked (``spec.nms_iou``, per label
-    unless ``spec.class_agnostic``; :func:`~densedet_tile.merge.nms` works through a pile by
-    blocks) and, with ``say``, the merge logs a warning saying so.
+    The merge takes a tile's boxes as its detector's own NMS left them. A detector without one
+    returns tens of boxes per product, and the seam repair and the fusion, which pair every box
+    with those near it, grow with the square of such a pile (8 000 boxes over one product: 35 s
+    and 3.8 GB). A tile is a pile when the spatial index holds more than
+    :data:`_PILE_CANDIDATES_PER_BOX` candidate pairs per box and more of its pairs (of one
+    label, unless ``spec.class_agnostic``) than boxes overlap at IoU above :data:`_PILE_IOU`;
+    its boxes then go through NMS at ``spec.nms_iou`` (by label unless class-agnostic; by
+    blocks through a pile). Only the pairs are counted first (not formed), so the usual tile
+    costs one pass of the index. A box kept keeps its place in the tile's order. Run on all
+    the boxes a detector returned, the result at any score threshold is the one it would give
+    on the boxes above that threshold (a box is only ever suppressed by a higher-scored one).
     """
-    n = xyxy.shape[0]
-    order = np.argsort(groups, kind="stable")
-    bounds = np.searchsorted(groups[order], np.arange(n_tiles + 1))
-    keep = np.ones(n, bool)
+    out = list(dets)
     piled = 0
-    for t in range(n_tiles):  # over tiles, not boxes
-        idx = order[bounds[t]:bounds[t + 1]]
-        if idx.size * (idx.size - 1) // 2 <= _TILE_PILE_PAIRS:
-            continue  # too few boxes to hold that many pairs
+    for k, d in enumerate(out):
+        if not isinstance(d, Detections):
+            continue  # refused where the boxes are gathered, in one line
+        m = len(d)
+        if m * (m - 1) // 2 <= _TILE_PILE_PAIRS:
+            continue  # too few boxes for that many pairs
         try:
-            candidate_pairs(local[idx], limit=max(_TILE_PILE_PAIRS, _PILE_PAIRS_PER_BOX * idx.size))
+            candidate_pairs(d.xyxy, limit=max(_TILE_PILE_PAIRS, _PILE_CANDIDATES_PER_BOX * m))
             continue
         except TooManyPairs:
             pass
-        piled += 1
-        kept = nms(local[idx], scores[idx], spec.nms_iou, labels=None if spec.class_agnostic else labels[idx])
-        keep[idx] = False
-        keep[idx[kept]] = True
-    if not piled:
-        return None
-    if say:
-        log.warning("%d of %d tiles returned piles of overlapping boxes (a detector without NMS of its own?): each "
-                    "such tile's boxes were suppressed at IoU %g before the merge", piled, n_tiles, spec.nms_iou)
-    return keep
+        try:
+            i, j = candidate_pairs(d.xyxy, limit=_PILE_PAIRS_MAX)
+        except TooManyPairs:
+            pile = True
+        else:
+            if not spec.class_agnostic:
+                same = d.labels[i] == d.labels[j]
+                i, j = i[same], j[same]
+            pile = int(np.count_nonzero(pair_iou(d.xyxy, i, j) > _PILE_IOU)) > m
+        if pile:
+            piled += 1
+            keep = nms(d.xyxy, d.scores, spec.nms_iou, labels=None if spec.class_agnostic else d.labels)
+            out[k] = d[np.sort(keep)]
+    return out, piled
+
+
+def warn_piles(piled: int, n_tiles: int, spec: MergeSpec) -> None:
+    """The warning for ``piled`` tiles thinned by :func:`suppress_piles` (none: nothing)."""
+    if piled:
+        log.warning("%d of %d tiles returned piles of near-copies of boxes (a detector without NMS of its own?): "
+                    "each such tile's boxes were suppressed at IoU %g before the merge", piled, n_tiles, spec.nms_iou)
 
 
 def merge_tolerances(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) -> SeamTolerances:
@@ -254,12 +272,11 @@ def merge_tolerances(tiles: Sequence[Tile], dets: Sequence[Detections], spec: Me
     without, the prior is used as is and the edge tolerance is ``spec.edge_tol`` pixels only.
     """
     tiles, dets = list(tiles), list(dets)
+    if len(tiles) == len(dets):  # (else refused by _gather)
+        dets = suppress_piles(dets, spec)[0]
     tgeo = _tile_geo(tiles)
     local, scores, labels, groups, geo = _gather(tiles, dets, tgeo)
     xyxy = local + geo[:, [0, 1, 0, 1]]
-    keep = _without_piles(local, xyxy, scores, labels, groups, len(tiles), spec, say=False) if len(xyxy) else None
-    if keep is not None:
-        local, xyxy, labels, groups, geo = (a[keep] for a in (local, xyxy, labels, groups, geo))
     return _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)[3]
 
 

@@ -376,6 +376,9 @@ class AdaptRun:
         for p in self.paths.values():
             if p.is_dir():
                 raise InvalidInputError(f"--out {out}: {p} is a folder; give a file name for the weights")
+            if p.exists() and not p.is_file():  # never replaced, --overwrite, --resume or not
+                raise InvalidInputError(f"--out {out}: {p} exists and is not a regular file (a device, pipe or "
+                                        "socket); choose another --out")
         ensure_out_dir(self.paths["weights"].parent)  # writable, checked before hours of work
         self.folder = Path(folder)
         self.progress = progress or (lambda e: None)
@@ -396,10 +399,6 @@ class AdaptRun:
         if self.paths["state"].exists():
             raise InvalidInputError(f"{self.paths['state']} holds a stopped run: pass --resume to continue it, "
                                     "or delete it to start again")
-        for key, path in self.paths.items():  # a device or a pipe is never replaced, --overwrite or not
-            if path.exists() and not path.is_file():
-                raise InvalidInputError(f"--out {self.paths['weights']}: {path} exists and is not a regular file "
-                                        "(a folder, device, pipe or socket); choose another --out")
         if self.paths["weights"].exists() and not overwrite:
             raise InvalidInputError(f"{self.paths['weights']} exists: choose another --out or pass --overwrite")
         for key in ("report_json", "report_txt"):  # a file of the user's by that name, or a report of another run

@@ -60,6 +60,8 @@ def test_a_system_error_reads_as_file_and_problem() -> None:
     assert one_line(exc) == "out/x.detections.json: a folder is in the way"
     assert one_line(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device"
     assert one_line(OSError("plain message")) == "plain message"
+    two = FileExistsError(errno.EEXIST, "File exists", ".a.tmp", None, "out/a.json")
+    assert one_line(two) == ".a.tmp -> out/a.json: File exists"
     assert one_line(ValueError("a\n  b")) == "a b"
 
 
@@ -165,3 +167,18 @@ def test_adapt_calls_an_empty_photo_empty(tmp_path: Path) -> None:
     good, bad, _ = find_photos(tmp_path)
     assert [p.name for p in good] == ["shelf.jpg"]
     assert [(p.name, why) for p, why in bad] == [("zero.jpg", "the file is empty")]
+
+
+@needs_fifo
+@pytest.mark.parametrize("resume", [False, True])
+def test_adapt_refuses_an_out_that_is_a_pipe_new_or_resumed(tmp_path: Path, resume: bool) -> None:
+    pytest.importorskip("torch")
+    from densedet_tile.train.adapt import AdaptRun
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(EXAMPLE, photos / "shelf.jpg")
+    os.mkfifo(tmp_path / "w.pt")
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        AdaptRun(photos, tmp_path / "w.pt", None if resume else None, resume=resume, overwrite=True)
+    assert (tmp_path / "w.pt").is_fifo()
