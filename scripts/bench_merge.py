@@ -150,12 +150,38 @@ def peak_mib(fn) -> float:  # noqa: ANN001
     return peak / 2**20
 
 
+def pile_case(k: int) -> int:
+    """Time merge_tiles on ``k`` jittered copies per tile of one product lying in the overlap of
+    two 1280 px tiles (scores uniform in 0.3-1), and print the time and the peak RSS."""
+    import resource
+
+    rng = np.random.default_rng(0)
+    tiles = make_grid(2304, 1280, TileSpec(1280, 0.2))
+    product = np.array([1040.0, 300, 1260, 700])
+    dets = []
+    for t in tiles:
+        b = product + rng.normal(0, 8, (k, 4)) - [t.x, t.y, t.x, t.y]
+        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
+        dets.append(Detections(b.astype(np.float32), rng.uniform(0.3, 1, k).astype(np.float32)))
+    t0 = time.perf_counter()
+    out = merge_tiles(tiles, dets, MergeSpec())
+    dt = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"pile of {k} boxes per tile, {len(tiles)} tiles: {len(out)} box(es) out in {dt:.2f} s, peak RSS {peak:.0f} MB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000, 1_000_000])
     ap.add_argument("--budget", type=float, default=60.0, help="skip a peer predicted to take longer (s)")
     ap.add_argument("--out", type=Path, default=None, help="also write the page here (e.g. benchmarks/merge.md)")
+    ap.add_argument("--pile", type=int, default=None, metavar="K",
+                    help="only time a pile: K boxes per tile over one product in the overlap of two tiles (a "
+                         "detector with no NMS of its own), then stop")
     args = ap.parse_args(argv)
+    if args.pile is not None:
+        return pile_case(args.pile)
 
     from ensemble_boxes import weighted_boxes_fusion
     from sahi.postprocess import combine as sahi_combine
