@@ -14,7 +14,7 @@ that the report and the ``audit`` command write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -348,6 +348,8 @@ def run_audit(
             outline = _bay_outline(a[g], lay)
             clip = _bay_strip(cut, b, width, height) if cut is not None else image_box
             outline = _cut_ring(outline, clip) or outline
+            if cut is not None and cut.n_bays > 1 and gaps:
+                gaps = _gaps_cut(gaps, clip, s.gap_k)  # a gap stops at the bay's cuts too
             out.append(AuditPart(name + (" (found)" if name in taken else ""), g, lay, gaps, "bay",
                                  outline, (left, right), strip=clip if cut is not None and cut.n_bays > 1 else None,
                                  empty_shelves=shelves))
@@ -501,6 +503,49 @@ def _split_by(idx: np.ndarray, group: np.ndarray, n: int) -> list[np.ndarray]:
     return np.split(idx[order], np.cumsum(np.bincount(group, minlength=n))[:-1])
 
 
+def _gaps_cut(gaps: tuple[Gap, ...], strip: Any, gap_k: float) -> tuple[Gap, ...]:
+    """The gaps of a found bay cut at its strip (the columns between the cuts beside it). A
+    bay's fixture ends were its boxes' extent, so a box reaching across an upright (a price rail,
+    a stray box) stretched a row's end gap into the next bay: its polygon was clipped when
+    written, but not its ends and widths (a gap from x 0 to 2192 in a bay starting at 2136, and
+    the summed gap widths 8 times too large). Ends and widths shrink with the polygon's
+    extent; a gap left narrower than ``gap_k`` of its products, or with nothing inside the strip,
+    is dropped."""
+    out = []
+    for g in gaps:
+        poly = shapely.Polygon(g.polygon)
+        if not poly.is_valid:  # a sliver gap's corners may cross (a steep row line)
+            poly = shapely.make_valid(poly)
+        try:
+            piece = shapely.intersection(poly, strip)
+        except shapely.errors.GEOSException:  # (numerically degenerate: kept as found)
+            out.append(g)
+            continue
+        if piece.is_empty or piece.area <= 0:
+            continue
+        bx0, _, bx1, _ = piece.bounds
+        x1, x2 = max(g.x1, bx0), min(g.x2, bx1)
+        if x1 <= g.x1 + 1e-6 and x2 >= g.x2 - 1e-6:
+            out.append(g)  # wholly inside: as it was
+            continue
+        share = (x2 - x1) / max(g.x2 - g.x1, 1e-9)
+        if x2 <= x1 or g.width_products * share < gap_k:
+            continue
+        ring = _ring_of(piece)
+        xs, ys = [x for x, _ in ring], [y for _, y in ring]
+        out.append(replace(g, x1=float(x1), x2=float(x2), width_px=g.width_px * share,
+                           width_products=g.width_products * share, polygon=ring,
+                           xyxy=(min(xs), min(ys), max(xs), max(ys))))
+    return tuple(out)
+
+
+def _ring_of(piece: Any) -> tuple[tuple[float, float], ...]:
+    """The outer ring of a clipped gap (its largest piece), without the closing point."""
+    parts = sorted(getattr(piece, "geoms", [piece]), key=lambda q: -q.area)
+    poly = next(q for q in parts if q.geom_type == "Polygon")
+    return tuple((float(x), float(y)) for x, y in list(poly.exterior.coords)[:-1])
+
+
 def _gaps_inside(gaps: tuple[Any, ...], geometry: Any, *, keep_inside: bool = True) -> tuple[Any, ...]:
     """The gaps (or empty shelves: anything with an ``xyxy``) that lie in ``geometry`` (or, with
     ``keep_inside=False``, outside it). A row
@@ -532,7 +577,7 @@ def _rings_in_image(geometry: Any, width: int, height: int) -> tuple[tuple[tuple
 
 
 def _r(v: float, nd: int = 1) -> float:
-    return float(round(float(v), nd))
+    return float(round(float(v), nd)) + 0.0  # (+ 0.0: no "-0.0" for a tilt rounded to nothing)
 
 
 def _poly(points: Sequence[tuple[float, float]], width: float | None = None,

@@ -54,6 +54,11 @@ from .rows import RowLayout, _clip_spread, find_rows, slope_field
 
 __all__ = ["BayCuts", "find_bays", "upright_lean"]
 
+#: A gutter where the shelf lines go on across it is an upright only when it is wider than this
+#: many times the usual space between neighbouring products (products standing in tidy columns
+#: leave gutters of just that space on every shelf: 4 bays of 2 products and no row before).
+SPACING_MULT = 1.5
+
 
 @dataclass(frozen=True, eq=False)
 class BayCuts:
@@ -271,6 +276,8 @@ def find_bays(
     # the slope of the shelf lines everywhere (one vanishing point for the whole aisle)
     pairs = neighbour_pairs(upright)
     i, j = pairs.left, pairs.right
+    # the usual space between a product and the next on its shelf (0 where they touch)
+    spacing = float(np.median(np.maximum(a[j, 0] - a[i, 2], 0.0))) if len(i) else 0.0
     cx = (a[:, 0] + a[:, 2]) / 2
     x_ref, y_ref = float((cx.min() + cx.max()) / 2), float(np.median(a[:, 3]))
     field = slope_field(a, cx, x_ref, y_ref, pairs)
@@ -309,9 +316,12 @@ def find_bays(
         width = (e - s) * bin_px
         if _shelf_count(a[left, 3], med_h) < 2 or _shelf_count(a[right, 3], med_h) < 2:
             continue
-        if width >= min_gutter * local_w or (
-            width >= jump_gutter * local_w and not _shelves_continue(a, left, right, frame, jump_tol)
-        ):
+        if width >= min_gutter * local_w:
+            # no wider than the usual space between products, with the shelf lines going on
+            # across it, it is that space (products standing in tidy columns), not an upright
+            if width > SPACING_MULT * spacing or not _shelves_continue(a, left, right, frame, jump_tol):
+                gutter[s:e] = True
+        elif width >= jump_gutter * local_w and not _shelves_continue(a, left, right, frame, jump_tol):
             gutter[s:e] = True
     # 2. height jumps: misaligned junctions lined up over most shelves of the column
     # (a pair stands on one line when its bottoms agree with the slope of the shelf lines there)

@@ -126,7 +126,7 @@ def _short_ring(geometry: dict[str, Any]) -> int | None:
                 n = len({tuple(float(v) for v in pt[:2]) for pt in ring})
                 if n < 3:
                     return n
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return None
 

@@ -154,10 +154,16 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: The largest image side taken from a file (2**31 - 1 px: beyond any image a reader opens).
+MAX_SIDE = 2**31 - 1
+
+
 def _size(value: Any, what: str, where: str) -> int:
     f = _finite(value)
     if f is None or f <= 0 or f != int(f):
         raise InvalidInputError(f"{where}: {what} must be a positive integer, got {_show(value)}")
+    if f > MAX_SIDE:
+        raise InvalidInputError(f"{where}: {what} {_show(value)} is beyond any image ({MAX_SIDE} px at most)")
     return int(f)
 
 
@@ -177,7 +183,7 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
         xyxy = np.asarray(data.get("boxes", []), dtype=np.float64).reshape(-1, 4) if data.get("boxes") else np.zeros((0, 4))
         scores = np.asarray(data.get("scores", []), dtype=np.float64).reshape(-1)
         labels = np.asarray(data.get("labels", []), dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # (an integer too large for a float: 10**400)
         raise InvalidInputError(f"{path}: boxes/scores/labels must be arrays of numbers, boxes as [x1, y1, x2, y2]") from None
     n = len(xyxy)
     if scores.shape != (n,) or labels.shape != (n,):
