@@ -294,6 +294,17 @@ def _adapt_report(path: Path) -> bool:
     return isinstance(doc, dict) and {"status", "out", "folder", "settings", "rounds"} <= doc.keys()
 
 
+def _adapt_report_text(path: Path) -> bool:
+    """Whether ``path`` holds the text report an adapt run wrote (its first line, as
+    :func:`report_text` writes it)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline(200)
+    except (OSError, ValueError):
+        return False
+    return first.startswith("densedet-tile adapt: ")
+
+
 def _f32_state(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
 
@@ -401,8 +412,10 @@ class AdaptRun:
                                     "or delete it to start again")
         if self.paths["weights"].exists() and not overwrite:
             raise InvalidInputError(f"{self.paths['weights']} exists: choose another --out or pass --overwrite")
-        for key in ("report_json", "report_txt"):  # a file of the user's by that name, or a report of another run
-            if self.paths[key].exists() and not overwrite and not _adapt_report(self.paths["report_json"]):
+        for key, ours in (("report_json", _adapt_report), ("report_txt", _adapt_report_text)):
+            # a file of the user's by that name, or a report of another run (each judged on its own:
+            # an adapt JSON beside it does not make a text of the user's a report)
+            if self.paths[key].exists() and not overwrite and not ours(self.paths[key]):
                 raise InvalidInputError(f"{self.paths[key]} exists (the report of --out {self.paths['weights'].name} "
                                         "goes there): choose another --out or pass --overwrite")
         good, bad, other = find_photos(self.folder, settings.max_pixels)
@@ -830,7 +843,11 @@ class AdaptRun:
 
     def _add_crop(self, name: str, image: np.ndarray) -> None:
         if name not in self.crop_index:
-            self.crop_index[name] = self.crops.add(image)
+            try:
+                self.crop_index[name] = self.crops.add(image)
+            except (OSError, ValueError, MemoryError) as exc:  # the photo named: it can be moved away
+                raise AdaptFailed(f"{name}: cannot keep this photo for training ({one_line(exc)}); move it out "
+                                  "of the folder and run again") from exc
         lab = self.s["labels"].get(name)
         if lab is not None:
             self.crops.set_labels(self.crop_index[name], lab["boxes"].numpy(), lab["ignore"].numpy())
@@ -1159,7 +1176,13 @@ class AdaptRun:
         self.s["calib"] = {}  # (a state of an earlier version may hold one) picked again after training
         self.save_state()
         st = self.settings
-        used = f" (labelling took {self.elapsed() / 60:.2g} of {st.minutes:g} min)" if st.minutes is not None else ""
+        used = ""
+        if st.minutes is not None:
+            # what is kept back for the end (picking the threshold, the held-out check) counts too:
+            # with a budget smaller than that, labelling alone did not use it up
+            used = (f" (labelling took {self.elapsed() / 60:.2g} of {st.minutes:g} min, and {self.reserve_s() / 60:.2g} "
+                    "min are kept back for picking the threshold and the held-out check; --calib-photos fewer "
+                    "keeps back less)")
         raise AdaptFailed(
             f"adapt: the budget ran out before the first training step{used}; no weights written. The state is "
             f"kept in {self.paths['state']}: continue with --resume and a larger --minutes")

@@ -159,12 +159,17 @@ def crop_boxes(boxes: np.ndarray, x0: float, y0: float, zoom: float, size: int,
     return c[keep].astype(np.float32), c[inside & ~keep].astype(np.float32)
 
 
+#: The longest side a JPEG can hold (libjpeg's limit).
+JPEG_MAX_SIDE = 65_500
+
+
 class PhotoCrops:
     """Square training crops of the user's photos with their pseudo-labels.
 
     Each photo is added once with :meth:`add` as an upright RGB array, resized to the scale at
     which the engine shows it to the model (``input_size / min(tile, longer side)``: a 1280 px
-    tile becomes 640 px) and kept JPEG-encoded (quality 95) so thousands of photos fit in memory.
+    tile becomes 640 px) and kept JPEG-encoded (quality 95) so thousands of photos fit in memory
+    (PNG past the 65 500 px a JPEG side can hold: a panorama at a small tile).
     :meth:`set_labels` gives a photo's pseudo-labels and ignore boxes in photo pixels.
     :meth:`sample` draws crop ``rng``: a photo, a zoom (log-uniform in ``zoom_range``) and a
     position, all from ``rng``.
@@ -195,7 +200,10 @@ class PhotoCrops:
         s = self.model_scale(w, h)
         small, _ = resize_to(image, max(1, round(max(h, w) * s)))
         buf = io.BytesIO()
-        Image.fromarray(small).save(buf, "JPEG", quality=95)
+        if max(small.shape[:2]) <= JPEG_MAX_SIDE:
+            Image.fromarray(small).save(buf, "JPEG", quality=95)
+        else:  # a panorama wider than JPEG allows, even at model scale: kept as PNG (lossless)
+            Image.fromarray(small).save(buf, "PNG", compress_level=1)
         self._jpeg.append(buf.getvalue())
         self._scale.append(small.shape[1] / w)
         self._shape.append(small.shape[:2])

@@ -182,3 +182,23 @@ def test_adapt_refuses_an_out_that_is_a_pipe_new_or_resumed(tmp_path: Path, resu
     with pytest.raises(InvalidInputError, match="not a regular file"):
         AdaptRun(photos, tmp_path / "w.pt", None if resume else None, resume=resume, overwrite=True)
     assert (tmp_path / "w.pt").is_fifo()
+
+
+def test_adapt_keeps_a_text_of_the_users_beside_an_adapt_report(tmp_path: Path) -> None:
+    # an outside review: an adapt .report.json beside it made any .report.txt count as adapt's
+    pytest.importorskip("torch")
+    from densedet_tile.train.adapt import AdaptRun, _adapt_report_text
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(EXAMPLE, photos / "shelf.jpg")
+    report = {"status": "stopped", "out": "n.pt", "folder": "photos", "settings": {}, "rounds": [],
+              "state": "n.state.pt", "photos_used": 0, "holdout": 0, "skipped": []}
+    (tmp_path / "n.report.json").write_text(json.dumps(report))
+    (tmp_path / "n.report.txt").write_text("my notes\n")
+    with pytest.raises(InvalidInputError, match=r"n\.report\.txt exists"):
+        AdaptRun(photos, tmp_path / "n.pt")
+    assert (tmp_path / "n.report.txt").read_text() == "my notes\n"
+    # the text an adapt run writes is known as its own
+    (tmp_path / "n.report.txt").write_text("densedet-tile adapt: stopped (state in n.state.pt; run again)\n")
+    assert _adapt_report_text(tmp_path / "n.report.txt") and not _adapt_report_text(tmp_path / "n.report.json")

@@ -118,6 +118,19 @@ def test_photo_crops_put_labels_where_the_pixels_are():
     assert found >= 5
 
 
+def test_a_panorama_wider_than_a_jpeg_allows_is_kept_and_cropped():
+    # an outside review: at tile 640 a 66 000 px wide aisle stays 66 000 px at model scale, past
+    # the 65 500 px a JPEG side can hold, and the whole adapt run failed after labelling
+    photo = np.full((120, 66_000, 3), 40, np.uint8)
+    photo[30:100, 65_900:65_950] = 255  # a product at the far end
+    crops = PhotoCrops(size=64, stride=8, input_size=640, tile=640, zoom_range=(1.0, 1.0))
+    i = crops.add(photo)
+    crops.set_labels(i, np.array([[65_900, 30, 65_950, 100]], np.float32), np.zeros((0, 4), np.float32))
+    assert crops._shape[i] == (120, 66_000)
+    assert crops._decode(i).size == (66_000, 120)  # kept whole, losslessly
+    assert np.asarray(crops._decode(i))[60, 65_920].tolist() == [255, 255, 255]
+
+
 def test_augment_flips_ignore_with_the_image():
     img = torch.zeros(1, 3, 32, 32)
     img[..., :8] = 255
