@@ -445,7 +445,36 @@ def run_audit(
                     "the upright image"
                 )
     warnings.extend(_wide_bays(parts, s.bay_width_m))
+    warnings.extend(_boxes_over_products(a))
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties))
+
+
+#: A box holding the centres of this many other boxes (and of :data:`_OVER_SHARE` of all) is
+#: no product: a detector's box around a shelf, a bay or the whole photo (none on the 85 real
+#: photos with the built-in model's boxes; 3 of them have one holding 5, stacks boxed whole).
+_OVER_MIN = 8
+_OVER_SHARE = 0.05
+
+
+def _boxes_over_products(a: np.ndarray) -> list[str]:
+    """A warning for boxes that hold the centres of many other boxes: one such box over the
+    whole image joins every shelf into one row and every bay into one (an outside review), and
+    nothing else says why. Their centres are counted with one spatial-tree query."""
+    n = len(a)
+    if n < _OVER_MIN + 1:
+        return []
+    cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
+    box_i, pt_i = shapely.STRtree(shapely.points(cx, cy)).query(shapely.box(*a.T), predicate="contains")
+    held = np.bincount(box_i[box_i != pt_i], minlength=n)
+    over = np.flatnonzero(held >= max(_OVER_MIN, _OVER_SHARE * n))
+    if not len(over):
+        return []
+    top = int(over[np.argmax(held[over])])
+    many = f"{len(over)} boxes each hold" if len(over) > 1 else "1 box holds"
+    return [f"{many} the centres of {_OVER_MIN} or more other products (box {top}, "
+            f"{[round(float(v)) for v in a[top]]}, holds {int(held[top])}): a detector's box "
+            "around a shelf, a bay or the whole photo? The bays and rows are found with it; leave it out of the "
+            "boxes if it is no product"]
 
 
 def _wide_bays(parts: Sequence[AuditPart], bay_width_m: float | None) -> list[str]:

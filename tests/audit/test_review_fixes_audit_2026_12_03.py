@@ -79,3 +79,11 @@ def test_numbers_too_large_for_a_float_are_one_line_errors(tmp_path: Path, capsy
 
 def test_a_tilt_rounded_to_nothing_is_zero_not_minus_zero() -> None:
     assert str(_r(-0.001, 2)) == "0.0" and str(_r(-0.2, 1)) == "-0.2"
+
+
+def test_a_box_over_many_products_is_warned_about() -> None:
+    a = synthetic_bays(np.random.default_rng(0), n_bays=3, perspective_deg=0)
+    assert not [w for w in run_audit(a.xyxy, a.width, a.height).warnings if "the centres of 8 or more" in w]
+    whole = np.vstack([a.xyxy, [[0, 0, a.width, a.height]]])
+    said = [w for w in run_audit(whole, a.width, a.height).warnings if "the centres of 8 or more" in w]
+    assert len(said) == 1 and f"box {len(a.xyxy)}," in said[0] and f"holds {len(a.xyxy)}" in said[0]
