@@ -156,8 +156,6 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     if not isinstance(spec, MergeSpec):
         raise InvalidInputError(f"merge: spec must be a MergeSpec, got {type(spec).__name__}")
     tiles, dets = list(tiles), list(dets)  # any iterable, generators included
-    if len(tiles) != len(dets):
-        raise InvalidInputError(f"merge: {len(tiles)} tiles but {len(dets)} detection sets")
     if spec.mode != "none":
         dets, piled = suppress_piles(dets, spec)
         warn_piles(piled, len(tiles), spec)
@@ -271,9 +269,7 @@ def merge_tolerances(tiles: Sequence[Tile], dets: Sequence[Detections], spec: Me
     ``spec.seam_tol_frac / AGREE_MULT`` with the weight of ``spec.noise_prior_pairs`` pairs;
     without, the prior is used as is and the edge tolerance is ``spec.edge_tol`` pixels only.
     """
-    tiles, dets = list(tiles), list(dets)
-    if len(tiles) == len(dets):  # (else refused by _gather)
-        dets = suppress_piles(dets, spec)[0]
+    tiles, dets = list(tiles), suppress_piles(list(dets), spec)[0]
     tgeo = _tile_geo(tiles)
     local, scores, labels, groups, geo = _gather(tiles, dets, tgeo)
     xyxy = local + geo[:, [0, 1, 0, 1]]
