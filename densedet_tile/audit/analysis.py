@@ -454,25 +454,37 @@ def run_audit(
 #: photos with the built-in model's boxes; 3 of them have one holding 5, stacks boxed whole).
 _OVER_MIN = 8
 _OVER_SHARE = 0.05
+#: Only boxes of at least this many times the median box area can hold that many centres of
+#: products beside each other, and only the :data:`_OVER_CHECK` largest are looked at (a pile of
+#: copies of one box holds every centre of the pile: its pairs grow with its square).
+_OVER_AREA = 4.0
+_OVER_CHECK = 32
 
 
 def _boxes_over_products(a: np.ndarray) -> list[str]:
     """A warning for boxes that hold the centres of many other boxes: one such box over the
     whole image joins every shelf into one row and every bay into one (an outside review), and
-    nothing else says why. Their centres are counted with one spatial-tree query."""
+    nothing else says why. The centres inside the largest boxes are counted with one
+    spatial-tree query (at most :data:`_OVER_CHECK` boxes times the centres)."""
     n = len(a)
     if n < _OVER_MIN + 1:
         return []
+    area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    big = np.flatnonzero(area >= _OVER_AREA * np.median(area))
+    if not len(big):
+        return []
+    big = big[np.argsort(-area[big], kind="stable")][:_OVER_CHECK]
     cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
-    box_i, pt_i = shapely.STRtree(shapely.points(cx, cy)).query(shapely.box(*a.T), predicate="contains")
-    held = np.bincount(box_i[box_i != pt_i], minlength=n)
+    box_k, pt_i = shapely.STRtree(shapely.points(cx, cy)).query(shapely.box(*a[big].T), predicate="contains")
+    held = np.bincount(box_k[big[box_k] != pt_i], minlength=len(big))
     over = np.flatnonzero(held >= max(_OVER_MIN, _OVER_SHARE * n))
     if not len(over):
         return []
-    top = int(over[np.argmax(held[over])])
+    k = int(over[np.argmax(held[over])])
+    top = int(big[k])
     many = f"{len(over)} boxes each hold" if len(over) > 1 else "1 box holds"
     return [f"{many} the centres of {_OVER_MIN} or more other products (box {top}, "
-            f"{[round(float(v)) for v in a[top]]}, holds {int(held[top])}): a detector's box "
+            f"{[round(float(v)) for v in a[top]]}, holds {int(held[k])}): a detector's box "
             "around a shelf, a bay or the whole photo? The bays and rows are found with it; leave it out of the "
             "boxes if it is no product"]
 
