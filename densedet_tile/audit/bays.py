@@ -316,12 +316,12 @@ def find_bays(
         width = (e - s) * bin_px
         if _shelf_count(a[left, 3], med_h) < 2 or _shelf_count(a[right, 3], med_h) < 2:
             continue
-        if width >= min_gutter * local_w:
-            # no wider than the usual space between products, with the shelf lines going on
-            # across it, it is that space (products standing in tidy columns), not an upright
-            if width > SPACING_MULT * spacing or not _shelves_continue(a, left, right, frame, jump_tol):
-                gutter[s:e] = True
-        elif width >= jump_gutter * local_w and not _shelves_continue(a, left, right, frame, jump_tol):
+        # no wider than the usual space between products, with the shelf lines going on across
+        # it, a gutter is that space (products standing in tidy columns), not an upright
+        wide = width >= min_gutter * local_w
+        if (wide and width > SPACING_MULT * spacing) or (
+            (wide or width >= jump_gutter * local_w) and not _shelves_continue(a, left, right, frame, jump_tol)
+        ):
             gutter[s:e] = True
     # 2. height jumps: misaligned junctions lined up over most shelves of the column
     # (a pair stands on one line when its bottoms agree with the slope of the shelf lines there)

@@ -46,6 +46,7 @@ from .options import (
     error,
     parse,
     fraction,
+    options_changed,
     positive_float,
     positive_int,
     products_text,
@@ -257,8 +258,7 @@ def _detector_options_given(args: argparse.Namespace) -> list[str]:
     p = argparse.ArgumentParser(add_help=False)
     add_tiling_options(p)
     add_detector_options(p)
-    defaults = vars(p.parse_args([]))
-    return ["--" + k.replace("_", "-") for k, v in defaults.items() if getattr(args, k, v) != v]
+    return options_changed(args, vars(p.parse_args([])))
 
 
 def _printable(text: str) -> str:

@@ -33,6 +33,7 @@ from .options import (
     counted,
     detector_spec_from_args,
     error,
+    options_changed,
     parse,
     positive_int,
     specs_from_args,
@@ -104,7 +105,7 @@ def eval_main(argv: Sequence[str]) -> int:
     if not args.compare:  # the detector, tiling and --limit options are those of a --compare run
         defaults = vars(build_parser().parse_args(["--", args.pred, args.gt]))
         own = {"pred", "gt", "max_dets", "class_agnostic", "ignore_size", "output", "compare"}
-        given = ["--" + k.replace("_", "-") for k, v in vars(args).items() if k not in own and v != defaults.get(k)]
+        given = options_changed(args, {k: v for k, v in defaults.items() if k not in own})
         if given:
             error(PROG, f"{', '.join(given)}: only with --compare (which runs a detector over a folder of images)")
             return EXIT_USAGE

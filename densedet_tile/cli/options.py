@@ -253,6 +253,12 @@ def add_output_options(p: argparse.ArgumentParser, *, out_required: bool = False
 
 
 # -- arguments -> specs -------------------------------------------------------------------------------
+def options_changed(args: argparse.Namespace, defaults: dict[str, Any]) -> list[str]:
+    """The options of ``defaults`` (dest -> default value) that ``args`` sets otherwise, as
+    ``--option-name``: for a refusal naming options that a mode of a verb would ignore."""
+    return ["--" + k.replace("_", "-") for k, v in defaults.items() if getattr(args, k, v) != v]
+
+
 def specs_from_args(args: argparse.Namespace) -> tuple[TileSpec, MergeSpec, RunSpec]:
     """The tiling, merge and run specs of the options added by the two groups above."""
     if args.tile == "auto" and (args.scale is not None or args.input_size is not None):

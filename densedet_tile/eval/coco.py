@@ -217,7 +217,7 @@ def box_iou_coco(dt_xywh: np.ndarray, gt_xywh: np.ndarray, crowd: np.ndarray) ->
 
 #: A block (image and class) with more detection x ground-truth pairs than this takes its
 #: candidates from a spatial index (:func:`~densedet_tile.merge.boxes.cross_pairs`) instead of the
-#: screen of every pair: a panorama of 20 000 products took 5 s, 50 000 took 26 s.
+#: screen of every pair: a panorama of 20 000 products took 7.3 s, 50 000 took 43 s (BENCHMARKS.md).
 SPARSE_PAIRS = 4_000_000
 
 

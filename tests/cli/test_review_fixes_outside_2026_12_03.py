@@ -180,7 +180,7 @@ def test_adapt_refuses_an_out_that_is_a_pipe_new_or_resumed(tmp_path: Path, resu
     shutil.copy(EXAMPLE, photos / "shelf.jpg")
     os.mkfifo(tmp_path / "w.pt")
     with pytest.raises(InvalidInputError, match="not a regular file"):
-        AdaptRun(photos, tmp_path / "w.pt", None if resume else None, resume=resume, overwrite=True)
+        AdaptRun(photos, tmp_path / "w.pt", None, resume=resume, overwrite=True)
     assert (tmp_path / "w.pt").is_fifo()
 
 
