@@ -269,7 +269,7 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
     :class:`InvalidInputError` if its upright size is not ``width`` x ``height`` (the detections
     belong to another image).
     """
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     p = Path(path)
     s = preview_scale(width, height, max_width=max_width, max_height=max_height)
@@ -278,12 +278,10 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
         return InvalidInputError(f"{p}: image is {w}x{h} but the detections are for {width}x{height}")
 
     from ..tiler.readers.orientation import exif_orientation
-    from ..tiler.readers.pillow import pillow_limits_lifted
+    from ..tiler.readers.pillow import open_header
 
     try:
-        with pillow_limits_lifted():  # the size is checked against the detections instead
-            im = Image.open(p)
-        with im:
+        with open_header(p) as im:  # no pixel limit: the size is checked against the detections instead
             if im.format == "JPEG":
                 orient = exif_orientation(im, str(p))
                 sw, sh = im.size

@@ -370,12 +370,10 @@ def _read_yolo(det_path: str, image_path: str | None) -> Any:
 def _upright_size(path: Path) -> tuple[int, int] | None:
     """The upright size of the image at ``path`` from its header (TIFF: the page the engine
     reads), or None when that cannot be told (the full read checks it later)."""
-    from PIL import Image
-
     from ..tiler.readers import open_image
     from ..tiler.readers.opener import TIFF_MAGICS
     from ..tiler.readers.orientation import exif_orientation
-    from ..tiler.readers.pillow import pillow_limits_lifted
+    from ..tiler.readers.pillow import open_header
 
     try:
         with open(path, "rb") as fh:
@@ -383,9 +381,7 @@ def _upright_size(path: Path) -> tuple[int, int] | None:
         if magic in TIFF_MAGICS:  # TIFF: only its header is read
             with open_image(path) as src:
                 return src.width, src.height
-        with pillow_limits_lifted():
-            im = Image.open(path)
-        with im:
+        with open_header(path) as im:  # no Pillow pixel limit: panoramas are far over it
             w, h = im.size
             orient = exif_orientation(im, str(path))  # from the header (getexif() would decode a PNG)
             return (h, w) if orient in (5, 6, 7, 8) else (w, h)

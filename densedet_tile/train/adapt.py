@@ -43,7 +43,7 @@ from ..errors import DensedetError, InvalidInputError, one_line
 from ..io import atomic_write, ensure_out_dir
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..tiler.readers.base import check_size
-from ..tiler.readers.pillow import pillow_limits_lifted
+from ..tiler.readers.pillow import open_header
 from ..types import DEFAULT_MAX_PIXELS, MergeSpec, TileSpec
 from .data import PhotoCrops, SyntheticPool, stack_samples, tile_ratio
 from .loop import checkpoint_bytes, checkpoint_dict, ema_copy, learning_rate, make_optimizer, normaliser, train_step
@@ -131,7 +131,7 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
                 with open_image(p, max_pixels=max_pixels) as src:
                     w, h = src.width, src.height
             else:  # the header only; the engine's pixel limit, not Pillow's (panoramas are big)
-                with pillow_limits_lifted(), Image.open(p) as im:
+                with open_header(p) as im:
                     w, h = im.size
                 check_size(str(p), w, h, max_pixels)
             if min(w, h) < MIN_PHOTO_SIDE:  # a thumbnail or an icon holds no shelf to learn from

@@ -228,7 +228,9 @@ def test_preview_falls_back_to_the_engine_reader(tmp_path: Path, monkeypatch: py
     path = tmp_path / "x.png"
     Image.fromarray(arr).save(path)
 
-    real_open = Image.open
+    from densedet_tile.tiler.readers import pillow
+
+    real_open = pillow.open_header
     calls = []
 
     def open_once(*a: object, **k: object):
@@ -237,7 +239,7 @@ def test_preview_falls_back_to_the_engine_reader(tmp_path: Path, monkeypatch: py
             raise OSError("pretend Pillow cannot decode this")
         return real_open(*a, **k)
 
-    monkeypatch.setattr("PIL.Image.open", open_once)
+    monkeypatch.setattr(pillow, "open_header", open_once)
     im = load_preview_image(path, 1000, 600, max_width=250)
     assert len(calls) >= 2  # the engine's reader opened it after the preview's attempt failed
     assert im.size == (250, 150)

@@ -8,11 +8,12 @@ turned upright on its own.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
+import struct
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from .colour import pillow_converter, uint8_to_rgb
 from .compact import NOT_TRIED, decode_compact, png_rows_missing
 from .orientation import exif_orientation
 
-__all__ = ["Decoder", "DECODERS", "PillowSource", "pillow_limits_lifted"]
+__all__ = ["Decoder", "DECODERS", "PillowSource", "open_header"]
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +33,41 @@ log = logging.getLogger(__name__)
 Decoder = Literal["auto", "imagecodecs", "pillow"]
 DECODERS: tuple[str, ...] = ("auto", "imagecodecs", "pillow")
 
-# Pillow's decompression-bomb limit is a process-wide global that Pillow checks when it opens a
-# file (reading its header), not when it decodes. It is lifted only around that header read,
-# while this lock is held, and restored afterwards: one call never leaks into another, and the
-# decodes themselves (the slow part) run in parallel with the application's own Pillow use.
-_PIL_LIMIT_LOCK = threading.Lock()
+def open_header(path: str | os.PathLike[str]) -> Any:
+    """``PIL.Image.open(path)`` (the header only) without Pillow's decompression-bomb check: the
+    engine's ``max_pixels`` replaces it (panoramas are far over Pillow's limit), and Pillow's
+    limit (``Image.MAX_IMAGE_PIXELS``) is process-wide, so it is never changed here: a program
+    that relies on it for its own files keeps it in every thread. Pillow checks the limit in
+    ``Image.open`` after its format plugin has read the header; this calls the plugins the same
+    way (those Pillow loads first, then all) and leaves the check out.
+    Raises ``PIL.UnidentifiedImageError`` as ``Image.open`` does."""
+    from PIL import Image, UnidentifiedImageError
 
-
-@contextlib.contextmanager
-def pillow_limits_lifted() -> Iterator[None]:
-    """Within: no Pillow pixel limit (``max_pixels`` replaces it). For header reads only
-    (``Image.open``): keep the block short, it holds a process-wide lock."""
-    from PIL import Image
-
-    with _PIL_LIMIT_LOCK:
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+    fp = open(path, "rb")
+    try:
+        prefix = fp.read(16)
+        tried: set[str] = set()
+        for register in (Image.preinit, Image.init):
+            register()
+            for fmt in list(Image.ID):
+                if fmt in tried:
+                    continue
+                tried.add(fmt)
+                factory, accept = Image.OPEN[fmt]
+                fits = accept(prefix) if accept else True
+                if not fits or isinstance(fits, str):  # a string: why it does not fit
+                    continue
+                fp.seek(0)
+                try:
+                    im = factory(fp, os.fspath(path))
+                except (SyntaxError, IndexError, TypeError, struct.error):
+                    continue  # not this format after all, as Image.open goes on to the next
+                im._exclusive_fp = True  # closing the image closes the file, as Image.open's do
+                return im
+        raise UnidentifiedImageError(f"cannot identify image file {os.fspath(path)!r}")
+    except BaseException:
+        fp.close()
+        raise
 
 
 #: A Huffman-coded JPEG spends at least one bit on every 8x8 block of every component (its DC
@@ -166,22 +182,21 @@ class PillowSource(ImageSource):
     """
 
     def __init__(self, path: Path, *, max_pixels: int | None, decoder: Decoder = "auto") -> None:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
         label = str(path)
-        with pillow_limits_lifted():
+        try:
+            im = open_header(path)
+        except UnidentifiedImageError:
+            heif = _is_heif(path)
+            if not (heif and _heif_plugin()):
+                raise ImageReadError(_unknown_format(path, heif)) from None
             try:
-                im = Image.open(path)  # reads the header only
-            except UnidentifiedImageError:
-                heif = _is_heif(path)
-                if not (heif and _heif_plugin()):
-                    raise ImageReadError(_unknown_format(path, heif)) from None
-                try:
-                    im = Image.open(path)
-                except (OSError, ValueError, SyntaxError) as exc:
-                    raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
+                im = open_header(path)
             except (OSError, ValueError, SyntaxError) as exc:
                 raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
         try:
             sw, sh = im.size
             check_size(label, sw, sh, max_pixels)
@@ -194,7 +209,7 @@ class PillowSource(ImageSource):
                 compact = decode_compact(path, fmt, sw, sh, im.mode, im.info, required=decoder == "imagecodecs")
             pixels = compact.pixels
             if pixels is None:
-                self._load_whole(im, label, fmt, sw, sh)
+                self._load(im, label, fmt, sw, sh)
                 if fmt == "PNG":
                     _check_png_rows(im, path, label)
             # from the header's chunks and segments (a PNG's eXIf after its pixels: Pillow's decode
@@ -231,24 +246,6 @@ class PillowSource(ImageSource):
         else:
             mode, nbytes = (None, 0) if im is None else (im.mode, None)
         return SourceStats(decoder=self._decoder, stored_mode=mode, decoded_bytes=nbytes, full_decodes=self._full_decodes)
-
-    @staticmethod
-    def _load_whole(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
-        """Decode ``im``; a truncated file is an error. Pillow pads one instead when the
-        process-wide ``ImageFile.LOAD_TRUNCATED_IMAGES`` is set: only then is it switched off
-        for the decode, under the lock (so decodes run in parallel unless an application set it)."""
-        from PIL import ImageFile
-
-        if not ImageFile.LOAD_TRUNCATED_IMAGES:
-            PillowSource._load(im, label, fmt, sw, sh)
-            return
-        with _PIL_LIMIT_LOCK:
-            saved = ImageFile.LOAD_TRUNCATED_IMAGES
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-            try:
-                PillowSource._load(im, label, fmt, sw, sh)
-            finally:
-                ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
     @staticmethod
     def _load(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:

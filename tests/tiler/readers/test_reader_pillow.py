@@ -1,4 +1,4 @@
-"""The Pillow reader: one decoded copy, Pillow's global limits lifted for one call only."""
+"""The Pillow reader: one decoded copy; Pillow's process-wide settings never changed."""
 
 from __future__ import annotations
 
@@ -46,12 +46,49 @@ def test_pillow_source_keeps_one_decoded_copy(tmp_path):
         src.read(0, 0, 1, 1)
 
 
-def test_truncated_jpeg_raises_even_if_pillow_was_told_to_accept_it(tmp_path, monkeypatch):
+def test_a_header_read_leaves_pillows_pixel_limit_as_the_program_set_it(tmp_path, monkeypatch):
+    # another thread of the program opening its own files meanwhile must see its own limit: the
+    # reader skips Pillow's check instead of lifting the process-wide limit around it
+    path = tmp_path / "big.png"
+    Image.fromarray(noise(60, 50)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    factory, accept = Image.OPEN["PNG"]
+    seen = []
+
+    def spy(fp, filename):
+        seen.append(Image.MAX_IMAGE_PIXELS)
+        return factory(fp, filename)
+
+    monkeypatch.setitem(Image.OPEN, "PNG", (spy, accept))
+    for decoder in ("auto", "pillow"):
+        with open_image(path, decoder=decoder, max_pixels=None) as src:
+            assert src.size == (50, 60)
+    assert seen == [100, 100]
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(path)  # Pillow's own check, for the program's files, is still there
+
+
+def test_a_truncated_file_is_an_error_and_pillows_truncation_setting_is_the_programs(tmp_path, monkeypatch):
     from PIL import ImageFile
 
     path = tmp_path / "cut.jpg"
     path.write_bytes(encoded_image("JPEG")[:-300])
+    for decoder in ("auto", "pillow"):
+        with pytest.raises(ImageReadError, match="truncated"):
+            open_image(path, decoder=decoder)
+    # a program that told Pillow to pad truncated files (process-wide) keeps that setting while
+    # the reader decodes, in every thread; the compact decoder still refuses the file
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    real_load = ImageFile.ImageFile.load
+    seen = []
+
+    def load(self):
+        seen.append(ImageFile.LOAD_TRUNCATED_IMAGES)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
     with pytest.raises(ImageReadError, match="truncated"):
         open_image(path)
-    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is restored
+    with open_image(path, decoder="pillow") as src:
+        assert src.size == (64, 64)
+    assert seen and all(seen)

@@ -20,16 +20,18 @@ from reader_samples import noise, read_all
 
 @pytest.fixture
 def pillow_opened(monkeypatch):
-    """Weak references to every image Pillow opens while the test runs."""
+    """Weak references to every image the reader opens while the test runs."""
+    from densedet_tile.tiler.readers import pillow
+
     seen: list[weakref.ref] = []
-    real_open = Image.open
+    real_open = pillow.open_header
 
     def spy(*args, **kwargs):
         im = real_open(*args, **kwargs)
         seen.append(weakref.ref(im))
         return im
 
-    monkeypatch.setattr(Image, "open", spy)
+    monkeypatch.setattr(pillow, "open_header", spy)
     return seen
 
 
