@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import DetectorError, InvalidInputError
+from ..errors import DensedetError, DetectorError, InvalidInputError, one_line
 from ..types import PRECISIONS, _positive_int_or_none, check_device
 from .base import Detector
 
@@ -199,11 +199,20 @@ def _from_factory(spec: str, **options: Any) -> Any:
                 raise InvalidInputError(f"detector {spec!r}: cannot import {module_name}")
             module = importlib.util.module_from_spec(spec_obj)
             sys.modules[mod_id] = module
-            spec_obj.loader.exec_module(module)
+            try:
+                spec_obj.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[mod_id]  # no half-run module left for the next attempt
+                raise
         else:
             module = importlib.import_module(module_name)
     except ImportError as exc:
         raise DetectorError(f"detector {spec!r}: cannot import {module_name}: {exc}") from exc
+    except DensedetError:
+        raise
+    except Exception as exc:  # the user's module failed while it ran (a SyntaxError, a NameError...)
+        raise DetectorError(f"detector {spec!r}: importing {module_name} raised {type(exc).__name__}: "
+                            f"{one_line(exc)}") from exc
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise DetectorError(f"detector {spec!r}: {module_name} has no callable {attr}")
@@ -213,14 +222,24 @@ def _from_factory(spec: str, **options: Any) -> Any:
         params = {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in options.items() if v is not None and (takes_any or k in params)}
-    # the engine itself resizes tiles to input_size and drops boxes under score_thr, whether the
-    # factory takes them or not: only the others are lost when the factory has no such parameter
-    engine_applied = {"device", "input_size", "score_thr"}
-    unused = sorted(k for k, v in options.items() if v is not None and k not in kwargs and k not in engine_applied)
+    # the engine itself resizes tiles to the input_size and drops boxes under the score_thr a
+    # detector declares: a factory without those parameters gets them declared on its detector
+    declared = {"input_size", "score_thr"}
+    unused = sorted(k for k, v in options.items() if v is not None and k not in kwargs and k not in declared | {"device"})
     if unused:  # given on the command line but the factory has no such parameter: say so, do not drop silently
         log.warning("detector %s takes no %s; %s ignored", spec, ", ".join(unused),
                     "it is" if len(unused) == 1 else "they are")
     try:
-        return factory(**kwargs)
+        det = factory(**kwargs)
     except Exception as exc:  # a user's code can raise anything; say where it came from
         raise DetectorError(f"detector {spec!r}: factory raised {type(exc).__name__}: {exc}") from exc
+    for name in sorted(declared):
+        value = options.get(name)
+        if value is None or name in kwargs:
+            continue
+        try:
+            setattr(det, name, value)
+        except (AttributeError, TypeError):  # slots, a read-only property...
+            log.warning("detector %s takes no %s and its %s cannot hold one; pass %s=%r to the run "
+                        "(RunSpec, detect()) instead", spec, name, type(det).__name__, name, value)
+    return det

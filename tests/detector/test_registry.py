@@ -27,6 +27,48 @@ def test_factory_from_file_gets_only_the_options_it_names(tmp_path, caplog):
     assert "ignored" not in caplog.text
 
 
+def test_a_factory_without_score_thr_or_input_size_still_gets_them_applied(tmp_path):
+    # the library's load_detector, as the command line: a detector whose factory takes neither
+    # serves at the threshold and input size asked for (they were dropped before)
+    import numpy as np
+
+    import densedet_tile as dt
+
+    mod = tmp_path / "plain.py"
+    mod.write_text(
+        "import numpy as np\n"
+        "from densedet_tile import Detections\n"
+        "class D:\n"
+        "    sides = []\n"
+        "    def predict(self, tiles):\n"
+        "        self.sides += [t.shape[:2] for t in tiles]\n"
+        "        b = np.array([[10, 10, 60, 60], [100, 10, 150, 60]], np.float32)\n"
+        "        return [Detections(b, np.array([0.9, 0.3], np.float32), np.zeros(2, np.int64)) for _ in tiles]\n"
+        "def make():\n"
+        "    return D()\n"
+    )
+    det = load_detector(f"{mod}:make", score_thr=0.7, input_size=512)
+    assert (det.score_thr, det.input_size) == (0.7, 512)
+    res = dt.detect_image(np.zeros((300, 300, 3), np.uint8), det)
+    assert res.detections.scores.tolist() == [pytest.approx(0.9)]
+    assert det.sides == [(512, 512)]
+    assert (res.settings["score_thr"], res.settings["input_size"]) == (0.7, 512)
+
+
+def test_a_factory_file_that_fails_to_import_is_a_detector_error_and_leaves_no_module(tmp_path):
+    import sys
+
+    mod = tmp_path / "broken.py"
+    mod.write_text("x = undefined_name\ndef make():\n    return None\n")
+    before = set(sys.modules)
+    with pytest.raises(DetectorError, match=r"broken\.py raised NameError: name 'undefined_name' is not defined"):
+        load_detector(f"{mod}:make")
+    assert set(sys.modules) == before
+    mod.write_text("def make(:\n")
+    with pytest.raises(DetectorError, match="raised SyntaxError"):
+        load_detector(f"{mod}:make")
+
+
 def test_factory_taking_kwargs_gets_everything_given(tmp_path):
     mod = tmp_path / "kw.py"
     mod.write_text(
