@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -45,13 +46,25 @@ def _verb_hint(word: str) -> str | None:
             f"(verbs: {', '.join(VERBS)}; without one, the arguments are images to detect in)")
 
 
+#: One in-process ``main()`` at a time: a call changes process-wide state for its run (the log
+#: handler, ``sys.stdout``/``sys.stderr``, ``warnings.showwarning``, the environment) and puts it
+#: back after, which two overlapping calls in threads would undo for each other.
+_MAIN_LOCK = threading.RLock()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``densedet-tile`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    """Run ``densedet-tile`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    Callable from a program: what it changes for its run (a log handler on the root logger when
+    the program has none, the package logger's level, ``sys.stdout``/``sys.stderr``, the warnings
+    display, environment variables for Ray) is put back when it returns; calls from several
+    threads run one after the other."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="densedet-tile: %(levelname)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _OwnLines) for f in handler.filters):
-            handler.addFilter(_OwnLines())
+    with _MAIN_LOCK, _restored_environ(), _command_logging():
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "detect" and not os.path.lexists("detect"):
         argv = argv[1:]  # the default verb, named (a file called "detect" is an image as before)
     elif argv and argv[0] not in VERBS:
@@ -65,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb = {"detect": "", "convert": "convert-checkpoint"}.get(module, module)
     from ..detector import base as detector_base
 
+    quiet_was = detector_base.QUIET_ONNXRUNTIME_PROCESS
     detector_base.QUIET_ONNXRUNTIME_PROCESS = True  # the command owns its process (no onnxruntime import here)
     package_log = logging.getLogger("densedet_tile")
     level_was = package_log.level  # --debug lowers it for the run only (main may be called again)
@@ -84,6 +98,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         finally:
             package_log.setLevel(level_was)
+            detector_base.QUIET_ONNXRUNTIME_PROCESS = quiet_was
+
+
+@contextlib.contextmanager
+def _command_logging() -> Iterator[None]:
+    """The command's log lines (``densedet-tile: WARNING: ...`` on standard error, filtered by
+    :class:`_OwnLines`) through a handler of its own on the root logger, removed afterwards. A
+    program that calls :func:`main` with logging of its own set up (root handlers) keeps it as it
+    is: its handlers show the records, unfiltered and unchanged."""
+    root = logging.getLogger()
+    if root.handlers:
+        yield
+        return
+    handler = logging.StreamHandler()  # sys.stderr as it is now
+    handler.setFormatter(logging.Formatter("densedet-tile: %(levelname)s: %(message)s"))
+    handler.addFilter(_OwnLines())
+    level_was = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level_was)
+
+
+@contextlib.contextmanager
+def _restored_environ() -> Iterator[None]:
+    """Environment variables a verb sets for its run (Ray's display settings) are put back after."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        if dict(os.environ) != saved:
+            for key in set(os.environ) - set(saved):
+                del os.environ[key]
+            for key, value in saved.items():
+                if os.environ.get(key) != value:
+                    os.environ[key] = value
 
 
 #: Optional packages a verb may import, and the extra that brings each.
