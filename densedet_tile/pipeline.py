@@ -291,28 +291,40 @@ def _tile_overlap(tiles: Sequence[Tile]) -> int | None:
     return least
 
 
+def seam_overlap_px(merge: MergeSpec) -> float:
+    """The least overlap (px) at which the seam repair tells a product cut by a seam from
+    products meeting there: a neighbour's box ending within the band of cut sides (``edge_tol``,
+    at most the box's own size) looks cut, and a product no wider than the tolerance of agreeing
+    sides (``seam_tol``) beside a larger one agrees with it; only where such a product can be
+    flagged cut in both tiles (overlap <= twice the band + its width) can it be lost: one px
+    more than that is needed (49 px by default)."""
+    return 2 * min(merge.edge_tol, merge.seam_tol) + merge.seam_tol + 1
+
+
 def _warn_narrow_overlap(name: str, tiles: Sequence[Tile], merge: MergeSpec) -> None:
-    """Say when the tiles overlap too little for the seam repair to tell a product cut by a seam
-    from two neighbours meeting there: under twice the band of cut sides (``edge_tol``), a
-    neighbour's box ending near the seam looks cut as well (two products 2 px apart across a
-    26 px overlap were joined into one box; an outside review), and without any overlap the
-    two fragments of a cut product never reach past each other's cut. Judged on the tiles as
-    cut (a tile chosen by the engine, a last tile flush with the border), with the advice as a
+    """Say when the tiles overlap too little for the seam repair (:func:`seam_overlap_px`): two
+    products 2 px apart across a 26 px overlap were joined into one box, a 10 px product between
+    two larger ones across 40 px was lost (outside reviews), and without any overlap the two
+    fragments of a cut product never reach past each other's cut. Judged on the tiles as cut
+    (a tile chosen by the engine, a last tile flush with the border), with the advice as a
     fraction of that tile."""
     px = _tile_overlap(tiles)
-    if px is None or merge.mode == "none" or px >= 2 * merge.edge_tol:
+    least = seam_overlap_px(merge)
+    if px is None or merge.mode == "none" or px >= least:
         return
     side = max(max(t.w, t.h) for t in tiles)
-    need = min(0.5, math.ceil(100 * math.ceil(2 * merge.edge_tol) / side) / 100)  # rounded up, as it is said
+    need = min(0.5, math.ceil(100 * math.ceil(least) / side) / 100)  # rounded up, as it is said
     if px <= 0:
         log.warning("%s: tiles without overlap: a product cut by a seam is seen as two fragments that "
-                    "cannot be joined, so it may be counted twice; an overlap of %.2g or more of these %d px "
-                    "tiles avoids it", name, max(need, 0.2), side)
+                    "cannot be joined, so it may be counted twice or come out short; an overlap of %.2g or more "
+                    "of these %d px tiles avoids it", name, max(need, 0.2), side)
     else:
-        log.warning("%s: the tiles overlap by %d px, less than twice the %g px band of cut box sides: a product "
-                    "cut by a seam and two products meeting there look alike, so some cut products stay in two "
-                    "pieces and some neighbours are joined; an overlap of %.2g or more of these %d px tiles "
-                    "(%d px) avoids it", name, px, merge.edge_tol, need, side, math.ceil(2 * merge.edge_tol))
+        log.warning("%s: the tiles overlap by %d px, under the %d px the seam repair needs (over twice the %g px "
+                    "band of cut box sides and the %g px tolerance of agreeing sides): a product cut by a seam and "
+                    "products meeting there look alike, so some cut products stay in two pieces, some neighbours "
+                    "are joined and a small product beside a larger one can be lost; an overlap of %.2g or more "
+                    "of these %d px tiles (%d px) avoids it", name, px, math.ceil(least), min(merge.edge_tol,
+                    merge.seam_tol), merge.seam_tol, need, side, math.ceil(least))
 
 
 def plan(source: Any, tiling: TileSpec) -> list[Tile]:

@@ -346,12 +346,17 @@ def test_the_api_serves_a_threshold_below_the_built_in_models_own(caplog):
 def test_an_overlap_too_narrow_for_the_seam_repair_is_warned_about(caplog):
     img = blob_image(600, 800, (100, 100, 160, 160))
     with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
-        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05)  # 13 px: under twice the 16 px band
-    assert "overlap by 13 px, less than twice the 16 px band" in caplog.text
-    assert "an overlap of 0.13 or more of these 256 px tiles (32 px)" in caplog.text
+        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05)  # 13 px: not over 2 x 16 + 16
+    assert "overlap by 13 px, under the 49 px the seam repair needs" in caplog.text
+    assert "an overlap of 0.2 or more of these 256 px tiles (49 px)" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
-        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05, merge=dt.MergeSpec(edge_tol=4.0))  # their band
+        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.16)  # 41 px: a 14 px product can be lost
+    assert "overlap by 41 px, under the 49 px" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+        # their band and tolerance: over 2 x 4 + 4 px
+        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05, merge=dt.MergeSpec(edge_tol=4.0, seam_tol=4.0))
         dt.detect_image(img, BlobDetector(), tile=256, overlap=0.2)  # 51 px
         dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05, merge=dt.MergeSpec(mode="none"))  # nothing is repaired
         dt.detect_image(img, BlobDetector(), tile=1024, overlap=0.0)  # one tile: no seam

@@ -7,14 +7,16 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
 * **drop** (a truncated view): box ``f`` is dropped when another tile's box ``g`` agrees
   with ``f`` on every side where ``f`` is not cut, reaches about as far as ``f`` (within the
   tolerance) on every side, and reaches further than ``f`` on a cut side -- ``g`` saw what
-  ``f``'s tile cut off. When two views each qualify, only the smaller is dropped.
+  ``f``'s tile cut off. Drops never go round in a cycle: a view is dropped only for a larger
+  one (by area) or for one that nothing drops, so when two views each qualify only the
+  smaller is dropped.
 * **contain** (a truncated view that does not agree): a cut ``f`` lying largely inside ``g``
   (intersection over ``f``'s own area at least ``contain``) is dropped too when ``g`` reaches
   past one of ``f``'s cut sides by more than the tolerance and ``f`` past none of ``g``'s
   (``g`` is the fuller view), whatever ``f``'s uncut sides say: a real detector draws the
   uncut sides of a truncated view differently (less context, or something small standing in
-  front of the product in that tile only), and two products do not nest. When two views
-  each qualify, only the smaller is dropped.
+  front of the product in that tile only), and two products do not nest. The same guard
+  against cycles applies.
 * **unconfirmed** (a truncated view nobody else sees, with ``confirm``): a cut ``f`` lying
   wholly inside another tile that reported nothing overlapping it (no box of that tile, of
   any label, covers 30% of ``f`` or of itself) is dropped. That tile saw the same pixels
@@ -307,12 +309,6 @@ def repair_seams(
         j_past_i_cut = (ci & (d > tol)).any(axis=1)
         drop_i |= (inter >= contain * ai) & j_past_i_cut & ~i_past_j_cut
         drop_j |= (inter >= contain * aj) & i_past_j_cut & ~j_past_i_cut
-    # Two views that each see past the other's cut (both nearly whole): drop only the smaller.
-    both = drop_i & drop_j
-    if both.any():
-        i_smaller = (ai < aj) | ((ai == aj) & (i > j))
-        drop_i &= ~both | i_smaller
-        drop_j &= ~both | ~i_smaller
 
     def meets(f: np.ndarray, gg: np.ndarray, cf: np.ndarray, cg: np.ndarray, ax: int) -> np.ndarray:
         """f cut on its far side of axis ``ax`` (0: x, 1: y), gg cut on its near side."""
@@ -337,10 +333,25 @@ def repair_seams(
         | meets(bi, bj, ci, cj, 1)
         | meets(bj, bi, cj, ci, 1)
     )
-    # A pair that meets is joined, not dropped; a box dropped through another pair (a third
-    # tile saw it whole, or saw more of it) or unconfirmed takes no part in joins.
-    dropped[i[drop_i & ~join]] = True
-    dropped[j[drop_j & ~join]] = True
+    # A pair that meets is joined, not dropped.
+    drop_i &= ~join
+    drop_j &= ~join
+    # Drops must not go round in a cycle, which would remove every view of a product (the four
+    # views of one product in the corner of four tiles, each cut and within a pixel of the
+    # others, dropped one another round the ring; two views that each see past the other's
+    # cut are the short cycle). A view dropped by another keeps that drop only when the other
+    # is larger (by area, then the lower index) or is dropped by none: such drops form no
+    # cycle, so every view dropped has a chain of fuller views ending in one that stays.
+    i_smaller = (ai < aj) | ((ai == aj) & (i > j))
+    victim = np.zeros(n, bool)
+    victim[i[drop_i]] = True
+    victim[j[drop_j]] = True
+    drop_i &= i_smaller | ~victim[j]
+    drop_j &= ~i_smaller | ~victim[i]
+    # A box dropped through another pair (a third tile saw it whole, or saw more of it) or
+    # unconfirmed takes no part in joins.
+    dropped[i[drop_i]] = True
+    dropped[j[drop_j]] = True
     dropped &= ~unconfirmed
     gone = dropped | unconfirmed
     join &= ~gone[i] & ~gone[j]

@@ -224,6 +224,44 @@ def test_two_nearly_whole_views_keep_the_larger() -> None:
         np.testing.assert_array_equal(out.xyxy[0], [50, 62, 100, 90])
 
 
+@pytest.mark.parametrize("mode", ["wbf", "nms"])
+def test_four_views_of_one_product_in_a_corner_leave_one_box(mode: str) -> None:
+    # a product in the corner where four tiles overlap, its sides near every interior edge: each
+    # view is flagged cut and reaches a fraction of a pixel past the next one's cut side, so
+    # each was dropped as a truncated view of another, round the ring, and the product vanished
+    tiles = make_grid(1800, 1800, TileSpec(1000, 0.2))
+    views = {(0, 0): [811.437, 807.5, 996.12, 993.121], (800, 0): [811.48, 807.057, 995.461, 993.282],
+             (0, 800): [810.781, 807.139, 996.565, 991.467], (800, 800): [811.388, 807.892, 995.455, 992.887]}
+    dets = [Detections((np.array(views[(t.x, t.y)]) - [t.x, t.y, t.x, t.y])[None].astype(np.float32),
+                       np.array([0.9], np.float32)) for t in tiles]
+    for adaptive in (True, False):
+        out = merge_tiles(tiles, dets, MergeSpec(mode=mode, adaptive_tol=adaptive))
+        assert len(out) == 1
+        assert pair_iou(np.concatenate([out.xyxy, [[811, 807, 996, 992]]]), np.array([0]), np.array([1]))[0] > 0.98
+
+
+def test_a_narrow_product_beside_larger_ones_is_kept_over_the_overlap_the_engine_asks_for() -> None:
+    # a product narrower than seam_tol between two larger ones agrees with each; where the overlap
+    # lets it be flagged cut in both tiles (within edge_tol of either edge) both its views were
+    # dropped for its neighbours: the engine warns under seam_overlap_px (tests/test_pipeline.py)
+    # and over it no such product is lost, whatever its width, gap and place in the strip
+    from densedet_tile.pipeline import seam_overlap_px
+
+    least = int(seam_overlap_px(MergeSpec()))
+    tiles = make_grid(760, 200, TileSpec(400, least / 400))
+    assert tiles[1].x == 400 - least
+    for big in (27, 60):
+        for w in range(4, 24, 2):
+            for gap in (0, 2, 4):
+                for off in range(0, least - w + 1, 3):
+                    x0 = 400 - least + off
+                    boxes = [[x0 - gap - big, 100, x0 - gap, 131], [x0, 104, x0 + w, 131],
+                             [x0 + w + gap, 96, x0 + w + gap + big, 131]]
+                    img = paint(760, 200, boxes)
+                    dets = PaintedDetector(jitter=0.0).predict([img[t.y : t.y2, t.x : t.x2] for t in tiles])
+                    assert_one_box_each(merge_tiles(tiles, dets, MergeSpec()), boxes, 0.999)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_near_seam_shortcut_changes_nothing(seed: int) -> None:
     from densedet_tile.merge import repair_seams
