@@ -291,25 +291,15 @@ def _tile_overlap(tiles: Sequence[Tile]) -> int | None:
     return least
 
 
-def seam_overlap_px(merge: MergeSpec) -> float:
-    """The least overlap (px) at which the seam repair tells a product cut by a seam from
-    products meeting there: a neighbour's box ending within the band of cut sides (``edge_tol``,
-    at most the box's own size) looks cut, and a product no wider than the tolerance of agreeing
-    sides (``seam_tol``) beside a larger one agrees with it; only where such a product can be
-    flagged cut in both tiles (overlap <= twice the band + its width) can it be lost: one px
-    more than that is needed (49 px by default)."""
-    return 2 * min(merge.edge_tol, merge.seam_tol) + merge.seam_tol + 1
-
-
 def _warn_narrow_overlap(name: str, tiles: Sequence[Tile], merge: MergeSpec) -> None:
-    """Say when the tiles overlap too little for the seam repair (:func:`seam_overlap_px`): two
+    """Say when the tiles overlap too little for the seam repair (``MergeSpec.seam_overlap_px``): two
     products 2 px apart across a 26 px overlap were joined into one box, a 10 px product between
     two larger ones across 40 px was lost (outside reviews), and without any overlap the two
     fragments of a cut product never reach past each other's cut. Judged on the tiles as cut
     (a tile chosen by the engine, a last tile flush with the border), with the advice as a
     fraction of that tile."""
     px = _tile_overlap(tiles)
-    least = seam_overlap_px(merge)
+    least = merge.seam_overlap_px
     if px is None or merge.mode == "none" or px >= least:
         return
     side = max(max(t.w, t.h) for t in tiles)

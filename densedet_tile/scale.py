@@ -32,7 +32,7 @@ from .detector.base import input_size_of, photo_scale_of, product_size_of, resiz
 from .detector.calls import DetectorCalls, image_key
 from .errors import InvalidInputError
 from .tiler.resize import resize_to, shrink_source
-from .types import RunSpec, TileSpec
+from .types import MergeSpec, RunSpec, TileSpec
 
 __all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "scaled_side", "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES"]
 
@@ -216,7 +216,8 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> Sca
 
     In order: an explicit ``run.input_size`` wins (tiles are resized to it, as given);
     ``run.scale``; ``tiling.tile == "auto"`` (products measured, see
-    :func:`estimate_product_height`; overlap raised to cover a typical product); the
+    :func:`estimate_product_height`; overlap raised to cover a typical product, and to
+    ``MergeSpec().seam_overlap_px``); the
     detector's ``photo_scale`` rule for photo-like images; else the tiling as given.
     """
     width, height = int(src.width), int(src.height)
@@ -267,7 +268,9 @@ def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> ScaleChoic
         info["value"] = round(s, 6)
         tiling, run = _apply(tiling, run, detector, s, int(src.width), int(src.height))
     if height_px is not None:
-        need = min(0.5, _AUTO_OVERLAP_PRODUCTS * height_px / tiling.tile)
+        # and no narrower than the seam repair needs with the default merge (small products make
+        # small tiles: 20 px products, tiles of 160 px, 32 px of overlap)
+        need = min(0.5, max(_AUTO_OVERLAP_PRODUCTS * height_px, MergeSpec().seam_overlap_px) / tiling.tile)
         if need > tiling.overlap:
             tiling = replace(tiling, overlap=round(need, 4))
     info["seconds"] = round(time.perf_counter() - t0, 4)

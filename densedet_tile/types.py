@@ -384,6 +384,17 @@ class MergeSpec:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= float(v) < 1e9):
             raise InvalidInputError(f"MergeSpec.noise_prior_pairs must be >= 0, got {v!r}")
 
+    @property
+    def seam_overlap_px(self) -> float:
+        """The least overlap (px) at which the seam repair tells a product cut by a seam from
+        products meeting there: a neighbour's box ending within the band of cut sides
+        (``edge_tol``) looks cut, and a product no wider than the tolerance of agreeing sides
+        (``seam_tol``) beside a larger one agrees with it; only where such a product can be
+        flagged cut in both tiles (overlap <= twice the band + its width) can it be lost, so one
+        px more than that (49 px by default). The engine warns under it; ``tile="auto"`` keeps
+        its overlap at it or above."""
+        return 2 * min(self.edge_tol, self.seam_tol) + self.seam_tol + 1
+
 
 def check_device(device: object) -> str:
     """``device`` normalised (``auto``, ``cpu``, ``cuda`` or ``cuda:N``); says what was wrong otherwise.

@@ -94,6 +94,17 @@ def test_auto_tile_brings_products_to_the_trained_size(product_h):
     assert recall(res.detections, truth) >= 0.98
 
 
+def test_auto_tile_keeps_the_overlap_the_seam_repair_needs(caplog):
+    # 24 px products make 154 px tiles, whose 0.2 would be 31 px of overlap: under the 49 px
+    # where a small product beside larger ones can lose both its views
+    img, _ = shelf(3000, 1400, 24)
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+        res = dt.detect_image(img, SizedBlobs(input_size=256, trained=40.0, tolerance=1.6), tile="auto")
+    assert res.settings["tile"] < 200
+    assert round(res.settings["overlap"] * res.settings["tile"]) >= dt.MergeSpec().seam_overlap_px
+    assert "overlap by" not in caplog.text
+
+
 def test_fixed_default_tile_misses_products_far_from_the_trained_size():
     # the reason for auto: at tile 1280 (scale 0.2 here) 400 px products reach the model at 80 px
     img, truth = shelf(3000, 1400, 400)

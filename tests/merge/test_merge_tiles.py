@@ -243,11 +243,10 @@ def test_four_views_of_one_product_in_a_corner_leave_one_box(mode: str) -> None:
 def test_a_narrow_product_beside_larger_ones_is_kept_over_the_overlap_the_engine_asks_for() -> None:
     # a product narrower than seam_tol between two larger ones agrees with each; where the overlap
     # lets it be flagged cut in both tiles (within edge_tol of either edge) both its views were
-    # dropped for its neighbours: the engine warns under seam_overlap_px (tests/test_pipeline.py)
-    # and over it no such product is lost, whatever its width, gap and place in the strip
-    from densedet_tile.pipeline import seam_overlap_px
-
-    least = int(seam_overlap_px(MergeSpec()))
+    # dropped for its neighbours: the engine warns under MergeSpec.seam_overlap_px
+    # (tests/test_pipeline.py) and from it on no such product is lost, whatever its width, gap
+    # and place in the strip
+    least = int(MergeSpec().seam_overlap_px)
     tiles = make_grid(760, 200, TileSpec(400, least / 400))
     assert tiles[1].x == 400 - least
     for big in (27, 60):
