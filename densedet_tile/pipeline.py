@@ -304,17 +304,21 @@ def _warn_narrow_overlap(name: str, tiles: Sequence[Tile], merge: MergeSpec) -> 
         return
     side = max(max(t.w, t.h) for t in tiles)
     need = min(0.5, math.ceil(100 * math.ceil(least) / side) / 100)  # rounded up, as it is said
+    if least > 0.5 * side:  # no overlap a tile this small can give: say what can
+        advice = (f"tiles of {2 * math.ceil(least)} px or more (at overlap 0.5), or a smaller --edge-tol and "
+                  f"--seam-tol (image pixels: a product seen this much enlarged is placed that much more finely)")
+    else:
+        advice = f"an overlap of {need:.2g} or more of these {side} px tiles ({math.ceil(least)} px)"
     if px <= 0:
         log.warning("%s: tiles without overlap: a product cut by a seam is seen as two fragments that "
-                    "cannot be joined, so it may be counted twice or come out short; an overlap of %.2g or more "
-                    "of these %d px tiles avoids it", name, max(need, 0.2), side)
+                    "cannot be joined, so it may be counted twice or come out short; %s avoids it", name,
+                    advice if least > 0.5 * side else f"an overlap of {max(need, 0.2):.2g} or more of these {side} px tiles")
     else:
         log.warning("%s: the tiles overlap by %d px, under the %d px the seam repair needs (over twice the %g px "
                     "band of cut box sides and the %g px tolerance of agreeing sides): a product cut by a seam and "
                     "products meeting there look alike, so some cut products stay in two pieces, some neighbours "
-                    "are joined and a small product beside a larger one can be lost; an overlap of %.2g or more "
-                    "of these %d px tiles (%d px) avoids it", name, px, math.ceil(least), min(merge.edge_tol,
-                    merge.seam_tol), merge.seam_tol, need, side, math.ceil(least))
+                    "are joined and a small product beside a larger one can be lost; %s avoids it", name, px,
+                    math.ceil(least), min(merge.edge_tol, merge.seam_tol), merge.seam_tol, advice)
 
 
 def plan(source: Any, tiling: TileSpec) -> list[Tile]:

@@ -193,9 +193,11 @@ def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, 
         # a tile's longer side is resized to input_size: the tile, or the whole image where it
         # is smaller than one tile
         return replace(tiling, tile=base_tile), replace(run, input_size=scaled_side(min(base_tile, longer), s))
-    tile = max(32, round(model_side / s))
+    tile = round(model_side / s)
     if tile >= longer:  # the whole image fits in one tile: show it at scale s
         return replace(tiling, tile=max(32, longer)), replace(run, input_size=scaled_side(longer, s))
+    if tile < 32:  # tiles are 32 px at least: those shown at 32 * s px (the model's own side gave 20x at most)
+        return replace(tiling, tile=32), replace(run, input_size=scaled_side(32, s))
     return replace(tiling, tile=tile), run
 
 

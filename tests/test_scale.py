@@ -145,6 +145,19 @@ def test_scale_larger_than_the_image_shows_it_whole_at_that_scale():
     assert det.seen == [(160, 240)]
 
 
+
+def test_a_scale_beyond_the_smallest_tile_is_shown_as_asked(caplog):
+    # a 256 px model at scale 16 wants 16 px tiles; tiles are 32 px at least, so those are shown
+    # at 512 px: the scale asked for (it stopped at 8 before, with the JSON saying 16)
+    img, _ = shelf(400, 300, 20)
+    det = SizedBlobs(input_size=256)
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+        res = dt.detect_image(img, det, scale=16)
+    assert res.settings["tile"] == 32 and res.settings["input_size"] == 512
+    assert {side for side in det.seen} == {(512, 512)}
+    # no overlap of a 32 px tile reaches the 49 px the seam repair needs: the advice says what does
+    assert "tiles of 98 px or more (at overlap 0.5), or a smaller --edge-tol and --seam-tol" in caplog.text
+
 def test_native_model_gets_an_input_size_from_the_scale():
     img, _ = shelf(2000, 1000, 100)
     det = SizedBlobs(input_size=None)
