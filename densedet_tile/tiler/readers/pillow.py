@@ -33,13 +33,19 @@ log = logging.getLogger(__name__)
 Decoder = Literal["auto", "imagecodecs", "pillow"]
 DECODERS: tuple[str, ...] = ("auto", "imagecodecs", "pillow")
 
+#: Pillow's pixel limit is process-wide. A few format plugins (WebP) check it themselves while
+#: reading the header; for those alone it is lifted around that read, under this lock.
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
 def open_header(path: str | os.PathLike[str]) -> Any:
     """``PIL.Image.open(path)`` (the header only) without Pillow's decompression-bomb check: the
-    engine's ``max_pixels`` replaces it (panoramas are far over Pillow's limit), and Pillow's
-    limit (``Image.MAX_IMAGE_PIXELS``) is process-wide, so it is never changed here: a program
-    that relies on it for its own files keeps it in every thread. Pillow checks the limit in
-    ``Image.open`` after its format plugin has read the header; this calls the plugins the same
-    way (those Pillow loads first, then all) and leaves the check out.
+    engine's ``max_pixels`` replaces it (panoramas are far over Pillow's limit). Pillow's limit
+    (``Image.MAX_IMAGE_PIXELS``) is process-wide, and a program may rely on it for its own
+    files: Pillow checks it in ``Image.open`` after the format plugin has read the header, so
+    this calls the plugins the same way (those Pillow loads first, then all) and leaves the
+    check out, changing nothing. Only a plugin that checks the limit itself (WebP) gets it
+    lifted around its header read, under a lock (as the whole reader did before).
     Raises ``PIL.UnidentifiedImageError`` as ``Image.open`` does."""
     from PIL import Image, UnidentifiedImageError
 
@@ -54,14 +60,23 @@ def open_header(path: str | os.PathLike[str]) -> Any:
                     continue
                 tried.add(fmt)
                 factory, accept = Image.OPEN[fmt]
-                fits = accept(prefix) if accept else True
-                if not fits or isinstance(fits, str):  # a string: why it does not fit
-                    continue
-                fp.seek(0)
                 try:
-                    im = factory(fp, os.fspath(path))
+                    fits = accept(prefix) if accept else True
+                    if not fits or isinstance(fits, str):  # a string: why it does not fit
+                        continue
+                    fp.seek(0)
+                    try:
+                        im = factory(fp, os.fspath(path))
+                    except Image.DecompressionBombError:
+                        with _PIL_LIMIT_LOCK:
+                            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                            try:
+                                fp.seek(0)
+                                im = factory(fp, os.fspath(path))
+                            finally:
+                                Image.MAX_IMAGE_PIXELS = saved
                 except (SyntaxError, IndexError, TypeError, struct.error):
-                    continue  # not this format after all, as Image.open goes on to the next
+                    continue  # not this format after all (a prefix too short for it...), as Image.open goes on
                 im._exclusive_fp = True  # closing the image closes the file, as Image.open's do
                 return im
         raise UnidentifiedImageError(f"cannot identify image file {os.fspath(path)!r}")

@@ -68,6 +68,22 @@ def test_a_header_read_leaves_pillows_pixel_limit_as_the_program_set_it(tmp_path
         Image.open(path)  # Pillow's own check, for the program's files, is still there
 
 
+def test_a_webp_over_pillows_limit_opens_and_a_few_bytes_are_an_unknown_format(tmp_path, monkeypatch):
+    # Pillow's WebP plugin checks the limit itself while reading the header; a 3-byte file made
+    # one plugin's header test fail with struct.error
+    path = tmp_path / "pano.webp"
+    Image.fromarray(noise(60, 50)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with open_image(path, max_pixels=None) as src:
+        assert src.size == (50, 60)
+    assert Image.MAX_IMAGE_PIXELS == 100
+    for data in (b"\xff\xd8\xff", b"BM", b"\x00"):
+        short = tmp_path / "short.jpg"
+        short.write_bytes(data)
+        with pytest.raises(ImageReadError, match="short.jpg: unknown or unsupported image format"):
+            open_image(short)
+
+
 def test_a_truncated_file_is_an_error_and_pillows_truncation_setting_is_the_programs(tmp_path, monkeypatch):
     from PIL import ImageFile
 
