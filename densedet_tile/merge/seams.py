@@ -7,9 +7,9 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
 * **drop** (a truncated view): box ``f`` is dropped when another tile's box ``g`` agrees
   with ``f`` on every side where ``f`` is not cut, reaches about as far as ``f`` (within the
   tolerance) on every side, and reaches further than ``f`` on a cut side -- ``g`` saw what
-  ``f``'s tile cut off. Drops never go round in a cycle: a view is dropped only for a larger
-  one (by area) or for one that nothing drops, so when two views each qualify only the
-  smaller is dropped.
+  ``f``'s tile cut off. Drops never go round in a cycle: among views on one, a view is
+  dropped only for a larger one (by area), so when two views each qualify only the smaller
+  is dropped.
 * **contain** (a truncated view that does not agree): a cut ``f`` lying largely inside ``g``
   (intersection over ``f``'s own area at least ``contain``) is dropped too when ``g`` reaches
   past one of ``f``'s cut sides by more than the tolerance and ``f`` past none of ``g``'s
@@ -339,15 +339,13 @@ def repair_seams(
     # Drops must not go round in a cycle, which would remove every view of a product (the four
     # views of one product in the corner of four tiles, each cut and within a pixel of the
     # others, dropped one another round the ring; two views that each see past the other's
-    # cut are the short cycle). A view dropped by another keeps that drop only when the other
-    # is larger (by area, then the lower index) or is dropped by none: such drops form no
-    # cycle, so every view dropped has a chain of fuller views ending in one that stays.
+    # cut are the short cycle). Among the views on cycles a view is dropped only for a larger
+    # one (by area, then the lower index); every other drop stands.
     i_smaller = (ai < aj) | ((ai == aj) & (i > j))
-    victim = np.zeros(n, bool)
-    victim[i[drop_i]] = True
-    victim[j[drop_j]] = True
-    drop_i &= i_smaller | ~victim[j]
-    drop_j &= ~i_smaller | ~victim[i]
+    ring = _on_cycles(n, np.concatenate([j[drop_i], i[drop_j]]), np.concatenate([i[drop_i], j[drop_j]]))
+    on_ring = ring[i] & ring[j]
+    drop_i &= i_smaller | ~on_ring
+    drop_j &= ~i_smaller | ~on_ring
     # A box dropped through another pair (a third tile saw it whole, or saw more of it) or
     # unconfirmed takes no part in joins.
     dropped[i[drop_i]] = True
@@ -376,6 +374,19 @@ def repair_seams(
     top = members[best[firsts]]
     join_group[members] = inv
     return result(~gone & ~joined, jb, s[top], lab[top])
+
+
+def _on_cycles(n: int, dropper: np.ndarray, victim: np.ndarray) -> np.ndarray:
+    """(n,) bool: the views that may lie on a cycle of drops (edges ``dropper -> victim``), what
+    is left after peeling off, again and again, every view that drops none or that none drops
+    (no cycle passes through it). Vectorised; a pass per link of the longest chain of drops."""
+    alive = np.ones(dropper.size, bool)
+    while True:
+        core = (np.bincount(victim[alive], minlength=n) > 0) & (np.bincount(dropper[alive], minlength=n) > 0)
+        keep = alive & core[dropper] & core[victim]
+        if keep.sum() == alive.sum():
+            return core
+        alive = keep
 
 
 def _confirmed_by(b: np.ndarray, g: np.ndarray, which: np.ndarray, confirmers: tuple[np.ndarray, np.ndarray],

@@ -240,6 +240,22 @@ def test_four_views_of_one_product_in_a_corner_leave_one_box(mode: str) -> None:
         assert pair_iou(np.concatenate([out.xyxy, [[811, 807, 996, 992]]]), np.array([0]), np.array([1]))[0] > 0.98
 
 
+@pytest.mark.parametrize("mode", ["wbf", "nms"])
+def test_a_chain_of_drops_without_a_cycle_still_drops_every_view_but_one(mode: str) -> None:
+    # four noisy views of one 13x9 px product (a painted detector's, 3 px noise): tile 35's view
+    # drops 36's, and 36's drops 25's although 25's is larger; with no cycle every such drop
+    # stands (a first guard against cycles kept 25's view beside the product's box)
+    views = {24: [66.508, 114.612, 74.681, 117.616], 25: [2.156, 113.629, 11.986, 119.836],
+             35: [65.994, 77.389, 74.258, 87.074], 36: [1.185, 78.330, 7.120, 87.047]}
+    scores = {24: 0.6586, 25: 0.6586, 35: 0.9409, 36: 0.6586}
+    tiles = make_grid(792, 291, TileSpec(120, 52 / 120))
+    dets = [Detections(np.array([views[t.index]], np.float32), np.array([scores[t.index]], np.float32))
+            if t.index in views else Detections.empty() for t in tiles]
+    out = merge_tiles(tiles, dets, MergeSpec(mode=mode))
+    assert len(out) == 1
+    np.testing.assert_allclose(out.xyxy[0], [202.0, 248.4, 210.3, 258.1], atol=0.05)
+
+
 def test_a_narrow_product_beside_larger_ones_is_kept_over_the_overlap_the_engine_asks_for() -> None:
     # a product narrower than seam_tol between two larger ones agrees with each; where the overlap
     # lets it be flagged cut in both tiles (within edge_tol of either edge) both its views were
