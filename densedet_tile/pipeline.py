@@ -318,7 +318,7 @@ def _warn_narrow_overlap(name: str, tiles: Sequence[Tile], merge: MergeSpec) -> 
                     "band of cut box sides and the %g px tolerance of agreeing sides): a product cut by a seam and "
                     "products meeting there look alike, so some cut products stay in two pieces, some neighbours "
                     "are joined and a small product beside a larger one can be lost; %s avoids it", name, px,
-                    math.ceil(least), min(merge.edge_tol, merge.seam_tol), merge.seam_tol, advice)
+                    math.ceil(least), merge.edge_tol, merge.seam_tol, advice)
 
 
 def plan(source: Any, tiling: TileSpec) -> list[Tile]:

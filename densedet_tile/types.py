@@ -388,12 +388,13 @@ class MergeSpec:
     def seam_overlap_px(self) -> float:
         """The least overlap (px) at which the seam repair tells a product cut by a seam from
         products meeting there: a neighbour's box ending within the band of cut sides
-        (``edge_tol``) looks cut, and a product no wider than the tolerance of agreeing sides
-        (``seam_tol``) beside a larger one agrees with it; only where such a product can be
-        flagged cut in both tiles (overlap <= twice the band + its width) can it be lost, so one
-        px more than that (49 px by default). The engine warns under it; ``tile="auto"`` keeps
+        (``edge_tol``) looks cut (two products meeting across an overlap under twice the band
+        were joined), and a product no wider than the tolerance of agreeing sides (``seam_tol``)
+        beside a larger one agrees with it, so where it can be flagged cut in both tiles
+        (overlap <= twice the band + its width) it can be lost: one px more than twice the band
+        plus the tolerance, 49 px by default. The engine warns under it; ``tile="auto"`` keeps
         its overlap at it or above."""
-        return 2 * min(self.edge_tol, self.seam_tol) + self.seam_tol + 1
+        return 2 * self.edge_tol + self.seam_tol + 1
 
 
 def check_device(device: object) -> str:

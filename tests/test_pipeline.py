@@ -354,6 +354,10 @@ def test_an_overlap_too_narrow_for_the_seam_repair_is_warned_about(caplog):
         dt.detect_image(img, BlobDetector(), tile=256, overlap=0.16)  # 41 px: a 14 px product can be lost
     assert "overlap by 41 px, under the 49 px" in caplog.text
     caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):  # a tight tolerance, the same band
+        dt.detect_image(img, BlobDetector(), tile=256, overlap=0.08, merge=dt.MergeSpec(seam_tol=4.0))  # 20 px
+    assert "overlap by 20 px, under the 37 px the seam repair needs (over twice the 16 px band" in caplog.text
+    caplog.clear()
     with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
         # their band and tolerance: over 2 x 4 + 4 px
         dt.detect_image(img, BlobDetector(), tile=256, overlap=0.05, merge=dt.MergeSpec(edge_tol=4.0, seam_tol=4.0))

@@ -124,19 +124,23 @@ def _command_logging() -> Iterator[None]:
         root.setLevel(level_was)
 
 
+#: Environment variables a verb may set for its run (``batch``: Ray's display settings).
+_VERB_ENVIRON = ("RAY_COLOR_PREFIX", "RAY_DEDUP_LOGS_SKIP_REGEX")
+
+
 @contextlib.contextmanager
 def _restored_environ() -> Iterator[None]:
-    """Environment variables a verb sets for its run (Ray's display settings) are put back after."""
-    saved = dict(os.environ)
+    """The variables of :data:`_VERB_ENVIRON` as they were before the run, and only those (the
+    program's other threads may change their own meanwhile)."""
+    saved = {key: os.environ.get(key) for key in _VERB_ENVIRON}
     try:
         yield
     finally:
-        if dict(os.environ) != saved:
-            for key in set(os.environ) - set(saved):
-                del os.environ[key]
-            for key, value in saved.items():
-                if os.environ.get(key) != value:
-                    os.environ[key] = value
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 #: Optional packages a verb may import, and the extra that brings each.

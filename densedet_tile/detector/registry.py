@@ -237,6 +237,12 @@ def _from_factory(spec: str, **options: Any) -> Any:
         value = options.get(name)
         if value is None or name in kwargs:
             continue
+        own = getattr(det, name, None)
+        if own is not None:  # the model's own (it may filter there): kept, never overwritten
+            if own != value:
+                log.warning("detector %s declares its own %s %r, which it keeps; a run's %s (--%s, RunSpec) "
+                            "applies to the boxes it returns", spec, name, own, name, name.replace("_", "-"))
+            continue
         try:
             setattr(det, name, value)
         except (AttributeError, TypeError):  # slots, a read-only property...

@@ -70,6 +70,21 @@ def test_a_program_with_its_own_logging_keeps_its_handlers_as_they_were(tmp_path
     assert "densedet_tile.pipeline|a.png: the tiles overlap" in r.stdout  # the run's line, through the program's handler
 
 
+def test_the_programs_own_environment_changes_during_a_run_are_kept(tmp_path):
+    # what another part of the program sets while main() runs (here its detector) is its own:
+    # only the variables a verb sets for itself are put back
+    r = run_script(tmp_path, """
+        with open("setter.py", "w") as f:
+            f.write("import os, sys\\nsys.path.insert(0, %r)\\nfrom fakes import make_blob\\n"
+                    "def make(**kw):\\n    os.environ['APP_TOKEN'] = 'x'\\n    return make_blob()\\n" % sys.path[0])
+        os.environ["APP_MODE"] = "before"
+        argv = ["batch", "imgs", "--ray", "none", "--detector", "setter.py:make", "--device", "cpu", "--out", "o3"]
+        assert main(argv) == 0
+        print("token:", os.environ.get("APP_TOKEN"), "mode:", os.environ.get("APP_MODE"))
+    """)
+    assert "token: x mode: before" in r.stdout
+
+
 def test_calls_from_two_threads_leave_the_streams_and_warning_display_as_they_were(tmp_path):
     r = run_script(tmp_path, """
         before = state()

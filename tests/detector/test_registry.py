@@ -55,6 +55,18 @@ def test_a_factory_without_score_thr_or_input_size_still_gets_them_applied(tmp_p
     assert (res.settings["score_thr"], res.settings["input_size"]) == (0.7, 512)
 
 
+def test_a_detectors_own_score_thr_is_never_overwritten(tmp_path, caplog):
+    # a model that filters at its own 0.5 and declares it: the engine must keep knowing that
+    # boxes under 0.5 do not exist (it warns about a run asking for less)
+    mod = tmp_path / "own.py"
+    mod.write_text("class D:\n    score_thr = 0.5\n    def predict(self, tiles):\n        return []\n"
+                   "def make():\n    return D()\n")
+    with caplog.at_level("WARNING", logger="densedet_tile.detector.registry"):
+        det = load_detector(f"{mod}:make", score_thr=0.3, input_size=512)
+    assert (det.score_thr, det.input_size) == (0.5, 512)
+    assert "declares its own score_thr 0.5, which it keeps" in caplog.text
+
+
 def test_a_factory_file_that_fails_to_import_is_a_detector_error_and_leaves_no_module(tmp_path):
     import sys
 
