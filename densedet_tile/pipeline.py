@@ -240,7 +240,7 @@ def detect_image(
     t_open = time.perf_counter()
     with ctx as src:
         t_open = time.perf_counter() - t_open
-        scaled = choose_scale(src, detector, tiling, run)
+        scaled = choose_scale(src, detector, tiling, run, merge)
         tiles = plan(src, scaled.tiling)
         side = scaled.run.input_size or input_size_of(detector)
         if side and len(tiles) > 1 and side > TINY_TILE_ZOOM * max(tiles[0].w, tiles[0].h):
@@ -539,7 +539,7 @@ def counts_at_thresholds(
     run = replace(run, score_thr=low)
     ctx: Any = contextlib.nullcontext(source) if _is_image_source(source) else open_image(source, max_pixels=run.max_pixels)
     with ctx as src:
-        scaled = choose_scale(src, detector, tiling, run)
+        scaled = choose_scale(src, detector, tiling, run, merge)
         tiles = plan(src, scaled.tiling)
         preds = predict_tiles(src, tiles, detector, scaled.run)
     dets = _thinned(tiles, preds.dets, merge)  # once for every threshold, as merge_counted does

@@ -213,13 +213,13 @@ def scaled_side(tile: int, s: float) -> int:
     return side
 
 
-def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> ScaleChoice:
+def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec | None = None) -> ScaleChoice:
     """Decide the scale for the open image ``src`` and return specs that produce it.
 
     In order: an explicit ``run.input_size`` wins (tiles are resized to it, as given);
     ``run.scale``; ``tiling.tile == "auto"`` (products measured, see
-    :func:`estimate_product_height`; overlap raised to cover a typical product, and to
-    ``MergeSpec().seam_overlap_px``); the
+    :func:`estimate_product_height`; overlap raised to cover a typical product, and to the
+    ``seam_overlap_px`` of ``merge``, default :class:`MergeSpec`); the
     detector's ``photo_scale`` rule for photo-like images; else the tiling as given.
     """
     width, height = int(src.width), int(src.height)
@@ -238,7 +238,7 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> Sca
                         input_size_of(detector))
         return ScaleChoice(t, r, {"source": "given", "value": run.scale})
     if auto:
-        return _auto(src, detector, tiling, run)
+        return _auto(src, detector, tiling, run, MergeSpec() if merge is None else merge)
     rule = photo_scale_of(detector, width, height)
     if rule is not None and max(width, height) <= PHOTO_ASPECT_MAX * min(width, height):
         t, r = _apply(tiling, run, detector, rule, width, height)
@@ -250,7 +250,7 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> Sca
     return ScaleChoice(tiling, run, {"source": "tile", "value": None})
 
 
-def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> ScaleChoice:
+def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec) -> ScaleChoice:
     t0 = time.perf_counter()
     target = product_size_of(detector)
     # the served threshold: detectors return boxes a little below it (for the count range)
@@ -270,9 +270,10 @@ def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> ScaleChoic
         info["value"] = round(s, 6)
         tiling, run = _apply(tiling, run, detector, s, int(src.width), int(src.height))
     if height_px is not None:
-        # and no narrower than the seam repair needs with the default merge (small products make
-        # small tiles: 20 px products, tiles of 160 px, 32 px of overlap)
-        need = min(0.5, max(_AUTO_OVERLAP_PRODUCTS * height_px, MergeSpec().seam_overlap_px) / tiling.tile)
+        # and no narrower than the seam repair needs (small products make small tiles: 20 px
+        # products, tiles of 160 px, 32 px of overlap); a merge that repairs nothing needs none
+        least = 0.0 if merge.mode == "none" else merge.seam_overlap_px
+        need = min(0.5, max(_AUTO_OVERLAP_PRODUCTS * height_px, least) / tiling.tile)
         if need > tiling.overlap:
             tiling = replace(tiling, overlap=round(need, 4))
     info["seconds"] = round(time.perf_counter() - t0, 4)

@@ -103,6 +103,11 @@ def test_auto_tile_keeps_the_overlap_the_seam_repair_needs(caplog):
     assert res.settings["tile"] < 200
     assert round(res.settings["overlap"] * res.settings["tile"]) >= dt.MergeSpec().seam_overlap_px
     assert "overlap by" not in caplog.text
+    merge = dt.MergeSpec(edge_tol=24.0, seam_tol=24.0)  # a user's own tolerances: 73 px needed
+    with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
+        res = dt.detect_image(img, SizedBlobs(input_size=256, trained=40.0, tolerance=1.6), tile="auto", merge=merge)
+    assert round(res.settings["overlap"] * res.settings["tile"]) >= merge.seam_overlap_px == 73
+    assert "overlap by" not in caplog.text
 
 
 def test_fixed_default_tile_misses_products_far_from_the_trained_size():

@@ -424,7 +424,7 @@ class DetectorWorker:
         from ..scale import choose_scale
 
         job = self._fitted(job)
-        choice = choose_scale(self._image(path, job.run.max_pixels), self.detector, job.tiling, job.run)
+        choice = choose_scale(self._image(path, job.run.max_pixels), self.detector, job.tiling, job.run, job.merge)
         return choice.tiling, choice.run, choice.info
 
     def predict_tiles(self, path: str, tiles: Sequence[Any], job: Any) -> dict[str, Any]:
