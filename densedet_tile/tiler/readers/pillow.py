@@ -208,9 +208,10 @@ class PillowSource(ImageSource):
                 raise ImageReadError(_unknown_format(path, heif)) from None
             try:
                 im = open_header(path)
-            except (OSError, ValueError, SyntaxError) as exc:
+            except (OSError, ValueError, SyntaxError, Warning) as exc:
                 raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
-        except (OSError, ValueError, SyntaxError) as exc:
+        except (OSError, ValueError, SyntaxError, Warning) as exc:
+            # (a Warning: Pillow's, about a damaged EXIF block, raised where warnings are errors)
             raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
         try:
             sw, sh = im.size

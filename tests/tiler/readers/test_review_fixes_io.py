@@ -139,3 +139,19 @@ def test_a_corrupt_exif_block_is_said_once(tmp_path: Path) -> None:
                 cwd=Path(__file__).resolve().parents[3])
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 0 and len(lines) == 1 and "unreadable EXIF" in lines[0], r.stderr
+
+
+def test_a_corrupt_exif_block_where_warnings_are_errors_is_a_read_error(tmp_path: Path) -> None:
+    # a program run with warnings as errors (pytest -W error, PYTHONWARNINGS=error) got Pillow's
+    # own UserWarning out of the reader, not one of the package's errors naming the file
+    import warnings
+
+    from densedet_tile import ImageReadError
+    from densedet_tile.tiler.readers import open_image
+
+    path = tmp_path / "bad.jpg"
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(path, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageReadError, match=r"bad\.jpg: cannot read image header \(Corrupt EXIF data"):
+            open_image(path)
