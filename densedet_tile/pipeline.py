@@ -307,12 +307,13 @@ def _warn_narrow_overlap(name: str, tiles: Sequence[Tile], merge: MergeSpec) -> 
     if least > 0.5 * side:  # no overlap a tile this small can give: say what can
         advice = (f"tiles of {2 * math.ceil(least)} px or more (at overlap 0.5), or a smaller --edge-tol and "
                   f"--seam-tol (image pixels: a product seen this much enlarged is placed that much more finely)")
+    elif px <= 0:
+        advice = f"an overlap of {max(need, 0.2):.2g} or more of these {side} px tiles"
     else:
         advice = f"an overlap of {need:.2g} or more of these {side} px tiles ({math.ceil(least)} px)"
     if px <= 0:
         log.warning("%s: tiles without overlap: a product cut by a seam is seen as two fragments that "
-                    "cannot be joined, so it may be counted twice or come out short; %s avoids it", name,
-                    advice if least > 0.5 * side else f"an overlap of {max(need, 0.2):.2g} or more of these {side} px tiles")
+                    "cannot be joined, so it may be counted twice or come out short; %s avoids it", name, advice)
     else:
         log.warning("%s: the tiles overlap by %d px, under the %d px the seam repair needs (over twice the %g px "
                     "band of cut box sides and the %g px tolerance of agreeing sides): a product cut by a seam and "

@@ -196,7 +196,7 @@ def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, 
     tile = round(model_side / s)
     if tile >= longer:  # the whole image fits in one tile: show it at scale s
         return replace(tiling, tile=max(32, longer)), replace(run, input_size=scaled_side(longer, s))
-    if tile < 32:  # tiles are 32 px at least: those shown at 32 * s px (the model's own side gave 20x at most)
+    if tile < 32:  # tiles are 32 px at least: 32 px tiles, resized to 32 * s px (the model's side, 640, allowed 20x)
         return replace(tiling, tile=32), replace(run, input_size=scaled_side(32, s))
     return replace(tiling, tile=tile), run
 

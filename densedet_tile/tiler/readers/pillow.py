@@ -85,6 +85,11 @@ def open_header(path: str | os.PathLike[str]) -> Any:
         raise
 
 
+#: What a header read can raise for a file it cannot read (a Warning: Pillow's, about a damaged
+#: EXIF block, raised where warnings are errors).
+_HEADER_ERRORS = (OSError, ValueError, SyntaxError, Warning)
+
+
 #: A Huffman-coded JPEG spends at least one bit on every 8x8 block of every component (its DC
 #: code), so at least one byte per 512 pixels even for a blank grey image; a file with under an
 #: eighth of that cannot hold the image its header claims.
@@ -208,10 +213,9 @@ class PillowSource(ImageSource):
                 raise ImageReadError(_unknown_format(path, heif)) from None
             try:
                 im = open_header(path)
-            except (OSError, ValueError, SyntaxError, Warning) as exc:
+            except _HEADER_ERRORS as exc:
                 raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
-        except (OSError, ValueError, SyntaxError, Warning) as exc:
-            # (a Warning: Pillow's, about a damaged EXIF block, raised where warnings are errors)
+        except _HEADER_ERRORS as exc:
             raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
         try:
             sw, sh = im.size
