@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -126,7 +127,23 @@ def detector_identity(detector: Any) -> dict[str, Any]:
     else:
         cls = type(detector)
         out = {"class": f"{cls.__module__}.{cls.__qualname__}"}
-    return json.loads(json.dumps(out, default=repr))
+    return _as_json(out)
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as a JSON document holds it (tuples as lists, unknown objects by their repr),
+    with a non-finite float (a ``NaN`` option of a factory) written as its name, since strict
+    JSON readers (JavaScript, ``parse_constant``) refuse a bare ``NaN``."""
+    def finite(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return repr(v)
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [finite(x) for x in v]
+        return v
+
+    return finite(json.loads(json.dumps(value, default=repr)))
 
 
 def _module_file(name: str) -> str | None:
@@ -190,7 +207,7 @@ def request_key(job: Job, detector: Any = None) -> dict[str, Any]:
                     "count_band": run.count_band, "precision": run.precision},
             "yolo_scores": job.yolo_scores,
             "detector": None if detector is None else detector_identity(detector)}
-    return json.loads(json.dumps(want, default=repr))  # as the JSON holds them (tuples as lists...)
+    return _as_json(want)
 
 
 def input_state(path: str | Path) -> list[int] | None:

@@ -146,10 +146,15 @@ def _key_value(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python identifier, got {text!r}")
     if raw.strip().lower() in _WORDS:
         return key.strip(), _WORDS[raw.strip().lower()]
+    def not_finite(word: str) -> float:  # JSON has no NaN or Infinity, and the run's JSON records the options
+        raise argparse.ArgumentTypeError(f"{key.strip()}={raw}: {word} is not a finite number")
+
     try:
-        value: object = json.loads(raw)
+        value: object = json.loads(raw, parse_constant=not_finite)
     except ValueError:
         value = raw
+    if isinstance(value, float) and not math.isfinite(value):  # 1e999
+        not_finite(raw)
     return key.strip(), value
 
 
