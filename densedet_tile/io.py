@@ -462,6 +462,17 @@ def shrunk_image(source: Any, scale: float) -> Any:
     return shrink_source(source, scale, band_bytes=PREVIEW_BAND_BYTES)
 
 
+def _outline_width(boxes: np.ndarray, pw: int, ph: int) -> int:
+    """Outline width for boxes drawn on a ``pw`` x ``ph`` preview: a pixel per thousand of its
+    longer side, but at most a tenth of the boxes' usual (median) shorter side there, so that
+    the small products of a shrunk panorama stay outlines and do not fill in."""
+    width = max(1, round(max(pw, ph) / 1000))
+    if len(boxes):
+        short = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        width = min(width, max(1, int(float(np.median(short)) / 10)))
+    return width
+
+
 def write_preview(
     result: "ImageResult",
     path: str | os.PathLike[str],
@@ -485,8 +496,8 @@ def write_preview(
     canvas = shrunk_image(source, scale)
     pw, ph = canvas.size
     draw = ImageDraw.Draw(canvas)
-    width = max(1, round(max(pw, ph) / 1000))
     near = result.near_misses
+    width = _outline_width(result.detections.xyxy * np.float32(scale), pw, ph)
     if near is not None and len(near):
         for x1, y1, x2, y2 in (near.xyxy * np.float32(scale)).tolist():
             draw.rectangle((x1, y1, x2, y2), outline=NEAR_MISS_COLOUR, width=width)
