@@ -617,6 +617,16 @@ def _rings_in_image(geometry: Any, width: int, height: int) -> tuple[tuple[tuple
     return tuple(tuple((float(x), float(y)) for x, y in p.exterior.coords[:-1]) for p in chosen)
 
 
+def part_clip(part: AuditPart) -> Any:
+    """The shapely geometry a part's rows, gaps and empty shelves stop at, in the JSON and in
+    the preview alike: a region's outline (its products' boxes may reach past it), a found
+    bay's strip between the cuts beside it (None: the whole image)."""
+    if part.kind == "region":
+        rings = [shapely.Polygon(r) for r in part.rings if len(r) >= 3]
+        return shapely.make_valid(shapely.union_all(rings)) if rings else None
+    return part.strip
+
+
 def _r(v: float, nd: int = 1) -> float:
     return float(round(float(v), nd)) + 0.0  # (+ 0.0: no "-0.0" for a tilt rounded to nothing)
 
@@ -681,12 +691,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
         bay_x0 = min((x for x, _ in outline), default=0.0)
         bay_x1 = max((x for x, _ in outline), default=0.0)
         bay_w = max(bay_x1 - bay_x0, 1e-9)
-        # a region's rows and gaps stop at its outline (its products' boxes may reach past it),
-        # a found bay's at the cuts beside it
-        within = part.strip
-        if part.kind == "region":
-            rings = [shapely.Polygon(r) for r in part.rings if len(r) >= 3]
-            within = shapely.make_valid(shapely.union_all(rings)) if rings else None
+        within = part_clip(part)
         for row in lay.rows:
             mine = [g for g in part.gaps if g.row == row.index]
             outline = _poly(row.polygon, W, H, within)

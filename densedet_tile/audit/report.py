@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageReadError, InvalidInputError
-from .analysis import AuditResult
+from .analysis import AuditResult, _poly, _segment, part_clip
 
 __all__ = ["preview_scale", "render_preview", "render_html", "load_preview_image", "PREVIEW_MAX_WIDTH",
            "PREVIEW_MAX_HEIGHT"]
@@ -65,22 +65,27 @@ def render_preview(
     lw = max(1, int(round(2 * s)))
     for x1, y1, x2, y2 in (result.xyxy * s).tolist():
         d.rectangle([x1, y1, x2, y2], outline=(40, 230, 80, 255), width=lw)
-    for part in result.parts:
+    W, H = float(result.width), float(result.height)
+    clips = [part_clip(part) for part in result.parts]
+    for part, within in zip(result.parts, clips):  # cut as the JSON cuts them: at the bay's cuts, the region
         for row in part.layout.rows:
-            poly = [(x * s, y * s) for x, y in row.polygon]
+            poly = [(x * s, y * s) for x, y in _poly(row.polygon, W, H, within)]
             d.line(poly + poly[:1], fill=(40, 90, 235, 200), width=lw)
-            d.line(poly[2:4], fill=(30, 70, 230, 255), width=max(2, 2 * lw))
-    for g in result.gaps:
-        poly = [(x * s, y * s) for x, y in g.polygon]
-        d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
+            line = _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H, within)
+            d.line([(x * s, y * s) for x, y in line], fill=(30, 70, 230, 255), width=max(2, 2 * lw))
+    for part, within in zip(result.parts, clips):
+        for g in part.gaps:
+            poly = [(x * s, y * s) for x, y in _poly(g.polygon, W, H, within)]
+            d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
     for e in result.empty_sections:  # every shelf empty between two bays: a gap the height of the bays
         poly = [(x * s, y * s) for x, y in e.polygon]
         d.polygon(poly, fill=(230, 30, 30, 70), outline=(255, 30, 30, 255), width=max(2, 3 * lw))
         x0, y0 = poly[0]
         d.rectangle([x0, y0, x0 + 7 * 13 + 6, y0 + 16], fill=(200, 20, 20, 230))
         d.text((x0 + 3, y0 + 2), "empty section", fill=(255, 255, 255, 255))
-    for e in result.empty_shelves:  # a whole shelf empty inside a bay: the room between two rows
-        poly = [(x * s, y * s) for x, y in e.polygon]
+    for e, within in ((e, within) for part, within in zip(result.parts, clips) for e in part.empty_shelves):
+        # a whole shelf empty inside a bay: the room between two rows
+        poly = [(x * s, y * s) for x, y in _poly(e.polygon, W, H, within)]
         d.polygon(poly, fill=(230, 30, 30, 70), outline=(255, 30, 30, 255), width=max(2, 3 * lw))
         x0, y0 = poly[0]
         d.rectangle([x0, y0, x0 + 7 * 11 + 6, y0 + 16], fill=(200, 20, 20, 230))
@@ -96,8 +101,10 @@ def render_preview(
             d.rectangle([x0, y0 - 16, x0 + 7 * len(label) + 6, y0], fill=(0, 150, 170, 230))
             d.text((x0 + 3, y0 - 14), label, fill=(255, 255, 255, 255))
         for row in part.layout.rows:
-            x, y = row.x_start * s, float(row.bottom_at(row.x_start) + row.top_at(row.x_start)) / 2 * s
-            if float(row.bottom_at(row.x_start) - row.top_at(row.x_start)) * s < 18:
+            outline = _poly(row.polygon, W, H, clips[b - 1])  # the label inside the row as drawn
+            x0 = max(row.x_start, min((x for x, _ in outline), default=row.x_start))
+            x, y = x0 * s, float(row.bottom_at(x0) + row.top_at(x0)) / 2 * s
+            if float(row.bottom_at(x0) - row.top_at(x0)) * s < 18:
                 continue  # a label taller than its row (a long panorama shrunk) would hide the rows
             label = f"{b}.{row.index + 1}"
             d.rectangle([x, y - 8, x + 7 * len(label) + 6, y + 8], fill=(20, 60, 200, 220))
@@ -269,7 +276,7 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
     :class:`InvalidInputError` if its upright size is not ``width`` x ``height`` (the detections
     belong to another image).
     """
-    from PIL import ImageOps
+    from PIL import Image
 
     p = Path(path)
     s = preview_scale(width, height, max_width=max_width, max_height=max_height)
@@ -277,22 +284,22 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
     def mismatch(w: int, h: int) -> InvalidInputError:
         return InvalidInputError(f"{p}: image is {w}x{h} but the detections are for {width}x{height}")
 
-    from ..tiler.readers.orientation import exif_orientation
+    from ..tiler.readers.orientation import exif_orientation, orient
     from ..tiler.readers.pillow import open_header
 
     try:
         with open_header(p) as im:  # no pixel limit: the size is checked against the detections instead
             if im.format == "JPEG":
-                orient = exif_orientation(im, str(p))
+                orient_tag = exif_orientation(im, str(p))
                 sw, sh = im.size
-                upright = (sh, sw) if orient in (5, 6, 7, 8) else (sw, sh)
+                upright = (sh, sw) if orient_tag in (5, 6, 7, 8) else (sw, sh)
                 if upright != (width, height):
                     raise mismatch(*upright)
                 tw, th = max(1, int(width * s)), max(1, int(height * s))
-                im.draft("RGB", (tw, th) if orient not in (5, 6, 7, 8) else (th, tw))
-                out = ImageOps.exif_transpose(im.convert("RGB"))
-                out.load()
-                return out
+                im.draft("RGB", (tw, th) if orient_tag not in (5, 6, 7, 8) else (th, tw))
+                # turned the way the engine read it (Pillow's own exif_transpose reads tags the
+                # engine calls unreadable, and would turn the photo under the boxes)
+                return Image.fromarray(np.ascontiguousarray(orient(np.asarray(im.convert("RGB")), orient_tag)))
     except FileNotFoundError:
         raise ImageReadError(f"{p}: no such file") from None
     except InvalidInputError:
