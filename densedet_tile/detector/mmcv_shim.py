@@ -20,6 +20,7 @@ installed only when the real ``mmcv._ext`` cannot be found: with full mmcv nothi
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -130,6 +131,9 @@ class _ShimExtModule(types.ModuleType):
 
 def _make_module() -> types.ModuleType:
     mod = _ShimExtModule(_EXT_NAME, "densedet-tile stand-in for mmcv's compiled ops (torchvision)")
+    # a spec with no loader: importlib.util.find_spec answers (instead of raising ValueError for a
+    # module without one), and mmengine's mmcv_full_available() still says no compiled ops
+    mod.__spec__ = importlib.machinery.ModuleSpec(_EXT_NAME, None)
     for name, fn in SUPPLIED_OPS.items():
         setattr(mod, name, fn)
     return mod

@@ -201,6 +201,21 @@ def test_install_is_idempotent_and_reports_the_shim(ops):
     assert not hasattr(first, "__wrapped_nonexistent_dunder__")
 
 
+def test_mmengine_and_importlib_still_work_beside_the_shim(ops):
+    # a program that compares with mmdet's own API in the same process: importlib answers for
+    # the stand-in (it raised ValueError for a module without a spec) and mmengine is not led
+    # to think compiled ops exist (it calls the ops of full mmcv then)
+    assert mmcv_shim.is_active()
+    spec = importlib.util.find_spec("mmcv._ext")
+    assert spec is not None and spec.loader is None
+    from mmengine.model.utils import revert_sync_batchnorm
+    from mmengine.utils.dl_utils import mmcv_full_available
+
+    assert mmcv_full_available() is False
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.SyncBatchNorm(4))
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in revert_sync_batchnorm(model).modules())
+
+
 def test_not_installed_when_compiled_ext_exists(monkeypatch):
     monkeypatch.delitem(sys.modules, "mmcv._ext", raising=False)
     real_find_spec = importlib.util.find_spec
