@@ -278,6 +278,11 @@ def build(
         model_hw = (int(input_size), int(input_size))
     else:
         model_hw = (int(fixed[0]), int(fixed[1]))
+        if input_size is not None and input_size > min(model_hw):
+            raise InvalidInputError(
+                f"onnx model {checkpoint}: input size {input_size} is larger than its fixed {model_hw[0]}x{model_hw[1]} "
+                f"input takes whole (a square tile fits it at {min(model_hw)} px at most); give at most that, or "
+                "export with a dynamic input")
     outputs = [o.name for o in session.get_outputs()]
     if "det_bboxes" in outputs and "det_labels" in outputs:
         out_names = ("det_bboxes", "det_labels")
@@ -296,8 +301,11 @@ def build(
             f"{_shape_text(label_shape)} are not det_bboxes (n, 5) and det_labels (n,) (for a YOLO export: "
             "--detector yolo)")
 
-    explicit = input_size is not None
-    size = int(input_size) if explicit else max(model_hw)
+    # the engine resizes every tile to the run's input size (this one unless a run asks another:
+    # --scale, tile='auto'); the letterbox then only pads it, or shrinks a tile larger than the
+    # input, never enlarges it back to the canvas. A square tile fits a non-square canvas
+    # (800x1333) whole at its shorter side.
+    size = int(input_size) if input_size is not None else min(model_hw)
     info = {
         "framework": "onnxruntime",
         "checkpoint": os.fspath(path),
@@ -315,7 +323,7 @@ def build(
         output_names=out_names,
         model_hw=model_hw,
         input_size=size,
-        upscale=not explicit,
+        upscale=False,
         score_thr=float(score_thr),
         name=f"onnx:{path.stem}",
         class_names=class_names_option(class_names, "onnx detector"),

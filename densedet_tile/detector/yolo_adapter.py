@@ -617,12 +617,16 @@ def build(
         canvas = (math.ceil(side / stride) * stride,) * 2
     else:
         canvas = (int(hw[0]), int(hw[1]))
-        if input_size is not None and input_size > max(canvas):
+        if input_size is not None and input_size > min(canvas):
             raise InvalidInputError(
-                f"{where}: --input-size {input_size} is larger than the model's fixed {canvas[0]}x{canvas[1]} input; "
-                "export with a larger imgsz or dynamic=True"
+                f"{where}: --input-size {input_size} is larger than the model's fixed {canvas[0]}x{canvas[1]} input "
+                f"takes whole (a square tile fits it at {min(canvas)} px at most); export with a larger imgsz or "
+                "dynamic=True"
             )
-    size = int(input_size) if input_size is not None else max(canvas)
+    # the engine sends square tiles (edge tiles narrower) resized to this side: on a non-square
+    # canvas (imgsz=(384, 640)) the shorter side, so that the letterbox does not shrink them again
+    # and the products reach the model at the scale the run records
+    size = int(input_size) if input_size is not None else min(canvas)
     batch = dims[0]
 
     names = parse_names(meta.get("names"))

@@ -66,7 +66,7 @@ def red_tile(h, w, box, colour=(230, 20, 20)):
 def test_reads_the_input_size_from_the_model(model_64x96):
     det = onnx_adapter.build(checkpoint=model_64x96, device="cpu")
     assert det.model_hw == (64, 96)
-    assert det.input_size == 96
+    assert det.input_size == 64  # the side at which the engine's square tiles fit the canvas whole
     assert det.name == "onnx:red_64x96"
     assert det.info["model_input"] == [1, 3, 64, 96]
 
@@ -86,6 +86,33 @@ def test_boxes_come_back_in_tile_pixels(model_64x96, shape, box):
     assert len(d) == (2 if fills else 1)
     if fills:
         np.testing.assert_allclose(d.xyxy[1], [w - 4 / scale, h - 4 / scale, w, h], atol=tol)
+
+
+def test_through_the_engine_tiles_reach_the_model_at_the_runs_scale(model_64x96, monkeypatch):
+    # the engine resizes each tile to the run's input size; the adapter must neither shrink it
+    # again (a longer-side input size on a non-square canvas) nor enlarge it back to the canvas
+    # (a run asking a smaller input size than the detector was built with)
+    import densedet_tile as dt
+
+    scales: list[float] = []
+    real = onnx_adapter.letterbox
+
+    def spy(tile, **kw):
+        x, scale = real(tile, **kw)
+        scales.append(scale)
+        return x, scale
+
+    monkeypatch.setattr(onnx_adapter, "letterbox", spy)
+    det = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.5)
+    image = red_tile(256, 256, (100, 90, 140, 150))
+    res = dt.detect_image(image, det, tile=128, overlap=0.25, device="cpu")
+    assert scales and set(scales) == {1.0}
+    np.testing.assert_allclose(res.detections.xyxy[0], [100, 90, 140, 150], atol=4)
+    scales.clear()
+    dt.detect_image(image, det, tiling=dt.TileSpec(tile=128, overlap=0.25), run=dt.RunSpec(input_size=48, device="cpu"))
+    assert scales and set(scales) == {1.0}  # 48 px tiles padded, not enlarged to 64
+    with pytest.raises(InvalidInputError, match="larger than its fixed 64x96 input takes whole"):
+        onnx_adapter.build(checkpoint=model_64x96, device="cpu", input_size=96)
 
 
 def test_channel_order_is_rgb(model_64x96):
@@ -114,7 +141,8 @@ def test_score_threshold(model_64x96):
     (d,) = det.predict([tile])
     assert sorted(d.scores.tolist()) == [pytest.approx(0.8), pytest.approx(0.9)]
     # ... and the engine serves the threshold, counting the box below it
-    res = dt.detect_image(tile, det, tile=96, device="cpu")
+    # (the image as one tile at 96 px fills the 64x96 canvas, so the corner box is seen)
+    res = dt.detect_image(tile, det, tile=96, input_size=96, device="cpu")
     assert res.detections.scores.tolist() == [pytest.approx(0.9)]
     assert (res.count_range.low, res.count_range.count, res.count_range.high) == (1, 1, 2)
 

@@ -316,11 +316,33 @@ def test_a_larger_tile_is_shrunk_and_a_smaller_one_padded(models):
 
 def test_non_square_canvas(models):
     det = load_detector("yolo", checkpoint=models["v8_64x96"], device="cpu")
-    assert det.canvas_hw == (64, 96) and det.input_size == 96
+    assert det.canvas_hw == (64, 96) and det.input_size == 64  # a square tile fits the canvas whole at 64
     # a square 64x64 tile sits in the middle of the 64x96 canvas (left padding 16)
     blocks = {(0, 0, 8, 8): WHITE, (56, 56, 64, 64): RED}
     (d,) = det.predict([tile_with(64, 64, blocks)])
     assert_boxes(d, blocks)
+
+
+def test_on_a_non_square_canvas_the_engine_shows_products_at_the_runs_scale(models, monkeypatch):
+    # an export with imgsz=(64, 96): the engine's square tiles must reach the model at the run's
+    # input size, not be shrunk again by the letterbox to fit the shorter side
+    import densedet_tile as dt
+    from densedet_tile.detector import yolo_adapter
+
+    seen: list[float] = []
+    real = yolo_adapter.letterbox
+
+    def spy(tile, height, width):
+        canvas, lb = real(tile, height, width)
+        seen.append(lb.scale_x)
+        return canvas, lb
+
+    monkeypatch.setattr(yolo_adapter, "letterbox", spy)
+    det = load_detector("yolo", checkpoint=models["v8_64x96"], device="cpu")
+    dt.detect_image(tile_with(256, 256, {(96, 96, 128, 128): WHITE}), det, tile=128, overlap=0.25, device="cpu")
+    assert seen and set(seen) == {1.0}
+    with pytest.raises(InvalidInputError, match="larger than the model's fixed 64x96 input takes whole"):
+        load_detector("yolo", checkpoint=models["v8_64x96"], device="cpu", input_size=96)
 
 
 def test_end_to_end_boxes_are_mapped_back_and_padding_boxes_vanish(models):
