@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .detector.base import (Detector, class_names_of, device_of, input_size_of, product_size_of, resize_filter_of,
+                            tiles_resized_to,
                             score_floor_for, score_floor_of, score_thr_of)
 from .detector.calls import DetectorCalls, back_to_the_gpu, image_key
 from .errors import InvalidInputError, caller_level
@@ -388,7 +389,9 @@ def predict_tiles(
     wait_start = time.perf_counter()
     for batch_tiles, arrays in iter_tile_batches(feed, tiles, runner.batch_size):
         read_s += time.perf_counter() - wait_start
-        for t, a, d in zip(batch_tiles, arrays, runner.predict(arrays)):
+        with tiles_resized_to(run.input_size):  # (a model with its own resize keeps them so)
+            found = runner.predict(arrays)
+        for t, a, d in zip(batch_tiles, arrays, found):
             d = _to_tile_frame(d, a.shape[1] / t.w, a.shape[0] / t.h)
             if keep_from is not None and len(d):
                 d = d[d.scores >= keep_from]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from typing import Any, Protocol, Sequence, runtime_checkable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -13,6 +15,8 @@ from ..types import COUNT_BAND, Detections, check_device
 
 __all__ = [
     "Detector",
+    "engine_input_size",
+    "tiles_resized_to",
     "input_size_of",
     "product_size_of",
     "photo_scale_of",
@@ -53,6 +57,30 @@ class Detector(Protocol):
 
     def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:  # pragma: no cover
         ...
+
+
+#: The side the engine resized the tiles of the current ``predict`` calls to (None: tiles as the
+#: image gives them), per thread and task (a ContextVar).
+_ENGINE_INPUT_SIZE: ContextVar[int | None] = ContextVar("densedet_tile_engine_input_size", default=None)
+
+
+def engine_input_size() -> int | None:
+    """The side the engine resized the tiles now being predicted to (its run's ``input_size``),
+    or None outside the engine. An adapter whose model resizes images on its own (an mmdet
+    test pipeline, torchvision's transform) keeps such tiles as they come, so that a run's
+    ``--scale``, ``tile='auto'`` or ``RunSpec(input_size=)`` is not undone by the size the
+    model was built with."""
+    return _ENGINE_INPUT_SIZE.get()
+
+
+@contextmanager
+def tiles_resized_to(size: int | None) -> Iterator[None]:
+    """Within the block, :func:`engine_input_size` is ``size`` (the engine around its calls)."""
+    token = _ENGINE_INPUT_SIZE.set(None if size is None else int(size))
+    try:
+        yield
+    finally:
+        _ENGINE_INPUT_SIZE.reset(token)
 
 
 def input_size_of(detector: object) -> int | None:

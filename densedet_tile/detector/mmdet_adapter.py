@@ -28,7 +28,7 @@ import numpy as np
 from ..configs import find_config
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import PRECISIONS, Detections
-from .base import check_tiles, resolve_device, score_floor_for
+from .base import check_tiles, engine_input_size, resolve_device, score_floor_for
 from .checkpoints import load_checkpoint, restricted_getattr, state_dict_of
 
 __all__ = ["build", "MMDetDetector", "Precision"]
@@ -133,6 +133,7 @@ class MMDetDetector:
     ) -> None:
         self.model = model
         self._pipeline = pipeline
+        self._pipelines: dict[int, Any] = {}  # the test pipeline resizing to each size a run asked
         self.name = name
         self.input_size = input_size
         self.score_thr = float(score_thr)
@@ -172,6 +173,18 @@ class MMDetDetector:
     def __repr__(self) -> str:
         return f"MMDetDetector(name={self.name!r}, device={self.device!r}, input_size={self.input_size})"
 
+    def _pipeline_for(self, size: int | None) -> Any:
+        """The test pipeline for tiles the engine resized to ``size``: its Resize maps them onto
+        themselves (a stock config's ``Resize(1333, 800)`` would undo a run's scale); the
+        pipeline built with the detector for tiles as they come (None) or at its own size."""
+        if size is None or size == self.input_size or not hasattr(self.model, "cfg"):
+            return self._pipeline
+        if size not in self._pipelines:
+            from mmcv.transforms import Compose
+
+            self._pipelines[size] = Compose(_tile_pipeline(self.model.cfg, size))
+        return self._pipelines[size]
+
     def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
         """Detect in a batch of tiles: HxWx3 uint8 RGB each -> one Detections per tile (tile pixels)."""
         import torch
@@ -180,9 +193,10 @@ class MMDetDetector:
         if not tiles:
             return []
         inputs, samples = [], []
+        pipeline = self._pipeline_for(engine_input_size())
         for i, t in enumerate(tiles):
             # mmdet's convention for in-memory images is BGR (its preprocessor flips to RGB).
-            packed = self._pipeline(dict(img=np.ascontiguousarray(t[:, :, ::-1]), img_id=i))
+            packed = pipeline(dict(img=np.ascontiguousarray(t[:, :, ::-1]), img_id=i))
             inputs.append(packed["inputs"])
             samples.append(packed["data_samples"])
         with torch.inference_mode():

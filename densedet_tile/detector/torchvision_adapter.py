@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from typing import Any, Sequence
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError, one_line
 from ..types import Detections
-from .base import check_tiles, class_names_option, resolve_device, score_floor_for
+from .base import check_tiles, class_names_option, engine_input_size, resolve_device, score_floor_for
 from .checkpoints import load_checkpoint, state_dict_of
 
 __all__ = ["build", "TorchvisionDetector", "builder_names", "infer_num_classes"]
@@ -108,6 +109,8 @@ class TorchvisionDetector:
         self.label_offset = int(label_offset)
         self.class_names = class_names
         self.info = info
+        self._pinned = input_size  # the side the model's own resize now maps onto itself
+        self._lock = threading.Lock()
 
     def to(self, device: str) -> "TorchvisionDetector":
         """Move the model to ``device`` (the engine's CPU fallback after running out of GPU memory)."""
@@ -130,7 +133,13 @@ class TorchvisionDetector:
         for t in tiles:
             x = torch.from_numpy(np.ascontiguousarray(t)).to(self.device).permute(2, 0, 1).float().div_(255.0)
             batch.append(x)
-        with torch.inference_mode():
+        # tiles the engine resized to a run's own size (--scale, tile auto) stay so: the model's
+        # resize is pinned to that size for the call (else to the size it was built with)
+        size = engine_input_size() or self.input_size
+        with self._lock, torch.inference_mode():
+            if size is not None and size != self._pinned:
+                _pin_transform(self.model.transform, size)
+                self._pinned = size
             results = self.model(batch)
         out = []
         for t, r in zip(tiles, results):

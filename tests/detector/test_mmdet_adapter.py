@@ -261,3 +261,23 @@ def test_whole_image_config_keeps_the_original_test_scale():
     assert resize["scale"] == (3000, 1800) and resize["keep_ratio"]
     pinned = [s for s in mmdet_adapter._tile_pipeline(cfg, 1024) if s["type"] == "Resize"][0]
     assert pinned["scale"] == (1024, 1024) and pinned["keep_ratio"]
+
+
+def test_a_runs_input_size_reaches_the_model_of_a_config_with_its_own_resize():
+    # a stock config (no tile_input_size): its test pipeline's Resize stays for tiles as they
+    # come, but tiles the engine resized to a run's own size (--scale, tile auto, RunSpec)
+    # must reach the backbone at that size, not be resized back to the config's scale
+    import densedet_tile as dt
+
+    torch.manual_seed(0)
+    d = mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=None, score_thr=0.0,
+                            cfg_options={**FAST, "tile_input_size": None})
+    assert d.input_size is None
+    seen: list[tuple[int, int]] = []
+    d.model.backbone.register_forward_pre_hook(lambda mod, args: seen.append(tuple(args[0].shape[-2:])))
+    img = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    res = dt.detect_image(img, d, tiling=TileSpec(tile=256, overlap=0.25), run=dt.RunSpec(input_size=128, device="cpu"))
+    assert res.settings["input_size"] == 128 and seen and set(seen) == {(128, 128)}
+    seen.clear()
+    d.predict(_tiles(0, [(128, 128)]))  # outside the engine: the config's own resize, as before
+    assert seen and seen[0] != (128, 128)

@@ -131,3 +131,21 @@ def test_a_one_class_softmax_head_is_refused_as_background_only():
             tva.build(config=LIGHT, checkpoint=None, device="cpu", num_classes=1, label_offset=offset)
     with pytest.raises(InvalidInputError, match="label_offset must be an int >= 0, got -1"):
         tva.build(config=LIGHT, checkpoint=None, device="cpu", label_offset=-1)
+
+
+def test_a_runs_input_size_is_not_undone_by_the_models_transform():
+    # built at the transform's own 320 px; a run asking 128 px tiles (--scale, tile auto,
+    # RunSpec) must have them reach the backbone at 128, and plain predict calls go back to 320
+    import densedet_tile as dt
+
+    torch.manual_seed(0)
+    d = tva.build(config=LIGHT, checkpoint=None, device="cpu", score_thr=0.0)
+    assert d.input_size == 320
+    seen: list[tuple[int, int]] = []
+    d.model.backbone.register_forward_pre_hook(lambda mod, args: seen.append(tuple(args[0].shape[-2:])))
+    img = _tiles(2, [(400, 400)])[0]
+    res = dt.detect_image(img, d, tiling=dt.TileSpec(tile=256, overlap=0.25), run=dt.RunSpec(input_size=128, device="cpu"))
+    assert res.settings["input_size"] == 128 and seen and set(seen) == {(128, 128)}
+    seen.clear()
+    d.predict(_tiles(3, [(128, 128)]))
+    assert seen == [(320, 320)]
