@@ -68,13 +68,16 @@ def orient(a: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def checked_orientation(value: object, name: str) -> int:
-    """An orientation tag value as 1..8; anything else is logged and treated as upright."""
+    """An orientation tag value as 1..8; 0 (written by many phones and editors for "not set")
+    is upright without a word; anything else is logged and treated as upright."""
     try:
         o = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         o = -1
     if 1 <= o <= 8:
         return o
+    if o == 0:
+        return 1
     log.warning("%s: invalid orientation tag %r, treating the image as upright", name, value)
     return 1
 

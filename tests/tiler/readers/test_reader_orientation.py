@@ -70,6 +70,7 @@ def test_oriented_windows_equal_slices_of_the_upright_image(tmp_path, orientatio
 
 @pytest.mark.parametrize("bad", [0, 9, 65535])
 def test_invalid_orientation_is_upright_with_a_warning(tmp_path, caplog, bad):
+    # 0 ("not set", written by many phones: 3 of the 85 SKU-110K photos) is upright too, quietly
     arr = noise(10, 14)
     path = tmp_path / "bad.png"
     save_with_orientation(path, arr, bad, fmt="PNG")
@@ -77,7 +78,8 @@ def test_invalid_orientation_is_upright_with_a_warning(tmp_path, caplog, bad):
         with open_image(path) as src:
             assert src.orientation == 1 and src.size == (14, 10)
             np.testing.assert_array_equal(read_all(src), arr)
-    assert any("orientation" in r.getMessage() and "bad.png" in r.getMessage() for r in caplog.records)
+    warned = any("orientation" in r.getMessage() and "bad.png" in r.getMessage() for r in caplog.records)
+    assert warned is (bad != 0)
 
 
 def test_tiff_orientation_tag_applied(tmp_path):
