@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview-max-width", type=positive_int, default=PREVIEW_MAX_WIDTH, metavar="PX",
                    help="widest preview in the report (default: %(default)s)")
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print the summary line and warnings only (no line per bay, empty section or shelf)")
     add_tiling_options(p)
     add_detector_options(p)
     return p
@@ -233,6 +235,8 @@ def _audit(args: argparse.Namespace) -> int:
     print(f"{_printable(str(info.get('name')))}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
           f"{counted(s['rows'], 'shelf row')}, {counted(s['gaps'], 'gap')} "
           f"({s['gap_width_products']} product widths empty), tilt {s['tilt_deg']} deg")
+    if args.quiet:
+        return EXIT_OK
     for b in doc["bays"]:
         given = "region" if b["kind"] == "region" else "bay"
         name = _printable(b["name"]) if b["kind"] == "region" else str(b["bay"])

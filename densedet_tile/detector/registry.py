@@ -207,7 +207,10 @@ def _from_factory(spec: str, **options: Any) -> Any:
         else:
             module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise DetectorError(f"detector {spec!r}: cannot import {module_name}: {exc}") from exc
+        here = Path(*module_name.split(".")).with_suffix(".py")
+        hint = (f" (the file {here} here is not on the import path: give it as {here}:{attr})"
+                if here.is_file() and getattr(exc, "name", None) == module_name.split(".")[0] else "")
+        raise DetectorError(f"detector {spec!r}: cannot import {module_name}: {exc}{hint}") from exc
     except DensedetError:
         raise
     except Exception as exc:  # the user's module failed while it ran (a SyntaxError, a NameError...)

@@ -153,3 +153,36 @@ def test_the_audit_preview_turns_a_photo_as_the_engine_does(tmp_path: Path) -> N
     got = load_preview_image(odd, *stored.size)
     assert got.size == stored.size
     assert np.abs(np.asarray(got, float) - np.asarray(stored, float)).mean() < 6
+
+
+def test_audit_quiet_prints_the_summary_line_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fakes import write_aisle_detections
+
+    boxes = np.array([[20 + 70 * i, 30 + 140 * r, 80 + 70 * i, 130 + 140 * r] for r in range(3) for i in range(12)],
+                     np.float64)
+    det = tmp_path / "aisle.detections.json"
+    write_aisle_detections(det, boxes, 900, 450)
+    assert main(["audit", "--detections", str(det), "--out", str(tmp_path / "a")]) == 0
+    loud = capsys.readouterr().out.splitlines()
+    assert main(["audit", "--detections", str(det), "--out", str(tmp_path / "b"), "-q"]) == 0
+    quiet = capsys.readouterr().out.splitlines()
+    assert len(loud) > 2 and quiet == loud[:1] and "36 products" in quiet[0]
+    assert (tmp_path / "b" / "aisle.audit.json").is_file()
+
+
+def test_a_factory_module_in_the_current_folder_gets_a_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    from densedet_tile.detector.registry import load_detector
+    from densedet_tile.errors import DetectorError
+
+    (tmp_path / "mymod_s37.py").write_text("def make(**kw):\n    raise RuntimeError('not reached')\n")
+    monkeypatch.chdir(tmp_path)
+    # as the console script runs: the current folder is not on the import path
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", os.getcwd())])
+    with pytest.raises(DetectorError, match=r"give it as mymod_s37\.py:make"):
+        load_detector("mymod_s37:make", device="cpu")
+    with pytest.raises(DetectorError) as info:  # a module that is nowhere: no hint
+        load_detector("nowhere_s37:make", device="cpu")
+    assert "give it as" not in str(info.value)
