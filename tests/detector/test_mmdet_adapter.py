@@ -281,3 +281,17 @@ def test_a_runs_input_size_reaches_the_model_of_a_config_with_its_own_resize():
     seen.clear()
     d.predict(_tiles(0, [(128, 128)]))  # outside the engine: the config's own resize, as before
     assert seen and seen[0] != (128, 128)
+
+
+def test_a_tile_that_fills_the_configs_box_limit_is_warned_about_once(caplog):
+    import logging
+
+    torch.manual_seed(0)
+    d = mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=128, score_thr=0.0,
+                            cfg_options={**FAST, "model.test_cfg.rcnn.max_per_img": 5})
+    assert d._box_cap == 5
+    with caplog.at_level(logging.WARNING, logger="densedet_tile.detector.mmdet_adapter"):
+        out = d.predict(_tiles(0, [(128, 128), (128, 128)]))
+    assert all(len(o) <= 5 for o in out) and any(len(o) == 5 for o in out)  # random weights: boxes everywhere
+    said = [r.getMessage() for r in caplog.records if "limit of 5 boxes" in r.getMessage()]
+    assert len(said) == 1 and "model.test_cfg.rcnn.max_per_img" in said[0]
