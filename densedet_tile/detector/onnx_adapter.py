@@ -11,10 +11,12 @@ H and W are read from the model (they must be fixed, unless ``input_size`` is gi
 sets a square input). The batch dimension is 1 in such exports, so tiles are run one at a
 time. Boxes are mapped back to each tile's pixel frame and clipped to it.
 
-Input scale: ``input_size`` defaults to the model's longer input side, so the engine resizes a
-tile to fill the model's canvas (the export contract's "scale to fit"). When ``input_size`` is
-given explicitly the engine has set the scale already and the adapter only pads (it still
-shrinks a tile that does not fit the canvas).
+Input scale: ``input_size`` defaults to the model's shorter input side, so the engine resizes a
+square tile to fill a square canvas (the export contract's "scale to fit"), or to sit whole in a
+non-square one (800x1333: 800 px tiles, padded). The engine resizes every tile to the run's
+input size (this one, an explicit ``input_size``, or a run's ``--scale``) and the adapter only
+pads it, never enlarges it back; it still shrinks a tile that does not fit the canvas (an
+explicit ``input_size`` above the shorter side suits whole images of the canvas's shape).
 """
 
 from __future__ import annotations
@@ -278,11 +280,10 @@ def build(
         model_hw = (int(input_size), int(input_size))
     else:
         model_hw = (int(fixed[0]), int(fixed[1]))
-        if input_size is not None and input_size > min(model_hw):
+        if input_size is not None and input_size > max(model_hw):
             raise InvalidInputError(
                 f"onnx model {checkpoint}: input size {input_size} is larger than its fixed {model_hw[0]}x{model_hw[1]} "
-                f"input takes whole (a square tile fits it at {min(model_hw)} px at most); give at most that, or "
-                "export with a dynamic input")
+                "input (tiles would only be shrunk back); give at most its longer side, or export with a dynamic input")
     outputs = [o.name for o in session.get_outputs()]
     if "det_bboxes" in outputs and "det_labels" in outputs:
         out_names = ("det_bboxes", "det_labels")

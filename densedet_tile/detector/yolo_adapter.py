@@ -29,12 +29,15 @@ picture (boxes wholly in the padding vanish), and for raw heads reduced by the a
 class-wise NMS.
 
 Input scale: ``input_size`` (the engine resizes every tile so its longer side is that) is by
-default the canvas's longer side, the scale the model was trained at, so a tile fills the canvas.
+default the canvas's shorter side (its only side for a square export), the scale the model was
+trained at, so the engine's square tiles fill the canvas, or sit whole in a non-square one
+(``imgsz=(384, 640)``: 384 px tiles, padded on the long side, never shrunk again).
 An explicit ``input_size`` (``--input-size``) sets the scale instead: tiles reach the model at
 that size and are padded on the canvas (e.g. ``--input-size 320`` on a 640 model shows products
-at half the size, as a whole-photo model saw them). It cannot exceed a fixed canvas (export with a
-larger ``imgsz`` or ``dynamic=True``); for exports with a dynamic H/W it sets the canvas (rounded
-up to the model stride).
+at half the size, as a whole-photo model saw them). It cannot exceed a fixed canvas's longer side
+(export with a larger ``imgsz`` or ``dynamic=True``); above the shorter side it suits a whole
+image of the canvas's shape (a landscape photo on a landscape canvas), while square tiles are
+shrunk to fit. For exports with a dynamic H/W it sets the canvas (rounded up to the model stride).
 
 Thresholds (Ultralytics ``predict`` defaults): ``conf`` 0.25 (``score_thr``, i.e. ``--score-thr``,
 is the same threshold), ``iou`` 0.7, ``max_det`` 1000 (dense shelves need more than Ultralytics'
@@ -617,11 +620,10 @@ def build(
         canvas = (math.ceil(side / stride) * stride,) * 2
     else:
         canvas = (int(hw[0]), int(hw[1]))
-        if input_size is not None and input_size > min(canvas):
+        if input_size is not None and input_size > max(canvas):
             raise InvalidInputError(
-                f"{where}: --input-size {input_size} is larger than the model's fixed {canvas[0]}x{canvas[1]} input "
-                f"takes whole (a square tile fits it at {min(canvas)} px at most); export with a larger imgsz or "
-                "dynamic=True"
+                f"{where}: --input-size {input_size} is larger than the model's fixed {canvas[0]}x{canvas[1]} input; "
+                "export with a larger imgsz or dynamic=True"
             )
     # the engine sends square tiles (edge tiles narrower) resized to this side: on a non-square
     # canvas (imgsz=(384, 640)) the shorter side, so that the letterbox does not shrink them again

@@ -111,8 +111,13 @@ def test_through_the_engine_tiles_reach_the_model_at_the_runs_scale(model_64x96,
     scales.clear()
     dt.detect_image(image, det, tiling=dt.TileSpec(tile=128, overlap=0.25), run=dt.RunSpec(input_size=48, device="cpu"))
     assert scales and set(scales) == {1.0}  # 48 px tiles padded, not enlarged to 64
-    with pytest.raises(InvalidInputError, match="larger than its fixed 64x96 input takes whole"):
-        onnx_adapter.build(checkpoint=model_64x96, device="cpu", input_size=96)
+    # a whole image of the canvas's shape at the canvas's longer side (--input-size 96) fills it
+    scales.clear()
+    wide = onnx_adapter.build(checkpoint=model_64x96, device="cpu", input_size=96, score_thr=0.5)
+    dt.detect_image(red_tile(128, 192, (20, 20, 60, 60)), wide, tile=192, device="cpu")
+    assert scales == [1.0]
+    with pytest.raises(InvalidInputError, match="larger than its fixed 64x96 input"):
+        onnx_adapter.build(checkpoint=model_64x96, device="cpu", input_size=97)
 
 
 def test_channel_order_is_rgb(model_64x96):

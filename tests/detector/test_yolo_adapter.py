@@ -341,8 +341,13 @@ def test_on_a_non_square_canvas_the_engine_shows_products_at_the_runs_scale(mode
     det = load_detector("yolo", checkpoint=models["v8_64x96"], device="cpu")
     dt.detect_image(tile_with(256, 256, {(96, 96, 128, 128): WHITE}), det, tile=128, overlap=0.25, device="cpu")
     assert seen and set(seen) == {1.0}
-    with pytest.raises(InvalidInputError, match="larger than the model's fixed 64x96 input takes whole"):
-        load_detector("yolo", checkpoint=models["v8_64x96"], device="cpu", input_size=96)
+    # a whole image of the canvas's shape at its longer side (--input-size 96) fills the canvas
+    seen.clear()
+    wide = load_detector("yolo", checkpoint=models["v8_64x96"], device="cpu", input_size=96)
+    dt.detect_image(tile_with(128, 192, {(32, 32, 64, 64): WHITE}), wide, tile=192, device="cpu")
+    assert seen == [1.0]
+    with pytest.raises(InvalidInputError, match="larger than the model's fixed 64x96 input"):
+        load_detector("yolo", checkpoint=models["v8_64x96"], device="cpu", input_size=97)
 
 
 def test_end_to_end_boxes_are_mapped_back_and_padding_boxes_vanish(models):
