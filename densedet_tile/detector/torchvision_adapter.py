@@ -112,6 +112,15 @@ class TorchvisionDetector:
         self._pinned = input_size  # the side the model's own resize now maps onto itself
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:  # picklable (Ray ships a built detector): the lock is not
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def to(self, device: str) -> "TorchvisionDetector":
         """Move the model to ``device`` (the engine's CPU fallback after running out of GPU memory)."""
         self.model.to(device)

@@ -149,3 +149,13 @@ def test_a_runs_input_size_is_not_undone_by_the_models_transform():
     seen.clear()
     d.predict(_tiles(3, [(128, 128)]))
     assert seen == [(320, 320)]
+
+
+def test_a_built_detector_pickles_for_ray(det):
+    # Ray ships a built detector to its workers; the adapter's lock is made afresh on the other side
+    import pickle
+
+    other = pickle.loads(pickle.dumps(det))
+    tiles = _tiles(4, [(96, 96)])
+    assert_same_boxes(other.predict(tiles)[0], det.predict(tiles)[0])
+    assert other._lock is not det._lock
