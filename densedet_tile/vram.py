@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .detector.base import tiles_resized_to
 from .errors import InvalidInputError, caller_level
 from .types import RunSpec, TileSpec, default_batch_size
 
@@ -154,7 +155,10 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
     side = input_size or tile
     while True:
         try:
-            p1, p2 = _probe_peaks(detector.predict, side, torch.device(device).index or 0)  # type: ignore[attr-defined]
+            # probed as the run will call it: tiles resized to the run's side (an adapter with its own
+            # resize keeps them so), or as they come
+            with tiles_resized_to(side if input_size is not None else None):
+                p1, p2 = _probe_peaks(detector.predict, side, torch.device(device).index or 0)  # type: ignore[attr-defined]
             break
         except Exception as exc:
             if not is_oom(exc):

@@ -328,3 +328,24 @@ def test_probes_that_see_no_memory_growth_do_not_plan_the_largest_batch(monkeypa
         plan = vram.plan_batch(det, tile=1280, input_size=640, max_vram_gb=4.0, device="cuda:0")
     assert (plan.batch_size, plan.tile) == (4, 1280)
     assert any("saw no GPU memory grow" in r.getMessage() for r in caplog.records)
+
+
+def test_the_probe_tells_the_detector_the_side_the_run_resizes_tiles_to(monkeypatch):
+    # an adapter whose model resizes on its own reads engine_input_size() to keep the engine's
+    # tiles as they come; the probe must call it as the run will, or it measures another size
+    pytest.importorskip("torch")
+    from densedet_tile import vram
+    from densedet_tile.detector.base import engine_input_size
+
+    det = _fake_cuda(monkeypatch, per_tile=GiB, card=8 * GiB)
+    told: list[object] = []
+    plain = det.predict
+    det.predict = lambda tiles: (told.append(engine_input_size()), plain(tiles))[1]
+    monkeypatch.setattr(vram, "apply_vram_cap", lambda gb, device: int(gb * GiB))
+    monkeypatch.setattr(vram, "_own_allocator", lambda d: None)
+    vram.plan_batch(det, tile=1280, input_size=640, max_vram_gb=6.0, device="cuda:0")
+    assert told and set(told) == {640}
+    told.clear()
+    vram.plan_batch(det, tile=1280, input_size=None, max_vram_gb=6.0, device="cuda:0")
+    assert told and set(told) == {None}
+    assert engine_input_size() is None  # nothing left behind
