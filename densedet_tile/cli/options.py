@@ -153,9 +153,22 @@ def _key_value(text: str) -> tuple[str, object]:
         value: object = json.loads(raw, parse_constant=not_finite)
     except ValueError:
         value = raw
-    if isinstance(value, float) and not math.isfinite(value):  # 1e999
-        not_finite(raw)
+    if _has_infinity(value):  # 1e999, [1e999]: read as float inf
+        if isinstance(value, float):
+            not_finite(raw)
+        raise argparse.ArgumentTypeError(f"{key.strip()}={raw}: a number in it is not finite")
     return key.strip(), value
+
+
+def _has_infinity(value: object) -> bool:
+    """Whether a value read from JSON holds a float that overflowed to infinity, at any depth."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_infinity(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_infinity(v) for v in value)
+    return False
 
 
 def _max_pixels(text: str) -> int | None:

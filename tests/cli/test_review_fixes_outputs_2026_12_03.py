@@ -41,6 +41,16 @@ def test_a_non_finite_detector_option_is_refused_before_anything_runs(value: str
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["[1e999]", '{"y": -1e999}', "[NaN]"])
+def test_a_non_finite_number_inside_a_detector_option_is_refused_too(value: str, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    rc = main([str(EXAMPLE), "--out", str(out), "--detector-option", f"x={value}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"x={value}: " in err and ("is not a finite number" in err or "is not finite" in err)
+    assert not out.exists()
+
+
 def test_a_non_finite_option_given_in_python_is_written_as_valid_json(tmp_path: Path) -> None:
     factory = tmp_path / "mydet.py"
     factory.write_text("def make(**kw):\n    raise RuntimeError('not built here')\n")
