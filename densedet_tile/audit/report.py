@@ -67,9 +67,12 @@ def render_preview(
         d.rectangle([x1, y1, x2, y2], outline=(40, 230, 80, 255), width=lw)
     W, H = float(result.width), float(result.height)
     clips = [part_clip(part) for part in result.parts]
-    for part, within in zip(result.parts, clips):  # cut as the JSON cuts them: at the bay's cuts, the region
-        for row in part.layout.rows:
-            poly = [(x * s, y * s) for x, y in _poly(row.polygon, W, H, within)]
+    # each row's outline cut as the JSON cuts it (at the bay's cuts, at the region), per part
+    outlines = [[_poly(row.polygon, W, H, within) for row in part.layout.rows]
+                for part, within in zip(result.parts, clips)]
+    for part, within, cut in zip(result.parts, clips, outlines):
+        for row, outline in zip(part.layout.rows, cut):
+            poly = [(x * s, y * s) for x, y in outline]
             d.line(poly + poly[:1], fill=(40, 90, 235, 200), width=lw)
             line = _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H, within)
             d.line([(x * s, y * s) for x, y in line], fill=(30, 70, 230, 255), width=max(2, 2 * lw))
@@ -100,8 +103,7 @@ def render_preview(
             y0 = max(y0, 16.0)  # above the outline, or just inside it where that is off the picture
             d.rectangle([x0, y0 - 16, x0 + 7 * len(label) + 6, y0], fill=(0, 150, 170, 230))
             d.text((x0 + 3, y0 - 14), label, fill=(255, 255, 255, 255))
-        for row in part.layout.rows:
-            outline = _poly(row.polygon, W, H, clips[b - 1])  # the label inside the row as drawn
+        for row, outline in zip(part.layout.rows, outlines[b - 1]):  # the label inside the row as drawn
             x0 = max(row.x_start, min((x for x, _ in outline), default=row.x_start))
             x, y = x0 * s, float(row.bottom_at(x0) + row.top_at(x0)) / 2 * s
             if float(row.bottom_at(x0) - row.top_at(x0)) * s < 18:
