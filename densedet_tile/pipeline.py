@@ -23,8 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .detector.base import (Detector, class_names_of, device_of, input_size_of, product_size_of, resize_filter_of,
-                            tiles_resized_to,
-                            score_floor_for, score_floor_of, score_thr_of)
+                            score_floor_for, score_floor_of, score_thr_of, tiles_resized_to)
 from .detector.calls import DetectorCalls, back_to_the_gpu, image_key
 from .errors import InvalidInputError, caller_level
 from .merge import merge_tiles

@@ -86,13 +86,13 @@ def render_preview(
         x0, y0 = poly[0]
         d.rectangle([x0, y0, x0 + 7 * 13 + 6, y0 + 16], fill=(200, 20, 20, 230))
         d.text((x0 + 3, y0 + 2), "empty section", fill=(255, 255, 255, 255))
-    for e, within in ((e, within) for part, within in zip(result.parts, clips) for e in part.empty_shelves):
-        # a whole shelf empty inside a bay: the room between two rows
-        poly = [(x * s, y * s) for x, y in _poly(e.polygon, W, H, within)]
-        d.polygon(poly, fill=(230, 30, 30, 70), outline=(255, 30, 30, 255), width=max(2, 3 * lw))
-        x0, y0 = poly[0]
-        d.rectangle([x0, y0, x0 + 7 * 11 + 6, y0 + 16], fill=(200, 20, 20, 230))
-        d.text((x0 + 3, y0 + 2), "empty shelf", fill=(255, 255, 255, 255))
+    for part, within in zip(result.parts, clips):
+        for e in part.empty_shelves:  # a whole shelf empty inside a bay: the room between two rows
+            poly = [(x * s, y * s) for x, y in _poly(e.polygon, W, H, within)]
+            d.polygon(poly, fill=(230, 30, 30, 70), outline=(255, 30, 30, 255), width=max(2, 3 * lw))
+            x0, y0 = poly[0]
+            d.rectangle([x0, y0, x0 + 7 * 11 + 6, y0 + 16], fill=(200, 20, 20, 230))
+            d.text((x0 + 3, y0 + 2), "empty shelf", fill=(255, 255, 255, 255))
     for b, part in enumerate(result.parts, start=1):
         if part.kind == "bay" and len(part.polygon) >= 3:
             ring = [(x * s, y * s) for x, y in part.polygon]

@@ -146,28 +146,27 @@ def _key_value(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python identifier, got {text!r}")
     if raw.strip().lower() in _WORDS:
         return key.strip(), _WORDS[raw.strip().lower()]
-    def not_finite(word: str) -> float:  # JSON has no NaN or Infinity, and the run's JSON records the options
-        raise argparse.ArgumentTypeError(f"{key.strip()}={raw}: {word} is not a finite number")
-
     try:
-        value: object = json.loads(raw, parse_constant=not_finite)
+        value: object = json.loads(raw)
     except ValueError:
         value = raw
-    if _has_infinity(value):  # 1e999, [1e999]: read as float inf
-        if isinstance(value, float):
-            not_finite(raw)
+    # JSON has no NaN or Infinity (Python's reader takes them, and 1e999 overflows to inf), and
+    # the run's JSON records the options
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{key.strip()}={raw}: {raw} is not a finite number")
+    if _not_finite(value):
         raise argparse.ArgumentTypeError(f"{key.strip()}={raw}: a number in it is not finite")
     return key.strip(), value
 
 
-def _has_infinity(value: object) -> bool:
-    """Whether a value read from JSON holds a float that overflowed to infinity, at any depth."""
+def _not_finite(value: object) -> bool:
+    """Whether a value read from JSON holds a NaN or an infinity, at any depth."""
     if isinstance(value, float):
         return not math.isfinite(value)
     if isinstance(value, dict):
-        return any(_has_infinity(v) for v in value.values())
+        return any(_not_finite(v) for v in value.values())
     if isinstance(value, list):
-        return any(_has_infinity(v) for v in value)
+        return any(_not_finite(v) for v in value)
     return False
 
 

@@ -144,6 +144,7 @@ class MMDetDetector:
         self.info = info
         self._precision_hooks: tuple[Any, ...] = ()  # the half-precision hooks, removed by to("cpu")
         self._box_cap: int | None = None  # the config's max_per_img (a tile that fills it lost boxes)
+        self._box_cap_key = ""  # the cfg_options key that sets it
         self._cap_warned = False
 
     def photo_scale(self, width: int, height: int) -> float | None:
@@ -209,11 +210,10 @@ class MMDetDetector:
             if self._box_cap is not None and len(inst) >= self._box_cap and not self._cap_warned:
                 # stock configs keep 100 boxes per image; a dense shelf tile holds more
                 self._cap_warned = True
+                cap, key = self._box_cap, self._box_cap_key
                 log.warning("mmdet detector %s returned its config's limit of %d boxes for a tile, so boxes "
                             "were probably lost there; raise it, e.g. --detector-option cfg_options="
-                            "'{\"model.test_cfg.%smax_per_img\": %d}', or use smaller tiles", self.name,
-                            self._box_cap, "rcnn." if "rcnn" in (self.model.cfg.model.get("test_cfg") or {}) else "",
-                            max(400, 4 * self._box_cap))
+                            "'{\"%s\": %d}', or use smaller tiles", self.name, cap, key, max(400, 4 * cap))
             boxes = inst.bboxes.detach().float().cpu().numpy().reshape(-1, 4)
             scores = inst.scores.detach().float().cpu().numpy().reshape(-1)
             labels = inst.labels.detach().cpu().numpy().astype(np.int64).reshape(-1)
@@ -367,16 +367,18 @@ def build(
         info=info,
     )
     det._precision_hooks = hooks
-    det._box_cap = _box_cap(cfg.model)
+    det._box_cap, det._box_cap_key = _box_cap(cfg.model)
     return det
 
 
-def _box_cap(model_cfg: Any) -> int | None:
-    """The most boxes the config lets the model return per image (``test_cfg.rcnn.max_per_img``
-    of a two-stage model, ``test_cfg.max_per_img`` of a one-stage one), None when it sets none."""
+def _box_cap(model_cfg: Any) -> tuple[int | None, str]:
+    """The most boxes the config lets the model return per image and the cfg_options key that
+    sets it (``model.test_cfg.rcnn.max_per_img`` of a two-stage model, ``model.test_cfg.max_per_img``
+    of a one-stage one); the number is None when it sets none."""
     test_cfg = model_cfg.get("test_cfg") or {}
+    key = "model.test_cfg.rcnn.max_per_img" if "rcnn" in test_cfg else "model.test_cfg.max_per_img"
     value = (test_cfg.get("rcnn") or {}).get("max_per_img") if "rcnn" in test_cfg else test_cfg.get("max_per_img")
-    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+    return (int(value) if isinstance(value, (int, float)) and value > 0 else None), key
 
 
 def _shim_active() -> bool:
