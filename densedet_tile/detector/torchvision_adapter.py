@@ -110,16 +110,18 @@ class TorchvisionDetector:
         self.class_names = class_names
         self.info = info
         self._pinned = input_size  # the side the model's own resize now maps onto itself
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # calls at the pinned side run together; a re-pin waits for them
+        self._running = 0
 
     def __getstate__(self) -> dict[str, Any]:  # picklable (Ray ships a built detector): the lock is not
         state = dict(self.__dict__)
-        del state["_lock"]
+        del state["_lock"], state["_running"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._running = 0
 
     def to(self, device: str) -> "TorchvisionDetector":
         """Move the model to ``device`` (the engine's CPU fallback after running out of GPU memory)."""
@@ -145,11 +147,20 @@ class TorchvisionDetector:
         # tiles the engine resized to a run's own size (--scale, tile auto) stay so: the model's
         # resize is pinned to that size for the call (else to the size it was built with)
         size = engine_input_size() or self.input_size
-        with self._lock, torch.inference_mode():
+        with self._lock:  # threads sharing the detector at one side run at once, as before the pin
+            while size is not None and size != self._pinned and self._running:
+                self._lock.wait()
             if size is not None and size != self._pinned:
                 _pin_transform(self.model.transform, size)
                 self._pinned = size
-            results = self.model(batch)
+            self._running += 1
+        try:
+            with torch.inference_mode():
+                results = self.model(batch)
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._lock.notify_all()
         out = []
         for t, r in zip(tiles, results):
             boxes = r["boxes"].detach().float().cpu().numpy().reshape(-1, 4)

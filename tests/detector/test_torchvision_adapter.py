@@ -159,3 +159,32 @@ def test_a_built_detector_pickles_for_ray(det):
     tiles = _tiles(4, [(96, 96)])
     assert_same_boxes(other.predict(tiles)[0], det.predict(tiles)[0])
     assert other._lock is not det._lock
+
+
+def test_threads_sharing_a_detector_at_two_sides_each_see_their_own():
+    # calls at the pinned side run together; one at another side waits for them to finish before
+    # it re-pins, so no call runs under another's pin
+    import threading
+
+    import densedet_tile as dt
+
+    torch.manual_seed(0)
+    d = tva.build(config=LIGHT, checkpoint=None, device="cpu", score_thr=0.0)
+    seen: dict[str, set] = {}  # by thread name (unique per thread; an ident may be reused)
+    d.model.backbone.register_forward_pre_hook(
+        lambda mod, args: seen.setdefault(threading.current_thread().name, set()).add(tuple(args[0].shape[-2:])))
+    img = _tiles(5, [(300, 300)])[0]
+    want: dict[str, int] = {}
+
+    def work(side: int) -> None:
+        want[threading.current_thread().name] = side
+        for _ in range(3):
+            dt.detect_image(img, d, tiling=dt.TileSpec(tile=160, overlap=0.25),
+                            run=dt.RunSpec(input_size=side, device="cpu"))
+
+    threads = [threading.Thread(target=work, args=(side,), name=f"side-{i}") for i, side in enumerate((128, 192, 128, 192))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 4 and all(seen[k] == {(want[k], want[k])} for k in seen)
