@@ -579,7 +579,8 @@ def run_batch(
             with RayPool(detector, workers=n, num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
                          max_respawns=respawns, start_timeout=start_s) as pool:
                 # the run line once the workers hold their detectors: one that cannot be built
-                # starts no run
+                # starts no run, nor one without the classes asked for
+                _check_classes(job, pool.info)
                 begin({"backend": summary.backend, "workers": n, "cpus_per_worker": cpus_per_worker,
                        "gpus_per_worker": gpus_per_worker, "split": split})
                 if split:
@@ -644,6 +645,18 @@ def _run_in_process(todo: list[tuple[Path, str]], out: Path, det: Any, job: Job,
         rec = outcome.as_dict()
         rec["worker"] = f"in-process:{os.getpid()}"
         record(_image_record(rec, stem))
+
+
+def _check_classes(job: Job, infos: Sequence[dict[str, Any]]) -> None:
+    """Refuse ``job.run.classes`` that the workers' detector does not have (one error before the
+    run, not one per image); a worker describes its detector's class names in ``info``."""
+    if job.run.classes is None or not infos:
+        return
+    from .pipeline import class_ids
+
+    model = infos[0].get("model") or {}
+    names = model.get("class_names")
+    class_ids(job.run.classes, None if names is None else tuple(names), str(model.get("name") or "of the workers"))
 
 
 def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,

@@ -58,7 +58,7 @@ ProgressFn = Callable[[int, int], None]
 
 _TILING_KEYS = ("tile", "overlap")
 _RUN_KEYS = ("batch_size", "device", "precision", "score_thr", "input_size", "max_pixels", "max_vram", "scale",
-             "count_band")
+             "count_band", "classes")
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,8 @@ def specs_from(
     """The three specs of a call, from spec objects or their short keywords (not both).
 
     ``tile``/``overlap`` build a :class:`TileSpec`; ``batch_size``, ``device``, ``precision``,
-    ``score_thr``, ``input_size``, ``max_pixels``, ``max_vram``, ``scale`` and ``count_band`` build a
-    :class:`RunSpec`.
+    ``score_thr``, ``input_size``, ``max_pixels``, ``max_vram``, ``scale``, ``count_band`` and
+    ``classes`` build a :class:`RunSpec`.
     """
     unknown = sorted(set(short) - set(_TILING_KEYS) - set(_RUN_KEYS))
     if unknown:
@@ -163,7 +163,8 @@ def specs_from(
 
 def resolve_run(detector: object, run: RunSpec) -> RunSpec:
     """``run`` with what it leaves open decided for ``detector``: device, batch size, input size
-    and score threshold (the detector's declared ``score_thr``; None when it declares none).
+    and score threshold (the detector's declared ``score_thr``; None when it declares none), and
+    its ``classes`` as class ids (names looked up in the detector's ``class_names``).
 
     Checks that ``detector`` has ``predict``. Imports no framework (see
     :func:`densedet_tile.detector.base.device_of`).
@@ -171,14 +172,40 @@ def resolve_run(detector: object, run: RunSpec) -> RunSpec:
     if not callable(getattr(detector, "predict", None)):
         raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
     device = device_of(detector, run.device)
-    class_names_of(detector)  # checked before any tile is run, not when the outputs are written
+    names = class_names_of(detector)  # checked before any tile is run, not when the outputs are written
     return replace(
         run,
         device=device,
         batch_size=run.batch_size if run.batch_size is not None else default_batch_size(device),
         input_size=run.input_size if run.input_size is not None else input_size_of(detector),
         score_thr=run.score_thr if run.score_thr is not None else score_thr_of(detector),
+        classes=class_ids(run.classes, names, str(getattr(detector, "name", None) or type(detector).__name__)),
     )
+
+
+def class_ids(classes: Sequence[int | str] | None, names: Sequence[str] | None, what: str) -> tuple[int, ...] | None:
+    """``classes`` (ids or names) as sorted class ids of a detector whose classes are ``names``
+    (None: it declares none, and only ids can be given). An unknown name, or an id past the
+    declared classes, is an :class:`InvalidInputError` naming the classes there are."""
+    if classes is None:
+        return None
+    known = None if names is None else ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
+    ids: set[int] = set()
+    for c in classes:
+        if isinstance(c, str):
+            if names is not None and c in names:
+                c = list(names).index(c)
+            elif c.isdecimal() and c.isascii():  # "2", not the name of a class: an id
+                c = int(c)
+            elif names is None:
+                raise InvalidInputError(f"classes: {c!r} is a class name, but detector {what} declares no class "
+                                        "names; give class ids (0, 1, ...)")
+            else:
+                raise InvalidInputError(f"classes: detector {what} has no class {c!r} (its classes: {known})")
+        if names is not None and c >= len(names):
+            raise InvalidInputError(f"classes: detector {what} has no class id {c} (ids 0 to {len(names) - 1}: {known})")
+        ids.add(int(c))
+    return tuple(sorted(ids))
 
 
 #: A tile enlarged more than this many times to reach the model's input is warned about: a
@@ -394,6 +421,8 @@ def predict_tiles(
             d = _to_tile_frame(d, a.shape[1] / t.w, a.shape[0] / t.h)
             if keep_from is not None and len(d):
                 d = d[d.scores >= keep_from]
+            if run.classes is not None and len(d):
+                d = d[np.isin(d.labels, run.classes)]
             done.append(d)
         if progress is not None:
             progress(len(done), len(tiles))

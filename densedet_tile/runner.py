@@ -207,6 +207,8 @@ def request_key(job: Job, detector: Any = None) -> dict[str, Any]:
                     "count_band": run.count_band, "precision": run.precision},
             "yolo_scores": job.yolo_scores,
             "detector": None if detector is None else detector_identity(detector)}
+    if run.classes is not None:  # (left out otherwise, so results made before the option still stand)
+        want["run"]["classes"] = list(run.classes)
     return _as_json(want)
 
 
@@ -580,6 +582,13 @@ def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:
     else:
         check_declared(detector)
         kind = type(detector).__name__
+    if job.run.classes is not None:  # a class the detector does not have: one error, not one per image
+        from .detector.base import class_names_of
+        from .pipeline import class_ids
+
+        names = class_names_of(detector)
+        job = replace(job, run=replace(job.run, classes=class_ids(
+            job.run.classes, names, str(getattr(detector, "name", None) or kind))))
     try:
         tiling, run = fit_to_vram(detector, job.tiling, job.run)
     except DensedetError:

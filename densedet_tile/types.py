@@ -444,6 +444,9 @@ class RunSpec:
     count_band`` and ``score_thr - count_band`` (each tile set merged on its own), the
     :class:`CountRange` of the result; 0 turns it off. The lower end needs a detector whose
     boxes reach that low (the built-in model's do, see its ``score_floor``).
+    ``classes``: keep only the boxes of these classes, as class ids or as names the detector
+    declares in its ``class_names`` (None: all). The other boxes are dropped per tile, before
+    the merge and the count; names become ids when the run is resolved for a detector.
     """
 
     batch_size: int | None = None
@@ -455,9 +458,11 @@ class RunSpec:
     max_vram: float | None = None
     scale: float | None = None
     count_band: float = COUNT_BAND
+    classes: tuple[int | str, ...] | None = None
 
     def __post_init__(self) -> None:
         _plain_numbers(self)
+        object.__setattr__(self, "classes", _class_list(self.classes))
         _positive_int_or_none("batch_size", self.batch_size)
         _positive_int_or_none("input_size", self.input_size, 16, MAX_INPUT_SIZE)
         _positive_int_or_none("max_pixels", self.max_pixels)
@@ -479,6 +484,35 @@ class RunSpec:
         band = self.count_band
         if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0.0 <= band <= 0.5:
             raise InvalidInputError(f"count_band must be a number in [0, 0.5], got {band!r}")
+
+
+def _class_list(value: object) -> tuple[int | str, ...] | None:
+    """``RunSpec.classes`` as a tuple of distinct class ids (ints >= 0) and names (non-empty
+    strings), in the order given; a single id or name stands for a list of one."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (str, int, np.integer)) else value
+    try:
+        items = list(items)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidInputError(f"classes must be a list of class ids or names, got {type(value).__name__}") from None
+    out: list[int | str] = []
+    for c in items:
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (str, int, np.integer)):
+            raise InvalidInputError(f"classes must hold class ids (ints) or names (strings), got {c!r}")
+        if isinstance(c, str):
+            c = c.strip()
+            if not c:
+                raise InvalidInputError("classes: a class name is empty")
+        elif c < 0:
+            raise InvalidInputError(f"classes: class ids are >= 0, got {int(c)}")
+        else:
+            c = int(c)
+        if c not in out:
+            out.append(c)
+    if not out:
+        raise InvalidInputError("classes is empty: give at least one class id or name (None keeps every class)")
+    return tuple(out)
 
 
 #: A count is flagged uncertain when the boxes within +-count_band of the score threshold

@@ -74,6 +74,44 @@ def make_nan():
     return NaNDetector()
 
 
+class ColourDetector:
+    """Two classes from pixels: the bounding box of the red pixels of a tile (class 0, ``red``,
+    score 0.9) and that of its green pixels (class 1, ``green``, score 0.8); nothing where a
+    colour is absent. Channels count as lit above 127."""
+
+    name = "colours"
+    class_names = ("red", "green")
+
+    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
+        out = []
+        for t in tiles:
+            boxes, scores, labels = [], [], []
+            lit = t > 127
+            for label, mask, score in ((0, lit[..., 0] & ~lit[..., 1], 0.9), (1, lit[..., 1] & ~lit[..., 0], 0.8)):
+                rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+                if rows.size:
+                    boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+                    scores.append(score)
+                    labels.append(label)
+            out.append(Detections(np.array(boxes, np.float32).reshape(-1, 4), scores, labels))
+        return out
+
+
+def make_colours():
+    """Factory for ``--detector tests/fakes.py:make_colours`` (see :class:`ColourDetector`)."""
+    return ColourDetector()
+
+
+def colour_image(h: int, w: int, red: tuple[int, int, int, int], green: tuple[int, int, int, int]) -> np.ndarray:
+    """A black RGB image with a red and a green rectangle (x1, y1, x2, y2; green drawn last)."""
+    img = np.zeros((h, w, 3), np.uint8)
+    x1, y1, x2, y2 = red
+    img[y1:y2, x1:x2, 0] = 255
+    x1, y1, x2, y2 = green
+    img[y1:y2, x1:x2] = (0, 255, 0)
+    return img
+
+
 def blob_image(h: int, w: int, box: tuple[int, int, int, int]) -> np.ndarray:
     """A dark image with one white rectangle ``box`` = (x1, y1, x2, y2)."""
     img = np.full((h, w, 3), 20, np.uint8)

@@ -302,3 +302,20 @@ def test_a_long_temporary_folder_does_not_stop_a_local_ray_run(tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "out").glob("*.detections.json")) == [
         "img0.detections.json", "img1.detections.json"]
+
+
+def test_ray_refuses_a_class_the_workers_detector_lacks_before_any_image(local_ray, tmp_path):
+    from densedet_tile import InvalidInputError, RunSpec
+    from fakes import ColourDetector, colour_image
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(colour_image(200, 300, (10, 10, 80, 90), (120, 20, 200, 120))).save(tmp_path / "in" / "a.png")
+    job = Job(tiling=TileSpec(tile=256), run=RunSpec(classes=["green", "cup"]))
+    with pytest.raises(InvalidInputError, match="no class 'cup'.*red, green"):
+        run_batch([tmp_path / "in"], tmp_path / "o", detector=ColourDetector(), job=job, ray="local", workers=1)
+    assert not (tmp_path / "o").exists()  # no run started, no folder left
+    job = Job(tiling=TileSpec(tile=256), run=RunSpec(classes=["green"]))
+    s = run_batch([tmp_path / "in"], tmp_path / "o", detector=ColourDetector(), job=job, ray="local", workers=1)
+    assert s.ok == 1
+    doc = json.loads((tmp_path / "o" / "a.detections.json").read_text())
+    assert doc["labels"] == [1] and doc["settings"]["classes"] == [1]

@@ -144,7 +144,7 @@ def _detect(args: argparse.Namespace) -> int:
         if args.debug:
             traceback.print_exc()
         msg = one_line(exc)
-        error(PROG, msg if msg.startswith(f"detector {args.detector!r}") else f"detector {args.detector!r}: {msg}")
+        error(PROG, msg if msg.startswith((f"detector {args.detector!r}", "classes:")) else f"detector {args.detector!r}: {msg}")
         return EXIT_USAGE
     made = new_folders(args.out)
     code = EXIT_INTERRUPTED

@@ -131,6 +131,15 @@ def formats(text: str) -> tuple[str, ...]:
     return items
 
 
+def class_list(text: str) -> tuple[str, ...]:
+    """``--classes``: comma-separated class names or ids (an id is looked up as a name first, then
+    read as a number, when the run meets its detector)."""
+    items = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not items:
+        raise argparse.ArgumentTypeError(f"no class in {text!r}: give names or ids, comma-separated (e.g. bottle,can)")
+    return items
+
+
 #: Spellings of true, false and none a shell user may type for a detector option (besides
 #: JSON's own): ``agnostic=False`` must not arrive as the string "False", which is truthy.
 _WORDS: dict[str, object] = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False,
@@ -213,6 +222,9 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
                    help="resize each tile so its longer side is PX before inference (default: what the model declares)")
     g.add_argument("--score-thr", type=fraction(0.0, 1.0), default=None, metavar="X",
                    help="drop boxes scoring below X (default: the model's own threshold)")
+    g.add_argument("--classes", type=class_list, default=None, metavar="LIST",
+                   help="keep only the boxes of these classes: names the detector declares or class ids, "
+                        "comma-separated (e.g. bottle,can or 39,41; default: every class)")
     g.add_argument("--count-band", type=fraction(0.0, COUNT_BAND), default=COUNT_BAND, metavar="X",
                    help="also count the boxes at the score threshold +-X and flag counts that swing by 30%% "
                    f"or more as uncertain (default and most: {COUNT_BAND}, how far below their threshold the "
@@ -288,7 +300,7 @@ def specs_from_args(args: argparse.Namespace) -> tuple[TileSpec, MergeSpec, RunS
     run = RunSpec(
         batch_size=args.batch_size, device=args.device, precision=args.precision, score_thr=args.score_thr,
         input_size=args.input_size, max_pixels=args.max_pixels, max_vram=args.max_vram, scale=args.scale,
-        count_band=args.count_band,
+        count_band=args.count_band, classes=args.classes,
     )
     return tiling, merge, run
 

@@ -1,0 +1,143 @@
+"""RunSpec.classes / --classes: only the classes asked for are kept, before the merge."""
+
+import json
+
+import numpy as np
+import pytest
+
+import densedet_tile as dt
+from densedet_tile import InvalidInputError, MergeSpec, RunSpec
+from densedet_tile.pipeline import class_ids
+from fakes import BlobDetector, ColourDetector, colour_image, make_colours, run_cli
+
+#: a red and a green product side by side, the green one across the seam of 256 px tiles
+IMG = colour_image(300, 700, red=(40, 60, 140, 200), green=(200, 80, 330, 220))
+
+
+def _only(d: dt.Detections, label: int) -> dt.Detections:
+    return d[d.labels == label]
+
+
+@pytest.mark.parametrize("classes, label", [(["green"], 1), ("green", 1), ([1], 1), (1, 1), (["1"], 1),
+                                            (("red",), 0), ([0], 0)])
+def test_kept_class_equals_the_full_run_filtered(classes, label):
+    full = dt.detect_image(IMG, ColourDetector(), tile=256, overlap=0.2)
+    assert sorted(set(full.detections.labels.tolist())) == [0, 1]
+    kept = dt.detect_image(IMG, ColourDetector(), tile=256, overlap=0.2, classes=classes)
+    want = _only(full.detections, label)
+    assert len(want) == 1 and set(kept.detections.labels.tolist()) == {label}
+    np.testing.assert_array_equal(kept.detections.xyxy, want.xyxy)
+    np.testing.assert_array_equal(kept.detections.scores, want.scores)
+    assert kept.settings["classes"] == (label,)
+    assert full.settings["classes"] is None
+
+
+def test_both_classes_by_name_and_id_keep_everything():
+    full = dt.detect(IMG, ColourDetector(), tile=256)
+    both = dt.detect(IMG, ColourDetector(), tile=256, classes=["green", 0, "green"])
+    np.testing.assert_array_equal(both.xyxy, full.xyxy)
+
+
+def test_dropped_class_neither_fuses_nor_suppresses_a_kept_one():
+    # the green product stands inside the red one: merged across classes they are one box
+    img = colour_image(300, 700, red=(100, 50, 400, 250), green=(120, 70, 380, 240))
+    agnostic = MergeSpec(class_agnostic=True)
+    mixed = dt.detect(img, ColourDetector(), tile=256, merge=agnostic)
+    assert len(mixed) == 1 and mixed.labels[0] == 0  # the red box won
+    kept = dt.detect(img, ColourDetector(), tile=256, merge=agnostic, classes=["green"])
+    alone = dt.detect(colour_image(300, 700, red=(0, 0, 0, 0), green=(120, 70, 380, 240)), ColourDetector(),
+                      tile=256, merge=agnostic)
+    assert len(kept) == 1 and kept.labels[0] == 1
+    np.testing.assert_allclose(kept.xyxy, alone.xyxy)
+
+
+@pytest.mark.parametrize("classes, words", [
+    (["cup"], ["no class 'cup'", "red, green"]),
+    ([2], ["no class id 2", "ids 0 to 1"]),
+    (["2"], ["no class id 2"]),
+])
+def test_a_class_the_detector_lacks_is_refused_naming_its_classes(classes, words):
+    with pytest.raises(InvalidInputError) as err:
+        dt.detect(IMG, ColourDetector(), tile=256, classes=classes)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_names_need_a_detector_that_declares_them():
+    img = np.zeros((200, 200, 3), np.uint8)
+    img[50:100, 50:100] = 255
+    with pytest.raises(InvalidInputError, match="declares no class names"):
+        dt.detect(img, BlobDetector(), tile=256, classes=["product"])
+    assert len(dt.detect(img, BlobDetector(), tile=256, classes=[0])) == 1
+    assert len(dt.detect(img, BlobDetector(), tile=256, classes=[3])) == 0  # no names: any id may be asked
+
+
+@pytest.mark.parametrize("bad", [[], "", [" "], [True], [-1], [1.5], 2.0, [None]])
+def test_malformed_classes_are_refused_by_the_spec(bad):
+    with pytest.raises(InvalidInputError, match="class"):
+        RunSpec(classes=bad)
+
+
+def test_spec_keeps_the_order_given_once_and_is_hashable():
+    spec = RunSpec(classes=["green", np.int64(0), "green", " red "])
+    assert spec.classes == ("green", 0, "red")
+    assert hash(spec) == hash(RunSpec(classes=("green", 0, "red")))
+    assert class_ids(spec.classes, ("red", "green"), "x") == (0, 1)
+
+
+def test_cli_keeps_the_classes_asked_for_and_refuses_unknown_ones(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(IMG).save(tmp_path / "two.png")
+    fakes = f"{make_colours.__module__}:make_colours"
+    r = run_cli("two.png", "--detector", fakes, "--classes", "green", "--out", "o", "--format", "json,csv", "-q",
+                "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "o" / "two.detections.json").read_text())
+    assert doc["settings"]["classes"] == [1]
+    assert doc["labels"] == [1]
+    r = run_cli("two.png", "--detector", fakes, "--classes", "green,cup", "--out", "bad", "-q", "--device", "cpu",
+                cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "no class 'cup'" in r.stderr and "red, green" in r.stderr
+    assert not (tmp_path / "bad").exists()
+    r = run_cli("two.png", "--detector", fakes, "--classes", " , ", "--out", "bad", "-q", cwd=tmp_path)
+    assert r.returncode == 2 and "--classes" in r.stderr and not (tmp_path / "bad").exists()
+
+
+def test_a_rerun_with_other_classes_is_not_taken_for_done(tmp_path):
+    from PIL import Image
+
+    from densedet_tile.batch import run_batch
+    from densedet_tile.runner import Job
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(IMG).save(tmp_path / "in" / "two.png")
+
+    def once(classes):
+        job = Job(tiling=dt.TileSpec(tile=256), run=RunSpec(classes=classes))
+        return run_batch([tmp_path / "in"], tmp_path / "o", detector=ColourDetector(), job=job)
+
+    s1, s2, s3 = once(["red"]), once(["red"]), once(["green"])
+    assert (s1.ok, s2.ok, s2.count("skipped"), s3.ok) == (1, 0, 1, 1)
+    doc = json.loads((tmp_path / "o" / "two.detections.json").read_text())
+    assert doc["labels"] == [1]
+
+
+def test_audit_counts_only_the_classes_asked_for_and_refuses_them_on_boxes_read(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(IMG).save(tmp_path / "two.png")
+    counts = {}
+    for name, extra in (("both", []), ("red", ["--classes", "red"])):
+        r = run_cli("audit", "two.png", "--detector", "fakes:make_colours", *extra, "--out", name, "-q",
+                    "--device", "cpu", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        counts[name] = json.loads((tmp_path / name / "two.audit.json").read_text())["summary"]["products"]
+    assert counts == {"both": 2, "red": 1}
+    # boxes read from a file were filtered (or not) where they were made
+    r = run_cli("two.png", "--detector", "fakes:make_colours", "--out", "d", "-q",
+                "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("audit", "d/two.detections.json", "--classes", "red", "--out", "x", "-q", cwd=tmp_path)
+    assert r.returncode == 2 and "--classes" in r.stderr and not (tmp_path / "x").exists()
