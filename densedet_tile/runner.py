@@ -303,7 +303,10 @@ def process_image(
                 src, detector, tiling=job.tiling, merge=job.merge, run=job.run, progress=progress,
             )
             asked = job.request if job.request is not None else request_key(job)
-            result = replace(result, settings={**result.settings, "requested": {"job": asked, "input": state}})
+            # "file": the photo's absolute path (the JSON's image path is as given, relative to
+            # where the run started), to tell another photo of the same name from this one later
+            result = replace(result, settings={**result.settings, "requested": {
+                "job": asked, "input": state, "file": os.path.abspath(inp)}})
             # the rows of the CSV and COCO files name the image (another input's file of the same
             # name is called after its stem, so the rows of the two stay apart: row_names)
             rows = result if name is None else replace(result, name=name)
@@ -322,6 +325,10 @@ def process_image(
             digests = {p.name: _sha256(stage[p]) for kind, p in paths.items() if kind != "json"}
             write_json(result, paths["json"], stage=stage, outputs=siblings, digests=digests)
         earlier = _recorded_outputs(paths["json"], stem)  # what the JSON being replaced says it came with
+        other = _made_from_another_input(paths["json"], inp, state)
+        if other is not None:  # store_a/IMG_0001.jpg, then store_b/IMG_0001.jpg into one --out
+            log.warning("%s: replaces %s, which was made from another photo of that name (%s); give another "
+                        "--out to keep both", inp, paths["json"], other)
         # a YOLO label file this tool did not write, or one changed since it wrote it (labels
         # corrected in a labelling tool), is the user's: never replaced. One holding exactly
         # what this run would write is ours (a run killed between writing it and its JSON).
@@ -371,6 +378,32 @@ def _recorded_outputs(json_path: Path, stem: str) -> dict[str, str | None]:
     ours = {stem + suffix for kind, suffix in OUTPUT_SUFFIXES.items() if kind != "json"}
     return {n: (digests.get(n) if isinstance(digests.get(n), str) else None)
             for n in names if isinstance(n, str) and n in ours}
+
+
+def _made_from_another_input(json_path: Path, inp: str, state: list[int] | None) -> str | None:
+    """The image path recorded in the detections JSON at ``json_path`` when it was made from
+    another file than ``inp``: its path (the absolute ``requested.file``; from an older version,
+    the image path as given, resolved from here) names another file and
+    the size and modification time it recorded are not those of ``inp`` (``state``: a run
+    from another folder names the same photo by another relative path). None otherwise, and
+    when there is no such JSON or it records neither. The path returned is the image path as
+    that run was given it."""
+    try:
+        doc = json.loads(json_path.read_text())
+        asked = doc["settings"]["requested"]
+        was = asked["input"]
+        shown = doc["image"]["path"]
+        recorded = asked.get("file") or shown  # (no "file" before 2026-12-03)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not isinstance(recorded, str) or not recorded or was is None or was == state:
+        return None
+    try:
+        if same_path(recorded, inp):
+            return None  # the photo itself changed since (a new shot saved over it)
+    except (OSError, ValueError):
+        return None
+    return shown if isinstance(shown, str) and shown else recorded
 
 
 def _ours(path: Path, recorded: dict[str, str | None], *, same_as: str | None = None) -> bool:
