@@ -82,10 +82,10 @@ STATE_FORMAT = "densedet-tile/train-default-state@1"
 WEIGHTS_NAME, STATE_NAME, LOG_NAME = "default.pt", "state.pt", "train_log.csv"
 LOG_HEADER = ["step", "seconds", "images", "loss", "heat", "box", "lr", "boxes_per_img"]
 #: Options that define a run: a resumed run takes them from its state and refuses other values.
-RUN_OPTIONS = ("size", "batch", "lr", "reuse", "seed", "ema", "steps", "minutes", "init")
+RUN_OPTIONS = ("size", "batch", "lr", "reuse", "seed", "ema", "steps", "minutes", "init", "distill")
 DEFAULTS: dict[str, Any] = {"device": "cpu", "size": 640, "batch": 16, "workers": 2, "lr": 2e-3, "reuse": 1,
                             "seed": 0, "save_every": 60.0, "ema": 0.999, "steps": None, "minutes": None,
-                            "init": None}
+                            "init": None, "distill": 0.0}
 
 
 def _updates(opt: torch.optim.Optimizer) -> int:
@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--save-every", type=float, default=None, help="seconds between checkpoints (default 60)")
     ap.add_argument("--ema", type=float, default=None, help="weight average decay (default 0.999)")
     ap.add_argument("--init", default=None, help="start from this checkpoint (fine-tuning)")
+    ap.add_argument("--distill", type=float, default=None,
+                    help="with --init: weight of a loss keeping the heatmap where no product is labelled "
+                         "close to the --init weights' own (learning without forgetting; default 0, off)")
     ap.add_argument("--resume", action="store_true", help="continue the run whose OUT/state.pt is there")
     ap.add_argument("--overwrite", action="store_true", help="start a new run over a trained model in --out")
     ap.add_argument("--stop-at-step", type=int, default=None,
@@ -182,6 +185,10 @@ def _check_options(o: dict[str, Any]) -> None:
         raise InvalidInputError(f"--save-every {o['save_every']}: must be 0 or more seconds")
     if o["seed"] < 0:
         raise InvalidInputError(f"--seed {o['seed']}: must be 0 or more")
+    if not (math.isfinite(o["distill"]) and o["distill"] >= 0):
+        raise InvalidInputError(f"--distill {o['distill']}: must be 0 or more")
+    if o["distill"] > 0 and o["init"] is None:
+        raise InvalidInputError("--distill keeps the --init weights' opinion: give --init too")
     if o["device"] == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError("--device cuda: torch sees no CUDA GPU on this machine")
 
@@ -203,7 +210,7 @@ def _load_state(path: Path) -> dict[str, Any]:
 def _resumed_options(args: argparse.Namespace, saved: dict[str, Any], state_path: Path) -> dict[str, Any]:
     """The saved run options, with the session options given now; a run option given with
     another value than the saved one is refused."""
-    o = dict(saved)
+    o = {"distill": 0.0, **saved}  # (a state from before --distill has none)
     for k in RUN_OPTIONS:
         given = getattr(args, k)
         if given is None:
@@ -213,7 +220,7 @@ def _resumed_options(args: argparse.Namespace, saved: dict[str, Any], state_path
             same = saved["init"] is not None and p.is_file() and _sha256(p) == saved["init"]["sha256"]
             old = None if saved["init"] is None else saved["init"]["path"]
         else:
-            same, old = given == saved[k], saved[k]
+            same, old = given == o[k], o[k]
         if not same:
             flag = "--" + k.replace("_", "-")
             raise InvalidInputError(f"{flag} {given}: the run in {state_path} has {flag} {old}; a resumed run keeps "
@@ -272,9 +279,23 @@ def main(argv: list[str] | None = None) -> int:
     stride = config["stride"]
     tile_ratio = 1280 / config["input_size"]  # products appear as in a 1280 tile resized to input_size
     model = ShelfNet(config)
+    teacher = None
     if state is None and opts["init"] is not None:
         _read_init(opts["init"], model)
         opts["init"] = {"path": str(opts["init"]), "sha256": _sha256(Path(opts["init"]))}
+    if opts["distill"] > 0:  # the --init weights, frozen (a resumed run reads them again: its state keeps the path)
+        teacher = ShelfNet(config)
+        _read_init(opts["init"]["path"], teacher)
+        if _sha256(Path(opts["init"]["path"])) != opts["init"]["sha256"]:
+            raise InvalidInputError(f"--init {opts['init']['path']}: changed since the run started (--distill needs it as it was)")
+        # in training mode as the student is (BatchNorm on the batch's own statistics, so the two
+        # start equal), its running statistics frozen (momentum 0)
+        teacher.train()
+        for mod in teacher.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.momentum = 0.0
+        for prm in teacher.parameters():
+            prm.requires_grad_(False)
 
     made = new_folders(out)
     ensure_out_dir(out)
@@ -306,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     if state is not None:
         model.load_state_dict(state["model"])
     model.to(dev).to(memory_format=torch.channels_last)
+    if teacher is not None:
+        teacher.to(dev).to(memory_format=torch.channels_last)
     ema = ema_copy(model)
     opt = make_optimizer(model, opts["lr"])
     if state is not None:
@@ -355,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"steps": step, "images": images, "seconds": round(clock(), 1), "size": opts["size"],
                 "batch": bs, "seed": opts["seed"], "loss_ema": run_loss, "device": str(dev), "reuse": reuse,
                 "lr": opts["lr"], "sessions": sessions, **({"init": opts["init"]["path"]} if opts["init"] else {}),
+                **({"distill": opts["distill"]} if opts["distill"] else {}),
                 **extra}
 
     def save(**extra: object) -> dict:
@@ -418,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                 lr = learning_rate(opts["lr"], step, progress(), warmup)
                 terms = train_step(model, ema, opt, (img, heat, box_t, weight), step=step, lr=lr, gen=gen, mean=mean,
                                    std=std, stride=stride, ema_decay=opts["ema"], amp=amp,
-                                   memory_format=torch.channels_last)
+                                   memory_format=torch.channels_last, teacher=teacher, distill=opts["distill"])
                 if terms is None:  # nothing was updated: skip the batch, unless it keeps happening
                     bad_in_a_row += 1
                     print(f"non-finite loss at step {step} ({bad_in_a_row} in a row); batch skipped", flush=True)
@@ -437,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
                     el = clock()
                     log_row([step, f"{el:.1f}", images, f"{lv:.4f}", f"{hv:.4f}", f"{bv:.4f}", f"{lr:.2e}",
                              f"{float(nbox.float().mean()):.1f}"])
-                    print(f"step {step:6d} t={el:7.1f}s img={images:7d} loss={lv:.3f} (heat {hv:.3f} box {bv:.3f}) "
+                    dv = f" distill {terms['distill']:.3f}" if "distill" in terms else ""
+                    print(f"step {step:6d} t={el:7.1f}s img={images:7d} loss={lv:.3f} (heat {hv:.3f} box {bv:.3f}{dv}) "
                           f"lr={lr:.1e} img/s={images / max(el, 1e-6):.1f}", flush=True)
                 batch_done = reuse_pos >= reuse
                 if batch_done:

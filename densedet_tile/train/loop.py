@@ -25,7 +25,7 @@ import torch
 
 from ..io import atomic_write
 from .data import augment
-from .losses import detection_loss
+from .losses import detection_loss, distill_loss
 
 __all__ = [
     "make_optimizer",
@@ -99,6 +99,8 @@ def train_step(
     clip: float = 10.0,
     amp: bool = False,
     memory_format: torch.memory_format = torch.contiguous_format,
+    teacher: torch.nn.Module | None = None,
+    distill: float = 0.0,
 ) -> dict[str, float] | None:
     """One optimiser step on ``batch``.
 
@@ -107,6 +109,9 @@ def train_step(
     The batch is augmented with ``gen`` (fresh each call), normalised, and the loss
     (focal + 5 x GIoU, ignore regions masked) minimised; the EMA follows. Returns the loss terms
     as floats, or None when the loss or the gradient was not finite (nothing is updated then).
+    With a ``teacher`` (a frozen network) and ``distill`` > 0, ``distill`` x
+    :func:`~densedet_tile.train.losses.distill_loss` of the teacher's heatmap on the same
+    augmented batch is added (the ``distill`` term of the result).
     """
     img, heat, box_t, weight = batch[:4]
     ignore = batch[4] if len(batch) > 4 else None
@@ -119,6 +124,12 @@ def train_step(
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         logits, dist = model(x)
     loss, l_heat, l_box = detection_loss(logits, dist, h_t, b_t, w_t, stride=stride, ignore=i_t)
+    l_dist = None
+    if teacher is not None and distill > 0:
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            t_logits, _ = teacher(x)
+        l_dist = distill_loss(logits, t_logits, h_t, w_t, i_t)
+        loss = loss + distill * l_dist
     if not torch.isfinite(loss):
         return None
     opt.zero_grad(set_to_none=True)
@@ -130,7 +141,10 @@ def train_step(
     opt.step()
     if ema is not None:
         ema_update(ema, model, step, ema_decay)
-    return {"loss": float(loss.detach()), "heat": float(l_heat.detach()), "box": float(l_box.detach()), "lr": lr}
+    terms = {"loss": float(loss.detach()), "heat": float(l_heat.detach()), "box": float(l_box.detach()), "lr": lr}
+    if l_dist is not None:
+        terms["distill"] = float(l_dist.detach())
+    return terms
 
 
 def checkpoint_dict(model: torch.nn.Module, config: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["focal_loss", "giou_loss", "detection_loss", "BOX_LOSS_WEIGHT"]
+__all__ = ["focal_loss", "giou_loss", "detection_loss", "distill_loss", "BOX_LOSS_WEIGHT"]
 
 #: weight of the GIoU term in :func:`detection_loss` (the shipped weights were trained with it)
 BOX_LOSS_WEIGHT = 5.0
@@ -81,3 +81,25 @@ def detection_loss(
     l_heat = focal_loss(logits, heat, ignore)
     l_box = giou_loss(dist, box_t, weight, stride)
     return l_heat + box_weight * l_box, l_heat, l_box
+
+
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, heat: torch.Tensor,
+                 weight: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
+    """How far the centre heatmap has moved from a teacher's where the labels say nothing.
+
+    The Bernoulli KL divergence KL(teacher || student) of each cell's centre probability, summed
+    over the cells away from every labelled product (target heat under 0.01 and no regression
+    weight; ignored cells left out too) and normalised, as :func:`focal_loss` is, by the number of
+    centres. Zero when the student equals the teacher. Fine-tuning with it (learning without
+    forgetting) lets the labels teach what is new while the background keeps the teacher's
+    opinion; see ``scripts/train_default.py --distill``.
+    """
+    s = logits.float()
+    t = teacher_logits.float().detach()
+    pt = torch.sigmoid(t)
+    kl = pt * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - pt) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+    away = (heat < 0.01) & (weight <= 0)
+    if ignore is not None:
+        away = away & (ignore <= 0)
+    n_pos = (heat >= 0.999).sum().clamp(min=1)
+    return (kl * away).sum() / n_pos

@@ -109,6 +109,8 @@ def test_resume_refuses_a_changed_run_option_and_nothing_to_resume(train, tmp_pa
     (["--steps", "3", "--device", "cuda"], "--device cuda"),
     (["--steps", "3", "--init", "NOTCKPT"], "--init"),
     (["--steps", "3", "--stop-at-step", "0"], "--stop-at-step 0"),
+    (["--steps", "3", "--distill", "1"], "--distill keeps the --init"),
+    (["--steps", "3", "--distill", "-1"], "--distill -1"),
 ])
 def test_bad_options_fail_in_one_line_and_write_nothing(train, tmp_path, capsys, monkeypatch, extra, expect) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -338,3 +340,20 @@ def test_eval_checks_limit_and_out_before_evaluating(tmp_path, monkeypatch, extr
     extra = [a.replace("MISSING", str(tmp_path / "missing")).replace("DIR", str(tmp_path)) for a in extra]
     with pytest.raises(InvalidInputError, match=re.escape(expect)):
         ev.main(["--data", str(tmp_path), *extra])
+
+
+def test_distill_starts_at_zero_and_is_kept_by_a_resumed_run(train, tmp_path, capsys) -> None:
+    """--distill with --init: the frozen teacher is the --init weights in the student's BatchNorm
+    mode, so the term is 0 until the student moves; a resumed run keeps the option."""
+    init = REPO / "densedet_tile" / "detector" / "weights" / "default.pt"
+    out = tmp_path / "d"
+    args = [*TINY, "--steps", "3", "--init", str(init), "--distill", "2", "--lr", "1e-12"]
+    assert train.main([*args, "--stop-at-step", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    values = [float(v) for v in re.findall(r"distill (-?[0-9.]+)", printed)]
+    assert len(values) == 2 and all(abs(v) < 1e-3 for v in values)
+    assert _load(out / "default.pt")["info"]["distill"] == 2.0
+    assert train.cli(["--resume", "--distill", "1", "--out", str(out)]) == 2
+    assert "--distill 1.0: the run" in capsys.readouterr().err
+    assert train.main(["--resume", "--workers", "0", "--out", str(out)]) == 0
+    assert _load(out / "state.pt")["step"] == 3 and "distill" in capsys.readouterr().out

@@ -201,3 +201,35 @@ def test_a_step_whose_gradient_is_not_finite_changes_nothing():
         assert torch.equal(v, ema_before[k]), k
     hook.remove()
     assert train_step(model, ema, opt, (img, heat, box_t, weight), **kw) is not None  # a sound step runs
+
+
+# --- learning without forgetting (--distill) ------------------------------------------------
+
+def test_distill_loss_is_zero_for_the_teacher_itself_and_grows_with_drift():
+    from densedet_tile.train.losses import distill_loss
+
+    g = torch.Generator().manual_seed(0)
+    heat, box_t, weight, ign = _targets([[10, 10, 50, 70]])
+    t = torch.randn(1, 1, SIZE // STRIDE, SIZE // STRIDE, generator=g) * 3
+    assert float(distill_loss(t, t, heat, weight)) == pytest.approx(0.0, abs=1e-6)
+    small, large = t + 0.1, t + 1.0
+    assert 0 < float(distill_loss(small, t, heat, weight)) < float(distill_loss(large, t, heat, weight))
+
+
+def test_distill_loss_leaves_the_labelled_products_and_ignored_cells_to_the_labels():
+    from densedet_tile.train.losses import distill_loss
+
+    heat, box_t, weight, ign = _targets([[10, 10, 50, 70]], ignore=[[80, 80, 128, 128]])
+    t = torch.zeros(1, 1, SIZE // STRIDE, SIZE // STRIDE)
+    near = ((heat >= 0.01) | (weight > 0)).float()
+    # the student moves only on and around the product: nothing to pay
+    assert float(distill_loss(t + 5 * near, t, heat, weight)) == pytest.approx(0.0, abs=1e-6)
+    # ... and in the ignored corner, once the ignore map is given
+    moved = t + 5 * (ign > 0).float()
+    assert float(distill_loss(moved, t, heat, weight)) > 0.1
+    assert float(distill_loss(moved, t, heat, weight, ign)) == pytest.approx(0.0, abs=1e-6)
+    # a gradient reaches the student only, never the teacher
+    s = (t + 1).requires_grad_()
+    tt = t.clone().requires_grad_()
+    distill_loss(s, tt, heat, weight).backward()
+    assert s.grad is not None and float(s.grad.abs().sum()) > 0 and tt.grad is None
