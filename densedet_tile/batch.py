@@ -652,7 +652,7 @@ def _check_classes(job: Job, infos: Sequence[dict[str, Any]]) -> None:
     run, not one per image); a worker describes its detector's class names in ``info``."""
     if job.run.classes is None or not infos:
         return
-    from .pipeline import class_ids
+    from .detector.base import class_ids
 
     model = infos[0].get("model") or {}
     names = model.get("class_names")

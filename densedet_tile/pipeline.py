@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .detector.base import (Detector, class_names_of, device_of, input_size_of, product_size_of, resize_filter_of,
+from .detector.base import (Detector, class_ids, class_names_of, device_of, input_size_of, product_size_of, resize_filter_of,
                             score_floor_for, score_floor_of, score_thr_of, tiles_resized_to)
 from .detector.calls import DetectorCalls, back_to_the_gpu, image_key
 from .errors import InvalidInputError, caller_level
@@ -181,31 +181,6 @@ def resolve_run(detector: object, run: RunSpec) -> RunSpec:
         score_thr=run.score_thr if run.score_thr is not None else score_thr_of(detector),
         classes=class_ids(run.classes, names, str(getattr(detector, "name", None) or type(detector).__name__)),
     )
-
-
-def class_ids(classes: Sequence[int | str] | None, names: Sequence[str] | None, what: str) -> tuple[int, ...] | None:
-    """``classes`` (ids or names) as sorted class ids of a detector whose classes are ``names``
-    (None: it declares none, and only ids can be given). An unknown name, or an id past the
-    declared classes, is an :class:`InvalidInputError` naming the classes there are."""
-    if classes is None:
-        return None
-    known = None if names is None else ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
-    ids: set[int] = set()
-    for c in classes:
-        if isinstance(c, str):
-            if names is not None and c in names:
-                c = list(names).index(c)
-            elif c.isdecimal() and c.isascii():  # "2", not the name of a class: an id
-                c = int(c)
-            elif names is None:
-                raise InvalidInputError(f"classes: {c!r} is a class name, but detector {what} declares no class "
-                                        "names; give class ids (0, 1, ...)")
-            else:
-                raise InvalidInputError(f"classes: detector {what} has no class {c!r} (its classes: {known})")
-        if names is not None and c >= len(names):
-            raise InvalidInputError(f"classes: detector {what} has no class id {c} (ids 0 to {len(names) - 1}: {known})")
-        ids.add(int(c))
-    return tuple(sorted(ids))
 
 
 #: A tile enlarged more than this many times to reach the model's input is warned about: a

@@ -617,7 +617,7 @@ def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:
         kind = type(detector).__name__
     if job.run.classes is not None:  # a class the detector does not have: one error, not one per image
         from .detector.base import class_names_of
-        from .pipeline import class_ids
+        from .detector.base import class_ids
 
         names = class_names_of(detector)
         job = replace(job, run=replace(job.run, classes=class_ids(

@@ -24,11 +24,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from .detector.base import input_size_of, photo_scale_of, product_size_of, resize_filter_of, score_thr_of
+from .detector.base import (class_ids, class_names_of, input_size_of, photo_scale_of, product_size_of, resize_filter_of,
+                            score_thr_of)
 from .detector.calls import DetectorCalls, image_key
 from .errors import InvalidInputError
 from .tiler.resize import resize_to, shrink_source
@@ -116,7 +117,8 @@ def _probe_pixels(src: Any, window: tuple[int, int, int, int], model_side: int, 
 
 
 def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None = None,
-                            target: float | None = None) -> tuple[float | None, dict[str, Any]]:
+                            target: float | None = None,
+                            classes: Sequence[int] | None = None) -> tuple[float | None, dict[str, Any]]:
     """Typical product height in image pixels of the open image ``src``, or None.
 
     Windows of a few sizes (see :func:`_probes`) are resized to the detector's input and run
@@ -126,6 +128,7 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     pixels). The estimate of the largest window whose products reach the model at half
     ``target`` (the detector's ``product_size``) or more is returned, else the one closest to
     ``target`` (:func:`_pick_probe`; without a target, the middle of the sizes that worked).
+    ``classes`` (class ids): only their boxes measure (those of a run's ``classes``).
     Returns ``(height, details)``.
     """
     model_side = input_size_of(detector) or _NATIVE_PROBE
@@ -140,6 +143,8 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
             (d,) = DetectorCalls(detector, 1, f"{src.name} (a tile=auto probe)", key=image_key(src)).predict([img])
             if score_thr is not None and len(d):
                 d = d[d.scores >= score_thr]
+            if classes is not None and len(d):
+                d = d[np.isin(d.labels, classes)]
             # boxes touching the window's border may be cut by it: they do not measure a product
             b, lim = d.xyxy, np.array(img.shape[1::-1], np.float32) - 2.0
             whole = (b[:, 0] >= 2.0) & (b[:, 1] >= 2.0) & (b[:, 2] <= lim[0]) & (b[:, 3] <= lim[1])
@@ -255,7 +260,11 @@ def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeS
     target = product_size_of(detector)
     # the served threshold: detectors return boxes a little below it (for the count range)
     thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
-    height_px, details = estimate_product_height(src, detector, score_thr=thr, target=target)
+    classes = None
+    if run.classes is not None:  # the products counted are the ones measured
+        classes = class_ids(run.classes, class_names_of(detector),
+                            str(getattr(detector, "name", None) or type(detector).__name__))
+    height_px, details = estimate_product_height(src, detector, score_thr=thr, target=target, classes=classes)
     info: dict[str, Any] = {"source": "auto", "product_height_px": height_px, "target_px": target, **details}
     fallback = replace(tiling, tile=TileSpec().tile)
     if height_px is None:

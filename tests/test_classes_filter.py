@@ -7,7 +7,7 @@ import pytest
 
 import densedet_tile as dt
 from densedet_tile import InvalidInputError, MergeSpec, RunSpec
-from densedet_tile.pipeline import class_ids
+from densedet_tile.detector.base import class_ids
 from fakes import BlobDetector, ColourDetector, colour_image, make_colours, run_cli
 
 #: a red and a green product side by side, the green one across the seam of 256 px tiles
@@ -141,3 +141,33 @@ def test_audit_counts_only_the_classes_asked_for_and_refuses_them_on_boxes_read(
     assert r.returncode == 0, r.stderr
     r = run_cli("audit", "d/two.detections.json", "--classes", "red", "--out", "x", "-q", cwd=tmp_path)
     assert r.returncode == 2 and "--classes" in r.stderr and not (tmp_path / "x").exists()
+
+
+class _TallAndShort:
+    """Class 0 ("tall"): 12 boxes 0.4 of the tile high; class 1 ("short"): 12 boxes 0.08 high;
+    all well inside the tile, wherever it is."""
+
+    name = "tall-and-short"
+    class_names = ("tall", "short")
+    input_size = 320
+
+    def predict(self, tiles):
+        out = []
+        for t in tiles:
+            h, w = t.shape[:2]
+            xs = np.linspace(0.05, 0.85, 12) * w
+            tall = np.stack([xs, np.full(12, 0.1 * h), xs + 0.05 * w, np.full(12, 0.5 * h)], 1)
+            short = np.stack([xs, np.full(12, 0.7 * h), xs + 0.05 * w, np.full(12, 0.78 * h)], 1)
+            out.append(dt.Detections(np.concatenate([tall, short]).astype(np.float32), np.full(24, 0.9),
+                                     np.repeat([0, 1], 12)))
+        return out
+
+
+def test_tile_auto_measures_only_the_classes_kept():
+    img = np.full((2000, 3000, 3), 90, np.uint8)
+    heights = {}
+    for cls in ("tall", "short"):
+        r = dt.detect_image(img, _TallAndShort(), tile="auto", classes=[cls])
+        heights[cls] = r.settings["scale"]["product_height_px"]
+        assert set(r.detections.labels.tolist()) <= {_TallAndShort.class_names.index(cls)}
+    assert heights["tall"] == pytest.approx(5 * heights["short"], rel=0.05)

@@ -14,6 +14,7 @@ import numpy as np
 from ..types import COUNT_BAND, Detections, check_device
 
 __all__ = [
+    "class_ids",
     "Detector",
     "engine_input_size",
     "tiles_resized_to",
@@ -110,6 +111,33 @@ def class_names_of(detector: object) -> tuple[str, ...] | None:
     except TypeError:  # not iterable
         raise DetectorError(f"detector {type(detector).__name__}: class_names must be a list of names, "
                             f"got {type(names).__name__}") from None
+
+
+def class_ids(classes: Sequence[int | str] | None, names: Sequence[str] | None, what: str) -> tuple[int, ...] | None:
+    """``classes`` (ids or names) as sorted class ids of a detector whose classes are ``names``
+    (None: it declares none, and only ids can be given). An unknown name, or an id past the
+    declared classes, is an :class:`InvalidInputError` naming the classes there are."""
+    from ..errors import InvalidInputError
+
+    if classes is None:
+        return None
+    known = None if names is None else ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
+    ids: set[int] = set()
+    for c in classes:
+        if isinstance(c, str):
+            if names is not None and c in names:
+                c = list(names).index(c)
+            elif c.isdecimal() and c.isascii():  # "2", not the name of a class: an id
+                c = int(c)
+            elif names is None:
+                raise InvalidInputError(f"classes: {c!r} is a class name, but detector {what} declares no class "
+                                        "names; give class ids (0, 1, ...)")
+            else:
+                raise InvalidInputError(f"classes: detector {what} has no class {c!r} (its classes: {known})")
+        if names is not None and c >= len(names):
+            raise InvalidInputError(f"classes: detector {what} has no class id {c} (ids 0 to {len(names) - 1}: {known})")
+        ids.add(int(c))
+    return tuple(sorted(ids))
 
 
 def resize_filter_of(detector: object) -> str:
