@@ -26,15 +26,10 @@ __all__ = ["merge_tiles", "merge_tolerances", "suppress_piles", "to_global", "wa
 
 log = logging.getLogger(__name__)
 
-#: A tile's boxes are looked at for a pile once the spatial index holds more than this many
-#: candidate pairs per box (and :data:`_TILE_PILE_PAIRS` in all): a detector with its own NMS
-#: gives well under one overlapping pair per box on dense shelves (0.14 in the median of 85 real
-#: photos, 0.56 at most), though long thin boxes make more candidates than pairs.
-_PILE_CANDIDATES_PER_BOX = 16
-_TILE_PILE_PAIRS = 65_536
-#: ... and they are a pile when more pairs of them (of one label) than boxes are near-copies,
-#: overlapping at IoU above this (no NMS of 0.8 or below leaves such a pair), or when the index
-#: holds more than :data:`_PILE_PAIRS_MAX` candidates (too many to look at: no NMS leaves that).
+#: A tile's boxes are a pile when more pairs of them (of one label) than boxes are near-copies,
+#: overlapping at IoU above this (no NMS of 0.8 or below leaves such a pair: a detector with its
+#: own NMS never has one), or when the spatial index holds more than :data:`_PILE_PAIRS_MAX`
+#: candidates (too many to look at: no NMS leaves that).
 _PILE_IOU = 0.8
 _PILE_PAIRS_MAX = 8_000_000
 
@@ -215,12 +210,12 @@ def suppress_piles(dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) ->
     The merge takes a tile's boxes as its detector's own NMS left them. A detector without one
     returns tens of boxes per product, and the seam repair and the fusion, which pair every box
     with those near it, grow with the square of such a pile (8 000 boxes over one product: 35 s
-    and 3.8 GB). A tile is a pile when the spatial index holds more than
-    :data:`_PILE_CANDIDATES_PER_BOX` candidate pairs per box and more of its pairs (of one
-    label, unless ``spec.class_agnostic``) than boxes overlap at IoU above :data:`_PILE_IOU`;
-    its boxes then go through NMS at ``spec.nms_iou`` (by label unless class-agnostic; by
-    blocks through a pile). Only the pairs are counted first (not formed), so the usual tile
-    costs one pass of the index. A box kept keeps its place in the tile's order. Run on all
+    and 3.8 GB). A tile is a pile when more of its pairs (of one label, unless
+    ``spec.class_agnostic``) than boxes overlap at IoU above :data:`_PILE_IOU` (10 copies of
+    each product are one, and so are 4 copies of a single one), or when its spatial index holds
+    more than :data:`_PILE_PAIRS_MAX` candidate pairs; its boxes then go through NMS at
+    ``spec.nms_iou`` (by label unless class-agnostic; by blocks through a pile). A box kept
+    keeps its place in the tile's order. Run on all
     the boxes a detector returned, the result at any score threshold is the one it would give
     on the boxes above that threshold (a box is only ever suppressed by a higher-scored one).
     """
@@ -230,13 +225,8 @@ def suppress_piles(dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) ->
         if not isinstance(d, Detections):
             continue  # refused where the boxes are gathered, in one line
         m = len(d)
-        if m * (m - 1) // 2 <= _TILE_PILE_PAIRS:
-            continue  # too few boxes for that many pairs
-        try:
-            candidate_pairs(d.xyxy, limit=max(_TILE_PILE_PAIRS, _PILE_CANDIDATES_PER_BOX * m))
-            continue
-        except TooManyPairs:
-            pass
+        if m < 4:
+            continue  # (3 boxes have 3 pairs: never more than boxes)
         try:
             i, j = candidate_pairs(d.xyxy, limit=_PILE_PAIRS_MAX)
         except TooManyPairs:

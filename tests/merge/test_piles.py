@@ -173,3 +173,31 @@ def test_through_the_engine_the_pile_is_said_once_and_one_box_served(caplog: pyt
     assert caplog.text.count("piles of near-copies") == 1
     assert len(res.detections) == 1
     np.testing.assert_allclose(res.detections.xyxy[0], [250, 150, 330, 250], atol=3)
+
+
+@pytest.mark.parametrize("copies", [4, 10, 20])
+def test_a_few_copies_of_each_product_in_a_small_tile_are_a_pile_too(copies, caplog) -> None:
+    # an outside review: 50 products x 20 copies (1000 boxes, 9 500 near-copy pairs) were counted
+    # 1998 times without a word, since only tiles with more than 362 boxes were looked at
+    tiles = make_grid(1200, 1000, TileSpec(1280, 0.2))
+    assert len(tiles) == 1
+    xs, ys = np.meshgrid(np.arange(20, 1100, 110.0), np.arange(20, 900, 180.0))
+    prod = np.stack([xs.ravel(), ys.ravel(), xs.ravel() + 90, ys.ravel() + 160], 1)
+    assert len(prod) == 50
+    rng = np.random.default_rng(copies)
+    b = np.repeat(prod, copies, axis=0) + rng.uniform(-2, 2, (len(prod) * copies, 4))
+    d = Detections(b.astype(np.float32), rng.uniform(0.5, 1.0, len(b)).astype(np.float32))
+    with caplog.at_level("WARNING", logger="densedet_tile.merge.core"):
+        got = merge_tiles(tiles, [d], MergeSpec())
+    assert len(got) == 50 and "1 of 1 tiles returned piles of near-copies" in caplog.text
+
+
+def test_two_or_three_close_boxes_are_left_to_the_detector() -> None:
+    # three copies of one product are 3 pairs for 3 boxes: not more pairs than boxes
+    b = np.array([[10, 10, 110, 210], [11, 10, 111, 211], [10, 12, 109, 210], [300, 10, 400, 210]], np.float32)
+    d = Detections(b[:3], np.array([0.9, 0.8, 0.7], np.float32))
+    out, n = core.suppress_piles([d], MergeSpec())
+    assert n == 0 and out[0] is d
+    d4 = Detections(b, np.array([0.9, 0.8, 0.7, 0.9], np.float32))
+    out, n = core.suppress_piles([d4], MergeSpec())
+    assert n == 0 and out[0] is d4
