@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="densedet-x101",
                    help="shipped config name or config file to verify against (default: %(default)s)")
     p.add_argument("--no-verify", action="store_true", help="skip building the model to check keys and shapes")
-    p.add_argument("--num-classes-v1", type=positive_int, default=2, help="1.x num_classes, background included")
+    p.add_argument("--num-classes-v1", type=positive_int, default=2, help="1.x num_classes, background included (default: %(default)s)")
     return p
 
 

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tiled object detection for giant images (shelf photos, aisle panoramas). Other verbs: "
         "'densedet-tile batch', 'eval', 'audit', 'adapt' and 'convert-checkpoint' (each takes --help).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (JPEG, PNG, WebP, BMP, TIFF, BigTIFF)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (JPEG, PNG, WebP, AVIF, BMP, GIF, TIFF, BigTIFF; HEIC with pillow-heif)")
     add_tiling_options(p)
     add_detector_options(p)
     add_output_options(p)

@@ -677,6 +677,7 @@ def build(
         "iou": iou_v,
         "max_det": int(max_det),
         "providers": rt.providers,
+        "device": rt.device,  # where the runtime runs it (cuda:N or cpu), as the JSON's model.info says
     }
     if rt.input_quant is not None:
         info["input_quant"] = list(rt.input_quant)

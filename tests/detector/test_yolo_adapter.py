@@ -274,6 +274,7 @@ def test_reads_the_facts_of_the_export(models):
     assert det.name == "yolo:v8" and det.canvas_hw == (64, 64) and det.input_size == 64
     assert det.class_names == ("white", "red") and det.layout == "v8" and det.batch == 1
     assert det.info["input_layout"] == "nchw" and det.info["framework"] == "onnxruntime"
+    assert det.info["device"] == "cpu"  # where it ran, in the JSON's model.info as the other adapters say
     assert (det.conf, det.iou, det.max_det) == (0.25, 0.7, 1000)
     opts = det._rt.session.get_session_options()  # workers sleep between runs instead of spinning
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
@@ -412,7 +413,7 @@ def test_thresholds_are_options_and_score_thr_is_conf(models):
 @pytest.mark.parametrize("kind,atol", [("float32", 1e-3), ("float16", 0.05), ("int8", 0.5)])
 def test_tflite_exports_float_and_int8(kind, atol):
     det = load_detector("yolo", checkpoint=tflite(kind), device="cpu")
-    assert det.info["input_layout"] == "nhwc" and det.info["framework"] == "litert"
+    assert det.info["input_layout"] == "nhwc" and det.info["framework"] == "litert" and det.info["device"] == "cpu"
     assert det.class_names == ("white", "red")  # from the metadata.json appended to the file
     assert det.canvas_hw == (64, 64) and det.layout == "v8"
     assert det.info["input_dtype"] == ("int8" if kind == "int8" else "float32")
