@@ -193,7 +193,9 @@ def test_split_image_equals_single_process_even_when_an_actor_dies(local_ray, tm
         assert doc["num_tiles"] == len(make_grid(1400, 400, dt.TileSpec(256, 0.25)))
         settings = dict(doc["settings"])
         assert all(w.startswith("w") and "@" in w for w in settings.pop("split_workers"))
-        assert set(settings.pop("requested")) == {"job", "input"}  # what a restart compares
+        asked = settings.pop("requested")  # what a restart compares, and the photo's absolute path
+        assert set(asked) == {"job", "input", "file"} and Path(asked["file"]).is_absolute()
+        assert Path(asked["file"]).name == doc["image"]["name"]
         assert settings == ref_result.settings
         assert doc["model"] == describe_detector(PaintedOrFail()) == {"name": "PaintedOrFail"}
 

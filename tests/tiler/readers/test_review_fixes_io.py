@@ -153,5 +153,6 @@ def test_a_corrupt_exif_block_where_warnings_are_errors_is_a_read_error(tmp_path
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(path, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(ImageReadError, match=r"bad\.jpg: cannot read image header \(Corrupt EXIF data"):
+        # (Pillow's own words follow in brackets; not matched, they may change with its version)
+        with pytest.raises(ImageReadError, match=r"bad\.jpg: cannot read image header \("):
             open_image(path)
