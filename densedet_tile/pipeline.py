@@ -475,10 +475,10 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     dets = _thinned(tiles, preds.dets, merge)
 
     def at(t: float) -> Detections:
-        return merged_at(tiles, dets, t, merge)
+        return merged_at(tiles, dets, t, merge, thinned=True)
 
     if thr is None:
-        return merge_tiles(tiles, dets, merge), None, None
+        return merge_tiles(tiles, dets, merge, thinned=True), None, None
     merged = at(thr)
     if band <= 0:
         return merged, None, None
@@ -500,17 +500,19 @@ def _thinned(tiles: Sequence[Tile], dets: Sequence[Detections], merge: MergeSpec
     return out
 
 
-def merged_at(tiles: Sequence[Tile], dets: Sequence[Detections], thr: float, merge: MergeSpec) -> Detections:
+def merged_at(tiles: Sequence[Tile], dets: Sequence[Detections], thr: float, merge: MergeSpec, *,
+              thinned: bool = False) -> Detections:
     """The global boxes a run at score threshold ``thr`` serves, from tile-local ``dets`` that
     reach down to ``thr - CONFIRM_BAND`` or lower.
 
     The boxes just below ``thr`` (within :data:`CONFIRM_BAND`) are not served, but still show
     that their tile saw an object where another tile's view of it is cut; a fixed window, so
     that each end of a count range equals a run at that threshold and the served boxes do not
-    depend on ``count_band``.
+    depend on ``count_band``. ``thinned``: ``dets`` went through
+    :func:`~densedet_tile.merge.core.suppress_piles` already (see :func:`merge_tiles`).
     """
     below = [d[(d.scores < thr) & (d.scores >= thr - CONFIRM_BAND - 1e-9)] if len(d) else d for d in dets]
-    return merge_tiles(tiles, _at_least(dets, thr), merge, confirmers=below)
+    return merge_tiles(tiles, _at_least(dets, thr), merge, confirmers=below, thinned=thinned)
 
 
 def counts_at_thresholds(
@@ -550,7 +552,7 @@ def counts_at_thresholds(
         tiles = plan(src, scaled.tiling)
         preds = predict_tiles(src, tiles, detector, scaled.run)
     dets = _thinned(tiles, preds.dets, merge)  # once for every threshold, as merge_counted does
-    return [len(merged_at(tiles, dets, t, merge)) for t in ts]
+    return [len(merged_at(tiles, dets, t, merge, thinned=True)) for t in ts]
 
 
 def _at_least(dets: Sequence[Detections], thr: float) -> list[Detections]:

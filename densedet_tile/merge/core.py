@@ -123,7 +123,7 @@ def to_global(
 
 
 def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSpec = MergeSpec(),
-                confirmers: Sequence[Detections] | None = None) -> Detections:
+                confirmers: Sequence[Detections] | None = None, *, thinned: bool = False) -> Detections:
     """Merge per-tile detections into one set of boxes in the global (image) frame.
 
     ``tiles[k]`` is the window that produced ``dets[k]`` (tile-local pixel boxes, as a
@@ -145,13 +145,17 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     view there is not "unconfirmed" (``spec.confirm``): without them, a product seen cut at
     0.8 by one tile and whole at 0.45 by the other vanished at a threshold of 0.5.
 
+    Piles of near-copies in a tile are thinned first (:func:`suppress_piles`), unless
+    ``thinned`` says the caller did so on all the boxes the detector returned (of which
+    ``dets`` and ``confirmers`` are then subsets: a subset of a thinned tile holds no pile).
+
     Returns global-pixel :class:`Detections` (float32), boxes by descending score except in
     mode ``"none"`` (tile order).
     """
     if not isinstance(spec, MergeSpec):
         raise InvalidInputError(f"merge: spec must be a MergeSpec, got {type(spec).__name__}")
     tiles, dets = list(tiles), list(dets)  # any iterable, generators included
-    if spec.mode != "none":
+    if spec.mode != "none" and not thinned:
         dets, piled = suppress_piles(dets, spec)
         warn_piles(piled, len(tiles), spec)
     tgeo = _tile_geo(tiles)
@@ -163,7 +167,8 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     extra = None
     if confirmers is not None and spec.confirm:
         # (a pile among them is thinned as quietly: they only confirm)
-        c_local, _, _, c_groups, c_geo = _gather(tiles, suppress_piles(list(confirmers), spec)[0], tgeo)
+        conf = list(confirmers) if thinned else suppress_piles(list(confirmers), spec)[0]
+        c_local, _, _, c_groups, c_geo = _gather(tiles, conf, tgeo)
         extra = (c_local + c_geo[:, [0, 1, 0, 1]], c_groups)
     rep = repair_seams(
         xyxy,
@@ -210,7 +215,7 @@ def suppress_piles(dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) ->
     The merge takes a tile's boxes as its detector's own NMS left them. A detector without one
     returns tens of boxes per product, and the seam repair and the fusion, which pair every box
     with those near it, grow with the square of such a pile (8 000 boxes over one product: 35 s
-    and 3.8 GB). A tile is a pile when more of its pairs (of one label, unless
+    and 3.8 GB). A tile is a pile when more of its pairs of one label (whatever
     ``spec.class_agnostic``) than boxes overlap at IoU above :data:`_PILE_IOU` (10 copies of
     each product are one, and so are 4 copies of a single one), or when its spatial index holds
     more than :data:`_PILE_PAIRS_MAX` candidate pairs; its boxes then go through NMS at
@@ -232,9 +237,10 @@ def suppress_piles(dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) ->
         except TooManyPairs:
             pile = True
         else:
-            if not spec.class_agnostic:
-                same = d.labels[i] == d.labels[j]
-                i, j = i[same], j[same]
+            # copies of one label, also when merging class-agnostic: a detector with NMS per
+            # class returns one object as several classes at one box, which is no pile
+            same = d.labels[i] == d.labels[j]
+            i, j = i[same], j[same]
             pile = int(np.count_nonzero(pair_iou(d.xyxy, i, j) > _PILE_IOU)) > m
         if pile:
             piled += 1
