@@ -208,7 +208,7 @@ def request_key(job: Job, detector: Any = None) -> dict[str, Any]:
             "yolo_scores": job.yolo_scores,
             "detector": None if detector is None else detector_identity(detector)}
     if run.classes is not None:  # (left out otherwise, so results made before the option still stand)
-        want["run"]["classes"] = list(run.classes)
+        want["run"]["classes"] = sorted({str(c) for c in run.classes})  # red,green = green,red
     return _as_json(want)
 
 

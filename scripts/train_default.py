@@ -282,9 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     teacher = None
     if state is None and opts["init"] is not None:
         _read_init(opts["init"], model)
-        opts["init"] = {"path": str(opts["init"]), "sha256": _sha256(Path(opts["init"]))}
+        # (absolute: a resumed --distill run reads it again, maybe from another folder)
+        opts["init"] = {"path": os.path.abspath(opts["init"]), "sha256": _sha256(Path(opts["init"]))}
     if opts["distill"] > 0:  # the --init weights, frozen (a resumed run reads them again: its state keeps the path)
         teacher = ShelfNet(config)
+        if not Path(opts["init"]["path"]).is_file():
+            raise InvalidInputError(f"the --init weights of this run, {opts['init']['path']}, are gone; --distill "
+                                    "needs them as its teacher")
         _read_init(opts["init"]["path"], teacher)
         if _sha256(Path(opts["init"]["path"])) != opts["init"]["sha256"]:
             raise InvalidInputError(f"--init {opts['init']['path']}: changed since the run started (--distill needs it as it was)")

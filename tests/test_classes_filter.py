@@ -171,3 +171,27 @@ def test_tile_auto_measures_only_the_classes_kept():
         heights[cls] = r.settings["scale"]["product_height_px"]
         assert set(r.detections.labels.tolist()) <= {_TallAndShort.class_names.index(cls)}
     assert heights["tall"] == pytest.approx(5 * heights["short"], rel=0.05)
+
+
+def test_a_name_given_to_several_classes_keeps_them_all():
+    assert class_ids(["product"], ("product", "product", "tag"), "x") == (0, 1)
+    assert class_ids(["tag", 0], ("product", "product", "tag"), "x") == (0, 2)
+
+
+def test_eval_compare_refuses_classes(tmp_path):
+    from densedet_tile.cli.eval import eval_main
+
+    (tmp_path / "imgs").mkdir()
+    gt = tmp_path / "gt.csv"
+    gt.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n")
+    assert eval_main([str(tmp_path / "imgs"), str(gt), "--compare", "--classes", "red"]) == 2
+
+
+def test_the_same_classes_spelled_in_another_order_are_the_same_request():
+    from densedet_tile.runner import Job, request_key
+
+    a = request_key(Job(run=RunSpec(classes=["red", "green"])))
+    b = request_key(Job(run=RunSpec(classes=["green", "red", "green"])))
+    c = request_key(Job(run=RunSpec(classes=["green"])))
+    assert a == b != c
+    assert "classes" not in request_key(Job())["run"]  # results made before the option still stand

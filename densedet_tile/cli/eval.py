@@ -109,6 +109,10 @@ def eval_main(argv: Sequence[str]) -> int:
         if given:
             error(PROG, f"{', '.join(given)}: only with --compare (which runs a detector over a folder of images)")
             return EXIT_USAGE
+    if args.classes is not None:  # the ground truth would keep every class: the others all missed
+        error(PROG, "--classes: eval scores the detector against every class of the ground truth; give it "
+                    "ground truth of those classes only, without --classes")
+        return EXIT_USAGE
     try:
         if args.output:
             refuse_overwriting_input(args.output, {"ground-truth": args.gt, "predictions": args.pred}, option="-o")

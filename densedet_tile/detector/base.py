@@ -115,7 +115,7 @@ def class_names_of(detector: object) -> tuple[str, ...] | None:
 
 def class_ids(classes: Sequence[int | str] | None, names: Sequence[str] | None, what: str) -> tuple[int, ...] | None:
     """``classes`` (ids or names) as sorted class ids of a detector whose classes are ``names``
-    (None: it declares none, and only ids can be given). An unknown name, or an id past the
+    (None: it declares none, and only ids can be given); a name stands for every id it names. An unknown name, or an id past the
     declared classes, is an :class:`InvalidInputError` naming the classes there are."""
     from ..errors import InvalidInputError
 
@@ -125,8 +125,9 @@ def class_ids(classes: Sequence[int | str] | None, names: Sequence[str] | None, 
     ids: set[int] = set()
     for c in classes:
         if isinstance(c, str):
-            if names is not None and c in names:
-                c = list(names).index(c)
+            if names is not None and c in names:  # every id of that name (names may repeat)
+                ids.update(k for k, n in enumerate(names) if n == c)
+                continue
             elif c.isdecimal() and c.isascii():  # "2", not the name of a class: an id
                 c = int(c)
             elif names is None:

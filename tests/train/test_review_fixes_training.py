@@ -357,3 +357,17 @@ def test_distill_starts_at_zero_and_is_kept_by_a_resumed_run(train, tmp_path, ca
     assert "--distill 1.0: the run" in capsys.readouterr().err
     assert train.main(["--resume", "--workers", "0", "--out", str(out)]) == 0
     assert _load(out / "state.pt")["step"] == 3 and "distill" in capsys.readouterr().out
+
+
+def test_a_distill_run_given_a_relative_init_resumes_from_another_folder(train, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(REPO / "densedet_tile" / "detector" / "weights" / "default.pt", tmp_path / "a" / "w.pt")
+    monkeypatch.chdir(tmp_path / "a")
+    assert train.main([*TINY, "--steps", "2", "--init", "w.pt", "--distill", "1", "--stop-at-step", "1",
+                       "--out", str(tmp_path / "run")]) == 0
+    monkeypatch.chdir(tmp_path / "b")  # the teacher is read again on resume: not from b/w.pt
+    assert train.main(["--resume", "--workers", "0", "--out", str(tmp_path / "run")]) == 0
+    assert _load(tmp_path / "run" / "state.pt")["step"] == 2
