@@ -303,10 +303,10 @@ def process_image(
                 src, detector, tiling=job.tiling, merge=job.merge, run=job.run, progress=progress,
             )
             asked = job.request if job.request is not None else request_key(job)
-            # "file": the photo's absolute path (the JSON's image path is as given, relative to
-            # where the run started), to tell another photo of the same name from this one later
+            # "file": the photo's real path (the JSON's image path is as given, relative to where
+            # the run started, maybe through a link), to tell another photo of that name later
             result = replace(result, settings={**result.settings, "requested": {
-                "job": asked, "input": state, "file": os.path.abspath(inp)}})
+                "job": asked, "input": state, "file": os.path.realpath(inp)}})
             # the rows of the CSV and COCO files name the image (another input's file of the same
             # name is called after its stem, so the rows of the two stay apart: row_names)
             rows = result if name is None else replace(result, name=name)
@@ -325,10 +325,8 @@ def process_image(
             digests = {p.name: _sha256(stage[p]) for kind, p in paths.items() if kind != "json"}
             write_json(result, paths["json"], stage=stage, outputs=siblings, digests=digests)
         earlier = _recorded_outputs(paths["json"], stem)  # what the JSON being replaced says it came with
+        # store_a/IMG_0001.jpg, then store_b/IMG_0001.jpg into one --out: said once replaced
         other = _made_from_another_input(paths["json"], inp, state)
-        if other is not None:  # store_a/IMG_0001.jpg, then store_b/IMG_0001.jpg into one --out
-            log.warning("%s: replaces %s, which was made from another photo of that name (%s); give another "
-                        "--out to keep both", inp, paths["json"], other)
         # a YOLO label file this tool did not write, or one changed since it wrote it (labels
         # corrected in a labelling tool), is the user's: never replaced. One holding exactly
         # what this run would write is ours (a run killed between writing it and its JSON).
@@ -340,6 +338,9 @@ def process_image(
                     f"{p} is in the way: it was not written by densedet-tile, or was changed since; move it "
                     "away or choose another --out (nothing was written for this image)")
         write_files(stage)
+        if other is not None:
+            log.warning("%s: replaced %s, which was made from another photo of that name (%s); give another "
+                        "--out to keep both", inp, paths["json"], other)
         written = [p for p in stage if p.name != YOLO_CLASSES_FILE]
         _remove_stale_outputs(out_dir, {n: h for n, h in earlier.items() if n not in {p.name for p in paths.values()}})
     except BaseException as exc:
@@ -381,26 +382,28 @@ def _recorded_outputs(json_path: Path, stem: str) -> dict[str, str | None]:
 
 
 def _made_from_another_input(json_path: Path, inp: str, state: list[int] | None) -> str | None:
-    """The image path recorded in the detections JSON at ``json_path`` when it was made from
-    another file than ``inp``: its path (the absolute ``requested.file``; from an older version,
-    the image path as given, resolved from here) names another file and
-    the size and modification time it recorded are not those of ``inp`` (``state``: a run
-    from another folder names the same photo by another relative path). None otherwise, and
-    when there is no such JSON or it records neither. The path returned is the image path as
-    that run was given it."""
+    """The image path (as that run was given it) recorded in the detections JSON at
+    ``json_path`` when that JSON was made from another file than ``inp``, else None.
+
+    Its ``settings.requested.file`` (the photo's real path) names another file that still
+    exists; or, when that file is gone (moved, or the folder renamed), its recorded size and
+    modification time are not those of ``inp`` (``state``). None as well when there is no such
+    JSON, or it was written before the real path was recorded (2026-12-03).
+    """
     try:
         doc = json.loads(json_path.read_text())
         asked = doc["settings"]["requested"]
-        was = asked["input"]
-        shown = doc["image"]["path"]
-        recorded = asked.get("file") or shown  # (no "file" before 2026-12-03)
+        recorded, was, shown = asked["file"], asked["input"], doc["image"]["path"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not isinstance(recorded, str) or not recorded or was is None or was == state:
+    if not isinstance(recorded, str) or not recorded:
         return None
     try:
-        if same_path(recorded, inp):
-            return None  # the photo itself changed since (a new shot saved over it)
+        if os.path.exists(recorded):
+            if same_path(recorded, inp):
+                return None  # this photo again (a rerun, or a new shot saved over it)
+        elif was is None or was == state:
+            return None  # moved here, or its folder renamed: the same photo, most likely
     except (OSError, ValueError):
         return None
     return shown if isinstance(shown, str) and shown else recorded

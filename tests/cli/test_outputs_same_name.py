@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 from PIL import Image
 
 from fakes import blob_image, run_cli
@@ -24,7 +25,7 @@ def test_replacing_another_photos_results_is_said_once(tmp_path):
     second = _run(tmp_path, "store_b/IMG_0001.png", "out")
     assert second.returncode == 0, second.stderr
     lines = second.stderr.strip().splitlines()
-    assert len(lines) == 1 and "store_b/IMG_0001.png: replaces" in lines[0] and "(store_a/IMG_0001.png)" in lines[0]
+    assert len(lines) == 1 and "store_b/IMG_0001.png: replaced" in lines[0] and "(store_a/IMG_0001.png)" in lines[0]
     doc = json.loads((tmp_path / "out" / "IMG_0001.detections.json").read_text())
     assert doc["image"]["path"] == "store_b/IMG_0001.png"  # replaced, as before: the warning only says so
 
@@ -40,3 +41,40 @@ def test_the_same_photo_again_is_not_another_one(tmp_path):
     Image.fromarray(blob_image(600, 900, (10, 10, 90, 90))).save(tmp_path / "store_a" / "IMG_0001.png")
     new_shot = _run(tmp_path, "store_a/IMG_0001.png", "out")
     assert (new_shot.returncode, new_shot.stderr) == (0, "")
+
+
+def test_two_photos_of_one_size_and_time_are_still_two(tmp_path):
+    # an unzip leaves equal sizes and modification times: the real path tells them apart
+    import os
+
+    for folder, value in (("store_a", 60), ("store_b", 200)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.full((64, 64, 3), value, np.uint8)).save(tmp_path / folder / "IMG_0002.bmp")
+        os.utime(tmp_path / folder / "IMG_0002.bmp", ns=(1_767_261_600_000_000_000,) * 2)
+    assert _run(tmp_path, "store_a/IMG_0002.bmp", "out").returncode == 0
+    second = _run(tmp_path, "store_b/IMG_0002.bmp", "out")
+    assert second.returncode == 0 and "(store_a/IMG_0002.bmp)" in second.stderr
+
+
+def test_a_link_that_now_points_elsewhere_is_another_photo(tmp_path):
+    import os
+
+    _photos(tmp_path)
+    os.symlink("store_a", tmp_path / "current")
+    assert _run(tmp_path, "current/IMG_0001.png", "out").returncode == 0
+    os.unlink(tmp_path / "current")
+    os.symlink("store_b", tmp_path / "current")
+    again = _run(tmp_path, "current/IMG_0001.png", "out")
+    assert again.returncode == 0 and "replaced" in again.stderr
+
+
+def test_nothing_is_said_when_nothing_was_replaced(tmp_path):
+    # the image failed (a YOLO label file of the user's in the way): the first photo's outputs stay
+    _photos(tmp_path)
+    assert _run(tmp_path, "store_a/IMG_0001.png", "out").returncode == 0
+    (tmp_path / "out" / "IMG_0001.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    r = run_cli("store_b/IMG_0001.png", "--detector", "fakes:make_blob", "--out", "out", "--format", "yolo", "-q",
+                "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 1 and "in the way" in r.stderr and "another photo" not in r.stderr
+    doc = json.loads((tmp_path / "out" / "IMG_0001.detections.json").read_text())
+    assert doc["image"]["path"] == "store_a/IMG_0001.png"
