@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -30,8 +31,8 @@ from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..eval.formats import ImageBoxes, image_key, read_detections_json, read_predictions
-from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, new_folders, remove_empty, sweep_temporaries,
-                  write_files)
+from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, new_folders, remove_empty, same_path,
+                  sweep_temporaries, write_files)
 from ..pipeline import detect_image
 from ..runner import Job, build_detector
 from .options import (
@@ -197,6 +198,8 @@ def _audit(args: argparse.Namespace) -> int:
         ranges = bay_ranges(result, scores, info.get("count_range"))
         info = {**info, "count_range": _without_boxes(info.get("count_range"))}
         doc = audit_to_dict(result, image=info, count_ranges=ranges)
+        source = image_path or det_path  # what this audit was made from, links resolved (see _other_source)
+        doc["image"]["file"] = os.path.realpath(source) if source else None
         unsure = count_warning(info.get("count_range"))
         if unsure:
             doc["warnings"].append(unsure)
@@ -224,11 +227,15 @@ def _audit(args: argparse.Namespace) -> int:
         out / (stem + AUDIT_SUFFIXES["html"]): page,
         out / (stem + AUDIT_SUFFIXES["heatmap"]): png,
     }
+    other = _other_source(out / (stem + AUDIT_SUFFIXES["json"]), doc["image"].get("file"))
     try:
         write_files(files)
     except OSError as exc:
         error(PROG, f"{out}: cannot write the report ({exc.strerror or exc})")
         return EXIT_USAGE
+    if other is not None:  # store_a/IMG_0001.jpg, then store_b/IMG_0001.jpg into one --out
+        print(f"{PROG}: warning: replaced {_printable(str(out / (stem + AUDIT_SUFFIXES['json'])))}, the audit of "
+              f"another file of that name ({_printable(other)}); give another --out to keep both", file=sys.stderr)
     for w in doc["warnings"]:
         print(f"{PROG}: warning: {w}", file=sys.stderr)
     s = doc["summary"]
@@ -263,6 +270,22 @@ def _detector_options_given(args: argparse.Namespace) -> list[str]:
     add_tiling_options(p)
     add_detector_options(p)
     return options_changed(args, vars(p.parse_args([])))
+
+
+def _other_source(json_path: Path, source: str | None) -> str | None:
+    """The file the audit JSON at ``json_path`` was made from (its ``image.file``, links
+    resolved) when that file still exists and is not ``source``; None otherwise (no such JSON,
+    one from before the path was recorded, or a file since moved away)."""
+    try:
+        recorded = json.loads(json_path.read_text())["image"]["file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(recorded, str) or not source or not os.path.exists(recorded):
+        return None
+    try:
+        return None if same_path(recorded, source) else recorded
+    except (OSError, ValueError):
+        return None
 
 
 def _printable(text: str) -> str:

@@ -78,3 +78,20 @@ def test_nothing_is_said_when_nothing_was_replaced(tmp_path):
     assert r.returncode == 1 and "in the way" in r.stderr and "another photo" not in r.stderr
     doc = json.loads((tmp_path / "out" / "IMG_0001.detections.json").read_text())
     assert doc["image"]["path"] == "store_a/IMG_0001.png"
+
+
+def test_audit_says_when_it_replaced_another_photos_report(tmp_path):
+    _photos(tmp_path)
+
+    def audit(photo):
+        return run_cli("audit", photo, "--detector", "fakes:make_blob", "--out", "aud", "-q", "--device", "cpu",
+                       cwd=tmp_path)
+
+    first = audit("store_a/IMG_0001.png")
+    assert first.returncode == 0 and "another file" not in first.stderr, first.stderr
+    assert json.loads((tmp_path / "aud" / "IMG_0001.audit.json").read_text())["image"]["file"] == str(
+        (tmp_path / "store_a" / "IMG_0001.png").resolve())
+    again = audit("store_a/IMG_0001.png")
+    assert again.returncode == 0 and "another file" not in again.stderr
+    other = audit("store_b/IMG_0001.png")
+    assert other.returncode == 0 and "another file of that name" in other.stderr and "store_a" in other.stderr
