@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .detector.base import (Detector, class_ids, class_names_of, device_of, input_size_of, product_size_of, resize_filter_of,
+from .detector.base import (Detector, class_names_of, classes_of, device_of, input_size_of, product_size_of, resize_filter_of,
                             score_floor_for, score_floor_of, score_thr_of, tiles_resized_to)
 from .detector.calls import DetectorCalls, back_to_the_gpu, image_key
 from .errors import InvalidInputError, caller_level
@@ -172,14 +172,14 @@ def resolve_run(detector: object, run: RunSpec) -> RunSpec:
     if not callable(getattr(detector, "predict", None)):
         raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
     device = device_of(detector, run.device)
-    names = class_names_of(detector)  # checked before any tile is run, not when the outputs are written
+    class_names_of(detector)  # checked before any tile is run, not when the outputs are written
     return replace(
         run,
         device=device,
         batch_size=run.batch_size if run.batch_size is not None else default_batch_size(device),
         input_size=run.input_size if run.input_size is not None else input_size_of(detector),
         score_thr=run.score_thr if run.score_thr is not None else score_thr_of(detector),
-        classes=class_ids(run.classes, names, str(getattr(detector, "name", None) or type(detector).__name__)),
+        classes=classes_of(detector, run.classes),
     )
 
 

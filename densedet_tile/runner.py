@@ -619,12 +619,9 @@ def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:
         check_declared(detector)
         kind = type(detector).__name__
     if job.run.classes is not None:  # a class the detector does not have: one error, not one per image
-        from .detector.base import class_names_of
-        from .detector.base import class_ids
+        from .detector.base import classes_of
 
-        names = class_names_of(detector)
-        job = replace(job, run=replace(job.run, classes=class_ids(
-            job.run.classes, names, str(getattr(detector, "name", None) or kind))))
+        job = replace(job, run=replace(job.run, classes=classes_of(detector, job.run.classes)))
     try:
         tiling, run = fit_to_vram(detector, job.tiling, job.run)
     except DensedetError:

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .detector.base import (class_ids, class_names_of, input_size_of, photo_scale_of, product_size_of, resize_filter_of,
+from .detector.base import (classes_of, input_size_of, photo_scale_of, product_size_of, resize_filter_of,
                             score_thr_of)
 from .detector.calls import DetectorCalls, image_key
 from .errors import InvalidInputError
@@ -260,10 +260,7 @@ def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeS
     target = product_size_of(detector)
     # the served threshold: detectors return boxes a little below it (for the count range)
     thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
-    classes = None
-    if run.classes is not None:  # the products counted are the ones measured
-        classes = class_ids(run.classes, class_names_of(detector),
-                            str(getattr(detector, "name", None) or type(detector).__name__))
+    classes = classes_of(detector, run.classes)  # the products counted are the ones measured
     height_px, details = estimate_product_height(src, detector, score_thr=thr, target=target, classes=classes)
     info: dict[str, Any] = {"source": "auto", "product_height_px": height_px, "target_px": target, **details}
     fallback = replace(tiling, tile=TileSpec().tile)

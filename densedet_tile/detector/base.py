@@ -15,6 +15,7 @@ from ..types import COUNT_BAND, Detections, check_device
 
 __all__ = [
     "class_ids",
+    "classes_of",
     "Detector",
     "engine_input_size",
     "tiles_resized_to",
@@ -114,9 +115,10 @@ def class_names_of(detector: object) -> tuple[str, ...] | None:
 
 
 def class_ids(classes: Sequence[int | str] | None, names: Sequence[str] | None, what: str) -> tuple[int, ...] | None:
-    """``classes`` (ids or names) as sorted class ids of a detector whose classes are ``names``
-    (None: it declares none, and only ids can be given); a name stands for every id it names. An unknown name, or an id past the
-    declared classes, is an :class:`InvalidInputError` naming the classes there are."""
+    """``classes`` (ids or names) as sorted class ids of a detector ``what`` whose classes are
+    ``names`` (None: it declares none, and only ids can be given); a name stands for every id
+    it names. An unknown name, or an id past the declared classes, is an
+    :class:`InvalidInputError` naming the classes there are."""
     from ..errors import InvalidInputError
 
     if classes is None:
@@ -128,17 +130,21 @@ def class_ids(classes: Sequence[int | str] | None, names: Sequence[str] | None, 
             if names is not None and c in names:  # every id of that name (names may repeat)
                 ids.update(k for k, n in enumerate(names) if n == c)
                 continue
-            elif c.isdecimal() and c.isascii():  # "2", not the name of a class: an id
-                c = int(c)
-            elif names is None:
-                raise InvalidInputError(f"classes: {c!r} is a class name, but detector {what} declares no class "
-                                        "names; give class ids (0, 1, ...)")
-            else:
+            if not (c.isdecimal() and c.isascii()):
+                if names is None:
+                    raise InvalidInputError(f"classes: {c!r} is a class name, but detector {what} declares no class "
+                                            "names; give class ids (0, 1, ...)")
                 raise InvalidInputError(f"classes: detector {what} has no class {c!r} (its classes: {known})")
+            c = int(c)  # "2", not the name of a class: an id
         if names is not None and c >= len(names):
             raise InvalidInputError(f"classes: detector {what} has no class id {c} (ids 0 to {len(names) - 1}: {known})")
         ids.add(int(c))
     return tuple(sorted(ids))
+
+
+def classes_of(detector: object, classes: Sequence[int | str] | None) -> tuple[int, ...] | None:
+    """:func:`class_ids` of ``classes`` for ``detector`` (its declared ``class_names``)."""
+    return class_ids(classes, class_names_of(detector), str(getattr(detector, "name", None) or type(detector).__name__))
 
 
 def resize_filter_of(detector: object) -> str:
