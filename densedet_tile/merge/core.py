@@ -225,28 +225,42 @@ def suppress_piles(dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) ->
     on the boxes above that threshold (a box is only ever suppressed by a higher-scored one).
     """
     out = list(dets)
+    # (other values and non-finite boxes are refused where the boxes are gathered, in one line;
+    # 3 boxes have 3 pairs: never more than boxes)
+    ks = [k for k, d in enumerate(out) if isinstance(d, Detections) and len(d) >= 4 and np.isfinite(d.xyxy).all()]
     piled = 0
-    for k, d in enumerate(out):
-        if not isinstance(d, Detections):
-            continue  # refused where the boxes are gathered, in one line
-        m = len(d)
-        if m < 4:
-            continue  # (3 boxes have 3 pairs: never more than boxes)
-        try:
-            i, j = candidate_pairs(d.xyxy, limit=_PILE_PAIRS_MAX)
-        except TooManyPairs:
-            pile = True
-        else:
-            # copies of one label, also when merging class-agnostic: a detector with NMS per
-            # class returns one object as several classes at one box, which is no pile
-            same = d.labels[i] == d.labels[j]
-            i, j = i[same], j[same]
-            pile = int(np.count_nonzero(pair_iou(d.xyxy, i, j) > _PILE_IOU)) > m
-        if pile:
-            piled += 1
-            keep = nms(d.xyxy, d.scores, spec.nms_iou, labels=None if spec.class_agnostic else d.labels)
-            out[k] = d[np.sort(keep)]
+    for k in _pile_tiles([out[k] for k in ks], ks):
+        d = out[k]
+        piled += 1
+        keep = nms(d.xyxy, d.scores, spec.nms_iou, labels=None if spec.class_agnostic else d.labels)
+        out[k] = d[np.sort(keep)]
     return out, piled
+
+
+def _pile_tiles(dets: Sequence[Detections], keys: Sequence[int]) -> list[int]:
+    """The keys of the tiles (``dets[t]`` is tile ``keys[t]``) whose boxes are a pile: more pairs
+    of one label (a detector with NMS per class returns one object as several classes at one
+    box, which is no pile) overlapping at IoU above :data:`_PILE_IOU` than boxes, or more index
+    candidates than :data:`_PILE_PAIRS_MAX`. All tiles are searched at once, each tile's boxes
+    moved apart from the others' (a panorama of thousands of small tiles: one pass, not one
+    per tile); tile by tile when that search holds too many candidates."""
+    if not dets:
+        return []
+    sizes = np.array([len(d) for d in dets])
+    xyxy = np.concatenate([d.xyxy for d in dets]).astype(np.float64)
+    labels = np.concatenate([d.labels for d in dets])
+    tile = np.repeat(np.arange(len(dets)), sizes)
+    span = float(xyxy[:, [0, 2]].max() - xyxy[:, [0, 2]].min()) + 1.0
+    apart = xyxy.copy()
+    apart[:, [0, 2]] += (2.0 * span * tile)[:, None]  # a gap of one span between two tiles' boxes
+    try:
+        i, j = candidate_pairs(apart, limit=_PILE_PAIRS_MAX)
+    except TooManyPairs:
+        return [k for d, k in zip(dets, keys) if _pile_tiles([d], [k])] if len(dets) > 1 else list(keys)
+    same = labels[i] == labels[j]
+    i, j = i[same], j[same]
+    near = np.bincount(tile[i[pair_iou(xyxy, i, j) > _PILE_IOU]], minlength=len(dets))
+    return [keys[t] for t in np.flatnonzero(near > sizes)]
 
 
 def warn_piles(piled: int, n_tiles: int, spec: MergeSpec) -> None:

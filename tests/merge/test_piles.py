@@ -78,8 +78,8 @@ def test_only_the_tile_with_a_pile_is_changed() -> None:
 
 
 def test_many_boxes_side_by_side_are_no_pile(monkeypatch) -> None:
-    # a wide panorama of products that touch and overlap their neighbours a little: each tile's
-    # pairs are counted once, none is changed
+    # a wide panorama of products that touch and overlap their neighbours a little: the pairs of
+    # all tiles are counted once, in one search with a limit, and none is changed
     tiles = make_grid(20000, 1280, TileSpec(1280, 0.2))
     xs, ys = np.meshgrid(np.arange(0, 19960, 25.0), np.arange(10, 1220, 52.0))
     prod = np.stack([xs.ravel(), ys.ravel(), xs.ravel() + 30, ys.ravel() + 54], 1)  # overlapping
@@ -94,7 +94,7 @@ def test_many_boxes_side_by_side_are_no_pile(monkeypatch) -> None:
     monkeypatch.setattr(core, "candidate_pairs", lambda xyxy, **kw: calls.append(kw.get("limit")) or real(xyxy, **kw))
     out, n = core.suppress_piles(dets, MergeSpec())
     assert n == 0 and all(a is b for a, b in zip(out, dets))
-    assert len(calls) == len(tiles) and all(limit is not None for limit in calls)
+    assert len(calls) == 1 and calls[0] is not None
 
 
 def test_long_thin_boxes_side_by_side_are_no_pile() -> None:
@@ -236,3 +236,28 @@ def test_a_run_looks_for_piles_once_per_image_not_once_per_threshold(monkeypatch
     r = dt.detect_image(np.asarray(img), make_cells(), tile=640, overlap=0.2)
     assert r.count_range is not None  # three thresholds merged
     assert len(calls) == 1
+
+
+def test_tiles_searched_together_are_judged_each_on_its_own() -> None:
+    # one tile's copies and its neighbour's lone boxes at the same tile-local places: the one
+    # search over all tiles must neither pair boxes of two tiles nor lend one tile's pairs to another
+    prods = np.array([[10, 10, 110, 210], [200, 10, 300, 210], [400, 10, 500, 210]], np.float32)
+    rng = np.random.default_rng(5)
+    piled = Detections((np.repeat(prods, 5, axis=0) + rng.uniform(-1, 1, (15, 4))).astype(np.float32),
+                       rng.uniform(0.5, 1, 15).astype(np.float32))
+    lone = Detections(prods, np.full(3, 0.9, np.float32))
+    four = Detections(np.concatenate([prods, [[600, 10, 700, 210]]]).astype(np.float32), np.full(4, 0.9, np.float32))
+    out, n = core.suppress_piles([four, piled, lone, four, piled], MergeSpec())
+    assert n == 2 and [len(d) for d in out] == [4, 3, 3, 4, 3]
+    assert out[0] is four and out[2] is lone and out[3] is four
+
+
+def test_a_tile_too_crowded_to_search_beside_plain_ones_is_still_found(monkeypatch) -> None:
+    monkeypatch.setattr(core, "_PILE_PAIRS_MAX", 500)
+    prods = np.array([[10, 10, 110, 210], [200, 10, 300, 210], [400, 10, 500, 210], [600, 10, 700, 210]], np.float32)
+    plain = Detections(prods, np.full(4, 0.9, np.float32))
+    rng = np.random.default_rng(6)
+    crowd = Detections((np.repeat(prods[:1], 60, axis=0) + rng.uniform(-2, 2, (60, 4))).astype(np.float32),
+                       rng.uniform(0.5, 1, 60).astype(np.float32))  # 1770 pairs: over the limit alone
+    out, n = core.suppress_piles([plain, crowd, plain], MergeSpec())
+    assert n == 1 and len(out[1]) == 1 and out[0] is plain and out[2] is plain
