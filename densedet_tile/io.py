@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA",
+    "another_existing_file",
     "FORMATS",
     "atomic_write",
     "write_files",
@@ -159,6 +160,18 @@ def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return Path(a).samefile(b)
     except OSError:  # one of them does not exist (yet)
         return Path(a).resolve() == Path(b).resolve()
+
+
+def another_existing_file(recorded: object, path: str | os.PathLike[str]) -> bool | None:
+    """Whether the real path an earlier output recorded (``recorded``) names a file that still
+    exists and is not ``path``: True (another file), False (this one), None (no usable record,
+    or that file is gone). How a report tells another photo of the same name from this one."""
+    if not isinstance(recorded, str) or not recorded or not os.path.exists(recorded):
+        return None
+    try:
+        return not same_path(recorded, path)
+    except (OSError, ValueError):
+        return None
 
 
 def refuse_overwriting_input(output: str | os.PathLike[str], inputs: Mapping[str, str | os.PathLike[str]],

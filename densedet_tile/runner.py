@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence, TypeVar
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line
-from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, output_paths, same_path,
-                 write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
+from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file, output_paths,
+                 same_path, write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec
 
 if TYPE_CHECKING:
@@ -398,14 +398,11 @@ def _made_from_another_input(json_path: Path, inp: str, state: list[int] | None)
         return None
     if not isinstance(recorded, str) or not recorded:
         return None
-    try:
-        if os.path.exists(recorded):
-            if same_path(recorded, inp):
-                return None  # this photo again (a rerun, or a new shot saved over it)
-        elif was is None or was == state:
-            return None  # moved here, or its folder renamed: the same photo, most likely
-    except (OSError, ValueError):
-        return None
+    other = another_existing_file(recorded, inp)
+    if other is False:
+        return None  # this photo again (a rerun, or a new shot saved over it)
+    if other is None and (was is None or was == state):
+        return None  # moved here, or its folder renamed: the same photo, most likely
     return shown if isinstance(shown, str) and shown else recorded
 
 

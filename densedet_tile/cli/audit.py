@@ -31,8 +31,8 @@ from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..eval.formats import ImageBoxes, image_key, read_detections_json, read_predictions
-from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, count_range_json, ensure_out_dir, new_folders, remove_empty, same_path,
-                  sweep_temporaries, write_files)
+from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
+                  remove_empty, sweep_temporaries, write_files)
 from ..pipeline import detect_image
 from ..runner import Job, build_detector
 from .options import (
@@ -280,12 +280,7 @@ def _other_source(json_path: Path, source: str | None) -> str | None:
         recorded = json.loads(json_path.read_text())["image"]["file"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not isinstance(recorded, str) or not source or not os.path.exists(recorded):
-        return None
-    try:
-        return None if same_path(recorded, source) else recorded
-    except (OSError, ValueError):
-        return None
+    return recorded if source and another_existing_file(recorded, source) else None
 
 
 def _printable(text: str) -> str:
