@@ -49,6 +49,7 @@ def _import_stack() -> None:
     from . import mmcv_shim
 
     mmcv_shim.install()
+    _find_packages_without_pkg_resources()
     with warnings.catch_warnings():
         # mmcv/mmdet warn on import about moved modules and deprecated paths; not ours to fix.
         warnings.simplefilter("ignore")
@@ -58,6 +59,48 @@ def _import_stack() -> None:
 
         # the 1.x box arithmetic the DenseDet configs select (DenseDet1x* coder, RoI extractor, head)
         from . import mmdet_legacy  # noqa: F401
+
+
+def _installed_path(package: str) -> str:
+    """The folder of an installed package by its name (``mmdet``, or a distribution such as
+    ``mmpretrain``), found without ``pkg_resources``."""
+    import importlib.metadata
+    import importlib.util
+
+    names = [package.replace("-", "_")]
+    try:
+        top = importlib.metadata.distribution(package).read_text("top_level.txt") or ""
+        names += [t.strip() for t in top.splitlines() if t.strip()]
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin is not None:
+            return os.path.dirname(spec.origin)
+    raise ModuleNotFoundError(f"{package} is not installed")
+
+
+def _is_installed(package: str) -> bool:
+    try:
+        _installed_path(package)
+    except (ModuleNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _find_packages_without_pkg_resources() -> None:
+    """mmengine resolves a config's ``_base_ = 'mmdet::...'`` through ``pkg_resources``, which
+    setuptools no longer ships (81 and later): without it every such config failed to parse.
+    Where ``pkg_resources`` is missing, mmengine's config module is given lookups that use
+    importlib instead (same answers for an installed package)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pkg_resources") is not None:
+        return
+    import mmengine.config.config as mm_config
+
+    mm_config.get_installed_path = _installed_path
+    mm_config.is_installed = _is_installed
 
 
 def _check_size(value: Any, name: str) -> int | None:

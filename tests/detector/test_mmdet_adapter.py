@@ -295,3 +295,35 @@ def test_a_tile_that_fills_the_configs_box_limit_is_warned_about_once(caplog):
     assert all(len(o) <= 5 for o in out) and any(len(o) == 5 for o in out)  # random weights: boxes everywhere
     said = [r.getMessage() for r in caplog.records if "limit of 5 boxes" in r.getMessage()]
     assert len(said) == 1 and "model.test_cfg.rcnn.max_per_img" in said[0]
+
+
+@pytest.mark.parametrize("pkg_resources_present", [True, False])
+def test_a_config_based_on_mmdets_own_configs_loads_with_or_without_pkg_resources(
+        tmp_path, monkeypatch, pkg_resources_present):
+    # `_base_ = 'mmdet::...'` is how configs written for MMDetection 3 start; mmengine finds the
+    # mmdet package through pkg_resources, which setuptools 81 and later no longer ship
+    import mmengine.config.config as mm_config
+
+    for name in ("get_installed_path", "is_installed"):  # undone after the test
+        monkeypatch.setattr(mm_config, name, getattr(mm_config, name))
+    if not pkg_resources_present:
+        monkeypatch.setitem(sys.modules, "pkg_resources", None)  # as if setuptools had none
+    cfg = tmp_path / "mine.py"
+    cfg.write_text("_base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'\n"
+                   "model = dict(bbox_head=dict(num_classes=1))\n"
+                   "metainfo = dict(classes=('product',))\n")
+    torch.manual_seed(0)
+    d = mmdet_adapter.build(config=str(cfg), checkpoint=None, device="cpu", input_size=128, score_thr=0.0)
+    assert d.info["architecture"] == "RetinaNet" and d.info["classes"] == ["product"]
+    out = d.predict(_tiles(0, [(128, 128)]))
+    assert len(out) == 1 and isinstance(out[0], Detections)
+
+
+def test_installed_path_names_the_package_folder_or_says_it_is_missing():
+    import mmdet
+
+    assert mmdet_adapter._installed_path("mmdet") == os.path.dirname(mmdet.__file__)
+    assert mmdet_adapter._is_installed("mmdet")
+    assert not mmdet_adapter._is_installed("no-such-package-densedet")
+    with pytest.raises(ModuleNotFoundError, match="no_such_package_densedet"):
+        mmdet_adapter._installed_path("no_such_package_densedet")
