@@ -178,13 +178,76 @@ def test_a_name_given_to_several_classes_keeps_them_all():
     assert class_ids(["tag", 0], ("product", "product", "tag"), "x") == (0, 2)
 
 
-def test_eval_compare_refuses_classes(tmp_path):
-    from densedet_tile.cli.eval import eval_main
+def _two_class_set(tmp_path):
+    """A folder with one image of a red and a green product, and its two-class ground truth."""
+    from PIL import Image
 
     (tmp_path / "imgs").mkdir()
+    Image.fromarray(IMG).save(tmp_path / "imgs" / "shelf.png")
     gt = tmp_path / "gt.csv"
-    gt.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n")
-    assert eval_main([str(tmp_path / "imgs"), str(gt), "--compare", "--classes", "red"]) == 2
+    gt.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                  "shelf.png,40,60,140,200,red,700,300\n"
+                  "shelf.png,200,80,330,220,green,700,300\n")
+    return tmp_path / "imgs", gt
+
+
+@pytest.mark.parametrize("kept", ["green", "1"])
+def test_eval_compare_with_classes_scores_them_against_their_own_ground_truth(tmp_path, capsys, kept):
+    # the red box is dropped by --classes: the red ground truth must go too, or half the
+    # ground truth counts as missed (AP 0.5 for a perfect detector of the classes kept)
+    from densedet_tile.cli.eval import eval_main
+
+    imgs, gt = _two_class_set(tmp_path)
+    out = tmp_path / "m.json"
+    assert eval_main([str(imgs), str(gt), "--compare", "--detector", "fakes:make_colours", "--tile", "256",
+                      "--classes", kept, "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"classes {kept} only: 1 ground-truth box of them" in said
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["classes"] == [kept]
+    assert [r["metrics"]["AP"] for r in doc["runs"]] == [pytest.approx(1.0), pytest.approx(1.0)]
+    # all classes: both boxes found, both counted
+    assert eval_main([str(imgs), str(gt), "--compare", "--detector", "fakes:make_colours", "--tile", "256",
+                      "-o", str(out)]) == 0
+    assert [r["metrics"]["AP"] for r in json.loads(out.read_text())["runs"]] == [pytest.approx(1.0)] * 2
+
+
+def test_eval_compare_library_cuts_the_ground_truth_to_the_kept_classes(tmp_path):
+    from densedet_tile.eval.compare import compare_tiled_untiled
+    from densedet_tile.eval.formats import read_ground_truth
+
+    imgs, gt_file = _two_class_set(tmp_path)
+    gt = read_ground_truth(gt_file)
+    runs = compare_tiled_untiled([imgs / "shelf.png"], gt, ColourDetector(), tiling=dt.TileSpec(tile=256, overlap=0.2),
+                                 run=RunSpec(classes=["red"]))
+    assert [(r.metrics.num_gt, r.metrics.num_dt) for r in runs] == [(1, 1), (1, 1)]
+    assert [r.metrics.stats["AP"] for r in runs] == [pytest.approx(1.0)] * 2
+    assert sorted(str(c) for im in gt.images.values() for c in im.classes) == ["green", "red"]  # not changed
+
+
+def test_eval_compare_refuses_classes_the_ground_truth_lacks(tmp_path, capsys):
+    from densedet_tile.cli.eval import eval_main
+
+    imgs, gt = _two_class_set(tmp_path)
+    gt.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                  "shelf.png,40,60,140,200,red,700,300\n"
+                  "shelf.png,200,80,330,220,blue,700,300\n")
+    assert eval_main([str(imgs), str(gt), "--compare", "--detector", "fakes:make_colours", "--tile", "256",
+                      "--classes", "green"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has none of green" in err[0] and "red, blue" in err[0]
+
+
+def test_eval_compare_one_class_ground_truth_takes_every_kept_class_as_its_own(tmp_path):
+    from densedet_tile.eval.compare import compare_tiled_untiled
+    from densedet_tile.eval.formats import read_ground_truth
+
+    imgs, gt_file = _two_class_set(tmp_path)
+    gt_file.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                       "shelf.png,200,80,330,220,object,700,300\n")
+    runs = compare_tiled_untiled([imgs / "shelf.png"], read_ground_truth(gt_file), ColourDetector(),
+                                 tiling=dt.TileSpec(tile=256, overlap=0.2), run=RunSpec(classes=["green"]))
+    assert [r.metrics.stats["AP"] for r in runs] == [pytest.approx(1.0)] * 2
 
 
 def test_the_same_classes_spelled_in_another_order_are_the_same_request():

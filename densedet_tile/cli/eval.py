@@ -109,10 +109,6 @@ def eval_main(argv: Sequence[str]) -> int:
         if given:
             error(PROG, f"{', '.join(given)}: only with --compare (which runs a detector over a folder of images)")
             return EXIT_USAGE
-    if args.classes is not None:  # the ground truth would keep every class: the others all missed
-        error(PROG, "--classes: eval scores the detector against every class of the ground truth; give it "
-                    "ground truth of those classes only, without --classes")
-        return EXIT_USAGE
     try:
         if args.output:
             refuse_overwriting_input(args.output, {"ground-truth": args.gt, "predictions": args.pred}, option="-o")
@@ -196,6 +192,8 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
         return EXIT_FAILED
     md = args.max_dets[-1]
     print(f"{len(images)} images from {folder}, asked tile {args.tile}, overlap {args.overlap}")
+    if args.classes is not None:  # the ground truth is cut to the same classes (one-class ground truth: all of it)
+        print(f"classes {','.join(map(str, args.classes))} only: {counted(runs[0].metrics.num_gt, 'ground-truth box')} of them")
     for r in runs:
         print(f"{r.name}: {_ran(r)}")
     print(format_table([(r.name, r.metrics.stats, r.seconds) for r in runs], md))
@@ -206,7 +204,7 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
             "ground_truth": str(args.gt),
             "num_images": len(images),
             "settings": {"max_dets": list(args.max_dets), "detector": args.detector, "tile": args.tile,
-                         "overlap": args.overlap, "merge": args.merge},
+                         "overlap": args.overlap, "merge": args.merge, "classes": args.classes},
             "runs": [
                 {"name": r.name, "tile": r.tile, "overlap": r.overlap, "tiles": list(r.tiles),
                  "num_tiles": r.num_tiles, "scale": list(r.scale), "seconds": round(r.seconds, 3),

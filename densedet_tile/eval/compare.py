@@ -156,6 +156,26 @@ def _class_name(names: tuple[str, ...] | None, label: int) -> str:
     return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
 
+def _only_classes(gt: BoxSet, keep: Sequence[str]) -> BoxSet:
+    """``gt`` with the boxes of the classes ``keep`` only (names), its categories likewise.
+    None of them in ``gt`` is an :class:`InvalidInputError` naming the classes there are."""
+    have = _gt_classes(gt)
+    wanted = [c for c in have if c in set(keep)]
+    if not wanted:
+        shown = ", ".join(have[:30]) + (", ..." if len(have) > 30 else "")
+        raise InvalidInputError(f"classes: the ground truth {gt.source} has none of {', '.join(dict.fromkeys(keep))} "
+                                f"(its classes: {shown})")
+    images = {}
+    for k, im in gt.images.items():
+        m = np.isin(im.classes.astype(str), wanted)
+        images[k] = replace(im, xyxy=im.xyxy[m], scores=im.scores[m], classes=im.classes[m],
+                            area=None if im.area is None else im.area[m], crowd=None if im.crowd is None else im.crowd[m],
+                            wh=None if im.wh is None else im.wh[m])
+    return BoxSet(images=images, categories=[c for c in gt.categories if c in wanted] or wanted, scored=gt.scored,
+                  source=gt.source, kind=gt.kind, coco_images=gt.coco_images,
+                  coco_categories={i: c for i, c in gt.coco_categories.items() if c in wanted})
+
+
 def compare_tiled_untiled(
     images: Sequence[str | Path],
     gt: BoxSet,
@@ -174,11 +194,12 @@ def compare_tiled_untiled(
     with the tiling each actually ran (:class:`CompareRun`). Seconds are detection wall time
     summed over images.
     """
-    from ..detector.base import class_names_of
+    from ..detector.base import class_names_of, classes_of
     from ..pipeline import detect_image, specs_from
     from ..tiler.readers import open_image
 
     tiling, merge, run = specs_from(tiling, merge, run)
+    gt_categories = list(gt.categories)  # label i of a detector without names is the i-th of these
     # classes by the detector's names, as its detections JSON names them for a plain eval; a
     # detector without names gives label i the ground truth's i-th category
     names = class_names_of(detector)
@@ -204,13 +225,19 @@ def compare_tiled_untiled(
                 cls = np.array([_class_name(names, int(v)) for v in det.labels], dtype=object)
                 runs[name][key] = ImageBoxes(key, w, h, det.xyxy.astype(np.float64), det.scores.astype(np.float64), cls)
     out = []
+    agn = class_agnostic
+    by_index = agn is None and len(gt.categories) > 1 and names is None
+    if run.classes is not None and not uses_class_agnostic(gt, agn):
+        # the detector's other classes were dropped: so are the ground truth's, or each would
+        # count as all missed
+        gt = _only_classes(gt, [gt.categories[i] if by_index and i < len(gt.categories) else _class_name(names, i)
+                                for i in classes_of(detector, run.classes) or ()])
     for name in ("tiled", "untiled"):
         pred = BoxSet(images=runs[name], source=f"{name} run", kind="run")
-        agn = class_agnostic
-        if agn is None and len(gt.categories) > 1 and names is None:
+        if by_index:
             # detector labels are 0-based indices into the ground truth's categories
             for im in pred.images.values():
-                im.classes = np.array([gt.categories[int(c)] if int(c) < len(gt.categories) else c for c in im.classes], dtype=object)
+                im.classes = np.array([gt_categories[int(c)] if int(c) < len(gt_categories) else c for c in im.classes], dtype=object)
         sub = BoxSet(images={k: gt.images[k] for k in runs[name]}, categories=gt.categories, source=gt.source, kind=gt.kind)
         pairs, _ = pair_images(sub, pred, class_agnostic=agn)
         m = evaluate_boxes(pairs, max_dets=max_dets)
