@@ -24,7 +24,7 @@ Writes ``OUT/default.pt`` (fp16 EMA weights + config + training info, loadable w
 optimiser, EMA, step, images, the data stream position, the augmentation generator and the run's
 options; loadable with ``weights_only=True`` too) every ``--save-every`` seconds, at the end and
 when stopped (Ctrl-C, SIGTERM, ``--stop-at-step``, a crash after at least one step), and
-``OUT/train_log.csv`` (step, seconds, images, loss terms, lr; appended to by ``--resume``).
+``OUT/train_log.csv`` (step, seconds, images, loss terms, lr, boxes per image, and the ``--distill`` term; appended to by ``--resume``).
 
 A folder that already holds ``default.pt`` or ``state.pt`` is refused unless ``--resume``
 (continue that run) or ``--overwrite`` (start a new one over it) is given. A run that stops
@@ -80,7 +80,9 @@ from densedet_tile.train import (  # noqa: E402
 NAME = "train_default"
 STATE_FORMAT = "densedet-tile/train-default-state@1"
 WEIGHTS_NAME, STATE_NAME, LOG_NAME = "default.pt", "state.pt", "train_log.csv"
-LOG_HEADER = ["step", "seconds", "images", "loss", "heat", "box", "lr", "boxes_per_img"]
+#: ``distill`` is the learning-without-forgetting term (empty without ``--distill``; a log begun
+#: before the column existed gets it in its header on resume, its old rows stay shorter)
+LOG_HEADER = ["step", "seconds", "images", "loss", "heat", "box", "lr", "boxes_per_img", "distill"]
 #: Options that define a run: a resumed run takes them from its state and refuses other values.
 RUN_OPTIONS = ("size", "batch", "lr", "reuse", "seed", "ema", "steps", "minutes", "init", "distill")
 DEFAULTS: dict[str, Any] = {"device": "cpu", "size": 640, "batch": 16, "workers": 2, "lr": 2e-3, "reuse": 1,
@@ -464,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_loss = lv if run_loss is None else 0.9 * run_loss + 0.1 * lv
                     el = clock()
                     log_row([step, f"{el:.1f}", images, f"{lv:.4f}", f"{hv:.4f}", f"{bv:.4f}", f"{lr:.2e}",
-                             f"{float(nbox.float().mean()):.1f}"])
+                             f"{float(nbox.float().mean()):.1f}", f"{terms['distill']:.4f}" if "distill" in terms else ""])
                     dv = f" distill {terms['distill']:.3f}" if "distill" in terms else ""
                     print(f"step {step:6d} t={el:7.1f}s img={images:7d} loss={lv:.3f} (heat {hv:.3f} box {bv:.3f}{dv}) "
                           f"lr={lr:.1e} img/s={images / max(el, 1e-6):.1f}", flush=True)

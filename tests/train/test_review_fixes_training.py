@@ -357,6 +357,9 @@ def test_distill_starts_at_zero_and_is_kept_by_a_resumed_run(train, tmp_path, ca
     assert "--distill 1.0: the run" in capsys.readouterr().err
     assert train.main(["--resume", "--workers", "0", "--out", str(out)]) == 0
     assert _load(out / "state.pt")["step"] == 3 and "distill" in capsys.readouterr().out
+    with (out / "train_log.csv").open(newline="") as fh:  # the term is a column of the log too
+        log = list(csv.DictReader(fh))
+    assert [r["step"] for r in log] == ["1", "2", "3"] and all(abs(float(r["distill"])) < 1e-3 for r in log)
 
 
 def test_a_distill_run_given_a_relative_init_resumes_from_another_folder(train, tmp_path, monkeypatch) -> None:
