@@ -575,18 +575,32 @@ def row_names(paths: "Sequence[str | Path]", stems: Sequence[str], others: "Sequ
 
 def unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]" = ()) -> list[str]:
     """Output stems for ``paths``: each file's stem, then ``-2``, ``-3``... where stems clash or
-    the stem is ``reserved`` (see :attr:`Job.reserved_stems`)."""
+    the stem is ``reserved`` (see :attr:`Job.reserved_stems`). Which file keeps the plain stem
+    does not depend on the order the paths are given in: every file whose own stem is free keeps
+    it first (``a-2.jpg`` stays ``a-2``), the first by absolute path among files of one stem;
+    the others then take suffixes in absolute-path order. So ``a/X.jpg b/X.jpg`` and ``b/X.jpg
+    a/X.jpg`` name the same outputs alike (``X`` and ``X-2``)."""
     used: set[str] = set(reserved)
     folded = {r.casefold() for r in reserved}  # Classes.txt is classes.txt where case is not told apart
-    stems = []
-    for p in paths:
-        stem = base = output_stem(p)
-        k = 2
-        while stem in used or stem.casefold() in folded:
-            stem, k = f"{base}-{k}", k + 1
-        used.add(stem)
-        stems.append(stem)
-    return stems
+
+    def free(stem: str) -> bool:
+        return stem not in used and stem.casefold() not in folded
+
+    base = [output_stem(p) for p in paths]
+    order = sorted(range(len(paths)), key=lambda i: (os.path.abspath(paths[i]), i))
+    stems: list[str | None] = [None] * len(paths)
+    for i in order:
+        if free(base[i]):
+            stems[i] = base[i]
+            used.add(base[i])
+    for i in order:
+        if stems[i] is None:
+            k = 2
+            while not free(f"{base[i]}-{k}"):
+                k += 1
+            stems[i] = f"{base[i]}-{k}"
+            used.add(stems[i])
+    return [str(s) for s in stems]
 
 
 def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:

@@ -95,3 +95,37 @@ def test_audit_says_when_it_replaced_another_photos_report(tmp_path):
     assert again.returncode == 0 and "another file" not in again.stderr
     other = audit("store_b/IMG_0001.png")
     assert other.returncode == 0 and "another file of that name" in other.stderr and "store_a" in other.stderr
+
+
+def test_two_photos_of_one_name_keep_their_outputs_whatever_order_they_are_given_in(tmp_path):
+    _photos(tmp_path)
+    (tmp_path / "IMG_0001-2.png").write_bytes((tmp_path / "store_a" / "IMG_0001.png").read_bytes())
+    ab = run_cli("store_a/IMG_0001.png", "store_b/IMG_0001.png", "IMG_0001-2.png", "--detector", "fakes:make_blob",
+                 "--out", "out", "-q", "--device", "cpu", cwd=tmp_path)
+    assert (ab.returncode, ab.stderr) == (0, "")
+
+    def made_from():
+        return {f.name: json.loads(f.read_text())["image"]["path"] for f in (tmp_path / "out").glob("*.detections.json")}
+
+    first = made_from()
+    # a file named like a suffixed stem keeps its own name; the second IMG_0001 moves on
+    assert first == {"IMG_0001.detections.json": "store_a/IMG_0001.png",
+                     "IMG_0001-2.detections.json": "IMG_0001-2.png",
+                     "IMG_0001-3.detections.json": "store_b/IMG_0001.png"}
+    ba = run_cli("IMG_0001-2.png", "store_b/IMG_0001.png", "store_a/IMG_0001.png", "--detector", "fakes:make_blob",
+                 "--out", "out", "-q", "--device", "cpu", cwd=tmp_path)
+    assert (ba.returncode, ba.stderr) == (0, "")  # nothing replaced by another photo: no warning
+    assert made_from() == first
+
+
+def test_unique_stems_do_not_depend_on_the_order_given():
+    from itertools import permutations
+
+    from densedet_tile.runner import unique_stems
+
+    paths = ["/p/b/x.jpg", "/p/a/x.jpg", "/p/x-2.jpg", "/p/c/x.png", "/p/classes.jpg"]
+    want = dict(zip(paths, unique_stems(paths, {"Classes"})))
+    assert want == {"/p/a/x.jpg": "x", "/p/b/x.jpg": "x-3", "/p/c/x.png": "x-4", "/p/x-2.jpg": "x-2",
+                    "/p/classes.jpg": "classes-2"}
+    for order in permutations(paths):
+        assert dict(zip(order, unique_stems(list(order), {"Classes"}))) == want
