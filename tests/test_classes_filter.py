@@ -258,3 +258,39 @@ def test_the_same_classes_spelled_in_another_order_are_the_same_request():
     c = request_key(Job(run=RunSpec(classes=["green"])))
     assert a == b != c
     assert "classes" not in request_key(Job())["run"]  # results made before the option still stand
+
+
+def test_eval_compare_keeps_classes_matched_by_name_when_one_is_left(tmp_path):
+    # ground truth red and blue, the run keeps red and green: green is not the ground truth's
+    # only class left (red) and is left out of the score, not counted as a false red
+    from densedet_tile.eval.compare import compare_tiled_untiled
+    from densedet_tile.eval.formats import read_ground_truth
+
+    imgs, gt_file = _two_class_set(tmp_path)
+    gt_file.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                       "shelf.png,40,60,140,200,red,700,300\n"
+                       "shelf.png,500,10,600,100,blue,700,300\n")
+    runs = compare_tiled_untiled([imgs / "shelf.png"], read_ground_truth(gt_file), ColourDetector(),
+                                 tiling=dt.TileSpec(tile=256, overlap=0.2), run=RunSpec(classes=["red", "green"]))
+    assert [(r.metrics.num_gt, r.metrics.num_dt) for r in runs] == [(1, 1), (1, 1)]
+
+
+def test_eval_compare_refuses_missing_classes_before_running_any_image(tmp_path):
+    from densedet_tile.eval.compare import compare_tiled_untiled
+    from densedet_tile.eval.formats import read_ground_truth
+
+    class Counting(ColourDetector):
+        calls = 0
+
+        def predict(self, tiles):
+            Counting.calls += 1
+            return super().predict(tiles)
+
+    imgs, gt_file = _two_class_set(tmp_path)
+    gt_file.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                       "shelf.png,40,60,140,200,red,700,300\n"
+                       "shelf.png,500,10,600,100,blue,700,300\n")
+    with pytest.raises(InvalidInputError, match="has none of green"):
+        compare_tiled_untiled([imgs / "shelf.png"], read_ground_truth(gt_file), Counting(),
+                              tiling=dt.TileSpec(tile=256), run=RunSpec(classes=["green"]))
+    assert Counting.calls == 0

@@ -205,6 +205,15 @@ def compare_tiled_untiled(
     names = class_names_of(detector)
     if names is not None and names == tuple(str(i) for i in range(len(names))):
         names = None  # classes named by their numbers only: label i is still the ground truth's i-th
+    agn = class_agnostic
+    by_index = agn is None and len(gt.categories) > 1 and names is None
+    if run.classes is not None and not uses_class_agnostic(gt, agn):
+        # the detector's other classes are dropped: so are the ground truth's, or each would
+        # count as all missed (checked before any image runs); classes matched by name still,
+        # also when only one is left
+        gt = _only_classes(gt, [gt.categories[i] if by_index and i < len(gt.categories) else _class_name(names, i)
+                                for i in classes_of(detector, run.classes) or ()])
+        agn = False
     runs: dict[str, dict[str, ImageBoxes]] = {"tiled": {}, "untiled": {}}
     secs = {"tiled": 0.0, "untiled": 0.0}
     ran: dict[str, list[dict[str, Any]]] = {"tiled": [], "untiled": []}
@@ -225,13 +234,6 @@ def compare_tiled_untiled(
                 cls = np.array([_class_name(names, int(v)) for v in det.labels], dtype=object)
                 runs[name][key] = ImageBoxes(key, w, h, det.xyxy.astype(np.float64), det.scores.astype(np.float64), cls)
     out = []
-    agn = class_agnostic
-    by_index = agn is None and len(gt.categories) > 1 and names is None
-    if run.classes is not None and not uses_class_agnostic(gt, agn):
-        # the detector's other classes were dropped: so are the ground truth's, or each would
-        # count as all missed
-        gt = _only_classes(gt, [gt.categories[i] if by_index and i < len(gt.categories) else _class_name(names, i)
-                                for i in classes_of(detector, run.classes) or ()])
     for name in ("tiled", "untiled"):
         pred = BoxSet(images=runs[name], source=f"{name} run", kind="run")
         if by_index:
