@@ -7,8 +7,8 @@ left-right when ``flip`` is on. Every view's boxes are mapped back to the photo,
 are fused with the engine's own :func:`~densedet_tile.merge.wbf.weighted_box_fusion` (a cluster
 holds at most one box per view). A fused box becomes
 
-* a **pseudo-label** when at least ``min_views`` of the views found it and their mean score is at
-  least ``score_hi``;
+* a **pseudo-label** when at least ``min_views`` of the views found it (two at least, where there
+  are two or more) and their mean score is at least ``score_hi``;
 * an **ignore region** otherwise (some view found it at ``score_lo`` or more, so teaching the
   model either way would be a guess): no heatmap loss there.
 
@@ -71,7 +71,32 @@ class LabelSettings:
     @property
     def votes_needed(self) -> int:
         """How many views must agree on a box for it to become a pseudo-label."""
-        return max(1, math.ceil(self.min_views * len(self.views) - 1e-9))
+        return self.votes_of(len(self.views))
+
+    def votes_of(self, n_views: int) -> int:
+        """How many of ``n_views`` distinct views must agree on a pseudo-label: ``min_views`` of
+        them, and two at least where there are two or more (one view's box alone is the
+        model's guess, whatever share of the views that is)."""
+        return max(min(2, n_views), math.ceil(self.min_views * n_views - 1e-9))
+
+    def view_tile(self, scale: float) -> int:
+        """The tile side a view at ``scale`` cuts (``tile / scale``)."""
+        return max(32, int(round(self.tile / scale)))
+
+    def views_of(self, width: int, height: int) -> list[tuple[float, bool]]:
+        """The views of a ``width`` x ``height`` photo that differ: where two scales' tiles are
+        both at least the photo's longer side, each view is the whole photo resized to the
+        model's input alike, so only the first counts (else a box one view found would be voted
+        for twice, and the views' agreement would not guard the labels)."""
+        side = max(int(width), int(height))
+        seen: set[tuple[int, bool]] = set()
+        out = []
+        for scale, flip in self.views:
+            key = (min(self.view_tile(scale), side), flip)
+            if key not in seen:
+                seen.add(key)
+                out.append((scale, flip))
+        return out
 
 
 @dataclass(frozen=True)
@@ -99,7 +124,8 @@ def _mirror(d: Detections, width: int) -> Detections:
 
 def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
                     run: RunSpec | None = None) -> list[Detections]:
-    """The global boxes of every view of ``image`` (uint8 HxWx3 upright RGB), in photo pixels.
+    """The global boxes of every distinct view of ``image`` (uint8 HxWx3 upright RGB), in photo
+    pixels (:meth:`LabelSettings.views_of`: a photo no longer than a view's tile has fewer).
 
     Each view runs the whole tiled engine (:func:`densedet_tile.pipeline.detect_image`) with the
     default merge; boxes below ``settings.score_lo`` are dropped.
@@ -111,8 +137,8 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
     h, w = image.shape[:2]
     mirrored = None
     out = []
-    for scale, flip in settings.views:
-        tile = max(32, int(round(settings.tile / scale)))
+    for scale, flip in settings.views_of(w, h):
+        tile = settings.view_tile(scale)
         if flip and mirrored is None:
             mirrored = np.ascontiguousarray(image[:, ::-1])
         src = mirrored if flip else image
@@ -125,19 +151,20 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
 def fuse_views(views: Sequence[Detections], settings: LabelSettings) -> PseudoLabels:
     """Fuse per-view boxes (photo pixels) into pseudo-labels and ignore regions.
 
-    ``len(views)`` must equal the number of views in ``settings``; boxes below ``score_lo`` are
-    dropped first. Labels (classes) are not used: the built-in model has one class.
+    ``views`` are the distinct views :func:`view_detections` ran (all of ``settings``' views, or
+    fewer on a small photo); a pseudo-label needs ``min_views`` of them. Boxes below
+    ``score_lo`` are dropped first. Labels (classes) are not used: the built-in model has one class.
     """
-    n_views = len(settings.views)
-    if len(views) != n_views:
-        raise InvalidInputError(f"fuse_views: {len(views)} views given, settings describe {n_views}")
+    n_views = len(views)
+    if not 1 <= n_views <= len(settings.views):
+        raise InvalidInputError(f"fuse_views: {n_views} views given, settings describe {len(settings.views)}")
     kept = [v[v.scores >= settings.score_lo] if len(v) else v for v in views]
     xyxy = np.concatenate([v.xyxy for v in kept]).reshape(-1, 4) if kept else np.zeros((0, 4), np.float32)
     scores = np.concatenate([v.scores for v in kept]) if kept else np.zeros(0, np.float32)
     groups = np.concatenate([np.full(len(v), i, np.int64) for i, v in enumerate(kept)]) if kept else np.zeros(0)
     fused = weighted_box_fusion(xyxy, scores, groups=groups, iou_thr=settings.fuse_iou)
     votes = fused.size
-    good = (votes >= settings.votes_needed) & (fused.scores >= settings.score_hi)
+    good = (votes >= settings.votes_of(n_views)) & (fused.scores >= settings.score_hi)
     return PseudoLabels(
         boxes=fused.xyxy[good].astype(np.float32),
         scores=fused.scores[good].astype(np.float32),

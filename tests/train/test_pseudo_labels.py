@@ -142,8 +142,32 @@ def test_fuse_views_rules_by_hand():
     np.testing.assert_allclose(pl.scores, [0.825], atol=1e-6)
     np.testing.assert_allclose(pl.boxes[0], [0.9 * 0.5 / 3.3, 0, 10 + 0.9 * 0.5 / 3.3, 10], atol=1e-5)
     assert sorted(map(tuple, pl.ignore.tolist())) == [tuple(map(float, b)), tuple(map(float, c))]
-    with pytest.raises(InvalidInputError, match="3 views given, settings describe 4"):
-        fuse_views(views[:3], s)
+    with pytest.raises(InvalidInputError, match="5 views given, settings describe 4"):
+        fuse_views(views + views[:1], s)
+    # a small photo's two distinct views: two must agree, half of them is not enough
+    two = fuse_views([views[0], views[1]], s)
+    assert two.views == 2 and two.votes.tolist() == [2] and sorted(map(tuple, two.ignore.tolist())) == [
+        tuple(map(float, b)), tuple(map(float, c))]
+
+
+def test_a_photo_no_longer_than_the_tiles_is_labelled_from_its_distinct_views_only():
+    # 1280 px tiles at scale 1 and 853 px at 1.5 both hold all of a 800x600 photo, which the
+    # engine resizes to the model's input alike: the same view twice would vote twice
+    s = LabelSettings(scales=(1.0, 1.5), flip=True, tile=1280)
+    assert s.views_of(800, 600) == [(1.0, False), (1.0, True)]
+    assert s.views_of(600, 853) == [(1.0, False), (1.0, True)]
+    assert s.views_of(1000, 600) == s.views  # 853 px tiles cut it in two: another view
+    img, strong, weak, small = scene()  # 640 px wide
+    small_settings = LabelSettings(**{**SETTINGS.__dict__, "tile": 2048})  # 2048 and 1024 px: whole photo both
+    calls = []
+
+    class Counting(PaintedObjects):
+        def predict(self, tiles):
+            calls.append(len(tiles))
+            return super().predict(tiles)
+
+    pl = pseudo_label(img, Counting(), small_settings)
+    assert pl.views == 2 and len(calls) == 2 and set(pl.votes.tolist()) <= {2}
 
 
 @pytest.mark.parametrize("kw", [dict(scales=()), dict(scales=(0.1,)), dict(min_views=0.0),
