@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--score-thr; 'auto' (the default) picks the one at which they count as many boxes "
                         "as their own pseudo-labels on --calib-photos photos (self-training lifts scores)")
     t.add_argument("--calib-photos", type=positive_int, default=d.calib_photos, metavar="N",
-                   help="photos that pick the served threshold, held-out ones first (default: %(default)s)")
+                   help="training photos that pick the served threshold, never held-out ones (default: %(default)s)")
     l_ = p.add_argument_group("pseudo-labels")
     l_.add_argument("--tile", type=positive_int, default=lab.tile, metavar="PX",
                     help="tile side the model will serve with (default: %(default)s)")

@@ -251,7 +251,7 @@ def report_text(report: dict[str, Any]) -> str:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         lines.append(f"held-out photos ({h['photos']}){' ' + shown if shown else ''}: boxes per photo "
                      f"{b['boxes_per_photo']:.1f} before, {a['boxes_per_photo']:.1f} after; agreement with the final "
-                     f"round's pseudo-labels ({h['reference_per_photo']:.1f} per photo), F1 at IoU 0.5: {f(b['f1'])} "
+                     f"weights' test-time pseudo-labels ({h['reference_per_photo']:.1f} per photo), F1 at IoU 0.5: {f(b['f1'])} "
                      f"before, {f(a['f1'])} after (precision {f(b['precision'])} -> {f(a['precision'])}, recall "
                      f"{f(b['recall'])} -> {f(a['recall'])})")
     elif report["holdout"]:
@@ -664,11 +664,10 @@ class AdaptRun:
 
     def reserve_s(self) -> float:
         """Seconds kept for the end: picking the served threshold (TTA labels and one plain run
-        of each calibration photo) and the check of the held-out photos (TTA labels, unless
-        calibration made them, and one plain run each)."""
+        of each calibration photo) and the check of the held-out photos (TTA labels and one
+        plain run each)."""
         n_hold = len(self.s["holdout"])
-        n_cal = 0 if self.settings.serve_thr is not None else min(self.settings.calib_photos,
-                                                                   n_hold + len(self.s["train"]))
+        n_cal = 0 if self.settings.serve_thr is not None else min(self.settings.calib_photos, len(self.s["train"]))
         if not n_hold and not n_cal:
             return 0.0
         lab, plain, counts = self._mean("label_s"), self._mean("plain_s"), self._mean("calib_s")
@@ -679,7 +678,7 @@ class AdaptRun:
             plain = lab / views
         if counts is None and plain is not None:
             counts = 2.0 * plain  # one plain run merged at every threshold of the grid: about twice one run
-        return max(n_cal, n_hold) * (lab or 0.0) + n_cal * (counts or 0.0) + n_hold * (plain or 0.0) + 5.0
+        return (n_cal + n_hold) * (lab or 0.0) + n_cal * (counts or 0.0) + n_hold * (plain or 0.0) + 5.0
 
     def fraction(self) -> float:
         """How much of the budget is used, in [0, 1+)."""
@@ -750,12 +749,14 @@ class AdaptRun:
         return DefaultDetector(self.ema, cfg, device=self.dev, score_thr=score_thr, split_stacks=split_stacks)
 
     def _plain(self, image: np.ndarray, score_thr: float) -> np.ndarray:
-        """The weight average's boxes as served at ``score_thr``: (N, 5) x1 y1 x2 y2 score."""
+        """The weight average's own boxes at ``score_thr``, one plain run: (N, 5) x1 y1 x2 y2
+        score. The stack splitter is off, as it is for pseudo-labels, so that the two are
+        compared like with like (a stack cut in k layers would count k - 1 boxes the labels lack)."""
         from ..pipeline import detect_image
 
         lab = self.settings.labels
-        d = detect_image(image, self._detector(score_thr), tiling=TileSpec(tile=lab.tile, overlap=lab.overlap),
-                         merge=MergeSpec()).detections
+        d = detect_image(image, self._detector(score_thr, split_stacks=False),
+                         tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec()).detections
         return np.column_stack([d.xyxy, d.scores]).astype(np.float32)
 
     def _base_thr(self) -> float:
@@ -871,6 +872,10 @@ class AdaptRun:
         rec = self._round_record()
         names = self.s["train"]
         order = [names[i] for i in np.random.default_rng([st.seed, 13, self.s["round"]]).permutation(len(names))]
+        # photos never labelled first, then those whose labels are oldest (in the seed's order
+        # among equals): a round cut short by its share of the time leaves the photos it did not
+        # reach for the next round to take first
+        order = sorted(order, key=lambda n: self.s["labels"][n]["round"] if n in self.s["labels"] else 0)
         order = self._readable(order)  # photos that failed to decode are not tried again
         done = set(self.s["labelled_this_round"])
         cap = self.label_cap()
@@ -888,8 +893,11 @@ class AdaptRun:
             if image is None:
                 continue
             pl = self._label(image)
+            old = self.s["labels"].get(name)
             self.s["labels"][name] = {"boxes": _t(pl.boxes), "scores": _t(pl.scores), "ignore": _t(pl.ignore),
-                                      "round": self.s["round"] + 1}
+                                      "round": self.s["round"] + 1,
+                                      # the step from which the photo's crops are trained on
+                                      "since": old.get("since", 0) if old else self.s["step"]}
             if name not in self.crop_index:
                 self.s["crop_order"].append(name)
             self._add_crop(name, image)
@@ -961,6 +969,10 @@ class AdaptRun:
         if self.s.get("train_end") is None:  # kept in the state, so a resumed round ends where it would have
             self.s["train_end"] = self._train_end()
         end = self.s["train_end"]
+        # the engine moves a detector to the CPU for the rest of an image that ran out of GPU
+        # memory, and labelling's detectors wrap the weight average itself: it trains where the
+        # model is
+        self.ema.to(self.dev)
         self.model.train()
         amp = self.dev.type == "cuda"
         while self.fraction() < end - 1e-9:
@@ -997,14 +1009,14 @@ class AdaptRun:
         return p
 
     def _calib_names(self) -> list[str]:
-        """The photos that pick the served threshold: the held-out ones first (the model never
-        trained on them), then training photos in an order drawn from the seed; fixed once
-        calibration starts, so that a resumed run uses the same ones."""
+        """The photos that pick the served threshold: training photos in an order drawn from the
+        seed, never the held-out ones (their check would then be scored at a threshold fitted
+        on them); fixed once calibration starts, so that a resumed run uses the same ones."""
         names = self.s["calib"].get("names")
         if names is None:
             train = self._readable(self.s["train"])
             order = [train[i] for i in np.random.default_rng([self.settings.seed, 29]).permutation(len(train))]
-            names = (self._readable(self.s["holdout"]) + order)[: self.settings.calib_photos]
+            names = order[: self.settings.calib_photos]
         return list(names)
 
     def served_thr(self) -> float:
@@ -1022,7 +1034,7 @@ class AdaptRun:
         ``score_hi`` or more); of several that count equally close, the middle one.
         Self-training lifts the scores of everything the model finds, its mistakes too, so a
         fixed threshold counts more boxes the longer it trains; the views' agreement does not
-        drift that way. The pseudo-labels of held-out photos are kept for the held-out check."""
+        drift that way. Both sides are the network's own boxes (the stack splitter off)."""
         if self.settings.serve_thr is not None or self.s["calib"].get("thr") is not None:
             return
         from ..pipeline import counts_at_thresholds
@@ -1030,19 +1042,16 @@ class AdaptRun:
         cal = self.s["calib"]
         names = cal.setdefault("names", self._calib_names())
         photos = cal.setdefault("photos", {})
-        held = set(self.s["holdout"])
         lab = self.settings.labels
         for name, image in self._photos(names, "calibrate", done=photos):  # a resumed run goes on from its stop
             t0 = time.monotonic()
             ref = self._label(image)
             t1 = time.monotonic()
-            counts = counts_at_thresholds(image, self._detector(CALIB_GRID[0]), CALIB_GRID,
+            counts = counts_at_thresholds(image, self._detector(CALIB_GRID[0], split_stacks=False), CALIB_GRID,
                                           tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec())
             self.s["timing"]["label_s"].append(t1 - t0)
             self.s["timing"]["calib_s"].append(time.monotonic() - t1)
             photos[name] = {"reference": int(len(ref.boxes)), "counts": [int(c) for c in counts]}
-            if name in held:
-                photos[name]["ref"] = {"boxes": _t(ref.boxes), "ignore": _t(ref.ignore)}
         used = [photos[n] for n in names if n in photos]
         reference = sum(p["reference"] for p in used)
         if not reference:
@@ -1074,13 +1083,9 @@ class AdaptRun:
         ref_total = 0
         for name, image in self._photos(names, "after"):  # a resumed run checks all the photos again
             t0 = time.monotonic()
-            kept = self.s["calib"].get("photos", {}).get(name, {}).get("ref")
-            if kept is not None:  # labelled by the final weights while picking the threshold
-                ref_boxes, ref_ignore = kept["boxes"].numpy(), kept["ignore"].numpy()
-            else:
-                ref = self._label(image)
-                ref_boxes, ref_ignore = ref.boxes, ref.ignore
-                self.s["timing"]["label_s"].append(time.monotonic() - t0)
+            ref = self._label(image)  # the final weights' own test-time labels of the photo
+            ref_boxes, ref_ignore = ref.boxes, ref.ignore
+            self.s["timing"]["label_s"].append(time.monotonic() - t0)
             t1 = time.monotonic()
             now = self._plain(image, self.served_thr())
             self.s["timing"]["plain_s"].append(time.monotonic() - t1)
@@ -1105,8 +1110,10 @@ class AdaptRun:
                 "reference_per_photo": ref_total / len(names), "before": figures(before), "after": figures(after)}
 
     def _photos_labelled(self) -> int:
-        """Training photos that have pseudo-labels (the ones whose crops were trained on)."""
-        return len(self._readable([n for n in self.s["train"] if n in self.s["labels"]]))
+        """Training photos whose crops were trained on: labelled before the last step (a photo
+        first labelled by a round left no time to train counts for nothing)."""
+        lab = self.s["labels"]
+        return len(self._readable([n for n in self.s["train"] if n in lab and lab[n].get("since", 0) < self.s["step"]]))
 
     def _provenance(self) -> dict[str, Any]:
         return {

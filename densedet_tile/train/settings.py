@@ -11,7 +11,11 @@ from ..errors import InvalidInputError
 from ..types import DEFAULT_MAX_PIXELS
 from .pseudo import LabelSettings
 
-__all__ = ["AdaptSettings"]
+__all__ = ["AdaptSettings", "SEED_LIMIT"]
+
+#: Seeds run from 0 to 2**32 - 1 (what numpy and torch both take whole, with room for the step
+#: the run adds).
+SEED_LIMIT = 2**32
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,8 @@ class AdaptSettings:
     ``info``; None (the default) picks it at the end of the run: self-training lifts the scores
     of everything the model finds, its own mistakes included, so a fixed threshold over-counts
     more the longer it trains. The served threshold is the one at which the final weights, run
-    plainly, count as many boxes on ``calib_photos`` photos (the held-out ones first, then
-    training photos) as their own pseudo-labels there (boxes the test-time views agree on, see
+    plainly, count as many boxes on ``calib_photos`` training photos (never the held-out ones)
+    as their own pseudo-labels there (boxes the test-time views agree on, see
     :mod:`.pseudo`; docs/adapt.md). ``max_pixels``: photos with more pixels are skipped (None: no
     limit).
     """
@@ -69,6 +73,10 @@ class AdaptSettings:
             raise bad(f"rounds must be >= 1, got {self.rounds!r}")
         if self.holdout < 0:
             raise bad(f"holdout must be >= 0, got {self.holdout!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
+            # torch seeds its generators with 64-bit integers, and the run adds the step to the
+            # seed times a million: a larger seed failed at the first step, and on every resume
+            raise bad(f"seed must be an integer from 0 to {SEED_LIMIT - 1}, got {self.seed!r}")
         if self.size < 64 or self.size % 32:
             raise bad(f"size must be a multiple of 32 and at least 64, got {self.size!r}")
         if self.batch < 1:

@@ -104,18 +104,32 @@ def test_a_stop_while_picking_resumes_to_the_same_threshold_and_weights(picked, 
         assert torch.equal(got["state_dict"][k], want["state_dict"][k]), k
 
 
-def test_held_out_photos_pick_first_and_their_labels_serve_the_check(tmp_path, monkeypatch):
+def test_held_out_photos_never_pick_the_threshold_their_check_is_scored_at(tmp_path, monkeypatch):
+    # the threshold is fitted so that plain counts match pseudo-labels: fitted on the held-out
+    # photos, their "after" count would agree by construction
+    import hashlib
+
     mod = importlib.import_module("densedet_tile.train.adapt")  # the package exports a function of that name
 
     folder = write_photos(tmp_path / "p", n=4)
-    calls = count_calls(monkeypatch, mod, "pseudo_label")
-    s = replace(TINY, holdout=1, rounds=1, steps=2, calib_photos=2)
+    seen: list[str] = []
+    real = mod.pseudo_label
+
+    def spying(image, *a, **kw):
+        seen.append(hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest())
+        return real(image, *a, **kw)
+
+    monkeypatch.setattr(mod, "pseudo_label", spying)
+    s = replace(TINY, holdout=1, rounds=1, steps=2, calib_photos=5)
     res = adapt(folder, tmp_path / "h.pt", s, device="cpu")
     how = res.report["serve_thr_picked"]
-    assert how["photos"] == 2 and res.report["holdout_check"]["photos"] == 1
-    # 3 training photos labelled once, 2 calibration photos (the held-out one among them): the
-    # held-out check reuses the held-out photo's labels instead of labelling it again
-    assert calls["n"] == 3 + 2
+    assert how["photos"] == 3 and res.report["holdout_check"]["photos"] == 1  # every training photo, no more
+    held = res.report["holdout_check"]["names"][0]
+    held_hash = hashlib.sha1(mod._read_photo(folder / held).tobytes()).hexdigest()
+    # 3 training photos labelled in the round, the same 3 to pick the threshold, the held-out one
+    # once for its check, last
+    assert len(seen) == 3 + 3 + 1 and seen.count(held_hash) == 1 and seen[-1] == held_hash
+    assert sorted(seen[:3]) == sorted(seen[3:6])
     rep = json.loads(res.paths["report_json"].read_text())
     assert rep["serve_thr_picked"] == how and rep["serve_thr"] == res.report["serve_thr"]
 
@@ -165,3 +179,34 @@ def test_the_cli_takes_auto_or_a_threshold():
     for bad in (["--serve-thr", "0"], ["--serve-thr", "1"], ["--serve-thr", "high"], ["--calib-photos", "0"]):
         with pytest.raises(SystemExit):
             p.parse_args(["photos", "--out", "o.pt", *bad])
+
+
+def test_the_threshold_and_the_held_out_check_count_the_networks_own_boxes(tmp_path, monkeypatch):
+    # pseudo-labels are made without the stack splitter: the counts they are matched with, and
+    # the boxes checked against them, must be made without it too (a stack cut in k layers
+    # would add k - 1 boxes the labels lack)
+    import densedet_tile.pipeline as pipeline
+
+    mod = importlib.import_module("densedet_tile.train.adapt")
+    splitter: dict[str, set] = {"count": set(), "plain": set(), "label": set()}
+    real_counts, real_detect, real_label = pipeline.counts_at_thresholds, pipeline.detect_image, mod.pseudo_label
+
+    def counts(image, detector, *a, **kw):
+        splitter["count"].add(detector.split_stacks)
+        return real_counts(image, detector, *a, **kw)
+
+    def detect(image, detector, *a, **kw):
+        splitter["plain"].add(detector.split_stacks)
+        return real_detect(image, detector, *a, **kw)
+
+    def label(image, detector, *a, **kw):
+        splitter["label"].add(detector.split_stacks)
+        return real_label(image, detector, *a, **kw)
+
+    monkeypatch.setattr(pipeline, "counts_at_thresholds", counts)
+    monkeypatch.setattr(pipeline, "detect_image", detect)  # the plain runs (the views' own runs too)
+    monkeypatch.setattr(mod, "pseudo_label", label)
+    folder = write_photos(tmp_path / "p", n=3)
+    res = adapt(folder, tmp_path / "c.pt", replace(TINY, holdout=1, rounds=1, steps=1, calib_photos=2), device="cpu")
+    assert res.status == "done" and res.report["holdout_check"]["photos"] == 1
+    assert splitter == {"count": {False}, "plain": {False}, "label": {False}}
