@@ -283,7 +283,7 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
                 reserved: Collection[str] = ()) -> list[str]:
     """Output stems for ``paths`` in ``out_dir``: an input keeps the stem an earlier run there gave
     it (``earlier``: the manifest's records), and a new one takes its file's stem, then ``-2``,
-    ``-3``... past every stem in use: by another input of this run, by an input of an earlier run,
+    ``-3``... (new inputs whose own stem is free keep it first) past every stem in use: by another input of this run, by an input of an earlier run,
     or by a detections JSON there of another image file. So a rerun over part of the inputs, or
     in another order, never writes one image's outputs over another's. No input gets a stem in
     ``reserved`` (``classes`` when YOLO labels are written: ``classes.txt`` lists the classes)."""
@@ -330,11 +330,17 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
             return False  # no result there, or an unreadable one: not one to keep
         return not (isinstance(image["path"], str) and same_path(image["path"], p))
 
+    # a new input whose own stem is free keeps it before any other takes a numbered one (an
+    # input named x-2.jpg stays x-2, as the main command names it), then the rest are numbered
+    for k, p in enumerate(paths):
+        if stems[k] is None and not taken(output_stem(p), p):
+            stems[k] = output_stem(p)
+            used.add(stems[k])
     for k, p in enumerate(paths):
         if stems[k] is not None:
             continue
-        stem = base = output_stem(p)
-        n = 2
+        base = output_stem(p)
+        stem, n = f"{base}-2", 3
         while taken(stem, p):
             stem, n = f"{base}-{n}", n + 1
         stems[k] = stem

@@ -646,3 +646,24 @@ def test_the_manifest_drops_an_earlier_path_only_for_the_stem_it_still_holds(tmp
     snap = m.snapshot()
     assert sorted(r["input"] for r in snap["images"]) == ["/a/new/x.png", "/a/p/classes.png", "/a/q/classes.png"]
     assert snap["counts"] == {"ok": 3}
+
+
+def test_batch_names_same_named_inputs_as_the_main_command_does(tmp_path):
+    # two x.jpg and a photo whose own name is x-2.jpg: it keeps x-2, the second x becomes x-3
+    # (batch took x-2 for the second x and moved the photo named x-2 to x-2-2)
+    paths = []
+    for folder, box in (("na", (10, 20, 100, 80)), ("nb", (50, 60, 170, 190)), ("nc", (300, 40, 420, 180))):
+        (tmp_path / folder).mkdir()
+        name = "x-2.png" if folder == "nc" else "x.png"
+        Image.fromarray(blob_image(300, 500, box)).save(tmp_path / folder / name)
+        paths.append(str(tmp_path / folder / name))
+    common = ["--detector", f"{FAKES}:make_blob", "--tile", "256", "-q"]
+    assert cli_main([*paths, "--out", str(tmp_path / "cli"), *common]) == 0
+    assert batch_main([*paths, "--out", str(tmp_path / "batch"), "--ray", "none", *common]) == 0
+
+    def made_from(out):
+        return {f.name: json.loads(f.read_text())["image"]["path"] for f in (tmp_path / out).glob("*.detections.json")}
+
+    want = {"x.detections.json": paths[0], "x-3.detections.json": paths[1], "x-2.detections.json": paths[2]}
+    assert made_from("cli") == want
+    assert made_from("batch") == want
