@@ -171,7 +171,7 @@ def _audit(args: argparse.Namespace) -> int:
                 other_name = (f"{det_path} holds the boxes of {str(boxes.name)!r}, audited here with {image_path}; "
                               "check that they are one photo")
             if image_path is None and boxes.path:
-                image_path = _photo_named_in(boxes.path, det_path, width, height)
+                image_path = _photo_named_in(boxes.path, det_path, width, height, real=boxes.file)
                 if image_path is None:
                     no_photo = (f"the photo {boxes.path!r} named in {det_path} is not found from here (or is "
                                 "another image), so the report draws the boxes without it; pass the image as well "
@@ -289,13 +289,18 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _photo_named_in(recorded: str, det_path: str, width: int, height: int) -> str | None:
+def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real: str | None = None) -> str | None:
     """The photo a detections JSON names (as the detection run was given it: relative to where
-    that ran), looked for from here and beside the JSON; only one of the detections' size counts
-    (a file of that name elsewhere is another photo), and one whose size cannot be told from its
-    header only when none is known to match. None when none is found."""
+    that ran), looked for from here and beside the JSON and the folder above it, then at
+    ``real``, the absolute path the run recorded (``settings.requested.file``); only one of the
+    detections' size counts (a file of that name elsewhere is another photo), and one whose
+    size cannot be told from its header only when none is known to match. None when none is
+    found."""
     p = Path(recorded)
-    spots = [p] if p.is_absolute() else [p, Path(det_path).parent / p, Path(det_path).parent.parent / p]
+    here = Path(os.path.abspath(det_path)).parent  # (a relative JSON path's parent is "." twice over)
+    spots = [p] if p.is_absolute() else [p, here / p, here.parent / p]
+    if real and Path(real).is_absolute():
+        spots.append(Path(real))
     unknown = None
     for spot in spots:
         if not spot.is_file():

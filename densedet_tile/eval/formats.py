@@ -78,6 +78,9 @@ class ImageBoxes:
     #: (N, 2) the boxes' width and height as a COCO file gave them (x + w - x is not always w
     #: in floating point; pycocotools works on w and h), None for other sources.
     wh: np.ndarray | None = None
+    #: our detections JSON only: the photo's real (absolute) path when it was run
+    #: (``settings.requested.file``), where ``path`` is as the run was given it
+    file: str | None = None
 
 
 @dataclass(eq=False)
@@ -199,8 +202,11 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
     names = np.array([str(cats.get(str(int(lab)), int(lab))) for lab in labels], dtype=object)
     cr = data.get("count_range")
     img_path = img.get("path") if isinstance(img.get("path"), str) else None
+    settings = data.get("settings")
+    requested = settings.get("requested") if isinstance(settings, dict) else None
+    real = requested.get("file") if isinstance(requested, dict) else None
     return ImageBoxes(image_key(name), w, h, xyxy, scores, names, path=img_path,
-                      count_range=cr if isinstance(cr, dict) else None)
+                      count_range=cr if isinstance(cr, dict) else None, file=real if isinstance(real, str) else None)
 
 
 def read_detections_json(path: str | os.PathLike[str]) -> ImageBoxes:

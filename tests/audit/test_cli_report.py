@@ -432,3 +432,28 @@ def test_a_tiff_photo_with_a_thumbnail_page_is_found_by_the_page_the_engine_read
     assert audit_main(["--detections", str(det), "--out", str(tmp_path / "out")]) == 0
     doc = json.loads((tmp_path / "out" / "aisle.audit.json").read_text())
     assert doc["preview"]["from_image"] is True
+
+
+def test_the_photo_of_a_json_given_by_a_relative_path_is_found_from_the_json_folder_or_its_real_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `densedet-tile photos/a.png --out out` run in case/, then `audit a.detections.json` run in
+    # case/out: the JSON names photos/a.png (as given), found from case/ (the folder above the
+    # JSON's), and, wherever the JSON is copied, from the real path the run recorded
+    from fakes import blob_image, run_cli
+
+    case = tmp_path / "case"
+    (case / "photos").mkdir(parents=True)
+    Image.fromarray(blob_image(400, 600, (100, 100, 300, 260))).save(case / "photos" / "a.png")
+    made = run_cli("photos/a.png", "--detector", "fakes:make_blob", "--out", "out", "-q", cwd=case)
+    assert made.returncode == 0, made.stderr
+    monkeypatch.chdir(case / "out")
+    assert audit_main(["a.detections.json", "--out", "rep", "-q"]) == 0
+    doc = json.loads((case / "out" / "rep" / "a.audit.json").read_text())
+    assert doc["preview"]["from_image"] is True and not doc["warnings"]
+    far = tmp_path / "far" / "away"
+    far.mkdir(parents=True)
+    shutil.copy(case / "out" / "a.detections.json", far)
+    monkeypatch.chdir(far)
+    assert audit_main(["a.detections.json", "--out", "rep", "-q"]) == 0
+    doc = json.loads((far / "rep" / "a.audit.json").read_text())
+    assert doc["preview"]["from_image"] is True and not doc["warnings"]
