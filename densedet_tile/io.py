@@ -252,6 +252,10 @@ def ensure_out_file(path: str | os.PathLike[str], *, option: str) -> Path:
     and the file otherwise."""
     from .errors import InvalidInputError
 
+    text = os.fspath(path)
+    if text.endswith(("/", os.sep)) or (os.altsep and text.endswith(os.altsep)):
+        # (Path drops the slash: "out/" would be written as a file named out)
+        raise InvalidInputError(f"{option} {text}: ends with a slash, so it names a folder; give a file name")
     out = Path(path).expanduser()
     if out.is_dir():
         raise InvalidInputError(f"{option} {out}: is a folder, not a file name")

@@ -379,6 +379,11 @@ class AdaptRun:
                 raise InvalidInputError(f"adapt: budget takes minutes, steps and save_every, not {', '.join(sorted(unknown))}")
             if not resume:
                 raise InvalidInputError("adapt: budget changes a resumed run's budget; a new run takes it in settings")
+        text = os.fspath(out)
+        if text.endswith(("/", os.sep)) or (os.altsep and text.endswith(os.altsep)):
+            # (Path drops the slash: "models/" would be written as a file named models)
+            raise InvalidInputError(f"--out {text}: ends with a slash, so it names a folder; give a file name for "
+                                    "the weights (e.g. my_stores.pt)")
         self.paths = output_paths(out)
         for p in self.paths.values():
             _check_outside_package(p)

@@ -170,3 +170,21 @@ def test_a_model_input_side_past_the_largest_is_refused(tmp_path: Path, capsys: 
     with pytest.raises(InvalidInputError, match="scale 20 would show a 1280 px tile as 25600 px"):
         choose_scale(Src(), Plain(), TileSpec(tile=1280), RunSpec(scale=20.0))
     assert choose_scale(Src(), Plain(), TileSpec(tile=1280), RunSpec(scale=2.0)).run.input_size == 2560
+
+
+@pytest.mark.parametrize("name", ["newdir/", "m.json/", "evalout/metrics/"])
+def test_eval_output_ending_with_a_slash_is_refused_and_nothing_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # Path() drops a trailing slash: "-o newdir/" was written as a file named newdir, and
+    # "-o m.json/" replaced the file m.json
+    monkeypatch.chdir(tmp_path)
+    gt = tmp_path / "gt.csv"
+    gt.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\nshelf.jpg,1,1,20,20,object,100,100\n")
+    pred = tmp_path / "pred.csv"
+    pred.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\nshelf.jpg,1,1,20,20,object,100,100,0.9\n")
+    (tmp_path / "m.json").write_text("mine")
+    (tmp_path / "evalout").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    rc, _, err = run(["eval", str(pred), str(gt), "-o", name], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "ends with a slash" in err and name in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before and (tmp_path / "m.json").read_text() == "mine"

@@ -56,3 +56,10 @@ def test_cli_refuses_a_huge_seed_in_one_line_and_writes_nothing(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "seed must be an integer from 0 to 4294967295" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def test_an_out_ending_with_a_slash_is_refused_not_written_as_a_file(tmp_path):
+    folder = write_photos(tmp_path / "p", n=1)
+    with pytest.raises(InvalidInputError, match="ends with a slash"):
+        adapt(folder, str(tmp_path / "models") + "/", replace(TINY, steps=1, rounds=1), device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
