@@ -468,8 +468,8 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     model returns nothing below ``score_thr - count_band``, so the upper end has none, where a
     run at that threshold would). The range is None when the
     run has no threshold or ``count_band`` is 0; its upper end (``high``) is None when the
-    detector's boxes do not reach ``score_thr - count_band``, its lower end when
-    ``score_thr + count_band`` is above 1.
+    detector's boxes do not reach ``score_thr - count_band`` (or 0, the lowest threshold there
+    is); its lower end is the count at ``score_thr + count_band``, or at 1 where that is higher.
     """
     thr, band = preds.run.score_thr, preds.run.count_band
     dets = _thinned(tiles, preds.dets, merge)
@@ -483,8 +483,11 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     if band <= 0:
         return merged, None, None
     floor = preds.score_floor
-    wide = at(max(thr - band, 0.0)) if floor is not None and floor <= thr - band + 1e-9 else None
-    low = len(at(thr + band)) if thr + band <= 1.0 + 1e-9 else None  # no score lies above 1
+    # the ends are runs at thresholds within [0, 1] (those there are), so a threshold within
+    # the band of either still has both: the count at 0 where the detector returns every box,
+    # at 1 (boxes scored 1) above
+    wide = at(max(thr - band, 0.0)) if floor is not None and floor <= max(thr - band, 0.0) + 1e-9 else None
+    low = len(at(min(thr + band, 1.0)))
     counts = CountRange(score_thr=thr, band=band, low=low, count=len(merged), high=None if wide is None else len(wide))
     return merged, counts, None if wide is None else wide[wide.scores < thr]
 

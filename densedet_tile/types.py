@@ -526,9 +526,9 @@ UNCERTAIN_MIN_BOXES: int = 2
 class CountRange:
     """How far an image's count moves when the score threshold moves a little.
 
-    ``count`` boxes were kept at ``score_thr``; ``low`` at ``score_thr + band`` (None when that
-    is above 1) and ``high`` at ``score_thr - band`` (None when the detector returns no boxes
-    that low). A model that is sure of what it sees keeps nearly the same boxes either way; a
+    ``count`` boxes were kept at ``score_thr``; ``low`` at ``score_thr + band`` (at most 1) and
+    ``high`` at ``score_thr - band`` (at least 0; None when the detector returns no boxes that
+    low). A model that is sure of what it sees keeps nearly the same boxes either way; a
     count that swings is a count to check by hand.
     """
 

@@ -106,12 +106,28 @@ def test_count_range_figures():
     assert UNCERTAIN_AT == 0.3
 
 
-def test_threshold_near_one_has_no_lower_end_and_no_flag():
+def test_threshold_near_one_counts_its_lower_end_at_one():
+    # 0.95 and 0.951 must not differ in kind: the lower end is the count at 1 (a box scored 1
+    # counts there), and a count that falls from 10 to nothing within the band is flagged
     det = CellDetector(score_thr=0.97, score_floor=0.9)
     cr = detect_image(cell_image([0.99] * 10 + [0.93] * 5), det, tile=2048, device="cpu").count_range
-    assert (cr.low, cr.count, cr.high) == (None, 10, 15)
-    assert cr.sensitivity is None and cr.uncertain is None
+    assert (cr.low, cr.count, cr.high) == (0, 10, 15)
+    assert cr.sensitivity == pytest.approx(1.5) and cr.uncertain is True
     assert cr.as_dict()["at_scores"] == [1.0, 0.97, 0.92]
+    cr = detect_image(cell_image([1.0] * 10 + [0.99] * 2), det, tile=2048, device="cpu").count_range
+    assert (cr.low, cr.count, cr.high) == (10, 12, 12) and cr.uncertain is False
+
+
+def test_threshold_near_zero_counts_its_upper_end_at_zero():
+    # a detector returning every box (floor 0) at threshold 0.03: the count at 0 is known
+    det = CellDetector(score_thr=0.03, score_floor=0.0)
+    cr = detect_image(cell_image([0.5] * 4 + [0.13] * 3), det, tile=2048, device="cpu").count_range
+    assert (cr.low, cr.count, cr.high) == (7, 7, 7) and cr.uncertain is False
+    assert cr.as_dict()["at_scores"] == [0.08, 0.03, 0.0]
+    # one that returns nothing below 0.03 cannot tell the count at 0
+    det = CellDetector(score_thr=0.03, score_floor=0.03)
+    cr = detect_image(cell_image([0.5] * 4 + [0.13] * 3), det, tile=2048, device="cpu").count_range
+    assert cr.high is None and cr.uncertain is None
 
 
 def test_a_swing_of_one_box_is_not_a_flag():
