@@ -294,3 +294,14 @@ def test_eval_compare_refuses_missing_classes_before_running_any_image(tmp_path)
         compare_tiled_untiled([imgs / "shelf.png"], read_ground_truth(gt_file), Counting(),
                               tiling=dt.TileSpec(tile=256), run=RunSpec(classes=["green"]))
     assert Counting.calls == 0
+
+
+def test_eval_compare_classes_cut_the_ground_truth_class_agnostic_too(tmp_path):
+    from densedet_tile.eval.compare import compare_tiled_untiled
+    from densedet_tile.eval.formats import read_ground_truth
+
+    imgs, gt_file = _two_class_set(tmp_path)
+    runs = compare_tiled_untiled([imgs / "shelf.png"], read_ground_truth(gt_file), ColourDetector(),
+                                 tiling=dt.TileSpec(tile=256, overlap=0.2), run=RunSpec(classes=["green"]),
+                                 class_agnostic=True)
+    assert [(r.metrics.num_gt, r.metrics.stats["AP"]) for r in runs] == [(1, pytest.approx(1.0))] * 2

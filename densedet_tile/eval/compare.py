@@ -207,13 +207,13 @@ def compare_tiled_untiled(
         names = None  # classes named by their numbers only: label i is still the ground truth's i-th
     agn = class_agnostic
     by_index = agn is None and len(gt.categories) > 1 and names is None
-    if run.classes is not None and not uses_class_agnostic(gt, agn):
+    if run.classes is not None and len(_gt_classes(gt)) > 1:
         # the detector's other classes are dropped: so are the ground truth's, or each would
-        # count as all missed (checked before any image runs); classes matched by name still,
-        # also when only one is left
+        # count as all missed (checked before any image runs), class-agnostic or not; classes
+        # stay matched by name when only one is left, unless class-agnostic was asked
         gt = _only_classes(gt, [gt.categories[i] if by_index and i < len(gt.categories) else _class_name(names, i)
                                 for i in classes_of(detector, run.classes) or ()])
-        agn = False
+        agn = False if agn is None else agn
     runs: dict[str, dict[str, ImageBoxes]] = {"tiled": {}, "untiled": {}}
     secs = {"tiled": 0.0, "untiled": 0.0}
     ran: dict[str, list[dict[str, Any]]] = {"tiled": [], "untiled": []}
