@@ -30,8 +30,8 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
     """One :class:`CountRange` per part (bay or region) of ``result``, in order.
 
     ``scores`` (N,) are the scores of the audited boxes (``result.xyxy``); ``near_xyxy`` (M, 4)
-    the near misses in image pixels. The upper end of the band is unknown (None) when
-    ``score_thr + band`` is above 1.
+    the near misses in image pixels. The lower end of each range is the part's count at
+    ``score_thr + band``, or at 1 where that is higher (as the image's range is counted).
     """
     for name, v, hi in (("score_thr", score_thr, 1.0), ("band", band, 0.5)):  # as RunSpec takes them
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0.0 <= float(v) <= hi:
@@ -44,7 +44,7 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
         raise InvalidInputError(f"scores must hold one score per audited box ({len(result.xyxy)}), got shape {s.shape}")
     near = as_boxes(near_xyxy, "near misses")
     ncx, ncy = (near[:, 0] + near[:, 2]) / 2, (near[:, 1] + near[:, 3]) / 2
-    sure = s >= score_thr + band - 1e-9 if score_thr + band <= 1.0 + 1e-9 else None
+    sure = s >= min(score_thr + band, 1.0) - 1e-9
     # near misses per part: one tree of the parts' outlines, one query of all the centres (a
     # near miss on two overlapping regions counts in both)
     extra = np.zeros(len(result.parts), np.int64)

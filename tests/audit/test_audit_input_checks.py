@@ -161,3 +161,13 @@ def test_audit_settings_check_the_options_the_audit_used_to_check_late():
                     (dict(min_row_products=0), "min_row_products"), (dict(min_row_products=2.5), "min_row_products")):
         with pytest.raises(InvalidInputError, match=msg):
             AuditSettings(**kw)
+
+
+def test_part_count_ranges_near_one_count_their_lower_end_at_one_as_the_image_does():
+    # a threshold within the band of 1: each part's lower end is its count at 1, as the image's
+    # range is (it was None, and the bays had no range where the image had one)
+    res = run_audit(_shelf(), W, H)
+    scores = np.where(np.arange(18) < 6, 1.0, 0.97)
+    ranges = part_count_ranges(res, scores, np.zeros((0, 4)), score_thr=0.96, band=0.05)
+    assert sum(r.low for r in ranges) == 6 and sum(r.count for r in ranges) == 18
+    assert all(r.uncertain is not None for r in ranges)
