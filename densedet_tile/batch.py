@@ -331,12 +331,15 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
         return not (isinstance(image["path"], str) and same_path(image["path"], p))
 
     # a new input whose own stem is free keeps it before any other takes a numbered one (an
-    # input named x-2.jpg stays x-2, as the main command names it), then the rest are numbered
-    for k, p in enumerate(paths):
-        if stems[k] is None and not taken(output_stem(p), p):
-            stems[k] = output_stem(p)
+    # input named x-2.jpg stays x-2), then the rest are numbered; both in absolute-path order,
+    # as the main command names them (runner.unique_stems), whatever order they were given in
+    new = sorted((k for k in range(len(paths)) if stems[k] is None), key=lambda k: (os.path.abspath(paths[k]), k))
+    for k in new:
+        if not taken(output_stem(paths[k]), paths[k]):
+            stems[k] = output_stem(paths[k])
             used.add(stems[k])
-    for k, p in enumerate(paths):
+    for k in new:
+        p = paths[k]
         if stems[k] is not None:
             continue
         base = output_stem(p)

@@ -667,3 +667,9 @@ def test_batch_names_same_named_inputs_as_the_main_command_does(tmp_path):
     want = {"x.detections.json": paths[0], "x-3.detections.json": paths[1], "x-2.detections.json": paths[2]}
     assert made_from("cli") == want
     assert made_from("batch") == want
+    # given in the reverse order, both verbs still give na/x the plain name
+    rev = paths[::-1]
+    assert cli_main([*rev, "--out", str(tmp_path / "cli_rev"), *common]) == 0
+    assert batch_main([*rev, "--out", str(tmp_path / "batch_rev"), "--ray", "none", *common]) == 0
+    assert made_from("cli_rev") == want
+    assert made_from("batch_rev") == want
