@@ -245,6 +245,18 @@ def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Pa
     return out
 
 
+def names_a_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` as typed can only name a folder: it ends with a separator, ``.`` or
+    ``..`` (``Path`` drops a trailing ``/`` and ``/.``: ``out/`` would be taken for a file
+    named ``out``)."""
+    text = os.fspath(path)
+    seps = os.sep + (os.altsep or "")
+    last = text
+    for c in seps:
+        last = last.rsplit(c, 1)[-1]
+    return last in ("", ".", "..")
+
+
 def ensure_out_file(path: str | os.PathLike[str], *, option: str) -> Path:
     """Make sure the output file ``path`` can be written, before any work is done: the nearest
     of its folders that exists takes new files, and ``path`` is not a folder; returns it.
@@ -252,10 +264,9 @@ def ensure_out_file(path: str | os.PathLike[str], *, option: str) -> Path:
     and the file otherwise."""
     from .errors import InvalidInputError
 
-    text = os.fspath(path)
-    if text.endswith(("/", os.sep)) or (os.altsep and text.endswith(os.altsep)):
-        # (Path drops the slash: "out/" would be written as a file named out)
-        raise InvalidInputError(f"{option} {text}: ends with a slash, so it names a folder; give a file name")
+    if names_a_folder(path):
+        raise InvalidInputError(f"{option} {os.fspath(path)}: ends with a slash or a dot, so it names a folder; "
+                                "give a file name")
     out = Path(path).expanduser()
     if out.is_dir():
         raise InvalidInputError(f"{option} {out}: is a folder, not a file name")

@@ -40,7 +40,7 @@ from ..detector.base import resolve_device
 from ..detector.builtin import DEFAULT_CONFIG, DecodeSettings, DefaultDetector, _read_weights, model_config, served_threshold
 from ..detector.shelfnet import ShelfNet, read_checkpoint
 from ..errors import DensedetError, InvalidInputError, one_line
-from ..io import atomic_write, ensure_out_dir
+from ..io import atomic_write, ensure_out_dir, names_a_folder
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..tiler.readers.base import check_size
 from ..tiler.readers.pillow import open_header
@@ -53,7 +53,9 @@ from .settings import AdaptSettings
 __all__ = ["AdaptSettings", "AdaptResult", "AdaptRun", "AdaptFailed", "adapt", "find_photos", "output_paths", "report_text",
            "IMAGE_SUFFIXES"]
 
-STATE_VERSION = 1
+#: 2 since held-out photos no longer pick the threshold and the checks count without the stack
+#: splitter: a state of 1 would go on with the old rules, so it is refused
+STATE_VERSION = 2
 #: A photo with a side shorter than this (pixels) is skipped: a thumbnail holds no shelf to learn from.
 MIN_PHOTO_SIDE = 64
 
@@ -154,11 +156,12 @@ def _read_photo(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.n
 def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
     """``{"weights", "state", "report_json", "report_txt"}`` of an adapt run writing ``out``.
 
-    Raises :class:`InvalidInputError` for a path without a file name (``.``, ``/``).
+    Raises :class:`InvalidInputError` for a path without a file name (``.``, ``/``, one ending
+    with a separator or a dot: ``models/`` is a folder, though ``Path`` drops the slash).
     """
     given = os.fspath(out)
     out = Path(out)
-    if not out.name or out.name in (".", ".."):
+    if not out.name or out.name in (".", "..") or names_a_folder(given):
         raise InvalidInputError(f"--out {given!r}: not a file name; give the weights file to write, "
                                 "such as my_stores.pt")
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
@@ -226,8 +229,8 @@ def report_text(report: dict[str, Any]) -> str:
                 "run again with --resume to continue)")]
     used, available = report["photos_used"], report.get("photos_available", report["photos_used"])
     lines.append(f"photos: {used}{'' if used == available else f' of {available}'} used for training"
-                 + ("" if used == available else " (labelled so far)" if report["status"] != "done" else
-                    " (the others were not labelled in the time)")
+                 + ("" if used == available else " (trained on so far)" if report["status"] != "done" else
+                    " (the others were not labelled, or labelled too late to train on)")
                  + f", {report['holdout']} held out"
                  + (f", {len(report['skipped'])} skipped" if report["skipped"] else ""))
     for name, why in report["skipped"][:10]:
@@ -379,11 +382,6 @@ class AdaptRun:
                 raise InvalidInputError(f"adapt: budget takes minutes, steps and save_every, not {', '.join(sorted(unknown))}")
             if not resume:
                 raise InvalidInputError("adapt: budget changes a resumed run's budget; a new run takes it in settings")
-        text = os.fspath(out)
-        if text.endswith(("/", os.sep)) or (os.altsep and text.endswith(os.altsep)):
-            # (Path drops the slash: "models/" would be written as a file named models)
-            raise InvalidInputError(f"--out {text}: ends with a slash, so it names a folder; give a file name for "
-                                    "the weights (e.g. my_stores.pt)")
         self.paths = output_paths(out)
         for p in self.paths.values():
             _check_outside_package(p)
@@ -556,6 +554,9 @@ class AdaptRun:
         except Exception as exc:  # torch's own text would suggest loading it unsafely: not repeated
             raise InvalidInputError(f"{sp}: cannot read the saved state (damaged, or not an adapt state: "
                                     f"{type(exc).__name__}); delete it to start again") from exc
+        if isinstance(s, dict) and isinstance(s.get("version"), int) and s["version"] < STATE_VERSION:
+            raise InvalidInputError(f"{sp}: saved by an earlier version of densedet-tile (state version {s['version']}, "
+                                    f"this one reads {STATE_VERSION}); delete it to start again")
         if not isinstance(s, dict) or s.get("version") != STATE_VERSION:
             raise InvalidInputError(f"{sp}: not an adapt state of this version")
         missing = [k for k in _STATE_KEYS if k not in s]

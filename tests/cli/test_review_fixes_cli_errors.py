@@ -172,7 +172,7 @@ def test_a_model_input_side_past_the_largest_is_refused(tmp_path: Path, capsys: 
     assert choose_scale(Src(), Plain(), TileSpec(tile=1280), RunSpec(scale=2.0)).run.input_size == 2560
 
 
-@pytest.mark.parametrize("name", ["newdir/", "m.json/", "evalout/metrics/"])
+@pytest.mark.parametrize("name", ["newdir/", "m.json/", "evalout/metrics/", "m.json/.", "newdir/.."])
 def test_eval_output_ending_with_a_slash_is_refused_and_nothing_is_written(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     # Path() drops a trailing slash: "-o newdir/" was written as a file named newdir, and
@@ -186,5 +186,5 @@ def test_eval_output_ending_with_a_slash_is_refused_and_nothing_is_written(
     (tmp_path / "evalout").mkdir()
     before = sorted(p.name for p in tmp_path.rglob("*"))
     rc, _, err = run(["eval", str(pred), str(gt), "-o", name], capsys)
-    assert rc == 2 and err.count("\n") == 1 and "ends with a slash" in err and name in err, err
+    assert rc == 2 and err.count("\n") == 1 and "ends with a slash or a dot" in err and name in err, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before and (tmp_path / "m.json").read_text() == "mine"

@@ -60,6 +60,28 @@ def test_cli_refuses_a_huge_seed_in_one_line_and_writes_nothing(tmp_path):
 
 def test_an_out_ending_with_a_slash_is_refused_not_written_as_a_file(tmp_path):
     folder = write_photos(tmp_path / "p", n=1)
-    with pytest.raises(InvalidInputError, match="ends with a slash"):
-        adapt(folder, str(tmp_path / "models") + "/", replace(TINY, steps=1, rounds=1), device="cpu")
+    for out in (str(tmp_path / "models") + "/", str(tmp_path / "models") + "/."):
+        with pytest.raises(InvalidInputError, match="not a file name"):
+            adapt(folder, out, replace(TINY, steps=1, rounds=1), device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+@pytest.mark.parametrize("text, folder", [("a/", True), ("a/.", True), ("a/..", True), (".", True), ("", True),
+                                          ("a", False), ("a/b.pt", False), ("a.b/c", False), ("...", False)])
+def test_names_a_folder(text, folder):
+    from densedet_tile.io import names_a_folder
+
+    assert names_a_folder(text) is folder
+
+
+def test_a_state_saved_by_an_earlier_version_is_refused_naming_it(tmp_path):
+    import torch
+
+    from densedet_tile.train.adapt import STATE_VERSION, output_paths
+
+    folder = write_photos(tmp_path / "p", n=1)
+    out = tmp_path / "old.pt"
+    torch.save({"version": STATE_VERSION - 1, "folder": str(folder.resolve()), "settings": TINY.to_dict()},
+               output_paths(out)["state"])
+    with pytest.raises(InvalidInputError, match=f"earlier version of densedet-tile .state version {STATE_VERSION - 1}"):
+        adapt(folder, out, None, device="cpu", resume=True)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.synth.shelves import render_shelf
-from densedet_tile.train.adapt import AdaptSettings, adapt, find_photos, output_paths
+from densedet_tile.train.adapt import STATE_VERSION, AdaptSettings, adapt, find_photos, output_paths
 from densedet_tile.train.pseudo import LabelSettings
 
 # tiny and cheap: one view per photo (each photo is one tile), 64 px crops, a pool of 2 shelves
@@ -444,7 +444,8 @@ def test_resume_with_part_of_the_budget_keeps_the_rest(photos, tmp_path):
 
 def test_a_damaged_state_is_refused_in_one_line(photos, tmp_path):
     out = tmp_path / "s.pt"
-    torch.save({"version": 1, "folder": str(photos.resolve()), "settings": TINY.to_dict()}, output_paths(out)["state"])
+    torch.save({"version": STATE_VERSION, "folder": str(photos.resolve()), "settings": TINY.to_dict()},
+               output_paths(out)["state"])
     with pytest.raises(InvalidInputError, match=r"s\.state\.pt: not a complete adapt state \(missing train, "):
         adapt(photos, out, None, device="cpu", resume=True)
     # a file that is not a state at all (a JPEG in its place): said so, without repeating torch's
