@@ -5,7 +5,11 @@ The contract (that of the ailia export of SKU110K-DenseDet):
 * input ``img``: float32 (1, 3, H, W), RGB, ImageNet-normalised ((x - mean) / std on 0..255),
   the picture scaled by ``min(H / h, W / w)`` and padded bottom-right with zeros;
 * outputs ``det_bboxes`` (n, 5): x1, y1, x2, y2, score in that padded input's pixels, and
-  ``det_labels`` (n,) integer classes.
+  ``det_labels`` (n,) integer classes (a leading batch axis of 1 is fine, as MMDeploy writes
+  ``dets`` (1, n, 5) and ``labels`` (1, n)); or three outputs, boxes (n, 4), scores (n,) and
+  labels (n,), as exports of torchvision-style detectors give them, told apart by their names
+  (``box``, ``score``, ``label``/``class``) or else by shape and type (the one ending in 4 is
+  the boxes, an integer one the labels).
 
 H and W are read from the model (they must be fixed, unless ``input_size`` is given, which then
 sets a square input). The batch dimension is 1 in such exports, so tiles are run one at a
@@ -91,7 +95,7 @@ class OnnxDetector:
         *,
         session: Any,
         input_name: str,
-        output_names: tuple[str, str],
+        output_names: tuple[str, ...],
         model_hw: tuple[int, int],
         input_size: int | None,
         upscale: bool,
@@ -130,19 +134,31 @@ class OnnxDetector:
         x, scale = letterbox(tile, height=self.model_hw[0], width=self.model_hw[1],
                              mean=self._mean, std=self._std, upscale=self._upscale)
         try:
-            bboxes, labels = self._session.run(list(self._output_names), {self._input_name: x})
+            got = self._session.run(list(self._output_names), {self._input_name: x})
         except Exception as exc:  # onnxruntime raises its own exception types
             raise DetectorError(f"{self.name}: inference failed ({exc})") from exc
-        bboxes = np.asarray(bboxes, np.float32)
-        labels = np.asarray(labels)
-        if bboxes.ndim == 3:  # (1, n, 5) variants
-            bboxes = bboxes[0]
-        if labels.ndim == 2:
-            labels = labels[0]
-        if bboxes.ndim != 2 or bboxes.shape[1] != 5 or labels.shape != (bboxes.shape[0],):
-            raise DetectorError(
-                f"{self.name}: expected det_bboxes (n, 5) and det_labels (n,), got {bboxes.shape} and {labels.shape}"
-            )
+        if len(got) == 3:  # boxes (n, 4), scores (n,), labels (n,)
+            boxes4, sc, labels = (np.asarray(a) for a in got)
+            boxes4 = boxes4[0] if boxes4.ndim == 3 else boxes4
+            sc = sc[0] if sc.ndim == 2 else sc
+            labels = labels[0] if labels.ndim == 2 else labels
+            if boxes4.ndim != 2 or boxes4.shape[1] != 4 or sc.shape != (boxes4.shape[0],) \
+                    or labels.shape != (boxes4.shape[0],):
+                raise DetectorError(f"{self.name}: expected boxes (n, 4), scores (n,) and labels (n,), got "
+                                    f"{boxes4.shape}, {sc.shape} and {labels.shape}")
+            bboxes = np.column_stack([boxes4.astype(np.float32), sc.astype(np.float32)])
+        else:
+            bboxes, labels = np.asarray(got[0], np.float32), np.asarray(got[1])
+            if bboxes.ndim == 3:  # (1, n, 5) variants
+                bboxes = bboxes[0]
+            if labels.ndim == 2:
+                labels = labels[0]
+            if bboxes.ndim != 2 or bboxes.shape[1] != 5 or labels.shape != (bboxes.shape[0],):
+                raise DetectorError(
+                    f"{self.name}: expected det_bboxes (n, 5) and det_labels (n,), got {bboxes.shape} and {labels.shape}"
+                )
+        if labels.size and not np.all(np.isfinite(labels.astype(np.float64))):
+            raise DetectorError(f"{self.name}: labels must be finite class ids")
         scores = bboxes[:, 4]
         keep = np.isfinite(bboxes).all(axis=1) & (scores >= self.score_floor)
         # clip to the picture inside the canvas first: boxes wholly in the padding collapse
@@ -181,6 +197,29 @@ def _check_cuda_started(ort: Any, session: Any, device: str, what: str) -> None:
         warnings.warn(msg + "; running on the CPU", RuntimeWarning, stacklevel=caller_level())
         return
     raise DetectorError(msg + "; install matching CUDA libraries, or run with --device cpu")
+
+
+def _three_outputs(outputs: Sequence[Any], checkpoint: str) -> tuple[str, str, str]:
+    """The (boxes, scores, labels) names of a three-output export: by name where the names say
+    (``box``, ``score``/``conf``, ``label``/``class``), else by shape and type (the output whose
+    last axis is 4 holds the boxes, an integer one the labels, the other the scores)."""
+    names = [o.name for o in outputs]
+    low = [n.lower() for n in names]
+
+    def named(*words: str) -> list[int]:
+        return [k for k, n in enumerate(low) if any(w in n for w in words)]
+
+    box, score, label = named("box"), named("score", "conf"), named("label", "class")
+    if len(box) == 1 and len(score) == 1 and len(label) == 1 and len({box[0], score[0], label[0]}) == 3:
+        return names[box[0]], names[score[0]], names[label[0]]
+    shapes = [list(o.shape) for o in outputs]
+    four = [k for k, sh in enumerate(shapes) if sh and sh[-1] == 4]
+    ints = [k for k, o in enumerate(outputs) if "int" in str(o.type)]
+    rest = [k for k in range(3) if k not in four and k not in ints]
+    if len(four) == 1 and len(ints) == 1 and len(rest) == 1 and four[0] != ints[0]:
+        return names[four[0]], names[rest[0]], names[ints[0]]
+    raise DetectorError(f"onnx model {checkpoint}: three outputs {names}, but which are the boxes (n, 4), the scores "
+                        "(n,) and the labels (n,) cannot be told (name them boxes, scores and labels)")
 
 
 def _shape_text(shape: list[Any]) -> str:
@@ -286,21 +325,26 @@ def build(
                 "input (tiles would only be shrunk back); give at most its longer side, or export with a dynamic input")
     outputs = [o.name for o in session.get_outputs()]
     if "det_bboxes" in outputs and "det_labels" in outputs:
-        out_names = ("det_bboxes", "det_labels")
+        out_names: tuple[str, ...] = ("det_bboxes", "det_labels")
     elif len(outputs) == 2:
         out_names = (outputs[0], outputs[1])
+    elif len(outputs) == 3:
+        out_names = _three_outputs(session.get_outputs(), checkpoint)
     else:
-        raise DetectorError(f"onnx model {checkpoint}: expected outputs det_bboxes and det_labels, got {outputs}")
+        raise DetectorError(f"onnx model {checkpoint}: expected outputs det_bboxes and det_labels (or boxes, "
+                            f"scores and labels), got {outputs}")
     # the shapes the export declares, where it declares them: a model with two outputs of
     # another kind (a heatmap network, a raw YOLO head) is refused here, not on every image
     shapes = {o.name: list(o.shape) for o in session.get_outputs()}
-    box_shape, label_shape = shapes[out_names[0]], shapes[out_names[1]]
-    if box_shape and label_shape and (len(box_shape) not in (2, 3) or (isinstance(box_shape[-1], int) and box_shape[-1] != 5)
+    box_shape, label_shape = shapes[out_names[0]], shapes[out_names[-1]]
+    width = 5 if len(out_names) == 2 else 4
+    if box_shape and label_shape and (len(box_shape) not in (2, 3) or (isinstance(box_shape[-1], int) and box_shape[-1] != width)
             or len(label_shape) != len(box_shape) - 1):
         raise DetectorError(
-            f"onnx model {checkpoint}: outputs {out_names[0]} {_shape_text(box_shape)} and {out_names[1]} "
-            f"{_shape_text(label_shape)} are not det_bboxes (n, 5) and det_labels (n,) (for a YOLO export: "
-            "--detector yolo)")
+            f"onnx model {checkpoint}: outputs {out_names[0]} {_shape_text(box_shape)} and {out_names[-1]} "
+            f"{_shape_text(label_shape)} are not "
+            + ("det_bboxes (n, 5) and det_labels (n,)" if width == 5 else "boxes (n, 4) and labels (n,)")
+            + " (for a YOLO export: --detector yolo)")
 
     # the engine resizes every tile to the run's input size (this one unless a run asks another:
     # --scale, tile='auto'); the letterbox then only pads it, or shrinks a tile larger than the

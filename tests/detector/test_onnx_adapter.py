@@ -321,3 +321,60 @@ def test_a_cuda_provider_listed_but_not_started_is_said_at_build(tmp_path, monke
         with pytest.warns(RuntimeWarning, match="could not start it.*running on the CPU"):
             det = onnx_adapter.build(checkpoint=model, device="auto")
     assert det.device == "cpu"
+
+
+class RedBoxThree(torch.nn.Module):
+    """img (1, 3, H, W) -> boxes (1, 2, 4), scores (1, 2), labels (1, 2): RedBox's boxes as a
+    torchvision-style export gives them (three outputs, a batch axis)."""
+
+    def forward(self, img):
+        b, lab = RedBox()(img)
+        return b[:, :4].unsqueeze(0), b[:, 4].unsqueeze(0), lab.unsqueeze(0)
+
+
+def export_three(path, h, w, names):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(RedBoxThree(), (torch.zeros(1, 3, h, w),), str(path), input_names=["images"],
+                          output_names=list(names), dynamo=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("names", [("boxes", "scores", "labels"), ("labels", "pred_boxes", "conf"),
+                                   ("out0", "out1", "out2")])
+def test_a_three_output_export_gives_the_boxes_of_the_two_output_one(tmp_path, model_64x96, names):
+    # named outputs are matched by name, in any order; unnamed ones by shape (boxes end in 4)
+    # and type (labels are integers)
+    order = {"labels": (2, 0, 1), "boxes": (0, 1, 2), "out0": (0, 1, 2)}[names[0]]
+    three = export_three(tmp_path / "three.onnx", 64, 96, names)
+    if order != (0, 1, 2):  # re-export with the outputs in the named order
+        class Reordered(RedBoxThree):
+            def forward(self, img):
+                outs = super().forward(img)
+                return tuple(outs[k] for k in order)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Reordered(), (torch.zeros(1, 3, 64, 96),), three, input_names=["images"],
+                              output_names=list(names), dynamo=False)
+    tile = red_tile(100, 160, (40, 20, 80, 50))
+    (want,) = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.5).predict([tile])
+    (got,) = onnx_adapter.build(checkpoint=three, device="cpu", score_thr=0.5).predict([tile])
+    np.testing.assert_allclose(got.xyxy, want.xyxy)
+    np.testing.assert_allclose(got.scores, want.scores)
+    np.testing.assert_array_equal(got.labels, want.labels)
+
+
+def test_three_outputs_that_cannot_be_told_apart_are_refused(tmp_path):
+    class AllFloat(torch.nn.Module):
+        def forward(self, img):
+            v = img.mean().reshape(1)
+            return v.repeat(3, 4), v.repeat(3), v.repeat(3)
+
+    path = tmp_path / "float3.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(AllFloat(), (torch.zeros(1, 3, 32, 32),), str(path), input_names=["img"],
+                          output_names=["a", "b", "c"], dynamo=False)
+    with pytest.raises(DetectorError, match="cannot be told"):
+        onnx_adapter.build(checkpoint=str(path), device="cpu")
