@@ -95,7 +95,8 @@ def test_csv_and_coco_rows_are_named_after_the_file_unless_another_file_has_its_
     job = Job(tiling=TileSpec(tile=256), formats=("json", "csv", "coco"))
     res = run_batch([a_jpg, a_png, day2], out, detector=BlobDetector(), job=job)
     stems = {Path(r["input"]).relative_to(tmp_path).as_posix(): r["stem"] for r in res.records}
-    assert stems == {"in/a.jpg": "a", "in/a.png": "a-2", "day2/a.jpg": "a-3"}
+    # numbered in absolute-path order, as the main command numbers them: day2/ before in/
+    assert stems == {"day2/a.jpg": "a", "in/a.jpg": "a-2", "in/a.png": "a-3"}
 
     def names(stem: str) -> set[str]:
         with open(out / f"{stem}.detections.csv", newline="") as fh:
@@ -103,7 +104,8 @@ def test_csv_and_coco_rows_are_named_after_the_file_unless_another_file_has_its_
         coco = json.loads((out / f"{stem}.coco.json").read_text())
         return rows | {str(d["image_id"]) for d in coco}
 
-    assert names("a") == {"a.jpg"} and names("a-2") == {"a.png"} and names("a-3") == {"a-3.jpg"}
+    # in/a.jpg shares its file name with day2/a.jpg: its rows take its stem; a.png keeps its name
+    assert names("a") == {"a.jpg"} and names("a-2") == {"a-2.jpg"} and names("a-3") == {"a.png"}
     assert row_names(["x/a.jpg", "x/a.png"], ["a", "a-2"]) == [None, None]
     assert row_names(["y/a.jpg"], ["a-2"], others=["x/a.jpg"]) == ["a-2.jpg"]  # an earlier run's a.jpg
 
