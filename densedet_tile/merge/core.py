@@ -92,6 +92,23 @@ def _rel_gap(local: np.ndarray, gap: np.ndarray) -> np.ndarray:
     return gap / np.stack([w, h, w, h], axis=1)  # boxes kept by _gather have w, h > 0
 
 
+def _side_overlaps(tgeo: np.ndarray) -> np.ndarray:
+    """float64 (T, 4): how far each tile's (left, top, right, bottom) side reaches into the
+    tile next to it: the overlap there (0 where no tile starts or ends inside it). Taken from
+    the starts and ends of all tiles, which a grid shares by column and row."""
+    out = np.zeros((tgeo.shape[0], 4))
+    for ax in (0, 1):
+        lo, hi = tgeo[:, ax], tgeo[:, ax] + tgeo[:, 2 + ax]
+        starts, ends = np.unique(lo), np.unique(hi)
+        k = np.searchsorted(starts, lo, side="right")  # the first start after this tile's
+        nxt = np.where(k < starts.size, starts[np.minimum(k, starts.size - 1)], np.inf)
+        out[:, 2 + ax] = np.where(nxt < hi, hi - nxt, 0.0)
+        k = np.searchsorted(ends, hi, side="left") - 1  # the last end before this tile's
+        prv = np.where(k >= 0, ends[np.maximum(k, 0)], -np.inf)
+        out[:, ax] = np.where(prv > lo, prv - lo, 0.0)
+    return out
+
+
 def _cut_flags(gap: np.ndarray, rel: np.ndarray | None, edge_tol: float, edge_frac: float) -> np.ndarray:
     """Sides within ``max(edge_tol, edge_frac * extent)`` px of an interior tile edge."""
     if edge_frac <= 0 or rel is None:
@@ -304,6 +321,13 @@ def _seam_setup(
     prior = spec.seam_tol_frac / AGREE_MULT
     gap = _edge_gap(local, geo)
     rel = _rel_gap(local, gap) if spec.adaptive_tol else None
+    if rel is not None and local.shape[0]:
+        # the band that grows with a box's size stays under half the overlap on that side (less
+        # the tolerance of agreeing sides): two products meeting inside the overlap must not
+        # both look cut (big neighbours were joined into one box at overlaps the warning and
+        # tile="auto" take as safe, seam_overlap_px); the fixed edge_tol band is never narrowed
+        cap = np.maximum(spec.edge_tol, (_side_overlaps(tgeo)[groups] - spec.seam_tol - 1) / 2)
+        rel = np.where(gap <= cap, rel, np.inf)
     n = xyxy.shape[0]
     fixed = seam_tolerances(float("nan"), 0, prior=prior, prior_pairs=1.0)
     if not spec.adaptive_tol:

@@ -214,8 +214,9 @@ def repair_seams(
     """Drop truncated views and join mutual fragments (see the module docstring).
 
     ``xyxy`` (N, 4) global pixels, ``scores`` (N,), ``labels`` (N,), ``groups`` (N,) tile ids,
-    ``cut`` bool (N, 4) in (left, top, right, bottom) order. Only pairs from different groups,
-    of one label unless ``class_agnostic``, with at least one cut box are examined.
+    ``cut`` bool (N, 4) in (left, top, right, bottom) order. Only pairs from different groups
+    with at least one cut box are examined; a truncated view is dropped for a fuller view of
+    any label, fragments are joined only when of one label unless ``class_agnostic``.
     ``near_seam`` (N,) bool, optional: a superset of the boxes that can take part (every cut
     box and every box reaching within the tolerance of an interior tile edge); the others
     are left out of the pair search, which only saves time. ``pairs``: candidate pairs
@@ -277,11 +278,11 @@ def repair_seams(
         unconfirmed = _unconfirmed(b, g, anycut, i, j, rects)
         if confirmers is not None and unconfirmed.any():
             unconfirmed &= ~_confirmed_by(b, g, unconfirmed, confirmers, rects)
-    if not class_agnostic:
-        same = lab[i] == lab[j]
-        if not same.all():
-            i, j, bi, bj, inter = i[same], j[same], bi[same], bj[same], inter[same]
-            wi, hi_, wj, hj, ai, aj = wi[same], hi_[same], wj[same], hj[same], ai[same], aj[same]
+    # Labels matter to joins only: a fragment nested in a fuller view of another tile is a view
+    # of that product whatever label each tile gave it (a cut product is where a classifier of
+    # many classes errs), and the fuller view keeps its own label. Two fragments are joined
+    # only when their labels agree (or the merge is class-agnostic).
+    same = np.ones(i.size, bool) if class_agnostic else lab[i] == lab[j]
     if i.size == 0:
         return result(~unconfirmed)
     wmin = np.minimum(wi, wj)
@@ -327,7 +328,7 @@ def repair_seams(
                >= 0.5 * np.minimum(f[:, 2 + o] - f[:, o], gg[:, 2 + o] - gg[:, o]))
         )
 
-    join = (
+    join = same & (
         meets(bi, bj, ci, cj, 0)
         | meets(bj, bi, cj, ci, 0)
         | meets(bi, bj, ci, cj, 1)

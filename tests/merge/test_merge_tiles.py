@@ -146,23 +146,40 @@ def _matches(gt: Detections, out: Detections) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(len(gt)), len(gt) + j
 
 
-def test_labels_keep_classes_apart_unless_class_agnostic() -> None:
-    # A tile-0 fragment of class 1 inside a tile-1 box of class 0: only class-agnostic merging
-    # treats the fragment as a truncated view of the box.
+def test_a_fragment_is_dropped_for_a_fuller_view_of_any_label() -> None:
+    # A tile-0 fragment of class 1 inside a tile-1 box of class 0 is a view of that product
+    # (a classifier of many classes errs most on a cut product): dropped in both modes, the
+    # fuller view keeps its own label; counting it again would count the product twice
     tiles = make_grid(340, 200, SPEC)
     d0 = Detections(np.array([[170, 50, 200, 90]], np.float32), np.array([0.6], np.float32), np.array([1]))
     d1 = Detections(np.array([[30, 50, 75, 90]], np.float32), np.array([0.9], np.float32), np.array([0]))
-    out = merge_tiles(tiles, [d0, d1], MergeSpec())
-    assert sorted(out.labels.tolist()) == [0, 1]
+    for agnostic in (False, True):
+        out = merge_tiles(tiles, [d0, d1], MergeSpec(class_agnostic=agnostic))
+        assert out.labels.tolist() == [0]
+        np.testing.assert_allclose(out.xyxy[0], [170, 50, 215, 90])
+
+
+def test_fragments_of_two_labels_are_joined_only_class_agnostic() -> None:
+    # the two halves of a box cut by the seam, one on each side: joined into one box only when
+    # their labels agree or the merge is class-agnostic (two products of two classes meeting
+    # at the seam stay two)
+    tiles = make_grid(340, 200, SPEC)  # origins 0 and 140: the overlap is 140-200
+    d0 = Detections(np.array([[100, 50, 200, 90]], np.float32), np.array([0.8], np.float32), np.array([2]))
+    d1 = Detections(np.array([[0, 50, 120, 90]], np.float32), np.array([0.7], np.float32), np.array([5]))
+    assert sorted(merge_tiles(tiles, [d0, d1], MergeSpec()).labels.tolist()) == [2, 5]
     out = merge_tiles(tiles, [d0, d1], MergeSpec(class_agnostic=True))
-    assert out.labels.tolist() == [0]
-    np.testing.assert_allclose(out.xyxy[0], [170, 50, 215, 90])
+    assert out.labels.tolist() == [2] and len(out) == 1
+    np.testing.assert_allclose(out.xyxy[0], [100, 50, 260, 90])
+    same = Detections(d1.xyxy, d1.scores, np.array([2]))
+    assert len(merge_tiles(tiles, [d0, same], MergeSpec())) == 1
 
 
 def test_class_agnostic_fusion_keeps_the_best_label() -> None:
+    # two whole views of one product from two tiles (neither cut), labelled 3 and 7: fused into
+    # one only class-agnostic; per class both stay (fusion and NMS keep classes apart)
     tiles = make_grid(340, 200, SPEC)
-    d0 = Detections(np.array([[150, 50, 190, 90]], np.float32), np.array([0.6], np.float32), np.array([3]))
-    d1 = Detections(np.array([[11, 51, 51, 91]], np.float32), np.array([0.9], np.float32), np.array([7]))
+    d0 = Detections(np.array([[160, 50, 180, 90]], np.float32), np.array([0.6], np.float32), np.array([3]))
+    d1 = Detections(np.array([[21, 51, 41, 91]], np.float32), np.array([0.9], np.float32), np.array([7]))
     out = merge_tiles(tiles, [d0, d1], MergeSpec(class_agnostic=True))
     assert out.labels.tolist() == [7] and len(out) == 1
     out = merge_tiles(tiles, [d0, d1], MergeSpec())
@@ -348,3 +365,34 @@ def test_the_unconfirmed_rule_does_not_depend_on_other_boxes_in_the_image() -> N
     out = merge_tiles([a, b], [cut, far], MergeSpec())
     assert out.xyxy.tolist() == [[300, 40, 330, 60]]
     assert len(merge_tiles([a, b], [cut, Detections.empty()], MergeSpec(confirm=False))) == 1
+
+
+@pytest.mark.parametrize("overlap", [64, 128])
+def test_big_neighbours_meeting_inside_an_overlap_the_warning_calls_safe_stay_two(overlap) -> None:
+    # two products about 1000 px wide touching inside the overlap: the band of cut sides grows
+    # with a box's size (edge_frac), but never past half the overlap less the side tolerance,
+    # or both boxes look cut there and are joined into one (at 64 px, over the 49 px the engine
+    # warns under)
+    from densedet_tile.tiler.grid import Tile
+
+    assert overlap > MergeSpec().seam_overlap_px
+    a = Tile(0, 0, 1280, 900, interior_right=True)
+    b = Tile(1280 - overlap, 0, 1280, 900, interior_left=True, index=1)
+    meet = 1280 - overlap // 2  # the middle of the overlap
+    da = Detections(np.array([[230, 100, meet + 1, 800], [meet, 100, 1280, 800]], np.float32), np.array([0.9, 0.6]),
+                    np.zeros(2, np.int64))
+    db = Detections(np.array([[0, 100, meet - b.x, 800], [meet - b.x - 1, 101, 2260 - b.x, 799]], np.float32),
+                    np.array([0.6, 0.9]), np.zeros(2, np.int64))
+    for spec in (MergeSpec(), MergeSpec(adaptive_tol=False), MergeSpec(mode="nms")):
+        out = merge_tiles([a, b], [da, db], spec)
+        assert len(out) == 2, (spec, out.xyxy.tolist())
+        assert out.xyxy[:, 0].min() == 230 and out.xyxy[:, 2].max() == 2260
+
+
+def test_side_overlaps_of_a_grid() -> None:
+    from densedet_tile.merge.core import _side_overlaps, _tile_geo
+
+    tiles = make_grid(340, 340, SPEC)  # 2 x 2 tiles of 200 px at origins 0 and 140: 60 px overlaps
+    ov = _side_overlaps(_tile_geo(tiles))
+    want = {(0, 0): [0, 0, 60, 60], (140, 0): [60, 0, 0, 60], (0, 140): [0, 60, 60, 0], (140, 140): [60, 60, 0, 0]}
+    assert {(t.x, t.y): row.tolist() for t, row in zip(tiles, ov)} == want
