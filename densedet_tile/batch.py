@@ -283,8 +283,9 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
                 reserved: Collection[str] = ()) -> list[str]:
     """Output stems for ``paths`` in ``out_dir``: an input keeps the stem an earlier run there gave
     it (``earlier``: the manifest's records), and a new one takes its file's stem, then ``-2``,
-    ``-3``... (new inputs whose own stem is free keep it first) past every stem in use: by another input of this run, by an input of an earlier run,
-    or by a detections JSON there of another image file. So a rerun over part of the inputs, or
+    ``-3``... (new inputs whose own stem is free keep it first, in absolute-path order) past
+    every stem in use: by another input of this run, by an input of an earlier run, or by a
+    detections JSON there of another image file. So a rerun over part of the inputs, or
     in another order, never writes one image's outputs over another's. No input gets a stem in
     ``reserved`` (``classes`` when YOLO labels are written: ``classes.txt`` lists the classes)."""
     owner: dict[str, str] = {}  # stem -> input, the latest record of each input winning
