@@ -136,7 +136,14 @@ class TiffSource(ImageSource):
         else 0..1 (the usual convention; an HDR image's highlights above 1 are clipped), unless
         the middle of the samples lies above 1: then 8- or 16-bit values stored as floats, which
         clipping at 1 would turn all white, read as 0..255 or 0..65535 (or 0..the largest value).
-        Measured on the samples above 0 of up to four segments spread over the image."""
+
+        Measured on the samples above 0 (a stitched panorama's black fill says nothing of the
+        scale) of up to 4 x 4 segments at the middles of an even grid over the image's segment
+        rows and columns, so a margin along any border is never all that is seen. Uncompressed
+        strips read in place are sampled in place (a few hundred rows of each, every few
+        columns), so opening a big file does not read it whole; the segments decoded to measure
+        them are counted, converted and cached (the first, and the others within the cache's
+        budget), so they are not decoded again by the first reads."""
         tags = page.tags
         lo_tag, hi_tag = tags.get("SMinSampleValue"), tags.get("SMaxSampleValue")
         if hi_tag is not None:
@@ -144,22 +151,43 @@ class TiffSource(ImageSource):
             hi = float(np.max(hi_tag.value))
             if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
                 return lo, hi
-        n = self._segs_per_plane
-        picks = sorted({int(round(i * (n - 1) / 3)) for i in range(4)}) if n > 1 else [0]
+
+        def spread(n: int) -> list[int]:  # the middles of min(n, 4) equal parts of 0..n-1
+            k = min(n, 4)
+            return sorted({min(n - 1, int((i + 0.5) * n / k)) for i in range(k)})
+
         seen = []
-        for key in picks:
-            raw = self._raw_segment(key)
-            colour = np.asarray(raw[..., : self._colour.ncolor] if raw.ndim == 3 else raw).ravel()
-            colour = colour[:: max(1, colour.size // 100_000)]
-            seen.append(colour[np.isfinite(colour)])
+        decoded: dict[int, np.ndarray] = {}
+        kept = 0
+        for r in spread(self._segs_down):
+            for c in spread(self._segs_across):
+                key = r * self._segs_across + c
+                if self._direct is not None:  # whole-width strips (c is 0): a few rows of each
+                    raw = self._sample_rows(r)
+                else:
+                    raw = self._raw_segment(key)
+                    self._segments_decoded += self._samples if self._separate else 1
+                    if not decoded or kept + raw.nbytes <= self._cache.limit:  # one always; more
+                        decoded[key] = raw  # only within the cache's budget
+                        kept += raw.nbytes
+                colour = np.asarray(raw[..., : self._colour.ncolor] if raw.ndim == 3 else raw).ravel()
+                colour = colour[:: max(1, colour.size // 100_000)]
+                seen.append(colour[np.isfinite(colour)])
         values = np.concatenate(seen) if seen else np.zeros(0)
-        values = values[values > 0]  # a stitched panorama's black fill says nothing of the scale
-        if values.size == 0 or float(np.median(values)) <= 1.0:
-            return 0.0, 1.0
-        top = float(values.max())
-        hi = next((v for v in (255.0, 65535.0) if top <= v * 1.0001), top)
-        log.info("%s: float samples around %g, up to %g: read as 0..%g", self._label, float(np.median(values)), top, hi)
-        return 0.0, hi
+        values = values[values > 0]
+        lo, hi = 0.0, 1.0
+        if values.size and float(np.median(values)) > 1.0:
+            top = float(values.max())
+            hi = next((v for v in (255.0, 65535.0) if top <= v * 1.0001), top)
+            log.info("%s: float samples around %g, up to %g: read as 0..%g", self._label, float(np.median(values)),
+                     top, hi)
+        colour = replace(self._colour, float_range=(lo, hi))
+        # decoded once: kept for the first reads (held, so that one big strip is kept even when
+        # it is over the cache's budget, as a read keeps it; the first read's hold releases them)
+        self._cache.hold(decoded)
+        for key in list(decoded):
+            self._cache.put(key, self._to_rgb8_with(colour, decoded.pop(key)))
+        return lo, hi
 
     @property
     def segments_decoded(self) -> int:
@@ -263,13 +291,42 @@ class TiffSource(ImageSource):
     def _to_rgb8(self, raw: np.ndarray) -> np.ndarray:
         """The colour conversion of a decoded segment, a band of rows at a time when it is big
         (the conversion's temporaries are several times the size of what they convert)."""
+        return self._to_rgb8_with(self._colour, raw)
+
+    @staticmethod
+    def _to_rgb8_with(colour: TiffColour, raw: np.ndarray) -> np.ndarray:
         rows = max(1, _CONVERT_CHUNK_BYTES // max(1, raw[:1].nbytes))
         if rows >= raw.shape[0]:
-            return self._colour.to_rgb8(raw)
+            return colour.to_rgb8(raw)
         out = np.empty(raw.shape[:2] + (3,), np.uint8)
         for r in range(0, raw.shape[0], rows):
-            out[r : r + rows] = self._colour.to_rgb8(raw[r : r + rows])
+            out[r : r + rows] = colour.to_rgb8(raw[r : r + rows])
         return out
+
+    def _sample_rows(self, r: int, most: int = 256) -> np.ndarray:
+        """Up to ``most`` evenly spaced rows of uncompressed strip ``r``, every few columns, as
+        (rows, columns, S) samples, read with plain reads (a strided look through the memory
+        map faults in, and reads ahead, far more of the file than it touches)."""
+        sw = self._stored_w
+        n_rows = min(self._seg_h, self._stored_h - r * self._seg_h)
+        dtype = self._direct_dtype
+        assert dtype is not None
+        per_pixel = 1 if self._separate else self._samples
+        row_bytes = sw * per_pixel * dtype.itemsize
+        ys = range(0, n_rows, max(1, n_rows // most))
+        step = max(1, sw // 1024)
+        planes = []
+        for s in range(self._samples if self._separate else 1):
+            offset = int(self._page.dataoffsets[s * self._segs_per_plane + r])
+            rows = []
+            for y in ys:
+                self._fh.seek(offset + y * row_bytes)
+                data = self._fh.read(row_bytes)
+                if len(data) != row_bytes:
+                    raise ImageReadError(f"{self._label}: the TIFF is truncated (strip {r} is incomplete)")
+                rows.append(np.frombuffer(data, dtype).reshape(sw, per_pixel)[::step])
+            planes.append(np.stack(rows))
+        return planes[0] if len(planes) == 1 else np.concatenate(planes, axis=-1)
 
     def _mapped(self, r: int, rows: slice, cols: slice) -> np.ndarray:
         """Samples (h, w, S) of strip ``r``'s ``rows`` and ``cols``, straight from the mapped

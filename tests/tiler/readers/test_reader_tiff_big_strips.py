@@ -130,3 +130,49 @@ def test_a_whole_image_window_keeps_no_strip_over_the_budget(tmp_path):
     with open_image(path, tiff_cache_bytes=budget) as src:
         np.testing.assert_array_equal(read_all(src), full)
         assert src.stats.cache_bytes <= budget and src.stats.cached_segments == 1
+
+
+def _float_of(full):
+    return full.astype(np.float32)  # 8-bit values stored as floats: the reader finds the 0..255 scale
+
+
+@pytest.mark.parametrize("layout", [dict(), dict(planarconfig="separate")])
+def test_float_big_strip_scale_is_measured_without_decoding_it(tmp_path, monkeypatch, layout):
+    full = noise(120, 150)
+    data = np.moveaxis(full, -1, 0) if layout else full
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, _float_of(data), photometric="rgb", **layout)
+
+    def refuse(self, index):
+        raise AssertionError("an uncompressed strip was decoded whole")
+
+    monkeypatch.setattr(tiff_mod.TiffSource, "_decode_raw", refuse)
+    with open_image(path, tiff_cache_bytes=1000) as src:
+        _check_windows(src, full)
+        assert src.stats.segments_decoded == 0
+
+
+def test_float_compressed_strip_measured_at_open_is_not_decoded_again(tmp_path, monkeypatch):
+    full = noise(120, 150)
+    path = tmp_path / "fz.tif"
+    tifffile.imwrite(path, _float_of(full), photometric="rgb", compression="zlib", rowsperstrip=120)
+    calls = []
+    decode = tiff_mod.TiffSource._decode_raw
+    monkeypatch.setattr(tiff_mod.TiffSource, "_decode_raw", lambda self, i: calls.append(i) or decode(self, i))
+    with open_image(path, tiff_cache_bytes=1000) as src:
+        assert len(calls) == src.stats.segments_decoded == 1  # measured at open, counted
+        _check_windows(src, full)
+        assert len(calls) == src.stats.segments_decoded == 1  # and kept for the windows
+
+
+def test_float_panorama_with_black_margins_keeps_its_8_bit_scale(tmp_path):
+    # 3 rows x 40 columns of tiles with a one-tile black margin left and right (a stitched
+    # panorama): the segments sampled for the scale must not all fall in the margins
+    full = noise(48, 640)
+    fl = _float_of(full)
+    fl[:, :16] = 0
+    fl[:, -16:] = 0
+    path = tmp_path / "pano.tif"
+    tifffile.imwrite(path, fl, photometric="rgb", tile=(16, 16))
+    with open_image(path) as src:
+        np.testing.assert_array_equal(read_all(src)[:, 16:-16], full[:, 16:-16])
