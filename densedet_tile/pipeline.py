@@ -18,7 +18,7 @@ import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from .merge import merge_tiles
 from .merge.core import suppress_piles, warn_piles
 from .scale import choose_scale
 from .tiler import make_grid
-from .tiler.batching import iter_tile_batches
+from .tiler.batching import iter_tile_batches, stored_order
 from .tiler.readers import open_image
 from .tiler.resize import resize_to
 from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec, default_batch_size
@@ -385,10 +385,13 @@ def predict_tiles(
     runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")), image_key(src))
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
     feed = src if run.input_size is None else _ResizingSource(src, run.input_size, resize_filter_of(detector))
-    done: list[Detections] = []
+    # read in the file's own row order (a quarter-turned TIFF's strips once each), kept in tile order
+    order = stored_order(src, tiles)
+    done: list[Detections | None] = [None] * len(tiles)
+    n_done = 0
     read_s = 0.0
     wait_start = time.perf_counter()
-    for batch_tiles, arrays in iter_tile_batches(feed, tiles, runner.batch_size):
+    for batch_tiles, arrays in iter_tile_batches(feed, [tiles[i] for i in order], runner.batch_size):
         read_s += time.perf_counter() - wait_start
         with tiles_resized_to(run.input_size):  # (a model with its own resize keeps them so)
             found = runner.predict(arrays)
@@ -398,14 +401,15 @@ def predict_tiles(
                 d = d[d.scores >= keep_from]
             if run.classes is not None and len(d):
                 d = d[np.isin(d.labels, run.classes)]
-            done.append(d)
+            done[order[n_done]] = d
+            n_done += 1
         if progress is not None:
-            progress(len(done), len(tiles))
+            progress(n_done, len(tiles))
         wait_start = time.perf_counter()
     if getattr(detector, "_densedet_on_cpu", False) and run.device != "cpu":
         # it ran out of GPU memory and moved to the CPU: say where and how it ran (fp16 is CUDA's)
         run = replace(run, device="cpu", precision="fp32" if run.precision == "fp16" else run.precision)
-    return Predictions(done, run, runner.batch_size, read_s=read_s,
+    return Predictions(cast("list[Detections]", done), run, runner.batch_size, read_s=read_s,
                        resize_s=getattr(feed, "resize_s", 0.0), predict_s=runner.predict_s,
                        score_floor=score_floor_of(detector))
 

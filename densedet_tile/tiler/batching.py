@@ -18,8 +18,9 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..types import Tile
 from .readers import ImageSource
+from .readers.orientation import stored_box
 
-__all__ = ["iter_tile_batches"]
+__all__ = ["iter_tile_batches", "stored_order"]
 
 _POLL_S = 0.05
 
@@ -35,6 +36,24 @@ class _Failed:
 
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+def stored_order(src: ImageSource, tiles: Sequence[Tile]) -> list[int]:
+    """Indices of ``tiles`` in row-major order of the file's *stored* frame (top to bottom,
+    then left to right; stable, so tiles of one stored position keep their order).
+
+    A source turned by its orientation (EXIF/TIFF 5 to 8: a quarter turn) holds the upright
+    image's columns as its stored rows, so tiles in upright row-major order sweep a striped
+    TIFF column by column: every strip is decoded again for each row of tiles once the strips
+    outgrow the cache. Read in this order, each strip is decoded once.
+    """
+    orientation = int(getattr(src, "orientation", 1) or 1)
+    if orientation == 1:
+        keys = [(t.y, t.x) for t in tiles]
+    else:
+        sw, sh = getattr(src, "_stored_w", src.width), getattr(src, "_stored_h", src.height)
+        keys = [stored_box(orientation, t.x, t.y, t.w, t.h, sw, sh)[1::-1] for t in tiles]
+    return sorted(range(len(tiles)), key=keys.__getitem__)
 
 
 def _read_batch(src: ImageSource, batch: list[Tile]) -> list[np.ndarray]:
@@ -59,8 +78,9 @@ def iter_tile_batches(
     caller at the batch where it happened (earlier batches are still delivered). Closing the
     generator early (``break``, ``.close()``, garbage collection) stops and joins the thread.
 
-    For TIFF sources pass tiles in row-major grid order (as :func:`~.grid.make_grid` makes
-    them): neighbouring windows then reuse the decoded TIFF tiles from the source's cache.
+    For TIFF sources pass tiles in row-major order of the stored image (:func:`stored_order`;
+    for an upright file, the order :func:`~.grid.make_grid` makes them in): neighbouring windows
+    then reuse the decoded TIFF segments from the source's cache.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
