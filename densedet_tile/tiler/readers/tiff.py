@@ -232,7 +232,8 @@ class TiffSource(ImageSource):
         self._direct_dtype: np.dtype | None = None
         dtype = np.dtype(page.dtype) if page.dtype is not None else None
         if (not page.is_tiled and int(page.compression) == 1 and dtype is not None and dtype != np.bool_
-                and dtype.itemsize * 8 == int(page.bitspersample)):
+                and dtype.itemsize * 8 == int(page.bitspersample)
+                and all(int(n) > 0 for n in page.databytecounts)):  # (a sparse strip has no bytes to map)
             self._direct_dtype = dtype.newbyteorder(page.parent.byteorder)
         self._segs_across = -(-sw // self._seg_w)
         self._segs_down = -(-sh // self._seg_h)
@@ -254,8 +255,8 @@ class TiffSource(ImageSource):
             data = self._fh.read(count)
             if len(data) != count:
                 raise ImageReadError(f"{self._label}: the TIFF is truncated (segment {index} is incomplete)")
-        else:
-            data = None
+        else:  # a segment never written (GDAL's sparse files): its pixels are the no-data value
+            return self._sparse_segment(index)
         try:
             arr, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
         except ImageReadError:
@@ -267,6 +268,17 @@ class TiffSource(ImageSource):
         arr = np.asarray(arr)
         # tifffile gives (planes, depth, length, width, samples) or without the first axis.
         return arr.reshape(arr.shape[-3:])
+
+    def _sparse_segment(self, index: int) -> np.ndarray:
+        """Segment ``index`` stored with no bytes (offset and byte count 0), as tifffile reads
+        it: filled with the file's no-data value (GDAL_NODATA, else 0)."""
+        page = self._page
+        row = (index % self._segs_per_plane) // self._segs_across
+        h = self._seg_h if page.is_tiled else min(self._seg_h, self._stored_h - row * self._seg_h)
+        samples = 1 if self._separate else self._samples
+        nodata = getattr(page, "nodata", 0) or 0
+        log.debug("%s: TIFF segment %d holds no data: read as %g", self._label, index, nodata)
+        return np.full((h, self._seg_w, samples), nodata, np.dtype(page.dtype))
 
     def _segment(self, r: int, c: int) -> np.ndarray:
         """RGB uint8 pixels of segment row ``r`` column ``c`` (cached; caller holds the lock)."""

@@ -226,3 +226,28 @@ def test_a_float_panorama_mostly_black_fill_keeps_its_8_bit_scale(tmp_path):
     tifffile.imwrite(tmp_path / "pano.tif", fl, photometric="rgb")
     with open_image(tmp_path / "pano.tif") as src:
         np.testing.assert_array_equal(read_all(src)[:, 70:130], rgb)
+
+
+def _make_sparse(path, index):
+    """Blank segment ``index`` of ``path`` as GDAL's SPARSE_OK files do (offset and byte count 0)."""
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        page = tif.pages[0]
+        offsets, counts = list(page.dataoffsets), list(page.databytecounts)
+        offsets[index] = counts[index] = 0
+        kind = "Tile" if page.is_tiled else "Strip"
+        page.tags[f"{kind}Offsets"].overwrite(offsets)
+        page.tags[f"{kind}ByteCounts"].overwrite(counts)
+
+
+@pytest.mark.parametrize("layout", [dict(tile=(16, 16), compression="zlib"), dict(rowsperstrip=10)])
+def test_a_sparse_tiff_segment_reads_as_tifffile_reads_it(tmp_path, layout):
+    rgb = noise(40, 48)
+    path = tmp_path / "sparse.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", **layout)
+    _make_sparse(path, 2)
+    expected = tifffile.imread(path)
+    assert (expected == 0).all(axis=2).sum() >= 160  # the blank segment
+    # a small cache too, so that an uncompressed file would be read in place
+    for cache in (1 << 20, 100):
+        with open_image(path, tiff_cache_bytes=cache) as src:
+            np.testing.assert_array_equal(read_all(src), expected)
