@@ -271,16 +271,63 @@ def _same(a: np.ndarray, b: np.ndarray, rows: int = 256) -> bool:
     return True
 
 
+def _sequential(data: bytes) -> bool:
+    """Whether the JPEG ``data`` is Huffman-coded sequential (baseline or extended: every
+    block's DC and AC coefficients coded together), from its start-of-frame marker."""
+    pos, n = 2, len(data)
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker in (0xC0, 0xC1)
+        if marker == 0xDA:
+            return False
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return False
+
+
+def _block_means(jpeg: bytes) -> np.ndarray | None:
+    """The JPEG decoded at 1/8 scale (libjpeg's DCT scaling: each 8x8 block's mean, from its DC
+    coefficient alone), or None when it cannot be. Pillow's JPEG plugin is called directly, so
+    its process-wide pixel limit is not consulted (the engine's ``max_pixels`` has been)."""
+    import io
+
+    from PIL import JpegImagePlugin
+
+    try:
+        with JpegImagePlugin.JpegImageFile(io.BytesIO(jpeg)) as im:
+            im.draft(im.mode, (-(-im.width // 8), -(-im.height // 8)))
+            im.load()
+            return np.asarray(im)
+    except Exception:
+        return None
+
+
 def _jpeg_runs_short(data: bytes, pixels: np.ndarray, decode: Any) -> tuple[bool, int]:
     """Whether the JPEG's coded data ends before its last block: decoded again with
     :data:`_PROBES` appended where the data ends, it gives other pixels (the decoder went on
     reading) than ``pixels``. False when that cannot be told (the decodes fail). Also returns
-    how many decodes it ran; one decoded copy is alive at a time besides ``pixels``."""
+    how many whole-size decodes it ran; one decoded copy is alive at a time besides ``pixels``.
+
+    A sequential JPEG codes each block's DC with its AC coefficients, so the probes show in
+    the blocks' means: it is checked at 1/8 scale (a 64th of the pixels, no whole-size decode),
+    the probed decodes against the file as it is. A progressive file can run short in a scan of
+    fine detail only, which the means do not show: it is decoded at full size."""
     last_sos = data.rfind(b"\xff\xda")
     end = data.find(b"\xff\xd9", last_sos) if last_sos >= 0 else -1
     body = data if end < 0 else data[:end]
     if body.endswith(b"\xff"):  # a file cut between a 0xFF and the byte stuffed after it
         body = body[:-1]
+    if _sequential(data):
+        as_is = _block_means(body + b"\xff\xd9")
+        if as_is is not None:
+            for probe in _PROBES:
+                again = _block_means(body + probe + b"\xff\xd9")
+                if again is not None and not (again.shape == as_is.shape and np.array_equal(again, as_is)):
+                    return True, 0
+            return False, 0
     runs = 0
     for probe in _PROBES:
         runs += 1
