@@ -418,8 +418,9 @@ def evaluate_boxes(
     count with zero detections). Categories are the union of the ground-truth labels (a
     detection class with no ground truth anywhere is not a category of the dataset and its
     detections are not scored, as in pycocotools). With ``class_agnostic`` every label is
-    taken as one class. Ties in score keep the order of ``images`` then of the detections,
-    like pycocotools with images sorted by id.
+    taken as one class, an image's boxes in label order (stable), as pycocotools' ``useCats=0``
+    takes them category by category. Ties in score keep the order of ``images`` then of the
+    detections, like pycocotools with images sorted by id.
 
     ``chunk_elems`` bounds the size of the per-chunk IoU array (D x G elements).
     """
@@ -454,8 +455,17 @@ def evaluate_boxes(
     cat_index = {int(c): k for k, c in enumerate(cats)}
     blocks: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (image idx, k, gt idx, dt idx)
     for i, im in enumerate(images):
-        gl = np.zeros_like(im.gt_labels) if class_agnostic else im.gt_labels
-        dl = np.zeros_like(im.dt_labels) if class_agnostic else im.dt_labels
+        if class_agnostic:
+            # one block of the image's boxes taken class by class, in label order (stable), as
+            # pycocotools' useCats=0 takes them category by category: the order decides which
+            # ground truth wins an equal IoU and which detection goes first on a tied score
+            if len(cats) and (len(im.gt_labels) or len(im.dt_labels)):
+                gi = np.argsort(im.gt_labels, kind="stable")
+                di = np.argsort(im.dt_labels, kind="stable")
+                di = di[np.argsort(-im.dt_scores[di], kind="mergesort")][:dmax]
+                blocks.append((i, 0, gi, di))
+            continue
+        gl, dl = im.gt_labels, im.dt_labels
         for c in np.unique(np.concatenate([gl, dl])):
             k = cat_index.get(int(c))
             if k is None:

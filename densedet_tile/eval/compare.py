@@ -36,6 +36,19 @@ def uses_class_agnostic(gt: BoxSet, class_agnostic: bool | None = None, pred: Bo
     return True
 
 
+def _by_class(im: ImageBoxes, rank: np.ndarray) -> ImageBoxes:
+    """``im`` with its boxes stably sorted by ``rank`` (their class's place in the categories)."""
+    order = np.argsort(rank, kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        return im
+
+    def pick(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[order]
+
+    return replace(im, xyxy=im.xyxy[order], scores=im.scores[order], classes=im.classes[order], area=pick(im.area),
+                   crowd=pick(im.crowd), wh=pick(im.wh))
+
+
 def pair_images(
     gt: BoxSet,
     pred: BoxSet,
@@ -48,7 +61,9 @@ def pair_images(
     Returns the :class:`EvalImage` list (ground-truth order; an image without predictions has
     none) and notes worth telling the user. ``class_agnostic=None`` means: agnostic when the
     ground truth has a single class (SKU-110K's ``object`` versus our ``product``), else classes
-    are matched by name. Raises :class:`InvalidInputError` for predictions of an image the
+    are matched by name. Class-agnostic, an image's boxes are taken class by class in the ground
+    truth's category order (pycocotools' ``useCats=0``; against one class, predictions in file
+    order). Raises :class:`InvalidInputError` for predictions of an image the
     ground truth lacks, or (``check_sizes``) an image whose width/height differ between the two.
     """
     notes: list[str] = []
@@ -83,9 +98,17 @@ def pair_images(
         p = pred.images.get(k)
         gl = np.array([ids[str(c)] for c in g.classes], dtype=np.int64)
         dwh = None
+        if agnostic:
+            # pycocotools' useCats=0 takes an image's boxes category by category (in id order,
+            # the ground truth's category order here; file order within one): the order decides
+            # which ground truth wins an equal IoU and which detection goes first on a tied score
+            g = _by_class(g, gl)
         if p is None:
             dx, ds, dl = np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
         elif agnostic:
+            if len(ids) > 1:  # (a class the ground truth lacks after its own: pycocotools leaves it out)
+                p = _by_class(p, np.array([ids.get(str(c), len(ids)) for c in p.classes], dtype=np.int64))
+            # else every prediction counts as the one class, in file order
             dx, ds, dl, dwh = p.xyxy, p.scores, np.zeros(len(p.xyxy), np.int64), p.wh
         else:
             lab = np.array([ids.get(str(c), -1) for c in p.classes], dtype=np.int64)
@@ -94,7 +117,7 @@ def pair_images(
             dx, ds, dl = p.xyxy[known], p.scores[known], lab[known]
             dwh = None if p.wh is None else p.wh[known]
         if agnostic:
-            gl = np.zeros_like(gl)
+            gl = np.zeros(len(g.xyxy), np.int64)
         out.append(EvalImage(k, g.xyxy, gl, dx, ds, dl, gt_area=g.area, gt_crowd=g.crowd, gt_wh=g.wh, dt_wh=dwh))
     if dropped:
         notes.append(f"{dropped} predictions have a class the ground truth does not know and were not scored")
