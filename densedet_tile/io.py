@@ -31,6 +31,8 @@ __all__ = [
     "atomic_write",
     "write_files",
     "result_to_json",
+    "output_class_names",
+    "label_name",
     "count_range_json",
     "write_json",
     "write_csv",
@@ -312,12 +314,20 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
     return write_files({path: data})[0]
 
 
-def _class_names(result: "ImageResult") -> list[str]:
-    names = result.model.get("class_names")
+def output_class_names(model: Mapping[str, Any]) -> list[str]:
+    """The names the output files give labels 0, 1, ... of a run whose detector ``model``
+    describes (``ImageResult.model``): its declared ``class_names``, else ``product`` for
+    label 0. ``eval --compare`` names its runs' classes by this rule too."""
+    names = model.get("class_names")
     return list(names) if names else ["product"]
 
 
-def _label_name(names: list[str], label: int) -> str:
+def _class_names(result: "ImageResult") -> list[str]:
+    return output_class_names(result.model)
+
+
+def label_name(names: list[str], label: int) -> str:
+    """Label ``label``'s name among ``names`` (:func:`output_class_names`); its number past them."""
     return names[label] if 0 <= label < len(names) else str(label)
 
 
@@ -403,7 +413,7 @@ def write_csv(result: "ImageResult", path: str | os.PathLike[str], *, stage: dic
     w.writerow(["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height", "score"])
     xyxy = np.rint(d.xyxy).astype(np.int64)
     for (x1, y1, x2, y2), lab, s in zip(xyxy.tolist(), d.labels.tolist(), d.scores.tolist()):
-        w.writerow([result.name, x1, y1, x2, y2, _label_name(names, lab), result.width, result.height, f"{s:.4f}"])
+        w.writerow([result.name, x1, y1, x2, y2, label_name(names, lab), result.width, result.height, f"{s:.4f}"])
     # a file name that is not valid UTF-8 (surrogate escapes) keeps its original bytes
     data = buf.getvalue().encode("utf-8", "surrogateescape")
     return _put(path, data, stage)

@@ -144,13 +144,14 @@ def test_eval_image_takes_whole_floats_as_class_ids() -> None:
     assert im.gt_labels.dtype == im.dt_labels.dtype == np.int64
 
 
-def _two_class_ap50(tmp_path: Path, cls: str, detector: object) -> list[float]:
+def _two_class_ap50(tmp_path: Path, cls: str, detector: object,
+                    categories: tuple[str, str] = ("redthing", "bluething")) -> list[float]:
     """AP50 of the tiled and untiled compare runs of ``detector`` on the one-box photo whose
-    box is of class ``cls`` in a ground truth of two categories, redthing and bluething."""
+    box is of class ``cls`` in a ground truth of two ``categories``."""
     path, _ = _photo(tmp_path)
     gt = BoxSet(images={"photo.png": ImageBoxes("photo.png", 160, 120, np.array([BOX], np.float64), np.ones(1),
                                                 np.array([cls], object))},
-                categories=["redthing", "bluething"], source="gt", kind="csv")
+                categories=list(categories), source="gt", kind="csv")
     runs = compare_tiled_untiled([path], gt, detector, tiling=TileSpec(tile=96, overlap=0.25))
     return [round(r.metrics.stats["AP50"], 3) for r in runs]
 
@@ -181,5 +182,9 @@ class NumberedBlob(BlobDetector):
     class_names = ("0", "1")
 
 
-def test_compare_maps_classes_named_by_numbers_to_the_ground_truths_by_position(tmp_path: Path) -> None:
-    assert _two_class_ap50(tmp_path, "redthing", NumberedBlob()) == [1.0, 1.0]
+def test_compare_matches_classes_named_by_numbers_by_name_as_their_detections_json_does(tmp_path: Path) -> None:
+    # the detections JSON calls label 0 "0": a plain eval finds no "0" among redthing and
+    # bluething, and neither does --compare (it once took label 0 for the first category)
+    assert _two_class_ap50(tmp_path, "redthing", NumberedBlob()) == [0.0, 0.0]
+    # and finds "0" where the ground truth names it, in whatever place it lists it
+    assert _two_class_ap50(tmp_path, "0", NumberedBlob(), ("1", "0")) == [1.0, 1.0]

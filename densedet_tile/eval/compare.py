@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..io import label_name, output_class_names
 from ..types import RunSpec, TileSpec
 from .coco import DEFAULT_MAX_DETS, CocoMetrics, EvalImage, evaluate_boxes
 from .formats import BoxSet, ImageBoxes, image_key
@@ -175,10 +176,6 @@ def _one_or_none(values: list[Any]) -> Any:
     return distinct.pop() if len(distinct) == 1 else None
 
 
-def _class_name(names: tuple[str, ...] | None, label: int) -> str:
-    return names[label] if names is not None and 0 <= label < len(names) else str(label)
-
-
 def _only_classes(gt: BoxSet, keep: Sequence[str]) -> BoxSet:
     """``gt`` with the boxes of the classes ``keep`` only (names), its categories likewise.
     None of them in ``gt`` is an :class:`InvalidInputError` naming the classes there are."""
@@ -217,25 +214,20 @@ def compare_tiled_untiled(
     with the tiling each actually ran (:class:`CompareRun`). Seconds are detection wall time
     summed over images.
     """
-    from ..detector.base import class_names_of, classes_of
-    from ..pipeline import detect_image, specs_from
+    from ..detector.base import classes_of
+    from ..pipeline import describe_detector, detect_image, specs_from
     from ..tiler.readers import open_image
 
     tiling, merge, run = specs_from(tiling, merge, run)
-    gt_categories = list(gt.categories)  # label i of a detector without names is the i-th of these
-    # classes by the detector's names, as its detections JSON names them for a plain eval; a
-    # detector without names gives label i the ground truth's i-th category
-    names = class_names_of(detector)
-    if names is not None and names == tuple(str(i) for i in range(len(names))):
-        names = None  # classes named by their numbers only: label i is still the ground truth's i-th
+    # classes by the names the run's detections JSON gives them (a detector without names
+    # calls label 0 "product"), so that a compare run scores as `detect` then `eval` would
+    names = output_class_names(describe_detector(detector))
     agn = class_agnostic
-    by_index = agn is None and len(gt.categories) > 1 and names is None
     if run.classes is not None and len(_gt_classes(gt)) > 1:
         # the detector's other classes are dropped: so are the ground truth's, or each would
         # count as all missed (checked before any image runs), class-agnostic or not; classes
         # stay matched by name when only one is left, unless class-agnostic was asked
-        gt = _only_classes(gt, [gt.categories[i] if by_index and i < len(gt.categories) else _class_name(names, i)
-                                for i in classes_of(detector, run.classes) or ()])
+        gt = _only_classes(gt, [label_name(names, i) for i in classes_of(detector, run.classes) or ()])
         agn = False if agn is None else agn
     runs: dict[str, dict[str, ImageBoxes]] = {"tiled": {}, "untiled": {}}
     secs = {"tiled": 0.0, "untiled": 0.0}
@@ -254,15 +246,12 @@ def compare_tiled_untiled(
                 det = res.detections
                 ran[name].append({"tile": int(res.settings["tile"]), "overlap": float(res.settings["overlap"]),
                                   "tiles": res.num_tiles, "scale": str(res.settings["scale"]["source"])})
-                cls = np.array([_class_name(names, int(v)) for v in det.labels], dtype=object)
+                run_names = output_class_names(res.model)
+                cls = np.array([label_name(run_names, int(v)) for v in det.labels], dtype=object)
                 runs[name][key] = ImageBoxes(key, w, h, det.xyxy.astype(np.float64), det.scores.astype(np.float64), cls)
     out = []
     for name in ("tiled", "untiled"):
         pred = BoxSet(images=runs[name], source=f"{name} run", kind="run")
-        if by_index:
-            # detector labels are 0-based indices into the ground truth's categories
-            for im in pred.images.values():
-                im.classes = np.array([gt_categories[int(c)] if int(c) < len(gt_categories) else c for c in im.classes], dtype=object)
         sub = BoxSet(images={k: gt.images[k] for k in runs[name]}, categories=gt.categories, source=gt.source, kind=gt.kind)
         pairs, _ = pair_images(sub, pred, class_agnostic=agn)
         m = evaluate_boxes(pairs, max_dets=max_dets)
