@@ -140,6 +140,22 @@ def _check_boxes(xyxy: np.ndarray, where: str) -> None:
         raise InvalidInputError(f"{where}: box {i} {xyxy[i].tolist()} has x2 < x1 or y2 < y1")
 
 
+def _real(value: Any) -> bool:
+    """Whether ``value`` is a JSON number (int or float; not a bool, not a string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _xywh(value: Any, where: str) -> tuple[float, float, float, float]:
+    """A COCO ``bbox``: a list of four finite numbers (x, y, w, h), w and h >= 0; else an
+    :class:`InvalidInputError` (``where``: the file and record)."""
+    vals = [_finite(v) for v in value] if isinstance(value, list) and len(value) == 4 else [None]
+    if any(v is None for v in vals) or vals[2] < 0 or vals[3] < 0:  # type: ignore[operator]
+        raise InvalidInputError(f"{where} has a bad bbox {_show(value)}; expected [x, y, w, h], four finite "
+                                "numbers with w, h >= 0")
+    x, y, w, h = vals  # type: ignore[misc]
+    return x, y, w, h
+
+
 def _finite(value: Any) -> float | None:
     """``value`` as a float when it is a finite JSON number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -182,6 +198,15 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
         raise InvalidInputError(f"{path}: image.name must be a non-empty string")
     w = _size(img.get("width"), "image.width", str(path))
     h = _size(img.get("height"), "image.height", str(path))
+    for key in ("boxes", "scores", "labels"):  # numbers as JSON numbers: "10" or true is no coordinate
+        value = [] if data.get(key) is None else data[key]
+        if not isinstance(value, list):
+            raise InvalidInputError(f"{path}: {key} must be an array, got {_show(value)}")
+        items = [v for row in value for v in (row if key == "boxes" and isinstance(row, list) else [row])]
+        bad = [v for v in items if not _real(v)]
+        if bad:
+            raise InvalidInputError(f"{path}: {key} must hold numbers"
+                                    f"{' (boxes as [x1, y1, x2, y2])' if key == 'boxes' else ''}, got {_show(bad[0])}")
     try:
         xyxy = np.asarray(data.get("boxes", []), dtype=np.float64).reshape(-1, 4) if data.get("boxes") else np.zeros((0, 4))
         scores = np.asarray(data.get("scores", []), dtype=np.float64).reshape(-1)
@@ -406,18 +431,18 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
         raise InvalidInputError(f"{path}: 'annotations' must be a list")
     grouped: dict[str, list[tuple[list[float], str, float, bool]]] = {}
     for j, a in enumerate(anns):
-        try:
-            raw_iid, raw_cid = a["image_id"], a["category_id"]
-            x, y, w, h = (float(v) for v in a["bbox"])
-        except (KeyError, TypeError, ValueError):
-            raise InvalidInputError(f"{path}: annotation {j} needs image_id, category_id and bbox [x, y, w, h]") from None
+        if not isinstance(a, dict) or not all(k in a for k in ("image_id", "category_id", "bbox")):
+            raise InvalidInputError(f"{path}: annotation {j} needs image_id, category_id and bbox [x, y, w, h]")
+        raw_iid, raw_cid = a["image_id"], a["category_id"]
         iid, cid = _coco_id(raw_iid), _coco_id(raw_cid)
         if iid not in id_to_key:
             raise InvalidInputError(f"{path}: annotation {j} refers to unknown image_id {_show(raw_iid)}")
         if cid not in cats:
             raise InvalidInputError(f"{path}: annotation {j} refers to unknown category_id {_show(raw_cid)}")
-        if not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
-            raise InvalidInputError(f"{path}: annotation {j} has a bad bbox {_show(a['bbox'])}")
+        x, y, w, h = _xywh(a["bbox"], f"{path}: annotation {j}")
+        crowd = a.get("iscrowd", 0)
+        if not (isinstance(crowd, (int, bool)) and crowd in (0, 1)):  # (1.0 is a float: refused)
+            raise InvalidInputError(f"{path}: annotation {j} has iscrowd {_show(crowd)}; expected 0 or 1")
         if "area" in a:  # pycocotools takes the area as given; without one it is the box's
             area = _finite(a["area"])
             if area is None or area < 0:
@@ -425,8 +450,7 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
                                         "expected a finite number >= 0 (or no 'area', to use the box's)")
         else:
             area = w * h
-        grouped.setdefault(id_to_key[iid], []).append(([x, y, x + w, y + h], cats[cid], area, bool(a.get("iscrowd", 0)),
-                                                       (w, h)))
+        grouped.setdefault(id_to_key[iid], []).append(([x, y, x + w, y + h], cats[cid], area, bool(crowd), (w, h)))
     for key, items in grouped.items():
         im = out.images[key]
         im.wh = np.array([wh for *_, wh in items], dtype=np.float64).reshape(-1, 2)
@@ -452,12 +476,9 @@ def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
     out = BoxSet(source=str(path), kind="coco-results")
     grouped: dict[str, list[tuple[list[float], float, str, tuple[float, float]]]] = {}
     for j, r in enumerate(data):
-        try:
-            raw_id, raw_cid = r["image_id"], r["category_id"]
-            x, y, w, h = (float(v) for v in r["bbox"])
-            score = float(r["score"])
-        except (KeyError, TypeError, ValueError):
-            raise InvalidInputError(f"{path}: result {j} needs image_id, category_id, bbox [x, y, w, h] and score") from None
+        if not isinstance(r, dict) or not all(k in r for k in ("image_id", "category_id", "bbox", "score")):
+            raise InvalidInputError(f"{path}: result {j} needs image_id, category_id, bbox [x, y, w, h] and score")
+        raw_id, raw_cid = r["image_id"], r["category_id"]
         iid, cid = _coco_id(raw_id), _coco_id(raw_cid)
         if iid is None:
             raise InvalidInputError(f"{path}: result {j}: image_id must be an integer id or an image file name, "
@@ -477,8 +498,10 @@ def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
             raise InvalidInputError(
                 f"{path}: result {j} refers to image_id {iid}, which the ground truth does not have{hint}"
             )
-        if not all(math.isfinite(v) for v in (x, y, w, h, score)) or w < 0 or h < 0:
-            raise InvalidInputError(f"{path}: result {j} has a bad bbox or score")
+        x, y, w, h = _xywh(r["bbox"], f"{path}: result {j}")
+        score = _finite(r["score"])
+        if score is None:
+            raise InvalidInputError(f"{path}: result {j} has score {_show(r['score'])}; expected a finite number")
         # a category id a COCO ground truth lacks gets a name no category of it can have (its
         # number could be one's name: scored as that category, where pycocotools leaves it out)
         name = cats.get(cid, f"category_id {cid} (not in the ground truth)" if cats else str(cid))
