@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -129,6 +130,11 @@ def _load_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise InvalidInputError(f"{path}: holds an integer too long to read (over {sys.get_int_max_str_digits()} "
+                                "digits)") from None
+    except RecursionError:
+        raise InvalidInputError(f"{path}: JSON nested too deeply to read") from None
 
 
 def _check_boxes(xyxy: np.ndarray, where: str) -> None:
