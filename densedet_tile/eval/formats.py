@@ -321,6 +321,11 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     if badsize.any():
         i = int(np.flatnonzero(badsize)[0])
         raise InvalidInputError(f"{path}: line {lines[i]}: image_width/image_height must be positive integers")
+    huge = known & ((wv > MAX_SIDE) | (hv > MAX_SIDE))
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise InvalidInputError(f"{path}: line {lines[i]}: image_width/image_height beyond any image "
+                                f"({MAX_SIDE} px at most)")
     # group rows by image, in order of first appearance
     uniq, first_idx, inv = np.unique(names.astype(str), return_index=True, return_inverse=True)
     order = np.argsort(first_idx, kind="stable")
@@ -354,14 +359,22 @@ def _numbers(values: Sequence[str], path: Path, lines: Sequence[int], what: str,
     """float64 array of CSV fields (``lines``: the file line of each); on failure name the first bad line."""
     vals = [v.strip() for v in values]
     if allow_empty:
+        given = [bool(v) for v in vals]
         vals = [v if v else "nan" for v in vals]
     try:
-        return np.array(vals, dtype=np.float64) if vals else np.zeros(0)
+        out = np.array(vals, dtype=np.float64) if vals else np.zeros(0)
     except ValueError:
         for i, v in enumerate(vals):
             if not _is_number(v):
                 raise InvalidInputError(f"{path}: line {lines[i]}: {what} must be numbers, got {v!r}") from None
         raise
+    if allow_empty:  # empty is "not given"; "nan" or "inf" written out is no size
+        bad = np.flatnonzero(~np.isfinite(out) & np.array(given, bool))
+        if bad.size:
+            i = int(bad[0])
+            raise InvalidInputError(f"{path}: line {lines[i]}: {what} must be a finite number or empty, "
+                                    f"got {vals[i]!r}")
+    return out
 
 
 def _is_number(text: str) -> bool:
