@@ -144,15 +144,20 @@ class EvalImage:
         for what, b in (("ground-truth", gx), ("detection", dx)):
             if len(b) and (np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1])):
                 raise InvalidInputError(f"{self.name}: a {what} box has x2 < x1 or y2 < y1")
+        with np.errstate(over="ignore", invalid="ignore"):  # a box from x = -1e308 to 1e308: refused below
+            gwh = gx[:, 2:] - gx[:, :2] if self.gt_wh is None else _f64(self.gt_wh, (2,), f"{self.name}: gt_wh")
+            dwh = dx[:, 2:] - dx[:, :2] if self.dt_wh is None else _f64(self.dt_wh, (2,), f"{self.name}: dt_wh")
+            if len(gwh) != g or len(dwh) != d:
+                raise InvalidInputError(f"{self.name}: gt_wh / dt_wh must have one row per box")
+            for what, wh in (("ground-truth", gwh), ("detection", dwh)):
+                if not (np.all(np.isfinite(wh)) and np.all(np.isfinite(wh[:, 0] * wh[:, 1]))):
+                    raise InvalidInputError(f"{self.name}: a {what} box is too large: its width, height or area is "
+                                            "beyond floating point")
         area = (gx[:, 2] - gx[:, 0]) * (gx[:, 3] - gx[:, 1]) if self.gt_area is None else self.gt_area
         area = _f64(area, (), f"{self.name}: areas", flat=True)
         crowd = np.zeros(g, bool) if self.gt_crowd is None else np.asarray(self.gt_crowd).astype(bool).reshape(-1)
         if area.shape != (g,) or crowd.shape != (g,):
             raise InvalidInputError(f"{self.name}: gt_area / gt_crowd must have one entry per ground-truth box")
-        gwh = gx[:, 2:] - gx[:, :2] if self.gt_wh is None else _f64(self.gt_wh, (2,), f"{self.name}: gt_wh")
-        dwh = dx[:, 2:] - dx[:, :2] if self.dt_wh is None else _f64(self.dt_wh, (2,), f"{self.name}: dt_wh")
-        if len(gwh) != g or len(dwh) != d:
-            raise InvalidInputError(f"{self.name}: gt_wh / dt_wh must have one row per box")
         for name, arr in (
             ("gt_xyxy", gx), ("gt_labels", gl), ("dt_xyxy", dx), ("dt_scores", ds),
             ("dt_labels", dl), ("gt_area", area), ("gt_crowd", crowd), ("gt_wh", gwh), ("dt_wh", dwh),
@@ -205,12 +210,14 @@ def box_iou_coco(dt_xywh: np.ndarray, gt_xywh: np.ndarray, crowd: np.ndarray) ->
     """
     dx, dy, dw, dh = (dt_xywh[..., :, None, i] for i in range(4))
     gx, gy, gw, gh = (gt_xywh[..., None, :, i] for i in range(4))
-    iw = np.minimum(dx + dw, gx + gw) - np.maximum(dx, gx)
-    ih = np.minimum(dy + dh, gy + gh) - np.maximum(dy, gy)
-    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-    da = dw * dh
-    union = np.where(crowd[..., None, :], da, da + gw * gh - inter)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # boxes near float64's limit may overflow here (two boxes 2e308 apart, two areas of 1e308
+    # added): an infinite gap or union is an IoU of 0, as pycocotools' C arithmetic gives it
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        iw = np.minimum(dx + dw, gx + gw) - np.maximum(dx, gx)
+        ih = np.minimum(dy + dh, gy + gh) - np.maximum(dy, gy)
+        inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
+        da = dw * dh
+        union = np.where(crowd[..., None, :], da, da + gw * gh - inter)
         iou = np.where(inter > 0, inter / union, 0.0)
     return iou
 
@@ -221,22 +228,28 @@ def box_iou_coco(dt_xywh: np.ndarray, gt_xywh: np.ndarray, crowd: np.ndarray) ->
 SPARSE_PAIRS = 4_000_000
 
 
+#: The largest reach of a block screened in float32: the screen multiplies sides, and adds two
+#: areas, which must stay in float32's range (3.4e38).
+_F32_REACH = float(np.sqrt(np.finfo(np.float32).max)) / 4
+
+
 def _iou_screen(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray, thr: float) -> np.ndarray:
     """bool (B, D, G): IoU (float32, crowd-aware) >= ``thr``; a cheap superset screen."""
     dx, dy, dw, dh = (dt[:, :, None, i] for i in range(4))
     gx, gy, gw, gh = (gt[:, None, :, i] for i in range(4))
-    iw = np.minimum(dx + dw, gx + gw)
-    iw -= np.maximum(dx, gx)
-    ih = np.minimum(dy + dh, gy + gh)
-    ih -= np.maximum(dy, gy)
-    np.maximum(iw, 0, out=iw)
-    np.maximum(ih, 0, out=ih)
-    inter = iw
-    inter *= ih
-    da = dw * dh
-    union = np.where(crowd[:, None, :], da, da + gw * gh - inter)
-    # inter >= thr * union, without a division; zero intersection never passes
-    return (inter >= thr * union) & (inter > 0)
+    with np.errstate(over="ignore", invalid="ignore"):  # (as in box_iou_coco: far apart, no pair)
+        iw = np.minimum(dx + dw, gx + gw)
+        iw -= np.maximum(dx, gx)
+        ih = np.minimum(dy + dh, gy + gh)
+        ih -= np.maximum(dy, gy)
+        np.maximum(iw, 0, out=iw)
+        np.maximum(ih, 0, out=ih)
+        inter = iw
+        inter *= ih
+        da = dw * dh
+        union = np.where(crowd[:, None, :], da, da + gw * gh - inter)
+        # inter >= thr * union, without a division; zero intersection never passes
+        return (inter >= thr * union) & (inter > 0)
 
 
 def _validate_max_dets(max_dets: Sequence[int]) -> tuple[int, ...]:
@@ -300,12 +313,18 @@ def _match_bucket(blocks: list[tuple[int, int, np.ndarray, np.ndarray]], images:
     if nb:
         lo = np.minimum(np.where(gt_valid[..., None], gt_xywh, np.inf).min(1), np.where(dt_valid[..., None], dt_xywh, np.inf).min(1))
         origin[:, 0, :2] = np.where(np.isfinite(lo[:, :2]), lo[:, :2], 0.0)
-        shifted = [np.abs(a - origin)[v] for a, v in ((gt_xywh, gt_valid), (dt_xywh, dt_valid))]
-        reach = max((float((s[:, :2] + s[:, 2:]).max()) for s in shifted if len(s)), default=0.0)
+        with np.errstate(over="ignore"):  # (boxes from x = -1e308 to 1e308 overflow: see below)
+            shifted = [np.abs(a - origin)[v] for a, v in ((gt_xywh, gt_valid), (dt_xywh, dt_valid))]
+            reach = max((float((s[:, :2] + s[:, 2:]).max()) for s in shifted if len(s)), default=0.0)
         sides = np.concatenate([s[:, 2:].ravel() for s in shifted])
         sides = sides[sides > 0]
         smallest = float(sides.min()) if len(sides) else 1.0
-        if 4 * float(np.spacing(np.float32(reach))) > 1e-3 * smallest:
+        # the screen multiplies sides: a block reaching past the square root of float32's range
+        # (1.8e19) is screened in float64 too, and one whose reach overflows even float64 is
+        # screened where it lies (boxes far out are measured exactly, only moving them overflows)
+        if not np.isfinite(reach):
+            origin[:] = 0.0
+        if reach > _F32_REACH or 4 * float(np.spacing(np.float32(min(reach, _F32_REACH)))) > 1e-3 * smallest:
             screen_dtype = np.float64
     dt32, gt32 = (dt_xywh - origin).astype(screen_dtype), (gt_xywh - origin).astype(screen_dtype)
     gcount = gt_valid.sum(1)

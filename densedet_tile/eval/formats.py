@@ -144,6 +144,23 @@ def _check_boxes(xyxy: np.ndarray, where: str) -> None:
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
         raise InvalidInputError(f"{where}: box {i} {xyxy[i].tolist()} has x2 < x1 or y2 < y1")
+    huge = _beyond_floats(xyxy)
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise InvalidInputError(f"{where}: box {i} {xyxy[i].tolist()} {TOO_LARGE}")
+
+
+#: What is wrong with a box whose width, height or area is no float (see :func:`_beyond_floats`).
+TOO_LARGE = "is too large: its width, height or area is beyond floating point"
+
+
+def _beyond_floats(xyxy: np.ndarray) -> np.ndarray:
+    """bool (N,): the boxes (finite corners) whose width, height or area overflows float64
+    (x from -1e308 to 1e308): the evaluator could not measure them."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        wh = xyxy[:, 2:] - xyxy[:, :2]
+        area = wh[:, 0] * wh[:, 1]
+    return ~(np.isfinite(wh).all(1) & np.isfinite(area))
 
 
 def _real(value: Any) -> bool:
@@ -152,13 +169,16 @@ def _real(value: Any) -> bool:
 
 
 def _xywh(value: Any, where: str) -> tuple[float, float, float, float]:
-    """A COCO ``bbox``: a list of four finite numbers (x, y, w, h), w and h >= 0; else an
-    :class:`InvalidInputError` (``where``: the file and record)."""
+    """A COCO ``bbox``: a list of four finite numbers (x, y, w, h), w and h >= 0, whose far
+    corner and area are floats too; else an :class:`InvalidInputError` (``where``: the file
+    and record)."""
     vals = [_finite(v) for v in value] if isinstance(value, list) and len(value) == 4 else [None]
     if any(v is None for v in vals) or vals[2] < 0 or vals[3] < 0:  # type: ignore[operator]
         raise InvalidInputError(f"{where} has a bad bbox {_show(value)}; expected [x, y, w, h], four finite "
                                 "numbers with w, h >= 0")
     x, y, w, h = vals  # type: ignore[misc]
+    if not all(math.isfinite(v) for v in (x + w, y + h, w * h)):
+        raise InvalidInputError(f"{where}: bbox {_show(value)} {TOO_LARGE}")
     return x, y, w, h
 
 
@@ -311,6 +331,10 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     if inverted.any():
         i = int(np.flatnonzero(inverted)[0])
         raise InvalidInputError(f"{path}: line {lines[i]}: box {xyxy[i].tolist()} has x2 < x1 or y2 < y1")
+    huge = _beyond_floats(xyxy)
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise InvalidInputError(f"{path}: line {lines[i]}: box {xyxy[i].tolist()} {TOO_LARGE}")
     if idx[6] >= 0 and idx[7] >= 0:
         wv = _numbers(cols_t[idx[6]], path, lines, "image_width", allow_empty=True)
         hv = _numbers(cols_t[idx[7]], path, lines, "image_height", allow_empty=True)
