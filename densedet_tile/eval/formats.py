@@ -229,8 +229,12 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
         value = [] if data.get(key) is None else data[key]
         if not isinstance(value, list):
             raise InvalidInputError(f"{path}: {key} must be an array, got {_show(value)}")
-        items = [v for row in value for v in (row if key == "boxes" and isinstance(row, list) else [row])]
-        bad = [v for v in items if not _real(v)]
+        items = (itertools.chain.from_iterable(row if isinstance(row, list) else [row] for row in value)
+                 if key == "boxes" else value)
+        bad = []
+        if set(map(type, items)) - {int, float}:  # (a set of types: bool is not int here)
+            bad = [v for row in value for v in (row if key == "boxes" and isinstance(row, list) else [row])
+                   if not _real(v)]
         if bad:
             raise InvalidInputError(f"{path}: {key} must hold numbers"
                                     f"{' (boxes as [x1, y1, x2, y2])' if key == 'boxes' else ''}, got {_show(bad[0])}")
@@ -251,7 +255,8 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
     cats = data.get("categories") or {}
     if not isinstance(cats, dict):
         raise InvalidInputError(f"{path}: 'categories' must map label ids to names")
-    names = np.array([str(cats.get(str(int(lab)), int(lab))) for lab in labels], dtype=object)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    names = np.array([str(cats.get(str(int(lab)), int(lab))) for lab in ids.tolist()], dtype=object)[inverse.reshape(-1)]
     cr = data.get("count_range")
     img_path = img.get("path") if isinstance(img.get("path"), str) else None
     settings = data.get("settings")
