@@ -10,7 +10,10 @@ with two differences that matter for dense shelves:
   summary uses ``maxDets[2]``); pass ``(1, 10, 400)`` for DenseDet's ``max_per_img``.
 * It is array code: IoUs are computed per (image, class) block in chunks, only detection /
   ground-truth pairs with IoU at or above the lowest threshold are kept, and the greedy
-  matching walks detection ranks once for all images, thresholds and area ranges together.
+  matching walks detection ranks once for a whole chunk of blocks, all thresholds and area
+  ranges together. Each detection's outcome is kept in one int8 per (area range, threshold),
+  and each class's precision/recall curve is accumulated a chunk of detections at a time, so
+  the working arrays stay within ``chunk_elems`` whatever the size of the dataset.
 
 Boxes are pixel ``xyxy`` (x1, y1, x2, y2) of each image, float64. The evaluator converts them
 to COCO's (x, y, w, h) internally so the IoU arithmetic is the same as pycocotools'.
@@ -261,38 +264,142 @@ def _validate_max_dets(max_dets: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(m) for m in md)
 
 
-def _match_bucket(blocks: list[tuple[int, int, np.ndarray, np.ndarray]], images: Sequence[EvalImage],
-                  thrs: np.ndarray, arng: np.ndarray, chunk_elems: int
-                  ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """pycocotools' greedy matching for ``blocks`` (image idx, category, gt idx, dt idx; the
-    detections highest score first), padded to the largest of them. Returns per block its
-    detections' (A, T, d) matched and ignored flags, and (A, nb) the number of ground truths
-    that count in each area range."""
+def _index_dtype(n: int) -> type:
+    """int32 for indices below ``n`` where they fit (half the memory of int64), else int64."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+@dataclass(frozen=True, eq=False)
+class _Flat:
+    """Every box the evaluation scores, in block order (image, then category), as flat arrays.
+
+    Block ``b`` holds ground truths ``gt_*[g_start[b]:g_start[b] + g_count[b]]`` and detections
+    ``dt_*[d_start[b]:d_start[b] + d_count[b]]``, the detections highest score first and cut to
+    the largest max_dets; ``dt_rank`` is each detection's place in its block, ``dt_cat`` /
+    ``gt_cat`` the category index."""
+
+    gt_xywh: np.ndarray
+    gt_area: np.ndarray
+    gt_crowd: np.ndarray
+    gt_cat: np.ndarray
+    dt_xywh: np.ndarray
+    dt_score: np.ndarray
+    dt_rank: np.ndarray
+    dt_cat: np.ndarray
+    g_start: np.ndarray
+    g_count: np.ndarray
+    d_start: np.ndarray
+    d_count: np.ndarray
+
+
+def _flatten(images: Sequence[EvalImage], cats: np.ndarray, class_agnostic: bool, dmax: int) -> _Flat:
+    """Blocks of (image, category) in pycocotools' order, built with sorts instead of a loop per block.
+
+    A block exists for every (image, category of the dataset) holding a ground truth or a
+    detection. Within a block the ground truths keep their order in the image and the
+    detections are sorted by score, high first, ties in image order (a stable sort, as
+    pycocotools' mergesort). Class-agnostic: one block per image, its boxes taken label by label
+    (stable), as ``useCats=0`` takes them category by category."""
+    n_img, kc = len(images), len(cats)
+    g_n = np.array([len(im.gt_labels) for im in images], dtype=np.int64)
+    d_n = np.array([len(im.dt_labels) for im in images], dtype=np.int64)
+    img_t = _index_dtype(n_img)
+    g_img = np.repeat(np.arange(n_img, dtype=img_t), g_n)
+    d_img = np.repeat(np.arange(n_img, dtype=img_t), d_n)
+    g_lab = np.concatenate([im.gt_labels for im in images] + [np.zeros(0, np.int64)])
+    d_lab = np.concatenate([im.dt_labels for im in images] + [np.zeros(0, np.int64)])
+    d_score = np.concatenate([im.dt_scores for im in images] + [np.zeros(0)])
+    if kc == 0:  # no ground truth anywhere: no category, nothing is scored
+        g_key, g_order = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        d_key, d_order = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        g_cat = d_cat = np.zeros(0, np.int64)
+    elif class_agnostic:
+        g_order = np.lexsort((g_lab, g_img))  # image, then label, then place (lexsort is stable)
+        d_order = np.lexsort((d_lab, -d_score, d_img))  # image, score high first, label, place
+        g_key, d_key = g_img[g_order], d_img[d_order]
+        g_cat, d_cat = np.zeros(len(g_order), np.int64), np.zeros(len(d_order), np.int64)
+    else:
+        g_k = np.searchsorted(cats, g_lab)  # every ground-truth label is a category
+        d_k = np.searchsorted(cats, d_lab)
+        known = d_k < kc
+        known[known] = cats[d_k[known]] == d_lab[known]
+        d_keep = np.flatnonzero(known)  # a detection of a class no ground truth has is not scored
+        d_k, d_img_k, d_score_k = d_k[d_keep], d_img[d_keep], d_score[d_keep]
+        g_order = np.lexsort((g_k, g_img))
+        d_order = np.lexsort((-d_score_k, d_k, d_img_k))
+        g_cat, d_cat = g_k[g_order], d_k[d_order]
+        g_key = g_img[g_order].astype(np.int64) * kc + g_cat
+        d_key = d_img_k[d_order].astype(np.int64) * kc + d_cat
+        d_order = d_keep[d_order]
+        del d_k, d_img_k, d_score_k, known, d_keep
+    del g_img, d_img, g_lab, d_lab
+
+    def distinct(sorted_keys: np.ndarray) -> np.ndarray:
+        return sorted_keys[np.flatnonzero(np.diff(sorted_keys, prepend=sorted_keys[:1] - 1))]
+
+    keys = np.union1d(distinct(g_key), distinct(d_key))  # sorted: image, then category
+    nb = len(keys)
+    g_start = np.searchsorted(g_key, keys, "left")
+    g_count = np.searchsorted(g_key, keys, "right") - g_start
+    d_first = np.searchsorted(d_key, keys, "left")
+    d_all = np.searchsorted(d_key, keys, "right") - d_first
+    # each detection's rank in its block; those past the largest max_dets are dropped
+    rank = np.arange(len(d_order), dtype=np.int64) - np.repeat(d_first, d_all)
+    within = rank < dmax
+    d_order, rank, d_cat = d_order[within], rank[within], d_cat[within]
+    d_count = np.minimum(d_all, dmax)
+    d_start = np.concatenate([[0], np.cumsum(d_count)[:-1]]).astype(np.int64) if nb else np.zeros(0, np.int64)
+
+    def rows(arrays: list[np.ndarray], order: np.ndarray, width: int) -> np.ndarray:
+        """The images' arrays concatenated, rows taken in ``order``."""
+        return np.concatenate(arrays + [np.zeros((0, width))])[order] if len(order) else np.zeros((0, width))
+
+    gt_xywh = np.concatenate([rows([im.gt_xyxy[:, :2] for im in images], g_order, 2),
+                              rows([im.gt_wh for im in images], g_order, 2)], axis=1)
+    dt_xywh = np.concatenate([rows([im.dt_xyxy[:, :2] for im in images], d_order, 2),
+                              rows([im.dt_wh for im in images], d_order, 2)], axis=1)
+    gt_area = np.concatenate([im.gt_area for im in images] + [np.zeros(0)])[g_order]
+    gt_crowd = np.concatenate([im.gt_crowd for im in images] + [np.zeros(0, bool)])[g_order]
+    cat_t = _index_dtype(kc)
+    return _Flat(
+        gt_xywh=gt_xywh, gt_area=gt_area, gt_crowd=gt_crowd, gt_cat=g_cat.astype(cat_t),
+        dt_xywh=dt_xywh, dt_score=d_score[d_order], dt_rank=rank.astype(_index_dtype(dmax)),
+        dt_cat=d_cat.astype(cat_t), g_start=g_start, g_count=g_count, d_start=d_start, d_count=d_count,
+    )
+
+
+def _padded(src: np.ndarray, start: np.ndarray, count: np.ndarray, width: int, fill: object) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``src[start[b]:start[b] + count[b]]`` of each block ``b`` padded to ``width`` with
+    ``fill``: (nb, width, ...) and the (nb, width) mask of real rows."""
+    valid = np.arange(width)[None, :] < count[:, None]
+    out = np.full((len(start), width) + src.shape[1:], fill, dtype=src.dtype)
+    if valid.any():
+        out[valid] = src[(start[:, None] + np.arange(width)[None, :])[valid]]
+    return out, valid
+
+
+#: Detection outcomes kept per (detection, area range, IoU threshold) in one int8: a true
+#: positive, a false positive, or ignored (matched to an ignored ground truth, or unmatched and
+#: outside the area range), which is all the accumulation reads of pycocotools' flags.
+_FP, _TP, _IGNORED = 0, 1, 2
+
+
+def _match_bucket(fl: _Flat, members: np.ndarray, thrs: np.ndarray, arng: np.ndarray, chunk_elems: int,
+                  outcome: np.ndarray) -> None:
+    """pycocotools' greedy matching for the blocks ``members`` (indices into ``fl``'s blocks),
+    padded to the largest of them; writes each of their detections' (A, T) outcomes (``_TP``,
+    ``_FP``, ``_IGNORED``) into its row of ``outcome`` (N, A, T)."""
     A, T = len(arng), len(thrs)
-    nb = len(blocks)
-    gmax = max((len(b[2]) for b in blocks), default=0)
-    dcount = np.array([len(b[3]) for b in blocks], dtype=np.int64)
+    nb = len(members)
+    gcount, dcount = fl.g_count[members], fl.d_count[members]
+    gmax = int(gcount.max()) if nb else 0
     dpad = int(dcount.max()) if nb else 0
 
-    # Padded per-block arrays.
-    gt_xywh = np.zeros((nb, max(gmax, 1), 4))
-    gt_area = np.zeros((nb, max(gmax, 1)))
-    gt_crowd = np.zeros((nb, max(gmax, 1)), bool)
-    gt_valid = np.zeros((nb, max(gmax, 1)), bool)
-    dt_xywh = np.zeros((nb, max(dpad, 1), 4))
-    dt_score = np.full((nb, max(dpad, 1)), -np.inf)
-    for b, (i, _k, gi, di) in enumerate(blocks):
-        im = images[i]
-        g, d = len(gi), len(di)
-        if g:
-            gt_xywh[b, :g] = np.column_stack([im.gt_xyxy[gi, :2], im.gt_wh[gi]])
-            gt_area[b, :g] = im.gt_area[gi]
-            gt_crowd[b, :g] = im.gt_crowd[gi]
-            gt_valid[b, :g] = True
-        if d:
-            dt_xywh[b, :d] = np.column_stack([im.dt_xyxy[di, :2], im.dt_wh[di]])
-            dt_score[b, :d] = im.dt_scores[di]
-    dt_valid = np.arange(max(dpad, 1))[None, :] < dcount[:, None]
+    # Padded per-block arrays, gathered from the flat ones in one go.
+    gt_xywh, gt_valid = _padded(fl.gt_xywh, fl.g_start[members], gcount, max(gmax, 1), 0.0)
+    gt_area, _ = _padded(fl.gt_area, fl.g_start[members], gcount, max(gmax, 1), 0.0)
+    gt_crowd, _ = _padded(fl.gt_crowd, fl.g_start[members], gcount, max(gmax, 1), False)
+    dt_xywh, dt_valid = _padded(fl.dt_xywh, fl.d_start[members], dcount, max(dpad, 1), 0.0)
     dt_area = dt_xywh[..., 2] * dt_xywh[..., 3]
 
     # gt ignore per area range: (A, nb, G)
@@ -327,15 +434,16 @@ def _match_bucket(blocks: list[tuple[int, int, np.ndarray, np.ndarray]], images:
         if reach > _F32_REACH or 4 * float(np.spacing(np.float32(min(reach, _F32_REACH)))) > 1e-3 * smallest:
             screen_dtype = np.float64
     dt32, gt32 = (dt_xywh - origin).astype(screen_dtype), (gt_xywh - origin).astype(screen_dtype)
-    gcount = gt_valid.sum(1)
+    # pair indices are kept as int32 (block in chunk, detection, ground truth all fit)
+    ix_t = _index_dtype(max(nb, dpad, gmax))
 
     def exact(b: np.ndarray, d: np.ndarray, g: np.ndarray) -> None:
         """Keep the pairs whose exact (float64) IoU reaches the lowest threshold."""
         iou = box_iou_coco(dt_xywh[b, d][:, None, :], gt_xywh[b, g][:, None, :], gt_crowd[b, g][:, None])[:, 0, 0]
         keep = iou >= t_low
-        pb.append(b[keep])
-        pd.append(d[keep])
-        pg.append(g[keep])
+        pb.append(b[keep].astype(ix_t))
+        pd.append(d[keep].astype(ix_t))
+        pg.append(g[keep].astype(ix_t))
         piou.append(iou[keep])
 
     # a block of many detections and ground truths (a panorama's) gets its overlapping pairs from
@@ -357,15 +465,15 @@ def _match_bucket(blocks: list[tuple[int, int, np.ndarray, np.ndarray]], images:
         ok &= dt_valid[rows, d0:d1, None] & gt_valid[rows, None, :]
         b, d, g = np.nonzero(ok)
         exact(rows[b], d + d0, g)
-    pb_a = np.concatenate(pb) if pb else np.zeros(0, np.int64)
-    pd_a = np.concatenate(pd) if pd else np.zeros(0, np.int64)
-    pg_a = np.concatenate(pg) if pg else np.zeros(0, np.int64)
+    pb_a = np.concatenate(pb) if pb else np.zeros(0, ix_t)
+    pd_a = np.concatenate(pd) if pd else np.zeros(0, ix_t)
+    pg_a = np.concatenate(pg) if pg else np.zeros(0, ix_t)
     piou_a = np.concatenate(piou) if piou else np.zeros(0)
     # ordered by block, detection, ground truth (as the dense screen gives them)
     order = np.lexsort((pg_a, pd_a, pb_a))
     pb_a, pd_a, pg_a, piou_a = pb_a[order], pd_a[order], pg_a[order], piou_a[order]
     # rank of each pair within its (block, detection) row -> dense (nb, D, K) candidate table
-    row = pb_a * max(dpad, 1) + pd_a
+    row = pb_a.astype(np.int64) * max(dpad, 1) + pd_a
     if row.size:
         starts = np.r_[0, np.flatnonzero(np.diff(row)) + 1]
         counts = np.diff(np.r_[starts, row.size])
@@ -375,7 +483,7 @@ def _match_bucket(blocks: list[tuple[int, int, np.ndarray, np.ndarray]], images:
         rank = np.zeros(0, np.int64)
         kmax = 0
     K = max(kmax, 1)
-    cand_g = np.full((nb, max(dpad, 1), K), -1, np.int64)
+    cand_g = np.full((nb, max(dpad, 1), K), -1, ix_t)
     cand_iou = np.full((nb, max(dpad, 1), K), -1.0)
     cand_g[pb_a, pd_a, rank] = pg_a
     cand_iou[pb_a, pd_a, rank] = piou_a
@@ -416,10 +524,109 @@ def _match_bucket(blocks: list[tuple[int, int, np.ndarray, np.ndarray]], images:
     d_out = (dt_area[None] < arng[:, 0][:, None, None]) | (dt_area[None] > arng[:, 1][:, None, None])
     dt_ig |= ~dt_match & d_out[:, None]
 
-    n_valid_gt = (~gt_ig & gt_valid[None]).sum(-1)  # (A, nb)
-    dcounts = dcount.tolist()
-    return ([dt_match[:, :, j, :n] for j, n in enumerate(dcounts)],
-            [dt_ig[:, :, j, :n] for j, n in enumerate(dcounts)], n_valid_gt)
+    # one int8 per (detection, area, threshold): what the accumulation needs of the two flags
+    code = np.where(dt_ig, np.int8(_IGNORED), dt_match.astype(np.int8))  # (A, T, nb, D)
+    where = (fl.d_start[members][:, None] + np.arange(max(dpad, 1))[None, :])[dt_valid]
+    outcome[where] = code.transpose(2, 3, 0, 1)[dt_valid]
+
+
+def _tp_needed(npig: np.ndarray) -> np.ndarray:
+    """(len(npig), R) int64: for each recall point, the fewest true positives ``c`` whose recall
+    ``c / npig`` (float64, as the accumulation divides) reaches it.
+
+    Recall after the i-th detection is ``tp[i] / npig``, nondecreasing in ``tp``, so pycocotools'
+    ``searchsorted(recall, point, side="left")`` is the index of the first detection where ``tp``
+    reaches this count (0 when the count is 0)."""
+    p = npig.astype(np.float64)[:, None]
+    need = np.ceil(COCO_REC_THRS[None, :] * p).astype(np.int64)
+    # the product may round either way, by one count at most: step the estimate until it is
+    # the least count that does
+    for _ in range(8):
+        low = need / p < COCO_REC_THRS
+        high = (need > 0) & ((need - 1) / p >= COCO_REC_THRS)
+        if not (low.any() or high.any()):
+            return need
+        need += low
+        need -= high
+    raise AssertionError("recall counts did not settle")  # pragma: no cover
+
+
+def _pr_curves(outcome: np.ndarray, sel: np.ndarray, areas: np.ndarray, npig: np.ndarray,
+               budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """Recall (nA, T) and interpolated precision (nA, T, R) of one category at one max_dets.
+
+    ``sel``: the category's detections (rows of ``outcome``) highest score first; ``areas``: the
+    area ranges that have ground truth, ``npig`` their counts. The same arithmetic as
+    pycocotools' accumulate (integer cumulative sums turned to float64, the same divisions, the
+    precision envelope as a running maximum), taken a chunk of detections at a time so that a
+    category of a million detections needs no (T, N) float arrays: a forward pass counts each
+    chunk's true positives, a backward pass computes the precision, carries the envelope's
+    maximum from the chunks after, and reads it where each recall point is first reached."""
+    nA, T = len(areas), outcome.shape[2]
+    R = len(COCO_REC_THRS)
+    n = len(sel)
+    if n == 0:
+        return np.zeros((nA, T)), np.zeros((nA, T, R))
+    cols = nA * T  # one column per (area range, threshold), area-major
+    npig_col = np.repeat(npig.astype(np.float64), T)
+    need = np.repeat(_tp_needed(npig), T, axis=0)  # (cols, R)
+    # a quarter of the element budget per chunk: its float64 arrays and the positions of its
+    # true positives (int64) stay within the bytes of one of the screen's float32 arrays
+    step = max(1, budget // (4 * cols))
+    starts = list(range(0, n, step))
+    whole = outcome.shape[1] == nA
+
+    def chunk(s: int) -> np.ndarray:
+        f = outcome[sel[s:s + step]]
+        return (f if whole else f[:, areas]).reshape(-1, cols)
+
+    # forward: true and false positives per chunk
+    kept = chunk(0) if len(starts) == 1 else None
+    n_tp = np.zeros((len(starts), cols), np.int64)
+    n_fp = np.zeros((len(starts), cols), np.int64)
+    for c, s in enumerate(starts):
+        f = kept if kept is not None else chunk(s)
+        n_tp[c] = (f == _TP).sum(0)
+        n_fp[c] = (f == _FP).sum(0)
+    tp_after = np.cumsum(n_tp, axis=0)
+    tp_before, fp_before = tp_after - n_tp, np.cumsum(n_fp, axis=0) - n_fp
+    tp_total = tp_after[-1]
+    recall = tp_total.astype(np.float64) / npig_col
+    # each recall point is read at the first detection with tp >= need: in the chunk where the
+    # running count reaches it; a point beyond the last detection's recall stays 0 (pycocotools
+    # stops at the first such point; need grows with the point, so they are the last ones)
+    reached = need <= tp_total[:, None]
+    in_chunk = (tp_after[:, :, None] < need[None]).sum(0)  # (cols, R)
+    q = np.zeros((cols, R))
+    eps = np.spacing(1)
+    after = np.full(cols, -np.inf)  # the envelope's maximum over the chunks after this one
+    for c in range(len(starts) - 1, -1, -1):
+        f = kept if kept is not None else chunk(starts[c])
+        is_tp = f == _TP
+        # counts summed in float64 are exact integers (below 2**53): the int64 sums, converted
+        tp = np.cumsum(is_tp, axis=0, dtype=np.float64)
+        tp += tp_before[c]
+        pr = np.cumsum(f == _FP, axis=0, dtype=np.float64)
+        pr += fp_before[c]
+        pr += tp
+        pr += eps
+        np.divide(tp, pr, out=pr)  # tp / (fp + tp + eps), in place
+        env = tp  # (tp is not needed again: its array takes the envelope)
+        np.maximum.accumulate(pr[::-1], axis=0, out=env[::-1])
+        np.maximum(env, after, out=env)
+        after = env[0].copy()
+        cc, jj = np.nonzero(reached & (in_chunk == c))
+        if cc.size:
+            # the need-th true positive of the run is this chunk's r-th of its column; need 0 is
+            # the first detection
+            r = need[cc, jj] - tp_before[c, cc]
+            col_tp = np.nonzero(is_tp.T)[1]  # positions of true positives, column by column
+            col_start = np.concatenate([[0], np.cumsum(n_tp[c])[:-1]])
+            pos = np.zeros(cc.size, np.int64)
+            hit = r > 0
+            pos[hit] = col_tp[col_start[cc[hit]] + r[hit] - 1]
+            q[cc, jj] = env[pos, cc]
+    return recall.reshape(nA, T), q.reshape(nA, T, R)
 
 
 def evaluate_boxes(
@@ -441,7 +648,11 @@ def evaluate_boxes(
     takes them category by category. Ties in score keep the order of ``images`` then of the
     detections, like pycocotools with images sorted by id.
 
-    ``chunk_elems`` bounds the size of the per-chunk IoU array (D x G elements).
+    ``chunk_elems`` bounds the working arrays: the IoU screen's (D x G elements), the
+    matching's (area range x threshold x detection flags of a chunk of blocks) and the
+    accumulation's (a quarter of it in detections x area ranges x thresholds). The figures do
+    not depend on it; what still grows with the dataset is one flat copy of the boxes and an
+    int8 outcome per detection, area range and threshold (about 130 bytes a detection).
     """
     md = _validate_max_dets(max_dets)
     try:
@@ -471,95 +682,60 @@ def evaluate_boxes(
     cats = np.unique(np.concatenate([im.gt_labels for im in images] + [np.zeros(0, np.int64)]))
     if class_agnostic and len(cats):
         cats = np.zeros(1, np.int64)
-    cat_index = {int(c): k for k, c in enumerate(cats)}
-    blocks: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (image idx, k, gt idx, dt idx)
-    for i, im in enumerate(images):
-        if class_agnostic:
-            # one block of the image's boxes taken class by class, in label order (stable), as
-            # pycocotools' useCats=0 takes them category by category: the order decides which
-            # ground truth wins an equal IoU and which detection goes first on a tied score
-            if len(cats) and (len(im.gt_labels) or len(im.dt_labels)):
-                gi = np.argsort(im.gt_labels, kind="stable")
-                di = np.argsort(im.dt_labels, kind="stable")
-                di = di[np.argsort(-im.dt_scores[di], kind="mergesort")][:dmax]
-                blocks.append((i, 0, gi, di))
-            continue
-        gl, dl = im.gt_labels, im.dt_labels
-        for c in np.unique(np.concatenate([gl, dl])):
-            k = cat_index.get(int(c))
-            if k is None:
-                continue
-            gi = np.flatnonzero(gl == c)
-            di = np.flatnonzero(dl == c)
-            # highest score first, stable, truncated to the largest max_dets
-            di = di[np.argsort(-im.dt_scores[di], kind="mergesort")][:dmax]
-            blocks.append((i, k, gi, di))
-    nb = len(blocks)
+    Kc = len(cats)
+    fl = _flatten(images, cats, class_agnostic, dmax)
+    nb, n_dt = len(fl.g_start), len(fl.dt_score)
+    budget = max(int(chunk_elems), 1)
 
     # ---- matching, bucket by bucket of blocks of similar size --------------------------------
     # Blocks are padded to the largest of their bucket only: one panorama of 20 000 boxes among
-    # SKU-110K photos of 150 does not pad every photo to 20 000 x 20 000.
-    size = np.array([max(len(b[2]), len(b[3]), 1) for b in blocks], dtype=np.int64)
+    # SKU-110K photos of 150 does not pad every photo to 20 000 x 20 000. A bucket is matched a
+    # chunk of blocks at a time, the chunk's (area, threshold, block, detection) flags within
+    # the element budget, so the working arrays do not grow with the dataset; each detection's
+    # outcome lands in its row of one int8 array (N, A, T).
+    outcome = np.zeros((n_dt, A, T), np.int8)
+    size = np.maximum(np.maximum(fl.g_count, fl.d_count), 1)
     by_size = np.argsort(size, kind="stable")
-    match: list[np.ndarray] = [np.zeros((A, T, 0), bool)] * nb  # per block: (A, T, d)
-    ignored: list[np.ndarray] = [np.zeros((A, T, 0), bool)] * nb
-    n_valid_gt = np.zeros((A, nb), np.int64)
+    sorted_size = size[by_size]
     first = 0
     while first < nb:
-        last = first + 1
-        while last < nb and size[by_size[last]] <= 2 * size[by_size[first]]:
-            last += 1
-        members = by_size[first:last]
-        bm, bi, nv = _match_bucket([blocks[j] for j in members.tolist()], images, thrs, arng, chunk_elems)
-        for j, m_j, i_j in zip(members.tolist(), bm, bi):
-            match[j], ignored[j] = m_j, i_j
-        n_valid_gt[:, members] = nv
+        last = int(np.searchsorted(sorted_size, 2 * sorted_size[first], side="right"))
+        step = max(1, budget // (A * T * int(sorted_size[last - 1])))
+        for s in range(first, last, step):
+            _match_bucket(fl, by_size[s:min(s + step, last)], thrs, arng, chunk_elems, outcome)
         first = last
 
     # ---- accumulate ---------------------------------------------------------------------------
-    # every block's detections in block (image) order, then rank: pycocotools' concatenation
-    d_len = np.array([len(b[3]) for b in blocks], dtype=np.int64)
-    flat_block = np.repeat(np.arange(nb), d_len)
-    flat_rank = np.concatenate([np.arange(n) for n in d_len.tolist()] + [np.zeros(0, np.int64)])
-    flat_score = np.concatenate([images[i].dt_scores[di] for i, _k, _gi, di in blocks] + [np.zeros(0)])
-    flat_match = np.concatenate(match + [np.zeros((A, T, 0), bool)], axis=-1)  # (A, T, N)
-    flat_ig = np.concatenate(ignored + [np.zeros((A, T, 0), bool)], axis=-1)
-    Kc = len(cats)
+    # ground truths that count, per area range and category (not crowd, area inside the range)
+    npig = np.zeros((A, Kc), np.int64)
+    for a in range(A):
+        counts = ~fl.gt_crowd & (fl.gt_area >= arng[a, 0]) & (fl.gt_area <= arng[a, 1])
+        npig[a] = np.bincount(fl.gt_cat[counts], minlength=Kc)[:Kc]
+    scores, ranks, dcat = fl.dt_score, fl.dt_rank, fl.dt_cat
+    del fl  # the boxes are matched: only outcomes, scores, ranks and categories are read below
     precision = -np.ones((T, R, Kc, A, M))
     recall = -np.ones((T, Kc, A, M))
-    block_cat = np.array([b[1] for b in blocks], dtype=np.int64)
-    flat_cat = block_cat[flat_block] if nb else np.zeros(0, np.int64)
-    eps = np.spacing(1)
+    # one stable sort: by category, then score high first, ties in block (image) order -- within
+    # a category the order of pycocotools' mergesort of the images' detections concatenated
+    order = np.lexsort((-scores, dcat)).astype(_index_dtype(n_dt))
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(dcat, minlength=Kc)[:Kc])]).astype(np.int64)
     for k in range(Kc):
-        bsel = np.flatnonzero(block_cat == k)
+        areas = np.flatnonzero(npig[:, k] > 0)  # a range without ground truth stays undefined (-1)
+        if areas.size == 0:
+            continue
+        mine = order[bounds[k]:bounds[k + 1]]
+        mine_rank = ranks[mine]
+        done = -1
         for m, mdet in enumerate(md):
-            sel = np.flatnonzero((flat_cat == k) & (flat_rank < mdet))
-            order = sel[np.argsort(-flat_score[sel], kind="mergesort")]
-            for a in range(A):
-                npig = int(n_valid_gt[a, bsel].sum())
-                if npig == 0:
-                    continue
-                dm = flat_match[a][:, order]  # (T, n)
-                di = flat_ig[a][:, order]
-                tp = np.cumsum(dm & ~di, axis=1).astype(float)
-                fp = np.cumsum(~dm & ~di, axis=1).astype(float)
-                nd = tp.shape[1]
-                if nd == 0:
-                    recall[:, k, a, m] = 0
-                    precision[:, :, k, a, m] = 0
-                    continue
-                rc = tp / npig
-                pr = tp / (fp + tp + eps)
-                recall[:, k, a, m] = rc[:, -1]
-                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
-                for t in range(T):
-                    inds = np.searchsorted(rc[t], COCO_REC_THRS, side="left")
-                    q = np.zeros(R)
-                    ok = inds < nd
-                    # pycocotools stops filling at the first recall point beyond reach
-                    first_bad = int(np.argmin(ok)) if not ok.all() else R
-                    q[:first_bad] = pr[t, inds[:first_bad]]
-                    precision[t, :, k, a, m] = q
+            sel = mine[mine_rank < mdet] if mdet < dmax else mine
+            if len(sel) == done:  # the same detections as the smaller max_dets: same figures
+                recall[:, k, areas, m] = recall[:, k, areas, m - 1]
+                precision[:, :, k, areas, m] = precision[:, :, k, areas, m - 1]
+                continue
+            rc, pr = _pr_curves(outcome, sel, areas, npig[areas, k], budget)
+            recall[:, k, areas, m] = rc.T
+            precision[:, :, k, areas, m] = pr.transpose(1, 2, 0)
+            done = len(sel)
 
     metrics = CocoMetrics(
         precision=precision,
