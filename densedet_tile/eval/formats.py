@@ -512,6 +512,17 @@ def _coco_records(data: Mapping[str, Any], field_name: str, path: Path) -> dict[
 # handed to the record-by-record reader, which names the first bad record (or reads what the
 # columns were too strict for, such as an id written 7.0).
 
+def _columns(records: list[Any], keys: Sequence[str]) -> list[list[Any]] | None:
+    """Each key's values over the records, in file order; None when a record is no object or
+    lacks one of the keys."""
+    if {type(r) for r in records} - {dict}:
+        return None
+    try:
+        return [[r[k] for r in records] for k in keys]
+    except KeyError:
+        return None
+
+
 def _fast_xywh(bboxes: list[Any]) -> np.ndarray | None:
     """(N, 4) float64 of COCO bboxes when every one is a list of four JSON numbers (not bools),
     finite, with w, h >= 0 and a far corner and area that are floats; else None."""
@@ -560,14 +571,10 @@ def _fast_coco_annotations(anns: list[Any], id_to_key: Mapping[int | str, str],
                            cats: Mapping[int | str, str], out: BoxSet) -> bool:
     """Fill ``out``'s images from COCO annotations column-wise; False (``out`` untouched) when
     any record needs the record-by-record reader."""
-    try:
-        if {type(a) for a in anns} - {dict}:
-            return False
-        iids = [a["image_id"] for a in anns]
-        cids = [a["category_id"] for a in anns]
-        bboxes = [a["bbox"] for a in anns]
-    except KeyError:
+    cols = _columns(anns, ("image_id", "category_id", "bbox"))
+    if cols is None:
         return False
+    iids, cids, bboxes = cols
     crowds = [a.get("iscrowd", 0) for a in anns]
     areas = [a.get("area", _NO_AREA) for a in anns]
     if not (_plain_ids(iids) and _plain_ids(cids)):
@@ -612,15 +619,10 @@ def _fast_coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet
     record-by-record reader."""
     ids = gt.coco_images if gt is not None else {}
     cats = gt.coco_categories if gt is not None else {}
-    try:
-        if {type(r) for r in data} - {dict}:
-            return None
-        iids = [r["image_id"] for r in data]
-        cids = [r["category_id"] for r in data]
-        bboxes = [r["bbox"] for r in data]
-        scores = [r["score"] for r in data]
-    except KeyError:
+    cols = _columns(data, ("image_id", "category_id", "bbox", "score"))
+    if cols is None:
         return None
+    iids, cids, bboxes, scores = cols
     if not (_plain_ids(iids) and _plain_ids(cids)):
         return None
     keys: dict[str, int] = {}  # image key -> group, in order of first appearance

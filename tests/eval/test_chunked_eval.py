@@ -6,8 +6,6 @@ same arrays, bit for bit, as the default, and both equal pycocotools."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 
 import numpy as np
 import pytest
@@ -16,8 +14,7 @@ from densedet_tile.eval import EvalImage, evaluate_boxes
 from densedet_tile.eval.coco import COCO_REC_THRS, _tp_needed
 
 pytest.importorskip("pycocotools")
-from pycocotools.coco import COCO  # noqa: E402
-from pycocotools.cocoeval import COCOeval  # noqa: E402
+from test_evaluate import pycoco_eval  # noqa: E402
 
 NCAT = 5
 
@@ -58,35 +55,12 @@ def _scene(seed: int) -> list[EvalImage]:
     return ims
 
 
-def _pycocotools(ims: list[EvalImage], max_dets: tuple[int, ...]) -> COCOeval:
-    gt = {"images": [{"id": i + 1} for i in range(len(ims))],
-          "categories": [{"id": c + 1} for c in range(NCAT)], "annotations": []}
-    res = []
-    for i, im in enumerate(ims):
-        for b, lab, cr, ar in zip(im.gt_xyxy, im.gt_labels, im.gt_crowd, im.gt_area):
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": int(lab) + 1,
-                                      "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": float(ar),
-                                      "iscrowd": int(cr)})
-        for b, lab, s in zip(im.dt_xyxy, im.dt_labels, im.dt_scores):
-            res.append({"image_id": i + 1, "category_id": int(lab) + 1,
-                        "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)})
-    with contextlib.redirect_stdout(io.StringIO()):
-        cg = COCO()
-        cg.dataset = gt
-        cg.createIndex()
-        ev = COCOeval(cg, cg.loadRes(res), "bbox")
-        ev.params.maxDets = list(max_dets)
-        ev.evaluate()
-        ev.accumulate()
-    return ev
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("max_dets", [(1, 10, 100), (3, 7, 25), (2, 2, 600)])
 def test_tiny_chunks_give_the_figures_of_one_chunk_and_of_pycocotools(seed: int, max_dets: tuple[int, ...]) -> None:
     ims = _scene(seed)
     whole = evaluate_boxes(ims, max_dets=max_dets)
-    ref = _pycocotools(ims, max_dets)
+    ref = pycoco_eval(ims, NCAT, max_dets)
     kept = list(whole.categories)  # the class without ground truth is no category
     np.testing.assert_allclose(whole.precision, ref.eval["precision"][:, :, kept], atol=1e-12, rtol=0)
     np.testing.assert_allclose(whole.recall, ref.eval["recall"][:, kept], atol=1e-12, rtol=0)
@@ -108,7 +82,7 @@ def test_one_class_of_many_detections_accumulated_across_chunks_equals_pycocotoo
     ims = [EvalImage(im.name + str(i), im.gt_xyxy, np.zeros(len(im.gt_labels), int), im.dt_xyxy, im.dt_scores,
                      np.zeros(len(im.dt_labels), int), gt_crowd=im.gt_crowd) for i, im in enumerate(ims)]
     md = (1, 10, 300)
-    ref = _pycocotools(ims, md)
+    ref = pycoco_eval(ims, NCAT, md)
     for chunk in (4_000_000, 3000, 41, 1):
         got = evaluate_boxes(ims, max_dets=md, chunk_elems=chunk)
         np.testing.assert_allclose(got.precision, ref.eval["precision"][:, :, :1], atol=1e-12, rtol=0)
