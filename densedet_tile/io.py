@@ -432,7 +432,7 @@ def write_coco(result: "ImageResult", path: str | os.PathLike[str], *, stage: di
     scores = [round(s, 4) for s in d.scores.tolist()]
     cats = (d.labels.astype(np.int64) + 1).tolist()
     # The text json.dumps writes for these records, byte for byte, from a template per row:
-    # twice as fast as a dict per box (400k boxes: 2.7 s -> 1.3 s). json.dumps writes a float as
+    # faster than a dict per box (400k boxes: 3.1 s -> 1.9 s written). json.dumps writes a float as
     # its repr; Detections hold finite numbers only (no NaN or Infinity to spell differently).
     head = '{"image_id":' + json.dumps(result.name) + ',"category_id":'
     it = iter(boxes)

@@ -229,12 +229,11 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
         value = [] if data.get(key) is None else data[key]
         if not isinstance(value, list):
             raise InvalidInputError(f"{path}: {key} must be an array, got {_show(value)}")
-        items = (itertools.chain.from_iterable(row if isinstance(row, list) else [row] for row in value)
-                 if key == "boxes" else value)
-        bad = []
-        if set(map(type, items)) - {int, float}:  # (a set of types: bool is not int here)
-            bad = [v for row in value for v in (row if key == "boxes" and isinstance(row, list) else [row])
-                   if not _real(v)]
+        def items() -> Iterable[Any]:
+            return (itertools.chain.from_iterable(row if isinstance(row, list) else [row] for row in value)
+                    if key == "boxes" else value)
+        # one pass over the types as a set (bool is not int there); the values only when it fails
+        bad = [v for v in items() if not _real(v)] if set(map(type, items())) - {int, float} else []
         if bad:
             raise InvalidInputError(f"{path}: {key} must hold numbers"
                                     f"{' (boxes as [x1, y1, x2, y2])' if key == 'boxes' else ''}, got {_show(bad[0])}")
@@ -350,7 +349,7 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     sized = idx[6] >= 0 and idx[7] >= 0
     if not has_score and predictions:
         out.scored = False
-    del text  # (the chunks read from their own copy)
+    del text  # (the records' reader holds it until spent, so it is freed before the arrays are joined)
     name_table: dict[str, int] = {}
     class_table: dict[str, int] = {}
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("line", "name", "class", "xyxy", "score", "w", "h")}
@@ -403,20 +402,17 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         raise InvalidInputError(f"{path}: line {lines_all[i]}: image_width/image_height beyond any image "
                                 f"({MAX_SIDE} px at most)")
     # images are keyed by file name: two folders' a.jpg would merge (" a.jpg" and "a.jpg" are one)
-    key_of: dict[str, str] = {}
-    for raw in name_table:
-        key = image_key(raw.strip())
-        if key in key_of and key_of[key] != raw.strip():
-            raise InvalidInputError(f"{path}: {key_of[key]!r} and {raw.strip()!r} are both image {key!r} "
-                                    "(images are matched by file name); give them different names")
-        key_of.setdefault(key, raw.strip())
     name_map, keys = _renumber(name_table, lambda raw: image_key(raw.strip()))
+    first_raw: dict[int, str] = {}
+    for raw, k in zip(name_table, name_map.tolist()):
+        if first_raw.setdefault(k, raw.strip()) != raw.strip():
+            raise InvalidInputError(f"{path}: {first_raw[k]!r} and {raw.strip()!r} are both image {keys[k]!r} "
+                                    "(images are matched by file name); give them different names")
     class_map, class_names = _renumber(class_table, str.strip)
     grp = name_map[np.concatenate(parts["name"])]  # image number, in order of first appearance
     cls = class_map[np.concatenate(parts["class"])]
     del parts
-    by = np.argsort(grp, kind="stable")
-    bounds = np.r_[0, np.cumsum(np.bincount(grp, minlength=len(keys)))]
+    by, bounds = _groups(grp, len(keys))
     starts = bounds[:-1]
     wmin, wmax = np.fmin.reduceat(wv[by], starts), np.fmax.reduceat(wv[by], starts)
     hmin, hmax = np.fmin.reduceat(hv[by], starts), np.fmax.reduceat(hv[by], starts)
