@@ -12,7 +12,10 @@ time, as detectors do, and audited with default settings:
   shelf edge, the given number per row on average;
 - ``tags``: small boxes (0.4-0.7 of a product wide, 0.12-0.2 high) on the shelf edges;
 - ``strays``: the given number of product-sized boxes per aisle scattered above or below the
-  shelving (signs, lights, items on the floor).
+  shelving (signs, lights, items on the floor);
+- ``drop``: the given share of the products missed (each box dropped at random);
+- ``real``: several at once, as a real detector gives them: 3 % jitter, the given share missed,
+  one rail box per row and 3 strays per aisle.
 
 Printed per condition: row recall and precision (each found row's bounding box matched one to
 one to a true row's at IoU >= 0.5, as ``scripts/eval_audit_real.py`` does), aisles whose row
@@ -94,6 +97,19 @@ def perturb(kind: str, A: dict, rng: np.random.Generator, s: float) -> tuple[np.
                  else rng.uniform(min(bottom + 2, A["height"] - h - 1), A["height"] - h))
             out.append([x, y, x + w, y + h])
         extra = np.array(out).reshape(-1, 4)
+    elif kind == "drop":
+        keep = rng.random(len(xy)) >= s
+        return xy[keep], key[keep]
+    elif kind == "real":
+        # several at once, as a real detector gives them: 3 % jitter, s of the products missed,
+        # one rail box per row and 3 strays
+        xy, key = perturb("jitter", A, rng, 0.03)
+        keep = rng.random(len(xy)) >= s
+        xy, key = xy[keep], key[keep]
+        rail = _on_shelf_edges(A, rng, 1.0, (2, 8), (0.08, 0.15))
+        B = dict(A, xyxy=xy, key=key)
+        xy2, key2 = perturb("strays", B, rng, 3)
+        return np.r_[xy2, rail], np.r_[key2, np.full(len(rail), -1)]
     elif kind == "none":
         return xy, key
     else:
@@ -128,7 +144,8 @@ def score(A: dict, xy: np.ndarray, key: np.ndarray, res) -> dict:
             "other_gaps": len(gaps) - len(hit), "empty_shelves": len(res.empty_shelves)}
 
 
-CONDITIONS = {"none": [0.0], "jitter": [0.03, 0.05], "rail": [1.0, 2.0], "tags": [3.0], "strays": [5.0, 10.0]}
+CONDITIONS = {"none": [0.0], "jitter": [0.03, 0.05], "rail": [1.0, 2.0], "tags": [3.0], "strays": [5.0, 10.0],
+              "drop": [0.1, 0.2], "real": [0.1]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -180,6 +180,23 @@ def test_bench_audit_noise_runs_and_the_rules_find_the_gaps_rails_hid(tmp_path):
     assert res["found"] >= 0.8 * res["planted"]
 
 
+def test_bench_audit_noise_drop_and_real_perturb_as_described():
+    noise = _load("bench_audit_noise")
+    import numpy as np
+
+    A = noise.make_aisle(3)
+    n = len(A["xyxy"])
+    xy, key = noise.perturb("drop", A, np.random.default_rng(5), 0.2)
+    # a subset of the true boxes, untouched, each with its own key
+    assert 0.6 * n < len(xy) < 0.95 * n and (key >= 0).all()
+    assert len(np.unique(np.r_[A["xyxy"], xy], axis=0)) == n
+    xy, key = noise.perturb("real", A, np.random.default_rng(5), 0.1)
+    real = key >= 0
+    # jittered products (not the true boxes any more), some missed, plus rails and 3 strays
+    assert 0.75 * n < real.sum() < n and (~real).sum() >= 3
+    assert not np.isin(xy[real, 0], A["xyxy"][:, 0]).any()
+
+
 def test_bench_audit_panorama_says_when_the_real_photos_are_missing(tmp_path):
     import subprocess
     import sys
