@@ -284,9 +284,11 @@ CSV_CHUNK = 16384
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
-def _csv_records(text: str) -> Iterator[tuple[list[list[str]], list[int]]]:
+def _csv_records(text: str, path: Path) -> Iterator[tuple[list[list[str]], list[int]]]:
     """The records of a CSV text that hold something, in chunks of up to :data:`CSV_CHUNK`, each
-    with the file line every record starts on (blank lines count)."""
+    with the file line every record starts on (blank lines count). A record the csv module
+    cannot read (a field past its size limit: an unclosed quote swallowing the rest of a large
+    file) is an :class:`InvalidInputError` naming ``path`` and the line it starts on."""
     # The csv module joins the lines of a record itself: a quoted field may hold line breaks.
     # Lines end at \r\n, \r or \n only, as io.StringIO(newline="") splits them (str.splitlines
     # would also break at \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and \u2029 inside a field); they
@@ -295,7 +297,14 @@ def _csv_records(text: str) -> Iterator[tuple[list[list[str]], list[int]]]:
     rows: list[list[str]] = []
     lines: list[int] = []
     before = 0  # the lines read before the current record
-    for r in reader:
+    while True:
+        try:
+            r = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise InvalidInputError(f"{path}: line {before + 1}: unreadable CSV record ({exc}; an unclosed quote?)") \
+                from None
         if r and (len(r) > 1 or r[0].strip()):
             rows.append(r)
             lines.append(before + 1)
@@ -324,7 +333,7 @@ def _renumber(table: dict[str, int], clean: Any) -> tuple[np.ndarray, list[str]]
 def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     text = _read_text(path, newline="")
     out = BoxSet(source=str(path), kind="csv")
-    chunks = _csv_records(text)
+    chunks = _csv_records(text, path)
     first_chunk = next(chunks, None)
     if first_chunk is None:
         return out
@@ -352,55 +361,43 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     del text  # (the records' reader holds it until spent, so it is freed before the arrays are joined)
     name_table: dict[str, int] = {}
     class_table: dict[str, int] = {}
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("line", "name", "class", "xyxy", "score", "w", "h")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("name", "class", "xyxy", "score", "w", "h")}
+    n = 0  # records read
     for body, lines in itertools.chain([first_chunk], chunks):
         if not body:
             continue
-        for r, line in zip(body, lines):
-            if len(r) < width_needed:
-                raise InvalidInputError(f"{path}: line {line} has {len(r)} fields, expected {width_needed}")
-        cols_t = list(zip(*body))
-        parts["line"].append(np.array(lines, dtype=np.int64))
+        # every check of a single record runs chunk by chunk, and the first line of the file with
+        # a problem is the one named, however the file is chunked
+        short = next((k for k, r in enumerate(body) if len(r) < width_needed), None)
+        if short is not None:
+            body, lines, short_row = body[:short], lines[:short], (lines[short], len(body[short]))
+        cols_t = list(zip(*body)) if body else [()] * width_needed
+        xyxy_c = np.column_stack([_csv_numbers(cols_t[i]) for i in idx[1:5]]).reshape(len(body), 4, 2)
+        score_c = _csv_numbers(cols_t[idx[8]]) if has_score else np.array([[1.0, _OK]] * len(body)).reshape(-1, 2)
+        size_c = [_csv_numbers(cols_t[i], allow_empty=True) for i in idx[6:8]] if sized else []
+        _first_record_problem(path, lines, [cols_t[i] for i in idx[1:5]], xyxy_c, score_c,
+                              cols_t[idx[8]] if has_score else None, size_c, [cols_t[i] for i in idx[6:8]] if sized else [])
+        if short is not None:
+            raise InvalidInputError(f"{path}: line {short_row[0]} has {short_row[1]} fields, expected {width_needed}")
+        n += len(lines)
         parts["name"].append(_numbered(cols_t[idx[0]], name_table))
         parts["class"].append(_numbered(cols_t[idx[5]], class_table))
-        parts["xyxy"].append(np.column_stack([_numbers(cols_t[i], path, lines, "coordinates") for i in idx[1:5]]))
+        # copies: a view would keep each chunk's problem column alive as well
+        parts["xyxy"].append(np.ascontiguousarray(xyxy_c[:, :, 0]))
         if has_score:
-            parts["score"].append(_numbers(cols_t[idx[8]], path, lines, "score"))
+            parts["score"].append(np.ascontiguousarray(score_c[:, 0]))
         if sized:
-            parts["w"].append(_numbers(cols_t[idx[6]], path, lines, "image_width", allow_empty=True))
-            parts["h"].append(_numbers(cols_t[idx[7]], path, lines, "image_height", allow_empty=True))
+            parts["w"].append(np.ascontiguousarray(size_c[0][:, 0]))
+            parts["h"].append(np.ascontiguousarray(size_c[1][:, 0]))
         del body, cols_t
-    if not parts["line"]:
+    if not n:
         return out
-    lines_all = np.concatenate(parts["line"])
-    n = len(lines_all)
     xyxy = np.concatenate(parts["xyxy"]).reshape(-1, 4)
     scores = np.concatenate(parts["score"]) if has_score else np.ones(n)
-    bad = ~np.isfinite(xyxy).all(1) | ~np.isfinite(scores)
-    if bad.any():
-        raise InvalidInputError(f"{path}: line {lines_all[int(np.flatnonzero(bad)[0])]}: coordinates and score must be finite")
-    inverted = (xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1])
-    if inverted.any():
-        i = int(np.flatnonzero(inverted)[0])
-        raise InvalidInputError(f"{path}: line {lines_all[i]}: box {xyxy[i].tolist()} has x2 < x1 or y2 < y1")
-    huge = _beyond_floats(xyxy)
-    if huge.any():
-        i = int(np.flatnonzero(huge)[0])
-        raise InvalidInputError(f"{path}: line {lines_all[i]}: box {xyxy[i].tolist()} {TOO_LARGE}")
     if sized:
         wv, hv = np.concatenate(parts["w"]), np.concatenate(parts["h"])
     else:
         wv = hv = np.full(n, np.nan)
-    known = np.isfinite(wv) & np.isfinite(hv)
-    badsize = known & ((wv <= 0) | (hv <= 0) | (wv != np.round(wv)) | (hv != np.round(hv)))
-    if badsize.any():
-        i = int(np.flatnonzero(badsize)[0])
-        raise InvalidInputError(f"{path}: line {lines_all[i]}: image_width/image_height must be positive integers")
-    huge = known & ((wv > MAX_SIDE) | (hv > MAX_SIDE))
-    if huge.any():
-        i = int(np.flatnonzero(huge)[0])
-        raise InvalidInputError(f"{path}: line {lines_all[i]}: image_width/image_height beyond any image "
-                                f"({MAX_SIDE} px at most)")
     # images are keyed by file name: two folders' a.jpg would merge (" a.jpg" and "a.jpg" are one)
     name_map, keys = _renumber(name_table, lambda raw: image_key(raw.strip()))
     first_raw: dict[int, str] = {}
@@ -432,27 +429,82 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     return out
 
 
-def _numbers(values: Sequence[str], path: Path, lines: Sequence[int], what: str, *,
-             allow_empty: bool = False) -> np.ndarray:
-    """float64 array of CSV fields (``lines``: the file line of each); on failure name the first bad line."""
+#: What :func:`_csv_numbers` marks a field as (its second column).
+_OK, _NOT_A_NUMBER, _NOT_FINITE = 0.0, 1.0, 2.0
+
+
+def _csv_numbers(values: Sequence[str], *, allow_empty: bool = False) -> np.ndarray:
+    """(N, 2) float64 of CSV fields: the value (NaN where it is no number) and what is wrong with
+    it: :data:`_NOT_A_NUMBER`, or with ``allow_empty`` (an empty field is "not given", NaN)
+    :data:`_NOT_FINITE` for a "nan" or "inf" written out."""
     vals = [v.strip() for v in values]
+    out = np.zeros((len(vals), 2))
     if allow_empty:
-        given = [bool(v) for v in vals]
+        given = np.array([bool(v) for v in vals], bool)
         vals = [v if v else "nan" for v in vals]
     try:
-        out = np.array(vals, dtype=np.float64) if vals else np.zeros(0)
-    except ValueError:
+        out[:, 0] = np.array(vals, dtype=np.float64) if vals else np.zeros(0)
+    except ValueError:  # rare: the fields one by one
         for i, v in enumerate(vals):
-            if not _is_number(v):
-                raise InvalidInputError(f"{path}: line {lines[i]}: {what} must be numbers, got {v!r}") from None
-        raise
-    if allow_empty:  # empty is "not given"; "nan" or "inf" written out is no size
-        bad = np.flatnonzero(~np.isfinite(out) & np.array(given, bool))
-        if bad.size:
-            i = int(bad[0])
-            raise InvalidInputError(f"{path}: line {lines[i]}: {what} must be a finite number or empty, "
-                                    f"got {vals[i]!r}")
+            try:
+                out[i, 0] = float(v)
+            except ValueError:
+                out[i] = np.nan, _NOT_A_NUMBER
+    if allow_empty:
+        out[:, 1] = np.where((out[:, 1] == _OK) & ~np.isfinite(out[:, 0]) & given, _NOT_FINITE, out[:, 1])
     return out
+
+
+def _first_record_problem(path: Path, lines: Sequence[int], coord_text: Sequence[Sequence[str]], xyxy: np.ndarray,
+                          score: np.ndarray, score_text: Sequence[str] | None, size: Sequence[np.ndarray],
+                          size_text: Sequence[Sequence[str]]) -> None:
+    """Raise the :class:`InvalidInputError` of the first CSV record (file order) with a problem of
+    its own, if any. On one line the problems are named in this order: a field that is no number
+    (coordinates x1, y1, x2, y2, then the score, width, height), a width or height written as nan
+    or inf, coordinates or score not finite, a box with x2 < x1 or y2 < y1, one too large to
+    measure, a width or height that is no positive integer or larger than any image.
+    ``xyxy`` (N, 4, 2), ``score`` (N, 2) and ``size`` (width, height: (N, 2) each) as
+    :func:`_csv_numbers` gives them; the texts are the fields as read."""
+    n = len(lines)
+    if n == 0:
+        return
+    xy = xyxy[:, :, 0]
+    wv, hv = (size[0][:, 0], size[1][:, 0]) if size else (np.full(n, np.nan), np.full(n, np.nan))
+    known = np.isfinite(wv) & np.isfinite(hv)
+    with np.errstate(invalid="ignore"):
+        inverted = (xy[:, 2] < xy[:, 0]) | (xy[:, 3] < xy[:, 1])
+    checks = [xyxy[:, :, 1] == _NOT_A_NUMBER, score[:, 1:] == _NOT_A_NUMBER]
+    checks += [s[:, 1:] == _NOT_A_NUMBER for s in size] + [s[:, 1:] == _NOT_FINITE for s in size]
+    checks += [(~np.isfinite(xy).all(1) | ~np.isfinite(score[:, 0]))[:, None],
+               inverted[:, None], _beyond_floats(np.nan_to_num(xy))[:, None],
+               (known & ((wv <= 0) | (hv <= 0) | (wv != np.round(wv)) | (hv != np.round(hv))))[:, None],
+               (known & ((wv > MAX_SIDE) | (hv > MAX_SIDE)))[:, None]]
+    flags = np.concatenate(checks, axis=1)  # (N, K): every kind of problem, in the order named
+    bad_rows = np.flatnonzero(flags.any(1))
+    if not bad_rows.size:
+        return
+    i = int(bad_rows[0])
+    k = int(np.flatnonzero(flags[i])[0])
+    at = f"{path}: line {lines[i]}"
+    if k < 4:
+        raise InvalidInputError(f"{at}: coordinates must be numbers, got {coord_text[k][i].strip()!r}")
+    k -= 4
+    if k < 1:
+        raise InvalidInputError(f"{at}: score must be numbers, got {score_text[i].strip()!r}")  # type: ignore[index]
+    k -= 1
+    names = ("image_width", "image_height")
+    if k < len(size):
+        raise InvalidInputError(f"{at}: {names[k]} must be numbers, got {size_text[k][i].strip()!r}")
+    k -= len(size)
+    if k < len(size):
+        raise InvalidInputError(f"{at}: {names[k]} must be a finite number or empty, got {size_text[k][i].strip()!r}")
+    k -= len(size)
+    box = xy[i].tolist()
+    raise InvalidInputError(at + (": coordinates and score must be finite",
+                                  f": box {box} has x2 < x1 or y2 < y1",
+                                  f": box {box} {TOO_LARGE}",
+                                  ": image_width/image_height must be positive integers",
+                                  f": image_width/image_height beyond any image ({MAX_SIDE} px at most)")[k])
 
 
 def _is_number(text: str) -> bool:

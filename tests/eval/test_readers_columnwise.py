@@ -188,3 +188,42 @@ def test_csv_errors_in_a_later_chunk_name_their_line(tmp_path: Path, monkeypatch
     p.write_text(text, newline="")
     with pytest.raises(InvalidInputError, match=message):
         read_predictions(p)
+
+
+_GOOD_ROW = "a.jpg,1,1,2,2,cola,10,10,0.5"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 16384])
+@pytest.mark.parametrize("first, later, message", [
+    # the first line with a problem is named, whatever kind of problem a later line has and
+    # however the file is cut into chunks (an outside review: a bad width 30 000 lines on hid a
+    # NaN on line 7, and the line named depended on the chunk size)
+    ("a.jpg,1,nan,2,2,cola,10,10,0.5", "a.jpg,1,1,2,2,cola,6x0,10,0.5", r"line 3: coordinates and score must be finite"),
+    ("a.jpg,1,zz,2,2,cola,10,10,0.5", "a.jpg,qq,1,2,2,cola,10,10,0.5", r"line 3: coordinates must be numbers, got 'zz'"),
+    ("a.jpg,1,1,2,2,cola,10,4q0,0.5", "a.jpg,q,1,2,2,cola,10,10,0.5", r"line 3: image_height must be numbers, got '4q0'"),
+    ("a.jpg,q5,1,2,2,cola,10,10,0.5", "a.jpg,1,1", r"line 3: coordinates must be numbers, got 'q5'"),
+    ("a.jpg,5,1,2,2,cola,10,10,0.5", "x/a.jpg,1,1,2,2,cola,10,10,0.5", r"line 3: box \[5\.0, 1\.0, 2\.0, 2\.0\] has x2 < x1"),
+    ("a.jpg,1,1", "a.jpg,1,1,2,2,cola,10,10,x", r"line 3 has 3 fields, expected 9"),
+    ("a.jpg,1,1,2,2,cola,10,10,", "a.jpg,1,1,2,inf,cola,10,10,0.5", r"line 3: score must be numbers, got ''"),
+    ("a.jpg,1,1,2,2,cola,inf,10,0.5", "a.jpg,1,1,2,2,cola,10,10,x", r"line 3: image_width must be a finite number or empty"),
+    ("a.jpg,1,1,2,2,cola,10.5,10,0.5", "a.jpg,1,1,0,2,cola,10,10,0.5", r"line 3: image_width/image_height must be positive"),
+    ("a.jpg,1,1,2,2,cola,3e9,10,0.5", "a.jpg,x,1,2,2,cola,10,10,0.5", r"line 3: image_width/image_height beyond any image"),
+    ("a.jpg,-1e308,1,1e308,2,cola,10,10,0.5", "a.jpg,1,1,0,2,cola,10,10,0.5", r"line 3: box .* too large"),
+])
+def test_csv_names_its_first_bad_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, first: str,
+                                      later: str, message: str) -> None:
+    monkeypatch.setattr(formats, "CSV_CHUNK", chunk)
+    rows = [_GOOD_ROW, first] + [_GOOD_ROW] * 5 + [later] + [_GOOD_ROW] * 3
+    p = tmp_path / "preds.csv"
+    p.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InvalidInputError, match=message):
+        read_predictions(p)
+
+
+def test_csv_with_an_unreadable_record_names_the_file_and_line(tmp_path: Path) -> None:
+    # an unclosed quote makes one field of the rest of the file; past the csv module's field
+    # limit that was its own csv.Error, not the reader's one-line error
+    p = tmp_path / "gt.csv"
+    p.write_text("a.jpg,1,1,2,2,cola,10,10\n" + 'b.jpg,"1,1,2,2,cola,10,10\n' + "c.jpg,1,1,2,2,cola,10,10\n" * 9000)
+    with pytest.raises(InvalidInputError, match=r"gt\.csv: line 2: unreadable CSV record \(field larger"):
+        read_ground_truth(p)
