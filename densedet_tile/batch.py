@@ -32,7 +32,7 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line
-from .io import OUTPUT_SUFFIXES, atomic_write, ensure_out_dir, new_folders, remove_empty, same_path, sweep_temporaries
+from .io import OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, ensure_out_dir, new_folders, remove_empty, same_path, sweep_temporaries
 from .runner import (Job, build_detector, input_state, output_stem, outputs_complete, process_image,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
 from .tiler.readers import IMAGE_SUFFIXES
@@ -196,33 +196,38 @@ class Manifest:
 def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Absolute paths of the inputs, folders replaced by their image files (sorted, not recursive).
 
-    Duplicates (the same file named twice) are kept once, first position. A path that does not
-    exist (or a link that leads nowhere, or round in a loop) is kept: it fails as that image's
-    error, not the run's. The previews this tool drew into a folder (``<stem>.preview.jpg`` beside
+    Duplicates (the same file named twice, or reached through a link, in a folder or not) are
+    kept once, first position. A path that does not exist (or a link that leads nowhere, or
+    round in a loop, named or in a folder) is kept under the name it was given: it fails as that
+    image's error, not the run's. The previews this tool drew into a folder (``<stem>.preview.jpg`` beside
     ``<stem>.detections.json``) are not taken, nor are a folder's hidden files (a name starting
     with ``.``: macOS's ``._IMG_0001.jpg`` resource forks are no photos; a hidden file named
     as an input is taken). A folder that cannot be listed is refused
     (:class:`~densedet_tile.errors.InvalidInputError` naming it).
     """
     out: list[Path] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for raw in inputs:
         given = Path(raw).expanduser()
         try:
             p = given.resolve()
         except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
             p = Path(os.path.abspath(given))
+        if not p.exists() and given.is_symlink():  # a link to nothing fails under its own name
+            p = Path(os.path.abspath(given))
         try:
             found = (
-                sorted(c for c in p.iterdir() if not c.name.startswith(".") and c.is_file()
+                sorted(c for c in p.iterdir() if not c.name.startswith(".")
+                       and (c.is_file() or (c.is_symlink() and not c.exists()))  # a broken link is listed as one
                        and c.suffix.lower() in IMAGE_SUFFIXES and not _our_preview(c))
                 if p.is_dir() else [p]
             )
         except OSError as exc:
             raise InvalidInputError(f"{raw}: cannot list the folder ({one_line(exc)})") from None
         for f in found:
-            if f not in seen:
-                seen.add(f)
+            key = os.path.realpath(f) if f.exists() else str(f)  # a file and a link to it are one photo
+            if key not in seen:
+                seen.add(key)
                 out.append(f)
     return out
 
@@ -494,6 +499,13 @@ def run_batch(
         raise InvalidInputError(f"detector must be a DetectorSpec or have a predict(tiles) method, got {type(detector).__name__}")
 
     backend = _resolve_backend(ray)
+    # a folder named that does not exist is a bad option (nothing runs); a missing image file
+    # fails as its own image. Without the folder, a name that ends in a separator or has no
+    # image suffix is taken for a folder.
+    gone = [str(i) for i in inputs if not Path(i).expanduser().exists()
+            and (str(i).endswith(("/", os.sep)) or Path(i).suffix.lower() not in IMAGE_SUFFIXES)]
+    if gone:
+        raise InvalidInputError(f"{gone[0]}: no such folder{f' (and {len(gone) - 1} more)' if len(gone) > 1 else ''}")
     paths = expand_inputs(inputs)
     # outputs of an earlier run named again (a glob over the output folder picks up its previews):
     # not photos, left out with a note, as the detect verb does
@@ -523,7 +535,11 @@ def run_batch(
             paths, stems, [r["input"] for r in earlier if isinstance(r.get("input"), str)],
             known=_image_names_in(out, paths) if bumped else ())))
         refuse_outputs_over_inputs(paths, stems, out, job)  # before anything is written
-        sweep_temporaries(out)  # what a killed run was writing
+        # what a killed run was writing: this run's outputs' temporaries whatever their age (the
+        # lock keeps other batch runs out, and a run stopped and started again at once must not
+        # find them), any others' once they are old
+        own = _own_output_names(stems)
+        sweep_temporaries(out, own=own)
         job = replace(job, request=request_key(job, detector))
         for p, stem in zip(paths, stems):
             (done if outputs_complete(out, stem, job, p) else todo).append((p, stem))
@@ -615,14 +631,26 @@ def run_batch(
                 manifest.append(end)
                 manifest.write_snapshot()
         finally:  # also when the log could not be written (a full disk)
-            manifest.unlock()
-            if not begun:  # stopped before its first line (while Ray started): no folder of its own left empty
-                remove_empty(made)
-            if started_ray:
-                import ray as _ray
+            try:
+                if started_ray:
+                    import ray as _ray
 
-                _ray.shutdown()
+                    _ray.shutdown()
+                # a worker stopped, timed out or killed while writing left its temporaries behind:
+                # they are this run's own (its images' outputs), every writer of them is gone, and
+                # the lock still keeps the next run out
+                sweep_temporaries(out, own=own)
+            finally:
+                manifest.unlock()
+                if not begun:  # stopped before its first line (while Ray started): no folder of its own left empty
+                    remove_empty(made)
     return summary
+
+
+def _own_output_names(stems: Sequence[str]) -> set[str]:
+    """The file names a batch run's images may write, in every format (an earlier run's other
+    formats too), and the YOLO class list."""
+    return {stem + suffix for stem in stems for suffix in OUTPUT_SUFFIXES.values()} | {YOLO_CLASSES_FILE}
 
 
 def _stop_reason(exc: KeyboardInterrupt, signum: int | None = None) -> str:

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
@@ -200,14 +200,19 @@ def _name_start(name: str) -> str:
     return os.fsdecode(os.fsencode(name)[:TMP_NAME_KEEP])
 
 
-def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120.0) -> int:
+def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120.0,
+                      own: Iterable[str] = ()) -> int:
     """Remove the temporaries a killed run of this tool left in ``folder`` (not its
     subfolders); returns how many. Only names :func:`write_files` makes, and only those not
-    touched for ``older_than`` seconds: a live writer renames its temporaries within moments."""
+    touched for ``older_than`` seconds (a live writer renames its temporaries within moments),
+    except the temporaries of the output files named in ``own``, which go whatever their age:
+    a caller names the outputs that only it may write (a batch run holding its folder's lock,
+    once its workers are gone), so a run stopped and started again at once leaves none."""
     import re
     import time
 
-    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}" + re.escape(TMP_SUFFIX) + r"(\.old)?$")
+    pattern = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}" + re.escape(TMP_SUFFIX) + r"(\.old)?$")
+    starts = {_name_start(name) for name in own}
     now, n = time.time(), 0
     try:
         entries = list(os.scandir(folder))
@@ -215,7 +220,9 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120
         return 0
     for e in entries:
         try:
-            if pattern.match(e.name) and e.is_file(follow_symlinks=False) and now - e.stat(follow_symlinks=False).st_mtime > older_than:
+            m = pattern.match(e.name)
+            if m and e.is_file(follow_symlinks=False) and (
+                    m.group(1) in starts or now - e.stat(follow_symlinks=False).st_mtime > older_than):
                 os.unlink(e.path)
                 n += 1
         except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -494,20 +495,42 @@ def test_temporaries_of_a_killed_run_are_swept_and_skipped_lines_follow_the_run_
     out = tmp_path / "out"
     job = Job(tiling=TileSpec(tile=256))
     run_batch(imgs[:1], out, detector=BlobDetector(), job=job)
-    old = [out / ".a.detections.json.k3j_x9ab.tmp", out / ".a.detections.csv.Zq81hh0p.tmp.old"]
-    fresh = out / ".b.detections.json.p0p0p0p0.tmp"  # a live writer's: too recent to touch
+    old = [out / ".a.detections.json.k3j_x9ab.tmp", out / ".a.detections.csv.Zq81hh0p.tmp.old",
+           out / ".zz.detections.json.k3j_x9ab.tmp"]
+    # this run's own outputs' temporaries go however recent (a run stopped and started again at
+    # once: an outside review found them left), another writer's recent ones stay
+    own_fresh = out / ".b.preview.jpg.p0p0p0p0.tmp"
+    fresh = out / ".zz.detections.json.p0p0p0p0.tmp"
     keep = out / ".notes.tmp"  # not a name this tool makes
-    for f in (*old, fresh, keep):
+    for f in (*old, own_fresh, fresh, keep):
         f.write_text("x")
     stale = time.time() - 3600
     for f in (*old, keep):
         os.utime(f, (stale, stale))
     run_batch(imgs, out, detector=BlobDetector(), job=job)
-    assert not any(f.exists() for f in old) and fresh.exists() and keep.exists()
+    assert not any(f.exists() for f in old) and not own_fresh.exists() and fresh.exists() and keep.exists()
     lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     last_run = max(i for i, r in enumerate(lines) if r["event"] == "run")
     assert [r["event"] for r in lines[last_run:]] == ["run", "image", "image", "image", "end"]
     assert lines[last_run + 1]["status"] == "skipped"
+
+
+def test_temporaries_a_run_leaves_while_it_runs_are_gone_when_it_ends(tmp_path):
+    # a worker killed or timed out while writing leaves its temporaries; the run sweeps its own
+    # images' ones when it ends (stopped or not), and leaves any other writer's recent ones
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    debris = [out / ".b.detections.json.Ab12Cd34.tmp", out / ".c.coco.json.Ab12Cd34.tmp.old"]
+    other = out / ".zz.detections.json.Ab12Cd34.tmp"
+
+    def on_record(rec):
+        if rec["input"].endswith("a.png"):
+            for f in (*debris, other):
+                f.write_text("x")
+
+    summary = run_batch(imgs, out, detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)), on_record=on_record)
+    assert summary.ok == 3
+    assert not any(f.exists() for f in debris) and other.exists()
 
 
 @pytest.mark.parametrize("case", ["bad_ray", "empty_folder", "out_is_file", "manifest_is_folder"])
@@ -536,6 +559,40 @@ def test_batch_refuses_bad_runs_before_writing_anything(tmp_path, case, capsys):
         assert out.read_text() == "not a folder"
     else:
         assert not out.exists()
+
+
+@pytest.mark.parametrize("missing", ["no_such_folder/", "no_such_folder", "shelves_2026"])
+def test_a_folder_named_that_does_not_exist_runs_nothing(tmp_path, capsys, missing):
+    # README: exit 2 for a folder named that does not exist, nothing run (an outside review: the
+    # folder beside it was run and the missing one counted as a failed image, exit 1)
+    _images(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["batch", str(tmp_path / "in"), f"{tmp_path}{os.sep}{missing}", "--out", str(out), "--ray", "none",
+            "--tile", "256", "--detector", f"{FAKES}:make_blob", "-q"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{missing}: no such folder" in err[0]
+    assert not out.exists()
+    # a missing image file is that image's failure: the others run
+    argv[2] = str(tmp_path / "gone.jpg")
+    assert cli_main(argv) == 1
+    assert len(list(out.glob("*.detections.json"))) == 3
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+def test_links_in_a_folder_are_one_photo_with_their_target_and_broken_ones_are_listed(tmp_path):
+    folder = tmp_path / "in"
+    a, b, c = _images(folder)
+    (folder / "a_again.png").symlink_to(a.name)
+    (folder / "broken.png").symlink_to("nowhere.png")
+    got = expand_inputs([folder])
+    assert [p.name for p in got] == ["a.png", "b.png", "broken.png", "c.png"]
+    # named, the same: a link to a photo already taken adds nothing, a broken one keeps its name
+    got = expand_inputs([a, folder / "a_again.png", folder / "broken.png"])
+    assert [p.name for p in got] == ["a.png", "broken.png"]
+    summary = run_batch([folder], tmp_path / "out", detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)))
+    assert (summary.ok, summary.failed) == (3, 1)
+    assert [r["input"] for r in summary.records if r["status"] == "error"] == [str(folder / "broken.png")]
 
 
 def test_a_folder_that_is_also_the_output_folder_does_not_take_its_previews_as_photos(tmp_path):
