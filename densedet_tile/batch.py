@@ -505,7 +505,7 @@ def run_batch(
     gone = [str(i) for i in inputs if not Path(i).expanduser().exists()
             and (str(i).endswith(("/", os.sep)) or Path(i).suffix.lower() not in IMAGE_SUFFIXES)]
     if gone:
-        raise InvalidInputError(f"{gone[0]}: no such folder{f' (and {len(gone) - 1} more)' if len(gone) > 1 else ''}")
+        raise InvalidInputError(f"{gone[0]}: no such file or folder{f' (and {len(gone) - 1} more)' if len(gone) > 1 else ''}")
     paths = expand_inputs(inputs)
     # outputs of an earlier run named again (a glob over the output folder picks up its previews):
     # not photos, left out with a note, as the detect verb does

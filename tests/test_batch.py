@@ -571,7 +571,7 @@ def test_a_folder_named_that_does_not_exist_runs_nothing(tmp_path, capsys, missi
             "--tile", "256", "--detector", f"{FAKES}:make_blob", "-q"]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"{missing}: no such folder" in err[0]
+    assert len(err) == 1 and f"{missing}: no such file or folder" in err[0]
     assert not out.exists()
     # a missing image file is that image's failure: the others run
     argv[2] = str(tmp_path / "gone.jpg")
