@@ -161,7 +161,12 @@ def load_regions(path: str | os.PathLike[str]) -> list[Region]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{p}: not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno})") from None
-    return parse_regions(data, source=str(p))
+    except RecursionError:  # arrays in arrays thousands deep: Python's parser gives up
+        raise InvalidInputError(f"{p}: JSON nested too deeply to read") from None
+    try:
+        return parse_regions(data, source=str(p))
+    except RecursionError:
+        raise InvalidInputError(f"{p}: coordinates nested too deeply to read") from None
 
 
 @dataclass(frozen=True, eq=False)

@@ -126,3 +126,12 @@ def test_bays_with_different_shelf_heights_are_analysed_one_by_one() -> None:
         sc = score_gaps(aisle, shifted, len(part.layout.rows))
         assert sc.found == sc.planted and sc.false == 0
     assert [r.rows for r in res.regions] == [4, 5]
+
+
+def test_a_regions_file_nested_too_deeply_is_one_line_naming_it(tmp_path: Path) -> None:
+    # Python's JSON parser raises RecursionError past about a thousand levels: that was a
+    # traceback out of `audit --regions` (an outside review), where a bad file is one line
+    p = tmp_path / "deep.geojson"
+    p.write_text('{"type": "Polygon", "coordinates": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(InvalidInputError, match=r"deep\.geojson: JSON nested too deeply to read"):
+        load_regions(p)
