@@ -307,7 +307,8 @@ def run_audit(
         return lay, gaps, tuple(find_empty_shelves(lay))
 
     def found_bays(idx: np.ndarray, first: int, taken: frozenset[str] = frozenset(),
-                   covered: Any = None, occupied: np.ndarray | None = None) -> list[AuditPart]:
+                   covered: Any = None, occupied: np.ndarray | None = None,
+                   region_gaps: Any = None) -> list[AuditPart]:
         """Cut the boxes ``idx`` into bays and analyse each; named ``bay <first>``, ``bay
         <first + 1>``... (a name in ``taken``, a region's, gets " (found)" added). ``occupied``
         are the regions' products (indices): they stand on the shelves too, so the cuts are
@@ -316,7 +317,10 @@ def run_audit(
         found bay's shelves where they stand in its columns. A gap left at least half inside
         ``covered(gaps)`` (the union of the regions near those gaps) is the region's to report, not the bay's: a region
         over part of a bay's shelves is neither empty shelf nor counted twice, while an empty
-        stretch beside it stays a gap."""
+        stretch beside it stays a gap. Unless the regions report no gap there (``region_gaps``,
+        a spatial tree of their gaps' polygons): an empty stretch across a region's edge is an
+        end of the region's rows, too short for an end gap, and a gap of the bay's row that
+        mostly lies in the region; the bay reports it."""
         occ = np.zeros(0, np.int64) if occupied is None else occupied
         cut = None
         if not s.bays or len(idx) == 0:
@@ -337,7 +341,8 @@ def run_audit(
             # only the regions' products in this bay's columns fill its shelves
             lay, gaps, shelves = analyse(g, a[occ_groups[b]] if len(occ_groups[b]) else None)
             if covered is not None and gaps:
-                gaps = _gaps_inside(gaps, covered(gaps), keep_inside=False)
+                beside = {id(q) for q in _gaps_inside(gaps, covered(gaps), keep_inside=False)}
+                gaps = tuple(q for q in gaps if id(q) in beside or not _reported(q, region_gaps))
             if covered is not None and shelves:  # a region there holds that shelf's products
                 shelves = _gaps_inside(shelves, covered(shelves), keep_inside=False)
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
@@ -373,7 +378,9 @@ def run_audit(
         for i, r in enumerate(regs):
             idx = members.of(i)
             lay, gaps, shelves = analyse(idx)
-            gaps = _gaps_inside(gaps, r.geometry)
+            # a region's rows end where its products do, not at its outline: an end gap past the
+            # outline (an L-shaped region, a sloping edge) stops there, as a bay's at its cuts
+            gaps = _gaps_cut(_gaps_inside(gaps, r.geometry), r.geometry, s.gap_k)
             rings = _rings_in_image(r.geometry, width, height)
             given.append(AuditPart(r.name, idx, lay, gaps, "region", rings[0], ("region", "region"),
                                    area=r.area * float(shares[i]), pieces=rings if len(rings) > 1 else (),
@@ -389,8 +396,12 @@ def run_audit(
             near = tree.query(shapely.box(*xy[:, :2].min(axis=0), *xy[:, 2:].max(axis=0)))
             return shapely.union_all(geoms[np.sort(near)])
 
+        region_gaps = shapely.STRtree(shapely.polygons([list(g.polygon) for p in given for g in p.gaps])
+                                      if any(p.gaps for p in given) else [])
+
         taken_names = frozenset(r.name for r in regs)
-        extra = found_bays(rest, len(given) + 1, taken_names, covered, np.flatnonzero(held > 0)) if len(rest) else []
+        extra = (found_bays(rest, len(given) + 1, taken_names, covered, np.flatnonzero(held > 0), region_gaps)
+                 if len(rest) else [])
         parts = tuple(given) + tuple(extra)
         if empties:  # a stretch at least half inside a region is the region's to report, as a gap is
             union = shapely.union_all(geoms)
@@ -578,6 +589,19 @@ def _gaps_cut(gaps: tuple[Gap, ...], strip: Any, gap_k: float) -> tuple[Gap, ...
                            width_products=g.width_products * share, polygon=ring,
                            xyxy=(min(xs), min(ys), max(xs), max(ys))))
     return tuple(out)
+
+
+def _reported(gap: Gap, region_gaps: Any) -> bool:
+    """Whether a region reports a gap where ``gap`` lies: one of the gaps in the spatial tree
+    ``region_gaps`` covers a twentieth of it or more (None: taken as reported)."""
+    if region_gaps is None:
+        return True
+    poly = shapely.make_valid(shapely.Polygon(gap.polygon))
+    near = region_gaps.query(poly)
+    if not len(near):
+        return False
+    shared = shapely.area(shapely.intersection(poly, shapely.union_all(region_gaps.geometries.take(near))))
+    return bool(shared >= 0.05 * max(poly.area, 1e-9))
 
 
 def _ring_of(piece: Any) -> tuple[tuple[float, float], ...]:

@@ -175,10 +175,19 @@ def find_gaps(
     else:
         dx = {r.index: 0.0 for r in layout.rows}
         limits = (-np.inf, np.inf)
+    in_rows = np.concatenate(list(rows.values()))
+    wide = float(np.percentile(w_true[in_rows] / sq[in_rows], 95)) if in_rows.size else 0.0
     if occ is not None:
         # another fixture's boxes fill this one's shelves only within its columns: cut to them
-        # (a box beyond its ends would otherwise open a stretch from the row's end to itself)
+        # (a box beyond its ends would otherwise open a stretch from the row's end to itself),
+        # widened by the reach of an end stretch too short for an end gap: a region's product
+        # that near makes the stretch to the row's first product one between two products of a
+        # shelf (an empty stretch across a region's edge was two ends too short to report, the
+        # region's and the bay's: an outside review)
         lo, hi = (min(span), max(span)) if span_given else limits
+        if not span_given and in_rows.size:
+            reach = k * float(np.median(w_true[in_rows] / sq[in_rows])) + wide
+            lo, hi = lo - reach, hi + reach
         ox1, ox2 = np.maximum(occ[:, 0], lo), np.minimum(occ[:, 2], hi)
         inside = ox2 > ox1
         ocx = ((occ[:, 0] + occ[:, 2]) / 2)[inside]
@@ -186,8 +195,6 @@ def find_gaps(
         ox1, ox2 = ox1[inside], ox2[inside]
         if not len(ox1):
             occ = None
-    in_rows = np.concatenate(list(rows.values()))
-    wide = float(np.percentile(w_true[in_rows] / sq[in_rows], 95)) if in_rows.size else 0.0
     gaps: list[Gap] = []
     for row in layout.rows:
         left_end = max(span[0] - dx[row.index], limits[0])

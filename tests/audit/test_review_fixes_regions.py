@@ -274,3 +274,44 @@ def test_a_too_fine_cell_is_refused_before_the_detector_runs(tmp_path: Path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "wide.png" in err and "750,000 cells" in err
     assert calls == [] and not (tmp_path / "o").exists()
+
+
+def _four_shelves(skip: dict[int, set[int]], n: int = 38) -> np.ndarray:
+    """4 shelves of 48 x 100 products on a 52 px step from x=1; ``skip`` {shelf: product numbers}."""
+    return np.array([[1 + 52 * k, 10 + r * 125, 49 + 52 * k, 110 + r * 125]
+                     for r in range(4) for k in range(n) if k not in skip.get(r, set())], float)
+
+
+def test_an_empty_stretch_across_a_regions_edge_is_a_gap_once():
+    # two products missing either side of the region's edge at x=1000: an end of the region's row
+    # (67 px) and an end of the bay's beside it (52 px), each too short for an end gap, so nobody
+    # reported the 108 px hole (an outside review); the bay reports it, the region does not
+    boxes = _four_shelves({1: {18, 19}})
+    whole = run_audit(boxes, 2000, 520)
+    assert [(g.kind, g.x1, g.x2) for p in whole.parts for g in p.gaps] == [("interior", 933.0, 1041.0)]
+    res = run_audit(boxes, 2000, 520, regions=parse_regions(_fc(("left", _box_ring(0, 0, 1000, 520)))))
+    found = [(p.name, g.kind, g.x1, g.x2) for p in res.parts for g in p.gaps]
+    assert found == [("bay 2", "interior", 933.0, 1041.0)]
+    # products up to the edge on both sides: nothing to report, on either side
+    res = run_audit(_four_shelves({}), 2000, 520, regions=parse_regions(_fc(("left", _box_ring(0, 0, 1000, 520)))))
+    assert [g for p in res.parts for g in p.gaps] == []
+
+
+def test_a_regions_end_gap_stops_at_its_outline():
+    # an L-shaped region: shelves 1-2 to x=1000, shelves 3-4 to x=800; shelf 4 empty from x=517.
+    # Its end gap ran to the widest row's end (to 999) while its polygon was cut at 800 (an
+    # outside review): now 517..800, about 6 products, and the region's summed gap width says
+    # the same
+    boxes = _four_shelves({3: set(range(10, 38)), 2: set(range(15, 38))}, n=20)
+    boxes = boxes[boxes[:, 2] <= 1000]
+    ring = [[0, 0], [1000, 0], [1000, 260], [800, 260], [800, 520], [0, 520], [0, 0]]
+    res = run_audit(boxes, 2000, 520, regions=parse_regions(_fc(("L", ring))))
+    (region,) = [p for p in res.parts if p.name == "L"]
+    ends = [g for g in region.gaps if g.row == 3]
+    assert len(ends) == 1
+    g = ends[0]
+    assert g.kind == "right_end" and g.x1 == pytest.approx(517, abs=1) and g.x2 == pytest.approx(800, abs=1)
+    assert max(x for x, _ in g.polygon) <= 800 + 1e-6 and g.xyxy[2] <= 800 + 1e-6
+    assert g.width_px == pytest.approx(g.x2 - g.x1) and g.width_products == pytest.approx(g.width_px / 48, rel=0.05)
+    (stats,) = res.regions
+    assert stats.gap_width_products == pytest.approx(sum(q.width_products for q in region.gaps))
