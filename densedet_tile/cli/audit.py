@@ -161,6 +161,11 @@ def _audit(args: argparse.Namespace) -> int:
                 bad_range = (f"{det_path}: its count_range holds numbers that are not finite; left out "
                              "(the bays get no count range)")
                 count_range = None
+            elif count_range is not None and not _range_settings_ok(count_range):
+                # (the bays' ranges would refuse them, in an error that does not name the file)
+                bad_range = (f"{det_path}: its count_range has a score_thr outside [0, 1] or a band outside "
+                             "[0, 0.5]; left out (the bays get no count range)")
+                count_range = None
             info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
                     "detections": str(det_path), "count_range": count_range}
             scores = boxes.scores
@@ -201,8 +206,8 @@ def _audit(args: argparse.Namespace) -> int:
         source = image_path or det_path  # what this audit was made from, links resolved (see _other_source)
         doc["image"]["file"] = os.path.realpath(source) if source else None
         unsure = count_warning(info.get("count_range"))
-        if unsure:
-            doc["warnings"].append(unsure)
+        if unsure:  # the first thing said (docs/audit.md): every figure below inherits it
+            doc["warnings"].insert(0, unsure)
         if dropped:
             doc["warnings"].insert(0, dropped)
         if bad_range:
@@ -422,6 +427,19 @@ def _finite_json(value: Any) -> bool:
         json.dumps(value, allow_nan=False)
     except (ValueError, TypeError):
         return False
+    return True
+
+
+def _range_settings_ok(count_range: Any) -> bool:
+    """Whether a detections JSON's count range has the threshold and band the engine can have
+    written (``score_thr`` in [0, 1], ``band`` in [0, 0.5]); a range missing them is left to
+    :func:`bay_ranges`, which skips it."""
+    if not isinstance(count_range, dict):
+        return True
+    for key, hi in (("score_thr", 1.0), ("band", 0.5)):
+        v = count_range.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= hi:
+            return False
     return True
 
 
