@@ -233,8 +233,11 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def _image_names_in(out: Path, inputs: Sequence[Path]) -> list[str]:
-    """The file names of the other images whose detections JSONs lie in ``out`` (a detect run
-    writes there too, and the manifest does not list those), ``inputs``' own left out."""
+    """The names the CSV and COCO rows of the other images whose detections JSONs lie in ``out``
+    may go by (a detect run writes there too, and the manifest does not list those), ``inputs``'
+    own left out: each one's file name and, where its outputs took another stem, that stem with
+    the file's suffix (``x-2.jpg`` for the second ``x.jpg``: a later ``x-2.jpg`` must not take
+    it, an outside review)."""
     mine = {os.path.abspath(p) for p in inputs}
     names = []
     for f in out.glob("*" + OUTPUT_SUFFIXES["json"]):
@@ -245,6 +248,9 @@ def _image_names_in(out: Path, inputs: Sequence[Path]) -> list[str]:
             continue
         if isinstance(name, str) and not (isinstance(path, str) and os.path.abspath(path) in mine):
             names.append(name)
+            alias = f.name[: -len(OUTPUT_SUFFIXES["json"])] + Path(name).suffix
+            if alias != name:
+                names.append(alias)
     return names
 
 
@@ -502,7 +508,7 @@ def run_batch(
     # a folder named that does not exist is a bad option (nothing runs); a missing image file
     # fails as its own image. Without the folder, a name that ends in a separator or has no
     # image suffix is taken for a folder.
-    gone = [str(i) for i in inputs if not Path(i).expanduser().exists()
+    gone = [str(i) for i in inputs if not os.path.lexists(Path(i).expanduser())  # (a broken link: its own error)
             and (str(i).endswith(("/", os.sep)) or Path(i).suffix.lower() not in IMAGE_SUFFIXES)]
     if gone:
         raise InvalidInputError(f"{gone[0]}: no such file or folder{f' (and {len(gone) - 1} more)' if len(gone) > 1 else ''}")

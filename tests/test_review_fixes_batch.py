@@ -110,6 +110,25 @@ def test_csv_and_coco_rows_are_named_after_the_file_unless_another_file_has_its_
     assert row_names(["y/a.jpg"], ["a-2"], others=["x/a.jpg"]) == ["a-2.jpg"]  # an earlier run's a.jpg
 
 
+def test_a_later_runs_photo_does_not_take_the_row_name_an_earlier_photo_was_given(tmp_path: Path) -> None:
+    # run 1: d1/x.jpg and d2/x.jpg (rows "x.jpg" and "x-2.jpg"); run 2: d3/x-2.jpg, whose own
+    # file name is the second photo's row name: its rows were "x-2.jpg" too (an outside review)
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "csv", "coco"))
+    out = tmp_path / "out"
+    first = [_photo(tmp_path / "d1" / "x.jpg"), _photo(tmp_path / "d2" / "x.jpg", box=(50, 60, 70, 90))]
+    run_batch(first, out, detector=BlobDetector(), job=job)
+    later = run_batch([_photo(tmp_path / "d3" / "x-2.jpg", box=(200, 30, 260, 90))], out, detector=BlobDetector(),
+                      job=job)
+    assert later.records[0]["stem"] == "x-2-2"
+    names = {}
+    for f in out.glob("*.detections.csv"):
+        with open(f, newline="") as fh:
+            names[f.name] = {r["image_name"] for r in csv.DictReader(fh)}
+    assert names == {"x.detections.csv": {"x.jpg"}, "x-2.detections.csv": {"x-2.jpg"},
+                     "x-2-2.detections.csv": {"x-2-2.jpg"}}
+    assert {str(d["image_id"]) for d in json.loads((out / "x-2-2.coco.json").read_text())} == {"x-2-2.jpg"}
+
+
 def test_an_image_called_classes_gets_another_stem_beside_yolo_labels(tmp_path: Path) -> None:
     img = _photo(tmp_path / "in" / "classes.jpg")
     out = tmp_path / "out"
