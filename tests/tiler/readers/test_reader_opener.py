@@ -80,3 +80,30 @@ def test_a_pipe_is_refused_with_a_clear_line_not_called_an_unknown_format():
     finally:
         os.close(w)
         os.close(r)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_with_no_writer_is_refused_at_once(tmp_path):
+    # opening a FIFO waits for a writer: one among a batch's inputs hung the run (an outside
+    # review); it is refused before it is opened
+    import os
+    import threading
+
+    fifo = tmp_path / "shelf.jpg"
+    os.mkfifo(fifo)
+    done = []
+
+    def attempt():
+        try:
+            open_image(fifo)
+        except ImageReadError as exc:
+            done.append(str(exc))
+
+    t = threading.Thread(target=attempt, daemon=True)
+    t.start()
+    t.join(30)
+    if t.is_alive():  # unblock the thread before failing: open the pipe's other end
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("open_image blocked on a named pipe")
+    assert done and "shelf.jpg: not a regular file" in done[0]
