@@ -48,7 +48,11 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
     # near misses per part: one tree of the parts' outlines, one query of all the centres (a
     # near miss on two overlapping regions counts in both)
     extra = np.zeros(len(result.parts), np.int64)
-    shapes = [_outline(part.rings) for part in result.parts]
+    # a region's own geometry (its holes kept: a near miss in a region's hole belongs to what
+    # stands there, a found bay, and was counted for both, an outside review); a bay's outline
+    regions = {r.name: r.geometry for r in result.region_shapes}
+    shapes = [regions[part.name] if part.kind == "region" and part.name in regions else _outline(part.rings)
+              for part in result.parts]
     live = [k for k, g in enumerate(shapes) if g is not None]
     if len(near) and live:
         tree = shapely.STRtree([shapes[k] for k in live])

@@ -171,3 +171,22 @@ def test_part_count_ranges_near_one_count_their_lower_end_at_one_as_the_image_do
     ranges = part_count_ranges(res, scores, np.zeros((0, 4)), score_thr=0.96, band=0.05)
     assert sum(r.low for r in ranges) == 6 and sum(r.count for r in ranges) == 18
     assert all(r.uncertain is not None for r in ranges)
+
+
+def test_a_near_miss_in_a_regions_hole_counts_for_what_stands_there_only():
+    from densedet_tile.audit import parse_regions, run_audit
+    from densedet_tile.audit.confidence import part_count_ranges
+
+    # 4 rows of 20 products; a region over the whole image but for a hole over the middle, where
+    # a found bay stands. One near miss in the hole raised both ranges (an outside review)
+    boxes = np.array([[10 + x * 55, 10 + r * 120, 60 + x * 55, 110 + r * 120] for r in range(4) for x in range(20)],
+                     float)
+    hole = [[300, 5], [800, 5], [800, 480], [300, 480], [300, 5]]
+    reg = parse_regions({"type": "Feature", "properties": {"name": "donut"}, "geometry": {
+        "type": "Polygon", "coordinates": [[[0, 0], [1200, 0], [1200, 500], [0, 500], [0, 0]], hole]}})
+    res = run_audit(boxes, 1200, 500, regions=reg)
+    assert [(p.name, p.kind) for p in res.parts] == [("donut", "region"), ("bay 2", "bay")]
+    for centre, want in (((520, 290), [0, 1]), ((100, 290), [1, 0])):
+        near = np.array([[centre[0] - 20, centre[1] - 40, centre[0] + 20, centre[1] + 40]], float)
+        ranges = part_count_ranges(res, np.ones(len(boxes)), near, score_thr=0.45, band=0.05)
+        assert [c.high - c.count for c in ranges] == want
