@@ -730,3 +730,12 @@ def test_batch_names_same_named_inputs_as_the_main_command_does(tmp_path):
     assert batch_main([*rev, "--out", str(tmp_path / "batch_rev"), "--ray", "none", *common]) == 0
     assert made_from("cli_rev") == want
     assert made_from("batch_rev") == want
+
+
+def test_an_images_line_says_when_it_ran_again_after_its_worker_was_lost():
+    # the "worker ... died; retrying its item" warning cannot name the image: its own line does
+    from densedet_tile.cli.batch import image_line
+
+    rec = {"input": "/data/img1.png", "status": "ok", "products": 4, "tiles": 1, "seconds": 0.5, "worker": "w1"}
+    assert image_line({**rec, "attempts": 1}) == "img1.png: 4 products, 1 tile, 0.50 s [w1]"
+    assert image_line({**rec, "attempts": 3}).endswith("[w1], attempt 3 (a worker was lost before)")

@@ -116,6 +116,17 @@ def batch_main(argv: Sequence[str]) -> int:
             return stop.exit_status
 
 
+def image_line(rec: dict[str, Any]) -> str:
+    """The line said for an image a batch run finished: products, tiles, time, worker, and which
+    attempt it was when its worker was lost before (the "worker ... died; retrying its item"
+    warning names no image: this line says which)."""
+    text = products_text(rec.get("products"), rec.get("count_range"), rec.get("uncertain"))
+    tries = rec.get("attempts")
+    again = f", attempt {tries} (a worker was lost before)" if isinstance(tries, int) and tries > 1 else ""
+    return (f"{Path(rec['input']).name}: {text}, {counted(rec.get('tiles'), 'tile')}, "
+            f"{rec.get('seconds', 0):.2f} s [{rec.get('worker')}]{again}")
+
+
 def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> int:
     def show(rec: dict[str, Any]) -> None:
         if args.quiet and rec["status"] != "error":
@@ -126,10 +137,7 @@ def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> 
         elif rec["status"] == "skipped":
             print(f"{name}: skipped (outputs complete)", file=sys.stderr, flush=True)
         else:
-            text = products_text(rec.get("products"), rec.get("count_range"), rec.get("uncertain"))
-            print(f"{name}: {text}, {counted(rec.get('tiles'), 'tile')}, "
-                  f"{rec.get('seconds', 0):.2f} s"
-                  f" [{rec.get('worker')}]", file=sys.stderr, flush=True)
+            print(image_line(rec), file=sys.stderr, flush=True)
 
     made = new_folders(args.out)
     try:
