@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ImageReadError, MissingDependencyError, one_line
+from .colour import scale_uint
 from .orientation import PNG_ORIENTATION_TEXT
 
 __all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact", "png_rows_missing", "png_bit_depth"]
@@ -125,7 +126,7 @@ def decode_compact(
     scan that runs to the end of the file (then it is decoded here, and read with a warning if
     its data is whole), a PNG with an
     eXIf chunk after its pixels (only Pillow's full load finds it), a decoding error (Pillow then
-    says what is wrong), or an unexpected shape or dtype (e.g. 48-bit PNG). ``required``
+    says what is wrong), or an unexpected shape or dtype. ``required``
     (``decoder="imagecodecs"``) makes each of these an error instead:
     :class:`~densedet_tile.errors.MissingDependencyError` for the missing package,
     :class:`~densedet_tile.errors.ImageReadError` naming the file and the reason otherwise.
@@ -152,7 +153,11 @@ def decode_compact(
     no_eoi = False  # a JPEG whose one scan runs to the end of the file
     if fmt == "PNG":
         depth = png_bit_depth(data)
-        if depth is not None and depth != 8:  # a 16-bit PNG would come back as uint16: Pillow, at once
+        # a 48-bit RGB PNG is decoded here to uint16 and scaled as a 16-bit TIFF is (v / 257,
+        # rounded): Pillow opens it as 8-bit RGB by keeping each sample's high byte, so the same
+        # samples gave other pixels (and boxes) as PNG than as TIFF (an outside review); other
+        # 16-bit PNGs (gray: Pillow's I;16, scaled alike) and other depths go to Pillow
+        if depth is not None and depth != 8 and not (depth == 16 and mode == "RGB"):
             return _declined(label, f"a {depth}-bit PNG, which imagecodecs would decode to uint16"
                              if depth == 16 else f"a {depth}-bit PNG", required=required)
         if "exif" not in info and b"eXIf" in data:
@@ -184,6 +189,8 @@ def decode_compact(
             raise ImageReadError(f"{label}: the PNG is truncated: its pixel data ends before the last row "
                                  f"(libpng: {one_line(exc)})") from None
         return _declined(label, f"imagecodecs: {one_line(exc)}", required=required, ran=True)
+    if fmt == "PNG" and isinstance(arr, np.ndarray) and arr.dtype == np.uint16:
+        arr = scale_uint(arr, 16)
     if fmt == "WEBP":  # RGBA when it has alpha; either is fine (opaque alpha changes no pixel)
         shapes: tuple[tuple[int, ...], ...] = ((height, width, 3), (height, width, 4))
     else:

@@ -30,10 +30,9 @@ def test_stats_per_source_kind(tmp_path):
             assert src.stats == SourceStats(decoder="tifffile")
     src = open_image(rgb, decoder="pillow")
     assert src.stats == SourceStats(decoder=None, full_decodes=0)
-    # a 48-bit PNG: declined by imagecodecs from its header's bit depth (it would decode it to
-    # uint16), so Pillow decodes it once
-    (tmp_path / "rgb48.png").write_bytes(png_bytes(noise(6, 9, dtype=np.uint16, hi=65536), colortype=2))
-    with open_image(tmp_path / "rgb48.png") as src:
+    # a 16-bit gray PNG: declined by imagecodecs from its mode (Pillow's I;16), so Pillow decodes it once
+    (tmp_path / "g16.png").write_bytes(png_bytes(noise(6, 9, dtype=np.uint16, hi=65536)[..., 0], colortype=0))
+    with open_image(tmp_path / "g16.png") as src:
         assert src.stats.full_decodes == 1 and src.decoder == src.stats.decoder == "pillow"
 
 

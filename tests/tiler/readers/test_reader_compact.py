@@ -7,6 +7,7 @@ import struct
 import sys
 
 import numpy as np
+import tifffile
 import pytest
 from PIL import Image
 
@@ -114,8 +115,8 @@ def test_decoder_imagecodecs_is_strict(tmp_path):
         np.testing.assert_array_equal(read_all(src), rgb)
     Image.fromarray(rgb).save(tmp_path / "b.bmp")
     (tmp_path / "odd.jpg").write_bytes(jpeg_bytes(rgb) + b"\xff\xda junk without an end marker")
-    (tmp_path / "rgb48.png").write_bytes(png_bytes(noise(6, 9, dtype=np.uint16, hi=65536), colortype=2))
-    for name, why in (("b.bmp", "BMP"), ("odd.jpg", "end-of-image"), ("rgb48.png", "uint16")):
+    (tmp_path / "g16.png").write_bytes(png_bytes(noise(6, 9, dtype=np.uint16, hi=65536)[..., 0], colortype=0))
+    for name, why in (("b.bmp", "BMP"), ("odd.jpg", "end-of-image"), ("g16.png", "mode I")):
         with pytest.raises(ImageReadError) as err:
             open_image(tmp_path / name, decoder="imagecodecs")
         msg = str(err.value)
@@ -133,3 +134,18 @@ def test_decoder_imagecodecs_without_the_package(tmp_path, monkeypatch):
     assert "p.png" in str(err.value)
     with open_image(path) as src:
         assert src.stats.decoder == "pillow"
+
+
+def test_a_48_bit_png_gives_the_pixels_of_the_same_samples_as_tiff(tmp_path):
+    # Pillow opens a 48-bit RGB PNG as 8-bit by keeping each sample's high byte, while 16-bit
+    # TIFF samples are scaled v / 257, rounded: the same samples gave other pixels and other boxes
+    # as PNG than as TIFF (an outside review). The PNG is decoded and scaled as the TIFF is.
+    pytest.importorskip("imagecodecs", reason="16-bit PNG decoding needs the imagecodecs package")
+    samples = noise(23, 31, dtype=np.uint16, hi=65536)
+    samples[0, :4] = [[0, 128, 65535], [127, 32767, 32896], [200, 255, 256], [65407, 65408, 65534]]
+    (tmp_path / "rgb48.png").write_bytes(png_bytes(samples, colortype=2))
+    tifffile.imwrite(tmp_path / "rgb48.tif", samples, photometric="rgb")
+    with open_image(tmp_path / "rgb48.png") as png, open_image(tmp_path / "rgb48.tif") as tif:
+        assert png.stats.decoder == "imagecodecs"
+        np.testing.assert_array_equal(read_all(png), read_all(tif))
+        np.testing.assert_array_equal(read_all(png), np.floor(samples / 257 + 0.5).astype(np.uint8))

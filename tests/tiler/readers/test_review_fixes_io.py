@@ -81,6 +81,10 @@ def test_rows_missing_counts_every_layout(tmp_path: Path) -> None:
 def test_a_16_bit_png_is_decoded_once(tmp_path: Path) -> None:
     rows, depth, colour, _ = _cases(np.random.default_rng(4))["rgb16"]
     with dt.open_image(_png(tmp_path / "deep.png", rows, 60, 40, depth, colour)) as src:
+        # (48-bit RGB by imagecodecs, scaled as a 16-bit TIFF is: see test_reader_compact)
+        assert src.stats.decoder == "imagecodecs" and src.stats.full_decodes == 1
+    rows, depth, colour, _ = _cases(np.random.default_rng(4))["grey16"]
+    with dt.open_image(_png(tmp_path / "grey.png", rows, 60, 40, depth, colour)) as src:
         assert src.stats.decoder == "pillow" and src.stats.full_decodes == 1
 
 
