@@ -69,6 +69,16 @@ def scale_uint(a: np.ndarray, bits: int) -> np.ndarray:
     return ((a.astype(np.float32) * (255.0 / top)) + 0.5).astype(np.uint8)
 
 
+def cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
+    """(..., 4) uint8 CMYK inks -> (..., 3) uint8 RGB, exactly as Pillow converts them (each
+    channel (255 - ink) scaled by (255 - K) / 255, rounded), so a CMYK TIFF gives the pixels
+    the same picture gives as a CMYK JPEG."""
+    v = cmyk.astype(np.int32)
+    nk = 255 - v[..., 3:4]
+    t = v[..., :3] * nk + 128
+    return np.clip(nk - (((t >> 8) + t) >> 8), 0, 255).astype(np.uint8)
+
+
 def scale_range(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Linear map of [lo, hi] to [0, 255], clipped, uint8, same shape."""
     span = hi - lo if hi > lo else 1.0
@@ -155,7 +165,7 @@ class TiffColour:
     """How the decoded samples of one TIFF page become RGB uint8.
 
     ``photometric`` is the TIFF value (0 min-is-white, 1 min-is-black, 2 RGB, 3 palette,
-    6 YCbCr, decoded to RGB by the codec); ``ncolor`` the colour samples (1 or 3);
+    5 CMYK, 6 YCbCr, decoded to RGB by the codec); ``ncolor`` the colour samples (1, 3 or 4);
     ``alpha_index`` the sample holding alpha (None: no alpha), ``premultiplied`` whether it is
     associated alpha; ``bits`` the bits per sample; ``colormap`` the (n, 3) uint8 palette.
     """
@@ -183,12 +193,16 @@ class TiffColour:
         extras = [int(e) for e in (page.extrasamples or ())]
         if dtype is None or not (dtype == np.bool_ or dtype.kind in "uf"):
             raise ImageReadError(f"{label}: unsupported TIFF sample type {dtype} ({bits} bits)")
-        if photometric not in (0, 1, 2, 3, 6):
+        if photometric not in (0, 1, 2, 3, 5, 6):
             name = getattr(page.photometric, "name", photometric)
             raise ImageReadError(f"{label}: unsupported TIFF photometric interpretation {name}")
         if photometric == 6 and int(page.compression) not in (6, 7):
             raise ImageReadError(f"{label}: uncompressed YCbCr TIFF is not supported")
-        ncolor = 3 if photometric in (2, 6) else 1
+        if photometric == 5:  # SEPARATED: CMYK inks (InkSet 1, the default), as Pillow writes them
+            inkset = page.tags.get(332)
+            if inkset is not None and int(inkset.value) != 1:
+                raise ImageReadError(f"{label}: separated TIFF with inks other than CMYK is not supported")
+        ncolor = {2: 3, 6: 3, 5: 4}.get(photometric, 1)
         if samples < ncolor:
             raise ImageReadError(f"{label}: TIFF has {samples} samples per pixel, too few for its colour model")
         # Alpha: the first extra sample, if it is marked as (associated or unassociated) alpha.
@@ -229,6 +243,8 @@ class TiffColour:
             if self.photometric == 0:  # min-is-white
                 g = 255 - g
             rgb = gray_to_rgb(g)
+        elif self.photometric == 5:
+            rgb = cmyk_to_rgb(v[..., :4])
         else:
             rgb = v[..., :3]
         if self.alpha_index is not None:

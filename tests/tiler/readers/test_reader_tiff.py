@@ -123,3 +123,28 @@ def test_truncated_tiff_raises_on_read(tmp_path):
         src.read(0, 0, 16, 16)  # tile 0 is fine
         with pytest.raises(ImageReadError, match="t.tif"):
             src.read(16, 16, 16, 16)  # tile 5 is garbage
+
+
+@pytest.mark.parametrize("layout", [{}, {"planarconfig": "separate"}, {"tile": (16, 16), "compression": "zlib"}])
+def test_a_cmyk_tiff_gives_the_pixels_pillow_converts_it_to(tmp_path, layout):
+    # a CMYK TIFF was refused ("unsupported photometric interpretation SEPARATED") while the same
+    # picture as a CMYK JPEG was read (an outside review); it is read as Pillow converts CMYK
+    from PIL import Image
+
+    inks = noise(37, 29, c=4)
+    inks[0, :3] = [[0, 0, 0, 0], [255, 255, 255, 255], [10, 200, 30, 128]]
+    path = tmp_path / "cmyk.tif"
+    planes = layout.get("planarconfig") == "separate"  # (samples, h, w) for separate planes
+    tifffile.imwrite(path, np.moveaxis(inks, -1, 0) if planes else inks, photometric="separated", **layout)
+    with open_image(path) as src:
+        got = read_all(src)
+    want = np.asarray(Image.frombytes("CMYK", (29, 37), inks.tobytes()).convert("RGB"))
+    np.testing.assert_array_equal(got, want)
+    assert got[0, 0].tolist() == [255, 255, 255] and got[0, 1].tolist() == [0, 0, 0]
+
+
+def test_a_separated_tiff_of_other_inks_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "inks.tif"
+    tifffile.imwrite(path, noise(8, 8, c=4), photometric="separated", extratags=[(332, "H", 1, 2, True)])
+    with pytest.raises(ImageReadError, match=r"inks\.tif: separated TIFF with inks other than CMYK"):
+        open_image(path)
