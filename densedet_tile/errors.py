@@ -19,6 +19,12 @@ __all__ = [
 ]
 
 
+def shown_name(name: str) -> str:
+    """A file name or path as one line of a message: its line breaks written as ``\\n`` and
+    ``\\r`` (a name may hold them; printed raw they would break the line in two)."""
+    return name.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's message folded onto one line (its type name when it has no message). A
     system error reads ``<file>: <what went wrong>`` rather than Python's ``[Errno 21] ...: 'file'``."""

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence, TypeVar
 
-from .errors import DensedetError, DetectorError, InvalidInputError, one_line
+from .errors import DensedetError, DetectorError, InvalidInputError, one_line, shown_name
 from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file, output_paths,
                  same_path, write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec
@@ -536,14 +536,15 @@ def error_line(inp: str, exc: BaseException) -> str:
     msg = one_line(exc)
     if not isinstance(exc, (DensedetError, OSError)):
         msg = f"{type(exc).__name__}: {msg}"
-    if inp in msg:
+    # (one_line folds a name's line breaks into spaces: look for it folded too)
+    if inp in msg or " ".join(inp.split()) in msg:
         return msg
     # a message that starts with the bare file name (the engine names images so) gets the path
     # as given instead: two inputs of the same name in other folders must stay apart
-    name = Path(inp).name
+    name = " ".join(Path(inp).name.split())
     if name and msg.startswith(f"{name}:"):
-        return inp + msg[len(name):]
-    return f"{inp}: {msg}"
+        return shown_name(inp) + msg[len(name):]
+    return f"{shown_name(inp)}: {msg}"
 
 
 def row_names(paths: "Sequence[str | Path]", stems: Sequence[str], others: "Sequence[str | Path]" = (),

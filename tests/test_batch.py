@@ -739,3 +739,19 @@ def test_an_images_line_says_when_it_ran_again_after_its_worker_was_lost():
     rec = {"input": "/data/img1.png", "status": "ok", "products": 4, "tiles": 1, "seconds": 0.5, "worker": "w1"}
     assert image_line({**rec, "attempts": 1}) == "img1.png: 4 products, 1 tile, 0.50 s [w1]"
     assert image_line({**rec, "attempts": 3}).endswith("[w1], attempt 3 (a worker was lost before)")
+
+
+def test_a_name_with_a_line_break_stays_on_one_line_and_is_named_once():
+    # an outside review: a photo named "a<newline>b.jpg" split its progress line in two, and its
+    # error named the path twice (the message folds the name's line break, so it was not found)
+    from densedet_tile.cli.batch import image_line
+    from densedet_tile.errors import ImageReadError
+    from densedet_tile.runner import error_line
+
+    inp = "/data/a\nb.jpg"
+    folded = error_line(inp, ImageReadError("/data/a\nb.jpg: unknown or unsupported image format"))
+    assert folded == "/data/a b.jpg: unknown or unsupported image format"
+    assert error_line(inp, ImageReadError("a\nb.jpg: the file is empty")) == "/data/a\\nb.jpg: the file is empty"
+    assert error_line(inp, ValueError("boom")) == "/data/a\\nb.jpg: ValueError: boom"
+    line = image_line({"input": inp, "status": "ok", "products": 2, "tiles": 1, "seconds": 0.1, "worker": "w"})
+    assert "\n" not in line and line.startswith("a\\nb.jpg: 2 products")

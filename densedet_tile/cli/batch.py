@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..batch import Manifest, run_batch
-from ..errors import DensedetError, one_line
+from ..errors import DensedetError, one_line, shown_name
 from ..io import new_folders, remove_empty
 from ..runner import Job
 from .options import (
@@ -123,7 +123,7 @@ def image_line(rec: dict[str, Any]) -> str:
     text = products_text(rec.get("products"), rec.get("count_range"), rec.get("uncertain"))
     tries = rec.get("attempts")
     again = f", attempt {tries} (a worker was lost before)" if isinstance(tries, int) and tries > 1 else ""
-    return (f"{Path(rec['input']).name}: {text}, {counted(rec.get('tiles'), 'tile')}, "
+    return (f"{shown_name(Path(rec['input']).name)}: {text}, {counted(rec.get('tiles'), 'tile')}, "
             f"{rec.get('seconds', 0):.2f} s [{rec.get('worker')}]{again}")
 
 
@@ -131,7 +131,7 @@ def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> 
     def show(rec: dict[str, Any]) -> None:
         if args.quiet and rec["status"] != "error":
             return
-        name = Path(rec["input"]).name
+        name = shown_name(Path(rec["input"]).name)
         if rec["status"] == "error":
             error(PROG, rec.get("error") or f"{rec['input']}: failed")
         elif rec["status"] == "skipped":

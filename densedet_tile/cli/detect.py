@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from .. import __version__
-from ..errors import DensedetError, InvalidInputError, one_line
+from ..errors import DensedetError, InvalidInputError, one_line, shown_name
 from ..io import ensure_out_dir, new_folders, remove_empty, sweep_temporaries
 from ..runner import (Job, build_detector, process_image, refuse_outputs_over_inputs, request_key, row_names, unique_stems,
                       without_earlier_outputs)
@@ -183,9 +183,9 @@ def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[
         if args.quiet:
             continue
         print(
-            f"{Path(inp).name}: {products_text(outcome.products, outcome.count_range, outcome.uncertain)}, "
+            f"{shown_name(Path(inp).name)}: {products_text(outcome.products, outcome.count_range, outcome.uncertain)}, "
             f"{counted(outcome.tiles, 'tile')}, "
-            f"{outcome.width}x{outcome.height} px, {outcome.seconds:.2f} s -> {outcome.outputs[-1]}",
+            f"{outcome.width}x{outcome.height} px, {outcome.seconds:.2f} s -> {shown_name(str(outcome.outputs[-1]))}",
             file=sys.stderr, flush=True,
         )
     return EXIT_FAILED if failed else EXIT_OK
