@@ -22,7 +22,7 @@ from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
 from ..eval.compare import CompareRun, compare_tiled_untiled, pair_images, uses_class_agnostic
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
-from ..io import atomic_write, ensure_out_file, refuse_overwriting_input
+from ..io import atomic_write, ensure_out_file, refuse_overwriting_input, same_path
 from ..runner import Job, build_detector
 from .options import (
     EXIT_FAILED,
@@ -117,6 +117,12 @@ def eval_main(argv: Sequence[str]) -> int:
                 # it could replace one of them now, and would be read as one the next time
                 raise InvalidInputError(f"-o {args.output}: inside the predictions folder {args.pred}, whose files are "
                                         "read as predictions; write the metrics elsewhere")
+            if args.compare and folder.is_dir():  # the photos the comparison reads (an outside review: -o a.jpg
+                # replaced the photo with the report)
+                for photo in folder.iterdir():
+                    if photo.suffix.lower() in IMAGE_SUFFIXES and same_path(photo, args.output):
+                        raise InvalidInputError(f"-o {args.output}: that is one of the photos compared; writing there "
+                                                "would overwrite it")
             ensure_out_file(args.output, option="-o")
         gt = read_ground_truth(args.gt)
         if args.compare:
@@ -133,7 +139,7 @@ def eval_main(argv: Sequence[str]) -> int:
         print(f"note: {n}", file=sys.stderr)
     md = m.max_dets[-1]
     print(f"{m.num_images} images, {m.num_gt} ground-truth boxes, {m.num_dt} predictions")
-    print(format_table([(Path(args.pred).name, m.stats, None)], md))
+    print(format_table([(Path(args.pred).name or Path(args.pred).resolve().name or str(args.pred), m.stats, None)], md))  # ("." named too)
     print("  ".join(f"{k}={v:.4f}" for k, v in m.stats.items()))
     if args.output:
         doc = {
