@@ -857,7 +857,16 @@ def read_predictions(path: str | os.PathLike[str], *, gt: BoxSet | None = None) 
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".json" and f.is_file())
         ours = [f for f in files if f.name.lower().endswith(DETECTIONS_SUFFIX)]
-        files = ours or files  # beside them sit batch's manifest.json, *.coco.json, *.audit.json
+        # beside them sit batch's manifest.json, *.coco.json and *.audit.json: without any
+        # *.detections.json, other JSON files are read as detections JSONs, but not those
+        other = [f for f in files if not f.name.lower().endswith((".coco.json", ".audit.json"))
+                 and f.name.lower() != "manifest.json"]
+        coco = [f for f in files if f.name.lower().endswith(".coco.json")]
+        files = ours or other
+        if not files and coco:
+            raise InvalidInputError(f"{p}: the folder holds COCO results ({coco[0].name}{', ...' if len(coco) > 1 else ''}), "
+                                    "not detections JSONs: give a COCO results file itself, or a folder of "
+                                    f"*{DETECTIONS_SUFFIX} files")
         if not files:
             raise InvalidInputError(f"{p}: directory holds no .json detection files")
         out = BoxSet(source=str(p), kind="json")

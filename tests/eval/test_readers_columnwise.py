@@ -227,3 +227,18 @@ def test_csv_with_an_unreadable_record_names_the_file_and_line(tmp_path: Path) -
     p.write_text("a.jpg,1,1,2,2,cola,10,10\n" + 'b.jpg,"1,1,2,2,cola,10,10\n' + "c.jpg,1,1,2,2,cola,10,10\n" * 9000)
     with pytest.raises(InvalidInputError, match=r"gt\.csv: line 2: unreadable CSV record \(field larger"):
         read_ground_truth(p)
+
+
+def test_a_folder_of_coco_results_files_says_so(tmp_path: Path) -> None:
+    # an outside review: a folder holding only --format coco outputs was read as detections JSONs
+    # and refused for a missing schema; a COCO results file is read on its own
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.coco.json").write_text(json.dumps([{"image_id": f"{name}.jpg", "category_id": 1,
+                                                                  "bbox": [1, 2, 3, 4], "score": 0.5}]))
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match=r"holds COCO results \(a\.coco\.json, \.\.\.\), not detections JSONs"):
+        read_predictions(tmp_path)
+    (tmp_path / "a.coco.json").unlink()
+    (tmp_path / "b.coco.json").unlink()
+    with pytest.raises(InvalidInputError, match="holds no .json detection files"):
+        read_predictions(tmp_path)  # batch's manifest alone is no detections file
