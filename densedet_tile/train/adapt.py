@@ -769,11 +769,11 @@ class AdaptRun:
         """The threshold the starting weights are served at (theirs, or the built-in default)."""
         return served_threshold(self.s["base"].get("info"), DEFAULT_CONFIG["score_thr"])
 
-    def _label(self, image: np.ndarray) -> PseudoLabels:
+    def _label(self, image: np.ndarray, name: str = "<array>") -> PseudoLabels:
         # labels are the network's own boxes: the stack splitter is a rule applied when serving
         # (on the adapted weights too), and a product it cut by mistake must not become labels
         return pseudo_label(image, self._detector(self.settings.labels.score_lo, split_stacks=False),
-                            self.settings.labels)
+                            self.settings.labels, name=name)
 
     def _readable(self, names: list[str]) -> list[str]:
         """``names`` less the photos found unreadable so far (a truncated JPEG shows itself
@@ -898,7 +898,7 @@ class AdaptRun:
             image = self._read(name)
             if image is None:
                 continue
-            pl = self._label(image)
+            pl = self._label(image, name)
             old = self.s["labels"].get(name)
             self.s["labels"][name] = {"boxes": _t(pl.boxes), "scores": _t(pl.scores), "ignore": _t(pl.ignore),
                                       "round": self.s["round"] + 1,
@@ -1051,7 +1051,7 @@ class AdaptRun:
         lab = self.settings.labels
         for name, image in self._photos(names, "calibrate", done=photos):  # a resumed run goes on from its stop
             t0 = time.monotonic()
-            ref = self._label(image)
+            ref = self._label(image, name)
             t1 = time.monotonic()
             counts = counts_at_thresholds(image, self._detector(CALIB_GRID[0], split_stacks=False), CALIB_GRID,
                                           tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec())
@@ -1089,7 +1089,7 @@ class AdaptRun:
         ref_total = 0
         for name, image in self._photos(names, "after"):  # a resumed run checks all the photos again
             t0 = time.monotonic()
-            ref = self._label(image)  # the final weights' own test-time labels of the photo
+            ref = self._label(image, name)  # the final weights' own test-time labels of the photo
             ref_boxes, ref_ignore = ref.boxes, ref.ignore
             self.s["timing"]["label_s"].append(time.monotonic() - t0)
             t1 = time.monotonic()

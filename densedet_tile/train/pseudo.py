@@ -123,14 +123,17 @@ def _mirror(d: Detections, width: int) -> Detections:
 
 
 def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
-                    run: RunSpec | None = None) -> list[Detections]:
+                    run: RunSpec | None = None, *, name: str = "<array>") -> list[Detections]:
     """The global boxes of every distinct view of ``image`` (uint8 HxWx3 upright RGB), in photo
     pixels (:meth:`LabelSettings.views_of`: a photo no longer than a view's tile has fewer).
 
     Each view runs the whole tiled engine (:func:`densedet_tile.pipeline.detect_image`) with the
-    default merge; boxes below ``settings.score_lo`` are dropped.
+    default merge; boxes below ``settings.score_lo`` are dropped. ``name`` (the photo's) and the
+    view name the image in what the engine says (a warning of small products named "<array>"
+    told an adapt user nothing).
     """
     from ..pipeline import detect_image
+    from ..tiler.readers.array import ArraySource
 
     run = RunSpec() if run is None else run
     run = replace(run, score_thr=settings.score_lo) if run.score_thr is None else run
@@ -141,7 +144,8 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
         tile = settings.view_tile(scale)
         if flip and mirrored is None:
             mirrored = np.ascontiguousarray(image[:, ::-1])
-        src = mirrored if flip else image
+        src = ArraySource(mirrored if flip else image,
+                          name=f"{name} (view at tile {tile}{', mirrored' if flip else ''})")
         d = detect_image(src, detector, tiling=TileSpec(tile=tile, overlap=settings.overlap), merge=MergeSpec(),
                          run=run).detections
         out.append(_mirror(d, w) if flip else d)
@@ -174,9 +178,10 @@ def fuse_views(views: Sequence[Detections], settings: LabelSettings) -> PseudoLa
     )
 
 
-def pseudo_label(image: np.ndarray, detector: Any, settings: LabelSettings, run: RunSpec | None = None) -> PseudoLabels:
+def pseudo_label(image: np.ndarray, detector: Any, settings: LabelSettings, run: RunSpec | None = None, *,
+                 name: str = "<array>") -> PseudoLabels:
     """:func:`view_detections` then :func:`fuse_views`."""
-    return fuse_views(view_detections(image, detector, settings, run), settings)
+    return fuse_views(view_detections(image, detector, settings, run, name=name), settings)
 
 
 def agreement(pred: np.ndarray, ref: np.ndarray, ignore: np.ndarray | None = None, iou: float = 0.5) -> dict[str, float]:

@@ -483,9 +483,9 @@ def test_pseudo_labels_are_the_networks_own_boxes_without_the_stack_splitter(pho
     seen = []
     real_label = mod.pseudo_label
 
-    def spy(image, detector, settings):
+    def spy(image, detector, settings, **kw):
         seen.append(detector.split_stacks)
-        return real_label(image, detector, settings)
+        return real_label(image, detector, settings, **kw)
 
     monkeypatch.setattr(mod, "pseudo_label", spy)
     s = AdaptSettings(**{**TINY.__dict__, "steps": 2, "rounds": 1})
@@ -496,3 +496,24 @@ def test_pseudo_labels_are_the_networks_own_boxes_without_the_stack_splitter(pho
     from densedet_tile.detector.registry import load_detector
 
     assert load_detector("default", device="cpu", checkpoint=str(out)).split_stacks is True
+
+
+def test_what_the_engine_says_while_labelling_names_the_photo_and_the_view(monkeypatch):
+    # the engine's warnings during adapt's labelling said "<array>" (an adapt run on real photos
+    # printed two small-product warnings naming no photo): each view carries the photo's name
+    import densedet_tile.pipeline as pipeline
+    from densedet_tile.train.pseudo import LabelSettings, view_detections
+    from fakes import BlobDetector, blob_image
+
+    names = []
+    real = pipeline.detect_image
+
+    def spy(source, *a, **k):
+        names.append(source.name)
+        return real(source, *a, **k)
+
+    monkeypatch.setattr(pipeline, "detect_image", spy)
+    image = blob_image(300, 500, (10, 20, 100, 80))
+    view_detections(image, BlobDetector(), LabelSettings(), name="IMG_0001.jpg")
+    assert names and all(n.startswith("IMG_0001.jpg (view at tile ") for n in names)
+    assert any(n.endswith(", mirrored)") for n in names) == any(flip for _, flip in LabelSettings().views_of(500, 300))

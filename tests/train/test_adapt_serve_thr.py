@@ -140,8 +140,8 @@ def test_nothing_to_match_serves_at_the_starting_weights_threshold(photos, tmp_p
 
     real = mod.pseudo_label
 
-    def none_at_the_end(image, detector, settings, run=None):
-        got = real(image, detector, settings, run)
+    def none_at_the_end(image, detector, settings, run=None, **kw):
+        got = real(image, detector, settings, run, **kw)
         if calibrating["on"]:
             return replace(got, boxes=got.boxes[:0], scores=got.scores[:0], votes=got.votes[:0])
         return got
