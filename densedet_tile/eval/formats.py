@@ -464,7 +464,8 @@ def _first_record_problem(path: Path, lines: Sequence[int], coord_text: Sequence
     or inf, coordinates or score not finite, a box with x2 < x1 or y2 < y1, one too large to
     measure, a width or height that is no positive integer or larger than any image.
     ``xyxy`` (N, 4, 2), ``score`` (N, 2) and ``size`` (width, height: (N, 2) each) as
-    :func:`_csv_numbers` gives them; the texts are the fields as read."""
+    :func:`_csv_numbers` gives them; ``score_text`` None when the file has no score; the texts
+    are the fields as read."""
     n = len(lines)
     if n == 0:
         return
@@ -473,38 +474,32 @@ def _first_record_problem(path: Path, lines: Sequence[int], coord_text: Sequence
     known = np.isfinite(wv) & np.isfinite(hv)
     with np.errstate(invalid="ignore"):
         inverted = (xy[:, 2] < xy[:, 0]) | (xy[:, 3] < xy[:, 1])
-    checks = [xyxy[:, :, 1] == _NOT_A_NUMBER, score[:, 1:] == _NOT_A_NUMBER]
-    checks += [s[:, 1:] == _NOT_A_NUMBER for s in size] + [s[:, 1:] == _NOT_FINITE for s in size]
-    checks += [(~np.isfinite(xy).all(1) | ~np.isfinite(score[:, 0]))[:, None],
-               inverted[:, None], _beyond_floats(np.nan_to_num(xy))[:, None],
-               (known & ((wv <= 0) | (hv <= 0) | (wv != np.round(wv)) | (hv != np.round(hv))))[:, None],
-               (known & ((wv > MAX_SIDE) | (hv > MAX_SIDE)))[:, None]]
-    flags = np.concatenate(checks, axis=1)  # (N, K): every kind of problem, in the order named
+    # (bad rows, the message for row i), in the order a line's problems are named
+    checks: list[tuple[np.ndarray, Any]] = [
+        (xyxy[:, c, 1] == _NOT_A_NUMBER, lambda i, c=c: f"coordinates must be numbers, got {coord_text[c][i].strip()!r}")
+        for c in range(4)]
+    if score_text is not None:
+        checks.append((score[:, 1] == _NOT_A_NUMBER, lambda i: f"score must be numbers, got {score_text[i].strip()!r}"))
+    sizes = list(zip(("image_width", "image_height"), size, size_text))
+    checks += [(s[:, 1] == _NOT_A_NUMBER, lambda i, name=name, text=text: f"{name} must be numbers, got {text[i].strip()!r}")
+               for name, s, text in sizes]
+    checks += [(s[:, 1] == _NOT_FINITE,
+                lambda i, name=name, text=text: f"{name} must be a finite number or empty, got {text[i].strip()!r}")
+               for name, s, text in sizes]
+    checks += [
+        (~np.isfinite(xy).all(1) | ~np.isfinite(score[:, 0]), lambda i: "coordinates and score must be finite"),
+        (inverted, lambda i: f"box {xy[i].tolist()} has x2 < x1 or y2 < y1"),
+        (_beyond_floats(np.nan_to_num(xy)), lambda i: f"box {xy[i].tolist()} {TOO_LARGE}"),
+        (known & ((wv <= 0) | (hv <= 0) | (wv != np.round(wv)) | (hv != np.round(hv))),
+         lambda i: "image_width/image_height must be positive integers"),
+        (known & ((wv > MAX_SIDE) | (hv > MAX_SIDE)), lambda i: f"image_width/image_height beyond any image ({MAX_SIDE} px at most)"),
+    ]
+    flags = np.column_stack([bad for bad, _ in checks])  # (N, K)
     bad_rows = np.flatnonzero(flags.any(1))
-    if not bad_rows.size:
-        return
-    i = int(bad_rows[0])
-    k = int(np.flatnonzero(flags[i])[0])
-    at = f"{path}: line {lines[i]}"
-    if k < 4:
-        raise InvalidInputError(f"{at}: coordinates must be numbers, got {coord_text[k][i].strip()!r}")
-    k -= 4
-    if k < 1:
-        raise InvalidInputError(f"{at}: score must be numbers, got {score_text[i].strip()!r}")  # type: ignore[index]
-    k -= 1
-    names = ("image_width", "image_height")
-    if k < len(size):
-        raise InvalidInputError(f"{at}: {names[k]} must be numbers, got {size_text[k][i].strip()!r}")
-    k -= len(size)
-    if k < len(size):
-        raise InvalidInputError(f"{at}: {names[k]} must be a finite number or empty, got {size_text[k][i].strip()!r}")
-    k -= len(size)
-    box = xy[i].tolist()
-    raise InvalidInputError(at + (": coordinates and score must be finite",
-                                  f": box {box} has x2 < x1 or y2 < y1",
-                                  f": box {box} {TOO_LARGE}",
-                                  ": image_width/image_height must be positive integers",
-                                  f": image_width/image_height beyond any image ({MAX_SIDE} px at most)")[k])
+    if bad_rows.size:
+        i = int(bad_rows[0])
+        say = checks[int(np.flatnonzero(flags[i])[0])][1]
+        raise InvalidInputError(f"{path}: line {lines[i]}: {say(i)}")
 
 
 def _is_number(text: str) -> bool:
