@@ -104,8 +104,7 @@ def perturb(kind: str, A: dict, rng: np.random.Generator, s: float) -> tuple[np.
         # several at once, as a real detector gives them: 3 % jitter, s of the products missed,
         # one rail box per row and 3 strays
         xy, key = perturb("jitter", A, rng, 0.03)
-        keep = rng.random(len(xy)) >= s
-        xy, key = xy[keep], key[keep]
+        xy, key = perturb("drop", dict(A, xyxy=xy, key=key), rng, s)
         rail = _on_shelf_edges(A, rng, 1.0, (2, 8), (0.08, 0.15))
         B = dict(A, xyxy=xy, key=key)
         xy2, key2 = perturb("strays", B, rng, 3)

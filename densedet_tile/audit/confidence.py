@@ -25,6 +25,10 @@ from .boxes import as_boxes
 __all__ = ["part_count_ranges"]
 
 
+#: The largest ``score_thr`` and ``band`` a count range may have (as RunSpec takes them).
+RANGE_LIMITS = (("score_thr", 1.0), ("band", 0.5))
+
+
 def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.ndarray, *, score_thr: float,
                       band: float) -> tuple[CountRange, ...]:
     """One :class:`CountRange` per part (bay or region) of ``result``, in order.
@@ -33,7 +37,7 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
     the near misses in image pixels. The lower end of each range is the part's count at
     ``score_thr + band``, or at 1 where that is higher (as the image's range is counted).
     """
-    for name, v, hi in (("score_thr", score_thr, 1.0), ("band", band, 0.5)):  # as RunSpec takes them
+    for (name, hi), v in zip(RANGE_LIMITS, (score_thr, band)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0.0 <= float(v) <= hi:
             raise InvalidInputError(f"{name} must be a number in [0, {hi:g}], got {v!r}")
     try:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..audit.analysis import AuditSettings, audit_to_dict, run_audit, usable_boxes
-from ..audit.confidence import part_count_ranges
+from ..audit.confidence import RANGE_LIMITS, part_count_ranges
 from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
@@ -436,7 +436,7 @@ def _range_settings_ok(count_range: Any) -> bool:
     :func:`bay_ranges`, which skips it."""
     if not isinstance(count_range, dict):
         return True
-    for key, hi in (("score_thr", 1.0), ("band", 0.5)):
+    for key, hi in RANGE_LIMITS:
         v = count_range.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= hi:
             return False

@@ -72,14 +72,11 @@ def open_image(
         if path.is_dir():
             raise ImageReadError(f"{label}: is a directory, not an image file")
         if not stat.S_ISREG(os.stat(path).st_mode):
-            # a named pipe (opening one waits for a writer: a FIFO among a batch's inputs hung the
-            # run), a socket or a device
+            # a pipe (/dev/stdin, <(...): the sniffed bytes would be gone; a named pipe waits for
+            # a writer when opened: a FIFO among a batch's inputs hung the run), a socket or a device
             raise ImageReadError(f"{label}: not a regular file (a pipe?): the image is read more than once; "
                                  "save it to a file first")
         with open(path, "rb") as fh:
-            if not fh.seekable():  # a pipe (/dev/stdin, <(...)): the sniffed bytes would be gone
-                raise ImageReadError(f"{label}: not a regular file (a pipe?): the image is read more than once; "
-                                     "save it to a file first")
             head = fh.read(32)
     except ImageReadError:
         raise
