@@ -229,7 +229,7 @@ def detections_for(photo: Path, dets: Path) -> Any:
 
 
 def eval_real(args: argparse.Namespace) -> dict[str, Any]:
-    from densedet_tile.audit import run_audit
+    from densedet_tile.audit import check_gaps, load_preview_image, run_audit
 
     photos_dir = Path(args.photos)
     labels_dir = photos_dir / "shelf-rows"
@@ -258,6 +258,8 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         res = run_audit(boxes.xyxy, w, h, regions=regions)
         t_audit += time.perf_counter() - t0
+        # the second look at each gap in the photo (as the audit command does with the photo at hand)
+        res = check_gaps(res, load_preview_image(photo, w, h))
         geo = audit_geometry(res, only_regions=args.label_bays)
         m = match_rows(geo["rows"], truth)
         # human rows that hold the centres of 3 or more detected products: the rows a row finder
@@ -276,6 +278,8 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
             "found": int(len(geo["rows"])), "matched": len(m), "bays": len(res.parts),
             "labels_with_3_products": int(seen.sum()), "matched_of_those": int(sum(seen[t] for _, t, _ in m)),
             "gaps": len(geo["gaps"]), "gaps_across_bays": gaps_across_bays(geo["gaps"], truth),
+            "gaps_looking": {v: sum(1 for p in res.parts if not args.label_bays or p.kind == "region"
+                                    for g in p.gaps if g.looks == v) for v in ("empty", "unsure", "stocked")},
             "empty_shelves": len(res.empty_shelves), "empty_shelves_on_human_rows": on_rows,
             # the engine's count flag, when the detections JSON has one (README, "How sure is the count?")
             "uncertain": (boxes.count_range or {}).get("uncertain"),
@@ -315,6 +319,8 @@ def summarise(per_photo: list[dict[str, Any]]) -> dict[str, Any]:
         "row_count_mean_signed": float(err.mean()) if len(err) else float("nan"),
         "gaps": sum(r["gaps"] for r in per_photo),
         "gaps_across_bays": sum(r["gaps_across_bays"] for r in per_photo),
+        **({"gaps_looking": {v: sum(r["gaps_looking"][v] for r in per_photo) for v in ("empty", "unsure", "stocked")}}
+           if per_photo and "gaps_looking" in per_photo[0] else {}),
         **({"empty_shelves": sum(r["empty_shelves"] for r in per_photo),
             "empty_shelves_on_human_rows": sum(r["empty_shelves_on_human_rows"] for r in per_photo)}
            if per_photo and "empty_shelves" in per_photo[0] else {}),
@@ -456,6 +462,10 @@ def print_report(rep: dict[str, Any], title: str) -> None:
     print(f"row count: exact on {rep['row_count_exact']}/{rep['photos']}, mean |error| {rep['row_count_mae']:.2f}, "
           f"mean signed {rep['row_count_mean_signed']:+.2f}")
     print(f"gaps {rep['gaps']}, across two bays {rep['gaps_across_bays']}")
+    if "gaps_looking" in rep:
+        looks = rep["gaps_looking"]
+        print(f"gaps in the photos' pixels: {looks['empty']} look empty, {looks['unsure']} unsure, "
+              f"{looks['stocked']} look stocked")
     if "empty_shelves" in rep:
         print(f"empty shelves {rep['empty_shelves']}, holding a human row's centre "
               f"{rep['empty_shelves_on_human_rows']}")

@@ -4,7 +4,8 @@ Pure functions on global product boxes (``xyxy`` pixels of the upright image):
 :func:`find_bays`, :func:`find_rows`, :func:`find_gaps`, :func:`count_in_regions`,
 :func:`regions_outside`, :func:`density_grid`, :func:`run_audit` (all of them; boxes with no
 area inside the image are left out first with :func:`usable_boxes`),
-:func:`part_count_ranges` (how sure the detector was of each bay's count) and
+:func:`part_count_ranges` (how sure the detector was of each bay's count),
+:func:`check_gaps` (whether each gap looks empty in the photo's pixels) and
 :func:`audit_to_dict`; :func:`render_preview` and
 :func:`render_html` make the report (the ``densedet-tile audit`` command lives in
 :mod:`densedet_tile.cli.audit`).
@@ -13,6 +14,7 @@ area inside the image are left out first with :func:`usable_boxes`),
 from .analysis import AUDIT_SCHEMA, AuditPart, AuditResult, AuditSettings, RegionStats, audit_to_dict, run_audit, usable_boxes
 from .bays import BayCuts, find_bays
 from .confidence import part_count_ranges
+from .gapcheck import check_gaps
 from .gaps import DEFAULT_GAP_K, EmptyShelf, Gap, find_empty_shelves, find_gaps
 from .heatmap import DensityGrid, density_grid, heatmap_png
 from .regions import Region, count_in_regions, load_regions, parse_regions, regions_outside
@@ -34,6 +36,7 @@ __all__ = [
     "RowLayout",
     "ShelfRow",
     "audit_to_dict",
+    "check_gaps",
     "count_in_regions",
     "density_grid",
     "estimate_tilt",

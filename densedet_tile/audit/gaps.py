@@ -48,7 +48,10 @@ DEFAULT_GAP_K = 0.7
 class Gap:
     """An empty stretch of shelf: row index, horizontal extent ``x1..x2`` (pixels), its width in
     pixels and in the row's median product widths, where it lies (``interior``, ``left_end``,
-    ``right_end``), and its outline: ``polygon`` (4 (x, y) corners) and bounding ``xyxy``."""
+    ``right_end``), and its outline: ``polygon`` (4 (x, y) corners) and bounding ``xyxy``.
+    ``texture`` and ``looks`` are the second look in the photo's pixels
+    (:func:`~densedet_tile.audit.gapcheck.check_gaps`; None until then): the gap's texture over
+    its row's products', and ``"empty"``, ``"unsure"`` or ``"stocked"``."""
 
     row: int
     x1: float
@@ -58,6 +61,8 @@ class Gap:
     kind: str
     polygon: tuple[tuple[float, float], ...]
     xyxy: tuple[float, float, float, float]
+    texture: float | None = None
+    looks: str | None = None
 
 
 #: A row's box fills shelf space when its top is at least this many of the row's median box

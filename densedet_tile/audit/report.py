@@ -42,7 +42,8 @@ def render_preview(
 ) -> tuple[bytes, int, int, float]:
     """Draw the products (green), bays (cyan outlines) with their rows (blue outlines, the fitted
     bottom line drawn thick, labelled bay.row where the row is at least 18 px tall in the
-    preview), gaps, empty sections and empty shelves (red) and regions (yellow outlines) over
+    preview), gaps, empty sections and empty shelves (red; a gap that looks stocked in the
+    pixels, see :func:`~densedet_tile.audit.gapcheck.check_gaps`, orange) and regions (yellow outlines) over
     the image.
 
     ``image`` is a PIL image or HxWx3 uint8 array of the upright image at any scale (it is
@@ -79,7 +80,10 @@ def render_preview(
     for part, within in zip(result.parts, clips):
         for g in part.gaps:
             poly = [(x * s, y * s) for x, y in _poly(g.polygon, W, H, within)]
-            d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
+            if g.looks == "stocked":  # as busy as products in the photo: the detector likely missed some
+                d.polygon(poly, fill=(255, 150, 0, 40), outline=(255, 150, 0, 255), width=max(2, 2 * lw))
+            else:
+                d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
     for e in result.empty_sections:  # every shelf empty between two bays: a gap the height of the bays
         poly = [(x * s, y * s) for x, y in e.polygon]
         d.polygon(poly, fill=(230, 30, 30, 70), outline=(255, 30, 30, 255), width=max(2, 3 * lw))
@@ -171,16 +175,27 @@ def _range_cell(count_range: dict[str, Any] | None) -> str:
     return f"{lo}-{hi}" + (", uncertain" if count_range.get("uncertain") else "")
 
 
+def _looks_cell(gap: dict[str, Any]) -> str:
+    """What the second look in the pixels saw in a gap (older JSONs have no ``looks``)."""
+    looks = gap.get("looks")
+    if looks is None:
+        return "not checked"
+    return {"stocked": "stocked? (check: missed products)"}.get(looks, looks) + f" ({gap.get('texture')})"
+
+
 def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *, title: str | None = None) -> str:
     """The self-contained HTML report of an audit document (see
     :func:`~densedet_tile.audit.analysis.audit_to_dict`) with its preview and heatmap images."""
     name = str(doc.get("image", {}).get("name") or "image")
     title = title or f"Aisle audit: {name}"
     s = doc["summary"]
+    looks = s.get("gap_looks") or {}  # (older JSONs have none)
     summary = "".join(
         f"<span>{html.escape(k)} <b>{html.escape(str(v))}</b></span>"
         for k, v in (
             ("products", s["products"]), ("bays", s.get("bays", "")), ("shelf rows", s["rows"]), ("gaps", s["gaps"]),
+            *((("gaps that look empty", looks["empty"]), ("gaps that look stocked", looks["stocked"]))
+              if looks and looks.get("not_judged", 0) < s["gaps"] else ()),
             *((("empty sections", s["empty_sections"]),) if s.get("empty_sections") else ()),
             *((("empty shelves", s["empty_shelves"]),) if s.get("empty_shelves") else ()),
             ("empty width (products)", s["gap_width_products"]), ("tilt (deg)", s["tilt_deg"]),
@@ -198,9 +213,10 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
                    r["median_product_width"], r["gaps"], r["gap_width_products"], f"{100 * r['empty_share']:.1f}%",
                    f"{100 * r['fill']:.1f}%"]
                    for r in doc["rows"]])
-    gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)"],
+    gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)",
+                           "looks (in the photo)"],
                   [[g["id"]] + where(g) + [g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"],
-                   g["width_products"]] for g in doc["gaps"]])
+                   g["width_products"], _looks_cell(g)] for g in doc["gaps"]])
     empties = ""
     if doc.get("empty_sections"):
         empties = ("<h2>Empty sections</h2><p class=\"note\">Every shelf empty between two bays, wider than a "
@@ -250,7 +266,7 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 <input type="checkbox" id="show-heat"> <label for="show-heat">show density heatmap</label>
 <span class="legend"></span> 0 to {hm_max:g} products / Mpx ({hm['cell_px']} px cells)
 <div class="scroll"><div class="stage">
-<img id="preview" alt="preview with product boxes (green), bays (cyan), shelf rows (blue) and gaps (red)" src="data:image/jpeg;base64,{pv}">
+<img id="preview" alt="preview with product boxes (green), bays (cyan), shelf rows (blue) and gaps (red; orange: looks stocked)" src="data:image/jpeg;base64,{pv}">
 <img id="heatmap" class="heat" alt="density heatmap" style="width:{heat_w:.4f}%;height:{heat_h:.4f}%" src="data:image/png;base64,{hp}">
 </div></div>
 {bays}

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..audit.analysis import AuditSettings, audit_to_dict, run_audit, usable_boxes
 from ..audit.confidence import RANGE_LIMITS, part_count_ranges
+from ..audit.gapcheck import check_gaps
 from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shelves are parallel: do not look for rows converging down an aisle")
     p.add_argument("--no-bays", action="store_true",
                    help="the image is one fixture: do not cut it into bays at uprights and jumps in shelf height")
+    p.add_argument("--no-pixel-check", action="store_true",
+                   help="do not look at the photo's pixels to tell whether each gap looks empty or holds products "
+                   "the detector missed")
     p.add_argument("--bay-width-m", type=fraction(0.05, 1000.0), default=None, metavar="M",
                    help="width of one bay in metres (0.05 to 1000), to report facings per metre of each row")
     p.add_argument("--min-row-products", type=positive_int, default=3, metavar="N",
@@ -200,6 +204,11 @@ def _audit(args: argparse.Namespace) -> int:
                            "and were left out (boxes of another image, or of zero size?)")
                 xyxy, scores = xyxy[keep], (None if scores is None else np.asarray(scores)[keep])
         result = run_audit(xyxy, width, height, regions=regions, settings=settings)
+        picture = None
+        if image_path is not None:
+            picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
+            if not args.no_pixel_check:  # does each gap look empty in the photo? (docs/audit.md)
+                result = check_gaps(result, picture)
         ranges = bay_ranges(result, scores, info.get("count_range"))
         info = {**info, "count_range": _without_boxes(info.get("count_range"))}
         doc = audit_to_dict(result, image=info, count_ranges=ranges)
@@ -216,9 +225,6 @@ def _audit(args: argparse.Namespace) -> int:
             doc["warnings"].append(no_photo)
         if other_name:
             doc["warnings"].insert(0, other_name)
-        picture = None
-        if image_path is not None:
-            picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
         jpeg, pw, ph, scale = render_preview(result, picture, max_width=args.preview_max_width)
         doc["preview"] = {"width": pw, "height": ph, "scale": round(scale, 6), "from_image": picture is not None}
         png = heatmap_png(result.grid)
@@ -246,7 +252,7 @@ def _audit(args: argparse.Namespace) -> int:
     s = doc["summary"]
     print(f"{_printable(str(info.get('name')))}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
           f"{counted(s['rows'], 'shelf row')}, {counted(s['gaps'], 'gap')} "
-          f"({s['gap_width_products']} product widths empty), tilt {s['tilt_deg']} deg")
+          f"({s['gap_width_products']} product widths empty{_looks_text(s['gap_looks'])}), tilt {s['tilt_deg']} deg")
     if args.quiet:
         return EXIT_OK
     for b in doc["bays"]:
@@ -267,6 +273,14 @@ def _audit(args: argparse.Namespace) -> int:
               f"{e['shelves']} {'shelf' if e['shelves'] == 1 else 'shelves'} (x {e['x1']:g} to {e['x2']:g})")
     print(f"-> {_printable(str(out / (stem + AUDIT_SUFFIXES['html'])))}")
     return EXIT_OK
+
+
+def _looks_text(looks: dict[str, int]) -> str:
+    """"; 3 look empty, 1 unsure, 5 look stocked" from the summary's ``gap_looks`` ("" when no
+    gap was judged in the pixels)."""
+    said = [f"{looks[k]} {text}" for k, text in (("empty", "look empty"), ("unsure", "unsure"),
+                                                  ("stocked", "look stocked")) if looks.get(k)]
+    return "; " + ", ".join(said) if said else ""
 
 
 def _detector_options_given(args: argparse.Namespace) -> list[str]:

@@ -1,0 +1,155 @@
+"""Does a gap look empty? A second look at each gap in the photo's own pixels.
+
+The audit finds gaps from the boxes alone, so a product the detector missed leaves the same
+hole as an empty shelf. On the 85 real SKU-110K photos most gaps found from the built-in
+model's boxes have products in them (docs/audit.md, "Gaps checked in the pixels"). An
+empty stretch of shelf shows the back panel, a shadow or the shelf behind: little fine detail.
+Products show print, edges and highlights. So each gap gets a **texture ratio**: the mean
+grey-level gradient (``|dI/dx| + |dI/dy|``) over its middle (the outline's bounding box with
+``_INSET`` cut off each side: the neighbours' edges and the shelf lip stay out), divided by the
+median of the same measure over the products of its row (three or more; else its bay's, else
+the image's), which makes it independent of the photo's contrast, exposure and scale. Then:
+
+- below :data:`LOOKS_EMPTY`: ``"empty"`` (as flat as a shelf with nothing on it);
+- from :data:`LOOKS_STOCKED` up: ``"stocked"`` (as busy as the products beside it: products the
+  detector missed, or a sign or price card in front of the shelf; check it by eye);
+- between: ``"unsure"``.
+
+Thresholds chosen on generated shelves (``scripts/bench_gap_pixels.py``), not on the real photos.
+The measure needs the products at least :data:`MIN_PRODUCT_PX` pixels tall in the image given;
+below that no gap is judged (``looks`` stays None). Where they are much taller, the image is
+shrunk first (block means) until they are about 48 to 96 px tall: the ratio barely moves, and a
+preview of 8000 x 2400 px needs a sixteenth of the memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .analysis import AuditResult
+
+__all__ = ["check_gaps", "texture_means", "LOOKS_EMPTY", "LOOKS_STOCKED", "MIN_PRODUCT_PX"]
+
+#: A gap with a texture ratio below this looks empty.
+LOOKS_EMPTY = 0.35
+#: A gap with a texture ratio at least this looks stocked (products the detector missed).
+LOOKS_STOCKED = 0.7
+#: Products shorter than this (median height, pixels of the image given) are too small to judge.
+MIN_PRODUCT_PX = 12.0
+#: The photo is shrunk by whole factors while its products stay at least this tall (pixels).
+_WORK_PRODUCT_PX = 48.0
+#: Share of a box's width (left and right) and height (top and bottom) left out of its measure.
+_INSET = (0.1, 0.2)
+#: Fewest products of a row (or bay) whose median is the reference.
+_MIN_REFERENCE = 3
+
+
+def _grey(image: Any) -> np.ndarray:
+    """(H, W) float32 grey levels of a PIL image or an (H, W[, C]) array."""
+    a = np.asarray(image)
+    if a.ndim == 3:
+        a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    elif a.ndim != 2:
+        raise InvalidInputError(f"the image must be H x W or H x W x C, got an array of shape {a.shape}")
+    return a.astype(np.float32, copy=False)
+
+
+def _gradient_integral(grey: np.ndarray) -> np.ndarray:
+    """(H+1, W+1) float64 summed-area table of ``|dI/dx| + |dI/dy|``."""
+    g = np.zeros_like(grey)
+    g[:, 1:] += np.abs(np.diff(grey, axis=1))
+    g[1:, :] += np.abs(np.diff(grey, axis=0))
+    sat = np.zeros((g.shape[0] + 1, g.shape[1] + 1), np.float64)
+    np.cumsum(g, axis=0, dtype=np.float64, out=sat[1:, 1:])
+    np.cumsum(sat[1:, 1:], axis=1, out=sat[1:, 1:])
+    return sat
+
+
+def texture_means(sat: np.ndarray, xyxy: np.ndarray, scale: float) -> np.ndarray:
+    """(N,) mean gradient over the middle of each box (``xyxy`` in image pixels, the summed-area
+    table at ``scale`` image-to-table pixels); NaN where the middle holds no whole pixel."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4) * scale
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    H, W = sat.shape[0] - 1, sat.shape[1] - 1
+    x0 = np.clip(np.round(b[:, 0] + _INSET[0] * w), 0, W).astype(np.int64)
+    x1 = np.clip(np.round(b[:, 2] - _INSET[0] * w), 0, W).astype(np.int64)
+    y0 = np.clip(np.round(b[:, 1] + _INSET[1] * h), 0, H).astype(np.int64)
+    y1 = np.clip(np.round(b[:, 3] - _INSET[1] * h), 0, H).astype(np.int64)
+    area = (x1 - x0) * (y1 - y0)
+    total = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+    out = np.full(len(b), np.nan)
+    ok = area > 0
+    out[ok] = total[ok] / area[ok]
+    return out
+
+
+def _verdict(ratio: float) -> str:
+    if ratio < LOOKS_EMPTY:
+        return "empty"
+    return "stocked" if ratio >= LOOKS_STOCKED else "unsure"
+
+
+def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -> AuditResult:
+    """``result`` with each gap's ``texture`` (ratio) and ``looks`` (``"empty"``, ``"unsure"`` or
+    ``"stocked"``) measured in ``image``: the upright image (PIL image or array, RGB or grey) at
+    any scale; ``scale`` is image-given pixels per image pixel (default: its width over the
+    audit's). When the products are under :data:`MIN_PRODUCT_PX` tall at that scale (a preview of a
+    long panorama), or a gap's middle holds no whole pixel, ``looks`` stays None."""
+    grey = _grey(image)
+    if scale is None:
+        scale = grey.shape[1] / float(result.width)
+    if not (np.isfinite(scale) and scale > 0):
+        raise InvalidInputError(f"scale must be a positive number, got {scale!r}")
+    # (a JPEG decoded at a reduced scale rounds each side on its own: a pixel or two of slack)
+    if any(abs(got - want * scale) > max(2.0, 0.01 * want * scale)
+           for got, want in ((grey.shape[1], result.width), (grey.shape[0], result.height))):
+        raise InvalidInputError(
+            f"the image is {grey.shape[1]}x{grey.shape[0]}, not the audited {result.width}x{result.height} "
+            f"at scale {scale:g}")
+    if not result.gaps:
+        return result
+    a = result.xyxy
+    heights = (a[:, 3] - a[:, 1]) * scale
+    if len(a) == 0 or float(np.median(heights)) < MIN_PRODUCT_PX:
+        return result
+    k = int(float(np.median(heights)) // _WORK_PRODUCT_PX)
+    if k >= 2:  # products far taller than needed: block means, k x k (a 16th of the memory at k = 4)
+        h, w = grey.shape[0] // k * k, grey.shape[1] // k * k
+        grey = grey[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
+        scale /= k
+    sat = _gradient_integral(grey)
+    every = texture_means(sat, a, scale)
+    whole = float(np.nanmedian(every)) if np.isfinite(every).any() else float("nan")
+
+    def reference(sel: np.ndarray) -> float:
+        v = every[sel]
+        v = v[np.isfinite(v)]
+        return float(np.median(v)) if len(v) >= _MIN_REFERENCE else float("nan")
+
+    parts = []
+    for part in result.parts:
+        if not part.gaps:
+            parts.append(part)
+            continue
+        bay_ref = reference(part.index)
+        if not np.isfinite(bay_ref):
+            bay_ref = whole
+        gap_tex = texture_means(sat, np.array([g.xyxy for g in part.gaps], np.float64), scale)
+        row_ref: dict[int, float] = {}
+        gaps = []
+        for g, t in zip(part.gaps, gap_tex):
+            if g.row not in row_ref:
+                ref = reference(part.index[part.layout.assignment == g.row])
+                row_ref[g.row] = ref if np.isfinite(ref) else bay_ref
+            ref = row_ref[g.row]
+            if not (np.isfinite(t) and np.isfinite(ref) and ref > 0):
+                gaps.append(g)
+                continue
+            ratio = float(t / ref)
+            gaps.append(replace(g, texture=ratio, looks=_verdict(ratio)))
+        parts.append(replace(part, gaps=tuple(gaps)))
+    return replace(result, parts=tuple(parts))

@@ -1,0 +1,157 @@
+"""The second look at each gap in the photo's pixels (densedet_tile.audit.gapcheck): an empty
+stretch of shelf looks empty, products the detector missed look stocked, at any scale of the
+photo, and the verdicts reach the JSON, the report and the command's summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densedet_tile.audit import audit_to_dict, check_gaps, render_html, render_preview, run_audit
+from densedet_tile.audit.gapcheck import LOOKS_EMPTY, LOOKS_STOCKED, MIN_PRODUCT_PX
+from densedet_tile.cli import main as cli_main
+from densedet_tile.errors import InvalidInputError
+
+W, H = 1600, 900
+PW, PH, STEP = 100, 300, 105  # product width, height, pitch
+EMPTY = (5, 6)  # products never put on the top shelf
+MISSED = (9, 10)  # products on the bottom shelf the "detector" did not box
+
+
+def _shelf(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A photo of two shelves of 14 printed products on a dark flat back panel: two places empty
+    on the top shelf, and the boxes of two products of the bottom shelf left out."""
+    rng = np.random.default_rng(seed)
+    img = np.full((H, W, 3), 38, np.uint8)
+    boxes = []
+    for bottom, skip in ((400, EMPTY), (850, ())):
+        img[bottom:bottom + 12] = 150  # the shelf lip under the row
+        for i in range(14):
+            if i in skip:
+                continue
+            x0, y0 = 60 + i * STEP, bottom - PH
+            # print: blocks of colour and text-like strokes
+            block = rng.integers(0, 256, size=(PH // 6, PW // 5, 3), dtype=np.uint8)
+            img[y0:bottom, x0:x0 + PW] = np.kron(block, np.ones((6, 5, 1), np.uint8))
+            if bottom == 850 and i in MISSED:
+                continue
+            boxes.append([x0, y0, x0 + PW, bottom])
+    return img, np.asarray(boxes, np.float64)
+
+
+def _looks_by_row(result) -> dict[int, list[str | None]]:
+    out: dict[int, list[str | None]] = {}
+    for g in result.gaps:
+        out.setdefault(g.row, []).append(g.looks)
+    return out
+
+
+def test_an_empty_stretch_looks_empty_and_missed_products_look_stocked() -> None:
+    img, boxes = _shelf()
+    res = run_audit(boxes, W, H)
+    assert len(res.gaps) == 2 and all(g.looks is None and g.texture is None for g in res.gaps)
+    checked = check_gaps(res, img)
+    by_x = sorted(checked.gaps, key=lambda g: g.x1)
+    empty, missed = by_x
+    assert empty.x1 < 60 + EMPTY[0] * STEP + 10 and missed.x1 > 60 + MISSED[0] * STEP - 10
+    assert empty.looks == "empty" and empty.texture < LOOKS_EMPTY
+    assert missed.looks == "stocked" and missed.texture >= LOOKS_STOCKED
+    # nothing else changed: same gaps, same rows
+    assert [(g.row, g.x1, g.x2) for g in by_x] == sorted(((g.row, g.x1, g.x2) for g in res.gaps), key=lambda t: t[1])
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.25, 0.12])
+def test_the_verdicts_hold_at_the_scale_of_a_preview(scale: float) -> None:
+    img, boxes = _shelf(1)
+    res = run_audit(boxes, W, H)
+    small = Image.fromarray(img).resize((round(W * scale), round(H * scale)), Image.BILINEAR)
+    full = {round(g.x1): g.looks for g in check_gaps(res, img).gaps}
+    assert {round(g.x1): g.looks for g in check_gaps(res, small).gaps} == full
+    assert sorted(full.values()) == ["empty", "stocked"]
+
+
+def test_products_too_small_in_the_image_given_are_not_judged() -> None:
+    img, boxes = _shelf()
+    res = run_audit(boxes, W, H)
+    scale = 0.9 * MIN_PRODUCT_PX / PH  # products under MIN_PRODUCT_PX tall
+    tiny = Image.fromarray(img).resize((max(1, round(W * scale)), max(1, round(H * scale))), Image.BILINEAR)
+    assert all(g.looks is None for g in check_gaps(res, tiny).gaps)
+
+
+def test_a_photo_of_another_size_is_refused() -> None:
+    img, boxes = _shelf()
+    res = run_audit(boxes, W, H)
+    with pytest.raises(InvalidInputError, match="not the audited 1600x900"):
+        check_gaps(res, img[:, :1200])
+
+
+def test_a_flat_photo_judges_nothing() -> None:
+    # no detail anywhere (a grey canvas): the products' own measure is 0, so no ratio
+    _, boxes = _shelf()
+    res = run_audit(boxes, W, H)
+    assert all(g.looks is None for g in check_gaps(res, np.full((H, W, 3), 90, np.uint8)).gaps)
+
+
+def test_the_json_and_report_carry_the_verdicts() -> None:
+    img, boxes = _shelf()
+    res = check_gaps(run_audit(boxes, W, H), img)
+    doc = audit_to_dict(res)
+    assert sorted(g["looks"] for g in doc["gaps"]) == ["empty", "stocked"]
+    assert all(isinstance(g["texture"], float) for g in doc["gaps"])
+    assert doc["summary"]["gap_looks"] == {"empty": 1, "unsure": 0, "stocked": 1, "not_judged": 0}
+    assert sum(b["gaps_looking_empty"] for b in doc["bays"]) == 1
+    plain = audit_to_dict(run_audit(boxes, W, H))
+    assert plain["summary"]["gap_looks"]["not_judged"] == 2 and all(g["looks"] is None for g in plain["gaps"])
+    json.dumps(doc, allow_nan=False)
+    jpeg, *_ = render_preview(res, img)
+    page = render_html(doc, jpeg, b"")
+    assert "stocked? (check: missed products)" in page and "gaps that look empty" in page
+    assert "gaps that look empty" not in render_html(plain, jpeg, b"")
+
+
+def test_the_preview_draws_a_gap_that_looks_stocked_in_orange() -> None:
+    img, boxes = _shelf()
+    res = check_gaps(run_audit(boxes, W, H), img)
+    jpeg, pw, ph, s = render_preview(res, None)
+    from io import BytesIO
+
+    pic = np.asarray(Image.open(BytesIO(jpeg)).convert("RGB")).astype(int)
+    for g in res.gaps:
+        x0, y0, x1, y1 = (np.asarray(g.xyxy) * s).round().astype(int)
+        # the fill inside the outline, over the grey canvas: orange tints it yellowish, red pink
+        r, gr, b = np.median(pic[y0 + 6:y1 - 6, x0 + 6:x1 - 6].reshape(-1, 3), axis=0)
+        if g.looks == "stocked":
+            assert r - gr < 30 and gr - b > 10
+        else:
+            assert r - gr > 50
+
+
+def test_the_audit_command_checks_the_gaps_in_the_photo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img, boxes = _shelf()
+    photo = tmp_path / "shelf.png"
+    Image.fromarray(img).save(photo)
+    dets = tmp_path / "shelf.csv"
+    dets.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                    + "".join(f"shelf.png,{x0:g},{y0:g},{x1:g},{y1:g},product,{W},{H}\n" for x0, y0, x1, y1 in boxes))
+    assert cli_main(["audit", str(photo), "--detections", str(dets), "--out", str(tmp_path / "o")]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "2 gaps" in line and "1 look empty, 1 look stocked" in line
+    doc = json.loads((tmp_path / "o" / "shelf.audit.json").read_text())
+    assert doc["summary"]["gap_looks"]["stocked"] == 1
+    assert cli_main(["audit", str(photo), "--detections", str(dets), "--no-pixel-check",
+                     "--out", str(tmp_path / "o2")]) == 0
+    assert "look empty" not in capsys.readouterr().out
+    doc = json.loads((tmp_path / "o2" / "shelf.audit.json").read_text())
+    assert doc["summary"]["gap_looks"]["not_judged"] == 2
+
+
+def test_check_gaps_leaves_a_result_without_gaps_as_it_is() -> None:
+    img, boxes = _shelf()
+    res = run_audit(boxes, W, H)
+    bare = replace(res, parts=tuple(replace(p, gaps=()) for p in res.parts))
+    assert check_gaps(bare, img) is bare
