@@ -18,8 +18,8 @@ the image's), which makes it independent of the photo's contrast, exposure and s
 Thresholds chosen on generated shelves (``scripts/bench_gap_pixels.py``), not on the real photos.
 The measure needs the products at least :data:`MIN_PRODUCT_PX` pixels tall in the image given;
 below that no gap is judged (``looks`` stays None). Where they are much taller, the image is
-shrunk first (block means) until they are about 48 to 96 px tall: the ratio barely moves, and a
-preview of 8000 x 2400 px needs a sixteenth of the memory.
+shrunk first (block means) until they are about 48 to 96 px tall, which barely moves the ratio
+and keeps the memory small.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from .analysis import AuditResult
 
-__all__ = ["check_gaps", "texture_means", "LOOKS_EMPTY", "LOOKS_STOCKED", "MIN_PRODUCT_PX"]
+__all__ = ["check_gaps", "judged", "texture_means", "LOOKS_EMPTY", "LOOKS_STOCKED", "MIN_PRODUCT_PX"]
 
 #: A gap with a texture ratio below this looks empty.
 LOOKS_EMPTY = 0.35
@@ -49,13 +49,26 @@ _MIN_REFERENCE = 3
 
 
 def _grey(image: Any) -> np.ndarray:
-    """(H, W) float32 grey levels of a PIL image or an (H, W[, C]) array."""
+    """(H, W) float32 grey levels of a PIL image or an (H, W[, C]) array (C = 1: grey; 2: grey and
+    alpha; 3 or more: RGB[A]), converted in bands of rows (no float copy of the whole colour
+    image). Raises :class:`InvalidInputError` for another shape or a pixel that is not finite."""
+    if hasattr(image, "mode") and hasattr(image, "convert") and image.mode not in ("RGB", "RGBA", "L", "I", "I;16", "F"):
+        image = image.convert("RGB")  # palette, CMYK, 1-bit...: their colours, not their indices
     a = np.asarray(image)
-    if a.ndim == 3:
-        a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    elif a.ndim != 2:
+    if a.ndim == 3 and a.shape[2] in (1, 2):
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[2] >= 3:
+        out = np.empty(a.shape[:2], np.float32)
+        weights = np.array([0.299, 0.587, 0.114], np.float32)
+        for r in range(0, a.shape[0], 256):
+            out[r:r + 256] = a[r:r + 256, :, :3].astype(np.float32) @ weights
+    elif a.ndim == 2:
+        out = a.astype(np.float32)
+    else:
         raise InvalidInputError(f"the image must be H x W or H x W x C, got an array of shape {a.shape}")
-    return a.astype(np.float32, copy=False)
+    if not np.isfinite(out).all():
+        raise InvalidInputError("the image has pixels that are not finite numbers (NaN or infinity)")
+    return out
 
 
 def _gradient_integral(grey: np.ndarray) -> np.ndarray:
@@ -69,10 +82,12 @@ def _gradient_integral(grey: np.ndarray) -> np.ndarray:
     return sat
 
 
-def texture_means(sat: np.ndarray, xyxy: np.ndarray, scale: float) -> np.ndarray:
+def texture_means(sat: np.ndarray, xyxy: np.ndarray, scale: float | tuple[float, float]) -> np.ndarray:
     """(N,) mean gradient over the middle of each box (``xyxy`` in image pixels, the summed-area
-    table at ``scale`` image-to-table pixels); NaN where the middle holds no whole pixel."""
-    b = np.asarray(xyxy, np.float64).reshape(-1, 4) * scale
+    table at ``scale`` table pixels per image pixel, one number or (x, y)); NaN where the middle
+    holds no whole pixel."""
+    sx, sy = (scale, scale) if np.ndim(scale) == 0 else scale
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4) * np.array([sx, sy, sx, sy])
     w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
     H, W = sat.shape[0] - 1, sat.shape[1] - 1
     x0 = np.clip(np.round(b[:, 0] + _INSET[0] * w), 0, W).astype(np.int64)
@@ -95,34 +110,41 @@ def _verdict(ratio: float) -> str:
 
 def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -> AuditResult:
     """``result`` with each gap's ``texture`` (ratio) and ``looks`` (``"empty"``, ``"unsure"`` or
-    ``"stocked"``) measured in ``image``: the upright image (PIL image or array, RGB or grey) at
-    any scale; ``scale`` is image-given pixels per image pixel (default: its width over the
-    audit's). When the products are under :data:`MIN_PRODUCT_PX` tall at that scale (a preview of a
-    long panorama), or a gap's middle holds no whole pixel, ``looks`` stays None."""
+    ``"stocked"``) measured in ``image``: the upright image (PIL image or array, colour or grey)
+    at any scale; ``scale`` is image-given pixels per image pixel (default: each side's own, its
+    width over the audit's and its height over the audit's: a reduced decode rounds each side on
+    its own). When the products are under :data:`MIN_PRODUCT_PX` tall at that scale (a preview of a
+    long panorama), or a gap's middle holds no whole pixel, ``looks`` stays None (see
+    :func:`judged`)."""
     grey = _grey(image)
+    gh, gw = grey.shape
     if scale is None:
-        scale = grey.shape[1] / float(result.width)
-    if not (np.isfinite(scale) and scale > 0):
-        raise InvalidInputError(f"scale must be a positive number, got {scale!r}")
-    # (a JPEG decoded at a reduced scale rounds each side on its own: a pixel or two of slack)
-    if any(abs(got - want * scale) > max(2.0, 0.01 * want * scale)
-           for got, want in ((grey.shape[1], result.width), (grey.shape[0], result.height))):
-        raise InvalidInputError(
-            f"the image is {grey.shape[1]}x{grey.shape[0]}, not the audited {result.width}x{result.height} "
-            f"at scale {scale:g}")
+        sx, sy = gw / float(result.width), gh / float(result.height)
+    else:
+        if not (isinstance(scale, (int, float, np.integer, np.floating)) and np.isfinite(scale) and scale > 0):
+            raise InvalidInputError(f"scale must be a positive number, got {scale!r}")
+        sx = sy = float(scale)
+    # an image of another shape (another photo, an un-rotated one) fits no one scale, allowing
+    # each side the rounding of a reduced decode (2 px, or 1 %)
+    W, H = float(result.width), float(result.height)
+    lo = max((gw - 2.0) / W, (gh - 2.0) / H) / 1.01
+    hi = min((gw + 2.0) / W, (gh + 2.0) / H) * 1.01
+    if lo > hi or (scale is not None and not lo <= sx <= hi):
+        raise InvalidInputError(f"the image is {gw}x{gh}, not the audited {result.width}x{result.height} "
+                                f"at one scale" + ("" if scale is None else f" ({scale:g})"))
     if not result.gaps:
         return result
     a = result.xyxy
-    heights = (a[:, 3] - a[:, 1]) * scale
+    heights = (a[:, 3] - a[:, 1]) * sy
     if len(a) == 0 or float(np.median(heights)) < MIN_PRODUCT_PX:
         return result
     k = int(float(np.median(heights)) // _WORK_PRODUCT_PX)
-    if k >= 2:  # products far taller than needed: block means, k x k (a 16th of the memory at k = 4)
-        h, w = grey.shape[0] // k * k, grey.shape[1] // k * k
+    if k >= 2:  # products far taller than needed: block means, k x k
+        h, w = gh // k * k, gw // k * k
         grey = grey[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
-        scale /= k
+        sx, sy = sx / k, sy / k
     sat = _gradient_integral(grey)
-    every = texture_means(sat, a, scale)
+    every = texture_means(sat, a, (sx, sy))
     whole = float(np.nanmedian(every)) if np.isfinite(every).any() else float("nan")
 
     def reference(sel: np.ndarray) -> float:
@@ -138,7 +160,7 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
         bay_ref = reference(part.index)
         if not np.isfinite(bay_ref):
             bay_ref = whole
-        gap_tex = texture_means(sat, np.array([g.xyxy for g in part.gaps], np.float64), scale)
+        gap_tex = texture_means(sat, np.array([g.xyxy for g in part.gaps], np.float64), (sx, sy))
         row_ref: dict[int, float] = {}
         gaps = []
         for g, t in zip(part.gaps, gap_tex):
@@ -153,3 +175,8 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
             gaps.append(replace(g, texture=ratio, looks=_verdict(ratio)))
         parts.append(replace(part, gaps=tuple(gaps)))
     return replace(result, parts=tuple(parts))
+
+
+def judged(result: AuditResult) -> bool:
+    """Whether any gap of ``result`` has a verdict (False also when it has no gap)."""
+    return any(g.looks is not None for g in result.gaps)

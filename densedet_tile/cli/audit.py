@@ -25,7 +25,7 @@ import numpy as np
 
 from ..audit.analysis import AuditSettings, audit_to_dict, run_audit, usable_boxes
 from ..audit.confidence import RANGE_LIMITS, part_count_ranges
-from ..audit.gapcheck import check_gaps
+from ..audit.gapcheck import MIN_PRODUCT_PX, check_gaps, judged
 from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
@@ -195,7 +195,7 @@ def _audit(args: argparse.Namespace) -> int:
                 return code
             xyxy, width, height, info, scores = found
             stem = _stem(image_path)
-        dropped = None
+        dropped = small_preview = None
         if det_path is not None:  # another tool's boxes may overshoot the image, or miss it
             xyxy, keep = usable_boxes(xyxy, width, height)
             if not keep.all():
@@ -209,6 +209,11 @@ def _audit(args: argparse.Namespace) -> int:
             picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
             if not args.no_pixel_check:  # does each gap look empty in the photo? (docs/audit.md)
                 result = check_gaps(result, picture)
+                tall = float(np.median(xyxy[:, 3] - xyxy[:, 1])) * picture.height / height if len(xyxy) else 0.0
+                if result.gaps and not judged(result) and tall < MIN_PRODUCT_PX:
+                    small_preview = (f"gaps not checked in the photo: its products are {tall:.0f} px tall in the "
+                                     f"preview, under the {MIN_PRODUCT_PX:g} px the check needs (raise "
+                                     "--preview-max-width)")
         ranges = bay_ranges(result, scores, info.get("count_range"))
         info = {**info, "count_range": _without_boxes(info.get("count_range"))}
         doc = audit_to_dict(result, image=info, count_ranges=ranges)
@@ -223,6 +228,8 @@ def _audit(args: argparse.Namespace) -> int:
             doc["warnings"].insert(0, bad_range)
         if no_photo:
             doc["warnings"].append(no_photo)
+        if small_preview:
+            doc["warnings"].append(small_preview)
         if other_name:
             doc["warnings"].insert(0, other_name)
         jpeg, pw, ph, scale = render_preview(result, picture, max_width=args.preview_max_width)

@@ -155,3 +155,56 @@ def test_check_gaps_leaves_a_result_without_gaps_as_it_is() -> None:
     res = run_audit(boxes, W, H)
     bare = replace(res, parts=tuple(replace(p, gaps=()) for p in res.parts))
     assert check_gaps(bare, img) is bare
+
+
+# ----------------------------------------------------------------------------- review of the change
+def test_a_tall_narrow_photo_whose_preview_rounds_its_width_is_checked_not_refused() -> None:
+    # 205 x 24000 px: a preview 20 px wide is 2.5 % off the height's scale; one scale still fits
+    # both sides within the rounding of a reduced decode (the audit failed with rc 2)
+    boxes = np.array([[10.0, 100.0 * i, 100.0, 100.0 * i + 90] for i in range(240) if i % 7], np.float64)
+    res = run_audit(boxes, 205, 24000, settings=None)
+    check_gaps(res, np.zeros((2400, 20, 3), np.uint8))  # no error
+    with pytest.raises(InvalidInputError, match="not the audited 205x24000 at one scale"):
+        check_gaps(res, np.zeros((2400, 40, 3), np.uint8))  # another aspect: another image
+
+
+@pytest.mark.parametrize("form", ["one channel", "grey and alpha", "palette", "bool", "uint16", "float 0..1"])
+def test_other_image_forms_give_the_same_verdicts(form: str) -> None:
+    img, boxes = _shelf()
+    res = run_audit(boxes, W, H)
+    grey = np.asarray(Image.fromarray(img).convert("L"))
+    given = {
+        "one channel": grey[..., None],
+        "grey and alpha": np.dstack([grey, np.full_like(grey, 255)]),
+        "palette": Image.fromarray(img).convert("P"),
+        "bool": img > 127,
+        "uint16": img.astype(np.uint16) * 257,
+        "float 0..1": img.astype(np.float32) / 255,
+    }[form]
+    want = {round(g.x1): g.looks for g in check_gaps(res, img).gaps}
+    assert {round(g.x1): g.looks for g in check_gaps(res, given).gaps} == want
+
+
+def test_a_pixel_that_is_not_a_number_is_refused_in_one_line() -> None:
+    img, boxes = _shelf()
+    f = img.astype(np.float32)
+    f[3, 3, 1] = np.nan
+    with pytest.raises(InvalidInputError, match="not finite"):
+        check_gaps(run_audit(boxes, W, H), f)
+
+
+def test_the_command_says_when_the_preview_is_too_small_to_check_the_gaps(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    img, boxes = _shelf()
+    photo = tmp_path / "shelf.png"
+    Image.fromarray(img).save(photo)
+    dets = tmp_path / "shelf.csv"
+    dets.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                    + "".join(f"shelf.png,{x0:g},{y0:g},{x1:g},{y1:g},product,{W},{H}\n" for x0, y0, x1, y1 in boxes))
+    # products 300 px tall; a preview 50 px wide makes them about 9 px
+    assert cli_main(["audit", str(photo), "--detections", str(dets), "--preview-max-width", "50",
+                     "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "gaps not checked in the photo" in err and "--preview-max-width" in err
+    doc = json.loads((tmp_path / "o" / "shelf.audit.json").read_text())
+    assert doc["summary"]["gap_looks"]["not_judged"] == 2 and any("not checked" in w for w in doc["warnings"])
