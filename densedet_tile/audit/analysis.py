@@ -162,7 +162,9 @@ class EmptySection:
     """A stretch empty on every shelf between two found bays: the upright's gutter, much
     wider than an upright (a bay emptied, or the end of one). ``between`` names the bays on
     either side; ``x1``/``x2`` its extent at the height of the middle of ``polygon`` (it leans
-    with the uprights), ``width_products`` in median widths of the products of the two bays."""
+    with the uprights), ``width_products`` in median widths of the products of the two bays.
+    ``texture`` and ``looks``: the second look in the photo's pixels, as a gap's (None until
+    then; ``xyxy`` is the outline's bounding box)."""
 
     between: tuple[str, str]
     x1: float
@@ -170,6 +172,13 @@ class EmptySection:
     width_px: float
     width_products: float
     polygon: tuple[tuple[float, float], ...]
+    texture: float | None = None
+    looks: str | None = None
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        xs, ys = [x for x, _ in self.polygon], [y for _, y in self.polygon]
+        return (min(xs), min(ys), max(xs), max(ys)) if xs else (self.x1, 0.0, self.x2, 0.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -773,6 +782,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "x1": _r(max(e.x1, min(xs))),
                 "x2": _r(min(e.x2, max(xs))),
                 "height_px": _r(e.height_px),
+                "looks": e.looks,
+                "texture": None if e.texture is None else _r(e.texture, 3),
                 "xyxy": [min(xs), min(ys), max(xs), max(ys)],
                 "polygon": outline,
             })
@@ -812,6 +823,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             "x2": _r(e.x2),
             "width_px": _r(e.width_px),
             "width_products": _r(e.width_products, 2),
+            "looks": e.looks,
+            "texture": None if e.texture is None else _r(e.texture, 3),
             "xyxy": [min(xs), min(ys), max(xs), max(ys)],
             "polygon": outline,
         })

@@ -132,7 +132,7 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
     if lo > hi or (scale is not None and not lo <= sx <= hi):
         raise InvalidInputError(f"the image is {gw}x{gh}, not the audited {result.width}x{result.height} "
                                 f"at one scale" + ("" if scale is None else f" ({scale:g})"))
-    if not result.gaps:
+    if not (result.gaps or result.empty_shelves or result.empty_sections):
         return result
     a = result.xyxy
     heights = (a[:, 3] - a[:, 1]) * sy
@@ -147,36 +147,41 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
     every = texture_means(sat, a, (sx, sy))
     whole = float(np.nanmedian(every)) if np.isfinite(every).any() else float("nan")
 
-    def reference(sel: np.ndarray) -> float:
+    def reference(sel: np.ndarray, fallback: float) -> float:
         v = every[sel]
         v = v[np.isfinite(v)]
-        return float(np.median(v)) if len(v) >= _MIN_REFERENCE else float("nan")
+        return float(np.median(v)) if len(v) >= _MIN_REFERENCE else fallback
 
-    parts = []
+    def judge(items: Any, refs: list[float]) -> tuple[Any, ...]:
+        """The items (gaps, empty shelves, sections) with their ratio and verdict, each over its
+        own reference measure; unjudged where either is missing."""
+        if not items:
+            return tuple(items)
+        tex = texture_means(sat, np.array([q.xyxy for q in items], np.float64), (sx, sy))
+        out = []
+        for q, t, ref in zip(items, tex, refs):
+            if np.isfinite(t) and np.isfinite(ref) and ref > 0:
+                out.append(replace(q, texture=float(t / ref), looks=_verdict(float(t / ref))))
+            else:
+                out.append(q)
+        return tuple(out)
+
+    parts, bay_refs = [], {}
     for part in result.parts:
-        if not part.gaps:
+        bay_ref = bay_refs[part.name] = reference(part.index, whole)
+        if not (part.gaps or part.empty_shelves):
             parts.append(part)
             continue
-        bay_ref = reference(part.index)
-        if not np.isfinite(bay_ref):
-            bay_ref = whole
-        gap_tex = texture_means(sat, np.array([g.xyxy for g in part.gaps], np.float64), (sx, sy))
-        row_ref: dict[int, float] = {}
-        gaps = []
-        for g, t in zip(part.gaps, gap_tex):
-            if g.row not in row_ref:
-                ref = reference(part.index[part.layout.assignment == g.row])
-                row_ref[g.row] = ref if np.isfinite(ref) else bay_ref
-            ref = row_ref[g.row]
-            if not (np.isfinite(t) and np.isfinite(ref) and ref > 0):
-                gaps.append(g)
-                continue
-            ratio = float(t / ref)
-            gaps.append(replace(g, texture=ratio, looks=_verdict(ratio)))
-        parts.append(replace(part, gaps=tuple(gaps)))
-    return replace(result, parts=tuple(parts))
+        rows = {r: reference(part.index[part.layout.assignment == r], bay_ref) for r in {g.row for g in part.gaps}}
+        parts.append(replace(part, gaps=judge(part.gaps, [rows[g.row] for g in part.gaps]),
+                             empty_shelves=judge(part.empty_shelves, [bay_ref] * len(part.empty_shelves))))
+    # a section between two bays: over the products of both
+    both = [reference(np.concatenate([p.index for p in result.parts if p.name in e.between]), whole)
+            for e in result.empty_sections]
+    return replace(result, parts=tuple(parts), empty_sections=judge(result.empty_sections, both))
 
 
 def judged(result: AuditResult) -> bool:
-    """Whether any gap of ``result`` has a verdict (False also when it has no gap)."""
-    return any(g.looks is not None for g in result.gaps)
+    """Whether any gap, empty shelf or empty section of ``result`` has a verdict (False also
+    when it has none of them)."""
+    return any(q.looks is not None for q in (*result.gaps, *result.empty_shelves, *result.empty_sections))

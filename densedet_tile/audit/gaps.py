@@ -269,7 +269,8 @@ class EmptyShelf:
     of one fixture's layout, ``below == above + 1``): the two rows stand ``pitch_ratio`` of the
     fixture's usual shelf pitch apart. ``x1..x2`` the columns both rows span, ``height_px`` the
     room between them at its middle, ``polygon`` (4 (x, y) corners: the upper row's bottom line,
-    then the lower row's upper edge) and its bounding ``xyxy``."""
+    then the lower row's upper edge) and its bounding ``xyxy``. ``texture`` and ``looks``: the
+    second look in the photo's pixels, as a :class:`Gap`'s (None until then)."""
 
     above: int
     below: int
@@ -280,6 +281,8 @@ class EmptyShelf:
     height_px: float
     polygon: tuple[tuple[float, float], ...]
     xyxy: tuple[float, float, float, float]
+    texture: float | None = None
+    looks: str | None = None
 
 
 def find_empty_shelves(layout: RowLayout, *, pitch: float = EMPTY_SHELF_PITCH,

@@ -84,19 +84,21 @@ def render_preview(
                 d.polygon(poly, fill=(255, 150, 0, 40), outline=(255, 150, 0, 255), width=max(2, 2 * lw))
             else:
                 d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
-    for e in result.empty_sections:  # every shelf empty between two bays: a gap the height of the bays
-        poly = [(x * s, y * s) for x, y in e.polygon]
-        d.polygon(poly, fill=(230, 30, 30, 70), outline=(255, 30, 30, 255), width=max(2, 3 * lw))
+    def mark(poly: list[tuple[float, float]], label: str, looks: str | None) -> None:
+        red = looks != "stocked"  # orange: it looks stocked in the photo (products the detector missed?)
+        d.polygon(poly, fill=(230, 30, 30, 70) if red else (255, 150, 0, 40),
+                  outline=(255, 30, 30, 255) if red else (255, 150, 0, 255), width=max(2, 3 * lw))
         x0, y0 = poly[0]
-        d.rectangle([x0, y0, x0 + 7 * 13 + 6, y0 + 16], fill=(200, 20, 20, 230))
-        d.text((x0 + 3, y0 + 2), "empty section", fill=(255, 255, 255, 255))
+        d.rectangle([x0, y0, x0 + 7 * len(label) + 6, y0 + 16], fill=(200, 20, 20, 230) if red else (210, 120, 0, 230))
+        d.text((x0 + 3, y0 + 2), label, fill=(255, 255, 255, 255))
+
+    for e in result.empty_sections:  # every shelf empty between two bays: a gap the height of the bays
+        mark([(x * s, y * s) for x, y in e.polygon], "empty section" if e.looks != "stocked" else "empty section?",
+             e.looks)
     for part, within in zip(result.parts, clips):
         for e in part.empty_shelves:  # a whole shelf empty inside a bay: the room between two rows
-            poly = [(x * s, y * s) for x, y in _poly(e.polygon, W, H, within)]
-            d.polygon(poly, fill=(230, 30, 30, 70), outline=(255, 30, 30, 255), width=max(2, 3 * lw))
-            x0, y0 = poly[0]
-            d.rectangle([x0, y0, x0 + 7 * 11 + 6, y0 + 16], fill=(200, 20, 20, 230))
-            d.text((x0 + 3, y0 + 2), "empty shelf", fill=(255, 255, 255, 255))
+            mark([(x * s, y * s) for x, y in _poly(e.polygon, W, H, within)],
+                 "empty shelf" if e.looks != "stocked" else "empty shelf?", e.looks)
     for b, part in enumerate(result.parts, start=1):
         if part.kind == "bay" and len(part.polygon) >= 3:
             ring = [(x * s, y * s) for x, y in part.polygon]
@@ -176,7 +178,8 @@ def _range_cell(count_range: dict[str, Any] | None) -> str:
 
 
 def _looks_cell(gap: dict[str, Any]) -> str:
-    """What the second look in the pixels saw in a gap (older JSONs have no ``looks``)."""
+    """What the second look in the pixels saw in a gap, empty shelf or section (older JSONs have
+    no ``looks``)."""
     looks = gap.get("looks")
     if looks is None:
         return "not checked"
@@ -221,16 +224,18 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
     if doc.get("empty_sections"):
         empties = ("<h2>Empty sections</h2><p class=\"note\">Every shelf empty between two bays, wider than a "
                    "gap at a row's end: a bay (or the end of one) with nothing on it.</p>" + _table(
-                       "empty-sections", ["section", "between bays", "x from", "x to", "width px", "width (products)"],
+                       "empty-sections", ["section", "between bays", "x from", "x to", "width px", "width (products)",
+                                          "looks (in the photo)"],
                        [[e["id"], " and ".join(str(names.get(b, b)) for b in e["between_bays"]), e["x1"], e["x2"],
-                         e["width_px"], e["width_products"]] for e in doc["empty_sections"]]))
+                         e["width_px"], e["width_products"], _looks_cell(e)] for e in doc["empty_sections"]]))
     if doc.get("empty_shelves"):
         empties += ("<h2>Empty shelves</h2><p class=\"note\">A whole shelf empty inside a bay: two rows stand "
                     "much further apart than the bay's other shelves, with room for a shelf of products between "
                     "them. A shelf whose products the detector missed looks the same: check by eye.</p>" + _table(
-                        "empty-shelves", ["shelf", "bay", "between rows", "shelves", "x from", "x to", "height px"],
+                        "empty-shelves", ["shelf", "bay", "between rows", "shelves", "x from", "x to", "height px",
+                                          "looks (in the photo)"],
                         [[e["id"]] + where(e) + [" and ".join(str(r) for r in e["between_rows"]), e["shelves"], e["x1"],
-                         e["x2"], e["height_px"]] for e in doc["empty_shelves"]]))
+                         e["x2"], e["height_px"], _looks_cell(e)] for e in doc["empty_shelves"]]))
     areas = {r["name"]: r for r in doc.get("regions", [])}
     bays = "<h2>Bays</h2>" + _table(
         "bays", ["bay", "given as", "products", "count range", "products / Mpx", "shelf rows", "gaps",

@@ -210,7 +210,8 @@ def _audit(args: argparse.Namespace) -> int:
             if not args.no_pixel_check:  # does each gap look empty in the photo? (docs/audit.md)
                 result = check_gaps(result, picture)
                 tall = float(np.median(xyxy[:, 3] - xyxy[:, 1])) * picture.height / height if len(xyxy) else 0.0
-                if result.gaps and not judged(result) and tall < MIN_PRODUCT_PX:
+                if (result.gaps or result.empty_shelves or result.empty_sections) and not judged(result) \
+                        and tall < MIN_PRODUCT_PX:
                     small_preview = (f"gaps not checked in the photo: its products are {tall:.0f} px tall in the "
                                      f"preview, under the {MIN_PRODUCT_PX:g} px the check needs (raise "
                                      "--preview-max-width)")
@@ -272,12 +273,13 @@ def _audit(args: argparse.Namespace) -> int:
     for e in doc.get("empty_sections", []):
         left, right = e["between_bays"]
         print(f"  empty section between bays {left} and {right}: every shelf empty over "
-              f"{e['width_products']:g} product widths (x {e['x1']:g} to {e['x2']:g})")
+              f"{e['width_products']:g} product widths (x {e['x1']:g} to {e['x2']:g}){_looks_said(e)}")
     for e in doc.get("empty_shelves", []):
         place = f"region {_printable(e['region'])}" if "region" in e else f"bay {e['bay']}"
         above, below = e["between_rows"]
         print(f"  empty shelf in {place} between rows {above} and {below}: room for "
-              f"{e['shelves']} {'shelf' if e['shelves'] == 1 else 'shelves'} (x {e['x1']:g} to {e['x2']:g})")
+              f"{e['shelves']} {'shelf' if e['shelves'] == 1 else 'shelves'} (x {e['x1']:g} to {e['x2']:g})"
+              f"{_looks_said(e)}")
     print(f"-> {_printable(str(out / (stem + AUDIT_SUFFIXES['html'])))}")
     return EXIT_OK
 
@@ -288,6 +290,12 @@ def _looks_text(looks: dict[str, int]) -> str:
     said = [f"{looks[k]} {text}" for k, text in (("empty", "look empty"), ("unsure", "unsure"),
                                                   ("stocked", "look stocked")) if looks.get(k)]
     return "; " + ", ".join(said) if said else ""
+
+
+def _looks_said(item: dict[str, Any]) -> str:
+    """What the photo's pixels say of an empty shelf or section, for its line ("" unjudged)."""
+    return {"empty": ", looks empty in the photo", "unsure": ", unsure in the photo",
+            "stocked": ", but looks stocked in the photo: products the detector missed?"}.get(item.get("looks") or "", "")
 
 
 def _detector_options_given(args: argparse.Namespace) -> list[str]:

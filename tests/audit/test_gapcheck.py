@@ -208,3 +208,56 @@ def test_the_command_says_when_the_preview_is_too_small_to_check_the_gaps(tmp_pa
     assert "gaps not checked in the photo" in err and "--preview-max-width" in err
     doc = json.loads((tmp_path / "o" / "shelf.audit.json").read_text())
     assert doc["summary"]["gap_looks"]["not_judged"] == 2 and any("not checked" in w for w in doc["warnings"])
+
+
+# ----------------------------------------------------------------------------- empty shelves and sections
+def _bays(kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Five shelves of printed products on a dark back panel. ``shelf_missed``: the middle
+    shelf's products drawn but not boxed; ``shelf_empty``: the middle shelf bare; ``section_empty``
+    / ``section_missed``: two bays with the stretch between them bare / drawn but not boxed."""
+    rng = np.random.default_rng(seed)
+    section = kind.startswith("section")
+    width, height = (4700 if section else 1600), 2300
+    img = np.full((height, width, 3), 38, np.uint8)
+    columns = [60 + i * STEP for i in range(14)] + ([3150 + i * STEP for i in range(14)] if section else [])
+    unboxed = [1560 + i * STEP for i in range(15)] if kind == "section_missed" else []
+    boxes = []
+    for r, bottom in enumerate((400, 850, 1300, 1750, 2200)):
+        img[bottom:bottom + 12] = 150
+        for x0 in columns + unboxed:
+            if not (kind == "shelf_empty" and r == 2):
+                block = rng.integers(0, 256, size=(PH // 6, PW // 5, 3), dtype=np.uint8)
+                img[bottom - PH:bottom, x0:x0 + PW] = np.kron(block, np.ones((6, 5, 1), np.uint8))
+            if (kind.startswith("shelf") and r == 2) or x0 in unboxed:
+                continue
+            boxes.append([x0, bottom - PH, x0 + PW, bottom])
+    return img, np.asarray(boxes, np.float64), width, height
+
+
+@pytest.mark.parametrize("kind, want", [("shelf_missed", "stocked"), ("shelf_empty", "empty"),
+                                        ("section_missed", "stocked"), ("section_empty", "empty")])
+def test_empty_shelves_and_sections_get_the_same_second_look(kind: str, want: str) -> None:
+    img, boxes, width, height = _bays(kind)
+    res = run_audit(boxes, width, height)
+    found = res.empty_shelves if kind.startswith("shelf") else res.empty_sections
+    assert len(found) == 1 and found[0].looks is None
+    res = check_gaps(res, img)
+    found = res.empty_shelves if kind.startswith("shelf") else res.empty_sections
+    assert found[0].looks == want
+    doc = audit_to_dict(res)
+    listed = doc["empty_shelves"] if kind.startswith("shelf") else doc["empty_sections"]
+    assert listed[0]["looks"] == want and isinstance(listed[0]["texture"], float)
+
+
+def test_the_command_says_an_empty_shelf_looks_stocked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img, boxes, width, height = _bays("shelf_missed")
+    photo = tmp_path / "bay.png"
+    Image.fromarray(img).save(photo)
+    dets = tmp_path / "bay.csv"
+    dets.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n" + "".join(
+        f"bay.png,{x0:g},{y0:g},{x1:g},{y1:g},product,{width},{height}\n" for x0, y0, x1, y1 in boxes))
+    assert cli_main(["audit", str(photo), "--detections", str(dets), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "empty shelf in bay 1 between rows 2 and 3" in out and "looks stocked in the photo" in out
+    page = (tmp_path / "o" / "bay.audit.html").read_text()
+    assert "stocked? (check: missed products)" in page
