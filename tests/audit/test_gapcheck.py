@@ -44,11 +44,15 @@ def _shelf(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return img, np.asarray(boxes, np.float64)
 
 
-def _looks_by_row(result) -> dict[int, list[str | None]]:
-    out: dict[int, list[str | None]] = {}
-    for g in result.gaps:
-        out.setdefault(g.row, []).append(g.looks)
-    return out
+def _photo_and_csv(folder: Path, name: str, img: np.ndarray, boxes: np.ndarray) -> tuple[Path, Path]:
+    """The photo as PNG and its boxes as a SKU-110K CSV, as another detector would give them."""
+    photo = folder / f"{name}.png"
+    Image.fromarray(img).save(photo)
+    dets = folder / f"{name}.csv"
+    h, w = img.shape[:2]
+    dets.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n" + "".join(
+        f"{name}.png,{x0:g},{y0:g},{x1:g},{y1:g},product,{w},{h}\n" for x0, y0, x1, y1 in boxes))
+    return photo, dets
 
 
 def test_an_empty_stretch_looks_empty_and_missed_products_look_stocked() -> None:
@@ -132,12 +136,7 @@ def test_the_preview_draws_a_gap_that_looks_stocked_in_orange() -> None:
 
 
 def test_the_audit_command_checks_the_gaps_in_the_photo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    img, boxes = _shelf()
-    photo = tmp_path / "shelf.png"
-    Image.fromarray(img).save(photo)
-    dets = tmp_path / "shelf.csv"
-    dets.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
-                    + "".join(f"shelf.png,{x0:g},{y0:g},{x1:g},{y1:g},product,{W},{H}\n" for x0, y0, x1, y1 in boxes))
+    photo, dets = _photo_and_csv(tmp_path, "shelf", *_shelf())
     assert cli_main(["audit", str(photo), "--detections", str(dets), "--out", str(tmp_path / "o")]) == 0
     line = capsys.readouterr().out.splitlines()[0]
     assert "2 gaps" in line and "1 look empty, 1 look stocked" in line
@@ -195,12 +194,7 @@ def test_a_pixel_that_is_not_a_number_is_refused_in_one_line() -> None:
 
 def test_the_command_says_when_the_preview_is_too_small_to_check_the_gaps(tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    img, boxes = _shelf()
-    photo = tmp_path / "shelf.png"
-    Image.fromarray(img).save(photo)
-    dets = tmp_path / "shelf.csv"
-    dets.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
-                    + "".join(f"shelf.png,{x0:g},{y0:g},{x1:g},{y1:g},product,{W},{H}\n" for x0, y0, x1, y1 in boxes))
+    photo, dets = _photo_and_csv(tmp_path, "shelf", *_shelf())
     # products 300 px tall; a preview 50 px wide makes them about 9 px
     assert cli_main(["audit", str(photo), "--detections", str(dets), "--preview-max-width", "50",
                      "--out", str(tmp_path / "o")]) == 0
@@ -250,12 +244,8 @@ def test_empty_shelves_and_sections_get_the_same_second_look(kind: str, want: st
 
 
 def test_the_command_says_an_empty_shelf_looks_stocked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    img, boxes, width, height = _bays("shelf_missed")
-    photo = tmp_path / "bay.png"
-    Image.fromarray(img).save(photo)
-    dets = tmp_path / "bay.csv"
-    dets.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n" + "".join(
-        f"bay.png,{x0:g},{y0:g},{x1:g},{y1:g},product,{width},{height}\n" for x0, y0, x1, y1 in boxes))
+    img, boxes, _, _ = _bays("shelf_missed")
+    photo, dets = _photo_and_csv(tmp_path, "bay", img, boxes)
     assert cli_main(["audit", str(photo), "--detections", str(dets), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "empty shelf in bay 1 between rows 2 and 3" in out and "looks stocked in the photo" in out
