@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -188,10 +189,17 @@ def chromium() -> str:
 
 def run_browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     exe = chromium()
+    # Chromium puts a Unix socket under its profile and TMPDIR; a socket path has a limit of about
+    # 100 bytes, which a long TMPDIR (pytest's tmp_path under it) passes: the browser aborts. So
+    # both live in a short folder of the system's temporary root.
+    short = Path(tempfile.mkdtemp(prefix="ddt-chrome-", dir="/tmp" if os.path.isdir("/tmp") else None))
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'chrome-profile'}"]
-    return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=120)
+             "--disable-component-update", "--no-first-run", "--disable-sync", f"--user-data-dir={short / 'profile'}"]
+    try:
+        return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TMPDIR": str(short)})
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def test_report_renders_in_headless_chromium(scene: dict, tmp_path: Path) -> None:
