@@ -88,7 +88,9 @@ def test_ray_pool_writes_what_in_process_writes_and_restarts(local_ray, tmp_path
     assert snap["counts"] == {"ok": 4, "error": 1} and snap["runs"][0]["workers"] == 2
     by = {Path(r["input"]).name: r for r in snap["images"]}
     assert by["bad.png"]["status"] == "error" and "bad.png" in by["bad.png"]["error"]
-    assert len({r["worker"] for r in snap["images"]}) == 2  # both actors took work
+    # which actor took which image is the pool's business: a second actor that starts late on a
+    # loaded machine may find the first has taken them all (so no "both took work" here)
+    assert 1 <= len({r["worker"] for r in snap["images"]}) <= 2
     assert all(r["worker"].startswith(("w1@", "w2@")) for r in snap["images"])
 
     # restart: complete outputs are skipped, a corrupt one is redone on Ray

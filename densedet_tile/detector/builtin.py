@@ -236,7 +236,7 @@ def build_targets(boxes: np.ndarray, size: int, stride: int) -> tuple[np.ndarray
     if len(boxes) == 0:
         return heat[None], box_t, weight[None]
     wh = boxes[:, 2:] - boxes[:, :2]
-    order = np.argsort(-(wh[:, 0] * wh[:, 1]))
+    order = np.argsort(-(wh[:, 0] * wh[:, 1]), kind="stable")  # equal areas: in the given order on every CPU
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride
     for i in order:
         bw, bh = wh[i] / stride
