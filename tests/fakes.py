@@ -277,3 +277,34 @@ def kill_while_held(actor: object, hold: "os.PathLike[str] | str") -> None:
         raise AssertionError("the killed actor was still alive after 60 s")
     finally:
         os.unlink(hold)
+
+
+#: :func:`printed_shelf`'s photo (width, height), products (width, height, pitch), the products
+#: never put on its top shelf and those of its bottom shelf drawn but not boxed.
+SHELF_SIZE = (1600, 900)
+SHELF_PRODUCT = (100, 300, 105)
+SHELF_EMPTY = (5, 6)
+SHELF_MISSED = (9, 10)
+
+
+def printed_shelf(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A photo of two shelves of 14 printed products on a dark flat back panel, and its boxes:
+    two places empty on the top shelf (SHELF_EMPTY), two products of the bottom shelf drawn but
+    left out of the boxes (SHELF_MISSED), as a detector would miss them."""
+    (w, h), (pw, ph, step) = SHELF_SIZE, SHELF_PRODUCT
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 38, np.uint8)
+    boxes = []
+    for bottom, skip in ((400, SHELF_EMPTY), (850, ())):
+        img[bottom:bottom + 12] = 150  # the shelf lip under the row
+        for i in range(14):
+            if i in skip:
+                continue
+            x0, y0 = 60 + i * step, bottom - ph
+            # print: blocks of colour
+            block = rng.integers(0, 256, size=(ph // 6, pw // 5, 3), dtype=np.uint8)
+            img[y0:bottom, x0:x0 + pw] = np.kron(block, np.ones((6, 5, 1), np.uint8))
+            if bottom == 850 and i in SHELF_MISSED:
+                continue
+            boxes.append([x0, y0, x0 + pw, bottom])
+    return img, np.asarray(boxes, np.float64)

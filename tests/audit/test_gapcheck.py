@@ -16,32 +16,12 @@ from densedet_tile.audit import audit_to_dict, check_gaps, render_html, render_p
 from densedet_tile.audit.gapcheck import LOOKS_EMPTY, LOOKS_STOCKED, MIN_PRODUCT_PX
 from densedet_tile.cli import main as cli_main
 from densedet_tile.errors import InvalidInputError
+from fakes import SHELF_EMPTY, SHELF_MISSED, SHELF_PRODUCT, SHELF_SIZE, printed_shelf
 
-W, H = 1600, 900
-PW, PH, STEP = 100, 300, 105  # product width, height, pitch
-EMPTY = (5, 6)  # products never put on the top shelf
-MISSED = (9, 10)  # products on the bottom shelf the "detector" did not box
-
-
-def _shelf(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A photo of two shelves of 14 printed products on a dark flat back panel: two places empty
-    on the top shelf, and the boxes of two products of the bottom shelf left out."""
-    rng = np.random.default_rng(seed)
-    img = np.full((H, W, 3), 38, np.uint8)
-    boxes = []
-    for bottom, skip in ((400, EMPTY), (850, ())):
-        img[bottom:bottom + 12] = 150  # the shelf lip under the row
-        for i in range(14):
-            if i in skip:
-                continue
-            x0, y0 = 60 + i * STEP, bottom - PH
-            # print: blocks of colour and text-like strokes
-            block = rng.integers(0, 256, size=(PH // 6, PW // 5, 3), dtype=np.uint8)
-            img[y0:bottom, x0:x0 + PW] = np.kron(block, np.ones((6, 5, 1), np.uint8))
-            if bottom == 850 and i in MISSED:
-                continue
-            boxes.append([x0, y0, x0 + PW, bottom])
-    return img, np.asarray(boxes, np.float64)
+W, H = SHELF_SIZE
+PW, PH, STEP = SHELF_PRODUCT
+EMPTY, MISSED = SHELF_EMPTY, SHELF_MISSED
+_shelf = printed_shelf
 
 
 def _photo_and_csv(folder: Path, name: str, img: np.ndarray, boxes: np.ndarray) -> tuple[Path, Path]:
