@@ -132,9 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="boxes from X up that are not pseudo-labels become ignore regions (default: %(default)s)")
     l_.add_argument("--min-views", type=fraction(0.0, 1.0), default=lab.min_views, metavar="F",
                     help="share of the views that must find a box (default: %(default)s)")
-    l_.add_argument("--gap-check", action="store_true",
-                    help="stretches of shelf between pseudo-labels that look stocked in the photo are ignored, not "
-                    "taught as background")
     o = p.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     o.add_argument("--debug", action="store_true", help="log tracebacks of errors")
@@ -143,8 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Options whose values belong to a run: with --resume the saved ones are used.
 _RUN_OPTIONS = ("base", "overwrite", "holdout", "rounds", "seed", "max_pixels", "size", "batch", "synth", "lr",
-                "serve_thr", "calib_photos", "tile", "overlap", "scales", "no_flip", "score_hi", "score_lo", "min_views",
-                "gap_check")
+                "serve_thr", "calib_photos", "tile", "overlap", "scales", "no_flip", "score_hi", "score_lo", "min_views")
 
 #: Signals that stop a run cleanly (the first one) and the exit status they end it with.
 _STOP_SIGNALS = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": 128 + 15}
@@ -282,8 +278,7 @@ def adapt_main(argv: Sequence[str]) -> int:
     minutes = args.minutes if args.minutes is not None or args.steps is not None else 60.0
     try:
         labels = LabelSettings(scales=args.scales, flip=not args.no_flip, min_views=args.min_views,
-                               score_hi=args.score_hi, score_lo=args.score_lo, tile=args.tile, overlap=args.overlap,
-                               gap_check=args.gap_check)
+                               score_hi=args.score_hi, score_lo=args.score_lo, tile=args.tile, overlap=args.overlap)
         settings = AdaptSettings(minutes=minutes, steps=args.steps, rounds=args.rounds, holdout=args.holdout,
                                  seed=args.seed, size=args.size, batch=args.batch, synth=args.synth, lr=args.lr,
                                  serve_thr=args.serve_thr, calib_photos=args.calib_photos, max_pixels=args.max_pixels, labels=labels)

@@ -47,7 +47,7 @@ from ..tiler.readers.pillow import open_header
 from ..types import DEFAULT_MAX_PIXELS, MergeSpec, TileSpec
 from .data import PhotoCrops, SyntheticPool, stack_samples, tile_ratio
 from .loop import checkpoint_bytes, checkpoint_dict, ema_copy, learning_rate, make_optimizer, normaliser, train_step
-from .pseudo import PseudoLabels, agreement, ignore_stocked_gaps, pseudo_label
+from .pseudo import PseudoLabels, agreement, pseudo_label
 from .settings import AdaptSettings
 
 __all__ = ["AdaptSettings", "AdaptResult", "AdaptRun", "AdaptFailed", "adapt", "find_photos", "output_paths", "report_text",
@@ -772,9 +772,8 @@ class AdaptRun:
     def _label(self, image: np.ndarray, name: str = "<array>") -> PseudoLabels:
         # labels are the network's own boxes: the stack splitter is a rule applied when serving
         # (on the adapted weights too), and a product it cut by mistake must not become labels
-        labels = pseudo_label(image, self._detector(self.settings.labels.score_lo, split_stacks=False),
-                              self.settings.labels, name=name)
-        return ignore_stocked_gaps(labels, image) if self.settings.labels.gap_check else labels
+        return pseudo_label(image, self._detector(self.settings.labels.score_lo, split_stacks=False),
+                            self.settings.labels, name=name)
 
     def _readable(self, names: list[str]) -> list[str]:
         """``names`` less the photos found unreadable so far (a truncated JPEG shows itself

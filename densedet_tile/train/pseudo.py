@@ -29,8 +29,7 @@ from ..merge.boxes import candidate_pairs, pair_iou
 from ..merge.wbf import weighted_box_fusion
 from ..types import Detections, MergeSpec, RunSpec, TileSpec
 
-__all__ = ["LabelSettings", "PseudoLabels", "view_detections", "fuse_views", "pseudo_label", "ignore_stocked_gaps",
-           "agreement"]
+__all__ = ["LabelSettings", "PseudoLabels", "view_detections", "fuse_views", "pseudo_label", "agreement"]
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,6 @@ class LabelSettings:
     score_lo: float = 0.3
     tile: int = 1280
     overlap: float = 0.2
-    #: stretches of shelf with no pseudo-label that look stocked (or unsure) in the photo become
-    #: ignore regions (:func:`ignore_stocked_gaps`)
-    gap_check: bool = False
 
     def __post_init__(self) -> None:
         scales = tuple(float(s) for s in self.scales)
@@ -186,24 +182,6 @@ def pseudo_label(image: np.ndarray, detector: Any, settings: LabelSettings, run:
                  name: str = "<array>") -> PseudoLabels:
     """:func:`view_detections` then :func:`fuse_views`."""
     return fuse_views(view_detections(image, detector, settings, run, name=name), settings)
-
-
-def ignore_stocked_gaps(labels: PseudoLabels, image: Any) -> PseudoLabels:
-    """``labels`` with every stretch of shelf the audit finds between them (its gaps, empty
-    shelves and empty sections, from the pseudo-labels alone) that looks stocked or unsure in
-    ``image`` (:func:`densedet_tile.audit.check_gaps`) added to the ignore regions: products the
-    model did not find there must not be taught as background. Stretches that look empty stay
-    background."""
-    from ..audit import check_gaps, run_audit
-
-    h, w = np.asarray(image).shape[:2]
-    if len(labels) < 3:
-        return labels
-    res = check_gaps(run_audit(labels.boxes, w, h), image)
-    extra = [q.xyxy for q in (*res.gaps, *res.empty_shelves, *res.empty_sections) if q.looks in ("stocked", "unsure")]
-    if not extra:
-        return labels
-    return replace(labels, ignore=np.concatenate([labels.ignore.reshape(-1, 4), np.asarray(extra, np.float32)]))
 
 
 def agreement(pred: np.ndarray, ref: np.ndarray, ignore: np.ndarray | None = None, iou: float = 0.5) -> dict[str, float]:

@@ -186,23 +186,3 @@ def test_agreement_counts_matches_and_leaves_ignored_boxes_out():
     # unmatched predictions; the box on the ignore region counts neither way
     assert a == {"matched": 2, "pred": 4, "ref": 3, "ignored": 1}
     assert agreement(np.zeros((0, 4)), ref) == {"matched": 0, "pred": 0, "ref": 3, "ignored": 0}
-
-
-def test_stretches_that_look_stocked_become_ignore_regions_and_empty_ones_stay_background() -> None:
-    # the gap check's shelf: a bare stretch on the top shelf, two products unboxed on the bottom one
-    from densedet_tile.train.pseudo import PseudoLabels, ignore_stocked_gaps
-    from fakes import SHELF_EMPTY as EMPTY, SHELF_MISSED as MISSED, SHELF_PRODUCT, printed_shelf
-
-    STEP = SHELF_PRODUCT[2]
-    img, boxes = printed_shelf()
-    labels = PseudoLabels(boxes=boxes.astype(np.float32), scores=np.full(len(boxes), 0.9, np.float32),
-                          votes=np.full(len(boxes), 4), ignore=np.zeros((0, 4), np.float32), views=4)
-    out = ignore_stocked_gaps(labels, img)
-    assert np.array_equal(out.boxes, labels.boxes)  # the labels themselves are untouched
-    assert out.ignore.shape == (1, 4)
-    x0, y0, x1, y1 = out.ignore[0]
-    # the unboxed products lie inside it; the bare stretch of the top shelf does not
-    assert x0 <= 60 + MISSED[0] * STEP + 10 and x1 >= 60 + MISSED[1] * STEP + 90 and y1 > 600
-    assert not (x0 < 60 + EMPTY[1] * STEP + 100 and x1 > 60 + EMPTY[0] * STEP and y1 < 450)
-    # a photo with no detail says nothing: no ignore region
-    assert ignore_stocked_gaps(labels, np.full_like(img, 90)).ignore.shape == (0, 4)
