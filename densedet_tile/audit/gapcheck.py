@@ -8,7 +8,9 @@ Products show print, edges and highlights. So each gap gets a **texture ratio**:
 grey-level gradient (``|dI/dx| + |dI/dy|``) over its middle (the outline's bounding box with
 ``_INSET`` cut off each side: the neighbours' edges and the shelf lip stay out), divided by the
 median of the same measure over the products of its row (three or more; else its bay's, else
-the image's), which makes it independent of the photo's contrast, exposure and scale. Then:
+the image's), which makes it independent of the photo's contrast and exposure and nearly of
+its scale. Empty shelves and empty sections are judged the same way, over their bay's products
+(both bays' for a section). Then:
 
 - below :data:`LOOKS_EMPTY`: ``"empty"`` (as flat as a shelf with nothing on it);
 - from :data:`LOOKS_STOCKED` up: ``"stocked"`` (as busy as the products beside it: products the
@@ -109,8 +111,8 @@ def _verdict(ratio: float) -> str:
 
 
 def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -> AuditResult:
-    """``result`` with each gap's ``texture`` (ratio) and ``looks`` (``"empty"``, ``"unsure"`` or
-    ``"stocked"``) measured in ``image``: the upright image (PIL image or array, colour or grey)
+    """``result`` with each gap's, empty shelf's and empty section's ``texture`` (ratio) and
+    ``looks`` (``"empty"``, ``"unsure"`` or ``"stocked"``) measured in ``image``: the upright image (PIL image or array, colour or grey)
     at any scale; ``scale`` is image-given pixels per image pixel (default: each side's own, its
     width over the audit's and its height over the audit's: a reduced decode rounds each side on
     its own). When the products are under :data:`MIN_PRODUCT_PX` tall at that scale (a preview of a
@@ -166,9 +168,9 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
                 out.append(q)
         return tuple(out)
 
-    parts, bay_refs = [], {}
+    parts = []
     for part in result.parts:
-        bay_ref = bay_refs[part.name] = reference(part.index, whole)
+        bay_ref = reference(part.index, whole)
         if not (part.gaps or part.empty_shelves):
             parts.append(part)
             continue
@@ -176,8 +178,8 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
         parts.append(replace(part, gaps=judge(part.gaps, [rows[g.row] for g in part.gaps]),
                              empty_shelves=judge(part.empty_shelves, [bay_ref] * len(part.empty_shelves))))
     # a section between two bays: over the products of both
-    both = [reference(np.concatenate([p.index for p in result.parts if p.name in e.between]), whole)
-            for e in result.empty_sections]
+    beside = [[p.index for p in result.parts if p.name in e.between] for e in result.empty_sections]
+    both = [reference(np.concatenate(idx), whole) if idx else whole for idx in beside]
     return replace(result, parts=tuple(parts), empty_sections=judge(result.empty_sections, both))
 
 
