@@ -699,6 +699,11 @@ def _segment(p: tuple[float, float], q: tuple[float, float], width: float, heigh
     return [[_r(p[0]), _r(p[1])], [_r(q[0]), _r(q[1])]]
 
 
+def _looks(item: Any) -> dict[str, Any]:
+    """The JSON fields of the second look in the pixels at a gap, empty shelf or section."""
+    return {"looks": item.looks, "texture": None if item.texture is None else _r(item.texture, 3)}
+
+
 def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                   count_ranges: Sequence[Any] | None = None) -> dict[str, Any]:
     """The JSON document of an audit (schema ``densedet-tile/audit@1``). Bays, rows and gaps
@@ -765,8 +770,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "x2": _r(g.x2),
                 "width_px": _r(g.width_px),
                 "width_products": _r(g.width_products, 2),
-                "looks": g.looks,
-                "texture": None if g.texture is None else _r(g.texture, 3),
+                **_looks(g),
                 "xyxy": [min(xs), min(ys), max(xs), max(ys)],
                 "polygon": outline,
             })
@@ -782,8 +786,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "x1": _r(max(e.x1, min(xs))),
                 "x2": _r(min(e.x2, max(xs))),
                 "height_px": _r(e.height_px),
-                "looks": e.looks,
-                "texture": None if e.texture is None else _r(e.texture, 3),
+                **_looks(e),
                 "xyxy": [min(xs), min(ys), max(xs), max(ys)],
                 "polygon": outline,
             })
@@ -823,8 +826,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             "x2": _r(e.x2),
             "width_px": _r(e.width_px),
             "width_products": _r(e.width_products, 2),
-            "looks": e.looks,
-            "texture": None if e.texture is None else _r(e.texture, 3),
+            **_looks(e),
             "xyxy": [min(xs), min(ys), max(xs), max(ys)],
             "polygon": outline,
         })
@@ -849,9 +851,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             "gap_width_products": _r(sum(g.width_products for g in result.gaps), 2),
             # the second look in the pixels (check_gaps): how many gaps look empty, and how many
             # look stocked (products the detector missed?); "not_judged" without the photo
-            "gap_looks": {k: sum(1 for g in result.gaps if g.looks == v)
-                          for k, v in (("empty", "empty"), ("unsure", "unsure"), ("stocked", "stocked"),
-                                       ("not_judged", None))},
+            "gap_looks": {**{v: sum(1 for g in result.gaps if g.looks == v) for v in ("empty", "unsure", "stocked")},
+                          "not_judged": sum(1 for g in result.gaps if g.looks is None)},
             "empty_sections": len(empties),
             "empty_shelves": len(shelves),
             "tilt_deg": _r(float(np.median(tilts)), 2) if tilts else 0.0,

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from .analysis import AuditResult
 
-__all__ = ["check_gaps", "judged", "texture_means", "LOOKS_EMPTY", "LOOKS_STOCKED", "MIN_PRODUCT_PX"]
+__all__ = ["check_gaps", "judged", "product_px", "texture_means", "LOOKS_EMPTY", "LOOKS_STOCKED", "MIN_PRODUCT_PX"]
 
 #: A gap with a texture ratio below this looks empty.
 LOOKS_EMPTY = 0.35
@@ -137,10 +137,10 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
     if not (result.gaps or result.empty_shelves or result.empty_sections):
         return result
     a = result.xyxy
-    heights = (a[:, 3] - a[:, 1]) * sy
-    if len(a) == 0 or float(np.median(heights)) < MIN_PRODUCT_PX:
+    tall = product_px(result, sy)
+    if tall < MIN_PRODUCT_PX:
         return result
-    k = int(float(np.median(heights)) // _WORK_PRODUCT_PX)
+    k = int(tall // _WORK_PRODUCT_PX)
     if k >= 2:  # products far taller than needed: block means, k x k
         h, w = gh // k * k, gw // k * k
         grey = grey[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
@@ -181,6 +181,14 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
     beside = [[p.index for p in result.parts if p.name in e.between] for e in result.empty_sections]
     both = [reference(np.concatenate(idx), whole) if idx else whole for idx in beside]
     return replace(result, parts=tuple(parts), empty_sections=judge(result.empty_sections, both))
+
+
+def product_px(result: AuditResult, scale: float) -> float:
+    """The products' median height (0 without products) in an image of the audited photo at
+    ``scale`` (its pixels per the photo's, vertically): the check judges nothing under
+    :data:`MIN_PRODUCT_PX`."""
+    a = result.xyxy
+    return float(np.median(a[:, 3] - a[:, 1])) * scale if len(a) else 0.0
 
 
 def judged(result: AuditResult) -> bool:

@@ -77,28 +77,27 @@ def render_preview(
             d.line(poly + poly[:1], fill=(40, 90, 235, 200), width=lw)
             line = _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H, within)
             d.line([(x * s, y * s) for x, y in line], fill=(30, 70, 230, 255), width=max(2, 2 * lw))
+    def mark(poly: list[tuple[float, float]], looks: str | None, fill_alpha: int, width: int,
+             label: str | None = None) -> None:
+        """Red, or orange where it looks stocked in the photo (products the detector missed?)."""
+        stocked = looks == "stocked"
+        d.polygon(poly, fill=(255, 150, 0, 40) if stocked else (230, 30, 30, fill_alpha),
+                  outline=(255, 150, 0, 255) if stocked else (255, 30, 30, 255), width=width)
+        if label:
+            label += "?" if stocked else ""
+            x0, y0 = poly[0]
+            d.rectangle([x0, y0, x0 + 7 * len(label) + 6, y0 + 16], fill=(210, 120, 0, 230) if stocked else (200, 20, 20, 230))
+            d.text((x0 + 3, y0 + 2), label, fill=(255, 255, 255, 255))
+
     for part, within in zip(result.parts, clips):
         for g in part.gaps:
-            poly = [(x * s, y * s) for x, y in _poly(g.polygon, W, H, within)]
-            if g.looks == "stocked":  # as busy as products in the photo: the detector likely missed some
-                d.polygon(poly, fill=(255, 150, 0, 40), outline=(255, 150, 0, 255), width=max(2, 2 * lw))
-            else:
-                d.polygon(poly, fill=(230, 30, 30, 90), outline=(255, 30, 30, 255), width=max(2, 2 * lw))
-    def mark(poly: list[tuple[float, float]], label: str, looks: str | None) -> None:
-        red = looks != "stocked"  # orange: it looks stocked in the photo (products the detector missed?)
-        d.polygon(poly, fill=(230, 30, 30, 70) if red else (255, 150, 0, 40),
-                  outline=(255, 30, 30, 255) if red else (255, 150, 0, 255), width=max(2, 3 * lw))
-        x0, y0 = poly[0]
-        d.rectangle([x0, y0, x0 + 7 * len(label) + 6, y0 + 16], fill=(200, 20, 20, 230) if red else (210, 120, 0, 230))
-        d.text((x0 + 3, y0 + 2), label, fill=(255, 255, 255, 255))
-
+            mark([(x * s, y * s) for x, y in _poly(g.polygon, W, H, within)], g.looks, 90, max(2, 2 * lw))
     for e in result.empty_sections:  # every shelf empty between two bays: a gap the height of the bays
-        mark([(x * s, y * s) for x, y in e.polygon], "empty section" if e.looks != "stocked" else "empty section?",
-             e.looks)
+        mark([(x * s, y * s) for x, y in e.polygon], e.looks, 70, max(2, 3 * lw), "empty section")
     for part, within in zip(result.parts, clips):
         for e in part.empty_shelves:  # a whole shelf empty inside a bay: the room between two rows
-            mark([(x * s, y * s) for x, y in _poly(e.polygon, W, H, within)],
-                 "empty shelf" if e.looks != "stocked" else "empty shelf?", e.looks)
+            mark([(x * s, y * s) for x, y in _poly(e.polygon, W, H, within)], e.looks, 70, max(2, 3 * lw),
+                 "empty shelf")
     for b, part in enumerate(result.parts, start=1):
         if part.kind == "bay" and len(part.polygon) >= 3:
             ring = [(x * s, y * s) for x, y in part.polygon]

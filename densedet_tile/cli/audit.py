@@ -25,7 +25,7 @@ import numpy as np
 
 from ..audit.analysis import AuditSettings, audit_to_dict, run_audit, usable_boxes
 from ..audit.confidence import RANGE_LIMITS, part_count_ranges
-from ..audit.gapcheck import MIN_PRODUCT_PX, check_gaps, judged
+from ..audit.gapcheck import MIN_PRODUCT_PX, check_gaps, judged, product_px
 from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
@@ -209,7 +209,7 @@ def _audit(args: argparse.Namespace) -> int:
             picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
             if not args.no_pixel_check:  # does each gap look empty in the photo? (docs/audit.md)
                 result = check_gaps(result, picture)
-                tall = float(np.median(xyxy[:, 3] - xyxy[:, 1])) * picture.height / height if len(xyxy) else 0.0
+                tall = product_px(result, picture.height / height)
                 if (result.gaps or result.empty_shelves or result.empty_sections) and not judged(result) \
                         and tall < MIN_PRODUCT_PX:
                     small_preview = (f"gaps not checked in the photo: its products are {tall:.0f} px tall in the "
