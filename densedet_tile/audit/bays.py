@@ -16,9 +16,14 @@ kinds of evidence cut the columns:
    widths on either side, or that no box covers at all (inside a stretch wider than the window,
    a bay emptied, the highest coverage nearby is nothing as well), with two shelves or more on
    either side (along a single shelf an empty stretch may as well be a gap). It is an upright
-   when it is at least ``min_gutter`` widths of the products beside it wide, or at least ``jump_gutter`` widths wide where the
-   shelf lines do not go on across it (most products just left of it have no product just
-   right of it standing on their shelf line).
+   when it is at least ``min_gutter`` widths of the products beside it wide (and wider than
+   ``SPACING_MULT`` times the median space between neighbouring products), or at least
+   ``jump_gutter`` widths wide where the shelf lines do not go on across it (most products just
+   left of it have no product just right of it standing on their shelf line) or where it is
+   wider than ``SPACING_MULT`` times nearly every space between neighbouring products (their
+   95th percentile, spaces of half a product width or more left out as gaps): a real
+   detector's tight boxes on products filled up to a thin upright leave a gutter of a tenth of
+   a product's width, which no shelf's own spacing makes on every shelf at once.
 2. **Jumps in shelf height**: where the shelves of neighbouring bays stand at different
    heights, the products on either side of the upright overlap vertically but do not stand on
    one line. Each box is paired with its nearest right-hand neighbour (:mod:`.neighbours`).
@@ -58,6 +63,10 @@ __all__ = ["BayCuts", "find_bays", "upright_lean"]
 #: many times the usual space between neighbouring products (products standing in tidy columns
 #: leave gutters of just that space on every shelf: 4 bays of 2 products and no row before).
 SPACING_MULT = 1.5
+#: The share of the spaces between neighbouring products a narrow gutter must exceed (times
+#: ``SPACING_MULT``); spaces of ``_GAP_SPACE`` median widths or more are gaps, not spacing.
+_SPACING_Q = 0.95
+_GAP_SPACE = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,7 +139,7 @@ def _window_max(v: np.ndarray, k: int, side: str) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(ext, k).max(axis=1)
 
 
-def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.1) -> float:
+def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.1, center: float = 0.0) -> float:
     """How far uprights lean in the image (dx/dy), from where the product boxes leave room.
 
     Products stand on shelves between uprights, which lean with the camera's roll; an upright
@@ -139,7 +148,8 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     its centre's height) and the columns (bins of a sixteenth of the median width) between the
     outermost boxes that no box covers are counted, each empty stretch up to two median widths;
     the middle of the run of leans that leave the most empty columns wins (with no upright in
-    view every lean ties: no lean)."""
+    view every lean ties: no lean). ``center`` (dx/dy): search ``max_deg`` either side of this
+    lean instead of upright, and fall back on it when every lean ties."""
     a = as_boxes(xyxy)
     if len(a) < 8:
         return 0.0
@@ -147,11 +157,12 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     cy = (a[:, 1] + a[:, 3]) / 2
     dy = cy - float(np.median(cy))
     n_ang = int(round(max_deg / step_deg))
-    slopes = np.tan(np.radians(np.arange(-n_ang, n_ang + 1) * step_deg))  # (K,)
+    c_deg = float(np.degrees(np.arctan(center)))
+    slopes = np.tan(np.radians(c_deg + np.arange(-n_ang, n_ang + 1) * step_deg))  # (K,)
     k = len(slopes)
     # at most 20 000 columns per lean, however wide (or, sheared, tall) the image and small its
     # products
-    span = float(a[:, 2].max() - a[:, 0].min()) + 2 * float(slopes[-1]) * float(np.abs(dy).max()) + 1
+    span = float(a[:, 2].max() - a[:, 0].min()) + 2 * float(np.abs(slopes).max()) * float(np.abs(dy).max()) + 1
     bin_px = max(med_w / 16, span / 20000)
     shift = -slopes[:, None] * dy[None, :]  # (K, N)
     lo_x = float((a[:, 0][None, :] + shift).min())
@@ -178,19 +189,28 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     k0 = int(best[np.argmin(np.abs(best - n_ang))])
     runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
     run = next(r for r in runs if k0 in r)
-    return float(np.tan(np.radians((0.5 * (run[0] + run[-1]) - n_ang) * step_deg)))
+    return float(np.tan(np.radians(c_deg + (0.5 * (run[0] + run[-1]) - n_ang) * step_deg)))
+
+
+#: Facing the shelves, the uprights' lean is sought this many degrees either side of square to
+#: the shelf lines.
+_SQUARE_DEG = 0.5
 
 
 def _lean_of(a: np.ndarray) -> float:
     """The uprights' lean for :func:`find_bays`. Facing the shelves (parallel shelf lines), the
-    camera's roll turns shelves and uprights alike, so the uprights stand square to the shelf
-    lines: the lean is the shelves' tilt, measured on many boxes at once and far surer than the
-    room the boxes leave. Seen down an aisle (converging shelves) the shelf lines do not tell the
-    roll: :func:`upright_lean`."""
+    camera's roll turns shelves and uprights alike, so the uprights stand nearly square to the
+    shelf lines, whose tilt is measured on many boxes at once and far surer than the room the
+    boxes leave: the lean is sought within ``_SQUARE_DEG`` of square (:func:`upright_lean`
+    around it). Within, not at: a camera turned by a few degrees, too few for the shelf lines
+    to converge measurably, still tilts the shelves above and below its height by different
+    amounts, so their pooled tilt misses the roll by a few tenths of a degree, enough to close
+    the gutter of a thin upright over a tall bay. Seen down an aisle (converging shelves) the
+    shelf lines do not tell the roll: :func:`upright_lean` over its whole range."""
     if len(a) >= 8:
         frame = find_rows(a)
         if frame.spread == 0.0:
-            return -float(np.tan(np.radians(frame.tilt_deg)))
+            return upright_lean(a, max_deg=_SQUARE_DEG, center=-float(np.tan(np.radians(frame.tilt_deg))))
     return upright_lean(a)
 
 
@@ -276,8 +296,12 @@ def find_bays(
     # the slope of the shelf lines everywhere (one vanishing point for the whole aisle)
     pairs = neighbour_pairs(upright)
     i, j = pairs.left, pairs.right
-    # the usual space between a product and the next on its shelf (0 where they touch)
-    spacing = float(np.median(np.maximum(a[j, 0] - a[i, 2], 0.0))) if len(i) else 0.0
+    # the usual space between a product and the next on its shelf (0 where they touch), and
+    # nearly the widest such space (missing products left out)
+    space = np.maximum(a[j, 0] - a[i, 2], 0.0)
+    spacing = float(np.median(space)) if len(space) else 0.0
+    space = space[space < _GAP_SPACE * med_w]
+    spacing_hi = float(np.quantile(space, _SPACING_Q)) if len(space) else np.inf
     cx = (a[:, 0] + a[:, 2]) / 2
     x_ref, y_ref = float((cx.min() + cx.max()) / 2), float(np.median(a[:, 3]))
     field = slope_field(a, cx, x_ref, y_ref, pairs)
@@ -319,8 +343,9 @@ def find_bays(
         # no wider than the usual space between products, with the shelf lines going on across
         # it, a gutter is that space (products standing in tidy columns), not an upright
         wide = width >= min_gutter * local_w
-        if (wide and width > SPACING_MULT * spacing) or (
-            (wide or width >= jump_gutter * local_w) and not _shelves_continue(a, left, right, frame, jump_tol)
+        narrow = width >= jump_gutter * local_w
+        if (wide and width > SPACING_MULT * spacing) or (narrow and width > SPACING_MULT * spacing_hi) or (
+            (wide or narrow) and not _shelves_continue(a, left, right, frame, jump_tol)
         ):
             gutter[s:e] = True
     # 2. height jumps: misaligned junctions lined up over most shelves of the column

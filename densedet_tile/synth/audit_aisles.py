@@ -71,11 +71,13 @@ def _fill_row(
     gaps_per_row: int,
     end_gap: bool,
     color_seed: int,
+    end_margin: float = 0.2,
 ) -> _Row:
     """Fill one shelf from ``x_left`` to ``x_right`` standing on ``bottom`` (see module doc) and
-    remove runs of products for the planted gaps."""
+    remove runs of products for the planted gaps. The first product starts, and the last ends,
+    up to ``end_margin`` base widths inside the shelf's ends."""
     items: list[tuple[float, float, float, float, int]] = []  # x1, x2, h, stacked, group
-    cur = x_left + rng.uniform(0, 0.2) * base_width
+    cur = x_left + rng.uniform(0, end_margin) * base_width
     g = 0
     while True:
         gw = base_width * rng.uniform(0.6, 1.5)
@@ -86,7 +88,7 @@ def _fill_row(
         done = False
         for _ in range(n):
             w = gw * rng.uniform(0.97, 1.03)
-            if cur + w > x_right - rng.uniform(0, 0.2) * base_width:
+            if cur + w > x_right - rng.uniform(0, end_margin) * base_width:
                 done = True
                 break
             items.append((cur, cur + w, gh, float(stacked), g))
@@ -260,13 +262,20 @@ def synthetic_bays(
     stack_prob: float = 0.15,
     spacing: float = 0.25,
     jitter: float = 0.02,
+    upright_width: tuple[float, float] = (0.25, 0.6),
+    end_margin: float = 0.2,
+    same_shelves: float = 0.25,
 ) -> SyntheticBays:
     """Bays side by side, each with its own number of shelves and shelf height, seen at an angle.
 
-    Built flat first: bay ``b`` spans ``bay_width`` (22 to 34 base widths), uprights 0.25 to 0.6
-    base widths wide stand between bays, all bays stand on one floor line, and each has 3 to 7
-    shelves of its own height (a neighbour copies the previous bay's shelves one time in four, so
-    that only the upright separates them). Each shelf is filled as in :func:`synthetic_aisle`
+    Built flat first: bay ``b`` spans ``bay_width`` (22 to 34 base widths), uprights
+    ``upright_width`` base widths wide (drawn uniformly) stand between bays, all bays stand on one
+    floor line, and each has 3 to 7 shelves of its own height (a neighbour copies the previous
+    bay's shelves with probability ``same_shelves``, so that only the upright separates them).
+    Products stand ``spacing`` base widths apart at most, and each shelf's first and last
+    products up to ``end_margin`` base widths inside the uprights (a real detector's tight boxes
+    on products filled up to thin uprights: ``spacing=0.03, end_margin=0.02, upright_width=(0.1,
+    0.25)``). Each shelf is filled as in :func:`synthetic_aisle`
     (``gaps_per_row`` interior gaps, one row per bay with an emptied end). The flat layout is then
     seen by a pinhole camera turned by ``perspective_deg`` about the vertical axis at a distance
     of 0.6 to 1.0 times the aisle's width, and rolled by ``roll_deg`` (default: up to 2 degrees
@@ -278,6 +287,10 @@ def synthetic_bays(
         raise InvalidInputError(f"synthetic_bays: n_bays must be in 1..12, got {n_bays}")
     if not (-40 <= perspective_deg <= 40):
         raise InvalidInputError(f"synthetic_bays: perspective must be within 40 degrees, got {perspective_deg}")
+    lo_up, hi_up = (float(v) for v in upright_width)
+    if not (0 < lo_up <= hi_up) or end_margin < 0 or not (0 <= same_shelves <= 1) or spacing < 0:
+        raise InvalidInputError("synthetic_bays: upright_width must be 0 < low <= high, end_margin and spacing >= 0, "
+                                f"same_shelves in [0, 1]; got {upright_width}, {end_margin}, {spacing}, {same_shelves}")
     base = float(rng.uniform(60, 110)) if base_width is None else float(base_width)
     roll = float(rng.uniform(-2, 2)) if roll_deg is None else float(roll_deg)
     boxes: list[list[float]] = []
@@ -293,7 +306,7 @@ def synthetic_bays(
     prev: tuple[int, float] | None = None
     for b in range(n_bays):
         bay_w = base * rng.uniform(22, 34)
-        if prev is not None and rng.random() < 0.25:
+        if prev is not None and rng.random() < same_shelves:
             n_rows, row_h = prev
         else:
             n_rows, row_h = int(rng.integers(3, 8)), base * rng.uniform(2.0, 3.6)
@@ -305,7 +318,8 @@ def synthetic_bays(
         for r in range(n_rows):
             bottom = floor - kick - (n_rows - 1 - r) * (row_h + lip)
             fill = _fill_row(rng, x0, x0 + bay_w, bottom, row_h, base, spacing=spacing, stack_prob=stack_prob,
-                             gaps_per_row=gaps_per_row, end_gap=r == end_row, color_seed=1000 * b + r)
+                             gaps_per_row=gaps_per_row, end_gap=r == end_row, color_seed=1000 * b + r,
+                             end_margin=end_margin)
             boxes += fill.boxes
             bay_of += [b] * len(fill.boxes)
             row_of += [r] * len(fill.boxes)
@@ -313,7 +327,7 @@ def synthetic_bays(
             planted += [(b, r, g0, g1, bottom - row_h / 2) for g0, g1 in fill.gaps]  # type: ignore[misc]
             shelf.append((b, r, x0, x0 + bay_w, bottom + lip / 2))
         outlines.append((x0, top_y, x0 + bay_w, floor - kick + lip))
-        upright = base * rng.uniform(0.25, 0.6)
+        upright = base * rng.uniform(lo_up, hi_up)
         if b < n_bays - 1:
             uprights.append(x0 + bay_w + upright / 2)
         x0 += bay_w + upright
