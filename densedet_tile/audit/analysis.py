@@ -551,10 +551,9 @@ def _empty_sections(cut: Any, with_occupied: list[np.ndarray], name_of: dict[int
             continue
         y0, y1 = min(ys), max(ys)
         ym = (y0 + y1) / 2
-        dx = [cut.lean * (y - cut.y_ref) for y in (y0, y1)]
-        poly = ((lo + dx[0], y0), (hi + dx[0], y0), (hi + dx[1], y1), (lo + dx[1], y1))
-        shift = cut.lean * (ym - cut.y_ref)
-        out.append(EmptySection((left.name, right.name), lo + shift, hi + shift, hi - lo, (hi - lo) / unit, poly))
+        (l0, h0), (l1, h1), (lm, hm) = (cut.to_image(np.array([lo, hi]), y).tolist() for y in (y0, y1, ym))
+        poly = ((l0, y0), (h0, y0), (h1, y1), (l1, y1))
+        out.append(EmptySection((left.name, right.name), lm, hm, hm - lm, (hm - lm) / unit, poly))
     return out
 
 

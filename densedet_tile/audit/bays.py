@@ -4,10 +4,11 @@ An aisle is a row of bays (shelf units) separated by uprights. Uprights stay par
 photo taken at an angle down an aisle (only the shelf lines converge), so bays are strips of
 columns, and finding them is one-dimensional. The uprights lean with the camera's roll (a
 degree or two in a hand-held photo moves an upright by a product width from the top shelf to
-the bottom one, enough to close its gutter), so the columns lean with them: the lean is the
-one that leaves the most columns no box crosses (:func:`upright_lean`), each box is sheared
-by its centre's height, and the cuts are lines of that lean (:meth:`BayCuts.cut_x`). Two
-kinds of evidence cut the columns:
+the bottom one, enough to close its gutter), and converge on a point above or below the photo
+when the camera is tilted down or up, as phone photos of shelves mostly are; so the columns
+follow them: the frame is the one that leaves the most columns no box crosses
+(:func:`upright_frame`), each box is moved into it by its centre's height, and the cuts are the
+frame's lines (:meth:`BayCuts.cut_x`). Two kinds of evidence cut the columns:
 
 1. **Uprights** (and the breaks of the price rail they carry): a *gutter*, a stretch of
    columns where the products of every shelf stop. The *coverage* of a column is the summed
@@ -57,7 +58,7 @@ from .boxes import as_boxes
 from .neighbours import neighbour_pairs, stands_on_another
 from .rows import RowLayout, _clip_spread, find_rows, slope_field
 
-__all__ = ["BayCuts", "find_bays", "upright_lean"]
+__all__ = ["BayCuts", "find_bays", "upright_frame", "upright_lean"]
 
 #: A gutter where the shelf lines go on across it is an upright only when it is wider than this
 #: many times the usual space between neighbouring products (products standing in tidy columns
@@ -72,8 +73,9 @@ _GAP_SPACE = 0.5
 @dataclass(frozen=True, eq=False)
 class BayCuts:
     """The bays of one image: ``cuts`` (B-1,) image x of the cuts between bays, left to right,
-    at the height ``y_ref`` (the cuts lean by ``lean``, dx/dy, with the uprights: see
-    :meth:`cut_x`); ``kinds`` (B-1,) what each cut is (``"upright"`` or ``"height jump"``);
+    at the height ``y_ref`` (the cuts lean with the uprights: by ``lean + lean_slope * (x -
+    x_ref)``, dx/dy, at column ``x``, see :meth:`cut_x`); ``kinds`` (B-1,) what each cut is
+    (``"upright"`` or ``"height jump"``);
     ``bay_of`` (N,) int64 each box's bay, by its centre. ``spans`` (B-1, 2): the x extent at
     ``y_ref`` of the empty columns each upright cut stands in (no box crosses them; NaN for a
     height jump): an upright's own width, or much more where the shelves beside it are empty
@@ -85,6 +87,8 @@ class BayCuts:
     lean: float = 0.0
     y_ref: float = 0.0
     spans: np.ndarray | None = None
+    lean_slope: float = 0.0
+    x_ref: float = 0.0
 
     @property
     def n_bays(self) -> int:
@@ -92,9 +96,15 @@ class BayCuts:
 
     def cut_x(self, y: np.ndarray | float) -> np.ndarray:
         """(..., B-1) image x of every cut at image height(s) ``y``: an upright leans with the
-        camera's roll, ``lean`` pixels of x per pixel of y from ``cuts`` at ``y_ref``."""
-        y = np.asarray(y, np.float64)
-        return self.cuts + self.lean * (y[..., None] - self.y_ref)
+        camera's roll (and, with the camera tilted up or down, the more the further it stands
+        from the middle), from ``cuts`` at ``y_ref``."""
+        return self.to_image(self.cuts, np.asarray(y, np.float64)[..., None])
+
+    def to_image(self, x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
+        """Image x at height(s) ``y`` of the upright line through column ``x`` at ``y_ref``
+        (broadcasts)."""
+        x = np.asarray(x, np.float64)
+        return x + (self.lean + self.lean_slope * (x - self.x_ref)) * (np.asarray(y, np.float64) - self.y_ref)
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:
@@ -139,6 +149,97 @@ def _window_max(v: np.ndarray, k: int, side: str) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(ext, k).max(axis=1)
 
 
+def _to_frame(x: np.ndarray, dy: np.ndarray, lean: np.ndarray, slope: np.ndarray, x_ref: float) -> np.ndarray:
+    """Image x at height ``dy`` (from the uprights' reference height) -> the x, at the reference
+    height, of the upright through it. The uprights lean by ``lean + slope * (x' - x_ref)``
+    (dx/dy) at column ``x'``: all alike for ``slope = 0``, converging on a point above or below
+    the image otherwise. Broadcasts."""
+    return x_ref + (x - x_ref - lean * dy) / (1.0 + slope * dy)
+
+
+def _holes(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_ref: float,
+           med_w: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """For each candidate upright frame (``leans[k]``, ``slopes[k]``) every box is moved into the
+    frame (by its centre's height); the stretches of columns between the outermost boxes that no
+    box crosses are its *holes*. Returns (candidate, first column, end column) of every hole, in
+    bins of ``bin_px`` (the last value) counted from the leftmost box edge of any frame; at most
+    20 000 bins per frame, and worked in chunks of candidates, so memory stays bounded on a
+    panorama."""
+    cy = (a[:, 1] + a[:, 3]) / 2
+    dy = cy - y_ref
+    k_all = len(leans)
+    n = len(a)
+    lo = hi = None
+    chunk = max(1, 4_000_000 // max(n, 1))
+    for c in range(0, k_all, chunk):
+        lv, sv = leans[c:c + chunk, None], slopes[c:c + chunk, None]
+        x0s = _to_frame(a[None, :, 0], dy[None, :], lv, sv, x_ref)
+        x1s = _to_frame(a[None, :, 2], dy[None, :], lv, sv, x_ref)
+        lo = float(x0s.min()) if lo is None else min(lo, float(x0s.min()))
+        hi = float(x1s.max()) if hi is None else max(hi, float(x1s.max()))
+    bin_px = max(med_w / 16, (hi - lo + 1) / 20000)
+    nb_all = int((hi - lo) / bin_px) + 2
+    step = max(1, min(k_all, 4_000_000 // max(n, 1), 4_000_000 // nb_all))
+    ks, starts, ends = [], [], []
+    for c in range(0, k_all, step):
+        lv, sv = leans[c:c + step, None], slopes[c:c + step, None]
+        k = len(lv)
+        left = np.floor((_to_frame(a[None, :, 0], dy[None, :], lv, sv, x_ref) - lo) / bin_px).astype(np.int64)
+        right = np.floor((_to_frame(a[None, :, 2], dy[None, :], lv, sv, x_ref) - lo) / bin_px).astype(np.int64)
+        nb = int(right.max()) + 2
+        row = np.arange(k)[:, None] * nb
+        diff = (np.bincount((row + left).ravel(), minlength=k * nb)
+                - np.bincount((row + right + 1).ravel(), minlength=k * nb))
+        cov = np.cumsum(diff.reshape(k, nb), axis=1)
+        first, last = left.min(axis=1), right.max(axis=1)
+        cols = np.arange(nb)[None, :]
+        inside = (cols > first[:, None]) & (cols < last[:, None])
+        # the candidates' rows end outside ``inside``, so no run spans two of them
+        runs = _runs(((cov == 0) & inside).ravel())
+        ks.append(c + runs[:, 0] // nb)
+        starts.append(runs[:, 0] % nb)
+        ends.append(runs[:, 0] % nb + (runs[:, 1] - runs[:, 0]))
+    return np.concatenate(ks), np.concatenate(starts), np.concatenate(ends), bin_px
+
+
+def _room(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_ref: float,
+          med_w: float, count: bool = False) -> np.ndarray:
+    """For each candidate upright frame: its holes' columns (:func:`_holes`), in sixteenths of
+    the median width, each hole counted up to two median widths (the room between the aisle and
+    a stray box far from it grows with the shear and must not win). ``count``: the number of
+    holes instead, their room breaking ties (for tight boxes, whose thin uprights each leave a
+    hole of a few columns: a frame that keeps more of them clean is the better one, though a
+    bay's emptied end beside one upright would outweigh several of them in columns)."""
+    k, s, e, bin_px = _holes(a, leans, slopes, x_ref, y_ref, med_w)
+    cap = int(np.ceil(2 * med_w / bin_px))
+    room = np.bincount(k, weights=np.minimum(e - s, cap), minlength=len(leans))
+    if count:
+        return np.bincount(k, minlength=len(leans)) + room / (cap * len(a) + 1.0)
+    return room
+
+
+def _plateau_middle(score: np.ndarray, start: tuple[int, ...]) -> tuple[float, ...]:
+    """The middle (mean index) of the connected set of best-scoring cells of a small grid that
+    holds the best cell nearest ``start``: leans that tie leave the same room over a range (a
+    gutter as wide as w stays clean over leans of about w over the aisle's height)."""
+    best = score == score.max()
+    cells = np.argwhere(best)
+    seed = tuple(cells[np.argmin(np.abs(cells - np.asarray(start)).sum(axis=1))])
+    seen = {seed}
+    todo = [seed]
+    while todo:  # a flood fill over a grid of a few hundred cells
+        cell = todo.pop()
+        for axis in range(score.ndim):
+            for d in (-1, 1):
+                nxt = list(cell)
+                nxt[axis] += d
+                t = tuple(nxt)
+                if 0 <= t[axis] < score.shape[axis] and t not in seen and best[t]:
+                    seen.add(t)
+                    todo.append(t)
+    return tuple(float(v) for v in np.mean(np.array(sorted(seen)), axis=0))
+
+
 def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.1, center: float = 0.0) -> float:
     """How far uprights lean in the image (dx/dy), from where the product boxes leave room.
 
@@ -149,47 +250,169 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
     outermost boxes that no box covers are counted, each empty stretch up to two median widths;
     the middle of the run of leans that leave the most empty columns wins (with no upright in
     view every lean ties: no lean). ``center`` (dx/dy): search ``max_deg`` either side of this
-    lean instead of upright, and fall back on it when every lean ties."""
+    lean instead of upright, and fall back on it when every lean ties. Uprights that converge
+    (a camera tilted up or down): :func:`upright_frame`."""
     a = as_boxes(xyxy)
     if len(a) < 8:
         return 0.0
+    return _lean_search(a, max_deg, step_deg, center, float(np.median((a[:, 1] + a[:, 3]) / 2)))[0]
+
+
+def _lean_search(a: np.ndarray, max_deg: float, step_deg: float, center: float, y_ref: float,
+                 count: bool = False) -> tuple[float, float]:
+    """:func:`upright_lean`'s search: (lean, room it leaves; ``count``: see :func:`_room`)."""
     med_w = max(float(np.median(a[:, 2] - a[:, 0])), 1.0)
-    cy = (a[:, 1] + a[:, 3]) / 2
-    dy = cy - float(np.median(cy))
     n_ang = int(round(max_deg / step_deg))
     c_deg = float(np.degrees(np.arctan(center)))
-    slopes = np.tan(np.radians(c_deg + np.arange(-n_ang, n_ang + 1) * step_deg))  # (K,)
-    k = len(slopes)
-    # at most 20 000 columns per lean, however wide (or, sheared, tall) the image and small its
-    # products
-    span = float(a[:, 2].max() - a[:, 0].min()) + 2 * float(np.abs(slopes).max()) * float(np.abs(dy).max()) + 1
-    bin_px = max(med_w / 16, span / 20000)
-    shift = -slopes[:, None] * dy[None, :]  # (K, N)
-    lo_x = float((a[:, 0][None, :] + shift).min())
-    left = np.floor((a[:, 0][None, :] + shift - lo_x) / bin_px).astype(np.int64)
-    right = np.floor((a[:, 2][None, :] + shift - lo_x) / bin_px).astype(np.int64)
-    nb = int(right.max()) + 2
-    row = np.arange(k)[:, None] * nb
-    diff = np.bincount((row + left).ravel(), minlength=k * nb) - np.bincount((row + right + 1).ravel(), minlength=k * nb)
-    cov = np.cumsum(diff.reshape(k, nb), axis=1)
-    # columns between each lean's outermost boxes that nothing covers
-    first, last = left.min(axis=1), right.max(axis=1)
-    cols = np.arange(nb)[None, :]
-    inside = (cols > first[:, None]) & (cols < last[:, None])
-    # an upright is narrow: each empty stretch counts for at most two product widths (the room
-    # between the aisle and a stray box far from it grows with the shear and must not win);
-    # the leans' rows end outside ``inside``, so no run spans two leans
-    holes = _runs(((cov == 0) & inside).ravel())
-    cap = int(np.ceil(2 * med_w / bin_px))
-    empty = np.bincount(holes[:, 0] // nb, weights=np.minimum(holes[:, 1] - holes[:, 0], cap), minlength=k)
-    # the leans that leave the most room form a plateau (a gutter as wide as w stays clean
-    # over a range of leans of about w over the aisle's height): its middle, taking the run
-    # nearest no lean (with no upright in view every lean ties, and the middle is no lean)
-    best = np.flatnonzero(empty == empty.max())
-    k0 = int(best[np.argmin(np.abs(best - n_ang))])
-    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
-    run = next(r for r in runs if k0 in r)
-    return float(np.tan(np.radians(c_deg + (0.5 * (run[0] + run[-1]) - n_ang) * step_deg)))
+    leans = np.tan(np.radians(c_deg + np.arange(-n_ang, n_ang + 1) * step_deg))
+    room = _room(a, leans, np.zeros_like(leans), 0.0, y_ref, med_w, count)
+    (mid,) = _plateau_middle(room, (n_ang,))
+    return float(np.tan(np.radians(c_deg + (mid - n_ang) * step_deg))), float(room.max())
+
+
+#: Uprights converging on a point above or below the image: the search allows their lean to
+#: differ by up to this many degrees between the leftmost and the rightmost products (phone
+#: photos of shelves: a median of 4.5 degrees between the left and right thirds' vertical
+#: edges, 8 at the 90th percentile, over the 85 real photos).
+UPRIGHT_TURN_DEG = 20.0
+#: Above this many boxes (a panorama of many photos, each tilted its own way, and a search
+#: whose cost grows with the boxes) the uprights are taken as parallel.
+_TURN_MAX_BOXES = 20_000
+
+
+def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0,
+                  max_turn_deg: float = UPRIGHT_TURN_DEG, fixed_middle: bool = False) -> tuple[float, float, float, float]:
+    """How the uprights stand in the image: ``(lean, slope, x_ref, y_ref)``, the upright
+    through column ``x'`` at height ``y_ref`` leaning by ``lean + slope * (x' - x_ref)`` (dx/dy).
+
+    A phone tilted up or down (to get the top or the bottom shelf in) makes the uprights
+    converge on a point above or below the photo: the left ones lean one way and the right ones
+    the other, by several degrees at the photo's sides (a median of 4.5 degrees between the
+    vertical edges of the left and right thirds of the 85 real shelf photos), and no single lean
+    keeps a thin upright's gutter clean from the top shelf to the bottom one.
+
+    Where the boxes are loose (the 95th percentile of the spaces between neighbouring products
+    ``_TIGHT`` median widths or more, as the built-in model's are on real photos), their spaces
+    line up by chance over a few shelves and make as much room as any frame would: the frame is
+    the best single lean, as :func:`upright_lean` finds it (``max_deg`` either side of
+    ``center``; slope 0). Tight boxes (a real detector's) leave each upright a hole of a few
+    columns, and the frames are compared by how many holes they leave (the room breaking ties:
+    see :func:`_room`):
+
+    1. the best single lean, as above;
+    2. every lean an upright may take anywhere (``max_deg`` plus half ``max_turn_deg`` either
+       side of ``center``) is tried alone; holes at one place (within a median width) over
+       three leans or more make a cluster, one upright, standing at the lean where its hole is
+       widest;
+    3. the candidate frames: a single lean at each cluster, the line through each pair of
+       clusters, and with ``fixed_middle`` (facing the shelves, where the middle's lean is
+       ``center`` within ``max_deg``) the line through each cluster and the middle; slopes
+       turning the outermost products' uprights by at most ``max_turn_deg`` apart. The best,
+       refined over a small grid around it, is kept when it leaves more holes than the best
+       single lean (a cluster of spaces lining up by chance finds no partner)."""
+    a = as_boxes(xyxy)
+    if len(a) < 8:
+        return 0.0, 0.0, 0.0, 0.0
+    cy = (a[:, 1] + a[:, 3]) / 2
+    cx = (a[:, 0] + a[:, 2]) / 2
+    y_ref = float(np.median(cy))
+    x_ref = float((cx.min() + cx.max()) / 2)
+    span = float(cx.max() - cx.min())
+    reach = float(np.abs(cy - y_ref).max())
+    if max_turn_deg <= 0 or span <= 0 or len(a) > _TURN_MAX_BOXES or not _tight(a):
+        return _lean_search(a, max_deg, 0.1, center, y_ref)[0], 0.0, x_ref, y_ref
+    lean, room = _lean_search(a, max_deg, 0.1, center, y_ref, count=True)
+    med_w = max(float(np.median(a[:, 2] - a[:, 0])), 1.0)
+    # the slope that turns the outermost uprights by max_turn_deg apart, and no more than keeps
+    # every box's scale 1 + slope * dy within 0.5 to 1.5
+    s_max = min(float(np.tan(np.radians(max_turn_deg))) / span, 0.5 / max(reach, 1.0))
+    c_deg = float(np.degrees(np.arctan(center)))
+    half = max_deg + 0.5 * max_turn_deg
+    degs = c_deg + np.arange(-half, half + 1e-9, 0.1)
+    k, h0, h1, bin_px = _holes(a, np.tan(np.radians(degs)), np.zeros(len(degs)), x_ref, y_ref, med_w)
+    wide = h1 - h0
+    # an upright's hole, not the room of a bay emptied or of the aisle's end (clean at every lean)
+    keep = wide * bin_px < 2 * med_w
+    k, h0, wide = k[keep], h0[keep], wide[keep]
+    if len(k) == 0:
+        return lean, 0.0, x_ref, y_ref
+    mid = h0 + wide / 2
+    order = np.argsort(mid, kind="stable")
+    k, mid, wide = k[order], mid[order], wide[order]
+    # holes closer than a median width make one cluster: one upright (its column moves a little
+    # with the lean, the more the further from y_ref its boxes stand)
+    group = np.r_[0, np.cumsum(np.diff(mid) * bin_px > med_w)]
+    n_g = int(group[-1]) + 1
+    weight = np.bincount(group, weights=wide, minlength=n_g)
+    # each cluster's lean: where its room is widest (the middle of the leans that tie), since
+    # the room of an upright beside a short or sparse bay stays open over a lopsided range
+    per = np.zeros((n_g, len(degs)))
+    np.add.at(per, (group, k), wide)
+    g_deg = np.array([degs[int(round(_plateau_middle(row, (int(np.argmax(row)),))[0]))] for row in per])
+    # columns back in pixels: the holes' bins count from the leftmost box edge of any frame
+    lo = float(_to_frame(a[:, 0][None, :], (cy - y_ref)[None, :], np.tan(np.radians(degs))[:, None], 0.0, x_ref).min())
+    g_x = lo + np.bincount(group, weights=wide * mid, minlength=n_g) / weight * bin_px
+    # a cluster that holes at a lean or two only is chance: an upright stays clean over a range
+    n_leans = np.array([len(np.unique(k[group == g])) for g in range(n_g)])
+    ok = n_leans >= 3
+    g_x, g_deg, weight = g_x[ok], g_deg[ok], weight[ok]
+    g_lean = np.tan(np.radians(g_deg))
+    # candidate frames: a single lean at each cluster, a line through each pair of clusters and,
+    # facing the shelves, a line through each cluster and the square lean at the middle; the
+    # one leaving the most room wins (a cluster of gaps that line up by chance finds no partner)
+    l0s, l1s = [float(v) for v in g_lean], [0.0] * len(g_lean)
+    for i in range(len(g_x)):
+        for j in range(i + 1, len(g_x)):
+            if abs(g_x[j] - g_x[i]) >= 2 * med_w:
+                sl = (g_lean[j] - g_lean[i]) / (g_x[j] - g_x[i])
+                l0s.append(float(g_lean[i] + sl * (x_ref - g_x[i])))
+                l1s.append(float(sl))
+        if fixed_middle and abs(g_x[i] - x_ref) >= 2 * med_w:
+            l0s.append(float(center))
+            l1s.append(float((g_lean[i] - center) / (g_x[i] - x_ref)))
+    c_l0, c_l1 = np.array(l0s), np.array(l1s)
+    ok = np.abs(c_l1) <= s_max * (1 + 1e-9)
+    if fixed_middle:  # the middle's lean stays near square to the shelf lines
+        ok &= np.abs(np.degrees(np.arctan(c_l0)) - c_deg) <= max_deg + 1e-9
+    c_l0, c_l1 = c_l0[ok], c_l1[ok]
+    if len(c_l0) == 0:
+        return lean, 0.0, x_ref, y_ref
+    r = _room(a, c_l0, c_l1, x_ref, y_ref, med_w, count=True)
+    best = np.flatnonzero(r == r.max())
+    b = int(best[np.argmin(np.abs(c_l1[best]))])  # ties: the least converging
+    # then a small search around it: three tenths of a degree of lean either side, and a
+    # sixth of the slope's range; the middle of the cells that leave the most room
+    b_deg = float(np.degrees(np.arctan(c_l0[b])))
+    g_l0 = np.tan(np.radians(b_deg + np.linspace(-0.3, 0.3, 7)))
+    g_l1 = c_l1[b] + np.linspace(-s_max / 6, s_max / 6, 7)
+    lv, sv = np.meshgrid(g_l0, g_l1, indexing="ij")
+    ok = (np.abs(sv) <= s_max * (1 + 1e-9)).ravel()
+    if fixed_middle:
+        ok &= (np.abs(np.degrees(np.arctan(lv)) - c_deg) <= max_deg + 1e-9).ravel()
+    rr = np.full(lv.size, -1.0)
+    rr[ok] = _room(a, lv.ravel()[ok], sv.ravel()[ok], x_ref, y_ref, med_w, count=True)
+    rr = rr.reshape(lv.shape)
+    if rr.max() <= room:
+        return lean, 0.0, x_ref, y_ref
+    mi, mj = _plateau_middle(rr, (3, 3))
+    return (float(np.tan(np.radians(b_deg + (mi - 3) * 0.1))), float(np.interp(mj, np.arange(7), g_l1)),
+            x_ref, y_ref)
+
+
+#: Boxes are tight enough to trust a converging frame (:func:`upright_frame`) when the 95th
+#: percentile of the spaces between neighbouring products (spaces of half a width or more left
+#: out as gaps) is under this many median widths: a real detector's tight boxes leave 0.02 to
+#: 0.05, the built-in model's on real photos 0.2 to 0.4.
+_TIGHT = 0.1
+
+
+def _tight(a: np.ndarray) -> bool:
+    """Whether the boxes leave only thin spaces between neighbouring products (see ``_TIGHT``)."""
+    pairs = neighbour_pairs(a)
+    space = np.maximum(a[pairs.right, 0] - a[pairs.left, 2], 0.0)
+    med_w = max(float(np.median(a[:, 2] - a[:, 0])), 1.0)
+    space = space[space < _GAP_SPACE * med_w]
+    return len(space) >= 8 and float(np.quantile(space, _SPACING_Q)) < _TIGHT * med_w
 
 
 #: Facing the shelves, the uprights' lean is sought this many degrees either side of square to
@@ -197,21 +420,23 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
 _SQUARE_DEG = 0.5
 
 
-def _lean_of(a: np.ndarray) -> float:
-    """The uprights' lean for :func:`find_bays`. Facing the shelves (parallel shelf lines), the
-    camera's roll turns shelves and uprights alike, so the uprights stand nearly square to the
-    shelf lines, whose tilt is measured on many boxes at once and far surer than the room the
-    boxes leave: the lean is sought within ``_SQUARE_DEG`` of square (:func:`upright_lean`
-    around it). Within, not at: a camera turned by a few degrees, too few for the shelf lines
-    to converge measurably, still tilts the shelves above and below its height by different
-    amounts, so their pooled tilt misses the roll by a few tenths of a degree, enough to close
-    the gutter of a thin upright over a tall bay. Seen down an aisle (converging shelves) the
-    shelf lines do not tell the roll: :func:`upright_lean` over its whole range."""
+def _lean_of(a: np.ndarray) -> tuple[float, float, float, float]:
+    """The uprights' frame for :func:`find_bays` (:func:`upright_frame`'s tuple). Facing the
+    shelves (parallel shelf lines), the camera's roll turns shelves and uprights alike, so the
+    uprights stand nearly square to the shelf lines, whose tilt is measured on many boxes at
+    once and far surer than the room the boxes leave: the lean is sought within
+    ``_SQUARE_DEG`` of square. Within, not at: a camera turned by a few degrees, too few for
+    the shelf lines to converge measurably, still tilts the shelves above and below its height
+    by different amounts, so their pooled tilt misses the roll by a few tenths of a degree,
+    enough to close the gutter of a thin upright over a tall bay. Seen down an aisle
+    (converging shelves) the shelf lines do not tell the roll: the whole range. Either way the
+    uprights may converge (a camera tilted up or down, which leaves the shelf lines level)."""
     if len(a) >= 8:
         frame = find_rows(a)
         if frame.spread == 0.0:
-            return upright_lean(a, max_deg=_SQUARE_DEG, center=-float(np.tan(np.radians(frame.tilt_deg))))
-    return upright_lean(a)
+            return upright_frame(a, max_deg=_SQUARE_DEG, center=-float(np.tan(np.radians(frame.tilt_deg))),
+                                 fixed_middle=True)
+    return upright_frame(a)
 
 
 #: Neighbouring pairs needed to measure the boxes' own noise (:func:`_jump_tolerance`).
@@ -256,7 +481,8 @@ def find_bays(
     lean: float | None = None,
 ) -> BayCuts:
     """Cut the image's columns into bays (see the module doc). ``xyxy`` (N, 4) pixels.
-    ``lean``: how far the uprights lean (dx/dy); None estimates it (:func:`upright_lean`)."""
+    ``lean``: how far the uprights lean (dx/dy), all alike; None estimates their frame
+    (:func:`upright_frame`)."""
     a = as_boxes(xyxy)
     if not (0 < gutter_frac < 1) or min_gutter < 0 or window <= 0 or jump_min < 1 or not (0 < jump_frac <= 1):
         raise InvalidInputError("find_bays: gutter_frac and jump_frac must be in (0, 1], window > 0, "
@@ -270,13 +496,16 @@ def find_bays(
     # columns follow the uprights: shear each box by its centre's height so that they stand
     # upright (the shelf geometry below is measured on the boxes as they are)
     upright = a
-    lean_ = _lean_of(a) if lean is None else float(lean)
-    y_lean = float(np.median((a[:, 1] + a[:, 3]) / 2))
-    if lean_:
+    if lean is None:
+        lean_, lean_slope, x_lean, y_lean = _lean_of(a)
+    else:
+        lean_, lean_slope, x_lean = float(lean), 0.0, 0.0
+        y_lean = float(np.median((a[:, 1] + a[:, 3]) / 2))
+    if lean_ or lean_slope:
         a = a.copy()
-        shift = -lean_ * ((a[:, 1] + a[:, 3]) / 2 - y_lean)
-        a[:, 0] += shift
-        a[:, 2] += shift
+        dy = (a[:, 1] + a[:, 3]) / 2 - y_lean
+        a[:, 0] = _to_frame(a[:, 0], dy, lean_, lean_slope, x_lean)
+        a[:, 2] = _to_frame(a[:, 2], dy, lean_, lean_slope, x_lean)
     w, h = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
     med_w = max(float(np.median(w)), 1.0)
     med_h = max(float(np.median(h)), 1.0)
@@ -425,4 +654,5 @@ def find_bays(
         cut_arr = np.delete(cut_arr, drop)
         span_arr = np.delete(span_arr, drop, axis=0)
         kinds.pop(drop)
-    return BayCuts(cut_arr, tuple(kinds), np.searchsorted(cut_arr, cx).astype(np.int64), lean_, y_lean, span_arr)
+    return BayCuts(cut_arr, tuple(kinds), np.searchsorted(cut_arr, cx).astype(np.int64), lean_, y_lean, span_arr,
+                   lean_slope, x_lean)

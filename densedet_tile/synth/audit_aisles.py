@@ -265,6 +265,7 @@ def synthetic_bays(
     upright_width: tuple[float, float] = (0.25, 0.6),
     end_margin: float = 0.2,
     same_shelves: float = 0.25,
+    pitch_deg: float = 0.0,
 ) -> SyntheticBays:
     """Bays side by side, each with its own number of shelves and shelf height, seen at an angle.
 
@@ -280,13 +281,16 @@ def synthetic_bays(
     seen by a pinhole camera turned by ``perspective_deg`` about the vertical axis at a distance
     of 0.6 to 1.0 times the aisle's width, and rolled by ``roll_deg`` (default: up to 2 degrees
     either way), so the rows converge towards a vanishing point and the uprights stay vertical
-    (before the roll). Product boxes are the hulls of the seen product fronts, jittered by
-    ``jitter`` of their size.
+    (before the roll). ``pitch_deg`` tilts the camera up (positive) or down as well, as a phone
+    held below or above the shelves' middle is: the uprights then converge on a point above or
+    below the image instead of standing parallel. Product boxes are the hulls of the seen
+    product fronts, jittered by ``jitter`` of their size.
     """
     if not (1 <= n_bays <= 12):
         raise InvalidInputError(f"synthetic_bays: n_bays must be in 1..12, got {n_bays}")
-    if not (-40 <= perspective_deg <= 40):
-        raise InvalidInputError(f"synthetic_bays: perspective must be within 40 degrees, got {perspective_deg}")
+    if not (-40 <= perspective_deg <= 40) or not (-40 <= pitch_deg <= 40):
+        raise InvalidInputError(f"synthetic_bays: perspective and pitch must be within 40 degrees, got {perspective_deg}, "
+                                f"{pitch_deg}")
     lo_up, hi_up = (float(v) for v in upright_width)
     if not (0 < lo_up <= hi_up) or end_margin < 0 or not (0 <= same_shelves <= 1) or spacing < 0:
         raise InvalidInputError("synthetic_bays: upright_width must be 0 < low <= high, end_margin and spacing >= 0, "
@@ -335,11 +339,14 @@ def synthetic_bays(
     bx = np.array(boxes, dtype=np.float64)
     xc, yc = total_w / 2, float(np.mean([o[1] for o in outlines]) + np.mean([o[3] - o[1] for o in outlines]) / 2)
     dist = total_w * rng.uniform(0.6, 1.0)
-    t, rl = np.radians(perspective_deg), np.radians(roll)
+    t, rl, pt = np.radians(perspective_deg), np.radians(roll), np.radians(pitch_deg)
 
     def project(pts: np.ndarray) -> np.ndarray:
         x, y = pts[..., 0] - xc, pts[..., 1] - yc
         z = dist + x * np.sin(t)
+        if pt:
+            # the camera tilted about its horizontal axis (y grows downwards: a positive pitch looks up)
+            y, z = y * np.cos(pt) + z * np.sin(pt), z * np.cos(pt) - y * np.sin(pt)
         u, v = dist * x * np.cos(t) / z, dist * y / z
         return np.stack([u * np.cos(rl) - v * np.sin(rl), u * np.sin(rl) + v * np.cos(rl)], axis=-1)
 
