@@ -245,8 +245,17 @@ def _cut_ring(points: Sequence[tuple[float, float]], clip: Any) -> tuple[tuple[f
 
 def _bay_strip(cut: Any, b: int, width: float, height: float) -> Any:
     """The image's part between the cuts on either side of bay ``b`` (they lean with the
-    uprights), as a shapely polygon."""
+    uprights), as a shapely polygon. Converging cuts meet at the uprights' vanishing point: the
+    strip stops short of it (at least twice as far from the cuts' reference height as any
+    product), so that it never folds over itself."""
     ys = np.array([-height, 2.0 * height])
+    slope = float(getattr(cut, "lean_slope", 0.0))
+    if slope:
+        y_v = cut.y_ref - 1.0 / slope  # where every cut line meets
+        if y_v > cut.y_ref:
+            ys[1] = min(ys[1], cut.y_ref + 0.9 * (y_v - cut.y_ref))
+        else:
+            ys[0] = max(ys[0], cut.y_ref - 0.9 * (cut.y_ref - y_v))
     xs = cut.cut_x(ys)  # (2, B-1)
     far = 10.0 * (width + height)
     left = xs[:, b - 1] if b > 0 else np.full(2, -far)

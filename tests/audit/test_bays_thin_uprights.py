@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import shapely
 
 from densedet_tile.audit import run_audit
 from densedet_tile.audit.bays import BayCuts, _lean_of, _to_frame, find_bays, upright_frame
@@ -187,3 +188,19 @@ def test_empty_section_follows_converging_uprights() -> None:
                 assert abs(left - lb[:, 2].max()) < 1.0 * med_w
                 assert abs(right - rb[:, 0].min()) < 1.0 * med_w
     assert found >= 10
+
+
+def test_bay_strips_stop_short_of_the_vanishing_point() -> None:
+    # cuts converging on a point inside the image's height would fold a strip into a bow tie
+    from densedet_tile.audit.analysis import _bay_strip
+
+    cuts = BayCuts(np.array([300.0, 600.0, 900.0]), ("upright",) * 3, np.zeros(0, np.int64), lean=0.0,
+                   y_ref=500.0, lean_slope=1.0 / 700.0, x_ref=600.0)  # the lines meet at y = -200
+    strips = [_bay_strip(cuts, b, 1200.0, 1000.0) for b in range(4)]
+    assert all(s.is_valid and s.area > 0 for s in strips)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert strips[i].intersection(strips[j]).area < 1e-6
+    # each strip holds its own stretch of the cuts' reference height
+    for b, x in enumerate((150.0, 450.0, 750.0, 1050.0)):
+        assert strips[b].contains(shapely.Point(x, 500.0))
