@@ -157,14 +157,14 @@ def _to_frame(x: np.ndarray, dy: np.ndarray, lean: np.ndarray, slope: np.ndarray
     return x_ref + (x - x_ref - lean * dy) / (1.0 + slope * dy)
 
 
-def _holes(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_ref: float,
-           med_w: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _hole_chunks(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_ref: float,
+                 med_w: float):
     """For each candidate upright frame (``leans[k]``, ``slopes[k]``) every box is moved into the
     frame (by its centre's height); the stretches of columns between the outermost boxes that no
-    box crosses are its *holes*. Returns (candidate, first column, end column) of every hole, in
-    bins of ``bin_px`` (the last value) counted from the leftmost box edge of any frame; at most
-    20 000 bins per frame, and worked in chunks of candidates, so memory stays bounded on a
-    panorama."""
+    box crosses are its *holes*. Yields, chunk of candidates by chunk, (candidate, first column,
+    end column) of every hole, in bins of ``bin_px`` (the last value, the same for every chunk)
+    counted from the leftmost box edge of any frame: at most 20 000 bins per frame, and at most
+    a few million cells per chunk, so memory stays bounded on a panorama."""
     cy = (a[:, 1] + a[:, 3]) / 2
     dy = cy - y_ref
     k_all = len(leans)
@@ -180,7 +180,6 @@ def _holes(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y
     bin_px = max(med_w / 16, (hi - lo + 1) / 20000)
     nb_all = int((hi - lo) / bin_px) + 2
     step = max(1, min(k_all, 4_000_000 // max(n, 1), 4_000_000 // nb_all))
-    ks, starts, ends = [], [], []
     for c in range(0, k_all, step):
         lv, sv = leans[c:c + step, None], slopes[c:c + step, None]
         k = len(lv)
@@ -196,25 +195,38 @@ def _holes(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y
         inside = (cols > first[:, None]) & (cols < last[:, None])
         # the candidates' rows end outside ``inside``, so no run spans two of them
         runs = _runs(((cov == 0) & inside).ravel())
-        ks.append(c + runs[:, 0] // nb)
-        starts.append(runs[:, 0] % nb)
-        ends.append(runs[:, 0] % nb + (runs[:, 1] - runs[:, 0]))
+        yield c + runs[:, 0] // nb, runs[:, 0] % nb, runs[:, 0] % nb + (runs[:, 1] - runs[:, 0]), bin_px
+
+
+def _holes(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_ref: float,
+           med_w: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Every hole of every candidate frame at once (:func:`_hole_chunks`): (candidate, first
+    column, end column, bin width). For a few hundred leans of one photo's boxes."""
+    ks, starts, ends, bin_px = [], [], [], 1.0
+    for k, h0, h1, bin_px in _hole_chunks(a, leans, slopes, x_ref, y_ref, med_w):
+        ks.append(k)
+        starts.append(h0)
+        ends.append(h1)
     return np.concatenate(ks), np.concatenate(starts), np.concatenate(ends), bin_px
 
 
 def _room(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_ref: float,
           med_w: float, count: bool = False) -> np.ndarray:
-    """For each candidate upright frame: its holes' columns (:func:`_holes`), in sixteenths of
-    the median width, each hole counted up to two median widths (the room between the aisle and
-    a stray box far from it grows with the shear and must not win). ``count``: the number of
-    holes instead, their room breaking ties (for tight boxes, whose thin uprights each leave a
-    hole of a few columns: a frame that keeps more of them clean is the better one, though a
-    bay's emptied end beside one upright would outweigh several of them in columns)."""
-    k, s, e, bin_px = _holes(a, leans, slopes, x_ref, y_ref, med_w)
-    cap = int(np.ceil(2 * med_w / bin_px))
-    room = np.bincount(k, weights=np.minimum(e - s, cap), minlength=len(leans))
+    """For each candidate upright frame: its holes' columns (:func:`_hole_chunks`), in sixteenths
+    of the median width, each hole counted up to two median widths (the room between the aisle
+    and a stray box far from it grows with the shear and must not win). ``count``: the number of
+    holes instead, their room (each up to half a median width) breaking ties: for tight boxes,
+    whose thin uprights each leave a hole of a few columns, a frame that keeps more of them
+    clean is the better one, though a bay's emptied end beside one upright would outweigh
+    several of them in columns. Summed chunk by chunk."""
+    room = np.zeros(len(leans))
+    holes = np.zeros(len(leans))
+    for k, h0, h1, bin_px in _hole_chunks(a, leans, slopes, x_ref, y_ref, med_w):
+        cap = int(np.ceil((0.5 if count else 2.0) * med_w / bin_px))
+        room += np.bincount(k, weights=np.minimum(h1 - h0, cap), minlength=len(leans))
+        holes += np.bincount(k, minlength=len(leans))
     if count:
-        return np.bincount(k, minlength=len(leans)) + room / (cap * len(a) + 1.0)
+        return holes + room / (room.max() + 1.0)
     return room
 
 
@@ -266,6 +278,7 @@ def _lean_search(a: np.ndarray, max_deg: float, step_deg: float, center: float, 
     c_deg = float(np.degrees(np.arctan(center)))
     leans = np.tan(np.radians(c_deg + np.arange(-n_ang, n_ang + 1) * step_deg))
     room = _room(a, leans, np.zeros_like(leans), 0.0, y_ref, med_w, count)
+    # counting holes, the leans that keep as many clean tie whatever their room
     (mid,) = _plateau_middle(room, (n_ang,))
     return float(np.tan(np.radians(c_deg + (mid - n_ang) * step_deg))), float(room.max())
 
@@ -277,7 +290,7 @@ def _lean_search(a: np.ndarray, max_deg: float, step_deg: float, center: float, 
 UPRIGHT_TURN_DEG = 20.0
 #: Above this many boxes (a panorama of many photos, each tilted its own way, and a search
 #: whose cost grows with the boxes) the uprights are taken as parallel.
-_TURN_MAX_BOXES = 20_000
+_TURN_MAX_BOXES = 5_000
 
 
 def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0,
@@ -291,25 +304,29 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     vertical edges of the left and right thirds of the 85 real shelf photos), and no single lean
     keeps a thin upright's gutter clean from the top shelf to the bottom one.
 
-    Where the boxes are loose (the 95th percentile of the spaces between neighbouring products
+    Where the boxes are loose (the 75th percentile of the spaces between neighbouring products
     ``_TIGHT`` median widths or more, as the built-in model's are on real photos), their spaces
     line up by chance over a few shelves and make as much room as any frame would: the frame is
     the best single lean, as :func:`upright_lean` finds it (``max_deg`` either side of
-    ``center``; slope 0). Tight boxes (a real detector's) leave each upright a hole of a few
-    columns, and the frames are compared by how many holes they leave (the room breaking ties:
-    see :func:`_room`):
+    ``center``; slope 0). So it is above ``_TURN_MAX_BOXES`` boxes. Tight boxes (a real
+    detector's) leave each upright a hole of a few columns, and the frames are compared by how
+    many holes they leave (each hole's room, up to half a width, breaking ties: see
+    :func:`_room`):
 
     1. the best single lean, as above;
     2. every lean an upright may take anywhere (``max_deg`` plus half ``max_turn_deg`` either
        side of ``center``) is tried alone; holes at one place (within a median width) over
        three leans or more make a cluster, one upright, standing at the lean where its hole is
-       widest;
-    3. the candidate frames: a single lean at each cluster, the line through each pair of
-       clusters, and with ``fixed_middle`` (facing the shelves, where the middle's lean is
-       ``center`` within ``max_deg``) the line through each cluster and the middle; slopes
-       turning the outermost products' uprights by at most ``max_turn_deg`` apart. The best,
-       refined over a small grid around it, is kept when it leaves more holes than the best
-       single lean (a cluster of spaces lining up by chance finds no partner)."""
+       widest; the ``_MAX_CLUSTERS`` clean over the most leans are kept;
+    3. the candidate frames: the line through each pair of clusters two widths apart or more,
+       with ``fixed_middle`` (facing the shelves) the line through each cluster and ``center``
+       at the middle, and single leans (the first search's and each cluster's); the lean at
+       the middle within ``max_deg`` of ``center``, slopes turning the outermost products'
+       uprights by at most ``max_turn_deg`` apart, one candidate per cell of the grid below;
+    4. the best, refined over a small grid around it (0.1 degree of lean, a sixth of the slope
+       range), is kept when it keeps more holes clean than the single lean, all scored
+       together (a cluster of spaces lining up by chance finds no partner, and a steep lean
+       that only widens one hole beside a bay's emptied end does not win)."""
     a = as_boxes(xyxy)
     if len(a) < 8:
         return 0.0, 0.0, 0.0, 0.0
@@ -343,6 +360,18 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     # with the lean, the more the further from y_ref its boxes stand)
     group = np.r_[0, np.cumsum(np.diff(mid) * bin_px > med_w)]
     n_g = int(group[-1]) + 1
+    # a cluster that holes at a lean or two only is chance: an upright stays clean over a range;
+    # of the others, the _MAX_CLUSTERS clean over the most leans (the pairs below grow with
+    # their square: a long row of cans in tidy columns leaves a cluster at every column)
+    n_leans = np.bincount(np.unique(group * len(degs) + k) // len(degs), minlength=n_g)
+    chosen = np.flatnonzero(n_leans >= 3)
+    chosen = chosen[np.argsort(-n_leans[chosen], kind="stable")[:_MAX_CLUSTERS]]
+    if len(chosen) == 0:
+        return lean, 0.0, x_ref, y_ref
+    sel = np.isin(group, chosen)
+    group = np.unique(group[sel], return_inverse=True)[1]  # 0 .. n_g-1, in column order
+    k, mid, wide = k[sel], mid[sel], wide[sel]
+    n_g = len(chosen)
     weight = np.bincount(group, weights=wide, minlength=n_g)
     # each cluster's lean: where its room is widest (the middle of the leans that tie), since
     # the room of an upright beside a short or sparse bay stays open over a lopsided range
@@ -352,67 +381,79 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     # columns back in pixels: the holes' bins count from the leftmost box edge of any frame
     lo = float(_to_frame(a[:, 0][None, :], (cy - y_ref)[None, :], np.tan(np.radians(degs))[:, None], 0.0, x_ref).min())
     g_x = lo + np.bincount(group, weights=wide * mid, minlength=n_g) / weight * bin_px
-    # a cluster that holes at a lean or two only is chance: an upright stays clean over a range
-    n_leans = np.array([len(np.unique(k[group == g])) for g in range(n_g)])
-    ok = n_leans >= 3
-    g_x, g_deg, weight = g_x[ok], g_deg[ok], weight[ok]
     g_lean = np.tan(np.radians(g_deg))
-    # candidate frames: a single lean at each cluster, a line through each pair of clusters and,
-    # facing the shelves, a line through each cluster and the square lean at the middle; the
-    # one leaving the most room wins (a cluster of gaps that line up by chance finds no partner)
-    l0s, l1s = [float(v) for v in g_lean], [0.0] * len(g_lean)
-    for i in range(len(g_x)):
-        for j in range(i + 1, len(g_x)):
-            if abs(g_x[j] - g_x[i]) >= 2 * med_w:
-                sl = (g_lean[j] - g_lean[i]) / (g_x[j] - g_x[i])
-                l0s.append(float(g_lean[i] + sl * (x_ref - g_x[i])))
-                l1s.append(float(sl))
-        if fixed_middle and abs(g_x[i] - x_ref) >= 2 * med_w:
-            l0s.append(float(center))
-            l1s.append(float((g_lean[i] - center) / (g_x[i] - x_ref)))
-    c_l0, c_l1 = np.array(l0s), np.array(l1s)
+    # candidate frames: the line through each pair of clusters at least two widths apart and,
+    # facing the shelves, the line through each cluster and the square lean at the middle (the
+    # single leans are the first search's); a cluster of spaces lining up by chance finds no
+    # partner that keeps more holes clean
+    i, j = np.triu_indices(len(g_x), 1)
+    apart = np.abs(g_x[j] - g_x[i]) >= 2 * med_w
+    i, j = i[apart], j[apart]
+    c_l1 = (g_lean[j] - g_lean[i]) / (g_x[j] - g_x[i])
+    c_l0 = g_lean[i] + c_l1 * (x_ref - g_x[i])
+    if fixed_middle:
+        far = np.abs(g_x - x_ref) >= 2 * med_w
+        c_l0 = np.r_[c_l0, np.full(int(far.sum()), float(center))]
+        c_l1 = np.r_[c_l1, (g_lean[far] - center) / (g_x[far] - x_ref)]
+    # and a single lean at each cluster within the first search's range (a start to refine)
+    c_l0, c_l1 = np.r_[c_l0, g_lean], np.r_[c_l1, np.zeros(len(g_lean))]
     ok = np.abs(c_l1) <= s_max * (1 + 1e-9)
-    if fixed_middle:  # the middle's lean stays near square to the shelf lines
-        ok &= np.abs(np.degrees(np.arctan(c_l0)) - c_deg) <= max_deg + 1e-9
-    c_l0, c_l1 = c_l0[ok], c_l1[ok]
+    # the middle's lean stays within the first search's range (facing the shelves: near square
+    # to the shelf lines)
+    ok &= np.abs(np.degrees(np.arctan(c_l0)) - c_deg) <= max_deg + 1e-9
+    # one candidate per cell of the refining grid below (many pairs give nearly the same line)
+    key = np.round(np.c_[np.degrees(np.arctan(c_l0)) / 0.1, c_l1 / (s_max / 18)]).astype(np.int64)
+    _, first = np.unique(key[ok], axis=0, return_index=True)
+    c_l0, c_l1 = c_l0[ok][np.sort(first)], c_l1[ok][np.sort(first)]
     if len(c_l0) == 0:
         return lean, 0.0, x_ref, y_ref
-    r = _room(a, c_l0, c_l1, x_ref, y_ref, med_w, count=True)
-    best = np.flatnonzero(r == r.max())
-    b = int(best[np.argmin(np.abs(c_l1[best]))])  # ties: the least converging
-    # then a small search around it: three tenths of a degree of lean either side, and a
-    # sixth of the slope's range; the middle of the cells that leave the most room
-    b_deg = float(np.degrees(np.arctan(c_l0[b])))
+    # the single lean is scored with them, as candidate 0, so that the counts compare alike
+    r = _room(a, np.r_[lean, c_l0], np.r_[0.0, c_l1], x_ref, y_ref, med_w, count=True)
+    b = 1 + int(np.argmax(r[1:]))
+    # then a small search around the best: three tenths of a degree of lean either side, and a
+    # sixth of the slope's range; the middle of the cells that leave the most holes
+    b_deg = float(np.degrees(np.arctan(c_l0[b - 1])))
     g_l0 = np.tan(np.radians(b_deg + np.linspace(-0.3, 0.3, 7)))
-    g_l1 = c_l1[b] + np.linspace(-s_max / 6, s_max / 6, 7)
+    g_l1 = c_l1[b - 1] + np.linspace(-s_max / 6, s_max / 6, 7)
     lv, sv = np.meshgrid(g_l0, g_l1, indexing="ij")
     ok = (np.abs(sv) <= s_max * (1 + 1e-9)).ravel()
     if fixed_middle:
         ok &= (np.abs(np.degrees(np.arctan(lv)) - c_deg) <= max_deg + 1e-9).ravel()
-    rr = np.full(lv.size, -1.0)
-    rr[ok] = _room(a, lv.ravel()[ok], sv.ravel()[ok], x_ref, y_ref, med_w, count=True)
-    rr = rr.reshape(lv.shape)
-    if rr.max() <= room:
+    rr = _room(a, np.r_[lean, lv.ravel()[ok]], np.r_[0.0, sv.ravel()[ok]], x_ref, y_ref, med_w, count=True)
+    grid = np.full(lv.size, -1.0)
+    grid[ok] = rr[1:]
+    grid = grid.reshape(lv.shape)
+    # kept only when it keeps more holes clean than the single lean (not merely more room: a
+    # steep single lean can widen one hole beside a bay's emptied end)
+    if np.floor(grid.max()) <= np.floor(rr[0]):
         return lean, 0.0, x_ref, y_ref
-    mi, mj = _plateau_middle(rr, (3, 3))
+    mi, mj = _plateau_middle(np.floor(grid), (3, 3))
     return (float(np.tan(np.radians(b_deg + (mi - 3) * 0.1))), float(np.interp(mj, np.arange(7), g_l1)),
             x_ref, y_ref)
 
 
-#: Boxes are tight enough to trust a converging frame (:func:`upright_frame`) when the 95th
-#: percentile of the spaces between neighbouring products (spaces of half a width or more left
-#: out as gaps) is under this many median widths: a real detector's tight boxes leave 0.02 to
-#: 0.05, the built-in model's on real photos 0.2 to 0.4.
-_TIGHT = 0.1
+#: At most this many hole clusters (those clean over the most leans) make the converging
+#: frame's candidates.
+_MAX_CLUSTERS = 12
+
+
+#: Boxes are tight enough to trust a converging frame (:func:`upright_frame`) when the median
+#: of the spaces between neighbouring products that do not touch (over a hundredth of a width;
+#: half a width or more are gaps) is under this many median widths: generated tight boxes with
+#: 3 to 5 % jitter leave 0.015 to 0.045, the same aisles with spaces of up to a quarter of a
+#: product 0.063 to 0.137, the built-in model's boxes on the 85 real photos a median of 0.091.
+#: A median, robust to the uprights' own gutters (a sixth of the spaces where bays hold six
+#: products a shelf).
+_TIGHT = 0.05
 
 
 def _tight(a: np.ndarray) -> bool:
     """Whether the boxes leave only thin spaces between neighbouring products (see ``_TIGHT``)."""
     pairs = neighbour_pairs(a)
-    space = np.maximum(a[pairs.right, 0] - a[pairs.left, 2], 0.0)
     med_w = max(float(np.median(a[:, 2] - a[:, 0])), 1.0)
-    space = space[space < _GAP_SPACE * med_w]
-    return len(space) >= 8 and float(np.quantile(space, _SPACING_Q)) < _TIGHT * med_w
+    space = (a[pairs.right, 0] - a[pairs.left, 2]) / med_w
+    space = space[(space > 0.01) & (space < _GAP_SPACE)]
+    return len(space) >= 8 and float(np.median(space)) < _TIGHT
 
 
 #: Facing the shelves, the uprights' lean is sought this many degrees either side of square to
@@ -529,8 +570,6 @@ def find_bays(
     # nearly the widest such space (missing products left out)
     space = np.maximum(a[j, 0] - a[i, 2], 0.0)
     spacing = float(np.median(space)) if len(space) else 0.0
-    space = space[space < _GAP_SPACE * med_w]
-    spacing_hi = float(np.quantile(space, _SPACING_Q)) if len(space) else np.inf
     cx = (a[:, 0] + a[:, 2]) / 2
     x_ref, y_ref = float((cx.min() + cx.max()) / 2), float(np.median(a[:, 3]))
     field = slope_field(a, cx, x_ref, y_ref, pairs)
@@ -551,6 +590,11 @@ def find_bays(
     # make it a gutter as much as a narrow one
     empty = cov <= 1e-9 * med_h
     low = ((cov < gutter_frac * ref) & (ref > 0)) | empty
+    # nearly the widest space between neighbouring products of one bay: missing products left
+    # out, and the spaces of the gutters themselves (where bays hold six products a shelf, the
+    # uprights' own gutters are a sixth of the spaces, and would be their 95th percentile)
+    inner = (space < _GAP_SPACE * med_w) & ~low[np.minimum(to_bin((a[i, 2] + a[j, 0]) / 2), nb - 1)]
+    spacing_hi = float(np.quantile(space[inner], _SPACING_Q)) if inner.sum() >= 8 else np.inf
     gutter = np.zeros(nb, bool)
     # the standing boxes by right and by left edge: each run finds its neighbours by bisection
     by_right = standing[np.argsort(a[standing, 2], kind="stable")]
