@@ -22,7 +22,8 @@ frame's lines (:meth:`BayCuts.cut_x`). Two kinds of evidence cut the columns:
    ``jump_gutter`` widths wide where the shelf lines do not go on across it (most products just
    left of it have no product just right of it standing on their shelf line) or where it is
    wider than ``SPACING_MULT`` times nearly every space between neighbouring products (their
-   95th percentile, spaces of half a product width or more left out as gaps): a real
+   95th percentile, spaces of half a product width or more left out as gaps, and those across
+   the candidate gutters themselves, which bays of a few products a shelf have many of): a real
    detector's tight boxes on products filled up to a thin upright leave a gutter of a tenth of
    a product's width, which no shelf's own spacing makes on every shelf at once.
 2. **Jumps in shelf height**: where the shelves of neighbouring bays stand at different
