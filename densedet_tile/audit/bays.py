@@ -23,7 +23,7 @@ frame's lines (:meth:`BayCuts.cut_x`). Two kinds of evidence cut the columns:
    left of it have no product just right of it standing on their shelf line) or where it is
    wider than ``SPACING_MULT`` times nearly every space between neighbouring products (their
    95th percentile, spaces of half a product width or more left out as gaps, and those across
-   the candidate gutters themselves, which bays of a few products a shelf have many of): a real
+   lone candidate gutters, which bays of a few products a shelf have many of): a real
    detector's tight boxes on products filled up to a thin upright leave a gutter of a tenth of
    a product's width, which no shelf's own spacing makes on every shelf at once.
 2. **Jumps in shelf height**: where the shelves of neighbouring bays stand at different
@@ -279,7 +279,6 @@ def _lean_search(a: np.ndarray, max_deg: float, step_deg: float, center: float, 
     c_deg = float(np.degrees(np.arctan(center)))
     leans = np.tan(np.radians(c_deg + np.arange(-n_ang, n_ang + 1) * step_deg))
     room = _room(a, leans, np.zeros_like(leans), 0.0, y_ref, med_w, count)
-    # counting holes, the leans that keep as many clean tie whatever their room
     (mid,) = _plateau_middle(room, (n_ang,))
     return float(np.tan(np.radians(c_deg + (mid - n_ang) * step_deg))), float(room.max())
 
@@ -305,8 +304,9 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     vertical edges of the left and right thirds of the 85 real shelf photos), and no single lean
     keeps a thin upright's gutter clean from the top shelf to the bottom one.
 
-    Where the boxes are loose (the 75th percentile of the spaces between neighbouring products
-    ``_TIGHT`` median widths or more, as the built-in model's are on real photos), their spaces
+    Where the boxes are loose (see :func:`_tight`: the median of the spaces between neighbouring
+    products that do not touch ``_TIGHT`` median widths or more, as the built-in model's are on
+    real photos, and more than a fifth of them apart), their spaces
     line up by chance over a few shelves and make as much room as any frame would: the frame is
     the best single lean, as :func:`upright_lean` finds it (``max_deg`` either side of
     ``center``; slope 0). So it is above ``_TURN_MAX_BOXES`` boxes. Tight boxes (a real
@@ -453,8 +453,13 @@ def _tight(a: np.ndarray) -> bool:
     pairs = neighbour_pairs(a)
     med_w = max(float(np.median(a[:, 2] - a[:, 0])), 1.0)
     space = (a[pairs.right, 0] - a[pairs.left, 2]) / med_w
-    space = space[(space > 0.01) & (space < _GAP_SPACE)]
-    return len(space) >= 8 and float(np.median(space)) < _TIGHT
+    space = space[space < _GAP_SPACE]
+    apart = space[space > 0.01]
+    if len(space) < 8:
+        return False
+    # nearly every neighbour touching or overlapping (what is left apart is mostly the uprights'
+    # own gutters) is the tightest of all; otherwise the median of the spaces that do not touch
+    return len(apart) <= 0.2 * len(space) or (len(apart) >= 8 and float(np.median(apart)) < _TIGHT)
 
 
 #: Facing the shelves, the uprights' lean is sought this many degrees either side of square to
@@ -592,9 +597,19 @@ def find_bays(
     empty = cov <= 1e-9 * med_h
     low = ((cov < gutter_frac * ref) & (ref > 0)) | empty
     # nearly the widest space between neighbouring products of one bay: missing products left
-    # out, and the spaces of the gutters themselves (where bays hold six products a shelf, the
-    # uprights' own gutters are a sixth of the spaces, and would be their 95th percentile)
-    inner = (space < _GAP_SPACE * med_w) & ~low[np.minimum(to_bin((a[i, 2] + a[j, 0]) / 2), nb - 1)]
+    # out, and the spaces across lone gutters (where bays hold six products a shelf, the
+    # uprights' own gutters are a sixth of the spaces, and would be their 95th percentile); not
+    # those across gutters with another within two widths: products standing in tidy columns
+    # leave a gutter at every column, and those spaces are the spacing the narrow rule must beat
+    runs = _runs(low)
+    mids = (runs[:, 0] + runs[:, 1]) * (bin_px / 2)
+    close = np.diff(mids) < 2 * med_w
+    lone = ~(np.r_[False, close] | np.r_[close, False])
+    mark = np.zeros(nb + 1)
+    np.add.at(mark, runs[lone, 0], 1.0)
+    np.add.at(mark, runs[lone, 1], -1.0)
+    lone_low = np.cumsum(mark)[:nb] > 0
+    inner = (space < _GAP_SPACE * med_w) & ~lone_low[np.minimum(to_bin((a[i, 2] + a[j, 0]) / 2), nb - 1)]
     spacing_hi = float(np.quantile(space[inner], _SPACING_Q)) if inner.sum() >= 8 else np.inf
     gutter = np.zeros(nb, bool)
     # the standing boxes by right and by left edge: each run finds its neighbours by bisection
