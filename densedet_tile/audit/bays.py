@@ -339,7 +339,7 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     reach = float(np.abs(cy - y_ref).max())
     if max_turn_deg <= 0 or span <= 0 or len(a) > _TURN_MAX_BOXES or not _tight(a):
         return _lean_search(a, max_deg, 0.1, center, y_ref)[0], 0.0, x_ref, y_ref
-    lean, room = _lean_search(a, max_deg, 0.1, center, y_ref, count=True)
+    lean = _lean_search(a, max_deg, 0.1, center, y_ref, count=True)[0]
     med_w = max(float(np.median(a[:, 2] - a[:, 0])), 1.0)
     # the slope that turns the outermost uprights by max_turn_deg apart, and no more than keeps
     # every box's scale 1 + slope * dy within 0.5 to 1.5
@@ -408,14 +408,13 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     c_l0, c_l1 = c_l0[ok][np.sort(first)], c_l1[ok][np.sort(first)]
     if len(c_l0) == 0:
         return lean, 0.0, x_ref, y_ref
-    # the single lean is scored with them, as candidate 0, so that the counts compare alike
-    r = _room(a, np.r_[lean, c_l0], np.r_[0.0, c_l1], x_ref, y_ref, med_w, count=True)
-    b = 1 + int(np.argmax(r[1:]))
+    b = int(np.argmax(_room(a, c_l0, c_l1, x_ref, y_ref, med_w, count=True)))
     # then a small search around the best: three tenths of a degree of lean either side, and a
-    # sixth of the slope's range; the middle of the cells that leave the most holes
-    b_deg = float(np.degrees(np.arctan(c_l0[b - 1])))
+    # sixth of the slope's range; the middle of the cells that leave the most holes. The single
+    # lean is scored with them, as the first frame, so that the counts compare alike
+    b_deg = float(np.degrees(np.arctan(c_l0[b])))
     g_l0 = np.tan(np.radians(b_deg + np.linspace(-0.3, 0.3, 7)))
-    g_l1 = c_l1[b - 1] + np.linspace(-s_max / 6, s_max / 6, 7)
+    g_l1 = c_l1[b] + np.linspace(-s_max / 6, s_max / 6, 7)
     lv, sv = np.meshgrid(g_l0, g_l1, indexing="ij")
     ok = (np.abs(sv) <= s_max * (1 + 1e-9)).ravel()
     if fixed_middle:
