@@ -164,8 +164,9 @@ def _hole_chunks(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: fl
     frame (by its centre's height); the stretches of columns between the outermost boxes that no
     box crosses are its *holes*. Yields, chunk of candidates by chunk, (candidate, first column,
     end column) of every hole, in bins of ``bin_px`` (the last value, the same for every chunk)
-    counted from the leftmost box edge of any frame: at most 20 000 bins per frame, and at most
-    a few million cells per chunk, so memory stays bounded on a panorama."""
+    counted from ``lo`` (the leftmost box edge of any frame, the values' last): at most 20 000
+    bins per frame, and at most a few million cells per chunk, so memory stays bounded on a
+    panorama."""
     cy = (a[:, 1] + a[:, 3]) / 2
     dy = cy - y_ref
     k_all = len(leans)
@@ -196,19 +197,20 @@ def _hole_chunks(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: fl
         inside = (cols > first[:, None]) & (cols < last[:, None])
         # the candidates' rows end outside ``inside``, so no run spans two of them
         runs = _runs(((cov == 0) & inside).ravel())
-        yield c + runs[:, 0] // nb, runs[:, 0] % nb, runs[:, 0] % nb + (runs[:, 1] - runs[:, 0]), bin_px
+        yield c + runs[:, 0] // nb, runs[:, 0] % nb, runs[:, 0] % nb + (runs[:, 1] - runs[:, 0]), bin_px, lo
 
 
 def _holes(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_ref: float,
-           med_w: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+           med_w: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """Every hole of every candidate frame at once (:func:`_hole_chunks`): (candidate, first
-    column, end column, bin width). For a few hundred leans of one photo's boxes."""
-    ks, starts, ends, bin_px = [], [], [], 1.0
-    for k, h0, h1, bin_px in _hole_chunks(a, leans, slopes, x_ref, y_ref, med_w):
+    column, end column, bin width, the columns' origin). For a few hundred leans of one photo's
+    boxes."""
+    ks, starts, ends, bin_px, lo = [], [], [], 1.0, 0.0
+    for k, h0, h1, bin_px, lo in _hole_chunks(a, leans, slopes, x_ref, y_ref, med_w):
         ks.append(k)
         starts.append(h0)
         ends.append(h1)
-    return np.concatenate(ks), np.concatenate(starts), np.concatenate(ends), bin_px
+    return np.concatenate(ks), np.concatenate(starts), np.concatenate(ends), bin_px, lo
 
 
 def _room(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_ref: float,
@@ -222,7 +224,7 @@ def _room(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_
     several of them in columns. Summed chunk by chunk."""
     room = np.zeros(len(leans))
     holes = np.zeros(len(leans))
-    for k, h0, h1, bin_px in _hole_chunks(a, leans, slopes, x_ref, y_ref, med_w):
+    for k, h0, h1, bin_px, _ in _hole_chunks(a, leans, slopes, x_ref, y_ref, med_w):
         cap = int(np.ceil((0.5 if count else 2.0) * med_w / bin_px))
         room += np.bincount(k, weights=np.minimum(h1 - h0, cap), minlength=len(leans))
         holes += np.bincount(k, minlength=len(leans))
@@ -347,7 +349,7 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     c_deg = float(np.degrees(np.arctan(center)))
     half = max_deg + 0.5 * max_turn_deg
     degs = c_deg + np.arange(-half, half + 1e-9, 0.1)
-    k, h0, h1, bin_px = _holes(a, np.tan(np.radians(degs)), np.zeros(len(degs)), x_ref, y_ref, med_w)
+    k, h0, h1, bin_px, lo = _holes(a, np.tan(np.radians(degs)), np.zeros(len(degs)), x_ref, y_ref, med_w)
     wide = h1 - h0
     # an upright's hole, not the room of a bay emptied or of the aisle's end (clean at every lean)
     keep = wide * bin_px < 2 * med_w
@@ -379,14 +381,12 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     per = np.zeros((n_g, len(degs)))
     np.add.at(per, (group, k), wide)
     g_deg = np.array([degs[int(round(_plateau_middle(row, (int(np.argmax(row)),))[0]))] for row in per])
-    # columns back in pixels: the holes' bins count from the leftmost box edge of any frame
-    lo = float(_to_frame(a[:, 0][None, :], (cy - y_ref)[None, :], np.tan(np.radians(degs))[:, None], 0.0, x_ref).min())
+    # columns back in pixels
     g_x = lo + np.bincount(group, weights=wide * mid, minlength=n_g) / weight * bin_px
     g_lean = np.tan(np.radians(g_deg))
     # candidate frames: the line through each pair of clusters at least two widths apart and,
-    # facing the shelves, the line through each cluster and the square lean at the middle (the
-    # single leans are the first search's); a cluster of spaces lining up by chance finds no
-    # partner that keeps more holes clean
+    # facing the shelves, the line through each cluster and the square lean at the middle; a
+    # cluster of spaces lining up by chance finds no partner that keeps more holes clean
     i, j = np.triu_indices(len(g_x), 1)
     apart = np.abs(g_x[j] - g_x[i]) >= 2 * med_w
     i, j = i[apart], j[apart]
@@ -571,8 +571,7 @@ def find_bays(
     # the slope of the shelf lines everywhere (one vanishing point for the whole aisle)
     pairs = neighbour_pairs(upright)
     i, j = pairs.left, pairs.right
-    # the usual space between a product and the next on its shelf (0 where they touch), and
-    # nearly the widest such space (missing products left out)
+    # the usual space between a product and the next on its shelf (0 where they touch)
     space = np.maximum(a[j, 0] - a[i, 2], 0.0)
     spacing = float(np.median(space)) if len(space) else 0.0
     cx = (a[:, 0] + a[:, 2]) / 2
@@ -601,13 +600,11 @@ def find_bays(
     # those across gutters with another within two widths: products standing in tidy columns
     # leave a gutter at every column, and those spaces are the spacing the narrow rule must beat
     runs = _runs(low)
-    mids = (runs[:, 0] + runs[:, 1]) * (bin_px / 2)
-    close = np.diff(mids) < 2 * med_w
-    lone = ~(np.r_[False, close] | np.r_[close, False])
-    mark = np.zeros(nb + 1)
-    np.add.at(mark, runs[lone, 0], 1.0)
-    np.add.at(mark, runs[lone, 1], -1.0)
-    lone_low = np.cumsum(mark)[:nb] > 0
+    close = np.diff((runs[:, 0] + runs[:, 1]) * (bin_px / 2)) < 2 * med_w
+    lone = runs[~(np.r_[False, close] | np.r_[close, False])]
+    # (each run's first and last bin, by their middles)
+    lone_low = interval_sum(x0 + (lone[:, 0] + 0.5) * bin_px, x0 + (lone[:, 1] - 0.5) * bin_px,
+                            np.ones(len(lone))) > 0
     inner = (space < _GAP_SPACE * med_w) & ~lone_low[np.minimum(to_bin((a[i, 2] + a[j, 0]) / 2), nb - 1)]
     spacing_hi = float(np.quantile(space[inner], _SPACING_Q)) if inner.sum() >= 8 else np.inf
     gutter = np.zeros(nb, bool)
