@@ -324,8 +324,10 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     3. the candidate frames: the line through each pair of clusters two widths apart or more,
        with ``fixed_middle`` (facing the shelves) the line through each cluster and ``center``
        at the middle, and single leans (the first search's and each cluster's); the lean at
-       the middle within ``max_deg`` of ``center``, slopes turning the outermost products'
-       uprights by at most ``max_turn_deg`` apart, one candidate per cell of the grid below;
+       the middle within the range of step 2 (not of step 1: the middle of the boxes is the
+       camera's centre column only in an uncropped photo facing the shelves, and a tilted
+       camera leans the uprights elsewhere), slopes turning the outermost products' uprights
+       by at most ``max_turn_deg`` apart, one candidate per cell of the grid below;
     4. the best, refined over a small grid around it (0.1 degree of lean, a sixth of the slope
        range), is kept when it keeps more holes clean than the single lean, all scored
        together (a cluster of spaces lining up by chance finds no partner, and a steep lean
@@ -397,11 +399,17 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
         c_l0 = np.r_[c_l0, np.full(int(far.sum()), float(center))]
         c_l1 = np.r_[c_l1, (g_lean[far] - center) / (g_x[far] - x_ref)]
     # and a single lean at each cluster within the first search's range (a start to refine)
+    n_lines = len(c_l0)
     c_l0, c_l1 = np.r_[c_l0, g_lean], np.r_[c_l1, np.zeros(len(g_lean))]
     ok = np.abs(c_l1) <= s_max * (1 + 1e-9)
-    # the middle's lean stays within the first search's range (facing the shelves: near square
-    # to the shelf lines)
-    ok &= np.abs(np.degrees(np.arctan(c_l0)) - c_deg) <= max_deg + 1e-9
+    # a line's lean at the middle stays within the range the clusters were sought in, not the
+    # first search's: the middle of the boxes is the camera's centre column only in a photo
+    # that faces the shelves and is not cropped; seen down an aisle (the near side larger) or
+    # cut from a larger photo, a tilted camera leans the uprights there too, by a degree or
+    # more besides the roll, and two uprights' holes say so themselves. A single lean (one
+    # cluster's) stays within the first search's range: one hole alone may be chance
+    dev = np.abs(np.degrees(np.arctan(c_l0)) - c_deg)
+    ok &= dev <= np.where(np.arange(len(c_l0)) < n_lines, half, max_deg) + 1e-9
     # one candidate per cell of the refining grid below (many pairs give nearly the same line)
     key = np.round(np.c_[np.degrees(np.arctan(c_l0)) / 0.1, c_l1 / (s_max / 18)]).astype(np.int64)
     _, first = np.unique(key[ok], axis=0, return_index=True)
@@ -417,8 +425,6 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     g_l1 = c_l1[b] + np.linspace(-s_max / 6, s_max / 6, 7)
     lv, sv = np.meshgrid(g_l0, g_l1, indexing="ij")
     ok = (np.abs(sv) <= s_max * (1 + 1e-9)).ravel()
-    if fixed_middle:
-        ok &= (np.abs(np.degrees(np.arctan(lv)) - c_deg) <= max_deg + 1e-9).ravel()
     rr = _room(a, np.r_[lean, lv.ravel()[ok]], np.r_[0.0, sv.ravel()[ok]], x_ref, y_ref, med_w, count=True)
     grid = np.full(lv.size, -1.0)
     grid[ok] = rr[1:]
@@ -476,7 +482,9 @@ def _lean_of(a: np.ndarray) -> tuple[float, float, float, float]:
     by different amounts, so their pooled tilt misses the roll by a few tenths of a degree,
     enough to close the gutter of a thin upright over a tall bay. Seen down an aisle
     (converging shelves) the shelf lines do not tell the roll: the whole range. Either way the
-    uprights may converge (a camera tilted up or down, which leaves the shelf lines level)."""
+    uprights may converge (a camera tilted up or down, which leaves the shelf lines level), and
+    the frames built on two uprights' holes may lean at the middle beyond that range (see
+    :func:`upright_frame`, step 3)."""
     if len(a) >= 8:
         frame = find_rows(a)
         if frame.spread == 0.0:
