@@ -52,6 +52,38 @@ def test_thin_upright_between_shelves_that_line_up_is_cut(n_bays: int, perspecti
     assert right >= 27
 
 
+def thinnest_upright_aisle(gutter: float, spread: float) -> tuple[np.ndarray, float]:
+    """Two bays of five shelves lined up, products 100 px wide touching or up to ``spread`` of a
+    width apart, filled up to a clean gutter ``gutter`` widths wide at x = 1000; its middle's x."""
+    rng = np.random.default_rng(5)
+    boxes = []
+    for r in range(5):
+        top = 40 + r * 260
+        x = 1000.0  # leftwards from the gutter ...
+        for _ in range(8):
+            boxes.append([x - 100, top, x, top + 220])
+            x -= 100 + rng.uniform(0, spread) * 100
+        x = 1000.0 + gutter * 100  # ... and rightwards
+        for _ in range(8):
+            boxes.append([x, top, x + 100, top + 220])
+            x += 100 + rng.uniform(0, spread) * 100
+    return np.array(boxes), 1000.0 + 0.5 * gutter * 100
+
+
+def test_the_thinnest_upright_is_cut_between_touching_products() -> None:
+    # a detector's tight boxes on products filled up to a thin upright, touching or a hundredth
+    # of a width apart: a gutter of a tenth of a width is cut. Its measure in whole bins (a
+    # sixteenth of a width) may come out at one bin, which the tenth of a width a gutter needed
+    # before refused
+    for gutter in (0.1, 0.12):
+        boxes, mid = thinnest_upright_aisle(gutter, 0.01)
+        cuts = find_bays(boxes, lean=0.0)
+        assert len(cuts.cuts) == 1 and abs(cuts.cuts[0] - mid) < 10, (gutter, cuts.cuts)
+    # products up to 6 % of a width apart: the same gutter is not beyond 1.5 times their spaces
+    boxes, _ = thinnest_upright_aisle(0.1, 0.06)
+    assert len(find_bays(boxes, lean=0.0).cuts) == 0
+
+
 @pytest.mark.parametrize("spacing, end_margin", [(0.25, 0.2), (0.03, 0.02)])
 def test_one_bay_is_not_cut_at_its_spacings(spacing: float, end_margin: float) -> None:
     # loose products (a quarter of a width apart at most) leave narrow gutters where the spaces
