@@ -1,11 +1,14 @@
 """The audit under a real detector's kinds of box noise, on generated aisles with known rows.
 
-    python scripts/bench_audit_noise.py [--aisles 80] [--only jitter,rail]
+    python scripts/bench_audit_noise.py [--aisles 80] [--only jitter,rail] [--tight]
 
 The true product boxes of generated aisles (:func:`densedet_tile.synth.audit_aisles.synthetic_bays`,
 1 to 4 bays, up to 25 degrees of perspective; seeds 0..N-1, each padded above and below by 1.5
 median box heights so that there is room for boxes off the shelving) are perturbed one way at a
-time, as detectors do, and audited with default settings:
+time, as detectors do, and audited with default settings. ``--tight`` draws the aisles as a real
+detector's tight boxes show them instead (products filled up to uprights 0.1 to 0.25 widths
+wide, as ``scripts/eval_audit_real.py --tight``), with the camera tilted up or down by up to 10
+degrees:
 
 - ``jitter``: every coordinate moved by a normal draw of the given share of the box's size;
 - ``rail``: thin boxes (2-8 product widths, 0.08-0.15 of a product high) centred on each row's
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_audit_real import audit_geometry, match_rows  # noqa: E402
+from eval_audit_real import TIGHT, audit_geometry, match_rows  # noqa: E402
 
 from densedet_tile.audit import run_audit  # noqa: E402
 from densedet_tile.synth.audit_aisles import synthetic_bays  # noqa: E402
@@ -42,9 +45,11 @@ from densedet_tile.synth.audit_aisles import synthetic_bays  # noqa: E402
 PAD = 1.5  # room above and below the shelving, in median box heights
 
 
-def make_aisle(seed: int) -> dict:
+def make_aisle(seed: int, tight: bool = False) -> dict:
     rng = np.random.default_rng([seed, 2026])
-    a = synthetic_bays(rng, n_bays=int(rng.integers(1, 5)), perspective_deg=float(rng.uniform(-25, 25)))
+    # (the pitch from its own stream, as eval_audit_real draws it)
+    world = dict(TIGHT, pitch_deg=float(np.random.default_rng([seed, 5]).uniform(-10, 10))) if tight else {}
+    a = synthetic_bays(rng, n_bays=int(rng.integers(1, 5)), perspective_deg=float(rng.uniform(-25, 25)), **world)
     h = float(np.median(a.xyxy[:, 3] - a.xyxy[:, 1]))
     pad = round(PAD * h)
     shift = np.array([0, pad, 0, pad], float)
@@ -154,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", action="store_true",
                    help="without the three noise rules of 2026-12-03 (jump tolerance from the boxes' noise, rows "
                         "on one line, price rails fill no shelf), for comparison")
+    p.add_argument("--tight", action="store_true",
+                   help="tight boxes on products filled up to thin uprights, the camera tilted by up to 10 degrees")
     args = p.parse_args(argv)
     if args.before:
         from densedet_tile.audit import bays, gaps, rows
@@ -165,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in only if c not in CONDITIONS]
     if unknown:
         p.error(f"--only: unknown condition(s) {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
-    aisles = [make_aisle(s) for s in range(args.aisles)]
-    print(f"{args.aisles} generated aisles{' (before the noise rules)' if args.before else ''}; row recall / precision, rows right, bays right, planted gaps found, "
+    aisles = [make_aisle(s, args.tight) for s in range(args.aisles)]
+    print(f"{args.aisles} generated {'tight ' if args.tight else ''}aisles{' (before the noise rules)' if args.before else ''}; row recall / precision, rows right, bays right, planted gaps found, "
           f"other gaps, empty shelves")
     for kind in only:
         ci = list(CONDITIONS).index(kind)  # each condition's noise draws are its own, --only or not
