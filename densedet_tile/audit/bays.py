@@ -169,7 +169,8 @@ def _hole_chunks(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: fl
     end column) of every hole, in bins of ``bin_px`` (the last value, the same for every chunk)
     counted from ``lo`` (the leftmost box edge of any frame, the values' last): at most 20 000
     bins per frame, and at most a few million cells per chunk, so memory stays bounded on a
-    panorama."""
+    panorama. ``hull`` (dx/dy): each box is first narrowed as the hull of a product leaning with
+    the frame at its column, by a lean of at most this (0: not at all)."""
     cy = (a[:, 1] + a[:, 3]) / 2
     dy = cy - y_ref
     k_all = len(leans)
@@ -193,7 +194,7 @@ def _hole_chunks(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: fl
         if hull:
             # each box narrowed as the hull of a product leaning with the frame there (see
             # find_bays), by a lean of at most ``hull`` (dx/dy)
-            tilt = np.minimum(np.abs(lv + sv * ((x0s + x1s) / 2 - x_ref)), hull)
+            tilt = np.minimum(np.abs(lv + sv * ((x0s + x1s) / 2 - x_ref)), hull) / (1.0 + sv * dy[None, :])
             inset = np.minimum(tilt * (0.5 * (a[None, :, 3] - a[None, :, 1])), 0.25 * (x1s - x0s))
             x0s += inset
             x1s -= inset
@@ -216,7 +217,7 @@ def _holes(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y
            med_w: float, hull: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """Every hole of every candidate frame at once (:func:`_hole_chunks`): (candidate, first
     column, end column, bin width, the columns' origin). For a few hundred leans of one photo's
-    boxes."""
+    boxes; ``hull`` as there."""
     ks, starts, ends, bin_px, lo = [], [], [], 1.0, 0.0
     for k, h0, h1, bin_px, lo in _hole_chunks(a, leans, slopes, x_ref, y_ref, med_w, hull):
         ks.append(k)
@@ -233,7 +234,7 @@ def _room(a: np.ndarray, leans: np.ndarray, slopes: np.ndarray, x_ref: float, y_
     holes instead, their room (each up to half a median width) breaking ties: for tight boxes,
     whose thin uprights each leave a hole of a few columns, a frame that keeps more of them
     clean is the better one, though a bay's emptied end beside one upright would outweigh
-    several of them in columns. Summed chunk by chunk."""
+    several of them in columns. Summed chunk by chunk; ``hull`` as in :func:`_hole_chunks`."""
     room = np.zeros(len(leans))
     holes = np.zeros(len(leans))
     for k, h0, h1, bin_px, _ in _hole_chunks(a, leans, slopes, x_ref, y_ref, med_w, hull):
@@ -287,7 +288,8 @@ def upright_lean(xyxy: np.ndarray, *, max_deg: float = 3.0, step_deg: float = 0.
 
 def _lean_search(a: np.ndarray, max_deg: float, step_deg: float, center: float, y_ref: float,
                  count: bool = False, hull: float = 0.0) -> tuple[float, float]:
-    """:func:`upright_lean`'s search: (lean, room it leaves; ``count``: see :func:`_room`)."""
+    """:func:`upright_lean`'s search: (lean, room it leaves; ``count`` and ``hull``: see
+    :func:`_room`)."""
     med_w = max(float(np.median(a[:, 2] - a[:, 0])), 1.0)
     n_ang = int(round(max_deg / step_deg))
     c_deg = float(np.degrees(np.arctan(center)))
@@ -356,9 +358,19 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
        The narrowed boxes leave chance holes too, so in this second search a line's lean at
        the middle keeps to step 1's range (beyond it, generated aisles facing the shelves got
        frames 3 to 5 degrees off square that no upright stood on)."""
+    return _upright_frame(xyxy, max_deg=max_deg, center=center, max_turn_deg=max_turn_deg,
+                          fixed_middle=fixed_middle)[:4]
+
+
+def _upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0,
+                   max_turn_deg: float = UPRIGHT_TURN_DEG,
+                   fixed_middle: bool = False) -> tuple[float, float, float, float, float]:
+    """:func:`upright_frame`, and the largest lean (dx/dy) its boxes were narrowed by as
+    leaning products' hulls when the frame was chosen (``inf`` where they were not: step 5
+    found it, at most ``_HULL_DEG``, and narrowing by more opens chance gutters)."""
     a = as_boxes(xyxy)
     if len(a) < 8:
-        return 0.0, 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0, np.inf
     cy = (a[:, 1] + a[:, 3]) / 2
     cx = (a[:, 0] + a[:, 2]) / 2
     y_ref = float(np.median(cy))
@@ -366,9 +378,9 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
     span = float(cx.max() - cx.min())
     reach = float(np.abs(cy - y_ref).max())
     if max_turn_deg <= 0 or span <= 0 or len(a) > _TURN_MAX_BOXES or not _tight(a):
-        return _lean_search(a, max_deg, 0.1, center, y_ref)[0], 0.0, x_ref, y_ref
+        return _lean_search(a, max_deg, 0.1, center, y_ref)[0], 0.0, x_ref, y_ref, np.inf
 
-    def search(hull: float, line_deg: float) -> tuple[float, float, float, float]:
+    def search(hull: float, line_deg: float) -> tuple[tuple[float, float, float, float], bool]:
         # steps 1 to 4, each box narrowed as a hull by a lean of at most ``hull`` (dx/dy), the
         # lines' lean at the middle within ``line_deg`` of ``center``
         lean = _lean_search(a, max_deg, 0.1, center, y_ref, count=True, hull=hull)[0]
@@ -385,7 +397,7 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
         keep = wide * bin_px < 2 * med_w
         k, h0, wide = k[keep], h0[keep], wide[keep]
         if len(k) == 0:
-            return lean, 0.0, x_ref, y_ref
+            return (lean, 0.0, x_ref, y_ref), False
         mid = h0 + wide / 2
         order = np.argsort(mid, kind="stable")
         k, mid, wide = k[order], mid[order], wide[order]
@@ -400,7 +412,7 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
         chosen = np.flatnonzero(n_leans >= 3)
         chosen = chosen[np.argsort(-n_leans[chosen], kind="stable")[:_MAX_CLUSTERS]]
         if len(chosen) == 0:
-            return lean, 0.0, x_ref, y_ref
+            return (lean, 0.0, x_ref, y_ref), False
         sel = np.isin(group, chosen)
         group = np.unique(group[sel], return_inverse=True)[1]  # 0 .. n_g-1, in column order
         k, mid, wide = k[sel], mid[sel], wide[sel]
@@ -443,7 +455,7 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
         _, first = np.unique(key[ok], axis=0, return_index=True)
         c_l0, c_l1 = c_l0[ok][np.sort(first)], c_l1[ok][np.sort(first)]
         if len(c_l0) == 0:
-            return lean, 0.0, x_ref, y_ref
+            return (lean, 0.0, x_ref, y_ref), False
         b = int(np.argmax(_room(a, c_l0, c_l1, x_ref, y_ref, med_w, count=True, hull=hull)))
         # then a small search around the best: three tenths of a degree of lean either side, and a
         # sixth of the slope's range; the middle of the cells that leave the most holes. The single
@@ -460,19 +472,19 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
         # kept only when it keeps more holes clean than the single lean (not merely more room: a
         # steep single lean can widen one hole beside a bay's emptied end)
         if np.floor(grid.max()) <= np.floor(rr[0]):
-            return lean, 0.0, x_ref, y_ref
+            return (lean, 0.0, x_ref, y_ref), False
         mi, mj = _plateau_middle(np.floor(grid), (3, 3))
         return (float(np.tan(np.radians(b_deg + (mi - 3) * 0.1))), float(np.interp(mj, np.arange(7), g_l1)),
-                x_ref, y_ref)
+                x_ref, y_ref), True
 
-    frame = search(0.0, max_deg + 0.5 * max_turn_deg)
-    if frame[1] == 0.0:
+    frame, kept = search(0.0, max_deg + 0.5 * max_turn_deg)
+    if not kept:
         # no converging frame: the hulls of products leaning with steep uprights may have closed
         # their holes at every lean; once more with each box narrowed as such a hull
-        other = search(float(np.tan(np.radians(_HULL_DEG))), max_deg)
-        if other[1] != 0.0:
-            frame = other
-    return frame
+        other, kept = search(float(np.tan(np.radians(_HULL_DEG))), max_deg)
+        if kept:
+            return (*other, float(np.tan(np.radians(_HULL_DEG))))
+    return (*frame, np.inf)
 
 
 #: At most this many hole clusters (those clean over the most leans) make the converging
@@ -511,8 +523,8 @@ def _tight(a: np.ndarray, pairs=None) -> bool:
 _SQUARE_DEG = 0.5
 
 
-def _lean_of(a: np.ndarray) -> tuple[float, float, float, float]:
-    """The uprights' frame for :func:`find_bays` (:func:`upright_frame`'s tuple). Facing the
+def _lean_of(a: np.ndarray) -> tuple[float, float, float, float, float]:
+    """The uprights' frame for :func:`find_bays` (:func:`_upright_frame`'s tuple). Facing the
     shelves (parallel shelf lines), the camera's roll turns shelves and uprights alike, so the
     uprights stand nearly square to the shelf lines, whose tilt is measured on many boxes at
     once and far surer than the room the boxes leave: the lean is sought within
@@ -527,9 +539,9 @@ def _lean_of(a: np.ndarray) -> tuple[float, float, float, float]:
     if len(a) >= 8:
         frame = find_rows(a)
         if frame.spread == 0.0:
-            return upright_frame(a, max_deg=_SQUARE_DEG, center=-float(np.tan(np.radians(frame.tilt_deg))),
-                                 fixed_middle=True)
-    return upright_frame(a)
+            return _upright_frame(a, max_deg=_SQUARE_DEG, center=-float(np.tan(np.radians(frame.tilt_deg))),
+                                  fixed_middle=True)
+    return _upright_frame(a)
 
 
 #: Neighbouring pairs needed to measure the boxes' own noise (:func:`_jump_tolerance`).
@@ -594,8 +606,9 @@ def find_bays(
     # columns follow the uprights: shear each box by its centre's height so that they stand
     # upright (the shelf geometry below is measured on the boxes as they are)
     upright = a
+    hull = np.inf
     if lean is None:
-        lean_, lean_slope, x_lean, y_lean = _lean_of(a)
+        lean_, lean_slope, x_lean, y_lean, hull = _lean_of(a)
     else:
         lean_, lean_slope, x_lean = float(lean), 0.0, 0.0
         y_lean = float(np.median((a[:, 1] + a[:, 3]) / 2))
@@ -609,11 +622,14 @@ def find_bays(
             # a product leaning with the uprights is boxed by its hull, wider than the product by
             # its height times the lean: side by side up to a thin upright, the hulls close its
             # gutter. Moved into the frame, each box is narrowed to the product's width at its
-            # middle height (at most by half its width). Only for tight boxes: loose ones (spaces
-            # of up to a quarter of a width, boxes reaching across the uprights) are opened by it
-            # as often between products as at an upright
-            tilt = np.abs(lean_ + lean_slope * ((a[:, 0] + a[:, 2]) / 2 - x_lean))
-            inset = np.minimum(0.5 * (a[:, 3] - a[:, 1]) * tilt, 0.25 * (a[:, 2] - a[:, 0]))
+            # middle height (at most by half its width; in the frame's scale, 1 + slope * dy).
+            # Only for tight boxes: loose ones (spaces of up to a quarter of a width, boxes
+            # reaching across the uprights) are opened by it as often between products as at an
+            # upright. A frame found through such hulls narrowed by at most ``hull`` is used with
+            # the same cap (narrowing by more opens a chance gutter at every column of a steep
+            # frame's far end: tall bottles in a fridge)
+            tilt = np.minimum(np.abs(lean_ + lean_slope * ((a[:, 0] + a[:, 2]) / 2 - x_lean)), hull)
+            inset = np.minimum(0.5 * (a[:, 3] - a[:, 1]) * tilt / (1.0 + lean_slope * dy), 0.25 * (a[:, 2] - a[:, 0]))
             a[:, 0] += inset
             a[:, 2] -= inset
     w, h = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]

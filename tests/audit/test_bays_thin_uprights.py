@@ -98,16 +98,51 @@ def test_hulls_of_leaning_products_do_not_close_a_thin_upright() -> None:
 
 
 def test_steep_converging_uprights_found_through_the_hulls() -> None:
-    # a camera tilted by 15 degrees leans the outer uprights by 3 degrees and more, and the
-    # hulls of the products beside them close their thin holes at every lean, so the converging
-    # search found no frame; it now looks once more with the boxes narrowed as such hulls (every
-    # box in its bay on 19 of these 30 aisles before, 22 now)
+    # a camera tilted by 12 degrees leans the outer uprights by 2 to 3 degrees, and the hulls of
+    # the products beside them close their thin holes at every lean, so the converging search
+    # found no frame; it now looks once more with the boxes narrowed as such hulls (every box in
+    # its bay on 49 of these 60 aisles before, 56 now)
     right = 0
-    for seed in range(30):
+    for seed in range(60):
         aisle = synthetic_bays(np.random.default_rng([seed, 41]), n_bays=3, perspective_deg=0.0,
-                               pitch_deg=15.0 if seed % 3 else -15.0, jitter=0.03, **TIGHT)
+                               pitch_deg=12.0 if seed % 3 else -12.0, jitter=0.03, **TIGHT)
         right += np.array_equal(find_bays(aisle.xyxy).bay_of, aisle.bay_of)
-    assert right >= 21
+    assert right >= 54
+
+
+def fridge_of_bottles(rng: np.random.Generator, roll_deg: float, pitch_deg: float, columns: int,
+                      height: float, jitter: float) -> np.ndarray:
+    """One bay of identical bottles (100 px wide, touching) in tidy columns on five shelves, seen
+    by a pinhole camera tilted by ``pitch_deg`` and rolled by ``roll_deg``; each box the hull of
+    a bottle's front, its edges moved by a normal draw of ``jitter`` of its size."""
+    step = height * rng.uniform(1.08, 1.25)
+    corners = np.array([[[c * 100.0, r * step], [c * 100.0 + 100, r * step], [c * 100.0 + 100, r * step + height],
+                         [c * 100.0, r * step + height]] for r in range(5) for c in range(columns)])
+    corners -= corners.reshape(-1, 2).mean(axis=0)
+    dist = 1.6 * float(np.ptp(corners[..., 0]))
+    t, q = np.radians(pitch_deg), np.radians(roll_deg)
+    depth = dist + corners[..., 1] * np.sin(t)
+    x, y = dist * corners[..., 0] / depth, dist * corners[..., 1] * np.cos(t) / depth
+    x, y = x * np.cos(q) - y * np.sin(q), x * np.sin(q) + y * np.cos(q)
+    xyxy = np.c_[x.min(1), y.min(1), x.max(1), y.max(1)] + 2000
+    size = np.c_[xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]]
+    return xyxy + rng.normal(0, jitter, xyxy.shape) * np.c_[size, size]
+
+
+def test_a_frame_found_through_hulls_narrows_no_more_than_it_was_found_with() -> None:
+    # touching bottles 3 to 4 widths tall in tidy columns, the camera rolled and tilted: the
+    # second search found a frame turning by 17 degrees, and narrowing the boxes by its full
+    # lean opened a gutter at every column of its steep end (4 of these 80 fridges cut; an
+    # outside review). The narrowing is now capped at the lean the frame was found with
+    cut = 0
+    for seed in range(80):
+        rng = np.random.default_rng([seed, 5])
+        roll = float(rng.choice([-1, 1]) * rng.uniform(1, 3))
+        pitch = float(rng.choice([0.0, 10.0, -10.0]))
+        boxes = fridge_of_bottles(rng, roll, pitch, int(rng.integers(8, 20)), 100 * rng.uniform(3, 4),
+                                  float(rng.uniform(0, 0.03)))
+        cut += len(find_bays(boxes).cuts) > 0
+    assert cut == 0
 
 
 @pytest.mark.parametrize("spacing, end_margin", [(0.25, 0.2), (0.03, 0.02)])
@@ -150,7 +185,7 @@ def test_lean_facing_the_shelves_is_sought_near_square() -> None:
         if frame.spread != 0.0:
             continue  # seen as converging: the full search, not this rule
         square = -np.tan(np.radians(frame.tilt_deg))
-        lean, slope, x_ref, _ = _lean_of(aisle.xyxy)
+        lean, slope, x_ref, _, _ = _lean_of(aisle.xyxy)
         assert abs(np.degrees(np.arctan(lean)) - np.degrees(np.arctan(square))) <= 0.5 + 1e-9
         xu = aisle.uprights
         err_new += list(np.abs(np.degrees(np.arctan(lean + slope * (xu - x_ref))) - np.degrees(np.arctan(true_lean(aisle)))))
