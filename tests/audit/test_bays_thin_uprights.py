@@ -84,17 +84,24 @@ def test_the_thinnest_upright_is_cut_between_touching_products() -> None:
     assert len(find_bays(boxes, lean=0.0).cuts) == 0
 
 
+def aisles_with_every_box_in_its_bay(n: int, key: int, camera) -> int:
+    """Of ``n`` tight aisles of three bays facing the camera (``camera(seed)``: its other
+    options), how many come out with every box in its true bay."""
+    right = 0
+    for seed in range(n):
+        aisle = synthetic_bays(np.random.default_rng([seed, key]), n_bays=3, perspective_deg=0.0, **camera(seed),
+                               **TIGHT)
+        right += np.array_equal(find_bays(aisle.xyxy).bay_of, aisle.bay_of)
+    return right
+
+
 def test_hulls_of_leaning_products_do_not_close_a_thin_upright() -> None:
     # a camera rolled by 4 degrees leans every product with the uprights, and a product's box
     # (its hull) is wider than the product by its height times the lean: side by side up to an
     # upright a tenth of a width wide, the hulls closed its gutter (every box in its bay on 27 of
     # these 30 aisles; all 30 now that the boxes are narrowed in the uprights' frame)
-    right = 0
-    for seed in range(30):
-        aisle = synthetic_bays(np.random.default_rng([seed, 23]), n_bays=3, perspective_deg=0.0,
-                               roll_deg=4.0 if seed % 2 else -4.0, jitter=0.0, **TIGHT)
-        right += np.array_equal(find_bays(aisle.xyxy).bay_of, aisle.bay_of)
-    assert right >= 29
+    assert aisles_with_every_box_in_its_bay(30, 23, lambda seed: dict(roll_deg=4.0 if seed % 2 else -4.0,
+                                                                      jitter=0.0)) >= 29
 
 
 def test_steep_converging_uprights_found_through_the_hulls() -> None:
@@ -102,12 +109,8 @@ def test_steep_converging_uprights_found_through_the_hulls() -> None:
     # the products beside them close their thin holes at every lean, so the converging search
     # found no frame; it now looks once more with the boxes narrowed as such hulls (every box in
     # its bay on 49 of these 60 aisles before, 56 now)
-    right = 0
-    for seed in range(60):
-        aisle = synthetic_bays(np.random.default_rng([seed, 41]), n_bays=3, perspective_deg=0.0,
-                               pitch_deg=12.0 if seed % 3 else -12.0, jitter=0.03, **TIGHT)
-        right += np.array_equal(find_bays(aisle.xyxy).bay_of, aisle.bay_of)
-    assert right >= 54
+    assert aisles_with_every_box_in_its_bay(60, 41, lambda seed: dict(pitch_deg=12.0 if seed % 3 else -12.0,
+                                                                      jitter=0.03)) >= 54
 
 
 def fridge_of_bottles(rng: np.random.Generator, roll_deg: float, pitch_deg: float, columns: int,
