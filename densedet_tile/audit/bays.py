@@ -343,10 +343,11 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
        widest; the ``_MAX_CLUSTERS`` clean over the most leans are kept;
     3. the candidate frames: the line through each pair of clusters two widths apart or more,
        with ``fixed_middle`` (facing the shelves) the line through each cluster and ``center``
-       at the middle, and single leans (the first search's and each cluster's); the lean at
-       the middle within the range of step 2 (not of step 1: the middle of the boxes is the
-       camera's centre column only in an uncropped photo facing the shelves, and a tilted
-       camera leans the uprights elsewhere), slopes turning the outermost products' uprights
+       at the middle, and single leans (the first search's and each cluster's); a single
+       lean within step 1's range, a line's lean at the middle within it plus the line's own
+       turn over the boxes' span (the middle of the boxes is the camera's centre column only
+       in an uncropped photo facing the shelves, and a tilted camera leans the uprights
+       elsewhere) and within step 2's range, slopes turning the outermost products' uprights
        by at most ``max_turn_deg`` apart, one candidate per cell of the grid below;
     4. the best, refined over a small grid around it (0.1 degree of lean, a sixth of the slope
        range), is kept when it keeps more holes clean than the single lean, all scored
@@ -442,14 +443,17 @@ def _upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.
         n_lines = len(c_l0)
         c_l0, c_l1 = np.r_[c_l0, g_lean], np.r_[c_l1, np.zeros(len(g_lean))]
         ok = np.abs(c_l1) <= s_max * (1 + 1e-9)
-        # a line's lean at the middle stays within the range the clusters were sought in, not the
-        # first search's: the middle of the boxes is the camera's centre column only in a photo
-        # that faces the shelves and is not cropped; seen down an aisle (the near side larger) or
-        # cut from a larger photo, a tilted camera leans the uprights there too, by a degree or
-        # more besides the roll, and two uprights' holes say so themselves. A single lean (one
+        # a line's lean at the middle may leave the first search's range: the middle of the
+        # boxes is the camera's centre column only in a photo that faces the shelves and is not
+        # cropped; seen down an aisle (the near side larger) or cut from a larger photo, a tilted
+        # camera leans the uprights there too, besides the roll. By no more than the line's own
+        # turn over the boxes' span (the camera's centre column lies within about a span of the
+        # middle), and within the range the clusters were sought in: a line through two chance
+        # clusters 12 degrees off, nearly parallel, is a steep single lean. A single lean (one
         # cluster's) stays within the first search's range: one hole alone may be chance
         dev = np.abs(np.degrees(np.arctan(c_l0)) - c_deg)
-        ok &= dev <= np.where(np.arange(len(c_l0)) < n_lines, line_deg, max_deg) + 1e-9
+        turn = np.degrees(np.arctan(np.abs(c_l1) * span))
+        ok &= dev <= np.where(np.arange(len(c_l0)) < n_lines, np.minimum(line_deg, max_deg + turn), max_deg) + 1e-9
         # one candidate per cell of the refining grid below (many pairs give nearly the same line)
         key = np.round(np.c_[np.degrees(np.arctan(c_l0)) / 0.1, c_l1 / (s_max / 18)]).astype(np.int64)
         _, first = np.unique(key[ok], axis=0, return_index=True)
