@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_audit_real import TIGHT, audit_geometry, match_rows  # noqa: E402
+from eval_audit_real import TIGHT, aisle_pitch, audit_geometry, match_rows  # noqa: E402
 
 from densedet_tile.audit import run_audit  # noqa: E402
 from densedet_tile.synth.audit_aisles import synthetic_bays  # noqa: E402
@@ -47,8 +47,7 @@ PAD = 1.5  # room above and below the shelving, in median box heights
 
 def make_aisle(seed: int, tight: bool = False) -> dict:
     rng = np.random.default_rng([seed, 2026])
-    # (the pitch from its own stream, as eval_audit_real draws it)
-    world = dict(TIGHT, pitch_deg=float(np.random.default_rng([seed, 5]).uniform(-10, 10))) if tight else {}
+    world = dict(TIGHT, pitch_deg=aisle_pitch(seed, 10.0)) if tight else {}
     a = synthetic_bays(rng, n_bays=int(rng.integers(1, 5)), perspective_deg=float(rng.uniform(-25, 25)), **world)
     h = float(np.median(a.xyxy[:, 3] - a.xyxy[:, 1]))
     pad = round(PAD * h)

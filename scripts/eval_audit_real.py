@@ -379,6 +379,12 @@ def contact_sheet(items: list[Any], out: Path, *, cell: tuple[int, int] = (300, 
 TIGHT = {"spacing": 0.03, "end_margin": 0.02, "upright_width": (0.1, 0.25), "same_shelves": 0.5, "jitter": 0.03}
 
 
+def aisle_pitch(seed: int, max_deg: float) -> float:
+    """Generated aisle ``seed``'s camera pitch, up to ``max_deg`` either way, drawn from its own
+    stream so that the aisles without a pitch stay the same."""
+    return float(np.random.default_rng([seed, 5]).uniform(-max_deg, max_deg)) if max_deg else 0.0
+
+
 def eval_synthetic(args: argparse.Namespace) -> dict[str, Any]:
     from densedet_tile.audit import run_audit
     from densedet_tile.synth.audit_aisles import synthetic_bays
@@ -392,10 +398,8 @@ def eval_synthetic(args: argparse.Namespace) -> dict[str, Any]:
     pitch = float(getattr(args, "pitch", 0.0))
     for seed in range(args.synthetic):
         rng = np.random.default_rng([seed, 2026])
-        # the pitch from its own stream: the aisles without it stay the same
-        tilt = float(np.random.default_rng([seed, 5]).uniform(-pitch, pitch)) if pitch else 0.0
         aisle = synthetic_bays(rng, n_bays=int(rng.integers(1, 5)), perspective_deg=float(rng.uniform(-25, 25)),
-                               pitch_deg=tilt, **world)
+                               pitch_deg=aisle_pitch(seed, pitch), **world)
         t0 = time.perf_counter()
         res = run_audit(aisle.xyxy, aisle.width, aisle.height)
         t_audit += time.perf_counter() - t0

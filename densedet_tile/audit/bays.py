@@ -364,12 +364,13 @@ def upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0
 
 
 def _upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.0,
-                   max_turn_deg: float = UPRIGHT_TURN_DEG,
-                   fixed_middle: bool = False) -> tuple[float, float, float, float, float]:
+                   max_turn_deg: float = UPRIGHT_TURN_DEG, fixed_middle: bool = False,
+                   tight: bool | None = None) -> tuple[float, float, float, float, float]:
     """:func:`upright_frame`'s tuple and the largest lean (dx/dy) by which the boxes were
     narrowed as leaning products' hulls when the frame was chosen: ``tan(_HULL_DEG)`` where
     step 5 found it (narrowing them by more for the cuts opens chance gutters), ``inf`` where
-    the boxes were not narrowed."""
+    the boxes were not narrowed. ``tight``: :func:`_tight` of the boxes, when the caller has
+    it."""
     a = as_boxes(xyxy)
     if len(a) < 8:
         return 0.0, 0.0, 0.0, 0.0, np.inf
@@ -379,7 +380,7 @@ def _upright_frame(xyxy: np.ndarray, *, max_deg: float = 3.0, center: float = 0.
     x_ref = float((cx.min() + cx.max()) / 2)
     span = float(cx.max() - cx.min())
     reach = float(np.abs(cy - y_ref).max())
-    if max_turn_deg <= 0 or span <= 0 or len(a) > _TURN_MAX_BOXES or not _tight(a):
+    if max_turn_deg <= 0 or span <= 0 or len(a) > _TURN_MAX_BOXES or not (_tight(a) if tight is None else tight):
         return _lean_search(a, max_deg, 0.1, center, y_ref)[0], 0.0, x_ref, y_ref, np.inf
 
     def search(hull: float, line_deg: float) -> tuple[tuple[float, float, float, float], bool]:
@@ -529,8 +530,9 @@ def _tight(a: np.ndarray, pairs=None) -> bool:
 _SQUARE_DEG = 0.5
 
 
-def _lean_of(a: np.ndarray) -> tuple[float, float, float, float, float]:
-    """The uprights' frame for :func:`find_bays` (:func:`_upright_frame`'s tuple). Facing the
+def _lean_of(a: np.ndarray, tight: bool | None = None) -> tuple[float, float, float, float, float]:
+    """The uprights' frame for :func:`find_bays` (:func:`_upright_frame`'s tuple; ``tight``:
+    :func:`_tight` of the boxes, when at hand). Facing the
     shelves (parallel shelf lines), the camera's roll turns shelves and uprights alike, so the
     uprights stand nearly square to the shelf lines, whose tilt is measured on many boxes at
     once and far surer than the room the boxes leave: the lean is sought within
@@ -546,8 +548,8 @@ def _lean_of(a: np.ndarray) -> tuple[float, float, float, float, float]:
         frame = find_rows(a)
         if frame.spread == 0.0:
             return _upright_frame(a, max_deg=_SQUARE_DEG, center=-float(np.tan(np.radians(frame.tilt_deg))),
-                                  fixed_middle=True)
-    return _upright_frame(a)
+                                  fixed_middle=True, tight=tight)
+    return _upright_frame(a, tight=tight)
 
 
 #: Neighbouring pairs needed to measure the boxes' own noise (:func:`_jump_tolerance`).
@@ -612,19 +614,20 @@ def find_bays(
     # columns follow the uprights: shear each box by its centre's height so that they stand
     # upright (the shelf geometry below is measured on the boxes as they are)
     upright = a
+    pairs = neighbour_pairs(upright)
+    tight = _tight(upright, pairs)
     hull = np.inf
     if lean is None:
-        lean_, lean_slope, x_lean, y_lean, hull = _lean_of(a)
+        lean_, lean_slope, x_lean, y_lean, hull = _lean_of(a, tight)
     else:
         lean_, lean_slope, x_lean = float(lean), 0.0, 0.0
         y_lean = float(np.median((a[:, 1] + a[:, 3]) / 2))
-    pairs = neighbour_pairs(upright)
     if lean_ or lean_slope:
         a = a.copy()
         dy = (a[:, 1] + a[:, 3]) / 2 - y_lean
         a[:, 0] = _to_frame(a[:, 0], dy, lean_, lean_slope, x_lean)
         a[:, 2] = _to_frame(a[:, 2], dy, lean_, lean_slope, x_lean)
-        if _tight(upright, pairs):
+        if tight:
             # a product leaning with the uprights is boxed by its hull, wider than the product by
             # its height times the lean: side by side up to a thin upright, the hulls close its
             # gutter. Moved into the frame, each box is narrowed to the product's width at its

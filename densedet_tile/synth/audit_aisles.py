@@ -341,31 +341,30 @@ def synthetic_bays(
     dist = total_w * rng.uniform(0.6, 1.0)
     t, rl, pt = np.radians(perspective_deg), np.radians(roll), np.radians(pitch_deg)
 
-    def project(pts: np.ndarray) -> np.ndarray:
+    def view(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The points in the camera's frame: across, down, depth."""
         x, y = pts[..., 0] - xc, pts[..., 1] - yc
         z = dist + x * np.sin(t)
         if pt:
             # the camera tilted about its horizontal axis (y grows downwards: a positive pitch looks up)
             y, z = y * np.cos(pt) + z * np.sin(pt), z * np.cos(pt) - y * np.sin(pt)
+        return x, y, z
+
+    def project(pts: np.ndarray) -> np.ndarray:
+        x, y, z = view(pts)
         u, v = dist * x * np.cos(t) / z, dist * y / z
         return np.stack([u * np.cos(rl) - v * np.sin(rl), u * np.sin(rl) + v * np.cos(rl)], axis=-1)
 
-    def depth(pts: np.ndarray) -> np.ndarray:
-        x, y = pts[..., 0] - xc, pts[..., 1] - yc
-        z = dist + x * np.sin(t)
-        return z * np.cos(pt) - y * np.sin(pt) if pt else z
-
     # a camera turned and tilted so far that part of the aisle lies beside or behind it
     # would mirror it, or blow it up to millions of pixels
-    ol_all = np.array(outlines)
-    extent = np.array([[ol_all[:, 0].min(), ol_all[:, 1].min()], [ol_all[:, 2].max(), ol_all[:, 1].min()],
-                       [ol_all[:, 2].max(), ol_all[:, 3].max()], [ol_all[:, 0].min(), ol_all[:, 3].max()]])
-    if float(depth(extent).min()) < 0.2 * dist:
+    ol = np.array(outlines)
+    extent = np.array([[ol[:, 0].min(), ol[:, 1].min()], [ol[:, 2].max(), ol[:, 1].min()],
+                       [ol[:, 2].max(), ol[:, 3].max()], [ol[:, 0].min(), ol[:, 3].max()]])
+    if float(view(extent)[2].min()) < 0.2 * dist:
         raise InvalidInputError(f"synthetic_bays: a camera turned by {perspective_deg} and tilted by {pitch_deg} "
                                 "degrees sees part of this aisle from beside or behind; turn or tilt it less")
 
     corners = project(np.stack([bx[:, [0, 1]], bx[:, [2, 1]], bx[:, [2, 3]], bx[:, [0, 3]]], axis=1))
-    ol = np.array(outlines)
     bay_poly = project(np.stack([ol[:, [0, 1]], ol[:, [2, 1]], ol[:, [2, 3]], ol[:, [0, 3]]], axis=1))
     sh = np.array([s_[2:] for s_ in shelf])
     lines = project(np.stack([sh[:, [0, 2]], sh[:, [1, 2]]], axis=1))
