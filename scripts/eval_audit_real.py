@@ -2,6 +2,7 @@
 
     python scripts/eval_audit_real.py [--photos ../shared/real-shelves] [--dets /tmp/audit_real/dets]
                                       [--sheet /tmp/audit_real/contact_sheet.jpg] [--json OUT.json]
+                                      [--label-bays] [--label-boxes W]
     python scripts/eval_audit_real.py --synthetic 200 [--tight] [--pitch 15] [--sheet /tmp/audit_real/synthetic_sheet.jpg]
 
 **Real photos** (reads ``--photos``: the photos and ``shelf-rows/*.txt``, the human row boxes in
@@ -20,7 +21,12 @@ bays in yellow, gaps in red. Keep it outside the repository: the photos may not 
 Also printed: how many human rows hold the centres of 3 or more detected products (the rows any
 row finder can see with these boxes) and the recall among them. ``--label-bays`` is a
 diagnostic: the human bays (row boxes grouped by their columns) are given as regions and only
-their rows are scored, which shows how far the rows get when the bays are right. When the
+their rows are scored, which shows how far the rows get when the bays are right. ``--label-boxes W`` is another: instead
+of the detector's boxes, the audit gets boxes made from the human row boxes (:func:`label_boxes`:
+every labelled row filled with touching products, a straight upright W product widths wide at
+each boundary between human bays, 3 % jitter), which shows the geometry of real photos (their
+bays, perspective and labelling) apart from the detector, as a detector that boxes every
+labelled product would see it. When the
 detections JSONs carry the engine's count flag (``count_range.uncertain``, written by the engine
 since 2026-12-02), the figures are also split between photos flagged and not.
 
@@ -119,9 +125,10 @@ def row_polygon(lay: Any, row: Any) -> Sequence[tuple[float, float]]:
     return list(zip(xs.tolist(), np.asarray(ys).tolist()))
 
 
-def label_bays(truth: np.ndarray) -> list[tuple[float, float]]:
-    """The human bays of a photo: its row boxes grouped by their columns (two boxes overlapping
-    horizontally by over half the narrower one's width are in one bay), as (x_left, x_right)."""
+def label_bay_of(truth: np.ndarray) -> np.ndarray:
+    """Each human row box's bay, numbered 0, 1, ... from the left: the row boxes grouped by their
+    columns (two boxes overlapping horizontally by over half the narrower one's width are in one
+    bay)."""
     n = len(truth)
     group = np.arange(n)
     for i in range(n):  # a few dozen boxes per photo
@@ -129,7 +136,125 @@ def label_bays(truth: np.ndarray) -> list[tuple[float, float]]:
             ov = min(truth[i, 2], truth[j, 2]) - max(truth[i, 0], truth[j, 0])
             if ov > 0.5 * min(truth[i, 2] - truth[i, 0], truth[j, 2] - truth[j, 0]):
                 group[group == group[j]] = group[i]
-    return sorted((float(truth[group == g, 0].min()), float(truth[group == g, 2].max())) for g in np.unique(group))
+    ids = np.unique(group)
+    left = np.array([truth[group == g, 0].min() for g in ids])
+    rank = np.empty(len(ids), np.int64)
+    rank[np.argsort(left, kind="stable")] = np.arange(len(ids))
+    return rank[np.searchsorted(ids, group)]
+
+
+def label_bays(truth: np.ndarray) -> list[tuple[float, float]]:
+    """The human bays of a photo (:func:`label_bay_of`) as (x_left, x_right), from the left."""
+    bay = label_bay_of(truth)
+    return [(float(truth[bay == b, 0].min()), float(truth[bay == b, 2].max())) for b in range(int(bay.max()) + 1)] \
+        if len(truth) else []
+
+
+def _row_slopes(truth: np.ndarray, dets: np.ndarray) -> np.ndarray:
+    """The slope (dy/dx) of each human row's shelf line, for :func:`label_boxes`: per row, the
+    median slope between the bottoms of the detector's boxes that stand within it (5 or more;
+    boxes reaching into the rows above or below, as on glass-door fridges, say nothing of it),
+    then one plane over the photo (slope = a + b * y + c * x, the way the shelf lines of a
+    perspective view turn) fitted to those by iteratively reweighted least squares, so a row with
+    a few stray boxes takes its neighbours' slope."""
+    cx, cy = (dets[:, 0] + dets[:, 2]) / 2, (dets[:, 1] + dets[:, 3]) / 2
+    est = np.full(len(truth), np.nan)
+    for r, (x0, y0, x1, y1) in enumerate(truth):
+        m = 0.1 * (y1 - y0)
+        inside = np.flatnonzero((cx > x0) & (cx < x1) & (dets[:, 1] > y0 - m) & (dets[:, 3] < y1 + m))
+        if len(inside) >= 5:
+            i, j = np.triu_indices(len(inside), 1)
+            dx = cx[inside[j]] - cx[inside[i]]
+            ok = np.abs(dx) > 1e-6
+            if ok.any():
+                est[r] = float(np.median((dets[inside[j], 3] - dets[inside[i], 3])[ok] / dx[ok]))
+    ok = np.isfinite(est)
+    if ok.sum() < 4:
+        return np.where(ok, est, 0.0)
+    design = np.c_[np.ones(len(truth)), (truth[:, 1] + truth[:, 3]) / 2, (truth[:, 0] + truth[:, 2]) / 2]
+    weight = np.ones(int(ok.sum()))
+    for _ in range(5):
+        coef = np.linalg.lstsq(design[ok] * weight[:, None], est[ok] * weight, rcond=None)[0]
+        res = np.abs(est[ok] - design[ok] @ coef)
+        scale = max(1.5 * float(np.median(res)), 1e-3)
+        weight = np.sqrt(np.minimum(1.0, scale / np.maximum(res, 1e-9)))
+    return design @ coef
+
+
+def label_boxes(truth: np.ndarray, dets: np.ndarray, rng: np.random.Generator, width: int, height: int, *,
+                upright: float = 0.2, jitter: float = 0.03) -> np.ndarray:
+    """Product boxes made from a photo's human row boxes, for the ``--label-boxes`` diagnostic:
+    what a detector that boxes every labelled product, and nothing else, would give the audit.
+
+    Each human row is filled from its left end to its right with products side by side
+    (touching; each row's own height, 0.8 to 0.95 of the row's free height, and aspect, 0.35 to
+    0.9, widths within 10 %), standing on the row's shelf line (its slope from ``dets``, the
+    detector's boxes: :func:`_row_slopes`), below the row above it in its bay. Between
+    neighbouring human bays, an upright: a straight line through the middles of the junctions of
+    their rows side by side, ``upright`` product widths wide, where both bays' rows end (human row
+    boxes of neighbouring bays touch or overlap; real uprights are straight). Then every edge is
+    moved by up to ``jitter`` of its box's width (uniform), as the generated aisles' boxes are,
+    and the boxes are clipped to the ``width`` x ``height`` image (those left without area dropped)."""
+    n = len(truth)
+    if n == 0:
+        return np.zeros((0, 4))
+    slope = _row_slopes(truth, dets)
+    x_lo, x_hi = truth[:, 0].copy(), truth[:, 2].copy()
+    y_top = truth[:, 1].copy()
+    row_h = truth[:, 3] - truth[:, 1]
+    y_mid = (truth[:, 1] + truth[:, 3]) / 2
+    # each row's products: height and aspect, drawn before the rows are trimmed
+    aspect = rng.uniform(0.35, 0.9, n)
+    frac = rng.uniform(0.8, 0.95, n)
+    for r in range(n):
+        over = (np.minimum(truth[:, 2], truth[r, 2]) - np.maximum(truth[:, 0], truth[r, 0])) > 0.3 * (truth[r, 2] - truth[r, 0])
+        above = over & (truth[:, 3] < truth[r, 3] - 0.3 * row_h[r]) & (truth[:, 3] > truth[r, 1])
+        above[r] = False
+        if above.any():
+            y_top[r] = float(truth[above, 3].max()) + 0.03 * row_h[r]
+    free = truth[:, 3] - y_top
+    rise = np.abs(slope) * (truth[:, 2] - truth[:, 0])
+    prod_h = frac * np.maximum(free - np.minimum(rise, 0.5 * free), 0.4 * free)
+    gap = upright * prod_h * aspect
+    bay = label_bay_of(truth)
+    for b in range(int(bay.max())):
+        left, right = np.flatnonzero(bay == b), np.flatnonzero(bay == b + 1)
+        pts = []
+        for i in left:
+            for j in right:
+                vo = min(truth[i, 3], truth[j, 3]) - max(truth[i, 1], truth[j, 1])
+                if vo > 0.3 * min(row_h[i], row_h[j]) and abs(truth[j, 0] - truth[i, 2]) < min(row_h[i], row_h[j]):
+                    pts.append(((truth[i, 2] + truth[j, 0]) / 2, (max(truth[i, 1], truth[j, 1]) + min(truth[i, 3], truth[j, 3])) / 2))
+        if not pts:
+            continue
+        pt = np.array(pts)
+        lean, x0 = (np.polyfit(pt[:, 1], pt[:, 0], 1) if len(pt) >= 2 and np.ptp(pt[:, 1]) > 0
+                    else (0.0, float(pt[:, 0].mean())))
+        line = x0 + lean * y_mid
+        near = np.abs(x_hi - line) < row_h
+        x_hi[left] = np.where(near[left], line[left] - gap[left] / 2, x_hi[left])
+        near = np.abs(x_lo - line) < row_h
+        x_lo[right] = np.where(near[right], line[right] + gap[right] / 2, x_lo[right])
+    out = []
+    for r in range(n):
+        x, end, pw = x_lo[r], x_hi[r], prod_h[r] * aspect[r]
+        while x < end - 0.3 * pw:
+            w = pw * rng.uniform(0.9, 1.1)
+            xe = min(x + w, end)
+            if end - xe < 0.5 * pw:
+                xe = end
+            xm = (x + xe) / 2
+            # the shelf line through the row box's lower corner on its lower side
+            bottom = truth[r, 3] + slope[r] * (xm - (truth[r, 2] if slope[r] > 0 else truth[r, 0]))
+            h = prod_h[r] * rng.uniform(0.85, 1.0)
+            out.append((x, bottom - h, xe, bottom))
+            x = xe
+    boxes = np.array(out, np.float64).reshape(-1, 4)
+    if jitter > 0 and len(boxes):
+        w = (boxes[:, 2] - boxes[:, 0])[:, None]
+        boxes = boxes + rng.uniform(-jitter, jitter, boxes.shape) * w
+    boxes = np.clip(boxes, 0.0, [width, height, width, height])
+    return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
 
 
 def label_bay_regions(truth: np.ndarray, height: int) -> list[Any]:
@@ -262,9 +387,14 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
         boxes = detections_for(photo, Path(args.dets))
         w, h = int(boxes.width), int(boxes.height)
         truth = read_labels(labels_dir / f"{stem}.txt", w, h)
+        xyxy = boxes.xyxy
+        if args.label_boxes is not None:
+            # the photo's own seed: the same boxes on every run, whatever the other photos
+            xyxy = label_boxes(truth, xyxy, np.random.default_rng([int.from_bytes(stem.encode(), "little") % 2**63, 17]),
+                               w, h, upright=args.label_boxes)
         regions = label_bay_regions(truth, h) if args.label_bays else None
         t0 = time.perf_counter()
-        res = run_audit(boxes.xyxy, w, h, regions=regions)
+        res = run_audit(xyxy, w, h, regions=regions)
         t_audit += time.perf_counter() - t0
         # the second look at each gap in the photo (as the audit command does with the photo at hand)
         res = check_gaps(res, load_preview_image(photo, w, h))
@@ -272,7 +402,7 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
         m = match_rows(geo["rows"], truth)
         # human rows that hold the centres of 3 or more detected products: the rows a row finder
         # can see at all with these boxes
-        cx, cy = (boxes.xyxy[:, 0] + boxes.xyxy[:, 2]) / 2, (boxes.xyxy[:, 1] + boxes.xyxy[:, 3]) / 2
+        cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
         holds = ((cx[None] >= truth[:, :1]) & (cx[None] <= truth[:, 2:3]) & (cy[None] >= truth[:, 1:2])
                  & (cy[None] <= truth[:, 3:4])).sum(axis=1)
         seen = holds >= 3
@@ -282,7 +412,7 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
         on_rows = sum(bool(((hx > e.xyxy[0]) & (hx < e.xyxy[2]) & (hy > e.xyxy[1]) & (hy < e.xyxy[3])).any())
                       for e in res.empty_shelves)
         rec = {
-            "photo": stem, "products": int(len(boxes.xyxy)), "labels": int(len(truth)),
+            "photo": stem, "products": int(len(xyxy)), "labels": int(len(truth)),
             "found": int(len(geo["rows"])), "matched": len(m), "bays": len(res.parts),
             "labels_with_3_products": int(seen.sum()), "matched_of_those": int(sum(seen[t] for _, t, _ in m)),
             "gaps": len(geo["gaps"]), "gaps_across_bays": gaps_across_bays(geo["gaps"], truth),
@@ -522,7 +652,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--label-bays", action="store_true",
                    help="diagnostic: give the human bays as regions and score only their rows (how far the rows "
                         "get when the bays are known and the bays nobody labelled are left out)")
+    p.add_argument("--label-boxes", type=float, default=None, metavar="W",
+                   help="diagnostic: audit boxes made from the human row boxes instead of the detector's (every "
+                        "labelled product boxed, nothing else), with an upright W product widths wide at each human "
+                        "bay boundary and 3 %% jitter: the geometry of real photos apart from the detector")
     args = p.parse_args(argv)
+    if args.label_boxes is not None and not (0 <= args.label_boxes < 2):
+        print(f"--label-boxes {args.label_boxes}: the upright's width must be in [0, 2) product widths", file=sys.stderr)
+        return 2
     if args.sheet and Path(args.sheet).resolve().is_relative_to(ROOT):
         print(f"{args.sheet}: the contact sheet shows the photos; write it outside the repository", file=sys.stderr)
         return 2
@@ -532,7 +669,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                           + (f", camera pitch up to {args.pitch:g} degrees" if args.pitch else ""))
     else:
         rep = eval_real(args)
-        print_report(rep, "real photos, boxes from " + args.dets + (", human bays given" if args.label_bays else ""))
+        source = (f"made from the human rows (uprights {args.label_boxes:g} widths)" if args.label_boxes is not None
+                  else "from " + args.dets)
+        print_report(rep, "real photos, boxes " + source + (", human bays given" if args.label_bays else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=1))
     return 0

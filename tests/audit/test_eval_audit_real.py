@@ -138,3 +138,64 @@ def test_cached_detections_of_another_engine_are_named(ev, tmp_path):
     (tmp_path / "a.detections.json").write_text(json.dumps(doc))
     why = ev.check_cached(tmp_path, ["a"], current)
     assert "other model" in why and "info.precision: 'fp32' there, 'int8' now" in why
+
+
+def two_labelled_bays(rng: np.random.Generator) -> np.ndarray:
+    """Human-style row boxes: two bays of four shelves side by side, their rows meeting near
+    x = 1000 (each end drawn within 12 px of it, as hands draw them)."""
+    rows = []
+    for r in range(4):
+        top = 100 + r * 300
+        rows.append([20, top, 1000 + rng.uniform(-12, 12), top + 260])
+        rows.append([1000 + rng.uniform(-12, 12), top + 5, 1980, top + 265])
+    return np.array(rows)
+
+
+def test_label_boxes_fill_each_row_up_to_a_straight_upright(ev) -> None:
+    truth = two_labelled_bays(np.random.default_rng(0))
+    a = ev.label_boxes(truth, np.zeros((0, 4)), np.random.default_rng(1), 2000, 1400, upright=0.2, jitter=0.0)
+    assert len(a) >= 8 * 5  # each row of 980 px holds five products or more
+    cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
+    for x0, y0, x1, y1 in truth:  # every row filled, and its boxes stand within its band
+        mine = (cy > y0) & (cy < y1) & (cx > x0 - 30) & (cx < x1 + 30)
+        assert mine.sum() >= 5
+        assert np.all(a[mine, 1] >= y0 - 1e-6) and np.all(a[mine, 3] <= y1 + 1e-6)
+    # one upright for both bays: a straight line through the middles of the rows' junctions (the
+    # ends were drawn up to 24 px apart), each row stopping half the upright from it, the upright
+    # 0.2 of the row's product width
+    ends, mids_y = [], []
+    for side, rows in ((0, truth[::2]), (1, truth[1::2])):
+        for _, y0, _, y1 in rows:
+            mine = (cy > y0) & (cy < y1) & ((cx < 1000) if side == 0 else (cx > 1000))
+            w = float(np.median(a[mine, 2] - a[mine, 0]))
+            end = a[mine, 2].max() + 0.1 * w if side == 0 else a[mine, 0].min() - 0.1 * w
+            ends.append(end)
+            mids_y.append((y0 + y1) / 2)
+    ends, mids_y = np.array(ends), np.array(mids_y)
+    fit = np.polyval(np.polyfit(mids_y, ends, 1), mids_y)
+    assert np.all(np.abs(ends - fit) < 0.03 * np.median(a[:, 2] - a[:, 0])), ends - fit
+    assert np.all(np.abs(ends - 1000) < 12)
+    # the same seed gives the same boxes; jitter moves edges by at most its share of a width
+    again = ev.label_boxes(truth, np.zeros((0, 4)), np.random.default_rng(1), 2000, 1400, upright=0.2, jitter=0.0)
+    assert np.array_equal(a, again)
+    shaken = ev.label_boxes(truth, np.zeros((0, 4)), np.random.default_rng(1), 2000, 1400, upright=0.2, jitter=0.03)
+    assert shaken.shape == a.shape
+    assert np.all(np.abs(shaken - a) <= 0.03 * (a[:, 2:3] - a[:, 0:1]) + 1e-6)
+
+
+def test_label_boxes_follow_the_shelf_line_of_the_detectors_boxes(ev) -> None:
+    # the detector's boxes in a row stand on a line falling 0.1 px per px to the right: the made
+    # products stand on that slope, the lower end at the row box's bottom
+    truth = np.array([[100.0, 100.0, 1100.0, 500.0]])
+    xs = np.linspace(150, 1050, 10)
+    dets = np.column_stack([xs - 40, 200 + 0.1 * (xs - 100), xs + 40, 400 + 0.1 * (xs - 100)])
+    a = ev.label_boxes(truth, dets, np.random.default_rng(2), 1200, 600, upright=0.2, jitter=0.0)
+    cx = (a[:, 0] + a[:, 2]) / 2
+    slope = np.polyfit(cx, a[:, 3], 1)[0]
+    assert abs(slope - 0.1) < 1e-6
+    assert np.all(a[:, 1] >= 100 - 1e-6) and abs(a[:, 3].max() - 500) < 0.1 * 1000 * 0.1
+
+
+def test_label_boxes_option_refuses_a_wild_upright(ev, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ev.main(["--label-boxes", "3"]) == 2
+    assert "--label-boxes 3.0" in capsys.readouterr().err
