@@ -29,6 +29,9 @@ boxed by its hull, wider by its height times the lean), and the cuts are the fra
    lone candidate gutters, which bays of a few products a shelf have many of): a real
    detector's tight boxes on products filled up to a thin upright leave a gutter of a tenth of
    a product's width or less, which no shelf's own spacing makes on every shelf at once.
+   For tight boxes also where the breaks between neighbours line up over nearly every shelf
+   with a mean space well above the usual one on either side, though the boxes' jitter closes
+   the gutter on a shelf or two (:func:`_lined_up_breaks`).
 2. **Jumps in shelf height**: where the shelves of neighbouring bays stand at different
    heights, the products on either side of the upright overlap vertically but do not stand on
    one line. Each box is paired with its nearest right-hand neighbour (:mod:`.neighbours`).
@@ -581,6 +584,57 @@ def _jump_tolerance(rel: np.ndarray, calm: np.ndarray, jump_tol: float) -> float
 _JUMP_OVERLAP = 0.3
 
 
+#: Lined-up breaks (see :func:`_lined_up_breaks`): their mean space must exceed the usual one by
+#: this many standard errors; they must come on this share of the shelves over the column; and a
+#: break counts for the columns within this many median widths of its middle.
+_BREAK_Z = 5.0
+_BREAK_SHARE = 0.8
+_BREAK_TOL = 0.12
+
+
+def _lined_up_breaks(a: np.ndarray, pairs, stacked: np.ndarray, med_w: float, shelves: np.ndarray,
+                     interval_sum, thin_gutter: float, window: float) -> np.ndarray:
+    """Columns (bins of :func:`find_bays`) where tight boxes break off on nearly every shelf
+    with a space on average wider than the usual one: a thin upright whose gutter the boxes'
+    jitter closes on a shelf or two. The gutter rule needs columns that no box crosses; with
+    edges wandering by 3 % of a width, an upright a tenth of a width wide keeps about half
+    of it clean over six shelves, no more than the widest spaces of single neighbours. Its
+    breaks, though, stand at one column on every shelf, and their mean space is the upright's
+    width: the chance that six spaces of touching products (a robust standard deviation of
+    2.5 % of a width) average a tenth is nil. So a column is cut where the breaks between
+    neighbouring standing products within ``_BREAK_TOL`` median widths of it come on at least
+    ``_BREAK_SHARE`` of its shelves (and 3 or more), and their mean space (overlaps counted down
+    to -0.2 widths) is at least ``thin_gutter`` median widths and exceeds the median space of all
+    neighbours by ``_BREAK_Z`` standard errors. Products in tidy columns line up their breaks
+    too, but at the usual space. Measured on boxes made from the 85 real photos' human row
+    boxes, with a thin upright at each human bay boundary (``scripts/eval_audit_real.py
+    --label-boxes``): docs/audit.md."""
+    nb = len(shelves)
+    i, j = pairs.left, pairs.right
+    sp = a[j, 0] - a[i, 2]
+    ok = (sp < _GAP_SPACE * med_w) & ~stacked[i] & ~stacked[j]
+    if ok.sum() < 20:
+        return np.zeros(nb, bool)
+    sp, i, j = sp[ok], i[ok], j[ok]
+    mu = float(np.median(sp))
+    sigma = max(1.4826 * float(np.median(np.abs(sp - mu))), 0.01 * med_w)
+    mid = (a[i, 2] + a[j, 0]) / 2
+    sp = np.maximum(sp, -0.2 * med_w)
+    tol, reach = _BREAK_TOL * med_w, window * med_w
+    one = np.ones(len(sp))
+    count = interval_sum(mid - tol, mid + tol, one)
+    mean = interval_sum(mid - tol, mid + tol, sp) / np.maximum(count, 1.0)
+    # the usual space on either side: the spaces within ``window`` widths left (and right) of
+    # the column, its own breaks left out; where a side has under three, the median of all
+    ref = np.full(nb, mu)
+    for lo, hi in ((mid + tol, mid + reach), (mid - reach, mid - tol)):
+        n_side = interval_sum(lo, hi, one)
+        side = np.where(n_side >= 3, interval_sum(lo, hi, sp) / np.maximum(n_side, 1.0), mu)
+        ref = np.maximum(ref, side)
+    return ((count >= np.maximum(3.0, _BREAK_SHARE * shelves)) & (mean >= thin_gutter * med_w)
+            & (mean - ref > _BREAK_Z * sigma / np.sqrt(np.maximum(count, 1.0))))
+
+
 def find_bays(
     xyxy: np.ndarray,
     *,
@@ -693,7 +747,12 @@ def find_bays(
     # (each run's first and last bin, by their middles)
     lone_low = interval_sum(x0 + (lone[:, 0] + 0.5) * bin_px, x0 + (lone[:, 1] - 0.5) * bin_px,
                             np.ones(len(lone))) > 0
-    inner = (space < _GAP_SPACE * med_w) & ~lone_low[np.minimum(to_bin((a[i, 2] + a[j, 0]) / 2), nb - 1)]
+    # (a space reaching into a lone run is that run's: with jitter, a box ending short of the
+    # upright leaves a space whose middle falls just outside the run)
+    lone_sum = np.r_[0, np.cumsum(lone_low)]
+    lo_b = np.minimum(to_bin(np.minimum(a[i, 2], a[j, 0])), nb - 1)
+    hi_b = np.minimum(to_bin(np.maximum(a[i, 2], a[j, 0])), nb - 1)
+    inner = (space < _GAP_SPACE * med_w) & (lone_sum[hi_b + 1] == lone_sum[lo_b])
     spacing_hi = float(np.quantile(space[inner], _SPACING_Q)) if inner.sum() >= 8 else np.inf
     gutter = np.zeros(nb, bool)
     # the standing boxes by right and by left edge: each run finds its neighbours by bisection
@@ -742,9 +801,21 @@ def find_bays(
     # coverage over the median height counted the shelves of a panorama's large products twice);
     # a box under half the median height counts as its share of one (a price rail, a tag)
     shelf = np.intersect1d(standing, goods)
-    stand = interval_sum(a[shelf, 0], a[shelf, 2] - 1e-9, np.minimum(1.0, h[shelf] / (0.5 * med_h)))
+    # for tight boxes each counted on the bins it covers whole: neighbours that touch share the
+    # bin where one ends and the next begins, and the highest count nearby (such a bin) counted
+    # every shelf twice. Loose boxes keep the first count: measured on the built-in model's boxes
+    # of the 85 real photos, counting them whole made 4 more cuts where the labellers have none
+    # for 1 more where they have one (row precision 0.577 -> 0.566), though it gained on loose
+    # generated aisles (pitch up to 15 degrees: row recall 0.912 -> 0.926)
+    weight = np.minimum(1.0, h[shelf] / (0.5 * med_h))
+    if tight:
+        stand = interval_sum(a[shelf, 0] + 0.5 * bin_px, a[shelf, 2] - 0.5 * bin_px, weight)
+    else:
+        stand = interval_sum(a[shelf, 0], a[shelf, 2] - 1e-9, weight)
     shelves = np.minimum(_window_max(stand, k, "left"), _window_max(stand, k, "right"))
     jump = (mis >= jump_min) & (mis >= jump_frac * shelves) & (ali <= 0.5 * mis)
+    if tight:
+        gutter |= _lined_up_breaks(a, pairs, stacked, med_w, shelves, interval_sum, thin_gutter, window) & ~jump
     # one cut per run, at the middle of its gutter part if it has one
     cuts: list[float] = []
     kinds: list[str] = []
