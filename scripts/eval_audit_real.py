@@ -51,6 +51,7 @@ import argparse
 import json
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -182,7 +183,7 @@ def _row_slopes(truth: np.ndarray, dets: np.ndarray) -> np.ndarray:
 
 
 def label_boxes(truth: np.ndarray, dets: np.ndarray, rng: np.random.Generator, width: int, height: int, *,
-                upright: float = 0.2, jitter: float = 0.03) -> np.ndarray:
+                upright: float = 0.2, jitter: float = 0.03, spacing: float = 0.0) -> np.ndarray:
     """Product boxes made from a photo's human row boxes, for the ``--label-boxes`` diagnostic:
     what a detector that boxes every labelled product, and nothing else, would give the audit.
 
@@ -193,7 +194,9 @@ def label_boxes(truth: np.ndarray, dets: np.ndarray, rng: np.random.Generator, w
     neighbouring human bays, an upright: a straight line through the middles of the junctions of
     their rows side by side, ``upright`` product widths wide, where both bays' rows end (human row
     boxes of neighbouring bays touch or overlap; real uprights are straight). Then every edge is
-    moved by up to ``jitter`` of its box's width (uniform), as the generated aisles' boxes are,
+    moved by up to ``jitter`` of its box's width (uniform), as the generated aisles' boxes are
+    (``spacing`` > 0: each product followed by a space of up to that share of its width, for
+    shelves not faced up),
     and the boxes are clipped to the ``width`` x ``height`` image (those left without area dropped)."""
     n = len(truth)
     if n == 0:
@@ -248,7 +251,7 @@ def label_boxes(truth: np.ndarray, dets: np.ndarray, rng: np.random.Generator, w
             bottom = truth[r, 3] + slope[r] * (xm - (truth[r, 2] if slope[r] > 0 else truth[r, 0]))
             h = prod_h[r] * rng.uniform(0.85, 1.0)
             out.append((x, bottom - h, xe, bottom))
-            x = xe
+            x = xe + (rng.uniform(0, spacing) * pw if spacing > 0 else 0.0)
     boxes = np.array(out, np.float64).reshape(-1, 4)
     if jitter > 0 and len(boxes):
         w = (boxes[:, 2] - boxes[:, 0])[:, None]
@@ -389,9 +392,10 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
         truth = read_labels(labels_dir / f"{stem}.txt", w, h)
         xyxy = boxes.xyxy
         if args.label_boxes is not None:
-            # the photo's own seed: the same boxes on every run, whatever the other photos
-            xyxy = label_boxes(truth, xyxy, np.random.default_rng([int.from_bytes(stem.encode(), "little") % 2**63, 17]),
-                               w, h, upright=args.label_boxes)
+            # the photo's own seed (a checksum of its name): the same boxes on every run,
+            # whatever the other photos; --label-seed draws another set
+            xyxy = label_boxes(truth, xyxy, np.random.default_rng([zlib.crc32(stem.encode()), args.label_seed]),
+                               w, h, upright=args.label_boxes, spacing=args.label_spacing)
         regions = label_bay_regions(truth, h) if args.label_bays else None
         t0 = time.perf_counter()
         res = run_audit(xyxy, w, h, regions=regions)
@@ -656,7 +660,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="diagnostic: audit boxes made from the human row boxes instead of the detector's (every "
                         "labelled product boxed, nothing else), with an upright W product widths wide at each human "
                         "bay boundary and 3 %% jitter: the geometry of real photos apart from the detector")
+    p.add_argument("--label-spacing", type=float, default=0.0, metavar="S",
+                   help="with --label-boxes: products up to S of a width apart instead of touching")
+    p.add_argument("--label-seed", type=int, default=0, metavar="K",
+                   help="with --label-boxes: the K-th set of made boxes (the figures vary by a few hundredths "
+                        "from one set to the next)")
     args = p.parse_args(argv)
+    if not (0 <= args.label_spacing < 1):
+        print(f"--label-spacing {args.label_spacing}: the space must be in [0, 1) product widths", file=sys.stderr)
+        return 2
     if args.label_boxes is not None and not (0 <= args.label_boxes < 2):
         print(f"--label-boxes {args.label_boxes}: the upright's width must be in [0, 2) product widths", file=sys.stderr)
         return 2
@@ -669,7 +681,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                           + (f", camera pitch up to {args.pitch:g} degrees" if args.pitch else ""))
     else:
         rep = eval_real(args)
-        source = (f"made from the human rows (uprights {args.label_boxes:g} widths)" if args.label_boxes is not None
+        source = (f"made from the human rows (uprights {args.label_boxes:g} widths"
+                  + (f", products up to {args.label_spacing:g} widths apart" if args.label_spacing else "") + ")"
+                  if args.label_boxes is not None
                   else "from " + args.dets)
         print_report(rep, "real photos, boxes " + source + (", human bays given" if args.label_bays else ""))
     if args.json:
