@@ -487,10 +487,11 @@ def test_tidy_columns_beside_tight_bays_are_not_cut() -> None:
 
 
 def jittered_upright_aisle(rng: np.random.Generator, bays: int = 2, gutter: float = 0.1,
-                           jitter: float = 0.03) -> tuple[np.ndarray, list]:
+                           jitter: float = 0.03, apart: tuple[float, float] | None = None) -> tuple[np.ndarray, list]:
     """``bays`` bays of six shelves lined up, 1000 px wide, filled with touching products 90 to
-    110 px wide up to thin uprights ``gutter`` of a 100 px width wide; every edge then moved by
-    up to ``jitter`` of its box's width, as a real detector's are. The uprights' middles."""
+    110 px wide (``apart``: that many px apart, drawn between the two bounds) up to thin
+    uprights ``gutter`` of a 100 px width wide; every edge then moved by up to ``jitter`` of its
+    box's width, as a real detector's are. The uprights' middles."""
     boxes, uprights = [], []
     for r in range(6):
         top = 40 + r * 260
@@ -500,7 +501,7 @@ def jittered_upright_aisle(rng: np.random.Generator, bays: int = 2, gutter: floa
             while end - x > 60:
                 w = min(rng.uniform(90, 110), end - x)
                 boxes.append([x, top + rng.uniform(0, 10), x + w, top + 220])
-                x += w
+                x += w + (rng.uniform(*apart) if apart else 0.0)
             if r == 0 and b < bays - 1:
                 uprights.append(end + gutter * 50)
             x = end + gutter * 100
@@ -545,36 +546,17 @@ def test_lined_up_breaks_do_not_cut_one_bay_or_tidy_columns() -> None:
     assert both >= 8
 
 
-def spaced_upright_aisle(rng: np.random.Generator, bays: int = 2, gutter: float = 0.22) -> tuple[np.ndarray, list]:
-    """As :func:`jittered_upright_aisle`, but the products 5 to 15 px apart (loose boxes: a tenth
-    of a width between products, as on shelves not faced up) and the upright ``gutter`` wide."""
-    boxes, uprights = [], []
-    for r in range(6):
-        top = 40 + r * 260
-        x = 20.0
-        for b in range(bays):
-            end = x + 1000
-            while end - x > 60:
-                w = min(rng.uniform(90, 110), end - x)
-                boxes.append([x, top + rng.uniform(0, 10), x + w, top + 220])
-                x += w + rng.uniform(5, 15)
-            if r == 0 and b < bays - 1:
-                uprights.append(end + gutter * 50)
-            x = end + gutter * 100
-    a = np.array(boxes)
-    return a + rng.uniform(-0.03, 0.03, a.shape) * (a[:, 2:3] - a[:, 0:1]), uprights
-
-
 def test_lined_up_breaks_of_loose_boxes(monkeypatch) -> None:
-    # products a tenth of a width apart are loose boxes (none of the tight rules); an upright a
-    # fifth of a width wide is narrower than the wide rule and than 1.5 times the widest spaces,
-    # but its breaks line up on every shelf at twice the usual space
+    # products 5 to 15 px apart, a tenth of a width (as on shelves not faced up), are loose
+    # boxes (none of the tight rules); an upright a fifth of a width wide is narrower than the
+    # wide rule and than 1.5 times the widest spaces, but its breaks line up on every shelf at
+    # twice the usual space
     import densedet_tile.audit.bays as bays
 
     def right_of(n: int) -> int:
         right = 0
         for seed in range(n):
-            a, ups = spaced_upright_aisle(np.random.default_rng(seed))
+            a, ups = jittered_upright_aisle(np.random.default_rng(seed), gutter=0.22, apart=(5, 15))
             assert not bays._tight(a)
             cuts = find_bays(a, lean=0.0)
             right += len(cuts.cuts) == 1 and abs(cuts.cuts[0] - ups[0]) < 20
@@ -582,7 +564,7 @@ def test_lined_up_breaks_of_loose_boxes(monkeypatch) -> None:
 
     assert right_of(40) >= 25
     for seed in range(30):
-        a, _ = spaced_upright_aisle(np.random.default_rng(seed), bays=1)
+        a, _ = jittered_upright_aisle(np.random.default_rng(seed), bays=1, gutter=0.22, apart=(5, 15))
         assert len(find_bays(a, lean=0.0).cuts) == 0, seed
     monkeypatch.setattr(bays, "_BREAK_Z", np.inf)
     assert right_of(40) <= 21
