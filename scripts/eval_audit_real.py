@@ -192,8 +192,9 @@ def label_boxes(truth: np.ndarray, dets: np.ndarray, rng: np.random.Generator, w
     0.9, widths within 10 %), standing on the row's shelf line (its slope from ``dets``, the
     detector's boxes: :func:`_row_slopes`), below the row above it in its bay. Between
     neighbouring human bays, an upright: a straight line through the middles of the junctions of
-    their rows side by side, ``upright`` product widths wide, where both bays' rows end (human row
-    boxes of neighbouring bays touch or overlap; real uprights are straight). Then every edge is
+    their rows side by side, ``upright`` product widths wide: rows reaching into it stop at it
+    (human row boxes of neighbouring bays touch or overlap, and their ends wander; real uprights
+    are straight), rows ended short of it keep their ends (a fridge's door frame). Then every edge is
     moved by up to ``jitter`` of its box's width (uniform), as the generated aisles' boxes are
     (``spacing`` > 0: each product followed by a space of up to that share of its width, for
     shelves not faced up),
@@ -234,10 +235,12 @@ def label_boxes(truth: np.ndarray, dets: np.ndarray, rng: np.random.Generator, w
         lean, x0 = (np.polyfit(pt[:, 1], pt[:, 0], 1) if len(pt) >= 2 and np.ptp(pt[:, 1]) > 0
                     else (0.0, float(pt[:, 0].mean())))
         line = x0 + lean * y_mid
+        # rows reaching into the upright stop at it; rows the labellers ended short of it (a
+        # fridge's door frame, products not faced up to the post) keep their ends
         near = np.abs(x_hi - line) < row_h
-        x_hi[left] = np.where(near[left], line[left] - gap[left] / 2, x_hi[left])
+        x_hi[left] = np.where(near[left], np.minimum(x_hi[left], line[left] - gap[left] / 2), x_hi[left])
         near = np.abs(x_lo - line) < row_h
-        x_lo[right] = np.where(near[right], line[right] + gap[right] / 2, x_lo[right])
+        x_lo[right] = np.where(near[right], np.maximum(x_lo[right], line[right] + gap[right] / 2), x_lo[right])
     out = []
     for r in range(n):
         x, end, pw = x_lo[r], x_hi[r], prod_h[r] * aspect[r]

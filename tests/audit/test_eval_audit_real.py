@@ -175,6 +175,13 @@ def test_label_boxes_fill_each_row_up_to_a_straight_upright(ev) -> None:
     fit = np.polyval(np.polyfit(mids_y, ends, 1), mids_y)
     assert np.all(np.abs(ends - fit) < 0.03 * np.median(a[:, 2] - a[:, 0])), ends - fit
     assert np.all(np.abs(ends - 1000) < 12)
+    # a row the labellers ended well short of the upright (a fridge's door frame) keeps its end
+    short = truth.copy()
+    short[2, 2] = 880.0
+    b = ev.label_boxes(short, np.zeros((0, 4)), np.random.default_rng(1), 2000, 1400, upright=0.2, jitter=0.0)
+    by = (b[:, 1] + b[:, 3]) / 2
+    row2 = (by > short[2, 1]) & (by < short[2, 3]) & ((b[:, 0] + b[:, 2]) / 2 < 1000)
+    assert abs(b[row2, 2].max() - 880.0) < 1e-6
     # the same seed gives the same boxes; jitter moves edges by at most its share of a width
     again = ev.label_boxes(truth, np.zeros((0, 4)), np.random.default_rng(1), 2000, 1400, upright=0.2, jitter=0.0)
     assert np.array_equal(a, again)
