@@ -615,7 +615,7 @@ def _lined_up_breaks(a: np.ndarray, pairs, stacked: np.ndarray, med_w: float, sh
     tenth of a width apart, or a noisier detector) are asked the same, their wider spread of
     spaces raising the bar: boxes made from the real photos' rows with products up to a
     tenth of a width apart (``scripts/eval_audit_real.py --label-boxes 0.2 --label-spacing
-    0.1``) pass as tight on 22 of 85 photos, and asking the breaks of the others too lifted
+    0.1``) pass as tight on 11 of 85 photos, and asking the breaks of the others too lifted
     their rows' recall by a tenth, while the built-in model's loose boxes on the same photos
     get no cut more or less. Not told apart from an upright: a space of a tenth of a width
     between two product families (or a divider) on every shelf of one bay. Measured:
