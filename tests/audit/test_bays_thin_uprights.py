@@ -525,9 +525,20 @@ def test_a_thin_upright_closed_by_jitter_is_cut_at_its_lined_up_breaks(monkeypat
             right += len(cuts.cuts) == 1 and abs(cuts.cuts[0] - ups[0]) < 15
         return right
 
+    def right_in_found_frame(n: int) -> int:  # the uprights' frame sought, not given
+        right = 0
+        for seed in range(n):
+            a, ups = jittered_upright_aisle(np.random.default_rng(seed))
+            cuts = find_bays(a)
+            cx = cuts.cut_x(cuts.y_ref)
+            right += len(cx) == 1 and abs(cx[0] - ups[0]) < 15
+        return right
+
     assert right_of(40) >= 32
+    assert right_in_found_frame(20) >= 15
     monkeypatch.setattr(bays, "_BREAK_Z", np.inf)  # the lined-up breaks not asked
     assert right_of(40) <= 20
+    assert right_in_found_frame(20) <= 10
 
 
 def test_lined_up_breaks_do_not_cut_one_bay_or_tidy_columns() -> None:
