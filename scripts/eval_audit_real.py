@@ -21,14 +21,15 @@ bays in yellow, gaps in red. Keep it outside the repository: the photos may not 
 Also printed: how many human rows hold the centres of 3 or more detected products (the rows any
 row finder can see with these boxes) and the recall among them. ``--label-bays`` is a
 diagnostic: the human bays (row boxes grouped by their columns) are given as regions and only
-their rows are scored, which shows how far the rows get when the bays are right. ``--label-boxes W`` is another: instead
-of the detector's boxes, the audit gets boxes made from the human row boxes (:func:`label_boxes`:
-every labelled row filled with touching products, a straight upright W product widths wide at
-each boundary between human bays, 3 % jitter), which shows the geometry of real photos (their
-bays, perspective and labelling) apart from the detector, as a detector that boxes every
-labelled product would see it. When the
-detections JSONs carry the engine's count flag (``count_range.uncertain``, written by the engine
-since 2026-12-02), the figures are also split between photos flagged and not.
+their rows are scored, which shows how far the rows get when the bays are right.
+``--label-boxes W`` is another: instead of the detector's boxes, the audit gets boxes made from
+the human row boxes (:func:`label_boxes`: every labelled row filled with touching products, or
+up to ``--label-spacing`` of a width apart, a straight upright W product widths wide at each
+boundary between human bays, 3 % jitter; ``--label-seed`` draws another set), which shows the
+geometry of real photos (their bays, perspective and labelling) apart from the detector, as a
+detector that boxes every labelled product would see it. When the detections JSONs carry the
+engine's count flag (``count_range.uncertain``, written by the engine since 2026-12-02), the
+figures are also split between photos flagged and not.
 
 **Generated aisles** (``--synthetic N``, "perfect boxes"): N aisles from
 :func:`densedet_tile.synth.audit_aisles.synthetic_bays` with 1 to 4 bays at different shelf
@@ -194,11 +195,11 @@ def label_boxes(truth: np.ndarray, dets: np.ndarray, rng: np.random.Generator, w
     neighbouring human bays, an upright: a straight line through the middles of the junctions of
     their rows side by side, ``upright`` product widths wide: rows reaching into it stop at it
     (human row boxes of neighbouring bays touch or overlap, and their ends wander; real uprights
-    are straight), rows ended short of it keep their ends (a fridge's door frame). Then every edge is
-    moved by up to ``jitter`` of its box's width (uniform), as the generated aisles' boxes are
-    (``spacing`` > 0: each product followed by a space of up to that share of its width, for
-    shelves not faced up),
-    and the boxes are clipped to the ``width`` x ``height`` image (those left without area dropped)."""
+    are straight), rows ended short of it keep their ends (a fridge's door frame). With
+    ``spacing`` > 0 each product is followed by a space of up to that share of its width
+    (shelves not faced up). Then every edge is moved by up to ``jitter`` of its box's width
+    (uniform), as the generated aisles' boxes are, and the boxes are clipped to the ``width`` x
+    ``height`` image (those left without area dropped)."""
     n = len(truth)
     if n == 0:
         return np.zeros((0, 4))
