@@ -31,7 +31,8 @@ horizontal bands of the frame whatever the perspective.
 3. **Split.** The profile is cut at its deepest valleys: a valley splits two rows when it is
    below ``split_frac`` of the smaller of the highest points on either side. Each box goes to
    the row holding its centre; rows with fewer than ``min_products`` boxes are discarded (their
-   boxes get row -1).
+   boxes get row -1), except a shelf between two kept rows, which needs only two: an inner
+   shelf holding two products is a shelf, mostly empty, not an empty shelf.
 4. **Refine.** Within each row a least-squares line through the bottoms of the boxes standing
    on the shelf (those near the row's most common bottom height; stacked products are left
    out; outliers trimmed at 3 median absolute residuals). Parallel shelves: the pooled slope
@@ -276,6 +277,10 @@ def _frame(tilt: float, x_ref: float, spread: float = 0.0, y_ref: float = 0.0) -
     return RowLayout((), np.zeros(0, np.int64), float(tilt), float(x_ref), float(spread), float(y_ref))
 
 
+#: The fewest boxes of a shelf between two rows (:func:`_segment`).
+_INNER_MIN = 2
+
+
 def _segment(a: np.ndarray, cx: np.ndarray, frame: RowLayout, split_frac: float, min_products: int) -> tuple[np.ndarray, int]:
     """Row index of every box (-1 for none) and the number of rows, in a given frame."""
     top, bot = frame.deskew(a[:, 1], cx), frame.deskew(a[:, 3], cx)
@@ -308,7 +313,18 @@ def _segment(a: np.ndarray, cx: np.ndarray, frame: RowLayout, split_frac: float,
     starts = np.array([s for s, _ in segments], dtype=np.int64)
     seg_of = np.searchsorted(starts, cbin, side="right") - 1
     counts = np.bincount(seg_of[seg_of >= 0], minlength=len(segments))
-    keep = np.flatnonzero(counts >= min_products)
+    keep = counts >= min_products
+    if keep.any():
+        # a shelf between two rows is one even with two products on it (the others missing, or
+        # boxed as a few): dropped, it was reported as an empty shelf under its products, and
+        # the human row there was missed (made boxes of the real photos' rows: 3 of 9 empty
+        # shelves lay on a labelled row). Above the top row or below the bottom one, two boxes
+        # on a line are as often a sign or things on the floor, and ``min_products`` holds
+        inner = np.zeros(len(segments), bool)
+        kept = np.flatnonzero(keep)
+        inner[kept[0]:kept[-1] + 1] = True
+        keep |= inner & (counts >= min(min_products, _INNER_MIN))
+    keep = np.flatnonzero(keep)
     remap = np.full(len(segments), -1, np.int64)
     remap[keep] = np.arange(len(keep))
     return np.where(seg_of >= 0, remap[np.clip(seg_of, 0, None)], -1).astype(np.int64), int(len(keep))

@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bay-width-m", type=fraction(0.05, 1000.0), default=None, metavar="M",
                    help="width of one bay in metres (0.05 to 1000), to report facings per metre of each row")
     p.add_argument("--min-row-products", type=positive_int, default=3, metavar="N",
-                   help="fewest products a shelf row needs (default: %(default)s)")
+                   help="fewest products a shelf row needs (default: %(default)s; a shelf between two rows needs "
+                   "at most two)")
     p.add_argument("--cell", type=positive_int, default=None, metavar="PX",
                    help="heatmap cell side in pixels (default: about two product heights, at most 200 cells along "
                    f"the longer side); a cell making more than {MAX_CELLS:,} cells is refused")
