@@ -414,8 +414,7 @@ def run_audit(
             near = tree.query(shapely.box(*xy[:, :2].min(axis=0), *xy[:, 2:].max(axis=0)))
             return shapely.union_all(geoms[np.sort(near)])
 
-        region_gaps = shapely.STRtree(shapely.polygons([list(g.polygon) for p in given for g in p.gaps])
-                                      if any(p.gaps for p in given) else [])
+        region_gaps = shapely.STRtree(_as_polygons([g.polygon for p in given for g in p.gaps]))
 
         taken_names = frozenset(r.name for r in regs)
         extra = (found_bays(rest, len(given) + 1, taken_names, covered, np.flatnonzero(held > 0), region_gaps)
@@ -423,7 +422,7 @@ def run_audit(
         parts = tuple(given) + tuple(extra)
         if empties:  # a stretch at least half inside a region is the region's to report, as a gap is
             union = shapely.union_all(geoms)
-            polys = shapely.polygons([list(e.polygon) for e in empties])
+            polys = _as_polygons([e.polygon for e in empties])
             inside = shapely.area(shapely.intersection(polys, union)) >= 0.5 * np.maximum(shapely.area(polys), 1e-9)
             empties[:] = [e for e, i in zip(empties, inside.tolist()) if not i]
         overlaps = overlapping_regions(list(regs))
@@ -619,6 +618,16 @@ def _reported(gap: Gap, region_gaps: Any) -> bool:
         return False
     shared = shapely.area(shapely.intersection(poly, shapely.union_all(region_gaps.geometries.take(near))))
     return bool(shared >= 0.05 * max(poly.area, 1e-9))
+
+
+def _as_polygons(rings: Sequence[Sequence[tuple[float, float]]]) -> np.ndarray:
+    """Shapely polygons of outlines with any number of corners: a gap cut at a region's edge may
+    keep 3 or 5 of them, and one array of all the corners (``shapely.polygons`` of a list) then
+    failed with a numpy shape error inside :func:`run_audit`."""
+    out = np.empty(len(rings), dtype=object)
+    for k, ring in enumerate(rings):
+        out[k] = shapely.Polygon(ring)
+    return out
 
 
 def _ring_of(piece: Any) -> tuple[tuple[float, float], ...]:

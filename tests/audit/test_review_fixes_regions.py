@@ -315,3 +315,23 @@ def test_a_regions_end_gap_stops_at_its_outline():
     assert g.width_px == pytest.approx(g.x2 - g.x1) and g.width_products == pytest.approx(g.width_px / 48, rel=0.05)
     (stats,) = res.regions
     assert stats.gap_width_products == pytest.approx(sum(q.width_products for q in region.gaps))
+
+
+@pytest.mark.parametrize("edge", [
+    [[1000, 300], [930, 300], [930, 390], [900, 400], [900, 500]],  # a notch inside the empty row end
+    [[1000, 300], [960, 300], [930, 400], [900, 500]],  # a slanted edge across it
+])
+def test_a_region_edge_cutting_an_end_gap_into_another_shape_is_audited(edge: list) -> None:
+    # three shelves of touching products; the top one has an interior gap (4 corners) and the
+    # bottom one is empty from x 600 to the region's right edge, which cuts that end gap into
+    # 5 or 6 corners: gaps of different corner counts made run_audit fail with a numpy shape error
+    boxes = [[k * 50.0, b - 100, k * 50 + 48, b] for r, b in enumerate((200.0, 320.0, 440.0)) for k in range(20)
+             if not (r == 0 and k in (4, 5, 6)) and not (r == 2 and k >= 12)]
+    ring = [[0, 0], [1000, 0], *edge, [0, 500], [0, 0]]
+    res = run_audit(np.array(boxes), 1000, 500, regions=parse_regions(_fc(("R", ring))))
+    (part,) = [p for p in res.parts if p.kind == "region"]
+    corners = sorted(len(g.polygon) for g in part.gaps)
+    assert corners[0] == 4 and corners[-1] > 4
+    end = max(part.gaps, key=lambda g: g.x2)
+    assert end.x1 == pytest.approx(598, abs=3) and 925 <= end.x2 <= 950
+    assert json.loads(json.dumps(audit_to_dict(res)))["regions"][0]["name"] == "R"
