@@ -31,8 +31,9 @@ horizontal bands of the frame whatever the perspective.
 3. **Split.** The profile is cut at its deepest valleys: a valley splits two rows when it is
    below ``split_frac`` of the smaller of the highest points on either side. Each box goes to
    the row holding its centre; rows with fewer than ``min_products`` boxes are discarded (their
-   boxes get row -1), except a shelf between two kept rows, which needs only two: an inner
-   shelf holding two products is a shelf, mostly empty, not an empty shelf.
+   boxes get row -1), except a shelf between two kept rows, which needs only two (at least
+   half the median height, as a rule: not two price tags): an inner shelf holding two products
+   is a shelf, mostly empty, not an empty shelf.
 4. **Refine.** Within each row a least-squares line through the bottoms of the boxes standing
    on the shelf (those near the row's most common bottom height; stacked products are left
    out; outliers trimmed at 3 median absolute residuals). Parallel shelves: the pooled slope
@@ -319,11 +320,16 @@ def _segment(a: np.ndarray, cx: np.ndarray, frame: RowLayout, split_frac: float,
         # boxed as a few): dropped, it was reported as an empty shelf under its products, and
         # the human row there was missed (made boxes of the real photos' rows: 3 of 9 empty
         # shelves lay on a labelled row). Above the top row or below the bottom one, two boxes
-        # on a line are as often a sign or things on the floor, and ``min_products`` holds
+        # on a line are as often a sign or things on the floor, and ``min_products`` holds.
+        # Two boxes under half the usual height between shelves are price tags, not a shelf
         inner = np.zeros(len(segments), bool)
         kept = np.flatnonzero(keep)
         inner[kept[0]:kept[-1] + 1] = True
-        keep |= inner & (counts >= min(min_products, _INNER_MIN))
+        few = inner & ~keep & (counts >= min(min_products, _INNER_MIN))
+        if few.any():
+            on = seg_of >= 0
+            tall = _group_median(h[on], seg_of[on], len(segments)) >= 0.5 * med_h
+            keep |= few & tall
     keep = np.flatnonzero(keep)
     remap = np.full(len(segments), -1, np.int64)
     remap[keep] = np.arange(len(keep))

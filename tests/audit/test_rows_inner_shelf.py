@@ -68,3 +68,8 @@ def test_two_boxes_above_the_top_row_are_no_row() -> None:
                        [[100.0, 550.0, 158.0, 640.0], [300.0, 550.0, 358.0, 640.0]]])
     lay = find_rows(inner)
     assert len(lay.rows) == 4 and lay.rows[1].count == 2
+    # two boxes a third of a product's height there are price tags, not a shelf
+    tags = inner.copy()
+    tags[-2:, 1] = 610.0
+    lay = find_rows(tags)
+    assert len(lay.rows) == 3 and (lay.assignment[-2:] == -1).all()
