@@ -82,23 +82,46 @@ def _main(argv: list[str]) -> int:
     detector_base.QUIET_ONNXRUNTIME_PROCESS = True  # the command owns its process (no onnxruntime import here)
     package_log = logging.getLogger("densedet_tile")
     level_was = package_log.level  # --debug lowers it for the run only (main may be called again)
-    with _one_line_warnings(), _pipe_safe_streams():
-        try:
-            run = getattr(importlib.import_module(f".{module}", __name__), entry)
-            return run(argv)
-        except ModuleNotFoundError as exc:
-            # a verb that needs an extra which is not installed (adapt or convert-checkpoint on
-            # the light install; adapt --help still reads): one line naming the extra, not a traceback
-            top = (exc.name or "").split(".")[0]
-            extra = _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
-            if extra is None:
-                raise
-            print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra, exc)}",
-                  file=sys.stderr)
-            return 2
-        finally:
-            package_log.setLevel(level_was)
-            detector_base.QUIET_ONNXRUNTIME_PROCESS = quiet_was
+    try:
+        with _one_line_warnings(), _pipe_safe_streams():
+            try:
+                run = getattr(importlib.import_module(f".{module}", __name__), entry)
+                return run(argv)
+            except OSError as exc:
+                return _system_error(verb, exc, package_log.isEnabledFor(logging.DEBUG))
+            except ModuleNotFoundError as exc:
+                # a verb that needs an extra which is not installed (adapt or convert-checkpoint on
+                # the light install; adapt --help still reads): one line naming the extra, not a traceback
+                top = (exc.name or "").split(".")[0]
+                extra = _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
+                if extra is None:
+                    raise
+                print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra, exc)}",
+                      file=sys.stderr)
+                return 2
+            finally:
+                package_log.setLevel(level_was)
+                detector_base.QUIET_ONNXRUNTIME_PROCESS = quiet_was
+    except OSError as exc:  # the last flush of standard output failed (a full disk under `> file`)
+        return _system_error(verb, exc, False)
+
+
+#: System errors that say the input or a path given is wrong (exit 2); any other (a full disk,
+#: an I/O error) is a failed run (exit 1).
+_PATH_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def _system_error(verb: str, exc: OSError, debug: bool) -> int:
+    """One line for a system error no verb caught itself (a file in a folder the user may not
+    enter, standard output on a full disk), instead of a traceback; with ``--debug`` the
+    traceback too. Returns the exit status."""
+    from ..errors import one_line
+
+    if debug:
+        logging.getLogger("densedet_tile").debug("traceback of the error below", exc_info=exc)
+    with contextlib.suppress(OSError, ValueError):  # standard error itself may be what failed
+        print(f"{f'densedet-tile {verb}'.strip()}: error: {one_line(exc)}", file=sys.stderr, flush=True)
+    return 2 if isinstance(exc, _PATH_ERRORS) else 1
 
 
 @contextlib.contextmanager
@@ -158,8 +181,17 @@ def _pipe_safe_streams() -> Iterator[None]:
     goes on, its outputs are still written and no traceback is shown."""
 
     class _Safe:
-        def __init__(self, f: Any) -> None:
+        def __init__(self, f: Any, name: str) -> None:
             self._f = f
+            self._name = name
+
+        def _failed(self, exc: OSError) -> OSError:
+            # a write that failed for another reason than a closed pipe (a full disk under
+            # `> metrics.txt`): the error names the stream, for the one line of _system_error,
+            # and the stream goes to /dev/null (what it still buffers would fail again at exit,
+            # in Python's own message of several lines)
+            self._closed_pipe()
+            return OSError(exc.errno, exc.strerror or str(exc), self._name)
 
         def _closed_pipe(self) -> None:
             with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -177,12 +209,16 @@ def _pipe_safe_streams() -> Iterator[None]:
             except (BrokenPipeError, ValueError):  # the reader went away, or the stream was closed
                 self._closed_pipe()
                 return len(text)
+            except OSError as exc:
+                raise self._failed(exc) from None
 
         def flush(self) -> None:
             try:
                 self._f.flush()
             except (BrokenPipeError, ValueError):
                 self._closed_pipe()
+            except OSError as exc:
+                raise self._failed(exc) from None
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self._f, name)
@@ -190,7 +226,7 @@ def _pipe_safe_streams() -> Iterator[None]:
     saved = {name: getattr(sys, name) for name in ("stdout", "stderr")}
     for name, stream in saved.items():
         if stream is not None:  # None: started with it closed (a daemon, `>&-`): print() writes nothing
-            setattr(sys, name, _Safe(stream))
+            setattr(sys, name, _Safe(stream, "standard output" if name == "stdout" else "standard error"))
     # the log lines go through the same guard (a handler keeps the stream it was given)
     kept = {h: h.stream for h in logging.getLogger().handlers
             if isinstance(h, logging.StreamHandler) and h.stream is not None
@@ -200,12 +236,19 @@ def _pipe_safe_streams() -> Iterator[None]:
     try:
         yield
     finally:
+        failed = None
         for name, stream in saved.items():
-            with contextlib.suppress(BrokenPipeError, ValueError, AttributeError):
+            try:
                 getattr(sys, name).flush()
+            except (BrokenPipeError, ValueError, AttributeError):
+                pass
+            except OSError as exc:  # (the streams are put back first, then it is reported)
+                failed = failed or exc
             setattr(sys, name, stream)
         for h, stream in kept.items():
             h.setStream(stream)
+        if failed is not None:
+            raise failed
 
 
 _PACKAGE = Path(__file__).resolve().parent.parent

@@ -338,9 +338,12 @@ def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real:
         spots.append(Path(real))
     unknown = None
     for spot in spots:
-        if not spot.is_file():
+        try:
+            if not spot.is_file():
+                continue
+            size = _upright_size(spot)
+        except OSError:  # in a folder the user may not enter, or unreadable: as if not there
             continue
-        size = _upright_size(spot)
         if size == (width, height):
             return str(spot)
         if size is None and unknown is None:
