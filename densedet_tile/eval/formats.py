@@ -336,7 +336,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     chunks = _csv_records(text, path)
     first_chunk = next(chunks, None)
     if first_chunk is None:
-        return out
+        # not even a header (this tool's CSVs always have one, also with no boxes): a failed
+        # export or a file cut short, not a run that found nothing
+        raise InvalidInputError(f"{path}: the file is empty (not even a CSV header)")
     first = [c.strip() for c in first_chunk[0][0]]
     header = len(first) > 1 and not _is_number(first[1])
     if header:
@@ -544,6 +546,12 @@ def _coco_records(data: Mapping[str, Any], field_name: str, path: Path) -> dict[
         if key is None:
             raise InvalidInputError(f"{path}: {what} {i} of {field_name!r} has id {_show(rec['id'])}; "
                                     "COCO ids must be integers or strings")
+        if key in out:
+            # (two datasets merged without renumbering): the later one silently took the id
+            # and the earlier one's image vanished, or the predictions were refused as of an
+            # image not in the ground truth
+            raise InvalidInputError(f"{path}: two {field_name} have id {_show(rec['id'])}; COCO ids must be unique "
+                                    "(renumber one of them)")
         out[key] = rec
     return out
 

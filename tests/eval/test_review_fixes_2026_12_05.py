@@ -1,0 +1,54 @@
+"""Ground truth and predictions an outside review of 2026-12-05 found read wrongly: COCO images
+sharing an id, and a CSV with not even a header."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.eval.formats import read_ground_truth, read_predictions
+
+
+def _coco(images: list[dict]) -> dict:
+    return {"images": images,
+            "annotations": [{"id": 1, "image_id": 1, "bbox": [10, 10, 50, 80], "category_id": 1, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "product"}]}
+
+
+@pytest.mark.parametrize("first", ["shelf.jpg", "other.jpg"])
+def test_two_coco_images_with_one_id_are_refused(first: str, tmp_path: Path) -> None:
+    # two datasets merged without renumbering: before, the later image took the id and the
+    # earlier one vanished (or predictions for it were refused as of an unknown image)
+    second = "other.jpg" if first == "shelf.jpg" else "shelf.jpg"
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(_coco([{"id": 1, "file_name": first, "width": 800, "height": 600},
+                                    {"id": 1, "file_name": second, "width": 800, "height": 600}])))
+    with pytest.raises(InvalidInputError, match=r"gt\.json: two images have id 1; COCO ids must be unique"):
+        read_ground_truth(gt)
+
+
+def test_two_coco_categories_with_one_id_are_refused(tmp_path: Path) -> None:
+    data = _coco([{"id": 1, "file_name": "shelf.jpg", "width": 800, "height": 600}])
+    data["categories"].append({"id": 1, "name": "price tag"})
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(data))
+    with pytest.raises(InvalidInputError, match="two categories have id 1"):
+        read_ground_truth(gt)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "\r\n"])
+def test_a_csv_without_even_a_header_is_refused(text: str, tmp_path: Path) -> None:
+    f = tmp_path / "dets.csv"
+    f.write_text(text, newline="")
+    for read in (read_predictions, read_ground_truth):
+        with pytest.raises(InvalidInputError, match=r"dets\.csv: the file is empty"):
+            read(f)
+
+
+def test_a_csv_with_only_its_header_is_a_run_that_found_nothing(tmp_path: Path) -> None:
+    f = tmp_path / "dets.csv"
+    f.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n")
+    assert read_predictions(f).images == {}
