@@ -137,6 +137,7 @@ def _command_logging() -> Iterator[None]:
     handler = logging.StreamHandler()  # sys.stderr as it is now
     handler.setFormatter(logging.Formatter("densedet-tile: %(levelname)s: %(message)s"))
     handler.addFilter(_OwnLines())
+    handler.addFilter(_ReadersOnce())
     level_was = root.level
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
@@ -257,6 +258,25 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 #: for each bad tag, libpng's warnings relayed by imagecodecs) comes back as the reader's own one
 #: line naming the file, or does not matter, so their log records are not shown.
 _READER_LOGGERS = ("tifffile", "imagecodecs", "PIL")
+
+
+class _ReadersOnce(logging.Filter):
+    """The image readers' warnings about a file (a bad orientation tag, an animation read at
+    its first frame) once per command: ``audit`` reads a photo twice (to detect, then to look
+    at its gaps' pixels), and said each of them twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("densedet_tile.tiler.readers"):
+            return True
+        key = (record.name, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
 
 
 class _OwnLines(logging.Filter):

@@ -122,3 +122,25 @@ def test_an_audit_photo_in_a_locked_folder_is_as_one_not_found(tmp_path: Path, m
     (tmp_path / "locked" / "a.jpg").write_bytes(b"x")
     _lock(monkeypatch, tmp_path / "locked")
     assert _photo_named_in(str(tmp_path / "locked" / "a.jpg"), str(tmp_path / "a.detections.json"), 10, 10) is None
+
+
+def test_audit_says_a_readers_warning_once(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # audit reads the photo twice (to detect, then to look at the gaps' pixels): each reader
+    # warning was shown twice
+    import logging
+
+    from PIL import Image
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # the command's own log lines, as from a shell
+
+    im = Image.open(Path(__file__).resolve().parents[2] / "examples" / "shelf.jpg").convert("RGB")
+    im = im.resize((im.width // 4, im.height // 4))
+    exif = im.getexif()
+    exif[0x0112] = 9  # no such orientation
+    photo = tmp_path / "odd.jpg"
+    im.save(photo, exif=exif.tobytes())
+    rc = main(["audit", str(photo), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert err.count("invalid orientation tag 9") == 1, err
