@@ -775,6 +775,8 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
         source: Any = _package_file(ONNX_FILE)
         label = ONNX_FILE
     else:
+        if Path(weights).is_dir():
+            raise InvalidInputError(f"onnx model {os.fspath(weights)}: is a folder, not a model file")
         if not Path(weights).is_file():
             raise InvalidInputError(f"onnx model {os.fspath(weights)}: no such file")
         source = label = os.fspath(weights)

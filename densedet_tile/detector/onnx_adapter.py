@@ -269,6 +269,8 @@ def build(
     if not checkpoint:
         raise InvalidInputError("onnx detector: --checkpoint model.onnx is required")
     path = Path(checkpoint)
+    if path.is_dir():
+        raise InvalidInputError(f"onnx model {checkpoint}: is a folder, not a model file")
     if not path.is_file():
         raise InvalidInputError(f"onnx model {checkpoint}: no such file")
     if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16):

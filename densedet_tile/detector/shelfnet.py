@@ -96,6 +96,8 @@ def read_checkpoint(source: "str | os.PathLike[str] | bytes") -> dict[str, Any]:
         return torch.load(os.fspath(source), map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise DetectorError(f"checkpoint {source}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise DetectorError(f"checkpoint {source}: is a folder, not a checkpoint file") from exc
     except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
         where = "built-in weights" if isinstance(source, (bytes, bytearray)) else f"checkpoint {source}"
         raise DetectorError(f"{where}: cannot be read as a torch checkpoint with weights_only=True "

@@ -144,3 +144,22 @@ def test_audit_says_a_readers_warning_once(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert rc == 0
     assert err.count("invalid orientation tag 9") == 1, err
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--detector", "onnx", "--checkpoint", "FOLDER"], "onnx model FOLDER: is a folder, not a model file"),
+    (["--detector", "yolo", "--checkpoint", "FOLDER"], "yolo model FOLDER: is a folder, not a model file"),
+    (["--detector", "default", "--checkpoint", "FOLDER", "--detector-option", "runtime=torch"],
+     "checkpoint FOLDER: is a folder, not a checkpoint file"),
+])
+def test_a_folder_given_as_the_model_is_called_a_folder(argv: list[str], said: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    if "runtime=torch" in argv:
+        pytest.importorskip("torch")
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    example = Path(__file__).resolve().parents[2] / "examples" / "shelf.jpg"
+    rc = main([str(example), "--out", str(tmp_path / "o"), *[str(folder) if a == "FOLDER" else a for a in argv]])
+    err = capsys.readouterr().err
+    assert rc == 2 and said.replace("FOLDER", str(folder)) in err, err
+    assert not (tmp_path / "o").exists()
