@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from contextlib import contextmanager
@@ -192,6 +193,24 @@ def score_floor_of(detector: object) -> float | None:
     ``score_thr`` (it filters there), else None (not known)."""
     floor = _score_attr(detector, "score_floor")
     return floor if floor is not None else score_thr_of(detector)
+
+
+def say_nonfinite(detector: Any, values: np.ndarray) -> None:
+    """Log once per detector when its raw output holds NaN or infinite numbers. The adapters
+    leave such boxes out, so broken weights (an fp16 export that overflows) gave 0 products
+    without a word."""
+    if getattr(detector, "_said_nonfinite", False):
+        return
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        return
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        detector._said_nonfinite = True
+        logging.getLogger("densedet_tile.detector").warning(
+            "%s: the model's output holds %d NaN or infinite numbers (of %d); the boxes they belong to are "
+            "left out: are its weights or its export broken (an fp16 export that overflows)?",
+            getattr(detector, "name", "detector"), bad, values.size)
 
 
 def score_floor_for(score_thr: float, band: float = COUNT_BAND) -> float:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError, caller_level
 from ..types import Detections
-from .base import check_tiles, class_names_option, ort_session_options, score_floor_for
+from .base import check_tiles, class_names_option, ort_session_options, say_nonfinite, score_floor_for
 
 __all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
 
@@ -159,6 +159,7 @@ class OnnxDetector:
                 )
         if labels.size and not np.all(np.isfinite(labels.astype(np.float64))):
             raise DetectorError(f"{self.name}: labels must be finite class ids")
+        say_nonfinite(self, bboxes)
         scores = bboxes[:, 4]
         keep = np.isfinite(bboxes).all(axis=1) & (scores >= self.score_floor)
         # clip to the picture inside the canvas first: boxes wholly in the padding collapse

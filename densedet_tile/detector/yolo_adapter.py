@@ -64,7 +64,7 @@ import numpy as np
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..merge.nms import nms
 from ..types import Detections
-from .base import check_tiles, class_names_option, ort_session_options, score_floor_for
+from .base import check_tiles, class_names_option, ort_session_options, say_nonfinite, score_floor_for
 
 __all__ = [
     "build",
@@ -494,6 +494,7 @@ class YoloDetector:
             raise DetectorError(f"{self.name}: inference failed ({' '.join(str(exc).split())[:200]})") from exc
         if y.ndim != 3 or y.shape[0] < len(tiles):
             raise DetectorError(f"{self.name}: output of shape {y.shape} for a batch of {x.shape[0]}")
+        say_nonfinite(self, y[:len(tiles)])
         try:
             layout = self.layout if self._forced else output_layout(y.shape, self.canvas_hw)
         except DetectorError as exc:
