@@ -98,11 +98,16 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
             except OSError as exc:  # said of the file asked for, not of its temporary
                 raise type(exc)(exc.errno, exc.strerror, str(target)) from None
             staged.append((tmp, target))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, mode)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, mode)
+            except OSError as exc:  # a full disk: said of the file asked for (a write names no file)
+                if exc.errno is None or exc.filename is not None:
+                    raise
+                raise OSError(exc.errno, exc.strerror, str(target)) from None
         _replace_all(staged)
     except BaseException:
         for tmp, _ in staged:

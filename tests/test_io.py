@@ -204,3 +204,20 @@ def test_an_interruption_after_a_file_was_moved_aside_puts_it_back(tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         write_files(files)
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "old a.json", "b.csv": "old b.csv"}
+
+
+def test_a_failed_write_names_the_file_asked_for(tmp_path, monkeypatch) -> None:
+    # a full disk fails the write() of the temporary, which names no file: the error said only
+    # "No space left on device", and the detect command then named the input image instead
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "o" / "a.detections.json"
+    with pytest.raises(OSError) as info:
+        write_files({target: b"{}"})
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == []  # nothing left behind
