@@ -103,6 +103,11 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
         raise InvalidInputError(f"{folder}: no such folder")
     if not root.is_dir():
         raise InvalidInputError(f"{folder}: not a folder")
+    try:  # (rglob passes over a folder it may not list, and said "no readable images")
+        with os.scandir(root) as entries:
+            next(entries, None)
+    except OSError as exc:
+        raise InvalidInputError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from None
     good: list[Path] = []
     bad: list[tuple[Path, str]] = []
     other = 0

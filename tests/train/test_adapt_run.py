@@ -517,3 +517,21 @@ def test_what_the_engine_says_while_labelling_names_the_photo_and_the_view(monke
     view_detections(image, BlobDetector(), LabelSettings(), name="IMG_0001.jpg")
     assert names and all(n.startswith("IMG_0001.jpg (view at tile ") for n in names)
     assert any(n.endswith(", mirrored)") for n in names) == any(flip for _, flip in LabelSettings().views_of(500, 300))
+
+
+def test_find_photos_says_when_it_may_not_list_the_folder(tmp_path, monkeypatch):
+    # a folder the user may not read: rglob passed over it and the run said "no readable images"
+    import os
+
+    locked = tmp_path / "photos"
+    locked.mkdir()
+    scandir = os.scandir
+
+    def refuse(path):
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(InvalidInputError, match="photos: cannot list the folder \\(Permission denied\\)"):
+        find_photos(locked)
