@@ -213,46 +213,31 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             p = given.resolve()
         except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
             p = Path(os.path.abspath(given))
-        if not _exists(p) and _is_link(given):  # a link to nothing fails under its own name
+        if not _told(p.exists) and _told(given.is_symlink):  # a link to nothing fails under its own name
             p = Path(os.path.abspath(given))
         try:
             found = (
                 sorted(c for c in p.iterdir() if not c.name.startswith(".")
                        and (c.is_file() or (c.is_symlink() and not c.exists()))  # a broken link is listed as one
                        and c.suffix.lower() in IMAGE_SUFFIXES and not _our_preview(c))
-                if _is_dir(p) else [p]
+                if _told(p.is_dir) else [p]
             )
         except OSError as exc:
             raise InvalidInputError(f"{raw}: cannot list the folder ({one_line(exc)})") from None
         for f in found:
-            key = os.path.realpath(f) if _exists(f) else str(f)  # a file and a link to it are one photo
+            key = os.path.realpath(f) if _told(f.exists) else str(f)  # a file and a link to it are one photo
             if key not in seen:
                 seen.add(key)
                 out.append(f)
     return out
 
 
-def _exists(p: Path) -> bool:
-    """``p.exists()``, False where it cannot be told: a file in a folder the user may not enter
-    (PermissionError) is kept under its name and fails as that image's error, not the run's."""
+def _told(test: Callable[[], bool]) -> bool:
+    """A path test (``Path.exists``, ``is_dir``, ``is_symlink``), False where it cannot be told:
+    a file in a folder the user may not enter (PermissionError) is kept under its name and fails
+    as that image's error, not the run's."""
     try:
-        return p.exists()
-    except OSError:
-        return False
-
-
-def _is_dir(p: Path) -> bool:
-    """``p.is_dir()``, False where it cannot be told (as :func:`_exists`)."""
-    try:
-        return p.is_dir()
-    except OSError:
-        return False
-
-
-def _is_link(p: Path) -> bool:
-    """``p.is_symlink()``, False where it cannot be told (as :func:`_exists`)."""
-    try:
-        return p.is_symlink()
+        return test()
     except OSError:
         return False
 

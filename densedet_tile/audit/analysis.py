@@ -42,8 +42,8 @@ class AuditSettings:
     :func:`~densedet_tile.audit.gaps.find_gaps`); ``max_tilt``: largest tilt of parallel
     shelves searched, degrees; ``perspective``: recognise shelves converging down an aisle;
     ``bays``: cut the image into bays (else it is one fixture); ``min_row_products``: fewest
-    boxes a row needs (a shelf between two rows needs at most two); ``cell``: heatmap cell in pixels (None: automatic; :func:`run_audit`
-    refuses one that makes more than :data:`~densedet_tile.audit.heatmap.MAX_CELLS` cells); ``bay_width_m``:
+    boxes a row needs (a shelf between two rows needs at most two); ``cell``: heatmap cell in
+    pixels (None: automatic; :func:`run_audit` refuses one that makes more than :data:`~densedet_tile.audit.heatmap.MAX_CELLS` cells); ``bay_width_m``:
     the width of one bay in metres, for facings per metre (None: not reported);
     ``min_region_inside``: a region with less of its area inside the image is reported in the
     result's warnings."""
