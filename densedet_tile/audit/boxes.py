@@ -19,7 +19,9 @@ __all__ = ["as_boxes"]
 def as_boxes(xyxy: Any, name: str = "boxes") -> np.ndarray:
     """``xyxy`` as a float64 (N, 4) array; :class:`~densedet_tile.errors.InvalidInputError`
     when it is not one. No boxes may come as ``[]`` or an empty (0, 4) or (0, 0) array.
-    Values are not checked here (the callers that need finite ones say so themselves)."""
+    Boxes whose x2 < x1 or y2 < y1 are refused (xywh boxes given as xyxy: ``find_bays`` failed
+    deep inside numpy and ``find_rows`` found no row, without a word); the callers that need
+    finite values say so themselves."""
     try:
         a = np.asarray(xyxy, dtype=np.float64)
     except (TypeError, ValueError):
@@ -28,4 +30,9 @@ def as_boxes(xyxy: Any, name: str = "boxes") -> np.ndarray:
         return a.reshape(0, 4)
     if a.ndim != 2 or a.shape[1] != 4:
         raise InvalidInputError(f"{name} must have shape (N, 4), got {a.shape}")
+    flipped = np.flatnonzero((a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1]))
+    if len(flipped):
+        i = int(flipped[0])
+        raise InvalidInputError(f"{name}: {len(flipped)} have x2 < x1 or y2 < y1 (the first: box {i}, "
+                                f"{a[i].tolist()}); boxes are x1, y1, x2, y2 pixels, not x, y, width, height")
     return a

@@ -331,6 +331,8 @@ def _segment(a: np.ndarray, cx: np.ndarray, frame: RowLayout, split_frac: float,
             tall = _group_median(h[on], seg_of[on], len(segments)) >= 0.5 * med_h
             keep |= few & tall
     keep = np.flatnonzero(keep)
+    if not len(keep):  # (no segment at all: boxes of no height, say)
+        return np.full(len(a), -1, np.int64), 0
     remap = np.full(len(segments), -1, np.int64)
     remap[keep] = np.arange(len(keep))
     return np.where(seg_of >= 0, remap[np.clip(seg_of, 0, None)], -1).astype(np.int64), int(len(keep))
