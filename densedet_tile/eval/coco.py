@@ -199,6 +199,10 @@ class CocoMetrics:
             raise InvalidInputError(f"coco_stats needs exactly 3 max_dets, got {self.max_dets}")
         m0, m1, m2 = self.max_dets
         s = self.stats
+        missing = [f"{k}_{a}" for a in ("small", "medium", "large") for k in ("AP",) if f"{k}_{a}" not in s]
+        if missing:
+            raise InvalidInputError("coco_stats needs the area ranges small, medium and large "
+                                    f"(these metrics were evaluated without {', '.join(missing)})")
         return [
             s["AP"], s["AP50"], s["AP75"], s["AP_small"], s["AP_medium"], s["AP_large"],
             s[f"AR@{m0}"], s[f"AR@{m1}"], s[f"AR@{m2}"], s["AR_small"], s["AR_medium"], s["AR_large"],
@@ -671,6 +675,12 @@ def evaluate_boxes(
         ok = False
     if not ok:
         raise InvalidInputError(f"area_ranges must map names to (low, high) areas, got {area_ranges!r}")
+    if "all" not in ranges:
+        # AP, AP50, AP75 and the ARs are the "all" range's (pycocotools' too): without it they
+        # were silently the first range's, or an empty set divided by zero
+        raise InvalidInputError(f"area_ranges must include 'all' (AP and AR are measured over it), got {area_ranges!r}")
+    if isinstance(chunk_elems, bool) or not isinstance(chunk_elems, (int, np.integer)) or chunk_elems < 1:
+        raise InvalidInputError(f"chunk_elems must be a positive integer, got {chunk_elems!r}")
     images = list(images)
     for im in images:
         if not isinstance(im, EvalImage):

@@ -52,3 +52,39 @@ def test_a_csv_with_only_its_header_is_a_run_that_found_nothing(tmp_path: Path) 
     f = tmp_path / "dets.csv"
     f.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n")
     assert read_predictions(f).images == {}
+
+
+def _one_image():
+    import numpy as np
+
+    from densedet_tile.eval import EvalImage
+
+    g = np.array([[0, 0, 10, 10.0], [0, 0, 200, 200]])
+    return EvalImage("im", g, [1, 1], g[:1], [0.9], [1])
+
+
+@pytest.mark.parametrize("ranges", [{}, {"small": (0, 1024), "large": (9216, 1e10)}])
+def test_area_ranges_without_all_are_refused(ranges) -> None:
+    # before: an empty set divided by zero, and without "all" AP was silently the first range's
+    # (1.0 here, where the true AP is 0.505)
+    from densedet_tile.eval import evaluate_boxes
+
+    with pytest.raises(InvalidInputError, match="area_ranges must include 'all'"):
+        evaluate_boxes([_one_image()], area_ranges=ranges)
+
+
+def test_coco_stats_of_custom_ranges_says_which_are_missing() -> None:
+    from densedet_tile.eval import evaluate_boxes
+
+    m = evaluate_boxes([_one_image()], area_ranges={"all": (0, 1e10)})
+    assert m.stats["AP"] == pytest.approx(0.50495, abs=1e-4)
+    with pytest.raises(InvalidInputError, match="needs the area ranges small, medium and large"):
+        m.coco_stats()  # (a KeyError before)
+
+
+@pytest.mark.parametrize("chunk", [2.5, 0, True, "4"])
+def test_chunk_elems_must_be_a_positive_integer(chunk) -> None:
+    from densedet_tile.eval import evaluate_boxes
+
+    with pytest.raises(InvalidInputError, match="chunk_elems must be a positive integer"):
+        evaluate_boxes([_one_image()], chunk_elems=chunk)
