@@ -23,7 +23,11 @@ _CHUNK_PAIRS = 2_000_000
 
 def as_boxes(xyxy: object, name: str = "xyxy") -> np.ndarray:
     """``xyxy`` as a float64 (N, 4) array, validated (finite, x2 >= x1, y2 >= y1)."""
-    arr = np.asarray(xyxy, dtype=np.float64)
+    try:
+        arr = np.asarray(xyxy, dtype=np.float64)
+    except (TypeError, ValueError):  # ragged rows, text: said here, not by numpy deep inside
+        raise InvalidInputError(f"{name}: expected boxes of shape (N, 4) of numbers, got {type(xyxy).__name__} "
+                                "that is not one") from None
     if arr.size == 0:
         return arr.reshape(0, 4)
     if arr.ndim != 2 or arr.shape[1] != 4:
@@ -33,6 +37,19 @@ def as_boxes(xyxy: object, name: str = "xyxy") -> np.ndarray:
     if np.any(arr[:, 2] < arr[:, 0]) or np.any(arr[:, 3] < arr[:, 1]):
         raise InvalidInputError(f"{name}: some boxes have x2 < x1 or y2 < y1")
     return arr
+
+
+def as_scores(scores: object, n: int, who: str) -> np.ndarray:
+    """``scores`` as a float64 (n,) array of finite numbers, else one line naming ``who``."""
+    try:
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{who}: scores must be numbers, got {type(scores).__name__} that is not") from None
+    if s.shape[0] != n:
+        raise InvalidInputError(f"{who}: {n} boxes but {s.shape[0]} scores")
+    if not np.all(np.isfinite(s)):
+        raise InvalidInputError(f"{who}: scores contain NaN or infinite values")
+    return s
 
 
 def check_iou_thr(value: object, who: str, *, zero_ok: bool) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import TooManyPairs, as_boxes, candidate_pairs, check_iou_thr, cross_pairs, pair_iou
+from .boxes import TooManyPairs, as_boxes, as_scores, candidate_pairs, check_iou_thr, cross_pairs, pair_iou
 
 __all__ = ["nms", "score_order"]
 
@@ -31,11 +31,7 @@ def score_order(scores: np.ndarray) -> np.ndarray:
 
 def _check(xyxy: object, scores: object, labels: object, iou_thr: float) -> tuple:
     b = as_boxes(xyxy)
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if s.shape[0] != b.shape[0]:
-        raise InvalidInputError(f"nms: {b.shape[0]} boxes but {s.shape[0]} scores")
-    if not np.all(np.isfinite(s)):
-        raise InvalidInputError("nms: scores contain NaN or infinite values")
+    s = as_scores(scores, b.shape[0], "nms")
     lab = None
     if labels is not None:
         lab = np.asarray(labels).reshape(-1)

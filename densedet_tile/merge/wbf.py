@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import as_boxes, candidate_pairs, check_iou_thr, pair_iou
+from .boxes import as_boxes, as_scores, candidate_pairs, check_iou_thr, pair_iou
 from .nms import score_order
 
 __all__ = ["Fusion", "fuse_clusters", "weighted_box_fusion"]
@@ -101,16 +101,19 @@ def weighted_box_fusion(
     """
     b = as_boxes(xyxy)
     n = b.shape[0]
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    s = as_scores(scores, n, "weighted_box_fusion")
     g = _integers(groups, "groups")
     lab = np.zeros(n, np.int64) if labels is None else _integers(labels, "labels")
-    if s.shape[0] != n or g.shape[0] != n or lab.shape[0] != n:
+    if g.shape[0] != n or lab.shape[0] != n:
         raise InvalidInputError(
             f"weighted_box_fusion: {n} boxes but {s.shape[0]} scores, {g.shape[0]} groups, "
             f"{lab.shape[0]} labels"
         )
-    if not np.all(np.isfinite(s)):
-        raise InvalidInputError("weighted_box_fusion: scores contain NaN or infinite values")
+    if np.any(s < 0):
+        # the scores weigh the fused box's corners: a negative weight (a detector's raw logit)
+        # flipped it ([0, 0, 10, 10] and [0, 0, 12, 12] at 0.5 and -0.45 fused to [0, 0, -8, -8])
+        raise InvalidInputError("weighted_box_fusion: scores must be >= 0 (they weigh the fused boxes; "
+                                "raw logits? pass probabilities)")
     check_iou_thr(iou_thr, "weighted_box_fusion", zero_ok=False)
     if n == 0:
         z = np.zeros(0, np.int64)
