@@ -68,6 +68,8 @@ def _grey(image: Any) -> np.ndarray:
         out = a.astype(np.float32)
     else:
         raise InvalidInputError(f"the image must be H x W or H x W x C, got an array of shape {a.shape}")
+    if out.size == 0:  # (every gap came back unjudged, without a word)
+        raise InvalidInputError(f"the image is empty (an array of shape {a.shape})")
     if not np.isfinite(out).all():
         raise InvalidInputError("the image has pixels that are not finite numbers (NaN or infinity)")
     return out

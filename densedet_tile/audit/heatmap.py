@@ -90,6 +90,8 @@ def density_grid(xyxy: np.ndarray, width: int, height: int, *, cell: int | None 
     if width <= 0 or height <= 0:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
     a = as_boxes(xyxy)
+    if not np.isfinite(a).all():  # (a NaN centre made a negative cell index inside numpy)
+        raise InvalidInputError("boxes must have finite coordinates")
     cell = auto_cell(a, width, height) if cell is None else cell
     if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or cell < 1:
         raise InvalidInputError(f"heatmap cell must be a positive number of pixels, got {cell!r}")

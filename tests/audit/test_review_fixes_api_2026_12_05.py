@@ -35,3 +35,18 @@ def test_boxes_of_no_area_make_no_row_and_no_bay(boxes) -> None:
     # before: an IndexError from the row split
     assert find_rows(boxes).rows == ()
     assert find_bays(boxes).n_bays == 1
+
+
+def test_density_grid_refuses_a_nan_box() -> None:
+    with pytest.raises(InvalidInputError, match="finite coordinates"):  # (a numpy ValueError before)
+        density_grid([[float("nan"), 0, 1, 1]], 100, 100)
+
+
+def test_check_gaps_refuses_an_empty_image() -> None:
+    from densedet_tile.audit import check_gaps
+
+    aisle = synthetic_bays(np.random.default_rng(3), n_bays=1, perspective_deg=0)
+    res = run_audit(aisle.xyxy[::2], aisle.width, aisle.height)  # every other product: gaps
+    assert res.gaps
+    with pytest.raises(InvalidInputError, match="the image is empty"):  # every gap unjudged before
+        check_gaps(res, np.zeros((0, 0, 3), np.uint8))
