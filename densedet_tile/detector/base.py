@@ -8,6 +8,7 @@ import os
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -193,6 +194,19 @@ def score_floor_of(detector: object) -> float | None:
     ``score_thr`` (it filters there), else None (not known)."""
     floor = _score_attr(detector, "score_floor")
     return floor if floor is not None else score_thr_of(detector)
+
+
+def model_file(path: "str | os.PathLike[str]", kind: str) -> Path:
+    """``path`` as a Path when it is a file, else :class:`InvalidInputError` naming it as the
+    ``kind`` model (``onnx``, ``yolo``): a folder is called a folder, anything else missing."""
+    from ..errors import InvalidInputError
+
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidInputError(f"{kind} model {os.fspath(path)}: is a folder, not a model file")
+    if not p.is_file():
+        raise InvalidInputError(f"{kind} model {os.fspath(path)}: no such file")
+    return p
 
 
 def say_nonfinite(detector: Any, values: np.ndarray) -> None:

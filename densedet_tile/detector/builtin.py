@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .base import check_tiles, ort_session_options, resolve_device, score_floor_for
+from .base import check_tiles, model_file, ort_session_options, resolve_device, score_floor_for
 from .shelfnet_config import DEFAULT_CONFIG
 from .stacks import layer_counts, split_layers
 
@@ -775,10 +775,7 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
         source: Any = _package_file(ONNX_FILE)
         label = ONNX_FILE
     else:
-        if Path(weights).is_dir():
-            raise InvalidInputError(f"onnx model {os.fspath(weights)}: is a folder, not a model file")
-        if not Path(weights).is_file():
-            raise InvalidInputError(f"onnx model {os.fspath(weights)}: no such file")
+        model_file(weights, "onnx")
         source = label = os.fspath(weights)
     runner = OnnxRunner(source, threads=threads, label=label)
     config = model_config(runner.config())

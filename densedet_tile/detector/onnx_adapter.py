@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError, caller_level
 from ..types import Detections
-from .base import check_tiles, class_names_option, ort_session_options, say_nonfinite, score_floor_for
+from .base import check_tiles, class_names_option, model_file, ort_session_options, say_nonfinite, score_floor_for
 
 __all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
 
@@ -269,11 +268,7 @@ def build(
         raise InvalidInputError("onnx detector: takes no --config (the .onnx file describes the model)")
     if not checkpoint:
         raise InvalidInputError("onnx detector: --checkpoint model.onnx is required")
-    path = Path(checkpoint)
-    if path.is_dir():
-        raise InvalidInputError(f"onnx model {checkpoint}: is a folder, not a model file")
-    if not path.is_file():
-        raise InvalidInputError(f"onnx model {checkpoint}: no such file")
+    path = model_file(checkpoint, "onnx")
     if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16):
         raise InvalidInputError(f"input_size must be an int >= 16 pixels or None, got {input_size!r}")
     if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):

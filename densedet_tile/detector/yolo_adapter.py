@@ -64,7 +64,7 @@ import numpy as np
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..merge.nms import nms
 from ..types import Detections
-from .base import check_tiles, class_names_option, ort_session_options, say_nonfinite, score_floor_for
+from .base import check_tiles, class_names_option, model_file, ort_session_options, say_nonfinite, score_floor_for
 
 __all__ = [
     "build",
@@ -580,11 +580,7 @@ def build(
         raise InvalidInputError("yolo detector: takes no --config (the exported file describes the model)")
     if not checkpoint:
         raise InvalidInputError("yolo detector: --checkpoint best.onnx (or .tflite) is required")
-    path = Path(checkpoint)
-    if path.is_dir():
-        raise InvalidInputError(f"yolo model {checkpoint}: is a folder, not a model file")
-    if not path.is_file():
-        raise InvalidInputError(f"yolo model {checkpoint}: no such file")
+    path = model_file(checkpoint, "yolo")
     if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16):
         raise InvalidInputError(f"input_size must be an int >= 16 pixels or None, got {input_size!r}")
     if score_thr is not None and conf is not None and float(score_thr) != float(conf):
