@@ -109,11 +109,18 @@ def _empty(name: str, w: int | None, h: int | None, path: str | None = None) -> 
     return ImageBoxes(name, w, h, np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=object), path=path)
 
 
-def _read_text(path: Path, *, newline: str | None = None) -> str:
+def _escaped(text: str) -> bool:
+    """Whether ``text`` holds a byte that was not UTF-8 (a lone surrogate of surrogateescape)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _read_text(path: Path, *, newline: str | None = None, errors: str = "strict") -> str:
     """The file's text. ``newline=""`` keeps line endings as they are (what :mod:`csv` needs,
-    so a quoted field may hold a carriage return); the default turns them into ``\\n``."""
+    so a quoted field may hold a carriage return); the default turns them into ``\\n``.
+    ``errors="surrogateescape"`` keeps bytes that are not UTF-8 as lone surrogates, the way
+    Python names a file whose name is not UTF-8 (``os.fsdecode``)."""
     try:
-        with path.open(encoding="utf-8-sig", newline=newline) as fh:
+        with path.open(encoding="utf-8-sig", newline=newline, errors=errors) as fh:
             return fh.read()
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
@@ -331,7 +338,9 @@ def _renumber(table: dict[str, int], clean: Any) -> tuple[np.ndarray, list[str]]
 
 
 def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
-    text = _read_text(path, newline="")
+    # an image named by a file name that is not UTF-8 is written with the name's own bytes
+    # (io.write_csv), and read back as Python names that file; anything else must be UTF-8
+    text = _read_text(path, newline="", errors="surrogateescape")
     out = BoxSet(source=str(path), kind="csv")
     chunks = _csv_records(text, path)
     first_chunk = next(chunks, None)
@@ -408,6 +417,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
             raise InvalidInputError(f"{path}: {first_raw[k]!r} and {raw.strip()!r} are both image {keys[k]!r} "
                                     "(images are matched by file name); give them different names")
     class_map, class_names = _renumber(class_table, str.strip)
+    bad = next((c for c in class_names if _escaped(c)), None)
+    if bad is not None:
+        raise InvalidInputError(f"{path}: class {bad!r} is not UTF-8 text")
     grp = name_map[np.concatenate(parts["name"])]  # image number, in order of first appearance
     cls = class_map[np.concatenate(parts["class"])]
     del parts
