@@ -10,6 +10,7 @@ Ultralytics YOLO label files and a JPEG preview; the eval and audit reports and 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -233,6 +234,52 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120
         except OSError:
             continue
     return n
+
+
+class OutputLock:
+    """An exclusive lock on ``path`` (a small file made for it, removed again on
+    :meth:`release`), so that two runs never write the same outputs at once. :meth:`acquire`
+    returns False when another process holds it. Where the system has no ``flock`` (Windows)
+    or the file system takes no locks (some network mounts), it always succeeds."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return True
+        for _ in range(20):
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except OSError:  # no locks on this file system: run unlocked
+                os.close(fd)
+                return True
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)  # the holder just let go and removed the file: lock the new one
+        return False
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # while still held: whoever opens it next makes a new one
+        finally:
+            os.close(fd)
 
 
 def _probe_writable(folder: Path) -> None:

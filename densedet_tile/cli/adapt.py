@@ -266,8 +266,12 @@ def adapt_main(argv: Sequence[str]) -> int:
         return args
     if args.debug:
         logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
-    from ..train.adapt import AdaptFailed, AdaptRun, AdaptSettings, report_text
-    from ..train.pseudo import LabelSettings
+    try:  # (torch loads here: a few seconds in which Ctrl-C must not print a traceback either)
+        from ..train.adapt import AdaptFailed, AdaptRun, AdaptSettings, report_text
+        from ..train.pseudo import LabelSettings
+    except KeyboardInterrupt:
+        error(PROG, "interrupted before the run started; nothing was written")
+        return EXIT_INTERRUPTED
 
     if args.resume:
         given = [f"--{k.replace('_', '-')}" if k != "base" else "--from" for k in _given(argv, _RUN_OPTIONS)]

@@ -40,7 +40,7 @@ from ..detector.base import resolve_device
 from ..detector.builtin import DEFAULT_CONFIG, DecodeSettings, DefaultDetector, _read_weights, model_config, served_threshold
 from ..detector.shelfnet import ShelfNet, read_checkpoint
 from ..errors import DensedetError, InvalidInputError, one_line
-from ..io import atomic_write, ensure_out_dir, names_a_folder
+from ..io import OutputLock, atomic_write, ensure_out_dir, names_a_folder, sweep_temporaries
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..tiler.readers.base import check_size
 from ..tiler.readers.pillow import open_header
@@ -84,6 +84,37 @@ ProgressFn = Callable[[dict[str, Any]], None]
 # ----------------------------------------------------------------------------------------------
 # photos
 # ----------------------------------------------------------------------------------------------
+def _listed_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """``(files, dangling)`` under ``root``, each sorted: the files (links to files included),
+    and the links whose target does not exist. Linked folders are followed (a folder of links
+    to each store's photos is a usual way to gather them), each real folder once, so a link
+    back up the tree is no loop; hidden files and folders (names starting with ``.``) are left
+    out."""
+    files: list[Path] = []
+    dangling: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    for top, dirs, names in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(top)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in visited and st.st_ino:
+            dirs[:] = []  # reached again through a link: listed already
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = Path(top, name)
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink() and not path.exists():
+                dangling.append(path)
+    return sorted(files), sorted(dangling)
+
+
 def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
                 ) -> tuple[list[Path], list[tuple[Path, str]], int]:
     """The image files under ``folder`` (recursively, sorted; hidden files and folders, whose
@@ -113,8 +144,10 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
     other = 0
     seen: dict[tuple[int, int], Path] = {}
     # hidden files and folders are passed over (macOS's ._IMG_0001.jpg resource forks, .thumbnails/)
-    for p in sorted(q for q in root.rglob("*")
-                    if q.is_file() and not any(part.startswith(".") for part in q.relative_to(root).parts)):
+    files, dangling = _listed_files(root)
+    bad.extend((p, "a link to a file that does not exist") for p in dangling if p.suffix.lower() in IMAGE_SUFFIXES)
+    other += sum(p.suffix.lower() not in IMAGE_SUFFIXES for p in dangling)
+    for p in files:
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             other += 1
             continue
@@ -399,6 +432,20 @@ class AdaptRun:
                 raise InvalidInputError(f"--out {out}: {p} exists and is not a regular file (a device, pipe or "
                                         "socket); choose another --out")
         ensure_out_dir(self.paths["weights"].parent)  # writable, checked before hours of work
+        weights = self.paths["weights"]
+        self._lock = OutputLock(weights.with_name(f".{weights.name}.lock"))
+        if not self._lock.acquire():
+            raise InvalidInputError(f"--out {out}: another adapt run is writing it (its lock {self._lock.path.name} "
+                                    "is held); wait for it to end or choose another --out")
+        try:
+            self._set_up(folder, settings, base, device, resume, overwrite, budget, progress, should_stop, log)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _set_up(self, folder, settings, base, device, resume, overwrite, budget, progress, should_stop, log) -> None:
+        # what a killed run of these outputs was writing (the lock keeps any live one out)
+        sweep_temporaries(self.paths["weights"].parent, own=[p.name for p in self.paths.values()])
         self.folder = Path(folder)
         self.progress = progress or (lambda e: None)
         self.should_stop = should_stop or (lambda: False)
@@ -488,6 +535,8 @@ class AdaptRun:
             "loss": None,
             "train_end": None,
             "calib": {},
+            # --overwrite given at the start: the run may replace what stands at --out (checked on resume)
+            "replace_out": bool(overwrite),
         }
         self.resumed = False
         self._source = label
@@ -572,6 +621,16 @@ class AdaptRun:
             raise InvalidInputError(f"{sp}: not a complete adapt state ({what}); delete it to start again")
         if Path(s["folder"]) != self.folder.resolve():
             raise InvalidInputError(f"{sp} belongs to a run over {s['folder']}, not {self.folder.resolve()}")
+        if not s.get("replace_out", False):
+            # a stopped run writes no weights: a file there now is someone's, put there since
+            # (--overwrite cannot be given with --resume, so the run never replaces it)
+            clash = self.paths["weights"] if self.paths["weights"].exists() else next(
+                (self.paths[k] for k, ours in (("report_json", _adapt_report), ("report_txt", _adapt_report_text))
+                 if self.paths[k].exists() and not ours(self.paths[k])), None)
+            if clash is not None:
+                raise InvalidInputError(f"{clash} exists, and this run would replace it when it ends (it was not "
+                                        "there when the run began, or the run was not started with --overwrite): "
+                                        "move it away, then --resume again")
         try:
             saved = AdaptSettings.from_dict(s["settings"])
         except (TypeError, ValueError) as exc:
@@ -802,6 +861,12 @@ class AdaptRun:
 
     # -- phases ----------------------------------------------------------------------------------------
     def run(self) -> AdaptResult:
+        try:
+            return self._run()
+        finally:
+            self._lock.release()
+
+    def _run(self) -> AdaptResult:
         try:
             if self.resumed and self.s["phase"] in ("label", "train") and self.s["crop_order"]:
                 self._reload_crops()
@@ -1092,7 +1157,9 @@ class AdaptRun:
         before = {"boxes": 0, "matched": 0, "pred": 0}
         after = {"boxes": 0, "matched": 0, "pred": 0}
         ref_total = 0
+        checked: list[str] = []  # a held-out photo that no longer reads is left out on both sides
         for name, image in self._photos(names, "after"):  # a resumed run checks all the photos again
+            checked.append(name)
             t0 = time.monotonic()
             ref = self._label(image, name)  # the final weights' own test-time labels of the photo
             ref_boxes, ref_ignore = ref.boxes, ref.ignore
@@ -1114,11 +1181,13 @@ class AdaptRun:
             p = acc["matched"] / acc["pred"] if acc["pred"] else 0.0
             r = acc["matched"] / ref_total if ref_total else 0.0
             f1 = 2 * p * r / (p + r) if p + r else 0.0
-            return {"boxes_per_photo": acc["boxes"] / len(names), "precision": round(p, 4), "recall": round(r, 4),
-                    "f1": round(f1, 4)}
+            return {"boxes_per_photo": acc["boxes"] / len(checked), "precision": round(p, 4),
+                    "recall": round(r, 4), "f1": round(f1, 4)}
 
-        return {"photos": len(names), "names": list(names),  # paths within the folder, as skipped files are
-                "reference_per_photo": ref_total / len(names), "before": figures(before), "after": figures(after)}
+        if not checked:  # every held-out photo has gone since the run began: nothing was measured
+            return None
+        return {"photos": len(checked), "names": checked,  # paths within the folder, as skipped files are
+                "reference_per_photo": ref_total / len(checked), "before": figures(before), "after": figures(after)}
 
     def _photos_labelled(self) -> int:
         """Training photos whose crops were trained on: labelled before the last step (a photo

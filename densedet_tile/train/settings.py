@@ -16,6 +16,8 @@ __all__ = ["AdaptSettings", "SEED_LIMIT"]
 #: Seeds run from 0 to 2**32 - 1 (what numpy and torch both take whole, with room for the step
 #: the run adds).
 SEED_LIMIT = 2**32
+#: The longest budget a run takes, minutes (about two years: longer is a typo, not a plan).
+MAX_MINUTES = 1e6
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class AdaptSettings:
             raise bad("give a budget: minutes, steps or both")
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
             raise bad(f"minutes must be > 0, got {self.minutes!r}")
+        if self.minutes is not None and self.minutes > MAX_MINUTES:
+            # (1e308 minutes passed, then the time left overflowed to infinity in the progress line)
+            raise bad(f"minutes must be at most {MAX_MINUTES:g} (about {MAX_MINUTES / 525600:.1f} years), "
+                      f"got {self.minutes!r}")
         if self.steps is not None and self.steps < 1:
             raise bad(f"steps must be >= 1, got {self.steps!r}")
         if self.rounds < 1:
