@@ -61,12 +61,28 @@ def uint8_to_rgb(win: np.ndarray) -> np.ndarray:
     return win
 
 
+#: Samples converted at a time by :func:`scale_uint` (16 MB of float32).
+_BAND_ELEMS = 1 << 22
+
+
 def scale_uint(a: np.ndarray, bits: int) -> np.ndarray:
     """Unsigned integers of ``bits`` bits -> uint8 over the full range (rounded), same shape."""
     if bits == 8 and a.dtype == np.uint8:
         return a
     top = (1 << bits) - 1
-    return ((a.astype(np.float32) * (255.0 / top)) + 0.5).astype(np.uint8)
+    k = np.float32(255.0 / top)
+    if a.ndim == 0 or a.size <= _BAND_ELEMS:
+        return ((a.astype(np.float32) * k) + np.float32(0.5)).astype(np.uint8)
+    # in bands of rows: a whole 16-bit panorama scaled at once made two float32 copies of it,
+    # eight bytes a sample on top of the decoded image (1.8 GB for a 40000 x 1500 RGB PNG)
+    out = np.empty(a.shape, np.uint8)
+    rows = max(1, _BAND_ELEMS // max(1, a.size // a.shape[0]))
+    for i in range(0, a.shape[0], rows):
+        band = a[i:i + rows].astype(np.float32)
+        band *= k
+        band += np.float32(0.5)
+        out[i:i + rows] = band  # (float to uint8 truncates, as astype did)
+    return out
 
 
 def cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
@@ -104,6 +120,18 @@ def palette_lut(im: Any) -> np.ndarray:
     return lut
 
 
+def _colour_key(im: Any) -> np.ndarray | None:
+    """The transparent colour of an 8-bit RGB or gray image that names one (a PNG's tRNS
+    chunk: ``info["transparency"]``, a tuple for RGB, a number for gray), else None."""
+    key = im.info.get("transparency")
+    if im.mode == "RGB" and isinstance(key, tuple) and len(key) == 3 and all(
+            isinstance(v, int) and 0 <= v <= 255 for v in key):
+        return np.array(key, np.uint8)
+    if im.mode == "L" and isinstance(key, int) and not isinstance(key, bool) and 0 <= key <= 255:
+        return np.array(key, np.uint8)
+    return None
+
+
 def pillow_converter(im: Any) -> Callable[[Any], np.ndarray]:
     """A function turning a crop of the Pillow image ``im`` (same mode) into (h, w, 3) uint8 RGB.
 
@@ -111,6 +139,20 @@ def pillow_converter(im: Any) -> Callable[[Any], np.ndarray]:
     read here, once; the function itself only touches the crop it is given.
     """
     mode = im.mode
+    key = _colour_key(im)
+    if key is not None:  # a PNG's tRNS colour: pixels of exactly that colour are transparent
+        to_rgb = (lambda c: np.asarray(c)) if mode == "RGB" else (lambda c: gray_to_rgb(np.asarray(c)))
+
+        def conv_key(c: Any) -> np.ndarray:
+            a = np.asarray(c)
+            hit = np.all(a == key, axis=-1) if a.ndim == 3 else a == key
+            rgb = to_rgb(c)
+            if hit.any():  # composited on white, as every other kind of transparency is
+                rgb = rgb.copy()
+                rgb[hit] = 255
+            return rgb
+
+        return conv_key
     if mode == "RGB":
         return lambda c: np.asarray(c)
     if mode == "L":

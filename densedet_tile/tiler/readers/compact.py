@@ -207,8 +207,12 @@ def decode_compact(
             short, again = _jpeg_runs_short(data, arr, decode)
             decodes += again
             if short:
-                raise ImageReadError(f"{label}: the JPEG file is truncated: its data ends before the last of the "
-                                     f"{width}x{height} pixels its header announces")
+                if no_eoi:
+                    raise ImageReadError(f"{label}: the JPEG file is truncated: its data ends before the last of "
+                                         f"the {width}x{height} pixels its header announces")
+                # the file ends as a JPEG should: bytes inside it are damaged, nothing is missing
+                raise ImageReadError(f"{label}: the JPEG data is damaged: it runs out before the last of the "
+                                     f"{width}x{height} pixels its header announces, though the file ends properly")
             if no_eoi:
                 log.warning("%s: the JPEG lacks its end-of-image marker; its pixel data is complete and is read",
                             label)

@@ -38,6 +38,11 @@ DECODERS: tuple[str, ...] = ("auto", "imagecodecs", "pillow")
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
+#: Formats whose first bytes say what they are beyond doubt: a file that starts like one and
+#: whose header cannot be read is that format, cut short or damaged, not an unknown one.
+_STRICT_MAGIC = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF"})
+
+
 def open_header(path: str | os.PathLike[str]) -> Any:
     """``PIL.Image.open(path)`` (the header only) without Pillow's decompression-bomb check: the
     engine's ``max_pixels`` replaces it (panoramas are far over Pillow's limit). Pillow's limit
@@ -46,13 +51,15 @@ def open_header(path: str | os.PathLike[str]) -> Any:
     this calls the plugins the same way (those Pillow loads first, then all) and leaves the
     check out, changing nothing. Only a plugin that checks the limit itself (WebP) gets it
     lifted around its header read, under a lock (as the whole reader did before).
-    Raises ``PIL.UnidentifiedImageError`` as ``Image.open`` does."""
+    Raises ``PIL.UnidentifiedImageError`` as ``Image.open`` does, with ``broken_format`` set
+    to the format when the file starts as one of :data:`_STRICT_MAGIC` (else None)."""
     from PIL import Image, UnidentifiedImageError
 
     fp = open(path, "rb")
     try:
         prefix = fp.read(16)
         tried: set[str] = set()
+        broken: str | None = None
         for register in (Image.preinit, Image.init):
             register()
             for fmt in list(Image.ID):
@@ -76,10 +83,16 @@ def open_header(path: str | os.PathLike[str]) -> Any:
                             finally:
                                 Image.MAX_IMAGE_PIXELS = saved
                 except (SyntaxError, IndexError, TypeError, struct.error):
-                    continue  # not this format after all (a prefix too short for it...), as Image.open goes on
+                    # not this format after all (a prefix too short for it...), as Image.open goes on;
+                    # a file that starts as one of the common formats and breaks off is kept in mind
+                    if fmt in _STRICT_MAGIC and broken is None:
+                        broken = fmt
+                    continue
                 im._exclusive_fp = True  # closing the image closes the file, as Image.open's do
                 return im
-        raise UnidentifiedImageError(f"cannot identify image file {os.fspath(path)!r}")
+        unknown = UnidentifiedImageError(f"cannot identify image file {os.fspath(path)!r}")
+        unknown.broken_format = broken  # type: ignore[attr-defined]  # (see _STRICT_MAGIC)
+        raise unknown
     except BaseException:
         fp.close()
         raise
@@ -207,7 +220,11 @@ class PillowSource(ImageSource):
         label = str(path)
         try:
             im = open_header(path)
-        except UnidentifiedImageError:
+        except UnidentifiedImageError as exc:
+            broken = getattr(exc, "broken_format", None)
+            if broken is not None:
+                raise ImageReadError(f"{label}: the {broken} file breaks off or is damaged inside its header "
+                                     "(the file is cut short?)") from None
             heif = _is_heif(path)
             if not (heif and _heif_plugin()):
                 raise ImageReadError(_unknown_format(path, heif)) from None

@@ -197,3 +197,38 @@ def test_uint8_windows_to_rgb():
     out = uint8_to_rgb(rgba)
     assert tuple(out[0, 0]) == (255, 255, 255)
     np.testing.assert_array_equal(out[1:], rgba[1:, :, :3])
+
+
+@pytest.mark.parametrize("shape", [(37, 5, 3), (9, 1001), (3,)])
+def test_scale_uint_in_bands_gives_the_whole_array_result(monkeypatch, shape):
+    # a 16-bit panorama is scaled a band of rows at a time (two float32 copies of the whole
+    # image before); the bands must give exactly what one pass gives
+    from densedet_tile.tiler.readers import colour
+
+    a = np.random.default_rng(3).integers(0, 1 << 16, shape, dtype=np.uint16)
+    a[0, ...] = 65535
+    whole = colour.scale_uint(a, 16)
+    monkeypatch.setattr(colour, "_BAND_ELEMS", 2)
+    banded = colour.scale_uint(a, 16)
+    assert banded.dtype == np.uint8 and banded.shape == a.shape
+    np.testing.assert_array_equal(banded, whole)
+    np.testing.assert_array_equal(whole, ((a.astype(np.float32) * np.float32(255 / 65535)) + np.float32(0.5)).astype(np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_png_colour_key_is_transparent_like_any_other_transparency(tmp_path, mode):
+    # a tRNS chunk on an RGB or gray PNG names one colour as transparent: composited on white,
+    # as an alpha channel or a palette's transparency is (it came through as its colour before)
+    key = (10, 20, 30) if mode == "RGB" else 7
+    other = (1, 2, 3) if mode == "RGB" else 9
+    a = np.zeros((4, 5, 3) if mode == "RGB" else (4, 5), np.uint8)
+    a[...] = key
+    a[0, :2] = other
+    path = tmp_path / "key.png"
+    Image.fromarray(a, mode).save(path, transparency=key)
+    with open_image(path) as src:
+        out = read_all(src)
+    check_output(out, 4, 5)
+    want_other = other if mode == "RGB" else (other,) * 3
+    assert tuple(out[0, 0]) == tuple(out[0, 1]) == want_other
+    assert (out[1:] == 255).all() and (out[0, 2:] == 255).all()

@@ -77,10 +77,11 @@ def test_a_webp_over_pillows_limit_opens_and_a_few_bytes_are_an_unknown_format(t
     with open_image(path, max_pixels=None) as src:
         assert src.size == (50, 60)
     assert Image.MAX_IMAGE_PIXELS == 100
-    for data in (b"\xff\xd8\xff", b"BM", b"\x00"):
+    for data, says in ((b"\xff\xd8\xff", "the JPEG file breaks off or is damaged inside its header"),
+                       (b"BM", "unknown or unsupported image format"), (b"\x00", "unknown or unsupported image format")):
         short = tmp_path / "short.jpg"
         short.write_bytes(data)
-        with pytest.raises(ImageReadError, match="short.jpg: unknown or unsupported image format"):
+        with pytest.raises(ImageReadError, match=f"short.jpg: {says}"):
             open_image(short)
 
 
@@ -108,3 +109,18 @@ def test_a_truncated_file_is_an_error_and_pillows_truncation_setting_is_the_prog
     with open_image(path, decoder="pillow") as src:
         assert src.size == (64, 64)
     assert seen and all(seen)
+
+
+def test_a_png_cut_inside_its_header_is_called_cut_not_unknown(tmp_path):
+    path = tmp_path / "g.png"
+    Image.fromarray(noise(20, 30)).save(path)
+    whole = path.read_bytes()
+    for n in (8, 40):
+        cut = tmp_path / f"cut{n}.png"
+        cut.write_bytes(whole[:n])
+        with pytest.raises(ImageReadError, match=rf"cut{n}.png: the PNG file breaks off or is damaged inside its header"):
+            open_image(cut)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image at all\n")
+    with pytest.raises(ImageReadError, match="notes.png: unknown or unsupported image format"):
+        open_image(text)
