@@ -227,6 +227,20 @@ def say_nonfinite(detector: Any, values: np.ndarray) -> None:
             getattr(detector, "name", "detector"), bad, values.size)
 
 
+def refuse_nonfinite_weights(state: Any, source: str) -> None:
+    """Raise :class:`~densedet_tile.errors.DetectorError` when a state dict (name -> torch
+    tensor) holds NaN or infinite numbers: such weights load and find nothing (frameworks drop
+    NaN boxes in their own post-processing), so every image reported 0 products without a word."""
+    from ..errors import DetectorError
+
+    bad = [k for k, v in state.items()
+           if hasattr(v, "is_floating_point") and v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise DetectorError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values "
+                            f"(e.g. {', '.join(bad[:3])}): the training run that made it diverged, or the file is "
+                            "damaged")
+
+
 def score_floor_for(score_thr: float, band: float = COUNT_BAND) -> float:
     """The lowest score a detector serving at ``score_thr`` returns, so the engine can count the
     boxes just below the threshold: ``score_thr - band``, but not below 0.05 (a detector run at

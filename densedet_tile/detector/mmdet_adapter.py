@@ -28,7 +28,7 @@ import numpy as np
 from ..configs import find_config
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import PRECISIONS, Detections
-from .base import check_tiles, engine_input_size, resolve_device, score_floor_for
+from .base import check_tiles, engine_input_size, refuse_nonfinite_weights, resolve_device, score_floor_for
 from .checkpoints import load_checkpoint, restricted_getattr, state_dict_of
 
 __all__ = ["build", "MMDetDetector", "Precision"]
@@ -483,6 +483,7 @@ def _load_weights(model: Any, checkpoint: str | os.PathLike[str]) -> tuple[str, 
             k.startswith("bbox_head.") for k in unexpected
         ) else ""
         raise DetectorError(f"checkpoint {os.fspath(checkpoint)} does not fit the config: {'; '.join(parts)}{hint}")
+    refuse_nonfinite_weights(sd, f"checkpoint {os.fspath(checkpoint)}")
     model.load_state_dict(sd, strict=False)
     meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
     names: Any = None

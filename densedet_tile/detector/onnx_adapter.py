@@ -78,6 +78,10 @@ def _fit(h: int, w: int, height: int, width: int, upscale: bool) -> tuple[float,
     return scale, nh, nw
 
 
+#: Image input types the adapter feeds (a float16 export gets the letterboxed tile as float16).
+_INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
 class OnnxDetector:
     """An ONNX Runtime session behind the Detector protocol.
 
@@ -104,8 +108,12 @@ class OnnxDetector:
         mean: Sequence[float],
         std: Sequence[float],
         info: dict[str, Any],
+        input_dtype: Any = np.float32,
+        label_offset: int = 0,
     ) -> None:
         self._session = session
+        self._input_dtype = input_dtype
+        self.label_offset = int(label_offset)
         self._input_name = input_name
         self._output_names = output_names
         self.model_hw = model_hw
@@ -132,6 +140,8 @@ class OnnxDetector:
         h, w = tile.shape[:2]
         x, scale = letterbox(tile, height=self.model_hw[0], width=self.model_hw[1],
                              mean=self._mean, std=self._std, upscale=self._upscale)
+        if self._input_dtype is not np.float32:
+            x = x.astype(self._input_dtype)
         try:
             got = self._session.run(list(self._output_names), {self._input_name: x})
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -161,6 +171,9 @@ class OnnxDetector:
         say_nonfinite(self, bboxes)
         scores = bboxes[:, 4]
         keep = np.isfinite(bboxes).all(axis=1) & (scores >= self.score_floor)
+        if self.label_offset:
+            labels = labels.astype(np.int64) - self.label_offset
+            keep &= labels >= 0  # the background class of a torchvision-style export
         # clip to the picture inside the canvas first: boxes wholly in the padding collapse
         _, nh, nw = _fit(h, w, self.model_hw[0], self.model_hw[1], self._upscale)
         boxes = np.clip(bboxes[keep, :4], 0.0, np.array([nw, nh, nw, nh], np.float32))
@@ -255,13 +268,18 @@ def build(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     threads: int | None = None,
+    label_offset: int = 0,
     **options: Any,
 ) -> OnnxDetector:
     """Open ``checkpoint`` (an .onnx file) with ONNX Runtime.
 
     ``config`` is not used (an ONNX file is self-describing) and must be None. ``threads``
     limits ONNX Runtime's intra-op threads. ``mean``/``std`` override the normalisation.
+    ``label_offset`` is taken off every label (1 for a torchvision-style export, whose class 0 is
+    the background); a box whose label falls below 0 is dropped.
     """
+    if isinstance(label_offset, bool) or not isinstance(label_offset, (int, np.integer)) or label_offset < 0:
+        raise InvalidInputError(f"onnx detector: label_offset must be an integer >= 0, got {label_offset!r}")
     if options:
         raise InvalidInputError(f"onnx detector: unknown option(s) {', '.join(sorted(options))}")
     if config is not None:
@@ -303,11 +321,16 @@ def build(
     inp = next((i for i in inputs if i.name == "img"), inputs[0] if len(inputs) == 1 else None)
     if inp is None:
         raise DetectorError(f"onnx model {checkpoint}: expected an input named 'img', got {[i.name for i in inputs]}")
+    if len(inputs) > 1:  # (every image would fail at the first run with "required inputs are missing")
+        others = [i.name for i in inputs if i.name != inp.name]
+        raise DetectorError(f"onnx model {checkpoint}: takes {len(inputs)} inputs ({inp.name!r} and "
+                            f"{', '.join(repr(n) for n in others)}); this adapter feeds the image alone: export "
+                            "the model with the image as its only input")
     shape = list(inp.shape)
     if len(shape) != 4 or shape[1] not in (3, "3"):
         raise DetectorError(f"onnx model {checkpoint}: input {inp.name!r} should be (1, 3, H, W), got {shape}")
-    if inp.type != "tensor(float)":
-        raise DetectorError(f"onnx model {checkpoint}: input {inp.name!r} should be float32, got {inp.type}")
+    if inp.type not in _INPUT_TYPES:
+        raise DetectorError(f"onnx model {checkpoint}: input {inp.name!r} should be float32 or float16, got {inp.type}")
     fixed = [d if isinstance(d, int) and d > 0 else None for d in shape[2:]]
     if None in fixed:
         if input_size is None:
@@ -359,6 +382,7 @@ def build(
         # the CUDA device asked for (cuda:N) when the session runs on CUDA, else what it reports
         "device": (device if _device_of(session) != "cpu" and str(device).startswith("cuda:") else _device_of(session)),
         "score_thr": float(score_thr),
+        "label_offset": int(label_offset),
     }
     return OnnxDetector(
         session=session,
@@ -373,4 +397,6 @@ def build(
         mean=mean,
         std=std,
         info=info,
+        input_dtype=_INPUT_TYPES[inp.type],
+        label_offset=int(label_offset),
     )

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import DetectorError, one_line
+from .base import refuse_nonfinite_weights
 from .checkpoints import state_dict_of
 from .shelfnet_config import DEFAULT_CONFIG
 
@@ -126,11 +127,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], config: dict[str, Any], *, sourc
                  for found, what in ((missing, "missing"), (unexpected, "unexpected"), (shapes, "of another shape"))
                  if found]
         raise DetectorError(f"{source} does not match the ShelfNet of its config: state dict keys {'; '.join(parts)}")
-    # weights of a run that diverged would load and find nothing, silently
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise DetectorError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values "
-                            f"(e.g. {', '.join(bad[:3])}): the training run that made it diverged")
+    refuse_nonfinite_weights(state, source)  # weights of a run that diverged would find nothing, silently
     model.load_state_dict(state)
     return model.eval()
 

@@ -31,7 +31,8 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError, one_line
 from ..types import Detections
-from .base import check_tiles, class_names_option, engine_input_size, resolve_device, score_floor_for
+from .base import (check_tiles, class_names_option, engine_input_size, refuse_nonfinite_weights, resolve_device,
+                   score_floor_for)
 from .checkpoints import load_checkpoint, state_dict_of
 
 __all__ = ["build", "TorchvisionDetector", "builder_names", "infer_num_classes"]
@@ -277,12 +278,19 @@ def build(
         raise InvalidInputError(f"torchvision detector: builder_kwargs must be a dict of the builder's keywords, "
                                 f"e.g. builder_kwargs='{{\"min_size\": 800}}', got {builder_kwargs!r}")
     kwargs = dict(builder_kwargs or {})
+    taken = sorted(set(kwargs) & {"num_classes", "weights", "weights_backbone"})
+    if taken:  # (a TypeError deep in torchvision before: "got multiple values for keyword argument")
+        raise InvalidInputError(f"torchvision detector: builder_kwargs may not set {', '.join(taken)}: num_classes is "
+                                "read from the checkpoint (or --detector-option num_classes=N), and the weights come "
+                                "from --checkpoint")
 
     sd = None
     if checkpoint is not None:
         sd = state_dict_of(load_checkpoint(checkpoint), source=f"checkpoint {os.fspath(checkpoint)}")
         try:
             found = infer_num_classes(config, sd, kwargs)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"torchvision detector {config}: bad builder arguments ({exc})") from exc
         except DetectorError as exc:  # the head it looks for is not there: weights of another model?
             raise DetectorError(f"{one_line(exc)}; is {os.fspath(checkpoint)} a checkpoint of {config}?") from None
         if num_classes is not None and num_classes != found:
@@ -294,11 +302,12 @@ def build(
         num_classes = 2
     try:
         model = _construct(config, num_classes, kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"torchvision detector {config}: bad builder arguments ({exc})") from exc
     where = f"checkpoint {os.fspath(checkpoint)}" if checkpoint is not None else "the model"
     _check_classes_left(model, config, num_classes, label_offset, where)
     if sd is not None:
+        refuse_nonfinite_weights(sd, f"checkpoint {os.fspath(checkpoint)}")
         try:
             result = model.load_state_dict(sd, strict=False)
         except RuntimeError as exc:  # same names, other shapes: weights of another architecture

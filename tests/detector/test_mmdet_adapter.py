@@ -332,3 +332,14 @@ def test_installed_path_names_the_package_folder_or_says_it_is_missing():
     assert not mmdet_adapter._is_installed("no-such-package-densedet")
     with pytest.raises(ModuleNotFoundError, match="no_such_package_densedet"):
         mmdet_adapter._installed_path("no_such_package_densedet")
+
+
+def test_a_checkpoint_holding_inf_is_refused_when_built(det, tmp_path):
+    # mmdet drops non-finite boxes in its own post-processing: such weights gave 0 products, exit 0
+    sd = {k: v.clone() for k, v in det.model.state_dict().items()}
+    key = next(k for k, v in sd.items() if k.startswith("roi_head.") and v.is_floating_point())
+    sd[key].view(-1)[0] = float("inf")
+    path = tmp_path / "inf.pth"
+    torch.save({"state_dict": sd}, path)
+    with pytest.raises(DetectorError, match=rf"inf.pth: 1 weight tensor\(s\) hold NaN or infinite values \(e.g. {key}\)"):
+        mmdet_adapter.build(config=LIGHT, checkpoint=str(path), device="cpu")

@@ -378,3 +378,50 @@ def test_three_outputs_that_cannot_be_told_apart_are_refused(tmp_path):
                           output_names=["a", "b", "c"], dynamo=False)
     with pytest.raises(DetectorError, match="cannot be told"):
         onnx_adapter.build(checkpoint=str(path), device="cpu")
+
+
+def test_label_offset_takes_a_torchvision_style_background_class_off(tmp_path, model_64x96):
+    # torchvision counts the background as class 0: its exports label the first real class 1
+    tile = red_tile(100, 160, (40, 20, 80, 50))
+    (plain,) = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.5).predict([tile])
+    (off,) = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.5, label_offset=1).predict([tile])
+    assert plain.labels.tolist() == [0] and len(off) == 0  # the red box's label 0 is the background now
+    det = load_detector("onnx", checkpoint=model_64x96, device="cpu", options={"label_offset": 1})
+    assert det.info["label_offset"] == 1
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(InvalidInputError, match="label_offset must be an integer >= 0"):
+            onnx_adapter.build(checkpoint=model_64x96, device="cpu", label_offset=bad)
+
+
+def test_a_model_wanting_a_second_input_is_refused_when_built(tmp_path):
+    class TwoInputs(torch.nn.Module):
+        def forward(self, img, scale_factor):
+            b, lab = RedBox()(img)
+            return b * scale_factor[0], lab
+
+    path = tmp_path / "two.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TwoInputs(), (torch.zeros(1, 3, 64, 96), torch.ones(1)), str(path),
+                          input_names=["img", "scale_factor"], output_names=["det_bboxes", "det_labels"], dynamo=False)
+    with pytest.raises(DetectorError, match=r"takes 2 inputs \('img' and 'scale_factor'\)"):
+        onnx_adapter.build(checkpoint=str(path), device="cpu")
+
+
+def test_a_float16_export_is_fed_float16_and_gives_the_float32_boxes(tmp_path, model_64x96):
+    import onnx
+    from onnx import TensorProto, helper
+
+    # the float32 model behind a Cast: its input is float16, as an fp16 export's is
+    m = onnx.load(model_64x96)
+    old = m.graph.input[0]
+    m.graph.input.remove(old)
+    m.graph.input.insert(0, helper.make_tensor_value_info("img16", TensorProto.FLOAT16, [1, 3, 64, 96]))
+    m.graph.node.insert(0, helper.make_node("Cast", ["img16"], [old.name], to=TensorProto.FLOAT))
+    path = tmp_path / "fp16_in.onnx"
+    onnx.save(m, str(path))
+    tile = red_tile(64, 96, (40, 20, 80, 50))
+    (want,) = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.5).predict([tile])
+    (got,) = onnx_adapter.build(checkpoint=str(path), device="cpu", score_thr=0.5).predict([tile])
+    np.testing.assert_allclose(got.xyxy, want.xyxy, atol=0.5)
+    np.testing.assert_array_equal(got.labels, want.labels)

@@ -188,3 +188,22 @@ def test_threads_sharing_a_detector_at_two_sides_each_see_their_own():
     for t in threads:
         t.join()
     assert len(seen) == 4 and all(seen[k] == {(want[k], want[k])} for k in seen)
+
+
+def test_a_checkpoint_holding_nan_is_refused_when_built(det, tmp_path):
+    # torchvision drops NaN boxes in its own post-processing: such weights gave 0 products, exit 0
+    sd = {k: v.clone() for k, v in det.model.state_dict().items()}
+    sd["backbone.body.0.0.weight"][0, 0, 0, 0] = float("nan")
+    path = tmp_path / "nan.pth"
+    torch.save(sd, path)
+    with pytest.raises(DetectorError, match=r"nan.pth: 1 weight tensor\(s\) hold NaN or infinite values "
+                                            r"\(e.g. backbone.body.0.0.weight\)"):
+        tva.build(config=LIGHT, checkpoint=str(path), device="cpu")
+
+
+def test_builder_kwargs_may_not_set_what_the_adapter_sets(det, tmp_path):
+    path = tmp_path / "sd.pth"
+    torch.save(det.model.state_dict(), path)
+    for key in ("num_classes", "weights", "weights_backbone"):
+        with pytest.raises(InvalidInputError, match=f"builder_kwargs may not set {key}"):
+            tva.build(config=LIGHT, checkpoint=str(path), device="cpu", builder_kwargs={key: 5})
