@@ -39,7 +39,10 @@ def _verb_hint(word: str) -> str | None:
 
     if word.startswith("-") or os.path.lexists(word) or "." in word or "/" in word or os.sep in word:
         return None
-    close = difflib.get_close_matches(word.lower(), list(VERBS) + ["detect"], n=1, cutoff=0.7)
+    names = list(VERBS) + ["detect"]
+    # the start of a verb ("convert" for convert-checkpoint) or a misspelling of one
+    close = [v for v in names if len(word) >= 3 and v.startswith(word.lower())] or \
+        difflib.get_close_matches(word.lower(), names, n=1, cutoff=0.7)
     if not close:
         return None
     return (f"{word!r}: no such file, and not a verb; did you mean '{close[0]}'? "

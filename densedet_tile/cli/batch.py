@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "here), ray://HEAD:10001 or HEAD:6379 (join that cluster), or 'none' (this process only). "
                    "Default: auto when $RAY_ADDRESS is set, else local when Ray is installed, else none")
     r.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="number of workers (default: cluster CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)")
+                   help="number of workers (default: as many as the cluster holds with --cpus-per-worker and "
+                        "--gpus-per-worker each, at most one per image without --split)")
     r.add_argument("--cpus-per-worker", type=nonneg_float, default=1.0, metavar="X",
                    help="CPUs reserved by each worker (default: %(default)s)")
     r.add_argument("--gpus-per-worker", type=nonneg_float, default=0.0, metavar="X",

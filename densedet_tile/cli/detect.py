@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Tiled object detection for giant images (shelf photos, aisle panoramas). Other verbs: "
-        "'densedet-tile batch', 'eval', 'audit', 'adapt' and 'convert-checkpoint' (each takes --help).",
+        "'densedet-tile batch', 'eval', 'audit', 'adapt' and 'convert-checkpoint' (each takes --help). This one, "
+        "detect, is the default and may also be named: 'densedet-tile detect photo.jpg'.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (JPEG, PNG, WebP, AVIF, BMP, GIF, TIFF, BigTIFF; HEIC with pillow-heif)")
     add_tiling_options(p)

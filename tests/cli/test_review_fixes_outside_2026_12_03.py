@@ -120,6 +120,9 @@ def test_a_misspelled_verb_is_named_and_nothing_runs(tmp_path: Path, capsys: pyt
     assert not (tmp_path / "o").exists()
     rc, _, err = run(["Audit", "shelf.jpg"], capsys)
     assert rc == 2 and "did you mean 'audit'?" in err
+    # the start of a verb is one too (the CLI module of convert-checkpoint is called convert)
+    rc, _, err = run(["convert", "old.pth", "new.pth"], capsys)
+    assert rc == 2 and "did you mean 'convert-checkpoint'?" in err
     # a name like no verb is a missing image, as before; a file named like a verb is an image
     rc, _, err = run(["qqqq", "--out", "o"], capsys)
     assert rc == 1 and "qqqq: no such file" in err and "verb" not in err
