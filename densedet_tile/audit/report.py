@@ -21,6 +21,10 @@ from .analysis import AuditResult, _poly, _segment, part_clip
 __all__ = ["preview_scale", "render_preview", "render_html", "load_preview_image", "PREVIEW_MAX_WIDTH",
            "PREVIEW_MAX_HEIGHT"]
 
+#: Gap colours by what the second look in the photo saw (``looks``; not looked at: as "empty").
+GAP_COLOURS: dict[str, tuple[int, int, int]] = {"empty": (230, 30, 30), "unsure": (255, 140, 0),
+                                                "stocked": (150, 60, 210)}
+
 PREVIEW_MAX_WIDTH = 8000
 PREVIEW_MAX_HEIGHT = 2400
 JPEG_MAX_SIDE = 65500
@@ -42,9 +46,9 @@ def render_preview(
 ) -> tuple[bytes, int, int, float]:
     """Draw the products (green), bays (cyan outlines) with their rows (blue outlines, the fitted
     bottom line drawn thick, labelled bay.row where the row is at least 18 px tall in the
-    preview), gaps, empty sections and empty shelves (red; a gap that looks stocked in the
-    pixels, see :func:`~densedet_tile.audit.gapcheck.check_gaps`, orange) and regions (yellow outlines) over
-    the image.
+    preview), gaps (numbered as in the JSON), empty sections and empty shelves (red; orange where
+    the look in the pixels was unsure, purple where it looks stocked, see
+    :func:`~densedet_tile.audit.gapcheck.check_gaps`) and regions (yellow outlines) over the image.
 
     ``image`` is a PIL image or HxWx3 uint8 array of the upright image at any scale (it is
     resized to the preview size), or None for a plain grey canvas. Returns
@@ -64,6 +68,20 @@ def render_preview(
     over = Image.new("RGBA", (pw, ph), (0, 0, 0, 0))
     d = ImageDraw.Draw(over)
     lw = max(1, int(round(2 * s)))
+    font = _label_font(pw)
+
+    def tag(x: float, y: float, text: str, fill: tuple[int, ...]) -> float:
+        """A label with its top-left corner at (x, y), kept on the picture; returns its height."""
+        l, t, r, b = d.textbbox((0, 0), text, font=font)
+        pad = max(2, (b - t) // 5)
+        w, h = r - l + 2 * pad, b - t + 2 * pad
+        x = min(max(x, 0.0), max(0.0, pw - w))
+        y = min(max(y, 0.0), max(0.0, ph - h))
+        d.rectangle([x, y, x + w, y + h], fill=fill)
+        d.text((x + pad - l, y + pad - t), text, font=font, fill=(255, 255, 255, 255))
+        return float(h)
+
+    label_h = float(d.textbbox((0, 0), "0.9", font=font)[3]) * 1.4
     for x1, y1, x2, y2 in (result.xyxy * s).tolist():
         d.rectangle([x1, y1, x2, y2], outline=(40, 230, 80, 255), width=lw)
     W, H = float(result.width), float(result.height)
@@ -79,19 +97,22 @@ def render_preview(
             d.line([(x * s, y * s) for x, y in line], fill=(30, 70, 230, 255), width=max(2, 2 * lw))
     def mark(poly: list[tuple[float, float]], looks: str | None, fill_alpha: int, width: int,
              label: str | None = None) -> None:
-        """Red, or orange where it looks stocked in the photo (products the detector missed?)."""
-        stocked = looks == "stocked"
-        d.polygon(poly, fill=(255, 150, 0, 40) if stocked else (230, 30, 30, fill_alpha),
-                  outline=(255, 150, 0, 255) if stocked else (255, 30, 30, 255), width=width)
+        """Red where the gap looks empty in the photo (or was not looked at), orange where the look
+        was unsure, purple where it looks stocked (products the detector missed?); ``label`` at
+        its top-left corner."""
+        colour = GAP_COLOURS.get(looks or "empty", GAP_COLOURS["empty"])
+        alpha = {"stocked": 45, "unsure": 70}.get(looks or "empty", fill_alpha)
+        d.polygon(poly, fill=colour + (alpha,), outline=colour + (255,), width=width)
         if label:
-            label += "?" if stocked else ""
-            x0, y0 = poly[0]
-            d.rectangle([x0, y0, x0 + 7 * len(label) + 6, y0 + 16], fill=(210, 120, 0, 230) if stocked else (200, 20, 20, 230))
-            d.text((x0 + 3, y0 + 2), label, fill=(255, 255, 255, 255))
+            label += "?" if looks == "stocked" else ""
+            tag(min(x for x, _ in poly), min(y for _, y in poly), label, tuple(int(c * 0.75) for c in colour) + (230,))
 
+    gap_id = 0  # the gaps' ids in the JSON and the report's table: in this order
     for part, within in zip(result.parts, clips):
         for g in part.gaps:
-            mark([(x * s, y * s) for x, y in _poly(g.polygon, W, H, within)], g.looks, 90, max(2, 2 * lw))
+            gap_id += 1
+            mark([(x * s, y * s) for x, y in _poly(g.polygon, W, H, within)], g.looks, 90, max(2, 2 * lw),
+                 str(gap_id))
     for e in result.empty_sections:  # every shelf empty between two bays: a gap the height of the bays
         mark([(x * s, y * s) for x, y in e.polygon], e.looks, 70, max(2, 3 * lw), "empty section")
     for part, within in zip(result.parts, clips):
@@ -102,31 +123,40 @@ def render_preview(
         if part.kind == "bay" and len(part.polygon) >= 3:
             ring = [(x * s, y * s) for x, y in part.polygon]
             d.line(ring + ring[:1], fill=(0, 220, 240, 255), width=max(2, 3 * lw))
-            x0, y0 = ring[0]
-            label = part.name or f"bay {b}"
-            x0 = min(max(x0, 0.0), max(0.0, pw - (7 * len(label) + 6)))
-            y0 = max(y0, 16.0)  # above the outline, or just inside it where that is off the picture
-            d.rectangle([x0, y0 - 16, x0 + 7 * len(label) + 6, y0], fill=(0, 150, 170, 230))
-            d.text((x0 + 3, y0 - 14), label, fill=(255, 255, 255, 255))
+            # at the outline's top-left corner: above it, or just inside where that is off the picture
+            x0 = min(x for x, _ in ring)
+            y0 = min(y for x, y in ring if x <= x0 + 0.5 * (max(x for x, _ in ring) - x0))
+            tag(x0, y0 - label_h, part.name or f"bay {b}", (0, 150, 170, 230))
         for row, outline in zip(part.layout.rows, outlines[b - 1]):  # the label inside the row as drawn
             x0 = max(row.x_start, min((x for x, _ in outline), default=row.x_start))
             x, y = x0 * s, float(row.bottom_at(x0) + row.top_at(x0)) / 2 * s
-            if float(row.bottom_at(x0) - row.top_at(x0)) * s < 18:
+            if float(row.bottom_at(x0) - row.top_at(x0)) * s < label_h:
                 continue  # a label taller than its row (a long panorama shrunk) would hide the rows
-            label = f"{b}.{row.index + 1}"
-            d.rectangle([x, y - 8, x + 7 * len(label) + 6, y + 8], fill=(20, 60, 200, 220))
-            d.text((x + 3, y - 6), label, fill=(255, 255, 255, 255))
+            tag(x, y - label_h / 2, f"{b}.{row.index + 1}", (20, 60, 200, 220))
     for reg in result.region_shapes:
         geoms = getattr(reg.geometry, "geoms", [reg.geometry])
         for gm in geoms:
             ring = [(x * s, y * s) for x, y in gm.exterior.coords]
             d.line(ring, fill=(250, 200, 0, 255), width=max(2, 2 * lw))
         x0, y0, _, _ = reg.bounds
-        d.text((x0 * s + 4, y0 * s + 4), reg.name, fill=(250, 200, 0, 255))
+        tag(x0 * s + 4, y0 * s + 4, reg.name, (150, 110, 0, 230))  # dark under the yellow outline's name
     out = Image.alpha_composite(base.convert("RGBA"), over).convert("RGB")
     buf = io.BytesIO()
     out.save(buf, format="JPEG", quality=quality, optimize=True)
     return buf.getvalue(), pw, ph, s
+
+
+def _label_font(preview_width: int) -> Any:
+    """The labels' font: about 1/110 of the preview's width (readable when the report fits the
+    preview to a screen's width), 12 to 48 px; Pillow's small bitmap font where FreeType is
+    missing."""
+    from PIL import ImageFont
+
+    size = int(min(48, max(12, round(preview_width / 110))))
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ValueError, OSError, ImportError):  # an old Pillow, or one without FreeType
+        return ImageFont.load_default()
 
 
 def _table(cls: str, head: list[str], rows: list[list[Any]]) -> str:
@@ -142,7 +172,12 @@ body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222;background:#fafaf
 h1{font-size:20px;margin:0 0 8px} h2{font-size:16px;margin:20px 0 6px}
 .summary span{display:inline-block;margin:0 18px 6px 0} .summary b{font-size:18px}
 .scroll{overflow:auto;max-width:100%;border:1px solid #ccc;background:#fff}
-.stage{position:relative;display:inline-block;line-height:0;overflow:hidden}
+.stage{position:relative;display:block;line-height:0;overflow:hidden}
+.stage img#preview{width:100%;height:auto;display:block}
+#actual-size:checked ~ .scroll .stage{display:inline-block}
+#actual-size:checked ~ .scroll .stage img#preview{width:auto;max-width:none}
+.key span{display:inline-block;margin-right:14px} .key i{display:inline-block;width:12px;height:12px;
+margin-right:4px;vertical-align:-1px;border:2px solid}
 .stage img.heat{position:absolute;left:0;top:0;width:100%;height:100%;opacity:.6;image-rendering:pixelated;display:none}
 #show-heat:checked ~ .scroll .stage img.heat{display:block}
 table.figures{border-collapse:collapse;margin:4px 0 12px;background:#fff}
@@ -152,6 +187,23 @@ table.figures th{background:#eee} .legend{display:inline-block;vertical-align:mi
 background:linear-gradient(90deg,rgb(20,30,90),rgb(20,140,150),rgb(240,220,60),rgb(215,40,30))}
 .note{color:#666} .warn{color:#8a4b00;background:#fff3d6;border:1px solid #e0b050;padding:4px 8px}
 """
+
+def _key_item(colour: tuple[int, int, int], text: str, fill: bool = True) -> str:
+    r, g, b = colour
+    bg = f"background:rgba({r},{g},{b},.35);" if fill else ""
+    return f'<span><i style="{bg}border-color:rgb({r},{g},{b})"></i>{html.escape(text)}</span>'
+
+
+#: The colours of the preview, said on the page.
+_KEY = "".join([
+    _key_item((40, 230, 80), "product", fill=False),
+    _key_item((0, 220, 240), "bay", fill=False),
+    _key_item((30, 70, 230), "shelf row (thick: its shelf line)", fill=False),
+    _key_item(GAP_COLOURS["empty"], "gap that looks empty in the photo"),
+    _key_item(GAP_COLOURS["unsure"], "gap, unsure"),
+    _key_item(GAP_COLOURS["stocked"], "gap that looks stocked (products missed?)"),
+    _key_item((250, 200, 0), "region", fill=False),
+]) + '<span class="note">Numbers on gaps are their ids in the table below.</span>'
 
 _SCRIPT = """
 window.addEventListener('load', function () {
@@ -164,6 +216,11 @@ window.addEventListener('load', function () {
   b.setAttribute('data-report-ready', img.complete && img.naturalWidth > 0 ? 'yes' : 'no');
 });
 """
+
+
+def _blank_none(value: Any) -> Any:
+    """A figure that does not exist (a region outside the image has no density) as an empty cell."""
+    return "" if value is None else value
 
 
 def _range_cell(count_range: dict[str, Any] | None) -> str:
@@ -196,7 +253,8 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
         f"<span>{html.escape(k)} <b>{html.escape(str(v))}</b></span>"
         for k, v in (
             ("products", s["products"]), ("bays", s.get("bays", "")), ("shelf rows", s["rows"]), ("gaps", s["gaps"]),
-            *((("gaps that look empty", looks["empty"]), ("gaps that look stocked", looks["stocked"]))
+            *((("gaps that look empty", looks["empty"]), ("unsure", looks.get("unsure", 0)),
+               ("look stocked", looks["stocked"]))
               if looks and looks.get("not_judged", 0) < s["gaps"] else ()),
             *((("empty sections", s["empty_sections"]),) if s.get("empty_sections") else ()),
             *((("empty shelves", s["empty_shelves"]),) if s.get("empty_shelves") else ()),
@@ -240,7 +298,8 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
         "bays", ["bay", "given as", "products", "count range", "products / Mpx", "shelf rows", "gaps",
                  "gap width (products)", "left edge", "right edge"],
         [[b["name"], "region" if b["kind"] == "region" else "found", b["products"], _range_cell(b.get("count_range")),
-          areas[b["name"]]["density_per_mpx"] if b["name"] in areas else b["density_per_mpx"], b["rows"], b["gaps"],
+          _blank_none(areas[b["name"]]["density_per_mpx"] if b["name"] in areas else b["density_per_mpx"]),
+          b["rows"], b["gaps"],
           b["gap_width_products"], b["left_edge"], b["right_edge"]] for b in doc.get("bays", [])])
     warn = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in doc.get("warnings", []))
     hm = doc["heatmap"]
@@ -267,10 +326,12 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 ({end_rule} at row ends).</p>
 {warn}<div class="summary">{summary}</div>
 <h2>Preview</h2>
+<p class="key">{_KEY}</p>
 <input type="checkbox" id="show-heat"> <label for="show-heat">show density heatmap</label>
 <span class="legend"></span> 0 to {hm_max:g} products / Mpx ({hm['cell_px']} px cells)
+<input type="checkbox" id="actual-size"> <label for="actual-size">actual size (scroll to see it all)</label>
 <div class="scroll"><div class="stage">
-<img id="preview" alt="preview with product boxes (green), bays (cyan), shelf rows (blue) and gaps (red; orange: looks stocked)" src="data:image/jpeg;base64,{pv}">
+<img id="preview" alt="preview with product boxes (green), bays (cyan), shelf rows (blue), gaps numbered as in the table (red: looks empty, orange: unsure, purple: looks stocked) and regions (yellow)" src="data:image/jpeg;base64,{pv}">
 <img id="heatmap" class="heat" alt="density heatmap" style="width:{heat_w:.4f}%;height:{heat_h:.4f}%" src="data:image/png;base64,{hp}">
 </div></div>
 {bays}

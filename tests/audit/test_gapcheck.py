@@ -98,7 +98,7 @@ def test_the_json_and_report_carry_the_verdicts() -> None:
     assert "gaps that look empty" not in render_html(plain, jpeg, b"")
 
 
-def test_the_preview_draws_a_gap_that_looks_stocked_in_orange() -> None:
+def test_the_preview_draws_a_gap_that_looks_stocked_in_purple() -> None:
     img, boxes = _shelf()
     res = check_gaps(run_audit(boxes, W, H), img)
     jpeg, pw, ph, s = render_preview(res, None)
@@ -107,10 +107,11 @@ def test_the_preview_draws_a_gap_that_looks_stocked_in_orange() -> None:
     pic = np.asarray(Image.open(BytesIO(jpeg)).convert("RGB")).astype(int)
     for g in res.gaps:
         x0, y0, x1, y1 = (np.asarray(g.xyxy) * s).round().astype(int)
-        # the fill inside the outline, over the grey canvas: orange tints it yellowish, red pink
-        r, gr, b = np.median(pic[y0 + 6:y1 - 6, x0 + 6:x1 - 6].reshape(-1, 3), axis=0)
+        # the fill inside the outline, over the grey canvas (away from the number at its corner):
+        # purple tints it bluish, red pink
+        r, gr, b = np.median(pic[y0 + 20:y1 - 6, x0 + 30:x1 - 6].reshape(-1, 3), axis=0)
         if g.looks == "stocked":
-            assert r - gr < 30 and gr - b > 10
+            assert r - gr < 30 and b - gr > 10
         else:
             assert r - gr > 50
 
