@@ -239,7 +239,9 @@ def _looks_cell(gap: dict[str, Any]) -> str:
     looks = gap.get("looks")
     if looks is None:
         return "not checked"
-    return {"stocked": "stocked? (check: missed products)"}.get(looks, looks) + f" ({gap.get('texture')})"
+    # texture: the gap's pixel detail against its bay's products (1: as busy as they are)
+    return ({"stocked": "stocked? (check: missed products)"}.get(looks, looks)
+            + f" (texture {gap.get('texture')} of the products')")
 
 
 def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *, title: str | None = None) -> str:
