@@ -154,7 +154,25 @@ class Detections:
         """Select boxes with a boolean mask, an index array, an int or a slice."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
-        return Detections(self.xyxy[index], self.scores[index], self.labels[index])
+        xyxy, scores, labels = self.xyxy[index], self.scores[index], self.labels[index]
+        if xyxy.ndim != 2 or scores.ndim != 1 or labels.ndim != 1:  # (an index of another shape)
+            return Detections(xyxy, scores, labels)
+        # a selection of boxes already checked needs no second check: the merge takes hundreds
+        # of selections an image, and each one ran the whole validation again
+        return Detections._checked(xyxy, scores, labels)
+
+    @classmethod
+    def _checked(cls, xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> "Detections":
+        """A Detections of arrays already known valid (of the right dtypes and shapes) that only
+        the caller holds (a selection's fresh arrays): owned (copied where one is a view of
+        another array) and made read-only."""
+        out = object.__new__(cls)
+        for name, arr in (("xyxy", xyxy), ("scores", scores), ("labels", labels)):
+            if arr.base is not None:
+                arr = np.array(arr, copy=True)
+            arr.flags.writeable = False
+            object.__setattr__(out, name, arr)
+        return out
 
     def __repr__(self) -> str:
         return f"Detections(n={len(self)})"

@@ -524,10 +524,15 @@ class DefaultDetector:
             # pad with the normalisation mean: zero after normalising, like the network's own
             # zero padding at a true image border, so a padded tile sees what it would alone
             batch = np.empty((len(live), ph, pw, 3), np.uint8)
-            batch[:] = self._pad_value
             for j, i in enumerate(live):
                 h, w = sizes[i]
                 batch[j, :h, :w] = tiles[i]
+                # only the margins are padded (filling the whole batch with a 3-byte value first
+                # took 3 ms a 640 px tile, more than copying the tile in)
+                if w < pw:
+                    batch[j, :h, w:] = self._pad_value
+                if h < ph:
+                    batch[j, h:] = self._pad_value
             heat, dist = self.runner(batch)
             s = self.settings
             for j, i in enumerate(live):

@@ -96,8 +96,10 @@ def shrink_source(source: Any, scale: float, *, band_bytes: int = 32 * 2**20) ->
 
     W, H = int(source.width), int(source.height)
     pw, ph = max(1, round(W * scale)), max(1, round(H * scale))
-    canvas = Image.new("RGB", (pw, ph))
     band = max(1, min(H, max(math.ceil(4 / scale), band_bytes // (3 * W))))
+    if scale >= 1.0 and band >= H:  # a photo kept at its size: one read is the picture (no canvas to paste on)
+        return Image.fromarray(source.read(0, 0, W, H))
+    canvas = Image.new("RGB", (pw, ph))
     for y0 in range(0, H, band):
         y1 = min(H, y0 + band)
         py0, py1 = round(y0 * scale), round(y1 * scale)
