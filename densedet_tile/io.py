@@ -239,8 +239,9 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120
 class OutputLock:
     """An exclusive lock on ``path`` (a small file made for it, removed again on
     :meth:`release`), so that two runs never write the same outputs at once. :meth:`acquire`
-    returns False when another process holds it. Where the system has no ``flock`` (Windows)
-    or the file system takes no locks (some network mounts), it always succeeds."""
+    returns False when another process holds it, and raises OSError when the file cannot be
+    made or opened. Where the system has no ``flock`` (Windows) or the file system takes no
+    locks (some network mounts), it always succeeds."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -252,14 +253,17 @@ class OutputLock:
         except ImportError:  # pragma: no cover - not POSIX
             return True
         for _ in range(20):
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            # read-only: a lock file a killed run of another user left (0644) still opens
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 return False
-            except OSError:  # no locks on this file system: run unlocked
+            except OSError:  # no locks on this file system: run unlocked, and leave no file behind
                 os.close(fd)
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
                 return True
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))

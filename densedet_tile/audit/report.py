@@ -45,7 +45,7 @@ def render_preview(
     quality: int = 82,
 ) -> tuple[bytes, int, int, float]:
     """Draw the products (green), bays (cyan outlines) with their rows (blue outlines, the fitted
-    bottom line drawn thick, labelled bay.row where the row is at least 18 px tall in the
+    bottom line drawn thick, labelled bay.row where the row is taller than its label in the
     preview), gaps (numbered as in the JSON), empty sections and empty shelves (red; orange where
     the look in the pixels was unsure, purple where it looks stocked, see
     :func:`~densedet_tile.audit.gapcheck.check_gaps`) and regions (yellow outlines) over the image.

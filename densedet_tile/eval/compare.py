@@ -71,8 +71,13 @@ def pair_images(
     extra = [k for k in pred.images if k not in gt.images]
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        # a CSV naming its images in bytes that are not UTF-8 (Latin-1, from an older tool) keeps
+        # them as such, as the file system names such files: say so when that is the likely cause
+        odd = [k for src in (gt, pred) for k in src.images if any("\udc80" <= ch <= "\udcff" for ch in k)]
+        hint = (f"; {odd[0]!r} is named in bytes that are not UTF-8 (Latin-1?): write both files in one encoding"
+                if odd else "")
         raise InvalidInputError(
-            f"{pred.source}: predictions for image {extra[0]}{more}, which is not in the ground truth {gt.source}"
+            f"{pred.source}: predictions for image {extra[0]}{more}, which is not in the ground truth {gt.source}{hint}"
         )
     if check_sizes:
         for k, p in pred.images.items():

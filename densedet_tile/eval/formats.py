@@ -349,6 +349,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         # export or a file cut short, not a run that found nothing
         raise InvalidInputError(f"{path}: the file is empty (not even a CSV header)")
     first = [c.strip() for c in first_chunk[0][0]]
+    if any(_escaped(c) for c in first):  # (UTF-16 from a spreadsheet, or a Latin-1 column name)
+        raise InvalidInputError(f"{path}: not UTF-8 text (the first line holds bytes that are not UTF-8: "
+                                "save the file as UTF-8)")
     header = len(first) > 1 and not _is_number(first[1])
     if header:
         cols = {c.lower(): i for i, c in enumerate(first)}

@@ -432,9 +432,16 @@ class AdaptRun:
                 raise InvalidInputError(f"--out {out}: {p} exists and is not a regular file (a device, pipe or "
                                         "socket); choose another --out")
         ensure_out_dir(self.paths["weights"].parent)  # writable, checked before hours of work
-        weights = self.paths["weights"]
-        self._lock = OutputLock(weights.with_name(f".{weights.name}.lock"))
-        if not self._lock.acquire():
+        # named after the state (the outputs' common stem): --out a.pt and --out a.pth write the
+        # same state and reports, so they must take the same lock
+        state = self.paths["state"]
+        self._lock = OutputLock(state.with_name(f".{state.name}.lock"))
+        try:
+            free = self._lock.acquire()
+        except OSError as exc:
+            raise InvalidInputError(f"--out {out}: cannot take the lock {self._lock.path} "
+                                    f"({exc.strerror or exc})") from None
+        if not free:
             raise InvalidInputError(f"--out {out}: another adapt run is writing it (its lock {self._lock.path.name} "
                                     "is held); wait for it to end or choose another --out")
         try:
@@ -442,6 +449,24 @@ class AdaptRun:
         except BaseException:
             self._lock.release()
             raise
+
+    def close(self) -> None:
+        """Let go of ``--out`` without running (:meth:`run` does so when it ends); idempotent."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+
+    def __enter__(self) -> "AdaptRun":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a run built and dropped unrun must not keep --out locked
+        try:
+            self.close()
+        except Exception:  # (at interpreter exit the modules it needs may be gone)
+            pass
 
     def _set_up(self, folder, settings, base, device, resume, overwrite, budget, progress, should_stop, log) -> None:
         # what a killed run of these outputs was writing (the lock keeps any live one out)
@@ -621,16 +646,15 @@ class AdaptRun:
             raise InvalidInputError(f"{sp}: not a complete adapt state ({what}); delete it to start again")
         if Path(s["folder"]) != self.folder.resolve():
             raise InvalidInputError(f"{sp} belongs to a run over {s['folder']}, not {self.folder.resolve()}")
-        if not s.get("replace_out", False):
-            # a stopped run writes no weights: a file there now is someone's, put there since
-            # (--overwrite cannot be given with --resume, so the run never replaces it)
+        if not s.get("replace_out", True):  # (a state saved before the key existed: as before, no check)
+            # a stopped run writes no weights: a file there now was put there since (--overwrite
+            # cannot be given with --resume, and the run was started without it)
             clash = self.paths["weights"] if self.paths["weights"].exists() else next(
                 (self.paths[k] for k, ours in (("report_json", _adapt_report), ("report_txt", _adapt_report_text))
                  if self.paths[k].exists() and not ours(self.paths[k])), None)
             if clash is not None:
-                raise InvalidInputError(f"{clash} exists, and this run would replace it when it ends (it was not "
-                                        "there when the run began, or the run was not started with --overwrite): "
-                                        "move it away, then --resume again")
+                raise InvalidInputError(f"{clash} exists, and this run, started without --overwrite, would replace "
+                                        f"it when it ends: move it away, then --resume again")
         try:
             saved = AdaptSettings.from_dict(s["settings"])
         except (TypeError, ValueError) as exc:

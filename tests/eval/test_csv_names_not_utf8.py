@@ -1,5 +1,5 @@
 """A CSV this tool wrote for an image whose file name is not UTF-8 reads back with that name;
-text that is not UTF-8 anywhere else in a CSV is still refused."""
+a class or a first line that is not UTF-8 is still refused."""
 
 import os
 
@@ -36,3 +36,24 @@ def test_a_class_that_is_not_utf8_is_refused_by_name(tmp_path):
                      b"a.jpg,1,2,30,40,caf\xe9,100,100\n")
     with pytest.raises(InvalidInputError, match=r"gt\.csv: class .* is not UTF-8 text"):
         read_ground_truth(path)
+
+
+def test_a_utf16_csv_or_a_latin1_header_is_refused_as_not_utf8(tmp_path):
+    text = "image_name,x1,y1,x2,y2,class,image_width,image_height\na.jpg,1,2,30,40,product,100,100\n"
+    for name, data in (("u16.csv", text.encode("utf-16")),
+                       ("hdr.csv", text.replace("image_height", "image_height,d\xe9tail").encode("latin-1"))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InvalidInputError, match=rf"{name}: not UTF-8 text \(the first line"):
+            read_ground_truth(tmp_path / name)
+
+
+def test_an_image_named_in_latin1_on_one_side_only_is_said(tmp_path):
+    from densedet_tile.eval.compare import pair_images
+
+    gt = tmp_path / "gt.csv"
+    gt.write_bytes(b"image_name,x1,y1,x2,y2,class,image_width,image_height\ncaf\xe9.jpg,1,2,30,40,p,100,100\n")
+    pred = tmp_path / "pred.csv"
+    pred.write_bytes("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n"
+                     "caf\u00e9.jpg,1,2,30,40,p,100,100,0.9\n".encode("utf-8"))
+    with pytest.raises(InvalidInputError, match=r"not in the ground truth .*named in bytes that are not UTF-8"):
+        pair_images(read_ground_truth(gt), read_predictions(pred))

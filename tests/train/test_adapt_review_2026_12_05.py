@@ -57,7 +57,7 @@ def test_resume_refuses_a_file_put_at_out_while_the_run_was_stopped(tmp_path, ke
     assert first.status == "stopped" and not out.exists()
     mine = first.paths[key]
     mine.write_text("my precious model\n")
-    with pytest.raises(InvalidInputError, match=rf"{mine.name} exists, and this run would replace it"):
+    with pytest.raises(InvalidInputError, match=rf"{mine.name} exists, and this run, started without --overwrite, would replace it"):
         adapt(folder, out, None, device="cpu", resume=True)
     assert mine.read_text() == "my precious model\n"
     mine.unlink()
@@ -82,7 +82,7 @@ def test_temporaries_of_a_killed_run_are_swept_and_nothing_else(tmp_path):
     other.write_bytes(b"y")
     assert adapt(folder, out, TINY, device="cpu").status == "done"
     assert not mine.exists() and other.exists()
-    assert not list(tmp_path.glob(".m.pt.lock"))  # the lock goes with the run
+    assert not list(tmp_path.glob(".m*.lock"))  # the lock goes with the run
 
 
 def test_a_second_run_on_the_same_out_is_refused_while_the_first_holds_it(tmp_path):
@@ -103,7 +103,7 @@ def test_a_refused_set_up_lets_go_of_the_out(tmp_path):
     out = tmp_path / "m.pt"
     with pytest.raises(InvalidInputError, match="nothing to resume"):
         adapt(folder, out, None, device="cpu", resume=True)
-    assert not (tmp_path / ".m.pt.lock").exists()
+    assert not list(tmp_path.glob(".m*.lock"))
     assert adapt(folder, out, TINY, device="cpu").status == "done"
 
 
@@ -125,3 +125,30 @@ def test_an_absurd_time_budget_is_refused_up_front():
     with pytest.raises(InvalidInputError, match=r"minutes must be at most"):
         AdaptSettings(minutes=1e308)
     assert AdaptSettings(minutes=MAX_MINUTES).minutes == MAX_MINUTES
+
+
+def test_outs_of_one_stem_share_the_lock_and_an_unrun_run_lets_go(tmp_path):
+    from densedet_tile.train.adapt import AdaptRun
+
+    folder = write_photos(tmp_path / "p", n=2)
+    first = AdaptRun(folder, tmp_path / "m.pt", TINY, device="cpu")
+    with pytest.raises(InvalidInputError, match=r"another adapt run is writing it"):
+        AdaptRun(folder, tmp_path / "m.pth", TINY, device="cpu")  # the same m.state.pt and reports
+    first.close()
+    with AdaptRun(folder, tmp_path / "m.pth", TINY, device="cpu"):
+        pass
+    assert not list(tmp_path.glob(".m*.lock"))
+    assert adapt(folder, tmp_path / "m.pt", TINY, device="cpu").status == "done"
+
+
+def test_a_state_saved_before_the_out_check_resumes_over_existing_weights(tmp_path):
+    import torch
+
+    folder = write_photos(tmp_path / "p", n=2)
+    out = tmp_path / "m.pt"
+    first = adapt(folder, out, TINY, device="cpu", should_stop=_stop_at(4))
+    state = torch.load(first.paths["state"], weights_only=True)
+    del state["replace_out"]  # as an earlier version saved it
+    torch.save(state, first.paths["state"])
+    out.write_text("older weights\n")
+    assert adapt(folder, out, None, device="cpu", resume=True).status == "done"

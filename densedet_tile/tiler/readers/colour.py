@@ -120,10 +120,14 @@ def palette_lut(im: Any) -> np.ndarray:
     return lut
 
 
-def _colour_key(im: Any) -> np.ndarray | None:
-    """The transparent colour of an 8-bit RGB or gray image that names one (a PNG's tRNS
-    chunk: ``info["transparency"]``, a tuple for RGB, a number for gray), else None."""
+def _colour_key(im: Any, stored_8bit: bool) -> np.ndarray | None:
+    """The transparent colour of an RGB or gray image stored at 8 bits that names one (a PNG's
+    tRNS chunk: ``info["transparency"]``, a tuple for RGB, a number for gray), else None. Of a
+    PNG stored at 16 bits (or 1, 2, 4 for gray), Pillow gives 8-bit pixels but keeps the key at
+    the stored depth: compared with the pixels it would whiten others, so it is not used."""
     key = im.info.get("transparency")
+    if not stored_8bit:
+        return None
     if im.mode == "RGB" and isinstance(key, tuple) and len(key) == 3 and all(
             isinstance(v, int) and 0 <= v <= 255 for v in key):
         return np.array(key, np.uint8)
@@ -132,14 +136,23 @@ def _colour_key(im: Any) -> np.ndarray | None:
     return None
 
 
-def pillow_converter(im: Any) -> Callable[[Any], np.ndarray]:
+def stored_8bit(im: Any) -> bool:
+    """Whether a Pillow image not yet loaded stores 8-bit RGB or gray samples (its first tile's
+    raw mode is plain ``RGB`` or ``L``); False once loaded (the tiles are gone)."""
+    tile = getattr(im, "tile", None) or []
+    return bool(tile) and getattr(tile[0], "args", None) in ("RGB", "L")
+
+
+def pillow_converter(im: Any, *, eight_bit: bool = False) -> Callable[[Any], np.ndarray]:
     """A function turning a crop of the Pillow image ``im`` (same mode) into (h, w, 3) uint8 RGB.
 
     Whatever needs the whole image (the palette, the value range of ``I`` and ``F`` images) is
-    read here, once; the function itself only touches the crop it is given.
+    read here, once; the function itself only touches the crop it is given. ``eight_bit``: the
+    file stores 8-bit samples (:func:`stored_8bit`, asked before loading), the one case where a
+    colour key (a PNG's tRNS) is matched against the pixels.
     """
     mode = im.mode
-    key = _colour_key(im)
+    key = _colour_key(im, eight_bit)
     if key is not None:  # a PNG's tRNS colour: pixels of exactly that colour are transparent
         to_rgb = (lambda c: np.asarray(c)) if mode == "RGB" else (lambda c: gray_to_rgb(np.asarray(c)))
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ...errors import ImageReadError, one_line
 from .base import ImageSource, SourceStats, check_size
-from .colour import pillow_converter, uint8_to_rgb
+from .colour import pillow_converter, stored_8bit, uint8_to_rgb
 from .compact import NOT_TRIED, decode_compact, png_rows_missing
 from .orientation import exif_orientation
 
@@ -245,6 +245,7 @@ class PillowSource(ImageSource):
             if decoder != "pillow":
                 compact = decode_compact(path, fmt, sw, sh, im.mode, im.info, required=decoder == "imagecodecs")
             pixels = compact.pixels
+            eight_bit = stored_8bit(im)  # (asked before loading: the tiles that say it go then)
             if pixels is None:
                 self._load(im, label, fmt, sw, sh)
                 if fmt == "PNG":
@@ -262,7 +263,7 @@ class PillowSource(ImageSource):
         self._lock = threading.Lock()
         self._pixels: np.ndarray | None = pixels
         self._im: Any = None if pixels is not None else im
-        self._convert = None if pixels is not None else pillow_converter(im)
+        self._convert = None if pixels is not None else pillow_converter(im, eight_bit=eight_bit)
         self._decoder = "imagecodecs" if pixels is not None else "pillow"
         self._full_decodes = compact.decodes + (1 if pixels is None else 0)
         super().__init__(name=path.name, path=path, stored_size=(sw, sh), orientation=orientation, fmt=fmt)

@@ -232,3 +232,22 @@ def test_a_png_colour_key_is_transparent_like_any_other_transparency(tmp_path, m
     want_other = other if mode == "RGB" else (other,) * 3
     assert tuple(out[0, 0]) == tuple(out[0, 1]) == want_other
     assert (out[1:] == 255).all() and (out[0, 2:] == 255).all()
+
+
+def test_a_16bit_png_colour_key_is_not_matched_against_the_8bit_pixels(tmp_path):
+    # Pillow gives the 48-bit PNG's pixels at 8 bits but keeps its key at 16: (0, 0, 255) is a
+    # nearly black blue there, not the bright blue (0, 0, 65535) that reads as (0, 0, 255)
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + np.array([[0, 0, 255], [0, 0, 65535], [1000, 1000, 1000]], ">u2").tobytes()
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 1, 16, 2, 0, 0, 0))
+           + chunk(b"tRNS", struct.pack(">HHH", 0, 0, 255)) + chunk(b"IDAT", zlib.compress(row)) + chunk(b"IEND", b""))
+    path = tmp_path / "key16.png"
+    path.write_bytes(png)
+    with open_image(path) as src:
+        out = read_all(src)
+    assert out[0].tolist() == [[0, 0, 0], [0, 0, 255], [3, 3, 3]]
