@@ -32,7 +32,8 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line
-from .io import OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, ensure_out_dir, new_folders, remove_empty, same_path, sweep_temporaries
+from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, ensure_out_dir, flock_path, new_folders,
+                 remove_empty, same_path, sweep_temporaries)
 from .runner import (Job, build_detector, input_state, output_stem, outputs_complete, process_image,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
 from .tiler.readers import IMAGE_SUFFIXES
@@ -80,32 +81,17 @@ class Manifest:
         refused (:class:`~densedet_tile.errors.InvalidInputError`). Where the system has no
         ``flock`` (Windows) there is no lock."""
         try:
-            import fcntl
+            import fcntl  # noqa: F401 (flock_path's)
         except ImportError:  # pragma: no cover - not POSIX
             return
         busy = InvalidInputError(f"--out {self.out_dir}: another densedet-tile batch run is writing there (its "
                                  "manifest.jsonl is locked); wait for it to end or choose another --out")
-        for _ in range(20):
-            self._made_log = not self.log_path.exists()
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise busy from None
-            except OSError:  # a file system without locks (some network mounts): run unlocked
-                os.close(fd)
-                return
-            try:
-                held = os.path.samestat(os.fstat(fd), os.stat(self.log_path))
-            except FileNotFoundError:
-                held = False
-            if held:
-                self._lock_fd = fd
-                return
-            # a run that just ended removed the empty log this one had opened: lock the new one
-            os.close(fd)
-        raise busy
+        self._made_log = not self.log_path.exists()
+        # (a run that just ended may remove the empty log this one opened: the new one is locked)
+        state, fd = flock_path(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        if state == "busy":
+            raise busy
+        self._lock_fd = fd  # None on a file system without locks (some network mounts): run unlocked
 
     def unlock(self) -> None:
         """Let go of the folder; a manifest this run made and never wrote to goes again."""

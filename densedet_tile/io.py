@@ -236,6 +236,35 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120
     return n
 
 
+def flock_path(path: str | os.PathLike[str], flags: int) -> tuple[str, int | None]:
+    """Open ``path`` with ``flags`` (``os.O_CREAT`` among them) and take an exclusive ``flock``
+    on it without waiting: ``("held", fd)``, ``("busy", None)`` when another process holds it,
+    or ``("no locks", None)`` where the file system takes none (some network mounts). A file
+    the holder removed between our open and our lock (it let go) is opened again, so the lock
+    is always on the file that stands at ``path``. OSError when it cannot be opened; POSIX only
+    (``fcntl``)."""
+    import fcntl
+
+    for _ in range(20):
+        fd = os.open(path, flags, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return "busy", None
+        except OSError:
+            os.close(fd)
+            return "no locks", None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return "held", fd
+        os.close(fd)  # the holder just let go and removed the file: lock the new one
+    return "busy", None
+
+
 class OutputLock:
     """An exclusive lock on ``path`` (a small file made for it, removed again on
     :meth:`release`), so that two runs never write the same outputs at once. :meth:`acquire`
@@ -249,31 +278,16 @@ class OutputLock:
 
     def acquire(self) -> bool:
         try:
-            import fcntl
+            import fcntl  # noqa: F401
         except ImportError:  # pragma: no cover - not POSIX
             return True
-        for _ in range(20):
-            # read-only: a lock file a killed run of another user left (0644) still opens
-            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-            except OSError:  # no locks on this file system: run unlocked, and leave no file behind
-                os.close(fd)
-                with contextlib.suppress(OSError):
-                    self.path.unlink()
-                return True
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._fd = fd
-                return True
-            os.close(fd)  # the holder just let go and removed the file: lock the new one
-        return False
+        # read-only: a lock file a killed run of another user left (0644) still opens
+        state, fd = flock_path(self.path, os.O_RDONLY | os.O_CREAT)
+        if state == "no locks":  # run unlocked, and leave no file behind
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        self._fd = fd
+        return state != "busy"
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
