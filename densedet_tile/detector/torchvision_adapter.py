@@ -331,6 +331,11 @@ def build(
     model.to(torch.device(dev)).eval()
     if class_names is not None:
         names_t: tuple[str, ...] | None = class_names_option(class_names, "torchvision detector")
+        if names_t is not None and len(names_t) != num_classes - label_offset:
+            # (a name too few or too many mislabels every box, without a word)
+            raise InvalidInputError(
+                f"torchvision detector {config}: {len(names_t)} class_names given, but the model reports "
+                f"{num_classes - label_offset} classes (num_classes={num_classes} less label_offset={label_offset})")
     elif num_classes - label_offset == 1:
         names_t = ("product",)
     else:  # unnamed classes are called by their numbers, all of them alike (not class 0 "product")

@@ -207,3 +207,13 @@ def test_builder_kwargs_may_not_set_what_the_adapter_sets(det, tmp_path):
     for key in ("num_classes", "weights", "weights_backbone"):
         with pytest.raises(InvalidInputError, match=f"builder_kwargs may not set {key}"):
             tva.build(config=LIGHT, checkpoint=str(path), device="cpu", builder_kwargs={key: 5})
+
+
+def test_class_names_must_name_every_class_the_model_reports(det, tmp_path):
+    path = tmp_path / "sd.pth"
+    torch.save(det.model.state_dict(), path)  # 3 classes, background included: 2 reported
+    ok = tva.build(config=LIGHT, checkpoint=str(path), device="cpu", class_names=["can", "bottle"])
+    assert ok.class_names == ("can", "bottle")
+    for names in (["can"], ["can", "bottle", "box"]):
+        with pytest.raises(InvalidInputError, match=rf"{len(names)} class_names given, but the model reports 2 classes"):
+            tva.build(config=LIGHT, checkpoint=str(path), device="cpu", class_names=names)
