@@ -80,17 +80,15 @@ class Manifest:
         output names from a manifest this run is changing and write over its results: it is
         refused (:class:`~densedet_tile.errors.InvalidInputError`). Where the system has no
         ``flock`` (Windows) there is no lock."""
-        try:
-            import fcntl  # noqa: F401 (flock_path's)
-        except ImportError:  # pragma: no cover - not POSIX
+        made = not self.log_path.exists()
+        try:  # (a run that just ended may remove the empty log this one opened: the new one is locked)
+            state, fd = flock_path(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        except ImportError:  # pragma: no cover - not POSIX (no fcntl)
             return
-        busy = InvalidInputError(f"--out {self.out_dir}: another densedet-tile batch run is writing there (its "
-                                 "manifest.jsonl is locked); wait for it to end or choose another --out")
-        self._made_log = not self.log_path.exists()
-        # (a run that just ended may remove the empty log this one opened: the new one is locked)
-        state, fd = flock_path(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self._made_log = made
         if state == "busy":
-            raise busy
+            raise InvalidInputError(f"--out {self.out_dir}: another densedet-tile batch run is writing there (its "
+                                    "manifest.jsonl is locked); wait for it to end or choose another --out")
         self._lock_fd = fd  # None on a file system without locks (some network mounts): run unlocked
 
     def unlock(self) -> None:

@@ -277,12 +277,10 @@ class OutputLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        try:
-            import fcntl  # noqa: F401
-        except ImportError:  # pragma: no cover - not POSIX
+        try:  # read-only: a lock file a killed run of another user left (0644) still opens
+            state, fd = flock_path(self.path, os.O_RDONLY | os.O_CREAT)
+        except ImportError:  # pragma: no cover - not POSIX (no fcntl)
             return True
-        # read-only: a lock file a killed run of another user left (0644) still opens
-        state, fd = flock_path(self.path, os.O_RDONLY | os.O_CREAT)
         if state == "no locks":  # run unlocked, and leave no file behind
             with contextlib.suppress(OSError):
                 self.path.unlink()

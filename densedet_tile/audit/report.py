@@ -21,6 +21,8 @@ from .analysis import AuditResult, _poly, _segment, part_clip
 __all__ = ["preview_scale", "render_preview", "render_html", "load_preview_image", "PREVIEW_MAX_WIDTH",
            "PREVIEW_MAX_HEIGHT"]
 
+#: The preview's colours (RGB), drawn and named in the report's key from here.
+PRODUCT_COLOUR, BAY_COLOUR, ROW_COLOUR, REGION_COLOUR = (40, 230, 80), (0, 220, 240), (30, 70, 230), (250, 200, 0)
 #: Gap colours by what the second look in the photo saw (``looks``; not looked at: as "empty").
 GAP_COLOURS: dict[str, tuple[int, int, int]] = {"empty": (230, 30, 30), "unsure": (255, 140, 0),
                                                 "stocked": (150, 60, 210)}
@@ -83,7 +85,7 @@ def render_preview(
 
     label_h = float(d.textbbox((0, 0), "0.9", font=font)[3]) * 1.4
     for x1, y1, x2, y2 in (result.xyxy * s).tolist():
-        d.rectangle([x1, y1, x2, y2], outline=(40, 230, 80, 255), width=lw)
+        d.rectangle([x1, y1, x2, y2], outline=PRODUCT_COLOUR + (255,), width=lw)
     W, H = float(result.width), float(result.height)
     clips = [part_clip(part) for part in result.parts]
     # each row's outline cut as the JSON cuts it (at the bay's cuts, at the region), per part
@@ -94,7 +96,7 @@ def render_preview(
             poly = [(x * s, y * s) for x, y in outline]
             d.line(poly + poly[:1], fill=(40, 90, 235, 200), width=lw)
             line = _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H, within)
-            d.line([(x * s, y * s) for x, y in line], fill=(30, 70, 230, 255), width=max(2, 2 * lw))
+            d.line([(x * s, y * s) for x, y in line], fill=ROW_COLOUR + (255,), width=max(2, 2 * lw))
     def mark(poly: list[tuple[float, float]], looks: str | None, fill_alpha: int, width: int,
              label: str | None = None) -> None:
         """Red where the gap looks empty in the photo (or was not looked at), orange where the look
@@ -122,7 +124,7 @@ def render_preview(
     for b, part in enumerate(result.parts, start=1):
         if part.kind == "bay" and len(part.polygon) >= 3:
             ring = [(x * s, y * s) for x, y in part.polygon]
-            d.line(ring + ring[:1], fill=(0, 220, 240, 255), width=max(2, 3 * lw))
+            d.line(ring + ring[:1], fill=BAY_COLOUR + (255,), width=max(2, 3 * lw))
             # at the outline's top-left corner: above it, or just inside where that is off the picture
             x0 = min(x for x, _ in ring)
             y0 = min(y for x, y in ring if x <= x0 + 0.5 * (max(x for x, _ in ring) - x0))
@@ -137,7 +139,7 @@ def render_preview(
         geoms = getattr(reg.geometry, "geoms", [reg.geometry])
         for gm in geoms:
             ring = [(x * s, y * s) for x, y in gm.exterior.coords]
-            d.line(ring, fill=(250, 200, 0, 255), width=max(2, 2 * lw))
+            d.line(ring, fill=REGION_COLOUR + (255,), width=max(2, 2 * lw))
         x0, y0, _, _ = reg.bounds
         tag(x0 * s + 4, y0 * s + 4, reg.name, (150, 110, 0, 230))  # dark under the yellow outline's name
     out = Image.alpha_composite(base.convert("RGBA"), over).convert("RGB")
@@ -196,13 +198,13 @@ def _key_item(colour: tuple[int, int, int], text: str, fill: bool = True) -> str
 
 #: The colours of the preview, said on the page.
 _KEY = "".join([
-    _key_item((40, 230, 80), "product", fill=False),
-    _key_item((0, 220, 240), "bay", fill=False),
-    _key_item((30, 70, 230), "shelf row (thick: its shelf line)", fill=False),
+    _key_item(PRODUCT_COLOUR, "product", fill=False),
+    _key_item(BAY_COLOUR, "bay", fill=False),
+    _key_item(ROW_COLOUR, "shelf row (thick: its shelf line)", fill=False),
     _key_item(GAP_COLOURS["empty"], "gap that looks empty in the photo"),
     _key_item(GAP_COLOURS["unsure"], "gap, unsure"),
     _key_item(GAP_COLOURS["stocked"], "gap that looks stocked (products missed?)"),
-    _key_item((250, 200, 0), "region", fill=False),
+    _key_item(REGION_COLOUR, "region", fill=False),
 ]) + '<span class="note">Numbers on gaps are their ids in the table below.</span>'
 
 _SCRIPT = """

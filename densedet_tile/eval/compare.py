@@ -13,7 +13,7 @@ from ..errors import InvalidInputError
 from ..io import label_name, output_class_names
 from ..types import RunSpec, TileSpec
 from .coco import DEFAULT_MAX_DETS, CocoMetrics, EvalImage, evaluate_boxes
-from .formats import BoxSet, ImageBoxes, image_key
+from .formats import BoxSet, ImageBoxes, image_key, undecoded_bytes
 
 __all__ = ["pair_images", "uses_class_agnostic", "compare_tiled_untiled", "CompareRun"]
 
@@ -73,7 +73,7 @@ def pair_images(
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
         # a CSV naming its images in bytes that are not UTF-8 (Latin-1, from an older tool) keeps
         # them as such, as the file system names such files: say so when that is the likely cause
-        odd = [k for src in (gt, pred) for k in src.images if any("\udc80" <= ch <= "\udcff" for ch in k)]
+        odd = [k for src in (gt, pred) for k in src.images if undecoded_bytes(k)]
         hint = (f"; {odd[0]!r} is named in bytes that are not UTF-8 (Latin-1?): write both files in one encoding"
                 if odd else "")
         raise InvalidInputError(

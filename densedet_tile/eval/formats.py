@@ -109,7 +109,7 @@ def _empty(name: str, w: int | None, h: int | None, path: str | None = None) -> 
     return ImageBoxes(name, w, h, np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=object), path=path)
 
 
-def _escaped(text: str) -> bool:
+def undecoded_bytes(text: str) -> bool:
     """Whether ``text`` holds a byte that was not UTF-8 (a lone surrogate of surrogateescape)."""
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
@@ -349,7 +349,7 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         # export or a file cut short, not a run that found nothing
         raise InvalidInputError(f"{path}: the file is empty (not even a CSV header)")
     first = [c.strip() for c in first_chunk[0][0]]
-    if any(_escaped(c) for c in first):  # (UTF-16 from a spreadsheet, or a Latin-1 column name)
+    if any(undecoded_bytes(c) for c in first):  # (UTF-16 from a spreadsheet, or a Latin-1 column name)
         raise InvalidInputError(f"{path}: not UTF-8 text (the first line holds bytes that are not UTF-8: "
                                 "save the file as UTF-8)")
     header = len(first) > 1 and not _is_number(first[1])
@@ -420,7 +420,7 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
             raise InvalidInputError(f"{path}: {first_raw[k]!r} and {raw.strip()!r} are both image {keys[k]!r} "
                                     "(images are matched by file name); give them different names")
     class_map, class_names = _renumber(class_table, str.strip)
-    bad = next((c for c in class_names if _escaped(c)), None)
+    bad = next((c for c in class_names if undecoded_bytes(c)), None)
     if bad is not None:
         raise InvalidInputError(f"{path}: class {bad!r} is not UTF-8 text")
     grp = name_map[np.concatenate(parts["name"])]  # image number, in order of first appearance

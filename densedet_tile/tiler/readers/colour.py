@@ -125,9 +125,9 @@ def _colour_key(im: Any, stored_8bit: bool) -> np.ndarray | None:
     tRNS chunk: ``info["transparency"]``, a tuple for RGB, a number for gray), else None. Of a
     PNG stored at 16 bits (or 1, 2, 4 for gray), Pillow gives 8-bit pixels but keeps the key at
     the stored depth: compared with the pixels it would whiten others, so it is not used."""
-    key = im.info.get("transparency")
     if not stored_8bit:
         return None
+    key = im.info.get("transparency")
     if im.mode == "RGB" and isinstance(key, tuple) and len(key) == 3 and all(
             isinstance(v, int) and 0 <= v <= 255 for v in key):
         return np.array(key, np.uint8)
