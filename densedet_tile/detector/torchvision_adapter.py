@@ -53,9 +53,32 @@ def _construct(name: str, num_classes: int, kwargs: dict[str, Any]) -> Any:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's notes about deprecated builder arguments
-        return torchvision.models.get_model(
+        model = torchvision.models.get_model(
             name, weights=None, weights_backbone=None, num_classes=num_classes, **kwargs
         )
+    unknown = sorted(set(kwargs) - _builder_keywords(name, model))
+    if unknown:  # the detection models pass what they do not know to their transform, which drops it
+        raise ValueError(f"unknown keyword(s) {', '.join(unknown)} (torchvision would ignore them)")
+    return model
+
+
+def _builder_keywords(name: str, model: Any) -> set[str]:
+    """The keywords that ``name``'s builder, the model's classes and their input transform name."""
+    import inspect
+
+    import torchvision
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    fns = [torchvision.models.get_model_builder(name), GeneralizedRCNNTransform.__init__]
+    fns += [cls.__init__ for cls in type(model).__mro__ if "__init__" in vars(cls)]
+    keys: set[str] = set()
+    for fn in fns:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        keys.update(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return keys - {"self"}
 
 
 def infer_num_classes(name: str, state_dict: dict[str, Any], kwargs: dict[str, Any] | None = None) -> int:
@@ -247,7 +270,8 @@ def build(
     """Build ``torchvision.models.detection.<config>`` and load ``checkpoint`` into it.
 
     ``max_detections`` (default 400, DenseDet's per-image cap; torchvision's own is 100)
-    bounds the boxes per tile. ``builder_kwargs`` go to the builder unchanged.
+    bounds the boxes per tile. ``builder_kwargs`` go to the builder unchanged; keywords that neither the builder, the
+    model nor its input transform names are refused (torchvision would drop them silently).
     """
     for pkg in ("torch", "torchvision"):
         try:

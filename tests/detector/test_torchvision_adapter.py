@@ -217,3 +217,14 @@ def test_class_names_must_name_every_class_the_model_reports(det, tmp_path):
     for names in (["can"], ["can", "bottle", "box"]):
         with pytest.raises(InvalidInputError, match=rf"{len(names)} class_names given, but the model reports 2 classes"):
             tva.build(config=LIGHT, checkpoint=str(path), device="cpu", class_names=names)
+
+
+def test_builder_kwargs_unknown_to_torchvision_are_refused(det, tmp_path):
+    # the detection models hand keywords they do not know to their input transform, which drops
+    # them: a misspelt min_size would run the model at its default size without a word
+    path = tmp_path / "sd.pth"
+    torch.save(det.model.state_dict(), path)
+    with pytest.raises(InvalidInputError, match=r"unknown keyword\(s\) min_sizee"):
+        tva.build(config=LIGHT, checkpoint=str(path), device="cpu", builder_kwargs={"min_sizee": 200})
+    ok = tva.build(config=LIGHT, checkpoint=str(path), device="cpu", builder_kwargs={"min_size": 200, "size_divisible": 64})
+    assert ok.model.transform.size_divisible == 64
