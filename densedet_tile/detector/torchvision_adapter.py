@@ -270,8 +270,9 @@ def build(
     """Build ``torchvision.models.detection.<config>`` and load ``checkpoint`` into it.
 
     ``max_detections`` (default 400, DenseDet's per-image cap; torchvision's own is 100)
-    bounds the boxes per tile. ``builder_kwargs`` go to the builder unchanged; keywords that neither the builder, the
-    model nor its input transform names are refused (torchvision would drop them silently).
+    bounds the boxes per tile. ``builder_kwargs`` go to the builder unchanged; keywords that
+    neither the builder, the model nor its input transform names are refused (torchvision
+    would drop them silently).
     """
     for pkg in ("torch", "torchvision"):
         try:
