@@ -348,6 +348,7 @@ def build(
         raise InvalidInputError('mmdet detector: cfg_options must be a dict of dotted keys, e.g. '
                                 f"cfg_options='{{\"model.test_cfg.rcnn.max_per_img\": 300}}', got {cfg_options!r}")
     if cfg_options:
+        _check_cfg_options(cfg, cfg_options, config)
         cfg.merge_from_dict(cfg_options)
     if "model" not in cfg:
         raise DetectorError(f"mmdet config {config}: has no 'model' entry")
@@ -412,6 +413,36 @@ def build(
     det._precision_hooks = hooks
     det._box_cap, det._box_cap_key = _box_cap(cfg.model)
     return det
+
+
+def _check_cfg_options(cfg: Any, options: dict[str, Any], config: str) -> None:
+    """Look at each dotted key before it is merged: a number given as text is refused (the model
+    would fail on every tile), and a key the config does not have is named with the nearest one
+    it has (mmengine adds it silently, and a misspelt key changes nothing or fails every tile)."""
+    import difflib
+
+    for key, value in options.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"mmdet detector: cfg_options keys must be dotted names, got {key!r}")
+        node: Any = cfg
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                continue
+            if not hasattr(node, "keys") or part not in node:
+                have = sorted(str(k) for k in node.keys()) if hasattr(node, "keys") else []
+                near = difflib.get_close_matches(part, have, n=1)
+                where = ".".join(parts[:depth]) or "the top level"
+                log.warning("mmdet config %s has no %r under %s, so cfg_options adds %s%s", config, part, where, key,
+                            f" (did you mean {'.'.join(parts[:depth] + [near[0]])}?)" if near else "")
+                break
+            node = node[part]
+        else:
+            old = node
+            if isinstance(old, (int, float)) and not isinstance(old, bool) and isinstance(value, str):
+                raise InvalidInputError(f"mmdet detector: cfg_options {key} must be a number like the config's "
+                                        f"{old!r}, got the text {value!r}")
 
 
 def _box_cap(model_cfg: Any) -> tuple[int | None, str]:

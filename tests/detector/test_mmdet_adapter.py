@@ -343,3 +343,16 @@ def test_a_checkpoint_holding_inf_is_refused_when_built(det, tmp_path):
     torch.save({"state_dict": sd}, path)
     with pytest.raises(DetectorError, match=rf"inf.pth: 1 weight tensor\(s\) hold NaN or infinite values \(e.g. {key}\)"):
         mmdet_adapter.build(config=LIGHT, checkpoint=str(path), device="cpu")
+
+
+def test_cfg_options_are_checked_against_the_config(caplog):
+    # a number given as text would fail on every tile: refused before the model is built
+    with pytest.raises(InvalidInputError, match=r"cfg_options model.test_cfg.rpn.max_per_img must be a number .* 'abc'"):
+        mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", cfg_options={"model.test_cfg.rpn.max_per_img": "abc"})
+    # a key the config lacks is added by mmengine without a word: named, with the nearest key
+    with caplog.at_level("WARNING", logger="densedet_tile.detector.mmdet_adapter"):
+        det = mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=128,
+                                  cfg_options={**FAST, "model.test_cfg.rcnn.nms.iou_thresold": 0.4})
+    said = [r.getMessage() for r in caplog.records if "cfg_options adds" in r.getMessage()]
+    assert len(said) == 1 and "did you mean model.test_cfg.rcnn.nms.iou_threshold?" in said[0]
+    assert det.model.test_cfg.rpn.max_per_img == 500  # the known keys still reached the model
