@@ -315,7 +315,10 @@ class MergeSpec:
     #: 640 that way). Judging that rule only on sides within 4 or 8 px of the edge lowered
     #: F1@0.5 on the real panoramas below at every tile size (1280: 0.8865 -> 0.8853 / 0.8858:
     #: the built-in model's border artefacts also end a few px short of the edge), so it uses
-    #: this band too. A real detector's cut side stops 1-3% of the box
+    #: this band too, but for small boxes only up to 0.15 of the box's extent
+    #: (``merge.core.CONFIRM_BAND_FRAC``, 2026-12-05): products of 20-40 px with a 10 % miss rate
+    #: at tile 256 lost 9.8 % of those lying in two tiles, 3.2 % since, while the real
+    #: panoramas (products of 100 px and more) moved by 0.0001 F1. A real detector's cut side stops 1-3% of the box
     #: short of the edge, more than 8 px on big products: on the 21 real panoramas of
     #: ``scripts/bench_real_seams.py`` 16 px gave F1@0.5 +0.001 to +0.002 at tiles 1024, 1280
     #: and 1632 (30-55 fewer false boxes each) over 8 px, and the same count error on the 85

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 #: candidates (too many to look at: no NMS leaves that).
 _PILE_IOU = 0.8
 _PILE_PAIRS_MAX = 8_000_000
+#: The unconfirmed rule (``MergeSpec.confirm``) takes a side flagged by the fixed ``edge_tol``
+#: band for cut only when it also lies within this fraction of the box's extent of the edge.
+CONFIRM_BAND_FRAC = 0.15
 
 
 def _tile_geo(tiles: Sequence[Tile]) -> np.ndarray:
@@ -180,7 +183,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     xyxy = local + geo[:, [0, 1, 0, 1]]
     if spec.mode == "none" or xyxy.shape[0] == 0:
         return Detections(xyxy.astype(np.float32), scores.astype(np.float32), labels)
-    cut, i, j, tol = _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)
+    cut, i, j, tol, gap = _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)
     extra = None
     if confirmers is not None and spec.confirm:
         # (a pile among them is thinned as quietly: they only confirm)
@@ -199,6 +202,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
         contain=spec.contain,
         tile_xyxy=_tile_rects(tgeo),
         confirm=spec.confirm,
+        confirm_cut=_firm_cuts(cut, local, gap),
         pairs=(i, j),
         confirmers=extra,
     )
@@ -311,8 +315,9 @@ def _seam_setup(
     groups: np.ndarray,
     geo: np.ndarray,
     spec: MergeSpec,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, SeamTolerances]:
-    """Cut flags, the candidate pairs of seam repair and the run's tolerances.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, SeamTolerances, np.ndarray]:
+    """Cut flags, the candidate pairs of seam repair, the run's tolerances and each side's
+    distance to its tile's interior edge (px, inf at the image border).
 
     One pair search serves both the noise measurement and the repair: it covers every box
     near an interior tile edge line and every box lying in two tiles (where two whole views
@@ -360,7 +365,17 @@ def _seam_setup(
         q, npairs = measure_view_noise(xyxy, groups, cut0, i, j, labels=None if spec.class_agnostic else labels)
         tol = seam_tolerances(q, npairs, prior=prior, prior_pairs=spec.noise_prior_pairs)
     cut = _cut_flags(gap, rel, spec.edge_tol, tol.edge_frac)
-    return cut, i, j, tol
+    return cut, i, j, tol, gap
+
+
+def _firm_cuts(cut: np.ndarray, local: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """The cut flags the unconfirmed rule judges by: a side flagged only by the fixed pixel
+    band must also lie within :data:`CONFIRM_BAND_FRAC` of the box's own extent of the edge (a
+    product 12 px wide standing 10 px from the edge was seen whole; a view the other tile did
+    not report is then an ordinary miss of that tile, not a border artefact)."""
+    w = local[:, 2] - local[:, 0]
+    h = local[:, 3] - local[:, 1]
+    return cut & (gap <= CONFIRM_BAND_FRAC * np.stack([w, h, w, h], axis=1))
 
 
 def _tile_rects(tgeo: np.ndarray) -> np.ndarray:

@@ -208,6 +208,7 @@ def repair_seams(
     contain: float | None = None,
     tile_xyxy: np.ndarray | None = None,
     confirm: bool = False,
+    confirm_cut: np.ndarray | None = None,
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
     confirmers: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SeamRepair:
@@ -224,7 +225,8 @@ def repair_seams(
 
     ``contain``: the containment rule's threshold (None: no containment rule).
     ``confirm`` with ``tile_xyxy`` (T, 4), the rectangle of every group id: the unconfirmed
-    rule; ``confirmers`` ``(xyxy (M, 4), groups (M,))``: more boxes that may confirm a cut view
+    rule, judging ``confirm_cut`` (N, 4) bool when given (a stricter subset of ``cut``: sides
+    near the edge for the box's own size), else ``cut``; ``confirmers`` ``(xyxy (M, 4), groups (M,))``: more boxes that may confirm a cut view
     but take no other part (a tile's boxes just below the served score threshold: that tile did
     see an object there). ``pairs`` must then hold every overlapping pair involving a cut box (the search
     over ``near_seam`` boxes does only when ``near_seam`` also covers every box lying in two
@@ -275,7 +277,8 @@ def repair_seams(
     if confirm and tile_xyxy is not None:
         # A box of any label confirms: the other tile saw an object there.
         rects = np.asarray(tile_xyxy, dtype=np.float64)
-        unconfirmed = _unconfirmed(b, g, anycut, i, j, rects)
+        firm = anycut if confirm_cut is None else np.asarray(confirm_cut, dtype=bool).reshape(n, 4).any(axis=1) & anycut
+        unconfirmed = _unconfirmed(b, g, firm, i, j, rects)
         if confirmers is not None and unconfirmed.any():
             unconfirmed &= ~_confirmed_by(b, g, unconfirmed, confirmers, rects)
     # Labels matter to joins only: a fragment nested in a fuller view of another tile is a view

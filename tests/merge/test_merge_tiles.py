@@ -367,6 +367,25 @@ def test_the_unconfirmed_rule_does_not_depend_on_other_boxes_in_the_image() -> N
     assert len(merge_tiles([a, b], [cut, Detections.empty()], MergeSpec(confirm=False))) == 1
 
 
+def test_a_small_product_seen_whole_near_the_edge_survives_the_other_tiles_miss() -> None:
+    # A 30 px product standing 10 px from tile a's right edge lies in the overlap, whole in both
+    # tiles; tile b misses it. Within the 16 px band its side counts as cut, but 10 px is a
+    # third of its width: it was seen whole, and b's silence is b's miss, not a border artefact
+    # of a (it was dropped, so an overlap lost small products at twice the miss rate).
+    a = Tile(0, 0, 256, 100, interior_right=True)
+    b = Tile(200, 0, 256, 100, interior_left=True, index=1)
+    near = Detections(np.array([[216, 40, 246, 70]], np.float32), np.array([0.9], np.float32))
+    assert merge_tiles([a, b], [near, Detections.empty()], MergeSpec()).xyxy.tolist() == [[216, 40, 246, 70]]
+    # the same product reaching to within 3 px of the edge (a tenth of its width) may be a view
+    # of something beyond it: b saw that place whole and reported nothing, so it goes
+    edge = Detections(np.array([[223, 40, 253, 70]], np.float32), np.array([0.9], np.float32))
+    assert len(merge_tiles([a, b], [edge, Detections.empty()], MergeSpec())) == 0
+    # a box 40 px wide stopping 5 px short of the edge (an eighth of its width) too
+    big = Detections(np.array([[211, 10, 251, 95]], np.float32), np.array([0.9], np.float32))
+    assert len(merge_tiles([a, b], [big, Detections.empty()], MergeSpec())) == 0
+    assert len(merge_tiles([a, b], [big, Detections.empty()], MergeSpec(confirm=False))) == 1
+
+
 @pytest.mark.parametrize("overlap", [64, 128])
 def test_big_neighbours_meeting_inside_an_overlap_the_warning_calls_safe_stay_two(overlap) -> None:
     # two products about 1000 px wide touching inside the overlap: the band of cut sides grows
