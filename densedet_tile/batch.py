@@ -19,9 +19,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import re
 import logging
 import os
+import re
 import signal
 import time
 import uuid
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
-from .errors import InvalidInputError, one_line
+from .errors import InvalidInputError, one_line, shown_name
 from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, ensure_out_dir, flock_path, new_folders,
                  remove_empty, same_path, sweep_temporaries)
 from .runner import (Job, build_detector, input_state, output_stem, outputs_complete, process_image,
@@ -550,10 +550,13 @@ def run_batch(
     summary = BatchSummary(run=uuid.uuid4().hex[:12], backend="in-process" if backend is None else f"ray:{backend}",
                            workers=1, out=out)
 
+    said: dict[str, list[str]] = {}  # each kind of warning: the texts given so far
+
     def record(rec: dict[str, Any]) -> None:
         rec = {"event": "image", "run": summary.run, "time": _now(), **rec}
         manifest.append(rec)
         summary.records.append(rec)
+        _say_warnings(rec, said)
         if on_record is not None:
             on_record(rec)
 
@@ -630,6 +633,7 @@ def run_batch(
                     end["stopped"] = stopped
                 manifest.append(end)
                 manifest.write_snapshot()
+                _say_repeated(said)
         finally:  # also when the log could not be written (a full disk)
             try:
                 if started_ray:
@@ -645,6 +649,40 @@ def run_batch(
                 if not begun:  # stopped before its first line (while Ray started): no folder of its own left empty
                     remove_empty(made)
     return summary
+
+
+#: How many images may give one kind of warning (one log message) in a batch run before the
+#: rest are only counted, and said once at the end: thousands of photos taken from too far away
+#: gave thousands of lines that buried the errors.
+WARNING_REPEATS = 3
+
+
+def _say_warnings(rec: dict[str, Any], said: dict[str, list[str]]) -> None:
+    """Log the warnings an image's record carries (given where it ran: this process or a Ray
+    worker, whose own log lines stay in Ray's files), each kind for the first
+    :data:`WARNING_REPEATS` images only; the image's name leads a line that does not name it."""
+    name = shown_name(Path(str(rec.get("input") or "")).name)
+    for kind, text in rec.get("warnings") or ():
+        seen = said.setdefault(kind, [])
+        seen.append(rec.get("stem") or name)
+        if len(seen) <= WARNING_REPEATS:
+            log.warning("%s", text if name and name in text else f"{name}: {text}")
+
+
+def _say_repeated(said: dict[str, list[str]]) -> None:
+    for kind, stems in said.items():
+        if len(stems) > WARNING_REPEATS:
+            more = len(stems) - WARNING_REPEATS
+            log.warning("%d more image%s had the warning \"%s\" (each image's warnings are in its line of "
+                        "manifest.jsonl)", more, "s" if more > 1 else "", _gist(kind))
+
+
+def _gist(kind: str) -> str:
+    """A log message's format string with its placeholders as "..." (a leading one, the image's
+    name, left out), cut to about 70 characters."""
+    text = re.sub(r"%[-#0 +]*\d*(?:\.\d+)?[a-zA-Z%]", "...", kind)
+    text = re.sub(r"^\.\.\.[:,]?\s*", "", text)
+    return text if len(text) <= 70 else text[:67].rstrip() + "..."
 
 
 def _own_output_names(stems: Sequence[str]) -> set[str]:
@@ -669,7 +707,7 @@ def _stop_reason(exc: KeyboardInterrupt, signum: int | None = None) -> str:
 
 def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str, Any]:
     keep = ("input", "status", "products", "count_range", "uncertain", "tiles", "width", "height", "seconds", "error",
-            "outputs", "worker")
+            "outputs", "worker", "warnings")
     out = {k: rec.get(k) for k in keep}
     out["stem"] = stem
     out["attempts"] = attempts
@@ -679,7 +717,7 @@ def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str
 def _run_in_process(todo: list[tuple[Path, str]], out: Path, det: Any, job: Job,
                     record: Callable[[dict[str, Any]], None], names: dict[str, str | None]) -> None:
     for p, stem in todo:
-        outcome = process_image(p, det, job, out, stem=stem, name=names.get(str(p)))
+        outcome = process_image(p, det, job, out, stem=stem, name=names.get(str(p)), capture_warnings=True)
         rec = outcome.as_dict()
         rec["worker"] = f"in-process:{os.getpid()}"
         record(_image_record(rec, stem))
@@ -723,6 +761,7 @@ def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
             p, None, job, out, stem=stem, name=names.get(str(p)),
             detect=lambda src: detect_split(src, pool, job, retries=retries, timeout=timeout, on_submit=on_submit,
                                             report=report),
+            capture_warnings=True,
         )
         pool.raise_if_lost()  # (process_image made it this image's error: it is the run's)
         rec = outcome.as_dict()

@@ -6,6 +6,7 @@ workers, so all of them write exactly the same files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Sequence, TypeVar
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line, shown_name
 from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file, output_paths,
@@ -91,6 +92,9 @@ class Outcome:
     outputs: tuple[str, ...] = ()
     count_range: tuple[int, int | None] | None = None
     uncertain: bool | None = None
+    #: The warnings the engine gave for this image (``process_image(capture_warnings=True)``):
+    #: ``(format, text)`` pairs, the log message's format string (what kind of warning) and its text.
+    warnings: tuple[tuple[str, str], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,7 +102,40 @@ class Outcome:
             "width": self.width, "height": self.height, "seconds": round(self.seconds, 3),
             "error": self.error, "outputs": list(self.outputs),
             "count_range": None if self.count_range is None else list(self.count_range), "uncertain": self.uncertain,
+            "warnings": [list(w) for w in self.warnings],
         }
+
+
+class _Caught(logging.Handler):
+    """Keeps the package's warnings of one image (see :func:`caught_warnings`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.caught: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.caught.append((str(record.msg), record.getMessage()))
+        except Exception:  # pragma: no cover - a message that cannot be formatted
+            self.caught.append((str(record.msg), str(record.msg)))
+
+
+@contextlib.contextmanager
+def caught_warnings() -> "Iterator[list[tuple[str, str]]]":
+    """Hold back the package's log warnings (logger ``densedet_tile`` and below) for the block and
+    yield the list they are kept in, as ``(format, text)`` pairs: a batch carries each image's
+    warnings in its record (a Ray worker's log lines never reach the command) and says them
+    from there. Not for threads that log at the same time (batch runs one image at a time)."""
+    logger = logging.getLogger("densedet_tile")
+    handler = _Caught()
+    propagate_was = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.caught
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate_was
 
 
 def detector_identity(detector: Any) -> dict[str, Any]:
@@ -274,6 +311,7 @@ def process_image(
     name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     detect: "Callable[[ImageSource], ImageResult] | None" = None,
+    capture_warnings: bool = False,
 ) -> Outcome:
     """Detect objects in the image file ``inp`` and write its outputs into ``out_dir``.
 
@@ -285,10 +323,17 @@ def process_image(
     ``name`` is what the CSV and COCO rows call the image (default: its file name; see
     :func:`row_names`).
 
+    ``capture_warnings``: the package's log warnings given while this image runs come back in
+    the outcome's ``warnings`` instead of being logged (:func:`caught_warnings`).
+
     Never raises for a bad image or a failing detector: the error comes back in the
     :class:`Outcome` (one line naming the input), and no output file of this image is left
     behind. KeyboardInterrupt still propagates (after cleaning up).
     """
+    if capture_warnings:
+        with caught_warnings() as caught:
+            outcome = process_image(inp, detector, job, out_dir, stem=stem, name=name, progress=progress, detect=detect)
+        return replace(outcome, warnings=tuple(caught))
     from .pipeline import detect_image
     from .tiler.readers import open_image
 

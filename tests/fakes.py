@@ -63,6 +63,25 @@ def make_blob(input_size: int | None = None):
     return BlobDetector(input_size=input_size)
 
 
+class WarningBlob(BlobDetector):
+    """BlobDetector that logs a warning (on the package's logger) for every tile it sees with a
+    blob, as the engine warns of an image's products being too small."""
+
+    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
+        import logging
+
+        out = super().predict(tiles)
+        for d in out:
+            if len(d):
+                logging.getLogger("densedet_tile.tests").warning("a blob %d px wide looked odd", int(d.xyxy[0, 2] - d.xyxy[0, 0]))
+        return out
+
+
+def make_warning_blob(input_size: int | None = None):
+    """Factory for ``--detector tests/fakes.py:make_warning_blob``."""
+    return WarningBlob(input_size=input_size)
+
+
 def make_recording(input_size: int | None = None, precision: str | None = None, **options):
     """Factory that reports what its build received in ``info`` (it lands in the JSON ``model``)."""
     det = BlobDetector(input_size=input_size)

@@ -755,3 +755,30 @@ def test_a_name_with_a_line_break_stays_on_one_line_and_is_named_once():
     assert error_line(inp, ValueError("boom")) == "/data/a\\nb.jpg: ValueError: boom"
     line = image_line({"input": inp, "status": "ok", "products": 2, "tiles": 1, "seconds": 0.1, "worker": "w"})
     assert "\n" not in line and line.startswith("a\\nb.jpg: 2 products")
+
+
+def test_an_images_warnings_are_in_its_record_and_said_a_few_times_each(tmp_path, caplog):
+    # each image's warnings travel in its record (a Ray worker's own log lines never reach the
+    # command); one kind is said for the first images only, then counted once at the end
+    from densedet_tile.batch import WARNING_REPEATS
+    from fakes import WarningBlob
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    n = WARNING_REPEATS + 2
+    for i in range(n):
+        Image.fromarray(blob_image(200, 300, (10, 20, 60 + 10 * i, 80))).save(folder / f"p{i}.png")
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        s = run_batch([folder], tmp_path / "out", detector=WarningBlob(), job=Job(tiling=TileSpec(tile=512)), ray=None)
+    assert s.ok == n
+    for r in s.records:
+        width = 50 + 10 * int(Path(r["input"]).stem[1:])
+        assert r["warnings"] == [["a blob %d px wide looked odd", f"a blob {width} px wide looked odd"]]
+    said = [m for m in caplog.messages if "looked odd" in m and "more images" not in m]
+    # named by the image, as the record says it
+    assert said == [f"p{i}.png: a blob {50 + 10 * i} px wide looked odd" for i in range(WARNING_REPEATS)]
+    assert [m for m in caplog.messages if "more images had the warning" in m] == [
+        '2 more images had the warning "a blob ... px wide looked odd" (each image\'s warnings are in its line '
+        'of manifest.jsonl)']
+    lines = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert sum(1 for x in lines if x.get("warnings")) == n

@@ -323,3 +323,16 @@ def test_ray_refuses_a_class_the_workers_detector_lacks_before_any_image(local_r
     assert s.ok == 1
     doc = json.loads((tmp_path / "o" / "a.detections.json").read_text())
     assert doc["labels"] == [1] and doc["settings"]["classes"] == [1]
+
+
+def test_a_workers_warnings_reach_the_command_and_the_manifest(local_ray, tmp_path, caplog):
+    # a warning given on a Ray worker went to Ray's log files only: now it comes back in the
+    # image's record, said here as the in-process run says it
+    imgs = _images(tmp_path / "in", 2)
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        s = run_batch(imgs, tmp_path / "out", detector=DetectorSpec(kind=f"{TESTS / 'fakes.py'}:make_warning_blob"),
+                      job=Job(tiling=TileSpec(tile=1024)), ray="local", workers=2)
+    assert s.ok == 2
+    said = sorted(m for m in caplog.messages if "looked odd" in m)
+    assert said == ["img0.png: a blob 190 px wide looked odd", "img1.png: a blob 190 px wide looked odd"]
+    assert all(len(r["warnings"]) == 1 for r in s.records)

@@ -404,7 +404,8 @@ class DetectorWorker:
         """Run one whole image through the engine and write its outputs (see ``runner.process_image``)."""
         from ..runner import process_image
 
-        outcome = process_image(inp, self.detector, self._fitted(job), out_dir, stem=stem, name=name)
+        outcome = process_image(inp, self.detector, self._fitted(job), out_dir, stem=stem, name=name,
+                                capture_warnings=True)
         rec = outcome.as_dict()
         rec["worker"] = self.label
         return rec
