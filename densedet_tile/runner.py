@@ -286,6 +286,8 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
     if (not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("boxes"), list)
             or len(doc["boxes"]) != doc.get("num_detections")):
         return False
+    if not _outputs_as_recorded(doc, paths):
+        return False
     if inp is None:
         return True
     image = doc.get("image")
@@ -400,6 +402,42 @@ def process_image(
         outputs=tuple(str(p) for p in written),
         count_range=None if cr is None else (cr.low, cr.high), uncertain=None if cr is None else cr.uncertain,
     )
+
+
+def _outputs_as_recorded(doc: dict[str, Any], paths: dict[str, Path]) -> bool:
+    """Whether the outputs beside a detections JSON (``doc``) are the ones it was written with:
+    each is in its ``outputs`` list and holds what its ``outputs_sha256`` says (a file of that
+    name put there by hand, or left by another run, is not this result's; a CSV or COCO file
+    saying "garbage" was skipped as complete). A JSON from before that record (no ``outputs``)
+    is trusted, and so is a YOLO label file (labels corrected in a labelling tool stay the user's)."""
+    names = doc.get("outputs")
+    if names is None:
+        return True
+    if not isinstance(names, list):
+        return False
+    digests = doc.get("outputs_sha256")
+    digests = digests if isinstance(digests, dict) else {}
+    for kind, path in paths.items():
+        if kind in ("json", "yolo"):
+            continue
+        if path.name not in names:
+            return False
+        want = digests.get(path.name)
+        if isinstance(want, str):
+            try:
+                if _file_sha256(path) != want:
+                    return False
+            except OSError:
+                return False
+    return True
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _sha256(data: bytes | str) -> str:

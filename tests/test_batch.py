@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -782,3 +783,25 @@ def test_an_images_warnings_are_in_its_record_and_said_a_few_times_each(tmp_path
         'of manifest.jsonl)']
     lines = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     assert sum(1 for x in lines if x.get("warnings")) == n
+
+
+def test_a_restart_redoes_an_output_the_json_was_not_written_with(tmp_path):
+    # a CSV or COCO file of the right name that is not the one the JSON records (put there by
+    # hand, or left by another run) was taken for complete and kept as it was
+    imgs = _images(tmp_path / "in")[:1]
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "csv"))
+    run_batch(imgs, out, detector=BlobDetector(), job=job, ray=None)
+    good = (out / "a.detections.csv").read_bytes()
+    again = run_batch(imgs, out, detector=BlobDetector(), job=job, ray=None)
+    assert [r["status"] for r in again.records] == ["skipped"]
+    (out / "a.detections.csv").write_text("garbage\n")
+    again = run_batch(imgs, out, detector=BlobDetector(), job=job, ray=None)
+    assert [r["status"] for r in again.records] == ["ok"]
+    assert (out / "a.detections.csv").read_bytes() == good
+    # a format the JSON was not written with, whose file is there already: redone too
+    (out / "a.coco.json").write_text("garbage")
+    coco = replace(job, formats=("json", "csv", "coco"))
+    again = run_batch(imgs, out, detector=BlobDetector(), job=coco, ray=None)
+    assert [r["status"] for r in again.records] == ["ok"]
+    assert json.loads((out / "a.coco.json").read_text())[0]["image_id"] == "a.png"
