@@ -596,7 +596,8 @@ def run_batch(
 
             # worker output stays in Ray's logs: what the run says, it says through its own records
             started_ray = connect(backend, num_cpus=None, log_to_driver=False)
-            n = plan_workers(workers, cpus_per_worker, gpus_per_worker)  # before the run line: no node fits -> error
+            n = plan_workers(workers, cpus_per_worker, gpus_per_worker,  # before the run line: no node fits -> error
+                             items=None if split else len(todo))
             if not split:
                 n = min(n, len(todo))
             summary.workers = n
@@ -639,7 +640,14 @@ def run_batch(
                 if started_ray:
                     import ray as _ray
 
-                    _ray.shutdown()
+                    try:
+                        _ray.shutdown()
+                    except KeyboardInterrupt:
+                        if stopped is not None:
+                            raise
+                        # Ctrl-C after the run's end line: every image is done and logged, so
+                        # the run stands as finished; only Ray's own clean-up was cut short
+                        log.warning("interrupted while Ray shut down; the run itself had finished")
                 # a worker stopped, timed out or killed while writing left its temporaries behind:
                 # they are this run's own (its images' outputs), every writer of them is gone, and
                 # the lock still keeps the next run out

@@ -336,3 +336,25 @@ def test_a_workers_warnings_reach_the_command_and_the_manifest(local_ray, tmp_pa
     said = sorted(m for m in caplog.messages if "looked odd" in m)
     assert said == ["img0.png: a blob 190 px wide looked odd", "img1.png: a blob 190 px wide looked odd"]
     assert all(len(r["warnings"]) == 1 for r in s.records)
+
+
+def test_ctrl_c_while_ray_shuts_down_after_the_run_leaves_it_finished(local_ray, tmp_path, monkeypatch, caplog):
+    # the end line was written, then Ctrl-C landed in Ray's shutdown: the run said "interrupted,
+    # re-run" and exited 130 (or 1) though every image was done
+    import densedet_tile.distributed.ray_pool as rp
+
+    imgs = _images(tmp_path / "in", 2)
+    monkeypatch.setattr(rp, "connect", lambda *a, **k: True)  # as if this run had started Ray
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "shutdown", interrupted)
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        s = run_batch(imgs, tmp_path / "out", detector=DetectorSpec(kind=f"{TESTS / 'fakes.py'}:make_blob"),
+                      job=Job(tiling=TileSpec(tile=1024)), ray="local", workers=1)
+    assert s.ok == 2
+    assert "interrupted while Ray shut down; the run itself had finished" in caplog.text
+    end = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[-1])
+    assert end["event"] == "end" and end["finished"] and "stopped" not in end
+    assert not list((tmp_path / "out").glob("*.tmp*"))

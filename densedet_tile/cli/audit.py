@@ -126,7 +126,7 @@ def audit_main(argv: Sequence[str]) -> int:
         try:
             code = _audit(args)
         except KeyboardInterrupt:
-            error(PROG, "interrupted")
+            error(PROG, stop.reason)
             code = stop.exit_status
     if code != EXIT_OK:
         remove_empty(made)  # a failed or stopped audit leaves no empty output folder behind

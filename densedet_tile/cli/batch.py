@@ -113,7 +113,7 @@ def batch_main(argv: Sequence[str]) -> int:
         try:
             return _batch(args, argv, stop)
         except KeyboardInterrupt:
-            error(PROG, "interrupted (re-run the same command to continue where it stopped)")
+            error(PROG, f"{stop.reason} (re-run the same command to continue where it stopped)")
             return stop.exit_status
 
 

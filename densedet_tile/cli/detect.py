@@ -100,7 +100,7 @@ def detect_main(argv: Sequence[str]) -> int:
         try:
             return _detect(args)
         except KeyboardInterrupt:
-            error(PROG, "interrupted")
+            error(PROG, stop.reason)
             return stop.exit_status
 
 

@@ -409,3 +409,13 @@ class StopSignals:
         """130 for Ctrl-C, 128 + the signal's number for another stop signal (143 for SIGTERM, 129
         for SIGHUP)."""
         return EXIT_INTERRUPTED if self.signum in (None, signal.SIGINT) else 128 + int(self.signum)
+
+    @property
+    def reason(self) -> str:
+        """What stopped the run, for its last line: "interrupted" (Ctrl-C) or "stopped by SIGTERM"."""
+        if self.signum in (None, signal.SIGINT):
+            return "interrupted"
+        try:
+            return f"stopped by {signal.Signals(self.signum).name}"
+        except ValueError:
+            return f"stopped by signal {self.signum}"

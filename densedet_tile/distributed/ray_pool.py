@@ -304,13 +304,14 @@ def head_gone(head: tuple[str, int] | None, patience: float = LOST_AFTER_S) -> s
         time.sleep(0.5)
 
 
-def plan_workers(workers: int | None, num_cpus: float, num_gpus: float) -> int:
+def plan_workers(workers: int | None, num_cpus: float, num_gpus: float, items: int | None = None) -> int:
     """How many workers of ``num_cpus`` CPUs and ``num_gpus`` GPUs to start on the connected cluster.
 
     Raises :class:`~densedet_tile.errors.DensedetError` when no node of the cluster has that
     much (Ray would wait for such a worker for ever). ``workers`` None means as many as the
     nodes hold (as many as the cluster's CPUs when a worker asks for nothing); more than the
-    nodes hold is cut down to that, with a warning.
+    nodes hold is cut down to that, with a warning, which says how many start when the caller
+    will start no more than its ``items``.
     """
     nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
 
@@ -341,8 +342,10 @@ def plan_workers(workers: int | None, num_cpus: float, num_gpus: float) -> int:
             return max(1, int(sum(float(r.get("CPU", 0)) for r in nodes)))
         return int(room)
     if workers > room:
+        # (the caller starts no more workers than it has items: the warning says what starts)
+        starting = int(room) if items is None else max(1, min(int(room), items))
         log.warning("--workers %d: the Ray cluster holds only %d worker(s) of %g CPU(s) and %g GPU(s); "
-                    "starting %d", workers, room, num_cpus, num_gpus, room)
+                    "starting %d", workers, room, num_cpus, num_gpus, starting)
         return int(room)
     return workers
 

@@ -216,7 +216,7 @@ def test_sigterm_stops_cleanly_with_143_and_rolls_the_image_back(tmp_path):
     opts = ["--detector", "stopper:make", "--tile", "400", "--format", "csv", "--preview", "-q", "--out", out]
     r = run_cli(first, second, *opts, cwd=tmp_path)
     assert r.returncode == 143, r.stderr
-    assert _last_line(r.stderr) == "densedet-tile: error: interrupted"
+    assert _last_line(r.stderr) == "densedet-tile: error: stopped by SIGTERM"
     assert sorted(p.name for p in out.iterdir()) == ["a.detections.csv", "a.detections.json", "a.preview.jpg"]
     # stopped before its first image was done: the folder it made is gone again
     r = run_cli(second, *opts[:-1], tmp_path / "new" / "out", cwd=tmp_path)
