@@ -343,7 +343,7 @@ def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path):
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 143, stderr[-3000:]  # (before: Ray's own SIGTERM handler, exit 1)
         errors = [line for line in stderr.splitlines() if "error:" in line]
-        assert len(errors) == 1 and "interrupted" in errors[0]
+        assert len(errors) == 1 and "stopped by SIGTERM (re-run" in errors[0]
         recs = _records(out)
         assert recs[-1]["event"] == "end" and recs[-1]["stopped"] == "stopped by SIGTERM" and recs[-1]["finished"] is False
         assert json.loads((out / "manifest.json").read_text())["counts"] == {"ok": 2}
@@ -369,7 +369,7 @@ def test_sigterm_while_ray_starts_stops_ray_and_the_run_cleanly(tmp_path):
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 143, stderr[-3000:]
         errors = [line for line in stderr.splitlines() if "error:" in line]
-        assert len(errors) == 1 and "interrupted" in errors[0], stderr[-3000:]
+        assert len(errors) == 1 and "stopped by SIGTERM (re-run" in errors[0], stderr[-3000:]
         if out.exists():
             recs = _records(out)
             assert recs and recs[-1]["event"] == "end" and recs[-1]["stopped"] == "stopped by SIGTERM"
