@@ -99,6 +99,10 @@ def pair_images(
         )
     ids = {c: i for i, c in enumerate(gt_classes)}
     dropped = 0
+    # COCO results against COCO ground truth of several classes, class-agnostic: pycocotools'
+    # useCats=0 still takes only the ground truth's categories, so a result of another
+    # category_id is left out (against one class, or with class names, every prediction counts)
+    coco_agnostic = agnostic and len(ids) > 1 and pred.kind == "coco-results" and gt.kind == "coco"
     out: list[EvalImage] = []
     for k, g in gt.images.items():
         p = pred.images.get(k)
@@ -112,8 +116,15 @@ def pair_images(
         if p is None:
             dx, ds, dl = np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
         elif agnostic:
-            if len(ids) > 1:  # (a class the ground truth lacks after its own: pycocotools leaves it out)
-                p = _by_class(p, np.array([ids.get(str(c), len(ids)) for c in p.classes], dtype=np.int64))
+            if len(ids) > 1:  # (a class the ground truth lacks after its own)
+                rank = np.array([ids.get(str(c), len(ids)) for c in p.classes], dtype=np.int64)
+                if coco_agnostic and (rank == len(ids)).any():
+                    known = rank < len(ids)
+                    dropped += int((~known).sum())
+                    p = replace(p, xyxy=p.xyxy[known], scores=p.scores[known], classes=p.classes[known],
+                                wh=None if p.wh is None else p.wh[known])
+                    rank = rank[known]
+                p = _by_class(p, rank)
             # else every prediction counts as the one class, in file order
             dx, ds, dl, dwh = p.xyxy, p.scores, np.zeros(len(p.xyxy), np.int64), p.wh
         else:
