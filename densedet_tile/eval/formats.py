@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -49,6 +50,8 @@ __all__ = [
     "read_ground_truth",
     "read_predictions",
 ]
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "densedet-tile/detections@1"
 CSV_COLUMNS = ("image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height")
@@ -724,6 +727,23 @@ def _fast_coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet
     return out
 
 
+def _check_annotation_ids(anns: list[Any], path: Path) -> None:
+    """Refuse two annotations of one id (pycocotools indexes annotations by id: it keeps one of
+    them twice and loses the other, so its AP would not be this one), and say where an id is 0
+    (pycocotools takes 0 for "no match" and never matches such an annotation). Ids are not
+    needed otherwise: annotations without one are fine."""
+    ids = [_coco_id(a.get("id")) for a in anns if isinstance(a, dict) and "id" in a]
+    ids = [i for i in ids if i is not None]
+    if len(set(ids)) < len(ids):
+        seen: set[int | str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise InvalidInputError(f"{path}: two annotations have id {dup!r}; give each its own id (pycocotools would "
+                                "keep one of them twice and lose the other)")
+    if 0 in ids:
+        log.warning("%s: an annotation has id 0, which pycocotools never matches (it takes 0 for 'no match'); "
+                    "it is scored here as any other, so pycocotools' figures on this file differ", path)
+
+
 def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
     out = BoxSet(source=str(path), kind="coco")
     cats = {k: str(c.get("name", k)) for k, c in _coco_records(data, "categories", path).items()}
@@ -749,6 +769,7 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
         raise InvalidInputError(f"{path}: 'annotations' must be a list")
+    _check_annotation_ids(anns, path)
     grouped: dict[str, list[tuple[list[float], str, float, bool]]] = {}
     for j, a in enumerate([] if _fast_coco_annotations(anns, id_to_key, cats, out) else anns):
         if not isinstance(a, dict) or not all(k in a for k in ("image_id", "category_id", "bbox")):
