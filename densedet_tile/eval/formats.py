@@ -362,6 +362,7 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         if missing:
             raise InvalidInputError(f"{path}: header lacks column(s) {', '.join(missing)}")
         idx = [cols.get(c, -1) for c in CSV_COLUMNS] + [cols.get("score", -1)]
+        header_row = first_chunk[0][0]
         first_chunk = (first_chunk[0][1:], first_chunk[1][1:])
     else:
         if len(first) not in (8, 9):
@@ -370,6 +371,7 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
                 "(image_name,x1,y1,x2,y2,class,image_width,image_height) or 9 (+score)"
             )
         idx = list(range(8)) + [8 if len(first) == 9 else -1]
+        header_row = None
     width_needed = max(idx) + 1
     has_score = idx[8] >= 0
     sized = idx[6] >= 0 and idx[7] >= 0
@@ -381,6 +383,13 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("name", "class", "xyxy", "score", "w", "h")}
     n = 0  # records read
     for body, lines in itertools.chain([first_chunk], chunks):
+        if header:
+            # the header again further down: per-image CSVs joined with cat (each has its own)
+            again = [k for k, r in enumerate(body) if r == header_row]
+            if again:
+                cut = set(again)
+                body = [r for k, r in enumerate(body) if k not in cut]
+                lines = [ln for k, ln in enumerate(lines) if k not in cut]
         if not body:
             continue
         # every check of a single record runs chunk by chunk, and the first line of the file with

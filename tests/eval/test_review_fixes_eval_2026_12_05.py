@@ -115,3 +115,19 @@ def test_an_annotation_of_id_0_is_said_to_differ_from_pycocotools(tmp_path: Path
         gt = read_ground_truth(p)
     assert "an annotation has id 0, which pycocotools never matches" in caplog.text
     assert len(gt.images["a.jpg"].xyxy) == 2
+
+
+def test_csvs_joined_with_their_headers_read_as_one(tmp_path: Path) -> None:
+    # `cat out/*.detections.csv > all.csv` repeats each file's header: it was "line 3:
+    # coordinates must be numbers, got 'x1'"
+    head = "image_name,x1,y1,x2,y2,class,image_width,image_height,score\n"
+    p = tmp_path / "all.csv"
+    p.write_text(head + "a.jpg,1,2,30,40,product,100,80,0.9\n" + head + "b.jpg,5,6,20,30,product,90,70,0.8\n"
+                 "b.jpg,25,6,40,30,product,90,70,0.7\n")
+    got = read_predictions(p)
+    assert sorted(got.images) == ["a.jpg", "b.jpg"]
+    assert got.images["b.jpg"].xyxy.tolist() == [[5, 6, 20, 30], [25, 6, 40, 30]]
+    # a line that only looks like the header is still a bad record
+    p.write_text(head + "a.jpg,1,2,30,40,product,100,80,0.9\n" + head.replace("x1", "x_1"))
+    with pytest.raises(InvalidInputError, match="line 3"):
+        read_predictions(p)
