@@ -76,6 +76,12 @@ def pair_images(
         odd = [k for src in (gt, pred) for k in src.images if undecoded_bytes(k)]
         hint = (f"; {odd[0]!r} is named in bytes that are not UTF-8 (Latin-1?): write both files in one encoding"
                 if odd else "")
+        as_number = int(extra[0]) if extra[0].isascii() and extra[0].isdigit() else None
+        if as_number is not None and as_number in gt.coco_images:
+            # a COCO result's image_id written as the text "1" where the ground truth's id is 1:
+            # ids match as written (as in pycocotools), so the text was taken for a file name
+            hint = (f" (the ground truth has an image of id {as_number}, a number: a result's image_id "
+                    f"\"{extra[0]}\" is text, taken for a file name; write it as a number)")
         raise InvalidInputError(
             f"{pred.source}: predictions for image {extra[0]}{more}, which is not in the ground truth {gt.source}{hint}"
         )

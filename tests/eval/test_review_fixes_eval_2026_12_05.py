@@ -131,3 +131,15 @@ def test_csvs_joined_with_their_headers_read_as_one(tmp_path: Path) -> None:
     p.write_text(head + "a.jpg,1,2,30,40,product,100,80,0.9\n" + head.replace("x1", "x_1"))
     with pytest.raises(InvalidInputError, match="line 3"):
         read_predictions(p)
+
+
+def test_a_results_image_id_written_as_text_of_a_numeric_ground_truth_id_gets_a_hint(tmp_path: Path) -> None:
+    from densedet_tile.eval.compare import pair_images
+
+    gtp, resp = tmp_path / "gt.json", tmp_path / "res.json"
+    gtp.write_text(json.dumps(_gt_with_ann_ids([1])))
+    resp.write_text(json.dumps([{"image_id": "1", "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}]))
+    gt = read_ground_truth(gtp)
+    with pytest.raises(InvalidInputError, match=r'predictions for image 1, .*has an image of id 1, a number: a '
+                                                r'result\'s image_id "1" is text'):
+        pair_images(gt, read_predictions(resp, gt=gt))
