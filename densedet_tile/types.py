@@ -347,7 +347,7 @@ class MergeSpec:
     #: tolerances with it (:func:`densedet_tile.merge.merge_tolerances`): the 80th percentile
     #: ``s`` of the per-side differences, relative to box size, between two whole views of one
     #: product from two overlapping tiles, shrunk towards ``seam_tol_frac / 3`` (the prior).
-    #: Then a side within ``max(edge_tol, s * extent)`` of an interior tile edge is cut and
+    #: Then a side within ``max(edge_tol, 2 s * extent)`` of an interior tile edge is cut and
     #: sides agree within ``max(seam_tol, 3 s * extent)``. False: ``edge_tol`` and
     #: ``seam_tol_frac`` exactly as given. Measured (``scripts/bench_real_seams.py``, 21
     #: panoramas of real photos, built-in model): s = 0.010-0.052 (median 0.022-0.035 by
