@@ -31,7 +31,8 @@ from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
 from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError, InvalidInputError
-from ..eval.formats import ImageBoxes, image_key, read_detections_json, read_predictions
+from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
+                            yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
                   remove_empty, sweep_temporaries, write_files)
 from ..pipeline import detect_image
@@ -411,25 +412,10 @@ def _read_yolo(det_path: str, image_path: str | None) -> Any:
         raise InvalidInputError(f"{det_path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{det_path}: cannot read it ({exc})") from None
-    rows = [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    bad = next(((n, f) for n, f in rows if len(f) not in (5, 6)), None)
-    if bad is not None:
-        raise InvalidInputError(f"{det_path}: line {bad[0]} has {len(bad[1])} fields, expected 5 (class cx cy w h) "
-                                "or 6 (+score)")
-    try:
-        vals = np.array([[float(v) for v in f[1:5]] + [float(f[5]) if len(f) == 6 else 1.0] for _, f in rows],
-                        np.float64).reshape(-1, 5)
-    except ValueError:
-        raise InvalidInputError(f"{det_path}: coordinates and scores must be numbers") from None
-    if not np.isfinite(vals).all() or (vals[:, 2:4] < 0).any():
-        raise InvalidInputError(f"{det_path}: coordinates must be finite, widths and heights not negative")
-    if len(vals) and vals[:, :4].max() > 2.0:
-        raise InvalidInputError(f"{det_path}: coordinates above 1: YOLO labels are normalised to the image (0-1)")
+    cls, vals = parse_yolo_labels(text, det_path)
     w, h = size
-    c = vals[:, :4] * [w, h, w, h]
-    xyxy = np.column_stack([c[:, 0] - c[:, 2] / 2, c[:, 1] - c[:, 3] / 2, c[:, 0] + c[:, 2] / 2, c[:, 1] + c[:, 3] / 2])
-    classes = np.array([f[0] for _, f in rows], dtype=object)
-    return ImageBoxes(Path(image_path).name, int(w), int(h), xyxy, vals[:, 4], classes, path=image_path)
+    return ImageBoxes(Path(image_path).name, int(w), int(h), yolo_to_xyxy(vals, w, h), vals[:, 4],
+                      np.array(cls, dtype=object), path=image_path)
 
 
 def _upright_size(path: Path) -> tuple[int, int] | None:

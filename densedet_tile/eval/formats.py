@@ -38,7 +38,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import ImageReadError, InvalidInputError
-from ..io import OUTPUT_SUFFIXES
+from ..io import OUTPUT_SUFFIXES, YOLO_CLASSES_FILE
 
 __all__ = [
     "SCHEMA",
@@ -899,8 +899,74 @@ def read_ground_truth(path: str | os.PathLike[str]) -> BoxSet:
     return gt
 
 
+def parse_yolo_labels(text: str, where: str) -> tuple[list[str], np.ndarray]:
+    """The lines of a YOLO label file (``class cx cy w h [score]``, normalised to the image, as
+    Ultralytics' ``save_txt`` and ``--format yolo`` write them): each line's class field, and
+    float64 (N, 5) ``cx, cy, w, h, score`` (score 1.0 where a line has none). Bad content is an
+    :class:`InvalidInputError` naming ``where`` and the line."""
+    rows = [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    bad = next(((n, f) for n, f in rows if len(f) not in (5, 6)), None)
+    if bad is not None:
+        raise InvalidInputError(f"{where}: line {bad[0]} has {len(bad[1])} fields, expected 5 (class cx cy w h) "
+                                "or 6 (+score)")
+    try:
+        vals = np.array([[float(v) for v in f[1:5]] + [float(f[5]) if len(f) == 6 else 1.0] for _, f in rows],
+                        np.float64).reshape(-1, 5)
+    except ValueError:
+        raise InvalidInputError(f"{where}: coordinates and scores must be numbers") from None
+    if not np.isfinite(vals).all() or (vals[:, 2:4] < 0).any():
+        raise InvalidInputError(f"{where}: coordinates must be finite, widths and heights not negative")
+    if len(vals) and vals[:, :4].max() > 2.0:
+        raise InvalidInputError(f"{where}: coordinates above 1: YOLO labels are normalised to the image (0-1)")
+    return [f[0] for _, f in rows], vals
+
+
+def yolo_to_xyxy(vals: np.ndarray, width: float, height: float) -> np.ndarray:
+    """float64 (N, 4) pixel boxes of :func:`parse_yolo_labels`' normalised centres and sizes."""
+    c = vals[:, :4] * [width, height, width, height]
+    return np.column_stack([c[:, 0] - c[:, 2] / 2, c[:, 1] - c[:, 3] / 2, c[:, 0] + c[:, 2] / 2, c[:, 1] + c[:, 3] / 2])
+
+
+def _yolo_folder(p: Path, files: list[Path], gt: BoxSet | None) -> BoxSet:
+    """A folder of YOLO label files (``--format yolo``): each ``<stem>.txt`` is the image of the
+    ground truth whose file name has that stem, whose size turns it into pixels; ``classes.txt``
+    beside them names the class numbers."""
+    if gt is None:
+        raise InvalidInputError(f"{p}: YOLO labels are normalised to their images; they need the ground truth's "
+                                "image sizes")
+    by_stem: dict[str, list[str]] = {}
+    for key in gt.images:
+        by_stem.setdefault(Path(key).stem, []).append(key)
+    names: list[str] = []
+    cls_file = p / YOLO_CLASSES_FILE
+    if cls_file.is_file():
+        names = [n.strip() for n in _read_text(cls_file).splitlines()]
+    out = BoxSet(source=str(p), kind="yolo", scored=False)
+    for f in files:
+        keys = by_stem.get(f.stem)
+        if not keys:
+            raise InvalidInputError(f"{f}: labels of image {f.stem}, which is not in the ground truth {gt.source}")
+        if len(keys) > 1:
+            raise InvalidInputError(f"{f}: the ground truth {gt.source} has {len(keys)} images named {f.stem} "
+                                    f"({', '.join(keys[:3])}); YOLO labels are matched by the name without its suffix")
+        g = gt.images[keys[0]]
+        if g.width is None or g.height is None:
+            raise InvalidInputError(f"{f}: the ground truth {gt.source} does not give the size of {keys[0]}, "
+                                    "which YOLO labels need to be turned into pixels")
+        text = _read_text(f)
+        cls, vals = parse_yolo_labels(text, str(f))
+        if any(len(line.split()) == 6 for line in text.splitlines() if line.strip()):
+            out.scored = True
+        classes = np.array([names[int(c)] if c.isdigit() and int(c) < len(names) else c for c in cls], dtype=object)
+        out.images[keys[0]] = ImageBoxes(keys[0], g.width, g.height, yolo_to_xyxy(vals, g.width, g.height),
+                                         vals[:, 4].copy(), classes, path=str(f))
+    out.categories = _first_seen(im.classes for im in out.images.values())
+    return out
+
+
 def read_predictions(path: str | os.PathLike[str], *, gt: BoxSet | None = None) -> BoxSet:
-    """Read predictions: our JSON file, a directory of them, our CSV, or COCO results (needs ``gt``)."""
+    """Read predictions: our JSON file, a directory of them, our CSV, COCO results (needs
+    ``gt``), or a directory of YOLO label files (needs ``gt``, for the image sizes)."""
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".json" and f.is_file())
@@ -916,7 +982,11 @@ def read_predictions(path: str | os.PathLike[str], *, gt: BoxSet | None = None) 
                                     "not detections JSONs: give a COCO results file itself, or a folder of "
                                     f"*{DETECTIONS_SUFFIX} files")
         if not files:
-            raise InvalidInputError(f"{p}: directory holds no .json detection files")
+            labels = sorted(f for f in p.iterdir() if f.suffix.lower() == ".txt" and f.is_file()
+                            and f.name != YOLO_CLASSES_FILE)
+            if labels:
+                return _yolo_folder(p, labels, gt)
+            raise InvalidInputError(f"{p}: directory holds no .json detection files (nor YOLO .txt labels)")
         out = BoxSet(source=str(p), kind="json")
         for f in files:
             _add_our(out, read_detections_json(f), f)

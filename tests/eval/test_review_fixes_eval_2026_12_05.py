@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from densedet_tile.errors import InvalidInputError
@@ -143,3 +144,35 @@ def test_a_results_image_id_written_as_text_of_a_numeric_ground_truth_id_gets_a_
     with pytest.raises(InvalidInputError, match=r'predictions for image 1, .*has an image of id 1, a number: a '
                                                 r'result\'s image_id "1" is text'):
         pair_images(gt, read_predictions(resp, gt=gt))
+
+
+def test_a_folder_of_yolo_labels_scores_as_the_same_boxes_in_a_csv(tmp_path: Path) -> None:
+    # `--format yolo` writes them and the audit reads them; eval refused the folder
+    from densedet_tile.eval import evaluate_boxes
+    from densedet_tile.eval.compare import pair_images
+
+    gtp = tmp_path / "gt.csv"
+    gtp.write_text("a.jpg,10,20,50,80,product,200,100\nb.png,0,0,40,40,product,80,160\n")
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "classes.txt").write_text("product\n")
+    # a.jpg: one good box and one off; b.png: one good box (normalised to each image's size)
+    (labels / "a.txt").write_text("0 0.15 0.5 0.2 0.6 0.9\n0 0.8 0.5 0.1 0.2 0.95\n")
+    (labels / "b.txt").write_text("0 0.25 0.125 0.5 0.25 0.8\n")
+    csvp = tmp_path / "pred.csv"
+    csvp.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n"
+                    "a.jpg,10,20,50,80,product,200,100,0.9\na.jpg,150,40,170,60,product,200,100,0.95\n"
+                    "b.png,0,0,40,40,product,80,160,0.8\n")
+    gt = read_ground_truth(gtp)
+    yolo = read_predictions(labels, gt=gt)
+    assert yolo.scored and sorted(yolo.images) == ["a.jpg", "b.png"]
+    np.testing.assert_allclose(yolo.images["a.jpg"].xyxy, [[10, 20, 50, 80], [150, 40, 170, 60]])
+    a = evaluate_boxes(pair_images(gt, yolo)[0]).coco_stats()
+    b = evaluate_boxes(pair_images(gt, read_predictions(csvp, gt=gt))[0]).coco_stats()
+    np.testing.assert_allclose(a, b, atol=1e-12)
+    # labels of an image the ground truth lacks, or without the ground truth's sizes: one line
+    (labels / "c.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(InvalidInputError, match=r"c.txt: labels of image c, which is not in the ground truth"):
+        read_predictions(labels, gt=gt)
+    with pytest.raises(InvalidInputError, match="YOLO labels are normalised to their images"):
+        read_predictions(labels)
