@@ -76,6 +76,10 @@ def pair_images(
         odd = [k for src in (gt, pred) for k in src.images if undecoded_bytes(k)]
         hint = (f"; {odd[0]!r} is named in bytes that are not UTF-8 (Latin-1?): write both files in one encoding"
                 if odd else "")
+        twins = [k for k in gt.images if k != extra[0] and image_key(k) == extra[0]]
+        if twins:
+            hint = (f" by that name alone: it has {len(twins)} images named {extra[0]} in different folders "
+                    f"({', '.join(twins[:3])}); name them by their path or, in COCO results, by image id")
         as_number = int(extra[0]) if extra[0].isascii() and extra[0].isdigit() else None
         if as_number is not None and as_number in gt.coco_images:
             # a COCO result's image_id written as the text "1" where the ground truth's id is 1:

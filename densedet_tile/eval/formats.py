@@ -57,6 +57,12 @@ SCHEMA = "densedet-tile/detections@1"
 CSV_COLUMNS = ("image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height")
 
 
+def image_path_key(name: str) -> str:
+    """A ground-truth image's key when another image of the ground truth has its file name in
+    another folder: its whole path, with ``/`` separators."""
+    return str(name).replace("\\", "/").strip().strip("/")
+
+
 def image_key(name: str) -> str:
     """The key an image is matched by: its file name without any directory part, and without
     spaces around it (the SKU-110K CSV reader strips its fields, so every reader does: a photo
@@ -709,7 +715,7 @@ def _fast_coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet
         if iid in ids:
             key = ids[iid]
         elif isinstance(iid, str):
-            key = image_key(iid)
+            key = _result_image_key(iid, gt)
         else:  # a numeric id the ground truth lacks: the record-by-record reader says so
             return None
         group_of[iid] = keys.setdefault(key, len(keys))
@@ -768,9 +774,16 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
         fname = im.get("file_name")
         if not isinstance(fname, str) or not fname:
             raise InvalidInputError(f"{path}: image id {iid!r} has no file_name")
-        key = image_key(fname)
+    # images are keyed by file name without folders; two of one name in different folders
+    # (train/a.jpg, val/a.jpg) are keyed by their whole path instead, which results by id and
+    # by that path still find
+    base = [image_key(im["file_name"]) for im in images.values()]
+    shared = {k for k in base if base.count(k) > 1} if len(set(base)) < len(base) else set()
+    for (iid, im), key in zip(images.items(), base):
+        if key in shared:
+            key = image_path_key(im["file_name"])
         if key in out.images:
-            raise InvalidInputError(f"{path}: two images are named {key}")
+            raise InvalidInputError(f"{path}: two images are named {im['file_name'].strip()}")
         w = _size(im["width"], "width", f"{path}: image id {iid!r}") if "width" in im else None
         h = _size(im["height"], "height", f"{path}: image id {iid!r}") if "height" in im else None
         out.images[key] = _empty(key, w, h)
@@ -817,6 +830,13 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
     return out
 
 
+def _result_image_key(name: str, gt: BoxSet | None) -> str:
+    """The image a COCO result's string ``image_id`` names: its file name, or the whole path of
+    a ground-truth image keyed by its path (:func:`image_path_key`)."""
+    whole = image_path_key(name)
+    return whole if gt is not None and whole in gt.images else image_key(name)
+
+
 def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
     """COCO results. ``image_id`` is a COCO image id (needs COCO ground truth; matched exactly,
     int or str) or, as our CLI's ``--format coco`` writes it, the image file name (works with
@@ -841,7 +861,7 @@ def _coco_results(data: list[Any], path: Path, gt: BoxSet | None) -> BoxSet:
         if iid in ids:  # the exact id of a ground-truth image
             key = ids[iid]
         elif isinstance(iid, str):  # else a string names the image file
-            key = image_key(iid)
+            key = _result_image_key(iid, gt)
         elif gt is None or gt.kind != "coco":
             raise InvalidInputError(
                 f"{path}: result {j} has a numeric image_id; numeric ids need a COCO JSON ground truth"

@@ -176,3 +176,33 @@ def test_a_folder_of_yolo_labels_scores_as_the_same_boxes_in_a_csv(tmp_path: Pat
         read_predictions(labels, gt=gt)
     with pytest.raises(InvalidInputError, match="YOLO labels are normalised to their images"):
         read_predictions(labels)
+
+
+def test_coco_images_of_one_name_in_two_folders_are_told_apart_by_path(tmp_path: Path) -> None:
+    # train/a.jpg and val/a.jpg were refused ("two images are named a.jpg"), though results by
+    # image id tell them apart exactly, as pycocotools does
+    from densedet_tile.eval import evaluate_boxes
+    from densedet_tile.eval.compare import pair_images
+
+    gt_doc = {"images": [{"id": 1, "file_name": "train/a.jpg", "width": 100, "height": 100},
+                         {"id": 2, "file_name": "val\\a.jpg", "width": 100, "height": 100},
+                         {"id": 3, "file_name": "b.jpg", "width": 100, "height": 100}],
+              "categories": [{"id": 1, "name": "x"}],
+              "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]},
+                              {"id": 2, "image_id": 2, "category_id": 1, "bbox": [50, 50, 20, 20]},
+                              {"id": 3, "image_id": 3, "category_id": 1, "bbox": [5, 5, 20, 20]}]}
+    gtp = tmp_path / "gt.json"
+    gtp.write_text(json.dumps(gt_doc))
+    gt = read_ground_truth(gtp)
+    assert list(gt.images) == ["train/a.jpg", "val/a.jpg", "b.jpg"]
+    res = [{"image_id": 2, "category_id": 1, "bbox": [50, 50, 20, 20], "score": 0.9},
+           {"image_id": "train/a.jpg", "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.8},
+           {"image_id": "b.jpg", "category_id": 1, "bbox": [5, 5, 20, 20], "score": 0.7}]
+    resp = tmp_path / "res.json"
+    resp.write_text(json.dumps(res))
+    pairs, _ = pair_images(gt, read_predictions(resp, gt=gt))
+    assert evaluate_boxes(pairs).coco_stats()[0] == pytest.approx(1.0)
+    # by the file name alone it is either image: refused, saying why
+    resp.write_text(json.dumps([{"image_id": "a.jpg", "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.5}]))
+    with pytest.raises(InvalidInputError, match=r"2 images named a.jpg in different folders \(train/a.jpg, val/a.jpg\)"):
+        pair_images(gt, read_predictions(resp, gt=gt))
