@@ -244,6 +244,12 @@ class TiffSource(ImageSource):
             raise ImageReadError(
                 f"{label}: the TIFF lists {len(page.dataoffsets)} data segments, {expected} are needed"
             )
+        if not any(int(n) > 0 for n in page.databytecounts[:expected]):
+            # a segment with no bytes is a sparse one (GDAL), read as no-data; a file of nothing
+            # else holds no picture at all (a writer that failed after the header): it was read as
+            # a black image with 0 products and no word
+            raise ImageReadError(f"{label}: the TIFF holds no image data (every one of its {expected} "
+                                 f"{'tiles' if page.is_tiled else 'strips'} is empty; a failed write?)")
 
     # -- decoding -------------------------------------------------------------------------------
     def _decode_raw(self, index: int) -> np.ndarray:

@@ -240,6 +240,22 @@ def _make_sparse(path, index):
 
 
 @pytest.mark.parametrize("layout", [dict(tile=(16, 16), compression="zlib"), dict(rowsperstrip=10)])
+def test_a_tiff_of_nothing_but_empty_segments_is_refused(tmp_path, layout):
+    # a writer that failed after the header leaves every strip at offset 0 and 0 bytes: it was
+    # read as a black image (0 products, exit 0, no word); one empty segment among others is
+    # GDAL's sparse data and reads as no-data (below)
+    path = tmp_path / "nothing.tif"
+    tifffile.imwrite(path, noise(40, 48), photometric="rgb", **layout)
+    with tifffile.TiffFile(path) as tif:
+        n = len(tif.pages[0].dataoffsets)
+    for k in range(n):
+        _make_sparse(path, k)
+    kind = "tiles" if "tile" in layout else "strips"
+    with pytest.raises(ImageReadError, match=rf"nothing.tif: the TIFF holds no image data \(every one of its {n} {kind} is empty"):
+        open_image(path)
+
+
+@pytest.mark.parametrize("layout", [dict(tile=(16, 16), compression="zlib"), dict(rowsperstrip=10)])
 def test_a_sparse_tiff_segment_reads_as_tifffile_reads_it(tmp_path, layout):
     rgb = noise(40, 48)
     path = tmp_path / "sparse.tif"
