@@ -99,6 +99,15 @@ def shrink_source(source: Any, scale: float, *, band_bytes: int = 32 * 2**20) ->
     band = max(1, min(H, max(math.ceil(4 / scale), band_bytes // (3 * W))))
     if scale >= 1.0 and band >= H:  # a photo kept at its size: one read is the picture (no canvas to paste on)
         return Image.fromarray(source.read(0, 0, W, H))
+    unit = getattr(source, "band_rows", None)
+    if isinstance(unit, int) and 1 < unit < H:
+        # whole strips or tile rows per band: each is decoded once, and what one band decoded
+        # is let go before the next (a giant TIFF's preview pass filled the segment cache a
+        # second time beside the first: 300-440 MiB more than the detection's peak)
+        band = max(unit, band // unit * unit)
+    release = getattr(source, "release", None)
+    if callable(release):
+        release()  # what an earlier pass kept (the detection's tiles) is not needed here
     canvas = Image.new("RGB", (pw, ph))
     for y0 in range(0, H, band):
         y1 = min(H, y0 + band)
@@ -106,6 +115,8 @@ def shrink_source(source: Any, scale: float, *, band_bytes: int = 32 * 2**20) ->
         if py1 <= py0:
             continue
         piece = Image.fromarray(source.read(0, y0, W, y1 - y0))
+        if unit is not None and callable(release):
+            release()
         if scale < 1.0:
             piece = piece.resize((pw, py1 - py0), Image.Resampling.BILINEAR, reducing_gap=2.0)
         canvas.paste(piece, (0, py0))

@@ -130,6 +130,18 @@ class ImageSource(ABC):
         """Release the decoded image / file handle. Idempotent."""
         self._closed = True
 
+    def release(self) -> None:
+        """Drop what the source keeps for later reads (a TIFF's decoded segments) and hand the
+        memory back; the source stays open. Called between passes over a giant image (the
+        detection's tiles, then the preview's bands). Nothing to drop by default."""
+
+    @property
+    def band_rows(self) -> int | None:
+        """Rows of the upright image that one decode unit spans (a TIFF's strip or tile height),
+        when reading in bands of a multiple of it decodes each unit once; None when it does not
+        matter (the image is decoded whole)."""
+        return None
+
     def __enter__(self) -> "ImageSource":
         return self
 
@@ -162,3 +174,26 @@ class ImageSource(ABC):
                 f"{self.width}x{self.height} image"
             )
         return x, y, w, h
+
+
+def trim_heap() -> None:
+    """Hand freed memory back to the system (glibc's ``malloc_trim``; nothing elsewhere): buffers
+    freed on a reader thread stay in that thread's arena otherwise, and a second pass over a giant
+    image allocated as much again beside them."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        _MALLOC_TRIM = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            if name:
+                _MALLOC_TRIM = getattr(ctypes.CDLL(name), "malloc_trim", False)
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None

@@ -36,6 +36,8 @@ DECODERS: tuple[str, ...] = ("auto", "imagecodecs", "pillow")
 #: Pillow's pixel limit is process-wide. A few format plugins (WebP) check it themselves while
 #: reading the header; for those alone it is lifted around that read, under this lock.
 _PIL_LIMIT_LOCK = threading.Lock()
+#: Pixels a window needing a colour conversion is converted at a time (:meth:`PillowSource._read_stored`).
+_CONVERT_CHUNK_PIXELS = 1 << 20
 
 
 #: Formats whose first bytes say what they are beyond doubt: a file that starts like one and
@@ -299,6 +301,17 @@ class PillowSource(ImageSource):
 
     def _read_stored(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         pixels = self._pixels
+        im = self._im
+        plain = (pixels.ndim == 3 and pixels.shape[2] == 3) if pixels is not None else (im is not None and im.mode == "RGB")
+        rows = max(1, _CONVERT_CHUNK_PIXELS // max(1, w))
+        if not plain and h > rows:
+            # a colour conversion (alpha over white, 16 bits, a palette) makes temporaries several
+            # times the size of what it converts: a band of a preview of a transparent
+            # panorama reached ten times its 32 MiB budget, so big windows go a band at a time
+            out = np.empty((h, w, 3), np.uint8)
+            for r in range(0, h, rows):
+                out[r : r + rows] = self._read_stored(x, y + r, w, min(rows, h - r))
+            return out
         if pixels is not None:  # read-only array: read() copies whatever it hands out
             win = pixels[y : y + h, x : x + w]
             return uint8_to_rgb(win)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ImageReadError, MissingDependencyError, one_line
-from .base import ImageSource, SourceStats, check_size
+from .base import ImageSource, SourceStats, check_size, trim_heap
 from .colour import TiffColour
 from .orientation import checked_orientation
 from .segment_cache import SegmentCache
@@ -409,6 +409,19 @@ class TiffSource(ImageSource):
                         raise ImageReadError(f"{self._label}: TIFF segment {r},{c} is smaller than its declared size")
                     out[ya - y : yb - y, xa - x : xb - x] = seg[ya - gy0 : yb - gy0, xa - gx0 : xb - gx0]
         return out
+
+    def release(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # pragma: no cover
+            return
+        with lock:
+            self._cache.clear()
+        trim_heap()
+
+    @property
+    def band_rows(self) -> int | None:
+        # upright rows are the stored rows, top first, unless the orientation turns or flips them
+        return self._seg_h if self.orientation in (1, 2) and self._direct is None else None
 
     def close(self) -> None:
         lock = getattr(self, "_lock", None)

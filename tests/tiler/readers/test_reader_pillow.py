@@ -124,3 +124,27 @@ def test_a_png_cut_inside_its_header_is_called_cut_not_unknown(tmp_path):
     text.write_text("not an image at all\n")
     with pytest.raises(ImageReadError, match="notes.png: unknown or unsupported image format"):
         open_image(text)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "I;16"])
+def test_a_big_window_needing_conversion_is_converted_in_bands_to_the_same_pixels(tmp_path, monkeypatch, mode):
+    # the conversion's temporaries (alpha over white, 16 bits) are several times what it
+    # converts: a preview band of a transparent panorama used ten times its budget, so windows
+    # go a band of rows at a time, with the same result
+    from densedet_tile.tiler.readers import pillow as pillow_mod
+
+    rng = np.random.default_rng(3)
+    if mode == "I;16":
+        im = Image.fromarray(rng.integers(0, 65536, (90, 70), dtype=np.uint16))
+    elif mode == "P":
+        im = Image.fromarray(rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)).quantize(64)
+    else:
+        im = Image.fromarray(rng.integers(0, 256, (90, 70, len(mode)), dtype=np.uint8), mode=mode)
+    path = tmp_path / "a.png"
+    im.save(path)
+    with open_image(path) as src:
+        whole = src.read(0, 0, 70, 90)
+    monkeypatch.setattr(pillow_mod, "_CONVERT_CHUNK_PIXELS", 70 * 7)  # bands of 7 rows
+    with open_image(path) as src:
+        np.testing.assert_array_equal(src.read(0, 0, 70, 90), whole)
+        np.testing.assert_array_equal(src.read(5, 3, 60, 80), whole[3:83, 5:65])

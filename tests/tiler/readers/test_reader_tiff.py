@@ -148,3 +148,26 @@ def test_a_separated_tiff_of_other_inks_is_refused_in_one_line(tmp_path):
     tifffile.imwrite(path, noise(8, 8, c=4), photometric="separated", extratags=[(332, "H", 1, 2, True)])
     with pytest.raises(ImageReadError, match=r"inks\.tif: separated TIFF with inks other than CMYK"):
         open_image(path)
+
+
+@pytest.mark.parametrize("layout", [dict(tile=(32, 32), compression="zlib"), dict(rowsperstrip=24, compression="zlib")])
+def test_a_preview_pass_decodes_each_tiff_segment_once_and_keeps_none(tmp_path, layout):
+    # the preview of a giant TIFF read it again through the segment cache the detection had
+    # filled: its memory twice over. Now what the detection kept is let go first, the bands hold
+    # whole strips or tile rows (each decoded once) and each band's segments go after it.
+    from densedet_tile.tiler.resize import shrink_source
+
+    rgb = noise(200, 150)
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", **layout)
+    with open_image(path) as src:
+        src.read(0, 0, 150, 100)  # a detection's window: its segments stay cached
+        assert src.stats.cache_bytes > 0
+        segments = src.stats.segments_decoded
+        small = shrink_source(src, 0.5, band_bytes=150 * 3 * 40)  # bands of 40 rows, not whole units
+        assert src.stats.cache_bytes == 0
+        per_pass = -(-200 // 32) * -(-150 // 32) if "tile" in layout else -(-200 // 24)
+        assert src.stats.segments_decoded - segments == per_pass
+        assert small.size == (75, 100)
+        src.release()
+        assert src.stats.cache_bytes == 0 and src.read(0, 0, 10, 10).shape == (10, 10, 3)  # still open
