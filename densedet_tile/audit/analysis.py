@@ -870,6 +870,10 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             # look stocked (products the detector missed?); "not_judged" without the photo
             "gap_looks": {**{v: sum(1 for g in result.gaps if g.looks == v) for v in ("empty", "unsure", "stocked")},
                           "not_judged": sum(1 for g in result.gaps if g.looks is None)},
+            # and the width of each kind: the empty width above counts gaps that look stocked too
+            "gap_width_looks": {**{v: _r(sum(g.width_products for g in result.gaps if g.looks == v), 2)
+                                   for v in ("empty", "unsure", "stocked")},
+                                "not_judged": _r(sum(g.width_products for g in result.gaps if g.looks is None), 2)},
             "empty_sections": len(empties),
             "empty_shelves": len(shelves),
             "tilt_deg": _r(float(np.median(tilts)), 2) if tilts else 0.0,

@@ -262,7 +262,10 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
               if looks and looks.get("not_judged", 0) < s["gaps"] else ()),
             *((("empty sections", s["empty_sections"]),) if s.get("empty_sections") else ()),
             *((("empty shelves", s["empty_shelves"]),) if s.get("empty_shelves") else ()),
-            ("empty width (products)", s["gap_width_products"]), ("tilt (deg)", s["tilt_deg"]),
+            ("empty width (products)", s["gap_width_products"]),
+            *((("of which looks stocked", (s.get("gap_width_looks") or {}).get("stocked")),)
+              if (s.get("gap_width_looks") or {}).get("stocked") else ()),
+            ("tilt (deg)", s["tilt_deg"]),
             ("products / Mpx", s["density_per_mpx"]),
         )
     )

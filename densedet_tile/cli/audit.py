@@ -262,7 +262,8 @@ def _audit(args: argparse.Namespace) -> int:
     s = doc["summary"]
     print(f"{_printable(str(info.get('name')))}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
           f"{counted(s['rows'], 'shelf row')}, {counted(s['gaps'], 'gap')} "
-          f"({s['gap_width_products']} product widths empty{_looks_text(s['gap_looks'])}), tilt {s['tilt_deg']} deg")
+          f"({s['gap_width_products']} product widths empty{_looks_text(s['gap_looks'], s.get('gap_width_looks'))}), "
+          f"tilt {s['tilt_deg']} deg")
     if args.quiet:
         return EXIT_OK
     for b in doc["bays"]:
@@ -286,11 +287,14 @@ def _audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _looks_text(looks: dict[str, int]) -> str:
-    """"; 3 look empty, 1 unsure, 5 look stocked" from the summary's ``gap_looks`` ("" when no
-    gap was judged in the pixels)."""
+def _looks_text(looks: dict[str, int], widths: dict[str, float] | None = None) -> str:
+    """"; 3 look empty, 1 unsure, 5 look stocked (4.2 widths)" from the summary's ``gap_looks``
+    and ``gap_width_looks`` ("" when no gap was judged in the pixels): the empty width counts
+    the gaps that look stocked too, so their share is said."""
     said = [f"{looks[k]} {text}" for k, text in (("empty", "look empty"), ("unsure", "unsure"),
                                                   ("stocked", "look stocked")) if looks.get(k)]
+    if said and looks.get("stocked") and widths and widths.get("stocked"):
+        said[-1] += f" ({widths['stocked']} widths)"
     return "; " + ", ".join(said) if said else ""
 
 

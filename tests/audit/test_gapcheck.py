@@ -88,6 +88,10 @@ def test_the_json_and_report_carry_the_verdicts() -> None:
     assert sorted(g["looks"] for g in doc["gaps"]) == ["empty", "stocked"]
     assert all(isinstance(g["texture"], float) for g in doc["gaps"])
     assert doc["summary"]["gap_looks"] == {"empty": 1, "unsure": 0, "stocked": 1, "not_judged": 0}
+    # the empty width counts the gap that looks stocked too: its share is given apart
+    widths = {g["looks"]: g["width_products"] for g in doc["gaps"]}
+    assert doc["summary"]["gap_width_looks"] == {"empty": round(widths["empty"], 2), "unsure": 0,
+                                                 "stocked": round(widths["stocked"], 2), "not_judged": 0}
     assert sum(b["gaps_looking_empty"] for b in doc["bays"]) == 1
     plain = audit_to_dict(run_audit(boxes, W, H))
     assert plain["summary"]["gap_looks"]["not_judged"] == 2 and all(g["looks"] is None for g in plain["gaps"])
@@ -95,6 +99,7 @@ def test_the_json_and_report_carry_the_verdicts() -> None:
     jpeg, *_ = render_preview(res, img)
     page = render_html(doc, jpeg, b"")
     assert "stocked? (check: missed products)" in page and "gaps that look empty" in page
+    assert f"of which looks stocked <b>{doc['summary']['gap_width_looks']['stocked']}</b>" in page
     assert "gaps that look empty" not in render_html(plain, jpeg, b"")
 
 
