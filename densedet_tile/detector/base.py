@@ -421,6 +421,30 @@ def check_tiles(tiles: Sequence[np.ndarray], *, allow_empty: bool = False) -> li
 QUIET_ONNXRUNTIME_PROCESS = False
 
 
+@contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Under the command (:data:`QUIET_ONNXRUNTIME_PROCESS`), send what native code writes to
+    standard error during the block to /dev/null: LiteRT prints "INFO: Created TensorFlow Lite
+    XNNPACK delegate for CPU." whatever its caller asks (under ``-q`` too). Python's own errors
+    are exceptions and still reach the user. Off for library use, where the process is the caller's."""
+    if not QUIET_ONNXRUNTIME_PROCESS:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable standard error: nothing to quiet
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def ort_session_options(ort: Any, threads: int | None = None) -> Any:
     """ONNX Runtime session options as every adapter here builds them: ``threads`` intra-op
     threads (None: ONNX Runtime's own choice), quiet logging (under the command also the

@@ -64,7 +64,8 @@ import numpy as np
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..merge.nms import nms
 from ..types import Detections
-from .base import check_tiles, class_names_option, model_file, ort_session_options, say_nonfinite, score_floor_for
+from .base import (check_tiles, class_names_option, model_file, ort_session_options, quiet_native_stderr, say_nonfinite,
+                   score_floor_for)
 
 __all__ = [
     "build",
@@ -359,7 +360,8 @@ class _LiteRuntime:
             raise MissingDependencyError("the yolo detector (TFLite models)", "ai-edge-litert", "tflite", exc) from exc
         self.path = path
         try:
-            self.interp = Interpreter(model_path=os.fspath(path), num_threads=threads)
+            with quiet_native_stderr():  # (LiteRT's "INFO: Created ... delegate", under -q too)
+                self.interp = Interpreter(model_path=os.fspath(path), num_threads=threads)
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError for damaged files
             raise DetectorError(f"yolo model {path}: not a readable TFLite model ({' '.join(str(exc).split())[:200]})") from exc
         inputs = self.interp.get_input_details()
@@ -386,7 +388,8 @@ class _LiteRuntime:
         self.providers = ["litert-cpu"]
         self.device = "cpu"
         self._allocated: tuple[int, ...] = tuple(int(d) for d in inp["shape"])
-        self.interp.allocate_tensors()
+        with quiet_native_stderr():
+            self.interp.allocate_tensors()
 
     def _quant(self, detail: dict[str, Any]) -> tuple[float, int]:
         scale, zero = detail["quantization"]
@@ -397,7 +400,8 @@ class _LiteRuntime:
     def run(self, x: np.ndarray) -> np.ndarray:
         if tuple(x.shape) != self._allocated:
             self.interp.resize_tensor_input(self.input_index, list(x.shape))
-            self.interp.allocate_tensors()
+            with quiet_native_stderr():
+                self.interp.allocate_tensors()
             self._allocated = tuple(x.shape)
         self.interp.set_tensor(self.input_index, x)
         self.interp.invoke()

@@ -625,3 +625,19 @@ def test_a_long_nms_output_is_read_only_when_layout_end2end_is_forced(torch, tmp
     det = load_detector("yolo", checkpoint=path, device="cpu", options={"layout": "end2end"})
     (d,) = det.predict([tile_with(48, 64, {})])
     assert d.xyxy.tolist() == [[8, 8, 24, 32]] and d.labels.tolist() == [1]
+
+
+def test_the_command_says_nothing_of_litert_under_quiet(tmp_path):
+    # LiteRT writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to the process's
+    # standard error itself, whatever -q says
+    pytest.importorskip("ai_edge_litert")
+    from PIL import Image
+
+    from fakes import run_cli
+
+    img = tmp_path / "aisle.png"
+    Image.fromarray(aisle(ENGINE_BLOCKS)).save(img)
+    r = run_cli(img, "--detector", "yolo", "--checkpoint", tflite("int8"), "--tile", "128", "--overlap", "0.4",
+                "--out", tmp_path / "out", "-q", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert (tmp_path / "out" / "aisle.detections.json").is_file()
