@@ -45,6 +45,20 @@ _CONVERT_CHUNK_PIXELS = 1 << 20
 _STRICT_MAGIC = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF"})
 
 
+def _riff_short(path: Path) -> tuple[int, int] | None:
+    """(bytes announced, bytes there) for a WebP file shorter than its RIFF header says, else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    announced = struct.unpack("<I", head[4:8])[0] + 8
+    return (announced, size) if size < announced else None
+
+
 def open_header(path: str | os.PathLike[str]) -> Any:
     """``PIL.Image.open(path)`` (the header only) without Pillow's decompression-bomb check: the
     engine's ``max_pixels`` replaces it (panoramas are far over Pillow's limit). Pillow's limit
@@ -235,6 +249,10 @@ class PillowSource(ImageSource):
             except _HEADER_ERRORS as exc:
                 raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
         except _HEADER_ERRORS as exc:
+            short = _riff_short(path)
+            if short is not None:  # (libwebp says only "could not create decoder object")
+                raise ImageReadError(f"{label}: the WebP file is truncated: its header announces {short[0]} bytes, "
+                                     f"the file has {short[1]}") from None
             raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
         try:
             sw, sh = im.size

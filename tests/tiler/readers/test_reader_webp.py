@@ -135,3 +135,20 @@ def test_decoder_imagecodecs_refuses_an_animated_webp(tmp_path):
     (tmp_path / "still.webp").write_bytes(still.getvalue())
     with open_image(tmp_path / "still.webp", decoder="imagecodecs") as src:
         assert src.stats.decoder == "imagecodecs"
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
+def test_a_truncated_webp_is_said_to_be_truncated(tmp_path, keep):
+    # libwebp says only "could not create decoder object"; the RIFF header tells how long the
+    # file should be
+    whole = tmp_path / "whole.webp"
+    Image.fromarray(noise(120, 160)).save(whole, quality=80)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.webp"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ImageReadError, match=rf"cut.webp: the WebP file is truncated: its header announces "
+                                             rf"{len(data)} bytes, the file has {int(len(data) * keep)}"):
+        with open_image(cut) as src:
+            src.read(0, 0, 160, 120)
+    with open_image(whole) as src:
+        assert src.read(0, 0, 160, 120).shape == (120, 160, 3)
