@@ -291,8 +291,11 @@ def _looks_text(looks: dict[str, int], widths: dict[str, float] | None = None) -
     """"; 3 look empty, 1 unsure, 5 look stocked (4.2 widths)" from the summary's ``gap_looks``
     and ``gap_width_looks`` ("" when no gap was judged in the pixels): the empty width counts
     the gaps that look stocked too, so their share is said."""
-    said = [f"{looks[k]} {text}" for k, text in (("empty", "look empty"), ("unsure", "unsure"),
-                                                  ("stocked", "look stocked")) if looks.get(k)]
+    def verb(n: int) -> str:
+        return "looks" if n == 1 else "look"
+
+    said = [f"{looks[k]} {verb(looks[k])} {k}" if k != "unsure" else f"{looks[k]} unsure"
+            for k in ("empty", "unsure", "stocked") if looks.get(k)]
     if said and looks.get("stocked") and widths and widths.get("stocked"):
         said[-1] += f" ({widths['stocked']} widths)"
     return "; " + ", ".join(said) if said else ""

@@ -37,12 +37,17 @@ def convert_main(argv: Sequence[str]) -> int:
     args = parse(build_parser(), argv)
     if isinstance(args, int):
         return args
-    if not args.no_verify:  # verifying builds the mmdet model: say [mmdet] up front, not [torch] first
-        import importlib.util
+    import importlib.util
 
-        from ..errors import MissingDependencyError
+    from ..errors import MissingDependencyError
 
-        for module, dist in (("torch", "torch"), ("mmengine", "mmengine"), ("mmcv", "mmcv-lite"), ("mmdet", "mmdet")):
+    if importlib.util.find_spec("torch") is None:  # needed either way: say so once, with both extras
+        error(PROG, one_line(MissingDependencyError(
+            "convert-checkpoint (to read and write checkpoints; [mmdet] also checks the result against an mmdet "
+            "config, which --no-verify skips)", "torch", "mmdet" if not args.no_verify else "torch")))
+        return EXIT_USAGE
+    if not args.no_verify:  # verifying builds the mmdet model: say [mmdet] up front
+        for module, dist in (("mmengine", "mmengine"), ("mmcv", "mmcv-lite"), ("mmdet", "mmdet")):
             if importlib.util.find_spec(module) is None:
                 error(PROG, one_line(MissingDependencyError(
                     "convert-checkpoint (it checks the result against an mmdet config; --no-verify skips that)",

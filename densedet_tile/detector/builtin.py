@@ -599,7 +599,9 @@ def choose_runtime(*, device: str = "auto", fp16: bool = False, weights: Any = N
     if rt == "onnxruntime":
         if cuda or fp16 or kind == "torch":
             why = "a CUDA device" if cuda else "fp16" if fp16 else "torch weights"
-            raise InvalidInputError(f"the built-in model on ONNX Runtime runs fp32 on the CPU; {why} needs runtime=torch")
+            extra = "" if importlib.util.find_spec("torch") is not None else " (pip install 'densedet-tile[torch]')"
+            raise InvalidInputError(f"the built-in model on ONNX Runtime runs on the CPU only (its shipped int8 file, "
+                                    f"or an fp32 one); {why} needs runtime=torch{extra}")
         resolve_device("cpu" if device.strip().lower() == "auto" else device)
         return "onnxruntime", "cpu"
     if rt == "torch":

@@ -125,8 +125,9 @@ def test_the_audit_command_checks_the_gaps_in_the_photo(tmp_path: Path, capsys: 
     photo, dets = _photo_and_csv(tmp_path, "shelf", *_shelf())
     assert cli_main(["audit", str(photo), "--detections", str(dets), "--out", str(tmp_path / "o")]) == 0
     line = capsys.readouterr().out.splitlines()[0]
-    assert "2 gaps" in line and "1 look empty, 1 look stocked" in line
     doc = json.loads((tmp_path / "o" / "shelf.audit.json").read_text())
+    stocked = doc["summary"]["gap_width_looks"]["stocked"]
+    assert "2 gaps" in line and f"1 looks empty, 1 looks stocked ({stocked} widths)" in line
     assert doc["summary"]["gap_looks"]["stocked"] == 1
     assert cli_main(["audit", str(photo), "--detections", str(dets), "--no-pixel-check",
                      "--out", str(tmp_path / "o2")]) == 0

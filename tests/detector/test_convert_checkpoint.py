@@ -321,6 +321,25 @@ def test_verifying_without_mmdet_names_the_mmdet_extra_first(tmp_path, capsys, m
     assert not (tmp_path / "out.pth").exists()
 
 
+def test_without_torch_both_ways_say_torch_is_needed_in_one_line(tmp_path, capsys, monkeypatch):
+    # it named [mmdet] and said --no-verify skips that; with --no-verify it then named [torch] in
+    # a line of another form: torch is needed either way
+    import importlib.util
+
+    from densedet_tile.cli.convert import convert_main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    src = tmp_path / "sd.pth"
+    src.write_bytes(b"x")
+    for extra, want in (([], "mmdet"), (["--no-verify"], "torch")):
+        assert convert_main([str(src), str(tmp_path / "out.pth"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("densedet-tile convert-checkpoint: error: ")
+        assert "needs the 'torch' package" in err and f"pip install 'densedet-tile[{want}]'" in err
+    assert not (tmp_path / "out.pth").exists()
+
+
 def test_converting_a_converted_checkpoint_is_refused(tmp_path, v3_state_dict):
     conv = _script()
     src, once = tmp_path / "v1.pth", tmp_path / "once.pth"
