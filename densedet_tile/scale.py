@@ -49,6 +49,9 @@ MIN_PROBE_BOXES = 5
 #: it (shelves of products cover 0.3 to 0.5 of a photo; a few stray boxes in a view of far-away
 #: products cover far less).
 MIN_PROBE_COVER = 0.1
+#: A smaller probe window's estimate is used over the largest readable window's when the two
+#: agree within this factor (:func:`_pick_probe`).
+PROBE_AGREE = 1.6
 #: Side of the model input used to probe detectors that declare no input size.
 _NATIVE_PROBE = 1024
 #: Overlap chosen by ``auto``: at least this many typical product heights (capped at half a tile).
@@ -125,9 +128,10 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     through it;
     each window size whose boxes (those clear of the window's border, which may cut them)
     number at least :data:`MIN_PROBE_BOXES` gives an estimate (median box height, in image
-    pixels). The estimate of the largest window whose products reach the model at half
-    ``target`` (the detector's ``product_size``) or more is returned, else the one closest to
-    ``target`` (:func:`_pick_probe`; without a target, the middle of the sizes that worked).
+    pixels). Of the windows whose products reach the model at half ``target`` (the detector's
+    ``product_size``) or more, the estimate of the one nearest ``target`` that agrees with the
+    largest of them is returned, else the one closest to ``target`` (:func:`_pick_probe`;
+    without a target, the middle of the sizes that worked).
     ``classes`` (class ids): only their boxes measure (those of a run's ``classes``).
     Returns ``(height, details)``.
     """
@@ -176,14 +180,26 @@ def _pick_probe(good: list[dict[str, Any]], target: float | None) -> tuple[dict[
     model finds "products" in it (text lines, logos: a third of the real height on a real
     photo), while a larger window shows the shelves. So the largest window whose products reach
     the model at half ``target`` or more, and whose boxes cover at least
-    :data:`MIN_PROBE_COVER` of it (not a few stray boxes over far-away products), measures
-    them; when none does, the one whose products come closest to ``target``; without a
-    target, the middle one."""
+    :data:`MIN_PROBE_COVER` of it (not a few stray boxes over far-away products), is the
+    reference; of those windows, the one whose products come closest to ``target`` and whose
+    estimate is within :data:`PROBE_AGREE` of the reference's measures them (the reference
+    itself when no other agrees); when none reaches half the target, the one whose products
+    come closest to it; without a target, the middle one."""
     if target is None:
         return good[len(good) // 2], "middle window (no product size declared)"
     readable = [p for p in good if p["at_input_px"] >= target / 2 and p.get("cover", 1.0) >= MIN_PROBE_COVER]
     if readable:
-        return max(readable, key=lambda p: p["window"]), "largest window showing products at half their size or more"
+        largest = max(readable, key=lambda p: p["window"])
+        # the largest window sees the products small, and misses the smallest of them: its
+        # median runs high (a panorama of phone photos: 234 px where the window showing them at
+        # the model's size measured 174, so the tile chosen was a third too large and counted a
+        # sixth fewer). A window nearer the size measures better, when it agrees with the largest
+        # (a zoomed-in window measuring the print on one product does not)
+        agree = [p for p in readable if abs(math.log(p["median_px"] / largest["median_px"])) <= math.log(PROBE_AGREE)]
+        best = min(agree, key=lambda p: abs(math.log(p["at_input_px"] / target)))
+        if best is not largest:
+            return best, "window nearest the product size that agrees with the largest readable one"
+        return largest, "largest window showing products at half their size or more"
     return min(good, key=lambda p: abs(math.log(p["at_input_px"] / target))), "window nearest the product size"
 
 

@@ -372,6 +372,25 @@ def test_auto_trusts_the_largest_window_that_shows_products_big_enough():
     assert _pick_probe(probes, None)[0]["window"] == 1280  # no target: the middle one
 
 
+def test_auto_measures_with_a_window_near_the_size_that_agrees_with_the_largest():
+    from densedet_tile.scale import _pick_probe
+
+    # the probes of a panorama of four phone photos (11084x3264): the largest readable window
+    # sees the products at 46 px on the model's input and misses the smallest of them (median
+    # 234 px); the 1280 px window sees them at 87 px, near the 80 px target, and measures 174 px.
+    # The largest alone chose a tile a third too large: 511 products where the default tile
+    # finds 610 (578 with the 1280 window's measure)
+    probes = [{"window": 320, "median_px": 56.1, "at_input_px": 112.2, "cover": 0.26},
+              {"window": 640, "median_px": 181.3, "at_input_px": 181.3, "cover": 0.30},
+              {"window": 1280, "median_px": 173.6, "at_input_px": 86.8, "cover": 0.31},
+              {"window": 2560, "median_px": 189.1, "at_input_px": 47.3, "cover": 0.35},
+              {"window": 3264, "median_px": 233.9, "at_input_px": 45.9, "cover": 0.33}]
+    best, why = _pick_probe(probes, 80.0)
+    assert best["window"] == 1280 and why.startswith("window nearest the product size that agrees")
+    # the 320 px window (print on one product, 56 px) disagrees with the largest, 4x: never used
+    assert _pick_probe([probes[0], probes[4]], 80.0)[0]["window"] == 3264
+
+
 def test_probes_report_how_much_of_each_window_their_boxes_cover():
     img, _ = shelf(2000, 1000, 100)
     with open_image(img) as src:
@@ -380,7 +399,9 @@ def test_probes_report_how_much_of_each_window_their_boxes_cover():
     # bars 60x100 px cover half the shelf image (less of a window whose border cuts bars: those
     # do not count)
     assert measured and all(0.3 <= p["cover"] <= 0.51 for p in measured)
-    assert details["chosen_by"].startswith("largest window")
+    # a readable window measured (bars the same size in every window: the one nearest the size)
+    assert details["chosen_by"] == "window nearest the product size that agrees with the largest readable one"
+    assert h == pytest.approx(100, rel=0.05)
 
 
 def test_products_far_below_the_trained_size_are_warned_about(caplog):
