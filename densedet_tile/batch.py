@@ -550,7 +550,7 @@ def run_batch(
     summary = BatchSummary(run=uuid.uuid4().hex[:12], backend="in-process" if backend is None else f"ray:{backend}",
                            workers=1, out=out)
 
-    said: dict[str, list[str]] = {}  # each kind of warning: the texts given so far
+    said: dict[str, list[str]] = {}  # each kind of warning (its format string): the images that gave it
 
     def record(rec: dict[str, Any]) -> None:
         rec = {"event": "image", "run": summary.run, "time": _now(), **rec}
