@@ -49,14 +49,16 @@ def _metrics_json(m: CocoMetrics) -> dict[str, Any]:
 
 
 def format_table(rows: Sequence[tuple[str, dict[str, float], float | None]], max_det: int) -> str:
-    """Plain-text table: one row per (name, stats, seconds)."""
-    head = ["run", "AP", "AP50", "AP75", f"AR@{max_det}", "seconds"]
+    """Plain-text table: one row per (name, stats, seconds); the seconds column only when a row
+    has seconds (runs of ``--compare``, not a file of predictions)."""
+    timed = any(secs is not None for _, _, secs in rows)
+    head = ["run", "AP", "AP50", "AP75", f"AR@{max_det}"] + (["seconds"] if timed else [])
     lines = [head]
     for name, stats, secs in rows:
         lines.append([
             name,
             *(f"{stats[k]:.4f}" if stats.get(k, -1) >= 0 else "n/a" for k in ("AP", "AP50", "AP75", f"AR@{max_det}")),
-            "" if secs is None else f"{secs:.2f}",
+            *([("" if secs is None else f"{secs:.2f}")] if timed else []),
         ])
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in lines)

@@ -206,3 +206,13 @@ def test_coco_images_of_one_name_in_two_folders_are_told_apart_by_path(tmp_path:
     resp.write_text(json.dumps([{"image_id": "a.jpg", "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.5}]))
     with pytest.raises(InvalidInputError, match=r"2 images named a.jpg in different folders \(train/a.jpg, val/a.jpg\)"):
         pair_images(gt, read_predictions(resp, gt=gt))
+
+
+def test_the_table_has_a_seconds_column_only_for_timed_runs() -> None:
+    from densedet_tile.cli.eval import format_table
+
+    stats = {"AP": 0.5, "AP50": 0.7, "AP75": 0.4, "AR@100": 0.6}
+    plain = format_table([("preds.csv", stats, None)], 100).splitlines()
+    assert plain[0].split() == ["run", "AP", "AP50", "AP75", "AR@100"] and plain[1].split()[-1] == "0.6000"
+    timed = format_table([("tiled", stats, 1.5), ("untiled", stats, 0.25)], 100).splitlines()
+    assert timed[0].split()[-1] == "seconds" and timed[2].split()[-1] == "0.25"
