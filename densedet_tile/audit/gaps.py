@@ -31,6 +31,7 @@ other rows do, with room between them for a whole shelf of products, a shelf is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -261,6 +262,14 @@ EMPTY_SHELF_PITCH = 1.7
 #: this share of a usual pitch, and of the taller of the two rows' median products (a tall
 #: shelf filled with tall products is not empty).
 EMPTY_SHELF_ROOM = 0.8
+#: The top or bottom row of a fixture bounds an empty shelf only when it holds at least this
+#: share of the products of the fixture's usual row (the median of its other rows): a few boxes
+#: on the floor, the ceiling or a sign beyond the shelving, spread over the bay's width, make a
+#: "row" whose distance to the shelving read as an empty shelf of up to 7 shelves (an outside
+#: review: 9 false empty shelves on a 40-bay panorama with 3 stray boxes a bay, 0 without them).
+#: A shelf emptied next to a top or bottom shelf holding under this share of its products is
+#: not reported (that shelf's own gaps are).
+EMPTY_SHELF_OUTER_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -285,6 +294,13 @@ class EmptyShelf:
     looks: str | None = None
 
 
+def _stray_row(k: int, rows: Sequence[ShelfRow]) -> bool:
+    """Whether row ``k`` of ``rows`` (the top or bottom one) holds too few products beside the
+    fixture's other rows to be one of its shelves (:data:`EMPTY_SHELF_OUTER_SHARE`)."""
+    others = [r.count for j, r in enumerate(rows) if j != k]
+    return bool(rows[k].count < EMPTY_SHELF_OUTER_SHARE * float(np.median(others)))
+
+
 def find_empty_shelves(layout: RowLayout, *, pitch: float = EMPTY_SHELF_PITCH,
                        room: float = EMPTY_SHELF_ROOM) -> list[EmptyShelf]:
     """Shelves emptied from end to end inside one fixture (see the module doc).
@@ -303,6 +319,12 @@ def find_empty_shelves(layout: RowLayout, *, pitch: float = EMPTY_SHELF_PITCH,
     if not (isinstance(room, (int, float)) and np.isfinite(room) and room > 0):
         raise InvalidInputError(f"empty-shelf room must be a positive number, got {room!r}")
     rows = sorted(layout.rows, key=lambda r: r.bottom)
+    # a thin top or bottom row (stray boxes beyond the shelving) is none of the fixture's shelves:
+    # it neither bounds an empty shelf nor takes part in the usual pitch
+    while len(rows) >= 3 and _stray_row(0, rows):
+        rows = rows[1:]
+    while len(rows) >= 3 and _stray_row(len(rows) - 1, rows):
+        rows = rows[:-1]
     if len(rows) < 3:
         return []
     bottoms = np.array([r.bottom for r in rows], dtype=np.float64)
