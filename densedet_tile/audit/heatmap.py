@@ -2,9 +2,9 @@
 
 The image is cut into square cells of ``cell`` pixels (the last row/column may be smaller);
 each cell counts the box centres inside it, and its density is that count per megapixel of
-the cell's area inside the image. The automatic cell makes at most :data:`AUTO_MAX_SIDE` cells
-along the longer side; any grid has at most :data:`MAX_CELLS` cells (a finer one is refused:
-it would only make the JSON and the report huge).
+the cell's area inside the image. The automatic cell makes at most :data:`AUTO_MAX_SIDE` squared
+cells in all; any grid has at most :data:`MAX_CELLS` cells (a finer one is refused: it would
+only make the JSON and the report huge).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ __all__ = ["DensityGrid", "density_grid", "auto_cell", "check_cell", "smallest_c
 
 #: Most cells a density grid may have (the JSON lists every cell twice).
 MAX_CELLS = 250_000
-#: Most cells the automatic cell makes along the image's longer side.
+#: The automatic cell makes at most this many squared cells (40,000: a square image 200 x 200;
+#: a long panorama more along its length and still a few along its height; a bound of 200
+#: along the longer side made a 307538 x 1632 panorama 200 x 2 cells of 38 products each).
 AUTO_MAX_SIDE = 200
 
 # A dark-blue -> teal -> yellow -> red ramp (own anchor colours).
@@ -43,26 +45,26 @@ class DensityGrid:
 
 def auto_cell(xyxy: np.ndarray, width: int, height: int) -> int:
     """A cell about two median product heights wide (at least 32 px and at most 1/4 of the
-    shorter image side), but never more than :data:`AUTO_MAX_SIDE` cells along the longer side:
-    on a long thin strip that bound wins, and a cell may then be taller than the strip."""
+    shorter image side), but never so small that the grid has more than :data:`AUTO_MAX_SIDE`
+    squared cells: on a giant image that bound wins."""
     a = as_boxes(xyxy)
     med = float(np.median(a[:, 3] - a[:, 1])) if len(a) else min(width, height) / 8
     cell = max(32.0, 2 * med)
     cell = min(cell, max(32.0, min(width, height) / 4))
-    return max(int(round(cell)), int(np.ceil(max(width, height) / AUTO_MAX_SIDE)))
+    return max(int(round(cell)), smallest_cell(width, height, limit=AUTO_MAX_SIDE ** 2))
 
 
 def _n_cells(cell: int, width: int, height: int) -> int:
     return -(-int(width) // int(cell)) * -(-int(height) // int(cell))
 
 
-def smallest_cell(width: int, height: int) -> int:
+def smallest_cell(width: int, height: int, *, limit: int = MAX_CELLS) -> int:
     """The smallest cell side (pixels) whose grid of the ``width`` x ``height`` image has at
-    most :data:`MAX_CELLS` cells (a bisection: the count falls as the cell grows)."""
+    most ``limit`` cells (:data:`MAX_CELLS`; a bisection: the count falls as the cell grows)."""
     lo, hi = 1, max(int(width), int(height), 1)
     while lo < hi:
         mid = (lo + hi) // 2
-        if _n_cells(mid, width, height) <= MAX_CELLS:
+        if _n_cells(mid, width, height) <= limit:
             hi = mid
         else:
             lo = mid + 1

@@ -182,12 +182,16 @@ def test_a_coordinate_that_is_not_a_number_is_refused(bad: object):
 
 
 # ------------------------------------------------------------ 5. the heatmap's bounds
-def test_the_automatic_cell_makes_at_most_200_cells_along_a_long_strip():
+def test_the_automatic_cell_makes_at_most_40000_cells_and_keeps_a_strips_height():
+    # at most 200 x 200 cells in all (not 200 along the longer side, which made a 307538 x 1632
+    # panorama 200 x 2 cells of 38 products each: no picture of its shelves)
     boxes = np.array([[0.0, 0, 40, 100]] * 4)
-    for w, h in ((110825, 659), (7001, 8000), (40000, 40)):
+    for w, h in ((110825, 659), (7001, 8000), (40000, 40), (307538, 1632), (10**6, 10**6)):
         cell = auto_cell(boxes, w, h)
-        assert -(-w // cell) <= 200 and -(-h // cell) <= 200, (w, h, cell)
-    assert auto_cell(boxes, 110825, 659) == 555
+        assert -(-w // cell) * -(-h // cell) <= 40_000, (w, h, cell)
+    assert auto_cell(boxes, 110825, 659) == 165  # a quarter of the strip's height: 4 cells tall
+    assert auto_cell(boxes, 307538, 1632) == 200  # two products: 1538 x 9 cells
+    assert auto_cell(boxes, 10**6, 10**6) == 5000  # the bound wins
 
 
 def test_a_cell_making_too_many_cells_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
