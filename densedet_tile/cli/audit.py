@@ -29,7 +29,7 @@ from ..audit.gapcheck import MIN_PRODUCT_PX, check_gaps, judged, product_px
 from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
-from ..audit.report import PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
+from ..audit.report import JPEG_MAX_SIDE, PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
 from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
                             yolo_to_xyxy)
@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fewest products a shelf row needs (default: %(default)s; a shelf between two rows needs "
                    "at most two)")
     p.add_argument("--cell", type=positive_int, default=None, metavar="PX",
-                   help="heatmap cell side in pixels (default: about two product heights, at most 200 cells along "
-                   f"the longer side); a cell making more than {MAX_CELLS:,} cells is refused")
+                   help="heatmap cell side in pixels (default: about two product heights, at most 40,000 cells in "
+                   f"all); a cell making more than {MAX_CELLS:,} cells is refused")
     p.add_argument("--preview-max-width", type=positive_int, default=PREVIEW_MAX_WIDTH, metavar="PX",
                    help="widest preview in the report (default: %(default)s)")
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
@@ -237,6 +237,13 @@ def _audit(args: argparse.Namespace) -> int:
             doc["warnings"].insert(0, other_name)
         jpeg, pw, ph, scale = render_preview(result, picture, max_width=args.preview_max_width)
         doc["preview"] = {"width": pw, "height": ph, "scale": round(scale, 6), "from_image": picture is not None}
+        if args.preview_max_width > JPEG_MAX_SIDE:
+            doc["warnings"].append(f"--preview-max-width {args.preview_max_width}: a JPEG holds at most "
+                                   f"{JPEG_MAX_SIDE} px a side, so the preview is {pw}x{ph} px")
+        elif min(pw, ph) < MIN_PREVIEW_SIDE and max(width, height) > max(pw, ph):
+            # a panorama of hundreds of bays shrunk to the preview's width: a strip of pixels
+            doc["warnings"].append(f"the preview is {pw}x{ph} px, too thin to show shelves; raise --preview-max-width "
+                                   f"(up to {JPEG_MAX_SIDE}) or audit the panorama in parts (--regions)")
         png = heatmap_png(result.grid)
         page = render_html(doc, jpeg, png)
     except (DensedetError, OSError) as exc:
@@ -285,6 +292,10 @@ def _audit(args: argparse.Namespace) -> int:
               f"{_looks_said(e)}")
     print(f"-> {_printable(str(out / (stem + AUDIT_SUFFIXES['html'])))}")
     return EXIT_OK
+
+
+#: A preview thinner than this (pixels) shows no shelves: the command says so.
+MIN_PREVIEW_SIDE = 100
 
 
 def _looks_text(looks: dict[str, int], widths: dict[str, float] | None = None) -> str:

@@ -87,3 +87,23 @@ def test_a_box_over_many_products_is_warned_about() -> None:
     whole = np.vstack([a.xyxy, [[0, 0, a.width, a.height]]])
     said = [w for w in run_audit(whole, a.width, a.height).warnings if "the centres of 8 or more" in w]
     assert len(said) == 1 and f"box {len(a.xyxy)}," in said[0] and f"holds {len(a.xyxy)}" in said[0]
+
+
+def test_a_preview_too_thin_to_show_shelves_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a panorama of hundreds of bays shrunk to 8000 px wide came out 8000x42 px without a word,
+    # and a --preview-max-width over what a JPEG holds was cut down silently
+    w, h = 120_000, 600
+    xs = np.arange(0, w - 60, 80.0)
+    boxes = np.array([[x, y, x + 60, y + 100] for x in xs for y in (100.0, 300.0)])
+    dets = tmp_path / "long.detections.json"
+    write_aisle_detections(dets, boxes, w, h)
+    assert main(["audit", "--detections", str(dets), "--out", str(tmp_path / "o"), "-q"]) == 0
+    doc = json.loads((tmp_path / "o" / "long.audit.json").read_text())
+    assert doc["preview"]["height"] == 40
+    assert any("the preview is 8000x40 px, too thin to show shelves" in x for x in doc["warnings"])
+    assert main(["audit", "--detections", str(dets), "--out", str(tmp_path / "p"), "-q",
+                 "--preview-max-width", "70000"]) == 0
+    doc = json.loads((tmp_path / "p" / "long.audit.json").read_text())
+    assert any("--preview-max-width 70000: a JPEG holds at most 65500 px a side, so the preview is 65500x327 px" in x
+               for x in doc["warnings"]), doc["warnings"]
+    assert "too thin" in capsys.readouterr().err
