@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import signal
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
-from .errors import InvalidInputError, one_line, shown_name
+from .errors import InvalidInputError, one_line, shown_name, stop_reason
 from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, ensure_out_dir, flock_path, new_folders,
                  remove_empty, same_path, sweep_temporaries)
 from .runner import (Job, build_detector, input_state, output_stem, outputs_complete, process_image,
@@ -688,7 +687,7 @@ def _say_repeated(said: dict[str, list[str]]) -> None:
 def _gist(kind: str) -> str:
     """A log message's format string with its placeholders as "..." (a leading one, the image's
     name, left out), cut to about 70 characters."""
-    text = re.sub(r"%[-#0 +]*\d*(?:\.\d+)?[a-zA-Z%]", "...", kind)
+    text = re.sub(r"%%|%[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]", lambda m: "%" if m.group() == "%%" else "...", kind)
     text = re.sub(r"^\.\.\.[:,]?\s*", "", text)
     return text if len(text) <= 70 else text[:67].rstrip() + "..."
 
@@ -705,12 +704,7 @@ def _stop_reason(exc: KeyboardInterrupt, signum: int | None = None) -> str:
     exception: "stopped by SIGTERM")."""
     if signum is None:
         signum = getattr(exc, "signum", None)
-    if not isinstance(signum, int) or signum == signal.SIGINT:
-        return "interrupted"
-    try:
-        return f"stopped by {signal.Signals(signum).name}"
-    except ValueError:
-        return f"stopped by signal {signum}"
+    return stop_reason(signum)
 
 
 def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str, Any]:

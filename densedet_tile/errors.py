@@ -25,6 +25,19 @@ def shown_name(name: str) -> str:
     return name.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def stop_reason(signum: int | None) -> str:
+    """What stopped a run, for its last line and a batch manifest's ``stopped``: "interrupted"
+    (Ctrl-C, or no signal known) or "stopped by SIGTERM" (another stop signal)."""
+    import signal
+
+    if not isinstance(signum, int) or signum == signal.SIGINT:
+        return "interrupted"
+    try:
+        return f"stopped by {signal.Signals(signum).name}"
+    except ValueError:
+        return f"stopped by signal {signum}"
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's message folded onto one line (its type name when it has no message). A
     system error reads ``<file>: <what went wrong>`` rather than Python's ``[Errno 21] ...: 'file'``."""

@@ -12,7 +12,9 @@ import json
 import logging
 import math
 import os
+import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Sequence, TypeVar
@@ -107,32 +109,50 @@ class Outcome:
 
 
 class _Caught(logging.Handler):
-    """Keeps the package's warnings of one image (see :func:`caught_warnings`)."""
+    """Keeps the package's warnings of one image (see :func:`caught_warnings`); records below
+    WARNING (``--debug``'s) go on to the handlers above, as they would have."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+    def __init__(self, parent: logging.Logger | None) -> None:
+        super().__init__(logging.NOTSET)
+        self.parent = parent
         self.caught: list[tuple[str, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            if self.parent is not None:
+                self.parent.callHandlers(record)
+            return
         try:
-            self.caught.append((str(record.msg), record.getMessage()))
+            text = record.getMessage()
         except Exception:  # pragma: no cover - a message that cannot be formatted
-            self.caught.append((str(record.msg), str(record.msg)))
+            text = str(record.msg)
+        self.caught.append((_kind_of(str(record.msg), text), text))
+
+
+def _kind_of(fmt: str, text: str) -> str:
+    """What kind of warning a message is, for counting its repeats: its format string, or its
+    text when the format holds nothing but placeholders (a Python warning logged as "%s")."""
+    return fmt if re.sub(r"%[-#0 +]*\d*(?:\.\d+)?[a-zA-Z%]|\W", "", fmt) else text
 
 
 @contextlib.contextmanager
 def caught_warnings() -> "Iterator[list[tuple[str, str]]]":
-    """Hold back the package's log warnings (logger ``densedet_tile`` and below) for the block and
-    yield the list they are kept in, as ``(format, text)`` pairs: a batch carries each image's
-    warnings in its record (a Ray worker's log lines never reach the command) and says them
-    from there. Not for threads that log at the same time (batch runs one image at a time)."""
+    """Hold back the package's log warnings (logger ``densedet_tile`` and below) and the Python
+    warnings raised during the block, and yield the list they are kept in, as ``(kind, text)``
+    pairs: a batch carries each image's warnings in its record (a Ray worker's log lines and
+    Python warnings never reach the command) and says them from there. Not for threads that log
+    at the same time (batch runs one image at a time)."""
     logger = logging.getLogger("densedet_tile")
-    handler = _Caught()
+    handler = _Caught(logger.parent)
     propagate_was = logger.propagate
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        yield handler.caught
+        with warnings.catch_warnings(record=True) as raised:  # (the filters as they are: shown ones only)
+            yield handler.caught
+        for w in raised:
+            text = f"{w.category.__name__}: {w.message}"
+            handler.caught.append((text, text))
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate_was

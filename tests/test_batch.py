@@ -805,3 +805,22 @@ def test_a_restart_redoes_an_output_the_json_was_not_written_with(tmp_path):
     again = run_batch(imgs, out, detector=BlobDetector(), job=coco, ray=None)
     assert [r["status"] for r in again.records] == ["ok"]
     assert json.loads((out / "a.coco.json").read_text())[0]["image_id"] == "a.png"
+
+
+def test_a_batch_keeps_debug_lines_and_counts_python_warnings_by_their_text(tmp_path, caplog):
+    # holding back an image's warnings swallowed --debug's lines (its tracebacks of failed
+    # images) too; and Python warnings, logged as "%s", all counted as one kind
+    import logging
+    import warnings as py_warnings
+
+    from densedet_tile.runner import caught_warnings
+
+    with caplog.at_level("DEBUG", logger="densedet_tile"), py_warnings.catch_warnings():
+        py_warnings.simplefilter("always")  # (the suite makes warnings errors)
+        with caught_warnings() as caught:
+            logging.getLogger("densedet_tile.tests").debug("a debug line")
+            logging.getLogger("densedet_tile.tests").warning("%s", "first of its kind")
+            py_warnings.warn("second of its kind", UserWarning)
+    assert "a debug line" in caplog.text and "first of its kind" not in caplog.text
+    assert caught == [("first of its kind", "first of its kind"),
+                      ("UserWarning: second of its kind", "UserWarning: second of its kind")]

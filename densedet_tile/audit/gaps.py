@@ -262,13 +262,13 @@ EMPTY_SHELF_PITCH = 1.7
 #: this share of a usual pitch, and of the taller of the two rows' median products (a tall
 #: shelf filled with tall products is not empty).
 EMPTY_SHELF_ROOM = 0.8
-#: The top or bottom row of a fixture bounds an empty shelf only when it holds at least this
-#: share of the products of the fixture's usual row (the median of its other rows): a few boxes
+#: The top or bottom row of a fixture bounds an empty shelf only when its products fill at least
+#: this share of the width the fixture's usual row fills (the median of its other rows): a few boxes
 #: on the floor, the ceiling or a sign beyond the shelving, spread over the bay's width, make a
 #: "row" whose distance to the shelving read as an empty shelf of up to 7 shelves (an outside
 #: review: 9 false empty shelves on a 40-bay panorama with 3 stray boxes a bay, 0 without them).
-#: A shelf emptied next to a top or bottom shelf holding under this share of its products is
-#: not reported (that shelf's own gaps are).
+#: A shelf emptied next to a top or bottom shelf filled under this share is not reported (that
+#: shelf's own gaps are).
 EMPTY_SHELF_OUTER_SHARE = 0.3
 
 
@@ -295,10 +295,12 @@ class EmptyShelf:
 
 
 def _stray_row(k: int, rows: Sequence[ShelfRow]) -> bool:
-    """Whether row ``k`` of ``rows`` (the top or bottom one) holds too few products beside the
-    fixture's other rows to be one of its shelves (:data:`EMPTY_SHELF_OUTER_SHARE`)."""
-    others = [r.count for j, r in enumerate(rows) if j != k]
-    return bool(rows[k].count < EMPTY_SHELF_OUTER_SHARE * float(np.median(others)))
+    """Whether row ``k`` of ``rows`` (the top or bottom one) fills too little of a shelf beside
+    the fixture's other rows to be one of its shelves (:data:`EMPTY_SHELF_OUTER_SHARE`): the
+    width its products fill (count times median width), so a bottom shelf of a few bulky packs
+    is a shelf, and a few boxes spread over the floor are not."""
+    filled = [r.count * r.median_width for r in rows]
+    return bool(filled[k] < EMPTY_SHELF_OUTER_SHARE * float(np.median(filled[:k] + filled[k + 1:])))
 
 
 def find_empty_shelves(layout: RowLayout, *, pitch: float = EMPTY_SHELF_PITCH,

@@ -413,9 +413,6 @@ class StopSignals:
     @property
     def reason(self) -> str:
         """What stopped the run, for its last line: "interrupted" (Ctrl-C) or "stopped by SIGTERM"."""
-        if self.signum in (None, signal.SIGINT):
-            return "interrupted"
-        try:
-            return f"stopped by {signal.Signals(self.signum).name}"
-        except ValueError:
-            return f"stopped by signal {self.signum}"
+        from ..errors import stop_reason
+
+        return stop_reason(self.signum)

@@ -109,10 +109,12 @@ def pair_images(
         )
     ids = {c: i for i, c in enumerate(gt_classes)}
     dropped = 0
-    # COCO results against COCO ground truth of several classes, class-agnostic: pycocotools'
-    # useCats=0 still takes only the ground truth's categories, so a result of another
-    # category_id is left out (against one class, or with class names, every prediction counts)
-    coco_agnostic = agnostic and len(ids) > 1 and pred.kind == "coco-results" and gt.kind == "coco"
+    # COCO results against COCO ground truth of several classes, class-agnostic (or of one class
+    # with --class-agnostic given): pycocotools' useCats=0 still takes only the ground truth's
+    # categories, so a result of another category_id is left out (against one class without the
+    # option, or with class names, every prediction counts: SKU-110K's "object" and our "product")
+    coco_agnostic = (agnostic and (len(ids) > 1 or class_agnostic is True) and pred.kind == "coco-results"
+                     and gt.kind == "coco")
     out: list[EvalImage] = []
     for k, g in gt.images.items():
         p = pred.images.get(k)
@@ -126,7 +128,7 @@ def pair_images(
         if p is None:
             dx, ds, dl = np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
         elif agnostic:
-            if len(ids) > 1:  # (a class the ground truth lacks after its own)
+            if len(ids) > 1 or coco_agnostic:  # (a class the ground truth lacks after its own)
                 rank = np.array([ids.get(str(c), len(ids)) for c in p.classes], dtype=np.int64)
                 if coco_agnostic and (rank == len(ids)).any():
                     known = rank < len(ids)

@@ -15,7 +15,10 @@ Supported inputs (all boxes become float64 ``xyxy`` pixels of the upright image)
 Images are keyed by file name without directories (``a/b/img_1.jpg`` -> ``img_1.jpg``).
 COCO image and category ids are integers or strings and are matched exactly as written, as
 pycocotools matches them (``"12"`` is not ``12``); a COCO result's string ``image_id`` that is no
-image id of the ground truth is taken as an image file name.
+image id of the ground truth is taken as an image file name (or as the whole path of a
+ground-truth image keyed by its path: two COCO images of one file name in different folders are
+keyed by their paths). A folder of YOLO label files reads as predictions, sized by the ground
+truth's images.
 Every problem raises :class:`~densedet_tile.errors.InvalidInputError` (bad content) or
 :class:`~densedet_tile.errors.ImageReadError` (missing / unreadable file) with a one-line
 message naming the file and, where it helps, the line or record.
@@ -31,6 +34,7 @@ import math
 import os
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -778,10 +782,14 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
     # (train/a.jpg, val/a.jpg) are keyed by their whole path instead, which results by id and
     # by that path still find
     base = [image_key(im["file_name"]) for im in images.values()]
-    shared = {k for k in base if base.count(k) > 1} if len(set(base)) < len(base) else set()
+    shared = {k for k, n in Counter(base).items() if n > 1}
     for (iid, im), key in zip(images.items(), base):
         if key in shared:
-            key = image_path_key(im["file_name"])
+            whole = image_path_key(im["file_name"])
+            if whole == key:  # a.jpg beside train/a.jpg: a prediction named a.jpg could be either
+                raise InvalidInputError(f"{path}: two images are named {key} (one of them in no folder); give them "
+                                        "different file names")
+            key = whole
         if key in out.images:
             raise InvalidInputError(f"{path}: two images are named {im['file_name'].strip()}")
         w = _size(im["width"], "width", f"{path}: image id {iid!r}") if "width" in im else None

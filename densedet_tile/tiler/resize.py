@@ -100,7 +100,8 @@ def shrink_source(source: Any, scale: float, *, band_bytes: int = 32 * 2**20) ->
     if scale >= 1.0 and band >= H:  # a photo kept at its size: one read is the picture (no canvas to paste on)
         return Image.fromarray(source.read(0, 0, W, H))
     unit = getattr(source, "band_rows", None)
-    if isinstance(unit, int) and 1 < unit < H:
+    aligned = isinstance(unit, int) and 1 < unit < H
+    if aligned:
         # whole strips or tile rows per band: each is decoded once, and what one band decoded
         # is let go before the next (a giant TIFF's preview pass filled the segment cache a
         # second time beside the first: 300-440 MiB more than the detection's peak)
@@ -115,7 +116,7 @@ def shrink_source(source: Any, scale: float, *, band_bytes: int = 32 * 2**20) ->
         if py1 <= py0:
             continue
         piece = Image.fromarray(source.read(0, y0, W, y1 - y0))
-        if unit is not None and callable(release):
+        if aligned and callable(release):  # (one strip the image's height serves every band: kept)
             release()
         if scale < 1.0:
             piece = piece.resize((pw, py1 - py0), Image.Resampling.BILINEAR, reducing_gap=2.0)

@@ -216,3 +216,31 @@ def test_the_table_has_a_seconds_column_only_for_timed_runs() -> None:
     assert plain[0].split() == ["run", "AP", "AP50", "AP75", "AR@100"] and plain[1].split()[-1] == "0.6000"
     timed = format_table([("tiled", stats, 1.5), ("untiled", stats, 0.25)], 100).splitlines()
     assert timed[0].split()[-1] == "seconds" and timed[2].split()[-1] == "0.25"
+
+
+def test_a_bare_name_beside_the_same_name_in_a_folder_is_refused(tmp_path: Path) -> None:
+    # a.jpg and train/a.jpg: a prediction named a.jpg (our JSON names images by file name) could
+    # be either, and landed on the first silently
+    gtp = tmp_path / "gt.json"
+    gtp.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 50, "height": 50},
+                                          {"id": 2, "file_name": "train/a.jpg", "width": 50, "height": 50}],
+                               "categories": [{"id": 1, "name": "x"}], "annotations": []}))
+    with pytest.raises(InvalidInputError, match=r"gt.json: two images are named a.jpg \(one of them in no folder\)"):
+        read_ground_truth(gtp)
+
+
+def test_class_agnostic_given_against_one_coco_class_leaves_out_other_categories(tmp_path: Path) -> None:
+    # pycocotools' useCats=0 takes the ground truth's categories only, with one class as with many
+    from densedet_tile.eval import evaluate_boxes
+    from densedet_tile.eval.compare import pair_images
+
+    gtp, resp = tmp_path / "gt.json", tmp_path / "res.json"
+    gtp.write_text(json.dumps(_gt_with_ann_ids([1, 2])))
+    res = [{"image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5], "score": 0.95},
+           {"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9},
+           {"image_id": 1, "category_id": 1, "bbox": [50, 10, 20, 20], "score": 0.8}]
+    resp.write_text(json.dumps(res))
+    gt = read_ground_truth(gtp)
+    pairs, notes = pair_images(gt, read_predictions(resp, gt=gt), class_agnostic=True)
+    assert "1 predictions have a class the ground truth does not know and were not scored" in notes
+    assert evaluate_boxes(pairs).coco_stats()[0] == pytest.approx(1.0)

@@ -171,3 +171,15 @@ def test_a_preview_pass_decodes_each_tiff_segment_once_and_keeps_none(tmp_path, 
         assert small.size == (75, 100)
         src.release()
         assert src.stats.cache_bytes == 0 and src.read(0, 0, 10, 10).shape == (10, 10, 3)  # still open
+
+
+def test_a_one_strip_tiff_is_decoded_once_for_a_preview_in_bands(tmp_path):
+    # its strip is the image's height: the bands cannot hold whole strips, so the strip must stay
+    # cached from one band to the next (it was let go after each band: decoded 15 times)
+    from densedet_tile.tiler.resize import shrink_source
+
+    path = tmp_path / "one.tif"
+    tifffile.imwrite(path, noise(300, 80), photometric="rgb", compression="zlib", rowsperstrip=300)
+    with open_image(path) as src:
+        shrink_source(src, 0.5, band_bytes=80 * 3 * 20)  # bands of 20 rows
+        assert src.stats.segments_decoded == 1
