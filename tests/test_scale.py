@@ -348,7 +348,7 @@ def test_auto_reads_a_big_probe_window_in_bands(monkeypatch):
     assert banded == pytest.approx(whole, rel=0.05)
 
 
-def test_auto_trusts_the_largest_window_that_shows_products_big_enough():
+def test_auto_never_trusts_a_zoomed_in_window_that_disagrees_with_the_largest():
     from densedet_tile.scale import _pick_probe
 
     # the probes of a real phone photo (2448x3264, products about 300 px tall): zoomed in on the

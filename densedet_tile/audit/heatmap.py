@@ -2,8 +2,8 @@
 
 The image is cut into square cells of ``cell`` pixels (the last row/column may be smaller);
 each cell counts the box centres inside it, and its density is that count per megapixel of
-the cell's area inside the image. The automatic cell makes at most :data:`AUTO_MAX_SIDE` squared
-cells in all; any grid has at most :data:`MAX_CELLS` cells (a finer one is refused: it would
+the cell's area inside the image. The automatic cell makes at most :data:`AUTO_MAX_CELLS` cells
+in all; any grid has at most :data:`MAX_CELLS` cells (a finer one is refused: it would
 only make the JSON and the report huge).
 """
 
@@ -18,13 +18,16 @@ from ..errors import InvalidInputError
 from .boxes import as_boxes
 
 __all__ = ["DensityGrid", "density_grid", "auto_cell", "check_cell", "smallest_cell", "colorize", "heatmap_png",
-           "MAX_CELLS", "AUTO_MAX_SIDE"]
+           "MAX_CELLS", "AUTO_MAX_CELLS", "AUTO_MAX_SIDE"]
 
 #: Most cells a density grid may have (the JSON lists every cell twice).
 MAX_CELLS = 250_000
-#: The automatic cell makes at most this many squared cells (40,000: a square image 200 x 200;
-#: a long panorama more along its length and still a few along its height; a bound of 200
+#: The automatic cell makes at most :data:`AUTO_MAX_CELLS` cells (40,000: a square image 200 x
+#: 200; a long panorama more along its length and still a few along its height; a bound of 200
 #: along the longer side made a 307538 x 1632 panorama 200 x 2 cells of 38 products each).
+AUTO_MAX_CELLS = 40_000
+#: The side of the square grid of :data:`AUTO_MAX_CELLS` cells (the name of the bound before
+#: 2026-12-05, when it bounded the cells along the longer side).
 AUTO_MAX_SIDE = 200
 
 # A dark-blue -> teal -> yellow -> red ramp (own anchor colours).
@@ -45,13 +48,13 @@ class DensityGrid:
 
 def auto_cell(xyxy: np.ndarray, width: int, height: int) -> int:
     """A cell about two median product heights wide (at least 32 px and at most 1/4 of the
-    shorter image side), but never so small that the grid has more than :data:`AUTO_MAX_SIDE`
-    squared cells: on a giant image that bound wins."""
+    shorter image side), but never so small that the grid has more than :data:`AUTO_MAX_CELLS`
+    cells: on a giant image that bound wins, and a cell may then be taller than a thin strip."""
     a = as_boxes(xyxy)
     med = float(np.median(a[:, 3] - a[:, 1])) if len(a) else min(width, height) / 8
     cell = max(32.0, 2 * med)
     cell = min(cell, max(32.0, min(width, height) / 4))
-    return max(int(round(cell)), smallest_cell(width, height, limit=AUTO_MAX_SIDE ** 2))
+    return max(int(round(cell)), smallest_cell(width, height, limit=AUTO_MAX_CELLS))
 
 
 def _n_cells(cell: int, width: int, height: int) -> int:

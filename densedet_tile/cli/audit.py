@@ -29,7 +29,8 @@ from ..audit.gapcheck import MIN_PRODUCT_PX, check_gaps, judged, product_px
 from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
-from ..audit.report import JPEG_MAX_SIDE, PREVIEW_MAX_WIDTH, load_preview_image, render_html, render_preview
+from ..audit.report import (JPEG_MAX_SIDE, PREVIEW_MAX_HEIGHT, PREVIEW_MAX_WIDTH, load_preview_image, render_html,
+                            render_preview)
 from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
                             yolo_to_xyxy)
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="heatmap cell side in pixels (default: about two product heights, at most 40,000 cells in "
                    f"all); a cell making more than {MAX_CELLS:,} cells is refused")
     p.add_argument("--preview-max-width", type=positive_int, default=PREVIEW_MAX_WIDTH, metavar="PX",
-                   help="widest preview in the report (default: %(default)s)")
+                   help=f"widest preview in the report (default: %(default)s; at most {JPEG_MAX_SIDE}, what a JPEG holds)")
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print the summary line and warnings only (no line per bay, empty section or shelf)")
@@ -237,13 +238,16 @@ def _audit(args: argparse.Namespace) -> int:
             doc["warnings"].insert(0, other_name)
         jpeg, pw, ph, scale = render_preview(result, picture, max_width=args.preview_max_width)
         doc["preview"] = {"width": pw, "height": ph, "scale": round(scale, 6), "from_image": picture is not None}
-        if args.preview_max_width > JPEG_MAX_SIDE:
+        if min(width, args.preview_max_width) > JPEG_MAX_SIDE:
             doc["warnings"].append(f"--preview-max-width {args.preview_max_width}: a JPEG holds at most "
                                    f"{JPEG_MAX_SIDE} px a side, so the preview is {pw}x{ph} px")
         elif min(pw, ph) < MIN_PREVIEW_SIDE and max(width, height) > max(pw, ph):
             # a panorama of hundreds of bays shrunk to the preview's width: a strip of pixels
-            doc["warnings"].append(f"the preview is {pw}x{ph} px, too thin to show shelves; raise --preview-max-width "
-                                   f"(up to {JPEG_MAX_SIDE}) or audit the panorama in parts (--regions)")
+            wide = width / max(pw, 1) >= height / max(ph, 1)  # (which of the two limits shrank it)
+            doc["warnings"].append(
+                f"the preview is {pw}x{ph} px, too thin to show shelves; "
+                + (f"raise --preview-max-width (up to {JPEG_MAX_SIDE}) or audit the panorama in parts (crops)" if wide
+                   else f"it is at most {PREVIEW_MAX_HEIGHT} px tall: audit the image in parts (crops)"))
         png = heatmap_png(result.grid)
         page = render_html(doc, jpeg, png)
     except (DensedetError, OSError) as exc:

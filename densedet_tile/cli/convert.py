@@ -41,7 +41,7 @@ def convert_main(argv: Sequence[str]) -> int:
 
     from ..errors import MissingDependencyError
 
-    if importlib.util.find_spec("torch") is None:  # needed either way: say so once, with both extras
+    if importlib.util.find_spec("torch") is None:  # needed either way: one line, the extra this run needs
         error(PROG, one_line(MissingDependencyError(
             "convert-checkpoint (to read and write checkpoints; [mmdet] also checks the result against an mmdet "
             "config, which --no-verify skips)", "torch", "mmdet" if not args.no_verify else "torch")))

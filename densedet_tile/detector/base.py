@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -421,6 +422,9 @@ def check_tiles(tiles: Sequence[np.ndarray], *, allow_empty: bool = False) -> li
 QUIET_ONNXRUNTIME_PROCESS = False
 
 
+_STDERR_LOCK = threading.Lock()
+
+
 @contextmanager
 def quiet_native_stderr() -> Iterator[None]:
     """Under the command (:data:`QUIET_ONNXRUNTIME_PROCESS`), send what native code writes to
@@ -430,19 +434,20 @@ def quiet_native_stderr() -> Iterator[None]:
     if not QUIET_ONNXRUNTIME_PROCESS:
         yield
         return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no usable standard error: nothing to quiet
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with _STDERR_LOCK:  # (two threads swapping descriptor 2 would leave it pointing at /dev/null)
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable standard error: nothing to quiet
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def ort_session_options(ort: Any, threads: int | None = None) -> Any:

@@ -35,6 +35,9 @@ _PILE_PAIRS_MAX = 8_000_000
 #: The unconfirmed rule (``MergeSpec.confirm``) takes a side flagged by the fixed ``edge_tol``
 #: band for cut only when it also lies within this fraction of the box's extent of the edge.
 CONFIRM_BAND_FRAC = 0.15
+# (the relative band of cut sides, at most EDGE_FRAC_MAX of a box's extent, lies inside it: only
+# sides flagged by the fixed pixel band are judged again)
+assert EDGE_FRAC_MAX <= CONFIRM_BAND_FRAC
 
 
 def _tile_geo(tiles: Sequence[Tile]) -> np.ndarray:

@@ -19,7 +19,10 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   against cycles applies.
 * **unconfirmed** (a truncated view nobody else sees, with ``confirm``): a cut ``f`` lying
   wholly inside another tile that reported nothing overlapping it (no box of that tile, of
-  any label, covers 30% of ``f`` or of itself) is dropped. That tile saw the same pixels
+  any label, covers 30% of ``f`` or of itself) is dropped; here a side counts as cut only
+  within ``CONFIRM_BAND_FRAC`` (0.15) of ``f``'s own extent of the edge (``confirm_cut``): a
+  small product standing a little way from the edge was seen whole, and the other tile's
+  silence is its miss. That tile saw the same pixels
   and what lies beyond ``f``'s cut, so it is the better judge; a real detector reports
   half-seen texture at a tile border that it does not report with the context around it.
 * **join** (fragments of a product larger than the overlap, truncated in every tile): ``f``

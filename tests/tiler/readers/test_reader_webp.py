@@ -137,7 +137,7 @@ def test_decoder_imagecodecs_refuses_an_animated_webp(tmp_path):
         assert src.stats.decoder == "imagecodecs"
 
 
-@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("keep", [0.1, 0.5])
 def test_a_truncated_webp_is_said_to_be_truncated(tmp_path, keep):
     # libwebp says only "could not create decoder object"; the RIFF header tells how long the
     # file should be
