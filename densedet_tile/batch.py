@@ -641,12 +641,13 @@ def run_batch(
 
                     try:
                         _ray.shutdown()
-                    except KeyboardInterrupt:
+                    except KeyboardInterrupt as late:
                         if stopped is not None:
                             raise
-                        # Ctrl-C after the run's end line: every image is done and logged, so
-                        # the run stands as finished; only Ray's own clean-up was cut short
-                        log.warning("interrupted while Ray shut down; the run itself had finished")
+                        # Ctrl-C (or SIGTERM) after the run's end line: every image is done and
+                        # logged, so the run stands as finished; only Ray's clean-up was cut short
+                        log.warning("%s while Ray shut down; the run itself had finished",
+                                    _stop_reason(late, stop_signal() if stop_signal is not None else None))
                 # a worker stopped, timed out or killed while writing left its temporaries behind:
                 # they are this run's own (its images' outputs), every writer of them is gone, and
                 # the lock still keeps the next run out
