@@ -24,6 +24,7 @@ import os
 import re
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +34,7 @@ from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line, shown_name, stop_reason
 from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, ensure_out_dir, flock_path, new_folders,
                  remove_empty, same_path, sweep_temporaries)
-from .runner import (Job, build_detector, input_state, output_stem, outputs_complete, process_image,
+from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, outputs_complete, process_image,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
 from .tiler.readers import IMAGE_SUFFIXES
 
@@ -549,7 +550,7 @@ def run_batch(
     summary = BatchSummary(run=uuid.uuid4().hex[:12], backend="in-process" if backend is None else f"ray:{backend}",
                            workers=1, out=out)
 
-    said: dict[str, list[str]] = {}  # each kind of warning (its format string): the images that gave it
+    said: Counter[str] = Counter()  # images that gave each kind of warning (its format string)
 
     def record(rec: dict[str, Any]) -> None:
         rec = {"event": "image", "run": summary.run, "time": _now(), **rec}
@@ -665,22 +666,21 @@ def run_batch(
 WARNING_REPEATS = 3
 
 
-def _say_warnings(rec: dict[str, Any], said: dict[str, list[str]]) -> None:
+def _say_warnings(rec: dict[str, Any], said: Counter[str]) -> None:
     """Log the warnings an image's record carries (given where it ran: this process or a Ray
     worker, whose own log lines stay in Ray's files), each kind for the first
     :data:`WARNING_REPEATS` images only; the image's name leads a line that does not name it."""
     name = shown_name(Path(str(rec.get("input") or "")).name)
     for kind, text in rec.get("warnings") or ():
-        seen = said.setdefault(kind, [])
-        seen.append(rec.get("stem") or name)
-        if len(seen) <= WARNING_REPEATS:
+        said[kind] += 1
+        if said[kind] <= WARNING_REPEATS:
             log.warning("%s", text if name and name in text else f"{name}: {text}")
 
 
-def _say_repeated(said: dict[str, list[str]]) -> None:
-    for kind, stems in said.items():
-        if len(stems) > WARNING_REPEATS:
-            more = len(stems) - WARNING_REPEATS
+def _say_repeated(said: Counter[str]) -> None:
+    for kind, n in said.items():
+        if n > WARNING_REPEATS:
+            more = n - WARNING_REPEATS
             log.warning("%d more image%s had the warning \"%s\" (each image's warnings are in its line of "
                         "manifest.jsonl)", more, "s" if more > 1 else "", _gist(kind))
 
@@ -688,7 +688,7 @@ def _say_repeated(said: dict[str, list[str]]) -> None:
 def _gist(kind: str) -> str:
     """A log message's format string with its placeholders as "..." (a leading one, the image's
     name, left out), cut to about 70 characters."""
-    text = re.sub(r"%%|%[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]", lambda m: "%" if m.group() == "%%" else "...", kind)
+    text = LOG_PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else "...", kind)
     text = re.sub(r"^\.\.\.[:,]?\s*", "", text)
     return text if len(text) <= 70 else text[:67].rstrip() + "..."
 

@@ -129,10 +129,14 @@ class _Caught(logging.Handler):
         self.caught.append((_kind_of(str(record.msg), text), text))
 
 
+#: A ``%``-style placeholder of a log message's format string (``%%`` is a percent sign).
+LOG_PLACEHOLDER = re.compile(r"%%|%[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")
+
+
 def _kind_of(fmt: str, text: str) -> str:
     """What kind of warning a message is, for counting its repeats: its format string, or its
     text when the format holds nothing but placeholders (a Python warning logged as "%s")."""
-    return fmt if re.sub(r"%[-#0 +]*\d*(?:\.\d+)?[a-zA-Z%]|\W", "", fmt) else text
+    return fmt if re.sub(r"\W", "", LOG_PLACEHOLDER.sub("", fmt)) else text
 
 
 @contextlib.contextmanager
@@ -307,7 +311,7 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
             or len(doc["boxes"]) != doc.get("num_detections")):
         return False
     if inp is None:
-        return _outputs_as_recorded(doc, paths)
+        return _outputs_as_recorded(doc, paths, stem)
     image = doc.get("image")
     recorded = image.get("path") if isinstance(image, dict) else None
     if not (isinstance(recorded, str) and same_path(recorded, inp)):
@@ -320,7 +324,7 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
     want = job.request if job.request is not None else request_key(job)
     # the outputs' hashes last: the cheap checks above settle most images redone
     return (state is not None and asked.get("input") == state and asked.get("job") == want
-            and _outputs_as_recorded(doc, paths))
+            and _outputs_as_recorded(doc, paths, stem))
 
 
 def process_image(
@@ -424,40 +428,16 @@ def process_image(
     )
 
 
-def _outputs_as_recorded(doc: dict[str, Any], paths: dict[str, Path]) -> bool:
-    """Whether the outputs beside a detections JSON (``doc``) are the ones it was written with:
-    each is in its ``outputs`` list and holds what its ``outputs_sha256`` says (a file of that
-    name put there by hand, or left by another run, is not this result's; a CSV or COCO file
-    saying "garbage" was skipped as complete). A JSON from before that record (no ``outputs``)
-    is trusted, and so is a YOLO label file (labels corrected in a labelling tool stay the user's)."""
-    names = doc.get("outputs")
-    if names is None:
+def _outputs_as_recorded(doc: dict[str, Any], paths: dict[str, Path], stem: str) -> bool:
+    """Whether the outputs beside a detections JSON (``doc``) are the ones it was written with
+    (:func:`_ours` of its record: a file of that name put there by hand, or left by another run,
+    is not this result's; a CSV or COCO file saying "garbage" was skipped as complete). A JSON
+    from before that record (no ``outputs``) is trusted, and so is a YOLO label file (labels
+    corrected in a labelling tool stay the user's)."""
+    if doc.get("outputs") is None:
         return True
-    if not isinstance(names, list):
-        return False
-    digests = doc.get("outputs_sha256")
-    digests = digests if isinstance(digests, dict) else {}
-    for kind, path in paths.items():
-        if kind in ("json", "yolo"):
-            continue
-        if path.name not in names:
-            return False
-        want = digests.get(path.name)
-        if isinstance(want, str):
-            try:
-                if _file_sha256(path) != want:
-                    return False
-            except OSError:
-                return False
-    return True
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    recorded = _outputs_record(doc, stem)
+    return all(_ours(p, recorded) for kind, p in paths.items() if kind not in ("json", "yolo"))
 
 
 def _sha256(data: bytes | str) -> str:
@@ -474,6 +454,11 @@ def _recorded_outputs(json_path: Path, stem: str) -> dict[str, str | None]:
         doc = json.loads(json_path.read_text())
     except (OSError, ValueError):
         return {}
+    return _outputs_record(doc, stem)
+
+
+def _outputs_record(doc: Any, stem: str) -> dict[str, str | None]:
+    """:func:`_recorded_outputs` of a detections JSON already read."""
     names = doc.get("outputs") if isinstance(doc, dict) else None
     if not isinstance(names, list):
         return {}
