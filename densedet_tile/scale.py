@@ -197,9 +197,8 @@ def _pick_probe(good: list[dict[str, Any]], target: float | None) -> tuple[dict[
         # (a zoomed-in window measuring the print on one product does not)
         agree = [p for p in readable if abs(math.log(p["median_px"] / largest["median_px"])) <= math.log(PROBE_AGREE)]
         best = min(agree, key=lambda p: abs(math.log(p["at_input_px"] / target)))
-        if best is not largest:
-            return best, "window nearest the product size that agrees with the largest readable one"
-        return largest, "largest window showing products at half their size or more"
+        return best, ("largest window showing products at half their size or more" if best is largest
+                      else "window nearest the product size that agrees with the largest readable one")
     return min(good, key=lambda p: abs(math.log(p["at_input_px"] / target))), "window nearest the product size"
 
 

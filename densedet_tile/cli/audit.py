@@ -434,7 +434,7 @@ def _read_yolo(det_path: str, image_path: str | None) -> Any:
         raise InvalidInputError(f"{det_path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{det_path}: cannot read it ({exc})") from None
-    cls, vals = parse_yolo_labels(text, det_path)
+    cls, vals, _ = parse_yolo_labels(text, det_path)
     w, h = size
     return ImageBoxes(Path(image_path).name, int(w), int(h), yolo_to_xyxy(vals, w, h), vals[:, 4],
                       np.array(cls, dtype=object), path=image_path)

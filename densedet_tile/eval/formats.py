@@ -753,9 +753,8 @@ def _check_annotation_ids(anns: list[Any], path: Path) -> None:
     needed otherwise: annotations without one are fine."""
     ids = [_coco_id(a.get("id")) for a in anns if isinstance(a, dict) and "id" in a]
     ids = [i for i in ids if i is not None]
-    if len(set(ids)) < len(ids):
-        seen: set[int | str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+    dup = next((i for i, n in Counter(ids).items() if n > 1), None)
+    if dup is not None:
         raise InvalidInputError(f"{path}: two annotations have id {dup!r}; give each its own id (pycocotools would "
                                 "keep one of them twice and lose the other)")
     if 0 in ids:
@@ -927,11 +926,11 @@ def read_ground_truth(path: str | os.PathLike[str]) -> BoxSet:
     return gt
 
 
-def parse_yolo_labels(text: str, where: str) -> tuple[list[str], np.ndarray]:
+def parse_yolo_labels(text: str, where: str) -> tuple[list[str], np.ndarray, bool]:
     """The lines of a YOLO label file (``class cx cy w h [score]``, normalised to the image, as
     Ultralytics' ``save_txt`` and ``--format yolo`` write them): each line's class field, and
-    float64 (N, 5) ``cx, cy, w, h, score`` (score 1.0 where a line has none). Bad content is an
-    :class:`InvalidInputError` naming ``where`` and the line."""
+    float64 (N, 5) ``cx, cy, w, h, score`` (score 1.0 where a line has none), and whether any line
+    has a score. Bad content is an :class:`InvalidInputError` naming ``where`` and the line."""
     rows = [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     bad = next(((n, f) for n, f in rows if len(f) not in (5, 6)), None)
     if bad is not None:
@@ -946,7 +945,7 @@ def parse_yolo_labels(text: str, where: str) -> tuple[list[str], np.ndarray]:
         raise InvalidInputError(f"{where}: coordinates must be finite, widths and heights not negative")
     if len(vals) and vals[:, :4].max() > 2.0:
         raise InvalidInputError(f"{where}: coordinates above 1: YOLO labels are normalised to the image (0-1)")
-    return [f[0] for _, f in rows], vals
+    return [f[0] for _, f in rows], vals, any(len(f) == 6 for _, f in rows)
 
 
 def yolo_to_xyxy(vals: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -981,10 +980,8 @@ def _yolo_folder(p: Path, files: list[Path], gt: BoxSet | None) -> BoxSet:
         if g.width is None or g.height is None:
             raise InvalidInputError(f"{f}: the ground truth {gt.source} does not give the size of {keys[0]}, "
                                     "which YOLO labels need to be turned into pixels")
-        text = _read_text(f)
-        cls, vals = parse_yolo_labels(text, str(f))
-        if any(len(line.split()) == 6 for line in text.splitlines() if line.strip()):
-            out.scored = True
+        cls, vals, scored = parse_yolo_labels(_read_text(f), str(f))
+        out.scored |= scored
         classes = np.array([names[int(c)] if c.isdigit() and int(c) < len(names) else c for c in cls], dtype=object)
         out.images[keys[0]] = ImageBoxes(keys[0], g.width, g.height, yolo_to_xyxy(vals, g.width, g.height),
                                          vals[:, 4].copy(), classes, path=str(f))
