@@ -861,7 +861,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
         },
         "summary": {
             "products": int(len(a)),
-            "bays": len(result.parts),
+            # a region wholly outside the image is listed (and warned about) but is no bay of it
+            "bays": sum(1 for p in result.parts if p.area_px > 0),
             "rows": n_rows,
             "products_in_rows": in_rows,
             "gaps": len(gaps),
