@@ -13,7 +13,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -95,6 +95,13 @@ def _probe_peaks(predict: Callable[[Sequence[np.ndarray]], object], side: int, d
     return peaks[0], peaks[1]
 
 
+def _device_index(torch: Any, device: str) -> int:
+    """The CUDA device's index; ``"cuda"`` without one is the current device (what a model put
+    on ``"cuda"`` runs on), not always GPU 0."""
+    idx = torch.device(device).index
+    return int(torch.cuda.current_device()) if idx is None else int(idx)
+
+
 def apply_vram_cap(max_vram_gb: float, device: str) -> int:
     """Cap torch's CUDA allocator on ``device`` at ``max_vram_gb`` GiB (2**30 bytes, as a "4 GB"
     card has); returns the budget in bytes: the cap, or less where the card has less free."""
@@ -102,7 +109,7 @@ def apply_vram_cap(max_vram_gb: float, device: str) -> int:
 
     if not (isinstance(max_vram_gb, (int, float)) and max_vram_gb > 0):
         raise InvalidInputError(f"--max-vram must be a positive number of GiB, got {max_vram_gb!r}")
-    idx = torch.device(device).index or 0
+    idx = _device_index(torch, device)
     total = torch.cuda.get_device_properties(idx).total_memory
     cap = int(max_vram_gb * GiB)
     # set every time: a later call with a larger budget lifts an earlier, smaller cap
@@ -158,7 +165,7 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
             # probed as the run will call it: tiles resized to the run's side (an adapter with its own
             # resize keeps them so), or as they come
             with tiles_resized_to(side if input_size is not None else None):
-                p1, p2 = _probe_peaks(detector.predict, side, torch.device(device).index or 0)  # type: ignore[attr-defined]
+                p1, p2 = _probe_peaks(detector.predict, side, _device_index(torch, device))  # type: ignore[attr-defined]
             break
         except Exception as exc:
             if not is_oom(exc):

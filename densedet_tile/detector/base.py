@@ -286,7 +286,9 @@ def resolve_device(device: str = "auto") -> str:
     ``"auto"`` imports torch only when it could answer yes: it is ``"cpu"`` when torch is not
     installed (``importlib.util.find_spec``, no import) or when no GPU driver is visible
     (:func:`cuda_plausible`); when torch is already imported, or installed and a driver is
-    visible, it is ``torch.cuda.is_available()``. ``"cpu"`` never imports torch.
+    visible, it is ``torch.cuda.is_available()``; a torch that is installed but fails to import
+    (CUDA libraries of another version) makes it ``"cpu"`` with a warning. ``"cpu"`` never
+    imports torch.
     """
     from ..errors import InvalidInputError, MissingDependencyError
 
@@ -301,7 +303,15 @@ def resolve_device(device: str = "auto") -> str:
             raise MissingDependencyError(f"device {device!r}", "torch", "torch")
         if dev == "auto" and not cuda_plausible():
             return "cpu"
-        import torch
+        try:
+            import torch
+        except (ImportError, OSError) as exc:  # installed but broken (CUDA libraries of another version)
+            if dev != "auto":
+                raise
+            logging.getLogger("densedet_tile.detector").warning(
+                "torch is installed but does not import (%s: %s); running on the CPU",
+                type(exc).__name__, " ".join(str(exc).split())[:200])
+            return "cpu"
     has_cuda = torch.cuda.is_available()
     if dev == "auto":
         return "cuda" if has_cuda else "cpu"

@@ -20,14 +20,40 @@ from .base import Detector, class_names_of
 __all__ = ["DetectorCalls", "back_to_the_gpu", "image_key", "is_oom"]
 
 
+#: How an allocation failure reads when it is not torch's own type: torch's older RuntimeError,
+#: ONNX Runtime's arena ("Failed to allocate memory for requested buffer of size ...", raised as
+#: its own RuntimeException, which is no RuntimeError) and CUDA's error names.
+_OOM_PHRASES = ("out of memory", "failed to allocate memory", "cudaerrormemoryallocation",
+                "cuda_error_out_of_memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed")
+
+
 def is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` is a device running out of memory: torch's ``OutOfMemoryError``, or an
+    error whose text says so (:data:`_OOM_PHRASES`), here or in what it was raised from (an
+    adapter wraps ONNX Runtime's error in a :class:`DetectorError` ``from`` it)."""
+    return oom_excerpt(exc) is not None
+
+
+def oom_excerpt(exc: BaseException, width: int = 160) -> str | None:
+    """The words of the out-of-memory error in ``exc``'s chain (:func:`is_oom`), on one line and
+    cut to about ``width`` characters around where it says so; None when it is no such error."""
     torch = sys.modules.get("torch")
+    kinds: tuple[type, ...] = ()
     if torch is not None:
         kinds = tuple(k for k in (getattr(torch, "OutOfMemoryError", None),
                                   getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)) if isinstance(k, type))
-        if kinds and isinstance(exc, kinds):
-            return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = " ".join(str(e).split())
+        at = min((i for i in (text.lower().find(p) for p in _OOM_PHRASES) if i >= 0), default=-1)
+        if at >= 0 or (kinds and isinstance(e, kinds) and isinstance(e, Exception)):
+            start = max(0, min(at, len(text) - width)) if at >= 0 else 0
+            cut = text[start:start + width]
+            return ("..." if start else "") + cut + ("..." if start + width < len(text) else "")
+        e = e.__cause__ or e.__context__
+    return None
 
 
 #: The batch size a detector came down to after running out of memory: the next image starts
@@ -138,19 +164,19 @@ class DetectorCalls:
                     raise DetectorError(
                         f"{self.image_name}: detector failed: {type(exc).__name__}: {exc}"
                     ) from exc
-                oom = True
+                oom = oom_excerpt(exc) or ""  # its words only: the exception's traceback holds the call's tensors
             else:
-                oom = False
-            if oom:
+                oom = None
+            if oom is not None:
                 # recovered outside the handler: its traceback held the failed call's tensors,
                 # which the cache could then not give back
-                self._recover_from_oom(len(chunk))
+                self._recover_from_oom(len(chunk), oom)
                 continue  # retry the same chunk at the new batch size / device
             out.extend(self._validate(res, chunk))
             start += len(chunk)
         return out
 
-    def _recover_from_oom(self, chunk_len: int) -> None:
+    def _recover_from_oom(self, chunk_len: int, said: str = "") -> None:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -168,7 +194,11 @@ class DetectorCalls:
             return
         to = getattr(self.detector, "to", None)
         if to is None or getattr(self.detector, "_densedet_on_cpu", False):
-            raise DetectorError(f"{self.image_name}: out of memory even with one tile per batch")
+            said = f" ({said})" if said else ""
+            smaller = ("a smaller input size (--input-size) or tile (--tile)" if getattr(self.detector, "input_size", None)
+                       else "a smaller tile (--tile)")
+            raise DetectorError(f"{self.image_name}: out of memory even with one tile per batch{said}; "
+                                f"try {smaller}, or the CPU (--device cpu)")
         warnings.warn(
             f"{self.image_name}: out of GPU memory with one tile per batch; continuing on the CPU for this image",
             RuntimeWarning,
