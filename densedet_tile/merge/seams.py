@@ -30,8 +30,10 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   their union when each reaches past the other's cut line and they agree on the two sides
   along the seam. Both then span the whole overlap strip of the two tiles at the same
   height, which two distinct, non-overlapping products cannot do -- so neighbours touching
-  across a seam are never joined. Joins are transitive (a product cut at a 4-tile corner is
-  joined from four fragments).
+  across a seam are never joined. Only fragments of neighbouring tiles (the next tile start
+  along that axis) are joined: where tiles i and i+2 overlap by a few pixels, tile i+1 sees
+  whole whatever meets there. Joins are transitive (a product cut at a 4-tile corner is
+  joined from four fragments, one over three tiles from three).
 
 "Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the smaller
 of the two boxes' widths (for x sides) or heights (for y sides), and never more than half the
@@ -339,11 +341,26 @@ def repair_seams(
                >= 0.5 * np.minimum(f[:, 2 + o] - f[:, o], gg[:, 2 + o] - gg[:, o]))
         )
 
+    if tile_xyxy is not None and g.size:
+        # Fragments are joined across the seam of two neighbouring tiles only (the next tile
+        # start along that axis). Tiles i and i+2 of a row can overlap by a few pixels (the last
+        # column shifted inward, or an overlap just over a half): two products meeting in that
+        # strip look cut by both and, boxes touching, were joined into one; tile i+1 sees both
+        # whole there. A product over three tiles still joins, tile by tile.
+        rects = np.asarray(tile_xyxy, dtype=np.float64)
+        rank = np.stack([np.unique(rects[:, ax], return_inverse=True)[1].reshape(-1) for ax in (0, 1)], axis=1)
+
+        def next_to(first: np.ndarray, then: np.ndarray, ax: int) -> np.ndarray:
+            return rank[g[then], ax] == rank[g[first], ax] + 1
+    else:
+        def next_to(first: np.ndarray, then: np.ndarray, ax: int) -> np.ndarray:
+            return np.ones(first.size, bool)
+
     join = same & (
-        meets(bi, bj, ci, cj, 0)
-        | meets(bj, bi, cj, ci, 0)
-        | meets(bi, bj, ci, cj, 1)
-        | meets(bj, bi, cj, ci, 1)
+        (meets(bi, bj, ci, cj, 0) & next_to(i, j, 0))
+        | (meets(bj, bi, cj, ci, 0) & next_to(j, i, 0))
+        | (meets(bi, bj, ci, cj, 1) & next_to(i, j, 1))
+        | (meets(bj, bi, cj, ci, 1) & next_to(j, i, 1))
     )
     # A pair that meets is joined, not dropped.
     drop_i &= ~join

@@ -1,0 +1,77 @@
+"""Fragments are joined only across the seam of neighbouring tiles: tiles i and i+2 of a row can
+overlap by a few pixels (the last column shifted inward, or an overlap just over a half), and two
+products meeting in that strip, each cut by one of them, were joined into one inflated box
+(an outside review). The detector here reports exactly each product's visible part."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import densedet_tile as dt
+from densedet_tile.merge import merge_tiles
+from densedet_tile.tiler import make_grid
+
+
+def perfect_views(width: int, height: int, spec: dt.TileSpec, products: np.ndarray):
+    tiles = make_grid(width, height, spec)
+    dets = []
+    for t in tiles:
+        c = np.c_[np.maximum(products[:, 0], t.x), np.maximum(products[:, 1], t.y),
+                  np.minimum(products[:, 2], t.x2), np.minimum(products[:, 3], t.y2)]
+        ok = (c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])
+        dets.append(dt.Detections(c[ok] - [t.x, t.y, t.x, t.y], np.full(int(ok.sum()), 0.9)))
+    return tiles, dets
+
+
+def best_iou(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    iw = np.clip(np.minimum(found[:, None, 2], truth[None, :, 2]) - np.maximum(found[:, None, 0], truth[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(found[:, None, 3], truth[None, :, 3]) - np.maximum(found[:, None, 1], truth[None, :, 1]), 0, None)
+    inter = iw * ih
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    iou = inter / (area(found)[:, None] + area(truth)[None, :] - inter)
+    return iou.max(axis=0)
+
+
+@pytest.mark.parametrize("width, spec, products", [
+    # tiles (0, 1280), (1024, 2304), (1260, 2540): the first and last overlap by 20 px
+    (2540, dt.TileSpec(1280, 0.2), [[1100, 100, 1271, 300], [1270, 100, 1400, 300]]),
+    # overlap 0.53 at tile 256: every tile i and i+2 overlap by 16 px
+    (700, dt.TileSpec(256, 0.53), [[180, 40, 249, 160], [248, 40, 300, 160]]),
+])
+def test_two_products_meeting_where_tiles_i_and_i_plus_2_overlap_stay_two(width, spec, products) -> None:
+    p = np.asarray(products, float)
+    tiles, dets = perfect_views(width, 600 if width > 1000 else 200, spec, p)
+    out = merge_tiles(tiles, dets)
+    np.testing.assert_allclose(np.sort(out.xyxy, axis=0), np.sort(p, axis=0))
+
+
+def test_a_product_over_three_tiles_is_still_joined_tile_by_tile() -> None:
+    p = np.array([[200.0, 40, 700, 160]])
+    tiles, dets = perfect_views(900, 200, dt.TileSpec(256, 0.25), p)
+    assert sum(len(d) for d in dets) >= 3
+    np.testing.assert_allclose(merge_tiles(tiles, dets).xyxy, p)
+
+
+def test_packed_rows_come_out_one_box_per_product_whatever_the_last_columns_shift() -> None:
+    # widths where the last column moves inward far enough for columns 1 and 3 to overlap by a
+    # little, rows of products whose boxes overlap their neighbours' by 0 to 2 px
+    rng = np.random.default_rng(5)
+    bad = []
+    for width in (2530, 2536, 2540, 2546, 2552):  # columns 1 and 3 overlap by 8 to 30 px
+        for trial in range(4):
+            rows = []
+            for y0 in (40.0, 340.0):
+                x = float(rng.uniform(0, 30))
+                tall = float(rng.uniform(180, 250))  # one product line per shelf: heights agree
+                while x < width - 60:
+                    w = float(rng.uniform(40, 160))
+                    rows.append([x, y0, min(x + w, width), y0 + tall + float(rng.uniform(-4, 4))])
+                    x += w - float(rng.integers(0, 3))
+            p = np.array(rows)
+            tiles, dets = perfect_views(width, 640, dt.TileSpec(1280, 0.2), p)
+            out = merge_tiles(tiles, dets)
+            iou = best_iou(out.xyxy.astype(float), p)
+            if len(out) != len(p) or iou.min() < 0.95:
+                bad.append((width, trial, len(out), len(p), round(float(iou.min()), 3)))
+    assert not bad
