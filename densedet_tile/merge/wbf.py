@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import as_boxes, as_scores, candidate_pairs, check_iou_thr, pair_iou
+from .boxes import TooManyPairs, as_boxes, as_scores, candidate_pairs, check_iou_thr, pair_iou
 from .nms import score_order
 
 __all__ = ["Fusion", "fuse_clusters", "weighted_box_fusion"]
@@ -126,6 +126,10 @@ def weighted_box_fusion(
 #: waiting for the one above it) are decided one by one in rank order: each sweep costs a pass
 #: over all the pairs, so a chain of n boxes would cost O(n^2).
 _MAX_SWEEPS = 64
+#: Candidate pairs the fusion holds at most: this many, or :data:`_MAX_PAIRS_PER_BOX` per box
+#: where that is more (a merge's boxes have a few dozen each; the engine thins piles before).
+_MAX_PAIRS = 16_000_000
+_MAX_PAIRS_PER_BOX = 64
 #: ... or sooner, from this many sweeps on, once a sweep settles less than 1/_SLOW_SHARE of the
 #: open boxes (a pile of 1000 boxes: 64 sweeps took 3.6 s, the sequential rest 0.1 s).
 _SLOW_AFTER = 4
@@ -140,7 +144,16 @@ def cluster_anchors(
     order = score_order(s)
     prio = np.empty(n, np.int64)
     prio[order] = np.arange(n)
-    i, j = candidate_pairs(b)
+    limit = max(_MAX_PAIRS, _MAX_PAIRS_PER_BOX * n)
+    try:
+        i, j = candidate_pairs(b, limit=limit)
+    except TooManyPairs:
+        # a pile (every box over one spot, each of its own group): its pairs grow as its size
+        # squared, and 20 000 such boxes filled 23 GB before this
+        raise InvalidInputError(
+            f"weighted_box_fusion: the {n} boxes overlap one another in more than {limit} pairs (piles of "
+            "boxes over one spot); thin the piles first (nms at a high IoU) or fuse fewer boxes at a time"
+        ) from None
     keep = (g[i] != g[j]) & (lab[i] == lab[j])
     i, j = i[keep], j[keep]
     iou = pair_iou(b, i, j)

@@ -30,3 +30,24 @@ def test_weighted_fusion_refuses_negative_scores() -> None:
         weighted_box_fusion([[0, 0, 10, 10], [0, 0, 12, 12]], [0.5, -0.45], groups=[0, 1], iou_thr=0.5)
     fused = weighted_box_fusion([[0, 0, 10, 10], [0, 0, 12, 12]], [0.5, 0.0], groups=[0, 1], iou_thr=0.5)
     assert fused.xyxy.tolist() == [[0.0, 0.0, 10.0, 10.0]]  # a zero score weighs nothing
+
+
+def test_weighted_fusion_refuses_a_pile_too_large_to_pair_in_one_line(monkeypatch) -> None:
+    # 20 000 boxes over one spot, each of its own group: the pairs grow as the square of the
+    # pile, and the process was killed for memory (an outside review)
+    import sys
+
+    import numpy as np
+
+    wbf_mod = sys.modules["densedet_tile.merge.wbf"]
+    monkeypatch.setattr(wbf_mod, "_MAX_PAIRS", 5000)
+    monkeypatch.setattr(wbf_mod, "_MAX_PAIRS_PER_BOX", 4)
+    rng = np.random.default_rng(0)
+    n = 400  # 79 800 pairs
+    pile = np.array([100.0, 100, 200, 200]) + rng.normal(0, 2, (n, 4))
+    with pytest.raises(InvalidInputError) as info:
+        weighted_box_fusion(pile, rng.random(n), groups=np.arange(n), iou_thr=0.55)
+    assert "the 400 boxes overlap one another in more than 5000 pairs" in str(info.value)
+    # spread out, as many boxes fuse as before
+    apart = pile + (np.arange(n) * 300.0)[:, None] * np.array([1, 0, 1, 0])
+    assert len(weighted_box_fusion(apart, rng.random(n), groups=np.arange(n), iou_thr=0.55).xyxy) == n
