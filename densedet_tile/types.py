@@ -152,6 +152,9 @@ class Detections:
 
     def __getitem__(self, index: object) -> "Detections":
         """Select boxes with a boolean mask, an index array, an int or a slice."""
+        if isinstance(index, (bool, np.bool_)):  # an int to Python: d[True] was box 1
+            raise InvalidInputError(f"Detections: a single {index!r} is no selection; use a mask of one "
+                                    "bool per box, an index array, an int or a slice")
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         xyxy, scores, labels = self.xyxy[index], self.scores[index], self.labels[index]

@@ -38,3 +38,10 @@ def test_an_int_and_an_empty_selection():
 def test_an_index_of_another_shape_is_refused():
     with pytest.raises(InvalidInputError, match="expected shape"):
         _dets()[np.array([[0, 1]])]
+
+
+@pytest.mark.parametrize("flag", [True, False, np.True_])
+def test_a_single_bool_is_refused_not_taken_for_box_one(flag):
+    with pytest.raises(InvalidInputError, match="no selection"):
+        _dets()[flag]
+    assert len(_dets()[np.array([True, False, True])]) == 2  # a mask still selects
