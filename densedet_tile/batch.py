@@ -107,7 +107,8 @@ class Manifest:
         """Append one record (a JSON object) as one line."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record, sort_keys=False, default=str) + "\n").encode()
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # 0o666 less the umask, as every output is (a group-shared folder stays writable to the group)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             size = os.fstat(fd).st_size
             if size:

@@ -246,7 +246,7 @@ def flock_path(path: str | os.PathLike[str], flags: int) -> tuple[str, int | Non
     import fcntl
 
     for _ in range(20):
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, flags, 0o666)  # the umask decides (a group-shared folder)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -407,7 +407,7 @@ def label_name(names: list[str], label: int) -> str:
 
 
 def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None,
-                   digests: "dict[str, str] | None" = None) -> dict[str, Any]:
+                   digests: "dict[str, str] | None" = None, row_name: str | None = None) -> dict[str, Any]:
     """The JSON document for one image (schema ``densedet-tile/detections@1``).
 
     ``outputs``: the file names of the other outputs written together with this JSON (its
@@ -415,7 +415,9 @@ def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None,
     later run over the same name knows which files beside it are this tool's own; left out
     when None. ``digests``: the SHA-256 of each of them as written (``outputs_sha256``), so
     that a later run can tell a file changed since (a label file corrected by hand) from its
-    own."""
+    own. ``row_name``: what the CSV and COCO rows call the image when it is not its file name
+    (a second input of that file name, ``x-2.jpg``), kept as ``image.row_name``; ``eval``
+    keys the image by it, as by the rows."""
     d = result.detections
     names = _class_names(result)
     used = sorted(set(int(x) for x in np.unique(d.labels))) if len(d) else []
@@ -426,7 +428,8 @@ def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None,
         "schema": SCHEMA,
         # boxes are in pixels of the upright image: the stored one with its EXIF orientation applied
         "image": {"path": result.path, "name": result.name, "width": result.width, "height": result.height,
-                  "orientation": int(getattr(result, "orientation", 1))},
+                  "orientation": int(getattr(result, "orientation", 1)),
+                  **({} if row_name is None or row_name == result.name else {"row_name": row_name})},
         "settings": result.settings,
         "model": result.model,
         "timings": result.timings,
@@ -435,11 +438,30 @@ def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None,
         "count_range": count_range_json(result),
         "categories": cats,
         "boxes": np.round(d.xyxy.astype(np.float64), 2).tolist(),
-        "scores": np.round(d.scores.astype(np.float64), 4).tolist(),
+        "scores": score_values(d.scores),
         "labels": d.labels.tolist(),
         **({} if outputs is None else {"outputs": list(outputs)}),
         **({} if digests is None else {"outputs_sha256": dict(digests)}),
     }
+
+
+#: Every character ``str.splitlines`` ends a line at, to a space: a class name holding one (a
+#: vertical tab, U+2028) split ``classes.txt`` on reading and shifted every later class.
+_LINE_BREAKS = str.maketrans({c: " " for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def score_texts(scores: np.ndarray) -> list[str]:
+    """Each score as the shortest decimal that reads back as the same float32, the type the engine
+    compares with its thresholds (``"0.45"``, ``"0.49996"``). Rounded to 4 decimals, 0.49996 was
+    written 0.5 and read back above a threshold of 0.5 that the run had it below (an outside
+    review): a reader comparing these numbers with a decimal threshold, in float32 or float64,
+    decides as the run did."""
+    return np.asarray(scores, dtype=np.float32).reshape(-1).astype(str).tolist()
+
+
+def score_values(scores: np.ndarray) -> list[float]:
+    """:func:`score_texts` as numbers: ``json.dumps`` writes each with that same text."""
+    return [float(t) for t in score_texts(scores)]
 
 
 def count_range_json(result: "ImageResult") -> dict[str, Any] | None:
@@ -451,7 +473,7 @@ def count_range_json(result: "ImageResult") -> dict[str, Any] | None:
     near = result.near_misses
     if near is not None:
         out["near_misses"] = {"boxes": np.round(near.xyxy.astype(np.float64), 2).tolist(),
-                              "scores": np.round(near.scores.astype(np.float64), 4).tolist()}
+                              "scores": score_values(near.scores)}
     return out
 
 
@@ -465,10 +487,12 @@ def _put(path: str | os.PathLike[str], data: bytes | str, stage: dict[Path, byte
 
 
 def write_json(result: "ImageResult", path: str | os.PathLike[str], *, stage: dict[Path, bytes | str] | None = None,
-               outputs: "list[str] | None" = None, digests: "dict[str, str] | None" = None) -> Path:
+               outputs: "list[str] | None" = None, digests: "dict[str, str] | None" = None,
+               row_name: str | None = None) -> Path:
     """Write the JSON document for ``result`` to ``path`` atomically (or into ``stage``);
-    ``outputs`` and ``digests`` as :func:`result_to_json` takes them."""
-    data = json.dumps(result_to_json(result, outputs=outputs, digests=digests), separators=(",", ":")).encode()
+    ``outputs``, ``digests`` and ``row_name`` as :func:`result_to_json` takes them."""
+    data = json.dumps(result_to_json(result, outputs=outputs, digests=digests, row_name=row_name),
+                      separators=(",", ":")).encode()
     return _put(path, data, stage)
 
 
@@ -487,8 +511,8 @@ def write_csv(result: "ImageResult", path: str | os.PathLike[str], *, stage: dic
     w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL if odd else csv.QUOTE_MINIMAL)
     w.writerow(["image_name", "x1", "y1", "x2", "y2", "class", "image_width", "image_height", "score"])
     xyxy = np.rint(d.xyxy).astype(np.int64)
-    for (x1, y1, x2, y2), lab, s in zip(xyxy.tolist(), d.labels.tolist(), d.scores.tolist()):
-        w.writerow([result.name, x1, y1, x2, y2, label_name(names, lab), result.width, result.height, f"{s:.4f}"])
+    for (x1, y1, x2, y2), lab, s in zip(xyxy.tolist(), d.labels.tolist(), score_texts(d.scores)):
+        w.writerow([result.name, x1, y1, x2, y2, label_name(names, lab), result.width, result.height, s])
     # a file name that is not valid UTF-8 (surrogate escapes) keeps its original bytes
     data = buf.getvalue().encode("utf-8", "surrogateescape")
     return _put(path, data, stage)
@@ -504,7 +528,7 @@ def write_coco(result: "ImageResult", path: str | os.PathLike[str], *, stage: di
     xywh = d.xyxy.astype(np.float64).copy()
     xywh[:, 2:] -= xywh[:, :2]
     boxes = [round(v, 2) for v in xywh.ravel().tolist()]
-    scores = [round(s, 4) for s in d.scores.tolist()]
+    scores = score_values(d.scores)
     cats = (d.labels.astype(np.int64) + 1).tolist()
     # The text json.dumps writes for these records, byte for byte, from a template per row:
     # faster than a dict per box (400k boxes: 3.1 s -> 1.9 s written). json.dumps writes a float as
@@ -539,7 +563,7 @@ def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: b
     if target.name == YOLO_CLASSES_FILE:
         raise InvalidInputError(f"{result.name}: its YOLO labels would overwrite {classes}; rename the image")
     d = result.detections
-    names = [n.replace("\r", " ").replace("\n", " ") for n in _class_names(result)]
+    names = [n.translate(_LINE_BREAKS) for n in _class_names(result)]
     top = int(d.labels.max()) + 1 if len(d) else 0
     if top > max(len(names), YOLO_MAX_CLASSES):
         # every class up to the label gets a line: a label of 2**31 - 1 ran out of memory
@@ -561,8 +585,8 @@ def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: b
     cxcywh = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / (2 * W), (xyxy[:, 1] + xyxy[:, 3]) / (2 * H),
                        (xyxy[:, 2] - xyxy[:, 0]) / W, (xyxy[:, 3] - xyxy[:, 1]) / H], axis=1)
     lines = []
-    for lab, (cx, cy, w, h), s in zip(d.labels.tolist(), cxcywh.tolist(), d.scores.tolist()):
-        lines.append(f"{lab} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" + (f" {s:.4f}" if scores else ""))
+    for lab, (cx, cy, w, h), s in zip(d.labels.tolist(), cxcywh.tolist(), score_texts(d.scores)):
+        lines.append(f"{lab} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" + (f" {s}" if scores else ""))
     files: dict[Path, str] = {target: "".join(line + "\n" for line in lines)}
     if len(names) > len(old):
         files[classes] = "".join(n + "\n" for n in names)

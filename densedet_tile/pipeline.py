@@ -578,7 +578,7 @@ def describe_detector(detector: object) -> dict[str, Any]:
 
     ``name``, ``input_size`` and ``class_names`` when the detector has them, and under ``info``
     the entries of its own ``info`` dict (config, checkpoint, training run, runtime...) whose
-    values are JSON scalars.
+    values are JSON scalars (a NaN or infinite float as its name, ``"nan"``, ``"inf"``).
     """
     info: dict[str, Any] = {"name": str(getattr(detector, "name", type(detector).__name__))}
     size = input_size_of(detector)
@@ -589,7 +589,9 @@ def describe_detector(detector: object) -> dict[str, Any]:
         info["class_names"] = list(names)
     extra = getattr(detector, "info", None)
     if isinstance(extra, dict):
-        scalars = {str(k): v for k, v in extra.items() if v is None or isinstance(v, (str, int, float, bool))}
+        # a non-finite float by its name: strict JSON readers refuse a bare NaN or Infinity
+        scalars = {str(k): repr(v) if isinstance(v, float) and not math.isfinite(v) else v
+                   for k, v in extra.items() if v is None or isinstance(v, (str, int, float, bool))}
         if scalars:
             info["info"] = scalars
     return info

@@ -394,7 +394,7 @@ def process_image(
                 write_preview(result, paths["preview"], src, stage=stage)
             siblings = [p.name for kind, p in paths.items() if kind != "json"]
             digests = {p.name: _sha256(stage[p]) for kind, p in paths.items() if kind != "json"}
-            write_json(result, paths["json"], stage=stage, outputs=siblings, digests=digests)
+            write_json(result, paths["json"], stage=stage, outputs=siblings, digests=digests, row_name=name)
         earlier = _recorded_outputs(paths["json"], stem)  # what the JSON being replaced says it came with
         # store_a/IMG_0001.jpg, then store_b/IMG_0001.jpg into one --out: said once replaced
         other = _made_from_another_input(paths["json"], inp, state)

@@ -37,7 +37,7 @@ def test_lines_are_class_and_normalised_centre_and_size(tmp_path):
 def test_score_column_is_optional(tmp_path):
     r = result([[20, 10, 60, 50]], [0], [0.91234])
     write_yolo(r, tmp_path / "a.txt", scores=True)
-    assert (tmp_path / "a.txt").read_text() == "0 0.200000 0.300000 0.200000 0.400000 0.9123\n"
+    assert (tmp_path / "a.txt").read_text() == "0 0.200000 0.300000 0.200000 0.400000 0.91234\n"  # the float32, in full
 
 
 def test_empty_image_writes_an_empty_label_file(tmp_path):

@@ -23,10 +23,11 @@ def _expected(r: ImageResult) -> bytes:
     """The records as the writer's documentation describes them, through json.dumps."""
     d = r.detections
     rows = []
-    for (x1, y1, x2, y2), lab, s in zip(d.xyxy.astype(np.float64).tolist(), d.labels.tolist(), d.scores.tolist()):
+    for (x1, y1, x2, y2), lab, s in zip(d.xyxy.astype(np.float64).tolist(), d.labels.tolist(), d.scores):
+        # the score: the shortest decimal that reads back as the same float32
         rows.append({"image_id": r.name, "category_id": int(lab) + 1,
                      "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                     "score": round(s, 4)})
+                     "score": float(np.format_float_positional(np.float32(s), unique=True))})
     return json.dumps(rows, separators=(",", ":")).encode()
 
 

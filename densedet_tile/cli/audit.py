@@ -394,6 +394,12 @@ def _read_boxes(det_path: str, image_path: str | None) -> Any:
                           path=image_path)
     if image_path is not None:
         key = image_key(Path(image_path).name)
+        own, csv_suffix = Path(det_path).name, OUTPUT_SUFFIXES["csv"]
+        if (key not in found.images and len(names) == 1 and own.endswith(csv_suffix)
+                and names[0] == own[: -len(csv_suffix)] + Path(image_path).suffix):
+            # this tool's CSV of a second image of that file name: its rows go by the stem the
+            # outputs took (x-3.jpg in x-3.detections.csv), so that the two images' rows stay apart
+            key = names[0]
         if key not in found.images:
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
             raise InvalidInputError(f"{det_path}: no rows for image {key!r} (it has {shown})")

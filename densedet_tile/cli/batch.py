@@ -161,7 +161,9 @@ def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> 
         if args.debug:
             traceback.print_exc()
         error(PROG, f"--out {args.out}: {one_line(exc)}")
-        return EXIT_FAILED
+        from . import _PATH_ERRORS  # a folder the user may not write to is a path given wrong: 2
+
+        return EXIT_USAGE if isinstance(exc, _PATH_ERRORS) else EXIT_FAILED
     if not args.quiet:
         unsure = sum(1 for r in summary.records if r.get("status") in ("ok", "skipped") and r.get("uncertain"))
         print(f"batch {summary.run} ({summary.backend}, {summary.workers} worker(s)): {summary.ok} done, "

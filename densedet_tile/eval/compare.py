@@ -18,6 +18,13 @@ from .formats import BoxSet, ImageBoxes, image_key, undecoded_bytes
 __all__ = ["pair_images", "uses_class_agnostic", "compare_tiled_untiled", "CompareRun"]
 
 
+def _class_key(name: object) -> str:
+    """A class name as matched: its words, one space apart. The formats keep names differently
+    (CSV readers strip the spaces around a field, ``classes.txt`` holds no line break), so the
+    tool's own YOLO folder or CSV scored a class ``"x\\ny"`` or ``" sp"`` of its JSON as unknown."""
+    return " ".join(str(name).split())
+
+
 def _gt_classes(gt: BoxSet) -> list[str]:
     return list(dict.fromkeys(list(gt.categories) + [str(c) for im in gt.images.values() for c in im.classes]))
 
@@ -107,7 +114,9 @@ def pair_images(
             f"{len(gt_classes)} classes by name, so they cannot be matched; give --class-agnostic, a COCO JSON "
             "ground truth, or the predictions as detections JSON or CSV (which carry class names)"
         )
-    ids = {c: i for i, c in enumerate(gt_classes)}
+    ids: dict[str, int] = {}
+    for i, c in enumerate(gt_classes):
+        ids.setdefault(_class_key(c), i)
     dropped = 0
     # COCO results against COCO ground truth of several classes, class-agnostic (or of one class
     # with --class-agnostic given): pycocotools' useCats=0 still takes only the ground truth's
@@ -118,7 +127,7 @@ def pair_images(
     out: list[EvalImage] = []
     for k, g in gt.images.items():
         p = pred.images.get(k)
-        gl = np.array([ids[str(c)] for c in g.classes], dtype=np.int64)
+        gl = np.array([ids[_class_key(c)] for c in g.classes], dtype=np.int64)
         dwh = None
         if agnostic:
             # pycocotools' useCats=0 takes an image's boxes category by category (in id order,
@@ -129,9 +138,9 @@ def pair_images(
             dx, ds, dl = np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
         elif agnostic:
             if len(ids) > 1 or coco_agnostic:  # (a class the ground truth lacks after its own)
-                rank = np.array([ids.get(str(c), len(ids)) for c in p.classes], dtype=np.int64)
-                if coco_agnostic and (rank == len(ids)).any():
-                    known = rank < len(ids)
+                rank = np.array([ids.get(_class_key(c), len(gt_classes)) for c in p.classes], dtype=np.int64)
+                if coco_agnostic and (rank == len(gt_classes)).any():
+                    known = rank < len(gt_classes)
                     dropped += int((~known).sum())
                     p = replace(p, xyxy=p.xyxy[known], scores=p.scores[known], classes=p.classes[known],
                                 wh=None if p.wh is None else p.wh[known])
@@ -140,7 +149,7 @@ def pair_images(
             # else every prediction counts as the one class, in file order
             dx, ds, dl, dwh = p.xyxy, p.scores, np.zeros(len(p.xyxy), np.int64), p.wh
         else:
-            lab = np.array([ids.get(str(c), -1) for c in p.classes], dtype=np.int64)
+            lab = np.array([ids.get(_class_key(c), -1) for c in p.classes], dtype=np.int64)
             known = lab >= 0
             dropped += int((~known).sum())
             dx, ds, dl = p.xyxy[known], p.scores[known], lab[known]

@@ -240,7 +240,8 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
     img = data.get("image")
     if not isinstance(img, dict):
         raise InvalidInputError(f"{path}: missing 'image' object")
-    name = img.get("name") or (image_key(img["path"]) if isinstance(img.get("path"), str) else None)
+    # a second input of one file name is called in the rows (and here) as its outputs' stem
+    name = img.get("row_name") or img.get("name") or (image_key(img["path"]) if isinstance(img.get("path"), str) else None)
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"{path}: image.name must be a non-empty string")
     w = _size(img.get("width"), "image.width", str(path))
