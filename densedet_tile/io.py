@@ -16,6 +16,7 @@ import errno
 import io
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -75,7 +76,7 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
     """Write several files all or nothing; returns their paths in the order given.
 
     Each file is staged as a temporary file beside its target (fsynced, mode ``0o666`` less the
-    umask) before any is renamed into place, in the order given; if staging any of them fails,
+    umask, or the mode of the file it replaces) before any is renamed into place, in the order given; if staging any of them fails,
     no target is touched and the temporaries are removed. If a rename fails (a target that is a
     folder, a full disk...), the targets already replaced get their old contents back (or are
     removed if they are new), so a failed write never leaves a mix of two runs' files.
@@ -104,7 +105,13 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
                     fh.write(data.encode("utf-8") if isinstance(data, str) else data)
                     fh.flush()
                     os.fsync(fh.fileno())
-                os.chmod(tmp, mode)
+                # a file replaced keeps its permissions (a report made private with chmod 600
+                # stays so, as an editor or cp would leave it); a new one gets the umask's
+                try:
+                    keep = stat.S_IMODE(os.stat(target).st_mode) if target.is_file() else None
+                except OSError:
+                    keep = None
+                os.chmod(tmp, mode if keep is None else keep)
             except OSError as exc:  # a full disk: said of the file asked for (a write names no file)
                 if exc.errno is None or exc.filename is not None:
                     raise

@@ -40,6 +40,19 @@ def test_outputs_get_the_mode_of_a_plain_open(tmp_path, umask):
     assert {p: _mode(p) for p in outcome.outputs} == {p: want for p in outcome.outputs}
 
 
+def test_a_replaced_file_keeps_its_permissions(tmp_path, umask):
+    # a report made private (chmod 600) came back readable to all on the next run; a new file
+    # still gets the umask's mode
+    (tmp_path / "private.json").write_text("old")
+    os.chmod(tmp_path / "private.json", 0o600)
+    (tmp_path / "shared.json").write_text("old")
+    os.chmod(tmp_path / "shared.json", 0o664)
+    write_files({tmp_path / "private.json": "new", tmp_path / "shared.json": "new", tmp_path / "fresh.json": "new"})
+    assert (tmp_path / "private.json").read_text() == "new"
+    assert _mode(tmp_path / "private.json") == 0o600 and _mode(tmp_path / "shared.json") == 0o664
+    assert _mode(tmp_path / "fresh.json") == 0o666 & ~umask
+
+
 def test_write_files_is_all_or_nothing(tmp_path):
     (tmp_path / "keep.txt").write_text("old")
     with pytest.raises(TypeError):
