@@ -25,8 +25,20 @@ try:  # property tests draw the same examples on every run and machine: a test m
 
     _hyp_settings.register_profile("densedet-tile", derandomize=True, database=None)
     _hyp_settings.load_profile("densedet-tile")
+    # ... which derandomize alone does not give: Hypothesis (6.13x on) also draws numbers written
+    # in the local modules already imported, so the examples changed with the tests selected, the
+    # checkout's path and any constant edited in the package (an outside review). No such draws.
+    from hypothesis.internal.conjecture import providers as _hyp_providers
+
+    if hasattr(_hyp_providers, "_get_local_constants") and hasattr(_hyp_providers, "Constants"):
+        _hyp_providers._get_local_constants = lambda: _hyp_providers.Constants()
 except ImportError:  # pragma: no cover - hypothesis comes with the [test] extra
     pass
+
+# Ray kills workers when the machine's memory passes 95 %, whoever uses it: on a shared machine
+# a test's worker was killed for another program's memory (an outside review). The tests' Ray
+# instances (here and in the processes they start) run without that monitor.
+os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
 
 
 @pytest.fixture(scope="module")

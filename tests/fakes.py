@@ -254,9 +254,10 @@ def write_aisle_detections(path: "os.PathLike[str] | str", boxes: np.ndarray, wi
 
 
 class HeldBlob(BlobDetector):
-    """BlobDetector that waits while the file ``hold`` exists (60 s at most) before each call:
-    a test holds every worker in the middle of its item while it kills one
-    (:func:`kill_while_held`), so the kill lands there however slow the machine."""
+    """BlobDetector that waits while the file ``hold`` exists (60 s at most) before each call
+    with a tile that is not blank (a worker's warm-up is not held): a test holds every worker in
+    the middle of its item while it kills one (:func:`kill_while_held`), so the kill lands there
+    however slow the machine."""
 
     def __init__(self, hold: "os.PathLike[str] | str") -> None:
         super().__init__()
@@ -265,6 +266,8 @@ class HeldBlob(BlobDetector):
     def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:
         import time
 
+        if all(not t.any() for t in tiles):  # a worker's warm-up on a blank tile is not held
+            return super().predict(tiles)
         end = time.monotonic() + 60
         while os.path.exists(self.hold) and time.monotonic() < end:
             time.sleep(0.02)

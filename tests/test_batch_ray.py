@@ -112,19 +112,22 @@ def test_killed_actor_has_its_image_retried_on_another(local_ray, tmp_path):
     imgs = _images(tmp_path / "in", 4)
     killed: list[str] = []
     hold = tmp_path / "hold"
+    # held from the start: the item is handed out before on_submit runs, and a worker that began
+    # it before the hold was made finished it before the kill on a busy machine (an outside review)
+    hold.touch()
 
     def kill_once(actor, item):
-        if item[0].name == "img1.png" and not killed:
-            killed.append(actor._actor_id.hex())
-            kill_while_held(actor, hold)  # img1 cannot finish before the kill lands
+        if not killed:
+            killed.append(item[0].name)
+            kill_while_held(actor, hold)  # the first item cannot finish before the kill lands
 
     s = run_batch(imgs, tmp_path / "out", detector=HeldBlob(hold), job=Job(tiling=TileSpec(tile=256)), ray="local",
                   workers=2, on_submit=kill_once)
     assert killed
     assert s.ok == 4 and s.failed == 0
     rec = {Path(r["input"]).name: r for r in s.records}
-    assert rec["img1.png"]["attempts"] == 2
-    assert all(rec[n]["attempts"] == 1 for n in ("img0.png", "img2.png", "img3.png"))
+    assert rec[killed[0]]["attempts"] == 2
+    assert all(r["attempts"] == 1 for n, r in rec.items() if n != killed[0])
     assert len(_docs(tmp_path / "out")) == 4
     ref = run_batch(imgs, tmp_path / "ref", detector=SlowBlob(), job=Job(tiling=TileSpec(tile=256)), ray=None)
     assert ref.ok == 4 and _docs(tmp_path / "out") == _docs(tmp_path / "ref")

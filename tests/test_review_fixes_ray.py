@@ -160,9 +160,10 @@ def test_split_records_the_most_tries_a_chunk_of_the_image_took(local_ray, tmp_p
     imgs = _images(tmp_path / "in", 2, h=600, w=900)
     killed: list[int] = []
     hold = tmp_path / "hold"
+    hold.touch()  # held from the start: a chunk begun before on_submit ran could finish before the kill
 
     def kill_once(actor, chunk):
-        if chunk.start > 0 and not killed:
+        if not killed:  # the first chunk handed out: one of img0's
             killed.append(chunk.start)
             kill_while_held(actor, hold)  # the chunk cannot finish before the kill lands
 

@@ -94,13 +94,17 @@ def test_fp32_export_agrees_on_a_mixed_batch(fp32_pair) -> None:
 def test_shipped_int8_stays_close_to_torch(pair) -> None:
     ort_det, torch_det = pair
     assert ort_det.info["precision"] == "int8"
-    near = []
+    near, off, total = [], 0, 0
     for k, (seed, size, tile) in enumerate(SHELVES * 2):
         img = _shelf(seed + 1000 * k, size, tile)
         a, b = ort_det.predict([img])[0], torch_det.predict([img])[0]
         assert len(b) >= 5
-        assert abs(len(a) - len(b)) <= max(2, round(0.03 * len(b)))
+        # ONNX Runtime picks its int8 kernels by the CPU (AVX2, VNNI, AMX, ARM): a box scoring at
+        # the threshold may flip on one and not another; a broken quantisation loses many
+        assert abs(len(a) - len(b)) <= max(3, round(0.05 * len(b)))
+        off, total = off + abs(len(a) - len(b)), total + len(b)
         near.append(_nearest(np.array(a.xyxy), np.array(b.xyxy)))
+    assert off <= max(6, round(0.03 * total))
     d = np.concatenate(near)
     assert (d <= INT8_NEAR_PX).mean() >= INT8_NEAR_SHARE
     assert np.median(d) <= INT8_MEDIAN_PX
