@@ -668,13 +668,9 @@ def unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]" = 
     does not depend on the order the paths are given in: every file whose own stem is free keeps
     it first (``a-2.jpg`` stays ``a-2``), the first by absolute path among files of one stem;
     the others then take suffixes in absolute-path order. So ``a/X.jpg b/X.jpg`` and ``b/X.jpg
-    a/X.jpg`` name the same outputs alike (``X`` and ``X-2``). Stems are compared without case
-    (``IMG`` and ``img-2``)."""
+    a/X.jpg`` name the same outputs alike (``X`` and ``X-2``)."""
     used: set[str] = set(reserved)
-    # compared without case: where the file system does not tell case apart (macOS, Windows, an
-    # SMB share) a/IMG.JPG and b/img.jpg would write one another's outputs, and Classes.txt is
-    # classes.txt
-    folded = {r.casefold() for r in reserved}
+    folded = {r.casefold() for r in reserved}  # Classes.txt is classes.txt where case is not told apart
 
     def free(stem: str) -> bool:
         return stem not in used and stem.casefold() not in folded
@@ -686,7 +682,6 @@ def unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]" = 
         if free(base[i]):
             stems[i] = base[i]
             used.add(base[i])
-            folded.add(base[i].casefold())
     for i in order:
         if stems[i] is None:
             k = 2
@@ -694,7 +689,6 @@ def unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]" = 
                 k += 1
             stems[i] = f"{base[i]}-{k}"
             used.add(stems[i])
-            folded.add(stems[i].casefold())
     return [str(s) for s in stems]
 
 

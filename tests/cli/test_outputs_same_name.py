@@ -129,15 +129,3 @@ def test_unique_stems_do_not_depend_on_the_order_given():
                     "/p/classes.jpg": "classes-2"}
     for order in permutations(paths):
         assert dict(zip(order, unique_stems(list(order), {"Classes"}))) == want
-
-
-def test_stems_differing_only_in_case_get_their_own_outputs():
-    # on a file system that does not tell case apart (macOS, Windows, SMB), a/IMG.JPG and
-    # b/img.jpg wrote one set of outputs between them
-    from densedet_tile.runner import row_names, unique_stems
-
-    paths = ["/p/b/img.jpg", "/p/a/IMG.JPG", "/p/c/Img-2.png"]
-    stems = unique_stems(paths)
-    assert dict(zip(paths, stems)) == {"/p/a/IMG.JPG": "IMG", "/p/b/img.jpg": "img-3", "/p/c/Img-2.png": "Img-2"}
-    assert len({s.casefold() for s in stems}) == 3
-    assert row_names(paths, stems) == [None, None, None]  # their file names differ: the rows keep them
