@@ -69,25 +69,3 @@ def test_a_verb_started_with_stdout_closed_runs_without_a_traceback(tmp_path: Pa
     r = subprocess.run([sys.executable, "-m", "densedet_tile", "audit", "--help"], stderr=subprocess.PIPE,
                        text=True, cwd=tmp_path, timeout=120, preexec_fn=lambda: os.close(1))
     assert r.returncode == 0 and "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
-
-
-@pytest.mark.parametrize("status, as_program, ignored", [
-    (130, True, True), (143, True, True), (129, True, True),
-    (130, False, False),  # called from a program: its Ctrl-C is left alone
-    (0, True, False), (1, True, False),
-])
-def test_a_stopped_command_ignores_a_second_ctrl_c_while_the_process_ends(
-        monkeypatch: pytest.MonkeyPatch, status: int, as_program: bool, ignored: bool) -> None:
-    import signal
-
-    import densedet_tile.cli as cli
-
-    monkeypatch.setattr(cli, "_main", lambda argv: status)
-    monkeypatch.setattr(sys, "argv", ["densedet-tile", "photo.jpg"])
-    before = signal.getsignal(signal.SIGINT)
-    try:
-        assert cli.main(None if as_program else ["photo.jpg"]) == status
-        now = signal.getsignal(signal.SIGINT)
-    finally:
-        signal.signal(signal.SIGINT, before)
-    assert (now is signal.SIG_IGN) is ignored

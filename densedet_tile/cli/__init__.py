@@ -62,21 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     the program has none, the package logger's level, ``sys.stdout``/``sys.stderr``, the warnings
     display, environment variables for Ray) is put back when it returns; calls from several
     threads run one after the other."""
-    program = argv is None  # the console script (or python -m): the process ends with this call
     argv = list(sys.argv[1:] if argv is None else argv)
     with _MAIN_LOCK, _restored_environ(), _command_logging():
-        status = _main(argv)
-    if program and status in _STOPPED_STATUSES and threading.current_thread() is threading.main_thread():
-        # stopped and said so: a second Ctrl-C while the interpreter shuts down (torch's and the
-        # thread pools' exit hooks) would only add Python's "Exception ignored in atexit callback"
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return status
-
-
-#: Exit statuses of a run stopped by Ctrl-C (130), SIGHUP (129) or SIGTERM (143).
-_STOPPED_STATUSES = frozenset({130, 129, 143})
+        return _main(argv)
 
 
 def _main(argv: list[str]) -> int:
