@@ -334,10 +334,14 @@ def test_a_config_based_on_mmdets_own_configs_loads_with_or_without_pkg_resource
                         raise DistributionNotFound(name) from None
             """))
             monkeypatch.syspath_prepend(str(tmp_path / "stub"))
-            import importlib
+            import importlib.util
 
-            # set through monkeypatch, so that it is gone again after the test
-            monkeypatch.setitem(sys.modules, "pkg_resources", importlib.import_module("pkg_resources"))
+            # loaded without import (which would put it in sys.modules before monkeypatch saw the
+            # name missing) and set through monkeypatch, so that it is gone again after the test
+            spec = importlib.util.spec_from_file_location("pkg_resources", tmp_path / "stub" / "pkg_resources.py")
+            stub = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(stub)
+            monkeypatch.setitem(sys.modules, "pkg_resources", stub)
     else:
         monkeypatch.setitem(sys.modules, "pkg_resources", None)  # as if setuptools had none
     cfg = tmp_path / "mine.py"
