@@ -147,22 +147,16 @@ def _nms_blocks(b: np.ndarray, s: np.ndarray, lab: np.ndarray | None, grp: np.nd
         kept.append(keep)
         if not rest.size or not keep.size:
             continue
+        i, j = cross_pairs(b[keep], b[rest])
+        k, r = keep[i], rest[j]
+        hit = np.ones(i.size, bool)
+        if lab is not None:
+            hit &= lab[k] == lab[r]
+        if grp is not None:
+            hit &= grp[k] != grp[r]
+        hit[hit] = pair_iou(b, k[hit], r[hit]) > iou_thr
         dead = np.zeros(rest.size, bool)
-        # the kept boxes a few at a time, so that their pairs with the later boxes never exceed
-        # the budget (a pile at an IoU near 1 keeps nearly every box: 44 million pairs at once
-        # for 20 000 boxes)
-        step = max(1, _PAIR_BUDGET // rest.size)
-        for at in range(0, keep.size, step):
-            some = keep[at:at + step]
-            i, j = cross_pairs(b[some], b[rest])
-            k, r = some[i], rest[j]
-            hit = np.ones(i.size, bool)
-            if lab is not None:
-                hit &= lab[k] == lab[r]
-            if grp is not None:
-                hit &= grp[k] != grp[r]
-            hit[hit] = pair_iou(b, k[hit], r[hit]) > iou_thr
-            dead[j[hit]] = True
+        dead[j[hit]] = True
         rest = rest[~dead]
     return np.concatenate(kept).astype(np.int64)
 
