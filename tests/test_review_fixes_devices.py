@@ -140,3 +140,23 @@ def test_cuda_without_an_index_is_the_current_device_for_the_memory_cap(monkeypa
     assert calls["fraction"] == (0.5, 1) and calls["info"] == 1
     vram.apply_vram_cap(2.0, "cuda:0")
     assert calls["fraction"] == (0.5, 0) and calls["info"] == 0
+
+
+def test_an_error_raised_while_handling_an_out_of_memory_is_not_one() -> None:
+    # a detector that caught its own out-of-memory and then failed otherwise: that failure is
+    # the one to report (following __context__ made it "out of memory even with one tile")
+    try:
+        try:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        except RuntimeError:
+            raise RuntimeError("expected scalar type Half but found Float")
+    except RuntimeError as exc:
+        assert not is_oom(exc)
+    # a file error whose path happens to hold the words is no memory error
+    assert not is_oom(FileNotFoundError(2, "No such file", "/data/out of memory runs/model.onnx"))
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise ValueError("no text")
+
+    assert not is_oom(Unprintable())

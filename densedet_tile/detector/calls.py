@@ -44,16 +44,33 @@ def oom_excerpt(exc: BaseException, width: int = 160) -> str | None:
                                   getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)) if isinstance(k, type))
     seen: set[int] = set()
     e: BaseException | None = exc
+    # the chain of "raise ... from": an adapter's own error raised from the runtime's; not the
+    # context of an error raised while handling one (a detector that caught its out-of-memory
+    # and then failed otherwise failed otherwise), nor a file error naming a path
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        text = " ".join(str(e).split())
-        at = min((i for i in (text.lower().find(p) for p in _OOM_PHRASES) if i >= 0), default=-1)
-        if at >= 0 or (kinds and isinstance(e, kinds) and isinstance(e, Exception)):
-            start = max(0, min(at, len(text) - width)) if at >= 0 else 0
-            cut = text[start:start + width]
-            return ("..." if start else "") + cut + ("..." if start + width < len(text) else "")
-        e = e.__cause__ or e.__context__
+        if kinds and isinstance(e, kinds):
+            return _excerpt(_text_of(e), -1, width)
+        if isinstance(e, Exception) and not isinstance(e, OSError):
+            text = _text_of(e)
+            at = min((i for i in (text.lower().find(p) for p in _OOM_PHRASES) if i >= 0), default=-1)
+            if at >= 0:
+                return _excerpt(text, at, width)
+        e = e.__cause__
     return None
+
+
+def _text_of(exc: BaseException) -> str:
+    try:
+        return " ".join(str(exc).split())
+    except Exception:  # an exception whose __str__ fails
+        return type(exc).__name__
+
+
+def _excerpt(text: str, at: int, width: int) -> str:
+    """``text`` cut to about ``width`` characters from ``at`` (or its start)."""
+    start = max(0, min(at, len(text) - width)) if at >= 0 else 0
+    return ("..." if start else "") + text[start:start + width] + ("..." if start + width < len(text) else "")
 
 
 #: The batch size a detector came down to after running out of memory: the next image starts
