@@ -30,9 +30,9 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   their union when each reaches past the other's cut line and they agree on the two sides
   along the seam. Both then span the whole overlap strip of the two tiles at the same
   height, which two distinct, non-overlapping products cannot do -- so neighbours touching
-  across a seam are never joined. Only fragments of neighbouring tiles (the next tile start
-  along that axis) are joined: where tiles i and i+2 overlap by a few pixels, tile i+1 sees
-  whole whatever meets there. Joins are transitive (a product cut at a 4-tile corner is
+  across a seam are never joined. On a grid of tiles (the tiler's), only fragments of
+  neighbouring tiles (the next tile start along that axis) are joined: where tiles i and i+2
+  overlap by a few pixels, tile i+1 sees whole whatever meets there. Joins are transitive (a product cut at a 4-tile corner is
   joined from four fragments, one over three tiles from three).
 
 "Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the smaller
@@ -341,15 +341,13 @@ def repair_seams(
                >= 0.5 * np.minimum(f[:, 2 + o] - f[:, o], gg[:, 2 + o] - gg[:, o]))
         )
 
-    if tile_xyxy is not None and g.size:
+    rank = _grid_ranks(tile_xyxy, g)
+    if rank is not None:
         # Fragments are joined across the seam of two neighbouring tiles only (the next tile
         # start along that axis). Tiles i and i+2 of a row can overlap by a few pixels (the last
         # column shifted inward, or an overlap just over a half): two products meeting in that
         # strip look cut by both and, boxes touching, were joined into one; tile i+1 sees both
         # whole there. A product over three tiles still joins, tile by tile.
-        rects = np.asarray(tile_xyxy, dtype=np.float64)
-        rank = np.stack([np.unique(rects[:, ax], return_inverse=True)[1].reshape(-1) for ax in (0, 1)], axis=1)
-
         def next_to(first: np.ndarray, then: np.ndarray, ax: int) -> np.ndarray:
             return rank[g[then], ax] == rank[g[first], ax] + 1
     else:
@@ -403,6 +401,24 @@ def repair_seams(
     top = members[best[firsts]]
     join_group[members] = inv
     return result(~gone & ~joined, jb, s[top], lab[top])
+
+
+def _grid_ranks(tile_xyxy: np.ndarray | None, g: np.ndarray) -> np.ndarray | None:
+    """(T, 2) each tile's column and row (the rank of its x and y start among the tiles'), when
+    the tiles are a grid: every column start with every row start, once, as the engine's tiler
+    makes them. None otherwise (a caller's own tile list: staggered rows, two scales), or when a
+    group id is no tile index: the neighbour rule of :func:`repair_seams` then does not apply."""
+    if tile_xyxy is None or g.size == 0:
+        return None
+    rects = np.asarray(tile_xyxy, dtype=np.float64).reshape(-1, 4)
+    if int(g.min()) < 0 or int(g.max()) >= len(rects):
+        return None
+    xs, col = np.unique(rects[:, 0], return_inverse=True)
+    ys, row = np.unique(rects[:, 1], return_inverse=True)
+    cells = row.reshape(-1) * len(xs) + col.reshape(-1)
+    if len(rects) != len(xs) * len(ys) or len(np.unique(cells)) != len(rects):
+        return None
+    return np.stack([col.reshape(-1), row.reshape(-1)], axis=1)
 
 
 def _on_cycles(n: int, dropper: np.ndarray, victim: np.ndarray) -> np.ndarray:

@@ -75,3 +75,23 @@ def test_packed_rows_come_out_one_box_per_product_whatever_the_last_columns_shif
             if len(out) != len(p) or iou.min() < 0.95:
                 bad.append((width, trial, len(out), len(p), round(float(iou.min()), 3)))
     assert not bad
+
+
+def test_a_tile_list_that_is_no_grid_joins_fragments_as_before() -> None:
+    # staggered rows (a caller's own tiles): ranking the tiles by their starts over all rows
+    # cut a product of the first row into three (a diff review); only a grid gets the rule
+    from densedet_tile.types import Tile
+
+    rows = [(0, [0, 400, 800]), (350, [0, 200, 600, 800])]
+    tiles = [Tile(x, y, 512, 400, index=k) for k, (y, xs) in enumerate((y, xs) for y, xs in rows for _ in [0])
+             for x in xs]
+    tiles = [Tile(t.x, t.y, t.w, t.h, interior_left=t.x > 0, interior_right=t.x + t.w < 1312,
+                  interior_top=t.y > 0, interior_bottom=t.y + t.h < 750, index=i) for i, t in enumerate(tiles)]
+    p = np.array([[100.0, 50, 1200, 300]])
+    dets = []
+    for t in tiles:
+        c = np.c_[np.maximum(p[:, 0], t.x), np.maximum(p[:, 1], t.y), np.minimum(p[:, 2], t.x + t.w),
+                  np.minimum(p[:, 3], t.y + t.h)]
+        ok = (c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])
+        dets.append(dt.Detections(c[ok] - [t.x, t.y, t.x, t.y], np.full(int(ok.sum()), 0.9)))
+    np.testing.assert_allclose(merge_tiles(tiles, dets).xyxy, p)
