@@ -107,8 +107,10 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
                     os.fsync(fh.fileno())
                 # a file replaced keeps its permissions (a report made private with chmod 600
                 # stays so, as an editor or cp would leave it); a new one gets the umask's
+                # (its read and write bits only, and a link's target's never: the link itself is replaced)
                 try:
-                    keep = stat.S_IMODE(os.stat(target).st_mode) if target.is_file() else None
+                    st = os.lstat(target)
+                    keep = stat.S_IMODE(st.st_mode) & 0o666 if stat.S_ISREG(st.st_mode) else None
                 except OSError:
                     keep = None
                 os.chmod(tmp, mode if keep is None else keep)

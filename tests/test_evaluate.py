@@ -532,6 +532,11 @@ def test_coco_categories_sharing_a_name_are_refused(tmp_path: Path) -> None:
     gtp.write_text(json.dumps(gt))
     with pytest.raises(InvalidInputError, match="two categories are named 'bottle'"):
         read_ground_truth(gtp)
+    # one name but for spaces: classes match by their words, so these would merge too
+    gt["categories"][1]["name"] = " bottle "
+    gtp.write_text(json.dumps(gt))
+    with pytest.raises(InvalidInputError, match="named 'bottle' and ' bottle ', one name but for spaces"):
+        read_ground_truth(gtp)
 
 
 # ----------------------------------------------------------------------------- review: CSV line breaks, COCO ids and areas

@@ -51,6 +51,17 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path, umask):
     assert (tmp_path / "private.json").read_text() == "new"
     assert _mode(tmp_path / "private.json") == 0o600 and _mode(tmp_path / "shared.json") == 0o664
     assert _mode(tmp_path / "fresh.json") == 0o666 & ~umask
+    # its read and write bits only (no execute, set-id or sticky bit on an output), and a link
+    # replaced by the output is no file of its own: the umask's mode
+    (tmp_path / "tool").write_text("#!/bin/sh\n")
+    os.chmod(tmp_path / "tool", 0o4755)
+    (tmp_path / "odd.json").write_text("old")
+    os.chmod(tmp_path / "odd.json", 0o2750)
+    (tmp_path / "link.json").symlink_to(tmp_path / "tool")
+    write_files({tmp_path / "odd.json": "new", tmp_path / "link.json": "new"})
+    assert _mode(tmp_path / "odd.json") == 0o640
+    assert not (tmp_path / "link.json").is_symlink() and _mode(tmp_path / "link.json") == 0o666 & ~umask
+    assert _mode(tmp_path / "tool") == 0o4755 and (tmp_path / "tool").read_text() == "#!/bin/sh\n"
 
 
 def test_write_files_is_all_or_nothing(tmp_path):

@@ -13,16 +13,9 @@ from ..errors import InvalidInputError
 from ..io import label_name, output_class_names
 from ..types import RunSpec, TileSpec
 from .coco import DEFAULT_MAX_DETS, CocoMetrics, EvalImage, evaluate_boxes
-from .formats import BoxSet, ImageBoxes, image_key, undecoded_bytes
+from .formats import BoxSet, ImageBoxes, class_key, image_key, undecoded_bytes
 
 __all__ = ["pair_images", "uses_class_agnostic", "compare_tiled_untiled", "CompareRun"]
-
-
-def _class_key(name: object) -> str:
-    """A class name as matched: its words, one space apart. The formats keep names differently
-    (CSV readers strip the spaces around a field, ``classes.txt`` holds no line break), so the
-    tool's own YOLO folder or CSV scored a class ``"x\\ny"`` or ``" sp"`` of its JSON as unknown."""
-    return " ".join(str(name).split())
 
 
 def _gt_classes(gt: BoxSet) -> list[str]:
@@ -116,7 +109,7 @@ def pair_images(
         )
     ids: dict[str, int] = {}
     for i, c in enumerate(gt_classes):
-        ids.setdefault(_class_key(c), i)
+        ids.setdefault(class_key(c), i)
     dropped = 0
     # COCO results against COCO ground truth of several classes, class-agnostic (or of one class
     # with --class-agnostic given): pycocotools' useCats=0 still takes only the ground truth's
@@ -127,7 +120,7 @@ def pair_images(
     out: list[EvalImage] = []
     for k, g in gt.images.items():
         p = pred.images.get(k)
-        gl = np.array([ids[_class_key(c)] for c in g.classes], dtype=np.int64)
+        gl = np.array([ids[class_key(c)] for c in g.classes], dtype=np.int64)
         dwh = None
         if agnostic:
             # pycocotools' useCats=0 takes an image's boxes category by category (in id order,
@@ -138,7 +131,7 @@ def pair_images(
             dx, ds, dl = np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
         elif agnostic:
             if len(ids) > 1 or coco_agnostic:  # (a class the ground truth lacks after its own)
-                rank = np.array([ids.get(_class_key(c), len(gt_classes)) for c in p.classes], dtype=np.int64)
+                rank = np.array([ids.get(class_key(c), len(gt_classes)) for c in p.classes], dtype=np.int64)
                 if coco_agnostic and (rank == len(gt_classes)).any():
                     known = rank < len(gt_classes)
                     dropped += int((~known).sum())
@@ -149,7 +142,7 @@ def pair_images(
             # else every prediction counts as the one class, in file order
             dx, ds, dl, dwh = p.xyxy, p.scores, np.zeros(len(p.xyxy), np.int64), p.wh
         else:
-            lab = np.array([ids.get(_class_key(c), -1) for c in p.classes], dtype=np.int64)
+            lab = np.array([ids.get(class_key(c), -1) for c in p.classes], dtype=np.int64)
             known = lab >= 0
             dropped += int((~known).sum())
             dx, ds, dl = p.xyxy[known], p.scores[known], lab[known]

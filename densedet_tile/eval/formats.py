@@ -763,14 +763,25 @@ def _check_annotation_ids(anns: list[Any], path: Path) -> None:
                     "it is scored here as any other, so pycocotools' figures on this file differ", path)
 
 
+def class_key(name: object) -> str:
+    """A class name as classes are matched: its words, one space apart. The formats keep names
+    differently (CSV readers strip the spaces around a field, ``classes.txt`` holds no line
+    break), so the tool's own YOLO folder or CSV scored a class ``"x\\ny"`` or ``" sp"`` of its
+    JSON as unknown."""
+    return " ".join(str(name).split())
+
+
 def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
     out = BoxSet(source=str(path), kind="coco")
     cats = {k: str(c.get("name", k)) for k, c in _coco_records(data, "categories", path).items()}
     images = _coco_records(data, "images", path)
     names = list(cats.values())
-    if len(set(names)) < len(names):  # classes are matched by name: two ids with one name would merge
-        dup = next(n for n in names if names.count(n) > 1)
-        raise InvalidInputError(f"{path}: two categories are named {dup!r}; classes are matched by name, so give "
+    keys = [class_key(n) for n in names]
+    if len(set(keys)) < len(keys):  # classes are matched by name: two ids with one name would merge
+        k = next(k for k in keys if keys.count(k) > 1)
+        dup = [n for n, m in zip(names, keys) if m == k]
+        said = f"named {dup[0]!r}" if len(set(dup)) == 1 else f"named {dup[0]!r} and {dup[1]!r}, one name but for spaces"
+        raise InvalidInputError(f"{path}: two categories are {said}; classes are matched by name, so give "
                                 "each category its own name")
     out.categories = [cats[k] for k in sorted(cats, key=_id_order)]
     id_to_key: dict[int | str, str] = {}
