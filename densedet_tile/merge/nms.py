@@ -163,29 +163,41 @@ def _nms_blocks(b: np.ndarray, s: np.ndarray, lab: np.ndarray | None, grp: np.nd
 
 
 def _near_chunks(b: np.ndarray, keep: np.ndarray, rest: np.ndarray):
-    """Yield ``(some, near)``: the kept boxes ``keep`` in runs by left edge, each with the
-    positions in ``rest`` of the later boxes that may overlap it (their x spans meet the run's),
-    runs as long as ``len(some) * len(near)`` stays within :data:`_PAIR_BUDGET` (one box at
-    least). A pile at an IoU near 1 keeps nearly every box, and all its kept boxes paired with
-    all the later ones at once held 44 million pairs for 20 000 boxes (6 GB); boxes spread over
-    a panorama still go in few runs, each near few later boxes."""
-    ks = keep[np.argsort(b[keep, 0], kind="stable")]
-    by_x = np.argsort(b[rest, 0], kind="stable")
-    rx0 = b[rest[by_x], 0]
-    reach = float((b[rest, 2] - b[rest, 0]).max())  # a later box starts at most this far left of its end
-    n, at, size = ks.size, 0, 256
+    """Yield ``(some, near)``: the kept boxes ``keep`` in runs along one axis, each with the
+    positions in ``rest`` of the later boxes that may overlap it (their spans on that axis meet
+    the run's), runs as long as ``len(some) * len(near)`` stays within :data:`_PAIR_BUDGET` (one
+    box at least). A pile at an IoU near 1 keeps nearly every box, and all its kept boxes paired
+    with all the later ones at once held 44 million pairs for 20 000 boxes (6 GB); boxes spread
+    over a panorama still go in few runs, each near few later boxes.
+
+    The axis is the one along which the boxes spread furthest for their size. The few later
+    boxes much longer than the others along it (at most 1 in 1000, a box as wide as the image)
+    go with every run: one of them would otherwise widen every run's window to all the boxes."""
+    lo_all, hi_all = b[rest, :2], b[rest, 2:]
+    size = np.maximum(np.median(hi_all - lo_all, axis=0), 1e-9)
+    ax = int(np.argmax((np.r_[b[:, 2].max(), b[:, 3].max()] - np.r_[b[:, 0].min(), b[:, 1].min()]) / size))
+    length = b[rest, ax + 2] - b[rest, ax]
+    cap = 2.0 * float(np.quantile(length, 0.999))
+    long_ = np.flatnonzero(length > cap)
+    short = np.flatnonzero(length <= cap)
+    ks = keep[np.argsort(b[keep, ax], kind="stable")]
+    by_start = short[np.argsort(b[rest[short], ax], kind="stable")]
+    starts = b[rest[by_start], ax]
+    reach = float(length[short].max()) if short.size else 0.0  # a later box starts at most this far before its end
+    n, at, run = ks.size, 0, 4096
     while at < n:
-        end = min(n, at + size)
-        lo = float(b[ks[at], 0]) - reach
-        hi = float(b[ks[at:end], 2].max())
-        p, q = np.searchsorted(rx0, lo, side="left"), np.searchsorted(rx0, hi, side="left")
-        if (end - at) * (q - p) > _PAIR_BUDGET and end - at > 1:
-            size = max(1, (end - at) // 2)
+        end = min(n, at + run)
+        lo = float(b[ks[at], ax]) - reach
+        hi = float(b[ks[at:end], ax + 2].max())
+        p, q = np.searchsorted(starts, lo, side="left"), np.searchsorted(starts, hi, side="left")
+        many = q - p + long_.size
+        if (end - at) * many > _PAIR_BUDGET and end - at > 1:
+            run = max(1, (end - at) // 2)
             continue
-        yield ks[at:end], by_x[p:q]
+        yield ks[at:end], np.concatenate([by_start[p:q], long_])
         at = end
-        if 4 * size * max(q - p, 1) <= _PAIR_BUDGET:
-            size *= 2
+        if 4 * run * max(many, 1) <= _PAIR_BUDGET:
+            run *= 2
 
 
 def _finish_sequential(state: np.ndarray, prio: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> None:

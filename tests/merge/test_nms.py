@@ -259,9 +259,16 @@ def test_nms_by_blocks_pairs_the_kept_boxes_with_the_later_ones_near_them_within
         return real_xp(a, c)
 
     monkeypatch.setattr(nms_mod, "cross_pairs", counting_xp)
-    for thr in (0.99, 0.5):
-        sizes.clear()
-        got = nms(b, s, thr)
-        assert got.tolist() == torchvision.ops.nms(torch.from_numpy(b), torch.from_numpy(s), thr).tolist()
-        assert sizes and max(x * y for x, y in sizes) <= 200_000
-        assert len(sizes) < 400  # 11 000 boxes, 8 blocks: runs of many boxes, not one run a box
+    # the scene as it is, with one box as wide as the image (it widened every run's window to
+    # all the boxes: 130 s on 200 000 boxes), and turned on its side (runs along y)
+    wide = np.concatenate([b, [[0.0, 100, 8000, 140]]])
+    for boxes, scores in ((b, s), (wide, np.r_[s, 1e-9]), (b[:, [1, 0, 3, 2]], s)):
+        for thr in (0.99, 0.5):
+            sizes.clear()
+            got = nms(boxes, scores, thr)
+            want = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), thr)
+            assert got.tolist() == want.tolist()
+            assert sizes and max(x * y for x, y in sizes) <= 200_000
+            # 11 000 boxes, 8 blocks: runs of many boxes each near few (about 85 runs and 8
+            # million pairs looked at; the wide box made it 211 and 27 million)
+            assert len(sizes) < 150 and sum(x * y for x, y in sizes) < 12_000_000
