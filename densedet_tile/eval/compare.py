@@ -109,7 +109,11 @@ def pair_images(
         )
     ids: dict[str, int] = {}
     for i, c in enumerate(gt_classes):
-        ids.setdefault(class_key(c), i)
+        k = class_key(c)
+        if k in ids:  # classes match by their words: two such would merge without a word
+            raise InvalidInputError(f"{gt.source}: classes {gt_classes[ids[k]]!r} and {c!r} are one name but for "
+                                    "spaces; classes are matched by name, so give each class its own name")
+        ids[k] = i
     dropped = 0
     # COCO results against COCO ground truth of several classes, class-agnostic (or of one class
     # with --class-agnostic given): pycocotools' useCats=0 still takes only the ground truth's

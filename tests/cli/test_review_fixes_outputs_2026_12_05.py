@@ -129,3 +129,14 @@ def test_the_manifest_follows_the_umask_as_every_output_does(tmp_path, monkeypat
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir() if p.is_file()}
     assert modes["manifest.jsonl"] == 0o664 and modes["p.detections.json"] == 0o664, modes
+
+
+def test_ground_truth_classes_one_name_but_for_spaces_are_refused(tmp_path, capsys):
+    # classes match by their words, so "a b" and "a  b" of a CSV ground truth merged silently
+    (tmp_path / "gt.csv").write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                                     "img.jpg,0,0,10,10,a b,100,100\nimg.jpg,50,50,60,60,a  b,100,100\n")
+    (tmp_path / "pred.csv").write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n"
+                                       "img.jpg,0,0,10,10,a b,100,100,0.9\n")
+    assert main(["eval", str(tmp_path / "pred.csv"), str(tmp_path / "gt.csv")]) == 2
+    err = capsys.readouterr().err  # (the error line shows runs of spaces as one)
+    assert "gt.csv: classes 'a b' and 'a b' are one name but for spaces" in err
