@@ -154,6 +154,7 @@ def test_an_error_raised_while_handling_an_out_of_memory_is_not_one() -> None:
         assert not is_oom(exc)
     # a file error whose path happens to hold the words is no memory error
     assert not is_oom(FileNotFoundError(2, "No such file", "/data/out of memory runs/model.onnx"))
+    assert not is_oom(_wrapped(FileNotFoundError(2, "No such file", "/data/out of memory runs/x.png")))
 
     class Unprintable(Exception):
         def __str__(self) -> str:

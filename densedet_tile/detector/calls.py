@@ -42,21 +42,25 @@ def oom_excerpt(exc: BaseException, width: int = 160) -> str | None:
     if torch is not None:
         kinds = tuple(k for k in (getattr(torch, "OutOfMemoryError", None),
                                   getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)) if isinstance(k, type))
-    seen: set[int] = set()
-    e: BaseException | None = exc
     # the chain of "raise ... from": an adapter's own error raised from the runtime's; not the
     # context of an error raised while handling one (a detector that caught its out-of-memory
-    # and then failed otherwise failed otherwise), nor a file error naming a path
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
+    # and then failed otherwise failed otherwise), nor a file error (its path may hold the
+    # words, and so may an error quoting it)
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and all(e is not c for c in chain):
+        chain.append(e)
+        e = e.__cause__
+    if any(isinstance(c, OSError) for c in chain):
+        return None
+    for e in chain:
         if kinds and isinstance(e, kinds):
             return _excerpt(_text_of(e), -1, width)
-        if isinstance(e, Exception) and not isinstance(e, OSError):
+        if isinstance(e, Exception):
             text = _text_of(e)
             at = min((i for i in (text.lower().find(p) for p in _OOM_PHRASES) if i >= 0), default=-1)
             if at >= 0:
                 return _excerpt(text, at, width)
-        e = e.__cause__
     return None
 
 
