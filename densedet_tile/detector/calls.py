@@ -44,8 +44,8 @@ def oom_excerpt(exc: BaseException, width: int = 160) -> str | None:
                                   getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)) if isinstance(k, type))
     # the chain of "raise ... from": an adapter's own error raised from the runtime's; not the
     # context of an error raised while handling one (a detector that caught its out-of-memory
-    # and then failed otherwise failed otherwise), nor a file error (its path may hold the
-    # words, and so may an error quoting it)
+    # and then failed for another reason), nor a file error (its path may hold the words, and
+    # so may an error quoting it)
     chain: list[BaseException] = []
     e: BaseException | None = exc
     while e is not None and all(e is not c for c in chain):

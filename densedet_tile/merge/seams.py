@@ -32,8 +32,9 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   height, which two distinct, non-overlapping products cannot do -- so neighbours touching
   across a seam are never joined. On a grid of tiles (the tiler's), only fragments of
   neighbouring tiles (the next tile start along that axis) are joined: where tiles i and i+2
-  overlap by a few pixels, tile i+1 sees whole whatever meets there. Joins are transitive (a product cut at a 4-tile corner is
-  joined from four fragments, one over three tiles from three).
+  overlap by a few pixels, tile i+1 sees whole whatever meets there. Joins are transitive (a
+  product cut at a 4-tile corner is joined from four fragments, one over three tiles from
+  three).
 
 "Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the smaller
 of the two boxes' widths (for x sides) or heights (for y sides), and never more than half the
