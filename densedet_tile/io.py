@@ -76,8 +76,9 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes | str]) -> list[Pat
     """Write several files all or nothing; returns their paths in the order given.
 
     Each file is staged as a temporary file beside its target (fsynced, mode ``0o666`` less the
-    umask, or the mode of the file it replaces) before any is renamed into place, in the order given; if staging any of them fails,
-    no target is touched and the temporaries are removed. If a rename fails (a target that is a
+    umask, or the read and write bits of the file it replaces) before any is renamed into place,
+    in the order given; if staging any of them fails, no target is touched and the temporaries
+    are removed. If a rename fails (a target that is a
     folder, a full disk...), the targets already replaced get their old contents back (or are
     removed if they are new), so a failed write never leaves a mix of two runs' files.
     ``str`` content is written as UTF-8.
