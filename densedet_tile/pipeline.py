@@ -589,9 +589,10 @@ def describe_detector(detector: object) -> dict[str, Any]:
         info["class_names"] = list(names)
     extra = getattr(detector, "info", None)
     if isinstance(extra, dict):
-        # a non-finite float by its name: strict JSON readers refuse a bare NaN or Infinity
-        scalars = {str(k): repr(v) if isinstance(v, float) and not math.isfinite(v) else v
-                   for k, v in extra.items() if v is None or isinstance(v, (str, int, float, bool))}
+        from .io import finite_or_name
+
+        scalars = {str(k): finite_or_name(v) for k, v in extra.items()
+                   if v is None or isinstance(v, (str, int, float, bool))}
         if scalars:
             info["info"] = scalars
     return info

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -20,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Sequence, TypeVar
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line, shown_name
-from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file, output_paths,
-                 same_path, write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
+from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file, finite_or_name,
+                 output_paths, same_path, write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec
 
 if TYPE_CHECKING:
@@ -196,13 +195,11 @@ def _as_json(value: Any) -> Any:
     with a non-finite float (a ``NaN`` option of a factory) written as its name, since strict
     JSON readers (JavaScript, ``parse_constant``) refuse a bare ``NaN``."""
     def finite(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return repr(v)
         if isinstance(v, dict):
             return {k: finite(x) for k, x in v.items()}
         if isinstance(v, list):
             return [finite(x) for x in v]
-        return v
+        return finite_or_name(v)
 
     return finite(json.loads(json.dumps(value, default=repr)))
 

@@ -47,8 +47,10 @@ def oom_excerpt(exc: BaseException, width: int = 160) -> str | None:
     # and then failed for another reason), nor a file error (its path may hold the words, and
     # so may an error quoting it)
     chain: list[BaseException] = []
+    seen: set[int] = set()
     e: BaseException | None = exc
-    while e is not None and all(e is not c for c in chain):
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
         chain.append(e)
         e = e.__cause__
     if any(isinstance(c, OSError) for c in chain):

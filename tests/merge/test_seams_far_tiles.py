@@ -83,10 +83,9 @@ def test_a_tile_list_that_is_no_grid_joins_fragments_as_before() -> None:
     from densedet_tile.types import Tile
 
     rows = [(0, [0, 400, 800]), (350, [0, 200, 600, 800])]
-    tiles = [Tile(x, y, 512, 400, index=k) for k, (y, xs) in enumerate((y, xs) for y, xs in rows for _ in [0])
-             for x in xs]
-    tiles = [Tile(t.x, t.y, t.w, t.h, interior_left=t.x > 0, interior_right=t.x + t.w < 1312,
-                  interior_top=t.y > 0, interior_bottom=t.y + t.h < 750, index=i) for i, t in enumerate(tiles)]
+    starts = [(x, y) for y, xs in rows for x in xs]
+    tiles = [Tile(x, y, 512, 400, interior_left=x > 0, interior_right=x + 512 < 1312, interior_top=y > 0,
+                  interior_bottom=y + 400 < 750, index=i) for i, (x, y) in enumerate(starts)]
     p = np.array([[100.0, 50, 1200, 300]])
     dets = []
     for t in tiles:
