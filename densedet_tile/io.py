@@ -15,7 +15,6 @@ import csv
 import errno
 import io
 import json
-import math
 import os
 import stat
 import tempfile
@@ -454,12 +453,6 @@ def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None,
         **({} if outputs is None else {"outputs": list(outputs)}),
         **({} if digests is None else {"outputs_sha256": dict(digests)}),
     }
-
-
-def finite_or_name(value: Any) -> Any:
-    """``value``, or a non-finite float's name (``"nan"``, ``"inf"``): strict JSON readers
-    (JavaScript, ``parse_constant``) refuse a bare ``NaN`` or ``Infinity``."""
-    return repr(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 #: Every character ``str.splitlines`` ends a line at, to a space: a class name holding one (a

@@ -33,7 +33,7 @@ from .tiler import make_grid
 from .tiler.batching import iter_tile_batches, stored_order
 from .tiler.readers import open_image
 from .tiler.resize import resize_to
-from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec, default_batch_size
+from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec, default_batch_size, finite_or_name
 
 __all__ = [
     "detect",
@@ -589,7 +589,6 @@ def describe_detector(detector: object) -> dict[str, Any]:
         info["class_names"] = list(names)
     extra = getattr(detector, "info", None)
     if isinstance(extra, dict):
-        from .io import finite_or_name
 
         scalars = {str(k): finite_or_name(v) for k, v in extra.items()
                    if v is None or isinstance(v, (str, int, float, bool))}

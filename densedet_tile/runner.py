@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Sequence, TypeVar
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line, shown_name
-from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file, finite_or_name,
+from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file,
                  output_paths, same_path, write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
-from .types import MergeSpec, RunSpec, TileSpec
+from .types import MergeSpec, RunSpec, TileSpec, finite_or_name
 
 if TYPE_CHECKING:
     from .pipeline import ImageResult

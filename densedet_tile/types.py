@@ -7,6 +7,7 @@ EXIF-applied source image) once the engine has shifted them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Sequence
 
@@ -598,3 +599,9 @@ def default_batch_size(device: str) -> int:
     tile) and costs memory; on a GPU a few tiles per call keep it busy.
     """
     return 4 if device.startswith("cuda") else 1
+
+
+def finite_or_name(value: Any) -> Any:
+    """``value``, or a non-finite float's name (``"nan"``, ``"inf"``): strict JSON readers
+    (JavaScript, ``parse_constant``) refuse a bare ``NaN`` or ``Infinity``."""
+    return repr(value) if isinstance(value, float) and not math.isfinite(value) else value
