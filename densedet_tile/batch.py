@@ -33,7 +33,7 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line, shown_name, stop_reason
 from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, ensure_out_dir, flock_path, new_folders,
-                 remove_empty, same_path, sweep_temporaries)
+                 remove_empty, same_path, sweep_temporaries, unlock_fd)
 from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, outputs_complete, process_image,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
 from .tiler.readers import IMAGE_SUFFIXES
@@ -78,12 +78,12 @@ class Manifest:
         """Hold the folder for this run: an exclusive lock on ``manifest.jsonl`` (made empty if
         missing), held until :meth:`unlock`. Another run on the same folder meanwhile would pick
         output names from a manifest this run is changing and write over its results: it is
-        refused (:class:`~densedet_tile.errors.InvalidInputError`). Where the system has no
-        ``flock`` (Windows) there is no lock."""
+        refused (:class:`~densedet_tile.errors.InvalidInputError`). Windows locks it with
+        ``msvcrt.locking``."""
         made = not self.log_path.exists()
         try:  # (a run that just ended may remove the empty log this one opened: the new one is locked)
             state, fd = flock_path(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        except ImportError:  # pragma: no cover - not POSIX (no fcntl)
+        except ImportError:  # pragma: no cover - neither fcntl nor msvcrt
             return
         self._made_log = made
         if state == "busy":
@@ -101,6 +101,7 @@ class Manifest:
                 with contextlib.suppress(OSError):
                     self.log_path.unlink()
         finally:
+            unlock_fd(fd)
             os.close(fd)
 
     def append(self, record: dict[str, Any]) -> None:
@@ -108,7 +109,7 @@ class Manifest:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record, sort_keys=False, default=str) + "\n").encode()
         # 0o666 less the umask, as every output is (a group-shared folder stays writable to the group)
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
         try:
             size = os.fstat(fd).st_size
             if size:

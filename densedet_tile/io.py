@@ -246,31 +246,76 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120
     return n
 
 
-def flock_path(path: str | os.PathLike[str], flags: int) -> tuple[str, int | None]:
-    """Open ``path`` with ``flags`` (``os.O_CREAT`` among them) and take an exclusive ``flock``
-    on it without waiting: ``("held", fd)``, ``("busy", None)`` when another process holds it,
-    or ``("no locks", None)`` where the file system takes none (some network mounts). A file
-    the holder removed between our open and our lock (it let go) is opened again, so the lock
-    is always on the file that stands at ``path``. OSError when it cannot be opened; POSIX only
-    (``fcntl``)."""
-    import fcntl
+#: Where a Windows lock sits: one byte far past any content, since a locked range also refuses
+#: reads and writes through the holder's other handles (the manifest is appended through one).
+_WINDOWS_LOCK_AT = 1 << 40
 
-    for _ in range(20):
-        fd = os.open(path, flags, 0o666)  # the umask decides (a group-shared folder)
+
+def _try_lock(fd: int) -> str:
+    """Take the exclusive lock on the open file ``fd`` without waiting: "held", "busy" (another
+    process holds it) or "no locks" (the file system takes none). ``flock`` where the system has
+    ``fcntl``, else ``msvcrt.locking`` (Windows); ImportError where it has neither."""
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt  # Windows; ImportError again where there is neither
+
+        os.lseek(fd, _WINDOWS_LOCK_AT, os.SEEK_SET)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:  # EACCES: locked by another process (EDEADLOCK after retries)
+            return "busy" if exc.errno in (errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)) else "no locks"
+        return "held"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return "busy"
+    except OSError:
+        return "no locks"
+    return "held"
+
+
+def unlock_fd(fd: int) -> None:
+    """Let go of the lock :func:`flock_path` took on ``fd`` (the caller closes it next). Closing
+    is enough for ``flock``; Windows asks for the range to be unlocked first, since it frees the
+    locks of a closed handle only some time later."""
+    try:
+        import fcntl  # noqa: F401 - closing the file lets go of the flock
+    except ImportError:
+        try:
+            import msvcrt
+        except ImportError:
+            return
+        with contextlib.suppress(OSError):
+            os.lseek(fd, _WINDOWS_LOCK_AT, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def flock_path(path: str | os.PathLike[str], flags: int) -> tuple[str, int | None]:
+    """Open ``path`` with ``flags`` (``os.O_CREAT`` among them) and take an exclusive lock on
+    it without waiting (:func:`_try_lock`: ``flock``, or ``msvcrt.locking`` on Windows):
+    ``("held", fd)``, ``("busy", None)`` when another process holds it, or ``("no locks",
+    None)`` where the file system takes none (some network mounts). A file the holder removed
+    between our open and our lock (it let go) is opened again, so the lock is always on the
+    file that stands at ``path``. OSError when it cannot be opened; ImportError on a system
+    with neither ``fcntl`` nor ``msvcrt``. Let go with :func:`unlock_fd`, then close."""
+    for _ in range(20):
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0), 0o666)  # the umask decides (a group-shared folder)
+        try:
+            state = _try_lock(fd)
+        except BaseException:
             os.close(fd)
-            return "busy", None
-        except OSError:
+            raise
+        if state != "held":
             os.close(fd)
-            return "no locks", None
+            return state, None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
             same = False
         if same:
             return "held", fd
+        unlock_fd(fd)
         os.close(fd)  # the holder just let go and removed the file: lock the new one
     return "busy", None
 
@@ -279,8 +324,8 @@ class OutputLock:
     """An exclusive lock on ``path`` (a small file made for it, removed again on
     :meth:`release`), so that two runs never write the same outputs at once. :meth:`acquire`
     returns False when another process holds it, and raises OSError when the file cannot be
-    made or opened. Where the system has no ``flock`` (Windows) or the file system takes no
-    locks (some network mounts), it always succeeds."""
+    made or opened. Where the system has neither ``flock`` nor ``msvcrt`` (Windows), or the
+    file system takes no locks (some network mounts), it always succeeds."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -289,7 +334,7 @@ class OutputLock:
     def acquire(self) -> bool:
         try:  # read-only: a lock file a killed run of another user left (0644) still opens
             state, fd = flock_path(self.path, os.O_RDONLY | os.O_CREAT)
-        except ImportError:  # pragma: no cover - not POSIX (no fcntl)
+        except ImportError:  # pragma: no cover - neither fcntl nor msvcrt
             return True
         if state == "no locks":  # run unlocked, and leave no file behind
             with contextlib.suppress(OSError):
@@ -302,9 +347,10 @@ class OutputLock:
         if fd is None:
             return
         try:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # (Windows removes no open file: it stays, unlocked)
                 self.path.unlink()  # while still held: whoever opens it next makes a new one
         finally:
+            unlock_fd(fd)
             os.close(fd)
 
 

@@ -189,7 +189,8 @@ class _HeldSignals:
 
     def _blocked(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is not threading.main_thread():
+            # (Windows has no signal masks: there Ray's start-up is not shielded)
+            if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
                 return fn(*args, **kwargs)
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
             try:
