@@ -32,7 +32,7 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line, shown_name, stop_reason
-from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, ensure_out_dir, flock_path, new_folders,
+from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, ensure_out_dir, flock_path, new_folders,
                  remove_empty, same_path, sweep_temporaries, unlock_fd)
 from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, outputs_complete, process_image,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
@@ -295,24 +295,31 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
     detections JSON there of another image file. So a rerun over part of the inputs, or
     in another order, never writes one image's outputs over another's. No input gets a stem in
     ``reserved`` (``classes`` when YOLO labels are written: ``classes.txt`` lists the classes)."""
-    owner: dict[str, str] = {}  # stem -> input, the latest record of each input winning
+    # where the folder does not tell names apart by case (macOS, Windows), neither do the stems:
+    # IMG_1.JPG and img_1.jpg would otherwise write one file, each image's outputs over the other's
+    key = str.casefold if case_blind(out_dir) else str
+    owner: dict[str, str] = {}  # stem (its key) -> input, the latest record of each input winning
     had: dict[str, str] = {}
     for rec in earlier:
         inp, stem = rec.get("input"), rec.get("stem")
         if isinstance(inp, str) and isinstance(stem, str) and stem:
             old = had.get(inp)
-            if old is not None and owner.get(old) == inp:
-                del owner[old]
+            if old is not None and owner.get(key(old)) == inp:
+                del owner[key(old)]
             had[inp] = stem
-            owner[stem] = inp
+            owner[key(stem)] = inp
     stems: list[str | None] = [None] * len(paths)
-    used: set[str] = set(reserved)
+    used: set[str] = {key(r) for r in reserved}
     folded = {r.casefold() for r in reserved}  # Classes.txt is classes.txt where case is not told apart
+
+    def free(stem: str) -> bool:
+        return key(stem) not in used and stem.casefold() not in folded
+
     for k, p in enumerate(paths):  # first, the stems earlier runs gave these inputs
         stem = had.get(str(p))
-        if stem is not None and owner.get(stem) == str(p) and stem not in used and stem.casefold() not in folded:
+        if stem is not None and owner.get(key(stem)) == str(p) and free(stem):
             stems[k] = stem
-            used.add(stem)
+            used.add(key(stem))
 
     gone: dict[str, list[str]] | None = None  # file name -> stems of earlier inputs gone from their paths
     for k, p in enumerate(paths):  # then a photo moved since: it takes the stem of the file it was
@@ -321,17 +328,16 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
         if gone is None:  # built once, and only when some input is new
             gone = {}
             for q, stem in had.items():
-                if (owner.get(stem) == q and stem not in used and stem.casefold() not in folded
-                        and not os.path.lexists(q)):
+                if owner.get(key(stem)) == q and free(stem) and not os.path.lexists(q):
                     gone.setdefault(Path(q).name, []).append(stem)
-        stem = _moved_from(p, out_dir, gone.get(p.name, ()), used)
+        stem = _moved_from(p, out_dir, [s for s in gone.get(p.name, ()) if free(s)])
         if stem is not None:
             stems[k] = stem
-            used.add(stem)
-            owner[stem] = str(p)
+            used.add(key(stem))
+            owner[key(stem)] = str(p)
 
     def taken(stem: str, p: Path) -> bool:
-        if stem in used or stem.casefold() in folded or owner.get(stem, str(p)) != str(p):
+        if not free(stem) or owner.get(key(stem), str(p)) != str(p):
             return True
         image = (_result_json(out_dir, stem) or {}).get("image")
         if not isinstance(image, dict) or "path" not in image:
@@ -345,7 +351,7 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
     for k in new:
         if not taken(output_stem(paths[k]), paths[k]):
             stems[k] = output_stem(paths[k])
-            used.add(stems[k])
+            used.add(key(stems[k]))
     for k in new:
         p = paths[k]
         if stems[k] is not None:
@@ -355,11 +361,11 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
         while taken(stem, p):
             stem, n = f"{base}-{n}", n + 1
         stems[k] = stem
-        used.add(stem)
+        used.add(key(stem))
     return [s for s in stems if s is not None]
 
 
-def _moved_from(p: Path, out_dir: Path, stems: Iterable[str], used: set[str]) -> str | None:
+def _moved_from(p: Path, out_dir: Path, stems: Iterable[str]) -> str | None:
     """The stem of an earlier input that ``p`` is, moved with its folder: of ``stems`` (those of
     earlier inputs of ``p``'s file name that are gone from their paths), the first whose result
     records ``p``'s size and modification time (a move keeps both). Its outputs are then redone
@@ -369,8 +375,6 @@ def _moved_from(p: Path, out_dir: Path, stems: Iterable[str], used: set[str]) ->
     if state is None:
         return None
     for stem in stems:
-        if stem in used:
-            continue
         settings = (_result_json(out_dir, stem) or {}).get("settings")
         requested = settings.get("requested") if isinstance(settings, dict) else None
         if isinstance(requested, dict) and requested.get("input") == state:

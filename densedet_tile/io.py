@@ -17,6 +17,7 @@ import io
 import json
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -352,6 +353,26 @@ class OutputLock:
         finally:
             unlock_fd(fd)
             os.close(fd)
+
+
+def case_blind(folder: str | os.PathLike[str]) -> bool:
+    """Whether the file system at ``folder`` (or at its nearest existing parent) takes ``A.json``
+    and ``a.json`` for one file: macOS and Windows as they come, and FAT, exFAT or SMB mounts on
+    Linux. Asked by making a temporary file there and looking for its name in the other case;
+    where no file can be made there, the platform's usual answer."""
+    at = Path(folder).expanduser().absolute()
+    while not at.is_dir() and at.parent != at:
+        at = at.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".densedet-case-probe.", dir=at)
+    except OSError:
+        return sys.platform in ("darwin", "win32")
+    try:
+        os.close(fd)
+        return os.path.exists(os.path.join(os.path.dirname(probe), os.path.basename(probe).swapcase()))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
 
 
 def _probe_writable(folder: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Sequence, TypeVar
 
 from .errors import DensedetError, DetectorError, InvalidInputError, one_line, shown_name
-from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file,
+from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file, case_blind,
                  output_paths, same_path, write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec, finite_or_name
 
@@ -659,18 +659,30 @@ def row_names(paths: "Sequence[str | Path]", stems: Sequence[str], others: "Sequ
             names[k] = by_stem[k]
 
 
-def unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]" = ()) -> list[str]:
+def unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]" = (),
+                 out: "str | os.PathLike[str] | None" = None) -> list[str]:
     """Output stems for ``paths``: each file's stem, then ``-2``, ``-3``... where stems clash or
     the stem is ``reserved`` (see :attr:`Job.reserved_stems`). Which file keeps the plain stem
     does not depend on the order the paths are given in: every file whose own stem is free keeps
     it first (``a-2.jpg`` stays ``a-2``), the first by absolute path among files of one stem;
     the others then take suffixes in absolute-path order. So ``a/X.jpg b/X.jpg`` and ``b/X.jpg
-    a/X.jpg`` name the same outputs alike (``X`` and ``X-2``)."""
-    used: set[str] = set(reserved)
+    a/X.jpg`` name the same outputs alike (``X`` and ``X-2``). Where the output folder ``out``
+    does not tell names apart by case (:func:`~densedet_tile.io.case_blind`: macOS, Windows),
+    stems differing only in case clash too (``IMG_1.JPG`` and ``img_1.jpg``: ``IMG_1`` and
+    ``img_1-2``; one image's outputs replaced the other's)."""
+    stems = _unique_stems(paths, reserved, blind=False)
+    if out is not None and len({s.casefold() for s in stems}) < len(stems) and case_blind(out):
+        stems = _unique_stems(paths, reserved, blind=True)
+    return stems
+
+
+def _unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]", *, blind: bool) -> list[str]:
+    key = str.casefold if blind else str
+    used: set[str] = {key(r) for r in reserved}
     folded = {r.casefold() for r in reserved}  # Classes.txt is classes.txt where case is not told apart
 
     def free(stem: str) -> bool:
-        return stem not in used and stem.casefold() not in folded
+        return key(stem) not in used and stem.casefold() not in folded
 
     base = [output_stem(p) for p in paths]
     order = sorted(range(len(paths)), key=lambda i: (os.path.abspath(paths[i]), i))
@@ -678,14 +690,14 @@ def unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]" = 
     for i in order:
         if free(base[i]):
             stems[i] = base[i]
-            used.add(base[i])
+            used.add(key(base[i]))
     for i in order:
         if stems[i] is None:
             k = 2
             while not free(f"{base[i]}-{k}"):
                 k += 1
             stems[i] = f"{base[i]}-{k}"
-            used.add(stems[i])
+            used.add(key(f"{base[i]}-{k}"))
     return [str(s) for s in stems]
 
 

@@ -132,7 +132,7 @@ def _detect(args: argparse.Namespace) -> int:
         inputs = without_earlier_outputs(inputs)
         if not inputs:
             raise InvalidInputError("every input is an output of an earlier run (see the notes above); nothing to do")
-        stems = unique_stems(inputs, job.reserved_stems)
+        stems = unique_stems(inputs, job.reserved_stems, out=args.out)
         # every input's outputs are planned before anything is written: none may be an input
         refuse_outputs_over_inputs(inputs, stems, args.out, job)
     except DensedetError as exc:
