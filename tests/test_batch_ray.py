@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 import densedet_tile as dt
-from densedet_tile import DetectorError, TileSpec
+from densedet_tile import DetectorError, InvalidInputError, TileSpec
 from densedet_tile.batch import run_batch
 from densedet_tile.cli.batch import batch_main
 from densedet_tile.detector.registry import DetectorSpec
@@ -361,3 +362,45 @@ def test_ctrl_c_while_ray_shuts_down_after_the_run_leaves_it_finished(local_ray,
     end = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[-1])
     assert end["event"] == "end" and end["finished"] and "stopped" not in end
     assert not list((tmp_path / "out").glob("*.tmp*"))
+
+
+_FILE_DETECTOR = '''
+import numpy as np
+from densedet_tile import Detections
+
+
+class Corner:
+    """One box in each tile's top-left corner; defined in a file given as path:factory."""
+
+    def predict(self, tiles):
+        return [Detections(np.array([[0, 0, 20, 20]], np.float32), np.array([0.9], np.float32),
+                           np.zeros(1, np.int64)) for _ in tiles]
+
+
+def make():
+    return Corner()
+'''
+
+
+def test_a_detector_object_from_a_file_factory_runs_on_ray_workers(local_ray, tmp_path):
+    # its class lives in a module only this process had: the workers died unpickling it
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "corner_det.py").write_text(_FILE_DETECTOR)
+    det = dt.load_detector(f"{tmp_path / 'elsewhere' / 'corner_det.py'}:make")
+    imgs = _images(tmp_path / "in", 2)
+    s = run_batch(imgs, tmp_path / "out", detector=det, job=Job(tiling=TileSpec(tile=256)), ray="local", workers=1)
+    assert (s.ok, s.failed) == (2, 0), s.records
+    assert json.loads((tmp_path / "out" / f"{imgs[0].stem}.detections.json").read_text())["num_detections"] >= 1
+
+
+class _HoldsALock(BlobDetector):
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()  # as an open inference session: cannot be pickled
+
+
+def test_a_detector_object_that_cannot_be_pickled_is_one_line_naming_what_to_pass(local_ray, tmp_path):
+    imgs = _images(tmp_path / "in", 1)
+    with pytest.raises(InvalidInputError, match=r"cannot be sent to Ray's workers: .*give a DetectorSpec") as info:
+        run_batch(imgs, tmp_path / "out", detector=_HoldsALock(), ray="local", workers=1)
+    assert "\n" not in str(info.value)

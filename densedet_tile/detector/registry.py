@@ -78,6 +78,10 @@ class DetectorSpec:
 #: ``split_stacks`` (true/false: cut boxes around piles of packs into layers).
 _DEFAULT_OPTIONS: tuple[str, ...] = ("runtime", "threads", "split_stacks")
 
+#: The name a detector factory given by file (``path/to/file.py:FACTORY``) is imported under; no
+#: other process has such a module, so objects from it are pickled by value (Ray's workers).
+USER_MODULE_PREFIX = "_densedet_user_"
+
 _ADAPTERS = {
     "mmdet": "densedet_tile.detector.mmdet_adapter",
     "torchvision": "densedet_tile.detector.torchvision_adapter",
@@ -193,7 +197,7 @@ def _from_factory(spec: str, **options: Any) -> Any:
             path = Path(module_name)
             if not path.is_file():
                 raise InvalidInputError(f"detector {spec!r}: no such file {module_name}")
-            mod_id = f"_densedet_user_{abs(hash(str(path.resolve())))}"
+            mod_id = f"{USER_MODULE_PREFIX}{abs(hash(str(path.resolve())))}"
             spec_obj = importlib.util.spec_from_file_location(mod_id, path)
             if spec_obj is None or spec_obj.loader is None:
                 raise InvalidInputError(f"detector {spec!r}: cannot import {module_name}")

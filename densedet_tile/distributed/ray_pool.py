@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 import ray
 from ray.exceptions import ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 
+from ..detector.registry import USER_MODULE_PREFIX
 from ..errors import DensedetError, DetectorError, InvalidInputError, one_line
 
 __all__ = ["ClusterLostError", "connect", "DetectorWorker", "plan_workers", "RayPool", "TaskResult",
@@ -146,6 +148,26 @@ def _shutdown_quietly() -> None:
         ray.shutdown()
     except Exception as exc:  # pragma: no cover - a half-started Ray that cannot even shut down
         log.debug("ray.shutdown after a stopped start-up failed: %s", exc)
+
+
+def _put_detector(detector: Any) -> Any:
+    """``ray.put(detector)``, for the workers. A detector whose class comes from a file given as
+    ``path/to/file.py:FACTORY`` lives in a module only this process has (Ray's workers could not
+    unpickle it: "No module named '_densedet_user_...'"), so that module goes by value. A
+    detector that cannot be pickled at all (an open inference session) is one line saying what
+    to pass instead."""
+    import ray.cloudpickle as cloudpickle
+
+    module = sys.modules.get(getattr(type(detector), "__module__", "") or "")
+    if module is not None and module.__name__.startswith(USER_MODULE_PREFIX):
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return ray.put(detector)
+    except Exception as exc:  # a TypeError, PicklingError or the object's own error
+        raise InvalidInputError(
+            f"the detector ({type(detector).__name__}) cannot be sent to Ray's workers: {clip(one_line(exc), 200)}; "
+            "give a DetectorSpec (e.g. DetectorSpec('default') or DetectorSpec('file.py:FACTORY')) so that each "
+            "worker builds its own, or run without Ray (ray='none')") from exc
 
 
 class _HeldSignals:
@@ -522,7 +544,7 @@ class RayPool:
             raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
         if not (num_cpus >= 0 and num_gpus >= 0):
             raise InvalidInputError(f"CPUs and GPUs per worker must be >= 0, got {num_cpus!r} and {num_gpus!r}")
-        self.detector_ref = ray.put(detector)
+        self.detector_ref = _put_detector(detector)
         self.workers = workers
         self.num_cpus = float(num_cpus)
         self.num_gpus = float(num_gpus)
