@@ -435,7 +435,8 @@ def check_device(device: object) -> str:
         return dev
     if dev.startswith("cuda:") and dev[5:].isascii() and dev[5:].isdigit():
         return f"cuda:{int(dev[5:])}"  # cuda:01 as torch spells it
-    raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}")
+    why = " (Apple's mps is not supported: use cpu)" if dev.startswith("mps") else ""
+    raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N; got {device!r}{why}")
 
 
 def _positive_int_or_none(name: str, value: object, lo: int = 1, hi: int | None = None) -> None:

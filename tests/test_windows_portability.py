@@ -100,3 +100,20 @@ def test_ray_start_up_is_not_shielded_where_there_are_no_signal_masks(monkeypatc
     monkeypatch.setattr(ray_pool, "signal", no_masks)  # Windows' signal module has no pthread_sigmask
     connect = ray_pool._HeldSignals()._blocked(lambda *a, **k: ("connected", a, k))
     assert connect(1, x=2) == ("connected", (1,), {"x": 2})
+
+
+def test_suggested_command_lines_are_quoted_for_the_users_shell(monkeypatch) -> None:
+    from densedet_tile.cli.options import shell_quote
+
+    assert shell_quote("my photos/a'b") == "'my photos/a'\"'\"'b'"  # POSIX shells
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert shell_quote(r"C:\My photos\aisle.jpg") == r'"C:\My photos\aisle.jpg"'  # cmd.exe takes no '...'
+    assert shell_quote(r"C:\photos") == r"C:\photos"
+
+
+def test_apples_mps_device_is_named_as_not_supported() -> None:
+    from densedet_tile.errors import InvalidInputError
+    from densedet_tile.types import check_device
+
+    with pytest.raises(InvalidInputError, match=r"got 'mps' \(Apple's mps is not supported: use cpu\)"):
+        check_device("mps")

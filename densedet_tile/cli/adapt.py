@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import signal
 import sys
 import time
@@ -35,6 +34,7 @@ from .options import (
     parse,
     positive_float,
     positive_int,
+    shell_quote,
 )
 from .options import _max_pixels  # the same --max-pixels parsing as the other verbs
 
@@ -356,8 +356,8 @@ def adapt_main(argv: Sequence[str]) -> int:
     bar.close()
     print(report_text(result.report), flush=True)
     if result.status != "done":
-        error(PROG, f"stopped; continue with: {PROG} {shlex.quote(str(args.photos))} "
-                    f"--out {shlex.quote(str(args.out))} --resume")
+        error(PROG, f"stopped; continue with: {PROG} {shell_quote(str(args.photos))} "
+                    f"--out {shell_quote(str(args.out))} --resume")
         return _STOP_SIGNALS.get(stop["asked"] or "SIGINT", EXIT_INTERRUPTED)
     print(f"wrote {result.paths['weights']}, {result.paths['report_json'].name}, {result.paths['report_txt'].name}",
           file=sys.stderr, flush=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -39,6 +38,7 @@ from .options import (
     parse,
     products_text,
     specs_from_args,
+    shell_quote,
 )
 
 __all__ = ["build_parser", "detect_main"]
@@ -175,8 +175,8 @@ def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[
             progress.close()
         if outcome.status != "ok":
             if Path(inp).is_dir():  # a folder of photos: the batch verb runs over one
-                error(PROG, f"{inp}: is a folder, not an image; 'densedet-tile batch {shlex.quote(str(inp))} "
-                            f"--out {shlex.quote(str(args.out))}' runs over its images")
+                error(PROG, f"{inp}: is a folder, not an image; 'densedet-tile batch {shell_quote(str(inp))} "
+                            f"--out {shell_quote(str(args.out))}' runs over its images")
             else:
                 error(PROG, outcome.error or f"{inp}: failed")
             failed += 1

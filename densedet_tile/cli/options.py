@@ -351,6 +351,19 @@ def products_text(n: Any, count_range: Any = None, uncertain: bool | None = None
     return f"{text} ({lo}-{hi}{', uncertain count' if uncertain else ''})"
 
 
+def shell_quote(arg: Any) -> str:
+    """``arg`` quoted for the user's shell, in a command line a message suggests: POSIX quoting,
+    or cmd.exe's on Windows (``'C:\\My photos'`` is no path there)."""
+    text = str(arg)
+    if sys.platform == "win32":
+        import subprocess
+
+        return subprocess.list2cmdline([text])
+    import shlex
+
+    return shlex.quote(text)
+
+
 def error(prog: str, msg: Any) -> None:
     """Print ``prog: error: msg`` on one line of stderr."""
     print(f"{prog}: error: {' '.join(str(msg).split())}", file=sys.stderr, flush=True)
