@@ -23,7 +23,8 @@ Writes ``OUT/default.pt`` (fp16 EMA weights + config + training info, loadable w
 ``torch.load(weights_only=True)``), ``OUT/state.pt`` (what ``--resume`` needs: fp32 model,
 optimiser, EMA, step, images, the data stream position, the augmentation generator and the run's
 options; loadable with ``weights_only=True`` too) every ``--save-every`` seconds, at the end and
-when stopped (Ctrl-C, SIGTERM, ``--stop-at-step``, a crash after at least one step), and
+when stopped (Ctrl-C, SIGTERM, ``--stop-at-step``, a crash after at least one step; in
+``--state-dir`` instead where given, as the GPU script does), and
 ``OUT/train_log.csv`` (step, seconds, images, loss terms, lr, boxes per image, and the ``--distill`` term; appended to by ``--resume``).
 
 A folder that already holds ``default.pt`` or ``state.pt`` is refused unless ``--resume``
@@ -130,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--stop-at-step", type=int, default=None,
                     help="stop this session after this step, saving the state (continue with --resume)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--state-dir", default=None,
+                    help="where state.pt goes (default: --out); scripts/gpu_train_default.sh keeps it out of the "
+                         "folder the device brings back (60 MB, over its 16 MiB a file)")
     return ap
 
 
@@ -251,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     t_start = time.time()
     out = Path(args.out)
-    wpath, spath, lpath = out / WEIGHTS_NAME, out / STATE_NAME, out / LOG_NAME
+    state_dir = out if args.state_dir is None else Path(args.state_dir)
+    wpath, spath, lpath = out / WEIGHTS_NAME, state_dir / STATE_NAME, out / LOG_NAME
+    again = "" if state_dir == out else f" --state-dir {state_dir}"  # for the resume hints
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out}: exists and is not a folder")
     if args.resume and args.overwrite:
@@ -306,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     made = new_folders(out)
     ensure_out_dir(out)
     sweep_temporaries(out)  # what a killed save left (old ones only: nothing else writes here)
+    if state_dir != out:
+        made = new_folders(state_dir) + made  # deepest first, both
+        ensure_out_dir(state_dir, option="--state-dir")
+        sweep_temporaries(state_dir)
 
     # SIGTERM (`timeout`, schedulers) and Ctrl-C stop the run after the step under way, so that
     # the weights, the optimizer and the counters saved belong together (a stop raised in the
@@ -507,10 +517,10 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in handlers.items():  # a caller's own handlers come back
             signal.signal(sig, handler)
     if stopping:
-        print(f"stopped by signal {stopping[0]} at step {step}: continue with --resume --out {out}", flush=True)
+        print(f"stopped by signal {stopping[0]} at step {step}: continue with --resume --out {out}{again}", flush=True)
         return 128 + stopping[0]
     if args.stop_at_step is not None and step >= args.stop_at_step and progress() < 1.0:
-        print(f"stopped at step {step}: continue with --resume --out {out}", flush=True)
+        print(f"stopped at step {step}: continue with --resume --out {out}{again}", flush=True)
     print(f"done: {info}", flush=True)
     return 0
 

@@ -374,3 +374,48 @@ def test_a_distill_run_given_a_relative_init_resumes_from_another_folder(train, 
     monkeypatch.chdir(tmp_path / "b")  # the teacher is read again on resume: not from b/w.pt
     assert train.main(["--resume", "--workers", "0", "--out", str(tmp_path / "run")]) == 0
     assert _load(tmp_path / "run" / "state.pt")["step"] == 2
+
+
+# --- the GPU recipe's one chance (an outside review, 2026-12-05) ------------------------------
+
+def test_the_state_can_live_outside_the_folder_that_comes_back(train, tmp_path, capsys) -> None:
+    # a device call brings back at most 16 MiB a file: the 60 MB state.pt goes elsewhere
+    out, state = tmp_path / "out", tmp_path / "state"
+    args = [*TINY, "--steps", "4", "--seed", "5"]
+    assert train.main([*args, "--stop-at-step", "2", "--out", str(out), "--state-dir", str(state)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["default.pt", "train_log.csv"]
+    assert [p.name for p in state.iterdir()] == ["state.pt"] and _load(state / "state.pt")["step"] == 2
+    assert f"--resume --out {out} --state-dir {state}" in capsys.readouterr().out
+    # a new run over it is refused as over a state in --out; --resume finds it there
+    from densedet_tile.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="already holds"):
+        train.main([*args, "--out", str(out)])
+    assert train.main(["--resume", "--workers", "0", "--out", str(out), "--state-dir", str(state)]) == 0
+    assert _load(state / "state.pt")["step"] == 4 and _load(out / "default.pt")["info"]["steps"] == 4
+
+
+def test_a_sample_the_generator_fails_on_is_drawn_again_not_the_end_of_the_run(monkeypatch, capsys) -> None:
+    import numpy as np
+
+    import densedet_tile.train.data as data
+
+    real = data.training_sample
+    seeds: list[list[int]] = []
+
+    def flaky(rng, **kw):
+        seeds.append(list(rng.bit_generator.seed_seq.entropy))
+        if len(seeds) == 1:
+            raise ValueError("an unlucky draw")
+        return real(rng, **kw)
+
+    monkeypatch.setattr(data, "training_sample", flaky)
+    stream = data.ShelfStream(seed=7, size=96, stride=4, tile_ratio=2.0, start=10)
+    img, *_ = stream[2]
+    assert seeds == [[7, 12], [7, 12, 1]]  # the same item again from a seed of its own
+    assert "sample 12 (seed 7, try 1) failed: ValueError: an unlucky draw" in capsys.readouterr().err
+    again = real(np.random.default_rng([7, 12, 1]), size=96, tile=192)[0]
+    assert np.array_equal(img.numpy(), np.array(again))
+    monkeypatch.setattr(data, "training_sample", lambda rng, **kw: (_ for _ in ()).throw(ValueError("always")))
+    with pytest.raises(ValueError, match="always"):  # a generator that always fails still says so
+        stream[0]
