@@ -546,7 +546,9 @@ def run_batch(
         # find them), any others' once they are old
         own = _own_output_names(stems)
         sweep_temporaries(out, own=own)
-        job = replace(job, request=request_key(job, detector))
+        # Ray's workers see a GPU only where they reserve one: there the built-in model's "auto" is decided
+        workers_device = None if backend is None else ("cuda" if gpus_per_worker > 0 else "cpu")
+        job = replace(job, request=request_key(job, detector, device=workers_device))
         for p, stem in zip(paths, stems):
             (done if outputs_complete(out, stem, job, p) else todo).append((p, stem))
     except BaseException:

@@ -161,13 +161,18 @@ def caught_warnings() -> "Iterator[list[tuple[str, str]]]":
         logger.propagate = propagate_was
 
 
-def detector_identity(detector: Any) -> dict[str, Any]:
+def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, Any]:
     """A JSON-able description of what makes ``detector``'s boxes: a
     :class:`~densedet_tile.detector.registry.DetectorSpec`'s kind, config, checkpoint, options
     and what it fixes of the run, with the size and modification time of its files (a
     retrained checkpoint at the same path, or an edited source file of a ``file.py:FACTORY`` or
-    ``MODULE:FACTORY``, is another model); for a detector object, its class. The device and
-    thread counts are left out: they do not change what is found."""
+    ``MODULE:FACTORY``, is another model); for a detector object, its class. Thread counts are
+    left out, and so is the device, but for one thing it decides: the built-in model's shipped
+    weights run as the int8 ONNX file on a CPU and in torch (fp32) on a GPU, whose boxes differ
+    by up to about 2 px, so the latter adds ``"runtime": "torch"`` (a batch started on a CPU
+    and resumed on a GPU redoes its images rather than mixing the two). ``device``: where the
+    model will run, when the spec's ``auto`` is decided elsewhere (Ray workers with or without
+    a GPU); None resolves ``auto`` on this machine."""
     from .detector.registry import DetectorSpec
 
     if isinstance(detector, DetectorSpec):
@@ -184,6 +189,17 @@ def detector_identity(detector: Any) -> dict[str, Any]:
         out = {"kind": spec.kind, "config": spec.config, "checkpoint": spec.checkpoint, "files": files,
                "precision": spec.precision, "input_size": spec.input_size, "score_thr": spec.score_thr,
                "options": options}
+        if spec.kind == "default" and spec.checkpoint is None and str(options.get("runtime", "auto")) == "auto":
+            from .detector.base import resolve_device
+
+            want = spec.device if device is None or spec.device != "auto" else device
+            if want == "auto":
+                try:
+                    want = resolve_device("auto")
+                except DensedetError:  # (the build says what is wrong)
+                    want = "cpu"
+            if want.startswith("cuda"):  # (the ONNX file's results, made before this key, still stand)
+                out["runtime"] = "torch"
     else:
         cls = type(detector)
         out = {"class": f"{cls.__module__}.{cls.__qualname__}"}
@@ -252,11 +268,11 @@ def _find_spec(name: str, where: Any) -> Any:
     return None
 
 
-def request_key(job: Job, detector: Any = None) -> dict[str, Any]:
+def request_key(job: Job, detector: Any = None, *, device: str | None = None) -> dict[str, Any]:
     """What a result must have been asked for to stand for ``job`` (:func:`outputs_complete`):
     the specs as given (call it before a VRAM budget or a detector's rule adjusts them), the
-    precision, whether YOLO lines carry scores, and the ``detector`` (:func:`detector_identity`;
-    None: not compared). Batch size, device, VRAM budget, pixel limit, worker threads and the
+    precision, whether YOLO lines carry scores, and the ``detector`` (:func:`detector_identity`,
+    ``device`` passed on; None: not compared). Batch size, device, VRAM budget, pixel limit, worker threads and the
     output formats are not part of it: they decide how or whether an image runs, not its boxes
     (a rerun with ``--max-pixels none`` only adds the images the limit refused)."""
     run = job.run
@@ -264,7 +280,7 @@ def request_key(job: Job, detector: Any = None) -> dict[str, Any]:
             "run": {"score_thr": run.score_thr, "input_size": run.input_size, "scale": run.scale,
                     "count_band": run.count_band, "precision": run.precision},
             "yolo_scores": job.yolo_scores,
-            "detector": None if detector is None else detector_identity(detector)}
+            "detector": None if detector is None else detector_identity(detector, device=device)}
     if run.classes is not None:  # (left out otherwise, so results made before the option still stand)
         want["run"]["classes"] = sorted({str(c) for c in run.classes})  # red,green = green,red
     return _as_json(want)
