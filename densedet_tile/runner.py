@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 _P = TypeVar("_P", str, Path)
 
-__all__ = ["Job", "Outcome", "build_detector", "detector_identity", "error_line", "input_state", "output_stem",
+__all__ = ["Job", "Outcome", "as_json", "build_detector", "detector_identity", "error_line", "input_state", "output_stem",
            "outputs_complete", "process_image", "refuse_outputs_over_inputs", "request_key",
            "unique_stems", "without_earlier_outputs"]
 
@@ -203,10 +203,10 @@ def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, 
     else:
         cls = type(detector)
         out = {"class": f"{cls.__module__}.{cls.__qualname__}"}
-    return _as_json(out)
+    return as_json(out)
 
 
-def _as_json(value: Any) -> Any:
+def as_json(value: Any) -> Any:
     """``value`` as a JSON document holds it (tuples as lists, unknown objects by their repr),
     with a non-finite float (a ``NaN`` option of a factory) written as its name, since strict
     JSON readers (JavaScript, ``parse_constant``) refuse a bare ``NaN``."""
@@ -283,7 +283,7 @@ def request_key(job: Job, detector: Any = None, *, device: str | None = None) ->
             "detector": None if detector is None else detector_identity(detector, device=device)}
     if run.classes is not None:  # (left out otherwise, so results made before the option still stand)
         want["run"]["classes"] = sorted({str(c) for c in run.classes})  # red,green = green,red
-    return _as_json(want)
+    return as_json(want)
 
 
 def input_state(path: str | Path) -> list[int] | None:

@@ -37,7 +37,7 @@ from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detec
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
                   remove_empty, sweep_temporaries, write_files)
 from ..pipeline import detect_image
-from ..runner import Job, build_detector
+from ..runner import Job, as_json, build_detector
 from .options import (
     StopSignals,
     EXIT_FAILED,
@@ -243,7 +243,8 @@ def _audit(args: argparse.Namespace) -> int:
                                    f"{JPEG_MAX_SIDE} px a side, so the preview is {pw}x{ph} px")
         elif min(pw, ph) < MIN_PREVIEW_SIDE and max(width, height) > max(pw, ph):
             # a panorama of hundreds of bays shrunk to the preview's width: a strip of pixels
-            wide = width / max(pw, 1) >= height / max(ph, 1)  # (which of the two limits shrank it)
+            # (which of the two limits shrank it: asked of the limits, not of the rounded sides)
+            wide = args.preview_max_width / width <= PREVIEW_MAX_HEIGHT / height
             doc["warnings"].append(
                 f"the preview is {pw}x{ph} px, too thin to show shelves; "
                 + (f"raise --preview-max-width (up to {JPEG_MAX_SIDE}) or audit the panorama in parts (crops)" if wide
@@ -547,7 +548,8 @@ def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
     except Exception as exc:
         error(PROG, f"{image_path}: detector failed ({exc})")
         return EXIT_FAILED, None
+    # the settings the boxes were found with (tile, merge, threshold...), as a detections JSON keeps them
     info = {"path": res.path, "name": res.name, "width": res.width, "height": res.height, "model": res.model,
-            "count_range": count_range_json(res)}
+            "settings": as_json(res.settings), "count_range": count_range_json(res)}
     return EXIT_OK, (res.detections.xyxy.astype(np.float64), res.width, res.height, info,
                      res.detections.scores.astype(np.float64))

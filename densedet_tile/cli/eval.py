@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +24,7 @@ from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
 from ..eval.compare import CompareRun, compare_tiled_untiled, pair_images, uses_class_agnostic
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
 from ..io import atomic_write, ensure_out_file, refuse_overwriting_input, same_path
-from ..runner import Job, build_detector
+from ..runner import Job, build_detector, detector_identity
 from .options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -148,7 +149,7 @@ def eval_main(argv: Sequence[str]) -> int:
             "schema": "densedet-tile/eval@1",
             "predictions": str(args.pred),
             "ground_truth": str(args.gt),
-            "settings": {"max_dets": list(m.max_dets), "class_agnostic": agnostic},
+            "settings": {"max_dets": list(m.max_dets), "class_agnostic": agnostic, "ignore_size": args.ignore_size},
             "num_images": m.num_images,
             "num_gt": m.num_gt,
             "num_predictions": m.num_dt,
@@ -189,10 +190,12 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
         print(f"note: {counted(absent, 'ground-truth image')} not in {folder}, left out of both runs",
               file=sys.stderr)
     tiling, merge, run = specs_from_args(args)
-    detector, fitted = build_detector(detector_spec_from_args(args), Job(tiling=tiling, merge=merge, run=run))
+    spec = detector_spec_from_args(args)
+    detector, fitted = build_detector(spec, Job(tiling=tiling, merge=merge, run=run))
     try:
         runs = compare_tiled_untiled(images, gt, detector, tiling=fitted.tiling, merge=merge, run=fitted.run,
-                                     max_dets=args.max_dets, class_agnostic=True if args.class_agnostic else None)
+                                     max_dets=args.max_dets, class_agnostic=True if args.class_agnostic else None,
+                                     check_sizes=not args.ignore_size)
     except (InvalidInputError, ImageReadError):  # bad input (an unreadable image): exit 2
         raise
     except Exception as exc:  # the detector is third-party code
@@ -211,8 +214,14 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
             "images": str(folder),
             "ground_truth": str(args.gt),
             "num_images": len(images),
+            # what decides the numbers: the specs as run (after the detector's rules) and the
+            # model as a batch rerun compares it (kind, checkpoint and options, its files' stamps)
             "settings": {"max_dets": list(args.max_dets), "detector": args.detector, "tile": args.tile,
-                         "overlap": args.overlap, "merge": args.merge, "classes": args.classes},
+                         "overlap": args.overlap, "merge": args.merge, "classes": args.classes,
+                         "class_agnostic": bool(args.class_agnostic), "ignore_size": args.ignore_size,
+                         "tiling": asdict(fitted.tiling), "merge_spec": asdict(merge),
+                         "run": {k: v for k, v in asdict(fitted.run).items() if k != "classes"},
+                         "model": detector_identity(spec)},
             "runs": [
                 {"name": r.name, "tile": r.tile, "overlap": r.overlap, "tiles": list(r.tiles),
                  "num_tiles": r.num_tiles, "scale": list(r.scale), "seconds": round(r.seconds, 3),

@@ -240,7 +240,8 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
                    "that shows them to the model at its trained size (default: %(default)s)")
     g.add_argument("--scale", type=fraction(0.01, 100.0), default=None, metavar="S",
                    help="show the image to the model at this scale (image px -> model px), choosing the tile "
-                   "to match (a --tile given too is replaced, with a warning, for a model of one input size); "
+                   "to match, for a model of one input size (a --tile given too is replaced: with a warning "
+                   "unless it is the default 1280); "
                    "default: from the tile, or the model's own rule for whole photos")
     g.add_argument("--overlap", type=fraction(0.0, 1.0, hi_open=True), default=tiling.overlap, metavar="F",
                    help="overlap between tiles as a fraction of the tile, in [0, 1) (default: %(default)s)")

@@ -240,13 +240,16 @@ def compare_tiled_untiled(
     run: RunSpec | None = None,
     max_dets: Sequence[int] = DEFAULT_MAX_DETS,
     class_agnostic: bool | None = None,
+    check_sizes: bool = True,
 ) -> list[CompareRun]:
     """Run ``detector`` over ``images`` tiled (``tiling``, as :func:`densedet_tile.detect`
     runs it: a ``photo_scale`` rule, ``scale`` or ``tile="auto"`` may change the tile) and
     untiled (one tile as large as the image, which the engine resizes to the detector's
     ``input_size``; never scaled or cut), evaluate both against ``gt`` and return the two runs
     with the tiling each actually ran (:class:`CompareRun`). Seconds are detection wall time
-    summed over images.
+    summed over images. ``check_sizes``: an image whose size differs from the ground truth's
+    (EXIF rotation, a resized copy) is refused before any detector runs (``--ignore-size``
+    evaluates it anyway).
     """
     from ..detector.base import classes_of
     from ..pipeline import describe_detector, detect_image, specs_from
@@ -263,6 +266,16 @@ def compare_tiled_untiled(
         # stay matched by name when only one is left, unless class-agnostic was asked
         gt = _only_classes(gt, [label_name(names, i) for i in classes_of(detector, run.classes) or ()])
         agn = False if agn is None else agn
+    if check_sizes:  # told before two detector passes over every image, not after them
+        for path in images:
+            g = gt.images.get(image_key(Path(path).name))
+            if g is None or None in (g.width, g.height):
+                continue
+            with open_image(path, max_pixels=run.max_pixels) as src:
+                if (src.width, src.height) != (g.width, g.height):
+                    raise InvalidInputError(
+                        f"{path}: is {src.width}x{src.height} but {g.width}x{g.height} in the ground truth "
+                        f"{gt.source} (EXIF rotation or resizing?); pass --ignore-size to evaluate anyway")
     runs: dict[str, dict[str, ImageBoxes]] = {"tiled": {}, "untiled": {}}
     secs = {"tiled": 0.0, "untiled": 0.0}
     ran: dict[str, list[dict[str, Any]]] = {"tiled": [], "untiled": []}
@@ -291,7 +304,7 @@ def compare_tiled_untiled(
         # review: the tiled row differed from detect + eval in the fourth decimal)
         sub = BoxSet(images={k: v for k, v in gt.images.items() if k in runs[name]}, categories=gt.categories,
                      source=gt.source, kind=gt.kind)
-        pairs, _ = pair_images(sub, pred, class_agnostic=agn)
+        pairs, _ = pair_images(sub, pred, class_agnostic=agn, check_sizes=check_sizes)
         m = evaluate_boxes(pairs, max_dets=max_dets)
         done = ran[name]
         out.append(CompareRun(
