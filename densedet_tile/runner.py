@@ -7,11 +7,13 @@ workers, so all of them write exactly the same files.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
 import os
 import re
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -107,17 +109,25 @@ class Outcome:
         }
 
 
+#: The list the warnings of the image this thread (or a thread started in its context) works on
+#: go to, while :func:`caught_warnings` holds them back; None elsewhere.
+_CAUGHT: "contextvars.ContextVar[list[tuple[str, str]] | None]" = contextvars.ContextVar("densedet_caught",
+                                                                                      default=None)
+
+
 class _Caught(logging.Handler):
-    """Keeps the package's warnings of one image (see :func:`caught_warnings`); records below
-    WARNING (``--debug``'s) go on to the handlers above, as they would have."""
+    """On the package logger while some thread holds its warnings back (the logger then passes
+    nothing up itself): keeps that thread's warnings, and hands every other record (its records
+    below WARNING, ``--debug``'s, and all of other threads') to the handlers above, as
+    propagation would have."""
 
     def __init__(self, parent: logging.Logger | None) -> None:
         super().__init__(logging.NOTSET)
         self.parent = parent
-        self.caught: list[tuple[str, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno < logging.WARNING:
+        caught = _CAUGHT.get()
+        if caught is None or record.levelno < logging.WARNING:
             if self.parent is not None:
                 self.parent.callHandlers(record)
             return
@@ -125,7 +135,46 @@ class _Caught(logging.Handler):
             text = record.getMessage()
         except Exception:  # pragma: no cover - a message that cannot be formatted
             text = str(record.msg)
-        self.caught.append((_kind_of(str(record.msg), text), text))
+        caught.append((_kind_of(str(record.msg), text), text))
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """``warnings.showwarning`` while some thread holds its warnings back: that thread's go to
+    its list, every other thread's to the function it replaced."""
+    caught = _CAUGHT.get()
+    if caught is None:
+        _HOOKS["showwarning"](message, category, filename, lineno, file, line)
+        return
+    text = f"{category.__name__}: {message}"
+    caught.append((text, text))
+
+
+_HOOKS_LOCK = threading.Lock()
+_HOOKS: dict[str, Any] = {"users": 0}
+
+
+def _hold(on: bool) -> None:
+    """Put the hooks in place for the first thread that holds its warnings back, and take them
+    away after the last one."""
+    logger = logging.getLogger("densedet_tile")
+    with _HOOKS_LOCK:
+        if on:
+            if _HOOKS["users"] == 0:
+                _HOOKS.update(handler=_Caught(logger.parent), propagate=logger.propagate,
+                              showwarning=warnings.showwarning)
+                logger.addHandler(_HOOKS["handler"])
+                logger.propagate = False
+                warnings.showwarning = _show_warning
+            _HOOKS["users"] += 1
+            return
+        _HOOKS["users"] -= 1
+        if _HOOKS["users"] == 0:
+            logger.removeHandler(_HOOKS.pop("handler"))
+            logger.propagate = _HOOKS.pop("propagate")
+            if warnings.showwarning is _show_warning:  # (unless someone put their own in since)
+                warnings.showwarning = _HOOKS["showwarning"]
+            _HOOKS.pop("showwarning")
 
 
 #: A ``%``-style placeholder of a log message's format string (``%%`` is a percent sign).
@@ -141,24 +190,25 @@ def _kind_of(fmt: str, text: str) -> str:
 @contextlib.contextmanager
 def caught_warnings() -> "Iterator[list[tuple[str, str]]]":
     """Hold back the package's log warnings (logger ``densedet_tile`` and below) and the Python
-    warnings raised during the block, and yield the list they are kept in, as ``(kind, text)``
-    pairs: a batch carries each image's warnings in its record (a Ray worker's log lines and
-    Python warnings never reach the command) and says them from there. Not for threads that log
-    at the same time (batch runs one image at a time)."""
-    logger = logging.getLogger("densedet_tile")
-    handler = _Caught(logger.parent)
-    propagate_was = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
+    warnings raised during the block by this thread (and threads started in its context, as the
+    tile reader is), and yield the list they are kept in, as ``(kind, text)`` pairs: a batch
+    carries each image's warnings in its record (a Ray worker's log lines and Python warnings
+    never reach the command) and says them from there. Other threads' warnings and records go
+    where they always go: ``run_batch`` in two threads of a service, or beside a ``detect`` of
+    a third, took the others' warnings into its records and left the service's logging cut off
+    (an outside review). Each block shows a Python warning again that an earlier image showed,
+    as a record of its own."""
+    caught: list[tuple[str, str]] = []
+    token = _CAUGHT.set(caught)
+    _hold(True)
+    forget = getattr(warnings, "_filters_mutated", None)  # (the registry of warnings shown once)
+    if callable(forget):
+        forget()
     try:
-        with warnings.catch_warnings(record=True) as raised:  # (the filters as they are: shown ones only)
-            yield handler.caught
-        for w in raised:
-            text = f"{w.category.__name__}: {w.message}"
-            handler.caught.append((text, text))
+        yield caught
     finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate_was
+        _hold(False)
+        _CAUGHT.reset(token)
 
 
 def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, Any]:

@@ -69,3 +69,30 @@ def test_a_verb_started_with_stdout_closed_runs_without_a_traceback(tmp_path: Pa
     r = subprocess.run([sys.executable, "-m", "densedet_tile", "audit", "--help"], stderr=subprocess.PIPE,
                        text=True, cwd=tmp_path, timeout=120, preexec_fn=lambda: os.close(1))
     assert r.returncode == 0 and "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+
+
+def test_main_gives_onnxruntime_its_logging_back_when_it_returns(tmp_path: Path, monkeypatch) -> None:
+    # the command turns ONNX Runtime's process-wide logger down to errors while it runs; a program
+    # calling main() kept it so for good (an outside review)
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    from PIL import Image
+
+    from densedet_tile.cli import main
+
+    calls: list[int] = []
+    real = ort.set_default_logger_severity
+
+    def spy(level: int) -> None:
+        calls.append(level)
+        real(level)
+
+    monkeypatch.setattr(ort, "set_default_logger_severity", spy)
+    Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(tmp_path / "grey.png")
+    assert main([str(tmp_path / "grey.png"), "--out", str(tmp_path / "o"), "-q", "--device", "cpu"]) == 0
+    assert calls and calls[0] == 3 and calls[-1] == 2
+    calls.clear()
+    import densedet_tile as dt
+
+    dt.load_detector("default", device="cpu")  # a library call leaves it alone
+    assert calls == []

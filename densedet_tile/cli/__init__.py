@@ -105,6 +105,8 @@ def _main(argv: list[str]) -> int:
             finally:
                 package_log.setLevel(level_was)
                 detector_base.QUIET_ONNXRUNTIME_PROCESS = quiet_was
+                if not quiet_was:  # (an outer run of the command still owns the process)
+                    detector_base.restore_onnxruntime_logging()
     except OSError as exc:  # the last flush of standard output failed (a full disk under `> file`)
         return _system_error(verb, exc, False)
 

@@ -431,6 +431,24 @@ def check_tiles(tiles: Sequence[np.ndarray], *, allow_empty: bool = False) -> li
 #: logger is then set to errors only when a session is built. Off for library use.
 QUIET_ONNXRUNTIME_PROCESS = False
 
+#: Whether a session built under the command turned ONNX Runtime's process-wide logger down
+#: (:func:`restore_onnxruntime_logging` turns it back when the command returns to a program).
+_ORT_QUIETED = False
+
+
+def restore_onnxruntime_logging() -> None:
+    """Give ONNX Runtime's process-wide logger back its default level (warnings) if the command
+    turned it down; ``densedet_tile.cli.main`` calls it on return, so that a program calling it
+    keeps its own ONNX Runtime warnings afterwards."""
+    global _ORT_QUIETED
+    if not _ORT_QUIETED:
+        return
+    _ORT_QUIETED = False
+    ort = sys.modules.get("onnxruntime")
+    set_severity = getattr(ort, "set_default_logger_severity", None)
+    if callable(set_severity):
+        set_severity(2)  # ONNX Runtime's default (it has no getter to remember another by)
+
 
 _STDERR_LOCK = threading.Lock()
 
@@ -472,9 +490,11 @@ def ort_session_options(ort: Any, threads: int | None = None) -> Any:
     # with a framebuffer card) would break the command's one-line promises: under the command
     # (which owns its process) its process-wide logger says errors only. A library caller's
     # own ONNX Runtime logging is left as it set it.
+    global _ORT_QUIETED
     set_severity = getattr(ort, "set_default_logger_severity", None)
     if QUIET_ONNXRUNTIME_PROCESS and callable(set_severity):
         set_severity(3)
+        _ORT_QUIETED = True
     opts = ort.SessionOptions()
     if threads is not None:
         opts.intra_op_num_threads = threads

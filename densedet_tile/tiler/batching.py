@@ -9,6 +9,7 @@ decoding and numpy copies release the GIL, so reading really overlaps a detector
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from typing import Iterator, Sequence
@@ -123,7 +124,10 @@ def _generate(
         except BaseException as exc:  # handed to the consumer, who re-raises it
             put(_Failed(exc))
 
-    thread = threading.Thread(target=worker, name="densedet-tile-reader", daemon=True)
+    # (in the caller's context: what it logs goes where the caller's records go, e.g. a batch
+    # image's record)
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(worker,), name="densedet-tile-reader",
+                              daemon=True)
     thread.start()
     try:
         while True:

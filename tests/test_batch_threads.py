@@ -1,0 +1,114 @@
+"""run_batch in threads of a service (an outside review): each image's warnings go to its own
+record, other threads' warnings and log records go where they always go, and the logging and
+warnings set-up is as it was afterwards."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from densedet_tile import TileSpec
+from densedet_tile.batch import run_batch
+from densedet_tile.runner import Job
+from fakes import WarningBlob, blob_image
+
+
+class GateBlob(WarningBlob):
+    """Warns of its blob, then waits (inside the batch's capture) until the service has spoken."""
+
+    def __init__(self, inside: threading.Event, spoken: threading.Event) -> None:
+        super().__init__()
+        self.inside, self.spoken = inside, spoken
+
+    def predict(self, tiles):
+        out = super().predict(tiles)
+        warnings.warn("a batch image's own python warning", UserWarning)
+        self.inside.set()
+        assert self.spoken.wait(30)
+        return out
+
+
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(record.getMessage())
+
+
+@pytest.mark.filterwarnings("always:.*own python warning:UserWarning")  # (warnings are errors in the suite)
+def test_batches_in_threads_keep_their_own_warnings_and_leave_the_service_its_own(tmp_path: Path) -> None:
+    pkg = logging.getLogger("densedet_tile")
+    before = (pkg.propagate, list(pkg.handlers), warnings.showwarning)
+    shown: list[str] = []
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        shown.append(str(message))
+
+    root = logging.getLogger()
+    rec = Recorder()
+    root.addHandler(rec)
+    warnings.showwarning = show
+    inside = [threading.Event(), threading.Event()]
+    spoken = threading.Event()
+    results = {}
+    try:
+        def batch(k: int) -> None:
+            img = tmp_path / f"in{k}" / f"shelf{k}.png"
+            img.parent.mkdir()
+            Image.fromarray(blob_image(300, 400, (50, 60, 150, 200))).save(img)
+            results[k] = run_batch([img], tmp_path / f"out{k}", detector=GateBlob(inside[k], spoken),
+                                   job=Job(tiling=TileSpec(tile=512)))
+
+        threads = [threading.Thread(target=batch, args=(k,)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        assert all(e.wait(30) for e in inside)  # both batches are inside an image, holding its warnings
+        logging.getLogger("densedet_tile.service").warning("the service's own warning")
+        warnings.warn("the service's own python warning", UserWarning)
+        spoken.set()
+        for t in threads:
+            t.join(60)
+    finally:
+        warnings.showwarning = before[2]
+        root.removeHandler(rec)
+    assert "the service's own warning" in rec.texts
+    assert "the service's own python warning" in shown
+    for k in (0, 1):
+        (image,) = [r for r in results[k].records if r.get("event", "image") == "image"]
+        said = " | ".join(text for _, text in image.get("warnings") or [])
+        assert "looked odd" in said and "a batch image's own python warning" in said, image
+        assert "service" not in said
+    # the images' warnings stayed in their records (said again by the batch, with the image's name)
+    assert "a blob 100 px wide looked odd" not in rec.texts
+    assert "shelf0.png: a blob 100 px wide looked odd" in rec.texts
+    assert (pkg.propagate, list(pkg.handlers)) == before[:2]
+
+
+def test_what_the_tile_reader_thread_logs_goes_with_the_image_it_reads(monkeypatch) -> None:
+    import numpy as np
+
+    import densedet_tile.tiler.batching as batching
+    from densedet_tile.runner import caught_warnings
+    from densedet_tile.tiler import make_grid
+    from densedet_tile.tiler.readers import open_image
+
+    real = batching._read_batch
+
+    def read_and_warn(src, batch):
+        logging.getLogger("densedet_tile.tiler").warning("tile at %d read from a damaged strip", batch[0].x)
+        return real(src, batch)
+
+    monkeypatch.setattr(batching, "_read_batch", read_and_warn)
+    img = np.zeros((100, 300, 3), np.uint8)
+    with open_image(img) as src, caught_warnings() as caught:
+        tiles = make_grid(300, 100, TileSpec(tile=100, overlap=0.0))
+        got = list(batching.iter_tile_batches(src, tiles, 1, prefetch=2))
+    assert len(got) == 3
+    assert [text for _, text in caught] == [f"tile at {x} read from a damaged strip" for x in (0, 100, 200)]
