@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import sys
+import tempfile
+import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +32,7 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".w
 
 
 def open_image(
-    source: str | os.PathLike[str] | np.ndarray,
+    source: str | os.PathLike[str] | np.ndarray | bytes | Any,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     tiff_cache_bytes: int = DEFAULT_TIFF_CACHE_BYTES,
@@ -35,8 +40,12 @@ def open_image(
 ) -> ImageSource:
     """Open ``source`` for windowed reading of its upright RGB pixels.
 
-    ``source`` is a path (format sniffed from the file's first bytes, not its extension) or an
-    ``HxWx3`` uint8 RGB array (``HxW`` gray and ``HxWx4`` RGBA are accepted too). Pillow
+    ``source`` is a path (format sniffed from the file's first bytes, not its extension), an
+    ``HxWx3`` uint8 RGB array (``HxW`` gray and ``HxWx4`` RGBA are accepted too), the bytes of
+    an image file (``bytes``, ``bytearray``, ``memoryview``) or a binary file object (an upload,
+    ``io.BytesIO``), read like a file of theirs (EXIF rotation applied; spooled to a temporary
+    file that is gone once the source no longer needs it), or a ``PIL.Image.Image`` (its EXIF
+    rotation applied, as a file's would be; ``np.asarray(Image.open(...))`` loses it). Pillow
     formats are decoded here, once; TIFF/BigTIFF only has its header read here.
 
     ``max_pixels`` caps ``width * height`` of files (None: no cap); it replaces Pillow's
@@ -62,9 +71,19 @@ def open_image(
         raise InvalidInputError(f"decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
     if isinstance(source, np.ndarray):
         return ArraySource(source)
+    pil = sys.modules.get("PIL.Image")
+    if pil is not None and isinstance(source, pil.Image):
+        from PIL import ImageOps
+
+        src = ArraySource(np.asarray(ImageOps.exif_transpose(source).convert("RGB")))
+        src.name = "<PIL image>"
+        return src
+    if isinstance(source, (bytes, bytearray, memoryview)) or callable(getattr(source, "read", None)):
+        return _spooled(source, max_pixels=max_pixels, tiff_cache_bytes=tiff_cache_bytes, decoder=decoder)
     if not isinstance(source, (str, os.PathLike)):
         raise InvalidInputError(
-            f"image source must be a file path or a numpy array, got {type(source).__name__}"
+            "image source must be a file path, a numpy array, the bytes of an image file, a binary file object "
+            f"or a PIL image, got {type(source).__name__}"
         )
     path = Path(os.fspath(source))
     label = str(path)
@@ -95,3 +114,45 @@ def open_image(
     if head[:4] in TIFF_MAGICS:
         return TiffSource(path, max_pixels=max_pixels, cache_bytes=tiff_cache_bytes)
     return PillowSource(path, max_pixels=max_pixels, decoder=decoder)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:  # pragma: no cover - already gone, or still open (Windows) until exit
+        pass
+
+
+def _spooled(source: Any, **options: Any) -> ImageSource:
+    """An image given as bytes or a binary file object, opened from a temporary file of them, so
+    that it is read exactly as the same file on disk would be (format sniffing, EXIF rotation,
+    TIFF windows, the pixel limit). Errors name the source (``<bytes>``, or the file object's
+    name), never the temporary file."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = "<bytes>"
+    else:
+        name = getattr(source, "name", None)
+        label = f"<{os.path.basename(name) if isinstance(name, str) and name else type(source).__name__}>"
+    fd, tmp = tempfile.mkstemp(prefix=".densedet-image.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                fh.write(source)
+            else:
+                try:
+                    shutil.copyfileobj(source, fh)
+                except TypeError:  # str from a text-mode file
+                    raise InvalidInputError(f"{label}: a file object in text mode; open the image with 'rb'") from None
+        src = open_image(tmp, **options)
+    except ImageReadError as exc:
+        _unlink_quietly(tmp)
+        raise ImageReadError(str(exc).replace(tmp, label)) from None
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    src.name, src.path = label, None  # (its later errors say the label too)
+    try:
+        os.unlink(tmp)  # POSIX: the reader's open handle keeps the data until it closes
+    except OSError:  # pragma: no cover - Windows keeps an open file: removed once the source is gone
+        weakref.finalize(src, _unlink_quietly, tmp)
+    return src

@@ -54,7 +54,7 @@ def test_bad_files_raise_one_clear_line(tmp_path, name, make, phrase):
 def test_directory_and_bad_arguments(tmp_path):
     with pytest.raises(ImageReadError, match="directory"):
         open_image(tmp_path)
-    with pytest.raises(InvalidInputError, match="path or a numpy array"):
+    with pytest.raises(InvalidInputError, match="file path, a numpy array"):
         open_image(12)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="max_pixels"):
         open_image(noise(2, 2), max_pixels=0)
