@@ -143,6 +143,9 @@ def _audit(args: argparse.Namespace) -> int:
     if det_path is None and image_path is None:
         error(PROG, "give an IMAGE to detect in, or --detections FILE")
         return EXIT_USAGE
+    if args.no_end_gaps and args.end_k is not None:  # (the threshold of gaps that are not looked for)
+        error(PROG, f"--end-k {args.end_k:g} sets the end gaps that --no-end-gaps turns off: give one of the two")
+        return EXIT_USAGE
     if det_path is not None:  # the detector and tiling options are those of a run of the detector
         given = _detector_options_given(args)
         if given:

@@ -97,3 +97,13 @@ def test_a_thin_preview_made_by_the_width_asked_for_says_to_raise_it(tmp_path: P
     warnings = json.loads((tmp_path / "o" / "bays.audit.json").read_text())["warnings"]
     thin = [x for x in warnings if "too thin to show shelves" in x]
     assert len(thin) == 1 and "raise --preview-max-width" in thin[0], warnings
+
+
+def test_end_k_with_end_gaps_turned_off_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    dets = tmp_path / "a.detections.json"
+    write_aisle_detections(dets, np.array([[10.0, 10, 60, 110], [70, 10, 120, 110]]), 400, 300)
+    assert main(["audit", "--detections", str(dets), "--out", str(tmp_path / "o"), "--no-end-gaps",
+                 "--end-k", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--end-k 2 sets the end gaps that --no-end-gaps turns off" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
