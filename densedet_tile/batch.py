@@ -113,10 +113,7 @@ class Manifest:
         try:
             size = os.fstat(fd).st_size
             if size:
-                with open(self.log_path, "rb") as fh:
-                    fh.seek(size - 1)
-                    if fh.read(1) != b"\n":  # a torn line from a crash: end it first
-                        line = b"\n" + line
+                size, line = self._mend_tail(fd, size, line)
             try:
                 written = os.write(fd, line)
                 if written != len(line):
@@ -129,6 +126,36 @@ class Manifest:
                 raise
         finally:
             os.close(fd)
+
+    def _mend_tail(self, fd: int, size: int, line: bytes) -> tuple[int, bytes]:
+        """The log's size and the line to append, once a last line without its newline is dealt
+        with: a whole record only lost its newline (it gets one); a record cut short by a crash
+        (or an older version's full disk) is cut off, so that the log stays JSON Lines for every
+        reader (``jq``, ``pandas.read_json(lines=True)`` failed on it), with a warning."""
+        with open(self.log_path, "rb") as fh:
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return size, line
+            start = max(0, size - (1 << 20))
+            fh.seek(start)
+            tail = fh.read()
+            cut = tail.rfind(b"\n")
+            if cut < 0 and start > 0:  # a last line over 1 MiB: read it whole
+                fh.seek(0)
+                tail, start = fh.read(), 0
+                cut = tail.rfind(b"\n")
+        piece = tail[cut + 1:]
+        try:
+            whole = isinstance(json.loads(piece), dict)
+        except ValueError:
+            whole = False
+        if whole:
+            return size, b"\n" + line
+        keep = start + cut + 1
+        os.ftruncate(fd, keep)
+        log.warning("%s: removed a record cut short at its end (%d bytes, from a run that was stopped while "
+                    "writing it)", self.log_path, size - keep)
+        return keep, line
 
     def records(self) -> list[dict[str, Any]]:
         """Every readable record, oldest first (torn or garbled lines are skipped)."""
@@ -457,8 +484,10 @@ def run_batch(
     on_submit: Callable[[Any, Any], None] | None = None,
     run_info: dict[str, Any] | None = None,
     stop_signal: Callable[[], int | None] | None = None,
+    redo: bool = False,
 ) -> BatchSummary:
-    """Process image files into ``out_dir``, skipping those whose outputs are already complete.
+    """Process image files into ``out_dir``, skipping those whose outputs are already complete
+    (``redo``: none is skipped; what an earlier version or run wrote is written anew).
 
     ``stop_signal``, when given, says which signal (if any) turned into the KeyboardInterrupt
     that stopped the run (the command's stop handler knows; Ray raises a KeyboardInterrupt of
@@ -550,7 +579,7 @@ def run_batch(
         workers_device = None if backend is None else ("cuda" if gpus_per_worker > 0 else "cpu")
         job = replace(job, request=request_key(job, detector, device=workers_device))
         for p, stem in zip(paths, stems):
-            (done if outputs_complete(out, stem, job, p) else todo).append((p, stem))
+            (done if not redo and outputs_complete(out, stem, job, p) else todo).append((p, stem))
     except BaseException:
         manifest.unlock()
         raise
@@ -572,8 +601,10 @@ def run_batch(
         """The run's first line, then the images an earlier run finished (between ``run`` and
         ``end``, like every image line)."""
         nonlocal begun
-        manifest.append({"event": "run", "run": summary.run, "started": _now(), **rec, "out": str(out),
-                         "inputs": len(paths), "to_do": len(todo), **(run_info or {})})
+        from . import __version__
+
+        manifest.append({"event": "run", "run": summary.run, "started": _now(), "version": __version__, **rec,
+                         "out": str(out), "inputs": len(paths), "to_do": len(todo), **(run_info or {})})
         begun = True
         for p, stem in done:
             record({"input": str(p), "stem": stem, "status": "skipped", **_existing_products(out, stem),

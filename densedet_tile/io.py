@@ -501,8 +501,11 @@ def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None,
     cats = {str(i): n for i, n in enumerate(names)}
     for i in used:
         cats.setdefault(str(i), str(i))
+    from . import __version__
+
     return {
         "schema": SCHEMA,
+        "written_by": f"densedet-tile {__version__}",  # (which version's rules made these boxes)
         # boxes are in pixels of the upright image: the stored one with its EXIF orientation applied
         "image": {"path": result.path, "name": result.name, "width": result.width, "height": result.height,
                   "orientation": int(getattr(result, "orientation", 1)),

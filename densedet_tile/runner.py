@@ -494,13 +494,36 @@ def process_image(
 def _outputs_as_recorded(doc: dict[str, Any], paths: dict[str, Path], stem: str) -> bool:
     """Whether the outputs beside a detections JSON (``doc``) are the ones it was written with
     (:func:`_ours` of its record: a file of that name put there by hand, or left by another run,
-    is not this result's; a CSV or COCO file saying "garbage" was skipped as complete). A JSON
-    from before that record (no ``outputs``) is trusted, and so is a YOLO label file (labels
+    is not this result's; a CSV or COCO file saying "garbage" was skipped as complete). Outputs
+    with no digest recorded (an older version's) are trusted if they are CSV and COCO files
+    holding a row per detection (:func:`_whole`), and a YOLO label file always is (labels
     corrected in a labelling tool stay the user's)."""
-    if doc.get("outputs") is None:
-        return True
-    recorded = _outputs_record(doc, stem)
-    return all(_ours(p, recorded) for kind, p in paths.items() if kind not in ("json", "yolo"))
+    has_record = doc.get("outputs") is not None
+    recorded = _outputs_record(doc, stem) if has_record else {}
+    for kind, p in paths.items():
+        if kind in ("json", "yolo"):
+            continue
+        if has_record and not _ours(p, recorded):
+            return False
+        # no digest to check it by (an older version's): one row per detection
+        if recorded.get(p.name) is None and kind in ("csv", "coco") and not _whole(kind, p, doc.get("num_detections")):
+            return False
+    return True
+
+
+def _whole(kind: str, path: Path, n: Any) -> bool:
+    """Whether a CSV or COCO output written without a digest holds one row per detection (an
+    upgrade review: a CSV saying "garbage" beside an older version's JSON was kept as complete)."""
+    try:
+        if kind == "coco":
+            rows = json.loads(path.read_bytes())
+            return isinstance(rows, list) and len(rows) == n and all(isinstance(r, dict) for r in rows)
+        lines = path.read_bytes().splitlines()
+    except (OSError, ValueError):
+        return False
+    if lines and lines[0].startswith(b"image_name,"):
+        lines = lines[1:]
+    return len(lines) == n and all(line.count(b",") >= 7 for line in lines)
 
 
 def _sha256(data: bytes | str) -> str:

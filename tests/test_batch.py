@@ -130,17 +130,27 @@ def test_restart_skips_complete_outputs_and_redoes_corrupt_ones(tmp_path):
     assert {Path(r["input"]).stem: r["status"] for r in snap["images"]} == status
 
 
-def test_manifest_survives_a_torn_last_line(tmp_path):
+def test_manifest_survives_a_torn_last_line(tmp_path, caplog):
     m = Manifest(tmp_path)
     m.append({"event": "image", "input": "/x/a.png", "status": "ok"})
     with open(m.log_path, "ab") as fh:
         fh.write(b'{"event": "image", "input": "/x/b.p')  # the driver died mid-write
-    m.append({"event": "image", "input": "/x/c.png", "status": "error"})
+    with caplog.at_level("WARNING", logger="densedet_tile.batch"):
+        m.append({"event": "image", "input": "/x/c.png", "status": "error"})
     recs = m.records()
     assert [r["input"] for r in recs] == ["/x/a.png", "/x/c.png"]
-    assert m.log_path.read_bytes().count(b"\n") == 3
+    # the torn record is cut off, not left in the middle: every line is JSON (jq, pandas lines=True)
+    lines = m.log_path.read_bytes().splitlines()
+    assert len(lines) == 2 and all(isinstance(json.loads(x), dict) for x in lines)
+    assert any("removed a record cut short at its end (35 bytes" in r.getMessage() for r in caplog.records)
     snap = m.snapshot()
     assert snap["counts"] == {"ok": 1, "error": 1}
+    # a whole record that only lost its newline is kept
+    with open(m.log_path, "ab") as fh:
+        fh.write(b'{"event": "image", "input": "/x/d.png", "status": "ok"}')
+    m.append({"event": "image", "input": "/x/e.png", "status": "ok"})
+    assert [r["input"] for r in m.records()] == ["/x/a.png", "/x/c.png", "/x/d.png", "/x/e.png"]
+    assert m.log_path.read_bytes().count(b"\n") == 4
 
 
 def test_folders_expand_to_images_and_clashing_names_get_suffixes(tmp_path):

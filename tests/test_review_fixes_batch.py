@@ -280,3 +280,47 @@ def test_max_vram_is_planned_once_and_never_caps_torch_for_a_detector_torch_does
     assert capped == []  # once, with the usual batch, this applied torch's cap on every image
     vram.fit_to_vram(OnTorch(), TileSpec(), ask)
     assert capped == ["cuda:0"]
+
+
+@pytest.mark.parametrize("spoil", ["garbage\n", "", "coco:{}", "coco:[]"])
+def test_an_older_versions_csv_or_coco_that_is_not_whole_is_redone(tmp_path: Path, spoil: str) -> None:
+    # results from before outputs_sha256 carry no digest: their CSV and COCO were trusted as
+    # they stood, "garbage" included (an upgrade review); now each must hold a row per box
+    img = _photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "csv", "coco"))
+    assert run_batch([img], out, detector=BlobDetector(), job=job).ok == 1
+    doc = json.loads((out / "a.detections.json").read_text())
+    for key in ("outputs", "outputs_sha256"):  # as a version before them wrote it
+        doc.pop(key, None)
+    (out / "a.detections.json").write_text(json.dumps(doc))
+    assert run_batch([img], out, detector=BlobDetector(), job=job).skipped == 1  # whole: kept
+    if spoil.startswith("coco:"):
+        (out / "a.coco.json").write_text(spoil[5:])
+    else:
+        (out / "a.detections.csv").write_text(spoil)
+    again = run_batch([img], out, detector=BlobDetector(), job=job)
+    assert (again.ok, again.skipped) == (1, 0)
+
+
+def test_redo_writes_complete_outputs_anew_and_runs_say_which_version_wrote_them(tmp_path: Path) -> None:
+    # an upgraded batch kept every earlier result, with no way to have them written again but
+    # deleting files (an upgrade review)
+    import densedet_tile
+    from densedet_tile.cli.batch import batch_main
+
+    img = _photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    assert run_batch([img], out, detector=BlobDetector(), job=JOB).ok == 1
+    assert run_batch([img], out, detector=BlobDetector(), job=JOB).skipped == 1
+    again = run_batch([img], out, detector=BlobDetector(), job=JOB, redo=True)
+    assert (again.ok, again.skipped) == (1, 0)
+    doc = json.loads((out / "a.detections.json").read_text())
+    assert doc["written_by"] == f"densedet-tile {densedet_tile.__version__}"
+    runs = [r for r in Manifest(out).records() if r.get("event") == "run"]
+    assert len(runs) == 3 and all(r["version"] == densedet_tile.__version__ for r in runs)
+    fake = str(Path(__file__).parent / "fakes.py") + ":make_blob"
+    assert batch_main([str(img), "--out", str(out), "--ray", "none", "--detector", fake, "--tile", "256", "-q",
+                       "--redo"]) == 0
+    last = [r for r in Manifest(out).records() if r.get("event") == "image"][-1]
+    assert last["status"] == "ok"

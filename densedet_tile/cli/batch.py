@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or folders of them (not recursive)")
     add_tiling_options(p)
     add_detector_options(p)
-    add_output_options(p, out_required=True)
+    out = add_output_options(p, out_required=True)
+    out.add_argument("--redo", action="store_true",
+                     help="redo every image, also those whose outputs are complete (after an upgrade, or to "
+                          "write them all anew)")
     r = p.add_argument_group("workers")
     r.add_argument("--ray", default="default", metavar="ADDRESS",
                    help="'local' (start Ray on this machine), 'auto' (join $RAY_ADDRESS or the cluster running "
@@ -149,7 +152,7 @@ def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> 
             args.inputs, args.out, detector=detector_spec_from_args(args), job=job, ray=args.ray,
             workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
             split=args.split, retries=args.retries, timeout=args.timeout, on_record=show,
-            run_info={"argv": list(argv)}, stop_signal=lambda: stop.signum,
+            run_info={"argv": list(argv)}, stop_signal=lambda: stop.signum, redo=args.redo,
         )
     except DensedetError as exc:
         if args.debug:

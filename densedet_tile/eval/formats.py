@@ -244,6 +244,13 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
     name = img.get("row_name") or img.get("name") or (image_key(img["path"]) if isinstance(img.get("path"), str) else None)
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"{path}: image.name must be a non-empty string")
+    if not img.get("row_name"):
+        # written before row_name (2026-12-05): a second input of this name saved as <stem>-2 is
+        # named by its file, as that run's CSV and COCO rows name it
+        own = path.name[: -len(".detections.json")] if path.name.endswith(".detections.json") else None
+        base, suffix = os.path.splitext(name)
+        if own and own != base and re.fullmatch(re.escape(base) + r"-[0-9]+", own):
+            name = own + suffix
     w = _size(img.get("width"), "image.width", str(path))
     h = _size(img.get("height"), "image.height", str(path))
     for key in ("boxes", "scores", "labels"):  # numbers as JSON numbers: "10" or true is no coordinate

@@ -52,3 +52,26 @@ def test_csv_coordinates_are_rounded_to_the_nearest_pixel(tmp_path) -> None:
                          model={})
     row = write_csv(res, tmp_path / "a.csv").read_text().splitlines()[1].split(",")
     assert row[1:5] == ["11", "20", str(int(np.rint(60.5))), "90"]
+
+
+def test_an_older_folder_with_a_renumbered_second_photo_is_read_by_its_file_names(tmp_path) -> None:
+    # written before image.row_name: both JSONs name the image x.jpg; the second one's file is
+    # x-2 (and its CSV and COCO rows say x-2.jpg). eval refused the folder ("a second detections
+    # file"), and a batch rerun skipped the images as complete, so it never mended (an upgrade review)
+    from densedet_tile.eval.formats import read_predictions
+    from densedet_tile.io import write_json
+
+    det = dt.Detections(np.array([[10.0, 20.0, 60.0, 90.0]]), np.array([0.9]), np.array([0]))
+    res = dt.ImageResult(detections=det, name="x.jpg", path=None, width=200, height=100, num_tiles=1, settings={},
+                         model={})
+    write_json(res, tmp_path / "x.detections.json")
+    write_json(res, tmp_path / "x-2.detections.json")
+    write_json(res, tmp_path / "x_copy.detections.json")  # renamed by hand: not a renumbered one
+    import json
+
+    for f in tmp_path.glob("*.json"):
+        assert "row_name" not in json.loads(f.read_text())["image"]
+    (tmp_path / "x.detections.json").unlink()
+    assert sorted(read_predictions(tmp_path).images) == ["x-2.jpg", "x.jpg"]  # x_copy stays x.jpg
+    (tmp_path / "x_copy.detections.json").rename(tmp_path / "x.detections.json")
+    assert sorted(read_predictions(tmp_path).images) == ["x-2.jpg", "x.jpg"]
