@@ -313,6 +313,14 @@ def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
     return out
 
 
+def _plain_stem(stem: Any) -> bool:
+    """Whether a manifest's ``stem`` is a plain name this tool could have given: no folder part,
+    not ``.`` or ``..``. A record of ``../elsewhere/x`` (a manifest edited, or received with a
+    shared folder) made the next run write outside --out (a security review)."""
+    return (isinstance(stem, str) and stem not in ("", ".", "..") and "\0" not in stem
+            and "/" not in stem and "\\" not in stem and os.path.basename(stem) == stem)
+
+
 def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str, Any]],
                 reserved: Collection[str] = ()) -> list[str]:
     """Output stems for ``paths`` in ``out_dir``: an input keeps the stem an earlier run there gave
@@ -329,7 +337,7 @@ def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str
     had: dict[str, str] = {}
     for rec in earlier:
         inp, stem = rec.get("input"), rec.get("stem")
-        if isinstance(inp, str) and isinstance(stem, str) and stem:
+        if isinstance(inp, str) and _plain_stem(stem):
             old = had.get(inp)
             if old is not None and owner.get(key(old)) == inp:
                 del owner[key(old)]

@@ -186,7 +186,8 @@ def _audit(args: argparse.Namespace) -> int:
                 other_name = (f"{det_path} holds the boxes of {str(boxes.name)!r}, audited here with {image_path}; "
                               "check that they are one photo")
             if image_path is None and boxes.path:
-                image_path = _photo_named_in(boxes.path, det_path, width, height, real=boxes.file)
+                image_path = _photo_named_in(boxes.path, det_path, width, height, real=boxes.file,
+                                             stamp=getattr(boxes, "stamp", None))
                 if image_path is None:
                     no_photo = (f"the photo {boxes.path!r} named in {det_path} is not found from here (or is "
                                 "another image), so the report draws the boxes without it; pass the image as well "
@@ -351,25 +352,35 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real: str | None = None) -> str | None:
+def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real: str | None = None,
+                    stamp: tuple[int, int] | None = None) -> str | None:
     """The photo a detections JSON names (as the detection run was given it: relative to where
     that ran), looked for from here and beside the JSON and the folder above it, then at
-    ``real``, the absolute path the run recorded (``settings.requested.file``); only one of the
-    detections' size counts (a file of that name elsewhere is another photo), and one whose
-    size cannot be told from its header only when none is known to match. None when none is
-    found."""
+    ``real``, the absolute path the run recorded (``settings.requested.file``). Only the very
+    file the boxes were made from is taken: its size and modification time as the run recorded
+    them (``stamp``), or, with no such record (another version's JSON), a file beside the JSON
+    or in the folder above it only. So a JSON handed to a service cannot have the report show
+    any image the service can read (an outside security review), and a file that is no image is
+    as good as not there. Of
+    those, one of the detections' size counts, and one whose size cannot be told from its header
+    only when none is known to match. None when none is found."""
     p = Path(recorded)
     here = Path(os.path.abspath(det_path)).parent  # (a relative JSON path's parent is "." twice over)
     spots = [p] if p.is_absolute() else [p, here / p, here.parent / p]
     if real and Path(real).is_absolute():
         spots.append(Path(real))
+    spots.append(here / p.name)
     unknown = None
     for spot in spots:
         try:
             if not spot.is_file():
                 continue
+            st = spot.stat()
+            if (st.st_size, st.st_mtime_ns) != stamp and not (
+                    stamp is None and os.path.dirname(os.path.abspath(spot)) in (str(here), str(here.parent))):
+                continue
             size = _upright_size(spot)
-        except OSError:  # in a folder the user may not enter, or unreadable: as if not there
+        except (OSError, DensedetError):  # unreadable, or no image: as if not there
             continue
         if size == (width, height):
             return str(spot)

@@ -96,6 +96,9 @@ class ImageBoxes:
     #: our detections JSON only: the photo's real (absolute) path when it was run
     #: (``settings.requested.file``), where ``path`` is as the run was given it
     file: str | None = None
+    #: our detections JSON only: the photo's size and modification time (ns) when it was run
+    #: (``settings.requested.input``), which tell that very file from another
+    stamp: tuple[int, int] | None = None
 
 
 @dataclass(eq=False)
@@ -289,8 +292,12 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
     settings = data.get("settings")
     requested = settings.get("requested") if isinstance(settings, dict) else None
     real = requested.get("file") if isinstance(requested, dict) else None
+    stamp = requested.get("input") if isinstance(requested, dict) else None
+    stamp = (tuple(stamp) if isinstance(stamp, list) and len(stamp) == 2
+             and all(isinstance(v, int) and not isinstance(v, bool) for v in stamp) else None)
     return ImageBoxes(image_key(name), w, h, xyxy, scores, names, path=img_path,
-                      count_range=cr if isinstance(cr, dict) else None, file=real if isinstance(real, str) else None)
+                      count_range=cr if isinstance(cr, dict) else None, file=real if isinstance(real, str) else None,
+                      stamp=stamp)
 
 
 def read_detections_json(path: str | os.PathLike[str]) -> ImageBoxes:
