@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -518,12 +520,13 @@ def _whole(kind: str, path: Path, n: Any) -> bool:
         if kind == "coco":
             rows = json.loads(path.read_bytes())
             return isinstance(rows, list) and len(rows) == n and all(isinstance(r, dict) for r in rows)
-        lines = path.read_bytes().splitlines()
-    except (OSError, ValueError):
+        # rows as the csv module reads them: a quoted file name may hold commas and line breaks
+        rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8", "surrogateescape"), newline="")))
+    except (OSError, ValueError, csv.Error):
         return False
-    if lines and lines[0].startswith(b"image_name,"):
-        lines = lines[1:]
-    return len(lines) == n and all(line.count(b",") >= 7 for line in lines)
+    if rows and rows[0][:1] == ["image_name"]:
+        rows = rows[1:]
+    return len(rows) == n and all(len(r) >= 8 for r in rows)
 
 
 def _sha256(data: bytes | str) -> str:

@@ -324,3 +324,16 @@ def test_redo_writes_complete_outputs_anew_and_runs_say_which_version_wrote_them
                        "--redo"]) == 0
     last = [r for r in Manifest(out).records() if r.get("event") == "image"][-1]
     assert last["status"] == "ok"
+
+
+def test_an_older_versions_csv_naming_a_photo_with_a_comma_and_a_line_break_is_whole(tmp_path: Path) -> None:
+    img = _photo(tmp_path / "in" / "shelf, left\nend.png")
+    out = tmp_path / "out"
+    job = Job(tiling=TileSpec(tile=256), formats=("json", "csv"))
+    assert run_batch([img], out, detector=BlobDetector(), job=job).ok == 1
+    (jp,) = out.glob("*.detections.json")
+    doc = json.loads(jp.read_text())
+    doc.pop("outputs", None)
+    doc.pop("outputs_sha256", None)
+    jp.write_text(json.dumps(doc))
+    assert run_batch([img], out, detector=BlobDetector(), job=job).skipped == 1  # read as csv reads it
