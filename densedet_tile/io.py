@@ -261,8 +261,8 @@ def _try_lock(fd: int) -> str:
     except ImportError:
         import msvcrt  # Windows; ImportError again where there is neither
 
-        os.lseek(fd, _WINDOWS_LOCK_AT, os.SEEK_SET)
         try:
+            os.lseek(fd, _WINDOWS_LOCK_AT, os.SEEK_SET)  # (a file system that cannot: no locks)
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         except OSError as exc:  # EACCES: locked by another process (EDEADLOCK after retries)
             return "busy" if exc.errno in (errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)) else "no locks"

@@ -130,7 +130,7 @@ class _Caught(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         caught = _CAUGHT.get()
         if caught is None or record.levelno < logging.WARNING:
-            if self.parent is not None:
+            if self.parent is not None and _HOOKS.get("propagate", True):  # (as the logger was set)
                 self.parent.callHandlers(record)
             return
         try:
@@ -146,7 +146,8 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, file
     its list, every other thread's to the function it replaced."""
     caught = _CAUGHT.get()
     if caught is None:
-        _HOOKS["showwarning"](message, category, filename, lineno, file, line)
+        # (the function it replaced: kept after the last capture too, should someone put this back)
+        _HOOKS.get("showwarning", warnings._showwarning_orig)(message, category, filename, lineno, file, line)
         return
     text = f"{category.__name__}: {message}"
     caught.append((text, text))
@@ -176,7 +177,6 @@ def _hold(on: bool) -> None:
             logger.propagate = _HOOKS.pop("propagate")
             if warnings.showwarning is _show_warning:  # (unless someone put their own in since)
                 warnings.showwarning = _HOOKS["showwarning"]
-            _HOOKS.pop("showwarning")
 
 
 #: A ``%``-style placeholder of a log message's format string (``%%`` is a percent sign).

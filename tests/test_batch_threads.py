@@ -112,3 +112,38 @@ def test_what_the_tile_reader_thread_logs_goes_with_the_image_it_reads(monkeypat
         got = list(batching.iter_tile_batches(src, tiles, 1, prefetch=2))
     assert len(got) == 3
     assert [text for _, text in caught] == [f"tile at {x} read from a damaged strip" for x in (0, 100, 200)]
+
+
+def test_hooks_put_back_later_still_show_warnings_and_a_loggers_propagate_holds(monkeypatch) -> None:
+    from densedet_tile import runner
+
+    pkg = logging.getLogger("densedet_tile")
+    rec = Recorder()
+    root = logging.getLogger()
+    root.addHandler(rec)
+    monkeypatch.setattr(pkg, "propagate", False)  # the service keeps the package's records to itself
+    try:
+        started, go = threading.Event(), threading.Event()
+
+        def capture() -> None:
+            with runner.caught_warnings():
+                started.set()
+                go.wait(10)
+
+        t = threading.Thread(target=capture)
+        t.start()
+        assert started.wait(10)
+        logging.getLogger("densedet_tile.service").warning("kept to the package")
+        go.set()
+        t.join(10)
+        assert "kept to the package" not in rec.texts and pkg.propagate is False
+    finally:
+        root.removeHandler(rec)
+    # the hook put back after the last capture (logging.captureWarnings(False) does so) still shows:
+    # what it hands on to is kept (it was dropped, and every later warning raised KeyError)
+    assert "showwarning" in runner._HOOKS
+    shown: list[str] = []
+    monkeypatch.setattr(runner, "_HOOKS", {**runner._HOOKS, "showwarning": lambda m, *a, **k: shown.append(str(m))})
+    monkeypatch.setattr(warnings, "showwarning", runner._show_warning)
+    runner._show_warning("late", UserWarning, "f.py", 1)
+    assert shown == ["late"]

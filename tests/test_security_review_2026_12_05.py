@@ -119,3 +119,34 @@ def test_the_audit_shows_no_file_a_detections_json_points_to_unless_its_boxes_ca
     doc["image"]["path"] = doc["settings"]["requested"]["file"] = str(tmp_path / "secret" / "notes.txt")
     crafted.write_text(json.dumps(doc))
     assert main(["audit", "--detections", str(crafted), "--out", str(tmp_path / "a3"), "-q"]) == 0
+
+
+def test_a_photo_copied_beside_its_json_is_drawn_though_its_time_changed(tmp_path: Path) -> None:
+    import shutil
+
+    from densedet_tile.cli import main
+
+    photo = tmp_path / "run" / "shelf.png"
+    photo.parent.mkdir()
+    Image.fromarray(blob_image(300, 400, (50, 60, 150, 200))).save(photo)
+    fake = str(Path(__file__).parent / "fakes.py") + ":make_blob"
+    assert main([str(photo), "--out", str(tmp_path / "run" / "det"), "-q", "--detector", fake, "--tile", "256"]) == 0
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(tmp_path / "run" / "det" / "shelf.detections.json", moved)
+    shutil.copyfile(photo, moved / "shelf.png")  # a plain copy: a new modification time
+    shutil.rmtree(tmp_path / "run")
+    assert main(["audit", "--detections", str(moved / "shelf.detections.json"), "--out", str(tmp_path / "a"),
+                 "-q"]) == 0
+    assert json.loads((tmp_path / "a" / "shelf.audit.json").read_text())["preview"]["from_image"] is True
+
+
+def test_tiles_of_2048_on_a_small_tiff_are_read() -> None:
+    tifffile = pytest.importorskip("tifffile")
+    import io
+
+    img = np.random.default_rng(1).integers(0, 255, (400, 600, 3), np.uint8)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, img, tile=(2048, 2048), photometric="rgb", compression="zlib")
+    with open_image(buf.getvalue()) as src:
+        assert np.array_equal(src.read(0, 0, 600, 400), img)

@@ -117,3 +117,29 @@ def test_apples_mps_device_is_named_as_not_supported() -> None:
 
     with pytest.raises(InvalidInputError, match=r"got 'mps' \(Apple's mps is not supported: use cpu\)"):
         check_device("mps")
+
+
+def test_a_file_system_that_cannot_seek_past_the_end_runs_unlocked(tmp_path: Path, monkeypatch) -> None:
+    fake = FakeMsvcrt()
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    real = os.lseek
+
+    def short_seek(fd, pos, how):
+        if pos >= 1 << 32:
+            raise OSError(22, "Invalid argument")
+        return real(fd, pos, how)
+
+    monkeypatch.setattr(os, "lseek", short_seek)
+    m = Manifest(tmp_path)
+    m.lock()  # no error: nothing to lock with there
+    assert OutputLock(tmp_path / ".y.lock").acquire()
+    m.unlock()
+
+
+def test_cmd_exe_quotes_its_own_special_characters(monkeypatch) -> None:
+    from densedet_tile.cli.options import shell_quote
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert shell_quote(r"C:\R&D\shelf") == r'"C:\R&D\shelf"'
+    assert shell_quote("") == '""'

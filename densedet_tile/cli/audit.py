@@ -356,12 +356,12 @@ def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real:
                     stamp: tuple[int, int] | None = None) -> str | None:
     """The photo a detections JSON names (as the detection run was given it: relative to where
     that ran), looked for from here and beside the JSON and the folder above it, then at
-    ``real``, the absolute path the run recorded (``settings.requested.file``). Only the very
-    file the boxes were made from is taken: its size and modification time as the run recorded
-    them (``stamp``), or, with no such record (another version's JSON), a file beside the JSON
-    or in the folder above it only. So a JSON handed to a service cannot have the report show
-    any image the service can read (an outside security review), and a file that is no image is
-    as good as not there. Of
+    ``real``, the absolute path the run recorded (``settings.requested.file``). A file beside
+    the JSON or in the folder above it is taken (a photo copied there with the JSON, its
+    modification time new); one elsewhere only when it is the very file the boxes were made
+    from, its size and modification time as the run recorded them (``stamp``). So a JSON handed
+    to a service cannot have the report show any image the service can read (an outside
+    security review), and a file that is no image is as good as not there. Of
     those, one of the detections' size counts, and one whose size cannot be told from its header
     only when none is known to match. None when none is found."""
     p = Path(recorded)
@@ -376,8 +376,8 @@ def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real:
             if not spot.is_file():
                 continue
             st = spot.stat()
-            if (st.st_size, st.st_mtime_ns) != stamp and not (
-                    stamp is None and os.path.dirname(os.path.abspath(spot)) in (str(here), str(here.parent))):
+            near = os.path.dirname(os.path.abspath(spot)) in (str(here), str(here.parent))
+            if (st.st_size, st.st_mtime_ns) != stamp and not near:
                 continue
             size = _upright_size(spot)
         except (OSError, DensedetError):  # unreadable, or no image: as if not there

@@ -356,10 +356,8 @@ def shell_quote(arg: Any) -> str:
     """``arg`` quoted for the user's shell, in a command line a message suggests: POSIX quoting,
     or cmd.exe's on Windows (``'C:\\My photos'`` is no path there)."""
     text = str(arg)
-    if sys.platform == "win32":
-        import subprocess
-
-        return subprocess.list2cmdline([text])
+    if sys.platform == "win32":  # cmd.exe: double quotes around spaces and its own & | < > ^ ( )
+        return f'"{text}"' if not text or any(c in text for c in ' \t&|<>^()%!,;=') else text
     import shlex
 
     return shlex.quote(text)

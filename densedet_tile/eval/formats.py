@@ -35,7 +35,7 @@ import os
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -99,6 +99,9 @@ class ImageBoxes:
     #: our detections JSON only: the photo's size and modification time (ns) when it was run
     #: (``settings.requested.input``), which tell that very file from another
     stamp: tuple[int, int] | None = None
+    #: our detections JSON of an older version only: the name its run's CSV rows gave a second
+    #: input of one file name (``x-2.jpg``), which eval takes when two files name one image
+    alt_name: str | None = None
 
 
 @dataclass(eq=False)
@@ -247,13 +250,16 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
     name = img.get("row_name") or img.get("name") or (image_key(img["path"]) if isinstance(img.get("path"), str) else None)
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"{path}: image.name must be a non-empty string")
-    if not img.get("row_name"):
-        # written before row_name (2026-12-05): a second input of this name saved as <stem>-2 is
-        # named by its file, as that run's CSV and COCO rows name it
+    alt = None
+    if not img.get("row_name") and "written_by" not in data:
+        # written before row_name (2026-12-05): a second input of this file name saved as
+        # <stem>-2 is called so in that run's CSV and COCO rows; eval takes that name when two
+        # files of the folder name one image (_add_our), and only then (a.jpg and a.png, the
+        # latter saved as a-2, keep their own names)
         own = path.name[: -len(".detections.json")] if path.name.endswith(".detections.json") else None
         base, suffix = os.path.splitext(name)
         if own and own != base and re.fullmatch(re.escape(base) + r"-[0-9]+", own):
-            name = own + suffix
+            alt = own + suffix
     w = _size(img.get("width"), "image.width", str(path))
     h = _size(img.get("height"), "image.height", str(path))
     for key in ("boxes", "scores", "labels"):  # numbers as JSON numbers: "10" or true is no coordinate
@@ -297,7 +303,7 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
              and all(isinstance(v, int) and not isinstance(v, bool) for v in stamp) else None)
     return ImageBoxes(image_key(name), w, h, xyxy, scores, names, path=img_path,
                       count_range=cr if isinstance(cr, dict) else None, file=real if isinstance(real, str) else None,
-                      stamp=stamp)
+                      stamp=stamp, alt_name=None if alt is None else image_key(alt))
 
 
 def read_detections_json(path: str | os.PathLike[str]) -> ImageBoxes:
@@ -1058,7 +1064,14 @@ def read_predictions(path: str | os.PathLike[str], *, gt: BoxSet | None = None) 
 
 def _add_our(out: BoxSet, im: ImageBoxes, path: Path) -> None:
     if im.name in out.images:
-        raise InvalidInputError(f"{path}: a second detections file for image {im.name}")
+        first = out.images[im.name]
+        if im.alt_name is not None and im.alt_name not in out.images:
+            im = replace(im, name=im.alt_name)  # an older version's renumbered second photo
+        elif first.alt_name is not None and first.alt_name not in out.images:
+            out.images[first.alt_name] = replace(first, name=first.alt_name)
+            del out.images[im.name]
+        else:
+            raise InvalidInputError(f"{path}: a second detections file for image {im.name}")
     out.images[im.name] = im
 
 

@@ -69,9 +69,28 @@ def test_an_older_folder_with_a_renumbered_second_photo_is_read_by_its_file_name
     write_json(res, tmp_path / "x_copy.detections.json")  # renamed by hand: not a renumbered one
     import json
 
-    for f in tmp_path.glob("*.json"):
-        assert "row_name" not in json.loads(f.read_text())["image"]
+    for f in tmp_path.glob("*.json"):  # as a version before row_name and written_by wrote them
+        doc = json.loads(f.read_text())
+        assert "row_name" not in doc["image"]
+        del doc["written_by"]
+        f.write_text(json.dumps(doc))
     (tmp_path / "x.detections.json").unlink()
     assert sorted(read_predictions(tmp_path).images) == ["x-2.jpg", "x.jpg"]  # x_copy stays x.jpg
     (tmp_path / "x_copy.detections.json").rename(tmp_path / "x.detections.json")
     assert sorted(read_predictions(tmp_path).images) == ["x-2.jpg", "x.jpg"]
+    # alone, the renumbered file keeps the name it records: a.jpg and a.png, the latter saved as
+    # a-2, are a.jpg and a.png (their CSV rows say so), not a-2.png
+    (tmp_path / "x.detections.json").unlink()
+    assert sorted(read_predictions(tmp_path).images) == ["x.jpg"]
+
+
+def test_this_versions_jsons_are_named_as_they_say(tmp_path) -> None:
+    from densedet_tile.eval.formats import read_predictions
+    from densedet_tile.io import write_json
+
+    det = dt.Detections(np.array([[10.0, 20.0, 60.0, 90.0]]), np.array([0.9]), np.array([0]))
+    for name, stem in (("a.jpg", "a"), ("a.png", "a-2"), ("classes.jpg", "classes-2")):
+        res = dt.ImageResult(detections=det, name=name, path=None, width=200, height=100, num_tiles=1,
+                             settings={}, model={})
+        write_json(res, tmp_path / f"{stem}.detections.json")
+    assert sorted(read_predictions(tmp_path).images) == ["a.jpg", "a.png", "classes.jpg"]

@@ -225,10 +225,11 @@ class TiffSource(ImageSource):
         sw, sh = int(page.imagewidth), int(page.imagelength)
         if page.is_tiled:
             self._seg_w, self._seg_h = int(page.tilewidth), int(page.tilelength)
-            # a tile is at most the image rounded up to whole tiles of 16 px, or 1024 px (what
-            # writers use on small images): a 176-byte file declaring one 40000 x 40000 tile on a
-            # 40001 x 16 image was filled in memory, 9.5 GB, under any --max-pixels (a security review)
-            cap_w, cap_h = max(-(-sw // 16) * 16, 1024), max(-(-sh // 16) * 16, 1024)
+            # a tile is at most the image rounded up to whole tiles of 16 px, or 4096 px (what
+            # writers may use on small images: 64 MB of RGB at most): a 176-byte file declaring one
+            # 40000 x 40000 tile on a 40001 x 16 image was filled in memory, 9.5 GB, under any
+            # --max-pixels (a security review)
+            cap_w, cap_h = max(-(-sw // 16) * 16, 4096), max(-(-sh // 16) * 16, 4096)
             if self._seg_w > cap_w or self._seg_h > cap_h:
                 raise ImageReadError(f"{label}: its TIFF tiles ({self._seg_w}x{self._seg_h} px) are larger than the "
                                      f"image ({sw}x{sh} px): a damaged file")
