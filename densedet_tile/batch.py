@@ -314,11 +314,12 @@ def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
 
 
 def _plain_stem(stem: Any) -> bool:
-    """Whether a manifest's ``stem`` is a plain name this tool could have given: no folder part,
-    not ``.`` or ``..``. A record of ``../elsewhere/x`` (a manifest edited, or received with a
-    shared folder) made the next run write outside --out (a security review)."""
-    return (isinstance(stem, str) and stem not in ("", ".", "..") and "\0" not in stem
-            and "/" not in stem and "\\" not in stem and os.path.basename(stem) == stem)
+    """Whether a manifest's ``stem`` is a name with no folder part, as this tool gives them (a
+    suffix always follows it, so even ``..`` names a file in --out). A record of
+    ``../elsewhere/x`` (a manifest edited, or received with a shared folder) made the next run
+    write outside --out (a security review)."""
+    return (isinstance(stem, str) and stem != "" and "\0" not in stem and os.sep not in stem
+            and (os.altsep is None or os.altsep not in stem))
 
 
 def batch_stems(paths: Sequence[Path], out_dir: Path, earlier: Sequence[dict[str, Any]],

@@ -164,8 +164,9 @@ def _hold(on: bool) -> None:
     with _HOOKS_LOCK:
         if on:
             if _HOOKS["users"] == 0:
-                _HOOKS.update(handler=_Caught(logger.parent), propagate=logger.propagate,
-                              showwarning=warnings.showwarning)
+                _HOOKS.update(handler=_Caught(logger.parent), propagate=logger.propagate)
+                if warnings.showwarning is not _show_warning:  # (put back by someone's catch_warnings)
+                    _HOOKS["showwarning"] = warnings.showwarning
                 logger.addHandler(_HOOKS["handler"])
                 logger.propagate = False
                 warnings.showwarning = _show_warning

@@ -147,3 +147,22 @@ def test_hooks_put_back_later_still_show_warnings_and_a_loggers_propagate_holds(
     monkeypatch.setattr(warnings, "showwarning", runner._show_warning)
     runner._show_warning("late", UserWarning, "f.py", 1)
     assert shown == ["late"]
+
+
+def test_a_hook_put_back_by_a_catch_warnings_that_outlived_a_capture_is_never_saved_as_the_original(
+        monkeypatch) -> None:
+    from densedet_tile import runner
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # put back whatever happens
+    outer = warnings.catch_warnings()
+    with runner.caught_warnings():
+        outer.__enter__()  # another thread's catch_warnings saves the hook in place: ours
+    outer.__exit__(None, None, None)  # ... and puts it back after the capture ended
+    assert warnings.showwarning is runner._show_warning
+    with runner.caught_warnings():
+        pass
+    assert runner._HOOKS["showwarning"] is not runner._show_warning
+    shown: list[str] = []
+    monkeypatch.setitem(runner._HOOKS, "showwarning", lambda m, *a, **k: shown.append(str(m)))
+    runner._show_warning("after", UserWarning, "f.py", 1)  # (RecursionError before)
+    assert shown == ["after"]

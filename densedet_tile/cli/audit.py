@@ -376,7 +376,8 @@ def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real:
             if not spot.is_file():
                 continue
             st = spot.stat()
-            near = os.path.dirname(os.path.abspath(spot)) in (str(here), str(here.parent))
+            # (links followed on both sides: a link beside the JSON to a file elsewhere is elsewhere)
+            near = os.path.dirname(os.path.realpath(spot)) in (os.path.realpath(here), os.path.realpath(here.parent))
             if (st.st_size, st.st_mtime_ns) != stamp and not near:
                 continue
             size = _upright_size(spot)

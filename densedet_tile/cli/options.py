@@ -357,7 +357,10 @@ def shell_quote(arg: Any) -> str:
     or cmd.exe's on Windows (``'C:\\My photos'`` is no path there)."""
     text = str(arg)
     if sys.platform == "win32":  # cmd.exe: double quotes around spaces and its own & | < > ^ ( )
-        return f'"{text}"' if not text or any(c in text for c in ' \t&|<>^()%!,;=') else text
+        if text and not any(c in text for c in ' \t&|<>^()%!,;='):
+            return text
+        body = text.rstrip("\\")  # trailing backslashes doubled: one would escape the closing quote
+        return '"' + body + "\\" * (2 * (len(text) - len(body))) + '"'
     import shlex
 
     return shlex.quote(text)

@@ -1045,8 +1045,7 @@ def read_predictions(path: str | os.PathLike[str], *, gt: BoxSet | None = None) 
                 return _yolo_folder(p, labels, gt)
             raise InvalidInputError(f"{p}: directory holds no .json detection files (nor YOLO .txt labels)")
         out = BoxSet(source=str(p), kind="json")
-        for f in files:
-            _add_our(out, read_detections_json(f), f)
+        _add_all_ours(out, [(read_detections_json(f), f) for f in files])
         out.categories = _first_seen(im.classes for im in out.images.values())
         return out
     if p.suffix.lower() == ".json":
@@ -1064,15 +1063,32 @@ def read_predictions(path: str | os.PathLike[str], *, gt: BoxSet | None = None) 
 
 def _add_our(out: BoxSet, im: ImageBoxes, path: Path) -> None:
     if im.name in out.images:
-        first = out.images[im.name]
-        if im.alt_name is not None and im.alt_name not in out.images:
-            im = replace(im, name=im.alt_name)  # an older version's renumbered second photo
-        elif first.alt_name is not None and first.alt_name not in out.images:
-            out.images[first.alt_name] = replace(first, name=first.alt_name)
-            del out.images[im.name]
-        else:
-            raise InvalidInputError(f"{path}: a second detections file for image {im.name}")
+        raise InvalidInputError(f"{path}: a second detections file for image {im.name}")
     out.images[im.name] = im
+
+
+def _add_all_ours(out: BoxSet, found: list[tuple[ImageBoxes, Path]]) -> None:
+    """A folder's detections JSONs, each under its image's name; where several name one image
+    (an older version's renumbered second photo: ``x-2.detections.json`` naming ``x.jpg``), each
+    of them with an ``alt_name`` takes it, as that run's CSV rows did, until no name is held
+    twice (``x-2-2``, a real ``x-2.jpg`` of a later run, first takes ``x-2.jpg``, then gives it
+    up to the renumbered ``x.jpg``)."""
+    names = [im.name for im, _ in found]
+    for _ in range(len(found) + 1):
+        held: dict[str, list[int]] = {}
+        for k, n in enumerate(names):
+            held.setdefault(n, []).append(k)
+        moved = False
+        for ks in held.values():
+            if len(ks) > 1:
+                for k in ks:
+                    alt = found[k][0].alt_name
+                    if alt is not None and names[k] != alt:
+                        names[k], moved = alt, True
+        if not moved:
+            break
+    for (im, path), name in zip(found, names):
+        _add_our(out, im if name == im.name else replace(im, name=name), path)
 
 
 def _first_seen(arrays: Iterable[np.ndarray]) -> list[str]:

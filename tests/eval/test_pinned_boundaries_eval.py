@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,20 @@ def test_this_versions_jsons_are_named_as_they_say(tmp_path) -> None:
                              settings={}, model={})
         write_json(res, tmp_path / f"{stem}.detections.json")
     assert sorted(read_predictions(tmp_path).images) == ["a.jpg", "a.png", "classes.jpg"]
+
+
+def test_a_real_x2_photo_beside_an_older_renumbered_x_photo_keeps_its_own_name(tmp_path) -> None:
+    import json
+
+    from densedet_tile.eval.formats import read_predictions
+    from densedet_tile.io import write_json
+
+    det = dt.Detections(np.array([[10.0, 20.0, 60.0, 90.0]]), np.array([0.9]), np.array([0]))
+    for name, stem in (("x.jpg", "x"), ("x.jpg", "x-2"), ("x-2.jpg", "x-2-2")):
+        res = dt.ImageResult(detections=det, name=name, path=None, width=200, height=100, num_tiles=1,
+                             settings={}, model={})
+        f = write_json(res, tmp_path / f"{stem}.detections.json")
+        doc = json.loads(Path(f).read_text())
+        del doc["written_by"]  # an older version's
+        Path(f).write_text(json.dumps(doc))
+    assert sorted(read_predictions(tmp_path).images) == ["x-2-2.jpg", "x-2.jpg", "x.jpg"]

@@ -73,11 +73,7 @@ def open_image(
         return ArraySource(source)
     pil = sys.modules.get("PIL.Image")
     if pil is not None and isinstance(source, pil.Image):
-        from PIL import ImageOps
-
-        src = ArraySource(np.asarray(ImageOps.exif_transpose(source).convert("RGB")))
-        src.name = "<PIL image>"
-        return src
+        return _from_pil(source, max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)) or callable(getattr(source, "read", None)):
         return _spooled(source, max_pixels=max_pixels, tiff_cache_bytes=tiff_cache_bytes, decoder=decoder)
     if not isinstance(source, (str, os.PathLike)):
@@ -155,4 +151,22 @@ def _spooled(source: Any, **options: Any) -> ImageSource:
         os.unlink(tmp)  # POSIX: the reader's open handle keeps the data until it closes
     except OSError:  # pragma: no cover - Windows keeps an open file: removed once the source is gone
         weakref.finalize(src, _unlink_quietly, tmp)
+    return src
+
+
+def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
+    """A PIL image, converted as a file of it is read: the pixel limit first (``Image.open`` is
+    lazy: nothing is decoded yet), its EXIF rotation, 16-bit and float samples by their range,
+    transparency on white, palettes (``convert("RGB")`` made a 16-bit gray photo white)."""
+    from PIL import ImageOps
+
+    from .base import check_size
+    from .colour import pillow_converter, stored_8bit
+
+    label = "<PIL image>"
+    check_size(label, int(im.size[0]), int(im.size[1]), max_pixels)
+    eight_bit = stored_8bit(im)  # (asked before loading, as the file reader does)
+    upright = ImageOps.exif_transpose(im)
+    src = ArraySource(pillow_converter(upright, eight_bit=eight_bit)(upright))
+    src.name = label
     return src

@@ -226,11 +226,14 @@ class TiffSource(ImageSource):
         if page.is_tiled:
             self._seg_w, self._seg_h = int(page.tilewidth), int(page.tilelength)
             # a tile is at most the image rounded up to whole tiles of 16 px, or 4096 px (what
-            # writers may use on small images: 64 MB of RGB at most): a 176-byte file declaring one
+            # writers may use on small images): a 176-byte file declaring one
             # 40000 x 40000 tile on a 40001 x 16 image was filled in memory, 9.5 GB, under any
             # --max-pixels (a security review)
             cap_w, cap_h = max(-(-sw // 16) * 16, 4096), max(-(-sh // 16) * 16, 4096)
-            if self._seg_w > cap_w or self._seg_h > cap_h:
+            # and in bytes, whatever its samples: at most the whole image's, or 128 MiB
+            per_px = int(page.samplesperpixel) * max(1, int(page.bitspersample) // 8)
+            budget = max((-(-sw // 16) * 16) * (-(-sh // 16) * 16) * per_px, 128 << 20)
+            if self._seg_w > cap_w or self._seg_h > cap_h or self._seg_w * self._seg_h * per_px > budget:
                 raise ImageReadError(f"{label}: its TIFF tiles ({self._seg_w}x{self._seg_h} px) are larger than the "
                                      f"image ({sw}x{sh} px): a damaged file")
         else:

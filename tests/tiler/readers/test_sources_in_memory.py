@@ -68,3 +68,20 @@ def test_the_pixel_limit_holds_for_bytes_too() -> None:
     Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(buf, "PNG")
     with pytest.raises(ImageReadError, match=r"^<bytes>: .*10000"):
         open_image(buf.getvalue(), max_pixels=5000)
+
+
+def test_a_pil_image_is_converted_as_its_file_is_read(tmp_path: Path) -> None:
+    gray16 = (np.arange(120 * 160, dtype=np.uint32).reshape(120, 160) * 3 % 65536).astype(np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "g16.png")
+    with open_image(tmp_path / "g16.png") as src:
+        want = src.read(0, 0, 160, 120)
+    with Image.open(tmp_path / "g16.png") as im, open_image(im) as src:  # convert("RGB") made it white
+        assert np.array_equal(src.read(0, 0, 160, 120), want)
+    rgba = np.zeros((50, 60, 4), np.uint8)
+    rgba[..., 0] = 200  # red, fully transparent: on white, as a file's is
+    Image.fromarray(rgba).save(tmp_path / "t.png")
+    with Image.open(tmp_path / "t.png") as im, open_image(tmp_path / "t.png") as a, open_image(im) as b:
+        assert np.array_equal(a.read(0, 0, 60, 50), b.read(0, 0, 60, 50))
+    with Image.open(tmp_path / "g16.png") as im:
+        with pytest.raises(ImageReadError, match=r"<PIL image>.*19200"):  # the pixel limit, before decoding
+            open_image(im, max_pixels=1000)
