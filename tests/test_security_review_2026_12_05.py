@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +48,10 @@ def _tiff_with_tile(path: Path, w: int, h: int, tile: int, tile_h: int | None = 
 def test_a_tiff_tile_far_larger_than_its_image_is_refused_before_it_is_filled(tmp_path: Path) -> None:
     bomb = _tiff_with_tile(tmp_path / "sparse.tif", 40001, 16, 40000)  # 176 bytes; filled, 9.5 GB
     assert bomb.stat().st_size < 400
-    t0 = time.perf_counter()
     with pytest.raises(ImageReadError, match=r"sparse.tif: its TIFF tiles \(40000x40000 px\) are larger than the "
                                              r"image \(40001x16 px\)"):
         with open_image(bomb, max_pixels=1_000_000) as src:
             src.read(0, 0, 100, 16)
-    assert time.perf_counter() - t0 < 5
 
 
 def test_a_tiff_tile_is_bounded_in_bytes_too(tmp_path: Path) -> None:
