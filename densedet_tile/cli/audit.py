@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -370,14 +371,15 @@ def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real:
     if real and Path(real).is_absolute():
         spots.append(Path(real))
     spots.append(here / p.name)
+    # (links followed on both sides: a link beside the JSON to a file elsewhere is elsewhere)
+    nearby = (os.path.realpath(here), os.path.realpath(here.parent))
     unknown = None
-    for spot in spots:
+    for spot in dict.fromkeys(spots):  # (one path given two ways is looked at once)
         try:
-            if not spot.is_file():
-                continue
             st = spot.stat()
-            # (links followed on both sides: a link beside the JSON to a file elsewhere is elsewhere)
-            near = os.path.dirname(os.path.realpath(spot)) in (os.path.realpath(here), os.path.realpath(here.parent))
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            near = os.path.dirname(os.path.realpath(spot)) in nearby
             if (st.st_size, st.st_mtime_ns) != stamp and not near:
                 continue
             size = _upright_size(spot)

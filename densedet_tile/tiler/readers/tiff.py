@@ -229,11 +229,12 @@ class TiffSource(ImageSource):
             # writers may use on small images): a 176-byte file declaring one
             # 40000 x 40000 tile on a 40001 x 16 image was filled in memory, 9.5 GB, under any
             # --max-pixels (a security review)
-            cap_w, cap_h = max(-(-sw // 16) * 16, 4096), max(-(-sh // 16) * 16, 4096)
+            pad_w, pad_h = -(-sw // 16) * 16, -(-sh // 16) * 16
             # and in bytes, whatever its samples: at most the whole image's, or 128 MiB
             per_px = int(page.samplesperpixel) * max(1, int(page.bitspersample) // 8)
-            budget = max((-(-sw // 16) * 16) * (-(-sh // 16) * 16) * per_px, 128 << 20)
-            if self._seg_w > cap_w or self._seg_h > cap_h or self._seg_w * self._seg_h * per_px > budget:
+            budget = max(pad_w * pad_h * per_px, 128 << 20)
+            if (self._seg_w > max(pad_w, 4096) or self._seg_h > max(pad_h, 4096)
+                    or self._seg_w * self._seg_h * per_px > budget):
                 raise ImageReadError(f"{label}: its TIFF tiles ({self._seg_w}x{self._seg_h} px) are larger than the "
                                      f"image ({sw}x{sh} px): a damaged file")
         else:
