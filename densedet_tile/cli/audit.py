@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import stat
 import sys
@@ -38,7 +39,7 @@ from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detec
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
                   remove_empty, sweep_temporaries, write_files)
 from ..pipeline import detect_image
-from ..runner import Job, as_json, build_detector
+from ..runner import Job, as_json, build_detector, error_line
 from .options import (
     StopSignals,
     EXIT_FAILED,
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print the summary line and warnings only (no line per bay, empty section or shelf)")
+    p.add_argument("--debug", action="store_true", help="log tracebacks of errors")
     add_tiling_options(p)
     add_detector_options(p)
     return p
@@ -124,6 +126,8 @@ def audit_main(argv: Sequence[str]) -> int:
     args = parse(build_parser(), argv)
     if isinstance(args, int):
         return args
+    if args.debug:  # (main puts the level back)
+        logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
     made = new_folders(args.out)
     with StopSignals() as stop:  # Ctrl-C or SIGTERM: the files being written are rolled back
         try:
@@ -560,10 +564,12 @@ def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
         return EXIT_USAGE, None
     try:
         res = detect_image(image_path, detector, tiling=job.tiling, merge=job.merge, run=job.run)
-    except (DensedetError, OSError):
+    except (InvalidInputError, ImageReadError, OSError):
         raise
-    except Exception as exc:
-        error(PROG, f"{image_path}: detector failed ({exc})")
+    except Exception as exc:  # the detector's own failure says so; anything else is named by its type
+        logging.getLogger("densedet_tile").debug("%s failed", image_path, exc_info=True)
+        error(PROG, error_line(image_path, exc)
+              + ("" if args.debug or isinstance(exc, DensedetError) else " (--debug for the traceback)"))
         return EXIT_FAILED, None
     # the settings the boxes were found with (tile, merge, threshold...), as a detections JSON keeps them
     info = {"path": res.path, "name": res.name, "width": res.width, "height": res.height, "model": res.model,

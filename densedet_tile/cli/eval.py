@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..tiler.readers import IMAGE_SUFFIXES
-from ..errors import DensedetError, ImageReadError, InvalidInputError
+from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
 from ..eval.compare import CompareRun, compare_tiled_untiled, pair_images, uses_class_agnostic
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="also write the figures to this JSON file")
     p.add_argument("--compare", action="store_true", help="run the detector over PRED (a folder of images) tiled and untiled")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="with --compare: only the first N images")
+    p.add_argument("--debug", action="store_true", help="log tracebacks of errors")
     add_tiling_options(p)
     add_detector_options(p)
     return p
@@ -105,9 +107,11 @@ def eval_main(argv: Sequence[str]) -> int:
     args = parse(build_parser(), argv)
     if isinstance(args, int):
         return args
+    if args.debug:  # (main puts the level back)
+        logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
     if not args.compare:  # the detector, tiling and --limit options are those of a --compare run
         defaults = vars(build_parser().parse_args(["--", args.pred, args.gt]))
-        own = {"pred", "gt", "max_dets", "class_agnostic", "ignore_size", "output", "compare"}
+        own = {"pred", "gt", "max_dets", "class_agnostic", "ignore_size", "output", "compare", "debug"}
         given = options_changed(args, {k: v for k, v in defaults.items() if k not in own})
         if given:
             error(PROG, f"{', '.join(given)}: only with --compare (which runs a detector over a folder of images)")
@@ -198,8 +202,13 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
                                      check_sizes=not args.ignore_size)
     except (InvalidInputError, ImageReadError):  # bad input (an unreadable image): exit 2
         raise
-    except Exception as exc:  # the detector is third-party code
-        error(PROG, f"detector {args.detector!r} failed: {exc}")
+    except Exception as exc:  # the detector's own failure says so; anything else is named by its type
+        logging.getLogger("densedet_tile").debug("the comparison failed", exc_info=True)
+        if isinstance(exc, DensedetError):
+            error(PROG, one_line(exc))
+        else:
+            error(PROG, f"--compare failed: {type(exc).__name__}: {one_line(exc)}"
+                        + ("" if args.debug else " (--debug for the traceback)"))
         return EXIT_FAILED
     md = args.max_dets[-1]
     print(f"{len(images)} images from {folder}, asked tile {args.tile}, overlap {args.overlap}")
