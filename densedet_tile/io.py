@@ -712,7 +712,7 @@ def write_preview(
     ``width``, ``height`` and ``read(x, y, w, h)``); the image is read and shrunk in bands of
     rows, so a giant image never sits in memory at full size.
     """
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
     W, H = int(source.width), int(source.height)
     scale = min(1.0, max_side / max(W, H))

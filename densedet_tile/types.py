@@ -450,6 +450,16 @@ def _positive_int_or_none(name: str, value: object, lo: int = 1, hi: int | None 
 #: 0.8 GB of 8-bit pixels (3 GB as float32); a typo (an extra digit, a scale of 100) beyond it
 #: used to exhaust the machine's memory instead of being refused.
 MAX_INPUT_SIZE = 16384
+#: The smallest model input side.
+MIN_INPUT_SIZE = 16
+
+
+def check_input_size(value: object, name: str = "input_size") -> int | None:
+    """``value`` as a model input side (an int from MIN_INPUT_SIZE to MAX_INPUT_SIZE) or None;
+    the one rule for every way of giving it (RunSpec, ``load_detector``, the adapters), so a typo
+    is refused where it is given, not by the first tile."""
+    _positive_int_or_none(name, value, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
+    return None if value is None else int(value)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,7 +500,7 @@ class RunSpec:
         _plain_numbers(self)
         object.__setattr__(self, "classes", _class_list(self.classes))
         _positive_int_or_none("batch_size", self.batch_size)
-        _positive_int_or_none("input_size", self.input_size, 16, MAX_INPUT_SIZE)
+        check_input_size(self.input_size)
         _positive_int_or_none("max_pixels", self.max_pixels)
         object.__setattr__(self, "device", check_device(self.device))
         if self.precision not in PRECISIONS:

@@ -159,7 +159,7 @@ def _row_slopes(truth: np.ndarray, dets: np.ndarray) -> np.ndarray:
     then one plane over the photo (slope = a + b * y + c * x, the way the shelf lines of a
     perspective view turn) fitted to those by iteratively reweighted least squares, so a row with
     a few stray boxes takes its neighbours' slope."""
-    cx, cy = (dets[:, 0] + dets[:, 2]) / 2, (dets[:, 1] + dets[:, 3]) / 2
+    cx = (dets[:, 0] + dets[:, 2]) / 2
     est = np.full(len(truth), np.nan)
     for r, (x0, y0, x1, y1) in enumerate(truth):
         m = 0.1 * (y1 - y0)

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import densedet_tile as dt
 from densedet_tile import DetectorError
 from densedet_tile.detector import base
 from densedet_tile.detector.calls import is_oom

@@ -104,13 +104,9 @@ def fraction(lo: float, hi: float, *, hi_open: bool = False, lo_open: bool = Fal
     return parse_value
 
 
-#: The smallest model input side RunSpec takes.
-MIN_INPUT_SIZE = 16
-
-
 def input_side(text: str) -> int:
     """A model input side in pixels (MIN_INPUT_SIZE to MAX_INPUT_SIZE)."""
-    from ..types import MAX_INPUT_SIZE
+    from ..types import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
     return _int(text, MIN_INPUT_SIZE, f"an input side of {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE} pixels", MAX_INPUT_SIZE)
 

@@ -93,12 +93,13 @@ def input_size_of(detector: object) -> int | None:
     size = getattr(detector, "input_size", None)
     if size is None:
         return None
-    from ..types import MAX_INPUT_SIZE
+    from ..types import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 16 <= size <= MAX_INPUT_SIZE:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
         from ..errors import DetectorError
 
-        raise DetectorError(f"detector input_size must be an int from 16 to {MAX_INPUT_SIZE} or None, got {size!r}")
+        raise DetectorError(f"detector input_size must be an int from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE} or None, "
+                            f"got {size!r}")
     return int(size)
 
 

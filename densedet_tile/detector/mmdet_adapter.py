@@ -27,7 +27,7 @@ import numpy as np
 
 from ..configs import find_config
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
-from ..types import PRECISIONS, Detections
+from ..types import PRECISIONS, Detections, check_input_size
 from .base import check_tiles, engine_input_size, refuse_nonfinite_weights, resolve_device, score_floor_for
 from .checkpoints import load_checkpoint, restricted_getattr, state_dict_of
 
@@ -103,12 +103,7 @@ def _find_packages_without_pkg_resources() -> None:
     mm_config.is_installed = _is_installed
 
 
-def _check_size(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 16:
-        raise InvalidInputError(f"{name} must be an int >= 16 pixels or None, got {value!r}")
-    return int(value)
+_check_size = check_input_size
 
 
 def _set_score_thr(test_cfg: Any, thr: float) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError, caller_level
-from ..types import Detections
+from ..types import Detections, check_input_size
 from .base import check_tiles, class_names_option, model_file, ort_session_options, say_nonfinite, score_floor_for
 
 __all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
@@ -287,8 +287,7 @@ def build(
     if not checkpoint:
         raise InvalidInputError("onnx detector: --checkpoint model.onnx is required")
     path = model_file(checkpoint, "onnx")
-    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16):
-        raise InvalidInputError(f"input_size must be an int >= 16 pixels or None, got {input_size!r}")
+    check_input_size(input_size)
     if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):
         raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
     def three(v: Any) -> bool:

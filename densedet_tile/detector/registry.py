@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DensedetError, DetectorError, InvalidInputError, one_line
-from ..types import PRECISIONS, _positive_int_or_none, check_device
+from ..types import PRECISIONS, check_device, check_input_size
 from .base import Detector
 
 __all__ = ["load_detector", "DetectorSpec", "BUILTIN_KINDS", "PRECISIONS"]
@@ -134,7 +134,7 @@ def load_detector(
         from .builtin import load_default
 
         # --checkpoint: other weights of the same architecture (.pt runs on torch, .onnx on ONNX Runtime)
-        _positive_int_or_none("input_size", input_size, 16)  # as RunSpec checks it
+        check_input_size(input_size)
         det: Any = load_default(device=device, score_thr=score_thr, fp16=precision == "fp16",
                                 weights=checkpoint, **extra)
         if input_size is not None:  # the model is fully convolutional: tiles are shown at this size

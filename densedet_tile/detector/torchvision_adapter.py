@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError, one_line
-from ..types import Detections
+from ..types import Detections, check_input_size
 from .base import (check_tiles, class_names_option, engine_input_size, refuse_nonfinite_weights, resolve_device,
                    score_floor_for)
 from .checkpoints import load_checkpoint, state_dict_of
@@ -288,8 +288,7 @@ def build(
     names = builder_names()
     if config not in names:
         raise InvalidInputError(f"torchvision detector: unknown builder {config!r}; choose one of {', '.join(names)}")
-    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16):
-        raise InvalidInputError(f"input_size must be an int >= 16 pixels or None, got {input_size!r}")
+    check_input_size(input_size)
     if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):
         raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):

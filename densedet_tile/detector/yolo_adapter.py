@@ -63,7 +63,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..merge.nms import nms
-from ..types import Detections
+from ..types import Detections, check_input_size
 from .base import (check_tiles, class_names_option, model_file, ort_session_options, quiet_native_stderr, say_nonfinite,
                    score_floor_for)
 
@@ -585,8 +585,7 @@ def build(
     if not checkpoint:
         raise InvalidInputError("yolo detector: --checkpoint best.onnx (or .tflite) is required")
     path = model_file(checkpoint, "yolo")
-    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 16):
-        raise InvalidInputError(f"input_size must be an int >= 16 pixels or None, got {input_size!r}")
+    check_input_size(input_size)
     if score_thr is not None and conf is not None and float(score_thr) != float(conf):
         raise InvalidInputError(f"yolo detector: give the confidence threshold once (score_thr {score_thr} and conf {conf})")
     conf_v = _number("conf", conf if conf is not None else score_thr if score_thr is not None else 0.25, 0.0, 1.0)

@@ -127,8 +127,6 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
     trained on under the other); the number of other files ignored. Copies with their own bytes
     are not recognised. Raises :class:`InvalidInputError` when ``folder`` is not a folder.
     """
-    from PIL import Image
-
     root = Path(folder)
     if not root.exists():
         raise InvalidInputError(f"{folder}: no such folder")

@@ -49,7 +49,7 @@ def test_a_stopped_audit_exits_like_an_interrupted_run_and_leaves_the_earlier_re
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert sorted(before) == ["shelf.audit.html", "shelf.audit.json", "shelf.heatmap.png"]
     for sig, code in (("SIGTERM", 143), ("SIGINT", 130)):
-        opts = ["--detector", f"stopper:make", "--detector-option", f"sig={sig}", "--tile", "256"]
+        opts = ["--detector", "stopper:make", "--detector-option", f"sig={sig}", "--tile", "256"]
         r = run_cli("audit", photo, "--out", out, *opts, cwd=tmp_path)
         assert r.returncode == code, r.stderr
         said = "interrupted" if sig == "SIGINT" else f"stopped by {sig}"

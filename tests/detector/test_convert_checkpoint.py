@@ -108,7 +108,7 @@ def test_bad_files_give_one_line_errors(tmp_path):
 
 def _onnx_bytes():
     """A real (tiny) ONNX model, serialised: what a user may hand over by mistake."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(

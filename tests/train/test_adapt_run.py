@@ -433,7 +433,6 @@ def test_a_stop_during_the_final_held_out_check_is_honoured_and_resume_redoes_it
 def test_resume_with_part_of_the_budget_keeps_the_rest(photos, tmp_path):
     out = tmp_path / "b.pt"
     assert adapt(photos, out, TINY, device="cpu", should_stop=_stop_at(4)).status == "stopped"
-    events = []
     for budget in ({"lr": 1.0}, {"steps": 0}):
         with pytest.raises(InvalidInputError, match="budget takes|steps must be"):
             adapt(photos, out, None, device="cpu", resume=True, budget=budget)
