@@ -476,7 +476,7 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     is); its lower end is the count at ``score_thr + count_band``, or at 1 where that is higher.
     """
     thr, band = preds.run.score_thr, preds.run.count_band
-    dets = _thinned(tiles, preds.dets, merge)
+    dets = thin_piles(tiles, preds.dets, merge)
 
     def at(t: float) -> Detections:
         return merged_at(tiles, dets, t, merge, thinned=True)
@@ -496,14 +496,17 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     return merged, counts, None if wide is None else wide[wide.scores < thr]
 
 
-def _thinned(tiles: Sequence[Tile], dets: Sequence[Detections], merge: MergeSpec) -> list[Detections]:
+def thin_piles(tiles: Sequence[Tile], dets: Sequence[Detections], merge: MergeSpec, *,
+               warn: bool = True) -> list[Detections]:
     """The tiles' boxes with any pile thinned once, on all the boxes returned (said once per
-    image), before the merges at several thresholds: each merge deciding on its own boxes saw a
-    pile below the threshold and none above, and the count range came out inverted."""
+    image unless ``warn`` is False), before the merges at several thresholds: each merge deciding
+    on its own boxes saw a pile below the threshold and none above, and the count range came out
+    inverted. Pass the result to :func:`merged_at` with ``thinned=True``."""
     if merge.mode == "none":
         return list(dets)
     out, piled = suppress_piles(dets, merge)
-    warn_piles(piled, len(tiles), merge)
+    if warn:
+        warn_piles(piled, len(tiles), merge)
     return out
 
 
@@ -558,7 +561,7 @@ def counts_at_thresholds(
         scaled = choose_scale(src, detector, tiling, run, merge)
         tiles = plan(src, scaled.tiling)
         preds = predict_tiles(src, tiles, detector, scaled.run)
-    dets = _thinned(tiles, preds.dets, merge)  # once for every threshold, as merge_counted does
+    dets = thin_piles(tiles, preds.dets, merge)  # once for every threshold, as merge_counted does
     return [len(merged_at(tiles, dets, t, merge, thinned=True)) for t in ts]
 
 

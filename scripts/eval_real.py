@@ -200,17 +200,18 @@ def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[Any], *, 
                          merge: dt.MergeSpec | None = None) -> tuple[dict[Any, dt.Detections], dict[str, Any]]:
     """Global boxes of the open image ``src`` at each score threshold, for one network pass.
 
-    Each item of ``thresholds`` is a threshold ``t`` (the boxes of a run at ``t``: the tiles'
-    boxes scoring ``t`` or more, merged with those down to ``CONFIRM_BAND`` below it, but not
-    below the floor a detector serving at ``t`` returns, as confirmers of cut views, exactly as
-    :func:`densedet_tile.pipeline.merge_counted` merges a run), ``None`` (everything the
+    Each item of ``thresholds`` is a threshold ``t`` (the boxes of a run at ``t``: of the boxes a
+    detector serving at ``t`` returns (down to its floor), piles thinned once, then those scoring
+    ``t`` or more merged with those down to ``CONFIRM_BAND`` below it as confirmers of cut views,
+    by the engine's own :func:`densedet_tile.pipeline.thin_piles` and
+    :func:`~densedet_tile.pipeline.merged_at`, as a run merges), ``None`` (everything the
     detector returned, no threshold) or a pair ``(t, lowest)`` (confirmers down to ``lowest``
     only: an end of a run's count range, whose detector stops at that run's floor). The
     detector must keep boxes down to the lowest score needed. Returns ``({item: Detections},
     info)``; ``info`` has ``tiles``, ``predict_s`` (reading, resizing and the network) and
     ``merge_s`` per item.
     """
-    from densedet_tile.pipeline import CONFIRM_BAND, plan, predict_tiles
+    from densedet_tile.pipeline import merged_at, plan, predict_tiles, thin_piles
     from densedet_tile.scale import choose_scale
 
     merge = dt.MergeSpec() if merge is None else merge
@@ -227,10 +228,8 @@ def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[Any], *, 
             out[item] = dt.merge_tiles(tiles, raw, merge)
         else:
             thr, lowest = item if isinstance(item, tuple) else (item, score_floor_for(item))
-            lowest = max(thr - CONFIRM_BAND, lowest)
-            kept = [d[d.scores >= thr] for d in raw]
-            below = [d[(d.scores < thr) & (d.scores >= lowest - 1e-9)] for d in raw]
-            out[item] = dt.merge_tiles(tiles, kept, merge, confirmers=below)
+            seen = [d[d.scores >= lowest - 1e-9] for d in raw]  # what that run's detector returns
+            out[item] = merged_at(tiles, thin_piles(tiles, seen, merge, warn=False), thr, merge, thinned=True)
         info["merge_s"][item] = time.perf_counter() - t1
     return out, info
 

@@ -254,3 +254,26 @@ def test_a_cut_view_confirmed_by_a_box_just_under_the_threshold_counts_as_in_the
     assert info["tiles"] == 2
     assert np.array_equal(by_thr[0.45].xyxy, ref.xyxy)
     assert len(by_thr[(0.45, 0.45)]) == 0  # no confirmers: the cut view goes
+
+
+class PiledDetector:
+    """No NMS of its own: five near-copies of one product per tile, two above 0.5 and three just
+    under it (within the count band), as a detector serving at 0.5 returns them."""
+
+    def predict(self, tiles):
+        b = np.array([[50, 50, 100, 120], [51, 50, 101, 120], [50, 51, 100, 121], [51, 51, 101, 121],
+                      [52, 51, 102, 121]], np.float32)
+        s = np.array([0.9, 0.6, 0.49, 0.48, 0.47], np.float32)
+        return [dt.Detections(b, s, np.zeros(5, np.int64)) for _ in tiles]
+
+
+@pytest.mark.filterwarnings("ignore:.*piles of near-copies")
+def test_a_pile_is_thinned_as_the_engine_thins_it(er):
+    # an outside review: the script re-made the engine's threshold merge without thinning the
+    # pile once over all the boxes returned, and served 2 boxes where the engine serves 1
+    img = np.full((200, 200, 3), 127, np.uint8)
+    ref = dt.detect(img, PiledDetector(), tile=256, overlap=0.2, score_thr=0.5, count_band=0.0)
+    with dt.open_image(img) as src:
+        by_thr, _ = er.detect_at_thresholds(src, PiledDetector(), [0.5], tile=256, overlap=0.2)
+    assert len(ref) == 1
+    assert np.array_equal(by_thr[0.5].xyxy, ref.xyxy) and np.array_equal(by_thr[0.5].scores, ref.scores)
