@@ -46,46 +46,17 @@ def _load_detector(weights: str | None, score_thr: float | None):
                         threads=_RUNTIME["threads"])
 
 
-def _own_detect(img: np.ndarray, det, tile: int, overlap: float) -> Detections:
-    """Fallback tiling (grid, resize to input_size, predict, shift, NMS) if the engine is absent."""
-    from densedet_tile.merge.nms import nms
-    from densedet_tile.tiler.grid import make_grid
-    from densedet_tile.types import TileSpec
-
-    h, w = img.shape[:2]
-    parts = []
-    for t in make_grid(w, h, TileSpec(tile=tile, overlap=overlap)):
-        crop = img[t.y:t.y2, t.x:t.x2]
-        s = det.input_size / max(t.w, t.h)
-        small = np.asarray(Image.fromarray(crop).resize((max(1, round(t.w * s)), max(1, round(t.h * s))),
-                                                        Image.Resampling.BILINEAR))
-        d = det.predict([small])[0]
-        d = d[d.scores >= det.score_thr]  # the built-in returns boxes a little below its threshold
-        parts.append(d.scaled(t.w / small.shape[1], t.h / small.shape[0]).shifted(t.x, t.y))
-    allb = Detections.concat(parts)
-    if len(allb) == 0:
-        return allb
-    keep = nms(np.array(allb.xyxy), np.array(allb.scores), 0.5)
-    return allb[keep]
-
-
-def run_detect(img: np.ndarray, det, tile: int, overlap: float, engine: str) -> Detections:
-    if engine == "own":
-        return _own_detect(img, det, tile, overlap)
+def run_detect(img: np.ndarray, det, tile: int, overlap: float) -> Detections:
     import densedet_tile as dt
 
     return dt.detect(img, det, tile=tile, overlap=overlap)
 
 
-def detect_at(img: np.ndarray, det, tile: int, overlap: float, engine: str,
-              thresholds: list[float]) -> dict[float, Detections]:
+def detect_at(img: np.ndarray, det, tile: int, overlap: float, thresholds: list[float]) -> dict[float, Detections]:
     """The image's boxes at each score threshold, as ``dt.detect`` with the detector at that
     threshold gives them: the network runs once (``det`` keeps boxes down to the lowest
     threshold) and each threshold is merged on its own (``eval_real.detect_at_thresholds``),
-    since the seam merge looks at the other tiles' boxes. ``engine="own"`` filters one run."""
-    if engine == "own":
-        d = _own_detect(img, det, tile, overlap)
-        return {t: d[d.scores >= t] for t in thresholds}
+    since the seam merge looks at the other tiles' boxes."""
     import densedet_tile as dt
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -180,7 +151,7 @@ def evaluate(args) -> dict:
     counts = {t: np.zeros(3, int) for t in thresholds}
     for i, name in enumerate(names):
         img = np.asarray(Image.open(data / "images" / name).convert("RGB"))
-        by_thr = detect_at(img, det_low, args.tile, args.overlap, args.engine, [0.05, *thresholds])
+        by_thr = detect_at(img, det_low, args.tile, args.overlap, [0.05, *thresholds])
         d = by_thr[0.05]
         dets[name] = (np.array(d.xyxy), np.array(d.scores))
         for t in thresholds:
@@ -194,7 +165,7 @@ def evaluate(args) -> dict:
     for name in names[: args.speed_images]:
         img = np.asarray(Image.open(data / "images" / name).convert("RGB"))
         t0 = time.perf_counter()
-        run_detect(img, det_def, args.tile, args.overlap, args.engine)
+        run_detect(img, det_def, args.tile, args.overlap)
         secs += time.perf_counter() - t0
         mp += img.shape[0] * img.shape[1] / 1e6
     pr = {}
@@ -204,7 +175,7 @@ def evaluate(args) -> dict:
     out = {**ap, "images": len(names), "gt_boxes": int(sum(len(v) for v in gt_arr.values())),
            "score_thr_default": det_def.score_thr, "pr_by_threshold": pr,
            "cpu_megapixels_per_s": mp / max(secs, 1e-9), "seconds_per_image": secs / max(1, min(len(names), args.speed_images)),
-           "runtime": det_def.runtime, "threads": det_def.info.get("threads"), "tile": args.tile, "overlap": args.overlap, "engine": args.engine,
+           "runtime": det_def.runtime, "threads": det_def.info.get("threads"), "tile": args.tile, "overlap": args.overlap,
            "weights": args.weights or "package", "weights_info": det_def.info}
     return out
 
@@ -217,7 +188,7 @@ def previews(args) -> dict:
     for path in args.real:
         img = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
         t = time.perf_counter()
-        d = run_detect(img, det, args.tile, args.overlap, args.engine)
+        d = run_detect(img, det, args.tile, args.overlap)
         dt_s = time.perf_counter() - t
         im = Image.fromarray(img)
         draw = ImageDraw.Draw(im)
@@ -275,7 +246,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlap", type=float, default=0.2)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--speed-images", type=int, default=5, help="images timed at the default threshold")
-    ap.add_argument("--engine", choices=["dt", "own"], default="dt", help="dt.detect or a fallback tiler")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here")
     args = ap.parse_args(argv)
     check_args(args)

@@ -18,7 +18,7 @@ from ..errors import InvalidInputError
 from .boxes import as_boxes
 
 __all__ = ["DensityGrid", "density_grid", "auto_cell", "check_cell", "smallest_cell", "colorize", "heatmap_png",
-           "MAX_CELLS", "AUTO_MAX_CELLS", "AUTO_MAX_SIDE"]
+           "MAX_CELLS", "AUTO_MAX_CELLS"]
 
 #: Most cells a density grid may have (the JSON lists every cell twice).
 MAX_CELLS = 250_000
@@ -26,9 +26,6 @@ MAX_CELLS = 250_000
 #: 200; a long panorama more along its length and still a few along its height; a bound of 200
 #: along the longer side made a 307538 x 1632 panorama 200 x 2 cells of 38 products each).
 AUTO_MAX_CELLS = 40_000
-#: The side of the square grid of :data:`AUTO_MAX_CELLS` cells (the name of the bound before
-#: 2026-12-05, when it bounded the cells along the longer side).
-AUTO_MAX_SIDE = 200
 
 # A dark-blue -> teal -> yellow -> red ramp (own anchor colours).
 _RAMP = np.array([[20, 30, 90], [20, 140, 150], [240, 220, 60], [215, 40, 30]], dtype=np.float64)
