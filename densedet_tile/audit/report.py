@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -395,7 +396,8 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
     except InvalidInputError:
         raise
     except Exception:  # Pillow cannot read it (BigTIFF...): the engine's readers may
-        pass
+        logging.getLogger("densedet_tile").debug("%s: Pillow cannot read it; trying the engine's readers", p,
+                                                 exc_info=True)
     from ..io import shrunk_image
     from ..tiler.readers import open_image
 

@@ -5,6 +5,7 @@ CPU). Used by the pipeline for the tiles and by ``tile=auto`` for its probe wind
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 import time
 import warnings
@@ -126,8 +127,8 @@ def back_to_the_gpu(detector: object, key: str) -> None:
     except Exception as exc:
         try:
             detector.to("cpu")  # type: ignore[attr-defined]  # whole again: a move can stop part-way
-        except Exception:
-            pass
+        except Exception:  # (the error raised below is the first one)
+            logging.getLogger("densedet_tile").debug("moving the detector back to the CPU failed too", exc_info=True)
         detector._densedet_cpu_for = key  # type: ignore[attr-defined]
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():

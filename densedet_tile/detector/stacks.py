@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidInputError
+
 __all__ = ["GRID_ROWS", "GRID_COLS", "LAYERS_LIMIT", "MAX_LAYERS", "MIN_CONTRAST", "MIN_LAYER_ASPECT", "MIN_LAYER_PX",
            "MIN_PEAK", "MIN_PEAK_TWO", "MIN_PROMINENCE", "layer_counts", "split_layers"]
 
@@ -269,7 +271,7 @@ def split_layers(boxes: np.ndarray, scores: np.ndarray, layers: np.ndarray) -> t
     scores = np.asarray(scores, np.float32).reshape(-1)
     layers = np.asarray(layers, np.int64).reshape(-1)
     if not (layers.shape == scores.shape == boxes.shape[:1]) or (layers < 1).any():
-        raise ValueError("split_layers: one layer count >= 1 per box and score expected")
+        raise InvalidInputError("split_layers: one layer count >= 1 per box and score expected")
     if boxes.shape[0] == 0 or (layers == 1).all():
         return boxes, scores
     src = np.repeat(np.arange(boxes.shape[0]), layers)

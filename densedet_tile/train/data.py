@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..detector.builtin import build_targets
+from ..errors import InvalidInputError
 from ..synth.shelves import training_sample
 from ..tiler.resize import resize_to
 
@@ -100,7 +101,7 @@ class ShelfStream(torch.utils.data.Dataset):
     def __init__(self, *, seed: int, size: int, stride: int, tile_ratio: float, length: int = 10**9,
                  start: int = 0) -> None:
         if start < 0:
-            raise ValueError(f"start must be >= 0, got {start}")
+            raise InvalidInputError(f"start must be >= 0, got {start}")
         self.seed, self.size, self.stride, self.tile_ratio, self.length = seed, size, stride, tile_ratio, length
         self.start = int(start)
 
@@ -136,7 +137,7 @@ class SyntheticPool:
 
     def __init__(self, *, seed: int, size: int, stride: int, tile_ratio: float, pool: int) -> None:
         if pool < 1:
-            raise ValueError(f"pool must be >= 1, got {pool}")
+            raise InvalidInputError(f"pool must be >= 1, got {pool}")
         self.seed, self.size, self.stride, self.tile_ratio, self.pool = seed, size, stride, tile_ratio, pool
         self._cache: dict[int, Sample] = {}
 
@@ -238,7 +239,7 @@ class PhotoCrops:
     def sample(self, rng: np.random.Generator) -> Sample:
         """One crop as a :class:`Sample` (pads with the mean grey where the photo is too small)."""
         if not self._jpeg:
-            raise ValueError("no photos to crop")
+            raise InvalidInputError("no photos to crop")
         from PIL import Image
 
         k = int(rng.integers(len(self._jpeg)))
