@@ -266,6 +266,13 @@ def compare_tiled_untiled(
         # stay matched by name when only one is left, unless class-agnostic was asked
         gt = _only_classes(gt, [label_name(names, i) for i in classes_of(detector, run.classes) or ()])
         agn = False if agn is None else agn
+    # an image the ground truth does not name cannot be scored: told before two detector passes
+    # over every image, not after them (the command runs only the images it names)
+    unknown = [str(p) for p in images if image_key(Path(p).name) not in gt.images]
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise InvalidInputError(f"{unknown[0]}{more}: not in the ground truth {gt.source}, so it cannot be scored; "
+                                "leave it out")
     if check_sizes:  # told before two detector passes over every image, not after them
         for path in images:
             g = gt.images.get(image_key(Path(path).name))

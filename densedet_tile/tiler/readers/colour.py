@@ -7,8 +7,9 @@
 * Integer images deeper than 8 bits are scaled by their full bit range (16-bit: ``v / 257``,
   rounded). Pillow's 32-bit ``I`` images are scaled from their actual value range when it
   exceeds 0..255 (16-bit data is taken as 0..65535). Float images in [0, 1] are scaled by 255;
-  other float ranges are stretched linearly from their min to their max. Float TIFFs are
-  clipped to [0, 1] and scaled by 255 (their range is not known without reading them whole).
+  other float ranges are stretched linearly from their min to their max. Float TIFFs take the
+  range their SMin/SMaxSampleValue tags give, else 0..1 unless a sample of the image shows
+  integer values stored as floats (``TiffSource._float_range``), clipped to it and scaled to 0..255.
 * CMYK and YCbCr Pillow images are converted with Pillow's own conversion.
 
 Everything here works on window-sized arrays (or Pillow crops), never on a whole image.

@@ -1,0 +1,37 @@
+"""Bookkeeping of densedet_tile.train.adapt the suite did not pin (found by mutation testing).
+
+The methods are pure arithmetic over the run's state, so they are called on a bare AdaptRun
+(no folder, no model) with the clock stubbed."""
+
+from __future__ import annotations
+
+import pytest
+
+from densedet_tile.train.adapt import AdaptRun, AdaptSettings
+
+
+def _bare(settings: AdaptSettings, **state) -> AdaptRun:
+    run = object.__new__(AdaptRun)
+    run.settings = settings
+    run.s = {"round": 0, "step": 0, "labels": {}, "train": [], "skipped": [], **state}
+    run.log = lambda m: None
+    return run
+
+
+def test_an_overrun_round_plans_only_the_later_rounds_whose_labelling_still_fits():
+    run = _bare(AdaptSettings(minutes=10, rounds=3))
+    run.fraction = lambda: 0.5  # labelling of round 1 ran until half the budget (its share ends at 1/3)
+    run._label_fraction = lambda: 0.3  # a later round's labelling takes 30 % of the budget
+    # 50 % left: one more round fits (0.3 labelling + its training), two would not (0.6 > 0.5);
+    # this round and that one share the remaining 0.2 for training
+    assert run._train_end() == pytest.approx(0.6)
+    run._label_fraction = lambda: 0.25  # two more rounds would use it all up labelling
+    assert run._train_end() == pytest.approx(0.5 + (0.5 - 0.25) / 2)
+    assert run._train_end() > run.fraction()
+
+
+def test_a_photo_labelled_at_the_last_step_was_not_trained_on():
+    run = _bare(AdaptSettings(steps=5), step=5, train=["a.jpg", "b.jpg", "c.jpg", "d.jpg"],
+                labels={"a.jpg": {"since": 0}, "b.jpg": {"since": 4}, "c.jpg": {"since": 5}},
+                skipped=[["d.jpg", "cannot decode"]])
+    assert run._photos_labelled() == 2  # c.jpg's crops joined at step 5: no step trained on them

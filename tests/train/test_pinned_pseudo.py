@@ -1,0 +1,66 @@
+"""Behaviour of densedet_tile.train.pseudo that the suite did not pin (found by mutation testing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densedet_tile import Detections
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.train.pseudo import LabelSettings, agreement, fuse_views
+
+
+def _d(boxes, scores):
+    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+                      np.zeros(len(scores), np.int64))
+
+
+def test_min_views_of_one_is_a_valid_fraction_and_asks_every_view():
+    s = LabelSettings(min_views=1.0)  # documented range (0, 1]
+    assert s.votes_of(4) == 4 and s.votes_needed == len(s.views)
+
+
+def test_score_lo_equal_to_score_hi_is_accepted():
+    s = LabelSettings(score_lo=0.5, score_hi=0.5)  # documented: 0 <= score_lo <= score_hi < 1
+    assert s.score_lo == s.score_hi == 0.5
+
+
+def test_votes_of_is_not_raised_by_float_rounding_of_the_fraction():
+    # 0.28 * 25 is 7.000000000000001 in floating point: 7 of 25 views are 28 %, not 8
+    s = LabelSettings(scales=tuple(1.0 + 0.1 * i for i in range(25)), flip=False, min_views=0.28)
+    assert len(s.views) == 25
+    assert s.votes_of(25) == 7 and s.votes_needed == 7
+
+
+def test_a_box_scored_exactly_score_lo_is_kept_as_an_ignore_region():
+    s = LabelSettings(scales=(1.0,), flip=True, score_lo=0.25, score_hi=0.75)
+    pl = fuse_views([_d([[0, 0, 10, 10]], [0.25]), _d([], [])], s)
+    assert len(pl) == 0
+    np.testing.assert_array_equal(pl.ignore, [[0, 0, 10, 10]])
+
+
+def test_a_box_whose_fused_score_is_exactly_score_hi_becomes_a_label():
+    s = LabelSettings(scales=(1.0,), flip=True, score_lo=0.25, score_hi=0.5, min_views=0.5)
+    pl = fuse_views([_d([[0, 0, 10, 10]], [0.5]), _d([[0, 0, 10, 10]], [0.5])], s)
+    assert len(pl) == 1 and pl.votes.tolist() == [2] and pl.ignore.shape == (0, 4)
+
+
+def test_fuse_views_refuses_no_views():
+    with pytest.raises(InvalidInputError, match="0 views given"):
+        fuse_views([], LabelSettings())
+
+
+def test_agreement_gives_each_prediction_its_best_overlap_first():
+    ref = np.array([[0, 0, 10, 10], [2, 0, 12, 10]], float)  # A, B
+    # pred 0 is A exactly (and overlaps B at 0.67); pred 1 overlaps B at 0.67 and A at 0.43 only
+    pred = np.array([[0, 0, 10, 10], [4, 0, 14, 10]], float)
+    assert agreement(pred, ref) == {"matched": 2, "pred": 2, "ref": 2, "ignored": 0}
+
+
+def test_agreement_matches_at_exactly_the_iou_threshold():
+    ref = np.array([[0, 0, 10, 10]], float)
+    pred = np.array([[0, 0, 20, 10]], float)  # IoU exactly 0.5
+    assert agreement(pred, ref)["matched"] == 1
+    ign = np.array([[0, 0, 20, 10]], float)
+    far = np.array([[0, 0, 10, 10]], float)  # IoU 0.5 with the ignore box, none with ref
+    assert agreement(far, np.array([[50, 50, 60, 60]], float), ign)["ignored"] == 1
