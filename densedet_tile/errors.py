@@ -25,6 +25,12 @@ def shown_name(name: str) -> str:
     return name.replace("\r", "\\r").replace("\n", "\\n")
 
 
+#: The stop signal (SIGINT, SIGTERM...) the running command received, while it runs (set by the
+#: command line's ``StopSignals``): a C extension that was importing when it came reports an
+#: ImportError instead, which must not read as a broken install.
+STOP_RECEIVED: list[int | None] = [None]
+
+
 def stop_reason(signum: int | None) -> str:
     """What stopped a run, for its last line and a batch manifest's ``stopped``: "interrupted"
     (Ctrl-C, or no signal known) or "stopped by SIGTERM" (another stop signal)."""
@@ -103,7 +109,9 @@ class MissingDependencyError(DensedetError, ImportError):
         # mmcv); a submodule or another module not found means a broken install
         names = {package, package.replace("-", "_"), package.split("-")[0]}
         broken = cause is not None and not (isinstance(cause, ModuleNotFoundError) and _not_there(cause.name, names))
-        if broken:
+        if broken and STOP_RECEIVED[0] is not None:  # the import was cut short by the stop, not broken
+            msg = f"{stop_reason(STOP_RECEIVED[0])} while {feature} loaded '{package}'"
+        elif broken:
             msg = (f"{feature} needs the '{package}' package, which is installed but cannot be imported "
                    f"({type(cause).__name__}: {one_line(cause)[:300]}); reinstall it: "
                    f"pip install --force-reinstall {package}")

@@ -220,7 +220,8 @@ def _name_start(name: str) -> str:
 def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120.0,
                       own: Iterable[str] = ()) -> int:
     """Remove the temporaries a killed run of this tool left in ``folder`` (not its
-    subfolders); returns how many. Only names :func:`write_files` makes, and only those not
+    subfolders); returns how many. Only names :func:`write_files` and the write probe of
+    :func:`ensure_out_dir` make, and only those not
     touched for ``older_than`` seconds (a live writer renames its temporaries within moments),
     except the temporaries of the output files named in ``own``, which go whatever their age:
     a caller names the outputs that only it may write (a batch run holding its folder's lock,
@@ -238,8 +239,9 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120
     for e in entries:
         try:
             m = pattern.match(e.name)
-            if m and e.is_file(follow_symlinks=False) and (
-                    m.group(1) in starts or now - e.stat(follow_symlinks=False).st_mtime > older_than):
+            probe = e.name.startswith(_PROBE_PREFIX) and len(e.name) == len(_PROBE_PREFIX) + 8  # (mkstemp's 8)
+            if (m or probe) and e.is_file(follow_symlinks=False) and (
+                    (m and m.group(1) in starts) or now - e.stat(follow_symlinks=False).st_mtime > older_than):
                 os.unlink(e.path)
                 n += 1
         except OSError:
@@ -377,9 +379,15 @@ def case_blind(folder: str | os.PathLike[str]) -> bool:
 
 def _probe_writable(folder: Path) -> None:
     """Create and remove a temporary file in ``folder``; OSError when it takes no new files."""
-    fd, probe = tempfile.mkstemp(prefix=".densedet-write-test.", dir=folder)
-    os.close(fd)
-    os.unlink(probe)
+    fd, probe = tempfile.mkstemp(prefix=_PROBE_PREFIX, dir=folder)
+    try:
+        os.close(fd)
+    finally:  # (a stop signal between the two: sweep_temporaries takes what is left)
+        os.unlink(probe)
+
+
+#: The name a write probe starts with (:func:`_probe_writable`).
+_PROBE_PREFIX = ".densedet-write-test."
 
 
 def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Path:

@@ -63,8 +63,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     display, environment variables for Ray) is put back when it returns; calls from several
     threads run one after the other."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _std_fds_open()
     with _MAIN_LOCK, _restored_environ(), _command_logging():
         return _main(argv)
+
+
+def _std_fds_open() -> None:
+    """Point a standard stream's descriptor (0, 1, 2) that was closed when the process started
+    (``2>&-``, a daemon) at /dev/null: the next file opened would otherwise take its number, and
+    what a library writes to "standard error" (ONNX Runtime's C++ log) would land in an output."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def _main(argv: list[str]) -> int:
@@ -88,7 +106,11 @@ def _main(argv: list[str]) -> int:
     try:
         with _one_line_warnings(), _pipe_safe_streams():
             try:
-                run = getattr(importlib.import_module(f".{module}", __name__), entry)
+                try:
+                    run = getattr(importlib.import_module(f".{module}", __name__), entry)
+                except KeyboardInterrupt:  # Ctrl-C while the verb loads (before its own handling)
+                    print(f"densedet-tile{' ' + verb if verb else ''}: error: interrupted", file=sys.stderr)
+                    return 130
                 return run(argv)
             except OSError as exc:
                 return _system_error(verb, exc, package_log.isEnabledFor(logging.DEBUG))
@@ -111,11 +133,6 @@ def _main(argv: list[str]) -> int:
         return _system_error(verb, exc, False)
 
 
-#: System errors that say the input or a path given is wrong (exit 2); any other (a full disk,
-#: an I/O error) is a failed run (exit 1).
-_PATH_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
-
-
 def _system_error(verb: str, exc: OSError, debug: bool) -> int:
     """One line for a system error no verb caught itself (a file in a folder the user may not
     enter, standard output on a full disk), instead of a traceback; with ``--debug`` the
@@ -126,7 +143,9 @@ def _system_error(verb: str, exc: OSError, debug: bool) -> int:
         logging.getLogger("densedet_tile").debug("traceback of the error below", exc_info=exc)
     with contextlib.suppress(OSError, ValueError):  # standard error itself may be what failed
         print(f"{f'densedet-tile {verb}'.strip()}: error: {one_line(exc)}", file=sys.stderr, flush=True)
-    return 2 if isinstance(exc, _PATH_ERRORS) else 1
+    from .options import exit_status_of
+
+    return exit_status_of(exc)
 
 
 @contextlib.contextmanager
@@ -190,6 +209,7 @@ def _pipe_safe_streams() -> Iterator[None]:
         def __init__(self, f: Any, name: str) -> None:
             self._f = f
             self._name = name
+            self._own: Any = None  # the /dev/null it opened for itself, closed when the run ends
 
         def _failed(self, exc: OSError) -> OSError:
             # a write that failed for another reason than a closed pipe (a full disk under
@@ -204,7 +224,9 @@ def _pipe_safe_streams() -> Iterator[None]:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, self._f.fileno())
                 os.close(devnull)
-            self._f = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process's stream
+            if self._own is None:
+                self._own = open(os.devnull, "w")  # noqa: SIM115 - closed when the streams are put back
+            self._f = self._own
 
         def write(self, text: str) -> int:
             try:
@@ -216,6 +238,9 @@ def _pipe_safe_streams() -> Iterator[None]:
                 self._closed_pipe()
                 return len(text)
             except OSError as exc:
+                if self._name == "standard error":  # (closed: `2>&-`, or a full disk): only messages
+                    self._closed_pipe()               # are lost, the run goes on
+                    return len(text)
                 raise self._failed(exc) from None
 
         def flush(self) -> None:
@@ -224,6 +249,9 @@ def _pipe_safe_streams() -> Iterator[None]:
             except (BrokenPipeError, ValueError):
                 self._closed_pipe()
             except OSError as exc:
+                if self._name == "standard error":
+                    self._closed_pipe()
+                    return
                 raise self._failed(exc) from None
 
         def __getattr__(self, name: str) -> Any:
@@ -250,6 +278,9 @@ def _pipe_safe_streams() -> Iterator[None]:
                 pass
             except OSError as exc:  # (the streams are put back first, then it is reported)
                 failed = failed or exc
+            own = getattr(sys, name).__dict__.get("_own") if isinstance(getattr(sys, name), _Safe) else None
+            if own is not None:
+                own.close()
             setattr(sys, name, stream)
         for h, stream in kept.items():
             h.setStream(stream)

@@ -50,6 +50,7 @@ from .options import (
     counted,
     detector_spec_from_args,
     error,
+    exit_status_of,
     parse,
     fraction,
     options_changed,
@@ -131,7 +132,7 @@ def audit_main(argv: Sequence[str]) -> int:
     made = new_folders(args.out)
     with StopSignals() as stop:  # Ctrl-C or SIGTERM: the files being written are rolled back
         try:
-            code = _audit(args)
+            code = stop.outcome(_audit(args))
         except KeyboardInterrupt:
             error(PROG, stop.reason)
             code = stop.exit_status
@@ -262,7 +263,7 @@ def _audit(args: argparse.Namespace) -> int:
         page = render_html(doc, jpeg, png)
     except (DensedetError, OSError) as exc:
         error(PROG, str(exc))
-        return EXIT_USAGE
+        return exit_status_of(exc)
     out = Path(args.out)
     files = {
         out / (stem + AUDIT_SUFFIXES["json"]): json.dumps(doc, indent=1, allow_nan=False) + "\n",
@@ -274,7 +275,7 @@ def _audit(args: argparse.Namespace) -> int:
         write_files(files)
     except OSError as exc:
         error(PROG, f"{out}: cannot write the report ({exc.strerror or exc})")
-        return EXIT_USAGE
+        return exit_status_of(exc)
     if other is not None:  # store_a/IMG_0001.jpg, then store_b/IMG_0001.jpg into one --out
         print(f"{PROG}: warning: replaced {_printable(str(out / (stem + AUDIT_SUFFIXES['json'])))}, the audit of "
               f"another file of that name ({_printable(other)}); give another --out to keep both", file=sys.stderr)

@@ -114,7 +114,7 @@ def batch_main(argv: Sequence[str]) -> int:
     _quiet_ray()
     with StopSignals() as stop:
         try:
-            return _batch(args, argv, stop)
+            return stop.outcome(_batch(args, argv, stop))
         except KeyboardInterrupt:
             error(PROG, f"{stop.reason} (re-run the same command to continue where it stopped)")
             return stop.exit_status

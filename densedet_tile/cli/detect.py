@@ -98,7 +98,7 @@ def detect_main(argv: Sequence[str]) -> int:
     args.out = os.path.expanduser(args.out)  # once, so the folder checked is the folder written
     with StopSignals() as stop:
         try:
-            return _detect(args)
+            return stop.outcome(_detect(args))
         except KeyboardInterrupt:
             error(PROG, stop.reason)
             return stop.exit_status

@@ -27,6 +27,7 @@ from ..eval.formats import BoxSet, image_key, read_ground_truth, read_prediction
 from ..io import atomic_write, ensure_out_file, refuse_overwriting_input, same_path
 from ..runner import Job, build_detector, detector_identity
 from .options import (
+    StopSignals,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -35,6 +36,7 @@ from .options import (
     counted,
     detector_spec_from_args,
     error,
+    exit_status_of,
     options_changed,
     parse,
     positive_int,
@@ -109,6 +111,15 @@ def eval_main(argv: Sequence[str]) -> int:
         return args
     if args.debug:  # (main puts the level back)
         logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
+    with StopSignals() as stop:  # Ctrl-C or SIGTERM: one line, and -o is written whole or not at all
+        try:
+            return stop.outcome(_eval(args))
+        except KeyboardInterrupt:
+            error(PROG, stop.reason)
+            return stop.exit_status
+
+
+def _eval(args: argparse.Namespace) -> int:
     if not args.compare:  # the detector, tiling and --limit options are those of a --compare run
         defaults = vars(build_parser().parse_args(["--", args.pred, args.gt]))
         own = {"pred", "gt", "max_dets", "class_agnostic", "ignore_size", "output", "compare", "debug"}
@@ -141,7 +152,7 @@ def eval_main(argv: Sequence[str]) -> int:
         m = evaluate_boxes(pairs, max_dets=args.max_dets)
     except (DensedetError, OSError) as exc:
         error(PROG, str(exc))
-        return EXIT_USAGE
+        return exit_status_of(exc)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     md = m.max_dets[-1]
@@ -164,7 +175,7 @@ def eval_main(argv: Sequence[str]) -> int:
             atomic_write(args.output, json.dumps(doc, indent=2) + "\n")
         except OSError as exc:
             error(PROG, f"{args.output}: cannot write ({exc.strerror or exc})")
-            return EXIT_USAGE
+            return exit_status_of(exc)
     return EXIT_OK
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_USAGE",
     "EXIT_INTERRUPTED",
+    "PATH_ERRORS",
+    "exit_status_of",
     "positive_int",
     "nonneg_int",
     "positive_float",
@@ -48,6 +50,19 @@ __all__ = [
 
 #: Exit statuses of every verb: all good, some inputs failed, bad usage or input, Ctrl-C.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: System errors that say the input or a path given is wrong (exit 2); any other (a full disk,
+#: an I/O error) is a failed run (exit 1).
+PATH_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def exit_status_of(exc: BaseException) -> int:
+    """The exit status of a run that ends with ``exc``: 1 (failed) for a system error that is not
+    about a path given (a full disk, an I/O error), else 2 (bad input or usage)."""
+    from ..errors import DensedetError
+
+    if isinstance(exc, OSError) and not isinstance(exc, (DensedetError, *PATH_ERRORS)):
+        return EXIT_FAILED
+    return EXIT_USAGE
 
 
 # -- value parsers -------------------------------------------------------------------------------
@@ -407,6 +422,9 @@ class StopSignals:
         if self.signum is not None:
             return
         self.signum = signum
+        from ..errors import STOP_RECEIVED
+
+        STOP_RECEIVED[0] = signum
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Stopped(signum)
@@ -414,6 +432,16 @@ class StopSignals:
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if self.signum is not None:
+            from ..errors import STOP_RECEIVED
+
+            STOP_RECEIVED[0] = None
+
+    def outcome(self, code: int) -> int:
+        """``code``, the status a run returned, unless a stop signal came during it: then the
+        stop's (a C extension importing when it came turns the KeyboardInterrupt into an
+        ImportError, which the run reported as a failure)."""
+        return code if self.signum is None else self.exit_status
 
     @property
     def exit_status(self) -> int:

@@ -980,11 +980,11 @@ class AdaptRun:
         for k, name in enumerate(order):
             if name in done:
                 continue
+            self._poll()  # a stop asked while the last photo was labelled wins over the budget
             if rec["photos_labelled"] and (self.fraction() >= 1.0 or (cap is not None and rec["label_seconds"] >= cap)):
                 self.log(f"round {self.s['round'] + 1}: labelled {rec['photos_labelled']} of {len(order)} photos "
                          "in this round's share of the time")
                 break
-            self._poll()
             self._event("label", k, len(order))
             t0 = time.monotonic()
             image = self._read(name)
@@ -1279,11 +1279,14 @@ class AdaptRun:
     def _no_step(self) -> None:
         """The budget ran out before the first step: the starting weights unchanged are no result.
         Keep the state, so that a larger budget can continue (training the last round that
-        labelled photos); raises :class:`AdaptFailed`."""
+        labelled photos); raises :class:`AdaptFailed` (or stops, when a stop was asked meanwhile:
+        the run was stopped, not short of time)."""
         self.s["phase"] = "train"
         self.s["train_end"] = None
         self.s["calib"] = {}  # (a state of an earlier version may hold one) picked again after training
         self.save_state()
+        if self.should_stop():  # a resumed run trains that round
+            raise _Stop()
         st = self.settings
         used = ""
         if st.minutes is not None:

@@ -534,3 +534,17 @@ def test_find_photos_says_when_it_may_not_list_the_folder(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "scandir", refuse)
     with pytest.raises(InvalidInputError, match="photos: cannot list the folder \\(Permission denied\\)"):
         find_photos(locked)
+
+
+def test_a_stop_asked_while_the_budget_runs_out_stops_the_run_rather_than_failing_it(photos, tmp_path, clock):
+    # an outside review: SIGTERM while a photo was labelled, and that photo used up the budget;
+    # the budget check came first, so the run ended "failed: the budget ran out", exit 1, not
+    # stopped (exit 143) with its state kept for --resume
+    clock.update(label=70.0, step=1.0)  # one photo takes longer than the whole 60 s budget
+    s = AdaptSettings(**{**TINY.__dict__, "minutes": 1.0, "steps": None, "rounds": 2})
+    out = tmp_path / "stopped.pt"
+    res = adapt(photos, out, s, device="cpu", should_stop=lambda: clock["t"] > 1000.0)  # asked during the label
+    assert res.status == "stopped" and not out.exists() and res.paths["state"].exists()
+    clock.update(label=1.0, step=1.0)
+    res = adapt(photos, out, None, device="cpu", resume=True, budget={"minutes": 10.0})
+    assert res.status == "done" and out.is_file() and res.report["steps"] > 0
