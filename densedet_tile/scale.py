@@ -56,6 +56,11 @@ PROBE_AGREE = 1.6
 _NATIVE_PROBE = 1024
 #: Overlap chosen by ``auto``: at least this many typical product heights (capped at half a tile).
 _AUTO_OVERLAP_PRODUCTS = 1.25
+#: A photo rule that would show an image larger than its tile does (a small photo, or a crop of
+#: one: both have few pixels) is checked with the probes of ``auto``: it enlarges the image only
+#: as far as its products reach this many times the detector's ``product_size`` (a crop's
+#: products are already large; a messaging app's copy of a whole photo has small ones).
+PHOTO_RULE_MAX_PRODUCT = 1.6
 
 
 @dataclass(frozen=True)
@@ -261,13 +266,45 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
         return _auto(src, detector, tiling, run, MergeSpec() if merge is None else merge)
     rule = photo_scale_of(detector, width, height)
     if rule is not None and max(width, height) <= PHOTO_ASPECT_MAX * min(width, height):
-        t, r = _apply(tiling, run, detector, rule, width, height)
+        info: dict[str, Any] = {"source": "photo rule", "value": round(rule, 6)}
+        s = _rule_checked(src, detector, tiling, run, rule, info)
+        t, r = _apply(tiling, run, detector, s, width, height)
         if tiling.tile != TileSpec().tile and t.tile != tiling.tile:  # a tile that was asked for
             log.warning("%s: tile %d replaced by %d px: the model's photo rule shows a photo at the scale it was "
                         "trained on; give an input size (--input-size) to keep the tile", src.name, tiling.tile,
                         t.tile)
-        return ScaleChoice(t, r, {"source": "photo rule", "value": round(rule, 6)})
+        return ScaleChoice(t, r, info)
     return ScaleChoice(tiling, run, {"source": "tile", "value": None})
+
+
+def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule: float, info: dict[str, Any]) -> float:
+    """The photo rule's scale, or less where it would enlarge the image past what its tile
+    shows and the products measured by the probes of ``auto`` would then reach the model over
+    :data:`PHOTO_RULE_MAX_PRODUCT` times its ``product_size`` (a crop of a photo, a close-up):
+    then the scale that brings them to that size, but never less than the tile's. Detectors
+    without a fixed input size or a product size keep the rule. ``info`` gets what was decided."""
+    target, side = product_size_of(detector), input_size_of(detector)
+    if target is None or side is None or not isinstance(tiling.tile, int):
+        return rule
+    width, height = int(src.width), int(src.height)
+    given = side / min(tiling.tile, max(width, height))  # the scale the tile shows the image at
+    if rule <= given * (1 + 1e-6):  # a large photo: the rule shrinks it, whatever it shows
+        return rule
+    t0 = time.perf_counter()
+    thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
+    height_px, _ = estimate_product_height(src, detector, score_thr=thr, target=target,
+                                           classes=classes_of(detector, run.classes))
+    info["product_height_px"] = height_px
+    info["seconds"] = round(time.perf_counter() - t0, 4)
+    if height_px is None:
+        return rule
+    limit = max(given, PHOTO_RULE_MAX_PRODUCT * target / height_px)
+    if rule <= limit:
+        return rule
+    info.update(value=round(limit, 6), rule=round(rule, 6),
+                note=f"the rule would show the products at {height_px * rule:.0f} px (a crop or a close-up?); "
+                     f"shown at {height_px * limit:.0f} px")
+    return limit
 
 
 def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec) -> ScaleChoice:

@@ -182,7 +182,11 @@ def test_photo_rule_applies_to_photos_only():
     det = SizedBlobs(input_size=256, photo_rule=(1000.0, 600.0))
     photo, _ = shelf(1600, 1200, 100)
     res = dt.detect_image(photo, det)
-    assert res.settings["scale"] == {"source": "photo rule", "value": 0.5}  # min(1000/1600, 600/1200)
+    info = res.settings["scale"]
+    assert (info["source"], info["value"]) == ("photo rule", 0.5)  # min(1000/1600, 600/1200)
+    # the rule enlarges the image past what the 1280 px tile shows: the products were measured,
+    # and 100 px products at 0.5 reach the model at 50 px, under 1.6 x 40: the rule stands
+    assert info["product_height_px"] == pytest.approx(100, rel=0.1) and "rule" not in info
     assert res.settings["tile"] == 512
     pano, _ = shelf(6000, 1200, 100)
     res = dt.detect_image(pano, det, tile=512)
@@ -429,3 +433,38 @@ def test_products_far_below_the_trained_size_are_warned_about(caplog):
     with caplog.at_level("WARNING", logger="densedet_tile.pipeline"):
         res = dt.detect_image(img, Unsized())
     assert len(res.detections) >= 10 and "under half" not in caplog.text
+
+
+def test_a_photo_rule_enlarging_a_crop_stops_where_its_products_reach_the_model_large():
+    # a crop of a photo (or a close-up) has the pixels of a small photo, and products as large
+    # as the whole photo's: the rule would show them at 0.5 x 150 = 75 px, over 1.6 x 40
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(1000.0, 600.0))
+    crop, truth = shelf(1600, 1200, 150)
+    res = dt.detect_image(crop, det)
+    info = res.settings["scale"]
+    assert info["source"] == "photo rule" and info["rule"] == 0.5
+    assert info["product_height_px"] == pytest.approx(150, rel=0.1)
+    assert info["value"] == pytest.approx(1.6 * 40 / 150, rel=0.1) and "crop" in info["note"]
+    assert recall(res.detections, truth) >= 0.98
+
+
+def test_a_photo_rule_that_shrinks_a_large_photo_is_not_checked():
+    # a large photo shown by the rule no larger than the default tile shows it (256 / 1280):
+    # no probe runs, whatever its products
+    det = SizedBlobs(input_size=256, trained=40.0, photo_rule=(800.0, 600.0))
+    photo, _ = shelf(4000, 3000, 100)
+    res = dt.detect_image(photo, det)
+    info = res.settings["scale"]
+    assert (info["source"], info["value"]) == ("photo rule", 0.2) and "product_height_px" not in info
+    assert len(det.seen) == res.num_tiles  # every call was a tile
+
+
+def test_the_built_in_rule_shows_every_whole_photo_at_one_size():
+    from densedet_tile.detector.builtin import DefaultDetector
+
+    rule = DefaultDetector.photo_scale
+    det = object.__new__(DefaultDetector)  # (the rule reads class settings only)
+    assert rule(det, 3264, 2448) == pytest.approx(0.5) and rule(det, 2448, 3264) == pytest.approx(0.5)
+    for w, h in ((4032, 3024), (8064, 6048), (1600, 1200), (4160, 2340), (3024, 3024)):
+        assert rule(det, w, h) * (w * h) ** 0.5 == pytest.approx((1632 * 1224) ** 0.5)  # the same model pixels
+    assert rule(det, 1100, 900) is None  # under a megapixel: not taken for a whole photo
