@@ -672,7 +672,7 @@ def find_bays(
     a = as_boxes(xyxy)
     if not (0 < gutter_frac < 1) or min(min_gutter, jump_gutter, thin_gutter) < 0 or window <= 0 or jump_min < 1 \
             or not (0 < jump_frac <= 1):
-        raise InvalidInputError("find_bays: gutter_frac and jump_frac must be in (0, 1], window > 0, "
+        raise InvalidInputError("find_bays: gutter_frac must be in (0, 1), jump_frac in (0, 1], window > 0, "
                                 "min_gutter, jump_gutter and thin_gutter >= 0, jump_min >= 1")
     if not np.isfinite(a).all():
         raise InvalidInputError("find_bays: boxes must have finite coordinates")

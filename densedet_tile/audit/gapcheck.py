@@ -54,7 +54,8 @@ def _grey(image: Any) -> np.ndarray:
     """(H, W) float32 grey levels of a PIL image or an (H, W[, C]) array (C = 1: grey; 2: grey and
     alpha; 3 or more: RGB[A]), converted in bands of rows (no float copy of the whole colour
     image). Raises :class:`InvalidInputError` for another shape or a pixel that is not finite."""
-    if hasattr(image, "mode") and hasattr(image, "convert") and image.mode not in ("RGB", "RGBA", "L", "I", "I;16", "F"):
+    if hasattr(image, "mode") and hasattr(image, "convert") and \
+            image.mode not in ("RGB", "RGBA", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         image = image.convert("RGB")  # palette, CMYK, 1-bit...: their colours, not their indices
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[2] in (1, 2):
@@ -125,7 +126,8 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
     if scale is None:
         sx, sy = gw / float(result.width), gh / float(result.height)
     else:
-        if not (isinstance(scale, (int, float, np.integer, np.floating)) and np.isfinite(scale) and scale > 0):
+        if isinstance(scale, bool) or not (isinstance(scale, (int, float, np.integer, np.floating))
+                                           and np.isfinite(scale) and scale > 0):
             raise InvalidInputError(f"scale must be a positive number, got {scale!r}")
         sx = sy = float(scale)
     # an image of another shape (another photo, an un-rotated one) fits no one scale, allowing
