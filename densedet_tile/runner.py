@@ -223,7 +223,8 @@ def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, 
     left out, and so is the device, but for one thing it decides: the built-in model's shipped
     weights run as the int8 ONNX file on a CPU and in torch (fp32) on a GPU, whose boxes differ
     by up to about 2 px, so the latter adds ``"runtime": "torch"`` (a batch started on a CPU
-    and resumed on a GPU redoes its images rather than mixing the two). ``device``: where the
+    and resumed on a GPU redoes its images rather than mixing the two); its whole-photo rule adds
+    ``"photo_rule"`` (results made before the rule were made at the tile's scale). ``device``: where the
     model will run, when the spec's ``auto`` is decided elsewhere (Ray workers with or without
     a GPU); None resolves ``auto`` on this machine."""
     from .detector.registry import DetectorSpec
@@ -253,6 +254,10 @@ def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, 
                     want = "cpu"
             if want.startswith("cuda"):  # (the ONNX file's results, made before this key, still stand)
                 out["runtime"] = "torch"
+        if spec.kind == "default" and spec.input_size is None:
+            # the whole-photo rule of 2026-12-05 shows photos at another scale than the tile did:
+            # results made before it are another model's (a batch resumed across it redoes them)
+            out["photo_rule"] = "1632x1224"
     else:
         cls = type(detector)
         out = {"class": f"{cls.__module__}.{cls.__qualname__}"}
@@ -483,6 +488,10 @@ def process_image(
     except BaseException as exc:
         if not isinstance(exc, Exception):
             raise
+        from .errors import STOP_RECEIVED
+
+        if STOP_RECEIVED[0] is not None:  # a stop signal that a C extension's import turned into an
+            raise KeyboardInterrupt from exc  # ImportError: the run stops here, not at the next image
         log.debug("%s failed", inp, exc_info=True)
         return Outcome(input=inp, status="error", seconds=time.perf_counter() - t0, error=error_line(inp, exc))
     cr = result.count_range

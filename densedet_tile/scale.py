@@ -35,7 +35,8 @@ from .errors import InvalidInputError
 from .tiler.resize import resize_to, shrink_source
 from .types import MergeSpec, RunSpec, TileSpec
 
-__all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "scaled_side", "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES"]
+__all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "photo_rule_scale", "scaled_side",
+           "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES", "PHOTO_RULE_MAX_PRODUCT", "PHOTO_RULE_CHECK_FROM"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ _AUTO_OVERLAP_PRODUCTS = 1.25
 #: as far as its products reach this many times the detector's ``product_size`` (a crop's
 #: products are already large; a messaging app's copy of a whole photo has small ones).
 PHOTO_RULE_MAX_PRODUCT = 1.6
+#: ... checked only where the rule shows the image this many times larger than its tile does or
+#: more (a 5 MP photo shown 1.3 times larger is not: a crop of a third of a photo's area is).
+PHOTO_RULE_CHECK_FROM = 1.5
 
 
 @dataclass(frozen=True)
@@ -277,9 +281,18 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
     return ScaleChoice(tiling, run, {"source": "tile", "value": None})
 
 
+def photo_rule_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> float | None:
+    """The scale the engine shows the open image ``src`` at by the detector's photo rule (checked
+    as :func:`choose_scale` checks it), or None where no photo rule applies: what a tool that
+    runs the engine at other scales of its own (``adapt``'s views, its training crops) starts from."""
+    choice = choose_scale(src, detector, tiling, run)
+    return float(choice.info["value"]) if choice.info.get("source") == "photo rule" else None
+
+
 def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule: float, info: dict[str, Any]) -> float:
-    """The photo rule's scale, or less where it would enlarge the image past what its tile
-    shows and the products measured by the probes of ``auto`` would then reach the model over
+    """The photo rule's scale, or less where it would enlarge the image :data:`PHOTO_RULE_CHECK_FROM`
+    times past what its tile shows or more and the products measured by the probes of ``auto``
+    (at the run's threshold) would then reach the model over
     :data:`PHOTO_RULE_MAX_PRODUCT` times its ``product_size`` (a crop of a photo, a close-up):
     then the scale that brings them to that size, but never less than the tile's. Detectors
     without a fixed input size or a product size keep the rule. ``info`` gets what was decided."""
@@ -288,7 +301,7 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
         return rule
     width, height = int(src.width), int(src.height)
     given = side / min(tiling.tile, max(width, height))  # the scale the tile shows the image at
-    if rule <= given * (1 + 1e-6):  # a large photo: the rule shrinks it, whatever it shows
+    if rule < given * PHOTO_RULE_CHECK_FROM:  # a large photo (the rule shrinks it), or one a little smaller
         return rule
     t0 = time.perf_counter()
     thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)

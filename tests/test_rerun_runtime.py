@@ -14,11 +14,11 @@ from densedet_tile.detector.registry import DetectorSpec
 from densedet_tile.runner import Job, detector_identity, outputs_complete, request_key
 from fakes import blob_image
 
-CPU_KEYS = {"kind", "config", "checkpoint", "files", "precision", "input_size", "score_thr", "options"}
+CPU_KEYS = {"kind", "config", "checkpoint", "files", "precision", "input_size", "score_thr", "options", "photo_rule"}
 
 
 def test_the_built_in_models_runtime_is_part_of_its_identity_only_where_torch_runs_it() -> None:
-    assert set(detector_identity(DetectorSpec(device="cpu"))) == CPU_KEYS  # as before: CPU results stand
+    assert set(detector_identity(DetectorSpec(device="cpu"))) == CPU_KEYS
     assert detector_identity(DetectorSpec(device="cuda"))["runtime"] == "torch"
     assert detector_identity(DetectorSpec(device="cuda:1"))["runtime"] == "torch"
     # "auto" decided where the model runs: Ray workers with a GPU, or without one
@@ -29,6 +29,15 @@ def test_the_built_in_models_runtime_is_part_of_its_identity_only_where_torch_ru
     assert "runtime" not in detector_identity(DetectorSpec(device="cuda", options={"runtime": "torch"}))
     assert "runtime" not in detector_identity(DetectorSpec(device="cuda", checkpoint="retrained.pt"))
     assert "runtime" not in detector_identity(DetectorSpec(kind="yolo", device="cuda"))
+
+
+def test_the_built_in_models_photo_rule_is_part_of_its_identity() -> None:
+    # results made before the rule (at the tile's scale) are another model's: a batch resumed
+    # across the upgrade redoes them rather than mixing two scales (an outside review)
+    assert detector_identity(DetectorSpec(device="cpu"))["photo_rule"] == "1632x1224"
+    assert detector_identity(DetectorSpec(device="cpu", checkpoint="adapted.pt"))["photo_rule"] == "1632x1224"
+    assert "photo_rule" not in detector_identity(DetectorSpec(device="cpu", input_size=800))  # replaces the rule
+    assert "photo_rule" not in detector_identity(DetectorSpec(kind="onnx", checkpoint="m.onnx", device="cpu"))
 
 
 def test_results_made_on_a_cpu_are_redone_for_a_gpu_run_and_kept_for_a_cpu_one(tmp_path: Path) -> None:

@@ -261,6 +261,10 @@ def _pipe_safe_streams() -> Iterator[None]:
     for name, stream in saved.items():
         if stream is not None:  # None: started with it closed (a daemon, `>&-`): print() writes nothing
             setattr(sys, name, _Safe(stream, "standard output" if name == "stdout" else "standard error"))
+        elif name == "stderr":  # ... but print(..., file=None) writes to standard output: messages go nowhere
+            null = _Safe(open(os.devnull, "w"), "standard error")  # noqa: SIM115 - closed when put back
+            null._own = null._f
+            sys.stderr = null
     # the log lines go through the same guard (a handler keeps the stream it was given)
     kept = {h: h.stream for h in logging.getLogger().handlers
             if isinstance(h, logging.StreamHandler) and h.stream is not None

@@ -44,7 +44,7 @@ from ..io import OutputLock, atomic_write, ensure_out_dir, names_a_folder, sweep
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..tiler.readers.base import check_size
 from ..tiler.readers.pillow import open_header
-from ..types import DEFAULT_MAX_PIXELS, MergeSpec, TileSpec
+from ..types import DEFAULT_MAX_PIXELS, MergeSpec, RunSpec, TileSpec
 from .data import PhotoCrops, SyntheticPool, stack_samples, tile_ratio
 from .loop import checkpoint_bytes, checkpoint_dict, ema_copy, learning_rate, make_optimizer, normaliser, train_step
 from .pseudo import PseudoLabels, agreement, pseudo_label
@@ -940,10 +940,23 @@ class AdaptRun:
         for name, image in self._photos(list(self.s["crop_order"]), "read"):
             self._add_crop(name, image)
 
+    def _served_scale(self, image: np.ndarray, name: str) -> float | None:
+        """The scale the engine serves this photo at by the model's photo rule (None: at the
+        tile's), so that its crops are trained at the size the adapted weights will see it."""
+        from ..scale import photo_rule_scale
+        from ..tiler.readers.array import ArraySource
+
+        lab = self.settings.labels
+        return photo_rule_scale(ArraySource(image, name=name), self._detector(self._base_thr(), split_stacks=False),
+                                TileSpec(tile=lab.tile, overlap=lab.overlap), RunSpec())
+
     def _add_crop(self, name: str, image: np.ndarray) -> None:
         if name not in self.crop_index:
+            scales = self.s.setdefault("crop_scale", {})  # decided once: a resumed run trains the same crops
+            if name not in scales:
+                scales[name] = self._served_scale(image, name)
             try:
-                self.crop_index[name] = self.crops.add(image)
+                self.crop_index[name] = self.crops.add(image, scale=scales[name])
             except (OSError, ValueError, MemoryError) as exc:  # the photo named: it can be moved away
                 raise AdaptFailed(f"{name}: cannot keep this photo for training ({one_line(exc)}); move it out "
                                   "of the folder and run again") from exc

@@ -206,12 +206,14 @@ class PhotoCrops:
         """Model-input pixels per photo pixel for a photo of this size (as the engine resizes)."""
         return self.input_size / min(self.tile, max(width, height))
 
-    def add(self, image: np.ndarray) -> int:
-        """Add an upright uint8 RGB photo; returns its index."""
+    def add(self, image: np.ndarray, scale: float | None = None) -> int:
+        """Add an upright uint8 RGB photo; returns its index. ``scale``: model-input pixels per
+        photo pixel where the engine serves this photo at a scale of its own (a photo rule),
+        else :meth:`model_scale`."""
         from PIL import Image
 
         h, w = image.shape[:2]
-        s = self.model_scale(w, h)
+        s = self.model_scale(w, h) if scale is None else float(scale)
         small, _ = resize_to(image, max(1, round(max(h, w) * s)))
         buf = io.BytesIO()
         if max(small.shape[:2]) <= JPEG_MAX_SIDE:

@@ -133,21 +133,29 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
     told an adapt user nothing).
     """
     from ..pipeline import detect_image
+    from ..scale import photo_rule_scale
     from ..tiler.readers.array import ArraySource
 
     run = RunSpec() if run is None else run
     run = replace(run, score_thr=settings.score_lo) if run.score_thr is None else run
     h, w = image.shape[:2]
+    # a detector with a photo rule (the built-in model) shows the photo at the rule's scale
+    # whatever the tile: the views are that scale times theirs, or they would all be one view
+    base = photo_rule_scale(ArraySource(image, name=name), detector,
+                            TileSpec(tile=settings.tile, overlap=settings.overlap), run)
     mirrored = None
     out = []
     for scale, flip in settings.views_of(w, h):
         tile = settings.view_tile(scale)
+        if base is None:
+            tiling, view_run, said = TileSpec(tile=tile, overlap=settings.overlap), run, f"tile {tile}"
+        else:
+            tiling, view_run = TileSpec(overlap=settings.overlap), replace(run, scale=base * scale)
+            said = f"scale {base * scale:.3g}"
         if flip and mirrored is None:
             mirrored = np.ascontiguousarray(image[:, ::-1])
-        src = ArraySource(mirrored if flip else image,
-                          name=f"{name} (view at tile {tile}{', mirrored' if flip else ''})")
-        d = detect_image(src, detector, tiling=TileSpec(tile=tile, overlap=settings.overlap), merge=MergeSpec(),
-                         run=run).detections
+        src = ArraySource(mirrored if flip else image, name=f"{name} (view at {said}{', mirrored' if flip else ''})")
+        d = detect_image(src, detector, tiling=tiling, merge=MergeSpec(), run=view_run).detections
         out.append(_mirror(d, w) if flip else d)
     return out
 

@@ -138,3 +138,29 @@ def test_a_write_probe_left_by_a_stop_is_swept(tmp_path) -> None:
     os.utime(mine, (old, old))
     assert dio.sweep_temporaries(tmp_path) == 1
     assert not left.exists() and mine.exists()
+
+
+def test_standard_error_closed_at_start_keeps_messages_off_standard_output(tmp_path, monkeypatch, capsys) -> None:
+    # Python starts with sys.stderr None when descriptor 2 is closed (`2>&-`); print(file=None)
+    # writes to standard output, where `eval ... > metrics.txt` keeps its figures
+    monkeypatch.setattr(sys, "stderr", None)
+    assert main([str(tmp_path / "nosuch.jpg"), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().out == ""
+
+
+def test_a_stop_swallowed_inside_one_image_stops_the_run_there(tmp_path, monkeypatch) -> None:
+    # the stop signal came while a C extension imported (its ImportError reached the image's
+    # error handler): the image is not reported as failed and the next ones are not started
+    from densedet_tile import errors
+    from densedet_tile.runner import Job, process_image
+
+    class Importing:
+        def predict(self, tiles):
+            raise ImportError("initialization failed")
+
+    (photo,) = _photos(tmp_path / "in", 1)
+    monkeypatch.setattr(errors, "STOP_RECEIVED", [signal.SIGTERM])
+    with pytest.raises(KeyboardInterrupt):
+        process_image(photo, Importing(), Job(), str(tmp_path / "out"))
+    monkeypatch.setattr(errors, "STOP_RECEIVED", [None])
+    assert process_image(photo, Importing(), Job(), str(tmp_path / "out")).status == "error"

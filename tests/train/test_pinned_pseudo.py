@@ -64,3 +64,37 @@ def test_agreement_matches_at_exactly_the_iou_threshold():
     ign = np.array([[0, 0, 20, 10]], float)
     far = np.array([[0, 0, 10, 10]], float)  # IoU 0.5 with the ignore box, none with ref
     assert agreement(far, np.array([[50, 50, 60, 60]], float), ign)["ignored"] == 1
+
+
+def test_views_of_a_detector_with_a_photo_rule_are_at_the_rules_scale_times_theirs():
+    # an outside review: the built-in model's photo rule replaced both views' tiles, so the views
+    # at scales 1 and 1.5 were one view twice (every box two votes)
+    from densedet_tile import RunSpec, TileSpec
+    from densedet_tile.pipeline import plan
+    from densedet_tile.scale import choose_scale
+    from densedet_tile.tiler.readers.array import ArraySource
+    from densedet_tile.train.pseudo import view_detections
+
+    class Ruled:
+        input_size = 64
+
+        def __init__(self):
+            self.tiles = 0
+
+        def photo_scale(self, width, height):
+            return 0.1
+
+        def predict(self, tiles):
+            self.tiles += len(tiles)
+            return [Detections.empty() for _ in tiles]
+
+    image = np.zeros((1000, 1200, 3), np.uint8)
+    settings = LabelSettings(scales=(1.0, 1.5), flip=False, tile=256)
+    det = Ruled()
+    assert len(view_detections(image, det, settings)) == 2
+    src = ArraySource(image)
+
+    def tiles_at(s):
+        return len(plan(src, choose_scale(src, det, TileSpec(overlap=settings.overlap), RunSpec(scale=s)).tiling))
+
+    assert tiles_at(0.1) != tiles_at(0.15) and det.tiles == tiles_at(0.1) + tiles_at(0.15)
