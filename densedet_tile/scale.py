@@ -304,9 +304,7 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
     if rule < given * PHOTO_RULE_CHECK_FROM:  # a large photo (the rule shrinks it), or one a little smaller
         return rule
     t0 = time.perf_counter()
-    thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
-    height_px, _ = estimate_product_height(src, detector, score_thr=thr, target=target,
-                                           classes=classes_of(detector, run.classes))
+    height_px, _ = _measure(src, detector, run, target)
     info["product_height_px"] = height_px
     info["seconds"] = round(time.perf_counter() - t0, 4)
     if height_px is None:
@@ -320,13 +318,19 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
     return limit
 
 
+def _measure(src: Any, detector: Any, run: RunSpec, target: float | None) -> tuple[float | None, dict[str, Any]]:
+    """:func:`estimate_product_height` at the run's served threshold (detectors return boxes a
+    little below it, for the count range) and of the run's classes (the products counted are the
+    ones measured)."""
+    thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
+    return estimate_product_height(src, detector, score_thr=thr, target=target,
+                                   classes=classes_of(detector, run.classes))
+
+
 def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec) -> ScaleChoice:
     t0 = time.perf_counter()
     target = product_size_of(detector)
-    # the served threshold: detectors return boxes a little below it (for the count range)
-    thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
-    classes = classes_of(detector, run.classes)  # the products counted are the ones measured
-    height_px, details = estimate_product_height(src, detector, score_thr=thr, target=target, classes=classes)
+    height_px, details = _measure(src, detector, run, target)
     info: dict[str, Any] = {"source": "auto", "product_height_px": height_px, "target_px": target, **details}
     fallback = replace(tiling, tile=TileSpec().tile)
     if height_px is None:

@@ -206,10 +206,10 @@ def _pipe_safe_streams() -> Iterator[None]:
     goes on, its outputs are still written and no traceback is shown."""
 
     class _Safe:
-        def __init__(self, f: Any, name: str) -> None:
+        def __init__(self, f: Any, name: str, *, own: bool = False) -> None:
             self._f = f
             self._name = name
-            self._own: Any = None  # the /dev/null it opened for itself, closed when the run ends
+            self._own: Any = f if own else None  # the /dev/null it opened for itself, closed when the run ends
 
         def _failed(self, exc: OSError) -> OSError:
             # a write that failed for another reason than a closed pipe (a full disk under
@@ -262,9 +262,7 @@ def _pipe_safe_streams() -> Iterator[None]:
         if stream is not None:  # None: started with it closed (a daemon, `>&-`): print() writes nothing
             setattr(sys, name, _Safe(stream, "standard output" if name == "stdout" else "standard error"))
         elif name == "stderr":  # ... but print(..., file=None) writes to standard output: messages go nowhere
-            null = _Safe(open(os.devnull, "w"), "standard error")  # noqa: SIM115 - closed when put back
-            null._own = null._f
-            sys.stderr = null
+            sys.stderr = _Safe(open(os.devnull, "w"), "standard error", own=True)  # noqa: SIM115 - closed when put back
     # the log lines go through the same guard (a handler keeps the stream it was given)
     kept = {h: h.stream for h in logging.getLogger().handlers
             if isinstance(h, logging.StreamHandler) and h.stream is not None
@@ -282,9 +280,9 @@ def _pipe_safe_streams() -> Iterator[None]:
                 pass
             except OSError as exc:  # (the streams are put back first, then it is reported)
                 failed = failed or exc
-            own = getattr(sys, name).__dict__.get("_own") if isinstance(getattr(sys, name), _Safe) else None
-            if own is not None:
-                own.close()
+            current = getattr(sys, name)
+            if isinstance(current, _Safe) and current._own is not None:
+                current._own.close()
             setattr(sys, name, stream)
         for h, stream in kept.items():
             h.setStream(stream)

@@ -45,19 +45,24 @@ def test_a_raised_product_on_two_of_five_shelves_is_no_height_jump() -> None:
     assert cut.n_bays == 1, cut.kinds
 
 
+def _sliver_between_uprights(left: int, sliver_x: float, right_x: float, right: int) -> np.ndarray:
+    """Five shelves: ``left`` products a shelf from x 0, a sliver of two overlapping products
+    (1.5 widths) from ``sliver_x``, then ``right`` products from ``right_x``."""
+    boxes = []
+    for bottom in (300, 600, 900, 1200, 1500):
+        for i in range(left):
+            boxes.append([i * 102.0, bottom - H, i * 102.0 + W, bottom])
+        boxes.append([sliver_x, bottom - H, sliver_x + W, bottom])
+        boxes.append([sliver_x + 0.5 * W, bottom - H, sliver_x + 1.5 * W, bottom])
+        for i in range(right):
+            boxes.append([right_x + i * 102.0, bottom - H, right_x + i * 102.0 + W, bottom])
+    return np.array(boxes)
+
+
 def test_a_bay_narrower_than_two_product_widths_is_merged_into_a_neighbour() -> None:
     # bays.py:865 a sliver bay (here a single column of products between two uprights, 1.5
     # product widths wide) joins a neighbour: three strips make two bays
-    boxes = []
-    for bottom in (300, 600, 900, 1200, 1500):
-        for i in range(10):
-            boxes.append([i * 102.0, bottom - H, i * 102.0 + W, bottom])
-        # the sliver: two overlapping products a shelf, 1.5 widths in all
-        boxes.append([1070.0, bottom - H, 1170.0, bottom])
-        boxes.append([1120.0, bottom - H - 0.0, 1220.0, bottom])
-        for i in range(10):
-            boxes.append([1290.0 + i * 102.0, bottom - H, 1290.0 + i * 102.0 + W, bottom])
-    cut = find_bays(np.array(boxes))
+    cut = find_bays(_sliver_between_uprights(10, 1070.0, 1290.0, 10))
     assert cut.n_bays == 2, (cut.cuts, cut.kinds)
 
 
@@ -90,15 +95,7 @@ def test_a_sliver_between_an_upright_and_a_height_jump_joins_the_jump_side() -> 
 def test_a_sliver_between_two_uprights_joins_its_narrower_neighbour() -> None:
     # bays.py:880 between cuts of one kind a sliver goes to the narrower of the bays beside it:
     # 5 products a shelf left of it, 10 right of it; the cut left is the one right of the sliver
-    boxes = []
-    for bottom in (300, 600, 900, 1200, 1500):
-        for i in range(5):
-            boxes.append([i * 102.0, bottom - H, i * 102.0 + W, bottom])
-        boxes.append([570.0, bottom - H, 670.0, bottom])
-        boxes.append([620.0, bottom - H, 720.0, bottom])
-        for i in range(10):
-            boxes.append([790.0 + i * 102.0, bottom - H, 790.0 + i * 102.0 + W, bottom])
-    cut = find_bays(np.array(boxes))
+    cut = find_bays(_sliver_between_uprights(5, 570.0, 790.0, 10))
     assert cut.kinds == ("upright",)
     assert 720 < cut.cuts[0] < 790
 

@@ -15,6 +15,18 @@ def _print(rng, img, x0, bottom, lo, hi):
     img[bottom - PH:bottom, x0:x0 + PW] = np.kron(block, np.ones((6, 5, 1), np.uint8))
 
 
+def _row(rng, img, boxes, n, bottom, lo=0, hi=256, *, missed=(), gone=()):
+    """``n`` products printed side by side from x 60 on a shelf ending at ``bottom`` (those in
+    ``gone`` not there at all), their boxes added to ``boxes`` but for those the detector
+    ``missed``."""
+    for i in range(n):
+        if i in gone:
+            continue
+        _print(rng, img, 60 + i * STEP, bottom, lo, hi)
+        if i not in missed:
+            boxes.append([60 + i * STEP, bottom - PH, 60 + i * STEP + PW, bottom])
+
+
 def test_a_row_of_two_products_is_judged_against_the_bay_not_its_own_two() -> None:
     # gapcheck.py:50 a row's own products are the reference only when there are 3 or more:
     # here the short row's two products are faint, the stretch between them as faint, the
@@ -23,13 +35,8 @@ def test_a_row_of_two_products_is_judged_against_the_bay_not_its_own_two() -> No
     rng = np.random.default_rng(0)
     img = np.full((900, 1600, 3), 38, np.uint8)
     boxes = []
-    for i in range(14):
-        _print(rng, img, 60 + i * STEP, 400, 0, 256)
-        boxes.append([60 + i * STEP, 100, 60 + i * STEP + PW, 400])
-    for i in range(0, 8):
-        _print(rng, img, 60 + i * STEP, 850, 30, 50)  # faint print, also in the stretch
-        if i in (0, 7):
-            boxes.append([60 + i * STEP, 550, 60 + i * STEP + PW, 850])
+    _row(rng, img, boxes, 14, 400)
+    _row(rng, img, boxes, 8, 850, 30, 50, missed=range(1, 7))  # faint print, also in the stretch
     res = run_audit(np.array(boxes, float), 1600, 900, settings=AuditSettings(min_row_products=2, end_gaps=False))
     gaps = [g for g in res.gaps if g.xyxy[1] > 450]
     assert len(gaps) == 1
@@ -41,11 +48,7 @@ def _shelf():
     rng = np.random.default_rng(1)
     img = np.full((900, 1600, 3), 38, np.uint8)
     boxes = []
-    for i in range(14):
-        if i in (5, 6):
-            continue
-        _print(rng, img, 60 + i * STEP, 400, 0, 256)
-        boxes.append([60 + i * STEP, 100, 60 + i * STEP + PW, 400])
+    _row(rng, img, boxes, 14, 400, gone=(5, 6))
     return img, np.array(boxes, float)
 
 
@@ -88,13 +91,8 @@ def test_a_gap_is_judged_against_its_own_row_not_the_whole_bay() -> None:
     rng = np.random.default_rng(0)
     img = np.full((900, 1600, 3), 38, np.uint8)
     boxes = []
-    for i in range(14):
-        _print(rng, img, 60 + i * STEP, 400, 0, 256)
-        boxes.append([60 + i * STEP, 100, 60 + i * STEP + PW, 400])
-    for i in range(8):
-        _print(rng, img, 60 + i * STEP, 850, 30, 60)
-        if i not in (3, 4):
-            boxes.append([60 + i * STEP, 550, 60 + i * STEP + PW, 850])
+    _row(rng, img, boxes, 14, 400)
+    _row(rng, img, boxes, 8, 850, 30, 60, missed=(3, 4))
     res = run_audit(np.array(boxes, float), 1600, 900, settings=AuditSettings(end_gaps=False))
     low = [g for g in check_gaps(res, img).gaps if g.xyxy[1] > 450]
     assert len(low) == 1 and low[0].looks == "stocked"
