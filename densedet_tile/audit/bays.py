@@ -124,7 +124,11 @@ def _shelves_continue(a: np.ndarray, left: np.ndarray, right: np.ndarray, frame:
     """Whether the shelf lines left of a gutter go on right of it: of the boxes ``left``
     (standing just left of it) that have a box among ``right`` overlapping them vertically, at
     least half have one whose bottom lies on their shelf line (the frame's slope, within ``tol``
-    of the taller box's height). Small arrays: one gutter's neighbours."""
+    of the taller box's height). Where no box has one beside it, the shelves say nothing (a
+    shelf emptied on one side) unless the boxes of both sides reach over the same heights (by a
+    median box height or more): then their shelves stand at other heights, interleaved (two bays
+    whose shelves are half a pitch apart), and the lines do not go on. Small arrays: one
+    gutter's neighbours."""
     la, ra = a[left], a[right]
     lcx, rcx = (la[:, 0] + la[:, 2]) / 2, (ra[:, 0] + ra[:, 2]) / 2
     lh, rh = la[:, 3] - la[:, 1], ra[:, 3] - ra[:, 1]
@@ -134,7 +138,13 @@ def _shelves_continue(a: np.ndarray, left: np.ndarray, right: np.ndarray, frame:
     beside = overlap > 0.3 * np.minimum(lh[:, None], rh[None, :])
     ok = beside & (np.abs(res) <= tol * np.maximum(lh[:, None], rh[None, :]))
     seen = beside.any(axis=1)  # a shelf emptied right of the gutter says nothing
-    return bool(seen.sum() == 0 or ok.any(axis=1)[seen].mean() >= 0.5)
+    if seen.sum() == 0:
+        # nothing beside anything: the right's shelves emptied near the gutter say nothing, but
+        # shelves of both sides at the same heights that never meet stand at other heights (two
+        # bays whose shelves interleave, half a pitch apart): the lines do not go on
+        reach_top, reach_bottom = max(la[:, 1].min(), ra[:, 1].min()), min(la[:, 3].max(), ra[:, 3].max())
+        return bool(reach_bottom - reach_top < np.median(np.r_[lh, rh]))
+    return bool(ok.any(axis=1)[seen].mean() >= 0.5)
 
 
 def _shelf_count(bottoms: np.ndarray, med_h: float) -> int:
