@@ -22,7 +22,9 @@ boxed by its hull, wider by its height times the lean), and the cuts are the fra
    when it is at least ``min_gutter`` widths of the products beside it wide (and wider than
    ``SPACING_MULT`` times the median space between neighbouring products), or at least
    ``jump_gutter`` widths wide where the shelf lines do not go on across it (most products just
-   left of it have no product just right of it standing on their shelf line), or at least
+   left of it have no product just right of it standing on their shelf line, or no box near it
+   is beside one of the other side at all though both sides reach over the same heights: two
+   bays whose shelves interleave, :func:`_interleaved`), or at least
    ``thin_gutter`` widths wide (one whole bin of a sixteenth of a width, in effect) where it is
    wider than ``SPACING_MULT`` times nearly every space between neighbouring products (their
    95th percentile, spaces of half a product width or more left out as gaps, and those across
@@ -124,11 +126,7 @@ def _shelves_continue(a: np.ndarray, left: np.ndarray, right: np.ndarray, frame:
     """Whether the shelf lines left of a gutter go on right of it: of the boxes ``left``
     (standing just left of it) that have a box among ``right`` overlapping them vertically, at
     least half have one whose bottom lies on their shelf line (the frame's slope, within ``tol``
-    of the taller box's height). Where no box has one beside it, the shelves say nothing (a
-    shelf emptied on one side) unless the boxes of both sides reach over the same heights (by a
-    median box height or more): then their shelves stand at other heights, interleaved (two bays
-    whose shelves are half a pitch apart), and the lines do not go on. Small arrays: one
-    gutter's neighbours."""
+    of the taller box's height). Small arrays: one gutter's neighbours."""
     la, ra = a[left], a[right]
     lcx, rcx = (la[:, 0] + la[:, 2]) / 2, (ra[:, 0] + ra[:, 2]) / 2
     lh, rh = la[:, 3] - la[:, 1], ra[:, 3] - ra[:, 1]
@@ -138,13 +136,24 @@ def _shelves_continue(a: np.ndarray, left: np.ndarray, right: np.ndarray, frame:
     beside = overlap > 0.3 * np.minimum(lh[:, None], rh[None, :])
     ok = beside & (np.abs(res) <= tol * np.maximum(lh[:, None], rh[None, :]))
     seen = beside.any(axis=1)  # a shelf emptied right of the gutter says nothing
-    if seen.sum() == 0:
-        # nothing beside anything: the right's shelves emptied near the gutter say nothing, but
-        # shelves of both sides at the same heights that never meet stand at other heights (two
-        # bays whose shelves interleave, half a pitch apart): the lines do not go on
-        reach_top, reach_bottom = max(la[:, 1].min(), ra[:, 1].min()), min(la[:, 3].max(), ra[:, 3].max())
-        return bool(reach_bottom - reach_top < np.median(np.r_[lh, rh]))
-    return bool(ok.any(axis=1)[seen].mean() >= 0.5)
+    return bool(seen.sum() == 0 or ok.any(axis=1)[seen].mean() >= 0.5)
+
+
+def _interleaved(a: np.ndarray, left: np.ndarray, right: np.ndarray) -> bool:
+    """Whether the boxes ``left`` and ``right`` of a gutter (every box near it, stacked ones
+    included) reach over the same heights, by a median box height or more, though none of
+    either side overlaps one of the other vertically by 0.3 of the shorter box's height: their
+    shelves stand at other heights, half a pitch apart (two bays whose shelves interleave), so
+    the shelf lines do not go on across the gutter. Where no box is beside another only because
+    the two sides hold different heights (top shelves stocked on one side, bottom ones on the
+    other), nothing is said. Small arrays: one gutter's neighbours."""
+    la, ra = a[left], a[right]
+    lh, rh = la[:, 3] - la[:, 1], ra[:, 3] - ra[:, 1]
+    overlap = np.minimum(la[:, None, 3], ra[None, :, 3]) - np.maximum(la[:, None, 1], ra[None, :, 1])
+    if (overlap > 0.3 * np.minimum(lh[:, None], rh[None, :])).any():
+        return False
+    common = min(la[:, 3].max(), ra[:, 3].max()) - max(la[:, 1].min(), ra[:, 1].min())
+    return bool(common >= np.median(np.r_[lh, rh]))
 
 
 def _shelf_count(bottoms: np.ndarray, med_h: float) -> int:
@@ -785,6 +794,15 @@ def find_bays(
     by_left = standing[np.argsort(a[standing, 0], kind="stable")]
     rights, lefts = a[by_right, 2], a[by_left, 0]
     reach = window * med_w
+    # ... and every box, stacked ones included, for the interleaved shelves' test
+    all_by_right, all_by_left = np.argsort(a[:, 2], kind="stable"), np.argsort(a[:, 0], kind="stable")
+    all_rights, all_lefts = a[all_by_right, 2], a[all_by_left, 0]
+
+    def near_all(g0: float, g1: float) -> tuple[np.ndarray, np.ndarray]:
+        lo_r, hi_r = np.searchsorted(all_rights, g0 - reach, "left"), np.searchsorted(all_rights, g0 + bin_px, "right")
+        lo_l, hi_l = np.searchsorted(all_lefts, g1 - bin_px, "left"), np.searchsorted(all_lefts, g1 + reach, "right")
+        return all_by_right[lo_r:hi_r], all_by_left[lo_l:hi_l]
+
     for s, e in _runs(low):
         # a gutter needs two shelves or more on each side (along a single shelf an empty
         # stretch may as well be a gap), and is measured in the widths of the products beside it
@@ -803,7 +821,8 @@ def find_bays(
         narrow = width >= jump_gutter * local_w
         thin = width >= thin_gutter * local_w
         if (wide and width > SPACING_MULT * spacing) or (thin and width > SPACING_MULT * spacing_hi) or (
-            (wide or narrow) and not _shelves_continue(a, left, right, frame, jump_tol)
+            (wide or narrow) and (not _shelves_continue(a, left, right, frame, jump_tol)
+                                  or _interleaved(a, *near_all(g0, g1)))
         ):
             gutter[s:e] = True
     # 2. height jumps: misaligned junctions lined up over most shelves of the column
