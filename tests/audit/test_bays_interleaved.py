@@ -62,3 +62,21 @@ def test_shelves_stocked_in_a_staircase_stay_one_bay() -> None:
     bottom = _rows(rng, edge + 20.0, edge + 1520.0, (900, 1200))
     cut = find_bays(np.array(top + bottom))
     assert cut.n_bays == 1, (cut.kinds, cut.cuts)
+
+
+def test_a_bay_filled_to_the_top_with_shelves_emptied_near_a_column_stays_one() -> None:
+    # products 150 tall on a 160 px pitch: each product's bottom lies on the top of the one
+    # below, so all but the bottom shelf count as stacked. Near a column, shelf 3 is empty on
+    # the left and shelves 2 and 4 on the right; the standing boxes left and right of it lie at
+    # other heights, but shelf 1 goes on across it, which every box near it shows
+    bottoms = {1: 300.0, 2: 460.0, 3: 620.0, 4: 780.0}
+    width, space = 100.0, 15.0
+    left_x = [k * (width + space) for k in range(12)]
+    g1 = left_x[-1] + width + 20.0
+    right_x = [g1 + k * (width + space) for k in range(12)]
+    boxes = [[x, bottoms[s] - H, x + width, bottoms[s]] for k, x in enumerate(left_x) for s in bottoms
+             if not (k >= 8 and s == 3)]
+    boxes += [[x, bottoms[s] - H, x + width, bottoms[s]] for k, x in enumerate(right_x) for s in bottoms
+              if not (k < 4 and s in (2, 4))]
+    cut = find_bays(np.array(boxes))
+    assert cut.n_bays == 1, (cut.kinds, cut.cuts)
