@@ -122,6 +122,13 @@ def _runs(mask: np.ndarray) -> np.ndarray:
     return edges.reshape(-1, 2)
 
 
+def _beside(la: np.ndarray, ra: np.ndarray) -> np.ndarray:
+    """(len(la), len(ra)) bool: the boxes overlap vertically by over 0.3 of the shorter one's height."""
+    lh, rh = la[:, 3] - la[:, 1], ra[:, 3] - ra[:, 1]
+    overlap = np.minimum(la[:, None, 3], ra[None, :, 3]) - np.maximum(la[:, None, 1], ra[None, :, 1])
+    return overlap > 0.3 * np.minimum(lh[:, None], rh[None, :])
+
+
 def _shelves_continue(a: np.ndarray, left: np.ndarray, right: np.ndarray, frame: RowLayout, tol: float) -> bool:
     """Whether the shelf lines left of a gutter go on right of it: of the boxes ``left``
     (standing just left of it) that have a box among ``right`` overlapping them vertically, at
@@ -131,9 +138,8 @@ def _shelves_continue(a: np.ndarray, left: np.ndarray, right: np.ndarray, frame:
     lcx, rcx = (la[:, 0] + la[:, 2]) / 2, (ra[:, 0] + ra[:, 2]) / 2
     lh, rh = la[:, 3] - la[:, 1], ra[:, 3] - ra[:, 1]
     slope = frame.slope_at(frame.deskew(la[:, 3], lcx))
-    overlap = np.minimum(la[:, None, 3], ra[None, :, 3]) - np.maximum(la[:, None, 1], ra[None, :, 1])
     res = ra[None, :, 3] - la[:, None, 3] - slope[:, None] * (rcx[None, :] - lcx[:, None])
-    beside = overlap > 0.3 * np.minimum(lh[:, None], rh[None, :])
+    beside = _beside(la, ra)
     ok = beside & (np.abs(res) <= tol * np.maximum(lh[:, None], rh[None, :]))
     seen = beside.any(axis=1)  # a shelf emptied right of the gutter says nothing
     return bool(seen.sum() == 0 or ok.any(axis=1)[seen].mean() >= 0.5)
@@ -148,12 +154,10 @@ def _interleaved(a: np.ndarray, left: np.ndarray, right: np.ndarray) -> bool:
     the two sides hold different heights (top shelves stocked on one side, bottom ones on the
     other), nothing is said. Small arrays: one gutter's neighbours."""
     la, ra = a[left], a[right]
-    lh, rh = la[:, 3] - la[:, 1], ra[:, 3] - ra[:, 1]
-    overlap = np.minimum(la[:, None, 3], ra[None, :, 3]) - np.maximum(la[:, None, 1], ra[None, :, 1])
-    if (overlap > 0.3 * np.minimum(lh[:, None], rh[None, :])).any():
+    if _beside(la, ra).any():
         return False
     common = min(la[:, 3].max(), ra[:, 3].max()) - max(la[:, 1].min(), ra[:, 1].min())
-    return bool(common >= np.median(np.r_[lh, rh]))
+    return bool(common >= np.median(np.r_[la[:, 3] - la[:, 1], ra[:, 3] - ra[:, 1]]))
 
 
 def _shelf_count(bottoms: np.ndarray, med_h: float) -> int:
@@ -789,26 +793,27 @@ def find_bays(
     inner = (space < _GAP_SPACE * med_w) & (lone_sum[hi_b + 1] == lone_sum[lo_b])
     spacing_hi = float(np.quantile(space[inner], _SPACING_Q)) if inner.sum() >= 8 else np.inf
     gutter = np.zeros(nb, bool)
-    # the standing boxes by right and by left edge: each run finds its neighbours by bisection
-    by_right = standing[np.argsort(a[standing, 2], kind="stable")]
-    by_left = standing[np.argsort(a[standing, 0], kind="stable")]
-    rights, lefts = a[by_right, 2], a[by_left, 0]
     reach = window * med_w
-    # ... and every box, stacked ones included, for the interleaved shelves' test
-    all_by_right, all_by_left = np.argsort(a[:, 2], kind="stable"), np.argsort(a[:, 0], kind="stable")
-    all_rights, all_lefts = a[all_by_right, 2], a[all_by_left, 0]
 
-    def near_all(g0: float, g1: float) -> tuple[np.ndarray, np.ndarray]:
-        lo_r, hi_r = np.searchsorted(all_rights, g0 - reach, "left"), np.searchsorted(all_rights, g0 + bin_px, "right")
-        lo_l, hi_l = np.searchsorted(all_lefts, g1 - bin_px, "left"), np.searchsorted(all_lefts, g1 + reach, "right")
-        return all_by_right[lo_r:hi_r], all_by_left[lo_l:hi_l]
+    def near_finder(idx: np.ndarray):
+        # the boxes ``idx`` ending within reach left of a gutter and starting within reach right
+        # of it, found by bisection on their edges
+        by_right = idx[np.argsort(a[idx, 2], kind="stable")]
+        by_left = idx[np.argsort(a[idx, 0], kind="stable")]
+        rights, lefts = a[by_right, 2], a[by_left, 0]
 
+        def near(g0: float, g1: float) -> tuple[np.ndarray, np.ndarray]:
+            return (by_right[np.searchsorted(rights, g0 - reach, "left"):np.searchsorted(rights, g0 + bin_px, "right")],
+                    by_left[np.searchsorted(lefts, g1 - bin_px, "left"):np.searchsorted(lefts, g1 + reach, "right")])
+        return near
+
+    near_standing = near_finder(standing)
+    near_all = near_finder(np.arange(n))  # stacked ones included, for the interleaved shelves' test
     for s, e in _runs(low):
         # a gutter needs two shelves or more on each side (along a single shelf an empty
         # stretch may as well be a gap), and is measured in the widths of the products beside it
         g0, g1 = x0 + s * bin_px, x0 + e * bin_px
-        left = by_right[np.searchsorted(rights, g0 - reach, "left"):np.searchsorted(rights, g0 + bin_px, "right")]
-        right = by_left[np.searchsorted(lefts, g1 - bin_px, "left"):np.searchsorted(lefts, g1 + reach, "right")]
+        left, right = near_standing(g0, g1)
         if len(left) == 0 or len(right) == 0:
             continue
         local_w = float(np.median(w[np.r_[left, right]]))
