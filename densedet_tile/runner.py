@@ -224,7 +224,8 @@ def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, 
     weights run as the int8 ONNX file on a CPU and in torch (fp32) on a GPU, whose boxes differ
     by up to about 2 px, so the latter adds ``"runtime": "torch"`` (a batch started on a CPU
     and resumed on a GPU redoes its images rather than mixing the two); its whole-photo rule adds
-    ``"photo_rule"`` (results made before the rule were made at the tile's scale). ``device``: where the
+    ``"photo_rule"`` (results made before the rule, or before it reached photos under a megapixel,
+    were made at the tile's scale). ``device``: where the
     model will run, when the spec's ``auto`` is decided elsewhere (Ray workers with or without
     a GPU); None resolves ``auto`` on this machine."""
     from .detector.registry import DetectorSpec
@@ -256,8 +257,9 @@ def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, 
                 out["runtime"] = "torch"
         if spec.kind == "default" and spec.input_size is None:
             # the whole-photo rule of 2026-12-05 shows photos at another scale than the tile did:
-            # results made before it are another model's (a batch resumed across it redoes them)
-            out["photo_rule"] = "1632x1224"
+            # results made before it are another model's (a batch resumed across it redoes them);
+            # until later that day it left images under a megapixel to the tile
+            out["photo_rule"] = "1632x1224, any size"
     else:
         cls = type(detector)
         out = {"class": f"{cls.__module__}.{cls.__qualname__}"}

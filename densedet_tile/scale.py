@@ -249,7 +249,8 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
     ``run.scale``; ``tiling.tile == "auto"`` (products measured, see
     :func:`estimate_product_height`; overlap raised to cover a typical product, and to the
     ``seam_overlap_px`` of ``merge``, default :class:`MergeSpec`); the
-    detector's ``photo_scale`` rule for photo-like images; else the tiling as given.
+    detector's ``photo_scale`` rule for photo-like images (tiles it makes smaller than the one
+    asked for keep such an overlap too, see :func:`_rule_seams`); else the tiling as given.
     """
     width, height = int(src.width), int(src.height)
     auto = tiling.tile == "auto"
@@ -273,6 +274,8 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
         info: dict[str, Any] = {"source": "photo rule", "value": round(rule, 6)}
         s = _rule_checked(src, detector, tiling, run, rule, info)
         t, r = _apply(tiling, run, detector, s, width, height)
+        if isinstance(tiling.tile, int) and t.tile < tiling.tile:
+            t, r = _rule_seams(t, r, MergeSpec() if merge is None else merge, s, max(width, height))
         if tiling.tile != TileSpec().tile and t.tile != tiling.tile:  # a tile that was asked for
             log.warning("%s: tile %d replaced by %d px: the model's photo rule shows a photo at the scale it was "
                         "trained on; give an input size (--input-size) to keep the tile", src.name, tiling.tile,
@@ -327,6 +330,28 @@ def _measure(src: Any, detector: Any, run: RunSpec, target: float | None) -> tup
                                    classes=classes_of(detector, run.classes))
 
 
+def _rule_seams(tiling: TileSpec, run: RunSpec, merge: MergeSpec, s: float, longer: int) -> tuple[TileSpec, RunSpec]:
+    """The photo rule's tiling of a small photo it enlarges (a 400x300 copy of a phone photo:
+    143 px tiles shown at 640), made one the seam repair can work with, as tile auto's is: the
+    overlap at least ``seam_overlap_px`` (49 px by default), and so tiles of at least twice that
+    (a 200x150 copy would get 87 px tiles, which no overlap serves), shown at scale ``s`` (a
+    larger model input), or the whole image in one tile where it is no larger."""
+    least = 0 if merge.mode == "none" else math.ceil(2 * merge.seam_overlap_px)
+    if tiling.tile < least and tiling.tile < longer:
+        if least >= longer:
+            return replace(tiling, tile=max(32, longer)), replace(run, input_size=scaled_side(longer, s))
+        tiling, run = replace(tiling, tile=least), replace(run, input_size=scaled_side(least, s))
+    return _seam_overlap(tiling, merge), run
+
+
+def _seam_overlap(tiling: TileSpec, merge: MergeSpec, least_px: float = 0.0) -> TileSpec:
+    """``tiling`` with its overlap raised (up to 0.5) to ``least_px`` and to the merge's
+    ``seam_overlap_px``, for a tile the engine chose; a merge that repairs nothing needs none."""
+    least = max(least_px, 0.0 if merge.mode == "none" else merge.seam_overlap_px)
+    need = min(0.5, math.ceil(1e4 * least / tiling.tile) / 1e4)  # (rounded up: 0.3828 of 128 px is under 49)
+    return replace(tiling, overlap=need) if need > tiling.overlap else tiling
+
+
 def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec) -> ScaleChoice:
     t0 = time.perf_counter()
     target = product_size_of(detector)
@@ -346,10 +371,7 @@ def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeS
         tiling, run = _apply(tiling, run, detector, s, int(src.width), int(src.height))
     if height_px is not None:
         # and no narrower than the seam repair needs (small products make small tiles: 20 px
-        # products, tiles of 160 px, 32 px of overlap); a merge that repairs nothing needs none
-        least = 0.0 if merge.mode == "none" else merge.seam_overlap_px
-        need = min(0.5, max(_AUTO_OVERLAP_PRODUCTS * height_px, least) / tiling.tile)
-        if need > tiling.overlap:
-            tiling = replace(tiling, overlap=round(need, 4))
+        # products, tiles of 160 px, 32 px of overlap)
+        tiling = _seam_overlap(tiling, merge, _AUTO_OVERLAP_PRODUCTS * height_px)
     info["seconds"] = round(time.perf_counter() - t0, 4)
     return ScaleChoice(tiling, run, info)

@@ -448,6 +448,38 @@ def test_a_photo_rule_enlarging_a_crop_stops_where_its_products_reach_the_model_
     assert recall(res.detections, truth) >= 0.98
 
 
+def test_a_photo_rule_enlarging_a_small_photo_keeps_an_overlap_the_seams_can_use(caplog):
+    # a 400x300 copy of a shelf photo, shown by the rule (800 px long) in 128 px tiles at 256:
+    # at the asked overlap (0.2 of the tile: 26 px) the seam repair could not tell cut products
+    # from neighbours; the engine chose these tiles, so it keeps their overlap at the 49 px the
+    # repair needs and does not warn about tiles it enlarged on purpose
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=1.8, photo_rule=(800.0, 600.0))
+    photo, truth = shelf(400, 300, 20)
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        res = dt.detect_image(photo, det)
+    info = res.settings["scale"]
+    assert (info["source"], info["value"]) == ("photo rule", 2.0)
+    assert res.settings["tile"] == 128 and res.settings["overlap"] * 128 >= dt.MergeSpec().seam_overlap_px
+    assert res.num_tiles > 1 and recall(res.detections, truth) >= 0.98
+    assert len(res.detections) == len(truth)  # no product cut in two by a seam, none joined
+    assert "overlap by" not in caplog.text and "shown to the model at" not in caplog.text
+    # a thumbnail: the rule's 51 px tiles could not overlap by 49 px; tiles of 98 px shown at the
+    # rule's scale (490 px) can, and one no larger than that is shown whole
+    for size, tiles in (((160, 120), 6), ((80, 60), 1)):
+        caplog.clear()
+        thumb, truth = shelf(*size, 6)
+        with caplog.at_level("WARNING", logger="densedet_tile"):
+            res = dt.detect_image(thumb, det)
+        assert res.settings["scale"]["value"] == pytest.approx(800 / size[0]) and res.num_tiles == tiles
+        assert res.settings["tile"] == (98 if tiles > 1 else 80) and det.seen[-1][1] == round(res.settings["tile"] * 800 / size[0])
+        assert len(res.detections) == len(truth) and recall(res.detections, truth) >= 0.98 and not caplog.text
+    # the overlap asked for stands where it is enough, and so does any on a photo the rule shows
+    # in tiles no smaller than the one asked for (4000x3000 at 0.2: 1280 px tiles at 256)
+    assert dt.detect_image(photo, det, overlap=0.45).settings["overlap"] == 0.45
+    big = dt.detect_image(shelf(4000, 3000, 100)[0], det, overlap=0.02)
+    assert big.settings["scale"]["value"] == 0.2 and (big.settings["tile"], big.settings["overlap"]) == (1280, 0.02)
+
+
 def test_a_photo_rule_that_shrinks_a_large_photo_is_not_checked():
     # a large photo shown by the rule no larger than the default tile shows it (256 / 1280):
     # no probe runs, whatever its products
@@ -465,6 +497,25 @@ def test_the_built_in_rule_shows_every_whole_photo_at_one_size():
     rule = DefaultDetector.photo_scale
     det = object.__new__(DefaultDetector)  # (the rule reads class settings only)
     assert rule(det, 3264, 2448) == pytest.approx(0.5) and rule(det, 2448, 3264) == pytest.approx(0.5)
-    for w, h in ((4032, 3024), (8064, 6048), (1600, 1200), (4160, 2340), (3024, 3024)):
+    # small copies too (until 2026-12-05 an image under a megapixel was left to the tile: a
+    # 1155x866 photo and a 1155x865 one were shown at scales 2.2 times apart)
+    for w, h in ((4032, 3024), (8064, 6048), (1600, 1200), (4160, 2340), (3024, 3024), (1155, 866), (1155, 865),
+                 (1024, 768), (400, 300)):
         assert rule(det, w, h) * (w * h) ** 0.5 == pytest.approx((1632 * 1224) ** 0.5)  # the same model pixels
-    assert rule(det, 1100, 900) is None  # under a megapixel: not taken for a whole photo
+
+
+def test_a_small_copy_of_a_photo_counts_like_the_photo():
+    # a messaging app's or a web page's copy under a megapixel: shown at the tile's scale (640 px
+    # long) its products reached the model at a third of the size a larger copy's do, and a
+    # quarter of them were missed (403 / 386 / 384 products: 297 / 288 / 285 against 418 / 384 /
+    # 384 on the 3 MP photo); the rule, checked by the probes, shows both alike
+    from densedet_tile.synth.shelves import render_shelf
+    from PIL import Image
+
+    det = dt.load_detector("default", device="cpu")
+    photo, truth = render_shelf(np.random.default_rng(2), width=2000, height=1500, product_height=110.0)
+    small = np.asarray(Image.fromarray(photo).resize((1000, 750), Image.BOX))
+    big, copy = dt.detect_image(photo, det), dt.detect_image(small, det)
+    assert copy.settings["scale"]["source"] == "photo rule"
+    assert len(truth) > 300 and len(big.detections) > 0.9 * len(truth)
+    assert abs(len(copy.detections) - len(big.detections)) <= 0.05 * len(big.detections)

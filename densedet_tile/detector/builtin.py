@@ -422,25 +422,24 @@ class DefaultDetector:
     #: in, those of the 3264 x 2448 photo it was made for at its default tile (1280 px shown at
     #: 640: scale 0.5).
     photo_model_pixels = 1632 * 1224
-    #: Images of fewer pixels are not taken for whole phone photos (the rule leaves them alone).
-    min_photo_pixels = 1_000_000
-
     def photo_scale(self, width: int, height: int) -> float | None:
         """The scale a whole phone photo is shown at: the one that brings it to
         :attr:`photo_model_pixels`, so that the shelf's products reach the model at one size
         whatever camera or app made the photo (a 12 MP phone, a 50 MP mode, a messaging app's
-        1600 px copy). At the default tile, a 3264 x 2448 photo was shown at 0.5 and a 4032 x 3024
-        one at 0.5 too, its products 24 % larger (11 % more boxes on 22 real photos), an 8064 x 6048
-        one 2.5 times larger (products cut into lines of print: twice the boxes) and a 1600 px
-        copy's products half as large (a fifth fewer boxes). Measured on 85 real SKU-110K photos of 15
-        sizes (MODEL_CARD.md, "Input scale"). The engine applies it to photo-like images only
-        (longer side at most twice the shorter); a crop of a photo or a close-up is shown
-        enlarged by it: give ``scale`` or ``tile="auto"`` there. None under
-        :attr:`min_photo_pixels` (a thumbnail or a test image: the tile decides)."""
-        pixels = float(width) * float(height)
-        if pixels < self.min_photo_pixels:
-            return None
-        return math.sqrt(self.photo_model_pixels / pixels)
+        1600 px or 1024 px copy). At the default tile, a 3264 x 2448 photo was shown at 0.5 and a
+        4032 x 3024 one at 0.5 too, its products 24 % larger (11 % more boxes on 22 real photos),
+        an 8064 x 6048 one 2.5 times larger (products cut into lines of print: twice the boxes)
+        and a 1600 px copy's products half as large (a fifth fewer boxes). Measured on 85 real
+        SKU-110K photos of 15 sizes (MODEL_CARD.md, "Input scale"). Small images too: a photo
+        under a megapixel was left to the tile until 2026-12-05 (shown 640 px long, its products
+        a third of the size they reach the model at from a larger copy), and counted 36 to 39 % off
+        the human counts at 0.1 to 0.8 MP against 23 % just over 1 MP; shown by the rule, 23 to 26 %
+        (BENCHMARKS.md, "Photo resolution"). The engine applies it to photo-like images only
+        (longer side at most twice the shorter) and, where it would enlarge an image 1.5 times
+        past what the tile shows, measures the products first and enlarges only until they
+        reach 1.6 times :attr:`product_size` (a crop or a close-up keeps about the tile's
+        scale; ``scale`` or ``tile="auto"`` decide there)."""
+        return math.sqrt(self.photo_model_pixels / (float(width) * float(height)))
 
     def __init__(self, model: Any, config: Mapping[str, Any], *, device: Any = None,
                  score_thr: float | None = None, info: Mapping[str, Any] | None = None,

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Small copies of real shelf photos: count error against the human counts, by the built-in
+model's photo rule and at the tile's scale.
+
+    python scripts/bench_small_photos.py --photos ../shared/real-shelves --sizes 0.1,0.3,0.5,0.79,1.05
+
+Each photo listed in ``human_counts.csv`` is turned upright, shrunk (Lanczos) to each size in
+megapixels, keeping its aspect, and saved as a JPEG at quality 90 in memory, as a messaging app
+or a web page would hand it over. Each copy is counted twice with the built-in model at its
+defaults: by its photo rule (the engine's default), and at the tile's scale (``input_size``
+640: each 1280 px tile, or the whole image where it is smaller, shown 640 px long), which is what
+the engine did with images under a megapixel until 2026-12-05. Prints, per size and way, the
+mean and median absolute percentage error against the human counts and found / human, and
+writes every count to ``--json``. The photos stay outside the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--photos", default=str(Path(__file__).resolve().parents[2] / "shared" / "real-shelves"),
+                   help="folder with the photos and human_counts.csv (default: ../shared/real-shelves)")
+    p.add_argument("--sizes", default="0.1,0.3,0.5,0.79,1.05", help="copy sizes in megapixels, comma-separated")
+    p.add_argument("--limit", type=int, default=0, help="only the first N photos")
+    p.add_argument("--json", default=None, help="write every count here")
+    args = p.parse_args(argv)
+    from PIL import Image, ImageOps
+
+    import densedet_tile as dt
+    from densedet_tile import RunSpec
+
+    folder = Path(args.photos)
+    counts_csv = folder / "human_counts.csv"
+    if not counts_csv.is_file():
+        print(f"{folder}: no human_counts.csv here; the real photos are not available (see --photos)", file=sys.stderr)
+        return 2
+    try:
+        sizes = [float(s) for s in args.sizes.split(",")]
+    except ValueError:
+        print(f"--sizes {args.sizes}: give megapixels separated by commas", file=sys.stderr)
+        return 2
+    with open(counts_csv, newline="") as f:
+        human = {r["image_name"]: int(r["products"]) for r in csv.DictReader(f)}
+    names = sorted(human)[: args.limit or None]
+    det = dt.load_detector("default", device="cpu")
+    ways = {"rule": None, "tile": RunSpec(input_size=640)}
+    found: dict[str, dict[str, int]] = {}
+    t0 = time.perf_counter()
+    for name in names:
+        with Image.open(folder / name) as im:
+            photo = ImageOps.exif_transpose(im).convert("RGB")
+        w, h = photo.size
+        for mp in sizes:
+            f = math.sqrt(mp * 1e6 / (w * h))
+            buf = io.BytesIO()
+            photo.resize((max(1, round(w * f)), max(1, round(h * f))), Image.LANCZOS).save(buf, "JPEG", quality=90)
+            for way, run in ways.items():
+                found.setdefault(f"{mp:g} MP, {way}", {})[name] = len(dt.detect(buf.getvalue(), det, run=run))
+        print(name, human[name], {k: v[name] for k, v in found.items()}, flush=True)
+    print(f"{len(names)} photos, {time.perf_counter() - t0:.0f} s")
+    print("| copy | mean APE | median APE | found / human |\n|---|---|---|---|")
+    for key, per in found.items():
+        err = np.array([(per[n] - human[n]) / human[n] for n in names])
+        print(f"| {key} | {100 * np.abs(err).mean():.1f} % | {100 * np.median(np.abs(err)):.1f} % | "
+              f"{sum(per.values()) / sum(human[n] for n in names):.3f} |")
+    if args.json:
+        out = Path(args.json)
+        tmp = out.with_name(out.name + ".part")
+        tmp.write_text(json.dumps({"human": {n: human[n] for n in names}, "found": found}, indent=1))
+        tmp.replace(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
