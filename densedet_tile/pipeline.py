@@ -245,10 +245,10 @@ def detect_image(
         scaled = choose_scale(src, detector, tiling, run, merge)
         tiles = plan(src, scaled.tiling)
         side = scaled.run.input_size or input_size_of(detector)
-        # (tiles the engine cut at a scale it chose, a photo rule's or tile auto's, or at the
-        # scale asked for, are meant to show small products larger)
+        # (tiles the engine cut at a scale it chose, a photo rule's or tile auto's, are meant to
+        # show small products larger)
         if side and len(tiles) > 1 and side > TINY_TILE_ZOOM * max(tiles[0].w, tiles[0].h) \
-                and scaled.info.get("source") in ("tile", "input_size"):
+                and scaled.info.get("source") not in ("photo rule", "auto"):
             log.warning("%s: %d px tiles are shown to the model at %d px (%.0fx larger): products look that much "
                         "bigger than in the photo, and it runs %d tiles; a tile near the model's input is usual",
                         src.name, max(tiles[0].w, tiles[0].h), side, side / max(tiles[0].w, tiles[0].h), len(tiles))

@@ -36,7 +36,7 @@ from .tiler.resize import resize_to, shrink_source
 from .types import MergeSpec, RunSpec, TileSpec
 
 __all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "photo_rule_scale", "scaled_side",
-           "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES", "PHOTO_RULE_MAX_PRODUCT", "PHOTO_RULE_CHECK_FROM"]
+           "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES", "PHOTO_RULE_MAX_PRODUCT", "PHOTO_RULE_CHECK_FROM", "photo_rule_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, 
         # is smaller than one tile
         return replace(tiling, tile=base_tile), replace(run, input_size=scaled_side(min(base_tile, longer), s))
     tile = round(model_side / s)
-    if tile >= longer:  # the whole image fits in one tile: show it at scale s
+    if tile >= longer or longer <= 32:  # the whole image fits in one tile: show it at scale s
         return replace(tiling, tile=max(32, longer)), replace(run, input_size=scaled_side(longer, s))
     if tile < 32:  # tiles are 32 px at least: 32 px tiles, resized to 32 * s px (the model's side, 640, allowed 20x)
         return replace(tiling, tile=32), replace(run, input_size=scaled_side(32, s))
@@ -250,7 +250,8 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
     :func:`estimate_product_height`; overlap raised to cover a typical product, and to the
     ``seam_overlap_px`` of ``merge``, default :class:`MergeSpec`); the
     detector's ``photo_scale`` rule for photo-like images (tiles it makes smaller than the one
-    asked for keep such an overlap too, see :func:`_rule_seams`); else the tiling as given.
+    asked for keep such an overlap too, as tiles a given scale shrinks do, see :func:`photo_rule_specs`);
+    else the tiling as given.
     """
     width, height = int(src.width), int(src.height)
     auto = tiling.tile == "auto"
@@ -262,6 +263,7 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
         return ScaleChoice(tiling, run, {"source": "input_size", "value": None})
     if run.scale is not None:
         t, r = _apply(tiling, run, detector, run.scale, width, height)
+        t = _kept_overlap(tiling, t, MergeSpec() if merge is None else merge)
         if tiling.tile != TileSpec().tile and t.tile != tiling.tile:  # a tile that was asked for
             log.warning("%s: tile %d replaced by %d px: the model sees each tile at %d px, so the scale sets "
                         "the tile; give the tile or the scale, not both", src.name, tiling.tile, t.tile,
@@ -273,9 +275,11 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
     if rule is not None and max(width, height) <= PHOTO_ASPECT_MAX * min(width, height):
         info: dict[str, Any] = {"source": "photo rule", "value": round(rule, 6)}
         s = _rule_checked(src, detector, tiling, run, rule, info)
-        t, r = _apply(tiling, run, detector, s, width, height)
-        if isinstance(tiling.tile, int) and t.tile < tiling.tile:
-            t, r = _rule_seams(t, r, MergeSpec() if merge is None else merge, s, max(width, height))
+        t, r, shown = photo_rule_specs(tiling, run, detector, s, width, height, MergeSpec() if merge is None else merge)
+        if shown < s:
+            info.update(value=round(shown, 6), rule=info.get("rule", round(rule, 6)),
+                        note=f"a small image: shown at {shown:.3g} in tiles of {t.tile} px or whole, the smallest "
+                             f"the seam repair and the model's input allow")
         if tiling.tile != TileSpec().tile and t.tile != tiling.tile:  # a tile that was asked for
             log.warning("%s: tile %d replaced by %d px: the model's photo rule shows a photo at the scale it was "
                         "trained on; give an input size (--input-size) to keep the tile", src.name, tiling.tile,
@@ -330,18 +334,34 @@ def _measure(src: Any, detector: Any, run: RunSpec, target: float | None) -> tup
                                    classes=classes_of(detector, run.classes))
 
 
-def _rule_seams(tiling: TileSpec, run: RunSpec, merge: MergeSpec, s: float, longer: int) -> tuple[TileSpec, RunSpec]:
-    """The photo rule's tiling of a small photo it enlarges (a 400x300 copy of a phone photo:
-    143 px tiles shown at 640), made one the seam repair can work with, as tile auto's is: the
-    overlap at least ``seam_overlap_px`` (49 px by default), and so tiles of at least twice that
-    (a 200x150 copy would get 87 px tiles, which no overlap serves), shown at scale ``s`` (a
-    larger model input), or the whole image in one tile where it is no larger."""
-    least = 0 if merge.mode == "none" else math.ceil(2 * merge.seam_overlap_px)
-    if tiling.tile < least and tiling.tile < longer:
-        if least >= longer:
-            return replace(tiling, tile=max(32, longer)), replace(run, input_size=scaled_side(longer, s))
-        tiling, run = replace(tiling, tile=least), replace(run, input_size=scaled_side(least, s))
-    return _seam_overlap(tiling, merge), run
+def photo_rule_specs(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, height: int,
+                     merge: MergeSpec) -> tuple[TileSpec, RunSpec, float]:
+    """Specs that show a photo at its photo rule's scale ``s``, and the scale they show it at:
+    as :func:`_apply`, but made for the seam repair where the rule enlarges a small photo. Its
+    tiles (smaller than the one asked for) keep an overlap of ``seam_overlap_px``
+    (:func:`_kept_overlap`), and are never under twice that (98 px by default: a 200x150 copy of
+    a phone photo would be cut into 78 px tiles, which no overlap serves), nor an image no larger
+    than that shown larger than the model's input: the scale is lowered to fit (a 200x150 copy
+    is shown at 6.5 instead of 8.2; a whole photo of 98 px or less at the model's input, as its
+    tile would show it). Shown whole on a larger input instead, such copies of 85 real photos
+    counted 45.5 % off the human counts against 35.0 % in 98 px tiles (BENCHMARKS.md, "Small
+    copies"). A merge that repairs no seams leaves the rule's scale as it is."""
+    side = input_size_of(detector)
+    if side is not None and merge.mode != "none":
+        s = min(s, side / min(math.ceil(2 * merge.seam_overlap_px), max(width, height)))
+    t, r = _apply(tiling, run, detector, s, width, height)
+    return _kept_overlap(tiling, t, merge), r, s
+
+
+def _kept_overlap(asked: TileSpec, tiling: TileSpec, merge: MergeSpec) -> TileSpec:
+    """``tiling`` (the engine's, for a scale) with the overlap ``asked`` had in pixels where it
+    was enough for the seam repair: tiles a scale made smaller than the one asked for keep at
+    least ``seam_overlap_px`` (up to half a tile). An overlap asked for that was already under
+    it (``overlap=0``) is left as it is (the engine says so)."""
+    if not isinstance(asked.tile, int) or tiling.tile >= asked.tile or merge.mode == "none" \
+            or asked.overlap * asked.tile < merge.seam_overlap_px:
+        return tiling
+    return _seam_overlap(tiling, merge)
 
 
 def _seam_overlap(tiling: TileSpec, merge: MergeSpec, least_px: float = 0.0) -> TileSpec:

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     det = dt.load_detector("default", device="cpu")
     ways = {"rule": None, "tile": RunSpec(input_size=640)}
     found: dict[str, dict[str, int]] = {}
+    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     for name in names:
         with Image.open(folder / name) as im:
@@ -67,14 +68,16 @@ def main(argv: list[str] | None = None) -> int:
             buf = io.BytesIO()
             photo.resize((max(1, round(w * f)), max(1, round(h * f))), Image.LANCZOS).save(buf, "JPEG", quality=90)
             for way, run in ways.items():
+                t = time.perf_counter()
                 found.setdefault(f"{mp:g} MP, {way}", {})[name] = len(dt.detect(buf.getvalue(), det, run=run))
+                seconds[f"{mp:g} MP, {way}"] = seconds.get(f"{mp:g} MP, {way}", 0.0) + time.perf_counter() - t
         print(name, human[name], {k: v[name] for k, v in found.items()}, flush=True)
     print(f"{len(names)} photos, {time.perf_counter() - t0:.0f} s")
-    print("| copy | mean APE | median APE | found / human |\n|---|---|---|---|")
+    print("| copy | mean APE | median APE | found / human | seconds per photo |\n|---|---|---|---|---|")
     for key, per in found.items():
         err = np.array([(per[n] - human[n]) / human[n] for n in names])
         print(f"| {key} | {100 * np.abs(err).mean():.1f} % | {100 * np.median(np.abs(err)):.1f} % | "
-              f"{sum(per.values()) / sum(human[n] for n in names):.3f} |")
+              f"{sum(per.values()) / sum(human[n] for n in names):.3f} | {seconds[key] / len(names):.2f} |")
     if args.json:
         out = Path(args.json)
         tmp = out.with_name(out.name + ".part")

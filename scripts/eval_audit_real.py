@@ -303,8 +303,10 @@ def read_labels(path: Path, width: int, height: int) -> np.ndarray:
     return np.asarray(rows, np.float64).reshape(-1, 4)
 
 
-#: Settings that say how a run was executed, not what it found.
-_RUN_ONLY = ("batch_size", "final_batch_size", "device", "scale")
+#: Settings that say how a run was executed, not what it found; and those the scale rule decides
+#: for each image's size (the built-in model's photo rule cuts a 1920x2560 photo into other tiles
+#: than a 3264x2448 one, and a small image into small ones): of the scale, its source is kept.
+_RUN_ONLY = ("batch_size", "final_batch_size", "device", "scale", "tile", "overlap", "input_size")
 
 
 def engine_fingerprint() -> dict[str, Any]:
@@ -323,6 +325,8 @@ def engine_fingerprint() -> dict[str, Any]:
 
 def _fingerprint_of(doc: dict[str, Any]) -> dict[str, Any]:
     settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in _RUN_ONLY}
+    scale = (doc.get("settings") or {}).get("scale")
+    settings["scale.source"] = scale.get("source") if isinstance(scale, dict) else None
     model = dict(doc.get("model") or {})
     info = model.pop("info", None)
     if isinstance(info, dict):  # the model's own description, less where and how it ran

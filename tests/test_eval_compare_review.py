@@ -25,14 +25,13 @@ BOX = (40, 30, 100, 90)
 
 class PhotoRuleBlob(BlobDetector):
     """A blob detector with a 64-px input that, like DenseDet, brings a whole photo to a fixed
-    scale (1.5: the engine then cuts a 160x120 photo into 98-px tiles, the rule's 43 px raised to
-    the smallest tile whose overlap the seam repair can use, shown at 147 px)."""
+    scale (0.5: the engine then cuts a 160x120 photo into 128-px tiles)."""
 
     def __init__(self) -> None:
         super().__init__(input_size=64)
 
     def photo_scale(self, width: int, height: int) -> float:
-        return 1.5
+        return 0.5
 
 
 def _photo(tmp_path: Path) -> tuple[Path, BoxSet]:
@@ -59,9 +58,8 @@ def test_compare_untiled_run_is_one_tile_despite_a_photo_rule(tmp_path: Path) ->
     assert untiled.num_tiles == 1 and untiled.tile == 160 and untiled.overlap == 0.0
     assert untiled.scale == ("whole image",)
     assert untiled.metrics.stats["AP"] == pytest.approx(1.0)
-    # the tiled pass ran the photo rule's 98-px tiles, and says so rather than the 96 asked
-    # (with the overlap the engine gives tiles it shrank: half a tile, 49 px, the seam repair's)
-    assert tiled.tile == 98 and tiled.tiles == (98,) and tiled.overlap == 0.5
+    # the tiled pass ran the photo rule's 128-px tiles, and says so rather than the 96 asked
+    assert tiled.tile == 128 and tiled.tiles == (128,) and tiled.overlap == 0.25
     assert tiled.scale == ("photo rule",) and tiled.num_tiles == len(det.seen) - 1 > 1
 
 
@@ -83,7 +81,7 @@ def test_compare_reports_each_image_tile_when_they_differ(tmp_path: Path) -> Non
     gt.images["strip.png"] = ImageBoxes("strip.png", 200, 40, np.zeros((0, 4)), np.zeros(0), np.zeros(0, object))
     tiled, untiled = compare_tiled_untiled([path, tmp_path / "strip.png"], gt, PhotoRuleBlob(),
                                            tiling=TileSpec(tile=96, overlap=0.25), run=RunSpec(device="cpu"))
-    assert tiled.tile is None and tiled.tiles == (96, 98) and tiled.scale == ("photo rule", "tile")
+    assert tiled.tile is None and tiled.tiles == (96, 128) and tiled.scale == ("photo rule", "tile")
     assert untiled.tile is None and untiled.tiles == (160, 200) and untiled.num_tiles == 2
 
 
@@ -108,7 +106,7 @@ def test_compare_cli_writes_the_tiling_that_ran(tmp_path: Path, capsys: pytest.C
         "    def __init__(self, **kw):\n"
         "        pass\n\n"
         "    def photo_scale(self, width, height):\n"
-        "        return 1.5\n\n"
+        "        return 0.5\n\n"
         "    def predict(self, tiles):\n"
         "        return [Detections.empty() for _ in tiles]\n"
     )
@@ -117,9 +115,9 @@ def test_compare_cli_writes_the_tiling_that_ran(tmp_path: Path, capsys: pytest.C
                       "--detector", f"{fake}:PhotoRuleDetector", "-o", str(out)])
     assert code == 0, capsys.readouterr().err
     text = capsys.readouterr().out
-    assert "tile 98 px" in text and "one tile per image" in text
+    assert "tile 128 px" in text and "one tile per image" in text
     runs = json.loads(out.read_text())["runs"]
-    assert (runs[0]["tile"], runs[0]["scale"]) == (98, ["photo rule"])
+    assert (runs[0]["tile"], runs[0]["scale"]) == (128, ["photo rule"])
     assert (runs[1]["tile"], runs[1]["num_tiles"]) == (160, 1)
 
 

@@ -463,21 +463,52 @@ def test_a_photo_rule_enlarging_a_small_photo_keeps_an_overlap_the_seams_can_use
     assert res.num_tiles > 1 and recall(res.detections, truth) >= 0.98
     assert len(res.detections) == len(truth)  # no product cut in two by a seam, none joined
     assert "overlap by" not in caplog.text and "shown to the model at" not in caplog.text
-    # a thumbnail: the rule's 51 px tiles could not overlap by 49 px; tiles of 98 px shown at the
-    # rule's scale (490 px) can, and one no larger than that is shown whole
-    for size, tiles in (((160, 120), 6), ((80, 60), 1)):
+    # a thumbnail: the rule's 51 px tiles could not overlap by 49 px; it is shown at the scale of
+    # 98 px tiles (256 / 98), and one of 98 px or less whole at the model's input
+    for size, shown, tiles in (((160, 120), 256 / 98, 6), ((80, 60), 256 / 80, 1)):
         caplog.clear()
-        thumb, truth = shelf(*size, 6)
+        thumb, truth = shelf(*size, 12)
         with caplog.at_level("WARNING", logger="densedet_tile"):
             res = dt.detect_image(thumb, det)
-        assert res.settings["scale"]["value"] == pytest.approx(800 / size[0]) and res.num_tiles == tiles
-        assert res.settings["tile"] == (98 if tiles > 1 else 80) and det.seen[-1][1] == round(res.settings["tile"] * 800 / size[0])
+        assert res.settings["scale"]["value"] == pytest.approx(shown, rel=1e-4) and res.num_tiles == tiles
+        assert res.settings["tile"] == min(98, size[0]) and max(det.seen[-1]) == 256
         assert len(res.detections) == len(truth) and recall(res.detections, truth) >= 0.98 and not caplog.text
-    # the overlap asked for stands where it is enough, and so does any on a photo the rule shows
-    # in tiles no smaller than the one asked for (4000x3000 at 0.2: 1280 px tiles at 256)
+    # the overlap asked for stands where it is enough or was asked under what the repair needs
+    # (the engine then says so), and so does any on a photo the rule shows in tiles no smaller
+    # than the one asked for (4000x3000 at 0.2: 1280 px tiles at 256)
     assert dt.detect_image(photo, det, overlap=0.45).settings["overlap"] == 0.45
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        assert dt.detect_image(photo, det, overlap=0.0).settings["overlap"] == 0.0
+    assert "tiles without overlap" in caplog.text
     big = dt.detect_image(shelf(4000, 3000, 100)[0], det, overlap=0.02)
     assert big.settings["scale"]["value"] == 0.2 and (big.settings["tile"], big.settings["overlap"]) == (1280, 0.02)
+
+
+def test_a_given_scale_keeps_the_seam_overlap_and_is_still_warned_about_tiny_tiles(caplog):
+    # a scale asked for cuts 128 px tiles of a 400x400 image: the default overlap (0.2 of the
+    # 1280 px tile) would be 26 px; the tiles keep 49 px, and the zoom is still said, since the
+    # scale was the user's choice and not the engine's
+    det = SizedBlobs(input_size=640, trained=40.0)
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        res = dt.detect_image(shelf(400, 400, 8)[0], det, scale=5.0)
+    assert res.settings["tile"] == 128 and res.settings["overlap"] * 128 >= dt.MergeSpec().seam_overlap_px
+    assert "shown to the model at 640 px" in caplog.text and "overlap by" not in caplog.text
+
+
+@pytest.mark.parametrize("size", [1, 10, 14, 31, 97, 98, 99, 300])
+def test_the_built_in_rule_runs_on_images_of_any_size(size):
+    # the rule is at most 100 times larger (it said 141 for a 10x10 image, which the engine
+    # refuses from a detector), and an image under 32 px is one tile shown at the rule's scale
+    # (it was shown as a 32 px tile's: 201 times for a 15 px image)
+    from densedet_tile.detector.builtin import DefaultDetector
+
+    det = object.__new__(DefaultDetector)
+    assert 0 < DefaultDetector.photo_scale(det, size, size) <= 100
+    res = dt.detect_image(np.full((size, size, 3), 128, np.uint8), dt.load_detector("default", device="cpu"))
+    info = res.settings["scale"]
+    assert info["source"] == "photo rule" and (res.num_tiles == 1) == (size <= 98)
+    assert len(res.detections) == 0  # a grey square holds no product
 
 
 def test_a_photo_rule_that_shrinks_a_large_photo_is_not_checked():

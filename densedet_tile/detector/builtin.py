@@ -432,14 +432,16 @@ class DefaultDetector:
         and a 1600 px copy's products half as large (a fifth fewer boxes). Measured on 85 real
         SKU-110K photos of 15 sizes (MODEL_CARD.md, "Input scale"). Small images too: a photo
         under a megapixel was left to the tile until 2026-12-05 (shown 640 px long, its products
-        a third of the size they reach the model at from a larger copy), and counted 36 to 39 % off
-        the human counts at 0.1 to 0.8 MP against 23 % just over 1 MP; shown by the rule, 23 to 26 %
-        (BENCHMARKS.md, "Photo resolution"). The engine applies it to photo-like images only
+        a third of the size they reach the model at from a larger copy), and counted 35 to 39 % off
+        the human counts at 0.1 to 0.8 MP against 23 % just over 1 MP; shown by the rule, 23 to 25 %
+        (BENCHMARKS.md, "Small copies"). The engine applies it to photo-like images only
         (longer side at most twice the shorter) and, where it would enlarge an image 1.5 times
         past what the tile shows, measures the products first and enlarges only until they
         reach 1.6 times :attr:`product_size` (a crop or a close-up keeps about the tile's
-        scale; ``scale`` or ``tile="auto"`` decide there)."""
-        return math.sqrt(self.photo_model_pixels / (float(width) * float(height)))
+        scale; ``scale`` or ``tile="auto"`` decide there). At most 100 (an image of 14 x 14 px
+        or less), the most the engine takes from a detector's rule."""
+        # (at most 100 times larger, the most a detector's rule may say: an icon of 14x14 px)
+        return min(100.0, math.sqrt(self.photo_model_pixels / max(float(width) * float(height), 1.0)))
 
     def __init__(self, model: Any, config: Mapping[str, Any], *, device: Any = None,
                  score_thr: float | None = None, info: Mapping[str, Any] | None = None,

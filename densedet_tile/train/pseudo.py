@@ -128,12 +128,16 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
     pixels (:meth:`LabelSettings.views_of`: a photo no longer than a view's tile has fewer).
 
     Each view runs the whole tiled engine (:func:`densedet_tile.pipeline.detect_image`) with the
-    default merge; boxes below ``settings.score_lo`` are dropped. ``name`` (the photo's) and the
+    default merge. Under a detector's photo rule a view is the photo at the rule's scale times
+    the view's, cut as the engine cuts a photo at that scale
+    (:func:`densedet_tile.scale.photo_rule_specs`: a small photo's tiles keep the seam overlap
+    and are 98 px at least, so two views of a thumbnail can come out alike; each distinct one
+    runs once). Boxes below ``settings.score_lo`` are dropped. ``name`` (the photo's) and the
     view name the image in what the engine says (a warning of small products named "<array>"
     told an adapt user nothing).
     """
-    from ..pipeline import detect_image
-    from ..scale import photo_rule_scale
+    from ..pipeline import detect_image, finish, plan, predict_tiles
+    from ..scale import photo_rule_scale, photo_rule_specs
     from ..tiler.readers.array import ArraySource
 
     run = RunSpec() if run is None else run
@@ -145,17 +149,31 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
                             TileSpec(tile=settings.tile, overlap=settings.overlap), run)
     mirrored = None
     out = []
-    for scale, flip in settings.views_of(w, h):
+    # (at the rule's scale times theirs the views differ, unless a small photo's tiles reach
+    # their floor: photo_rule_specs)
+    seen: set[tuple[Any, ...]] = set()
+    for scale, flip in settings.views_of(w, h) if base is None else settings.views:
         tile = settings.view_tile(scale)
         if base is None:
             tiling, view_run, said = TileSpec(tile=tile, overlap=settings.overlap), run, f"tile {tile}"
         else:
-            tiling, view_run = TileSpec(overlap=settings.overlap), replace(run, scale=base * scale)
-            said = f"scale {base * scale:.3g}"
+            # cut as the engine cuts a photo at the rule's scale
+            tiling, view_run, shown = photo_rule_specs(TileSpec(overlap=settings.overlap), run, detector,
+                                                       base * scale, w, h, MergeSpec())
+            said = f"scale {shown:.3g}"
+            key = (tiling.tile, tiling.overlap, view_run.input_size, flip)
+            if key in seen:
+                continue
+            seen.add(key)
         if flip and mirrored is None:
             mirrored = np.ascontiguousarray(image[:, ::-1])
         src = ArraySource(mirrored if flip else image, name=f"{name} (view at {said}{', mirrored' if flip else ''})")
-        d = detect_image(src, detector, tiling=tiling, merge=MergeSpec(), run=view_run).detections
+        if base is None:
+            d = detect_image(src, detector, tiling=tiling, merge=MergeSpec(), run=view_run).detections
+        else:  # the tiling is the engine's already: its stages, without choosing the scale again
+            tiles = plan(src, tiling)
+            d = finish(src, tiles, predict_tiles(src, tiles, detector, view_run), tiling=tiling, merge=MergeSpec(),
+                       model=detector).detections
         out.append(_mirror(d, w) if flip else d)
     return out
 

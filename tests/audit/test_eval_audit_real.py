@@ -138,6 +138,15 @@ def test_cached_detections_of_another_engine_are_named(ev, tmp_path):
     (tmp_path / "a.detections.json").write_text(json.dumps(doc))
     why = ev.check_cached(tmp_path, ["a"], current)
     assert "other model" in why and "info.precision: 'fp32' there, 'int8' now" in why
+    # the tiles the photo rule cut for another image size are no other settings; a cache made
+    # before the rule reached its images (at the tile's scale) is
+    doc["model"]["info"]["precision"] = "int8"
+    doc["settings"].update(tile=1003, overlap=0.25, input_size=None)
+    (tmp_path / "a.detections.json").write_text(json.dumps(doc))
+    assert ev.check_cached(tmp_path, ["a"], current) is None
+    doc["settings"]["scale"] = {"source": "tile", "value": None}
+    (tmp_path / "a.detections.json").write_text(json.dumps(doc))
+    assert "scale.source: 'tile' there, 'photo rule' now" in ev.check_cached(tmp_path, ["a"], current)
 
 
 def two_labelled_bays(rng: np.random.Generator) -> np.ndarray:

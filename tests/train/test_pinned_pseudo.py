@@ -98,3 +98,41 @@ def test_views_of_a_detector_with_a_photo_rule_are_at_the_rules_scale_times_thei
         return len(plan(src, choose_scale(src, det, TileSpec(overlap=settings.overlap), RunSpec(scale=s)).tiling))
 
     assert tiles_at(0.1) != tiles_at(0.15) and det.tiles == tiles_at(0.1) + tiles_at(0.15)
+
+
+def test_views_of_a_small_photo_under_a_photo_rule_are_all_run_and_cut_as_served(caplog):
+    # an outside review: once the built-in model's rule reached photos under a megapixel, the
+    # views of a photo shorter than the view tile were still dropped as duplicates by tile size
+    # (2 views of 4), though at the rule's scale times theirs they differ; and their tiles were
+    # cut without the seam overlap the served photo's keep
+    from densedet_tile import RunSpec, TileSpec
+    from densedet_tile.scale import choose_scale
+    from densedet_tile.tiler.readers.array import ArraySource
+    from densedet_tile.train.pseudo import view_detections
+
+    class Ruled:
+        input_size = 640
+
+        def __init__(self):
+            self.seen = []
+
+        def photo_scale(self, width, height):  # the built-in model's rule
+            return (1632 * 1224 / (width * height)) ** 0.5
+
+        def predict(self, tiles):
+            self.seen += [t.shape[:2] for t in tiles]
+            return [Detections.empty() for _ in tiles]
+
+    settings = LabelSettings(scales=(1.0, 1.5), flip=True)
+    image = np.zeros((300, 400, 3), np.uint8)  # shown at 4.08 in 157 px tiles, and at 6.12 in 105 px ones
+    det = Ruled()
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        assert len(view_detections(image, det, settings)) == 4
+    served = choose_scale(ArraySource(image), det, TileSpec(), RunSpec())
+    assert served.tiling.tile == 157 and served.tiling.overlap * 157 >= 49
+    assert len(set(det.seen)) == 1 and len(det.seen) > 4  # every tile at the model's 640 px
+    # a thumbnail whose views would both be cut under 98 px: both shown in 98 px tiles, one view
+    # (and its mirror), not the same boxes voted for twice
+    det = Ruled()
+    assert len(view_detections(np.zeros((150, 200, 3), np.uint8), det, settings)) == 2
+    assert "overlap by" not in caplog.text and "shown to the model" not in caplog.text
