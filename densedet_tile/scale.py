@@ -277,9 +277,10 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
         s = _rule_checked(src, detector, tiling, run, rule, info)
         t, r, shown = photo_rule_specs(tiling, run, detector, s, width, height, MergeSpec() if merge is None else merge)
         if shown < s:
+            said = f"a small image: shown at {shown:.3g} in tiles of {t.tile} px or whole, the smallest the seam " \
+                   f"repair and the model's input allow"
             info.update(value=round(shown, 6), rule=info.get("rule", round(rule, 6)),
-                        note=f"a small image: shown at {shown:.3g} in tiles of {t.tile} px or whole, the smallest "
-                             f"the seam repair and the model's input allow")
+                        note=f"{info['note']}; {said}" if "note" in info else said)
         if tiling.tile != TileSpec().tile and t.tile != tiling.tile:  # a tile that was asked for
             log.warning("%s: tile %d replaced by %d px: the model's photo rule shows a photo at the scale it was "
                         "trained on; give an input size (--input-size) to keep the tile", src.name, tiling.tile,
@@ -340,24 +341,29 @@ def photo_rule_specs(tiling: TileSpec, run: RunSpec, detector: Any, s: float, wi
     as :func:`_apply`, but made for the seam repair where the rule enlarges a small photo. Its
     tiles (smaller than the one asked for) keep an overlap of ``seam_overlap_px``
     (:func:`_kept_overlap`), and are never under twice that (98 px by default: a 200x150 copy of
-    a phone photo would be cut into 78 px tiles, which no overlap serves), nor an image no larger
-    than that shown larger than the model's input: the scale is lowered to fit (a 200x150 copy
-    is shown at 6.5 instead of 8.2; a whole photo of 98 px or less at the model's input, as its
-    tile would show it). Shown whole on a larger input instead, such copies of 85 real photos
-    counted 45.5 % off the human counts against 35.0 % in 98 px tiles (BENCHMARKS.md, "Small
-    copies"). A merge that repairs no seams leaves the rule's scale as it is."""
+    a phone photo would be cut into 78 px tiles, which no overlap serves; 32 px, the smallest
+    tile, for a merge that repairs no seams), nor is an image no larger than that shown larger
+    than the model's input: the scale is lowered to fit (a 200x150 copy is shown at 6.5 instead of
+    8.2). An image under 1.5 times the least tile (147 px) is shown whole at the model's input
+    (98 px tiles at half a tile's overlap would cover it four times over). Shown whole at the
+    rule's scale on a larger input instead, the 0.03 MP copies of 85 real photos counted 45.5 %
+    off the human counts, against 34.3 % in 98 px tiles at the model's input (BENCHMARKS.md,
+    "Small copies")."""
     side = input_size_of(detector)
-    if side is not None and merge.mode != "none":
-        s = min(s, side / min(math.ceil(2 * merge.seam_overlap_px), max(width, height)))
+    if side is not None:
+        least = 32 if merge.mode == "none" else max(32, math.ceil(2 * merge.seam_overlap_px))
+        longer = max(width, height)
+        s = min(s, side / (longer if longer < 1.5 * least else least))
     t, r = _apply(tiling, run, detector, s, width, height)
     return _kept_overlap(tiling, t, merge), r, s
 
 
 def _kept_overlap(asked: TileSpec, tiling: TileSpec, merge: MergeSpec) -> TileSpec:
-    """``tiling`` (the engine's, for a scale) with the overlap ``asked`` had in pixels where it
-    was enough for the seam repair: tiles a scale made smaller than the one asked for keep at
-    least ``seam_overlap_px`` (up to half a tile). An overlap asked for that was already under
-    it (``overlap=0``) is left as it is (the engine says so)."""
+    """``tiling`` (the engine's, for a scale) with its overlap raised to ``seam_overlap_px`` (up
+    to half a tile) where a scale made its tiles smaller than the one asked for and the overlap
+    asked for, in pixels of the tile asked for, was at least that. The fraction asked for is
+    kept otherwise: an overlap asked under what the repair needs (``overlap=0``) stays as asked,
+    and the engine says so."""
     if not isinstance(asked.tile, int) or tiling.tile >= asked.tile or merge.mode == "none" \
             or asked.overlap * asked.tile < merge.seam_overlap_px:
         return tiling

@@ -496,7 +496,7 @@ def test_a_given_scale_keeps_the_seam_overlap_and_is_still_warned_about_tiny_til
     assert "shown to the model at 640 px" in caplog.text and "overlap by" not in caplog.text
 
 
-@pytest.mark.parametrize("size", [1, 10, 14, 31, 97, 98, 99, 300])
+@pytest.mark.parametrize("size", [1, 10, 14, 31, 97, 98, 99, 146, 147, 300])
 def test_the_built_in_rule_runs_on_images_of_any_size(size):
     # the rule is at most 100 times larger (it said 141 for a 10x10 image, which the engine
     # refuses from a detector), and an image under 32 px is one tile shown at the rule's scale
@@ -507,8 +507,20 @@ def test_the_built_in_rule_runs_on_images_of_any_size(size):
     assert 0 < DefaultDetector.photo_scale(det, size, size) <= 100
     res = dt.detect_image(np.full((size, size, 3), 128, np.uint8), dt.load_detector("default", device="cpu"))
     info = res.settings["scale"]
-    assert info["source"] == "photo rule" and (res.num_tiles == 1) == (size <= 98)
+    assert info["source"] == "photo rule" and (res.num_tiles == 1) == (size < 147)
     assert len(res.detections) == 0  # a grey square holds no product
+
+
+def test_a_photo_rule_never_shows_a_small_image_larger_than_the_model_input(caplog):
+    # an outside review: with a merge that repairs no seams the rule had no cap (a 14x14 image
+    # shown 1400 px wide, a 60x45 one in 32 px tiles at 870 px); and images of 99 to 146 px ran
+    # four 98 px tiles one pixel apart
+    det = SizedBlobs(input_size=256, trained=40.0, photo_rule=(1400.0, 1050.0))
+    for size, merge in (((14, 14), "none"), ((60, 45), "none"), ((120, 90), "wbf"), ((146, 100), "wbf")):
+        det.seen.clear()
+        res = dt.detect_image(np.zeros((size[1], size[0], 3), np.uint8), det, merge=dt.MergeSpec(mode=merge))
+        assert max(max(t) for t in det.seen) <= 256, (size, merge, det.seen)
+        assert (res.num_tiles == 1) == (merge == "wbf" or size[0] <= 32), (size, merge, res.num_tiles)
 
 
 def test_a_photo_rule_that_shrinks_a_large_photo_is_not_checked():

@@ -136,12 +136,16 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
     view name the image in what the engine says (a warning of small products named "<array>"
     told an adapt user nothing).
     """
-    from ..pipeline import detect_image, finish, plan, predict_tiles
+    from ..pipeline import _warn_narrow_overlap, detect_image, finish, plan, predict_tiles
     from ..scale import photo_rule_scale, photo_rule_specs
     from ..tiler.readers.array import ArraySource
 
     run = RunSpec() if run is None else run
     run = replace(run, score_thr=settings.score_lo) if run.score_thr is None else run
+    if run.max_vram is not None:  # (as detect_image applies it: the views below run the stages)
+        from ..vram import fit_to_vram
+
+        run = fit_to_vram(detector, TileSpec(tile=settings.tile, overlap=settings.overlap), run)[1]
     h, w = image.shape[:2]
     # a detector with a photo rule (the built-in model) shows the photo at the rule's scale
     # whatever the tile: the views are that scale times theirs, or they would all be one view
@@ -158,8 +162,8 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
             tiling, view_run, said = TileSpec(tile=tile, overlap=settings.overlap), run, f"tile {tile}"
         else:
             # cut as the engine cuts a photo at the rule's scale
-            tiling, view_run, shown = photo_rule_specs(TileSpec(overlap=settings.overlap), run, detector,
-                                                       base * scale, w, h, MergeSpec())
+            tiling, view_run, shown = photo_rule_specs(TileSpec(tile=settings.tile, overlap=settings.overlap), run,
+                                                       detector, base * scale, w, h, MergeSpec())
             said = f"scale {shown:.3g}"
             key = (tiling.tile, tiling.overlap, view_run.input_size, flip)
             if key in seen:
@@ -172,6 +176,8 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
             d = detect_image(src, detector, tiling=tiling, merge=MergeSpec(), run=view_run).detections
         else:  # the tiling is the engine's already: its stages, without choosing the scale again
             tiles = plan(src, tiling)
+            if len(tiles) > 1:
+                _warn_narrow_overlap(src.name, tiles, MergeSpec())
             d = finish(src, tiles, predict_tiles(src, tiles, detector, view_run), tiling=tiling, merge=MergeSpec(),
                        model=detector).detections
         out.append(_mirror(d, w) if flip else d)

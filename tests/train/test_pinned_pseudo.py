@@ -136,3 +136,34 @@ def test_views_of_a_small_photo_under_a_photo_rule_are_all_run_and_cut_as_served
     det = Ruled()
     assert len(view_detections(np.zeros((150, 200, 3), np.uint8), det, settings)) == 2
     assert "overlap by" not in caplog.text and "shown to the model" not in caplog.text
+
+
+def test_views_under_a_photo_rule_are_cut_from_the_tile_and_overlap_adapt_was_given():
+    # an outside review: the views were cut from the default 1280 px tile whatever --tile said,
+    # so their overlap differed from the served photo's (784 px tiles at 0.0625 against 0.05)
+    from densedet_tile import RunSpec, TileSpec
+    from densedet_tile.pipeline import plan
+    from densedet_tile.scale import choose_scale
+    from densedet_tile.tiler.readers.array import ArraySource
+    from densedet_tile.train.pseudo import view_detections
+
+    class Ruled:
+        input_size = 640
+
+        def __init__(self):
+            self.tiles = 0
+
+        def photo_scale(self, width, height):
+            return (1632 * 1224 / (width * height)) ** 0.5
+
+        def predict(self, tiles):
+            self.tiles += len(tiles)
+            return [Detections.empty() for _ in tiles]
+
+    for size, tile, overlap in (((2000, 1500), 640, 0.05), ((400, 300), 640, 0.05), ((2000, 1500), 1280, 0.2)):
+        image = np.zeros((size[1], size[0], 3), np.uint8)
+        det = Ruled()
+        view_detections(image, det, LabelSettings(scales=(1.0,), flip=False, tile=tile, overlap=overlap))
+        src = ArraySource(image)
+        served = choose_scale(src, det, TileSpec(tile=tile, overlap=overlap), RunSpec())
+        assert det.tiles == len(plan(src, served.tiling)), (size, tile, overlap)
