@@ -422,6 +422,7 @@ class DefaultDetector:
     #: in, those of the 3264 x 2448 photo it was made for at its default tile (1280 px shown at
     #: 640: scale 0.5).
     photo_model_pixels = 1632 * 1224
+
     def photo_scale(self, width: int, height: int) -> float | None:
         """The scale a whole phone photo is shown at: the one that brings it to
         :attr:`photo_model_pixels`, so that the shelf's products reach the model at one size
@@ -440,7 +441,6 @@ class DefaultDetector:
         reach 1.6 times :attr:`product_size` (a crop or a close-up keeps about the tile's
         scale; ``scale`` or ``tile="auto"`` decide there). At most 100 (an image of 14 x 14 px
         or less), the most the engine takes from a detector's rule."""
-        # (at most 100 times larger, the most a detector's rule may say: an icon of 14x14 px)
         return min(100.0, math.sqrt(self.photo_model_pixels / max(float(width) * float(height), 1.0)))
 
     def __init__(self, model: Any, config: Mapping[str, Any], *, device: Any = None,

@@ -157,8 +157,8 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
     # their floor: photo_rule_specs)
     seen: set[tuple[Any, ...]] = set()
     for scale, flip in settings.views_of(w, h) if base is None else settings.views:
-        tile = settings.view_tile(scale)
         if base is None:
+            tile = settings.view_tile(scale)
             tiling, view_run, said = TileSpec(tile=tile, overlap=settings.overlap), run, f"tile {tile}"
         else:
             # cut as the engine cuts a photo at the rule's scale
