@@ -258,8 +258,9 @@ def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, 
         if spec.kind == "default" and spec.input_size is None:
             # the whole-photo rule of 2026-12-05 shows photos at another scale than the tile did:
             # results made before it are another model's (a batch resumed across it redoes them);
-            # until later that day it left images under a megapixel to the tile
-            out["photo_rule"] = "1632x1224, any size"
+            # until later that day it left images under a megapixel to the tile; until stop 55 it
+            # showed close-ups' large products at the rule's scale
+            out["photo_rule"] = "1632x1224, any size, close-ups checked"
     else:
         cls = type(detector)
         out = {"class": f"{cls.__module__}.{cls.__qualname__}"}

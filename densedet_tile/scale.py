@@ -36,7 +36,8 @@ from .tiler.resize import resize_to, shrink_source
 from .types import MergeSpec, RunSpec, TileSpec
 
 __all__ = ["ScaleChoice", "choose_scale", "estimate_product_height", "photo_rule_scale", "scaled_side",
-           "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES", "PHOTO_RULE_MAX_PRODUCT", "PHOTO_RULE_CHECK_FROM", "photo_rule_specs"]
+           "PHOTO_ASPECT_MAX", "MIN_PROBE_BOXES", "PHOTO_RULE_MAX_PRODUCT", "PHOTO_RULE_CHECK_FROM",
+           "PHOTO_RULE_CLOSEUP", "photo_rule_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,12 @@ PHOTO_RULE_MAX_PRODUCT = 1.6
 #: ... checked only where the rule shows the image this many times larger than its tile does or
 #: more (a 5 MP photo shown 1.3 times larger is not: a crop of a third of a photo's area is).
 PHOTO_RULE_CHECK_FROM = 1.5
+#: A photo the rule shows no larger than its tile does is checked for a close-up (products
+#: larger than on any whole photo) with one run of the whole image at the model's input side:
+#: where its median product would reach the model at over this many times the detector's
+#: ``product_size``, the image is shown so that it reaches :data:`PHOTO_RULE_MAX_PRODUCT` times
+#: that size instead (:func:`_closeup_checked`).
+PHOTO_RULE_CLOSEUP = 2.5
 
 
 @dataclass(frozen=True)
@@ -150,20 +157,10 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     for group in _probes(int(src.width), int(src.height), model_side):
         heights: list[np.ndarray] = []
         covered = 0.0  # image pixels under whole boxes, over the group's windows
-        for x, y, w, h in group:
-            img, s = _probe_pixels(src, (x, y, w, h), model_side, filt)
-            # as the tiles are run: errors wrapped in one line naming the image, output checked
-            (d,) = DetectorCalls(detector, 1, f"{src.name} (a tile=auto probe)", key=image_key(src)).predict([img])
-            if score_thr is not None and len(d):
-                d = d[d.scores >= score_thr]
-            if classes is not None and len(d):
-                d = d[np.isin(d.labels, classes)]
-            # boxes touching the window's border may be cut by it: they do not measure a product
-            b, lim = d.xyxy, np.array(img.shape[1::-1], np.float32) - 2.0
-            whole = (b[:, 0] >= 2.0) & (b[:, 1] >= 2.0) & (b[:, 2] <= lim[0]) & (b[:, 3] <= lim[1])
-            hb = b[whole, 3] - b[whole, 1]
-            heights.append(hb[hb > 0] / (s or 1.0))
-            covered += float(np.sum((b[whole, 2] - b[whole, 0]).clip(0) * hb.clip(0))) / (s or 1.0) ** 2
+        for window in group:
+            h_win, cover_win = _window_heights(src, detector, window, model_side, filt, score_thr, classes)
+            heights.append(h_win)
+            covered += cover_win
         side = max(group[0][2], group[0][3])
         h_img = np.concatenate(heights)
         probe = {"window": side, "boxes": int(h_img.size),
@@ -180,6 +177,27 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
     details["chosen_window"] = best["window"]
     details["chosen_by"] = why
     return float(best["median_px"]), details
+
+
+def _window_heights(src: Any, detector: Any, window: tuple[int, int, int, int], model_side: int, filt: str,
+                    score_thr: float | None, classes: Sequence[int] | None,
+                    what: str = "a tile=auto probe") -> tuple[np.ndarray, float]:
+    """The heights (image pixels) of the boxes the detector finds in one probe window resized to
+    ``model_side``, those clear of the window's border only (a border may cut a box: it does not
+    measure a product), and the image pixels under those boxes. ``what`` names the run in a
+    detector's error."""
+    img, s = _probe_pixels(src, window, model_side, filt)
+    # as the tiles are run: errors wrapped in one line naming the image, output checked
+    (d,) = DetectorCalls(detector, 1, f"{src.name} ({what})", key=image_key(src)).predict([img])
+    if score_thr is not None and len(d):
+        d = d[d.scores >= score_thr]
+    if classes is not None and len(d):
+        d = d[np.isin(d.labels, classes)]
+    b, lim = d.xyxy, np.array(img.shape[1::-1], np.float32) - 2.0
+    whole = (b[:, 0] >= 2.0) & (b[:, 1] >= 2.0) & (b[:, 2] <= lim[0]) & (b[:, 3] <= lim[1])
+    hb = b[whole, 3] - b[whole, 1]
+    covered = float(np.sum((b[whole, 2] - b[whole, 0]).clip(0) * hb.clip(0))) / (s or 1.0) ** 2
+    return hb[hb > 0] / (s or 1.0), covered
 
 
 def _pick_probe(good: list[dict[str, Any]], target: float | None) -> tuple[dict[str, Any], str]:
@@ -302,15 +320,16 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
     times past what its tile shows or more and the products measured by the probes of ``auto``
     (at the run's threshold) would then reach the model over
     :data:`PHOTO_RULE_MAX_PRODUCT` times its ``product_size`` (a crop of a photo, a close-up):
-    then the scale that brings them to that size, but never less than the tile's. Detectors
-    without a fixed input size or a product size keep the rule. ``info`` gets what was decided."""
+    then the scale that brings them to that size, but never less than the tile's. Any other
+    image is checked for a close-up (:func:`_closeup_checked`). Detectors without a fixed input
+    size or a product size keep the rule. ``info`` gets what was decided."""
     target, side = product_size_of(detector), input_size_of(detector)
     if target is None or side is None or not isinstance(tiling.tile, int):
         return rule
     width, height = int(src.width), int(src.height)
     given = side / min(tiling.tile, max(width, height))  # the scale the tile shows the image at
     if rule < given * PHOTO_RULE_CHECK_FROM:  # a large photo (the rule shrinks it), or one a little smaller
-        return rule
+        return _closeup_checked(src, detector, run, rule, target, side, info)
     t0 = time.perf_counter()
     height_px, _ = _measure(src, detector, run, target)
     info["product_height_px"] = height_px
@@ -323,6 +342,33 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
     info.update(value=round(limit, 6), rule=round(rule, 6),
                 note=f"the rule would show the products at {height_px * rule:.0f} px (a crop or a close-up?); "
                      f"shown at {height_px * limit:.0f} px")
+    return limit
+
+
+def _closeup_checked(src: Any, detector: Any, run: RunSpec, rule: float, target: float, side: int,
+                     info: dict[str, Any]) -> float:
+    """The photo rule's scale for an image it shows no larger than its tile does (a whole phone
+    photo, as the rule expects), or less for a close-up: the whole image, resized to the model's
+    input side, is run once (at the run's threshold, of its classes), and when the median
+    product there (:data:`MIN_PROBE_BOXES` boxes or more, covering :data:`MIN_PROBE_COVER` of the
+    image) would reach the model at the rule's scale over :data:`PHOTO_RULE_CLOSEUP` times the
+    detector's ``product_size`` (larger than on any whole photo), the image is shown so that it
+    reaches :data:`PHOTO_RULE_MAX_PRODUCT` times that size instead."""
+    t0 = time.perf_counter()
+    thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
+    width, height = int(src.width), int(src.height)
+    h_img, covered = _window_heights(src, detector, (0, 0, width, height), side, resize_filter_of(detector), thr,
+                                     classes_of(detector, run.classes), "the photo rule's close-up check")
+    seconds = round(time.perf_counter() - t0, 4)
+    if h_img.size < MIN_PROBE_BOXES or covered < MIN_PROBE_COVER * width * height:
+        return rule
+    height_px = float(np.median(h_img))
+    if height_px * rule <= PHOTO_RULE_CLOSEUP * target:
+        return rule
+    limit = PHOTO_RULE_MAX_PRODUCT * target / height_px
+    info.update(value=round(limit, 6), rule=round(rule, 6), product_height_px=round(height_px, 1), seconds=seconds,
+                note=f"the rule would show the products at {height_px * rule:.0f} px, larger than on a whole photo "
+                     f"(a close-up?); shown at {height_px * limit:.0f} px")
     return limit
 
 

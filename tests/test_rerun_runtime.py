@@ -34,8 +34,9 @@ def test_the_built_in_models_runtime_is_part_of_its_identity_only_where_torch_ru
 def test_the_built_in_models_photo_rule_is_part_of_its_identity() -> None:
     # results made before the rule (at the tile's scale) are another model's: a batch resumed
     # across the upgrade redoes them rather than mixing two scales (an outside review)
-    assert detector_identity(DetectorSpec(device="cpu"))["photo_rule"] == "1632x1224, any size"
-    assert detector_identity(DetectorSpec(device="cpu", checkpoint="adapted.pt"))["photo_rule"] == "1632x1224, any size"
+    rule = "1632x1224, any size, close-ups checked"
+    assert detector_identity(DetectorSpec(device="cpu"))["photo_rule"] == rule
+    assert detector_identity(DetectorSpec(device="cpu", checkpoint="adapted.pt"))["photo_rule"] == rule
     assert "photo_rule" not in detector_identity(DetectorSpec(device="cpu", input_size=800))  # replaces the rule
     assert "photo_rule" not in detector_identity(DetectorSpec(kind="onnx", checkpoint="m.onnx", device="cpu"))
 

@@ -321,12 +321,19 @@ def test_detector_failures_while_probing_are_one_line_detector_errors():
         def photo_scale(self, w, h):
             return 1 / 0
 
+    class BoomWithRule(Boom):
+        def __init__(self):
+            super().__init__(photo_rule=(240.0, 160.0))  # (shrinks the image: no enlarging check)
+
     with pytest.raises(DetectorError, match=r"<array> \(a tile=auto probe\): detector failed: ValueError: boom"):
         dt.detect(img, Boom(), tile="auto")
     with pytest.raises(DetectorError, match=r"tile=auto probe\): detector GivesNone returned a NoneType for a tile"):
         dt.detect(img, GivesNone(), tile="auto")
     with pytest.raises(DetectorError, match=r"photo_scale\(1200, 800\) failed: ZeroDivisionError"):
         dt.detect(img, BadRule())
+    with pytest.raises(DetectorError, match=r"<array> \(the photo rule's close-up check\): detector failed: "
+                                            r"ValueError: boom"):
+        dt.detect(img, BoomWithRule())
 
 
 def test_auto_reads_a_big_probe_window_in_bands(monkeypatch):
@@ -523,15 +530,50 @@ def test_a_photo_rule_never_shows_a_small_image_larger_than_the_model_input(capl
         assert (res.num_tiles == 1) == (merge == "wbf" or size[0] <= 32), (size, merge, res.num_tiles)
 
 
-def test_a_photo_rule_that_shrinks_a_large_photo_is_not_checked():
-    # a large photo shown by the rule no larger than the default tile shows it (256 / 1280):
-    # no probe runs, whatever its products
+def test_a_photo_rule_that_shrinks_a_whole_photo_runs_it_once_whole_and_keeps_its_scale():
+    # a large photo shown by the rule no larger than the default tile shows it (256 / 1280) is
+    # checked for a close-up with one run of the whole image at the model's side (256 x 192),
+    # and products of a whole photo (100 px, shown at 20) leave the rule's scale as it is
     det = SizedBlobs(input_size=256, trained=40.0, photo_rule=(800.0, 600.0))
     photo, _ = shelf(4000, 3000, 100)
     res = dt.detect_image(photo, det)
     info = res.settings["scale"]
     assert (info["source"], info["value"]) == ("photo rule", 0.2) and "product_height_px" not in info
-    assert len(det.seen) == res.num_tiles  # every call was a tile
+    assert det.seen[0] == (192, 256) and len(det.seen) == res.num_tiles + 1  # the check, then the tiles
+
+
+def test_a_close_up_is_shown_with_its_products_at_a_whole_photos_size():
+    # a close-up taken at a phone's full resolution has as many pixels as a whole photo, so the
+    # rule shrinks it as it would the photo, and its products, three times larger, reach the
+    # model at 120 px, three times the trained 40 (a model cuts such products into lines of
+    # print: 85 real close-ups of twice the size counted +53 % more than the original's boxes
+    # in the same region); the whole image run once at the model's side shows them at 38 px
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(800.0, 600.0))
+    close, truth = shelf(4000, 3000, 600)
+    res = dt.detect_image(close, det)
+    info = res.settings["scale"]
+    assert info["source"] == "photo rule" and info["rule"] == 0.2
+    assert info["product_height_px"] == pytest.approx(600, rel=0.05) and "close-up" in info["note"]
+    assert info["value"] == pytest.approx(1.6 * 40 / 600, rel=0.05)
+    assert recall(res.detections, truth) >= 0.98
+    # the check measures at the run's threshold: products the model is unsure of do not shrink the photo
+    class Unsure(SizedBlobs):
+        def predict(self, tiles):
+            return [Detections(d.xyxy, np.full(len(d), 0.3, np.float32)) for d in super().predict(tiles)]
+
+    unsure = Unsure(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(800.0, 600.0))
+    assert dt.detect_image(close, unsure, score_thr=0.5).settings["scale"]["value"] == 0.2
+
+
+def test_a_few_large_boxes_on_a_whole_photo_do_not_make_it_a_close_up():
+    # five posters over a shelf of small products: boxes enough, but covering a twentieth of
+    # the photo, under the tenth a shelf's products cover
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(800.0, 600.0))
+    photo = np.full((3000, 4000, 3), 20, np.uint8)
+    for k in range(5):
+        photo[1000:1600, 200 + 700 * k : 200 + 700 * k + 120] = 230
+    res = dt.detect_image(photo, det)
+    assert res.settings["scale"]["value"] == 0.2 and "note" not in res.settings["scale"]
 
 
 def test_the_built_in_rule_shows_every_whole_photo_at_one_size():
