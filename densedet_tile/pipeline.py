@@ -544,8 +544,9 @@ def counts_at_thresholds(
     (``min(thresholds) - CONFIRM_BAND``, not below 0.05; the built-in model built with
     ``score_thr=min(thresholds)`` does); each count is that of :func:`detect_image` at that
     threshold with the same tiling, merge and run (``run.score_thr`` is set to the lowest
-    threshold). With ``tile="auto"``, or a photo rule checked by measuring the products (a small
-    photo or a crop, see :func:`densedet_tile.scale.choose_scale`), the scale is measured once,
+    threshold). With ``tile="auto"``, or a photo rule checked by measuring the products (every
+    photo: a small one or a crop by the probes, and each for a close-up, see
+    :func:`densedet_tile.scale.choose_scale`), the scale is measured once,
     from the boxes of the lowest threshold, where :func:`detect_image` measures it at each
     threshold, so counts may differ a little there. Used to pick a threshold from counts, e.g. for adapted weights.
     """

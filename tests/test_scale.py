@@ -539,7 +539,48 @@ def test_a_photo_rule_that_shrinks_a_whole_photo_runs_it_once_whole_and_keeps_it
     res = dt.detect_image(photo, det)
     info = res.settings["scale"]
     assert (info["source"], info["value"]) == ("photo rule", 0.2) and "product_height_px" not in info
+    assert info["closeup_px"] is None and "note" not in info  # (its products are too small to see whole)
     assert det.seen[0] == (192, 256) and len(det.seen) == res.num_tiles + 1  # the check, then the tiles
+
+
+class MixedSizes(SizedBlobs):
+    """Whatever it is shown, 5 boxes a twentieth of its height (price labels) and 6 half its
+    height (fridge doors), side by side: a median in a close-up's range, quartiles 10 times apart."""
+
+    def predict(self, tiles):
+        out = []
+        for t in tiles:
+            self.seen.append(t.shape[:2])
+            h, w = t.shape[:2]
+            xyxy = [[w * (0.02 + 0.09 * i), h * 0.8, w * (0.02 + 0.09 * i + 0.06), h * 0.85] for i in range(5)]
+            xyxy += [[w * (0.47 + 0.085 * i), h * 0.2, w * (0.47 + 0.085 * i + 0.07), h * 0.7] for i in range(6)]
+            out.append(Detections(np.array(xyxy, np.float32), np.full(len(xyxy), 0.9, np.float32)))
+        return out
+
+
+def test_boxes_that_disagree_on_the_products_size_do_not_make_a_close_up():
+    # a real photo's few boxes mixed price labels and fridge doors (quartiles 87 and 356 px):
+    # their median made its 0.5 MP copy a close-up, shown at half the scale, 19 boxes for 162
+    det = MixedSizes(input_size=256, trained=40.0, photo_rule=(800.0, 600.0))
+    res = dt.detect_image(np.zeros((3000, 4000, 3), np.uint8), det)
+    info = res.settings["scale"]
+    assert info["value"] == 0.2 and info["closeup_px"] is None and "note" not in info
+
+
+@pytest.mark.parametrize("size", [(2800, 2100), (2400, 1800)])
+def test_a_close_up_is_checked_whether_the_rule_shrinks_it_or_enlarges_it(size):
+    # one close-up scene (products 35 % of the image's height) at two resolutions: the rule
+    # shows the larger past the tile's scale (256 / 1280) less than 1.5 times, the smaller 1.67
+    # times, so the probes of auto measure it first and, until stop 55, kept it at the tile's
+    # scale at least: its products reached the model at 126 px, three times the trained 40
+    w, h = size
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(800.0, 600.0))
+    close, truth = shelf(w, h, int(0.35 * h), gap=int(0.02 * h))
+    res = dt.detect_image(close, det)
+    info = res.settings["scale"]
+    assert ("product_height_px" in info) == (w == 2400)  # (the enlarging check ran on the smaller only)
+    assert info["value"] * 0.35 * h == pytest.approx(1.6 * 40, rel=0.05) and "close-up" in info["note"]
+    assert recall(res.detections, truth) >= 0.98
 
 
 def test_a_close_up_is_shown_with_its_products_at_a_whole_photos_size():
@@ -553,7 +594,7 @@ def test_a_close_up_is_shown_with_its_products_at_a_whole_photos_size():
     res = dt.detect_image(close, det)
     info = res.settings["scale"]
     assert info["source"] == "photo rule" and info["rule"] == 0.2
-    assert info["product_height_px"] == pytest.approx(600, rel=0.05) and "close-up" in info["note"]
+    assert info["closeup_px"] == pytest.approx(600, rel=0.05) and "close-up" in info["note"]
     assert info["value"] == pytest.approx(1.6 * 40 / 600, rel=0.05)
     assert recall(res.detections, truth) >= 0.98
     # the check measures at the run's threshold: products the model is unsure of do not shrink the photo

@@ -439,11 +439,11 @@ class DefaultDetector:
         (longer side at most twice the shorter) and, where it would enlarge an image 1.5 times
         past what the tile shows, measures the products first and enlarges only until they
         reach 1.6 times :attr:`product_size` (a crop or a close-up keeps about the tile's
-        scale; ``scale`` or ``tile="auto"`` decide there); any other photo is run whole once at
-        the model's input, and one whose products would reach the model at over 2.5 times
-        :attr:`product_size` (a close-up: the largest of 85 real whole photos came to 2.43) is
-        shown with them at 1.6 times instead. At most 100 (an image of 14 x 14 px or less), the
-        most the engine takes from a detector's rule."""
+        scale; ``scale`` or ``tile="auto"`` decide there); then every photo is run whole once at
+        the model's input, and one whose products would still reach the model at over 2.5
+        times :attr:`product_size` (a close-up: the largest of 85 real whole photos came to
+        2.43) is shown with them at 1.6 times instead. At most 100 (an image of 14 x 14 px or
+        less), the most the engine takes from a detector's rule."""
         return min(100.0, math.sqrt(self.photo_model_pixels / max(float(width) * float(height), 1.0)))
 
     def __init__(self, model: Any, config: Mapping[str, Any], *, device: Any = None,

@@ -858,8 +858,10 @@ class AdaptRun:
     def _label(self, image: np.ndarray, name: str = "<array>") -> PseudoLabels:
         # labels are the network's own boxes: the stack splitter is a rule applied when serving
         # (on the adapted weights too), and a product it cut by mistake must not become labels
+        # (the photo rule's checks measure at the served threshold, as the crops' scale is found:
+        # views and crops start from the scale the engine serves the photo at)
         return pseudo_label(image, self._detector(self.settings.labels.score_lo, split_stacks=False),
-                            self.settings.labels, name=name)
+                            self.settings.labels, name=name, scale_thr=self._base_thr())
 
     def _readable(self, names: list[str]) -> list[str]:
         """``names`` less the photos found unreadable so far (a truncated JPEG shows itself

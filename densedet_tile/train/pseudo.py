@@ -123,7 +123,8 @@ def _mirror(d: Detections, width: int) -> Detections:
 
 
 def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
-                    run: RunSpec | None = None, *, name: str = "<array>") -> list[Detections]:
+                    run: RunSpec | None = None, *, name: str = "<array>",
+                    scale_thr: float | None = None) -> list[Detections]:
     """The global boxes of every distinct view of ``image`` (uint8 HxWx3 upright RGB), in photo
     pixels (:meth:`LabelSettings.views_of`: a photo no longer than a view's tile has fewer).
 
@@ -134,7 +135,9 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
     and are 98 px at least, so two views of a thumbnail can come out alike; each distinct one
     runs once). Boxes below ``settings.score_lo`` are dropped. ``name`` (the photo's) and the
     view name the image in what the engine says (a warning of small products named "<array>"
-    told an adapt user nothing).
+    told an adapt user nothing). ``scale_thr``: the threshold the photo rule's checks measure the
+    products at (default: the run's, ``settings.score_lo`` unless given); ``adapt`` passes the one
+    the weights serve at, so that the views start from the scale the engine serves the photo at.
     """
     from ..pipeline import _warn_narrow_overlap, detect_image, finish, plan, predict_tiles
     from ..scale import photo_rule_scale, photo_rule_specs
@@ -150,7 +153,8 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
     # a detector with a photo rule (the built-in model) shows the photo at the rule's scale
     # whatever the tile: the views are that scale times theirs, or they would all be one view
     base = photo_rule_scale(ArraySource(image, name=name), detector,
-                            TileSpec(tile=settings.tile, overlap=settings.overlap), run)
+                            TileSpec(tile=settings.tile, overlap=settings.overlap),
+                            run if scale_thr is None else replace(run, score_thr=scale_thr))
     mirrored = None
     out = []
     # (at the rule's scale times theirs the views differ, unless a small photo's tiles reach
@@ -211,9 +215,9 @@ def fuse_views(views: Sequence[Detections], settings: LabelSettings) -> PseudoLa
 
 
 def pseudo_label(image: np.ndarray, detector: Any, settings: LabelSettings, run: RunSpec | None = None, *,
-                 name: str = "<array>") -> PseudoLabels:
+                 name: str = "<array>", scale_thr: float | None = None) -> PseudoLabels:
     """:func:`view_detections` then :func:`fuse_views`."""
-    return fuse_views(view_detections(image, detector, settings, run, name=name), settings)
+    return fuse_views(view_detections(image, detector, settings, run, name=name, scale_thr=scale_thr), settings)
 
 
 def agreement(pred: np.ndarray, ref: np.ndarray, ignore: np.ndarray | None = None, iou: float = 0.5) -> dict[str, float]:
