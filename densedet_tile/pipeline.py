@@ -536,6 +536,7 @@ def counts_at_thresholds(
     tiling: TileSpec | None = None,
     merge: MergeSpec | None = None,
     run: RunSpec | None = None,
+    scale_thr: float | None = None,
 ) -> list[int]:
     """How many boxes a run at each score threshold of ``thresholds`` would serve, for one pass
     of the network over ``source`` (a path, an array or an open image).
@@ -546,13 +547,18 @@ def counts_at_thresholds(
     threshold with the same tiling, merge and run (``run.score_thr`` is set to the lowest
     threshold). With ``tile="auto"``, or a photo rule checked by measuring the products (every
     photo: a small one or a crop by the probes, and each for a close-up, see
-    :func:`densedet_tile.scale.choose_scale`), the scale is measured once,
-    from the boxes of the lowest threshold, where :func:`detect_image` measures it at each
-    threshold, so counts may differ a little there. Used to pick a threshold from counts, e.g. for adapted weights.
+    :func:`densedet_tile.scale.choose_scale`), the scale is measured once, from the boxes
+    scoring ``scale_thr`` or more (default: the lowest threshold), where :func:`detect_image`
+    measures it at each threshold: the counts are those of runs at that scale, which may differ
+    from a run's own (a close-up at one threshold may not be one at another). Used to pick a
+    threshold from counts, e.g. for adapted weights (``adapt`` measures the scale at the
+    threshold it labels the photos' scale at).
     """
     ts = [float(t) for t in thresholds]
     if not ts or not all(math.isfinite(t) and 0.0 <= t <= 1.0 for t in ts):
         raise InvalidInputError(f"thresholds must be scores in [0, 1], got {list(thresholds)!r}")
+    if scale_thr is not None and not (isinstance(scale_thr, (int, float)) and 0.0 <= scale_thr <= 1.0):
+        raise InvalidInputError(f"scale_thr must be a score in [0, 1], got {scale_thr!r}")
     tiling, merge, run = specs_from(tiling, merge, run)
     low = min(ts)
     floor = score_floor_of(detector)
@@ -563,9 +569,10 @@ def counts_at_thresholds(
     run = replace(run, score_thr=low)
     ctx: Any = contextlib.nullcontext(source) if _is_image_source(source) else open_image(source, max_pixels=run.max_pixels)
     with ctx as src:
-        scaled = choose_scale(src, detector, tiling, run, merge)
+        scaled = choose_scale(src, detector, tiling, run if scale_thr is None else replace(run, score_thr=scale_thr),
+                              merge)
         tiles = plan(src, scaled.tiling)
-        preds = predict_tiles(src, tiles, detector, scaled.run)
+        preds = predict_tiles(src, tiles, detector, replace(scaled.run, score_thr=low))
     dets = thin_piles(tiles, preds.dets, merge)  # once for every threshold, as merge_counted does
     return [len(merged_at(tiles, dets, t, merge, thinned=True)) for t in ts]
 

@@ -45,6 +45,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -197,7 +198,8 @@ def off_shelf(dets: dt.Detections, band: tuple[float, float] | None) -> int | No
 # ----------------------------------------------------------------------------------------------
 def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[Any], *, tile: int | str,
                          overlap: float, input_size: int | None = None,
-                         merge: dt.MergeSpec | None = None) -> tuple[dict[Any, dt.Detections], dict[str, Any]]:
+                         merge: dt.MergeSpec | None = None,
+                         scale_thr: float | None = None) -> tuple[dict[Any, dt.Detections], dict[str, Any]]:
     """Global boxes of the open image ``src`` at each score threshold, for one network pass.
 
     Each item of ``thresholds`` is a threshold ``t`` (the boxes of a run at ``t``: of the boxes a
@@ -207,9 +209,10 @@ def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[Any], *, 
     :func:`~densedet_tile.pipeline.merged_at`, as a run merges), ``None`` (everything the
     detector returned, no threshold) or a pair ``(t, lowest)`` (confirmers down to ``lowest``
     only: an end of a run's count range, whose detector stops at that run's floor). The
-    detector must keep boxes down to the lowest score needed. Returns ``({item: Detections},
-    info)``; ``info`` has ``tiles``, ``predict_s`` (reading, resizing and the network) and
-    ``merge_s`` per item.
+    detector must keep boxes down to the lowest score needed. ``scale_thr``: the threshold a
+    model's photo rule measures the products at (the main figures'; default: the detector's), as
+    a run at that threshold would. Returns ``({item: Detections}, info)``; ``info`` has
+    ``tiles``, ``predict_s`` (reading, resizing and the network) and ``merge_s`` per item.
     """
     from densedet_tile.pipeline import merged_at, plan, predict_tiles, thin_piles
     from densedet_tile.scale import choose_scale
@@ -217,9 +220,10 @@ def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[Any], *, 
     merge = dt.MergeSpec() if merge is None else merge
     t0 = time.perf_counter()
     # the engine's own steps: the scale (tile auto, a model's photo rule), the grid, the tiles
-    choice = choose_scale(src, detector, dt.TileSpec(tile=tile, overlap=overlap), dt.RunSpec(input_size=input_size))
+    choice = choose_scale(src, detector, dt.TileSpec(tile=tile, overlap=overlap),
+                          dt.RunSpec(input_size=input_size, score_thr=scale_thr))
     tiles = plan(src, choice.tiling)
-    raw = predict_tiles(src, tiles, detector, choice.run).dets
+    raw = predict_tiles(src, tiles, detector, replace(choice.run, score_thr=None)).dets
     info: dict[str, Any] = {"tiles": len(tiles), "predict_s": time.perf_counter() - t0, "merge_s": {}}
     out = {}
     for item in thresholds:
@@ -264,7 +268,7 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
         with dt.open_image(p["path"]) as src:
             t_open = time.perf_counter() - t0
             by_thr, info = detect_at_thresholds(src, detector, thresholds, tile=tile, overlap=overlap,
-                                                input_size=input_size)
+                                                input_size=input_size, scale_thr=score_thr)
             cpu_s = time.process_time() - c0  # all threads; steadier than wall time on a busy machine
             width, height = src.width, src.height
             image = src.read(0, 0, width, height)  # the upright pixels the boxes refer to, for drawing

@@ -277,3 +277,41 @@ def test_a_pile_is_thinned_as_the_engine_thins_it(er):
         by_thr, _ = er.detect_at_thresholds(src, PiledDetector(), [0.5], tile=256, overlap=0.2)
     assert len(ref) == 1
     assert np.array_equal(by_thr[0.5].xyxy, ref.xyxy) and np.array_equal(by_thr[0.5].scores, ref.scores)
+
+
+class CloseUpUnsure:
+    """The built-in model's rule, input and product size; whatever it is shown, a 3 x 4 grid of
+    products each 0.3 of its height (a close-up's, seen whole) scored 0.35; built at 0.3."""
+
+    input_size = 640
+    product_size = 80.0
+    score_thr = 0.3
+
+    def __init__(self):
+        self.calls = 0
+
+    def photo_scale(self, width, height):
+        return (1632 * 1224 / (width * height)) ** 0.5
+
+    def predict(self, tiles):
+        out = []
+        for t in tiles:
+            self.calls += 1
+            h, w = t.shape[:2]
+            xyxy = np.array([[w * (0.05 + 0.23 * i), h * (0.03 + 0.32 * j), w * (0.05 + 0.23 * i + 0.2),
+                              h * (0.03 + 0.32 * j + 0.3)] for i in range(4) for j in range(3)], np.float32)
+            out.append(dt.Detections(xyxy, np.full(len(xyxy), 0.35, np.float32)))
+        return out
+
+
+def test_the_photo_rule_measures_at_the_main_threshold_as_the_engine_does(er):
+    # an outside review: with --sweep the detector is built at the lowest threshold, and the
+    # photo rule's close-up check measured there: boxes under the main threshold made a photo a
+    # close-up that the engine, serving at that threshold, sees whole
+    img = np.zeros((2448, 3264, 3), np.uint8)
+    engine = dt.detect_image(img, CloseUpUnsure(), score_thr=0.45)
+    with dt.open_image(img) as src:
+        _, info = er.detect_at_thresholds(src, CloseUpUnsure(), [0.35, 0.45], tile=1280, overlap=0.2, scale_thr=0.45)
+        _, low = er.detect_at_thresholds(src, CloseUpUnsure(), [0.35, 0.45], tile=1280, overlap=0.2)
+    assert info["tiles"] == engine.num_tiles > 1 and engine.settings["scale"]["value"] == pytest.approx(0.5)
+    assert low["tiles"] == 1  # (measured at the detector's own 0.3: shrunk as a close-up)

@@ -438,7 +438,7 @@ class DefaultDetector:
         (BENCHMARKS.md, "Small copies"). The engine applies it to photo-like images only
         (longer side at most twice the shorter) and, where it would enlarge an image 1.5 times
         past what the tile shows, measures the products first and enlarges only until they
-        reach 1.6 times :attr:`product_size` (a crop or a close-up keeps about the tile's
+        reach 1.6 times :attr:`product_size` (a crop keeps about the tile's
         scale; ``scale`` or ``tile="auto"`` decide there); then every photo is run whole once at
         the model's input, and one whose products would still reach the model at over 2.5
         times :attr:`product_size` (a close-up: the largest of 85 real whole photos came to

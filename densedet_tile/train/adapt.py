@@ -1160,8 +1160,10 @@ class AdaptRun:
             t0 = time.monotonic()
             ref = self._label(image, name)
             t1 = time.monotonic()
+            # (at the scale the labels and the crops see the photo at: measured at the served threshold)
             counts = counts_at_thresholds(image, self._detector(CALIB_GRID[0], split_stacks=False), CALIB_GRID,
-                                          tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec())
+                                          tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec(),
+                                          scale_thr=self._base_thr())
             self.s["timing"]["label_s"].append(t1 - t0)
             self.s["timing"]["calib_s"].append(time.monotonic() - t1)
             photos[name] = {"reference": int(len(ref.boxes)), "counts": [int(c) for c in counts]}

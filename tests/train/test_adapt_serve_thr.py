@@ -26,11 +26,38 @@ def photos(tmp_path_factory):
     return write_photos(tmp_path_factory.mktemp("photos"), n=3)
 
 
+#: the threshold the photo rule's checks measured at, in each call adapt made to label a photo
+#: or to count one at many thresholds (filled by ``picked``)
+SCALE_THRS: dict[str, list] = {"pseudo_label": [], "counts_at_thresholds": []}
+
+
 @pytest.fixture(scope="module")
 def picked(photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("picked") / "picked.pt"
-    res = adapt(photos, out, TINY, device="cpu")
+    adapt_mod = importlib.import_module("densedet_tile.train.adapt")
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+
+    def recording(fn, key):
+        def wrapped(*a, **kw):
+            SCALE_THRS[key].append(kw.get("scale_thr"))
+            return fn(*a, **kw)
+        return wrapped
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(adapt_mod, "pseudo_label", recording(adapt_mod.pseudo_label, "pseudo_label"))
+        mp.setattr(pipeline, "counts_at_thresholds", recording(pipeline.counts_at_thresholds, "counts_at_thresholds"))
+        res = adapt(photos, out, TINY, device="cpu")
     return res, torch.load(out, weights_only=True)
+
+
+def test_labels_and_counts_see_each_photo_at_the_scale_it_is_served_at(picked):
+    # an outside review: the photo rule's close-up check measured the labels' photos at their low
+    # threshold (0.3) and the counts' at the grid's lowest (0.2), while the crops were cut at the
+    # scale measured at the served threshold: boxes the served weights drop could make a photo a
+    # close-up for one and not for the other
+    served = dt.load_detector("default").score_thr
+    assert SCALE_THRS["pseudo_label"] and set(SCALE_THRS["pseudo_label"]) == {served}
+    assert SCALE_THRS["counts_at_thresholds"] and set(SCALE_THRS["counts_at_thresholds"]) == {served}
 
 
 def test_counts_at_thresholds_equal_runs_at_each_threshold():
@@ -62,10 +89,11 @@ def test_the_picked_threshold_counts_closest_to_the_final_weights_own_pseudo_lab
     counter = dt.load_detector("default", checkpoint=res.paths["weights"], score_thr=CALIB_GRID[0])
     tiling = dt.TileSpec(tile=lab.tile, overlap=lab.overlap)
     reference, totals = 0, np.zeros(len(CALIB_GRID), np.int64)
+    served = dt.load_detector("default").score_thr  # (the starting weights': adapt measures scales there)
     for p in sorted(photos.glob("*.jpg")):
         image = _read_photo(p)
-        reference += len(pseudo_label(image, labeller, lab).boxes)
-        totals += counts_at_thresholds(image, counter, CALIB_GRID, tiling=tiling)
+        reference += len(pseudo_label(image, labeller, lab, scale_thr=served).boxes)
+        totals += counts_at_thresholds(image, counter, CALIB_GRID, tiling=tiling, scale_thr=served)
     assert reference == round(how["pseudo_labels_per_photo"] * 3)
     miss = np.abs(totals - reference)
     ties = np.flatnonzero(miss == miss.min())

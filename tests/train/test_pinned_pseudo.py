@@ -209,3 +209,24 @@ def test_views_start_from_the_scale_the_photo_is_served_at_when_adapt_says_its_t
     det = CloseUpUnsure()
     view_detections(image, det, settings)  # measured at the labels' threshold: shrunk as a close-up
     assert len(det.seen) < 1 + len(plan(src, served.tiling))
+
+
+def test_counts_at_many_thresholds_measure_the_scale_at_the_threshold_asked():
+    # the same review: counts at many thresholds from one pass measured the photo rule's close-up
+    # check at the lowest of them, so a photo the served weights see whole was counted as a close-up
+    from densedet_tile import RunSpec, TileSpec
+    from densedet_tile.pipeline import counts_at_thresholds, plan
+    from densedet_tile.scale import choose_scale
+    from densedet_tile.tiler.readers.array import ArraySource
+
+    image = np.zeros((2448, 3264, 3), np.uint8)
+    src = ArraySource(image)
+    served = choose_scale(src, CloseUpUnsure(), TileSpec(), RunSpec(score_thr=0.45))
+    det = CloseUpUnsure()
+    counts_at_thresholds(image, det, [0.35, 0.45], tiling=TileSpec(), scale_thr=0.45)
+    assert len(det.seen) == 1 + len(plan(src, served.tiling))  # the check, then the served photo's tiles
+    det = CloseUpUnsure()
+    counts_at_thresholds(image, det, [0.35, 0.45], tiling=TileSpec())  # measured at 0.35: a close-up
+    assert len(det.seen) < 1 + len(plan(src, served.tiling))
+    with pytest.raises(InvalidInputError, match="scale_thr"):
+        counts_at_thresholds(image, CloseUpUnsure(), [0.35], scale_thr=1.5)
