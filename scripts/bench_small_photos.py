@@ -39,6 +39,14 @@ from pathlib import Path
 import numpy as np
 
 
+def upright(path: Path):
+    """The photo at ``path`` as upright RGB (its EXIF rotation applied), as a PIL image."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--photos", default=str(Path(__file__).resolve().parents[2] / "shared" / "real-shelves"),
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="only the first N photos")
     p.add_argument("--json", default=None, help="write every count here")
     args = p.parse_args(argv)
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     import densedet_tile as dt
     from densedet_tile import RunSpec
@@ -81,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     for name in names:
-        with Image.open(folder / name) as im:
-            photo = ImageOps.exif_transpose(im).convert("RGB")
+        photo = upright(folder / name)
         w, h = photo.size
         for mp in sizes:
             f = math.sqrt(mp * 1e6 / (w * h))
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def closeups(folder: Path, names: list[str], zooms: list[float], det, json_out: str | None) -> int:
     """The ``--closeups`` measurement (module doc)."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     import densedet_tile as dt
     from densedet_tile import RunSpec
@@ -122,8 +129,7 @@ def closeups(folder: Path, names: list[str], zooms: list[float], det, json_out: 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     for name in names:
-        with Image.open(folder / name) as im:
-            photo = ImageOps.exif_transpose(im).convert("RGB")
+        photo = upright(folder / name)
         w, h = photo.size
         buf = io.BytesIO()
         photo.save(buf, "JPEG", quality=92)

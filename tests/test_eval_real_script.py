@@ -16,6 +16,8 @@ from PIL import Image
 
 import densedet_tile as dt
 
+from fakes import CloseUpUnsure
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "eval_real.py"
 
 
@@ -277,31 +279,6 @@ def test_a_pile_is_thinned_as_the_engine_thins_it(er):
         by_thr, _ = er.detect_at_thresholds(src, PiledDetector(), [0.5], tile=256, overlap=0.2)
     assert len(ref) == 1
     assert np.array_equal(by_thr[0.5].xyxy, ref.xyxy) and np.array_equal(by_thr[0.5].scores, ref.scores)
-
-
-class CloseUpUnsure:
-    """The built-in model's rule, input and product size; whatever it is shown, a 3 x 4 grid of
-    products each 0.3 of its height (a close-up's, seen whole) scored 0.35; built at 0.3."""
-
-    input_size = 640
-    product_size = 80.0
-    score_thr = 0.3
-
-    def __init__(self):
-        self.calls = 0
-
-    def photo_scale(self, width, height):
-        return (1632 * 1224 / (width * height)) ** 0.5
-
-    def predict(self, tiles):
-        out = []
-        for t in tiles:
-            self.calls += 1
-            h, w = t.shape[:2]
-            xyxy = np.array([[w * (0.05 + 0.23 * i), h * (0.03 + 0.32 * j), w * (0.05 + 0.23 * i + 0.2),
-                              h * (0.03 + 0.32 * j + 0.3)] for i in range(4) for j in range(3)], np.float32)
-            out.append(dt.Detections(xyxy, np.full(len(xyxy), 0.35, np.float32)))
-        return out
 
 
 def test_the_photo_rule_measures_at_the_main_threshold_as_the_engine_does(er):

@@ -587,7 +587,7 @@ def test_a_close_up_is_shown_with_its_products_at_a_whole_photos_size():
     # a close-up taken at a phone's full resolution has as many pixels as a whole photo, so the
     # rule shrinks it as it would the photo, and its products, three times larger, reach the
     # model at 120 px, three times the trained 40 (a model cuts such products into lines of
-    # print: 85 real close-ups of twice the size counted +53 % more than the original's boxes
+    # print: 85 real close-ups of twice the size counted +44 % more than the original's boxes
     # in the same region); the whole image run once at the model's side shows them at 38 px
     det = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(800.0, 600.0))
     close, truth = shelf(4000, 3000, 600)

@@ -9,6 +9,8 @@ from densedet_tile import Detections
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.train.pseudo import LabelSettings, agreement, fuse_views
 
+from fakes import CloseUpUnsure
+
 
 def _d(boxes, scores):
     return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
@@ -158,33 +160,6 @@ def test_views_under_a_photo_rule_are_cut_from_the_tile_and_overlap_adapt_was_gi
         src = ArraySource(image)
         served = choose_scale(src, det, TileSpec(tile=tile, overlap=overlap), RunSpec())
         assert len(det.seen) == len(plan(src, served.tiling)), (size, tile, overlap)
-
-
-class CloseUpUnsure:
-    """The built-in model's rule, input and product size; every input shows a 3 x 4 grid of
-    products each 0.3 of its height (a close-up's, in the photo rule's whole-image check) scored
-    0.35, under the 0.45 the weights serve at and over adapt's 0.3 for labels (built at 0.3, as
-    adapt builds the labelling model)."""
-
-    input_size = 640
-    product_size = 80.0
-    score_thr = 0.3
-
-    def __init__(self):
-        self.seen = []
-
-    def photo_scale(self, width, height):
-        return (1632 * 1224 / (width * height)) ** 0.5
-
-    def predict(self, tiles):
-        out = []
-        for t in tiles:
-            self.seen.append(t.shape[:2])
-            h, w = t.shape[:2]
-            xyxy = np.array([[w * (0.05 + 0.23 * i), h * (0.03 + 0.32 * j), w * (0.05 + 0.23 * i + 0.2),
-                              h * (0.03 + 0.32 * j + 0.3)] for i in range(4) for j in range(3)], np.float32)
-            out.append(Detections(xyxy, np.full(len(xyxy), 0.35, np.float32)))
-        return out
 
 
 def test_views_start_from_the_scale_the_photo_is_served_at_when_adapt_says_its_threshold():
