@@ -551,8 +551,8 @@ def counts_at_thresholds(
     scoring ``scale_thr`` or more (default: the lowest threshold), where :func:`detect_image`
     measures it at each threshold: the counts are those of runs at that scale, which may differ
     from a run's own (a close-up at one threshold may not be one at another). Used to pick a
-    threshold from counts, e.g. for adapted weights (``adapt`` measures the scale at the
-    threshold it labels the photos' scale at).
+    threshold from counts, e.g. for adapted weights (``adapt`` passes the threshold its starting
+    weights serve at, as for its labels and its crops).
     """
     ts = [float(t) for t in thresholds]
     if not ts or not all(math.isfinite(t) and 0.0 <= t <= 1.0 for t in ts):
