@@ -374,10 +374,9 @@ def _closeup_checked(src: Any, detector: Any, run: RunSpec, s: float, target: fl
     Where they would reach the model at ``s`` over :data:`PHOTO_RULE_CLOSEUP` times the
     detector's ``product_size`` (larger than on any whole photo: a close-up), the scale returned
     brings them to :data:`PHOTO_RULE_MAX_PRODUCT` times that size; else None (``s`` stands)."""
-    thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
     width, height = int(src.width), int(src.height)
-    h_img, covered = _window_heights(src, detector, (0, 0, width, height), side, resize_filter_of(detector), thr,
-                                     classes_of(detector, run.classes), "the photo rule's close-up check")
+    h_img, covered = _window_heights(src, detector, (0, 0, width, height), side, resize_filter_of(detector),
+                                     *_measured_boxes(detector, run), "the photo rule's close-up check")
     if h_img.size < MIN_PROBE_BOXES or covered < MIN_PROBE_COVER * width * height:
         return None, None
     q1, height_px, q3 = (float(q) for q in np.percentile(h_img, [25, 50, 75]))
@@ -392,9 +391,15 @@ def _measure(src: Any, detector: Any, run: RunSpec, target: float | None) -> tup
     """:func:`estimate_product_height` at the run's served threshold (detectors return boxes a
     little below it, for the count range) and of the run's classes (the products counted are the
     ones measured)."""
+    thr, classes = _measured_boxes(detector, run)
+    return estimate_product_height(src, detector, score_thr=thr, target=target, classes=classes)
+
+
+def _measured_boxes(detector: Any, run: RunSpec) -> tuple[float | None, Sequence[int] | None]:
+    """``(threshold, classes)`` of the boxes that measure the products for a run: its served
+    threshold and its classes, as the boxes it counts."""
     thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
-    return estimate_product_height(src, detector, score_thr=thr, target=target,
-                                   classes=classes_of(detector, run.classes))
+    return thr, classes_of(detector, run.classes)
 
 
 def photo_rule_specs(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, height: int,

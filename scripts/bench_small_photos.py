@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from densedet_tile.io import atomic_write
+
 
 def upright(path: Path):
     """The photo at ``path`` as upright RGB (its EXIF rotation applied), as a PIL image."""
@@ -107,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {key} | {100 * np.abs(err).mean():.1f} % | {100 * np.median(np.abs(err)):.1f} % | "
               f"{sum(per.values()) / sum(human[n] for n in names):.3f} | {seconds[key] / len(names):.2f} |")
     if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(out.name + ".part")
-        tmp.write_text(json.dumps({"human": {n: human[n] for n in names}, "found": found}, indent=1))
-        tmp.replace(out)
+        atomic_write(args.json, json.dumps({"human": {n: human[n] for n in names}, "found": found}, indent=1))
     return 0
 
 
@@ -163,10 +162,7 @@ def closeups(folder: Path, names: list[str], zooms: list[float], det, json_out: 
         print(f"| {key} | {100 * np.abs(d).mean():.1f} % | {100 * d.mean():+.1f} % | {100 * np.median(np.abs(d)):.1f} % | "
               f"{smaller} | {seconds[key] / len(names):.2f} |")
     if json_out:
-        out = Path(json_out)
-        tmp = out.with_name(out.name + ".part")
-        tmp.write_text(json.dumps(rows, indent=1))
-        tmp.replace(out)
+        atomic_write(json_out, json.dumps(rows, indent=1))
     return 0
 
 
