@@ -655,7 +655,7 @@ def _gaps_inside(gaps: tuple[Any, ...], geometry: Any, *, keep_inside: bool = Tr
 
 def _rings_in_image(geometry: Any, width: int, height: int) -> tuple[tuple[tuple[float, float], ...], ...]:
     """The outer rings of a region's pieces inside the ``width`` x ``height`` image, largest
-    first; a region wholly outside keeps its own largest ring (it is warned about)."""
+    first; a region wholly outside keeps its own rings, every piece's (it is warned about)."""
     def pieces(g: Any) -> list[Any]:
         return sorted((p for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and p.area > 0),
                       key=lambda p: -p.area)
@@ -663,7 +663,7 @@ def _rings_in_image(geometry: Any, width: int, height: int) -> tuple[tuple[tuple
     x0, y0, x1, y1 = geometry.bounds
     within = x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height  # nothing to cut (most regions)
     inside = pieces(geometry if within else shapely.intersection(geometry, shapely.box(0, 0, width, height)))
-    chosen = inside or pieces(geometry)[:1]
+    chosen = inside or pieces(geometry)
     return tuple(tuple((float(x), float(y)) for x, y in p.exterior.coords[:-1]) for p in chosen)
 
 

@@ -43,6 +43,9 @@ __all__ = ["Gap", "find_gaps", "DEFAULT_GAP_K", "EmptyShelf", "find_empty_shelve
 
 #: Default gap threshold in median product widths (chosen on synthetic aisles, see docs/audit.md).
 DEFAULT_GAP_K = 0.7
+#: No gap is narrower than this many pixels, whatever ``k`` or ``end_k`` (a threshold near 0 made
+#: end gaps of 0.03 px, written as zero-width outlines: an outside review).
+MIN_GAP_PX = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ def find_gaps(
     bay's rows): a row's stretch is not empty where one of them stands in its band, within the
     fixture's columns (from its leftmost to its rightmost box, or ``span``): the part of such a
     box beyond them is ignored, so a box of a region elsewhere in the image opens no stretch.
-    Returns gaps row by row, left to right.
+    A stretch is a gap only when it is also wider than :data:`MIN_GAP_PX`. Returns gaps row by
+    row, left to right.
     """
     if not (isinstance(k, (int, float)) and np.isfinite(k) and k > 0):
         raise InvalidInputError(f"gap k must be a positive number of product widths, got {k!r}")
@@ -233,7 +237,7 @@ def find_gaps(
                 limit = k * unit + wide * float(layout.scale((s + e) / 2)) ** 2
             else:
                 limit = end_k * unit
-            if e - s > limit:
+            if e - s > max(limit, MIN_GAP_PX):
                 gaps.append(_make_gap(row, s, e, kind, unit))
     return gaps
 

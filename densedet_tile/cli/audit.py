@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("image", nargs="?", default=None, metavar="IMAGE",
                    help="the shelf photo or panorama (detected with the given detector unless --detections is given)")
+    # (a detections file and its photo given both as positionals: read as --detections FILE IMAGE)
+    p.add_argument("more", nargs="*", default=[], help=argparse.SUPPRESS)
     p.add_argument("--detections", default=None, metavar="FILE",
                    help="use these boxes instead of running a detector: a detections JSON (densedet-tile/"
                    "detections@1), another detector's CSV in the SKU-110K layout (image_name,x1,y1,x2,y2,class,"
@@ -86,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-k", type=positive_float, default=None, metavar="K",
                    help="threshold for empty row ends, in median product widths (default: gap-k widths plus the widest common product)")
     p.add_argument("--no-end-gaps", action="store_true", help="do not report empty stretches at row ends")
-    p.add_argument("--max-tilt", type=float, default=4.0, metavar="DEG",
-                   help="largest tilt of parallel shelves searched (default: %(default)s)")
+    p.add_argument("--max-tilt", type=fraction(0.0, 30.0), default=4.0, metavar="DEG",
+                   help="largest tilt of parallel shelves searched, 0 to 30 degrees (default: %(default)s)")
     p.add_argument("--no-perspective", action="store_true",
                    help="shelves are parallel: do not look for rows converging down an aisle")
     p.add_argument("--no-bays", action="store_true",
@@ -144,7 +146,15 @@ def audit_main(argv: Sequence[str]) -> int:
 def _audit(args: argparse.Namespace) -> int:
     det_path = args.detections
     image_path = args.image
-    if det_path is None and image_path is not None and image_path.lower().endswith((".json", ".csv")):
+    boxes_file = (".json", ".csv", ".txt")
+    if args.more:
+        given = [image_path, *args.more]
+        files = [g for g in given if g.lower().endswith(boxes_file)]
+        if det_path is not None or len(given) != 2 or len(files) != 1:
+            error(PROG, f"{' '.join(given)}: give one IMAGE, and its boxes with --detections FILE")
+            return EXIT_USAGE
+        det_path, image_path = files[0], next(g for g in given if g != files[0])
+    elif det_path is None and image_path is not None and image_path.lower().endswith(boxes_file):
         det_path, image_path = image_path, None
     if det_path is None and image_path is None:
         error(PROG, "give an IMAGE to detect in, or --detections FILE")
@@ -181,6 +191,10 @@ def _audit(args: argparse.Namespace) -> int:
                 # (the bays' ranges would refuse them, in an error that does not name the file)
                 bad_range = (f"{det_path}: its count_range has a score_thr outside [0, 1] or a band outside "
                              "[0, 0.5]; left out (the bays get no count range)")
+                count_range = None
+            elif count_range is not None and _near_misses_problem(count_range):
+                bad_range = (f"{det_path}: its count_range's near misses {_near_misses_problem(count_range)}; "
+                             "left out (the bays get no count range)")
                 count_range = None
             info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
                     "detections": str(det_path), "count_range": count_range}
@@ -274,7 +288,8 @@ def _audit(args: argparse.Namespace) -> int:
     try:
         write_files(files)
     except OSError as exc:
-        error(PROG, f"{out}: cannot write the report ({exc.strerror or exc})")
+        # (the file in the way, when the system names it: a folder of the heatmap's name...)
+        error(PROG, f"{exc.filename or out}: cannot write the report ({exc.strerror or exc})")
         return exit_status_of(exc)
     if other is not None:  # store_a/IMG_0001.jpg, then store_b/IMG_0001.jpg into one --out
         print(f"{PROG}: warning: replaced {_printable(str(out / (stem + AUDIT_SUFFIXES['json'])))}, the audit of "
@@ -289,12 +304,13 @@ def _audit(args: argparse.Namespace) -> int:
     if args.quiet:
         return EXIT_OK
     for b in doc["bays"]:
-        given = "region" if b["kind"] == "region" else "bay"
-        name = _printable(b["name"]) if b["kind"] == "region" else str(b["bay"])
+        # a found bay by its own name ("bay 2", or "bay 2 (found)" where a region is called "bay 2")
+        label = (f"region {_printable(b['name'])}" if b["kind"] == "region"
+                 else _printable(b["name"]) if b.get("name") is not None else f"bay {b['bay']}")
         cr = b.get("count_range") or {}
         counts = cr.get("counts") or [None] * 3
         text = products_text(b["products"], (counts[0], counts[2]), cr.get("uncertain"))
-        print(f"  {given} {name}: {text}, {counted(b['rows'], 'row')}, {counted(b['gaps'], 'gap')}")
+        print(f"  {label}: {text}, {counted(b['rows'], 'row')}, {counted(b['gaps'], 'gap')}")
     for e in doc.get("empty_sections", []):
         left, right = e["between_bays"]
         print(f"  empty section between bays {left} and {right}: every shelf empty over "
@@ -511,6 +527,27 @@ def _range_settings_ok(count_range: Any) -> bool:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= hi:
             return False
     return True
+
+
+def _near_misses_problem(count_range: Any) -> str | None:
+    """What is wrong with a detections JSON's near-miss boxes (``count_range.near_misses``), or
+    None: boxes that are not rows of four numbers, or that have x2 < x1 or y2 < y1. A range
+    without near misses is left to :func:`bay_ranges`, which skips it (an older file)."""
+    near = count_range.get("near_misses") if isinstance(count_range, dict) else None
+    if not isinstance(near, dict) or "boxes" not in near:
+        return None
+    try:
+        a = np.asarray(near["boxes"], np.float64)
+    except (TypeError, ValueError):
+        return "are not boxes of four numbers"
+    if a.size == 0:
+        return None
+    if a.ndim != 2 or a.shape[1] != 4:
+        return "are not boxes of four numbers"
+    flipped = np.flatnonzero((a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1]))
+    if len(flipped):
+        return f"have x2 < x1 or y2 < y1 ({len(flipped)} of {len(a)}; the first: {a[flipped[0]].tolist()})"
+    return None
 
 
 def bay_ranges(result: Any, scores: np.ndarray, count_range: Any) -> tuple[Any, ...] | None:

@@ -968,13 +968,27 @@ def parse_yolo_labels(text: str, where: str) -> tuple[list[str], np.ndarray, boo
     if bad is not None:
         raise InvalidInputError(f"{where}: line {bad[0]} has {len(bad[1])} fields, expected 5 (class cx cy w h) "
                                 "or 6 (+score)")
+    def number(v: str) -> bool:
+        try:
+            float(v)
+        except ValueError:
+            return False
+        return True
+
     try:
         vals = np.array([[float(v) for v in f[1:5]] + [float(f[5]) if len(f) == 6 else 1.0] for _, f in rows],
                         np.float64).reshape(-1, 5)
     except ValueError:
-        raise InvalidInputError(f"{where}: coordinates and scores must be numbers") from None
-    if not np.isfinite(vals).all() or (vals[:, 2:4] < 0).any():
-        raise InvalidInputError(f"{where}: coordinates must be finite, widths and heights not negative")
+        n, f = next((n, f) for n, f in rows if not all(number(v) for v in f[1:]))
+        raise InvalidInputError(f"{where}: line {n}: coordinates and scores must be numbers, got "
+                                f"{next(v for v in f[1:] if not number(v))!r}") from None
+    box_bad = ~np.isfinite(vals[:, :4]).all(axis=1) | (vals[:, 2:4] < 0).any(axis=1)
+    score_bad = ~np.isfinite(vals[:, 4])
+    if box_bad.any() or score_bad.any():
+        k = int(np.flatnonzero(box_bad | score_bad)[0])
+        what = ("coordinates must be finite, widths and heights not negative" if box_bad[k]
+                else "the score must be a finite number")
+        raise InvalidInputError(f"{where}: line {rows[k][0]}: {what}")
     if len(vals) and vals[:, :4].max() > 2.0:
         raise InvalidInputError(f"{where}: coordinates above 1: YOLO labels are normalised to the image (0-1)")
     return [f[0] for _, f in rows], vals, any(len(f) == 6 for _, f in rows)
