@@ -396,9 +396,13 @@ def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Pa
     naming ``option`` and the folder otherwise."""
     from .errors import InvalidInputError
 
+    if not os.fspath(path).strip():  # (an unset variable: --out "$OUT"): not the current folder unasked
+        raise InvalidInputError(f"{option} is empty: give a folder (. for the current one)")
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"{option} {out}: exists and is not a folder")
+    if out.is_symlink() and not out.exists():
+        raise InvalidInputError(f"{option} {out}: a link to {os.readlink(out)}, which does not exist")
     try:
         out.mkdir(parents=True, exist_ok=True)
         _probe_writable(out)

@@ -572,8 +572,10 @@ def _outputs_record(doc: Any, stem: str) -> dict[str, str | None]:
 
 
 def _made_from_another_input(json_path: Path, inp: str, state: list[int] | None) -> str | None:
-    """The image path (as that run was given it) recorded in the detections JSON at
-    ``json_path`` when that JSON was made from another file than ``inp``, else None.
+    """The real path of the image recorded in the detections JSON at ``json_path`` (its
+    ``settings.requested.file``; the path as that run was given it is relative to where it ran,
+    and pointed nowhere from here) when that JSON was made from another file than ``inp``, else
+    None.
 
     Its ``settings.requested.file`` (the photo's real path) names another file that still
     exists; or, when that file is gone (moved, or the folder renamed), its recorded size and
@@ -583,7 +585,7 @@ def _made_from_another_input(json_path: Path, inp: str, state: list[int] | None)
     try:
         doc = json.loads(json_path.read_text())
         asked = doc["settings"]["requested"]
-        recorded, was, shown = asked["file"], asked["input"], doc["image"]["path"]
+        recorded, was = asked["file"], asked["input"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if not isinstance(recorded, str) or not recorded:
@@ -593,7 +595,7 @@ def _made_from_another_input(json_path: Path, inp: str, state: list[int] | None)
         return None  # this photo again (a rerun, or a new shot saved over it)
     if other is None and (was is None or was == state):
         return None  # moved here, or its folder renamed: the same photo, most likely
-    return shown if isinstance(shown, str) and shown else recorded
+    return recorded
 
 
 def _ours(path: Path, recorded: dict[str, str | None], *, same_as: str | None = None) -> bool:
@@ -641,11 +643,16 @@ def without_earlier_outputs(inputs: "Sequence[_P]") -> "list[_P]":
     """``inputs`` without the files an earlier run wrote as its outputs (a preview picked up
     again by a shell glob such as ``shelf/*.jpg``), each left out with a logged note: the file's
     name ends like an output of some stem, and that stem's detections JSON beside it lists the
-    name among the outputs it was written with. A file that only looks like one (no JSON beside
-    it records it) stays."""
+    name among the outputs it was written with; or it is such a detections JSON itself (named
+    ``<stem>.detections.json``, with this tool's schema: ``densedet-tile *`` in a folder that
+    holds an earlier run's results). A file that only looks like one (no JSON beside it records
+    it) stays."""
     kept = []
     for inp in inputs:
         name = Path(inp).name
+        if name.endswith(OUTPUT_SUFFIXES["json"]) and _detections_json(Path(inp)):
+            log.warning("%s: left out: the detections JSON of an earlier run", inp)
+            continue
         if _audit_heatmap(Path(inp)):
             log.warning("%s: left out: an audit wrote it (its %s is beside it)", inp,
                         name[: -len(AUDIT_SUFFIXES["heatmap"])] + AUDIT_SUFFIXES["json"])
@@ -661,6 +668,15 @@ def without_earlier_outputs(inputs: "Sequence[_P]") -> "list[_P]":
         else:
             kept.append(inp)
     return kept
+
+
+def _detections_json(path: Path) -> bool:
+    """Whether ``path`` holds a detections JSON of this tool (its ``schema``)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and str(doc.get("schema", "")).startswith("densedet-tile/detections@")
 
 
 def _audit_heatmap(path: Path) -> bool:

@@ -139,6 +139,7 @@ def _system_error(verb: str, exc: OSError, debug: bool) -> int:
     traceback too. Returns the exit status."""
     from ..errors import one_line
 
+    exc.reported = True  # (a failed write of standard output: said once, not again when the streams are put back)
     if debug:
         logging.getLogger("densedet_tile").debug("traceback of the error below", exc_info=exc)
     with contextlib.suppress(OSError, ValueError):  # standard error itself may be what failed
@@ -210,6 +211,7 @@ def _pipe_safe_streams() -> Iterator[None]:
             self._f = f
             self._name = name
             self._own: Any = f if own else None  # the /dev/null it opened for itself, closed when the run ends
+            self.error: OSError | None = None  # the failed write of standard output, if any
 
         def _failed(self, exc: OSError) -> OSError:
             # a write that failed for another reason than a closed pipe (a full disk under
@@ -217,7 +219,10 @@ def _pipe_safe_streams() -> Iterator[None]:
             # and the stream goes to /dev/null (what it still buffers would fail again at exit,
             # in Python's own message of several lines)
             self._closed_pipe()
-            return OSError(exc.errno, exc.strerror or str(exc), self._name)
+            # kept: a writer that swallows it (argparse's --help and --version do) still ends the
+            # run with its one line and exit status, when the streams are put back
+            self.error = OSError(exc.errno, exc.strerror or str(exc), self._name)
+            return self.error
 
         def _closed_pipe(self) -> None:
             with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -281,6 +286,8 @@ def _pipe_safe_streams() -> Iterator[None]:
             except OSError as exc:  # (the streams are put back first, then it is reported)
                 failed = failed or exc
             current = getattr(sys, name)
+            if isinstance(current, _Safe) and current.error is not None and not getattr(current.error, "reported", False):
+                failed = failed or current.error
             if isinstance(current, _Safe) and current._own is not None:
                 current._own.close()
             setattr(sys, name, stream)

@@ -28,6 +28,7 @@ from .options import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    device_name,
     error,
     fraction,
     nonneg_int,
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--minutes", type=positive_float, default=None,
                    help="wall-time budget, labelling included (default: 60 unless --steps is given)")
     b.add_argument("--steps", type=positive_int, default=None, help="optimiser-step budget (reproducible runs)")
-    b.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    b.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     b.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     b.add_argument("--from", dest="base", default=None, metavar="BASE.pt",

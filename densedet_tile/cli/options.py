@@ -119,6 +119,18 @@ def fraction(lo: float, hi: float, *, hi_open: bool = False, lo_open: bool = Fal
     return parse_value
 
 
+def device_name(text: str) -> str:
+    """A device as ``--device`` takes it (``auto``, ``cpu``, ``cuda`` or ``cuda:N``), normalised;
+    refused by argparse, naming the option, otherwise."""
+    from ..errors import InvalidInputError
+    from ..types import check_device
+
+    try:
+        return check_device(text)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def input_side(text: str) -> int:
     """A model input side in pixels (MIN_INPUT_SIZE to MAX_INPUT_SIZE)."""
     from ..types import MAX_INPUT_SIZE, MIN_INPUT_SIZE
@@ -220,7 +232,7 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
                    "or a torchvision builder name")
     g.add_argument("--checkpoint", default=None,
                    help="model weights (mmdet .pth, torchvision state_dict, .onnx, YOLO .onnx/.tflite)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    g.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     g.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="numeric precision on CUDA where the model supports it (default: %(default)s)")
     g.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",

@@ -25,7 +25,9 @@ def test_replacing_another_photos_results_is_said_once(tmp_path):
     second = _run(tmp_path, "store_b/IMG_0001.png", "out")
     assert second.returncode == 0, second.stderr
     lines = second.stderr.strip().splitlines()
-    assert len(lines) == 1 and "store_b/IMG_0001.png: replaced" in lines[0] and "(store_a/IMG_0001.png)" in lines[0]
+    # the other photo by its real path (the path as its run was given it is relative to where that ran)
+    other = (tmp_path / "store_a" / "IMG_0001.png").resolve()
+    assert len(lines) == 1 and "store_b/IMG_0001.png: replaced" in lines[0] and f"({other})" in lines[0]
     doc = json.loads((tmp_path / "out" / "IMG_0001.detections.json").read_text())
     assert doc["image"]["path"] == "store_b/IMG_0001.png"  # replaced, as before: the warning only says so
 
@@ -53,7 +55,7 @@ def test_two_photos_of_one_size_and_time_are_still_two(tmp_path):
         os.utime(tmp_path / folder / "IMG_0002.bmp", ns=(1_767_261_600_000_000_000,) * 2)
     assert _run(tmp_path, "store_a/IMG_0002.bmp", "out").returncode == 0
     second = _run(tmp_path, "store_b/IMG_0002.bmp", "out")
-    assert second.returncode == 0 and "(store_a/IMG_0002.bmp)" in second.stderr
+    assert second.returncode == 0 and f"({(tmp_path / 'store_a' / 'IMG_0002.bmp').resolve()})" in second.stderr
 
 
 def test_a_link_that_now_points_elsewhere_is_another_photo(tmp_path):

@@ -1,0 +1,85 @@
+"""Fixes after an outside review of the detection command (2026-12-06): each test fails on the
+code before it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from fakes import blob_image, run_cli
+
+
+def _photo(path, box=(100, 100, 300, 260)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(blob_image(600, 900, box)).save(path)
+
+
+def test_a_glob_over_an_earlier_runs_folder_leaves_its_detections_json_out(tmp_path):
+    # `densedet-tile *` where an earlier run wrote its results beside the photos: the earlier
+    # JSONs were taken as inputs, and the run stopped (exit 2) on "this input is where the
+    # detections JSON ... would be written", nothing processed
+    _photo(tmp_path / "one.png")
+    _photo(tmp_path / "two.png", (400, 200, 700, 380))
+    args = ("--detector", "fakes:make_blob", "-q", "--device", "cpu", "--preview")
+    assert run_cli("one.png", "two.png", *args, cwd=tmp_path).returncode == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "one.detections.json" in names and "two.preview.jpg" in names
+    r = run_cli(*names, *args, "--format", "json,csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for stem in ("one", "two"):
+        assert f"{stem}.detections.json: left out: the detections JSON of an earlier run" in r.stderr
+        assert (tmp_path / f"{stem}.detections.csv").is_file()
+        doc = json.loads((tmp_path / f"{stem}.detections.json").read_text())
+        assert doc["image"]["path"] == f"{stem}.png"
+    # a JSON of that name that this tool did not write is not taken for one (it is an input)
+    (tmp_path / "x.detections.json").write_text(json.dumps({"some": "thing"}))
+    r = run_cli("x.detections.json", *args, cwd=tmp_path)
+    assert r.returncode == 1 and "left out" not in r.stderr
+
+
+def test_the_other_photo_is_named_by_a_path_that_exists_from_anywhere(tmp_path):
+    # the warning gave the other photo's path as its run was given it (relative to where that
+    # ran): "made from another photo of that name (b/shelf.jpg)", said from a/, pointed nowhere
+    _photo(tmp_path / "in" / "b" / "shelf.png")
+    _photo(tmp_path / "in" / "a" / "shelf.png", (400, 200, 700, 380))
+    args = ("--detector", "fakes:make_blob", "-q", "--device", "cpu", "--out", str(tmp_path / "O"))
+    assert run_cli("b/shelf.png", *args, cwd=tmp_path / "in").returncode == 0
+    r = run_cli("shelf.png", *args, cwd=tmp_path / "in" / "a")
+    assert r.returncode == 0, r.stderr
+    other = (tmp_path / "in" / "b" / "shelf.png").resolve()
+    assert f"made from another photo of that name ({other})" in r.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["audit", "--help"]])
+def test_help_and_version_on_a_full_disk_fail_in_one_line(argv):
+    # argparse swallows the failed write: these exited 0 having printed nothing
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "densedet_tile", *argv], stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=300)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines() == [
+        f"densedet-tile{' audit' if argv[0] == 'audit' else ''}: error: standard output: No space left on device"]
+    ok = subprocess.run([sys.executable, "-m", "densedet_tile", *argv], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and ok.stdout and not ok.stderr
+
+
+def test_an_empty_out_a_dangling_link_and_a_bad_device_are_refused_by_name(tmp_path):
+    _photo(tmp_path / "p.png")
+    args = ("p.png", "--detector", "fakes:make_blob", "-q")
+    # --out "" (an unset $OUT) wrote into the current folder without a word
+    r = run_cli(*args, "--out", "", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == "densedet-tile: error: --out is empty: give a folder (. for the current one)"
+    assert not (tmp_path / "p.detections.json").exists()
+    # a link to a folder that is gone: it said "cannot write there (File exists)"
+    (tmp_path / "dl").symlink_to(tmp_path / "gone")
+    r = run_cli(*args, "--out", "dl", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 2 and f"--out dl: a link to {tmp_path / 'gone'}, which does not exist" in r.stderr
+    # the option is named, as for every other bad value
+    r = run_cli(*args, "--device", "foo", cwd=tmp_path)
+    assert r.returncode == 2 and "argument --device: device must be auto, cpu, cuda or cuda:N; got 'foo'" in r.stderr
+    r = run_cli("adapt", str(tmp_path), "--out", "m.pt", "--device", "foo", cwd=tmp_path)
+    assert r.returncode == 2 and "argument --device: device must be" in r.stderr
