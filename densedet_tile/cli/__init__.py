@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+import types
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -104,14 +105,14 @@ def _main(argv: list[str]) -> int:
     package_log = logging.getLogger("densedet_tile")
     level_was = package_log.level  # --debug lowers it for the run only (main may be called again)
     try:
-        with _one_line_warnings(), _pipe_safe_streams():
+        with _one_line_warnings(), _pipe_safe_streams() as streams:
             try:
                 try:
                     run = getattr(importlib.import_module(f".{module}", __name__), entry)
                 except KeyboardInterrupt:  # Ctrl-C while the verb loads (before its own handling)
                     print(f"densedet-tile{' ' + verb if verb else ''}: error: interrupted", file=sys.stderr)
                     return 130
-                return run(argv)
+                code = run(argv)
             except OSError as exc:
                 return _system_error(verb, exc, package_log.isEnabledFor(logging.DEBUG))
             except ModuleNotFoundError as exc:
@@ -129,6 +130,11 @@ def _main(argv: list[str]) -> int:
                 detector_base.QUIET_ONNXRUNTIME_PROCESS = quiet_was
                 if not quiet_was:  # (an outer run of the command still owns the process)
                     detector_base.restore_onnxruntime_logging()
+        if code == 0 and streams.lost is not None:
+            # a write of standard output failed and its writer swallowed the error (argparse's
+            # --help and --version): not a success
+            return _system_error(verb, streams.lost, False)
+        return code
     except OSError as exc:  # the last flush of standard output failed (a full disk under `> file`)
         return _system_error(verb, exc, False)
 
@@ -139,7 +145,6 @@ def _system_error(verb: str, exc: OSError, debug: bool) -> int:
     traceback too. Returns the exit status."""
     from ..errors import one_line
 
-    exc.reported = True  # (a failed write of standard output: said once, not again when the streams are put back)
     if debug:
         logging.getLogger("densedet_tile").debug("traceback of the error below", exc_info=exc)
     with contextlib.suppress(OSError, ValueError):  # standard error itself may be what failed
@@ -200,7 +205,7 @@ _VERB_EXTRA = {"adapt": {"torch": "train", "torchvision": "train"}}
 
 
 @contextlib.contextmanager
-def _pipe_safe_streams() -> Iterator[None]:
+def _pipe_safe_streams() -> Iterator[Any]:
     """Keep a verb working when its standard output or error is closed early (``densedet-tile
     audit ... | head -2``, ``densedet-tile adapt ... 2>&1 | head``): the first write that meets a
     closed pipe points that stream at /dev/null instead of raising BrokenPipeError, so the run
@@ -219,8 +224,8 @@ def _pipe_safe_streams() -> Iterator[None]:
             # and the stream goes to /dev/null (what it still buffers would fail again at exit,
             # in Python's own message of several lines)
             self._closed_pipe()
-            # kept: a writer that swallows it (argparse's --help and --version do) still ends the
-            # run with its one line and exit status, when the streams are put back
+            # kept: a writer that swallows it (argparse's --help and --version do) does not make
+            # the run a success (main checks ``lost``)
             self.error = OSError(exc.errno, exc.strerror or str(exc), self._name)
             return self.error
 
@@ -274,8 +279,11 @@ def _pipe_safe_streams() -> Iterator[None]:
             and h.stream in (saved["stdout"], saved["stderr"])}
     for h, stream in kept.items():
         h.setStream(sys.stderr if stream is saved["stderr"] else sys.stdout)
+    # what it yields: ``lost``, set once the streams are put back, is the failed write of standard
+    # output that its writer did not raise on (None if none)
+    state = types.SimpleNamespace(lost=None)
     try:
-        yield
+        yield state
     finally:
         failed = None
         for name, stream in saved.items():
@@ -286,8 +294,8 @@ def _pipe_safe_streams() -> Iterator[None]:
             except OSError as exc:  # (the streams are put back first, then it is reported)
                 failed = failed or exc
             current = getattr(sys, name)
-            if isinstance(current, _Safe) and current.error is not None and not getattr(current.error, "reported", False):
-                failed = failed or current.error
+            if isinstance(current, _Safe) and current.error is not None:
+                state.lost = state.lost or current.error
             if isinstance(current, _Safe) and current._own is not None:
                 current._own.close()
             setattr(sys, name, stream)
