@@ -74,8 +74,12 @@ def _max_dets(text: str) -> tuple[int, ...]:
         vals = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    from ..eval.coco import MAX_DETS_LIMIT
+
     if not vals or any(v < 1 for v in vals) or list(vals) != sorted(set(vals)):
         raise argparse.ArgumentTypeError(f"expected increasing positive integers such as 1,10,300, got {text!r}")
+    if vals[-1] > MAX_DETS_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_DETS_LIMIT} detections per image, got {text!r}")
     return vals
 
 

@@ -259,10 +259,15 @@ def _iou_screen(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray, thr: float) -
         return (inter >= thr * union) & (inter > 0)
 
 
+#: The largest max_dets taken: more detections than any image holds (beyond 2**63 the counts overflowed).
+MAX_DETS_LIMIT = 10**9
+
+
 def _validate_max_dets(max_dets: Sequence[int]) -> tuple[int, ...]:
     md = tuple(max_dets)
-    if not md or any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in md):
-        raise InvalidInputError(f"max_dets must be positive integers, got {max_dets!r}")
+    if not md or any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= m <= MAX_DETS_LIMIT
+                     for m in md):
+        raise InvalidInputError(f"max_dets must be integers from 1 to {MAX_DETS_LIMIT}, got {max_dets!r}")
     if list(md) != sorted(md):
         raise InvalidInputError(f"max_dets must be increasing, got {max_dets!r}")
     return tuple(int(m) for m in md)

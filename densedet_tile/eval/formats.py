@@ -274,10 +274,15 @@ def _parse_our_json(data: Mapping[str, Any], path: Path) -> ImageBoxes:
         if bad:
             raise InvalidInputError(f"{path}: {key} must hold numbers"
                                     f"{' (boxes as [x1, y1, x2, y2])' if key == 'boxes' else ''}, got {_show(bad[0])}")
+    # the shapes as written: a flat list, pairs or rows of eight were read as boxes of four
+    boxes_in = data.get("boxes") or []
+    odd = next((row for row in boxes_in if not (isinstance(row, list) and len(row) == 4)), None)
+    if odd is not None:
+        raise InvalidInputError(f"{path}: boxes must be [[x1, y1, x2, y2], ...], got {_show(odd)} among them")
     try:
-        xyxy = np.asarray(data.get("boxes", []), dtype=np.float64).reshape(-1, 4) if data.get("boxes") else np.zeros((0, 4))
-        scores = np.asarray(data.get("scores", []), dtype=np.float64).reshape(-1)
-        labels = np.asarray(data.get("labels", []), dtype=np.float64).reshape(-1)
+        xyxy = np.asarray(boxes_in, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(data.get("scores") or [], dtype=np.float64).reshape(-1)
+        labels = np.asarray(data.get("labels") or [], dtype=np.float64).reshape(-1)
     except (TypeError, ValueError, OverflowError):  # (an integer too large for a float: 10**400)
         raise InvalidInputError(f"{path}: boxes/scores/labels must be arrays of numbers, boxes as [x1, y1, x2, y2]") from None
     n = len(xyxy)
@@ -404,6 +409,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         idx = list(range(8)) + [8 if len(first) == 9 else -1]
         header_row = None
     width_needed = max(idx) + 1
+    # no record has more fields than the header or the first record (a score column from the
+    # second row on was dropped without a word, every prediction scored 1.0)
+    width_max = len(first)
     has_score = idx[8] >= 0
     sized = idx[6] >= 0 and idx[7] >= 0
     if not has_score and predictions:
@@ -425,7 +433,7 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
             continue
         # every check of a single record runs chunk by chunk, and the first line of the file with
         # a problem is the one named, however the file is chunked
-        short = next((k for k, r in enumerate(body) if len(r) < width_needed), None)
+        short = next((k for k, r in enumerate(body) if not width_needed <= len(r) <= width_max), None)
         if short is not None:
             body, lines, short_row = body[:short], lines[:short], (lines[short], len(body[short]))
         cols_t = list(zip(*body)) if body else [()] * width_needed
@@ -435,7 +443,10 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         _first_record_problem(path, lines, [cols_t[i] for i in idx[1:5]], xyxy_c, score_c,
                               cols_t[idx[8]] if has_score else None, size_c, [cols_t[i] for i in idx[6:8]] if sized else [])
         if short is not None:
-            raise InvalidInputError(f"{path}: line {short_row[0]} has {short_row[1]} fields, expected {width_needed}")
+            if short_row[1] < width_needed:
+                raise InvalidInputError(f"{path}: line {short_row[0]} has {short_row[1]} fields, expected {width_needed}")
+            raise InvalidInputError(f"{path}: line {short_row[0]} has {short_row[1]} fields, expected at most "
+                                    f"{width_max} (as {'the header' if header else 'the first line'})")
         n += len(lines)
         parts["name"].append(_numbered(cols_t[idx[0]], name_table))
         parts["class"].append(_numbered(cols_t[idx[5]], class_table))
@@ -547,7 +558,8 @@ def _first_record_problem(path: Path, lines: Sequence[int], coord_text: Sequence
                 lambda i, name=name, text=text: f"{name} must be a finite number or empty, got {text[i].strip()!r}")
                for name, s, text in sizes]
     checks += [
-        (~np.isfinite(xy).all(1) | ~np.isfinite(score[:, 0]), lambda i: "coordinates and score must be finite"),
+        (~np.isfinite(xy).all(1) | ~np.isfinite(score[:, 0]),
+         lambda i: "coordinates and score must be finite" if score_text is not None else "coordinates must be finite"),
         (inverted, lambda i: f"box {xy[i].tolist()} has x2 < x1 or y2 < y1"),
         (_beyond_floats(np.nan_to_num(xy)), lambda i: f"box {xy[i].tolist()} {TOO_LARGE}"),
         (known & ((wv <= 0) | (hv <= 0) | (wv != np.round(wv)) | (hv != np.round(hv))),
