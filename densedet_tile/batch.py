@@ -34,8 +34,9 @@ from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line, shown_name, stop_reason
 from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, ensure_out_dir, flock_path, new_folders,
                  remove_empty, same_path, sweep_temporaries, unlock_fd)
-from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, outputs_complete, process_image,
+from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, process_image, redo_reason,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
+from .runner import _recorded_outputs  # (what a detections JSON says it was written with)
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -278,13 +279,34 @@ def _image_names_in(out: Path, inputs: Sequence[Path]) -> list[str]:
 
 
 def _our_preview(path: Path) -> bool:
-    """Whether ``path`` is a preview this tool drew (``<stem>.preview.jpg`` beside
-    ``<stem>.detections.json``): a folder that is also the output folder holds them, and they
-    are not photos to detect in."""
+    """Whether ``path`` is a preview this tool drew: ``<stem>.preview.jpg`` beside
+    ``<stem>.detections.json``, which lists it among the outputs it was written with (a folder
+    that is also the output folder holds them, and they are not photos to detect in). A photo of
+    the user's that only has that name is one (a JSON beside it was not enough: such a photo was
+    left out without a word, then drawn over by the preview of ``<stem>``'s photo)."""
     suffix = OUTPUT_SUFFIXES["preview"]
-    if not path.name.endswith(suffix):
+    if not path.name.endswith(suffix) or len(path.name) == len(suffix):
         return False
-    return (path.parent / (path.name[: -len(suffix)] + OUTPUT_SUFFIXES["json"])).is_file()
+    stem = path.name[: -len(suffix)]
+    return path.name in _recorded_outputs(path.parent / (stem + OUTPUT_SUFFIXES["json"]), stem)
+
+
+def _written_before(paths: list[Path], earlier: Sequence[dict[str, Any]]) -> list[Path]:
+    """``paths`` without the files that the manifest's ``earlier`` records list as outputs an
+    image of theirs wrote (a preview whose detections JSON a killed run never renamed into place:
+    nothing beside it records it, and it was refused as an input where that preview goes, or
+    detected as a photo), each left out with a logged note."""
+    written = {os.path.realpath(o) for r in earlier if r.get("event") == "image"
+               for o in (r.get("outputs") if isinstance(r.get("outputs"), list) else []) if isinstance(o, str)}
+    if not written:
+        return paths
+    kept = []
+    for p in paths:
+        if os.path.realpath(p) in written and p.name.endswith(tuple(OUTPUT_SUFFIXES.values())):
+            log.warning("%s: left out: an earlier run wrote it (manifest.jsonl lists it among its outputs)", p)
+            continue
+        kept.append(p)
+    return kept
 
 
 def _result_json(out_dir: Path, stem: str) -> dict[str, Any] | None:
@@ -573,6 +595,9 @@ def run_batch(
     done: list[tuple[Path, str]] = []
     try:  # (from here on every way out lets go of the lock: this block's, or the run's finally)
         earlier = manifest.records()
+        paths = _written_before(paths, earlier)
+        if not paths:
+            raise InvalidInputError("every input is an output of an earlier run (see the notes above); nothing to do")
         stems = batch_stems(paths, out, earlier, reserved=job.reserved_stems)
         bumped = any(stem != output_stem(p) for p, stem in zip(paths, stems))
         names = dict(zip(map(str, paths), row_names(
@@ -587,8 +612,15 @@ def run_batch(
         # Ray's workers see a GPU only where they reserve one: there the built-in model's "auto" is decided
         workers_device = None if backend is None else ("cuda" if gpus_per_worker > 0 else "cpu")
         job = replace(job, request=request_key(job, detector, device=workers_device))
+        why: Counter[str] = Counter()  # images done before and redone now, by what changed
         for p, stem in zip(paths, stems):
-            (done if not redo and outputs_complete(out, stem, job, p) else todo).append((p, stem))
+            reason = None if redo else redo_reason(out, stem, job, p)
+            (done if not redo and reason is None else todo).append((p, stem))
+            if reason is not None and reason != "not done":
+                why[reason] += 1
+        if why:  # said once, not per image: "other settings (run)" for every image after --score-thr 0.6
+            log.warning("%d image(s) done before are redone: %s", sum(why.values()),
+                        "; ".join(f"{reason}: {n}" for reason, n in why.most_common()))
     except BaseException:
         manifest.unlock()
         raise

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 _P = TypeVar("_P", str, Path)
 
 __all__ = ["Job", "Outcome", "as_json", "build_detector", "detector_identity", "error_line", "input_state", "output_stem",
-           "outputs_complete", "process_image", "refuse_outputs_over_inputs", "request_key",
+           "outputs_complete", "process_image", "redo_reason", "refuse_outputs_over_inputs", "request_key",
            "unique_stems", "without_earlier_outputs"]
 
 
@@ -370,35 +370,50 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
     The last check keeps a restarted batch from skipping an image because another file of the
     same name (``IMG_0001.jpg`` of another folder), a replaced photo, other settings or another
     model made the outputs there. A result written without that record (by a version before
-    it) is redone.
+    it) is redone. :func:`redo_reason` says which check failed.
     """
+    return redo_reason(out_dir, stem, job, inp) is None
+
+
+def redo_reason(out_dir: str | Path, stem: str, job: Job, inp: str | Path | None = None) -> str | None:
+    """Why the outputs of ``stem`` do not stand for ``job`` (:func:`outputs_complete`), in a few
+    words (``"not done"`` where there is no detections JSON at all, ``"other settings (run)"``
+    naming what differs of the request), or None when they do."""
     paths = job.paths(out_dir, stem)
+    if not paths["json"].is_file():
+        return "not done"
     if not all(p.is_file() for p in paths.values()):
-        return False
+        return "outputs missing"
     if "yolo" in paths and not (Path(out_dir) / YOLO_CLASSES_FILE).is_file():  # the labels' class list
-        return False
+        return "outputs missing"
     try:
         doc = json.loads(paths["json"].read_text())
     except (OSError, ValueError):
-        return False
+        return "result unreadable"
     if (not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("boxes"), list)
             or len(doc["boxes"]) != doc.get("num_detections")):
-        return False
+        return "result unreadable"
     if inp is None:
-        return _outputs_as_recorded(doc, paths, stem)
+        return None if _outputs_as_recorded(doc, paths, stem) else "outputs changed"
     image = doc.get("image")
     recorded = image.get("path") if isinstance(image, dict) else None
     if not (isinstance(recorded, str) and same_path(recorded, inp)):
-        return False
+        return "another photo's result"
     settings = doc.get("settings")
     asked = settings.get("requested") if isinstance(settings, dict) else None
     if not isinstance(asked, dict):
-        return False
+        return "made by an older version"
     state = input_state(inp)
+    if state is None or asked.get("input") != state:
+        return "photo changed"
     want = job.request if job.request is not None else request_key(job)
+    had = asked.get("job")
+    if had != want:
+        keys = sorted(k for k in set(want) | set(had if isinstance(had, dict) else {})
+                      if not isinstance(had, dict) or had.get(k) != want.get(k))
+        return f"other settings ({', '.join(keys)})"
     # the outputs' hashes last: the cheap checks above settle most images redone
-    return (state is not None and asked.get("input") == state and asked.get("job") == want
-            and _outputs_as_recorded(doc, paths, stem))
+    return None if _outputs_as_recorded(doc, paths, stem) else "outputs changed"
 
 
 def process_image(

@@ -1,0 +1,86 @@
+"""Batch runs whose output folder is their input folder, from an outside review (2026-12-06):
+each test fails on the code before it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densedet_tile import InvalidInputError, TileSpec
+from densedet_tile.batch import run_batch
+from densedet_tile.runner import Job
+from fakes import BlobDetector, blob_image
+
+JOB = Job(tiling=TileSpec(tile=256))
+
+
+def _photo(path: Path, box=(10, 20, 100, 80), size=(300, 500)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(blob_image(*size, box)).save(path)
+    return path
+
+
+def test_a_photo_named_like_a_preview_is_not_taken_for_one(tmp_path: Path) -> None:
+    # x.preview.jpg, a photo of the user's beside x.jpg: once x's JSON was there it was left out
+    # without a word, then drawn over by x's preview
+    folder = tmp_path / "pv"
+    _photo(folder / "x.png")
+    theirs = folder / "x.preview.jpg"
+    Image.fromarray(np.full((300, 500, 3), 77, np.uint8)).save(theirs)
+    before = theirs.read_bytes()
+    run_batch([folder], folder, detector=BlobDetector(), job=JOB)  # both photos detected
+    assert (folder / "x.detections.json").is_file() and (folder / "x.preview.detections.json").is_file()
+    with pytest.raises(InvalidInputError, match=r"x\.preview\.jpg: this input is where the preview of .*x\.png would be written"):
+        run_batch([folder], folder, detector=BlobDetector(), job=replace(JOB, preview=True))
+    assert theirs.read_bytes() == before
+
+
+def test_a_preview_whose_json_a_kill_lost_is_not_a_photo_on_the_rerun(tmp_path: Path, caplog) -> None:
+    # the JSON is renamed into place last: killed before it, the preview stood alone, and the
+    # rerun refused it as an input where that preview goes (or, without --preview, detected it)
+    folder = tmp_path / "pw"
+    _photo(folder / "x.png")
+    _photo(folder / "y.png", (200, 100, 290, 200))
+    job = replace(JOB, preview=True)
+    run_batch([folder], folder, detector=BlobDetector(), job=job)
+    (folder / "x.detections.json").unlink()
+    with caplog.at_level(logging.WARNING):
+        summary = run_batch([folder], folder, detector=BlobDetector(), job=job)
+    assert "x.preview.jpg: left out: an earlier run wrote it (manifest.jsonl lists it among its outputs)" in caplog.text
+    assert (summary.ok, summary.skipped, summary.failed) == (1, 1, 0)
+    assert (folder / "x.detections.json").is_file() and not (folder / "x.preview.detections.json").exists()
+    # and without --preview it is not detected as a photo either
+    (folder / "x.detections.json").unlink()
+    summary = run_batch([folder], folder, detector=BlobDetector(), job=JOB)
+    assert not (folder / "x.preview.detections.json").exists()
+
+
+def test_a_rerun_says_why_it_redoes_images_done_before(tmp_path: Path, caplog) -> None:
+    # every image was redone after --score-thr 0.6 without a word of why
+    from densedet_tile import RunSpec
+
+    photos = [_photo(tmp_path / "in" / f"{k}.png", (10 + 40 * k, 20, 100 + 40 * k, 80)) for k in range(3)]
+    out = tmp_path / "out"
+    run_batch(photos, out, detector=BlobDetector(), job=JOB)
+    with caplog.at_level(logging.WARNING):
+        s = run_batch(photos, out, detector=BlobDetector(), job=replace(JOB, run=RunSpec(score_thr=0.6)))
+    assert s.ok == 3
+    assert "3 image(s) done before are redone: other settings (run): 3" in caplog.text
+    caplog.clear()
+    photos[0].write_bytes(photos[0].read_bytes())  # the same name, written again: its time moved on
+    import os
+    os.utime(photos[0], ns=(1, 1))
+    with caplog.at_level(logging.WARNING):
+        s = run_batch(photos, out, detector=BlobDetector(), job=replace(JOB, run=RunSpec(score_thr=0.6)))
+    assert (s.ok, s.skipped) == (1, 2)
+    assert "1 image(s) done before are redone: photo changed: 1" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # nothing redone: nothing said; new images are no news
+        run_batch([*photos, _photo(tmp_path / "in" / "new.png")], out, detector=BlobDetector(),
+                  job=replace(JOB, run=RunSpec(score_thr=0.6)))
+    assert "redone" not in caplog.text
