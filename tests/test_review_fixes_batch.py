@@ -205,13 +205,13 @@ def test_a_run_that_fails_while_checking_earlier_outputs_lets_go_of_the_folder(t
 
     import densedet_tile.batch as batch
 
-    real = batch.outputs_complete
-    batch.outputs_complete = broken
+    real = batch.redo_reason  # (what batch asks of each earlier result)
+    batch.redo_reason = broken
     try:
         with pytest.raises(RuntimeError):
             run_batch([img], out, detector=BlobDetector(), job=JOB)
     finally:
-        batch.outputs_complete = real
+        batch.redo_reason = real
     assert run_batch([img], out, detector=BlobDetector(), job=JOB).skipped == 1
 
 

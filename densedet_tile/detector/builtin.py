@@ -74,6 +74,17 @@ def model_config(ckpt_config: Mapping[str, Any] | None) -> dict[str, Any]:
     return {**DEFAULT_CONFIG, **dict(ckpt_config or {}), **{k: DEFAULT_CONFIG[k] for k in _DECODE_KEYS}}
 
 
+def threshold_problem(info: Mapping[str, Any] | None) -> str | None:
+    """What is wrong with a weights file's ``info["score_thr"]`` (a number in (0, 1) where it is
+    given), or None: a malformed one was served at the default without a word."""
+    if not isinstance(info, Mapping) or "score_thr" not in info:
+        return None
+    thr = info["score_thr"]
+    if isinstance(thr, (int, float)) and not isinstance(thr, bool) and 0.0 < float(thr) < 1.0:
+        return None
+    return f"its info's score_thr must be a number between 0 and 1, got {thr!r}"
+
+
 def served_threshold(info: Mapping[str, Any] | None, default: float) -> float:
     """The score threshold a weights file asks to be served at: its ``info["score_thr"]`` when
     it has one (``densedet-tile adapt`` writes it: self-training moves the scores), else
@@ -764,6 +775,9 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     runner = TorchRunner(model_from_checkpoint(ckpt, config, source=where), device=dev, mean=settings.mean,
                          std=settings.std, fp16=fp16)
     info = ckpt.get("info")
+    problem = threshold_problem(info)
+    if problem:
+        raise DetectorError(f"{where}: {problem}")
     return DefaultDetector(runner, config, score_thr=score_thr, info=dict(info) if isinstance(info, Mapping) else {},
                            split_stacks=split_stacks)
 

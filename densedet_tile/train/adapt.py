@@ -37,10 +37,10 @@ import torch
 
 from .. import __version__
 from ..detector.base import resolve_device
-from ..detector.builtin import DEFAULT_CONFIG, DecodeSettings, DefaultDetector, _read_weights, model_config, served_threshold
+from ..detector.builtin import DEFAULT_CONFIG, DecodeSettings, DefaultDetector, _read_weights, model_config, served_threshold, threshold_problem
 from ..detector.shelfnet import ShelfNet, read_checkpoint
 from ..errors import DensedetError, InvalidInputError, one_line
-from ..io import OutputLock, atomic_write, ensure_out_dir, names_a_folder, sweep_temporaries
+from ..io import OutputLock, atomic_write, ensure_out_dir, names_a_folder, same_path, sweep_temporaries
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..tiler.readers.base import check_size
 from ..tiler.readers.pillow import open_header
@@ -200,6 +200,9 @@ def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
     if not out.name or out.name in (".", "..") or names_a_folder(given):
         raise InvalidInputError(f"--out {given!r}: not a file name; give the weights file to write, "
                                 "such as my_stores.pt")
+    if out.suffix.lower() == ".onnx":  # (the detector reads a .onnx file as ONNX: these could not be served)
+        raise InvalidInputError(f"--out {given!r}: adapt writes torch weights, and --checkpoint reads a .onnx "
+                                "file as ONNX; give a .pt name such as my_stores.pt")
     stem = out.name[: -len(out.suffix)] if out.suffix else out.name
     return {
         "weights": out,
@@ -276,7 +279,7 @@ def report_text(report: dict[str, Any]) -> str:
     for r in report["rounds"]:
         per = r["pseudo_labels"] / max(r["photos_labelled"], 1)
         loss = "-" if r.get("loss") is None else f"{r['loss']:.3f}"
-        lines.append(f"round {r['round']}: {r['photos_labelled']} photos labelled, {r['pseudo_labels']} pseudo-labels "
+        lines.append(f"round {r['round']}: {_n(r['photos_labelled'], 'photo')} labelled, {r['pseudo_labels']} pseudo-labels "
                      f"({per:.1f} per photo), {r['ignore_regions']} ignore regions; steps {r['steps_from']}-"
                      f"{r['steps_to']}, loss {loss}")
     h = report.get("holdout_check")
@@ -305,7 +308,7 @@ def report_text(report: dict[str, Any]) -> str:
             how = (f" (picked: there they count {cal['boxes_per_photo']:.1f} boxes per photo on {cal['photos']} "
                    f"photos, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f})")
         elif cal:
-            how = f" (the starting weights' own: no pseudo-labels on the {cal['photos']} photos to match counts with)"
+            how = f" (the starting weights' own: no pseudo-labels on the {_n(cal['photos'], 'photo')} to match counts with)"
         lines.append(f"the weights serve at score threshold {thr:g}{how} unless --score-thr says otherwise")
     return "\n".join(lines)
 
@@ -315,6 +318,11 @@ def report_text(report: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------
 def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def _n(n: int, word: str) -> str:
+    """``n`` and ``word``, plural unless ``n`` is 1 ("1 photo", "3 photos")."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _sha256(data: bytes) -> str:
@@ -331,6 +339,23 @@ def _adapt_report(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and {"status", "out", "folder", "settings", "rounds"} <= doc.keys()
+
+
+def _reported_weights(path: Path) -> Path | None:
+    """The weights file the adapt report at ``path`` was written for, where that file still
+    exists (its ``out``, as the run was given it: looked for from here, then beside the report);
+    None otherwise."""
+    import json
+
+    if not _adapt_report(path):
+        return None
+    out = json.loads(path.read_text(encoding="utf-8")).get("out")
+    if not isinstance(out, str) or not out:
+        return None
+    for cand in (Path(out), path.parent / Path(out).name):
+        if cand.is_file():
+            return cand
+    return None
 
 
 def _adapt_report_text(path: Path) -> bool:
@@ -496,6 +521,11 @@ class AdaptRun:
             if self.paths[key].exists() and not overwrite and not ours(self.paths[key]):
                 raise InvalidInputError(f"{self.paths[key]} exists (the report of --out {self.paths['weights'].name} "
                                         "goes there): choose another --out or pass --overwrite")
+        other = _reported_weights(self.paths["report_json"])
+        if other is not None and not overwrite and not same_path(other, self.paths["weights"]):
+            # my_stores.pth beside my_stores.pt: the report is the only record of the other's check
+            raise InvalidInputError(f"{self.paths['report_json']} is the report of {other}, which is still there: "
+                                    "choose another --out or pass --overwrite")
         good, bad, other = find_photos(self.folder, settings.max_pixels)
         mine = {os.path.realpath(p) for p in self.paths.values()}
         hit = next((p for p in good if os.path.realpath(p) in mine), None)
@@ -525,6 +555,8 @@ class AdaptRun:
         info = ckpt.get("info")
         if info is not None and not isinstance(info, Mapping):
             raise InvalidInputError(f"{label}: its 'info' is a {type(info).__name__}, not a dict")
+        if threshold_problem(info):
+            raise InvalidInputError(f"{label}: {threshold_problem(info)}")
         base_info["info"] = dict(info or {})
         config = _checked_config(ckpt["config"], label)
         self.settings = settings
@@ -534,7 +566,7 @@ class AdaptRun:
         held_set = set(held)
         train = [n for n in names if n not in held_set]
         skipped = [[p.relative_to(self.folder).as_posix(), why] for p, why in bad] + [list(x) for x in decoded]
-        self._check_one_decodes(train, decoded, skipped, len(held))
+        self._check_one_decodes(train, decoded, skipped, len(held), len(bad))
         self.s: dict[str, Any] = {
             "version": STATE_VERSION,
             "settings": settings.to_dict(),
@@ -604,10 +636,11 @@ class AdaptRun:
         return sorted(held)
 
     def _check_one_decodes(self, train: list[str], failed: list[tuple[str, str]], skipped: list[list[str]],
-                           n_held: int) -> None:
+                           n_held: int, n_unlisted: int = 0) -> None:
         """Refuse a folder none of whose training photos decodes (their headers can pass the
         listing: a truncated JPEG fails only when decoded), before any work. Photos are tried
-        in order until one decodes; the failures are added to ``skipped``."""
+        in order until one decodes; the failures are added to ``skipped``. ``n_unlisted``: the
+        image files the listing found unreadable already (said too)."""
         for name in train:
             if any(n == name for n, _ in failed):
                 continue
@@ -617,10 +650,12 @@ class AdaptRun:
             skipped.append(list(failed[k]))
         first = next(((n, why) for n, why in failed if n in set(train)), None)
         what = f" (the first: {first[0]}: {first[1]})" if first else ""
+        if n_unlisted:
+            what += f"; {_n(n_unlisted, 'other image file')} could not be read at all"
         if n_held:
-            raise InvalidInputError(f"{self.folder}: none of its {len(train)} photos left for training after "
+            raise InvalidInputError(f"{self.folder}: none of its {_n(len(train), 'photo')} left for training after "
                                     f"--holdout {n_held} could be decoded{what}")
-        raise InvalidInputError(f"{self.folder}: none of its {len(train)} photos could be decoded{what}")
+        raise InvalidInputError(f"{self.folder}: none of its {_n(len(train), 'photo')} could be decoded{what}")
 
     def _load_state(self, settings: AdaptSettings | None, budget: Mapping[str, Any] | None = None) -> None:
         sp = self.paths["state"]
@@ -663,6 +698,12 @@ class AdaptRun:
             self.settings = saved
         else:
             self.settings = replace(saved, minutes=settings.minutes, steps=settings.steps, save_every=settings.save_every)
+        done = s.get("step")
+        asked = (budget or {}).get("steps") if budget else (settings.steps if settings is not None else None)
+        if asked is not None and isinstance(done, int) and asked < done:
+            # (it labelled a photo "in this round's share of the time" and ended with steps 20 of 5)
+            raise InvalidInputError(f"--steps {asked}: the stopped run in {sp} has done {done} steps "
+                                    f"already; give {done} or more to continue it")
         s["settings"] = self.settings.to_dict()
         s.setdefault("loss", None)
         s.setdefault("cpu", 0.0)
@@ -997,7 +1038,7 @@ class AdaptRun:
                 continue
             self._poll()  # a stop asked while the last photo was labelled wins over the budget
             if rec["photos_labelled"] and (self.fraction() >= 1.0 or (cap is not None and rec["label_seconds"] >= cap)):
-                self.log(f"round {self.s['round'] + 1}: labelled {rec['photos_labelled']} of {len(order)} photos "
+                self.log(f"round {self.s['round'] + 1}: labelled {rec['photos_labelled']} of {_n(len(order), 'photo')} "
                          "in this round's share of the time")
                 break
             self._event("label", k, len(order))

@@ -321,7 +321,7 @@ def test_a_folder_whose_photos_all_fail_to_decode_is_refused_not_trained_on(tmp_
     folder.mkdir()
     whole = (write_photos(tmp_path / "src", n=1) / "shelf_0.jpg").read_bytes()
     (folder / "cut.jpg").write_bytes(whole[: len(whole) // 3])  # its header passes the listing
-    with pytest.raises(InvalidInputError, match=r"none of its 1 photos could be decoded \(the first: cut\.jpg"):
+    with pytest.raises(InvalidInputError, match=r"none of its 1 photo could be decoded \(the first: cut\.jpg"):
         adapt(folder, tmp_path / "m.pt", TINY, device="cpu")
     assert not (tmp_path / "m.pt").exists()
 
@@ -393,7 +393,7 @@ def test_a_folder_whose_photos_fail_to_decode_is_refused_at_set_up_naming_the_ph
     (folder / "b_cut.jpg").write_bytes(whole[: len(whole) // 3])  # its header passes the listing
     (folder / "a_text.png").write_text("not an image")  # fails at the listing
     # refused before the run starts (the CLI's exit 2), naming the photo that failed, not a.png
-    with pytest.raises(InvalidInputError, match=r"none of its 1 photos could be decoded \(the first: b_cut\.jpg: .*trunc"):
+    with pytest.raises(InvalidInputError, match=r"none of its 1 photo could be decoded \(the first: b_cut\.jpg: .*trunc"):
         AdaptRun(folder, tmp_path / "m.pt", TINY, device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p", "src"]
 
