@@ -32,11 +32,11 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
 from .errors import InvalidInputError, one_line, shown_name, stop_reason
-from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, ensure_out_dir, flock_path, new_folders,
-                 remove_empty, same_path, sweep_temporaries, unlock_fd)
+from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, check_out_as_given, ensure_out_dir,
+                 flock_path, new_folders, remove_empty, same_path, sweep_temporaries, unlock_fd)
 from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, process_image, redo_reason,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
-from .runner import _recorded_outputs  # (what a detections JSON says it was written with)
+from .runner import _outputs_record  # (what a detections JSON says it was written with)
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -288,7 +288,14 @@ def _our_preview(path: Path) -> bool:
     if not path.name.endswith(suffix) or len(path.name) == len(suffix):
         return False
     stem = path.name[: -len(suffix)]
-    return path.name in _recorded_outputs(path.parent / (stem + OUTPUT_SUFFIXES["json"]), stem)
+    record = path.parent / (stem + OUTPUT_SUFFIXES["json"])
+    try:
+        doc = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
+    if isinstance(doc, dict) and "outputs" not in doc:  # written before the outputs were listed (2026-12-02)
+        return str(doc.get("schema", "")).startswith("densedet-tile/detections@")
+    return path.name in _outputs_record(doc, stem)
 
 
 def _written_before(paths: list[Path], earlier: Sequence[dict[str, Any]]) -> list[Path]:
@@ -579,6 +586,7 @@ def run_batch(
     if not paths:
         raise InvalidInputError(f"no image files in {', '.join(str(i) for i in inputs)} "
                                 f"(looked for {', '.join(IMAGE_SUFFIXES)})")
+    check_out_as_given(out_dir)  # before it is resolved: "" is the current folder then
     made = new_folders(Path(out_dir).expanduser().resolve())
     out = ensure_out_dir(Path(out_dir).expanduser().resolve())
     if not any(p.exists() for p in paths):

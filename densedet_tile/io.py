@@ -390,19 +390,30 @@ def _probe_writable(folder: Path) -> None:
 _PROBE_PREFIX = ".densedet-write-test."
 
 
+def check_out_as_given(path: str | os.PathLike[str], *, option: str = "--out") -> None:
+    """Refuse an output folder that is empty as typed (an unset variable: ``--out "$OUT"``, which
+    would be the current folder unasked) or a link to a folder that does not exist (making it
+    failed as "File exists"), with :class:`~densedet_tile.errors.InvalidInputError` naming
+    ``option``. Before the path is resolved: resolved, both look like any folder."""
+    from .errors import InvalidInputError
+
+    if not os.fspath(path).strip():
+        raise InvalidInputError(f"{option} is empty: give a folder (. for the current one)")
+    out = Path(path).expanduser()
+    if out.is_symlink() and not out.exists():
+        raise InvalidInputError(f"{option} {out}: a link to {os.readlink(out)}, which does not exist")
+
+
 def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Path:
     """Make sure the output folder ``path`` exists and takes new files, before any work is
     done; returns it. Raises :class:`~densedet_tile.errors.InvalidInputError` with one line
     naming ``option`` and the folder otherwise."""
     from .errors import InvalidInputError
 
-    if not os.fspath(path).strip():  # (an unset variable: --out "$OUT"): not the current folder unasked
-        raise InvalidInputError(f"{option} is empty: give a folder (. for the current one)")
+    check_out_as_given(path, option=option)
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"{option} {out}: exists and is not a folder")
-    if out.is_symlink() and not out.exists():
-        raise InvalidInputError(f"{option} {out}: a link to {os.readlink(out)}, which does not exist")
     try:
         out.mkdir(parents=True, exist_ok=True)
         _probe_writable(out)

@@ -84,3 +84,26 @@ def test_a_rerun_says_why_it_redoes_images_done_before(tmp_path: Path, caplog) -
         run_batch([*photos, _photo(tmp_path / "in" / "new.png")], out, detector=BlobDetector(),
                   job=replace(JOB, run=RunSpec(score_thr=0.6)))
     assert "redone" not in caplog.text
+
+
+def test_a_preview_beside_a_json_from_before_the_outputs_were_listed_is_still_one(tmp_path: Path) -> None:
+    # (a second review: JSONs written before 2026-12-02 list no outputs; their previews stay previews)
+    import json
+
+    folder = tmp_path / "old"
+    _photo(folder / "a.png")
+    Image.fromarray(np.full((300, 500, 3), 77, np.uint8)).save(folder / "a.preview.jpg")
+    (folder / "a.detections.json").write_text(json.dumps({"schema": "densedet-tile/detections@1", "boxes": []}))
+    from densedet_tile.batch import expand_inputs
+
+    assert [p.name for p in expand_inputs([folder])] == ["a.png"]
+    (folder / "a.detections.json").write_text(json.dumps({"some": "thing"}))  # no JSON of ours: a photo
+    assert [p.name for p in expand_inputs([folder])] == ["a.png", "a.preview.jpg"]
+
+
+def test_an_empty_out_is_refused_by_batch_too(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    img = _photo(tmp_path / "in" / "a.png")
+    with pytest.raises(InvalidInputError, match=r"^--out is empty: give a folder"):
+        run_batch([img], "", detector=BlobDetector(), job=JOB)
+    assert not (tmp_path / "manifest.jsonl").exists()

@@ -126,7 +126,7 @@ def _stem(path: str) -> str:
 
 def audit_main(argv: Sequence[str]) -> int:
     """Entry point of ``densedet-tile audit``; returns the exit status."""
-    args = parse(build_parser(), argv)
+    args = parse(build_parser(), argv, intermixed=True)
     if isinstance(args, int):
         return args
     if args.debug:  # (main puts the level back)

@@ -131,7 +131,9 @@ def _detect(args: argparse.Namespace) -> int:
         # not a photo to detect: left out with a note rather than refused or detected
         inputs = without_earlier_outputs(inputs)
         if not inputs:
-            raise InvalidInputError("every input is an output of an earlier run (see the notes above); nothing to do")
+            hint = (" (to audit a detections JSON: densedet-tile audit FILE)"
+                    if any(str(i).lower().endswith(".detections.json") for i in args.inputs) else "")
+            raise InvalidInputError(f"every input is an output of an earlier run (see the notes above); nothing to do{hint}")
         stems = unique_stems(inputs, job.reserved_stems, out=args.out)
         # every input's outputs are planned before anything is written: none may be an input
         refuse_outputs_over_inputs(inputs, stems, args.out, job)

@@ -350,12 +350,13 @@ def one_line_usage_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     return parser
 
 
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | int:
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str], *, intermixed: bool = False) -> argparse.Namespace | int:
     """Parse ``argv``; an int is the exit status when argparse stopped (``--help``: 0, bad usage: 2,
-    said on one line)."""
+    said on one line). ``intermixed``: positionals may stand among the options (``audit
+    boxes.csv --gap-k 1 photo.jpg``)."""
     one_line_usage_errors(parser)
     try:
-        return parser.parse_args(list(argv))
+        return (parser.parse_intermixed_args if intermixed else parser.parse_args)(list(argv))
     except SystemExit as exc:  # argparse already printed its message
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
 

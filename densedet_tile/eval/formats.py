@@ -409,8 +409,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         idx = list(range(8)) + [8 if len(first) == 9 else -1]
         header_row = None
     width_needed = max(idx) + 1
-    # no record has more fields than the header or the first record (a score column from the
-    # second row on was dropped without a word, every prediction scored 1.0)
+    # no record has more non-empty fields than the header or the first record (a score column
+    # from the second row on was dropped without a word, every prediction scored 1.0); trailing
+    # empty fields (a spreadsheet's export ends rows with a comma) are nothing
     width_max = len(first)
     has_score = idx[8] >= 0
     sized = idx[6] >= 0 and idx[7] >= 0
@@ -433,7 +434,8 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
             continue
         # every check of a single record runs chunk by chunk, and the first line of the file with
         # a problem is the one named, however the file is chunked
-        short = next((k for k, r in enumerate(body) if not width_needed <= len(r) <= width_max), None)
+        short = next((k for k, r in enumerate(body) if len(r) < width_needed
+                      or (len(r) > width_max and any(c.strip() for c in r[width_max:]))), None)
         if short is not None:
             body, lines, short_row = body[:short], lines[:short], (lines[short], len(body[short]))
         cols_t = list(zip(*body)) if body else [()] * width_needed

@@ -343,19 +343,16 @@ def _adapt_report(path: Path) -> bool:
 
 def _reported_weights(path: Path) -> Path | None:
     """The weights file the adapt report at ``path`` was written for, where that file still
-    exists (its ``out``, as the run was given it: looked for from here, then beside the report);
-    None otherwise."""
+    exists beside the report (a run writes its report beside its weights); None otherwise."""
     import json
 
     if not _adapt_report(path):
         return None
     out = json.loads(path.read_text(encoding="utf-8")).get("out")
-    if not isinstance(out, str) or not out:
+    if not isinstance(out, str) or not out or not Path(out).name:
         return None
-    for cand in (Path(out), path.parent / Path(out).name):
-        if cand.is_file():
-            return cand
-    return None
+    cand = path.parent / Path(out).name
+    return cand if cand.is_file() else None
 
 
 def _adapt_report_text(path: Path) -> bool:
@@ -651,7 +648,7 @@ class AdaptRun:
         first = next(((n, why) for n, why in failed if n in set(train)), None)
         what = f" (the first: {first[0]}: {first[1]})" if first else ""
         if n_unlisted:
-            what += f"; {_n(n_unlisted, 'other image file')} could not be read at all"
+            what += f"; {_n(n_unlisted, 'other image file')} skipped when the folder was listed"
         if n_held:
             raise InvalidInputError(f"{self.folder}: none of its {_n(len(train), 'photo')} left for training after "
                                     f"--holdout {n_held} could be decoded{what}")

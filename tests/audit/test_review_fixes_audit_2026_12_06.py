@@ -160,3 +160,15 @@ def test_a_multipolygon_region_wholly_outside_keeps_every_piece(tmp_path: Path) 
     bay = next(b for b in audit_to_dict(res)["bays"] if b["kind"] == "region")
     assert (bay["x_start"], bay["x_end"]) == (w + 1000, w + 4000)
     assert len(bay["pieces"]) == 2
+
+
+def test_the_two_positionals_may_stand_among_the_options(det: Path, tmp_path: Path) -> None:
+    # (a second review: "audit boxes.json --gap-k 1 photo.jpg" was "unrecognized arguments")
+    from PIL import Image
+
+    doc = json.loads(det.read_text())
+    img = tmp_path / "aisle.jpg"
+    Image.new("RGB", (doc["image"]["width"], doc["image"]["height"]), (200, 200, 200)).save(img)
+    assert audit_main([str(det), "--gap-k", "1", str(img), "--out", str(tmp_path / "o")]) == 0
+    out = json.loads((tmp_path / "o" / "aisle.audit.json").read_text())
+    assert out["preview"]["from_image"]

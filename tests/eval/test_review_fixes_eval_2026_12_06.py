@@ -73,3 +73,13 @@ def test_max_dets_beyond_any_image_is_refused(tmp_path: Path, capsys: pytest.Cap
     assert eval_main([str(pred), str(gt), "--max-dets", f"1,{MAX_DETS_LIMIT}"]) == 0
     with pytest.raises(InvalidInputError, match="max_dets must be integers from 1 to"):
         evaluate_boxes([], max_dets=(1, 2**70))
+
+
+def test_trailing_empty_fields_are_nothing(tmp_path: Path) -> None:
+    # (a second review: a spreadsheet's export ends each row with a comma; the rule above must
+    # not refuse it)
+    p = tmp_path / "gt.csv"
+    p.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\na.jpg,1,1,10,10,obj,100,100,\n")
+    assert read_ground_truth(p).images  # read, one image
+    p.write_text("a.jpg,1,1,10,10,obj,100,100\na.jpg,2,2,12,12,obj,100,100,\n")
+    assert read_ground_truth(p).images

@@ -67,3 +67,16 @@ def test_resuming_with_fewer_steps_than_done_is_refused(tmp_path: Path) -> None:
         adapt(folder, out, None, device="cpu", resume=True, budget={"steps": 1})
     assert first.paths["state"].exists()
     assert adapt(folder, out, None, device="cpu", resume=True, budget={"steps": TINY.steps}).status == "done"
+
+
+def test_a_file_of_that_name_elsewhere_does_not_make_the_report_anothers(tmp_path: Path, monkeypatch) -> None:
+    # (a second review: the report's relative "out" was looked for from the current folder too)
+    folder = write_photos(tmp_path / "p")
+    (tmp_path / "a").mkdir()
+    report = tmp_path / "a" / "stores.report.json"
+    report.write_text(json.dumps({"status": "stopped", "out": "stores.pt", "folder": "p", "settings": {},
+                                  "rounds": []}))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "stores.pt").write_bytes(b"unrelated")
+    monkeypatch.chdir(tmp_path / "b")
+    assert adapt(folder, tmp_path / "a" / "stores.pth", TINY, device="cpu").status == "done"
