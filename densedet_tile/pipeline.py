@@ -234,6 +234,15 @@ def detect_image(
 
         # with the run's threshold, so the model returns boxes down to it (as the CLI builds it)
         detector = load_detector("default", device=run.device, precision=run.precision, score_thr=run.score_thr)
+    elif run.precision != "fp32":
+        # a detector built already runs at the precision it was built with (an outside review: the
+        # settings said fp16 of an int8 model, without a word)
+        own = (getattr(detector, "info", None) or {}).get("precision") if isinstance(
+            getattr(detector, "info", None), dict) else None
+        if own != run.precision:
+            warnings.warn(f"precision={run.precision!r} applies where the engine builds the model; this detector "
+                          f"runs at {own or 'the precision it was built with'} (give the precision to "
+                          "load_detector)", RuntimeWarning, stacklevel=2)
     if run.max_vram is not None:
         from .vram import fit_to_vram
 

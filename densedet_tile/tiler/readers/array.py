@@ -20,7 +20,7 @@ class ArraySource(ImageSource):
     overlap another tile will read.
     """
 
-    def __init__(self, array: np.ndarray, *, name: str = "<array>") -> None:
+    def __init__(self, array: np.ndarray, *, name: str = "<array>", orientation: int = 1) -> None:
         if not isinstance(array, np.ndarray):
             raise InvalidInputError(f"{name}: expected a numpy array, got {type(array).__name__}")
         if array.dtype != np.uint8:
@@ -34,7 +34,9 @@ class ArraySource(ImageSource):
         if array.shape[0] == 0 or array.shape[1] == 0:
             raise InvalidInputError(f"{name}: the image array is empty (shape {array.shape})")
         self._array: np.ndarray | None = array
-        super().__init__(name=name, path=None, stored_size=(array.shape[1], array.shape[0]), orientation=1, fmt="array")
+        # ``orientation``: the array as stored, to be turned upright as a file's EXIF says (a PIL image)
+        super().__init__(name=name, path=None, stored_size=(array.shape[1], array.shape[0]), orientation=orientation,
+                         fmt="array")
 
     def _read_stored(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         a = self._array

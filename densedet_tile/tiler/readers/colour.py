@@ -7,7 +7,8 @@
 * Integer images deeper than 8 bits are scaled by their full bit range (16-bit: ``v / 257``,
   rounded). Pillow's 32-bit ``I`` images are scaled from their actual value range when it
   exceeds 0..255 (16-bit data is taken as 0..65535). Float images in [0, 1] are scaled by 255;
-  other float ranges are stretched linearly from their min to their max. Float TIFFs take the
+  whole numbers within 0..255 stored as floats by 1; other float ranges are stretched linearly
+  from their min to their max, NaN and infinities left out of the range and set to its ends. Float TIFFs take the
   range their SMin/SMaxSampleValue tags give, else 0..1 unless a sample of the image shows
   integer values stored as floats (``TiffSource._float_range``), clipped to it and scaled to 0..255.
 * CMYK and YCbCr Pillow images are converted with Pillow's own conversion.
@@ -199,21 +200,51 @@ def pillow_converter(im: Any, *, eight_bit: bool = False) -> Callable[[Any], np.
         return conv_p
     if mode.startswith("I;16"):
         return lambda c: gray_to_rgb(scale_uint(np.asarray(c).astype(np.uint16, copy=False), 16))
-    if mode in ("I", "F"):
+    if mode == "I":
         lo, hi = im.getextrema()
-        if mode == "I":
-            if lo >= 0 and hi <= 255:
-                lo, hi = 0, 255
-            elif lo >= 0 and hi <= 65535:
-                lo, hi = 0, 65535
-        elif lo >= 0 and hi <= 1:
-            lo, hi = 0.0, 1.0
-        elif lo >= 0 and hi <= 255:
-            lo, hi = 0.0, 255.0
-        lo_f, hi_f = float(lo), float(hi)
-        return lambda c: gray_to_rgb(scale_range(np.asarray(c), lo_f, hi_f))
+        if lo >= 0 and hi <= 255:
+            lo, hi = 0, 255
+        elif lo >= 0 and hi <= 65535:
+            lo, hi = 0, 65535
+        lo_i, hi_i = float(lo), float(hi)
+        return lambda c: gray_to_rgb(scale_range(np.asarray(c), lo_i, hi_i))
+    if mode == "F":
+        lo_f, hi_f = _float_range(im)
+        # (a NaN or an infinity made the whole image black: taken as the range's ends)
+        return lambda c: gray_to_rgb(scale_range(np.nan_to_num(np.asarray(c), nan=lo_f, posinf=hi_f, neginf=lo_f),
+                                                 lo_f, hi_f))
     # CMYK, YCbCr, LAB, HSV, RGBX ... : Pillow knows how to get RGB from these.
     return lambda c: np.asarray(c.convert("RGB"))
+
+
+def _float_range(im: Any) -> tuple[float, float]:
+    """The range a Pillow float (``F``) image is scaled from: [0, 1] where its finite values lie
+    within it, [0, 255] where they are whole numbers within that (integers stored as floats, as
+    a sample of up to 64 rows shows), else their min to their max. NaN and infinities are left
+    out (Pillow's extrema are NaN with one NaN pixel, and an infinity took the whole range)."""
+    lo, hi = (float(v) for v in im.getextrema())
+    w, h = im.size
+    rows = np.unique(np.linspace(0, h - 1, min(h, 64)).astype(int)) if h else np.zeros(0, int)
+    sample = np.concatenate([np.asarray(im.crop((0, int(r), w, int(r) + 1)), np.float32).ravel() for r in rows]) \
+        if len(rows) and w else np.zeros(0, np.float32)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        # the whole image's finite extrema, a band of rows at a time (a float copy of a panorama
+        # is four bytes a pixel)
+        lo, hi = np.inf, -np.inf
+        step = max(1, (1 << 22) // max(w, 1))
+        for y in range(0, h, step):
+            band = np.asarray(im.crop((0, y, w, min(h, y + step))), np.float32)
+            fin = band[np.isfinite(band)]
+            if fin.size:
+                lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
+        if not np.isfinite(lo):  # nothing finite at all
+            return 0.0, 1.0
+    if lo >= 0 and hi <= 1:
+        return 0.0, 1.0
+    fin = sample[np.isfinite(sample)]
+    if lo >= 0 and hi <= 255 and fin.size and np.all(fin == np.round(fin)):
+        return 0.0, 255.0
+    return lo, hi
 
 
 @dataclass(frozen=True, eq=False)

@@ -69,11 +69,19 @@ def open_image(
         raise InvalidInputError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
     if not isinstance(decoder, str) or decoder not in DECODERS:
         raise InvalidInputError(f"decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
+    if tiff_cache_bytes is None or isinstance(tiff_cache_bytes, bool) or \
+            not isinstance(tiff_cache_bytes, (int, np.integer)) or tiff_cache_bytes < 0:
+        raise InvalidInputError(f"tiff_cache_bytes must be an integer >= 0 (0: no cache), got {tiff_cache_bytes!r}")
     if isinstance(source, np.ndarray):
         return ArraySource(source)
     pil = sys.modules.get("PIL.Image")
     if pil is not None and isinstance(source, pil.Image):
         return _from_pil(source, max_pixels)
+    if isinstance(source, bytes) and len(source) < 4096 and b"\0" not in source and os.path.isfile(source):
+        # the bytes of a path (b"shelf.jpg", os.fsencode): read as image data they were an
+        # "unknown format" without a word of why
+        raise InvalidInputError(f"{source!r}: bytes are read as the image file's contents; give a path as str or "
+                                "Path (os.fsdecode)")
     if isinstance(source, (bytes, bytearray, memoryview)) or callable(getattr(source, "read", None)):
         return _spooled(source, max_pixels=max_pixels, tiff_cache_bytes=tiff_cache_bytes, decoder=decoder)
     if not isinstance(source, (str, os.PathLike)):
@@ -81,6 +89,8 @@ def open_image(
             "image source must be a file path, a numpy array, the bytes of an image file, a binary file object "
             f"or a PIL image, got {type(source).__name__}"
         )
+    if not os.fspath(source):  # (Path("") is the current folder: "is a directory" said nothing useful)
+        raise ImageReadError("the image path is empty")
     path = Path(os.fspath(source))
     label = str(path)
     try:
@@ -158,15 +168,17 @@ def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
     """A PIL image, converted as a file of it is read: the pixel limit first (``Image.open`` is
     lazy: nothing is decoded yet), its EXIF rotation, 16-bit and float samples by their range,
     transparency on white, palettes (``convert("RGB")`` made a 16-bit gray photo white)."""
-    from PIL import ImageOps
-
     from .base import check_size
     from .colour import pillow_converter, stored_8bit
+    from .orientation import exif_orientation
 
     label = "<PIL image>"
     check_size(label, int(im.size[0]), int(im.size[1]), max_pixels)
     eight_bit = stored_8bit(im)  # (asked before loading, as the file reader does)
-    upright = ImageOps.exif_transpose(im)
-    src = ArraySource(pillow_converter(upright, eight_bit=eight_bit)(upright))
-    src.name = label
-    return src
+    # the pixels as stored, turned upright window by window as a file's are: the result records
+    # the orientation applied, as for the file (it said 1 for a PIL image of a rotated photo)
+    try:
+        pixels = pillow_converter(im, eight_bit=eight_bit)(im)
+    except ValueError as exc:  # "Operation on closed image" and the like: Pillow's, said as ours
+        raise ImageReadError(f"{label}: {one_line(exc)}") from None
+    return ArraySource(pixels, name=label, orientation=exif_orientation(im, label))

@@ -333,6 +333,18 @@ class TiffSource(ImageSource):
             out[r : r + rows] = colour.to_rgb8(raw[r : r + rows])
         return out
 
+    def _strip_offset(self, index: int, need: int) -> int:
+        """The file offset of uncompressed strip ``index``, refused (:class:`ImageReadError`)
+        where its byte count holds fewer than the ``need`` bytes the declared size makes it:
+        read on, its last rows were the next page's pixels (an outside review: a header saying
+        2500 rows over a strip of 1536, read without a word)."""
+        counts = getattr(self._page, "databytecounts", None)
+        declared = int(counts[index]) if counts is not None and len(counts) > index else need
+        if declared < need:
+            raise ImageReadError(f"{self._label}: the TIFF's strip {index} holds {declared} bytes, fewer than the "
+                                 f"{need} its declared size needs (its width, height or rows per strip are wrong)")
+        return int(self._page.dataoffsets[index])
+
     def _sample_rows(self, r: int, most: int = 256) -> np.ndarray:
         """Up to ``most`` evenly spaced rows of uncompressed strip ``r``, every few columns, as
         (rows, columns, S) samples, read with plain reads (a strided look through the memory
@@ -347,7 +359,7 @@ class TiffSource(ImageSource):
         step = max(1, sw // 1024)
         planes = []
         for s in range(self._samples if self._separate else 1):
-            offset = int(self._page.dataoffsets[s * self._segs_per_plane + r])
+            offset = self._strip_offset(s * self._segs_per_plane + r, n_rows * row_bytes)
             rows = []
             for y in ys:
                 self._fh.seek(offset + y * row_bytes)
@@ -369,8 +381,9 @@ class TiffSource(ImageSource):
         planes = []
         for s in range(self._samples if self._separate else 1):
             index = s * self._segs_per_plane + r
-            offset = int(self._page.dataoffsets[index])
-            if offset + n_rows * sw * per_pixel * dtype.itemsize > len(self._direct):
+            need = n_rows * sw * per_pixel * dtype.itemsize
+            offset = self._strip_offset(index, need)
+            if offset + need > len(self._direct):
                 raise ImageReadError(f"{self._label}: the TIFF is truncated (strip {index} is incomplete)")
             strip = np.ndarray((n_rows, sw, per_pixel), dtype, buffer=self._direct, offset=offset)
             planes.append(strip[rows, cols])

@@ -125,6 +125,15 @@ def test_cmyk_jpeg_webp_bmp(tmp_path):
     [
         (np.array([[0.0, 0.5], [1.0, 0.25]], np.float32), [[0, 128], [255, 64]]),  # [0, 1]
         (np.array([[-1.0, 0.0], [1.0, 3.0]], np.float32), [[0, 64], [128, 255]]),  # stretched
+        # (an outside review: one NaN or infinity made the whole image black; they are left out
+        # of the range and set to its ends)
+        (np.array([[np.nan, 0.5], [1.0, 0.25]], np.float32), [[0, 128], [255, 64]]),
+        (np.array([[np.inf, 0.5], [1.0, -np.inf]], np.float32), [[255, 128], [255, 0]]),
+        (np.array([[np.nan, np.nan]], np.float32), [[0, 0]]),
+        # whole numbers within 0..255 stored as floats are taken as they are; a value a little
+        # over 1 that is not whole stretches the range (it was read as 0..255: nearly black)
+        (np.array([[0.0, 128.0], [255.0, 64.0]], np.float32), [[0, 128], [255, 64]]),
+        (np.array([[0.0, 0.51], [1.02, 0.255]], np.float32), [[0, 128], [255, 64]]),
     ],
 )
 def test_float_mode_scaling(values, expected):

@@ -176,3 +176,21 @@ def test_float_panorama_with_black_margins_keeps_its_8_bit_scale(tmp_path):
     tifffile.imwrite(path, fl, photometric="rgb", tile=(16, 16))
     with open_image(path) as src:
         np.testing.assert_array_equal(read_all(src)[:, 16:-16], full[:, 16:-16])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_a_strip_shorter_than_the_declared_size_is_refused_not_read_on(tmp_path, dtype):
+    # an outside review: a header saying more rows than its strip's byte count holds was read on
+    # into the next page's pixels (exit 0, wrong image) where the strip was read in place
+    full = noise(120, 150) if dtype == "uint8" else noise(120, 150).astype(np.float32) / 255
+    path = tmp_path / "long.tif"
+    with tifffile.TiffWriter(path) as w:
+        w.write(full, photometric="rgb", rowsperstrip=120)
+        w.write(np.full_like(full, 200 if dtype == "uint8" else 0.8), photometric="rgb", rowsperstrip=120)
+    with tifffile.TiffFile(path, mode="r+b") as t:
+        t.pages[0].tags["ImageLength"].overwrite(180)
+        t.pages[0].tags["RowsPerStrip"].overwrite(180)
+    with pytest.raises(ImageReadError, match=r"long\.tif: the TIFF's strip 0 holds \d+ bytes, fewer than the \d+ "
+                                             r"its declared size needs"):
+        with open_image(path, tiff_cache_bytes=1000) as src:
+            src.read(0, 0, src.width, src.height)

@@ -45,8 +45,12 @@ def test_bytes_file_objects_and_pil_images_read_as_the_file_does(tmp_path: Path)
         for source, name in zip(sources, names):
             with open_image(source) as src:
                 assert (src.name, src.path, src.size) == (name, None, (200, 300)), name
+                # the orientation applied, as for the file (a PIL image said 1: an outside review)
+                assert src.orientation == 6, name
                 got = src.read(0, 0, src.width, src.height)
+                part = src.read(30, 170, 100, 90)  # a window turned upright as the file's is
             assert np.array_equal(got, want), name
+            assert np.array_equal(part, want[170:260, 30:130]), name
     assert _leftovers() == before  # no temporary file stays behind
 
 

@@ -1,0 +1,54 @@
+"""The Python API, from an outside review (2026-12-06): each test fails on the code before it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import densedet_tile as dt
+from densedet_tile.errors import ImageReadError, InvalidInputError
+from densedet_tile.tiler.readers import open_image
+from fakes import BlobDetector, blob_image
+
+
+def _photo(tmp_path: Path) -> Path:
+    p = tmp_path / "blob.png"
+    Image.fromarray(blob_image(200, 300, (40, 50, 120, 140))).save(p)
+    return p
+
+
+def test_a_precision_a_built_detector_does_not_run_at_is_warned_about(tmp_path: Path) -> None:
+    # detect_image(path, det, precision="fp16") recorded fp16 of a model built otherwise, silently
+    det = BlobDetector()
+    det.info = {"precision": "int8"}
+    with pytest.warns(RuntimeWarning, match=r"precision='fp16' applies where the engine builds the model; "
+                                            r"this detector runs at int8"):
+        res = dt.detect_image(_photo(tmp_path), det, precision="fp16", tile=256)
+    assert len(res.detections) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default precision, or the detector's own: nothing said
+        dt.detect_image(_photo(tmp_path), det, tile=256)
+        det.info = {"precision": "fp16"}
+        dt.detect_image(_photo(tmp_path), det, precision="fp16", tile=256)
+
+
+def test_inputs_that_were_bare_python_errors_or_misleading(tmp_path: Path) -> None:
+    p = _photo(tmp_path)
+    im = Image.open(p)
+    im.load()
+    im.close()
+    with pytest.raises(ImageReadError, match=r"^<PIL image>: Operation on closed image"):  # was a bare ValueError
+        open_image(im)
+    with pytest.raises(InvalidInputError, match=r"bytes are read as the image file's contents; give a path as str"):
+        open_image(bytes(p))  # was "unknown or unsupported image format"
+    with pytest.raises(ImageReadError, match=r"^the image path is empty$"):  # was ".: is a directory"
+        open_image("")
+    for bad in (None, -1, True, 1.5):  # None was a bare TypeError, the rest accepted
+        with pytest.raises(InvalidInputError, match="tiff_cache_bytes must be an integer >= 0"):
+            open_image(p, tiff_cache_bytes=bad)
+    with open_image(p.read_bytes()) as src:  # the bytes of the file still read as the file
+        assert src.size == (300, 200)
