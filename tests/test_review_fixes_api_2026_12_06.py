@@ -52,3 +52,18 @@ def test_inputs_that_were_bare_python_errors_or_misleading(tmp_path: Path) -> No
             open_image(p, tiff_cache_bytes=bad)
     with open_image(p.read_bytes()) as src:  # the bytes of the file still read as the file
         assert src.size == (300, 200)
+
+
+def test_the_mmdet_photo_rule_stays_within_what_the_engine_takes() -> None:
+    # an image 17 px high made the rule 105.9 and the image failed ("must be a number in [0.01, 100]")
+    from densedet_tile.detector.base import photo_scale_of
+    from densedet_tile.detector.mmdet_adapter import MMDetDetector
+
+    class Model:
+        cfg = {"photo_scale": (3000, 1800)}
+
+    det = MMDetDetector.__new__(MMDetDetector)  # the rule only: no mmdet model built
+    det.model = Model()
+    assert photo_scale_of(det, 20, 15) == 100.0
+    assert photo_scale_of(det, 17, 17) == 100.0
+    assert photo_scale_of(det, 4000, 3000) == pytest.approx(0.6)  # a phone photo as before

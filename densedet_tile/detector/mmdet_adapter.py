@@ -186,12 +186,15 @@ class MMDetDetector:
         self._cap_warned = False
 
     def photo_scale(self, width: int, height: int) -> float | None:
-        """The scale the config's whole-photo rule (``photo_scale = (long, short)``) gives a photo."""
+        """The scale the config's whole-photo rule (``photo_scale = (long, short)``) gives a photo,
+        within the [0.01, 100] the engine takes from a detector's rule (an image 17 px high made
+        105.9 and failed: an outside review; the built-in model's rule stops at 100 too)."""
         rule = self.model.cfg.get("photo_scale") if hasattr(self.model, "cfg") else None
         if not rule:
             return None
         long_side, short_side = (float(v) for v in rule)
-        return min(long_side / max(width, height), short_side / min(width, height))
+        scale = min(long_side / max(width, height, 1), short_side / max(min(width, height), 1))
+        return min(100.0, max(0.01, scale))
 
     def to(self, device: str) -> "MMDetDetector":
         """Move the model to ``device`` (the engine's CPU fallback after running out of GPU memory).
