@@ -67,3 +67,30 @@ def test_the_mmdet_photo_rule_stays_within_what_the_engine_takes() -> None:
     assert photo_scale_of(det, 20, 15) == 100.0
     assert photo_scale_of(det, 17, 17) == 100.0
     assert photo_scale_of(det, 4000, 3000) == pytest.approx(0.6)  # a phone photo as before
+
+
+@pytest.mark.parametrize("missing", ["torchvision", "torch"])
+def test_mmdet_without_torch_or_torchvision_says_what_to_install_when_built(monkeypatch, missing) -> None:
+    # without torchvision every image failed ("No module named 'torchvision'") once a tile ran;
+    # without torch the build gave a bare ModuleNotFoundError
+    import sys
+
+    from densedet_tile.detector import mmdet_adapter
+    from densedet_tile.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, missing, None)
+    with pytest.raises(MissingDependencyError, match=rf"needs the '{missing}' package.*densedet-tile\[mmdet\]"):
+        mmdet_adapter._import_stack()
+
+
+def test_checkpoint_messages_are_cut_at_a_word() -> None:
+    from densedet_tile.detector.checkpoints import _first_line
+
+    whole = ("PytorchStreamReader failed reading zip archive: failed finding central directory. If you are seeing "
+             "this error, there is a high likelihood that your checkpoint file is corrupted or truncated on the disk "
+             "in some way.")
+    text = _first_line(RuntimeError(whole))
+    assert len(text) <= 200 and text.endswith("...")
+    kept = text[:-3]
+    assert whole.startswith(kept) and whole[len(kept)] == " "  # cut where a word ends, not inside one
+    assert _first_line(RuntimeError("short\nsecond line")) == "short"

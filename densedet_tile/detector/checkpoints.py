@@ -178,4 +178,13 @@ def _unpickler_cause(exc: BaseException) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return _clipped(text[0], 200) if text else type(exc).__name__
+
+
+def _clipped(text: str, most: int) -> str:
+    """``text`` cut to at most ``most`` characters at a word's end, with "..." where it was cut
+    (cut mid-word, a message ended "...your checkpoint file is)")."""
+    if len(text) <= most:
+        return text
+    cut = text[: most - 3]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "..."

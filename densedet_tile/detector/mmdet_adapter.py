@@ -41,7 +41,10 @@ _FEATURE = "the mmdet detector"
 
 def _import_stack() -> None:
     """Import mmengine/mmcv/mmdet (installing the op shim if needed) with their import noise muted."""
-    for pkg, dist in (("mmengine", "mmengine"), ("mmcv", "mmcv-lite"), ("mmdet", "mmdet")):
+    # torch and torchvision first: mmdet imports without them but not its models, and the op
+    # shim runs torchvision's ops only once a tile does (every image failed instead of one line)
+    for pkg, dist in (("torch", "torch"), ("torchvision", "torchvision"), ("mmengine", "mmengine"),
+                      ("mmcv", "mmcv-lite"), ("mmdet", "mmdet")):
         try:
             __import__(pkg)
         except ImportError as exc:

@@ -351,8 +351,10 @@ def build(
     elif len(outputs) == 3:
         out_names = _three_outputs(session.get_outputs(), checkpoint)
     else:
+        # (a YOLO export has one output, output0: the hint was only on the two-output path)
         raise DetectorError(f"onnx model {checkpoint}: expected outputs det_bboxes and det_labels (or boxes, "
-                            f"scores and labels), got {outputs}")
+                            f"scores and labels), got {outputs}"
+                            + (" (for a YOLO export: --detector yolo)" if len(outputs) == 1 else ""))
     # the shapes the export declares, where it declares them: a model with two outputs of
     # another kind (a heatmap network, a raw YOLO head) is refused here, not on every image
     shapes = {o.name: list(o.shape) for o in session.get_outputs()}

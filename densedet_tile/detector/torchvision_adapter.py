@@ -33,7 +33,7 @@ from ..errors import DetectorError, InvalidInputError, MissingDependencyError, o
 from ..types import Detections, check_input_size
 from .base import (check_tiles, class_names_option, engine_input_size, refuse_nonfinite_weights, resolve_device,
                    score_floor_for)
-from .checkpoints import load_checkpoint, state_dict_of
+from .checkpoints import _clipped, load_checkpoint, state_dict_of
 
 __all__ = ["build", "TorchvisionDetector", "builder_names", "infer_num_classes"]
 
@@ -338,7 +338,7 @@ def build(
             sizes = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
             raise DetectorError(
                 f"checkpoint {os.fspath(checkpoint)} does not fit {config}: {len(sizes)} tensors of another shape"
-                + (f" (e.g. {sizes[0][:160]})" if sizes else "")
+                + (f" (e.g. {_clipped(sizes[0], 160)})" if sizes else "")
             ) from None
         if result.missing_keys or result.unexpected_keys:
             raise DetectorError(
