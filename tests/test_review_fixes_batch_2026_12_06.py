@@ -11,18 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from densedet_tile import InvalidInputError, TileSpec
+from densedet_tile import InvalidInputError
 from densedet_tile.batch import run_batch
-from densedet_tile.runner import Job
-from fakes import BlobDetector, blob_image
-
-JOB = Job(tiling=TileSpec(tile=256))
-
-
-def _photo(path: Path, box=(10, 20, 100, 80), size=(300, 500)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(blob_image(*size, box)).save(path)
-    return path
+from fakes import BlobDetector
+from test_review_fixes_batch import JOB, _photo
 
 
 def test_a_photo_named_like_a_preview_is_not_taken_for_one(tmp_path: Path) -> None:

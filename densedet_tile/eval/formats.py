@@ -982,20 +982,13 @@ def parse_yolo_labels(text: str, where: str) -> tuple[list[str], np.ndarray, boo
     if bad is not None:
         raise InvalidInputError(f"{where}: line {bad[0]} has {len(bad[1])} fields, expected 5 (class cx cy w h) "
                                 "or 6 (+score)")
-    def number(v: str) -> bool:
-        try:
-            float(v)
-        except ValueError:
-            return False
-        return True
-
     try:
         vals = np.array([[float(v) for v in f[1:5]] + [float(f[5]) if len(f) == 6 else 1.0] for _, f in rows],
                         np.float64).reshape(-1, 5)
     except ValueError:
-        n, f = next((n, f) for n, f in rows if not all(number(v) for v in f[1:]))
+        n, f = next((n, f) for n, f in rows if not all(_is_number(v) for v in f[1:]))
         raise InvalidInputError(f"{where}: line {n}: coordinates and scores must be numbers, got "
-                                f"{next(v for v in f[1:] if not number(v))!r}") from None
+                                f"{next(v for v in f[1:] if not _is_number(v))!r}") from None
     box_bad = ~np.isfinite(vals[:, :4]).all(axis=1) | (vals[:, 2:4] < 0).any(axis=1)
     score_bad = ~np.isfinite(vals[:, 4])
     if box_bad.any() or score_bad.any():
