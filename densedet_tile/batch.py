@@ -213,8 +213,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     Duplicates (the same file named twice, or reached through a link, in a folder or not) are
     kept once, first position. A path that does not exist (or a link that leads nowhere, or
     round in a loop, named or in a folder) is kept under the name it was given: it fails as that
-    image's error, not the run's. The previews this tool drew into a folder (``<stem>.preview.jpg`` beside
-    ``<stem>.detections.json``) are not taken, nor are a folder's hidden files (a name starting
+    image's error, not the run's. The previews this tool drew into a folder (``<stem>.preview.jpg`` whose
+    ``<stem>.detections.json`` lists it among its outputs, or a JSON from before that list) are not taken, nor are a folder's hidden files (a name starting
     with ``.``: macOS's ``._IMG_0001.jpg`` resource forks are no photos; a hidden file named
     as an input is taken). A folder that cannot be listed is refused
     (:class:`~densedet_tile.errors.InvalidInputError` naming it).

@@ -2,7 +2,7 @@
 
 Along each row the boxes are sorted by their left edge and the covered stretch is tracked with
 a running maximum of right edges; every uncovered stretch between two boxes wider than
-``k * median_width`` is a gap. With ``end_gaps`` the stretches between the fixture's ends
+``k * median_width`` (and than :data:`MIN_GAP_PX`, whatever ``k`` or ``end_k``) is a gap. With ``end_gaps`` the stretches between the fixture's ends
 (the leftmost and rightmost product of any row, or ``span`` if given) and the row's first /
 last product count too. A shelf rarely fits a whole number of products, so its end may show
 up to one product's width of slack; by default an end stretch is a gap when it is wider than

@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("photos", metavar="PHOTOS_DIR", help="folder of photos (searched recursively)")
     p.add_argument("--out", required=True, metavar="FILE.pt",
-                   help="adapted weights to write; FILE.report.json/.txt and, until the run completes, "
-                   "FILE.state.pt go beside it")
+                   help="adapted weights to write (torch weights: a .pt name, not .onnx); FILE.report.json/.txt "
+                   "and, until the run completes, FILE.state.pt go beside it")
     b = p.add_argument_group("budget and run")
     b.add_argument("--minutes", type=positive_float, default=None,
                    help="wall-time budget, labelling included (default: 60 unless --steps is given)")

@@ -4,11 +4,12 @@ Usage::
 
     densedet-tile audit PANORAMA.jpg [--regions regions.geojson] [--out DIR] [detector options]
     densedet-tile audit --detections PANORAMA.detections.json [PANORAMA.jpg] [--regions ...]
+    densedet-tile audit PANORAMA.detections.json PANORAMA.jpg [...]   (read as --detections FILE IMAGE)
 
 Writes ``<stem>.audit.json``, ``<stem>.audit.html`` and ``<stem>.heatmap.png`` into ``--out``
 (all or nothing, each atomically). Exit status 0 on success, 2 for bad usage or input (one line
 on stderr naming the file and the problem), 1 when the detector fails. Warnings about the input
-(a region outside the image) go to stderr, one line each, and into the JSON and the report.
+(a region outside the image, near misses that are no boxes) go to stderr, one line each, and into the JSON and the report.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "row and region, a density heatmap, and a self-contained HTML report plus a JSON with the same figures.",
     )
     p.add_argument("image", nargs="?", default=None, metavar="IMAGE",
-                   help="the shelf photo or panorama (detected with the given detector unless --detections is given)")
+                   help="the shelf photo or panorama (detected with the given detector unless --detections is given); "
+                   "or a detections file (.json, .csv, .txt), alone or with its photo as a second positional")
     # (a detections file and its photo given both as positionals: read as --detections FILE IMAGE)
     p.add_argument("more", nargs="*", default=[], help=argparse.SUPPRESS)
     p.add_argument("--detections", default=None, metavar="FILE",

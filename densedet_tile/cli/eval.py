@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred", metavar="PRED", help="predictions file or folder (with --compare: a folder of images)")
     p.add_argument("gt", metavar="GT", help="ground truth: SKU-110K CSV or COCO JSON")
     p.add_argument("--max-dets", type=_max_dets, default=DEFAULT_MAX_DETS, metavar="LIST",
-                   help="detections per image for AR; AP uses the last (default: 1,10,300, the SKU-110K convention)")
+                   help="detections per image for AR, increasing, each at most 1000000000; AP uses the last "
+                   "(default: 1,10,300, the SKU-110K convention)")
     p.add_argument("--class-agnostic", action="store_true",
                    help="score every prediction against every ground-truth class (default: only when the ground truth has one class)")
     p.add_argument("--ignore-size", action="store_true",

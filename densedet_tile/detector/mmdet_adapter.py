@@ -40,7 +40,8 @@ _FEATURE = "the mmdet detector"
 
 
 def _import_stack() -> None:
-    """Import mmengine/mmcv/mmdet (installing the op shim if needed) with their import noise muted."""
+    """Import torch, torchvision, mmengine, mmcv and mmdet (installing the op shim if needed) with
+    their import noise muted; a missing one is a :class:`MissingDependencyError` naming it."""
     # torch and torchvision first: mmdet imports without them but not its models, and the op
     # shim runs torchvision's ops only once a tile does (every image failed instead of one line)
     for pkg, dist in (("torch", "torch"), ("torchvision", "torchvision"), ("mmengine", "mmengine"),

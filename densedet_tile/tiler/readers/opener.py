@@ -59,9 +59,11 @@ def open_image(
     says what ran.
 
     Raises :class:`~densedet_tile.errors.ImageReadError` (one line naming the file) for a missing
-    file, a directory, an empty, unreadable, truncated or unknown-format file, a zero-size image,
-    one over ``max_pixels`` or one ``decoder="imagecodecs"`` cannot decode;
-    :class:`~densedet_tile.errors.InvalidInputError` for a bad array or option;
+    file, an empty path, a directory, an empty, unreadable, truncated or unknown-format file, a
+    TIFF strip shorter than its declared size, a zero-size image, one over ``max_pixels``, one
+    ``decoder="imagecodecs"`` cannot decode, or a closed PIL image;
+    :class:`~densedet_tile.errors.InvalidInputError` for a bad array or option (``tiff_cache_bytes``
+    an integer >= 0), or bytes that name a file (``b"shelf.jpg"``: give a str or Path);
     :class:`~densedet_tile.errors.MissingDependencyError` for a TIFF compression (or
     ``decoder="imagecodecs"``) that needs the ``imagecodecs`` package.
     """
