@@ -227,7 +227,10 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             p = given.resolve()
         except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
             p = Path(os.path.abspath(given))
-        if not _told(p.exists) and _told(given.is_symlink):  # a link to nothing fails under its own name
+        if (not _told(p.exists) and _told(given.is_symlink)) or (_told(given.is_symlink) and not _told(p.is_dir)):
+            # a link to nothing fails under its own name; a link to a photo is that photo under the
+            # link's name, as in a folder's listing (named, it took its target's name: another
+            # stem, and the photo's outputs twice, from one run to the next)
             p = Path(os.path.abspath(given))
         try:
             found = (

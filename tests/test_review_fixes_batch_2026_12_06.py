@@ -99,3 +99,22 @@ def test_an_empty_out_is_refused_by_batch_too(tmp_path: Path, monkeypatch) -> No
     with pytest.raises(InvalidInputError, match=r"^--out is empty: give a folder"):
         run_batch([img], "", detector=BlobDetector(), job=JOB)
     assert not (tmp_path / "manifest.jsonl").exists()
+
+
+def test_a_link_to_a_photo_keeps_its_name_whether_named_or_listed(tmp_path: Path) -> None:
+    # listed in its folder a link was "ext", named on its own its target's name "b": a rerun
+    # wrote the photo's outputs a second time under the other stem
+    target = _photo(tmp_path / "elsewhere" / "b.png")
+    folder = tmp_path / "L"
+    folder.mkdir()
+    (folder / "ext.png").symlink_to(target)
+    from densedet_tile.batch import expand_inputs
+
+    assert [p.name for p in expand_inputs([folder])] == ["ext.png"]
+    assert [p.name for p in expand_inputs([folder / "ext.png"])] == ["ext.png"]
+    out = tmp_path / "out"
+    run_batch([folder], out, detector=BlobDetector(), job=JOB)
+    again = run_batch([folder / "ext.png"], out, detector=BlobDetector(), job=JOB)
+    assert again.skipped == 1 and sorted(p.name for p in out.glob("*.detections.json")) == ["ext.detections.json"]
+    # a link and its target named together are still one photo
+    assert len(expand_inputs([target, folder / "ext.png"])) == 1
