@@ -211,7 +211,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Absolute paths of the inputs, folders replaced by their image files (sorted, not recursive).
 
     Duplicates (the same file named twice, or reached through a link, in a folder or not) are
-    kept once, first position. A path that does not exist (or a link that leads nowhere, or
+    kept once, first position. A link to a photo is kept under the link's own path, named or in a
+    folder (its name is the outputs' stem). A path that does not exist (or a link that leads nowhere, or
     round in a loop, named or in a folder) is kept under the name it was given: it fails as that
     image's error, not the run's. The previews this tool drew into a folder (``<stem>.preview.jpg`` whose
     ``<stem>.detections.json`` lists it among its outputs, or a JSON from before that list) are not taken, nor are a folder's hidden files (a name starting
