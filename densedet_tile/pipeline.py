@@ -234,9 +234,10 @@ def detect_image(
 
         # with the run's threshold, so the model returns boxes down to it (as the CLI builds it)
         detector = load_detector("default", device=run.device, precision=run.precision, score_thr=run.score_thr)
-    elif run.precision != "fp32":
+    elif run.precision != "fp32" and getattr(detector, "_densedet_precision_asked", None) != run.precision:
         # a detector built already runs at the precision it was built with (an outside review: the
-        # settings said fp16 of an int8 model, without a word)
+        # settings said fp16 of an int8 model, without a word); one load_detector built for this
+        # precision has said what became of it already (fp16 on the CPU)
         own = (getattr(detector, "info", None) or {}).get("precision") if isinstance(
             getattr(detector, "info", None), dict) else None
         if own != run.precision:

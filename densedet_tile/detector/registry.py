@@ -165,6 +165,10 @@ def load_detector(
         )
     if not callable(getattr(det, "predict", None)):
         raise DetectorError(f"detector {name!r} has no callable predict(tiles) method (got {type(det).__name__})")
+    try:  # the precision it was built for (detect_image warns of a run asking another one)
+        det._densedet_precision_asked = precision
+    except (AttributeError, TypeError):  # (a detector with __slots__, or a frozen one)
+        pass
     return det
 
 
