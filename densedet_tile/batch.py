@@ -231,8 +231,12 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
         if (not _told(p.exists) and _told(given.is_symlink)) or (_told(given.is_symlink) and not _told(p.is_dir)):
             # a link to nothing fails under its own name; a link to a photo is that photo under the
             # link's name, as in a folder's listing (named, it took its target's name: another
-            # stem, and the photo's outputs twice, from one run to the next)
-            p = Path(os.path.abspath(given))
+            # stem, and the photo's outputs twice, from one run to the next), in its folder's real
+            # path as a listing has it (a link's folder reached through a link: /tmp on macOS)
+            try:
+                p = Path(os.path.realpath(given.parent)) / given.name
+            except (OSError, RuntimeError):  # (a loop above it)
+                p = Path(os.path.abspath(given))
         try:
             found = (
                 sorted(c for c in p.iterdir() if not c.name.startswith(".")
@@ -313,7 +317,8 @@ def _written_before(paths: list[Path], earlier: Sequence[dict[str, Any]]) -> lis
         return paths
     kept = []
     for p in paths:
-        if os.path.realpath(p) in written and p.name.endswith(tuple(OUTPUT_SUFFIXES.values())):
+        real = os.path.realpath(p)  # (a link named to an earlier output: the output's own name)
+        if real in written and os.path.basename(real).endswith(tuple(OUTPUT_SUFFIXES.values())):
             log.warning("%s: left out: an earlier run wrote it (manifest.jsonl lists it among its outputs)", p)
             continue
         kept.append(p)

@@ -118,3 +118,18 @@ def test_a_link_to_a_photo_keeps_its_name_whether_named_or_listed(tmp_path: Path
     assert again.skipped == 1 and sorted(p.name for p in out.glob("*.detections.json")) == ["ext.detections.json"]
     # a link and its target named together are still one photo
     assert len(expand_inputs([target, folder / "ext.png"])) == 1
+
+
+def test_a_link_in_a_folder_reached_through_a_link_has_one_path_named_or_listed(tmp_path: Path) -> None:
+    # (a second review: named, the link kept the linked folder in its path; listed, the folder's
+    # real path: two inputs, two stems)
+    real = tmp_path / "real"
+    target = _photo(tmp_path / "b.png")
+    real.mkdir()
+    (real / "a.png").symlink_to(target)
+    (tmp_path / "dirlink").symlink_to(real)
+    from densedet_tile.batch import expand_inputs
+
+    listed = expand_inputs([tmp_path / "dirlink"])
+    named = expand_inputs([tmp_path / "dirlink" / "a.png"])
+    assert listed == named and [p.name for p in named] == ["a.png"]

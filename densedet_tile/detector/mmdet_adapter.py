@@ -40,19 +40,24 @@ _FEATURE = "the mmdet detector"
 
 
 def _import_stack() -> None:
-    """Import torch, torchvision, mmengine, mmcv and mmdet (installing the op shim if needed) with
-    their import noise muted; a missing one is a :class:`MissingDependencyError` naming it."""
-    # torch and torchvision first: mmdet imports without them but not its models, and the op
-    # shim runs torchvision's ops only once a tile does (every image failed instead of one line)
-    for pkg, dist in (("torch", "torch"), ("torchvision", "torchvision"), ("mmengine", "mmengine"),
-                      ("mmcv", "mmcv-lite"), ("mmdet", "mmdet")):
+    """Import torch, mmengine, mmcv and mmdet (installing the op shim if needed, and then
+    torchvision, whose ops it runs) with their import noise muted; a missing one is a
+    :class:`MissingDependencyError` naming it."""
+    # torch first: mmdet imports without it but not its models (a bare ModuleNotFoundError)
+    for pkg, dist in (("torch", "torch"), ("mmengine", "mmengine"), ("mmcv", "mmcv-lite"), ("mmdet", "mmdet")):
         try:
             __import__(pkg)
         except ImportError as exc:
             raise MissingDependencyError(_FEATURE, dist, "mmdet", exc) from exc
     from . import mmcv_shim
 
-    mmcv_shim.install()
+    if mmcv_shim.install():
+        # the shim runs torchvision's ops, only once a tile does: without torchvision every image
+        # failed instead of one line here (full mmcv has its own compiled ops)
+        try:
+            __import__("torchvision")
+        except ImportError as exc:
+            raise MissingDependencyError(_FEATURE, "torchvision", "mmdet", exc) from exc
     _find_packages_without_pkg_resources()
     with warnings.catch_warnings():
         # mmcv/mmdet warn on import about moved modules and deprecated paths; not ours to fix.

@@ -6,9 +6,10 @@
   from reading as black shelf gaps. Premultiplied alpha is handled as such.
 * Integer images deeper than 8 bits are scaled by their full bit range (16-bit: ``v / 257``,
   rounded). Pillow's 32-bit ``I`` images are scaled from their actual value range when it
-  exceeds 0..255 (16-bit data is taken as 0..65535). Float images in [0, 1] are scaled by 255;
-  whole numbers within 0..255 stored as floats by 1; other float ranges are stretched linearly
-  from their min to their max, NaN and infinities left out of the range and set to its ends. Float TIFFs take the
+  exceeds 0..255 (16-bit data is taken as 0..65535). Pillow float images are read as float TIFFs
+  are: 0..1 (clipped above), or 0..255 / 0..65535 where the middle of their values lies above 1;
+  ones with negative values are stretched linearly from their min to their max; NaN and
+  infinities are left out of the range and set to its ends. Float TIFFs take the
   range their SMin/SMaxSampleValue tags give, else 0..1 unless a sample of the image shows
   integer values stored as floats (``TiffSource._float_range``), clipped to it and scaled to 0..255.
 * CMYK and YCbCr Pillow images are converted with Pillow's own conversion.
@@ -218,15 +219,14 @@ def pillow_converter(im: Any, *, eight_bit: bool = False) -> Callable[[Any], np.
 
 
 def _float_range(im: Any) -> tuple[float, float]:
-    """The range a Pillow float (``F``) image is scaled from: [0, 1] where its finite values lie
-    within it, [0, 255] where they are whole numbers within that (integers stored as floats, as
-    a sample of up to 64 rows shows), else their min to their max. NaN and infinities are left
-    out (Pillow's extrema are NaN with one NaN pixel, and an infinity took the whole range)."""
+    """The range a Pillow float (``F``) image is scaled from, as a float TIFF's is
+    (``TiffSource._float_range``): 0..1 (values above clipped), unless the middle of its positive
+    values lies above 1: then 8- or 16-bit values stored as floats, read as 0..255 or 0..65535 (or
+    0..its largest value); an image with negative values is stretched from its min to its max.
+    NaN and infinities are left out (Pillow's extrema are NaN with one NaN pixel, and an infinity
+    took the whole range: the image read as black). The middle is measured on up to 64 rows."""
     lo, hi = (float(v) for v in im.getextrema())
     w, h = im.size
-    rows = np.unique(np.linspace(0, h - 1, min(h, 64)).astype(int)) if h else np.zeros(0, int)
-    sample = np.concatenate([np.asarray(im.crop((0, int(r), w, int(r) + 1)), np.float32).ravel() for r in rows]) \
-        if len(rows) and w else np.zeros(0, np.float32)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         # the whole image's finite extrema, a band of rows at a time (a float copy of a panorama
         # is four bytes a pixel)
@@ -239,12 +239,16 @@ def _float_range(im: Any) -> tuple[float, float]:
                 lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
         if not np.isfinite(lo):  # nothing finite at all
             return 0.0, 1.0
-    if lo >= 0 and hi <= 1:
+    if lo < 0:
+        return lo, hi
+    if hi <= 1:
         return 0.0, 1.0
-    fin = sample[np.isfinite(sample)]
-    if lo >= 0 and hi <= 255 and fin.size and np.all(fin == np.round(fin)):
-        return 0.0, 255.0
-    return lo, hi
+    rows = np.unique(np.linspace(0, h - 1, min(h, 64)).astype(int))
+    sample = np.concatenate([np.asarray(im.crop((0, int(r), w, int(r) + 1)), np.float32).ravel() for r in rows])
+    sample = sample[np.isfinite(sample) & (sample > 0)]
+    if not sample.size or float(np.median(sample)) <= 1.0:
+        return 0.0, 1.0  # a 0..1 image whose highlights go a little over 1: clipped
+    return 0.0, next((v for v in (255.0, 65535.0) if hi <= v * 1.0001), hi)
 
 
 @dataclass(frozen=True, eq=False)

@@ -130,10 +130,13 @@ def test_cmyk_jpeg_webp_bmp(tmp_path):
         (np.array([[np.nan, 0.5], [1.0, 0.25]], np.float32), [[0, 128], [255, 64]]),
         (np.array([[np.inf, 0.5], [1.0, -np.inf]], np.float32), [[255, 128], [255, 0]]),
         (np.array([[np.nan, np.nan]], np.float32), [[0, 0]]),
-        # whole numbers within 0..255 stored as floats are taken as they are; a value a little
-        # over 1 that is not whole stretches the range (it was read as 0..255: nearly black)
+        # as a float TIFF: 8-bit values stored as floats (whole or not: a resized copy) read as
+        # 0..255; a 0..1 image whose highlights go a little over 1 is clipped (it read as 0..255:
+        # nearly black); one value all over (100.5) is a gray, not black
         (np.array([[0.0, 128.0], [255.0, 64.0]], np.float32), [[0, 128], [255, 64]]),
-        (np.array([[0.0, 0.51], [1.02, 0.255]], np.float32), [[0, 128], [255, 64]]),
+        (np.array([[0.0, 30.2], [60.3, 15.1]], np.float32), [[0, 30], [60, 15]]),
+        (np.array([[0.0, 0.5], [1.02, 0.25]], np.float32), [[0, 128], [255, 64]]),
+        (np.array([[100.5, 100.5]], np.float32), [[101, 101]]),
     ],
 )
 def test_float_mode_scaling(values, expected):
