@@ -9,7 +9,11 @@
 YOLO format ``0 cx cy w h`` normalised to the upright image; exits 2 when they are missing).
 The product boxes come from the built-in model at default settings, run once per photo and kept
 as ``<stem>.detections.json`` under ``--dets`` (reused on later runs; pass another folder to use
-another detector's boxes written by ``densedet-tile --out``). Each photo is audited with default
+another detector's boxes written by ``densedet-tile --out``). Another detector's boxes may also
+come as the audit command reads them: ``--dets`` a folder of ``<stem>.csv`` (the SKU-110K
+layout) or ``<stem>.txt`` (YOLO labels, normalised) per photo, or one CSV file holding the rows
+of every photo; then no photo is detected by the built-in model, and one without boxes there
+stops the run. Each photo is audited with default
 settings. Every found row's bounding box (of its polygon) is matched one to one to a human row
 box when their IoU is >= 0.5, greedily from the highest IoU. Printed: row recall (matched human
 rows / human rows), row precision (matched found rows / found rows), the row-count error per
@@ -358,10 +362,23 @@ def check_cached(dets: Path, stems: list[str], current: dict[str, Any]) -> str |
 
 
 def detections_for(photo: Path, dets: Path) -> Any:
-    """The cached built-in-model detections of ``photo`` (made and cached when missing)."""
+    """The boxes of ``photo``: another detector's as the audit command reads them (``dets`` one
+    CSV of every photo, or a folder of ``<stem>.csv`` / ``<stem>.txt`` files), else the cached
+    built-in-model detections (made and cached when missing)."""
+    from densedet_tile.cli.audit import _read_boxes
     from densedet_tile.eval.formats import read_detections_json
 
+    if dets.is_file():  # one CSV of every photo, matched by file name
+        return _read_boxes(str(dets), str(photo))
     cached = dets / f"{photo.stem}.detections.json"
+    other = [dets / f"{photo.stem}{ext}" for ext in (".csv", ".txt")]
+    mine = next((p for p in other if p.is_file()), None)
+    if not cached.is_file() and mine is not None:
+        return _read_boxes(str(mine), str(photo))
+    if not cached.is_file() and dets.is_dir() and (any(dets.glob("*.csv")) or any(dets.glob("*.txt"))):
+        # another detector's folder: a photo it has no boxes for is not filled in by the built-in model
+        raise SystemExit(f"eval_audit_real: {dets} holds no boxes for {photo.name} "
+                         f"({photo.stem}.detections.json, .csv or .txt)")
     if not cached.is_file():
         import densedet_tile as dt
         from densedet_tile.io import write_json
@@ -651,7 +668,9 @@ def print_report(rep: dict[str, Any], title: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="folder with the photos and shelf-rows/ (default: %(default)s)")
-    p.add_argument("--dets", default="/tmp/audit_real/dets", help="detections cache folder (default: %(default)s)")
+    p.add_argument("--dets", default="/tmp/audit_real/dets",
+                   help="detections cache folder (default: %(default)s); or another detector's boxes: a folder of "
+                   "<stem>.csv / <stem>.txt (YOLO) files, or one CSV of every photo (SKU-110K layout)")
     p.add_argument("--sheet", default=None, help="write the contact sheet JPEG here (outside the repository)")
     p.add_argument("--json", default=None, help="write the figures (and per-photo rows) here")
     p.add_argument("--limit", type=int, default=0, help="only the first N photos")

@@ -215,3 +215,53 @@ def test_label_boxes_follow_the_shelf_line_of_the_detectors_boxes(ev) -> None:
 def test_label_boxes_option_refuses_a_wild_upright(ev, capsys: pytest.CaptureFixture[str]) -> None:
     assert ev.main(["--label-boxes", "3"]) == 2
     assert "--label-boxes 3.0" in capsys.readouterr().err
+
+
+def test_another_detectors_boxes_as_csv_or_yolo_score_as_its_json_does(ev, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--dets as the audit command reads boxes: one CSV of every photo, or per-photo CSV / YOLO
+    files; a photo such a folder has no boxes for stops the run (never filled in by the model)."""
+    import json
+
+    from PIL import Image
+
+    from densedet_tile.synth.audit_aisles import render_aisle, synthetic_aisle
+
+    photos, dets = tmp_path / "photos", tmp_path / "dets"
+    (photos / "shelf-rows").mkdir(parents=True)
+    per_csv, per_yolo = tmp_path / "csv", tmp_path / "yolo"
+    for d in (dets, per_csv, per_yolo):
+        d.mkdir()
+    rows = ["image_name,x1,y1,x2,y2,class,image_width,image_height,score"]
+    for k in range(2):
+        a = synthetic_aisle(np.random.default_rng(40 + k), width=2400, n_rows=3, tilt_deg=0.0, jitter=0.0)
+        stem = f"p{k}"
+        Image.fromarray(render_aisle(a)).save(photos / f"{stem}.jpg", quality=80)
+        labels = []
+        for r in range(int(a.row_of.max()) + 1):
+            b = a.xyxy[a.row_of == r]
+            x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+            labels.append(f"0 {(x0 + x1) / 2 / a.width} {(y0 + y1) / 2 / a.height} {(x1 - x0) / a.width} "
+                          f"{(y1 - y0) / a.height}")
+        (photos / "shelf-rows" / f"{stem}.txt").write_text("\n".join(labels) + "\n")
+        xyxy = np.round(a.xyxy, 2)
+        (dets / f"{stem}.detections.json").write_text(json.dumps({
+            "schema": "densedet-tile/detections@1",
+            "image": {"path": str(photos / f"{stem}.jpg"), "name": f"{stem}.jpg", "width": a.width, "height": a.height},
+            "boxes": xyxy.tolist(), "scores": [0.9] * len(xyxy), "labels": [0] * len(xyxy)}))
+        mine = [f"{stem}.jpg,{x0},{y0},{x1},{y1},object,{a.width},{a.height},0.9" for x0, y0, x1, y1 in xyxy]
+        rows += mine
+        (per_csv / f"{stem}.csv").write_text(rows[0] + "\n" + "\n".join(mine) + "\n")
+        (per_yolo / f"{stem}.txt").write_text("".join(
+            f"0 {(x0 + x1) / 2 / a.width} {(y0 + y1) / 2 / a.height} {(x1 - x0) / a.width} {(y1 - y0) / a.height}\n"
+            for x0, y0, x1, y1 in xyxy))
+    (tmp_path / "all.csv").write_text("\n".join(rows) + "\n")
+    got = {}
+    for name, source in (("json", dets), ("csv", tmp_path / "all.csv"), ("per_csv", per_csv), ("yolo", per_yolo)):
+        assert ev.main(["--photos", str(photos), "--dets", str(source), "--json", str(tmp_path / f"{name}.json")]) == 0
+        rep = json.loads((tmp_path / f"{name}.json").read_text())
+        got[name] = [(r["products"], r["found"], r["matched"]) for r in rep["per_photo"]]
+    assert got["json"] == got["csv"] == got["per_csv"] == got["yolo"] and got["json"][0][2] == 3
+    (per_csv / "p1.csv").unlink()
+    with pytest.raises(SystemExit, match=r"holds no boxes for p1\.jpg"):
+        ev.main(["--photos", str(photos), "--dets", str(per_csv)])
