@@ -71,29 +71,36 @@ def test_the_contact_sheet_is_refused_inside_the_repository(ev, capsys: pytest.C
     assert not (SCRIPT.parent / "sheet.jpg").exists()
 
 
+def _aisle_photo(photos: Path, stem: str, seed: int):
+    """A generated aisle saved as ``photos/<stem>.jpg`` with its rows as the real photos' human
+    labels (``shelf-rows/<stem>.txt``, YOLO boxes); returns the aisle."""
+    from PIL import Image
+
+    from densedet_tile.synth.audit_aisles import render_aisle, synthetic_aisle
+
+    a = synthetic_aisle(np.random.default_rng(seed), width=2400, n_rows=3, tilt_deg=0.0, jitter=0.0)
+    Image.fromarray(render_aisle(a)).save(photos / f"{stem}.jpg", quality=80)
+    lines = []
+    for r in range(int(a.row_of.max()) + 1):
+        b = a.xyxy[a.row_of == r]
+        x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+        lines.append(f"0 {(x0 + x1) / 2 / a.width} {(y0 + y1) / 2 / a.height} {(x1 - x0) / a.width} "
+                     f"{(y1 - y0) / a.height}")
+    (photos / "shelf-rows" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    return a
+
+
 def test_real_photo_mode_splits_rows_by_the_engines_count_flag(ev, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A generated folder in the real photos' layout; the detections JSONs carry count ranges."""
     import json
 
-    from PIL import Image
-
-    from densedet_tile.synth.audit_aisles import render_aisle, synthetic_aisle
-
     photos, dets = tmp_path / "photos", tmp_path / "dets"
     (photos / "shelf-rows").mkdir(parents=True)
     dets.mkdir()
     for k, flag in enumerate((False, True, None)):
-        a = synthetic_aisle(np.random.default_rng(30 + k), width=2400, n_rows=3, tilt_deg=0.0, jitter=0.0)
         stem = f"p{k}"
-        Image.fromarray(render_aisle(a)).save(photos / f"{stem}.jpg", quality=80)
-        lines = []
-        for r in range(int(a.row_of.max()) + 1):
-            b = a.xyxy[a.row_of == r]
-            x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
-            lines.append(f"0 {(x0 + x1) / 2 / a.width} {(y0 + y1) / 2 / a.height} {(x1 - x0) / a.width} "
-                         f"{(y1 - y0) / a.height}")
-        (photos / "shelf-rows" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+        a = _aisle_photo(photos, stem, 30 + k)
         doc = {"schema": "densedet-tile/detections@1",
                "image": {"path": str(photos / f"{stem}.jpg"), "name": f"{stem}.jpg", "width": a.width, "height": a.height},
                "settings": {}, "model": {}, "timings": {}, "num_tiles": 1,
@@ -223,10 +230,6 @@ def test_another_detectors_boxes_as_csv_or_yolo_score_as_its_json_does(ev, tmp_p
     files; a photo such a folder has no boxes for stops the run (never filled in by the model)."""
     import json
 
-    from PIL import Image
-
-    from densedet_tile.synth.audit_aisles import render_aisle, synthetic_aisle
-
     photos, dets = tmp_path / "photos", tmp_path / "dets"
     (photos / "shelf-rows").mkdir(parents=True)
     per_csv, per_yolo = tmp_path / "csv", tmp_path / "yolo"
@@ -234,16 +237,8 @@ def test_another_detectors_boxes_as_csv_or_yolo_score_as_its_json_does(ev, tmp_p
         d.mkdir()
     rows = ["image_name,x1,y1,x2,y2,class,image_width,image_height,score"]
     for k in range(2):
-        a = synthetic_aisle(np.random.default_rng(40 + k), width=2400, n_rows=3, tilt_deg=0.0, jitter=0.0)
         stem = f"p{k}"
-        Image.fromarray(render_aisle(a)).save(photos / f"{stem}.jpg", quality=80)
-        labels = []
-        for r in range(int(a.row_of.max()) + 1):
-            b = a.xyxy[a.row_of == r]
-            x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
-            labels.append(f"0 {(x0 + x1) / 2 / a.width} {(y0 + y1) / 2 / a.height} {(x1 - x0) / a.width} "
-                          f"{(y1 - y0) / a.height}")
-        (photos / "shelf-rows" / f"{stem}.txt").write_text("\n".join(labels) + "\n")
+        a = _aisle_photo(photos, stem, 40 + k)
         xyxy = np.round(a.xyxy, 2)
         (dets / f"{stem}.detections.json").write_text(json.dumps({
             "schema": "densedet-tile/detections@1",
