@@ -425,3 +425,21 @@ def test_a_float16_export_is_fed_float16_and_gives_the_float32_boxes(tmp_path, m
     (got,) = onnx_adapter.build(checkpoint=str(path), device="cpu", score_thr=0.5).predict([tile])
     np.testing.assert_allclose(got.xyxy, want.xyxy, atol=0.5)
     np.testing.assert_array_equal(got.labels, want.labels)
+
+
+def test_a_model_with_one_output_points_to_the_yolo_adapter(tmp_path):
+    # a YOLO export (output0) given to --detector onnx was refused without the pointer the
+    # two-output path gives (an outside review)
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["output0"], keepdims=1)], "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "yolo_like.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(DetectorError, match=r"got \['output0'\] \(for a YOLO export: --detector yolo\)"):
+        load_detector("onnx", checkpoint=str(path), device="cpu")
