@@ -36,7 +36,7 @@ from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, c
                  flock_path, new_folders, remove_empty, same_path, sweep_temporaries, unlock_fd)
 from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, process_image, redo_reason,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
-from .runner import _outputs_record  # (what a detections JSON says it was written with)
+from .runner import _outputs_record, _tool_doc  # (what a detections JSON of ours says it was written with)
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -228,7 +228,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             p = given.resolve()
         except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
             p = Path(os.path.abspath(given))
-        if (not _told(p.exists) and _told(given.is_symlink)) or (_told(given.is_symlink) and not _told(p.is_dir)):
+        if _told(given.is_symlink) and not _told(p.is_dir):
             # a link to nothing fails under its own name; a link to a photo is that photo under the
             # link's name, as in a folder's listing (named, it took its target's name: another
             # stem, and the photo's outputs twice, from one run to the next), in its folder's real
@@ -296,14 +296,11 @@ def _our_preview(path: Path) -> bool:
     if not path.name.endswith(suffix) or len(path.name) == len(suffix):
         return False
     stem = path.name[: -len(suffix)]
-    record = path.parent / (stem + OUTPUT_SUFFIXES["json"])
-    try:
-        doc = json.loads(record.read_text())
-    except (OSError, ValueError):
+    doc = _tool_doc(path.parent / (stem + OUTPUT_SUFFIXES["json"]), "detections")
+    if doc is None:
         return False
-    if isinstance(doc, dict) and "outputs" not in doc:  # written before the outputs were listed (2026-12-02)
-        return str(doc.get("schema", "")).startswith("densedet-tile/detections@")
-    return path.name in _outputs_record(doc, stem)
+    # (a JSON written before the outputs were listed, 2026-12-02, lists none: its preview is one)
+    return "outputs" not in doc or path.name in _outputs_record(doc, stem)
 
 
 def _written_before(paths: list[Path], earlier: Sequence[dict[str, Any]]) -> list[Path]:

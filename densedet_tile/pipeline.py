@@ -238,8 +238,8 @@ def detect_image(
         # a detector built already runs at the precision it was built with (an outside review: the
         # settings said fp16 of an int8 model, without a word); one load_detector built for this
         # precision has said what became of it already (fp16 on the CPU)
-        own = (getattr(detector, "info", None) or {}).get("precision") if isinstance(
-            getattr(detector, "info", None), dict) else None
+        info = getattr(detector, "info", None)
+        own = info.get("precision") if isinstance(info, dict) else None
         if own != run.precision:
             warnings.warn(f"precision={run.precision!r} applies where the engine builds the model; this detector "
                           f"runs at {own or 'the precision it was built with'} (give the precision to "

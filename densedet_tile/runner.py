@@ -685,13 +685,19 @@ def without_earlier_outputs(inputs: "Sequence[_P]") -> "list[_P]":
     return kept
 
 
-def _detections_json(path: Path) -> bool:
-    """Whether ``path`` holds a detections JSON of this tool (its ``schema``)."""
+def _tool_doc(path: Path, kind: str) -> dict[str, Any] | None:
+    """The JSON at ``path`` when this tool wrote it as ``kind`` (its ``schema`` starts
+    ``densedet-tile/<kind>@``: ``detections``, ``audit``), else None (absent, unreadable, another's)."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and str(doc.get("schema", "")).startswith("densedet-tile/detections@")
+        return None
+    return doc if isinstance(doc, dict) and str(doc.get("schema", "")).startswith(f"densedet-tile/{kind}@") else None
+
+
+def _detections_json(path: Path) -> bool:
+    """Whether ``path`` holds a detections JSON of this tool (its ``schema``)."""
+    return _tool_doc(path, "detections") is not None
 
 
 def _audit_heatmap(path: Path) -> bool:
@@ -700,11 +706,7 @@ def _audit_heatmap(path: Path) -> bool:
     suffix = AUDIT_SUFFIXES["heatmap"]
     if not path.name.endswith(suffix) or len(path.name) == len(suffix):
         return False
-    try:
-        doc = json.loads(path.with_name(path.name[: -len(suffix)] + AUDIT_SUFFIXES["json"]).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and str(doc.get("schema", "")).startswith("densedet-tile/audit@")
+    return _tool_doc(path.with_name(path.name[: -len(suffix)] + AUDIT_SUFFIXES["json"]), "audit") is not None
 
 
 #: What each output of an image is called in messages.

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..audit.analysis import AuditSettings, audit_to_dict, run_audit, usable_boxes
+from ..audit.boxes import as_boxes
 from ..audit.confidence import RANGE_LIMITS, part_count_ranges
 from ..audit.gapcheck import MIN_PRODUCT_PX, check_gaps, judged, product_px
 from ..audit.gaps import DEFAULT_GAP_K
@@ -194,8 +195,8 @@ def _audit(args: argparse.Namespace) -> int:
                 bad_range = (f"{det_path}: its count_range has a score_thr outside [0, 1] or a band outside "
                              "[0, 0.5]; left out (the bays get no count range)")
                 count_range = None
-            elif count_range is not None and _near_misses_problem(count_range):
-                bad_range = (f"{det_path}: its count_range's near misses {_near_misses_problem(count_range)}; "
+            elif count_range is not None and (problem := _near_misses_problem(count_range)):
+                bad_range = (f"{det_path}: its count_range's near misses are no boxes ({problem}); "
                              "left out (the bays get no count range)")
                 count_range = None
             info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
@@ -532,23 +533,16 @@ def _range_settings_ok(count_range: Any) -> bool:
 
 
 def _near_misses_problem(count_range: Any) -> str | None:
-    """What is wrong with a detections JSON's near-miss boxes (``count_range.near_misses``), or
-    None: boxes that are not rows of four numbers, or that have x2 < x1 or y2 < y1. A range
-    without near misses is left to :func:`bay_ranges`, which skips it (an older file)."""
+    """What is wrong with a detections JSON's near-miss boxes (``count_range.near_misses``), as
+    the audit's own box check says it (not rows of four numbers, x2 < x1 or y2 < y1), or None. A
+    range without near misses is left to :func:`bay_ranges`, which skips it (an older file)."""
     near = count_range.get("near_misses") if isinstance(count_range, dict) else None
     if not isinstance(near, dict) or "boxes" not in near:
         return None
     try:
-        a = np.asarray(near["boxes"], np.float64)
-    except (TypeError, ValueError):
-        return "are not boxes of four numbers"
-    if a.size == 0:
-        return None
-    if a.ndim != 2 or a.shape[1] != 4:
-        return "are not boxes of four numbers"
-    flipped = np.flatnonzero((a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1]))
-    if len(flipped):
-        return f"have x2 < x1 or y2 < y1 ({len(flipped)} of {len(a)}; the first: {a[flipped[0]].tolist()})"
+        as_boxes(near["boxes"], "boxes")
+    except InvalidInputError as exc:
+        return str(exc)
     return None
 
 

@@ -552,8 +552,8 @@ class AdaptRun:
         info = ckpt.get("info")
         if info is not None and not isinstance(info, Mapping):
             raise InvalidInputError(f"{label}: its 'info' is a {type(info).__name__}, not a dict")
-        if threshold_problem(info):
-            raise InvalidInputError(f"{label}: {threshold_problem(info)}")
+        if problem := threshold_problem(info):
+            raise InvalidInputError(f"{label}: {problem}")
         base_info["info"] = dict(info or {})
         config = _checked_config(ckpt["config"], label)
         self.settings = settings

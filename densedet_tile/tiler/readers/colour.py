@@ -218,6 +218,15 @@ def pillow_converter(im: Any, *, eight_bit: bool = False) -> Callable[[Any], np.
     return lambda c: np.asarray(c.convert("RGB"))
 
 
+def float_white(positive: np.ndarray, top: float) -> float:
+    """The value a float image's white is: 1.0, unless the middle of its positive samples
+    ``positive`` lies above 1 (8- or 16-bit values stored as floats, which clipping at 1 would
+    turn all white): then 255 or 65535, or ``top`` (its largest value) beyond those."""
+    if positive.size and float(np.median(positive)) > 1.0:
+        return next((v for v in (255.0, 65535.0) if top <= v * 1.0001), top)
+    return 1.0
+
+
 def _float_range(im: Any) -> tuple[float, float]:
     """The range a Pillow float (``F``) image is scaled from, as a float TIFF's is
     (``TiffSource._float_range``): 0..1 (values above clipped), unless the middle of its positive
@@ -245,10 +254,8 @@ def _float_range(im: Any) -> tuple[float, float]:
         return 0.0, 1.0
     rows = np.unique(np.linspace(0, h - 1, min(h, 64)).astype(int))
     sample = np.concatenate([np.asarray(im.crop((0, int(r), w, int(r) + 1)), np.float32).ravel() for r in rows])
-    sample = sample[np.isfinite(sample) & (sample > 0)]
-    if not sample.size or float(np.median(sample)) <= 1.0:
-        return 0.0, 1.0  # a 0..1 image whose highlights go a little over 1: clipped
-    return 0.0, next((v for v in (255.0, 65535.0) if hi <= v * 1.0001), hi)
+    # (a 0..1 image whose highlights go a little over 1 is clipped)
+    return 0.0, float_white(sample[np.isfinite(sample) & (sample > 0)], hi)
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ...errors import ImageReadError, MissingDependencyError, one_line
 from .base import ImageSource, SourceStats, check_size, trim_heap
-from .colour import TiffColour
+from .colour import TiffColour, float_white
 from .orientation import checked_orientation
 from .segment_cache import SegmentCache
 
@@ -175,10 +175,9 @@ class TiffSource(ImageSource):
                 seen.append(colour[np.isfinite(colour)])
         values = np.concatenate(seen) if seen else np.zeros(0)
         values = values[values > 0]
-        lo, hi = 0.0, 1.0
-        if values.size and float(np.median(values)) > 1.0:
+        lo, hi = 0.0, float_white(values, float(values.max()) if values.size else 1.0)
+        if hi > 1.0:
             top = float(values.max())
-            hi = next((v for v in (255.0, 65535.0) if top <= v * 1.0001), top)
             log.info("%s: float samples around %g, up to %g: read as 0..%g", self._label, float(np.median(values)),
                      top, hi)
         colour = replace(self._colour, float_range=(lo, hi))
