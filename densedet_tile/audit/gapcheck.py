@@ -77,13 +77,24 @@ def _grey(image: Any) -> np.ndarray:
 
 
 def _gradient_integral(grey: np.ndarray) -> np.ndarray:
-    """(H+1, W+1) float64 summed-area table of ``|dI/dx| + |dI/dy|``."""
-    g = np.zeros_like(grey)
-    g[:, 1:] += np.abs(np.diff(grey, axis=1))
-    g[1:, :] += np.abs(np.diff(grey, axis=0))
-    sat = np.zeros((g.shape[0] + 1, g.shape[1] + 1), np.float64)
-    np.cumsum(g, axis=0, dtype=np.float64, out=sat[1:, 1:])
-    np.cumsum(sat[1:, 1:], axis=1, out=sat[1:, 1:])
+    """(H+1, W+1) float64 summed-area table of ``|dI/dx| + |dI/dy|``.
+
+    The gradients are made in bands of rows straight into the table, which is then summed in
+    place: beside the table only a band's temporaries are held (a whole-image gradient and its
+    differences held 145 MB more than the table's 95 MB on a 10000 x 1250 preview)."""
+    h, w = grey.shape
+    sat = np.zeros((h + 1, w + 1), np.float64)
+    body = sat[1:, 1:]
+    step = max(1, (1 << 20) // max(w, 1))  # rows of about a million pixels
+    for r0 in range(0, h, step):
+        r1 = min(h, r0 + step)
+        g = np.zeros((r1 - r0, w), np.float32)
+        g[:, 1:] += np.abs(np.diff(grey[r0:r1], axis=1))
+        lo = max(r0, 1)  # the first row has no row above it
+        g[lo - r0:] += np.abs(grey[lo:r1] - grey[lo - 1:r1 - 1])
+        body[r0:r1] = g
+    np.cumsum(body, axis=0, out=body)
+    np.cumsum(body, axis=1, out=body)
     return sat
 
 
