@@ -645,3 +645,18 @@ def test_a_small_copy_of_a_photo_counts_like_the_photo():
     assert copy.settings["scale"]["source"] == "photo rule"
     assert len(truth) > 300 and len(big.detections) > 0.9 * len(truth)
     assert abs(len(copy.detections) - len(big.detections)) <= 0.05 * len(big.detections)
+
+
+def test_the_tile_asked_for_does_not_change_what_the_photo_rule_shows(caplog):
+    # the rule replaces the tile asked for; its crop check went by that tile: a small tile left a
+    # crop unchecked (shown at the rule's 0.5, products 75 px for a 40 px model), a large one
+    # checked whole photos (--tile 2048 moved a third of the real photos' counts)
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(1000.0, 600.0))
+    crop, _ = shelf(1600, 1200, 150)
+    runs = {tile: dt.detect_image(crop, det, tile=tile) for tile in (256, 640, 1280, 4000)}
+    default = runs[1280]
+    assert default.settings["scale"]["value"] == pytest.approx(1.6 * 40 / 150, rel=0.1)
+    for tile, res in runs.items():
+        assert res.settings["scale"] == {**default.settings["scale"], "seconds": res.settings["scale"]["seconds"]}, tile
+        assert res.settings["tile"] == default.settings["tile"], tile
+        assert np.array_equal(res.detections.xyxy, default.detections.xyxy), tile
