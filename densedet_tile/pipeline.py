@@ -462,8 +462,15 @@ def finish(
         "merge_s": round(t_end - t_merge, 4),
         "total_s": round(t_end - (t_merge if started is None else started), 4),
     }
+    extra = dict(extra_settings or {})
+    scale = extra.get("scale")
+    if isinstance(scale, dict) and "seconds" in scale:
+        # the time the scale's probes took is a timing: in the settings it made two runs of one
+        # photo with one command differ (an outside review)
+        extra["scale"] = {k: v for k, v in scale.items() if k != "seconds"}
+        timings["scale_s"] = scale["seconds"]
     settings = {**asdict(tiling), "merge": asdict(merge), **asdict(preds.run),
-                "final_batch_size": preds.final_batch_size, **(extra_settings or {})}
+                "final_batch_size": preds.final_batch_size, **extra}
     path = getattr(src, "path", None)
     return ImageResult(
         detections=merged, name=str(src.name), path=None if path is None else str(path),

@@ -338,8 +338,8 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
        scale in step 1: both would show its products too large).
 
     ``info`` gets what was decided: ``product_height_px`` (step 1's measure, image pixels),
-    ``closeup_px`` (step 2's), ``seconds`` (both steps), and ``rule`` and ``note`` where the
-    scale is not the rule's."""
+    ``closeup_px`` (step 2's), ``seconds`` (both steps; a result's ``timings["scale_s"]``), and
+    ``rule`` and ``note`` where the scale is not the rule's."""
     target, side = product_size_of(detector), input_size_of(detector)
     if target is None or side is None or not isinstance(tiling.tile, int):
         return rule

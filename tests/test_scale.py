@@ -657,6 +657,17 @@ def test_the_tile_asked_for_does_not_change_what_the_photo_rule_shows(caplog):
     default = runs[1280]
     assert default.settings["scale"]["value"] == pytest.approx(1.6 * 40 / 150, rel=0.1)
     for tile, res in runs.items():
-        assert res.settings["scale"] == {**default.settings["scale"], "seconds": res.settings["scale"]["seconds"]}, tile
+        assert res.settings["scale"] == default.settings["scale"], tile
         assert res.settings["tile"] == default.settings["tile"], tile
         assert np.array_equal(res.detections.xyxy, default.detections.xyxy), tile
+
+
+def test_the_time_the_scale_took_is_a_timing_not_a_setting():
+    # settings.scale.seconds made two runs of one photo with one command differ in their settings
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(1000.0, 600.0))
+    crop, _ = shelf(1600, 1200, 150)
+    first, second = (dt.detect_image(crop, det) for _ in range(2))
+    assert "seconds" not in first.settings["scale"] and first.settings == second.settings
+    assert first.timings["scale_s"] >= 0.0
+    auto = dt.detect_image(crop, det, tile="auto")
+    assert "seconds" not in auto.settings["scale"] and auto.timings["scale_s"] >= 0.0
