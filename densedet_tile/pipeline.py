@@ -33,7 +33,7 @@ from .tiler import make_grid
 from .tiler.batching import iter_tile_batches, stored_order
 from .tiler.readers import open_image
 from .tiler.resize import resize_to
-from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec, default_batch_size, finite_or_name
+from .types import CONFIRM_BAND, CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec, default_batch_size, finite_or_name
 
 __all__ = [
     "detect",
@@ -125,10 +125,6 @@ class Predictions:
         )
 
 
-#: How far below a threshold a box still confirms another tile's cut view of its object
-#: (:func:`densedet_tile.merge.merge_tiles`, ``confirmers``): the scores the built-in model
-#: returns below its threshold (its ``count_band``).
-CONFIRM_BAND: float = 0.05
 
 
 def specs_from(
@@ -489,8 +485,9 @@ def merge_counted(tiles: Sequence[Tile], preds: Predictions,
     Each threshold's boxes are merged on their own (the seam merge depends on which boxes are
     there), as a run at that threshold would merge them, with the boxes down to
     :data:`CONFIRM_BAND` below it as confirmers where the detector returns them (the built-in
-    model returns nothing below ``score_thr - count_band``, so the upper end has none, where a
-    run at that threshold would). The range is None when the
+    model and the adapters do, :func:`~densedet_tile.detector.base.score_floor_for`; a detector
+    of your own whose floor is ``score_thr - count_band`` gets an upper end without them, a few
+    boxes short of a run at that threshold). The range is None when the
     run has no threshold or ``count_band`` is 0; its upper end (``high``) is None when the
     detector's boxes do not reach ``score_thr - count_band`` (or 0, the lowest threshold there
     is); its lower end is the count at ``score_thr + count_band``, or at 1 where that is higher.

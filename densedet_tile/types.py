@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode", "RunSpec", "CountRange", "COUNT_BAND", "UNCERTAIN_AT",
+__all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode", "RunSpec", "CountRange", "COUNT_BAND", "CONFIRM_BAND", "UNCERTAIN_AT",
            "UNCERTAIN_MIN_BOXES",
            "PRECISIONS", "DEFAULT_MAX_PIXELS", "default_batch_size"]
 
@@ -25,9 +25,15 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
 #: decompression bombs that still admits a 46000 px square panorama.
 DEFAULT_MAX_PIXELS: int = 2**31
 
-#: How far below the score threshold the engine counts by default (``RunSpec.count_band``), and
-#: how far below their serving threshold the built-in model and the adapters return boxes.
+#: How far below the score threshold the engine counts by default (``RunSpec.count_band``).
 COUNT_BAND: float = 0.05
+
+#: How far below a threshold a box still confirms another tile's cut view of its object
+#: (:func:`densedet_tile.merge.merge_tiles`, ``confirmers``): a run at a threshold merges with the
+#: boxes this far below it, and so does each end of the count range. The built-in model and the
+#: adapters return boxes down to their serving threshold less ``COUNT_BAND`` and this
+#: (:func:`densedet_tile.detector.base.score_floor_for`).
+CONFIRM_BAND: float = 0.05
 
 
 #: Largest class id a Detections takes (far beyond any class list; larger is a corrupted value).

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..types import COUNT_BAND, Detections, check_device
+from ..types import CONFIRM_BAND, COUNT_BAND, Detections, check_device
 
 __all__ = [
     "class_ids",
@@ -245,10 +245,14 @@ def refuse_nonfinite_weights(state: Any, source: str) -> None:
 
 def score_floor_for(score_thr: float, band: float = COUNT_BAND) -> float:
     """The lowest score a detector serving at ``score_thr`` returns, so the engine can count the
-    boxes just below the threshold: ``score_thr - band``, but not below 0.05 (a detector run at
-    0.05 or less, as for AP evaluation, keeps its threshold: a count that low is noise)."""
+    boxes just below the threshold and merge that count as a run at its threshold would, with
+    the boxes just below that as confirmers of cut products: ``score_thr - band -``
+    :data:`~densedet_tile.types.CONFIRM_BAND`, but not below 0.05 (a detector run at 0.05 or
+    less, as for AP evaluation, keeps its threshold: a count that low is noise). Returning
+    boxes only down to ``score_thr - band`` (before 2026-12-06) left the upper end of the count
+    range without those confirmers: a few boxes short of a run at that threshold."""
     thr = float(score_thr)
-    return thr if thr <= 0.05 else max(thr - float(band), 0.05)
+    return thr if thr <= 0.05 else max(thr - float(band) - CONFIRM_BAND, 0.05)
 
 
 def check_declared(detector: object) -> None:

@@ -415,8 +415,9 @@ class DefaultDetector:
         settings: the :class:`DecodeSettings`; score_thr, score_floor, nms_iou, max_det, topk,
             stride mirror it.
         score_thr: the threshold the engine serves the boxes at. score_floor: the lowest score
-            :meth:`predict` returns (``score_thr - 0.05``, not below 0.05): the engine drops the boxes in between
-            before the merge and only counts them (the count range, see
+            :meth:`predict` returns (``score_thr - 0.1``, not below 0.05: the count band and the
+            confirmers below it): the engine drops the boxes in between before the merge and only
+            counts them (the count range, see
             :attr:`densedet_tile.types.RunSpec.count_band`).
         info: training run, runtime, device, precision, threads and weights file.
     """

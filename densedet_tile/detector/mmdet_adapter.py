@@ -321,7 +321,7 @@ def build(
     ``checkpoint``: a 3.x checkpoint (``state_dict`` with the config's keys; convert a 1.x
     DenseDet checkpoint with ``densedet-tile convert-checkpoint``) or None for random weights.
     ``score_thr``: the threshold the boxes are served at; ``predict`` returns them down to
-    :func:`~densedet_tile.detector.base.score_floor_for` of it (0.05 lower, for the engine's count
+    :func:`~densedet_tile.detector.base.score_floor_for` of it (0.1 lower, for the engine's count
     range), which is also set as the model's own test score_thr.
     ``precision``: "fp32", or "fp16" (CUDA) / "bf16" for a half-precision backbone and neck.
     ``cfg_options``: dotted-key overrides merged into the config (mmengine ``merge_from_dict``).

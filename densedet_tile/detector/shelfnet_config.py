@@ -18,8 +18,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "input_size": 640,  # longer tile side the model was trained for
     "stride": 8,
     "score_thr": 0.45,  # chosen on real photos: the lowest count error there (MODEL_CARD.md, "Thresholds")
-    # boxes are decoded down to score_thr - count_band, so the engine can say how much the count
-    # moves within +-count_band of the threshold (RunSpec.count_band; MODEL_CARD.md, "Count range")
+    # boxes are decoded down to score_thr - count_band - CONFIRM_BAND, so the engine can say how
+    # much the count moves within +-count_band of the threshold (RunSpec.count_band; MODEL_CARD.md, "Count range")
     "count_band": 0.05,  # = densedet_tile.types.COUNT_BAND
     "nms_iou": 0.5,
     # cut a box whose content repeats vertically into one box per layer (piles of packs; the

@@ -25,7 +25,7 @@ from densedet_tile.detector.builtin import (
 from densedet_tile.detector.shelfnet_config import DEFAULT_CONFIG
 from densedet_tile.errors import DetectorError, InvalidInputError
 from densedet_tile.synth.shelves import training_sample
-from densedet_tile.types import Detections
+from densedet_tile.types import CONFIRM_BAND, Detections
 
 
 @pytest.fixture(scope="module", params=["onnxruntime", "torch"])
@@ -74,7 +74,8 @@ def test_load_default_declares_the_contract(det: DefaultDetector) -> None:
     assert det.max_det >= 500
     assert 0 < det.score_thr < 1
     # boxes come down to a little below the threshold, for the engine's count range
-    assert det.score_floor == pytest.approx(det.score_thr - DEFAULT_CONFIG["count_band"])
+    # the count band below the threshold, and the confirmers below the band's lower threshold
+    assert det.score_floor == pytest.approx(det.score_thr - DEFAULT_CONFIG["count_band"] - CONFIRM_BAND)
     assert DEFAULT_CONFIG["count_band"] > 0
 
 

@@ -64,9 +64,13 @@ def test_counts_at_thresholds_equal_runs_at_each_threshold():
     img, _ = render_shelf(np.random.default_rng(5), width=900, height=700, product_height=110)
     img = np.asarray(img)
     tiling = dt.TileSpec(tile=384, overlap=0.2)
+    # at a given scale: a small photo's rule measures its products at each run's threshold, and
+    # counts_at_thresholds once (its docstring)
+    run = dt.RunSpec(scale=1.5)
     grid = [0.05, 0.08, 0.3, 0.45, 0.6, 0.75, 0.9]  # (a detector returns nothing under 0.05)
-    got = counts_at_thresholds(img, dt.load_detector("default", score_thr=0.05), grid, tiling=tiling)
-    want = [len(detect_image(img, dt.load_detector("default", score_thr=t), tiling=tiling).detections) for t in grid]
+    got = counts_at_thresholds(img, dt.load_detector("default", score_thr=0.05), grid, tiling=tiling, run=run)
+    want = [len(detect_image(img, dt.load_detector("default", score_thr=t), tiling=tiling, run=run).detections)
+            for t in grid]
     assert got == want
     assert want[0] > want[-1]  # the thresholds matter on this shelf: not equal by being all the same
     # a detector that stops above the lowest threshold cannot count there
