@@ -72,6 +72,10 @@ def png_bit_depth(data: bytes) -> int | None:
     return data[24] if len(data) >= 29 and data[12:16] == b"IHDR" else None
 
 
+#: Most bytes :func:`png_rows_missing` inflates at a time.
+_INFLATE_STEP = 1 << 24
+
+
 def png_rows_missing(data: bytes) -> bool:
     """Whether the pixel stream of the PNG ``data`` inflates to fewer bytes than the rows its
     header announces need (any colour type, bit depth and interlacing): the image data ends
@@ -95,13 +99,29 @@ def png_rows_missing(data: bytes) -> bool:
     else:
         need = stream(width, height)
     pos, inflate, got = 8, zlib.decompressobj(), 0
+
+    def take(chunk: bytes) -> None:
+        # at most _INFLATE_STEP bytes at a time, each let go at once: the limit of one call was
+        # the whole rest of the stream, and a 15000 x 15000 16-bit RGBA PNG of 1.7 MB (zeros) was
+        # inflated into one 1.8 GB buffer for this check (an outside review)
+        nonlocal got
+        cap = min(need - got, _INFLATE_STEP)
+        n = len(inflate.decompress(chunk, cap))
+        got += n
+        # more input left, or the output stopped at the cap (zlib may hold output of input it took)
+        while got < need and (inflate.unconsumed_tail or n == cap):
+            tail = inflate.unconsumed_tail
+            cap = min(need - got, _INFLATE_STEP)
+            n = len(inflate.decompress(tail, cap))
+            got += n
+            if n == 0 and len(inflate.unconsumed_tail) >= len(tail):  # (no progress: the stream ended)
+                break
+
     try:
         while pos + 8 <= len(data) and got < need:
             size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
             if kind == b"IDAT":
-                got += len(inflate.decompress(data[pos + 8 : pos + 8 + size], need - got))
-                while inflate.unconsumed_tail and got < need:  # bounded chunks: no copy of the whole stream
-                    got += len(inflate.decompress(inflate.unconsumed_tail, need - got))
+                take(data[pos + 8 : pos + 8 + size])
             elif kind == b"IEND":
                 break
             pos += 12 + size

@@ -164,3 +164,33 @@ def test_a_corrupt_exif_block_where_warnings_are_errors_is_a_read_error(tmp_path
         # (Pillow's own words follow in brackets; not matched, they may change with its version)
         with pytest.raises(ImageReadError, match=r"bad\.jpg: cannot read image header \("):
             open_image(path)
+
+
+def test_the_png_truncation_check_inflates_in_bounded_steps():
+    # a 6000 x 6000 16-bit RGBA PNG of zeros is 1 MB on disk and 288 MB of pixel stream: the
+    # check inflated it into one buffer of that size
+    import struct
+    import tracemalloc
+    import zlib
+
+    from densedet_tile.tiler.readers import compact
+
+    w = h = 6000
+    row = b"\0" * (1 + w * 8)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    whole = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 6, 0, 0, 0))
+             + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    cut = whole[:8 + 25 + 12 + len(idat) // 2]  # half the pixel stream
+    tracemalloc.start()
+    try:
+        assert not compact.png_rows_missing(whole)
+        assert compact.png_rows_missing(cut)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
