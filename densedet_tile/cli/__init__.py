@@ -365,8 +365,11 @@ def _one_line_warnings() -> Iterator[None]:
             ours = False
         if ours:
             logging.getLogger("densedet_tile").warning("%s", message)
-        elif str(message).startswith("Corrupt EXIF data") and f"{os.sep}PIL{os.sep}" in str(filename):
-            return  # Pillow's, on opening a photo whose EXIF the reader then reports in its own line
+        elif str(message).startswith(("Corrupt EXIF data", "Tag data larger than file")) \
+                and f"{os.sep}PIL{os.sep}" in str(filename):
+            # Pillow's, on opening a photo whose EXIF the reader then reports in its own line
+            # (naming the file; Pillow's names a line of its own source), or a tag of no use here
+            return
         else:
             shown(message, category, filename, lineno, file, line)
 

@@ -109,9 +109,11 @@ def _exif_orientation_tag(raw: bytes) -> int | None:
         at = first + 2 + 12 * k
         if at + 12 > len(raw):
             raise ValueError("EXIF directory cut short")
-        tag, kind = struct.unpack(e + "HH", raw[at : at + 4])
+        tag, kind, count = struct.unpack(e + "HHI", raw[at : at + 8])
         if tag != 0x0112:
             continue
+        if count != 1:  # (Pillow's getexif() skips such a tag: the image is upright to it)
+            raise ValueError(f"the orientation tag holds {count} values instead of one")
         if kind == 3:  # SHORT, the standard type
             return int(struct.unpack(e + "H", raw[at + 8 : at + 10])[0])
         if kind == 4:  # LONG

@@ -194,3 +194,24 @@ def test_the_png_truncation_check_inflates_in_bounded_steps():
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2**20
+
+
+def test_an_orientation_tag_holding_more_than_one_value_is_not_applied(tmp_path: Path) -> None:
+    # a SHORT orientation tag whose count says 2^32 - 1 values: Pillow's getexif() skips it, and
+    # the reader applied its first value (7) and turned the image and every box
+    import io
+    import json
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(buf, "JPEG")
+    seg = b"Exif\0\0MM\0*\0\0\0\x08\0\x05\x01\x12\0\x03\xff\xff\xff\xff\0\x07\0\0" + b"\xff" * 40
+    data = buf.getvalue()
+    (tmp_path / "bad.jpg").write_bytes(data[:2] + b"\xff\xe1" + (len(seg) + 2).to_bytes(2, "big") + seg + data[2:])
+    r = run_cli(str(tmp_path / "bad.jpg"), "--out", str(tmp_path / "out"), "--detector", "tests/fakes.py:make_blob", "-q",
+                cwd=Path(__file__).resolve().parents[3])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    # one line of the command's own, naming the file (not Pillow's two lines naming its source)
+    assert r.returncode == 0 and len(lines) == 1, r.stderr
+    assert "bad.jpg" in lines[0] and "unreadable EXIF" in lines[0] and "upright" in lines[0], r.stderr
+    image = json.loads((tmp_path / "out" / "bad.detections.json").read_text())["image"]
+    assert (image["width"], image["height"], image["orientation"]) == (40, 30, 1)
