@@ -40,6 +40,8 @@ from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detec
                             yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
                   remove_empty, sweep_temporaries, write_files)
+from ..merge.core import pile_kept
+from ..types import MergeSpec
 from ..pipeline import detect_image
 from ..runner import Job, as_json, build_detector, error_line
 from .options import (
@@ -225,7 +227,7 @@ def _audit(args: argparse.Namespace) -> int:
                 return code
             xyxy, width, height, info, scores = found
             stem = _stem(image_path)
-        dropped = small_preview = None
+        dropped = small_preview = piled = None
         if det_path is not None:  # another tool's boxes may overshoot the image, or miss it
             xyxy, keep = usable_boxes(xyxy, width, height)
             if not keep.all():
@@ -233,6 +235,14 @@ def _audit(args: argparse.Namespace) -> int:
                 dropped = (f"{det_path}: {n_out} of {len(keep)} boxes have no area inside the {width}x{height} image "
                            "and were left out (boxes of another image, or of zero size?)")
                 xyxy, scores = xyxy[keep], (None if scores is None else np.asarray(scores)[keep])
+            kept = pile_kept(xyxy, scores)
+            if kept is not None:
+                # (a detector without NMS: its near-copies made the audit's neighbour search
+                # grow with their square, 20 000 copies of one box 7.8 GB; an outside review)
+                piled = (f"{det_path}: {len(xyxy) - len(kept)} of {len(xyxy)} boxes were near-copies of others (a "
+                         f"detector without NMS of its own?) and were left out by NMS at IoU {MergeSpec().nms_iou:g} "
+                         "before the audit")
+                xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
         result = run_audit(xyxy, width, height, regions=regions, settings=settings)
         picture = None
         if image_path is not None:
@@ -253,6 +263,8 @@ def _audit(args: argparse.Namespace) -> int:
         unsure = count_warning(info.get("count_range"))
         if unsure:  # the first thing said (docs/audit.md): every figure below inherits it
             doc["warnings"].insert(0, unsure)
+        if piled:
+            doc["warnings"].insert(0, piled)
         if dropped:
             doc["warnings"].insert(0, dropped)
         if bad_range:

@@ -261,6 +261,23 @@ def suppress_piles(dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) ->
     return out, piled
 
 
+def pile_kept(xyxy: np.ndarray, scores: np.ndarray | None, spec: MergeSpec = MergeSpec()) -> np.ndarray | None:
+    """One set of boxes (``xyxy`` (N, 4) finite pixels, ``scores`` (N,) or None for equal ones)
+    checked as :func:`suppress_piles` checks a tile's: the indices, in order, of the boxes NMS at
+    ``spec.nms_iou`` keeps where they are a pile of near-copies, None where they are not (or
+    are fewer than 4). For boxes that come from elsewhere than a tile (another tool's file):
+    what pairs boxes with their neighbours grows with the square of a pile."""
+    a = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    n = len(a)
+    if n < 4 or not np.isfinite(a).all():
+        return None
+    d = Detections(a.astype(np.float32), np.zeros(n, np.float32), np.zeros(n, np.int64))
+    if not _pile_tiles([d], [0]):
+        return None
+    s = np.ones(n) if scores is None else np.nan_to_num(np.asarray(scores, np.float64).reshape(-1), nan=0.0)
+    return np.sort(nms(a, s, spec.nms_iou))
+
+
 def _pile_tiles(dets: Sequence[Detections], keys: Sequence[int]) -> list[int]:
     """The keys of the tiles (``dets[t]`` is tile ``keys[t]``) whose boxes are a pile: more pairs
     of one label (a detector with NMS per class returns one object as several classes at one
