@@ -150,7 +150,10 @@ def _not_a_number(coords: Any) -> Any:
 
 def load_regions(path: str | os.PathLike[str]) -> list[Region]:
     """Read regions from a GeoJSON file (see module doc)."""
+    from ..eval.formats import refuse_device
+
     p = Path(path)
+    refuse_device(p)
     try:
         text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -37,7 +37,7 @@ from ..audit.report import (JPEG_MAX_SIDE, PREVIEW_MAX_HEIGHT, PREVIEW_MAX_WIDTH
                             render_preview)
 from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
-                            yolo_to_xyxy)
+                            refuse_device, yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
                   remove_empty, sweep_temporaries, write_files)
 from ..merge.core import pile_kept
@@ -488,6 +488,7 @@ def _read_yolo(det_path: str, image_path: str | None) -> Any:
     if image_path is None:
         raise InvalidInputError(f"{det_path}: YOLO labels are normalised to their image; give the image as well")
     size = _size_of(image_path, det_path)
+    refuse_device(det_path)
     try:
         text = Path(det_path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -599,7 +600,13 @@ def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
     if Path(image_path).is_dir():
         raise ImageReadError(f"{image_path}: is a directory, not an image file")
     if not Path(image_path).is_file():
-        raise ImageReadError(f"{image_path}: no such file")
+        try:
+            os.stat(image_path)
+        except OSError as exc:  # (a link to nowhere, a loop of links, no permission...)
+            why = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
+            raise ImageReadError(f"{image_path}: {why}") from None
+        # a pipe, a device such as /dev/zero: said "no such file"
+        raise ImageReadError(f"{image_path}: not a regular file (a device, pipe or socket), expected an image file")
     tiling, merge, run = specs_from_args(args)
     try:
         detector, job = build_detector(detector_spec_from_args(args), Job(tiling=tiling, merge=merge, run=run))

@@ -133,11 +133,28 @@ def undecoded_bytes(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
+def refuse_device(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ImageReadError` where ``path`` is a device or a socket: read as text, one
+    such as ``/dev/zero`` never ends, and the reader filled the memory before a traceback (an
+    outside review). A pipe is read as it comes (process substitution, ``<(...)``); a path
+    that cannot be looked at is left to the open, which says why."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        raise ImageReadError(f"{path}: not a regular file (a device or socket), expected a file")
+
+
 def _read_text(path: Path, *, newline: str | None = None, errors: str = "strict") -> str:
     """The file's text. ``newline=""`` keeps line endings as they are (what :mod:`csv` needs,
     so a quoted field may hold a carriage return); the default turns them into ``\\n``.
     ``errors="surrogateescape"`` keeps bytes that are not UTF-8 as lone surrogates, the way
-    Python names a file whose name is not UTF-8 (``os.fsdecode``)."""
+    Python names a file whose name is not UTF-8 (``os.fsdecode``). Devices are refused
+    (:func:`refuse_device`)."""
+    refuse_device(path)
     try:
         with path.open(encoding="utf-8-sig", newline=newline, errors=errors) as fh:
             return fh.read()

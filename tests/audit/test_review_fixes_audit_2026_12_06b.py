@@ -56,3 +56,35 @@ def test_boxes_that_are_no_pile_are_left_as_they_are() -> None:
     pile = np.repeat(a.xyxy[:1], 50, axis=0) + np.random.default_rng(1).normal(0, 0.5, (50, 4))
     kept = pile_kept(np.vstack([a.xyxy, pile]), None)
     assert kept is not None and len(a.xyxy) - 1 <= len(kept) <= len(a.xyxy) + 1
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero here")
+def test_a_device_given_as_a_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # read as text, /dev/zero never ends: the memory filled before a traceback
+    from densedet_tile.cli.eval import eval_main
+
+    a = synthetic_aisle(np.random.default_rng(3), width=2400, n_rows=2)
+    det = _csv(tmp_path / "aisle.csv", a.xyxy, np.full(len(a.xyxy), 0.9), a.width, a.height)
+    for k, argv in enumerate((["--detections", "/dev/zero"], ["--detections", str(det), "--regions", "/dev/zero"],
+                              ["/dev/zero"])):
+        capsys.readouterr()
+        out = tmp_path / f"out{k}"
+        assert audit_main([*argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "/dev/zero: not a regular file" in err[0], err
+        assert not out.exists()
+    capsys.readouterr()
+    assert eval_main([str(det), "/dev/zero"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/dev/zero: not a regular file" in err[0], err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no named pipes here")
+def test_a_pipe_given_as_the_photo_is_refused_not_waited_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "photo.jpg")
+    assert audit_main([str(tmp_path / "photo.jpg"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    # it said "no such file" of a file that is there
+    assert len(err) == 1 and "not a regular file" in err[0] and "no such file" not in err[0], err
