@@ -88,3 +88,18 @@ def test_a_pipe_given_as_the_photo_is_refused_not_waited_on(tmp_path: Path, caps
     err = capsys.readouterr().err.strip().splitlines()
     # it said "no such file" of a file that is there
     assert len(err) == 1 and "not a regular file" in err[0] and "no such file" not in err[0], err
+
+
+def test_a_shelf_the_detector_only_nearly_found_makes_its_bay_unsure() -> None:
+    # the top shelf's products all scored just under the threshold: they lay above the found
+    # bay's top row, in no part's outline, and the bay's range stayed (n-n)
+    from densedet_tile.audit import run_audit
+    from densedet_tile.audit.confidence import part_count_ranges
+
+    a = synthetic_aisle(np.random.default_rng(5), width=3000, n_rows=5)
+    top = a.row_of == a.row_of[np.argmin(a.xyxy[:, 1])]
+    kept, near = a.xyxy[~top], a.xyxy[top]
+    res = run_audit(kept, a.width, a.height)
+    assert len(res.parts) == 1
+    (r,) = part_count_ranges(res, np.full(len(kept), 0.9), near, score_thr=0.45, band=0.05)
+    assert (r.low, r.count, r.high) == (len(kept), len(kept), len(kept) + int(top.sum()))
