@@ -197,16 +197,29 @@ def _key_item(colour: tuple[int, int, int], text: str, fill: bool = True) -> str
     return f'<span><i style="{bg}border-color:rgb({r},{g},{b})"></i>{html.escape(text)}</span>'
 
 
-#: The colours of the preview, said on the page.
-_KEY = "".join([
-    _key_item(PRODUCT_COLOUR, "product", fill=False),
-    _key_item(BAY_COLOUR, "bay", fill=False),
-    _key_item(ROW_COLOUR, "shelf row (thick: its shelf line)", fill=False),
-    _key_item(GAP_COLOURS["empty"], "gap that looks empty in the photo"),
-    _key_item(GAP_COLOURS["unsure"], "gap, unsure"),
-    _key_item(GAP_COLOURS["stocked"], "gap that looks stocked (products missed?)"),
-    _key_item(REGION_COLOUR, "region", fill=False),
-]) + '<span class="note">Numbers on gaps are their ids in the table below.</span>'
+def _key(doc: dict[str, Any]) -> str:
+    """The colours of the preview, said on the page. A gap not looked at in the photo is drawn
+    as one that looks empty: the key says so where there is one (an outside review: with
+    ``--no-pixel-check`` every gap was red under "looks empty in the photo")."""
+    found = [g for k in ("gaps", "empty_sections", "empty_shelves") for g in (doc.get(k) or [])]
+    unchecked = any(isinstance(g, dict) and g.get("looks") is None for g in found)
+    checked = any(isinstance(g, dict) and g.get("looks") is not None for g in found)
+    if unchecked and not checked:
+        gaps = [_key_item(GAP_COLOURS["empty"], "gap (not checked in the photo)")]
+    else:
+        gaps = [
+            _key_item(GAP_COLOURS["empty"], "gap that looks empty in the photo"
+                      + (", or was not checked (see the table)" if unchecked else "")),
+            _key_item(GAP_COLOURS["unsure"], "gap, unsure"),
+            _key_item(GAP_COLOURS["stocked"], "gap that looks stocked (products missed?)"),
+        ]
+    return "".join([
+        _key_item(PRODUCT_COLOUR, "product", fill=False),
+        _key_item(BAY_COLOUR, "bay", fill=False),
+        _key_item(ROW_COLOUR, "shelf row (thick: its shelf line)", fill=False),
+        *gaps,
+        _key_item(REGION_COLOUR, "region", fill=False),
+    ]) + '<span class="note">Numbers on gaps are their ids in the table below.</span>'
 
 _SCRIPT = """
 window.addEventListener('load', function () {
@@ -334,7 +347,7 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 ({end_rule} at row ends).</p>
 {warn}<div class="summary">{summary}</div>
 <h2>Preview</h2>
-<p class="key">{_KEY}</p>
+<p class="key">{_key(doc)}</p>
 <input type="checkbox" id="show-heat"> <label for="show-heat">show density heatmap</label>
 <span class="legend"></span> 0 to {hm_max:g} products / Mpx ({hm['cell_px']} px cells)
 <input type="checkbox" id="actual-size"> <label for="actual-size">actual size (scroll to see it all)</label>

@@ -103,3 +103,16 @@ def test_a_shelf_the_detector_only_nearly_found_makes_its_bay_unsure() -> None:
     assert len(res.parts) == 1
     (r,) = part_count_ranges(res, np.full(len(kept), 0.9), near, score_thr=0.45, band=0.05)
     assert (r.low, r.count, r.high) == (len(kept), len(kept), len(kept) + int(top.sum()))
+
+
+def test_the_reports_key_says_when_the_gaps_were_not_checked_in_the_photo(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # without the pixel check every gap is drawn red, under a key that said "looks empty in the
+    # photo"
+    a = synthetic_aisle(np.random.default_rng(3), width=2400, n_rows=3)
+    det = _csv(tmp_path / "aisle.csv", a.xyxy, np.full(len(a.xyxy), 0.9), a.width, a.height)
+    assert audit_main(["--detections", str(det), "--out", str(tmp_path / "out"), "-q"]) == 0
+    doc = json.loads((tmp_path / "out" / "aisle.audit.json").read_text())
+    assert doc["gaps"] and all(g.get("looks") is None for g in doc["gaps"])
+    page = (tmp_path / "out" / "aisle.audit.html").read_text()
+    assert "gap (not checked in the photo)" in page and "looks empty in the photo" not in page
