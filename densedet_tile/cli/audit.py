@@ -181,7 +181,7 @@ def _audit(args: argparse.Namespace) -> int:
         ensure_out_dir(args.out)  # a bad output folder is told before any work, not after
         sweep_temporaries(args.out)  # what a killed run was writing
         regions = load_regions(args.regions) if args.regions else None
-        no_photo = bad_range = other_name = None
+        no_photo = bad_range = other_name = image_range = None
         if det_path is not None:
             boxes = _read_boxes(det_path, image_path)
             xyxy, width, height = boxes.xyxy, int(boxes.width or 0), int(boxes.height or 0)
@@ -200,6 +200,9 @@ def _audit(args: argparse.Namespace) -> int:
             elif count_range is not None and (problem := _near_misses_problem(count_range)):
                 bad_range = (f"{det_path}: its count_range's near misses are no boxes ({problem}); "
                              "left out (the bays get no count range)")
+                # the image's own counts and flag still stand: its warning and the JSON keep them
+                # (an outside review: one bad near miss also dropped "the detector is unsure")
+                image_range = _without_boxes(count_range)
                 count_range = None
             info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
                     "detections": str(det_path), "count_range": count_range}
@@ -256,13 +259,11 @@ def _audit(args: argparse.Namespace) -> int:
                                      f"preview, under the {MIN_PRODUCT_PX:g} px the check needs (raise "
                                      "--preview-max-width)")
         ranges = bay_ranges(result, scores, info.get("count_range"))
-        info = {**info, "count_range": _without_boxes(info.get("count_range"))}
+        info = {**info, "count_range": _without_boxes(info.get("count_range")) if image_range is None else image_range}
         doc = audit_to_dict(result, image=info, count_ranges=ranges)
         source = image_path or det_path  # what this audit was made from, links resolved (see _other_source)
         doc["image"]["file"] = os.path.realpath(source) if source else None
         unsure = count_warning(info.get("count_range"))
-        if unsure:  # the first thing said (docs/audit.md): every figure below inherits it
-            doc["warnings"].insert(0, unsure)
         if piled:
             doc["warnings"].insert(0, piled)
         if dropped:
@@ -275,6 +276,8 @@ def _audit(args: argparse.Namespace) -> int:
             doc["warnings"].append(small_preview)
         if other_name:
             doc["warnings"].insert(0, other_name)
+        if unsure:  # the first thing said (docs/audit.md): every figure below inherits it
+            doc["warnings"].insert(0, unsure)
         jpeg, pw, ph, scale = render_preview(result, picture, max_width=args.preview_max_width)
         doc["preview"] = {"width": pw, "height": ph, "scale": round(scale, 6), "from_image": picture is not None}
         if min(width, args.preview_max_width) > JPEG_MAX_SIDE:

@@ -116,3 +116,29 @@ def test_the_reports_key_says_when_the_gaps_were_not_checked_in_the_photo(
     assert doc["gaps"] and all(g.get("looks") is None for g in doc["gaps"])
     page = (tmp_path / "out" / "aisle.audit.html").read_text()
     assert "gap (not checked in the photo)" in page and "looks empty in the photo" not in page
+
+
+def test_a_bad_near_miss_keeps_the_photos_unsure_warning_and_it_comes_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # one near miss with x2 < x1 left the bays without a range, as said, but also dropped the
+    # image's "the detector is unsure" warning and its count_range; other warnings came before it
+    from test_cli_report import write_detections
+
+    a = synthetic_aisle(np.random.default_rng(3), width=2400, n_rows=3)
+    boxes = np.vstack([a.xyxy, [[a.width + 10, 5, a.width + 50, 40]]])  # one box off the image
+    det = tmp_path / "aisle.detections.json"
+    write_detections(det, boxes, a.width, a.height, str(tmp_path / "absent.jpg"))
+    doc = json.loads(det.read_text())
+    n = len(a.xyxy)
+    doc["count_range"] = {"score_thr": 0.45, "band": 0.05, "at_scores": [0.5, 0.45, 0.4],
+                          "counts": [n - 40, n, n + 30], "sensitivity": 0.5, "uncertain": True,
+                          "near_misses": {"boxes": [[50, 50, 10, 10]], "scores": [0.42]}}
+    det.write_text(json.dumps(doc))
+    assert audit_main(["--detections", str(det), "--out", str(tmp_path / "out"), "-q"]) == 0
+    out = json.loads((tmp_path / "out" / "aisle.audit.json").read_text())
+    assert out["warnings"][0].startswith("the detector is unsure of this photo")
+    assert any("near misses are no boxes" in w for w in out["warnings"])
+    assert any("no area inside" in w for w in out["warnings"])
+    assert out["image"]["count_range"]["counts"] == [n - 40, n, n + 30]
+    assert "near_misses" not in out["image"]["count_range"]
+    assert all(b.get("count_range") is None for b in out["bays"])
