@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import as_boxes
+from .boxes import as_boxes, require_finite
 from .neighbours import neighbour_pairs, stands_on_another
 from .rows import RowLayout, _clip_spread, find_rows, slope_field
 
@@ -697,8 +697,7 @@ def find_bays(
             or not (0 < jump_frac <= 1):
         raise InvalidInputError("find_bays: gutter_frac must be in (0, 1), jump_frac in (0, 1], window > 0, "
                                 "min_gutter, jump_gutter and thin_gutter >= 0, jump_min >= 1")
-    if not np.isfinite(a).all():
-        raise InvalidInputError("find_bays: boxes must have finite coordinates")
+    require_finite(a, "find_bays: boxes")
     n = len(a)
     none = BayCuts(np.zeros(0), (), np.zeros(n, np.int64))
     if n < 4:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["as_boxes"]
+__all__ = ["as_boxes", "require_finite"]
 
 
 def as_boxes(xyxy: Any, name: str = "boxes") -> np.ndarray:
@@ -36,3 +36,14 @@ def as_boxes(xyxy: Any, name: str = "boxes") -> np.ndarray:
         raise InvalidInputError(f"{name}: {len(flipped)} have x2 < x1 or y2 < y1 (the first: box {i}, "
                                 f"{a[i].tolist()}); boxes are x1, y1, x2, y2 pixels, not x, y, width, height")
     return a
+
+
+def require_finite(a: np.ndarray, who: str = "boxes") -> None:
+    """Raise :class:`~densedet_tile.errors.InvalidInputError` naming how many boxes of ``a``
+    ((N, 4), from :func:`as_boxes`) have a coordinate that is not a finite number, and the first
+    of them, as :func:`~densedet_tile.audit.analysis.run_audit` does."""
+    bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        raise InvalidInputError(f"{who}: {len(bad)} have a coordinate that is not a finite number (the first: box "
+                                f"{i}, {a[i].tolist()})")

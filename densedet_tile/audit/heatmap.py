@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import as_boxes
+from .boxes import as_boxes, require_finite
 
 __all__ = ["DensityGrid", "density_grid", "auto_cell", "check_cell", "smallest_cell", "colorize", "heatmap_png",
            "MAX_CELLS", "AUTO_MAX_CELLS"]
@@ -92,8 +92,7 @@ def density_grid(xyxy: np.ndarray, width: int, height: int, *, cell: int | None 
     if width <= 0 or height <= 0:
         raise InvalidInputError(f"image size must be positive, got {width}x{height}")
     a = as_boxes(xyxy)
-    if not np.isfinite(a).all():  # (a NaN centre made a negative cell index inside numpy)
-        raise InvalidInputError("boxes must have finite coordinates")
+    require_finite(a)  # (a NaN centre made a negative cell index inside numpy)
     cell = auto_cell(a, width, height) if cell is None else cell
     if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or cell < 1:
         raise InvalidInputError(f"heatmap cell must be a positive number of pixels, got {cell!r}")

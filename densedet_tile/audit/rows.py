@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import as_boxes
+from .boxes import as_boxes, require_finite
 from .neighbours import NeighbourPairs, neighbour_pairs
 
 __all__ = ["ShelfRow", "RowLayout", "estimate_tilt", "find_rows"]
@@ -155,8 +155,7 @@ class RowLayout:
 
 def _check_xyxy(xyxy: np.ndarray) -> np.ndarray:
     a = as_boxes(xyxy)
-    if not np.all(np.isfinite(a)):
-        raise InvalidInputError("boxes must have finite coordinates")
+    require_finite(a)
     return a
 
 

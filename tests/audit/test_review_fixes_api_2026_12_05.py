@@ -38,7 +38,7 @@ def test_boxes_of_no_area_make_no_row_and_no_bay(boxes) -> None:
 
 
 def test_density_grid_refuses_a_nan_box() -> None:
-    with pytest.raises(InvalidInputError, match="finite coordinates"):  # (a numpy ValueError before)
+    with pytest.raises(InvalidInputError, match="not a finite number"):  # (a numpy ValueError before)
         density_grid([[float("nan"), 0, 1, 1]], 100, 100)
 
 

@@ -142,3 +142,15 @@ def test_a_bad_near_miss_keeps_the_photos_unsure_warning_and_it_comes_first(
     assert out["image"]["count_range"]["counts"] == [n - 40, n, n + 30]
     assert "near_misses" not in out["image"]["count_range"]
     assert all(b.get("count_range") is None for b in out["bays"])
+
+
+def test_every_audit_function_names_the_first_box_that_is_not_finite() -> None:
+    # find_bays, find_rows and density_grid said only "boxes must have finite coordinates"
+    from densedet_tile.audit import density_grid, find_bays, find_rows
+    from densedet_tile.errors import InvalidInputError
+
+    boxes = [[0.0, 0.0, 10.0, 20.0], [12.0, 0.0, 22.0, 20.0], [24.0, float("nan"), 34.0, 20.0],
+             [36.0, 0.0, float("inf"), 20.0]]
+    for call in (lambda: find_bays(boxes), lambda: find_rows(boxes), lambda: density_grid(boxes, 100, 100)):
+        with pytest.raises(InvalidInputError, match=r"2 have a coordinate that is not a finite number \(the first: box 2"):
+            call()
