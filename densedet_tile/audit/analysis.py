@@ -738,6 +738,10 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
     widths = a[:, 2] - a[:, 0]
     s = result.settings
     W, H = float(result.width), float(result.height)
+    # a region's holes (what stands there is another part's), drawn and listed as its outline is
+    holes = {r.name: [_poly(list(h.coords)[:-1]) for g in getattr(r.geometry, "geoms", [r.geometry])
+                      if g.geom_type == "Polygon" for h in g.interiors]
+             for r in result.region_shapes}
     bays, rows, gaps, shelves = [], [], [], []
     for b, part in enumerate(result.parts, start=1):
         lay = part.layout
@@ -829,6 +833,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             # a region's outline was cut to the image already (one wholly outside keeps its own)
             "polygon": _poly(part.polygon) if part.kind == "region" else _poly(part.polygon, W, H),
             **({"pieces": [_poly(ring) for ring in part.pieces]} if part.pieces else {}),
+            **({"holes": holes[part.name]} if part.kind == "region" and holes.get(part.name) else {}),
             **({"count_range": count_ranges[b - 1].as_dict()} if count_ranges is not None else {}),
         })
     number = {p.name: b for b, p in enumerate(result.parts, start=1)}

@@ -139,8 +139,9 @@ def render_preview(
     for reg in result.region_shapes:
         geoms = getattr(reg.geometry, "geoms", [reg.geometry])
         for gm in geoms:
-            ring = [(x * s, y * s) for x, y in gm.exterior.coords]
-            d.line(ring, fill=REGION_COLOUR + (255,), width=max(2, 2 * lw))
+            for r in (gm.exterior, *getattr(gm, "interiors", ())):  # its holes too (another part stands there)
+                ring = [(x * s, y * s) for x, y in r.coords]
+                d.line(ring, fill=REGION_COLOUR + (255,), width=max(2, 2 * lw))
         x0, y0, _, _ = reg.bounds
         tag(x0 * s + 4, y0 * s + 4, reg.name, (150, 110, 0, 230))  # dark under the yellow outline's name
     out = Image.alpha_composite(base.convert("RGBA"), over).convert("RGB")

@@ -154,3 +154,23 @@ def test_every_audit_function_names_the_first_box_that_is_not_finite() -> None:
     for call in (lambda: find_bays(boxes), lambda: find_rows(boxes), lambda: density_grid(boxes, 100, 100)):
         with pytest.raises(InvalidInputError, match=r"2 have a coordinate that is not a finite number \(the first: box 2"):
             call()
+
+
+def test_a_regions_hole_is_in_the_json(tmp_path: Path) -> None:
+    # the region's polygon was its outer ring only: the found bay standing in its hole overlapped it
+    a = synthetic_aisle(np.random.default_rng(3), width=2400, n_rows=3)
+    det = _csv(tmp_path / "aisle.csv", a.xyxy, np.full(len(a.xyxy), 0.9), a.width, a.height)
+    outer = [[0, 0], [2000, 0], [2000, a.height], [0, a.height], [0, 0]]
+    hole = [[800, 0.2 * a.height], [1200, 0.2 * a.height], [1200, 0.8 * a.height], [800, 0.8 * a.height],
+            [800, 0.2 * a.height]]
+    (tmp_path / "r.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "ring"},
+         "geometry": {"type": "Polygon", "coordinates": [outer, hole]}}]}))
+    assert audit_main(["--detections", str(det), "--regions", str(tmp_path / "r.geojson"),
+                       "--out", str(tmp_path / "out"), "-q"]) == 0
+    doc = json.loads((tmp_path / "out" / "aisle.audit.json").read_text())
+    (ring,) = [b for b in doc["bays"] if b["name"] == "ring"]
+    assert len(ring["holes"]) == 1
+    xs, ys = zip(*ring["holes"][0])
+    assert (min(xs), max(xs)) == (800, 1200) and min(ys) == pytest.approx(0.2 * a.height, abs=0.1)
+    assert all("holes" not in b for b in doc["bays"] if b["name"] != "ring")
