@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import stat
@@ -9,7 +11,7 @@ import sys
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -131,6 +133,39 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
+class _Renamed(logging.Filter):
+    """Writes ``label`` for ``path`` in the records it sees (formatting them first)."""
+
+    def __init__(self, path: str, label: str) -> None:
+        super().__init__()
+        self.path, self.label = path, label
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.path in message:
+            record.msg, record.args = message.replace(self.path, self.label), None
+        return True
+
+
+@contextlib.contextmanager
+def _named_in_logs(path: str, label: str) -> Iterator[None]:
+    """While the readers open the temporary file ``path``, their log lines say ``label`` instead
+    (an outside review: a photo given as bytes was warned about as
+    ``/tmp/.densedet-image.k3x9.tmp: invalid orientation tag 9``). The filter sits on the
+    package's reader loggers, where the records are made (a filter on a parent logger does not
+    see its children's records); another thread's lines never hold this unique path."""
+    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+               if n.startswith("densedet_tile.tiler")]
+    renamed = _Renamed(path, label)
+    for lg in loggers:
+        lg.addFilter(renamed)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(renamed)
+
+
 def _spooled(source: Any, **options: Any) -> ImageSource:
     """An image given as bytes or a binary file object, opened from a temporary file of them, so
     that it is read exactly as the same file on disk would be (format sniffing, EXIF rotation,
@@ -151,7 +186,8 @@ def _spooled(source: Any, **options: Any) -> ImageSource:
                     shutil.copyfileobj(source, fh)
                 except TypeError:  # str from a text-mode file
                     raise InvalidInputError(f"{label}: a file object in text mode; open the image with 'rb'") from None
-        src = open_image(tmp, **options)
+        with _named_in_logs(tmp, label):
+            src = open_image(tmp, **options)
     except ImageReadError as exc:
         _unlink_quietly(tmp)
         raise ImageReadError(str(exc).replace(tmp, label)) from None

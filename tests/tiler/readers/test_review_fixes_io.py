@@ -215,3 +215,23 @@ def test_an_orientation_tag_holding_more_than_one_value_is_not_applied(tmp_path:
     assert "bad.jpg" in lines[0] and "unreadable EXIF" in lines[0] and "upright" in lines[0], r.stderr
     image = json.loads((tmp_path / "out" / "bad.detections.json").read_text())["image"]
     assert (image["width"], image["height"], image["orientation"]) == (40, 30, 1)
+
+
+def test_warnings_about_an_image_given_as_bytes_name_it_not_the_temporary_file(caplog) -> None:
+    import io
+
+    from densedet_tile.tiler.readers import open_image
+
+    exif = Image.Exif()
+    exif[274] = 9  # no such orientation
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(buf, "JPEG", exif=exif)
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        with open_image(buf.getvalue()):
+            pass
+        buf.seek(0)
+        with open_image(buf):
+            pass
+    lines = [r.getMessage() for r in caplog.records if "orientation" in r.getMessage()]
+    assert len(lines) == 2 and lines[0].startswith("<bytes>: ") and lines[1].startswith("<BytesIO>: "), lines
+    assert not any(".densedet-image." in r.getMessage() for r in caplog.records)
