@@ -125,6 +125,17 @@ def _main(argv: list[str]) -> int:
                 print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra, exc)}",
                       file=sys.stderr)
                 return 2
+            except ImportError as exc:
+                # an optional package that is there but fails to import (torch built for another
+                # CUDA: "libcudart.so.12: cannot open shared object file"): one line too, as the
+                # detectors say it, not a traceback (an outside review)
+                top = _failing_package(exc)
+                extra = None if top is None else _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
+                if extra is None or package_log.isEnabledFor(logging.DEBUG):
+                    raise
+                print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra, exc)}",
+                      file=sys.stderr)
+                return 2
             finally:
                 package_log.setLevel(level_was)
                 detector_base.QUIET_ONNXRUNTIME_PROCESS = quiet_was
@@ -202,6 +213,18 @@ _MODULE_EXTRA = {"torch": "torch", "torchvision": "torchvision", "mmdet": "mmdet
                  "mmcv": "mmdet", "ray": "ray", "pycocotools": "train", "onnx": "onnx", "onnxscript": "onnx"}
 #: Where a verb needs more than the package's own extra (adapt trains: torch plus the rest of [train]).
 _VERB_EXTRA = {"adapt": {"torch": "train", "torchvision": "train"}}
+
+
+def _failing_package(exc: ImportError) -> str | None:
+    """The optional package (a key of :data:`_MODULE_EXTRA`) in whose own code ``exc`` was
+    raised, the outermost of them on its way up, or None."""
+    import traceback
+
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        top = str(frame.f_globals.get("__name__") or "").split(".")[0]
+        if top in _MODULE_EXTRA:
+            return top
+    return None
 
 
 @contextlib.contextmanager
