@@ -355,6 +355,12 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
         info["product_height_px"] = height_px
         if height_px is not None:
             s = min(rule, max(given, PHOTO_RULE_MAX_PRODUCT * target / height_px))
+        else:
+            # nothing to measure (a crop of a few products, or of a sign): the rule's full
+            # enlargement showed print as products (a 600 x 400 crop of the bundled example at 2.9:
+            # 59 boxes where the whole photo has 9 there; an outside review), so no more than
+            # where the check begins
+            s = min(rule, given * PHOTO_RULE_CHECK_FROM)
     closeup_px, close = _closeup_checked(src, detector, run, s, target, side)
     info["closeup_px"] = None if closeup_px is None else round(closeup_px, 1)
     info["seconds"] = round(time.perf_counter() - t0, 4)
@@ -363,8 +369,11 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
     if s < rule:
         h = closeup_px if close is not None else info["product_height_px"]
         why = "larger than on a whole photo: a close-up?" if close is not None else "a crop or a close-up?"
-        info.update(value=round(s, 6), rule=round(rule, 6),
-                    note=f"the rule would show the products at {h * rule:.0f} px ({why}); shown at {h * s:.0f} px")
+        note = (f"the rule would show the products at {h * rule:.0f} px ({why}); shown at {h * s:.0f} px"
+                if h is not None else
+                f"the products could not be measured (a crop of few products?): shown at {s:.3g}, "
+                f"{PHOTO_RULE_CHECK_FROM:g} times what the default tile shows, not the rule's {rule:.3g}")
+        info.update(value=round(s, 6), rule=round(rule, 6), note=note)
     return s
 
 

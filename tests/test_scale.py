@@ -671,3 +671,15 @@ def test_the_time_the_scale_took_is_a_timing_not_a_setting():
     assert first.timings["scale_s"] >= 0.0
     auto = dt.detect_image(crop, det, tile="auto")
     assert "seconds" not in auto.settings["scale"] and auto.timings["scale_s"] >= 0.0
+
+
+def test_a_crop_whose_products_cannot_be_measured_is_not_enlarged_by_the_whole_rule():
+    # too few products for the probes: the rule's full enlargement showed print as products on
+    # real crops (a 600 x 400 crop of the bundled example at 2.9: 59 boxes where the whole photo
+    # has 9); it now stops where the check begins, 1.5 times what the default tile shows
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(1000.0, 600.0))
+    crop, _ = shelf(600, 400, 150)
+    info = dt.detect_image(crop, det).settings["scale"]
+    assert info["source"] == "photo rule" and info["product_height_px"] is None
+    assert info["rule"] == 1.5 and info["value"] == pytest.approx(1.5 * 256 / 600)
+    assert "could not be measured" in info["note"]
