@@ -178,6 +178,9 @@ def _audit(args: argparse.Namespace) -> int:
                                  max_tilt=args.max_tilt, min_row_products=args.min_row_products, cell=args.cell,
                                  perspective=not args.no_perspective, bays=not args.no_bays,
                                  bay_width_m=args.bay_width_m)
+        if det_path is not None and image_path is not None:
+            # a pipe given as the photo beside its boxes was waited on (the preview opens it)
+            _refuse_special(image_path)
         ensure_out_dir(args.out)  # a bad output folder is told before any work, not after
         sweep_temporaries(args.out)  # what a killed run was writing
         regions = load_regions(args.regions) if args.regions else None
@@ -599,17 +602,24 @@ def count_warning(count_range: Any) -> str | None:
             f"{t_lo:g}; products it missed show as gaps, so check the gaps by eye before acting on them")
 
 
-def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
-    if Path(image_path).is_dir():
+def _refuse_special(image_path: str) -> None:
+    """Raise for a photo path that is there but is no regular file: a pipe (waited on), a device
+    such as /dev/zero. A missing one is said where it is needed."""
+    p = Path(image_path)
+    if p.is_dir():
         raise ImageReadError(f"{image_path}: is a directory, not an image file")
+    if os.path.lexists(image_path) and p.exists() and not p.is_file():
+        raise ImageReadError(f"{image_path}: not a regular file (a device, pipe or socket), expected an image file")
+
+
+def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
+    _refuse_special(image_path)
     if not Path(image_path).is_file():
         try:
             os.stat(image_path)
         except OSError as exc:  # (a link to nowhere, a loop of links, no permission...)
             why = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
             raise ImageReadError(f"{image_path}: {why}") from None
-        # a pipe, a device such as /dev/zero: said "no such file"
-        raise ImageReadError(f"{image_path}: not a regular file (a device, pipe or socket), expected an image file")
     tiling, merge, run = specs_from_args(args)
     try:
         detector, job = build_detector(detector_spec_from_args(args), Job(tiling=tiling, merge=merge, run=run))

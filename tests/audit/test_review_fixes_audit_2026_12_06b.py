@@ -16,7 +16,7 @@ from densedet_tile.synth.audit_aisles import synthetic_aisle
 
 def _csv(path: Path, xyxy: np.ndarray, scores: np.ndarray, width: int, height: int) -> Path:
     rows = ["image_name,x1,y1,x2,y2,class,image_width,image_height,score"]
-    rows += [f"aisle.jpg,{b[0]:.2f},{b[1]:.2f},{b[2]:.2f},{b[3]:.2f},product,{width},{height},{s:.4f}"
+    rows += [f"{path.stem}.jpg,{b[0]:.2f},{b[1]:.2f},{b[2]:.2f},{b[3]:.2f},product,{width},{height},{s:.4f}"
              for b, s in zip(xyxy, scores)]
     path.write_text("\n".join(rows) + "\n")
     return path
@@ -88,6 +88,14 @@ def test_a_pipe_given_as_the_photo_is_refused_not_waited_on(tmp_path: Path, caps
     err = capsys.readouterr().err.strip().splitlines()
     # it said "no such file" of a file that is there
     assert len(err) == 1 and "not a regular file" in err[0] and "no such file" not in err[0], err
+    # beside its boxes, the photo was opened for the preview and waited on
+    a = synthetic_aisle(np.random.default_rng(3), width=2400, n_rows=2)
+    det = _csv(tmp_path / "photo.csv", a.xyxy, np.full(len(a.xyxy), 0.9), a.width, a.height)
+    for argv in (["--detections", str(det), str(tmp_path / "photo.jpg")], [str(det), str(tmp_path / "photo.jpg")]):
+        assert audit_main([*argv, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "photo.jpg: not a regular file" in err[0], err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_shelf_the_detector_only_nearly_found_makes_its_bay_unsure() -> None:
