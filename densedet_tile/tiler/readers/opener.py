@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import shutil
@@ -133,37 +134,44 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-class _Renamed(logging.Filter):
-    """Writes ``label`` for ``path`` in the records it sees (formatting them first)."""
+#: The temporary file being opened in this thread (or task) for an image given as bytes, and the
+#: name its log lines say instead (:func:`_named_in_logs`).
+_RENAMED: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("densedet_renamed", default=None)
 
-    def __init__(self, path: str, label: str) -> None:
-        super().__init__()
-        self.path, self.label = path, label
+
+class _Renamed(logging.Filter):
+    """Writes the label of this context's temporary file for its path in the records it sees."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.path in message:
-            record.msg, record.args = message.replace(self.path, self.label), None
+        pair = _RENAMED.get()
+        if pair is not None:
+            message = record.getMessage()
+            if pair[0] in message:
+                record.msg, record.args = message.replace(*pair), None
         return True
+
+
+_RENAMER = _Renamed()
 
 
 @contextlib.contextmanager
 def _named_in_logs(path: str, label: str) -> Iterator[None]:
     """While the readers open the temporary file ``path``, their log lines say ``label`` instead
     (an outside review: a photo given as bytes was warned about as
-    ``/tmp/.densedet-image.k3x9.tmp: invalid orientation tag 9``). The filter sits on the
-    package's reader loggers, where the records are made (a filter on a parent logger does not
-    see its children's records); another thread's lines never hold this unique path."""
-    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
-               if n.startswith("densedet_tile.tiler")]
-    renamed = _Renamed(path, label)
-    for lg in loggers:
-        lg.addFilter(renamed)
+    ``/tmp/.densedet-image.k3x9.tmp: invalid orientation tag 9``). One filter, never removed,
+    sits on each of the package's reader loggers (where the records are made: a filter on a
+    parent logger does not see its children's records) and renames only what this thread or
+    task is opening (a filter added and removed per call raced with other threads' records)."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("densedet_tile.tiler"):
+            lg = logging.getLogger(name)
+            if _RENAMER not in lg.filters:
+                lg.addFilter(_RENAMER)
+    token = _RENAMED.set((path, label))
     try:
         yield
     finally:
-        for lg in loggers:
-            lg.removeFilter(renamed)
+        _RENAMED.reset(token)
 
 
 def _spooled(source: Any, **options: Any) -> ImageSource:

@@ -235,3 +235,33 @@ def test_warnings_about_an_image_given_as_bytes_name_it_not_the_temporary_file(c
     lines = [r.getMessage() for r in caplog.records if "orientation" in r.getMessage()]
     assert len(lines) == 2 and lines[0].startswith("<bytes>: ") and lines[1].startswith("<BytesIO>: "), lines
     assert not any(".densedet-image." in r.getMessage() for r in caplog.records)
+
+
+def test_the_renaming_of_temporary_files_in_logs_belongs_to_the_thread_that_opens(caplog) -> None:
+    # a filter added and removed per open raced with other threads' records (a second look);
+    # now one filter stays, and renames only what the thread inside the open is opening
+    import logging
+    import threading
+
+    from densedet_tile.tiler.readers import opener
+
+    log = logging.getLogger("densedet_tile.tiler.readers")
+    inside, done = threading.Event(), threading.Event()
+
+    def opening() -> None:
+        with opener._named_in_logs("/tmp/.densedet-image.A.tmp", "<bytes>"):
+            log.warning("/tmp/.densedet-image.A.tmp: first")
+            inside.set()
+            done.wait(10)
+
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        t = threading.Thread(target=opening)
+        t.start()
+        assert inside.wait(10)
+        # another thread meanwhile: its lines are its own
+        log.warning("/tmp/.densedet-image.A.tmp: from elsewhere")
+        done.set()
+        t.join(10)
+        log.warning("/tmp/.densedet-image.A.tmp: after")
+    got = [r.getMessage() for r in caplog.records]
+    assert got == ["<bytes>: first", "/tmp/.densedet-image.A.tmp: from elsewhere", "/tmp/.densedet-image.A.tmp: after"]
