@@ -358,7 +358,7 @@ def predict_tiles(
 
     Tiles are read, batched and resized to the model size, and boxes are mapped back to tile
     pixels (not yet clipped to the tile: :func:`finish` does that); boxes scoring below
-    ``run.score_thr - run.count_band`` are dropped (:func:`finish` applies ``run.score_thr``
+    ``run.score_thr - run.count_band - CONFIRM_BAND`` are dropped (:func:`finish` applies ``run.score_thr``
     and counts the rest). The detections are in
     *tile-local* pixels, one per tile in the order given: hand them to :func:`finish` with the
     same tiles for global boxes (or to :func:`merge_counted`, which also gives the count range;
@@ -556,7 +556,8 @@ def counts_at_thresholds(
     of the network over ``source`` (a path, an array or an open image).
 
     ``detector`` must return boxes as low as a detector serving at ``min(thresholds)`` does
-    (``min(thresholds) - CONFIRM_BAND``, not below 0.05; the built-in model built with
+    (:func:`~densedet_tile.detector.base.score_floor_for` of it: ``min(thresholds) - count band -
+    CONFIRM_BAND``, not below 0.05; the built-in model built with
     ``score_thr=min(thresholds)`` does); each count is that of :func:`detect_image` at that
     threshold with the same tiling, merge and run (``run.score_thr`` is set to the lowest
     threshold). With ``tile="auto"``, or a photo rule checked by measuring the products (every
@@ -576,7 +577,7 @@ def counts_at_thresholds(
     tiling, merge, run = specs_from(tiling, merge, run)
     low = min(ts)
     floor = score_floor_of(detector)
-    need = max(low - CONFIRM_BAND, score_floor_for(low))
+    need = score_floor_for(low)  # what a detector serving there returns: its confirmers, and its piles judged alike
     if floor is not None and floor > need + 1e-9:
         raise InvalidInputError(f"the detector returns boxes down to {floor:g} only; counts at {low:g} need them "
                                 f"down to {need:g}: build it with score_thr={low:g}")

@@ -371,7 +371,7 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
         why = "larger than on a whole photo: a close-up?" if close is not None else "a crop or a close-up?"
         note = (f"the rule would show the products at {h * rule:.0f} px ({why}); shown at {h * s:.0f} px"
                 if h is not None else
-                f"the products could not be measured (a crop of few products?): shown at {s:.3g}, "
+                f"the probes could not measure the products (a crop of few products?): shown at {s:.3g}, "
                 f"{PHOTO_RULE_CHECK_FROM:g} times what the default tile shows, not the rule's {rule:.3g}")
         info.update(value=round(s, 6), rule=round(rule, 6), note=note)
     return s

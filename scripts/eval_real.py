@@ -252,8 +252,8 @@ def evaluate(photos: Sequence[dict[str, Any]], detector: Any, *, tile: int = 128
     # the count range needs boxes down to score_thr - COUNT_BAND (the built-in decodes that low)
     floor = score_floor_of(detector)
     band = COUNT_BAND if score_thr is not None and floor is not None and floor <= score_thr - COUNT_BAND + 1e-9 else 0.0
-    # the ends of the count range as the engine merges them: confirmers only down to the floor of
-    # the run at score_thr (pipeline.merge_counted), where a run at that end would go lower
+    # the ends of the count range as the engine merges them: confirmers down to the floor of the
+    # run at score_thr (pipeline.merge_counted), as low as a run at that end goes (since 2026-12-06)
     run_floor = None if score_thr is None else score_floor_for(score_thr)
     ends = tuple((round(t, 6), run_floor) for t in (score_thr + band, score_thr - band)) if band > 0 else ()
     shown = sorted({score_thr, *sweep}, key=lambda t: -1.0 if t is None else t)  # thresholds reported

@@ -682,4 +682,4 @@ def test_a_crop_whose_products_cannot_be_measured_is_not_enlarged_by_the_whole_r
     info = dt.detect_image(crop, det).settings["scale"]
     assert info["source"] == "photo rule" and info["product_height_px"] is None
     assert info["rule"] == 1.5 and info["value"] == pytest.approx(1.5 * 256 / 600)
-    assert "could not be measured" in info["note"]
+    assert "could not measure the products" in info["note"]

@@ -242,7 +242,7 @@ def _audit(args: argparse.Namespace) -> int:
                            "and were left out (boxes of another image, or of zero size?)")
                 xyxy, scores = xyxy[keep], (None if scores is None else np.asarray(scores)[keep])
             kept = pile_kept(xyxy, scores)
-            if kept is not None:
+            if kept is not None and len(kept) < len(xyxy):
                 # (a detector without NMS: its near-copies made the audit's neighbour search
                 # grow with their square, 20 000 copies of one box 7.8 GB; an outside review)
                 piled = (f"{det_path}: {len(xyxy) - len(kept)} of {len(xyxy)} boxes were near-copies of others (a "

@@ -100,8 +100,9 @@ class DecodeSettings:
     """Everything between raw network outputs and boxes: input scale, normalisation, decoding.
 
     ``score_thr`` is the threshold the boxes are served at; peaks are decoded down to
-    ``score_floor`` (``score_thr`` less the config's ``count_band``) so that the engine can count
-    the boxes just below the threshold too (:attr:`densedet_tile.types.RunSpec.count_band`)."""
+    ``score_floor`` (``score_thr`` less the config's ``count_band`` and
+    :data:`~densedet_tile.types.CONFIRM_BAND`) so that the engine can count the boxes just below
+    the threshold too, each count merged as a run at its threshold would (:attr:`densedet_tile.types.RunSpec.count_band`)."""
 
     input_size: int
     stride: int
@@ -449,9 +450,10 @@ class DefaultDetector:
         the human counts at 0.1 to 0.8 MP against 23 % just over 1 MP; shown by the rule, 23 to 25 %
         (BENCHMARKS.md, "Small copies"). The engine applies it to photo-like images only
         (longer side at most twice the shorter) and, where it would enlarge an image 1.5 times
-        past what the tile shows, measures the products first and enlarges only until they
-        reach 1.6 times :attr:`product_size` (a crop keeps about the tile's
-        scale; ``scale`` or ``tile="auto"`` decide there); then every photo is run whole once at
+        past what the default tile shows, measures the products first and enlarges only until
+        they reach 1.6 times :attr:`product_size`, or, where too few products can be measured,
+        to 1.5 times the default tile's scale (a crop keeps about that scale; ``scale`` or
+        ``tile="auto"`` decide there); then every photo is run whole once at
         the model's input, and one whose products would still reach the model at over 2.5
         times :attr:`product_size` (a close-up: the largest of 85 real whole photos came to
         2.43) is shown with them at 1.6 times instead. At most 100 (an image of 14 x 14 px or
