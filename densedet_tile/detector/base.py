@@ -34,6 +34,7 @@ __all__ = [
     "cuda_plausible",
     "check_tiles",
     "ort_session_options",
+    "weights_there",
 ]
 
 
@@ -209,6 +210,19 @@ def model_file(path: "str | os.PathLike[str]", kind: str) -> Path:
     if not p.is_file():
         raise InvalidInputError(f"{kind} model {os.fspath(path)}: no such file")
     return p
+
+
+def weights_there(path: "str | os.PathLike[str]", what: str) -> None:
+    """:class:`InvalidInputError` naming ``path`` (``what``: the kind of file, "checkpoint")
+    when it is a folder or not there: said before the packages reading it would need are looked
+    for (a mistyped .pt was "needs the 'torch' package": a few GB to install to learn of a typo)."""
+    from ..errors import InvalidInputError
+
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidInputError(f"{what} {os.fspath(path)}: is a folder, not a file")
+    if not p.exists():
+        raise InvalidInputError(f"{what} {os.fspath(path)}: no such file")
 
 
 def say_nonfinite(detector: Any, values: np.ndarray) -> None:

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .base import check_tiles, model_file, ort_session_options, resolve_device, score_floor_for
+from .base import check_tiles, model_file, ort_session_options, resolve_device, score_floor_for, weights_there
 from .shelfnet_config import DEFAULT_CONFIG
 from .stacks import layer_counts, split_layers
 
@@ -806,6 +806,10 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
     """
     if split_stacks is not None:
         split_stacks = _check_split_stacks(split_stacks)
+    if isinstance(weights, (str, os.PathLike)):
+        # a path mistyped is said as such before the runtime it would need (a missing .pt was
+        # "needs the 'torch' package": a few GB installed to learn of a typo; an outside review)
+        weights_there(weights, "checkpoint")
     rt, dev = choose_runtime(device=device, fp16=fp16, weights=weights, runtime=runtime)
     threads = _check_threads(threads)
     if rt == "torch":

@@ -28,7 +28,8 @@ import numpy as np
 from ..configs import find_config
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import PRECISIONS, Detections, check_input_size
-from .base import check_tiles, engine_input_size, refuse_nonfinite_weights, resolve_device, score_floor_for
+from .base import (check_tiles, engine_input_size, refuse_nonfinite_weights, resolve_device, score_floor_for,
+                   weights_there)
 from .checkpoints import load_checkpoint, restricted_getattr, state_dict_of
 
 __all__ = ["build", "MMDetDetector", "Precision"]
@@ -336,11 +337,15 @@ def build(
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     input_size = _check_size(input_size, "input_size")
+    if checkpoint is not None and isinstance(checkpoint, (str, os.PathLike)):
+        weights_there(checkpoint, "mmdet checkpoint")  # (a typo said before the packages it would need)
+    # the packages first: a light install asked for --device cuda was told to install [torch],
+    # which has no mmdet (an outside review)
+    _import_stack()
     dev = resolve_device(device)
     if precision == "fp16" and not dev.startswith("cuda"):
         raise InvalidInputError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
 
-    _import_stack()
     from mmcv.transforms import Compose
     from mmengine.config import Config
     from mmengine.registry import init_default_scope

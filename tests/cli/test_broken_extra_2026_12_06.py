@@ -20,3 +20,25 @@ def test_a_torch_that_fails_to_import_is_one_line(tmp_path: Path, argv: list[str
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "'torch' package, which is installed but cannot be imported" in lines[0]
     assert "libcudart.so.12" in lines[0] and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--checkpoint", "missing.pt"], "checkpoint missing.pt: no such file"),
+    (["--detector", "mmdet", "--config", "densedet-x101", "--checkpoint", "missing.pth"],
+     "mmdet checkpoint missing.pth: no such file"),
+    (["--detector", "mmdet", "--config", "densedet-x101", "--device", "cuda"],
+     "the mmdet detector needs the 'torch' package, which is not installed; install it with: "
+     "pip install 'densedet-tile[mmdet]'"),
+])
+def test_without_torch_a_typo_is_a_typo_and_mmdet_names_its_own_extra(tmp_path: Path, argv: list[str],
+                                                                        said: str) -> None:
+    # the light install: a mistyped .pt was "needs the 'torch' package" (a few GB to install to
+    # learn of a typo), and mmdet on CUDA named [torch], which has no mmdet
+    from PIL import Image
+
+    (tmp_path / "torch.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "shelf.jpg")
+    r = run_cli("shelf.jpg", *argv, "--out", "out", cwd=tmp_path)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and said in lines[0], r.stderr
+    assert not (tmp_path / "out").exists()
