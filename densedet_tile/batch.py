@@ -675,13 +675,18 @@ def run_batch(
             # that cannot be built starts no run (and leaves no folder of this run's)
             begin({"backend": summary.backend, "workers": 1, "split": split})
             if built is not None:
+                import importlib.util
+
+                # what would give them Ray workers (the light install has no Ray; an outside review)
+                how = ("Ray is not installed: pip install 'densedet-tile[ray]'" if importlib.util.find_spec("ray") is None
+                       else "give --ray local or an address (ray= in Python)")
                 if split:
-                    log.warning("split needs Ray workers; each image runs whole in this process")
+                    log.warning("split needs Ray workers; each image runs whole in this process (%s)", how)
                 if timeout is not None:
-                    log.warning("a time limit needs Ray workers; it is not applied in this process")
+                    log.warning("a time limit needs Ray workers; it is not applied in this process (%s)", how)
                 if workers is not None or cpus_per_worker != 1.0 or gpus_per_worker != 0.0:
                     log.warning("workers, CPUs and GPUs per worker need Ray workers; the images run one after "
-                                "another in this process")
+                                "another in this process (%s)", how)
                 _run_in_process(todo, out, *built, record, names)
         else:
             from .distributed.ray_pool import RayPool, connect

@@ -244,6 +244,8 @@ def test_worker_options_without_ray_are_said_to_be_unused(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="densedet_tile"):
         run_batch(imgs[:1], tmp_path / "out", detector=BlobDetector(), ray="none", workers=4)
     assert "need Ray workers" in caplog.text
+    # and what would give them Ray workers (the light install has no Ray: which extra)
+    assert "give --ray local" in caplog.text  # (Ray is installed where the tests run)
     caplog.clear()
     with caplog.at_level("WARNING", logger="densedet_tile"):
         run_batch(imgs[:1], tmp_path / "out2", detector=BlobDetector(), ray="none")
@@ -834,3 +836,15 @@ def test_a_batch_keeps_debug_lines_and_counts_python_warnings_by_their_text(tmp_
     assert "a debug line" in caplog.text and "first of its kind" not in caplog.text
     assert caught == [("first of its kind", "first of its kind"),
                       ("UserWarning: second of its kind", "UserWarning: second of its kind")]
+
+
+def test_worker_options_on_a_machine_without_ray_name_its_extra(tmp_path, caplog, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    imgs = _images(tmp_path / "in")
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        run_batch(imgs[:1], tmp_path / "out", detector=BlobDetector(), timeout=5.0, split=True)
+    assert "split needs Ray workers" in caplog.text and "a time limit needs Ray workers" in caplog.text
+    assert caplog.text.count("pip install 'densedet-tile[ray]'") == 2

@@ -249,7 +249,8 @@ def _providers(ort: Any, device: str) -> list[Any]:
         return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
     if device == "cuda" or device.startswith("cuda:"):
         if "CUDAExecutionProvider" not in available:
-            raise InvalidInputError(f"device {device!r} requested but onnxruntime has no CUDA provider here")
+            raise InvalidInputError(f"device {device!r} requested but onnxruntime has no CUDA provider here "
+                                    "(install onnxruntime-gpu in its place, or use --device cpu or auto)")
         idx = device.partition(":")[2] or "0"
         if not idx.isdigit():
             raise InvalidInputError(f"device {device!r} is not a valid device")

@@ -443,3 +443,11 @@ def test_a_model_with_one_output_points_to_the_yolo_adapter(tmp_path):
     onnx.save(model, str(path))
     with pytest.raises(DetectorError, match=r"got \['output0'\] \(for a YOLO export: --detector yolo\)"):
         load_detector("onnx", checkpoint=str(path), device="cpu")
+
+
+def test_cuda_asked_of_an_onnx_runtime_without_it_says_what_to_do(model_64x96, monkeypatch):
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(InvalidInputError, match="no CUDA provider here.*onnxruntime-gpu.*--device cpu"):
+        load_detector("onnx", checkpoint=model_64x96, device="cuda")
