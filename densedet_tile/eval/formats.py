@@ -148,6 +148,31 @@ def refuse_device(path: str | os.PathLike[str]) -> None:
         raise ImageReadError(f"{path}: not a regular file (a device or socket), expected a file")
 
 
+#: The first bytes of the image files a user may hand to a verb that reads boxes.
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+                (b"II+\x00", "BigTIFF"), (b"MM\x00+", "BigTIFF"), (b"GIF8", "GIF"), (b"BM", "BMP"))
+
+
+def _refuse_image(path: Path) -> None:
+    """Raise where the file that was to hold boxes is an image (``eval photo.jpg gt.csv`` said
+    "not UTF-8 text, save the file as UTF-8"; an outside review); else nothing."""
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # (a pipe's first bytes, once read, are gone)
+            return
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except (OSError, ValueError):
+        return
+    kind = next((k for magic, k in _IMAGE_MAGIC if head.startswith(magic)), None)
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "WebP"
+    if kind is not None:
+        raise InvalidInputError(f"{path}: is a {kind} image, not a file of boxes (a detections JSON, COCO JSON, "
+                                "CSV or YOLO labels)")
+
+
 def _read_text(path: Path, *, newline: str | None = None, errors: str = "strict") -> str:
     """The file's text. ``newline=""`` keeps line endings as they are (what :mod:`csv` needs,
     so a quoted field may hold a carriage return); the default turns them into ``\\n``.
@@ -155,6 +180,7 @@ def _read_text(path: Path, *, newline: str | None = None, errors: str = "strict"
     Python names a file whose name is not UTF-8 (``os.fsdecode``). Devices are refused
     (:func:`refuse_device`)."""
     refuse_device(path)
+    _refuse_image(path)
     try:
         with path.open(encoding="utf-8-sig", newline=newline, errors=errors) as fh:
             return fh.read()
