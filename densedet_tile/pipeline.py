@@ -166,7 +166,8 @@ def resolve_run(detector: object, run: RunSpec) -> RunSpec:
     :func:`densedet_tile.detector.base.device_of`).
     """
     if not callable(getattr(detector, "predict", None)):
-        raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}")
+        hint = (f"; a name is built into one by load_detector({detector!r})" if isinstance(detector, str) else "")
+        raise InvalidInputError(f"detector must have a predict(tiles) method, got {type(detector).__name__}{hint}")
     device = device_of(detector, run.device)
     class_names_of(detector)  # checked before any tile is run, not when the outputs are written
     return replace(

@@ -101,3 +101,13 @@ def test_checkpoint_messages_are_cut_at_a_word() -> None:
     kept = text[:-3]
     assert whole.startswith(kept) and whole[len(kept)] == " "  # cut where a word ends, not inside one
     assert _first_line(RuntimeError("short\nsecond line")) == "short"
+
+
+def test_a_detector_given_by_name_points_to_load_detector() -> None:
+    import numpy as np
+    import pytest
+
+    import densedet_tile as dt
+
+    with pytest.raises(dt.InvalidInputError, match=r"got str; a name is built into one by load_detector\('default'\)"):
+        dt.detect(np.zeros((64, 64, 3), np.uint8), "default")
