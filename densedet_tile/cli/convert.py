@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Upgrade the MMDetection 1.x SKU110K-DenseDet checkpoint (keys, class-row order) to the "
         "mmdet 3.x DenseDet config shipped with densedet-tile; the result loads with torch.load(weights_only=True).",
+        epilog="Needs torch and the MMDetection stack: pip install 'densedet-tile[mmdet]' (torch alone, "
+        "pip install 'densedet-tile[torch]', with --no-verify).",
     )
     p.add_argument("src", help="MMDetection 1.x DenseDet checkpoint (.pth)")
     p.add_argument("dst", help="where to write the 3.x checkpoint")
