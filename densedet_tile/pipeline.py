@@ -557,8 +557,9 @@ def counts_at_thresholds(
     of the network over ``source`` (a path, an array or an open image).
 
     ``detector`` must return boxes as low as a detector serving at ``min(thresholds)`` does
-    (:func:`~densedet_tile.detector.base.score_floor_for` of it: ``min(thresholds) - count band -
-    CONFIRM_BAND``, not below 0.05; the built-in model built with
+    (at least down to ``min(thresholds) - CONFIRM_BAND``, the confirmers of the lowest count; the
+    built-in model and the adapters return :func:`~densedet_tile.detector.base.score_floor_for`
+    of it, ``min(thresholds) - count band - CONFIRM_BAND``, not below 0.05; the built-in model built with
     ``score_thr=min(thresholds)`` does); each count is that of :func:`detect_image` at that
     threshold with the same tiling, merge and run (``run.score_thr`` is set to the lowest
     threshold). With ``tile="auto"``, or a photo rule checked by measuring the products (every
@@ -578,7 +579,9 @@ def counts_at_thresholds(
     tiling, merge, run = specs_from(tiling, merge, run)
     low = min(ts)
     floor = score_floor_of(detector)
-    need = score_floor_for(low)  # what a detector serving there returns: its confirmers, and its piles judged alike
+    # the confirmers of the lowest count at least (a detector of your own may declare that floor;
+    # the built-in model and the adapters return lower, score_floor_for(low), as a run there does)
+    need = low if low <= 0.05 else max(low - CONFIRM_BAND, 0.05)  # (nothing returns under 0.05)
     if floor is not None and floor > need + 1e-9:
         raise InvalidInputError(f"the detector returns boxes down to {floor:g} only; counts at {low:g} need them "
                                 f"down to {need:g}: build it with score_thr={low:g}")
