@@ -91,6 +91,12 @@ class Manifest:
             raise InvalidInputError(f"--out {self.out_dir}: another densedet-tile batch run is writing there (its "
                                     "manifest.jsonl is locked); wait for it to end or choose another --out")
         self._lock_fd = fd  # None on a file system without locks (some network mounts): run unlocked
+        if state == "no locks":
+            # said, not silent: two runs into one such folder each name a photo "a" and replace the
+            # other's results (an outside review, on NFS mounted nolock or Lustre without flock)
+            log.warning("--out %s: its file system takes no locks (a network mount without them?), so this run "
+                        "cannot keep another batch run out of the folder: run one at a time into it, or two photos "
+                        "of the same name from two runs may replace each other's results", self.out_dir)
 
     def unlock(self) -> None:
         """Let go of the folder; a manifest this run made and never wrote to goes again."""

@@ -848,3 +848,16 @@ def test_worker_options_on_a_machine_without_ray_name_its_extra(tmp_path, caplog
         run_batch(imgs[:1], tmp_path / "out", detector=BlobDetector(), timeout=5.0, split=True)
     assert "split needs Ray workers" in caplog.text and "a time limit needs Ray workers" in caplog.text
     assert caplog.text.count("pip install 'densedet-tile[ray]'") == 2
+
+
+def test_a_folder_that_cannot_be_locked_is_said(tmp_path, caplog, monkeypatch):
+    # NFS mounted nolock, Lustre without flock: the run went on unlocked without a word, and two
+    # runs into one folder replaced each other's results
+    import densedet_tile.batch as batch_mod
+
+    monkeypatch.setattr(batch_mod, "flock_path", lambda path, flags: ("no locks", None))
+    imgs = _images(tmp_path / "in")
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        summary = run_batch(imgs[:1], tmp_path / "out", detector=BlobDetector(), ray="none")
+    assert summary.ok == 1
+    assert "takes no locks" in caplog.text and str(tmp_path / "out") in caplog.text
