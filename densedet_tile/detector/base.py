@@ -212,17 +212,18 @@ def model_file(path: "str | os.PathLike[str]", kind: str) -> Path:
     return p
 
 
-def weights_there(path: "str | os.PathLike[str]", what: str) -> None:
-    """:class:`InvalidInputError` naming ``path`` (``what``: the kind of file, "checkpoint")
-    when it is a folder or not there: said before the packages reading it would need are looked
-    for (a mistyped .pt was "needs the 'torch' package": a few GB to install to learn of a typo)."""
-    from ..errors import InvalidInputError
+def weights_there(path: "str | os.PathLike[str]") -> None:
+    """:class:`~densedet_tile.errors.DetectorError` naming the checkpoint ``path`` when it is a
+    folder or not there, as the checkpoint readers say it, but before the packages reading it
+    would need are looked for (a mistyped .pt was "needs the 'torch' package": a few GB to
+    install to learn of a typo)."""
+    from ..errors import DetectorError
 
     p = Path(path)
     if p.is_dir():
-        raise InvalidInputError(f"{what} {os.fspath(path)}: is a folder, not a file")
+        raise DetectorError(f"checkpoint {os.fspath(path)}: is a folder, not a checkpoint file")
     if not p.exists():
-        raise InvalidInputError(f"{what} {os.fspath(path)}: no such file")
+        raise DetectorError(f"checkpoint {os.fspath(path)}: no such file")
 
 
 def say_nonfinite(detector: Any, values: np.ndarray) -> None:

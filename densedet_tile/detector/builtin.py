@@ -806,10 +806,10 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
     """
     if split_stacks is not None:
         split_stacks = _check_split_stacks(split_stacks)
-    if isinstance(weights, (str, os.PathLike)):
+    if isinstance(weights, (str, os.PathLike)) and _weights_kind(weights) == "torch":  # (.onnx: model_file below)
         # a path mistyped is said as such before the runtime it would need (a missing .pt was
         # "needs the 'torch' package": a few GB installed to learn of a typo; an outside review)
-        weights_there(weights, "checkpoint")
+        weights_there(weights)
     rt, dev = choose_runtime(device=device, fp16=fp16, weights=weights, runtime=runtime)
     threads = _check_threads(threads)
     if rt == "torch":

@@ -338,7 +338,7 @@ def build(
         raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     input_size = _check_size(input_size, "input_size")
     if checkpoint is not None and isinstance(checkpoint, (str, os.PathLike)):
-        weights_there(checkpoint, "mmdet checkpoint")  # (a typo said before the packages it would need)
+        weights_there(checkpoint)  # (a typo said before the packages it would need)
     # the packages first: a light install asked for --device cuda was told to install [torch],
     # which has no mmdet (an outside review)
     _import_stack()

@@ -25,7 +25,7 @@ def test_a_torch_that_fails_to_import_is_one_line(tmp_path: Path, argv: list[str
 @pytest.mark.parametrize("argv, said", [
     (["--checkpoint", "missing.pt"], "checkpoint missing.pt: no such file"),
     (["--detector", "mmdet", "--config", "densedet-x101", "--checkpoint", "missing.pth"],
-     "mmdet checkpoint missing.pth: no such file"),
+     "checkpoint missing.pth: no such file"),
     (["--detector", "mmdet", "--config", "densedet-x101", "--device", "cuda"],
      "the mmdet detector needs the 'torch' package, which is not installed; install it with: "
      "pip install 'densedet-tile[mmdet]'"),

@@ -371,10 +371,11 @@ def test_a_missing_submodule_of_an_installed_package_is_not_called_missing() -> 
     assert "not installed" in str(MissingDependencyError("the mmdet detector", "mmcv-lite", "mmdet", gone))
 
 
-def test_missing_torch_names_the_extra(monkeypatch) -> None:
+def test_missing_torch_names_the_extra(monkeypatch, tmp_path) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
+    (tmp_path / "some.pt").write_bytes(b"")  # (a missing file is said as missing first)
     for call in (lambda: load_default(device="cpu", fp16=True, runtime="torch"),
-                 lambda: load_default(device="cpu", weights="some.pt"),
+                 lambda: load_default(device="cpu", weights=str(tmp_path / "some.pt")),
                  lambda: load_default(device="cuda"),
                  lambda: load_detector("default", device="cpu", options={"runtime": "torch"}),
                  lambda: B.ShelfNet):
