@@ -41,9 +41,9 @@ from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detec
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
                   remove_empty, sweep_temporaries, write_files)
 from ..merge.core import pile_kept
-from ..types import MergeSpec
 from ..pipeline import detect_image
 from ..runner import Job, as_json, build_detector, error_line
+from ..types import MergeSpec
 from .options import (
     StopSignals,
     EXIT_FAILED,
@@ -608,7 +608,7 @@ def _refuse_special(image_path: str) -> None:
     p = Path(image_path)
     if p.is_dir():
         raise ImageReadError(f"{image_path}: is a directory, not an image file")
-    if os.path.lexists(image_path) and p.exists() and not p.is_file():
+    if p.exists() and not p.is_file():
         raise ImageReadError(f"{image_path}: not a regular file (a device, pipe or socket), expected an image file")
 
 
