@@ -672,8 +672,14 @@ def choose_runtime(*, device: str = "auto", fp16: bool = False, weights: Any = N
 def _fp16_on_cpu() -> None:
     # fp16 speeds up CUDA only; on the CPU torch would run the same network in fp32, slower than
     # the ONNX file and only where torch is installed
+    import importlib.util
+
+    # (on the light install the option leads to the missing-torch error: say so here; an outside review)
+    torch_there = importlib.util.find_spec("torch") is not None
     warnings.warn("--precision fp16 applies on CUDA only; on the CPU the built-in model runs on ONNX Runtime "
-                  "(the detector option runtime=torch forces torch)", RuntimeWarning, stacklevel=3)
+                  "(the detector option runtime=torch forces torch"
+                  + ("" if torch_there else ", which needs pip install 'densedet-tile[torch]'") + ")",
+                  RuntimeWarning, stacklevel=3)
 
 
 def _package_file(name: str) -> bytes:

@@ -492,3 +492,14 @@ def test_bench_light_speed_runs(tmp_path) -> None:
     doc = json.loads(out.read_text())
     assert doc["results"]["onnxruntime"]["tiles_per_s_best"] > 0
     assert doc["results"]["onnxruntime"]["info"] == {"runtime": "onnxruntime", "precision": "int8", "threads": 1}
+
+
+def test_fp16_on_the_cpu_without_torch_says_what_runtime_torch_needs(monkeypatch) -> None:
+    # the light install: the warning's hint (runtime=torch) led straight to the missing-torch error
+    import importlib.util
+
+    monkeypatch.setattr(base, "cuda_plausible", lambda: False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.warns(RuntimeWarning, match=r"runtime=torch forces torch, which needs pip install 'densedet-tile\[torch\]'"):
+        assert choose_runtime(device="cpu", fp16=True) == ("onnxruntime", "cpu")
