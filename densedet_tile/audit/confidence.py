@@ -72,11 +72,11 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
         if len(alone) and bays:
             b = np.array([shapes[k].bounds for k in bays])  # (minx, miny, maxx, maxy)
             inside = (ncx[alone, None] >= b[None, :, 0]) & (ncx[alone, None] <= b[None, :, 2])
-            for m, row in zip(alone.tolist(), inside):
-                cand = np.flatnonzero(row)
-                if len(cand):
-                    p = shapely.Point(ncx[m], ncy[m])
-                    extra[bays[int(cand[np.argmin([shapes[bays[c]].distance(p) for c in cand])])]] += 1
+            dist = shapely.distance(shapely.points(ncx[alone], ncy[alone])[:, None],
+                                    np.array([shapes[k] for k in bays], dtype=object)[None, :])
+            dist = np.where(inside, dist, np.inf)
+            held = inside.any(axis=1)
+            np.add.at(extra, np.asarray(bays)[np.argmin(dist[held], axis=1)], 1)
     out = []
     for part, more in zip(result.parts, extra.tolist()):
         n = int(len(part.index))

@@ -115,23 +115,15 @@ def _main(argv: list[str]) -> int:
                 code = run(argv)
             except OSError as exc:
                 return _system_error(verb, exc, package_log.isEnabledFor(logging.DEBUG))
-            except ModuleNotFoundError as exc:
-                # a verb that needs an extra which is not installed (adapt or convert-checkpoint on
-                # the light install; adapt --help still reads): one line naming the extra, not a traceback
-                top = (exc.name or "").split(".")[0]
-                extra = _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
-                if extra is None:
-                    raise
-                print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra, exc)}",
-                      file=sys.stderr)
-                return 2
             except ImportError as exc:
-                # an optional package that is there but fails to import (torch built for another
-                # CUDA: "libcudart.so.12: cannot open shared object file"): one line too, as the
-                # detectors say it, not a traceback (an outside review)
-                top = _failing_package(exc)
+                # a verb that needs an extra which is not installed (adapt or convert-checkpoint on
+                # the light install; adapt --help still reads), or one that is there but fails to
+                # import (torch built for another CUDA: "libcudart.so.12: cannot open shared object
+                # file"): one line naming the extra, not a traceback
+                missing = isinstance(exc, ModuleNotFoundError)
+                top = (exc.name or "").split(".")[0] if missing else _failing_package(exc)
                 extra = None if top is None else _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
-                if extra is None or package_log.isEnabledFor(logging.DEBUG):
+                if extra is None or (not missing and package_log.isEnabledFor(logging.DEBUG)):
                     raise
                 print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra, exc)}",
                       file=sys.stderr)

@@ -222,7 +222,7 @@ def weights_there(path: "str | os.PathLike[str]") -> None:
     p = Path(path)
     if p.is_dir():
         raise DetectorError(f"checkpoint {os.fspath(path)}: is a folder, not a checkpoint file")
-    if not p.exists():
+    if not p.is_file():
         raise DetectorError(f"checkpoint {os.fspath(path)}: no such file")
 
 

@@ -82,11 +82,10 @@ def load_checkpoint(
     """
     import torch
 
+    from .base import weights_there
+
     p = os.fspath(path)
-    if os.path.isdir(p):
-        raise DetectorError(f"checkpoint {p}: is a folder, not a checkpoint file")
-    if not os.path.isfile(p):
-        raise DetectorError(f"checkpoint {p}: no such file")
+    weights_there(p)
     _check_container(p)
     allowed = numpy_safe_globals() + list(extra_safe_globals)
     try:

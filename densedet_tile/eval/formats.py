@@ -133,19 +133,21 @@ def undecoded_bytes(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def refuse_device(path: str | os.PathLike[str]) -> None:
+def refuse_device(path: str | os.PathLike[str]) -> int | None:
     """Raise :class:`ImageReadError` where ``path`` is a device or a socket: read as text, one
     such as ``/dev/zero`` never ends, and the reader filled the memory before a traceback (an
     outside review). A pipe is read as it comes (process substitution, ``<(...)``); a path
-    that cannot be looked at is left to the open, which says why."""
+    that cannot be looked at is left to the open, which says why. Returns the file's mode (None:
+    not looked at)."""
     import stat
 
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
-        return
+        return None
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
         raise ImageReadError(f"{path}: not a regular file (a device or socket), expected a file")
+    return mode
 
 
 #: The first bytes of the image files a user may hand to a verb that reads boxes.
@@ -153,14 +155,15 @@ _IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"II*
                 (b"II+\x00", "BigTIFF"), (b"MM\x00+", "BigTIFF"), (b"GIF8", "GIF"), (b"BM", "BMP"))
 
 
-def _refuse_image(path: Path) -> None:
-    """Raise where the file that was to hold boxes is an image (``eval photo.jpg gt.csv`` said
-    "not UTF-8 text, save the file as UTF-8"; an outside review); else nothing."""
+def _refuse_image(path: Path, mode: int | None) -> None:
+    """Raise where the file that was to hold boxes (``mode``: its :func:`refuse_device`) is an
+    image (``eval photo.jpg gt.csv`` said "not UTF-8 text, save the file as UTF-8"; an outside
+    review); else nothing."""
     import stat
 
+    if mode is None or not stat.S_ISREG(mode):  # (a pipe's first bytes, once read, are gone)
+        return
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # (a pipe's first bytes, once read, are gone)
-            return
         with open(path, "rb") as fh:
             head = fh.read(12)
     except (OSError, ValueError):
@@ -179,8 +182,7 @@ def _read_text(path: Path, *, newline: str | None = None, errors: str = "strict"
     ``errors="surrogateescape"`` keeps bytes that are not UTF-8 as lone surrogates, the way
     Python names a file whose name is not UTF-8 (``os.fsdecode``). Devices are refused
     (:func:`refuse_device`)."""
-    refuse_device(path)
-    _refuse_image(path)
+    _refuse_image(path, refuse_device(path))
     try:
         with path.open(encoding="utf-8-sig", newline=newline, errors=errors) as fh:
             return fh.read()
