@@ -34,6 +34,20 @@ def test_verbs_that_need_torch_name_the_extra_in_one_line(tmp_path: Path, args: 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args, prog", [
+    (("adapt", "photos", "--out", "m.pt"), "densedet-tile adapt"),
+    (("convert-checkpoint", "a.pth", "b.pth"), "densedet-tile convert-checkpoint"),  # (its own check: the model)
+])
+def test_a_missing_extra_is_said_under_the_verbs_own_name(tmp_path: Path, args: tuple, prog: str) -> None:
+    # adapt's line began "densedet-tile: error: densedet-tile adapt needs ...", where every other
+    # error of a verb (convert-checkpoint's missing torch included) is "densedet-tile VERB: error: ..."
+    r = run_without_torch(*args, cwd=tmp_path)
+    line = r.stderr.strip()
+    assert r.returncode == 2 and len(line.splitlines()) == 1, r.stderr
+    assert line.startswith(f"{prog}: error: {args[0]} ") and "needs the 'torch' package" in line, line
+    assert f"densedet-tile {args[0]} needs" not in line, line
+
+
 def test_adapt_help_reads_without_torch_and_names_the_extra(tmp_path: Path) -> None:
     r = run_without_torch("adapt", "--help", cwd=tmp_path)
     assert r.returncode == 0 and "--minutes" in r.stdout and "pip install 'densedet-tile[train]'" in r.stdout, r.stderr

@@ -125,8 +125,10 @@ def _main(argv: list[str]) -> int:
                 extra = None if top is None else _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
                 if extra is None or (not missing and package_log.isEnabledFor(logging.DEBUG)):
                     raise
-                print(f"densedet-tile: error: {MissingDependencyError(f'densedet-tile {verb}'.strip(), top, extra, exc)}",
-                      file=sys.stderr)
+                # said as the verb says its own errors ("densedet-tile adapt: error: adapt needs ...",
+                # as convert-checkpoint's own check does), not under the bare program's name
+                print(f"{f'densedet-tile {verb}'.strip()}: error: "
+                      f"{MissingDependencyError(verb or 'densedet-tile', top, extra, exc)}", file=sys.stderr)
                 return 2
             finally:
                 package_log.setLevel(level_was)

@@ -20,6 +20,8 @@ def test_a_torch_that_fails_to_import_is_one_line(tmp_path: Path, argv: list[str
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "'torch' package, which is installed but cannot be imported" in lines[0]
     assert "libcudart.so.12" in lines[0] and "Traceback" not in r.stderr
+    # under the verb's own name, as its other errors are (it was "densedet-tile: error: densedet-tile adapt ...")
+    assert lines[0].startswith(f"densedet-tile {argv[0]}: error: {argv[0]} needs the 'torch' package"), lines[0]
 
 
 @pytest.mark.parametrize("argv, said", [
