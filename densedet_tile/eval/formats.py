@@ -561,11 +561,13 @@ def _csv_numbers(values: Sequence[str], *, allow_empty: bool = False) -> np.ndar
         given = np.array([bool(v) for v in vals], bool)
         vals = [v if v else "nan" for v in vals]
     try:
+        if "_" in "".join(vals):  # (numpy, as float(), takes "1_701": the fields one by one, as _number reads them)
+            raise ValueError
         out[:, 0] = np.array(vals, dtype=np.float64) if vals else np.zeros(0)
     except ValueError:  # rare: the fields one by one
         for i, v in enumerate(vals):
             try:
-                out[i, 0] = float(v)
+                out[i, 0] = _number(v)
             except ValueError:
                 out[i] = np.nan, _NOT_A_NUMBER
     if allow_empty:
@@ -621,9 +623,18 @@ def _first_record_problem(path: Path, lines: Sequence[int], coord_text: Sequence
         raise InvalidInputError(f"{path}: line {lines[i]}: {say(i)}")
 
 
+def _number(text: str) -> float:
+    """``float(text)`` for a number as a box file writes it; a ValueError also for digits grouped
+    with underscores ("1_701"), Python's own literal syntax, which float() takes but no CSV or
+    label writer does (a typo, or two fields run together, read as one number)."""
+    if "_" in text:
+        raise ValueError(f"not a number: {text!r}")
+    return float(text)
+
+
 def _is_number(text: str) -> bool:
     try:
-        float(text)
+        _number(text)
     except ValueError:
         return False
     return True
@@ -1028,7 +1039,7 @@ def parse_yolo_labels(text: str, where: str) -> tuple[list[str], np.ndarray, boo
         raise InvalidInputError(f"{where}: line {bad[0]} has {len(bad[1])} fields, expected 5 (class cx cy w h) "
                                 "or 6 (+score)")
     try:
-        vals = np.array([[float(v) for v in f[1:5]] + [float(f[5]) if len(f) == 6 else 1.0] for _, f in rows],
+        vals = np.array([[_number(v) for v in f[1:5]] + [_number(f[5]) if len(f) == 6 else 1.0] for _, f in rows],
                         np.float64).reshape(-1, 5)
     except ValueError:
         n, f = next((n, f) for n, f in rows if not all(_is_number(v) for v in f[1:]))

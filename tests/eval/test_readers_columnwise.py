@@ -7,6 +7,7 @@ for the whole file) and compares every field of every image."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,28 @@ def test_a_folder_of_coco_results_files_says_so(tmp_path: Path) -> None:
     (tmp_path / "b.coco.json").unlink()
     with pytest.raises(InvalidInputError, match="holds no .json detection files"):
         read_predictions(tmp_path)  # batch's manifest alone is no detections file
+
+
+@pytest.mark.parametrize("chunk", [1, 16384])
+@pytest.mark.parametrize("row, message", [
+    ("a.jpg,1_701,1,1800,2,cola,2000,10,0.5", r"line 3: coordinates must be numbers, got '1_701'"),
+    ("a.jpg,1,1,2,2,cola,10,10,0_5", r"line 3: score must be numbers, got '0_5'"),
+    ("a.jpg,1,1,2,2,cola,1_0,10,0.5", r"line 3: image_width must be numbers, got '1_0'"),
+])
+def test_csv_refuses_a_number_written_with_underscores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
+                                                       row: str, message: str) -> None:
+    # float() and numpy take Python's digit grouping ("1_701" is 1701), which no box file's
+    # writer uses: it was read as a number, where "abc" or "1O" in the same field is refused
+    monkeypatch.setattr(formats, "CSV_CHUNK", chunk)
+    p = tmp_path / "preds.csv"
+    p.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n"
+                 + "\n".join([_GOOD_ROW, row, _GOOD_ROW]) + "\n")
+    with pytest.raises(InvalidInputError, match=rf"^{re.escape(str(p))}: {message}$"):
+        read_predictions(p)
+
+
+def test_yolo_labels_refuse_a_number_written_with_underscores() -> None:
+    with pytest.raises(InvalidInputError, match=r"^f\.txt: line 2: coordinates and scores must be numbers, got '0_5'$"):
+        formats.parse_yolo_labels("0 0.5 0.5 0.1 0.1\n0 0_5 0.5 0.1 0.1\n", "f.txt")
+    with pytest.raises(InvalidInputError, match=r"^f\.txt: line 1: coordinates and scores must be numbers, got '0_9'$"):
+        formats.parse_yolo_labels("0 0.5 0.5 0.1 0.1 0_9\n", "f.txt")
