@@ -36,7 +36,7 @@ from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, c
                  flock_path, new_folders, remove_empty, same_path, sweep_temporaries, unlock_fd)
 from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, process_image, redo_reason,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
-from .runner import _outputs_record, _tool_doc  # (what a detections JSON of ours says it was written with)
+from .runner import _outputs_record, _remove_stale_outputs, _tool_doc  # (what a detections JSON of ours says it was written with)
 from .tiler.readers import IMAGE_SUFFIXES
 
 __all__ = [
@@ -326,6 +326,37 @@ def _written_before(paths: list[Path], earlier: Sequence[dict[str, Any]]) -> lis
             continue
         kept.append(p)
     return kept
+
+
+def _outputs_logged(earlier: Sequence[dict[str, Any]], out: Path) -> dict[str, dict[str, str]]:
+    """stem -> {output name: SHA-256} of the outputs the manifest's ``earlier`` records say an
+    image of that stem was written with (the latest record's digest of a name), limited to files
+    directly in ``out`` with a name this tool gives an output of that stem, not the JSON, and
+    recorded with their SHA-256 (a record of a version before them tells no file of ours from a
+    label file corrected since: it names none)."""
+    logged: dict[str, dict[str, str]] = {}
+    for r in earlier:
+        stem, paths, digests = r.get("stem"), r.get("outputs"), r.get("outputs_sha256")
+        if (r.get("event") != "image" or r.get("status") != "ok" or not isinstance(stem, str)
+                or not isinstance(paths, list) or not isinstance(digests, dict)):
+            continue
+        names = [Path(o).name for o in paths if isinstance(o, str) and os.path.realpath(Path(o).parent) == str(out)]
+        own = _outputs_record({"outputs": names, "outputs_sha256": digests}, stem)
+        logged.setdefault(stem, {}).update({n: h for n, h in own.items() if h is not None})
+    return logged
+
+
+def _remove_outputs_logged_before(out: Path, rec: dict[str, Any], logged: dict[str, dict[str, str]]) -> None:
+    """An image redone (``rec``, its new record): the outputs the manifest says an earlier run
+    wrote for its stem (:func:`_outputs_logged`) and this one did not write again are removed,
+    as :func:`~densedet_tile.runner.process_image` removes those its old JSON lists; that JSON may
+    be unreadable (corrupt, cut short), which left them beside the new ones. Only a file that
+    still holds what the tool wrote goes."""
+    earlier = logged.get(str(rec.get("stem")))
+    if not earlier:
+        return
+    now = {Path(o).name for o in rec.get("outputs") or () if isinstance(o, str)}
+    _remove_stale_outputs(out, {n: h for n, h in earlier.items() if n not in now})
 
 
 def _result_json(out_dir: Path, stem: str) -> dict[str, Any] | None:
@@ -649,9 +680,12 @@ def run_batch(
                            workers=1, out=out)
 
     said: Counter[str] = Counter()  # images that gave each kind of warning (its format string)
+    logged = _outputs_logged(earlier, out)
 
     def record(rec: dict[str, Any]) -> None:
         rec = {"event": "image", "run": summary.run, "time": _now(), **rec}
+        if rec.get("status") == "ok":
+            _remove_outputs_logged_before(out, rec, logged)
         manifest.append(rec)
         summary.records.append(rec)
         _say_warnings(rec, said)
@@ -815,7 +849,7 @@ def _stop_reason(exc: KeyboardInterrupt, signum: int | None = None) -> str:
 
 def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str, Any]:
     keep = ("input", "status", "products", "count_range", "uncertain", "tiles", "width", "height", "seconds", "error",
-            "outputs", "worker", "warnings")
+            "outputs", "outputs_sha256", "worker", "warnings")
     out = {k: rec.get(k) for k in keep}
     out["stem"] = stem
     out["attempts"] = attempts

@@ -95,6 +95,9 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     outputs: tuple[str, ...] = ()
+    #: The SHA-256 of each output but the JSON as written, by file name (as the JSON's
+    #: ``outputs_sha256``): the batch manifest keeps it, to tell later which files are still ours.
+    outputs_sha256: dict[str, str] = field(default_factory=dict)
     count_range: tuple[int, int | None] | None = None
     uncertain: bool | None = None
     #: The warnings the engine gave for this image (``process_image(capture_warnings=True)``):
@@ -105,7 +108,7 @@ class Outcome:
         return {
             "input": self.input, "status": self.status, "products": self.products, "tiles": self.tiles,
             "width": self.width, "height": self.height, "seconds": round(self.seconds, 3),
-            "error": self.error, "outputs": list(self.outputs),
+            "error": self.error, "outputs": list(self.outputs), "outputs_sha256": dict(self.outputs_sha256),
             "count_range": None if self.count_range is None else list(self.count_range), "uncertain": self.uncertain,
             "warnings": [list(w) for w in self.warnings],
         }
@@ -518,7 +521,7 @@ def process_image(
     return Outcome(
         input=inp, status="ok", products=len(result.detections), tiles=result.num_tiles,
         width=result.width, height=result.height, seconds=time.perf_counter() - t0,
-        outputs=tuple(str(p) for p in written),
+        outputs=tuple(str(p) for p in written), outputs_sha256=digests,
         count_range=None if cr is None else (cr.low, cr.high), uncertain=None if cr is None else cr.uncertain,
     )
 

@@ -500,6 +500,24 @@ def test_an_image_redone_with_fewer_outputs_loses_the_earlier_ones(tmp_path):
     assert {p.name for p in out.glob("a.*")} == {"a.detections.json"}
 
 
+def test_an_image_redone_over_an_unreadable_json_loses_the_earlier_outputs_the_manifest_lists(tmp_path, caplog):
+    # the clean-up trusted the old JSON's `outputs` list alone: a JSON cut short (a full disk, a
+    # crash in an older version) left the CSV and preview of other settings beside the new result
+    a = _images(tmp_path / "in")[0]
+    out = tmp_path / "out"
+    first = Job(tiling=TileSpec(tile=256), formats=("json", "csv", "coco"), preview=True)
+    run_batch([a], out, detector=BlobDetector(), job=first)
+    (out / "a.detections.json").write_text('{"schema": "densedet-tile/detections@1", "boxes": [[1, 2')
+    (out / "a.coco.json").write_text("[]\n")  # changed since the tool wrote it: no longer its to remove
+    (out / "a.notes.txt").write_text("mine")  # a name the manifest never recorded
+    again = run_batch([a], out, detector=BlobDetector(), job=Job(tiling=TileSpec(tile=200)))
+    assert again.ok == 1
+    assert {p.name for p in out.glob("a.*")} == {"a.detections.json", "a.coco.json", "a.notes.txt"}
+    assert (out / "a.coco.json").read_text() == "[]\n" and (out / "a.notes.txt").read_text() == "mine"
+    assert "a.coco.json: left in place: changed since densedet-tile wrote it" in caplog.text
+    assert _doc(out / "a.detections.json")["outputs"] == []
+
+
 def test_temporaries_of_a_killed_run_are_swept_and_skipped_lines_follow_the_run_line(tmp_path):
     import os
     import time
