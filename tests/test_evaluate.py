@@ -333,7 +333,7 @@ def test_cli_prints_table_and_writes_json(tmp_path: Path, capsys: pytest.Capture
     assert eval_main([str(d), str(gtp), "-o", str(out), "--max-dets", "1,10,400"]) == 0
     captured = capsys.readouterr()
     assert "AR@400" in captured.out and "3 ground-truth boxes" in captured.out
-    assert "1 ground-truth images have no predictions" in captured.err and "b.jpg" in captured.err
+    assert "1 ground-truth image has no predictions" in captured.err and "b.jpg" in captured.err
     doc = json.loads(out.read_text())
     assert doc["schema"] == "densedet-tile/eval@1"
     # b.jpg has no predictions: 2 of 3 objects found, all predictions right

@@ -155,11 +155,13 @@ def pair_images(
             gl = np.zeros(len(g.xyxy), np.int64)
         out.append(EvalImage(k, g.xyxy, gl, dx, ds, dl, gt_area=g.area, gt_crowd=g.crowd, gt_wh=g.wh, dt_wh=dwh))
     if dropped:
-        notes.append(f"{dropped} predictions have a class the ground truth does not know and were not scored")
+        notes.append(f"{dropped} prediction{' has' if dropped == 1 else 's have'} a class the ground truth does not "
+                     f"know and {'was' if dropped == 1 else 'were'} not scored")
     unpredicted = [k for k in gt.images if k not in pred.images]
     if unpredicted:
         more = f" and {len(unpredicted) - 1} more" if len(unpredicted) > 1 else ""
-        notes.append(f"{len(unpredicted)} ground-truth images have no predictions in {pred.source} "
+        notes.append(f"{len(unpredicted)} ground-truth image{' has' if len(unpredicted) == 1 else 's have'} no "
+                     f"predictions in {pred.source} "
                      f"({unpredicted[0]}{more}): all their boxes count as missed")
     if not pred.scored:
         notes.append(f"{pred.source} has no score column: every prediction scored 1.0, so AP follows file order")

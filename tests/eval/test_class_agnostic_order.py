@@ -110,7 +110,8 @@ def test_pair_images_class_agnostic_matches_use_cats_0_on_random_scenes(tmp_path
     g = read_ground_truth(gtp)
     pairs, notes = pair_images(g, read_predictions(resp, gt=g), class_agnostic=True)
     if extra:
-        assert f"{len(extra)} predictions have a class the ground truth does not know and were not scored" in notes
+        assert any(n.startswith(f"{len(extra)} prediction") and "a class the ground truth does not know" in n
+                   for n in notes)
     m = evaluate_boxes(pairs, max_dets=MAX_DETS)
     np.testing.assert_allclose(m.precision[:, :, 0], ref.eval["precision"][:, :, 0], atol=1e-12, rtol=0)
     np.testing.assert_allclose(m.recall[:, 0], ref.eval["recall"][:, 0], atol=1e-12, rtol=0)

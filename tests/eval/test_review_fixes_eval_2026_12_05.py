@@ -242,5 +242,5 @@ def test_class_agnostic_given_against_one_coco_class_leaves_out_other_categories
     resp.write_text(json.dumps(res))
     gt = read_ground_truth(gtp)
     pairs, notes = pair_images(gt, read_predictions(resp, gt=gt), class_agnostic=True)
-    assert "1 predictions have a class the ground truth does not know and were not scored" in notes
+    assert "1 prediction has a class the ground truth does not know and was not scored" in notes
     assert evaluate_boxes(pairs).coco_stats()[0] == pytest.approx(1.0)
