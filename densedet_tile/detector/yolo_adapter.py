@@ -54,6 +54,7 @@ import json
 import logging
 import math
 import os
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,6 +389,7 @@ class _LiteRuntime:
         self.providers = ["litert-cpu"]
         self.device = "cpu"
         self._allocated: tuple[int, ...] = tuple(int(d) for d in inp["shape"])
+        self._lock = threading.Lock()
         with quiet_native_stderr():
             self.interp.allocate_tensors()
 
@@ -398,14 +400,18 @@ class _LiteRuntime:
         return float(scale), int(zero)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        if tuple(x.shape) != self._allocated:
-            self.interp.resize_tensor_input(self.input_index, list(x.shape))
-            with quiet_native_stderr():
-                self.interp.allocate_tensors()
-            self._allocated = tuple(x.shape)
-        self.interp.set_tensor(self.input_index, x)
-        self.interp.invoke()
-        y = self.interp.get_tensor(self.output_index)
+        # one interpreter holds one input and one output at a time: calls from several threads
+        # take turns (unlocked, a third of the calls of two threads failed with LiteRT's "at
+        # least 1 reference to internal data"; a loaded detector serves many threads, README)
+        with self._lock:
+            if tuple(x.shape) != self._allocated:
+                self.interp.resize_tensor_input(self.input_index, list(x.shape))
+                with quiet_native_stderr():
+                    self.interp.allocate_tensors()
+                self._allocated = tuple(x.shape)
+            self.interp.set_tensor(self.input_index, x)
+            self.interp.invoke()
+            y = np.array(self.interp.get_tensor(self.output_index))  # (a copy: the next call overwrites it)
         if self.output_quant is not None:
             scale, zero = self.output_quant
             return (y.astype(np.float32) - zero) * np.float32(scale)
@@ -457,6 +463,7 @@ class YoloDetector:
         normalized: bool | None,
         agnostic: bool,
         info: dict[str, Any],
+        check_names: bool = False,
     ) -> None:
         self._rt = runtime
         self.name = name
@@ -473,6 +480,9 @@ class YoloDetector:
         self._agnostic = agnostic
         self.device = runtime.device
         self.info = info
+        #: the class_names given could not be held against the output's class channels when the
+        #: model was loaded (its output's shape is dynamic): done on the first output
+        self._check_names = check_names
 
     def __repr__(self) -> str:
         return f"YoloDetector(name={self.name!r}, canvas_hw={self.canvas_hw}, layout={self.layout!r})"
@@ -504,6 +514,13 @@ class YoloDetector:
         except DetectorError as exc:
             raise DetectorError(f"{self.name}: {exc}") from None
         nc = len(self.class_names) if self.class_names is not None else None
+        if self._check_names and nc is not None and layout in ("v8", "v5"):
+            channels = int(y.shape[1] - 4 if layout == "v8" else y.shape[2] - 5)
+            if nc != channels:
+                raise DetectorError(f"{self.name}: {nc} class_names for an output with {channels} class channels"
+                                    + ("; name every class (the boxes of the unnamed ones would be dropped)"
+                                       if nc < channels else ""))
+            self._check_names = False
         res = []
         for t, lb, yi in zip(tiles, boxes, y):
             xyxy, scores, labels = decode(yi, layout, self.canvas_hw, conf=self.score_floor, iou=self.iou,
@@ -642,16 +659,6 @@ def build(
             found = output_layout(rt.output_shape, canvas)
         except DetectorError as exc:
             raise DetectorError(f"{where}: {exc}") from None
-    if names is not None and found is not None and all(_dim(d) is not None for d in rt.output_shape):
-        channels = {"v8": rt.output_shape[1] - 4, "v5": rt.output_shape[2] - 5}.get(found)
-        if channels is not None and class_names is not None and len(names) < channels:
-            raise InvalidInputError(f"{where}: {len(names)} class_names for an output with {channels} class channels; "
-                                    "name every class (the boxes of the unnamed ones would be dropped)")
-        if channels is not None and len(names) > channels:
-            if class_names is not None:
-                raise InvalidInputError(f"{where}: {len(names)} class_names for an output with {channels} class channels")
-            log.warning("%s: metadata names %d classes but the output has %d; ignoring the names", where, len(names), channels)
-            names = None
     if found is None and len(rt.output_shape) == 3 and all(_dim(d) is not None for d in rt.output_shape[1:]):
         try:  # a dynamic batch alone leaves the layout readable
             layout_seen: str | None = output_layout([1, *rt.output_shape[1:]], canvas)
@@ -659,12 +666,25 @@ def build(
             layout_seen = None
     else:
         layout_seen = found
+    # the output's class channels, wherever that dimension is fixed: a dynamic batch (an
+    # Ultralytics dynamic=True export) skipped the class-name check below, and the boxes of the
+    # classes a short class_names left out were dropped without a word (an outside review)
     class_dim = {"v8": 1, "v5": 2}.get(layout_seen or "")
-    if names is None and class_dim is not None and len(rt.output_shape) > class_dim \
-            and _dim(rt.output_shape[class_dim]) is not None:
+    channels = None
+    if class_dim is not None and len(rt.output_shape) > class_dim and _dim(rt.output_shape[class_dim]) is not None:
         channels = _dim(rt.output_shape[class_dim]) - (4 if layout_seen == "v8" else 5)
-        if channels > 1:  # unnamed classes are called by their numbers, all of them alike
-            names = tuple(str(i) for i in range(channels))
+    if names is not None and channels is not None:
+        if class_names is not None and len(names) < channels:
+            raise InvalidInputError(f"{where}: {len(names)} class_names for an output with {channels} class channels; "
+                                    "name every class (the boxes of the unnamed ones would be dropped)")
+        if len(names) > channels:
+            if class_names is not None:
+                raise InvalidInputError(f"{where}: {len(names)} class_names for an output with {channels} class channels")
+            log.warning("%s: metadata names %d classes but the output has %d; ignoring the names", where, len(names), channels)
+            names = None
+    if names is None and channels is not None and channels > 1:
+        # unnamed classes are called by their numbers, all of them alike
+        names = tuple(str(i) for i in range(channels))
     info = {
         "framework": rt.framework,
         "checkpoint": os.fspath(path),
@@ -688,5 +708,5 @@ def build(
     return YoloDetector(
         rt, name=f"yolo:{path.stem}", canvas_hw=canvas, input_size=size, batch=batch, layout=found,
         forced=layout is not None, class_names=names, conf=conf_v, iou=iou_v, max_det=int(max_det), normalized=normalized,
-        agnostic=bool(agnostic), info=info,
+        agnostic=bool(agnostic), info=info, check_names=class_names is not None and channels is None,
     )

@@ -575,6 +575,66 @@ def test_bad_options(models, kwargs, match):
         load_detector("yolo", checkpoint=models["v8"], device="cpu", **kwargs)
 
 
+def _batch_only_dynamic(src: str, dst: Path) -> str:
+    """``src`` (a dynamic-batch v8 export whose other output dims the tracer left unnamed) with
+    its output declared (batch, 6, 84), as an Ultralytics export with a dynamic batch has it."""
+    import onnx
+
+    m = onnx.load(src)
+    dims = m.graph.output[0].type.tensor_type.shape.dim
+    for d, v in zip(dims[1:], (6, 84)):
+        d.ClearField("dim_param")
+        d.dim_value = v
+    onnx.save(m, str(dst))
+    return str(dst)
+
+
+@pytest.mark.parametrize("names,match", [
+    (["a"], "1 class_names for an output with 2 class channels; name every class"),
+    (["a", "b", "c"], "3 class_names for an output with 2 class channels"),
+])
+def test_class_names_are_checked_against_an_output_of_dynamic_shape_too(models, tmp_path, names, match):
+    # a dynamic batch skipped the check, and a short list dropped the unnamed classes' boxes
+    # without a word (an outside review): refused when loaded where the class channels are
+    # declared, on the first output where they are not
+    declared = _batch_only_dynamic(models["v8_batch"], tmp_path / "declared.onnx")
+    with pytest.raises(InvalidInputError, match=match):
+        load_detector("yolo", checkpoint=declared, device="cpu", options={"class_names": names})
+    det = load_detector("yolo", checkpoint=models["v8_batch"], device="cpu", options={"class_names": names})
+    with pytest.raises(DetectorError, match=match):
+        det.predict([tile_with(48, 64, BLOCKS)])
+    for path in (declared, models["v8_batch"]):
+        det = load_detector("yolo", checkpoint=path, device="cpu", options={"class_names": ["w", "r"]})
+        assert det.class_names == ("w", "r")
+        assert sorted(det.predict([tile_with(48, 64, BLOCKS)])[0].labels.tolist()) == [0, 1]
+
+
+def test_a_tflite_detector_serves_several_threads_at_once():
+    import threading
+
+    det = load_detector("yolo", checkpoint=tflite("float32"), device="cpu")
+    tiles = [tile_with(48, 64, BLOCKS), tile_with(96, 128, {(32, 0, 48, 16): WHITE})]
+    want = [det.predict([t])[0] for t in tiles]
+    failed: list[str] = []
+
+    def work(k: int) -> None:
+        for _ in range(150):
+            try:
+                got = det.predict([tiles[k]])[0]
+            except Exception as exc:  # noqa: BLE001 (each failure is the finding)
+                failed.append(repr(exc)[:120])
+                continue
+            if got.xyxy.shape != want[k].xyxy.shape or not np.allclose(got.xyxy, want[k].xyxy):
+                failed.append(f"thread {k}: other boxes")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1, 0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed, f"{len(failed)} of 600 calls failed, e.g. {failed[0]}"
+
+
 def test_tflite_runs_on_the_cpu_only():
     with pytest.raises(InvalidInputError, match="TFLite models run on the CPU"):
         load_detector("yolo", checkpoint=tflite("float32"), device="cuda")
