@@ -169,6 +169,8 @@ class OnnxDetector:
         if labels.size and not np.all(np.isfinite(labels.astype(np.float64))):
             raise DetectorError(f"{self.name}: labels must be finite class ids")
         say_nonfinite(self, bboxes)
+        if labels.dtype.kind == "f":  # class ids computed in floats (2.9999998 is class 3, not 2)
+            labels = np.rint(labels)
         scores = bboxes[:, 4]
         keep = np.isfinite(bboxes).all(axis=1) & (scores >= self.score_floor)
         if self.label_offset:

@@ -451,3 +451,23 @@ def test_cuda_asked_of_an_onnx_runtime_without_it_says_what_to_do(model_64x96, m
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     with pytest.raises(InvalidInputError, match="no CUDA provider here.*onnxruntime-gpu.*--device cpu"):
         load_detector("onnx", checkpoint=model_64x96, device="cuda")
+
+
+def test_class_ids_given_as_floats_are_rounded_not_cut(tmp_path):
+    # an export that computes its labels in floats: 0.9999999 is class 1 (astype cut it to 0)
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["bb"], ["det_bboxes"]), helper.make_node("Identity", ["lb"], ["det_labels"])],
+        "g", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, 64, 96])],
+        [helper.make_tensor_value_info("det_bboxes", TensorProto.FLOAT, [2, 5]),
+         helper.make_tensor_value_info("det_labels", TensorProto.FLOAT, [2])],
+        initializer=[helper.make_tensor("bb", TensorProto.FLOAT, [2, 5], [1, 1, 10, 10, 0.9, 5, 5, 20, 20, 0.8]),
+                     helper.make_tensor("lb", TensorProto.FLOAT, [2], [0.9999999, 2.0000002])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "float_labels.onnx"
+    onnx.save(model, str(path))
+    (out,) = load_detector("onnx", checkpoint=str(path), device="cpu").predict([np.zeros((64, 96, 3), np.uint8)])
+    assert out.labels.tolist() == [1, 2]
