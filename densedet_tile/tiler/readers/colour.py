@@ -57,11 +57,14 @@ def gray_to_rgb(g: np.ndarray) -> np.ndarray:
 
 
 def uint8_to_rgb(win: np.ndarray) -> np.ndarray:
-    """uint8 gray (h, w), RGB (h, w, 3) or RGBA (h, w, 4) -> (h, w, 3) RGB; RGB is returned as is."""
+    """uint8 gray (h, w), gray + alpha (h, w, 2), RGB (h, w, 3) or RGBA (h, w, 4) -> (h, w, 3)
+    RGB (alpha composited onto white, as :meth:`TiffColour.to_rgb8` does); RGB is returned as is."""
     if win.ndim == 2:
         return gray_to_rgb(win)
     if win.shape[2] == 4:
         return composite_white(win[..., :3], win[..., 3])
+    if win.shape[2] == 2:
+        return composite_white(gray_to_rgb(win[..., 0]), win[..., 1])
     return win
 
 
