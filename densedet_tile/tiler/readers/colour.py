@@ -19,6 +19,7 @@ Everything here works on window-sized arrays (or Pillow crops), never on a whole
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -56,11 +57,14 @@ def gray_to_rgb(g: np.ndarray) -> np.ndarray:
 
 
 def uint8_to_rgb(win: np.ndarray) -> np.ndarray:
-    """uint8 gray (h, w), RGB (h, w, 3) or RGBA (h, w, 4) -> (h, w, 3) RGB; RGB is returned as is."""
+    """uint8 gray (h, w), gray + alpha (h, w, 2), RGB (h, w, 3) or RGBA (h, w, 4) -> (h, w, 3)
+    RGB (alpha composited onto white, as :meth:`TiffColour.to_rgb8` does); RGB is returned as is."""
     if win.ndim == 2:
         return gray_to_rgb(win)
     if win.shape[2] == 4:
         return composite_white(win[..., :3], win[..., 3])
+    if win.shape[2] == 2:
+        return composite_white(gray_to_rgb(win[..., 0]), win[..., 1])
     return win
 
 
@@ -140,10 +144,34 @@ def _colour_key(im: Any, stored_8bit: bool) -> np.ndarray | None:
 
 
 def stored_8bit(im: Any) -> bool:
-    """Whether a Pillow image not yet loaded stores 8-bit RGB or gray samples (its first tile's
-    raw mode is plain ``RGB`` or ``L``); False once loaded (the tiles are gone)."""
+    """Whether the Pillow image ``im`` stores 8-bit RGB or gray samples, the one depth whose
+    colour key (a PNG's tRNS) Pillow keeps at the depth of the pixels it gives.
+
+    Not yet loaded, its first tile's raw mode says it (plain ``RGB`` or ``L``). Pillow drops the
+    tiles as it loads (an outside review: a colour-keyed PNG handed in as a PIL image after
+    ``im.load()`` or ``ImageOps.exif_transpose`` came out with its key colour, the file and a
+    lazy image with white there). Then a PNG that still names its file says its depth in its
+    header; an RGB or gray image without one is taken as 8-bit, as Pillow itself takes its key
+    (``convert("RGBA")``). Pillow keeps a 16-bit PNG's key at 16 bits, which
+    :func:`_colour_key` leaves out unless all its values lie in 0..255: only such a near-black
+    key of a 16-bit PNG without its file is taken for an 8-bit one."""
     tile = getattr(im, "tile", None) or []
-    return bool(tile) and getattr(tile[0], "args", None) in ("RGB", "L")
+    if tile:
+        return getattr(tile[0], "args", None) in ("RGB", "L")
+    if im.mode not in ("RGB", "L"):
+        return False
+    filename = getattr(im, "filename", None)
+    if getattr(im, "format", None) == "PNG" and filename and isinstance(filename, (str, bytes, os.PathLike)):
+        from .compact import png_bit_depth  # (here: compact imports this module)
+
+        try:
+            with open(os.fsdecode(filename), "rb") as fh:
+                depth = png_bit_depth(fh.read(29))
+        except OSError:  # gone or moved since: the key decides, as for an image without a file
+            depth = None
+        if depth is not None:
+            return depth == 8
+    return True
 
 
 def pillow_converter(im: Any, *, eight_bit: bool = False) -> Callable[[Any], np.ndarray]:
@@ -151,7 +179,7 @@ def pillow_converter(im: Any, *, eight_bit: bool = False) -> Callable[[Any], np.
 
     Whatever needs the whole image (the palette, the value range of ``I`` and ``F`` images) is
     read here, once; the function itself only touches the crop it is given. ``eight_bit``: the
-    file stores 8-bit samples (:func:`stored_8bit`, asked before loading), the one case where a
+    image stores 8-bit samples (:func:`stored_8bit`, asked before loading), the one case where a
     colour key (a PNG's tRNS) is matched against the pixels.
     """
     mode = im.mode

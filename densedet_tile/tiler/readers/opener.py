@@ -12,7 +12,7 @@ import sys
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -213,18 +213,53 @@ def _spooled(source: Any, **options: Any) -> ImageSource:
 def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
     """A PIL image, converted as a file of it is read: the pixel limit first (``Image.open`` is
     lazy: nothing is decoded yet), its EXIF rotation, 16-bit and float samples by their range,
-    transparency on white, palettes (``convert("RGB")`` made a 16-bit gray photo white)."""
+    transparency on white, palettes (``convert("RGB")`` made a 16-bit gray photo white). A
+    damaged file behind it is refused as the file would be: truncated, or a PNG whose pixel data
+    ends before its last row (an outside review: a bare ``OSError``, and black rows read
+    without a word)."""
     from .base import check_size
     from .colour import pillow_converter, stored_8bit
     from .orientation import exif_orientation
+    from .pillow import check_png_rows, load_pixels
 
     label = "<PIL image>"
-    check_size(label, int(im.size[0]), int(im.size[1]), max_pixels)
+    w, h = int(im.size[0]), int(im.size[1])
+    check_size(label, w, h, max_pixels)
     eight_bit = stored_8bit(im)  # (asked before loading, as the file reader does)
+    # its file, taken before loading: Pillow lets go of a file object once the pixels are in
+    read_file = _pil_file_reader(im)
+    load_pixels(im, label, im.format or "unknown", w, h)
+    if im.format == "PNG":
+        check_png_rows(im, read_file, label)
     # the pixels as stored, turned upright window by window as a file's are: the result records
     # the orientation applied, as for the file (it said 1 for a PIL image of a rotated photo)
     try:
         pixels = pillow_converter(im, eight_bit=eight_bit)(im)
-    except ValueError as exc:  # "Operation on closed image" and the like: Pillow's, said as ours
+    except ValueError as exc:  # a conversion Pillow refuses: Pillow's words, said as ours
         raise ImageReadError(f"{label}: {one_line(exc)}") from None
     return ArraySource(pixels, name=label, orientation=exif_orientation(im, label))
+
+
+def _pil_file_reader(im: Any) -> Callable[[], bytes]:
+    """A function giving the bytes of the file the PIL image ``im`` was opened from: its file
+    object as it is now (read from the start, its position put back), else its file name; no
+    bytes when it has neither (made in memory, or loaded from a file object Pillow has let go)."""
+    fp = getattr(im, "fp", None)
+    filename = getattr(im, "filename", None)
+
+    def read_file() -> bytes:
+        if fp is not None and not getattr(fp, "closed", False):
+            try:
+                pos = fp.tell()
+                fp.seek(0)
+                try:
+                    return bytes(fp.read())
+                finally:
+                    fp.seek(pos)
+            except (AttributeError, ValueError):  # not seekable after all: the name may still do
+                pass
+        if filename and isinstance(filename, (str, bytes, os.PathLike)):
+            return Path(os.fsdecode(filename)).read_bytes()
+        return b""
+
+    return read_file

@@ -13,7 +13,7 @@ import os
 import struct
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from .colour import pillow_converter, stored_8bit, uint8_to_rgb
 from .compact import NOT_TRIED, decode_compact, png_rows_missing
 from .orientation import exif_orientation
 
-__all__ = ["Decoder", "DECODERS", "PillowSource", "open_header"]
+__all__ = ["Decoder", "DECODERS", "PillowSource", "open_header", "load_pixels", "check_png_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -209,19 +209,37 @@ def _warn_other_frames(im: Any, label: str, fmt: str) -> None:
         log.warning("%s: the %s is animated, with %d frames; only the first frame is read", label, fmt, frames)
 
 
-def _check_png_rows(im: Any, path: Path, label: str) -> None:
+def check_png_rows(im: Any, read_file: Callable[[], bytes], label: str) -> None:
     """Refuse a PNG whose pixel data ends before its last row although the file ends properly:
     Pillow decodes it without a word, the missing rows left at 0. Only a last row of one value
-    (all a short stream can leave) sends the file's data through the check."""
+    (all a short stream can leave) sends the file's data (``read_file()``, which may raise
+    ``OSError``; no bytes: nothing to check) through the check."""
     w, h = im.size
     last = np.asarray(im.crop((0, h - 1, w, h)))
     if last.size and (last == last.reshape(-1)[0]).all():
         try:
-            short = png_rows_missing(path.read_bytes())
+            short = png_rows_missing(read_file())
         except OSError:
             return
         if short:
             raise ImageReadError(f"{label}: the PNG is truncated: its pixel data ends before the last row")
+
+
+def load_pixels(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
+    """``im.load()``, its failures said as :class:`~densedet_tile.errors.ImageReadError` naming
+    ``label``: a truncated file as truncated, Pillow's other complaints as a file it cannot
+    decode, and a PIL image closed before it was handed in as Pillow says it."""
+    try:
+        im.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        msg = one_line(exc)
+        if "truncated" in msg:
+            raise ImageReadError(f"{label}: the {fmt} file is truncated ({msg})") from exc
+        if isinstance(exc, ValueError) and "closed" in msg:  # "Operation on closed image": not a decoding fault
+            raise ImageReadError(f"{label}: {msg}") from None
+        raise ImageReadError(f"{label}: cannot decode {fmt} image ({msg})") from exc
+    except MemoryError as exc:
+        raise ImageReadError(f"{label}: not enough memory to decode the {sw}x{sh} image") from exc
 
 
 class PillowSource(ImageSource):
@@ -267,9 +285,9 @@ class PillowSource(ImageSource):
             pixels = compact.pixels
             eight_bit = stored_8bit(im)  # (asked before loading: the tiles that say it go then)
             if pixels is None:
-                self._load(im, label, fmt, sw, sh)
+                load_pixels(im, label, fmt, sw, sh)
                 if fmt == "PNG":
-                    _check_png_rows(im, path, label)
+                    check_png_rows(im, path.read_bytes, label)
             # from the header's chunks and segments (a PNG's eXIf after its pixels: Pillow's decode
             # above has read it; decode_compact declines such files), without decoding again
             orientation = exif_orientation(im, label)
@@ -290,9 +308,9 @@ class PillowSource(ImageSource):
 
     @property
     def decoder(self) -> str:
-        """What decoded the pixels: ``"imagecodecs"`` (8-bit RGB/gray JPEG and PNG and still
-        WebP, stored at 3 bytes per pixel, 4 for WebP with alpha) or ``"pillow"``; the same as
-        ``stats.decoder``."""
+        """What decoded the pixels: ``"imagecodecs"`` (8-bit RGB/gray JPEG and PNG, 16-bit RGB,
+        RGBA and gray + alpha PNG and still WebP, stored at 3 bytes per pixel, 4 with alpha, 2
+        for gray + alpha) or ``"pillow"``; the same as ``stats.decoder``."""
         return self._decoder
 
     @property
@@ -300,22 +318,11 @@ class PillowSource(ImageSource):
         with self._lock:
             pixels, im = self._pixels, self._im
         if pixels is not None:
-            mode, nbytes = ("L" if pixels.ndim == 2 else "RGBA" if pixels.shape[2] == 4 else "RGB"), pixels.nbytes
+            mode = "L" if pixels.ndim == 2 else {4: "RGBA", 2: "LA"}.get(pixels.shape[2], "RGB")
+            nbytes = pixels.nbytes
         else:
             mode, nbytes = (None, 0) if im is None else (im.mode, None)
         return SourceStats(decoder=self._decoder, stored_mode=mode, decoded_bytes=nbytes, full_decodes=self._full_decodes)
-
-    @staticmethod
-    def _load(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
-        try:
-            im.load()
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            msg = one_line(exc)
-            if "truncated" in msg:
-                raise ImageReadError(f"{label}: the {fmt} file is truncated ({msg})") from exc
-            raise ImageReadError(f"{label}: cannot decode {fmt} image ({msg})") from exc
-        except MemoryError as exc:
-            raise ImageReadError(f"{label}: not enough memory to decode the {sw}x{sh} image") from exc
 
     def _read_stored(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         pixels = self._pixels

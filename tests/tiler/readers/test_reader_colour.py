@@ -246,6 +246,36 @@ def test_a_png_colour_key_is_transparent_like_any_other_transparency(tmp_path, m
     assert (out[1:] == 255).all() and (out[0, 2:] == 255).all()
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_colour_keyed_png_given_as_a_pil_image_reads_as_its_file_loaded_or_not(tmp_path, mode):
+    # an outside review: once Pillow had loaded the image (im.load(), ImageOps.exif_transpose)
+    # its tiles, which said the 8-bit depth, were gone, and the key colour came through as itself
+    import io
+
+    from PIL import ImageOps
+
+    key = (10, 20, 30) if mode == "RGB" else 7
+    a = np.zeros((4, 5, 3) if mode == "RGB" else (4, 5), np.uint8)
+    a[...] = key
+    a[0, :2] = (1, 2, 3) if mode == "RGB" else 9
+    path = tmp_path / "key.png"
+    Image.fromarray(a, mode).save(path, transparency=key)
+    with open_image(path) as src:
+        want = read_all(src)
+    assert (want[1:] == 255).all() and not (want[0, 0] == 255).any()
+
+    def loaded(im):
+        im.load()
+        return im
+
+    data = path.read_bytes()
+    for how, im in (("lazy", Image.open(path)), ("loaded", loaded(Image.open(path))),
+                    ("loaded from bytes", loaded(Image.open(io.BytesIO(data)))),
+                    ("exif_transpose", ImageOps.exif_transpose(Image.open(path)))):
+        with im, open_image(im) as src:
+            np.testing.assert_array_equal(read_all(src), want, err_msg=how)
+
+
 def test_a_16bit_png_colour_key_is_not_matched_against_the_8bit_pixels(tmp_path):
     # Pillow gives the 48-bit PNG's pixels at 8 bits but keeps its key at 16: (0, 0, 255) is a
     # nearly black blue there, not the bright blue (0, 0, 65535) that reads as (0, 0, 255)
@@ -263,3 +293,7 @@ def test_a_16bit_png_colour_key_is_not_matched_against_the_8bit_pixels(tmp_path)
     with open_image(path) as src:
         out = read_all(src)
     assert out[0].tolist() == [[0, 0, 0], [0, 0, 255], [3, 3, 3]]
+    with Image.open(path) as im:  # loaded, as a PIL image: its file's header still says 16 bits
+        im.load()
+        with open_image(im) as src:
+            assert read_all(src)[0].tolist() == [[0, 0, 0], [0, 0, 255], [3, 3, 3]]

@@ -89,3 +89,53 @@ def test_a_pil_image_is_converted_as_its_file_is_read(tmp_path: Path) -> None:
     with Image.open(tmp_path / "g16.png") as im:
         with pytest.raises(ImageReadError, match=r"<PIL image>.*19200"):  # the pixel limit, before decoding
             open_image(im, max_pixels=1000)
+
+
+def _short_rows_png(width: int, height: int, rows: int) -> bytes:
+    """An 8-bit RGB PNG whose pixel stream holds ``rows`` of its ``height`` rows, yet ends with
+    IDAT and IEND intact (Pillow fills the rest with black without a word)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    pixels = b"".join(b"\x00" + bytes([128]) * width * 3 for _ in range(rows))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b""))
+
+
+def test_a_damaged_file_behind_a_pil_image_is_refused_as_the_file_is(tmp_path: Path) -> None:
+    # an outside review: a truncated file given as Image.open(...) was a bare OSError ("image file
+    # is truncated"), and a PNG whose pixels end before its last row was read with black rows
+    img = np.random.default_rng(7).integers(0, 256, (120, 160, 3), np.uint8)
+    for fmt, kw in (("PNG", {}), ("JPEG", {"quality": 90}), ("GIF", {})):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, fmt, **kw)
+        cut = buf.getvalue()[: len(buf.getvalue()) * 6 // 10]
+        (tmp_path / "cut").write_bytes(cut)
+        with pytest.raises(ImageReadError, match=rf"cut: the {fmt} file is truncated"):  # the file route
+            open_image(tmp_path / "cut")
+        for opened in (Image.open(tmp_path / "cut"), Image.open(io.BytesIO(cut))):
+            with opened, pytest.raises(ImageReadError, match=rf"^<PIL image>: the {fmt} file is truncated \(") as err:
+                open_image(opened)
+            assert "\n" not in str(err.value)
+    short = _short_rows_png(40, 30, 15)
+    (tmp_path / "short.png").write_bytes(short)
+    with pytest.raises(ImageReadError, match=r"short\.png: the PNG is truncated: its pixel data ends before the last row"):
+        open_image(tmp_path / "short.png")
+    loaded = Image.open(tmp_path / "short.png")
+    loaded.load()  # (loaded before it is handed in: its file is still named)
+    with open(tmp_path / "short.png", "rb") as fh:
+        for opened in (Image.open(tmp_path / "short.png"), Image.open(io.BytesIO(short)), Image.open(fh), loaded):
+            with opened, pytest.raises(
+                    ImageReadError, match=r"^<PIL image>: the PNG is truncated: its pixel data ends before the last row$"):
+                open_image(opened)
+    # whole files, and images made in memory, read as before (a last row of one value included)
+    whole = _short_rows_png(40, 30, 30)
+    made = Image.fromarray(np.full((30, 40, 3), 128, np.uint8))
+    done = Image.open(io.BytesIO(whole))
+    done.load()
+    for opened in (Image.open(io.BytesIO(whole)), made, done):
+        with open_image(opened) as src:
+            assert (src.read(0, 0, 40, 30) == 128).all()
