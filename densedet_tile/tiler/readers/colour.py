@@ -143,6 +143,11 @@ def _colour_key(im: Any, stored_8bit: bool) -> np.ndarray | None:
     return None
 
 
+def png_bit_depth(data: bytes) -> int | None:
+    """The bit depth in a PNG's header (IHDR), None when it cannot be read."""
+    return data[24] if len(data) >= 29 and data[12:16] == b"IHDR" else None
+
+
 def stored_8bit(im: Any) -> bool:
     """Whether the Pillow image ``im`` stores 8-bit RGB or gray samples, the one depth whose
     colour key (a PNG's tRNS) Pillow keeps at the depth of the pixels it gives.
@@ -162,7 +167,6 @@ def stored_8bit(im: Any) -> bool:
         return False
     filename = getattr(im, "filename", None)
     if getattr(im, "format", None) == "PNG" and filename and isinstance(filename, (str, bytes, os.PathLike)):
-        from .compact import png_bit_depth  # (here: compact imports this module)
 
         try:
             with open(os.fsdecode(filename), "rb") as fh:

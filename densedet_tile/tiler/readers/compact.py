@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ImageReadError, MissingDependencyError, one_line
-from .colour import scale_uint
+from .colour import png_bit_depth, scale_uint
 from .orientation import PNG_ORIENTATION_TEXT
 
 __all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact", "png_rows_missing", "png_bit_depth"]
@@ -68,11 +68,6 @@ def _declined(label: str, why_not: str, *, required: bool, ran: bool = False) ->
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 #: The seven passes of Adam7 interlacing: (x0, y0, dx, dy).
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-
-
-def png_bit_depth(data: bytes) -> int | None:
-    """The bit depth in a PNG's header (IHDR), None when it cannot be read."""
-    return data[24] if len(data) >= 29 and data[12:16] == b"IHDR" else None
 
 
 #: Most bytes :func:`png_rows_missing` inflates at a time.
