@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .detector.base import (classes_of, input_size_of, photo_scale_of, product_size_of, resize_filter_of,
-                            score_thr_of)
+                            scale_thr_of, score_thr_of)
 from .detector.calls import DetectorCalls, image_key
 from .errors import InvalidInputError
 from .tiler.resize import resize_to, shrink_source
@@ -171,6 +171,8 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
         h_img = np.concatenate(heights)
         probe = {"window": side, "boxes": int(h_img.size),
                  "cover": round(covered / sum(w * h for _, _, w, h in group), 4)}
+        if group[0][2] != group[0][3]:
+            probe["whole"] = True  # the whole image, not a square
         if h_img.size >= MIN_PROBE_BOXES:
             probe["median_px"] = round(float(np.median(h_img)), 1)
             probe["at_input_px"] = round(probe["median_px"] * model_side / side, 1)
@@ -221,6 +223,7 @@ def _pick_probe(good: list[dict[str, Any]], target: float | None) -> tuple[dict[
     if target is None:
         return good[len(good) // 2], "middle window (no product size declared)"
     readable = [p for p in good if p["at_input_px"] >= target / 2 and p.get("cover", 1.0) >= MIN_PROBE_COVER]
+    readable = _without_contradicted_whole(readable)
     if readable:
         largest = max(readable, key=lambda p: p["window"])
         # the largest window sees the products small, and misses the smallest of them: its
@@ -233,6 +236,32 @@ def _pick_probe(good: list[dict[str, Any]], target: float | None) -> tuple[dict[
         return best, ("largest window showing products at half their size or more" if best is largest
                       else "window nearest the product size that agrees with the largest readable one")
     return min(good, key=lambda p: abs(math.log(p["at_input_px"] / target))), "window nearest the product size"
+
+
+def _agree(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two probes' estimates lie within :data:`PROBE_AGREE` of each other."""
+    return abs(math.log(a["median_px"] / b["median_px"])) <= math.log(PROBE_AGREE)
+
+
+def _without_contradicted_whole(readable: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``readable`` without the whole-image probe where the squares measure the products and
+    it does not agree with them: two squares at least twice apart in size (the larger at least
+    half the largest square) agreeing with each other and none with the whole view. A real
+    product keeps its size in image pixels from one zoom to the next, while what a model finds
+    at its preferred size in a view that shows nothing it knows (print zoomed in, shelf sections
+    shrunk away) grows with the view. Shrunk whole to the model's side, a panorama of three
+    phone photos showed 7 to 38 boxes of whole shelf sections, 3 to 7 times the squares'
+    products, and was read at that scale: 5 of 30 panoramas of the 85 real photos counted a
+    fraction of their products (an outside review). A close-up's big products, which no square
+    shows whole, are the whole view's to measure still."""
+    whole = [p for p in readable if p.get("whole")]
+    squares = [p for p in readable if not p.get("whole")]
+    if not whole or not squares or any(_agree(w, q) for w in whole for q in squares):
+        return readable
+    top = max(q["window"] for q in squares)
+    measured = any(_agree(a, b) and b["window"] >= 2 * a["window"] and 2 * b["window"] >= top
+                   for a in squares for b in squares)
+    return squares if measured else readable
 
 
 def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, height: int) -> tuple[TileSpec, RunSpec]:
@@ -410,8 +439,13 @@ def _measure(src: Any, detector: Any, run: RunSpec, target: float | None) -> tup
 
 def _measured_boxes(detector: Any, run: RunSpec) -> tuple[float | None, Sequence[int] | None]:
     """``(threshold, classes)`` of the boxes that measure the products for a run: its served
-    threshold and its classes, as the boxes it counts."""
+    threshold and its classes, as the boxes it counts; the threshold raised to the detector's
+    ``scale_thr`` where it declares one (a run served lower counts more boxes, but sees the
+    image at the scale its model's sure boxes measure)."""
     thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
+    floor = scale_thr_of(detector)
+    if floor is not None:
+        thr = floor if thr is None else max(thr, floor)
     return thr, classes_of(detector, run.classes)
 
 

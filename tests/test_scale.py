@@ -383,6 +383,47 @@ def test_auto_never_trusts_a_zoomed_in_window_that_disagrees_with_the_largest():
     assert _pick_probe(probes, None)[0]["window"] == 1280  # no target: the middle one
 
 
+def test_auto_does_not_read_a_panorama_at_the_size_of_its_whole_view_s_few_big_boxes():
+    from densedet_tile.scale import _pick_probe
+
+    # the probes of a panorama of five phone photos side by side (12240x3264): shrunk whole to
+    # the model's side it showed 7 boxes of whole shelf sections (1700 px), and was read at that
+    # scale: one 12240 px tile, 8 products where the default tile finds 528 (an outside review;
+    # 5 of 30 panoramas of three real photos). The squares agree on the products across zooms
+    probes = [{"window": 640, "median_px": 127.0, "at_input_px": 127.0, "cover": 0.20},
+              {"window": 1280, "median_px": 196.2, "at_input_px": 98.1, "cover": 0.23},
+              {"window": 2560, "median_px": 272.4, "at_input_px": 68.1, "cover": 0.29},
+              {"window": 3264, "median_px": 313.1, "at_input_px": 61.4, "cover": 0.33},
+              {"window": 12240, "median_px": 1700.4, "at_input_px": 88.9, "cover": 0.42, "whole": True}]
+    best, _ = _pick_probe(probes, 80.0)
+    assert best["window"] == 2560
+    # a close-up: what the model finds in the squares grows with the square (print zoomed in,
+    # never the same size twice), so the whole view measures its big products
+    close = [{"window": 640, "median_px": 90.0, "at_input_px": 90.0, "cover": 0.2},
+             {"window": 1280, "median_px": 200.0, "at_input_px": 100.0, "cover": 0.2},
+             {"window": 2000, "median_px": 330.0, "at_input_px": 105.6, "cover": 0.2},
+             {"window": 4000, "median_px": 1200.0, "at_input_px": 192.0, "cover": 0.45, "whole": True}]
+    assert _pick_probe(close, 80.0)[0]["window"] == 4000
+    # ... as where two small squares agree on lines of print (the larger under half the largest square)
+    close[1] = {"window": 1280, "median_px": 95.0, "at_input_px": 47.5, "cover": 0.2}
+    close[0] = {"window": 320, "median_px": 80.0, "at_input_px": 160.0, "cover": 0.2}
+    close[2]["window"] = 3000
+    assert _pick_probe(close, 80.0)[0]["window"] == 4000
+    # and the whole view stands where it agrees with a square
+    from densedet_tile.scale import _without_contradicted_whole
+
+    agreeing = probes[:-1] + [{"window": 5000, "median_px": 400.0, "at_input_px": 51.2, "cover": 0.4, "whole": True}]
+    assert _without_contradicted_whole(agreeing) == agreeing
+    assert _without_contradicted_whole(probes) == probes[:-1]
+
+
+def test_the_whole_image_probe_is_marked():
+    img, _ = shelf(2000, 1000, 100)
+    with open_image(img) as src:
+        _, details = estimate_product_height(src, SizedBlobs(trained=40.0), target=40.0)
+    assert [p.get("whole", False) for p in details["probes"]] == [False] * (len(details["probes"]) - 1) + [True]
+
+
 def test_auto_measures_with_a_window_near_the_size_that_agrees_with_the_largest():
     from densedet_tile.scale import _pick_probe
 
@@ -604,6 +645,29 @@ def test_a_close_up_is_shown_with_its_products_at_a_whole_photos_size():
 
     unsure = Unsure(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(800.0, 600.0))
     assert dt.detect_image(close, unsure, score_thr=0.5).settings["scale"]["value"] == 0.2
+
+
+def test_a_detector_s_scale_thr_keeps_a_lower_served_threshold_from_making_a_close_up():
+    # the built-in model served at 0.2 to 0.4: a few whole shelf sections boxed at low scores made
+    # 2 of 85 real photos close-ups, shrunk 6 times (4 to 7 products counted for 162 and 171; an
+    # outside review). A detector declaring scale_thr measures the products with its sure boxes
+    class Unsure(SizedBlobs):
+        scale_thr = 0.45
+
+        def predict(self, tiles):
+            return [Detections(d.xyxy, np.full(len(d), 0.3, np.float32)) for d in super().predict(tiles)]
+
+    close, _ = shelf(4000, 3000, 600)
+    det = Unsure(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(800.0, 600.0))
+    info = dt.detect_image(close, det, score_thr=0.25).settings["scale"]
+    assert info["value"] == 0.2 and info["closeup_px"] is None and "note" not in info
+    # ... and its sure boxes still make one: the same close-up scored 0.9 is shrunk at 0.25
+    sure = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(800.0, 600.0))
+    sure.scale_thr = 0.45
+    info = dt.detect_image(close, sure, score_thr=0.25).settings["scale"]
+    assert info["closeup_px"] == pytest.approx(600, rel=0.05) and "close-up" in info["note"]
+    # the built-in model declares its weights' own threshold
+    assert dt.load_detector("default", score_thr=0.2).scale_thr == 0.45
 
 
 def test_a_few_large_boxes_on_a_whole_photo_do_not_make_it_a_close_up():

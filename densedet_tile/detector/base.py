@@ -26,6 +26,7 @@ __all__ = [
     "product_size_of",
     "photo_scale_of",
     "score_thr_of",
+    "scale_thr_of",
     "score_floor_of",
     "score_floor_for",
     "resize_filter_of",
@@ -190,6 +191,13 @@ def _score_attr(detector: object, name: str) -> float | None:
 def score_thr_of(detector: object) -> float | None:
     """The detector's declared ``score_thr`` (the score its boxes are served at), or None."""
     return _score_attr(detector, "score_thr")
+
+
+def scale_thr_of(detector: object) -> float | None:
+    """The detector's declared ``scale_thr``: the least score of the boxes the engine measures
+    the products' size with to choose a scale (``tile="auto"``, the photo rule's checks), whatever
+    lower threshold a run serves its boxes at; None where it declares none (then the run's)."""
+    return _score_attr(detector, "scale_thr")
 
 
 def score_floor_of(detector: object) -> float | None:
