@@ -40,7 +40,11 @@ def test_a_precision_a_built_detector_does_not_run_at_is_warned_about(tmp_path: 
         built = dt.load_detector("default", device="cpu", precision="fp16")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        dt.detect_image(_photo(tmp_path), built, precision="fp16")
+        ran = dt.detect_image(_photo(tmp_path), built, precision="fp16")
+    # ... and the settings say the precision it ran at (they said fp16 of the int8 file)
+    assert ran.settings["precision"] == built.info["precision"] == "int8"
+    res = dt.detect_image(_photo(tmp_path), det, precision="fp16", tile=256)
+    assert res.settings["precision"] == "fp16"  # (the detector's own info says so)
 
 
 def test_inputs_that_were_bare_python_errors_or_misleading(tmp_path: Path) -> None:
