@@ -315,23 +315,13 @@ def repair_seams(
     # cut, and goes further on a side where i is cut. Symmetrically for j.
     j_reaches = (d >= -tol).all(axis=1)
     i_reaches = (d <= tol).all(axis=1)
-    # A cut side is its tile's edge, known to the pixel, and the object goes on past it: a view
-    # whose own (uncut) edge lies past it by more than half the tolerance saw what the cut view
-    # could not, and the two do not agree there. (Where tiles i and i+2 overlap, a view of an
-    # object larger than a tile, cut by tile i+2's top edge 16 px under the object's top, was
-    # taken as agreeing with, or holding, the only view of that top; that view was dropped and
-    # the merged box lost the 16 px; an outside review.)
-    half = 0.5 * tol
-    agree_i = within & (~cj | (d >= -half))
-    agree_j = within & (~ci | (d <= half))
-    drop_i = j_reaches & (ci | agree_i).all(axis=1) & (ci & (d > 0)).any(axis=1)
-    drop_j = i_reaches & (cj | agree_j).all(axis=1) & (cj & (d < 0)).any(axis=1)
+    drop_i = j_reaches & (ci | within).all(axis=1) & (ci & (d > 0)).any(axis=1)
+    drop_j = i_reaches & (cj | within).all(axis=1) & (cj & (d < 0)).any(axis=1)
     if contain is not None:
         # i inside j (by i's own area), j past one of i's cut sides by more than the
-        # tolerance and i past none of j's (j is the fuller view: i saw nothing j missed;
-        # an uncut edge of i past j's cut by over half the tolerance is something j missed).
-        i_past_j_cut = (cj & ((d < -tol) | (~ci & (d < -half)))).any(axis=1)
-        j_past_i_cut = (ci & ((d > tol) | (~cj & (d > half)))).any(axis=1)
+        # tolerance and i past none of j's (j is the fuller view: i saw nothing j missed).
+        i_past_j_cut = (cj & (d < -tol)).any(axis=1)
+        j_past_i_cut = (ci & (d > tol)).any(axis=1)
         drop_i |= (inter >= contain * ai) & j_past_i_cut & ~i_past_j_cut
         drop_j |= (inter >= contain * aj) & i_past_j_cut & ~j_past_i_cut
 

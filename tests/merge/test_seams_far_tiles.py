@@ -94,19 +94,3 @@ def test_a_tile_list_that_is_no_grid_joins_fragments_as_before() -> None:
         ok = (c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])
         dets.append(dt.Detections(c[ok] - [t.x, t.y, t.x, t.y], np.full(int(ok.sum()), 0.9)))
     np.testing.assert_allclose(merge_tiles(tiles, dets).xyxy, p)
-
-
-
-@pytest.mark.parametrize("width, height, product", [
-    # overlap 0.5 at tile 64: tile rows 0, 32, 64, 96, 128, 136; no tile sees the product whole,
-    # and tile row 136 (two rows past 96, the only one holding its top) cuts it 16 px down
-    (800, 200, [624.0, 120, 713, 199]),
-    # the same object lying on its side: across the columns
-    (200, 800, [120.0, 624, 199, 713]),
-])
-def test_an_object_larger_than_a_tile_keeps_the_edge_only_one_view_holds(width, height, product) -> None:
-    p = np.asarray([product])
-    tiles, dets = perfect_views(width, height, dt.TileSpec(64, 0.5), p)
-    for seam_tol in (16.0, 7.0):
-        out = merge_tiles(tiles, dets, dt.MergeSpec(seam_tol=seam_tol))
-        np.testing.assert_allclose(out.xyxy, p, err_msg=f"seam_tol {seam_tol}")
