@@ -570,7 +570,8 @@ def counts_at_thresholds(
     threshold). With ``tile="auto"``, or a photo rule checked by measuring the products (every
     photo: a small one or a crop by the probes, and each for a close-up, see
     :func:`densedet_tile.scale.choose_scale`), the scale is measured once, from the boxes
-    scoring ``scale_thr`` or more (default: the lowest threshold), where :func:`detect_image`
+    scoring ``scale_thr`` or more (as given; by default the lowest threshold, raised to the
+    detector's ``scale_thr`` where it declares one, as a run there raises it), where :func:`detect_image`
     measures it at each threshold: the counts are those of runs at that scale, which may differ
     from a run's own (a close-up at one threshold may not be one at another). Used to pick a
     threshold from counts, e.g. for adapted weights (``adapt`` passes the threshold its starting
@@ -593,8 +594,7 @@ def counts_at_thresholds(
     run = replace(run, score_thr=low)
     ctx: Any = contextlib.nullcontext(source) if _is_image_source(source) else open_image(source, max_pixels=run.max_pixels)
     with ctx as src:
-        scaled = choose_scale(src, detector, tiling, run if scale_thr is None else replace(run, score_thr=scale_thr),
-                              merge)
+        scaled = choose_scale(src, detector, tiling, run, merge, measure_thr=scale_thr)
         tiles = plan(src, scaled.tiling)
         preds = predict_tiles(src, tiles, detector, replace(scaled.run, score_thr=low))
     dets = thin_piles(tiles, preds.dets, merge)  # once for every threshold, as merge_counted does

@@ -295,8 +295,13 @@ def scaled_side(tile: int, s: float) -> int:
     return side
 
 
-def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec | None = None) -> ScaleChoice:
+def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec | None = None, *,
+                 measure_thr: float | None = None) -> ScaleChoice:
     """Decide the scale for the open image ``src`` and return specs that produce it.
+
+    The products are measured (``auto``, the photo rule's checks) with boxes scoring
+    ``measure_thr`` or more where it is given, as given; else the run's threshold, raised to the
+    detector's ``scale_thr`` where it declares one.
 
     In order: an explicit ``run.input_size`` wins (tiles are resized to it, as given);
     ``run.scale``; ``tiling.tile == "auto"`` (products measured, see
@@ -322,12 +327,13 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
                         "the tile; give the tile or the scale, not both", src.name, tiling.tile, t.tile,
                         input_size_of(detector))
         return ScaleChoice(t, r, {"source": "given", "value": run.scale})
+    measured = _measured_boxes(detector, run, measure_thr)
     if auto:
-        return _auto(src, detector, tiling, run, MergeSpec() if merge is None else merge)
+        return _auto(src, detector, tiling, run, MergeSpec() if merge is None else merge, measured)
     rule = photo_scale_of(detector, width, height)
     if rule is not None and max(width, height) <= PHOTO_ASPECT_MAX * min(width, height):
         info: dict[str, Any] = {"source": "photo rule", "value": round(rule, 6)}
-        s = _rule_checked(src, detector, tiling, run, rule, info)
+        s = _rule_checked(src, detector, tiling, measured, rule, info)
         t, r, shown = photo_rule_specs(tiling, run, detector, s, width, height, MergeSpec() if merge is None else merge)
         if shown < s:
             said = f"a small image: shown at {shown:.3g} in tiles of {t.tile} px or whole, the smallest the seam " \
@@ -342,15 +348,17 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
     return ScaleChoice(tiling, run, {"source": "tile", "value": None})
 
 
-def photo_rule_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec) -> float | None:
+def photo_rule_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, *,
+                     measure_thr: float | None = None) -> float | None:
     """The scale the engine shows the open image ``src`` at by the detector's photo rule (checked
     as :func:`choose_scale` checks it), or None where no photo rule applies: what a tool that
     runs the engine at other scales of its own (``adapt``'s views, its training crops) starts from."""
-    choice = choose_scale(src, detector, tiling, run)
+    choice = choose_scale(src, detector, tiling, run, measure_thr=measure_thr)
     return float(choice.info["value"]) if choice.info.get("source") == "photo rule" else None
 
 
-def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule: float, info: dict[str, Any]) -> float:
+def _rule_checked(src: Any, detector: Any, tiling: TileSpec, measured: "_Measured", rule: float,
+                  info: dict[str, Any]) -> float:
     """The photo rule's scale, checked in two steps (detectors without a fixed input size or a
     product size keep the rule):
 
@@ -380,7 +388,7 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
     t0 = time.perf_counter()
     s = rule
     if rule >= given * PHOTO_RULE_CHECK_FROM:  # a small photo, or a crop of one
-        height_px, _ = _measure(src, detector, run, target)
+        height_px, _ = _measure(src, detector, measured, target)
         info["product_height_px"] = height_px
         if height_px is not None:
             s = min(rule, max(given, PHOTO_RULE_MAX_PRODUCT * target / height_px))
@@ -390,7 +398,7 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
             # 59 boxes where the whole photo has 9 there; an outside review), so no more than
             # where the check begins
             s = min(rule, given * PHOTO_RULE_CHECK_FROM)
-    closeup_px, close = _closeup_checked(src, detector, run, s, target, side)
+    closeup_px, close = _closeup_checked(src, detector, measured, s, target, side)
     info["closeup_px"] = None if closeup_px is None else round(closeup_px, 1)
     info["seconds"] = round(time.perf_counter() - t0, 4)
     if close is not None:
@@ -406,7 +414,7 @@ def _rule_checked(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, rule:
     return s
 
 
-def _closeup_checked(src: Any, detector: Any, run: RunSpec, s: float, target: float,
+def _closeup_checked(src: Any, detector: Any, measured: "_Measured", s: float, target: float,
                      side: int) -> tuple[float | None, float | None]:
     """``(median product height, scale)`` for a photo a photo rule would show at ``s``: the
     whole image, resized to the model's input side, is run once (at the run's threshold, of its
@@ -418,7 +426,7 @@ def _closeup_checked(src: Any, detector: Any, run: RunSpec, s: float, target: fl
     brings them to :data:`PHOTO_RULE_MAX_PRODUCT` times that size; else None (``s`` stands)."""
     width, height = int(src.width), int(src.height)
     h_img, covered = _window_heights(src, detector, (0, 0, width, height), side, resize_filter_of(detector),
-                                     *_measured_boxes(detector, run), "the photo rule's close-up check")
+                                     *measured, "the photo rule's close-up check")
     if h_img.size < MIN_PROBE_BOXES or covered < MIN_PROBE_COVER * width * height:
         return None, None
     q1, height_px, q3 = (float(q) for q in np.percentile(h_img, [25, 50, 75]))
@@ -429,19 +437,26 @@ def _closeup_checked(src: Any, detector: Any, run: RunSpec, s: float, target: fl
     return height_px, PHOTO_RULE_MAX_PRODUCT * target / height_px
 
 
-def _measure(src: Any, detector: Any, run: RunSpec, target: float | None) -> tuple[float | None, dict[str, Any]]:
+def _measure(src: Any, detector: Any, measured: "_Measured", target: float | None) -> tuple[float | None, dict[str, Any]]:
     """:func:`estimate_product_height` at the run's served threshold (detectors return boxes a
     little below it, for the count range) and of the run's classes (the products counted are the
     ones measured)."""
-    thr, classes = _measured_boxes(detector, run)
+    thr, classes = measured
     return estimate_product_height(src, detector, score_thr=thr, target=target, classes=classes)
 
 
-def _measured_boxes(detector: Any, run: RunSpec) -> tuple[float | None, Sequence[int] | None]:
+#: ``(threshold, classes)`` of the boxes that measure the products (:func:`_measured_boxes`).
+_Measured = tuple[float | None, Sequence[int] | None]
+
+
+def _measured_boxes(detector: Any, run: RunSpec, given: float | None = None) -> _Measured:
     """``(threshold, classes)`` of the boxes that measure the products for a run: its served
     threshold and its classes, as the boxes it counts; the threshold raised to the detector's
     ``scale_thr`` where it declares one (a run served lower counts more boxes, but sees the
-    image at the scale its model's sure boxes measure)."""
+    image at the scale its model's sure boxes measure). A threshold ``given`` by the caller is
+    taken as it is."""
+    if given is not None:
+        return float(given), classes_of(detector, run.classes)
     thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
     floor = scale_thr_of(detector)
     if floor is not None:
@@ -492,10 +507,10 @@ def _seam_overlap(tiling: TileSpec, merge: MergeSpec, least_px: float = 0.0) -> 
     return replace(tiling, overlap=need) if need > tiling.overlap else tiling
 
 
-def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec) -> ScaleChoice:
+def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec, measured: _Measured) -> ScaleChoice:
     t0 = time.perf_counter()
     target = product_size_of(detector)
-    height_px, details = _measure(src, detector, run, target)
+    height_px, details = _measure(src, detector, measured, target)
     info: dict[str, Any] = {"source": "auto", "product_height_px": height_px, "target_px": target, **details}
     fallback = replace(tiling, tile=TileSpec().tile)
     if height_px is None:

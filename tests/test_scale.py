@@ -668,6 +668,21 @@ def test_a_detector_s_scale_thr_keeps_a_lower_served_threshold_from_making_a_clo
     assert info["closeup_px"] == pytest.approx(600, rel=0.05) and "close-up" in info["note"]
     # the built-in model declares its weights' own threshold
     assert dt.load_detector("default", score_thr=0.2).scale_thr == 0.45
+    # a threshold a caller gives for the measure is taken as given (adapt measures its views at
+    # the weights it starts from; a second look at the fix found it raised to 0.45 there)
+    from densedet_tile.pipeline import counts_at_thresholds
+    from densedet_tile.scale import choose_scale
+
+    with open_image(close) as src:
+        given = choose_scale(src, det, TileSpec(), RunSpec(score_thr=0.25), measure_thr=0.25).info
+        raised = choose_scale(src, det, TileSpec(), RunSpec(score_thr=0.25)).info
+    assert "close-up" in given["note"] and "note" not in raised
+    det.seen.clear()
+    counts_at_thresholds(close, det, [0.25, 0.3], scale_thr=0.25)
+    as_given = len(det.seen)
+    det.seen.clear()
+    counts_at_thresholds(close, det, [0.25, 0.3])
+    assert as_given < len(det.seen)  # shrunk as a close-up: fewer tiles than at the rule's scale
 
 
 def test_a_few_large_boxes_on_a_whole_photo_do_not_make_it_a_close_up():

@@ -988,7 +988,7 @@ class AdaptRun:
 
         lab = self.settings.labels
         return photo_rule_scale(ArraySource(image, name=name), self._detector(self._base_thr(), split_stacks=False),
-                                TileSpec(tile=lab.tile, overlap=lab.overlap), RunSpec())
+                                TileSpec(tile=lab.tile, overlap=lab.overlap), RunSpec(), measure_thr=self._base_thr())
 
     def _add_crop(self, name: str, image: np.ndarray) -> None:
         if name not in self.crop_index:

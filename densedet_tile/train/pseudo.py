@@ -153,8 +153,7 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
     # a detector with a photo rule (the built-in model) shows the photo at the rule's scale
     # whatever the tile: the views are that scale times theirs, or they would all be one view
     base = photo_rule_scale(ArraySource(image, name=name), detector,
-                            TileSpec(tile=settings.tile, overlap=settings.overlap),
-                            run if scale_thr is None else replace(run, score_thr=scale_thr))
+                            TileSpec(tile=settings.tile, overlap=settings.overlap), run, measure_thr=scale_thr)
     mirrored = None
     out = []
     # (at the rule's scale times theirs the views differ, unless a small photo's tiles reach
