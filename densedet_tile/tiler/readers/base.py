@@ -40,9 +40,8 @@ class SourceStats:
 
     ``decoder``: what decodes the pixels: ``"imagecodecs"`` or ``"pillow"`` (the whole image, at
     :func:`open_image`), ``"tifffile"`` (TIFF segments, as windows are read), None for an array.
-    ``stored_mode``: the mode the decoded whole image is held in: ``"RGB"``, ``"L"``, ``"RGBA"``
-    (WebP with alpha, 16-bit RGBA PNG) or ``"LA"`` (16-bit gray + alpha PNG) for imagecodecs
-    (3, 1, 4 or 2 bytes per pixel), Pillow's own
+    ``stored_mode``: the mode the decoded whole image is held in: ``"RGB"``, ``"L"`` or
+    ``"RGBA"`` (WebP with alpha) for imagecodecs (3, 1 or 4 bytes per pixel), Pillow's own
     mode (``"RGB"``, ``"P"``, ``"I;16"`` ...) for Pillow; None when the source holds no
     decoded whole image (TIFF, array, closed source).
     ``decoded_bytes``: bytes of the decoded whole image held as a numpy array (imagecodecs); None

@@ -57,14 +57,11 @@ def gray_to_rgb(g: np.ndarray) -> np.ndarray:
 
 
 def uint8_to_rgb(win: np.ndarray) -> np.ndarray:
-    """uint8 gray (h, w), gray + alpha (h, w, 2), RGB (h, w, 3) or RGBA (h, w, 4) -> (h, w, 3)
-    RGB (alpha composited onto white, as :meth:`TiffColour.to_rgb8` does); RGB is returned as is."""
+    """uint8 gray (h, w), RGB (h, w, 3) or RGBA (h, w, 4) -> (h, w, 3) RGB; RGB is returned as is."""
     if win.ndim == 2:
         return gray_to_rgb(win)
     if win.shape[2] == 4:
         return composite_white(win[..., :3], win[..., 3])
-    if win.shape[2] == 2:
-        return composite_white(gray_to_rgb(win[..., 0]), win[..., 1])
     return win
 
 
@@ -154,20 +151,21 @@ def stored_8bit(im: Any) -> bool:
 
     Not yet loaded, its first tile's raw mode says it (plain ``RGB`` or ``L``). Pillow drops the
     tiles as it loads (an outside review: a colour-keyed PNG handed in as a PIL image after
-    ``im.load()`` or ``ImageOps.exif_transpose`` came out with its key colour, the file and a
-    lazy image with white there). Then a PNG that still names its file says its depth in its
-    header; an RGB or gray image without one is taken as 8-bit, as Pillow itself takes its key
-    (``convert("RGBA")``). Pillow keeps a 16-bit PNG's key at 16 bits, which
-    :func:`_colour_key` leaves out unless all its values lie in 0..255: only such a near-black
-    key of a 16-bit PNG without its file is taken for an 8-bit one."""
+    ``im.load()`` came out with its key colour, the file and a lazy image with white there).
+    Then a PNG that still names its file says its depth in its header, and one without it is
+    taken as 8-bit, as Pillow itself takes its key (``convert("RGBA")``; Pillow keeps a 16-bit
+    PNG's key at 16 bits, which :func:`_colour_key` leaves out unless all its values lie in
+    0..255: only such a near-black key of a 16-bit PNG without its file is taken for an 8-bit
+    one). An image that is no PNG's own (made in memory, a copy, ``convert("RGB")`` of a GIF whose
+    palette had a transparent entry, which Pillow keeps as an RGB colour) is not: its opaque
+    pixels of that colour stay as they are (a second look at the fix turned them white)."""
     tile = getattr(im, "tile", None) or []
     if tile:
         return getattr(tile[0], "args", None) in ("RGB", "L")
-    if im.mode not in ("RGB", "L"):
+    if im.mode not in ("RGB", "L") or getattr(im, "format", None) != "PNG":
         return False
     filename = getattr(im, "filename", None)
-    if getattr(im, "format", None) == "PNG" and filename and isinstance(filename, (str, bytes, os.PathLike)):
-
+    if filename and isinstance(filename, (str, bytes, os.PathLike)):
         try:
             with open(os.fsdecode(filename), "rb") as fh:
                 depth = png_bit_depth(fh.read(29))

@@ -1,5 +1,4 @@
-"""Whole-image decoding of 8-bit RGB and gray JPEG and PNG, of 16-bit RGB, RGBA and gray + alpha
-PNG (scaled to 8 bits as a 16-bit TIFF is), and of still WebP, by imagecodecs.
+"""Whole-image decoding of 8-bit RGB and gray JPEG and PNG, and of still WebP, by imagecodecs.
 
 imagecodecs (libjpeg-turbo, libpng, libwebp) decodes straight into a numpy array with the same
 pixels as Pillow's decoders, 3 bytes per RGB pixel (4 for a WebP with alpha), where Pillow
@@ -28,9 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Pillow format names of the files imagecodecs decodes here (MPO is a multi-picture JPEG).
 COMPACT_FORMATS = ("JPEG", "MPO", "PNG", "WEBP")
-#: Pillow modes decoded here: WebP (always 8-bit) is RGB or RGBA, PNG RGB or gray, or RGBA at 16
-#: bits (Pillow's mode of a 16-bit RGBA and of a 16-bit gray + alpha PNG), the others RGB or gray.
-_MODES = {"WEBP": ("RGB", "RGBA"), "PNG": ("RGB", "L", "RGBA")}
+#: Pillow modes decoded here: WebP (always 8-bit) is RGB or RGBA, the others RGB or gray.
+_MODES = {"WEBP": ("RGB", "RGBA")}
 _DEFAULT_MODES = ("RGB", "L")
 
 
@@ -38,9 +36,8 @@ _DEFAULT_MODES = ("RGB", "L")
 class Compact:
     """What :func:`decode_compact` did.
 
-    ``pixels``: the read-only (h, w, 3) RGB, (h, w, 4) RGBA (a WebP with alpha, or a 16-bit
-    RGBA PNG, composited onto white window by window like Pillow's RGBA), (h, w, 2) gray +
-    alpha (a 16-bit gray + alpha PNG, alike) or (h, w) gray uint8 image, or None;
+    ``pixels``: the read-only (h, w, 3) RGB, (h, w, 4) RGBA (a WebP with alpha, composited
+    onto white window by window like Pillow's RGBA) or (h, w) gray uint8 image, or None;
     ``why_not``: the reason there are none; ``ran``: whether imagecodecs decoded the file at all;
     ``decodes``: how many times it decoded the whole image (a JPEG checked for missing data is
     decoded again).
@@ -138,8 +135,7 @@ def decode_compact(
 ) -> Compact:
     """The image at ``path`` (Pillow ``fmt``, ``mode`` and ``info`` from its header) decoded by imagecodecs.
 
-    No pixels means "let Pillow do it": not an 8-bit RGB or gray JPEG or PNG, a 16-bit RGB,
-    RGBA or gray + alpha PNG or a WebP, an
+    No pixels means "let Pillow do it": not an 8-bit RGB or gray JPEG or PNG or a WebP, an
     animated WebP (Pillow composes its first frame onto the canvas), imagecodecs missing, a
     JPEG whose last scan is not followed by an end-of-image marker, unless it is one sequential
     scan that runs to the end of the file (then it is decoded here, and read with a warning if
@@ -172,17 +168,13 @@ def decode_compact(
     no_eoi = False  # a JPEG whose one scan runs to the end of the file
     if fmt == "PNG":
         depth = png_bit_depth(data)
-        # a 16-bit RGB, RGBA or gray + alpha PNG is decoded here to uint16 and scaled as a 16-bit
-        # TIFF is (v / 257, rounded; the alpha too, then composited window by window as the
-        # TIFF's is): Pillow opens them at 8 bits by keeping each sample's high byte, so the same
-        # samples gave other pixels (and boxes) as PNG than as TIFF (outside reviews); 16-bit
-        # gray (Pillow's I;16, scaled alike) and other depths go to Pillow, and so does an 8-bit
-        # PNG with alpha (Pillow keeps it at the same 4 bytes a pixel)
-        if depth is not None and depth != 8 and not (depth == 16 and mode in ("RGB", "RGBA")):
+        # a 48-bit RGB PNG is decoded here to uint16 and scaled as a 16-bit TIFF is (v / 257,
+        # rounded): Pillow opens it as 8-bit RGB by keeping each sample's high byte, so the same
+        # samples gave other pixels (and boxes) as PNG than as TIFF (an outside review); other
+        # 16-bit PNGs (gray: Pillow's I;16, scaled alike) and other depths go to Pillow
+        if depth is not None and depth != 8 and not (depth == 16 and mode == "RGB"):
             return _declined(label, f"a {depth}-bit PNG, which imagecodecs would decode to uint16"
                              if depth == 16 else f"a {depth}-bit PNG", required=required)
-        if mode == "RGBA" and depth != 16:
-            return _declined(label, "an 8-bit PNG with alpha, which Pillow decodes as compactly", required=required)
         if "exif" not in info and b"eXIf" in data:
             return _declined(label, "the PNG has an eXIf chunk after its pixels", required=required)
         for key in PNG_ORIENTATION_TEXT:
@@ -216,8 +208,6 @@ def decode_compact(
         arr = scale_uint(arr, 16)
     if fmt == "WEBP":  # RGBA when it has alpha; either is fine (opaque alpha changes no pixel)
         shapes: tuple[tuple[int, ...], ...] = ((height, width, 3), (height, width, 4))
-    elif mode == "RGBA":  # a 16-bit PNG's RGBA or gray + alpha samples, scaled to 8 bits above
-        shapes = ((height, width, 4), (height, width, 2))
     else:
         shapes = ((height, width, 3) if mode == "RGB" else (height, width),)
     if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape not in shapes:

@@ -308,9 +308,9 @@ class PillowSource(ImageSource):
 
     @property
     def decoder(self) -> str:
-        """What decoded the pixels: ``"imagecodecs"`` (8-bit RGB/gray JPEG and PNG, 16-bit RGB,
-        RGBA and gray + alpha PNG and still WebP, stored at 3 bytes per pixel, 4 with alpha, 2
-        for gray + alpha) or ``"pillow"``; the same as ``stats.decoder``."""
+        """What decoded the pixels: ``"imagecodecs"`` (8-bit RGB/gray JPEG and PNG and still
+        WebP, stored at 3 bytes per pixel, 4 for WebP with alpha) or ``"pillow"``; the same as
+        ``stats.decoder``."""
         return self._decoder
 
     @property
@@ -318,8 +318,7 @@ class PillowSource(ImageSource):
         with self._lock:
             pixels, im = self._pixels, self._im
         if pixels is not None:
-            mode = "L" if pixels.ndim == 2 else {4: "RGBA", 2: "LA"}.get(pixels.shape[2], "RGB")
-            nbytes = pixels.nbytes
+            mode, nbytes = ("L" if pixels.ndim == 2 else "RGBA" if pixels.shape[2] == 4 else "RGB"), pixels.nbytes
         else:
             mode, nbytes = (None, 0) if im is None else (im.mode, None)
         return SourceStats(decoder=self._decoder, stored_mode=mode, decoded_bytes=nbytes, full_decodes=self._full_decodes)

@@ -252,8 +252,6 @@ def test_a_colour_keyed_png_given_as_a_pil_image_reads_as_its_file_loaded_or_not
     # its tiles, which said the 8-bit depth, were gone, and the key colour came through as itself
     import io
 
-    from PIL import ImageOps
-
     key = (10, 20, 30) if mode == "RGB" else 7
     a = np.zeros((4, 5, 3) if mode == "RGB" else (4, 5), np.uint8)
     a[...] = key
@@ -270,10 +268,29 @@ def test_a_colour_keyed_png_given_as_a_pil_image_reads_as_its_file_loaded_or_not
 
     data = path.read_bytes()
     for how, im in (("lazy", Image.open(path)), ("loaded", loaded(Image.open(path))),
-                    ("loaded from bytes", loaded(Image.open(io.BytesIO(data)))),
-                    ("exif_transpose", ImageOps.exif_transpose(Image.open(path)))):
+                    ("loaded from bytes", loaded(Image.open(io.BytesIO(data))))):
         with im, open_image(im) as src:
             np.testing.assert_array_equal(read_all(src), want, err_msg=how)
+
+
+def test_an_rgb_copy_of_a_gif_keeps_its_opaque_pixels_of_the_transparent_colour(tmp_path):
+    # convert("RGB") of a GIF whose palette has a transparent entry keeps that entry's colour as
+    # an RGB "transparency": a second look at the fix above found every pixel of that colour
+    # turned white, opaque ones too (two palette entries of one colour, one transparent)
+    pal = [0, 0, 0, 0, 0, 0] + [200, 30, 30] * 254
+    p = np.zeros((4, 6), np.uint8)
+    p[:, 3:] = 1  # the right half: the opaque black entry
+    im = Image.fromarray(p, "P")
+    im.putpalette(pal)
+    path = tmp_path / "t.gif"
+    im.save(path, transparency=0)
+    with open_image(path) as src:
+        as_file = read_all(src)
+    assert (as_file[:, :3] == 255).all() and (as_file[:, 3:] == 0).all()
+    with Image.open(path) as gif:
+        rgb = gif.convert("RGB")
+    with open_image(rgb) as src:
+        assert (read_all(src)[:, 3:] == 0).all()  # opaque black stays black
 
 
 def test_a_16bit_png_colour_key_is_not_matched_against_the_8bit_pixels(tmp_path):

@@ -149,29 +149,3 @@ def test_a_48_bit_png_gives_the_pixels_of_the_same_samples_as_tiff(tmp_path):
         assert png.stats.decoder == "imagecodecs"
         np.testing.assert_array_equal(read_all(png), read_all(tif))
         np.testing.assert_array_equal(read_all(png), np.floor(samples / 257 + 0.5).astype(np.uint8))
-
-
-@pytest.mark.parametrize("kind", ["RGBA", "LA"])
-def test_a_16_bit_png_with_alpha_gives_the_pixels_of_the_same_samples_as_tiff(tmp_path, kind):
-    # as the 48-bit RGB PNG above: Pillow keeps the high byte of a 16-bit RGBA or gray + alpha
-    # PNG's samples, where a 16-bit TIFF's are scaled v / 257, rounded (a quarter of the values
-    # came out one level lower, an outside review); the alpha is composited as the TIFF's is
-    pytest.importorskip("imagecodecs", reason="16-bit PNG decoding needs the imagecodecs package")
-    channels = 4 if kind == "RGBA" else 2
-    samples = noise(37, 29, channels, dtype=np.uint16, hi=65536)
-    samples[0, :4, 0] = [128, 32896, 65407, 256]  # (v / 257 rounds up, the high byte does not)
-    samples[1, :, -1] = 65535  # an opaque row: the colour alone
-    samples[2, :, -1] = 0  # a clear one: white
-    (tmp_path / "a16.png").write_bytes(png_bytes(samples, colortype=6 if kind == "RGBA" else 4))
-    tifffile.imwrite(tmp_path / "a16.tif", samples, photometric="rgb" if kind == "RGBA" else "minisblack",
-                     extrasamples=["unassalpha"])
-    with open_image(tmp_path / "a16.png") as png, open_image(tmp_path / "a16.tif") as tif:
-        got = read_all(png)
-        np.testing.assert_array_equal(got, read_all(tif))
-        assert (png.stats.decoder, png.stats.stored_mode) == ("imagecodecs", kind)
-        assert png.stats.decoded_bytes == 37 * 29 * channels  # 8 bits a sample, alpha composited per window
-        np.testing.assert_array_equal(png.read(3, 5, 20, 30), got[5:35, 3:23])
-    scaled = np.floor(samples / 257 + 0.5).astype(np.uint8)
-    colour = scaled[..., :3] if kind == "RGBA" else np.repeat(scaled[..., :1], 3, axis=2)
-    np.testing.assert_array_equal(got[1], colour[1])
-    assert (got[2] == 255).all()
