@@ -683,6 +683,13 @@ def test_a_detector_s_scale_thr_keeps_a_lower_served_threshold_from_making_a_clo
     det.seen.clear()
     counts_at_thresholds(close, det, [0.25, 0.3])
     assert as_given < len(det.seen)  # shrunk as a close-up: fewer tiles than at the rule's scale
+    # a scale_thr that is no score is said once, when the detector is checked
+    from densedet_tile.detector.base import check_declared
+    from densedet_tile.errors import DetectorError
+
+    det.scale_thr = 1.5
+    with pytest.raises(DetectorError, match=r"scale_thr must be a number in \[0, 1\], got 1.5"):
+        check_declared(det)
 
 
 def test_a_few_large_boxes_on_a_whole_photo_do_not_make_it_a_close_up():

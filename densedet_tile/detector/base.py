@@ -280,9 +280,10 @@ def score_floor_for(score_thr: float, band: float = COUNT_BAND) -> float:
 
 def check_declared(detector: object) -> None:
     """Check every attribute ``detector`` declares that does not depend on an image (input
-    size, class names, resize filter, product size, score threshold and floor): a bad one is a
-    detector that cannot be used, said once, rather than the same error for every image."""
-    for of in (input_size_of, class_names_of, resize_filter_of, product_size_of, score_thr_of, score_floor_of):
+    size, class names, resize filter, product size, score threshold, floor and scale threshold):
+    a bad one is a detector that cannot be used, said once, rather than the same error for every image."""
+    for of in (input_size_of, class_names_of, resize_filter_of, product_size_of, score_thr_of, score_floor_of,
+               scale_thr_of):
         of(detector)
 
 

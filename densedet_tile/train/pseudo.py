@@ -136,7 +136,8 @@ def view_detections(image: np.ndarray, detector: Any, settings: LabelSettings,
     runs once). Boxes below ``settings.score_lo`` are dropped. ``name`` (the photo's) and the
     view name the image in what the engine says (a warning of small products named "<array>"
     told an adapt user nothing). ``scale_thr``: the threshold the photo rule's checks measure the
-    products at (default: the run's, ``settings.score_lo`` unless given); ``adapt`` passes the one
+    products at, as given (default: the run's, ``settings.score_lo`` unless given, raised to the
+    detector's ``scale_thr`` where it declares one, as a run there raises it); ``adapt`` passes the one
     the weights serve at, so that the views start from the scale the engine serves the photo at.
     """
     from ..pipeline import _warn_narrow_overlap, detect_image, finish, plan, predict_tiles

@@ -80,3 +80,22 @@ def test_a_file_of_that_name_elsewhere_does_not_make_the_report_anothers(tmp_pat
     (tmp_path / "b" / "stores.pt").write_bytes(b"unrelated")
     monkeypatch.chdir(tmp_path / "b")
     assert adapt(folder, tmp_path / "a" / "stores.pth", TINY, device="cpu").status == "done"
+
+
+def test_adapt_s_own_runs_measure_the_scale_at_the_threshold_they_serve_at() -> None:
+    # the built-in model measures the products at its weights' threshold at least (scale_thr);
+    # adapt builds its detectors from the weights in training, without their record, and its
+    # held-out checks of weights served at 0.3 were measured at the package's 0.45 (a third look)
+    import types
+
+    import densedet_tile as dt
+    from densedet_tile.scale import _measured_boxes
+    from densedet_tile.train.adapt import AdaptRun
+    from densedet_tile.types import RunSpec
+
+    base = dt.load_detector("default")
+    run = types.SimpleNamespace(config=base.config, ema=base.runner, dev="cpu")
+    for thr in (0.3, 0.6):
+        det = AdaptRun._detector(run, thr)
+        assert det.scale_thr == thr and _measured_boxes(det, RunSpec(score_thr=thr))[0] == thr
+    assert AdaptRun._detector(run, None).scale_thr == 0.45

@@ -152,11 +152,9 @@ def stored_8bit(im: Any) -> bool:
     Not yet loaded, its first tile's raw mode says it (plain ``RGB`` or ``L``). Pillow drops the
     tiles as it loads (an outside review: a colour-keyed PNG handed in as a PIL image after
     ``im.load()`` came out with its key colour, the file and a lazy image with white there).
-    Then a PNG that still names its file says its depth in its header, and one without it is
-    taken as 8-bit, as Pillow itself takes its key (``convert("RGBA")``; Pillow keeps a 16-bit
-    PNG's key at 16 bits, which :func:`_colour_key` leaves out unless all its values lie in
-    0..255: only such a near-black key of a 16-bit PNG without its file is taken for an 8-bit
-    one). An image that is no PNG's own (made in memory, a copy, ``convert("RGB")`` of a GIF whose
+    Then a PNG says its depth in the header of its file, by name or through the file object
+    Pillow kept; where neither can be read the key is left out (Pillow keeps a 16-bit PNG's key
+    at 16 bits). An image that is no PNG's own (made in memory, a copy, ``convert("RGB")`` of a GIF whose
     palette had a transparent entry, which Pillow keeps as an RGB colour) is not: its opaque
     pixels of that colour stay as they are (a second look at the fix turned them white)."""
     tile = getattr(im, "tile", None) or []
@@ -164,16 +162,31 @@ def stored_8bit(im: Any) -> bool:
         return getattr(tile[0], "args", None) in ("RGB", "L")
     if im.mode not in ("RGB", "L") or getattr(im, "format", None) != "PNG":
         return False
+    depth = None
     filename = getattr(im, "filename", None)
     if filename and isinstance(filename, (str, bytes, os.PathLike)):
         try:
             with open(os.fsdecode(filename), "rb") as fh:
                 depth = png_bit_depth(fh.read(29))
-        except OSError:  # gone or moved since: the key decides, as for an image without a file
+        except OSError:  # gone or moved since: the file object Pillow kept may still say
             depth = None
-        if depth is not None:
-            return depth == 8
-    return True
+    if depth is None:
+        # opened from bytes: Pillow keeps the file object it loaded from (``_fp``) after load()
+        fp = getattr(im, "_fp", None)
+        try:
+            if fp is not None and not getattr(fp, "closed", False) and fp.seekable():
+                pos = fp.tell()
+                try:
+                    fp.seek(0)
+                    depth = png_bit_depth(fp.read(29))
+                finally:
+                    fp.seek(pos)
+        except (AttributeError, OSError, ValueError):
+            depth = None
+    # a depth not known leaves the key out, as Pillow's own 16-bit key matched against 8-bit
+    # pixels would whiten opaque colours (a third look: (0, 0, 255) of a 48-bit PNG turned its
+    # bright blue (0, 0, 65535) white)
+    return depth == 8
 
 
 def pillow_converter(im: Any, *, eight_bit: bool = False) -> Callable[[Any], np.ndarray]:

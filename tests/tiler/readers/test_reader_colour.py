@@ -314,3 +314,14 @@ def test_a_16bit_png_colour_key_is_not_matched_against_the_8bit_pixels(tmp_path)
         im.load()
         with open_image(im) as src:
             assert read_all(src)[0].tolist() == [[0, 0, 0], [0, 0, 255], [3, 3, 3]]
+    # ... and loaded from bytes (a third look: taken for 8-bit, its bright blue turned white), or
+    # with no file left to say its depth at all: the key is left out
+    import io
+
+    for kept in (True, False):
+        with Image.open(io.BytesIO(png)) as im:
+            im.load()
+            if not kept:
+                im._fp = None
+            with open_image(im) as src:
+                assert read_all(src)[0].tolist() == [[0, 0, 0], [0, 0, 255], [3, 3, 3]], kept
