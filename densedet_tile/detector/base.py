@@ -27,6 +27,7 @@ __all__ = [
     "photo_scale_of",
     "score_thr_of",
     "scale_thr_of",
+    "box_end_offset_of",
     "score_floor_of",
     "score_floor_for",
     "resize_filter_of",
@@ -200,6 +201,21 @@ def scale_thr_of(detector: object) -> float | None:
     return _score_attr(detector, "scale_thr")
 
 
+def box_end_offset_of(detector: object) -> float:
+    """The pixels the detector's ``predict`` adds to every box's x2 and y2 in the frame of the
+    array it is given (``box_end_offset``; 0 when it declares none): MMDetection 1.x reported
+    its boxes so (width ``x2 - x1 + 1``), in the photo's pixels, and the engine keeps that
+    offset in the tile's pixels when it scales boxes of a resized tile back."""
+    v = getattr(detector, "box_end_offset", None)
+    if v is None:
+        return 0.0
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0.0 <= float(v) <= 1.0:
+        from ..errors import DetectorError
+
+        raise DetectorError(f"detector box_end_offset must be a number in [0, 1] (pixels), got {v!r}")
+    return float(v)
+
+
 def score_floor_of(detector: object) -> float | None:
     """The lowest score the detector's ``predict`` returns: its ``score_floor``, else its
     ``score_thr`` (it filters there), else None (not known)."""
@@ -283,7 +299,7 @@ def check_declared(detector: object) -> None:
     size, class names, resize filter, product size, score threshold, floor and scale threshold):
     a bad one is a detector that cannot be used, said once, rather than the same error for every image."""
     for of in (input_size_of, class_names_of, resize_filter_of, product_size_of, score_thr_of, score_floor_of,
-               scale_thr_of):
+               scale_thr_of, box_end_offset_of):
         of(detector)
 
 

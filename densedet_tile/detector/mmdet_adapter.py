@@ -424,7 +424,20 @@ def build(
     )
     det._precision_hooks = hooks
     det._box_cap, det._box_cap_key = _box_cap(cfg.model)
+    if _reports_1x_boxes(model):
+        # 1.x's "+1" on x2 and y2 is in the photo's pixels: the engine keeps it so when it
+        # scales back the boxes of a tile it resized (pipeline._to_tile_frame)
+        from .mmdet_legacy import REPORT_OFFSET
+
+        det.box_end_offset = REPORT_OFFSET
     return det
+
+
+def _reports_1x_boxes(model: Any) -> bool:
+    """Whether ``model``'s final box head reports boxes as MMDetection 1.x did (x2 + 1, y2 + 1)."""
+    heads = getattr(getattr(model, "roi_head", None), "bbox_head", None)
+    last = heads[-1] if isinstance(heads, (list, tuple)) or hasattr(heads, "__getitem__") else heads
+    return type(last).__name__ == "DenseDet1xShared2FCBBoxHead"
 
 
 def _check_cfg_options(cfg: Any, options: dict[str, Any], config: str) -> None:

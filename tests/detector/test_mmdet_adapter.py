@@ -387,3 +387,31 @@ def test_cfg_options_are_checked_against_the_config(caplog):
     said = [r.getMessage() for r in caplog.records if "cfg_options adds" in r.getMessage()]
     assert len(said) == 1 and "did you mean model.test_cfg.rcnn.nms.iou_threshold?" in said[0]
     assert det.model.test_cfg.rpn.max_per_img == 500  # the known keys still reached the model
+
+
+def test_the_1x_plus_one_stays_one_tile_pixel_when_the_engine_resizes_the_tile():
+    # the DenseDet head reports x2 + 1, y2 + 1 as 1.x did, in the pixels of the array it is
+    # given; scaled back from a tile the engine had shrunk to half, that pixel became two (an
+    # outside review: 0.36 px too wide and tall at the photo rule's 0.735)
+    import densedet_tile as dt
+
+    torch.manual_seed(0)
+    model = mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=128, score_thr=0.0,
+                                cfg_options=FAST)
+    assert model.box_end_offset == 1.0
+    frac = (0.1, 0.2, 0.5, 0.6)
+
+    def decode(bboxes, pred, max_shape=None, wh_ratio_clip=None):  # one box, at fractions of the input
+        from mmdet.structures.bbox import get_box_tensor
+
+        b = get_box_tensor(bboxes)
+        h, w = float(max_shape[0]), float(max_shape[1])
+        return b.new_tensor([frac[0] * w, frac[1] * h, frac[2] * w, frac[3] * h]).expand(b.shape[0], 4).clone()
+
+    model.model.roi_head.bbox_head[-1].bbox_coder.decode = decode
+    tile = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    want = [0.1 * 256, 0.2 * 256, 0.5 * 256 + 1, 0.6 * 256 + 1]  # as 1.x reported it on the 256 px image
+    own = model.predict([tile])[0]  # mmdet's own Resize to 128
+    np.testing.assert_allclose(own.xyxy[np.argmax(own.scores)], want, atol=0.01)
+    res = dt.detect_image(tile, model, tile=256, input_size=128)  # the engine resizes the tile to 128
+    np.testing.assert_allclose(res.detections.xyxy[np.argmax(res.detections.scores)], want, atol=0.01)
