@@ -60,6 +60,12 @@ def convert_main(argv: Sequence[str]) -> int:
     try:  # the destination first, named as such: nothing is converted for a place it cannot go
         refuse_overwriting_input(args.dst, {"source checkpoint": args.src}, option="dst")
         ensure_out_file(args.dst, option="dst")
+        if not args.no_verify:  # and the config: a wrong one is the config's, said before any conversion
+            from ..configs import find_config
+            from ..detector.mmdet_adapter import _import_stack, read_config
+
+            _import_stack()
+            read_config(find_config(args.config), args.config)
     except (DensedetError, OSError) as exc:
         error(PROG, one_line(exc))
         return EXIT_USAGE
@@ -67,7 +73,8 @@ def convert_main(argv: Sequence[str]) -> int:
         meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
                        num_classes_v1=args.num_classes_v1)
     except (DensedetError, OSError) as exc:
-        error(PROG, f"{args.src}: {one_line(exc)}" if args.src not in str(exc) else one_line(exc))
+        said = one_line(exc)  # (the config's faults name the config, not the checkpoint)
+        error(PROG, said if args.src in said or said.startswith("mmdet config ") else f"{args.src}: {said}")
         return EXIT_USAGE
     print(f"wrote {args.dst} (classes: {', '.join(meta['dataset_meta']['classes'])})")
     print(EXACTNESS_SUMMARY, end="")

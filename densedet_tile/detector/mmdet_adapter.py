@@ -26,7 +26,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from ..configs import find_config
-from ..errors import DetectorError, InvalidInputError, MissingDependencyError
+from ..errors import DetectorError, InvalidInputError, MissingDependencyError, one_line
 from ..types import PRECISIONS, Detections, check_input_size
 from .base import (check_tiles, engine_input_size, refuse_nonfinite_weights, resolve_device, score_floor_for,
                    weights_there)
@@ -304,6 +304,35 @@ def _add_precision_hooks(model: Any, precision: Precision) -> tuple[Any, ...]:
             (neck if neck is not None else backbone).register_forward_hook(to_float))
 
 
+
+def read_config(cfg_path: Any, config: Any) -> Any:
+    """The mmengine Config of the file ``cfg_path`` (named ``config`` in errors): a file that
+    cannot be parsed is one line, not mmengine's traceback."""
+    from mmengine.config import Config
+
+    try:
+        return Config.fromfile(str(cfg_path))
+    except Exception as exc:  # mmengine raises many kinds for a bad config
+        raise DetectorError(f"mmdet config {config}: cannot be parsed ({one_line(exc)})") from exc
+
+
+def build_model(cfg: Any, config: Any) -> Any:
+    """The torch model of ``cfg`` (its ``model`` entry, in its default scope), random weights;
+    a config that builds none is one line naming ``config``."""
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+
+    if "model" not in cfg:
+        raise DetectorError(f"mmdet config {config}: has no 'model' entry")
+    init_default_scope(cfg.get("default_scope", "mmdet"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mmdet warns about unused train settings etc.
+        try:
+            return MODELS.build(cfg.model)
+        except Exception as exc:
+            raise DetectorError(f"mmdet config {config}: model cannot be built ({one_line(exc)})") from exc
+
 def build(
     *,
     config: str | None,
@@ -347,15 +376,8 @@ def build(
         raise InvalidInputError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
 
     from mmcv.transforms import Compose
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
 
-    from mmdet.registry import MODELS
-
-    try:
-        cfg = Config.fromfile(str(cfg_path))
-    except Exception as exc:  # mmengine raises many kinds for a bad config
-        raise DetectorError(f"mmdet config {config}: cannot be parsed ({exc})") from exc
+    cfg = read_config(cfg_path, config)
     if cfg_options is not None and not isinstance(cfg_options, dict):
         raise InvalidInputError('mmdet detector: cfg_options must be a dict of dotted keys, e.g. '
                                 f"cfg_options='{{\"model.test_cfg.rcnn.max_per_img\": 300}}', got {cfg_options!r}")
@@ -368,13 +390,7 @@ def build(
         input_size = _check_size(cfg.get("tile_input_size"), f"{config}: tile_input_size")
     _set_score_thr(cfg.model.get("test_cfg"), score_floor_for(float(score_thr)))
     cfg.model.pop("pretrained", None)
-    init_default_scope(cfg.get("default_scope", "mmdet"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # mmdet warns about unused train settings etc.
-        try:
-            model = MODELS.build(cfg.model)
-        except Exception as exc:
-            raise DetectorError(f"mmdet config {config}: model cannot be built ({exc})") from exc
+    model = build_model(cfg, config)
 
     classes: tuple[str, ...] = tuple(cfg.get("metainfo", {}).get("classes", ()) or ())
     ckpt_info: dict[str, Any] = {"checkpoint": None}

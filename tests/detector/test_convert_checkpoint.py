@@ -374,3 +374,22 @@ def test_upgrade_state_dict_never_reorders_3x_keys(v3_state_dict):
     mixed["roi_head.bbox_head.0.fc_cls.weight"] = mixed.pop("module.bbox_head.0.fc_cls.weight")
     with pytest.raises(DetectorError, match="already in MMDetection 3.x form"):
         conv.upgrade_state_dict(mixed)
+
+
+def test_a_broken_config_is_one_line_naming_the_config_before_any_conversion(tmp_path, v3_state_dict, capsys):
+    # convert-checkpoint --config printed mmengine's traceback for a config it could not parse
+    # or build, and blamed a missing one on the checkpoint, after converting it (an outside review)
+    from densedet_tile.cli.convert import convert_main
+
+    src = tmp_path / "v1.pth"
+    torch.save({"state_dict": to_v1_layout(v3_state_dict)}, src)
+    (tmp_path / "syntax.py").write_text('model = dict(type="CascadeRCNN"\n')
+    (tmp_path / "kind.py").write_text('model = dict(type="NoSuchDetector")\n')
+    for config, said in (("syntax.py", "cannot be parsed"), ("kind.py", "model cannot be built")):
+        assert convert_main([str(src), str(tmp_path / "out.pth"), "--config", str(tmp_path / config)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"error: mmdet config {tmp_path / config}: {said}" in err
+    assert convert_main([str(src), str(tmp_path / "out.pth"), "--config", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "error: config 'nosuch': no such file" in err and str(src) not in err
+    assert not (tmp_path / "out.pth").exists()
