@@ -465,6 +465,11 @@ def _check_cfg_options(cfg: Any, options: dict[str, Any], config: str) -> None:
     for key, value in options.items():
         if not isinstance(key, str) or not key:
             raise InvalidInputError(f"mmdet detector: cfg_options keys must be dotted names, got {key!r}")
+        if key in ("model.test_cfg.rcnn.score_thr", "model.test_cfg.score_thr"):
+            # the engine writes its own there (a little under score_thr, for the count range): a
+            # value given here was replaced without a word (an outside review)
+            raise InvalidInputError(f"mmdet detector: cfg_options {key} is set from the detector's score_thr; "
+                                    "give the threshold as --score-thr (score_thr= in Python)")
         node: Any = cfg
         parts = key.split(".")
         for depth, part in enumerate(parts):

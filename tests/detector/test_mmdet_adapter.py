@@ -415,3 +415,11 @@ def test_the_1x_plus_one_stays_one_tile_pixel_when_the_engine_resizes_the_tile()
     np.testing.assert_allclose(own.xyxy[np.argmax(own.scores)], want, atol=0.01)
     res = dt.detect_image(tile, model, tile=256, input_size=128)  # the engine resizes the tile to 128
     np.testing.assert_allclose(res.detections.xyxy[np.argmax(res.detections.scores)], want, atol=0.01)
+
+
+def test_a_score_threshold_in_cfg_options_is_refused_for_score_thr():
+    # it was replaced by the engine's own without a word (an outside review)
+    with pytest.raises(InvalidInputError, match=r"cfg_options model.test_cfg.rcnn.score_thr is set from the "
+                                                r"detector's score_thr; give the threshold as --score-thr"):
+        mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=96,
+                            cfg_options={"model.test_cfg.rcnn.score_thr": 0.3})
