@@ -170,6 +170,11 @@ class DetectorCalls:
             names = None
         self._n_names = len(names) if names else None
         self._said_label = False
+        #: moved to the CPU by these calls' out-of-memory fallback: kept here, not only on the
+        #: detector, because a detector that takes no new attributes (a frozen dataclass,
+        #: __slots__) cannot hold the mark, and a tile that still did not fit was then moved and
+        #: retried for ever
+        self._moved_to_cpu = False
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[Detections]:
         """Run the detector over ``inputs`` in chunks of the current batch size."""
@@ -217,7 +222,7 @@ class DetectorCalls:
             )
             return
         to = getattr(self.detector, "to", None)
-        if to is None or getattr(self.detector, "_densedet_on_cpu", False):
+        if to is None or self._moved_to_cpu or getattr(self.detector, "_densedet_on_cpu", False):
             said = f" ({said})" if said else ""
             smaller = ("a smaller input size (--input-size) or tile (--tile)" if getattr(self.detector, "input_size", None)
                        else "a smaller tile (--tile)")
@@ -231,6 +236,7 @@ class DetectorCalls:
         was = getattr(self.detector, "device", None)
         precision = getattr(self.detector, "precision", None)
         to("cpu")
+        self._moved_to_cpu = True
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()  # the weights' memory, back to the card's other users
         try:
