@@ -40,3 +40,35 @@ def test_a_detector_that_takes_no_attributes_is_moved_to_the_cpu_once_then_the_e
         with pytest.raises(DetectorError, match="out of memory even with one tile per batch"):
             dt.detect(blob_image(600, 600, (10, 10, 50, 50)), det, tile=600, batch_size=1, device="cuda")
     assert det.moves == ["cpu"]
+
+
+class _OrtOnCpu(BlobDetector):
+    """Like the built-in model on ONNX Runtime: on the CPU all along, ``to("cpu")`` a no-op, and
+    its arena out of RAM."""
+
+    device = "cpu"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moves: list[str] = []
+
+    def to(self, device):
+        self.moves.append(str(device))
+        return self
+
+    def predict(self, tiles):
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "
+                           "running Conv node. Failed to allocate memory for requested buffer of size 2147483648")
+
+
+def test_a_detector_on_the_cpu_all_along_is_told_out_of_memory_not_gpu_memory_and_not_moved():
+    det = _OrtOnCpu()
+    with pytest.warns(RuntimeWarning) as rec:
+        with pytest.raises(DetectorError) as info:
+            dt.detect(blob_image(1200, 600, (10, 10, 50, 50)), det, tile=600, batch_size=2, device="cpu")
+    said = [str(w.message) for w in rec]
+    assert said == ["<array>: out of memory; retrying with batch size 1"]
+    msg = str(info.value)
+    assert "out of memory even with one tile per batch" in msg and "Failed to allocate memory" in msg
+    assert "--device cpu" not in msg and "GPU" not in msg and "try a smaller tile (--tile)" in msg
+    assert det.moves == [] and not getattr(det, "_densedet_on_cpu", False)

@@ -142,6 +142,11 @@ def back_to_the_gpu(detector: object, key: str) -> None:
     detector._densedet_cpu_for = None  # type: ignore[attr-defined]
 
 
+def _runs_on_the_cpu(detector: object) -> bool:
+    """Whether ``detector`` says it runs on the CPU (its ``device``; None when it does not say)."""
+    return str(getattr(detector, "device", None)).lower().startswith("cpu")
+
+
 #: Boxes an image's detector calls must have returned before their frame is judged (a stray
 #: box or two outside a tile says nothing).
 FRAME_CHECK_MIN = 10
@@ -209,6 +214,10 @@ class DetectorCalls:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+        # a detector on the CPU all along (the built-in model on ONNX Runtime, a CPU detector)
+        # ran out of RAM: no GPU to speak of, nothing to move, and --device cpu is no advice
+        on_cpu = (self._moved_to_cpu or getattr(self.detector, "_densedet_on_cpu", False)
+                  or _runs_on_the_cpu(self.detector))
         if chunk_len > 1:
             self.batch_size = max(1, (chunk_len + 1) // 2)  # 3 -> 2, not 1
             try:
@@ -216,18 +225,19 @@ class DetectorCalls:
             except TypeError:
                 pass
             warnings.warn(
-                f"{self.image_name}: out of GPU memory; retrying with batch size {self.batch_size}",
+                f"{self.image_name}: out of {'' if on_cpu else 'GPU '}memory; retrying with batch size {self.batch_size}",
                 RuntimeWarning,
                 stacklevel=caller_level(),
             )
             return
         to = getattr(self.detector, "to", None)
-        if to is None or self._moved_to_cpu or getattr(self.detector, "_densedet_on_cpu", False):
+        if to is None or on_cpu:
             said = f" ({said})" if said else ""
             smaller = ("a smaller input size (--input-size) or tile (--tile)" if getattr(self.detector, "input_size", None)
                        else "a smaller tile (--tile)")
+            cpu = "" if on_cpu else ", or the CPU (--device cpu)"
             raise DetectorError(f"{self.image_name}: out of memory even with one tile per batch{said}; "
-                                f"try {smaller}, or the CPU (--device cpu)")
+                                f"try {smaller}{cpu}")
         warnings.warn(
             f"{self.image_name}: out of GPU memory with one tile per batch; continuing on the CPU for this image",
             RuntimeWarning,
