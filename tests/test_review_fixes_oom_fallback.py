@@ -72,3 +72,33 @@ def test_a_detector_on_the_cpu_all_along_is_told_out_of_memory_not_gpu_memory_an
     assert "out of memory even with one tile per batch" in msg and "Failed to allocate memory" in msg
     assert "--device cpu" not in msg and "GPU" not in msg and "try a smaller tile (--tile)" in msg
     assert det.moves == [] and not getattr(det, "_densedet_on_cpu", False)
+
+
+class _CardStaysFull(BlobDetector):
+    """Out of GPU memory on the GPU, and the move back to it runs out too (the card is full)."""
+
+    device = "cuda"
+
+    def to(self, device):
+        if str(device) != "cpu":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 900.00 MiB")
+        self.device = "cpu"
+        return self
+
+    def predict(self, tiles):
+        if self.device != "cpu":
+            raise RuntimeError(GPU_OOM)
+        return super().predict(tiles)
+
+
+def test_an_image_that_cannot_move_back_to_the_gpu_says_it_runs_on_the_cpu():
+    det = _CardStaysFull()
+    img = blob_image(600, 600, (10, 10, 50, 50))
+    with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
+        dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    src = dt.open_image(img)
+    with pytest.warns(RuntimeWarning) as rec:
+        res = dt.detect_image(src, det, tile=600, batch_size=1, device="cuda")
+    said = [str(w.message) for w in rec]
+    assert said == ["<array>: could not move back to cuda (out of memory); this image runs on the CPU"]
+    assert res.settings["device"] == "cpu" and len(res.detections) == 1

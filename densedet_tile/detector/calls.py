@@ -116,7 +116,7 @@ def back_to_the_gpu(detector: object, key: str) -> None:
     another image's calls begin (one huge panorama, or another program holding the card for a
     while, sent every later image of a batch to the CPU); the batch size it came down to stays.
     When the move itself fails (the card is still full), the detector is put back on the CPU
-    whole and this image runs there too."""
+    whole and this image runs there too, with a warning."""
     back = getattr(detector, "_densedet_back_to", None)
     if not back or not getattr(detector, "_densedet_on_cpu", False):
         return
@@ -136,6 +136,10 @@ def back_to_the_gpu(detector: object, key: str) -> None:
         if not is_oom(exc):
             raise DetectorError(f"{key.rpartition('#')[0]}: could not move the detector back to {back}: "
                                 f"{type(exc).__name__}: {exc}") from exc
+        # said: the image runs wholly on the CPU (slower, and its JSON says cpu), not for
+        # anything it did; the next image tries the GPU again
+        warnings.warn(f"{key.rpartition('#')[0]}: could not move back to {back} (out of memory); "
+                      "this image runs on the CPU", RuntimeWarning, stacklevel=caller_level())
         return
     detector._densedet_on_cpu = False  # type: ignore[attr-defined]
     detector._densedet_back_to = None  # type: ignore[attr-defined]
