@@ -487,7 +487,7 @@ def test_a_detector_whose_precision_the_cpu_move_changed_stays_on_the_cpu():
 
     img = blob_image(600, 600, (10, 10, 50, 50))
     det = Half()
-    with pytest.warns(RuntimeWarning, match="CPU for this image"):
+    with pytest.warns(RuntimeWarning, match="CPU for the rest of the run"):
         dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
     res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
     assert det.moves == ["cpu"] and res.settings["device"] == "cpu"

@@ -102,3 +102,34 @@ def test_an_image_that_cannot_move_back_to_the_gpu_says_it_runs_on_the_cpu():
     said = [str(w.message) for w in rec]
     assert said == ["<array>: could not move back to cuda (out of memory); this image runs on the CPU"]
     assert res.settings["device"] == "cpu" and len(res.detections) == 1
+
+
+class _Half(BlobDetector):
+    """Like the mmdet adapter in fp16: ``to("cpu")`` makes it fp32. Out of GPU memory once."""
+
+    device, precision, full = "cuda", "fp16", True
+
+    def to(self, device):
+        self.device = str(device)
+        if self.device == "cpu":
+            self.precision = "fp32"
+        return self
+
+    def predict(self, tiles):
+        if self.device != "cpu" and self.full:
+            self.full = False
+            raise RuntimeError(GPU_OOM)
+        return super().predict(tiles)
+
+
+def test_an_fp16_detector_made_fp32_by_the_move_is_told_it_stays_on_the_cpu_for_the_run():
+    det = _Half()
+    img = blob_image(600, 600, (10, 10, 50, 50))
+    with pytest.warns(RuntimeWarning) as rec:
+        dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    said = [str(w.message) for w in rec]
+    assert said == ["<array>: out of GPU memory with one tile per batch; continuing on the CPU for the rest of "
+                    "the run (the move made it fp32 from fp16, which would need more GPU memory still)"]
+    # as said: the next image stays there
+    res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
+    assert det.device == "cpu" and res.settings["device"] == "cpu"

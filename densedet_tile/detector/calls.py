@@ -242,26 +242,38 @@ class DetectorCalls:
             cpu = "" if on_cpu else ", or the CPU (--device cpu)"
             raise DetectorError(f"{self.image_name}: out of memory even with one tile per batch{said}; "
                                 f"try {smaller}{cpu}")
-        warnings.warn(
-            f"{self.image_name}: out of GPU memory with one tile per batch; continuing on the CPU for this image",
-            RuntimeWarning,
-            stacklevel=caller_level(),
-        )
         was = getattr(self.detector, "device", None)
         precision = getattr(self.detector, "precision", None)
         to("cpu")
         self._moved_to_cpu = True
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()  # the weights' memory, back to the card's other users
+        now = getattr(self.detector, "precision", None)
+        back = False
         try:
             self.detector._densedet_on_cpu = True  # type: ignore[attr-defined]
             # back to the GPU for the next image, unless the move changed how it computes (an
             # fp16 mmdet backbone is fp32 on the CPU: on the GPU it would need more memory still)
-            if was is not None and str(was).startswith("cuda") and getattr(self.detector, "precision", None) == precision:
+            if was is not None and str(was).startswith("cuda") and now == precision:
                 self.detector._densedet_back_to = str(was)  # type: ignore[attr-defined]
                 self.detector._densedet_cpu_for = self.image_key  # type: ignore[attr-defined]
+                back = True
         except AttributeError:
             pass
+        # said after the move: only then is it known whether the next image tries the GPU again
+        # (the warning said "for this image" while an fp16 detector stayed on the CPU for good)
+        if back:
+            how = "for this image"
+        elif now != precision:
+            how = (f"for the rest of the run (the move made it {now} from {precision}, "
+                   "which would need more GPU memory still)")
+        else:
+            how = "for the rest of the run"
+        warnings.warn(
+            f"{self.image_name}: out of GPU memory with one tile per batch; continuing on the CPU {how}",
+            RuntimeWarning,
+            stacklevel=caller_level(),
+        )
 
     def _validate(self, res: object, chunk: Sequence[np.ndarray]) -> list[Detections]:
         who = f"{self.image_name}: detector {type(self.detector).__name__}"
