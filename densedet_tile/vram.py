@@ -41,6 +41,9 @@ class VramPlan:
     base_bytes: int
     per_tile_bytes: int
     budget_bytes: int
+    #: False when not even one tile of ``tile`` px is expected to fit: the run starts at batch 1
+    #: anyway and a tile that runs out of memory goes to the CPU
+    fits: bool = True
 
 
 def plan_from_probes(
@@ -61,10 +64,13 @@ def plan_from_probes(
     if batch >= 1:
         return VramPlan(min(batch, MAX_BATCH), tile, base, per_tile, budget_bytes)
     if resizes_tiles or usable <= base:
-        return VramPlan(1, tile, base, per_tile, budget_bytes)
+        return VramPlan(1, tile, base, per_tile, budget_bytes, fits=False)
     shrink = math.sqrt((usable - base) / per_tile)
-    new_tile = max(min_tile, int(tile * shrink) // 32 * 32)
-    return VramPlan(1, new_tile, base, int(per_tile * (new_tile / tile) ** 2), budget_bytes)
+    # never above the tile asked for (a --tile 192 became 256, "reduced to fit" and over budget):
+    # the floor only stops the shrinking, it does not grow a tile that is smaller already
+    new_tile = min(tile, max(min(min_tile, tile), int(tile * shrink) // 32 * 32))
+    new_per_tile = max(1, int(per_tile * (new_tile / tile) ** 2))
+    return VramPlan(1, new_tile, base, new_per_tile, budget_bytes, fits=base + new_per_tile <= usable)
 
 
 def _probe_peaks(predict: Callable[[Sequence[np.ndarray]], object], side: int, device: int) -> tuple[int, int | None]:
@@ -174,7 +180,7 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
         smaller = max(min_tile, tile // 2 // 32 * 32)
         if resizes or smaller >= tile:
             log.warning("probe at %d px ran out of memory inside %.1f GiB; starting at batch 1", side, max_vram_gb)
-            return VramPlan(1, tile, 0, budget, budget)
+            return VramPlan(1, tile, 0, budget, budget, fits=False)
         log.warning("probe at %d px ran out of memory inside %.1f GiB; trying tile %d", side, max_vram_gb, smaller)
         side = max(16, round(side * smaller / tile))
         tile = smaller
@@ -240,7 +246,13 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
                        resizes_tiles=declared is not None or not isinstance(tiling.tile, int))
     if found is None:  # not planned (said why): the usual batch, so later images do not ask again
         return tiling, replace(run, batch_size=default_batch_size(device))
-    if found.tile != tile and isinstance(tiling.tile, int):
+    if not found.fits:
+        # nothing fitted: say what the run does instead of claiming a tile "to fit"
+        log.warning("max_vram %g GiB (--max-vram): not even one %d px tile fits; running at batch 1, and a tile that "
+                    "runs out of GPU memory goes to the CPU (a larger --max-vram, or a smaller --tile or --input-size, may avoid that)",
+                    run.max_vram, found.tile)
+    elif found.tile != tile and isinstance(tiling.tile, int):
         log.warning("max_vram %g GiB (--max-vram): tile reduced to %d px to fit", run.max_vram, found.tile)
+    if found.tile != tile and isinstance(tiling.tile, int):
         tiling = replace(tiling, tile=found.tile)
     return tiling, replace(run, batch_size=found.batch_size)

@@ -349,3 +349,46 @@ def test_the_probe_tells_the_detector_the_side_the_run_resizes_tiles_to(monkeypa
     vram.plan_batch(det, tile=1280, input_size=None, max_vram_gb=6.0, device="cuda:0")
     assert told and set(told) == {None}
     assert engine_input_size() is None  # nothing left behind
+
+
+def test_the_planned_tile_never_exceeds_the_tile_asked_and_nothing_fitting_is_not_said_to_fit(monkeypatch, caplog):
+    # --tile 192 came back as 256 (the shrink floor) with "tile reduced to 256 px to fit", over
+    # budget; and a probe that ran out at every tile was said to fit too (an outside review)
+    import densedet_tile.detector.base as base
+    import densedet_tile.vram as vram
+    from densedet_tile import RunSpec, TileSpec
+
+    # base 0.80 GiB + 0.08 GiB per 192 px tile, in a 1 GiB budget (0.85 GiB usable): none fits
+    p = plan_from_probes(int(0.88 * GiB), int(0.96 * GiB), budget_bytes=GiB, tile=192, resizes_tiles=False)
+    assert p.tile == 192  # was 256
+    assert (p.batch_size, p.fits) == (1, False)
+    # a shrink that reaches the floor and still does not fit is not a fit either
+    p = plan_from_probes(int(3.5 * GiB), int(6.5 * GiB), budget_bytes=int(0.6 * GiB), tile=1280, resizes_tiles=False)
+    assert p.tile == 256 and not p.fits
+    p = plan_from_probes(int(3.5 * GiB), int(6.5 * GiB), budget_bytes=2 * GiB, tile=1280, resizes_tiles=False)
+    assert p.fits and p.base_bytes + p.per_tile_bytes <= 2 * GiB * SAFETY
+
+    monkeypatch.setattr(base, "device_of", lambda det, dev: "cuda:0")
+    monkeypatch.setattr(base, "resolve_device", lambda dev: dev)
+    monkeypatch.setattr(vram, "apply_vram_cap", lambda gb, device: int(gb * GiB))
+    monkeypatch.setattr(vram, "_probe_peaks", lambda predict, side, device: (int(0.88 * GiB), int(0.96 * GiB)))
+
+    class Native:
+        def predict(self, tiles):
+            return []
+
+    with caplog.at_level("WARNING", logger="densedet_tile.vram"):
+        tiling, run = vram.fit_to_vram(Native(), TileSpec(192, overlap=0.2), RunSpec(max_vram=1.0))
+    assert tiling.tile == 192 and run.batch_size == 1
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("to fit" in m for m in said)
+    assert any("not even one 192 px tile fits; running at batch 1" in m for m in said)
+
+    # every probe runs out, down to the smallest tile: the tile tried last, not "to fit"
+    vram_, sides = _simulated_card(monkeypatch, fits_side=100)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile.vram"):
+        tiling, run = vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0))
+    said = [r.getMessage() for r in caplog.records]
+    assert run.batch_size == 1 and not any("to fit" in m for m in said)
+    assert any(f"not even one {tiling.tile} px tile fits" in m for m in said)
