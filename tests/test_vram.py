@@ -392,3 +392,30 @@ def test_the_planned_tile_never_exceeds_the_tile_asked_and_nothing_fitting_is_no
     said = [r.getMessage() for r in caplog.records]
     assert run.batch_size == 1 and not any("to fit" in m for m in said)
     assert any(f"not even one {tiling.tile} px tile fits" in m for m in said)
+
+
+def test_a_budget_too_small_for_any_detector_is_refused_with_one_line(capsys):
+    # 1e-9 (or 1e-300) GiB passed as positive and capped the allocator at 1 (or 0) bytes: every
+    # tile then ran out of memory and went to the CPU (an outside review)
+    import argparse
+
+    from densedet_tile import RunSpec
+    from densedet_tile.cli.options import add_detector_options, one_line_usage_errors
+    from densedet_tile import types
+    from densedet_tile.vram import apply_vram_cap
+
+    MIN_VRAM_GB = getattr(types, "MIN_VRAM_GB", 0.25)
+
+    for tiny in (1e-300, 1e-9, 0.1):
+        with pytest.raises(InvalidInputError, match=rf"^max_vram must be at least {MIN_VRAM_GB:g} GiB .*got {tiny!r}$"):
+            RunSpec(max_vram=tiny)
+        with pytest.raises(InvalidInputError, match="--max-vram must be at least"):
+            apply_vram_cap(tiny, "cuda:0")
+    assert RunSpec(max_vram=MIN_VRAM_GB).max_vram == MIN_VRAM_GB and RunSpec(max_vram=4.0).max_vram == 4.0
+    p = one_line_usage_errors(argparse.ArgumentParser(prog="densedet"))
+    add_detector_options(p)
+    assert p.parse_args(["--max-vram", "4"]).max_vram == 4.0
+    with pytest.raises(SystemExit):
+        p.parse_args(["--max-vram", "1e-9"])
+    err = capsys.readouterr().err.strip()
+    assert "--max-vram" in err and f">= {MIN_VRAM_GB:g}" in err and "'1e-9'" in err and "\n" not in err, err
