@@ -219,17 +219,24 @@ def _own_allocator(detector: object) -> str | None:
 def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileSpec, RunSpec]:
     """Apply ``run.max_vram`` for ``detector``: cap the allocator, choose batch (and tile).
 
-    Call once per built detector; the returned specs carry the chosen batch size, so later
-    images are not probed again. A batch size given in ``run`` is kept (only the cap is
-    applied); a tile is shrunk only for models that see tiles at their native size. Off CUDA
-    (and for ONNX Runtime / LiteRT detectors) the option does not apply: a warning, and the specs
-    come back with the usual batch size (so a later call neither plans nor warns again, and no
-    torch cap is set for a detector torch does not run).
+    The returned specs carry the chosen batch size. :func:`~densedet_tile.detect_image` calls
+    this for every image: the plan is remembered on the detector for the same budget, tile and
+    device, so only the first image probes (the cap is applied again each time). A batch size
+    given in ``run`` is kept (only the cap is applied); a tile is shrunk only for models that
+    see tiles at their native size. Off CUDA (and for ONNX Runtime / LiteRT detectors) the
+    option does not apply: a warning, and the specs come back with the usual batch size (so a
+    later call neither plans nor warns again, and no torch cap is set for a detector torch does
+    not run). A detector an out-of-memory moved to the CPU for the image still running is not
+    planned for (its GPU plan comes with the next image, once it is back there).
     """
     if run.max_vram is None:
         return tiling, run
-    from .detector.base import device_of, input_size_of, resolve_device
+    from .detector.base import device_of, resolve_device
 
+    if getattr(detector, "_densedet_on_cpu", False) and getattr(detector, "_densedet_back_to", None):
+        # the fallback's CPU is for the image that ran out only: no "ignored on the CPU"
+        # warning, and no CPU batch remembered for the GPU it goes back to
+        return tiling, run
     device = device_of(detector, run.device)
     if device.startswith("cuda"):
         device = resolve_device(device)
@@ -237,6 +244,36 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
         if device.startswith("cuda") and _own_allocator(detector) is None:
             apply_vram_cap(run.max_vram, device)
         return tiling, run
+    key = (run.max_vram, tiling.tile, run.input_size, run.scale, device)
+    plans = getattr(detector, "_densedet_vram_plans", None)
+    if isinstance(plans, dict) and key in plans:
+        # planned for an earlier image: the cap again (a run without one lifts it), no probes
+        planned_tile, batch, capped = plans[key]
+        if capped:
+            apply_vram_cap(run.max_vram, device)
+        if planned_tile != tiling.tile:
+            tiling = replace(tiling, tile=planned_tile)
+        return tiling, replace(run, batch_size=batch)
+    tiling, run, keep = _plan(detector, tiling, run, device)
+    if not keep:  # nothing fitted (perhaps another program held the card): the next image probes again
+        return tiling, run
+    try:
+        if not isinstance(plans, dict):
+            plans = {}
+            detector._densedet_vram_plans = plans  # type: ignore[attr-defined]
+        capped = device.startswith("cuda") and _own_allocator(detector) is None
+        plans[key] = (tiling.tile, run.batch_size, capped)
+    except (AttributeError, TypeError):  # a detector that takes no attributes: planned per call
+        pass
+    return tiling, run
+
+
+def _plan(detector: object, tiling: TileSpec, run: RunSpec, device: str) -> tuple[TileSpec, RunSpec, bool]:
+    """:func:`fit_to_vram`'s probes and plan for ``device`` (no batch size given), and whether
+    to keep it for later images (not when nothing fitted)."""
+    from .detector.base import input_size_of
+
+    assert run.max_vram is not None
     tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile  # auto: planned at the default
     declared = run.input_size or input_size_of(detector)
     side = declared
@@ -248,14 +285,14 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     found = plan_batch(detector, tile=tile, input_size=side, max_vram_gb=run.max_vram, device=device,
                        resizes_tiles=declared is not None or not isinstance(tiling.tile, int))
     if found is None:  # not planned (said why): the usual batch, so later images do not ask again
-        return tiling, replace(run, batch_size=default_batch_size(device))
+        return tiling, replace(run, batch_size=default_batch_size(device)), True
     if not found.fits:
         # nothing fitted: say what the run does instead of claiming a tile "to fit"
-        log.warning("max_vram %g GiB (--max-vram): not even one %d px tile fits; running at batch 1, and a tile that "
-                    "runs out of GPU memory goes to the CPU (a larger --max-vram, or a smaller --tile or --input-size, may avoid that)",
-                    run.max_vram, found.tile)
+        log.warning("max_vram %g GiB (--max-vram): not even one %d px tile fits; running at batch 1, and a tile "
+                    "that runs out of GPU memory goes to the CPU (a larger --max-vram, or a smaller --tile or "
+                    "--input-size, may avoid that)", run.max_vram, found.tile)
     elif found.tile != tile and isinstance(tiling.tile, int):
         log.warning("max_vram %g GiB (--max-vram): tile reduced to %d px to fit", run.max_vram, found.tile)
     if found.tile != tile and isinstance(tiling.tile, int):
         tiling = replace(tiling, tile=found.tile)
-    return tiling, replace(run, batch_size=found.batch_size)
+    return tiling, replace(run, batch_size=found.batch_size), found.fits

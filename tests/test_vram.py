@@ -419,3 +419,93 @@ def test_a_budget_too_small_for_any_detector_is_refused_with_one_line(capsys):
         p.parse_args(["--max-vram", "1e-9"])
     err = capsys.readouterr().err.strip()
     assert "--max-vram" in err and f">= {MIN_VRAM_GB:g}" in err and "'1e-9'" in err and "\n" not in err, err
+
+
+def _pretend_card(monkeypatch, total=8 * GiB):
+    """torch.cuda on a pretend card of ``total`` bytes: peak memory as the detector reports it,
+    and the allocator fraction set (``state["fraction"]``)."""
+    import torch
+
+    state = {"peak": 0, "fraction": None}
+
+    class Props:
+        total_memory = total
+
+    c = torch.cuda
+    for name, fn in dict(
+        is_available=lambda: True, device_count=lambda: 1, current_device=lambda: 0,
+        get_device_properties=lambda idx: Props(),
+        set_per_process_memory_fraction=lambda f, idx=None: state.update(fraction=f),
+        mem_get_info=lambda idx=None: (total, total), memory_reserved=lambda idx=None: 0,
+        synchronize=lambda device=None: None, empty_cache=lambda: None,
+        reset_peak_memory_stats=lambda device=None: state.update(peak=0),
+        max_memory_allocated=lambda device=None: state["peak"],
+    ).items():
+        monkeypatch.setattr(c, name, fn)
+    return state
+
+
+def _gpu_blob(state, *, base=GiB, per_tile=GiB // 2, card=100 * GiB):
+    """A detector on "cuda" costing ``base + n * per_tile`` bytes; out of memory past ``card``
+    or while ``oom_all`` is set (another program holding the card)."""
+    import torch
+
+    from fakes import BlobDetector
+
+    class GpuBlob(BlobDetector):
+        device = "cuda"
+        oom_all = False
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def to(self, device):
+            self.device = str(device)
+            return self
+
+        def predict(self, tiles):
+            if self.device != "cpu":
+                need = base + len(tiles) * per_tile
+                if self.oom_all or need > card:
+                    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+                state["peak"] = need
+            self.calls.append((self.device, len(tiles)))
+            return super().predict(tiles)
+
+    return GpuBlob()
+
+
+def test_max_vram_after_a_cpu_fallback_plans_for_the_gpu_and_once_per_detector(monkeypatch):
+    # image 1 ran out of GPU memory and finished on the CPU; image 2 was planned before the
+    # detector moved back: "max_vram applies to CUDA devices only; ignored on the CPU", and batch
+    # 1 on the GPU (an outside review). And the probes ran again for every image.
+    import warnings
+
+    import densedet_tile as dt
+    from fakes import blob_image
+
+    state = _pretend_card(monkeypatch)
+    det = _gpu_blob(state)
+    img = blob_image(1000, 3000, (1100, 100, 1200, 200))
+    det.oom_all = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r1 = dt.detect_image(img, det, tile=500, overlap=0.2, device="cuda", max_vram=4.0)
+    assert r1.settings["device"] == "cpu"
+    det.oom_all = False  # the card is free again
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        r2 = dt.detect_image(img, det, tile=500, overlap=0.2, device="cuda", max_vram=4.0)
+    assert not [str(w.message) for w in said if "max_vram" in str(w.message)]
+    # base 1 GiB + 0.5 GiB per tile in 4 GiB * 0.85: batch 4, as a fresh detector gets
+    assert (r2.settings["device"], r2.settings["batch_size"]) == ("cuda", 4)
+    import densedet_tile.vram as vram
+
+    probes = []
+    real_probe = vram._probe_peaks
+    monkeypatch.setattr(vram, "_probe_peaks", lambda *a: (probes.append(a[1]), real_probe(*a))[1])
+    r3 = dt.detect_image(img, det, tile=500, overlap=0.2, device="cuda", max_vram=4.0)
+    assert r3.settings["batch_size"] == 4
+    assert probes == []  # the plan was remembered: no probes for image 3
+    assert state["fraction"] == 0.5  # and the 4 GiB cap of 8 is applied again
