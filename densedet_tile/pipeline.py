@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -242,14 +243,22 @@ def detect_image(
             warnings.warn(f"precision={run.precision!r} applies where the engine builds the model; this detector "
                           f"runs at {own or 'the precision it was built with'} (give the precision to "
                           "load_detector)", RuntimeWarning, stacklevel=2)
-    if run.max_vram is not None:
-        from .vram import fit_to_vram
-
-        tiling, run = fit_to_vram(detector, tiling, run)
     ctx: Any = contextlib.nullcontext(source) if _is_image_source(source) else open_image(source, max_pixels=run.max_pixels)
     t_open = time.perf_counter()
     with ctx as src:
         t_open = time.perf_counter() - t_open
+        if run.max_vram is not None:
+            from .vram import fit_to_vram
+
+            # back on its GPU first when an earlier image's out-of-memory moved it to the CPU
+            # (predict_tiles would move it only after the plan): planned for the CPU, the budget
+            # was "ignored on the CPU" and the image ran at batch 1 on the GPU
+            back_to_the_gpu(detector, image_key(src))
+            tiling, run = fit_to_vram(detector, tiling, run)
+        elif "densedet_tile.vram" in sys.modules:
+            # an earlier call's max_vram capped torch's allocator process-wide: this call asked
+            # for no budget (its settings say max_vram None), so it gets the whole card back
+            sys.modules["densedet_tile.vram"].lift_vram_cap()
         scaled = choose_scale(src, detector, tiling, run, merge)
         tiles = plan(src, scaled.tiling)
         side = scaled.run.input_size or input_size_of(detector)

@@ -458,6 +458,10 @@ def _positive_int_or_none(name: str, value: object, lo: int = 1, hi: int | None 
 MAX_INPUT_SIZE = 16384
 #: The smallest model input side.
 MIN_INPUT_SIZE = 16
+#: The smallest ``max_vram`` (GiB) accepted: the smallest detector's weights and one small tile
+#: need more than this, so a budget under it (1e-9 became a 1-byte cap) only sends every tile to
+#: the CPU after an out-of-memory each; the README's 4 GB cards are 4.
+MIN_VRAM_GB = 0.25
 
 
 def check_input_size(value: object, name: str = "input_size") -> int | None:
@@ -479,7 +483,8 @@ class RunSpec:
     ``input_size``: the longer side tiles are resized to before ``predict`` (None: what the
     detector declares). ``max_pixels``: refuse image files with more pixels (None: no limit; an array
     given in memory is already decoded and is not checked).
-    ``max_vram``: GPU memory budget in GB (see :mod:`densedet_tile.vram`; None: no cap).
+    ``max_vram``: GPU memory budget in GiB, at least :data:`MIN_VRAM_GB` (see
+    :mod:`densedet_tile.vram`; None: no cap).
     ``scale``: image pixels to model pixels, e.g. 0.5 shows products at half size (None: from
     the tile and the detector, see :mod:`densedet_tile.scale`).
     ``count_band``: besides the boxes at ``score_thr``, count the boxes at ``score_thr +
@@ -518,6 +523,9 @@ class RunSpec:
         if vram is not None and (isinstance(vram, bool) or not isinstance(vram, (int, float))
                                  or not 0 < vram < float("inf")):
             raise InvalidInputError(f"max_vram must be a positive number of GB, got {vram!r}")
+        if vram is not None and vram < MIN_VRAM_GB:
+            raise InvalidInputError(f"max_vram must be at least {MIN_VRAM_GB:g} GiB (less fits no detector, and every "
+                                    f"tile would go to the CPU), got {vram!r}")
         sc = self.scale
         if sc is not None and (isinstance(sc, bool) or not isinstance(sc, (int, float)) or not 0.01 <= sc <= 100):
             raise InvalidInputError(f"scale must be a number in [0.01, 100], got {sc!r}")

@@ -21,7 +21,7 @@ from .detector.base import tiles_resized_to
 from .errors import InvalidInputError, caller_level
 from .types import RunSpec, TileSpec, default_batch_size
 
-__all__ = ["VramPlan", "plan_from_probes", "plan_batch", "apply_vram_cap", "fit_to_vram"]
+__all__ = ["VramPlan", "plan_from_probes", "plan_batch", "apply_vram_cap", "lift_vram_cap", "fit_to_vram"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class VramPlan:
     base_bytes: int
     per_tile_bytes: int
     budget_bytes: int
+    #: False when not even one tile of ``tile`` px is expected to fit: the run starts at batch 1
+    #: anyway and a tile that runs out of memory goes to the CPU
+    fits: bool = True
 
 
 def plan_from_probes(
@@ -61,10 +64,13 @@ def plan_from_probes(
     if batch >= 1:
         return VramPlan(min(batch, MAX_BATCH), tile, base, per_tile, budget_bytes)
     if resizes_tiles or usable <= base:
-        return VramPlan(1, tile, base, per_tile, budget_bytes)
+        return VramPlan(1, tile, base, per_tile, budget_bytes, fits=False)
     shrink = math.sqrt((usable - base) / per_tile)
-    new_tile = max(min_tile, int(tile * shrink) // 32 * 32)
-    return VramPlan(1, new_tile, base, int(per_tile * (new_tile / tile) ** 2), budget_bytes)
+    # never above the tile asked for (a --tile 192 became 256, "reduced to fit" and over budget):
+    # the floor only stops the shrinking, it does not grow a tile that is smaller already
+    new_tile = min(tile, max(min(min_tile, tile), int(tile * shrink) // 32 * 32))
+    new_per_tile = max(1, int(per_tile * (new_tile / tile) ** 2))
+    return VramPlan(1, new_tile, base, new_per_tile, budget_bytes, fits=base + new_per_tile <= usable)
 
 
 def _probe_peaks(predict: Callable[[Sequence[np.ndarray]], object], side: int, device: int) -> tuple[int, int | None]:
@@ -107,13 +113,21 @@ def apply_vram_cap(max_vram_gb: float, device: str) -> int:
     card has); returns the budget in bytes: the cap, or less where the card has less free."""
     import torch
 
-    if not (isinstance(max_vram_gb, (int, float)) and max_vram_gb > 0):
-        raise InvalidInputError(f"--max-vram must be a positive number of GiB, got {max_vram_gb!r}")
+    from .types import MIN_VRAM_GB
+
+    if not (isinstance(max_vram_gb, (int, float)) and max_vram_gb >= MIN_VRAM_GB):
+        # (a tiny budget would cap the allocator at a few bytes: every tile to the CPU)
+        raise InvalidInputError(f"--max-vram must be at least {MIN_VRAM_GB:g} GiB, got {max_vram_gb!r}")
     idx = _device_index(torch, device)
     total = torch.cuda.get_device_properties(idx).total_memory
     cap = int(max_vram_gb * GiB)
     # set every time: a later call with a larger budget lifts an earlier, smaller cap
-    torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), idx)
+    fraction = min(1.0, cap / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, idx)
+    if fraction < 1.0:
+        _CAPPED.add(idx)  # for lift_vram_cap: a later run without a budget is not held to this one
+    else:
+        _CAPPED.discard(idx)
     # what is really there: a laptop's 4 GB card also holds the display and other programs
     try:
         free, _ = torch.cuda.mem_get_info(idx)
@@ -129,6 +143,22 @@ def apply_vram_cap(max_vram_gb: float, device: str) -> int:
 
 #: (device index, budget) pairs whose shortage of free memory has been said.
 _SAID_FREE: set[tuple[int, float]] = set()
+#: CUDA device indices whose allocator :func:`apply_vram_cap` capped below the whole card.
+_CAPPED: set[int] = set()
+
+
+def lift_vram_cap() -> None:
+    """Lift the caps :func:`apply_vram_cap` set (the allocator's fraction back to the whole
+    card): the cap is process-wide, and a later run without ``max_vram`` (its JSON saying
+    ``max_vram: null``) was still held to an earlier run's budget. Nothing to do, and torch not
+    imported, when no cap was set."""
+    if not _CAPPED:
+        return
+    import torch
+
+    for idx in sorted(_CAPPED):
+        torch.cuda.set_per_process_memory_fraction(1.0, idx)
+    _CAPPED.clear()
 
 
 def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_gb: float, device: str,
@@ -174,7 +204,7 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
         smaller = max(min_tile, tile // 2 // 32 * 32)
         if resizes or smaller >= tile:
             log.warning("probe at %d px ran out of memory inside %.1f GiB; starting at batch 1", side, max_vram_gb)
-            return VramPlan(1, tile, 0, budget, budget)
+            return VramPlan(1, tile, 0, budget, budget, fits=False)
         log.warning("probe at %d px ran out of memory inside %.1f GiB; trying tile %d", side, max_vram_gb, smaller)
         side = max(16, round(side * smaller / tile))
         tile = smaller
@@ -210,17 +240,24 @@ def _own_allocator(detector: object) -> str | None:
 def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileSpec, RunSpec]:
     """Apply ``run.max_vram`` for ``detector``: cap the allocator, choose batch (and tile).
 
-    Call once per built detector; the returned specs carry the chosen batch size, so later
-    images are not probed again. A batch size given in ``run`` is kept (only the cap is
-    applied); a tile is shrunk only for models that see tiles at their native size. Off CUDA
-    (and for ONNX Runtime / LiteRT detectors) the option does not apply: a warning, and the specs
-    come back with the usual batch size (so a later call neither plans nor warns again, and no
-    torch cap is set for a detector torch does not run).
+    The returned specs carry the chosen batch size. :func:`~densedet_tile.detect_image` calls
+    this for every image: the plan is remembered on the detector for the same budget, tile and
+    device, so only the first image probes (the cap is applied again each time). A batch size
+    given in ``run`` is kept (only the cap is applied); a tile is shrunk only for models that
+    see tiles at their native size. Off CUDA (and for ONNX Runtime / LiteRT detectors) the
+    option does not apply: a warning, and the specs come back with the usual batch size (so a
+    later call neither plans nor warns again, and no torch cap is set for a detector torch does
+    not run). A detector an out-of-memory moved to the CPU for the image still running is not
+    planned for (its GPU plan comes with the next image, once it is back there).
     """
     if run.max_vram is None:
         return tiling, run
-    from .detector.base import device_of, input_size_of, resolve_device
+    from .detector.base import device_of, resolve_device
 
+    if getattr(detector, "_densedet_on_cpu", False) and getattr(detector, "_densedet_back_to", None):
+        # the fallback's CPU is for the image that ran out only: no "ignored on the CPU"
+        # warning, and no CPU batch remembered for the GPU it goes back to
+        return tiling, run
     device = device_of(detector, run.device)
     if device.startswith("cuda"):
         device = resolve_device(device)
@@ -228,6 +265,36 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
         if device.startswith("cuda") and _own_allocator(detector) is None:
             apply_vram_cap(run.max_vram, device)
         return tiling, run
+    key = (run.max_vram, tiling.tile, run.input_size, run.scale, device)
+    plans = getattr(detector, "_densedet_vram_plans", None)
+    if isinstance(plans, dict) and key in plans:
+        # planned for an earlier image: the cap again (a run without one lifts it), no probes
+        planned_tile, batch, capped = plans[key]
+        if capped:
+            apply_vram_cap(run.max_vram, device)
+        if planned_tile != tiling.tile:
+            tiling = replace(tiling, tile=planned_tile)
+        return tiling, replace(run, batch_size=batch)
+    tiling, run, keep = _plan(detector, tiling, run, device)
+    if not keep:  # nothing fitted (perhaps another program held the card): the next image probes again
+        return tiling, run
+    try:
+        if not isinstance(plans, dict):
+            plans = {}
+            detector._densedet_vram_plans = plans  # type: ignore[attr-defined]
+        capped = device.startswith("cuda") and _own_allocator(detector) is None
+        plans[key] = (tiling.tile, run.batch_size, capped)
+    except (AttributeError, TypeError):  # a detector that takes no attributes: planned per call
+        pass
+    return tiling, run
+
+
+def _plan(detector: object, tiling: TileSpec, run: RunSpec, device: str) -> tuple[TileSpec, RunSpec, bool]:
+    """:func:`fit_to_vram`'s probes and plan for ``device`` (no batch size given), and whether
+    to keep it for later images (not when nothing fitted)."""
+    from .detector.base import input_size_of
+
+    assert run.max_vram is not None
     tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile  # auto: planned at the default
     declared = run.input_size or input_size_of(detector)
     side = declared
@@ -239,8 +306,14 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     found = plan_batch(detector, tile=tile, input_size=side, max_vram_gb=run.max_vram, device=device,
                        resizes_tiles=declared is not None or not isinstance(tiling.tile, int))
     if found is None:  # not planned (said why): the usual batch, so later images do not ask again
-        return tiling, replace(run, batch_size=default_batch_size(device))
-    if found.tile != tile and isinstance(tiling.tile, int):
+        return tiling, replace(run, batch_size=default_batch_size(device)), True
+    if not found.fits:
+        # nothing fitted: say what the run does instead of claiming a tile "to fit"
+        log.warning("max_vram %g GiB (--max-vram): not even one %d px tile fits; running at batch 1, and a tile "
+                    "that runs out of GPU memory goes to the CPU (a larger --max-vram, or a smaller --tile or "
+                    "--input-size, may avoid that)", run.max_vram, found.tile)
+    elif found.tile != tile and isinstance(tiling.tile, int):
         log.warning("max_vram %g GiB (--max-vram): tile reduced to %d px to fit", run.max_vram, found.tile)
+    if found.tile != tile and isinstance(tiling.tile, int):
         tiling = replace(tiling, tile=found.tile)
-    return tiling, replace(run, batch_size=found.batch_size)
+    return tiling, replace(run, batch_size=found.batch_size), found.fits

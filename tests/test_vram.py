@@ -349,3 +349,183 @@ def test_the_probe_tells_the_detector_the_side_the_run_resizes_tiles_to(monkeypa
     vram.plan_batch(det, tile=1280, input_size=None, max_vram_gb=6.0, device="cuda:0")
     assert told and set(told) == {None}
     assert engine_input_size() is None  # nothing left behind
+
+
+def test_the_planned_tile_never_exceeds_the_tile_asked_and_nothing_fitting_is_not_said_to_fit(monkeypatch, caplog):
+    # --tile 192 came back as 256 (the shrink floor) with "tile reduced to 256 px to fit", over
+    # budget; and a probe that ran out at every tile was said to fit too (an outside review)
+    import densedet_tile.detector.base as base
+    import densedet_tile.vram as vram
+    from densedet_tile import RunSpec, TileSpec
+
+    # base 0.80 GiB + 0.08 GiB per 192 px tile, in a 1 GiB budget (0.85 GiB usable): none fits
+    p = plan_from_probes(int(0.88 * GiB), int(0.96 * GiB), budget_bytes=GiB, tile=192, resizes_tiles=False)
+    assert p.tile == 192  # was 256
+    assert (p.batch_size, p.fits) == (1, False)
+    # a shrink that reaches the floor and still does not fit is not a fit either
+    p = plan_from_probes(int(3.5 * GiB), int(6.5 * GiB), budget_bytes=int(0.6 * GiB), tile=1280, resizes_tiles=False)
+    assert p.tile == 256 and not p.fits
+    p = plan_from_probes(int(3.5 * GiB), int(6.5 * GiB), budget_bytes=2 * GiB, tile=1280, resizes_tiles=False)
+    assert p.fits and p.base_bytes + p.per_tile_bytes <= 2 * GiB * SAFETY
+
+    monkeypatch.setattr(base, "device_of", lambda det, dev: "cuda:0")
+    monkeypatch.setattr(base, "resolve_device", lambda dev: dev)
+    monkeypatch.setattr(vram, "apply_vram_cap", lambda gb, device: int(gb * GiB))
+    monkeypatch.setattr(vram, "_probe_peaks", lambda predict, side, device: (int(0.88 * GiB), int(0.96 * GiB)))
+
+    class Native:
+        def predict(self, tiles):
+            return []
+
+    with caplog.at_level("WARNING", logger="densedet_tile.vram"):
+        tiling, run = vram.fit_to_vram(Native(), TileSpec(192, overlap=0.2), RunSpec(max_vram=1.0))
+    assert tiling.tile == 192 and run.batch_size == 1
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("to fit" in m for m in said)
+    assert any("not even one 192 px tile fits; running at batch 1" in m for m in said)
+
+    # every probe runs out, down to the smallest tile: the tile tried last, not "to fit"
+    vram_, sides = _simulated_card(monkeypatch, fits_side=100)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="densedet_tile.vram"):
+        tiling, run = vram.fit_to_vram(Native(), TileSpec(1280), RunSpec(max_vram=4.0))
+    said = [r.getMessage() for r in caplog.records]
+    assert run.batch_size == 1 and not any("to fit" in m for m in said)
+    assert any(f"not even one {tiling.tile} px tile fits" in m for m in said)
+
+
+def test_a_budget_too_small_for_any_detector_is_refused_with_one_line(capsys):
+    # 1e-9 (or 1e-300) GiB passed as positive and capped the allocator at 1 (or 0) bytes: every
+    # tile then ran out of memory and went to the CPU (an outside review)
+    import argparse
+
+    from densedet_tile import RunSpec
+    from densedet_tile.cli.options import add_detector_options, one_line_usage_errors
+    from densedet_tile import types
+    from densedet_tile.vram import apply_vram_cap
+
+    MIN_VRAM_GB = getattr(types, "MIN_VRAM_GB", 0.25)
+
+    for tiny in (1e-300, 1e-9, 0.1):
+        with pytest.raises(InvalidInputError, match=rf"^max_vram must be at least {MIN_VRAM_GB:g} GiB .*got {tiny!r}$"):
+            RunSpec(max_vram=tiny)
+        with pytest.raises(InvalidInputError, match="--max-vram must be at least"):
+            apply_vram_cap(tiny, "cuda:0")
+    assert RunSpec(max_vram=MIN_VRAM_GB).max_vram == MIN_VRAM_GB and RunSpec(max_vram=4.0).max_vram == 4.0
+    p = one_line_usage_errors(argparse.ArgumentParser(prog="densedet"))
+    add_detector_options(p)
+    assert p.parse_args(["--max-vram", "4"]).max_vram == 4.0
+    with pytest.raises(SystemExit):
+        p.parse_args(["--max-vram", "1e-9"])
+    err = capsys.readouterr().err.strip()
+    assert "--max-vram" in err and f">= {MIN_VRAM_GB:g}" in err and "'1e-9'" in err and "\n" not in err, err
+
+
+def _pretend_card(monkeypatch, total=8 * GiB):
+    """torch.cuda on a pretend card of ``total`` bytes: peak memory as the detector reports it,
+    and the allocator fraction set (``state["fraction"]``)."""
+    import torch
+
+    state = {"peak": 0, "fraction": None}
+
+    class Props:
+        total_memory = total
+
+    c = torch.cuda
+    for name, fn in dict(
+        is_available=lambda: True, device_count=lambda: 1, current_device=lambda: 0,
+        get_device_properties=lambda idx: Props(),
+        set_per_process_memory_fraction=lambda f, idx=None: state.update(fraction=f),
+        mem_get_info=lambda idx=None: (total, total), memory_reserved=lambda idx=None: 0,
+        synchronize=lambda device=None: None, empty_cache=lambda: None,
+        reset_peak_memory_stats=lambda device=None: state.update(peak=0),
+        max_memory_allocated=lambda device=None: state["peak"],
+    ).items():
+        monkeypatch.setattr(c, name, fn)
+    return state
+
+
+def _gpu_blob(state, *, base=GiB, per_tile=GiB // 2, card=100 * GiB):
+    """A detector on "cuda" costing ``base + n * per_tile`` bytes; out of memory past ``card``
+    or while ``oom_all`` is set (another program holding the card)."""
+    import torch
+
+    from fakes import BlobDetector
+
+    class GpuBlob(BlobDetector):
+        device = "cuda"
+        oom_all = False
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def to(self, device):
+            self.device = str(device)
+            return self
+
+        def predict(self, tiles):
+            if self.device != "cpu":
+                need = base + len(tiles) * per_tile
+                if self.oom_all or need > card:
+                    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+                state["peak"] = need
+            self.calls.append((self.device, len(tiles)))
+            return super().predict(tiles)
+
+    return GpuBlob()
+
+
+def test_max_vram_after_a_cpu_fallback_plans_for_the_gpu_and_once_per_detector(monkeypatch):
+    # image 1 ran out of GPU memory and finished on the CPU; image 2 was planned before the
+    # detector moved back: "max_vram applies to CUDA devices only; ignored on the CPU", and batch
+    # 1 on the GPU (an outside review). And the probes ran again for every image.
+    import warnings
+
+    import densedet_tile as dt
+    from fakes import blob_image
+
+    state = _pretend_card(monkeypatch)
+    det = _gpu_blob(state)
+    img = blob_image(1000, 3000, (1100, 100, 1200, 200))
+    det.oom_all = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r1 = dt.detect_image(img, det, tile=500, overlap=0.2, device="cuda", max_vram=4.0)
+    assert r1.settings["device"] == "cpu"
+    det.oom_all = False  # the card is free again
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        r2 = dt.detect_image(img, det, tile=500, overlap=0.2, device="cuda", max_vram=4.0)
+    assert not [str(w.message) for w in said if "max_vram" in str(w.message)]
+    # base 1 GiB + 0.5 GiB per tile in 4 GiB * 0.85: batch 4, as a fresh detector gets
+    assert (r2.settings["device"], r2.settings["batch_size"]) == ("cuda", 4)
+    import densedet_tile.vram as vram
+
+    probes = []
+    real_probe = vram._probe_peaks
+    monkeypatch.setattr(vram, "_probe_peaks", lambda *a: (probes.append(a[1]), real_probe(*a))[1])
+    r3 = dt.detect_image(img, det, tile=500, overlap=0.2, device="cuda", max_vram=4.0)
+    assert r3.settings["batch_size"] == 4
+    assert probes == []  # the plan was remembered: no probes for image 3
+    assert state["fraction"] == 0.5  # and the 4 GiB cap of 8 is applied again
+
+
+def test_a_later_call_without_max_vram_lifts_the_cap(monkeypatch):
+    # the allocator's fraction is process-wide: a call without max_vram after one with it stayed
+    # capped at 1 GiB of 8 while its settings said max_vram None (an outside review)
+    import warnings
+
+    import densedet_tile as dt
+    import densedet_tile.vram as vram
+    from fakes import blob_image
+
+    state = _pretend_card(monkeypatch, total=8 * GiB)
+    det = _gpu_blob(state, base=GiB // 8, per_tile=GiB // 8)
+    img = blob_image(600, 600, (10, 10, 50, 50))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r1 = dt.detect_image(img, det, tile=600, device="cuda", max_vram=1.0)
+        assert r1.settings["max_vram"] == 1.0 and state["fraction"] == 1 / 8
+        r2 = dt.detect_image(img, det, tile=600, device="cuda")
+    assert r2.settings["max_vram"] is None and state["fraction"] == 1.0

@@ -34,6 +34,7 @@ __all__ = [
     "positive_int",
     "nonneg_int",
     "positive_float",
+    "vram_gib",
     "nonneg_float",
     "fraction",
     "tile_side",
@@ -99,6 +100,14 @@ def nonneg_int(text: str) -> int:
 def positive_float(text: str) -> float:
     """A finite number > 0."""
     return _float(text, lambda v: v > 0, "a positive number")
+
+
+def vram_gib(text: str) -> float:
+    """A ``--max-vram`` budget: a finite number of GiB, at least ``MIN_VRAM_GB`` (a tiny one
+    such as 1e-9 passed as positive and capped the GPU at one byte)."""
+    from ..types import MIN_VRAM_GB
+
+    return _float(text, lambda v: v >= MIN_VRAM_GB, f"a number of GiB >= {MIN_VRAM_GB:g}")
 
 
 def nonneg_float(text: str) -> float:
@@ -238,7 +247,7 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="extra keyword for the detector's build (repeatable; VALUE parsed as JSON when it can be), "
                    "e.g. num_classes=2, threads=4, cfg_options='{\"model.test_cfg.rcnn.max_per_img\": 600}'")
-    g.add_argument("--max-vram", type=positive_float, default=None, metavar="GIB",
+    g.add_argument("--max-vram", type=vram_gib, default=None, metavar="GIB",
                    help="cap GPU memory at GIB (GiB, 2**30 bytes: a '4 GB' card is 4) and pick the batch (and, for "
                    "models without an input size, the tile) to fit")
     g.add_argument("--input-size", type=input_side, default=None, metavar="PX",
