@@ -15,7 +15,6 @@ import contextlib
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -255,10 +254,6 @@ def detect_image(
             # was "ignored on the CPU" and the image ran at batch 1 on the GPU
             back_to_the_gpu(detector, image_key(src))
             tiling, run = fit_to_vram(detector, tiling, run)
-        elif "densedet_tile.vram" in sys.modules:
-            # an earlier call's max_vram capped torch's allocator process-wide: this call asked
-            # for no budget (its settings say max_vram None), so it gets the whole card back
-            sys.modules["densedet_tile.vram"].lift_vram_cap()
         scaled = choose_scale(src, detector, tiling, run, merge)
         tiles = plan(src, scaled.tiling)
         side = scaled.run.input_size or input_size_of(detector)

@@ -21,7 +21,7 @@ from .detector.base import tiles_resized_to
 from .errors import InvalidInputError, caller_level
 from .types import RunSpec, TileSpec, default_batch_size
 
-__all__ = ["VramPlan", "plan_from_probes", "plan_batch", "apply_vram_cap", "lift_vram_cap", "fit_to_vram"]
+__all__ = ["VramPlan", "plan_from_probes", "plan_batch", "apply_vram_cap", "fit_to_vram"]
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +122,7 @@ def apply_vram_cap(max_vram_gb: float, device: str) -> int:
     total = torch.cuda.get_device_properties(idx).total_memory
     cap = int(max_vram_gb * GiB)
     # set every time: a later call with a larger budget lifts an earlier, smaller cap
-    fraction = min(1.0, cap / total)
-    torch.cuda.set_per_process_memory_fraction(fraction, idx)
-    if fraction < 1.0:
-        _CAPPED.add(idx)  # for lift_vram_cap: a later run without a budget is not held to this one
-    else:
-        _CAPPED.discard(idx)
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), idx)
     # what is really there: a laptop's 4 GB card also holds the display and other programs
     try:
         free, _ = torch.cuda.mem_get_info(idx)
@@ -143,22 +138,6 @@ def apply_vram_cap(max_vram_gb: float, device: str) -> int:
 
 #: (device index, budget) pairs whose shortage of free memory has been said.
 _SAID_FREE: set[tuple[int, float]] = set()
-#: CUDA device indices whose allocator :func:`apply_vram_cap` capped below the whole card.
-_CAPPED: set[int] = set()
-
-
-def lift_vram_cap() -> None:
-    """Lift the caps :func:`apply_vram_cap` set (the allocator's fraction back to the whole
-    card): the cap is process-wide, and a later run without ``max_vram`` (its JSON saying
-    ``max_vram: null``) was still held to an earlier run's budget. Nothing to do, and torch not
-    imported, when no cap was set."""
-    if not _CAPPED:
-        return
-    import torch
-
-    for idx in sorted(_CAPPED):
-        torch.cuda.set_per_process_memory_fraction(1.0, idx)
-    _CAPPED.clear()
 
 
 def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_gb: float, device: str,

@@ -58,14 +58,3 @@ def local_ray():
              runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **_short_temp_dir())  # (a long TMPDIR)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def _no_vram_cap_left_behind():
-    # a test that "caps" a pretend card (torch.cuda monkeypatched) leaves densedet_tile.vram
-    # remembering the cap; a later test's run without max_vram would then lift it on the real,
-    # absent GPU (lift_vram_cap)
-    yield
-    vram = sys.modules.get("densedet_tile.vram")
-    if vram is not None and getattr(vram, "_CAPPED", None):
-        vram._CAPPED.clear()

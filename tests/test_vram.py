@@ -509,23 +509,3 @@ def test_max_vram_after_a_cpu_fallback_plans_for_the_gpu_and_once_per_detector(m
     assert r3.settings["batch_size"] == 4
     assert probes == []  # the plan was remembered: no probes for image 3
     assert state["fraction"] == 0.5  # and the 4 GiB cap of 8 is applied again
-
-
-def test_a_later_call_without_max_vram_lifts_the_cap(monkeypatch):
-    # the allocator's fraction is process-wide: a call without max_vram after one with it stayed
-    # capped at 1 GiB of 8 while its settings said max_vram None (an outside review)
-    import warnings
-
-    import densedet_tile as dt
-    import densedet_tile.vram as vram
-    from fakes import blob_image
-
-    state = _pretend_card(monkeypatch, total=8 * GiB)
-    det = _gpu_blob(state, base=GiB // 8, per_tile=GiB // 8)
-    img = blob_image(600, 600, (10, 10, 50, 50))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        r1 = dt.detect_image(img, det, tile=600, device="cuda", max_vram=1.0)
-        assert r1.settings["max_vram"] == 1.0 and state["fraction"] == 1 / 8
-        r2 = dt.detect_image(img, det, tile=600, device="cuda")
-    assert r2.settings["max_vram"] is None and state["fraction"] == 1.0
