@@ -220,8 +220,8 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     """Apply ``run.max_vram`` for ``detector``: cap the allocator, choose batch (and tile).
 
     The returned specs carry the chosen batch size. :func:`~densedet_tile.detect_image` calls
-    this for every image: the plan is remembered on the detector for the same budget, tile and
-    device, so only the first image probes (the cap is applied again each time). A batch size
+    this for every image, which probes again (the card's free memory may have changed since:
+    a plan made while another program held it would keep a later image at batch 1). A batch size
     given in ``run`` is kept (only the cap is applied); a tile is shrunk only for models that
     see tiles at their native size. Off CUDA (and for ONNX Runtime / LiteRT detectors) the
     option does not apply: a warning, and the specs come back with the usual batch size (so a
@@ -244,27 +244,7 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
         if device.startswith("cuda") and _own_allocator(detector) is None:
             apply_vram_cap(run.max_vram, device)
         return tiling, run
-    key = (run.max_vram, tiling.tile, run.input_size, run.scale, device)
-    plans = getattr(detector, "_densedet_vram_plans", None)
-    if isinstance(plans, dict) and key in plans:
-        # planned for an earlier image: the cap again (a run without one lifts it), no probes
-        planned_tile, batch, capped = plans[key]
-        if capped:
-            apply_vram_cap(run.max_vram, device)
-        if planned_tile != tiling.tile:
-            tiling = replace(tiling, tile=planned_tile)
-        return tiling, replace(run, batch_size=batch)
-    tiling, run, keep = _plan(detector, tiling, run, device)
-    if not keep:  # nothing fitted (perhaps another program held the card): the next image probes again
-        return tiling, run
-    try:
-        if not isinstance(plans, dict):
-            plans = {}
-            detector._densedet_vram_plans = plans  # type: ignore[attr-defined]
-        capped = device.startswith("cuda") and _own_allocator(detector) is None
-        plans[key] = (tiling.tile, run.batch_size, capped)
-    except (AttributeError, TypeError):  # a detector that takes no attributes: planned per call
-        pass
+    tiling, run, _ = _plan(detector, tiling, run, device)
     return tiling, run
 
 
