@@ -397,7 +397,8 @@ def predict_tiles(
                       "from the threshold it was built with), so it keeps the boxes from there only; build the "
                       f"detector with score_thr={run.score_thr:g} to see lower ones", RuntimeWarning,
                       stacklevel=caller_level())
-    runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")), image_key(src))
+    runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")), image_key(src),
+                           device=run.device)
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
     feed = src if run.input_size is None else _ResizingSource(src, run.input_size, resize_filter_of(detector))
     end_offset = box_end_offset_of(detector)

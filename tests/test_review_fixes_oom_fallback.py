@@ -133,3 +133,20 @@ def test_an_fp16_detector_made_fp32_by_the_move_is_told_it_stays_on_the_cpu_for_
     # as said: the next image stays there
     res = dt.detect_image(img, det, tile=600, batch_size=1, device="cuda")
     assert det.device == "cpu" and res.settings["device"] == "cpu"
+
+
+class _NoDeviceOnCpu(_OrtOnCpu):
+    """The same, but a detector that does not say its device (run with --device cpu)."""
+
+    device = None
+
+
+def test_a_detector_that_does_not_say_its_device_goes_by_the_runs():
+    # a second look: without a ``device`` attribute it was taken for a GPU detector on a
+    # --device cpu run ("out of GPU memory", "moved" to the CPU, --device cpu advised)
+    det = _NoDeviceOnCpu()
+    with pytest.warns(RuntimeWarning) as rec:
+        with pytest.raises(DetectorError) as info:
+            dt.detect(blob_image(1200, 600, (10, 10, 50, 50)), det, tile=600, batch_size=2, device="cpu")
+    assert [str(w.message) for w in rec] == ["<array>: out of memory; retrying with batch size 1"]
+    assert "--device cpu" not in str(info.value) and det.moves == []

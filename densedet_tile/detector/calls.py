@@ -146,9 +146,12 @@ def back_to_the_gpu(detector: object, key: str) -> None:
     detector._densedet_cpu_for = None  # type: ignore[attr-defined]
 
 
-def _runs_on_the_cpu(detector: object) -> bool:
-    """Whether ``detector`` says it runs on the CPU (its ``device``; None when it does not say)."""
-    return str(getattr(detector, "device", None)).lower().startswith("cpu")
+def _runs_on_the_cpu(detector: object, run_device: str | None = None) -> bool:
+    """Whether ``detector`` runs on the CPU: its ``device``, or where it does not say one, the
+    device the run resolved (a CPU detector without the attribute, run with --device cpu, was
+    told "out of GPU memory" and advised --device cpu; a second look)."""
+    own = getattr(detector, "device", None)
+    return str(own if own is not None else run_device).lower().startswith("cpu")
 
 
 #: Boxes an image's detector calls must have returned before their frame is judged (a stray
@@ -159,8 +162,11 @@ FRAME_CHECK_MIN = 10
 class DetectorCalls:
     """Calls the detector on a batch: resizing, validating, OOM back-off and timing."""
 
-    def __init__(self, detector: Detector, batch_size: int, image_name: str, key: str | None = None) -> None:
+    def __init__(self, detector: Detector, batch_size: int, image_name: str, key: str | None = None,
+                 device: str | None = None) -> None:
         self.detector = detector
+        #: the device the run resolved (``run.device``), for a detector that does not say its own
+        self._run_device = device
         #: the image these calls are for (:func:`image_key`; a tile=auto probe's are its image's):
         #: an out-of-memory CPU fallback lasts until another image's calls begin
         self.image_key = image_name if key is None else key
@@ -221,7 +227,7 @@ class DetectorCalls:
         # a detector on the CPU all along (the built-in model on ONNX Runtime, a CPU detector)
         # ran out of RAM: no GPU to speak of, nothing to move, and --device cpu is no advice
         on_cpu = (self._moved_to_cpu or getattr(self.detector, "_densedet_on_cpu", False)
-                  or _runs_on_the_cpu(self.detector))
+                  or _runs_on_the_cpu(self.detector, self._run_device))
         if chunk_len > 1:
             self.batch_size = max(1, (chunk_len + 1) // 2)  # 3 -> 2, not 1
             try:
