@@ -398,9 +398,17 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{photos_dir}: no shelf-rows/ folder here; the real photos are not available (see --photos)",
               file=sys.stderr)
         raise SystemExit(2)
-    stems = sorted(p.stem for p in labels_dir.glob("*.txt") if (photos_dir / f"{p.stem}.jpg").is_file())
+    labelled = sorted(p.stem for p in labels_dir.glob("*.txt"))
+    stems = [s for s in labelled if (photos_dir / f"{s}.jpg").is_file()]
+    photos = sorted(p.stem for p in photos_dir.glob("*.jpg"))
+    unscored = sorted(set(photos) - set(stems)) + [s for s in labelled if s not in stems]
+    if unscored:  # (said: a photo without labels, or labels without a photo, is left out)
+        print(f"eval_audit_real: note: {len(unscored)} photo(s) or label file(s) without the other left out: "
+              f"{', '.join(unscored[:5])}{' ...' if len(unscored) > 5 else ''}", file=sys.stderr)
     if args.limit:
         stems = stems[: args.limit]
+        print(f"eval_audit_real: note: the first {len(stems)} photos only (--limit): NOT the full set",
+              file=sys.stderr)
     # another detector's boxes are welcome here (--dets of a real SKU-110K model's JSONs); boxes
     # cached by an earlier version of the built-in engine look the same, so say whenever they differ
     stale = check_cached(Path(args.dets), stems, engine_fingerprint())
@@ -454,6 +462,8 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
         per_photo.append(rec)
         sheet_items.append((photo, w, h, truth, geo, {f for f, _, _ in m}, rec))
     report = summarise(per_photo)
+    # where the boxes came from, and whether they are today's engine's (the note printed above)
+    report["detections"] = {"folder": str(args.dets), "stale": stale}
     seen = sum(r["labels_with_3_products"] for r in per_photo)
     report["labels_with_3_products"] = seen
     report["recall_of_those"] = sum(r["matched_of_those"] for r in per_photo) / seen if seen else float("nan")
