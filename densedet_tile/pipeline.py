@@ -475,7 +475,8 @@ def finish(
         timings["scale_s"] = scale["seconds"]
     settings = {**asdict(tiling), "merge": asdict(merge), **asdict(preds.run),
                 "final_batch_size": preds.final_batch_size, **extra}
-    ran = (model.get("info") or {}).get("precision") if isinstance(model.get("info"), dict) else None
+    info = model.get("info")
+    ran = info.get("precision") if isinstance(info, dict) else None
     if isinstance(ran, str) and ran:
         # the precision the model ran at, where it says (the built-in model asked for fp16 on the
         # CPU runs its int8 ONNX file: settings said fp16; an outside review)

@@ -231,7 +231,7 @@ def _pick_probe(good: list[dict[str, Any]], target: float | None) -> tuple[dict[
         # the model's size measured 174, so the tile chosen was a third too large and counted a
         # sixth fewer). A window nearer the size measures better, when it agrees with the largest
         # (a zoomed-in window measuring the print on one product does not)
-        agree = [p for p in readable if abs(math.log(p["median_px"] / largest["median_px"])) <= math.log(PROBE_AGREE)]
+        agree = [p for p in readable if _agree(p, largest)]
         best = min(agree, key=lambda p: abs(math.log(p["at_input_px"] / target)))
         return best, ("largest window showing products at half their size or more" if best is largest
                       else "window nearest the product size that agrees with the largest readable one")

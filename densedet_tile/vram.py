@@ -231,7 +231,7 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     """
     if run.max_vram is None:
         return tiling, run
-    from .detector.base import device_of, resolve_device
+    from .detector.base import device_of, input_size_of, resolve_device
 
     if getattr(detector, "_densedet_on_cpu", False) and getattr(detector, "_densedet_back_to", None):
         # the fallback's CPU is for the image that ran out only: no "ignored on the CPU"
@@ -244,16 +244,6 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
         if device.startswith("cuda") and _own_allocator(detector) is None:
             apply_vram_cap(run.max_vram, device)
         return tiling, run
-    tiling, run, _ = _plan(detector, tiling, run, device)
-    return tiling, run
-
-
-def _plan(detector: object, tiling: TileSpec, run: RunSpec, device: str) -> tuple[TileSpec, RunSpec, bool]:
-    """:func:`fit_to_vram`'s probes and plan for ``device`` (no batch size given), and whether
-    to keep it for later images (not when nothing fitted)."""
-    from .detector.base import input_size_of
-
-    assert run.max_vram is not None
     tile = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile  # auto: planned at the default
     declared = run.input_size or input_size_of(detector)
     side = declared
@@ -265,7 +255,7 @@ def _plan(detector: object, tiling: TileSpec, run: RunSpec, device: str) -> tupl
     found = plan_batch(detector, tile=tile, input_size=side, max_vram_gb=run.max_vram, device=device,
                        resizes_tiles=declared is not None or not isinstance(tiling.tile, int))
     if found is None:  # not planned (said why): the usual batch, so later images do not ask again
-        return tiling, replace(run, batch_size=default_batch_size(device)), True
+        return tiling, replace(run, batch_size=default_batch_size(device))
     if not found.fits:
         # nothing fitted: say what the run does instead of claiming a tile "to fit"
         log.warning("max_vram %g GiB (--max-vram): not even one %d px tile fits; running at batch 1, and a tile "
@@ -275,4 +265,4 @@ def _plan(detector: object, tiling: TileSpec, run: RunSpec, device: str) -> tupl
         log.warning("max_vram %g GiB (--max-vram): tile reduced to %d px to fit", run.max_vram, found.tile)
     if found.tile != tile and isinstance(tiling.tile, int):
         tiling = replace(tiling, tile=found.tile)
-    return tiling, replace(run, batch_size=found.batch_size), found.fits
+    return tiling, replace(run, batch_size=found.batch_size)
