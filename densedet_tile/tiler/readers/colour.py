@@ -145,6 +145,28 @@ def png_bit_depth(data: bytes) -> int | None:
     return data[24] if len(data) >= 29 and data[12:16] == b"IHDR" else None
 
 
+def file_bytes(fp: Any, filename: Any, limit: int = -1) -> bytes:
+    """The first ``limit`` bytes (all: -1) of the file a PIL image was opened from: its file
+    object ``fp`` read from the start (its position put back), else its file name; no bytes
+    when it has neither (made in memory, or a file object Pillow has let go). An error reading
+    the file by its name is raised."""
+    if fp is not None:
+        try:
+            if not fp.closed:
+                pos = fp.tell()
+                fp.seek(0)
+                try:
+                    return bytes(fp.read(limit))
+                finally:
+                    fp.seek(pos)
+        except (AttributeError, OSError, ValueError):  # not seekable, or closed: the name may still do
+            pass
+    if filename and isinstance(filename, (str, bytes, os.PathLike)):
+        with open(os.fsdecode(filename), "rb") as fh:
+            return fh.read(limit)
+    return b""
+
+
 def stored_8bit(im: Any) -> bool:
     """Whether the Pillow image ``im`` stores 8-bit RGB or gray samples, the one depth whose
     colour key (a PNG's tRNS) Pillow keeps at the depth of the pixels it gives.
@@ -162,27 +184,11 @@ def stored_8bit(im: Any) -> bool:
         return getattr(tile[0], "args", None) in ("RGB", "L")
     if im.mode not in ("RGB", "L") or getattr(im, "format", None) != "PNG":
         return False
-    depth = None
-    filename = getattr(im, "filename", None)
-    if filename and isinstance(filename, (str, bytes, os.PathLike)):
-        try:
-            with open(os.fsdecode(filename), "rb") as fh:
-                depth = png_bit_depth(fh.read(29))
-        except OSError:  # gone or moved since: the file object Pillow kept may still say
-            depth = None
-    if depth is None:
-        # opened from bytes: Pillow keeps the file object it loaded from (``_fp``) after load()
-        fp = getattr(im, "_fp", None)
-        try:
-            if fp is not None and not getattr(fp, "closed", False) and fp.seekable():
-                pos = fp.tell()
-                try:
-                    fp.seek(0)
-                    depth = png_bit_depth(fp.read(29))
-                finally:
-                    fp.seek(pos)
-        except (AttributeError, OSError, ValueError):
-            depth = None
+    try:
+        # (opened from bytes, Pillow keeps the file object it loaded from, ``_fp``, after load())
+        depth = png_bit_depth(file_bytes(getattr(im, "_fp", None), getattr(im, "filename", None), 29))
+    except OSError:  # its file gone or moved since
+        depth = None
     # a depth not known leaves the key out, as Pillow's own 16-bit key matched against 8-bit
     # pixels would whiten opaque colours (a third look: (0, 0, 255) of a 48-bit PNG turned its
     # bright blue (0, 0, 65535) white)

@@ -244,22 +244,7 @@ def _pil_file_reader(im: Any) -> Callable[[], bytes]:
     """A function giving the bytes of the file the PIL image ``im`` was opened from: its file
     object as it is now (read from the start, its position put back), else its file name; no
     bytes when it has neither (made in memory, or loaded from a file object Pillow has let go)."""
-    fp = getattr(im, "fp", None)
-    filename = getattr(im, "filename", None)
+    from .colour import file_bytes
 
-    def read_file() -> bytes:
-        if fp is not None and not getattr(fp, "closed", False):
-            try:
-                pos = fp.tell()
-                fp.seek(0)
-                try:
-                    return bytes(fp.read())
-                finally:
-                    fp.seek(pos)
-            except (AttributeError, ValueError):  # not seekable after all: the name may still do
-                pass
-        if filename and isinstance(filename, (str, bytes, os.PathLike)):
-            return Path(os.fsdecode(filename)).read_bytes()
-        return b""
-
-    return read_file
+    fp, filename = getattr(im, "fp", None), getattr(im, "filename", None)
+    return lambda: file_bytes(fp, filename)
