@@ -20,7 +20,9 @@ square tile to fill a square canvas (the export contract's "scale to fit"), or t
 non-square one (800x1333: 800 px tiles, padded). The engine resizes every tile to the run's
 input size (this one, an explicit ``input_size``, or a run's ``--scale``) and the adapter only
 pads it, never enlarges it back; it still shrinks a tile that does not fit the canvas (an
-explicit ``input_size`` above the shorter side suits whole images of the canvas's shape).
+explicit ``input_size`` above the shorter side suits whole images of the canvas's shape), with
+the filter it declares (``resize_filter``, bilinear) and the engine's sampler for it, so both
+resizes of a tile to one size give the same pixels.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError, caller_level
 from ..types import Detections, check_input_size
-from .base import check_tiles, class_names_option, model_file, ort_session_options, say_nonfinite, score_floor_for
+from .base import (check_tiles, class_names_option, model_file, ort_session_options, resize_filter_of, say_nonfinite,
+                   score_floor_for)
 
 __all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
 
@@ -49,19 +52,23 @@ def letterbox(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     upscale: bool = True,
+    filter: str = "bilinear",
 ) -> tuple[np.ndarray, float]:
     """Scale an HxWx3 uint8 RGB tile to fit (height, width), pad bottom-right, normalise.
 
     Returns the (1, 3, height, width) float32 input and the scale applied (model pixels per
-    tile pixel). With ``upscale=False`` the tile is only ever shrunk.
+    tile pixel). With ``upscale=False`` the tile is only ever shrunk. ``filter`` is one of
+    :data:`~densedet_tile.tiler.resize.RESIZE_FILTERS`, sampled as the engine samples it.
     """
-    from PIL import Image
+    from ..tiler.resize import resize_exact
 
     h, w = tile.shape[:2]
     scale, nh, nw = _fit(h, w, height, width, upscale)
     if (nh, nw) != (h, w):
-        resample = Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX
-        tile = np.asarray(Image.fromarray(tile).resize((nw, nh), resample))
+        # the engine's sampler for the declared filter (a Pillow BOX shrink here averaged where
+        # the engine samples bilinearly): a tile shrunk here reaches the model as the engine's
+        # resize of it to that size would
+        tile = resize_exact(tile, nh, nw, filter=filter)
     out = np.zeros((1, 3, height, width), np.float32)
     m = np.asarray(mean, np.float32).reshape(3, 1, 1)
     s = np.asarray(std, np.float32).reshape(3, 1, 1)
@@ -90,7 +97,8 @@ class OnnxDetector:
     """
 
     #: Tiles are resized with OpenCV-style bilinear sampling, as the usual training pipelines
-    #: (mmdet, torchvision transforms, exporters' runners) do.
+    #: (mmdet, torchvision transforms, exporters' runners) do: by the engine to the run's input
+    #: size, and by the letterbox, with the same sampler, when a tile does not fit the canvas.
     resize_filter = "bilinear"
 
     def __init__(
@@ -139,7 +147,7 @@ class OnnxDetector:
     def _one(self, tile: np.ndarray) -> Detections:
         h, w = tile.shape[:2]
         x, scale = letterbox(tile, height=self.model_hw[0], width=self.model_hw[1],
-                             mean=self._mean, std=self._std, upscale=self._upscale)
+                             mean=self._mean, std=self._std, upscale=self._upscale, filter=resize_filter_of(self))
         if self._input_dtype is not np.float32:
             x = x.astype(self._input_dtype)
         try:

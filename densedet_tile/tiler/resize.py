@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["resize_to", "RESIZE_FILTERS"]
+__all__ = ["resize_to", "resize_exact", "RESIZE_FILTERS"]
 
 #: Filters a detector may declare (``resize_filter``) for the tiles the engine resizes for it:
 #: ``"area"`` averages each output pixel's footprint when shrinking (no aliasing) and is
@@ -56,8 +56,6 @@ def resize_to(img: np.ndarray, longer_side: int, *, filter: str = "area") -> tup
     42 ms on two); Pillow also releases the GIL and stays on one core, leaving the others to
     the detector.
     """
-    from PIL import Image
-
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or not (
         img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)
     ):
@@ -77,14 +75,26 @@ def resize_to(img: np.ndarray, longer_side: int, *, filter: str = "area") -> tup
     scale = float(longer_side) / float(longer)
     new_w = max(1, int(round(w * scale)))
     new_h = max(1, int(round(h * scale)))
+    return resize_exact(img, new_h, new_w, filter=filter), scale
+
+
+def resize_exact(img: np.ndarray, new_h: int, new_w: int, *, filter: str = "area") -> np.ndarray:
+    """``img`` (uint8, ``(h, w, 3)`` or ``(h, w)``) resized to exactly ``new_h`` x ``new_w`` with
+    ``filter`` (see :data:`RESIZE_FILTERS`): the sampling :func:`resize_to` does once it has the
+    size, for an adapter that fits a tile into its canvas itself, so that its pixels are those
+    the engine's resize of the same tile to the same size gives. Returns a writeable array."""
+    from PIL import Image
+
+    if filter not in RESIZE_FILTERS:
+        raise InvalidInputError(f"resize_exact: filter must be one of {', '.join(RESIZE_FILTERS)}, got {filter!r}")
+    h, w = img.shape[:2]
     if filter == "bilinear":
         out = _bilinear(img, new_h, new_w)
-        return (out if out.flags.writeable else out.copy()), scale
-    resample = Image.Resampling.BOX if scale < 1.0 else Image.Resampling.BILINEAR
-    out = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((new_w, new_h), resample=resample))
-    if not out.flags.writeable:
-        out = out.copy()
-    return out, scale
+    else:
+        # averaging where no side grows (resize_to's shrink), bilinear where one does
+        resample = Image.Resampling.BOX if new_h <= h and new_w <= w else Image.Resampling.BILINEAR
+        out = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((new_w, new_h), resample=resample))
+    return out if out.flags.writeable else out.copy()
 
 
 def shrink_source(source: Any, scale: float, *, band_bytes: int = 32 * 2**20) -> Any:

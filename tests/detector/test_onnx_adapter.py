@@ -162,6 +162,41 @@ def test_explicit_input_size_pads_without_upscaling(model_64x96):
     np.testing.assert_allclose(d.xyxy[0], [8, 12, 30, 40], atol=1e-4)
 
 
+class _Feeds:
+    """An ONNX Runtime session that keeps what it was fed."""
+
+    def __init__(self, session):
+        self.session, self.fed = session, []
+
+    def run(self, names, feed):
+        self.fed.append(next(iter(feed.values())).copy())
+        return self.session.run(names, feed)
+
+
+def test_a_tile_the_adapter_shrinks_reaches_the_model_as_the_engines_resize_of_it(model_64x96):
+    # a tile larger than the canvas that the engine did not resize first was shrunk with Pillow's
+    # BOX filter, while the adapter declares bilinear and the engine resizes with its OpenCV-style
+    # sampler: the model saw other pixels than the engine's resize of that tile to that size
+    from densedet_tile.detector.base import resize_filter_of
+    from densedet_tile.tiler.resize import resize_to
+
+    det = onnx_adapter.build(checkpoint=model_64x96, device="cpu", score_thr=0.5)
+    feeds = det._session = _Feeds(det._session)
+    tile = np.random.default_rng(3).integers(0, 256, (160, 120, 3), np.uint8)  # fine texture: filters differ
+    by_engine, _ = resize_to(tile, 64, filter=resize_filter_of(det))
+    assert by_engine.shape == (64, 48, 3)  # the size the letterbox fits the tile to in the 64x96 canvas
+    det.predict([tile])
+    det.predict([by_engine])
+    assert len(feeds.fed) == 2
+    np.testing.assert_array_equal(feeds.fed[0], feeds.fed[1])
+    # and the public letterbox enlarges with the engine's sampler too
+    small = tile[:32, :48]
+    enlarged, _ = resize_to(small, 96, filter="bilinear")
+    x, scale = onnx_adapter.letterbox(small, height=64, width=96)
+    assert scale == 2.0
+    np.testing.assert_array_equal(x, onnx_adapter.letterbox(enlarged, height=64, width=96)[0])
+
+
 def test_letterbox_normalises_imagenet_style():
     tile = np.zeros((2, 2, 3), np.uint8)
     tile[..., 0] = 255
