@@ -164,7 +164,7 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
         return None
     import torch
 
-    from .detector.calls import is_oom
+    from .detector.calls import is_oom, predict_held
 
     resizes = input_size is not None if resizes_tiles is None else bool(resizes_tiles)
     budget = apply_vram_cap(max_vram_gb, device)
@@ -174,7 +174,8 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
             # probed as the run will call it: tiles resized to the run's side (an adapter with its own
             # resize keeps them so), or as they come
             with tiles_resized_to(side if input_size is not None else None):
-                p1, p2 = _probe_peaks(detector.predict, side, _device_index(torch, device))  # type: ignore[attr-defined]
+                # (held: another thread's out-of-memory fallback does not move the model mid-probe)
+                p1, p2 = _probe_peaks(lambda t: predict_held(detector, t), side, _device_index(torch, device))
             break
         except Exception as exc:
             if not is_oom(exc):

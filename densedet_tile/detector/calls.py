@@ -4,13 +4,15 @@ CPU). Used by the pipeline for the tiles and by ``tile=auto`` for its probe wind
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import sys
+import threading
 import time
 import warnings
 import weakref
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -92,6 +94,94 @@ def _batch_cap(detector: object) -> int | None:
         return None
 
 
+class _MoveLock:
+    """Where one detector's weights are, guarded: its predict calls hold this shared and a move
+    to or from the CPU holds it alone. One detector serves many threads (a service's pool, the
+    engine's own), and the out-of-memory fallback moved the weights under another thread's
+    running predict (a CUDA model half on the CPU fails, or gives another device's tensors).
+    A move waiting here holds back predict calls that have not begun (else a busy pool, its
+    calls always overlapping, kept it waiting for ever), except those of a thread already inside
+    one (that thread would wait on itself). ``moves`` counts the moves: a call that ran out of
+    memory retries where another thread's move put the detector instead of moving it again."""
+
+    __slots__ = ("_cond", "_inside", "_moving", "_waiting", "moves")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._inside: dict[int, int] = {}  # thread id -> its predict calls running
+        self._moving = False
+        self._waiting = 0  # moves waiting for the calls to end
+        self.moves = 0
+
+    def enter(self) -> int:
+        """Begin a predict call (waiting while the detector moves); the moves made so far."""
+        me = threading.get_ident()
+        with self._cond:
+            if me not in self._inside:
+                while self._moving or self._waiting:
+                    self._cond.wait()
+            self._inside[me] = self._inside.get(me, 0) + 1
+            return self.moves
+
+    def held_here(self) -> bool:
+        """Whether this thread is inside a predict call of the detector (a detector whose
+        predict runs the engine again): it cannot wait for a move."""
+        return threading.get_ident() in self._inside
+
+    def leave(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            n = self._inside.pop(me) - 1
+            if n:
+                self._inside[me] = n
+            elif not self._inside and self._waiting:
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def moving(self) -> Iterator[None]:
+        """Hold the detector alone for a move, once every running predict call has ended."""
+        me = threading.get_ident()
+        with self._cond:
+            if me in self._inside:  # a move from inside this thread's own predict call would wait for ever
+                raise RuntimeError("the detector cannot be moved from inside its own predict call")
+            self._waiting += 1
+            try:
+                while self._moving or self._inside:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+                if not self._waiting:  # (also when the wait was interrupted: the calls held back go on)
+                    self._cond.notify_all()
+            self._moving = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._moving = False
+                self.moves += 1
+                self._cond.notify_all()
+
+
+#: Each detector's :class:`_MoveLock` (weak: gone with the detector).
+_MOVE_LOCKS: "weakref.WeakKeyDictionary[object, _MoveLock]" = weakref.WeakKeyDictionary()
+_MOVE_LOCKS_LOCK = threading.Lock()
+#: The one lock of every detector that cannot be a weak key (unhashable, no weak references):
+#: their moves wait for each other's calls too, but moves are rare, and a lock by ``id()``
+#: could pass to another detector once the first is freed.
+_SHARED_MOVE_LOCK = _MoveLock()
+
+
+def _move_lock(detector: object) -> _MoveLock:
+    try:
+        lock = _MOVE_LOCKS.get(detector)
+        if lock is None:
+            with _MOVE_LOCKS_LOCK:
+                lock = _MOVE_LOCKS.setdefault(detector, _MoveLock())
+        return lock
+    except TypeError:  # not weakly referable, or not hashable
+        return _SHARED_MOVE_LOCK
+
+
 _OPENED = itertools.count(1)
 
 
@@ -116,12 +206,36 @@ def back_to_the_gpu(detector: object, key: str) -> None:
     another image's calls begin (one huge panorama, or another program holding the card for a
     while, sent every later image of a batch to the CPU); the batch size it came down to stays.
     When the move itself fails (the card is still full), the detector is put back on the CPU
-    whole and this image runs there too, with a warning."""
-    back = getattr(detector, "_densedet_back_to", None)
-    if not back or not getattr(detector, "_densedet_on_cpu", False):
+    whole and this image runs there too, with a warning. The move waits for the predict calls
+    of other threads that are running on the CPU (:class:`_MoveLock`)."""
+    if not _goes_back(detector, key):  # (no lock on the usual path: nothing to move)
         return
-    if getattr(detector, "_densedet_cpu_for", None) == key:
-        return  # still the image that ran out
+    lock = _move_lock(detector)
+    if lock.held_here():  # (called from inside its own predict: it stays where it is)
+        return
+    with lock.moving():
+        if _goes_back(detector, key):  # (another thread's image may have moved it back meanwhile)
+            _move_back(detector, key)
+
+
+def predict_held(detector: Any, tiles: Sequence[np.ndarray]) -> object:
+    """``detector.predict(tiles)`` with no move of the detector while it runs (another thread's
+    out-of-memory fallback waits for it): for calls made outside :class:`DetectorCalls`."""
+    lock = _move_lock(detector)
+    lock.enter()
+    try:
+        return detector.predict(tiles)
+    finally:
+        lock.leave()
+
+
+def _goes_back(detector: object, key: str) -> bool:
+    return bool(getattr(detector, "_densedet_back_to", None) and getattr(detector, "_densedet_on_cpu", False)
+                and getattr(detector, "_densedet_cpu_for", None) != key)  # (not the image that ran out)
+
+
+def _move_back(detector: object, key: str) -> None:
+    back = getattr(detector, "_densedet_back_to")
     try:
         detector.to(back)  # type: ignore[attr-defined]
     except Exception as exc:
@@ -170,6 +284,7 @@ class DetectorCalls:
         #: the image these calls are for (:func:`image_key`; a tile=auto probe's are its image's):
         #: an out-of-memory CPU fallback lasts until another image's calls begin
         self.image_key = image_name if key is None else key
+        self._lock = _move_lock(detector)  # (looked up once per image, not per call)
         back_to_the_gpu(detector, self.image_key)
         cap = _batch_cap(detector)
         self.batch_size = batch_size if cap is None else max(1, min(batch_size, cap))
@@ -197,6 +312,7 @@ class DetectorCalls:
         start = 0
         while start < len(inputs):
             chunk = inputs[start : start + self.batch_size]
+            moves = self._lock.enter()  # (no move while it runs; released before any move below)
             try:
                 t1 = time.perf_counter()
                 res = self.detector.predict(chunk)
@@ -211,24 +327,34 @@ class DetectorCalls:
                 oom = oom_excerpt(exc) or ""  # its words only: the exception's traceback holds the call's tensors
             else:
                 oom = None
+            finally:
+                self._lock.leave()
             if oom is not None:
                 # recovered outside the handler: its traceback held the failed call's tensors,
                 # which the cache could then not give back
-                self._recover_from_oom(len(chunk), oom)
+                self._recover_from_oom(len(chunk), oom, moves)
                 continue  # retry the same chunk at the new batch size / device
             out.extend(self._validate(res, chunk))
             start += len(chunk)
         return out
 
-    def _recover_from_oom(self, chunk_len: int, said: str = "") -> None:
+    def _on_cpu(self) -> bool:
+        """Whether the detector is on the CPU already: moved by these calls (unless another
+        thread's image moved it back since, which clears the detector's mark), by another
+        image's, or there all along (the built-in model on ONNX Runtime, a CPU detector, whose
+        out of RAM is no GPU's, with nothing to move and --device cpu no advice)."""
+        mark = getattr(self.detector, "_densedet_on_cpu", None)
+        return ((self._moved_to_cpu and mark is not False) or bool(mark)
+                or _runs_on_the_cpu(self.detector, self._run_device))
+
+    def _recover_from_oom(self, chunk_len: int, said: str = "", moves: int | None = None) -> None:
+        """Halve the batch, or at one tile move the detector to the CPU (or say it cannot).
+        ``moves``: :attr:`_MoveLock.moves` when the call that ran out began."""
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
-        # a detector on the CPU all along (the built-in model on ONNX Runtime, a CPU detector)
-        # ran out of RAM: no GPU to speak of, nothing to move, and --device cpu is no advice
-        on_cpu = (self._moved_to_cpu or getattr(self.detector, "_densedet_on_cpu", False)
-                  or _runs_on_the_cpu(self.detector, self._run_device))
         if chunk_len > 1:
+            on_cpu = self._on_cpu()
             self.batch_size = max(1, (chunk_len + 1) // 2)  # 3 -> 2, not 1
             try:
                 _BATCH_CAP[self.detector] = self.batch_size
@@ -240,6 +366,16 @@ class DetectorCalls:
                 stacklevel=caller_level(),
             )
             return
+        if getattr(self.detector, "to", None) is None:
+            self._to_cpu(torch, said)  # (nothing to move: it says so)
+            return
+        with self._lock.moving():  # (the other threads' calls end first; none begins till it is done)
+            if moves is not None and self._lock.moves != moves:
+                return  # moved by another thread since this call began: retried where it is now
+            self._to_cpu(torch, said)
+
+    def _to_cpu(self, torch: Any, said: str) -> None:
+        on_cpu = self._on_cpu()
         to = getattr(self.detector, "to", None)
         if to is None or on_cpu:
             said = f" ({said})" if said else ""
