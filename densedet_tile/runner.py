@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 
 _P = TypeVar("_P", str, Path)
 
-__all__ = ["Job", "Outcome", "as_json", "build_detector", "detector_identity", "error_line", "input_state", "output_stem",
-           "outputs_complete", "process_image", "redo_reason", "refuse_outputs_over_inputs", "request_key",
-           "unique_stems", "without_earlier_outputs"]
+__all__ = ["RULES_VERSION", "Job", "Outcome", "as_json", "build_detector", "detector_identity", "error_line",
+           "input_state", "output_stem", "outputs_complete", "process_image", "redo_reason",
+           "refuse_outputs_over_inputs", "request_key", "unique_stems", "without_earlier_outputs"]
 
 
 @dataclass(frozen=True)
@@ -226,9 +226,11 @@ def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, 
     left out, and so is the device, but for one thing it decides: the built-in model's shipped
     weights run as the int8 ONNX file on a CPU and in torch (fp32) on a GPU, whose boxes differ
     by up to about 2 px, so the latter adds ``"runtime": "torch"`` (a batch started on a CPU
-    and resumed on a GPU redoes its images rather than mixing the two); its whole-photo rule adds
-    ``"photo_rule"`` (results made before the rule, or before it reached photos under a megapixel,
-    were made at the tile's scale). ``device``: where the
+    and resumed on a GPU redoes its images rather than mixing the two); its shipped weights,
+    which have no path of the user's to stamp, add the SHA-256 of their files (``"weights"``: an
+    upgrade that ships retrained weights is another model). The rules that turn a request into
+    boxes, the built-in model's photo rule among them, are :data:`RULES_VERSION`, recorded by
+    :func:`request_key` for every detector. ``device``: where the
     model will run, when the spec's ``auto`` is decided elsewhere (Ray workers with or without
     a GPU); None resolves ``auto`` on this machine."""
     from .detector.registry import DetectorSpec
@@ -258,16 +260,30 @@ def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, 
                     want = "cpu"
             if want.startswith("cuda"):  # (the ONNX file's results, made before this key, still stand)
                 out["runtime"] = "torch"
-        if spec.kind == "default" and spec.input_size is None:
-            # the whole-photo rule of 2026-12-05 shows photos at another scale than the tile did:
-            # results made before it are another model's (a batch resumed across it redoes them);
-            # until later that day it left images under a megapixel to the tile; until stop 55 it
-            # showed close-ups' large products at the rule's scale
-            out["photo_rule"] = "1632x1224, any size, close-ups checked"
+        if spec.kind == "default" and spec.checkpoint is None:
+            out["weights"] = _shipped_weights()
     else:
         cls = type(detector)
         out = {"class": f"{cls.__module__}.{cls.__qualname__}"}
     return as_json(out)
+
+
+def _shipped_weights() -> str | None:
+    """The SHA-256 (first 16 hex digits) of the built-in model's shipped weights, both files (the
+    ONNX file runs on a CPU, the torch one on a GPU; a requantized ONNX file changes boxes alone),
+    or None where they cannot be read (building the model then says what is wrong). About 11 MB,
+    read once per run."""
+    import importlib.resources
+
+    from .detector.builtin import ONNX_FILE, WEIGHTS_FILE
+
+    digest = hashlib.sha256()
+    try:
+        for name in (WEIGHTS_FILE, ONNX_FILE):
+            digest.update(importlib.resources.files("densedet_tile.detector").joinpath("weights", name).read_bytes())
+    except OSError:
+        return None
+    return digest.hexdigest()[:16]
 
 
 def as_json(value: Any) -> Any:
@@ -332,15 +348,32 @@ def _find_spec(name: str, where: Any) -> Any:
     return None
 
 
+#: The version of the engine's rules that decide the boxes a request gets: how ``--tile auto``,
+#: a detector's photo rule and the other scale choices read an image, how tiles are cut, merged
+#: and counted. Every result records it (:func:`request_key`), and a resumed batch redoes the
+#: results of another version, saying how many (a result recorded without one is older than 1).
+#: BUMP IT in any change after which some request (settings, detector, photo) gets other boxes
+#: than before, and say so in the commit; not for a change that only moves timings, messages or
+#: the files' layout. The package version is no help here: it does not move with such changes.
+#: A detector's own files are stamped apart (:func:`detector_identity`: a user's checkpoint or
+#: factory file by size and time, the shipped weights by their hash), so no bump for those.
+#: 1: 2026-12-06 (the products measured at the detector's scale threshold, ``--tile auto``
+#: setting aside a whole view the squares contradict, the photo rule's close-up check; results
+#: of every earlier rule carry no version).
+RULES_VERSION = 1
+
+
 def request_key(job: Job, detector: Any = None, *, device: str | None = None) -> dict[str, Any]:
     """What a result must have been asked for to stand for ``job`` (:func:`outputs_complete`):
     the specs as given (call it before a VRAM budget or a detector's rule adjusts them), the
     precision, whether YOLO lines carry scores, and the ``detector`` (:func:`detector_identity`,
-    ``device`` passed on; None: not compared). Batch size, device, VRAM budget, pixel limit, worker threads and the
-    output formats are not part of it: they decide how or whether an image runs, not its boxes
-    (a rerun with ``--max-pixels none`` only adds the images the limit refused)."""
+    ``device`` passed on; None: not compared), and the engine's :data:`RULES_VERSION` (the same
+    settings give other boxes under other rules, for any detector). Batch size, device, VRAM
+    budget, pixel limit, worker threads and the output formats are not part of it: they decide
+    how or whether an image runs, not its boxes (a rerun with ``--max-pixels none`` only adds
+    the images the limit refused)."""
     run = job.run
-    want = {"tiling": asdict(job.tiling), "merge": asdict(job.merge),
+    want = {"rules": RULES_VERSION, "tiling": asdict(job.tiling), "merge": asdict(job.merge),
             "run": {"score_thr": run.score_thr, "input_size": run.input_size, "scale": run.scale,
                     "count_band": run.count_band, "precision": run.precision},
             "yolo_scores": job.yolo_scores,
@@ -368,12 +401,13 @@ def output_stem(path: str | Path) -> str:
 def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path | None = None) -> bool:
     """True when every output ``job`` asks for exists for ``stem``, its JSON parses whole, and
     (with ``inp``) the JSON is of that same image file, unchanged since (size and modification
-    time), made for the same request (:func:`request_key`: specs and detector).
+    time), made for the same request (:func:`request_key`: specs and detector) under the same
+    rules (:data:`RULES_VERSION`).
 
     The last check keeps a restarted batch from skipping an image because another file of the
-    same name (``IMG_0001.jpg`` of another folder), a replaced photo, other settings or another
-    model made the outputs there. A result written without that record (by a version before
-    it) is redone. :func:`redo_reason` says which check failed.
+    same name (``IMG_0001.jpg`` of another folder), a replaced photo, other settings, another
+    model or an older engine made the outputs there. A result written without that record (by a
+    version before it) is redone. :func:`redo_reason` says which check failed.
     """
     return redo_reason(out_dir, stem, job, inp) is None
 
@@ -381,7 +415,8 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
 def redo_reason(out_dir: str | Path, stem: str, job: Job, inp: str | Path | None = None) -> str | None:
     """Why the outputs of ``stem`` do not stand for ``job`` (:func:`outputs_complete`), in a few
     words (``"not done"`` where there is no detections JSON at all, ``"other settings (run)"``
-    naming what differs of the request), or None when they do."""
+    naming what differs of the request, ``"made by an older engine (rules 1, now 2)"``), or None
+    when they do."""
     paths = job.paths(out_dir, stem)
     if not paths["json"].is_file():
         return "not done"
@@ -411,12 +446,32 @@ def redo_reason(out_dir: str | Path, stem: str, job: Job, inp: str | Path | None
         return "photo changed"
     want = job.request if job.request is not None else request_key(job)
     had = asked.get("job")
+    older = _older_rules(had, want)
+    if older is not None:  # first: other settings too or not, such a result is redone anyway
+        return older
     if had != want:
         keys = sorted(k for k in set(want) | set(had if isinstance(had, dict) else {})
                       if not isinstance(had, dict) or had.get(k) != want.get(k))
         return f"other settings ({', '.join(keys)})"
     # the outputs' hashes last: the cheap checks above settle most images redone
     return None if _outputs_as_recorded(doc, paths, stem) else "outputs changed"
+
+
+def _older_rules(had: Any, want: Any) -> str | None:
+    """Why a result asked for as ``had`` (its recorded request) was made under other rules than
+    ``want`` is asked under (:data:`RULES_VERSION`, or the one a caller's ``job.request``
+    records), in a few words, or None where the rules are the same. A request recorded without
+    a version is older than any (written before results carried one)."""
+    if not isinstance(want, dict) or "rules" not in want:  # (a request made by hand: compared as a whole)
+        return None
+    now, was = want["rules"], had.get("rules") if isinstance(had, dict) else None
+    if was == now:
+        return None
+    if not isinstance(was, int) or isinstance(was, bool):
+        return f"made by an older engine (before rules {now})"
+    if isinstance(now, int) and was > now:  # a result of a later version, read after a downgrade
+        return f"made by a newer engine (rules {was}, now {now})"
+    return f"made by an older engine (rules {was}, now {now})"
 
 
 def process_image(

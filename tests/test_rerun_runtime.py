@@ -14,7 +14,7 @@ from densedet_tile.detector.registry import DetectorSpec
 from densedet_tile.runner import Job, detector_identity, outputs_complete, request_key
 from fakes import blob_image
 
-CPU_KEYS = {"kind", "config", "checkpoint", "files", "precision", "input_size", "score_thr", "options", "photo_rule"}
+CPU_KEYS = {"kind", "config", "checkpoint", "files", "precision", "input_size", "score_thr", "options", "weights"}
 
 
 def test_the_built_in_models_runtime_is_part_of_its_identity_only_where_torch_runs_it() -> None:
@@ -31,14 +31,15 @@ def test_the_built_in_models_runtime_is_part_of_its_identity_only_where_torch_ru
     assert "runtime" not in detector_identity(DetectorSpec(kind="yolo", device="cuda"))
 
 
-def test_the_built_in_models_photo_rule_is_part_of_its_identity() -> None:
-    # results made before the rule (at the tile's scale) are another model's: a batch resumed
-    # across the upgrade redoes them rather than mixing two scales (an outside review)
-    rule = "1632x1224, any size, close-ups checked"
-    assert detector_identity(DetectorSpec(device="cpu"))["photo_rule"] == rule
-    assert detector_identity(DetectorSpec(device="cpu", checkpoint="adapted.pt"))["photo_rule"] == rule
-    assert "photo_rule" not in detector_identity(DetectorSpec(device="cpu", input_size=800))  # replaces the rule
-    assert "photo_rule" not in detector_identity(DetectorSpec(kind="onnx", checkpoint="m.onnx", device="cpu"))
+def test_the_built_in_models_shipped_weights_are_part_of_its_identity() -> None:
+    # results made before the photo rule (at the tile's scale) are redone by the rules version in
+    # every request (RULES_VERSION; this identity said "photo_rule" until it came); the shipped
+    # weights, which no file stamp of the user's covers, by their hash
+    ident = detector_identity(DetectorSpec(device="cpu"))
+    assert isinstance(ident["weights"], str) and len(ident["weights"]) == 16
+    assert detector_identity(DetectorSpec(device="cpu", input_size=800))["weights"] == ident["weights"]
+    assert "weights" not in detector_identity(DetectorSpec(device="cpu", checkpoint="adapted.pt"))  # stamped as a file
+    assert "weights" not in detector_identity(DetectorSpec(kind="onnx", checkpoint="m.onnx", device="cpu"))
 
 
 def test_results_made_on_a_cpu_are_redone_for_a_gpu_run_and_kept_for_a_cpu_one(tmp_path: Path) -> None:

@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_options(p)
     out = add_output_options(p, out_required=True)
     out.add_argument("--redo", action="store_true",
-                     help="redo every image, also those whose outputs are complete (after an upgrade, or to "
-                          "write them all anew)")
+                     help="redo every image, also those whose outputs are complete, to write them all anew "
+                          "(those an older engine's rules made are redone without it)")
     r = p.add_argument_group("workers")
     r.add_argument("--ray", default="default", metavar="ADDRESS",
                    help="'local' (start Ray on this machine), 'auto' (join $RAY_ADDRESS or the cluster running "
