@@ -458,17 +458,25 @@ class DetectorWorker:
         """Tile-local detections for ``tiles`` of the image at ``path`` (part of a split image).
 
         Returns plain arrays (``xyxy`` (N, 4) float32, ``scores``, ``labels`` per tile, in the
-        order given), the run spec as resolved here, the lowest score the detector returns, and timings.
+        order given), the run spec as resolved here, the lowest score the detector returns, and timings;
+        ``model``, the detector as it ran these tiles (after an out-of-memory fallback: on the
+        CPU, which the description made when the worker started does not say), and ``warnings``,
+        those given while they ran (``(kind, text)`` pairs, :func:`~densedet_tile.runner.caught_warnings`),
+        for the driver to say: a worker's own never reach the image's record.
         """
-        from ..pipeline import predict_tiles
+        from ..pipeline import describe_detector, predict_tiles
+        from ..runner import caught_warnings
 
         t0 = time.perf_counter()
         job = self._fitted(job)
         src = self._image(path, job.run.max_pixels)
         t_open = time.perf_counter() - t0
-        preds = predict_tiles(src, tiles, self.detector, job.run)
+        with caught_warnings() as said:
+            preds = predict_tiles(src, tiles, self.detector, job.run)
         return {
             "worker": self.label,
+            "model": describe_detector(self.detector),
+            "warnings": [list(w) for w in said],
             "xyxy": [d.xyxy for d in preds.dets],
             "scores": [d.scores for d in preds.dets],
             "labels": [d.labels for d in preds.dets],

@@ -8,13 +8,16 @@ result is the one a single process computes. Ray is reached only through the poo
 
 from __future__ import annotations
 
+import builtins
+import logging
 import time
+import warnings
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import DetectorError, InvalidInputError
+from ..errors import DetectorError, InvalidInputError, caller_level
 from ..pipeline import Predictions, finish, plan
 from ..types import Detections
 
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     from ..runner import Job
 
 __all__ = ["detect_split", "chunk_ranges"]
+
+log = logging.getLogger(__name__)
 
 
 def chunk_ranges(n_tiles: int, n_workers: int) -> list[range]:
@@ -67,6 +72,8 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
         return actor.predict_tiles.remote(path, [tiles[i] for i in chunk], job)
 
     parts: dict[int, Predictions] = {}
+    models: dict[int, Any] = {}  # the detector as each run of tiles ran (by its first tile)
+    said: dict[tuple[str, str], None] = {}  # the workers' warnings, once each, in the order given
     used: list[str] = []
     try:
         for res in pool.map(chunks, submit, retries=retries, on_submit=on_submit, timeout=timeout):
@@ -78,12 +85,78 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
                     for b, s, lab in zip(v["xyxy"], v["scores"], v["labels"])]
             parts[res.item.start] = Predictions(dets, v["run"], v["final_batch_size"], **v["timings"],
                                                 score_floor=v.get("score_floor"))
+            models[res.item.start] = v.get("model")
+            for w in v.get("warnings") or ():
+                said.setdefault((str(w[0]), str(w[1])), None)
             if v["worker"] not in used:
                 used.append(v["worker"])
     finally:
         for s in pool.slots if getattr(pool, "lost", None) is None else ():  # let the workers drop the image
             s.handle.close_image.remote()
-    preds = Predictions.join([parts[k] for k in sorted(parts)])
-    model = dict(pool.info[0].get("model", {})) if pool.info else {}
+    _say_again(said)
+    starts = sorted(parts)
+    preds = Predictions.join([parts[k] for k in starts])
+    started_as = dict(pool.info[0].get("model", {})) if pool.info else {}
+    run, model, devices = _how_it_ran(src.name, [(parts[k], models.get(k)) for k in starts], started_as)
+    preds = replace(preds, run=run)
+    extra: dict[str, Any] = {"scale": scale_info, "split_workers": used}
+    if devices is not None:
+        extra["split_devices"] = devices
     return finish(src, tiles, preds, tiling=job.tiling, merge=job.merge, model=model, started=started,
-                  extra_settings={"scale": scale_info, "split_workers": used})
+                  extra_settings=extra)
+
+
+def _ran_as(run: Any, model: Any) -> tuple[str, str]:
+    """The device and precision one run of tiles ran at: the run spec's, the precision as the
+    model says it where it does (as :func:`~densedet_tile.pipeline.finish` reports it)."""
+    info = model.get("info") if isinstance(model, dict) else None
+    own = info.get("precision") if isinstance(info, dict) else None
+    return str(run.device), own if isinstance(own, str) and own else str(run.precision)
+
+
+def _how_it_ran(name: str, parts: Sequence[tuple[Predictions, Any]],
+               started_as: dict[str, Any]) -> tuple[Any, dict[str, Any], list[dict[str, Any]] | None]:
+    """The run spec and model description of a split image joined from its runs of tiles (in
+    tile order, each with the description of the detector as it ran them, None from a worker
+    that sends none), and, where they did not all run on one device at one precision, each
+    device and precision with its tile count (else None).
+
+    The first run of tiles spoke for all of them, so a worker that ran out of GPU memory and
+    went on on the CPU was hidden. One device for all: that one, as a single process says it.
+    Several: the CPU's where one is (as a single process that fell back to the CPU says ``cpu``
+    for the whole image), else the first; with a warning naming them all. ``started_as``: the
+    description made when the pool started, for runs without their own.
+    """
+    ran = [(p.run, m if isinstance(m, dict) else None) for p, m in parts]
+    tiles: dict[tuple[str, str], int] = {}
+    for (run, model), (p, _) in zip(ran, parts):
+        key = _ran_as(run, model)
+        tiles[key] = tiles.get(key, 0) + len(p.dets)
+    pick = 0
+    if len(tiles) > 1:
+        pick = next((i for i, (run, _) in enumerate(ran) if str(run.device) == "cpu"), 0)
+    run, model = ran[pick]
+    if model is None:
+        model = started_as
+    if len(tiles) == 1:
+        return run, dict(model), None
+    devices = [{"device": d, "precision": prec, "tiles": n} for (d, prec), n in tiles.items()]
+    each = ", ".join(f"{d} {prec} ({n} tile{'s' if n != 1 else ''})" for (d, prec), n in tiles.items())
+    dev, prec = _ran_as(run, model)
+    warnings.warn(f"{name}: its tiles ran on more than one device or precision: {each} (a worker's out-of-memory "
+                  f"fallback to the CPU, or workers unlike each other); its settings say {dev} {prec}, and "
+                  "settings.split_devices lists each", RuntimeWarning, stacklevel=caller_level())
+    return run, dict(model), devices
+
+
+def _say_again(said: dict[tuple[str, str], None]) -> None:
+    """Say here, where the image's record takes them, the warnings the workers gave while they
+    ran its tiles: a Python warning as one of its category (the text as ``Category: message``),
+    a log warning as a line of this module's logger."""
+    for kind, text in said:
+        category, sep, message = text.partition(": ")
+        cls = getattr(builtins, category, None) if sep and kind == text else None
+        if isinstance(cls, type) and issubclass(cls, Warning):
+            warnings.warn(message, cls, stacklevel=caller_level())
+        else:
+            log.warning("%s", text)

@@ -1,0 +1,103 @@
+"""--split joins one image's runs of tiles from several workers: the first run spoke for all, so a
+worker that ran out of GPU memory and went on on the CPU was hidden (settings and model.info said
+the GPU, and the worker's warning never reached the image's record). No Ray: the real worker
+class run in this process behind a pool that hands it the runs of tiles in turn."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("ray")
+
+import densedet_tile as dt  # noqa: E402
+from densedet_tile import MergeSpec, RunSpec, TileSpec  # noqa: E402
+from densedet_tile.distributed.ray_pool import DetectorWorker, TaskResult  # noqa: E402
+from densedet_tile.distributed.split import detect_split  # noqa: E402
+from densedet_tile.runner import Job  # noqa: E402
+
+from fakes import BlobDetector, blob_image  # noqa: E402
+
+
+class _OnGpu(BlobDetector):
+    """Says ``cuda`` (and its info, as the built-in model's does); with ``full``, a GPU call runs
+    out of memory and ``to("cpu")`` moves it there."""
+
+    def __init__(self, full: bool = False) -> None:
+        super().__init__()
+        self.device, self.full = "cuda", full
+        self.info = {"runtime": "fake", "device": "cuda", "precision": "fp32"}
+
+    def to(self, device):
+        self.device = self.info["device"] = str(device)
+        return self
+
+    def predict(self, tiles):
+        if self.full and self.device != "cpu":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().predict(tiles)
+
+
+class _Remote:
+    """An actor handle's ``method.remote(...)``, run here."""
+
+    def __init__(self, fn):
+        self.remote = fn
+
+
+class _Pool:
+    """Hands the i-th item to worker ``i % n``, in order, as finished tasks."""
+
+    def __init__(self, *detectors) -> None:
+        self.workers = [DetectorWorker(d, f"w{i}") for i, d in enumerate(detectors)]
+        self.slots = [SimpleNamespace(handle=SimpleNamespace(
+            choose_scale=_Remote(w.choose_scale), predict_tiles=_Remote(w.predict_tiles),
+            close_image=_Remote(w.close_image))) for w in self.workers]
+        self.info = [w.info() for w in self.workers]
+        self.lost = None
+
+    def map(self, items, submit, **kw):
+        for i, item in enumerate(items):
+            slot = self.slots[i % len(self.slots)]
+            yield TaskResult(item, True, submit(slot.handle, item), attempts=1, worker=f"w{i % len(self.slots)}")
+
+
+def _image(tmp_path):
+    path = tmp_path / "aisle.png"
+    Image.fromarray(blob_image(600, 2400, (1900, 100, 2000, 200))).save(path)
+    return path
+
+
+JOB = Job(tiling=TileSpec(tile=600, overlap=0.0), merge=MergeSpec(), run=RunSpec(device="cuda", batch_size=1))
+
+
+def test_a_worker_that_fell_back_to_the_cpu_is_not_hidden_behind_the_first_run_of_tiles(tmp_path):
+    pool = _Pool(_OnGpu(), _OnGpu(full=True))  # w0 (the first run of tiles) fits, w1 runs out
+    with dt.open_image(_image(tmp_path)) as src:
+        with pytest.warns(RuntimeWarning) as rec:
+            res = detect_split(src, pool, JOB)
+    said = [str(w.message) for w in rec]
+    # the worker's own fallback warning, said here once (its two runs of tiles both gave it)
+    assert said.count("aisle.png: out of GPU memory with one tile per batch; continuing on the CPU for this image") == 1
+    assert any("ran on more than one device or precision: cuda fp32 (2 tiles), cpu fp32 (2 tiles)" in s
+               for s in said), said
+    assert res.settings["device"] == "cpu"  # as one process that fell back says it
+    assert res.settings["split_devices"] == [{"device": "cuda", "precision": "fp32", "tiles": 2},
+                                             {"device": "cpu", "precision": "fp32", "tiles": 2}]
+    assert res.model["info"]["device"] == "cpu"
+    assert len(res.detections) == 1
+
+
+def test_workers_that_agree_say_one_device_and_nothing_more(tmp_path):
+    import warnings
+
+    pool = _Pool(_OnGpu(), _OnGpu())
+    with dt.open_image(_image(tmp_path)) as src:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = detect_split(src, pool, JOB)
+    assert res.settings["device"] == "cuda" and "split_devices" not in res.settings
+    assert res.model["info"]["device"] == "cuda" and len(res.detections) == 1
