@@ -8,8 +8,10 @@
 **Real photos** (reads ``--photos``: the photos and ``shelf-rows/*.txt``, the human row boxes in
 YOLO format ``0 cx cy w h`` normalised to the upright image; exits 2 when they are missing).
 The product boxes come from the built-in model at default settings, run once per photo and kept
-as ``<stem>.detections.json`` under ``--dets`` (reused on later runs; pass another folder to use
-another detector's boxes written by ``densedet-tile --out``). Another detector's boxes may also
+as ``<stem>.detections.json`` under ``--dets`` (reused on later runs, each recording what it was
+asked for; a cache asked for other settings, made with another model or by an older engine's rules
+is named in a note; pass another folder to use another detector's boxes written by
+``densedet-tile --out``). Another detector's boxes may also
 come as the audit command reads them: ``--dets`` a folder of ``<stem>.csv`` (the SKU-110K
 layout) or ``<stem>.txt`` (YOLO labels, normalised) per photo, or one CSV file holding the rows
 of every photo; then no photo is detected by the built-in model, and one without boxes there
@@ -310,12 +312,26 @@ def read_labels(path: Path, width: int, height: int) -> np.ndarray:
 #: Settings that say how a run was executed, not what it found; and those the scale rule decides
 #: for each image's size (the built-in model's photo rule cuts a 1920x2560 photo into other tiles
 #: than a 3264x2448 one, and a small image into small ones): of the scale, its source is kept.
+#: What was asked of those (the tile, overlap and input size before the rule) is compared in the
+#: request each cached JSON records (:func:`default_request`).
 _RUN_ONLY = ("batch_size", "final_batch_size", "device", "scale", "tile", "overlap", "input_size")
+
+
+def default_request() -> dict[str, Any]:
+    """What the cached detections are asked for: the engine's defaults and the built-in model,
+    as a batch run records its request (``densedet_tile.runner.request_key``: tile, overlap,
+    threshold, input size, scale, merge, precision, the model with its shipped weights' hash,
+    and the version of the engine's rules)."""
+    from densedet_tile.detector.registry import DetectorSpec
+    from densedet_tile.runner import Job, request_key
+
+    return request_key(Job(), DetectorSpec())
 
 
 def engine_fingerprint() -> dict[str, Any]:
     """The ``model`` and ``settings`` a detections JSON of today's engine at its defaults records
-    (from a run on a small blank image), without the settings that only say how it ran."""
+    (from a run on a small blank image), without the settings that only say how it ran, and the
+    ``request`` it is asked for (:func:`default_request`)."""
     import tempfile
 
     import densedet_tile as dt
@@ -324,11 +340,32 @@ def engine_fingerprint() -> dict[str, Any]:
     res = dt.detect_image(np.full((64, 64, 3), 128, np.uint8))
     with tempfile.TemporaryDirectory() as tmp:
         doc = json.loads(write_json(res, Path(tmp) / "probe.detections.json").read_text())
-    return _fingerprint_of(doc)
+    return {**_fingerprint_of(doc), "request": default_request()}
+
+
+def cache_detections(image: Any, cached: Path) -> Path:
+    """Detect ``image`` (a photo's path, or an array) with the built-in model at its defaults
+    and write the detections JSON ``cached``, recording the request it was made for
+    (:func:`default_request`) in ``settings.requested.job`` as a batch run does, so that a
+    later run can tell a cache asked for other settings or made by other rules."""
+    import os
+    from dataclasses import replace
+
+    import densedet_tile as dt
+    from densedet_tile.io import write_json
+    from densedet_tile.runner import input_state
+
+    res = dt.detect_image(image)
+    asked: dict[str, Any] = {"job": default_request()}
+    if isinstance(image, (str, Path)):
+        asked.update(input=input_state(image), file=os.path.realpath(image))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    return write_json(replace(res, settings={**res.settings, "requested": asked}), cached)
 
 
 def _fingerprint_of(doc: dict[str, Any]) -> dict[str, Any]:
-    settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in _RUN_ONLY}
+    # (what was asked, "requested", is compared on its own: _stale_request)
+    settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in _RUN_ONLY and k != "requested"}
     scale = (doc.get("settings") or {}).get("scale")
     settings["scale.source"] = scale.get("source") if isinstance(scale, dict) else None
     model = dict(doc.get("model") or {})
@@ -338,26 +375,85 @@ def _fingerprint_of(doc: dict[str, Any]) -> dict[str, Any]:
     return {"model": model, "settings": settings}
 
 
+def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """The first (in name order) dotted key where the JSON values ``a`` and ``b`` differ, with
+    both values, or None where they are the same."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            diff = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+            if diff is not None:
+                return diff
+        return None
+    return None if a == b else (where, a, b)
+
+
+def _stale_request(path: Path, doc: Any, want: dict[str, Any]) -> str | None:
+    """Why the detections JSON ``doc`` at ``path`` was not asked for as ``want`` (its recorded
+    request, ``settings.requested.job``: every setting the user gives that changes the boxes,
+    the detector and the engine's rules version), in one line, or None."""
+    settings = doc.get("settings") if isinstance(doc, dict) else None
+    asked = settings.get("requested") if isinstance(settings, dict) else None
+    had = asked.get("job") if isinstance(asked, dict) else None
+    fix = "to measure today's engine, remove the cached detections or pass --dets to another folder"
+    if not isinstance(had, dict):
+        # the tile, overlap and input size it ran at are the photo rule's for that image; what
+        # was asked (an --overlap of a densedet-tile run, say) is unknown, and so are its rules
+        return (f"{path}: records no request: made before caches recorded the settings asked (tile, overlap...) "
+                f"and the engine's rules version, so by an older engine, or not by densedet-tile; {fix}")
+    if had.get("rules") != want.get("rules"):
+        return (f"{path}: made by another engine's rules (rules {had.get('rules', 'unrecorded')} there, "
+                f"{want.get('rules')} now); {fix}")
+    diff = _first_difference(had, want)
+    if diff is None:
+        return None
+    k, a, b = diff
+    return f"{path}: asked for with other settings than today's defaults ({k}: {a!r} there, {b!r} now); {fix}"
+
+
 def check_cached(dets: Path, stems: list[str], current: dict[str, Any]) -> str | None:
     """A one-line reason when a cached detections JSON in ``dets`` for one of ``stems`` was made
-    with another model or other settings than ``current`` (:func:`engine_fingerprint`), else None.
-    (Changes to the engine's code under the same settings are not seen: clear the cache then.)"""
+    with another model or other settings than ``current`` (:func:`engine_fingerprint`), else None:
+    asked for another way (its recorded request against ``current["request"]``: tile, overlap,
+    threshold, input size, scale, merge, precision, detector and its weights, the rules version;
+    one that records none cannot be checked, and is named), or run with another model or
+    settings as its ``model`` and ``settings`` say. The first such file is named, with how many
+    of the cached files are such. (Changes to the engine's code are seen as far as their
+    authors bump the rules version.)"""
+    stale: list[str] = []
+    cached = 0
     for stem in stems:
         path = dets / f"{stem}.detections.json"
         if not path.is_file():
             continue
-        try:
-            got = _fingerprint_of(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            return f"{path}: not a readable detections JSON ({exc})"
-        for part in ("model", "settings"):
-            a, b = got[part] or {}, current[part] or {}
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            if diff:
-                k = diff[0]
-                return (f"{path}: made with other {part} than today's engine ({k}: {a.get(k)!r} there, {b.get(k)!r} "
-                        f"now); to measure today's engine, remove the cached detections or pass --dets to another "
-                        f"folder")
+        cached += 1
+        why = _stale_cache(path, current)
+        if why is not None:
+            stale.append(why)
+    if not stale:
+        return None
+    # (one note for the run: which file, and whether it is one of a few or the whole cache)
+    return stale[0] if len(stale) == 1 else f"{stale[0]} ({len(stale)} of {cached} cached files are stale)"
+
+
+def _stale_cache(path: Path, current: dict[str, Any]) -> str | None:
+    """:func:`check_cached`'s reason for one cached detections JSON, or None."""
+    try:
+        doc = json.loads(path.read_text())
+        got = _fingerprint_of(doc)
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"{path}: not a readable detections JSON ({exc})"
+    if "request" in current:
+        why = _stale_request(path, doc, current["request"])
+        if why is not None:
+            return why
+    for part in ("model", "settings"):
+        a, b = got[part] or {}, current[part] or {}
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if diff:
+            k = diff[0]
+            return (f"{path}: made with other {part} than today's engine ({k}: {a.get(k)!r} there, {b.get(k)!r} "
+                    f"now); to measure today's engine, remove the cached detections or pass --dets to another "
+                    f"folder")
     return None
 
 
@@ -380,12 +476,7 @@ def detections_for(photo: Path, dets: Path) -> Any:
         raise SystemExit(f"eval_audit_real: {dets} holds no boxes for {photo.name} "
                          f"({photo.stem}.detections.json, .csv or .txt)")
     if not cached.is_file():
-        import densedet_tile as dt
-        from densedet_tile.io import write_json
-
-        res = dt.detect_image(photo)
-        dets.mkdir(parents=True, exist_ok=True)
-        write_json(res, cached)
+        cache_detections(photo, cached)
     return read_detections_json(cached)
 
 

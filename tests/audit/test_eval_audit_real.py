@@ -123,12 +123,9 @@ def test_cached_detections_of_another_engine_are_named(ev, tmp_path):
     # boxes are welcome there, so it is a note, not a refusal).
     import json
 
-    import densedet_tile as dt
-    from densedet_tile.io import write_json
-
     img = np.full((300, 400, 3), 128, np.uint8)
     img[100:200, 50:120] = 30
-    write_json(dt.detect_image(img), tmp_path / "a.detections.json")
+    ev.cache_detections(img, tmp_path / "a.detections.json")  # as the script caches a photo's boxes
     current = ev.engine_fingerprint()
     assert ev.check_cached(tmp_path, ["a", "missing"], current) is None  # run-only settings differ: fine
     doc = json.loads((tmp_path / "a.detections.json").read_text())
@@ -154,6 +151,51 @@ def test_cached_detections_of_another_engine_are_named(ev, tmp_path):
     doc["settings"]["scale"] = {"source": "tile", "value": None}
     (tmp_path / "a.detections.json").write_text(json.dumps(doc))
     assert "scale.source: 'tile' there, 'photo rule' now" in ev.check_cached(tmp_path, ["a"], current)
+
+
+def test_a_cache_asked_for_another_tile_overlap_threshold_model_or_rules_is_named(ev, tmp_path):
+    # The check left out the tile, overlap and input size (the photo rule decides those for each
+    # image's size), so a cache of `densedet-tile --overlap 0.1 --out` passed as today's engine's;
+    # it now compares the request each cache records, as a resumed batch does.
+    import json
+    from dataclasses import replace
+
+    import densedet_tile as dt
+    from densedet_tile import RunSpec, TileSpec
+    from densedet_tile.detector.registry import DetectorSpec
+    from densedet_tile.io import write_json
+    from densedet_tile.runner import RULES_VERSION, Job, request_key
+
+    img = np.full((300, 400, 3), 128, np.uint8)
+    img[100:200, 50:120] = 30
+    res = dt.detect_image(img)
+    current = ev.engine_fingerprint()
+    path = tmp_path / "a.detections.json"
+
+    def check(job: Job, edit=None) -> str | None:
+        key = request_key(job, DetectorSpec())
+        if edit is not None:
+            edit(key)
+        write_json(replace(res, settings={**res.settings, "requested": {"job": key}}), path)
+        return ev.check_cached(tmp_path, ["a"], current)
+
+    assert check(Job()) is None  # the defaults, as a densedet-tile run records them
+    for job, said in ((Job(tiling=TileSpec(overlap=0.1)), "tiling.overlap: 0.1 there, 0.2 now"),
+                      (Job(tiling=TileSpec(tile=640)), "tiling.tile: 640 there, 1280 now"),
+                      (Job(run=RunSpec(score_thr=0.3)), "run.score_thr: 0.3 there, None now"),
+                      (Job(run=RunSpec(input_size=800)), "run.input_size: 800 there, None now")):
+        why = check(job)
+        assert why is not None and "a.detections.json" in why and "other settings" in why and said in why, why
+    why = check(Job(), lambda key: key["detector"].update(weights="0" * 16))  # other shipped weights
+    assert f"detector.weights: '{'0' * 16}' there" in why
+    why = check(Job(), lambda key: key.update(rules=RULES_VERSION - 1))
+    assert f"another engine's rules (rules {RULES_VERSION - 1} there, {RULES_VERSION} now)" in why
+    # a cache that records no request (the script's before this check, or another tool's) is named
+    write_json(res, path)
+    assert "records no request" in ev.check_cached(tmp_path, ["a"], current)
+    # the note names the first, and says whether it is one of a few or the whole cache
+    write_json(res, tmp_path / "b.detections.json")
+    assert ev.check_cached(tmp_path, ["a", "b", "c"], current).endswith("(2 of 2 cached files are stale)")
 
 
 def two_labelled_bays(rng: np.random.Generator) -> np.ndarray:
