@@ -29,7 +29,10 @@ selects LegacyAnchorGenerator and the DenseDet1x* components of
 from 1.x is :data:`EXACTNESS_SUMMARY`, which the command line prints after a conversion.
 
 With --config (default: the full DenseDet config) the converted keys and shapes are checked
-against a model built from that config and any mismatch is an error.
+against a model built from that config and any mismatch is an error. Without it (--no-verify) a
+state dict that is clearly another model is still refused by its layout: one of another library
+(torchvision's rpn.*, roi_heads.*; Detectron2's proposal_generator.*), or one short of the
+backbone.*, rpn_head.* and bbox_head.* parts every 1.x Cascade R-CNN has.
 """
 
 from __future__ import annotations
@@ -67,8 +70,18 @@ How exact is the port (docs/mmdet.md, "How exact is the port"):
   scale: on photos the engine applies the 3000x1800 rule (photo_scale) with bilinear resizing
 """
 
-#: the top-level parts of a 1.x cascade detector's state dict
-_V1_PARTS = ("backbone.", "neck.", "rpn_head.", "bbox_roi_extractor.", "bbox_head.")
+#: the parts with weights that every 1.x Cascade R-CNN has (the neck not: a C4 cascade has none;
+#: the RoI extractors have no weights); a state dict short of one is not such a model, whatever
+#: else it holds (a torchvision detector, an ImageNet backbone, a RetinaNet also have backbone.*)
+_V1_REQUIRED = ("backbone.", "rpn_head.", "bbox_head.")
+#: other libraries' detectors: prefixes of theirs that an mmdet 1.x detector never has (its parts
+#: are attributes named rpn_head, bbox_head, ...), then more of their prefixes, only named in the
+#: message. Detectron2 is tried first, by prefixes torchvision lacks: both have roi_heads.*.
+_OTHER_LIBRARIES = (
+    ("a Detectron2 model", ("proposal_generator.", "backbone.bottom_up."), ("roi_heads.",)),
+    ("a torchvision detector", ("rpn.", "roi_heads.", "head.classification_head.", "head.regression_head."),
+     ("backbone.body.", "backbone.fpn.")),
+)
 _HEAD = re.compile(r"^(bbox_head|bbox_roi_extractor)\.(\d+)\.(.+)$")
 _CLS = re.compile(r"\.fc_cls\.(weight|bias)$")
 _REG = re.compile(r"\.fc_reg\.(weight|bias)$")
@@ -127,6 +140,27 @@ def _strip_module(key: str) -> str:
     return key[len("module."):] if key.startswith("module.") else key
 
 
+def _not_v1_cascade(state_dict: Mapping[str, Any]) -> str | None:
+    """What a state dict looks like when it is clearly not a 1.x Cascade R-CNN's (another
+    library's detector, or one short of the parts every such model has), else None."""
+    keys = [_strip_module(k) for k in state_dict]
+
+    def present(prefixes: tuple[str, ...]) -> list[str]:
+        return [p for p in prefixes if any(k.startswith(p) for k in keys)]
+
+    for library, own, backbone in _OTHER_LIBRARIES:
+        found = present(own)
+        if found:
+            return f"looks like {library} state dict ({', '.join(p + '*' for p in found + present(backbone))})"
+    missing = [p for p in _V1_REQUIRED if not present((p,))]
+    if not missing:
+        return None
+    names = [p + "*" for p in missing]
+    tops = sorted({k.split(".", 1)[0] + ".*" for k in keys})
+    has = ", ".join(tops[:6]) + (", ..." if len(tops) > 6 else "") if tops else "no keys"
+    return f"no {' or '.join([', '.join(names[:-1]), names[-1]] if len(names) > 1 else names)} keys (it has {has})"
+
+
 def _first_3x_key(state_dict: Mapping[str, Any]) -> str | None:
     """The first key laid out the 3.x way (``roi_head.*``), or None for a 1.x state dict."""
     for key in state_dict:
@@ -153,10 +187,12 @@ def convert(
     old_meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
     if (isinstance(old_meta, dict) and "converted_from" in old_meta) or _first_3x_key(old_sd) is not None:
         raise DetectorError(f"checkpoint {src}: already in MMDetection 3.x form, nothing to convert")
-    if not any(_strip_module(k).startswith(_V1_PARTS) for k in old_sd):
-        # checked even without ``config``: a file with none of the model's parts is not this model
-        raise DetectorError(f"checkpoint {src}: no key of an MMDetection 1.x detector ({', '.join(p.rstrip('.') for p in _V1_PARTS)}), "
-                            "not a SKU110K-DenseDet checkpoint")
+    foreign = _not_v1_cascade(old_sd)
+    if foreign is not None:
+        # checked even without ``config``: with --no-verify a torchvision detector (it has
+        # backbone.* keys too) was written out as if it were this model
+        raise DetectorError(f"checkpoint {src}: {foreign}, not a SKU110K-DenseDet checkpoint "
+                            "(an MMDetection 1.x Cascade R-CNN)")
     new_sd = upgrade_state_dict(old_sd, num_classes_v1=num_classes_v1)
     classes = old_meta.get("CLASSES") if isinstance(old_meta, dict) else None
     if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):

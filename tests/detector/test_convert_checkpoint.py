@@ -287,6 +287,65 @@ def test_convert_refuses_a_checkpoint_of_another_model(tmp_path, v3_state_dict):
     assert r.returncode == 2 and "nope.pth: no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def _tiny(keys):
+    return OrderedDict((k, torch.zeros(2)) for k in keys)
+
+
+#: a torchvision Faster R-CNN's state dict layout (fasterrcnn_resnet50_fpn), a few keys of each part
+TORCHVISION_KEYS = ("backbone.body.conv1.weight", "backbone.body.layer1.0.conv1.weight",
+                    "backbone.body.layer4.2.bn3.running_var", "backbone.fpn.inner_blocks.0.0.weight",
+                    "backbone.fpn.layer_blocks.3.0.bias", "rpn.head.conv.0.0.weight", "rpn.head.cls_logits.weight",
+                    "rpn.head.bbox_pred.bias", "roi_heads.box_head.fc6.weight", "roi_heads.box_head.fc7.bias",
+                    "roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.bbox_pred.bias")
+
+
+def test_another_librarys_detector_is_refused_without_verifying(tmp_path, capsys):
+    # with --no-verify any state dict with a backbone.* key converted: a torchvision detector was
+    # written out as a DenseDet checkpoint
+    from densedet_tile.cli.convert import convert_main
+
+    cases = {
+        "tv.pth": (_tiny(TORCHVISION_KEYS), "looks like a torchvision detector state dict (rpn.*, roi_heads.*, "
+                                            "backbone.body.*, backbone.fpn.*)"),
+        "tv_dp.pth": (_tiny("module." + k for k in TORCHVISION_KEYS), "looks like a torchvision detector"),
+        "d2.pth": (_tiny(("backbone.bottom_up.stem.conv1.weight", "backbone.fpn_lateral2.weight",
+                          "proposal_generator.rpn_head.conv.weight", "roi_heads.box_predictor.cls_score.weight")),
+                   "looks like a Detectron2 model state dict (proposal_generator.*, backbone.bottom_up.*, roi_heads.*)"),
+        # an ImageNet backbone, a 1.x RetinaNet: mmdet names, but not the parts of a cascade
+        "imagenet.pth": (_tiny(("backbone.conv1.weight", "backbone.layer1.0.conv1.weight", "head.fc.weight")),
+                         "no rpn_head.* or bbox_head.* keys (it has backbone.*, head.*)"),
+        "retina.pth": (_tiny(("backbone.conv1.weight", "neck.fpn_convs.0.conv.weight", "bbox_head.retina_cls.weight")),
+                       "no rpn_head.* keys (it has backbone.*, bbox_head.*, neck.*)"),
+    }
+    try:  # the real layout too, where torchvision is there (no weights: the keys are all it needs)
+        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+        real = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
+        cases["tv_real.pth"] = (real, "looks like a torchvision detector state dict (rpn.*, roi_heads.*")
+    except ImportError:
+        pass
+    for name, (sd, said) in cases.items():
+        src, dst = tmp_path / name, tmp_path / f"out_{name}"
+        torch.save({"state_dict": sd}, src)
+        assert convert_main([str(src), str(dst), "--no-verify"]) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"checkpoint {src}: {said}" in err, err
+        assert "not a SKU110K-DenseDet checkpoint" in err
+        assert not dst.exists()
+
+
+def test_the_least_1x_cascade_still_converts_without_verifying(tmp_path, v3_state_dict):
+    # the structural check asks backbone.*, rpn_head.* and bbox_head.* of a 1.x Cascade R-CNN:
+    # the model built here (DataParallel prefix or not) and one without a neck (C4) pass it
+    conv = _script()
+    old = to_v1_layout(v3_state_dict)
+    for name, sd in (("dp.pth", old), ("plain.pth", OrderedDict((k[len("module."):], v) for k, v in old.items())),
+                     ("c4.pth", OrderedDict((k, v) for k, v in old.items() if not k.startswith("module.neck.")))):
+        torch.save({"state_dict": sd}, tmp_path / name)
+        conv.convert(tmp_path / name, tmp_path / f"v3_{name}", config=None)
+        assert "roi_head.bbox_head.1.fc_cls.weight" in torch.load(tmp_path / f"v3_{name}", weights_only=True)["state_dict"]
+
+
 def test_fc_cls_with_wrong_class_count_is_refused(v3_state_dict):
     conv = _script()
     old = to_v1_layout(v3_state_dict)

@@ -416,7 +416,11 @@ def test_converter_prints_how_exact_the_port_is(tmp_path, capsys):
     from densedet_tile.detector import convert
 
     src = tmp_path / "v1.pth"
-    torch.save({"state_dict": {"module.backbone.conv1.weight": torch.zeros(2, 3, 1, 1)}}, src)
+    # the least a 1.x Cascade R-CNN has (a backbone alone is refused even with --no-verify)
+    torch.save({"state_dict": {"module.backbone.conv1.weight": torch.zeros(2, 3, 1, 1),
+                               "module.rpn_head.rpn_cls.weight": torch.zeros(3, 2, 1, 1),
+                               "module.bbox_head.0.fc_cls.weight": torch.zeros(2, 4),
+                               "module.bbox_head.1.fc_cls.weight": torch.zeros(2, 4)}}, src)
     assert convert_main([str(src), str(tmp_path / "v3.pth"), "--no-verify"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("wrote ")
