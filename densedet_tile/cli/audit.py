@@ -53,6 +53,7 @@ from .options import (
     add_tiling_options,
     counted,
     detector_spec_from_args,
+    warn_ap_threshold,
     error,
     exit_status_of,
     parse,
@@ -628,6 +629,7 @@ def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
     except Exception as exc:  # third-party model code
         error(PROG, f"detector {args.detector!r}: {exc}")
         return EXIT_USAGE, None
+    warn_ap_threshold(args)
     try:
         res = detect_image(image_path, detector, tiling=job.tiling, merge=job.merge, run=job.run)
     except (InvalidInputError, ImageReadError, OSError):

@@ -32,6 +32,7 @@ from .options import (
     add_tiling_options,
     counted,
     detector_spec_from_args,
+    warn_ap_threshold,
     error,
     nonneg_float,
     nonneg_int,
@@ -148,6 +149,7 @@ def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> 
         tiling, merge, run = specs_from_args(args)
         job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview,
                   yolo_scores=args.yolo_scores)
+        warn_ap_threshold(args)
         summary = run_batch(
             args.inputs, args.out, detector=detector_spec_from_args(args), job=job, ray=args.ray,
             workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,

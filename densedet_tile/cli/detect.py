@@ -34,6 +34,7 @@ from .options import (
     add_tiling_options,
     counted,
     detector_spec_from_args,
+    warn_ap_threshold,
     error,
     parse,
     products_text,
@@ -149,6 +150,7 @@ def _detect(args: argparse.Namespace) -> int:
         msg = one_line(exc)
         error(PROG, msg if msg.startswith((f"detector {args.detector!r}", "classes:")) else f"detector {args.detector!r}: {msg}")
         return EXIT_USAGE
+    warn_ap_threshold(args)  # (once the detector is built: a spec that fails says only that)
     made = new_folders(args.out)
     code = EXIT_INTERRUPTED
     try:

@@ -45,6 +45,7 @@ __all__ = [
     "add_output_options",
     "specs_from_args",
     "detector_spec_from_args",
+    "warn_ap_threshold",
     "parse",
     "error",
 ]
@@ -336,6 +337,30 @@ def specs_from_args(args: argparse.Namespace) -> tuple[TileSpec, MergeSpec, RunS
         count_band=args.count_band, classes=args.classes,
     )
     return tiling, merge, run
+
+
+#: An adapter whose own threshold is under this serves boxes for AP evaluation, not for counting
+COUNTING_THR_FLOOR = 0.1
+
+
+def warn_ap_threshold(args: argparse.Namespace) -> None:
+    """Say once that a run counts at an adapter's own AP-evaluation threshold (0.05 for the mmdet,
+    ONNX and torchvision adapters) because no ``--score-thr`` was given: its count and count
+    range then hold every doubtful box (a DenseDet model's count at 0.05 is several times the
+    shelf's). The built-in model and the YOLO adapter serve at thresholds meant for counting."""
+    if getattr(args, "score_thr", None) is not None or args.detector not in ("mmdet", "onnx", "torchvision"):
+        return
+    import importlib
+    import inspect
+    import logging
+
+    adapter = importlib.import_module(f"densedet_tile.detector.{args.detector}_adapter")
+    thr = inspect.signature(adapter.build).parameters["score_thr"].default
+    if isinstance(thr, (int, float)) and thr < COUNTING_THR_FLOOR:
+        logging.getLogger("densedet_tile").warning(
+            "--detector %s without --score-thr keeps every box scoring %g or more (its default, meant for AP "
+            "evaluation), so the counts include doubtful boxes; give the threshold to count at with "
+            "--score-thr", args.detector, thr)
 
 
 def detector_spec_from_args(args: argparse.Namespace) -> DetectorSpec:

@@ -506,3 +506,29 @@ def test_class_ids_given_as_floats_are_rounded_not_cut(tmp_path):
     onnx.save(model, str(path))
     (out,) = load_detector("onnx", checkpoint=str(path), device="cpu").predict([np.zeros((64, 96, 3), np.uint8)])
     assert out.labels.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("verb", ["detect", "batch"])
+def test_a_run_counting_at_the_adapters_ap_threshold_is_told_so(tmp_path, model_64x96, verb):
+    # without --score-thr the mmdet, ONNX and torchvision adapters keep boxes down to 0.05 (an AP
+    # evaluation setting): the count then holds every doubtful box, and the user is told once
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    img = tmp_path / "shelf.png"
+    Image.fromarray(red_tile(200, 300, (100, 30, 140, 70))).save(img)
+
+    def run(*extra):
+        out = tmp_path / f"out{len(extra)}"
+        argv = [sys.executable, "-m", "densedet_tile"] + (["batch"] if verb == "batch" else []) + [
+            str(img), "--detector", "onnx", "--checkpoint", model_64x96, "--device", "cpu", "--tile", "128",
+            "--out", str(out)] + (["--ray", "none"] if verb == "batch" else []) + list(extra)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return [line for line in r.stderr.splitlines() if "meant for AP evaluation" in line]
+
+    said = run()
+    assert len(said) == 1 and "--score-thr" in said[0] and "0.05" in said[0]
+    assert run("--score-thr", "0.05") == []  # asked for: the user chose it
