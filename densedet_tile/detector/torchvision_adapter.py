@@ -16,7 +16,10 @@ column) holds one real class at label 0, which needs ``label_offset=0``.
 Input scale: ``input_size`` is the option, else the scale the model's own transform declares
 (its ``fixed_size`` longer side, or ``min_size``: the side a square tile is resized to). The
 model's transform is then set to resize to exactly that, so after the engine's resize it does
-nothing; boxes come back in tile pixels through torchvision's own postprocess.
+nothing; boxes come back in tile pixels through torchvision's own postprocess. For that reason
+(and because the score threshold and box cap are the engine's too) ``builder_kwargs`` may not
+set the transform's sizes, the score threshold or the box cap: each is refused, naming the option
+that sets it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,20 @@ from .checkpoints import _clipped, load_checkpoint, state_dict_of
 __all__ = ["build", "TorchvisionDetector", "builder_names", "infer_num_classes"]
 
 log = logging.getLogger(__name__)
+
+#: Builder keywords whose setting the adapter replaces after building, and the engine option that
+#: sets it instead: the score threshold and box cap (R-CNN's ``box_*``; RetinaNet, FCOS and SSD's
+#: own) and the size of the model's input transform, which is pinned to the engine's input size.
+_ENGINE_SET = {
+    "box_score_thresh": "score_thr (--score-thr)",
+    "score_thresh": "score_thr (--score-thr)",
+    "box_detections_per_img": "the max_detections option (--detector-option max_detections=N)",
+    "detections_per_img": "the max_detections option (--detector-option max_detections=N)",
+    "min_size": "input_size (--input-size)",
+    "max_size": "input_size (--input-size)",
+    "fixed_size": "input_size (--input-size)",
+    "size": "input_size (--input-size)",  # SSD's (its builders fix it)
+}
 
 
 def builder_names() -> list[str]:
@@ -272,7 +289,9 @@ def build(
     ``max_detections`` (default 400, DenseDet's per-image cap; torchvision's own is 100)
     bounds the boxes per tile. ``builder_kwargs`` go to the builder unchanged; keywords that
     neither the builder, the model nor its input transform names are refused (torchvision
-    would drop them silently).
+    would drop them silently), and so are those the adapter sets itself after building
+    (``_ENGINE_SET``: score thresholds, box caps, the transform's sizes), naming the option
+    that sets each.
     """
     for pkg in ("torch", "torchvision"):
         try:
@@ -307,6 +326,10 @@ def build(
         raise InvalidInputError(f"torchvision detector: builder_kwargs may not set {', '.join(taken)}: num_classes is "
                                 "read from the checkpoint (or --detector-option num_classes=N), and the weights come "
                                 "from --checkpoint")
+    engine_set = sorted(set(kwargs) & set(_ENGINE_SET))
+    if engine_set:  # (they were replaced after building, without a word)
+        raise InvalidInputError("torchvision detector: builder_kwargs may not set " + "; ".join(
+            f"{key}, which the engine sets from {_ENGINE_SET[key]}" for key in engine_set))
 
     sd = None
     if checkpoint is not None:

@@ -226,5 +226,32 @@ def test_builder_kwargs_unknown_to_torchvision_are_refused(det, tmp_path):
     torch.save(det.model.state_dict(), path)
     with pytest.raises(InvalidInputError, match=r"unknown keyword\(s\) min_sizee"):
         tva.build(config=LIGHT, checkpoint=str(path), device="cpu", builder_kwargs={"min_sizee": 200})
-    ok = tva.build(config=LIGHT, checkpoint=str(path), device="cpu", builder_kwargs={"min_size": 200, "size_divisible": 64})
-    assert ok.model.transform.size_divisible == 64
+    ok = tva.build(config=LIGHT, checkpoint=str(path), device="cpu",
+                   builder_kwargs={"rpn_post_nms_top_n_test": 200, "size_divisible": 64})
+    assert ok.model.transform.size_divisible == 64 and ok.model.rpn._post_nms_top_n["testing"] == 200
+
+
+@pytest.mark.parametrize("config,kwargs,option", [
+    (LIGHT, {"box_score_thresh": 0.9}, r"score_thr \(--score-thr\)"),
+    (LIGHT, {"box_detections_per_img": 50}, r"the max_detections option \(--detector-option max_detections=N\)"),
+    (LIGHT, {"min_size": 640}, r"input_size \(--input-size\)"),
+    (LIGHT, {"max_size": 1066}, r"input_size \(--input-size\)"),
+    (LIGHT, {"fixed_size": (500, 500)}, r"input_size \(--input-size\)"),
+    ("retinanet_resnet50_fpn", {"score_thresh": 0.9}, r"score_thr \(--score-thr\)"),
+    ("fcos_resnet50_fpn", {"detections_per_img": 50}, r"the max_detections option"),
+    ("ssdlite320_mobilenet_v3_large", {"score_thresh": 0.9}, r"score_thr \(--score-thr\)"),
+    ("ssdlite320_mobilenet_v3_large", {"size": (300, 300)}, r"input_size \(--input-size\)"),
+])
+def test_builder_kwargs_the_adapter_would_overwrite_are_refused(config, kwargs, option):
+    # these were taken and then replaced by the engine's threshold, cap and pinned input size:
+    # box_score_thresh=0.9 ran at 0.05 and box_detections_per_img=50 kept 400 boxes, without a word
+    (key,) = kwargs
+    with pytest.raises(InvalidInputError, match=rf"builder_kwargs may not set {key}, which the engine sets from {option}") as e:
+        load_detector("torchvision", config=config, device="cpu", options={"builder_kwargs": kwargs})
+    assert "\n" not in str(e.value)
+
+
+def test_builder_kwargs_the_adapter_leaves_alone_still_reach_the_model():
+    d = tva.build(config="retinanet_resnet50_fpn", checkpoint=None, device="cpu", input_size=64,
+                  builder_kwargs={"topk_candidates": 77, "nms_thresh": 0.3})
+    assert d.model.topk_candidates == 77 and d.model.nms_thresh == 0.3
