@@ -13,6 +13,12 @@ unless something is left to report: R-CNN and SSD heads (softmax over the backgr
 classes) then hold the background alone; a RetinaNet or FCOS head (sigmoid, no background
 column) holds one real class at label 0, which needs ``label_offset=0``.
 
+Mask R-CNN and Keypoint R-CNN (``maskrcnn_*``, ``keypointrcnn_*``) run without their mask and
+keypoint heads: the engine reads boxes alone, and those heads cost time and memory per box kept
+(Mask R-CNN pastes a full-size mask for each: 2.9 s against 1.7 s for a 384 px tile with 200
+boxes on a CPU). They are removed after the checkpoint is loaded (its weights for them must still
+fit, and are then unused); the boxes are the same, and ``info["dropped_heads"]`` says which went.
+
 Input scale: ``input_size`` is the option, else the scale the model's own transform declares
 (its ``fixed_size`` longer side, or ``min_size``: the side a square tile is resized to). The
 model's transform is then set to resize to exactly that, so after the engine's resize it does
@@ -252,6 +258,29 @@ def _set_thresholds(model: Any, score_thr: float, max_detections: int) -> None:
         holder.detections_per_img = int(max_detections)
 
 
+#: The heads of Mask R-CNN and Keypoint R-CNN that work on the boxes the engine keeps alone.
+_UNUSED_HEADS = {
+    "mask": ("mask_roi_pool", "mask_head", "mask_predictor"),
+    "keypoint": ("keypoint_roi_pool", "keypoint_head", "keypoint_predictor"),
+}
+
+
+def _drop_unused_heads(model: Any) -> list[str]:
+    """Remove the mask and keypoint heads (``roi_heads``), whose outputs the engine never reads.
+
+    torchvision's RoIHeads runs a head only while its three parts are set (``has_mask()``,
+    ``has_keypoint()``), and the boxes do not depend on them. Returns the names of those removed.
+    """
+    heads = getattr(model, "roi_heads", None)
+    dropped = []
+    for head, parts in _UNUSED_HEADS.items():
+        if heads is not None and any(getattr(heads, part, None) is not None for part in parts):
+            for part in parts:
+                setattr(heads, part, None)
+            dropped.append(head)
+    return dropped
+
+
 def _declared_size(transform: Any) -> int | None:
     fixed = getattr(transform, "fixed_size", None)
     if fixed:
@@ -371,6 +400,8 @@ def build(
             )
     else:
         log.warning("torchvision detector %s: no checkpoint given, running with random weights", config)
+    # after the checkpoint is loaded, so that its mask/keypoint weights still fit the model
+    dropped = _drop_unused_heads(model)
     size = int(input_size) if input_size is not None else _declared_size(model.transform)
     if size is not None:
         _pin_transform(model.transform, size)
@@ -397,6 +428,8 @@ def build(
         "score_thr": float(score_thr),
         "max_detections": max_detections,
     }
+    if dropped:
+        info["dropped_heads"] = ", ".join(dropped)
     return TorchvisionDetector(
         model=model,
         name=f"torchvision:{config}",
