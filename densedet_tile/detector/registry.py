@@ -61,7 +61,11 @@ class DetectorSpec:
         """The same spec with every existing local file path made absolute.
 
         Workers whose working folder differs then still find them (on a cluster the files must
-        lie on storage every node sees).
+        lie on storage every node sees). ``config`` is a path only where the detector reads it
+        as one: mmdet's when it names a file (a file wins over a shipped name such as
+        ``densedet-x101``, as the adapter decides), a factory's when it exists (its meaning is
+        the factory's); torchvision's is a builder name and the other adapters take none, so a
+        file or folder of that name in the working folder is no reason to change it.
         """
 
         def absolute(p: str | None) -> str | None:
@@ -71,7 +75,13 @@ class DetectorSpec:
         module, sep, factory = kind.rpartition(":")
         if sep and module.endswith(".py") and Path(module).is_file():
             kind = f"{Path(module).resolve()}:{factory}"
-        return replace(self, kind=kind, config=absolute(self.config), checkpoint=absolute(self.checkpoint))
+        config = self.config
+        if self.kind == "mmdet":
+            if config and Path(config).expanduser().is_file():
+                config = str(Path(config).expanduser().resolve())
+        elif self.kind not in BUILTIN_KINDS:  # MODULE:FACTORY
+            config = absolute(config)
+        return replace(self, kind=kind, config=config, checkpoint=absolute(self.checkpoint))
 
 
 #: ``options`` the default detector takes: ``runtime`` (auto, onnxruntime, torch), ``threads``,

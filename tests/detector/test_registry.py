@@ -204,3 +204,34 @@ def test_a_factory_on_cuda_without_torch_is_refused_only_where_no_gpu_can_be(tmp
     monkeypatch.setattr(base, "cuda_plausible", lambda: True)  # a driver is there: the factory decides
     load_detector(spec, device="cuda")
     assert calls.read_text().split() == ["cuda"]
+
+
+def test_resolved_spec_keeps_a_torchvision_builder_name_when_a_folder_has_it(tmp_path, monkeypatch):
+    # batch resolves the spec for its workers: a folder (or file) named like the builder in the
+    # working folder made the config an absolute path, "unknown builder '/.../fasterrcnn_...'"
+    pytest.importorskip("torchvision")
+    from densedet_tile.detector.registry import DetectorSpec
+
+    name = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    (tmp_path / name).mkdir()
+    (tmp_path / "sd.pth").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    spec = DetectorSpec(kind="torchvision", config=name, checkpoint="sd.pth", device="cpu").resolved()
+    assert spec.config == name and spec.checkpoint == str(tmp_path / "sd.pth")  # the checkpoint is a file
+    det = DetectorSpec(kind="torchvision", config=name, device="cpu", input_size=64).resolved().build()
+    assert det.name == f"torchvision:{name}"
+
+
+def test_resolved_spec_resolves_an_mmdet_config_only_where_it_is_a_file(tmp_path, monkeypatch):
+    # the mmdet adapter reads a config as a file when one is there, else as a shipped name: a
+    # folder of a shipped name's name must leave the name alone
+    from densedet_tile.detector.registry import DetectorSpec
+
+    (tmp_path / "densedet-r18-light").mkdir()
+    (tmp_path / "mine.py").write_text("model = dict()\n")
+    monkeypatch.chdir(tmp_path)
+    assert DetectorSpec(kind="mmdet", config="densedet-r18-light").resolved().config == "densedet-r18-light"
+    assert DetectorSpec(kind="mmdet", config="mine.py").resolved().config == str(tmp_path / "mine.py")
+    assert DetectorSpec(kind="mmdet", config="other.py").resolved().config == "other.py"  # not here: as given
+    (tmp_path / "densedet-x101").write_text("model = dict()\n")  # a file wins over the shipped name
+    assert DetectorSpec(kind="mmdet", config="densedet-x101").resolved().config == str(tmp_path / "densedet-x101")
