@@ -4,7 +4,8 @@
 fcos_resnet50_fpn, retinanet_resnet50_fpn_v2, ssdlite320_mobilenet_v3_large, ...), built with
 ``weights=None, weights_backbone=None`` (nothing is downloaded); ``--checkpoint`` is a
 state_dict saved with ``torch.save(model.state_dict(), path)`` (or a dict holding it under
-``state_dict`` / ``model``), loaded with ``weights_only=True``.
+``state_dict`` / ``model``, as torchvision's reference training script saves ``model_N.pth``
+beside its ``args``), loaded with ``weights_only=True`` (numpy and ``argparse.Namespace`` allowed).
 
 num_classes: the option, else read from the checkpoint, else 2 (background + "product").
 torchvision counts the background as class 0, so labels are reported minus ``label_offset``
@@ -30,6 +31,7 @@ that sets it.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import threading
@@ -362,7 +364,10 @@ def build(
 
     sd = None
     if checkpoint is not None:
-        sd = state_dict_of(load_checkpoint(checkpoint), source=f"checkpoint {os.fspath(checkpoint)}")
+        # torchvision's reference training script saves its arguments beside the weights ("args",
+        # an argparse.Namespace of plain values): allowed for this load alone
+        sd = state_dict_of(load_checkpoint(checkpoint, extra_safe_globals=[argparse.Namespace]),
+                           source=f"checkpoint {os.fspath(checkpoint)}")
         try:
             found = infer_num_classes(config, sd, kwargs)
         except (TypeError, ValueError) as exc:

@@ -291,3 +291,24 @@ def test_mask_and_keypoint_heads_are_dropped_and_the_boxes_stay(tmp_path, name, 
 
 def test_models_without_mask_or_keypoint_heads_keep_all_they_have(det):
     assert "dropped_heads" not in det.info and det.model.roi_heads.box_predictor is not None
+
+
+def test_a_reference_training_checkpoint_with_its_args_loads(det, tmp_path):
+    # torchvision's references/detection/train.py saves model_N.pth as a dict with "args", an
+    # argparse.Namespace, which weights_only=True refuses unless allow-listed; it is, for this load only
+    import argparse
+
+    from densedet_tile.detector.checkpoints import load_checkpoint
+
+    opt = torch.optim.SGD(det.model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[16, 22], gamma=0.1)  # a Counter inside
+    path = tmp_path / "model_3.pth"
+    torch.save({"model": det.model.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
+                "args": argparse.Namespace(lr=0.1, data_path="/data/coco", weights=None), "epoch": 3}, path)
+    other = tva.build(config=LIGHT, checkpoint=str(path), device="cpu", score_thr=0.0, input_size=96)
+    assert other.info["num_classes"] == 3
+    tiles = _tiles(7, [(96, 96)])
+    assert_same_boxes(det.predict(tiles)[0], other.predict(tiles)[0], box_atol=1e-3, score_atol=1e-5)
+    assert argparse.Namespace not in torch.serialization.get_safe_globals()  # not process-wide
+    with pytest.raises(DetectorError, match=r"not allow-listed .*argparse\.Namespace"):
+        load_checkpoint(path)  # the shared loader still refuses it
