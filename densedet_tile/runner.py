@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 _P = TypeVar("_P", str, Path)
 
 __all__ = ["RULES_VERSION", "Job", "Outcome", "as_json", "build_detector", "detector_identity", "error_line",
-           "input_state", "output_stem", "outputs_complete", "process_image", "redo_reason",
+           "input_state", "output_stem", "outputs_complete", "process_image", "ready_detector", "redo_reason",
            "refuse_outputs_over_inputs", "request_key", "unique_stems", "without_earlier_outputs"]
 
 
@@ -909,32 +909,45 @@ def _unique_stems(paths: "list[str] | list[Path]", reserved: "Collection[str]", 
     return [str(s) for s in stems]
 
 
+def ready_detector(detector: Any) -> tuple[Any, str]:
+    """``detector`` built when it is a spec, with the attributes it declares checked; returns it
+    and what messages call it (the spec's kind, else the class name).
+
+    A spec that cannot be built, or a detector that declares a bad ``input_size``,
+    ``score_thr``..., raises one line (naming the spec's kind): the detector cannot be used, said
+    once rather than once per image. The first step of :func:`build_detector`, and all that a
+    Ray worker does before its first image (``DetectorWorker``), so both say it alike.
+    """
+    from .detector.base import check_declared
+    from .detector.registry import DetectorSpec
+
+    if not isinstance(detector, DetectorSpec):
+        check_declared(detector)
+        return detector, type(detector).__name__
+    kind = detector.kind
+    try:
+        built = detector.build()
+        check_declared(built)
+    except DensedetError as exc:
+        msg = one_line(exc)
+        if type(exc) in (DetectorError, InvalidInputError) and msg.startswith("detector ") \
+                and not msg.startswith(f"detector {kind!r}"):
+            raise type(exc)(f"detector {kind!r}: {msg[len('detector '):]}") from exc  # its own kind kept
+        raise
+    except Exception as exc:  # building runs third-party code: one line, not a traceback
+        raise DetectorError(f"detector {kind!r}: {type(exc).__name__}: {one_line(exc)}") from exc
+    return built, kind
+
+
 def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:
     """Build ``detector`` when it is a spec (one line on failure) and fit ``job`` to its VRAM budget.
 
     What every worker does once before its first image; returns the detector and the job as
     it will run (the batch size chosen under ``--max-vram``).
     """
-    from .detector.base import check_declared
-    from .detector.registry import DetectorSpec
     from .vram import fit_to_vram
 
-    if isinstance(detector, DetectorSpec):
-        kind = detector.kind
-        try:
-            detector = detector.build()
-            check_declared(detector)  # a bad input_size, score_thr...: one error, not one per image
-        except DensedetError as exc:
-            msg = one_line(exc)
-            if type(exc) in (DetectorError, InvalidInputError) and msg.startswith("detector ") \
-                    and not msg.startswith(f"detector {kind!r}"):
-                raise type(exc)(f"detector {kind!r}: {msg[len('detector '):]}") from exc  # its own kind kept
-            raise
-        except Exception as exc:  # building runs third-party code: one line, not a traceback
-            raise DetectorError(f"detector {kind!r}: {type(exc).__name__}: {one_line(exc)}") from exc
-    else:
-        check_declared(detector)
-        kind = type(detector).__name__
+    detector, kind = ready_detector(detector)
     if job.run.classes is not None:  # a class the detector does not have: one error, not one per image
         from .detector.base import classes_of
 

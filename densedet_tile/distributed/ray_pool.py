@@ -377,10 +377,15 @@ class DetectorWorker:
     """The actor: builds its detector once (from a spec with ``build()`` or a ready object).
 
     Building never raises here; a failure is reported by :meth:`info` so that the driver can
-    say why instead of showing an actor-death traceback.
+    say why instead of showing an actor-death traceback. A detector that builds but declares a
+    bad attribute (``score_thr = 1.5``) is such a failure too, as it is for a run in one process
+    (:func:`~densedet_tile.runner.ready_detector`), not an error on every image.
     """
 
     def __init__(self, detector: Any, label: str) -> None:
+        from ..detector.registry import DetectorSpec
+        from ..runner import ready_detector
+
         self.label = f"{label}@{socket.gethostname()}:{os.getpid()}"
         self.error: str | None = None
         self.detector: Any = None
@@ -388,7 +393,9 @@ class DetectorWorker:
         self._jobs: dict[Any, Any] = {}  # job as given -> job fitted to this worker
         try:
             build = getattr(detector, "build", None)
-            self.detector = build() if callable(build) and not hasattr(detector, "predict") else detector
+            if callable(build) and not hasattr(detector, "predict") and not isinstance(detector, DetectorSpec):
+                detector = build()  # (a spec of the caller's own making)
+            self.detector = ready_detector(detector)[0]
         except Exception as exc:  # reported by info()
             msg = one_line(exc)
             self.error = msg if isinstance(exc, DensedetError) else f"{type(exc).__name__}: {msg}"
