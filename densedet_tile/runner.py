@@ -6,6 +6,7 @@ workers, so all of them write exactly the same files.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import contextvars
 import csv
@@ -20,9 +21,9 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator, Sequence, TypeVar
 
-from .errors import DensedetError, DetectorError, InvalidInputError, one_line, shown_name
+from .errors import DensedetError, DetectorError, InvalidInputError, caller_level, one_line, shown_name
 from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file, case_blind,
                  output_paths, same_path, write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec, finite_or_name
@@ -37,7 +38,7 @@ _P = TypeVar("_P", str, Path)
 
 __all__ = ["RULES_VERSION", "Job", "Outcome", "as_json", "build_detector", "detector_identity", "error_line",
            "input_state", "output_stem", "outputs_complete", "process_image", "ready_detector", "redo_reason",
-           "refuse_outputs_over_inputs", "request_key", "unique_stems", "without_earlier_outputs"]
+           "refuse_outputs_over_inputs", "request_key", "say_again", "unique_stems", "without_earlier_outputs"]
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,20 @@ def caught_warnings() -> "Iterator[list[tuple[str, str]]]":
     finally:
         _hold(False)
         _CAUGHT.reset(token)
+
+
+def say_again(caught: Iterable[tuple[str, str]]) -> None:
+    """Say in this process the warnings :func:`caught_warnings` kept in another (a Ray worker's,
+    whose own lines stay in Ray's log files), in the order given, as that process would have
+    said them: a Python warning as one of its category (its text is ``Category: message``), a
+    log warning as a line of the package's logger."""
+    for kind, text in caught:
+        category, sep, message = text.partition(": ")
+        cls = getattr(builtins, category, None) if sep and kind == text else None
+        if isinstance(cls, type) and issubclass(cls, Warning):
+            warnings.warn(message, cls, stacklevel=caller_level())
+        else:
+            log.warning("%s", text)
 
 
 def detector_identity(detector: Any, *, device: str | None = None) -> dict[str, Any]:

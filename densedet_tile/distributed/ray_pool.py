@@ -384,23 +384,28 @@ class DetectorWorker:
 
     def __init__(self, detector: Any, label: str) -> None:
         from ..detector.registry import DetectorSpec
-        from ..runner import ready_detector
+        from ..runner import caught_warnings, ready_detector
 
         self.label = f"{label}@{socket.gethostname()}:{os.getpid()}"
         self.error: str | None = None
         self.detector: Any = None
         self._open: tuple[str, Any] | None = None  # (path, ImageSource) kept for --split chunks
         self._jobs: dict[Any, Any] = {}  # job as given -> job fitted to this worker
-        try:
-            build = getattr(detector, "build", None)
-            if callable(build) and not hasattr(detector, "predict") and not isinstance(detector, DetectorSpec):
-                detector = build()  # (a spec of the caller's own making)
-            self.detector = ready_detector(detector)[0]
-        except Exception as exc:  # reported by info()
-            msg = one_line(exc)
-            self.error = msg if isinstance(exc, DensedetError) else f"{type(exc).__name__}: {msg}"
-            return
-        self._warm_up()
+        # what building says ("no checkpoint given, running with random weights") is held here
+        # for info() to carry to the driver, which says it: this process's own lines stay in
+        # Ray's log files
+        with caught_warnings() as said:
+            try:
+                build = getattr(detector, "build", None)
+                if callable(build) and not hasattr(detector, "predict") and not isinstance(detector, DetectorSpec):
+                    detector = build()  # (a spec of the caller's own making)
+                self.detector = ready_detector(detector)[0]
+            except Exception as exc:  # reported by info()
+                msg = one_line(exc)
+                self.error = msg if isinstance(exc, DensedetError) else f"{type(exc).__name__}: {msg}"
+        self.build_warnings: list[list[str]] = [list(w) for w in said]
+        if self.error is None:
+            self._warm_up()
 
     def _warm_up(self) -> None:
         """One prediction on a blank tile, so the first real image does not pay the framework's
@@ -414,11 +419,13 @@ class DetectorWorker:
             log.debug("warm-up prediction failed", exc_info=True)
 
     def info(self) -> dict[str, Any]:
-        """Who this worker is and what it runs; ``error`` is set when the detector failed to build."""
+        """Who this worker is and what it runs; ``error`` is set when the detector failed to build,
+        and ``warnings`` holds those given while it was built (``(kind, text)`` pairs, as
+        :func:`~densedet_tile.runner.caught_warnings` keeps them; also when it failed)."""
         from ..detector.base import device_of
         from ..pipeline import describe_detector
 
-        out: dict[str, Any] = {"worker": self.label, "error": self.error}
+        out: dict[str, Any] = {"worker": self.label, "error": self.error, "warnings": self.build_warnings}
         if self.error is None:
             out["model"] = describe_detector(self.detector)
             out["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -575,6 +582,7 @@ class RayPool:
         self._overdue: set[Any] = set()  # running items whose actor was killed for the time limit
         self._actor_cls = ray.remote(DetectorWorker)
         self._head = _head_address()
+        self._said: set[str] = set()  # the workers' build warnings said so far (each once)
 
     # -- life cycle -------------------------------------------------------------------------
     def _spawn(self) -> _Slot:
@@ -623,6 +631,7 @@ class RayPool:
                     log.warning("worker %s died while starting (%s)", slot.label, clip(one_line(exc), 160))
                     self._drop(slot)
                     continue
+                self._say_build_warnings(inf)
                 if inf.get("error"):
                     raise DetectorError(f"the detector cannot be built on worker {inf['worker']}: {inf['error']}")
                 slot.label = inf["worker"]
@@ -639,6 +648,19 @@ class RayPool:
                         len(infos), self.workers, len(rest))
         self.info = [infos[id(s)] for s in self.slots if id(s) in infos]
         return self.info
+
+    def _say_build_warnings(self, inf: dict[str, Any]) -> None:
+        """Say here the warnings a worker gave while it built its detector (as a run in one
+        process says its own build's), each text once for the whole pool: every worker builds
+        the same detector, and a replacement builds it again."""
+        from ..runner import say_again
+
+        fresh = []
+        for kind, text in inf.get("warnings") or ():
+            if str(text) not in self._said:
+                self._said.add(str(text))
+                fresh.append((str(kind), str(text)))
+        say_again(fresh)
 
     def _wait_up(self, refs: list[Any], num: int, until: float) -> tuple[list[Any], list[Any]]:
         """``ray.wait`` for ``num`` of ``refs`` until the monotonic time ``until``, checking now and
@@ -852,6 +874,7 @@ class RayPool:
             self._check_cluster()
             self._drop(slot)
             return
+        self._say_build_warnings(inf)
         if inf.get("error"):
             log.warning("replacement worker %s cannot build the detector: %s", inf.get("worker"), inf["error"])
             self._drop(slot)

@@ -8,7 +8,6 @@ result is the one a single process computes. Ray is reached only through the poo
 
 from __future__ import annotations
 
-import builtins
 import logging
 import time
 import warnings
@@ -93,7 +92,9 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
     finally:
         for s in pool.slots if getattr(pool, "lost", None) is None else ():  # let the workers drop the image
             s.handle.close_image.remote()
-    _say_again(said)
+    from ..runner import say_again
+
+    say_again(said)  # here, where the image's record takes them
     starts = sorted(parts)
     preds = Predictions.join([parts[k] for k in starts])
     started_as = dict(pool.info[0].get("model", {})) if pool.info else {}
@@ -147,16 +148,3 @@ def _how_it_ran(name: str, parts: Sequence[tuple[Predictions, Any]],
                   f"fallback to the CPU, or workers unlike each other); its settings say {dev} {prec}, and "
                   "settings.split_devices lists each", RuntimeWarning, stacklevel=caller_level())
     return run, dict(model), devices
-
-
-def _say_again(said: dict[tuple[str, str], None]) -> None:
-    """Say here, where the image's record takes them, the warnings the workers gave while they
-    ran its tiles: a Python warning as one of its category (the text as ``Category: message``),
-    a log warning as a line of this module's logger."""
-    for kind, text in said:
-        category, sep, message = text.partition(": ")
-        cls = getattr(builtins, category, None) if sep and kind == text else None
-        if isinstance(cls, type) and issubclass(cls, Warning):
-            warnings.warn(message, cls, stacklevel=caller_level())
-        else:
-            log.warning("%s", text)
