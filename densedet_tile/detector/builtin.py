@@ -610,6 +610,28 @@ def _weights_kind(weights: Any) -> str | None:
     raise InvalidInputError(f"weights must be a path (.onnx, .pt) or a checkpoint dict, got {type(weights).__name__}")
 
 
+#: how a torch checkpoint file begins: a zip archive (torch.save since 1.6) or a pickle (older)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _looks_like_torch(path: "str | os.PathLike[str]") -> None:
+    """Refuse, in one line naming it, a weights file that is not a torch checkpoint by its first
+    bytes (a photo, an mmdet config, an ONNX file without its .onnx name) before torch is looked
+    for: any name but .onnx goes to torch, and on the light install that said "needs the 'torch'
+    package", a few GB to install to learn that the file was the wrong one (an outside review)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise DetectorError(f"checkpoint {os.fspath(path)}: {exc.strerror or exc}") from None
+    if head.startswith(_TORCH_MAGIC):
+        return
+    what = ("its first bytes look like an ONNX model's: give it a name ending in .onnx" if head[:1] == b"\x08"
+            else "it is empty" if not head else f"it begins {head!r}")
+    raise DetectorError(f"checkpoint {os.fspath(path)}: not a torch checkpoint (.pt) nor an .onnx file of the "
+                        f"built-in model's architecture ({what})")
+
+
 def _is_cuda(device: str) -> bool:
     return device.strip().lower().startswith("cuda")
 
@@ -822,6 +844,7 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
         # a path mistyped is said as such before the runtime it would need (a missing .pt was
         # "needs the 'torch' package": a few GB installed to learn of a typo; an outside review)
         weights_there(weights)
+        _looks_like_torch(weights)
     rt, dev = choose_runtime(device=device, fp16=fp16, weights=weights, runtime=runtime)
     threads = _check_threads(threads)
     if rt == "torch":

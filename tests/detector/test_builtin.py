@@ -270,3 +270,26 @@ def test_a_data_parallel_checkpoint_loads_like_the_plain_one(tmp_path, tiny_ckpt
     a, b = plain.runner(tile[None]), dp.runner(tile[None])
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert dp.info["weights_file"] == str(tmp_path / "dp.pt")
+
+
+def test_weights_that_are_no_torch_file_are_refused_before_torch_is_looked_for(tmp_path, monkeypatch):
+    # any --checkpoint not named .onnx goes to torch: a photo or an ONNX file under another name
+    # was "needs the 'torch' package" on the light install (a few GB to learn of the wrong file)
+    from densedet_tile.detector import builtin
+    from densedet_tile.errors import DetectorError
+
+    def no_torch():
+        raise AssertionError("torch was looked for")
+
+    monkeypatch.setattr(builtin, "_import_torch", no_torch)
+    photo = tmp_path / "shelf.pth"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + bytes(64))
+    onnx = tmp_path / "model.bin"
+    onnx.write_bytes(builtin._package_file(builtin.ONNX_FILE)[:256])
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for path, says in ((photo, "it begins b'\\xff\\xd8"), (onnx, "name ending in .onnx"), (empty, "it is empty")):
+        with pytest.raises(DetectorError) as err:
+            builtin.load_default(weights=str(path), device="cpu")
+        msg = str(err.value)
+        assert str(path) in msg and "not a torch checkpoint" in msg and says in msg and "\n" not in msg

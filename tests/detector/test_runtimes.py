@@ -373,7 +373,8 @@ def test_a_missing_submodule_of_an_installed_package_is_not_called_missing() -> 
 
 def test_missing_torch_names_the_extra(monkeypatch, tmp_path) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
-    (tmp_path / "some.pt").write_bytes(b"")  # (a missing file is said as missing first)
+    # (a missing file is said as missing first, and one that is no torch file as such: a zip's start)
+    (tmp_path / "some.pt").write_bytes(b"PK\x03\x04" + bytes(60))
     for call in (lambda: load_default(device="cpu", fp16=True, runtime="torch"),
                  lambda: load_default(device="cpu", weights=str(tmp_path / "some.pt")),
                  lambda: load_default(device="cuda"),
