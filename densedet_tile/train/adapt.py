@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from . import _torch  # noqa: F401  (first: without torch, one line naming the extra)
 import torch
 
 from .. import __version__

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from . import _torch  # noqa: F401  (first: without torch, one line naming the extra)
 import torch
 
 from ..detector.builtin import build_targets

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import _torch  # noqa: F401  (first: without torch, one line naming the extra)
 import torch
 
 from ..io import atomic_write

@@ -8,6 +8,7 @@ where a pseudo-label would be a guess (an uncertain box) contribute neither loss
 
 from __future__ import annotations
 
+from . import _torch  # noqa: F401  (first: without torch, one line naming the extra)
 import torch
 import torch.nn.functional as F
 
