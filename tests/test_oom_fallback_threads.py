@@ -6,8 +6,11 @@ No GPU: fakes that say ``cuda`` and block on events; every wait has a deadline."
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -218,3 +221,215 @@ def test_a_detector_whose_predict_runs_the_engine_again_does_not_wait_on_itself(
     t.join(WAIT)
     assert not t.is_alive(), "the move waited on its own predict call"
     assert err == [] and det.moves == []
+
+
+# --- each detector's lock (and batch cap) by its identity, not by equality ---------------------
+
+def _blob(tiles):
+    return BlobDetector().predict(tiles)
+
+
+@dataclass
+class _DcGated:
+    """A default ``@dataclass`` (unhashable, weakly referable): its calls wait for ``go``."""
+
+    device: str = "cuda"
+    inside: threading.Event = field(default_factory=threading.Event)
+    go: threading.Event = field(default_factory=threading.Event)
+
+    def predict(self, tiles):
+        self.inside.set()
+        if not self.go.wait(WAIT):
+            raise AssertionError("predict was never let go")
+        return _blob(tiles)
+
+
+@dataclass
+class _DcFull:
+    """A default ``@dataclass`` that runs out of GPU memory on ``cuda`` and moves to the CPU."""
+
+    device: str = "cuda"
+    moves: list = field(default_factory=list)
+
+    def to(self, device):
+        self.moves.append(str(device))
+        self.device = str(device)
+        return self
+
+    def predict(self, tiles):
+        if self.device != "cpu":
+            raise RuntimeError(GPU_OOM)
+        return _blob(tiles)
+
+
+class _SlotsGated:
+    """Neither weakly referable nor taking attributes."""
+
+    __slots__ = ("device", "inside", "go")
+
+    def __init__(self) -> None:
+        self.device, self.inside, self.go = "cuda", threading.Event(), threading.Event()
+
+    def predict(self, tiles):
+        self.inside.set()
+        if not self.go.wait(WAIT):
+            raise AssertionError("predict was never let go")
+        return _blob(tiles)
+
+
+class _SlotsFull:
+    __slots__ = ("device", "moves")
+
+    def __init__(self) -> None:
+        self.device, self.moves = "cuda", []
+
+    def to(self, device):
+        self.moves.append(str(device))
+        self.device = str(device)
+        return self
+
+    def predict(self, tiles):
+        if self.device != "cpu":
+            raise RuntimeError(GPU_OOM)
+        return _blob(tiles)
+
+
+@pytest.mark.parametrize("kinds", [(_DcGated, _DcFull), (_SlotsGated, _SlotsFull)], ids=["dataclass", "slots"])
+def test_the_fallback_of_one_detector_does_not_wait_for_an_unrelated_detectors_call(kinds):
+    # detectors that cannot be weak dictionary keys shared one process-wide lock: the move of
+    # one waited for the running calls of every other
+    gated_kind, full_kind = kinds
+    busy, full = gated_kind(), full_kind()
+    tb, err_b = _in_thread(lambda: DetectorCalls(busy, 1, "busy", key="busy#1").predict([_tile()]))
+    try:
+        assert busy.inside.wait(WAIT)
+        with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
+            ta, err_a = _in_thread(lambda: DetectorCalls(full, 1, "full", key="full#2").predict([_tile()]))
+            ta.join(WAIT)
+        assert not ta.is_alive(), "the move waited for another detector's call"
+        assert err_a == [] and full.moves == ["cpu"]
+    finally:
+        busy.go.set()
+        tb.join(WAIT)
+    assert not tb.is_alive() and err_b == []
+
+
+class _ArrayEq(BlobDetector):
+    """``==`` gives an array, as numpy's does (hashable by identity)."""
+
+    __hash__ = object.__hash__
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.device = "cuda"
+
+    def __eq__(self, other):
+        return np.array([True, False])
+
+    def predict(self, tiles):
+        if len(tiles) > 1:
+            raise RuntimeError(GPU_OOM)
+        return super().predict(tiles)
+
+
+def test_a_detector_whose_equality_gives_an_array_runs_image_after_image():
+    det = _ArrayEq()
+    with pytest.warns(RuntimeWarning, match="retrying with batch size 1"):
+        assert len(DetectorCalls(det, 2, "a", key="a#1").predict([_tile(), _tile()])) == 2
+    for key in ("b#2", "c#3"):  # (was: ValueError, the truth value of an array, from the lookup)
+        calls_ = DetectorCalls(det, 2, key, key=key)
+        assert calls_.batch_size == 1  # the cap it came down to stays
+        assert len(calls_.predict([_tile(), _tile()])) == 2
+
+
+class _Replica(BlobDetector):
+    """Equal by configuration, as two replicas of one model on two GPUs may be."""
+
+    def __init__(self, device: str) -> None:
+        super().__init__()
+        self.device = device
+
+    def __eq__(self, other):
+        return isinstance(other, _Replica)
+
+    def __hash__(self):
+        return hash(_Replica)
+
+    def predict(self, tiles):
+        if len(tiles) > 1 and self.device == "cuda:0":
+            raise RuntimeError(GPU_OOM)
+        return super().predict(tiles)
+
+
+def test_replicas_equal_by_value_keep_their_own_batch_cap_and_lock():
+    a, b = _Replica("cuda:0"), _Replica("cuda:1")
+    with pytest.warns(RuntimeWarning, match="retrying with batch size 1"):
+        DetectorCalls(a, 2, "a", key="a#1").predict([_tile(), _tile()])
+    assert DetectorCalls(a, 2, "a2", key="a2#2").batch_size == 1
+    assert DetectorCalls(b, 2, "b", key="b#3").batch_size == 2  # (was 1: a's cap, found by equality)
+    assert calls._move_lock(a) is not calls._move_lock(b)
+
+
+@dataclass(unsafe_hash=True)
+class _HashByDevice:
+    """Its hash changes with its device (a field), which the move changes."""
+
+    device: str = "cuda"
+    inside: threading.Event = field(default_factory=threading.Event, compare=False)
+    go: threading.Event = field(default_factory=threading.Event, compare=False)
+    moves: list = field(default_factory=list, compare=False)
+
+    def to(self, device):
+        self.moves.append(str(device))
+        self.device = str(device)
+        return self
+
+    def predict(self, tiles):
+        self.inside.set()
+        if not self.go.wait(WAIT):
+            raise AssertionError("predict was never let go")
+        return _blob(tiles)
+
+
+def test_a_detector_whose_hash_changes_with_its_device_keeps_one_lock():
+    det = _HashByDevice()
+    running = DetectorCalls(det, 1, "a", key="a#1")  # its lock looked up while it said cuda
+    # then the image ran out of memory and moved it to the CPU, to go back for the next image
+    det.device, det._densedet_on_cpu, det._densedet_back_to, det._densedet_cpu_for = "cpu", True, "cuda", "a#1"
+    t1, err1 = _in_thread(lambda: running.predict([_tile()]))
+    try:
+        assert det.inside.wait(WAIT)
+        t2, err2 = _in_thread(lambda: back_to_the_gpu(det, "b#2"))
+        _until(lambda: det.moves or _writers_waiting(det), "the move to begin or to wait")
+        assert det.moves == []  # (was: moved under the running call, its lock found by the new hash)
+    finally:
+        det.go.set()
+        t1.join(WAIT)
+    t2.join(WAIT)
+    assert not t1.is_alive() and not t2.is_alive() and err1 == [] and err2 == []
+    assert det.moves == ["cuda"]
+
+
+class _SlotsAndDict:
+    __slots__ = ("__dict__",)  # attributes, but no weak references
+
+    def predict(self, tiles):
+        return _blob(tiles)
+
+
+def test_a_detector_that_takes_attributes_but_no_weak_reference_has_a_lock_of_its_own():
+    a, b = _SlotsAndDict(), _SlotsAndDict()
+    with pytest.raises(TypeError):
+        weakref.ref(a)
+    assert calls._move_lock(a) is calls._move_lock(a)
+    assert calls._move_lock(a) is not calls._move_lock(b)
+
+
+def test_a_lock_goes_with_its_detector():
+    det = BlobDetector()
+    calls._move_lock(det)
+    ident = id(det)
+    assert ident in calls._MOVE_LOCKS
+    del det
+    gc.collect()
+    assert ident not in calls._MOVE_LOCKS

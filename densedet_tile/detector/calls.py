@@ -82,18 +82,6 @@ def _excerpt(text: str, at: int, width: int) -> str:
     return ("..." if start else "") + text[start:start + width] + ("..." if start + width < len(text) else "")
 
 
-#: The batch size a detector came down to after running out of memory: the next image starts
-#: there instead of running out again at the planned size (weak: gone with the detector).
-_BATCH_CAP: "weakref.WeakKeyDictionary[object, int]" = weakref.WeakKeyDictionary()
-
-
-def _batch_cap(detector: object) -> int | None:
-    try:
-        return _BATCH_CAP.get(detector)
-    except TypeError:  # not weakly referable, or not hashable
-        return None
-
-
 class _MoveLock:
     """Where one detector's weights are, guarded: its predict calls hold this shared and a move
     to or from the CPU holds it alone. One detector serves many threads (a service's pool, the
@@ -104,7 +92,7 @@ class _MoveLock:
     one (that thread would wait on itself). ``moves`` counts the moves: a call that ran out of
     memory retries where another thread's move put the detector instead of moving it again."""
 
-    __slots__ = ("_cond", "_inside", "_moving", "_waiting", "moves")
+    __slots__ = ("_cond", "_inside", "_moving", "_waiting", "moves", "batch_cap")
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -112,6 +100,9 @@ class _MoveLock:
         self._moving = False
         self._waiting = 0  # moves waiting for the calls to end
         self.moves = 0
+        #: the batch size the detector came down to after running out of memory, kept with its
+        #: lock (by identity): the next image starts there instead of running out again
+        self.batch_cap: int | None = None
 
     def enter(self) -> int:
         """Begin a predict call (waiting while the detector moves); the moves made so far."""
@@ -162,24 +153,64 @@ class _MoveLock:
                 self._cond.notify_all()
 
 
-#: Each detector's :class:`_MoveLock` (weak: gone with the detector).
-_MOVE_LOCKS: "weakref.WeakKeyDictionary[object, _MoveLock]" = weakref.WeakKeyDictionary()
+class _NoLock:
+    """The lock of a detector that takes neither a weak reference nor an attribute (a class with
+    ``__slots__`` and no ``__weakref__``): none, as before the lock. One lock for all such
+    detectors made unrelated detectors wait for each other's calls, and a lock found by
+    equality is shared by equal replicas."""
+
+    __slots__ = ()
+    moves = 0
+    batch_cap = None  # (not kept: each image starts at the planned batch size, as before)
+
+    def enter(self) -> int:
+        return 0
+
+    def leave(self) -> None:
+        pass
+
+    def held_here(self) -> bool:
+        return False
+
+    @contextlib.contextmanager
+    def moving(self) -> Iterator[None]:
+        yield
+
+
+_NO_LOCK = _NoLock()
+#: Each detector's :class:`_MoveLock`, by the detector's identity: ``id()``, not equality (a
+#: detector's ``==`` may give an array, or call two replicas of one model on two GPUs equal; its
+#: hash may change with its device, and a default ``@dataclass`` has none). The entry is dropped
+#: by a :func:`weakref.finalize` on the detector, which runs before the detector's memory, and
+#: so its ``id()``, can be given to another object.
+_MOVE_LOCKS: dict[int, _MoveLock] = {}
 _MOVE_LOCKS_LOCK = threading.Lock()
-#: The one lock of every detector that cannot be a weak key (unhashable, no weak references):
-#: their moves wait for each other's calls too, but moves are rare, and a lock by ``id()``
-#: could pass to another detector once the first is freed.
-_SHARED_MOVE_LOCK = _MoveLock()
+#: where a detector that takes no weak reference but has a ``__dict__`` keeps its lock
+_LOCK_ATTR = "_densedet_move_lock"
 
 
-def _move_lock(detector: object) -> _MoveLock:
-    try:
-        lock = _MOVE_LOCKS.get(detector)
-        if lock is None:
-            with _MOVE_LOCKS_LOCK:
-                lock = _MOVE_LOCKS.setdefault(detector, _MoveLock())
+def _move_lock(detector: object) -> "_MoveLock | _NoLock":
+    """The detector's :class:`_MoveLock` (made on first use; it also keeps the batch cap)."""
+    lock = _MOVE_LOCKS.get(id(detector))  # (only this detector's while it lives: see _MOVE_LOCKS)
+    if lock is not None:
         return lock
-    except TypeError:  # not weakly referable, or not hashable
-        return _SHARED_MOVE_LOCK
+    with _MOVE_LOCKS_LOCK:
+        lock = _MOVE_LOCKS.get(id(detector))
+        if lock is not None:
+            return lock
+        try:
+            gone = weakref.finalize(detector, _MOVE_LOCKS.pop, id(detector), None)
+        except TypeError:  # no weak references: kept on the detector where it takes attributes
+            own = getattr(detector, "__dict__", None)
+            if not isinstance(own, dict):
+                return _NO_LOCK
+            kept = own.get(_LOCK_ATTR)
+            if not isinstance(kept, _MoveLock):
+                kept = own[_LOCK_ATTR] = _MoveLock()
+            return kept
+        gone.atexit = False  # (nothing to tidy at exit)
+        lock = _MOVE_LOCKS[id(detector)] = _MoveLock()
+        return lock
 
 
 _OPENED = itertools.count(1)
@@ -286,7 +317,7 @@ class DetectorCalls:
         self.image_key = image_name if key is None else key
         self._lock = _move_lock(detector)  # (looked up once per image, not per call)
         back_to_the_gpu(detector, self.image_key)
-        cap = _batch_cap(detector)
+        cap = self._lock.batch_cap
         self.batch_size = batch_size if cap is None else max(1, min(batch_size, cap))
         self.image_name = image_name
         self.predict_s = 0.0
@@ -356,10 +387,8 @@ class DetectorCalls:
         if chunk_len > 1:
             on_cpu = self._on_cpu()
             self.batch_size = max(1, (chunk_len + 1) // 2)  # 3 -> 2, not 1
-            try:
-                _BATCH_CAP[self.detector] = self.batch_size
-            except TypeError:
-                pass
+            if self._lock is not _NO_LOCK:
+                self._lock.batch_cap = self.batch_size
             warnings.warn(
                 f"{self.image_name}: out of {'' if on_cpu else 'GPU '}memory; retrying with batch size {self.batch_size}",
                 RuntimeWarning,
