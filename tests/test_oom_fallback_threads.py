@@ -433,3 +433,29 @@ def test_a_lock_goes_with_its_detector():
     del det
     gc.collect()
     assert ident not in calls._MOVE_LOCKS
+
+
+# --- an interrupt never leaves a call counted -------------------------------------------------
+
+@pytest.mark.parametrize("how", ["DetectorCalls", "predict_held"])
+@pytest.mark.parametrize("when", ["after it counted the call", "before it counted the call"])
+def test_an_interrupt_as_a_call_begins_leaves_the_lock_free(monkeypatch, how, when):
+    # Ctrl-C can land between enter() counting the call and the try that lets it go: the call
+    # stayed counted for ever, and every later move of the detector waited for it
+    real = calls._MoveLock.enter
+
+    def interrupted(self):
+        if when == "after it counted the call":
+            real(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calls._MoveLock, "enter", interrupted)
+    det = BlobDetector()
+    with pytest.raises(KeyboardInterrupt):
+        if how == "DetectorCalls":
+            DetectorCalls(det, 1, "a", key="a#1").predict([_tile()])
+        else:
+            calls.predict_held(det, [_tile()])
+    monkeypatch.undo()
+    assert not calls._move_lock(det).held_here()
+    assert det.calls == []

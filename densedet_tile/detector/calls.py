@@ -120,10 +120,13 @@ class _MoveLock:
         return threading.get_ident() in self._inside
 
     def leave(self) -> None:
+        """End a predict call. Called from a ``finally`` whose ``try`` holds :meth:`enter` too
+        (so an interrupt just after it counted the call still lets go): this thread's call may
+        not have been counted (interrupted sooner), and is then not let go twice."""
         me = threading.get_ident()
         with self._cond:
-            n = self._inside.pop(me) - 1
-            if n:
+            n = self._inside.pop(me, 0) - 1
+            if n > 0:
                 self._inside[me] = n
             elif not self._inside and self._waiting:
                 self._cond.notify_all()
@@ -253,8 +256,8 @@ def predict_held(detector: Any, tiles: Sequence[np.ndarray]) -> object:
     """``detector.predict(tiles)`` with no move of the detector while it runs (another thread's
     out-of-memory fallback waits for it): for calls made outside :class:`DetectorCalls`."""
     lock = _move_lock(detector)
-    lock.enter()
     try:
+        lock.enter()  # (in the try: see _MoveLock.leave)
         return detector.predict(tiles)
     finally:
         lock.leave()
@@ -343,8 +346,10 @@ class DetectorCalls:
         start = 0
         while start < len(inputs):
             chunk = inputs[start : start + self.batch_size]
-            moves = self._lock.enter()  # (no move while it runs; released before any move below)
             try:
+                # no move while it runs; let go before any move below, and also when an interrupt
+                # (Ctrl-C) comes just after enter() counted the call (see _MoveLock.leave)
+                moves = self._lock.enter()
                 t1 = time.perf_counter()
                 res = self.detector.predict(chunk)
                 self.predict_s += time.perf_counter() - t1
