@@ -459,3 +459,76 @@ def test_an_interrupt_as_a_call_begins_leaves_the_lock_free(monkeypatch, how, wh
     monkeypatch.undo()
     assert not calls._move_lock(det).held_here()
     assert det.calls == []
+
+
+# --- an out-of-memory inside the detector's own predict call ----------------------------------
+
+class _SplitsItself(BlobDetector):
+    """Runs the engine on itself for a tile over 64 px (its 64 px corner); out of GPU memory
+    on ``cuda``, fine on the CPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.device = "cuda"
+        self.moves: list[str] = []
+
+    def to(self, device):
+        self.moves.append(str(device))
+        self.device = str(device)
+        return self
+
+    def predict(self, tiles):
+        if tiles[0].shape[0] > 64:
+            return [DetectorCalls(self, 1, "sub", key="sub#1").predict([t[:64, :64]])[0] for t in tiles]
+        if self.device != "cpu":
+            raise RuntimeError(GPU_OOM)
+        return super().predict(tiles)
+
+
+def _big_tile() -> np.ndarray:
+    t = np.zeros((128, 128, 3), np.uint8)
+    t[10:20, 10:30] = 255
+    return t
+
+
+def test_an_out_of_memory_in_a_call_the_detectors_own_predict_made_moves_it_to_the_cpu():
+    # (was: "the detector cannot be moved from inside its own predict call"; before the lock it
+    # moved, and so it does again)
+    det = _SplitsItself()
+    got: list = []
+    with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
+        t, err = _in_thread(lambda: got.extend(DetectorCalls(det, 1, "a", key="a#1").predict([_big_tile()])))
+        t.join(WAIT)
+    assert not t.is_alive(), "the move waited on its own predict call"
+    assert err == [] and det.moves == ["cpu"] and len(got) == 1 and len(got[0]) == 1
+
+
+def test_that_move_still_waits_for_another_threads_call():
+    det = _SplitsItself()
+    b_inside, b_go = threading.Event(), threading.Event()
+    real = det.predict
+
+    def predict(tiles):
+        if threading.current_thread().name == "B":
+            b_inside.set()
+            assert b_go.wait(WAIT)
+            return BlobDetector.predict(det, tiles)
+        return real(tiles)
+
+    det.predict = predict
+    tb = threading.Thread(target=lambda: DetectorCalls(det, 1, "b", key="b#2").predict([_tile()]), name="B",
+                          daemon=True)
+    tb.start()
+    try:
+        assert b_inside.wait(WAIT)
+        with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
+            ta, err_a = _in_thread(lambda: DetectorCalls(det, 1, "a", key="a#1").predict([_big_tile()]))
+            _until(lambda: det.moves or _writers_waiting(det) or err_a, "the move to begin or to wait")
+            assert det.moves == [] and err_a == []  # B's call still runs: no move under it
+            b_go.set()
+            ta.join(WAIT)
+    finally:
+        b_go.set()
+        tb.join(WAIT)
+    assert not ta.is_alive() and not tb.is_alive() and err_a == []
+    assert det.moves == ["cpu"]

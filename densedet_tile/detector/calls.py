@@ -128,19 +128,25 @@ class _MoveLock:
             n = self._inside.pop(me, 0) - 1
             if n > 0:
                 self._inside[me] = n
-            elif not self._inside and self._waiting:
+            elif self._waiting and len(self._inside) <= 1:  # (one left: maybe the waiting move's own)
                 self._cond.notify_all()
+
+    def _others_inside(self, me: int) -> int:
+        """How many threads other than ``me`` are inside a predict call."""
+        return len(self._inside) - (me in self._inside)
 
     @contextlib.contextmanager
     def moving(self) -> Iterator[None]:
-        """Hold the detector alone for a move, once every running predict call has ended."""
+        """Hold the detector alone for a move, once the predict calls of other threads have
+        ended. This thread's own (a detector whose predict runs the engine on itself, and the
+        inner call ran out of memory) are not waited for: they wait on this move. It moves
+        under them, as the engine did before the lock, and the outer call goes on where the
+        detector now is or fails with its own error."""
         me = threading.get_ident()
         with self._cond:
-            if me in self._inside:  # a move from inside this thread's own predict call would wait for ever
-                raise RuntimeError("the detector cannot be moved from inside its own predict call")
             self._waiting += 1
             try:
-                while self._moving or self._inside:
+                while self._moving or self._others_inside(me):
                     self._cond.wait()
             finally:
                 self._waiting -= 1
