@@ -532,3 +532,110 @@ def test_that_move_still_waits_for_another_threads_call():
         tb.join(WAIT)
     assert not ta.is_alive() and not tb.is_alive() and err_a == []
     assert det.moves == ["cpu"]
+
+
+# --- a move waits for other threads' calls no longer than MOVE_WAIT_S ---------------------------
+
+class _FansOut(BlobDetector):
+    """For a tile over 64 px, hands its 64 px corner to another thread that runs the engine on
+    this same detector, and waits for it (a pool inside predict); out of GPU memory on
+    ``cuda``, fine on the CPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.device = "cuda"
+        self.moves: list[str] = []
+
+    def to(self, device):
+        self.moves.append(str(device))
+        self.device = str(device)
+        return self
+
+    def predict(self, tiles):
+        if tiles[0].shape[0] > 64:
+            got: list = []
+            t, err = _in_thread(lambda: got.extend(
+                DetectorCalls(self, 1, "sub", key="sub#1").predict([x[:64, :64] for x in tiles])))
+            t.join(WAIT)
+            if t.is_alive():
+                raise AssertionError("the engine call given to another thread never ended")
+            if err:
+                raise err[0]
+            return got
+        if self.device != "cpu":
+            raise RuntimeError(GPU_OOM)
+        return super().predict(tiles)
+
+
+def test_a_predict_that_waits_for_engine_calls_it_gave_another_thread_does_not_hang(monkeypatch):
+    # the other thread's call ran out of memory and its move waited for the calling thread's
+    # call, which waited for it: for ever. Past MOVE_WAIT_S it moves, as before the lock
+    monkeypatch.setattr(calls, "MOVE_WAIT_S", 0.05, raising=False)
+    det = _FansOut()
+    got: list = []
+    with pytest.warns(RuntimeWarning) as rec:
+        t, err = _in_thread(lambda: got.extend(DetectorCalls(det, 1, "a", key="a#1").predict([_big_tile()])))
+        t.join(2 * WAIT)
+    assert not t.is_alive(), "hung"
+    assert err == [] and det.moves == ["cpu"] and len(got) == 1 and len(got[0]) == 1
+    said = [str(w.message) for w in rec]
+    assert any("sub: moving the detector to the CPU under the predict calls of 1 other thread, still running "
+               "after 0.05 s" in s for s in said), said
+    assert any("continuing on the CPU" in s for s in said), said
+
+
+def test_a_move_back_to_the_gpu_is_not_made_while_other_threads_calls_run_on_past_the_bound(monkeypatch):
+    monkeypatch.setattr(calls, "MOVE_WAIT_S", 0.05, raising=False)
+    det = _Gated()
+    det.device, det._densedet_on_cpu, det._densedet_back_to, det._densedet_cpu_for = "cpu", True, "cuda", "a#1"
+    running = DetectorCalls(det, 1, "a", key="a#1")
+    t1, err1 = _in_thread(lambda: running.predict([_tile()]))
+    try:
+        assert det.inside.wait(WAIT)
+        with pytest.warns(RuntimeWarning, match="b: could not move back to cuda: predict calls of other threads "
+                                                "still ran on the CPU after 0.05 s; this image runs on the CPU"):
+            t2, err2 = _in_thread(lambda: back_to_the_gpu(det, "b#2"))
+            t2.join(WAIT)
+        assert not t2.is_alive(), "the move back waited for the running call"
+        assert err2 == [] and det.moves == [] and det.device == "cpu"
+        assert _writers_waiting(det) == 0  # (new calls are no longer held back)
+    finally:
+        det.go.set()
+        t1.join(WAIT)
+    assert not t1.is_alive() and err1 == []
+    back_to_the_gpu(det, "c#3")  # no call runs now: it goes back
+    assert det.moves == [("cuda", 0)]
+
+
+def test_past_the_bound_the_fallback_moves_under_another_threads_call_with_a_warning(monkeypatch):
+    monkeypatch.setattr(calls, "MOVE_WAIT_S", 0.05, raising=False)
+    det = _OOMOnGpu()
+    b_inside, b_go = threading.Event(), threading.Event()
+    real = det.predict
+
+    def predict(tiles):
+        if threading.current_thread().name == "B":
+            b_inside.set()
+            assert b_go.wait(WAIT)
+            return BlobDetector.predict(det, tiles)
+        return real(tiles)
+
+    det.predict = predict
+    det.go.set()
+    tb = threading.Thread(target=lambda: DetectorCalls(det, 1, "b", key="b#2").predict([_tile()]), name="B",
+                          daemon=True)
+    tb.start()
+    try:
+        assert b_inside.wait(WAIT)
+        with pytest.warns(RuntimeWarning) as rec:
+            ta, err_a = _in_thread(lambda: DetectorCalls(det, 1, "a", key="a#1").predict([_tile()]))
+            ta.join(WAIT)
+        assert not ta.is_alive(), "the move waited for ever"
+        assert err_a == [] and det.moves == [("cpu", 0)]
+        said = [str(w.message) for w in rec]
+        assert any("a: moving the detector to the CPU under the predict calls of 1 other thread" in s
+                   for s in said), said
+    finally:
+        b_go.set()
+        tb.join(WAIT)
+    assert not tb.is_alive()

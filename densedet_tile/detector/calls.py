@@ -82,6 +82,21 @@ def _excerpt(text: str, at: int, width: int) -> str:
     return ("..." if start else "") + text[start:start + width] + ("..." if start + width < len(text) else "")
 
 
+#: The longest a move of a detector waits for the predict calls of other threads to end (s).
+#: Past it, the fallback to the CPU moves the detector under the calls still running, as the
+#: engine did before the lock, with a warning; the move back to the GPU is not made (the image
+#: runs on the CPU, with a warning). Without a bound a move could wait for ever: a detector
+#: whose predict hands tiles to a pool whose threads run the engine on the same detector holds
+#: the lock in the calling thread, while the pool thread that ran out of memory waits for that
+#: call to end, and the call waits for the pool thread. A thread pool leaves no trace of who
+#: waits on whom, so it cannot be told from a call that is merely long. The bound is far above
+#: a GPU call (the calls a fallback waits for), so when it passes, the calls still running are
+#: most likely waiting on the move; moving then is no worse than before the lock, and failing
+#: the image instead would fail it every time. A move back to the GPU waits for calls on the
+#: CPU, which can be long, and it is an optimisation only: staying on the CPU is always safe.
+MOVE_WAIT_S = 30.0
+
+
 class _MoveLock:
     """Where one detector's weights are, guarded: its predict calls hold this shared and a move
     to or from the CPU holds it alone. One detector serves many threads (a service's pool, the
@@ -136,25 +151,43 @@ class _MoveLock:
         return len(self._inside) - (me in self._inside)
 
     @contextlib.contextmanager
-    def moving(self) -> Iterator[None]:
+    def moving(self, anyway: bool) -> Iterator[int | None]:
         """Hold the detector alone for a move, once the predict calls of other threads have
         ended. This thread's own (a detector whose predict runs the engine on itself, and the
         inner call ran out of memory) are not waited for: they wait on this move. It moves
         under them, as the engine did before the lock, and the outer call goes on where the
-        detector now is or fails with its own error."""
+        detector now is or fails with its own error.
+
+        Yields how many other threads were still inside a predict call: 0, unless they had
+        not all ended within :data:`MOVE_WAIT_S`; then, with ``anyway``, the detector is held
+        (for the move) all the same, and without it, not held, and None is yielded (no move)."""
         me = threading.get_ident()
         with self._cond:
             self._waiting += 1
             try:
-                while self._moving or self._others_inside(me):
-                    self._cond.wait()
+                end = time.monotonic() + MOVE_WAIT_S
+                while True:
+                    if self._moving:  # another thread's move: it ends (a move is no predict call)
+                        self._cond.wait()
+                        continue
+                    others = self._others_inside(me)
+                    left = end - time.monotonic()
+                    if not others or left <= 0:
+                        break
+                    self._cond.wait(left)
             finally:
                 self._waiting -= 1
                 if not self._waiting:  # (also when the wait was interrupted: the calls held back go on)
                     self._cond.notify_all()
-            self._moving = True
+            if others and not anyway:
+                held = False
+            else:
+                self._moving = held = True
+        if not held:
+            yield None
+            return
         try:
-            yield
+            yield others
         finally:
             with self._cond:
                 self._moving = False
@@ -182,8 +215,8 @@ class _NoLock:
         return False
 
     @contextlib.contextmanager
-    def moving(self) -> Iterator[None]:
-        yield
+    def moving(self, anyway: bool) -> Iterator[int | None]:
+        yield 0
 
 
 _NO_LOCK = _NoLock()
@@ -253,7 +286,14 @@ def back_to_the_gpu(detector: object, key: str) -> None:
     lock = _move_lock(detector)
     if lock.held_here():  # (called from inside its own predict: it stays where it is)
         return
-    with lock.moving():
+    with lock.moving(anyway=False) as others:
+        if others is None:  # (calls of other threads still run on the CPU: see MOVE_WAIT_S)
+            back = getattr(detector, "_densedet_back_to", None)
+            if _goes_back(detector, key):
+                warnings.warn(f"{key.rpartition('#')[0]}: could not move back to {back}: "
+                              f"predict calls of other threads still ran on the CPU after {MOVE_WAIT_S:g} s; "
+                              "this image runs on the CPU", RuntimeWarning, stacklevel=caller_level())
+            return
         if _goes_back(detector, key):  # (another thread's image may have moved it back meanwhile)
             _move_back(detector, key)
 
@@ -409,12 +449,15 @@ class DetectorCalls:
         if getattr(self.detector, "to", None) is None:
             self._to_cpu(torch, said)  # (nothing to move: it says so)
             return
-        with self._lock.moving():  # (the other threads' calls end first; none begins till it is done)
+        # the other threads' calls end first (or MOVE_WAIT_S passes); none begins till it is done
+        with self._lock.moving(anyway=True) as others:
             if moves is not None and self._lock.moves != moves:
                 return  # moved by another thread since this call began: retried where it is now
-            self._to_cpu(torch, said)
+            self._to_cpu(torch, said, others or 0)
 
-    def _to_cpu(self, torch: Any, said: str) -> None:
+    def _to_cpu(self, torch: Any, said: str, others: int = 0) -> None:
+        """Move the detector to the CPU (or say why not); ``others``: threads whose predict calls
+        still ran after :data:`MOVE_WAIT_S` (moved under them, with a warning)."""
         on_cpu = self._on_cpu()
         to = getattr(self.detector, "to", None)
         if to is None or on_cpu:
@@ -426,6 +469,11 @@ class DetectorCalls:
                                 f"try {smaller}{cpu}")
         was = getattr(self.detector, "device", None)
         precision = getattr(self.detector, "precision", None)
+        if others:
+            warnings.warn(f"{self.image_name}: moving the detector to the CPU under the predict calls of {others} "
+                          f"other thread{'s' if others > 1 else ''}, still running after {MOVE_WAIT_S:g} s (a predict "
+                          "that waits for engine calls it gave to other threads, or a very long call); a call "
+                          "still running may fail", RuntimeWarning, stacklevel=caller_level())
         to("cpu")
         self._moved_to_cpu = True
         if torch is not None and torch.cuda.is_available():
