@@ -101,3 +101,54 @@ def test_workers_that_agree_say_one_device_and_nothing_more(tmp_path):
             res = detect_split(src, pool, JOB)
     assert res.settings["device"] == "cuda" and "split_devices" not in res.settings
     assert res.model["info"]["device"] == "cuda" and len(res.detections) == 1
+
+
+class _Int8(_OnGpu):
+    """Its description says int8 (the run spec asks fp32), as a quantised model's does."""
+
+    def __init__(self, full: bool = False) -> None:
+        super().__init__(full)
+        self.info["precision"] = "int8"
+
+
+def _older_worker(pool: _Pool, i: int) -> None:
+    """Make worker ``i`` answer as one from before its runs of tiles said how they ran (no
+    ``model``, no ``warnings``)."""
+    w = pool.workers[i]
+
+    def predict_tiles(*a):
+        out = dict(w.predict_tiles(*a))
+        out.pop("model", None)
+        out.pop("warnings", None)
+        return out
+
+    pool.slots[i].handle.predict_tiles = _Remote(predict_tiles)
+
+
+def test_an_older_worker_that_sends_no_model_agrees_with_a_newer_one_that_ran_alike(tmp_path):
+    # the older worker's runs were keyed by the run spec's precision (fp32), the newer one's by
+    # the model's (int8): "cuda int8 (2 tiles), cuda fp32 (2 tiles)" for workers that agree
+    import warnings
+
+    pool = _Pool(_Int8(), _Int8())
+    _older_worker(pool, 1)
+    with dt.open_image(_image(tmp_path)) as src:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = detect_split(src, pool, JOB)
+    assert "split_devices" not in res.settings and res.settings["device"] == "cuda"
+    assert res.model["info"]["precision"] == "int8" and len(res.detections) == 1
+
+
+def test_an_older_worker_on_the_gpu_and_a_newer_one_fallen_back_to_the_cpu_are_told_apart(tmp_path):
+    pool = _Pool(_Int8(), _Int8(full=True))
+    _older_worker(pool, 0)
+    with dt.open_image(_image(tmp_path)) as src:
+        with pytest.warns(RuntimeWarning) as rec:
+            res = detect_split(src, pool, JOB)
+    said = [str(w.message) for w in rec]
+    assert any("ran on more than one device or precision: cuda int8 (2 tiles), cpu int8 (2 tiles)" in s
+               for s in said), said  # (was: cuda fp32 for the older worker's runs)
+    assert res.settings["split_devices"] == [{"device": "cuda", "precision": "int8", "tiles": 2},
+                                             {"device": "cpu", "precision": "int8", "tiles": 2}]
+

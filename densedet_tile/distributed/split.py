@@ -131,7 +131,10 @@ def _how_it_ran(name: str, parts: Sequence[tuple[Predictions, Any]],
     ran = [(p.run, m if isinstance(m, dict) else None) for p, m in parts]
     tiles: dict[tuple[str, str], int] = {}
     for (run, model), (p, _) in zip(ran, parts):
-        key = _ran_as(run, model)
+        # a run without its own description is told by the one its result would take: an
+        # older worker's run keyed by the run spec's precision (fp32) and a newer one's by its
+        # model's (int8) disagreed where they ran alike
+        key = _ran_as(run, started_as if model is None else model)
         tiles[key] = tiles.get(key, 0) + len(p.dets)
     pick = 0
     if len(tiles) > 1:
