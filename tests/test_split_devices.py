@@ -152,3 +152,19 @@ def test_an_older_worker_on_the_gpu_and_a_newer_one_fallen_back_to_the_cpu_are_t
     assert res.settings["split_devices"] == [{"device": "cuda", "precision": "int8", "tiles": 2},
                                              {"device": "cpu", "precision": "int8", "tiles": 2}]
 
+
+class _FailsSecond(_Pool):
+    """The second run of tiles fails (its worker lost, say) after the first gave its warnings."""
+
+    def map(self, items, submit, **kw):
+        for i, res in enumerate(super().map(items, submit, **kw)):
+            yield res if i != 1 else TaskResult(res.item, False, error="worker lost", worker=res.worker)
+
+
+def test_the_workers_warnings_are_said_when_a_later_run_of_tiles_fails(tmp_path):
+    pool = _FailsSecond(_OnGpu(full=True), _OnGpu())  # w0 falls back to the CPU, then w1's run fails
+    with dt.open_image(_image(tmp_path)) as src:
+        with pytest.warns(RuntimeWarning, match="aisle.png: out of GPU memory with one tile per batch; continuing "
+                                                "on the CPU for this image"):
+            with pytest.raises(dt.DetectorError, match=r"tiles 1\.\.1: worker lost"):
+                detect_split(src, pool, JOB)

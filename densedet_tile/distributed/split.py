@@ -78,6 +78,7 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
         for res in pool.map(chunks, submit, retries=retries, on_submit=on_submit, timeout=timeout):
             tried(res)
             if not res.ok:
+                _say_again(said)  # (what the runs before it said: a fallback to the CPU, say)
                 raise DetectorError(f"{src.name}: tiles {res.item.start}..{res.item.stop - 1}: {res.error}")
             v = res.value
             dets = [Detections(np.asarray(b), np.asarray(s), np.asarray(lab))
