@@ -960,13 +960,14 @@ def build_detector(detector: Any, job: Job) -> tuple[Any, Job]:
     What every worker does once before its first image; returns the detector and the job as
     it will run (the batch size chosen under ``--max-vram``).
     """
-    from .vram import fit_to_vram
+    from .vram import fit_to_vram, warn_if_ignored
 
     detector, kind = ready_detector(detector)
     if job.run.classes is not None:  # a class the detector does not have: one error, not one per image
         from .detector.base import classes_of
 
         job = replace(job, run=replace(job.run, classes=classes_of(detector, job.run.classes)))
+    warn_if_ignored(detector, job.run)  # (a batch size given: not planned, so said here)
     try:
         tiling, run = fit_to_vram(detector, job.tiling, job.run)
     except DensedetError:

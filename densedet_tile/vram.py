@@ -152,15 +152,9 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
     detector that does not allocate through torch (ONNX Runtime, LiteRT), which the cap and the
     probes cannot see.
     """
-    if not device.startswith("cuda"):
-        warnings.warn("max_vram (--max-vram) applies to CUDA devices only; ignored on the CPU", RuntimeWarning,
-                      stacklevel=caller_level())
-        return None
-    runtime = _own_allocator(detector)
-    if runtime is not None:
-        warnings.warn(f"max_vram (--max-vram) plans and caps torch's GPU memory; this detector runs on {runtime}, "
-                      "which allocates its own, so the option is ignored (set a batch size by hand)", RuntimeWarning,
-                      stacklevel=caller_level())
+    ignored = _ignored_why(detector, device)
+    if ignored is not None:
+        warnings.warn(ignored, RuntimeWarning, stacklevel=caller_level())
         return None
     import torch
 
@@ -207,6 +201,35 @@ def plan_batch(detector: object, *, tile: int, input_size: int | None, max_vram_
 
 #: Less growth than this (bytes) from one probe tile to two is no growth seen.
 _UNSEEN = 2**20
+
+
+def _ignored_why(detector: object, device: str) -> str | None:
+    """Why ``max_vram`` does not apply to ``detector`` on ``device`` (off CUDA, or a runtime that
+    allocates GPU memory out of torch's sight), in a warning's words; None where it applies."""
+    if not device.startswith("cuda"):
+        return "max_vram (--max-vram) applies to CUDA devices only; ignored on the CPU"
+    runtime = _own_allocator(detector)
+    if runtime is not None:
+        return (f"max_vram (--max-vram) plans and caps torch's GPU memory; this detector runs on {runtime}, "
+                "which allocates its own, so the option is ignored (set a batch size by hand)")
+    return None
+
+
+def warn_if_ignored(detector: object, run: RunSpec) -> None:
+    """Say that ``run.max_vram`` does nothing for ``detector`` where a batch size is given with it
+    (:func:`fit_to_vram` then only caps the allocator, and said nothing when it could not: the
+    CPU, ONNX Runtime; an outside review). Called once per run where the detector is built, not
+    per image: the batch size the planner chose for an image comes back in ``run`` as well."""
+    if run.max_vram is None or run.batch_size is None:
+        return
+    from .detector.base import device_of, resolve_device
+
+    device = device_of(detector, run.device)
+    if device.startswith("cuda"):
+        device = resolve_device(device)
+    ignored = _ignored_why(detector, device)
+    if ignored is not None:
+        warnings.warn(ignored.replace(" (set a batch size by hand)", ""), RuntimeWarning, stacklevel=caller_level())
 
 
 def _own_allocator(detector: object) -> str | None:

@@ -504,3 +504,28 @@ def test_max_vram_after_a_cpu_fallback_plans_for_the_gpu(monkeypatch):
     r3 = dt.detect_image(img, det, tile=500, overlap=0.2, device="cuda", max_vram=4.0)
     assert r3.settings["batch_size"] == 4
     assert state["fraction"] == 0.5  # the 4 GiB cap of 8
+
+
+def test_max_vram_beside_a_batch_size_says_it_does_nothing_where_it_cannot_apply(tmp_path):
+    # with --batch-size the planner does not run, so its "ignored on the CPU" was never said, and
+    # the run went on with max_vram in its settings as if applied (an outside review)
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    img = tmp_path / "shelf.png"
+    import numpy as np
+
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(img)
+
+    def said(*extra):
+        r = subprocess.run([sys.executable, "-m", "densedet_tile", str(img), "--out", str(tmp_path / "o"),
+                            "--device", "cpu", "--max-vram", "2", "-q", *extra], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return [line for line in r.stderr.splitlines() if "max_vram" in line]
+
+    assert len(said()) == 1 and "ignored on the CPU" in said()[0]  # as before: the planner says it
+    given = said("--batch-size", "4")
+    assert len(given) == 1 and "ignored on the CPU" in given[0]
