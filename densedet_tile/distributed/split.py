@@ -70,6 +70,8 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
     def submit(actor: Any, chunk: range) -> Any:
         return actor.predict_tiles.remote(path, [tiles[i] for i in chunk], job)
 
+    from ..runner import say_again
+
     parts: dict[int, Predictions] = {}
     models: dict[int, Any] = {}  # the detector as each run of tiles ran (by its first tile)
     said: dict[tuple[str, str], None] = {}  # the workers' warnings, once each, in the order given
@@ -78,7 +80,7 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
         for res in pool.map(chunks, submit, retries=retries, on_submit=on_submit, timeout=timeout):
             tried(res)
             if not res.ok:
-                _say_again(said)  # (what the runs before it said: a fallback to the CPU, say)
+                say_again(said)  # (what the runs before it said: a fallback to the CPU, say)
                 raise DetectorError(f"{src.name}: tiles {res.item.start}..{res.item.stop - 1}: {res.error}")
             v = res.value
             dets = [Detections(np.asarray(b), np.asarray(s), np.asarray(lab))
@@ -93,8 +95,6 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
     finally:
         for s in pool.slots if getattr(pool, "lost", None) is None else ():  # let the workers drop the image
             s.handle.close_image.remote()
-    from ..runner import say_again
-
     say_again(said)  # here, where the image's record takes them
     starts = sorted(parts)
     preds = Predictions.join([parts[k] for k in starts])
