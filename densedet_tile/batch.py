@@ -270,6 +270,23 @@ def _told(test: Callable[[], bool]) -> bool:
         return False
 
 
+def _may_exist(path: Path) -> bool:
+    """False only where ``path`` surely is not there: no such file (or a folder on its way is a
+    file, or it is a link to nothing or round in a loop). A path whose state cannot be told (a
+    file in a folder the user may not enter, a name too long for the file system) may be there:
+    it runs, and fails as that image's error, as an unreadable file does; ``Path.exists``
+    raised for it (Python 3.11, 3.12), which stopped the whole run."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        return exc.errno != errno.ELOOP
+    except ValueError:  # (a NUL in the name)
+        return False
+    return True
+
+
 def _image_names_in(out: Path, inputs: Sequence[Path]) -> list[str]:
     """The names the CSV and COCO rows of the other images whose detections JSONs lie in ``out``
     may go by (a detect run writes there too, and the manifest does not list those), ``inputs``'
@@ -632,7 +649,7 @@ def run_batch(
     check_out_as_given(out_dir)  # before it is resolved: "" is the current folder then
     made = new_folders(Path(out_dir).expanduser().resolve())
     out = ensure_out_dir(Path(out_dir).expanduser().resolve())
-    if not any(p.exists() for p in paths):
+    if not any(_may_exist(p) for p in paths):
         # every input misnamed: nothing to run (one missing among others fails as its own image)
         remove_empty(made)
         missing = [str(i) for i in inputs]

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 import warnings
@@ -427,17 +428,27 @@ def outputs_complete(out_dir: str | Path, stem: str, job: Job, inp: str | Path |
     return redo_reason(out_dir, stem, job, inp) is None
 
 
+def _a_file(path: Path) -> bool:
+    """Whether ``path`` is a file, False where that cannot be told: an output name too long for
+    the file system (the photo's own name was not) is not done, and the image's run then fails
+    on it as that image's error; ``Path.is_file`` raised, which stopped a whole batch run."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def redo_reason(out_dir: str | Path, stem: str, job: Job, inp: str | Path | None = None) -> str | None:
     """Why the outputs of ``stem`` do not stand for ``job`` (:func:`outputs_complete`), in a few
     words (``"not done"`` where there is no detections JSON at all, ``"other settings (run)"``
     naming what differs of the request, ``"made by an older engine (rules 1, now 2)"``), or None
     when they do."""
     paths = job.paths(out_dir, stem)
-    if not paths["json"].is_file():
+    if not _a_file(paths["json"]):
         return "not done"
-    if not all(p.is_file() for p in paths.values()):
+    if not all(_a_file(p) for p in paths.values()):
         return "outputs missing"
-    if "yolo" in paths and not (Path(out_dir) / YOLO_CLASSES_FILE).is_file():  # the labels' class list
+    if "yolo" in paths and not _a_file(Path(out_dir) / YOLO_CLASSES_FILE):  # the labels' class list
         return "outputs missing"
     try:
         doc = json.loads(paths["json"].read_text())

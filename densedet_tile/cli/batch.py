@@ -34,6 +34,7 @@ from .options import (
     detector_spec_from_args,
     warn_ap_threshold,
     error,
+    exit_status_of,
     nonneg_float,
     nonneg_int,
     parse,
@@ -132,6 +133,23 @@ def image_line(rec: dict[str, Any]) -> str:
             f"{rec.get('seconds', 0):.2f} s [{rec.get('worker')}]{again}")
 
 
+def _system_error_text(out: str, exc: OSError) -> str:
+    """The line for a system error that stopped the run: ``--out OUT:`` leads it where the error
+    is about the output folder, or names no file; an error about another file (one given on the
+    command line, a detector's file) names that file alone."""
+    text = one_line(exc)
+    name = exc.filename
+    if isinstance(name, (str, bytes, os.PathLike)):
+        try:
+            there = os.path.commonpath([os.path.abspath(os.fsdecode(name)), os.path.abspath(out)]) \
+                == os.path.abspath(out)
+        except ValueError:  # (another drive on Windows)
+            there = False
+        if not there:
+            return text
+    return f"--out {out}: {text}"
+
+
 def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> int:
     def show(rec: dict[str, Any]) -> None:
         if args.quiet and rec["status"] != "error":
@@ -162,13 +180,12 @@ def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> 
         error(PROG, one_line(exc))
         remove_empty(made)  # a run that never started (a cluster out of reach...) leaves no folder
         return EXIT_USAGE
-    except OSError as exc:  # the output folder failed under the run (full disk, taken away...)
+    except OSError as exc:  # a system error the run stopped on (the output folder full or taken away...)
         if args.debug:
             traceback.print_exc()
-        error(PROG, f"--out {args.out}: {one_line(exc)}")
-        from . import _PATH_ERRORS  # a folder the user may not write to is a path given wrong: 2
-
-        return EXIT_USAGE if isinstance(exc, _PATH_ERRORS) else EXIT_FAILED
+        error(PROG, _system_error_text(args.out, exc))
+        remove_empty(made)  # (a run stopped before its first image leaves no folder of its own)
+        return exit_status_of(exc)  # a path given wrong (a folder the user may not write to): 2, else 1
     if not args.quiet:
         unsure = sum(1 for r in summary.records if r.get("status") in ("ok", "skipped") and r.get("uncertain"))
         print(f"batch {summary.run} ({summary.backend}, {summary.workers} worker(s)): {summary.ok} done, "

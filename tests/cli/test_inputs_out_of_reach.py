@@ -1,0 +1,134 @@
+"""Inputs whose state cannot be told (a file in a folder the user may not enter, a name longer
+than the file system takes): each fails on its own line and the other inputs still run, as an
+unreadable file in a readable folder does (an outside review of 2026-12-06). Each test fails on
+the code before it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import densedet_tile.cli.batch as batch_cli
+from densedet_tile.cli import main
+from fakes import blob_image
+
+TESTS = Path(__file__).resolve().parents[1]
+BLOB = ["--detector", "fakes:make_blob", "--tile", "256", "--device", "cpu"]
+#: a file name no file system takes (a component over 255 bytes): ENAMETOOLONG, for root too
+TOO_LONG = "x" * 300 + ".png"
+#: a file name that is fine, but whose outputs' names (<stem>.detections.json) are too long
+LONG_OUTPUTS = "m" * 245 + ".png"
+
+
+def _photo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(blob_image(300, 500, (10, 20, 100, 80))).save(path)
+    return path
+
+
+def _errors(err: str) -> list[str]:
+    return [line for line in err.splitlines() if ": error: " in line]
+
+
+def _no_bypass() -> list[str]:
+    """What to run a child under so that a folder of mode 000 keeps it out: nothing for a user
+    who is not root; for root, setpriv without the capabilities that pass over permissions.
+    Skips where neither can be had."""
+    if os.name != "posix":
+        pytest.skip("POSIX permissions")
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: a folder of mode 000 does not keep root out")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", "--bounding-set", caps, "--inh-caps", caps]
+
+
+def _locked_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``densedet-tile ARGS`` in ``tmp_path``, where ``locked/a.png`` lies in a folder of mode
+    000 and ``ok.png`` beside it, as a user whom the mode keeps out."""
+    _photo(tmp_path / "locked" / "a.png")
+    _photo(tmp_path / "ok.png")
+    (tmp_path / "locked").chmod(0)
+    prefix = _no_bypass()
+    try:
+        probe = subprocess.run([*prefix, sys.executable, "-c", "import os; os.stat('locked/a.png')"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            pytest.skip("a folder of mode 000 does not keep this user out")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+        return subprocess.run([*prefix, sys.executable, "-m", "densedet_tile", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, errors="backslashreplace", timeout=300)
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+
+
+# -- batch ------------------------------------------------------------------------------------------
+def test_batch_runs_the_others_past_an_input_in_a_folder_it_may_not_enter(tmp_path: Path) -> None:
+    # before: "error: --out o: .../locked/a.png: Permission denied", then a traceback ending in
+    # ImportError (_PATH_ERRORS), exit 1, ok.png never run and an empty o/ left behind
+    r = _locked_run(tmp_path, "batch", "locked/a.png", "ok.png", "--out", "o", "--ray", "none", "-q", *BLOB)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "--out" not in r.stderr
+    (line,) = _errors(r.stderr)
+    assert line.startswith("densedet-tile batch: error: ") and "locked/a.png: permission denied" in line.lower()
+    assert (tmp_path / "o" / "ok.detections.json").is_file()
+
+
+def test_batch_runs_the_others_past_an_input_whose_name_is_too_long(tmp_path: Path, monkeypatch,
+                                                                     capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    _photo(tmp_path / "ok.png")
+    rc = main(["batch", TOO_LONG, "ok.png", "--out", "o", "--ray", "none", "-q", *BLOB])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    (line,) = _errors(err)
+    assert TOO_LONG in line and "too long" in line.lower()
+    assert (tmp_path / "o" / "ok.detections.json").is_file()
+
+
+def test_batch_runs_the_others_past_an_input_whose_outputs_names_are_too_long(tmp_path: Path, monkeypatch,
+                                                                              capsys) -> None:
+    # the photo's name is fine, <its stem>.detections.json is not: checking whether it was done
+    # before raised and stopped the run
+    monkeypatch.chdir(tmp_path)
+    _photo(tmp_path / LONG_OUTPUTS)
+    _photo(tmp_path / "ok.png")
+    rc = main(["batch", LONG_OUTPUTS, "ok.png", "--out", "o", "--ray", "none", "-q", *BLOB])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    (line,) = _errors(err)
+    assert "too long" in line.lower()
+    assert (tmp_path / "o" / "ok.detections.json").is_file()
+
+
+@pytest.mark.parametrize(("exc", "said", "status"), [
+    (PermissionError(13, "Permission denied", "IN/locked/a.png"), "IN/locked/a.png: Permission denied", 2),
+    (OSError(28, "No space left on device", "OUT/manifest.jsonl"),
+     "--out OUT: OUT/manifest.jsonl: No space left on device", 1),
+])
+def test_a_system_error_that_stops_a_batch_run_is_one_line_and_leaves_no_empty_folder(
+        exc: OSError, said: str, status: int, tmp_path: Path, monkeypatch, capsys) -> None:
+    # before: the except branch imported _PATH_ERRORS, gone from the package: a traceback ending
+    # in ImportError; its line called any such error an --out problem; the folder made stayed
+    out = tmp_path / "o"
+    exc.filename = exc.filename.replace("IN", str(tmp_path)).replace("OUT", str(out))
+    said = said.replace("IN", str(tmp_path)).replace("OUT", str(out))
+
+    def stops(inputs, out_dir, **kwargs):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        raise exc
+
+    monkeypatch.setattr(batch_cli, "run_batch", stops)
+    _photo(tmp_path / "ok.png")
+    rc = main(["batch", str(tmp_path / "ok.png"), "--out", str(out), "--ray", "none", *BLOB])
+    err = capsys.readouterr().err
+    assert rc == status
+    assert err.strip().splitlines() == [f"densedet-tile batch: error: {said}"]
+    assert not out.exists()
