@@ -35,7 +35,7 @@ from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
 from ..audit.report import (JPEG_MAX_SIDE, PREVIEW_MAX_HEIGHT, PREVIEW_MAX_WIDTH, load_preview_image, render_html,
                             render_preview)
-from ..errors import DensedetError, ImageReadError, InvalidInputError
+from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line
 from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
                             refuse_device, yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
@@ -226,7 +226,7 @@ def _audit(args: argparse.Namespace) -> int:
                                 "to see it")
             stem = _stem(image_path or det_path)
         else:
-            size = _upright_size(Path(image_path)) if args.cell is not None and Path(image_path).is_file() else None
+            size = _upright_size(Path(image_path)) if args.cell is not None and _regular_file(image_path) else None
             if size is not None:  # before the detector runs, not after
                 check_cell(args.cell, size[0], size[1], option="--cell", source=str(image_path))
             code, found = _detect(args, image_path)
@@ -298,7 +298,8 @@ def _audit(args: argparse.Namespace) -> int:
         png = heatmap_png(result.grid)
         page = render_html(doc, jpeg, png)
     except (DensedetError, OSError) as exc:
-        error(PROG, str(exc))
+        # (a system error as the other verbs say it, "FILE: Permission denied", not "[Errno 13] ...: 'FILE'")
+        error(PROG, str(exc) if isinstance(exc, DensedetError) else one_line(exc))
         return exit_status_of(exc)
     out = Path(args.out)
     files = {
@@ -481,8 +482,10 @@ def _read_boxes(det_path: str, image_path: str | None) -> Any:
 
 def _size_of(image_path: str, det_path: str) -> tuple[int, int]:
     """The upright size of IMAGE, which the boxes of ``det_path`` need; one line when it has none."""
-    if not Path(image_path).is_file():
-        raise InvalidInputError(f"{image_path}: no such image file (the boxes of {det_path} need its size)")
+    if not _regular_file(image_path):
+        why = _stat_error(image_path)
+        raise InvalidInputError(f"{image_path}: {'no such image file' if why in (None, 'no such file') else why} "
+                                f"(the boxes of {det_path} need its size)")
     size = _upright_size(Path(image_path))
     if size is None:
         raise InvalidInputError(f"{image_path}: cannot tell the image's size (the boxes of {det_path} need it)")
@@ -603,24 +606,48 @@ def count_warning(count_range: Any) -> str | None:
             f"{t_lo:g}; products it missed show as gaps, so check the gaps by eye before acting on them")
 
 
+def _stat_error(path: str) -> str | None:
+    """Why ``path`` cannot be looked at (``no such file``, ``Permission denied``, ``File name too
+    long``...), None when it can."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except ValueError as exc:  # (a NUL in the name)
+        return str(exc)
+    return None
+
+
+def _regular_file(path: str) -> bool:
+    """Whether ``path`` is a regular file; False where that cannot be told (a file in a folder
+    the user may not enter, a name too long), which ``Path.is_file`` raised for (Python 3.11,
+    3.12)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def _refuse_special(image_path: str) -> None:
     """Raise for a photo path that is there but is no regular file: a pipe (waited on), a device
     such as /dev/zero. A missing one is said where it is needed."""
-    p = Path(image_path)
-    if p.is_dir():
+    try:
+        mode = os.stat(image_path).st_mode
+    except (OSError, ValueError):  # not there, or cannot be told (a folder the user may not enter): said later
+        return
+    if stat.S_ISDIR(mode):
         raise ImageReadError(f"{image_path}: is a directory, not an image file")
-    if p.exists() and not p.is_file():
+    if not stat.S_ISREG(mode):
         raise ImageReadError(f"{image_path}: not a regular file (a device, pipe or socket), expected an image file")
 
 
 def _detect(args: argparse.Namespace, image_path: str) -> tuple[int, Any]:
     _refuse_special(image_path)
-    if not Path(image_path).is_file():
-        try:
-            os.stat(image_path)
-        except OSError as exc:  # (a link to nowhere, a loop of links, no permission...)
-            why = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
-            raise ImageReadError(f"{image_path}: {why}") from None
+    why = _stat_error(image_path)
+    if why is not None:  # (a link to nowhere, a loop of links, no permission, a name too long...)
+        raise ImageReadError(f"{image_path}: {why}")
     tiling, merge, run = specs_from_args(args)
     try:
         detector, job = build_detector(detector_spec_from_args(args), Job(tiling=tiling, merge=merge, run=run))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import stat
 import sys
 import traceback
 from pathlib import Path
@@ -168,6 +169,17 @@ def _detect(args: argparse.Namespace) -> int:
             remove_empty(made)  # every image failed (or none got far): no empty folder left behind
 
 
+def _is_folder(path: str) -> bool:
+    """Whether ``path`` is a folder; False where that cannot be told (a file in a folder the user
+    may not enter, a name too long): that input's own error says why. ``Path.is_dir`` raised
+    for those on Python 3.11 and 3.12, which ended the run after that input's error line, the
+    inputs after it never run."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[str], stems: list[str],
                 names: list[str | None]) -> int:
     failed = 0
@@ -178,7 +190,7 @@ def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[
         finally:
             progress.close()
         if outcome.status != "ok":
-            if Path(inp).is_dir():  # a folder of photos: the batch verb runs over one
+            if _is_folder(inp):  # a folder of photos: the batch verb runs over one
                 error(PROG, f"{inp}: is a folder, not an image; 'densedet-tile batch {shell_quote(str(inp))} "
                             f"--out {shell_quote(str(args.out))}' runs over its images")
             else:

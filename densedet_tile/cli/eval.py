@@ -156,7 +156,8 @@ def _eval(args: argparse.Namespace) -> int:
         agnostic = uses_class_agnostic(gt, asked, pred)  # what was used, also when the ground truth decided
         m = evaluate_boxes(pairs, max_dets=args.max_dets)
     except (DensedetError, OSError) as exc:
-        error(PROG, str(exc))
+        # (a system error as the other verbs say it, "FILE: Permission denied", not "[Errno 13] ...: 'FILE'")
+        error(PROG, str(exc) if isinstance(exc, DensedetError) else one_line(exc))
         return exit_status_of(exc)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)

@@ -22,9 +22,11 @@ unfinished ``<stem>.state.pt`` (model, optimiser, labels; removed when the run c
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
+import stat
 import time
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -110,10 +112,17 @@ def _listed_files(root: Path) -> tuple[list[Path], list[Path]]:
             if name.startswith("."):
                 continue
             path = Path(top, name)
-            if path.is_file():
-                files.append(path)
-            elif path.is_symlink() and not path.exists():
-                dangling.append(path)
+            try:
+                if stat.S_ISREG(os.stat(path).st_mode):
+                    files.append(path)
+            except (FileNotFoundError, NotADirectoryError):
+                if os.path.islink(path):
+                    dangling.append(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # a loop of links: as a link to nothing
+                    dangling.append(path)
+                else:  # what it is cannot be told (a folder listed but not entered, mode r--): listed,
+                    files.append(path)  # to be skipped with its reason as an unreadable photo is (it ended the run)
     return sorted(files), sorted(dangling)
 
 

@@ -132,3 +132,78 @@ def test_a_system_error_that_stops_a_batch_run_is_one_line_and_leaves_no_empty_f
     assert rc == status
     assert err.strip().splitlines() == [f"densedet-tile batch: error: {said}"]
     assert not out.exists()
+
+
+# -- detect (the default verb) ----------------------------------------------------------------------
+def test_detect_runs_the_others_past_an_input_in_a_folder_it_may_not_enter(tmp_path: Path) -> None:
+    # before: its error line, then Path.is_dir() on it raised: "error: locked/a.png: Permission
+    # denied" once more as the run's, exit 2, and ok.png never run
+    r = _locked_run(tmp_path, "locked/a.png", "ok.png", "--out", "o", "-q", *BLOB)
+    assert r.returncode == 1, r.stderr
+    (line,) = _errors(r.stderr)
+    assert line.lower() == "densedet-tile: error: locked/a.png: permission denied"
+    assert (tmp_path / "o" / "ok.detections.json").is_file()
+
+
+def test_detect_runs_the_others_past_an_input_whose_name_is_too_long(tmp_path: Path, monkeypatch,
+                                                                      capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    _photo(tmp_path / "ok.png")
+    rc = main([TOO_LONG, "ok.png", "--out", "o", "-q", *BLOB])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    (line,) = _errors(err)
+    assert TOO_LONG in line and "too long" in line.lower()
+    assert (tmp_path / "o" / "ok.detections.json").is_file()
+
+
+# -- audit, eval, adapt -----------------------------------------------------------------------------
+def test_audit_of_a_photo_it_cannot_look_at_is_as_an_unreadable_photo(tmp_path: Path, monkeypatch, capsys) -> None:
+    # before: Path.is_dir() raised, said as Python says it ("[Errno 36] File name too long:
+    # 'xxx...'"), exit 1; an unreadable or missing photo is "PHOTO: why", exit 2
+    monkeypatch.chdir(tmp_path)
+    rc = main(["audit", TOO_LONG, "--out", "o", *BLOB])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.strip().splitlines() == [f"densedet-tile audit: error: {TOO_LONG}: File name too long"]
+
+
+def test_audit_of_a_photo_in_a_folder_it_may_not_enter_names_it_as_the_other_verbs_do(tmp_path: Path) -> None:
+    r = _locked_run(tmp_path, "audit", "locked/a.png", "--out", "o", *BLOB)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["densedet-tile audit: error: locked/a.png: Permission denied"]
+
+
+def test_eval_says_a_system_error_as_the_other_verbs_do(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gt.csv").write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\n"
+                                     "a.png,10,20,100,80,product,500,300\n")
+    rc = main(["eval", TOO_LONG, "gt.csv"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.strip().splitlines() == [f"densedet-tile eval: error: {TOO_LONG}: File name too long"]
+
+
+def test_adapt_skips_a_photo_in_a_folder_it_may_list_but_not_enter(tmp_path: Path) -> None:
+    # a subfolder of mode r--: its names are listed, but whether each is a file cannot be told;
+    # Path.is_file() raised and ended the run before any training ("error: photos/sub/b.png:
+    # Permission denied"), where an unreadable photo is skipped with its reason
+    pytest.importorskip("torch")
+    _photo(tmp_path / "photos" / "a.png")
+    _photo(tmp_path / "photos" / "sub" / "b.png")
+    (tmp_path / "photos" / "sub").chmod(0o644)
+    prefix = _no_bypass()
+    code = ("from densedet_tile.train.adapt import find_photos\n"
+            "good, bad, other = find_photos('photos')\n"
+            "print([p.as_posix() for p in good], [(p.as_posix(), why) for p, why in bad], other)\n")
+    try:
+        probe = subprocess.run([*prefix, sys.executable, "-c", "import os; os.stat('photos/sub/b.png')"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            pytest.skip("a folder of mode r-- does not keep this user out")
+        r = subprocess.run([*prefix, sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    finally:
+        (tmp_path / "photos" / "sub").chmod(0o755)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("['photos/a.png'] [('photos/sub/b.png', 'photos/sub/b.png: Permission denied')] 0")
