@@ -221,7 +221,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     folder (its name is the outputs' stem). A path that does not exist (or a link that leads nowhere, or
     round in a loop, named or in a folder) is kept under the name it was given: it fails as that
     image's error, not the run's. The previews this tool drew into a folder (``<stem>.preview.jpg`` whose
-    ``<stem>.detections.json`` lists it among its outputs, or a JSON from before that list) are not taken, nor are a folder's hidden files (a name starting
+    ``<stem>.detections.json`` lists it among its outputs, or a JSON from before that list) are not taken
+    (a warning per folder says how many were left out), nor are a folder's hidden files (a name starting
     with ``.``: macOS's ``._IMG_0001.jpg`` resource forks are no photos; a hidden file named
     as an input is taken). A folder that cannot be listed is refused
     (:class:`~densedet_tile.errors.InvalidInputError` naming it).
@@ -243,15 +244,24 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
                 p = Path(os.path.realpath(given.parent)) / given.name
             except (OSError, RuntimeError):  # (a loop above it)
                 p = Path(os.path.abspath(given))
+        previews: list[Path] = []
         try:
-            found = (
-                sorted(c for c in p.iterdir() if not c.name.startswith(".")
-                       and (c.is_file() or (c.is_symlink() and not c.exists()))  # a broken link is listed as one
-                       and c.suffix.lower() in IMAGE_SUFFIXES and not _our_preview(c))
-                if _told(p.is_dir) else [p]
-            )
+            if _told(p.is_dir):
+                found = sorted(c for c in p.iterdir() if not c.name.startswith(".")
+                               and (c.is_file() or (c.is_symlink() and not c.exists()))  # a broken link is listed as one
+                               and c.suffix.lower() in IMAGE_SUFFIXES)
+                drawn = [_our_preview(c) for c in found]
+                previews = [c for c, ours in zip(found, drawn) if ours]
+                found = [c for c, ours in zip(found, drawn) if not ours]
+            else:
+                found = [p]
         except OSError as exc:
             raise InvalidInputError(f"{raw}: cannot list the folder ({one_line(exc)})") from None
+        if previews:  # said once for the folder, however many (a folder that was --out of a run of thousands)
+            more = f" and {len(previews) - 1} more" if len(previews) > 1 else ""
+            log.warning("%s: left out %d preview%s an earlier run drew there (%s%s), not %s", raw, len(previews),
+                        "s" if len(previews) > 1 else "", shown_name(previews[0].name), more,
+                        "photos" if len(previews) > 1 else "a photo")
         for f in found:
             key = os.path.realpath(f) if _told(f.exists) else str(f)  # a file and a link to it are one photo
             if key not in seen:

@@ -133,3 +133,19 @@ def test_a_link_in_a_folder_reached_through_a_link_has_one_path_named_or_listed(
     listed = expand_inputs([tmp_path / "dirlink"])
     named = expand_inputs([tmp_path / "dirlink" / "a.png"])
     assert listed == named and [p.name for p in named] == ["a.png"]
+
+
+def test_previews_left_out_of_a_folder_are_said_once_with_their_count(tmp_path: Path, caplog) -> None:
+    # a folder that was also --out: its previews were left out without a word, where a preview
+    # named on the command line gets a note (README: "left out with a note")
+    folder = tmp_path / "many"
+    for k in range(5):
+        _photo(folder / f"p{k}.png", (10 + 30 * k, 20, 100 + 30 * k, 80))
+    job = replace(JOB, preview=True)
+    run_batch([folder], folder, detector=BlobDetector(), job=job)
+    with caplog.at_level(logging.WARNING):
+        summary = run_batch([folder], folder, detector=BlobDetector(), job=job)
+    assert summary.skipped == 5 and summary.failed == 0
+    notes = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert notes == [f"{folder}: left out 5 previews an earlier run drew there (p0.preview.jpg and 4 more), "
+                     "not photos"]
