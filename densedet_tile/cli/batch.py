@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("workers")
     r.add_argument("--ray", default="default", metavar="ADDRESS",
                    help="'local' (start Ray on this machine), 'auto' (join $RAY_ADDRESS or the cluster running "
-                   "here), ray://HEAD:10001 or HEAD:6379 (join that cluster), or 'none' (this process only). "
-                   "Default: auto when $RAY_ADDRESS is set, else local when Ray is installed, else none")
+                   "here), ray://HEAD:10001 or HEAD:6379 (join that cluster), 'none' (this process only), or "
+                   "'default' (the default): auto when $RAY_ADDRESS is set, else local when Ray is installed, "
+                   "else none")
     r.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="number of workers (default: as many as the cluster holds with --cpus-per-worker and "
                         "--gpus-per-worker each, at most one per image without --split)")

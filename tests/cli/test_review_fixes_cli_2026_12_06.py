@@ -83,3 +83,19 @@ def test_an_empty_out_a_dangling_link_and_a_bad_device_are_refused_by_name(tmp_p
     assert r.returncode == 2 and "argument --device: device must be auto, cpu, cuda or cuda:N; got 'foo'" in r.stderr
     r = run_cli("adapt", str(tmp_path), "--out", "m.pt", "--device", "foo", cwd=tmp_path)
     assert r.returncode == 2 and "argument --device: device must be" in r.stderr
+
+
+def test_every_ray_value_the_error_offers_is_in_batch_help(tmp_path, monkeypatch, capsys):
+    # the error for a bad --ray offered 'default', which neither --help nor README listed
+    import re
+
+    from densedet_tile.cli.batch import build_parser
+    from densedet_tile.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["batch", "x.jpg", "--out", "o", "--ray", "not an address"]) == 2
+    err = capsys.readouterr().err
+    offered = re.findall(r"'([a-z]+)'", err.split("give", 1)[1])
+    assert "default" in offered
+    ray_help = next(a.help for a in build_parser()._actions if "--ray" in a.option_strings)
+    assert all(f"'{word}'" in ray_help for word in offered), (offered, ray_help)
