@@ -359,8 +359,8 @@ def warn_ap_threshold(args: argparse.Namespace) -> None:
     if isinstance(thr, (int, float)) and thr < COUNTING_THR_FLOOR:
         logging.getLogger("densedet_tile").warning(
             "--detector %s without --score-thr keeps every box scoring %g or more (its default, meant for AP "
-            "evaluation), so the counts include doubtful boxes; give the threshold to count at with "
-            "--score-thr", args.detector, thr)
+            "evaluation), so the counts include doubtful boxes and get no count range; give the threshold "
+            "to count at with --score-thr", args.detector, thr)
 
 
 def detector_spec_from_args(args: argparse.Namespace) -> DetectorSpec:
