@@ -120,6 +120,8 @@ def _main(argv: list[str]) -> int:
                 # the light install; adapt --help still reads), or one that is there but fails to
                 # import (torch built for another CUDA: "libcudart.so.12: cannot open shared object
                 # file"): one line naming the extra, not a traceback
+                if isinstance(exc, MissingDependencyError) and isinstance(exc.__cause__, ImportError):
+                    exc = exc.__cause__  # (a module's own wrapper, densedet_tile.train's: said in the verb's words)
                 missing = isinstance(exc, ModuleNotFoundError)
                 top = (exc.name or "").split(".")[0] if missing else _failing_package(exc)
                 extra = None if top is None else _VERB_EXTRA.get(verb, {}).get(top) or _MODULE_EXTRA.get(top)
