@@ -94,7 +94,10 @@ def test_default_detector_refuses_a_checkpoint_it_cannot_read(tmp_path):
     Image.new("RGB", (64, 64)).save(img)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not torch")
-    for ckpt, says in [(bad, "cannot be read"), (tmp_path / "missing.pt", "no such file")]:
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"PK\x03\x04" + b"not a whole archive")  # begins as torch.save's zip does
+    for ckpt, says in [(bad, "not a torch checkpoint"), (damaged, "cannot be read"),
+                       (tmp_path / "missing.pt", "no such file")]:
         r = run_cli(img, "--checkpoint", ckpt, "--out", tmp_path / "o", "--device", "cpu", "-q")
         assert r.returncode == 2 and says in r.stderr, r.stderr
 
