@@ -219,7 +219,7 @@ def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[Any], *, 
     a run at that threshold would. Returns ``({item: Detections}, info)``; ``info`` has
     ``tiles``, ``predict_s`` (reading, resizing and the network) and ``merge_s`` per item.
     """
-    from densedet_tile.pipeline import merged_at, plan, predict_tiles, thin_piles
+    from densedet_tile.pipeline import merge_at_model_scale, merged_at, plan, predict_tiles, thin_piles
     from densedet_tile.scale import choose_scale
 
     merge = dt.MergeSpec() if merge is None else merge
@@ -228,7 +228,9 @@ def detect_at_thresholds(src: Any, detector: Any, thresholds: Sequence[Any], *, 
     choice = choose_scale(src, detector, dt.TileSpec(tile=tile, overlap=overlap),
                           dt.RunSpec(input_size=input_size, score_thr=scale_thr))
     tiles = plan(src, choice.tiling)
-    raw = predict_tiles(src, tiles, detector, replace(choice.run, score_thr=None)).dets
+    preds = predict_tiles(src, tiles, detector, replace(choice.run, score_thr=None))
+    raw = preds.dets
+    merge = merge_at_model_scale(merge, tiles, preds.run.input_size)  # as the engine's finish merges
     info: dict[str, Any] = {"tiles": len(tiles), "predict_s": time.perf_counter() - t0, "merge_s": {}}
     out = {}
     for item in thresholds:
