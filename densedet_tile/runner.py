@@ -374,8 +374,9 @@ def _find_spec(name: str, where: Any) -> Any:
 #: A detector's own files are stamped apart (:func:`detector_identity`: a user's checkpoint or
 #: factory file by size and time, the shipped weights by their hash), so no bump for those.
 #: 1: 2026-12-06 (the products measured at the detector's scale threshold, ``--tile auto``
-#: setting aside a whole view the squares contradict, the photo rule's close-up check; results
-#: of every earlier rule carry no version).
+#: setting aside a whole view the squares contradict, the photo rule's close-up check, the seam
+#: merge's tolerances of at least 8 model pixels, the ONNX adapter's bilinear shrink, ``--tile
+#: auto`` for detectors without a product size; results of every earlier rule carry no version).
 RULES_VERSION = 1
 
 
