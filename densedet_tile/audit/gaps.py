@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
-from .boxes import as_boxes
+from .boxes import as_boxes, require_finite
 from .rows import RowLayout, ShelfRow
 
 __all__ = ["Gap", "find_gaps", "DEFAULT_GAP_K", "EmptyShelf", "find_empty_shelves"]
@@ -147,9 +147,12 @@ def find_gaps(
     if end_k is not None and not (isinstance(end_k, (int, float)) and np.isfinite(end_k) and end_k > 0):
         raise InvalidInputError(f"end gap k must be a positive number of product widths, got {end_k!r}")
     a = as_boxes(xyxy)
+    require_finite(a)  # (a NaN box opened gaps between every two products)
     if len(a) != len(layout.assignment):
         raise InvalidInputError(f"{len(a)} boxes but the row layout was built from {len(layout.assignment)}")
     occ = None if occupied is None else as_boxes(occupied, "occupied boxes")
+    if occ is not None:
+        require_finite(occ, "occupied boxes")
     if not layout.rows:
         return []
     # On a tilted image a box is the axis-aligned hull of a tilted product: wider than the

@@ -29,7 +29,7 @@ import shapely
 from shapely.geometry import shape
 
 from ..errors import ImageReadError, InvalidInputError
-from .boxes import as_boxes
+from .boxes import as_boxes, require_finite
 
 __all__ = ["Region", "RegionMembers", "load_regions", "parse_regions", "region_members", "count_in_regions",
            "overlapping_regions", "inside_shares", "regions_outside"]
@@ -207,6 +207,7 @@ def region_members(xyxy: np.ndarray, regions: list[Region]) -> RegionMembers:
     """Which regions hold which boxes' centres (see the module doc), sparse. ``xyxy`` (N, 4)
     pixels. Cost: one spatial index of the centres and one query of all regions."""
     a = as_boxes(xyxy)
+    require_finite(a)  # (a NaN centre lay in no region: counted nowhere, without a word)
     n, r = len(a), len(regions)
     none = np.zeros(0, np.int64)
     if n == 0 or r == 0:

