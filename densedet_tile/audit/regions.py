@@ -3,7 +3,7 @@
 The GeoJSON holds polygons in **pixel coordinates of the upright image** (x right, y down),
 not longitudes/latitudes: a ``FeatureCollection`` of ``Polygon`` / ``MultiPolygon`` features
 (or a single ``Feature`` or bare geometry), each named by its ``name`` property (else
-``region <i>``). Coordinates must be numbers (a third one, a height, is accepted and dropped).
+``region <i>``, or the next free number when a feature is given that name). Coordinates must be numbers (a third one, a height, is accepted and dropped).
 A product belongs to every region that holds its box centre, inside or on its outline; a
 centre that lies only on outlines (on the edge two neighbouring regions share) belongs to the
 first of those regions alone, so regions that tile the image count each product once. The
@@ -72,6 +72,11 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
         raise InvalidInputError(f"{source}: GeoJSON type {kind!r} is not a FeatureCollection, Feature or Polygon")
     out: list[Region] = []
     seen: set[str] = set()
+    # the names given, so that an automatic name ("region 2" for an unnamed second feature)
+    # never takes one of them: it moves on to the next free number
+    given = {str(p["name"]).strip() for f in feats if isinstance(f, dict) and isinstance(p := f.get("properties"), dict)
+             and p.get("name") is not None and str(p.get("name")).strip() != ""}
+    auto = 0
     for i, f in enumerate(feats):
         if not isinstance(f, dict) or not isinstance(f.get("geometry"), dict):
             raise InvalidInputError(f"{source}: feature {i + 1} has no geometry")
@@ -102,7 +107,13 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
         props = f.get("properties") or {}
         raw = props.get("name") if isinstance(props, dict) else None
         # GIS tools write null (or an empty string) for an unset attribute: that is no name
-        name = f"region {i + 1}" if raw is None or str(raw).strip() == "" else str(raw)
+        if raw is None or str(raw).strip() == "":
+            auto = max(auto, i + 1)
+            while f"region {auto}" in given or f"region {auto}" in seen:
+                auto += 1
+            name = f"region {auto}"
+        else:
+            name = str(raw)
         if name.strip() in seen:  # "x" and "x " look the same in every table
             raise InvalidInputError(f"{source}: two regions are named {name.strip()!r}")
         seen.add(name.strip())

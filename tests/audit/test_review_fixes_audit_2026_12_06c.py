@@ -47,3 +47,21 @@ def test_find_gaps_refuses_non_finite_boxes() -> None:
     occ = np.array([[0.0, 0.0, np.inf, 10.0]])
     with pytest.raises(InvalidInputError, match="not a finite number"):
         find_gaps(a.xyxy, lay, occupied=occ)
+
+
+# --- automatic region names never take a given one
+
+def test_an_automatic_region_name_skips_the_names_given() -> None:
+    names = [r.name for r in parse_regions({"type": "FeatureCollection", "features": [
+        _feature(_square(0), "region 2"), _feature(_square(20)), _feature(_square(40))]})]
+    assert names == ["region 2", "region 3", "region 4"]
+    names = [r.name for r in parse_regions({"type": "FeatureCollection", "features": [
+        _feature(_square(0)), _feature(_square(20)), _feature(_square(40), "region 1")]})]
+    assert len(set(names)) == 3 and names[2] == "region 1"
+    # without a collision the names stay as they were
+    names = [r.name for r in parse_regions({"type": "FeatureCollection", "features": [
+        _feature(_square(0)), _feature(_square(20), "top"), _feature(_square(40))]})]
+    assert names == ["region 1", "top", "region 3"]
+    with pytest.raises(InvalidInputError, match="two regions are named 'top'"):
+        parse_regions({"type": "FeatureCollection", "features": [
+            _feature(_square(0), "top"), _feature(_square(20), "top")]})
