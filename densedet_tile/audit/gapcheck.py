@@ -48,6 +48,7 @@ _WORK_PRODUCT_PX = 48.0
 _INSET = (0.1, 0.2)
 #: Fewest products of a row (or bay) whose median is the reference.
 _MIN_REFERENCE = 3
+_PLURAL = {"gap": "gaps", "empty shelf": "empty shelves", "empty section": "empty sections"}
 
 
 def _grey(image: Any) -> np.ndarray:
@@ -169,7 +170,7 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
         v = v[np.isfinite(v)]
         return float(np.median(v)) if len(v) >= _MIN_REFERENCE else fallback
 
-    def judge(items: Any, refs: list[float]) -> tuple[Any, ...]:
+    def judge(items: Any, refs: list[float], what: str) -> tuple[Any, ...]:
         """The items (gaps, empty shelves, sections) with their ratio and verdict, each over its
         own reference measure; unjudged where either is missing."""
         if not items:
@@ -180,8 +181,12 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
             if np.isfinite(t) and np.isfinite(ref) and ref > 0:
                 out.append(replace(q, texture=float(t / ref), looks=_verdict(float(t / ref))))
             else:
+                if np.isfinite(t) and not (np.isfinite(ref) and ref > 0):
+                    flat[what] = flat.get(what, 0) + 1  # nothing to compare with: its products show no texture
                 out.append(q)
         return tuple(out)
+
+    flat: dict[str, int] = {}  # what was left unjudged for want of a reference, by kind
 
     parts = []
     for part in result.parts:
@@ -190,12 +195,20 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
             parts.append(part)
             continue
         rows = {r: reference(part.index[part.layout.assignment == r], bay_ref) for r in {g.row for g in part.gaps}}
-        parts.append(replace(part, gaps=judge(part.gaps, [rows[g.row] for g in part.gaps]),
-                             empty_shelves=judge(part.empty_shelves, [bay_ref] * len(part.empty_shelves))))
+        parts.append(replace(part, gaps=judge(part.gaps, [rows[g.row] for g in part.gaps], "gap"),
+                             empty_shelves=judge(part.empty_shelves, [bay_ref] * len(part.empty_shelves), "empty shelf")))
     # a section between two bays: over the products of both
     beside = [[p.index for p in result.parts if p.name in e.between] for e in result.empty_sections]
     both = [reference(np.concatenate(idx), whole) if idx else whole for idx in beside]
-    return replace(result, parts=tuple(parts), empty_sections=judge(result.empty_sections, both))
+    sections = judge(result.empty_sections, both, "empty section")
+    warned = result.warnings
+    if flat:
+        # said once, with the count (as the CLI says products too small to judge): not silently
+        n = sum(flat.values())
+        what = " and ".join(f"{v} {k if v == 1 else _PLURAL[k]}" for k, v in flat.items())
+        warned = (*warned, f"{what} not checked in the photo: the products beside {'it' if n == 1 else 'them'} "
+                  "show no texture to compare with (a flat or blank image there?)")
+    return replace(result, parts=tuple(parts), empty_sections=sections, warnings=warned)
 
 
 def product_px(result: AuditResult, scale: float) -> float:

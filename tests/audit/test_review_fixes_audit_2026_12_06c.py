@@ -65,3 +65,22 @@ def test_an_automatic_region_name_skips_the_names_given() -> None:
     with pytest.raises(InvalidInputError, match="two regions are named 'top'"):
         parse_regions({"type": "FeatureCollection", "features": [
             _feature(_square(0), "top"), _feature(_square(20), "top")]})
+
+
+# --- gaps the pixel check cannot judge are said in one warning
+
+def test_gaps_left_unjudged_by_a_textureless_photo_are_warned_about_once() -> None:
+    a = synthetic_aisle(np.random.default_rng(3), width=2000, n_rows=3)
+    result = run_audit(a.xyxy, a.width, a.height)
+    assert result.gaps
+    flat = np.full((a.height, a.width), 128, np.uint8)  # nothing to compare the gaps with
+    checked = check_gaps(result, flat)
+    assert all(g.looks is None for g in checked.gaps)
+    said = [w for w in checked.warnings if "not checked in the photo" in w]
+    assert len(said) == 1, checked.warnings
+    assert said[0].startswith(f"{len(result.gaps)} gaps")
+    # a photo with texture everywhere: every gap judged, no such warning
+    noisy = np.random.default_rng(0).integers(0, 255, (a.height, a.width), dtype=np.uint8)
+    judged = check_gaps(result, noisy)
+    assert all(g.looks is not None for g in judged.gaps)
+    assert not any("not checked in the photo" in w for w in judged.warnings)
