@@ -773,7 +773,10 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "gaps": len(mine),
                 "gap_width_px": _r(empty),
                 "gap_width_products": _r(sum(g.width_products for g in mine), 2),
-                "empty_share": _r(sum(g.width_px for g in mine if g.kind == "interior") / span, 4),
+                # within the row's own span (a found bay's row filled on by a region's products may
+                # hold a gap between them, beyond its own last product: not of that span)
+                "empty_share": _r(sum(max(0.0, min(g.x2, row.x_end) - max(g.x1, row.x_start))
+                                      for g in mine if g.kind == "interior") / span, 4),
                 "fill": _r(max(0.0, 1.0 - empty / bay_w), 4),
                 **({"facings_per_m": _r(row.count / s.bay_width_m, 2)} if s.bay_width_m else {}),
                 "line": _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H, within),

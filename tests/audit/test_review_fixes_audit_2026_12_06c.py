@@ -84,3 +84,40 @@ def test_gaps_left_unjudged_by_a_textureless_photo_are_warned_about_once() -> No
     judged = check_gaps(result, noisy)
     assert all(g.looks is not None for g in judged.gaps)
     assert not any("not checked in the photo" in w for w in judged.warnings)
+
+
+# --- a row's empty share counts only its own span
+
+def _aisle() -> tuple[np.ndarray, int, int]:
+    from densedet_tile.synth.audit_aisles import synthetic_bays
+
+    a = synthetic_bays(np.random.default_rng(3), n_bays=3, base_width=60)
+    return np.round(a.xyxy, 2), a.width, a.height
+
+
+def _rect(x0: float, y0: float, x1: float, y1: float) -> list:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+def test_empty_share_counts_only_interior_gaps_within_the_rows_own_span() -> None:
+    from densedet_tile.audit.analysis import audit_to_dict
+
+    xyxy, w, h = _aisle()
+    # a region of two pieces over a found bay's shelves: the bay's rows go on through the
+    # region's products, and a gap between the pieces lies beyond a row's own last product
+    regions = parse_regions({"type": "Feature", "properties": {"name": "M"}, "geometry": {
+        "type": "MultiPolygon", "coordinates": [[_rect(611, 0, 1218, 1267)], [_rect(1338, 0, 1945, 1267)]]}})
+    result = run_audit(xyxy, w, h, regions=regions)
+    doc = audit_to_dict(result)
+    rows = {(r["bay"], r["row"]): r for r in doc["rows"]}
+    beyond = 0
+    for b, part in enumerate(result.parts, start=1):
+        for row in part.layout.rows:
+            r = rows[(b, row.index + 1)]
+            assert 0.0 <= r["empty_share"] <= 1.0
+            inside = sum(max(0.0, min(g.x2, row.x_end) - max(g.x1, row.x_start))
+                         for g in part.gaps if g.row == row.index and g.kind == "interior")
+            beyond += any(g.row == row.index and g.kind == "interior" and (g.x1 >= row.x_end or g.x2 <= row.x_start)
+                          for g in part.gaps)
+            assert r["empty_share"] == pytest.approx(inside / (row.x_end - row.x_start), abs=1e-4)
+    assert beyond  # the case the review found is there
