@@ -228,19 +228,25 @@ def _cut_ring(points: Sequence[tuple[float, float]], clip: Any) -> tuple[tuple[f
     ring itself when it lies inside, else the outer ring of the largest piece inside (an
     outline across the image's edge keeps its shape up to the edge: its corners are not pushed
     onto the edge), or () when nothing of it is inside."""
+    rings = _cut_rings(points, clip)
+    return rings[0] if rings else ()
+
+
+def _cut_rings(points: Sequence[tuple[float, float]], clip: Any) -> list[tuple[tuple[float, float], ...]]:
+    """Every piece of the ring ``points`` inside the shapely geometry ``clip``, as outer rings,
+    largest first: ``[points]`` when it lies inside, [] when nothing of it is (a row across a
+    region of several pieces, or across a region's hole, falls in several pieces)."""
     if len(points) < 3:
-        return tuple(points)
+        return [tuple(points)]
     poly = shapely.Polygon(points)
     if not poly.is_valid:  # a row whose top and bottom lines cross inside it
         poly = shapely.make_valid(poly)
     if clip.covers(poly):
-        return tuple((float(x), float(y)) for x, y in points)
+        return [tuple((float(x), float(y)) for x, y in points)]
     cut = poly.intersection(clip)
     pieces = [g for g in getattr(cut, "geoms", [cut]) if g.geom_type == "Polygon" and not g.is_empty and g.area > 0]
-    if not pieces:
-        return ()
-    big = max(pieces, key=lambda g: g.area)
-    return tuple((float(x), float(y)) for x, y in list(big.exterior.coords)[:-1])
+    pieces.sort(key=lambda g: -g.area)
+    return [tuple((float(x), float(y)) for x, y in list(g.exterior.coords)[:-1]) for g in pieces]
 
 
 def _bay_strip(cut: Any, b: int, width: float, height: float) -> Any:
@@ -698,21 +704,48 @@ def _poly(points: Sequence[tuple[float, float]], width: float | None = None,
     return [[_r(min(max(x, 0.0), width)), _r(min(max(y, 0.0), height))] for x, y in points]
 
 
-def _segment(p: tuple[float, float], q: tuple[float, float], width: float, height: float,
-             within: Any = None) -> list[list[float]]:
-    """The segment p-q cut by the image (and by the shapely geometry ``within``, a bay's strip
-    or a region), as [[x, y], [x, y]] (its slope kept); the segment as it is when it misses."""
+def _polys(points: Sequence[tuple[float, float]], width: float, height: float,
+           within: Any = None) -> list[list[list[float]]]:
+    """As :func:`_poly`, but every piece inside (largest first, the first is :func:`_poly`'s):
+    a row across a region of several pieces, or across a region's hole, has one per stretch."""
     clip = shapely.box(0.0, 0.0, width, height)
     if within is not None and not within.is_empty:
         clip = clip.intersection(within)
-    seg = shapely.LineString([p, q]).intersection(clip)
-    if seg.geom_type == "MultiLineString":  # (a region's outline may cut it in pieces: the longest)
-        seg = max(seg.geoms, key=lambda g: g.length)
-    if seg.geom_type == "LineString" and not seg.is_empty:
+    inside = _cut_rings(points, clip)
+    if inside:
+        return [[[_r(x), _r(y)] for x, y in ring] for ring in inside]
+    return [_poly(points, width, height, within)]
+
+
+def _segments(p: tuple[float, float], q: tuple[float, float], width: float, height: float,
+              within: Any = None) -> list[list[list[float]]]:
+    """The pieces of the segment p-q inside the image (and the shapely geometry ``within``),
+    left to right, each as [[x, y], [x, y]]; [] when it misses."""
+    clip = shapely.box(0.0, 0.0, width, height)
+    if within is not None and not within.is_empty:
+        clip = clip.intersection(within)
+    cut = shapely.LineString([p, q]).intersection(clip)
+    out = []
+    for seg in getattr(cut, "geoms", [cut]):
+        if seg.geom_type != "LineString" or seg.is_empty or seg.length <= 0:
+            continue
         (x0, y0), (x1, y1) = seg.coords[0], seg.coords[-1]
         if (x1, y1) < (x0, y0):
             (x0, y0), (x1, y1) = (x1, y1), (x0, y0)
-        return [[_r(x0), _r(y0)], [_r(x1), _r(y1)]]
+        out.append(((x0, y0), (x1, y1)))
+    out.sort()
+    return [[[_r(x0), _r(y0)], [_r(x1), _r(y1)]] for (x0, y0), (x1, y1) in out]
+
+
+def _segment(p: tuple[float, float], q: tuple[float, float], width: float, height: float,
+             within: Any = None) -> list[list[float]]:
+    """The segment p-q cut by the image (and by the shapely geometry ``within``, a bay's strip
+    or a region), as [[x, y], [x, y]] (its slope kept): from the start of its first piece
+    inside to the end of its last (a region of several pieces, or with a hole, cuts it in
+    pieces: :func:`_segments` gives each); the segment as it is when it misses."""
+    pieces = _segments(p, q, width, height, within)
+    if pieces:
+        return [pieces[0][0], pieces[-1][1]]
     return [[_r(p[0]), _r(p[1])], [_r(q[0]), _r(q[1])]]
 
 
@@ -753,9 +786,15 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
         within = part_clip(part)
         for row in lay.rows:
             mine = [g for g in part.gaps if g.row == row.index]
-            outline = _poly(row.polygon, W, H, within)
-            x_lo = max(row.x_start, min(x for x, _ in outline)) if outline else row.x_start
-            x_hi = min(row.x_end, max(x for x, _ in outline)) if outline else row.x_end
+            # a row across a region of several pieces (or around its hole) is in several pieces
+            # too: ``polygon`` the largest, ``pieces`` all of them; its ends span them all
+            cut = _polys(row.polygon, W, H, within)
+            outline = cut[0]
+            xs_all = [x for ring in cut for x, _ in ring]
+            x_lo = max(row.x_start, min(xs_all)) if xs_all else row.x_start
+            x_hi = min(row.x_end, max(xs_all)) if xs_all else row.x_end
+            shelf = ((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]))
+            lines = _segments(*shelf, W, H, within)
             xm = (row.x_start + row.x_end) / 2
             span = max(row.x_end - row.x_start, 1e-9)
             empty = sum(g.width_px for g in mine)
@@ -779,8 +818,10 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                                       for g in mine if g.kind == "interior") / span, 4),
                 "fill": _r(max(0.0, 1.0 - empty / bay_w), 4),
                 **({"facings_per_m": _r(row.count / s.bay_width_m, 2)} if s.bay_width_m else {}),
-                "line": _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H, within),
+                "line": _segment(*shelf, W, H, within),
+                **({"lines": lines} if len(lines) > 1 else {}),
                 "polygon": outline,
+                **({"pieces": cut} if len(cut) > 1 else {}),
             })
         for g in part.gaps:
             outline = _poly(g.polygon, W, H, within)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageReadError, InvalidInputError
-from .analysis import AuditResult, _poly, _segment, part_clip
+from .analysis import AuditResult, _poly, _polys, _segment, _segments, part_clip
 
 __all__ = ["preview_scale", "render_preview", "render_html", "load_preview_image", "PREVIEW_MAX_WIDTH",
            "PREVIEW_MAX_HEIGHT"]
@@ -90,14 +90,17 @@ def render_preview(
     W, H = float(result.width), float(result.height)
     clips = [part_clip(part) for part in result.parts]
     # each row's outline cut as the JSON cuts it (at the bay's cuts, at the region), per part
-    outlines = [[_poly(row.polygon, W, H, within) for row in part.layout.rows]
+    # (every piece of a row across a region of several pieces, or around a region's hole)
+    outlines = [[_polys(row.polygon, W, H, within) for row in part.layout.rows]
                 for part, within in zip(result.parts, clips)]
     for part, within, cut in zip(result.parts, clips, outlines):
-        for row, outline in zip(part.layout.rows, cut):
-            poly = [(x * s, y * s) for x, y in outline]
-            d.line(poly + poly[:1], fill=(40, 90, 235, 200), width=lw)
-            line = _segment((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]), W, H, within)
-            d.line([(x * s, y * s) for x, y in line], fill=ROW_COLOUR + (255,), width=max(2, 2 * lw))
+        for row, pieces in zip(part.layout.rows, cut):
+            for outline in pieces:
+                poly = [(x * s, y * s) for x, y in outline]
+                d.line(poly + poly[:1], fill=(40, 90, 235, 200), width=lw)
+            shelf = ((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]))
+            for line in _segments(*shelf, W, H, within) or [_segment(*shelf, W, H, within)]:
+                d.line([(x * s, y * s) for x, y in line], fill=ROW_COLOUR + (255,), width=max(2, 2 * lw))
     def mark(poly: list[tuple[float, float]], looks: str | None, fill_alpha: int, width: int,
              label: str | None = None) -> None:
         """Red where the gap looks empty in the photo (or was not looked at), orange where the look
@@ -130,8 +133,8 @@ def render_preview(
             x0 = min(x for x, _ in ring)
             y0 = min(y for x, y in ring if x <= x0 + 0.5 * (max(x for x, _ in ring) - x0))
             tag(x0, y0 - label_h, part.name or f"bay {b}", (0, 150, 170, 230))
-        for row, outline in zip(part.layout.rows, outlines[b - 1]):  # the label inside the row as drawn
-            x0 = max(row.x_start, min((x for x, _ in outline), default=row.x_start))
+        for row, pieces in zip(part.layout.rows, outlines[b - 1]):  # the label inside the row as drawn
+            x0 = max(row.x_start, min((x for outline in pieces for x, _ in outline), default=row.x_start))
             x, y = x0 * s, float(row.bottom_at(x0) + row.top_at(x0)) / 2 * s
             if float(row.bottom_at(x0) - row.top_at(x0)) * s < label_h:
                 continue  # a label taller than its row (a long panorama shrunk) would hide the rows

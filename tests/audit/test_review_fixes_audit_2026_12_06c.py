@@ -121,3 +121,57 @@ def test_empty_share_counts_only_interior_gaps_within_the_rows_own_span() -> Non
                           for g in part.gaps)
             assert r["empty_share"] == pytest.approx(inside / (row.x_end - row.x_start), abs=1e-4)
     assert beyond  # the case the review found is there
+
+
+# --- a region of several pieces: its rows describe every piece
+
+def _two_pieces() -> list:
+    return parse_regions({"type": "Feature", "properties": {"name": "two"}, "geometry": {
+        "type": "MultiPolygon", "coordinates": [[_rect(3040, 100, 4000, 1100)], [_rect(4100, 100, 4900, 1100)]]}})
+
+
+def _blue(jpeg: bytes, x0: float, x1: float, scale: float) -> int:
+    import io
+
+    from PIL import Image
+
+    px = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(int)
+    band = px[:, int(x0 * scale):int(x1 * scale)]
+    r, g, b = band[..., 0], band[..., 1], band[..., 2]
+    return int(np.count_nonzero((b > 170) & (r < 90) & (g < 130)))
+
+
+def test_rows_of_a_region_of_several_pieces_cover_every_piece() -> None:
+    import shapely
+
+    from densedet_tile.audit.analysis import audit_to_dict
+    from densedet_tile.audit.report import render_preview
+
+    xyxy, w, h = _aisle()
+    result = run_audit(xyxy, w, h, regions=_two_pieces())
+    doc = audit_to_dict(result)
+    part = result.parts[0]
+    assert part.kind == "region" and len(part.layout.rows) >= 3
+    cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
+    across = 0
+    for row in part.layout.rows:
+        r = next(q for q in doc["rows"] if q["bay"] == 1 and q["row"] == row.index + 1)
+        pieces = r.get("pieces", [r["polygon"]])
+        assert r["polygon"] == pieces[0]  # (the largest: as before)
+        shape = shapely.union_all([shapely.Polygon(p) for p in pieces]).buffer(0.5)
+        mine = part.index[part.layout.assignment == row.index]
+        # every product of the row stands in its outline, in whichever piece
+        assert shapely.covers(shape, shapely.points(cx[mine], cy[mine])).all()
+        assert r["x_start"] == pytest.approx(row.x_start, abs=0.06) and r["x_end"] == pytest.approx(row.x_end, abs=0.06)
+        for g in (q for q in doc["gaps"] if q["bay"] == 1 and q["row"] == row.index + 1):
+            assert shape.buffer(0.1).covers(shapely.Polygon(g["polygon"]))
+        if row.x_start < 4000 and row.x_end > 4100:
+            across += 1
+            assert len(pieces) == 2 and len(r["lines"]) == 2
+            assert r["lines"][0][1][0] == pytest.approx(4000, abs=0.1) and r["lines"][1][0][0] == pytest.approx(4100, abs=0.1)
+            assert r["line"][0] == r["lines"][0][0] and r["line"][1] == r["lines"][1][1]
+    assert across >= 2
+    # the preview draws the rows in both pieces
+    jpeg, _, _, scale = render_preview(result, None, max_width=2500)
+    assert _blue(jpeg, 4150, 4850, scale) > 0.1 * _blue(jpeg, 3100, 3950, scale) > 0
+    assert _blue(jpeg, 4010, 4090, scale) == 0  # (nor between them)
