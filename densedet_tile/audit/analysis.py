@@ -138,6 +138,9 @@ class AuditPart:
     strip: Any = field(default=None, repr=False)
     #: Whole shelves empty between two of its rows (see :func:`~densedet_tile.audit.gaps.find_empty_shelves`).
     empty_shelves: tuple[EmptyShelf, ...] = ()
+    #: A region's holes (rings of its pieces' interiors, inside the image): its rows, gaps and
+    #: empty shelves stop at them as at its outline (what stands there is not the region's).
+    holes: tuple[tuple[tuple[float, float], ...], ...] = ()
 
     @property
     def rings(self) -> tuple[tuple[tuple[float, float], ...], ...]:
@@ -405,10 +408,10 @@ def run_audit(
             # a region's rows end where its products do, not at its outline: an end gap past the
             # outline (an L-shaped region, a sloping edge) stops there, as a bay's at its cuts
             gaps = _gaps_cut(_gaps_inside(gaps, r.geometry), r.geometry, s.gap_k)
-            rings = _rings_in_image(r.geometry, width, height)
+            rings, holes = _rings_in_image(r.geometry, width, height)
             given.append(AuditPart(r.name, idx, lay, gaps, "region", rings[0], ("region", "region"),
                                    area=r.area * float(shares[i]), pieces=rings if len(rings) > 1 else (),
-                                   empty_shelves=_gaps_inside(shelves, r.geometry)))
+                                   empty_shelves=_gaps_inside(shelves, r.geometry), holes=holes))
         held = members.per_box()
         rest = np.flatnonzero(held == 0)
         geoms = np.array([r.geometry for r in regs], dtype=object)
@@ -659,27 +662,38 @@ def _gaps_inside(gaps: tuple[Any, ...], geometry: Any, *, keep_inside: bool = Tr
     return tuple(g for g, k in zip(gaps, keep.tolist()) if k)
 
 
-def _rings_in_image(geometry: Any, width: int, height: int) -> tuple[tuple[tuple[float, float], ...], ...]:
+def _rings_in_image(geometry: Any, width: int, height: int
+                    ) -> tuple[tuple[tuple[tuple[float, float], ...], ...], tuple[tuple[tuple[float, float], ...], ...]]:
     """The outer rings of a region's pieces inside the ``width`` x ``height`` image, largest
-    first; a region wholly outside keeps its own rings, every piece's (it is warned about)."""
+    first, and the rings of their holes there; a region wholly outside keeps its own rings,
+    every piece's (it is warned about)."""
     def pieces(g: Any) -> list[Any]:
         return sorted((p for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and p.area > 0),
                       key=lambda p: -p.area)
+
+    def ring(r: Any) -> tuple[tuple[float, float], ...]:
+        return tuple((float(x), float(y)) for x, y in r.coords[:-1])
 
     x0, y0, x1, y1 = geometry.bounds
     within = x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height  # nothing to cut (most regions)
     inside = pieces(geometry if within else shapely.intersection(geometry, shapely.box(0, 0, width, height)))
     chosen = inside or pieces(geometry)
-    return tuple(tuple((float(x), float(y)) for x, y in p.exterior.coords[:-1]) for p in chosen)
+    return (tuple(ring(p.exterior) for p in chosen),
+            tuple(ring(h) for p in chosen for h in p.interiors if len(h.coords) >= 4))
 
 
 def part_clip(part: AuditPart) -> Any:
     """The shapely geometry a part's rows, gaps and empty shelves stop at, in the JSON and in
-    the preview alike: a region's outline (its products' boxes may reach past it), a found
+    the preview alike: a region's outline less its holes (its products' boxes may reach past it), a found
     bay's strip between the cuts beside it (None: the whole image)."""
     if part.kind == "region":
         rings = [shapely.Polygon(r) for r in part.rings if len(r) >= 3]
-        return shapely.make_valid(shapely.union_all(rings)) if rings else None
+        if not rings:
+            return None
+        shape = shapely.make_valid(shapely.union_all(rings))
+        holes = [shapely.Polygon(h) for h in part.holes if len(h) >= 3]
+        # its holes cut its rows too (another part's products stand there)
+        return shapely.make_valid(shapely.difference(shape, shapely.union_all(holes))) if holes else shape
     return part.strip
 
 

@@ -175,3 +175,36 @@ def test_rows_of_a_region_of_several_pieces_cover_every_piece() -> None:
     jpeg, _, _, scale = render_preview(result, None, max_width=2500)
     assert _blue(jpeg, 4150, 4850, scale) > 0.1 * _blue(jpeg, 3100, 3950, scale) > 0
     assert _blue(jpeg, 4010, 4090, scale) == 0  # (nor between them)
+
+
+# --- a region's hole cuts its rows
+
+def test_a_regions_hole_cuts_its_rows() -> None:
+    import shapely
+
+    from densedet_tile.audit.analysis import audit_to_dict, part_clip
+
+    xyxy, w, h = _aisle()
+    hole = _rect(600, 580, 900, 1130)
+    regions = parse_regions({"type": "Feature", "properties": {"name": "holed"}, "geometry": {
+        "type": "Polygon", "coordinates": [_rect(80, 540, 1600, 1170), hole]}})
+    result = run_audit(xyxy, w, h, regions=regions)
+    doc = audit_to_dict(result)
+    part = result.parts[0]
+    assert part.kind == "region" and part.layout.rows
+    cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
+    in_hole = shapely.contains_xy(shapely.Polygon(hole), cx, cy)
+    assert in_hole.sum() >= 5  # products stand in the hole (another part's)
+    through = 0
+    for row in part.layout.rows:
+        r = next(q for q in doc["rows"] if q["bay"] == 1 and q["row"] == row.index + 1)
+        shape = shapely.union_all([shapely.Polygon(p) for p in r.get("pieces", [r["polygon"]])])
+        assert shape.intersection(shapely.Polygon(hole)).area < 1.0
+        inside = shapely.covers(shape.buffer(0.5), shapely.points(cx, cy))
+        mine = part.index[part.layout.assignment == row.index]
+        assert inside[mine].all()
+        assert not (inside & in_hole).any()  # the hole's products are not drawn in the region's row
+        through += row.x_start < 600 and row.x_end > 900
+    assert through >= 1
+    # the preview cuts the rows with the same outline
+    assert part_clip(part).intersection(shapely.Polygon(hole)).area == pytest.approx(0, abs=1e-6)
