@@ -24,7 +24,7 @@ from ..errors import InvalidInputError
 from ..types import _plain_numbers
 from .bays import find_bays
 from .boxes import as_boxes
-from .gaps import DEFAULT_GAP_K, EmptyShelf, Gap, find_empty_shelves, find_gaps
+from .gaps import DEFAULT_GAP_K, MIN_GAP_PX, EmptyShelf, Gap, find_empty_shelves, find_gaps
 from .heatmap import DensityGrid, density_grid
 from .regions import Region, inside_shares, overlapping_regions, region_members
 from .rows import RowLayout, find_rows
@@ -382,6 +382,13 @@ def run_audit(
             outline = _cut_ring(outline, clip) or outline
             if cut is not None and cut.n_bays > 1 and gaps:
                 gaps = _gaps_cut(gaps, clip, s.gap_k)  # a gap stops at the bay's cuts too
+            if gaps:
+                # ... and at the bay's own columns (its outline's ends): a region's products within
+                # an end stretch's reach of them make the stretch up to the bay's first product
+                # one between two products, beginning beyond the bay; the part inside is its gap
+                x0, x1 = float(a[g, 0].min()), float(a[g, 2].max())
+                gaps = _gaps_cut(gaps, shapely.box(x0, -1.0 - height, x1, 2.0 * height + 1.0), s.gap_k,
+                                 keep_narrow=True)
             out.append(AuditPart(name + (" (found)" if name in taken else ""), g, lay, gaps, "bay",
                                  outline, (left, right), strip=clip if cut is not None and cut.n_bays > 1 else None,
                                  empty_shelves=shelves))
@@ -580,14 +587,15 @@ def _split_by(idx: np.ndarray, group: np.ndarray, n: int) -> list[np.ndarray]:
     return np.split(idx[order], np.cumsum(np.bincount(group, minlength=n))[:-1])
 
 
-def _gaps_cut(gaps: tuple[Gap, ...], strip: Any, gap_k: float) -> tuple[Gap, ...]:
+def _gaps_cut(gaps: tuple[Gap, ...], strip: Any, gap_k: float, *, keep_narrow: bool = False) -> tuple[Gap, ...]:
     """The gaps of a found bay cut at its strip (the columns between the cuts beside it). A
     bay's fixture ends were its boxes' extent, so a box reaching across an upright (a price rail,
     a stray box) stretched a row's end gap into the next bay: its polygon was clipped when
     written, but not its ends and widths (a gap from x 0 to 2192 in a bay starting at 2136, and
     the summed gap widths 8 times too large). Ends and widths shrink with the polygon's
     extent; a gap left narrower than ``gap_k`` of its products, or with nothing inside the strip,
-    is dropped."""
+    is dropped (with ``keep_narrow``, only one left no wider than
+    :data:`~densedet_tile.audit.gaps.MIN_GAP_PX`)."""
     out = []
     for g in gaps:
         poly = shapely.Polygon(g.polygon)
@@ -606,7 +614,7 @@ def _gaps_cut(gaps: tuple[Gap, ...], strip: Any, gap_k: float) -> tuple[Gap, ...
             out.append(g)  # wholly inside: as it was
             continue
         share = (x2 - x1) / max(g.x2 - g.x1, 1e-9)
-        if x2 <= x1 or g.width_products * share < gap_k:
+        if x2 - x1 <= (MIN_GAP_PX if keep_narrow else 0.0) or (not keep_narrow and g.width_products * share < gap_k):
             continue
         ring = _ring_of(piece)
         xs, ys = [x for x, _ in ring], [y for _, y in ring]

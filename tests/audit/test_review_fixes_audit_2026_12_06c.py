@@ -208,3 +208,33 @@ def test_a_regions_hole_cuts_its_rows() -> None:
     assert through >= 1
     # the preview cuts the rows with the same outline
     assert part_clip(part).intersection(shapely.Polygon(hole)).area == pytest.approx(0, abs=1e-6)
+
+
+# --- a found bay's gap stays within the bay and its row
+
+def test_a_found_bays_gap_beside_a_region_stops_at_the_bays_end() -> None:
+    import shapely
+
+    from densedet_tile.audit.analysis import audit_to_dict
+
+    xyxy, w, h = _aisle()
+    # found bays in a region's hole and between a region's two pieces: the regions' products
+    # beside them fill their rows' ends
+    regions = parse_regions({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "holed"}, "geometry": {
+            "type": "Polygon", "coordinates": [_rect(80, 540, 1600, 1170), _rect(600, 580, 900, 1130)]}},
+        {"type": "Feature", "properties": {"name": "multi"}, "geometry": {
+            "type": "MultiPolygon", "coordinates": [[_rect(1605, 500, 2200, 1130)], [_rect(2500, 500, 3035, 1130)]]}}]})
+    result = run_audit(xyxy, w, h, regions=regions)
+    doc = audit_to_dict(result)
+    found = [b for b in doc["bays"] if b["kind"] == "bay"]
+    assert found and any(g["bay"] == b["bay"] for b in found for g in doc["gaps"])
+    for b in found:
+        bay = shapely.Polygon(b["polygon"]).buffer(0.1)
+        for g in (q for q in doc["gaps"] if q["bay"] == b["bay"]):
+            row = next(r for r in doc["rows"] if r["bay"] == b["bay"] and r["row"] == g["row"])
+            gap = shapely.Polygon(g["polygon"])
+            assert b["x_start"] - 0.05 <= g["x1"] < g["x2"] <= b["x_end"] + 0.05, (b, g)
+            assert bay.covers(gap), g
+            assert shapely.Polygon(row["polygon"]).buffer(0.1).covers(gap), g
+            assert g["width_px"] == pytest.approx(g["x2"] - g["x1"], abs=0.15)

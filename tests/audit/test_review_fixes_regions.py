@@ -291,13 +291,15 @@ def _four_shelves(skip: dict[int, set[int]], n: int = 38) -> np.ndarray:
 def test_an_empty_stretch_across_a_regions_edge_is_a_gap_once():
     # two products missing either side of the region's edge at x=1000: an end of the region's row
     # (67 px) and an end of the bay's beside it (52 px), each too short for an end gap, so nobody
-    # reported the 108 px hole (an outside review); the bay reports it, the region does not
+    # reported the 108 px hole (an outside review); the bay reports it, the region does not, from
+    # the bay's first column (x 989, its products' left end on the other shelves) on: a gap never
+    # runs past its bay's end (a later outside review)
     boxes = _four_shelves({1: {18, 19}})
     whole = run_audit(boxes, 2000, 520)
     assert [(g.kind, g.x1, g.x2) for p in whole.parts for g in p.gaps] == [("interior", 933.0, 1041.0)]
     res = run_audit(boxes, 2000, 520, regions=parse_regions(_fc(("left", _box_ring(0, 0, 1000, 520)))))
     found = [(p.name, g.kind, g.x1, g.x2) for p in res.parts for g in p.gaps]
-    assert found == [("bay 2", "interior", 933.0, 1041.0)]
+    assert found == [("bay 2", "interior", 989.0, 1041.0)]
     # products up to the edge on both sides: nothing to report, on either side
     res = run_audit(_four_shelves({}), 2000, 520, regions=parse_regions(_fc(("left", _box_ring(0, 0, 1000, 520)))))
     assert [g for p in res.parts for g in p.gaps] == []
