@@ -314,7 +314,10 @@ def read_labels(path: Path, width: int, height: int) -> np.ndarray:
 #: than a 3264x2448 one, and a small image into small ones): of the scale, its source is kept.
 #: What was asked of those (the tile, overlap and input size before the rule) is compared in the
 #: request each cached JSON records (:func:`default_request`).
-_RUN_ONLY = ("batch_size", "final_batch_size", "device", "scale", "tile", "overlap", "input_size")
+#: settings a run decides for each image (the merge's pixel tolerances follow the scale the
+#: photo is shown at: pipeline.merge_at_model_scale); what was asked of them is compared
+#: through the recorded request instead
+_RUN_ONLY = ("batch_size", "final_batch_size", "device", "scale", "tile", "overlap", "input_size", "merge")
 
 
 def default_request() -> dict[str, Any]:

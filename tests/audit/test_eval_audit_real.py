@@ -133,10 +133,16 @@ def test_cached_detections_of_another_engine_are_named(ev, tmp_path):
     (tmp_path / "a.detections.json").write_text(json.dumps(doc))
     assert ev.check_cached(tmp_path, ["a"], current) is None
     doc = json.loads((tmp_path / "a.detections.json").read_text())
-    doc["settings"]["merge"]["edge_tol"] = 8.0
+    # the merge's tolerances as they ran follow the photo's scale (a run-only setting); what was
+    # asked of the merge is compared through the request
+    doc["settings"]["merge"]["edge_tol"] = 19.77
+    (tmp_path / "a.detections.json").write_text(json.dumps(doc))
+    assert ev.check_cached(tmp_path, ["a"], current) is None
+    doc["settings"]["requested"]["job"]["merge"]["edge_tol"] = 8.0
     (tmp_path / "a.detections.json").write_text(json.dumps(doc))
     why = ev.check_cached(tmp_path, ["a"], current)
-    assert why is not None and "a.detections.json" in why and "other settings" in why and "merge" in why
+    assert why is not None and "a.detections.json" in why and "merge.edge_tol" in why
+    doc["settings"]["requested"]["job"]["merge"]["edge_tol"] = 16.0
     doc["settings"]["merge"]["edge_tol"] = 16.0
     doc["model"]["info"]["precision"] = "fp32"
     (tmp_path / "a.detections.json").write_text(json.dumps(doc))
