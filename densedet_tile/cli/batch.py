@@ -152,7 +152,14 @@ def _system_error_text(out: str, exc: OSError) -> str:
 
 
 def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> int:
+    counted = []  # whether the AP-threshold warning was said: with the first image detected
+
     def show(rec: dict[str, Any]) -> None:
+        if rec["status"] == "ok" and not counted:
+            # (as detect says it, once the detector is built and counts: not before a usage
+            # error, a detector that cannot be built, or a run whose images were all done)
+            counted.append(True)
+            warn_ap_threshold(args)
         if args.quiet and rec["status"] != "error":
             return
         name = shown_name(Path(rec["input"]).name)
@@ -168,7 +175,6 @@ def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> 
         tiling, merge, run = specs_from_args(args)
         job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview,
                   yolo_scores=args.yolo_scores)
-        warn_ap_threshold(args)
         summary = run_batch(
             args.inputs, args.out, detector=detector_spec_from_args(args), job=job, ray=args.ray,
             workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,

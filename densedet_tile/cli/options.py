@@ -345,10 +345,13 @@ COUNTING_THR_FLOOR = 0.1
 
 def warn_ap_threshold(args: argparse.Namespace) -> None:
     """Say once that a run counts at an adapter's own AP-evaluation threshold (0.05 for the mmdet,
-    ONNX and torchvision adapters) because no ``--score-thr`` was given: its count and count
-    range then hold every doubtful box (a DenseDet model's count at 0.05 is several times the
-    shelf's). The built-in model and the YOLO adapter serve at thresholds meant for counting."""
+    ONNX and torchvision adapters) because no threshold was given (``--score-thr``, or the
+    ``score_thr`` detector option, which the adapters take too): its count then holds every
+    doubtful box, and it gets no count range. The built-in model and the YOLO adapter serve at
+    thresholds meant for counting."""
     if getattr(args, "score_thr", None) is not None or args.detector not in ("mmdet", "onnx", "torchvision"):
+        return
+    if "score_thr" in dict(getattr(args, "detector_option", None) or ()):
         return
     import importlib
     import inspect

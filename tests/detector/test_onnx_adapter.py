@@ -532,3 +532,34 @@ def test_a_run_counting_at_the_adapters_ap_threshold_is_told_so(tmp_path, model_
     said = run()
     assert len(said) == 1 and "--score-thr" in said[0] and "0.05" in said[0]
     assert run("--score-thr", "0.05") == []  # asked for: the user chose it
+
+
+def test_the_ap_threshold_warning_knows_the_threshold_given_as_a_detector_option(tmp_path, model_64x96):
+    # the adapters take score_thr as a detector option too: a run at 0.5 was told it counted at 0.05
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    img = tmp_path / "shelf.png"
+    Image.fromarray(red_tile(200, 300, (100, 30, 140, 70))).save(img)
+    r = subprocess.run([sys.executable, "-m", "densedet_tile", str(img), "--detector", "onnx", "--checkpoint",
+                        model_64x96, "--device", "cpu", "--tile", "128", "--detector-option", "score_thr=0.5",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "meant for AP evaluation" not in r.stderr
+
+
+def test_batch_says_the_ap_threshold_warning_only_once_it_counts(tmp_path, model_64x96):
+    # not before a usage error or a detector that cannot be built, as detect
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    img = tmp_path / "shelf.png"
+    Image.fromarray(red_tile(200, 300, (100, 30, 140, 70))).save(img)
+    r = subprocess.run([sys.executable, "-m", "densedet_tile", "batch", str(img), "--detector", "onnx",
+                        "--checkpoint", str(tmp_path / "missing.onnx"), "--device", "cpu", "--ray", "none",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "meant for AP evaluation" not in r.stderr, r.stderr[-2000:]
