@@ -303,16 +303,18 @@ def _warn_small_products(result: ImageResult, target: float | None, zoom: float)
 #: left 27 seam fragments of 575 products at scale 0.2 and 68 at 0.1 with 16 image px, none with
 #: the floor; the merge then works as at the usual scale (an outside review).
 MIN_MODEL_TOL_PX = 8.0
+_TOL_CEILING = 9999.0  # MergeSpec's pixel tolerances are under 10000
 
 
 def merge_at_model_scale(merge: MergeSpec, tiles: Sequence[Tile], input_size: int | None) -> MergeSpec:
     """``merge`` with its pixel tolerances raised to :data:`MIN_MODEL_TOL_PX` model pixels where
     the tiles reach the model shrunk (``input_size``: the side each tile is resized to; None, a
     detector that sees tiles at their size: unchanged). Never lowered."""
-    if not input_size or not tiles or merge.mode == "none":
+    if not input_size or len(tiles) < 2 or merge.mode == "none":  # (one tile: no seam to merge across)
         return merge
     zoom = input_size / max(max(t.w, t.h) for t in tiles)  # model pixels per image pixel, full tiles
-    floor = math.ceil(100 * MIN_MODEL_TOL_PX / zoom) / 100
+    # (under MergeSpec's own ceiling: a 20000 px tile shown at 16 px asked for 10000)
+    floor = min(math.ceil(100 * MIN_MODEL_TOL_PX / zoom) / 100, _TOL_CEILING)
     if floor <= merge.edge_tol and floor <= merge.seam_tol:
         return merge
     return replace(merge, edge_tol=max(merge.edge_tol, floor), seam_tol=max(merge.seam_tol, floor))

@@ -286,10 +286,11 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nms-iou", type=fraction(0.0, 1.0, lo_open=True), default=merge.nms_iou, metavar="X",
                    help="IoU of the final cross-tile NMS (default: %(default)s)")
     g.add_argument("--edge-tol", type=_merge_px, default=merge.edge_tol, metavar="PX",
-                   help="a box side this close to an interior tile edge counts as cut (default: %(default)s)")
+                   help="a box side this close (image px) to an interior tile edge counts as cut; raised to 8 "
+                   "model px where tiles reach the model shrunk more than by half (default: %(default)s)")
     g.add_argument("--seam-tol", type=_merge_px, default=merge.seam_tol, metavar="PX",
                    help="how far box sides may disagree across a seam and still be one product; "
-                   "about twice the detector's box noise (default: %(default)s)")
+                   "about twice the detector's box noise; raised as --edge-tol is (default: %(default)s)")
     g.add_argument("--merge-class-agnostic", action="store_true",
                    help="match and suppress boxes across tiles whatever their labels")
     g.add_argument("--batch-size", type=positive_int, default=None, metavar="N",

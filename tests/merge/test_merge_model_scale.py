@@ -92,3 +92,16 @@ def test_the_tolerances_are_never_lowered_and_left_alone_at_the_usual_scale():
     assert merge_at_model_scale(spec, tiles, None) == spec  # a detector that sees tiles at their size
     shrunk = merge_at_model_scale(dt.MergeSpec(edge_tol=4, seam_tol=40), tiles, 256)
     assert shrunk.edge_tol == 40 and shrunk.seam_tol == 40
+
+
+def test_a_huge_shrink_stays_within_the_merge_specs_limits_and_one_tile_is_left_alone():
+    # a 20000 px tile shown at 16 px asked for 10000 px of tolerance, which MergeSpec refuses,
+    # after every tile had run
+    from densedet_tile.pipeline import merge_at_model_scale
+    from densedet_tile.tiler import make_grid
+
+    tiles = make_grid(40000, 2000, dt.TileSpec(tile=20000, overlap=0.2))
+    spec = merge_at_model_scale(dt.MergeSpec(), tiles, 16)
+    assert 0 < spec.edge_tol < 10000 and 0 < spec.seam_tol < 10000
+    one = make_grid(3000, 2000, dt.TileSpec(tile=4000))
+    assert len(one) == 1 and merge_at_model_scale(dt.MergeSpec(), one, 256) == dt.MergeSpec()
