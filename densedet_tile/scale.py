@@ -323,9 +323,11 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
         t, r = _apply(tiling, run, detector, run.scale, width, height)
         t = _kept_overlap(tiling, t, MergeSpec() if merge is None else merge)
         if tiling.tile != TileSpec().tile and t.tile != tiling.tile:  # a tile that was asked for
+            # (the side this run resizes each tile to: the model's own, or the one the scale set,
+            # e.g. an image smaller than the tile shown whole at 0.5: 408 px for an 816 px image)
             log.warning("%s: tile %d replaced by %d px: the model sees each tile at %d px, so the scale sets "
                         "the tile; give the tile or the scale, not both", src.name, tiling.tile, t.tile,
-                        input_size_of(detector))
+                        r.input_size if r.input_size is not None else input_size_of(detector))
         return ScaleChoice(t, r, {"source": "given", "value": run.scale})
     measured = _measured_boxes(detector, run, measure_thr)
     if auto:
