@@ -6,7 +6,8 @@ one of two ways (besides ``input_size``, the side its input is resized to):
 * ``product_size``: the typical product height, in model-input pixels, of its training data
   (the built-in model: about 80 px). With ``TileSpec(tile="auto")`` the engine measures the
   products' height in the image with a few probe windows and picks the scale that brings them
-  to that size;
+  to that size (a detector that declares none runs as without ``auto``, with a warning: there is
+  no size to bring them to);
 * ``photo_scale(width, height)``: the rule its training applied to a whole photo (DenseDet:
   ``min(3000 / long side, 1800 / short side)``). Used for photo-like images (longer side at
   most twice the shorter) when the caller sets no scale and does not ask for ``auto``: a
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -306,7 +309,9 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
     In order: an explicit ``run.input_size`` wins (tiles are resized to it, as given);
     ``run.scale``; ``tiling.tile == "auto"`` (products measured, see
     :func:`estimate_product_height`; overlap raised to cover a typical product, and to the
-    ``seam_overlap_px`` of ``merge``, default :class:`MergeSpec`); the
+    ``seam_overlap_px`` of ``merge``, default :class:`MergeSpec`), for a detector that declares a
+    ``product_size`` (one that does not runs as with the default tile, photo rule included,
+    warned once per detector, and ``info["asked"]`` is ``"auto"``); the
     detector's ``photo_scale`` rule for photo-like images (tiles it makes smaller than the one
     asked for keep such an overlap too, as tiles a given scale shrinks do, see :func:`photo_rule_specs`);
     else the tiling as given.
@@ -330,8 +335,20 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
                         r.input_size if r.input_size is not None else input_size_of(detector))
         return ScaleChoice(t, r, {"source": "given", "value": run.scale})
     measured = _measured_boxes(detector, run, measure_thr)
-    if auto:
+    if auto and product_size_of(detector) is not None:
         return _auto(src, detector, tiling, run, MergeSpec() if merge is None else merge, measured)
+    if auto:
+        # nothing to bring the products to: the run is the one without auto (an outside review:
+        # a detector shaped like the mmdet adapter, whose photo rule counted 253 of a phone
+        # photo's 253 products, counted 224 with auto's default tile, and 136 of 209 on a small copy)
+        _say_no_product_size(src, detector)
+        choice = choose_scale(src, detector, replace(tiling, tile=TileSpec().tile), run, merge,
+                              measure_thr=measure_thr)
+        note = (f"tile auto asked, but the detector declares no product_size, so auto cannot pick a scale: "
+                f"{'its photo rule' if choice.info['source'] == 'photo rule' else 'the default tile'} used")
+        info = {**choice.info, "asked": "auto",
+                "note": f"{choice.info['note']}; {note}" if "note" in choice.info else note}
+        return ScaleChoice(choice.tiling, choice.run, info)
     rule = photo_scale_of(detector, width, height)
     if rule is not None and max(width, height) <= PHOTO_ASPECT_MAX * min(width, height):
         info: dict[str, Any] = {"source": "photo rule", "value": round(rule, 6)}
@@ -509,6 +526,28 @@ def _seam_overlap(tiling: TileSpec, merge: MergeSpec, least_px: float = 0.0) -> 
     return replace(tiling, overlap=need) if need > tiling.overlap else tiling
 
 
+#: Detectors already told about (:func:`_say_no_product_size`), held weakly.
+_TOLD: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_TOLD_LOCK = threading.Lock()
+
+
+def _say_no_product_size(src: Any, detector: Any) -> None:
+    """Warn, once per detector object (each image where one cannot be remembered), that
+    ``tile="auto"`` falls back for it: it declares no ``product_size``, the size auto brings the
+    products to."""
+    try:
+        with _TOLD_LOCK:
+            if detector in _TOLD:
+                return
+            _TOLD.add(detector)
+    except TypeError:  # (not weakly referable, or unhashable)
+        pass
+    log.warning("%s: tile auto cannot pick a scale: the detector declares no product_size (the typical product "
+                "height its training showed, in model-input pixels), so the run is the one without auto "
+                "(the detector's photo rule on a photo, else the default tile); give --scale, or declare "
+                "product_size on a factory detector", src.name)
+
+
 def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec, measured: _Measured) -> ScaleChoice:
     t0 = time.perf_counter()
     target = product_size_of(detector)
@@ -519,9 +558,6 @@ def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeS
         log.warning("%s: tile auto found no products to measure; using the default tile %d", src.name, fallback.tile)
         info.update(value=None, note="no products found in the probe windows; default tile used")
         tiling, run = fallback, run
-    elif target is None:
-        info.update(value=None, note="the detector declares no product_size; tile kept, overlap fitted")
-        tiling = fallback
     else:
         s = target / height_px
         info["value"] = round(s, 6)

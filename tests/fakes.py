@@ -58,9 +58,13 @@ class NotDetectionsDetector:
         return [np.zeros((0, 5)) for _ in tiles]
 
 
-def make_blob(input_size: int | None = None):
-    """Factory for ``--detector tests/fakes.py:make_blob``."""
-    return BlobDetector(input_size=input_size)
+def make_blob(input_size: int | None = None, product_size: float | None = None):
+    """Factory for ``--detector tests/fakes.py:make_blob`` (``--detector-option product_size=N``:
+    one that declares it, for ``--tile auto``)."""
+    det = BlobDetector(input_size=input_size)
+    if product_size is not None:
+        det.product_size = float(product_size)
+    return det
 
 
 class WarningBlob(BlobDetector):

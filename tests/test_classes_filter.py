@@ -150,6 +150,7 @@ class _TallAndShort:
     name = "tall-and-short"
     class_names = ("tall", "short")
     input_size = 320
+    product_size = 40.0  # (tile auto measures for a detector that declares one)
 
     def predict(self, tiles):
         out = []
@@ -165,12 +166,15 @@ class _TallAndShort:
 
 def test_tile_auto_measures_only_the_classes_kept():
     img = np.full((2000, 3000, 3), 90, np.uint8)
-    heights = {}
+    shares = {}
     for cls in ("tall", "short"):
         r = dt.detect_image(img, _TallAndShort(), tile="auto", classes=[cls])
-        heights[cls] = r.settings["scale"]["product_height_px"]
+        # each probe's median box, over its window's height: only the kept class's boxes
+        # (0.4 of it tall, or 0.08); both classes' would give 0.24
+        shares[cls] = {round(p["median_px"] / (2000 if p.get("whole") else p["window"]), 2)
+                       for p in r.settings["scale"]["probes"] if "median_px" in p}
         assert set(r.detections.labels.tolist()) <= {_TallAndShort.class_names.index(cls)}
-    assert heights["tall"] == pytest.approx(5 * heights["short"], rel=0.05)
+    assert shares == {"tall": {0.4}, "short": {0.08}}
 
 
 def test_a_name_given_to_several_classes_keeps_them_all():

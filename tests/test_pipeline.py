@@ -458,6 +458,7 @@ def test_the_cpu_fallback_lasts_the_whole_image_with_tile_auto_probes():
     # to the full GPU and out again (17 moves for one image)
     img = blob_image(900, 1400, (10, 10, 50, 50))
     det = _FullCard()
+    det.product_size = 80.0  # (auto probes for a detector that declares one)
     with pytest.warns(RuntimeWarning, match="CPU for this image"):
         res = dt.detect_image(img, det, tile="auto", batch_size=1, device="cuda")
     assert det.moves == ["cpu"] and res.settings["device"] == "cpu"

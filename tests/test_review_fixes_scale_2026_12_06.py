@@ -77,3 +77,40 @@ def test_a_scale_replacing_a_tile_names_the_input_size_the_run_used(caplog):
     with caplog.at_level("WARNING", logger="densedet_tile.scale"):  # tiles of the model's size: its size
         dt.detect_image(bars(3000, 400, 40, 8), BandDetector(10, 100), tile=300, scale=0.5)
     assert "tile 300 replaced by 1280 px: the model sees each tile at 640 px" in caplog.text
+
+
+def test_tile_auto_without_a_product_size_runs_as_the_default_run_and_says_why(caplog):
+    # shaped like the mmdet adapter: a fixed input and DenseDet's photo rule, no product_size.
+    # auto measured the products, then ran the default tile and dropped the photo rule: on this
+    # small copy of a photo (40 px products; the rule enlarges it 2.9 times, to 118 px) the
+    # default tile shows them at 40 px, which this model does not see
+    img = bars(816, 612, 40, 8)
+    truth = count_bars(816, 612, 40, 8)
+    rule = (3000.0, 1800.0)
+    plain = dt.detect_image(img, BandDetector(80, 180, input_size=1280, photo_rule=rule))
+    assert plain.settings["scale"]["source"] == "photo rule" and len(plain.detections) == truth
+    det = BandDetector(80, 180, input_size=1280, photo_rule=rule)
+    with caplog.at_level("WARNING", logger="densedet_tile.scale"):
+        auto = dt.detect_image(img, det, tile="auto")
+        dt.detect_image(img, det, tile="auto")  # said once per detector
+    assert len(auto.detections) == truth
+    info = auto.settings["scale"]
+    assert info["source"] == "photo rule" and info["asked"] == "auto" and "declares no product_size" in info["note"]
+    assert (auto.settings["tile"], auto.settings["overlap"]) == (plain.settings["tile"], plain.settings["overlap"])
+    said = [r.getMessage() for r in caplog.records if "tile auto cannot pick a scale" in r.getMessage()]
+    assert len(said) == 1 and "give --scale, or declare product_size" in said[0]
+    # no photo rule (the ONNX, YOLO and torchvision adapters), or not a photo: the default tile
+    # and overlap, not a tile kept with an overlap fitted to what was measured
+    det = BandDetector(20, 60, input_size=640)
+    pano = bars(4000, 900, 100, 20)
+    auto = dt.detect_image(pano, det, tile="auto", overlap=0.05)
+    assert (auto.settings["tile"], auto.settings["overlap"]) == (dt.TileSpec().tile, 0.05)
+    assert auto.settings["scale"]["source"] == "tile" and auto.settings["scale"]["asked"] == "auto"
+    assert len(auto.detections) == len(dt.detect_image(pano, det, overlap=0.05).detections)
+
+
+def test_tile_auto_with_a_product_size_still_measures():
+    img = bars(816, 612, 40, 8)
+    det = BandDetector(80, 180, input_size=1280, product_size=120.0, photo_rule=(3000.0, 1800.0))
+    info = dt.detect_image(img, det, tile="auto").settings["scale"]
+    assert info["source"] == "auto" and "asked" not in info and "probes" in info

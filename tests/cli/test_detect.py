@@ -147,10 +147,17 @@ def test_merge_options_reach_the_merge(tmp_path):
 
 def test_tile_auto_and_scale_on_the_command_line(tmp_path, shelf_png):
     out = tmp_path / "out"
-    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_blob", "--tile", "auto", "--out", out, "--device", "cpu")
+    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_blob", "--detector-option", "product_size=80", "--tile",
+                "auto", "--out", out, "--device", "cpu")
     assert r.returncode == 0, r.stderr
     scale = json.loads((out / "shelf.detections.json").read_text())["settings"]["scale"]
     assert scale["source"] == "auto" and "probes" in scale
+    # a detector that declares no product size: the run without auto, and a warning saying why
+    r = run_cli(shelf_png, "--detector", f"{FAKES}:make_blob", "--tile", "auto", "--out", out, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    scale = json.loads((out / "shelf.detections.json").read_text())["settings"]["scale"]
+    assert scale["source"] == "tile" and scale["asked"] == "auto" and "probes" not in scale
+    assert r.stderr.count("tile auto cannot pick a scale: the detector declares no product_size") == 1
     r = run_cli(shelf_png, "--detector", f"{FAKES}:make_blob", "--scale", "0.5", "--input-size", "300", "--out", out)
     assert r.returncode == 2 and "not both" in r.stderr
     r = run_cli(shelf_png, "--tile", "huge", "--out", out)
