@@ -548,6 +548,39 @@ def _say_no_product_size(src: Any, detector: Any) -> None:
                 "product_size on a factory detector", src.name)
 
 
+def _auto_specs(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, height: int,
+                merge: MergeSpec) -> tuple[TileSpec, RunSpec, float]:
+    """Specs that show an image at the scale ``s`` auto measured, within the limits the engine
+    holds a scale given by the caller to, and the scale they show it at. As :func:`_apply`, but:
+
+    * tiles are never smaller than the least tile of :func:`photo_rule_specs` (twice the seam
+      repair's overlap, 98 px by default; 32 px for a merge that repairs nothing), where the
+      image is larger than that: a detector of a fixed input size shows such a tile larger than
+      its input, at the scale measured (6 px products and a 640 px model made 48 px tiles, whose
+      overlap, at most half a tile, could not reach the 49 px the seam repair needs);
+    * a detector without an input size gets a tile small enough that the tile at the scale fits
+      :data:`~densedet_tile.types.MAX_INPUT_SIZE` (it kept the 1280 px tile, and 6 px products,
+      at 13.3, made an input of 17067 px, refused as if the caller had asked it);
+    * the scale is lowered only where even the least tile would pass that input size."""
+    from .types import MAX_INPUT_SIZE
+
+    least = 32 if merge.mode == "none" else max(32, math.ceil(2 * merge.seam_overlap_px))
+    s = min(s, MAX_INPUT_SIZE / least)
+    longer = max(width, height)
+    side = input_size_of(detector)
+    if side is None:
+        base = tiling.tile if isinstance(tiling.tile, int) else TileSpec().tile
+        tile = min(base, max(least, math.floor(MAX_INPUT_SIZE / s)))
+        t, r = _apply(replace(tiling, tile=tile), run, detector, s, width, height)
+        return t, r, s
+    t, r = _apply(tiling, run, detector, s, width, height)
+    if t.tile < least and t.tile < longer:
+        # (an image no larger than the least tile: shown whole, at the scale)
+        tile = least if least < longer else max(32, longer)
+        t, r = replace(t, tile=tile), replace(r, input_size=scaled_side(min(tile, longer), s))
+    return t, r, s
+
+
 def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeSpec, measured: _Measured) -> ScaleChoice:
     t0 = time.perf_counter()
     target = product_size_of(detector)
@@ -560,8 +593,12 @@ def _auto(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge: MergeS
         tiling, run = fallback, run
     else:
         s = target / height_px
-        info["value"] = round(s, 6)
-        tiling, run = _apply(tiling, run, detector, s, int(src.width), int(src.height))
+        tiling, run, shown = _auto_specs(tiling, run, detector, s, int(src.width), int(src.height), merge)
+        info["value"] = round(shown, 6)
+        if shown < s:
+            info.update(measured_scale=round(s, 6),
+                        note=f"products of {height_px:g} px would need a scale of {s:.3g}; shown at {shown:.3g}, "
+                             f"the largest at which a {tiling.tile} px tile fits the largest model input")
     if height_px is not None:
         # and no narrower than the seam repair needs (small products make small tiles: 20 px
         # products, tiles of 160 px, 32 px of overlap)

@@ -6,6 +6,7 @@ warning names."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import densedet_tile as dt
 from densedet_tile import Detections
@@ -114,3 +115,24 @@ def test_tile_auto_with_a_product_size_still_measures():
     det = BandDetector(80, 180, input_size=1280, product_size=120.0, photo_rule=(3000.0, 1800.0))
     info = dt.detect_image(img, det, tile="auto").settings["scale"]
     assert info["source"] == "auto" and "asked" not in info and "probes" in info
+
+
+def test_tile_auto_on_tiny_products_keeps_within_the_engine_s_limits(caplog):
+    # 6 px products, a model that sees them at 80 px: a scale of 13.3
+    img = bars(1400, 60, 6, 4)
+    truth = count_bars(1400, 60, 6, 4)
+    # a detector without an input size kept the 1280 px tile: 17067 px at that scale, past the
+    # largest input (16384 px), and the image failed ("give a smaller scale or tile")
+    native = BandDetector(4, 200, input_size=None, product_size=80.0)
+    res = dt.detect_image(img, native, tile="auto")
+    assert res.settings["scale"]["value"] == pytest.approx(80 / 6, rel=0.05) and res.settings["input_size"] <= 16384
+    assert res.settings["tile"] * res.settings["scale"]["value"] <= 16384 and len(res.detections) == truth
+    # a 640 px model made 48 px tiles, whose overlap (half a tile, 24 px) is under the 49 px the
+    # seam repair needs, and warned about its own choice: now 98 px tiles shown at the scale
+    det = BandDetector(4, 200, input_size=640, product_size=80.0)
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        res = dt.detect_image(img, det, tile="auto")
+    assert "overlap by" not in caplog.text
+    assert res.settings["tile"] == 98 and res.settings["input_size"] == round(98 * res.settings["scale"]["value"])
+    assert round(res.settings["overlap"] * res.settings["tile"]) >= dt.MergeSpec().seam_overlap_px
+    assert len(res.detections) == truth
