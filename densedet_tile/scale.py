@@ -98,8 +98,10 @@ def _probes(width: int, height: int, model_side: int) -> list[list[tuple[int, in
     the long axis when the window is small against the image), then the whole image when it is
     longer than the largest square (close-ups of big products need a smaller scale than any
     square fits) but not a strip: a panorama shrunk whole to the model's side shows nothing,
-    and reading it whole would cost memory, while its largest square already shows a product
-    as tall as its shelves."""
+    and reading it whole would cost memory. A panorama longer than
+    :data:`WHOLE_PROBE_ASPECT_MAX` times its short side gets windows of its full short side and
+    that many times as long instead (the view of a 4:1 image: its products as small as any
+    whole view shows them), which the choice treats as the whole view."""
     short, longer = min(width, height), max(width, height)
     groups = []
     for side in sorted({min(short, int(model_side * f)) for f in (0.5, 1, 2, 4, 8, 16)}):
@@ -115,6 +117,17 @@ def _probes(width: int, height: int, model_side: int) -> list[list[tuple[int, in
         groups.append([(x, y, side, side) for x, y in corners])
     if 1.5 * short < longer <= WHOLE_PROBE_ASPECT_MAX * short or not groups:
         groups.append([(0, 0, width, height)])
+    elif longer > WHOLE_PROBE_ASPECT_MAX * short:
+        # a panorama's products may be too large for its squares too (one shelf filling a strip's
+        # height; an outside review: 330-380 px products on a 12000x420 strip, 700-900 px ones on
+        # 12000x2400, none measured): its full height, WHOLE_PROBE_ASPECT_MAX times as long, is
+        # what a 4:1 image's whole view shows, and stands in for it (at the centre, and at two
+        # places along the panorama where three such windows do not overlap)
+        span = int(WHOLE_PROBE_ASPECT_MAX * short)
+        starts = [(longer - span) // 2]
+        if longer >= 3 * span:
+            starts += [(longer - span) // 5, 4 * (longer - span) // 5]
+        groups.append([(a, 0, span, short) if width >= height else (0, a, short, span) for a in starts])
     return groups
 
 

@@ -136,3 +136,35 @@ def test_tile_auto_on_tiny_products_keeps_within_the_engine_s_limits(caplog):
     assert res.settings["tile"] == 98 and res.settings["input_size"] == round(98 * res.settings["scale"]["value"])
     assert round(res.settings["overlap"] * res.settings["tile"]) >= dt.MergeSpec().seam_overlap_px
     assert len(res.detections) == truth
+
+
+def test_tile_auto_measures_products_as_tall_as_a_wide_panorama_s_shelves():
+    # 6:1, one shelf of 500 px products: the largest square (the full height) shows them at 128 px
+    # on a 256 px model trained at 40, too large to see; the whole view, only for images up to
+    # 4:1, was not probed: nothing measured, the default tile showed them at 100 px, none found
+    img = bars(6000, 1000, 500, 40)
+    truth = count_bars(6000, 1000, 500, 40)
+    det = BandDetector(25, 60, input_size=256, product_size=40.0)
+    res = dt.detect_image(img, det, tile="auto")
+    info = res.settings["scale"]
+    assert info["product_height_px"] == pytest.approx(500, rel=0.05)
+    strip = info["probes"][-1]  # the full height at 4:1, taken as the whole view
+    assert strip["window"] == 4000 and strip.get("whole") and strip["boxes"] >= 5
+    assert len(res.detections) == truth
+
+
+def test_a_panorama_s_full_height_window_changes_nothing_where_the_squares_measure():
+    from densedet_tile.scale import _probes
+
+    # 30 px products on 9000x1200: the squares see them, the strip view (shrunk 14 times) not
+    img = bars(9000, 1200, 30, 6)
+    det = BandDetector(25, 60, input_size=256, product_size=40.0)
+    info = dt.detect_image(img, det, tile="auto").settings["scale"]
+    assert info["chosen_window"] < 1200 and info["product_height_px"] == pytest.approx(30, rel=0.05)
+    # three such windows along a panorama 12 times as long as high, one at 4:1 or less; a photo
+    # keeps its squares and whole view
+    assert [len(g) for g in _probes(24000, 2000, 640) if g[0][2] == 8000] == [3]
+    assert [g[0][2:] for g in _probes(16000, 2000, 640)][-1] == (8000, 2000)
+    assert [g[0][2:] for g in _probes(2000, 16000, 640)][-1] == (2000, 8000)
+    assert all(w == h for g in _probes(3264, 2448, 640) for _, _, w, h in g)
+    assert [g[0][2:] for g in _probes(9600, 2400, 640)][-1] == (9600, 2400)

@@ -300,7 +300,8 @@ def test_a_panorama_is_not_probed_whole():
     photo = [g[0][2:] for g in _probes(3000, 1500, 640)]
     assert photo[-1] == (3000, 1500)  # a close-up's big products need the whole photo
     pano = [w for g in _probes(20000, 2500, 640) for w in g]
-    assert max(w * h for _, _, w, h in pano) == 2500 * 2500  # squares of the height at most
+    # squares of the height, then the full height at 4:1 (the view of a 4:1 image), never the whole
+    assert max(w * h for _, _, w, h in pano) == WHOLE_PROBE_ASPECT_MAX * 2500 * 2500
     assert all(w <= WHOLE_PROBE_ASPECT_MAX * h for _, _, w, h in pano)
 
 
