@@ -376,7 +376,8 @@ def _find_spec(name: str, where: Any) -> Any:
 #: 1: 2026-12-06 (the products measured at the detector's scale threshold, ``--tile auto``
 #: setting aside a whole view the squares contradict, the photo rule's close-up check, the seam
 #: merge's tolerances of at least 8 model pixels, the ONNX adapter's bilinear shrink, ``--tile
-#: auto`` for detectors without a product size; results of every earlier rule carry no version).
+#: auto`` for detectors without a product size, its windows of panoramas longer than 4:1 and its
+#: least tile; results of every earlier rule carry no version).
 RULES_VERSION = 1
 
 
