@@ -913,6 +913,9 @@ def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
     for res in pool.map(todo, submit, retries=retries, on_submit=on_submit, timeout=timeout):
         p, stem = res.item
         if res.ok:
+            # what fitting the job to the worker said: once for the run, before the image's own
+            pool.hold_warnings(res.value.get("fit_warnings"))
+            pool.say_held()
             record(_image_record(res.value, stem, res.attempts))
         else:
             record({"input": str(p), "stem": stem, "status": "error", "products": None, "error": f"{p}: {res.error}",
@@ -932,6 +935,7 @@ def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
                                             report=report),
             capture_warnings=True,
         )
+        pool.say_held()  # what fitting the job to the workers said, once for the run (detect_split held it)
         pool.raise_if_lost()  # (process_image made it this image's error: it is the run's)
         rec = outcome.as_dict()
         rec["worker"] = f"split:{len(pool.slots)}"

@@ -20,7 +20,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 import ray
@@ -390,7 +390,8 @@ class DetectorWorker:
         self.error: str | None = None
         self.detector: Any = None
         self._open: tuple[str, Any] | None = None  # (path, ImageSource) kept for --split chunks
-        self._jobs: dict[Any, Any] = {}  # job as given -> job fitted to this worker
+        self._jobs: dict[Any, Any] = {}  # what fitting a job reads of it (_fit_key) -> the job as fitted
+        self._fit_said: list[list[str]] = []  # warnings given while fitting jobs, not yet sent to the driver
         # what building says ("no checkpoint given, running with random weights") is held here
         # for info() to carry to the driver, which says it: this process's own lines stay in
         # Ray's log files
@@ -433,21 +434,43 @@ class DetectorWorker:
         return out
 
     def _fitted(self, job: Any) -> Any:
-        """``job`` fitted to this worker's detector and GPU budget, worked out once per job."""
-        if job not in self._jobs:
-            from ..runner import build_detector
+        """``job`` fitted to this worker's detector and GPU budget (``runner.build_detector``),
+        worked out once per distinct thing the fitting reads (:func:`_fit_key`): a split image's
+        tiles come with a job of the image's own scale, which made every image fit again on
+        every worker. The warnings the fitting gives ("max_vram ... ignored on the CPU") are
+        kept for the driver (:meth:`_take_fit_said`): this process's own lines stay in Ray's
+        log files."""
+        key = _fit_key(job)
+        if key not in self._jobs:
+            from ..runner import build_detector, caught_warnings
 
-            self._jobs[job] = build_detector(self.detector, job)[1]
-        return self._jobs[job]
+            said: list[tuple[str, str]] = []
+            try:
+                with caught_warnings() as said:
+                    self._jobs[key] = build_detector(self.detector, job)[1]
+            finally:  # (also those given before it failed)
+                self._fit_said += [list(w) for w in said]
+        fitted = self._jobs[key]
+        if key[0] == "planned":
+            return replace(job, tiling=fitted.tiling, run=fitted.run)
+        # nothing planned: the fitting changed only the class names into ids
+        return replace(job, run=replace(job.run, classes=fitted.run.classes))
+
+    def _take_fit_said(self) -> list[list[str]]:
+        """The warnings fitting jobs gave since the last call, for the driver to say."""
+        said, self._fit_said = self._fit_said, []
+        return said
 
     def process(self, inp: str, job: Any, out_dir: str, stem: str, name: str | None = None) -> dict[str, Any]:
-        """Run one whole image through the engine and write its outputs (see ``runner.process_image``)."""
+        """Run one whole image through the engine and write its outputs (see ``runner.process_image``);
+        ``fit_warnings`` holds what fitting the job to this worker said (not the image's own)."""
         from ..runner import process_image
 
-        outcome = process_image(inp, self.detector, self._fitted(job), out_dir, stem=stem, name=name,
-                                capture_warnings=True)
+        job = self._fitted(job)
+        outcome = process_image(inp, self.detector, job, out_dir, stem=stem, name=name, capture_warnings=True)
         rec = outcome.as_dict()
         rec["worker"] = self.label
+        rec["fit_warnings"] = self._take_fit_said()
         return rec
 
     def _image(self, path: str, max_pixels: int | None) -> Any:
@@ -459,14 +482,15 @@ class DetectorWorker:
             self._open = (path, open_image(path, max_pixels=max_pixels))
         return self._open[1]
 
-    def choose_scale(self, path: str, job: Any) -> tuple[Any, Any, dict[str, Any]]:
+    def choose_scale(self, path: str, job: Any) -> tuple[Any, Any, dict[str, Any], list[list[str]]]:
         """The tiling and run specs that show the image at ``path`` at the right scale to this
-        worker's detector (see :func:`densedet_tile.scale.choose_scale`), and why."""
+        worker's detector (see :func:`densedet_tile.scale.choose_scale`), why, and what fitting
+        the job to this worker said (for the driver, as :meth:`process`'s ``fit_warnings``)."""
         from ..scale import choose_scale
 
         job = self._fitted(job)
         choice = choose_scale(self._image(path, job.run.max_pixels), self.detector, job.tiling, job.run, job.merge)
-        return choice.tiling, choice.run, choice.info
+        return choice.tiling, choice.run, choice.info, self._take_fit_said()
 
     def predict_tiles(self, path: str, tiles: Sequence[Any], job: Any) -> dict[str, Any]:
         """Tile-local detections for ``tiles`` of the image at ``path`` (part of a split image).
@@ -476,7 +500,8 @@ class DetectorWorker:
         ``model``, the detector as it ran these tiles (after an out-of-memory fallback: on the
         CPU, which the description made when the worker started does not say), and ``warnings``,
         those given while they ran (``(kind, text)`` pairs, :func:`~densedet_tile.runner.caught_warnings`),
-        for the driver to say: a worker's own never reach the image's record.
+        for the driver to say: a worker's own never reach the image's record; ``fit_warnings``,
+        what fitting the job to this worker said (:meth:`process`'s).
         """
         from ..pipeline import describe_detector, predict_tiles
         from ..runner import caught_warnings
@@ -491,6 +516,7 @@ class DetectorWorker:
             "worker": self.label,
             "model": describe_detector(self.detector),
             "warnings": [list(w) for w in said],
+            "fit_warnings": self._take_fit_said(),
             "xyxy": [d.xyxy for d in preds.dets],
             "scores": [d.scores for d in preds.dets],
             "labels": [d.labels for d in preds.dets],
@@ -506,6 +532,18 @@ class DetectorWorker:
         if self._open is not None:
             self._open[1].close()
             self._open = None
+
+
+def _fit_key(job: Any) -> tuple[Any, ...]:
+    """What ``runner.build_detector`` reads of ``job``. A run with a batch size, or without
+    ``max_vram``, is not planned: fitting it only turns its classes into ids and, with a budget,
+    caps the allocator and says whether the budget applies, so its device, budget, batch size
+    and classes are all that counts (a split image's own tiling and scale do not); otherwise
+    the tiling and run, which the plan reads and may change."""
+    run = job.run
+    if run.batch_size is not None or run.max_vram is None:
+        return ("given", run.device, run.max_vram, run.batch_size, run.classes)
+    return ("planned", job.tiling, run)
 
 
 @dataclass(frozen=True)
@@ -582,7 +620,8 @@ class RayPool:
         self._overdue: set[Any] = set()  # running items whose actor was killed for the time limit
         self._actor_cls = ray.remote(DetectorWorker)
         self._head = _head_address()
-        self._said: set[str] = set()  # the workers' build warnings said so far (each once)
+        self._said: set[str] = set()  # the workers' build and fit warnings said so far (each once)
+        self._held: list[tuple[str, str]] = []  # fit warnings heard and not yet said (hold_warnings)
 
     # -- life cycle -------------------------------------------------------------------------
     def _spawn(self) -> _Slot:
@@ -661,6 +700,24 @@ class RayPool:
                 self._said.add(str(text))
                 fresh.append((str(kind), str(text)))
         say_again(fresh)
+
+    def hold_warnings(self, said: Iterable[Sequence[str]] | None) -> None:
+        """Keep for :meth:`say_held` the warnings a worker gave while it fitted a job to its
+        detector (``fit_warnings`` of its results: "max_vram ... ignored on the CPU"), those
+        not said already by this pool: a run in one process says them once, before its first
+        image, and here every worker fits the job (a split image's tiles too)."""
+        for kind, text in said or ():
+            if str(text) not in self._said:
+                self._said.add(str(text))
+                self._held.append((str(kind), str(text)))
+
+    def say_held(self) -> None:
+        """Say the warnings :meth:`hold_warnings` kept (outside an image's capture, so that they
+        are the run's, not an image's)."""
+        from ..runner import say_again
+
+        held, self._held = self._held, []
+        say_again(held)
 
     def _wait_up(self, refs: list[Any], num: int, until: float) -> tuple[list[Any], list[Any]]:
         """``ray.wait`` for ``num`` of ``refs`` until the monotonic time ``until``, checking now and

@@ -62,7 +62,12 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
     tried(res)
     if not res.ok:
         raise DetectorError(f"{src.name}: choosing the scale: {res.error}")
-    tiling, run, scale_info = res.value
+    tiling, run, scale_info, *fit = res.value
+    # what fitting the job to a worker said is the run's, said once by the pool after the image
+    # (batch's _run_split), not the image's: held there, out of this image's capture
+    hold = getattr(pool, "hold_warnings", None)
+    if callable(hold):
+        hold(fit[0] if fit else ())
     job = replace(job, tiling=tiling, run=run)
     tiles = plan(src, job.tiling)
     chunks = chunk_ranges(len(tiles), max(1, len(pool.slots)))
@@ -88,6 +93,8 @@ def detect_split(src: Any, pool: Any, job: "Job", *, retries: int = 2, timeout: 
             parts[res.item.start] = Predictions(dets, v["run"], v["final_batch_size"], **v["timings"],
                                                 score_floor=v.get("score_floor"))
             models[res.item.start] = v.get("model")
+            if callable(hold):
+                hold(v.get("fit_warnings"))
             for w in v.get("warnings") or ():
                 said.setdefault((str(w[0]), str(w[1])), None)
             if v["worker"] not in used:
