@@ -400,7 +400,9 @@ def check_out_as_given(path: str | os.PathLike[str], *, option: str = "--out") -
     if not os.fspath(path).strip():
         raise InvalidInputError(f"{option} is empty: give a folder (. for the current one)")
     out = Path(path).expanduser()
-    if out.is_symlink() and not out.exists():
+    # (os.path's tests: Path's raised for a name too long on Python 3.11 and 3.12, which
+    # ensure_out_dir says as the option's error)
+    if os.path.islink(out) and not os.path.exists(out):
         raise InvalidInputError(f"{option} {out}: a link to {os.readlink(out)}, which does not exist")
 
 
@@ -412,9 +414,9 @@ def ensure_out_dir(path: str | os.PathLike[str], *, option: str = "--out") -> Pa
 
     check_out_as_given(path, option=option)
     out = Path(path).expanduser()
-    if out.exists() and not out.is_dir():
+    if os.path.exists(out) and not os.path.isdir(out):
         raise InvalidInputError(f"{option} {out}: exists and is not a folder")
-    try:
+    try:  # (a name too long, a folder above it the user may not enter: making it says why)
         out.mkdir(parents=True, exist_ok=True)
         _probe_writable(out)
     except OSError as exc:
@@ -445,18 +447,21 @@ def ensure_out_file(path: str | os.PathLike[str], *, option: str) -> Path:
         raise InvalidInputError(f"{option} {os.fspath(path)}: ends with a slash or a dot, so it names a folder; "
                                 "give a file name")
     out = Path(path).expanduser()
-    if out.is_dir():
+    # (os.path's tests: Path's raised for a name too long on Python 3.11 and 3.12)
+    if os.path.isdir(out):
         raise InvalidInputError(f"{option} {out}: is a folder, not a file name")
-    if out.exists() and not out.is_file():
+    if os.path.exists(out) and not os.path.isfile(out):
         raise InvalidInputError(f"{option} {out}: exists and is not a regular file (a device, pipe or socket); "
                                 "give a file name")
     # the nearest folder that exists must take new files (the missing ones are made when the
     # file is written, not now: a run that fails later leaves no empty folder)
     near = out.absolute().parent
-    while not near.exists() and near != near.parent:
+    while _absent(near) and near != near.parent:
         near = near.parent
     if not near.is_dir():
         raise InvalidInputError(f"{option} {out}: cannot write there ({near} is not a folder)")
+    if _name_too_long(out.absolute(), near):  # said now, not once the work is done (and its folders made)
+        raise InvalidInputError(f"{option} {out}: cannot write there ({os.strerror(errno.ENAMETOOLONG)})")
     try:
         _probe_writable(near)
     except OSError as exc:
@@ -468,10 +473,31 @@ def new_folders(path: str | os.PathLike[str]) -> list[Path]:
     """The folders that making ``path`` would create, deepest first (none when it exists):
     what :func:`remove_empty` takes back after a run that wrote nothing."""
     out, made = Path(path).expanduser().absolute(), []
-    while not out.exists() and out != out.parent:
+    while _absent(out) and out != out.parent:
         made.append(out)
         out = out.parent
     return made
+
+
+def _name_too_long(path: Path, near: Path) -> bool:
+    """Whether a name in ``path`` below the folder ``near`` (that exists) is longer than the file
+    system there takes; False where it does not say (Windows)."""
+    try:
+        most = os.pathconf(near, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return False
+    return most > 0 and any(len(os.fsencode(part)) > most for part in path.relative_to(near).parts)
+
+
+def _absent(path: Path) -> bool:
+    """Whether ``path`` is not there. A name the system refuses (too long) is not there (
+    ``Path.exists`` raised for it on Python 3.11 and 3.12: ``--out`` with such a name ended the
+    command on a bare system error); another error that hides it (a folder above that the user
+    may not enter) counts as there: never taken for a folder of the run's own."""
+    try:
+        return not path.exists()
+    except OSError as exc:
+        return exc.errno == errno.ENAMETOOLONG
 
 
 def remove_empty(folders: list[Path]) -> None:
@@ -480,8 +506,10 @@ def remove_empty(folders: list[Path]) -> None:
     for d in folders:
         try:
             d.rmdir()
-        except OSError:
-            return
+        except OSError as exc:
+            # not made (its name too long, say): those above it may have been
+            if exc.errno not in (errno.ENOENT, errno.ENAMETOOLONG):
+                return
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:

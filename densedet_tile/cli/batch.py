@@ -170,8 +170,9 @@ def _batch(args: argparse.Namespace, argv: Sequence[str], stop: StopSignals) -> 
         else:
             print(image_line(rec), file=sys.stderr, flush=True)
 
-    made = new_folders(args.out)
-    try:
+    made: list[Path] = []
+    try:  # (what finding the folders to make raises is an --out error too)
+        made = new_folders(args.out)
         tiling, merge, run = specs_from_args(args)
         job = Job(tiling=tiling, merge=merge, run=run, formats=args.format, preview=args.preview,
                   yolo_scores=args.yolo_scores)

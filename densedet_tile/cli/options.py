@@ -60,9 +60,11 @@ PATH_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirect
 def exit_status_of(exc: BaseException) -> int:
     """The exit status of a run that ends with ``exc``: 1 (failed) for a system error that is not
     about a path given (a full disk, an I/O error), else 2 (bad input or usage)."""
+    from errno import ENAMETOOLONG  # (a name too long is a path given wrong too)
+
     from ..errors import DensedetError
 
-    if isinstance(exc, OSError) and not isinstance(exc, (DensedetError, *PATH_ERRORS)):
+    if isinstance(exc, OSError) and not isinstance(exc, (DensedetError, *PATH_ERRORS)) and exc.errno != ENAMETOOLONG:
         return EXIT_FAILED
     return EXIT_USAGE
 

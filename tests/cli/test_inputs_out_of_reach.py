@@ -180,7 +180,7 @@ def test_eval_says_a_system_error_as_the_other_verbs_do(tmp_path: Path, monkeypa
                                      "a.png,10,20,100,80,product,500,300\n")
     rc = main(["eval", TOO_LONG, "gt.csv"])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 2  # a name too long is a path given wrong (exit 2, as audit's photo of such a name)
     assert err.strip().splitlines() == [f"densedet-tile eval: error: {TOO_LONG}: File name too long"]
 
 
