@@ -526,6 +526,7 @@ def test_max_vram_beside_a_batch_size_says_it_does_nothing_where_it_cannot_apply
         assert r.returncode == 0, r.stderr[-2000:]
         return [line for line in r.stderr.splitlines() if "max_vram" in line]
 
-    assert len(said()) == 1 and "ignored on the CPU" in said()[0]  # as before: the planner says it
+    planned = said()
+    assert len(planned) == 1 and "ignored on the CPU" in planned[0]  # as before: the planner says it
     given = said("--batch-size", "4")
     assert len(given) == 1 and "ignored on the CPU" in given[0]

@@ -50,17 +50,24 @@ def _no_bypass() -> list[str]:
     return ["setpriv", "--bounding-set", caps, "--inh-caps", caps]
 
 
+def _kept_out(prefix: list[str], cwd: Path, path: str) -> bool:
+    """Whether a child run under ``prefix`` is refused ``path`` for want of permission: its own
+    exit code says so, so that setpriv failing for another reason skips rather than passes for it."""
+    probe = subprocess.run([*prefix, sys.executable, "-c",
+                            f"import os, sys\ntry:\n    os.stat({path!r})\nexcept PermissionError:\n    sys.exit(13)"],
+                           cwd=cwd, capture_output=True, text=True, timeout=60)
+    return probe.returncode == 13
+
+
 def _locked_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``densedet-tile ARGS`` in ``tmp_path``, where ``locked/a.png`` lies in a folder of mode
     000 and ``ok.png`` beside it, as a user whom the mode keeps out."""
     _photo(tmp_path / "locked" / "a.png")
     _photo(tmp_path / "ok.png")
-    (tmp_path / "locked").chmod(0)
     prefix = _no_bypass()
+    (tmp_path / "locked").chmod(0)
     try:
-        probe = subprocess.run([*prefix, sys.executable, "-c", "import os; os.stat('locked/a.png')"],
-                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
-        if probe.returncode == 0:
+        if not _kept_out(prefix, tmp_path, "locked/a.png"):
             pytest.skip("a folder of mode 000 does not keep this user out")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
         return subprocess.run([*prefix, sys.executable, "-m", "densedet_tile", *args], cwd=tmp_path, env=env,
@@ -191,15 +198,13 @@ def test_adapt_skips_a_photo_in_a_folder_it_may_list_but_not_enter(tmp_path: Pat
     pytest.importorskip("torch")
     _photo(tmp_path / "photos" / "a.png")
     _photo(tmp_path / "photos" / "sub" / "b.png")
-    (tmp_path / "photos" / "sub").chmod(0o644)
     prefix = _no_bypass()
+    (tmp_path / "photos" / "sub").chmod(0o644)
     code = ("from densedet_tile.train.adapt import find_photos\n"
             "good, bad, other = find_photos('photos')\n"
             "print([p.as_posix() for p in good], [(p.as_posix(), why) for p, why in bad], other)\n")
     try:
-        probe = subprocess.run([*prefix, sys.executable, "-c", "import os; os.stat('photos/sub/b.png')"],
-                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
-        if probe.returncode == 0:
+        if not _kept_out(prefix, tmp_path, "photos/sub/b.png"):
             pytest.skip("a folder of mode r-- does not keep this user out")
         r = subprocess.run([*prefix, sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                            timeout=300)
