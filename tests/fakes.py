@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -361,3 +362,34 @@ class CloseUpUnsure:
                               h * (0.03 + 0.32 * j + 0.3)] for i in range(4) for j in range(3)], np.float32)
             out.append(Detections(xyxy, np.full(len(xyxy), 0.35, np.float32)))
         return out
+
+
+def blob_photo(path: "os.PathLike[str] | str") -> "os.PathLike[str] | str":
+    """A 500x300 PNG of one blob (:func:`blob_image`) at ``path``, its folders made: a photo for
+    the command-line tests of inputs and outputs."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(blob_image(300, 500, (10, 20, 100, 80))).save(path)
+    return path
+
+
+def error_lines(err: str) -> list[str]:
+    """The lines of a command's standard error that are errors (``PROG: error: ...``)."""
+    return [line for line in err.splitlines() if ": error: " in line]
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread meanwhile: tests of full-size models on a shared 2-core machine, whose
+    threads spin-wait for each other (a case took 4 s, then 100 s under load)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

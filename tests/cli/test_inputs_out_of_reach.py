@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 import densedet_tile.cli.batch as batch_cli
 from densedet_tile.cli import main
-from fakes import blob_image
+from fakes import blob_photo as _photo
+from fakes import error_lines as _errors
 
 TESTS = Path(__file__).resolve().parents[1]
 BLOB = ["--detector", "fakes:make_blob", "--tile", "256", "--device", "cpu"]
@@ -26,14 +26,6 @@ TOO_LONG = "x" * 300 + ".png"
 LONG_OUTPUTS = "m" * 245 + ".png"
 
 
-def _photo(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(blob_image(300, 500, (10, 20, 100, 80))).save(path)
-    return path
-
-
-def _errors(err: str) -> list[str]:
-    return [line for line in err.splitlines() if ": error: " in line]
 
 
 def _no_bypass() -> list[str]:

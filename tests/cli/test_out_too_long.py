@@ -14,11 +14,11 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from densedet_tile.cli import main
 from densedet_tile.cli.options import exit_status_of
-from fakes import blob_image
+from fakes import blob_photo as _photo
+from fakes import error_lines as _errors
 
 BLOB = ["--detector", "fakes:make_blob", "--tile", "256", "--device", "cpu"]
 #: a folder name no file system takes (a component over 255 bytes): ENAMETOOLONG, for root too
@@ -26,14 +26,6 @@ LONG = "o" * 300
 TOO_LONG = os.strerror(errno.ENAMETOOLONG)
 
 
-def _photo(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(blob_image(300, 500, (10, 20, 100, 80))).save(path)
-    return path
-
-
-def _errors(err: str) -> list[str]:
-    return [line for line in err.splitlines() if ": error: " in line]
 
 
 def test_a_name_too_long_is_a_path_error():

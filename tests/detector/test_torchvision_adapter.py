@@ -12,7 +12,7 @@ from densedet_tile import Detections  # noqa: E402
 from densedet_tile.detector import torchvision_adapter as tva  # noqa: E402
 from densedet_tile.detector.registry import load_detector  # noqa: E402
 from densedet_tile.errors import DetectorError, InvalidInputError  # noqa: E402
-from fakes import assert_same_boxes  # noqa: E402
+from fakes import assert_same_boxes, one_torch_thread  # noqa: E402
 
 LIGHT = "fasterrcnn_mobilenet_v3_large_320_fpn"
 
@@ -258,21 +258,13 @@ def test_builder_kwargs_the_adapter_leaves_alone_still_reach_the_model():
 
 
 @pytest.fixture
-def one_torch_thread():
-    """Two full ResNet-50 detectors per case: torch's threads spin-waiting for each other on a
-    shared 2-core machine took a case from 4 s to 100 s (tests/train/conftest.py, same reason)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+def one_thread():
+    with one_torch_thread():  # (two full ResNet-50 detectors a case)
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name,head", [("maskrcnn_resnet50_fpn", "mask"), ("keypointrcnn_resnet50_fpn", "keypoint")])
-def test_mask_and_keypoint_heads_are_dropped_and_the_boxes_stay(tmp_path, name, head, one_torch_thread):
+def test_mask_and_keypoint_heads_are_dropped_and_the_boxes_stay(tmp_path, name, head, one_thread):
     # the engine reads boxes alone, and the heads cost per box kept (Mask R-CNN pastes a full-size
     # mask per box): 2.9 s against 1.7 s for a 384 px tile with 200 boxes on a CPU. The checkpoint
     # still holds their weights and must load without key errors.

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import pytest
 
+from fakes import one_torch_thread
+
 
 @pytest.fixture(scope="module", autouse=True)  # module: before the modules' own trained fixtures
 def _one_torch_thread():
     try:
-        import torch
+        import torch  # noqa: F401
     except ImportError:  # a light environment: the tests that need torch skip themselves
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         yield
-    finally:
-        torch.set_num_threads(before)
