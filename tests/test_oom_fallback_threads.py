@@ -536,20 +536,10 @@ def test_that_move_still_waits_for_another_threads_call():
 
 # --- a move waits for other threads' calls no longer than MOVE_WAIT_S ---------------------------
 
-class _FansOut(BlobDetector):
+class _FansOut(_SplitsItself):
     """For a tile over 64 px, hands its 64 px corner to another thread that runs the engine on
     this same detector, and waits for it (a pool inside predict); out of GPU memory on
     ``cuda``, fine on the CPU."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.device = "cuda"
-        self.moves: list[str] = []
-
-    def to(self, device):
-        self.moves.append(str(device))
-        self.device = str(device)
-        return self
 
     def predict(self, tiles):
         if tiles[0].shape[0] > 64:
