@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA",
+    "stat_or_none",
     "another_existing_file",
     "FORMATS",
     "atomic_write",
@@ -487,6 +488,16 @@ def _name_too_long(path: Path, near: Path) -> bool:
     except (AttributeError, OSError, ValueError):
         return False
     return most > 0 and any(len(os.fsencode(part)) > most for part in path.relative_to(near).parts)
+
+
+def stat_or_none(path: str | os.PathLike[str]) -> os.stat_result | None:
+    """``os.stat(path)``, or None where the path cannot be looked at: not there, in a folder the
+    user may not enter, a name too long or holding a NUL (``Path.is_dir`` / ``is_file`` raised
+    for some of those on Python 3.11 and 3.12, which ended a run on one input's path)."""
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
 
 
 def _absent(path: Path) -> bool:

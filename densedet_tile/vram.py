@@ -215,6 +215,14 @@ def _ignored_why(detector: object, device: str) -> str | None:
     return None
 
 
+def _run_device(detector: object, run: RunSpec) -> str:
+    """Where ``detector`` runs for ``run``: its own device, else the run's, a CUDA one resolved."""
+    from .detector.base import device_of, resolve_device
+
+    device = device_of(detector, run.device)
+    return resolve_device(device) if device.startswith("cuda") else device
+
+
 def warn_if_ignored(detector: object, run: RunSpec) -> None:
     """Say that ``run.max_vram`` does nothing for ``detector`` where a batch size is given with it
     (:func:`fit_to_vram` then only caps the allocator, and said nothing when it could not: the
@@ -222,12 +230,7 @@ def warn_if_ignored(detector: object, run: RunSpec) -> None:
     per image: the batch size the planner chose for an image comes back in ``run`` as well."""
     if run.max_vram is None or run.batch_size is None:
         return
-    from .detector.base import device_of, resolve_device
-
-    device = device_of(detector, run.device)
-    if device.startswith("cuda"):
-        device = resolve_device(device)
-    ignored = _ignored_why(detector, device)
+    ignored = _ignored_why(detector, _run_device(detector, run))
     if ignored is not None:
         warnings.warn(ignored.replace(" (set a batch size by hand)", ""), RuntimeWarning, stacklevel=caller_level())
 
@@ -255,15 +258,13 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
     """
     if run.max_vram is None:
         return tiling, run
-    from .detector.base import device_of, input_size_of, resolve_device
+    from .detector.base import input_size_of
 
     if getattr(detector, "_densedet_on_cpu", False) and getattr(detector, "_densedet_back_to", None):
         # the fallback's CPU is for the image that ran out only: no "ignored on the CPU"
         # warning, and no CPU batch remembered for the GPU it goes back to
         return tiling, run
-    device = device_of(detector, run.device)
-    if device.startswith("cuda"):
-        device = resolve_device(device)
+    device = _run_device(detector, run)
     if run.batch_size is not None:
         if device.startswith("cuda") and _own_allocator(detector) is None:
             apply_vram_cap(run.max_vram, device)

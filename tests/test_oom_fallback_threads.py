@@ -503,8 +503,9 @@ def test_an_out_of_memory_in_a_call_the_detectors_own_predict_made_moves_it_to_t
     assert err == [] and det.moves == ["cpu"] and len(got) == 1 and len(got[0]) == 1
 
 
-def test_that_move_still_waits_for_another_threads_call():
-    det = _SplitsItself()
+def _call_held_in_thread_b(det) -> tuple[threading.Thread, threading.Event]:
+    """Start a call of ``det`` in a thread named B that stays inside its predict (the plain
+    blob detector's) until the returned event is set; returns once it is inside."""
     b_inside, b_go = threading.Event(), threading.Event()
     real = det.predict
 
@@ -519,8 +520,14 @@ def test_that_move_still_waits_for_another_threads_call():
     tb = threading.Thread(target=lambda: DetectorCalls(det, 1, "b", key="b#2").predict([_tile()]), name="B",
                           daemon=True)
     tb.start()
+    assert b_inside.wait(WAIT)
+    return tb, b_go
+
+
+def test_that_move_still_waits_for_another_threads_call():
+    det = _SplitsItself()
+    tb, b_go = _call_held_in_thread_b(det)
     try:
-        assert b_inside.wait(WAIT)
         with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
             ta, err_a = _in_thread(lambda: DetectorCalls(det, 1, "a", key="a#1").predict([_big_tile()]))
             _until(lambda: det.moves or _writers_waiting(det) or err_a, "the move to begin or to wait")
@@ -600,23 +607,9 @@ def test_a_move_back_to_the_gpu_is_not_made_while_other_threads_calls_run_on_pas
 def test_past_the_bound_the_fallback_moves_under_another_threads_call_with_a_warning(monkeypatch):
     monkeypatch.setattr(calls, "MOVE_WAIT_S", 0.05, raising=False)
     det = _OOMOnGpu()
-    b_inside, b_go = threading.Event(), threading.Event()
-    real = det.predict
-
-    def predict(tiles):
-        if threading.current_thread().name == "B":
-            b_inside.set()
-            assert b_go.wait(WAIT)
-            return BlobDetector.predict(det, tiles)
-        return real(tiles)
-
-    det.predict = predict
     det.go.set()
-    tb = threading.Thread(target=lambda: DetectorCalls(det, 1, "b", key="b#2").predict([_tile()]), name="B",
-                          daemon=True)
-    tb.start()
+    tb, b_go = _call_held_in_thread_b(det)
     try:
-        assert b_inside.wait(WAIT)
         with pytest.warns(RuntimeWarning) as rec:
             ta, err_a = _in_thread(lambda: DetectorCalls(det, 1, "a", key="a#1").predict([_tile()]))
             ta.join(WAIT)

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 
 import densedet_tile as dt
-from densedet_tile import Detections
+from test_scale import SizedBlobs
 
 
-class BandDetector:
+class BandDetector(SizedBlobs):
     """Boxes each bright rectangle of the array it gets (rows of bars on a dark background), but
-    only those whose height there lies in [lo, hi] px: a model that knows one scale."""
+    only those whose height there lies in [lo, hi] px: a model that knows one scale; it declares
+    a product size only where one is given."""
+
+    bright = 100
 
     def __init__(self, lo: float, hi: float, input_size: int | None = 640, product_size: float | None = None,
                  photo_rule: tuple[float, float] | None = None) -> None:
@@ -24,29 +27,8 @@ class BandDetector:
         self.rule = photo_rule
         self.seen: list[tuple[int, int]] = []
 
-    def photo_scale(self, width: int, height: int) -> float | None:
-        if self.rule is None:
-            return None
-        return min(self.rule[0] / max(width, height), self.rule[1] / min(width, height))
-
-    def predict(self, tiles):
-        out = []
-        for t in tiles:
-            self.seen.append(t.shape[:2])
-            mask = t[..., 0] > 100
-            boxes = []
-            for y1, y2 in _runs(mask.any(axis=1)):
-                for x1, x2 in _runs(mask[y1:y2].any(axis=0)):
-                    if self.lo <= y2 - y1 <= self.hi:
-                        boxes.append([x1, y1, x2, y2])
-            xyxy = np.array(boxes, np.float32).reshape(-1, 4)
-            out.append(Detections(xyxy, np.full(len(xyxy), 0.9, np.float32)))
-        return out
-
-
-def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    def keeps(self, h: int) -> bool:
+        return self.lo <= h <= self.hi
 
 
 def bars(width: int, height: int, product_h: int, gap: int) -> np.ndarray:

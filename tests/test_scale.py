@@ -20,6 +20,9 @@ class SizedBlobs:
     stand in rows of equal-height bars separated by dark gaps).
     """
 
+    #: a pixel brighter than this (red channel) is part of a blob
+    bright = 127
+
     def __init__(self, *, input_size: int | None = 256, trained: float = 40.0, tolerance: float = 1.8,
                  photo_rule: tuple[float, float] | None = None) -> None:
         self.input_size = input_size
@@ -37,15 +40,19 @@ class SizedBlobs:
         out = []
         for t in tiles:
             self.seen.append(t.shape[:2])
-            mask = t[..., 0] > 127
+            mask = t[..., 0] > self.bright
             boxes = []
             for y1, y2 in _runs(mask.any(axis=1)):  # shelf rows, then products within a row
                 for x1, x2 in _runs(mask[y1:y2].any(axis=0)):
-                    if self.product_size / self.tolerance <= y2 - y1 <= self.product_size * self.tolerance:
+                    if self.keeps(y2 - y1):
                         boxes.append([x1, y1, x2, y2])
             xyxy = np.array(boxes, np.float32).reshape(-1, 4)
             out.append(Detections(xyxy, np.full(len(xyxy), 0.9, np.float32)))
         return out
+
+    def keeps(self, h: int) -> bool:
+        """Whether a blob ``h`` px tall at the model input is one this detector knows."""
+        return self.product_size / self.tolerance <= h <= self.product_size * self.tolerance
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

@@ -39,7 +39,7 @@ from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line
 from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
                             refuse_device, yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
-                  remove_empty, sweep_temporaries, write_files)
+                  remove_empty, stat_or_none, sweep_temporaries, write_files)
 from ..merge.core import pile_kept
 from ..pipeline import detect_image
 from ..runner import Job, as_json, build_detector, error_line
@@ -624,19 +624,17 @@ def _regular_file(path: str) -> bool:
     """Whether ``path`` is a regular file; False where that cannot be told (a file in a folder
     the user may not enter, a name too long), which ``Path.is_file`` raised for (Python 3.11,
     3.12)."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    st = stat_or_none(path)
+    return st is not None and stat.S_ISREG(st.st_mode)
 
 
 def _refuse_special(image_path: str) -> None:
     """Raise for a photo path that is there but is no regular file: a pipe (waited on), a device
     such as /dev/zero. A missing one is said where it is needed."""
-    try:
-        mode = os.stat(image_path).st_mode
-    except (OSError, ValueError):  # not there, or cannot be told (a folder the user may not enter): said later
+    st = stat_or_none(image_path)
+    if st is None:  # not there, or cannot be told (a folder the user may not enter): said later
         return
+    mode = st.st_mode
     if stat.S_ISDIR(mode):
         raise ImageReadError(f"{image_path}: is a directory, not an image file")
     if not stat.S_ISREG(mode):

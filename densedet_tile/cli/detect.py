@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from .. import __version__
 from ..errors import DensedetError, InvalidInputError, one_line, shown_name
-from ..io import ensure_out_dir, new_folders, remove_empty, sweep_temporaries
+from ..io import ensure_out_dir, new_folders, remove_empty, stat_or_none, sweep_temporaries
 from ..runner import (Job, build_detector, process_image, refuse_outputs_over_inputs, request_key, row_names, unique_stems,
                       without_earlier_outputs)
 from .options import (
@@ -174,10 +174,8 @@ def _is_folder(path: str) -> bool:
     may not enter, a name too long): that input's own error says why. ``Path.is_dir`` raised
     for those on Python 3.11 and 3.12, which ended the run after that input's error line, the
     inputs after it never run."""
-    try:
-        return stat.S_ISDIR(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    st = stat_or_none(path)
+    return st is not None and stat.S_ISDIR(st.st_mode)
 
 
 def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[str], stems: list[str],
