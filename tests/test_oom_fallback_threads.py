@@ -244,12 +244,11 @@ class _DcGated:
         return _blob(tiles)
 
 
-@dataclass
-class _DcFull:
-    """A default ``@dataclass`` that runs out of GPU memory on ``cuda`` and moves to the CPU."""
+class _OOMUntilMoved:
+    """Out of GPU memory on ``cuda``, fine once moved to the CPU (``device`` and ``moves`` are
+    the subclass's own: a dataclass's fields, or slots)."""
 
-    device: str = "cuda"
-    moves: list = field(default_factory=list)
+    __slots__ = ()
 
     def to(self, device):
         self.moves.append(str(device))
@@ -260,6 +259,14 @@ class _DcFull:
         if self.device != "cpu":
             raise RuntimeError(GPU_OOM)
         return _blob(tiles)
+
+
+@dataclass
+class _DcFull(_OOMUntilMoved):
+    """A default ``@dataclass`` that runs out of GPU memory on ``cuda`` and moves to the CPU."""
+
+    device: str = "cuda"
+    moves: list = field(default_factory=list)
 
 
 class _SlotsGated:
@@ -277,21 +284,11 @@ class _SlotsGated:
         return _blob(tiles)
 
 
-class _SlotsFull:
+class _SlotsFull(_OOMUntilMoved):
     __slots__ = ("device", "moves")
 
     def __init__(self) -> None:
         self.device, self.moves = "cuda", []
-
-    def to(self, device):
-        self.moves.append(str(device))
-        self.device = str(device)
-        return self
-
-    def predict(self, tiles):
-        if self.device != "cpu":
-            raise RuntimeError(GPU_OOM)
-        return _blob(tiles)
 
 
 @pytest.mark.parametrize("kinds", [(_DcGated, _DcFull), (_SlotsGated, _SlotsFull)], ids=["dataclass", "slots"])
