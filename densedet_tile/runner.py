@@ -377,8 +377,9 @@ def _find_spec(name: str, where: Any) -> Any:
 #: setting aside a whole view the squares contradict, the photo rule's close-up check, the seam
 #: merge's tolerances of at least 8 model pixels, the ONNX adapter's bilinear shrink, ``--tile
 #: auto`` for detectors without a product size, its windows of panoramas longer than 4:1 and its
-#: least tile; results of every earlier rule carry no version).
-RULES_VERSION = 1
+#: least tile; results of every earlier rule carry no version). 2: 2026-12-06, later (the merge
+#: fuses boxes of two tiles that are each other's best match from ``MergeSpec.match_iou`` up).
+RULES_VERSION = 2
 
 
 def request_key(job: Job, detector: Any = None, *, device: str | None = None) -> dict[str, Any]:

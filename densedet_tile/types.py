@@ -390,6 +390,18 @@ class MergeSpec:
     #: product: over the 21 real panoramas this adds 0.015-0.019 F1@0.5; 235 of the 1576
     #: views it dropped there (15%) matched a box of the whole-photo reference.
     confirm: bool = True
+    #: Two boxes from different tiles (of one label unless ``class_agnostic``) that are each
+    #: other's best match among the other tile's boxes, at this IoU or more, are one product and
+    #: fused as if they reached ``fuse_iou`` (wbf only; None: off). Noisy views of small products
+    #: overlap less than ``fuse_iou``: 12-40 px products with 2 px of box noise give views at IoU
+    #: 0.35-0.5, and were counted twice (+2.0 % at tile 640 / overlap 0.2, +5.2 % at 0.5, +9.6 %
+    #: at 3 px; a single pass of the same detector exact), +0.0-0.2 % and +1.0 % since (an
+    #: outside review, BENCHMARKS.md "Small products across seams"). Neighbouring products do
+    #: not overlap that much, and a product seen by both tiles is each view's best match, so a
+    #: neighbour's view is not taken for a missed one's. On the 21 real panoramas F1@0.5 rises
+    #: 0.0030-0.0047 (duplicates and fragments fused), F1@0.75 falls 0.0014-0.0022 (a fused
+    #: fragment pulls its product's box); the 85 real photos count the same.
+    match_iou: float | None = 0.25
 
     def __post_init__(self) -> None:
         _plain_numbers(self)
@@ -406,9 +418,10 @@ class MergeSpec:
         v = self.seam_tol_frac
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= float(v) < 1.0):
             raise InvalidInputError(f"MergeSpec.seam_tol_frac must be in [0, 1), got {v!r}")
-        v = self.contain
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 < float(v) <= 1.0)):
-            raise InvalidInputError(f"MergeSpec.contain must be in (0, 1] or None, got {v!r}")
+        for name in ("contain", "match_iou"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 < float(v) <= 1.0)):
+                raise InvalidInputError(f"MergeSpec.{name} must be in (0, 1] or None, got {v!r}")
         for name in ("class_agnostic", "adaptive_tol", "confirm"):
             if isinstance(getattr(self, name), np.bool_):  # numpy's booleans are booleans too
                 object.__setattr__(self, name, bool(getattr(self, name)))

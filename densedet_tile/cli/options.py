@@ -287,6 +287,10 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
                    help="IoU at which boxes of different tiles count as one product and are fused (default: %(default)s)")
     g.add_argument("--nms-iou", type=fraction(0.0, 1.0, lo_open=True), default=merge.nms_iou, metavar="X",
                    help="IoU of the final cross-tile NMS (default: %(default)s)")
+    g.add_argument("--match-iou", type=fraction(0.0, 1.0, lo_open=True), default=merge.match_iou, metavar="X",
+                   help="boxes of two tiles that are each other's best match from this IoU up are one product and "
+                   "fused (wbf; noisy views of small products stay under --fuse-iou; 1 turns it off) "
+                   "(default: %(default)s)")
     g.add_argument("--edge-tol", type=_merge_px, default=merge.edge_tol, metavar="PX",
                    help="a box side this close (image px) to an interior tile edge counts as cut; raised to 8 "
                    "model px where tiles reach the model shrunk more than by half (default: %(default)s)")
@@ -331,7 +335,7 @@ def specs_from_args(args: argparse.Namespace) -> tuple[TileSpec, MergeSpec, RunS
         raise InvalidInputError("--tile auto measures the scale itself: give it, --scale or --input-size, not two")
     tiling = TileSpec(tile=args.tile, overlap=args.overlap)
     merge = MergeSpec(
-        mode=args.merge, fuse_iou=args.fuse_iou, nms_iou=args.nms_iou, edge_tol=args.edge_tol,
+        mode=args.merge, fuse_iou=args.fuse_iou, nms_iou=args.nms_iou, match_iou=args.match_iou, edge_tol=args.edge_tol,
         seam_tol=args.seam_tol, class_agnostic=args.merge_class_agnostic,
     )
     run = RunSpec(

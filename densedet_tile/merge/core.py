@@ -218,7 +218,8 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     nms_labels = None if spec.class_agnostic else labels
     if spec.mode == "wbf":
         match = np.zeros_like(labels) if spec.class_agnostic else labels
-        fused = weighted_box_fusion(xyxy, scores, groups=groups, iou_thr=spec.fuse_iou, labels=match)
+        fused = weighted_box_fusion(xyxy, scores, groups=groups, iou_thr=spec.fuse_iou, labels=match,
+                                    match_iou=spec.match_iou)
         if spec.class_agnostic:  # the fused box takes its anchor's (best member's) label
             labels = labels[fused.anchor_ids]
         else:

@@ -81,6 +81,7 @@ def weighted_box_fusion(
     groups: np.ndarray,
     iou_thr: float,
     labels: np.ndarray | None = None,
+    match_iou: float | None = None,
 ) -> Fusion:
     """Fuse boxes of *different* groups (tiles) that overlap with IoU >= ``iou_thr``.
 
@@ -95,6 +96,10 @@ def weighted_box_fusion(
     cluster. The fused box is the score-weighted mean of its members; its score is the mean
     member score (never divided by the number of tiles, so a box seen by one tile keeps
     its score).
+
+    ``match_iou`` (None: off): a pair of boxes of different groups (and one label) that are
+    each other's best match among the other one's group, with IoU at or above it, counts as
+    overlapping enough whatever ``iou_thr`` (see :class:`~densedet_tile.types.MergeSpec`).
 
     The greedy order is resolved in parallel sweeps over candidate pairs from a grid index:
     a box is decided once every higher-ranked box that could change its choice is decided.
@@ -115,10 +120,12 @@ def weighted_box_fusion(
         raise InvalidInputError("weighted_box_fusion: scores must be >= 0 (they weigh the fused boxes; "
                                 "raw logits? pass probabilities)")
     check_iou_thr(iou_thr, "weighted_box_fusion", zero_ok=False)
+    if match_iou is not None:
+        check_iou_thr(match_iou, "weighted_box_fusion", zero_ok=False)
     if n == 0:
         z = np.zeros(0, np.int64)
         return Fusion(np.zeros((0, 4)), np.zeros(0), z, z, z, z)
-    anchor = cluster_anchors(b, s, g, lab, iou_thr)
+    anchor = cluster_anchors(b, s, g, lab, iou_thr, match_iou)
     return fuse_clusters(b, s, lab, anchor)
 
 
@@ -137,7 +144,7 @@ _SLOW_SHARE = 32
 
 
 def cluster_anchors(
-    b: np.ndarray, s: np.ndarray, g: np.ndarray, lab: np.ndarray, iou_thr: float
+    b: np.ndarray, s: np.ndarray, g: np.ndarray, lab: np.ndarray, iou_thr: float, match_iou: float | None = None
 ) -> np.ndarray:
     """The anchor box index of every box under the rule of :func:`weighted_box_fusion`."""
     n = b.shape[0]
@@ -158,6 +165,8 @@ def cluster_anchors(
     i, j = i[keep], j[keep]
     iou = pair_iou(b, i, j)
     keep = iou >= iou_thr
+    if match_iou is not None and match_iou < iou_thr:
+        keep |= (iou >= match_iou) & _mutual_best(i, j, iou, g)
     i, j, iou = i[keep], j[keep], iou[keep]
     first = prio[i] < prio[j]
     hi = np.where(first, i, j)
@@ -223,6 +232,25 @@ def cluster_anchors(
             pos = np.minimum(np.searchsorted(new, slot), new.size - 1)
             filled |= new[pos] == slot
     return anchor
+
+
+def _mutual_best(i: np.ndarray, j: np.ndarray, iou: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Whether each candidate pair ``(i[k], j[k])`` (of different groups, one label) is the best
+    match of both boxes: no pair of ``i[k]`` with another box of ``j[k]``'s group overlaps more,
+    nor one of ``j[k]`` with another box of ``i[k]``'s group (ties count as best for both).
+    One sort per side over the pairs, keyed by (box, the other box's group)."""
+    if i.size == 0:
+        return np.zeros(0, bool)
+    _, gz = np.unique(g, return_inverse=True)
+    gz = gz.reshape(-1).astype(np.int64)
+    ng = int(gz.max()) + 1
+    best = np.ones(i.size, bool)
+    for a, c in ((i, j), (j, i)):
+        _, inv = np.unique(a * ng + gz[c], return_inverse=True)
+        top = np.full(int(inv.max()) + 1, -1.0)
+        np.maximum.at(top, inv, iou)
+        best &= iou >= top[inv]
+    return best
 
 
 def _finish_sequential(anchor: np.ndarray, prio: np.ndarray, hi: np.ndarray, lo: np.ndarray, iou: np.ndarray,

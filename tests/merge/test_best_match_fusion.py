@@ -1,0 +1,146 @@
+"""Best-match fusion across tiles (``MergeSpec.match_iou``): noisy views of small products seen
+whole by two tiles overlap under ``fuse_iou`` and were counted twice (an outside review). All
+data generated here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densedet_tile.cli.options import specs_from_args
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.merge import merge_tiles, pair_iou, weighted_box_fusion
+from densedet_tile.tiler.grid import make_grid
+from densedet_tile.types import Detections, MergeSpec, Tile, TileSpec
+
+
+def small_shelf(seed: int, width: int = 2600, height: int = 1300) -> np.ndarray:
+    """Rows of products 12-40 px wide and 20-60 px tall, 0-3 px apart (a far aisle, a panorama
+    of small products)."""
+    rng = np.random.default_rng(seed)
+    boxes, y = [], 5.0
+    while True:
+        row = float(rng.integers(20, 61))
+        if y + row > height - 5:
+            break
+        x = float(rng.integers(2, 10))
+        while True:
+            w = float(rng.integers(12, 41))
+            if x + w > width - 3:
+                break
+            h = row * float(rng.uniform(0.6, 0.95))
+            boxes.append([x, y + row - h, x + w, y + row])
+            x += w + float(rng.integers(0, 4))
+        y += row + float(rng.integers(5, 25))
+    return np.array(boxes)
+
+
+def noisy_views(products: np.ndarray, tiles: list[Tile], px: float, seed: int) -> list[Detections]:
+    """What a detector with ``px`` pixels of box noise per side (normal) reports in each tile:
+    every product at least 15 % inside it, as much of it as the tile shows."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in tiles:
+        local = products - [t.x, t.y, t.x, t.y]
+        clipped = np.clip(local, 0, [t.w, t.h, t.w, t.h])
+        seen = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)
+        keep = seen >= 0.15 * np.prod(products[:, 2:] - products[:, :2], axis=1)
+        c = clipped[keep] + rng.normal(0.0, px, size=(int(keep.sum()), 4))
+        c = np.clip(c, 0, [t.w, t.h, t.w, t.h])
+        c[:, 2:] = np.maximum(c[:, 2:], c[:, :2] + 1.0)
+        out.append(Detections(c.astype(np.float32), np.full(len(c), 0.9, np.float32)))
+    return out
+
+
+@pytest.mark.parametrize("overlap", [0.2, 0.5])
+def test_noisy_views_of_small_products_in_two_tiles_are_one_product(overlap: float) -> None:
+    products = small_shelf(0)
+    tiles = make_grid(2600, 1300, TileSpec(640, overlap))
+    dets = noisy_views(products, tiles, 2.0, seed=1)
+    n = len(products)
+    before = len(merge_tiles(tiles, dets, MergeSpec(match_iou=None)))
+    now = len(merge_tiles(tiles, dets, MergeSpec()))
+    # fuse_iou alone: +1 to +5 % (a whole pass of the same detector counts them exactly); with the
+    # best-match fusion within half a percent
+    assert before > n * 1.01, (before, n)
+    assert abs(now - n) <= 0.005 * n, (now, n)
+
+
+def test_best_match_fusion_changes_nothing_for_quiet_views_of_large_products() -> None:
+    products = small_shelf(2) * 4.0
+    tiles = make_grid(10400, 5200, TileSpec(1280, 0.2))
+    dets = noisy_views(products, tiles, 1.0, seed=3)
+    a = merge_tiles(tiles, dets, MergeSpec())
+    b = merge_tiles(tiles, dets, MergeSpec(match_iou=None))
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)
+    assert len(a) == len(products)
+
+
+def _fuse(xyxy, groups, match_iou=0.25, scores=None, labels=None):
+    xyxy = np.asarray(xyxy, np.float64)
+    s = np.full(len(xyxy), 0.9) if scores is None else np.asarray(scores, np.float64)
+    return weighted_box_fusion(xyxy, s, groups=np.asarray(groups), iou_thr=0.55, labels=labels, match_iou=match_iou)
+
+
+def test_two_views_that_are_each_others_best_match_fuse_under_fuse_iou() -> None:
+    # two views of a 20x30 px product, 5 and 4 px apart: IoU 0.47, under fuse_iou 0.55
+    boxes = np.array([[0, 0, 20, 30], [5, 4, 25, 34]], np.float64)
+    iou = float(pair_iou(boxes, np.array([0]), np.array([1]))[0])
+    assert 0.25 <= iou < 0.55, iou
+    assert len(_fuse(boxes, [0, 1]).xyxy) == 1
+    assert len(_fuse(boxes, [0, 1], match_iou=None).xyxy) == 2
+    assert len(_fuse(boxes, [0, 0]).xyxy) == 2  # one tile's boxes never fuse
+    assert len(_fuse(boxes, [0, 1], labels=[0, 1]).xyxy) == 2  # nor two labels
+    assert len(_fuse(boxes, [0, 1], match_iou=iou + 0.01).xyxy) == 2
+
+
+def test_a_neighbours_view_is_not_taken_for_a_missed_products() -> None:
+    # Tile 0 sees products P and Q, which overlap (IoU 0.33: one stands in front of the other);
+    # tile 1 missed P and sees Q. Q's views are each other's best match and fuse; P's view is
+    # not tile 1's Q view's best match, so it stays a product.
+    p, q = [0, 0, 20, 40], [10, 0, 30, 40]
+    q1 = [11, 1, 31, 41]
+    out = _fuse([p, q, q1], [0, 0, 1])
+    assert len(out.xyxy) == 2 and out.cluster[1] == out.cluster[2] != out.cluster[0]
+    np.testing.assert_array_equal(out.xyxy[out.cluster[0]], p)
+
+
+def test_a_view_best_matched_elsewhere_does_not_fuse_with_a_weaker_partner() -> None:
+    # Tile 1's view sits between tile 0's two products, nearer Q: it fuses with Q only.
+    p, q, v = [0, 0, 20, 40], [22, 0, 42, 40], [16, 0, 36, 40]
+    out = _fuse([p, q, v], [0, 0, 1])
+    assert out.cluster[1] == out.cluster[2] != out.cluster[0]
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, True, float("nan"), "0.3"])
+def test_match_iou_is_validated(bad) -> None:
+    with pytest.raises(InvalidInputError, match="match_iou"):
+        MergeSpec(match_iou=bad)
+    assert MergeSpec(match_iou=None).match_iou is None and MergeSpec(match_iou=1).match_iou == 1
+
+
+def test_the_cli_option_reaches_the_merge_spec() -> None:
+    import argparse
+
+    from densedet_tile.cli.options import add_detector_options, add_tiling_options
+
+    parser = argparse.ArgumentParser()
+    add_detector_options(parser)
+    add_tiling_options(parser)
+    args = parser.parse_args(["--match-iou", "0.4"])
+    assert specs_from_args(args)[1].match_iou == 0.4
+    assert specs_from_args(parser.parse_args([]))[1].match_iou == MergeSpec().match_iou == 0.25
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--match-iou", "0"])
+
+
+def test_the_results_settings_record_it() -> None:
+    import densedet_tile as dt
+
+    class Two:
+        def predict(self, tiles):
+            return [Detections(np.array([[10, 10, 30, 40]], np.float32), np.array([0.9], np.float32)) for _ in tiles]
+
+    img = np.zeros((300, 500, 3), np.uint8)
+    res = dt.detect_image(img, Two(), tile=256, overlap=0.2, merge=MergeSpec(match_iou=0.3))
+    assert res.settings["merge"]["match_iou"] == 0.3
