@@ -858,8 +858,9 @@ def error_line(inp: str, exc: BaseException) -> str:
     msg = one_line(exc)
     if not isinstance(exc, (DensedetError, OSError)):
         msg = f"{type(exc).__name__}: {msg}"
-    # (one_line folds a name's line breaks into spaces: look for it folded too)
-    if inp in msg or " ".join(inp.split()) in msg:
+    # (one_line folds a name's line breaks into spaces: look for it folded too); a message that
+    # only mentions the input further on (a command line quoted in it) still gets it in front
+    if msg.startswith(inp) or msg.startswith(" ".join(inp.split())):
         return msg
     # a message that starts with the bare file name (the engine names images so) gets the path
     # as given instead: two inputs of the same name in other folders must stay apart

