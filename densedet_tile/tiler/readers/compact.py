@@ -11,9 +11,10 @@ when it declines, so Pillow can take over (``decoder="auto"``) or the caller can
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,7 +22,8 @@ from ...errors import ImageReadError, MissingDependencyError, one_line
 from .colour import png_bit_depth, scale_uint
 from .orientation import PNG_ORIENTATION_TEXT
 
-__all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact", "png_rows_missing", "png_bit_depth"]
+__all__ = ["COMPACT_FORMATS", "Compact", "NOT_TRIED", "decode_compact", "png_rows_missing", "png_bit_depth",
+           "fill_corner", "check_jpeg_whole"]
 
 log = logging.getLogger(__name__)
 
@@ -218,16 +220,8 @@ def decode_compact(
     if fmt in ("JPEG", "MPO"):
         # libjpeg fills the blocks its data does not reach with flat grey (128), without an
         # error; only then (or when the end marker is missing) is the data checked
-        if no_eoi or _grey_corner(arr):
-            short, again = _jpeg_runs_short(data, arr, decode)
-            decodes += again
-            if short:
-                if no_eoi:
-                    raise ImageReadError(f"{label}: the JPEG file is truncated: its data ends before the last of "
-                                         f"the {width}x{height} pixels its header announces")
-                # the file ends as a JPEG should: bytes inside it are damaged, nothing is missing
-                raise ImageReadError(f"{label}: the JPEG data is damaged: it runs out before the last of the "
-                                     f"{width}x{height} pixels its header announces, though the file ends properly")
+        if no_eoi or fill_corner(arr):
+            decodes += check_jpeg_whole(data, width, height, lambda: arr, decode, label, no_eoi=no_eoi)
             if no_eoi:
                 log.warning("%s: the JPEG lacks its end-of-image marker; its pixel data is complete and is read",
                             label)
@@ -282,10 +276,86 @@ def _one_sequential_scan_to_the_end(data: bytes) -> bool:
 _PROBES = (b"\x55" * 4096, b"\xaa" * 4096)
 
 
-def _grey_corner(arr: np.ndarray) -> bool:
-    """Whether the bottom-right 2x2 pixels are all exactly mid-grey, as a block libjpeg had no
-    data for decodes; the last block is the last one coded, so a short file always shows it."""
-    return bool((arr[-2:, -2:] == 128).all())
+def fill_corner(arr: np.ndarray) -> bool:
+    """Whether the bottom-right 2x2 pixels are all what a block libjpeg had no data for decodes
+    to: every sample of it mid-grey (128; 127 in a CMYK image as Pillow stores it, inverted).
+    The last block is the last one coded, so a JPEG whose data stops early always shows it."""
+    corner = arr[-2:, -2:]
+    return bool(((corner == 128) | (corner == 127)).all())
+
+
+def check_jpeg_whole(data: bytes, width: int, height: int, pixels: Callable[[], np.ndarray], decode: Any,
+                     label: str, *, no_eoi: bool = False) -> int:
+    """Refuse the ``width`` x ``height`` JPEG ``data`` (decoded to ``pixels()`` by ``decode``;
+    asked for only where the check needs them) when its coded data stops before its last block
+    (:func:`_jpeg_runs_short`), with one line naming ``label``: truncated when the file has no
+    end marker (``no_eoi``), else damaged. Returns the whole-size decodes the check ran."""
+    short, decodes = _jpeg_runs_short(data, pixels, decode)
+    if short:
+        if no_eoi:
+            raise ImageReadError(f"{label}: the JPEG file is truncated: its data ends before the last of "
+                                 f"the {width}x{height} pixels its header announces")
+        # the file ends as a JPEG should: bytes inside it are damaged, cut out, or a marker stands
+        # in the coded data where it does not belong
+        raise ImageReadError(f"{label}: the JPEG data is damaged: it runs out before the last of the "
+                             f"{width}x{height} pixels its header announces, though the file ends properly")
+    return decodes
+
+
+#: In coded (entropy) data: a marker, after any fill bytes (0xFF 0x00 is a coded 0xFF byte).
+_CODED_MARKER = re.compile(rb"\xff+[^\x00\xff]")
+
+
+def _scan_stop(data: bytes) -> int | None:
+    """Where libjpeg stops reading the coded data of the JPEG's last scan (of its first image:
+    an MPO's second picture follows the first one's end marker): at the first marker in it that
+    is not the restart marker due there (the marker that ends the scan, a stray restart marker
+    of a damaged file, one out of turn), else at the end of the file. The marker segments are
+    walked from the start (a thumbnail inside an APP segment is skipped whole); None when they
+    cannot be (no SOI, junk between segments)."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    pos, n, interval, stop = 2, len(data), 0, None
+    while pos + 2 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return stop
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return stop
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDD and length >= 4:  # DRI: MCUs between restart markers (0: none)
+            interval = int.from_bytes(data[pos + 4 : pos + 6], "big")
+        pos += 2 + length
+        if marker != 0xDA:
+            continue
+        # SOS: its coded data follows; restart markers in their turn belong to it (numbered
+        # from 0 in each scan), any other marker ends it
+        due, stop = 0, None
+        while True:
+            found = _CODED_MARKER.search(data, pos)
+            if found is None:
+                return n if stop is None else stop  # the data runs to the end of the file
+            code = data[found.end() - 1]
+            if 0xD0 <= code <= 0xD7:
+                if stop is None and interval and code == 0xD0 + due:
+                    due = (due + 1) % 8
+                elif stop is None:
+                    stop = found.start()
+                pos = found.end()
+                continue
+            if stop is None:
+                stop = found.start()
+            pos = found.end() - 2
+            break
+    return stop
 
 
 def _same(a: np.ndarray, b: np.ndarray, rows: int = 256) -> bool:
@@ -331,37 +401,42 @@ def _block_means(jpeg: bytes) -> np.ndarray | None:
         return None
 
 
-def _jpeg_runs_short(data: bytes, pixels: np.ndarray, decode: Any) -> tuple[bool, int]:
+def _jpeg_runs_short(data: bytes, pixels: Callable[[], np.ndarray], decode: Any) -> tuple[bool, int]:
     """Whether the JPEG's coded data ends before its last block: decoded again with
-    :data:`_PROBES` appended where the data ends, it gives other pixels (the decoder went on
-    reading) than ``pixels``. False when that cannot be told (the decodes fail). Also returns
-    how many whole-size decodes it ran; one decoded copy is alive at a time besides ``pixels``.
+    :data:`_PROBES` put in where libjpeg stops reading it (:func:`_scan_stop`: the end of the
+    last scan, or a marker that does not belong inside it), it gives other pixels (the decoder
+    went on reading) than ``pixels()``. False when that cannot be told (the decodes fail). Also
+    returns how many whole-size decodes it ran; one decoded copy is alive at a time besides
+    ``pixels()``.
 
     A sequential JPEG codes each block's DC with its AC coefficients, so the probes show in
     the blocks' means: it is checked at 1/8 scale (a 64th of the pixels, no whole-size decode),
     the probed decodes against the file as it is. A progressive file can run short in a scan of
     fine detail only, which the means do not show: it is decoded at full size."""
-    last_sos = data.rfind(b"\xff\xda")
-    end = data.find(b"\xff\xd9", last_sos) if last_sos >= 0 else -1
-    body = data if end < 0 else data[:end]
+    stop = _scan_stop(data)
+    if stop is None:  # (segments that cannot be walked: the last scan's end marker, if any)
+        last_sos = data.rfind(b"\xff\xda")
+        end = data.find(b"\xff\xd9", last_sos) if last_sos >= 0 else -1
+        stop = len(data) if end < 0 else end
+    body, rest = data[:stop], data[stop:] or b"\xff\xd9"
     if body.endswith(b"\xff"):  # a file cut between a 0xFF and the byte stuffed after it
         body = body[:-1]
     if _sequential(data):
-        as_is = _block_means(body + b"\xff\xd9")
+        as_is = _block_means(body + rest)
         if as_is is not None:
             for probe in _PROBES:
-                again = _block_means(body + probe + b"\xff\xd9")
+                again = _block_means(body + probe + rest)
                 if again is not None and not (again.shape == as_is.shape and np.array_equal(again, as_is)):
                     return True, 0
             return False, 0
-    runs = 0
+    runs, pixels_now = 0, pixels()
     for probe in _PROBES:
         runs += 1
         try:
-            again = decode(body + probe + b"\xff\xd9")
+            again = decode(body + probe + rest)
         except Exception:
             continue
-        differs = not (isinstance(again, np.ndarray) and again.shape == pixels.shape and _same(again, pixels))
+        differs = not (isinstance(again, np.ndarray) and again.shape == pixels_now.shape and _same(again, pixels_now))
         del again  # before the next decode: a giant image is not held three times over
         if differs:
             return True, runs

@@ -227,7 +227,7 @@ def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
     from .base import check_size
     from .colour import pillow_converter, stored_8bit
     from .orientation import exif_orientation
-    from .pillow import check_png_rows, load_pixels
+    from .pillow import check_jpeg_rows, check_png_rows, load_pixels
 
     label = "<PIL image>"
     w, h = int(im.size[0]), int(im.size[1])
@@ -238,6 +238,8 @@ def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
     load_pixels(im, label, im.format or "unknown", w, h)
     if im.format == "PNG":
         check_png_rows(im, read_file, label)
+    elif im.format in ("JPEG", "MPO"):
+        check_jpeg_rows(im, read_file, label)
     # the pixels as stored, turned upright window by window as a file's are: the result records
     # the orientation applied, as for the file (it said 1 for a PIL image of a rotated photo)
     try:

@@ -20,10 +20,10 @@ import numpy as np
 from ...errors import ImageReadError, one_line
 from .base import ImageSource, SourceStats, check_size
 from .colour import pillow_converter, stored_8bit, uint8_to_rgb
-from .compact import NOT_TRIED, decode_compact, png_rows_missing
+from .compact import NOT_TRIED, check_jpeg_whole, decode_compact, fill_corner, png_rows_missing
 from .orientation import exif_orientation
 
-__all__ = ["Decoder", "DECODERS", "PillowSource", "open_header", "load_pixels", "check_png_rows"]
+__all__ = ["Decoder", "DECODERS", "PillowSource", "open_header", "load_pixels", "check_png_rows", "check_jpeg_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,38 @@ def check_png_rows(im: Any, read_file: Callable[[], bytes], label: str) -> None:
             raise ImageReadError(f"{label}: the PNG is truncated: its pixel data ends before the last row")
 
 
+def _pillow_jpeg(data: bytes) -> np.ndarray:
+    """The JPEG ``data`` decoded by Pillow, in the mode it stores it (no pixel limit: the
+    engine's ``max_pixels`` has been checked)."""
+    import io
+
+    from PIL import JpegImagePlugin
+
+    with JpegImagePlugin.JpegImageFile(io.BytesIO(data)) as im:
+        im.load()
+        return np.asarray(im)
+
+
+def check_jpeg_rows(im: Any, read_file: Callable[[], bytes], label: str) -> None:
+    """Refuse a JPEG (or MPO) that Pillow has decoded whose coded data stops before its last
+    block though the file ends properly (an end marker after data cut short, a stray marker
+    inside the data): libjpeg fills the rest with grey without a word. Only a bottom-right
+    corner of that grey (:func:`~.compact.fill_corner`) sends the file's data (``read_file()``,
+    which may raise ``OSError``; no bytes: nothing to check) through the check. Left out where
+    the program set ``ImageFile.LOAD_TRUNCATED_IMAGES``: it asked for short files padded."""
+    from PIL import ImageFile
+
+    w, h = im.size
+    if ImageFile.LOAD_TRUNCATED_IMAGES or not fill_corner(np.asarray(im.crop((max(0, w - 2), max(0, h - 2), w, h)))):
+        return
+    try:
+        data = read_file()
+    except OSError:
+        return
+    if data:
+        check_jpeg_whole(data, w, h, lambda: np.asarray(im), _pillow_jpeg, label)
+
+
 def load_pixels(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
     """``im.load()``, its failures said as :class:`~densedet_tile.errors.ImageReadError` naming
     ``label``: a truncated file as truncated, Pillow's other complaints as a file it cannot
@@ -299,6 +331,8 @@ class PillowSource(ImageSource):
                 load_pixels(im, label, fmt, sw, sh)
                 if fmt == "PNG":
                     check_png_rows(im, path.read_bytes, label)
+                elif fmt in ("JPEG", "MPO"):
+                    check_jpeg_rows(im, path.read_bytes, label)
             # from the header's chunks and segments (a PNG's eXIf after its pixels: Pillow's decode
             # above has read it; decode_compact declines such files), without decoding again
             orientation = exif_orientation(im, label)

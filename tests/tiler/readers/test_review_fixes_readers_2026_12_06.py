@@ -18,6 +18,7 @@ from densedet_tile.cli import main
 from densedet_tile.errors import ImageReadError
 from densedet_tile.runner import error_line
 from densedet_tile.tiler.readers import open_image
+from densedet_tile.tiler.readers.compact import fill_corner
 from fakes import blob_photo
 from fakes import error_lines as _errors
 from reader_samples import noise
@@ -87,3 +88,86 @@ def test_an_error_line_that_quotes_the_input_further_on_still_starts_with_it():
     exc = subprocess.CalledProcessError(1, ["gs", "-f", "shop/upload.jpg"])
     line = error_line("shop/upload.jpg", exc)
     assert line.startswith("shop/upload.jpg: CalledProcessError: ")
+
+
+# -- JPEGs whose coded data stops before their last block, though the file ends properly ------
+
+
+def _jpeg(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90, **kw)
+    return buf.getvalue()
+
+
+def _cut_with_eoi(data: bytes) -> bytes:
+    """``data`` cut inside its scan, an end-of-image marker put back after the cut."""
+    cut = data[: len(data) // 2]
+    return cut.rstrip(b"\xff") + b"\xff\xd9"
+
+
+def _stray_restarts(data: bytes) -> bytes:
+    """``data`` with three restart markers put in halfway through its scan (not between a 0xFF
+    and its stuffed byte): a JPEG without restart intervals has none there."""
+    start = data.find(b"\xff\xda")
+    at = start + (len(data) - start) // 2
+    while data[at - 1] == 0xFF:
+        at += 1
+    return data[:at] + b"\xff\xd0" * 3 + data[at:]
+
+
+def _photo(h: int = 96, w: int = 128) -> Image.Image:
+    return Image.fromarray(noise(h, w))
+
+
+@pytest.mark.parametrize("decoder", ["auto", "pillow"])
+@pytest.mark.parametrize("damage", [_cut_with_eoi, _stray_restarts])
+@pytest.mark.parametrize("mode", ["RGB", "CMYK"])  # (a CMYK JPEG is always Pillow's)
+def test_a_jpeg_whose_data_stops_early_is_refused_on_either_decoder(tmp_path, decoder, damage, mode):
+    path = tmp_path / "short.jpg"
+    path.write_bytes(damage(_jpeg(_photo().convert(mode))))
+    with pytest.raises(ImageReadError) as err:
+        open_image(path, decoder=decoder)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: the JPEG data is damaged") and "128x96 pixels" in msg and "\n" not in msg
+
+
+def test_a_pil_image_of_a_jpeg_whose_data_stops_early_is_refused(tmp_path):
+    path = tmp_path / "short.jpg"
+    path.write_bytes(_stray_restarts(_jpeg(_photo().convert("CMYK"))))
+    with Image.open(path) as im, pytest.raises(ImageReadError, match=r"^<PIL image>: the JPEG data is damaged"):
+        open_image(im)
+
+
+def test_a_short_jpeg_is_padded_where_the_program_asked_for_it(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    path = tmp_path / "short.jpg"
+    path.write_bytes(_cut_with_eoi(_jpeg(_photo().convert("CMYK"))))
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with open_image(path) as src:  # Pillow's decode, padded as the flag asks (README)
+        assert src.read(0, 0, src.width, src.height).shape == (96, 128, 3)
+
+
+@pytest.mark.parametrize("decoder", ["auto", "pillow"])
+@pytest.mark.parametrize("kind", ["CMYK", "restarts", "progressive"])
+def test_a_whole_jpeg_with_a_fill_grey_corner_is_read(tmp_path, decoder, kind):
+    rgb = noise(96, 128)
+    rgb[-24:] = 128  # the grey a block without data decodes to: what sends a file through the check
+    img = Image.fromarray(rgb)
+    if kind == "CMYK":
+        cmyk = np.asarray(img.convert("CMYK")).copy()
+        cmyk[-24:] = (127, 128, 127, 128)
+        data = _jpeg(Image.fromarray(cmyk, "CMYK"))
+    elif kind == "restarts":  # restart markers in their turn, one every 4 blocks
+        data = _jpeg(img, restart_marker_blocks=4)
+        assert data.count(b"\xff\xd1") > 1
+    else:
+        data = _jpeg(img, progressive=True)
+    path = tmp_path / "whole.jpg"
+    path.write_bytes(data)
+    with Image.open(path) as im:
+        assert fill_corner(np.asarray(im))  # (checked, and found whole)
+        want = np.asarray(im.convert("RGB"))
+    with open_image(path, decoder=decoder) as src:
+        got = src.read(0, 0, src.width, src.height)
+    assert np.array_equal(got, want) and (got[-8:] != 0).all()
