@@ -53,25 +53,66 @@ _PAGES_LOOKED_AT = 16
 _WARNED_PAGES: set[str] = set()
 
 
+#: TIFF tags and photometric values of camera RAW files: DNGVersion, and the colour filter
+#: array and linear raw sensor data that DNG (and other TIFF-based RAW formats) store.
+_DNG_VERSION = 50706
+_RAW_PHOTOMETRIC = (32803, 34892)
+
+
+def _refuse_raw(tif: Any, label: str) -> None:
+    """Refuse a camera RAW file (DNG, or another TIFF-based RAW: a Canon CR2, a page of sensor
+    data): its first page is at most the camera's preview, its picture raw sensor data that
+    takes a RAW converter. Read as a TIFF, the preview was detected on without a word."""
+    first = tif.pages[0]
+    if first.tags.get(_DNG_VERSION) is not None:
+        raise ImageReadError(f"{label}: camera RAW (DNG) is not supported: export a JPEG or TIFF")
+    fh = tif.filehandle
+    try:
+        fh.seek(0)
+        head = fh.read(12)
+    except (OSError, ValueError):  # pragma: no cover - the header was just read
+        head = b""
+    cr2 = head[:2] == b"II" and head[8:12] == b"CR\x02\x00"  # a CR2's signature after its TIFF header
+    if cr2 or int(getattr(first, "photometric", 0) or 0) in _RAW_PHOTOMETRIC:
+        raise ImageReadError(f"{label}: camera RAW is not supported: export a JPEG or TIFF")
+
+
+def _warn_once(label: str, msg: str, *args: Any) -> None:
+    """``log.warning(msg, label, *args)``, once per file and process: a file is opened more
+    than once (its size first, then its pixels)."""
+    key = f"{msg}\0{label}"
+    if key in _WARNED_PAGES:
+        return
+    if len(_WARNED_PAGES) >= 4096:  # a long-running service sees many files: forget the old ones
+        _WARNED_PAGES.clear()
+    _WARNED_PAGES.add(key)
+    log.warning(msg, label, *args)
+
+
 def _main_page(tif: Any, label: str) -> Any:
     """The page that holds the image: the first that is not a reduced-resolution copy
-    (NewSubfileType bit 0: thumbnails and previews, which cameras and DNG put first). Other
-    full-resolution pages are not read, and a warning says so."""
+    (NewSubfileType bit 0: thumbnails and previews, which cameras put first). Other
+    full-resolution pages are not read, and a warning says so. Where every page is marked
+    reduced-resolution the largest is read, with a warning, unless it has SubIFDs: then the
+    image is in those (a camera's layout), which are not read, and the file is refused."""
     n = len(tif.pages)
     pages = [tif.pages[i] for i in range(min(n, _PAGES_LOOKED_AT))]
     reduced = [bool(int(getattr(pg, "subfiletype", 0) or 0) & 1) for pg in pages]
     full = [i for i, r in enumerate(reduced) if not r]
-    # every page marked reduced-resolution (a mislabelled file): the largest is the image
     k = full[0] if full else max(range(len(pages)), key=lambda i: int(pages[i].imagewidth) * int(pages[i].imagelength))
+    size = (int(pages[k].imagewidth), int(pages[k].imagelength))
+    if not full:
+        if getattr(pages[k], "subifds", None):
+            raise ImageReadError(f"{label}: the TIFF holds only a reduced-resolution preview ({size[0]}x{size[1]}); "
+                                 "its image is in a SubIFD, which is not read (camera RAW?): export a JPEG or TIFF")
+        # a mislabelled file, or previews alone: the largest is what there is
+        _warn_once(label, "%s: every page of the TIFF is tagged as a reduced-resolution copy (a preview or "
+                   "thumbnail); reading the largest, page %d (%dx%d)", k + 1, *size)
     if k > 0:
         log.info("%s: page 1 is a reduced-resolution copy; reading page %d", label, k + 1)
     others = n - 1 - sum(r for i, r in enumerate(reduced) if i != k)
-    if others > 0 and label not in _WARNED_PAGES:  # once per file and process: it is opened more than once
-        if len(_WARNED_PAGES) >= 4096:  # a long-running service sees many files: forget the old ones
-            _WARNED_PAGES.clear()
-        _WARNED_PAGES.add(label)
-        log.warning("%s: the TIFF has %d pages; only page %d (%dx%d) is read", label, n, k + 1,
-                    int(pages[k].imagewidth), int(pages[k].imagelength))
+    if others > 0:
+        _warn_once(label, "%s: the TIFF has %d pages; only page %d (%dx%d) is read", n, k + 1, *size)
     return pages[k]
 
 
@@ -95,6 +136,7 @@ class TiffSource(ImageSource):
         try:
             if len(tif.pages) == 0:
                 raise ImageReadError(f"{label}: the TIFF has no pages")
+            _refuse_raw(tif, label)
             page = _main_page(tif, label)
             sw, sh = int(page.imagewidth), int(page.imagelength)
             if sw == 0 or sh == 0:  # tifffile read no image page (it logs why): not an empty picture

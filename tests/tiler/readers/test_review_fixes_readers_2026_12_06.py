@@ -171,3 +171,60 @@ def test_a_whole_jpeg_with_a_fill_grey_corner_is_read(tmp_path, decoder, kind):
     with open_image(path, decoder=decoder) as src:
         got = src.read(0, 0, src.width, src.height)
     assert np.array_equal(got, want) and (got[-8:] != 0).all()
+
+
+# -- camera RAW, and TIFFs that hold only previews ------------------------------------------
+
+
+def _raw_tiff(path: Path, *, dng: bool) -> None:
+    """A TIFF laid out as cameras write DNG: page 1 a small RGB preview tagged reduced-resolution,
+    the sensor's colour filter array data in a SubIFD; with a DNGVersion tag when ``dng``."""
+    import tifffile
+
+    dng_tag = [(50706, "B", 4, (1, 4, 0, 0), True)] if dng else []
+    raw = np.random.default_rng(0).integers(0, 4096, (96, 128)).astype(np.uint16)
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(noise(24, 32), subfiletype=1, subifds=1, photometric="rgb", extratags=dng_tag)
+        tif.write(raw, photometric=32803, extratags=[(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)])
+
+
+def test_a_dng_is_refused_rather_than_read_on_its_thumbnail(tmp_path):
+    path = tmp_path / "IMG_0001.DNG"
+    _raw_tiff(path, dng=True)
+    with pytest.raises(ImageReadError) as err:
+        open_image(path)
+    assert str(err.value) == f"{path}: camera RAW (DNG) is not supported: export a JPEG or TIFF"
+
+
+def test_a_tiff_of_previews_whose_image_is_in_a_subifd_is_refused(tmp_path):
+    path = tmp_path / "IMG_0002.tif"
+    _raw_tiff(path, dng=False)
+    with pytest.raises(ImageReadError, match=r"only a reduced-resolution preview \(32x24\); its image is in a SubIFD"):
+        open_image(path)
+
+
+def test_a_page_of_sensor_data_is_refused_as_camera_raw(tmp_path):
+    import tifffile
+
+    path = tmp_path / "cfa.tif"
+    tifffile.imwrite(path, np.zeros((32, 48), np.uint16), photometric=32803,
+                     extratags=[(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)])
+    with pytest.raises(ImageReadError, match=r"camera RAW is not supported: export a JPEG or TIFF$"):
+        open_image(path)
+
+
+def test_a_tiff_of_reduced_resolution_pages_alone_is_read_with_a_warning(tmp_path, caplog):
+    import logging
+
+    import tifffile
+
+    big = noise(40, 60)
+    path = tmp_path / "previews.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(big[::4, ::4].copy(), photometric="rgb", subfiletype=1)
+        tif.write(big, photometric="rgb", subfiletype=1)
+    with caplog.at_level(logging.WARNING), open_image(path) as src:
+        assert np.array_equal(src.read(0, 0, src.width, src.height), big)
+    said = [r.getMessage() for r in caplog.records if "reduced-resolution" in r.getMessage()]
+    assert said == [f"{path}: every page of the TIFF is tagged as a reduced-resolution copy (a preview or thumbnail); "
+                    "reading the largest, page 2 (60x40)"]
