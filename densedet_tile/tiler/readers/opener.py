@@ -46,7 +46,8 @@ def open_image(
     ``source`` is a path (format sniffed from the file's first bytes, not its extension), an
     ``HxWx3`` uint8 RGB array (``HxW`` gray and ``HxWx4`` RGBA are accepted too), the bytes of
     an image file (``bytes``, ``bytearray``, ``memoryview``) or a binary file object (an upload,
-    ``io.BytesIO``), read like a file of theirs (EXIF rotation applied; spooled to a temporary
+    ``io.BytesIO``; read from its start when it can seek, as ``Image.open`` does, else from where
+    it is), read like a file of theirs (EXIF rotation applied; spooled to a temporary
     file that is gone once the source no longer needs it), or a ``PIL.Image.Image`` (its EXIF
     rotation applied, as a file's would be; ``np.asarray(Image.open(...))`` loses it). Pillow
     formats are decoded here, once; TIFF/BigTIFF only has its header read here.
@@ -174,6 +175,17 @@ def _named_in_logs(path: str, label: str) -> Iterator[None]:
         _RENAMED.reset(token)
 
 
+def _rewind(source: Any) -> None:
+    """Put a seekable file object back to its start, as ``Image.open`` does: an upload already
+    read from (``Image.open(f).verify()`` first) was read from where that left it, an "unknown
+    format" (an outside review). A stream that cannot seek is read from where it is."""
+    try:
+        if source.seekable():
+            source.seek(0)
+    except (AttributeError, OSError, ValueError):  # no seekable(), a pipe, a closed file (said on reading)
+        pass
+
+
 def _spooled(source: Any, **options: Any) -> ImageSource:
     """An image given as bytes or a binary file object, opened from a temporary file of them, so
     that it is read exactly as the same file on disk would be (format sniffing, EXIF rotation,
@@ -190,6 +202,7 @@ def _spooled(source: Any, **options: Any) -> ImageSource:
             if isinstance(source, (bytes, bytearray, memoryview)):
                 fh.write(source)
             else:
+                _rewind(source)
                 try:
                     shutil.copyfileobj(source, fh)
                 except TypeError:  # str from a text-mode file

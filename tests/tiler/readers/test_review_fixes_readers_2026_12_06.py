@@ -228,3 +228,39 @@ def test_a_tiff_of_reduced_resolution_pages_alone_is_read_with_a_warning(tmp_pat
     said = [r.getMessage() for r in caplog.records if "reduced-resolution" in r.getMessage()]
     assert said == [f"{path}: every page of the TIFF is tagged as a reduced-resolution copy (a preview or thumbnail); "
                     "reading the largest, page 2 (60x40)"]
+
+
+# -- a file object already read from ---------------------------------------------------------
+
+
+def test_a_seekable_file_object_already_read_from_is_read_from_its_start():
+    rgb = noise(48, 64)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    with Image.open(buf) as im:  # an upload checked first, as services do
+        im.verify()
+    assert buf.tell() > 0
+    with open_image(buf) as src:
+        assert src.name == "<BytesIO>" and np.array_equal(src.read(0, 0, 64, 48), rgb)
+
+
+def test_a_stream_that_cannot_seek_is_read_from_where_it_is():
+    buf = io.BytesIO()
+    Image.fromarray(noise(48, 64)).save(buf, format="PNG")
+
+    class Stream(io.RawIOBase):  # a pipe: no seeking
+        def __init__(self, data: bytes) -> None:
+            self._data = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            chunk = self._data.read(len(b))
+            b[: len(chunk)] = chunk
+            return len(chunk)
+
+    stream = Stream(b"junk" + buf.getvalue())
+    assert stream.read(4) == b"junk"
+    with open_image(stream) as src:
+        assert (src.width, src.height) == (64, 48)
