@@ -344,7 +344,11 @@ class TiffColour:
             name = getattr(page.photometric, "name", photometric)
             raise ImageReadError(f"{label}: unsupported TIFF photometric interpretation {name}")
         if photometric == 6 and int(page.compression) not in (6, 7):
-            raise ImageReadError(f"{label}: uncompressed YCbCr TIFF is not supported")
+            # (libjpeg turns a JPEG-compressed one into RGB; any other is the YCbCr samples as stored)
+            kind = "uncompressed" if int(page.compression) == 1 else \
+                f"{getattr(page.compression, 'name', page.compression)}-compressed"
+            raise ImageReadError(f"{label}: a YCbCr TIFF is read only when JPEG-compressed; this one is {kind}: "
+                                 "save it as RGB")
         if photometric == 5:  # SEPARATED: CMYK inks (InkSet 1, the default), as Pillow writes them
             inkset = page.tags.get(332)
             if inkset is not None and int(inkset.value) != 1:

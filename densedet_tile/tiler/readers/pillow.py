@@ -42,7 +42,7 @@ _CONVERT_CHUNK_PIXELS = 1 << 20
 
 #: Formats whose first bytes say what they are beyond doubt: a file that starts like one and
 #: whose header cannot be read is that format, cut short or damaged, not an unknown one.
-_STRICT_MAGIC = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF"})
+_STRICT_MAGIC = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF", "AVIF"})
 
 #: The Pillow formats a file is ever opened as (Pillow's plugin names; MPO comes in through the
 #: JPEG plugin, HEIF through pillow-heif's). Pillow's other plugins are never asked: some hand
@@ -297,10 +297,12 @@ class PillowSource(ImageSource):
             im = open_header(path)
         except UnidentifiedImageError as exc:
             broken = getattr(exc, "broken_format", None)
-            if broken is not None:
-                raise ImageReadError(f"{label}: the {broken} file breaks off or is damaged inside its header "
-                                     "(the file is cut short?)") from None
             heif = _is_heif(path)
+            if broken is not None and not (broken == "AVIF" and heif):  # (HEIF shares AVIF's "mif1" brand)
+                # (libavif checks the whole container, its pixel data's extent included, on opening)
+                where = "" if broken == "AVIF" else " inside its header"
+                raise ImageReadError(f"{label}: the {broken} file breaks off or is damaged{where} "
+                                     "(the file is cut short?)") from None
             if not (heif and _heif_plugin()):
                 raise ImageReadError(_unknown_format(path, heif)) from None
             try:

@@ -264,3 +264,44 @@ def test_a_stream_that_cannot_seek_is_read_from_where_it_is():
     assert stream.read(4) == b"junk"
     with open_image(stream) as src:
         assert (src.width, src.height) == (64, 48)
+
+
+# -- the wording of two refusals --------------------------------------------------------------
+
+
+def test_a_truncated_avif_is_called_cut_short_not_an_unknown_format(tmp_path):
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow reads no AVIF")
+    buf = io.BytesIO()
+    Image.fromarray(noise(96, 128)).save(buf, format="AVIF", quality=90)
+    data = buf.getvalue()
+    path = tmp_path / "cut.avif"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ImageReadError) as err:
+        open_image(path)
+    assert str(err.value) == f"{path}: the AVIF file breaks off or is damaged (the file is cut short?)"
+
+
+def test_a_deflate_compressed_ycbcr_tiff_is_not_called_uncompressed(tmp_path):
+    import tifffile
+
+    path = tmp_path / "ycc.tif"
+    tifffile.imwrite(path, noise(32, 48), photometric="ycbcr", subsampling=(1, 1), compression="zlib")
+    with pytest.raises(ImageReadError) as err:
+        open_image(path)
+    assert str(err.value) == (f"{path}: a YCbCr TIFF is read only when JPEG-compressed; this one is "
+                              "ADOBE_DEFLATE-compressed: save it as RGB")
+
+
+def test_a_heif_of_the_brand_it_shares_with_avif_is_still_said_to_be_heif(tmp_path):
+    import importlib.util
+    import struct
+
+    if importlib.util.find_spec("pillow_heif") is not None:
+        pytest.skip("pillow-heif installed: the file goes to it")
+    path = tmp_path / "IMG_0006.heic"
+    path.write_bytes(struct.pack(">I", 24) + b"ftypmif1" + bytes(4) + b"mif1heic" + bytes(200))
+    with pytest.raises(ImageReadError, match=r"a HEIC/HEIF photo, which this install cannot decode"):
+        open_image(path)
