@@ -141,16 +141,23 @@ def _replace_all(staged: list[tuple[str, Path]]) -> None:
     done: list[tuple[Path, str | None]] = []
     try:
         for tmp, target in staged:
-            if os.path.lexists(target):
-                old = f"{tmp}.old"
-                done.append((target, old))
-                try:
-                    os.link(target, old)  # the target stays in place while it is replaced
-                except OSError:  # no hard links here: move it aside instead
-                    os.replace(target, old)
-            else:
-                done.append((target, None))
-            os.replace(tmp, target)
+            try:
+                if os.path.lexists(target):
+                    old = f"{tmp}.old"
+                    done.append((target, old))
+                    try:
+                        os.link(target, old)  # the target stays in place while it is replaced
+                    except OSError:  # no hard links here: move it aside instead
+                        os.replace(target, old)
+                else:
+                    done.append((target, None))
+                os.replace(tmp, target)
+            except OSError as exc:
+                # said of the file asked for: the line named the temporary it was being moved to
+                # (an outside review: "o/.o1.detections.k3x9a0b1.tmp.old: Operation not permitted")
+                if exc.errno is None:
+                    raise
+                raise type(exc)(exc.errno, exc.strerror, str(target)) from None
     except BaseException:
         for target, old in reversed(done):
             try:

@@ -245,3 +245,27 @@ def test_a_failed_write_names_the_file_asked_for(tmp_path, monkeypatch) -> None:
     monkeypatch.undo()
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == []  # nothing left behind
+
+
+def test_an_output_that_cannot_be_replaced_is_named_not_its_temporary(tmp_path, monkeypatch) -> None:
+    # an existing output that may not be moved (an immutable file, a folder with the sticky bit):
+    # the error line named the temporary it was being moved aside to, ".o1.detections.xxxx.tmp.old"
+    target = tmp_path / "o1.detections.json"
+    target.write_text("old")
+    real_replace = os.replace
+
+    def no_link(src, dst):
+        raise PermissionError(1, "Operation not permitted", src, None, dst)
+
+    def stuck(src, dst):
+        if str(src) == str(target):
+            raise PermissionError(1, "Operation not permitted", src, None, dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(os, "replace", stuck)
+    with pytest.raises(PermissionError) as err:
+        write_files({target: "new"})
+    assert err.value.filename == str(target) and err.value.filename2 is None and ".tmp" not in str(err.value)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == [target.name] and target.read_text() == "old"
