@@ -148,9 +148,9 @@ def decode_compact(
     :class:`~densedet_tile.errors.MissingDependencyError` for the missing package,
     :class:`~densedet_tile.errors.ImageReadError` naming the file and the reason otherwise.
 
-    A JPEG whose coded data ends before its last block (a truncated file, or a header that
-    announces more rows than the data holds: libjpeg-turbo fills the rest with grey without a
-    word) raises :class:`~densedet_tile.errors.ImageReadError` whatever ``required`` says.
+    A JPEG whose coded data ends before its last block (a truncated file, a header that
+    announces more rows than the data holds, a stray marker inside the data: libjpeg-turbo
+    fills the rest with grey without a word) raises :class:`~densedet_tile.errors.ImageReadError` whatever ``required`` says.
     """
     label = str(path)
     if fmt not in COMPACT_FORMATS or mode not in _MODES.get(fmt, _DEFAULT_MODES):
