@@ -306,13 +306,14 @@ def check_jpeg_whole(data: bytes, width: int, height: int, pixels: Callable[[], 
 _CODED_MARKER = re.compile(rb"\xff+[^\x00\xff]")
 
 
-def _scan_stop(data: bytes) -> int | None:
+def _scan_stop(data: bytes) -> tuple[int, bytes] | None:
     """Where libjpeg stops reading the coded data of the JPEG's last scan (of its first image:
     an MPO's second picture follows the first one's end marker): at the first marker in it that
     is not the restart marker due there (the marker that ends the scan, a stray restart marker
-    of a damaged file, one out of turn), else at the end of the file. The marker segments are
-    walked from the start (a thumbnail inside an APP segment is skipped whole); None when they
-    cannot be (no SOI, junk between segments)."""
+    of a damaged file, one out of turn), else at the end of the file; with the restart marker
+    due there (b"" in a scan without restart intervals). The marker segments are walked from
+    the start (a thumbnail inside an APP segment is skipped whole); None when they cannot be
+    (no SOI, junk between segments)."""
     if not data.startswith(b"\xff\xd8"):
         return None
     pos, n, interval, stop = 2, len(data), 0, None
@@ -338,21 +339,20 @@ def _scan_stop(data: bytes) -> int | None:
             continue
         # SOS: its coded data follows; restart markers in their turn belong to it (numbered
         # from 0 in each scan), any other marker ends it
-        due, stop = 0, None
+        due, at = 0, None
         while True:
             found = _CODED_MARKER.search(data, pos)
-            if found is None:
-                return n if stop is None else stop  # the data runs to the end of the file
+            if found is None:  # the data runs to the end of the file
+                return (n if at is None else at), (bytes([0xFF, 0xD0 + due]) if interval else b"")
             code = data[found.end() - 1]
             if 0xD0 <= code <= 0xD7:
-                if stop is None and interval and code == 0xD0 + due:
+                if at is None and interval and code == 0xD0 + due:
                     due = (due + 1) % 8
-                elif stop is None:
-                    stop = found.start()
+                elif at is None:
+                    at = found.start()
                 pos = found.end()
                 continue
-            if stop is None:
-                stop = found.start()
+            stop = (found.start() if at is None else at), (bytes([0xFF, 0xD0 + due]) if interval else b"")
             pos = found.end() - 2
             break
     return stop
@@ -367,40 +367,6 @@ def _same(a: np.ndarray, b: np.ndarray, rows: int = 256) -> bool:
     return True
 
 
-def _sequential(data: bytes) -> bool:
-    """Whether the JPEG ``data`` is Huffman-coded sequential (baseline or extended: every
-    block's DC and AC coefficients coded together), from its start-of-frame marker."""
-    pos, n = 2, len(data)
-    while pos + 4 <= n and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return marker in (0xC0, 0xC1)
-        if marker == 0xDA:
-            return False
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return False
-
-
-def _block_means(jpeg: bytes) -> np.ndarray | None:
-    """The JPEG decoded at 1/8 scale (libjpeg's DCT scaling: each 8x8 block's mean, from its DC
-    coefficient alone), or None when it cannot be. Pillow's JPEG plugin is called directly, so
-    its process-wide pixel limit is not consulted (the engine's ``max_pixels`` has been)."""
-    import io
-
-    from PIL import JpegImagePlugin
-
-    try:
-        with JpegImagePlugin.JpegImageFile(io.BytesIO(jpeg)) as im:
-            im.draft(im.mode, (-(-im.width // 8), -(-im.height // 8)))
-            im.load()
-            return np.asarray(im)
-    except Exception:
-        return None
-
-
 def _jpeg_runs_short(data: bytes, pixels: Callable[[], np.ndarray], decode: Any) -> tuple[bool, int]:
     """Whether the JPEG's coded data ends before its last block: decoded again with
     :data:`_PROBES` put in where libjpeg stops reading it (:func:`_scan_stop`: the end of the
@@ -409,31 +375,29 @@ def _jpeg_runs_short(data: bytes, pixels: Callable[[], np.ndarray], decode: Any)
     returns how many whole-size decodes it ran; one decoded copy is alive at a time besides
     ``pixels()``.
 
-    A sequential JPEG codes each block's DC with its AC coefficients, so the probes show in
-    the blocks' means: it is checked at 1/8 scale (a 64th of the pixels, no whole-size decode),
-    the probed decodes against the file as it is. A progressive file can run short in a scan of
-    fine detail only, which the means do not show: it is decoded at full size."""
-    stop = _scan_stop(data)
-    if stop is None:  # (segments that cannot be walked: the last scan's end marker, if any)
+    The probed decodes are compared at full size: at 1/8 scale (each block's mean, from its DC
+    coefficient alone, as this was checked before) the probes can move what they reach by
+    less than a level where they reach only a few blocks (those left of a restart interval, a
+    file cut a block or two from its end): a CMYK file with restart markers cut early was read.
+    They run only for a file whose last block is the fill grey, or that lacks its end marker."""
+    found = _scan_stop(data)
+    if found is None:  # (segments that cannot be walked: the last scan's end marker, if any)
         last_sos = data.rfind(b"\xff\xda")
         end = data.find(b"\xff\xd9", last_sos) if last_sos >= 0 else -1
-        stop = len(data) if end < 0 else end
+        found = (len(data) if end < 0 else end), b""
+    stop, restart = found
     body, rest = data[:stop], data[stop:] or b"\xff\xd9"
     if body.endswith(b"\xff"):  # a file cut between a 0xFF and the byte stuffed after it
         body = body[:-1]
-    if _sequential(data):
-        as_is = _block_means(body + rest)
-        if as_is is not None:
-            for probe in _PROBES:
-                again = _block_means(body + probe + rest)
-                if again is not None and not (again.shape == as_is.shape and np.array_equal(again, as_is)):
-                    return True, 0
-            return False, 0
     runs, pixels_now = 0, pixels()
     for probe in _PROBES:
         runs += 1
         try:
-            again = decode(body + probe + rest)
+            # in a file with restart intervals the probe goes in twice, around the restart
+            # marker due there: data cut inside an interval reads the first, data cut just
+            # after an interval's last block skips it as junk (the probes were read past) and
+            # reads the second as the next interval's
+            again = decode(body + probe + restart + probe + rest)
         except Exception:
             continue
         differs = not (isinstance(again, np.ndarray) and again.shape == pixels_now.shape and _same(again, pixels_now))

@@ -95,7 +95,7 @@ def test_an_error_line_that_quotes_the_input_further_on_still_starts_with_it():
 
 def _jpeg(img: Image.Image, **kw) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90, **kw)
+    img.save(buf, format="JPEG", **{"quality": 90, **kw})
     return buf.getvalue()
 
 
@@ -305,3 +305,21 @@ def test_a_heif_of_the_brand_it_shares_with_avif_is_still_said_to_be_heif(tmp_pa
     path.write_bytes(struct.pack(">I", 24) + b"ftypmif1" + bytes(4) + b"mif1heic" + bytes(200))
     with pytest.raises(ImageReadError, match=r"a HEIC/HEIF photo, which this install cannot decode"):
         open_image(path)
+
+
+@pytest.mark.parametrize("decoder", ["auto", "pillow"])
+@pytest.mark.parametrize(("mode", "quality", "where"), [("CMYK", 90, 12), ("CMYK", 96, 7), ("RGB", 90, 24)])
+def test_a_jpeg_with_restart_markers_cut_short_is_refused(tmp_path, decoder, mode, quality, where):
+    # each was read with the rest of the image grey: the probes reach only the rest of one
+    # restart interval, and at 1/8 scale (the blocks' means, as this was checked before) they
+    # changed nothing in the CMYK files; the RGB one is cut just after an interval's last block,
+    # where probes put in alone are skipped as junk
+    rgb = np.random.default_rng(0).integers(0, 256, (240, 320, 3)).astype(np.uint8)  # (its own: the same file
+    rgb[-40:] = 128  # whatever ran before, for the cut positions below)
+    data = _jpeg(Image.fromarray(rgb).convert(mode), quality=quality, restart_marker_blocks=1)
+    sos = data.find(b"\xff\xda")
+    cut = sos + 300 + (len(data) - sos - 400) * where // 40
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[:cut].rstrip(b"\xff") + b"\xff\xd9")
+    with pytest.raises(ImageReadError, match=r"the JPEG data is damaged"):
+        open_image(path, decoder=decoder)
