@@ -269,9 +269,9 @@ def _one_sequential_scan_to_the_end(data: bytes) -> bool:
     return False
 
 
-#: Coded bytes to append where a JPEG's data ends (no 0xFF among them, so they hold no marker):
-#: they change the picture only if the decoder reaches them, that is if the image's data ends
-#: before its last block. Two alternating bit patterns: a single one can happen to decode as
+#: Coded bytes to put in where libjpeg stops reading a JPEG's data (no 0xFF among them, so they
+#: hold no marker): they change the picture only if the decoder reaches them, that is if the
+#: image's data stops before its last block. Two alternating bit patterns: a single one can happen to decode as
 #: the very coefficients the decoder filled in.
 _PROBES = (b"\x55" * 4096, b"\xaa" * 4096)
 
