@@ -278,15 +278,18 @@ def report_text(report: dict[str, Any]) -> str:
              + (f" -> {report['out']}" if report["status"] == "done" else f" (state in {report['state']}; "
                 "run again with --resume to continue)")]
     used, available = report["photos_used"], report.get("photos_available", report["photos_used"])
+    gone = report.get("unreadable_after_use", [])
     lines.append(f"photos: {used}{'' if used == available else f' of {available}'} used for training"
                  + ("" if used == available else " (trained on so far)" if report["status"] != "done" else
                     " (the others were not labelled, or labelled too late to train on)")
+                 + (f" ({len(gone)} of them unreadable since, after training on them)" if gone else "")
                  + f", {report['holdout']} held out"
                  + (f", {len(report['skipped'])} skipped" if report["skipped"] else ""))
-    for name, why in report["skipped"][:10]:
-        lines.append(f"  skipped {name}: {why}")
-    if len(report["skipped"]) > 10:
-        lines.append(f"  ... and {len(report['skipped']) - 10} more")
+    for what, entries in (("unreadable since", gone), ("skipped", report["skipped"])):
+        for name, why in entries[:10]:
+            lines.append(f"  {what} {name}: {why}")
+        if len(entries) > 10:
+            lines.append(f"  ... and {len(entries) - 10} more {what}")
     for r in report["rounds"]:
         per = r["pseudo_labels"] / max(r["photos_labelled"], 1)
         loss = "-" if r.get("loss") is None else f"{r['loss']:.3f}"
@@ -375,6 +378,13 @@ def _adapt_report_text(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return first.startswith("densedet-tile adapt: ")
+
+
+def _trained_on_of_old_state(s: dict[str, Any]) -> list[str]:
+    """The photos trained on, by a state saved before they were kept: those labelled before its
+    last step (their crops joined the batches when they were labelled)."""
+    labels = s["labels"]
+    return [n for n in s["train"] if isinstance(labels.get(n), dict) and labels[n].get("since", 0) < s["step"]]
 
 
 def _f32_state(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -590,6 +600,8 @@ class AdaptRun:
             "elapsed": 0.0,
             "cpu": 0.0,
             "labels": {},
+            # the training photos whose crops at least one step drew from (see _mark_trained)
+            "trained_on": [],
             "labelled_this_round": [],
             "crop_order": [],
             "rounds": [],
@@ -716,6 +728,8 @@ class AdaptRun:
         s.setdefault("loss", None)
         s.setdefault("cpu", 0.0)
         s.setdefault("train_end", None)
+        if not isinstance(s.get("trained_on"), list):
+            s["trained_on"] = _trained_on_of_old_state(s)
         if not isinstance(s.get("calib"), dict):  # a state saved before the served threshold was picked
             s["calib"] = {}
         s["timing"].setdefault("calib_s", [])
@@ -1061,11 +1075,8 @@ class AdaptRun:
             if image is None:
                 continue
             pl = self._label(image, name)
-            old = self.s["labels"].get(name)
             self.s["labels"][name] = {"boxes": _t(pl.boxes), "scores": _t(pl.scores), "ignore": _t(pl.ignore),
-                                      "round": self.s["round"] + 1,
-                                      # the step from which the photo's crops are trained on
-                                      "since": old.get("since", 0) if old else self.s["step"]}
+                                      "round": self.s["round"] + 1}
             if name not in self.crop_index:
                 self.s["crop_order"].append(name)
             self._add_crop(name, image)
@@ -1143,6 +1154,7 @@ class AdaptRun:
         self.ema.to(self.dev)
         self.model.train()
         amp = self.dev.type == "cuda"
+        marked = False
         while self.fraction() < end - 1e-9:
             self._poll()
             step = self.s["step"]
@@ -1161,6 +1173,9 @@ class AdaptRun:
                 raise AdaptFailed(f"adapt: the loss or its gradient became non-finite at step {step}; nothing "
                                   f"written and the state removed: start again with a lower --lr (it was {st.lr:g})")
             self.s["step"] = step + 1
+            if not marked:  # the crops stay the same until the round ends
+                self._mark_trained()
+                marked = True
             self.s["loss"] = terms["loss"] if self.s["loss"] is None else 0.9 * self.s["loss"] + 0.1 * terms["loss"]
             self.s["timing"]["step_s"].append(time.monotonic() - t0)
             self.s["timing"]["step_s"] = self.s["timing"]["step_s"][-200:]
@@ -1283,11 +1298,33 @@ class AdaptRun:
         return {"photos": len(checked), "names": checked,  # paths within the folder, as skipped files are
                 "reference_per_photo": ref_total / len(checked), "before": figures(before), "after": figures(after)}
 
+    def _mark_trained(self) -> None:
+        """Count the photos whose crops the batches draw from now (after a step) as trained on:
+        for good, whatever becomes of their files later (a photo deleted or damaged after a stop
+        drops out of a resumed run's crops, but the steps before the stop were trained on it)."""
+        done = self.s["trained_on"]
+        seen = set(done)
+        done.extend(n for n in self.crop_index if n not in seen)
+
     def _photos_labelled(self) -> int:
-        """Training photos whose crops were trained on: labelled before the last step (a photo
-        first labelled by a round left no time to train counts for nothing)."""
-        lab = self.s["labels"]
-        return len(self._readable([n for n in self.s["train"] if n in lab and lab[n].get("since", 0) < self.s["step"]]))
+        """Training photos whose crops were trained on by at least one step (a photo first
+        labelled by a round left no time to train counts for nothing; one that no longer reads
+        counts if it was trained on before)."""
+        return len(self.s["trained_on"])
+
+    def _photos_available(self) -> int:
+        """Training photos there were: those still readable, and those trained on before they
+        stopped reading (a photo never used that does not read is a skipped one)."""
+        used = set(self.s["trained_on"])
+        bad = {n for n, _ in self.s["skipped"]}
+        return sum(n in used or n not in bad for n in self.s["train"])
+
+    def _skipped(self) -> tuple[list[list[str]], list[list[str]]]:
+        """``(skipped, unreadable_after_use)``: the files never used (with why), and the photos
+        trained on that no longer read (deleted or damaged since; with why)."""
+        used = set(self.s["trained_on"])
+        skipped = [list(x) for x in self.s["skipped"] if x[0] not in used]
+        return skipped, [list(x) for x in self.s["skipped"] if x[0] in used]
 
     def _provenance(self) -> dict[str, Any]:
         return {
@@ -1296,7 +1333,7 @@ class AdaptRun:
             "score_thr_picked": self._calibration(),
             "base": self.s["base"],
             "photos": self._photos_labelled(),
-            "photos_available": len(self._readable(self.s["train"])),
+            "photos_available": self._photos_available(),
             "holdout_photos": len(self._readable(self.s["holdout"])),
             "steps": int(self.s["step"]),
             "rounds_done": len(self.s["rounds"]),
@@ -1311,15 +1348,17 @@ class AdaptRun:
         }
 
     def _report(self, status: str, holdout: dict[str, Any] | None = None) -> dict[str, Any]:
+        skipped, gone = self._skipped()
         return {
             "status": status,
             "out": str(self.paths["weights"]),
             "state": None if status == "done" else str(self.paths["state"]),  # removed when done
             "folder": self.s["folder"],
             "photos_used": self._photos_labelled(),
-            "photos_available": len(self._readable(self.s["train"])),
+            "photos_available": self._photos_available(),
             "holdout": len(self._readable(self.s["holdout"])),
-            "skipped": [list(x) for x in self.s["skipped"]],
+            "skipped": skipped,
+            "unreadable_after_use": gone,
             "rounds": [dict(r) for r in self.s["rounds"]],
             "holdout_check": holdout,
             "steps": int(self.s["step"]),

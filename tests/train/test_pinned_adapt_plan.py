@@ -31,7 +31,18 @@ def test_an_overrun_round_plans_only_the_later_rounds_whose_labelling_still_fits
 
 
 def test_a_photo_labelled_at_the_last_step_was_not_trained_on():
-    run = _bare(AdaptSettings(steps=5), step=5, train=["a.jpg", "b.jpg", "c.jpg", "d.jpg"],
-                labels={"a.jpg": {"since": 0}, "b.jpg": {"since": 4}, "c.jpg": {"since": 5}},
+    run = _bare(AdaptSettings(steps=5), step=4, train=["a.jpg", "b.jpg", "c.jpg", "d.jpg"], trained_on=["a.jpg"],
                 skipped=[["d.jpg", "cannot decode"]])
-    assert run._photos_labelled() == 2  # c.jpg's crops joined at step 5: no step trained on them
+    run.crop_index = {"a.jpg": 0, "b.jpg": 1}
+    run._mark_trained()  # a step drew from the crops of a.jpg and b.jpg
+    run.crop_index["c.jpg"] = 2  # c.jpg's crops joined after the last step: no step trained on them
+    assert run._photos_labelled() == 2 and run.s["trained_on"] == ["a.jpg", "b.jpg"]
+    assert run._photos_available() == 3  # d.jpg never read
+
+
+def test_a_state_saved_before_the_photos_trained_on_were_kept_counts_those_labelled_before_its_last_step():
+    from densedet_tile.train import adapt as mod
+
+    s = {"train": ["a.jpg", "b.jpg", "c.jpg"], "step": 5,
+         "labels": {"a.jpg": {"since": 0}, "b.jpg": {"since": 4}, "c.jpg": {"since": 5}}}
+    assert mod._trained_on_of_old_state(s) == ["a.jpg", "b.jpg"]

@@ -1,0 +1,41 @@
+"""adapt, from a second outside review (2026-12-06): each test fails on the code before it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from densedet_tile.train.adapt import adapt
+from test_adapt_run import TINY, _stop_at, write_photos
+
+
+@pytest.mark.parametrize("polls, used", [(5, 3), (4, 1)], ids=["after-a-step", "before-any-step"])
+def test_photos_trained_on_before_a_stop_count_when_they_no_longer_read(tmp_path: Path, polls, used) -> None:
+    # 3 photos; should_stop is polled before each photo and each step: poll 5 comes after round
+    # 1 trained one step on all three, poll 4 before any step. Two photos are then deleted or
+    # damaged, and the run resumed: the weights' info["photos"] and the report said "1 used for
+    # training" and listed the two as skipped, never used, though the first step trained on them
+    folder = write_photos(tmp_path / "p", n=3)
+    out = tmp_path / "r.pt"
+    first = adapt(folder, out, TINY, device="cpu", should_stop=_stop_at(polls))
+    assert first.status == "stopped" and first.report["steps"] == polls - 4
+    (folder / "shelf_0.jpg").unlink()
+    whole = (folder / "shelf_1.jpg").read_bytes()
+    (folder / "shelf_1.jpg").write_bytes(whole[: len(whole) // 3])  # its header still reads
+    res = adapt(folder, out, None, device="cpu", resume=True)
+    rep = res.report
+    assert res.status == "done" and rep["steps"] == TINY.steps
+    assert torch.load(out, weights_only=True)["info"]["photos"] == rep["photos_used"] == used
+    gone = sorted(n for n, _ in rep["unreadable_after_use"])
+    text = res.paths["report_txt"].read_text()
+    if used == 3:  # trained on, then gone: said so, and not among the files never used
+        assert gone == ["shelf_0.jpg", "shelf_1.jpg"] and rep["skipped"] == [] and rep["photos_available"] == 3
+        assert "photos: 3 used for training (2 of them unreadable since, after training on them), 0 held out\n" in text
+        assert "  unreadable since shelf_0.jpg: " in text and "skipped" not in text
+    else:  # labelled but never trained on before they went: skipped, not used
+        assert gone == [] and sorted(n for n, _ in rep["skipped"]) == ["shelf_0.jpg", "shelf_1.jpg"]
+        assert rep["photos_available"] == 1 and "photos: 1 used for training, 0 held out, 2 skipped" in text
+    assert json.loads(res.paths["report_json"].read_text())["photos_used"] == used
