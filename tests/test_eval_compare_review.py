@@ -184,8 +184,12 @@ class NumberedBlob(BlobDetector):
 
 def test_compare_matches_classes_named_by_numbers_by_name_as_their_detections_json_does(tmp_path: Path) -> None:
     # the detections JSON calls label 0 "0": a plain eval finds no "0" among redthing and
-    # bluething, and neither does --compare (it once took label 0 for the first category)
-    assert _two_class_ap50(tmp_path, "redthing", NumberedBlob()) == [0.0, 0.0]
+    # bluething, and neither does --compare (it once took label 0 for the first category);
+    # nothing can be scored, so both refuse
+    with pytest.raises(InvalidInputError, match=r"^tiled run: none of its 1 prediction has a class the ground truth gt "
+                                                r"knows \(theirs: '0'; the ground truth's: 'redthing', 'bluething'\); "
+                                                r"pass --class-agnostic"):
+        _two_class_ap50(tmp_path, "redthing", NumberedBlob())
     # and finds "0" where the ground truth names it, in whatever place it lists it
     assert _two_class_ap50(tmp_path, "0", NumberedBlob(), ("1", "0")) == [1.0, 1.0]
 

@@ -735,7 +735,8 @@ def test_cli_records_the_class_agnostic_setting_it_used(tmp_path: Path, capsys: 
     one = tmp_path / "one.csv"
     write_sku_csv(one, GT_ROWS, header=False)  # a single class: scored class-agnostically unasked
     two = tmp_path / "two.csv"
-    write_sku_csv(two, [GT_ROWS[0], ("b.jpg", 5, 5, 50, 50, "other", 640, 480)], header=False)
+    # (the predictions' class among them: of none of its classes, nothing could be scored)
+    write_sku_csv(two, [GT_ROWS[0], ("b.jpg", 5, 5, 50, 50, "product", 640, 480)], header=False)
     pred = tmp_path / "p.json"
     our_json(pred, "a.jpg", [[10, 10, 60, 90]], [0.9])
     for gtp, extra, want in ((one, [], True), (two, [], False), (two, ["--class-agnostic"], True)):

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
-from ..eval.compare import CompareRun, compare_tiled_untiled, pair_images, uses_class_agnostic
+from ..eval.compare import WARNING, CompareRun, compare_tiled_untiled, pair_images, uses_class_agnostic
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
 from ..io import atomic_write, ensure_out_file, refuse_overwriting_input, same_path
 from ..runner import Job, build_detector, detector_identity
@@ -160,7 +160,10 @@ def _eval(args: argparse.Namespace) -> int:
         error(PROG, str(exc) if isinstance(exc, DensedetError) else one_line(exc))
         return exit_status_of(exc)
     for n in notes:
-        print(f"note: {n}", file=sys.stderr)
+        if n.startswith(WARNING):
+            print(f"{PROG}: warning: {n[len(WARNING):]}", file=sys.stderr)
+        else:
+            print(f"note: {n}", file=sys.stderr)
     md = m.max_dets[-1]
     print(f"{m.num_images} images, {m.num_gt} ground-truth boxes, {m.num_dt} predictions")
     print(format_table([(Path(args.pred).name or Path(args.pred).resolve().name or str(args.pred), m.stats, None)], md))  # ("." named too)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..io import label_name, output_class_names
+from ..io import YOLO_CLASSES_FILE, label_name, output_class_names
 from ..types import RunSpec, TileSpec
 from .coco import DEFAULT_MAX_DETS, CocoMetrics, EvalImage, evaluate_boxes
 from .formats import BoxSet, ImageBoxes, class_key, image_key, undecoded_bytes
@@ -20,6 +20,40 @@ __all__ = ["pair_images", "uses_class_agnostic", "compare_tiled_untiled", "Compa
 
 def _gt_classes(gt: BoxSet) -> list[str]:
     return list(dict.fromkeys(list(gt.categories) + [str(c) for im in gt.images.values() for c in im.classes]))
+
+
+#: The start of a note that is a warning: something is likely wrong with the input (the command
+#: line says it as a warning, not a note).
+WARNING = "warning: "
+
+
+def _not_scored(n: int) -> str:
+    return (f"{n} prediction{' has' if n == 1 else 's have'} a class the ground truth does not know and "
+            f"{'was' if n == 1 else 'were'} not scored")
+
+
+def _few(names: Sequence[str], n: int = 3) -> str:
+    shown = ", ".join(repr(str(c)) for c in names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _unknown_classes(gt: BoxSet, pred: BoxSet, gt_classes: list[str], ids: dict[str, int]) -> str:
+    """The classes of ``pred`` that ``gt`` lacks and the ones it has (a few of each), and how to
+    match them."""
+    theirs = list(dict.fromkeys(str(c) for p in pred.images.values() for c in p.classes if class_key(c) not in ids))
+    where = f"(theirs: {_few(theirs)}; the ground truth's: {_few(gt_classes)})"
+    if pred.kind == "coco-results":  # (class-agnostic, pycocotools leaves other categories out too)
+        return f"{where}; COCO results name classes by category_id: give them the ground truth's ids"
+    if pred.kind == "run":  # --compare: the detector's own names
+        return f"{where}; pass --class-agnostic to score the boxes alone"
+    if pred.kind == "yolo":
+        names = Path(pred.source) / YOLO_CLASSES_FILE
+        fix = (f"the names in {names} must be the ground truth's" if names.is_file() else
+               f"YOLO labels number their classes: put a {YOLO_CLASSES_FILE} beside them naming the ground truth's "
+               "classes (line k for class k)")
+    else:
+        fix = "name the classes as the ground truth does"
+    return f"{where}; {fix}, or pass --class-agnostic to score the boxes alone"
 
 
 def uses_class_agnostic(gt: BoxSet, class_agnostic: bool | None = None, pred: BoxSet | None = None) -> bool:
@@ -65,7 +99,10 @@ def pair_images(
     are matched by name. Class-agnostic, an image's boxes are taken class by class in the ground
     truth's category order (pycocotools' ``useCats=0``; against one class, predictions in file
     order). Raises :class:`InvalidInputError` for predictions of an image the
-    ground truth lacks, or (``check_sizes``) an image whose width/height differ between the two.
+    ground truth lacks, (``check_sizes``) an image whose width/height differ between the two,
+    or predictions none of whose classes the ground truth knows (nothing could be scored: YOLO
+    labels without their ``classes.txt`` against named classes); when most of them are of
+    such classes, the note saying so is a warning (it starts with :data:`WARNING`).
     """
     notes: list[str] = []
     extra = [k for k in pred.images if k not in gt.images]
@@ -114,7 +151,8 @@ def pair_images(
             raise InvalidInputError(f"{gt.source}: classes {gt_classes[ids[k]]!r} and {c!r} are one name but for "
                                     "spaces; classes are matched by name, so give each class its own name")
         ids[k] = i
-    dropped = 0
+    dropped = 0  # of another COCO category, class-agnostic (as pycocotools leaves them out)
+    unknown = 0  # of a class the ground truth lacks, classes matched by name
     # COCO results against COCO ground truth of several classes, class-agnostic (or of one class
     # with --class-agnostic given): pycocotools' useCats=0 still takes only the ground truth's
     # categories, so a result of another category_id is left out (against one class without the
@@ -148,15 +186,23 @@ def pair_images(
         else:
             lab = np.array([ids.get(class_key(c), -1) for c in p.classes], dtype=np.int64)
             known = lab >= 0
-            dropped += int((~known).sum())
+            unknown += int((~known).sum())
             dx, ds, dl = p.xyxy[known], p.scores[known], lab[known]
             dwh = None if p.wh is None else p.wh[known]
         if agnostic:
             gl = np.zeros(len(g.xyxy), np.int64)
         out.append(EvalImage(k, g.xyxy, gl, dx, ds, dl, gt_area=g.area, gt_crowd=g.crowd, gt_wh=g.wh, dt_wh=dwh))
-    if dropped:
-        notes.append(f"{dropped} prediction{' has' if dropped == 1 else 's have'} a class the ground truth does not "
-                     f"know and {'was' if dropped == 1 else 'were'} not scored")
+    total = sum(len(p.classes) for p in pred.images.values())
+    if unknown or dropped:
+        told = _unknown_classes(gt, pred, gt_classes, ids)
+        if unknown + dropped == total:  # nothing to score: AP 0 from names that do not match
+            raise InvalidInputError(f"{pred.source}: none of its {total} prediction{'' if total == 1 else 's'} has a "
+                                    f"class the ground truth {gt.source} knows {told}")
+        n = unknown + dropped  # (one of the two is 0: class-agnostic or not)
+        if 2 * n > total:  # most of them: nearly the refusal above, though something was scored
+            notes.append(f"{WARNING}{_not_scored(n)}, of {total} {told}")
+        else:
+            notes.append(_not_scored(n))
     unpredicted = [k for k in gt.images if k not in pred.images]
     if unpredicted:
         more = f" and {len(unpredicted) - 1} more" if len(unpredicted) > 1 else ""

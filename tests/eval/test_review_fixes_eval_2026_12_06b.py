@@ -1,0 +1,85 @@
+"""Fixes after a second outside review of ``densedet-tile eval`` (2026-12-06): each test fails on
+the code before it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from densedet_tile.cli.eval import eval_main
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.eval.compare import pair_images
+from densedet_tile.eval.formats import read_ground_truth, read_predictions
+from eval_inputs import assert_refused
+
+# two named classes, one box of each: what Ultralytics' save_txt labels are scored against
+GT2 = {"images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 100}],
+       "categories": [{"id": 1, "name": "cola"}, {"id": 2, "name": "chips"}],
+       "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0},
+                       {"id": 2, "image_id": 1, "category_id": 2, "bbox": [100, 50, 40, 40], "area": 1600,
+                        "iscrowd": 0}]}
+YOLO_LINES = "0 0.15 0.3 0.2 0.4 0.9\n1 0.6 0.7 0.2 0.4 0.8\n"  # the two boxes exactly, classes by number
+
+
+def _yolo(tmp_path: Path, classes: str | None) -> tuple[str, str]:
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "a.txt").write_text(YOLO_LINES)
+    if classes is not None:
+        (labels / "classes.txt").write_text(classes)
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(GT2))
+    return str(labels), str(gt)
+
+
+def test_yolo_labels_without_classes_txt_against_named_classes_are_refused(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # every box was dropped as of an unknown class ('0', '1'), and eval said AP 0 with exit 0
+    labels, gt = _yolo(tmp_path, None)
+    assert_refused(tmp_path, capsys, labels, gt, labels, "none of its 2 predictions has a class the ground truth")
+    assert eval_main([labels, gt]) == 2
+    err = capsys.readouterr().err
+    assert f"ground truth {gt} knows (theirs: '0', '1'; the ground truth's: 'cola', 'chips')" in err
+    assert "put a classes.txt beside them" in err and "--class-agnostic" in err
+    # the two fixes it names: the class names beside the labels, or the boxes alone
+    assert eval_main([labels, gt, "--class-agnostic"]) == 0 and "AP50=1.0000" in capsys.readouterr().out
+    (Path(labels) / "classes.txt").write_text("cola\nchips\n")
+    assert eval_main([labels, gt]) == 0 and "AP50=1.0000" in capsys.readouterr().out
+    # names there that are not the ground truth's: the file is named
+    (Path(labels) / "classes.txt").write_text("cat\ndog\n")
+    g = read_ground_truth(gt)
+    with pytest.raises(InvalidInputError, match=r"\(theirs: 'cat', 'dog'; .*the names in .*classes\.txt must be the "
+                                                r"ground truth's, or pass --class-agnostic"):
+        pair_images(g, read_predictions(labels, gt=g))
+
+
+def test_most_predictions_of_unknown_classes_is_a_warning_with_the_same_hint(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    labels, gt = _yolo(tmp_path, "cola\n")  # class 1 is not named: kept as '1'
+    (Path(labels) / "a.txt").write_text(YOLO_LINES + "1 0.6 0.2 0.1 0.1 0.5\n")
+    assert eval_main([labels, gt]) == 0
+    err = capsys.readouterr().err
+    assert ("densedet-tile eval: warning: 2 predictions have a class the ground truth does not know and were not "
+            "scored, of 3 (theirs: '1'; the ground truth's: 'cola', 'chips'); the names in ") in err
+    assert "--class-agnostic" in err and "note: 2 predictions" not in err
+    # a few of them stay a note, without the hint
+    g = read_ground_truth(gt)
+    (Path(labels) / "classes.txt").write_text("cola\nchips\n")
+    (Path(labels) / "a.txt").write_text(YOLO_LINES + "7 0.6 0.2 0.1 0.1 0.5\n")
+    _, notes = pair_images(g, read_predictions(labels, gt=g))
+    assert "1 prediction has a class the ground truth does not know and was not scored" in notes
+    assert not any(n.startswith("warning") for n in notes)
+
+
+@pytest.mark.parametrize("agnostic", [None, True])
+def test_coco_results_of_none_of_the_ground_truths_categories_are_refused(tmp_path: Path, agnostic) -> None:
+    # by class or class-agnostic (pycocotools' useCats=0 takes the ground truth's categories only)
+    gtp, resp = tmp_path / "gt.json", tmp_path / "res.json"
+    gtp.write_text(json.dumps(GT2))
+    resp.write_text(json.dumps([{"image_id": 1, "category_id": 7, "bbox": [10, 10, 40, 40], "score": 0.9}]))
+    g = read_ground_truth(gtp)
+    with pytest.raises(InvalidInputError, match=r"none of its 1 prediction has a class .*\(theirs: 'category_id 7 "
+                                                r".*: give them the ground truth's ids$"):
+        pair_images(g, read_predictions(resp, gt=g), class_agnostic=agnostic)
