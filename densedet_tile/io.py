@@ -586,7 +586,7 @@ def result_to_json(result: "ImageResult", *, outputs: "list[str] | None" = None,
         "num_detections": len(d),
         "count_range": count_range_json(result),
         "categories": cats,
-        "boxes": np.round(d.xyxy.astype(np.float64), 2).tolist(),
+        "boxes": box_values(d.xyxy).tolist(),
         "scores": score_values(d.scores),
         "labels": d.labels.tolist(),
         **({} if outputs is None else {"outputs": list(outputs)}),
@@ -608,6 +608,14 @@ def score_texts(scores: np.ndarray) -> list[str]:
     return np.asarray(scores, dtype=np.float32).reshape(-1).astype(str).tolist()
 
 
+def box_values(xyxy: np.ndarray) -> np.ndarray:
+    """Boxes as the detections JSON holds them: float64 pixels rounded to 0.01 px. ``eval`` of
+    the JSON scores these, and ``eval --compare`` scores its runs' boxes through this too, so that
+    its tiled row is what ``detect`` then ``eval`` gives (boxes under 0.005 px apart can lie on
+    either side of an IoU threshold)."""
+    return np.round(np.asarray(xyxy, dtype=np.float64), 2)
+
+
 def score_values(scores: np.ndarray) -> list[float]:
     """:func:`score_texts` as numbers: ``json.dumps`` writes each with that same text."""
     return [float(t) for t in score_texts(scores)]
@@ -621,7 +629,7 @@ def count_range_json(result: "ImageResult") -> dict[str, Any] | None:
     out = result.count_range.as_dict()
     near = result.near_misses
     if near is not None:
-        out["near_misses"] = {"boxes": np.round(near.xyxy.astype(np.float64), 2).tolist(),
+        out["near_misses"] = {"boxes": box_values(near.xyxy).tolist(),
                               "scores": score_values(near.scores)}
     return out
 

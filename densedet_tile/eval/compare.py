@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..io import YOLO_CLASSES_FILE, label_name, output_class_names
+from ..io import YOLO_CLASSES_FILE, box_values, label_name, output_class_names, score_values
 from ..types import RunSpec, TileSpec
 from .coco import DEFAULT_MAX_DETS, CocoMetrics, EvalImage, evaluate_boxes
 from .formats import BoxSet, ImageBoxes, class_key, image_key, undecoded_bytes
@@ -350,7 +350,9 @@ def compare_tiled_untiled(
                                   "tiles": res.num_tiles, "scale": str(res.settings["scale"]["source"])})
                 run_names = output_class_names(res.model)
                 cls = np.array([label_name(run_names, int(v)) for v in det.labels], dtype=object)
-                runs[name][key] = ImageBoxes(key, w, h, det.xyxy.astype(np.float64), det.scores.astype(np.float64), cls)
+                # boxes and scores as the run's detections JSON holds them (what eval of it scores)
+                runs[name][key] = ImageBoxes(key, w, h, box_values(det.xyxy),
+                                             np.array(score_values(det.scores), dtype=np.float64), cls)
     out = []
     for name in ("tiled", "untiled"):
         pred = BoxSet(images=runs[name], source=f"{name} run", kind="run")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from densedet_tile.cli.eval import eval_main
@@ -83,3 +84,44 @@ def test_coco_results_of_none_of_the_ground_truths_categories_are_refused(tmp_pa
     with pytest.raises(InvalidInputError, match=r"none of its 1 prediction has a class .*\(theirs: 'category_id 7 "
                                                 r".*: give them the ground truth's ids$"):
         pair_images(g, read_predictions(resp, gt=g), class_agnostic=agnostic)
+
+
+class _OneBox:
+    """One box at a fixed place in pixels of the tile, whatever it shows (each test image is one tile)."""
+
+    def __init__(self, box: list[float]) -> None:
+        self.box = box
+
+    def predict(self, tiles):
+        from densedet_tile import Detections
+
+        return [Detections(np.array([self.box], np.float32), [0.9], [0]) for _ in tiles]
+
+
+def test_compare_scores_the_boxes_the_detections_json_holds(tmp_path: Path) -> None:
+    # the JSON rounds boxes to 0.01 px and eval scores those, but --compare scored the boxes
+    # unrounded: here the box's IoU with the ground truth is just over 0.75 (matched at that
+    # threshold) and just under it once written as 36.67 (docs/audit.md: the tiled row is what
+    # detect then eval give)
+    from PIL import Image
+
+    from densedet_tile.eval.coco import evaluate_boxes
+    from densedet_tile.eval.compare import compare_tiled_untiled
+    from densedet_tile.io import write_json
+    from densedet_tile.pipeline import detect_image
+
+    Image.fromarray(np.zeros((60, 90, 3), np.uint8)).save(tmp_path / "a.png")
+    gtp = tmp_path / "gt.csv"
+    gtp.write_text("a.png,10,10,30,30,product,90,60\n")
+    detector = _OneBox([10.0, 10.0, 30.0, 36.6662])  # IoU 20 / 26.6662 > 0.75; 20 / 26.67 < 0.75
+    gt = read_ground_truth(gtp)
+    tiled = compare_tiled_untiled([tmp_path / "a.png"], gt, detector)[0]
+    assert tiled.name == "tiled"
+    dets = tmp_path / "dets"
+    dets.mkdir()
+    write_json(detect_image(tmp_path / "a.png", detector), dets / "a.detections.json")
+    assert json.loads((dets / "a.detections.json").read_text())["boxes"] == [[10.0, 10.0, 30.0, 36.67]]
+    pairs, _ = pair_images(gt, read_predictions(dets, gt=gt))
+    want = evaluate_boxes(pairs).stats
+    assert want["AP50"] == pytest.approx(1.0) and want["AP75"] == 0.0  # the rounded box misses at 0.75
+    assert tiled.metrics.stats == want
