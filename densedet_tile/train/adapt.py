@@ -192,6 +192,42 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
     return good, bad, other
 
 
+def _pixels_over(path: Path, max_pixels: int | None) -> tuple[int, int] | None:
+    """``(width, height)`` of the photo at ``path`` when it has more than ``max_pixels`` pixels
+    (its header says so), else None (within the limit, or not readable at all)."""
+    if max_pixels is None:
+        return None
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            from ..tiler.readers import open_image
+
+            with open_image(path, max_pixels=None) as src:
+                w, h = src.width, src.height
+        else:
+            with open_header(path) as im:
+                w, h = im.size
+    except Exception:  # unreadable: not over the limit (its own reason says what it is)
+        return None
+    return (w, h) if w * h > max_pixels else None
+
+
+def _no_photo_text(folder: Path, bad: list[tuple[Path, str]], other: int, max_pixels: int | None) -> str:
+    """Why :func:`find_photos` found no photo in ``folder``, telling the photos over the pixel
+    limit apart from the files that do not read (counted as unreadable, they sent the user to
+    the first bad file, which had nothing to do with it)."""
+    big = [(p, wh) for p, wh in ((p, _pixels_over(p, max_pixels)) for p, _ in bad) if wh is not None]
+    rest = [(p, why) for p, why in bad if all(p != q for q, _ in big)]
+    first = f"{rest[0][0].relative_to(folder).as_posix()}: {rest[0][1]}" if rest else ""
+    if not big:
+        return (f"{folder}: no readable images (looked for {', '.join(IMAGE_SUFFIXES)}; {len(bad)} unreadable, "
+                f"{other} other files{'; the first: ' + first if first else ''})")
+    (p, (w, h)), n = big[0], len(big)
+    return (f"{folder}: no photo within the --max-pixels limit of {max_pixels} pixels: {n} photo"
+            f"{' is' if n == 1 else 's are'} over it (the first: {p.relative_to(folder).as_posix()}, {w}x{h} = {w * h} "
+            f"pixels; raise --max-pixels, or give none for no limit); besides them {len(rest)} unreadable, "
+            f"{other} other files{'; the first unreadable: ' + first if first else ''}")
+
+
 def _read_photo(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The upright RGB pixels of a photo, as the engine reads them (EXIF orientation applied)."""
     from ..tiler.readers import open_image
@@ -551,10 +587,7 @@ class AdaptRun:
             raise InvalidInputError(f"--out {self.paths['weights']}: it or its state or report would overwrite "
                                     f"the photo {hit}; choose an --out that is not one of the photos")
         if not good:
-            first = f"; the first: {bad[0][0].relative_to(self.folder).as_posix()}: {bad[0][1]}" if bad else ""
-            raise InvalidInputError(
-                f"{self.folder}: no readable images (looked for {', '.join(IMAGE_SUFFIXES)}; "
-                f"{len(bad)} unreadable, {other} other files{first})")
+            raise InvalidInputError(_no_photo_text(self.folder, bad, other, settings.max_pixels))
         if settings.holdout >= len(good):
             raise InvalidInputError(f"--holdout {settings.holdout} leaves no photo to train on "
                                     f"({len(good)} readable photos)")

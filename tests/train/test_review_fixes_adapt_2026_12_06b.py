@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from densedet_tile.train.adapt import adapt
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.train.adapt import AdaptRun, AdaptSettings, adapt
 from test_adapt_run import TINY, _stop_at, write_photos
 
 
@@ -39,3 +40,20 @@ def test_photos_trained_on_before_a_stop_count_when_they_no_longer_read(tmp_path
         assert gone == [] and sorted(n for n, _ in rep["skipped"]) == ["shelf_0.jpg", "shelf_1.jpg"]
         assert rep["photos_available"] == 1 and "photos: 1 used for training, 0 held out, 2 skipped" in text
     assert json.loads(res.paths["report_json"].read_text())["photos_used"] == used
+
+
+def test_photos_over_max_pixels_are_told_apart_from_unreadable_files(tmp_path: Path) -> None:
+    # "no readable images (3 unreadable ...; the first: a_bad.jpg: ...)": the photos over the
+    # limit were counted as unreadable, and the file named had nothing to do with it
+    folder = write_photos(tmp_path / "p", n=2)  # 224 x 160
+    (folder / "a_bad.jpg").write_bytes(b"not a jpeg")
+    s = AdaptSettings(**{**TINY.__dict__, "max_pixels": 1000})
+    with pytest.raises(InvalidInputError, match=r"p: no photo within the --max-pixels limit of 1000 pixels: 2 photos "
+                                                r"are over it \(the first: shelf_0\.jpg, 224x160 = 35840 pixels; raise "
+                                                r"--max-pixels, or give none for no limit\); besides them 1 unreadable, "
+                                                r"0 other files; the first unreadable: a_bad\.jpg: "):
+        AdaptRun(folder, tmp_path / "m.pt", s, device="cpu")
+    (folder / "a_bad.jpg").unlink()
+    with pytest.raises(InvalidInputError, match=r"2 photos are over it .*; besides them 0 unreadable, 0 other files$"):
+        AdaptRun(folder, tmp_path / "m.pt", s, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
