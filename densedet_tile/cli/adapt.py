@@ -51,6 +51,8 @@ def _scales(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1,1.5; got {text!r}") from None
     if not vals or any(not 0.25 <= v <= 4.0 for v in vals):
         raise argparse.ArgumentTypeError(f"expected scales in [0.25, 4] such as 1,1.5; got {text!r}")
+    if len(set(vals)) < len(vals):  # a view twice would count as two views agreeing with each other
+        raise argparse.ArgumentTypeError(f"expected different scales (each is one view), such as 1,1.5; got {text!r}")
     return vals
 
 
@@ -131,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mean view score a pseudo-label needs (default: %(default)s)")
     l_.add_argument("--score-lo", type=fraction(0.0, 1.0, hi_open=True), default=lab.score_lo, metavar="X",
                     help="boxes from X up that are not pseudo-labels become ignore regions (default: %(default)s)")
-    l_.add_argument("--min-views", type=fraction(0.0, 1.0), default=lab.min_views, metavar="F",
+    l_.add_argument("--min-views", type=fraction(0.0, 1.0, lo_open=True), default=lab.min_views, metavar="F",
                     help="share of the views that must find a box (default: %(default)s)")
     o = p.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -281,6 +283,10 @@ def adapt_main(argv: Sequence[str]) -> int:
                         "(only the budget, --minutes or --steps, may change)")
             return EXIT_USAGE
     minutes = args.minutes if args.minutes is not None or args.steps is not None else 60.0
+    if args.score_lo > args.score_hi:  # (LabelSettings says it with its field names)
+        error(PROG, f"--score-lo {args.score_lo:g} is above --score-hi {args.score_hi:g}: boxes from --score-lo up "
+                    "that are not pseudo-labels become ignore regions, so it must not be above --score-hi")
+        return EXIT_USAGE
     try:
         labels = LabelSettings(scales=args.scales, flip=not args.no_flip, min_views=args.min_views,
                                score_hi=args.score_hi, score_lo=args.score_lo, tile=args.tile, overlap=args.overlap)

@@ -52,6 +52,8 @@ class LabelSettings:
         scales = tuple(float(s) for s in self.scales)
         if not scales or any(not (math.isfinite(s) and 0.25 <= s <= 4.0) for s in scales):
             raise InvalidInputError(f"scales must be numbers in [0.25, 4], got {self.scales!r}")
+        if len(set(scales)) < len(scales):  # a view twice would count as two views agreeing with each other
+            raise InvalidInputError(f"scales must differ from one another (each is one view), got {self.scales!r}")
         object.__setattr__(self, "scales", scales)
         if not 0.0 < self.fuse_iou <= 1.0:
             raise InvalidInputError(f"fuse_iou must be in (0, 1], got {self.fuse_iou!r}")

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from densedet_tile.cli.adapt import adapt_main
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.train.adapt import AdaptRun, AdaptSettings, adapt
+from densedet_tile.train.pseudo import LabelSettings
+from test_adapt_cli_main import ARGS, last_error
 from test_adapt_run import TINY, _stop_at, write_photos
 
 
@@ -57,3 +60,25 @@ def test_photos_over_max_pixels_are_told_apart_from_unreadable_files(tmp_path: P
     with pytest.raises(InvalidInputError, match=r"2 photos are over it .*; besides them 0 unreadable, 0 other files$"):
         AdaptRun(folder, tmp_path / "m.pt", s, device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--scales", "1,1,1"], "argument --scales: expected different scales (each is one view), such as 1,1.5; got '1,1,1'"),
+    (["--scales", "1,1.0"], "argument --scales: expected different scales"),
+    # argparse took 0 ("a value in [0.0, 1.0]"), then the settings refused it as outside (0, 1]
+    (["--min-views", "0"], "argument --min-views: expected a value in (0.0, 1.0], got '0'"),
+    (["--score-lo", "0.7"], "--score-lo 0.7 is above --score-hi 0.6: "),
+    (["--score-lo", "0.5", "--score-hi", "0.4"], "--score-lo 0.5 is above --score-hi 0.4: "),
+], ids=["scales", "scales-as-written", "min-views", "score-lo", "score-hi"])
+def test_pseudo_label_options_are_refused_in_the_options_own_words(tmp_path: Path, capsys, args, says) -> None:
+    assert adapt_main([str(tmp_path), "--out", str(tmp_path / "m.pt"), *ARGS, *args]) == 2
+    line = last_error(capsys)
+    assert says in line and "score_lo" not in line and "(0, 1]" not in line, line
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_repeated_scales_are_refused_from_python_too() -> None:
+    with pytest.raises(InvalidInputError,
+                       match=r"scales must differ from one another \(each is one view\), got \(1\.0, 1\.0\)"):
+        LabelSettings(scales=(1.0, 1.0))
+    assert LabelSettings(min_views=1.0).min_views == 1.0 and LabelSettings(scales=(1.0, 1.5)).scales == (1.0, 1.5)
