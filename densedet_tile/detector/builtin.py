@@ -735,7 +735,17 @@ def _check_checkpoint_layout(ckpt: Any, where: str) -> None:
                             "and 'state_dict' (and 'info'), as densedet-tile's training and adapt write it")
     lacking = " and ".join(repr(k) for k in ("config", "state_dict") if k not in ckpt)
     found = ", ".join(repr(k) for k in list(ckpt)[:5]) or "nothing"
-    raise DetectorError(f"{where}: not a ShelfNet checkpoint: no {lacking} (it has {found})")
+    raise DetectorError(f"{where}: not a ShelfNet checkpoint: no {lacking} (it has {found}){adapt_state_hint(ckpt)}")
+
+
+def adapt_state_hint(ckpt: Any) -> str:
+    """``"; it is the saved state of a stopped adapt run..."`` (how to go on) when ``ckpt``, given
+    where weights were wanted, is the state a stopped adapt run keeps beside its ``--out``; else
+    ``""``."""
+    if not (isinstance(ckpt, Mapping) and {"phase", "ema", "labels", "holdout"} <= ckpt.keys()):
+        return ""
+    return ("; it is the saved state of a stopped adapt run, not weights: continue the run with densedet-tile adapt "
+            "PHOTOS --out WEIGHTS --resume; the weights to load are that --out file, written when the run ends")
 
 
 _BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False, "on": True,

@@ -41,7 +41,8 @@ import torch
 
 from .. import __version__
 from ..detector.base import resolve_device
-from ..detector.builtin import DEFAULT_CONFIG, DecodeSettings, DefaultDetector, _read_weights, model_config, served_threshold, threshold_problem
+from ..detector.builtin import (DEFAULT_CONFIG, DecodeSettings, DefaultDetector, _read_weights, adapt_state_hint,
+                                model_config, served_threshold, threshold_problem)
 from ..detector.shelfnet import ShelfNet, read_checkpoint
 from ..errors import DensedetError, InvalidInputError, one_line
 from ..io import OutputLock, atomic_write, ensure_out_dir, names_a_folder, same_path, sweep_temporaries
@@ -602,7 +603,8 @@ class AdaptRun:
         label = f"--from {base}" if base is not None else "the built-in weights"
         if not (isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict) and isinstance(ckpt.get("config"), dict)):
             raise InvalidInputError(f"{label}: not weights of the built-in model (a checkpoint dict with "
-                                    "'config' and 'state_dict', as adapt and scripts/train_default.py write)")
+                                    "'config' and 'state_dict', as adapt and scripts/train_default.py write)"
+                                    + adapt_state_hint(ckpt))
         info = ckpt.get("info")
         if info is not None and not isinstance(info, Mapping):
             raise InvalidInputError(f"{label}: its 'info' is a {type(info).__name__}, not a dict")

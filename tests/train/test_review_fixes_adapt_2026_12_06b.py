@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from densedet_tile.cli.adapt import adapt_main
-from densedet_tile.errors import InvalidInputError
-from densedet_tile.train.adapt import AdaptRun, AdaptSettings, adapt
+from densedet_tile.errors import DetectorError, InvalidInputError
+from densedet_tile.train.adapt import AdaptRun, AdaptSettings, adapt, output_paths
 from densedet_tile.train.pseudo import LabelSettings
 from test_adapt_cli_main import ARGS, last_error
 from test_adapt_run import TINY, _stop_at, write_photos
@@ -82,3 +82,21 @@ def test_repeated_scales_are_refused_from_python_too() -> None:
                        match=r"scales must differ from one another \(each is one view\), got \(1\.0, 1\.0\)"):
         LabelSettings(scales=(1.0, 1.0))
     assert LabelSettings(min_views=1.0).min_views == 1.0 and LabelSettings(scales=(1.0, 1.5)).scales == (1.0, 1.5)
+
+
+def test_an_adapt_state_given_as_weights_says_what_it_is(tmp_path: Path) -> None:
+    # --checkpoint stores.state.pt said only "not a ShelfNet checkpoint: no 'state_dict'"
+    from densedet_tile.detector.builtin import load_default
+
+    folder = write_photos(tmp_path / "p", n=1)
+    out = tmp_path / "stores.pt"
+    assert adapt(folder, out, TINY, device="cpu", should_stop=_stop_at(1)).status == "stopped"
+    state = output_paths(out)["state"]
+    hint = (r"not a ShelfNet checkpoint: no 'state_dict' \(it has .*\); it is the saved state of a "
+            r"stopped adapt run, not weights: continue the run with densedet-tile adapt PHOTOS --out WEIGHTS --resume; "
+            r"the weights to load are that --out file")
+    with pytest.raises(DetectorError, match=hint):
+        load_default(weights=state, device="cpu")
+    with pytest.raises(InvalidInputError, match=r"not weights of the built-in model .*; it is the saved state of a "
+                                                r"stopped adapt run"):  # --from it, likewise
+        adapt(folder, tmp_path / "other.pt", TINY, base=state, device="cpu")
