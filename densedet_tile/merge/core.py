@@ -20,7 +20,7 @@ from .seams import (
     repair_seams,
     seam_tolerances,
 )
-from .wbf import weighted_box_fusion
+from .wbf import best_match_pairs, weighted_box_fusion
 
 __all__ = ["merge_tiles", "merge_tolerances", "suppress_piles", "to_global", "warn_piles"]
 
@@ -187,6 +187,11 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     if spec.mode == "none" or xyxy.shape[0] == 0:
         return Detections(xyxy.astype(np.float32), scores.astype(np.float32), labels)
     cut, i, j, tol, gap = _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)
+    # best matches across tiles among the views as reported, before the repair drops or joins any
+    best = None
+    if spec.mode == "wbf" and spec.match_iou is not None and spec.match_iou < spec.fuse_iou:
+        best = best_match_pairs(xyxy, groups, spec.match_iou, labels=None if spec.class_agnostic else labels,
+                                pairs=(i, j))
     extra = None
     if confirmers is not None and spec.confirm:
         # (a pile among them is thinned as quietly: they only confirm)
@@ -218,8 +223,14 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     nms_labels = None if spec.class_agnostic else labels
     if spec.mode == "wbf":
         match = np.zeros_like(labels) if spec.class_agnostic else labels
-        fused = weighted_box_fusion(xyxy, scores, groups=groups, iou_thr=spec.fuse_iou, labels=match,
-                                    match_iou=spec.match_iou)
+        also = None
+        if best is not None:
+            # ... between views that the repair kept as they were (a joined box is new: its
+            # fragments' matches are not its own)
+            at = np.cumsum(rep.keep) - 1
+            both = rep.keep[best[0]] & rep.keep[best[1]]
+            also = (at[best[0][both]], at[best[1][both]])
+        fused = weighted_box_fusion(xyxy, scores, groups=groups, iou_thr=spec.fuse_iou, labels=match, also=also)
         if spec.class_agnostic:  # the fused box takes its anchor's (best member's) label
             labels = labels[fused.anchor_ids]
         else:
@@ -367,7 +378,7 @@ def _seam_setup(
     widest = EDGE_FRAC_MAX if spec.adaptive_tol else 0.0
     sub = _cut_flags(gap, rel, spec.edge_tol, widest).any(axis=1)
     sub |= _near_lines(tgeo, xyxy, spec.seam_tol + spec.edge_tol)
-    if spec.adaptive_tol or spec.confirm:
+    if spec.adaptive_tol or spec.confirm or spec.match_iou is not None:
         rest = np.flatnonzero(~sub)
         sub[rest] = count_containing(_tile_rects(tgeo), xyxy[rest]) >= 2
     idx = np.flatnonzero(sub)

@@ -10,7 +10,7 @@ from ..errors import InvalidInputError
 from .boxes import TooManyPairs, as_boxes, as_scores, candidate_pairs, check_iou_thr, pair_iou
 from .nms import score_order
 
-__all__ = ["Fusion", "fuse_clusters", "weighted_box_fusion"]
+__all__ = ["Fusion", "best_match_pairs", "fuse_clusters", "weighted_box_fusion"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def weighted_box_fusion(
     groups: np.ndarray,
     iou_thr: float,
     labels: np.ndarray | None = None,
-    match_iou: float | None = None,
+    also: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Fusion:
     """Fuse boxes of *different* groups (tiles) that overlap with IoU >= ``iou_thr``.
 
@@ -97,9 +97,9 @@ def weighted_box_fusion(
     member score (never divided by the number of tiles, so a box seen by one tile keeps
     its score).
 
-    ``match_iou`` (None: off): a pair of boxes of different groups (and one label) that are
-    each other's best match among the other one's group, with IoU at or above it, counts as
-    overlapping enough whatever ``iou_thr`` (see :class:`~densedet_tile.types.MergeSpec`).
+    ``also``: index pairs ``(i, j)`` of boxes that count as overlapping enough whatever their
+    IoU (still only across groups, within a label); the merge passes the best matches of
+    :func:`best_match_pairs` (see :class:`~densedet_tile.types.MergeSpec`'s ``match_iou``).
 
     The greedy order is resolved in parallel sweeps over candidate pairs from a grid index:
     a box is decided once every higher-ranked box that could change its choice is decided.
@@ -120,12 +120,17 @@ def weighted_box_fusion(
         raise InvalidInputError("weighted_box_fusion: scores must be >= 0 (they weigh the fused boxes; "
                                 "raw logits? pass probabilities)")
     check_iou_thr(iou_thr, "weighted_box_fusion", zero_ok=False)
-    if match_iou is not None:
-        check_iou_thr(match_iou, "weighted_box_fusion", zero_ok=False)
     if n == 0:
         z = np.zeros(0, np.int64)
         return Fusion(np.zeros((0, 4)), np.zeros(0), z, z, z, z)
-    anchor = cluster_anchors(b, s, g, lab, iou_thr, match_iou)
+    extra = None
+    if also is not None:
+        ai = np.asarray(also[0], np.int64).reshape(-1)
+        aj = np.asarray(also[1], np.int64).reshape(-1)
+        if ai.shape != aj.shape or (ai.size and (min(ai.min(), aj.min()) < 0 or max(ai.max(), aj.max()) >= n)):
+            raise InvalidInputError(f"weighted_box_fusion: also must be two equal-length arrays of indices into the {n} boxes")
+        extra = (ai, aj)
+    anchor = cluster_anchors(b, s, g, lab, iou_thr, extra)
     return fuse_clusters(b, s, lab, anchor)
 
 
@@ -144,7 +149,8 @@ _SLOW_SHARE = 32
 
 
 def cluster_anchors(
-    b: np.ndarray, s: np.ndarray, g: np.ndarray, lab: np.ndarray, iou_thr: float, match_iou: float | None = None
+    b: np.ndarray, s: np.ndarray, g: np.ndarray, lab: np.ndarray, iou_thr: float,
+    also: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The anchor box index of every box under the rule of :func:`weighted_box_fusion`."""
     n = b.shape[0]
@@ -165,8 +171,9 @@ def cluster_anchors(
     i, j = i[keep], j[keep]
     iou = pair_iou(b, i, j)
     keep = iou >= iou_thr
-    if match_iou is not None and match_iou < iou_thr:
-        keep |= (iou >= match_iou) & _mutual_best(i, j, iou, g)
+    if also is not None and also[0].size:
+        lo_a, hi_a = np.minimum(*also), np.maximum(*also)
+        keep |= np.isin(np.minimum(i, j) * n + np.maximum(i, j), lo_a * n + hi_a)
     i, j, iou = i[keep], j[keep], iou[keep]
     first = prio[i] < prio[j]
     hi = np.where(first, i, j)
@@ -232,6 +239,44 @@ def cluster_anchors(
             pos = np.minimum(np.searchsorted(new, slot), new.size - 1)
             filled |= new[pos] == slot
     return anchor
+
+
+def best_match_pairs(
+    xyxy: np.ndarray,
+    groups: np.ndarray,
+    min_iou: float,
+    *,
+    labels: np.ndarray | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``(i, j)`` of boxes of different ``groups`` (tiles; of one label where
+    ``labels`` is given) that are each other's best match -- no box of the other's group
+    overlaps either of them more -- with IoU at or above ``min_iou``.
+
+    ``pairs``: candidate pairs to look among (every overlapping pair of each box must be
+    there; default: all of them, from the grid index). The merge asks this of the views as the
+    tiles reported them, before the seam repair drops or joins any: a product's cut view
+    dropped in favour of a fuller one still says that the fuller one is its product's, not a
+    neighbour's (two products overlapping on a seam, each seen whole by one tile and cut by the
+    other, were fused when asked after the repair; a second look at the rule).
+    """
+    b = as_boxes(xyxy)
+    g = _integers(groups, "groups")
+    check_iou_thr(min_iou, "best_match_pairs", zero_ok=False)
+    if pairs is None:
+        i, j = candidate_pairs(b)
+    else:
+        i, j = (np.asarray(p, np.int64).reshape(-1) for p in pairs)
+    ok = g[i] != g[j]
+    if labels is not None:
+        lab = _integers(labels, "labels")
+        ok &= lab[i] == lab[j]
+    i, j = i[ok], j[ok]
+    iou = pair_iou(b, i, j)
+    ok = iou > 0
+    i, j, iou = i[ok], j[ok], iou[ok]
+    m = (iou >= min_iou) & _mutual_best(i, j, iou, g)
+    return i[m], j[m]
 
 
 def _mutual_best(i: np.ndarray, j: np.ndarray, iou: np.ndarray, g: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import pytest
 from densedet_tile.cli.options import specs_from_args
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.merge import merge_tiles, pair_iou, weighted_box_fusion
+from densedet_tile.merge.wbf import best_match_pairs
 from densedet_tile.tiler.grid import make_grid
 from densedet_tile.types import Detections, MergeSpec, Tile, TileSpec
 
@@ -77,9 +78,11 @@ def test_best_match_fusion_changes_nothing_for_quiet_views_of_large_products() -
 
 
 def _fuse(xyxy, groups, match_iou=0.25, scores=None, labels=None):
+    """weighted_box_fusion with the best matches of the boxes as given fusing from ``match_iou``."""
     xyxy = np.asarray(xyxy, np.float64)
     s = np.full(len(xyxy), 0.9) if scores is None else np.asarray(scores, np.float64)
-    return weighted_box_fusion(xyxy, s, groups=np.asarray(groups), iou_thr=0.55, labels=labels, match_iou=match_iou)
+    also = None if match_iou is None else best_match_pairs(xyxy, np.asarray(groups), match_iou, labels=labels)
+    return weighted_box_fusion(xyxy, s, groups=np.asarray(groups), iou_thr=0.55, labels=labels, also=also)
 
 
 def test_two_views_that_are_each_others_best_match_fuse_under_fuse_iou() -> None:
@@ -110,6 +113,56 @@ def test_a_view_best_matched_elsewhere_does_not_fuse_with_a_weaker_partner() -> 
     p, q, v = [0, 0, 20, 40], [22, 0, 42, 40], [16, 0, 36, 40]
     out = _fuse([p, q, v], [0, 0, 1])
     assert out.cluster[1] == out.cluster[2] != out.cluster[0]
+
+
+def _two_tiles(width_a: int, start_b: int) -> tuple[Tile, Tile]:
+    return (Tile(0, 0, width_a, 640, interior_right=True, index=0),
+            Tile(start_b, 0, 640, 640, interior_left=True, index=1))
+
+
+def _views(products: list[list[float]], tile: Tile) -> np.ndarray:
+    b = np.array(products, np.float64) - [tile.x, tile.y, tile.x, tile.y]
+    return np.clip(b, 0, [tile.w, tile.h, tile.w, tile.h]).astype(np.float32)
+
+
+@pytest.mark.parametrize("equal_scores", [False, True])
+def test_products_overlapping_on_a_seam_each_cut_by_one_tile_stay_two(equal_scores: bool) -> None:
+    # P and Q (Q partly in front of P, IoU 0.26) on the seam of two tiles, a perfect detector:
+    # tile A sees P whole and Q cut, tile B P cut and Q whole. The repair drops both cut views;
+    # asked after it, P's and Q's whole views were each other's only partner and fused (a second
+    # look at the rule). Asked of the views as reported, each one's best match is its own cut view.
+    a, b = _two_tiles(640, 424)
+    p, q = [405, 113, 599, 380], [500, 96, 770, 380]
+    sa = [0.9, 0.9] if equal_scores else [0.68, 0.93]
+    sb = [0.9, 0.9] if equal_scores else [0.80, 0.89]
+    dets = [Detections(_views([p, q], a), np.array(sa, np.float32)),
+            Detections(_views([p, q], b), np.array(sb, np.float32))]
+    for spec in (MergeSpec(), MergeSpec(class_agnostic=True)):
+        out = merge_tiles([a, b], dets, spec)
+        assert sorted(np.round(out.xyxy).tolist()) == sorted([p, q]), out.xyxy
+
+
+def test_a_box_the_repair_joined_does_not_swallow_a_product_in_front_of_it() -> None:
+    # P straddles the whole overlap: both tiles see a fragment, and the repair joins them into a
+    # new box; Q stands in front of P's left part (IoU 0.29), seen whole by tile A alone. The
+    # joined box has no view of its own in either tile to be Q's best match.
+    a, b = _two_tiles(640, 512)
+    p, q = [450, 100, 700, 300], [400, 150, 560, 300]
+    dets = [Detections(_views([p, q], a), np.array([0.9, 0.8], np.float32)),
+            Detections(_views([p], b), np.array([0.9], np.float32))]
+    out = merge_tiles([a, b], dets, MergeSpec())
+    assert sorted(np.round(out.xyxy).tolist()) == sorted([p, q]), out.xyxy
+
+
+def test_best_match_pairs_are_mutual_across_groups_and_labels() -> None:
+    boxes = np.array([[0, 0, 20, 40], [10, 0, 30, 40], [11, 1, 31, 41], [1, 0, 21, 40]], np.float64)
+    i, j = best_match_pairs(boxes, np.array([0, 0, 1, 2]), 0.25)
+    got = {tuple(sorted(x)) for x in zip(i.tolist(), j.tolist())}
+    # box 2 (group 1) is box 1's best match and the other way round; box 3 (group 2): box 0's
+    # best in group 0, and box 0 is its best; 2 and 3 overlap less than each does its own
+    assert (1, 2) in got and (0, 3) in got and (0, 2) not in got
+    i, j = best_match_pairs(boxes, np.array([0, 0, 1, 2]), 0.25, labels=np.array([0, 0, 1, 0]))
+    assert (1, 2) not in {tuple(sorted(x)) for x in zip(i.tolist(), j.tolist())}
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, True, float("nan"), "0.3"])
