@@ -289,7 +289,13 @@ def check_jpeg_whole(data: bytes, width: int, height: int, pixels: Callable[[], 
     """Refuse the ``width`` x ``height`` JPEG ``data`` (decoded to ``pixels()`` by ``decode``;
     asked for only where the check needs them) when its coded data stops before its last block
     (:func:`_jpeg_runs_short`), with one line naming ``label``: truncated when the file has no
-    end marker (``no_eoi``), else damaged. Returns the whole-size decodes the check ran."""
+    end marker (``no_eoi``), else damaged. Returns the whole-size decodes the check ran.
+
+    An arithmetic-coded JPEG is not checked: its decoder reads on past the coded data (it
+    takes the bytes there as more of it), so the probes change an intact file's pixels too,
+    and a whole one with a grey corner was refused (an outside review)."""
+    if _arithmetic(data):
+        return 0
     short, decodes = _jpeg_runs_short(data, pixels, decode)
     if short:
         if no_eoi:
@@ -300,6 +306,26 @@ def check_jpeg_whole(data: bytes, width: int, height: int, pixels: Callable[[], 
         raise ImageReadError(f"{label}: the JPEG data is damaged: it runs out before the last of the "
                              f"{width}x{height} pixels its header announces, though the file ends properly")
     return decodes
+
+
+def _arithmetic(data: bytes) -> bool:
+    """Whether the JPEG ``data``'s frame is arithmetic-coded (SOF9 to SOF15, from its
+    start-of-frame marker; the segments are walked from the start, so a thumbnail inside an
+    APP segment does not count). False when no frame marker is found before the first scan."""
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    pos, n = 2, len(data)
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker >= 0xC9
+        if marker == 0xDA:
+            return False
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return False
 
 
 #: In coded (entropy) data: a marker, after any fill bytes (0xFF 0x00 is a coded 0xFF byte).

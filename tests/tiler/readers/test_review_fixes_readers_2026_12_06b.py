@@ -59,3 +59,35 @@ def test_a_pil_image_shrunk_or_drawn_on_with_a_grey_corner_is_read_as_it_is(tmp_
             got = src.read(0, 0, src.width, src.height)
     assert got.shape == want.shape and np.array_equal(got, want)
     assert (got[-2:, -2:] == 128).all()  # (the corner that sent it through the check)
+
+
+# -- arithmetic-coded JPEGs: their decoder reads on past the coded data ----------------------
+
+
+@pytest.mark.parametrize("decoder", ["auto", "pillow"])
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_whole_arithmetic_coded_jpeg_with_a_grey_corner_is_read(tmp_path, decoder, progressive):
+    # refused as damaged on both decoders: the probes put in after its coded data were read
+    import shutil
+    import subprocess
+
+    jpegtran = shutil.which("jpegtran")
+    if jpegtran is None:
+        pytest.skip("no jpegtran here to write an arithmetic-coded JPEG")
+    h, w = 301, 199
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 127 // (w + h)], -1).astype(np.uint8)
+    rgb[-32:, -32:] = 127  # a grey wall in the corner (it decodes to 127s and 128s: the fill grey)
+    huffman, path = tmp_path / "huffman.jpg", tmp_path / "arith.jpg"
+    _jpeg_file(huffman, rgb, quality=95, subsampling=0)
+    extra = ["-progressive"] if progressive else []
+    made = subprocess.run([jpegtran, "-arithmetic", *extra, "-outfile", str(path), str(huffman)], capture_output=True)
+    data = path.read_bytes() if path.exists() else b""
+    if made.returncode != 0 or not data:
+        pytest.skip(f"this jpegtran writes no arithmetic-coded JPEG ({made.stderr.decode(errors='replace')[:80]})")
+    assert (b"\xff\xca" if progressive else b"\xff\xc9") in data[: data.find(b"\xff\xda")]
+    with Image.open(path) as im:
+        want = np.asarray(im.convert("RGB"))
+    assert ((want[-2:, -2:] == 127) | (want[-2:, -2:] == 128)).all()
+    with open_image(path, decoder=decoder) as src:
+        assert np.array_equal(src.read(0, 0, w, h), want)
