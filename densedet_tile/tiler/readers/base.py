@@ -47,7 +47,8 @@ class SourceStats:
     ``decoded_bytes``: bytes of the decoded whole image held as a numpy array (imagecodecs); None
     while Pillow holds it (Pillow does not report its buffer size); 0 when none is held.
     ``full_decodes``: whole-image decodes run (an imagecodecs decode whose result Pillow had to
-    replace counts too); 0 for TIFF and arrays.
+    replace counts too, and so do those that check a JPEG whose corner is the fill grey for
+    data that stops early); 0 for TIFF and arrays.
     ``segments_decoded``: TIFF tiles or strips decoded (each plane of a separate-planes file
     counts). ``cache_hits``: TIFF segments a window found in the decoded-segment cache.
     ``cached_segments`` and ``cache_bytes``: what that cache holds now.

@@ -221,7 +221,7 @@ def decode_compact(
         # libjpeg fills the blocks its data does not reach with flat grey (128), without an
         # error; only then (or when the end marker is missing) is the data checked
         if no_eoi or fill_corner(arr):
-            decodes += check_jpeg_whole(data, width, height, lambda: arr, decode, label, no_eoi=no_eoi)
+            decodes += check_jpeg_whole(data, width, height, _decodes_to(arr, decode), label, no_eoi=no_eoi)
             if no_eoi:
                 log.warning("%s: the JPEG lacks its end-of-image marker; its pixel data is complete and is read",
                             label)
@@ -284,19 +284,20 @@ def fill_corner(arr: np.ndarray) -> bool:
     return bool(((corner == 128) | (corner == 127)).all())
 
 
-def check_jpeg_whole(data: bytes, width: int, height: int, pixels: Callable[[], np.ndarray], decode: Any,
-                     label: str, *, no_eoi: bool = False) -> int:
-    """Refuse the ``width`` x ``height`` JPEG ``data`` (decoded to ``pixels()`` by ``decode``;
-    asked for only where the check needs them) when its coded data stops before its last block
-    (:func:`_jpeg_runs_short`), with one line naming ``label``: truncated when the file has no
-    end marker (``no_eoi``), else damaged. Returns the whole-size decodes the check ran.
+def check_jpeg_whole(data: bytes, width: int, height: int, matches: Callable[[bytes], bool], label: str, *,
+                     no_eoi: bool = False) -> int:
+    """Refuse the ``width`` x ``height`` JPEG ``data`` when its coded data stops before its
+    last block (:func:`_jpeg_runs_short`; ``matches(jpeg)`` decodes other JPEG bytes at full
+    size and says whether they give the very pixels read from ``data``, raising when they do
+    not decode), with one line naming ``label``: truncated when the file has no end marker
+    (``no_eoi``), else damaged. Returns the whole-size decodes the check ran.
 
     An arithmetic-coded JPEG is not checked: its decoder reads on past the coded data (it
     takes the bytes there as more of it), so the probes change an intact file's pixels too,
     and a whole one with a grey corner was refused (an outside review)."""
     if _arithmetic(data):
         return 0
-    short, decodes = _jpeg_runs_short(data, pixels, decode)
+    short, decodes = _jpeg_runs_short(data, matches)
     if short:
         if no_eoi:
             raise ImageReadError(f"{label}: the JPEG file is truncated: its data ends before the last of "
@@ -393,13 +394,24 @@ def _same(a: np.ndarray, b: np.ndarray, rows: int = 256) -> bool:
     return True
 
 
-def _jpeg_runs_short(data: bytes, pixels: Callable[[], np.ndarray], decode: Any) -> tuple[bool, int]:
+def _decodes_to(arr: np.ndarray, decode: Any) -> Callable[[bytes], bool]:
+    """A ``matches`` for :func:`check_jpeg_whole`: whether ``decode(jpeg)`` gives ``arr``; the
+    decoded copy is let go before it returns."""
+
+    def matches(jpeg: bytes) -> bool:
+        again = decode(jpeg)
+        return isinstance(again, np.ndarray) and again.shape == arr.shape and _same(again, arr)
+
+    return matches
+
+
+def _jpeg_runs_short(data: bytes, matches: Callable[[bytes], bool]) -> tuple[bool, int]:
     """Whether the JPEG's coded data ends before its last block: decoded again with
     :data:`_PROBES` put in where libjpeg stops reading it (:func:`_scan_stop`: the end of the
     last scan, or a marker that does not belong inside it), it gives other pixels (the decoder
-    went on reading) than ``pixels()``. False when that cannot be told (the decodes fail). Also
-    returns how many whole-size decodes it ran; one decoded copy is alive at a time besides
-    ``pixels()``.
+    went on reading) than the file as it is (``matches(jpeg)`` is False). False when that
+    cannot be told (the decodes fail). Also returns how many whole-size decodes it ran; one
+    probed decode is alive at a time (``matches`` lets it go) besides the pixels read.
 
     The probed decodes are compared at full size: at 1/8 scale (each block's mean, from its DC
     coefficient alone, as this was checked before) the probes can move what they reach by
@@ -412,10 +424,11 @@ def _jpeg_runs_short(data: bytes, pixels: Callable[[], np.ndarray], decode: Any)
         end = data.find(b"\xff\xd9", last_sos) if last_sos >= 0 else -1
         found = (len(data) if end < 0 else end), b""
     stop, restart = found
-    body, rest = data[:stop], data[stop:] or b"\xff\xd9"
-    if body.endswith(b"\xff"):  # a file cut between a 0xFF and the byte stuffed after it
-        body = body[:-1]
-    runs, pixels_now = 0, pixels()
+    rest = data[stop:] or b"\xff\xd9"
+    if stop and data[stop - 1] == 0xFF:  # a file cut between a 0xFF and the byte stuffed after it
+        stop -= 1
+    body = memoryview(data)[:stop]  # (no copy of the file's bytes besides the probed ones)
+    runs = 0
     for probe in _PROBES:
         runs += 1
         try:
@@ -423,11 +436,9 @@ def _jpeg_runs_short(data: bytes, pixels: Callable[[], np.ndarray], decode: Any)
             # marker due there: data cut inside an interval reads the first, data cut just
             # after an interval's last block skips it as junk (the probes were read past) and
             # reads the second as the next interval's
-            again = decode(body + probe + restart + probe + rest)
+            same = matches(b"".join((body, probe, restart, probe, rest)))
         except Exception:
             continue
-        differs = not (isinstance(again, np.ndarray) and again.shape == pixels_now.shape and _same(again, pixels_now))
-        del again  # before the next decode: a giant image is not held three times over
-        if differs:
+        if not same:
             return True, runs
     return False, runs

@@ -91,3 +91,46 @@ def test_a_whole_arithmetic_coded_jpeg_with_a_grey_corner_is_read(tmp_path, deco
     assert ((want[-2:, -2:] == 127) | (want[-2:, -2:] == 128)).all()
     with open_image(path, decoder=decoder) as src:
         assert np.array_equal(src.read(0, 0, w, h), want)
+
+
+# -- the check's cost on Pillow's path --------------------------------------------------------
+
+
+def _smooth_grey_corner(h: int, w: int) -> np.ndarray:
+    """A smooth picture (a small file) whose bottom-right quarter is mid-grey."""
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], -1).astype(np.uint8)
+    rgb[h // 2 :, w // 2 :] = 128
+    return rgb
+
+
+def test_the_decodes_that_check_a_jpeg_on_pillows_path_are_counted(tmp_path):
+    # stats said 1 though the check had decoded the file twice more
+    path = tmp_path / "wall.jpg"
+    _jpeg_file(path, _smooth_grey_corner(96, 128))
+    for decoder in ("pillow", "auto"):
+        with open_image(path, decoder=decoder) as src:
+            assert src.stats.full_decodes == 3, (decoder, src.stats)
+
+
+def test_the_check_on_pillows_path_copies_no_whole_image(tmp_path):
+    # it copied the image into an array, and each probed decode into another: a 48 MP photo
+    # with a grey corner peaked at 846 MiB, where reading it takes 217
+    import tracemalloc
+
+    h, w = 1536, 2048
+    path = tmp_path / "wall.jpg"
+    _jpeg_file(path, _smooth_grey_corner(h, w))
+    image_bytes = h * w * 3
+    assert path.stat().st_size < image_bytes // 16
+    with open_image(path, decoder="pillow"):  # (what it imports is not counted below)
+        pass
+    tracemalloc.start()
+    try:
+        with open_image(path, decoder="pillow") as src:
+            _, peak = tracemalloc.get_traced_memory()
+            checked = src.stats.full_decodes > 1  # (that the check ran)
+    finally:
+        tracemalloc.stop()
+    assert peak < image_bytes // 2, peak  # (Pillow's own pixel buffers are not traced)
+    assert checked
