@@ -72,7 +72,9 @@ def _refuse_raw(tif: Any, label: str) -> None:
         head = fh.read(12)
     except (OSError, ValueError):  # pragma: no cover - the header was just read
         head = b""
-    cr2 = head[:2] == b"II" and head[8:12] == b"CR\x02\x00"  # a CR2's signature after its TIFF header
+    # a CR2's header: its first IFD at 16, after the "CR" signature and version 2.0 at 8 (an
+    # ordinary TIFF may hold those bytes there as pixels: libtiff writes the data first)
+    cr2 = head[:4] == b"II*\x00" and head[4:8] == b"\x10\x00\x00\x00" and head[8:12] == b"CR\x02\x00"
     if cr2 or int(getattr(first, "photometric", 0) or 0) in _RAW_PHOTOMETRIC:
         raise ImageReadError(f"{label}: camera RAW is not supported: export a JPEG or TIFF")
 

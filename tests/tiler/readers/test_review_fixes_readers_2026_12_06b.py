@@ -1,16 +1,15 @@
 """A second look at the reader fixes of 2026-12-06: the check for JPEG data that stops early
 run on PIL images the program had changed, and on arithmetic-coded JPEGs; its cost on
 Pillow's path; TIFFs taken for camera RAW or refused for a SubIFD of smaller levels. Each test
-fails on the code before it."""
+fails on the code before it, but for the one that keeps a real CR2's layout refused."""
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from densedet_tile.errors import ImageReadError
 from densedet_tile.tiler.readers import open_image
 
 
@@ -134,3 +133,46 @@ def test_the_check_on_pillows_path_copies_no_whole_image(tmp_path):
         tracemalloc.stop()
     assert peak < image_bytes // 2, peak  # (Pillow's own pixel buffers are not traced)
     assert checked
+
+
+# -- TIFFs: Canon CR2 told by its header's layout; SubIFDs of smaller levels -----------------
+
+
+def _gray_tiff(px: np.ndarray, *, cr2: bool) -> bytes:
+    """A little-endian uncompressed 8-bit gray TIFF of ``px``: laid out as a Canon CR2's header
+    (first IFD at 16 after "CR", version 2.0, at 8; the pixels after the IFD) when ``cr2``, else
+    data first, as libtiff writes it (the pixels at 8, the IFD after them)."""
+    import struct
+
+    h, w = px.shape
+    data = px.tobytes()
+    n_tags = 9
+    ifd_at = 16 if cr2 else 8 + len(data)
+    data_at = ifd_at + 2 + 12 * n_tags + 4 if cr2 else 8
+    tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+            (273, 4, 1, data_at), (277, 3, 1, 1), (278, 3, 1, h), (279, 4, 1, len(data))]
+    ifd = struct.pack("<H", n_tags) + b"".join(struct.pack("<HHII", *t) for t in tags) + struct.pack("<I", 0)
+    if cr2:
+        return b"II*\x00" + struct.pack("<I", 16) + b"CR\x02\x00" + struct.pack("<I", 0) + ifd + data
+    return b"II*\x00" + struct.pack("<I", ifd_at) + data + ifd
+
+
+def test_a_data_first_tiff_whose_first_pixels_spell_cr2_is_read(tmp_path):
+    # refused as camera RAW: bytes 8 to 12 of any little-endian TIFF were taken for a CR2's
+    # signature, and a TIFF written data first has its first pixels there
+    px = np.random.default_rng(0).integers(0, 256, (48, 64)).astype(np.uint8)
+    px[0, :4] = (67, 82, 2, 0)  # "CR", 2, 0
+    path = tmp_path / "scan.tif"
+    path.write_bytes(_gray_tiff(px, cr2=False))
+    assert path.read_bytes()[8:12] == b"CR\x02\x00"
+    with open_image(path) as src:
+        got = src.read(0, 0, 64, 48)
+    assert np.array_equal(got, np.repeat(px[..., None], 3, axis=2))
+
+
+def test_a_tiff_laid_out_as_a_canon_cr2_is_still_refused_as_camera_raw(tmp_path):
+    path = tmp_path / "IMG_0003.CR2"
+    path.write_bytes(_gray_tiff(np.zeros((48, 64), np.uint8), cr2=True))
+    with pytest.raises(ImageReadError) as err:
+        open_image(path)
+    assert str(err.value) == f"{path}: camera RAW is not supported: export a JPEG or TIFF"
