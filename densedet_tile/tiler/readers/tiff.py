@@ -91,12 +91,29 @@ def _warn_once(label: str, msg: str, *args: Any) -> None:
     log.warning(msg, label, *args)
 
 
+def _subifd_sizes(pages: list[Any]) -> list[tuple[int, int] | None]:
+    """(width, height) of each image in the ``pages``' SubIFDs (one level down); None for a
+    SubIFD that tifffile cannot read (what it holds is not known)."""
+    import tifffile
+
+    sizes: list[tuple[int, int] | None] = []
+    for page in pages:
+        if not getattr(page, "subifds", None):
+            continue
+        try:
+            sizes.extend((int(sub.imagewidth), int(sub.imagelength)) for sub in tifffile.TiffPages(page))
+        except Exception:  # (a damaged or unusual SubIFD: counted as possibly the image)
+            sizes.append(None)
+    return sizes
+
+
 def _main_page(tif: Any, label: str) -> Any:
     """The page that holds the image: the first that is not a reduced-resolution copy
     (NewSubfileType bit 0: thumbnails and previews, which cameras put first). Other
     full-resolution pages are not read, and a warning says so. Where every page is marked
-    reduced-resolution the largest is read, with a warning, unless it has SubIFDs: then the
-    image is in those (a camera's layout), which are not read, and the file is refused."""
+    reduced-resolution the largest is read, with a warning, unless a SubIFD of one of them
+    holds a larger image: then that is the image (a camera's layout), which is not read, and
+    the file is refused. SubIFDs of smaller images (a pyramid's levels) are passed over."""
     n = len(tif.pages)
     pages = [tif.pages[i] for i in range(min(n, _PAGES_LOOKED_AT))]
     reduced = [bool(int(getattr(pg, "subfiletype", 0) or 0) & 1) for pg in pages]
@@ -104,9 +121,14 @@ def _main_page(tif: Any, label: str) -> Any:
     k = full[0] if full else max(range(len(pages)), key=lambda i: int(pages[i].imagewidth) * int(pages[i].imagelength))
     size = (int(pages[k].imagewidth), int(pages[k].imagelength))
     if not full:
-        if getattr(pages[k], "subifds", None):
+        larger = [sub for sub in _subifd_sizes(pages) if sub is None or sub[0] * sub[1] > size[0] * size[1]]
+        if larger:
+            known = [sub for sub in larger if sub is not None]
+            big = max(known, key=lambda sub: sub[0] * sub[1]) if known else None
+            where = f" ({big[0]}x{big[1]})" if big else ""
             raise ImageReadError(f"{label}: the TIFF holds only a reduced-resolution preview ({size[0]}x{size[1]}); "
-                                 "its image is in a SubIFD, which is not read (camera RAW?): export a JPEG or TIFF")
+                                 f"its image is in a SubIFD{where}, which is not read (camera RAW?): export a JPEG "
+                                 "or TIFF")
         # a mislabelled file, or previews alone: the largest is what there is
         _warn_once(label, "%s: every page of the TIFF is tagged as a reduced-resolution copy (a preview or "
                    "thumbnail); reading the largest, page %d (%dx%d)", k + 1, *size)

@@ -176,3 +176,33 @@ def test_a_tiff_laid_out_as_a_canon_cr2_is_still_refused_as_camera_raw(tmp_path)
     with pytest.raises(ImageReadError) as err:
         open_image(path)
     assert str(err.value) == f"{path}: camera RAW is not supported: export a JPEG or TIFF"
+
+
+def test_a_tiff_of_reduced_resolution_pages_whose_subifds_hold_smaller_levels_is_read(tmp_path, caplog):
+    # refused ("its image is in a SubIFD") for having SubIFDs at all: a mislabelled pyramid's
+    # levels are smaller than its page, which is the image
+    import logging
+
+    import tifffile
+
+    big = np.random.default_rng(0).integers(0, 256, (64, 96, 3)).astype(np.uint8)
+    path = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(big, photometric="rgb", subfiletype=1, subifds=1, tile=(32, 32))
+        tif.write(big[::2, ::2].copy(), photometric="rgb", subfiletype=1, tile=(32, 32))
+    with caplog.at_level(logging.WARNING), open_image(path) as src:
+        assert np.array_equal(src.read(0, 0, 96, 64), big)
+    assert any("reading the largest, page 1 (96x64)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_tiff_of_previews_whose_subifd_holds_a_larger_image_is_still_refused(tmp_path):
+    import tifffile
+
+    path = tmp_path / "IMG_0004.tif"
+    with tifffile.TiffWriter(path) as tif:  # a camera's layout: the preview first, the image in its SubIFD
+        tif.write(np.zeros((24, 32, 3), np.uint8), photometric="rgb", subfiletype=1, subifds=1)
+        tif.write(np.zeros((96, 128, 3), np.uint8), photometric="rgb")
+    with pytest.raises(ImageReadError) as err:
+        open_image(path)
+    assert str(err.value) == (f"{path}: the TIFF holds only a reduced-resolution preview (32x24); its image is in a "
+                              "SubIFD (128x96), which is not read (camera RAW?): export a JPEG or TIFF")
