@@ -398,12 +398,13 @@ class MergeSpec:
     #: at 3 px; a single pass of the same detector exact), +0.0-0.2 % and +1.0 % since (an
     #: outside review, BENCHMARKS.md "Small products across seams"). Neighbouring products do
     #: not overlap that much, and a product seen by both tiles is each view's best match, so a
-    #: neighbour's view is not taken for a missed one's. Best matches are judged among the views
-    #: as the tiles reported them, before the seam repair drops or joins any, and only views the
-    #: repair kept as they were fuse this way (:func:`~densedet_tile.merge.wbf.best_match_pairs`).
-    #: On the 21 real panoramas F1@0.5 rises 0.0028-0.0046 (duplicates and fragments fused),
-    #: F1@0.75 falls 0.0011-0.0017 (a fused fragment pulls its product's box); the 85 real photos
-    #: count the same.
+    #: neighbour's view is not taken for a missed one's. Best matches are judged among every view
+    #: the tiles reported (those under the score threshold too), before the seam repair drops or
+    #: joins any, and only views the repair kept as they were fuse this way
+    #: (:func:`~densedet_tile.merge.wbf.best_match_pairs`). A product the other tile missed
+    #: altogether can still be fused with a neighbour's view there. On the 21 real panoramas F1@0.5
+    #: rises 0.0027-0.0043 (duplicates and fragments fused), F1@0.75 falls 0.0011-0.0018 (a fused
+    #: fragment pulls its product's box); the 85 real photos count the same.
     match_iou: float | None = 0.25
 
     def __post_init__(self) -> None:

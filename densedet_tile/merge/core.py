@@ -187,17 +187,15 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     if spec.mode == "none" or xyxy.shape[0] == 0:
         return Detections(xyxy.astype(np.float32), scores.astype(np.float32), labels)
     cut, i, j, tol, gap = _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)
-    # best matches across tiles among the views as reported, before the repair drops or joins any
-    best = None
-    if spec.mode == "wbf" and spec.match_iou is not None and spec.match_iou < spec.fuse_iou:
-        best = best_match_pairs(xyxy, groups, spec.match_iou, labels=None if spec.class_agnostic else labels,
-                                pairs=(i, j))
-    extra = None
-    if confirmers is not None and spec.confirm:
+    matching = spec.mode == "wbf" and spec.match_iou is not None and spec.match_iou < spec.fuse_iou
+    below = None  # the boxes under the threshold: (xyxy, labels, groups)
+    if confirmers is not None and (spec.confirm or matching):
         # (a pile among them is thinned as quietly: they only confirm)
         conf = list(confirmers) if thinned else suppress_piles(list(confirmers), spec)[0]
-        c_local, _, _, c_groups, c_geo = _gather(tiles, conf, tgeo)
-        extra = (c_local + c_geo[:, [0, 1, 0, 1]], c_groups)
+        c_local, _, c_labels, c_groups, c_geo = _gather(tiles, conf, tgeo)
+        below = (c_local + c_geo[:, [0, 1, 0, 1]], c_labels, c_groups)
+    extra = (below[0], below[2]) if below is not None and spec.confirm else None
+    best = _best_matches(xyxy, labels, groups, below, spec) if matching else None
     rep = repair_seams(
         xyxy,
         scores,
@@ -339,6 +337,27 @@ def merge_tolerances(tiles: Sequence[Tile], dets: Sequence[Detections], spec: Me
     return _seam_setup(tgeo, local, xyxy, labels, groups, geo, spec)[3]
 
 
+def _best_matches(xyxy: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                  below: tuple[np.ndarray, np.ndarray, np.ndarray] | None, spec: MergeSpec
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of boxes (indices into ``xyxy``) of two tiles that are each other's best match
+    from ``spec.match_iou`` up (:func:`~densedet_tile.merge.wbf.best_match_pairs`), judged among
+    every view the tiles reported, before the seam repair drops or joins any, the ones under the
+    threshold (``below``: boxes, labels, tiles) included: a cut view scored low or dropped in
+    favour of a fuller one still says that the fuller one is its product's, not a neighbour's.
+    Two products overlapping on a seam, each seen whole by one tile and cut by the other, were
+    fused when those views were left out (second and third looks at the rule)."""
+    n = xyxy.shape[0]
+    b, lab, g = xyxy, labels, groups
+    if below is not None and below[0].shape[0]:
+        b = np.concatenate([xyxy, below[0]])
+        lab = np.concatenate([labels, below[1]])
+        g = np.concatenate([groups, below[2]])
+    bi, bj = best_match_pairs(b, g, spec.match_iou, labels=None if spec.class_agnostic else lab)
+    own = (bi < n) & (bj < n)
+    return bi[own], bj[own]
+
+
 def _seam_setup(
     tgeo: np.ndarray,
     local: np.ndarray,
@@ -378,7 +397,7 @@ def _seam_setup(
     widest = EDGE_FRAC_MAX if spec.adaptive_tol else 0.0
     sub = _cut_flags(gap, rel, spec.edge_tol, widest).any(axis=1)
     sub |= _near_lines(tgeo, xyxy, spec.seam_tol + spec.edge_tol)
-    if spec.adaptive_tol or spec.confirm or spec.match_iou is not None:
+    if spec.adaptive_tol or spec.confirm:
         rest = np.flatnonzero(~sub)
         sub[rest] = count_containing(_tile_rects(tgeo), xyxy[rest]) >= 2
     idx = np.flatnonzero(sub)

@@ -254,11 +254,9 @@ def best_match_pairs(
     overlaps either of them more -- with IoU at or above ``min_iou``.
 
     ``pairs``: candidate pairs to look among (every overlapping pair of each box must be
-    there; default: all of them, from the grid index). The merge asks this of the views as the
-    tiles reported them, before the seam repair drops or joins any: a product's cut view
-    dropped in favour of a fuller one still says that the fuller one is its product's, not a
-    neighbour's (two products overlapping on a seam, each seen whole by one tile and cut by the
-    other, were fused when asked after the repair; a second look at the rule).
+    there; default: all of them, from the grid index). The merge asks this of every view the
+    tiles reported, those under the score threshold included, before the seam repair drops or
+    joins any (``merge.core._best_matches``).
     """
     b = as_boxes(xyxy)
     g = _integers(groups, "groups")

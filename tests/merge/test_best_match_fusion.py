@@ -197,3 +197,19 @@ def test_the_results_settings_record_it() -> None:
     img = np.zeros((300, 500, 3), np.uint8)
     res = dt.detect_image(img, Two(), tile=256, overlap=0.2, merge=MergeSpec(match_iou=0.3))
     assert res.settings["merge"]["match_iou"] == 0.3
+
+
+def test_views_under_the_threshold_take_part_in_the_best_match() -> None:
+    # P and Q overlap (IoU 0.26) where two tiles meet; tile A reports P whole, tile B Q whole,
+    # and each saw the other product cut but scored it under the threshold (the confirmers the
+    # engine passes). Without those views P's and Q's whole views were each other's only partner
+    # and fused into one box (a third look at the rule).
+    a, b = _two_tiles(640, 512)
+    p, q = [430, 100, 600, 380], [530, 100, 700, 380]
+    dets = [Detections(_views([p], a), np.array([0.9], np.float32)),
+            Detections(_views([q], b), np.array([0.9], np.float32))]
+    below = [Detections(_views([q], a), np.array([0.4], np.float32)),
+             Detections(_views([p], b), np.array([0.4], np.float32))]
+    for confirm in (True, False):  # asked of the matching whether or not they confirm cut views
+        out = merge_tiles([a, b], dets, MergeSpec(confirm=confirm), confirmers=below)
+        assert sorted(np.round(out.xyxy).tolist()) == sorted([p, q]), (confirm, out.xyxy)
