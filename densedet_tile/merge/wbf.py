@@ -247,24 +247,18 @@ def best_match_pairs(
     min_iou: float,
     *,
     labels: np.ndarray | None = None,
-    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pairs ``(i, j)`` of boxes of different ``groups`` (tiles; of one label where
     ``labels`` is given) that are each other's best match -- no box of the other's group
-    overlaps either of them more -- with IoU at or above ``min_iou``.
-
-    ``pairs``: candidate pairs to look among (every overlapping pair of each box must be
-    there; default: all of them, from the grid index). The merge asks this of every view the
-    tiles reported, those under the score threshold included, before the seam repair drops or
-    joins any (``merge.core._best_matches``).
+    overlaps either of them more -- with IoU at or above ``min_iou``, from the grid index's
+    overlapping pairs. The merge asks this of every view the tiles reported, those under the
+    score threshold included, before the seam repair drops or joins any
+    (``merge.core._best_matches``).
     """
     b = as_boxes(xyxy)
     g = _integers(groups, "groups")
     check_iou_thr(min_iou, "best_match_pairs", zero_ok=False)
-    if pairs is None:
-        i, j = candidate_pairs(b)
-    else:
-        i, j = (np.asarray(p, np.int64).reshape(-1) for p in pairs)
+    i, j = candidate_pairs(b)
     ok = g[i] != g[j]
     if labels is not None:
         lab = _integers(labels, "labels")
