@@ -151,8 +151,9 @@ def pair_images(
             raise InvalidInputError(f"{gt.source}: classes {gt_classes[ids[k]]!r} and {c!r} are one name but for "
                                     "spaces; classes are matched by name, so give each class its own name")
         ids[k] = i
-    dropped = 0  # of another COCO category, class-agnostic (as pycocotools leaves them out)
-    unknown = 0  # of a class the ground truth lacks, classes matched by name
+    # predictions left unscored: of another COCO category, class-agnostic (as pycocotools leaves
+    # them out), or of a class the ground truth lacks, classes matched by name
+    unscored = 0
     # COCO results against COCO ground truth of several classes, class-agnostic (or of one class
     # with --class-agnostic given): pycocotools' useCats=0 still takes only the ground truth's
     # categories, so a result of another category_id is left out (against one class without the
@@ -176,7 +177,7 @@ def pair_images(
                 rank = np.array([ids.get(class_key(c), len(gt_classes)) for c in p.classes], dtype=np.int64)
                 if coco_agnostic and (rank == len(gt_classes)).any():
                     known = rank < len(gt_classes)
-                    dropped += int((~known).sum())
+                    unscored += int((~known).sum())
                     p = replace(p, xyxy=p.xyxy[known], scores=p.scores[known], classes=p.classes[known],
                                 wh=None if p.wh is None else p.wh[known])
                     rank = rank[known]
@@ -186,19 +187,19 @@ def pair_images(
         else:
             lab = np.array([ids.get(class_key(c), -1) for c in p.classes], dtype=np.int64)
             known = lab >= 0
-            unknown += int((~known).sum())
+            unscored += int((~known).sum())
             dx, ds, dl = p.xyxy[known], p.scores[known], lab[known]
             dwh = None if p.wh is None else p.wh[known]
         if agnostic:
             gl = np.zeros(len(g.xyxy), np.int64)
         out.append(EvalImage(k, g.xyxy, gl, dx, ds, dl, gt_area=g.area, gt_crowd=g.crowd, gt_wh=g.wh, dt_wh=dwh))
     total = sum(len(p.classes) for p in pred.images.values())
-    if unknown or dropped:
+    if unscored:
         told = _unknown_classes(gt, pred, gt_classes, ids)
-        if unknown + dropped == total:  # nothing to score: AP 0 from names that do not match
+        if unscored == total:  # nothing to score: AP 0 from names that do not match
             raise InvalidInputError(f"{pred.source}: none of its {total} prediction{'' if total == 1 else 's'} has a "
                                     f"class the ground truth {gt.source} knows {told}")
-        n = unknown + dropped  # (one of the two is 0: class-agnostic or not)
+        n = unscored
         if 2 * n > total:  # most of them: nearly the refusal above, though something was scored
             notes.append(f"{WARNING}{_not_scored(n)}, of {total} {told}")
         else:

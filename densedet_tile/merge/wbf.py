@@ -265,8 +265,6 @@ def best_match_pairs(
         ok &= lab[i] == lab[j]
     i, j = i[ok], j[ok]
     iou = pair_iou(b, i, j)
-    ok = iou > 0
-    i, j, iou = i[ok], j[ok], iou[ok]
     m = (iou >= min_iou) & _mutual_best(i, j, iou, g)
     return i[m], j[m]
 

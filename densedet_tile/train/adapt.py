@@ -217,7 +217,8 @@ def _no_photo_text(folder: Path, bad: list[tuple[Path, str]], other: int, max_pi
     limit apart from the files that do not read (counted as unreadable, they sent the user to
     the first bad file, which had nothing to do with it)."""
     big = [(p, wh) for p, wh in ((p, _pixels_over(p, max_pixels)) for p, _ in bad) if wh is not None]
-    rest = [(p, why) for p, why in bad if all(p != q for q, _ in big)]
+    over = {q for q, _ in big}
+    rest = [(p, why) for p, why in bad if p not in over]
     first = f"{rest[0][0].relative_to(folder).as_posix()}: {rest[0][1]}" if rest else ""
     if not big:
         return (f"{folder}: no readable images (looked for {', '.join(IMAGE_SUFFIXES)}; {len(bad)} unreadable, "

@@ -30,12 +30,14 @@ def test_an_overrun_round_plans_only_the_later_rounds_whose_labelling_still_fits
     assert run._train_end() > run.fraction()
 
 
-def test_a_photo_labelled_at_the_last_step_was_not_trained_on():
+def test_marking_the_photos_trained_on_keeps_the_earlier_ones_and_adds_each_once():
+    # (that a photo labelled after a round's first step is not counted is the train loop's
+    # doing, tested through it in test_review_fixes_adapt_2026_12_06b)
     run = _bare(AdaptSettings(steps=5), step=4, train=["a.jpg", "b.jpg", "c.jpg", "d.jpg"], trained_on=["a.jpg"],
                 skipped=[["d.jpg", "cannot decode"]])
     run.crop_index = {"a.jpg": 0, "b.jpg": 1}
     run._mark_trained()  # a step drew from the crops of a.jpg and b.jpg
-    run.crop_index["c.jpg"] = 2  # c.jpg's crops joined after the last step: no step trained on them
+    run._mark_trained()  # marked again: nothing counted twice
     assert run._photos_labelled() == 2 and run.s["trained_on"] == ["a.jpg", "b.jpg"]
     assert run._photos_available() == 3  # d.jpg never read
 

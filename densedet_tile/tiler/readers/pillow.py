@@ -20,10 +20,10 @@ import numpy as np
 from ...errors import ImageReadError, one_line
 from .base import ImageSource, SourceStats, check_size
 from .colour import pillow_converter, stored_8bit, uint8_to_rgb
-from .compact import NOT_TRIED, check_jpeg_whole, decode_compact, fill_corner, png_rows_missing
+from .compact import NOT_TRIED, _arithmetic, check_jpeg_whole, decode_compact, fill_corner, png_rows_missing
 from .orientation import exif_orientation
 
-__all__ = ["Decoder", "DECODERS", "PillowSource", "open_header", "load_pixels", "check_png_rows", "check_jpeg_rows"]
+__all__ = ["Decoder", "DECODERS", "PillowSource", "open_header", "load_pixels", "check_png_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,6 @@ _HEADER_ERRORS = (OSError, ValueError, SyntaxError, Warning)
 #: code), so at least one byte per 512 pixels even for a blank grey image; a file with under an
 #: eighth of that cannot hold the image its header claims.
 _JPEG_MIN_BYTES_PER_PIXEL = 1 / 4096
-#: Start-of-frame markers of arithmetic-coded JPEGs, which can code a blank block in less.
-_ARITHMETIC_SOF = tuple(bytes([0xFF, m]) for m in range(0xC9, 0xD0) if m != 0xCC)
 
 
 def _check_jpeg_data(path: Path, label: str, width: int, height: int) -> None:
@@ -145,8 +143,7 @@ def _check_jpeg_data(path: Path, label: str, width: int, height: int) -> None:
         return
     with open(path, "rb") as fh:
         head = fh.read(1 << 18)
-    sos = head.find(b"\xff\xda")
-    if any(m in head[: sos if sos >= 0 else None] for m in _ARITHMETIC_SOF):
+    if _arithmetic(head):  # (arithmetic coding can code a blank block in less)
         return
     raise ImageReadError(f"{label}: the JPEG header says {width}x{height} pixels but the file holds only {size} "
                          "bytes, far too few for that: a damaged header or a truncated file")
