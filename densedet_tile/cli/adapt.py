@@ -36,6 +36,7 @@ from .options import (
     positive_float,
     positive_int,
     shell_quote,
+    tile_px,
 )
 from .options import _max_pixels  # the same --max-pixels parsing as the other verbs
 
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--calib-photos", type=positive_int, default=d.calib_photos, metavar="N",
                    help="training photos that pick the served threshold, never held-out ones (default: %(default)s)")
     l_ = p.add_argument_group("pseudo-labels")
-    l_.add_argument("--tile", type=positive_int, default=lab.tile, metavar="PX",
+    l_.add_argument("--tile", type=tile_px, default=lab.tile, metavar="PX",
                     help="tile side the model will serve with (default: %(default)s)")
     l_.add_argument("--overlap", type=fraction(0.0, 1.0, hi_open=True), default=lab.overlap, metavar="F",
                     help="tile overlap (default: %(default)s)")

@@ -157,6 +157,11 @@ def tile_side(text: str) -> int | str:
     return _int(text, 32, "a tile side >= 32 pixels or 'auto'")
 
 
+def tile_px(text: str) -> int:
+    """A tile side in pixels (>= 32), where ``auto`` is no choice (adapt labels at one tile)."""
+    return _int(text, 32, "a tile side >= 32 pixels")
+
+
 def formats(text: str) -> tuple[str, ...]:
     """A comma-separated list of output formats."""
     items = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))

@@ -63,7 +63,8 @@ class LabelSettings:
             raise InvalidInputError(
                 f"need 0 <= score_lo <= score_hi < 1, got score_lo={self.score_lo!r} score_hi={self.score_hi!r}")
         if self.tile < 32 or not 0.0 <= self.overlap < 1.0:
-            raise InvalidInputError(f"bad tiling: tile={self.tile!r} overlap={self.overlap!r}")
+            raise InvalidInputError(f"tile must be a side of 32 px or more and overlap in [0, 1), got tile={self.tile!r} "
+                                    f"overlap={self.overlap!r}")
 
     @property
     def views(self) -> list[tuple[float, bool]]:

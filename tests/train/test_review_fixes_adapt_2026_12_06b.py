@@ -69,7 +69,9 @@ def test_photos_over_max_pixels_are_told_apart_from_unreadable_files(tmp_path: P
     (["--min-views", "0"], "argument --min-views: expected a value in (0.0, 1.0], got '0'"),
     (["--score-lo", "0.7"], "--score-lo 0.7 is above --score-hi 0.6: "),
     (["--score-lo", "0.5", "--score-hi", "0.4"], "--score-lo 0.5 is above --score-hi 0.4: "),
-], ids=["scales", "scales-as-written", "min-views", "score-lo", "score-hi"])
+    # the settings said "bad tiling: tile=16 overlap=0.2"
+    (["--tile", "16"], "argument --tile: expected a tile side >= 32 pixels, got '16'"),
+], ids=["scales", "scales-as-written", "min-views", "score-lo", "score-hi", "tile"])
 def test_pseudo_label_options_are_refused_in_the_options_own_words(tmp_path: Path, capsys, args, says) -> None:
     assert adapt_main([str(tmp_path), "--out", str(tmp_path / "m.pt"), *ARGS, *args]) == 2
     line = last_error(capsys)
@@ -82,6 +84,8 @@ def test_repeated_scales_are_refused_from_python_too() -> None:
                        match=r"scales must differ from one another \(each is one view\), got \(1\.0, 1\.0\)"):
         LabelSettings(scales=(1.0, 1.0))
     assert LabelSettings(min_views=1.0).min_views == 1.0 and LabelSettings(scales=(1.0, 1.5)).scales == (1.0, 1.5)
+    with pytest.raises(InvalidInputError, match=r"tile must be a side of 32 px or more .*got tile=16 "):
+        LabelSettings(tile=16)
 
 
 def test_an_adapt_state_given_as_weights_says_what_it_is(tmp_path: Path) -> None:
