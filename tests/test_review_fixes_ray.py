@@ -490,3 +490,22 @@ def test_batch_started_with_stdout_closed_reports_without_a_traceback(tmp_path):
     # an unreadable input is that input's error (exit 1), reported in one line, then the summary
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert "bad.png" in r.stderr.splitlines()[0]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names that are not UTF-8 are a POSIX thing")
+def test_a_file_name_that_is_not_utf8_runs_on_ray(tmp_path):
+    # Ray hands the driver's command line to C++ as UTF-8: a name such as caf\xe9.png from an old
+    # camera or archive ended the run with a UnicodeEncodeError traceback inside ray.init
+    name = os.fsencode(tmp_path) + b"/caf\xe9.png"
+    Image.fromarray(blob_image(200, 300, (40, 30, 160, 90))).save(os.fsdecode(name))
+    out = tmp_path / "o"
+    r = subprocess.run([sys.executable.encode(), b"-m", b"densedet_tile", b"batch", name, b"--out", os.fsencode(out),
+                        b"--ray", b"local", b"--workers", b"1", b"-q",
+                        b"--detector", os.fsencode(f"{TESTS / 'fakes.py'}:make_blob")],
+                       stderr=subprocess.PIPE, text=True, errors="replace", timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    recs = _records(out)
+    image = [rec for rec in recs if rec["event"] == "image"]
+    assert [rec["status"] for rec in image] == ["ok"] and image[0]["input"] == os.fsdecode(name)
+    doc = json.loads((out / os.fsdecode(b"caf\xe9.detections.json")).read_text())
+    assert doc["num_detections"] == 1

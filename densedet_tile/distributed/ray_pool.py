@@ -11,6 +11,7 @@ This module imports Ray; import it only when Ray is wanted (see :func:`.require_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -95,7 +96,36 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
             signal.raise_signal(held.signum)
 
 
+@contextlib.contextmanager
+def _utf8_entrypoint() -> Iterator[None]:
+    """While Ray starts, the command line it records as this driver's entry point (for its
+    dashboard: ``ray._private.utils.get_entrypoint_name``) with bytes that are not UTF-8 shown
+    as ``\\xe9`` escapes: Ray hands that line to C++ as UTF-8, and a file name that is not UTF-8
+    on the command line (``caf\\xe9.jpg`` from an old camera or archive) ended the whole batch
+    with a UnicodeEncodeError inside ``ray.init``."""
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    original = getattr(utils, "get_entrypoint_name", None)
+    if not callable(original):  # (another Ray version: nothing to mend)
+        yield
+        return
+
+    def entrypoint() -> str:
+        name = original()
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+    utils.get_entrypoint_name = entrypoint
+    try:
+        yield
+    finally:
+        utils.get_entrypoint_name = original
+
+
 def _init(address: str, *, num_cpus: int | None, num_gpus: int | None, log_to_driver: bool) -> bool:
+    with _utf8_entrypoint():
+        return _init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, log_to_driver=log_to_driver)
+
+
+def _init_ray(address: str, *, num_cpus: int | None, num_gpus: int | None, log_to_driver: bool) -> bool:
     if address == "local":
         # the private cluster of this run takes Ray's token authentication by default; Ray's line
         # saying so (and how to opt out) is no news to someone who ran `densedet-tile batch`
