@@ -103,6 +103,57 @@ def match_rows(found: np.ndarray, truth: np.ndarray, thr: float = 0.5) -> list[t
     return out
 
 
+#: Why a human row found no match, in the order they are tried (see :func:`miss_reasons`).
+MISS_REASONS = ("few boxes", "no row there", "taken", "crosses bays", "rows merged", "row too short", "other")
+
+
+def miss_reasons(found: np.ndarray, truth: np.ndarray, matches: list[tuple[int, int, float]],
+                 boxes: np.ndarray) -> dict[str, int]:
+    """Why each human row without a match has none, counted per reason (every reason named,
+    0 when none). Tried in this order, the first that holds counts:
+
+    - ``few boxes``: fewer than 3 of ``boxes`` have their centre in the human row (the detector
+      missed it; no geometry finds a row there);
+    - ``no row there``: no found row overlaps it at IoU 0.1 or more;
+    - ``taken``: the found row overlapping it most matched another human row;
+    - ``crosses bays``: that found row is over 1.5 times as wide (it runs on across an upright
+      or into the bay beside);
+    - ``rows merged``: it is over 1.6 times as high (two shelves made one row);
+    - ``row too short``: it is under 0.6 times as wide or as high (a row split, or cut short);
+    - ``other``: overlapping at IoU 0.1 to 0.5 for none of these reasons (shifted)."""
+    out = dict.fromkeys(MISS_REASONS, 0)
+    missed = np.setdiff1d(np.arange(len(truth)), [t for _, t, _ in matches])
+    if not len(missed):
+        return out
+    taken = {f for f, _, _ in matches}
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    tm = truth[missed]
+    holds = ((cx[None] >= tm[:, :1]) & (cx[None] <= tm[:, 2:3]) & (cy[None] >= tm[:, 1:2])
+             & (cy[None] <= tm[:, 3:4])).sum(axis=1)
+    iou = box_iou(found, tm) if len(found) else np.zeros((0, len(tm)))
+    for k, t in enumerate(missed):
+        if holds[k] < 3:
+            out["few boxes"] += 1
+            continue
+        if not len(found) or iou[:, k].max() < 0.1:
+            out["no row there"] += 1
+            continue
+        f = int(iou[:, k].argmax())
+        fw, fh = found[f, 2] - found[f, 0], found[f, 3] - found[f, 1]
+        tw, th = truth[t, 2] - truth[t, 0], truth[t, 3] - truth[t, 1]
+        if f in taken:
+            out["taken"] += 1
+        elif fw > 1.5 * tw:
+            out["crosses bays"] += 1
+        elif fh > 1.6 * th:
+            out["rows merged"] += 1
+        elif fw < 0.6 * tw or fh < 0.6 * th:
+            out["row too short"] += 1
+        else:
+            out["other"] += 1
+    return out
+
+
 # ----------------------------------------------------------------------------- audit access
 def audit_geometry(result: Any, *, only_regions: bool = False) -> dict[str, Any]:
     """Rows (bounding box and outline), bays (outline) and gaps (outline, bay) of an audit
@@ -546,6 +597,7 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
             "photo": stem, "products": int(len(xyxy)), "labels": int(len(truth)),
             "found": int(len(geo["rows"])), "matched": len(m), "bays": len(res.parts),
             "labels_with_3_products": int(seen.sum()), "matched_of_those": int(sum(seen[t] for _, t, _ in m)),
+            "missed_because": miss_reasons(geo["rows"], truth, m, xyxy),
             "gaps": len(geo["gaps"]), "gaps_across_bays": gaps_across_bays(geo["gaps"], truth),
             "gaps_looking": {v: sum(1 for p in res.parts if not args.label_bays or p.kind == "region"
                                     for g in p.gaps if g.looks == v) for v in ("empty", "unsure", "stocked")},
@@ -595,6 +647,8 @@ def summarise(per_photo: list[dict[str, Any]]) -> dict[str, Any]:
         **({"empty_shelves": sum(r["empty_shelves"] for r in per_photo),
             "empty_shelves_on_human_rows": sum(r["empty_shelves_on_human_rows"] for r in per_photo)}
            if per_photo and "empty_shelves" in per_photo[0] else {}),
+        **({"missed_because": {k: sum(r["missed_because"][k] for r in per_photo) for k in MISS_REASONS}}
+           if per_photo and "missed_because" in per_photo[0] else {}),
         "per_photo": per_photo,
     }
 
@@ -753,6 +807,8 @@ def print_report(rep: dict[str, Any], title: str) -> None:
     if "empty_shelves" in rep:
         print(f"empty shelves {rep['empty_shelves']}, holding a human row's centre "
               f"{rep['empty_shelves_on_human_rows']}")
+    if "missed_because" in rep:
+        print("human rows missed, why: " + ", ".join(f"{k} {v}" for k, v in rep["missed_because"].items()))
     if "recall_of_those" in rep:
         print(f"human rows holding 3+ detected products: {rep['labels_with_3_products']} of {rep['label_rows']}, "
               f"recall among them {rep['recall_of_those']:.3f}")

@@ -308,3 +308,70 @@ def test_another_detectors_boxes_as_csv_or_yolo_score_as_its_json_does(ev, tmp_p
     (per_csv / "p1.csv").unlink()
     with pytest.raises(SystemExit, match=r"holds no boxes for p1\.jpg"):
         ev.main(["--photos", str(photos), "--dets", str(per_csv)])
+
+
+def _products(row: list[float], n: int) -> np.ndarray:
+    """``n`` boxes side by side filling the row box ``row``."""
+    x = np.linspace(row[0], row[2], n + 1)
+    return np.column_stack([x[:-1], np.full(n, row[1]), x[1:], np.full(n, row[3])])
+
+
+def test_each_missed_human_row_gets_the_first_reason_that_holds(ev) -> None:
+    truth = np.array([
+        [0, 0, 400, 100],       # 0: matched (found row 0)
+        [0, 110, 400, 210],     # 1, 2: two bays' rows that found row 1 runs across (IoU 0.44 each)
+        [500, 110, 900, 210],
+        [0, 220, 400, 320],     # 3, 4: two shelves that found row 2 made one (IoU 0.48 each)
+        [0, 330, 400, 430],
+        [0, 440, 400, 540],     # 5: only two boxes in it
+        [500, 440, 900, 540],   # 6: boxes, and no found row near it
+        [500, 220, 900, 320],   # 7: found row 3 covers a third of it
+    ], np.float64)
+    found = np.array([
+        [0, 0, 400, 100],
+        [0, 110, 900, 210],
+        [0, 220, 400, 430],
+        [500, 220, 630, 320],
+    ], np.float64)
+    boxes = np.concatenate([_products(list(r), 2 if i == 5 else 6) for i, r in enumerate(truth)])
+    m = ev.match_rows(found, truth)
+    assert [(f, t) for f, t, _ in m] == [(0, 0)]
+    why = ev.miss_reasons(found, truth, m, boxes)
+    assert list(why) == list(ev.MISS_REASONS)
+    assert why == {"few boxes": 1, "no row there": 1, "taken": 0, "crosses bays": 2, "rows merged": 2,
+                   "row too short": 1, "other": 0}
+    # a row running on into the next bay far enough to match one of its rows leaves the other
+    # "taken" (the row it overlaps most matched another)
+    wide = np.array([[0, 110, 700, 210]], np.float64)
+    pair = truth[[1, 2]]
+    pm = ev.match_rows(wide, pair)
+    assert [(f, t) for f, t, _ in pm] == [(0, 0)]
+    assert ev.miss_reasons(wide, pair, pm, boxes) == {**dict.fromkeys(ev.MISS_REASONS, 0), "taken": 1}
+    # shifted by half a row: none of the named reasons
+    shifted = truth[[0]] + [0, 50, 0, 50]
+    assert ev.miss_reasons(shifted, truth[[0]], ev.match_rows(shifted, truth[[0]]), boxes)["other"] == 1
+
+
+def test_the_real_photo_report_says_why_rows_were_missed(ev, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a photo folder of one generated photo with one labelled row, and a detections CSV for it
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    (photos / "shelf-rows").mkdir(parents=True)
+    Image.new("RGB", (400, 300), (90, 90, 90)).save(photos / "p1.jpg")
+    # one human row 0.1..0.9 x 0.2..0.5, and one the detector missed (0.1..0.9 x 0.6..0.9)
+    (photos / "shelf-rows" / "p1.txt").write_text("0 0.5 0.35 0.8 0.3\n0 0.5 0.75 0.8 0.3\n")
+    rows = ["image_name,x1,y1,x2,y2,class,image_width,image_height"]
+    for b in _products([40, 60, 360, 150], 8):
+        rows.append("p1.jpg," + ",".join(f"{v:.1f}" for v in b) + ",product,400,300")
+    csv = tmp_path / "dets.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "r.json"
+    assert ev.main(["--photos", str(photos), "--dets", str(csv), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "human rows missed, why: few boxes 1," in printed
+    import json
+
+    doc = json.loads(out.read_text())
+    assert doc["missed_because"]["few boxes"] == 1 and doc["per_photo"][0]["missed_because"]["few boxes"] == 1
+    assert doc["matched"] == 1
