@@ -231,3 +231,21 @@ def test_compare_refuses_to_write_its_report_over_a_photo(tmp_path: Path, capsys
                       str(Path(__file__).parent / "fakes.py") + ":make_blob", "-o", str(photo)])
     assert code == 2 and photo.read_bytes() == before
     assert "that is one of the photos compared" in capsys.readouterr().err
+
+
+def test_compare_output_says_class_agnostic_as_eval_does_when_the_ground_truth_decided(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a one-class ground truth matches boxes whatever their class; `eval -o` wrote that as
+    # true, `eval --compare -o` as false (what was asked, not what was used: an outside review)
+    imgs, gtp = _photo_folder(tmp_path)
+    out = tmp_path / "cmp.json"
+    code = eval_main([str(imgs), str(gtp), "--compare", "--tile", "96", "--device", "cpu",
+                      "--detector", f"{Path(__file__).parent / 'fakes.py'}:make_blob", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["settings"]["class_agnostic"] is True
+    # two classes in the ground truth: matched by class, and said so
+    gtp.write_text("photo.png,40,30,100,90,product,160,120\nphoto.png,0,0,10,10,other,160,120\n")
+    code = eval_main([str(imgs), str(gtp), "--compare", "--tile", "96", "--device", "cpu",
+                      "--detector", f"{Path(__file__).parent / 'fakes.py'}:make_blob", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["settings"]["class_agnostic"] is False

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=positive_int, default=d.rounds, help="labelling rounds (default: %(default)s)")
     b.add_argument("--seed", type=nonneg_int, default=d.seed, help="seed of every random choice (default: %(default)s)")
     b.add_argument("--max-pixels", type=_max_pixels, default=d.max_pixels, metavar="N",
-                   help="skip photos with more than N pixels; 'none' for no limit (default: 2**31)")
+                   help="skip photos with more than N pixels; 'none' (or 0) for no limit (default: 2**31)")
     t = p.add_argument_group("training")
     t.add_argument("--size", type=_crop_side, default=d.size, metavar="PX",
                    help="training crop side, a multiple of 32 (default: %(default)s)")

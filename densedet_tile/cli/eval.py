@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="COCO AP@[.5:.95], AP50, AP75 and AR of predictions against ground truth. "
-        "PRED: our detections JSON, a folder of them, our CSV (optional 'score' column) or COCO results. "
+        "PRED: our detections JSON, a folder of them, our CSV (optional 'score' column), a folder of YOLO label "
+        "files (<stem>.txt, normalised; the ground truth gives the image sizes) or COCO results. "
         "GT: SKU-110K CSV (image_name,x1,y1,x2,y2,class,image_width,image_height; header optional) or COCO JSON. "
         "With --compare, PRED is a folder of images run through the detector tiled and untiled.",
     )
@@ -247,7 +248,8 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
             # model as a batch rerun compares it (kind, checkpoint and options, its files' stamps)
             "settings": {"max_dets": list(args.max_dets), "detector": args.detector, "tile": args.tile,
                          "overlap": args.overlap, "merge": args.merge, "classes": args.classes,
-                         "class_agnostic": bool(args.class_agnostic), "ignore_size": args.ignore_size,
+                         # what was used (as eval of one file writes it): asked, or a one-class ground truth's
+                         "class_agnostic": any(r.class_agnostic for r in runs), "ignore_size": args.ignore_size,
                          "tiling": asdict(fitted.tiling), "merge_spec": asdict(merge),
                          "run": {k: v for k, v in asdict(fitted.run).items() if k != "classes"},
                          "model": detector_identity(spec)},

@@ -267,8 +267,9 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
                         "comma-separated (e.g. bottle,can or 39,41; default: every class)")
     g.add_argument("--count-band", type=fraction(0.0, COUNT_BAND), default=COUNT_BAND, metavar="X",
                    help="also count the boxes at the score threshold +-X and flag counts that swing by 30%% "
-                   f"or more as uncertain (default and most: {COUNT_BAND}, how far below their threshold the "
-                   "built-in model and the adapters return boxes; 0: off)")
+                   f"or more as uncertain (default and most: {COUNT_BAND}; the built-in model and the adapters "
+                   "return boxes down to 0.1 under their threshold, for the band's lower end and the boxes "
+                   "below it that confirm cut views; 0: off)")
 
 
 def add_tiling_options(p: argparse.ArgumentParser) -> None:
@@ -277,7 +278,9 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
     tiling, merge = TileSpec(), MergeSpec()
     g.add_argument("--tile", type=tile_side, default=tiling.tile, metavar="PX",
                    help="tile side in pixels, or 'auto': measure the products and choose the tile (and overlap) "
-                   "that shows them to the model at its trained size (default: %(default)s)")
+                   "that shows them to the model at its trained size (default: %(default)s; on a photo-like image "
+                   "a model's photo rule, the built-in model's among them, replaces the tile with its own: "
+                   "give --scale or --input-size to set it yourself)")
     g.add_argument("--scale", type=fraction(0.01, 100.0), default=None, metavar="S",
                    help="show the image to the model at this scale (image px -> model px), choosing the tile "
                    "to match, for a model of one input size (a --tile given too is replaced: with a warning "

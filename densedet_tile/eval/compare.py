@@ -237,6 +237,8 @@ class CompareRun:
     tiles: tuple[int, ...] = ()
     num_tiles: int = 0
     scale: tuple[str, ...] = ()
+    #: whether boxes were matched whatever their class (asked, or decided by the ground truth)
+    class_agnostic: bool = False
 
 
 def _untiled(src: Any, detector: Any, merge: Any, run: RunSpec) -> Any:
@@ -369,6 +371,7 @@ def compare_tiled_untiled(
             name, _one_or_none([r["tile"] for r in done]), _one_or_none([r["overlap"] for r in done]), secs[name], m,
             tiles=tuple(sorted({r["tile"] for r in done})), num_tiles=sum(r["tiles"] for r in done),
             scale=tuple(dict.fromkeys(r["scale"] for r in done)),
+            class_agnostic=uses_class_agnostic(sub, agn, pred),
         ))
     return out
 

@@ -357,8 +357,8 @@ def report_text(report: dict[str, Any]) -> str:
         how = ""
         cal = report.get("serve_thr_picked")
         if cal and cal["matched_counts"]:
-            how = (f" (picked: there they count {cal['boxes_per_photo']:.1f} boxes per photo on {cal['photos']} "
-                   f"photos, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f})")
+            how = (f" (picked: there they count {cal['boxes_per_photo']:.1f} boxes per photo on "
+                   f"{_n(cal['photos'], 'photo')}, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f})")
         elif cal:
             how = f" (the starting weights' own: no pseudo-labels on the {_n(cal['photos'], 'photo')} to match counts with)"
         lines.append(f"the weights serve at score threshold {thr:g}{how} unless --score-thr says otherwise")
