@@ -45,7 +45,7 @@ from ..detector.builtin import (DEFAULT_CONFIG, DecodeSettings, DefaultDetector,
                                 model_config, served_threshold, threshold_problem)
 from ..detector.shelfnet import ShelfNet, read_checkpoint
 from ..errors import DensedetError, InvalidInputError, one_line
-from ..io import OutputLock, atomic_write, ensure_out_dir, names_a_folder, same_path, sweep_temporaries
+from ..io import OutputLock, atomic_write, ensure_out_dir, names_a_folder, same_path, sweep_temporaries, write_files
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..tiler.readers.base import check_size
 from ..tiler.readers.pillow import open_header
@@ -1417,11 +1417,18 @@ class AdaptRun:
                 "pseudo_labels_per_photo": round(cal["reference"] / n, 1),
                 "boxes_per_photo": None if cal["count"] is None else round(cal["count"] / n, 1)}
 
-    def _write_report(self, report: dict[str, Any]) -> None:
+    def _report_files(self, report: dict[str, Any]) -> dict[Path, str]:
+        """The report's two files and their texts. In the text report a file name that is not
+        UTF-8 shows its odd bytes as ``\\xe9`` escapes, as the console shows it (written as UTF-8,
+        it ended a finished run with a UnicodeEncodeError); the JSON escapes them its own way."""
         import json
 
-        atomic_write(self.paths["report_json"], json.dumps(report, indent=1) + "\n")
-        atomic_write(self.paths["report_txt"], report_text(report) + "\n")
+        text = report_text(report).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return {self.paths["report_json"]: json.dumps(report, indent=1) + "\n",
+                self.paths["report_txt"]: text + "\n"}
+
+    def _write_report(self, report: dict[str, Any]) -> None:
+        write_files(self._report_files(report))
 
     def _no_step(self) -> None:
         """The budget ran out before the first step: the starting weights unchanged are no result.
@@ -1463,9 +1470,10 @@ class AdaptRun:
                 f"adapt: training diverged: after {self.s['step']} steps {len(bad)} of the weights' tensors hold "
                 f"inf or nan in fp16 (the first: {bad[0]}); nothing written and the state removed: start again "
                 f"with a lower --lr (it was {self.settings.lr:g})")
-        atomic_write(self.paths["weights"], checkpoint_bytes(ckpt))
         report = self._report("done", holdout)
-        self._write_report(report)
+        # the weights and their report together, all or nothing: a report that failed after the
+        # weights were written left a finished run that its own --resume refused
+        write_files({self.paths["weights"]: checkpoint_bytes(ckpt), **self._report_files(report)})
         try:
             self.paths["state"].unlink()
         except FileNotFoundError:

@@ -152,3 +152,25 @@ def test_a_state_saved_before_the_out_check_resumes_over_existing_weights(tmp_pa
     torch.save(state, first.paths["state"])
     out.write_text("older weights\n")
     assert adapt(folder, out, None, device="cpu", resume=True).status == "done"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file names that are not UTF-8 are a POSIX thing")
+def test_photo_names_that_are_not_utf8_finish_the_run_with_its_report(tmp_path):
+    # an outside review (2026-12-06): the text report was written as strict UTF-8 after the
+    # weights, so a held-out photo named caf\xe9.jpg ended a finished run with a
+    # UnicodeEncodeError, weights written, and a --resume that refused the weights
+    folder = write_photos(tmp_path / "p", n=3)
+    for i, p in enumerate(sorted(folder.iterdir())):
+        os.rename(p, os.fsencode(folder) + b"/caf\xe9_%d.jpg" % i)
+    s = AdaptSettings(**{**TINY.__dict__, "holdout": 1, "steps": 2, "rounds": 1})
+    out = os.fsdecode(os.fsencode(tmp_path) + b"/out \xff.pt")
+    res = adapt(folder, out, s, device="cpu")
+    assert res.status == "done"
+    import json
+
+    held = res.report["holdout_check"]["names"]
+    assert len(held) == 1 and held[0].encode("utf-8", "surrogateescape").startswith(b"caf\xe9_")
+    text = res.paths["report_txt"].read_bytes().decode("utf-8")  # valid UTF-8, bytes shown escaped
+    assert "caf\\xe9_" in text and "out \\xff.pt" in text
+    assert json.loads(res.paths["report_json"].read_text())["out"] == out
+    assert not res.paths["state"].exists() and os.path.exists(out)
