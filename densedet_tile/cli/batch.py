@@ -108,7 +108,7 @@ def _quiet_ray() -> None:
 
 def batch_main(argv: Sequence[str]) -> int:
     """Entry point of ``densedet-tile batch``; returns the exit status."""
-    args = parse(build_parser(), argv)
+    args = parse(build_parser(), argv, intermixed=True)
     if isinstance(args, int):
         return args
     if args.debug:

@@ -92,7 +92,7 @@ class _Progress:
 
 def detect_main(argv: Sequence[str]) -> int:
     """Entry point of the default verb; returns the exit status."""
-    args = parse(build_parser(), argv)
+    args = parse(build_parser(), argv, intermixed=True)
     if isinstance(args, int):
         return args
     if args.debug:

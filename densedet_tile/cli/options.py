@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import signal
 import sys
@@ -402,13 +403,42 @@ def one_line_usage_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     return parser
 
 
+def _file_taken_for_an_option(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """The first argument before ``--`` that starts with '-', is no option of ``parser`` (nor a
+    prefix of one, nor ``--opt=value``) and names an existing file: argparse took ``-x.jpg`` for
+    an unknown option and said only that INPUT was missing."""
+    options = [o for a in parser._actions for o in a.option_strings]
+    valued = {o for a in parser._actions if a.nargs != 0 for o in a.option_strings}
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return None
+        if len(arg) < 2 or not arg.startswith("-") or arg.split("=", 1)[0] in options:
+            continue
+        if any(o.startswith(arg) for o in options if o.startswith("--")):  # an abbreviated option
+            continue
+        if i > 0 and argv[i - 1] in valued:  # an option's value, such as a negative number
+            continue
+        if os.path.isfile(arg):
+            return arg
+    return None
+
+
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str], *, intermixed: bool = False) -> argparse.Namespace | int:
     """Parse ``argv``; an int is the exit status when argparse stopped (``--help``: 0, bad usage: 2,
     said on one line). ``intermixed``: positionals may stand among the options (``audit
-    boxes.csv --gap-k 1 photo.jpg``)."""
+    boxes.csv --gap-k 1 photo.jpg``, ``densedet-tile a.jpg -q b.jpg``). A file named like
+    ``-x.jpg`` is named in the error, with the two ways to give it."""
     one_line_usage_errors(parser)
+    argv = list(argv)
+    dashed = _file_taken_for_an_option(parser, argv)
+    if dashed is not None:
+        error(parser.prog, f"{dashed}: a file name that starts with '-' reads as an option; write it as "
+                           f"./{dashed}, or put it after -- (--help lists the options)")
+        return EXIT_USAGE
     try:
-        return (parser.parse_intermixed_args if intermixed else parser.parse_args)(list(argv))
+        # (Python 3.11's intermixed parsing loses the arguments after "--": with one, the plain
+        # parse, options first as "--" asks anyway)
+        return (parser.parse_intermixed_args if intermixed and "--" not in argv else parser.parse_args)(argv)
     except SystemExit as exc:  # argparse already printed its message
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
 

@@ -99,3 +99,29 @@ def test_every_ray_value_the_error_offers_is_in_batch_help(tmp_path, monkeypatch
     assert "default" in offered
     ray_help = next(a.help for a in build_parser()._actions if "--ray" in a.option_strings)
     assert all(f"'{word}'" in ray_help for word in offered), (offered, ray_help)
+
+
+@pytest.mark.parametrize("verb", [(), ("batch", "--ray", "none")])
+def test_inputs_may_follow_options_and_a_dashed_file_name_is_named(tmp_path, verb):
+    # an outside review: `densedet-tile a.png -q --out o b.png` said "unrecognized arguments:
+    # b.png", and a photo named -x.png only "the following arguments are required: INPUT"
+    _photo(tmp_path / "a.png")
+    _photo(tmp_path / "b.png", (400, 200, 700, 380))
+    _photo(tmp_path / "-x.png")
+    args = ("--detector", "fakes:make_blob", "--device", "cpu")
+    r = run_cli(*verb, "a.png", "-q", "--out", "o", *args, "b.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in (tmp_path / "o").glob("*.detections.json")} == {"a.detections.json", "b.detections.json"}
+    r = run_cli(*verb, "--out", "o2", *args, "-q", "-x.png", cwd=tmp_path)
+    assert r.returncode == 2 and not (tmp_path / "o2").exists()
+    assert r.stderr.strip().splitlines()[-1].endswith(
+        "-x.png: a file name that starts with '-' reads as an option; write it as ./-x.png, or put it after -- "
+        "(--help lists the options)")
+    # both ways it offers work, "--" among them (which Python 3.11's intermixed parsing loses)
+    for how in (("./-x.png",), ("--", "-x.png")):
+        r = run_cli(*verb, "--out", "o3", "-q", *args, *how, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "o3" / "-x.detections.json").is_file()
+    # an unknown option that is no file is still argparse's own complaint
+    r = run_cli(*verb, "--out", "o4", "-q", *args, "--bogus", "a.png", cwd=tmp_path)
+    assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr
