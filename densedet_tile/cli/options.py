@@ -404,23 +404,54 @@ def one_line_usage_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def _file_taken_for_an_option(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
-    """The first argument before ``--`` that starts with '-', is no option of ``parser`` (nor a
-    prefix of one, nor ``--opt=value``) and names an existing file: argparse took ``-x.jpg`` for
-    an unknown option and said only that INPUT was missing."""
+    """The first argument before ``--`` that starts with '-', is no option of ``parser`` (nor an
+    abbreviation of one, ``--opt=value``, short options run together such as ``-qh``, or an
+    option's value) and names an existing file or folder: argparse took ``-x.jpg`` for an
+    unknown option and said only that INPUT was missing. Names such as ``-1`` are left alone:
+    argparse reads them as positionals where no option looks like a negative number."""
     options = [o for a in parser._actions for o in a.option_strings]
-    valued = {o for a in parser._actions if a.nargs != 0 for o in a.option_strings}
+    valued = [o for a in parser._actions if a.nargs != 0 for o in a.option_strings]
+    negative = parser._negative_number_matcher.match  # (argparse's own test)
     for i, arg in enumerate(argv):
         if arg == "--":
             return None
-        if len(arg) < 2 or not arg.startswith("-") or arg.split("=", 1)[0] in options:
+        if len(arg) < 2 or not arg.startswith("-") or (negative(arg) and not parser._has_negative_number_optionals):
             continue
-        if any(o.startswith(arg) for o in options if o.startswith("--")):  # an abbreviated option
-            continue
-        if i > 0 and argv[i - 1] in valued:  # an option's value, such as a negative number
-            continue
-        if os.path.isfile(arg):
+        name = arg.split("=", 1)[0]
+        if name in options or (arg.startswith("--") and any(o.startswith(name) for o in options)):
+            continue  # an option, or an abbreviation of one
+        if not arg.startswith("--") and arg[:2] in options:
+            continue  # short options run together, or one with its value attached (-o-x.json)
+        prev = argv[i - 1] if i else ""
+        if prev in valued or (prev.startswith("--") and "=" not in prev
+                              and any(o.startswith(prev) for o in valued if o.startswith("--"))):
+            continue  # the value of the option before it (which may start with '-')
+        if os.path.exists(arg):
             return arg
     return None
+
+
+def _parse_intermixed(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_intermixed_args(argv)``, with names after ``--`` that start with '-' kept as
+    positionals: Python 3.11's intermixed parsing takes them for options again ("unrecognized
+    arguments: -x.jpg", after the error's own advice to put the name after ``--``). They stand in
+    as placeholders while parsing and are put back in the positionals after."""
+    if "--" not in argv:
+        return parser.parse_intermixed_args(argv)
+    i = argv.index("--")
+    tail = argv[i + 1:]
+    marks = [f"\x00{k}" for k in range(len(tail))]
+    ns = parser.parse_intermixed_args(argv[:i] + ["--"] + marks)
+    back = dict(zip(marks, tail))
+    for action in parser._actions:
+        if action.option_strings or not hasattr(ns, action.dest):
+            continue
+        value = getattr(ns, action.dest)
+        if isinstance(value, list):
+            setattr(ns, action.dest, [back.get(v, v) if isinstance(v, str) else v for v in value])
+        elif isinstance(value, str):
+            setattr(ns, action.dest, back.get(value, value))
+    return ns
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str], *, intermixed: bool = False) -> argparse.Namespace | int:
@@ -432,13 +463,11 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str], *, intermixed: b
     argv = list(argv)
     dashed = _file_taken_for_an_option(parser, argv)
     if dashed is not None:
-        error(parser.prog, f"{dashed}: a file name that starts with '-' reads as an option; write it as "
+        error(parser.prog, f"{dashed}: a name that starts with '-' reads as an option; write it as "
                            f"./{dashed}, or put it after -- (--help lists the options)")
         return EXIT_USAGE
     try:
-        # (Python 3.11's intermixed parsing loses the arguments after "--": with one, the plain
-        # parse, options first as "--" asks anyway)
-        return (parser.parse_intermixed_args if intermixed and "--" not in argv else parser.parse_args)(argv)
+        return _parse_intermixed(parser, argv) if intermixed else parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its message
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
 

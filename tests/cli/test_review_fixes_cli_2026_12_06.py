@@ -115,13 +115,35 @@ def test_inputs_may_follow_options_and_a_dashed_file_name_is_named(tmp_path, ver
     r = run_cli(*verb, "--out", "o2", *args, "-q", "-x.png", cwd=tmp_path)
     assert r.returncode == 2 and not (tmp_path / "o2").exists()
     assert r.stderr.strip().splitlines()[-1].endswith(
-        "-x.png: a file name that starts with '-' reads as an option; write it as ./-x.png, or put it after -- "
+        "-x.png: a name that starts with '-' reads as an option; write it as ./-x.png, or put it after -- "
         "(--help lists the options)")
-    # both ways it offers work, "--" among them (which Python 3.11's intermixed parsing loses)
-    for how in (("./-x.png",), ("--", "-x.png")):
-        r = run_cli(*verb, "--out", "o3", "-q", *args, *how, cwd=tmp_path)
+    # both ways it offers work, "--" among them (which Python 3.11's intermixed parsing loses),
+    # also after options that follow an input (a second look at this fix)
+    for k, how in enumerate((("./-x.png",), ("--", "-x.png"), ("a.png", "-q", "--", "-x.png"))):
+        r = run_cli(*verb, "--out", f"o3{k}", "-q", *args, *how, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-        assert (tmp_path / "o3" / "-x.detections.json").is_file()
+        assert (tmp_path / f"o3{k}" / "-x.detections.json").is_file()
+    # names argparse reads as positionals anyway (no option looks like a negative number), short
+    # options run together, and an abbreviated option's value are not taken for such a file
+    for name in ("-1", "-qh"):
+        (tmp_path / name).write_bytes((tmp_path / "a.png").read_bytes())
+    r = run_cli(*verb, "a.png", "--out", "o5", "-q", *args, "-1", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "o5" / "-1.detections.json").is_file(), r.stderr
+    assert run_cli(*verb, "-qh", cwd=tmp_path).returncode == 0  # help
+    r = run_cli(*verb, "--out", "o6", "--check", "-x.png", "a.png", cwd=tmp_path)
+    assert r.returncode == 2 and "reads as an option" not in r.stderr
     # an unknown option that is no file is still argparse's own complaint
     r = run_cli(*verb, "--out", "o4", "-q", *args, "--bogus", "a.png", cwd=tmp_path)
     assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr
+
+
+def test_audit_keeps_a_trailing_double_dash_and_names_after_it(tmp_path):
+    # a second look at the option parsing fix: audit (parsed intermixed all along) refused
+    # "audit a.png ... --" and "audit a.png -- -x.png" under the first fix
+    _photo(tmp_path / "a.png")
+    args = ("--detector", "fakes:make_blob", "--device", "cpu", "-q")
+    r = run_cli("audit", "a.png", *args, "--out", "o1", "--", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "o1" / "a.audit.json").is_file(), r.stderr
+    _photo(tmp_path / "-x.png")
+    r = run_cli("audit", *args, "--out", "o2", "--", "-x.png", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "o2" / "-x.audit.json").is_file(), r.stderr
