@@ -104,23 +104,26 @@ def match_rows(found: np.ndarray, truth: np.ndarray, thr: float = 0.5) -> list[t
 
 
 #: Why a human row found no match, in the order they are tried (see :func:`miss_reasons`).
-MISS_REASONS = ("few boxes", "no row there", "taken", "crosses bays", "rows merged", "row too short", "other")
+MISS_REASONS = ("few boxes", "no row there", "crosses bays", "rows merged", "row too short", "taken", "other")
 
 
 def miss_reasons(found: np.ndarray, truth: np.ndarray, matches: list[tuple[int, int, float]],
                  boxes: np.ndarray) -> dict[str, int]:
     """Why each human row without a match has none, counted per reason (every reason named,
-    0 when none). Tried in this order, the first that holds counts:
+    0 when none). The found row that covers most of the human row's area stands for it; the
+    first of these that holds counts:
 
     - ``few boxes``: fewer than 3 of ``boxes`` have their centre in the human row (the detector
       missed it; no geometry finds a row there);
-    - ``no row there``: no found row overlaps it at IoU 0.1 or more;
-    - ``taken``: the found row overlapping it most matched another human row;
+    - ``no row there``: no found row covers a tenth of its area;
     - ``crosses bays``: that found row is over 1.5 times as wide (it runs on across an upright
       or into the bay beside);
     - ``rows merged``: it is over 1.6 times as high (two shelves made one row);
     - ``row too short``: it is under 0.6 times as wide or as high (a row split, or cut short);
-    - ``other``: overlapping at IoU 0.1 to 0.5 for none of these reasons (shifted)."""
+    - ``taken``: it matched another human row, being neither of those (rows side by side that
+      overlap);
+    - ``other``: none of these (a row shifted, or the found row's ends off its own).
+    A found row matched to one human row can thus be the reason another is missed."""
     out = dict.fromkeys(MISS_REASONS, 0)
     missed = np.setdiff1d(np.arange(len(truth)), [t for _, t, _ in matches])
     if not len(missed):
@@ -130,25 +133,31 @@ def miss_reasons(found: np.ndarray, truth: np.ndarray, matches: list[tuple[int, 
     tm = truth[missed]
     holds = ((cx[None] >= tm[:, :1]) & (cx[None] <= tm[:, 2:3]) & (cy[None] >= tm[:, 1:2])
              & (cy[None] <= tm[:, 3:4])).sum(axis=1)
-    iou = box_iou(found, tm) if len(found) else np.zeros((0, len(tm)))
+    area = np.maximum((tm[:, 2] - tm[:, 0]) * (tm[:, 3] - tm[:, 1]), 1e-9)
+    if len(found):
+        iw = np.clip(np.minimum(found[:, None, 2], tm[None, :, 2]) - np.maximum(found[:, None, 0], tm[None, :, 0]), 0, None)
+        ih = np.clip(np.minimum(found[:, None, 3], tm[None, :, 3]) - np.maximum(found[:, None, 1], tm[None, :, 1]), 0, None)
+        cover = iw * ih / area[None]
+    else:
+        cover = np.zeros((0, len(tm)))
     for k, t in enumerate(missed):
         if holds[k] < 3:
             out["few boxes"] += 1
             continue
-        if not len(found) or iou[:, k].max() < 0.1:
+        if not len(found) or cover[:, k].max() < 0.1:
             out["no row there"] += 1
             continue
-        f = int(iou[:, k].argmax())
+        f = int(cover[:, k].argmax())
         fw, fh = found[f, 2] - found[f, 0], found[f, 3] - found[f, 1]
         tw, th = truth[t, 2] - truth[t, 0], truth[t, 3] - truth[t, 1]
-        if f in taken:
-            out["taken"] += 1
-        elif fw > 1.5 * tw:
+        if fw > 1.5 * tw:
             out["crosses bays"] += 1
         elif fh > 1.6 * th:
             out["rows merged"] += 1
         elif fw < 0.6 * tw or fh < 0.6 * th:
             out["row too short"] += 1
+        elif f in taken:
+            out["taken"] += 1
         else:
             out["other"] += 1
     return out

@@ -338,15 +338,26 @@ def test_each_missed_human_row_gets_the_first_reason_that_holds(ev) -> None:
     assert [(f, t) for f, t, _ in m] == [(0, 0)]
     why = ev.miss_reasons(found, truth, m, boxes)
     assert list(why) == list(ev.MISS_REASONS)
-    assert why == {"few boxes": 1, "no row there": 1, "taken": 0, "crosses bays": 2, "rows merged": 2,
-                   "row too short": 1, "other": 0}
-    # a row running on into the next bay far enough to match one of its rows leaves the other
-    # "taken" (the row it overlaps most matched another)
+    assert why == {"few boxes": 1, "no row there": 1, "crosses bays": 2, "rows merged": 2, "row too short": 1,
+                   "taken": 0, "other": 0}
+    none = dict.fromkeys(ev.MISS_REASONS, 0)
+    # a row running on into the next bay far enough to match one of its rows: the other is
+    # missed because the row crosses the bays, though it matched
     wide = np.array([[0, 110, 700, 210]], np.float64)
     pair = truth[[1, 2]]
     pm = ev.match_rows(wide, pair)
     assert [(f, t) for f, t, _ in pm] == [(0, 0)]
-    assert ev.miss_reasons(wide, pair, pm, boxes) == {**dict.fromkeys(ev.MISS_REASONS, 0), "taken": 1}
+    assert ev.miss_reasons(wide, pair, pm, boxes) == {**none, "crosses bays": 1}
+    # a found row holding a human row whole, at an IoU under 0.1 (shelves of several bays made
+    # one), is that row's reason; a sliver inside it covering under a tenth is none
+    assert ev.miss_reasons(np.array([[0, 0, 900, 500]], np.float64), truth[[0]], [], boxes) == {**none, "crosses bays": 1}
+    assert ev.miss_reasons(np.array([[0, 0, 100, 30]], np.float64), truth[[0]], [], boxes) == {**none, "no row there": 1}
+    # rows side by side overlapping: the one a found row matched takes it from its neighbour
+    side = np.array([[0, 0, 400, 100], [150, 0, 550, 100]], np.float64)
+    sm = ev.match_rows(side[:1], side)
+    assert [(f, t) for f, t, _ in sm] == [(0, 0)]
+    assert ev.miss_reasons(side[:1], side, sm, np.concatenate([_products(list(r), 6) for r in side])) == \
+        {**none, "taken": 1}
     # shifted by half a row: none of the named reasons
     shifted = truth[[0]] + [0, 50, 0, 50]
     assert ev.miss_reasons(shifted, truth[[0]], ev.match_rows(shifted, truth[[0]]), boxes)["other"] == 1
