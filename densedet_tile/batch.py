@@ -554,8 +554,11 @@ def _resolve_backend(ray_address: str | None) -> str | None:
     if ray_address is None or ray_address.lower() in ("none", "off", "no"):
         return None
     if ray_address == "default":
+        from .distributed import ray_installed
+
         try:
-            import ray  # noqa: F401
+            if not ray_installed():
+                raise ModuleNotFoundError("No module named 'ray'", name="ray")
         except ImportError:
             if os.environ.get("RAY_ADDRESS"):  # a cluster was named: say that it is not used
                 log.warning("RAY_ADDRESS is set but Ray is not installed (pip install 'densedet-tile[ray]'): "
@@ -742,10 +745,14 @@ def run_batch(
             # that cannot be built starts no run (and leaves no folder of this run's)
             begin({"backend": summary.backend, "workers": 1, "split": split})
             if built is not None:
-                import importlib.util
+                from .distributed import ray_installed
 
                 # what would give them Ray workers (the light install has no Ray; an outside review)
-                how = ("Ray is not installed: pip install 'densedet-tile[ray]'" if importlib.util.find_spec("ray") is None
+                try:
+                    have_ray = ray_installed()
+                except ImportError:
+                    have_ray = False
+                how = ("Ray is not installed: pip install 'densedet-tile[ray]'" if not have_ray
                        else "give --ray local or an address (ray= in Python)")
                 if split:
                     log.warning("split needs Ray workers; each image runs whole in this process (%s)", how)

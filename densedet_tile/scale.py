@@ -275,9 +275,28 @@ def _without_contradicted_whole(readable: list[dict[str, Any]]) -> list[dict[str
     if not whole or not squares or any(_agree(w, q) for w in whole for q in squares):
         return readable
     top = max(q["window"] for q in squares)
-    measured = any(_agree(a, b) and b["window"] >= 2 * a["window"] and 2 * b["window"] >= top
-                   for a in squares for b in squares)
+    measured = any(_same_size(a, b) and 2 * b["window"] >= top for a in squares for b in squares)
     return squares if measured else readable
+
+
+#: Two square probes this many times apart in size or more can tell a real product's size (the
+#: same in image pixels in both) from what a model makes of a view (which grows with the view).
+_ZOOM_EVIDENCE = 1.25
+
+
+def _same_size(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether the larger probe ``b`` measures the same thing in image pixels as ``a``: both agree
+    and ``b`` is at least twice ``a``'s size, or ``b`` is at least :data:`_ZOOM_EVIDENCE` times
+    ``a``'s size and their estimates are nearer one size than sizes in the ratio of the windows
+    (within the square root of that ratio). A panorama's probes could be capped at its short side:
+    its two largest squares, 2560 and 3264 px, agreed at 230 and 241 px, were not twice apart,
+    and the whole view's 8 boxes of shelf sections (1806 px) were read instead: 12 products where
+    the default tile finds 952 (an outside review)."""
+    r = b["window"] / a["window"]
+    if r >= 2:
+        return _agree(a, b)
+    m = b["median_px"] / a["median_px"]
+    return r >= _ZOOM_EVIDENCE and abs(math.log(m)) <= 0.5 * math.log(r)
 
 
 def _apply(tiling: TileSpec, run: RunSpec, detector: Any, s: float, width: int, height: int) -> tuple[TileSpec, RunSpec]:

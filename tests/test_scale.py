@@ -777,3 +777,31 @@ def test_a_crop_whose_products_cannot_be_measured_is_not_enlarged_by_the_whole_r
     assert info["source"] == "photo rule" and info["product_height_px"] is None
     assert info["rule"] == 1.5 and info["value"] == pytest.approx(1.5 * 256 / 600)
     assert "could not measure the products" in info["note"]
+
+
+def test_two_largest_squares_under_twice_apart_can_set_a_panorama_s_whole_view_aside():
+    from densedet_tile.scale import _pick_probe
+
+    # the probes of 8 real photos side by side (19584x3264; an outside review): the squares are
+    # capped at the short side, so the two that measure the products (2560 and 3264 px, 230 and
+    # 241 px) are not twice apart, and the strip view's 8 boxes of shelf sections (1806 px) were
+    # read: 12 products where the default tile finds 952
+    probes = [{"window": 320, "median_px": 37.8, "at_input_px": 75.6, "cover": 0.13},
+              {"window": 640, "median_px": 41.3, "at_input_px": 41.3, "cover": 0.135},
+              {"window": 1280, "median_px": 105.1, "at_input_px": 52.5, "cover": 0.2},
+              {"window": 2560, "median_px": 230.0, "at_input_px": 57.5, "cover": 0.30},
+              {"window": 3264, "median_px": 241.1, "at_input_px": 47.3, "cover": 0.34},
+              {"window": 13056, "median_px": 1806.6, "at_input_px": 88.6, "cover": 0.19, "whole": True}]
+    best, _ = _pick_probe(probes, 80.0)
+    assert best["window"] == 2560
+    # what grows with the window as it does (print zoomed in: 1.6 times larger in a window 1.56
+    # times larger) is no measure, and a close-up's whole view still measures its big products
+    close = [{"window": 1280, "median_px": 200.0, "at_input_px": 100.0, "cover": 0.2},
+             {"window": 2000, "median_px": 320.0, "at_input_px": 102.4, "cover": 0.2},
+             {"window": 3000, "median_px": 1100.0, "at_input_px": 234.7, "cover": 0.45, "whole": True}]
+    assert _pick_probe(close, 80.0)[0]["window"] == 3000
+    # ... and so do squares too near in size to tell (1.2 times apart)
+    near = [{"window": 2000, "median_px": 320.0, "at_input_px": 102.4, "cover": 0.2},
+            {"window": 2400, "median_px": 330.0, "at_input_px": 88.0, "cover": 0.2},
+            {"window": 3000, "median_px": 1100.0, "at_input_px": 234.7, "cover": 0.45, "whole": True}]
+    assert _pick_probe(near, 80.0)[0]["window"] == 3000
