@@ -83,6 +83,32 @@ def _max_dets(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _warn_over_cap(pairs: Sequence[Any], md: int) -> None:
+    """Warn when images hold more ground-truth boxes of one class than ``md``, the predictions
+    AP and the last AR count per image and class: a panorama of 1933 products scored AP 0.118 at
+    the default 300 and 0.711 at 3000, without a word (an outside review)."""
+    over, most = 0, 0
+    for p in pairs:
+        keep = ~np.asarray(p.gt_crowd, bool) if getattr(p, "gt_crowd", None) is not None else slice(None)
+        labels = np.asarray(p.gt_labels)[keep]
+        if len(labels) <= md:
+            continue
+        top = int(np.unique(labels, return_counts=True)[1].max())
+        if top > md:
+            over += 1
+            most = max(most, top)
+    if over:
+        print(f"{PROG}: warning: {counted(over, 'image')} {'holds' if over == 1 else 'hold'} more ground-truth "
+              f"boxes of one class than --max-dets {md} lets AP count (the most: {most}): AP and AR@{md} stay low "
+              f"however good the boxes; give --max-dets 1,10,{_round_up(most)}", file=sys.stderr)
+
+
+def _round_up(n: int) -> int:
+    """``n`` rounded up to a round number (1933 -> 2000, 312 -> 400)."""
+    step = 10 ** max(len(str(n)) - 1, 0)
+    return -(-n // step) * step
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -166,6 +192,7 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             print(f"note: {n}", file=sys.stderr)
     md = m.max_dets[-1]
+    _warn_over_cap(pairs, md)
     print(f"{m.num_images} images, {m.num_gt} ground-truth boxes, {m.num_dt} predictions")
     print(format_table([(Path(args.pred).name or Path(args.pred).resolve().name or str(args.pred), m.stats, None)], md))  # ("." named too)
     print("  ".join(f"{k}={v:.4f}" for k, v in m.stats.items()))

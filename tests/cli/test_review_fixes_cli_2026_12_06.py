@@ -147,3 +147,34 @@ def test_audit_keeps_a_trailing_double_dash_and_names_after_it(tmp_path):
     _photo(tmp_path / "-x.png")
     r = run_cli("audit", *args, "--out", "o2", "--", "-x.png", cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "o2" / "-x.audit.json").is_file(), r.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the test holds the lock with flock")
+def test_detect_into_a_folder_a_batch_run_holds_is_refused_in_one_line(tmp_path):
+    # a batch run sweeps its images' temporaries whatever their age: a detect run writing the
+    # same names into its folder meanwhile failed on an image with "... .tmp: No such file or
+    # directory" (an outside review)
+    _photo(tmp_path / "a.png")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "manifest.jsonl").write_text("")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(out / 'manifest.jsonl')!r}, os.O_WRONLY | os.O_APPEND)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ("a.png", "--out", "o", "--detector", "fakes:make_blob", "--device", "cpu", "-q")
+        r = run_cli(*args, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.strip().endswith(
+            "a densedet-tile batch run is writing there (its manifest.jsonl is locked); wait for it to end or "
+            "choose another --out"), r.stderr
+        assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl"]
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # the batch gone (its log left behind, unlocked), detect runs
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0 and (out / "a.detections.json").is_file(), r.stderr
