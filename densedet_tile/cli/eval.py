@@ -19,6 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
