@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
-from .errors import InvalidInputError, one_line, shown_name, stop_reason
+from .errors import DensedetError, InvalidInputError, one_line, shown_name, stop_reason
 from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, check_out_as_given, ensure_out_dir,
                  flock_path, new_folders, remove_empty, same_path, sweep_temporaries, unlock_fd)
 from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, process_image, redo_reason,
@@ -738,6 +738,7 @@ def run_batch(
     begun = False
     started_ray = False
     stopped: str | None = None
+    failure: BaseException | None = None
     try:
         if backend is None or not todo:
             summary.backend = "in-process" if backend is None else summary.backend
@@ -791,6 +792,7 @@ def run_batch(
                 else:
                     _run_pool(todo, out, pool, job, record, names, retries=retries, timeout=timeout, on_submit=on_submit)
     except BaseException as exc:
+        failure = exc
         if isinstance(exc, KeyboardInterrupt):
             stopped = _stop_reason(exc, stop_signal() if stop_signal is not None else None)
         else:
@@ -805,8 +807,14 @@ def run_batch(
                        "finished": len(summary.records) == len(paths)}
                 if stopped is not None:
                     end["stopped"] = stopped
-                manifest.append(end)
-                manifest.write_snapshot()
+                manifest.append(end)  # (through the log's open handle: a folder made read-only still takes it)
+                try:
+                    manifest.write_snapshot()
+                except OSError:
+                    if not isinstance(failure, OutputFolderError):
+                        raise
+                    # the folder that refused the images refuses it too: the run's own line says
+                    # why; the next run writes it from the log
                 _say_repeated(said)
         finally:  # also when the log could not be written (a full disk)
             try:
@@ -890,13 +898,29 @@ def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str
     return out
 
 
+class OutputFolderError(DensedetError, OSError):
+    """The output folder stopped taking files (made read-only, a read-only mount, a full disk):
+    the run stops at the first image that could not be written."""
+
+
+def _stop_if_folder_failed(rec: dict[str, Any], out: Path, left: int) -> None:
+    """Stop the run when an image failed because its outputs could not be written into ``out``
+    at all (``out_failed``, :func:`~densedet_tile.runner.out_folder_failed`): every image after it
+    would be detected and then lost the same way. ``left``: the images not yet begun."""
+    if rec.get("out_failed"):
+        more = f"; {left} more not begun" if left else ""
+        raise OutputFolderError(f"--out {out}: cannot write there ({rec.get('error')}): the run stops{more}; "
+                                "run it again once the folder takes files (the images done are kept)")
+
+
 def _run_in_process(todo: list[tuple[Path, str]], out: Path, det: Any, job: Job,
                     record: Callable[[dict[str, Any]], None], names: dict[str, str | None]) -> None:
-    for p, stem in todo:
+    for k, (p, stem) in enumerate(todo):
         outcome = process_image(p, det, job, out, stem=stem, name=names.get(str(p)), capture_warnings=True)
         rec = outcome.as_dict()
         rec["worker"] = f"in-process:{os.getpid()}"
         record(_image_record(rec, stem))
+        _stop_if_folder_failed(rec, out, len(todo) - k - 1)
 
 
 def _check_classes(job: Job, infos: Sequence[dict[str, Any]]) -> None:
@@ -917,13 +941,17 @@ def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
     def submit(actor: Any, item: tuple[Path, str]) -> Any:
         return actor.process.remote(str(item[0]), job, str(out), item[1], names.get(str(item[0])))
 
+    seen = 0
     for res in pool.map(todo, submit, retries=retries, on_submit=on_submit, timeout=timeout):
         p, stem = res.item
+        seen += 1
         if res.ok:
             # what fitting the job to the worker said: once for the run, before the image's own
             pool.hold_warnings(res.value.get("fit_warnings"))
             pool.say_held()
             record(_image_record(res.value, stem, res.attempts))
+            # (the images other workers hold now are stopped with the pool)
+            _stop_if_folder_failed(res.value, out, max(0, len(todo) - seen - pool.workers))
         else:
             record({"input": str(p), "stem": stem, "status": "error", "products": None, "error": f"{p}: {res.error}",
                     "worker": res.worker, "attempts": res.attempts})

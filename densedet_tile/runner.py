@@ -10,6 +10,7 @@ import builtins
 import contextlib
 import contextvars
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -105,6 +106,9 @@ class Outcome:
     #: The warnings the engine gave for this image (``process_image(capture_warnings=True)``):
     #: ``(format, text)`` pairs, the log message's format string (what kind of warning) and its text.
     warnings: tuple[tuple[str, str], ...] = ()
+    #: The error was the output folder's, not the image's (:func:`out_folder_failed`): the next
+    #: image would fail the same way.
+    out_failed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +117,7 @@ class Outcome:
             "error": self.error, "outputs": list(self.outputs), "outputs_sha256": dict(self.outputs_sha256),
             "count_range": None if self.count_range is None else list(self.count_range), "uncertain": self.uncertain,
             "warnings": [list(w) for w in self.warnings],
+            **({"out_failed": True} if self.out_failed else {}),
         }
 
 
@@ -600,7 +605,8 @@ def process_image(
         if STOP_RECEIVED[0] is not None:  # a stop signal that a C extension's import turned into an
             raise KeyboardInterrupt from exc  # ImportError: the run stops here, not at the next image
         log.debug("%s failed", inp, exc_info=True)
-        return Outcome(input=inp, status="error", seconds=time.perf_counter() - t0, error=error_line(inp, exc))
+        return Outcome(input=inp, status="error", seconds=time.perf_counter() - t0, error=error_line(inp, exc),
+                       out_failed=out_folder_failed(exc, out_dir))
     cr = result.count_range
     return Outcome(
         input=inp, status="ok", products=len(result.detections), tiles=result.num_tiles,
@@ -850,6 +856,24 @@ def refuse_outputs_over_inputs(inputs: "Sequence[str | Path]", stems: Sequence[s
                     f"{hit}: this input is where the {word} of {inp} would be written ({option} {out_dir}); "
                     f"writing it would overwrite the input: leave it out or choose another {option}"
                 )
+
+
+#: Errors writing into the output folder that no other image would escape: no permission (the
+#: folder made read-only), a file system mounted read-only, no space or quota left.
+_FOLDER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
+
+def out_folder_failed(exc: BaseException, out_dir: str | Path) -> bool:
+    """Whether ``exc`` is a failure to write a file straight into the output folder ``out_dir``
+    that every later image would meet too (:data:`_FOLDER_ERRNOS`): a batch stops at the first
+    one instead of detecting every remaining image and failing to write each (an outside review:
+    a folder made read-only mid-run, 23 images detected and lost)."""
+    if not isinstance(exc, OSError) or exc.errno not in _FOLDER_ERRNOS or not exc.filename:
+        return False
+    try:
+        return os.path.samefile(os.path.dirname(os.fsdecode(exc.filename)) or ".", out_dir)
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def error_line(inp: str, exc: BaseException) -> str:

@@ -879,3 +879,66 @@ def test_a_folder_that_cannot_be_locked_is_said(tmp_path, caplog, monkeypatch):
         summary = run_batch(imgs[:1], tmp_path / "out", detector=BlobDetector(), ray="none")
     assert summary.ok == 1
     assert "takes no locks" in caplog.text and str(tmp_path / "out") in caplog.text
+
+
+@pytest.mark.parametrize("err", ["EACCES", "ENOSPC"])
+def test_a_folder_that_stops_taking_files_stops_the_run_at_the_first_image(tmp_path, monkeypatch, err):
+    # an outside review: a folder made read-only mid-run had every remaining image detected and
+    # then lost to "Permission denied", one by one, before the run ended
+    import errno
+
+    import densedet_tile.runner as runner
+
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    det = BlobDetector()
+    real = runner.write_files
+    calls = []
+
+    def refusing(files):
+        calls.append(1)
+        if len(calls) >= 2:  # from the second image on, the folder takes nothing
+            target = next(iter(files))
+            raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)), str(target))
+        return real(files)
+
+    monkeypatch.setattr(runner, "write_files", refusing)
+    with pytest.raises(OSError, match=r"cannot write there .*: the run stops; 1 more not begun; run it again"):
+        run_batch(imgs, out, detector=det, job=Job(tiling=TileSpec(tile=256)))
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    images = [r for r in lines if r["event"] == "image"]
+    assert [r["status"] for r in images] == ["ok", "error"]  # the third image never ran
+    assert lines[-1]["event"] == "end" and lines[-1]["finished"] is False and "cannot write there" in lines[-1]["stopped"]
+    assert "out_failed" not in images[1]
+    # an image's own failure (not the folder's) goes on to the next image as before
+    assert not runner.out_folder_failed(OSError(errno.EACCES, "Permission denied", str(tmp_path / "in" / "a.png")), out)
+    assert not runner.out_folder_failed(OSError(errno.EIO, "I/O error", str(out / "a.detections.json")), out)
+    assert runner.out_folder_failed(OSError(errno.EROFS, "Read-only file system", str(out / "a.detections.json")), out)
+    # the folder taking files again, the run goes on where it stopped
+    monkeypatch.setattr(runner, "write_files", real)
+    summary = run_batch(imgs, out, detector=det, job=Job(tiling=TileSpec(tile=256)))
+    assert summary.ok == 2 and summary.skipped == 1
+
+
+def test_detect_stops_at_the_first_input_its_folder_would_not_take(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import densedet_tile.runner as runner
+    from densedet_tile.cli.detect import detect_main
+
+    imgs = _images(tmp_path / "in")
+    real, calls = runner.write_files, []
+
+    def refusing(files):
+        calls.append(1)
+        if len(calls) >= 2:
+            raise OSError(errno.EROFS, "Read-only file system", str(next(iter(files))))
+        return real(files)
+
+    monkeypatch.setattr(runner, "write_files", refusing)
+    code = detect_main([*map(str, imgs), "--out", str(tmp_path / "o"), "--detector", "fakes:make_blob",
+                        "--device", "cpu", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(calls) == 2, err
+    assert err[-1].endswith(f"cannot write there; the 1 input after {imgs[1]} not begun")
+    assert "Read-only file system" in err[-2]

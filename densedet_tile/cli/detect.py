@@ -210,7 +210,7 @@ def _is_folder(path: str) -> bool:
 def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[str], stems: list[str],
                 names: list[str | None]) -> int:
     failed = 0
-    for inp, stem, name in zip(inputs, stems, names):
+    for k, (inp, stem, name) in enumerate(zip(inputs, stems, names)):
         progress = _Progress(Path(inp).name, enabled=not args.quiet)
         try:
             outcome = process_image(inp, detector, job, args.out, stem=stem, name=name, progress=progress)
@@ -223,6 +223,11 @@ def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[
             else:
                 error(PROG, outcome.error or f"{inp}: failed")
             failed += 1
+            left = len(inputs) - k - 1
+            if outcome.out_failed and left:  # the folder takes no files: every input after it would fail so
+                error(PROG, f"--out {args.out}: cannot write there; the {counted(left, 'input')} after {shown_name(inp)} "
+                            "not begun")
+                return EXIT_FAILED
             continue
         if args.quiet:
             continue
