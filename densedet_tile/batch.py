@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .detector.registry import DetectorSpec
-from .errors import DensedetError, InvalidInputError, one_line, shown_name, stop_reason
+from .errors import InvalidInputError, one_line, shown_name, stop_reason
 from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, check_out_as_given, ensure_out_dir,
                  flock_path, new_folders, remove_empty, same_path, sweep_temporaries, unlock_fd)
 from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, process_image, redo_reason,
@@ -749,12 +749,15 @@ def run_batch(
                 from .distributed import ray_installed
 
                 # what would give them Ray workers (the light install has no Ray; an outside review)
-                try:
-                    have_ray = ray_installed()
-                except ImportError:
-                    have_ray = False
-                how = ("Ray is not installed: pip install 'densedet-tile[ray]'" if not have_ray
-                       else "give --ray local or an address (ray= in Python)")
+                how = ""
+                if split or timeout is not None or workers is not None or cpus_per_worker != 1.0 \
+                        or gpus_per_worker != 0.0:
+                    try:  # (asked only to word a warning: a Ray that fails to import says no more)
+                        have_ray = ray_installed()
+                    except Exception:
+                        have_ray = False
+                    how = ("Ray is not installed: pip install 'densedet-tile[ray]'" if not have_ray
+                           else "give --ray local or an address (ray= in Python)")
                 if split:
                     log.warning("split needs Ray workers; each image runs whole in this process (%s)", how)
                 if timeout is not None:
@@ -898,7 +901,7 @@ def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str
     return out
 
 
-class OutputFolderError(DensedetError, OSError):
+class OutputFolderError(OSError):
     """The output folder stopped taking files (made read-only, a read-only mount, a full disk):
     the run stops at the first image that could not be written."""
 
@@ -909,7 +912,7 @@ def _stop_if_folder_failed(rec: dict[str, Any], out: Path, left: int) -> None:
     would be detected and then lost the same way. ``left``: the images not yet begun."""
     if rec.get("out_failed"):
         more = f"; {left} more not begun" if left else ""
-        raise OutputFolderError(f"--out {out}: cannot write there ({rec.get('error')}): the run stops{more}; "
+        raise OutputFolderError(f"cannot write there ({rec.get('error')}): the run stops{more}; "
                                 "run it again once the folder takes files (the images done are kept)")
 
 

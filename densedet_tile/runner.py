@@ -871,9 +871,22 @@ def out_folder_failed(exc: BaseException, out_dir: str | Path) -> bool:
     if not isinstance(exc, OSError) or exc.errno not in _FOLDER_ERRNOS or not exc.filename:
         return False
     try:
-        return os.path.samefile(os.path.dirname(os.fsdecode(exc.filename)) or ".", out_dir)
+        if not os.path.samefile(os.path.dirname(os.fsdecode(exc.filename)) or ".", out_dir):
+            return False
     except (OSError, ValueError, TypeError):
         return False
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        # one file of the folder may be refused alone (another user's file in a sticky folder,
+        # a shared /tmp-like --out: an outside review's second look had the run stop there on
+        # every restart): the folder's, only when it takes no new file either
+        from .io import _probe_writable
+
+        try:
+            _probe_writable(Path(out_dir))
+        except OSError:
+            return True
+        return False
+    return True
 
 
 def error_line(inp: str, exc: BaseException) -> str:

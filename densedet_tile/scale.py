@@ -189,6 +189,8 @@ def estimate_product_height(src: Any, detector: Any, *, score_thr: float | None 
                  "cover": round(covered / sum(w * h for _, _, w, h in group), 4)}
         if group[0][2] != group[0][3]:
             probe["whole"] = True  # the whole image, not a square
+            if max(src.width, src.height) > WHOLE_PROBE_ASPECT_MAX * min(src.width, src.height):
+                probe["strip"] = True  # ... a panorama's full height at 4:1 standing in for it
         if h_img.size >= MIN_PROBE_BOXES:
             probe["median_px"] = round(float(np.median(h_img)), 1)
             probe["at_input_px"] = round(probe["median_px"] * model_side / side, 1)
@@ -275,7 +277,8 @@ def _without_contradicted_whole(readable: list[dict[str, Any]]) -> list[dict[str
     if not whole or not squares or any(_agree(w, q) for w in whole for q in squares):
         return readable
     top = max(q["window"] for q in squares)
-    measured = any(_same_size(a, b) and 2 * b["window"] >= top for a in squares for b in squares)
+    strip = any(w.get("strip") for w in whole)
+    measured = any(_same_size(a, b, near=strip) and 2 * b["window"] >= top for a in squares for b in squares)
     return squares if measured else readable
 
 
@@ -284,17 +287,22 @@ def _without_contradicted_whole(readable: list[dict[str, Any]]) -> list[dict[str
 _ZOOM_EVIDENCE = 1.25
 
 
-def _same_size(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def _same_size(a: dict[str, Any], b: dict[str, Any], *, near: bool = False) -> bool:
     """Whether the larger probe ``b`` measures the same thing in image pixels as ``a``: both agree
-    and ``b`` is at least twice ``a``'s size, or ``b`` is at least :data:`_ZOOM_EVIDENCE` times
-    ``a``'s size and their estimates are nearer one size than sizes in the ratio of the windows
-    (within the square root of that ratio). A panorama's probes could be capped at its short side:
-    its two largest squares, 2560 and 3264 px, agreed at 230 and 241 px, were not twice apart,
-    and the whole view's 8 boxes of shelf sections (1806 px) were read instead: 12 products where
-    the default tile finds 952 (an outside review)."""
+    and ``b`` is at least twice ``a``'s size, or, with ``near`` (a panorama's strip view is the
+    one in question), ``b`` is at least :data:`_ZOOM_EVIDENCE` times ``a``'s size and their
+    estimates are nearer one size than sizes in the ratio of the windows (within the square root
+    of that ratio). A panorama's squares are capped at its short side: its two largest, 2560 and
+    3264 px, agreed at 230 and 241 px, were not twice apart, and the strip view's 8 boxes of shelf
+    sections (1806 px) were read instead: 12 products where the default tile finds 952 (an outside
+    review). Not for a close-up's whole view: there two large squares 1.6 times apart can agree on
+    print and half-bottles while the whole view measures the products (a second look: 5 of 230
+    enlarged crops of real photos read 2 to 5 times too large)."""
     r = b["window"] / a["window"]
     if r >= 2:
         return _agree(a, b)
+    if not near:
+        return False
     m = b["median_px"] / a["median_px"]
     return r >= _ZOOM_EVIDENCE and abs(math.log(m)) <= 0.5 * math.log(r)
 

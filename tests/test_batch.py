@@ -887,12 +887,13 @@ def test_a_folder_that_stops_taking_files_stops_the_run_at_the_first_image(tmp_p
     # then lost to "Permission denied", one by one, before the run ended
     import errno
 
+    import densedet_tile.io as io_
     import densedet_tile.runner as runner
 
     imgs = _images(tmp_path / "in")
     out = tmp_path / "out"
     det = BlobDetector()
-    real = runner.write_files
+    real, real_probe = runner.write_files, io_._probe_writable
     calls = []
 
     def refusing(files):
@@ -902,7 +903,13 @@ def test_a_folder_that_stops_taking_files_stops_the_run_at_the_first_image(tmp_p
             raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)), str(target))
         return real(files)
 
+    def no_new_file(folder):  # (as root the folder's mode would not stop the probe)
+        if len(calls) < 2:  # (the check of the folder as the run starts)
+            return real_probe(folder)
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+
     monkeypatch.setattr(runner, "write_files", refusing)
+    monkeypatch.setattr(io_, "_probe_writable", no_new_file)
     with pytest.raises(OSError, match=r"cannot write there .*: the run stops; 1 more not begun; run it again"):
         run_batch(imgs, out, detector=det, job=Job(tiling=TileSpec(tile=256)))
     lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
@@ -914,10 +921,17 @@ def test_a_folder_that_stops_taking_files_stops_the_run_at_the_first_image(tmp_p
     assert not runner.out_folder_failed(OSError(errno.EACCES, "Permission denied", str(tmp_path / "in" / "a.png")), out)
     assert not runner.out_folder_failed(OSError(errno.EIO, "I/O error", str(out / "a.detections.json")), out)
     assert runner.out_folder_failed(OSError(errno.EROFS, "Read-only file system", str(out / "a.detections.json")), out)
+    # one file refused in a folder that still takes new ones (another user's file in a sticky
+    # folder): that image's failure alone, and the run goes on (a second look at this fix)
+    monkeypatch.setattr(io_, "_probe_writable", real_probe)
+    calls.clear()
+    if err == "EACCES":
+        summary = run_batch(imgs, out, detector=det, job=Job(tiling=TileSpec(tile=256)))
+        assert summary.ok == 1 and summary.failed == 1 and summary.skipped == 1 and len(calls) == 2
     # the folder taking files again, the run goes on where it stopped
     monkeypatch.setattr(runner, "write_files", real)
     summary = run_batch(imgs, out, detector=det, job=Job(tiling=TileSpec(tile=256)))
-    assert summary.ok == 2 and summary.skipped == 1
+    assert summary.ok + summary.skipped == 3 and summary.failed == 0
 
 
 def test_detect_stops_at_the_first_input_its_folder_would_not_take(tmp_path, monkeypatch, capsys):
@@ -942,3 +956,38 @@ def test_detect_stops_at_the_first_input_its_folder_would_not_take(tmp_path, mon
     assert code == 1 and len(calls) == 2, err
     assert err[-1].endswith(f"cannot write there; the 1 input after {imgs[1]} not begun")
     assert "Read-only file system" in err[-2]
+
+
+def test_a_ray_that_fails_to_import_does_not_stop_an_in_process_batch(tmp_path):
+    # a second look: asking whether Ray is there (only to word the warning that --split needs
+    # Ray workers) imported a broken Ray and ended a --ray none run with its traceback
+    from fakes import run_cli
+
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise RuntimeError('a broken Ray')\n")
+    Image.fromarray(blob_image(200, 300, (40, 30, 160, 90))).save(tmp_path / "a.png")
+    r = run_cli("batch", "a.png", "--out", "o", "--ray", "none", "--split", "--detector", "fakes:make_blob",
+                "--device", "cpu", "-q", cwd=tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "split needs Ray workers" in r.stderr and (tmp_path / "o" / "a.detections.json").is_file()
+
+
+def test_a_folder_named_ray_is_not_taken_for_ray(tmp_path, monkeypatch):
+    # an outside review: `python -m densedet_tile batch` run in /tmp, where Ray's own temp folder
+    # /tmp/ray lies, found it as a namespace package on a light install (no Ray) and refused to
+    # run: "the 'ray' package, which is installed but cannot be imported"
+    import importlib.machinery
+    import importlib.util
+
+    from densedet_tile.batch import _resolve_backend
+    from densedet_tile.distributed import ray_installed
+
+    (tmp_path / "ray").mkdir()
+    spec = importlib.machinery.PathFinder.find_spec("ray", [str(tmp_path)])
+    assert spec is not None and spec.origin in (None, "namespace")  # what Python makes of the folder
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "ray" else real(name, *a))
+    assert ray_installed() is False
+    assert _resolve_backend("default") is None  # in-process, as without Ray
+    with pytest.raises(MissingDependencyError, match="not installed"):
+        _resolve_backend("local")

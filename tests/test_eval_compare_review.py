@@ -263,7 +263,12 @@ def test_eval_warns_when_an_image_holds_more_boxes_than_max_dets_lets_ap_count(
                     + "\n".join(r + ",0.9" for r in rows) + "\n")
     assert eval_main([str(pred), str(gt)]) == 0
     err = capsys.readouterr().err
-    assert ("warning: 1 image holds more ground-truth boxes of one class than --max-dets 300 lets AP count "
-            "(the most: 350)") in err and "give --max-dets 1,10,400" in err
+    assert ("warning: 1 image holds more ground-truth boxes and predictions than --max-dets 300 lets AP count "
+            "(per image and class; the most: 350 boxes)") in err and "give --max-dets 1,10,400" in err
     assert eval_main([str(pred), str(gt), "--max-dets", "1,10,400"]) == 0
+    assert "--max-dets" not in capsys.readouterr().err
+    # predictions within the cap lose nothing to it (a second look: AP the same at 400)
+    pred.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height,score\n"
+                    + "\n".join(r + ",0.9" for r in rows[:250]) + "\n")
+    assert eval_main([str(pred), str(gt)]) == 0
     assert "--max-dets" not in capsys.readouterr().err

@@ -791,9 +791,18 @@ def test_two_largest_squares_under_twice_apart_can_set_a_panorama_s_whole_view_a
               {"window": 1280, "median_px": 105.1, "at_input_px": 52.5, "cover": 0.2},
               {"window": 2560, "median_px": 230.0, "at_input_px": 57.5, "cover": 0.30},
               {"window": 3264, "median_px": 241.1, "at_input_px": 47.3, "cover": 0.34},
-              {"window": 13056, "median_px": 1806.6, "at_input_px": 88.6, "cover": 0.19, "whole": True}]
+              {"window": 13056, "median_px": 1806.6, "at_input_px": 88.6, "cover": 0.19, "whole": True,
+               "strip": True}]
     best, _ = _pick_probe(probes, 80.0)
     assert best["window"] == 2560
+    # a close-up's whole view (no strip: 6000x2000) keeps the rule of squares twice apart: its
+    # squares 1280 and 2000 agreed on print and half-bottles while the whole view measured the
+    # products (a second look at the fix: 56 boxes of tags and fragments instead of 26 products)
+    closeup = [{"window": 640, "median_px": 120.0, "at_input_px": 120.0, "cover": 0.2},
+               {"window": 1280, "median_px": 201.8, "at_input_px": 100.9, "cover": 0.25},
+               {"window": 2000, "median_px": 215.0, "at_input_px": 68.8, "cover": 0.3},
+               {"window": 6000, "median_px": 1121.0, "at_input_px": 119.6, "cover": 0.45, "whole": True}]
+    assert _pick_probe(closeup, 80.0)[0]["window"] == 6000
     # what grows with the window as it does (print zoomed in: 1.6 times larger in a window 1.56
     # times larger) is no measure, and a close-up's whole view still measures its big products
     close = [{"window": 1280, "median_px": 200.0, "at_input_px": 100.0, "cover": 0.2},
