@@ -186,7 +186,7 @@ def _batch_writing(out: str) -> str | None:
     if not os.path.isfile(log_path):
         return None
     try:
-        state, fd = flock_path(log_path, os.O_RDONLY | os.O_CREAT)
+        state, fd = flock_path(log_path, os.O_RDONLY)  # (no O_CREAT: a log gone meanwhile is not made again)
     except (ImportError, OSError):  # (no locks on this system, or the log does not open: not held)
         return None
     if fd is not None:
