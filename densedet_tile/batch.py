@@ -617,7 +617,9 @@ def run_batch(
     times; so does one still busy with an item after ``timeout`` seconds (it is stopped). ``on_record`` gets each manifest record as it is written; ``on_submit(actor, item)``
     is called when Ray hands an item to an actor.
 
-    Never raises for a bad image (it becomes an ``"error"`` record); raises
+    Never raises for a bad image (it becomes an ``"error"`` record), but stops with
+    :class:`OutputFolderError` (an OSError) at the first image whose outputs the folder refused
+    (no permission, a read-only mount, a full disk: every image after it would be lost so); raises
     :class:`~densedet_tile.errors.DensedetError` subclasses for bad options, an output that
     would overwrite one of the inputs (checked before anything is written), a detector that
     cannot be built, Ray that cannot be reached, or workers no node of the cluster can hold;
@@ -678,7 +680,7 @@ def run_batch(
         earlier = manifest.records()
         paths = _written_before(paths, earlier)
         if not paths:
-            raise InvalidInputError("every input is an output of an earlier run (see the notes above); nothing to do")
+            raise InvalidInputError("every input is an output of an earlier run (see the warnings above); nothing to do")
         stems = batch_stems(paths, out, earlier, reserved=job.reserved_stems)
         bumped = any(stem != output_stem(p) for p, stem in zip(paths, stems))
         names = dict(zip(map(str, paths), row_names(
@@ -810,8 +812,8 @@ def run_batch(
                        "finished": len(summary.records) == len(paths)}
                 if stopped is not None:
                     end["stopped"] = stopped
-                manifest.append(end)  # (through the log's open handle: a folder made read-only still takes it)
-                try:
+                try:  # (the log's line through its open handle: a folder made read-only still takes it)
+                    manifest.append(end)
                     manifest.write_snapshot()
                 except OSError:
                     if not isinstance(failure, OutputFolderError):
@@ -906,12 +908,13 @@ class OutputFolderError(OSError):
     the run stops at the first image that could not be written."""
 
 
-def _stop_if_folder_failed(rec: dict[str, Any], out: Path, left: int) -> None:
-    """Stop the run when an image failed because its outputs could not be written into ``out``
-    at all (``out_failed``, :func:`~densedet_tile.runner.out_folder_failed`): every image after it
-    would be detected and then lost the same way. ``left``: the images not yet begun."""
+def _stop_if_folder_failed(rec: dict[str, Any], left: int | None) -> None:
+    """Stop the run when an image failed because its outputs could not be written into the
+    output folder at all (``out_failed``, :func:`~densedet_tile.runner.out_folder_failed`): every
+    image after it would be detected and then lost the same way. ``left``: the images not yet
+    begun (None where the pool's workers hold some: they are stopped with it)."""
     if rec.get("out_failed"):
-        more = f"; {left} more not begun" if left else ""
+        more = f"; {left} more not begun" if left else ("; the images left not done" if left is None else "")
         raise OutputFolderError(f"cannot write there ({rec.get('error')}): the run stops{more}; "
                                 "run it again once the folder takes files (the images done are kept)")
 
@@ -923,7 +926,7 @@ def _run_in_process(todo: list[tuple[Path, str]], out: Path, det: Any, job: Job,
         rec = outcome.as_dict()
         rec["worker"] = f"in-process:{os.getpid()}"
         record(_image_record(rec, stem))
-        _stop_if_folder_failed(rec, out, len(todo) - k - 1)
+        _stop_if_folder_failed(rec, len(todo) - k - 1)
 
 
 def _check_classes(job: Job, infos: Sequence[dict[str, Any]]) -> None:
@@ -954,7 +957,7 @@ def _run_pool(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
             pool.say_held()
             record(_image_record(res.value, stem, res.attempts))
             # (the images other workers hold now are stopped with the pool)
-            _stop_if_folder_failed(res.value, out, max(0, len(todo) - seen - pool.workers))
+            _stop_if_folder_failed(res.value, None if seen < len(todo) else 0)
         else:
             record({"input": str(p), "stem": stem, "status": "error", "products": None, "error": f"{p}: {res.error}",
                     "worker": res.worker, "attempts": res.attempts})
@@ -965,7 +968,7 @@ def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
                timeout: float | None, on_submit: Callable[[Any, Any], None] | None) -> None:
     from .distributed.split import detect_split
 
-    for p, stem in todo:
+    for k, (p, stem) in enumerate(todo):
         report: dict[str, Any] = {}
         outcome = process_image(
             p, None, job, out, stem=stem, name=names.get(str(p)),
@@ -978,3 +981,4 @@ def _run_split(todo: list[tuple[Path, str]], out: Path, pool: Any, job: Job,
         rec = outcome.as_dict()
         rec["worker"] = f"split:{len(pool.slots)}"
         record(_image_record(rec, stem, report.get("attempts", 1)))
+        _stop_if_folder_failed(rec, len(todo) - k - 1)

@@ -25,6 +25,13 @@ def shown_name(name: str) -> str:
     return name.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def utf8_text(text: str) -> str:
+    """``text`` with the bytes of a file name that are not UTF-8 (Python's surrogate escapes, as
+    ``os.fsdecode`` makes them) written as ``\\xe9``: text that UTF-8 takes, for a report file or
+    a library that encodes strictly (a name such as ``caf\\xe9.jpg`` from an old camera)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 #: The stop signal (SIGINT, SIGTERM...) the running command received, while it runs (set by the
 #: command line's ``StopSignals``): a C extension that was importing when it came reports an
 #: ImportError instead, which must not read as a broken install.

@@ -384,7 +384,9 @@ def _find_spec(name: str, where: Any) -> Any:
 #: auto`` for detectors without a product size, its windows of panoramas longer than 4:1 and its
 #: least tile; results of every earlier rule carry no version). 2: 2026-12-06, later (the merge
 #: fuses boxes of two tiles that are each other's best match from ``MergeSpec.match_iou`` up).
-RULES_VERSION = 2
+#: 3: 2026-12-06, stop 61 (``--tile auto`` sets a panorama's strip view aside where two of its
+#: squares under twice apart in size measure the same products).
+RULES_VERSION = 3
 
 
 def request_key(job: Job, detector: Any = None, *, device: str | None = None) -> dict[str, Any]:

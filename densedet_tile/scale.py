@@ -57,6 +57,10 @@ MIN_PROBE_COVER = 0.1
 #: A smaller probe window's estimate is used over the largest readable window's when the two
 #: agree within this factor (:func:`_pick_probe`).
 PROBE_AGREE = 1.6
+#: Two square probes this many times apart in size or more can tell a real product's size (the
+#: same in image pixels in both) from what a model makes of a view (which grows with the view);
+#: used under twice apart only against a panorama's strip view (:func:`_same_size`).
+_ZOOM_EVIDENCE = 1.25
 #: Side of the model input used to probe detectors that declare no input size.
 _NATIVE_PROBE = 1024
 #: Overlap chosen by ``auto``: at least this many typical product heights (capped at half a tile).
@@ -264,7 +268,8 @@ def _agree(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def _without_contradicted_whole(readable: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``readable`` without the whole-image probe where the squares measure the products and
     it does not agree with them: two squares at least twice apart in size (the larger at least
-    half the largest square) agreeing with each other and none with the whole view. A real
+    half the largest square; for a panorama's strip view, nearer in size too: :func:`_same_size`)
+    agreeing with each other and none with the whole view. A real
     product keeps its size in image pixels from one zoom to the next, while what a model finds
     at its preferred size in a view that shows nothing it knows (print zoomed in, shelf sections
     shrunk away) grows with the view. Shrunk whole to the model's side, a panorama of three
@@ -280,11 +285,6 @@ def _without_contradicted_whole(readable: list[dict[str, Any]]) -> list[dict[str
     strip = any(w.get("strip") for w in whole)
     measured = any(_same_size(a, b, near=strip) and 2 * b["window"] >= top for a in squares for b in squares)
     return squares if measured else readable
-
-
-#: Two square probes this many times apart in size or more can tell a real product's size (the
-#: same in image pixels in both) from what a model makes of a view (which grows with the view).
-_ZOOM_EVIDENCE = 1.25
 
 
 def _same_size(a: dict[str, Any], b: dict[str, Any], *, near: bool = False) -> bool:

@@ -120,8 +120,8 @@ def miss_reasons(found: np.ndarray, truth: np.ndarray, matches: list[tuple[int, 
       or into the bay beside);
     - ``rows merged``: it is over 1.6 times as high (two shelves made one row);
     - ``row too short``: it is under 0.6 times as wide or as high (a row split, or cut short);
-    - ``taken``: it matched another human row, being neither of those (rows side by side that
-      overlap);
+    - ``taken``: it matched another human row, and none of the three above holds (rows side by
+      side that overlap);
     - ``other``: none of these (a row shifted, or the found row's ends off its own).
     A found row matched to one human row can thus be the reason another is missed."""
     out = dict.fromkeys(MISS_REASONS, 0)

@@ -954,7 +954,8 @@ def test_detect_stops_at_the_first_input_its_folder_would_not_take(tmp_path, mon
                         "--device", "cpu", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(calls) == 2, err
-    assert err[-1].endswith(f"cannot write there; the 1 input after {imgs[1]} not begun")
+    assert err[-1].endswith("cannot write there: the run stops; 1 more not begun; run it again once the folder "
+                            "takes files (the images done are kept)")
     assert "Read-only file system" in err[-2]
 
 

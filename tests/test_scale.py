@@ -807,10 +807,15 @@ def test_two_largest_squares_under_twice_apart_can_set_a_panorama_s_whole_view_a
     # times larger) is no measure, and a close-up's whole view still measures its big products
     close = [{"window": 1280, "median_px": 200.0, "at_input_px": 100.0, "cover": 0.2},
              {"window": 2000, "median_px": 320.0, "at_input_px": 102.4, "cover": 0.2},
-             {"window": 3000, "median_px": 1100.0, "at_input_px": 234.7, "cover": 0.45, "whole": True}]
+             {"window": 3000, "median_px": 1100.0, "at_input_px": 234.7, "cover": 0.45, "whole": True,
+              "strip": True}]
     assert _pick_probe(close, 80.0)[0]["window"] == 3000
     # ... and so do squares too near in size to tell (1.2 times apart)
     near = [{"window": 2000, "median_px": 320.0, "at_input_px": 102.4, "cover": 0.2},
             {"window": 2400, "median_px": 330.0, "at_input_px": 88.0, "cover": 0.2},
-            {"window": 3000, "median_px": 1100.0, "at_input_px": 234.7, "cover": 0.45, "whole": True}]
+            {"window": 3000, "median_px": 1100.0, "at_input_px": 234.7, "cover": 0.45, "whole": True,
+             "strip": True}]
     assert _pick_probe(near, 80.0)[0]["window"] == 3000
+    # (and squares 1.33 times apart agreeing as the panorama's did set the strip view aside)
+    near[0]["window"] = 1800
+    assert _pick_probe(near, 80.0)[0]["window"] == 2400

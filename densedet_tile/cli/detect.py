@@ -135,7 +135,7 @@ def _detect(args: argparse.Namespace) -> int:
         if not inputs:
             hint = (" (to audit a detections JSON: densedet-tile audit FILE)"
                     if any(str(i).lower().endswith(".detections.json") for i in args.inputs) else "")
-            raise InvalidInputError(f"every input is an output of an earlier run (see the notes above); nothing to do{hint}")
+            raise InvalidInputError(f"every input is an output of an earlier run (see the warnings above); nothing to do{hint}")
         stems = unique_stems(inputs, job.reserved_stems, out=args.out)
         # every input's outputs are planned before anything is written: none may be an input
         refuse_outputs_over_inputs(inputs, stems, args.out, job)
@@ -225,8 +225,8 @@ def _detect_all(args: argparse.Namespace, detector: Any, job: Job, inputs: list[
             failed += 1
             left = len(inputs) - k - 1
             if outcome.out_failed and left:  # the folder takes no files: every input after it would fail so
-                error(PROG, f"--out {args.out}: cannot write there; the {counted(left, 'input')} after {shown_name(inp)} "
-                            "not begun")
+                error(PROG, f"--out {args.out}: cannot write there: the run stops; {left} more not begun; run it again "
+                            "once the folder takes files (the images done are kept)")
                 return EXIT_FAILED
             continue
         if args.quiet:

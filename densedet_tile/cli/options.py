@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import math
+import os
 import signal
 import sys
 import threading
@@ -22,7 +22,7 @@ from typing import Any, Callable, NoReturn, Sequence
 from ..errors import InvalidInputError
 from ..detector.registry import BUILTIN_KINDS, DetectorSpec
 from ..io import FORMATS
-from ..types import COUNT_BAND, DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec
+from ..types import CONFIRM_BAND, COUNT_BAND, DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec
 
 __all__ = [
     "StopSignals",
@@ -269,8 +269,8 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--count-band", type=fraction(0.0, COUNT_BAND), default=COUNT_BAND, metavar="X",
                    help="also count the boxes at the score threshold +-X and flag counts that swing by 30%% "
                    f"or more as uncertain (default and most: {COUNT_BAND}; the built-in model and the adapters "
-                   "return boxes down to 0.1 under their threshold, for the band's lower end and the boxes "
-                   "below it that confirm cut views; 0: off)")
+                   f"return boxes down to {COUNT_BAND + CONFIRM_BAND:g} under their threshold, for the band's lower "
+                   "end and the boxes below it that confirm cut views; 0: off)")
 
 
 def add_tiling_options(p: argparse.ArgumentParser) -> None:

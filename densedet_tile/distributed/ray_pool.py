@@ -28,7 +28,7 @@ import ray
 from ray.exceptions import ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 
 from ..detector.registry import USER_MODULE_PREFIX
-from ..errors import DensedetError, DetectorError, InvalidInputError, one_line
+from ..errors import DensedetError, DetectorError, InvalidInputError, one_line, utf8_text
 
 __all__ = ["ClusterLostError", "connect", "DetectorWorker", "plan_workers", "RayPool", "TaskResult",
            "worker_lost_errors"]
@@ -110,8 +110,7 @@ def _utf8_entrypoint() -> Iterator[None]:
         return
 
     def entrypoint() -> str:
-        name = original()
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return utf8_text(original())
 
     utils.get_entrypoint_name = entrypoint
     try:

@@ -44,7 +44,7 @@ from ..detector.base import resolve_device
 from ..detector.builtin import (DEFAULT_CONFIG, DecodeSettings, DefaultDetector, _read_weights, adapt_state_hint,
                                 model_config, served_threshold, threshold_problem)
 from ..detector.shelfnet import ShelfNet, read_checkpoint
-from ..errors import DensedetError, InvalidInputError, one_line
+from ..errors import DensedetError, InvalidInputError, one_line, utf8_text
 from ..io import OutputLock, atomic_write, ensure_out_dir, names_a_folder, same_path, sweep_temporaries, write_files
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..tiler.readers.base import check_size
@@ -1423,7 +1423,7 @@ class AdaptRun:
         it ended a finished run with a UnicodeEncodeError); the JSON escapes them its own way."""
         import json
 
-        text = report_text(report).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = utf8_text(report_text(report))
         return {self.paths["report_json"]: json.dumps(report, indent=1) + "\n",
                 self.paths["report_txt"]: text + "\n"}
 
