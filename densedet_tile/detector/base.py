@@ -340,7 +340,7 @@ def resolve_device(device: str = "auto") -> str:
     dev = check_device(device)
     if dev == "cpu":
         return "cpu"
-    torch = sys.modules.get("torch")
+    torch = loaded_torch()
     if torch is None:
         if importlib.util.find_spec("torch") is None:
             if dev == "auto":
@@ -399,7 +399,7 @@ def device_of(detector: object, requested: str = "auto") -> str:
         return dev
     if own is not None:
         return own
-    torch = sys.modules.get("torch")
+    torch = loaded_torch()
     if torch is not None and torch.cuda.is_available():
         return "cuda"
     return "cpu"
@@ -429,6 +429,21 @@ def _same_device(a: str, b: str) -> bool:
     """``cuda`` and ``cuda:0`` are the same device; ``cuda:1`` is another."""
     norm = lambda d: "cuda:0" if d == "cuda" else d  # noqa: E731
     return norm(a) == norm(b)
+
+
+def loaded_torch() -> Any:
+    """The torch module where something has imported it, else None; never starts an import. Where
+    another thread is importing torch just then, waits for it as ``import torch`` would: the
+    half-built module in ``sys.modules`` has no ``cuda`` yet, and every request running
+    meanwhile failed with "partially initialized module 'torch' has no attribute 'cuda'" (an
+    outside review: a service warming up a torch model while it served requests)."""
+    if "torch" not in sys.modules:
+        return None
+    try:
+        import torch  # (the import lock: waits for an import in progress in another thread)
+    except Exception:  # (that import failed: as if there were no torch)
+        return None
+    return torch
 
 
 def cuda_plausible() -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DetectorError, caller_level
 from ..types import Detections
-from .base import Detector, class_names_of
+from .base import Detector, class_names_of, loaded_torch
 
 __all__ = ["DetectorCalls", "back_to_the_gpu", "image_key", "is_oom"]
 
@@ -40,7 +40,7 @@ def is_oom(exc: BaseException) -> bool:
 def oom_excerpt(exc: BaseException, width: int = 160) -> str | None:
     """The words of the out-of-memory error in ``exc``'s chain (:func:`is_oom`), on one line and
     cut to about ``width`` characters around where it says so; None when it is no such error."""
-    torch = sys.modules.get("torch")
+    torch = loaded_torch()
     kinds: tuple[type, ...] = ()
     if torch is not None:
         kinds = tuple(k for k in (getattr(torch, "OutOfMemoryError", None),
@@ -324,7 +324,7 @@ def _move_back(detector: object, key: str) -> None:
         except Exception:  # (the error raised below is the first one)
             logging.getLogger("densedet_tile").debug("moving the detector back to the CPU failed too", exc_info=True)
         detector._densedet_cpu_for = key  # type: ignore[attr-defined]
-        torch = sys.modules.get("torch")
+        torch = loaded_torch()
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
         if not is_oom(exc):
@@ -432,7 +432,7 @@ class DetectorCalls:
     def _recover_from_oom(self, chunk_len: int, said: str = "", moves: int | None = None) -> None:
         """Halve the batch, or at one tile move the detector to the CPU (or say it cannot).
         ``moves``: :attr:`_MoveLock.moves` when the call that ran out began."""
-        torch = sys.modules.get("torch")
+        torch = loaded_torch()
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
         if chunk_len > 1:
