@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,11 +89,18 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
         if short is not None:
             raise InvalidInputError(f"{source}: feature {i + 1} has a ring of {short} distinct "
                                     f"point{'' if short == 1 else 's'}; a polygon needs at least 3")
+        # NaN, infinite or huge numbers: refused in one line before shapely warns of them (a
+        # warnings filter around it was not safe in threads: four threads parsing regions at once
+        # left RuntimeWarning ignored in the whole process; an outside review)
+        extreme = _extreme(g.get("coordinates"))
+        if extreme == "not finite":
+            raise InvalidInputError(f"{source}: feature {i + 1} is empty or has non-finite coordinates")
+        if extreme == "too far":
+            raise InvalidInputError(f"{source}: feature {i + 1} has a coordinate beyond {MAX_COORDINATE:.0e} px "
+                                    "(regions are in pixels of the upright image)")
         try:
-            with warnings.catch_warnings():  # NaN or huge numbers: refused below in one line, not warned about
-                warnings.simplefilter("ignore", RuntimeWarning)
-                # a third number per point (a height, allowed by GeoJSON) says nothing in an image
-                geom = shapely.force_2d(shape(g))
+            # a third number per point (a height, allowed by GeoJSON) says nothing in an image
+            geom = shapely.force_2d(shape(g))
         except Exception as exc:  # shapely raises several types for malformed coordinates
             raise InvalidInputError(f"{source}: feature {i + 1} has malformed coordinates ({exc})") from None
         if geom.is_empty or not np.all(np.isfinite(geom.bounds)):
@@ -156,6 +162,27 @@ def _not_a_number(coords: Any) -> Any:
                 return (v.tolist(),)
         elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
             return (v,)
+    return None
+
+
+def _extreme(coords: Any) -> str | None:
+    """``"not finite"`` or ``"too far"`` (beyond :data:`MAX_COORDINATE`) for the first number of a
+    GeoJSON ``coordinates`` nesting (numbers only: see :func:`_not_a_number`) that is so, else
+    None. One pass, without recursion."""
+    stack = [coords]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(reversed(v))
+            continue
+        a = np.asarray(v)
+        if a.dtype.kind == "f":
+            if not np.isfinite(a).all():
+                return "not finite"
+            if a.size and float(np.abs(a).max()) > MAX_COORDINATE:
+                return "too far"
+        elif any(abs(x) > MAX_COORDINATE for x in a.ravel().tolist()):  # (Python ints beyond any float)
+            return "too far"
     return None
 
 

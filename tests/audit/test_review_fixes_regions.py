@@ -343,3 +343,34 @@ def test_a_region_edge_cutting_an_end_gap_into_another_shape_is_audited(edge: li
     end = max(part.gaps, key=lambda g: g.x2)
     assert end.x1 == pytest.approx(598, abs=3) and 925 <= end.x2 <= 950
     assert json.loads(json.dumps(audit_to_dict(res)))["regions"][0]["name"] == "R"
+
+
+@pytest.mark.parametrize("value, said", [(float("nan"), "is empty or has non-finite coordinates"),
+                                         (float("inf"), "is empty or has non-finite coordinates"),
+                                         (1e30, "has a coordinate beyond"), (10 ** 400, "has a coordinate beyond")])
+def test_odd_coordinates_are_refused_without_touching_the_warning_filters(value, said, monkeypatch):
+    # a filter set around shapely's call (to keep its RuntimeWarning about NaN quiet) was not safe
+    # in threads: four threads parsing regions at once left RuntimeWarning ignored for the whole
+    # process (an outside review). The numbers are now refused before shapely sees them.
+    import warnings
+
+    from densedet_tile.audit.regions import parse_regions
+
+    ring = [[0, 0], [100, 0], [100, value], [0, 100], [0, 0]]
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "b"}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+
+        def shared_state(*a, **k):  # (catch_warnings swaps the process's filters: not in threads)
+            raise AssertionError("parse_regions set a warnings filter")
+
+        with monkeypatch.context() as m:
+            m.setattr(warnings, "catch_warnings", shared_state)
+            with pytest.raises(InvalidInputError, match=said):
+                parse_regions(fc)
+            parse_regions({**fc, "features": [{**fc["features"][0], "geometry": {
+                "type": "Polygon", "coordinates": [[[0, 0], [100, 0], [100, 100], [0, 100], [0, 0]]]}}]})
+    assert not [w for w in seen if issubclass(w.category, RuntimeWarning)]
+    assert warnings.filters == before
