@@ -74,3 +74,26 @@ def test_array_source_rejects_bad_arrays(bad, what):
     with pytest.raises(InvalidInputError) as err:
         open_image(bad)
     assert what in str(err.value)
+
+
+def test_a_gray_array_with_a_channel_axis_reads_as_gray(caplog):
+    # HxWx1 (OpenCV's and Keras' gray) was refused while HxW was read (an outside review)
+    gray = noise(40, 60)[:, :, 0]
+    a = ArraySource(gray[:, :, None])
+    b = ArraySource(gray)
+    assert (a.width, a.height) == (60, 40)
+    np.testing.assert_array_equal(a.read(0, 0, 60, 40), b.read(0, 0, 60, 40))
+
+
+def test_an_rgba_array_whose_alpha_is_0_everywhere_is_said(caplog):
+    # a BGRA or RGBX buffer: composited on white it is blank, and gave 0 boxes without a word
+    rgbx = np.dstack([noise(40, 60), np.zeros((40, 60), np.uint8)])
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        src = ArraySource(rgbx, name="frame")
+    assert any("frame: the array's fourth channel (alpha) is 0 everywhere" in r.getMessage() for r in caplog.records)
+    assert int(src.read(0, 0, 60, 40).min()) == 255  # (what it reads: white)
+    caplog.clear()
+    rgbx[0, 0, 3] = 1  # some alpha: a real RGBA image, nothing said
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        ArraySource(rgbx)
+    assert not caplog.records
