@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST_SCHEMA = "densedet-tile/batch-manifest@1"
 
+#: Why a folder is refused while a batch run holds it (after "--out OUT: another" or ": a").
+_HELD = ("densedet-tile batch run is writing there (its manifest.jsonl is locked); wait for it to end or "
+         "choose another --out")
+
 
 # -- the manifest -------------------------------------------------------------------------------
 def _now() -> str:
@@ -88,8 +92,7 @@ class Manifest:
             return
         self._made_log = made
         if state == "busy":
-            raise InvalidInputError(f"--out {self.out_dir}: another densedet-tile batch run is writing there (its "
-                                    "manifest.jsonl is locked); wait for it to end or choose another --out")
+            raise InvalidInputError(f"--out {self.out_dir}: another {_HELD}")
         self._lock_fd = fd  # None on a file system without locks (some network mounts): run unlocked
         if state == "no locks":
             # said, not silent: two runs into one such folder each name a photo "a" and replace the
@@ -97,6 +100,25 @@ class Manifest:
             log.warning("--out %s: its file system takes no locks (a network mount without them?), so this run "
                         "cannot keep another batch run out of the folder: run one at a time into it, or two photos "
                         "of the same name from two runs may replace each other's results", self.out_dir)
+
+    @staticmethod
+    def held(out_dir: str | os.PathLike[str]) -> str | None:
+        """Why not to write into ``out_dir`` outside a batch run: a batch run holds it (its log is
+        locked), and sweeps its images' temporaries as it starts and ends, whatever their age (a
+        detect run writing the same names there meanwhile lost them and failed on one image with
+        "... .tmp: No such file or directory"; an outside review). None when no batch holds it:
+        the lock is only tried, and let go at once."""
+        log_path = os.path.join(out_dir, "manifest.jsonl")
+        if not os.path.isfile(log_path):
+            return None
+        try:  # (no O_CREAT: a log removed meanwhile is not made again)
+            state, fd = flock_path(log_path, os.O_RDONLY)
+        except (ImportError, OSError):  # (no locks on this system, or the log does not open: not held)
+            return None
+        if fd is not None:
+            unlock_fd(fd)
+            os.close(fd)
+        return f"--out {out_dir}: a {_HELD}" if state == "busy" else None
 
     def unlock(self) -> None:
         """Let go of the folder; a manifest this run made and never wrote to goes again."""
@@ -557,9 +579,10 @@ def _resolve_backend(ray_address: str | None) -> str | None:
         from .distributed import ray_installed
 
         try:
-            if not ray_installed():
-                raise ModuleNotFoundError("No module named 'ray'", name="ray")
-        except ImportError:
+            have_ray = ray_installed()
+        except ImportError:  # (installed but broken: --ray default runs without it, as before)
+            have_ray = False
+        if not have_ray:
             if os.environ.get("RAY_ADDRESS"):  # a cluster was named: say that it is not used
                 log.warning("RAY_ADDRESS is set but Ray is not installed (pip install 'densedet-tile[ray]'): "
                             "running in this process")
@@ -748,25 +771,13 @@ def run_batch(
             # that cannot be built starts no run (and leaves no folder of this run's)
             begin({"backend": summary.backend, "workers": 1, "split": split})
             if built is not None:
-                from .distributed import ray_installed
-
-                # what would give them Ray workers (the light install has no Ray; an outside review)
-                how = ""
-                if split or timeout is not None or workers is not None or cpus_per_worker != 1.0 \
-                        or gpus_per_worker != 0.0:
-                    try:  # (asked only to word a warning: a Ray that fails to import says no more)
-                        have_ray = ray_installed()
-                    except Exception:
-                        have_ray = False
-                    how = ("Ray is not installed: pip install 'densedet-tile[ray]'" if not have_ray
-                           else "give --ray local or an address (ray= in Python)")
                 if split:
-                    log.warning("split needs Ray workers; each image runs whole in this process (%s)", how)
+                    log.warning("split needs Ray workers; each image runs whole in this process (%s)", _ray_hint())
                 if timeout is not None:
-                    log.warning("a time limit needs Ray workers; it is not applied in this process (%s)", how)
+                    log.warning("a time limit needs Ray workers; it is not applied in this process (%s)", _ray_hint())
                 if workers is not None or cpus_per_worker != 1.0 or gpus_per_worker != 0.0:
                     log.warning("workers, CPUs and GPUs per worker need Ray workers; the images run one after "
-                                "another in this process (%s)", how)
+                                "another in this process (%s)", _ray_hint())
                 _run_in_process(todo, out, *built, record, names)
         else:
             from .distributed.ray_pool import RayPool, connect
@@ -901,6 +912,20 @@ def _image_record(rec: dict[str, Any], stem: str, attempts: int = 1) -> dict[str
     out["stem"] = stem
     out["attempts"] = attempts
     return out
+
+
+def _ray_hint() -> str:
+    """What would give a run Ray workers, for the warnings of an in-process run that asked for
+    what only they do (the light install has no Ray; an outside review). Asked only then: a Ray
+    that fails to import ended a --ray none run when it was asked every time."""
+    from .distributed import ray_installed
+
+    try:
+        have_ray = ray_installed()
+    except Exception:  # (a broken Ray: as good as none for this run)
+        have_ray = False
+    return ("give --ray local or an address (ray= in Python)" if have_ray
+            else "Ray is not installed: pip install 'densedet-tile[ray]'")
 
 
 class OutputFolderError(OSError):

@@ -161,7 +161,9 @@ def _detect(args: argparse.Namespace) -> int:
             error(PROG, one_line(exc))
             code = EXIT_USAGE
             return code
-        busy = _batch_writing(args.out)
+        from ..batch import Manifest
+
+        busy = Manifest.held(args.out)
         if busy:
             error(PROG, busy)
             code = EXIT_USAGE
@@ -172,30 +174,6 @@ def _detect(args: argparse.Namespace) -> int:
     finally:
         if code != EXIT_OK:
             remove_empty(made)  # every image failed (or none got far): no empty folder left behind
-
-
-def _batch_writing(out: str) -> str | None:
-    """Why not to write into ``out``: a ``densedet-tile batch`` run holds it (its manifest.jsonl
-    is locked), and sweeps its images' temporaries as it starts and ends, whatever their age; a
-    detect run writing the same names there meanwhile lost them and failed on one image with
-    "... .tmp: No such file or directory" (an outside review). None when no batch holds it (the
-    lock is only tried, and let go at once)."""
-    from ..io import flock_path, unlock_fd
-
-    log_path = os.path.join(out, "manifest.jsonl")
-    if not os.path.isfile(log_path):
-        return None
-    try:
-        state, fd = flock_path(log_path, os.O_RDONLY)  # (no O_CREAT: a log gone meanwhile is not made again)
-    except (ImportError, OSError):  # (no locks on this system, or the log does not open: not held)
-        return None
-    if fd is not None:
-        unlock_fd(fd)
-        os.close(fd)
-    if state != "busy":
-        return None
-    return (f"--out {out}: a densedet-tile batch run is writing there (its manifest.jsonl is locked); wait for it "
-            "to end or choose another --out")
 
 
 def _is_folder(path: str) -> bool:
