@@ -272,3 +272,35 @@ def test_eval_warns_when_an_image_holds_more_boxes_than_max_dets_lets_ap_count(
                     + "\n".join(r + ",0.9" for r in rows[:250]) + "\n")
     assert eval_main([str(pred), str(gt)]) == 0
     assert "--max-dets" not in capsys.readouterr().err
+
+
+def test_compare_warns_of_the_max_dets_cap_per_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `eval` warned when an image holds more boxes than --max-dets lets AP count; `eval
+    # --compare` scored the same cap silently. Five ground-truth products, and a detector that
+    # boxes each of them in every run: over a cap of 3, both runs are named; at 5, neither
+    imgs, _ = _photo_folder(tmp_path)
+    gtp = tmp_path / "five.csv"
+    gtp.write_text("".join(f"photo.png,{10 + 30 * k},40,{30 + 30 * k},80,object,160,120\n" for k in range(5)))
+    fake = tmp_path / "five_det.py"
+    fake.write_text(
+        "import numpy as np\n"
+        "from densedet_tile import Detections\n\n"
+        "class Five:\n"
+        "    def __init__(self, **kw):\n"
+        "        pass\n\n"
+        "    def predict(self, tiles):\n"
+        "        out = []\n"
+        "        for t in tiles:\n"
+        "            sx, sy = t.shape[1] / 160, t.shape[0] / 120\n"
+        "            b = np.array([[10 + 30 * k, 40, 30 + 30 * k, 80] for k in range(5)], np.float32)\n"
+        "            out.append(Detections(b * [sx, sy, sx, sy], np.full(5, 0.9, np.float32), np.zeros(5, np.int64)))\n"
+        "        return out\n"
+    )
+    args = [str(imgs), str(gtp), "--compare", "--tile", "400", "--device", "cpu", "--detector", f"{fake}:Five"]
+    assert eval_main(args + ["--max-dets", "1,2,3"]) == 0
+    err = capsys.readouterr().err
+    for run in ("tiled", "untiled"):
+        assert (f"warning: 1 image in the {run} run holds more ground-truth boxes and predictions than --max-dets 3 "
+                "lets AP count (per image and class; the most: 5 boxes)") in err
+    assert eval_main(args + ["--max-dets", "1,2,5"]) == 0
+    assert "--max-dets" not in capsys.readouterr().err

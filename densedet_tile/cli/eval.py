@@ -19,11 +19,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line
-from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes
+from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes, over_max_dets
 from ..eval.compare import WARNING, CompareRun, compare_tiled_untiled, pair_images, uses_class_agnostic
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
 from ..io import atomic_write, ensure_out_file, refuse_overwriting_input, same_path
@@ -85,27 +84,14 @@ def _max_dets(text: str) -> tuple[int, ...]:
     return vals
 
 
-def _warn_over_cap(pairs: Sequence[Any], md: int) -> None:
-    """Warn when images hold more ground-truth boxes and more predictions of one class than
-    ``md``, the predictions AP and the last AR count per image and class: a panorama of 1933
-    products scored AP 0.118 at the default 300 and 0.711 at 3000, without a word (an outside
-    review). Predictions within the cap lose nothing to it: no warning then."""
-    over, most = 0, 0
-    for p in pairs:
-        gl = np.asarray(p.gt_labels)
-        if p.gt_crowd is not None:
-            gl = gl[~np.asarray(p.gt_crowd, bool)]
-        dl = np.asarray(p.dt_labels)
-        if len(gl) <= md or len(dl) <= md:
-            continue
-        g_cls, g_n = np.unique(gl, return_counts=True)
-        d_cls, d_n = np.unique(dl, return_counts=True)
-        both = [int(n) for c, n in zip(g_cls, g_n) if n > md and d_n[d_cls == c].sum() > md]
-        if both:
-            over += 1
-            most = max(most, max(both))
-    if over:
-        print(f"{PROG}: warning: {counted(over, 'image')} {'holds' if over == 1 else 'hold'} more ground-truth "
+def _warn_over_cap(over: tuple[int, int], md: int, run: str = "") -> None:
+    """Say that ``over`` (:func:`~densedet_tile.eval.coco.over_max_dets`: images, most boxes)
+    images hold more ground-truth boxes and predictions of one class than ``md`` lets AP count;
+    ``run`` names the compare run they are of."""
+    n, most = over
+    if n:
+        of = f" in the {run} run" if run else ""
+        print(f"{PROG}: warning: {counted(n, 'image')}{of} {'holds' if n == 1 else 'hold'} more ground-truth "
               f"boxes and predictions than --max-dets {md} lets AP count (per image and class; the most: {most} "
               f"boxes): AP and AR@{md} stay low however good the boxes; give --max-dets 1,10,{_round_up(most)}",
               file=sys.stderr)
@@ -200,7 +186,7 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             print(f"note: {n}", file=sys.stderr)
     md = m.max_dets[-1]
-    _warn_over_cap(pairs, md)
+    _warn_over_cap(over_max_dets(pairs, md), md)
     print(f"{m.num_images} images, {m.num_gt} ground-truth boxes, {m.num_dt} predictions")
     print(format_table([(Path(args.pred).name or Path(args.pred).resolve().name or str(args.pred), m.stats, None)], md))  # ("." named too)
     print("  ".join(f"{k}={v:.4f}" for k, v in m.stats.items()))
@@ -272,6 +258,8 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
         print(f"classes {','.join(map(str, args.classes))} only: {counted(runs[0].metrics.num_gt, 'ground-truth box')} of them")
     for r in runs:
         print(f"{r.name}: {_ran(r)}")
+    for r in runs:
+        _warn_over_cap(r.over_max_dets, md, r.name)
     print(format_table([(r.name, r.metrics.stats, r.seconds) for r in runs], md))
     if args.output:
         doc = {

@@ -9,6 +9,7 @@ from .coco import (
     EvalImage,
     box_iou_coco,
     evaluate_boxes,
+    over_max_dets,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "EvalImage",
     "box_iou_coco",
     "evaluate_boxes",
+    "over_max_dets",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "COCO_REC_THRS",
     "COCO_AREA_RANGES",
     "evaluate_boxes",
+    "over_max_dets",
     "box_iou_coco",
 ]
 
@@ -636,6 +637,29 @@ def _pr_curves(outcome: np.ndarray, sel: np.ndarray, areas: np.ndarray, npig: np
             pos[hit] = col_tp[col_start[cc[hit]] + r[hit] - 1]
             q[cc, jj] = env[pos, cc]
     return recall.reshape(nA, T), q.reshape(nA, T, R)
+
+
+def over_max_dets(images: Sequence[EvalImage], max_det: int) -> tuple[int, int]:
+    """How many ``images`` hold more ground-truth boxes (crowd ones left out) and more
+    detections of one class than ``max_det``, the number of detections AP and the last AR count
+    per image and class, and the largest such ground-truth count (0, 0 when none). There AP and
+    AR stay low however good the boxes: a panorama of 1933 products scored AP 0.118 at 300 and
+    0.711 at 3000 (an outside review). Detections within the cap lose nothing to it."""
+    over, most = 0, 0
+    for im in images:
+        gl = np.asarray(im.gt_labels)
+        if im.gt_crowd is not None:
+            gl = gl[~np.asarray(im.gt_crowd, bool)]
+        dl = np.asarray(im.dt_labels)
+        if len(gl) <= max_det or len(dl) <= max_det:
+            continue
+        g_cls, g_n = np.unique(gl, return_counts=True)
+        d_cls, d_n = np.unique(dl, return_counts=True)
+        both = [int(n) for c, n in zip(g_cls, g_n) if n > max_det and d_n[d_cls == c].sum() > max_det]
+        if both:
+            over += 1
+            most = max(most, max(both))
+    return over, most
 
 
 def evaluate_boxes(

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..io import YOLO_CLASSES_FILE, box_values, label_name, output_class_names, score_values
 from ..types import RunSpec, TileSpec
-from .coco import DEFAULT_MAX_DETS, CocoMetrics, EvalImage, evaluate_boxes
+from .coco import DEFAULT_MAX_DETS, CocoMetrics, EvalImage, evaluate_boxes, over_max_dets
 from .formats import BoxSet, ImageBoxes, class_key, image_key, undecoded_bytes
 
 __all__ = ["pair_images", "uses_class_agnostic", "compare_tiled_untiled", "CompareRun"]
@@ -239,6 +239,9 @@ class CompareRun:
     scale: tuple[str, ...] = ()
     #: whether boxes were matched whatever their class (asked, or decided by the ground truth)
     class_agnostic: bool = False
+    #: images holding more ground-truth boxes and predictions of one class than the last
+    #: ``max_dets`` lets AP count, and the most such boxes (:func:`~densedet_tile.eval.coco.over_max_dets`)
+    over_max_dets: tuple[int, int] = (0, 0)
 
 
 def _untiled(src: Any, detector: Any, merge: Any, run: RunSpec) -> Any:
@@ -372,6 +375,7 @@ def compare_tiled_untiled(
             tiles=tuple(sorted({r["tile"] for r in done})), num_tiles=sum(r["tiles"] for r in done),
             scale=tuple(dict.fromkeys(r["scale"] for r in done)),
             class_agnostic=uses_class_agnostic(sub, agn, pred),
+            over_max_dets=over_max_dets(pairs, m.max_dets[-1]),
         ))
     return out
 
