@@ -117,7 +117,7 @@ def apply_vram_cap(max_vram_gb: float, device: str) -> int:
 
     if not (isinstance(max_vram_gb, (int, float)) and max_vram_gb >= MIN_VRAM_GB):
         # (a tiny budget would cap the allocator at a few bytes: every tile to the CPU)
-        raise InvalidInputError(f"--max-vram must be at least {MIN_VRAM_GB:g} GiB, got {max_vram_gb!r}")
+        raise InvalidInputError(f"max_vram (--max-vram) must be at least {MIN_VRAM_GB:g} GiB, got {max_vram_gb!r}")
     idx = _device_index(torch, device)
     total = torch.cuda.get_device_properties(idx).total_memory
     cap = int(max_vram_gb * GiB)

@@ -95,3 +95,18 @@ def test_finish_takes_the_detector_or_its_description_and_refuses_anything_else(
         assert np.array_equal(by_det.detections.xyxy, by_desc.detections.xyxy)
         with pytest.raises(InvalidInputError, match="model must be the detector's description"):
             finish(src, tiles, preds, tiling=tiling, merge=merge, model="blob")
+
+
+@pytest.mark.parametrize("name,kwargs,keyword", [
+    ("onnx", {}, "checkpoint="),
+    ("yolo", {}, "checkpoint="),
+    ("onnx", {"config": "x.py", "checkpoint": "m.onnx"}, "config (--config)"),
+    ("default", {"config": "x.py"}, "config (--config)"),
+    ("default", {"precision": "bf16"}, "precision fp32/fp16 (--precision)"),
+])
+def test_load_detector_messages_name_the_python_keyword_too(name, kwargs, keyword):
+    # a Python caller was told only of command-line flags ("--checkpoint model.onnx is
+    # required"), which a load_detector call has no way to give
+    with pytest.raises(InvalidInputError) as e:
+        dt.load_detector(name, device="cpu", **kwargs)
+    assert keyword in str(e.value)

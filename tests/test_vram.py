@@ -409,7 +409,7 @@ def test_a_budget_too_small_for_any_detector_is_refused_with_one_line(capsys):
     for tiny in (1e-300, 1e-9, 0.1):
         with pytest.raises(InvalidInputError, match=rf"^max_vram must be at least {MIN_VRAM_GB:g} GiB .*got {tiny!r}$"):
             RunSpec(max_vram=tiny)
-        with pytest.raises(InvalidInputError, match="--max-vram must be at least"):
+        with pytest.raises(InvalidInputError, match=r"max_vram \(--max-vram\) must be at least"):
             apply_vram_cap(tiny, "cuda:0")
     assert RunSpec(max_vram=MIN_VRAM_GB).max_vram == MIN_VRAM_GB and RunSpec(max_vram=4.0).max_vram == 4.0
     p = one_line_usage_errors(argparse.ArgumentParser(prog="densedet"))

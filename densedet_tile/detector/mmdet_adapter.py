@@ -359,7 +359,7 @@ def build(
     if options:
         raise InvalidInputError(f"mmdet detector: unknown option(s) {', '.join(sorted(options))}")
     if not config:
-        raise InvalidInputError("mmdet detector: a config is required (--config NAME or PATH)")
+        raise InvalidInputError("mmdet detector: a config is required (config=, --config NAME or PATH)")
     cfg_path = find_config(config)
     if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):
         raise InvalidInputError(f"score_thr must be in [0, 1], got {score_thr!r}")

@@ -219,7 +219,7 @@ def _check_cuda_started(ort: Any, session: Any, device: str, what: str) -> None:
     if device == "auto":
         warnings.warn(msg + "; running on the CPU", RuntimeWarning, stacklevel=caller_level())
         return
-    raise DetectorError(msg + "; install matching CUDA libraries, or run with --device cpu")
+    raise DetectorError(msg + "; install matching CUDA libraries, or run on the CPU (device 'cpu', --device cpu)")
 
 
 def _three_outputs(outputs: Sequence[Any], checkpoint: str) -> tuple[str, str, str]:
@@ -260,7 +260,7 @@ def _providers(ort: Any, device: str) -> list[Any]:
     if device == "cuda" or device.startswith("cuda:"):
         if "CUDAExecutionProvider" not in available:
             raise InvalidInputError(f"device {device!r} requested but onnxruntime has no CUDA provider here "
-                                    "(install onnxruntime-gpu in its place, or use --device cpu or auto)")
+                                    "(install onnxruntime-gpu in its place, or use device 'cpu' or 'auto', --device)")
         idx = device.partition(":")[2] or "0"
         if not idx.isdigit():
             raise InvalidInputError(f"device {device!r} is not a valid device")
@@ -294,9 +294,9 @@ def build(
     if options:
         raise InvalidInputError(f"onnx detector: unknown option(s) {', '.join(sorted(options))}")
     if config is not None:
-        raise InvalidInputError("onnx detector: takes no --config (the .onnx file describes the model)")
+        raise InvalidInputError("onnx detector: takes no config (--config): the .onnx file describes the model")
     if not checkpoint:
-        raise InvalidInputError("onnx detector: --checkpoint model.onnx is required")
+        raise InvalidInputError("onnx detector: a checkpoint (checkpoint=, --checkpoint model.onnx) is required")
     path = model_file(checkpoint, "onnx")
     check_input_size(input_size)
     if not isinstance(score_thr, (int, float)) or not (0.0 <= float(score_thr) <= 1.0):

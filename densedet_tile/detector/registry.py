@@ -134,11 +134,11 @@ def load_detector(
     extra = dict(options or {})
     if name == "default":
         if config is not None:
-            raise InvalidInputError("the default detector takes no --config (its architecture ships with the package)")
+            raise InvalidInputError("the default detector takes no config (--config): its architecture ships with the package")
         unknown = sorted(set(extra) - set(_DEFAULT_OPTIONS))
         if precision == "bf16" or unknown:
             raise InvalidInputError(
-                "the default detector takes only --precision fp32/fp16 and the detector options "
+                "the default detector takes only precision fp32/fp16 (--precision) and the detector options "
                 f"{', '.join(_DEFAULT_OPTIONS)}" + (f" (got {', '.join(unknown)})" if unknown else "")
             )
         from .builtin import load_default
@@ -158,7 +158,7 @@ def load_detector(
             if "precision" not in inspect.signature(module.build).parameters:
                 how = ("runs the model file at the precision it was exported in" if name in ("onnx", "yolo")
                        else "runs in fp32 only")
-                raise InvalidInputError(f"the {name} detector {how}; --precision {precision} is not an option for it")
+                raise InvalidInputError(f"the {name} detector {how}; precision {precision} (--precision) is not an option for it")
             kwargs["precision"] = precision
         clash = sorted(set(extra) & set(kwargs))
         if clash:

@@ -334,7 +334,7 @@ def build(
     if options:
         raise InvalidInputError(f"torchvision detector: unknown option(s) {', '.join(sorted(options))}")
     if not config:
-        raise InvalidInputError("torchvision detector: --config NAME (a torchvision.models.detection builder) is required")
+        raise InvalidInputError("torchvision detector: a config is required (config=, --config NAME: a torchvision.models.detection builder)")
     names = builder_names()
     if config not in names:
         raise InvalidInputError(f"torchvision detector: unknown builder {config!r}; choose one of {', '.join(names)}")
@@ -355,8 +355,8 @@ def build(
     taken = sorted(set(kwargs) & {"num_classes", "weights", "weights_backbone"})
     if taken:  # (a TypeError deep in torchvision before: "got multiple values for keyword argument")
         raise InvalidInputError(f"torchvision detector: builder_kwargs may not set {', '.join(taken)}: num_classes is "
-                                "read from the checkpoint (or --detector-option num_classes=N), and the weights come "
-                                "from --checkpoint")
+                                "read from the checkpoint (or the num_classes option, --detector-option num_classes=N), and "
+                                "the weights come from the checkpoint (checkpoint=, --checkpoint)")
     engine_set = sorted(set(kwargs) & set(_ENGINE_SET))
     if engine_set:  # (they were replaced after building, without a word)
         raise InvalidInputError("torchvision detector: builder_kwargs may not set " + "; ".join(

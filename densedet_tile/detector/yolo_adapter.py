@@ -598,9 +598,9 @@ def build(
     if options:
         raise InvalidInputError(f"yolo detector: unknown option(s) {', '.join(sorted(options))}")
     if config is not None:
-        raise InvalidInputError("yolo detector: takes no --config (the exported file describes the model)")
+        raise InvalidInputError("yolo detector: takes no config (--config): the exported file describes the model")
     if not checkpoint:
-        raise InvalidInputError("yolo detector: --checkpoint best.onnx (or .tflite) is required")
+        raise InvalidInputError("yolo detector: a checkpoint (checkpoint=, --checkpoint best.onnx or .tflite) is required")
     path = model_file(checkpoint, "yolo")
     check_input_size(input_size)
     if score_thr is not None and conf is not None and float(score_thr) != float(conf):
@@ -635,13 +635,13 @@ def build(
             imgsz = _literal(meta.get("imgsz"))
             side = max(imgsz) if isinstance(imgsz, (list, tuple)) and imgsz and all(isinstance(v, int) for v in imgsz) else None
         if side is None:
-            raise DetectorError(f"{where}: input {list(rt.input_shape)} has no fixed size and no imgsz metadata; pass --input-size")
+            raise DetectorError(f"{where}: input {list(rt.input_shape)} has no fixed size and no imgsz metadata; give its size (input_size=, --input-size)")
         canvas = (math.ceil(side / stride) * stride,) * 2
     else:
         canvas = (int(hw[0]), int(hw[1]))
         if input_size is not None and input_size > max(canvas):
             raise InvalidInputError(
-                f"{where}: --input-size {input_size} is larger than the model's fixed {canvas[0]}x{canvas[1]} input; "
+                f"{where}: input_size {input_size} (--input-size) is larger than the model's fixed {canvas[0]}x{canvas[1]} input; "
                 "export with a larger imgsz or dynamic=True"
             )
     # the engine sends square tiles (edge tiles narrower) resized to this side: on a non-square

@@ -126,7 +126,7 @@ def test_factory_exception_is_wrapped(tmp_path):
 
 
 def test_default_rejects_config():
-    with pytest.raises(InvalidInputError, match="no --config"):
+    with pytest.raises(InvalidInputError, match=r"no config \(--config\)"):
         load_detector("default", config="x.py")
 
 
@@ -146,7 +146,7 @@ def test_options_and_precision_reach_a_factory(tmp_path):
 
 
 def test_an_adapter_without_a_precision_choice_refuses_half_precision():
-    with pytest.raises(InvalidInputError, match="precision it was exported in; --precision fp16 is not an option"):
+    with pytest.raises(InvalidInputError, match=r"precision it was exported in; precision fp16 \(--precision\) is not an option"):
         load_detector("onnx", checkpoint="model.onnx", precision="fp16")
 
 

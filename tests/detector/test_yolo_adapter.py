@@ -368,7 +368,7 @@ def test_dynamic_height_and_width_take_the_canvas_from_input_size_or_metadata(to
         torch.onnx.export(EndToEnd.module(torch), (torch.zeros(1, 3, 64, 64),), str(path), input_names=["images"],
                           output_names=["output0"], opset_version=13, dynamo=False,
                           dynamic_axes={"images": {0: "b", 2: "h", 3: "w"}, "output0": {0: "b"}})
-    with pytest.raises(DetectorError, match="has no fixed size and no imgsz metadata; pass --input-size"):
+    with pytest.raises(DetectorError, match=r"has no fixed size and no imgsz metadata; give its size \(input_size=, --input-size\)"):
         load_detector("yolo", checkpoint=str(path), device="cpu")
     det = load_detector("yolo", checkpoint=str(path), device="cpu", input_size=60)
     assert det.canvas_hw == (64, 64) and det.input_size == 60 and det.info["batch"] == "dynamic"
@@ -566,7 +566,7 @@ def test_missing_runtime_names_the_extra(tmp_path, monkeypatch, module, package,
     ({"options": {"layout": "v9"}}, "layout must be one of v8, v5, end2end"),
     ({"options": {"max_det": 0}}, "max_det must be a positive int"),
     ({"options": {"nms": True}}, "unknown option"),
-    ({"config": "x.py"}, "takes no --config"),
+    ({"config": "x.py"}, r"takes no config \(--config\)"),
     ({"options": {"class_names": ["a", "b", "c"]}}, "3 class_names for an output with 2 class channels"),
     ({"precision": "fp16"}, "precision it was exported in"),
 ])
