@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from typing import Any, Literal, Sequence
 
@@ -60,15 +61,29 @@ def _import_stack() -> None:
         except ImportError as exc:
             raise MissingDependencyError(_FEATURE, "torchvision", "mmdet", exc) from exc
     _find_packages_without_pkg_resources()
-    with warnings.catch_warnings():
+    global _STACK_READY
+    with _STACK_LOCK:
+        if _STACK_READY:
+            return
         # mmcv/mmdet warn on import about moved modules and deprecated paths; not ours to fix.
-        warnings.simplefilter("ignore")
-        import mmdet.models  # noqa: F401  (registers every model component)
-        import mmdet.datasets.transforms  # noqa: F401
-        import mmdet.structures  # noqa: F401
+        # The filters are the process's, whatever the thread (Python 3.11): muted once, at the
+        # first build, and by one thread at a time, not at every build (two builds in two threads
+        # overlapping could leave the process's warnings muted for good, one's "ignore" restored
+        # after the other had put the filters back)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import mmdet.models  # noqa: F401  (registers every model component)
+            import mmdet.datasets.transforms  # noqa: F401
+            import mmdet.structures  # noqa: F401
 
-        # the 1.x box arithmetic the DenseDet configs select (DenseDet1x* coder, RoI extractor, head)
-        from . import mmdet_legacy  # noqa: F401
+            # the 1.x box arithmetic the DenseDet configs select (DenseDet1x* coder, RoI extractor, head)
+            from . import mmdet_legacy  # noqa: F401
+        _STACK_READY = True
+
+
+#: The mmdet stack is imported (:func:`_import_stack`), by one thread at a time.
+_STACK_LOCK = threading.Lock()
+_STACK_READY = False
 
 
 def _installed_path(package: str) -> str:
@@ -326,12 +341,12 @@ def build_model(cfg: Any, config: Any) -> Any:
     if "model" not in cfg:
         raise DetectorError(f"mmdet config {config}: has no 'model' entry")
     init_default_scope(cfg.get("default_scope", "mmdet"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # mmdet warns about unused train settings etc.
-        try:
-            return MODELS.build(cfg.model)
-        except Exception as exc:
-            raise DetectorError(f"mmdet config {config}: model cannot be built ({one_line(exc)})") from exc
+    # (no warnings filter here: the filters are the whole process's, and a build in one thread
+    # muted the warnings of every other meanwhile; the DenseDet configs build without a warning)
+    try:
+        return MODELS.build(cfg.model)
+    except Exception as exc:
+        raise DetectorError(f"mmdet config {config}: model cannot be built ({one_line(exc)})") from exc
 
 def build(
     *,

@@ -35,7 +35,6 @@ import argparse
 import logging
 import os
 import threading
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -76,11 +75,12 @@ def builder_names() -> list[str]:
 def _construct(name: str, num_classes: int, kwargs: dict[str, Any]) -> Any:
     import torchvision
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torchvision's notes about deprecated builder arguments
-        model = torchvision.models.get_model(
-            name, weights=None, weights_backbone=None, num_classes=num_classes, **kwargs
-        )
+    # (no warnings filter: the filters are the whole process's, and a build in one thread muted
+    # the warnings of every other meanwhile; the builders warn of nothing when given weights=None
+    # and weights_backbone=None, and a note on the user's own builder_kwargs is theirs to see)
+    model = torchvision.models.get_model(
+        name, weights=None, weights_backbone=None, num_classes=num_classes, **kwargs
+    )
     unknown = sorted(set(kwargs) - _builder_keywords(name, model))
     if unknown:  # the detection models pass what they do not know to their transform, which drops it
         raise ValueError(f"unknown keyword(s) {', '.join(unknown)} (torchvision would ignore them)")

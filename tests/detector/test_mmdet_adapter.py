@@ -423,3 +423,24 @@ def test_a_score_threshold_in_cfg_options_is_refused_for_score_thr():
                                                 r"detector's score_thr; give the threshold as --score-thr"):
         mmdet_adapter.build(config=LIGHT, checkpoint=None, device="cpu", input_size=96,
                             cfg_options={"model.test_cfg.rcnn.score_thr": 0.3})
+
+
+def test_a_build_leaves_the_process_warnings_filters_alone(monkeypatch):
+    # as with torchvision: the model's build ran under warnings.catch_warnings, muting every
+    # thread's warnings meanwhile; the stack's import noise is muted once, by one thread at a time
+    import warnings
+
+    from mmdet.registry import MODELS
+
+    load_detector("mmdet", config=LIGHT, checkpoint=None, device="cpu", input_size=64)  # (the stack imported)
+    seen = []
+    real = MODELS.build
+
+    def spy(*args, **kwargs):
+        seen.append(list(warnings.filters))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(MODELS, "build", spy)
+    load_detector("mmdet", config=LIGHT, checkpoint=None, device="cpu", input_size=64)
+    assert seen and seen[0] == list(warnings.filters)
+    assert mmdet_adapter._STACK_READY  # the import block ran once, at the first build, and not again

@@ -318,3 +318,23 @@ def test_a_reference_training_checkpoint_with_its_args_loads(det, tmp_path):
     assert argparse.Namespace not in torch.serialization.get_safe_globals()  # not process-wide
     with pytest.raises(DetectorError, match=r"not allow-listed .*argparse\.Namespace"):
         load_checkpoint(path)  # the shared loader still refuses it
+
+
+def test_a_build_leaves_the_process_warnings_filters_alone(monkeypatch):
+    # the build muted every warning while it ran (warnings.catch_warnings): the filters are the
+    # whole process's, so a build in one thread hid the warnings of every other meanwhile, and two
+    # builds overlapping could leave them muted for good
+    import warnings
+
+    import torchvision
+
+    seen = []
+    real = torchvision.models.get_model
+
+    def spy(*args, **kwargs):
+        seen.append(list(warnings.filters))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torchvision.models, "get_model", spy)
+    load_detector("torchvision", config=LIGHT, device="cpu", input_size=128)
+    assert seen and seen[0] == list(warnings.filters)
