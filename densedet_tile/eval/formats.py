@@ -1038,6 +1038,13 @@ def parse_yolo_labels(text: str, where: str) -> tuple[list[str], np.ndarray, boo
     if bad is not None:
         raise InvalidInputError(f"{where}: line {bad[0]} has {len(bad[1])} fields, expected 5 (class cx cy w h) "
                                 "or 6 (+score)")
+    if len({len(f) for _, f in rows}) > 1:
+        # a line without its score would count as sure (1.0), ahead of every scored box, and
+        # change AP without a word (a CSV with an empty score is refused the same way)
+        plain = next(n for n, f in rows if len(f) == 5)
+        with_score = next(n for n, f in rows if len(f) == 6)
+        raise InvalidInputError(f"{where}: line {plain} has no score but line {with_score} has one; give every "
+                                "line its score, or none")
     try:
         vals = np.array([[_number(v) for v in f[1:5]] + [_number(f[5]) if len(f) == 6 else 1.0] for _, f in rows],
                         np.float64).reshape(-1, 5)
@@ -1078,6 +1085,8 @@ def _yolo_folder(p: Path, files: list[Path], gt: BoxSet | None) -> BoxSet:
     if cls_file.is_file():
         names = [n.strip() for n in _read_text(cls_file).splitlines()]
     out = BoxSet(source=str(p), kind="yolo", scored=False)
+    plain: Path | None = None  # a file whose lines have no score, and one whose lines do
+    with_score: Path | None = None
     for f in files:
         keys = by_stem.get(f.stem)
         if not keys:
@@ -1091,6 +1100,15 @@ def _yolo_folder(p: Path, files: list[Path], gt: BoxSet | None) -> BoxSet:
                                     "which YOLO labels need to be turned into pixels")
         cls, vals, scored = parse_yolo_labels(_read_text(f), str(f))
         out.scored |= scored
+        if len(vals):
+            if scored:
+                with_score = with_score or f
+            else:
+                plain = plain or f
+            if plain is not None and with_score is not None:
+                # (as within one file: the unscored boxes would all count as sure, 1.0)
+                raise InvalidInputError(f"{plain}: its lines have no score but those of {with_score.name} have; "
+                                        "give every file's lines their scores, or none")
         classes = np.array([names[int(c)] if c.isdigit() and int(c) < len(names) else c for c in cls], dtype=object)
         out.images[keys[0]] = ImageBoxes(keys[0], g.width, g.height, yolo_to_xyxy(vals, g.width, g.height),
                                          vals[:, 4].copy(), classes, path=str(f))

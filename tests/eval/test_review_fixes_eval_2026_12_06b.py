@@ -125,3 +125,25 @@ def test_compare_scores_the_boxes_the_detections_json_holds(tmp_path: Path) -> N
     want = evaluate_boxes(pairs).stats
     assert want["AP50"] == pytest.approx(1.0) and want["AP75"] == 0.0  # the rounded box misses at 0.75
     assert tiled.metrics.stats == want
+
+
+def test_yolo_lines_with_and_without_scores_are_refused_not_scored_as_sure(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # a line without its score counted as 1.0, ahead of the scored boxes: a wrong unscored box
+    # took AP from 1.0 to 0.5 without a word (a CSV with an empty score is refused)
+    labels, gt = _yolo(tmp_path, "cola\nchips\n")
+    a = Path(labels) / "a.txt"
+    a.write_text(YOLO_LINES + "0 0.8 0.8 0.1 0.1\n")
+    assert_refused(tmp_path, capsys, labels, gt, str(a), "line 3 has no score but line 1 has one")
+    # one file scored, another not: the same, named by the unscored file
+    a.write_text(YOLO_LINES)
+    g = json.loads(Path(gt).read_text())
+    g["images"].append({"id": 2, "file_name": "b.jpg", "width": 200, "height": 100})
+    Path(gt).write_text(json.dumps(g))
+    (Path(labels) / "b.txt").write_text("0 0.8 0.8 0.1 0.1\n")
+    assert_refused(tmp_path, capsys, labels, gt, str(Path(labels) / "b.txt"),
+                   "its lines have no score but those of a.txt have")
+    # every line without a score is still read (scored 1.0, and said)
+    a.write_text("0 0.15 0.3 0.2 0.4\n1 0.6 0.7 0.2 0.4\n")
+    assert eval_main([labels, gt]) == 0
+    assert "has no score column" in capsys.readouterr().err
