@@ -170,12 +170,24 @@ def estimate_tilt(xyxy: np.ndarray, *, max_tilt: float = 4.0, step: float = 0.05
         return 0.0
     if step <= 0:
         raise InvalidInputError(f"tilt step must be > 0 degrees, got {step}")
+    n_steps = int(np.floor(max_tilt / step + 1e-9))
+    angles = np.arange(-n_steps, n_steps + 1) * step
+    scores = tilt_sharpness(a, angles)
+    best = np.flatnonzero(scores >= scores.max() * (1 - 1e-9))
+    # several equally sharp angles (few boxes): take the one nearest zero
+    return float(angles[best[np.argmin(np.abs(angles[best]))]])
+
+
+def tilt_sharpness(xyxy: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """How sharply the box bottoms and tops line up at each of ``angles`` (degrees, sorted
+    ascending): the sum of squared counts of their histograms, sheared by the angle (bottoms
+    weigh twice as much as tops), comparable across the angles of one call."""
+    a = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    angles = np.asarray(angles, dtype=np.float64)
     cx = (a[:, 0] + a[:, 2]) / 2
     x_ref = (cx.min() + cx.max()) / 2
     h = np.median(a[:, 3] - a[:, 1])
     bin_px = max(1.0, h / 10)
-    n_steps = int(np.floor(max_tilt / step + 1e-9))
-    angles = np.arange(-n_steps, n_steps + 1) * step
     tans = np.tan(np.radians(angles))
     dx = cx - x_ref
     scores = np.zeros(len(angles))
@@ -195,9 +207,7 @@ def estimate_tilt(xyxy: np.ndarray, *, max_tilt: float = 4.0, step: float = 0.05
             # light smoothing makes the score robust to a bin edge falling on a row
             sm = counts[:, :-1] + counts[:, 1:] if nb > 1 else counts
             scores[k0:k0 + m] += weight * (sm**2).sum(1)
-    best = np.flatnonzero(scores >= scores.max() * (1 - 1e-9))
-    # several equally sharp angles (few boxes): take the one nearest zero
-    return float(angles[best[np.argmin(np.abs(angles[best]))]])
+    return scores
 
 
 def _split(p: np.ndarray, lo: int, hi: int, split_frac: float, min_len: int, out: list[tuple[int, int]]) -> None:

@@ -40,7 +40,7 @@ from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detec
                             refuse_device, yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
                   remove_empty, stat_or_none, sweep_temporaries, write_files)
-from ..merge.core import pile_kept
+from ..merge.core import _PILE_IOU, copies_kept, pile_kept
 from ..pipeline import detect_image
 from ..runner import Job, as_json, build_detector, error_line
 from ..types import MergeSpec
@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "file (.txt, class cx cy w h [score] normalised; needs IMAGE)")
     p.add_argument("--regions", default=None, metavar="GEOJSON",
                    help="named polygons (pixel coordinates of the upright image) to count products in")
-    p.add_argument("--gap-k", type=positive_float, default=DEFAULT_GAP_K, metavar="K",
-                   help="a gap is an empty stretch wider than K median product widths of its row (default: %(default)s)")
+    p.add_argument("--gap-k", type=fraction(0.0, 1000.0, lo_open=True, hi_open=True), default=DEFAULT_GAP_K, metavar="K",
+                   help="a gap is an empty stretch wider than K median product widths of its row, 0 < K < 1000 "
+                        "(default: %(default)s)")
     p.add_argument("--end-k", type=positive_float, default=None, metavar="K",
                    help="threshold for empty row ends, in median product widths (default: gap-k widths plus the widest common product)")
     p.add_argument("--no-end-gaps", action="store_true", help="do not report empty stretches at row ends")
@@ -250,6 +251,16 @@ def _audit(args: argparse.Namespace) -> int:
                          f"detector without NMS of its own?) and were left out by NMS at IoU {MergeSpec().nms_iou:g} "
                          "before the audit")
                 xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
+            else:
+                kept = copies_kept(xyxy, scores)
+                if kept is not None:
+                    # two or three copies of each box (two runs' files joined) counted every
+                    # product twice or three times, without a word (an outside review)
+                    piled = (f"{det_path}: {len(xyxy) - len(kept)} of {len(xyxy)} boxes were near-copies of others "
+                             f"(overlapping one at IoU above {_PILE_IOU:g}, which no detector's NMS leaves: two runs' "
+                             "boxes in one file, or one object given several classes?) and were left out before the "
+                             "audit")
+                    xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
         result = run_audit(xyxy, width, height, regions=regions, settings=settings)
         picture = None
         if image_path is not None:

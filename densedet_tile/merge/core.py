@@ -288,6 +288,22 @@ def pile_kept(xyxy: np.ndarray, scores: np.ndarray | None, spec: MergeSpec = Mer
     return np.sort(nms(a, s, spec.nms_iou))
 
 
+def copies_kept(xyxy: np.ndarray, scores: np.ndarray | None) -> np.ndarray | None:
+    """One set of boxes (``xyxy`` (N, 4) finite pixels, ``scores`` (N,) or None for equal ones)
+    that is no pile (:func:`pile_kept`) but holds near-copies: pairs overlapping at IoU above
+    :data:`_PILE_IOU`, which no NMS of 0.8 or below leaves (two runs' boxes joined in one file,
+    or a detector without NMS over few boxes). The indices, in order, of the boxes NMS at that
+    IoU keeps, or None where there are no such pairs: each copy would count as a product."""
+    a = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    if len(a) < 2 or not np.isfinite(a).all():
+        return None
+    i, j = candidate_pairs(a)
+    if not (pair_iou(a, i, j) > _PILE_IOU).any():
+        return None
+    s = np.ones(len(a)) if scores is None else np.nan_to_num(np.asarray(scores, np.float64).reshape(-1), nan=0.0)
+    return np.sort(nms(a, s, _PILE_IOU))
+
+
 def _pile_tiles(dets: Sequence[Detections], keys: Sequence[int]) -> list[int]:
     """The keys of the tiles (``dets[t]`` is tile ``keys[t]``) whose boxes are a pile: more pairs
     of one label (a detector with NMS per class returns one object as several classes at one
