@@ -730,7 +730,11 @@ def write_yolo(result: "ImageResult", path: str | os.PathLike[str], *, scores: b
     names += [str(i) for i in range(len(names), top)]
     old: list[str] = []
     if classes.is_file():
-        old = classes.read_text(encoding="utf-8").splitlines()
+        try:  # (utf-8-sig: a byte-order mark, as Windows' Notepad saves, is no part of class 0's name)
+            old = classes.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"{classes}: not UTF-8 text ({exc.reason} at byte {exc.start}); it names the "
+                                    "classes of the YOLO labels written beside it: fix it or move it away") from None
         clash = [i for i, (a, b) in enumerate(zip(old, names)) if a != b]
         if clash:
             i = clash[0]

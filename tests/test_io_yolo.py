@@ -102,3 +102,15 @@ def test_yolo_scores_without_the_yolo_format_is_refused_not_ignored():
     with pytest.raises(InvalidInputError, match=r"yolo_scores \(--yolo-scores\) needs the yolo format"):
         Job(formats=("json", "csv"), yolo_scores=True)
     assert Job(formats=("json", "yolo"), yolo_scores=True).yolo_scores
+
+
+def test_a_classes_file_with_a_byte_order_mark_or_not_utf8_is_told_plainly(tmp_path):
+    # Notepad's byte-order mark made class 0 "\ufeffproduct" and every image was refused as
+    # naming it otherwise; a Latin-1 file failed each image with a bare UnicodeDecodeError
+    (tmp_path / "classes.txt").write_bytes(b"\xef\xbb\xbfproduct\r\n")
+    write_yolo(result([[20, 10, 60, 50]], [0]), tmp_path / "a.txt")
+    assert (tmp_path / "a.txt").is_file()
+    (tmp_path / "classes.txt").write_bytes(b"caf\xe9\nbottle\n")
+    with pytest.raises(InvalidInputError, match=r"classes\.txt: not UTF-8 text .*fix it or move it away"):
+        write_yolo(result([[20, 10, 60, 50]], [0]), tmp_path / "b.txt")
+    assert not (tmp_path / "b.txt").exists()

@@ -205,7 +205,7 @@ def _spooled(source: Any, **options: Any) -> ImageSource:
                 _rewind(source)
                 try:
                     shutil.copyfileobj(source, fh)
-                except TypeError:  # str from a text-mode file
+                except (TypeError, UnicodeDecodeError):  # str from a text-mode file (or its failed decode)
                     raise InvalidInputError(f"{label}: a file object in text mode; open the image with 'rb'") from None
         with _named_in_logs(tmp, label):
             src = open_image(tmp, **options)
