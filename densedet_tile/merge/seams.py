@@ -341,6 +341,7 @@ def repair_seams(
         j_past_i_cut = (ci & (d > tol)).any(axis=1)
         drop_i |= (inter >= contain * ai) & j_past_i_cut & ~i_past_j_cut
         drop_j |= (inter >= contain * aj) & i_past_j_cut & ~j_past_i_cut
+
     def meets(f: np.ndarray, gg: np.ndarray, cf: np.ndarray, cg: np.ndarray, ax: int) -> np.ndarray:
         """f cut on its far side of axis ``ax`` (0: x, 1: y), gg cut on its near side."""
         o = 1 - ax
@@ -395,7 +396,7 @@ def repair_seams(
     keys, counts = np.unique(np.concatenate([i[partner] * n_groups + g[j[partner]],
                                              j[partner] * n_groups + g[i[partner]]]), return_counts=True)
 
-    def twins(a: np.ndarray, other: np.ndarray) -> np.ndarray:
+    def partners(a: np.ndarray, other: np.ndarray) -> np.ndarray:
         """How many views in ``other``'s tile are partners of ``a``."""
         if keys.size == 0:
             return np.zeros(a.size, np.int64)
@@ -403,8 +404,8 @@ def repair_seams(
         at = np.minimum(np.searchsorted(keys, key), keys.size - 1)
         return np.where(keys[at] == key, counts[at], 0)
 
-    drop_i &= twins(i, j) - partner < 1
-    drop_j &= twins(j, i) - partner < 1
+    drop_i &= partners(i, j) - partner < 1
+    drop_j &= partners(j, i) - partner < 1
     # Drops must not go round in a cycle, which would remove every view of a product (the four
     # views of one product in the corner of four tiles, each cut and within a pixel of the
     # others, dropped one another round the ring; two views that each see past the other's
