@@ -211,7 +211,7 @@ def _audit(args: argparse.Namespace) -> int:
                 count_range = None
             info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
                     "detections": str(det_path), "count_range": count_range}
-            scores = boxes.scores
+            scores, classes = boxes.scores, boxes.classes
             if image_path is not None and boxes.name and not det_path.lower().endswith((".csv", ".txt")) \
                     and image_key(Path(image_path).name) != image_key(str(boxes.name)):
                 # (a CSV is matched by name, a YOLO file has none): a JSON of a renamed copy is fine,
@@ -234,6 +234,7 @@ def _audit(args: argparse.Namespace) -> int:
             if code != EXIT_OK:
                 return code
             xyxy, width, height, info, scores = found
+            classes = None
             stem = _stem(image_path)
         dropped = small_preview = piled = None
         if det_path is not None:  # another tool's boxes may overshoot the image, or miss it
@@ -243,6 +244,7 @@ def _audit(args: argparse.Namespace) -> int:
                 dropped = (f"{det_path}: {n_out} of {len(keep)} boxes have no area inside the {width}x{height} image "
                            "and were left out (boxes of another image, or of zero size?)")
                 xyxy, scores = xyxy[keep], (None if scores is None else np.asarray(scores)[keep])
+                classes = None if classes is None else np.asarray(classes)[keep]
             kept = pile_kept(xyxy, scores)
             if kept is not None and len(kept) < len(xyxy):
                 # (a detector without NMS: its near-copies made the audit's neighbour search
@@ -252,14 +254,13 @@ def _audit(args: argparse.Namespace) -> int:
                          "before the audit")
                 xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
             else:
-                kept = copies_kept(xyxy, scores)
+                kept = copies_kept(xyxy, scores, classes)
                 if kept is not None:
                     # two or three copies of each box (two runs' files joined) counted every
                     # product twice or three times, without a word (an outside review)
                     piled = (f"{det_path}: {len(xyxy) - len(kept)} of {len(xyxy)} boxes were near-copies of others "
-                             f"(overlapping one at IoU above {_PILE_IOU:g}, which no detector's NMS leaves: two runs' "
-                             "boxes in one file, or one object given several classes?) and were left out before the "
-                             "audit")
+                             f"(overlapping one of their class at IoU above {_PILE_IOU:g}, which no detector's NMS "
+                             "leaves: two runs' boxes in one file?) and were left out before the audit")
                     xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
         result = run_audit(xyxy, width, height, regions=regions, settings=settings)
         picture = None
@@ -516,7 +517,7 @@ def _read_yolo(det_path: str, image_path: str | None) -> Any:
         raise InvalidInputError(f"{det_path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{det_path}: cannot read it ({exc})") from None
-    cls, vals, _ = parse_yolo_labels(text, det_path)
+    cls, vals, _ = parse_yolo_labels(text, det_path, mixed_scores=True)
     w, h = size
     return ImageBoxes(Path(image_path).name, int(w), int(h), yolo_to_xyxy(vals, w, h), vals[:, 4],
                       np.array(cls, dtype=object), path=image_path)

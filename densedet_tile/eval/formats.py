@@ -1028,17 +1028,19 @@ def read_ground_truth(path: str | os.PathLike[str]) -> BoxSet:
     return gt
 
 
-def parse_yolo_labels(text: str, where: str) -> tuple[list[str], np.ndarray, bool]:
+def parse_yolo_labels(text: str, where: str, *, mixed_scores: bool = False) -> tuple[list[str], np.ndarray, bool]:
     """The lines of a YOLO label file (``class cx cy w h [score]``, normalised to the image, as
     Ultralytics' ``save_txt`` and ``--format yolo`` write them): each line's class field, and
     float64 (N, 5) ``cx, cy, w, h, score`` (score 1.0 where a line has none), and whether any line
-    has a score. Bad content is an :class:`InvalidInputError` naming ``where`` and the line."""
+    has a score. Bad content is an :class:`InvalidInputError` naming ``where`` and the line; so
+    are lines with and without a score in one file, unless ``mixed_scores`` (the audit counts the
+    boxes; AP would rank the unscored ones first)."""
     rows = [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     bad = next(((n, f) for n, f in rows if len(f) not in (5, 6)), None)
     if bad is not None:
         raise InvalidInputError(f"{where}: line {bad[0]} has {len(bad[1])} fields, expected 5 (class cx cy w h) "
                                 "or 6 (+score)")
-    if len({len(f) for _, f in rows}) > 1:
+    if not mixed_scores and len({len(f) for _, f in rows}) > 1:
         # a line without its score would count as sure (1.0), ahead of every scored box, and
         # change AP without a word (a CSV with an empty score is refused the same way)
         plain = next(n for n, f in rows if len(f) == 5)

@@ -288,20 +288,24 @@ def pile_kept(xyxy: np.ndarray, scores: np.ndarray | None, spec: MergeSpec = Mer
     return np.sort(nms(a, s, spec.nms_iou))
 
 
-def copies_kept(xyxy: np.ndarray, scores: np.ndarray | None) -> np.ndarray | None:
-    """One set of boxes (``xyxy`` (N, 4) finite pixels, ``scores`` (N,) or None for equal ones)
-    that is no pile (:func:`pile_kept`) but holds near-copies: pairs overlapping at IoU above
-    :data:`_PILE_IOU`, which no NMS of 0.8 or below leaves (two runs' boxes joined in one file,
-    or a detector without NMS over few boxes). The indices, in order, of the boxes NMS at that
-    IoU keeps, or None where there are no such pairs: each copy would count as a product."""
+def copies_kept(xyxy: np.ndarray, scores: np.ndarray | None, labels: np.ndarray | None = None) -> np.ndarray | None:
+    """One set of boxes (``xyxy`` (N, 4) finite pixels, ``scores`` (N,) or None for equal ones,
+    ``labels`` (N,) any class keys, or None for one class) that is no pile (:func:`pile_kept`)
+    but holds near-copies: pairs of one class overlapping at IoU above :data:`_PILE_IOU`, which
+    no NMS of 0.8 or below leaves (two runs' boxes joined in one file, or a detector without NMS
+    over few boxes; one object given several classes is a detector's NMS class by class, and
+    stays). The indices, in order, of the boxes NMS at that IoU keeps within each class, or None
+    where there are no such pairs: each copy would count as a product."""
     a = np.asarray(xyxy, np.float64).reshape(-1, 4)
     if len(a) < 2 or not np.isfinite(a).all():
         return None
+    lab = np.zeros(len(a), np.int64) if labels is None else np.unique(np.asarray(labels), return_inverse=True)[1]
     i, j = candidate_pairs(a)
-    if not (pair_iou(a, i, j) > _PILE_IOU).any():
+    same = lab[i] == lab[j]
+    if not (pair_iou(a, i[same], j[same]) > _PILE_IOU).any():
         return None
     s = np.ones(len(a)) if scores is None else np.nan_to_num(np.asarray(scores, np.float64).reshape(-1), nan=0.0)
-    return np.sort(nms(a, s, _PILE_IOU))
+    return np.sort(nms(a, s, _PILE_IOU, labels=lab))
 
 
 def _pile_tiles(dets: Sequence[Detections], keys: Sequence[int]) -> list[int]:

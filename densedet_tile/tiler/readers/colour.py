@@ -338,11 +338,8 @@ class TiffColour:
         photometric = int(page.photometric)
         bits = int(page.bitspersample)
         extras = [int(e) for e in (page.extrasamples or ())]
-        if dtype is None or not (dtype == np.bool_ or dtype.kind == "f" or (dtype.kind == "u" and dtype.itemsize <= 2)):
-            # (unsigned 32- or 64-bit samples were scaled against their full range: a uint32 photo
-            # of values in the thousands read as black, 0 products and no word; an outside review)
-            raise ImageReadError(f"{label}: unsupported TIFF sample type {dtype} ({bits} bits); 1 to 16-bit "
-                                 "unsigned or float samples are read")
+        if dtype is None or not (dtype == np.bool_ or dtype.kind in "uf"):
+            raise ImageReadError(f"{label}: unsupported TIFF sample type {dtype} ({bits} bits)")
         if photometric not in (0, 1, 2, 3, 5, 6):
             name = getattr(page.photometric, "name", photometric)
             raise ImageReadError(f"{label}: unsupported TIFF photometric interpretation {name}")
