@@ -149,3 +149,22 @@ def test_previews_left_out_of_a_folder_are_said_once_with_their_count(tmp_path: 
     notes = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
     assert notes == [f"{folder}: left out 5 previews an earlier run drew there (p0.preview.jpg and 4 more), "
                      "not photos"]
+
+
+@pytest.mark.parametrize("redo", [False, True])
+def test_a_stopped_batch_says_what_running_it_again_does(tmp_path: Path, monkeypatch, capsys, redo: bool) -> None:
+    # a --redo run stopped was told "re-run the same command to continue where it stopped",
+    # and the same command started over from the first image
+    import densedet_tile.cli.batch as cli_batch
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_batch, "_batch", stopped)
+    code = cli_batch.batch_main(["a.jpg", "--out", str(tmp_path / "o"), "--ray", "none"] + (["--redo"] if redo else []))
+    err = capsys.readouterr().err
+    assert code != 0
+    if redo:
+        assert "re-run with --redo to redo them all again, or without it to keep the earlier outputs" in err
+    else:
+        assert "re-run the same command to continue where it stopped" in err

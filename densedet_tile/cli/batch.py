@@ -119,7 +119,12 @@ def batch_main(argv: Sequence[str]) -> int:
         try:
             return stop.outcome(_batch(args, argv, stop))
         except KeyboardInterrupt:
-            error(PROG, f"{stop.reason} (re-run the same command to continue where it stopped)")
+            # (said of a --redo run too, which started over from the first image when run again;
+            # an outside review)
+            again = ("the images it redid are written anew; re-run with --redo to redo them all again, or without it "
+                     "to keep the earlier outputs of those it had not reached"
+                     if getattr(args, "redo", False) else "re-run the same command to continue where it stopped")
+            error(PROG, f"{stop.reason} ({again})")
             return stop.exit_status
 
 

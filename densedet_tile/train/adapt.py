@@ -127,6 +127,16 @@ def _listed_files(root: Path) -> tuple[list[Path], list[Path]]:
     return sorted(files), sorted(dangling)
 
 
+def _is_state(path: Path) -> bool:
+    """Whether ``path`` looks like a stopped adapt run's state (any version: a damaged or older
+    one is told on ``--resume``), not another file by that name (another run's weights)."""
+    try:
+        s = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return True  # (unreadable: as before, a stopped run to resume or delete)
+    return isinstance(s, dict) and "version" in s and "phase" in s
+
+
 def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
                 ) -> tuple[list[Path], list[tuple[Path, str]], int]:
     """The image files under ``folder`` (recursively, sorted; hidden files and folders, whose
@@ -134,7 +144,8 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
     ``max_pixels`` pixels (None: no limit).
 
     Returns ``(readable, bad, other)``: readable image paths; ``(path, reason)`` for files with an
-    image suffix that cannot be opened (they are skipped), and for a second name of a file listed
+    image suffix that cannot be opened (they are skipped), for the previews an earlier run of this
+    tool drew there (``<stem>.preview.jpg`` listed by its detections JSON), and for a second name of a file listed
     already (a symbolic or hard link: one photo trained on twice, or held out under one name and
     trained on under the other); the number of other files ignored. Copies with their own bytes
     are not recognised. Raises :class:`InvalidInputError` when ``folder`` is not a folder.
@@ -157,9 +168,16 @@ def find_photos(folder: str | os.PathLike[str], max_pixels: int | None = DEFAULT
     files, dangling = _listed_files(root)
     bad.extend((p, "a link to a file that does not exist") for p in dangling if p.suffix.lower() in IMAGE_SUFFIXES)
     other += sum(p.suffix.lower() not in IMAGE_SUFFIXES for p in dangling)
+    from ..batch import _our_preview
+
     for p in files:
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             other += 1
+            continue
+        if _our_preview(p):
+            # (a folder that was a batch's --out: the previews, boxes drawn on a copy of each photo,
+            # were trained on, the held-out photo's among them; an outside review)
+            bad.append((p, "a preview an earlier run drew (its detections JSON lists it), not a photo"))
             continue
         size = None
         try:
@@ -566,9 +584,21 @@ class AdaptRun:
 
     # -- set-up -------------------------------------------------------------------------------
     def _fresh(self, settings: AdaptSettings, base, overwrite: bool) -> None:
+        root = os.path.realpath(self.folder)
+        for p in self.paths.values():
+            # one of the photos: said before --overwrite is offered (which is refused for it too)
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and os.path.realpath(p).startswith(root + os.sep):
+                raise InvalidInputError(f"--out {self.paths['weights']}: it or its state or report would overwrite "
+                                        f"the photo {p}; choose an --out that is not one of the photos")
         if self.paths["state"].exists():
-            raise InvalidInputError(f"{self.paths['state']} holds a stopped run: pass --resume to continue it, "
-                                    "or delete it to start again")
+            if _is_state(self.paths["state"]):
+                raise InvalidInputError(f"{self.paths['state']} holds a stopped run: pass --resume to continue it, "
+                                        "or delete it to start again")
+            # (another run's weights named m.state.pt were offered for deletion as a stopped run;
+            # an outside review)
+            raise InvalidInputError(f"{self.paths['state']} is there but holds no stopped adapt run (it is where a run "
+                                    f"of --out {self.paths['weights'].name} keeps its state): move it away or choose "
+                                    "another --out")
         if self.paths["weights"].exists() and not overwrite:
             raise InvalidInputError(f"{self.paths['weights']} exists: choose another --out or pass --overwrite")
         for key, ours in (("report_json", _adapt_report), ("report_txt", _adapt_report_text)):
