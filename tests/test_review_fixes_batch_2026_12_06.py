@@ -165,6 +165,6 @@ def test_a_stopped_batch_says_what_running_it_again_does(tmp_path: Path, monkeyp
     err = capsys.readouterr().err
     assert code != 0
     if redo:
-        assert "re-run with --redo to redo them all again, or without it to keep the earlier outputs" in err
+        assert "re-run with --redo to start over from the first image, or without --redo to keep what is written" in err
     else:
         assert "re-run the same command to continue where it stopped" in err

@@ -191,13 +191,15 @@ def tilt_sharpness(xyxy: np.ndarray, angles: np.ndarray) -> np.ndarray:
     tans = np.tan(np.radians(angles))
     dx = cx - x_ref
     scores = np.zeros(len(angles))
-    chunk = max(1, 2_000_000 // len(a))  # angles at a time: (chunk, N) arrays, not (all angles, N)
     # bottoms (products stand on shelves) weigh twice as much as tops (hanging products)
     for edge, weight in ((a[:, 3], 1.0), (a[:, 1], 0.5)):
         # a box's sheared height is linear in tan(angle): its extremes lie at the extreme angles
         ends = edge[None, :] - tans[[0, -1], None] * dx[None, :]
         y_min = float(ends.min())
         nb = int(np.floor((float(ends.max()) - y_min) / bin_px)) + 1
+        # angles at a time: (chunk, N) and (chunk, bins) arrays, not (all angles, N): steep
+        # angles over a wide bay shear its boxes over many bins
+        chunk = max(1, 2_000_000 // max(len(a), nb))
         for k0 in range(0, len(angles), chunk):
             y = edge[None, :] - tans[k0:k0 + chunk, None] * dx[None, :]
             idx = np.floor((y - y_min) / bin_px).astype(np.int64)

@@ -40,7 +40,7 @@ from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detec
                             refuse_device, yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
                   remove_empty, stat_or_none, sweep_temporaries, write_files)
-from ..merge.core import _PILE_IOU, copies_kept, pile_kept
+from ..merge.core import NEAR_COPY_IOU, copies_kept, pile_kept
 from ..pipeline import detect_image
 from ..runner import Job, as_json, build_detector, error_line
 from ..types import MergeSpec
@@ -245,7 +245,7 @@ def _audit(args: argparse.Namespace) -> int:
                            "and were left out (boxes of another image, or of zero size?)")
                 xyxy, scores = xyxy[keep], (None if scores is None else np.asarray(scores)[keep])
                 classes = None if classes is None else np.asarray(classes)[keep]
-            kept = pile_kept(xyxy, scores)
+            kept = pile_kept(xyxy, scores, labels=classes)
             if kept is not None and len(kept) < len(xyxy):
                 # (a detector without NMS: its near-copies made the audit's neighbour search
                 # grow with their square, 20 000 copies of one box 7.8 GB; an outside review)
@@ -253,13 +253,14 @@ def _audit(args: argparse.Namespace) -> int:
                          f"detector without NMS of its own?) and were left out by NMS at IoU {MergeSpec().nms_iou:g} "
                          "before the audit")
                 xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
+                classes = None if classes is None else np.asarray(classes)[kept]
             else:
                 kept = copies_kept(xyxy, scores, classes)
                 if kept is not None:
                     # two or three copies of each box (two runs' files joined) counted every
                     # product twice or three times, without a word (an outside review)
                     piled = (f"{det_path}: {len(xyxy) - len(kept)} of {len(xyxy)} boxes were near-copies of others "
-                             f"(overlapping one of their class at IoU above {_PILE_IOU:g}, which no detector's NMS "
+                             f"(overlapping one of their class at IoU above {NEAR_COPY_IOU:g}, which no detector's NMS "
                              "leaves: two runs' boxes in one file?) and were left out before the audit")
                     xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
         result = run_audit(xyxy, width, height, regions=regions, settings=settings)

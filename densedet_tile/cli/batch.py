@@ -121,9 +121,9 @@ def batch_main(argv: Sequence[str]) -> int:
         except KeyboardInterrupt:
             # (said of a --redo run too, which started over from the first image when run again;
             # an outside review)
-            again = ("the images it redid are written anew; re-run with --redo to redo them all again, or without it "
-                     "to keep the earlier outputs of those it had not reached"
-                     if getattr(args, "redo", False) else "re-run the same command to continue where it stopped")
+            again = ("re-run with --redo to start over from the first image, or without --redo to keep what is "
+                     "written: the images it had not reached keep their earlier outputs and are not redone"
+                     if args.redo else "re-run the same command to continue where it stopped")
             error(PROG, f"{stop.reason} ({again})")
             return stop.exit_status
 

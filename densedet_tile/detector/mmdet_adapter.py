@@ -70,15 +70,21 @@ def _import_stack() -> None:
         # first build, and by one thread at a time, not at every build (two builds in two threads
         # overlapping could leave the process's warnings muted for good, one's "ignore" restored
         # after the other had put the filters back)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import mmdet.models  # noqa: F401  (registers every model component)
-            import mmdet.datasets.transforms  # noqa: F401
-            import mmdet.structures  # noqa: F401
-
-            # the 1.x box arithmetic the DenseDet configs select (DenseDet1x* coder, RoI extractor, head)
-            from . import mmdet_legacy  # noqa: F401
+        _import_models()
         _STACK_READY = True
+
+
+def _import_models() -> None:
+    """mmdet's model components (and the 1.x arithmetic the DenseDet configs select), their
+    import noise muted; once per process, by :func:`_import_stack`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mmdet.models  # noqa: F401  (registers every model component)
+        import mmdet.datasets.transforms  # noqa: F401
+        import mmdet.structures  # noqa: F401
+
+        # the 1.x box arithmetic the DenseDet configs select (DenseDet1x* coder, RoI extractor, head)
+        from . import mmdet_legacy  # noqa: F401
 
 
 #: The mmdet stack is imported (:func:`_import_stack`), by one thread at a time.

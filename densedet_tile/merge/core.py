@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 #: A tile's boxes are a pile when more pairs of them (of one label) than boxes are near-copies,
 #: overlapping at IoU above this (no NMS of 0.8 or below leaves such a pair: a detector with its
 #: own NMS never has one), or when the spatial index holds more than :data:`_PILE_PAIRS_MAX`
-#: candidates (too many to look at: no NMS leaves that).
-_PILE_IOU = 0.8
+#: candidates (too many to look at: no NMS leaves that). :func:`copies_kept` thins at it.
+NEAR_COPY_IOU = 0.8
+_PILE_IOU = NEAR_COPY_IOU
 _PILE_PAIRS_MAX = 8_000_000
 #: The unconfirmed rule (``MergeSpec.confirm``) takes a side flagged by the fixed ``edge_tol``
 #: band for cut only when it also lies within this fraction of the box's extent of the edge.
@@ -271,21 +272,34 @@ def suppress_piles(dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) ->
     return out, piled
 
 
-def pile_kept(xyxy: np.ndarray, scores: np.ndarray | None, spec: MergeSpec = MergeSpec()) -> np.ndarray | None:
-    """One set of boxes (``xyxy`` (N, 4) finite pixels, ``scores`` (N,) or None for equal ones)
-    checked as :func:`suppress_piles` checks a tile's: the indices, in order, of the boxes NMS at
-    ``spec.nms_iou`` keeps where they are a pile of near-copies, None where they are not (or
-    are fewer than 4). For boxes that come from elsewhere than a tile (another tool's file):
-    what pairs boxes with their neighbours grows with the square of a pile."""
+def pile_kept(xyxy: np.ndarray, scores: np.ndarray | None, spec: MergeSpec = MergeSpec(),
+              labels: Sequence[object] | np.ndarray | None = None) -> np.ndarray | None:
+    """One set of boxes (``xyxy`` (N, 4) finite pixels, ``scores`` (N,) or None for equal ones,
+    ``labels`` (N,) any class keys or None for one class) checked as :func:`suppress_piles`
+    checks a tile's: the indices, in order, of the boxes NMS at ``spec.nms_iou`` keeps (class by
+    class) where they are a pile of near-copies of one class, None where they are not (or are
+    fewer than 4). For boxes that come from elsewhere than a tile (another tool's file): what
+    pairs boxes with their neighbours grows with the square of a pile."""
     a = np.asarray(xyxy, np.float64).reshape(-1, 4)
     n = len(a)
     if n < 4 or not np.isfinite(a).all():
         return None
-    d = Detections(a.astype(np.float32), np.zeros(n, np.float32), np.zeros(n, np.int64))
+    lab = _class_numbers(labels, n)
+    d = Detections(a.astype(np.float32), np.zeros(n, np.float32), lab)
     if not _pile_tiles([d], [0]):
         return None
     s = np.ones(n) if scores is None else np.nan_to_num(np.asarray(scores, np.float64).reshape(-1), nan=0.0)
-    return np.sort(nms(a, s, spec.nms_iou))
+    return np.sort(nms(a, s, spec.nms_iou, labels=lab))
+
+
+def _class_numbers(labels: Sequence[object] | np.ndarray | None, n: int) -> np.ndarray:
+    """int64 (n,) one number per distinct class key of ``labels`` (any hashable keys, mixed
+    types, None included), in order of first appearance; zeros for None."""
+    if labels is None:
+        return np.zeros(n, np.int64)
+    ids: dict[object, int] = {}
+    return np.fromiter((ids.setdefault(k, len(ids)) for k in np.asarray(labels, dtype=object).reshape(-1).tolist()),
+                       np.int64, count=n)
 
 
 def copies_kept(xyxy: np.ndarray, scores: np.ndarray | None, labels: np.ndarray | None = None) -> np.ndarray | None:
@@ -299,7 +313,7 @@ def copies_kept(xyxy: np.ndarray, scores: np.ndarray | None, labels: np.ndarray 
     a = np.asarray(xyxy, np.float64).reshape(-1, 4)
     if len(a) < 2 or not np.isfinite(a).all():
         return None
-    lab = np.zeros(len(a), np.int64) if labels is None else np.unique(np.asarray(labels), return_inverse=True)[1]
+    lab = _class_numbers(labels, len(a))
     i, j = candidate_pairs(a)
     same = lab[i] == lab[j]
     if not (pair_iou(a, i[same], j[same]) > _PILE_IOU).any():

@@ -20,9 +20,10 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   tile also reported ``f``'s object apart from ``g``: a view there of ``f``'s label agreeing
   with ``f`` on every side at IoU 0.5 or more, or a fragment joining ``f`` (below). Then ``f``
   is an object nested in ``g``'s (a product in the box of its pack crossing the seam), not
-  ``g``'s product cut short. Nor does a side that two views of one class have cut by one tile
-  edge count as reaching further in either (a pixel of noise past it kept the lower-scored
-  view): neither is dropped, and the fusion after the repair takes them as one.
+  ``g``'s product cut short. Nor does a side that two views of one class (any two, merged
+  class-agnostic) have cut by one tile edge count as reaching further in either (a pixel of
+  noise past it kept the lower-scored view): neither is dropped, and the fusion after the
+  repair takes them as one.
 * **unconfirmed** (a truncated view nobody else sees, with ``confirm``): a cut ``f`` lying
   wholly inside another tile that reported nothing overlapping it (no box of that tile, of
   any label, covers 30% of ``f`` or of itself) is dropped; here a side counts as cut only
@@ -234,14 +235,18 @@ def repair_seams(
     ``xyxy`` (N, 4) global pixels, ``scores`` (N,), ``labels`` (N,), ``groups`` (N,) tile ids,
     ``cut`` bool (N, 4) in (left, top, right, bottom) order. Only pairs from different groups
     with at least one cut box are examined; a truncated view is dropped for a fuller view of
-    any label, fragments are joined only when of one label unless ``class_agnostic``.
+    any label (but not for one of another label, classes merged one by one, when the fuller
+    view's tile reported the truncated view's object too: a product nested in its pack's box),
+    fragments are joined only when of one label unless ``class_agnostic``.
     ``near_seam`` (N,) bool, optional: a superset of the boxes that can take part (every cut
     box and every box reaching within the tolerance of an interior tile edge); the others
     are left out of the pair search, which only saves time. ``pairs``: candidate pairs
     ``(i, j)`` already found (pad ``tol_px``, touching), instead of searching here.
 
     ``contain``: the containment rule's threshold (None: no containment rule).
-    ``confirm`` with ``tile_xyxy`` (T, 4), the rectangle of every group id: the unconfirmed
+    ``tile_xyxy`` (T, 4), the rectangle of every group id: two views cut by one tile edge (of one
+    label, any two class-agnostic) are then not dropped for a pixel of noise past it, and on a
+    grid fragments join across neighbouring tiles only. ``confirm`` with ``tile_xyxy``: the unconfirmed
     rule, judging ``confirm_cut`` (N, 4) bool when given (a stricter subset of ``cut``: sides
     near the edge for the box's own size), else ``cut``; ``confirmers`` ``(xyxy (M, 4), groups (M,))``: more boxes that may confirm a cut view
     but take no other part (a tile's boxes just below the served score threshold: that tile did
@@ -329,8 +334,8 @@ def repair_seams(
     # more, and still drops the other)
     # (of one label, or class-agnostic: views of two labels are neither fused nor suppressed by
     # each other later, and keeping both kept a mislabelled view as a second product)
-    if tile_xyxy is not None:
-        rects = np.asarray(tile_xyxy, dtype=np.float64)
+    rects = None if tile_xyxy is None else np.asarray(tile_xyxy, dtype=np.float64).reshape(-1, 4)
+    if rects is not None and 0 <= int(g.min()) and int(g.max()) < len(rects):  # (group ids are tile indices)
         same_cut = ci & cj & within & (rects[g[i]] == rects[g[j]]) & same[:, None]
     else:
         same_cut = np.zeros_like(ci)
@@ -411,8 +416,9 @@ def repair_seams(
             at = np.minimum(np.searchsorted(keys, key), keys.size - 1)
             return np.where(keys[at] == key, counts[at], 0)
 
-        drop_i &= ~other | (partners(i, j) - partner < 1)
-        drop_j &= ~other | (partners(j, i) - partner < 1)
+        # (a pair of two classes is no partner of its own: join needs one class on this path)
+        drop_i &= ~other | (partners(i, j) < 1)
+        drop_j &= ~other | (partners(j, i) < 1)
     # Drops must not go round in a cycle, which would remove every view of a product (the four
     # views of one product in the corner of four tiles, each cut and within a pixel of the
     # others, dropped one another round the ring; two views that each see past the other's

@@ -584,10 +584,10 @@ class AdaptRun:
 
     # -- set-up -------------------------------------------------------------------------------
     def _fresh(self, settings: AdaptSettings, base, overwrite: bool) -> None:
-        root = os.path.realpath(self.folder)
+        root = Path(os.path.realpath(self.folder))
         for p in self.paths.values():
             # one of the photos: said before --overwrite is offered (which is refused for it too)
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and os.path.realpath(p).startswith(root + os.sep):
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and Path(os.path.realpath(p)).is_relative_to(root):
                 raise InvalidInputError(f"--out {self.paths['weights']}: it or its state or report would overwrite "
                                         f"the photo {p}; choose an --out that is not one of the photos")
         if self.paths["state"].exists():

@@ -509,3 +509,32 @@ def test_two_views_cut_by_one_edge_keep_the_better_score(wider: bool) -> None:
     assert len(out) == 1 and out.scores[0] == np.float32(0.95)
     out = merge_tiles(tiles, views, MergeSpec())  # fused, not the 0.47 view alone
     assert len(out) == 1 and out.scores[0] > 0.6
+
+
+def test_repair_seams_takes_group_ids_that_are_no_tile_indices() -> None:
+    # with tile rectangles given, the one-edge rule looked the groups up as tile indices:
+    # IndexError for ids past them (a caller's own ids), a wrong tile for negative ones
+    from densedet_tile.merge import repair_seams
+
+    xyxy = np.array([[90, 10, 100, 40], [92, 10, 100, 40]], np.float64)
+    cut = np.array([[False, False, True, False], [False, False, True, False]])
+    rects = np.array([[0, 0, 100, 100], [0, 50, 100, 150]], np.float64)
+    for groups in ([0, 1], [5, 9], [-1, 3]):
+        rep = repair_seams(xyxy, np.array([0.9, 0.5]), np.zeros(2, np.int64), np.array(groups), cut,
+                           tol_px=16, tol_frac=0.1, tile_xyxy=rects)
+        assert rep.keep.sum() + rep.dropped.sum() == 2
+
+
+def test_pile_and_copy_checks_go_class_by_class_with_any_class_keys() -> None:
+    from densedet_tile.merge.core import copies_kept, pile_kept
+
+    rng = np.random.default_rng(0)
+    base = np.c_[rng.uniform(0, 900, 50), rng.uniform(0, 900, 50)]
+    boxes = np.c_[base, base + 40]
+    # one object given four classes at one box: no pile, no copies (a detector's per-class NMS)
+    four = np.repeat(boxes, 4, axis=0)
+    labels = np.tile(np.array([0, "drink", None, 2.5], dtype=object), 50)
+    assert pile_kept(four, None, labels=labels) is None and copies_kept(four, None, labels) is None
+    # the same boxes twice in one class: half of them are copies
+    kept = copies_kept(np.repeat(boxes, 2, axis=0), None, np.zeros(100))
+    assert kept is not None and len(kept) == 50
