@@ -297,9 +297,12 @@ def _class_numbers(labels: Sequence[object] | np.ndarray | None, n: int) -> np.n
     types, None included), in order of first appearance; zeros for None."""
     if labels is None:
         return np.zeros(n, np.int64)
+    keys = np.asarray(labels, dtype=object).reshape(-1).tolist()
+    if len(keys) != n:
+        raise InvalidInputError(f"{n} boxes but {len(keys)} labels")
     ids: dict[object, int] = {}
-    return np.fromiter((ids.setdefault(k, len(ids)) for k in np.asarray(labels, dtype=object).reshape(-1).tolist()),
-                       np.int64, count=n)
+    nan = object()  # (NaN equals nothing, itself included: every NaN is one class)
+    return np.array([ids.setdefault(nan if isinstance(k, float) and k != k else k, len(ids)) for k in keys], np.int64)
 
 
 def copies_kept(xyxy: np.ndarray, scores: np.ndarray | None, labels: np.ndarray | None = None) -> np.ndarray | None:

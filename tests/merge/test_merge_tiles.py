@@ -538,3 +538,7 @@ def test_pile_and_copy_checks_go_class_by_class_with_any_class_keys() -> None:
     # the same boxes twice in one class: half of them are copies
     kept = copies_kept(np.repeat(boxes, 2, axis=0), None, np.zeros(100))
     assert kept is not None and len(kept) == 50
+    # NaN labels are one class; a wrong number of labels is refused
+    assert len(copies_kept(np.repeat(boxes, 2, axis=0), None, np.full(100, np.nan))) == 50
+    with pytest.raises(InvalidInputError, match="100 boxes but 150 labels"):
+        copies_kept(np.repeat(boxes, 2, axis=0), None, np.zeros(150))
