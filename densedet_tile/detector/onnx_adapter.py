@@ -339,6 +339,11 @@ def build(
     shape = list(inp.shape)
     if len(shape) != 4 or shape[1] not in (3, "3"):
         raise DetectorError(f"onnx model {checkpoint}: input {inp.name!r} should be (1, 3, H, W), got {shape}")
+    if isinstance(shape[0], int) and shape[0] > 1:
+        # (loaded, then every tile failed in onnxruntime's own words; an outside review)
+        raise DetectorError(f"onnx model {checkpoint}: input {inp.name!r} takes a batch of exactly {shape[0]} "
+                            f"images ({shape}); this adapter feeds one tile at a time: export with a batch of 1 "
+                            "or a dynamic batch")
     if inp.type not in _INPUT_TYPES:
         raise DetectorError(f"onnx model {checkpoint}: input {inp.name!r} should be float32 or float16, got {inp.type}")
     fixed = [d if isinstance(d, int) and d > 0 else None for d in shape[2:]]

@@ -18,8 +18,8 @@ What is read from the export itself:
   ``(B, 4 + nc, N)``, the v5 head ``(B, N, 5 + nc)`` with objectness, or an end-to-end export
   ``(B, K, 6)`` (x1, y1, x2, y2, score, class; K at most 1000) that already contains NMS.
   Coordinates may be in input pixels (ONNX exports) or normalised to 0..1 (TFLite exports):
-  boxes whose coordinates all lie within 1.5 are taken as normalised (``normalized=`` forces
-  either).
+  boxes whose centres (an end-to-end export's corners) all lie within 1.5 are taken as
+  normalised (``normalized=`` forces either).
 
 Preprocessing is the Ultralytics letterbox: the tile keeps its aspect ratio, is centred on a
 canvas filled with grey 114, RGB, divided by 255 (and quantised with the input's scale and zero
@@ -220,7 +220,8 @@ def decode(
     segmentation or pose heads are ignored); None means all. Candidates scoring >= ``conf`` are
     kept; raw heads then go through NMS at ``iou`` (class-wise unless ``agnostic``); at most
     ``max_det`` boxes come back, by descending score. ``normalized`` says whether coordinates are
-    0..1 (None: they are when every candidate's coordinates lie within 1.5).
+    0..1 (None: they are when every candidate's centre, or an end-to-end export's corners, lie
+    within 1.5).
     """
     if layout not in LAYOUTS:
         raise InvalidInputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -243,7 +244,11 @@ def decode(
     if keep.size > MAX_NMS:
         keep = keep[np.argsort(-scores[keep], kind="stable")[:MAX_NMS]]
     boxes, scores, labels = boxes[keep], scores[keep].astype(np.float32), labels[keep].astype(np.int64)
-    if len(keep) and (normalized if normalized is not None else float(np.abs(boxes).max()) <= 1.5):
+    # (0..1 or pixels, told by the centres of x, y, w, h heads: a v5 head's widths reach past 1 in
+    # 0..1 exports, and one wide candidate above the threshold had a tile's boxes taken as pixels,
+    # shrunk to under a pixel; an outside review)
+    told_by = boxes if layout == "end2end" else boxes[:, :2]
+    if len(keep) and (normalized if normalized is not None else float(np.abs(told_by).max()) <= 1.5):
         h, w = canvas_hw
         boxes = boxes * np.array([w, h, w, h], np.float32)
     if layout != "end2end":
@@ -390,8 +395,12 @@ class _LiteRuntime:
         self.device = "cpu"
         self._allocated: tuple[int, ...] = tuple(int(d) for d in inp["shape"])
         self._lock = threading.Lock()
-        with quiet_native_stderr():
-            self.interp.allocate_tensors()
+        try:
+            with quiet_native_stderr():
+                self.interp.allocate_tensors()
+        except Exception as exc:  # (ops LiteRT cannot run, "Select TensorFlow op(s)": said as the file's)
+            raise DetectorError(f"yolo model {path}: LiteRT cannot prepare it ({' '.join(str(exc).split())[:200]})"
+                                ) from exc
 
     def _quant(self, detail: dict[str, Any]) -> tuple[float, int]:
         scale, zero = detail["quantization"]

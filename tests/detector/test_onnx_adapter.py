@@ -563,3 +563,15 @@ def test_batch_says_the_ap_threshold_warning_only_once_it_counts(tmp_path, model
                         "--checkpoint", str(tmp_path / "missing.onnx"), "--device", "cpu", "--ray", "none",
                         "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "meant for AP evaluation" not in r.stderr, r.stderr[-2000:]
+
+
+def test_an_export_of_a_fixed_batch_over_one_is_refused_when_loaded(tmp_path):
+    # it loaded, and every tile then failed in onnxruntime's own words (an outside review)
+    path = tmp_path / "batch2.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(RedBox(), (torch.zeros(2, 3, 64, 64),), str(path), input_names=["img"],
+                          output_names=["det_bboxes", "det_labels"], dynamo=False)
+    with pytest.raises(DetectorError, match=r"batch2\.onnx: input 'img' takes a batch of exactly 2 images .*export "
+                                            r"with a batch of 1 or a dynamic batch"):
+        onnx_adapter.build(checkpoint=str(path), device="cpu")

@@ -701,3 +701,30 @@ def test_the_command_says_nothing_of_litert_under_quiet(tmp_path):
                 "--out", tmp_path / "out", "-q", cwd=tmp_path)
     assert r.returncode == 0 and "XNNPACK" not in r.stderr and "TensorFlow Lite" not in r.stderr, r.stderr
     assert (tmp_path / "out" / "aisle.detections.json").is_file()
+
+
+def test_one_wide_candidate_does_not_turn_normalised_boxes_into_pixels():
+    # a 0..1 v5 head: widths reach past 1 (up to 2.3 canvases); one such candidate above the
+    # threshold had every box of the tile read as pixels, shrunk under a pixel (an outside review)
+    rows = np.zeros((4, 6), np.float32)
+    rows[0] = [32 / 64, 32 / 64, 20 / 64, 10 / 64, 0.9, 1.0]
+    rows[1] = [32 / 64, 32 / 64, 1.6, 40 / 64, 0.3, 1.0]
+    boxes, scores, _ = ya.decode(rows, "v5", (64, 64), iou=0.9)
+    np.testing.assert_allclose(boxes[np.argmax(scores)], [22, 27, 42, 37], atol=1e-4)
+    # pixel coordinates stay pixels, whatever the widths
+    px = rows.copy()
+    px[:, :4] *= 64
+    boxes, scores, _ = ya.decode(px, "v5", (64, 64), iou=0.9)
+    np.testing.assert_allclose(boxes[np.argmax(scores)], [22, 27, 42, 37], atol=1e-4)
+
+
+def test_a_tflite_model_litert_cannot_prepare_is_named(monkeypatch):
+    # "Select TensorFlow op(s) ... not supported" came as a bare RuntimeError naming no file
+    interpreter = pytest.importorskip("ai_edge_litert.interpreter")
+
+    def refuse(self):
+        raise RuntimeError("Select TensorFlow op(s), included in the given model, is(are) not supported")
+
+    monkeypatch.setattr(interpreter.Interpreter, "allocate_tensors", refuse)
+    with pytest.raises(DetectorError, match=r"bright_cells_float32\.tflite: LiteRT cannot prepare it \(Select "):
+        load_detector("yolo", checkpoint=tflite("float32"), device="cpu")
