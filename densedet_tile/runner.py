@@ -775,6 +775,10 @@ def without_earlier_outputs(inputs: "Sequence[_P]") -> "list[_P]":
         if name.endswith(OUTPUT_SUFFIXES["json"]) and _detections_json(Path(inp)):
             log.warning("%s: left out: the detections JSON of an earlier run", inp)
             continue
+        if name == YOLO_CLASSES_FILE and _beside_our_yolo_labels(Path(inp)):
+            # (it stopped the run: "this input is where the YOLO class list ... would be written")
+            log.warning("%s: left out: the YOLO class list an earlier run wrote beside its labels", inp)
+            continue
         if _audit_heatmap(Path(inp)):
             log.warning("%s: left out: an audit wrote it (its %s is beside it)", inp,
                         name[: -len(AUDIT_SUFFIXES["heatmap"])] + AUDIT_SUFFIXES["json"])
@@ -790,6 +794,18 @@ def without_earlier_outputs(inputs: "Sequence[_P]") -> "list[_P]":
         else:
             kept.append(inp)
     return kept
+
+
+def _beside_our_yolo_labels(path: Path, look: int = 200) -> bool:
+    """Whether ``path`` (a ``classes.txt``) sits beside YOLO labels this tool wrote: a detections
+    JSON there (among the first ``look``) lists a ``<stem>.txt`` among its outputs."""
+    import itertools
+
+    for record in itertools.islice(path.parent.glob("*" + OUTPUT_SUFFIXES["json"]), look):
+        stem = record.name[: -len(OUTPUT_SUFFIXES["json"])]
+        if stem + OUTPUT_SUFFIXES["yolo"] in _recorded_outputs(record, stem):
+            return True
+    return False
 
 
 def _tool_doc(path: Path, kind: str) -> dict[str, Any] | None:

@@ -333,8 +333,9 @@ class MergeSpec:
     #: ``scripts/bench_real_seams.py`` 16 px gave F1@0.5 +0.001 to +0.002 at tiles 1024, 1280
     #: and 1632 (30-55 fewer false boxes each) over 8 px, and the same count error on the 85
     #: real photos.
-    #: Image pixels; a run raises it (and ``seam_tol``) to 8 model pixels where tiles reach the
-    #: model shrunk more than by half (:func:`densedet_tile.pipeline.merge_at_model_scale`), and
+    #: Image pixels; a run raises it (and ``seam_tol``) to 8 model pixels where it is less (at
+    #: the default, where tiles reach the model shrunk more than by half; a smaller value given
+    #: is raised on enlarged tiles too: :func:`densedet_tile.pipeline.merge_at_model_scale`), and
     #: its ``settings.merge`` says what ran.
     edge_tol: float = 16.0
     #: Seam repair: two box sides "agree" when within ``max(seam_tol, seam_tol_frac * extent)``

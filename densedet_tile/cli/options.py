@@ -119,6 +119,18 @@ def nonneg_float(text: str) -> float:
     return _float(text, lambda v: v >= 0, "a number >= 0")
 
 
+class _AllFormats(argparse.Action):
+    """``--format`` given more than once keeps every list, in order (only the last was kept, and a
+    rerun then removed the earlier run's outputs of the others; an outside review)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        given = tuple(values)
+        setattr(namespace, self.dest, given if before is None or before is self.default
+                else tuple(dict.fromkeys((*before, *given))))
+
+
 def fraction(lo: float, hi: float, *, hi_open: bool = False, lo_open: bool = False) -> Callable[[str], float]:
     """A parser for numbers in [lo, hi] (``hi_open``: hi excluded; ``lo_open``: lo excluded)."""
     what = f"a value in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
@@ -302,7 +314,8 @@ def add_tiling_options(p: argparse.ArgumentParser) -> None:
                    "(default: %(default)s)")
     g.add_argument("--edge-tol", type=_merge_px, default=merge.edge_tol, metavar="PX",
                    help="a box side this close (image px) to an interior tile edge counts as cut; raised to 8 "
-                   "model px where tiles reach the model shrunk more than by half (default: %(default)s)")
+                   "model px where it is less (at the default, where tiles reach the model shrunk more than by "
+                   "half; JSON settings.merge says what ran) (default: %(default)s)")
     g.add_argument("--seam-tol", type=_merge_px, default=merge.seam_tol, metavar="PX",
                    help="how far box sides may disagree across a seam and still be one product; "
                    "about twice the detector's box noise; raised as --edge-tol is (default: %(default)s)")
@@ -321,9 +334,9 @@ def add_output_options(p: argparse.ArgumentParser, *, out_required: bool = False
         o.add_argument("--out", required=True, metavar="DIR", help="output folder")
     else:
         o.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
-    o.add_argument("--format", type=formats, default=("json",), metavar="LIST",
+    o.add_argument("--format", type=formats, default=("json",), metavar="LIST", action=_AllFormats,
                    help="comma-separated outputs beside the JSON: json, csv (SKU-110K rows), coco (COCO results), "
-                   "yolo (<stem>.txt label files and classes.txt)")
+                   "yolo (<stem>.txt label files and classes.txt); given twice, both lists")
     o.add_argument("--yolo-scores", action="store_true", help="end each YOLO label line with the box's score")
     o.add_argument("--preview", action="store_true", help="also write <stem>.preview.jpg with the boxes drawn")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-image lines")
