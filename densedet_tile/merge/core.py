@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 #: own NMS never has one), or when the spatial index holds more than :data:`_PILE_PAIRS_MAX`
 #: candidates (too many to look at: no NMS leaves that). :func:`copies_kept` thins at it.
 NEAR_COPY_IOU = 0.8
-_PILE_IOU = NEAR_COPY_IOU
 _PILE_PAIRS_MAX = 8_000_000
 #: The unconfirmed rule (``MergeSpec.confirm``) takes a side flagged by the fixed ``edge_tol``
 #: band for cut only when it also lies within this fraction of the box's extent of the edge.
@@ -251,7 +250,7 @@ def suppress_piles(dets: Sequence[Detections], spec: MergeSpec = MergeSpec()) ->
     returns tens of boxes per product, and the seam repair and the fusion, which pair every box
     with those near it, grow with the square of such a pile (8 000 boxes over one product: 35 s
     and 3.8 GB). A tile is a pile when more of its pairs of one label (whatever
-    ``spec.class_agnostic``) than boxes overlap at IoU above :data:`_PILE_IOU` (10 copies of
+    ``spec.class_agnostic``) than boxes overlap at IoU above :data:`NEAR_COPY_IOU` (10 copies of
     each product are one, and so are 4 copies of a single one), or when its spatial index holds
     more than :data:`_PILE_PAIRS_MAX` candidate pairs; its boxes then go through NMS at
     ``spec.nms_iou`` (by label unless class-agnostic; by blocks through a pile). A box kept
@@ -308,7 +307,7 @@ def _class_numbers(labels: Sequence[object] | np.ndarray | None, n: int) -> np.n
 def copies_kept(xyxy: np.ndarray, scores: np.ndarray | None, labels: np.ndarray | None = None) -> np.ndarray | None:
     """One set of boxes (``xyxy`` (N, 4) finite pixels, ``scores`` (N,) or None for equal ones,
     ``labels`` (N,) any class keys, or None for one class) that is no pile (:func:`pile_kept`)
-    but holds near-copies: pairs of one class overlapping at IoU above :data:`_PILE_IOU`, which
+    but holds near-copies: pairs of one class overlapping at IoU above :data:`NEAR_COPY_IOU`, which
     no NMS of 0.8 or below leaves (two runs' boxes joined in one file, or a detector without NMS
     over few boxes; one object given several classes is a detector's NMS class by class, and
     stays). The indices, in order, of the boxes NMS at that IoU keeps within each class, or None
@@ -319,16 +318,16 @@ def copies_kept(xyxy: np.ndarray, scores: np.ndarray | None, labels: np.ndarray 
     lab = _class_numbers(labels, len(a))
     i, j = candidate_pairs(a)
     same = lab[i] == lab[j]
-    if not (pair_iou(a, i[same], j[same]) > _PILE_IOU).any():
+    if not (pair_iou(a, i[same], j[same]) > NEAR_COPY_IOU).any():
         return None
     s = np.ones(len(a)) if scores is None else np.nan_to_num(np.asarray(scores, np.float64).reshape(-1), nan=0.0)
-    return np.sort(nms(a, s, _PILE_IOU, labels=lab))
+    return np.sort(nms(a, s, NEAR_COPY_IOU, labels=lab))
 
 
 def _pile_tiles(dets: Sequence[Detections], keys: Sequence[int]) -> list[int]:
     """The keys of the tiles (``dets[t]`` is tile ``keys[t]``) whose boxes are a pile: more pairs
     of one label (a detector with NMS per class returns one object as several classes at one
-    box, which is no pile) overlapping at IoU above :data:`_PILE_IOU` than boxes, or more index
+    box, which is no pile) overlapping at IoU above :data:`NEAR_COPY_IOU` than boxes, or more index
     candidates than :data:`_PILE_PAIRS_MAX`. All tiles are searched at once, each tile's boxes
     moved apart from the others' (a panorama of thousands of small tiles: one pass, not one
     per tile); tile by tile when that search holds too many candidates."""
@@ -347,7 +346,7 @@ def _pile_tiles(dets: Sequence[Detections], keys: Sequence[int]) -> list[int]:
         return [k for d, k in zip(dets, keys) if _pile_tiles([d], [k])] if len(dets) > 1 else list(keys)
     same = labels[i] == labels[j]
     i, j = i[same], j[same]
-    near = np.bincount(tile[i[pair_iou(xyxy, i, j) > _PILE_IOU]], minlength=len(dets))
+    near = np.bincount(tile[i[pair_iou(xyxy, i, j) > NEAR_COPY_IOU]], minlength=len(dets))
     return [keys[t] for t in np.flatnonzero(near > sizes)]
 
 

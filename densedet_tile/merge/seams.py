@@ -296,9 +296,9 @@ def repair_seams(
     wi, hi_ = bi[:, 2] - bi[:, 0], bi[:, 3] - bi[:, 1]
     wj, hj = bj[:, 2] - bj[:, 0], bj[:, 3] - bj[:, 1]
     ai, aj = wi * hi_, wj * hj
-    if confirm and tile_xyxy is not None:
+    rects = None if tile_xyxy is None else np.asarray(tile_xyxy, dtype=np.float64).reshape(-1, 4)
+    if confirm and rects is not None:
         # A box of any label confirms: the other tile saw an object there.
-        rects = np.asarray(tile_xyxy, dtype=np.float64)
         firm = anycut if confirm_cut is None else np.asarray(confirm_cut, dtype=bool).reshape(n, 4).any(axis=1) & anycut
         unconfirmed = _unconfirmed(b, g, firm, i, j, rects)
         if confirmers is not None and unconfirmed.any():
@@ -334,7 +334,6 @@ def repair_seams(
     # more, and still drops the other)
     # (of one label, or class-agnostic: views of two labels are neither fused nor suppressed by
     # each other later, and keeping both kept a mislabelled view as a second product)
-    rects = None if tile_xyxy is None else np.asarray(tile_xyxy, dtype=np.float64).reshape(-1, 4)
     if rects is not None and 0 <= int(g.min()) and int(g.max()) < len(rects):  # (group ids are tile indices)
         same_cut = ci & cj & within & (rects[g[i]] == rects[g[j]]) & same[:, None]
     else:
