@@ -584,11 +584,12 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
             xyxy = label_boxes(truth, xyxy, np.random.default_rng([zlib.crc32(stem.encode()), args.label_seed]),
                                w, h, upright=args.label_boxes, spacing=args.label_spacing)
         regions = label_bay_regions(truth, h) if args.label_bays else None
+        picture = load_preview_image(photo, w, h)
         t0 = time.perf_counter()
-        res = run_audit(xyxy, w, h, regions=regions)
+        res = run_audit(xyxy, w, h, regions=regions, picture=None if args.no_photo else picture)
         t_audit += time.perf_counter() - t0
         # the second look at each gap in the photo (as the audit command does with the photo at hand)
-        res = check_gaps(res, load_preview_image(photo, w, h))
+        res = check_gaps(res, picture)
         geo = audit_geometry(res, only_regions=args.label_bays)
         m = match_rows(geo["rows"], truth)
         # human rows that hold the centres of 3 or more detected products: the rows a row finder
@@ -849,6 +850,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "sees real shelves")
     p.add_argument("--pitch", type=float, default=0.0, metavar="D",
                    help="with --synthetic: tilt each aisle's camera up or down by up to D degrees (uprights converge)")
+    p.add_argument("--no-photo", action="store_true",
+                   help="find the bays from the boxes alone (not also from the shelf lines in the photo)")
     p.add_argument("--label-bays", action="store_true",
                    help="diagnostic: give the human bays as regions and score only their rows (how far the rows "
                         "get when the bays are known and the bays nobody labelled are left out)")

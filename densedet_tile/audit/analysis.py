@@ -293,6 +293,44 @@ def usable_boxes(xyxy: Any, width: int, height: int) -> tuple[np.ndarray, np.nda
     return c, keep
 
 
+#: the photo is looked at for its shelf lines with its products about this many pixels tall
+#: (finer only costs time), and not at all when they are under ``SHELF_LINES_MIN_PX`` tall in
+#: the picture given (a panorama's preview: no shelf edge to tell from the print)
+SHELF_LINES_PX = 50.0
+SHELF_LINES_MIN_PX = 12.0
+
+
+def _shelf_photo(picture: Any, a: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float] | None:
+    """The greyscale picture, and its scale to the image's pixels, in which :func:`find_bays`
+    looks for shelf lines (None: too small for it, or no boxes). ``picture``: the upright image
+    at any scale (a PIL image, or an (H, W) or (H, W, 3) array)."""
+    from PIL import Image
+
+    if hasattr(picture, "convert"):
+        pic = picture.convert("L")
+    else:
+        arr = np.asarray(picture)
+        if arr.ndim == 3:
+            arr = arr[..., :3].mean(axis=2)
+        if arr.ndim != 2 or arr.size == 0:
+            raise InvalidInputError(f"picture must be an image or an (H, W) or (H, W, 3) array, got shape {arr.shape}")
+        pic = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    pw, ph = pic.size
+    if abs(pw / width - ph / height) > 0.02 * max(pw / width, ph / height) + 1.0 / min(width, height):
+        raise InvalidInputError(f"the picture is {pw}x{ph}, not the shape of the {width}x{height} image "
+                                "(another photo's, or not turned upright?)")
+    if len(a) == 0:
+        return None
+    scale = pw / width
+    med_h = float(np.median(a[:, 3] - a[:, 1]))
+    if med_h * scale < SHELF_LINES_MIN_PX:
+        return None
+    f = min(1.0, SHELF_LINES_PX / (med_h * scale))
+    if f < 1.0:
+        pic = pic.resize((max(1, round(pw * f)), max(1, round(ph * f))), Image.Resampling.BILINEAR)
+    return np.asarray(pic, np.float32), pic.size[0] / width
+
+
 def run_audit(
     xyxy: np.ndarray,
     width: int,
@@ -300,6 +338,7 @@ def run_audit(
     *,
     regions: Sequence[Region] | None = None,
     settings: AuditSettings | None = None,
+    picture: Any = None,
 ) -> AuditResult:
     """Audit one image's products. ``xyxy`` (N, 4) float pixels of the upright
     ``width`` x ``height`` image; ``regions`` optional named polygons (same frame).
@@ -326,6 +365,7 @@ def run_audit(
         )
 
     image_box = shapely.box(0.0, 0.0, float(width), float(height))
+    shelf_photo = None if picture is None else _shelf_photo(picture, a, width, height)
 
     def analyse(idx: np.ndarray, occupied: np.ndarray | None = None
                 ) -> tuple[RowLayout, tuple[Gap, ...], tuple[EmptyShelf, ...]]:
@@ -355,7 +395,7 @@ def run_audit(
             groups, occ_groups, kinds = [idx], [occ], ()
         else:
             every = np.r_[idx, occ]
-            cut = find_bays(a[every])
+            cut = find_bays(a[every], picture=shelf_photo)
             bay_of, occ_of = cut.bay_of[:len(idx)], cut.bay_of[len(idx):]
             groups = _split_by(idx, bay_of, cut.n_bays)
             occ_groups = _split_by(occ, occ_of, cut.n_bays)

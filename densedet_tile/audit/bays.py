@@ -673,6 +673,47 @@ def _lined_up_breaks(a: np.ndarray, pairs, stacked: np.ndarray, med_w: float, sh
             & (mean - ref > _BREAK_Z * sigma / np.sqrt(np.maximum(count, 1.0))) & (n_wide >= 0.5 * count))
 
 
+#: the evidence of each kind of cut, weakest first: a sliver of a bay goes to the side of the weaker
+_CUT_RANK = {"shelf break": 0, "height jump": 1, "upright": 2}
+
+#: the photo's shelf lines are compared at columns this many bins (of a sixteenth of the median
+#: product width) apart
+_PHOTO_STEP = 4
+
+
+def _photo_breaks(picture: tuple[np.ndarray, float], a: np.ndarray, cx: np.ndarray, frame: RowLayout,
+                  lean_: float, lean_slope: float, x_lean: float, y_lean: float, med_w: float, med_h: float,
+                  x0: float, bin_px: float, nb: int) -> np.ndarray:
+    """(nb,) bool: the bins of columns where the photo's shelf lines break (:mod:`.shelflines`),
+    looked at between the top of the highest box and the bottom of the lowest (in the frame of
+    the shelf lines; not the ceiling or the floor), the columns following the uprights."""
+    from .shelflines import DEPTH, HALF, HOLD, REACH, RUN, SLACK, WIDE, edge_map, line_breaks, line_match
+
+    gray, scale = picture
+    q = _PHOTO_STEP
+    us = x0 + (np.arange(0, nb, q) + q / 2) * bin_px
+    yp_top = frame.deskew(a[:, 1], cx)
+    yp_bot = frame.deskew(a[:, 3], cx)
+
+    def to_image(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return x + (lean_ + lean_slope * (x - x_lean)) * (y - y_lean)
+
+    edges = edge_map(gray, RUN * med_w * scale)
+    y_lo, y_hi = float(yp_top.min()), float(yp_bot.max())
+    r = line_match(edges, scale, us, HALF * med_w, frame, to_image, y_lo, y_hi, SLACK * med_h)
+    step = q * bin_px
+    cut = line_breaks(r, int(round(REACH * med_w / step)), int(round(HALF * med_w / step)))
+    if cut.any():
+        # a change in what stands on a shelf (a gap, other products) spans a product or two;
+        # an upright or a jump goes on: no break where the lines match again further out
+        wide = line_match(edges, scale, us[cut], WIDE * med_w, frame, to_image, y_lo, y_hi, SLACK * med_h)
+        cut[np.flatnonzero(cut)] = ~((wide >= HOLD) & (wide >= r[cut] + DEPTH))
+    out = np.zeros(nb, bool)
+    for k in np.flatnonzero(cut):
+        out[k * q: min(nb, k * q + q)] = True
+    return out
+
+
 def find_bays(
     xyxy: np.ndarray,
     *,
@@ -685,6 +726,7 @@ def find_bays(
     jump_gutter: float = 0.1,
     thin_gutter: float = 0.05,
     lean: float | None = None,
+    picture: tuple[np.ndarray, float] | None = None,
 ) -> BayCuts:
     """Cut the image's columns into bays (see the module doc). ``xyxy`` (N, 4) pixels.
     ``lean``: how far the uprights lean (dx/dy), all alike; None estimates their frame
@@ -862,11 +904,16 @@ def find_bays(
     whole = interval_sum(a[shelf, 0] + 0.5 * bin_px, a[shelf, 2] - 0.5 * bin_px, weight)
     counted = np.minimum(_window_max(whole, k, "left"), _window_max(whole, k, "right"))
     gutter |= _lined_up_breaks(a, pairs, stacked, med_w, counted, interval_sum, to_bin, thin_gutter, window) & ~jump
+    # 3. shelf lines that end or jump in the photo's pixels (where the boxes say nothing)
+    broken = np.zeros(nb, bool)
+    if picture is not None:
+        broken = _photo_breaks(picture, a, cx, frame, lean_, lean_slope, x_lean, y_lean, med_w, med_h, x0, bin_px, nb)
+        broken &= ~(gutter | jump)
     # one cut per run, at the middle of its gutter part if it has one
     cuts: list[float] = []
     kinds: list[str] = []
     spans: list[tuple[float, float]] = []
-    for s, e in _runs(gutter | jump):
+    for s, e in _runs(gutter | jump | broken):
         g = np.flatnonzero(gutter[s:e])
         if len(g):
             mid = s + (g[0] + g[-1] + 1) / 2
@@ -878,7 +925,7 @@ def find_bays(
                          else (np.nan, np.nan))
         else:
             mid = (s + e) / 2
-            kind = "height jump"
+            kind = "height jump" if jump[s:e].any() else "shelf break"
             spans.append((np.nan, np.nan))
         cuts.append(x0 + mid * bin_px)
         kinds.append(kind)
@@ -900,15 +947,16 @@ def find_bays(
             break
         b = int(narrow[0])
         # drop the cut on the side whose neighbour is narrower (a sliver between two cuts goes
-        # to the side of the height jump rather than across an upright)
+        # to the side of the weaker cut: a shelf break seen in the photo only, then a height
+        # jump, rather than across an upright)
         if b == 0:
             drop = 0
         elif b == nbays - 1:
             drop = b - 1
         else:
-            left_k, right_k = kinds[b - 1], kinds[b]
+            left_k, right_k = _CUT_RANK[kinds[b - 1]], _CUT_RANK[kinds[b]]
             if left_k != right_k:
-                drop = b - 1 if left_k == "height jump" else b
+                drop = b - 1 if left_k < right_k else b
             else:
                 drop = b - 1 if width[b - 1] <= width[b + 1] else b
         lo_x[drop], hi_x[drop] = min(lo_x[drop], lo_x[drop + 1]), max(hi_x[drop], hi_x[drop + 1])

@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shelves are parallel: do not look for rows converging down an aisle")
     p.add_argument("--no-bays", action="store_true",
                    help="the image is one fixture: do not cut it into bays at uprights and jumps in shelf height")
+    p.add_argument("--no-shelf-lines", action="store_true",
+                   help="find the bays from the product boxes alone, not also from where the shelf lines "
+                        "in the photo end or jump (docs/audit.md, \"Bays\")")
     p.add_argument("--no-pixel-check", action="store_true",
                    help="do not look at the photo's pixels to tell whether each gap looks empty or holds products "
                    "the detector missed")
@@ -263,10 +266,13 @@ def _audit(args: argparse.Namespace) -> int:
                              f"(overlapping one of their class at IoU above {NEAR_COPY_IOU:g}, which no detector's NMS "
                              "leaves: two runs' boxes in one file?) and were left out before the audit")
                     xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
-        result = run_audit(xyxy, width, height, regions=regions, settings=settings)
         picture = None
         if image_path is not None:
             picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
+        # the bays are found from the shelf lines in the photo too, where it is at hand
+        result = run_audit(xyxy, width, height, regions=regions, settings=settings,
+                           picture=None if args.no_shelf_lines else picture)
+        if picture is not None:
             if not args.no_pixel_check:  # does each gap look empty in the photo? (docs/audit.md)
                 result = check_gaps(result, picture)
                 tall = product_px(result, picture.height / height)

@@ -1,0 +1,114 @@
+"""Bays from the shelf lines in the photo's pixels (:mod:`densedet_tile.audit.shelflines`):
+where the shelf edges end or jump to other heights, a column the product boxes say nothing
+about is cut; where they go on, nothing is (generated boxes and generated pictures)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from densedet_tile.audit import run_audit
+from densedet_tile.audit.bays import find_bays
+from densedet_tile.audit.rows import RowLayout
+from densedet_tile.audit.shelflines import edge_map, line_breaks, line_match
+from densedet_tile.errors import InvalidInputError
+
+W, H = 100.0, 150.0
+BOTTOMS = (300.0, 600.0, 900.0, 1200.0)
+WIDTH, HEIGHT = 3000, 1400
+SCALE = 0.25
+
+
+def _boxes(seed: int) -> np.ndarray:
+    """One fixture's boxes as far as they tell: four shelves of products, a fifth of a width
+    apart at most, all along the image (no gutter, no jump)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in BOTTOMS:
+        x = rng.uniform(0, 20)
+        while x + W <= WIDTH:
+            out.append([x, b - H, x + W, b])
+            x += W + rng.uniform(0, 0.2) * W
+    return np.array(out)
+
+
+def _picture(seed: int, jump: float | None) -> np.ndarray:
+    """The photo at ``SCALE``: product print (noise) with a bright shelf edge and its shadow
+    under every shelf line; right of the middle the shelves stand ``jump`` lower (None: they go
+    on at one height)."""
+    rng = np.random.default_rng(1000 + seed)
+    h, w = int(HEIGHT * SCALE), int(WIDTH * SCALE)
+    pic = rng.normal(120.0, 35.0, (h, w))
+    mid = w // 2
+    for b in BOTTOMS:
+        for x0, x1, dy in ((0, mid, 0.0), (mid, w, jump or 0.0)):
+            y = int(round((b + dy) * SCALE))
+            if y + 5 < h:
+                pic[y:y + 3, x0:x1] = 235.0
+                pic[y + 3:y + 5, x0:x1] = 30.0
+    return np.clip(pic, 0, 255)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_shelf_lines_jumping_in_the_photo_cut_a_bay_the_boxes_do_not_show(seed: int) -> None:
+    boxes = _boxes(seed)
+    assert find_bays(boxes).n_bays == 1  # the boxes alone: one fixture
+    cut = find_bays(boxes, picture=(_picture(seed, 150.0), SCALE))
+    assert cut.n_bays == 2, cut.kinds
+    assert cut.kinds == ("shelf break",)
+    assert abs(cut.cuts[0] - WIDTH / 2) < 0.75 * W
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_shelf_lines_going_on_in_the_photo_cut_nothing(seed: int) -> None:
+    cut = find_bays(_boxes(seed), picture=(_picture(seed, None), SCALE))
+    assert cut.n_bays == 1, (cut.kinds, cut.cuts)
+
+
+def test_line_match_is_high_within_a_bay_and_low_across_the_jump() -> None:
+    pic = _picture(4, 150.0)
+    edges = edge_map(pic, W * SCALE)
+    frame = RowLayout((), np.zeros(0, np.int64), 0.0, WIDTH / 2, 0.0, 700.0)
+    us = np.arange(200.0, WIDTH - 200.0, 25.0)
+    r = line_match(edges, SCALE, us, 0.6 * W, frame, lambda x, y: x + 0 * y, 100.0, 1300.0, 0.1 * H)
+    far = np.abs(us - WIDTH / 2) > 2 * W
+    near = np.abs(us - WIDTH / 2) < 0.2 * W
+    assert r[far].min() > 0.8
+    assert r[near].max() < 0.3
+    # the break is found at the middle and nowhere else
+    hits = us[line_breaks(r, 12, 2)]
+    assert len(hits) == 1 and abs(hits[0] - WIDTH / 2) < 0.25 * W
+
+
+def test_line_breaks_needs_lines_that_line_up_on_both_sides() -> None:
+    # a dip among matches that are poor everywhere (print, pegboard, glass) is no break
+    r = np.full(40, 0.3)
+    r[20] = -0.2
+    assert not line_breaks(r, 12, 2).any()
+    r = np.full(40, 0.9)
+    r[20] = 0.4
+    assert line_breaks(r, 12, 2).tolist() == [i == 20 for i in range(40)]
+    # unknown matches (NaN: past the photo's edge) are never a break, nor hold one up
+    r[:10] = np.nan
+    assert line_breaks(r, 12, 2)[20] and not line_breaks(r, 12, 2)[:10].any()
+    assert line_breaks(np.zeros(0), 12, 2).shape == (0,)
+
+
+def test_run_audit_takes_the_photo_at_any_scale_and_refuses_another_shape() -> None:
+    boxes = _boxes(5)
+    plain = run_audit(boxes, WIDTH, HEIGHT)
+    assert len(plain.parts) == 1
+    pic = Image.fromarray(_picture(5, 150.0).astype(np.uint8))
+    res = run_audit(boxes, WIDTH, HEIGHT, picture=pic)
+    assert len(res.parts) == 2
+    assert res.parts[0].edges[1] == "shelf break" and res.parts[1].edges[0] == "shelf break"
+    assert sorted(len(p.layout.rows) for p in res.parts) == [4, 4]
+    # the same photo twice as large, as an RGB array: the same cut
+    big = np.asarray(pic.resize((pic.size[0] * 2, pic.size[1] * 2)).convert("RGB"))
+    again = run_audit(boxes, WIDTH, HEIGHT, picture=big)
+    assert [p.edges for p in again.parts] == [p.edges for p in res.parts]
+    with pytest.raises(InvalidInputError, match="not the shape"):
+        run_audit(boxes, WIDTH, HEIGHT, picture=pic.resize((pic.size[0], pic.size[1] * 2)))
+    # products under 12 px tall in the picture: no shelf edge to tell from the print, not looked at
+    tiny = pic.resize((60, 28))
+    assert len(run_audit(boxes, WIDTH, HEIGHT, picture=tiny).parts) == 1
