@@ -2,8 +2,8 @@
 
     python scripts/eval_audit_real.py [--photos ../shared/real-shelves] [--dets /tmp/audit_real/dets]
                                       [--sheet /tmp/audit_real/contact_sheet.jpg] [--json OUT.json]
-                                      [--label-bays] [--label-boxes W]
-    python scripts/eval_audit_real.py --synthetic 200 [--tight] [--pitch 15] [--sheet /tmp/audit_real/synthetic_sheet.jpg]
+                                      [--label-bays] [--label-boxes W] [--no-photo]
+    python scripts/eval_audit_real.py --synthetic 200 [--tight] [--pitch 15] [--picture] [--sheet /tmp/audit_real/synthetic_sheet.jpg]
 
 **Real photos** (reads ``--photos``: the photos and ``shelf-rows/*.txt``, the human row boxes in
 YOLO format ``0 cx cy w h`` normalised to the upright image; exits 2 when they are missing).
@@ -16,7 +16,8 @@ come as the audit command reads them: ``--dets`` a folder of ``<stem>.csv`` (the
 layout) or ``<stem>.txt`` (YOLO labels, normalised) per photo, or one CSV file holding the rows
 of every photo; then no photo is detected by the built-in model, and one without boxes there
 stops the run. Each photo is audited with default
-settings. Every found row's bounding box (of its polygon) is matched one to one to a human row
+settings, with the photo given (the bays are found from its shelf lines too, as the audit
+command does; ``--no-photo``: from the boxes alone). Every found row's bounding box (of its polygon) is matched one to one to a human row
 box when their IoU is >= 0.5, greedily from the highest IoU. Printed: row recall (matched human
 rows / human rows), row precision (matched found rows / found rows), the row-count error per
 photo, gaps that span two human bays (a gap across an upright), and empty shelves (a whole shelf
@@ -727,8 +728,13 @@ def eval_synthetic(args: argparse.Namespace) -> dict[str, Any]:
         rng = np.random.default_rng([seed, 2026])
         aisle = synthetic_bays(rng, n_bays=int(rng.integers(1, 5)), perspective_deg=float(rng.uniform(-25, 25)),
                                pitch_deg=aisle_pitch(seed, pitch), **world)
+        picture = None
+        if getattr(args, "picture", False):
+            # the aisle painted (shelf edges, flat products), at most 1600 px on its longer side
+            from densedet_tile.synth.audit_aisles import render_aisle
+            picture = render_aisle(aisle, scale=min(1.0, 1600 / max(aisle.width, aisle.height)))
         t0 = time.perf_counter()
-        res = run_audit(aisle.xyxy, aisle.width, aisle.height)
+        res = run_audit(aisle.xyxy, aisle.width, aisle.height, picture=picture)
         t_audit += time.perf_counter() - t0
         geo = audit_geometry(res)
         truth = aisle.row_boxes
@@ -850,6 +856,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "sees real shelves")
     p.add_argument("--pitch", type=float, default=0.0, metavar="D",
                    help="with --synthetic: tilt each aisle's camera up or down by up to D degrees (uprights converge)")
+    p.add_argument("--picture", action="store_true",
+                   help="with --synthetic: give the audit each aisle painted (shelf edges and products), as a photo")
     p.add_argument("--no-photo", action="store_true",
                    help="find the bays from the boxes alone (not also from the shelf lines in the photo)")
     p.add_argument("--label-bays", action="store_true",

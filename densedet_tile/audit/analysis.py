@@ -118,8 +118,8 @@ class AuditPart:
     ``layout.assignment`` and the gaps' row numbers refer to the part's own rows. ``polygon`` is
     the bay's outline in image pixels (found bays: from the upper edge of its top row to the
     bottom line of its bottom row, across its products' columns; regions: the region's outer
-    ring); ``edges`` what bounds it on the left and right: ``"upright"`` or ``"height jump"``
-    (a cut between found bays), ``"image edge"`` (its products reach the image border: the bay
+    ring); ``edges`` what bounds it on the left and right: ``"upright"``, ``"height jump"`` or
+    ``"shelf break"`` (a cut between found bays; the last seen in the photo's shelf lines only), ``"image edge"`` (its products reach the image border: the bay
     may go on beyond the photo), ``"end"`` (nothing beyond) or ``"region"``. A region is cut to
     the image first; ``pieces`` holds the outer ring of each of its pieces (largest first, the
     first is ``polygon``) when it has more than one there."""
@@ -341,7 +341,11 @@ def run_audit(
     picture: Any = None,
 ) -> AuditResult:
     """Audit one image's products. ``xyxy`` (N, 4) float pixels of the upright
-    ``width`` x ``height`` image; ``regions`` optional named polygons (same frame).
+    ``width`` x ``height`` image; ``regions`` optional named polygons (same frame);
+    ``picture`` the upright photo at any scale (a PIL image, or an (H, W) or (H, W, 3) array,
+    as :func:`~densedet_tile.audit.report.load_preview_image` gives): the bays are then cut
+    where its shelf lines end or jump, too (:mod:`.shelflines`). A picture of another shape
+    than the image is refused.
 
     Boxes are clipped to the image; a box with no area inside it is refused
     (:class:`~densedet_tile.errors.InvalidInputError`): leave such boxes out first, with

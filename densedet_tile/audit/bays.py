@@ -1,4 +1,5 @@
-"""Bays: the fixtures side by side in one photo or panorama, found from product boxes alone.
+"""Bays: the fixtures side by side in one photo or panorama, found from the product boxes (and,
+when the photo is given, from its shelf lines).
 
 An aisle is a row of bays (shelf units) separated by uprights. Uprights stay parallel in a
 photo taken at an angle down an aisle (only the shelf lines converge), so bays are strips of
@@ -49,10 +50,13 @@ boxed by its hull, wider by its height times the lean), and the cuts are the fra
    median height counting as its share of one, at most nearby on either side), and at most
    half as many aligned pairs meet, are a jump. Products stacked on others and stray boxes also make
    misaligned pairs, but scattered over the columns; a jump lines them up.
+3. **Shelf lines in the photo** (``picture`` given; :mod:`.shelflines`): columns where the
+   photo's shelf edges and rails stop lining up from one side to the other, which the boxes
+   cannot show where a shelf holds few products or the detector missed those by the upright.
 
-A run of cut columns gives one cut at its middle (a gutter wins over a jump where both
-overlap). A bay narrower than two median product widths is merged into its neighbour across
-its weaker cut. Each box belongs to the bay holding its centre. Coordinates are pixels of the
+A run of cut columns gives one cut at its middle (a gutter wins over a jump or a shelf break
+where they overlap). A bay narrower than two median product widths is merged into its
+neighbour across its weaker cut. Each box belongs to the bay holding its centre. Coordinates are pixels of the
 upright image; everything is vectorised over boxes (the pairs come from a spatial index).
 """
 
@@ -84,7 +88,8 @@ class BayCuts:
     """The bays of one image: ``cuts`` (B-1,) image x of the cuts between bays, left to right,
     at the height ``y_ref`` (the cuts lean with the uprights: by ``lean + lean_slope * (x -
     x_ref)``, dx/dy, at column ``x``, see :meth:`cut_x`); ``kinds`` (B-1,) what each cut is
-    (``"upright"`` or ``"height jump"``);
+    (``"upright"``, ``"height jump"`` or ``"shelf break"``: the photo's shelf lines end or jump
+    there, :mod:`.shelflines`);
     ``bay_of`` (N,) int64 each box's bay, by its centre. ``spans`` (B-1, 2): the x extent at
     ``y_ref`` of the empty columns each upright cut stands in (no box crosses them; NaN for a
     height jump): an upright's own width, or much more where the shelves beside it are empty
@@ -687,7 +692,7 @@ def _photo_breaks(picture: tuple[np.ndarray, float], a: np.ndarray, cx: np.ndarr
     """(nb,) bool: the bins of columns where the photo's shelf lines break (:mod:`.shelflines`),
     looked at between the top of the highest box and the bottom of the lowest (in the frame of
     the shelf lines; not the ceiling or the floor), the columns following the uprights."""
-    from .shelflines import DEPTH, HALF, HOLD, REACH, RUN, SLACK, WIDE, edge_map, line_breaks, line_match
+    from .shelflines import HALF, HOLD, REACH, RUN, SLACK, WIDE, edge_map, line_breaks, line_match
 
     gray, scale = picture
     q = _PHOTO_STEP
@@ -705,9 +710,9 @@ def _photo_breaks(picture: tuple[np.ndarray, float], a: np.ndarray, cx: np.ndarr
     cut = line_breaks(r, int(round(REACH * med_w / step)), int(round(HALF * med_w / step)))
     if cut.any():
         # a change in what stands on a shelf (a gap, other products) spans a product or two;
-        # an upright or a jump goes on: no break where the lines match again further out
+        # an upright or a jump goes on: no break where the lines line up again further out
         wide = line_match(edges, scale, us[cut], WIDE * med_w, frame, to_image, y_lo, y_hi, SLACK * med_h)
-        cut[np.flatnonzero(cut)] = ~((wide >= HOLD) & (wide >= r[cut] + DEPTH))
+        cut[np.flatnonzero(cut)] = ~(wide >= HOLD)
     out = np.zeros(nb, bool)
     for k in np.flatnonzero(cut):
         out[k * q: min(nb, k * q + q)] = True
@@ -733,7 +738,8 @@ def find_bays(
     (:func:`upright_frame`). ``thin_gutter`` is the floor of the spacing rule only: where the
     shelf lines do not go on, the gutter needs ``jump_gutter`` (a twentieth of a width there let
     a sliver of a crossed column beside a real upright take its cut, as measured on generated
-    aisles with loose boxes)."""
+    aisles with loose boxes). ``picture``: the photo as ``(grey, scale)``, an (H, W) greyscale
+    array and its size over the boxes' pixels, to cut where its shelf lines break too."""
     a = as_boxes(xyxy)
     if not (0 < gutter_frac < 1) or min(min_gutter, jump_gutter, thin_gutter) < 0 or window <= 0 or jump_min < 1 \
             or not (0 < jump_frac <= 1):

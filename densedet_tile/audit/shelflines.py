@@ -42,9 +42,9 @@ SLACK = 0.1
 DEPTH = 0.3
 HOLD = 0.4
 REACH = 3.0
-#: and the strips this many median widths either side do not match again (by ``DEPTH`` more,
-#: and at least ``HOLD``): what stands on a shelf changes within a product or two (a gap, a
-#: run of other products); an upright, or shelves at other heights, go on
+#: and the strips this many median widths either side do not line up either (their match is
+#: under ``HOLD``): what stands on a shelf changes within a product or two (a gap, a run of
+#: other products); an upright, or shelves at other heights, go on
 WIDE = 1.5
 
 #: heights times columns gathered at once

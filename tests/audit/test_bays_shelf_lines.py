@@ -112,3 +112,28 @@ def test_run_audit_takes_the_photo_at_any_scale_and_refuses_another_shape() -> N
     # products under 12 px tall in the picture: no shelf edge to tell from the print, not looked at
     tiny = pic.resize((60, 28))
     assert len(run_audit(boxes, WIDTH, HEIGHT, picture=tiny).parts) == 1
+
+
+def _painted(seed: int, pitch: float):
+    from densedet_tile.synth.audit_aisles import render_aisle, synthetic_bays
+
+    rng = np.random.default_rng([seed, 63])
+    aisle = synthetic_bays(rng, n_bays=int(rng.integers(2, 5)), perspective_deg=float(rng.uniform(-20, 20)),
+                           pitch_deg=pitch, spacing=0.03, end_margin=0.02, upright_width=(0.1, 0.25),
+                           same_shelves=0.0, jitter=0.03)
+    return aisle, render_aisle(aisle, scale=min(1.0, 1200 / max(aisle.width, aisle.height)))
+
+
+def test_painted_aisles_in_perspective_get_their_bays_from_the_shelf_lines() -> None:
+    """Tight boxes on products filled up to thin uprights, neighbouring bays' shelves at other
+    heights, the camera turned down the aisle and pitched: with the painted aisle given, no
+    aisle's bay count is further from the truth than from the boxes alone, and some are nearer."""
+    off = {False: 0, True: 0}
+    for seed in range(32):
+        aisle, pic = _painted(seed, 18.0 if seed % 2 else -18.0)
+        alone = abs(len(run_audit(aisle.xyxy, aisle.width, aisle.height).parts) - aisle.n_bays)
+        seen = abs(len(run_audit(aisle.xyxy, aisle.width, aisle.height, picture=pic).parts) - aisle.n_bays)
+        assert seen <= alone, seed
+        off[False] += alone
+        off[True] += seen
+    assert off[True] < off[False], off
