@@ -29,7 +29,8 @@ from .heatmap import DensityGrid, density_grid
 from .regions import Region, inside_shares, overlapping_regions, region_members
 from .rows import RowLayout, find_rows
 
-__all__ = ["AuditSettings", "RegionStats", "AuditPart", "AuditResult", "run_audit", "usable_boxes", "audit_to_dict", "AUDIT_SCHEMA"]
+__all__ = ["AuditSettings", "RegionStats", "AuditPart", "AuditResult", "run_audit", "usable_boxes", "audit_to_dict",
+           "shelf_lines_scale", "AUDIT_SCHEMA"]
 
 AUDIT_SCHEMA = "densedet-tile/audit@1"
 
@@ -199,6 +200,9 @@ class AuditResult:
     settings: AuditSettings = field(default_factory=AuditSettings)
     warnings: tuple[str, ...] = ()
     empty_sections: tuple[EmptySection, ...] = ()
+    #: whether the bays were cut from the photo's shelf lines too (a picture was given, large
+    #: enough to read them, and the image was cut into bays)
+    shelf_lines: bool = False
 
     @property
     def gaps(self) -> tuple[Gap, ...]:
@@ -300,22 +304,49 @@ SHELF_LINES_PX = 50.0
 SHELF_LINES_MIN_PX = 12.0
 
 
+def shelf_lines_scale(xyxy: Any) -> float | None:
+    """The scale of the image (at most 1) at which :func:`run_audit` reads the photo's shelf
+    lines: its products' median height made ``SHELF_LINES_PX`` pixels (None: no boxes). A
+    picture loaded at this scale is read as it is, whatever else it is shown at."""
+    a = as_boxes(xyxy)
+    if len(a) == 0:
+        return None
+    med_h = float(np.median(a[:, 3] - a[:, 1]))
+    return min(1.0, SHELF_LINES_PX / med_h) if med_h > 0 else None
+
+
+def _grey(picture: Any) -> np.ndarray:
+    """(H, W) float32 brightness of a picture: a PIL image of any mode (16-bit and float ones
+    at their own values) or an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array of numbers, in
+    any range (the shelf lines are compared by correlation: only contrast counts). Pixels that
+    are not finite take the median of the others."""
+    if hasattr(picture, "mode") and hasattr(picture, "convert"):
+        arr = np.asarray(picture if picture.mode in ("F", "I", "I;16", "I;16B", "I;16L", "I;16N")
+                         else picture.convert("L"))
+    else:
+        arr = np.asarray(picture)
+    if arr.dtype.kind not in "biuf":
+        raise InvalidInputError(f"picture must hold numbers, got an array of {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if arr.ndim == 3:
+        arr = arr[..., :3].mean(axis=2)
+    if arr.ndim != 2 or arr.size == 0:
+        raise InvalidInputError(f"picture must be an image or an (H, W) or (H, W, 3) array, got shape {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        arr[bad] = float(np.median(arr[~bad])) if not bad.all() else 0.0
+    return arr
+
+
 def _shelf_photo(picture: Any, a: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float] | None:
     """The greyscale picture, and its scale to the image's pixels, in which :func:`find_bays`
     looks for shelf lines (None: too small for it, or no boxes). ``picture``: the upright image
-    at any scale (a PIL image, or an (H, W) or (H, W, 3) array)."""
+    at any scale (see :func:`_grey`); made the image's shape at its scale, to the pixel, and
+    shrunk to ``SHELF_LINES_PX`` pixels a product when it is finer."""
     from PIL import Image
 
-    if hasattr(picture, "convert"):
-        pic = picture.convert("L")
-    else:
-        arr = np.asarray(picture)
-        if arr.ndim == 3:
-            arr = arr[..., :3].mean(axis=2)
-        if arr.ndim != 2 or arr.size == 0:
-            raise InvalidInputError(f"picture must be an image or an (H, W) or (H, W, 3) array, got shape {arr.shape}")
-        pic = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    pw, ph = pic.size
+    arr = _grey(picture)
+    ph, pw = arr.shape
     if abs(pw / width - ph / height) > 0.02 * max(pw / width, ph / height) + 1.0 / min(width, height):
         raise InvalidInputError(f"the picture is {pw}x{ph}, not the shape of the {width}x{height} image "
                                 "(another photo's, or not turned upright?)")
@@ -325,10 +356,12 @@ def _shelf_photo(picture: Any, a: np.ndarray, width: int, height: int) -> tuple[
     med_h = float(np.median(a[:, 3] - a[:, 1]))
     if med_h * scale < SHELF_LINES_MIN_PX:
         return None
-    f = min(1.0, SHELF_LINES_PX / (med_h * scale))
-    if f < 1.0:
-        pic = pic.resize((max(1, round(pw * f)), max(1, round(ph * f))), Image.Resampling.BILINEAR)
-    return np.asarray(pic, np.float32), pic.size[0] / width
+    scale *= min(1.0, SHELF_LINES_PX / (med_h * scale))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size != (pw, ph):
+        # (also the last pixel of a preview rounded the other way: the scale holds for x and y)
+        arr = np.asarray(Image.fromarray(arr, mode="F").resize(size, Image.Resampling.BILINEAR), np.float32)
+    return arr, size[0] / width
 
 
 def run_audit(
@@ -369,7 +402,7 @@ def run_audit(
         )
 
     image_box = shapely.box(0.0, 0.0, float(width), float(height))
-    shelf_photo = None if picture is None else _shelf_photo(picture, a, width, height)
+    shelf_photo = None if picture is None or not s.bays else _shelf_photo(picture, a, width, height)
 
     def analyse(idx: np.ndarray, occupied: np.ndarray | None = None
                 ) -> tuple[RowLayout, tuple[Gap, ...], tuple[EmptyShelf, ...]]:
@@ -539,7 +572,8 @@ def run_audit(
     warnings.extend(_wide_bays(parts, s.bay_width_m))
     warnings.extend(_rolled_past_max_tilt(parts, a, s.max_tilt))
     warnings.extend(_boxes_over_products(a))
-    return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties))
+    return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties),
+                       shelf_photo is not None)
 
 
 #: A box holding the centres of this many other boxes (and of :data:`_OVER_SHARE` of all) is
@@ -1028,6 +1062,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
         "settings": {
             "gap_k": s.gap_k, "end_gaps": s.end_gaps, "end_k": s.end_k,
             "max_tilt_deg": s.max_tilt, "perspective": s.perspective, "bays": s.bays,
+            "shelf_lines": result.shelf_lines,
             "min_row_products": s.min_row_products, "heatmap_cell_px": grid.cell, "bay_width_m": s.bay_width_m,
         },
         "summary": {

@@ -695,6 +695,10 @@ def _photo_breaks(picture: tuple[np.ndarray, float], a: np.ndarray, cx: np.ndarr
     from .shelflines import HALF, HOLD, REACH, RUN, SLACK, WIDE, edge_map, line_breaks, line_match
 
     gray, scale = picture
+    gray = np.asarray(gray, np.float32)
+    if not np.isfinite(gray).all():  # (one NaN would blind the running sums of its row)
+        ok = np.isfinite(gray)
+        gray = np.where(ok, gray, float(np.median(gray[ok])) if ok.any() else 0.0)
     q = _PHOTO_STEP
     us = x0 + (np.arange(0, nb, q) + q / 2) * bin_px
     yp_top = frame.deskew(a[:, 1], cx)
@@ -712,7 +716,7 @@ def _photo_breaks(picture: tuple[np.ndarray, float], a: np.ndarray, cx: np.ndarr
         # a change in what stands on a shelf (a gap, other products) spans a product or two;
         # an upright or a jump goes on: no break where the lines line up again further out
         wide = line_match(edges, scale, us[cut], WIDE * med_w, frame, to_image, y_lo, y_hi, SLACK * med_h)
-        cut[np.flatnonzero(cut)] = ~(wide >= HOLD)
+        cut[np.flatnonzero(cut)] = wide < HOLD  # (unknown out there, past the photo's edge: no cut)
     out = np.zeros(nb, bool)
     for k in np.flatnonzero(cut):
         out[k * q: min(nb, k * q + q)] = True

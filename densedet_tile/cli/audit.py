@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..audit.analysis import AuditSettings, audit_to_dict, run_audit, usable_boxes
+from ..audit.analysis import AuditSettings, audit_to_dict, run_audit, shelf_lines_scale, usable_boxes
 from ..audit.boxes import as_boxes
 from ..audit.confidence import RANGE_LIMITS, part_count_ranges
 from ..audit.gapcheck import MIN_PRODUCT_PX, check_gaps, judged, product_px
@@ -266,12 +266,16 @@ def _audit(args: argparse.Namespace) -> int:
                              f"(overlapping one of their class at IoU above {NEAR_COPY_IOU:g}, which no detector's NMS "
                              "leaves: two runs' boxes in one file?) and were left out before the audit")
                     xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
-        picture = None
+        picture = lines = None
         if image_path is not None:
             picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
-        # the bays are found from the shelf lines in the photo too, where it is at hand
-        result = run_audit(xyxy, width, height, regions=regions, settings=settings,
-                           picture=None if args.no_shelf_lines else picture)
+            lines_scale = None if args.no_shelf_lines or args.no_bays else shelf_lines_scale(xyxy)
+            if lines_scale is not None:
+                # the bays are found from the shelf lines in the photo too: read at one scale
+                # of its products, whatever the preview's width (which only shows the report)
+                lines = load_preview_image(image_path, width, height, max_width=max(1, round(width * lines_scale)),
+                                           max_height=max(1, round(height * lines_scale)))
+        result = run_audit(xyxy, width, height, regions=regions, settings=settings, picture=lines)
         if picture is not None:
             if not args.no_pixel_check:  # does each gap look empty in the photo? (docs/audit.md)
                 result = check_gaps(result, picture)

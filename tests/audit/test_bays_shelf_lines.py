@@ -137,3 +137,56 @@ def test_painted_aisles_in_perspective_get_their_bays_from_the_shelf_lines() -> 
         off[False] += alone
         off[True] += seen
     assert off[True] < off[False], off
+
+
+@pytest.mark.parametrize("kind", ["float 0..1", "uint16", "I;16", "F", "RGBA", "int 0..10"])
+def test_pictures_of_any_range_and_mode_are_read(kind: str) -> None:
+    # only the contrast counts: a float picture in 0..1 or a 16-bit one was clipped to black or
+    # white and the shelf lines silently went unread (an outside review)
+    boxes = _boxes(1)
+    p = _picture(1, 150.0)
+    pic = {"float 0..1": lambda: p / 255, "uint16": lambda: (p * 256).astype(np.uint16),
+           "I;16": lambda: Image.fromarray((p * 256).astype(np.uint16)),
+           "F": lambda: Image.fromarray((p / 255).astype(np.float32)),
+           "RGBA": lambda: Image.fromarray(p.astype(np.uint8)).convert("RGBA"),
+           "int 0..10": lambda: np.round(p / 25.5).astype(np.int64)}[kind]()
+    res = run_audit(boxes, WIDTH, HEIGHT, picture=pic)
+    assert res.shelf_lines
+    assert [p.edges for p in res.parts] == [("image edge", "shelf break"), ("shelf break", "image edge")]
+
+
+def test_pixels_that_are_not_numbers_do_not_blind_the_rest_of_their_row() -> None:
+    boxes = _boxes(2)
+    q = _picture(2, 150.0)
+    q[50, 100] = np.nan
+    q[60, 10] = np.inf
+    assert find_bays(boxes, picture=(q, SCALE)).n_bays == 2
+    assert len(run_audit(boxes, WIDTH, HEIGHT, picture=q).parts) == 2
+    with pytest.raises(InvalidInputError, match="numbers"):
+        run_audit(boxes, WIDTH, HEIGHT, picture=np.full((350, 750), "x"))
+
+
+def test_a_picture_one_pixel_off_the_shape_is_read_at_the_image_scale() -> None:
+    # a preview rounded the other way (8000 x 401 for 60000 x 3000): made the image's shape
+    boxes = _boxes(3)
+    p = Image.fromarray(_picture(3, 150.0).astype(np.uint8))
+    off = p.resize((p.size[0], p.size[1] + 1))
+    res = run_audit(boxes, WIDTH, HEIGHT, picture=off)
+    assert len(res.parts) == 2
+
+
+def test_edge_map_matches_its_definition_at_every_column() -> None:
+    rng = np.random.default_rng(0)
+    for (h, w), run in (((30, 40), 7.0), ((12, 5), 12.0), ((9, 20), 1.0), ((6, 1), 5.0)):
+        g = rng.normal(size=(h, w)) * 40
+        gy = np.abs(np.diff(g, axis=0, append=g[-1:]))
+        k = int(round(run)) // 2
+        want = np.stack([gy[:, max(0, x - k): x + k + 1].mean(axis=1) for x in range(w)], axis=1)
+        assert np.allclose(edge_map(g, run), want, atol=1e-3)
+
+
+def test_no_picture_read_without_bays() -> None:
+    boxes = _boxes(4)
+    from densedet_tile.audit import AuditSettings
+    res = run_audit(boxes, WIDTH, HEIGHT, picture=_picture(4, 150.0), settings=AuditSettings(bays=False))
+    assert len(res.parts) == 1 and not res.shelf_lines

@@ -192,3 +192,37 @@ def test_a_csv_of_a_run_that_found_nothing_audits_an_empty_shelf(tmp_path, capsy
     capsys.readouterr()
     assert cli_main(["audit", str(tmp_path / "gone.jpg"), "--detections", str(empty), "--out", str(tmp_path / "o2")]) == 2
     assert "gone.jpg: no such image file" in capsys.readouterr().err
+
+
+def test_the_audit_reads_the_photos_shelf_lines_whatever_the_preview_width(tmp_path):
+    # the bays came out otherwise with a narrower report preview (an outside review): the shelf
+    # lines are read at one scale of the products; --no-shelf-lines leaves them out
+    rng = np.random.default_rng(8)
+    W, H, s = 3000, 1400, 0.5
+    boxes = []
+    for b in (300.0, 600.0, 900.0, 1200.0):
+        x = rng.uniform(0, 20)
+        while x + 100 <= W:
+            boxes.append([x, b - 150, x + 100, b])
+            x += 100 + rng.uniform(0, 20)
+    boxes = np.array(boxes)
+    pic = rng.normal(120.0, 35.0, (int(H * s), int(W * s)))
+    for b in (300.0, 600.0, 900.0, 1200.0):
+        for x0, x1, dy in ((0, int(W * s) // 2, 0.0), (int(W * s) // 2, int(W * s), 150.0)):
+            y = int(round((b + dy) * s))
+            if y + 8 < pic.shape[0]:
+                pic[y:y + 5, x0:x1] = 235.0
+                pic[y + 5:y + 8, x0:x1] = 30.0
+    Image.fromarray(np.clip(pic, 0, 255).astype(np.uint8)).resize((W, H)).save(tmp_path / "shelf.png")
+    dets = _csv(tmp_path / "shelf.detections.csv", [("shelf.png", boxes, W, H)])
+    docs = {}
+    for name, extra in (("default", []), ("narrow", ["--preview-max-width", "400"]), ("boxes", ["--no-shelf-lines"])):
+        out = tmp_path / name
+        assert cli_main(["audit", str(tmp_path / "shelf.png"), "--detections", str(dets), "--out", str(out), *extra]) == 0
+        docs[name] = json.loads((out / "shelf.audit.json").read_text())
+    edges = {k: [(b["left_edge"], b["right_edge"]) for b in d["bays"]] for k, d in docs.items()}
+    assert edges["default"] == [("image edge", "shelf break"), ("shelf break", "image edge")]
+    assert edges["narrow"] == edges["default"]
+    assert edges["boxes"] == [("image edge", "image edge")]
+    assert docs["default"]["settings"]["shelf_lines"] is True
+    assert docs["boxes"]["settings"]["shelf_lines"] is False
