@@ -200,8 +200,8 @@ class AuditResult:
     settings: AuditSettings = field(default_factory=AuditSettings)
     warnings: tuple[str, ...] = ()
     empty_sections: tuple[EmptySection, ...] = ()
-    #: whether the bays were cut from the photo's shelf lines too (a picture was given, large
-    #: enough to read them, and the image was cut into bays)
+    #: whether the photo's shelf lines were read for the bays (a picture was given, its
+    #: products large enough in it, and the image was cut into bays; not whether they cut any)
     shelf_lines: bool = False
 
     @property
@@ -302,17 +302,24 @@ def usable_boxes(xyxy: Any, width: int, height: int) -> tuple[np.ndarray, np.nda
 #: the picture given (a panorama's preview: no shelf edge to tell from the print)
 SHELF_LINES_PX = 50.0
 SHELF_LINES_MIN_PX = 12.0
+#: and at most this many pixels of it are read (a panorama of small products: about 20 bytes a
+#: pixel while it is read; products stay at least ``SHELF_LINES_MIN_PX`` tall or it is not read)
+SHELF_LINES_MAX_PIXELS = 16_000_000
 
 
-def shelf_lines_scale(xyxy: Any) -> float | None:
-    """The scale of the image (at most 1) at which :func:`run_audit` reads the photo's shelf
-    lines: its products' median height made ``SHELF_LINES_PX`` pixels (None: no boxes). A
-    picture loaded at this scale is read as it is, whatever else it is shown at."""
+def shelf_lines_scale(xyxy: Any, width: int, height: int) -> float | None:
+    """The scale of the ``width`` x ``height`` image (at most 1) at which :func:`run_audit`
+    reads the photo's shelf lines: its products' median height made ``SHELF_LINES_PX`` pixels,
+    at most ``SHELF_LINES_MAX_PIXELS`` in all (None: no boxes, or too small to read). A picture
+    loaded at this scale is read as it is, whatever else it is shown at."""
     a = as_boxes(xyxy)
     if len(a) == 0:
         return None
     med_h = float(np.median(a[:, 3] - a[:, 1]))
-    return min(1.0, SHELF_LINES_PX / med_h) if med_h > 0 else None
+    if not med_h > 0:
+        return None
+    s = min(1.0, SHELF_LINES_PX / med_h, float(np.sqrt(SHELF_LINES_MAX_PIXELS / (float(width) * float(height)))))
+    return s if med_h * s >= SHELF_LINES_MIN_PX else None
 
 
 def _grey(picture: Any) -> np.ndarray:
@@ -321,12 +328,19 @@ def _grey(picture: Any) -> np.ndarray:
     any range (the shelf lines are compared by correlation: only contrast counts). Pixels that
     are not finite take the median of the others."""
     if hasattr(picture, "mode") and hasattr(picture, "convert"):
-        arr = np.asarray(picture if picture.mode in ("F", "I", "I;16", "I;16B", "I;16L", "I;16N")
-                         else picture.convert("L"))
+        try:
+            arr = np.asarray(picture if picture.mode in ("F", "I", "I;16", "I;16B", "I;16L", "I;16N")
+                             else picture.convert("L"))
+        except ValueError as exc:  # a mode Pillow cannot turn grey (LAB)
+            raise InvalidInputError(f"picture: cannot read an image of mode {picture.mode} ({exc})") from None
     else:
         arr = np.asarray(picture)
     if arr.dtype.kind not in "biuf":
         raise InvalidInputError(f"picture must hold numbers, got an array of {arr.dtype}")
+    if arr.dtype.kind == "f" and arr.size:
+        big = np.abs(arr[np.isfinite(arr)]).max(initial=0.0)
+        if big > 1e30:  # (past float32: made inf, then blank)
+            arr = arr / big
     arr = arr.astype(np.float32)
     if arr.ndim == 3:
         arr = arr[..., :3].mean(axis=2)
@@ -356,7 +370,9 @@ def _shelf_photo(picture: Any, a: np.ndarray, width: int, height: int) -> tuple[
     med_h = float(np.median(a[:, 3] - a[:, 1]))
     if med_h * scale < SHELF_LINES_MIN_PX:
         return None
-    scale *= min(1.0, SHELF_LINES_PX / (med_h * scale))
+    scale *= min(1.0, SHELF_LINES_PX / (med_h * scale), float(np.sqrt(SHELF_LINES_MAX_PIXELS / float(pw * ph))))
+    if med_h * scale < SHELF_LINES_MIN_PX:
+        return None
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if size != (pw, ph):
         # (also the last pixel of a preview rounded the other way: the scale holds for x and y)

@@ -269,7 +269,7 @@ def _audit(args: argparse.Namespace) -> int:
         picture = lines = None
         if image_path is not None:
             picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
-            lines_scale = None if args.no_shelf_lines or args.no_bays else shelf_lines_scale(xyxy)
+            lines_scale = None if args.no_shelf_lines or args.no_bays else shelf_lines_scale(xyxy, width, height)
             if lines_scale is not None:
                 # the bays are found from the shelf lines in the photo too: read at one scale
                 # of its products, whatever the preview's width (which only shows the report)

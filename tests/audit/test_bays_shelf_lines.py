@@ -190,3 +190,28 @@ def test_no_picture_read_without_bays() -> None:
     from densedet_tile.audit import AuditSettings
     res = run_audit(boxes, WIDTH, HEIGHT, picture=_picture(4, 150.0), settings=AuditSettings(bays=False))
     assert len(res.parts) == 1 and not res.shelf_lines
+
+
+def test_a_panorama_of_small_products_is_read_at_a_bounded_size() -> None:
+    # products 40 px tall on a 40000 x 3000 panorama: read whole, the command took 2.5 GB and
+    # four times as long (an outside review); at most 16 megapixels now, and not at all when
+    # the products would be under 12 px there
+    from densedet_tile.audit.analysis import SHELF_LINES_MAX_PIXELS, SHELF_LINES_MIN_PX, shelf_lines_scale
+
+    small = np.array([[0, 0, 30, 40], [40, 0, 70, 40]], float)
+    s = shelf_lines_scale(small, 40000, 3000)
+    assert s is not None and 40000 * 3000 * s * s <= SHELF_LINES_MAX_PIXELS * 1.0001
+    assert 40 * s >= SHELF_LINES_MIN_PX
+    assert shelf_lines_scale(small, 400000, 30000) is None
+    assert shelf_lines_scale(np.array([[0, 0, 80, 200]], float), 2448, 3264) == pytest.approx(0.25)
+    assert shelf_lines_scale(np.zeros((0, 4)), 100, 100) is None
+
+
+def test_pictures_that_cannot_be_read_grey_are_named() -> None:
+    boxes = _boxes(6)
+    lab = Image.fromarray(_picture(6, 150.0).astype(np.uint8)).convert("RGB").convert("LAB")
+    with pytest.raises(InvalidInputError, match="mode LAB"):
+        run_audit(boxes, WIDTH, HEIGHT, picture=lab)
+    # numbers past float32's range are read, not made infinite and blank
+    huge = _picture(6, 150.0) * 1e40
+    assert len(run_audit(boxes, WIDTH, HEIGHT, picture=huge).parts) == 2
