@@ -217,7 +217,9 @@ class AuditResult:
 
 def _bay_outline(a: np.ndarray, layout: RowLayout) -> tuple[tuple[float, float], ...]:
     """A found bay's outline: its top row's upper edge and its bottom row's bottom line across
-    the columns of its products (their bounding box when it has no rows)."""
+    the columns of its products (their bounding box when it has no rows), moved up or down as
+    far as it takes to hold every product the bay counts (those of shelves too short to be a
+    row, a box on a sign: the bay's density is its products over this outline)."""
     if len(a) == 0:
         return ()
     x0, x1 = float(a[:, 0].min()), float(a[:, 2].max())
@@ -226,7 +228,10 @@ def _bay_outline(a: np.ndarray, layout: RowLayout) -> tuple[tuple[float, float],
         return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
     top, bottom = layout.rows[0], layout.rows[-1]
     xs = np.array([x0, x1])
-    ty, by = top.top_at(xs), bottom.bottom_at(xs)
+    corners = np.r_[a[:, 0], a[:, 2]]
+    up = min(0.0, float((np.r_[a[:, 1], a[:, 1]] - top.top_at(corners)).min()))
+    down = max(0.0, float((np.r_[a[:, 3], a[:, 3]] - bottom.bottom_at(corners)).max()))
+    ty, by = top.top_at(xs) + up, bottom.bottom_at(xs) + down
     return ((x0, float(ty[0])), (x1, float(ty[1])), (x1, float(by[1])), (x0, float(by[0])))
 
 
@@ -585,7 +590,11 @@ def run_audit(
                     f"{x0:g},{y0:g} to {x1:g},{y1:g}): coordinates normalised to 0-1? regions are in pixels of "
                     "the upright image"
                 )
+    if len(a) == 0:
+        warnings.append("no product boxes: no bay, row or gap to find (an empty fixture, or the detections of "
+                        "another image?)")
     warnings.extend(_wide_bays(parts, s.bay_width_m))
+    warnings.extend(_bays_cut_by_the_image(parts, s.bay_width_m))
     warnings.extend(_rolled_past_max_tilt(parts, a, s.max_tilt))
     warnings.extend(_boxes_over_products(a))
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties),
@@ -700,6 +709,20 @@ def _wide_bays(parts: Sequence[AuditPart], bay_width_m: float | None) -> list[st
     return [f"{name} is {w / med:.1f} times as wide as the median bay ({w:.0f} px against {med:.0f} px): perhaps "
             f"several bays not cut apart; its facings per metre take it as {bay_width_m:g} m wide"
             for name, w in bays if med > 0 and w > 2 * med]
+
+
+def _bays_cut_by_the_image(parts: Sequence[AuditPart], bay_width_m: float | None) -> list[str]:
+    """With ``bay_width_m``: the found bays whose products reach the image's border (a bay the
+    photo shows only in part), whose facings per metre then count the part in the photo over the
+    whole bay's width (one warning for all of them)."""
+    if not bay_width_m:
+        return []
+    cut = [p.name for p in parts if p.kind == "bay" and p.layout.rows and "image edge" in p.edges]
+    if not cut:
+        return []
+    return [f"{', '.join(cut)} reach{'es' if len(cut) == 1 else ''} the image's edge: the photo may show "
+            f"{'it' if len(cut) == 1 else 'them'} only in part, and the facings per metre count "
+            f"{'its' if len(cut) == 1 else 'their'} products in the photo over {bay_width_m:g} m"]
 
 
 def _empty_sections(cut: Any, with_occupied: list[np.ndarray], name_of: dict[int, str],

@@ -292,11 +292,14 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
     def where(item: dict[str, Any]) -> list[Any]:
         return [item["region"] if "region" in item else names.get(item.get("bay"), item.get("bay", ""))]
 
+    # facings per metre when the bays' width was given (--bay-width-m)
+    per_m = any("facings_per_m" in r for r in doc["rows"])
     rows = _table("rows", ["bay", "row", "products", "y top", "y bottom", "slope (deg)", "median width px", "gaps",
-                           "gap width (products)", "empty between its products", "bay width filled"],
+                           "gap width (products)", "empty between its products", "bay width filled"]
+                  + (["facings per metre"] if per_m else []),
                   [where(r) + [r["row"], r["products"], r["y_top"], r["y_bottom"], r["tilt_deg"],
                    r["median_product_width"], r["gaps"], r["gap_width_products"], f"{100 * r['empty_share']:.1f}%",
-                   f"{100 * r['fill']:.1f}%"]
+                   f"{100 * r['fill']:.1f}%"] + ([r.get("facings_per_m", "")] if per_m else [])
                    for r in doc["rows"]])
     gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)",
                            "looks (in the photo)"],

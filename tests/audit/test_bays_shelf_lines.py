@@ -215,3 +215,4 @@ def test_pictures_that_cannot_be_read_grey_are_named() -> None:
     # numbers past float32's range are read, not made infinite and blank
     huge = _picture(6, 150.0) * 1e40
     assert len(run_audit(boxes, WIDTH, HEIGHT, picture=huge).parts) == 2
+

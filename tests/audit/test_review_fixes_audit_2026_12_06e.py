@@ -1,0 +1,53 @@
+"""Faults found by an outside review of the audit on real photos (2026-12-06, stop 63)."""
+from __future__ import annotations
+
+import numpy as np
+
+from densedet_tile.audit import run_audit
+
+W, H = 100.0, 150.0
+
+
+def test_a_bays_outline_holds_every_product_it_counts() -> None:
+    # two products on a bottom shelf are too few for a row: the outline stopped at the last row,
+    # and the bay's density counted them over an outline that left them out (an outside review)
+    import shapely
+
+    boxes = [[x, b - H, x + W, b] for b in (300.0, 600.0, 900.0) for x in np.arange(0.0, 1200.0, 110.0)]
+    boxes += [[0.0, 1050.0, W, 1200.0], [110.0, 1050.0, 110.0 + W, 1200.0]]
+    boxes = np.array(boxes)
+    res = run_audit(boxes, 1300, 1300)
+    (part,) = res.parts
+    assert len(part.layout.rows) == 3 and len(part.index) == len(boxes)
+    outline = shapely.Polygon(part.polygon)
+    centres = shapely.points((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2)
+    assert shapely.contains(outline.buffer(1e-6), centres).all()
+
+
+def _bays_side_by_side() -> np.ndarray:
+    rows = []
+    for x0 in (0.0, 1300.0):  # two bays, an upright between them; the second reaches the border
+        rows += [[x, b - H, x + W, b] for b in (300.0, 600.0) for x in np.arange(x0, x0 + 1100.0, 110.0)]
+    return np.array(rows)
+
+
+def test_facings_per_metre_of_a_bay_the_photo_cuts_are_flagged_and_shown_in_the_report() -> None:
+    from densedet_tile.audit import AuditSettings, audit_to_dict
+    from densedet_tile.audit.report import render_html
+
+    boxes = _bays_side_by_side()
+    width = int(boxes[:, 2].max())  # the second bay's products reach the image's right edge
+    res = run_audit(boxes, width, 700, settings=AuditSettings(bay_width_m=1.25))
+    assert len(res.parts) == 2 and res.parts[1].edges[1] == "image edge"
+    said = [w for w in res.warnings if "image's edge" in w]
+    assert len(said) == 1 and res.parts[1].name in said[0] and "1.25 m" in said[0]
+    # not without --bay-width-m, where no facings per metre are reported
+    assert not any("image's edge" in w for w in run_audit(boxes, width, 700).warnings)
+    doc = audit_to_dict(res)
+    page = render_html(doc, b"", b"")
+    assert "facings per metre" in page and "<td>8.0</td>" in page
+
+
+def test_no_boxes_is_said() -> None:
+    res = run_audit(np.zeros((0, 4)), 1000, 800)
+    assert any("no product boxes" in w for w in res.warnings)
