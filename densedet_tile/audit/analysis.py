@@ -1030,6 +1030,10 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                 "x2": _r(g.x2),
                 "width_px": _r(g.width_px),
                 "width_products": _r(g.width_products, 2),
+                # the product width it is measured in: the row's median product, narrowed to
+                # the product inside a tilted box and taken at the gap's distance down the aisle
+                "product_width_px": _r(g.width_px / g.width_products)
+                if g.width_products > 0 and np.isfinite(g.width_products) else None,
                 **_looks(g),
                 "xyxy": [min(xs), min(ys), max(xs), max(ys)],
                 "polygon": outline,

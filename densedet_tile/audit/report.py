@@ -302,9 +302,9 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
                    f"{100 * r['fill']:.1f}%"] + ([r.get("facings_per_m", "")] if per_m else [])
                    for r in doc["rows"]])
     gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)",
-                           "looks (in the photo)"],
+                           "product width px", "looks (in the photo)"],
                   [[g["id"]] + where(g) + [g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"],
-                   g["width_products"], _looks_cell(g)] for g in doc["gaps"]])
+                   g["width_products"], g.get("product_width_px", ""), _looks_cell(g)] for g in doc["gaps"]])
     empties = ""
     if doc.get("empty_sections"):
         empties = ("<h2>Empty sections</h2><p class=\"note\">Every shelf empty between two bays, wider than a "

@@ -51,3 +51,27 @@ def test_facings_per_metre_of_a_bay_the_photo_cuts_are_flagged_and_shown_in_the_
 def test_no_boxes_is_said() -> None:
     res = run_audit(np.zeros((0, 4)), 1000, 800)
     assert any("no product boxes" in w for w in res.warnings)
+
+
+def test_a_gaps_width_in_products_says_the_width_it_is_measured_in() -> None:
+    # on a tilted photo the row's median box is wider than the product inside it: the gap's
+    # width in products did not follow from the JSON's figures (an outside review)
+    from densedet_tile.audit import audit_to_dict
+
+    rng = np.random.default_rng(2)
+    boxes = []
+    for b in (300.0, 600.0, 900.0):
+        x = 0.0
+        while x < 1400:
+            if not (b == 600.0 and 500 <= x < 800):  # a gap of about 3 products on the middle row
+                # the hull of a product 100 x 150 turned 3 degrees with its row
+                boxes.append([x, b - H + 0.0524 * x, x + W * 0.9986 + H * 0.0523, b + 0.0524 * x])
+            x += 101.0 + rng.uniform(0, 1)
+    doc = audit_to_dict(run_audit(np.array(boxes), 1600, 1100))
+    gaps = [g for g in doc["gaps"] if g["kind"] == "interior"]
+    assert gaps
+    rows = {(r["bay"], r["row"]): r for r in doc["rows"]}
+    for g in gaps:
+        assert abs(g["width_px"] / g["product_width_px"] - g["width_products"]) < 0.02
+        # narrower than the row's median box: the product inside the tilted box's hull
+        assert g["product_width_px"] < rows[(g["bay"], g["row"])]["median_product_width"] - 1
