@@ -217,9 +217,10 @@ class AuditResult:
 
 def _bay_outline(a: np.ndarray, layout: RowLayout) -> tuple[tuple[float, float], ...]:
     """A found bay's outline: its top row's upper edge and its bottom row's bottom line across
-    the columns of its products (their bounding box when it has no rows), moved up or down as
-    far as it takes to hold every product the bay counts (those of shelves too short to be a
-    row, a box on a sign: the bay's density is its products over this outline)."""
+    the columns of its products (their bounding box when it has no rows), moved up or down to
+    hold the bay's products beyond its rows that stand close on (shelves too short to be a row,
+    one after the other: each within a median product height of the outline so far). A box
+    further off (on a sign, the ceiling, the floor) does not stretch it."""
     if len(a) == 0:
         return ()
     x0, x1 = float(a[:, 0].min()), float(a[:, 2].max())
@@ -228,11 +229,31 @@ def _bay_outline(a: np.ndarray, layout: RowLayout) -> tuple[tuple[float, float],
         return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
     top, bottom = layout.rows[0], layout.rows[-1]
     xs = np.array([x0, x1])
-    corners = np.r_[a[:, 0], a[:, 2]]
-    up = min(0.0, float((np.r_[a[:, 1], a[:, 1]] - top.top_at(corners)).min()))
-    down = max(0.0, float((np.r_[a[:, 3], a[:, 3]] - bottom.bottom_at(corners)).max()))
-    ty, by = top.top_at(xs) + up, bottom.bottom_at(xs) + down
+    # each box's reach beyond the lines (at its worse corner) and the near edge it starts from
+    above = np.minimum(a[:, 1] - top.top_at(a[:, 0]), a[:, 1] - top.top_at(a[:, 2]))
+    above_near = np.minimum(a[:, 3] - top.top_at(a[:, 0]), a[:, 3] - top.top_at(a[:, 2]))
+    below = np.maximum(a[:, 3] - bottom.bottom_at(a[:, 0]), a[:, 3] - bottom.bottom_at(a[:, 2]))
+    below_near = np.maximum(a[:, 1] - bottom.bottom_at(a[:, 0]), a[:, 1] - bottom.bottom_at(a[:, 2]))
+    step = float(np.median(a[:, 3] - a[:, 1]))
+    ty = top.top_at(xs) - _reach(-above, -above_near, step)
+    by = bottom.bottom_at(xs) + _reach(below, below_near, step)
     return ((x0, float(ty[0])), (x1, float(ty[1])), (x1, float(by[1])), (x0, float(by[0])))
+
+
+def _reach(far: np.ndarray, near: np.ndarray, step: float) -> float:
+    """How far (>= 0) an outline's edge moves out to hold boxes reaching ``far`` past it whose
+    near side is ``near`` past it (both outwards), taken in order of ``near``: a box joins while
+    its near side lies within ``step`` of the edge so far."""
+    out = far > 0
+    if not out.any():
+        return 0.0
+    order = np.argsort(near[out], kind="stable")
+    f, n = far[out][order], near[out][order]
+    # the edge as it stands before each box: the furthest reach of the boxes before it
+    edge = np.maximum.accumulate(np.r_[0.0, f])[:-1]
+    stop = np.flatnonzero(n > edge + step)
+    taken = f[: stop[0]] if len(stop) else f
+    return float(max(0.0, taken.max(initial=0.0)))
 
 
 def _cut_ring(points: Sequence[tuple[float, float]], clip: Any) -> tuple[tuple[float, float], ...]:
@@ -310,6 +331,7 @@ SHELF_LINES_MIN_PX = 12.0
 #: and at most this many pixels of it are read (a panorama of small products: about 20 bytes a
 #: pixel while it is read; products stay at least ``SHELF_LINES_MIN_PX`` tall or it is not read)
 SHELF_LINES_MAX_PIXELS = 16_000_000
+_SLACK = 1e-3
 
 
 def shelf_lines_scale(xyxy: Any, width: int, height: int) -> float | None:
@@ -373,12 +395,17 @@ def _shelf_photo(picture: Any, a: np.ndarray, width: int, height: int) -> tuple[
         return None
     scale = pw / width
     med_h = float(np.median(a[:, 3] - a[:, 1]))
-    if med_h * scale < SHELF_LINES_MIN_PX:
+    # (a thousandth of slack: a picture loaded at shelf_lines_scale, its size rounded, is read
+    # as it is; its boxes there were clipped to the image, which moves the median a little)
+    if med_h * scale < SHELF_LINES_MIN_PX * (1 - _SLACK):
         return None
-    scale *= min(1.0, SHELF_LINES_PX / (med_h * scale), float(np.sqrt(SHELF_LINES_MAX_PIXELS / float(pw * ph))))
-    if med_h * scale < SHELF_LINES_MIN_PX:
+    scale *= min(1.0, SHELF_LINES_PX * (1 + _SLACK) / (med_h * scale),
+                 float(np.sqrt(SHELF_LINES_MAX_PIXELS * (1 + _SLACK) / float(pw * ph))))
+    if med_h * scale < SHELF_LINES_MIN_PX * (1 - _SLACK):
         return None
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if abs(size[0] - pw) <= 1 and abs(size[1] - ph) <= 1:
+        size = (pw, ph)  # (no resample for a pixel of rounding)
     if size != (pw, ph):
         # (also the last pixel of a preview rounded the other way: the scale holds for x and y)
         arr = np.asarray(Image.fromarray(arr, mode="F").resize(size, Image.Resampling.BILINEAR), np.float32)
@@ -594,7 +621,6 @@ def run_audit(
         warnings.append("no product boxes: no bay, row or gap to find (an empty fixture, or the detections of "
                         "another image?)")
     warnings.extend(_wide_bays(parts, s.bay_width_m))
-    warnings.extend(_bays_cut_by_the_image(parts, s.bay_width_m))
     warnings.extend(_rolled_past_max_tilt(parts, a, s.max_tilt))
     warnings.extend(_boxes_over_products(a))
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties),
@@ -709,20 +735,6 @@ def _wide_bays(parts: Sequence[AuditPart], bay_width_m: float | None) -> list[st
     return [f"{name} is {w / med:.1f} times as wide as the median bay ({w:.0f} px against {med:.0f} px): perhaps "
             f"several bays not cut apart; its facings per metre take it as {bay_width_m:g} m wide"
             for name, w in bays if med > 0 and w > 2 * med]
-
-
-def _bays_cut_by_the_image(parts: Sequence[AuditPart], bay_width_m: float | None) -> list[str]:
-    """With ``bay_width_m``: the found bays whose products reach the image's border (a bay the
-    photo shows only in part), whose facings per metre then count the part in the photo over the
-    whole bay's width (one warning for all of them)."""
-    if not bay_width_m:
-        return []
-    cut = [p.name for p in parts if p.kind == "bay" and p.layout.rows and "image edge" in p.edges]
-    if not cut:
-        return []
-    return [f"{', '.join(cut)} reach{'es' if len(cut) == 1 else ''} the image's edge: the photo may show "
-            f"{'it' if len(cut) == 1 else 'them'} only in part, and the facings per metre count "
-            f"{'its' if len(cut) == 1 else 'their'} products in the photo over {bay_width_m:g} m"]
 
 
 def _empty_sections(cut: Any, with_occupied: list[np.ndarray], name_of: dict[int, str],

@@ -292,15 +292,25 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
     def where(item: dict[str, Any]) -> list[Any]:
         return [item["region"] if "region" in item else names.get(item.get("bay"), item.get("bay", ""))]
 
-    # facings per metre when the bays' width was given (--bay-width-m)
+    # facings per metre when the bays' width was given (--bay-width-m); marked where the photo
+    # may show the bay only in part (its products reach the image's edge): there they count
+    # that part over the whole width
     per_m = any("facings_per_m" in r for r in doc["rows"])
+    cut_off = {b["bay"] for b in doc.get("bays", []) if "image edge" in (b.get("left_edge"), b.get("right_edge"))}
+
+    def facings(r: dict[str, Any]) -> str:
+        v = r.get("facings_per_m", "")
+        return f"{v} *" if v != "" and r.get("bay") in cut_off else str(v)
     rows = _table("rows", ["bay", "row", "products", "y top", "y bottom", "slope (deg)", "median width px", "gaps",
                            "gap width (products)", "empty between its products", "bay width filled"]
                   + (["facings per metre"] if per_m else []),
                   [where(r) + [r["row"], r["products"], r["y_top"], r["y_bottom"], r["tilt_deg"],
                    r["median_product_width"], r["gaps"], r["gap_width_products"], f"{100 * r['empty_share']:.1f}%",
-                   f"{100 * r['fill']:.1f}%"] + ([r.get("facings_per_m", "")] if per_m else [])
+                   f"{100 * r['fill']:.1f}%"] + ([facings(r)] if per_m else [])
                    for r in doc["rows"]])
+    if per_m and any(r.get("bay") in cut_off for r in doc["rows"]):
+        rows += ("<p class=\"note\">* the bay's products reach the image's edge: the photo may show it only in "
+                 "part, and its facings per metre count that part over the whole bay's width.</p>")
     gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)",
                            "product width px", "looks (in the photo)"],
                   [[g["id"]] + where(g) + [g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"],

@@ -216,3 +216,22 @@ def test_pictures_that_cannot_be_read_grey_are_named() -> None:
     huge = _picture(6, 150.0) * 1e40
     assert len(run_audit(boxes, WIDTH, HEIGHT, picture=huge).parts) == 2
 
+
+
+def test_a_picture_loaded_at_the_shelf_lines_scale_is_read_as_it_is() -> None:
+    # rounding a picture's size to whole pixels put its products a hair under 12 px (read at
+    # all) or its pixels a hair over 16 M (resampled by one pixel): a second review
+    from densedet_tile.audit.analysis import _shelf_photo, shelf_lines_scale
+
+    rng = np.random.default_rng(7)
+    cases = [(27618, 4576, 33.726), (31547, 5977, 319.1381484933637)]  # (both failed before)
+    cases += [(int(rng.integers(2000, 60000)), int(rng.integers(1000, 6000)), float(rng.uniform(10, 400)))
+              for _ in range(30)]
+    for width, height, med_h in cases:
+        boxes = np.array([[0.0, 0.0, 10.0, med_h]] * 3)
+        s = shelf_lines_scale(boxes, width, height)
+        if s is None:
+            continue
+        pw, ph = max(1, round(width * s)), max(1, round(height * s))
+        got = _shelf_photo(np.zeros((ph, pw), np.float32), boxes, width, height)
+        assert got is not None and got[0].shape == (ph, pw), (width, height, med_h)

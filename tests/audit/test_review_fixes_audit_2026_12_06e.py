@@ -31,21 +31,24 @@ def _bays_side_by_side() -> np.ndarray:
     return np.array(rows)
 
 
-def test_facings_per_metre_of_a_bay_the_photo_cuts_are_flagged_and_shown_in_the_report() -> None:
+def test_facings_per_metre_are_shown_in_the_report_and_marked_where_the_photo_cuts_the_bay() -> None:
     from densedet_tile.audit import AuditSettings, audit_to_dict
     from densedet_tile.audit.report import render_html
 
     boxes = _bays_side_by_side()
     width = int(boxes[:, 2].max())  # the second bay's products reach the image's right edge
     res = run_audit(boxes, width, 700, settings=AuditSettings(bay_width_m=1.25))
-    assert len(res.parts) == 2 and res.parts[1].edges[1] == "image edge"
-    said = [w for w in res.warnings if "image's edge" in w]
-    assert len(said) == 1 and res.parts[1].name in said[0] and "1.25 m" in said[0]
-    # not without --bay-width-m, where no facings per metre are reported
-    assert not any("image's edge" in w for w in run_audit(boxes, width, 700).warnings)
-    doc = audit_to_dict(res)
-    page = render_html(doc, b"", b"")
-    assert "facings per metre" in page and "<td>8.0</td>" in page
+    assert len(res.parts) == 2 and res.parts[1].edges[1] == "image edge" and res.parts[0].edges[0] == "image edge"
+    page = render_html(audit_to_dict(res), b"", b"")
+    # every row holds 10 products: 8 per metre, marked as counting the part in the photo
+    assert "facings per metre" in page and page.count("<td>8.0 *</td>") == 4
+    assert "may show it only in part" in page
+    # a bay whose both ends are in the photo is not marked
+    inside = run_audit(boxes + [150.0, 0.0, 150.0, 0.0], width + 300, 700, settings=AuditSettings(bay_width_m=1.25))
+    page = render_html(audit_to_dict(inside), b"", b"")
+    assert page.count("<td>8.0</td>") == 4 and "*</td>" not in page
+    # none without --bay-width-m
+    assert "facings per metre" not in render_html(audit_to_dict(run_audit(boxes, width, 700)), b"", b"")
 
 
 def test_no_boxes_is_said() -> None:
@@ -75,3 +78,17 @@ def test_a_gaps_width_in_products_says_the_width_it_is_measured_in() -> None:
         assert abs(g["width_px"] / g["product_width_px"] - g["width_products"]) < 0.02
         # narrower than the row's median box: the product inside the tilted box's hull
         assert g["product_width_px"] < rows[(g["bay"], g["row"])]["median_product_width"] - 1
+
+
+def test_a_stray_box_far_off_does_not_stretch_a_bays_outline() -> None:
+    # a second look: every box the bay counts stretched its outline, so one false box on the
+    # ceiling or the floor made a bay the photo's height (and its empty section beside it)
+    shelves = [[x, b - H, x + W, b] for b in (700.0, 1000.0, 1300.0) for x in np.arange(0.0, 1200.0, 110.0)]
+    clean = run_audit(np.array(shelves), 1300, 2000)
+    for stray in ([400.0, 10.0, 480.0, 60.0], [400.0, 1850.0, 480.0, 1990.0]):
+        res = run_audit(np.array(shelves + [stray]), 1300, 2000)
+        (part,) = res.parts
+        assert len(part.index) == len(shelves) + 1  # still counted in the bay
+        ys = [y for _, y in part.polygon]
+        clean_ys = [y for _, y in clean.parts[0].polygon]
+        assert abs(min(ys) - min(clean_ys)) < 1e-6 and abs(max(ys) - max(clean_ys)) < 1e-6
