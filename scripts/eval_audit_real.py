@@ -2,7 +2,7 @@
 
     python scripts/eval_audit_real.py [--photos ../shared/real-shelves] [--dets /tmp/audit_real/dets]
                                       [--sheet /tmp/audit_real/contact_sheet.jpg] [--json OUT.json]
-                                      [--label-bays] [--label-boxes W] [--no-photo]
+                                      [--label-bays] [--label-boxes W] [--no-shelf-lines]
     python scripts/eval_audit_real.py --synthetic 200 [--tight] [--pitch 15] [--picture] [--sheet /tmp/audit_real/synthetic_sheet.jpg]
 
 **Real photos** (reads ``--photos``: the photos and ``shelf-rows/*.txt``, the human row boxes in
@@ -16,8 +16,8 @@ come as the audit command reads them: ``--dets`` a folder of ``<stem>.csv`` (the
 layout) or ``<stem>.txt`` (YOLO labels, normalised) per photo, or one CSV file holding the rows
 of every photo; then no photo is detected by the built-in model, and one without boxes there
 stops the run. Each photo is audited with default
-settings, with the photo given (the bays are found from its shelf lines too, as the audit
-command does; ``--no-photo``: from the boxes alone). Every found row's bounding box (of its polygon) is matched one to one to a human row
+settings, with the photo given (the bays are found from its shelf lines too, read as the audit
+command reads them; ``--no-shelf-lines``: from the boxes alone). Every found row's bounding box (of its polygon) is matched one to one to a human row
 box when their IoU is >= 0.5, greedily from the highest IoU. Printed: row recall (matched human
 rows / human rows), row precision (matched found rows / found rows), the row-count error per
 photo, gaps that span two human bays (a gap across an upright), and empty shelves (a whole shelf
@@ -546,6 +546,7 @@ def detections_for(photo: Path, dets: Path) -> Any:
 
 def eval_real(args: argparse.Namespace) -> dict[str, Any]:
     from densedet_tile.audit import check_gaps, load_preview_image, run_audit
+    from densedet_tile.audit.analysis import shelf_lines_scale
 
     photos_dir = Path(args.photos)
     labels_dir = photos_dir / "shelf-rows"
@@ -586,8 +587,14 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
                                w, h, upright=args.label_boxes, spacing=args.label_spacing)
         regions = label_bay_regions(truth, h) if args.label_bays else None
         picture = load_preview_image(photo, w, h)
+        # the shelf lines read as the audit command reads them: at one scale of the products
+        lines = None
+        scale = None if args.no_shelf_lines else shelf_lines_scale(xyxy, w, h)
+        if scale is not None:
+            lines = load_preview_image(photo, w, h, max_width=max(1, round(w * scale)),
+                                       max_height=max(1, round(h * scale)))
         t0 = time.perf_counter()
-        res = run_audit(xyxy, w, h, regions=regions, picture=None if args.no_photo else picture)
+        res = run_audit(xyxy, w, h, regions=regions, picture=lines)
         t_audit += time.perf_counter() - t0
         # the second look at each gap in the photo (as the audit command does with the photo at hand)
         res = check_gaps(res, picture)
@@ -858,8 +865,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="with --synthetic: tilt each aisle's camera up or down by up to D degrees (uprights converge)")
     p.add_argument("--picture", action="store_true",
                    help="with --synthetic: give the audit each aisle painted (shelf edges and products), as a photo")
-    p.add_argument("--no-photo", action="store_true",
-                   help="find the bays from the boxes alone (not also from the shelf lines in the photo)")
+    p.add_argument("--no-shelf-lines", action="store_true",
+                   help="find the bays from the boxes alone (not also from the shelf lines in the photo; the "
+                        "gaps are still checked in it)")
     p.add_argument("--label-bays", action="store_true",
                    help="diagnostic: give the human bays as regions and score only their rows (how far the rows "
                         "get when the bays are known and the bays nobody labelled are left out)")

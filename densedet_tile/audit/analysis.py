@@ -201,7 +201,8 @@ class AuditResult:
     warnings: tuple[str, ...] = ()
     empty_sections: tuple[EmptySection, ...] = ()
     #: whether the photo's shelf lines were read for the bays (a picture was given, its
-    #: products large enough in it, and the image was cut into bays; not whether they cut any)
+    #: products large enough in it, and found bays were cut: not when regions hold every box;
+    #: not whether they cut any)
     shelf_lines: bool = False
 
     @property
@@ -451,6 +452,7 @@ def run_audit(
 
     image_box = shapely.box(0.0, 0.0, float(width), float(height))
     shelf_photo = None if picture is None or not s.bays else _shelf_photo(picture, a, width, height)
+    lines_read: list[bool] = []  # (the found bays' cut read them: not with regions over every box)
 
     def analyse(idx: np.ndarray, occupied: np.ndarray | None = None
                 ) -> tuple[RowLayout, tuple[Gap, ...], tuple[EmptyShelf, ...]]:
@@ -481,6 +483,7 @@ def run_audit(
         else:
             every = np.r_[idx, occ]
             cut = find_bays(a[every], picture=shelf_photo)
+            lines_read.append(shelf_photo is not None)
             bay_of, occ_of = cut.bay_of[:len(idx)], cut.bay_of[len(idx):]
             groups = _split_by(idx, bay_of, cut.n_bays)
             occ_groups = _split_by(occ, occ_of, cut.n_bays)
@@ -624,7 +627,7 @@ def run_audit(
     warnings.extend(_rolled_past_max_tilt(parts, a, s.max_tilt))
     warnings.extend(_boxes_over_products(a))
     return AuditResult(width, height, a, parts, grid, tuple(stats), regs, s, tuple(warnings), tuple(empties),
-                       shelf_photo is not None)
+                       any(lines_read))
 
 
 #: A box holding the centres of this many other boxes (and of :data:`_OVER_SHARE` of all) is

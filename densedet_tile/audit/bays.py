@@ -11,7 +11,7 @@ follow them: the frame is the one that leaves the most columns no box crosses
 (:func:`upright_frame`), each box is moved into it by its centre's height (tight boxes also
 narrowed to their product's width at its middle height: a product leaning with the uprights is
 boxed by its hull, wider by its height times the lean), and the cuts are the frame's lines
-(:meth:`BayCuts.cut_x`). Two kinds of evidence cut the columns:
+(:meth:`BayCuts.cut_x`). Three kinds of evidence cut the columns:
 
 1. **Uprights** (and the breaks of the price rail they carry): a *gutter*, a stretch of
    columns where the products of every shelf stop. The *coverage* of a column is the summed

@@ -312,9 +312,9 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
         rows += ("<p class=\"note\">* the bay's products reach the image's edge: the photo may show it only in "
                  "part, and its facings per metre count that part over the whole bay's width.</p>")
     gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)",
-                           "product width px", "looks (in the photo)"],
+                           "product width px (narrowed, at the gap)", "looks (in the photo)"],
                   [[g["id"]] + where(g) + [g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"],
-                   g["width_products"], g.get("product_width_px", ""), _looks_cell(g)] for g in doc["gaps"]])
+                   g["width_products"], g.get("product_width_px") or "", _looks_cell(g)] for g in doc["gaps"]])
     empties = ""
     if doc.get("empty_sections"):
         empties = ("<h2>Empty sections</h2><p class=\"note\">Every shelf empty between two bays, wider than a "

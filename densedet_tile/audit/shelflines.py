@@ -16,8 +16,8 @@ with a little slack for the frame's error, and the match is the normalised corre
 two profiles. Near 1: the shelf lines go on; near 0 or below: they do not. The columns follow
 the uprights' lean (the frame of :func:`~densedet_tile.audit.bays.upright_frame`).
 
-Everything is vectorised over columns and heights; a 2448 x 3264 photo is looked at about 800
-pixels wide.
+Everything is vectorised over columns and heights; the photo is looked at with its products
+about 50 pixels tall (a 2448 x 3264 photo of products 150 pixels tall: about 800 pixels wide).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ SLACK = 0.1
 #: a column breaks the shelf lines where their match across it is ``DEPTH`` below the usual
 #: match on each side (the median over ``REACH`` median widths), the usual match is at least
 #: ``HOLD`` on both sides (the lines do line up there: not a stretch of print, pegboard or
-#: glass that matches nowhere), and it is the lowest within ``HALF`` a width either side
+#: glass that matches nowhere), and it is the lowest within about half a width either side
+#: (``HALF`` widths in whole columns)
 DEPTH = 0.3
 HOLD = 0.4
 REACH = 3.0

@@ -100,10 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-perspective", action="store_true",
                    help="shelves are parallel: do not look for rows converging down an aisle")
     p.add_argument("--no-bays", action="store_true",
-                   help="the image is one fixture: do not cut it into bays at uprights and jumps in shelf height")
+                   help="the image is one fixture: do not cut it into bays (at uprights, jumps in shelf height or "
+                        "breaks in the photo's shelf lines; the shelf lines are then not read)")
     p.add_argument("--no-shelf-lines", action="store_true",
                    help="find the bays from the product boxes alone, not also from where the shelf lines "
-                        "in the photo end or jump (docs/audit.md, \"Bays\")")
+                        "in the photo end or jump (only matters with the photo at hand; docs/audit.md, \"Bays\")")
     p.add_argument("--no-pixel-check", action="store_true",
                    help="do not look at the photo's pixels to tell whether each gap looks empty or holds products "
                    "the detector missed")

@@ -207,7 +207,7 @@ def test_a_panorama_of_small_products_is_read_at_a_bounded_size() -> None:
     assert shelf_lines_scale(np.zeros((0, 4)), 100, 100) is None
 
 
-def test_pictures_that_cannot_be_read_grey_are_named() -> None:
+def test_pictures_that_cannot_be_read_grey_are_named_and_huge_numbers_are_read() -> None:
     boxes = _boxes(6)
     lab = Image.fromarray(_picture(6, 150.0).astype(np.uint8)).convert("RGB").convert("LAB")
     with pytest.raises(InvalidInputError, match="mode LAB"):
@@ -219,8 +219,8 @@ def test_pictures_that_cannot_be_read_grey_are_named() -> None:
 
 
 def test_a_picture_loaded_at_the_shelf_lines_scale_is_read_as_it_is() -> None:
-    # rounding a picture's size to whole pixels put its products a hair under 12 px (read at
-    # all) or its pixels a hair over 16 M (resampled by one pixel): a second review
+    # rounding a picture's size to whole pixels put its products a hair under 12 px (not read
+    # at all) or its pixels a hair over 16 M (resampled by one pixel): a second review
     from densedet_tile.audit.analysis import _shelf_photo, shelf_lines_scale
 
     rng = np.random.default_rng(7)
@@ -235,3 +235,15 @@ def test_a_picture_loaded_at_the_shelf_lines_scale_is_read_as_it_is() -> None:
         pw, ph = max(1, round(width * s)), max(1, round(height * s))
         got = _shelf_photo(np.zeros((ph, pw), np.float32), boxes, width, height)
         assert got is not None and got[0].shape == (ph, pw), (width, height, med_h)
+
+
+def test_shelf_lines_are_not_said_read_when_regions_hold_every_box() -> None:
+    import shapely
+
+    from densedet_tile.audit.regions import Region
+
+    boxes = _boxes(7)
+    pic = _picture(7, 150.0)
+    whole = [Region("all", shapely.box(0, 0, WIDTH, HEIGHT))]
+    assert not run_audit(boxes, WIDTH, HEIGHT, picture=pic, regions=whole).shelf_lines
+    assert run_audit(boxes, WIDTH, HEIGHT, picture=pic).shelf_lines

@@ -26,7 +26,7 @@ def test_a_bays_outline_holds_every_product_it_counts() -> None:
 
 def _bays_side_by_side() -> np.ndarray:
     rows = []
-    for x0 in (0.0, 1300.0):  # two bays, an upright between them; the second reaches the border
+    for x0 in (0.0, 1300.0):  # two bays, an upright between them; both reach a border (left, right)
         rows += [[x, b - H, x + W, b] for b in (300.0, 600.0) for x in np.arange(x0, x0 + 1100.0, 110.0)]
     return np.array(rows)
 
