@@ -254,7 +254,7 @@ def _reach(far: np.ndarray, near: np.ndarray, step: float) -> float:
     edge = np.maximum.accumulate(np.r_[0.0, f])[:-1]
     stop = np.flatnonzero(n > edge + step)
     taken = f[: stop[0]] if len(stop) else f
-    return float(max(0.0, taken.max(initial=0.0)))
+    return float(taken.max(initial=0.0))
 
 
 def _cut_ring(points: Sequence[tuple[float, float]], clip: Any) -> tuple[tuple[float, float], ...]:
@@ -335,6 +335,17 @@ SHELF_LINES_MAX_PIXELS = 16_000_000
 _SLACK = 1e-3
 
 
+def _lines_scale(med_h: float, pixels: float, slack: float = 0.0) -> float | None:
+    """The scale (at most 1) of a picture of ``pixels`` pixels whose products are ``med_h``
+    tall at which the shelf lines are read (see ``SHELF_LINES_PX``), None when they would be
+    under ``SHELF_LINES_MIN_PX``; ``slack`` (relative) lets a picture already at that scale, its
+    size rounded, be read as it is."""
+    if not med_h > 0:
+        return None
+    s = min(1.0, SHELF_LINES_PX * (1 + slack) / med_h, float(np.sqrt(SHELF_LINES_MAX_PIXELS * (1 + slack) / pixels)))
+    return s if med_h * s >= SHELF_LINES_MIN_PX * (1 - slack) else None
+
+
 def shelf_lines_scale(xyxy: Any, width: int, height: int) -> float | None:
     """The scale of the ``width`` x ``height`` image (at most 1) at which :func:`run_audit`
     reads the photo's shelf lines: its products' median height made ``SHELF_LINES_PX`` pixels,
@@ -343,11 +354,7 @@ def shelf_lines_scale(xyxy: Any, width: int, height: int) -> float | None:
     a = as_boxes(xyxy)
     if len(a) == 0:
         return None
-    med_h = float(np.median(a[:, 3] - a[:, 1]))
-    if not med_h > 0:
-        return None
-    s = min(1.0, SHELF_LINES_PX / med_h, float(np.sqrt(SHELF_LINES_MAX_PIXELS / (float(width) * float(height)))))
-    return s if med_h * s >= SHELF_LINES_MIN_PX else None
+    return _lines_scale(float(np.median(a[:, 3] - a[:, 1])), float(width) * float(height))
 
 
 def _grey(picture: Any) -> np.ndarray:
@@ -374,10 +381,9 @@ def _grey(picture: Any) -> np.ndarray:
         arr = arr[..., :3].mean(axis=2)
     if arr.ndim != 2 or arr.size == 0:
         raise InvalidInputError(f"picture must be an image or an (H, W) or (H, W, 3) array, got shape {arr.shape}")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        arr[bad] = float(np.median(arr[~bad])) if not bad.all() else 0.0
-    return arr
+    from .shelflines import filled
+
+    return filled(arr)
 
 
 def _shelf_photo(picture: Any, a: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float] | None:
@@ -394,16 +400,12 @@ def _shelf_photo(picture: Any, a: np.ndarray, width: int, height: int) -> tuple[
                                 "(another photo's, or not turned upright?)")
     if len(a) == 0:
         return None
-    scale = pw / width
-    med_h = float(np.median(a[:, 3] - a[:, 1]))
     # (a thousandth of slack: a picture loaded at shelf_lines_scale, its size rounded, is read
     # as it is; its boxes there were clipped to the image, which moves the median a little)
-    if med_h * scale < SHELF_LINES_MIN_PX * (1 - _SLACK):
+    f = _lines_scale(float(np.median(a[:, 3] - a[:, 1])) * pw / width, float(pw * ph), _SLACK)
+    if f is None:
         return None
-    scale *= min(1.0, SHELF_LINES_PX * (1 + _SLACK) / (med_h * scale),
-                 float(np.sqrt(SHELF_LINES_MAX_PIXELS * (1 + _SLACK) / float(pw * ph))))
-    if med_h * scale < SHELF_LINES_MIN_PX * (1 - _SLACK):
-        return None
+    scale = pw / width * f
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if abs(size[0] - pw) <= 1 and abs(size[1] - ph) <= 1:
         size = (pw, ph)  # (no resample for a pixel of rounding)

@@ -692,13 +692,10 @@ def _photo_breaks(picture: tuple[np.ndarray, float], a: np.ndarray, cx: np.ndarr
     """(nb,) bool: the bins of columns where the photo's shelf lines break (:mod:`.shelflines`),
     looked at between the top of the highest box and the bottom of the lowest (in the frame of
     the shelf lines; not the ceiling or the floor), the columns following the uprights."""
-    from .shelflines import HALF, HOLD, REACH, RUN, SLACK, WIDE, edge_map, line_breaks, line_match
+    from .shelflines import HALF, HOLD, REACH, RUN, SLACK, WIDE, edge_map, filled, line_breaks, line_match
 
     gray, scale = picture
-    gray = np.asarray(gray, np.float32)
-    if not np.isfinite(gray).all():  # (one NaN would blind the running sums of its row)
-        ok = np.isfinite(gray)
-        gray = np.where(ok, gray, float(np.median(gray[ok])) if ok.any() else 0.0)
+    gray = filled(gray)
     q = _PHOTO_STEP
     us = x0 + (np.arange(0, nb, q) + q / 2) * bin_px
     yp_top = frame.deskew(a[:, 1], cx)
@@ -717,10 +714,7 @@ def _photo_breaks(picture: tuple[np.ndarray, float], a: np.ndarray, cx: np.ndarr
         # an upright or a jump goes on: no break where the lines line up again further out
         wide = line_match(edges, scale, us[cut], WIDE * med_w, frame, to_image, y_lo, y_hi, SLACK * med_h)
         cut[np.flatnonzero(cut)] = wide < HOLD  # (unknown out there, past the photo's edge: no cut)
-    out = np.zeros(nb, bool)
-    for k in np.flatnonzero(cut):
-        out[k * q: min(nb, k * q + q)] = True
-    return out
+    return np.repeat(cut, q)[:nb]  # (each compared column stands for its q bins)
 
 
 def find_bays(

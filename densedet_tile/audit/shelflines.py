@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["edge_map", "line_match", "line_breaks", "HALF", "SLACK", "RUN", "DEPTH", "HOLD", "REACH", "WIDE"]
+__all__ = ["edge_map", "filled", "line_match", "line_breaks", "HALF", "SLACK", "RUN", "DEPTH", "HOLD", "REACH", "WIDE"]
 
 #: the horizontal edges are averaged over this many median product widths along the row
 RUN = 1.0
@@ -50,6 +50,16 @@ WIDE = 1.5
 
 #: heights times columns gathered at once
 _CELLS = 1 << 20
+
+
+def filled(gray: np.ndarray) -> np.ndarray:
+    """(H, W) float32 ``gray`` with its pixels that are not finite set to the median of the
+    others (0 when none is): one NaN would blind the running sums of its row."""
+    g = np.asarray(gray, np.float32)
+    ok = np.isfinite(g)
+    if ok.all():
+        return g
+    return np.where(ok, g, float(np.median(g[ok])) if ok.any() else 0.0).astype(np.float32)
 
 
 def edge_map(gray: np.ndarray, run: float) -> np.ndarray:
