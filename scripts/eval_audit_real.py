@@ -2,7 +2,7 @@
 
     python scripts/eval_audit_real.py [--photos ../shared/real-shelves] [--dets /tmp/audit_real/dets]
                                       [--sheet /tmp/audit_real/contact_sheet.jpg] [--json OUT.json]
-                                      [--label-bays] [--label-boxes W] [--no-shelf-lines]
+                                      [--label-bays] [--label-boxes W [--with-unlabelled]] [--no-shelf-lines]
     python scripts/eval_audit_real.py --synthetic 200 [--tight] [--pitch 15] [--picture] [--sheet /tmp/audit_real/synthetic_sheet.jpg]
 
 **Real photos** (reads ``--photos``: the photos and ``shelf-rows/*.txt``, the human row boxes in
@@ -34,7 +34,10 @@ the human row boxes (:func:`label_boxes`: every labelled row filled with touchin
 up to ``--label-spacing`` of a width apart, a straight upright W product widths wide at each
 boundary between human bays, 3 % jitter; ``--label-seed`` draws another set), which shows the
 geometry of real photos (their bays, perspective and labelling) apart from the detector, as a
-detector that boxes every labelled product would see it. When the detections JSONs carry the
+detector that boxes every labelled product would see it. The made boxes stop where the labels
+stop; ``--with-unlabelled`` keeps the detector's boxes outside every labelled row beside them
+(:func:`outside_rows`: the bays nobody labelled, false boxes), as a detector that boxes the
+whole photo gives them. When the detections JSONs carry the
 engine's count flag (``count_range.uncertain``, written by the engine since 2026-12-02), the
 figures are also split between photos flagged and not.
 
@@ -331,6 +334,27 @@ def label_boxes(truth: np.ndarray, dets: np.ndarray, rng: np.random.Generator, w
     return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
 
 
+def outside_rows(dets: np.ndarray, truth: np.ndarray, *, share: float = 0.3) -> np.ndarray:
+    """The boxes of ``dets`` (N, 4) that stand outside every human row box of ``truth``: under
+    ``share`` of each box's area inside the human rows (their union, on the photo's pixels). With
+    ``--label-boxes --with-unlabelled`` they join the made boxes, as a detector that boxes the
+    whole photo adds the products of bays nobody labelled (and its own false boxes on signs and
+    floors), which the made boxes alone leave out."""
+    d = np.asarray(dets, np.float64).reshape(-1, 4)
+    if len(d) == 0 or len(truth) == 0:
+        return d
+    w, h = int(np.ceil(max(d[:, 2].max(), truth[:, 2].max()))) + 1, int(np.ceil(max(d[:, 3].max(), truth[:, 3].max()))) + 1
+    # the rows' union as a summed-area table: each box's labelled area in four lookups
+    mask = np.zeros((h + 1, w + 1), np.int64)
+    for x0, y0, x1, y1 in np.rint(truth).astype(np.int64):
+        mask[max(y0, 0) + 1: y1 + 1, max(x0, 0) + 1: x1 + 1] = 1
+    sat = mask.cumsum(0).cumsum(1)
+    b = np.clip(np.rint(d).astype(np.int64), 0, [w, h, w, h])
+    inside = sat[b[:, 3], b[:, 2]] - sat[b[:, 1], b[:, 2]] - sat[b[:, 3], b[:, 0]] + sat[b[:, 1], b[:, 0]]
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1)
+    return d[inside < share * area]
+
+
 def label_bay_regions(truth: np.ndarray, height: int) -> list[Any]:
     """The human bays as regions (full-height strips): the "bays known" diagnostic."""
     from densedet_tile.audit import parse_regions
@@ -585,6 +609,8 @@ def eval_real(args: argparse.Namespace) -> dict[str, Any]:
             # whatever the other photos; --label-seed draws another set
             xyxy = label_boxes(truth, xyxy, np.random.default_rng([zlib.crc32(stem.encode()), args.label_seed]),
                                w, h, upright=args.label_boxes, spacing=args.label_spacing)
+            if args.with_unlabelled:
+                xyxy = np.concatenate([xyxy, outside_rows(boxes.xyxy, truth)])
         regions = label_bay_regions(truth, h) if args.label_bays else None
         picture = load_preview_image(photo, w, h)
         # the shelf lines read as the audit command reads them: at one scale of the products
@@ -875,6 +901,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="diagnostic: audit boxes made from the human row boxes instead of the detector's (every "
                         "labelled product boxed, nothing else), with an upright W product widths wide at each human "
                         "bay boundary and 3 %% jitter: the geometry of real photos apart from the detector")
+    p.add_argument("--with-unlabelled", action="store_true",
+                   help="with --label-boxes: keep the detector's boxes that stand outside every labelled row "
+                        "(products of bays nobody labelled, false boxes), as a detector that boxes the whole photo "
+                        "gives them; the made boxes alone stop where the labels stop")
     p.add_argument("--label-spacing", type=float, default=0.0, metavar="S",
                    help="with --label-boxes: products up to S of a width apart instead of touching")
     p.add_argument("--label-seed", type=int, default=0, metavar="K",
@@ -883,6 +913,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (0 <= args.label_spacing < 1):
         print(f"--label-spacing {args.label_spacing}: the space must be in [0, 1) product widths", file=sys.stderr)
+        return 2
+    if args.with_unlabelled and args.label_boxes is None:
+        print("--with-unlabelled goes with --label-boxes", file=sys.stderr)
         return 2
     if args.label_boxes is not None and not (0 <= args.label_boxes < 2):
         print(f"--label-boxes {args.label_boxes}: the upright's width must be in [0, 2) product widths", file=sys.stderr)
@@ -897,7 +930,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         rep = eval_real(args)
         source = (f"made from the human rows (uprights {args.label_boxes:g} widths"
-                  + (f", products up to {args.label_spacing:g} widths apart" if args.label_spacing else "") + ")"
+                  + (f", products up to {args.label_spacing:g} widths apart" if args.label_spacing else "")
+                  + (", the detector's boxes outside the labelled rows kept" if args.with_unlabelled else "") + ")"
                   if args.label_boxes is not None
                   else "from " + args.dets)
         print_report(rep, "real photos, boxes " + source + (", human bays given" if args.label_bays else ""))

@@ -272,6 +272,29 @@ def test_label_boxes_option_refuses_a_wild_upright(ev, capsys: pytest.CaptureFix
     assert "--label-boxes 3.0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_boxes_outside_the_labelled_rows_match_a_pixel_count(ev, seed: int) -> None:
+    # a box is kept when under 0.3 of its pixels lie in the union of the human rows: counted
+    # here pixel by pixel on a mask, rows that overlap each other included
+    rng = np.random.default_rng(seed)
+    x0, y0 = rng.integers(0, 300, (6, 2)).T
+    truth = np.column_stack([x0, y0, x0 + rng.integers(20, 150, 6), y0 + rng.integers(20, 80, 6)]).astype(float)
+    b0 = rng.integers(0, 400, (200, 2))
+    dets = np.column_stack([b0, b0 + rng.integers(1, 60, (200, 2))]).astype(float)
+    mask = np.zeros((500, 500), bool)
+    for x0_, y0_, x1_, y1_ in truth.astype(int):
+        mask[y0_:y1_, x0_:x1_] = True
+    share = np.array([mask[int(b[1]):int(b[3]), int(b[0]):int(b[2])].mean() for b in dets])
+    kept = ev.outside_rows(dets, truth)
+    assert 0 < len(kept) < len(dets)
+    np.testing.assert_array_equal(kept, dets[share < 0.3])
+
+
+def test_with_unlabelled_needs_label_boxes(ev, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ev.main(["--with-unlabelled"]) == 2
+    assert "--with-unlabelled goes with --label-boxes" in capsys.readouterr().err
+
+
 def test_another_detectors_boxes_as_csv_or_yolo_score_as_its_json_does(ev, tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """--dets as the audit command reads boxes: one CSV of every photo, or per-photo CSV / YOLO
