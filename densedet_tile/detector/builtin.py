@@ -150,7 +150,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def decode_one(logits: np.ndarray, dist: np.ndarray, *, stride: int, score_thr: float, nms_iou: float,
-               max_det: int, topk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               max_det: int, topk: int | None = None,
+               clip: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Boxes of one image from its raw outputs: ``logits`` (h, w), ``dist`` (4, h, w) pixels.
 
     Peaks are the cells whose logit is the largest of their 3x3 neighbourhood (the max-pool
@@ -158,7 +159,9 @@ def decode_one(logits: np.ndarray, dist: np.ndarray, *, stride: int, score_thr: 
     sigmoid of its logit. Peaks scoring at least ``score_thr`` are sorted by score (ties: the
     earlier cell), cut to ``topk`` (default ``2 * max_det``), turned into boxes around the cell
     centres and passed through the engine's exact greedy NMS (:func:`densedet_tile.merge.nms`,
-    IoU strictly above ``nms_iou`` suppresses), keeping at most ``max_det``.
+    IoU strictly above ``nms_iou`` suppresses), keeping at most ``max_det``. With ``clip`` (w, h)
+    the boxes are cut to the image ``[0, w] x [0, h]`` before the NMS: two boxes that differ
+    only beyond the image's edge are one box there (left for the NMS to thin, not for the merge).
 
     Returns ``(boxes (N, 4) float32 xyxy input pixels, scores (N,) float32)`` by descending score.
     """
@@ -180,6 +183,11 @@ def decode_one(logits: np.ndarray, dist: np.ndarray, *, stride: int, score_thr: 
     boxes = np.stack([xs - d[0], ys - d[1], xs + d[2], ys + d[3]], axis=1).astype(np.float32)
     ok = np.isfinite(boxes).all(axis=1)
     if not ok.all():
+        boxes, scores = boxes[ok], scores[ok]
+    if clip is not None:
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, clip[0])
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, clip[1])
+        ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
         boxes, scores = boxes[ok], scores[ok]
     if boxes.shape[0] == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
@@ -555,6 +563,8 @@ class DefaultDetector:
             every box scoring at least ``score_floor`` (a little below ``score_thr``: the engine
             applies the threshold itself).
         """
+        from ..merge.nms import nms
+
         tiles = check_tiles(tiles, allow_empty=True)
         if not tiles:
             return []
@@ -584,14 +594,19 @@ class DefaultDetector:
             s = self.settings
             for j, i in enumerate(live):
                 h, w = sizes[i]
+                # cut to the tile before the NMS: boxes reaching past its edge (into the padding)
+                # by different amounts are one box inside it, and the merge takes each tile's
+                # boxes as distinct
                 boxes, scores = decode_one(heat[j, 0], dist[j], stride=s.stride, score_thr=s.score_floor,
-                                           nms_iou=s.nms_iou, max_det=s.max_det, topk=s.topk)
-                boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
-                boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
-                ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-                boxes, scores = boxes[ok], scores[ok]
+                                           nms_iou=s.nms_iou, max_det=s.max_det, topk=s.topk, clip=(w, h))
                 if s.split_stacks:
-                    boxes, scores = split_layers(boxes, scores, layer_counts(tiles[i], boxes))
+                    layers = layer_counts(tiles[i], boxes)
+                    if (layers > 1).any():
+                        boxes, scores = split_layers(boxes, scores, layers)
+                        # two stacks the NMS let through (overlapping at IoU 0.5 or under) can
+                        # still share layers: one of each pair of layers at once
+                        k = np.sort(nms(boxes, scores, s.nms_iou))  # (in their order)
+                        boxes, scores = boxes[k], scores[k]
                 results[i] = Detections(boxes, scores, np.zeros(len(scores), np.int64))
         return [r if r is not None else Detections.empty() for r in results]
 

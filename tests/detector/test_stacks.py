@@ -291,3 +291,76 @@ def test_summed_area_table_is_exact_in_either_integer_width(shape) -> None:
     got = _gray_integral(img)
     assert got.dtype == (np.int64 if shape[0] * shape[1] * 255 >= 2**31 else np.int32)
     assert np.array_equal(got, want)
+
+
+class _BoxesRunner(_OneBoxRunner):
+    """A stand-in network with one peak per box of ``boxes`` (model-input pixels, may reach past
+    the image), scored by ``logits``; the peaks at each box's centre, clipped into the grid, or at
+    the grid ``cells`` (column, row) given."""
+
+    def __init__(self, boxes: np.ndarray, logits: list[float], stride: int,
+                 cells: list[tuple[int, int]] | None = None) -> None:
+        self.boxes, self.logits, self.stride, self.cells = np.asarray(boxes, np.float64), logits, stride, cells
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, h, w, _ = batch.shape
+        s = self.stride
+        heat = np.full((n, 1, h // s, w // s), -10.0, np.float32)
+        dist = np.zeros((n, 4, h // s, w // s), np.float32)
+        for k, ((x1, y1, x2, y2), logit) in enumerate(zip(self.boxes, self.logits)):
+            cx = min(max(int((x1 + x2) / 2 // s), 0), w // s - 1)
+            cy = min(max(int((y1 + y2) / 2 // s), 0), h // s - 1)
+            if self.cells is not None:
+                cx, cy = self.cells[k]
+            heat[:, 0, cy, cx] = logit
+            px, py = cx * s + s / 2, cy * s + s / 2
+            dist[:, :, cy, cx] = [px - x1, py - y1, x2 - px, y2 - py]
+        return heat, dist
+
+
+def test_boxes_alike_inside_the_tile_are_thinned_there_not_left_to_the_merge() -> None:
+    # two boxes of one product cut by the tile's left edge: outside it they reach 60 and 200 px
+    # further (IoU 0.49, both kept by the NMS at 0.5 before the cut); inside, they are the same
+    # box but for 4 px: one is kept, the higher-scoring
+    img = np.full((256, 256, 3), 128, np.uint8)
+    s = DEFAULT_CONFIG["stride"]
+    a = np.array([-60.0, 40.0, 80.0, 200.0])
+    b = np.array([-200.0, 44.0, 80.0, 200.0])
+    iou_before = (140 * 156) / (140 * 160 + 280 * 156 - 140 * 156)
+    assert iou_before <= DEFAULT_CONFIG["nms_iou"]
+    # (their peaks 4 cells apart: neighbouring cells would be one peak, the higher)
+    runner = _BoxesRunner(np.stack([a, b]), [4.0, 3.0], s, cells=[(2, 10), (2, 14)])
+    (found,) = DefaultDetector(runner, DEFAULT_CONFIG, split_stacks=False).predict([img])
+    assert len(found.scores) == 1
+    np.testing.assert_allclose(found.xyxy[0], [0, 40, 80, 200], atol=1e-4)
+
+
+def test_two_piles_sharing_layers_give_each_layer_once() -> None:
+    # a pile of 5 identical packs boxed twice: over its top 4 layers, and over its bottom 3. The
+    # whole boxes overlap at IoU 0.4, under the NMS's 0.5, so both are kept; split, their two
+    # shared layers overlap at IoU 1, and each layer must come out once
+    rng = np.random.default_rng(5)
+    pack = _pack(rng, 40, 96)
+    img, box = _scene([pack] * 5, pad=24)
+    top = box[0].copy()
+    top[3] = top[1] + 4 * 40
+    low = box[0].copy()
+    low[1] = top[1] + 40 * 2
+    x1, x2 = max(top[1], low[1]), min(top[3], low[3])
+    iou_whole = (x2 - x1) / ((top[3] - top[1]) + (low[3] - low[1]) - (x2 - x1))
+    assert iou_whole <= DEFAULT_CONFIG["nms_iou"]
+    runner = _BoxesRunner(np.stack([top, low]), [4.0, 3.0], DEFAULT_CONFIG["stride"])
+    det = DefaultDetector(runner, DEFAULT_CONFIG)
+    (found,) = det.predict([img])
+    (whole,) = DefaultDetector(runner, DEFAULT_CONFIG, split_stacks=False).predict([img])
+    assert len(whole.scores) == 2
+    a = found.xyxy
+    ix = np.clip(np.minimum(a[:, None, 2], a[None, :, 2]) - np.maximum(a[:, None, 0], a[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], a[None, :, 3]) - np.maximum(a[:, None, 1], a[None, :, 1]), 0, None)
+    area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    iou = ix * iy / (area[:, None] + area[None, :] - ix * iy)
+    np.fill_diagonal(iou, 0)
+    assert iou.max() <= DEFAULT_CONFIG["nms_iou"]
+    # the 5 layers of the pile, each once (4 from the first box, the fifth from the second)
+    assert len(found.scores) == 5
+    np.testing.assert_allclose(np.sort(a[:, 1]), top[1] + 40 * np.arange(5), atol=1.0)
