@@ -213,9 +213,12 @@ def refuse_overwriting_input(output: str | os.PathLike[str], inputs: Mapping[str
             raise InvalidInputError(f"{option} {out}: that is the {name} file; writing there would overwrite it")
 
 
-#: Temporaries of :func:`write_files`: ``.<name start>.<random>.tmp`` (``.old`` added to a
-#: replaced file's hard link while the new one lands).
-TMP_SUFFIX = ".tmp"
+#: Temporaries of :func:`write_files`: ``.<name start>.<random>.densedet-tmp`` (``.old`` added
+#: to a replaced file's hard link while the new one lands). The suffix is the tool's own, since
+#: :func:`sweep_temporaries` deletes what matches in the user's folders: ``.<name>.<random>.tmp``
+#: is what other programs' ``mkstemp`` calls leave too (an outside review: a user's
+#: ``.thesis.docx.a1b2c3d4.tmp`` went with a detection run in its folder).
+TMP_SUFFIX = ".densedet-tmp"
 TMP_NAME_KEEP = 100
 
 

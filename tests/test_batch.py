@@ -526,12 +526,12 @@ def test_temporaries_of_a_killed_run_are_swept_and_skipped_lines_follow_the_run_
     out = tmp_path / "out"
     job = Job(tiling=TileSpec(tile=256))
     run_batch(imgs[:1], out, detector=BlobDetector(), job=job)
-    old = [out / ".a.detections.json.k3j_x9ab.tmp", out / ".a.detections.csv.Zq81hh0p.tmp.old",
-           out / ".zz.detections.json.k3j_x9ab.tmp"]
+    old = [out / ".a.detections.json.k3j_x9ab.densedet-tmp", out / ".a.detections.csv.Zq81hh0p.densedet-tmp.old",
+           out / ".zz.detections.json.k3j_x9ab.densedet-tmp"]
     # this run's own outputs' temporaries go however recent (a run stopped and started again at
     # once: an outside review found them left), another writer's recent ones stay
-    own_fresh = out / ".b.preview.jpg.p0p0p0p0.tmp"
-    fresh = out / ".zz.detections.json.p0p0p0p0.tmp"
+    own_fresh = out / ".b.preview.jpg.p0p0p0p0.densedet-tmp"
+    fresh = out / ".zz.detections.json.p0p0p0p0.densedet-tmp"
     keep = out / ".notes.tmp"  # not a name this tool makes
     for f in (*old, own_fresh, fresh, keep):
         f.write_text("x")
@@ -551,8 +551,8 @@ def test_temporaries_a_run_leaves_while_it_runs_are_gone_when_it_ends(tmp_path):
     # images' ones when it ends (stopped or not), and leaves any other writer's recent ones
     imgs = _images(tmp_path / "in")
     out = tmp_path / "out"
-    debris = [out / ".b.detections.json.Ab12Cd34.tmp", out / ".c.coco.json.Ab12Cd34.tmp.old"]
-    other = out / ".zz.detections.json.Ab12Cd34.tmp"
+    debris = [out / ".b.detections.json.Ab12Cd34.densedet-tmp", out / ".c.coco.json.Ab12Cd34.densedet-tmp.old"]
+    other = out / ".zz.detections.json.Ab12Cd34.densedet-tmp"
 
     def on_record(rec):
         if rec["input"].endswith("a.png"):

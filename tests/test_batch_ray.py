@@ -361,7 +361,7 @@ def test_ctrl_c_while_ray_shuts_down_after_the_run_leaves_it_finished(local_ray,
     assert "interrupted while Ray shut down; the run itself had finished" in caplog.text
     end = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[-1])
     assert end["event"] == "end" and end["finished"] and "stopped" not in end
-    assert not list((tmp_path / "out").glob("*.tmp*"))
+    assert not list((tmp_path / "out").glob("*tmp*"))
 
 
 _FILE_DETECTOR = '''

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 import densedet_tile as dt
-from densedet_tile.io import atomic_write, write_files
+from densedet_tile.io import TMP_SUFFIX, atomic_write, write_files
 from densedet_tile.runner import Job, process_image
 from fakes import BlobDetector, blob_image
 
@@ -160,7 +160,7 @@ def test_a_failed_replace_of_an_existing_file_leaves_no_copy_of_it_behind(tmp_pa
     real_replace = os.replace
 
     def failing(src, dst):  # the new c cannot land; putting the old files back works
-        if str(dst).endswith("c.txt") and str(src).endswith(".tmp"):
+        if str(dst).endswith("c.txt") and str(src).endswith(TMP_SUFFIX):
             raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
@@ -207,7 +207,7 @@ def test_an_interruption_between_renames_puts_every_old_file_back(tmp_path, monk
     for p in list(files)[:2]:
         p.write_text("old " + p.name)
     # the second file has landed when the interruption comes
-    _interrupt_on(monkeypatch, lambda src, dst: dst == str(tmp_path / "b.csv") and src.endswith(".tmp"))
+    _interrupt_on(monkeypatch, lambda src, dst: dst == str(tmp_path / "b.csv") and src.endswith(TMP_SUFFIX))
     with pytest.raises(KeyboardInterrupt):
         write_files(files)
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "old a.json", "b.csv": "old b.csv"}
@@ -266,6 +266,24 @@ def test_an_output_that_cannot_be_replaced_is_named_not_its_temporary(tmp_path, 
     monkeypatch.setattr(os, "replace", stuck)
     with pytest.raises(PermissionError) as err:
         write_files({target: "new"})
-    assert err.value.filename == str(target) and err.value.filename2 is None and ".tmp" not in str(err.value)
+    assert err.value.filename == str(target) and err.value.filename2 is None and TMP_SUFFIX not in str(err.value)
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == [target.name] and target.read_text() == "old"
+
+
+def test_the_sweep_leaves_other_programs_temporaries_alone(tmp_path):
+    # ``.<name>.<8 characters>.tmp`` is what any program's mkstemp(prefix=".name.", suffix=".tmp")
+    # leaves: a user's file of that shape, however old, is not this tool's to delete
+    import time
+
+    from densedet_tile.io import sweep_temporaries
+
+    theirs = tmp_path / ".thesis.docx.a1b2c3d4.tmp"
+    ours = tmp_path / f".a.detections.json.k3j_x9ab{TMP_SUFFIX}"
+    ours_old = tmp_path / f".a.detections.csv.Zq81hh0p{TMP_SUFFIX}.old"
+    stale = time.time() - 3600
+    for f in (theirs, ours, ours_old):
+        f.write_text("x")
+        os.utime(f, (stale, stale))
+    assert sweep_temporaries(tmp_path) == 2
+    assert theirs.exists() and not ours.exists() and not ours_old.exists()

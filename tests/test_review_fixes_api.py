@@ -12,7 +12,7 @@ from densedet_tile.audit import run_audit
 from densedet_tile.audit.bays import find_bays
 from densedet_tile.errors import InvalidInputError
 from densedet_tile.eval.coco import EvalImage, evaluate_boxes
-from densedet_tile.io import atomic_write
+from densedet_tile.io import TMP_SUFFIX, atomic_write
 
 BOX = np.array([[10.0, 10.0, 50.0, 90.0]])
 
@@ -54,4 +54,4 @@ def test_a_failed_write_names_the_file_asked_for_not_its_temporary(tmp_path: Pat
     target = tmp_path / "file" / "a.json"  # its folder is a file
     with pytest.raises(OSError) as info:
         atomic_write(target, "{}")
-    assert str(target) in str(info.value) and ".tmp" not in str(info.value)
+    assert str(target) in str(info.value) and TMP_SUFFIX not in str(info.value)

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..errors import InvalidInputError
-from ..io import atomic_write
+from ..io import TMP_SUFFIX, atomic_write
 
 __all__ = ["render_shelf", "training_sample", "write_dataset", "PHOTO_PRODUCT_HEIGHT"]
 
@@ -622,7 +622,7 @@ def training_sample(
 #: times a factor drawn log-uniformly from this range.
 DATASET_JITTER = (0.7, 1.4)
 _DATASET_IMAGE = re.compile(r"^shelf_\d+_\d{4,}\.jpg$")
-_TEMPORARY = re.compile(r"^\..+\.tmp(\.old)?$")
+_TEMPORARY = re.compile(r"^\..+" + re.escape(TMP_SUFFIX) + r"(\.old)?$")
 
 
 def check_dataset_args(n: int, seed: int, width: int, height: int, product_height: float, *,

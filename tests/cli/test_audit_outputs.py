@@ -65,7 +65,7 @@ def test_a_stopped_audit_exits_like_an_interrupted_run_and_leaves_the_earlier_re
 def test_an_audit_sweeps_the_temporaries_a_killed_run_left(tmp_path):
     photo = _photo(tmp_path / "shelf.png")
     out = tmp_path / "out"
-    old, keep = stale_temporaries(out, [".shelf.audit.html.q8dvwt0a.tmp", ".shelf.audit.json.Zq81hh0p.tmp.old"])
+    old, keep = stale_temporaries(out, [".shelf.audit.html.q8dvwt0a.densedet-tmp", ".shelf.audit.json.Zq81hh0p.densedet-tmp.old"])
     assert cli_main(["audit", str(photo), "--out", str(out), *BLOB]) == 0
     assert not any(f.exists() for f in old) and keep.exists()
 

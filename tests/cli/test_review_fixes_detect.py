@@ -226,7 +226,7 @@ def test_sigterm_stops_cleanly_with_143_and_rolls_the_image_back(tmp_path):
 
 def test_a_killed_runs_temporaries_are_swept_at_start(tmp_path):
     out = tmp_path / "out"
-    old, keep = stale_temporaries(out, [".a.detections.json.k3j_x9ab.tmp", ".a.detections.csv.Zq81hh0p.tmp.old"])
+    old, keep = stale_temporaries(out, [".a.detections.json.k3j_x9ab.densedet-tmp", ".a.detections.csv.Zq81hh0p.densedet-tmp.old"])
     assert cli_main([str(_photo(tmp_path / "a.png")), "--out", str(out), *BLOB]) == 0
     assert not any(f.exists() for f in old) and keep.exists()
 

@@ -76,8 +76,8 @@ def test_resume_of_a_run_started_with_overwrite_may_replace_the_old_weights(tmp_
 def test_temporaries_of_a_killed_run_are_swept_and_nothing_else(tmp_path):
     folder = write_photos(tmp_path / "p", n=2)
     out = tmp_path / "m.pt"
-    mine = tmp_path / ".m.state.pt.ab12cd34.tmp"  # what a run killed while saving its state leaves
-    other = tmp_path / ".other.pt.ab12cd34.tmp"  # another output's, touched just now: not ours
+    mine = tmp_path / ".m.state.pt.ab12cd34.densedet-tmp"  # what a run killed while saving its state leaves
+    other = tmp_path / ".other.pt.ab12cd34.densedet-tmp"  # another output's, touched just now: not ours
     mine.write_bytes(b"x" * 1000)
     other.write_bytes(b"y")
     assert adapt(folder, out, TINY, device="cpu").status == "done"
