@@ -812,9 +812,27 @@ def write_preview(
     for x1, y1, x2, y2 in boxes.tolist():
         draw.rectangle((x1, y1, x2, y2), outline=KEPT_COLOUR, width=width)
     buf = io.BytesIO()
-    canvas.save(buf, format="JPEG", quality=quality)
+    # marked as the tool's own (a JPEG comment): a photo of the user's under a preview's name is
+    # not replaced (the runner's check, :func:`is_our_preview`)
+    canvas.save(buf, format="JPEG", quality=quality, comment=PREVIEW_MARK)
     data = buf.getvalue()
     return _put(path, data, stage)
+
+
+#: The JPEG comment of every preview :func:`write_preview` makes.
+PREVIEW_MARK = b"densedet-tile preview"
+
+
+def is_our_preview(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` is a preview this tool made: a JPEG whose comment, in its
+    first 64 KiB (the comment segment follows the JPEG's header), is :data:`PREVIEW_MARK`."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    n = len(PREVIEW_MARK) + 2
+    return head[:2] == b"\xff\xd8" and b"\xff\xfe" + n.to_bytes(2, "big") + PREVIEW_MARK in head
 
 
 #: The name ending of each output of an image: ``<stem><suffix>``.

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator,
 
 from .errors import DensedetError, DetectorError, InvalidInputError, caller_level, one_line, shown_name
 from .io import (AUDIT_SUFFIXES, FORMATS, OUTPUT_SUFFIXES, SCHEMA, YOLO_CLASSES_FILE, another_existing_file, case_blind,
-                 output_paths, same_path, write_coco, write_csv, write_files, write_json, write_preview, write_yolo)
+                 is_our_preview, output_paths, same_path, write_coco, write_csv, write_files, write_json, write_preview,
+                 write_yolo)
 from .types import MergeSpec, RunSpec, TileSpec, finite_or_name
 
 if TYPE_CHECKING:
@@ -586,10 +587,13 @@ def process_image(
         # a YOLO label file this tool did not write, or one changed since it wrote it (labels
         # corrected in a labelling tool), is the user's: never replaced. One holding exactly
         # what this run would write is ours (a run killed between writing it and its JSON).
+        # So is a photo under the preview's name (``<stem>.preview.jpg``) that is no preview of
+        # this tool's (each carries its mark): an outside review lost one that way.
         # The other outputs have names of this tool's own (".detections.csv"...) and are replaced.
-        if "yolo" in paths:
-            p = paths["yolo"]
-            if not _ours(p, earlier, same_as=digests[p.name]):
+        for kind in ("yolo", "preview"):
+            p = paths.get(kind)
+            if p is not None and not _ours(p, earlier, same_as=digests[p.name]) and not (
+                    kind == "preview" and is_our_preview(p)):
                 raise InvalidInputError(
                     f"{p} is in the way: it was not written by densedet-tile, or was changed since; move it "
                     "away or choose another --out (nothing was written for this image)")

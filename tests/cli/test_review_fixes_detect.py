@@ -134,6 +134,27 @@ def test_a_preview_that_would_overwrite_another_input_is_refused_before_anything
     assert cli_main([str(base), str(other), "--out", str(shelf), *BLOB]) == 0
 
 
+def test_a_photo_under_the_previews_name_is_not_replaced_when_not_named_either(tmp_path, capsys):
+    # the photo base.preview.jpg lies in --out but is not an input this time: it is no preview of
+    # this tool's (none carries its mark), so the image stops with one line and nothing is written
+    shelf = tmp_path / "shelf"
+    base = _photo(shelf / "base.jpg")
+    other = shelf / "base.preview.jpg"
+    Image.fromarray(blob_image(200, 300, (5, 5, 50, 50))).save(other)
+    before = {p.name: p.read_bytes() for p in shelf.iterdir()}
+    assert cli_main([str(base), "--out", str(shelf), "--preview", *BLOB]) == 1
+    line = _last_line(capsys.readouterr().err)
+    assert str(other) in line and "not written by densedet-tile" in line
+    assert {p.name: p.read_bytes() for p in shelf.iterdir()} == before
+    # a preview of this tool's whose JSON is gone (a run killed between them, or the JSON
+    # deleted to redo the photo) is replaced as before
+    other.unlink()
+    assert cli_main([str(base), "--out", str(shelf), "--preview", *BLOB]) == 0
+    (shelf / "base.detections.json").unlink()
+    assert cli_main([str(base), "--out", str(shelf), "--preview", *BLOB]) == 0
+    assert sorted(p.name for p in shelf.iterdir()) == ["base.detections.json", "base.jpg", "base.preview.jpg"]
+
+
 def test_a_preview_of_an_earlier_run_picked_up_by_a_glob_is_left_out(tmp_path, caplog):
     # `densedet-tile shelf/*.jpg --out shelf --preview`, twice: the second glob holds the first
     # run's preview, which its JSON records: left out with a note, the photo detected again
