@@ -27,7 +27,9 @@ horizontal bands of the frame whatever the perspective.
    the boxes whose vertical extent covers ``y0`` (each width divided by the frame's local
    scale), divided by the width the products span. It is near 1 in the middle of a full shelf
    and near 0 over a shelf lip, whatever the size or number of products. It is smoothed over
-   an eighth of the median product height only, so that thin shelves still make a valley.
+   an eighth of the median product height only, so that thin shelves still make a valley. A
+   box 1.6 times as tall as the products centred within its height nearby (a detector's box
+   over two shelves) adds nothing to it, so it does not fill the valley between them.
 3. **Split.** The profile is cut at its deepest valleys: a valley splits two rows when it is
    below ``split_frac`` of the smaller of the highest points on either side. Each box goes to
    the row holding its centre; rows with fewer than ``min_products`` boxes are discarded (their
@@ -61,6 +63,11 @@ from .neighbours import NeighbourPairs, neighbour_pairs
 
 __all__ = ["ShelfRow", "RowLayout", "estimate_tilt", "find_rows"]
 
+#: A box this many times as tall as the products centred within its height nearby spans shelves
+#: (:func:`_spanning`), and adds nothing to the profile while such boxes are at most
+#: ``_SPAN_SHARE`` of the boxes
+_SPAN_RATIO = 1.6
+_SPAN_SHARE = 0.3
 #: Below this change of slope across a fixture (tan of 1 degree), its shelves count as parallel.
 _MIN_SPREAD = float(np.tan(np.radians(1.0)))
 #: Steepest shelf line accepted in a converging view (degrees).
@@ -308,8 +315,16 @@ def _segment(a: np.ndarray, cx: np.ndarray, frame: RowLayout, split_frac: float,
     i0 = np.clip(np.floor((top - y0) / bin_px).astype(np.int64), 0, nb - 1)
     i1 = np.clip(np.ceil((bot - y0) / bin_px).astype(np.int64), 0, nb - 1)
     diff = np.zeros(nb + 1)
-    np.add.at(diff, i0, w)
-    np.add.at(diff, i1, -w)
+    # a box much taller than the products around it (one spanning two shelves: a detector's box
+    # over a fridge's door or a stack of shelves) fills the valley of the shelf it spans: it
+    # adds no width to the profile (it still goes to the row holding its centre), unless such
+    # boxes are a large share (then they are the products)
+    prof_w = w
+    sp = _spanning(top, bot, cx, w, med_h)
+    if sp.any() and sp.sum() <= _SPAN_SHARE * len(a):
+        prof_w = np.where(sp, 0.0, w)
+    np.add.at(diff, i0, prof_w)
+    np.add.at(diff, i1, -prof_w)
     span = max(float(a[:, 2].max() - a[:, 0].min()), 1.0)
     prof = np.cumsum(diff)[:nb] / span
     prof = np.convolve(prof, np.ones(3) / 3, mode="same")
@@ -347,6 +362,41 @@ def _segment(a: np.ndarray, cx: np.ndarray, frame: RowLayout, split_frac: float,
     remap = np.full(len(segments), -1, np.int64)
     remap[keep] = np.arange(len(keep))
     return np.where(seg_of >= 0, remap[np.clip(seg_of, 0, None)], -1).astype(np.int64), int(len(keep))
+
+
+def _spanning(top: np.ndarray, bot: np.ndarray, cx: np.ndarray, w: np.ndarray, med_h: float) -> np.ndarray:
+    """(N,) bool: the boxes (frame ``top``/``bot``, image centre ``cx``, width ``w``) over
+    :data:`_SPAN_RATIO` times as tall as the median of the boxes whose centres lie within their
+    height (its middle 80 %) and two median widths of their centre, two of them at least, and
+    over 1.2 times the median height ``med_h``: boxes reaching over the products of two shelves."""
+    import shapely
+
+    # decided once per distinct box: a pile of copies of one box (a detector without NMS) asked
+    # the index about every copy, each finding all the others
+    key = np.stack([top, bot, cx, w], axis=1)
+    uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+    if len(uniq) < len(key):
+        return _spanning(uniq[:, 0], uniq[:, 1], uniq[:, 2], uniq[:, 3], med_h)[inverse.reshape(-1)]
+    h = bot - top
+    n = len(h)
+    out = np.zeros(n, bool)
+    if n < 3:
+        return out
+    med_w = max(float(np.median(w)), 1.0)
+    cy = (top + bot) / 2
+    tree = shapely.STRtree(shapely.points(cx, cy))
+    r = 2.0 * med_w
+    q = shapely.box(cx - r, top + 0.1 * h, cx + r, bot - 0.1 * h)
+    i, j = tree.query(q)
+    ok = i != j
+    i, j = i[ok], j[ok]
+    if len(i) == 0:
+        return out
+    m = _group_median(h[j], i, n)
+    cnt = np.bincount(i, minlength=n)
+    with np.errstate(invalid="ignore"):
+        out = (cnt >= 2) & (h > _SPAN_RATIO * m) & (h > 1.2 * med_h)
+    return out
 
 
 def _group_median(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
