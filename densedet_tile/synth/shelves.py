@@ -615,7 +615,10 @@ def training_sample(
     """
     base = PHOTO_PRODUCT_HEIGHT * size / tile
     s = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
-    return render_shelf(rng, width=size, height=size, product_height=base * s)
+    # within what render_shelf draws (4 px to 4 times the side): a small ``size`` for a large
+    # tile's products drew over that now and then, and the draw failed (an outside review:
+    # `adapt --size 64` stopped at the same step every time, and --resume with it)
+    return render_shelf(rng, width=size, height=size, product_height=min(max(base * s, 4.0), 4.0 * size))
 
 
 #: Product height jitter of :func:`write_dataset`: each image's products are ``product_height``

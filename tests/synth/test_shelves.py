@@ -155,3 +155,11 @@ def test_labels_stop_at_the_canvas_where_an_aisle_view_shows_its_edge() -> None:
         np.testing.assert_allclose(lab, seen, atol=2.0)
     # Under a quarter painted: dropped like a product mostly outside the frame.
     assert len(_output_labels(boxes[:1] - [60, 0, 60, 0], H, (cw, ch), (cw, ch), min_visible=0.25)) == 0
+
+
+def test_a_training_sample_whose_products_would_outgrow_the_image_is_still_drawn() -> None:
+    # 64 px samples of a 64 px tile: products of a phone photo's 260 px, times up to 2, were
+    # drawn over the 4 x 64 px that render_shelf takes, and the draw failed (adapt --size 64)
+    for seed in range(5):
+        img, boxes = training_sample(np.random.default_rng(seed), size=64, tile=64, scale_range=(1.9, 2.0))
+        assert img.shape == (64, 64, 3) and np.isfinite(boxes).all()
