@@ -9,10 +9,12 @@ is reported by name so the user can see what the file holds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import types
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import DetectorError
@@ -20,6 +22,16 @@ from ..errors import DetectorError
 __all__ = ["numpy_safe_globals", "restricted_getattr", "load_checkpoint", "state_dict_of"]
 
 SafeGlobal = Callable[..., Any] | tuple[Callable[..., Any], str]
+
+
+@contextlib.contextmanager
+def quiet_pickle_notes() -> Iterator[None]:
+    """Around ``torch.load``: its two-line note on a pickle of another protocol than its own
+    (a file that is no checkpoint, or one pickled by hand) is left out, so that the one-line
+    error that follows, or the load, is all that is said (an outside review)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected pickle protocol", category=UserWarning)
+        yield
 
 
 def numpy_safe_globals() -> list[SafeGlobal]:
@@ -89,7 +101,7 @@ def load_checkpoint(
     _check_container(p)
     allowed = numpy_safe_globals() + list(extra_safe_globals)
     try:
-        with torch.serialization.safe_globals(allowed):
+        with torch.serialization.safe_globals(allowed), quiet_pickle_notes():
             return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         try:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..errors import DetectorError, one_line
 from .base import refuse_nonfinite_weights
-from .checkpoints import state_dict_of
+from .checkpoints import quiet_pickle_notes, state_dict_of
 from .shelfnet_config import DEFAULT_CONFIG
 
 __all__ = ["ShelfNet", "TorchRunner", "read_checkpoint", "model_from_checkpoint", "REG_SCALE"]
@@ -92,9 +92,10 @@ class ShelfNet(nn.Module):
 def read_checkpoint(source: "str | os.PathLike[str] | bytes") -> dict[str, Any]:
     """``torch.load`` a checkpoint file (or its bytes) safely: ``weights_only=True``, on the CPU."""
     try:
-        if isinstance(source, (bytes, bytearray)):
-            return torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
-        return torch.load(os.fspath(source), map_location="cpu", weights_only=True)
+        with quiet_pickle_notes():
+            if isinstance(source, (bytes, bytearray)):
+                return torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
+            return torch.load(os.fspath(source), map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise DetectorError(f"checkpoint {source}: no such file") from exc
     except IsADirectoryError as exc:
