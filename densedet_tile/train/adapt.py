@@ -850,6 +850,7 @@ class AdaptRun:
         self.crops = PhotoCrops(size=st.size, stride=self.stride, input_size=int(cfg["input_size"]),
                                 tile=st.labels.tile)
         self.crop_index: dict[str, int] = {}
+        self._drawn: list[int] = []
 
     def _check_stride(self) -> None:
         """Refuse a config whose ``stride`` is not the one the network's outputs have: training
@@ -1166,8 +1167,28 @@ class AdaptRun:
         rng = np.random.default_rng([st.seed, 17, step])
         n_syn = st.n_synth if len(self.crops) else st.batch
         samples = [self.pool.get(step * max(n_syn, 1) + j) for j in range(n_syn)]
-        samples += [self.crops.sample(rng) for _ in range(st.batch - n_syn)]
+        self._drawn = []  # the photos (crop indices) this batch's crops came from
+        n_photo = st.batch - n_syn
+        for j in range(n_photo):
+            samples.append(self.crops.sample(rng, self._photo_of_draw(step * n_photo + j)))
+            self._drawn.append(self.crops.last)
         return tuple(t.to(self.dev) for t in stack_samples(samples))
+
+    def _photo_of_draw(self, d: int) -> int:
+        """The photo (crop index) of the run's ``d``-th photo crop (``d`` counts up by one a
+        draw): the photos labelled so far in turn, each turn in an order of its own (shuffled by
+        the seed and ``d``) with the photos no step has drawn from yet first, so that a few
+        steps draw from as many photos as they can and a photo newly labelled is drawn soon. The
+        turn is kept in the run's state: a resumed run draws what the uninterrupted one did."""
+        n, s = len(self.crops), self.s
+        if s.get("draw_n") != n or not 0 <= d - s.get("draw_from", d) < n:
+            trained = set(s["trained_on"])
+            name_of = {k: name for name, k in self.crop_index.items()}
+            perm = [int(k) for k in np.random.default_rng([self.settings.seed, 29, int(d)]).permutation(n)]
+            s["draw_order"] = ([k for k in perm if name_of.get(k) not in trained]
+                               + [k for k in perm if name_of.get(k) in trained])
+            s["draw_n"], s["draw_from"] = n, int(d)
+        return int(s["draw_order"][d - s["draw_from"]])
 
     def _label_fraction(self) -> float:
         """The share of the budget one later round's labelling is expected to take (0 without a
@@ -1220,7 +1241,6 @@ class AdaptRun:
         self.ema.to(self.dev)
         self.model.train()
         amp = self.dev.type == "cuda"
-        marked = False
         while self.fraction() < end - 1e-9:
             self._poll()
             step = self.s["step"]
@@ -1239,9 +1259,7 @@ class AdaptRun:
                 raise AdaptFailed(f"adapt: the loss or its gradient became non-finite at step {step}; nothing "
                                   f"written and the state removed: start again with a lower --lr (it was {st.lr:g})")
             self.s["step"] = step + 1
-            if not marked:  # the crops stay the same until the round ends
-                self._mark_trained()
-                marked = True
+            self._mark_trained()
             self.s["loss"] = terms["loss"] if self.s["loss"] is None else 0.9 * self.s["loss"] + 0.1 * terms["loss"]
             self.s["timing"]["step_s"].append(time.monotonic() - t0)
             self.s["timing"]["step_s"] = self.s["timing"]["step_s"][-200:]
@@ -1365,12 +1383,18 @@ class AdaptRun:
                 "reference_per_photo": ref_total / len(checked), "before": figures(before), "after": figures(after)}
 
     def _mark_trained(self) -> None:
-        """Count the photos whose crops the batches draw from now (after a step) as trained on:
-        for good, whatever becomes of their files later (a photo deleted or damaged after a stop
-        drops out of a resumed run's crops, but the steps before the stop were trained on it)."""
+        """Count the photos the last step's crops came from as trained on (after the step): for
+        good, whatever becomes of their files later (a photo deleted or damaged after a stop drops
+        out of a resumed run's crops, but the steps before the stop were trained on it). Until
+        2026-12-06 every photo the batches could draw from counted from the first step (an outside
+        review: 9 photos "used" after 2 steps of one photo crop each)."""
+        drawn = set(self._drawn)
+        if not drawn:
+            return
         done = self.s["trained_on"]
         seen = set(done)
-        done.extend(n for n in self.crop_index if n not in seen)
+        # (in the order the photos were added: the record does not depend on the draws' order)
+        done.extend(n for n, k in self.crop_index.items() if k in drawn and n not in seen)
 
     def _photos_labelled(self) -> int:
         """Training photos whose crops were trained on by at least one step (a photo first

@@ -195,6 +195,8 @@ class PhotoCrops:
                  zoom_range: tuple[float, float] = (0.8, 1.25)) -> None:
         self.size, self.stride, self.input_size, self.tile = size, stride, input_size, tile
         self.zoom_range = zoom_range
+        #: the photo (index) the last :meth:`sample` cropped, -1 before any
+        self.last = -1
         self._jpeg: list[bytes] = []
         self._scale: list[float] = []
         self._shape: list[tuple[int, int]] = []
@@ -240,13 +242,17 @@ class PhotoCrops:
         with Image.open(io.BytesIO(self._jpeg[index])) as im:
             return im.convert("RGB")
 
-    def sample(self, rng: np.random.Generator) -> Sample:
-        """One crop as a :class:`Sample` (pads with the mean grey where the photo is too small)."""
+    def sample(self, rng: np.random.Generator, k: int | None = None) -> Sample:
+        """One crop as a :class:`Sample` (pads with the mean grey where the photo is too small),
+        of photo ``k`` (its index in the order added), or of one ``rng`` draws."""
         if not self._jpeg:
             raise InvalidInputError("no photos to crop")
         from PIL import Image
 
-        k = int(rng.integers(len(self._jpeg)))
+        k = int(rng.integers(len(self._jpeg))) if k is None else int(k)
+        if not 0 <= k < len(self._jpeg):
+            raise InvalidInputError(f"no photo {k} to crop (there are {len(self._jpeg)})")
+        self.last = k  # (the photo this crop came from, for the caller's record)
         lo, hi = self.zoom_range
         zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         h, w = self._shape[k]

@@ -35,6 +35,8 @@ def test_a_photo_first_labelled_by_a_round_with_no_steps_left_is_not_counted_as_
     res = adapt(folder, tmp_path / "u.pt", replace(TINY, rounds=3, steps=6), device="cpu")
     last = res.report["rounds"][-1]
     assert last["photos_labelled"] == 1 and last["steps_from"] == last["steps_to"]
+    # the last round's photo was never drawn from; the two before it were (each round draws
+    # first from the photos no step has drawn yet)
     assert res.report["photos_used"] == 2
 
 

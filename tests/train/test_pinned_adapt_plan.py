@@ -35,10 +35,15 @@ def test_marking_the_photos_trained_on_keeps_the_earlier_ones_and_adds_each_once
     # doing, tested through it in test_review_fixes_adapt_2026_12_06b)
     run = _bare(AdaptSettings(steps=5), step=4, train=["a.jpg", "b.jpg", "c.jpg", "d.jpg"], trained_on=["a.jpg"],
                 skipped=[["d.jpg", "cannot decode"]])
-    run.crop_index = {"a.jpg": 0, "b.jpg": 1}
-    run._mark_trained()  # a step drew from the crops of a.jpg and b.jpg
-    run._mark_trained()  # marked again: nothing counted twice
+    run.crop_index = {"a.jpg": 0, "b.jpg": 1, "c.jpg": 2}
+    run._drawn = [1, 1]  # a step's crops came from b.jpg only: c.jpg, labelled too, is not counted
+    run._mark_trained()
+    run._drawn = [0, 1]  # the next from a.jpg and b.jpg: nothing counted twice
+    run._mark_trained()
     assert run._photos_labelled() == 2 and run.s["trained_on"] == ["a.jpg", "b.jpg"]
+    run._drawn = []  # a batch of generated shelves only
+    run._mark_trained()
+    assert run.s["trained_on"] == ["a.jpg", "b.jpg"]
     assert run._photos_available() == 3  # d.jpg never read
 
 

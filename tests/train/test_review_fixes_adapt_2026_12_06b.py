@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,12 @@ def test_photos_trained_on_before_a_stop_count_when_they_no_longer_read(tmp_path
     # 3 photos; should_stop is polled before each photo and each step: poll 5 comes after round
     # 1 trained one step on all three, poll 4 before any step. Two photos are then deleted or
     # damaged, and the run resumed: the weights' info["photos"] and the report said "1 used for
-    # training" and listed the two as skipped, never used, though the first step trained on them
+    # training" and listed the two as skipped, never used, though the first step trained on them.
+    # (Three photo crops a step: a step draws from every photo labelled, each turn of draws
+    # taking the photos not drawn yet first)
     folder = write_photos(tmp_path / "p", n=3)
     out = tmp_path / "r.pt"
-    first = adapt(folder, out, TINY, device="cpu", should_stop=_stop_at(polls))
+    first = adapt(folder, out, replace(TINY, batch=6), device="cpu", should_stop=_stop_at(polls))
     assert first.status == "stopped" and first.report["steps"] == polls - 4
     (folder / "shelf_0.jpg").unlink()
     whole = (folder / "shelf_1.jpg").read_bytes()
