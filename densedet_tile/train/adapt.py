@@ -1089,6 +1089,18 @@ class AdaptRun:
                                 TileSpec(tile=lab.tile, overlap=lab.overlap), RunSpec(), measure_thr=self._base_thr())
 
     def _add_crop(self, name: str, image: np.ndarray) -> None:
+        # the photo as first read (its pixels' checksum, kept in the state): one replaced under
+        # its name later (between a stop and --resume, or between rounds) would be trained with
+        # the first one's pseudo-labels and crop scale (an outside review); it is refused, named
+        import hashlib
+
+        img = np.ascontiguousarray(image)
+        digest = f"{img.shape[1]}x{img.shape[0]}:" + hashlib.blake2b(img.data, digest_size=16).hexdigest()
+        sums = self.s.setdefault("photo_sums", {})
+        if sums.setdefault(name, digest) != digest:
+            raise AdaptFailed(f"{self.folder / name}: this photo changed since the run first labelled it (its "
+                              "pseudo-labels and crop scale are the first one's): put it back as it was and resume, "
+                              "or start the run again (a new photo under a name of its own)")
         if name not in self.crop_index:
             scales = self.s.setdefault("crop_scale", {})  # decided once: a resumed run trains the same crops
             if name not in scales:

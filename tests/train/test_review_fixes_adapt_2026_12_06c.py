@@ -47,3 +47,22 @@ def test_each_turn_of_draws_takes_the_photos_not_drawn_yet_first() -> None:
     run.crops = _Crops(5)
     run.crop_index["shelf_4.jpg"] = 4
     assert run._photo_of_draw(8) == 4
+
+
+def test_a_photo_replaced_under_its_name_before_resume_is_refused_and_named(tmp_path) -> None:
+    import pytest
+    from PIL import Image
+
+    from densedet_tile.train.adapt import AdaptFailed
+    from test_adapt_run import _stop_at
+
+    folder = write_photos(tmp_path / "p", n=2)
+    out = tmp_path / "m.pt"
+    assert adapt(folder, out, TINY, device="cpu", should_stop=_stop_at(4)).status == "stopped"
+    original = (folder / "shelf_1.jpg").read_bytes()
+    Image.new("RGB", (400, 100), (200, 30, 30)).save(folder / "shelf_1.jpg")  # another photo, same name
+    with pytest.raises(AdaptFailed, match=r"shelf_1\.jpg: this photo changed since the run first labelled it"):
+        adapt(folder, out, None, device="cpu", resume=True)
+    # put back: the run resumes and finishes
+    (folder / "shelf_1.jpg").write_bytes(original)
+    assert adapt(folder, out, None, device="cpu", resume=True).status == "done"
