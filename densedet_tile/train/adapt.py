@@ -76,6 +76,19 @@ _PHASES = ("before", "label", "train", "final")
 CALIB_GRID: tuple[float, ...] = tuple(round(0.2 + 0.01 * i, 2) for i in range(71))
 
 
+class _TileReplacedFilter:
+    """A logging filter that drops the engine's "tile N replaced by M px" notes, counting them."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def filter(self, record: Any) -> bool:
+        if "replaced by" in str(record.msg) and "photo rule" in str(record.msg):
+            self.seen += 1
+            return False
+        return True
+
+
 class AdaptFailed(DensedetError, RuntimeError):
     """The run cannot finish as asked; the message says why and what was kept (the state to
     resume from, or nothing)."""
@@ -976,14 +989,15 @@ class AdaptRun:
             det.scale_thr = score_thr
         return det
 
-    def _plain(self, image: np.ndarray, score_thr: float) -> np.ndarray:
+    def _plain(self, image: np.ndarray, score_thr: float, name: str = "<array>") -> np.ndarray:
         """The weight average's own boxes at ``score_thr``, one plain run: (N, 5) x1 y1 x2 y2
         score. The stack splitter is off, as it is for pseudo-labels, so that the two are
         compared like with like (a stack cut in k layers would count k - 1 boxes the labels lack)."""
         from ..pipeline import detect_image
+        from ..tiler.readers.array import ArraySource
 
         lab = self.settings.labels
-        d = detect_image(image, self._detector(score_thr, split_stacks=False),
+        d = detect_image(ArraySource(image, name=name), self._detector(score_thr, split_stacks=False),
                          tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec()).detections
         return np.column_stack([d.xyxy, d.scores]).astype(np.float32)
 
@@ -1021,9 +1035,21 @@ class AdaptRun:
 
     # -- phases ----------------------------------------------------------------------------------------
     def run(self) -> AdaptResult:
+        import logging
+
+        # the engine's note that the photo rule replaced a --tile asked for comes for every
+        # photo, every round, naming a detect option adapt has not: said once here instead
+        scale_log = logging.getLogger("densedet_tile.scale")
+        quiet = _TileReplacedFilter()
+        scale_log.addFilter(quiet)
         try:
             return self._run()
         finally:
+            scale_log.removeFilter(quiet)
+            if quiet.seen:
+                self.log(f"note: --tile {self.settings.labels.tile} applied to panoramas only: the photos were "
+                         "labelled and trained at the scale the model's photo rule serves them at, as the "
+                         "adapted weights will be (docs/adapt.md, \"Serving tile\")")
             self._lock.release()
 
     def _run(self) -> AdaptResult:
@@ -1117,7 +1143,7 @@ class AdaptRun:
     def _holdout_before(self) -> None:
         for name, image in self._photos(self.s["holdout"], "before", done=self.s["holdout_before"]):
             t0 = time.monotonic()
-            self.s["holdout_before"][name] = torch.from_numpy(self._plain(image, self._base_thr()))
+            self.s["holdout_before"][name] = torch.from_numpy(self._plain(image, self._base_thr(), name))
             self.s["timing"]["plain_s"].append(time.monotonic() - t0)
 
     def _round_record(self) -> dict[str, Any]:
@@ -1317,6 +1343,7 @@ class AdaptRun:
         if self.settings.serve_thr is not None or self.s["calib"].get("thr") is not None:
             return
         from ..pipeline import counts_at_thresholds
+        from ..tiler.readers.array import ArraySource
 
         cal = self.s["calib"]
         names = cal.setdefault("names", self._calib_names())
@@ -1327,7 +1354,8 @@ class AdaptRun:
             ref = self._label(image, name)
             t1 = time.monotonic()
             # (at the scale the labels and the crops see the photo at: measured at the served threshold)
-            counts = counts_at_thresholds(image, self._detector(CALIB_GRID[0], split_stacks=False), CALIB_GRID,
+            counts = counts_at_thresholds(ArraySource(image, name=name), self._detector(CALIB_GRID[0], split_stacks=False),
+                                          CALIB_GRID,
                                           tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec(),
                                           scale_thr=self._base_thr())
             self.s["timing"]["label_s"].append(t1 - t0)
@@ -1370,7 +1398,7 @@ class AdaptRun:
             ref_boxes, ref_ignore = ref.boxes, ref.ignore
             self.s["timing"]["label_s"].append(time.monotonic() - t0)
             t1 = time.monotonic()
-            now = self._plain(image, self.served_thr())
+            now = self._plain(image, self.served_thr(), name)
             self.s["timing"]["plain_s"].append(time.monotonic() - t1)
             ref_total += len(ref_boxes)
             for acc, pred in ((before, self.s["holdout_before"][name].numpy()), (after, now)):

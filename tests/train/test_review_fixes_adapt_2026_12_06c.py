@@ -66,3 +66,20 @@ def test_a_photo_replaced_under_its_name_before_resume_is_refused_and_named(tmp_
     # put back: the run resumes and finishes
     (folder / "shelf_1.jpg").write_bytes(original)
     assert adapt(folder, out, None, device="cpu", resume=True).status == "done"
+
+
+def test_a_tile_the_photo_rule_replaces_is_said_once_not_for_every_photo(tmp_path, caplog) -> None:
+    # --tile 256 on photos: the engine's "tile 256 replaced by ... give an input size
+    # (--input-size)" came for every photo and round (adapt has no --input-size), naming the
+    # held-out and calibration photos "<array>"
+    import logging
+
+    folder = write_photos(tmp_path / "p", n=3)
+    said: list[str] = []
+    caplog.set_level(logging.WARNING)
+    res = adapt(folder, tmp_path / "m.pt", replace(TINY, holdout=1), device="cpu", log=said.append)
+    assert res.status == "done"
+    assert not [r for r in caplog.records if "replaced by" in r.getMessage()]
+    notes = [m for m in said if "applied to panoramas only" in m]
+    assert len(notes) == 1 and "--tile 256" in notes[0]
+    assert not [r for r in caplog.records if "<array>" in r.getMessage()]
