@@ -1084,7 +1084,13 @@ class AdaptRun:
         except _Stop:
             self.save_state()
             report = self._report("stopped")
-            self._write_report(report)
+            if self.paths["weights"].exists():
+                # weights of an earlier run (--overwrite; a stopped run writes none): their report
+                # is their only record of the held-out check, and stays
+                self.log(f"note: the report of this stopped run is not written: {self.paths['weights']} is an "
+                         "earlier run's, and its report stays with it until this run finishes (--resume)")
+            else:
+                self._write_report(report)
             return AdaptResult("stopped", self.paths, report)
 
     def _photos(self, names: list[str], phase: str, done: Container[str] = ()) -> Iterator[tuple[str, np.ndarray]]:

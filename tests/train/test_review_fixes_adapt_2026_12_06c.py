@@ -83,3 +83,24 @@ def test_a_tile_the_photo_rule_replaces_is_said_once_not_for_every_photo(tmp_pat
     notes = [m for m in said if "applied to panoramas only" in m]
     assert len(notes) == 1 and "--tile 256" in notes[0]
     assert not [r for r in caplog.records if "<array>" in r.getMessage()]
+
+
+def test_a_stopped_overwrite_run_leaves_the_earlier_weights_report_alone(tmp_path) -> None:
+    from test_adapt_run import _stop_at
+
+    folder = write_photos(tmp_path / "p", n=2)
+    out = tmp_path / "m.pt"
+    done = adapt(folder, out, TINY, device="cpu")
+    assert done.status == "done"
+    weights = out.read_bytes()
+    reports = {p: p.read_bytes() for p in (done.paths["report_txt"], done.paths["report_json"])}
+    said: list[str] = []
+    second = adapt(folder, out, replace(TINY, seed=5), device="cpu", overwrite=True, should_stop=_stop_at(5),
+                   log=said.append)
+    assert second.status == "stopped" and out.read_bytes() == weights
+    assert {p: p.read_bytes() for p in reports} == reports
+    assert any("report of this stopped run is not written" in m for m in said)
+    # resumed to its end, the run replaces both
+    third = adapt(folder, out, None, device="cpu", resume=True)
+    assert third.status == "done" and out.read_bytes() != weights
+    assert done.paths["report_json"].read_bytes() != reports[done.paths["report_json"]]
