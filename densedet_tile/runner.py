@@ -590,13 +590,18 @@ def process_image(
         # So is a photo under the preview's name (``<stem>.preview.jpg``) that is no preview of
         # this tool's (each carries its mark): an outside review lost one that way.
         # The other outputs have names of this tool's own (".detections.csv"...) and are replaced.
-        for kind in ("yolo", "preview"):
-            p = paths.get(kind)
-            if p is not None and not _ours(p, earlier, same_as=digests[p.name]) and not (
-                    kind == "preview" and is_our_preview(p)):
-                raise InvalidInputError(
-                    f"{p} is in the way: it was not written by densedet-tile, or was changed since; move it "
-                    "away or choose another --out (nothing was written for this image)")
+        p = paths.get("yolo")
+        if p is not None and not _ours(p, earlier, same_as=digests[p.name]):
+            raise InvalidInputError(
+                f"{p} is in the way: it was not written by densedet-tile, or was changed since; move it "
+                "away or choose another --out (nothing was written for this image)")
+        p = paths.get("preview")
+        if p is not None and not _ours(p, earlier, same_as=digests[p.name]) and not is_our_preview(p):
+            raise InvalidInputError(
+                f"{p} is in the way: it is no preview this version of densedet-tile made (those carry its mark), "
+                "and this image's detections JSON does not list it (a preview of a version before 2026-12-06 "
+                "whose JSON was removed? then delete it); move it away or choose another --out (nothing was "
+                "written for this image)")
         write_files(stage)
         if other is not None:
             log.warning("%s: replaced %s, which was made from another photo of that name (%s); give another "

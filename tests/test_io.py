@@ -287,3 +287,25 @@ def test_the_sweep_leaves_other_programs_temporaries_alone(tmp_path):
         os.utime(f, (stale, stale))
     assert sweep_temporaries(tmp_path) == 2
     assert theirs.exists() and not ours.exists() and not ours_old.exists()
+
+
+def test_the_sweep_takes_an_earlier_versions_temporaries_of_this_tools_outputs_only(tmp_path):
+    # before 2026-12-06 the temporaries ended in ".tmp": those of an output named as the
+    # caller's own, or of a name only this tool's outputs end in, are still swept; a ".txt"'s
+    # (a YOLO label file's, or anyone's notes) is left
+    import time
+
+    from densedet_tile.io import sweep_temporaries
+
+    old_state = tmp_path / ".m.state.pt.abcd1234.tmp"
+    old_json = tmp_path / ".a.detections.json.k3j_x9ab.tmp"
+    old_html = tmp_path / ".a.audit.html.Zq81hh0p.tmp.old"
+    notes = tmp_path / ".notes.txt.a1b2c3d4.tmp"
+    theirs = tmp_path / ".m.pt.abcd1234.tmp"  # not named as the caller's own
+    stale = time.time() - 3600
+    for f in (old_state, old_json, old_html, notes, theirs):
+        f.write_text("x")
+        os.utime(f, (stale, stale))
+    assert sweep_temporaries(tmp_path, own=["m.state.pt"]) == 3
+    assert not old_state.exists() and not old_json.exists() and not old_html.exists()
+    assert notes.exists() and theirs.exists()

@@ -625,7 +625,9 @@ def training_sample(
 #: times a factor drawn log-uniformly from this range.
 DATASET_JITTER = (0.7, 1.4)
 _DATASET_IMAGE = re.compile(r"^shelf_\d+_\d{4,}\.jpg$")
-_TEMPORARY = re.compile(r"^\..+" + re.escape(TMP_SUFFIX) + r"(\.old)?$")
+#: temporaries of write_dataset's own writes (``.tmp`` those of versions before 2026-12-06: in a
+#: dataset folder every such name is the writer's)
+_TEMPORARY = re.compile(r"^\..+(" + re.escape(TMP_SUFFIX) + r"|\.tmp)(\.old)?$")
 
 
 def check_dataset_args(n: int, seed: int, width: int, height: int, product_height: float, *,

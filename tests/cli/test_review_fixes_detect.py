@@ -144,7 +144,7 @@ def test_a_photo_under_the_previews_name_is_not_replaced_when_not_named_either(t
     before = {p.name: p.read_bytes() for p in shelf.iterdir()}
     assert cli_main([str(base), "--out", str(shelf), "--preview", *BLOB]) == 1
     line = _last_line(capsys.readouterr().err)
-    assert str(other) in line and "not written by densedet-tile" in line
+    assert str(other) in line and "is no preview this version of densedet-tile made" in line
     assert {p.name: p.read_bytes() for p in shelf.iterdir()} == before
     # a preview of this tool's whose JSON is gone (a run killed between them, or the JSON
     # deleted to redo the photo) is replaced as before

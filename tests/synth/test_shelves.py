@@ -163,3 +163,16 @@ def test_a_training_sample_whose_products_would_outgrow_the_image_is_still_drawn
     for seed in range(5):
         img, boxes = training_sample(np.random.default_rng(seed), size=64, tile=64, scale_range=(1.9, 2.0))
         assert img.shape == (64, 64, 3) and np.isfinite(boxes).all()
+
+
+def test_a_dataset_left_with_an_earlier_versions_temporary_is_replaced(tmp_path) -> None:
+    # a write interrupted by a version before 2026-12-06 left ".<name>.<8>.tmp" (now
+    # ".densedet-tmp"): inside a dataset folder it is still the writer's, not a stranger's file
+    from densedet_tile.io import TMP_SUFFIX
+
+    ds = tmp_path / "ds"
+    write_dataset(ds, n=2, seed=0, width=64, height=64, product_height=20)
+    for name in (".shelf_0_0001.jpg.abcd1234.tmp", f".shelf_0_0000.jpg.efgh5678{TMP_SUFFIX}.old"):
+        (ds / "images" / name).write_bytes(b"x")
+    write_dataset(ds, n=2, seed=1, width=64, height=64, product_height=20)
+    assert sorted(p.name for p in (ds / "images").iterdir()) == ["shelf_1_0000.jpg", "shelf_1_0001.jpg"]
