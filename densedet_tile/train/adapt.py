@@ -1214,8 +1214,9 @@ class AdaptRun:
         self._drawn = []  # the photos (crop indices) this batch's crops came from
         n_photo = st.batch - n_syn
         for j in range(n_photo):
-            samples.append(self.crops.sample(rng, self._photo_of_draw(step * n_photo + j)))
-            self._drawn.append(self.crops.last)
+            k = self._photo_of_draw(step * n_photo + j)
+            samples.append(self.crops.sample(rng, k))
+            self._drawn.append(k)
         return tuple(t.to(self.dev) for t in stack_samples(samples))
 
     def _photo_of_draw(self, d: int) -> int:

@@ -195,8 +195,6 @@ class PhotoCrops:
                  zoom_range: tuple[float, float] = (0.8, 1.25)) -> None:
         self.size, self.stride, self.input_size, self.tile = size, stride, input_size, tile
         self.zoom_range = zoom_range
-        #: the photo (index) the last :meth:`sample` cropped, -1 before any
-        self.last = -1
         self._jpeg: list[bytes] = []
         self._scale: list[float] = []
         self._shape: list[tuple[int, int]] = []
@@ -252,7 +250,6 @@ class PhotoCrops:
         k = int(rng.integers(len(self._jpeg))) if k is None else int(k)
         if not 0 <= k < len(self._jpeg):
             raise InvalidInputError(f"no photo {k} to crop (there are {len(self._jpeg)})")
-        self.last = k  # (the photo this crop came from, for the caller's record)
         lo, hi = self.zoom_range
         zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         h, w = self._shape[k]
