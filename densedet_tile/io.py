@@ -240,11 +240,10 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120
     import re
     import time
 
-    pattern = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}" + re.escape(TMP_SUFFIX) + r"(\.old)?$")
-    # what versions before 2026-12-06 left: ``.<name>.<8>.tmp``, the shape of any program's
+    # (group 2: ``.tmp``, what versions before 2026-12-06 left: the shape of any program's
     # mkstemp temporaries, so taken only where the name is an output named in ``own`` or ends
-    # as only this tool's outputs do (``.detections.json``, ``.audit.html``...: not ``.txt``)
-    legacy = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp(\.old)?$")
+    # as only this tool's outputs do: ``.detections.json``, ``.audit.html``..., not ``.txt``)
+    pattern = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}(" + re.escape(TMP_SUFFIX) + r"|\.tmp)(\.old)?$")
     endings = tuple(x for x in (*OUTPUT_SUFFIXES.values(), *AUDIT_SUFFIXES.values()) if x.count(".") > 1)
     starts = {_name_start(name) for name in own}
     now, n = time.time(), 0
@@ -255,10 +254,9 @@ def sweep_temporaries(folder: str | os.PathLike[str], *, older_than: float = 120
     for e in entries:
         try:
             m = pattern.match(e.name)
-            if m is None:
-                m = legacy.match(e.name)
-                if m is not None and not (m.group(1) in starts or m.group(1).endswith(endings)):
-                    m = None
+            if m is not None and m.group(2) != TMP_SUFFIX and not (m.group(1) in starts
+                                                                 or m.group(1).endswith(endings)):
+                m = None
             probe = e.name.startswith(_PROBE_PREFIX) and len(e.name) == len(_PROBE_PREFIX) + 8  # (mkstemp's 8)
             if (m or probe) and e.is_file(follow_symlinks=False) and (
                     (m and m.group(1) in starts) or now - e.stat(follow_symlinks=False).st_mtime > older_than):

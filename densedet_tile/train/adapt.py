@@ -1124,8 +1124,6 @@ class AdaptRun:
         # the photo as first read (its pixels' checksum, kept in the state): one replaced under
         # its name later (between a stop and --resume, or between rounds) would be trained with
         # the first one's pseudo-labels and crop scale (an outside review); it is refused, named
-        import hashlib
-
         img = np.ascontiguousarray(image)
         digest = f"{img.shape[1]}x{img.shape[0]}:" + hashlib.blake2b(img.data, digest_size=16).hexdigest()
         sums = self.s.setdefault("photo_sums", {})
@@ -1226,13 +1224,13 @@ class AdaptRun:
         steps draw from as many photos as they can and a photo newly labelled is drawn soon. The
         turn is kept in the run's state: a resumed run draws what the uninterrupted one did."""
         n, s = len(self.crops), self.s
-        if s.get("draw_n") != n or not 0 <= d - s.get("draw_from", d) < n:
+        if len(s.get("draw_order", ())) != n or not 0 <= d - s.get("draw_from", d) < n:
             trained = set(s["trained_on"])
             name_of = {k: name for name, k in self.crop_index.items()}
             perm = [int(k) for k in np.random.default_rng([self.settings.seed, 29, int(d)]).permutation(n)]
             s["draw_order"] = ([k for k in perm if name_of.get(k) not in trained]
                                + [k for k in perm if name_of.get(k) in trained])
-            s["draw_n"], s["draw_from"] = n, int(d)
+            s["draw_from"] = int(d)
         return int(s["draw_order"][d - s["draw_from"]])
 
     def _label_fraction(self) -> float:
