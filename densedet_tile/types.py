@@ -227,6 +227,8 @@ class Tile:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise InvalidInputError(f"Tile.{name} must be an integer, got {v!r}")
+            # a numpy integer kept as given wraps in x2 / y2 (uint8 100 + 200 is 44): stored as int
+            object.__setattr__(self, name, int(v))
         if self.x < 0 or self.y < 0 or self.w <= 0 or self.h <= 0:
             raise InvalidInputError(f"Tile: x and y must be >= 0 and w, h > 0, got x={self.x} y={self.y} w={self.w} h={self.h}")
 

@@ -35,6 +35,15 @@ def test_specs_take_numpy_scalars_and_refuse_an_infinite_vram_budget():
         dt.RunSpec(max_vram=float("inf"))
 
 
+def test_tile_of_small_numpy_integers_keeps_its_far_edges():
+    # stored as given, uint8 100 + 200 wrapped to 44 (an outside review)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = dt.Tile(np.uint8(100), np.int16(30000), np.uint8(200), np.int16(30000))
+    assert (t.x2, t.y2) == (300, 60000)
+    assert all(type(v) is int for v in (t.x, t.y, t.w, t.h))
+
+
 def test_stages_say_what_they_need():
     img = blob_image(100, 200, (10, 10, 50, 50))
     with pytest.raises(InvalidInputError, match="open_image"):
