@@ -350,7 +350,8 @@ def report_text(report: dict[str, Any]) -> str:
     gone = report.get("unreadable_after_use", [])
     lines.append(f"photos: {used}{'' if used == available else f' of {available}'} used for training"
                  + ("" if used == available else " (trained on so far)" if report["status"] != "done" else
-                    " (the others were not labelled, or labelled too late to train on)")
+                    " (no step drew crops from the others: too few steps for the photos, or they were "
+                    "labelled too late to train on)")
                  + (f" ({len(gone)} of them unreadable since, after training on them)" if gone else "")
                  + f", {report['holdout']} held out"
                  + (f", {len(report['skipped'])} skipped" if report["skipped"] else ""))
