@@ -20,9 +20,19 @@ __all__ = [
 
 
 def shown_name(name: str) -> str:
-    """A file name or path as one line of a message: its line breaks written as ``\\n`` and
-    ``\\r`` (a name may hold them; printed raw they would break the line in two)."""
-    return name.replace("\r", "\\r").replace("\n", "\\n")
+    """A file name or path as one line of a message: its control characters written as escapes
+    (``\\n``, ``\\r``, ``\\x1b``...; a name may hold them, and printed raw a line break splits
+    the line in two and a terminal's escape sequence recolours or rewrites it)."""
+    return printable(name)
+
+
+def printable(text: str) -> str:
+    """``text`` for one line of a terminal: every character that is not printable (line breaks,
+    tabs, ESC and other control characters, a name's undecodable bytes) written as Python writes
+    it in a string's repr; the rest, non-ASCII letters included, as it is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def utf8_text(text: str) -> str:

@@ -183,10 +183,16 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
             else:
                 if np.isfinite(t) and not (np.isfinite(ref) and ref > 0):
                     flat[what] = flat.get(what, 0) + 1  # nothing to compare with: its products show no texture
+                elif not np.isfinite(t):
+                    # its own middle holds no whole pixel of the picture read (a gap of a pixel or
+                    # two, left at a tiny --gap-k): said as well, or the tally of verdicts would
+                    # not add up to the gaps found, without a word (an outside review)
+                    thin[what] = thin.get(what, 0) + 1
                 out.append(q)
         return tuple(out)
 
     flat: dict[str, int] = {}  # what was left unjudged for want of a reference, by kind
+    thin: dict[str, int] = {}  # ... for want of a whole pixel in its own middle
 
     parts = []
     for part in result.parts:
@@ -208,6 +214,11 @@ def check_gaps(result: AuditResult, image: Any, *, scale: float | None = None) -
         what = " and ".join(f"{v} {k if v == 1 else _PLURAL[k]}" for k, v in flat.items())
         warned = (*warned, f"{what} not checked in the photo: the products beside {'it' if n == 1 else 'them'} "
                   "show no texture to compare with (a flat or blank image there?)")
+    if thin:
+        n = sum(thin.values())
+        what = " and ".join(f"{v} {k if v == 1 else _PLURAL[k]}" for k, v in thin.items())
+        warned = (*warned, f"{what} not checked in the photo: too narrow to hold a whole pixel of it in "
+                  f"{'its' if n == 1 else 'their'} middle at the scale it is read")
     return replace(result, parts=tuple(parts), empty_sections=sections, warnings=warned)
 
 

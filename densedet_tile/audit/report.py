@@ -276,7 +276,8 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
         for k, v in (
             ("products", s["products"]), ("bays", s.get("bays", "")), ("shelf rows", s["rows"]), ("gaps", s["gaps"]),
             *((("gaps that look empty", looks["empty"]), ("unsure", looks.get("unsure", 0)),
-               ("look stocked", looks["stocked"]))
+               ("look stocked", looks["stocked"]),
+               *((("not checked in the photo", looks["not_judged"]),) if looks.get("not_judged") else ()))
               if looks and looks.get("not_judged", 0) < s["gaps"] else ()),
             *((("empty sections", s["empty_sections"]),) if s.get("empty_sections") else ()),
             *((("empty shelves", s["empty_shelves"]),) if s.get("empty_shelves") else ()),

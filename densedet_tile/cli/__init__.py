@@ -161,6 +161,17 @@ def _system_error(verb: str, exc: OSError, debug: bool) -> int:
     return exit_status_of(exc)
 
 
+class _LineFormatter(logging.Formatter):
+    """Each log line as one line of the terminal: a file name holding a line break or a
+    terminal's escape sequence is written escaped (``\\n``, ``\\x1b``); a traceback asked for
+    with ``--debug`` keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from ..errors import printable
+
+        return printable(super().formatMessage(record))
+
+
 @contextlib.contextmanager
 def _command_logging() -> Iterator[None]:
     """The command's log lines (``densedet-tile: WARNING: ...`` on standard error, filtered by
@@ -172,7 +183,7 @@ def _command_logging() -> Iterator[None]:
         yield
         return
     handler = logging.StreamHandler()  # sys.stderr as it is now
-    handler.setFormatter(logging.Formatter("densedet-tile: %(levelname)s: %(message)s"))
+    handler.setFormatter(_LineFormatter("densedet-tile: %(levelname)s: %(message)s"))
     handler.addFilter(_OwnLines())
     handler.addFilter(_ReadersOnce())
     level_was = root.level

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from ..errors import DensedetError, one_line
+from ..errors import DensedetError, one_line, printable
 from .options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -221,9 +221,9 @@ class _Bar:
         if self.bar is not None:
             from tqdm import tqdm
 
-            tqdm.write(msg, file=sys.stderr)
+            tqdm.write(printable(msg), file=sys.stderr)
         else:
-            print(msg, file=sys.stderr, flush=True)
+            print(printable(msg), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -256,7 +256,7 @@ class _Lines:
         print(f"{PROG}: {_describe(e)}: {where}, {_clock(e.get('seconds_left'))} left", file=sys.stderr, flush=True)
 
     def write(self, msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+        print(printable(msg), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         pass

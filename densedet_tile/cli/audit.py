@@ -342,7 +342,7 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"{PROG}: warning: replaced {_printable(str(out / (stem + AUDIT_SUFFIXES['json'])))}, the audit of "
               f"another file of that name ({_printable(other)}); give another --out to keep both", file=sys.stderr)
     for w in doc["warnings"]:
-        print(f"{PROG}: warning: {w}", file=sys.stderr)
+        print(f"{PROG}: warning: {_printable(w)}", file=sys.stderr)  # (the JSON keeps the names as they are)
     s = doc["summary"]
     print(f"{_printable(str(info.get('name')))}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
           f"{counted(s['rows'], 'shelf row')}, {counted(s['gaps'], 'gap')} "
@@ -387,6 +387,8 @@ def _looks_text(looks: dict[str, int], widths: dict[str, float] | None = None) -
             for k in ("empty", "unsure", "stocked") if looks.get(k)]
     if said and looks.get("stocked") and widths and widths.get("stocked"):
         said[-1] += f" ({widths['stocked']} widths)"
+    if said and looks.get("not_judged"):  # (so that the tally adds up to the gaps; a warning says why)
+        said.append(f"{looks['not_judged']} not checked")
     return "; " + ", ".join(said) if said else ""
 
 
@@ -418,7 +420,9 @@ def _other_source(json_path: Path, source: str | None) -> str | None:
 def _printable(text: str) -> str:
     """``text`` for one line of the terminal: control characters (a newline in a region's name)
     written as escapes, everything else as it is."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    from ..errors import printable
+
+    return printable(text)
 
 
 def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real: str | None = None,

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 
 from ..tiler.readers import IMAGE_SUFFIXES
-from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line
+from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line, printable
 from ..eval.coco import DEFAULT_MAX_DETS, CocoMetrics, evaluate_boxes, over_max_dets
 from ..eval.compare import WARNING, CompareRun, compare_tiled_untiled, pair_images, uses_class_agnostic
 from ..eval.formats import BoxSet, image_key, read_ground_truth, read_predictions
@@ -182,9 +182,9 @@ def _eval(args: argparse.Namespace) -> int:
         return exit_status_of(exc)
     for n in notes:
         if n.startswith(WARNING):
-            print(f"{PROG}: warning: {n[len(WARNING):]}", file=sys.stderr)
+            print(f"{PROG}: warning: {printable(n[len(WARNING):])}", file=sys.stderr)
         else:
-            print(f"note: {n}", file=sys.stderr)
+            print(f"note: {printable(n)}", file=sys.stderr)
     md = m.max_dets[-1]
     _warn_over_cap(over_max_dets(pairs, md), md)
     print(f"{m.num_images} images, {m.num_gt} ground-truth boxes, {m.num_dt} predictions")

@@ -516,7 +516,9 @@ def shell_quote(arg: Any) -> str:
 
 def error(prog: str, msg: Any) -> None:
     """Print ``prog: error: msg`` on one line of stderr."""
-    print(f"{prog}: error: {' '.join(str(msg).split())}", file=sys.stderr, flush=True)
+    from ..errors import printable
+
+    print(f"{prog}: error: {printable(' '.join(str(msg).split()))}", file=sys.stderr, flush=True)
 
 
 class Stopped(KeyboardInterrupt):
