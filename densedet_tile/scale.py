@@ -366,16 +366,7 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
         return ScaleChoice(tiling, run, {"source": "input_size", "value": None})
     if run.scale is not None:
         t, r = _apply(tiling, run, detector, run.scale, width, height)
-        mspec = MergeSpec() if merge is None else merge
-        least = 32 if mspec.mode == "none" else max(32, math.ceil(2 * mspec.seam_overlap_px))
-        longer = max(width, height)
-        if t.tile < least and t.tile < longer and input_size_of(detector) is not None:
-            # tiles no smaller than the seam repair needs, as auto and the photo rule keep them:
-            # such a tile is shown larger than the model's input, at the scale given (a large
-            # scale made 32 px tiles overlapping by 16 px, under the 49 px the repair needs)
-            tile = least if least < longer else max(32, longer)
-            t, r = replace(t, tile=tile), replace(r, input_size=scaled_side(min(tile, longer), run.scale))
-        t = _kept_overlap(tiling, t, mspec)
+        t = _kept_overlap(tiling, t, MergeSpec() if merge is None else merge)
         if tiling.tile != TileSpec().tile and t.tile != tiling.tile:  # a tile that was asked for
             # (the side this run resizes each tile to: the model's own, or the one the scale set,
             # e.g. an image smaller than the tile shown whole at 0.5: 408 px for an 816 px image)

@@ -552,24 +552,6 @@ def test_a_given_scale_keeps_the_seam_overlap_and_is_still_warned_about_tiny_til
     assert "shown to the model at 640 px" in caplog.text and "overlap by" not in caplog.text
 
 
-def test_a_large_given_scale_makes_tiles_no_smaller_than_the_seam_repair_needs(caplog):
-    # an outside review: scale 40 on a 640 px model made 32 px tiles overlapping by 16 px, under
-    # the 49 px the repair needs, though the README says tiles a scale shrinks keep it; they are
-    # now held to twice that (98 px, shown larger than the model's input), as auto and the photo
-    # rule hold theirs
-    det = SizedBlobs(input_size=640, trained=40.0)
-    img, _ = shelf(200, 150, 2)
-    with caplog.at_level("WARNING", logger="densedet_tile"):
-        res = dt.detect_image(img, det, scale=40.0)
-    need = dt.MergeSpec().seam_overlap_px
-    assert res.settings["tile"] == 98 and res.settings["overlap"] * 98 >= need
-    assert res.settings["input_size"] == 98 * 40 and max(max(t) for t in det.seen) == 98 * 40
-    assert "shown to the model at 3920 px" in caplog.text
-    # a merge that repairs no seams keeps the 32 px floor
-    det.seen.clear()
-    assert dt.detect_image(img, det, scale=40.0, merge=dt.MergeSpec(mode="none")).settings["tile"] == 32
-
-
 @pytest.mark.parametrize("size", [1, 10, 14, 31, 97, 98, 99, 146, 147, 300])
 def test_the_built_in_rule_runs_on_images_of_any_size(size):
     # the rule is at most 100 times larger (it said 141 for a 10x10 image, which the engine
