@@ -867,11 +867,15 @@ def _say_warnings(rec: dict[str, Any], said: Counter[str]) -> None:
     """Log the warnings an image's record carries (given where it ran: this process or a Ray
     worker, whose own log lines stay in Ray's files), each kind for the first
     :data:`WARNING_REPEATS` images only; the image's name leads a line that does not name it."""
-    name = shown_name(Path(str(rec.get("input") or "")).name)
+    raw = Path(str(rec.get("input") or "")).name
+    name = shown_name(raw)
     for kind, text in rec.get("warnings") or ():
         said[kind] += 1
         if said[kind] <= WARNING_REPEATS:
-            log.warning("%s", text if name and name in text else f"{name}: {text}")
+            # the text names the image as it is, as a line shows it (escaped) or with its line
+            # breaks folded (an error's); the log line escapes it either way
+            named = bool(raw) and (raw in text or name in text or " ".join(raw.split()) in text)
+            log.warning("%s", text if named else f"{name}: {text}")
 
 
 def _say_repeated(said: Counter[str]) -> None:

@@ -788,6 +788,23 @@ def test_a_name_with_a_line_break_stays_on_one_line_and_is_named_once():
     assert "\n" not in line and line.startswith("a\\nb.jpg: 2 products")
 
 
+@pytest.mark.parametrize("raw", ["tab\there.png", "a\nb.png", "plain.png", "caf\udce9.png"])
+def test_a_warning_naming_its_image_is_not_prefixed_with_the_name_again(raw, caplog):
+    # an outside review: the check looked for the escaped name in a text holding the raw one, so
+    # "tab<TAB>here.png: tile replaced" came out as "tab\there.png: tab\there.png: tile replaced"
+    from collections import Counter
+
+    from densedet_tile.batch import _say_warnings
+    from densedet_tile.errors import shown_name
+
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        _say_warnings({"input": f"/data/{raw}", "warnings": [("k1", f"{raw}: tile 300 replaced by 98 px"),
+                                                              ("k2", "no products found")]}, Counter())
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].count(raw) == 1 and said[0].startswith(raw)
+    assert said[1] == f"{shown_name(raw)}: no products found"
+
+
 def test_an_images_warnings_are_in_its_record_and_said_a_few_times_each(tmp_path, caplog):
     # each image's warnings travel in its record (a Ray worker's own log lines never reach the
     # command); one kind is said for the first images only, then counted once at the end
