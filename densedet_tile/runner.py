@@ -420,6 +420,18 @@ def input_state(path: str | Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _check_name_lengths(out_dir: str | Path, paths: Iterable[Path]) -> None:
+    """Raise ENAMETOOLONG for the first of ``paths`` whose name is longer, in bytes, than the
+    file system of ``out_dir`` holds (255 where it cannot say: a folder not made yet)."""
+    try:
+        limit = os.pathconf(out_dir, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    for path in paths:
+        if len(os.fsencode(Path(path).name)) > limit:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(path))
+
+
 def output_stem(path: str | Path) -> str:
     """The stem every output file of ``path`` is named after."""
     return Path(path).stem or "image"
@@ -553,6 +565,9 @@ def process_image(
     state = input_state(inp)  # before reading: a photo replaced meanwhile is redone next time
     t0 = time.perf_counter()
     try:
+        # an output name the folder cannot hold fails now, not after the detector ran (the
+        # same line as at write time: "<input>: <output>: File name too long")
+        _check_name_lengths(out_dir, paths.values())
         with open_image(inp, max_pixels=job.run.max_pixels) as src:
             opened = time.perf_counter() - t0  # a JPEG or PNG is decoded here, before detect_image starts its clock
             result = detect(src) if detect is not None else detect_image(
