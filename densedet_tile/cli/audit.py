@@ -35,7 +35,7 @@ from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
 from ..audit.report import (JPEG_MAX_SIDE, PREVIEW_MAX_HEIGHT, PREVIEW_MAX_WIDTH, load_preview_image, render_html,
                             render_preview)
-from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line
+from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line, printable
 from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
                             refuse_device, yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
@@ -339,12 +339,12 @@ def _audit(args: argparse.Namespace) -> int:
         error(PROG, f"{exc.filename or out}: cannot write the report ({exc.strerror or exc})")
         return exit_status_of(exc)
     if other is not None:  # store_a/IMG_0001.jpg, then store_b/IMG_0001.jpg into one --out
-        print(f"{PROG}: warning: replaced {_printable(str(out / (stem + AUDIT_SUFFIXES['json'])))}, the audit of "
-              f"another file of that name ({_printable(other)}); give another --out to keep both", file=sys.stderr)
+        print(f"{PROG}: warning: replaced {printable(str(out / (stem + AUDIT_SUFFIXES['json'])))}, the audit of "
+              f"another file of that name ({printable(other)}); give another --out to keep both", file=sys.stderr)
     for w in doc["warnings"]:
-        print(f"{PROG}: warning: {_printable(w)}", file=sys.stderr)  # (the JSON keeps the names as they are)
+        print(f"{PROG}: warning: {printable(w)}", file=sys.stderr)  # (the JSON keeps the names as they are)
     s = doc["summary"]
-    print(f"{_printable(str(info.get('name')))}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
+    print(f"{printable(str(info.get('name')))}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
           f"{counted(s['rows'], 'shelf row')}, {counted(s['gaps'], 'gap')} "
           f"({s['gap_width_products']} product widths empty{_looks_text(s['gap_looks'], s.get('gap_width_looks'))}), "
           f"tilt {s['tilt_deg']} deg")
@@ -352,8 +352,8 @@ def _audit(args: argparse.Namespace) -> int:
         return EXIT_OK
     for b in doc["bays"]:
         # a found bay by its own name ("bay 2", or "bay 2 (found)" where a region is called "bay 2")
-        label = (f"region {_printable(b['name'])}" if b["kind"] == "region"
-                 else _printable(b["name"]) if b.get("name") is not None else f"bay {b['bay']}")
+        label = (f"region {printable(b['name'])}" if b["kind"] == "region"
+                 else printable(b["name"]) if b.get("name") is not None else f"bay {b['bay']}")
         cr = b.get("count_range") or {}
         counts = cr.get("counts") or [None] * 3
         text = products_text(b["products"], (counts[0], counts[2]), cr.get("uncertain"))
@@ -363,12 +363,12 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"  empty section between bays {left} and {right}: every shelf empty over "
               f"{e['width_products']:g} product widths (x {e['x1']:g} to {e['x2']:g}){_looks_said(e)}")
     for e in doc.get("empty_shelves", []):
-        place = f"region {_printable(e['region'])}" if "region" in e else f"bay {e['bay']}"
+        place = f"region {printable(e['region'])}" if "region" in e else f"bay {e['bay']}"
         above, below = e["between_rows"]
         print(f"  empty shelf in {place} between rows {above} and {below}: room for "
               f"{e['shelves']} {'shelf' if e['shelves'] == 1 else 'shelves'} (x {e['x1']:g} to {e['x2']:g})"
               f"{_looks_said(e)}")
-    print(f"-> {_printable(str(out / (stem + AUDIT_SUFFIXES['html'])))}")
+    print(f"-> {printable(str(out / (stem + AUDIT_SUFFIXES['html'])))}")
     return EXIT_OK
 
 
@@ -415,14 +415,6 @@ def _other_source(json_path: Path, source: str | None) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return recorded if source and another_existing_file(recorded, source) else None
-
-
-def _printable(text: str) -> str:
-    """``text`` for one line of the terminal: control characters (a newline in a region's name)
-    written as escapes, everything else as it is."""
-    from ..errors import printable
-
-    return printable(text)
 
 
 def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real: str | None = None,
