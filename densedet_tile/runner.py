@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _P = TypeVar("_P", str, Path)
 
-__all__ = ["RULES_VERSION", "Job", "Outcome", "as_json", "build_detector", "detector_identity", "error_line",
+__all__ = ["RULES_VERSION", "Job", "Outcome", "as_json", "build_detector", "check_name_lengths", "detector_identity", "error_line",
            "input_state", "output_stem", "outputs_complete", "process_image", "ready_detector", "redo_reason",
            "refuse_outputs_over_inputs", "request_key", "say_again", "unique_stems", "without_earlier_outputs"]
 
@@ -420,7 +420,7 @@ def input_state(path: str | Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _check_name_lengths(out_dir: str | Path, paths: Iterable[Path]) -> None:
+def check_name_lengths(out_dir: str | Path, paths: Iterable[Path]) -> None:
     """Raise ENAMETOOLONG for the first of ``paths`` whose name is longer, in bytes, than the
     file system of ``out_dir`` holds (255 where it cannot say: a folder not made yet)."""
     try:
@@ -567,7 +567,7 @@ def process_image(
     try:
         # an output name the folder cannot hold fails now, not after the detector ran (the
         # same line as at write time: "<input>: <output>: File name too long")
-        _check_name_lengths(out_dir, paths.values())
+        check_name_lengths(out_dir, paths.values())
         with open_image(inp, max_pixels=job.run.max_pixels) as src:
             opened = time.perf_counter() - t0  # a JPEG or PNG is decoded here, before detect_image starts its clock
             result = detect(src) if detect is not None else detect_image(

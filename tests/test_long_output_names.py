@@ -42,3 +42,19 @@ def test_names_that_fit_run_as_before(tmp_path: Path) -> None:
     det = BlobDetector()
     res = process_image(photo, det, Job(tiling=TileSpec(tile=128), preview=False), tmp_path / "out")
     assert res.status == "ok" and det.calls and (tmp_path / "out" / f"{stem}.detections.json").is_file()
+
+
+def test_an_audit_report_name_too_long_fails_before_the_detector_runs(tmp_path: Path, monkeypatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import densedet_tile.cli.audit as cli
+
+    limit = _limit(tmp_path)
+    stem = "p" * (limit - len(".png"))  # the photo's name fits; "<stem>.audit.json" does not
+    photo = tmp_path / f"{stem}.png"
+    Image.fromarray(blob_image(120, 160, (10, 10, 60, 60))).save(photo)
+    calls = []
+    monkeypatch.setattr(cli, "_detect", lambda *a, **k: calls.append(1))
+    assert cli.audit_main([str(photo), "--out", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert calls == [] and len(err.splitlines()) == 1 and err.endswith("File name too long")
+    assert not (tmp_path / "out").exists()

@@ -42,7 +42,7 @@ from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_
                   remove_empty, stat_or_none, sweep_temporaries, write_files)
 from ..merge.core import NEAR_COPY_IOU, copies_kept, pile_kept
 from ..pipeline import detect_image
-from ..runner import Job, as_json, build_detector, error_line
+from ..runner import Job, as_json, build_detector, check_name_lengths, error_line
 from ..types import MergeSpec
 from .options import (
     StopSignals,
@@ -234,12 +234,14 @@ def _audit(args: argparse.Namespace) -> int:
             size = _upright_size(Path(image_path)) if args.cell is not None and _regular_file(image_path) else None
             if size is not None:  # before the detector runs, not after
                 check_cell(args.cell, size[0], size[1], option="--cell", source=str(image_path))
+            stem = _stem(image_path)
+            # a report name the folder cannot hold fails now, not after the detector ran
+            check_name_lengths(args.out, [Path(args.out) / (stem + suffix) for suffix in AUDIT_SUFFIXES.values()])
             code, found = _detect(args, image_path)
             if code != EXIT_OK:
                 return code
             xyxy, width, height, info, scores = found
             classes = None
-            stem = _stem(image_path)
         dropped = small_preview = piled = None
         if det_path is not None:  # another tool's boxes may overshoot the image, or miss it
             xyxy, keep = usable_boxes(xyxy, width, height)
