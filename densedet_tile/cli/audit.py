@@ -235,8 +235,9 @@ def _audit(args: argparse.Namespace) -> int:
             if size is not None:  # before the detector runs, not after
                 check_cell(args.cell, size[0], size[1], option="--cell", source=str(image_path))
             stem = _stem(image_path)
-            # a report name the folder cannot hold fails now, not after the detector ran
-            check_name_lengths(args.out, [Path(args.out) / (stem + suffix) for suffix in AUDIT_SUFFIXES.values()])
+            if _regular_file(image_path):  # (a photo missing, or named too long itself, is said so below)
+                # a report name the folder cannot hold fails now, not after the detector ran
+                check_name_lengths(args.out, [Path(args.out) / (stem + suffix) for suffix in AUDIT_SUFFIXES.values()])
             code, found = _detect(args, image_path)
             if code != EXIT_OK:
                 return code
