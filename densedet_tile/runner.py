@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 _P = TypeVar("_P", str, Path)
 
-__all__ = ["RULES_VERSION", "Job", "Outcome", "as_json", "build_detector", "check_name_lengths", "detector_identity", "error_line",
-           "input_state", "output_stem", "outputs_complete", "process_image", "ready_detector", "redo_reason",
+__all__ = ["RULES_VERSION", "Job", "Outcome", "as_json", "build_detector", "check_name_lengths", "detector_identity",
+           "error_line", "input_state", "output_stem", "outputs_complete", "process_image", "ready_detector", "redo_reason",
            "refuse_outputs_over_inputs", "request_key", "say_again", "unique_stems", "without_earlier_outputs"]
 
 

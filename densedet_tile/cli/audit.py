@@ -231,11 +231,12 @@ def _audit(args: argparse.Namespace) -> int:
                                 "to see it")
             stem = _stem(image_path or det_path)
         else:
-            size = _upright_size(Path(image_path)) if args.cell is not None and _regular_file(image_path) else None
+            there = _regular_file(image_path)  # (a photo missing, or named too long itself, is said so below)
+            size = _upright_size(Path(image_path)) if args.cell is not None and there else None
             if size is not None:  # before the detector runs, not after
                 check_cell(args.cell, size[0], size[1], option="--cell", source=str(image_path))
             stem = _stem(image_path)
-            if _regular_file(image_path):  # (a photo missing, or named too long itself, is said so below)
+            if there:
                 # a report name the folder cannot hold fails now, not after the detector ran
                 check_name_lengths(args.out, [Path(args.out) / (stem + suffix) for suffix in AUDIT_SUFFIXES.values()])
             code, found = _detect(args, image_path)
