@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--serve-thr", type=_serve_thr, default=d.serve_thr, metavar="X",
                    help="score threshold written into the adapted weights, used when they serve without "
                         "--score-thr; 'auto' (the default) picks the one at which they count as many boxes "
-                        "as their own pseudo-labels on --calib-photos photos (self-training lifts scores)")
+                        "on --calib-photos photos as the larger of their own pseudo-labels and the starting "
+                        "weights' boxes (self-training lifts scores)")
     t.add_argument("--calib-photos", type=positive_int, default=d.calib_photos, metavar="N",
                    help="training photos that pick the served threshold, never held-out ones (default: %(default)s)")
     l_ = p.add_argument_group("pseudo-labels")
@@ -170,13 +171,14 @@ def _clock(seconds: float | None) -> str:
 
 #: What each phase of a run is called in the progress display.
 _PHASES = {"before": "held-out check (before)", "label": "labelling", "read": "reading photos",
-           "train": "training", "calibrate": "picking the served threshold", "after": "held-out check (after)"}
+           "train": "training", "count": "counting the starting weights' boxes", "calibrate": "picking the served threshold",
+           "after": "held-out check (after)"}
 
 
 def _describe(e: dict[str, Any]) -> str:
     """The phase of a progress event, with its round when it has one."""
     what = _PHASES.get(e["phase"], e["phase"])
-    return what if e["phase"] in ("before", "read", "calibrate", "after") else f"round {e['round']}/{e['rounds']} {what}"
+    return what if e["phase"] in ("before", "read", "count", "calibrate", "after") else f"round {e['round']}/{e['rounds']} {what}"
 
 
 class _Bar:

@@ -389,10 +389,15 @@ def report_text(report: dict[str, Any]) -> str:
         how = ""
         cal = report.get("serve_thr_picked")
         if cal and cal["matched_counts"]:
-            how = (f" (picked: there they count {cal['boxes_per_photo']:.1f} boxes per photo on "
-                   f"{_n(cal['photos'], 'photo')}, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f})")
+            start = cal.get("start_boxes_per_photo")
+            start_text = "" if start is None else f", the starting weights {start:.1f} at their threshold"
+            which = "the starting weights' count" if cal.get("matched") == "starting_weights" else "their pseudo-labels' count"
+            how = (f" (picked to match {which}, the larger: there they count {cal['boxes_per_photo']:.1f} boxes per "
+                   f"photo on {_n(cal['photos'], 'photo')}, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f}"
+                   f"{start_text})")
         elif cal:
-            how = f" (the starting weights' own: no pseudo-labels on the {_n(cal['photos'], 'photo')} to match counts with)"
+            how = (f" (the starting weights' own: no pseudo-labels nor starting weights' boxes on the "
+                   f"{_n(cal['photos'], 'photo')} to match counts with)")
         lines.append(f"the weights serve at score threshold {thr:g}{how} unless --score-thr says otherwise")
     return "\n".join(lines)
 
@@ -690,6 +695,9 @@ class AdaptRun:
             "loss": None,
             "train_end": None,
             "calib": {},
+            # the starting weights' own plain counts on the calibration photos (at their threshold,
+            # before any step): the count the served threshold may not fall below (_calibrate)
+            "start_counts": None,
             # --overwrite given at the start: the run may replace what stands at --out (checked on resume)
             "replace_out": bool(overwrite),
         }
@@ -813,6 +821,10 @@ class AdaptRun:
         if not isinstance(s.get("calib"), dict):  # a state saved before the served threshold was picked
             s["calib"] = {}
         s["timing"].setdefault("calib_s", [])
+        # a state saved before the starting weights were counted: counted when it is still before
+        # the first step (the weights are still the starting ones), else the threshold is picked
+        # from the pseudo-labels alone, as then
+        s.setdefault("start_counts", None)
         self.s = s
         self.resumed = True
         self._source = str(sp)
@@ -1061,6 +1073,7 @@ class AdaptRun:
                 phase = self.s["phase"]
                 if phase == "before":
                     self._holdout_before()
+                    self._count_start()
                     self.s["phase"] = "label"
                 elif phase == "label":
                     self._label_round()
@@ -1149,6 +1162,20 @@ class AdaptRun:
         for name, image in self._photos(self.s["holdout"], "before", done=self.s["holdout_before"]):
             t0 = time.monotonic()
             self.s["holdout_before"][name] = torch.from_numpy(self._plain(image, self._base_thr(), name))
+            self.s["timing"]["plain_s"].append(time.monotonic() - t0)
+
+    def _count_start(self) -> None:
+        """Before the first step: the starting weights' own boxes on each calibration photo, run
+        plainly at their threshold (the stack splitter off), for :meth:`_calibrate`."""
+        if self.settings.serve_thr is not None or self.s["step"]:
+            return
+        start = self.s["start_counts"]
+        if start is None:
+            start = self.s["start_counts"] = {"names": self._calib_names(), "counts": {}}
+        counts = start["counts"]
+        for name, image in self._photos(start["names"], "count", done=counts):  # a resumed run goes on
+            t0 = time.monotonic()
+            counts[name] = int(len(self._plain(image, self._base_thr(), name)))
             self.s["timing"]["plain_s"].append(time.monotonic() - t0)
 
     def _round_record(self) -> dict[str, Any]:
@@ -1341,18 +1368,23 @@ class AdaptRun:
     def _calibrate(self) -> None:
         """Pick the served threshold (``settings.serve_thr`` None): the one of :data:`CALIB_GRID`
         at which the final weights, run as served, count as many boxes over the calibration
-        photos as their own pseudo-labels there (boxes the test-time views agree on, scored
-        ``score_hi`` or more); of several that count equally close, the middle one.
-        Self-training lifts the scores of everything the model finds, its mistakes too, so a
-        fixed threshold counts more boxes the longer it trains; the views' agreement does not
-        drift that way. Both sides are the network's own boxes (the stack splitter off)."""
+        photos as the larger of two counts there: their own pseudo-labels (boxes the test-time
+        views agree on, scored ``score_hi`` or more) and the starting weights' boxes at their
+        threshold, counted before the first step; of several thresholds that count equally
+        close, the middle one. Self-training lifts the scores of everything the model finds, its
+        mistakes too, so a fixed threshold counts more boxes the longer it trains; the views'
+        agreement does not drift that way, but it is a cautious count (products the views
+        score under ``score_hi`` are left out of it), and matched alone it served the weights
+        under the starting weights' count on real photos, whose threshold was chosen for
+        counting. Every count is of the network's own boxes (the stack splitter off)."""
         if self.settings.serve_thr is not None or self.s["calib"].get("thr") is not None:
             return
         from ..pipeline import counts_at_thresholds
         from ..tiler.readers.array import ArraySource
 
         cal = self.s["calib"]
-        names = cal.setdefault("names", self._calib_names())
+        start = self.s.get("start_counts")
+        names = cal.setdefault("names", list(start["names"]) if start else self._calib_names())
         photos = cal.setdefault("photos", {})
         lab = self.settings.labels
         for name, image in self._photos(names, "calibrate", done=photos):  # a resumed run goes on from its stop
@@ -1367,24 +1399,30 @@ class AdaptRun:
             self.s["timing"]["label_s"].append(t1 - t0)
             self.s["timing"]["calib_s"].append(time.monotonic() - t1)
             photos[name] = {"reference": int(len(ref.boxes)), "counts": [int(c) for c in counts]}
-        used = [photos[n] for n in names if n in photos]
+        # a photo the starting weights could not be counted on (unreadable then) is left out
+        started = start["counts"] if start else None
+        kept = [n for n in names if n in photos and (started is None or n in started)]
+        used = [photos[n] for n in kept]
         reference = sum(p["reference"] for p in used)
-        if not reference:
+        start_total = sum(started[n] for n in kept) if started is not None else None
+        target = max(reference, start_total or 0)
+        if not target:
             # no photo readable, or nothing the views agree on: nothing to match; the starting
             # weights' threshold is the honest guess
             cal["thr"] = self._base_thr()
             cal["picked"] = False
-            self.log(f"no pseudo-labels on the {len(used)} calibration photos to match counts with: the weights "
-                     f"serve at the starting weights' threshold {cal['thr']:g}")
+            self.log(f"no pseudo-labels nor starting weights' boxes on the {len(used)} calibration photos to match "
+                     f"counts with: the weights serve at the starting weights' threshold {cal['thr']:g}")
         else:
             totals = np.sum([p["counts"] for p in used], axis=0)
-            miss = np.abs(totals - reference)
+            miss = np.abs(totals - target)
             ties = np.flatnonzero(miss == miss.min())
             j = int(ties[len(ties) // 2])  # the middle of a run of thresholds that count alike
             cal["thr"] = CALIB_GRID[j]
             cal["picked"] = True
         cal["photos_used"] = len(used)
         cal["reference"] = reference
+        cal["start"] = start_total
         cal["count"] = int(np.sum([p["counts"][CALIB_GRID.index(cal["thr"])] for p in used])) \
             if cal["picked"] else None
         self.save_state()
@@ -1513,8 +1551,13 @@ class AdaptRun:
         if self.settings.serve_thr is not None or cal.get("thr") is None:
             return None
         n = max(int(cal["photos_used"]), 1)
-        return {"photos": int(cal["photos_used"]), "matched_counts": bool(cal["picked"]),
+        start = cal.get("start")
+        matched = None
+        if cal["picked"]:
+            matched = "starting_weights" if start is not None and start > cal["reference"] else "pseudo_labels"
+        return {"photos": int(cal["photos_used"]), "matched_counts": bool(cal["picked"]), "matched": matched,
                 "pseudo_labels_per_photo": round(cal["reference"] / n, 1),
+                "start_boxes_per_photo": None if start is None else round(start / n, 1),
                 "boxes_per_photo": None if cal["count"] is None else round(cal["count"] / n, 1)}
 
     def _report_files(self, report: dict[str, Any]) -> dict[Path, str]:

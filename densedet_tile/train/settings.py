@@ -37,9 +37,9 @@ class AdaptSettings:
     of everything the model finds, its own mistakes included, so a fixed threshold over-counts
     more the longer it trains. The served threshold is the one at which the final weights, run
     plainly, count as many boxes on ``calib_photos`` training photos (never the held-out ones)
-    as their own pseudo-labels there (boxes the test-time views agree on, see
-    :mod:`.pseudo`; docs/adapt.md). ``max_pixels``: photos with more pixels are skipped (None: no
-    limit).
+    as the larger of two counts there: their own pseudo-labels (boxes the test-time views agree
+    on, see :mod:`.pseudo`) and the starting weights' boxes at their own threshold
+    (docs/adapt.md). ``max_pixels``: photos with more pixels are skipped (None: no limit).
     """
 
     minutes: float | None = 60.0

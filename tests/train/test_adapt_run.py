@@ -94,14 +94,15 @@ def test_adapted_weights_serve_at_their_own_threshold_unless_told(uninterrupted,
     assert load_default(weights=plain, device="cpu").score_thr == DEFAULT_CONFIG["score_thr"]
 
 
-@pytest.mark.parametrize("polls", [4, 6], ids=["stop-while-training", "stop-while-relabelling"])
+@pytest.mark.parametrize("polls", [6, 8], ids=["stop-while-training", "stop-while-relabelling"])
 def test_stopped_and_resumed_run_ends_with_the_uninterrupted_weights(uninterrupted, photos, tmp_path, polls):
-    # should_stop is polled before each photo and each step: 2 photos, 2 steps, 2 photos, 2 steps.
-    # Poll 4 comes before step 2 (round 1 training); poll 6 before the second photo of round 2.
+    # should_stop is polled before each photo and each step: the starting weights count the 2
+    # photos, then 2 photos, 2 steps, 2 photos, 2 steps. Poll 6 comes before step 2 (round 1
+    # training); poll 8 before the second photo of round 2.
     out = tmp_path / "resumed.pt"
     first = adapt(photos, out, TINY, device="cpu", should_stop=_stop_at(polls))
     assert first.status == "stopped" and first.paths["state"].exists() and not out.exists()
-    assert first.report["steps"] == (1 if polls == 4 else 2)
+    assert first.report["steps"] == (1 if polls == 6 else 2)
     with pytest.raises(InvalidInputError, match="--resume"):
         adapt(photos, out, TINY, device="cpu")
     # settings=None (the CLI's --resume without --minutes/--steps): the saved budget, not a default one

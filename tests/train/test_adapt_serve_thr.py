@@ -4,6 +4,7 @@ or as given; and the engine's counts at many thresholds from one pass of the net
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import json
 from dataclasses import replace
 
@@ -19,6 +20,9 @@ from densedet_tile.train.adapt import CALIB_GRID, _read_photo, adapt
 from densedet_tile.train.pseudo import pseudo_label
 
 from test_adapt_run import TINY, _stop_at, clock, count_calls, write_photos  # noqa: F401 (clock: a fixture)
+
+#: the built-in weights as a torch checkpoint: the starting weights adapt trains from
+BUILTIN_PT = importlib.resources.files("densedet_tile.detector") / "weights" / "default.pt"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +84,7 @@ def test_counts_at_thresholds_equal_runs_at_each_threshold():
         counts_at_thresholds(img, dt.load_detector("default", score_thr=0.3), [], tiling=tiling)
 
 
-def test_the_picked_threshold_counts_closest_to_the_final_weights_own_pseudo_labels(picked, photos):
+def test_the_picked_threshold_counts_closest_to_the_larger_of_pseudo_labels_and_the_starting_count(picked, photos):
     res, ck = picked
     thr = ck["info"]["score_thr"]
     how = ck["info"]["score_thr_picked"]
@@ -92,14 +96,19 @@ def test_the_picked_threshold_counts_closest_to_the_final_weights_own_pseudo_lab
                                 options={"split_stacks": False})
     counter = dt.load_detector("default", checkpoint=res.paths["weights"], score_thr=CALIB_GRID[0])
     tiling = dt.TileSpec(tile=lab.tile, overlap=lab.overlap)
-    reference, totals = 0, np.zeros(len(CALIB_GRID), np.int64)
+    # the starting weights (the built-in ones, on torch as adapt trains them), plainly at their threshold
+    starting = dt.load_detector("default", checkpoint=BUILTIN_PT, options={"split_stacks": False})
+    reference, start, totals = 0, 0, np.zeros(len(CALIB_GRID), np.int64)
     served = dt.load_detector("default").score_thr  # (the starting weights': adapt measures scales there)
     for p in sorted(photos.glob("*.jpg")):
         image = _read_photo(p)
         reference += len(pseudo_label(image, labeller, lab, scale_thr=served).boxes)
+        start += len(detect_image(image, starting, tiling=tiling).detections)
         totals += counts_at_thresholds(image, counter, CALIB_GRID, tiling=tiling, scale_thr=served)
     assert reference == round(how["pseudo_labels_per_photo"] * 3)
-    miss = np.abs(totals - reference)
+    assert start == round(how["start_boxes_per_photo"] * 3) and start > 0
+    assert how["matched"] == ("starting_weights" if start > reference else "pseudo_labels")
+    miss = np.abs(totals - max(reference, start))
     ties = np.flatnonzero(miss == miss.min())
     assert CALIB_GRID.index(thr) == ties[len(ties) // 2]  # the middle of the thresholds that count alike
     assert totals[CALIB_GRID.index(thr)] == round(how["boxes_per_photo"] * 3)
@@ -121,10 +130,11 @@ def test_a_given_serve_thr_is_written_as_given_and_nothing_is_picked(photos, tmp
 
 
 def test_a_stop_while_picking_resumes_to_the_same_threshold_and_weights(picked, photos, tmp_path):
-    # polls: 3 photos + 2 steps in each of the 2 rounds (10), then one before each calibration photo
+    # polls: one before the starting weights count each of the 3 photos (3), 3 photos + 2 steps in
+    # each of the 2 rounds (10), then one before each calibration photo
     out = tmp_path / "r.pt"
     events = []
-    first = adapt(photos, out, TINY, device="cpu", should_stop=_stop_at(12), progress=events.append)
+    first = adapt(photos, out, TINY, device="cpu", should_stop=_stop_at(15), progress=events.append)
     assert first.status == "stopped" and not out.exists()
     assert [e["done"] for e in events if e["phase"] == "calibrate"] == [0]
     second = adapt(photos, out, None, device="cpu", resume=True)
@@ -178,12 +188,20 @@ def test_nothing_to_match_serves_at_the_starting_weights_threshold(photos, tmp_p
             return replace(got, boxes=got.boxes[:0], scores=got.scores[:0], votes=got.votes[:0])
         return got
 
-    calibrating = {"on": False}
+    real_plain = mod.AdaptRun._plain
+
+    def none_at_the_start(self, *a, **kw):  # the starting weights find nothing either
+        got = real_plain(self, *a, **kw)
+        return got[:0] if counting["on"] else got
+
+    calibrating, counting = {"on": False}, {"on": False}
 
     def progress(e):
         calibrating["on"] = e["phase"] == "calibrate"
+        counting["on"] = e["phase"] == "count"
 
     monkeypatch.setattr(mod, "pseudo_label", none_at_the_end)
+    monkeypatch.setattr(mod.AdaptRun, "_plain", none_at_the_start)
     res = adapt(photos, tmp_path / "n.pt", replace(TINY, rounds=1, steps=2), device="cpu", progress=progress)
     assert res.report["serve_thr"] == DEFAULT_CONFIG["score_thr"]
     assert res.report["serve_thr_picked"]["matched_counts"] is False
@@ -242,3 +260,76 @@ def test_the_threshold_and_the_held_out_check_count_the_networks_own_boxes(tmp_p
     res = adapt(folder, tmp_path / "c.pt", replace(TINY, holdout=1, rounds=1, steps=1, calib_photos=2), device="cpu")
     assert res.status == "done" and res.report["holdout_check"]["photos"] == 1
     assert splitter == {"count": {False}, "plain": {False}, "label": {False}}
+
+
+def _pick(totals, target):
+    miss = np.abs(np.asarray(totals) - target)
+    ties = np.flatnonzero(miss == miss.min())
+    return CALIB_GRID[int(ties[len(ties) // 2])]
+
+
+@pytest.mark.parametrize("fewer", ["pseudo_labels", "start"])
+def test_the_served_threshold_follows_whichever_count_is_larger(photos, tmp_path, monkeypatch, fewer):
+    # the pseudo-labels are a cautious count (products the views score under score_hi are left
+    # out): where they count fewer boxes than the starting weights did, the starting weights'
+    # count is matched, and the other way round (each side made small here in turn)
+    mod = importlib.import_module("densedet_tile.train.adapt")  # the package exports a function of that name
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+    real_label, real_plain, real_counts = mod.pseudo_label, mod.AdaptRun._plain, pipeline.counts_at_thresholds
+    phase = {"now": None}
+    seen = {"start": [], "labels": [], "totals": []}
+
+    def label(image, detector, settings, run=None, **kw):
+        got = real_label(image, detector, settings, run, **kw)
+        if phase["now"] == "calibrate":
+            if fewer == "pseudo_labels":
+                got = replace(got, boxes=got.boxes[:1], scores=got.scores[:1], votes=got.votes[:1])
+            seen["labels"].append(len(got.boxes))
+        return got
+
+    def plain(self, *a, **kw):
+        got = real_plain(self, *a, **kw)
+        if phase["now"] == "count":
+            got = got[:1] if fewer == "start" else got
+            seen["start"].append(len(got))
+        return got
+
+    def counts(*a, **kw):
+        got = real_counts(*a, **kw)
+        seen["totals"].append(got)
+        return got
+
+    def progress(e):
+        phase["now"] = e["phase"]
+        if e["phase"] == "train":
+            assert len(seen["start"]) == 3  # counted before the first step: the starting weights
+
+    monkeypatch.setattr(mod, "pseudo_label", label)
+    monkeypatch.setattr(mod.AdaptRun, "_plain", plain)
+    monkeypatch.setattr(pipeline, "counts_at_thresholds", counts)
+    res = adapt(photos, tmp_path / "f.pt", replace(TINY, rounds=1, steps=2), device="cpu", progress=progress)
+    how = res.report["serve_thr_picked"]
+    start, labels, totals = sum(seen["start"]), sum(seen["labels"]), np.sum(seen["totals"], axis=0)
+    assert len(seen["labels"]) == 3 and start == round(how["start_boxes_per_photo"] * 3)
+    larger = max(start, labels)
+    assert larger > min(start, labels)  # the two differ: the larger one decides
+    assert how["matched"] == ("starting_weights" if fewer == "pseudo_labels" else "pseudo_labels")
+    assert res.report["serve_thr"] == _pick(totals, larger)
+    assert _pick(totals, larger) != _pick(totals, min(start, labels))  # (and matching the smaller picks another)
+    assert ("the starting weights' count" if fewer == "pseudo_labels" else "their pseudo-labels' count") in \
+        res.paths["report_txt"].read_text()
+
+
+def test_a_stop_while_the_starting_weights_count_resumes_to_the_same_threshold_and_weights(picked, photos, tmp_path):
+    out = tmp_path / "c.pt"
+    events = []
+    first = adapt(photos, out, TINY, device="cpu", should_stop=_stop_at(2), progress=events.append)
+    # (stopped at the poll before the second photo: the first counted, the rest left to the resumed run)
+    assert first.status == "stopped" and [e["done"] for e in events if e["phase"] == "count"] == [0]
+    assert not any(e["phase"] == "train" for e in events)
+    second = adapt(photos, out, None, device="cpu", resume=True)
+    got, want = torch.load(out, weights_only=True), picked[1]
+    assert got["info"]["score_thr"] == want["info"]["score_thr"]
+    assert got["info"]["score_thr_picked"] == want["info"]["score_thr_picked"]
+    for k in want["state_dict"]:
+        assert torch.equal(got["state_dict"][k], want["state_dict"][k]), k

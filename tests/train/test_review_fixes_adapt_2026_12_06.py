@@ -61,7 +61,7 @@ def test_resuming_with_fewer_steps_than_done_is_refused(tmp_path: Path) -> None:
     # ended with info.steps 20 against settings.steps 5
     folder = write_photos(tmp_path / "p")
     out = tmp_path / "m.pt"
-    first = adapt(folder, out, TINY, device="cpu", should_stop=_stop_at(6))  # stopped after 2 steps
+    first = adapt(folder, out, TINY, device="cpu", should_stop=_stop_at(8))  # stopped after 2 steps
     assert first.status == "stopped" and first.report["steps"] == 2
     with pytest.raises(InvalidInputError, match=r"--steps 1: the stopped run .* has done 2 steps already; give 2 or more"):
         adapt(folder, out, None, device="cpu", resume=True, budget={"steps": 1})

@@ -17,10 +17,11 @@ from test_adapt_cli_main import ARGS, last_error
 from test_adapt_run import TINY, _stop_at, write_photos
 
 
-@pytest.mark.parametrize("polls, used", [(5, 3), (4, 1)], ids=["after-a-step", "before-any-step"])
+@pytest.mark.parametrize("polls, used", [(8, 3), (7, 1)], ids=["after-a-step", "before-any-step"])
 def test_photos_trained_on_before_a_stop_count_when_they_no_longer_read(tmp_path: Path, polls, used) -> None:
-    # 3 photos; should_stop is polled before each photo and each step: poll 5 comes after round
-    # 1 trained one step on all three, poll 4 before any step. Two photos are then deleted or
+    # 3 photos; should_stop is polled before each photo and each step (the starting weights count
+    # the 3 photos first): poll 8 comes after round 1 trained one step on all three, poll 7
+    # before any step. Two photos are then deleted or
     # damaged, and the run resumed: the weights' info["photos"] and the report said "1 used for
     # training" and listed the two as skipped, never used, though the first step trained on them.
     # (Three photo crops a step: a step draws from every photo labelled, each turn of draws
@@ -28,7 +29,7 @@ def test_photos_trained_on_before_a_stop_count_when_they_no_longer_read(tmp_path
     folder = write_photos(tmp_path / "p", n=3)
     out = tmp_path / "r.pt"
     first = adapt(folder, out, replace(TINY, batch=6), device="cpu", should_stop=_stop_at(polls))
-    assert first.status == "stopped" and first.report["steps"] == polls - 4
+    assert first.status == "stopped" and first.report["steps"] == polls - 7
     (folder / "shelf_0.jpg").unlink()
     whole = (folder / "shelf_1.jpg").read_bytes()
     (folder / "shelf_1.jpg").write_bytes(whole[: len(whole) // 3])  # its header still reads
