@@ -484,6 +484,14 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         if short is not None:
             body, lines, short_row = body[:short], lines[:short], (lines[short], len(body[short]))
         cols_t = list(zip(*body)) if body else [()] * width_needed
+        # an image_name that is empty or blank (or only "/") names no image: refused, as such a
+        # COCO file_name is (it was scored as one more image, named "")
+        blank = [raw for raw in set(cols_t[idx[0]]) if not image_key(raw.strip())] if body else []
+        if blank:
+            k = next(k for k, raw in enumerate(cols_t[idx[0]]) if raw in blank)
+            raw = cols_t[idx[0]][k].strip()
+            what = "empty" if not raw else f"{raw!r}, which names no file"
+            raise InvalidInputError(f"{path}: line {lines[k]}: image_name is {what}")
         xyxy_c = np.column_stack([_csv_numbers(cols_t[i]) for i in idx[1:5]]).reshape(len(body), 4, 2)
         score_c = _csv_numbers(cols_t[idx[8]]) if has_score else np.array([[1.0, _OK]] * len(body)).reshape(-1, 2)
         size_c = [_csv_numbers(cols_t[i], allow_empty=True) for i in idx[6:8]] if sized else []
@@ -877,7 +885,7 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
     id_to_key: dict[int | str, str] = {}
     for iid, im in images.items():
         fname = im.get("file_name")
-        if not isinstance(fname, str) or not fname:
+        if not isinstance(fname, str) or not image_key(fname):  # (empty, blank or "/": no file named)
             raise InvalidInputError(f"{path}: image id {iid!r} has no file_name")
     # images are keyed by file name without folders; two of one name in different folders
     # (train/a.jpg, val/a.jpg) are keyed by their whole path instead, which results by id and
@@ -893,8 +901,9 @@ def _coco_gt(data: Mapping[str, Any], path: Path) -> BoxSet:
             key = whole
         if key in out.images:
             raise InvalidInputError(f"{path}: two images are named {im['file_name'].strip()}")
-        w = _size(im["width"], "width", f"{path}: image id {iid!r}") if "width" in im else None
-        h = _size(im["height"], "height", f"{path}: image id {iid!r}") if "height" in im else None
+        # (null, as some exporters write a size they do not know, is no size, as a missing key is)
+        w = _size(im["width"], "width", f"{path}: image id {iid!r}") if im.get("width") is not None else None
+        h = _size(im["height"], "height", f"{path}: image id {iid!r}") if im.get("height") is not None else None
         out.images[key] = _empty(key, w, h)
         id_to_key[iid] = key
     anns = data.get("annotations", [])
