@@ -245,6 +245,22 @@ def _three_outputs(outputs: Sequence[Any], checkpoint: str) -> tuple[str, str, s
                         "(n,) and the labels (n,) cannot be told (name them boxes, scores and labels)")
 
 
+def _two_outputs(outputs: Sequence[Any]) -> tuple[str, str]:
+    """The (boxes, labels) names of a two-output export (``dets`` (n, 5) and ``labels`` (n,), as
+    MMDeploy writes them): the output with one axis more holds the boxes, else the one not named
+    like labels (``label``, ``class``) does; in the order given when neither tells (the shape
+    check that follows refuses a model that is not of this kind)."""
+    names = [o.name for o in outputs]
+    ranks = [len(o.shape) if isinstance(o.shape, (list, tuple)) else 0 for o in outputs]
+    if ranks[0] and ranks[1] and abs(ranks[0] - ranks[1]) == 1:
+        k = int(ranks[1] > ranks[0])
+        return names[k], names[1 - k]
+    labelled = [k for k, n in enumerate(names) if any(w in n.lower() for w in ("label", "class"))]
+    if len(labelled) == 1:
+        return names[1 - labelled[0]], names[labelled[0]]
+    return names[0], names[1]
+
+
 def _shape_text(shape: list[Any]) -> str:
     return "(" + ", ".join(str(d) if isinstance(d, int) else "?" for d in shape) + ")"
 
@@ -363,7 +379,7 @@ def build(
     if "det_bboxes" in outputs and "det_labels" in outputs:
         out_names: tuple[str, ...] = ("det_bboxes", "det_labels")
     elif len(outputs) == 2:
-        out_names = (outputs[0], outputs[1])
+        out_names = _two_outputs(session.get_outputs())  # (in either order: an outside review)
     elif len(outputs) == 3:
         out_names = _three_outputs(session.get_outputs(), checkpoint)
     else:

@@ -575,3 +575,32 @@ def test_an_export_of_a_fixed_batch_over_one_is_refused_when_loaded(tmp_path):
     with pytest.raises(DetectorError, match=r"batch2\.onnx: input 'img' takes a batch of exactly 2 images .*export "
                                             r"with a batch of 1 or a dynamic batch"):
         onnx_adapter.build(checkpoint=str(path), device="cpu")
+
+
+@pytest.mark.parametrize("order", ["dets-first", "labels-first"])
+@pytest.mark.parametrize("names", [("dets", "labels"), ("out_a", "out_b")], ids=["named", "unnamed"])
+def test_two_outputs_are_read_in_either_order(tmp_path, order, names):
+    # an export listing labels (1, n) before dets (1, n, 5) was refused as "not det_bboxes and
+    # det_labels", pointing to the YOLO adapter (an outside review): the boxes are the output with
+    # one axis more, whatever the order or the names
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    dets = helper.make_tensor("bb", TensorProto.FLOAT, [1, 2, 5], [1, 2, 30, 40, 0.9, 50, 6, 80, 60, 0.8])
+    labels = helper.make_tensor("lb", TensorProto.INT64, [1, 2], [3, 1])
+    outs = [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [1, 2, 5]),
+            helper.make_tensor_value_info(names[1], TensorProto.INT64, [1, 2])]
+    nodes = [helper.make_node("Identity", ["bb"], [names[0]]), helper.make_node("Identity", ["lb"], [names[1]])]
+    if order == "labels-first":
+        outs, nodes = outs[::-1], nodes[::-1]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, 64, 96])],
+                              outs, initializer=[dets, labels])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / f"two_{order}.onnx"
+    onnx.save(model, str(path))
+    (out,) = load_detector("onnx", checkpoint=str(path), device="cpu", score_thr=0.5).predict(
+        [np.zeros((64, 96, 3), np.uint8)])
+    np.testing.assert_allclose(out.xyxy, [[1, 2, 30, 40], [50, 6, 80, 60]], atol=1e-4)
+    np.testing.assert_allclose(out.scores, [0.9, 0.8], atol=1e-6)
+    assert out.labels.tolist() == [3, 1]
