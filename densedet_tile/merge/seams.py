@@ -25,8 +25,11 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   noise past it kept the lower-scored view): neither is dropped, and the fusion after the
   repair takes them as one.
 * **unconfirmed** (a truncated view nobody else sees, with ``confirm``): a cut ``f`` lying
-  wholly inside another tile that reported nothing overlapping it (no box of that tile, of
-  any label, covers 30% of ``f`` or of itself) is dropped; here a side counts as cut only
+  wholly inside another tile that also sees ``tol_px`` beyond ``f``'s own tile's edge on every
+  cut side, when no tile holding ``f`` reported anything overlapping it (no box of those tiles,
+  of any label, covers 30% of ``f`` or of itself), is dropped (a tile that ends at the same
+  edge, the next of one column or row, sees the product cut there too: its silence is a
+  miss, since 2026-12-07); here a side counts as cut only
   within ``CONFIRM_BAND_FRAC`` (0.15) of ``f``'s own extent of the edge (``confirm_cut``): a
   small product standing a little way from the edge was seen whole, and the other tile's
   silence is its miss. That tile saw the same pixels
@@ -299,8 +302,8 @@ def repair_seams(
     rects = None if tile_xyxy is None else np.asarray(tile_xyxy, dtype=np.float64).reshape(-1, 4)
     if confirm and rects is not None:
         # A box of any label confirms: the other tile saw an object there.
-        firm = anycut if confirm_cut is None else np.asarray(confirm_cut, dtype=bool).reshape(n, 4).any(axis=1) & anycut
-        unconfirmed = _unconfirmed(b, g, firm, i, j, rects)
+        sides = cut if confirm_cut is None else np.asarray(confirm_cut, dtype=bool).reshape(n, 4) & anycut[:, None]
+        unconfirmed = _unconfirmed(b, g, sides, i, j, rects, past=float(tol_px))
         if confirmers is not None and unconfirmed.any():
             unconfirmed &= ~_confirmed_by(b, g, unconfirmed, confirmers, rects)
     # Labels matter to joins only: a fragment nested in a fuller view of another tile is a view
@@ -521,23 +524,36 @@ def _confirms(bf: np.ndarray, bc: np.ndarray, t: np.ndarray) -> np.ndarray:
     return holds & (inter >= CONFIRM_OVERLAP * np.minimum(box_area(bf), box_area(bc)))
 
 
-def _unconfirmed(b: np.ndarray, g: np.ndarray, anycut: np.ndarray, i: np.ndarray, j: np.ndarray,
-                 tiles: np.ndarray) -> np.ndarray:
-    """Cut boxes lying wholly inside another tile none of whose boxes overlaps them.
+def _unconfirmed(b: np.ndarray, g: np.ndarray, sides: np.ndarray, i: np.ndarray, j: np.ndarray,
+                 tiles: np.ndarray, *, past: float) -> np.ndarray:
+    """Cut boxes lying wholly inside another tile that also sees ``past`` px beyond their own
+    tile's edge on every cut side, when no box of the tiles holding them overlaps them.
 
-    ``(i, j)``: overlapping pairs of boxes of different tiles (every such pair involving a cut
-    box). A box confirms a cut box as :func:`_confirms` says.
+    ``sides`` (N, 4) bool: the cut sides judged (left, top, right, bottom). ``(i, j)``:
+    overlapping pairs of boxes of different tiles (every such pair involving a cut box). A box
+    confirms a cut box as :func:`_confirms` says. A tile that ends at the same edge (the next
+    tile of one column or row, or a last row placed flush with the image's border a few pixels
+    from the one before) sees the product cut where the box's own tile does: its silence is a
+    miss like any other, not a sign that nothing stands beyond the cut (an outside review: a
+    product 1000 px wide was served as its right half when the tile above its left part missed it).
     """
     n = b.shape[0]
-    cf = np.flatnonzero(anycut)
+    cf = np.flatnonzero(sides.any(axis=1))
     seen = np.zeros(n, bool)
     if cf.size == 0 or tiles.shape[0] < 2:
         return seen
-    # Cut boxes held by a tile besides their own (which always holds them: they are clipped).
-    seen[cf] = count_containing(tiles, b[cf]) >= 2
+    # Each cut box pushed out past its own tile's edge on its cut sides: a tile holding that
+    # holds the box and saw beyond where the box's tile cut it (its own tile never does).
+    own = tiles[g[cf]]
+    sd = sides[cf]
+    e = b[cf].copy()
+    e[:, :2] = np.where(sd[:, :2], np.minimum(e[:, :2], own[:, :2]) - past, e[:, :2])
+    e[:, 2:] = np.where(sd[:, 2:], np.maximum(e[:, 2:], own[:, 2:]) + past, e[:, 2:])
+    seen[cf] = count_containing(tiles, e) >= 1
     if not seen.any():
         return seen
-    # Confirmations: an overlapping box from a tile that contains the cut box.
+    # Confirmations: an overlapping box from a tile that contains the cut box (any such tile,
+    # one that shares the cut edge included: it saw an object there).
     si, sj = seen[i], seen[j]
     F = np.concatenate([i[si], j[sj]])
     G = np.concatenate([j[si], i[sj]])
