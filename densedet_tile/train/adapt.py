@@ -89,6 +89,15 @@ class _TileReplacedFilter:
         return True
 
 
+class _SmallProductsFilter:
+    """A logging filter that drops the engine's warning that a photo's products reach the model
+    small (its advice, ``--tile auto``, is a detect option; adapt's own runs show each photo as
+    its labels do, which never warned)."""
+
+    def filter(self, record: Any) -> bool:
+        return "reach the model at about" not in str(record.msg)
+
+
 class AdaptFailed(DensedetError, RuntimeError):
     """The run cannot finish as asked; the message says why and what was kept (the state to
     resume from, or nothing)."""
@@ -1009,9 +1018,16 @@ class AdaptRun:
         from ..pipeline import detect_image
         from ..tiler.readers.array import ArraySource
 
+        import logging
+
         lab = self.settings.labels
-        d = detect_image(ArraySource(image, name=name), self._detector(score_thr, split_stacks=False),
-                         tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec()).detections
+        pipe_log, quiet = logging.getLogger("densedet_tile.pipeline"), _SmallProductsFilter()
+        pipe_log.addFilter(quiet)  # (the starting weights count 24 photos: one warned of on every run)
+        try:
+            d = detect_image(ArraySource(image, name=name), self._detector(score_thr, split_stacks=False),
+                             tiling=TileSpec(tile=lab.tile, overlap=lab.overlap), merge=MergeSpec()).detections
+        finally:
+            pipe_log.removeFilter(quiet)
         return np.column_stack([d.xyxy, d.scores]).astype(np.float32)
 
     def _base_thr(self) -> float:

@@ -333,3 +333,27 @@ def test_a_stop_while_the_starting_weights_count_resumes_to_the_same_threshold_a
     assert got["info"]["score_thr_picked"] == want["info"]["score_thr_picked"]
     for k in want["state_dict"]:
         assert torch.equal(got["state_dict"][k], want["state_dict"][k]), k
+
+
+def test_the_runs_that_count_do_not_repeat_the_engines_small_products_warning(photos, tmp_path, monkeypatch, caplog):
+    # the starting weights count 24 photos at the start: a photo whose products reach the model
+    # small was warned of there, with detect's advice (--tile auto); the labelling runs never warn
+    import logging
+
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+    calls = {"n": 0}
+
+    def always(result, target, zoom):  # as if every photo's products were small
+        calls["n"] += 1
+        pipeline.log.warning("%s: the products found reach the model at about %.0f px high, under half", result.name,
+                             10.0)
+
+    monkeypatch.setattr(pipeline, "_warn_small_products", always)
+    with caplog.at_level(logging.WARNING):
+        res = adapt(photos, tmp_path / "w.pt", replace(TINY, rounds=1, steps=2, holdout=1), device="cpu")
+    assert res.status == "done" and calls["n"] >= 2 + 2  # the count of 2 photos, the held-out check twice
+    assert not [r for r in caplog.records if "reach the model at about" in r.getMessage()]
+    # outside adapt the warning is the engine's, as before
+    with caplog.at_level(logging.WARNING):
+        dt.detect(np.zeros((64, 64, 3), np.uint8), dt.load_detector("default"))
+    assert [r for r in caplog.records if "reach the model at about" in r.getMessage()]
