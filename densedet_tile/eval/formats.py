@@ -485,18 +485,23 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
             body, lines, short_row = body[:short], lines[:short], (lines[short], len(body[short]))
         cols_t = list(zip(*body)) if body else [()] * width_needed
         # an image_name that is empty or blank (or only "/") names no image: refused, as such a
-        # COCO file_name is (it was scored as one more image, named "")
+        # COCO file_name is (it was scored as one more image, named ""); cut there like a short
+        # record, so that a problem on an earlier line is still the one named
+        blank_row = None
         blank = [raw for raw in set(cols_t[idx[0]]) if not image_key(raw.strip())] if body else []
         if blank:
             k = next(k for k, raw in enumerate(cols_t[idx[0]]) if raw in blank)
-            raw = cols_t[idx[0]][k].strip()
-            what = "empty" if not raw else f"{raw!r}, which names no file"
-            raise InvalidInputError(f"{path}: line {lines[k]}: image_name is {what}")
+            blank_row = (lines[k], cols_t[idx[0]][k].strip())
+            body, lines = body[:k], lines[:k]
+            cols_t = list(zip(*body)) if body else [()] * width_needed
         xyxy_c = np.column_stack([_csv_numbers(cols_t[i]) for i in idx[1:5]]).reshape(len(body), 4, 2)
         score_c = _csv_numbers(cols_t[idx[8]]) if has_score else np.array([[1.0, _OK]] * len(body)).reshape(-1, 2)
         size_c = [_csv_numbers(cols_t[i], allow_empty=True) for i in idx[6:8]] if sized else []
         _first_record_problem(path, lines, [cols_t[i] for i in idx[1:5]], xyxy_c, score_c,
                               cols_t[idx[8]] if has_score else None, size_c, [cols_t[i] for i in idx[6:8]] if sized else [])
+        if blank_row is not None:
+            what = "empty" if not blank_row[1] else f"{blank_row[1]!r}, which names no file"
+            raise InvalidInputError(f"{path}: line {blank_row[0]}: image_name is {what}")
         if short is not None:
             if short_row[1] < width_needed:
                 raise InvalidInputError(f"{path}: line {short_row[0]} has {short_row[1]} fields, expected {width_needed}")

@@ -66,3 +66,17 @@ def test_a_coco_image_size_given_as_null_is_a_size_not_known(tmp_path: Path, cap
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     with pytest.raises(InvalidInputError, match=r"gt\.json: image id 2: width must be a positive integer"):
         read_ground_truth(tmp_path / "gt.json")
+
+
+def test_a_problem_on_a_line_before_a_blank_image_name_is_the_one_named(tmp_path: Path) -> None:
+    # (a review of the fix above: the blank name was said first, whatever came before it)
+    path = tmp_path / "boxes.csv"
+    path.write_text(f"{HEADER}\na.jpg,abc,10,50,50,object,200,200\nb.jpg,10,10,50,50,object,200,200\n"
+                    ",60,60,100,100,object,200,200\n")
+    with pytest.raises(InvalidInputError, match=r"boxes\.csv: line 2: ") as e:
+        read_ground_truth(path)
+    assert "image_name" not in str(e.value)
+    # and a short record after the blank name does not hide it
+    path.write_text(f"{HEADER}\na.jpg,10,10,50,50,object,200,200\n,60,60,100,100,object,200,200\nc.jpg,1,2\n")
+    with pytest.raises(InvalidInputError, match=r"boxes\.csv: line 3: image_name is empty$"):
+        read_ground_truth(path)
