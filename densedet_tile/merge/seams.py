@@ -543,13 +543,15 @@ def _unconfirmed(b: np.ndarray, g: np.ndarray, sides: np.ndarray, i: np.ndarray,
     if cf.size == 0 or tiles.shape[0] < 2:
         return seen
     # Each cut box pushed out past its own tile's edge on its cut sides: a tile holding that
-    # holds the box and saw beyond where the box's tile cut it (its own tile never does).
+    # holds the box and saw beyond where the box's tile cut it (its own tile never counts: at
+    # past 0, a seam tolerance of 0, it holds the pushed box itself).
     own = tiles[g[cf]]
     sd = sides[cf]
     e = b[cf].copy()
     e[:, :2] = np.where(sd[:, :2], np.minimum(e[:, :2], own[:, :2]) - past, e[:, :2])
     e[:, 2:] = np.where(sd[:, 2:], np.maximum(e[:, 2:], own[:, 2:]) + past, e[:, 2:])
-    seen[cf] = count_containing(tiles, e) >= 1
+    own_holds = (own[:, 0] <= e[:, 0]) & (own[:, 1] <= e[:, 1]) & (own[:, 2] >= e[:, 2]) & (own[:, 3] >= e[:, 3])
+    seen[cf] = count_containing(tiles, e) - own_holds >= 1
     if not seen.any():
         return seen
     # Confirmations: an overlapping box from a tile that contains the cut box (any such tile,

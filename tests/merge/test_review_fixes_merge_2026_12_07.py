@@ -75,3 +75,16 @@ def test_a_tile_that_saw_past_the_cut_still_unconfirms_a_cut_view():
     both = _views(tiles, product, silent={(768, 0), (0, 0)})
     got = merge_tiles(tiles, both, dt.MergeSpec())
     assert len(got) == 1 and _iou(got.xyxy[0], product) > 0.95
+
+
+def test_a_seam_tolerance_of_zero_keeps_a_product_cut_by_a_seam():
+    # (a review of the fix above: at seam_tol 0 a cut view's own tile held the view pushed past
+    # its edge by 0 px, so every view was "unconfirmed" and the product cut by a seam vanished)
+    class Wide:
+        width, height = 2048, 1280
+
+    tiles = plan(Wide(), dt.TileSpec(1280, 0.2))
+    assert len(tiles) == 2
+    product = [700, 100, 1500, 300]
+    got = merge_tiles(tiles, _views(tiles, product, short=0.0), dt.MergeSpec(seam_tol=0))
+    assert len(got) == 1 and _iou(got.xyxy[0], product) > 0.95
