@@ -401,11 +401,13 @@ def report_text(report: dict[str, Any]) -> str:
             start = cal.get("start_boxes_per_photo")
             start_text = "" if start is None else f", the starting weights {start:.1f} at their threshold"
             which = "the starting weights' count" if cal.get("matched") == "starting_weights" else "their pseudo-labels' count"
-            how = (f" (picked to match {which}, the larger: there they count {cal['boxes_per_photo']:.1f} boxes per "
+            larger = "" if start is None else ", the larger"  # (a run resumed from an earlier version's state: one count)
+            how = (f" (picked to match {which}{larger}: there they count {cal['boxes_per_photo']:.1f} boxes per "
                    f"photo on {_n(cal['photos'], 'photo')}, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f}"
                    f"{start_text})")
         elif cal:
-            how = (f" (the starting weights' own: no pseudo-labels nor starting weights' boxes on the "
+            nor = "" if cal.get("start_boxes_per_photo") is None else " nor starting weights' boxes"
+            how = (f" (the starting weights' own: no pseudo-labels{nor} on the "
                    f"{_n(cal['photos'], 'photo')} to match counts with)")
         lines.append(f"the weights serve at score threshold {thr:g}{how} unless --score-thr says otherwise")
     return "\n".join(lines)
@@ -831,8 +833,8 @@ class AdaptRun:
             s["calib"] = {}
         s["timing"].setdefault("calib_s", [])
         # a state saved before the starting weights were counted: counted when it is still before
-        # the first step (the weights are still the starting ones), else the threshold is picked
-        # from the pseudo-labels alone, as then
+        # the first step, in whatever phase (the weights are still the starting ones: _count_start),
+        # else the threshold is picked from the pseudo-labels alone, as then
         s.setdefault("start_counts", None)
         self.s = s
         self.resumed = True
@@ -1092,10 +1094,12 @@ class AdaptRun:
                     self._count_start()
                     self.s["phase"] = "label"
                 elif phase == "label":
+                    self._count_start()  # (a state of an earlier version stopped before any step)
                     self._label_round()
                     self.s["phase"] = "train"
                     self.save_state()
                 elif phase == "train":
+                    self._count_start()  # (the same, stopped or out of budget before the first step)
                     self._train_round()
                     self.s["train_end"] = None
                     last = self.s["round"] + 1 >= self.settings.rounds
@@ -1182,7 +1186,8 @@ class AdaptRun:
 
     def _count_start(self) -> None:
         """Before the first step: the starting weights' own boxes on each calibration photo, run
-        plainly at their threshold (the stack splitter off), for :meth:`_calibrate`."""
+        plainly at their threshold (the stack splitter off), for :meth:`_calibrate`. Called at
+        each phase that may come before the first step; a no-op once counted, or after a step."""
         if self.settings.serve_thr is not None or self.s["step"]:
             return
         start = self.s["start_counts"]
@@ -1427,8 +1432,9 @@ class AdaptRun:
             # weights' threshold is the honest guess
             cal["thr"] = self._base_thr()
             cal["picked"] = False
-            self.log(f"no pseudo-labels nor starting weights' boxes on the {len(used)} calibration photos to match "
-                     f"counts with: the weights serve at the starting weights' threshold {cal['thr']:g}")
+            nor = "" if start_total is None else " nor starting weights' boxes"
+            self.log(f"no pseudo-labels{nor} on the {len(used)} calibration photos to match counts with: the weights "
+                     f"serve at the starting weights' threshold {cal['thr']:g}")
         else:
             totals = np.sum([p["counts"] for p in used], axis=0)
             miss = np.abs(totals - target)
@@ -1605,7 +1611,9 @@ class AdaptRun:
         if st.minutes is not None:
             # what is kept back for the end (picking the threshold, the held-out check) counts too:
             # with a budget smaller than that, labelling alone did not use it up
-            used = (f" (labelling took {self.elapsed() / 60:.2g} of {st.minutes:g} min, and {self.reserve_s() / 60:.2g} "
+            start = self.s.get("start_counts")
+            what = "counting the starting weights' boxes and labelling" if start and start["counts"] else "labelling"
+            used = (f" ({what} took {self.elapsed() / 60:.2g} of {st.minutes:g} min, and {self.reserve_s() / 60:.2g} "
                     "min are kept back for picking the threshold and the held-out check; --calib-photos fewer "
                     "keeps back less)")
         raise AdaptFailed(

@@ -180,7 +180,8 @@ def test_a_run_that_trained_no_step_writes_no_weights_and_keeps_its_state(photos
     s = AdaptSettings(**{**TINY.__dict__, "minutes": 1.0, "steps": None, "rounds": 2})
     out = tmp_path / "none.pt"
     # the one photo labelled took 70 s; nothing more (no threshold is picked for untrained weights)
-    with pytest.raises(AdaptFailed, match=r"before the first training step \(labelling took 1.2 of 1 min, and "
+    with pytest.raises(AdaptFailed, match=r"before the first training step \(counting the starting weights' boxes and labelling "
+                                          r"took 1.2 of 1 min, and "
                                           r"[0-9.e-]+ min are kept back for picking the threshold.*\).*"
                                           r"--resume and a larger --minutes"):
         adapt(photos, out, s, device="cpu")

@@ -357,3 +357,46 @@ def test_the_runs_that_count_do_not_repeat_the_engines_small_products_warning(ph
     with caplog.at_level(logging.WARNING):
         dt.detect(np.zeros((64, 64, 3), np.uint8), dt.load_detector("default"))
     assert [r for r in caplog.records if "reach the model at about" in r.getMessage()]
+
+
+@pytest.mark.parametrize("polls, phase", [(5, "label"), (7, "train")],
+                         ids=["stopped-while-labelling", "stopped-before-the-first-step"])
+def test_an_earlier_versions_state_before_any_step_counts_the_starting_weights_on_resume(picked, photos, tmp_path,
+                                                                                         polls, phase):
+    # a state saved by the version before the count (no "start_counts"), stopped before the first
+    # step: the weights are still the starting ones, so the resumed run counts them (it picked from
+    # the pseudo-labels alone, and its report said "the larger" of one count); the same threshold
+    # and weights as an uninterrupted run
+    from densedet_tile.io import atomic_write
+    from densedet_tile.train.loop import checkpoint_bytes
+
+    out = tmp_path / "old.pt"
+    # polls: the count of the 3 photos (3), then one before each photo labelled and each step
+    first = adapt(photos, out, TINY, device="cpu", should_stop=_stop_at(polls))
+    state = torch.load(first.paths["state"], weights_only=True)
+    assert first.status == "stopped" and state["step"] == 0 and state["phase"] == phase
+    del state["start_counts"]
+    atomic_write(first.paths["state"], checkpoint_bytes(state))
+    second = adapt(photos, out, None, device="cpu", resume=True)
+    got, want = torch.load(out, weights_only=True), picked[1]
+    assert got["info"]["score_thr_picked"] == want["info"]["score_thr_picked"]
+    assert got["info"]["score_thr_picked"]["start_boxes_per_photo"] is not None
+    assert got["info"]["score_thr"] == want["info"]["score_thr"]
+
+
+def test_an_earlier_versions_state_after_a_step_picks_from_the_pseudo_labels_and_says_so(photos, tmp_path):
+    from densedet_tile.io import atomic_write
+    from densedet_tile.train.loop import checkpoint_bytes
+
+    out = tmp_path / "old.pt"
+    s = replace(TINY, rounds=1, steps=3)
+    first = adapt(photos, out, s, device="cpu", should_stop=_stop_at(3 + 3 + 2))  # after the first step
+    state = torch.load(first.paths["state"], weights_only=True)
+    assert first.status == "stopped" and state["step"] == 1
+    del state["start_counts"]
+    atomic_write(first.paths["state"], checkpoint_bytes(state))
+    res = adapt(photos, out, None, device="cpu", resume=True)
+    how = res.report["serve_thr_picked"]
+    assert how["start_boxes_per_photo"] is None and how["matched"] == "pseudo_labels"
+    text = res.paths["report_txt"].read_text()
+    assert "picked to match their pseudo-labels' count: there" in text and "the larger" not in text
