@@ -84,9 +84,15 @@ def test_adapted_weights_serve_at_their_own_threshold_unless_told(uninterrupted,
 
     res, ck = uninterrupted
     thr = ck["info"]["score_thr"]
-    assert TINY.serve_thr is None and thr == res.report["serve_thr"] and thr != DEFAULT_CONFIG["score_thr"]
+    # (the pick itself may land on the package default: four steps barely move the scores, and
+    # the starting weights' count at 0.45 can be the one matched)
+    assert TINY.serve_thr is None and thr == res.report["serve_thr"]
     assert f"serve at score threshold {thr:g} (picked" in res.paths["report_txt"].read_text()
     assert load_default(weights=res.paths["weights"], device="cpu").score_thr == thr
+    # a threshold of the weights' own other than the package default is the one served
+    own = tmp_path / "own.pt"
+    torch.save({**ck, "info": {**ck["info"], "score_thr": 0.61}}, own)
+    assert DEFAULT_CONFIG["score_thr"] != 0.61 and load_default(weights=own, device="cpu").score_thr == 0.61
     assert load_default(weights=res.paths["weights"], device="cpu", score_thr=0.3).score_thr == 0.3
     # weights that name no threshold (the built-in's own) serve at the package default
     plain = tmp_path / "plain.pt"
