@@ -76,26 +76,28 @@ _PHASES = ("before", "label", "train", "final")
 CALIB_GRID: tuple[float, ...] = tuple(round(0.2 + 0.01 * i, 2) for i in range(71))
 
 
-class _TileReplacedFilter:
-    """A logging filter that drops the engine's "tile N replaced by M px" notes, counting them."""
+class _Drop:
+    """A logging filter that drops the engine's messages holding all of ``needles``, counting
+    them: notes and warnings written for detect (their advice names detect options) that adapt's
+    own runs would repeat for every photo."""
 
-    def __init__(self) -> None:
+    def __init__(self, *needles: str) -> None:
+        self.needles = needles
         self.seen = 0
 
     def filter(self, record: Any) -> bool:
-        if "replaced by" in str(record.msg) and "photo rule" in str(record.msg):
+        msg = str(record.msg)
+        if all(n in msg for n in self.needles):
             self.seen += 1
             return False
         return True
 
 
-class _SmallProductsFilter:
-    """A logging filter that drops the engine's warning that a photo's products reach the model
-    small (its advice, ``--tile auto``, is a detect option; adapt's own runs show each photo as
-    its labels do, which never warned)."""
-
-    def filter(self, record: Any) -> bool:
-        return "reach the model at about" not in str(record.msg)
+#: the engine's note that the photo rule replaced the --tile asked for
+_TILE_REPLACED = ("replaced by", "photo rule")
+#: the engine's warning that a photo's products reach the model small (its advice, ``--tile
+#: auto``, is a detect option; adapt's own runs show each photo as its labels do)
+_SMALL_PRODUCTS = ("reach the model at about",)
 
 
 class AdaptFailed(DensedetError, RuntimeError):
@@ -105,9 +107,6 @@ class AdaptFailed(DensedetError, RuntimeError):
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-# ----------------------------------------------------------------------------------------------
-# settings
-# ----------------------------------------------------------------------------------------------
 # ----------------------------------------------------------------------------------------------
 # photos
 # ----------------------------------------------------------------------------------------------
@@ -1023,7 +1022,7 @@ class AdaptRun:
         import logging
 
         lab = self.settings.labels
-        pipe_log, quiet = logging.getLogger("densedet_tile.pipeline"), _SmallProductsFilter()
+        pipe_log, quiet = logging.getLogger("densedet_tile.pipeline"), _Drop(*_SMALL_PRODUCTS)
         pipe_log.addFilter(quiet)  # (the starting weights count 24 photos: one warned of on every run)
         try:
             d = detect_image(ArraySource(image, name=name), self._detector(score_thr, split_stacks=False),
@@ -1071,7 +1070,7 @@ class AdaptRun:
         # the engine's note that the photo rule replaced a --tile asked for comes for every
         # photo, every round, naming a detect option adapt has not: said once here instead
         scale_log = logging.getLogger("densedet_tile.scale")
-        quiet = _TileReplacedFilter()
+        quiet = _Drop(*_TILE_REPLACED)
         scale_log.addFilter(quiet)
         try:
             return self._run()
