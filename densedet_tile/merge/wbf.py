@@ -273,19 +273,21 @@ def _mutual_best(i: np.ndarray, j: np.ndarray, iou: np.ndarray, g: np.ndarray) -
     """Whether each candidate pair ``(i[k], j[k])`` (of different groups, one label) is the best
     match of both boxes: no pair of ``i[k]`` with another box of ``j[k]``'s group overlaps more,
     nor one of ``j[k]`` with another box of ``i[k]``'s group (ties count as best for both).
-    One sort per side over the pairs, keyed by (box, the other box's group)."""
-    if i.size == 0:
+    Each pair stands for both its boxes: one sort over the pairs taken from either end, keyed by
+    (box, the other box's group). (The pairs come with ``i < j``; a box whose partners of one
+    group lie on both sides of it in index order has its pairs on both ends, and its best match
+    is the best over all of them.)"""
+    n = i.size
+    if n == 0:
         return np.zeros(0, bool)
     _, gz = np.unique(g, return_inverse=True)
     gz = gz.reshape(-1).astype(np.int64)
     ng = int(gz.max()) + 1
-    best = np.ones(i.size, bool)
-    for a, c in ((i, j), (j, i)):
-        _, inv = np.unique(a * ng + gz[c], return_inverse=True)
-        top = np.full(int(inv.max()) + 1, -1.0)
-        np.maximum.at(top, inv, iou)
-        best &= iou >= top[inv]
-    return best
+    _, inv = np.unique(np.r_[i * ng + gz[j], j * ng + gz[i]], return_inverse=True)
+    inv = inv.reshape(-1)
+    top = np.full(int(inv.max()) + 1, -1.0)
+    np.maximum.at(top, inv, np.r_[iou, iou])
+    return (iou >= top[inv[:n]]) & (iou >= top[inv[n:]])
 
 
 def _finish_sequential(anchor: np.ndarray, prio: np.ndarray, hi: np.ndarray, lo: np.ndarray, iou: np.ndarray,
