@@ -74,6 +74,10 @@ _PHASES = ("before", "label", "train", "final")
 
 #: The score thresholds a served threshold is picked from (``AdaptSettings.serve_thr`` None).
 CALIB_GRID: tuple[float, ...] = tuple(round(0.2 + 0.01 * i, 2) for i in range(71))
+#: Under a time budget, the share of the calibration photos always counted: past the budget (the
+#: machine slowed down after the time kept for the end was estimated) the pick stops there
+#: rather than overrun ``--minutes`` by the rest.
+CALIB_MIN_SHARE = 1 / 3
 
 
 class _Drop:
@@ -401,8 +405,10 @@ def report_text(report: dict[str, Any]) -> str:
             start_text = "" if start is None else f", the starting weights {start:.1f} at their threshold"
             which = "the starting weights' count" if cal.get("matched") == "starting_weights" else "their pseudo-labels' count"
             larger = "" if start is None else ", the larger"  # (a run resumed from an earlier version's state: one count)
+            planned = cal.get("photos_planned") or cal["photos"]
+            of = f" of {planned} (the time budget ran out)" if planned > cal["photos"] else ""
             how = (f" (picked to match {which}{larger}: there they count {cal['boxes_per_photo']:.1f} boxes per "
-                   f"photo on {_n(cal['photos'], 'photo')}, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f}"
+                   f"photo on {_n(cal['photos'], 'photo')}{of}, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f}"
                    f"{start_text})")
         elif cal:
             nor = "" if cal.get("start_boxes_per_photo") is None else " nor starting weights' boxes"
@@ -1407,7 +1413,14 @@ class AdaptRun:
         names = cal.setdefault("names", list(start["names"]) if start else self._calib_names())
         photos = cal.setdefault("photos", {})
         lab = self.settings.labels
+        need = max(1, int(np.ceil(CALIB_MIN_SHARE * len(names))))
         for name, image in self._photos(names, "calibrate", done=photos):  # a resumed run goes on from its stop
+            if len(photos) >= need and self._calibration_late():
+                cal["cut_short"] = [len(photos), len(names)]
+                self.log(f"note: the threshold is picked on {len(photos)} of {len(names)} calibration photos: one more "
+                         f"would run past --minutes {self.settings.minutes:g} (the machine slowed down after the "
+                         "time for the end was set aside)")
+                break
             t0 = time.monotonic()
             ref = self._label(image, name)
             t1 = time.monotonic()
@@ -1447,6 +1460,18 @@ class AdaptRun:
         cal["count"] = int(np.sum([p["counts"][CALIB_GRID.index(cal["thr"])] for p in used])) \
             if cal["picked"] else None
         self.save_state()
+
+    def _calibration_late(self) -> bool:
+        """Under a time budget: whether one more calibration photo (at the mean time of those so
+        far) and the check of the held-out photos after it would end past the budget."""
+        if self.settings.minutes is None:
+            return False
+        lab, counts, plain = self._mean("label_s"), self._mean("calib_s"), self._mean("plain_s")
+        views = len(self.settings.labels.views)
+        lab = lab or 0.0
+        plain = plain if plain is not None else lab / views
+        hold = len([n for n in self.s["holdout"] if n in self.s["holdout_before"]]) * (lab + plain)
+        return self.elapsed() + lab + (counts or 0.0) + hold > self.settings.minutes * 60
 
     def _holdout_after(self) -> dict[str, Any] | None:
         names = [n for n in self.s["holdout"] if n in self.s["holdout_before"]]
@@ -1576,7 +1601,8 @@ class AdaptRun:
         matched = None
         if cal["picked"]:
             matched = "starting_weights" if start is not None and start > cal["reference"] else "pseudo_labels"
-        return {"photos": int(cal["photos_used"]), "matched_counts": bool(cal["picked"]), "matched": matched,
+        return {"photos": int(cal["photos_used"]), "photos_planned": len(cal.get("names") or ()),
+                "matched_counts": bool(cal["picked"]), "matched": matched,
                 "pseudo_labels_per_photo": round(cal["reference"] / n, 1),
                 "start_boxes_per_photo": None if start is None else round(start / n, 1),
                 "boxes_per_photo": None if cal["count"] is None else round(cal["count"] / n, 1)}

@@ -400,3 +400,46 @@ def test_an_earlier_versions_state_after_a_step_picks_from_the_pseudo_labels_and
     assert how["start_boxes_per_photo"] is None and how["matched"] == "pseudo_labels"
     text = res.paths["report_txt"].read_text()
     assert "picked to match their pseudo-labels' count: there" in text and "the larger" not in text
+
+
+def test_a_machine_slowing_down_at_the_end_cuts_the_pick_short_rather_than_overrun_the_budget(tmp_path, clock,
+                                                                                            monkeypatch):
+    # the clock moves 1 s per photo labelled and per step; counting a calibration photo at every
+    # threshold takes 12 s (the machine slowed down after the reserve was estimated from 1 s
+    # labels): all 6 photos would end some 40 s past the budget, so the pick stops after a
+    # third of them
+    folder = write_photos(tmp_path / "six", n=6)
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+    real = pipeline.counts_at_thresholds
+
+    def slow(*a, **kw):
+        clock["t"] += 12.0
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "counts_at_thresholds", slow)
+    start = clock["t"]
+    said: list[str] = []
+    res = adapt(folder, tmp_path / "s.pt", replace(TINY, minutes=1.0, steps=None, rounds=1, calib_photos=6),
+                device="cpu", log=said.append)
+    assert res.status == "done"
+    picked = res.report["serve_thr_picked"]
+    assert picked["photos_planned"] == 6 and 2 <= picked["photos"] < 6
+    # (the reserve foresaw 1 s a photo: training ran to about 49 s; the third of the photos always
+    # counted, 2, then end the run; all 6 would have ended near 127 s)
+    assert clock["t"] - start <= 60.0 + 2 * 13.0
+    assert any("calibration photos: one more would run past --minutes" in m for m in said)
+    assert "of 6 (the time budget ran out)" in res.paths["report_txt"].read_text()
+
+
+def test_without_a_time_budget_every_calibration_photo_counts(tmp_path, clock, monkeypatch):
+    folder = write_photos(tmp_path / "four", n=4)
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+    real = pipeline.counts_at_thresholds
+
+    def slow(*a, **kw):
+        clock["t"] += 100.0
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "counts_at_thresholds", slow)
+    res = adapt(folder, tmp_path / "s.pt", replace(TINY, rounds=1, calib_photos=4), device="cpu")
+    assert res.report["serve_thr_picked"]["photos"] == res.report["serve_thr_picked"]["photos_planned"] == 4
