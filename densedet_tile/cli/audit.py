@@ -39,7 +39,7 @@ from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line,
 from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
                             refuse_device, yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
-                  remove_empty, stat_or_none, sweep_temporaries, write_files)
+                  refuse_overwriting_input, remove_empty, stat_or_none, sweep_temporaries, write_files)
 from ..merge.core import NEAR_COPY_IOU, copies_kept, pile_kept
 from ..pipeline import detect_image
 from ..runner import Job, as_json, build_detector, check_name_lengths, error_line
@@ -154,6 +154,16 @@ def audit_main(argv: Sequence[str]) -> int:
     return code
 
 
+def _refuse_own_inputs(args: argparse.Namespace, stem: str, det_path: str | None, image_path: str | None) -> None:
+    """Refuse (before any work) an output name that is one of the files read: a regions file or
+    boxes named like the audit's own outputs in --out were replaced by them without a word (an
+    outside review)."""
+    inputs = {name: path for name, path in (("detections", det_path), ("regions", args.regions),
+                                            ("image", image_path)) if path is not None}
+    for suffix in AUDIT_SUFFIXES.values():
+        refuse_overwriting_input(Path(args.out) / (stem + suffix), inputs, option="--out")
+
+
 def _audit(args: argparse.Namespace) -> int:
     det_path = args.detections
     image_path = args.image
@@ -230,12 +240,14 @@ def _audit(args: argparse.Namespace) -> int:
                                 "another image), so the report draws the boxes without it; pass the image as well "
                                 "to see it")
             stem = _stem(image_path or det_path)
+            _refuse_own_inputs(args, stem, det_path, image_path)
         else:
             there = _regular_file(image_path)  # (a photo missing, or named too long itself, is said so below)
             size = _upright_size(Path(image_path)) if args.cell is not None and there else None
             if size is not None:  # before the detector runs, not after
                 check_cell(args.cell, size[0], size[1], option="--cell", source=str(image_path))
             stem = _stem(image_path)
+            _refuse_own_inputs(args, stem, det_path, image_path)
             if there:
                 # a report name the folder cannot hold fails now, not after the detector ran
                 check_name_lengths(args.out, [Path(args.out) / (stem + suffix) for suffix in AUDIT_SUFFIXES.values()])
