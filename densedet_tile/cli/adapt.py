@@ -36,6 +36,7 @@ from .options import (
     positive_float,
     positive_int,
     shell_quote,
+    thread_count,
     tile_px,
 )
 from .options import _max_pixels  # the same --max-pixels parsing as the other verbs
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-time budget, labelling included (default: 60 unless --steps is given)")
     b.add_argument("--steps", type=positive_int, default=None, help="optimiser-step budget (reproducible runs)")
     b.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    b.add_argument("--threads", type=positive_int, default=None,
+    b.add_argument("--threads", type=thread_count, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     b.add_argument("--from", dest="base", default=None, metavar="BASE.pt",
                    help="start from these weights (a previous adapt) instead of the built-in ones")

@@ -463,7 +463,9 @@ def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real:
             if (st.st_size, st.st_mtime_ns) != stamp and not near:
                 continue
             size = _upright_size(spot)
-        except (OSError, DensedetError):  # unreadable, or no image: as if not there
+        except (OSError, ValueError, DensedetError):
+            # unreadable, no image, or a name no file can have (a NUL byte, a lone surrogate in
+            # a JSON handed over): as if not there
             continue
         if size == (width, height):
             return str(spot)

@@ -96,6 +96,13 @@ def positive_int(text: str) -> int:
     return _int(text, 1, "a positive integer")
 
 
+def thread_count(text: str) -> int:
+    """A number of CPU threads: an integer from 1 to the most a runtime takes."""
+    from ..detector.base import MAX_THREADS
+
+    return _int(text, 1, f"a positive integer of at most {MAX_THREADS}", MAX_THREADS)
+
+
 def nonneg_int(text: str) -> int:
     """An integer >= 0."""
     return _int(text, 0, "an integer >= 0")

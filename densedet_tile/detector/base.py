@@ -538,6 +538,24 @@ def quiet_native_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+#: The most CPU threads a detector or a training run may be given: runtimes take a C int (a
+#: larger number overflowed inside them, with their own error or none named), and no machine
+#: has this many cores.
+MAX_THREADS = 1024
+
+
+def check_threads(threads: Any, who: str = "") -> int | None:
+    """``threads`` as an int (None stays None), or :class:`InvalidInputError` naming ``who``:
+    a positive int (not True) of at most :data:`MAX_THREADS`."""
+    from ..errors import InvalidInputError
+
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+        raise InvalidInputError(f"{who}threads must be a positive int of at most {MAX_THREADS}, got {threads!r}")
+    return int(threads)
+
+
 def ort_session_options(ort: Any, threads: int | None = None) -> Any:
     """ONNX Runtime session options as every adapter here builds them: ``threads`` intra-op
     threads (None: ONNX Runtime's own choice), quiet logging (under the command also the

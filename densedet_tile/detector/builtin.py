@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..types import Detections
-from .base import check_tiles, model_file, ort_session_options, resolve_device, score_floor_for, weights_there
+from .base import check_threads, check_tiles, model_file, ort_session_options, resolve_device, score_floor_for, weights_there
 from .shelfnet_config import DEFAULT_CONFIG
 from .stacks import layer_counts, split_layers
 
@@ -327,11 +327,7 @@ def _import_torch() -> Any:
 
 
 def _check_threads(threads: Any) -> int | None:
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
-    return int(threads)
+    return check_threads(threads)
 
 
 class OnnxRunner:

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError, caller_level
 from ..types import Detections, check_input_size
-from .base import (check_tiles, class_names_option, model_file, ort_session_options, resize_filter_of, say_nonfinite,
+from .base import (check_threads, check_tiles, class_names_option, model_file, ort_session_options, resize_filter_of, say_nonfinite,
                    score_floor_for)
 
 __all__ = ["build", "OnnxDetector", "IMAGENET_MEAN", "IMAGENET_STD", "letterbox"]
@@ -332,8 +332,7 @@ def build(
     except ImportError as exc:
         raise MissingDependencyError("the onnx detector", "onnxruntime", None, exc) from exc
 
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
+    threads = check_threads(threads)
     opts = ort_session_options(ort, threads)
     try:
         session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=_providers(ort, device))

@@ -65,7 +65,7 @@ import numpy as np
 from ..errors import DetectorError, InvalidInputError, MissingDependencyError
 from ..merge.nms import nms
 from ..types import Detections, check_input_size
-from .base import (check_tiles, class_names_option, model_file, ort_session_options, quiet_native_stderr, say_nonfinite,
+from .base import (check_threads, check_tiles, class_names_option, model_file, ort_session_options, quiet_native_stderr, say_nonfinite,
                    score_floor_for)
 
 __all__ = [
@@ -624,8 +624,7 @@ def build(
         raise InvalidInputError(f"yolo detector: normalized must be true, false or absent, got {normalized!r}")
     if not isinstance(agnostic, bool):
         raise InvalidInputError(f"yolo detector: agnostic must be true or false, got {agnostic!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise InvalidInputError(f"yolo detector: threads must be a positive int, got {threads!r}")
+    threads = check_threads(threads, "yolo detector: ")
     if not isinstance(device, str):
         raise InvalidInputError(f"device must be a string such as 'cpu', 'cuda:0' or 'auto', got {device!r}")
 
