@@ -77,6 +77,7 @@ class Manifest:
         self.log_path = self.out_dir / "manifest.jsonl"
         self.json_path = self.out_dir / "manifest.json"
         self._lock_fd: int | None = None
+        self._locked: tuple[int, int] | None = None  # (device, inode) of the log locked
         self._made_log = False
 
     def lock(self) -> None:
@@ -94,6 +95,9 @@ class Manifest:
         if state == "busy":
             raise InvalidInputError(f"--out {self.out_dir}: another {_HELD}")
         self._lock_fd = fd  # None on a file system without locks (some network mounts): run unlocked
+        if fd is not None:
+            st = os.fstat(fd)
+            self._locked = (st.st_dev, st.st_ino)
         if state == "no locks":
             # said, not silent: two runs into one such folder each name a photo "a" and replace the
             # other's results (an outside review, on NFS mounted nolock or Lustre without flock)
@@ -122,7 +126,7 @@ class Manifest:
 
     def unlock(self) -> None:
         """Let go of the folder; a manifest this run made and never wrote to goes again."""
-        fd, self._lock_fd = self._lock_fd, None
+        fd, self._lock_fd, self._locked = self._lock_fd, None, None
         if fd is None:
             return
         try:
@@ -133,8 +137,27 @@ class Manifest:
             unlock_fd(fd)
             os.close(fd)
 
+    def check_held(self) -> None:
+        """Raise :class:`OutputFolderError` when the log this run locked is no longer the folder's
+        (the folder was removed, or removed and made again, by hand or by another run, while this
+        one wrote into it). Each output is written by its path, which made such a folder again
+        without a word: the results written before were lost, the run ended "done" with exit 0,
+        and a second run took the new folder alongside it (an outside review)."""
+        if self._locked is None:
+            return
+        try:
+            st = os.stat(self.log_path)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
+        if now != self._locked:
+            raise OutputFolderError(
+                f"the folder was removed or replaced during the run (its {self.log_path.name} is not the one "
+                "this run holds): the run stops; run it again to redo the images whose outputs went with it")
+
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record (a JSON object) as one line."""
+        """Append one record (a JSON object) as one line, into the log this run holds."""
+        self.check_held()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record, sort_keys=False, default=str) + "\n").encode()
         # 0o666 less the umask, as every output is (a group-shared folder stays writable to the group)
@@ -393,6 +416,48 @@ def _outputs_logged(earlier: Sequence[dict[str, Any]], out: Path) -> dict[str, d
         own = _outputs_record({"outputs": names, "outputs_sha256": digests}, stem)
         logged.setdefault(stem, {}).update({n: h for n, h in own.items() if h is not None})
     return logged
+
+
+def _renamed_outputs(earlier: Sequence[dict[str, Any]], out: Path, paths: Sequence[Path],
+                     stems: Sequence[str]) -> dict[str, tuple[str, dict[str, str]]]:
+    """input -> (its earlier stem, {output name: SHA-256}) for the inputs of this run whose latest
+    finished record gave them another stem than they get now, one no input of this run takes (a
+    photo named ``classes.jpg`` first run without YOLO labels, then with them: ``classes`` is the
+    class list's name, so it becomes ``classes-2``). Its outputs under the old stem, the JSON
+    included, go once the image is done under the new one, where they still hold what the tool
+    wrote; left there, the photo's products were counted twice by anything reading the folder's
+    ``*.detections.json`` (an outside review)."""
+    now = {str(p): stem for p, stem in zip(paths, stems)}
+    taken = {stem.casefold() for stem in stems}
+    latest: dict[str, dict[str, Any]] = {}
+    for r in earlier:
+        if r.get("event") == "image" and r.get("status") == "ok" and isinstance(r.get("input"), str):
+            latest[r["input"]] = r
+    out_real = os.path.realpath(out)
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for inp, r in latest.items():
+        stem, digests = r.get("stem"), r.get("outputs_sha256")
+        if inp not in now or not _plain_stem(stem) or stem == now[inp] or stem.casefold() in taken \
+                or not isinstance(digests, dict) or not isinstance(r.get("outputs"), list):
+            continue
+        ours = {stem + suffix for suffix in OUTPUT_SUFFIXES.values()}
+        names = {Path(o).name for o in r["outputs"] if isinstance(o, str)
+                 and os.path.realpath(Path(o).parent) == out_real and Path(o).name in ours}
+        files = {n: digests[n] for n in names if isinstance(digests.get(n), str)}
+        if files:
+            found[inp] = (stem, files)
+    return found
+
+
+def _remove_own_json(out: Path, stem: str, inp: str) -> None:
+    """Remove ``stem``'s detections JSON in ``out`` when it is this tool's and was made from the
+    photo ``inp`` (the manifest keeps no digest of the JSON: it is written last, listing the
+    others')."""
+    path = out / (stem + OUTPUT_SUFFIXES["json"])
+    image = (_tool_doc(path, "detections") or {}).get("image")
+    if isinstance(image, dict) and isinstance(image.get("path"), str) and same_path(image["path"], inp):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _remove_outputs_logged_before(out: Path, rec: dict[str, Any], logged: dict[str, dict[str, str]]) -> None:
@@ -736,11 +801,19 @@ def run_batch(
 
     said: Counter[str] = Counter()  # images that gave each kind of warning (its format string)
     logged = _outputs_logged(earlier, out)
+    renamed = _renamed_outputs(earlier, out, paths, stems)
 
     def record(rec: dict[str, Any]) -> None:
         rec = {"event": "image", "run": summary.run, "time": _now(), **rec}
         if rec.get("status") == "ok":
             _remove_outputs_logged_before(out, rec, logged)
+            old = renamed.get(str(rec.get("input")))
+            if old is not None:
+                _remove_stale_outputs(out, old[1])
+                _remove_own_json(out, old[0], str(rec.get("input")))
+                log.warning("%s: its outputs are now named %s, no longer %s (a name this run cannot give it: "
+                            "YOLO's class list is classes.txt); the earlier run's outputs under %s were removed",
+                            rec.get("input"), rec.get("stem"), old[0], old[0])
         manifest.append(rec)
         summary.records.append(rec)
         _say_warnings(rec, said)
