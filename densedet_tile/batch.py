@@ -95,8 +95,10 @@ class Manifest:
         if state == "busy":
             raise InvalidInputError(f"--out {self.out_dir}: another {_HELD}")
         self._lock_fd = fd  # None on a file system without locks (some network mounts): run unlocked
-        if fd is not None:
-            st = os.fstat(fd)
+        # the log this run holds, to tell a folder removed or replaced meanwhile (check_held); where
+        # nothing can be locked, the log as it is now stands for it
+        with contextlib.suppress(OSError):
+            st = os.fstat(fd) if fd is not None else os.stat(self.log_path)
             self._locked = (st.st_dev, st.st_ino)
         if state == "no locks":
             # said, not silent: two runs into one such folder each name a photo "a" and replace the
@@ -430,7 +432,10 @@ def _renamed_outputs(earlier: Sequence[dict[str, Any]], out: Path, paths: Sequen
     now = {str(p): stem for p, stem in zip(paths, stems)}
     taken = {stem.casefold() for stem in stems}
     latest: dict[str, dict[str, Any]] = {}
+    owner: dict[str, str] = {}  # stem -> the input its latest record gave it to
     for r in earlier:
+        if isinstance(r.get("input"), str) and _plain_stem(r.get("stem")):
+            owner[r["stem"].casefold()] = r["input"]
         if r.get("event") == "image" and r.get("status") == "ok" and isinstance(r.get("input"), str):
             latest[r["input"]] = r
     out_real = os.path.realpath(out)
@@ -438,8 +443,9 @@ def _renamed_outputs(earlier: Sequence[dict[str, Any]], out: Path, paths: Sequen
     for inp, r in latest.items():
         stem, digests = r.get("stem"), r.get("outputs_sha256")
         if inp not in now or not _plain_stem(stem) or stem == now[inp] or stem.casefold() in taken \
-                or not isinstance(digests, dict) or not isinstance(r.get("outputs"), list):
-            continue
+                or owner.get(stem.casefold()) != inp or not isinstance(digests, dict) \
+                or not isinstance(r.get("outputs"), list):
+            continue  # (a stem an earlier run gave another input since holds that input's outputs)
         ours = {stem + suffix for suffix in OUTPUT_SUFFIXES.values()}
         names = {Path(o).name for o in r["outputs"] if isinstance(o, str)
                  and os.path.realpath(Path(o).parent) == out_real and Path(o).name in ours}
@@ -802,18 +808,20 @@ def run_batch(
     said: Counter[str] = Counter()  # images that gave each kind of warning (its format string)
     logged = _outputs_logged(earlier, out)
     renamed = _renamed_outputs(earlier, out, paths, stems)
+    reserved = {r.casefold() for r in job.reserved_stems}
 
     def record(rec: dict[str, Any]) -> None:
         rec = {"event": "image", "run": summary.run, "time": _now(), **rec}
+        manifest.check_held()  # (before removing anything: a folder made again may be another run's)
         if rec.get("status") == "ok":
             _remove_outputs_logged_before(out, rec, logged)
             old = renamed.get(str(rec.get("input")))
             if old is not None:
                 _remove_stale_outputs(out, old[1])
                 _remove_own_json(out, old[0], str(rec.get("input")))
-                log.warning("%s: its outputs are now named %s, no longer %s (a name this run cannot give it: "
-                            "YOLO's class list is classes.txt); the earlier run's outputs under %s were removed",
-                            rec.get("input"), rec.get("stem"), old[0], old[0])
+                why = (" (YOLO's class list is named so)" if old[0].casefold() in reserved else "")
+                log.warning("%s: its outputs are now named %s, no longer %s%s; the earlier run's outputs under "
+                            "%s were removed", rec.get("input"), rec.get("stem"), old[0], why, old[0])
         manifest.append(rec)
         summary.records.append(rec)
         _say_warnings(rec, said)
@@ -851,7 +859,7 @@ def run_batch(
                 if workers is not None or cpus_per_worker != 1.0 or gpus_per_worker != 0.0:
                     log.warning("workers, CPUs and GPUs per worker need Ray workers; the images run one after "
                                 "another in this process (%s)", _ray_hint())
-                _run_in_process(todo, out, *built, record, names)
+                _run_in_process(todo, out, *built, record, names, before=manifest.check_held)
         else:
             from .distributed.ray_pool import RayPool, connect
 
@@ -1022,8 +1030,11 @@ def _stop_if_folder_failed(rec: dict[str, Any], left: int | None) -> None:
 
 
 def _run_in_process(todo: list[tuple[Path, str]], out: Path, det: Any, job: Job,
-                    record: Callable[[dict[str, Any]], None], names: dict[str, str | None]) -> None:
+                    record: Callable[[dict[str, Any]], None], names: dict[str, str | None],
+                    before: Callable[[], None] | None = None) -> None:
     for k, (p, stem) in enumerate(todo):
+        if before is not None:
+            before()  # (the folder still the run's: no output written into one made again)
         outcome = process_image(p, det, job, out, stem=stem, name=names.get(str(p)), capture_warnings=True)
         rec = outcome.as_dict()
         rec["worker"] = f"in-process:{os.getpid()}"

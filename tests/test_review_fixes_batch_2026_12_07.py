@@ -1,6 +1,7 @@
 """Faults found by an outside review of the batch verb (2026-12-07, stop 67)."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -132,3 +133,51 @@ def test_a_renamed_photos_old_outputs_changed_by_the_user_stay(tmp_path) -> None
     edited.write_text(edited.read_text() + "# checked by hand\n")
     assert batch_main([str(folder), *common, "--format", "csv,yolo"]) == 0
     assert edited.read_text().endswith("# checked by hand\n")
+
+
+def test_a_folder_removed_on_a_file_system_without_locks_stops_the_run_too(tmp_path, monkeypatch) -> None:
+    # (a diff review: on NFS mounted nolock the check had nothing to compare with)
+    from densedet_tile import batch as batch_mod
+
+    def no_locks(path, flags):  # opened (and so made), then no lock taken, as on such a mount
+        os.close(os.open(path, flags, 0o666))
+        return "no locks", None
+
+    monkeypatch.setattr(batch_mod, "flock_path", no_locks)
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    seen = []
+
+    def remove_after_first(rec):
+        seen.append(rec["stem"])
+        if len(seen) == 1:
+            shutil.rmtree(out)
+
+    with pytest.raises(OutputFolderError):
+        run_batch(imgs, out, detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)), ray=None,
+                  on_record=remove_after_first)
+    assert seen == ["img0"]
+    assert not out.exists()  # checked before the next image was written: nothing made the folder again
+
+
+def test_a_stem_given_to_another_input_since_keeps_that_inputs_outputs(tmp_path) -> None:
+    # a/shelf.png ran as "shelf"; moved to b/, it ran as "shelf" again; a new a/shelf.png then
+    # gets shelf-2, and b's outputs under "shelf" (byte for byte a's first ones) stay
+    from densedet_tile.cli.batch import batch_main
+
+    fakes = Path(__file__).parent / "fakes.py"
+    out = tmp_path / "out"
+    common = ["--out", str(out), "--ray", "none", "--detector", f"{fakes}:make_blob", "--tile", "256", "-q",
+              "--format", "csv"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    Image.fromarray(blob_image(200, 300, (40, 60, 90, 120))).save(a / "shelf.png")
+    assert batch_main([str(a / "shelf.png"), *common]) == 0
+    (a / "shelf.png").rename(b / "shelf.png")
+    assert batch_main([str(b / "shelf.png"), *common]) == 0
+    Image.fromarray(blob_image(200, 330, (60, 60, 110, 120))).save(a / "shelf.png")
+    assert batch_main([str(a / "shelf.png"), *common]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"shelf.detections.json", "shelf.detections.csv", "shelf-2.detections.json",
+            "shelf-2.detections.csv"} <= names

@@ -405,8 +405,7 @@ def report_text(report: dict[str, Any]) -> str:
             start_text = "" if start is None else f", the starting weights {start:.1f} at their threshold"
             which = "the starting weights' count" if cal.get("matched") == "starting_weights" else "their pseudo-labels' count"
             larger = "" if start is None else ", the larger"  # (a run resumed from an earlier version's state: one count)
-            planned = cal.get("photos_planned") or cal["photos"]
-            of = f" of {planned} (the time budget ran out)" if planned > cal["photos"] else ""
+            of = f" of {cal.get('photos_planned')} (the time budget ran out)" if cal.get("cut_short") else ""
             how = (f" (picked to match {which}{larger}: there they count {cal['boxes_per_photo']:.1f} boxes per "
                    f"photo on {_n(cal['photos'], 'photo')}{of}, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f}"
                    f"{start_text})")
@@ -1602,6 +1601,7 @@ class AdaptRun:
         if cal["picked"]:
             matched = "starting_weights" if start is not None and start > cal["reference"] else "pseudo_labels"
         return {"photos": int(cal["photos_used"]), "photos_planned": len(cal.get("names") or ()),
+                "cut_short": bool(cal.get("cut_short")),
                 "matched_counts": bool(cal["picked"]), "matched": matched,
                 "pseudo_labels_per_photo": round(cal["reference"] / n, 1),
                 "start_boxes_per_photo": None if start is None else round(start / n, 1),

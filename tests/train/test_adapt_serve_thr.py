@@ -443,3 +443,25 @@ def test_without_a_time_budget_every_calibration_photo_counts(tmp_path, clock, m
     monkeypatch.setattr(pipeline, "counts_at_thresholds", slow)
     res = adapt(folder, tmp_path / "s.pt", replace(TINY, rounds=1, calib_photos=4), device="cpu")
     assert res.report["serve_thr_picked"]["photos"] == res.report["serve_thr_picked"]["photos_planned"] == 4
+
+
+def test_photos_lost_from_the_pick_without_a_budget_are_not_said_to_be_the_budgets(tmp_path, monkeypatch) -> None:
+    # (a diff review: calibration photos that no longer read made the report blame the budget)
+    folder = write_photos(tmp_path / "four", n=4)
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+    real = pipeline.counts_at_thresholds
+    spoiled = []
+
+    def spoil_the_rest(*a, **kw):
+        out = real(*a, **kw)
+        if not spoiled:
+            for p in sorted(folder.glob("*.jpg")):
+                p.write_bytes(b"not an image any more")
+                spoiled.append(p)
+        return out
+
+    monkeypatch.setattr(pipeline, "counts_at_thresholds", spoil_the_rest)
+    res = adapt(folder, tmp_path / "s.pt", replace(TINY, rounds=1, calib_photos=4), device="cpu")
+    picked = res.report["serve_thr_picked"]
+    assert picked["photos"] < picked["photos_planned"] and picked["cut_short"] is False
+    assert "time budget" not in res.paths["report_txt"].read_text()
