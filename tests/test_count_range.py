@@ -224,3 +224,53 @@ def test_the_upper_end_is_the_count_of_a_run_at_that_threshold(seed):
     assert (shared.count_range.low, shared.count_range.count, shared.count_range.high) == \
         (served.count_range.low, served.count_range.count, served.count_range.high)
     assert np.array_equal(shared.detections.xyxy, served.detections.xyxy)
+
+
+@pytest.mark.parametrize("thr", [0.6, 0.8])
+def test_the_ends_equal_runs_at_those_thresholds_when_the_scale_is_measured(thr):
+    # (an outside review) a run at a threshold above the model's scale_thr measured the products
+    # with its own, fewer boxes and chose another scale: a run at 0.6 served 129 where the range
+    # of the run at 0.55 said 127. The scale is now measured at scale_thr whatever the threshold
+    from densedet_tile.synth.shelves import render_shelf
+
+    img = np.asarray(render_shelf(np.random.default_rng(2), width=1200, height=900, product_height=110)[0])
+    det = dt.load_detector("default", score_thr=0.3)
+    served = detect_image(img, det, run=RunSpec(score_thr=thr))
+    cr = served.count_range
+    scale = served.settings["scale"]["value"]
+    for t, want in ((thr + 0.05, cr.low), (thr - 0.05, cr.high)):
+        alone = detect_image(img, det, run=RunSpec(score_thr=t))
+        assert alone.settings["scale"]["value"] == scale
+        assert len(alone.detections) == want, t
+
+
+def test_a_served_product_is_no_near_miss_where_a_weaker_view_of_another_tile_fused_with_it():
+    # (an outside review) tile 0 scores a product 0.47, tile 1 (which sees it whole too) 0.41:
+    # served at 0.45, at the upper end's 0.40 the two views fuse to 0.44, which was listed as a
+    # near miss though the product is counted
+    from densedet_tile.detector.base import Detector
+    from densedet_tile.types import Detections as D
+
+    class LeftSure(Detector):
+        score_thr = 0.45
+        score_floor = 0.35
+
+        def predict(self, tiles):
+            out = []
+            for t in tiles:
+                g = t.mean(axis=2) if t.ndim == 3 else t
+                ys, xs = np.nonzero(g > 128)
+                if not len(xs):
+                    out.append(D(np.zeros((0, 4)), np.zeros(0)))
+                    continue
+                box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                score = 0.47 if (box[0] + box[2]) / 2 < t.shape[1] / 2 else 0.41
+                out.append(D(np.array([box], np.float32), np.array([score], np.float32)))
+            return out
+
+    img = np.zeros((200, 300, 3), np.uint8)
+    img[80:120, 110:150] = 255
+    res = detect_image(img, LeftSure(), tile=200, overlap=0.5, device="cpu")
+    assert res.num_tiles == 2 and len(res.detections) == 1
+    assert res.near_misses is not None and len(res.near_misses) == 0
+    assert res.count_range.high == 1
