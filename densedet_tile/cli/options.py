@@ -274,7 +274,8 @@ def add_detector_options(p: argparse.ArgumentParser) -> None:
                    help="numeric precision on CUDA where the model supports it (default: %(default)s)")
     g.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="extra keyword for the detector's build (repeatable; VALUE parsed as JSON when it can be), "
-                   "e.g. num_classes=2, threads=4, cfg_options='{\"model.test_cfg.rcnn.max_per_img\": 600}'")
+                   "e.g. threads=4 (built-in, onnx, yolo), num_classes=2 or "
+                   "cfg_options='{\"model.test_cfg.rcnn.max_per_img\": 600}' (mmdet)")
     g.add_argument("--max-vram", type=vram_gib, default=None, metavar="GIB",
                    help="cap GPU memory at GIB (GiB, 2**30 bytes: a '4 GB' card is 4) and pick the batch (and, for "
                    "models without an input size, the tile) to fit")
