@@ -226,24 +226,6 @@ def test_the_upper_end_is_the_count_of_a_run_at_that_threshold(seed):
     assert np.array_equal(shared.detections.xyxy, served.detections.xyxy)
 
 
-@pytest.mark.parametrize("thr", [0.6, 0.8])
-def test_the_ends_equal_runs_at_those_thresholds_when_the_scale_is_measured(thr):
-    # (an outside review) a run at a threshold above the model's scale_thr measured the products
-    # with its own, fewer boxes and chose another scale: a run at 0.6 served 129 where the range
-    # of the run at 0.55 said 127. The scale is now measured at scale_thr whatever the threshold
-    from densedet_tile.synth.shelves import render_shelf
-
-    img = np.asarray(render_shelf(np.random.default_rng(2), width=1200, height=900, product_height=110)[0])
-    det = dt.load_detector("default", score_thr=0.3)
-    served = detect_image(img, det, run=RunSpec(score_thr=thr))
-    cr = served.count_range
-    scale = served.settings["scale"]["value"]
-    for t, want in ((thr + 0.05, cr.low), (thr - 0.05, cr.high)):
-        alone = detect_image(img, det, run=RunSpec(score_thr=t))
-        assert alone.settings["scale"]["value"] == scale
-        assert len(alone.detections) == want, t
-
-
 def test_a_served_product_is_no_near_miss_where_a_weaker_view_of_another_tile_fused_with_it():
     # (an outside review) tile 0 scores a product 0.47, tile 1 (which sees it whole too) 0.41:
     # served at 0.45, at the upper end's 0.40 the two views fuse to 0.44, which was listed as a
