@@ -24,18 +24,24 @@ def _images(folder: Path, n: int = 3) -> list[Path]:
     return paths
 
 
-def test_a_folder_removed_during_the_run_stops_it_instead_of_being_made_again(tmp_path) -> None:
-    # the first image's outputs went with the folder; each output written by its path made the
-    # folder again, the run said "done" and exited 0 (an outside review)
-    imgs = _images(tmp_path / "in")
-    out = tmp_path / "out"
-    seen = []
+def _remover(out: Path) -> tuple[list[str], object]:
+    """An ``on_record`` that removes ``out`` after the first image, and the stems it saw."""
+    seen: list[str] = []
 
     def remove_after_first(rec):
         seen.append(rec["stem"])
         if len(seen) == 1:
             shutil.rmtree(out)
 
+    return seen, remove_after_first
+
+
+def test_a_folder_removed_during_the_run_stops_it_instead_of_being_made_again(tmp_path) -> None:
+    # the first image's outputs went with the folder; each output written by its path made the
+    # folder again, the run said "done" and exited 0 (an outside review)
+    imgs = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    seen, remove_after_first = _remover(out)
     with pytest.raises(OutputFolderError, match="removed or replaced during the run"):
         run_batch(imgs, out, detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)), ray=None,
                   on_record=remove_after_first)
@@ -146,13 +152,7 @@ def test_a_folder_removed_on_a_file_system_without_locks_stops_the_run_too(tmp_p
     monkeypatch.setattr(batch_mod, "flock_path", no_locks)
     imgs = _images(tmp_path / "in")
     out = tmp_path / "out"
-    seen = []
-
-    def remove_after_first(rec):
-        seen.append(rec["stem"])
-        if len(seen) == 1:
-            shutil.rmtree(out)
-
+    seen, remove_after_first = _remover(out)
     with pytest.raises(OutputFolderError):
         run_batch(imgs, out, detector=BlobDetector(), job=Job(tiling=TileSpec(tile=256)), ray=None,
                   on_record=remove_after_first)

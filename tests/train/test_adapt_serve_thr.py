@@ -402,6 +402,18 @@ def test_an_earlier_versions_state_after_a_step_picks_from_the_pseudo_labels_and
     assert "picked to match their pseudo-labels' count: there" in text and "the larger" not in text
 
 
+def _slow_counts(monkeypatch, clock, seconds: float) -> None:
+    """Each count of a calibration photo at every threshold moves the run's clock ``seconds``."""
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+    real = pipeline.counts_at_thresholds
+
+    def slow(*a, **kw):
+        clock["t"] += seconds
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "counts_at_thresholds", slow)
+
+
 def test_a_machine_slowing_down_at_the_end_cuts_the_pick_short_rather_than_overrun_the_budget(tmp_path, clock,
                                                                                             monkeypatch):
     # the clock moves 1 s per photo labelled and per step; counting a calibration photo at every
@@ -409,14 +421,7 @@ def test_a_machine_slowing_down_at_the_end_cuts_the_pick_short_rather_than_overr
     # labels): all 6 photos would end some 40 s past the budget, so the pick stops after a
     # third of them
     folder = write_photos(tmp_path / "six", n=6)
-    pipeline = importlib.import_module("densedet_tile.pipeline")
-    real = pipeline.counts_at_thresholds
-
-    def slow(*a, **kw):
-        clock["t"] += 12.0
-        return real(*a, **kw)
-
-    monkeypatch.setattr(pipeline, "counts_at_thresholds", slow)
+    _slow_counts(monkeypatch, clock, 12.0)
     start = clock["t"]
     said: list[str] = []
     res = adapt(folder, tmp_path / "s.pt", replace(TINY, minutes=1.0, steps=None, rounds=1, calib_photos=6),
@@ -433,14 +438,7 @@ def test_a_machine_slowing_down_at_the_end_cuts_the_pick_short_rather_than_overr
 
 def test_without_a_time_budget_every_calibration_photo_counts(tmp_path, clock, monkeypatch):
     folder = write_photos(tmp_path / "four", n=4)
-    pipeline = importlib.import_module("densedet_tile.pipeline")
-    real = pipeline.counts_at_thresholds
-
-    def slow(*a, **kw):
-        clock["t"] += 100.0
-        return real(*a, **kw)
-
-    monkeypatch.setattr(pipeline, "counts_at_thresholds", slow)
+    _slow_counts(monkeypatch, clock, 100.0)
     res = adapt(folder, tmp_path / "s.pt", replace(TINY, rounds=1, calib_photos=4), device="cpu")
     assert res.report["serve_thr_picked"]["photos"] == res.report["serve_thr_picked"]["photos_planned"] == 4
 
