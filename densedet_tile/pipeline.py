@@ -623,10 +623,11 @@ def counts_at_thresholds(
     threshold). With ``tile="auto"``, or a photo rule checked by measuring the products (every
     photo: a small one or a crop by the probes, and each for a close-up, see
     :func:`densedet_tile.scale.choose_scale`), the scale is measured once, from the boxes
-    scoring ``scale_thr`` or more (as given; by default the lowest threshold, raised to the
-    detector's ``scale_thr`` where it declares one, as a run there raises it), where :func:`detect_image`
-    measures it at each threshold: the counts are those of runs at that scale, which may differ
-    from a run's own (a close-up at one threshold may not be one at another). Used to pick a
+    scoring ``scale_thr`` or more (as given; by default the detector's ``scale_thr`` where it
+    declares one, as every run measures it then, else the lowest threshold), where
+    :func:`detect_image` measures it at each threshold for a detector that declares none: the
+    counts are those of runs at that scale, which may then differ from a run's own (a close-up at
+    one threshold may not be one at another). Used to pick a
     threshold from counts, e.g. for adapted weights (``adapt`` passes the threshold its starting
     weights serve at, as for its labels and its crops).
     """

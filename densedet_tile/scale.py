@@ -343,8 +343,8 @@ def choose_scale(src: Any, detector: Any, tiling: TileSpec, run: RunSpec, merge:
     """Decide the scale for the open image ``src`` and return specs that produce it.
 
     The products are measured (``auto``, the photo rule's checks) with boxes scoring
-    ``measure_thr`` or more where it is given, as given; else the run's threshold, raised to the
-    detector's ``scale_thr`` where it declares one.
+    ``measure_thr`` or more where it is given, as given; else the detector's ``scale_thr`` where
+    it declares one, whatever the run's threshold; else the run's threshold.
 
     In order: an explicit ``run.input_size`` wins (tiles are resized to it, as given);
     ``run.scale``; ``tiling.tile == "auto"`` (products measured, see
@@ -509,17 +509,19 @@ _Measured = tuple[float | None, Sequence[int] | None]
 
 
 def _measured_boxes(detector: Any, run: RunSpec, given: float | None = None) -> _Measured:
-    """``(threshold, classes)`` of the boxes that measure the products for a run: its served
-    threshold and its classes, as the boxes it counts; the threshold raised to the detector's
-    ``scale_thr`` where it declares one (a run served lower counts more boxes, but sees the
-    image at the scale its model's sure boxes measure). A threshold ``given`` by the caller is
-    taken as it is."""
+    """``(threshold, classes)`` of the boxes that measure the products for a run: the detector's
+    ``scale_thr`` where it declares one, whatever threshold the run serves at (the image is seen
+    at the scale its model's sure boxes measure: a run served lower counts more boxes, one served
+    higher fewer, on the same tiles, so the count range's ends are exactly the runs at those
+    thresholds; measured at a run's own higher threshold, a run at 0.6 chose another scale than
+    one at 0.55, and its count was not the range's low end: an outside review); else the run's
+    served threshold. Its classes, as the boxes it counts. A threshold ``given`` by the caller
+    is taken as it is."""
     if given is not None:
         return float(given), classes_of(detector, run.classes)
-    thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
-    floor = scale_thr_of(detector)
-    if floor is not None:
-        thr = floor if thr is None else max(thr, floor)
+    thr = scale_thr_of(detector)
+    if thr is None:
+        thr = run.score_thr if run.score_thr is not None else score_thr_of(detector)
     return thr, classes_of(detector, run.classes)
 
 

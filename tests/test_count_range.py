@@ -256,3 +256,36 @@ def test_a_served_product_is_no_near_miss_where_a_weaker_view_of_another_tile_fu
     assert res.num_tiles == 2 and len(res.detections) == 1
     assert res.near_misses is not None and len(res.near_misses) == 0
     assert res.count_range.high == 1
+
+
+@pytest.mark.parametrize("thr", [0.6, 0.7])
+def test_above_the_models_own_threshold_the_ends_are_runs_built_as_the_command_builds_them(thr):
+    # (outside reviews) a run at 0.6 measured the products with its own boxes and chose another
+    # scale than one at 0.65 or 0.55: the range said 290 where a run at 0.65 served 297. The
+    # built-in model now measures at its scale_thr at any threshold, and returns boxes down to it
+    # however it was built (the command builds it at the served threshold)
+    from densedet_tile.synth.shelves import render_shelf
+
+    img = np.asarray(render_shelf(np.random.default_rng(3), width=1200, height=900, product_height=60)[0])
+
+    def run(t, built=None):
+        return detect_image(img, dt.load_detector("default", score_thr=t if built is None else built),
+                            tiling=dt.TileSpec(tile="auto"), run=RunSpec(score_thr=t))
+
+    served = run(thr)
+    cr = served.count_range
+    scale = served.settings["scale"]["value"]
+    for t, want in ((round(thr + 0.05, 2), cr.low), (round(thr - 0.05, 2), cr.high)):
+        alone = run(t)
+        assert alone.settings["scale"]["value"] == scale
+        assert len(alone.detections) == want, t
+    # the same run with the model built at its own threshold: the same scale and boxes
+    other = run(thr, built=0.45)
+    assert other.settings["scale"]["value"] == scale
+    assert np.array_equal(other.detections.xyxy, served.detections.xyxy)
+
+
+def test_a_model_built_above_its_own_threshold_still_returns_boxes_down_to_it():
+    det = dt.load_detector("default", score_thr=0.8)
+    assert det.scale_thr == 0.45 and det.score_floor == 0.45
+    assert dt.load_detector("default", score_thr=0.5).score_floor == pytest.approx(0.4)

@@ -197,7 +197,7 @@ def score_thr_of(detector: object) -> float | None:
 def scale_thr_of(detector: object) -> float | None:
     """The detector's declared ``scale_thr``: the least score of the boxes the engine measures
     the products' size with to choose a scale (``tile="auto"``, the photo rule's checks), whatever
-    lower threshold a run serves its boxes at; None where it declares none (then the run's)."""
+    threshold a run serves its boxes at; None where it declares none (then the run's)."""
     return _score_attr(detector, "scale_thr")
 
 

@@ -423,7 +423,8 @@ class DefaultDetector:
             :meth:`predict` returns (``score_thr - 0.1``, not below 0.05: the count band and the
             confirmers below it): the engine drops the boxes in between before the merge and only
             counts them (the count range, see
-            :attr:`densedet_tile.types.RunSpec.count_band`).
+            :attr:`densedet_tile.types.RunSpec.count_band`); at most ``scale_thr``, the weights'
+            own threshold, which the products are measured at whatever the served threshold.
         info: training run, runtime, device, precision, threads and weights file.
     """
 
@@ -493,6 +494,12 @@ class DefaultDetector:
         #: shelf sections boxed at low scores made 2 of the 85 real photos close-ups (4 to 7
         #: products counted for 162 and 171; an outside review)
         self.scale_thr = served_threshold(info, self.config["score_thr"])
+        if self.settings.score_floor > self.scale_thr:
+            # served above the weights' own threshold, the boxes are still decoded down to it, so
+            # that the products are measured with the same boxes whatever the threshold (a model
+            # built at 0.8 returned none under 0.7, and chose another scale than one at 0.6)
+            self.settings = replace(self.settings, score_floor=self.scale_thr)
+        self.score_floor = self.settings.score_floor
         self.nms_iou = self.settings.nms_iou
         self.max_det = self.settings.max_det
         self.topk = self.settings.topk
