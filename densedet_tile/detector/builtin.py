@@ -326,10 +326,6 @@ def _import_torch() -> Any:
     return torch
 
 
-def _check_threads(threads: Any) -> int | None:
-    return check_threads(threads)
-
-
 class OnnxRunner:
     """Runs the exported network on ONNX Runtime (CPU): uint8 NHWC batch in, raw outputs out.
 
@@ -343,7 +339,7 @@ class OnnxRunner:
     def __init__(self, source: "str | os.PathLike[str] | bytes", *, threads: int | None = None,
                  label: str | None = None) -> None:
         ort = _import_onnxruntime()
-        self.threads = _check_threads(threads) or usable_cpus()
+        self.threads = check_threads(threads) or usable_cpus()
         self.device = "cpu"
         opts = ort_session_options(ort, self.threads)
         opts.inter_op_num_threads = 1
@@ -487,7 +483,6 @@ class DefaultDetector:
         self.input_size = self.settings.input_size
         self.stride = self.settings.stride
         self.score_thr = self.settings.score_thr
-        self.score_floor = self.settings.score_floor
         #: The products' size is measured (to choose the scale) with boxes at the weights' own
         #: threshold at least, whatever lower one the boxes are served at: the close-up check
         #: shrinks a photo up to 6 times on a handful of boxes, and at 0.2 to 0.4 a few whole
@@ -829,7 +824,7 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     torch = _import_torch()
     from .shelfnet import TorchRunner, model_from_checkpoint
 
-    threads = _check_threads(threads)
+    threads = check_threads(threads)
     if threads is not None and not _is_cuda(dev):
         torch.set_num_threads(threads)  # process-wide in torch
     if fp16 and not _is_cuda(dev):
@@ -874,7 +869,7 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
         weights_there(weights)
         _looks_like_torch(weights)
     rt, dev = choose_runtime(device=device, fp16=fp16, weights=weights, runtime=runtime)
-    threads = _check_threads(threads)
+    threads = check_threads(threads)
     if rt == "torch":
         from .shelfnet import read_checkpoint
 

@@ -933,6 +933,13 @@ class AdaptRun:
         n_cal = 0 if self.settings.serve_thr is not None else min(self.settings.calib_photos, len(self.s["train"]))
         if not n_hold and not n_cal:
             return 0.0
+        lab, plain, counts = self._end_times()
+        return (n_cal + n_hold) * lab + n_cal * counts + n_hold * plain + 5.0
+
+    def _end_times(self) -> tuple[float, float, float]:
+        """Seconds of one photo's test-time labels, one plain run and one count at every
+        threshold, from the mean times so far (each estimated from another where it has none
+        yet; 0 where nothing was timed)."""
         lab, plain, counts = self._mean("label_s"), self._mean("plain_s"), self._mean("calib_s")
         views = len(self.settings.labels.views)
         if lab is None and plain is not None:
@@ -941,7 +948,7 @@ class AdaptRun:
             plain = lab / views
         if counts is None and plain is not None:
             counts = 2.0 * plain  # one plain run merged at every threshold of the grid: about twice one run
-        return (n_cal + n_hold) * (lab or 0.0) + n_cal * (counts or 0.0) + n_hold * (plain or 0.0) + 5.0
+        return lab or 0.0, plain or 0.0, counts or 0.0
 
     def fraction(self) -> float:
         """How much of the budget is used, in [0, 1+)."""
@@ -1465,12 +1472,9 @@ class AdaptRun:
         far) and the check of the held-out photos after it would end past the budget."""
         if self.settings.minutes is None:
             return False
-        lab, counts, plain = self._mean("label_s"), self._mean("calib_s"), self._mean("plain_s")
-        views = len(self.settings.labels.views)
-        lab = lab or 0.0
-        plain = plain if plain is not None else lab / views
+        lab, plain, counts = self._end_times()
         hold = len([n for n in self.s["holdout"] if n in self.s["holdout_before"]]) * (lab + plain)
-        return self.elapsed() + lab + (counts or 0.0) + hold > self.settings.minutes * 60
+        return self.elapsed() + lab + counts + hold > self.settings.minutes * 60
 
     def _holdout_after(self) -> dict[str, Any] | None:
         names = [n for n in self.s["holdout"] if n in self.s["holdout_before"]]
