@@ -26,7 +26,7 @@ from .bays import find_bays
 from .boxes import as_boxes
 from .gaps import DEFAULT_GAP_K, MIN_GAP_PX, EmptyShelf, Gap, find_empty_shelves, find_gaps
 from .heatmap import DensityGrid, density_grid
-from .regions import Region, inside_shares, overlapping_regions, region_members
+from .regions import MIN_THICKNESS, Region, inside_shares, overlapping_regions, region_members, thickness
 from .rows import RowLayout, find_rows
 
 __all__ = ["AuditSettings", "RegionStats", "AuditPart", "AuditResult", "run_audit", "usable_boxes", "audit_to_dict",
@@ -121,7 +121,8 @@ class AuditPart:
     bottom line of its bottom row, across its products' columns; regions: the region's outer
     ring); ``edges`` what bounds it on the left and right: ``"upright"``, ``"height jump"`` or
     ``"shelf break"`` (a cut between found bays; the last seen in the photo's shelf lines only), ``"image edge"`` (its products reach the image border: the bay
-    may go on beyond the photo), ``"end"`` (nothing beyond) or ``"region"``. A region is cut to
+    may go on beyond the photo), ``"end"`` (nothing beyond) or ``"region"`` (a region's own
+    sides; a found bay's side where a region lies beside its products). A region is cut to
     the image first; ``pieces`` holds the outer ring of each of its pieces (largest first, the
     first is ``polygon``) when it has more than one there."""
 
@@ -464,7 +465,7 @@ def run_audit(
 
     def found_bays(idx: np.ndarray, first: int, taken: frozenset[str] = frozenset(),
                    covered: Any = None, occupied: np.ndarray | None = None,
-                   region_gaps: Any = None) -> list[AuditPart]:
+                   region_gaps: Any = None, regions_union: Any = None) -> list[AuditPart]:
         """Cut the boxes ``idx`` into bays and analyse each; named ``bay <first>``, ``bay
         <first + 1>``... (a name in ``taken``, a region's, gets " (found)" added, or " (found 2)",
         " (found 3)" ... when that is a region's too). ``occupied``
@@ -477,7 +478,9 @@ def run_audit(
         stretch beside it stays a gap. Unless the regions report no gap there (``region_gaps``,
         a spatial tree of their gaps' polygons): an empty stretch across a region's edge is an
         end of the region's rows, too short for an end gap, and a gap of the bay's row that
-        mostly lies in the region; the bay reports it."""
+        mostly lies in the region; the bay reports it. An outer end of the bay with a region
+        within a product's width of its products (``regions_union``, every region's area) is a
+        ``"region"`` edge: the bay goes on in the region, so the found part is not a whole bay."""
         occ = np.zeros(0, np.int64) if occupied is None else occupied
         cut = None
         if not s.bays or len(idx) == 0:
@@ -505,6 +508,8 @@ def run_audit(
                 shelves = _gaps_inside(shelves, covered(shelves), keep_inside=False)
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
             right = kinds[b] if b < len(kinds) else ("image edge" if a[g, 2].max() >= width - 0.5 * med_w else "end")
+            if regions_union is not None:
+                left, right = _region_ends(a[g], (left, right), regions_union, med_w)
             name = f"bay {first + len(out)}"
             # the outline stops at the image's edges and at the cuts beside the bay (a box across
             # an upright would otherwise carry it into the next bay)
@@ -545,7 +550,7 @@ def run_audit(
         given = []
         for i, r in enumerate(regs):
             idx = members.of(i)
-            lay, gaps, shelves = analyse(idx)
+            lay, gaps, shelves = analyse(idx, _beside_region(a, r.geometry))
             # a region's rows end where its products do, not at its outline: an end gap past the
             # outline (an L-shaped region, a sloping edge) stops there, as a bay's at its cuts
             gaps = _gaps_cut(_gaps_inside(gaps, r.geometry), r.geometry, s.gap_k)
@@ -567,11 +572,11 @@ def run_audit(
         region_gaps = shapely.STRtree(_as_polygons([g.polygon for p in given for g in p.gaps]))
 
         taken_names = frozenset(r.name for r in regs)
-        extra = (found_bays(rest, len(given) + 1, taken_names, covered, np.flatnonzero(held > 0), region_gaps)
-                 if len(rest) else [])
+        union = shapely.union_all(geoms)
+        extra = (found_bays(rest, len(given) + 1, taken_names, covered, np.flatnonzero(held > 0), region_gaps,
+                            union) if len(rest) else [])
         parts = tuple(given) + tuple(extra)
         if empties:  # a stretch at least half inside a region is the region's to report, as a gap is
-            union = shapely.union_all(geoms)
             polys = _as_polygons([e.polygon for e in empties])
             inside = shapely.area(shapely.intersection(polys, union)) >= 0.5 * np.maximum(shapely.area(polys), 1e-9)
             empties[:] = [e for e, i in zip(empties, inside.tolist()) if not i]
@@ -723,23 +728,59 @@ def _rolled_past_max_tilt(parts: Sequence[AuditPart], a: np.ndarray, max_tilt: f
             f"searched at: their rows and gaps are not to be trusted; {fix}"]
 
 
+def _beside_region(a: np.ndarray, geometry: Any) -> np.ndarray | None:
+    """The boxes of ``a`` whose centres lie within the bounds of a region's ``geometry`` but
+    outside it (in a hole, between its pieces, in the notch of an L): products left out of
+    the region, not missing, so they fill its rows' shelves where they stand (``occupied`` of
+    :func:`~densedet_tile.audit.gaps.find_gaps`). A hole over part of a row made a gap of the
+    row's stretch across it, products under it included (an outside review). None: no such box."""
+    if not len(a):
+        return None
+    x0, y0, x1, y1 = geometry.bounds
+    cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
+    near = np.flatnonzero((cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1))
+    if not len(near):
+        return None
+    out = near[~shapely.intersects_xy(geometry, cx[near], cy[near])]
+    return a[out] if len(out) else None
+
+
+def _region_ends(boxes: np.ndarray, edges: tuple[str, str], union: Any, med_w: float) -> tuple[str, str]:
+    """A found bay's ``edges`` with an outer ``"end"`` made ``"region"`` where a region lies
+    within ``med_w`` (a median product's width) of the bay's products (``boxes``) on that side,
+    at their heights: the shelves go on into the region, so the bay was cut there, not ended."""
+    y0, y1 = float(boxes[:, 1].min()), float(boxes[:, 3].max())
+    x0, x1 = float(boxes[:, 0].min()), float(boxes[:, 2].max())
+    reach = max(med_w, 1.0)
+    out = list(edges)
+    for k, (lo, hi) in enumerate(((x0 - reach, x0), (x1, x1 + reach))):
+        if out[k] == "end" and shapely.intersects(union, shapely.box(lo, y0, hi, y1)):
+            out[k] = "region"
+    return out[0], out[1]
+
+
 def _wide_bays(parts: Sequence[AuditPart], bay_width_m: float | None) -> list[str]:
     """With ``bay_width_m`` every found bay counts as that wide: say which are more than twice
     as wide as the median found bay (most often two or more bays the audit did not cut apart,
     whose facings per metre then read several times too high). Among three found bays or more
-    faced square (bays seen down the aisle differ in pixels by their distance)."""
+    faced square (bays seen down the aisle differ in pixels by their distance), not counting
+    the pieces of bays a region cuts (a side ``"region"``) in the median: they are pieces the
+    user's regions left, not bays, and pulled the median down (an outside review: a bay cut
+    right was called several bays beside two such pieces)."""
     if not bay_width_m:
         return []
     # bays seen down the aisle (converging shelves) differ in pixels by their distance: only the
     # bays faced square are compared
     found = [p for p in parts if p.kind == "bay" and p.layout.rows and p.layout.spread == 0.0]
-    bays = [(p.name, max(r.x_end for r in p.layout.rows) - min(r.x_start for r in p.layout.rows)) for p in found]
-    if len(bays) < 3:
+    bays = [(p.name, max(r.x_end for r in p.layout.rows) - min(r.x_start for r in p.layout.rows),
+             "region" not in p.edges) for p in found]
+    compared = [w for _, w, own in bays if own]
+    if len(compared) < 3:
         return []
-    med = float(np.median([w for _, w in bays]))
+    med = float(np.median(compared))
     return [f"{name} is {w / med:.1f} times as wide as the median bay ({w:.0f} px against {med:.0f} px): perhaps "
             f"several bays not cut apart; its facings per metre take it as {bay_width_m:g} m wide"
-            for name, w in bays if med > 0 and w > 2 * med]
+            for name, w, _ in bays if med > 0 and w > 2 * med]
 
 
 def _empty_sections(cut: Any, with_occupied: list[np.ndarray], name_of: dict[int, str],
@@ -866,8 +907,10 @@ def _rings_in_image(geometry: Any, width: int, height: int
     first, and the rings of their holes there; a region wholly outside keeps its own rings,
     every piece's (it is warned about)."""
     def pieces(g: Any) -> list[Any]:
-        return sorted((p for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and p.area > 0),
-                      key=lambda p: -p.area)
+        # (a piece thinner than the JSON's 0.1 px would be written as a line: a region reaching
+        # into the image by a hair is left with its own rings, and warned about as outside)
+        return sorted((p for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and p.area > 0
+                       and thickness(p) >= MIN_THICKNESS), key=lambda p: -p.area)
 
     def ring(r: Any) -> tuple[tuple[float, float], ...]:
         return tuple((float(x), float(y)) for x, y in r.coords[:-1])

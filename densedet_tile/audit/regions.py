@@ -52,6 +52,16 @@ class Region:
 
 #: Largest coordinate a region may have, in pixels (far beyond any image; larger is a mistake).
 MAX_COORDINATE = 1e7
+#: Thinnest a region may be, in pixels (twice its area over its outline's length: a rectangle's
+#: shorter side, nearly). The JSON gives polygons to 0.1 px: a thinner one is written as a line.
+MIN_THICKNESS = 0.1
+
+
+def thickness(geometry: Any) -> float:
+    """About how thick a polygon is, in its units: twice its area over its outline's length
+    (a long rectangle's shorter side, a disc's radius)."""
+    length = float(geometry.length)
+    return 2.0 * float(geometry.area) / length if length > 0 else 0.0
 
 
 def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
@@ -110,6 +120,12 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
                                     "(regions are in pixels of the upright image)")
         if not geom.is_valid:
             raise InvalidInputError(f"{source}: feature {i + 1} is not a valid polygon ({shapely.is_valid_reason(geom)})")
+        if thickness(geom) < MIN_THICKNESS:
+            # (an outside review: a sliver 1e-6 px wide was valid, held nothing, and came out of
+            # the JSON as a polygon of two points)
+            hint = "; coordinates normalised to 0-1? regions are in pixels" if max(map(abs, geom.bounds)) <= 1 else ""
+            raise InvalidInputError(f"{source}: feature {i + 1} is thinner than {MIN_THICKNESS:g} px (area "
+                                    f"{geom.area:.3g} px2 along {geom.length:.3g} px of outline){hint}")
         props = f.get("properties") or {}
         raw = props.get("name") if isinstance(props, dict) else None
         # GIS tools write null (or an empty string) for an unset attribute: that is no name

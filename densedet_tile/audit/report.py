@@ -294,10 +294,11 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
         return [item["region"] if "region" in item else names.get(item.get("bay"), item.get("bay", ""))]
 
     # facings per metre when the bays' width was given (--bay-width-m); marked where the photo
-    # may show the bay only in part (its products reach the image's edge): there they count
-    # that part over the whole width
+    # may show the bay only in part (its products reach the image's edge, or a region takes the
+    # rest: a found bay's side marked "region"): there they count that part over the whole width
     per_m = any("facings_per_m" in r for r in doc["rows"])
-    cut_off = {b["bay"] for b in doc.get("bays", []) if "image edge" in (b.get("left_edge"), b.get("right_edge"))}
+    cut_off = {b["bay"] for b in doc.get("bays", []) if b.get("kind") != "region"
+               and {b.get("left_edge"), b.get("right_edge")} & {"image edge", "region"}}
 
     def facings(r: dict[str, Any]) -> str:
         v = r.get("facings_per_m", "")
@@ -310,8 +311,8 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
                    f"{100 * r['fill']:.1f}%"] + ([facings(r)] if per_m else [])
                    for r in doc["rows"]])
     if per_m and any(r.get("bay") in cut_off for r in doc["rows"]):
-        rows += ("<p class=\"note\">* the bay's products reach the image's edge: the photo may show it only in "
-                 "part, and its facings per metre count that part over the whole bay's width.</p>")
+        rows += ("<p class=\"note\">* the bay's products reach the image's edge or a region: the photo may show "
+                 "it only in part, and its facings per metre count that part over the whole bay's width.</p>")
     gaps = _table("gaps", ["gap", "bay", "row", "where", "x from", "x to", "width px", "width (products)",
                            "product width px (narrowed, at the gap)", "looks (in the photo)"],
                   [[g["id"]] + where(g) + [g["row"], g["kind"].replace("_", " "), g["x1"], g["x2"], g["width_px"],

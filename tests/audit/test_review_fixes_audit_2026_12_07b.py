@@ -1,0 +1,80 @@
+"""Faults found by an outside review of the audit's regions (2026-12-07, stop 68)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from densedet_tile.audit import AuditSettings, audit_to_dict, parse_regions, run_audit
+from densedet_tile.errors import InvalidInputError
+from densedet_tile.synth.audit_aisles import synthetic_bays
+
+
+def _rect(name: str, x0: float, y0: float, x1: float, y1: float, holes: tuple = ()) -> dict:
+    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+    return {"type": "Feature", "properties": {"name": name},
+            "geometry": {"type": "Polygon", "coordinates": [ring, *[list(map(list, h)) for h in holes]]}}
+
+
+def _regions(*feats: dict) -> list:
+    return parse_regions({"type": "FeatureCollection", "features": list(feats)})
+
+
+def _aisle():
+    s = synthetic_bays(np.random.default_rng(0), n_bays=3)
+    return np.asarray(s.xyxy, float), int(s.width), int(s.height), np.asarray(s.bay_of)
+
+
+def test_found_bays_beside_regions_have_region_sides_and_no_false_wide_warning() -> None:
+    # regions over the two outer bays' far parts left narrow found pieces beside them: the
+    # middle bay, cut right, was called "several bays not cut apart" against their median, and
+    # the pieces' sides read "end" though the shelves go on into the regions
+    a, w, h, bay_of = _aisle()
+    xs = [(a[bay_of == b, 0].min(), a[bay_of == b, 2].max()) for b in range(3)]
+    left_cut = xs[0][0] + 0.6 * (xs[0][1] - xs[0][0])
+    right_cut = xs[2][0] + 0.15 * (xs[2][1] - xs[2][0])
+    regs = _regions(_rect("left", -2000, 0, left_cut, h), _rect("right", right_cut, -100, w + 1000, h + 100))
+    res = run_audit(a, w, h, regions=regs, settings=AuditSettings(bay_width_m=1.2))
+    found = [p for p in res.parts if p.kind == "bay"]
+    assert len(found) == 3
+    assert found[0].edges[0] == "region" and found[-1].edges[1] == "region"
+    assert not [m for m in res.warnings if "times as wide as the median bay" in m]
+    # without the regions the same boxes' bays end at the image's edges, as before
+    plain = run_audit(a, w, h, settings=AuditSettings(bay_width_m=1.2))
+    assert all("region" not in p.edges for p in plain.parts)
+
+
+def test_a_regions_hole_over_part_of_a_row_is_no_gap_where_products_stand_in_it() -> None:
+    # the products under a region's hole are left out of the region, not missing: the row's
+    # stretch across the hole was one gap of 14 product widths, products under it
+    a, w, h, _ = _aisle()
+    # a hole over part of two shelves of the first bay (each row's band only partly under it)
+    hole = [(1000, 900), (2000, 900), (2000, 1300), (1000, 1300), (1000, 900)]
+    regs = _regions(_rect("holed", 0, 0, 3000, h, holes=(hole,)))
+    res = run_audit(a, w, h, regions=regs)
+    region = res.parts[0]
+    assert region.kind == "region"
+    under = shapely.Polygon(hole)
+    cx, cy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
+    in_hole = shapely.contains_xy(under, cx, cy)
+    assert in_hole.sum() >= 5
+    # no gap of the region runs over a product standing in the hole
+    for g in region.gaps:
+        gx0, gy0, gx1, gy1 = g.xyxy
+        over = in_hole & (cx > gx0) & (cx < gx1) & (cy > gy0) & (cy < gy1)
+        assert not over.any(), (g.xyxy, a[over])
+
+
+@pytest.mark.parametrize("width", [1e-6, 0.05])
+def test_a_region_thinner_than_the_json_s_precision_is_refused(width: float) -> None:
+    with pytest.raises(InvalidInputError, match=r"feature 1 is thinner than 0.1 px"):
+        _regions(_rect("sliver", 1000, 0, 1000 + width, 1911), _rect("whole", 0, 0, 6937, 1911))
+
+
+def test_a_region_reaching_into_the_image_by_a_hair_keeps_its_own_outline() -> None:
+    # cut to the image, a region 0.01 px inside it was written as a polygon of two points
+    a, w, h, _ = _aisle()
+    regs = _regions(_rect("outside", -3000, 0, 0.01, h))
+    doc = audit_to_dict(run_audit(a, w, h, regions=regs))
+    poly = next(b["polygon"] for b in doc["bays"] if b["name"] == "outside")
+    assert shapely.Polygon(poly).is_valid and shapely.Polygon(poly).area > 1
