@@ -204,7 +204,10 @@ def pair_images(
             notes.append(f"{WARNING}{_not_scored(n)}, of {total} {told}")
         else:
             notes.append(_not_scored(n))
-    unpredicted = [k for k in gt.images if k not in pred.images]
+    # an image with no boxes in either is scored right as it is (nothing to find, nothing
+    # found): only one with boxes to find (crowd boxes are not) has them all missed (an outside review)
+    unpredicted = [k for k, g in gt.images.items() if k not in pred.images
+                   and (len(g.xyxy) if g.crowd is None else int(np.count_nonzero(~np.asarray(g.crowd, bool))))]
     if unpredicted:
         more = f" and {len(unpredicted) - 1} more" if len(unpredicted) > 1 else ""
         notes.append(f"{len(unpredicted)} ground-truth image{' has' if len(unpredicted) == 1 else 's have'} no "
