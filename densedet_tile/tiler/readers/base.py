@@ -22,8 +22,13 @@ from .orientation import orient, stored_box
 __all__ = ["DEFAULT_MAX_PIXELS", "SourceStats", "ImageSource", "check_size"]
 
 
-def check_size(label: str, width: int, height: int, max_pixels: int | None) -> None:
-    """Refuse an image with no pixels, or with more than ``max_pixels`` of them."""
+def check_size(label: str, width: int, height: int, max_pixels: int | None, *, turned: bool = False) -> None:
+    """Refuse an image with no pixels, or with more than ``max_pixels`` of them. ``width`` and
+    ``height`` as stored; ``turned``: its orientation turns it a quarter, so the message gives
+    the upright size, as the rest of the tool does (an outside review: 768x1024 refused, 1024x768
+    everywhere else)."""
+    if turned:
+        width, height = height, width
     if width <= 0 or height <= 0:
         raise ImageReadError(f"{label}: the image has zero size ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:

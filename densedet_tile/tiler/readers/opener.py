@@ -245,7 +245,8 @@ def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
 
     label = "<PIL image>"
     w, h = int(im.size[0]), int(im.size[1])
-    check_size(label, w, h, max_pixels)
+    big = max_pixels is not None and w * h > max_pixels  # (refused: said at its upright size)
+    check_size(label, w, h, max_pixels, turned=big and exif_orientation(im, label) >= 5)
     eight_bit = stored_8bit(im)  # (asked before loading, as the file reader does)
     # its file, taken before loading: Pillow lets go of a file object once the pixels are in
     read_file = _pil_file_reader(im)

@@ -337,7 +337,10 @@ class PillowSource(ImageSource):
             raise ImageReadError(f"{label}: cannot read image header ({type(exc).__name__}: {one_line(exc)})") from exc
         try:
             sw, sh = im.size
-            check_size(label, sw, sh, max_pixels)
+            # refused: said at its upright size (its orientation read here for that alone: from
+            # the header, as below)
+            big = max_pixels is not None and sw * sh > max_pixels
+            check_size(label, sw, sh, max_pixels, turned=big and exif_orientation(im, label) >= 5)
             fmt = im.format or "unknown"
             _warn_other_frames(im, label, fmt)
             if fmt == "JPEG":

@@ -21,9 +21,12 @@ image as one strip) would be decoded again for every window, a whole-image decod
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import mmap
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,37 @@ _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 
 
 log = logging.getLogger(__name__)
+
+#: True while this package's TIFF reader calls tifffile (in this thread or task). tifffile logs
+#: what it finds wrong in a file as it reads (a bad tag value, a page it cannot follow), and the
+#: reader says what matters itself in one line naming the file: a library user saw tifffile's
+#: lines bare on stderr, through Python's last-resort handler, naming no file (an outside
+#: review; the command line already left them out).
+_IN_READER: contextvars.ContextVar[bool] = contextvars.ContextVar("densedet_tiff_reading", default=False)
+
+
+class _WhileReading(logging.Filter):
+    """Drops tifffile's records made while this package's reader runs (see :data:`_IN_READER`);
+    one filter, never removed, so other threads' and other code's use of tifffile is untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _IN_READER.get()
+
+
+_QUIET = _WhileReading()
+
+
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    """Leave out tifffile's log records while the block runs (see :data:`_IN_READER`)."""
+    lg = logging.getLogger("tifffile")
+    if _QUIET not in lg.filters:
+        lg.addFilter(_QUIET)
+    token = _IN_READER.set(True)
+    try:
+        yield
+    finally:
+        _IN_READER.reset(token)
 
 #: How many pages are looked at for the full-resolution image (a preview may come first).
 _PAGES_LOOKED_AT = 16
@@ -150,6 +184,10 @@ class TiffSource(ImageSource):
     """
 
     def __init__(self, path: Path, *, max_pixels: int | None, cache_bytes: int = DEFAULT_TIFF_CACHE_BYTES) -> None:
+        with _reading():
+            self._open(path, max_pixels=max_pixels, cache_bytes=cache_bytes)
+
+    def _open(self, path: Path, *, max_pixels: int | None, cache_bytes: int) -> None:
         import tifffile
 
         label = str(path)
@@ -166,11 +204,11 @@ class TiffSource(ImageSource):
             if sw == 0 or sh == 0:  # tifffile read no image page (it logs why): not an empty picture
                 raise ImageReadError(f"{label}: the TIFF holds no readable image page ({sw}x{sh}): a damaged "
                                      "or truncated file")
-            check_size(label, sw, sh, max_pixels)
-            self._setup_layout(page, label)
-            self._colour = TiffColour.of_page(page, self._samples, label)
             orient_tag = page.tags.get("Orientation")
             orientation = 1 if orient_tag is None else checked_orientation(orient_tag.value, label)
+            check_size(label, sw, sh, max_pixels, turned=orientation >= 5)
+            self._setup_layout(page, label)
+            self._colour = TiffColour.of_page(page, self._samples, label)
         except BaseException:
             tif.close()
             raise
@@ -341,7 +379,8 @@ class TiffSource(ImageSource):
         else:  # a segment never written (GDAL's sparse files): its pixels are the no-data value
             return self._sparse_segment(index)
         try:
-            arr, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
+            with _reading():
+                arr, _, _ = page.decode(data, index, jpegtables=page.jpegtables)
         except ImageReadError:
             raise
         except Exception as exc:
