@@ -515,8 +515,10 @@ class RunSpec:
     the tile and the detector, see :mod:`densedet_tile.scale`).
     ``count_band``: besides the boxes at ``score_thr``, count the boxes at ``score_thr +
     count_band`` and ``score_thr - count_band`` (each tile set merged on its own), the
-    :class:`CountRange` of the result; 0 turns it off. The lower end needs a detector whose
-    boxes reach that low (the built-in model's do, see its ``score_floor``).
+    :class:`CountRange` of the result; 0 turns it off. Its upper end (``high``, the count at
+    ``score_thr - count_band``) needs a detector whose boxes reach that low, and is None where
+    they do not (the built-in model's reach 0.1 under its threshold, see its ``score_floor``;
+    the command line takes a band of at most 0.05).
     ``classes``: keep only the boxes of these classes, as class ids or as names the detector
     declares in its ``class_names`` (None: all). The other boxes are dropped per tile, before
     the merge and the count; names become ids when the run is resolved for a detector.
