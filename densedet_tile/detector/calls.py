@@ -400,17 +400,31 @@ class DetectorCalls:
                 res = self.detector.predict(chunk)
                 self.predict_s += time.perf_counter() - t1
             except Exception as exc:
-                if not is_oom(exc):
+                host = isinstance(exc, MemoryError) and not is_oom(exc)
+                if host and len(chunk) > 1:
+                    oom = None  # (out of RAM: halved below, outside the handler, as a device's)
+                elif not is_oom(exc):
                     if isinstance(exc, DetectorError):
                         raise
+                    said = _text_of(exc)
+                    if host:  # a bare MemoryError said "detector failed: MemoryError: " and no more
+                        raise DetectorError(f"{self.image_name}: the detector ran out of memory (RAM; {type(exc).__name__}"
+                                            f"{': ' + said if said else ''}) even with one tile per batch; try a "
+                                            "smaller tile (--tile)") from exc
                     raise DetectorError(
-                        f"{self.image_name}: detector failed: {type(exc).__name__}: {exc}"
+                        f"{self.image_name}: detector failed: {type(exc).__name__}{': ' + said if said else ''}"
                     ) from exc
-                oom = oom_excerpt(exc) or ""  # its words only: the exception's traceback holds the call's tensors
+                else:
+                    oom = oom_excerpt(exc) or ""  # its words only: the exception's traceback holds the call's tensors
             else:
-                oom = None
+                oom = host = None
             finally:
                 self._lock.leave()
+            if host and oom is None:
+                # out of RAM (a MemoryError, not a device's out-of-memory) at several tiles: fewer
+                # at a time, the detector left where it is (moving it off a GPU would not free RAM)
+                self._fewer_at_a_time(len(chunk), "memory (RAM)")
+                continue
             if oom is not None:
                 # recovered outside the handler: its traceback held the failed call's tensors,
                 # which the cache could then not give back
@@ -436,15 +450,7 @@ class DetectorCalls:
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
         if chunk_len > 1:
-            on_cpu = self._on_cpu()
-            self.batch_size = max(1, (chunk_len + 1) // 2)  # 3 -> 2, not 1
-            if self._lock is not _NO_LOCK:
-                self._lock.batch_cap = self.batch_size
-            warnings.warn(
-                f"{self.image_name}: out of {'' if on_cpu else 'GPU '}memory; retrying with batch size {self.batch_size}",
-                RuntimeWarning,
-                stacklevel=caller_level(),
-            )
+            self._fewer_at_a_time(chunk_len, "memory" if self._on_cpu() else "GPU memory")
             return
         if getattr(self.detector, "to", None) is None:
             self._to_cpu(torch, said)  # (nothing to move: it says so)
@@ -454,6 +460,14 @@ class DetectorCalls:
             if moves is not None and self._lock.moves != moves:
                 return  # moved by another thread since this call began: retried where it is now
             self._to_cpu(torch, said, others or 0)
+
+    def _fewer_at_a_time(self, chunk_len: int, what: str) -> None:
+        """Halve the batch after a call of ``chunk_len`` tiles ran out of ``what``, and say so."""
+        self.batch_size = max(1, (chunk_len + 1) // 2)  # 3 -> 2, not 1
+        if self._lock is not _NO_LOCK:
+            self._lock.batch_cap = self.batch_size
+        warnings.warn(f"{self.image_name}: out of {what}; retrying with batch size {self.batch_size}",
+                      RuntimeWarning, stacklevel=caller_level())
 
     def _to_cpu(self, torch: Any, said: str, others: int = 0) -> None:
         """Move the detector to the CPU (or say why not); ``others``: threads whose predict calls

@@ -166,9 +166,13 @@ def load_detector(
         det = module.build(**kwargs, **extra)
     elif ":" in name:
         device = _check_factory_device(device)
-        det = _from_factory(name, config=config, checkpoint=checkpoint, device=device,
-                            input_size=input_size, score_thr=score_thr,
-                            precision=None if precision == "fp32" else precision, **extra)
+        own = dict(config=config, checkpoint=checkpoint, device=device, input_size=input_size, score_thr=score_thr,
+                   precision=None if precision == "fp32" else precision)
+        clash = sorted(set(extra) & set(own))
+        if clash:  # (a factory's call got two values for one keyword: a TypeError of our own making)
+            raise InvalidInputError(f"detector option(s) {', '.join(clash)} have their own command-line flags "
+                                    "(and load_detector arguments)")
+        det = _from_factory(name, extra, **own)
     else:
         raise InvalidInputError(
             f"unknown detector {name!r}: expected one of {', '.join(BUILTIN_KINDS)} or MODULE:FACTORY"
@@ -202,7 +206,12 @@ def _check_factory_device(device: str) -> str:
     return resolve_device(device)
 
 
-def _from_factory(spec: str, **options: Any) -> Any:
+def _from_factory(spec: str, given: dict[str, Any] | None = None, **options: Any) -> Any:
+    """The detector a user's factory ``spec`` (``MODULE:FACTORY`` or ``file.py:FACTORY``)
+    returns, called with the ``options`` (load_detector's own arguments; None: not asked for)
+    and the detector options ``given`` (``--detector-option``; None there is a value given,
+    ``key=none``) that its signature names; the rest are warned about."""
+    given = dict(given or {})
     module_name, _, attr = spec.rpartition(":")
     if not module_name or not attr:
         raise InvalidInputError(f"detector {spec!r}: expected MODULE:FACTORY")
@@ -243,10 +252,14 @@ def _from_factory(spec: str, **options: Any) -> Any:
         params = {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in options.items() if v is not None and (takes_any or k in params)}
+    # a detector option is passed as given, none included (``a=none`` was dropped as if not
+    # given, and a misspelt key given none was not warned about: an outside review)
+    kwargs.update({k: v for k, v in given.items() if takes_any or k in params})
     # the engine itself resizes tiles to the input_size and drops boxes under the score_thr a
     # detector declares: a factory without those parameters gets them declared on its detector
     declared = {"input_size", "score_thr"}
-    unused = sorted(k for k, v in options.items() if v is not None and k not in kwargs and k not in declared | {"device"})
+    unused = sorted([k for k, v in options.items() if v is not None and k not in kwargs and k not in declared | {"device"}]
+                    + [k for k in given if k not in kwargs])
     if unused:  # given on the command line but the factory has no such parameter: say so, do not drop silently
         log.warning("detector %s takes no %s; %s ignored", spec, ", ".join(unused),
                     "it is" if len(unused) == 1 else "they are")
@@ -254,6 +267,10 @@ def _from_factory(spec: str, **options: Any) -> Any:
         det = factory(**kwargs)
     except Exception as exc:  # a user's code can raise anything; say where it came from
         raise DetectorError(f"detector {spec!r}: factory raised {type(exc).__name__}: {exc}") from exc
+    if not callable(getattr(det, "predict", None)):
+        # said before anything is declared on it (a warning that a NoneType cannot hold a
+        # score_thr came first: an outside review)
+        raise DetectorError(f"detector {spec!r} has no callable predict(tiles) method (got {type(det).__name__})")
     for name in sorted(declared):
         value = options.get(name)
         if value is None or name in kwargs:
