@@ -694,7 +694,8 @@ def choose_runtime(*, device: str = "auto", fp16: bool = False, weights: Any = N
     # auto
     if kind == "onnx":
         if cuda:
-            raise InvalidInputError("an .onnx weights file runs on the CPU here; use the .pt weights for CUDA")
+            extra = "" if importlib.util.find_spec("torch") is not None else " (pip install 'densedet-tile[torch]')"
+            raise InvalidInputError(f"an .onnx weights file runs on the CPU here; use the .pt weights for CUDA{extra}")
         resolve_device("cpu" if device.strip().lower() == "auto" else device)
         if fp16:
             _fp16_on_cpu()
@@ -717,7 +718,9 @@ def _fp16_on_cpu() -> None:
 
     # (on the light install the option leads to the missing-torch error: say so here; an outside review)
     torch_there = importlib.util.find_spec("torch") is not None
-    warnings.warn("--precision fp16 applies on CUDA only; on the CPU the built-in model runs on ONNX Runtime "
+    # (worded for the command line and Python alike: "--precision fp16" was the flag's alone; an
+    # outside review)
+    warnings.warn("fp16 applies on CUDA only; on the CPU the built-in model runs on ONNX Runtime "
                   "(the detector option runtime=torch forces torch"
                   + ("" if torch_there else ", which needs pip install 'densedet-tile[torch]'") + ")",
                   RuntimeWarning, stacklevel=3)
@@ -828,7 +831,7 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     if threads is not None and not _is_cuda(dev):
         torch.set_num_threads(threads)  # process-wide in torch
     if fp16 and not _is_cuda(dev):
-        warnings.warn("--precision fp16 applies on CUDA only; on the CPU these torch weights run in fp32",
+        warnings.warn("fp16 applies on CUDA only; on the CPU these torch weights run in fp32",
                       RuntimeWarning, stacklevel=2)
     config = _checked_config(ckpt["config"], where)
     settings = DecodeSettings.from_config(config, score_thr)  # validate before building
