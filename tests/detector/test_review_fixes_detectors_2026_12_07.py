@@ -100,3 +100,18 @@ class _Silent(BlobDetector):
 def test_an_error_without_words_is_named_without_a_dangling_colon() -> None:
     with pytest.raises(DetectorError, match=r"detector failed: ValueError$"):
         dt.detect(blob_image(600, 600, (10, 10, 50, 50)), _Silent(), tile=600, device="cpu")
+
+
+def test_an_onnx_file_asked_for_cuda_names_the_extra_its_pt_weights_need(monkeypatch, tmp_path: Path) -> None:
+    # the light install was told to use the .pt weights, which need torch it does not have
+    import sys
+
+    from densedet_tile.detector.builtin import choose_runtime
+
+    onnx = tmp_path / "my.onnx"
+    onnx.write_bytes(b"\x08\x07")
+    with pytest.raises(InvalidInputError, match=r"use the .pt weights for CUDA$"):
+        choose_runtime(device="cuda", weights=str(onnx))  # torch here: nothing more to say
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(InvalidInputError, match=r"use the .pt weights for CUDA \(pip install 'densedet-tile\[torch\]'\)"):
+        choose_runtime(device="cuda", weights=str(onnx))
