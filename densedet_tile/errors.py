@@ -74,6 +74,15 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def clipped(text: str, most: int = 240) -> str:
+    """``text`` cut to about ``most`` characters at a space, with "..." where it was cut (a
+    message cut mid-word, "torch.Size([8, 3, 3,)", read as the whole of it: an outside review)."""
+    if len(text) <= most:
+        return text
+    cut = text.rfind(" ", 0, most)
+    return text[: cut if cut > most // 2 else most].rstrip(" ,;:") + " ..."
+
+
 def caller_level() -> int:
     """The ``stacklevel`` of the first frame outside this package, for a warning that should
     name the user's line (whichever entry point they called) rather than the engine's. The

@@ -44,7 +44,7 @@ from ..detector.base import resolve_device
 from ..detector.builtin import (DEFAULT_CONFIG, DecodeSettings, DefaultDetector, _read_weights, adapt_state_hint,
                                 model_config, served_threshold, threshold_problem)
 from ..detector.shelfnet import ShelfNet, read_checkpoint
-from ..errors import DensedetError, InvalidInputError, one_line, utf8_text
+from ..errors import DensedetError, InvalidInputError, clipped, one_line, utf8_text
 from ..io import OutputLock, atomic_write, ensure_out_dir, names_a_folder, same_path, sweep_temporaries, write_files
 from ..tiler.readers import IMAGE_SUFFIXES
 from ..tiler.readers.base import check_size
@@ -409,6 +409,13 @@ def report_text(report: dict[str, Any]) -> str:
             how = (f" (picked to match {which}{larger}: there they count {cal['boxes_per_photo']:.1f} boxes per "
                    f"photo on {_n(cal['photos'], 'photo')}{of}, their pseudo-labels {cal['pseudo_labels_per_photo']:.1f}"
                    f"{start_text})")
+        elif cal and cal.get("out_of_reach"):
+            which = "the starting weights'" if cal.get("matched") == "starting_weights" else "their pseudo-labels'"
+            target = cal["start_boxes_per_photo"] if cal.get("matched") == "starting_weights" \
+                else cal["pseudo_labels_per_photo"]
+            how = (f" (the closest to {which} {target:.1f} boxes per photo: no threshold of the search counts as "
+                   f"{'many' if cal['out_of_reach'] == 'under' else 'few'}; there they count "
+                   f"{cal['boxes_per_photo']:.1f} on {_n(cal['photos'], 'photo')})")
         elif cal:
             nor = "" if cal.get("start_boxes_per_photo") is None else " nor starting weights' boxes"
             how = (f" (the starting weights' own: no pseudo-labels{nor} on the "
@@ -633,6 +640,11 @@ class AdaptRun:
             raise InvalidInputError(f"{self.paths['state']} is there but holds no stopped adapt run (it is where a run "
                                     f"of --out {self.paths['weights'].name} keeps its state): move it away or choose "
                                     "another --out")
+        if isinstance(base, (str, os.PathLike)) and Path(base).exists() and same_path(base, self.paths["weights"]):
+            # (--overwrite replaced the starting weights, and the provenance named a file that no
+            # longer held them: an outside review)
+            raise InvalidInputError(f"--out {self.paths['weights']} is the --from weights it would start from: choose "
+                                    "another --out (the adapted weights record which weights they came from)")
         if self.paths["weights"].exists() and not overwrite:
             raise InvalidInputError(f"{self.paths['weights']} exists: choose another --out or pass --overwrite")
         for key, ours in (("report_json", _adapt_report), ("report_txt", _adapt_report_text)):
@@ -864,7 +876,7 @@ class AdaptRun:
             self.model = ShelfNet(cfg)
         except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as exc:  # widths, blocks, neck
             raise InvalidInputError(f"{self._source}: its config does not describe a model that can be built "
-                                    f"({one_line(exc)[:200]})") from None
+                                    f"({clipped(one_line(exc))})") from None
         try:
             if self.resumed:  # the saved tensors move into the model; the state dict keeps only the rest
                 self.model.load_state_dict(self.s.pop("model"))
@@ -873,7 +885,7 @@ class AdaptRun:
                 del self._init_weights
         except (RuntimeError, TypeError, ValueError, AttributeError) as exc:  # another architecture, or damaged
             raise InvalidInputError(f"{self._source}: the weights do not fit the model they describe "
-                                    f"({one_line(exc)[:200]})") from None
+                                    f"({clipped(one_line(exc))})") from None
         self._check_stride()
         self.model.to(self.dev)
         self.ema = ema_copy(self.model)
@@ -884,7 +896,7 @@ class AdaptRun:
                 self.opt.load_state_dict(self.s.pop("opt"))
             except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
                 raise InvalidInputError(f"{self._source}: its saved weight average or optimiser does not fit the "
-                                        f"model ({one_line(exc)[:200]}); delete it to start again") from None
+                                        f"model ({clipped(one_line(exc))}); delete it to start again") from None
         self.mean, self.std = normaliser(cfg, self.dev)
         self.pool = SyntheticPool(seed=st.seed, size=st.size, stride=self.stride, tile_ratio=tile_ratio(cfg),
                                   pool=st.synth_pool)
@@ -903,7 +915,7 @@ class AdaptRun:
                 heat, _ = self.model(torch.zeros(1, 3, 64, 64))
         except (RuntimeError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"{self._source}: the model its config describes does not run "
-                                    f"({one_line(exc)[:200]})") from None
+                                    f"({clipped(one_line(exc))})") from None
         finally:
             self.model.train(was_training)
         real = 64 // max(int(heat.shape[-1]), 1)
@@ -1460,6 +1472,16 @@ class AdaptRun:
             j = int(ties[len(ties) // 2])  # the middle of a run of thresholds that count alike
             cal["thr"] = CALIB_GRID[j]
             cal["picked"] = True
+            # the target beyond what any threshold of the grid counts: its end is the closest, no
+            # match (the report said "picked to match" of weights 10 boxes a photo short at 0.2:
+            # an outside review)
+            end = "under" if totals.max() < target else "over" if totals.min() > target else None
+            cal["out_of_reach"] = end
+            if end is not None:
+                self.log(f"note: no threshold from {CALIB_GRID[0]:g} to {CALIB_GRID[-1]:g} counts as many boxes as "
+                         f"the target ({target / max(len(used), 1):.1f} a photo): at {cal['thr']:g} the weights "
+                         f"count {totals[j] / max(len(used), 1):.1f}, {'fewer' if end == 'under' else 'more'}; they "
+                         "serve there, the closest")
         cal["photos_used"] = len(used)
         cal["reference"] = reference
         cal["start"] = start_total
@@ -1606,7 +1628,8 @@ class AdaptRun:
             matched = "starting_weights" if start is not None and start > cal["reference"] else "pseudo_labels"
         return {"photos": int(cal["photos_used"]), "photos_planned": len(cal.get("names") or ()),
                 "cut_short": bool(cal.get("cut_short")),
-                "matched_counts": bool(cal["picked"]), "matched": matched,
+                "matched_counts": bool(cal["picked"]) and not cal.get("out_of_reach"), "matched": matched,
+                "out_of_reach": cal.get("out_of_reach"),
                 "pseudo_labels_per_photo": round(cal["reference"] / n, 1),
                 "start_boxes_per_photo": None if start is None else round(start / n, 1),
                 "boxes_per_photo": None if cal["count"] is None else round(cal["count"] / n, 1)}
@@ -1651,6 +1674,11 @@ class AdaptRun:
 
     def _finish(self) -> AdaptResult:  # after at least one step (run() checks)
         holdout = self._holdout_after()
+        if self.should_stop():
+            # asked during the last photo (of the held-out check, or of the threshold's pick):
+            # stopped as the line said, before anything is written; a run that went on wrote its
+            # weights and ended 0 after "stopping after this step or photo" (an outside review)
+            raise _Stop()
         info = self._provenance()
         if holdout is not None:
             info["holdout_check"] = holdout

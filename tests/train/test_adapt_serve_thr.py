@@ -463,3 +463,21 @@ def test_photos_lost_from_the_pick_without_a_budget_are_not_said_to_be_the_budge
     picked = res.report["serve_thr_picked"]
     assert picked["photos"] < picked["photos_planned"] and picked["cut_short"] is False
     assert "time budget" not in res.paths["report_txt"].read_text()
+
+
+def test_a_count_no_threshold_reaches_is_served_at_the_closest_and_not_said_matched(photos, tmp_path, monkeypatch):
+    # the weights counted 10 boxes a photo short of the target even at 0.2, the grid's lowest:
+    # the report said "picked to match" and matched_counts true (an outside review)
+    pipeline = importlib.import_module("densedet_tile.pipeline")
+
+    def few(image, detector, thresholds, **kw):
+        return [max(0, 3 - i) for i in range(len(thresholds))]  # at most 3 a photo, fewest at the top
+
+    monkeypatch.setattr(pipeline, "counts_at_thresholds", few)
+    res = adapt(photos, tmp_path / "few.pt", replace(TINY, rounds=1, steps=2), device="cpu")
+    how = res.report["serve_thr_picked"]
+    assert res.report["serve_thr"] == CALIB_GRID[0]
+    assert how["out_of_reach"] == "under" and how["matched_counts"] is False and how["boxes_per_photo"] == 3.0
+    text = res.paths["report_txt"].read_text()
+    assert "the closest to" in text and "no threshold of the search counts as many" in text
+    assert "picked to match" not in text
