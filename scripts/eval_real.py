@@ -83,6 +83,18 @@ class PhotosMissing(Exception):
 # ----------------------------------------------------------------------------------------------
 # inputs
 # ----------------------------------------------------------------------------------------------
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (--limit 0 kept no photo and blamed the photo list; a negative
+    one counted from the end: an outside review)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {n}")
+    return n
+
+
 def find_photos(folder: Path, limit: int | None = None,
                 names: tuple[str, str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The photos listed in ``folder/human_counts.csv`` that exist, in CSV order.
@@ -514,7 +526,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          "other detectors) (default: the runtime's choice)")
     ap.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                     help="extra keyword for the detector's build, as the CLI's (repeatable), e.g. split_stacks=false")
-    ap.add_argument("--limit", type=int, default=None, help="first N photos only, for debugging (not the full set)")
+    ap.add_argument("--limit", type=_positive, default=None, help="first N photos only, for debugging (not the full set)")
     ap.add_argument("--names", type=_name_range, default=None, metavar="FIRST..LAST",
                     help="only the photos whose stem sorts from FIRST to LAST, e.g. train_3170..train_3202 "
                          "(a split, e.g. the photos an adapt run never saw; not the full set)")

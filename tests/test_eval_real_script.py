@@ -292,3 +292,11 @@ def test_the_photo_rule_measures_at_the_main_threshold_as_the_engine_does(er):
         _, low = er.detect_at_thresholds(src, CloseUpUnsure(), [0.35, 0.45], tile=1280, overlap=0.2)
     assert info["tiles"] == engine.num_tiles > 1 and engine.settings["scale"]["value"] == pytest.approx(0.5)
     assert low["tiles"] == 1  # (measured at the detector's own 0.3: shrunk as a close-up)
+
+
+@pytest.mark.parametrize("bad", ["0", "-84", "x"])
+def test_limit_takes_one_photo_or_more(er, bad, capsys) -> None:
+    # --limit 0 kept no photo and blamed the photo list; -84 counted from the end (an outside review)
+    with pytest.raises(SystemExit) as info:
+        er.main(["--limit", bad, "--out", "unused"])
+    assert info.value.code == 2 and "--limit" in capsys.readouterr().err

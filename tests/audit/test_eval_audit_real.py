@@ -409,3 +409,38 @@ def test_the_real_photo_report_says_why_rows_were_missed(ev, tmp_path: Path, cap
     doc = json.loads(out.read_text())
     assert doc["missed_because"]["few boxes"] == 1 and doc["per_photo"][0]["missed_because"]["few boxes"] == 1
     assert doc["matched"] == 1
+
+
+def test_a_photo_replaced_under_its_name_is_detected_again_not_scored_with_its_old_boxes(ev, tmp_path, capsys):
+    # a cache made from one photo scored another photo saved under that name, without a word (an
+    # outside review): the cache records the photo's size and time, and a photo that differs is redone
+    import os
+
+    from PIL import Image
+
+    photos, dets = tmp_path / "photos", tmp_path / "dets"
+    photos.mkdir()
+    photo = photos / "p.jpg"
+    from densedet_tile.synth.shelves import render_shelf
+
+    shelf, _ = render_shelf(np.random.default_rng(2), width=640, height=480, product_height=120)
+    Image.fromarray(np.asarray(shelf)).save(photo, quality=95)
+    first = ev.detections_for(photo, dets)
+    again = ev.detections_for(photo, dets)  # the same photo: the cache as it is
+    assert "detected again" not in capsys.readouterr().err
+    assert np.array_equal(again.xyxy, first.xyxy)
+    Image.fromarray(np.full((480, 640, 3), 128, np.uint8)).save(photo)  # another photo: an empty grey one
+    os.utime(photo, ns=(photo.stat().st_atime_ns, photo.stat().st_mtime_ns + 10**9))
+    now = ev.detections_for(photo, dets)
+    assert "is not the photo p.detections.json was made from" in capsys.readouterr().err
+    assert ev._photo_changed(dets / "p.detections.json", photo) is False  # the cache is today's photo's now
+    assert len(first.xyxy) > 0 and len(now.xyxy) == 0  # the shelf's boxes are gone with the shelf
+
+
+def test_least_recall_lists_the_photos_by_their_recall(ev, capsys):
+    rows = [{"photo": "a", "matched": 9, "labels": 24, "found": 12, "gaps": 0, "gaps_across_bays": 0},  # 0.375, 15 missed
+            {"photo": "b", "matched": 0, "labels": 3, "found": 1, "gaps": 0, "gaps_across_bays": 0},  # 0.0, 3 missed
+            {"photo": "c", "matched": 1, "labels": 2, "found": 2, "gaps": 0, "gaps_across_bays": 0}]  # 0.5
+    ev.print_report({**ev.summarise(rows), "per_photo": rows}, "t")
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("least recall"))
+    assert line == "least recall: b 0/3 (found 1), a 9/24 (found 12), c 1/2 (found 2)"
