@@ -10,11 +10,16 @@ from typing import Sequence
 
 from ..errors import DensedetError, one_line
 from ..io import ensure_out_file, refuse_overwriting_input
-from .options import EXIT_OK, EXIT_USAGE, error, parse, positive_int
+from .options import EXIT_OK, EXIT_USAGE, _int, error, parse
 
 __all__ = ["convert_main", "build_parser"]
 
 PROG = "densedet-tile convert-checkpoint"
+
+
+def _with_background(text: str) -> int:
+    """A 1.x class count, the background included: 2 or more."""
+    return _int(text, 2, "an integer of 2 or more (the background and a class)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="densedet-x101",
                    help="shipped config name or config file to verify against (default: %(default)s)")
     p.add_argument("--no-verify", action="store_true", help="skip building the model to check keys and shapes")
-    p.add_argument("--num-classes-v1", type=positive_int, default=2, help="1.x num_classes, background included (default: %(default)s)")
+    p.add_argument("--num-classes-v1", type=_with_background, default=2,
+                   help="1.x num_classes, background included: 2 or more (default: %(default)s)")
     return p
 
 

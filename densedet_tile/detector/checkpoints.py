@@ -139,6 +139,9 @@ def state_dict_of(checkpoint: Any, *, source: str = "checkpoint") -> dict[str, A
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise DetectorError(f"{source}: entries that are not tensors: {', '.join(map(str, bad[:5]))}")
+    odd = [k for k in sd if not isinstance(k, str)]
+    if odd:  # (an int key reached k.startswith: a traceback; an outside review)
+        raise DetectorError(f"{source}: keys that are not parameter names (text): {', '.join(map(repr, odd[:5]))}")
     keys: Sequence[str] = list(sd)
     if all(k.startswith("module.") for k in keys):
         return {k[len("module."):]: v for k, v in sd.items()}

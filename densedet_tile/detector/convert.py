@@ -45,7 +45,7 @@ from typing import Any, Mapping
 import torch
 
 from ..configs import find_config
-from ..errors import DetectorError
+from ..errors import DetectorError, InvalidInputError
 from ..io import atomic_write
 from .checkpoints import load_checkpoint, state_dict_of
 
@@ -104,10 +104,15 @@ def background_last(value: torch.Tensor) -> torch.Tensor:
 def upgrade_state_dict(old: Mapping[str, torch.Tensor], *, num_classes_v1: int = 2) -> "OrderedDict[str, torch.Tensor]":
     """Rename and reorder a 1.x DenseDet state dict into the 3.x config's layout.
 
-    ``num_classes_v1`` counts the background, as 1.x configs did (2 for DenseDet). A state dict
-    that already has 3.x keys (``roi_head.*``) is refused: converting it again would move the
-    class rows a second time.
+    ``num_classes_v1`` counts the background, as 1.x configs did (2 for DenseDet; at least 2:
+    the background and a class). A state dict that already has 3.x keys (``roi_head.*``) is
+    refused: converting it again would move the class rows a second time.
     """
+    if isinstance(num_classes_v1, bool) or not isinstance(num_classes_v1, int) or num_classes_v1 < 2:
+        # (1 took a class-agnostic regression for the background's rows and wrote it empty, exit
+        # 0: an outside review)
+        raise InvalidInputError(f"num_classes_v1 counts the background: at least 2 (the background and a class), "
+                                f"got {num_classes_v1!r}")
     already = _first_3x_key(old)
     if already is not None:
         raise DetectorError(f"already in MMDetection 3.x form (key {already}), nothing to convert")
@@ -124,6 +129,8 @@ def upgrade_state_dict(old: Mapping[str, torch.Tensor], *, num_classes_v1: int =
         # Rows are reordered only for keys that really are 1.x head keys; a key that is
         # already named the 3.x way must never be reordered a second time.
         is_v1_head = _HEAD.match(_strip_module(key)) is not None
+        if is_v1_head and (_CLS.search(new_key) or _REG.search(new_key)) and value.dim() == 0:
+            raise DetectorError(f"{key}: a single number, not a layer's weight or bias (its rows are classes)")
         if is_v1_head and _CLS.search(new_key):
             if value.shape[0] != num_classes_v1:
                 raise DetectorError(

@@ -452,3 +452,41 @@ def test_a_broken_config_is_one_line_naming_the_config_before_any_conversion(tmp
     err = capsys.readouterr().err
     assert "error: config 'nosuch': no such file" in err and str(src) not in err
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_a_class_layer_that_is_a_single_number_is_refused_in_one_line(v3_state_dict):
+    # value.shape[0] of a 0-d tensor: an IndexError traceback (an outside review)
+    conv = _script()
+    old = to_v1_layout(v3_state_dict)
+    key = next(k for k in old if k.endswith("bbox_head.0.fc_cls.bias"))
+    old[key] = torch.tensor(1.0)
+    with pytest.raises(DetectorError, match=r"fc_cls.bias: a single number, not a layer's weight or bias"):
+        conv.upgrade_state_dict(old)
+
+
+@pytest.mark.parametrize("n", [1, 0, True])
+def test_a_class_count_without_room_for_the_background_is_refused(v3_state_dict, n):
+    # 1 took the class-agnostic regression for the background's rows and wrote it empty, exit 0
+    from densedet_tile.errors import InvalidInputError
+
+    conv = _script()
+    with pytest.raises(InvalidInputError, match=r"num_classes_v1 counts the background: at least 2"):
+        conv.upgrade_state_dict(to_v1_layout(v3_state_dict), num_classes_v1=n)
+
+
+def test_the_command_refuses_num_classes_v1_below_two(tmp_path, capsys):
+    from densedet_tile.cli.convert import convert_main
+
+    src = tmp_path / "sd.pth"
+    torch.save({"state_dict": {"a": torch.zeros(1)}}, src)
+    assert convert_main([str(src), str(tmp_path / "out.pth"), "--no-verify", "--num-classes-v1", "1"]) == 2
+    assert "--num-classes-v1: expected an integer of 2 or more" in capsys.readouterr().err
+    assert not (tmp_path / "out.pth").exists()
+
+
+def test_a_state_dict_key_that_is_no_text_is_refused_in_one_line(tmp_path):
+    # an int key reached k.startswith: an AttributeError traceback (an outside review)
+    path = tmp_path / "intkey.pth"
+    torch.save({"state_dict": {"module.backbone.conv1.weight": torch.zeros(1), 5: torch.zeros(1)}}, path)
+    with pytest.raises(DetectorError, match=r"keys that are not parameter names \(text\): 5"):
+        state_dict_of(load_checkpoint(path), source=str(path))
