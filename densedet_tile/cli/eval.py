@@ -187,7 +187,8 @@ def _eval(args: argparse.Namespace) -> int:
             print(f"note: {printable(n)}", file=sys.stderr)
     md = m.max_dets[-1]
     _warn_over_cap(over_max_dets(pairs, md), md)
-    print(f"{m.num_images} images, {m.num_gt} ground-truth boxes, {m.num_dt} predictions")
+    print(f"{counted(m.num_images, 'image')}, {m.num_gt} ground-truth box{'' if m.num_gt == 1 else 'es'}, "
+          f"{counted(m.num_dt, 'prediction')}")
     print(format_table([(Path(args.pred).name or Path(args.pred).resolve().name or str(args.pred), m.stats, None)], md))  # ("." named too)
     print("  ".join(f"{k}={v:.4f}" for k, v in m.stats.items()))
     if args.output:
@@ -214,11 +215,11 @@ def _ran(r: CompareRun) -> str:
     """How a compare run actually tiled the images, in words."""
     if r.name == "untiled":
         size = f"{r.tile} px" if r.tile is not None else f"{r.tiles[0]}-{r.tiles[-1]} px"
-        return f"one tile per image ({size}, resized to the detector's input), {r.num_tiles} tiles"
+        return f"one tile per image ({size}, resized to the detector's input), {counted(r.num_tiles, 'tile')}"
     size = f"{r.tile} px" if r.tile is not None else f"{r.tiles[0]}-{r.tiles[-1]} px (by image)"
     overlap = "by image" if r.overlap is None else f"{r.overlap:g}"
     how = " / ".join({"tile": "the tile as asked"}.get(v, v) for v in r.scale)
-    return f"tile {size}, overlap {overlap}, {r.num_tiles} tiles, scale set by {how}"
+    return f"tile {size}, overlap {overlap}, {counted(r.num_tiles, 'tile')}, scale set by {how}"
 
 
 def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
@@ -253,7 +254,7 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
                         + ("" if args.debug else " (--debug for the traceback)"))
         return EXIT_FAILED
     md = args.max_dets[-1]
-    print(f"{len(images)} images from {folder}, asked tile {args.tile}, overlap {args.overlap}")
+    print(f"{counted(len(images), 'image')} from {folder}, asked tile {args.tile}, overlap {args.overlap}")
     if args.classes is not None:  # the ground truth is cut to the same classes (one-class ground truth: all of it)
         print(f"classes {','.join(map(str, args.classes))} only: {counted(runs[0].metrics.num_gt, 'ground-truth box')} of them")
     for r in runs:

@@ -45,3 +45,12 @@ def test_an_image_with_nothing_to_find_and_no_predictions_is_not_said_to_miss_bo
     said = [n for n in notes if "no predictions" in n]
     # b.jpg has no box to miss; c.jpg has one
     assert said and said[0].startswith("1 ground-truth image has no predictions") and "(c.jpg)" in said[0]
+
+
+def test_the_summary_line_counts_one_of_each_in_the_singular(tmp_path: Path, capsys) -> None:
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(GT))
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}]))
+    assert eval_main([str(preds), str(gt)]) == 0
+    assert "1 image, 1 ground-truth box, 1 prediction" in capsys.readouterr().out
