@@ -25,7 +25,7 @@ from ..types import _plain_numbers
 from .bays import find_bays
 from .boxes import as_boxes
 from .gaps import DEFAULT_GAP_K, MIN_GAP_PX, EmptyShelf, Gap, find_empty_shelves, find_gaps
-from .heatmap import DensityGrid, density_grid
+from .heatmap import DensityGrid, colour_top, density_grid
 from .regions import MIN_THICKNESS, Region, inside_shares, overlapping_regions, region_members, thickness
 from .rows import RowLayout, find_rows
 
@@ -752,9 +752,13 @@ def _region_ends(boxes: np.ndarray, edges: tuple[str, str], union: Any, med_w: f
     y0, y1 = float(boxes[:, 1].min()), float(boxes[:, 3].max())
     x0, x1 = float(boxes[:, 0].min()), float(boxes[:, 2].max())
     reach = max(med_w, 1.0)
+    # beside the bay over at least half a product's height: a region that only touches its
+    # height range (one drawn over the shelf above, its edge on this bay's top) does not go on
+    # from its rows (a diff review)
+    least = 0.5 * reach * max(float(np.median(boxes[:, 3] - boxes[:, 1])), 1.0)
     out = list(edges)
     for k, (lo, hi) in enumerate(((x0 - reach, x0), (x1, x1 + reach))):
-        if out[k] == "end" and shapely.intersects(union, shapely.box(lo, y0, hi, y1)):
+        if out[k] == "end" and shapely.area(shapely.intersection(union, shapely.box(lo, y0, hi, y1))) >= least:
             out[k] = "region"
     return out[0], out[1]
 
@@ -918,7 +922,9 @@ def _rings_in_image(geometry: Any, width: int, height: int
     x0, y0, x1, y1 = geometry.bounds
     within = x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height  # nothing to cut (most regions)
     inside = pieces(geometry if within else shapely.intersection(geometry, shapely.box(0, 0, width, height)))
-    chosen = inside or pieces(geometry)
+    # (a region built in Python skips parse_regions' thickness check: its own pieces, thin or not)
+    chosen = inside or pieces(geometry) or [p for p in getattr(geometry, "geoms", [geometry])
+                                            if p.geom_type == "Polygon" and p.area > 0]
     return (tuple(ring(p.exterior) for p in chosen),
             tuple(ring(h) for p in chosen for h in p.interiors if len(h.coords) >= 4))
 
@@ -1211,5 +1217,8 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             "rows": int(grid.counts.shape[0]),
             "counts": grid.counts.tolist(),
             "density_per_mpx": np.round(grid.density, 1).tolist(),
+            # the density drawn fully red (the PNG, the report's legend): thin edge cells above it
+            # are drawn at that colour (heatmap.colour_top)
+            "colour_max_per_mpx": _r(colour_top(grid), 1),
         },
     }

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from .boxes import as_boxes, require_finite
 
-__all__ = ["DensityGrid", "density_grid", "auto_cell", "check_cell", "smallest_cell", "colorize", "heatmap_png",
+__all__ = ["DensityGrid", "density_grid", "auto_cell", "check_cell", "smallest_cell", "colorize", "colour_top", "heatmap_png",
            "MAX_CELLS", "AUTO_MAX_CELLS"]
 
 #: Most cells a density grid may have (the JSON lists every cell twice).
@@ -108,6 +108,23 @@ def density_grid(xyxy: np.ndarray, width: int, height: int, *, cell: int | None 
     return DensityGrid(counts.astype(np.int64), counts / area, int(cell), int(width), int(height))
 
 
+def colour_top(grid: DensityGrid) -> float:
+    """The density drawn fully red: the largest of the cells with at least half a whole cell's
+    area inside the image (all cells' where none has). A thin cell at the image's right or
+    bottom edge holds the centres of a whole shelf's products on a sliver of area: its density
+    set the top of the scale and the legend, and the strip read as the densest part of the shelf
+    while the real differences were squeezed into the blues (an outside review). It is drawn at
+    the top colour, its figure in the JSON as it is."""
+    rows, cols = grid.density.shape
+    if not grid.density.size:
+        return 0.0
+    cw = np.minimum(grid.cell, grid.width - np.arange(cols) * grid.cell)
+    ch = np.minimum(grid.cell, grid.height - np.arange(rows) * grid.cell)
+    full = float(min(grid.cell, grid.width)) * float(min(grid.cell, grid.height))
+    wide = (ch[:, None] * cw[None, :]) >= 0.5 * full
+    return float(grid.density[wide].max() if wide.any() else grid.density.max())
+
+
 def colorize(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
     """Map non-negative ``values`` (H, W) to RGBA uint8 (H, W, 4) on the ramp; zeros are
     transparent. ``vmax`` is the value drawn fully red (default: the maximum)."""
@@ -127,7 +144,7 @@ def heatmap_png(grid: DensityGrid, *, max_side: int = 1600) -> bytes:
     ``max_side`` (and at least one pixel per cell)."""
     from PIL import Image
 
-    rgba = colorize(grid.density)
+    rgba = colorize(grid.density, colour_top(grid))
     rows, cols = rgba.shape[:2]
     k = max(1, int(max_side // max(rows, cols)))
     big = np.repeat(np.repeat(rgba, k, axis=0), k, axis=1)

@@ -264,6 +264,11 @@ def _looks_cell(gap: dict[str, Any]) -> str:
             + f" (texture {gap.get('texture')} of the products')")
 
 
+def _thin_cells(top: float, drawn: float) -> str:
+    """The legend's note when thin cells at the image's edge are denser than the scale's top."""
+    return f"; thin cells at the image's edge up to {top:g}, drawn as {drawn:g}" if top > drawn else ""
+
+
 def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *, title: str | None = None) -> str:
     """The self-contained HTML report of an audit document (see
     :func:`~densedet_tile.audit.analysis.audit_to_dict`) with its preview and heatmap images."""
@@ -343,7 +348,8 @@ def render_html(doc: dict[str, Any], preview_jpeg: bytes, heatmap_png: bytes, *,
           b["gap_width_products"], b["left_edge"], b["right_edge"]] for b in doc.get("bays", [])])
     warn = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in doc.get("warnings", []))
     hm = doc["heatmap"]
-    hm_max = max((max(r) for r in hm["density_per_mpx"] if r), default=0)
+    hm_all = max((max(r) for r in hm["density_per_mpx"] if r), default=0)
+    hm_max = hm.get("colour_max_per_mpx", hm_all)  # (a JSON of an earlier version: the largest)
     pv = base64.b64encode(preview_jpeg).decode("ascii")
     hp = base64.b64encode(heatmap_png).decode("ascii")
     # the grid's cells are whole: the last column and row reach past the image's right and bottom
@@ -368,7 +374,7 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 <h2>Preview</h2>
 <p class="key">{_key(doc)}</p>
 <input type="checkbox" id="show-heat"> <label for="show-heat">show density heatmap</label>
-<span class="legend"></span> 0 to {hm_max:g} products / Mpx ({hm['cell_px']} px cells)
+<span class="legend"></span> 0 to {hm_max:g} products / Mpx ({hm['cell_px']} px cells{_thin_cells(hm_all, hm_max)})
 <input type="checkbox" id="actual-size"> <label for="actual-size">actual size (scroll to see it all)</label>
 <div class="scroll"><div class="stage">
 <img id="preview" alt="preview with product boxes (green), bays (cyan), shelf rows (blue), gaps numbered as in the table (red: looks empty, orange: unsure, purple: looks stocked) and regions (yellow)" src="data:image/jpeg;base64,{pv}">

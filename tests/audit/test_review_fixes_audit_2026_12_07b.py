@@ -78,3 +78,50 @@ def test_a_region_reaching_into_the_image_by_a_hair_keeps_its_own_outline() -> N
     doc = audit_to_dict(run_audit(a, w, h, regions=regs))
     poly = next(b["polygon"] for b in doc["bays"] if b["name"] == "outside")
     assert shapely.Polygon(poly).is_valid and shapely.Polygon(poly).area > 1
+
+
+def test_a_region_over_the_shelf_above_does_not_make_a_bays_side_a_region_edge() -> None:
+    # a diff review: a region drawn over the top shelf, wider than the products, its bottom edge
+    # on the next shelf's top, touched every found bay's height range and made their outer sides
+    # "region" (partial bays, left out of the wide-bay median)
+    a, w, h, _ = _aisle()
+    cy = (a[:, 1] + a[:, 3]) / 2
+    top = a[cy <= np.percentile(cy, 10)]
+    rest_top = float(a[cy > top[:, 3].max() + 3, 1].min())
+    for bottom in (rest_top, rest_top + 10):  # touching the next shelf, or reaching into it a little
+        regs = _regions(_rect("top shelf", a[:, 0].min() - 50, 0, a[:, 2].max() + 50, bottom))
+        res = run_audit(a, w, h, regions=regs)
+        found = [p for p in res.parts if p.kind == "bay"]
+        assert found and all("region" not in p.edges for p in found), [(p.name, p.edges) for p in found]
+
+
+def test_a_region_built_in_python_thinner_than_the_json_s_precision_does_not_crash_the_audit() -> None:
+    # a diff review: Region objects skip parse_regions' check, and every piece of a sliver was
+    # left out of its outline: an IndexError
+    from densedet_tile.audit import Region
+
+    a, w, h, _ = _aisle()
+    res = run_audit(a, w, h, regions=[Region("thin", shapely.box(500, 100, 500.05, 300))])
+    assert res.parts[0].name == "thin" and len(res.parts[0].polygon) >= 3
+
+
+def test_a_thin_cell_at_the_images_edge_does_not_set_the_heatmaps_top_colour() -> None:
+    # a 75 px bottom row of 305 px cells held a whole shelf's centres: its density set the red and
+    # the legend, so the edge read as the densest part of the shelf (an outside review)
+    from densedet_tile.audit.heatmap import colour_top, density_grid
+    from densedet_tile.audit.report import render_html
+
+    xs = np.arange(0, 2400, 100.0)
+    shelf = [[x, y, x + 90, y + 60] for y in (100.0, 400.0, 700.0, 1000.0) for x in xs[::3]]
+    edge = [[x, 1540, x + 90, 1598] for x in xs]  # a shelf whose centres fall in the thin bottom row
+    a = np.array(shelf + edge)
+    grid = density_grid(a, 2400, 1600, cell=305)
+    assert grid.density.shape == (6, 8)
+    assert grid.density[-1].max() > grid.density[:-1].max()  # the sliver is the densest by the formula
+    top = colour_top(grid)
+    assert top == grid.density[:-1].max()
+    res = run_audit(a, 2400, 1600, settings=AuditSettings(cell=305))
+    doc = audit_to_dict(res)
+    assert doc["heatmap"]["colour_max_per_mpx"] == round(top, 1)
+    page = render_html(doc, b"\xff\xd8\xff\xd9", b"\x89PNG")
+    assert f"0 to {round(top, 1):g} products / Mpx" in page and "thin cells at the image's edge up to" in page
