@@ -1054,12 +1054,6 @@ def parse_yolo_labels(text: str, where: str, *, mixed_scores: bool = False) -> t
     if bad is not None:
         raise InvalidInputError(f"{where}: line {bad[0]} has {len(bad[1])} fields, expected 5 (class cx cy w h) "
                                 "or 6 (+score)")
-    # a class is an index into the class list: digits 0-9 only ("²" passes str.isdigit but not
-    # int(): a traceback; "x" or "1.5" passed as a class of their own: an outside review)
-    odd = next(((n, f[0]) for n, f in rows if not (f[0].isascii() and f[0].isdigit())), None)
-    if odd is not None:
-        raise InvalidInputError(f"{where}: line {odd[0]}: the class must be a whole number (an index into the "
-                                f"class list), got {odd[1]!r}")
     if not mixed_scores and len({len(f) for _, f in rows}) > 1:
         # a line without its score would count as sure (1.0), ahead of every scored box, and
         # change AP without a word (a CSV with an empty score is refused the same way)
@@ -1131,7 +1125,10 @@ def _yolo_folder(p: Path, files: list[Path], gt: BoxSet | None) -> BoxSet:
                 # (as within one file: the unscored boxes would all count as sure, 1.0)
                 raise InvalidInputError(f"{plain}: its lines have no score but those of {with_score.name} have; "
                                         "give every file's lines their scores, or none")
-        classes = np.array([names[int(c)] if int(c) < len(names) else c for c in cls], dtype=object)
+        # a class number (digits 0-9: "²" passed str.isdigit and failed int(), a traceback; an
+        # outside review) names the class.txt line; anything else is a class name of its own
+        classes = np.array([names[int(c)] if c.isascii() and c.isdigit() and int(c) < len(names) else c
+                            for c in cls], dtype=object)
         out.images[keys[0]] = ImageBoxes(keys[0], g.width, g.height, yolo_to_xyxy(vals, g.width, g.height),
                                          vals[:, 4].copy(), classes, path=str(f))
     out.categories = _first_seen(im.classes for im in out.images.values())
