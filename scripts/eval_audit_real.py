@@ -568,16 +568,20 @@ def detections_for(photo: Path, dets: Path) -> Any:
     elif _photo_changed(cached, photo):
         # another photo under the name (replaced, or --photos another folder with the same names):
         # its cached boxes were scored against this photo's labels without a word (an outside review)
-        print(f"eval_audit_real: note: {photo} is not the photo {cached.name} was made from (its size or time "
-              "differs): detected again", file=sys.stderr)
+        print(f"eval_audit_real: note: {photo} is not the photo {cached.name} was made from (its size differs, "
+              "or it was saved since): detected again", file=sys.stderr)
         cache_detections(photo, cached)
     return read_detections_json(cached)
 
 
 def _photo_changed(cached: Path, photo: Path) -> bool:
-    """Whether the cached detections JSON records the photo it was made from (size and time, as
-    :func:`cache_detections` writes them) and ``photo`` is not that one now. A JSON that records
-    none (another tool's, an older cache) is taken as it is."""
+    """Whether ``cached`` is this script's own cache of the built-in model's boxes (its recorded
+    request: the shipped model) made from another photo than ``photo`` now: another size, or the
+    same file (by its real path) saved since. Another detector's JSON is never redone (a
+    diff review: it was overwritten with the built-in model's boxes), nor a photo copied or moved
+    with its size kept (its time changes with the copy)."""
+    import os
+
     from densedet_tile.runner import input_state
 
     try:
@@ -586,8 +590,18 @@ def _photo_changed(cached: Path, photo: Path) -> bool:
         return False
     settings = doc.get("settings") if isinstance(doc, dict) else None
     asked = settings.get("requested") if isinstance(settings, dict) else None
-    had = asked.get("input") if isinstance(asked, dict) else None
-    return had is not None and had != input_state(photo)
+    if not isinstance(asked, dict):
+        return False
+    job = asked.get("job")
+    detector = job.get("detector") if isinstance(job, dict) else None
+    if not (isinstance(detector, dict) and detector.get("kind") == "default" and detector.get("checkpoint") is None):
+        return False
+    had, now = asked.get("input"), input_state(photo)
+    if not (isinstance(had, list) and len(had) == 2) or now is None:
+        return False
+    if had[0] != now[0]:
+        return True
+    return asked.get("file") == os.path.realpath(photo) and had[1] != now[1]
 
 
 def eval_real(args: argparse.Namespace) -> dict[str, Any]:

@@ -444,3 +444,31 @@ def test_least_recall_lists_the_photos_by_their_recall(ev, capsys):
     ev.print_report({**ev.summarise(rows), "per_photo": rows}, "t")
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("least recall"))
     assert line == "least recall: b 0/3 (found 1), a 9/24 (found 12), c 1/2 (found 2)"
+
+
+def test_another_detectors_json_or_a_copied_photo_is_not_redone(ev, tmp_path):
+    # a diff review: a detections JSON of another detector whose photo's time differs was
+    # overwritten with the built-in model's boxes; a photo copied (same size, new time) is the same
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from densedet_tile.synth.shelves import render_shelf
+
+    shelf, _ = render_shelf(np.random.default_rng(2), width=640, height=480, product_height=120)
+    photo = tmp_path / "a" / "p.jpg"
+    photo.parent.mkdir()
+    Image.fromarray(np.asarray(shelf)).save(photo, quality=95)
+    dets = tmp_path / "dets"
+    ev.detections_for(photo, dets)
+    cached = dets / "p.detections.json"
+    copy = tmp_path / "b" / "p.jpg"
+    copy.parent.mkdir()
+    shutil.copy(photo, copy)  # same bytes, another time and path
+    assert ev._photo_changed(cached, copy) is False
+    doc = json.loads(cached.read_text())
+    doc["settings"]["requested"]["job"]["detector"]["kind"] = "mymod:make"
+    doc["settings"]["requested"]["input"][0] += 1  # and its photo another size
+    cached.write_text(json.dumps(doc))
+    assert ev._photo_changed(cached, photo) is False
