@@ -94,3 +94,20 @@ def test_a_tile_list_that_is_no_grid_joins_fragments_as_before() -> None:
         ok = (c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])
         dets.append(dt.Detections(c[ok] - [t.x, t.y, t.x, t.y], np.full(int(ok.sum()), 0.9)))
     np.testing.assert_allclose(merge_tiles(tiles, dets).xyxy, p)
+
+
+@pytest.mark.parametrize("mode", ["wbf", "nms"])
+def test_a_last_row_moved_onto_the_one_before_still_joins_the_row_above(mode) -> None:
+    # a 694 px image at tile 384 and overlap 0.2 has rows at 0, 307 and 310; a product cut by
+    # row 0 whose row-307 view was missed had its row-0 and row-310 fragments kept apart (rows
+    # two apart are no neighbours): counted twice under NMS (an outside review)
+    tiles = make_grid(400, 694, dt.TileSpec(384, 0.2))
+    assert sorted({t.y for t in tiles}) == [0, 307, 310]
+    views = {0: [152.9, 267.4, 233.7, 384.0, 0.49], 310: [153.1, 310.0, 231.8, 448.7, 0.60]}
+    dets = []
+    for t in tiles:
+        v = np.array([views[t.y]] if t.y in views else [], float).reshape(-1, 5)
+        dets.append(dt.Detections(v[:, :4] - [t.x, t.y, t.x, t.y], v[:, 4]))
+    out = merge_tiles(tiles, dets, dt.MergeSpec(mode=mode))
+    assert len(out) == 1
+    np.testing.assert_allclose(out.xyxy[0], [152.9, 267.4, 233.7, 448.7], atol=0.05)
