@@ -413,9 +413,10 @@ def report_text(report: dict[str, Any]) -> str:
             which = "the starting weights'" if cal.get("matched") == "starting_weights" else "their pseudo-labels'"
             target = cal["start_boxes_per_photo"] if cal.get("matched") == "starting_weights" \
                 else cal["pseudo_labels_per_photo"]
+            of = f" of {cal.get('photos_planned')} (the time budget ran out)" if cal.get("cut_short") else ""
             how = (f" (the closest to {which} {target:.1f} boxes per photo: no threshold of the search counts as "
                    f"{'many' if cal['out_of_reach'] == 'under' else 'few'}; there they count "
-                   f"{cal['boxes_per_photo']:.1f} on {_n(cal['photos'], 'photo')})")
+                   f"{cal['boxes_per_photo']:.1f} on {_n(cal['photos'], 'photo')}{of})")
         elif cal:
             nor = "" if cal.get("start_boxes_per_photo") is None else " nor starting weights' boxes"
             how = (f" (the starting weights' own: no pseudo-labels{nor} on the "
