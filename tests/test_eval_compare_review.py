@@ -304,3 +304,16 @@ def test_compare_warns_of_the_max_dets_cap_per_run(tmp_path: Path, capsys: pytes
                 "lets AP count (per image and class; the most: 5 boxes)") in err
     assert eval_main(args + ["--max-dets", "1,2,5"]) == 0
     assert "--max-dets" not in capsys.readouterr().err
+
+
+def test_compare_names_the_images_of_the_folder_the_ground_truth_does_not(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # a photo the ground truth does not name was left out without a word (an outside review)
+    from PIL import Image
+
+    imgs, gtp = _photo_folder(tmp_path)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(imgs / "zz_extra.png")
+    code = eval_main([str(imgs), str(gtp), "--compare", "--tile", "96", "--device", "cpu",
+                      "--detector", "fakes:BlobDetector"])
+    assert code == 0
+    assert f"1 image in {imgs} not in the ground truth (zz_extra.png), not run" in capsys.readouterr().err

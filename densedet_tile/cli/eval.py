@@ -236,6 +236,12 @@ def _run_compare(args: argparse.Namespace, gt: BoxSet) -> int:
     if absent:  # both runs need the photo: its ground truth cannot count as missed by either
         print(f"note: {counted(absent, 'ground-truth image')} not in {folder}, left out of both runs",
               file=sys.stderr)
+    unnamed = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
+                     and image_key(f.name) not in gt.images)
+    if unnamed:  # (left out without a word: an outside review)
+        more = f" and {len(unnamed) - 1} more" if len(unnamed) > 1 else ""
+        print(f"note: {counted(len(unnamed), 'image')} in {folder} not in the ground truth ({unnamed[0]}{more}), "
+              "not run", file=sys.stderr)
     tiling, merge, run = specs_from_args(args)
     spec = detector_spec_from_args(args)
     detector, fitted = build_detector(spec, Job(tiling=tiling, merge=merge, run=run))
