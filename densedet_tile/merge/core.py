@@ -211,6 +211,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
         confirm_cut=_firm_cuts(cut, local, gap),
         pairs=(i, j),
         confirmers=extra,
+        safe_overlap=spec.seam_overlap_px,
     )
     nj = rep.joined_xyxy.shape[0]
     xyxy = np.concatenate([xyxy[rep.keep], rep.joined_xyxy])

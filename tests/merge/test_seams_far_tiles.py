@@ -111,3 +111,15 @@ def test_a_last_row_moved_onto_the_one_before_still_joins_the_row_above(mode) ->
     out = merge_tiles(tiles, dets, dt.MergeSpec(mode=mode))
     assert len(out) == 1
     np.testing.assert_allclose(out.xyxy[0], [152.9, 267.4, 233.7, 448.7], atol=0.05)
+
+
+@pytest.mark.parametrize("mode", ["wbf", "nms"])
+def test_two_products_meeting_where_the_last_column_overlaps_the_one_two_back_thinly_stay_two(mode) -> None:
+    # a diff review: columns 0, 205, 410, 615, 635 of an 891 px image at tile 256 and overlap 0.2;
+    # the last shares column 615's rank only if it overlaps column 410 by the safe overlap (49 px):
+    # at 31 px two products meeting there were joined into one
+    p = np.array([[560.0, 20, 651, 180], [650, 20, 740, 180]])
+    tiles, dets = perfect_views(891, 200, dt.TileSpec(256, 0.2), p)
+    assert sorted({t.x for t in tiles}) == [0, 205, 410, 615, 635]
+    out = merge_tiles(tiles, dets, dt.MergeSpec(mode=mode))
+    np.testing.assert_allclose(np.sort(out.xyxy, axis=0), np.sort(p, axis=0))
