@@ -746,9 +746,10 @@ def _beside_region(a: np.ndarray, geometry: Any) -> np.ndarray | None:
 
 
 def _region_ends(boxes: np.ndarray, edges: tuple[str, str], union: Any, med_w: float) -> tuple[str, str]:
-    """A found bay's ``edges`` with an outer ``"end"`` made ``"region"`` where a region lies
-    within ``med_w`` (a median product's width) of the bay's products (``boxes``) on that side,
-    at their heights: the shelves go on into the region, so the bay was cut there, not ended."""
+    """A found bay's ``edges`` with an outer ``"end"`` made ``"region"`` where a region covers,
+    within ``med_w`` (a median product's width) of the bay's products (``boxes``) on that side
+    and at their heights, at least half a product's box (that width by half the median product
+    height): the shelves go on into the region, so the bay was cut there, not ended."""
     y0, y1 = float(boxes[:, 1].min()), float(boxes[:, 3].max())
     x0, x1 = float(boxes[:, 0].min()), float(boxes[:, 2].max())
     reach = max(med_w, 1.0)

@@ -110,7 +110,8 @@ def density_grid(xyxy: np.ndarray, width: int, height: int, *, cell: int | None 
 
 def colour_top(grid: DensityGrid) -> float:
     """The density drawn fully red: the largest of the cells with at least half a whole cell's
-    area inside the image (all cells' where none has). A thin cell at the image's right or
+    area inside the image (all cells' where those are empty: products only in a thin edge row
+    were drawn blue at a top of 0, a diff review). A thin cell at the image's right or
     bottom edge holds the centres of a whole shelf's products on a sliver of area: its density
     set the top of the scale and the legend, and the strip read as the densest part of the shelf
     while the real differences were squeezed into the blues (an outside review). It is drawn at
@@ -122,7 +123,8 @@ def colour_top(grid: DensityGrid) -> float:
     ch = np.minimum(grid.cell, grid.height - np.arange(rows) * grid.cell)
     full = float(min(grid.cell, grid.width)) * float(min(grid.cell, grid.height))
     wide = (ch[:, None] * cw[None, :]) >= 0.5 * full
-    return float(grid.density[wide].max() if wide.any() else grid.density.max())
+    top = float(grid.density[wide].max()) if wide.any() else 0.0
+    return top if top > 0 else float(grid.density.max())
 
 
 def colorize(values: np.ndarray, vmax: float | None = None) -> np.ndarray:

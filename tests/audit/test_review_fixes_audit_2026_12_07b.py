@@ -125,3 +125,17 @@ def test_a_thin_cell_at_the_images_edge_does_not_set_the_heatmaps_top_colour() -
     assert doc["heatmap"]["colour_max_per_mpx"] == round(top, 1)
     page = render_html(doc, b"\xff\xd8\xff\xd9", b"\x89PNG")
     assert f"0 to {round(top, 1):g} products / Mpx" in page and "thin cells at the image's edge up to" in page
+
+
+def test_products_only_in_a_thin_edge_row_are_drawn_red_not_blue() -> None:
+    # a diff review: every cell with half a cell inside the image empty made the top 0, and the
+    # thin row's products were drawn at the bottom of the ramp
+    from densedet_tile.audit.heatmap import colorize, colour_top, density_grid
+
+    a = np.array([[x, 1540, x + 90, 1598] for x in np.arange(0, 2400, 100.0)])
+    grid = density_grid(a, 2400, 1600, cell=305)
+    top = colour_top(grid)
+    assert top == grid.density.max() > 0
+    rgba = colorize(grid.density, top)
+    densest = np.unravel_index(np.argmax(grid.density), grid.density.shape)
+    assert rgba[densest][:3].tolist() == [215, 40, 30]  # red, not the ramp's dark blue
