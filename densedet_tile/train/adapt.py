@@ -641,11 +641,6 @@ class AdaptRun:
             raise InvalidInputError(f"{self.paths['state']} is there but holds no stopped adapt run (it is where a run "
                                     f"of --out {self.paths['weights'].name} keeps its state): move it away or choose "
                                     "another --out")
-        if isinstance(base, (str, os.PathLike)) and Path(base).exists() and same_path(base, self.paths["weights"]):
-            # (--overwrite replaced the starting weights, and the provenance named a file that no
-            # longer held them: an outside review)
-            raise InvalidInputError(f"--out {self.paths['weights']} is the --from weights it would start from: choose "
-                                    "another --out (the adapted weights record which weights they came from)")
         if self.paths["weights"].exists() and not overwrite:
             raise InvalidInputError(f"{self.paths['weights']} exists: choose another --out or pass --overwrite")
         for key, ours in (("report_json", _adapt_report), ("report_txt", _adapt_report_text)):
@@ -678,6 +673,10 @@ class AdaptRun:
             raw = Path(base).read_bytes() if Path(base).is_file() else None
             ckpt = read_checkpoint(base)
             base_info = {"weights": str(Path(base).resolve()), "sha256": _sha256(raw) if raw else None}
+            if same_path(base, self.paths["weights"]):
+                # adapted again into the same file (--overwrite): the file named no longer holds
+                # the starting weights; their hash and provenance below do (an outside review)
+                base_info["replaced_by_this_run"] = True
         label = f"--from {base}" if base is not None else "the built-in weights"
         if not (isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict) and isinstance(ckpt.get("config"), dict)):
             raise InvalidInputError(f"{label}: not weights of the built-in model (a checkpoint dict with "

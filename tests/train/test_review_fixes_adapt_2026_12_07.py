@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from densedet_tile.errors import InvalidInputError, clipped
+from densedet_tile.errors import clipped
 from densedet_tile.train.adapt import adapt
 
 from test_adapt_run import TINY, write_photos
@@ -38,16 +38,21 @@ def test_a_stop_asked_during_the_last_photo_stops_before_the_weights_are_written
     assert done.status == "done" and out.exists() and not res.paths["state"].exists()
 
 
-def test_out_the_same_file_as_from_is_refused(photos, tmp_path) -> None:
-    # --from b.pt --out b.pt --overwrite replaced the starting weights, and the provenance named a
-    # file that no longer held them
+def test_weights_adapted_again_into_their_own_file_say_the_file_no_longer_holds_the_start(photos, tmp_path) -> None:
+    # --from b.pt --out b.pt --overwrite replaced the starting weights, and the provenance named
+    # that file as theirs without a word (an outside review); their hash and provenance stay
+    import hashlib
+
     first = tmp_path / "b.pt"
     adapt(photos, first, replace(TINY, rounds=1, steps=1), device="cpu")
-    before = first.read_bytes()
-    with pytest.raises(InvalidInputError, match=r"is the --from weights it would start from"):
-        adapt(photos, first, replace(TINY, rounds=1, steps=1), base=str(first), device="cpu", overwrite=True)
-    assert first.read_bytes() == before
-    assert torch.load(first, weights_only=True)["info"]["kind"] == "densedet-tile adapt"
+    sha = hashlib.sha256(first.read_bytes()).hexdigest()
+    adapt(photos, first, replace(TINY, rounds=1, steps=1), base=str(first), device="cpu", overwrite=True)
+    base = torch.load(first, weights_only=True)["info"]["base"]
+    assert base["replaced_by_this_run"] is True and base["sha256"] == sha
+    assert base["info"]["kind"] == "densedet-tile adapt"
+    other = tmp_path / "c.pt"
+    adapt(photos, other, replace(TINY, rounds=1, steps=1), base=str(first), device="cpu")
+    assert "replaced_by_this_run" not in torch.load(other, weights_only=True)["info"]["base"]
 
 
 def test_a_long_message_is_cut_at_a_word_and_says_so() -> None:
