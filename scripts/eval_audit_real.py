@@ -915,17 +915,9 @@ def print_report(rep: dict[str, Any], title: str) -> None:
                                            for r in worst))
 
 
-def _at_least_0(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 (all photos) or more, got {n}")
-    return n
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    from densedet_tile.cli.options import nonneg_int
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="folder with the photos and shelf-rows/ (default: %(default)s)")
     p.add_argument("--dets", default="/tmp/audit_real/dets",
@@ -933,7 +925,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "<stem>.csv / <stem>.txt (YOLO) files, or one CSV of every photo (SKU-110K layout)")
     p.add_argument("--sheet", default=None, help="write the contact sheet JPEG here (outside the repository)")
     p.add_argument("--json", default=None, help="write the figures (and per-photo rows) here")
-    p.add_argument("--limit", type=_at_least_0, default=0, help="only the first N photos (0: all)")
+    p.add_argument("--limit", type=nonneg_int, default=0, help="only the first N photos (0: all)")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="measure on N generated aisles instead")
     p.add_argument("--tight", action="store_true",
                    help="with --synthetic: tight boxes on products filled up to thin uprights, as a real detector "

@@ -62,7 +62,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import densedet_tile as dt  # noqa: E402  (light: the engine and torch load lazily)
-from densedet_tile.cli.options import _key_value  # noqa: E402  (the CLI's KEY=VALUE parsing)
+from densedet_tile.cli.options import _key_value, positive_int  # noqa: E402  (the CLI's KEY=VALUE parsing)
 from densedet_tile.io import atomic_write  # noqa: E402
 from densedet_tile.detector.base import score_floor_for, score_floor_of, score_thr_of  # noqa: E402
 from densedet_tile.types import COUNT_BAND, UNCERTAIN_AT, CountRange  # noqa: E402
@@ -83,18 +83,6 @@ class PhotosMissing(Exception):
 # ----------------------------------------------------------------------------------------------
 # inputs
 # ----------------------------------------------------------------------------------------------
-def _positive(text: str) -> int:
-    """A whole number of at least 1 (--limit 0 kept no photo and blamed the photo list; a negative
-    one counted from the end: an outside review)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {n}")
-    return n
-
-
 def find_photos(folder: Path, limit: int | None = None,
                 names: tuple[str, str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The photos listed in ``folder/human_counts.csv`` that exist, in CSV order.
@@ -526,7 +514,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          "other detectors) (default: the runtime's choice)")
     ap.add_argument("--detector-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                     help="extra keyword for the detector's build, as the CLI's (repeatable), e.g. split_stacks=false")
-    ap.add_argument("--limit", type=_positive, default=None, help="first N photos only, for debugging (not the full set)")
+    # (1 or more: --limit 0 kept no photo and blamed the photo list, a negative one counted from
+    # the end: an outside review)
+    ap.add_argument("--limit", type=positive_int, default=None, help="first N photos only, for debugging (not the full set)")
     ap.add_argument("--names", type=_name_range, default=None, metavar="FIRST..LAST",
                     help="only the photos whose stem sorts from FIRST to LAST, e.g. train_3170..train_3202 "
                          "(a split, e.g. the photos an adapt run never saw; not the full set)")
