@@ -479,7 +479,7 @@ def run_audit(
         a spatial tree of their gaps' polygons): an empty stretch across a region's edge is an
         end of the region's rows, too short for an end gap, and a gap of the bay's row that
         mostly lies in the region; the bay reports it. An outer end of the bay with a region
-        within a product's width of its products (``regions_union``, every region's area) is a
+        beside its products (``regions_union``, every region's area; :func:`_region_ends`) is a
         ``"region"`` edge: the bay goes on in the region, so the found part is not a whole bay."""
         occ = np.zeros(0, np.int64) if occupied is None else occupied
         cut = None
