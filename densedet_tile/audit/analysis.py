@@ -502,8 +502,15 @@ def run_audit(
             # only the regions' products in this bay's columns fill its shelves
             lay, gaps, shelves = analyse(g, a[occ_groups[b]] if len(occ_groups[b]) else None)
             if covered is not None and gaps:
-                beside = {id(q) for q in _gaps_inside(gaps, covered(gaps), keep_inside=False)}
-                gaps = tuple(q for q in gaps if id(q) in beside or not _reported(q, region_gaps))
+                union = covered(gaps)
+                beside = {id(q) for q in _gaps_inside(gaps, union, keep_inside=False)}
+                # one mostly in a region that reports none there is kept only where it crosses the
+                # region's edge (a stretch the region's rows end in); one wholly inside lies over
+                # products the region counted (a found row running through a region on a real
+                # photo reported a gap on a shelf the region's row filled: an outside review)
+                across = {id(q) for q in _gaps_inside(gaps, union, keep_inside=False, share=0.95)}
+                gaps = tuple(q for q in gaps if id(q) in beside
+                             or (id(q) in across and not _reported(q, region_gaps)))
             if covered is not None and shelves:  # a region there holds that shelf's products
                 shelves = _gaps_inside(shelves, covered(shelves), keep_inside=False)
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
@@ -890,18 +897,18 @@ def _ring_of(piece: Any) -> tuple[tuple[float, float], ...]:
     return tuple((float(x), float(y)) for x, y in list(poly.exterior.coords)[:-1])
 
 
-def _gaps_inside(gaps: tuple[Any, ...], geometry: Any, *, keep_inside: bool = True) -> tuple[Any, ...]:
+def _gaps_inside(gaps: tuple[Any, ...], geometry: Any, *, keep_inside: bool = True, share: float = 0.5) -> tuple[Any, ...]:
     """The gaps (or empty shelves: anything with an ``xyxy``) that lie in ``geometry`` (or, with
     ``keep_inside=False``, outside it). A row
     found across a region of several pieces, or around a hole, spans stretches that are not the
     region's shelf (their products were left out, not missing), so a region's gap at least half
     outside it is dropped; a found bay's gap at least half inside a region lies over products the
-    region counted."""
+    region counted. "In" is ``share`` of a gap's box or more inside (a half by default)."""
     if not gaps:
         return gaps
     boxes = shapely.box(*np.array([g.xyxy for g in gaps], dtype=np.float64).T)
     area = shapely.area(boxes)
-    inside = shapely.area(shapely.intersection(boxes, geometry)) >= 0.5 * np.maximum(area, 1e-9)
+    inside = shapely.area(shapely.intersection(boxes, geometry)) >= share * np.maximum(area, 1e-9)
     keep = inside if keep_inside else ~inside
     return tuple(g for g, k in zip(gaps, keep.tolist()) if k)
 
