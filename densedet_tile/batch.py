@@ -773,6 +773,12 @@ def run_batch(
     try:  # (from here on every way out lets go of the lock: this block's, or the run's finally)
         earlier = manifest.records()
         paths = _written_before(paths, earlier)
+        # the folder's own run log named again (a glob over --out): no photo, left out with a note
+        # (each failed as an unknown image format, exit 1 on every rerun: an outside review)
+        logs = {os.path.realpath(manifest.log_path), os.path.realpath(manifest.json_path)}
+        for p in [p for p in paths if os.path.realpath(p) in logs]:
+            log.warning("%s: left out: this output folder's run log", p)
+        paths = [p for p in paths if os.path.realpath(p) not in logs]
         if not paths:
             raise InvalidInputError("every input is an output of an earlier run (see the warnings above); nothing to do")
         stems = batch_stems(paths, out, earlier, reserved=job.reserved_stems)

@@ -181,3 +181,19 @@ def test_a_stem_given_to_another_input_since_keeps_that_inputs_outputs(tmp_path)
     names = {p.name for p in out.iterdir()}
     assert {"shelf.detections.json", "shelf.detections.csv", "shelf-2.detections.json",
             "shelf-2.detections.csv"} <= names
+
+
+def test_a_glob_over_the_output_folder_leaves_its_run_log_out(tmp_path, caplog) -> None:
+    # "batch in/* --out in": the folder's manifest.json and manifest.jsonl were taken for photos
+    # and failed as unknown image formats, exit 1 on every rerun (an outside review)
+    imgs = _images(tmp_path / "in")
+    job = Job(tiling=TileSpec(tile=256))
+    first = run_batch(imgs, tmp_path / "in", detector=BlobDetector(), job=job, ray=None)
+    named = sorted((tmp_path / "in").iterdir())  # what the shell's in/* gives now
+    assert {"manifest.json", "manifest.jsonl"} <= {p.name for p in named}
+    with caplog.at_level("WARNING", logger="densedet_tile"):
+        again = run_batch(named, tmp_path / "in", detector=BlobDetector(), job=job, ray=None)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.endswith("manifest.jsonl: left out: this output folder's run log") for m in said)
+    assert any(m.endswith("manifest.json: left out: this output folder's run log") for m in said)
+    assert first.failed == again.failed == 0 and again.skipped == len(imgs)
