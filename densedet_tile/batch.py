@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import itertools
 import logging
 import os
 import re
@@ -776,9 +777,10 @@ def run_batch(
         # the folder's own run log named again (a glob over --out): no photo, left out with a note
         # (each failed as an unknown image format, exit 1 on every rerun: an outside review)
         logs = {os.path.realpath(manifest.log_path), os.path.realpath(manifest.json_path)}
-        for p in [p for p in paths if os.path.realpath(p) in logs]:
+        own_log = [os.path.realpath(p) in logs for p in paths]
+        for p in itertools.compress(paths, own_log):
             log.warning("%s: left out: this output folder's run log", p)
-        paths = [p for p in paths if os.path.realpath(p) not in logs]
+        paths = [p for p, mine in zip(paths, own_log) if not mine]
         if not paths:
             raise InvalidInputError("every input is an output of an earlier run (see the warnings above); nothing to do")
         stems = batch_stems(paths, out, earlier, reserved=job.reserved_stems)

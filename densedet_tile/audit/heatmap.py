@@ -102,10 +102,16 @@ def density_grid(xyxy: np.ndarray, width: int, height: int, *, cell: int | None 
     cy = np.clip((a[:, 1] + a[:, 3]) / 2, 0, height - 1e-6)
     ix, iy = (cx // cell).astype(np.int64), (cy // cell).astype(np.int64)
     counts = np.bincount(iy * cols + ix, minlength=rows * cols).reshape(rows, cols)
+    area = _inside_areas(int(cell), width, height, rows, cols) / 1e6
+    return DensityGrid(counts.astype(np.int64), counts / area, int(cell), int(width), int(height))
+
+
+def _inside_areas(cell: int, width: int, height: int, rows: int, cols: int) -> np.ndarray:
+    """(rows, cols) each cell's area inside the ``width`` x ``height`` image, in pixels (the last
+    row and column may be cut short)."""
     cw = np.minimum(cell, width - np.arange(cols) * cell)
     ch = np.minimum(cell, height - np.arange(rows) * cell)
-    area = ch[:, None] * cw[None, :] / 1e6
-    return DensityGrid(counts.astype(np.int64), counts / area, int(cell), int(width), int(height))
+    return (ch[:, None] * cw[None, :]).astype(np.float64)
 
 
 def colour_top(grid: DensityGrid) -> float:
@@ -116,13 +122,10 @@ def colour_top(grid: DensityGrid) -> float:
     set the top of the scale and the legend, and the strip read as the densest part of the shelf
     while the real differences were squeezed into the blues (an outside review). It is drawn at
     the top colour, its figure in the JSON as it is."""
-    rows, cols = grid.density.shape
     if not grid.density.size:
         return 0.0
-    cw = np.minimum(grid.cell, grid.width - np.arange(cols) * grid.cell)
-    ch = np.minimum(grid.cell, grid.height - np.arange(rows) * grid.cell)
     full = float(min(grid.cell, grid.width)) * float(min(grid.cell, grid.height))
-    wide = (ch[:, None] * cw[None, :]) >= 0.5 * full
+    wide = _inside_areas(grid.cell, grid.width, grid.height, *grid.density.shape) >= 0.5 * full
     top = float(grid.density[wide].max()) if wide.any() else 0.0
     return top if top > 0 else float(grid.density.max())
 

@@ -238,15 +238,13 @@ def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
     ends before its last row (an outside review: a bare ``OSError``, and black rows read
     without a word); not a JPEG whose coded data stops early behind a proper end (the file
     readers' check): the image holds what the program decoded and may have changed since."""
-    from .base import check_size
     from .colour import pillow_converter, stored_8bit
     from .orientation import exif_orientation
-    from .pillow import check_png_rows, load_pixels
+    from .pillow import check_pil_size, check_png_rows, load_pixels
 
     label = "<PIL image>"
+    check_pil_size(im, label, max_pixels)
     w, h = int(im.size[0]), int(im.size[1])
-    big = max_pixels is not None and w * h > max_pixels  # (refused: said at its upright size)
-    check_size(label, w, h, max_pixels, turned=big and exif_orientation(im, label) >= 5)
     eight_bit = stored_8bit(im)  # (asked before loading, as the file reader does)
     # its file, taken before loading: Pillow lets go of a file object once the pixels are in
     read_file = _pil_file_reader(im)

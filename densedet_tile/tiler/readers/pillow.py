@@ -301,6 +301,15 @@ def load_pixels(im: Any, label: str, fmt: str, sw: int, sh: int) -> None:
         raise ImageReadError(f"{label}: cannot decode {fmt} image ({type(exc).__name__}: {one_line(exc)})") from exc
 
 
+def check_pil_size(im: Any, label: str, max_pixels: int | None) -> None:
+    """:func:`~densedet_tile.tiler.readers.base.check_size` of a Pillow image (opened, not yet
+    decoded); one refused is said at its upright size, its EXIF orientation read from the header
+    for that alone (an outside review: 768x1024 refused, 1024x768 everywhere else)."""
+    w, h = int(im.size[0]), int(im.size[1])
+    big = max_pixels is not None and w * h > max_pixels
+    check_size(label, w, h, max_pixels, turned=big and exif_orientation(im, label) >= 5)
+
+
 class PillowSource(ImageSource):
     """A JPEG/PNG/WebP/BMP/GIF... decoded once by Pillow; windows converted on demand.
 
@@ -337,10 +346,7 @@ class PillowSource(ImageSource):
             raise ImageReadError(f"{label}: cannot read image header ({type(exc).__name__}: {one_line(exc)})") from exc
         try:
             sw, sh = im.size
-            # refused: said at its upright size (its orientation read here for that alone: from
-            # the header, as below)
-            big = max_pixels is not None and sw * sh > max_pixels
-            check_size(label, sw, sh, max_pixels, turned=big and exif_orientation(im, label) >= 5)
+            check_pil_size(im, label, max_pixels)
             fmt = im.format or "unknown"
             _warn_other_frames(im, label, fmt)
             if fmt == "JPEG":

@@ -67,15 +67,12 @@ class _WhileReading(logging.Filter):
         return not _IN_READER.get()
 
 
-_QUIET = _WhileReading()
+logging.getLogger("tifffile").addFilter(_WhileReading())  # (once, as this module loads)
 
 
 @contextlib.contextmanager
 def _reading() -> Iterator[None]:
     """Leave out tifffile's log records while the block runs (see :data:`_IN_READER`)."""
-    lg = logging.getLogger("tifffile")
-    if _QUIET not in lg.filters:
-        lg.addFilter(_QUIET)
     token = _IN_READER.set(True)
     try:
         yield
