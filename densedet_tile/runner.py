@@ -386,8 +386,11 @@ def _find_spec(name: str, where: Any) -> Any:
 #: least tile; results of every earlier rule carry no version). 2: 2026-12-06, later (the merge
 #: fuses boxes of two tiles that are each other's best match from ``MergeSpec.match_iou`` up).
 #: 3: 2026-12-06, stop 61 (``--tile auto`` sets a panorama's strip view aside where two of its
-#: squares under twice apart in size measure the same products).
-RULES_VERSION = 3
+#: squares under twice apart in size measure the same products). 4: 2026-12-07, stop 69 (the
+#: seam merge's best match judged over both sides of a box in index order, stop 67; a last tile
+#: moved onto the one before takes its rank when the tile two back overlaps it by half as much,
+#: stop 68, or when it moved by at most the seam tolerance: neither had bumped the version).
+RULES_VERSION = 4
 
 
 def request_key(job: Job, detector: Any = None, *, device: str | None = None) -> dict[str, Any]:
