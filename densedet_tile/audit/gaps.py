@@ -20,7 +20,7 @@ dividing by the square of the frame's local scale, and a stretch's threshold is 
 scale of its middle. A gap's vertical extent is its row's outline (from the row's upper edge
 to its fitted bottom line), so its ``polygon`` follows the shelf and ``xyxy`` is its bounding
 box. A product of another row that reaches across the middle of a row's band (a tall bottle
-in front of the shelf above) fills that stretch of it: what it hides is not seen to be empty. Gaps are found within one fixture's rows: run it per bay and no gap crosses an upright.
+in front of the shelf above) fills that stretch of it: what it hides is not seen to be empty. Gaps are found within one fixture's rows: run it per bay and no gap crosses an upright that cut the bays (one not found leaves a gap in each row at its post; the audit names such columns in a warning).
 
 A gap lives in a row, and a row exists only where products stand, so a shelf emptied from end
 to end leaves no row to hold it. :func:`find_empty_shelves` finds those from the spacing of the
