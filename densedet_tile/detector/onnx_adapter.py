@@ -367,7 +367,14 @@ def build(
             raise DetectorError(
                 f"onnx model {checkpoint}: input {inp.name!r} has no fixed size ({shape}); give its size (--input-size, or input_size=)"
             )
-        model_hw = (int(input_size), int(input_size))
+        # a side the export fixes stays fixed; the size given is the dynamic one's (it was both:
+        # a model of dynamic height and width 320 loaded, then failed on every image; an outside review)
+        model_hw = (fixed[0] or int(input_size), fixed[1] or int(input_size))
+        known = [d for d in fixed if d is not None]
+        if known and input_size > max(known):
+            raise InvalidInputError(
+                f"onnx model {checkpoint}: input size {input_size} is larger than the {known[0]} px its input "
+                f"{inp.name!r} fixes ({shape}); give at most {known[0]}, or export with both sides dynamic")
     else:
         model_hw = (int(fixed[0]), int(fixed[1]))
         if input_size is not None and input_size > max(model_hw):

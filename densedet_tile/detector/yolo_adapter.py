@@ -644,7 +644,15 @@ def build(
             side = max(imgsz) if isinstance(imgsz, (list, tuple)) and imgsz and all(isinstance(v, int) for v in imgsz) else None
         if side is None:
             raise DetectorError(f"{where}: input {list(rt.input_shape)} has no fixed size and no imgsz metadata; give its size (input_size=, --input-size)")
-        canvas = (math.ceil(side / stride) * stride,) * 2
+        free = math.ceil(side / stride) * stride
+        # a side the export fixes stays fixed (it was made the dynamic one's size too: loaded, then
+        # every image failed in onnxruntime's words; an outside review)
+        canvas = (hw[0] or free, hw[1] or free)
+        known = [d for d in hw if d is not None]
+        if known and input_size is not None and input_size > max(known):
+            raise InvalidInputError(
+                f"{where}: input_size {input_size} (--input-size) is larger than the {known[0]} px the model's input "
+                f"{list(rt.input_shape)} fixes; give at most {known[0]}, or export with dynamic=True")
     else:
         canvas = (int(hw[0]), int(hw[1]))
         if input_size is not None and input_size > max(canvas):

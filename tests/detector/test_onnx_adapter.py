@@ -604,3 +604,19 @@ def test_two_outputs_are_read_in_either_order(tmp_path, order, names):
     np.testing.assert_allclose(out.xyxy, [[1, 2, 30, 40], [50, 6, 80, 60]], atol=1e-4)
     np.testing.assert_allclose(out.scores, [0.9, 0.8], atol=1e-6)
     assert out.labels.tolist() == [3, 1]
+
+
+def test_one_dynamic_side_keeps_the_fixed_one(tmp_path):
+    # an export of dynamic height and fixed width 96: --input-size gave both sides, the model
+    # loaded and every image failed in onnxruntime ("Got: 64 Expected: 96"; an outside review)
+    path = tmp_path / "dyn_h.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(RedBox(), (torch.zeros(1, 3, 64, 96),), str(path), input_names=["img"],
+                          output_names=["det_bboxes", "det_labels"], dynamo=False, dynamic_axes={"img": {2: "h"}})
+    det = onnx_adapter.build(checkpoint=str(path), device="cpu", score_thr=0.5, input_size=64)
+    assert det.model_hw == (64, 96)
+    (d,) = det.predict([red_tile(100, 160, (40, 20, 80, 50))])
+    np.testing.assert_allclose(d.xyxy[0], (40, 20, 80, 50), atol=1.5 / 0.6 + 0.5)
+    with pytest.raises(InvalidInputError, match=r"input size 128 is larger than the 96 px its input 'img' fixes"):
+        onnx_adapter.build(checkpoint=str(path), device="cpu", input_size=128)

@@ -728,3 +728,20 @@ def test_a_tflite_model_litert_cannot_prepare_is_named(monkeypatch):
     monkeypatch.setattr(interpreter.Interpreter, "allocate_tensors", refuse)
     with pytest.raises(DetectorError, match=r"bright_cells_float32\.tflite: LiteRT cannot prepare it \(Select "):
         load_detector("yolo", checkpoint=tflite("float32"), device="cpu")
+
+
+def test_one_dynamic_side_keeps_the_fixed_one(torch, tmp_path):
+    # dynamic height, width fixed at 64: the canvas was input_size square (96 x 96 here), and
+    # every image failed in onnxruntime (an outside review)
+    path = tmp_path / "dyn_h.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(EndToEnd.module(torch), (torch.zeros(1, 3, 64, 64),), str(path), input_names=["images"],
+                          output_names=["output0"], opset_version=13, dynamo=False,
+                          dynamic_axes={"images": {2: "h"}})
+    det = load_detector("yolo", checkpoint=str(path), device="cpu", input_size=60)
+    assert det.canvas_hw == (64, 64)
+    (d,) = det.predict([tile_with(48, 64, {})])
+    assert d.xyxy.tolist() == [[8, 8, 24, 32]]
+    with pytest.raises(InvalidInputError, match="larger than the 64 px the model's input"):
+        load_detector("yolo", checkpoint=str(path), device="cpu", input_size=96)
