@@ -37,6 +37,7 @@ from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, c
                  flock_path, new_folders, remove_empty, same_path, sweep_temporaries, unlock_fd)
 from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, process_image, redo_reason,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
+from .types import ordered_range
 from .runner import _outputs_record, _remove_stale_outputs, _tool_doc  # (what a detections JSON of ours says it was written with)
 from .tiler.readers import IMAGE_SUFFIXES
 
@@ -501,7 +502,7 @@ def _existing_products(out_dir: Path, stem: str) -> dict[str, Any]:
         return out
     cr = doc.get("count_range")
     if isinstance(cr, dict) and isinstance(cr.get("counts"), list) and len(cr["counts"]) == 3:
-        out["count_range"] = [cr["counts"][0], cr["counts"][2]]
+        out["count_range"] = ordered_range(cr["counts"])
         out["uncertain"] = cr.get("uncertain") if isinstance(cr.get("uncertain"), bool) else None
     return out
 

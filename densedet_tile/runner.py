@@ -641,7 +641,7 @@ def process_image(
         input=inp, status="ok", products=len(result.detections), tiles=result.num_tiles,
         width=result.width, height=result.height, seconds=time.perf_counter() - t0,
         outputs=tuple(str(p) for p in written), outputs_sha256=digests,
-        count_range=None if cr is None else (cr.low, cr.high), uncertain=None if cr is None else cr.uncertain,
+        count_range=None if cr is None else (cr.bounds or (cr.low, cr.high)), uncertain=None if cr is None else cr.uncertain,
     )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode", "RunSpec", "CountRange", "COUNT_BAND", "CONFIRM_BAND", "UNCERTAIN_AT",
+__all__ = ["Detections", "Tile", "TileSpec", "MergeSpec", "MergeMode", "RunSpec", "CountRange", "ordered_range", "COUNT_BAND", "CONFIRM_BAND", "UNCERTAIN_AT",
            "UNCERTAIN_MIN_BOXES",
            "PRECISIONS", "DEFAULT_MAX_PIXELS", "default_batch_size"]
 
@@ -600,6 +600,16 @@ UNCERTAIN_AT: float = 0.3
 UNCERTAIN_MIN_BOXES: int = 2
 
 
+def ordered_range(counts: Any) -> list[Any]:
+    """``[least, most]`` of a count range's three counts (at the threshold + band, at it, at it -
+    band), or its two ends as given where one is missing or not a number: merged counts need
+    not fall as the threshold rises (:attr:`CountRange.bounds`)."""
+    lo, n, hi = counts
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, n, hi)):
+        return [min(lo, n, hi), max(lo, n, hi)]
+    return [lo, hi]
+
+
 @dataclass(frozen=True, slots=True)
 class CountRange:
     """How far an image's count moves when the score threshold moves a little.
@@ -617,21 +627,33 @@ class CountRange:
     high: int | None
 
     @property
-    def sensitivity(self) -> float | None:
-        """``(high - low) / count``: the share of the count that lies within the band (None
-        without both ends; for an empty image, the number of boxes just below the threshold)."""
+    def bounds(self) -> tuple[int, int] | None:
+        """The range to show, ``(least, most)`` of ``low``, ``count`` and ``high`` (None without
+        both ends). Merged counts need not fall as the threshold rises (fewer boxes, fewer of
+        them fused): 30 at 0.5, 28 at 0.45 and 29 at 0.4 was shown as "28 products (30-29)", a
+        range upside down that missed the count (an outside review)."""
         if self.high is None or self.low is None:
             return None
-        return (self.high - self.low) / self.count if self.count else float(self.high - self.low)
+        return min(self.low, self.count, self.high), max(self.low, self.count, self.high)
+
+    @property
+    def sensitivity(self) -> float | None:
+        """The spread of :attr:`bounds` over ``count`` (``(high - low) / count`` when the counts
+        fall with the threshold): the share of the count that lies within the band (None
+        without both ends; for an empty image, the number of boxes just below the threshold)."""
+        b = self.bounds
+        if b is None:
+            return None
+        return (b[1] - b[0]) / self.count if self.count else float(b[1] - b[0])
 
     @property
     def uncertain(self) -> bool | None:
         """Whether :attr:`sensitivity` reaches :data:`UNCERTAIN_AT` with a swing of at least
         :data:`UNCERTAIN_MIN_BOXES` boxes (None when unknown)."""
-        s = self.sensitivity
-        if s is None or self.high is None or self.low is None:
+        s, b = self.sensitivity, self.bounds
+        if s is None or b is None:
             return None
-        return bool(s >= UNCERTAIN_AT - 1e-12 and self.high - self.low >= UNCERTAIN_MIN_BOXES)
+        return bool(s >= UNCERTAIN_AT - 1e-12 and b[1] - b[0] >= UNCERTAIN_MIN_BOXES)
 
     def as_dict(self) -> dict[str, object]:
         s = self.sensitivity

@@ -289,3 +289,32 @@ def test_a_model_built_above_its_own_threshold_still_returns_boxes_down_to_it():
     det = dt.load_detector("default", score_thr=0.8)
     assert det.scale_thr == 0.45 and det.score_floor == 0.45
     assert dt.load_detector("default", score_thr=0.5).score_floor == pytest.approx(0.4)
+
+
+def test_a_range_whose_counts_do_not_fall_with_the_threshold_is_shown_in_order():
+    # merged counts need not fall as the threshold rises (fewer boxes, fewer fused): 30 at 0.5,
+    # 28 at 0.45 and 29 at 0.4 was shown "28 products (30-29)", upside down and without the
+    # count (an outside review); the range shown is the least and the most of the three
+    from densedet_tile.audit.report import _range_cell
+    from densedet_tile.cli.options import products_text
+    from densedet_tile.types import CountRange
+
+    cr = CountRange(score_thr=0.45, band=0.05, low=30, count=28, high=29)
+    assert cr.bounds == (28, 30)
+    assert cr.sensitivity == pytest.approx(2 / 28)
+    assert cr.as_dict()["counts"] == [30, 28, 29]  # what was measured at each threshold, as it was
+    assert products_text(28, (30, 29)) == "28 products (28-30)"
+    assert _range_cell(cr.as_dict()) == "28-30"
+    # a range that falls as it should is shown as before
+    assert CountRange(score_thr=0.45, band=0.05, low=25, count=28, high=33).bounds == (25, 33)
+    assert products_text(28, (25, 33), True) == "28 products (25-33, uncertain count)"
+
+
+def test_a_resumed_batch_lists_an_earlier_results_range_in_order(tmp_path):
+    import json
+
+    from densedet_tile.batch import _existing_products
+
+    doc = {"num_detections": 28, "count_range": {"counts": [30, 28, 29], "uncertain": False}}
+    (tmp_path / "img.detections.json").write_text(json.dumps(doc))
+    assert _existing_products(tmp_path, "img")["count_range"] == [28, 30]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageReadError, InvalidInputError
+from ..types import ordered_range
 from .analysis import AuditResult, _poly, _polys, _segment, _segments, part_clip
 
 __all__ = ["preview_scale", "render_preview", "render_html", "load_preview_image", "PREVIEW_MAX_WIDTH",
@@ -247,7 +248,7 @@ def _range_cell(count_range: dict[str, Any] | None) -> str:
     """``"31-55, uncertain"`` for a bay's count range (the counts at the threshold +-band)."""
     if not count_range:
         return ""
-    lo, _, hi = count_range.get("counts") or (None, None, None)
+    lo, hi = ordered_range(count_range.get("counts") or (None, None, None))
     if lo is None or hi is None:
         return ""
     return f"{lo}-{hi}" + (", uncertain" if count_range.get("uncertain") else "")

@@ -20,6 +20,7 @@ import threading
 from typing import Any, Callable, NoReturn, Sequence
 
 from ..errors import InvalidInputError
+from ..types import ordered_range
 from ..detector.registry import BUILTIN_KINDS, DetectorSpec
 from ..io import FORMATS
 from ..types import CONFIRM_BAND, COUNT_BAND, DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec
@@ -504,7 +505,7 @@ def products_text(n: Any, count_range: Any = None, uncertain: bool | None = None
     text = counted(n, "product")
     if count_range is None or count_range[0] is None or count_range[1] is None:
         return text
-    lo, hi = count_range
+    lo, hi = ordered_range((count_range[0], n, count_range[1]))
     return f"{text} ({lo}-{hi}{', uncertain count' if uncertain else ''})"
 
 
