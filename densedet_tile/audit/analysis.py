@@ -455,7 +455,20 @@ def run_audit(
 
     image_box = shapely.box(0.0, 0.0, float(width), float(height))
     shelf_photo = None if picture is None or not s.bays else _shelf_photo(picture, a, width, height)
+    far = 10.0 * (width + height)
+    textures = None
+    if shelf_photo is not None:
+        from .gapcheck import _gradient_integral, texture_means
+
+        sat: list[np.ndarray] = []  # (made once, when a bay first asks)
+
+        def textures(xyxy: np.ndarray) -> np.ndarray:
+            """Each box's mean gradient in the photo's shelf lines picture (NaN: no pixel)."""
+            if not sat:
+                sat.append(_gradient_integral(shelf_photo[0]))
+            return texture_means(sat[0], xyxy, shelf_photo[1])
     lines_read: list[bool] = []  # (the found bays' cut read them: not with regions over every box)
+    post_notes: list[str] = []  # (bays cut along a post seen in the photo: said, as it may be wrong)
 
     def analyse(idx: np.ndarray, occupied: np.ndarray | None = None
                 ) -> tuple[RowLayout, tuple[Gap, ...], tuple[EmptyShelf, ...]]:
@@ -494,51 +507,90 @@ def run_audit(
             occ_groups = _split_by(occ, occ_of, cut.n_bays)
             kinds = cut.kinds
         out = []
-        name_of: dict[int, str] = {}
+        name_of: dict[int, tuple[str, str]] = {}  # a cut's bay: the names of its first and last piece
         med_w = float(np.median(a[idx, 2] - a[idx, 0])) if len(idx) else 0.0
         for b, g in enumerate(groups):
             if len(g) == 0:
                 continue
             # only the regions' products in this bay's columns fill its shelves
-            lay, gaps, shelves = analyse(g, a[occ_groups[b]] if len(occ_groups[b]) else None)
-            if covered is not None and gaps:
-                union = covered(gaps)
-                beside = {id(q) for q in _gaps_inside(gaps, union, keep_inside=False)}
-                # one mostly in a region that reports none there is kept only where it crosses the
-                # region's edge (a stretch the region's rows end in); one wholly inside lies over
-                # products the region counted (a found row running through a region on a real
-                # photo reported a gap on a shelf the region's row filled: an outside review)
-                across = {id(q) for q in _gaps_inside(gaps, union, keep_inside=False, share=0.95)}
-                gaps = tuple(q for q in gaps if id(q) in beside
-                             or (id(q) in across and not _reported(q, region_gaps)))
-            if covered is not None and shelves:  # a region there holds that shelf's products
-                shelves = _gaps_inside(shelves, covered(shelves), keep_inside=False)
+            occ_b = occ_groups[b]
+            lay, gaps, shelves = analyse(g, a[occ_b] if len(occ_b) else None)
             left = kinds[b - 1] if b > 0 else ("image edge" if a[g, 0].min() <= 0.5 * med_w else "end")
             right = kinds[b] if b < len(kinds) else ("image edge" if a[g, 2].max() >= width - 0.5 * med_w else "end")
-            if regions_union is not None:
-                left, right = _region_ends(a[g], (left, right), regions_union, med_w)
-            name = f"bay {first + len(out)}"
-            # the outline stops at the image's edges and at the cuts beside the bay (a box across
-            # an upright would otherwise carry it into the next bay)
-            outline = _bay_outline(a[g], lay)
             clip = _bay_strip(cut, b, width, height) if cut is not None else image_box
-            outline = _cut_ring(outline, clip) or outline
-            if cut is not None and cut.n_bays > 1 and gaps:
-                gaps = _gaps_cut(gaps, clip, s.gap_k)  # a gap stops at the bay's cuts too
-            if gaps:
-                # ... and at the bay's own columns (its outline's ends): a region's products within
-                # an end stretch's reach of them make the stretch up to the bay's first product
-                # one between two products, beginning beyond the bay; the part inside is its gap
-                x0, x1 = float(a[g, 0].min()), float(a[g, 2].max())
-                gaps = _gaps_cut(gaps, shapely.box(x0, -1.0 - height, x1, 2.0 * height + 1.0), s.gap_k,
-                                 keep_narrow=True)
-            if name in taken:  # (a region may be named "bay 3 (found)" too: then "(found 2)", ...)
-                name = next(n for n in (f"{name} (found)", *(f"{name} (found {k})" for k in range(2, len(taken) + 3)))
-                            if n not in taken)
-            out.append(AuditPart(name, g, lay, gaps, "bay",
-                                 outline, (left, right), strip=clip if cut is not None and cut.n_bays > 1 else None,
-                                 empty_shelves=shelves))
-            name_of[b] = out[-1].name
+            pieces = [(g, occ_b, lay, gaps, shelves, clip, left, right)]
+            posts = _post_lines(a, g, lay, gaps, textures) if textures is not None and len(lay.rows) else []
+            rows_before = len(lay.rows)
+            if posts:
+                # an upright the boxes did not show, seen in the photo: the bay is cut along it
+                pieces = []
+                sides = np.r_[-far, [c for c, _, _ in posts], far]
+                leans = np.r_[0.0, [k for _, k, _ in posts], 0.0]
+
+                def side_of(boxes: np.ndarray) -> np.ndarray:
+                    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+                    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+                    return (cx[:, None] >= (sides[None, 1:-1] + leans[None, 1:-1] * cy[:, None])).sum(axis=1)
+
+                at, occ_at = side_of(a[g]), side_of(a[occ_b]) if len(occ_b) else np.zeros(0, np.int64)
+                for q in range(len(posts) + 1):
+                    gq, oq = g[at == q], occ_b[occ_at == q]
+                    if not len(gq):
+                        continue
+                    lq, gapq, shq = analyse(gq, a[oq] if len(oq) else None)
+                    ys = (-far, far)
+                    band = shapely.Polygon([(sides[q] + leans[q] * ys[0], ys[0]), (sides[q + 1] + leans[q + 1] * ys[0], ys[0]),
+                                            (sides[q + 1] + leans[q + 1] * ys[1], ys[1]), (sides[q] + leans[q] * ys[1], ys[1])])
+                    pieces.append((gq, oq, lq, gapq, shq, clip.intersection(band),
+                                   left if q == 0 else "upright", right if q == len(posts) else "upright"))
+            first_name = None
+            for g, occ_b, lay, gaps, shelves, clip, left, right in pieces:
+                if covered is not None and gaps:
+                    union = covered(gaps)
+                    beside = {id(q) for q in _gaps_inside(gaps, union, keep_inside=False)}
+                    # one mostly in a region that reports none there is kept only where it crosses the
+                    # region's edge (a stretch the region's rows end in); one wholly inside lies over
+                    # products the region counted (a found row running through a region on a real
+                    # photo reported a gap on a shelf the region's row filled: an outside review)
+                    across = {id(q) for q in _gaps_inside(gaps, union, keep_inside=False, share=0.95)}
+                    gaps = tuple(q for q in gaps if id(q) in beside
+                                 or (id(q) in across and not _reported(q, region_gaps)))
+                if covered is not None and shelves:  # a region there holds that shelf's products
+                    shelves = _gaps_inside(shelves, covered(shelves), keep_inside=False)
+                if regions_union is not None:
+                    left, right = _region_ends(a[g], (left, right), regions_union, med_w)
+                name = f"bay {first + len(out)}"
+                # the outline stops at the image's edges and at the cuts beside the bay (a box across
+                # an upright would otherwise carry it into the next bay)
+                outline = _bay_outline(a[g], lay)
+                outline = _cut_ring(outline, clip) or outline
+                if (cut is not None and cut.n_bays > 1 or len(pieces) > 1) and gaps:
+                    gaps = _gaps_cut(gaps, clip, s.gap_k)  # a gap stops at the bay's cuts too
+                if gaps:
+                    # ... and at the bay's own columns (its outline's ends): a region's products within
+                    # an end stretch's reach of them make the stretch up to the bay's first product
+                    # one between two products, beginning beyond the bay; the part inside is its gap
+                    x0, x1 = float(a[g, 0].min()), float(a[g, 2].max())
+                    gaps = _gaps_cut(gaps, shapely.box(x0, -1.0 - height, x1, 2.0 * height + 1.0), s.gap_k,
+                                     keep_narrow=True)
+                if name in taken:  # (a region may be named "bay 3 (found)" too: then "(found 2)", ...)
+                    name = next(n for n in (f"{name} (found)", *(f"{name} (found {k})" for k in range(2, len(taken) + 3)))
+                                if n not in taken)
+                out.append(AuditPart(name, g, lay, gaps, "bay",
+                                     outline, (left, right),
+                                     strip=clip if (cut is not None and cut.n_bays > 1) or len(pieces) > 1 else None,
+                                     empty_shelves=shelves))
+                first_name = first_name or name
+                name_of[b] = (first_name, name)
+            if posts and first_name is not None:
+                y_mid = float((a[g, 1].min() + a[g, 3].max()) / 2)
+                at_x = " and ".join(f"{c + k * y_mid:.0f}" for c, k, _ in posts)
+                rows_at = " and ".join(sorted({str(n) for _, _, n in posts}))
+                post_notes.append(
+                    f"{first_name} to {name}: cut along {'an upright' if len(posts) == 1 else f'{len(posts)} uprights'} "
+                    f"(x {at_x}), where the gaps of {rows_at} of the {rows_before} rows found before lined up and look "
+                    "flat in the photo, as an upright's post does; a column of empty shelf would look alike, and its "
+                    "gaps are not reported")
         if cut is not None and cut.spans is not None:
             empties.extend(_empty_sections(cut, [np.r_[g, o] for g, o in zip(groups, occ_groups)],
                                            name_of, {p.name: p for p in out}, a, s.gap_k))
@@ -638,6 +690,7 @@ def run_audit(
         warnings.append("no product boxes: no bay, row or gap to find (an empty fixture, or the detections of "
                         "another image?)")
     warnings.extend(_wide_bays(parts, s.bay_width_m))
+    warnings.extend(post_notes)
     warnings.extend(_lined_up_gaps(parts))
     warnings.extend(_rolled_past_max_tilt(parts, a, s.max_tilt))
     warnings.extend(_boxes_over_products(a))
@@ -742,38 +795,44 @@ _LINED_SHARE = 0.6
 _LINED_MIN_ROWS = 3
 
 
+def _gap_columns(gaps: Sequence[Gap], rows: int) -> list[tuple[float, float, int]]:
+    """The columns ``(x0, x1, rows)`` over which the interior gaps of at least
+    :data:`_LINED_SHARE` of a bay's ``rows`` rows (and :data:`_LINED_MIN_ROWS`) overlap, left to
+    right, with the most rows any x of each holds."""
+    inner = [g for g in gaps if g.kind == "interior"]
+    need = max(_LINED_MIN_ROWS, int(np.ceil(_LINED_SHARE * rows)))
+    if len({g.row for g in inner}) < need:
+        return []
+    # a row's gaps never overlap each other: the gaps over a column are that many rows
+    x = np.array([(g.x1, g.x2) for g in inner], dtype=np.float64)
+    at = np.r_[x[:, 0], x[:, 1]]
+    step = np.r_[np.ones(len(x), np.int64), -np.ones(len(x), np.int64)]
+    order = np.lexsort((step, at))  # (an end before a start at one x: touching gaps do not overlap)
+    depth = np.cumsum(step[order])
+    deep = depth >= need
+    # each stretch of x over which ``need`` rows' gaps overlap (it starts where the depth
+    # reaches ``need`` and ends at the next event) is one column
+    cols = []
+    for k in np.flatnonzero(deep & ~np.r_[False, deep[:-1]]).tolist():
+        end = k + int(np.argmin(deep[k:]))  # (the depth ends at 0: some later event is shallow)
+        cols.append((float(at[order][k]), float(at[order][end]), int(depth[k:end].max())))
+    return cols
+
+
 def _lined_up_gaps(parts: Sequence[AuditPart]) -> list[str]:
     """Say where the interior gaps of most of a bay's rows overlap at one column: an upright the
     audit did not cut there (its post passes the look in the pixels as empty shelf), or a column
     of products the detector missed on every shelf; either way not a column of empty shelf to
     trust (an outside review: on a real photo of three sections, 9 of the 10 gaps that looked
-    empty lay on the two uprights the audit had not found). Cutting bays there was tried and
-    left out: on the 85 real photos such columns lie at a human bay boundary 6 times and
-    elsewhere 41 (docs/audit.md, "Bay boundaries the boxes do not show")."""
+    empty lay on the two uprights the audit had not found). Where the photo shows such a column
+    flat on most rows, the bay is cut there (:func:`_post_lines`); what is left is named here."""
     out = []
     for p in parts:
         rows = len(p.layout.rows)
-        gaps = [g for g in p.gaps if g.kind == "interior"]
-        need = max(_LINED_MIN_ROWS, int(np.ceil(_LINED_SHARE * rows)))
-        if len({g.row for g in gaps}) < need:
-            continue
-        # a row's gaps never overlap each other: the gaps over a column are that many rows
-        x = np.array([(g.x1, g.x2) for g in gaps], dtype=np.float64)
-        at = np.r_[x[:, 0], x[:, 1]]
-        step = np.r_[np.ones(len(x), np.int64), -np.ones(len(x), np.int64)]
-        order = np.lexsort((step, at))  # (an end before a start at one x: touching gaps do not overlap)
-        depth = np.cumsum(step[order])
-        deep = depth >= need
-        # each stretch of x over which ``need`` rows' gaps overlap (it starts where the depth
-        # reaches ``need`` and ends at the next event) is one column
-        starts = np.flatnonzero(deep & ~np.r_[False, deep[:-1]])
-        cols = []
-        for k in starts.tolist():
-            end = k + int(np.argmin(deep[k:])) if not deep[k:].all() else len(deep) - 1
-            lo, hi = float(at[order][k]), float(at[order][end])
-            cols.append((lo, hi, int(depth[k:end].max()) if end > k else int(depth[k])))
+        cols = _gap_columns(p.gaps, rows)
         if not cols:
             continue
+        need = max(_LINED_MIN_ROWS, int(np.ceil(_LINED_SHARE * rows)))
         name = p.name if p.name is not None else "the fixture"
         where = ", ".join(f"x {lo:.0f}{'' if round(lo) == round(hi) else f'-{hi:.0f}'} ({n} rows)"
                           for lo, hi, n in cols[:3])
@@ -782,6 +841,69 @@ def _lined_up_gaps(parts: Sequence[AuditPart]) -> list[str]:
                    "there, or a column of products missed; those gaps are not to be read as empty shelf without "
                    "a look")
     return out
+
+
+#: A column of gaps (:func:`_gap_columns`) whose gaps' texture over their rows' products has a
+#: median under this is an upright's post (the look in the pixels' "empty", gapcheck.LOOKS_EMPTY)
+_POST_TEXTURE = 0.35
+#: ... and whose whole height, from the bay's top row to its bottom one (shelf lips and the rows
+#: without a gap there included), is under this share of the bay's products' texture: a post
+#: is flat all the way down, while shelf lips and products cross a column of empty shelf or of
+#: products missed (the 85 real photos: 0.34 and 0.43 on train_3108's posts, 0.67 and more on
+#: the 26 other columns; generated aisles painted flat, their empty columns 5.7 and more)
+_POST_WHOLE = 0.5
+#: Steepest lean (dx/dy) of a post's line through its gaps.
+_POST_LEAN = 0.15
+
+
+def _post_lines(a: np.ndarray, idx: np.ndarray, layout: RowLayout, gaps: Sequence[Gap],
+                textures: Any) -> list[tuple[float, float, int]]:
+    """The lines ``x = c + k * y`` (left to right), with the rows of gaps behind each, of the uprights a found bay's boxes ``a[idx]``
+    (rows ``layout``, gaps ``gaps``) did not show: columns of gaps lined up over most of its rows
+    (:func:`_gap_columns`) that look flat in the photo: their gaps' middles, their median texture
+    under :data:`_POST_TEXTURE` of their rows' products', and the column from the bay's top to its
+    bottom under :data:`_POST_WHOLE` of the bay's. Products missed in a column look like
+    products there (on the 85 real photos all such columns but two, both on train_3108's two
+    uprights between sections at one shelf height, have a median texture of 0.5 or more), and
+    an empty column has shelf lips across it (docs/audit.md, "Uprights seen in the pixels").
+    ``textures(xyxy)``: each box's mean gradient in the photo, NaN where it holds no pixel."""
+    cols = _gap_columns(gaps, len(layout.rows))
+    if not cols:
+        return []
+    every = textures(a[idx])
+    finite = every[np.isfinite(every)]
+    bay_ref = float(np.median(finite)) if len(finite) >= 3 else float("nan")
+    if not (np.isfinite(bay_ref) and bay_ref > 0):
+        return []
+    top = min(min(r.top_y) for r in layout.rows)
+    bottom = max(max(r.bottom_y) for r in layout.rows)
+    whole = textures(np.array([[lo, top, hi, bottom] for lo, hi, _ in cols], np.float64)) / bay_ref
+    lines = []
+    for (lo, hi, n), flat in zip(cols, whole.tolist()):
+        if not flat < _POST_WHOLE:  # (NaN: too narrow to hold a pixel)
+            continue
+        col = [g for g in gaps if g.kind == "interior" and g.x1 < hi and g.x2 > lo]
+        tex = textures(np.array([g.xyxy for g in col], np.float64))
+        ratios = []
+        for g, t in zip(col, tex):
+            own = every[layout.assignment == g.row]
+            own = own[np.isfinite(own)]
+            ref = float(np.median(own)) if len(own) >= 3 else bay_ref
+            if np.isfinite(t) and np.isfinite(ref) and ref > 0:
+                ratios.append(t / ref)
+        if len(ratios) < _LINED_MIN_ROWS or float(np.median(ratios)) >= _POST_TEXTURE:
+            continue
+        # through the middles of its gaps' parts in the column, leaning as they do
+        xm = np.array([(max(g.x1, lo) + min(g.x2, hi)) / 2 for g in col])
+        ym = np.array([(g.xyxy[1] + g.xyxy[3]) / 2 for g in col])
+        k = 0.0
+        if np.ptp(ym) > 0:
+            dy = ym[:, None] - ym[None, :]
+            pair = dy > 0
+            k = float(np.clip(np.median(((xm[:, None] - xm[None, :])[pair]) / dy[pair]), -_POST_LEAN, _POST_LEAN))
+        lines.append((float(np.median(xm - k * ym)), k, n))
+    y_mid = float((a[idx, 1].min() + a[idx, 3].max()) / 2)
+    return sorted(lines, key=lambda ck: ck[0] + ck[1] * y_mid)
 
 
 def _beside_region(a: np.ndarray, geometry: Any) -> np.ndarray | None:
@@ -844,7 +966,7 @@ def _wide_bays(parts: Sequence[AuditPart], bay_width_m: float | None) -> list[st
             for name, w, _ in bays if med > 0 and w > 2 * med]
 
 
-def _empty_sections(cut: Any, with_occupied: list[np.ndarray], name_of: dict[int, str],
+def _empty_sections(cut: Any, with_occupied: list[np.ndarray], name_of: dict[int, tuple[str, str]],
                     parts: dict[str, "AuditPart"], a: np.ndarray, gap_k: float) -> list[EmptySection]:
     """The upright cuts whose empty columns are wider than an end gap of the bays beside them
     (``gap_k`` median product widths plus the width of their widest common product, as
@@ -856,12 +978,14 @@ def _empty_sections(cut: Any, with_occupied: list[np.ndarray], name_of: dict[int
         lo, hi = (float(v) for v in cut.spans[b])
         if kind != "upright" or not np.isfinite(lo) or b not in name_of or b + 1 not in name_of:
             continue
+        # (a bay cut again along a post seen in the photo: its last piece and the next's first)
+        left_name, right_name = name_of[b][1], name_of[b + 1][0]
         beside = np.r_[with_occupied[b], with_occupied[b + 1]]
         w = a[beside, 2] - a[beside, 0]
         unit = float(np.median(w))
         if unit <= 0 or hi - lo <= gap_k * unit + float(np.percentile(w, 95)):
             continue
-        left, right = parts[name_of[b]], parts[name_of[b + 1]]
+        left, right = parts[left_name], parts[right_name]
         ys = [y for p in (left, right) for _, y in p.polygon]
         if not ys:
             continue

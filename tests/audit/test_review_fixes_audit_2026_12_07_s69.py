@@ -50,3 +50,55 @@ def test_gaps_scattered_over_the_rows_are_not_named():
     assert _lined(res) == []
     # nor two rows' gaps in one column of six rows (under the share the warning asks for)
     assert _lined(run_audit(_shelves({0: [10], 4: [10], 2: [3], 5: [15]}), 1400, 820)) == []
+
+
+def _picture(a: np.ndarray, width: int, height: int, *, fill: str) -> np.ndarray:
+    """A flat back panel, the products' print on it (noise) and a shelf lip under each row
+    (a bright edge over a dark shadow, across the whole width); in the empty slots of x 620-705:
+    ``fill`` "post" a dark flat post at x 645-680 from top to bottom, in front of the lips, or
+    "print" products the detector missed."""
+    rng = np.random.default_rng(0)
+    img = np.full((height, width), 120.0)
+    for r in range(6):
+        lip = int(20 + r * (H + GAP_Y) + H)
+        img[lip + 4:lip + 10] = 240.0
+        img[lip + 10:lip + 16] = 20.0
+    for x0, y0, x1, y1 in a.astype(int):
+        img[y0:y1, x0:x1] = rng.uniform(0, 255, (y1 - y0, x1 - x0))
+    if fill == "post":
+        img[:, 645:680] = 30.0
+    elif fill == "print":
+        band = img[:, 620:705]
+        img[:, 620:705] = np.where(band == 120.0, rng.uniform(0, 255, band.shape), band)
+    return img.astype(np.uint8)
+
+
+def test_a_column_of_gaps_flat_in_the_photo_is_an_upright_and_cuts_the_bay():
+    # two sections at one shelf height, the post between them boxed around on two shelves (no
+    # clean gutter in the boxes): rows ran across it, with a gap at the post in the other four,
+    # and the look in the pixels took the post for empty shelf (a real photo: before, 0 of its
+    # 18 human rows found, 8 gaps across two human bays)
+    a = _shelves({0: [10], 1: [10], 3: [10], 4: [10]})
+    res = run_audit(a, 1400, 820, picture=_picture(a, 1400, 820, fill="post"))
+    assert [(p.edges, len(p.layout.rows), len(p.gaps)) for p in res.parts] == [
+        (("image edge", "upright"), 6, 0), (("upright", "end"), 6, 0)]
+    left, right = res.parts
+    assert a[left.index, 2].max() <= 700 and a[right.index, 0].min() >= 620
+    assert len(left.index) + len(right.index) == len(a)
+    assert _lined(res) == []
+    # the cut is said, with what it may hide (a column of empty shelf looks alike)
+    (note,) = [m for m in res.warnings if "cut along" in m]
+    assert note.startswith("bay 1 to bay 2: cut along an upright (x 66")
+    assert "gaps of 4 of the 6 rows found before" in note and "its gaps are not reported" in note
+    # without the photo, nothing cuts: the column is named instead
+    plain = run_audit(a, 1400, 820)
+    assert len(plain.parts) == 1 and len(_lined(plain)) == 1
+
+
+def test_a_column_of_gaps_where_the_photo_shows_products_is_not_cut():
+    # the same boxes, the photo showing print in the column (products missed): not a post; the
+    # bay stays whole, its four gaps reported, and the warning names the column
+    a = _shelves({0: [10], 1: [10], 3: [10], 4: [10]})
+    res = run_audit(a, 1400, 820, picture=_picture(a, 1400, 820, fill="print"))
+    assert len(res.parts) == 1 and len(res.parts[0].gaps) == 4
+    assert len(_lined(res)) == 1
