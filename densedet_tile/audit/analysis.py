@@ -521,28 +521,43 @@ def run_audit(
             pieces = [(g, occ_b, lay, gaps, shelves, clip, left, right)]
             posts = _post_lines(a, g, lay, gaps, textures) if textures is not None and len(lay.rows) else []
             rows_before = len(lay.rows)
+            y_mid = float((a[g, 1].min() + a[g, 3].max()) / 2)  # (the whole bay's: g is each piece's below)
             if posts:
                 # an upright the boxes did not show, seen in the photo: the bay is cut along it
-                pieces = []
-                sides = np.r_[-far, [c for c, _, _ in posts], far]
-                leans = np.r_[0.0, [k for _, k, _ in posts], 0.0]
+                cs = np.array([c for c, _, _ in posts])
+                ks = np.array([k for _, k, _ in posts])
 
                 def side_of(boxes: np.ndarray) -> np.ndarray:
                     cy = (boxes[:, 1] + boxes[:, 3]) / 2
                     cx = (boxes[:, 0] + boxes[:, 2]) / 2
-                    return (cx[:, None] >= (sides[None, 1:-1] + leans[None, 1:-1] * cy[:, None])).sum(axis=1)
+                    return (cx[:, None] >= cs[None] + ks[None] * cy[:, None]).sum(axis=1)
+
+                def half(q: int, right_of: bool) -> Any:
+                    """The image's side of post line ``q`` (over the image's height only: lines
+                    leaning apart cross far above or below it, and a band between two drawn
+                    out to there folded over itself; a diff review)."""
+                    ys = (-1.0, height + 1.0)
+                    xs = [cs[q] + ks[q] * y for y in ys]
+                    edge = far if right_of else -far
+                    return shapely.Polygon([(xs[0], ys[0]), (edge, ys[0]), (edge, ys[1]), (xs[1], ys[1])])
 
                 at, occ_at = side_of(a[g]), side_of(a[occ_b]) if len(occ_b) else np.zeros(0, np.int64)
+                pieces = []
                 for q in range(len(posts) + 1):
                     gq, oq = g[at == q], occ_b[occ_at == q]
                     if not len(gq):
                         continue
                     lq, gapq, shq = analyse(gq, a[oq] if len(oq) else None)
-                    ys = (-far, far)
-                    band = shapely.Polygon([(sides[q] + leans[q] * ys[0], ys[0]), (sides[q + 1] + leans[q + 1] * ys[0], ys[0]),
-                                            (sides[q + 1] + leans[q + 1] * ys[1], ys[1]), (sides[q] + leans[q] * ys[1], ys[1])])
-                    pieces.append((gq, oq, lq, gapq, shq, clip.intersection(band),
+                    band = clip
+                    if q > 0:
+                        band = band.intersection(half(q - 1, True))
+                    if q < len(posts):
+                        band = band.intersection(half(q, False))
+                    pieces.append((gq, oq, lq, gapq, shq, band,
                                    left if q == 0 else "upright", right if q == len(posts) else "upright"))
+                if any(not len(piece[2].rows) for piece in pieces) or len(pieces) < 2:
+                    # a side with no row of its own is no bay: the cut is not made
+                    pieces, posts = [(g, occ_b, lay, gaps, shelves, clip, left, right)], []
             first_name = None
             for g, occ_b, lay, gaps, shelves, clip, left, right in pieces:
                 if covered is not None and gaps:
@@ -583,7 +598,6 @@ def run_audit(
                 first_name = first_name or name
                 name_of[b] = (first_name, name)
             if posts and first_name is not None:
-                y_mid = float((a[g, 1].min() + a[g, 3].max()) / 2)
                 at_x = " and ".join(f"{c + k * y_mid:.0f}" for c, k, _ in posts)
                 rows_at = " and ".join(sorted({str(n) for _, _, n in posts}))
                 post_notes.append(
@@ -795,10 +809,13 @@ _LINED_SHARE = 0.6
 _LINED_MIN_ROWS = 3
 
 
-def _gap_columns(gaps: Sequence[Gap], rows: int) -> list[tuple[float, float, int]]:
+def _gap_columns(gaps: Sequence[Gap], rows: int, unit: float) -> list[tuple[float, float, int]]:
     """The columns ``(x0, x1, rows)`` over which the interior gaps of at least
     :data:`_LINED_SHARE` of a bay's ``rows`` rows (and :data:`_LINED_MIN_ROWS`) overlap, left to
-    right, with the most rows any x of each holds."""
+    right, with the most rows any x of each holds. Stretches less than ``unit`` (a product
+    width) apart are one column: the gaps at a leaning post shift from row to row, and the
+    overlap went up and down past the share every few pixels (one post cut five times, slivers
+    of one box as bays between; a diff review)."""
     inner = [g for g in gaps if g.kind == "interior"]
     need = max(_LINED_MIN_ROWS, int(np.ceil(_LINED_SHARE * rows)))
     if len({g.row for g in inner}) < need:
@@ -812,10 +829,14 @@ def _gap_columns(gaps: Sequence[Gap], rows: int) -> list[tuple[float, float, int
     deep = depth >= need
     # each stretch of x over which ``need`` rows' gaps overlap (it starts where the depth
     # reaches ``need`` and ends at the next event) is one column
-    cols = []
+    cols: list[tuple[float, float, int]] = []
     for k in np.flatnonzero(deep & ~np.r_[False, deep[:-1]]).tolist():
         end = k + int(np.argmin(deep[k:]))  # (the depth ends at 0: some later event is shallow)
-        cols.append((float(at[order][k]), float(at[order][end]), int(depth[k:end].max())))
+        lo, hi, n = float(at[order][k]), float(at[order][end]), int(depth[k:end].max())
+        if cols and lo - cols[-1][1] < unit:
+            lo, n = cols[-1][0], max(n, cols[-1][2])
+            cols.pop()
+        cols.append((lo, hi, n))
     return cols
 
 
@@ -829,7 +850,7 @@ def _lined_up_gaps(parts: Sequence[AuditPart]) -> list[str]:
     out = []
     for p in parts:
         rows = len(p.layout.rows)
-        cols = _gap_columns(p.gaps, rows)
+        cols = _gap_columns(p.gaps, rows, float(np.median([r.median_width for r in p.layout.rows])) if rows else 0.0)
         if not cols:
             continue
         need = max(_LINED_MIN_ROWS, int(np.ceil(_LINED_SHARE * rows)))
@@ -850,7 +871,7 @@ _POST_TEXTURE = 0.35
 #: without a gap there included), is under this share of the bay's products' texture: a post
 #: is flat all the way down, while shelf lips and products cross a column of empty shelf or of
 #: products missed (the 85 real photos: 0.34 and 0.43 on train_3108's posts, 0.67 and more on
-#: the 26 other columns; generated aisles painted flat, their empty columns 5.7 and more)
+#: the 21 other columns; generated aisles painted flat, their empty columns 5.7 and more)
 _POST_WHOLE = 0.5
 #: Steepest lean (dx/dy) of a post's line through its gaps.
 _POST_LEAN = 0.15
@@ -867,7 +888,8 @@ def _post_lines(a: np.ndarray, idx: np.ndarray, layout: RowLayout, gaps: Sequenc
     uprights between sections at one shelf height, have a median texture of 0.5 or more), and
     an empty column has shelf lips across it (docs/audit.md, "Uprights seen in the pixels").
     ``textures(xyxy)``: each box's mean gradient in the photo, NaN where it holds no pixel."""
-    cols = _gap_columns(gaps, len(layout.rows))
+    unit = float(np.median(a[idx, 2] - a[idx, 0]))
+    cols = _gap_columns(gaps, len(layout.rows), unit)
     if not cols:
         return []
     every = textures(a[idx])
@@ -902,8 +924,16 @@ def _post_lines(a: np.ndarray, idx: np.ndarray, layout: RowLayout, gaps: Sequenc
             pair = dy > 0
             k = float(np.clip(np.median(((xm[:, None] - xm[None, :])[pair]) / dy[pair]), -_POST_LEAN, _POST_LEAN))
         lines.append((float(np.median(xm - k * ym)), k, n))
-    y_mid = float((a[idx, 1].min() + a[idx, 3].max()) / 2)
-    return sorted(lines, key=lambda ck: ck[0] + ck[1] * y_mid)
+    y0, y1 = float(a[idx, 1].min()), float(a[idx, 3].max())
+    lines.sort(key=lambda ck: ck[0] + ck[1] * (y0 + y1) / 2)
+    # two lines that come within a product width of each other over the bay's height (crossing
+    # there, leaning apart) would cut a sliver, or a band folded over itself: the first is kept
+    kept: list[tuple[float, float, int]] = []
+    for c, k, n in lines:
+        if kept and min(c + k * y - (kept[-1][0] + kept[-1][1] * y) for y in (y0, y1)) < unit:
+            continue
+        kept.append((c, k, n))
+    return kept
 
 
 def _beside_region(a: np.ndarray, geometry: Any) -> np.ndarray | None:
