@@ -42,8 +42,9 @@ shrunk to fit. For exports with a dynamic H/W it sets the canvas (rounded up to 
 Thresholds (Ultralytics ``predict`` defaults): ``conf`` 0.25 (``score_thr``, i.e. ``--score-thr``,
 is the same threshold), ``iou`` 0.7, ``max_det`` 1000 (dense shelves need more than Ultralytics'
 300), class-wise NMS unless ``agnostic=True``. ``predict`` decodes down to ``score_floor``
-(``conf`` less 0.05, not below 0.05) and the engine serves ``conf``: the boxes in between are
-only counted (the count range). Greedy NMS lets a box suppress only lower-scoring ones, so the
+(``conf`` less 0.1: the count band and the band of boxes that confirm cut views, not below
+0.05) and the engine serves ``conf``: the boxes in between are only counted (the count range)
+or confirm. Greedy NMS lets a box suppress only lower-scoring ones, so the
 boxes at ``conf`` and above are the ones Ultralytics gives at ``conf``.
 """
 
