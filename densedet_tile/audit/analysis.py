@@ -599,7 +599,7 @@ def run_audit(
                 name_of[b] = (first_name, name)
             if posts and first_name is not None:
                 at_x = " and ".join(f"{c + k * y_mid:.0f}" for c, k, _ in posts)
-                rows_at = " and ".join(sorted({str(n) for _, _, n in posts}))
+                rows_at = " and ".join(str(n) for n in sorted({n for _, _, n in posts}))
                 post_notes.append(
                     f"{first_name} to {name}: cut along {'an upright' if len(posts) == 1 else f'{len(posts)} uprights'} "
                     f"(x {at_x}), where the gaps of {rows_at} of the {rows_before} rows found before lined up and look "
@@ -879,14 +879,16 @@ _POST_LEAN = 0.15
 
 def _post_lines(a: np.ndarray, idx: np.ndarray, layout: RowLayout, gaps: Sequence[Gap],
                 textures: Any) -> list[tuple[float, float, int]]:
-    """The lines ``x = c + k * y`` (left to right), with the rows of gaps behind each, of the uprights a found bay's boxes ``a[idx]``
-    (rows ``layout``, gaps ``gaps``) did not show: columns of gaps lined up over most of its rows
-    (:func:`_gap_columns`) that look flat in the photo: their gaps' middles, their median texture
+    """``(c, k, rows)`` for each upright a found bay's boxes ``a[idx]`` (rows ``layout``, gaps
+    ``gaps``) did not show, left to right: its line ``x = c + k * y`` and the rows of gaps behind
+    it. Such an upright is a column of gaps lined up over most of the bay's rows
+    (:func:`_gap_columns`) that looks flat in the photo: its gaps' middles, their median texture
     under :data:`_POST_TEXTURE` of their rows' products', and the column from the bay's top to its
     bottom under :data:`_POST_WHOLE` of the bay's. Products missed in a column look like
     products there (on the 85 real photos all such columns but two, both on train_3108's two
     uprights between sections at one shelf height, have a median texture of 0.5 or more), and
-    an empty column has shelf lips across it (docs/audit.md, "Uprights seen in the pixels").
+    shelf lips and products across a column of empty shelf mostly raise its whole height (a flat
+    one with thin plain lips passes: docs/audit.md, "Uprights seen in the pixels").
     ``textures(xyxy)``: each box's mean gradient in the photo, NaN where it holds no pixel."""
     unit = float(np.median(a[idx, 2] - a[idx, 0]))
     cols = _gap_columns(gaps, len(layout.rows), unit)
