@@ -37,9 +37,9 @@ from .io import (OUTPUT_SUFFIXES, YOLO_CLASSES_FILE, atomic_write, case_blind, c
                  flock_path, new_folders, remove_empty, same_path, sweep_temporaries, unlock_fd)
 from .runner import (LOG_PLACEHOLDER, Job, build_detector, input_state, output_stem, process_image, redo_reason,
                      refuse_outputs_over_inputs, request_key, row_names, without_earlier_outputs)
-from .types import ordered_range
 from .runner import _outputs_record, _remove_stale_outputs, _tool_doc  # (what a detections JSON of ours says it was written with)
 from .tiler.readers import IMAGE_SUFFIXES
+from .types import ordered_range
 
 __all__ = [
     "BatchSummary",

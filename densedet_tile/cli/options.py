@@ -20,10 +20,10 @@ import threading
 from typing import Any, Callable, NoReturn, Sequence
 
 from ..errors import InvalidInputError
-from ..types import ordered_range
 from ..detector.registry import BUILTIN_KINDS, DetectorSpec
 from ..io import FORMATS
-from ..types import CONFIRM_BAND, COUNT_BAND, DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec
+from ..types import (CONFIRM_BAND, COUNT_BAND, DEFAULT_MAX_PIXELS, MERGE_MODES, PRECISIONS, MergeSpec, RunSpec, TileSpec,
+                     ordered_range)
 
 __all__ = [
     "StopSignals",
