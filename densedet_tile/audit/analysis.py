@@ -458,7 +458,7 @@ def run_audit(
     far = 10.0 * (width + height)
     textures = None
     if shelf_photo is not None:
-        from .gapcheck import _gradient_integral, texture_means
+        from .texture import _gradient_integral, texture_means
 
         sat: list[np.ndarray] = []  # (made once, when a bay first asks)
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from .analysis import AuditResult
+from .texture import _gradient_integral, texture_means
 
 __all__ = ["check_gaps", "judged", "product_px", "texture_means", "LOOKS_EMPTY", "LOOKS_STOCKED", "MIN_PRODUCT_PX"]
 
@@ -44,8 +45,6 @@ LOOKS_STOCKED = 0.7
 MIN_PRODUCT_PX = 12.0
 #: The photo is shrunk by whole factors while its products stay at least this tall (pixels).
 _WORK_PRODUCT_PX = 48.0
-#: Share of a box's width (left and right) and height (top and bottom) left out of its measure.
-_INSET = (0.1, 0.2)
 #: Fewest products of a row (or bay) whose median is the reference.
 _MIN_REFERENCE = 3
 _PLURAL = {"gap": "gaps", "empty shelf": "empty shelves", "empty section": "empty sections"}
@@ -74,48 +73,6 @@ def _grey(image: Any) -> np.ndarray:
         raise InvalidInputError(f"the image is empty (an array of shape {a.shape})")
     if not np.isfinite(out).all():
         raise InvalidInputError("the image has pixels that are not finite numbers (NaN or infinity)")
-    return out
-
-
-def _gradient_integral(grey: np.ndarray) -> np.ndarray:
-    """(H+1, W+1) float64 summed-area table of ``|dI/dx| + |dI/dy|``.
-
-    The gradients are made in bands of rows straight into the table, which is then summed in
-    place: beside the table only a band's temporaries are held (a whole-image gradient and its
-    differences held 145 MB more than the table's 95 MB on a 10000 x 1250 preview)."""
-    h, w = grey.shape
-    sat = np.zeros((h + 1, w + 1), np.float64)
-    body = sat[1:, 1:]
-    step = max(1, (1 << 20) // max(w, 1))  # rows of about a million pixels
-    for r0 in range(0, h, step):
-        r1 = min(h, r0 + step)
-        g = np.zeros((r1 - r0, w), np.float32)
-        g[:, 1:] += np.abs(np.diff(grey[r0:r1], axis=1))
-        lo = max(r0, 1)  # the first row has no row above it
-        g[lo - r0:] += np.abs(grey[lo:r1] - grey[lo - 1:r1 - 1])
-        body[r0:r1] = g
-    np.cumsum(body, axis=0, out=body)
-    np.cumsum(body, axis=1, out=body)
-    return sat
-
-
-def texture_means(sat: np.ndarray, xyxy: np.ndarray, scale: float | tuple[float, float]) -> np.ndarray:
-    """(N,) mean gradient over the middle of each box (``xyxy`` in image pixels, the summed-area
-    table at ``scale`` table pixels per image pixel, one number or (x, y)); NaN where the middle
-    holds no whole pixel."""
-    sx, sy = (scale, scale) if np.ndim(scale) == 0 else scale
-    b = np.asarray(xyxy, np.float64).reshape(-1, 4) * np.array([sx, sy, sx, sy])
-    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    H, W = sat.shape[0] - 1, sat.shape[1] - 1
-    x0 = np.clip(np.round(b[:, 0] + _INSET[0] * w), 0, W).astype(np.int64)
-    x1 = np.clip(np.round(b[:, 2] - _INSET[0] * w), 0, W).astype(np.int64)
-    y0 = np.clip(np.round(b[:, 1] + _INSET[1] * h), 0, H).astype(np.int64)
-    y1 = np.clip(np.round(b[:, 3] - _INSET[1] * h), 0, H).astype(np.int64)
-    area = (x1 - x0) * (y1 - y0)
-    total = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
-    out = np.full(len(b), np.nan)
-    ok = area > 0
-    out[ok] = total[ok] / area[ok]
     return out
 
 
