@@ -359,15 +359,19 @@ def test_end_to_end_boxes_are_mapped_back_and_padding_boxes_vanish(models):
     assert d.scores.tolist() == [pytest.approx(0.9)]
 
 
+def _end_to_end_export(torch, path, dynamic_axes):
+    """The end-to-end test model exported at 64 x 64 with ``dynamic_axes``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(EndToEnd.module(torch), (torch.zeros(1, 3, 64, 64),), str(path), input_names=["images"],
+                          output_names=["output0"], opset_version=13, dynamo=False, dynamic_axes=dynamic_axes)
+
+
 def test_dynamic_height_and_width_take_the_canvas_from_input_size_or_metadata(torch, tmp_path):
     import onnx
 
     path = tmp_path / "dyn.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(EndToEnd.module(torch), (torch.zeros(1, 3, 64, 64),), str(path), input_names=["images"],
-                          output_names=["output0"], opset_version=13, dynamo=False,
-                          dynamic_axes={"images": {0: "b", 2: "h", 3: "w"}, "output0": {0: "b"}})
+    _end_to_end_export(torch, path, {"images": {0: "b", 2: "h", 3: "w"}, "output0": {0: "b"}})
     with pytest.raises(DetectorError, match=r"has no fixed size and no imgsz metadata; give its size \(input_size=, --input-size\)"):
         load_detector("yolo", checkpoint=str(path), device="cpu")
     det = load_detector("yolo", checkpoint=str(path), device="cpu", input_size=60)
@@ -734,11 +738,7 @@ def test_one_dynamic_side_keeps_the_fixed_one(torch, tmp_path):
     # dynamic height, width fixed at 64: the canvas was input_size square (96 x 96 here), and
     # every image failed in onnxruntime (an outside review)
     path = tmp_path / "dyn_h.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(EndToEnd.module(torch), (torch.zeros(1, 3, 64, 64),), str(path), input_names=["images"],
-                          output_names=["output0"], opset_version=13, dynamo=False,
-                          dynamic_axes={"images": {2: "h"}})
+    _end_to_end_export(torch, path, {"images": {2: "h"}})
     det = load_detector("yolo", checkpoint=str(path), device="cpu", input_size=60)
     assert det.canvas_hw == (64, 64)
     (d,) = det.predict([tile_with(48, 64, {})])
