@@ -155,3 +155,9 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+# for mmdet's own init_detector / inference_detector, which read the pipeline and the class
+# names from here (densedet-tile reads test_pipeline); no annotation file is ever loaded
+test_dataloader = dict(
+    batch_size=1,
+    dataset=dict(type='CocoDataset', metainfo=metainfo, data_root='', ann_file='', lazy_init=True,
+                 test_mode=True, pipeline=test_pipeline))

@@ -11,3 +11,4 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
