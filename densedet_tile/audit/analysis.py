@@ -524,35 +524,11 @@ def run_audit(
             y_mid = float((a[g, 1].min() + a[g, 3].max()) / 2)  # (the whole bay's: g is each piece's below)
             if posts:
                 # an upright the boxes did not show, seen in the photo: the bay is cut along it
-                cs = np.array([c for c, _, _ in posts])
-                ks = np.array([k for _, k, _ in posts])
-
-                def side_of(boxes: np.ndarray) -> np.ndarray:
-                    cy = (boxes[:, 1] + boxes[:, 3]) / 2
-                    cx = (boxes[:, 0] + boxes[:, 2]) / 2
-                    return (cx[:, None] >= cs[None] + ks[None] * cy[:, None]).sum(axis=1)
-
-                def half(q: int, right_of: bool) -> Any:
-                    """The image's side of post line ``q`` (over the image's height only: lines
-                    leaning apart cross far above or below it, and a band between two drawn
-                    out to there folded over itself; a diff review)."""
-                    ys = (-1.0, height + 1.0)
-                    xs = [cs[q] + ks[q] * y for y in ys]
-                    edge = far if right_of else -far
-                    return shapely.Polygon([(xs[0], ys[0]), (edge, ys[0]), (edge, ys[1]), (xs[1], ys[1])])
-
-                at, occ_at = side_of(a[g]), side_of(a[occ_b]) if len(occ_b) else np.zeros(0, np.int64)
                 pieces = []
-                for q in range(len(posts) + 1):
-                    gq, oq = g[at == q], occ_b[occ_at == q]
+                for q, (gq, oq, band) in enumerate(_post_pieces(a, g, occ_b, posts, clip, height, far)):
                     if not len(gq):
                         continue
                     lq, gapq, shq = analyse(gq, a[oq] if len(oq) else None)
-                    band = clip
-                    if q > 0:
-                        band = band.intersection(half(q - 1, True))
-                    if q < len(posts):
-                        band = band.intersection(half(q, False))
                     pieces.append((gq, oq, lq, gapq, shq, band,
                                    left if q == 0 else "upright", right if q == len(posts) else "upright"))
                 if any(not len(piece[2].rows) for piece in pieces) or len(pieces) < 2:
@@ -938,6 +914,40 @@ def _post_lines(a: np.ndarray, idx: np.ndarray, layout: RowLayout, gaps: Sequenc
             continue
         kept.append((c, k, n))
     return kept
+
+
+def _post_pieces(a: np.ndarray, idx: np.ndarray, occ: np.ndarray, posts: Sequence[tuple[float, float, int]],
+                 clip: Any, height: float, far: float) -> list[tuple[np.ndarray, np.ndarray, Any]]:
+    """A found bay cut along its posts' lines (:func:`_post_lines`, left to right): for each
+    side, left to right, its boxes among ``idx`` and ``occ`` (each by its centre) and its part of
+    the bay's strip ``clip``, cut by the half-planes of the lines over the image's height only
+    (lines leaning apart cross far above or below it, and a band between two drawn out to
+    there folded over itself; a diff review). ``far``: past every box, sideways."""
+    cs = np.array([c for c, _, _ in posts])
+    ks = np.array([k for _, k, _ in posts])
+
+    def side_of(boxes: np.ndarray) -> np.ndarray:
+        cy = (boxes[:, 1] + boxes[:, 3]) / 2
+        cx = (boxes[:, 0] + boxes[:, 2]) / 2
+        return (cx[:, None] >= cs[None] + ks[None] * cy[:, None]).sum(axis=1)
+
+    def half(q: int, right_of: bool) -> Any:
+        ys = (-1.0, height + 1.0)
+        xs = [cs[q] + ks[q] * y for y in ys]
+        edge = far if right_of else -far
+        return shapely.Polygon([(xs[0], ys[0]), (edge, ys[0]), (edge, ys[1]), (xs[1], ys[1])])
+
+    at = side_of(a[idx])
+    occ_at = side_of(a[occ]) if len(occ) else np.zeros(0, np.int64)
+    out = []
+    for q in range(len(posts) + 1):
+        band = clip
+        if q > 0:
+            band = band.intersection(half(q - 1, True))
+        if q < len(posts):
+            band = band.intersection(half(q, False))
+        out.append((idx[at == q], occ[occ_at == q], band))
+    return out
 
 
 def _beside_region(a: np.ndarray, geometry: Any) -> np.ndarray | None:
