@@ -784,6 +784,33 @@ def test_a_crop_whose_products_cannot_be_measured_is_not_enlarged_by_the_whole_r
     assert "could not measure the products" in info["note"]
 
 
+def test_a_few_boxes_at_the_size_over_a_window_they_barely_cover_measure_nothing():
+    from densedet_tile.scale import _pick_probe
+
+    # a 300x200 crop of the bundled example (an outside review): its one probe found 12 boxes of
+    # text lines covering 7 % of it, 77 px at the model's input; read as products, the crop was
+    # enlarged 5.4 times and counted 52 products where it shows 3
+    print_lines = [{"window": 200, "boxes": 12, "cover": 0.0704, "median_px": 23.9, "at_input_px": 76.5}]
+    best, why = _pick_probe(print_lines, 80.0)
+    assert best is None and "cover too little" in why
+    # far-away products shown small still measure, few and sparse as a model finds them
+    far = [{"window": 2560, "boxes": 9, "cover": 0.02, "median_px": 60.0, "at_input_px": 24.0}]
+    assert _pick_probe(far, 80.0)[0] is far[0]
+    # so does a window covered enough, when the smaller ones are only print
+    mixed = print_lines + [{"window": 1280, "boxes": 40, "cover": 0.3, "median_px": 140.0, "at_input_px": 35.0}]
+    assert _pick_probe(mixed, 80.0)[0] is mixed[1]
+
+    # end to end: six bright bars on a dark 600x400 crop, at a size the detector knows, covering
+    # 1.5 % of it: not measured, so the crop is enlarged no further than where the check begins
+    det = SizedBlobs(input_size=256, trained=40.0, tolerance=2.5, photo_rule=(1000.0, 600.0))
+    crop = np.full((400, 600, 3), 20, np.uint8)
+    for k in range(6):
+        crop[150:210, 60 + 80 * k : 70 + 80 * k] = 230
+    info = dt.detect_image(crop, det).settings["scale"]
+    assert info["source"] == "photo rule" and info["product_height_px"] is None
+    assert info["value"] == pytest.approx(1.5 * 256 / 600)
+
+
 def test_two_largest_squares_under_twice_apart_can_set_a_panorama_s_whole_view_aside():
     from densedet_tile.scale import _pick_probe
 
