@@ -40,13 +40,22 @@ from . import mmcv_shim
 
 mmcv_shim.install()  # so that the mmdet imports below work with mmcv-lite (no-op with full mmcv)
 
+import warnings  # noqa: E402
+
 import torch  # noqa: E402
-from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead  # noqa: E402
-from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor  # noqa: E402
-from mmdet.models.task_modules.coders import LegacyDeltaXYWHBBoxCoder  # noqa: E402
-from mmdet.registry import MODELS, TASK_UTILS  # noqa: E402
-from mmdet.structures.bbox import HorizontalBoxes, get_box_tensor  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+# mmcv and mmdet warn on import about their own moved modules (an ImportWarning for
+# MultiScaleDeformableAttention...): not ours to fix, and an error under ``-W error``. The
+# adapter mutes them around its imports; this module is also imported first by the shipped
+# configs' custom_imports (mmengine's Config.fromfile, mmdet's init_detector), so it mutes them too
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead  # noqa: E402
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor  # noqa: E402
+    from mmdet.models.task_modules.coders import LegacyDeltaXYWHBBoxCoder  # noqa: E402
+    from mmdet.registry import MODELS, TASK_UTILS  # noqa: E402
+    from mmdet.structures.bbox import HorizontalBoxes, get_box_tensor  # noqa: E402
 
 __all__ = [
     "delta2bbox_1x",

@@ -251,6 +251,18 @@ def test_cli_runs_a_real_mmdet_model_on_an_image(tmp_path):
     assert (out / "shelf.detections.csv").read_text().count("\n") == len(boxes) + 1
 
 
+def test_a_shipped_config_loads_first_in_a_process_with_warnings_as_errors():
+    # its custom_imports import the 1.x components before anything else of mmdet: the import
+    # noise of mmcv (an ImportWarning about a moved module) made Config.fromfile fail under
+    # -W error in a fresh process (and this file's next test, run alone)
+    code = ("from mmengine.config import Config; from densedet_tile.configs import config_path; "
+            "cfg = Config.fromfile(str(config_path('densedet-x101'))); print(cfg.model.type)")
+    res = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "CascadeRCNN"
+
+
 def test_whole_image_config_keeps_the_original_test_scale():
     from mmengine.config import Config
 
