@@ -603,6 +603,14 @@ def run_audit(
             # a region's rows end where its products do, not at its outline: an end gap past the
             # outline (an L-shaped region, a sloping edge) stops there, as a bay's at its cuts
             gaps = _gaps_cut(_gaps_inside(gaps, r.geometry), r.geometry, s.gap_k)
+            if gaps:
+                # ... and at its products' columns, as a found bay's: a product beside the region
+                # (in the notch of an L, another bay's) closed a stretch from the row's last
+                # product that was then reported past the row's outline, up to the region's
+                # edge (an outside review)
+                x0, x1 = float(a[idx, 0].min()), float(a[idx, 2].max())
+                gaps = _gaps_cut(gaps, shapely.box(x0, -1.0 - height, x1, 2.0 * height + 1.0), s.gap_k,
+                                 keep_narrow=True)
             rings, holes = _rings_in_image(r.geometry, width, height)
             given.append(AuditPart(r.name, idx, lay, gaps, "region", rings[0], ("region", "region"),
                                    area=r.area * float(shares[i]), pieces=rings if len(rings) > 1 else (),

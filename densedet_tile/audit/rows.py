@@ -675,19 +675,27 @@ def _build_rows(a: np.ndarray, cx: np.ndarray, w: np.ndarray, h: np.ndarray, fra
         sel = assignment == r
         x_start, x_end = float(a[sel, 0].min()), float(a[sel, 2].max())
         top_p, bot_p = float(np.percentile(top[sel], 10)), float(np.percentile(bot[sel], 90))
-        if fit.support[r] >= 3 and fit.x_std[r] >= 0.5 * med_w:
-            slope, xm, ym = float(fit.slope[r]), float(fit.xm[r]), float(fit.ym[r])
-        else:
-            # too few products on one line: the frame's line through the row's bottoms
-            y0 = float(np.median(bot[sel]))
-            xm = float(np.median(cx[sel]))
-            ym = float(frame.y_at(y0, xm))
-            slope = float(frame.slope_at(y0))
-        below = a[sel, 3] - (ym + slope * (cx[sel] - xm))
-        lower = max(0.0, float(np.percentile(below, 90)))
         ends = np.array(extent)
-        bottom_y = ym + slope * (ends - xm) + lower
         top_y = frame.y_at(top_p, ends)
+        own = bool(fit.support[r] >= 3 and fit.x_std[r] >= 0.5 * med_w)
+        for use_own in ((True, False) if own else (False,)):
+            if use_own:
+                slope, xm, ym = float(fit.slope[r]), float(fit.xm[r]), float(fit.ym[r])
+            else:
+                # too few products on one line: the frame's line through the row's bottoms
+                y0 = float(np.median(bot[sel]))
+                xm = float(np.median(cx[sel]))
+                ym = float(frame.y_at(y0, xm))
+                slope = float(frame.slope_at(y0))
+            below = a[sel, 3] - (ym + slope * (cx[sel] - xm))
+            lower = max(0.0, float(np.percentile(below, 90)))
+            bottom_y = ym + slope * (ends - xm) + lower
+            # ... and where the row's own line, drawn over the whole fixture from a few products
+            # at one end, comes within a quarter of a product of its upper edge (or crosses it:
+            # the outline was a self-intersecting "bow tie", -9 degrees from 5 products over a
+            # fifth of a 2448 px bay; an outside review), the frame's line as well
+            if not use_own or np.all(bottom_y - top_y >= 0.25 * float(np.median(h[sel]))):
+                break
         if rows:
             # a few tall boxes (a bag at the image's edge, a product reaching up in front) pull
             # the upper edge over the shelf above, where its gaps were then drawn over standing
