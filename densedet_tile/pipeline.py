@@ -241,7 +241,7 @@ def detect_image(
         if own != run.precision:
             warnings.warn(f"precision={run.precision!r} applies where the engine builds the model; this detector "
                           f"runs at {own or 'the precision it was built with'} (give the precision to "
-                          "load_detector)", RuntimeWarning, stacklevel=2)
+                          "load_detector)", RuntimeWarning, stacklevel=caller_level())
     ctx: Any = contextlib.nullcontext(source) if _is_image_source(source) else open_image(source, max_pixels=run.max_pixels)
     t_open = time.perf_counter()
     with ctx as src:

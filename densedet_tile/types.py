@@ -108,7 +108,8 @@ class Detections:
             if raw.size and np.issubdtype(raw.dtype, np.floating):
                 if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
                     raise InvalidInputError("Detections.labels: expected integer class ids")
-            small_ints = np.issubdtype(raw.dtype, np.integer) and raw.dtype.itemsize <= 4  # in range by type
+            # in range by type (uint32 is not: 4e9 was let through where the same id as int64 was refused)
+            small_ints = np.issubdtype(raw.dtype, np.integer) and np.iinfo(raw.dtype).max <= _MAX_LABEL
             if raw.size and not small_ints and np.issubdtype(raw.dtype, np.number) and not np.iscomplexobj(raw):
                 lo, hi = raw.min(), raw.max()
                 if max(abs(float(lo)), abs(float(hi))) > _MAX_LABEL:
@@ -141,6 +142,8 @@ class Detections:
     @classmethod
     def concat(cls, parts: Sequence["Detections"]) -> "Detections":
         """Join several Detections end to end (order kept)."""
+        if isinstance(parts, Detections):  # (iterated box by box, it came back as it went in)
+            raise InvalidInputError("Detections.concat takes a list of Detections, got one Detections")
         parts = list(parts)
         if not parts:
             return cls.empty()
@@ -231,6 +234,14 @@ class Tile:
             object.__setattr__(self, name, int(v))
         if self.x < 0 or self.y < 0 or self.w <= 0 or self.h <= 0:
             raise InvalidInputError(f"Tile: x and y must be >= 0 and w, h > 0, got x={self.x} y={self.y} w={self.w} h={self.h}")
+        for name in ("interior_left", "interior_top", "interior_right", "interior_bottom"):
+            v = getattr(self, name)
+            if not isinstance(v, (bool, np.bool_)):  # ("yes" reached the merge, a bare ValueError there)
+                raise InvalidInputError(f"Tile.{name} must be True or False, got {v!r}")
+            object.__setattr__(self, name, bool(v))
+        if isinstance(self.index, bool) or not isinstance(self.index, (int, np.integer)):
+            raise InvalidInputError(f"Tile.index must be an integer, got {self.index!r}")
+        object.__setattr__(self, "index", int(self.index))
 
     @property
     def x2(self) -> int:
@@ -490,6 +501,17 @@ MIN_INPUT_SIZE = 16
 MIN_VRAM_GB = 0.25
 
 
+def check_score_thr(value: object, name: str = "score_thr") -> float | None:
+    """``value`` as a score threshold (a number in [0, 1]) or None; the one rule for every way of
+    giving it (RunSpec, ``load_detector``, DetectorSpec), so a typo is refused where it is given."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise InvalidInputError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_input_size(value: object, name: str = "input_size") -> int | None:
     """``value`` as a model input side (an int from MIN_INPUT_SIZE to MAX_INPUT_SIZE) or None;
     the one rule for every way of giving it (RunSpec, ``load_detector``, the adapters), so a typo
@@ -544,9 +566,7 @@ class RunSpec:
         object.__setattr__(self, "device", check_device(self.device))
         if self.precision not in PRECISIONS:
             raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        thr = self.score_thr
-        if thr is not None and (isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= thr <= 1.0):
-            raise InvalidInputError(f"score_thr must be in [0, 1], got {thr!r}")
+        check_score_thr(self.score_thr)
         vram = self.max_vram
         if vram is not None and (isinstance(vram, bool) or not isinstance(vram, (int, float))
                                  or not 0 < vram < float("inf")):

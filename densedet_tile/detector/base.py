@@ -378,7 +378,8 @@ def device_of(detector: object, requested: str = "auto") -> str:
     sees a GPU, else ``"cpu"``. An explicit ``requested`` device is returned as it is, unless
     the detector says it runs elsewhere: a detector built for the CPU does not move to a GPU
     because the run asks for one, so that is refused
-    (:class:`~densedet_tile.errors.InvalidInputError`) rather than reported wrongly.
+    (:class:`~densedet_tile.errors.InvalidInputError`) rather than reported wrongly; so is a
+    GPU for a detector that names no device where torch is loaded and does not see that GPU.
     """
     from ..errors import InvalidInputError
 
@@ -396,6 +397,18 @@ def device_of(detector: object, requested: str = "auto") -> str:
                 f"device={dev!r} was asked for, but the detector was built for {own!r}; build it on that "
                 f"device (load_detector(..., device={dev!r})) or leave device='auto'"
             )
+        if own is None and dev.startswith("cuda"):
+            # a detector that names no device: the run's is taken at its word, but a GPU that torch
+            # (loaded by then, where the detector runs on it) does not see is refused, not
+            # written into the run's settings (an outside review: "cuda:3" on a machine with none)
+            torch = loaded_torch()
+            if torch is not None:
+                index = int(dev.partition(":")[2] or 0)
+                if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+                    raise InvalidInputError(
+                        f"device={dev!r} was asked for, but torch sees "
+                        + (f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device")
+                        + "; leave device='auto' or name a device this machine has")
         return dev
     if own is not None:
         return own

@@ -6,13 +6,14 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import DensedetError, DetectorError, InvalidInputError, one_line
-from ..types import PRECISIONS, check_device, check_input_size
+from ..types import PRECISIONS, check_device, check_input_size, check_score_thr
 from .base import Detector
 
 __all__ = ["load_detector", "DetectorSpec", "BUILTIN_KINDS", "PRECISIONS"]
@@ -47,7 +48,19 @@ class DetectorSpec:
         object.__setattr__(self, "device", check_device(self.device))
         if self.precision not in PRECISIONS:
             raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        object.__setattr__(self, "options", dict(self.options or {}))
+        # refused here, where the spec is made, not by build() on every batch worker
+        check_input_size(self.input_size)
+        check_score_thr(self.score_thr)
+        for what in ("config", "checkpoint"):
+            v = getattr(self, what)
+            if isinstance(v, os.PathLike):
+                object.__setattr__(self, what, os.fspath(v))
+            elif v is not None and not isinstance(v, str):
+                raise InvalidInputError(f"{what} must be a name or a path, got {v!r}")
+        opts = self.options if self.options is not None else {}
+        if not isinstance(opts, dict) or not all(isinstance(k, str) for k in opts):
+            raise InvalidInputError(f"detector options must be a dict of keyword arguments, got {opts!r}")
+        object.__setattr__(self, "options", dict(opts))
 
     def build(self) -> Detector:
         """Build the detector in the calling process."""
@@ -131,6 +144,12 @@ def load_detector(
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = check_device(device)
+    # the same rules for every kind of detector, a user's factory's included (its bad values
+    # reached it as they were, or were set on what it built and failed at the first image)
+    check_input_size(input_size)
+    check_score_thr(score_thr)
+    if options is not None and (not isinstance(options, dict) or not all(isinstance(k, str) for k in options)):
+        raise InvalidInputError(f"detector options must be a dict of keyword arguments, got {options!r}")
     extra = dict(options or {})
     if name == "default":
         if config is not None:
