@@ -70,13 +70,17 @@ _BAND_ELEMS = 1 << 22
 
 
 def scale_uint(a: np.ndarray, bits: int) -> np.ndarray:
-    """Unsigned integers of ``bits`` bits -> uint8 over the full range (rounded), same shape."""
+    """Unsigned integers of ``bits`` bits -> uint8 over the full range (rounded), same shape;
+    values above the range (samples wider than ``bits``) become 255."""
     if bits == 8 and a.dtype == np.uint8:
         return a
     top = (1 << bits) - 1
     k = np.float32(255.0 / top)
+    # samples wider than ``bits`` (12-bit data in 16-bit samples) may hold larger values: white
+    over = np.issubdtype(a.dtype, np.integer) and np.iinfo(a.dtype).max > top
     if a.ndim == 0 or a.size <= _BAND_ELEMS:
-        return ((a.astype(np.float32) * k) + np.float32(0.5)).astype(np.uint8)
+        v = (a.astype(np.float32) * k) + np.float32(0.5)
+        return (np.minimum(v, np.float32(255.0), out=v) if over else v).astype(np.uint8)
     # in bands of rows: a whole 16-bit panorama scaled at once made two float32 copies of it,
     # eight bytes a sample on top of the decoded image (1.8 GB for a 40000 x 1500 RGB PNG)
     out = np.empty(a.shape, np.uint8)
@@ -85,6 +89,8 @@ def scale_uint(a: np.ndarray, bits: int) -> np.ndarray:
         band = a[i:i + rows].astype(np.float32)
         band *= k
         band += np.float32(0.5)
+        if over:
+            np.minimum(band, np.float32(255.0), out=band)
         out[i:i + rows] = band  # (float to uint8 truncates, as astype did)
     return out
 
