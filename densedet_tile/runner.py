@@ -390,7 +390,10 @@ def _find_spec(name: str, where: Any) -> Any:
 #: seam merge's best match judged over both sides of a box in index order, stop 67; a last tile
 #: moved onto the one before takes its rank when the tile two back overlaps it by half as much,
 #: stop 68, or when it moved by at most the seam tolerance: neither had bumped the version).
-RULES_VERSION = 4
+#: 5: 2026-12-07, stop 70 (boxes tied in score kept by position in the merge's last NMS, not by
+#: the tiles' order; a probe's few boxes at the size over under a tenth of its window measure
+#: nothing; 10- to 14-bit data in 16-bit TIFF samples read over its own range).
+RULES_VERSION = 5
 
 
 def request_key(job: Job, detector: Any = None, *, device: str | None = None) -> dict[str, Any]:

@@ -237,6 +237,12 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
         xyxy, scores = fused.xyxy, fused.scores
         groups = groups[fused.anchor_ids]  # a fused box stands for its best member's tile
         nms_labels = None if spec.class_agnostic else labels
+    # Ties in score are broken by position, not by the order the tiles came in (NMS keeps the
+    # first of two tied boxes: a shuffled tile list gave other boxes with quantised scores;
+    # an outside review)
+    canon = np.lexsort((labels, xyxy[:, 3], xyxy[:, 2], xyxy[:, 1], xyxy[:, 0], -scores))
+    xyxy, scores, labels, groups = xyxy[canon], scores[canon], labels[canon], groups[canon]
+    nms_labels = None if nms_labels is None else nms_labels[canon]
     # Boxes from one tile never suppress each other here: that tile's detector already ran its
     # own NMS, with its own threshold, and kept them side by side on purpose.
     keep = nms(xyxy, scores, spec.nms_iou, labels=nms_labels, groups=groups)
