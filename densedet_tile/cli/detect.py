@@ -22,8 +22,8 @@ from typing import Any, Sequence
 from .. import __version__
 from ..errors import DensedetError, InvalidInputError, one_line, shown_name
 from ..io import ensure_out_dir, new_folders, remove_empty, stat_or_none, sweep_temporaries
-from ..runner import (Job, build_detector, process_image, refuse_outputs_over_inputs, request_key, row_names, unique_stems,
-                      without_earlier_outputs)
+from ..runner import (Job, build_detector, output_stem, process_image, refuse_outputs_over_inputs, request_key, row_names,
+                      unique_stems, without_earlier_outputs)
 from .options import (
     EXIT_FAILED,
     StopSignals,
@@ -122,6 +122,19 @@ def _distinct(inputs: Sequence[str]) -> list[str]:
     return out
 
 
+def _warn_renamed_labels(inputs: Sequence[str], stems: Sequence[str]) -> None:
+    """Say where an input's YOLO labels take a numbered name (``x.png`` beside ``x.jpg`` gets
+    ``x-2.txt``): labelling tools pair a label file with the image of its name, so ``x.txt``
+    would be read as ``x.png``'s labels and ``x-2.txt`` as nobody's (an outside review)."""
+    for path, stem in zip(inputs, stems):
+        own = output_stem(path)
+        if stem != own:
+            logging.getLogger("densedet_tile").warning(
+                "%s: its YOLO labels are written as %s.txt (%s.txt is another input's): a labelling tool pairs "
+                "labels with the image of their name, so rename the image or give it an --out of its own",
+                shown_name(path), stem, own)
+
+
 def _detect(args: argparse.Namespace) -> int:
     try:
         tiling, merge, run = specs_from_args(args)
@@ -137,6 +150,8 @@ def _detect(args: argparse.Namespace) -> int:
                     if any(str(i).lower().endswith(".detections.json") for i in args.inputs) else "")
             raise InvalidInputError(f"every input is an output of an earlier run (see the warnings above); nothing to do{hint}")
         stems = unique_stems(inputs, job.reserved_stems, out=args.out)
+        if "yolo" in job.formats:
+            _warn_renamed_labels(inputs, stems)
         # every input's outputs are planned before anything is written: none may be an input
         refuse_outputs_over_inputs(inputs, stems, args.out, job)
     except DensedetError as exc:

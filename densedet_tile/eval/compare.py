@@ -106,6 +106,16 @@ def pair_images(
     """
     notes: list[str] = []
     extra = [k for k in pred.images if k not in gt.images]
+    # an image with no predictions has nothing to score: a photo of an empty shelf in a run's
+    # folder of JSONs (or its empty YOLO file) cannot be in a SKU-110K CSV, which lists boxes
+    # only, and refusing it made the folder unscorable (an outside review)
+    empty = [k for k in extra if len(pred.images[k].xyxy) == 0]
+    if empty:
+        gone = set(empty)
+        extra = [k for k in extra if k not in gone]
+        pred = replace(pred, images={k: v for k, v in pred.images.items() if k not in gone})
+        notes.append(f"{len(empty)} image(s) without predictions and not in the ground truth left out "
+                     f"({', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''})")
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
         # a CSV naming its images in bytes that are not UTF-8 (Latin-1, from an older tool) keeps

@@ -1106,6 +1106,11 @@ def _yolo_folder(p: Path, files: list[Path], gt: BoxSet | None) -> BoxSet:
     for f in files:
         keys = by_stem.get(f.stem)
         if not keys:
+            text = _read_text(f)
+            if not text.strip():  # an empty file: an image with no boxes, nothing to score (as in compare)
+                out.images[f.stem] = ImageBoxes(f.stem, None, None, np.zeros((0, 4)), np.zeros(0),
+                                                np.zeros(0, dtype=object), path=str(f))
+                continue
             raise InvalidInputError(f"{f}: labels of image {f.stem}, which is not in the ground truth {gt.source}")
         if len(keys) > 1:
             raise InvalidInputError(f"{f}: the ground truth {gt.source} has {len(keys)} images named {f.stem} "

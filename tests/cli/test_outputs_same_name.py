@@ -131,3 +131,20 @@ def test_unique_stems_do_not_depend_on_the_order_given():
                     "/p/classes.jpg": "classes-2"}
     for order in permutations(paths):
         assert dict(zip(order, unique_stems(list(order), {"Classes"}))) == want
+
+
+def test_yolo_labels_given_a_numbered_name_are_warned_about(tmp_path):
+    # x.jpg and x.png in one run: x.png's labels went to x-2.txt without a word, and a labelling
+    # tool pairing labels with images by name read x.txt as x.png's (an outside review)
+    Image.fromarray(blob_image(600, 900, (100, 100, 300, 260))).save(tmp_path / "x.png")
+    Image.fromarray(blob_image(600, 900, (100, 100, 300, 260))).save(tmp_path / "x.jpg")
+    res = run_cli("x.jpg", "x.png", "--detector", "fakes:make_blob", "--out", "out", "-q", "--device", "cpu",
+                  "--format", "yolo", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if "YOLO labels" in ln]
+    assert "x.png: its YOLO labels are written as x-2.txt (x.txt is another input's)" in line
+    assert (tmp_path / "out" / "x-2.txt").is_file()
+    # without YOLO labels nothing is said (the JSON names its image)
+    res = run_cli("x.jpg", "x.png", "--detector", "fakes:make_blob", "--out", "out2", "-q", "--device", "cpu",
+                  cwd=tmp_path)
+    assert res.returncode == 0 and "YOLO labels" not in res.stderr
