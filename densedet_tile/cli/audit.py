@@ -274,7 +274,20 @@ def _audit(args: argparse.Namespace) -> int:
                          "before the audit")
                 xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
                 classes = None if classes is None else np.asarray(classes)[kept]
-            else:
+            # ... and whatever their classes: the audit's rows and bays take no class, and a pile of
+            # one box per class (a detector keeping its top classes, or a crafted file) made the
+            # audit's neighbour search grow with its square as well (20 000 copies of one box, each
+            # of its own class: 5 GB, then a traceback; an outside review). A box given two or three
+            # classes is no pile and stays, one product per class
+            blind = pile_kept(xyxy, scores) if classes is not None else None
+            if blind is not None and len(blind) < len(xyxy):
+                also = (f"{det_path}: {len(xyxy) - len(blind)} of {len(xyxy)} boxes were near-copies of others of "
+                        "other classes, piled on the same spots (a detector boxing each product once per class?), "
+                        f"and were left out by NMS at IoU {MergeSpec().nms_iou:g} whatever their class before the audit")
+                piled = also if piled is None else f"{piled}; then {also.split(': ', 1)[1]}"
+                xyxy, scores = xyxy[blind], (None if scores is None else np.asarray(scores)[blind])
+                classes = np.asarray(classes)[blind]
+            if piled is None:
                 kept = copies_kept(xyxy, scores, classes)
                 if kept is not None:
                     # two or three copies of each box (two runs' files joined) counted every

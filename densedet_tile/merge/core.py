@@ -295,7 +295,15 @@ def pile_kept(xyxy: np.ndarray, scores: np.ndarray | None, spec: MergeSpec = Mer
     if not _pile_tiles([d], [0]):
         return None
     s = np.ones(n) if scores is None else np.nan_to_num(np.asarray(scores, np.float64).reshape(-1), nan=0.0)
-    return np.sort(nms(a, s, spec.nms_iou, labels=lab))
+    return _nms_by_position(a, s, spec.nms_iou, lab)
+
+
+def _nms_by_position(a: np.ndarray, s: np.ndarray, iou: float, lab: np.ndarray) -> np.ndarray:
+    """The indices, in order, of the boxes NMS keeps, boxes tied in score taken by position (a
+    box's coordinates, then its class), not by their order in the file: two files of the same
+    boxes in other orders kept other copies of tied ones (an outside review: gap ends moved)."""
+    canon = np.lexsort((lab, a[:, 3], a[:, 2], a[:, 1], a[:, 0], -s))
+    return np.sort(canon[nms(a[canon], s[canon], iou, labels=lab[canon])])
 
 
 def _class_numbers(labels: Sequence[object] | np.ndarray | None, n: int) -> np.ndarray:
@@ -328,7 +336,7 @@ def copies_kept(xyxy: np.ndarray, scores: np.ndarray | None, labels: np.ndarray 
     if not (pair_iou(a, i[same], j[same]) > NEAR_COPY_IOU).any():
         return None
     s = np.ones(len(a)) if scores is None else np.nan_to_num(np.asarray(scores, np.float64).reshape(-1), nan=0.0)
-    return np.sort(nms(a, s, NEAR_COPY_IOU, labels=lab))
+    return _nms_by_position(a, s, NEAR_COPY_IOU, lab)
 
 
 def _pile_tiles(dets: Sequence[Detections], keys: Sequence[int]) -> list[int]:
