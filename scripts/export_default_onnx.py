@@ -75,7 +75,7 @@ def export_fp32(weights: Path, out: Path, *, opset: int = 17) -> dict:
     import onnx
     import torch
 
-    from densedet_tile.detector.builtin import DEFAULT_CONFIG, model_config
+    from densedet_tile.detector.builtin import DEFAULT_CONFIG, model_config, threshold_problem
     from densedet_tile.detector.shelfnet import model_from_checkpoint, read_checkpoint
 
     from densedet_tile.errors import DetectorError
@@ -90,6 +90,9 @@ def export_fp32(weights: Path, out: Path, *, opset: int = 17) -> dict:
     if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)
             and isinstance(ckpt.get("state_dict"), dict)):
         raise DetectorError(f"--weights {weights}: not a ShelfNet weights file (no 'config' and 'state_dict')")
+    problem = threshold_problem(ckpt.get("info"))
+    if problem:  # (exported, it would be refused at load, as the .pt is)
+        raise DetectorError(f"--weights {weights}: {problem}")
     config = model_config(ckpt["config"])
     model = model_from_checkpoint(ckpt, config, source=f"--weights {weights}")
     size = int(config["input_size"])

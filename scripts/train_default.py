@@ -269,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         state = _load_state(spath)
         opts = _resumed_options(args, state["options"], spath)
+        # the session options the run had, unless given now: a CUDA run resumed without --device
+        # went on on the CPU, and --workers 0 came back as 2 (an outside review); a state from
+        # before they were kept has its device only
+        had = state.get("session") or {"device": state.get("device")}
+        for k in ("device", "workers", "save_every"):
+            if getattr(args, k) is None and had.get(k) is not None:
+                opts[k] = had[k]
     else:
         if not args.overwrite:
             for p in (wpath, spath):
@@ -401,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         """The weights and the state, together (both files or neither)."""
         info = run_info(**extra)
         st = {"format": STATE_FORMAT, "options": run_opts, "device": opts["device"],
+              "session": {k: opts[k] for k in ("device", "workers", "save_every")},
               "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
               "ema": {k: v.detach().cpu() for k, v in ema.state_dict().items()},
               "opt": opt.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),

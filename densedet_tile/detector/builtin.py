@@ -894,8 +894,16 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
         model_file(weights, "onnx")
         source = label = os.fspath(weights)
     runner = OnnxRunner(source, threads=threads, label=label)
-    config = model_config(runner.config())
-    det = DefaultDetector(runner, config, score_thr=score_thr, info=runner.training_info(), split_stacks=split_stacks)
+    # checked as a .pt's are (build_from_checkpoint): an export whose info asked for a threshold
+    # out of (0, 1) was served at the default without a word, where the .pt was refused (an
+    # outside review)
+    where = f"weights {label}"
+    config = _checked_config(runner.config(), where)
+    info = runner.training_info()
+    problem = threshold_problem(info)
+    if problem:
+        raise DetectorError(f"{where}: {problem}")
+    det = DefaultDetector(runner, config, score_thr=score_thr, info=info, split_stacks=split_stacks)
     det.info["weights_file"] = label
     return det
 

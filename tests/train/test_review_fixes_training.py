@@ -75,6 +75,29 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(train, tmp_path) -
     assert wb["info"]["sessions"] == 2
 
 
+def test_a_resumed_run_keeps_its_own_session_options_unless_given(train, tmp_path) -> None:
+    # --workers 0 came back as the default 2, and a CUDA run resumed without --device went on
+    # on the CPU (an outside review, 2026-12-07)
+    out = tmp_path / "r"
+    assert train.main([*TINY, "--steps", "3", "--stop-at-step", "1", "--save-every", "5", "--out", str(out)]) == 0
+    seen = {}
+    real = train._check_options
+
+    def spy(opts):
+        seen.update(opts)
+        return real(opts)
+
+    train._check_options = spy
+    try:
+        assert train.main(["--resume", "--stop-at-step", "2", "--out", str(out)]) == 0
+        assert (seen["workers"], seen["save_every"], seen["device"]) == (0, 5.0, "cpu")
+        seen.clear()
+        assert train.main(["--resume", "--workers", "1", "--out", str(out)]) == 0
+        assert seen["workers"] == 1
+    finally:
+        train._check_options = real
+
+
 def test_images_count_only_batches_trained_on(train, tmp_path) -> None:
     assert train.main([*TINY, "--steps", "2", "--out", str(tmp_path / "r")]) == 0
     info = _load(tmp_path / "r" / "default.pt")["info"]
@@ -419,3 +442,39 @@ def test_a_sample_the_generator_fails_on_is_drawn_again_not_the_end_of_the_run(m
     monkeypatch.setattr(data, "training_sample", lambda rng, **kw: (_ for _ in ()).throw(ValueError("always")))
     with pytest.raises(ValueError, match="always"):  # a generator that always fails still says so
         stream[0]
+
+
+def test_a_served_threshold_out_of_range_is_refused_by_the_export_and_by_an_onnx_file_s_load(export, tmp_path,
+                                                                                             capsys) -> None:
+    # weights asking to be served at 1.5: the .pt was refused at load, its ONNX export served at
+    # the default 0.45 without a word (an outside review, 2026-12-07)
+    import json
+
+    import onnx
+    import torch
+
+    from densedet_tile.detector.builtin import load_default
+    from densedet_tile.errors import DetectorError
+
+    ck = torch.load(_weights(tmp_path), weights_only=True)
+    ck["info"] = {**dict(ck.get("info") or {}), "score_thr": 1.5}
+    bad = tmp_path / "bad_thr.pt"
+    torch.save(ck, bad)
+    rc, err = _run_export(export, ["--weights", str(bad), "--out", str(tmp_path / "bad.onnx"), "--format", "fp32",
+                                   "--no-check"], capsys)
+    assert rc == 2 and "its info's score_thr must be a number between 0 and 1, got 1.5" in err
+    assert not (tmp_path / "bad.onnx").exists()
+    # an export made otherwise (an older script, a hand edit) is refused where it is loaded
+    good = tmp_path / "good.onnx"
+    rc, _ = _run_export(export, ["--weights", str(_weights(tmp_path)), "--out", str(good), "--format", "fp32",
+                                 "--no-check"], capsys)
+    assert rc == 0
+    proto = onnx.load(str(good))
+    for p in proto.metadata_props:
+        if p.key == "densedet_info":
+            p.value = json.dumps({**json.loads(p.value), "score_thr": 1.5})
+    edited = tmp_path / "edited.onnx"
+    onnx.save(proto, str(edited))
+    with pytest.raises(DetectorError, match=rf"{edited}: its info's score_thr must be a number between 0 and 1"):
+        load_default(device="cpu", runtime="onnxruntime", weights=str(edited))
+    assert load_default(device="cpu", runtime="onnxruntime", weights=str(good)).score_thr == pytest.approx(0.45)
