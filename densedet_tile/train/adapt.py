@@ -1415,7 +1415,7 @@ class AdaptRun:
         photos as the larger of two counts there: their own pseudo-labels (boxes the test-time
         views agree on, scored ``score_hi`` or more) and the starting weights' boxes at their
         threshold, counted before the first step; of several thresholds that count equally
-        close, the middle one. Self-training lifts the scores of everything the model finds, its
+        close, the one nearest the starting weights' threshold. Self-training lifts the scores of everything the model finds, its
         mistakes too, so a fixed threshold counts more boxes the longer it trains; the views'
         agreement does not drift that way, but it is a cautious count (products the views
         score under ``score_hi`` are left out of it), and matched alone it served the weights
@@ -1469,7 +1469,11 @@ class AdaptRun:
             totals = np.sum([p["counts"] for p in used], axis=0)
             miss = np.abs(totals - target)
             ties = np.flatnonzero(miss == miss.min())
-            j = int(ties[len(ties) // 2])  # the middle of a run of thresholds that count alike
+            # of thresholds that count alike, the one nearest the starting weights' (their middle
+            # drifted from 0.45 to 0.38 on a flat count after 4 steps that changed nothing, where
+            # a real photo's count would have risen: an outside review)
+            base = self._base_thr()
+            j = int(ties[int(np.argmin(np.abs(np.asarray(CALIB_GRID)[ties] - base)))])
             cal["thr"] = CALIB_GRID[j]
             cal["picked"] = True
             # the target beyond what any threshold of the grid counts: its end is the closest, no
