@@ -276,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("device", "workers", "save_every"):
             if getattr(args, k) is None and had.get(k) is not None:
                 opts[k] = had[k]
+        if args.device is None and str(opts["device"]).startswith("cuda") and not torch.cuda.is_available():
+            # (a GPU run resumed on a machine without one: on the CPU, as before it was kept, said)
+            print(f"note: the run trained on {opts['device']}; this machine has no CUDA GPU: it goes on on the CPU "
+                  "(--device to choose)", file=sys.stderr)
+            opts["device"] = "cpu"
     else:
         if not args.overwrite:
             for p in (wpath, spath):

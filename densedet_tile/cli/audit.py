@@ -284,7 +284,7 @@ def _audit(args: argparse.Namespace) -> int:
                 also = (f"{det_path}: {len(xyxy) - len(blind)} of {len(xyxy)} boxes were near-copies of others of "
                         "other classes, piled on the same spots (a detector boxing each product once per class?), "
                         f"and were left out by NMS at IoU {MergeSpec().nms_iou:g} whatever their class before the audit")
-                piled = also if piled is None else f"{piled}; then {also.split(': ', 1)[1]}"
+                piled = also if piled is None else f"{piled}; then {also[len(f'{det_path}: '):]}"
                 xyxy, scores = xyxy[blind], (None if scores is None else np.asarray(scores)[blind])
                 classes = np.asarray(classes)[blind]
             if piled is None:

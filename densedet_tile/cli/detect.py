@@ -122,17 +122,19 @@ def _distinct(inputs: Sequence[str]) -> list[str]:
     return out
 
 
-def _warn_renamed_labels(inputs: Sequence[str], stems: Sequence[str]) -> None:
+def _warn_renamed_labels(inputs: Sequence[str], stems: Sequence[str], reserved: Any = ()) -> None:
     """Say where an input's YOLO labels take a numbered name (``x.png`` beside ``x.jpg`` gets
     ``x-2.txt``): labelling tools pair a label file with the image of its name, so ``x.txt``
     would be read as ``x.png``'s labels and ``x-2.txt`` as nobody's (an outside review)."""
+    taken = {r.casefold() for r in reserved}
     for path, stem in zip(inputs, stems):
         own = output_stem(path)
         if stem != own:
+            whose = "the class list" if own.casefold() in taken else "another input's"
             logging.getLogger("densedet_tile").warning(
-                "%s: its YOLO labels are written as %s.txt (%s.txt is another input's): a labelling tool pairs "
-                "labels with the image of their name, so rename the image or give it an --out of its own",
-                shown_name(path), stem, own)
+                "%s: its YOLO labels are written as %s.txt (%s.txt is %s): a labelling tool pairs labels with "
+                "the image of their name, so rename the image or give it an --out of its own",
+                shown_name(path), stem, own, whose)
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -151,7 +153,7 @@ def _detect(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"every input is an output of an earlier run (see the warnings above); nothing to do{hint}")
         stems = unique_stems(inputs, job.reserved_stems, out=args.out)
         if "yolo" in job.formats:
-            _warn_renamed_labels(inputs, stems)
+            _warn_renamed_labels(inputs, stems, job.reserved_stems)
         # every input's outputs are planned before anything is written: none may be an input
         refuse_outputs_over_inputs(inputs, stems, args.out, job)
     except DensedetError as exc:

@@ -378,8 +378,9 @@ def device_of(detector: object, requested: str = "auto") -> str:
     sees a GPU, else ``"cpu"``. An explicit ``requested`` device is returned as it is, unless
     the detector says it runs elsewhere: a detector built for the CPU does not move to a GPU
     because the run asks for one, so that is refused
-    (:class:`~densedet_tile.errors.InvalidInputError`) rather than reported wrongly; so is a
-    GPU for a detector that names no device where torch is loaded and does not see that GPU.
+    (:class:`~densedet_tile.errors.InvalidInputError`) rather than reported wrongly; a GPU for
+    a detector that names no device, where torch is loaded and does not see that GPU, is
+    warned about.
     """
     from ..errors import InvalidInputError
 
@@ -398,17 +399,24 @@ def device_of(detector: object, requested: str = "auto") -> str:
                 f"device (load_detector(..., device={dev!r})) or leave device='auto'"
             )
         if own is None and dev.startswith("cuda"):
-            # a detector that names no device: the run's is taken at its word, but a GPU that torch
-            # (loaded by then, where the detector runs on it) does not see is refused, not
-            # written into the run's settings (an outside review: "cuda:3" on a machine with none)
+            # a detector that names no device: the run's is taken at its word (it may run on a
+            # GPU torch does not know of: ONNX Runtime's, TensorRT's), but where torch is loaded
+            # and does not see that GPU, said (an outside review: the settings said "cuda:3" on a
+            # machine with none, without a word; a diff review: refusing it would stop a detector
+            # on onnxruntime-gpu beside a CPU build of torch)
             torch = loaded_torch()
             if torch is not None:
                 index = int(dev.partition(":")[2] or 0)
                 if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-                    raise InvalidInputError(
-                        f"device={dev!r} was asked for, but torch sees "
+                    import warnings
+
+                    from ..errors import caller_level
+
+                    warnings.warn(
+                        f"device={dev!r} was asked for a detector that names no device, and torch sees "
                         + (f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device")
-                        + "; leave device='auto' or name a device this machine has")
+                        + f": the run's settings say {dev!r} as asked (give the detector a 'device' attribute, or "
+                        "leave device='auto')", RuntimeWarning, stacklevel=caller_level())
         return dev
     if own is not None:
         return own

@@ -49,8 +49,10 @@ class DetectorSpec:
         if self.precision not in PRECISIONS:
             raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         # refused here, where the spec is made, not by build() on every batch worker
-        check_input_size(self.input_size)
-        check_score_thr(self.score_thr)
+        # (stored as plain numbers: a numpy float was recorded as the text "np.float32(0.5)" in a
+        # batch's request key, which then matched no run given 0.5; a diff review)
+        object.__setattr__(self, "input_size", check_input_size(self.input_size))
+        object.__setattr__(self, "score_thr", check_score_thr(self.score_thr))
         for what in ("config", "checkpoint"):
             v = getattr(self, what)
             if isinstance(v, os.PathLike):
@@ -146,8 +148,7 @@ def load_detector(
     device = check_device(device)
     # the same rules for every kind of detector, a user's factory's included (its bad values
     # reached it as they were, or were set on what it built and failed at the first image)
-    check_input_size(input_size)
-    check_score_thr(score_thr)
+    input_size, score_thr = check_input_size(input_size), check_score_thr(score_thr)
     if options is not None and (not isinstance(options, dict) or not all(isinstance(k, str) for k in options)):
         raise InvalidInputError(f"detector options must be a dict of keyword arguments, got {options!r}")
     extra = dict(options or {})

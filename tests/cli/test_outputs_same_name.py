@@ -148,3 +148,12 @@ def test_yolo_labels_given_a_numbered_name_are_warned_about(tmp_path):
     res = run_cli("x.jpg", "x.png", "--detector", "fakes:make_blob", "--out", "out2", "-q", "--device", "cpu",
                   cwd=tmp_path)
     assert res.returncode == 0 and "YOLO labels" not in res.stderr
+
+
+def test_an_image_named_like_the_class_list_is_said_so(tmp_path):
+    Image.fromarray(blob_image(600, 900, (100, 100, 300, 260))).save(tmp_path / "classes.png")
+    res = run_cli("classes.png", "--detector", "fakes:make_blob", "--out", "out", "-q", "--device", "cpu",
+                  "--format", "yolo", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if "YOLO labels" in ln]
+    assert "(classes.txt is the class list)" in line and "another input" not in line

@@ -98,6 +98,23 @@ def test_a_resumed_run_keeps_its_own_session_options_unless_given(train, tmp_pat
         train._check_options = real
 
 
+def test_a_gpu_run_resumed_on_a_machine_without_one_goes_on_on_the_cpu(train, tmp_path, capsys) -> None:
+    # (with the session's device kept, a CUDA run's state was refused on a CPU machine: "--device
+    # cuda: torch sees no CUDA GPU", though no --device was given; a diff review)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    out = tmp_path / "r"
+    assert train.main([*TINY, "--steps", "2", "--stop-at-step", "1", "--out", str(out)]) == 0
+    st = _load(out / "state.pt")
+    st["device"] = "cuda"
+    st["session"] = {**st["session"], "device": "cuda"}
+    torch.save(st, out / "state.pt")
+    capsys.readouterr()
+    assert train.main(["--resume", "--out", str(out)]) == 0
+    assert "the run trained on cuda; this machine has no CUDA GPU" in capsys.readouterr().err
+    assert _load(out / "state.pt")["step"] == 2
+
+
 def test_images_count_only_batches_trained_on(train, tmp_path) -> None:
     assert train.main([*TINY, "--steps", "2", "--out", str(tmp_path / "r")]) == 0
     info = _load(tmp_path / "r" / "default.pt")["info"]

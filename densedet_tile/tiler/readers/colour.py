@@ -80,7 +80,7 @@ def scale_uint(a: np.ndarray, bits: int) -> np.ndarray:
     over = np.issubdtype(a.dtype, np.integer) and np.iinfo(a.dtype).max > top
     if a.ndim == 0 or a.size <= _BAND_ELEMS:
         v = (a.astype(np.float32) * k) + np.float32(0.5)
-        return (np.minimum(v, np.float32(255.0), out=v) if over else v).astype(np.uint8)
+        return (np.minimum(v, np.float32(255.0)) if over else v).astype(np.uint8)
     # in bands of rows: a whole 16-bit panorama scaled at once made two float32 copies of it,
     # eight bytes a sample on top of the decoded image (1.8 GB for a 40000 x 1500 RGB PNG)
     out = np.empty(a.shape, np.uint8)
@@ -329,6 +329,9 @@ class TiffColour:
     premultiplied: bool
     bits: int
     colormap: np.ndarray | None
+    #: the bits unsigned colour samples use where fewer than ``bits`` (12-bit data in 16-bit
+    #: samples: :meth:`TiffSource._significant_bits`); None: ``bits``. Alpha keeps ``bits``.
+    colour_bits: int | None = None
     #: the sample values that map to black and white, for float samples (SMin/SMaxSampleValue,
     #: or what the reader measured; 0..1 by default)
     float_range: tuple[float, float] = (0.0, 1.0)
@@ -391,7 +394,11 @@ class TiffColour:
             v = seg  # palette indices, looked up below
         else:
             bits = self.bits if self.bits <= dt.itemsize * 8 else dt.itemsize * 8
-            v = scale_uint(seg, bits)
+            cbits = min(self.colour_bits, bits) if self.colour_bits else bits
+            v = scale_uint(seg, cbits)
+            if self.alpha_index is not None and cbits != bits:  # alpha at the file's own bits
+                v = v.copy() if not v.flags.writeable else v
+                v[..., self.alpha_index] = scale_uint(seg[..., self.alpha_index], bits)
         if self.colormap is not None:
             idx = np.minimum(v[..., 0].astype(np.intp), len(self.colormap) - 1)
             return self.colormap[idx]

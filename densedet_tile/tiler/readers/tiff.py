@@ -230,8 +230,9 @@ class TiffSource(ImageSource):
         try:
             if kind == "f":
                 self._colour = replace(self._colour, float_range=self._float_range(page))
-            elif kind == "u" and self._colour.bits > 8 and self._colour.colormap is None:
-                self._colour = replace(self._colour, bits=self._significant_bits(page))
+            # (integers deeper than 8 bits: the bits they use are looked for at the first read, not
+            # here: opening a file for its size only decoded up to 16 of its segments; a diff review)
+            self._bits_pending = kind == "u" and self._colour.bits > 8 and self._colour.colormap is None
         except BaseException:
             self.close()
             raise
@@ -268,31 +269,36 @@ class TiffSource(ImageSource):
         return lo, hi
 
     def _significant_bits(self, page: Any) -> int:
-        """The bits that unsigned samples deeper than 8 bits use: 10-, 12- or 14-bit data from a
-        machine-vision or scientific camera stored in 16-bit samples read 4 to 64 times too dark
+        """The bits that unsigned colour samples deeper than 8 bits use: 10- or 12-bit data from a
+        machine-vision or scientific camera stored in 16-bit samples read 16 to 64 times too dark
         (and were counted short: an outside review, 12-bit data in a 16-bit TIFF, 103 products
-        for 128). The (S)MaxSampleValue tag where it says less than the full range, else the largest value among the
-        samples :meth:`_float_range` looks at, rounded up to an even number of bits from 8, when
-        that is at least 2 under the file's (a dark photo that fills its 16 bits keeps them);
-        anything brighter elsewhere is clipped to white. A warning says so."""
+        for 128). The largest value among the samples :meth:`_float_range` looks at (or a
+        MaxSampleValue / SMaxSampleValue tag's number where it is larger), rounded up to an even
+        number of bits from 8, when that is at least 4 under the file's: a photo whose samples
+        all stay under a sixteenth of their range is such data (or nearly black: brighter helps
+        it as well), while an underexposed photo of a quarter of its range keeps its bits (a diff
+        review). Anything brighter elsewhere is read as white; alpha keeps the file's bits. A
+        warning says so. Run at the first read (opening a file for its size decodes nothing)."""
         bits = self._colour.bits
-        decoded: dict[int, np.ndarray] = {}
-        said = [float(np.max(t.value)) for t in (page.tags.get("MaxSampleValue"), page.tags.get("SMaxSampleValue"))
-                if t is not None and np.size(t.value)]
-        if said and 0 < min(said) < (1 << bits) - 1:  # (a tag at the full range, writers' default, says nothing)
-            top = min(said)
-        else:
-            values, decoded = self._sampled()
-            top = float(values.max()) if values.size else 0.0
+        values, decoded = self._sampled()
+        top = float(values.max()) if values.size else 0.0
+        for name in ("MaxSampleValue", "SMaxSampleValue"):
+            tag = page.tags.get(name)
+            try:  # (a tag of another type, text: ignored, not a numpy error)
+                said = float(np.max(np.asarray(tag.value, dtype=np.float64))) if tag is not None else 0.0
+            except (TypeError, ValueError):
+                said = 0.0
+            if np.isfinite(said):
+                top = max(top, said)  # (a tag under what the pixels show is wrong: never below them)
         used = bits
         if top > 0:
             need = max(8, math.ceil(math.log2(top + 1)))
             need += need % 2
-            if need <= bits - 2:
+            if need <= bits - 4:
                 used = need
                 _warn_once(self._label, "%s: its %d-bit samples reach only %d (%d-bit data): read as 0..%d, "
                            "brighter values elsewhere as white", bits, int(top), used, (1 << used) - 1)
-        self._keep_decoded(replace(self._colour, bits=used), decoded)
+        self._keep_decoded(replace(self._colour, colour_bits=used), decoded)
         return used
 
     def _sampled(self) -> tuple[np.ndarray, dict[int, np.ndarray]]:
@@ -555,6 +561,9 @@ class TiffSource(ImageSource):
         with self._lock:
             if self._page is None:  # pragma: no cover - guarded by read()
                 raise ImageReadError(f"{self._label}: the image source is closed")
+            if self._bits_pending:
+                self._bits_pending = False
+                self._colour = replace(self._colour, colour_bits=self._significant_bits(self._page))
             if self._direct is not None:  # uncompressed big strips: the window's own samples
                 for r in range(r0, r1 + 1):
                     gy0 = r * sh_
