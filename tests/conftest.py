@@ -58,3 +58,17 @@ def local_ray():
              runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **_short_temp_dir())  # (a long TMPDIR)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _package_log_level():
+    """The package logger's level as each test found it: a verb's entry point called in process
+    with --debug (batch_main, audit_main...) sets it to DEBUG for the process, and a later test
+    that looks at the records it logs saw a traceback record only when it ran after such a test
+    (tests/test_batch.py then tests/cli/test_engine_errors_named.py failed; the suite's order hid it)."""
+    import logging
+
+    log = logging.getLogger("densedet_tile")
+    level = log.level
+    yield
+    log.setLevel(level)
