@@ -392,7 +392,7 @@ def _find_spec(name: str, where: Any) -> Any:
 #: stop 68, or when it moved by at most the seam tolerance: neither had bumped the version).
 #: 5: 2026-12-07, stop 70 (boxes tied in score kept by position in the merge's last NMS, not by
 #: the tiles' order; a probe's few boxes at the size over under a tenth of its window measure
-#: nothing; 10- to 14-bit data in 16-bit TIFF samples read over its own range).
+#: nothing; 10- or 12-bit data in 16-bit TIFF samples read over its own range).
 RULES_VERSION = 5
 
 
