@@ -813,6 +813,13 @@ def _checked_config(raw: Any, where: str) -> dict[str, Any]:
     return config
 
 
+def _refuse_bad_threshold(info: Any, where: str) -> None:
+    """Weights whose info asks for a served threshold out of (0, 1) are refused (torch or ONNX)."""
+    problem = threshold_problem(info)
+    if problem:
+        raise DetectorError(f"{where}: {problem}")
+
+
 def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_thr: float | None = None,
                           fp16: bool = False, threads: int | None = None,
                           source: str | None = None, split_stacks: bool | None = None) -> DefaultDetector:
@@ -838,9 +845,7 @@ def build_from_checkpoint(ckpt: dict[str, Any], *, device: str = "auto", score_t
     runner = TorchRunner(model_from_checkpoint(ckpt, config, source=where), device=dev, mean=settings.mean,
                          std=settings.std, fp16=fp16)
     info = ckpt.get("info")
-    problem = threshold_problem(info)
-    if problem:
-        raise DetectorError(f"{where}: {problem}")
+    _refuse_bad_threshold(info, where)
     return DefaultDetector(runner, config, score_thr=score_thr, info=dict(info) if isinstance(info, Mapping) else {},
                            split_stacks=split_stacks)
 
@@ -900,9 +905,7 @@ def load_default(*, device: str = "auto", score_thr: float | None = None, fp16: 
     where = f"weights {label}"
     config = _checked_config(runner.config(), where)
     info = runner.training_info()
-    problem = threshold_problem(info)
-    if problem:
-        raise DetectorError(f"{where}: {problem}")
+    _refuse_bad_threshold(info, where)
     det = DefaultDetector(runner, config, score_thr=score_thr, info=info, split_stacks=split_stacks)
     det.info["weights_file"] = label
     return det

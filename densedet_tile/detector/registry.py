@@ -59,10 +59,7 @@ class DetectorSpec:
                 object.__setattr__(self, what, os.fspath(v))
             elif v is not None and not isinstance(v, str):
                 raise InvalidInputError(f"{what} must be a name or a path, got {v!r}")
-        opts = self.options if self.options is not None else {}
-        if not isinstance(opts, dict) or not all(isinstance(k, str) for k in opts):
-            raise InvalidInputError(f"detector options must be a dict of keyword arguments, got {opts!r}")
-        object.__setattr__(self, "options", dict(opts))
+        object.__setattr__(self, "options", _checked_options(self.options))
 
     def build(self) -> Detector:
         """Build the detector in the calling process."""
@@ -115,6 +112,15 @@ _ADAPTERS = {
 }
 
 
+def _checked_options(options: Any) -> dict[str, Any]:
+    """Detector ``options`` as a new dict of keyword arguments (None: none); anything else is
+    refused in one line."""
+    opts = {} if options is None else options
+    if not isinstance(opts, dict) or not all(isinstance(k, str) for k in opts):
+        raise InvalidInputError(f"detector options must be a dict of keyword arguments, got {opts!r}")
+    return dict(opts)
+
+
 def load_detector(
     name: str = "default",
     *,
@@ -149,9 +155,7 @@ def load_detector(
     # the same rules for every kind of detector, a user's factory's included (its bad values
     # reached it as they were, or were set on what it built and failed at the first image)
     input_size, score_thr = check_input_size(input_size), check_score_thr(score_thr)
-    if options is not None and (not isinstance(options, dict) or not all(isinstance(k, str) for k in options)):
-        raise InvalidInputError(f"detector options must be a dict of keyword arguments, got {options!r}")
-    extra = dict(options or {})
+    extra = _checked_options(options)
     if name == "default":
         if config is not None:
             raise InvalidInputError("the default detector takes no config (--config): its architecture ships with the package")

@@ -240,7 +240,7 @@ def merge_tiles(tiles: Sequence[Tile], dets: Sequence[Detections], spec: MergeSp
     # Ties in score are broken by position, not by the order the tiles came in (NMS keeps the
     # first of two tied boxes: a shuffled tile list gave other boxes with quantised scores;
     # an outside review)
-    canon = np.lexsort((labels, xyxy[:, 3], xyxy[:, 2], xyxy[:, 1], xyxy[:, 0], -scores))
+    canon = _position_order(xyxy, scores, labels)
     xyxy, scores, labels, groups = xyxy[canon], scores[canon], labels[canon], groups[canon]
     nms_labels = None if nms_labels is None else nms_labels[canon]
     # Boxes from one tile never suppress each other here: that tile's detector already ran its
@@ -302,8 +302,13 @@ def _nms_by_position(a: np.ndarray, s: np.ndarray, iou: float, lab: np.ndarray) 
     """The indices, in order, of the boxes NMS keeps, boxes tied in score taken by position (a
     box's coordinates, then its class), not by their order in the file: two files of the same
     boxes in other orders kept other copies of tied ones (an outside review: gap ends moved)."""
-    canon = np.lexsort((lab, a[:, 3], a[:, 2], a[:, 1], a[:, 0], -s))
+    canon = _position_order(a, s, lab)
     return np.sort(canon[nms(a[canon], s[canon], iou, labels=lab[canon])])
+
+
+def _position_order(xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Indices ordering boxes by descending score, ties by position (x1, y1, x2, y2), then class."""
+    return np.lexsort((labels, xyxy[:, 3], xyxy[:, 2], xyxy[:, 1], xyxy[:, 0], -scores))
 
 
 def _class_numbers(labels: Sequence[object] | np.ndarray | None, n: int) -> np.ndarray:

@@ -397,7 +397,6 @@ class TiffColour:
             cbits = min(self.colour_bits, bits) if self.colour_bits else bits
             v = scale_uint(seg, cbits)
             if self.alpha_index is not None and cbits != bits:  # alpha at the file's own bits
-                v = v.copy() if not v.flags.writeable else v
                 v[..., self.alpha_index] = scale_uint(seg[..., self.alpha_index], bits)
         if self.colormap is not None:
             idx = np.minimum(v[..., 0].astype(np.intp), len(self.colormap) - 1)
