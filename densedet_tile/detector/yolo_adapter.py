@@ -18,8 +18,9 @@ What is read from the export itself:
   ``(B, 4 + nc, N)``, the v5 head ``(B, N, 5 + nc)`` with objectness, or an end-to-end export
   ``(B, K, 6)`` (x1, y1, x2, y2, score, class; K at most 1000) that already contains NMS.
   Coordinates may be in input pixels (ONNX exports) or normalised to 0..1 (TFLite exports):
-  boxes whose centres (an end-to-end export's corners) all lie within 1.5 are taken as
-  normalised (``normalized=`` forces either).
+  a raw head whose anchors' centres (all of them, whatever their scores: they cover the canvas)
+  lie within 1.5, or an end-to-end export whose detections' corners do, is taken as normalised
+  (``normalized=`` forces either).
 
 Preprocessing is the Ultralytics letterbox: the tile keeps its aspect ratio, is centred on a
 canvas filled with grey 114, RGB, divided by 255 (and quantised with the input's scale and zero
@@ -202,6 +203,46 @@ def _xywh_to_xyxy(b: np.ndarray) -> np.ndarray:
     return np.concatenate([b[:, :2] - half, b[:, :2] + half], axis=1)
 
 
+def _reach(boxes: np.ndarray, keep: np.ndarray, finite: np.ndarray, layout: str) -> float:
+    """How far the coordinates that tell 0..1 from pixels reach (0 when none do): a raw head's
+    every anchor centre, whatever its score (they cover the canvas: hundreds of pixels in a pixel
+    export, within about 1 in a 0..1 one); an end-to-end export's rows are its detections (zeros
+    after them), told by the corners of those above the threshold. Told by the candidates above
+    the threshold alone, a tile whose few candidates sat at the canvas's top-left corner (a product
+    cut by the corner, a weak hit in the padding) had its pixel boxes read as 0..1 and blown up to
+    the whole tile (an outside review)."""
+    told_by = boxes[keep] if layout == "end2end" else boxes[finite, :2]
+    return float(np.abs(told_by).max()) if told_by.size else 0.0
+
+
+def _head(out: np.ndarray, layout: str, nc: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes (N, 4) as the export gives them, scores (N,), labels (N,)) of one image's raw output."""
+    if layout not in LAYOUTS:
+        raise InvalidInputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    a = np.asarray(out, np.float32)
+    if layout == "v8":
+        a = a.T
+    need = {"v8": 5, "v5": 6, "end2end": 6}[layout]
+    if a.ndim != 2 or a.shape[1] < need or (layout == "end2end" and a.shape[1] != 6):
+        raise DetectorError(f"output of shape {tuple(np.shape(out))} cannot be read as {layout}")
+    if layout == "v8":
+        cls = a[:, 4:] if nc is None else a[:, 4:4 + nc]
+        return a[:, :4], cls.max(axis=1), cls.argmax(axis=1)
+    if layout == "v5":
+        cls = a[:, 5:] if nc is None else a[:, 5:5 + nc]
+        cls = cls * a[:, 4:5]
+        return a[:, :4], cls.max(axis=1), cls.argmax(axis=1)
+    return a[:, :4], a[:, 4], np.rint(a[:, 5])
+
+
+def coordinate_reach(out: np.ndarray, layout: str, *, conf: float = 0.25, nc: int | None = None) -> float:
+    """How far one image's raw output's coordinates reach (see :func:`decode`): over 1.5, they are
+    pixels."""
+    boxes, scores, _ = _head(out, layout, nc)
+    finite = np.isfinite(boxes).all(axis=1)
+    return _reach(boxes, np.flatnonzero((scores >= conf) & finite), finite, layout)
+
+
 def decode(
     out: np.ndarray,
     layout: str,
@@ -221,35 +262,20 @@ def decode(
     segmentation or pose heads are ignored); None means all. Candidates scoring >= ``conf`` are
     kept; raw heads then go through NMS at ``iou`` (class-wise unless ``agnostic``); at most
     ``max_det`` boxes come back, by descending score. ``normalized`` says whether coordinates are
-    0..1 (None: they are when every candidate's centre, or an end-to-end export's corners, lie
-    within 1.5).
+    0..1 (None: they are when every anchor's centre, whatever its score, or the corners of an
+    end-to-end export's detections above ``conf``, lie within 1.5).
     """
-    if layout not in LAYOUTS:
-        raise InvalidInputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    a = np.asarray(out, np.float32)
-    if layout == "v8":
-        a = a.T
-    need = {"v8": 5, "v5": 6, "end2end": 6}[layout]
-    if a.ndim != 2 or a.shape[1] < need or (layout == "end2end" and a.shape[1] != 6):
-        raise DetectorError(f"output of shape {tuple(np.shape(out))} cannot be read as {layout}")
-    if layout == "v8":
-        cls = a[:, 4:] if nc is None else a[:, 4:4 + nc]
-        boxes, scores, labels = a[:, :4], cls.max(axis=1), cls.argmax(axis=1)
-    elif layout == "v5":
-        cls = a[:, 5:] if nc is None else a[:, 5:5 + nc]
-        cls = cls * a[:, 4:5]
-        boxes, scores, labels = a[:, :4], cls.max(axis=1), cls.argmax(axis=1)
-    else:
-        boxes, scores, labels = a[:, :4], a[:, 4], np.rint(a[:, 5])
-    keep = np.flatnonzero((scores >= conf) & np.isfinite(boxes).all(axis=1))
+    boxes, scores, labels = _head(out, layout, nc)
+    finite = np.isfinite(boxes).all(axis=1)
+    keep = np.flatnonzero((scores >= conf) & finite)
+    reach = _reach(boxes, keep, finite, layout)
     if keep.size > MAX_NMS:
         keep = keep[np.argsort(-scores[keep], kind="stable")[:MAX_NMS]]
     boxes, scores, labels = boxes[keep], scores[keep].astype(np.float32), labels[keep].astype(np.int64)
-    # (0..1 or pixels, told by the centres of x, y, w, h heads: a v5 head's widths reach past 1 in
-    # 0..1 exports, and one wide candidate above the threshold had a tile's boxes taken as pixels,
-    # shrunk to under a pixel; an outside review)
-    told_by = boxes if layout == "end2end" else boxes[:, :2]
-    if len(keep) and (normalized if normalized is not None else float(np.abs(told_by).max()) <= 1.5):
+    # (told by the centres of x, y, w, h heads, not their sizes: a v5 head's widths reach past 1
+    # in 0..1 exports, and one wide candidate above the threshold had a tile's boxes taken as
+    # pixels, shrunk to under a pixel; an outside review)
+    if len(keep) and (normalized if normalized is not None else reach <= 1.5):
         h, w = canvas_hw
         boxes = boxes * np.array([w, h, w, h], np.float32)
     if layout != "end2end":
@@ -487,6 +513,7 @@ class YoloDetector:
         self.score_thr = conf
         self.score_floor = score_floor_for(conf)  # decoded a little lower, for the count range
         self._normalized = normalized
+        self._pixels = False  # a tile's output was seen in pixels (normalized None)
         self._agnostic = agnostic
         self.device = runtime.device
         self.info = info
@@ -531,10 +558,19 @@ class YoloDetector:
                                     + ("; name every class (the boxes of the unnamed ones would be dropped)"
                                        if nc < channels else ""))
             self._check_names = False
+        normalized = self._normalized
+        if normalized is None and not self._pixels and any(
+                coordinate_reach(yi, layout, conf=self.score_floor, nc=nc) > 1.5 for yi in y[:len(tiles)]):
+            # one tile in pixels says the export's are pixels, on every tile from now on (an
+            # export whose every anchor predicts one corner box, or an end-to-end one with a
+            # single detection at the corner, would read as 0..1)
+            self._pixels = True
+        if normalized is None and self._pixels:
+            normalized = False
         res = []
         for t, lb, yi in zip(tiles, boxes, y):
             xyxy, scores, labels = decode(yi, layout, self.canvas_hw, conf=self.score_floor, iou=self.iou,
-                                          max_det=self.max_det, nc=nc, normalized=self._normalized,
+                                          max_det=self.max_det, nc=nc, normalized=normalized,
                                           agnostic=self._agnostic)
             xyxy = lb.to_tile(xyxy, t.shape[1], t.shape[0])
             ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])

@@ -745,3 +745,43 @@ def test_one_dynamic_side_keeps_the_fixed_one(torch, tmp_path):
     assert d.xyxy.tolist() == [[8, 8, 24, 32]]
     with pytest.raises(InvalidInputError, match="larger than the 64 px the model's input"):
         load_detector("yolo", checkpoint=str(path), device="cpu", input_size=96)
+
+
+def test_pixel_boxes_at_the_canvas_corner_stay_pixels():
+    # a pixel export whose only candidate above the threshold sits at the canvas's top-left
+    # corner (a product cut by a tile's corner, a weak hit in the padding) was read as 0..1 and
+    # blown up to the whole canvas: the anchors, whatever their scores, tell pixels from 0..1
+    grid = np.stack(np.meshgrid(np.arange(4, 64, 8), np.arange(4, 64, 8)), -1).reshape(-1, 2).astype(np.float32)
+    xywh = np.c_[grid, np.full((len(grid), 2), 8, np.float32)]
+    xywh[0] = [0.5, 0.5, 1, 1]
+    scores = np.zeros((len(grid), 1), np.float32)
+    scores[0] = 0.9
+    boxes, got, _ = ya.decode(v8_output(xywh, scores), "v8", (64, 64))
+    np.testing.assert_allclose(boxes, [[0, 0, 1, 1]], atol=1e-6)
+    assert got.tolist() == pytest.approx([0.9])
+    # the same head in 0..1 still reads as 0..1
+    norm = xywh / 64
+    boxes, _, _ = ya.decode(v8_output(norm, scores), "v8", (64, 64))
+    np.testing.assert_allclose(boxes, [[0, 0, 1, 1]], atol=1e-5)
+    # and a v5 head alike
+    rows = np.c_[xywh, scores, np.ones((len(grid), 1), np.float32)]
+    boxes, _, _ = ya.decode(rows, "v5", (64, 64))
+    np.testing.assert_allclose(boxes, [[0, 0, 1, 1]], atol=1e-6)
+
+
+def test_an_export_seen_in_pixels_stays_in_pixels_on_later_tiles(models, monkeypatch):
+    # an end-to-end export whose one detection on a tile lies within 1.5 of the canvas's corner
+    # reads as 0..1 by itself; once a tile showed the export's pixels, it is read as pixels
+    det = load_detector("yolo", checkpoint=models["e2e"], device="cpu")
+    corner = np.zeros((1, 10, 6), np.float32)
+    corner[0, 0] = [0, 0, 1, 1, 0.9, 0]
+    run = det._rt.run
+    monkeypatch.setattr(det._rt, "run", lambda x: corner)
+    (alone,) = det.predict([tile_with(64, 64, {})])
+    assert alone.xyxy.tolist() == [[0, 0, 64, 64]]  # (by itself: no way to tell)
+    monkeypatch.setattr(det._rt, "run", run)
+    (d,) = det.predict([tile_with(64, 64, {})])
+    assert d.xyxy.tolist() == [[8, 16, 24, 40], [4, 58, 12, 64]]
+    monkeypatch.setattr(det._rt, "run", lambda x: corner)
+    (later,) = det.predict([tile_with(64, 64, {})])
+    assert later.xyxy.tolist() == [[0, 0, 1, 1]]
