@@ -33,7 +33,7 @@ from ..audit.gapcheck import MIN_PRODUCT_PX, check_gaps, judged, product_px
 from ..audit.gaps import DEFAULT_GAP_K
 from ..audit.heatmap import MAX_CELLS, check_cell, heatmap_png
 from ..audit.regions import load_regions
-from ..audit.report import (JPEG_MAX_SIDE, PREVIEW_MAX_HEIGHT, PREVIEW_MAX_WIDTH, load_preview_image, render_html,
+from ..audit.report import (JPEG_MAX_SIDE, PREVIEW_MAX_HEIGHT, PREVIEW_MAX_WIDTH, load_preview_images, render_html,
                             render_preview)
 from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line, printable
 from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
@@ -298,13 +298,15 @@ def _audit(args: argparse.Namespace) -> int:
                     xyxy, scores = xyxy[kept], (None if scores is None else np.asarray(scores)[kept])
         picture = lines = None
         if image_path is not None:
-            picture = load_preview_image(image_path, width, height, max_width=args.preview_max_width)
+            sizes = [(args.preview_max_width, PREVIEW_MAX_HEIGHT)]
             lines_scale = None if args.no_shelf_lines or args.no_bays else shelf_lines_scale(xyxy, width, height)
             if lines_scale is not None:
                 # the bays are found from the shelf lines in the photo too: read at one scale
                 # of its products, whatever the preview's width (which only shows the report)
-                lines = load_preview_image(image_path, width, height, max_width=max(1, round(width * lines_scale)),
-                                           max_height=max(1, round(height * lines_scale)))
+                sizes.append((max(1, round(width * lines_scale)), max(1, round(height * lines_scale))))
+            # (one opening of the photo for both: a PNG is decoded once)
+            picture, *rest = load_preview_images(image_path, width, height, sizes)
+            lines = rest[0] if rest else None
         result = run_audit(xyxy, width, height, regions=regions, settings=settings, picture=lines)
         if picture is not None:
             if not args.no_pixel_check:  # does each gap look empty in the photo? (docs/audit.md)
