@@ -1246,6 +1246,41 @@ def _segment(p: tuple[float, float], q: tuple[float, float], width: float, heigh
     return [[_r(p[0]), _r(p[1])], [_r(q[0]), _r(q[1])]]
 
 
+def _across(rings: Sequence[Sequence[Sequence[float]]], x: float) -> tuple[float, float] | None:
+    """(top, bottom) of the outlines ``rings`` (a row's pieces) along the column ``x``; None where
+    none reaches it."""
+    ys = []
+    for ring in rings:
+        if len(ring) < 3:
+            continue
+        hit = shapely.Polygon(ring).intersection(shapely.LineString([(x, -1e12), (x, 1e12)]))
+        if not hit.is_empty:
+            ys += [hit.bounds[1], hit.bounds[3]]
+    return (min(ys), max(ys)) if ys else None
+
+
+def row_lines(row: Any, width: float, height: float, within: Any,
+              pieces: Sequence[Sequence[Sequence[float]]]) -> list[list[list[float]]]:
+    """A row's shelf line as the JSON gives it and the preview draws it: its pieces inside the
+    image and the part's area ``within`` (:func:`_segments`). Where the line misses that area
+    (a region's edge across the row above its products' bottoms), the bottom of the row's outline
+    as cut (``pieces``, :func:`_polys`), from its left end to its right: the line as it was lay
+    outside both the region and the row's outline, and reached into the next bay (an outside
+    review)."""
+    shelf = ((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]))
+    lines = _segments(*shelf, width, height, within)
+    if lines or within is None:
+        return lines or [_segment(*shelf, width, height, within)]
+    xs = [x for ring in pieces for x, _ in ring]
+    if xs:
+        x0, x1 = min(xs), max(xs)
+        inset = 1e-6 * max(x1 - x0, 1.0)
+        lo, hi = _across(pieces, x0 + inset), _across(pieces, x1 - inset)
+        if lo is not None and hi is not None and x1 > x0:
+            return [[[_r(x0), _r(lo[1])], [_r(x1), _r(hi[1])]]]
+    return [_segment(*shelf, width, height, within)]
+
+
 def _looks(item: Any) -> dict[str, Any]:
     """The JSON fields of the second look in the pixels at a gap, empty shelf or section."""
     return {"looks": item.looks, "texture": None if item.texture is None else _r(item.texture, 3)}
@@ -1290,17 +1325,25 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             xs_all = [x for ring in cut for x, _ in ring]
             x_lo = max(row.x_start, min(xs_all)) if xs_all else row.x_start
             x_hi = min(row.x_end, max(xs_all)) if xs_all else row.x_end
-            shelf = ((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]))
-            lines = _segments(*shelf, W, H, within)
+            lines = row_lines(row, W, H, within, cut)
             xm = (row.x_start + row.x_end) / 2
             span = max(row.x_end - row.x_start, 1e-9)
             empty = sum(g.width_px for g in mine)
+            y_top = min(max(float(row.top_at(xm)), 0.0), H)
+            y_bottom = min(max(float(row.bottom_at(xm)), 0.0), H)
+            if within is not None:
+                # within the row's outline as cut there (a region's edge across the row; the
+                # outline's corners are rounded: half a pixel of slack)
+                reach = _across(cut, xm)
+                if reach is not None:
+                    y_top, y_bottom = (y if reach[0] - 0.5 <= y <= reach[1] + 0.5 else min(max(y, reach[0]), reach[1])
+                                       for y in (y_top, y_bottom))
             rows.append({
                 **where,
                 "row": row.index + 1,
                 "products": row.count,
-                "y_top": _r(min(max(float(row.top_at(xm)), 0.0), H)),
-                "y_bottom": _r(min(max(float(row.bottom_at(xm)), 0.0), H)),
+                "y_top": _r(y_top),
+                "y_bottom": _r(y_bottom),
                 "x_start": _r(x_lo),
                 "x_end": _r(x_hi),
                 "median_product_width": _r(row.median_width),
@@ -1315,7 +1358,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
                                       for g in mine if g.kind == "interior") / span, 4),
                 "fill": _r(max(0.0, 1.0 - empty / bay_w), 4),
                 **({"facings_per_m": _r(row.count / s.bay_width_m, 2)} if s.bay_width_m else {}),
-                "line": _segment(*shelf, W, H, within),
+                "line": [lines[0][0], lines[-1][1]],
                 **({"lines": lines} if len(lines) > 1 else {}),
                 "polygon": outline,
                 **({"pieces": cut} if len(cut) > 1 else {}),

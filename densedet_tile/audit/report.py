@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ImageReadError, InvalidInputError
 from ..types import ordered_range
-from .analysis import AuditResult, _poly, _polys, _segment, _segments, part_clip
+from .analysis import AuditResult, _poly, _polys, part_clip, row_lines
 
 __all__ = ["preview_scale", "render_preview", "render_html", "load_preview_image", "PREVIEW_MAX_WIDTH",
            "PREVIEW_MAX_HEIGHT"]
@@ -99,8 +99,7 @@ def render_preview(
             for outline in pieces:
                 poly = [(x * s, y * s) for x, y in outline]
                 d.line(poly + poly[:1], fill=(40, 90, 235, 200), width=lw)
-            shelf = ((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]))
-            for line in _segments(*shelf, W, H, within) or [_segment(*shelf, W, H, within)]:
+            for line in row_lines(row, W, H, within, pieces):
                 d.line([(x * s, y * s) for x, y in line], fill=ROW_COLOUR + (255,), width=max(2, 2 * lw))
     def mark(poly: list[tuple[float, float]], looks: str | None, fill_alpha: int, width: int,
              label: str | None = None) -> None:
@@ -146,7 +145,14 @@ def render_preview(
             for r in (gm.exterior, *getattr(gm, "interiors", ())):  # its holes too (another part stands there)
                 ring = [(x * s, y * s) for x, y in r.coords]
                 d.line(ring, fill=REGION_COLOUR + (255,), width=max(2, 2 * lw))
-        x0, y0, _, _ = reg.bounds
+        import shapely
+
+        # named at the top-left of its part in the image; a region wholly outside has no name
+        # drawn (it was pushed into the picture's corner, where no region is; the warning names it)
+        shown = reg.geometry.intersection(shapely.box(0.0, 0.0, W, H))
+        if shown.is_empty:
+            continue
+        x0, y0, _, _ = shown.bounds
         tag(x0 * s + 4, y0 * s + 4, reg.name, (150, 110, 0, 230))  # dark under the yellow outline's name
     out = Image.alpha_composite(base.convert("RGBA"), over).convert("RGB")
     buf = io.BytesIO()

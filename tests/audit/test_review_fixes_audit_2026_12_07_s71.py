@@ -76,3 +76,67 @@ def test_several_preview_sizes_from_one_opening_equal_each_made_alone(tmp_path: 
             assert [im.size for im in both] == [(400, 150), (120, 45)]
         for x, y in zip(both, alone):
             assert np.array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_rows_line_stays_in_its_region_when_the_regions_edge_cuts_the_row_above_its_shelf() -> None:
+    # a region whose lower edge crosses its last row between the products' centres and their
+    # bottoms: that row's line (the shelf line, wholly below the region) was given as it is,
+    # outside the region and the row's outline, reaching into the next bay (an outside review)
+    from shapely.geometry import LineString, Polygon
+
+    from densedet_tile.audit import audit_to_dict, parse_regions, render_preview, run_audit
+
+    a = synthetic_aisle(np.random.default_rng(7), width=2400, n_rows=4, tilt_deg=0.0)
+    xyxy = a.xyxy
+    bottom = xyxy[:, 3].max()
+    last = xyxy[xyxy[:, 3] > bottom - 0.5 * np.median(xyxy[:, 3] - xyxy[:, 1])]
+    edge = float(np.median((last[:, 1] + last[:, 3]) / 2 * 0.3 + last[:, 3] * 0.7))  # under the centres
+    w = a.width * 0.6
+    feats = [{"type": "Feature", "properties": {"name": "left"},
+              "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [w, 0], [w, edge], [0, edge], [0, 0]]]}}]
+    res = run_audit(xyxy, a.width, a.height, regions=parse_regions({"type": "FeatureCollection", "features": feats}))
+    doc = audit_to_dict(res)
+    region = Polygon([(0, 0), (w, 0), (w, edge), (0, edge)])
+    mine = [r for r in doc["rows"] if r.get("region") == "left"]
+    assert len(mine) >= 3
+    for r in mine:
+        line, outline = LineString(r["line"]), Polygon(r["polygon"])
+        assert region.buffer(0.5).covers(line), r
+        assert outline.buffer(0.5).covers(line), r
+        ys = [y for _, y in r["polygon"]]
+        assert min(ys) - 0.5 <= r["y_top"] <= r["y_bottom"] <= max(ys) + 0.5, r
+    # the preview draws the same line (rows in blue: nothing of it below the region's edge
+    # inside the region's columns, beyond the line's width)
+    import io
+
+    jpeg, _, _, scale = render_preview(res, None, max_width=a.width, quality=100)
+    pic = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(int)
+    below = pic[int((edge + 12) * scale):int((bottom - 2) * scale), int(20 * scale):int((w - 20) * scale)]
+    row_blue = (np.abs(below - np.array([30, 70, 230])).max(axis=-1) < 30)
+    assert row_blue.sum() < 5
+
+
+def test_a_region_wholly_outside_the_image_has_no_name_drawn_in_the_preview() -> None:
+    # its name was pushed into the picture's bottom-left corner, where no region is
+    import io
+
+    from densedet_tile.audit import parse_regions, render_preview, run_audit
+
+    a = synthetic_aisle(np.random.default_rng(9), width=1600, n_rows=3, tilt_deg=0.0)
+
+    def box(name, x0, y0, x1, y1):
+        return {"type": "Feature", "properties": {"name": name},
+                "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+
+    inside = box("shelf", 0, 0, a.width / 2, a.height)
+    gone = box("GONE GONE GONE", 0, a.height + 500, 500, a.height + 1000)
+    pics = []
+    for feats in ([inside], [inside, gone]):
+        res = run_audit(a.xyxy, a.width, a.height, regions=parse_regions({"type": "FeatureCollection", "features": feats}))
+        jpeg, *_ = render_preview(res, None, max_width=800, quality=100)
+        pics.append(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(int))
+    assert any("GONE" in w for w in res.warnings)
+    # (the bays' numbers differ: the region is a part too) the picture's bottom-left corner,
+    # where the name was pushed, is as without that region
+    corner = (slice(pics[0].shape[0] - 60, None), slice(0, 300))
+    assert np.abs(pics[0][corner] - pics[1][corner]).max() <= 2
