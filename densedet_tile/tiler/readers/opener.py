@@ -10,6 +10,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -230,6 +231,13 @@ def _spooled(source: Any, **options: Any) -> ImageSource:
     return src
 
 
+#: held while a PIL image handed in is read and decoded: ``Image.open`` is lazy, and Pillow's
+#: decoding is not safe from two threads at once (one image given to ``detect()`` from 4 threads
+#: gave errors, or silently other boxes, and left the caller's image damaged: an outside review).
+#: One lock for every image: decoding is a small share of a detection.
+_PIL_LOAD = threading.Lock()
+
+
 def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
     """A PIL image, converted as a file of it is read: the pixel limit first (``Image.open`` is
     lazy: nothing is decoded yet), its EXIF rotation, 16-bit and float samples by their range,
@@ -243,14 +251,15 @@ def _from_pil(im: Any, max_pixels: int | None) -> ImageSource:
     from .pillow import check_pil_size, check_png_rows, load_pixels
 
     label = "<PIL image>"
-    check_pil_size(im, label, max_pixels)
-    w, h = int(im.size[0]), int(im.size[1])
-    eight_bit = stored_8bit(im)  # (asked before loading, as the file reader does)
-    # its file, taken before loading: Pillow lets go of a file object once the pixels are in
-    read_file = _pil_file_reader(im)
-    load_pixels(im, label, im.format or "unknown", w, h)
-    if im.format == "PNG":
-        check_png_rows(im, read_file, label)
+    with _PIL_LOAD:
+        check_pil_size(im, label, max_pixels)
+        w, h = int(im.size[0]), int(im.size[1])
+        eight_bit = stored_8bit(im)  # (asked before loading, as the file reader does)
+        # its file, taken before loading: Pillow lets go of a file object once the pixels are in
+        read_file = _pil_file_reader(im)
+        load_pixels(im, label, im.format or "unknown", w, h)
+        if im.format == "PNG":
+            check_png_rows(im, read_file, label)
     # (a JPEG's coded data is not checked for stopping early here: the image is pixels the
     # program has decoded, perhaps shrunk (thumbnail, draft) or drawn on since, so they cannot
     # be compared with the file's; an outside review found such images refused as damaged)
