@@ -23,7 +23,9 @@ fit, and are then unused); the boxes are the same, and ``info["dropped_heads"]``
 Input scale: ``input_size`` is the option, else the scale the model's own transform declares
 (its ``fixed_size`` longer side, or ``min_size``: the side a square tile is resized to). The
 model's transform is then set to resize to exactly that, so after the engine's resize it does
-nothing; boxes come back in tile pixels through torchvision's own postprocess. For that reason
+nothing; boxes come back in tile pixels through torchvision's own postprocess. A model that
+resizes to a fixed square (SSD) gets a tile shorter on one side padded to the square at its right
+and bottom with its mean, not stretched. For that reason
 (and because the score threshold and box cap are the engine's too) ``builder_kwargs`` may not
 set the transform's sizes, the score threshold or the box cap: each is refused, naming the option
 that sets it.
@@ -189,9 +191,23 @@ class TorchvisionDetector:
         tiles = check_tiles(tiles)
         if not tiles:
             return []
+        # a model resizing to a fixed square (SSD) would stretch a tile the image cut short (an edge
+        # tile of an image narrower than the tile): such a tile is padded to a square at its
+        # right and bottom with the model's mean (nothing, once normalised), so the products keep
+        # their shape (they reached the network 1.7 times taller: an outside review)
+        square = bool(getattr(self.model.transform, "fixed_size", None))
+        mean = getattr(self.model.transform, "image_mean", None) if square else None
         batch = []
         for t in tiles:
             x = torch.from_numpy(np.ascontiguousarray(t)).to(self.device).permute(2, 0, 1).float().div_(255.0)
+            h, w = x.shape[1:]
+            if square and h != w:
+                side = max(h, w)
+                fill = torch.as_tensor(mean if mean is not None else [0.0, 0.0, 0.0], dtype=x.dtype,
+                                       device=x.device).reshape(3, 1, 1)
+                canvas = fill.expand(3, side, side).clone()
+                canvas[:, :h, :w] = x
+                x = canvas
             batch.append(x)
         # tiles the engine resized to a run's own size (--scale, tile auto) stay so: the model's
         # resize is pinned to that size for the call (else to the size it was built with)
@@ -218,7 +234,11 @@ class TorchvisionDetector:
             keep = (scores >= self.score_floor) & (labels >= 0)
             h, w = t.shape[:2]
             boxes = np.clip(boxes[keep], 0.0, np.array([w, h, w, h], np.float32))
-            out.append(Detections(boxes.astype(np.float32), scores[keep].astype(np.float32), labels[keep]))
+            scores, labels = scores[keep], labels[keep]
+            if square and h != w:  # (boxes wholly in the padding are nothing)
+                some = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+                boxes, scores, labels = boxes[some], scores[some], labels[some]
+            out.append(Detections(boxes.astype(np.float32), scores.astype(np.float32), labels))
         return out
 
 

@@ -338,3 +338,29 @@ def test_a_build_leaves_the_process_warnings_filters_alone(monkeypatch):
     monkeypatch.setattr(torchvision.models, "get_model", spy)
     load_detector("torchvision", config=LIGHT, device="cpu", input_size=128)
     assert seen and seen[0] == list(warnings.filters)
+
+
+def test_an_ssd_gets_a_tile_short_on_one_side_padded_not_stretched():
+    # SSD resizes to a fixed square: an edge tile the image cut short (320 x 188 after the
+    # engine's resize) was stretched to 320 x 320, its products 1.7 times taller (an outside review)
+    ssd = tva.build(config="ssdlite320_mobilenet_v3_large", checkpoint=None, device="cpu", input_size=64,
+                    score_thr=0.0)
+    seen = []
+    forward = ssd.model.transform.forward
+
+    def spy(images, targets=None):
+        out = forward(images, targets)
+        seen.append((out[0].tensors.clone(), [tuple(s) for s in out[0].image_sizes]))
+        return out
+
+    ssd.model.transform.forward = spy
+    tile = np.random.default_rng(4).integers(0, 255, (38, 64, 3), dtype=np.uint8)
+    (d,) = ssd.predict([tile])
+    (x, sizes), = seen
+    assert sizes == [(64, 64)]
+    mean = torch.tensor(ssd.model.transform.image_mean).reshape(3, 1, 1)
+    std = torch.tensor(ssd.model.transform.image_std).reshape(3, 1, 1)
+    want = (torch.from_numpy(tile).permute(2, 0, 1).float() / 255 - mean) / std
+    torch.testing.assert_close(x[0, :, :38, :], want, atol=1e-5, rtol=0)
+    assert x[0, :, 38:, :].abs().max() < 1e-6  # the padding: the mean, nothing once normalised
+    assert (d.xyxy[:, 3] <= 38).all() and (d.xyxy[:, 3] > d.xyxy[:, 1]).all()
