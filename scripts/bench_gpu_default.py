@@ -27,7 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ModuleNotFoundError:  # the light install has no torch: one line naming the extra, no traceback
+    print("bench_gpu_default: needs torch: pip install 'densedet-tile[torch]'", file=sys.stderr)
+    raise SystemExit(2) from None
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -249,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the metrics as JSON here")
     args = ap.parse_args(argv)
     check_args(args)
+    if args.data:
+        import importlib.util
+
+        from densedet_tile.errors import InvalidInputError
+
+        if importlib.util.find_spec("pycocotools") is None:  # (asked before the detection pass, not after it)
+            raise InvalidInputError("--data is scored with pycocotools, which is not installed: "
+                                    "pip install 'densedet-tile[train]'")
     _RUNTIME.update(runtime=args.runtime, threads=args.threads)
     result: dict = {}
     if args.data:

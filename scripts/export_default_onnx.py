@@ -305,6 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", type=int, default=32, help="calibration tiles for int8")
     ap.add_argument("--no-check", action="store_true")
     args = ap.parse_args(argv)
+    import importlib.util
+
+    from densedet_tile.errors import InvalidInputError
+
+    missing = [m for m in ("torch", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:  # the light install: one line naming the extra, not a traceback
+        raise InvalidInputError(f"exporting needs {' and '.join(missing)}: pip install 'densedet-tile[onnx]'")
     out = Path(args.out)
     weights = Path(args.weights)
     check_args(args, weights, out)

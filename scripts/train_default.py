@@ -53,7 +53,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ModuleNotFoundError:  # the light install has no torch: one line naming the extra, no traceback
+    print("train_default: needs torch: pip install 'densedet-tile[train]'", file=sys.stderr)
+    raise SystemExit(2) from None
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
