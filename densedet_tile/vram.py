@@ -281,6 +281,9 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
                        resizes_tiles=declared is not None or not isinstance(tiling.tile, int))
     if found is None:  # not planned (said why): the usual batch, so later images do not ask again
         return tiling, replace(run, batch_size=default_batch_size(device))
+    from .detector.calls import forget_batch_caps
+
+    forget_batch_caps(detector)  # (measured just now: what an earlier image came down to no longer holds)
     if not found.fits:
         # nothing fitted: say what the run does instead of claiming a tile "to fit"
         log.warning("max_vram %g GiB (--max-vram): not even one %d px tile fits; running at batch 1, and a tile "

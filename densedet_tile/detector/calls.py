@@ -115,9 +115,13 @@ class _MoveLock:
         self._moving = False
         self._waiting = 0  # moves waiting for the calls to end
         self.moves = 0
-        #: the batch size the detector came down to after running out of memory, kept with its
-        #: lock (by identity): the next image starts there instead of running out again
-        self.batch_cap: int | None = None
+        #: the batch size the detector came down to after running out of memory, by the side of
+        #: the tiles it was given, kept with its lock (by identity): the next image of tiles that
+        #: size starts there instead of running out again. Only at that side (one image's 4096 px
+        #: tiles at batch 1 held a later run of 256 px tiles at batch 1 for good), and until a
+        #: --max-vram plan measures the card again (:func:`forget_batch_caps`: one image that ran
+        #: out while another program held memory kept every later one at batch 1; an outside review)
+        self.batch_cap: dict[int, int] = {}
 
     def enter(self) -> int:
         """Begin a predict call (waiting while the detector moves); the moves made so far."""
@@ -203,7 +207,7 @@ class _NoLock:
 
     __slots__ = ()
     moves = 0
-    batch_cap = None  # (not kept: each image starts at the planned batch size, as before)
+    batch_cap: dict[int, int] = {}  # (never filled: each image starts at the planned batch size, as before)
 
     def enter(self) -> int:
         return 0
@@ -340,6 +344,14 @@ def _move_back(detector: object, key: str) -> None:
     detector._densedet_cpu_for = None  # type: ignore[attr-defined]
 
 
+def forget_batch_caps(detector: object) -> None:
+    """Forget the batch sizes ``detector`` came down to after running out of memory (a new
+    --max-vram plan has just measured what fits on the card now)."""
+    lock = _move_lock(detector)
+    if lock is not _NO_LOCK:
+        lock.batch_cap.clear()
+
+
 def _runs_on_the_cpu(detector: object, run_device: str | None = None) -> bool:
     """Whether ``detector`` runs on the CPU: its ``device``, or where it does not say one, the
     device the run resolved (a CPU detector without the attribute, run with --device cpu, was
@@ -366,8 +378,8 @@ class DetectorCalls:
         self.image_key = image_name if key is None else key
         self._lock = _move_lock(detector)  # (looked up once per image, not per call)
         back_to_the_gpu(detector, self.image_key)
-        cap = self._lock.batch_cap
-        self.batch_size = batch_size if cap is None else max(1, min(batch_size, cap))
+        self.batch_size = batch_size
+        self._side = 0  # the side of the tiles of the current predict() (the key of its batch cap)
         self.image_name = image_name
         self.predict_s = 0.0
         self._boxes = 0  # boxes returned so far, and those lying wholly outside their tile
@@ -389,6 +401,10 @@ class DetectorCalls:
     def predict(self, inputs: Sequence[np.ndarray]) -> list[Detections]:
         """Run the detector over ``inputs`` in chunks of the current batch size."""
         out: list[Detections] = []
+        self._side = max((max(np.shape(t)[:2]) for t in inputs), default=0)
+        cap = self._lock.batch_cap.get(self._side)
+        if cap is not None:
+            self.batch_size = max(1, min(self.batch_size, cap))
         start = 0
         while start < len(inputs):
             chunk = inputs[start : start + self.batch_size]
@@ -465,7 +481,7 @@ class DetectorCalls:
         """Halve the batch after a call of ``chunk_len`` tiles ran out of ``what``, and say so."""
         self.batch_size = max(1, (chunk_len + 1) // 2)  # 3 -> 2, not 1
         if self._lock is not _NO_LOCK:
-            self._lock.batch_cap = self.batch_size
+            self._lock.batch_cap[self._side] = self.batch_size
         warnings.warn(f"{self.image_name}: out of {what}; retrying with batch size {self.batch_size}",
                       RuntimeWarning, stacklevel=caller_level())
 

@@ -1,0 +1,88 @@
+"""Fixes from the outside reviews of 2026-12-07 (stop 71): the batch an out of memory brought a
+detector down to holds for tiles of that side only, and until a --max-vram plan measures again."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from densedet_tile.detector.calls import DetectorCalls, forget_batch_caps
+
+from fakes import BlobDetector
+
+GPU_OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+class _BigTilesOneAtATime(BlobDetector):
+    """Runs out of GPU memory on more than one tile at a time of 64 px or more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.device = "cuda:0"
+
+    def predict(self, tiles):  # (BlobDetector.calls records each call's length)
+        if len(tiles) > 1 and max(t.shape[0] for t in tiles) >= 64:
+            self.calls.append(len(tiles))
+            raise RuntimeError(GPU_OOM)
+        return super().predict(tiles)
+
+
+def _tiles(side: int, n: int) -> list[np.ndarray]:
+    return [np.zeros((side, side, 3), np.uint8) for _ in range(n)]
+
+
+def _quietly(calls: DetectorCalls, tiles) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no out of memory here
+        calls.predict(tiles)
+
+
+def test_the_batch_cap_holds_for_the_side_that_ran_out_only():
+    det = _BigTilesOneAtATime()
+    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
+        DetectorCalls(det, 4, "big", key="big#1").predict(_tiles(64, 4))
+    assert det.calls == [4, 2, 1, 1, 1, 1]
+    # small tiles: the planned batch, not the big tiles' 1 (was 1 tile per call for good)
+    det.calls.clear()
+    _quietly(DetectorCalls(det, 4, "small", key="small#2"), _tiles(32, 8))
+    assert det.calls == [4, 4]
+    # big tiles again: where they came down to, without running out again
+    det.calls.clear()
+    _quietly(DetectorCalls(det, 4, "big2", key="big2#3"), _tiles(64, 2))
+    assert det.calls == [1, 1]
+
+
+def test_a_new_plan_forgets_the_caps():
+    det = _BigTilesOneAtATime()
+    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
+        DetectorCalls(det, 2, "big", key="big#1").predict(_tiles(64, 2))
+    forget_batch_caps(det)  # (what fit_to_vram does after measuring the card again)
+    det.calls.clear()
+    with pytest.warns(RuntimeWarning, match="retrying with batch size 1"):
+        DetectorCalls(det, 2, "big2", key="big2#2").predict(_tiles(64, 2))
+    assert det.calls == [2, 1, 1]
+
+
+def test_fit_to_vram_forgets_the_caps_once_it_has_planned(monkeypatch):
+    import densedet_tile.detector.base as base
+    import densedet_tile.vram as vram
+    from densedet_tile import RunSpec, TileSpec
+
+    det = _BigTilesOneAtATime()
+    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
+        DetectorCalls(det, 2, "big", key="big#1").predict(_tiles(64, 2))
+    monkeypatch.setattr(base, "device_of", lambda d, dev: "cuda:0")
+    monkeypatch.setattr(base, "resolve_device", lambda dev: dev)
+    monkeypatch.setattr(vram, "plan_batch", lambda *a, **k: None)  # not planned: the caps stay
+    vram.fit_to_vram(det, TileSpec(64), RunSpec(max_vram=4.0))
+    det.calls.clear()
+    _quietly(DetectorCalls(det, 2, "again", key="again#2"), _tiles(64, 2))
+    assert det.calls == [1, 1]
+    monkeypatch.setattr(vram, "plan_batch", lambda *a, **k: vram.VramPlan(batch_size=2, tile=64, base_bytes=1, per_tile_bytes=1, budget_bytes=4))
+    vram.fit_to_vram(det, TileSpec(64), RunSpec(max_vram=4.0))
+    det.calls.clear()
+    with pytest.warns(RuntimeWarning, match="retrying with batch size 1"):
+        DetectorCalls(det, 2, "planned", key="planned#3").predict(_tiles(64, 2))
+    assert det.calls == [2, 1, 1]
