@@ -86,3 +86,21 @@ def test_fit_to_vram_forgets_the_caps_once_it_has_planned(monkeypatch):
     with pytest.warns(RuntimeWarning, match="retrying with batch size 1"):
         DetectorCalls(det, 2, "planned", key="planned#3").predict(_tiles(64, 2))
     assert det.calls == [2, 1, 1]
+
+
+def test_tiles_the_probes_ran_inside_the_budget_fit():
+    # 3 GiB of weights + 0.45 GiB per tile on a 4 GiB card: the probes ran one tile at 3.45 GiB
+    # and two at 3.9, inside the budget; the 0.85 safety margin said "not even one tile fits"
+    # (and shrank a native-size model's tile under the one that had just run two at a time)
+    from densedet_tile.vram import GiB, plan_from_probes
+
+    peaks = int(3.45 * GiB), int(3.9 * GiB)
+    for resizes in (True, False):
+        p = plan_from_probes(*peaks, budget_bytes=4 * GiB, tile=1024, resizes_tiles=resizes)
+        assert (p.batch_size, p.tile, p.fits) == (2, 1024, True)
+    # one tile inside, two over: batch 1 at the tile
+    p = plan_from_probes(int(3.45 * GiB), int(4.2 * GiB), budget_bytes=4 * GiB, tile=1024, resizes_tiles=False)
+    assert (p.batch_size, p.tile, p.fits) == (1, 1024, True)
+    # past the probes, the margin still holds: 0.5 + 0.3 per tile in 4 GiB (3.4 usable) is 9
+    p = plan_from_probes(int(0.8 * GiB), int(1.1 * GiB), budget_bytes=4 * GiB, tile=1024, resizes_tiles=False)
+    assert p.batch_size == 9
