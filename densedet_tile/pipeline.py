@@ -427,8 +427,11 @@ def predict_tiles(
                       "from the threshold it was built with), so it keeps the boxes from there only; build the "
                       f"detector with score_thr={run.score_thr:g} to see lower ones", RuntimeWarning,
                       stacklevel=caller_level())
+    # (the tiles' side at the model: the batch an out of memory brought tiles of that side down
+    # to is read no more at a time than the model takes)
+    side = run.input_size if run.input_size is not None else max((max(t.w, t.h) for t in tiles), default=0)
     runner = DetectorCalls(detector, int(run.batch_size or 1), str(getattr(src, "name", "<image>")), image_key(src),
-                           device=run.device)
+                           device=run.device, side=side)
     # Tiles are resized in the reader thread, so resizing overlaps inference too.
     feed = src if run.input_size is None else _ResizingSource(src, run.input_size, resize_filter_of(detector))
     end_offset = box_end_offset_of(detector)

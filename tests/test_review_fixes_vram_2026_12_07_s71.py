@@ -54,38 +54,78 @@ def test_the_batch_cap_holds_for_the_side_that_ran_out_only():
     assert det.calls == [1, 1]
 
 
-def test_a_new_plan_forgets_the_caps():
+def test_a_plan_finding_more_memory_forgets_the_caps_and_one_finding_as_much_keeps_them():
+    from densedet_tile.vram import GiB
+
     det = _BigTilesOneAtATime()
+    forget_batch_caps(det, 1 * GiB)  # a plan while another program held most of the card
     with pytest.warns(RuntimeWarning, match="retrying with batch size"):
         DetectorCalls(det, 2, "big", key="big#1").predict(_tiles(64, 2))
-    forget_batch_caps(det)  # (what fit_to_vram does after measuring the card again)
+    forget_batch_caps(det, 1 * GiB)  # as much as before: the cap stays (else every image ran out again)
+    det.calls.clear()
+    _quietly(DetectorCalls(det, 2, "same", key="same#2"), _tiles(64, 2))
+    assert det.calls == [1, 1]
+    forget_batch_caps(det, 4 * GiB)  # the card is free again: the planned batch is tried
     det.calls.clear()
     with pytest.warns(RuntimeWarning, match="retrying with batch size 1"):
-        DetectorCalls(det, 2, "big2", key="big2#2").predict(_tiles(64, 2))
+        DetectorCalls(det, 2, "freed", key="freed#3").predict(_tiles(64, 2))
     assert det.calls == [2, 1, 1]
 
 
-def test_fit_to_vram_forgets_the_caps_once_it_has_planned(monkeypatch):
+def test_fit_to_vram_forgets_the_caps_once_it_has_planned_with_more_memory(monkeypatch):
     import densedet_tile.detector.base as base
     import densedet_tile.vram as vram
     from densedet_tile import RunSpec, TileSpec
+    from densedet_tile.vram import GiB
 
     det = _BigTilesOneAtATime()
-    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
-        DetectorCalls(det, 2, "big", key="big#1").predict(_tiles(64, 2))
     monkeypatch.setattr(base, "device_of", lambda d, dev: "cuda:0")
     monkeypatch.setattr(base, "resolve_device", lambda dev: dev)
+
+    def planned(budget):
+        plan = vram.VramPlan(batch_size=2, tile=64, base_bytes=1, per_tile_bytes=1, budget_bytes=budget)
+        monkeypatch.setattr(vram, "plan_batch", lambda *a, **k: plan)
+        return vram.fit_to_vram(det, TileSpec(64), RunSpec(max_vram=4.0))
+
+    planned(1 * GiB)
+    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
+        DetectorCalls(det, 2, "big", key="big#1").predict(_tiles(64, 2))
     monkeypatch.setattr(vram, "plan_batch", lambda *a, **k: None)  # not planned: the caps stay
     vram.fit_to_vram(det, TileSpec(64), RunSpec(max_vram=4.0))
+    planned(1 * GiB)  # (the same budget: they stay)
     det.calls.clear()
     _quietly(DetectorCalls(det, 2, "again", key="again#2"), _tiles(64, 2))
     assert det.calls == [1, 1]
-    monkeypatch.setattr(vram, "plan_batch", lambda *a, **k: vram.VramPlan(batch_size=2, tile=64, base_bytes=1, per_tile_bytes=1, budget_bytes=4))
-    vram.fit_to_vram(det, TileSpec(64), RunSpec(max_vram=4.0))
+    planned(4 * GiB)
     det.calls.clear()
     with pytest.warns(RuntimeWarning, match="retrying with batch size 1"):
         DetectorCalls(det, 2, "planned", key="planned#3").predict(_tiles(64, 2))
     assert det.calls == [2, 1, 1]
+
+
+def test_the_reader_reads_no_more_tiles_at_a_time_than_the_cap(monkeypatch):
+    # the cap was applied inside predict(): the reader still read the planned batch of tiles
+    # (8 at a time of 4096 px tiles: 800 MB) to hand them over one by one
+    import densedet_tile as dt
+    import densedet_tile.pipeline as pipeline
+
+    det = _BigTilesOneAtATime()
+    img = np.zeros((64, 64 * 8, 3), np.uint8)
+    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
+        dt.detect(img, det, tile=64, overlap=0.0, batch_size=8)
+    sizes = []
+    real = pipeline.iter_tile_batches
+
+    def spy(src, tiles, batch_size, *a, **k):
+        sizes.append(batch_size)
+        return real(src, tiles, batch_size, *a, **k)
+
+    monkeypatch.setattr(pipeline, "iter_tile_batches", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # (tiles without overlap)
+        warnings.simplefilter("error", RuntimeWarning)
+        dt.detect(img, det, tile=64, overlap=0.0, batch_size=8)
+    assert sizes == [1]
 
 
 def test_tiles_the_probes_ran_inside_the_budget_fit():

@@ -1246,9 +1246,10 @@ def _segment(p: tuple[float, float], q: tuple[float, float], width: float, heigh
     return [[_r(p[0]), _r(p[1])], [_r(q[0]), _r(q[1])]]
 
 
-def _across(rings: Sequence[Sequence[Sequence[float]]], x: float) -> tuple[float, float] | None:
+def _across(rings: Sequence[Sequence[Sequence[float]]], x: float, *, nearest: bool = False) -> tuple[float, float] | None:
     """(top, bottom) of the outlines ``rings`` (a row's pieces) along the column ``x``; None where
-    none reaches it."""
+    none reaches it, or with ``nearest``, along the nearest column of the piece nearest to ``x``
+    (a row across a region of several pieces whose middle falls between them)."""
     ys = []
     for ring in rings:
         if len(ring) < 3:
@@ -1256,7 +1257,15 @@ def _across(rings: Sequence[Sequence[Sequence[float]]], x: float) -> tuple[float
         hit = shapely.Polygon(ring).intersection(shapely.LineString([(x, -1e12), (x, 1e12)]))
         if not hit.is_empty:
             ys += [hit.bounds[1], hit.bounds[3]]
-    return (min(ys), max(ys)) if ys else None
+    if ys or not nearest:
+        return (min(ys), max(ys)) if ys else None
+    spans = [(min(p[0] for p in ring), max(p[0] for p in ring), ring) for ring in rings if len(ring) >= 3]
+    spans = [s for s in spans if s[1] > s[0]]
+    if not spans:
+        return None
+    x0, x1, ring = min(spans, key=lambda s: max(s[0] - x, x - s[1], 0.0))
+    inset = 1e-6 * (x1 - x0)
+    return _across([ring], min(max(x, x0 + inset), x1 - inset))
 
 
 def row_lines(row: Any, width: float, height: float, within: Any,
@@ -1264,21 +1273,24 @@ def row_lines(row: Any, width: float, height: float, within: Any,
     """A row's shelf line as the JSON gives it and the preview draws it: its pieces inside the
     image and the part's area ``within`` (:func:`_segments`). Where the line misses that area
     (a region's edge across the row above its products' bottoms), the bottom of the row's outline
-    as cut (``pieces``, :func:`_polys`), from its left end to its right: the line as it was lay
+    as cut (``pieces``, :func:`_polys`), from each piece's left end to its right: the line as it was lay
     outside both the region and the row's outline, and reached into the next bay (an outside
     review)."""
     shelf = ((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]))
     lines = _segments(*shelf, width, height, within)
     if lines or within is None:
         return lines or [_segment(*shelf, width, height, within)]
-    xs = [x for ring in pieces for x, _ in ring]
-    if xs:
+    out = []
+    for ring in pieces:  # (a row across a region of several pieces: one line each)
+        xs = [x for x, _ in ring]
+        if len(ring) < 3 or max(xs) <= min(xs):
+            continue
         x0, x1 = min(xs), max(xs)
-        inset = 1e-6 * max(x1 - x0, 1.0)
-        lo, hi = _across(pieces, x0 + inset), _across(pieces, x1 - inset)
-        if lo is not None and hi is not None and x1 > x0:
-            return [[[_r(x0), _r(lo[1])], [_r(x1), _r(hi[1])]]]
-    return [_segment(*shelf, width, height, within)]
+        inset = 1e-6 * (x1 - x0)
+        lo, hi = _across([ring], x0 + inset), _across([ring], x1 - inset)
+        if lo is not None and hi is not None:
+            out.append([[_r(x0), _r(lo[1])], [_r(x1), _r(hi[1])]])
+    return sorted(out) or [_segment(*shelf, width, height, within)]
 
 
 def _looks(item: Any) -> dict[str, Any]:
@@ -1334,7 +1346,7 @@ def audit_to_dict(result: AuditResult, *, image: dict[str, Any] | None = None,
             if within is not None:
                 # within the row's outline as cut there (a region's edge across the row; the
                 # outline's corners are rounded: half a pixel of slack)
-                reach = _across(cut, xm)
+                reach = _across(cut, xm, nearest=True)
                 if reach is not None:
                     y_top, y_bottom = (y if reach[0] - 0.5 <= y <= reach[1] + 0.5 else min(max(y, reach[0]), reach[1])
                                        for y in (y_top, y_bottom))

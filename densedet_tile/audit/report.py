@@ -417,9 +417,10 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
 
 def load_preview_images(path: str | Path, width: int, height: int, sizes: Sequence[tuple[int, int]]) -> list[Any]:
     """The upright image at each of several preview sizes ``sizes`` ((max_width, max_height)
-    each), as :func:`load_preview_image` makes one, from one opening of the file: a PNG or a
-    progressive JPEG is decoded once for all of them (the audit command's preview and the picture
-    its bays are read from decoded a 60-megapixel PNG twice, 1.3 s each: an outside review)."""
+    each), as :func:`load_preview_image` makes one, from one opening of the file: a PNG (any
+    image but a JPEG, which is decoded at each reduced scale from the file, cheaply) is decoded
+    once for all of them (the audit command's preview and the picture its bays are read from
+    decoded a 60-megapixel PNG twice, 1.3 s each: an outside review)."""
     from PIL import Image
 
     p = Path(path)

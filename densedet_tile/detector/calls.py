@@ -107,7 +107,7 @@ class _MoveLock:
     one (that thread would wait on itself). ``moves`` counts the moves: a call that ran out of
     memory retries where another thread's move put the detector instead of moving it again."""
 
-    __slots__ = ("_cond", "_inside", "_moving", "_waiting", "moves", "batch_cap")
+    __slots__ = ("_cond", "_inside", "_moving", "_waiting", "moves", "batch_cap", "plan_budget")
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -119,9 +119,12 @@ class _MoveLock:
         #: the tiles it was given, kept with its lock (by identity): the next image of tiles that
         #: size starts there instead of running out again. Only at that side (one image's 4096 px
         #: tiles at batch 1 held a later run of 256 px tiles at batch 1 for good), and until a
-        #: --max-vram plan measures the card again (:func:`forget_batch_caps`: one image that ran
-        #: out while another program held memory kept every later one at batch 1; an outside review)
+        #: --max-vram plan finds more memory on the card than the plan before it (:func:`forget_batch_caps`:
+        #: one image that ran out while another program held memory kept every later one at batch 1;
+        #: an outside review)
         self.batch_cap: dict[int, int] = {}
+        #: the budget (bytes) of the last --max-vram plan made for the detector
+        self.plan_budget = 0
 
     def enter(self) -> int:
         """Begin a predict call (waiting while the detector moves); the moves made so far."""
@@ -344,12 +347,18 @@ def _move_back(detector: object, key: str) -> None:
     detector._densedet_cpu_for = None  # type: ignore[attr-defined]
 
 
-def forget_batch_caps(detector: object) -> None:
-    """Forget the batch sizes ``detector`` came down to after running out of memory (a new
-    --max-vram plan has just measured what fits on the card now)."""
+def forget_batch_caps(detector: object, budget: int) -> None:
+    """A --max-vram plan for ``detector`` has just measured a ``budget`` (bytes: the cap, or what
+    the card has free if less): where it is more than the last plan's, the batch sizes the
+    detector came down to after running out of memory are forgotten (the memory another program
+    held is free again); at the same budget they stay (the probes' blank tiles plan the same
+    batch again, which real tiles ran out at: every image ran out again)."""
     lock = _move_lock(detector)
-    if lock is not _NO_LOCK:
+    if lock is _NO_LOCK:
+        return
+    if budget > lock.plan_budget:
         lock.batch_cap.clear()
+    lock.plan_budget = int(budget)
 
 
 def _runs_on_the_cpu(detector: object, run_device: str | None = None) -> bool:
@@ -369,7 +378,7 @@ class DetectorCalls:
     """Calls the detector on a batch: resizing, validating, OOM back-off and timing."""
 
     def __init__(self, detector: Detector, batch_size: int, image_name: str, key: str | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, side: int | None = None) -> None:
         self.detector = detector
         #: the device the run resolved (``run.device``), for a detector that does not say its own
         self._run_device = device
@@ -379,7 +388,13 @@ class DetectorCalls:
         self._lock = _move_lock(detector)  # (looked up once per image, not per call)
         back_to_the_gpu(detector, self.image_key)
         self.batch_size = batch_size
-        self._side = 0  # the side of the tiles of the current predict() (the key of its batch cap)
+        #: the side of the tiles (the key of their batch cap): ``side`` when the caller knows the
+        #: image's (its tiles at the model's input: the tile reader then reads no more at a time
+        #: than the model takes), else each predict()'s largest
+        self._fixed_side = side
+        self._side = 0
+        if side is not None:
+            self._capped(side)
         self.image_name = image_name
         self.predict_s = 0.0
         self._boxes = 0  # boxes returned so far, and those lying wholly outside their tile
@@ -401,10 +416,8 @@ class DetectorCalls:
     def predict(self, inputs: Sequence[np.ndarray]) -> list[Detections]:
         """Run the detector over ``inputs`` in chunks of the current batch size."""
         out: list[Detections] = []
-        self._side = max((max(np.shape(t)[:2]) for t in inputs), default=0)
-        cap = self._lock.batch_cap.get(self._side)
-        if cap is not None:
-            self.batch_size = max(1, min(self.batch_size, cap))
+        self._capped(self._fixed_side if self._fixed_side is not None
+                     else max((max(np.shape(t)[:2]) for t in inputs), default=0))
         start = 0
         while start < len(inputs):
             chunk = inputs[start : start + self.batch_size]
@@ -449,6 +462,13 @@ class DetectorCalls:
             out.extend(self._validate(res, chunk))
             start += len(chunk)
         return out
+
+    def _capped(self, side: int) -> None:
+        """Take the batch size the detector came down to for tiles of ``side`` (if smaller)."""
+        self._side = int(side)
+        cap = self._lock.batch_cap.get(self._side)
+        if cap is not None:
+            self.batch_size = max(1, min(self.batch_size, cap))
 
     def _on_cpu(self) -> bool:
         """Whether the detector is on the CPU already: moved by these calls (unless another

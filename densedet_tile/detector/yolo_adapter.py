@@ -19,8 +19,8 @@ What is read from the export itself:
   ``(B, K, 6)`` (x1, y1, x2, y2, score, class; K at most 1000) that already contains NMS.
   Coordinates may be in input pixels (ONNX exports) or normalised to 0..1 (TFLite exports):
   a raw head whose anchors' centres (all of them, whatever their scores: they cover the canvas)
-  lie within 1.5, or an end-to-end export whose detections' corners do, is taken as normalised
-  (``normalized=`` forces either).
+  lie within 1.5 by their median, or an end-to-end export whose detections' corners all do (until
+  a tile of it showed pixels), is taken as normalised (``normalized=`` forces either).
 
 Preprocessing is the Ultralytics letterbox: the tile keeps its aspect ratio, is centred on a
 canvas filled with grey 114, RGB, divided by 255 (and quantised with the input's scale and zero
@@ -205,14 +205,18 @@ def _xywh_to_xyxy(b: np.ndarray) -> np.ndarray:
 
 def _reach(boxes: np.ndarray, keep: np.ndarray, finite: np.ndarray, layout: str) -> float:
     """How far the coordinates that tell 0..1 from pixels reach (0 when none do): a raw head's
-    every anchor centre, whatever its score (they cover the canvas: hundreds of pixels in a pixel
-    export, within about 1 in a 0..1 one); an end-to-end export's rows are its detections (zeros
-    after them), told by the corners of those above the threshold. Told by the candidates above
-    the threshold alone, a tile whose few candidates sat at the canvas's top-left corner (a product
-    cut by the corner, a weak hit in the padding) had its pixel boxes read as 0..1 and blown up to
-    the whole tile (an outside review)."""
-    told_by = boxes[keep] if layout == "end2end" else boxes[finite, :2]
-    return float(np.abs(told_by).max()) if told_by.size else 0.0
+    anchor centres, whatever their scores, by their median (they cover the canvas: a few hundred
+    pixels in a pixel export, about 0.5 in a 0..1 one, where a background anchor's centre may
+    stray past 1.5); an end-to-end export's rows are its detections (zeros after them), told by
+    the largest corner of those above the threshold. Told by the candidates above the threshold
+    alone, a tile whose few candidates sat at the canvas's top-left corner (a product cut by the
+    corner, a weak hit in the padding) had its pixel boxes read as 0..1 and blown up to the whole
+    tile (an outside review)."""
+    if layout == "end2end":
+        told_by = boxes[keep]
+        return float(np.abs(told_by).max()) if told_by.size else 0.0
+    told_by = boxes[finite, :2]
+    return float(np.median(np.abs(told_by))) if told_by.size else 0.0
 
 
 def _head(out: np.ndarray, layout: str, nc: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -262,8 +266,8 @@ def decode(
     segmentation or pose heads are ignored); None means all. Candidates scoring >= ``conf`` are
     kept; raw heads then go through NMS at ``iou`` (class-wise unless ``agnostic``); at most
     ``max_det`` boxes come back, by descending score. ``normalized`` says whether coordinates are
-    0..1 (None: they are when every anchor's centre, whatever its score, or the corners of an
-    end-to-end export's detections above ``conf``, lie within 1.5).
+    0..1 (None: they are when the anchors' centres, whatever their scores, lie within 1.5 by
+    their median, or the corners of an end-to-end export's detections above ``conf`` all do).
     """
     boxes, scores, labels = _head(out, layout, nc)
     finite = np.isfinite(boxes).all(axis=1)
@@ -559,11 +563,12 @@ class YoloDetector:
                                        if nc < channels else ""))
             self._check_names = False
         normalized = self._normalized
-        if normalized is None and not self._pixels and any(
+        if normalized is None and layout == "end2end" and not self._pixels and any(
                 coordinate_reach(yi, layout, conf=self.score_floor, nc=nc) > 1.5 for yi in y[:len(tiles)]):
-            # one tile in pixels says the export's are pixels, on every tile from now on (an
-            # export whose every anchor predicts one corner box, or an end-to-end one with a
-            # single detection at the corner, would read as 0..1)
+            # an end-to-end export is told by its detections only: once a tile's were pixels, the
+            # export's are, on every tile from now on (a tile with a single detection at the
+            # canvas's corner reads as 0..1 by itself). A raw head is told by its anchors on each
+            # tile (one stray background anchor in a 0..1 export would make every later tile pixels)
             self._pixels = True
         if normalized is None and self._pixels:
             normalized = False

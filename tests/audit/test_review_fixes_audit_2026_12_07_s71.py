@@ -140,3 +140,34 @@ def test_a_region_wholly_outside_the_image_has_no_name_drawn_in_the_preview() ->
     # where the name was pushed, is as without that region
     corner = (slice(pics[0].shape[0] - 60, None), slice(0, 300))
     assert np.abs(pics[0][corner] - pics[1][corner]).max() <= 2
+
+
+def test_a_row_across_a_region_of_two_pieces_cut_above_its_shelf_has_a_line_in_each_piece() -> None:
+    # the fallback line ran from the left piece to the right one across the gap between them,
+    # and y_bottom (the middle fell in the gap) lay below the outline (a diff review)
+    from shapely.geometry import LineString, shape
+
+    from densedet_tile.audit import audit_to_dict, parse_regions, run_audit
+
+    a = synthetic_aisle(np.random.default_rng(7), width=2400, n_rows=4, tilt_deg=0.0)
+    xyxy = a.xyxy
+    bottom = xyxy[:, 3].max()
+    last = xyxy[xyxy[:, 3] > bottom - 0.5 * np.median(xyxy[:, 3] - xyxy[:, 1])]
+    edge = float(np.median((last[:, 1] + last[:, 3]) / 2 * 0.3 + last[:, 3] * 0.7))
+    W = a.width
+    geom = {"type": "MultiPolygon", "coordinates": [
+        [[[0, 0], [0.35 * W, 0], [0.35 * W, edge], [0, edge], [0, 0]]],
+        [[[0.65 * W, 0], [W, 0], [W, edge], [0.65 * W, edge], [0.65 * W, 0]]]]}
+    feats = [{"type": "Feature", "properties": {"name": "two"}, "geometry": geom}]
+    doc = audit_to_dict(run_audit(xyxy, a.width, a.height,
+                                  regions=parse_regions({"type": "FeatureCollection", "features": feats})))
+    region = shape(geom).buffer(0.5)
+    mine = [r for r in doc["rows"] if r.get("region") == "two"]
+    assert len(mine) >= 3
+    for r in mine:
+        pieces = r.get("lines", [r["line"]])
+        assert len(pieces) == len(r.get("pieces", [r["polygon"]])) == 2, r
+        for line in pieces:
+            assert region.covers(LineString(line)), r
+        ys = [y for p in r["pieces"] for _, y in p]
+        assert min(ys) - 0.5 <= r["y_top"] <= r["y_bottom"] <= max(ys) + 0.5, r

@@ -785,3 +785,15 @@ def test_an_export_seen_in_pixels_stays_in_pixels_on_later_tiles(models, monkeyp
     monkeypatch.setattr(det._rt, "run", lambda x: corner)
     (later,) = det.predict([tile_with(64, 64, {})])
     assert later.xyxy.tolist() == [[0, 0, 1, 1]]
+
+
+def test_one_stray_anchor_does_not_turn_a_normalised_head_into_pixels():
+    # a background anchor's centre past 1.5 in a 0..1 export (a diff review): the anchors are
+    # told by their median, and no tile's reading carries over to the next
+    grid = np.stack(np.meshgrid(np.arange(4, 64, 8), np.arange(4, 64, 8)), -1).reshape(-1, 2).astype(np.float32)
+    xywh = np.c_[grid, np.full((len(grid), 2), 8, np.float32)] / 64
+    scores = np.zeros((len(grid), 1), np.float32)
+    scores[5] = 0.9
+    xywh[7, 1] = 1.6  # (score 0)
+    boxes, _, _ = ya.decode(v8_output(xywh, scores), "v8", (64, 64))
+    np.testing.assert_allclose(boxes, [[40, 0, 48, 8]], atol=1e-4)
