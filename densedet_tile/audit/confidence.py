@@ -35,8 +35,12 @@ def part_count_ranges(result: AuditResult, scores: np.ndarray, near_xyxy: np.nda
     """One :class:`CountRange` per part (bay or region) of ``result``, in order.
 
     ``scores`` (N,) are the scores of the audited boxes (``result.xyxy``); ``near_xyxy`` (M, 4)
-    the near misses in image pixels. The lower end of each range is the part's count at
-    ``score_thr + band``, or at 1 where that is higher (as the image's range is counted).
+    the near misses in image pixels. The lower end of each range is the part's boxes (as merged
+    at the run's threshold) scoring ``score_thr + band`` or more (at most 1, as the image's upper
+    threshold is); the upper end adds the near misses whose centre lies in the part. An
+    approximation of the image's range, which merges each threshold's boxes on its own: a bay's
+    ends need not add up to the image's (docs/audit.md), and a near miss overlapping a kept box is
+    not listed, though the image's upper count may hold it.
     """
     for (name, hi), v in zip(RANGE_LIMITS, (score_thr, band)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0.0 <= float(v) <= hi:
