@@ -6,11 +6,12 @@ Exit 0 when the checkpoint was written, 2 for bad usage or a checkpoint that doe
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Sequence
 
 from ..errors import DensedetError, one_line
-from ..io import ensure_out_file, refuse_overwriting_input
-from .options import EXIT_OK, EXIT_USAGE, _int, error, parse
+from ..io import ensure_out_file, new_folders, refuse_overwriting_input, remove_empty
+from .options import EXIT_OK, EXIT_USAGE, StopSignals, _int, error, parse
 
 __all__ = ["convert_main", "build_parser"]
 
@@ -75,13 +76,26 @@ def convert_main(argv: Sequence[str]) -> int:
     except (DensedetError, OSError) as exc:
         error(PROG, one_line(exc))
         return EXIT_USAGE
-    try:
-        meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
-                       num_classes_v1=args.num_classes_v1)
-    except (DensedetError, OSError) as exc:
-        said = one_line(exc)  # (the config's faults name the config, not the checkpoint)
-        error(PROG, said if args.src in said or said.startswith("mmdet config ") else f"{args.src}: {said}")
-        return EXIT_USAGE
+    # a stop (Ctrl-C, SIGTERM, SIGHUP) ends it as a failure does: one line, the temporary file
+    # and the folders it made gone (SIGTERM left a part-written temporary file, Ctrl-C a
+    # traceback and the folders: an outside review)
+    made = new_folders(os.path.dirname(os.path.abspath(os.path.expanduser(args.dst))))
+    with StopSignals() as stop:
+        try:
+            meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
+                           num_classes_v1=args.num_classes_v1)
+        except KeyboardInterrupt:
+            remove_empty(made)
+            error(PROG, stop.reason)
+            return stop.exit_status
+        except (DensedetError, OSError) as exc:
+            remove_empty(made)
+            said = one_line(exc)  # (the config's faults name the config, not the checkpoint)
+            error(PROG, said if args.src in said or said.startswith("mmdet config ") else f"{args.src}: {said}")
+            return EXIT_USAGE
+    if stop.signum is not None:  # (a stop that came as it finished: a failure all the same)
+        error(PROG, stop.reason)
+        return stop.exit_status
     print(f"wrote {args.dst} (classes: {', '.join(meta['dataset_meta']['classes'])})")
     print(EXACTNESS_SUMMARY, end="")
     return EXIT_OK

@@ -152,6 +152,10 @@ def state_dict_of(checkpoint: Any, *, source: str = "checkpoint") -> dict[str, A
 #: format, protocol 2 or later) and, at offset 257, a tar archive (torch before 0.4).
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _PICKLE_MAGIC = b"\x80"
+#: the legacy format's first pickle: torch's magic number (a 10-byte long), within its first
+#: bytes at any pickle protocol; a pickle without it is no torch checkpoint (a plain pickle got
+#: the unpickler's "Unsupported operand 149": an outside review)
+_LEGACY_MAGIC = b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
 _TAR_MAGIC = b"ustar"
 
 
@@ -166,8 +170,12 @@ def _check_container(p: str) -> None:
             head = fh.read(262)
     except OSError as exc:
         raise DetectorError(f"checkpoint {p}: cannot be read ({_first_line(exc)})") from exc
-    if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_MAGIC) or head[257:262] == _TAR_MAGIC:
+    if head.startswith(_ZIP_MAGIC) or head[257:262] == _TAR_MAGIC:
         return
+    if head.startswith(_PICKLE_MAGIC):
+        if _LEGACY_MAGIC in head[:32]:
+            return
+        raise DetectorError(f"checkpoint {p}: a Python pickle, but not a PyTorch checkpoint (.pt/.pth file)")
     what = "an empty file, " if not head else ""
     raise DetectorError(f"checkpoint {p}: {what}not a PyTorch checkpoint (.pt/.pth file)")
 

@@ -201,6 +201,8 @@ def convert(
         raise DetectorError(f"checkpoint {src}: {foreign}, not a SKU110K-DenseDet checkpoint "
                             "(an MMDetection 1.x Cascade R-CNN)")
     new_sd = upgrade_state_dict(old_sd, num_classes_v1=num_classes_v1)
+    if config is not None:  # (before the class names' warning, which says the file is written)
+        verify(new_sd, config)
     classes = old_meta.get("CLASSES") if isinstance(old_meta, dict) else None
     if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
         classes = ("product",)
@@ -219,8 +221,6 @@ def convert(
         "source_mmdet_version": str(old_meta.get("mmdet_version", "unknown")) if isinstance(old_meta, dict) else "unknown",
         "converter": "densedet-tile convert-checkpoint",
     }
-    if config is not None:
-        verify(new_sd, config)
     import io
 
     buf = io.BytesIO()
