@@ -144,3 +144,19 @@ def test_tiles_the_probes_ran_inside_the_budget_fit():
     # past the probes, the margin still holds: 0.5 + 0.3 per tile in 4 GiB (3.4 usable) is 9
     p = plan_from_probes(int(0.8 * GiB), int(1.1 * GiB), budget_bytes=4 * GiB, tile=1024, resizes_tiles=False)
     assert p.batch_size == 9
+
+
+def test_a_budget_moving_by_a_few_mb_keeps_the_caps():
+    # what another program holds moves by a few MB from plan to plan: a rise of 2 MiB over the
+    # budget the cap was learnt at forgot it, and every image ran out again (a diff review)
+    from densedet_tile.vram import GiB
+
+    det = _BigTilesOneAtATime()
+    forget_batch_caps(det, 3 * GiB)
+    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
+        DetectorCalls(det, 2, "big", key="big#1").predict(_tiles(64, 2))
+    for budget in (3 * GiB + 2 * 2**20, 3 * GiB - 2 * 2**20, 3 * GiB):
+        forget_batch_caps(det, budget)
+        det.calls.clear()
+        _quietly(DetectorCalls(det, 2, "again", key=f"again#{budget}"), _tiles(64, 2))
+        assert det.calls == [1, 1]

@@ -1278,14 +1278,16 @@ def row_lines(row: Any, width: float, height: float, within: Any,
     review)."""
     shelf = ((row.shelf_x[0], row.bottom_y[0]), (row.shelf_x[1], row.bottom_y[1]))
     lines = _segments(*shelf, width, height, within)
-    if lines or within is None:
+    if within is None:
         return lines or [_segment(*shelf, width, height, within)]
-    out = []
-    for ring in pieces:  # (a row across a region of several pieces: one line each)
+    out = list(lines)
+    for ring in pieces:  # (a row across a region of several pieces: a piece the line misses gets its own)
         xs = [x for x, _ in ring]
         if len(ring) < 3 or max(xs) <= min(xs):
             continue
         x0, x1 = min(xs), max(xs)
+        if any(min(a[0], b[0]) < x1 and max(a[0], b[0]) > x0 for a, b in lines):
+            continue
         inset = 1e-6 * (x1 - x0)
         lo, hi = _across([ring], x0 + inset), _across([ring], x1 - inset)
         if lo is not None and hi is not None:

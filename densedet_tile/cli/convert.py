@@ -62,6 +62,24 @@ def convert_main(argv: Sequence[str]) -> int:
                     "convert-checkpoint (it checks the result against an mmdet config; --no-verify skips that)",
                     dist, "mmdet")))
                 return EXIT_USAGE
+    # a stop (Ctrl-C, SIGTERM, SIGHUP) ends it as a failure does, from the imports on: one line,
+    # the temporary file and the folders it made gone (SIGTERM left a part-written temporary file,
+    # Ctrl-C a traceback and the folders; during mmdet's imports, seconds long, a traceback too:
+    # outside reviews)
+    made = new_folders(os.path.dirname(os.path.abspath(os.path.expanduser(args.dst))))
+    with StopSignals() as stop:
+        try:
+            code = _convert(args, made)
+        except KeyboardInterrupt:
+            code = None
+    if code is None or stop.signum is not None:  # (a stop an import turned into its own error counts too)
+        remove_empty(made)
+        error(PROG, stop.reason)
+        return stop.exit_status
+    return code
+
+
+def _convert(args: argparse.Namespace, made: list) -> int:
     from ..detector.convert import EXACTNESS_SUMMARY, convert
 
     try:  # the destination first, named as such: nothing is converted for a place it cannot go
@@ -76,26 +94,14 @@ def convert_main(argv: Sequence[str]) -> int:
     except (DensedetError, OSError) as exc:
         error(PROG, one_line(exc))
         return EXIT_USAGE
-    # a stop (Ctrl-C, SIGTERM, SIGHUP) ends it as a failure does: one line, the temporary file
-    # and the folders it made gone (SIGTERM left a part-written temporary file, Ctrl-C a
-    # traceback and the folders: an outside review)
-    made = new_folders(os.path.dirname(os.path.abspath(os.path.expanduser(args.dst))))
-    with StopSignals() as stop:
-        try:
-            meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
-                           num_classes_v1=args.num_classes_v1)
-        except KeyboardInterrupt:
-            remove_empty(made)
-            error(PROG, stop.reason)
-            return stop.exit_status
-        except (DensedetError, OSError) as exc:
-            remove_empty(made)
-            said = one_line(exc)  # (the config's faults name the config, not the checkpoint)
-            error(PROG, said if args.src in said or said.startswith("mmdet config ") else f"{args.src}: {said}")
-            return EXIT_USAGE
-    if stop.signum is not None:  # (a stop that came as it finished: a failure all the same)
-        error(PROG, stop.reason)
-        return stop.exit_status
+    try:
+        meta = convert(args.src, args.dst, config=None if args.no_verify else args.config,
+                       num_classes_v1=args.num_classes_v1)
+    except (DensedetError, OSError) as exc:
+        remove_empty(made)
+        said = one_line(exc)  # (the config's faults name the config, not the checkpoint)
+        error(PROG, said if args.src in said or said.startswith("mmdet config ") else f"{args.src}: {said}")
+        return EXIT_USAGE
     print(f"wrote {args.dst} (classes: {', '.join(meta['dataset_meta']['classes'])})")
     print(EXACTNESS_SUMMARY, end="")
     return EXIT_OK

@@ -107,7 +107,7 @@ class _MoveLock:
     one (that thread would wait on itself). ``moves`` counts the moves: a call that ran out of
     memory retries where another thread's move put the detector instead of moving it again."""
 
-    __slots__ = ("_cond", "_inside", "_moving", "_waiting", "moves", "batch_cap", "plan_budget")
+    __slots__ = ("_cond", "_inside", "_moving", "_waiting", "moves", "batch_cap", "plan_budget", "cap_budget")
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -123,8 +123,10 @@ class _MoveLock:
         #: one image that ran out while another program held memory kept every later one at batch 1;
         #: an outside review)
         self.batch_cap: dict[int, int] = {}
-        #: the budget (bytes) of the last --max-vram plan made for the detector
+        #: the budget (bytes) of the last --max-vram plan made for the detector, and the one in
+        #: force when a batch cap was last set
         self.plan_budget = 0
+        self.cap_budget = 0
 
     def enter(self) -> int:
         """Begin a predict call (waiting while the detector moves); the moves made so far."""
@@ -347,16 +349,23 @@ def _move_back(detector: object, key: str) -> None:
     detector._densedet_cpu_for = None  # type: ignore[attr-defined]
 
 
+#: A --max-vram plan's budget this many times the one a batch cap was learnt at, or more, forgets
+#: the caps (:func:`forget_batch_caps`).
+CAP_BUDGET_MORE = 1.05
+
+
 def forget_batch_caps(detector: object, budget: int) -> None:
     """A --max-vram plan for ``detector`` has just measured a ``budget`` (bytes: the cap, or what
-    the card has free if less): where it is more than the last plan's, the batch sizes the
-    detector came down to after running out of memory are forgotten (the memory another program
-    held is free again); at the same budget they stay (the probes' blank tiles plan the same
-    batch again, which real tiles ran out at: every image ran out again)."""
+    the card has free if less): where it is clearly more (:data:`CAP_BUDGET_MORE` times) than the
+    budget in force when the detector last came down to a smaller batch after running out of
+    memory, those batch sizes are forgotten (the memory another program held is free again); at
+    about the same budget they stay (the probes' blank tiles plan the same batch again, which real
+    tiles ran out at: every image ran out again; and what another program holds moves by a few
+    MB from plan to plan)."""
     lock = _move_lock(detector)
     if lock is _NO_LOCK:
         return
-    if budget > lock.plan_budget:
+    if budget > CAP_BUDGET_MORE * lock.cap_budget:
         lock.batch_cap.clear()
     lock.plan_budget = int(budget)
 
@@ -502,6 +511,7 @@ class DetectorCalls:
         self.batch_size = max(1, (chunk_len + 1) // 2)  # 3 -> 2, not 1
         if self._lock is not _NO_LOCK:
             self._lock.batch_cap[self._side] = self.batch_size
+            self._lock.cap_budget = self._lock.plan_budget
         warnings.warn(f"{self.image_name}: out of {what}; retrying with batch size {self.batch_size}",
                       RuntimeWarning, stacklevel=caller_level())
 

@@ -174,6 +174,10 @@ def _check_container(p: str) -> None:
         return
     if head.startswith(_PICKLE_MAGIC):
         if _LEGACY_MAGIC in head[:32]:
+            if len(head) > 1 and head[1] >= 4:  # (FRAME opcodes, which torch's safe loader cannot read)
+                raise DetectorError(f"checkpoint {p}: torch's legacy format at pickle protocol {head[1]}, which the "
+                                    "safe loader cannot read; re-save it with torch.save (the zip format) or at "
+                                    "pickle_protocol=2")
             return
         raise DetectorError(f"checkpoint {p}: a Python pickle, but not a PyTorch checkpoint (.pt/.pth file)")
     what = "an empty file, " if not head else ""

@@ -171,3 +171,28 @@ def test_a_row_across_a_region_of_two_pieces_cut_above_its_shelf_has_a_line_in_e
             assert region.covers(LineString(line)), r
         ys = [y for p in r["pieces"] for _, y in p]
         assert min(ys) - 0.5 <= r["y_top"] <= r["y_bottom"] <= max(ys) + 0.5, r
+
+
+def test_a_region_piece_the_shelf_line_misses_gets_its_own_line_beside_one_it_crosses() -> None:
+    # the line was given piece by piece only when it missed every piece: one piece reaching below
+    # the shelf, the other cut above it, left the second without a line (a diff review)
+    from shapely.geometry import LineString, Polygon
+
+    from densedet_tile.audit import audit_to_dict, parse_regions, run_audit
+
+    a = synthetic_aisle(np.random.default_rng(7), width=2400, n_rows=4, tilt_deg=0.0)
+    xyxy = a.xyxy
+    bottom = xyxy[:, 3].max()
+    last = xyxy[xyxy[:, 3] > bottom - 0.5 * np.median(xyxy[:, 3] - xyxy[:, 1])]
+    edge = float(np.median((last[:, 1] + last[:, 3]) / 2 * 0.3 + last[:, 3] * 0.7))
+    W, H = a.width, a.height
+    left = [[0, 0], [0.35 * W, 0], [0.35 * W, H], [0, H], [0, 0]]
+    right = [[0.65 * W, 0], [W, 0], [W, edge], [0.65 * W, edge], [0.65 * W, 0]]
+    feats = [{"type": "Feature", "properties": {"name": "two"},
+              "geometry": {"type": "MultiPolygon", "coordinates": [[left], [right]]}}]
+    doc = audit_to_dict(run_audit(xyxy, W, H, regions=parse_regions({"type": "FeatureCollection", "features": feats})))
+    row = max((r for r in doc["rows"] if r.get("region") == "two"), key=lambda r: r["y_bottom"])
+    lines = row.get("lines", [row["line"]])
+    assert len(lines) == 2, row
+    assert Polygon(left).buffer(0.5).covers(LineString(lines[0]))
+    assert Polygon(right).buffer(0.5).covers(LineString(lines[1]))

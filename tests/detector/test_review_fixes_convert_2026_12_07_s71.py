@@ -57,6 +57,10 @@ def test_a_plain_pickle_is_named_as_no_torch_checkpoint(tmp_path):
     legacy = tmp_path / "legacy.pt"  # torch's old format is a pickle too, and still loads
     torch.save({"a": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
     assert torch.equal(load_checkpoint(str(legacy))["a"], torch.ones(2))
+    # at protocol 4 or 5 the safe loader cannot read it: said so, not "Unsupported operand 149"
+    torch.save({"a": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    with pytest.raises(DetectorError, match=r"legacy format at pickle protocol 4, which the safe loader cannot read"):
+        load_checkpoint(str(legacy))
 
 
 def test_a_conversion_that_fails_to_verify_does_not_first_warn_it_was_written(tmp_path, caplog, v3_state_dict):
@@ -74,3 +78,19 @@ def test_a_conversion_that_fails_to_verify_does_not_first_warn_it_was_written(tm
         convert(src, tmp_path / "out.pth", config=config_path("densedet-r18-light"))
     assert not any("written with" in r.getMessage() for r in caplog.records)
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_a_stop_while_mmdet_is_imported_is_one_line_too(tmp_path, monkeypatch, capsys):
+    # the config's check imports mmdet (seconds): Ctrl-C there was a 47-69 line traceback
+    pytest.importorskip("mmdet")
+    import densedet_tile.detector.mmdet_adapter as mm
+    from densedet_tile.cli.convert import convert_main
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mm, "_import_stack", interrupted)
+    assert convert_main([str(_source(tmp_path)), str(tmp_path / "o" / "out.pth")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted" in err[0], err
+    assert not (tmp_path / "o").exists()
