@@ -39,6 +39,21 @@ def _quietly(calls: DetectorCalls, tiles) -> None:
         calls.predict(tiles)
 
 
+def _calls_without_running_out(det: _BigTilesOneAtATime, key: str) -> list[int]:
+    """The detector's calls for two 64 px tiles asked at batch 2, none running out of memory."""
+    det.calls.clear()
+    _quietly(DetectorCalls(det, 2, key, key=key), _tiles(64, 2))
+    return det.calls
+
+
+def _calls_running_out(det: _BigTilesOneAtATime, key: str) -> list[int]:
+    """The detector's calls for two 64 px tiles asked at batch 2, running out of memory."""
+    det.calls.clear()
+    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
+        DetectorCalls(det, 2, key, key=key).predict(_tiles(64, 2))
+    return det.calls
+
+
 def test_the_batch_cap_holds_for_the_side_that_ran_out_only():
     det = _BigTilesOneAtATime()
     with pytest.warns(RuntimeWarning, match="retrying with batch size"):
@@ -59,17 +74,11 @@ def test_a_plan_finding_more_memory_forgets_the_caps_and_one_finding_as_much_kee
 
     det = _BigTilesOneAtATime()
     forget_batch_caps(det, 1 * GiB)  # a plan while another program held most of the card
-    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
-        DetectorCalls(det, 2, "big", key="big#1").predict(_tiles(64, 2))
+    _calls_running_out(det, "big#1")
     forget_batch_caps(det, 1 * GiB)  # as much as before: the cap stays (else every image ran out again)
-    det.calls.clear()
-    _quietly(DetectorCalls(det, 2, "same", key="same#2"), _tiles(64, 2))
-    assert det.calls == [1, 1]
+    assert _calls_without_running_out(det, "same#2") == [1, 1]
     forget_batch_caps(det, 4 * GiB)  # the card is free again: the planned batch is tried
-    det.calls.clear()
-    with pytest.warns(RuntimeWarning, match="retrying with batch size 1"):
-        DetectorCalls(det, 2, "freed", key="freed#3").predict(_tiles(64, 2))
-    assert det.calls == [2, 1, 1]
+    assert _calls_running_out(det, "freed#3") == [2, 1, 1]
 
 
 def test_fit_to_vram_forgets_the_caps_once_it_has_planned_with_more_memory(monkeypatch):
@@ -88,19 +97,13 @@ def test_fit_to_vram_forgets_the_caps_once_it_has_planned_with_more_memory(monke
         return vram.fit_to_vram(det, TileSpec(64), RunSpec(max_vram=4.0))
 
     planned(1 * GiB)
-    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
-        DetectorCalls(det, 2, "big", key="big#1").predict(_tiles(64, 2))
+    _calls_running_out(det, "big#1")
     monkeypatch.setattr(vram, "plan_batch", lambda *a, **k: None)  # not planned: the caps stay
     vram.fit_to_vram(det, TileSpec(64), RunSpec(max_vram=4.0))
     planned(1 * GiB)  # (the same budget: they stay)
-    det.calls.clear()
-    _quietly(DetectorCalls(det, 2, "again", key="again#2"), _tiles(64, 2))
-    assert det.calls == [1, 1]
+    assert _calls_without_running_out(det, "again#2") == [1, 1]
     planned(4 * GiB)
-    det.calls.clear()
-    with pytest.warns(RuntimeWarning, match="retrying with batch size 1"):
-        DetectorCalls(det, 2, "planned", key="planned#3").predict(_tiles(64, 2))
-    assert det.calls == [2, 1, 1]
+    assert _calls_running_out(det, "planned#3") == [2, 1, 1]
 
 
 def test_the_reader_reads_no_more_tiles_at_a_time_than_the_cap(monkeypatch):
@@ -153,10 +156,7 @@ def test_a_budget_moving_by_a_few_mb_keeps_the_caps():
 
     det = _BigTilesOneAtATime()
     forget_batch_caps(det, 3 * GiB)
-    with pytest.warns(RuntimeWarning, match="retrying with batch size"):
-        DetectorCalls(det, 2, "big", key="big#1").predict(_tiles(64, 2))
+    _calls_running_out(det, "big#1")
     for budget in (3 * GiB + 2 * 2**20, 3 * GiB - 2 * 2**20, 3 * GiB):
         forget_batch_caps(det, budget)
-        det.calls.clear()
-        _quietly(DetectorCalls(det, 2, "again", key=f"again#{budget}"), _tiles(64, 2))
-        assert det.calls == [1, 1]
+        assert _calls_without_running_out(det, f"again#{budget}") == [1, 1]

@@ -78,6 +78,14 @@ def test_several_preview_sizes_from_one_opening_equal_each_made_alone(tmp_path: 
             assert np.array_equal(np.asarray(x), np.asarray(y))
 
 
+def _aisle_cut_above_its_last_shelf():
+    """A generated aisle, and a height between its bottom row's products' centres and bottoms."""
+    a = synthetic_aisle(np.random.default_rng(7), width=2400, n_rows=4, tilt_deg=0.0)
+    xyxy = a.xyxy
+    last = xyxy[xyxy[:, 3] > xyxy[:, 3].max() - 0.5 * np.median(xyxy[:, 3] - xyxy[:, 1])]
+    return a, float(np.median((last[:, 1] + last[:, 3]) / 2 * 0.3 + last[:, 3] * 0.7))
+
+
 def test_a_rows_line_stays_in_its_region_when_the_regions_edge_cuts_the_row_above_its_shelf() -> None:
     # a region whose lower edge crosses its last row between the products' centres and their
     # bottoms: that row's line (the shelf line, wholly below the region) was given as it is,
@@ -86,11 +94,9 @@ def test_a_rows_line_stays_in_its_region_when_the_regions_edge_cuts_the_row_abov
 
     from densedet_tile.audit import audit_to_dict, parse_regions, render_preview, run_audit
 
-    a = synthetic_aisle(np.random.default_rng(7), width=2400, n_rows=4, tilt_deg=0.0)
+    a, edge = _aisle_cut_above_its_last_shelf()
     xyxy = a.xyxy
     bottom = xyxy[:, 3].max()
-    last = xyxy[xyxy[:, 3] > bottom - 0.5 * np.median(xyxy[:, 3] - xyxy[:, 1])]
-    edge = float(np.median((last[:, 1] + last[:, 3]) / 2 * 0.3 + last[:, 3] * 0.7))  # under the centres
     w = a.width * 0.6
     feats = [{"type": "Feature", "properties": {"name": "left"},
               "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [w, 0], [w, edge], [0, edge], [0, 0]]]}}]
@@ -149,11 +155,8 @@ def test_a_row_across_a_region_of_two_pieces_cut_above_its_shelf_has_a_line_in_e
 
     from densedet_tile.audit import audit_to_dict, parse_regions, run_audit
 
-    a = synthetic_aisle(np.random.default_rng(7), width=2400, n_rows=4, tilt_deg=0.0)
+    a, edge = _aisle_cut_above_its_last_shelf()
     xyxy = a.xyxy
-    bottom = xyxy[:, 3].max()
-    last = xyxy[xyxy[:, 3] > bottom - 0.5 * np.median(xyxy[:, 3] - xyxy[:, 1])]
-    edge = float(np.median((last[:, 1] + last[:, 3]) / 2 * 0.3 + last[:, 3] * 0.7))
     W = a.width
     geom = {"type": "MultiPolygon", "coordinates": [
         [[[0, 0], [0.35 * W, 0], [0.35 * W, edge], [0, edge], [0, 0]]],
@@ -180,11 +183,8 @@ def test_a_region_piece_the_shelf_line_misses_gets_its_own_line_beside_one_it_cr
 
     from densedet_tile.audit import audit_to_dict, parse_regions, run_audit
 
-    a = synthetic_aisle(np.random.default_rng(7), width=2400, n_rows=4, tilt_deg=0.0)
+    a, edge = _aisle_cut_above_its_last_shelf()
     xyxy = a.xyxy
-    bottom = xyxy[:, 3].max()
-    last = xyxy[xyxy[:, 3] > bottom - 0.5 * np.median(xyxy[:, 3] - xyxy[:, 1])]
-    edge = float(np.median((last[:, 1] + last[:, 3]) / 2 * 0.3 + last[:, 3] * 0.7))
     W, H = a.width, a.height
     left = [[0, 0], [0.35 * W, 0], [0.35 * W, H], [0, H], [0, 0]]
     right = [[0.65 * W, 0], [W, 0], [W, edge], [0.65 * W, edge], [0.65 * W, 0]]
