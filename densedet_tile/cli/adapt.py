@@ -28,6 +28,7 @@ from .options import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    StopSignals,
     device_name,
     error,
     fraction,
@@ -273,12 +274,18 @@ def adapt_main(argv: Sequence[str]) -> int:
         return args
     if args.debug:
         logging.getLogger("densedet_tile").setLevel(logging.DEBUG)
-    try:  # (torch loads here: a few seconds in which Ctrl-C must not print a traceback either)
-        from ..train.adapt import AdaptFailed, AdaptRun, AdaptSettings, report_text
-        from ..train.pseudo import LabelSettings
-    except KeyboardInterrupt:
-        error(PROG, "interrupted before the run started; nothing was written")
-        return EXIT_INTERRUPTED
+    # (torch loads here: a few seconds in which Ctrl-C must not print a traceback either, nor
+    # SIGTERM end it without a word: an outside review)
+    with StopSignals() as loading:
+        try:
+            from ..train.adapt import AdaptFailed, AdaptRun, AdaptSettings, report_text
+            from ..train.pseudo import LabelSettings
+        except KeyboardInterrupt:
+            error(PROG, f"{loading.reason} before the run started; nothing was written")
+            return loading.exit_status
+    if loading.signum is not None:  # (a stop an import turned into its own error)
+        error(PROG, f"{loading.reason} before the run started; nothing was written")
+        return loading.exit_status
 
     if args.resume:
         given = [f"--{k.replace('_', '-')}" if k != "base" else "--from" for k in _given(argv, _RUN_OPTIONS)]
@@ -319,18 +326,21 @@ def adapt_main(argv: Sequence[str]) -> int:
     if args.resume:  # the saved run's budget, less what this call gives again
         budget = {k: getattr(args, k) for k in ("minutes", "steps") if getattr(args, k) is not None}
         settings = None
-    try:
-        job = AdaptRun(args.photos, args.out, settings, base=args.base, device=args.device, resume=args.resume,
-                       overwrite=args.overwrite, budget=budget, progress=bar, should_stop=lambda: bool(stop["asked"]),
-                       log=lambda m: bar.write(f"{PROG}: {m}"))
-    except DensedetError as exc:  # inputs and options: nothing was done yet
-        if args.debug:
-            raise
-        error(PROG, one_line(exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:  # Ctrl-C while setting up: nothing was written
-        error(PROG, "interrupted before the run started; nothing was written")
-        return EXIT_INTERRUPTED
+    # a stop while setting up (torch's import, reading the photos) ends it with one line; SIGTERM
+    # there killed it without a word (an outside review)
+    with StopSignals() as setup:
+        try:
+            job = AdaptRun(args.photos, args.out, settings, base=args.base, device=args.device, resume=args.resume,
+                           overwrite=args.overwrite, budget=budget, progress=bar,
+                           should_stop=lambda: bool(stop["asked"]), log=lambda m: bar.write(f"{PROG}: {m}"))
+        except DensedetError as exc:  # inputs and options: nothing was done yet
+            if args.debug:
+                raise
+            error(PROG, one_line(exc))
+            return setup.outcome(EXIT_USAGE)
+        except KeyboardInterrupt:  # a stop while setting up: nothing was written
+            error(PROG, f"{setup.reason} before the run started; nothing was written")
+            return setup.exit_status
     previous = {}
     if _main_thread():
         for name in _STOP_SIGNALS:
