@@ -289,7 +289,7 @@ def fit_to_vram(detector: object, tiling: TileSpec, run: RunSpec) -> tuple[TileS
         return tiling, replace(run, batch_size=default_batch_size(device))
     from .detector.calls import forget_batch_caps
 
-    forget_batch_caps(detector, found.budget_bytes)  # (more memory free than at the last plan: the caps go)
+    forget_batch_caps(detector, found.budget_bytes)  # (clearly more memory than when a cap was learnt: it goes)
     if not found.fits:
         # nothing fitted: say what the run does instead of claiming a tile "to fit", at the tile
         # asked for (a smaller one that does not fit either only made more tiles: 80 of 256 px
