@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,14 @@ def parse_regions(data: Any, *, source: str = "<regions>") -> list[Region]:
     """Regions from a parsed GeoJSON object (see module doc); ``source`` names it in errors."""
     if not isinstance(data, dict):
         raise InvalidInputError(f"{source}: expected a GeoJSON object")
+    crs = data.get("crs")
+    name = crs.get("properties", {}).get("name") if isinstance(crs, dict) and isinstance(crs.get("properties"), dict) \
+        else None
+    if isinstance(name, str) and re.search(r"EPSG:+4326\b|CRS:?84\b|EPSG:+4258\b|EPSG:+4269\b", name, re.IGNORECASE):
+        # longitude and latitude over a photo: a region of a degree counted 0 products over 1 px2
+        # without a word (an outside review)
+        raise InvalidInputError(f"{source}: its coordinate system ({name}) is longitude and latitude: regions are "
+                                "given in pixels of the upright image (x right, y down), with no crs member")
     kind = data.get("type")
     if kind == "FeatureCollection":
         feats = data.get("features")

@@ -553,7 +553,9 @@ def _read_yolo(det_path: str, image_path: str | None) -> Any:
     size = _size_of(image_path, det_path)
     refuse_device(det_path)
     try:
-        text = Path(det_path).read_text(encoding="utf-8")
+        # (utf-8-sig: a byte-order mark made the first line's class "\ufeff0", another class than
+        # the rest: a near-copy of its box was kept and counted twice; an outside review)
+        text = Path(det_path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InvalidInputError(f"{det_path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -436,7 +436,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     if any(undecoded_bytes(c) for c in first):  # (UTF-16 from a spreadsheet, or a Latin-1 column name)
         raise InvalidInputError(f"{path}: not UTF-8 text (the first line holds bytes that are not UTF-8: "
                                 "save the file as UTF-8)")
-    header = len(first) > 1 and not _is_number(first[1])
+    # a header names its columns: no number among the four after the first (a record without one
+    # whose x1 was empty or "1,701" was refused as a header lacking columns: an outside review)
+    header = len(first) > 1 and not any(_is_number(c) for c in first[1:5])
     if header:
         cols = {c.lower(): i for i, c in enumerate(first)}
         missing = [c for c in CSV_COLUMNS[:6] if c not in cols]
@@ -447,9 +449,13 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
         first_chunk = (first_chunk[0][1:], first_chunk[1][1:])
     else:
         if len(first) not in (8, 9):
+            sep = next((name for c, name in ((";", "semicolons"), ("\t", "tabs")) if len(first) == 1 and c in first[0]),
+                       None)
             raise InvalidInputError(
                 f"{path}: line {first_chunk[1][0]} has {len(first)} fields, expected 8 "
                 "(image_name,x1,y1,x2,y2,class,image_width,image_height) or 9 (+score)"
+                + (f"; its fields are separated by {sep}: the file must use commas (and a point for decimals)"
+                   if sep else "")
             )
         idx = list(range(8)) + [8 if len(first) == 9 else -1]
         header_row = None

@@ -196,3 +196,66 @@ def test_a_region_piece_the_shelf_line_misses_gets_its_own_line_beside_one_it_cr
     assert len(lines) == 2, row
     assert Polygon(left).buffer(0.5).covers(LineString(lines[0]))
     assert Polygon(right).buffer(0.5).covers(LineString(lines[1]))
+
+
+def _shelf_yolo(tmp_path: Path, *, bom: bool) -> tuple[Path, Path]:
+    """A photo and YOLO labels of 6 products, the first written twice (a near-copy)."""
+    img = tmp_path / "shelf.png"
+    Image.fromarray(np.full((300, 600, 3), 128, np.uint8)).save(img)
+    lines = [f"0 {0.1 + 0.15 * i:.3f} 0.5 0.1 0.3" for i in range(6)]
+    (tmp_path / "shelf.txt").write_text(("\ufeff" if bom else "") + "\n".join([lines[0]] + lines) + "\n",
+                                        encoding="utf-8")
+    return tmp_path / "shelf.txt", img
+
+
+def test_a_yolo_file_with_a_byte_order_mark_reads_as_without(tmp_path: Path, capsys) -> None:
+    # the mark made the first line's class "\ufeff0": its near-copy, of "another class", was kept
+    import json
+
+    counts = []
+    for bom in (False, True):
+        d = tmp_path / ("bom" if bom else "plain")
+        d.mkdir()
+        labels, img = _shelf_yolo(d, bom=bom)
+        assert audit_main([str(labels), str(img), "--out", str(d / "o"), "-q"]) == 0
+        doc = json.loads((d / "o" / "shelf.audit.json").read_text())
+        counts.append(doc["summary"]["products"])
+        assert "near-copies" in capsys.readouterr().err
+    assert counts == [6, 6]
+
+
+def test_csv_records_without_a_header_whose_first_x1_is_bad_name_the_line(tmp_path: Path) -> None:
+    # refused as "header lacks column(s) image_name, x1, ..." when line 1's x1 was empty or "1,701"
+    from densedet_tile.errors import InvalidInputError
+    from densedet_tile.eval.formats import read_predictions
+
+    rows = ["shelf.jpg,{x1},10,50,60,product,600,300,0.9", "shelf.jpg,100,10,150,60,product,600,300,0.9"]
+    for x1, said in (("", "''"), ('"1,701"', "'1,701'")):
+        p = tmp_path / "d.csv"
+        p.write_text("\n".join([rows[0].format(x1=x1), rows[1]]) + "\n")
+        with pytest.raises(InvalidInputError, match=f"line 1: coordinates must be numbers, got {said}"):
+            read_predictions(p)
+
+
+def test_a_csv_separated_by_semicolons_is_told_so(tmp_path: Path) -> None:
+    from densedet_tile.errors import InvalidInputError
+    from densedet_tile.eval.formats import read_predictions
+
+    p = tmp_path / "d.csv"
+    p.write_text("image_name;x1;y1;x2;y2;class;image_width;image_height\nshelf.jpg;1;2;3;4;product;600;300\n")
+    with pytest.raises(InvalidInputError, match="separated by semicolons: the file must use commas"):
+        read_predictions(p)
+
+
+def test_regions_in_longitude_and_latitude_are_refused() -> None:
+    # a region of a degree, EPSG:4326, counted 0 products over 1 px2 without a word
+    from densedet_tile.audit import parse_regions
+    from densedet_tile.errors import InvalidInputError
+
+    doc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::4326"}},
+           "features": [{"type": "Feature", "properties": {"name": "bay A"}, "geometry": {
+               "type": "Polygon", "coordinates": [[[13, 52], [14, 52], [14, 53], [13, 53], [13, 52]]]}}]}
+    with pytest.raises(InvalidInputError, match=r"r\.geojson: its coordinate system .*EPSG::4326.* is longitude"):
+        parse_regions(doc, source="r.geojson")
+    doc["crs"]["properties"]["name"] = "urn:ogc:def:crs:EPSG::32633"  # (a projected one: still read as given)
+    assert [r.name for r in parse_regions(doc, source="r.geojson")] == ["bay A"]
