@@ -150,7 +150,9 @@ _RUN_OPTIONS = ("base", "overwrite", "holdout", "rounds", "seed", "max_pixels", 
                 "serve_thr", "calib_photos", "tile", "overlap", "scales", "no_flip", "score_hi", "score_lo", "min_views")
 
 #: Signals that stop a run cleanly (the first one) and the exit status they end it with.
-_STOP_SIGNALS = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": 128 + 15}
+#: (SIGHUP too: a closed terminal or a dropped ssh session killed a run without a word or a saved
+#: state, where the set-up before it ended in one line: an outside review)
+_STOP_SIGNALS = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": 128 + 15, "SIGHUP": 128 + 1}
 
 
 def _given(argv: Sequence[str], dests: Sequence[str]) -> list[str]:

@@ -74,7 +74,8 @@ def convert_main(argv: Sequence[str]) -> int:
             code = None
     if code is None or stop.signum is not None:  # (a stop an import turned into its own error counts too)
         remove_empty(made)
-        error(PROG, stop.reason)
+        if code in (None, EXIT_OK):  # (else the error it turned into was said: one line, not two)
+            error(PROG, stop.reason)
         return stop.exit_status
     return code
 

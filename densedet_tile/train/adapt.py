@@ -494,9 +494,10 @@ def _state_digest(obj: Any) -> str:
 
     def feed(x: Any) -> None:
         if isinstance(x, torch.Tensor):
-            t = x.detach().cpu().contiguous()
+            t = x.detach().cpu().resolve_conj().resolve_neg().contiguous()
             h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            if t.numel():
+                h.update(t.reshape(-1).view(torch.uint8).numpy())
         elif isinstance(x, Mapping):
             h.update(b"{")
             for k in sorted(x, key=repr):
@@ -505,6 +506,11 @@ def _state_digest(obj: Any) -> str:
                 h.update(repr(k).encode())
                 feed(x[k])
             h.update(b"}")
+        elif isinstance(x, (set, frozenset)):  # (in a stable order: a set's own follows the hash seed)
+            h.update(b"<")
+            for v in sorted(x, key=repr):
+                feed(v)
+            h.update(b">")
         elif isinstance(x, (list, tuple)):
             h.update(b"[" if isinstance(x, list) else b"(")
             for v in x:

@@ -94,3 +94,25 @@ def test_a_stop_while_mmdet_is_imported_is_one_line_too(tmp_path, monkeypatch, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "interrupted" in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_stop_turned_into_an_error_is_said_once(tmp_path, monkeypatch, capsys):
+    # a SIGTERM during an import comes out as the import's error, worded as a stop: that line was
+    # followed by a second one, "stopped by SIGTERM"
+    pytest.importorskip("mmdet")
+    import densedet_tile.detector.mmdet_adapter as mm
+    from densedet_tile.cli.convert import convert_main
+    from densedet_tile.errors import DetectorError
+
+    def stopped_while_importing():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+        except KeyboardInterrupt:
+            raise DetectorError("stopped by SIGTERM while convert-checkpoint loaded 'mmdet'") from None
+
+    monkeypatch.setattr(mm, "_import_stack", stopped_while_importing)
+    assert convert_main([str(_source(tmp_path)), str(tmp_path / "o" / "out.pth")]) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "while convert-checkpoint loaded 'mmdet'" in err[0], err

@@ -55,3 +55,42 @@ def test_an_out_inside_a_file_says_it_is_a_file(photos, tmp_path):  # noqa: F811
     (tmp_path / "a.pt").write_bytes(b"x")
     with pytest.raises(InvalidInputError, match=r"its folder .*a\.pt is a file, not a folder"):
         adapt(photos, tmp_path / "a.pt" / "x.pt", TINY, device="cpu")
+
+
+def test_sighup_during_the_run_stops_it_as_sigterm_does(photos, tmp_path, monkeypatch, capsys):  # noqa: F811
+    # a closed terminal killed a running adapt without a word or a saved state (SIGHUP was
+    # handled while setting up only)
+    import os
+    import signal
+
+    import densedet_tile.train.adapt as adapt_module
+    from densedet_tile.cli.adapt import adapt_main
+
+    asked = []
+
+    class Run:
+        def __init__(self, *a, should_stop, **k):
+            self.should_stop = should_stop
+            self.paths = {"state": tmp_path / "x.state.pt"}
+
+        def run(self):
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(1000):  # (the handler runs between bytecodes, at once)
+                pass
+            asked.append(self.should_stop())
+            raise KeyboardInterrupt  # (as a second signal aborts the run)
+
+    monkeypatch.setattr(adapt_module, "AdaptRun", Run)
+    assert adapt_main([str(photos), "--out", str(tmp_path / "x.pt"), "--steps", "2"]) == 129
+    assert asked == [True]
+    assert "SIGHUP: stopping after this step" in capsys.readouterr().err
+
+
+def test_the_state_digest_is_stable_for_sets_and_conjugate_views():
+    from densedet_tile.train.adapt import _state_digest
+
+    words = [f"photo_{i}.jpg" for i in range(50)]
+    assert _state_digest({"x": set(words)}) == _state_digest({"x": set(reversed(words))})
+    z = torch.tensor([1 + 2j, 3 - 1j])
+    assert _state_digest({"z": z.conj()}) == _state_digest({"z": torch.tensor([1 - 2j, 3 + 1j])})
+    assert _state_digest({"z": z}) != _state_digest({"z": z.conj().resolve_conj()})
