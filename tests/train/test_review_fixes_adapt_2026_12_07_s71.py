@@ -11,6 +11,22 @@ from densedet_tile.train.adapt import adapt, output_paths
 from test_adapt_run import TINY, _stop_at, photos  # noqa: F401  (photos: the fixture)
 
 
+@pytest.fixture(autouse=True)
+def _default_stop_handlers():
+    """The stop signals at their default handlers for each test, as in a fresh process: a library
+    loaded by an earlier test (Ray) installs its own SIGTERM handler, and the command then leaves
+    that one in place (StopSignals takes over a default handler only)."""
+    import signal
+
+    stops = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    saved = {s: signal.getsignal(s) for s in stops}
+    for s in stops:
+        signal.signal(s, signal.SIG_DFL)
+    yield
+    for s, h in saved.items():
+        signal.signal(s, signal.SIG_DFL if h is None else h)
+
+
 def test_a_state_whose_tensors_were_damaged_is_refused(photos, tmp_path):  # noqa: F811
     # torch's format has no checksum: bytes zeroed inside a tensor of the state loaded as other
     # weights and the run went on from them without a word
