@@ -72,3 +72,19 @@ def _package_log_level():
     level = log.level
     yield
     log.setLevel(level)
+
+
+@pytest.fixture
+def default_stop_handlers():
+    """The stop signals at their default handlers for each test, as in a fresh process: a library
+    loaded by an earlier test (Ray) installs its own SIGTERM handler, and the command then leaves
+    that one in place (StopSignals takes over a default handler only)."""
+    import signal
+
+    stops = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    saved = {s: signal.getsignal(s) for s in stops}
+    for s in stops:
+        signal.signal(s, signal.SIG_DFL)
+    yield
+    for s, h in saved.items():
+        signal.signal(s, signal.SIG_DFL if h is None else h)

@@ -18,20 +18,8 @@ from densedet_tile.errors import DetectorError  # noqa: E402
 from test_convert_checkpoint import v3_state_dict  # noqa: E402,F401  (the fixture)
 
 
-@pytest.fixture(autouse=True)
-def _default_stop_handlers():
-    """The stop signals at their default handlers for each test, as in a fresh process: a library
-    loaded by an earlier test (Ray) installs its own SIGTERM handler, and the command then leaves
-    that one in place (StopSignals takes over a default handler only)."""
-    import signal
-
-    stops = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    saved = {s: signal.getsignal(s) for s in stops}
-    for s in stops:
-        signal.signal(s, signal.SIG_DFL)
-    yield
-    for s, h in saved.items():
-        signal.signal(s, signal.SIG_DFL if h is None else h)
+#: (the stop signals at their default handlers: see default_stop_handlers in tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("default_stop_handlers")
 
 
 def _source(tmp_path: Path) -> Path:
