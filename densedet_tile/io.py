@@ -185,8 +185,10 @@ def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     their resolved paths)."""
     try:
         return Path(a).samefile(b)
-    except OSError:  # one of them does not exist (yet)
-        return Path(a).resolve() == Path(b).resolve()
+    except OSError:  # one of them does not exist (yet), or is a loop of links
+        # (os.path.realpath, not Path.resolve: that raises RuntimeError on a loop of links,
+        # which left five verbs with a traceback instead of the reader's one-line error)
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def another_existing_file(recorded: object, path: str | os.PathLike[str]) -> bool | None:

@@ -617,6 +617,8 @@ def process_image(
                 f"{p} is in the way: it was not written by densedet-tile, or was changed since; move it "
                 "away or choose another --out (nothing was written for this image)")
         p = paths.get("preview")
+        if p is not None and p.is_dir():  # (said as for the other outputs, not as a photo of the user's)
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(p))
         if p is not None and not _ours(p, earlier, same_as=digests[p.name]) and not is_our_preview(p):
             raise InvalidInputError(
                 f"{p} is in the way: it is no preview this version of densedet-tile made (those carry its mark), "

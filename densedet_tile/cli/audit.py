@@ -223,15 +223,27 @@ def _audit(args: argparse.Namespace) -> int:
                 # (an outside review: one bad near miss also dropped "the detector is unsure")
                 image_range = _without_boxes(count_range)
                 count_range = None
-            info = {"path": boxes.path, "name": boxes.name, "width": width, "height": height,
+            name = boxes.name
+            # the photo's own name as the JSON records it (its path's), beside the name its run's rows
+            # gave it: the second of two photos named x.jpg is "x-2.jpg" there, and was warned about
+            # as another photo and named so when audited with the very photo (an outside review)
+            recorded = Path(boxes.path).name if isinstance(boxes.path, str) and boxes.path else None
+            if image_path is not None and recorded and image_key(Path(image_path).name) == image_key(recorded):
+                name = recorded
+            info = {"path": boxes.path, "name": name, "width": width, "height": height,
                     "detections": str(det_path), "count_range": count_range}
             scores, classes = boxes.scores, boxes.classes
-            if image_path is not None and boxes.name and not det_path.lower().endswith((".csv", ".txt")) \
-                    and image_key(Path(image_path).name) != image_key(str(boxes.name)):
+            ours = image_path is not None and not det_path.lower().endswith((".csv", ".txt"))
+            if ours and boxes.name and image_key(Path(image_path).name) != image_key(str(name)):
                 # (a CSV is matched by name, a YOLO file has none): a JSON of a renamed copy is fine,
                 # one of another photo of the same size is not, and only the user can tell
                 other_name = (f"{det_path} holds the boxes of {str(boxes.name)!r}, audited here with {image_path}; "
                               "check that they are one photo")
+            elif ours and another_existing_file(boxes.file, image_path) and not _same_size(boxes.file, image_path):
+                # one name, yet the photo the run recorded is still there and is another file of
+                # another length: the other x.jpg of two folders
+                other_name = (f"{det_path} holds the boxes of {boxes.file}, audited here with {image_path} (another "
+                              "file of that name); check that they are one photo")
             if image_path is None and boxes.path:
                 image_path = _photo_named_in(boxes.path, det_path, width, height, real=boxes.file,
                                              stamp=getattr(boxes, "stamp", None))
@@ -446,6 +458,14 @@ def _other_source(json_path: Path, source: str | None) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return recorded if source and another_existing_file(recorded, source) else None
+
+
+def _same_size(a: str | None, b: str) -> bool:
+    """Whether files ``a`` and ``b`` hold as many bytes (a copy of a photo does)."""
+    try:
+        return a is not None and os.stat(a).st_size == os.stat(b).st_size
+    except (OSError, ValueError):
+        return False
 
 
 def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real: str | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -153,11 +154,15 @@ def _eval(args: argparse.Namespace) -> int:
         if given:
             error(PROG, f"{', '.join(given)}: only with --compare (which runs a detector over a folder of images)")
             return EXIT_USAGE
+    if args.output is not None and not args.output.strip():
+        # (-o "$UNSET" printed the figures and wrote nothing, with exit status 0: an outside review)
+        error(PROG, "-o is empty: give the JSON file to write the figures to")
+        return EXIT_USAGE
     try:
         if args.output:
             refuse_overwriting_input(args.output, {"ground-truth": args.gt, "predictions": args.pred}, option="-o")
-            folder = Path(args.pred).resolve()
-            if not args.compare and folder.is_dir() and Path(args.output).resolve().is_relative_to(folder):
+            folder = Path(os.path.realpath(args.pred))  # (not resolve(): RuntimeError on a loop of links)
+            if not args.compare and folder.is_dir() and Path(os.path.realpath(args.output)).is_relative_to(folder):
                 # it could replace one of them now, and would be read as one the next time
                 raise InvalidInputError(f"-o {args.output}: inside the predictions folder {args.pred}, whose files are "
                                         "read as predictions; write the metrics elsewhere")
@@ -189,7 +194,7 @@ def _eval(args: argparse.Namespace) -> int:
     _warn_over_cap(over_max_dets(pairs, md), md)
     print(f"{counted(m.num_images, 'image')}, {m.num_gt} ground-truth box{'' if m.num_gt == 1 else 'es'}, "
           f"{counted(m.num_dt, 'prediction')}")
-    print(format_table([(Path(args.pred).name or Path(args.pred).resolve().name or str(args.pred), m.stats, None)], md))  # ("." named too)
+    print(format_table([(Path(args.pred).name or Path(os.path.realpath(args.pred)).name or str(args.pred), m.stats, None)], md))  # ("." named too)
     print("  ".join(f"{k}={v:.4f}" for k, v in m.stats.items()))
     if args.output:
         doc = {

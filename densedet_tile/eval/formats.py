@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+import stat
 import re
 import sys
 from collections import Counter
@@ -207,6 +208,25 @@ def _load_json(path: Path) -> Any:
                                 "digits)") from None
     except RecursionError:
         raise InvalidInputError(f"{path}: JSON nested too deeply to read") from None
+
+
+def _is_json(path: Path) -> bool:
+    """Whether ``path`` is to be read as JSON: its name ends in .json, or, named otherwise (a
+    copy without its suffix), it is a plain file whose first character is ``{`` or ``[`` (read
+    as CSV, such a file was refused as "header lacks column(s) image_name, ..."). A pipe is not
+    peeked at (that would eat what it holds): the CSV reader says it holds JSON instead."""
+    if path.suffix.lower() == ".json":
+        return True
+    if path.suffix.lower() == ".csv":
+        return False
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except (OSError, ValueError):
+        return False  # (the CSV reader says what is wrong with it)
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
 
 
 def _check_boxes(xyxy: np.ndarray, where: str) -> None:
@@ -427,6 +447,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     text = _read_text(path, newline="", errors="surrogateescape")
     out = BoxSet(source=str(path), kind="csv")
     chunks = _csv_records(text, path)
+    if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
+        # (a pipe, or a .csv name, that holds JSON: a header lacking its columns said nothing useful)
+        raise InvalidInputError(f"{path}: holds JSON, not CSV; give it as a file whose name ends in .json")
     first_chunk = next(chunks, None)
     if first_chunk is None:
         # not even a header (this tool's CSVs always have one, also with no boxes): a failed
@@ -1031,7 +1054,7 @@ def read_ground_truth(path: str | os.PathLike[str]) -> BoxSet:
     p = Path(path)
     if p.is_dir():
         raise InvalidInputError(f"{p}: ground truth must be a CSV or COCO JSON file, got a directory")
-    if p.suffix.lower() == ".json":
+    if _is_json(p):
         data = _load_json(p)
         if not isinstance(data, dict) or "images" not in data:
             raise InvalidInputError(f"{p}: not a COCO dataset (expected an object with 'images' and 'annotations')")
@@ -1173,7 +1196,7 @@ def read_predictions(path: str | os.PathLike[str], *, gt: BoxSet | None = None) 
         _add_all_ours(out, [(read_detections_json(f), f) for f in files])
         out.categories = _first_seen(im.classes for im in out.images.values())
         return out
-    if p.suffix.lower() == ".json":
+    if _is_json(p):
         data = _load_json(p)
         if isinstance(data, list):
             return _coco_results(data, p, gt)

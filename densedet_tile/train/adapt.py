@@ -335,7 +335,7 @@ def _checked_config(raw: Any, label: str) -> dict[str, Any]:
 
 def _check_outside_package(path: Path) -> None:
     pkg = Path(__file__).resolve().parents[1]
-    target = path.resolve()
+    target = Path(os.path.realpath(path))  # (not resolve(): RuntimeError on a loop of links)
     if target == pkg or pkg in target.parents:
         raise InvalidInputError(f"{path}: will not write inside the installed package ({pkg}); choose another --out")
 

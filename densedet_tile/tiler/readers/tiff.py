@@ -195,7 +195,9 @@ class TiffSource(ImageSource):
             raise ImageReadError(f"{label}: cannot read TIFF ({one_line(exc)})") from exc
         try:
             if len(tif.pages) == 0:
-                raise ImageReadError(f"{label}: the TIFF has no pages")
+                # (a file cut short before its first page's index, as often as one with none: an
+                # outside review found "no pages" for a truncated LZW TIFF)
+                raise ImageReadError(f"{label}: the TIFF has no readable pages: a damaged or truncated file")
             _refuse_raw(tif, label)
             page = _main_page(tif, label)
             sw, sh = int(page.imagewidth), int(page.imagelength)

@@ -1,0 +1,125 @@
+"""An outside review of bad inputs across the verbs (2026-12-07, second stop of the day): a loop
+of symbolic links, an empty -o, the second of two photos of one name audited with its own
+photo, a JSON file whose name does not end in .json, a folder under the preview's name. Each
+test fails on the code before it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from densedet_tile.io import same_path
+from fakes import blob_image, blob_photo, error_lines, run_cli
+
+BLOB = ["--detector", "fakes:make_blob", "--tile", "256", "--device", "cpu"]
+
+
+def _loop(folder: Path, name: str = "loop1.png") -> Path:
+    """``folder/name``: a link to a link back to it."""
+    a, b = folder / name, folder / ("other-" + name)
+    a.symlink_to(b.name)
+    b.symlink_to(a.name)
+    return a
+
+
+def _boxes(tmp_path: Path) -> tuple[Path, Path]:
+    """A blob photo, its detections JSON and a one-box ground-truth CSV of it."""
+    photo = blob_photo(tmp_path / "good.png")
+    r = run_cli(photo.name, "--out", "det", "-q", *BLOB, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    det = tmp_path / "det" / "good.detections.json"
+    gt = tmp_path / "gt.csv"
+    gt.write_text("image_name,x1,y1,x2,y2,class,image_width,image_height\ngood.png,10,20,100,80,product,500,300\n")
+    return det, gt
+
+
+def test_a_loop_of_links_is_no_path_to_compare_and_no_traceback(tmp_path):
+    # Path.resolve() raises RuntimeError on a loop of links (Python 3.11): five verbs printed a
+    # traceback through same_path (audit, eval, convert-checkpoint, adapt)
+    loop = _loop(tmp_path)
+    assert same_path(loop, tmp_path / "elsewhere.json") is False
+    assert same_path(loop, loop) is True
+    det, gt = _boxes(tmp_path)
+    for args in (["eval", loop.name, gt.name, "-o", "ev.json"],
+                 ["eval", str(det), loop.name, "-o", "ev.json"],
+                 ["audit", loop.name, "--out", "au", "-q"],
+                 ["audit", loop.name, "--detections", str(det), "--out", "au2", "-q"]):
+        r = run_cli(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr and "RuntimeError" not in r.stderr, (args, r.stderr)
+        errs = error_lines(r.stderr)
+        assert len(errs) == 1 and loop.name in errs[0], (args, r.stderr)
+        assert not (tmp_path / "ev.json").exists() and not (tmp_path / "au").exists() and not (tmp_path / "au2").exists()
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_eval_refuses_an_empty_output_name(tmp_path, value):
+    # -o "$UNSET" printed the figures, wrote nothing and exited 0
+    det, gt = _boxes(tmp_path)
+    r = run_cli("eval", str(det), gt.name, "-o", value, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == ["densedet-tile eval: error: -o is empty: give the JSON file to write the figures to"]
+    assert "AP=" not in r.stdout
+
+
+def test_eval_reads_json_by_its_contents_and_says_so_of_json_named_csv(tmp_path):
+    det, gt = _boxes(tmp_path)
+    want = run_cli("eval", str(det), gt.name, cwd=tmp_path)
+    assert want.returncode == 0, want.stderr
+    bare = tmp_path / "predictions"
+    bare.write_bytes(det.read_bytes())
+    r = run_cli("eval", bare.name, gt.name, cwd=tmp_path)  # was: "header lacks column(s) image_name, ..."
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == want.stdout.splitlines()[-1]
+    # COCO ground truth without its suffix likewise
+    coco = {"images": [{"id": 1, "file_name": "good.png", "width": 500, "height": 300}],
+            "categories": [{"id": 1, "name": "product"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 20, 90, 60], "area": 5400,
+                             "iscrowd": 0}]}
+    (tmp_path / "truth").write_text(json.dumps(coco))
+    r = run_cli("eval", str(det), "truth", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == want.stdout.splitlines()[-1]
+    # a .csv name holding JSON is said to hold JSON
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_bytes(det.read_bytes())
+    r = run_cli("eval", wrong.name, gt.name, cwd=tmp_path)
+    assert r.returncode == 2
+    assert error_lines(r.stderr) == ["densedet-tile eval: error: wrong.csv: holds JSON, not CSV; give it as a file "
+                                     "whose name ends in .json"]
+
+
+def test_the_second_photo_of_one_name_audited_with_its_own_photo_is_no_other_photo(tmp_path):
+    # x-2.detections.json (row name x-2.png) audited with b/x.png, the very photo it was made
+    # from, warned "holds the boxes of 'x-2.png' ... check that they are one photo" and named the
+    # photo x-2.png; another x.png (a/x.png, another file) is still warned about
+    blob_photo(tmp_path / "a" / "x.png")
+    (tmp_path / "b").mkdir()
+    Image.fromarray(blob_image(300, 500, (200, 100, 330, 220))).save(tmp_path / "b" / "x.png")
+    assert os.path.getsize(tmp_path / "a" / "x.png") != os.path.getsize(tmp_path / "b" / "x.png")
+    r = run_cli("a/x.png", "b/x.png", "--out", "det", "-q", *BLOB, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    second = Path("det") / "x-2.detections.json"
+    assert json.loads((tmp_path / second).read_text())["image"]["row_name"] == "x-2.png"
+    r = run_cli("audit", "b/x.png", "--detections", str(second), "--out", "au1", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr, r.stderr
+    assert r.stdout.startswith("x.png: "), r.stdout
+    r = run_cli("audit", "a/x.png", "--detections", str(second), "--out", "au2", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "b/x.png" in warned[0] and "check that they are one photo" in warned[0], r.stderr
+
+
+def test_a_folder_under_the_previews_name_is_said_to_be_a_folder(tmp_path):
+    # it was "is no preview this version of densedet-tile made ... delete it"
+    blob_photo(tmp_path / "good.png")
+    (tmp_path / "det" / "good.preview.jpg").mkdir(parents=True)
+    r = run_cli("good.png", "--out", "det", "--preview", "-q", *BLOB, cwd=tmp_path)
+    assert r.returncode == 1
+    assert error_lines(r.stderr) == ["densedet-tile: error: good.png: det/good.preview.jpg: a folder is in the way"]
+    assert sorted(p.name for p in (tmp_path / "det").iterdir()) == ["good.preview.jpg"]
