@@ -36,7 +36,7 @@ from ..audit.regions import load_regions
 from ..audit.report import (JPEG_MAX_SIDE, PREVIEW_MAX_HEIGHT, PREVIEW_MAX_WIDTH, load_preview_images, render_html,
                             render_preview)
 from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line, printable
-from ..eval.formats import (ImageBoxes, image_key, parse_yolo_labels, read_detections_json, read_predictions,
+from ..eval.formats import (BoxSet, ImageBoxes, image_key, parse_yolo_labels, read_boxes_json, read_predictions,
                             refuse_device, yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, count_range_json, ensure_out_dir, new_folders,
                   refuse_overwriting_input, remove_empty, stat_or_none, sweep_temporaries, write_files)
@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detections", default=None, metavar="FILE",
                    help="use these boxes instead of running a detector: a detections JSON (densedet-tile/"
                    "detections@1), another detector's CSV in the SKU-110K layout (image_name,x1,y1,x2,y2,class,"
-                   "image_width,image_height[,score]; with several images, IMAGE picks the rows), or a YOLO label "
-                   "file (.txt, class cx cy w h [score] normalised; needs IMAGE)")
+                   "image_width,image_height[,score]; with several images, IMAGE picks the rows), COCO results (a JSON "
+                   "list of image_id, category_id, bbox [x, y, w, h], score, as --format coco writes; needs IMAGE), "
+                   "or a YOLO label file (.txt, class cx cy w h [score] normalised; needs IMAGE)")
     p.add_argument("--regions", default=None, metavar="GEOJSON",
                    help="named polygons (pixel coordinates of the upright image) to count products in")
     p.add_argument("--gap-k", type=fraction(0.0, 1000.0, lo_open=True, hi_open=True), default=DEFAULT_GAP_K, metavar="K",
@@ -510,16 +511,29 @@ def _photo_named_in(recorded: str, det_path: str, width: int, height: int, real:
 
 
 def _read_boxes(det_path: str, image_path: str | None) -> Any:
-    """The boxes to audit: our detections JSON, or another detector's rows in the SKU-110K CSV
+    """The boxes to audit: our detections JSON, another detector's rows in the SKU-110K CSV
     layout (``image_name,x1,y1,x2,y2,class,image_width,image_height[,score]``, as its annotations
-    and many SKU-110K detectors' outputs are written; also what ``--format csv`` writes). A CSV of
-    several images gives the rows of IMAGE (matched by file name); its size comes from the rows,
-    else from IMAGE."""
+    and many SKU-110K detectors' outputs are written; also what ``--format csv`` writes), COCO
+    results (``--format coco``'s, or a COCO-style detector's: sized by IMAGE) or a YOLO label file.
+    A file of several images gives the boxes of IMAGE (matched by file name); a CSV's size comes
+    from its rows, else from IMAGE."""
     if det_path.lower().endswith(".txt"):
         return _read_yolo(det_path, image_path)
     if not det_path.lower().endswith(".csv"):
-        return read_detections_json(det_path)
-    found = read_predictions(det_path)
+        # our JSON, or COCO results (what --format coco writes; an mmdet or detectron2 run's too)
+        read = read_boxes_json(det_path, Path(image_path).name if image_path is not None else None)
+        if not isinstance(read, BoxSet):
+            return read
+        if not read.images and image_path is None:
+            raise InvalidInputError(f"{det_path}: no results, so no image size either; give the image as well")
+        found, rows = read, "results"
+    else:
+        found, rows = read_predictions(det_path), "rows"
+    return _one_image(found, det_path, image_path, rows)
+
+
+def _one_image(found: BoxSet, det_path: str, image_path: str | None, rows: str) -> Any:
+    """The boxes of IMAGE (or of the one image) among those of a CSV or COCO results file."""
     names = list(found.images)
     if not names:  # a header only: the run found nothing (an empty shelf is worth an audit too)
         if image_path is None:
@@ -537,16 +551,16 @@ def _read_boxes(det_path: str, image_path: str | None) -> Any:
             key = names[0]
         if key not in found.images:
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-            raise InvalidInputError(f"{det_path}: no rows for image {key!r} (it has {shown})")
+            raise InvalidInputError(f"{det_path}: no {rows} for image {key!r} (it has {shown})")
         boxes = found.images[key]
     elif len(names) == 1:
         boxes = found.images[names[0]]
     else:
-        raise InvalidInputError(f"{det_path}: rows of {len(names)} images; give the IMAGE whose boxes to audit")
+        raise InvalidInputError(f"{det_path}: {rows} of {len(names)} images; give the IMAGE whose boxes to audit")
     if boxes.width is None or boxes.height is None:
         if image_path is None:
-            raise InvalidInputError(f"{det_path}: its rows give no image_width/image_height for {boxes.name!r}; "
-                                    "give the image as well")
+            said = "rows give no image_width/image_height" if rows == "rows" else "COCO results give no image size"
+            raise InvalidInputError(f"{det_path}: its {said} for {boxes.name!r}; give the image as well")
         w, h = _size_of(image_path, det_path)
         boxes = replace(boxes, width=w, height=h)
     # without IMAGE, the photo the rows name is looked for (beside the CSV too), as for a JSON

@@ -385,6 +385,36 @@ def read_detections_json(path: str | os.PathLike[str]) -> ImageBoxes:
     return _parse_our_json(data, p)
 
 
+def read_boxes_json(path: str | os.PathLike[str], image_name: str | None = None) -> ImageBoxes | BoxSet:
+    """The boxes of a JSON file: our detections JSON (one image, :func:`read_detections_json`)
+    or a list of COCO results (a :class:`BoxSet` by image; their sizes unknown). A COCO
+    ``image_id`` is the image's file name (as ``--format coco`` writes it) or a number; numbers
+    name images only through a COCO dataset, so a file of numeric ids is read only when it holds
+    one image's results, given the name ``image_name``."""
+    p = Path(path)
+    data = _load_json(p)
+    if isinstance(data, dict):
+        return _parse_our_json(data, p)
+    if not isinstance(data, list):
+        raise InvalidInputError(f"{p}: expected our detections JSON (schema {SCHEMA!r}) or a list of COCO results")
+    ids = [r.get("image_id") if isinstance(r, dict) else None for r in data]
+    numeric = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+    if numeric:
+        distinct = sorted(set(numeric))
+        if any(isinstance(i, str) for i in ids):
+            raise InvalidInputError(f"{p}: COCO results whose image_id is a number for some, a name for others")
+        if len(distinct) > 1:
+            shown = ", ".join(map(str, distinct[:5])) + (", ..." if len(distinct) > 5 else "")
+            raise InvalidInputError(f"{p}: COCO results of {len(distinct)} images by numeric image_id ({shown}), "
+                                    "which name images only through their COCO dataset: give one image's results, "
+                                    "or results whose image_id is the image's file name")
+        if image_name is None:
+            raise InvalidInputError(f"{p}: COCO results of image_id {distinct[0]}, a number that names no file; "
+                                    "give the image as well")
+        data = [dict(r, image_id=image_name) if isinstance(r, dict) and "image_id" in r else r for r in data]
+    return _coco_results(data, p, None)
+
+
 # --------------------------------------------------------------------------- CSV
 #: CSV records turned into arrays at a time. A record's fields are Python strings (about 60
 #: bytes each), so only one chunk of them is alive at once: a file of a million boxes is held as

@@ -123,3 +123,59 @@ def test_a_folder_under_the_previews_name_is_said_to_be_a_folder(tmp_path):
     assert r.returncode == 1
     assert error_lines(r.stderr) == ["densedet-tile: error: good.png: det/good.preview.jpg: a folder is in the way"]
     assert sorted(p.name for p in (tmp_path / "det").iterdir()) == ["good.preview.jpg"]
+
+
+# -- COCO results as the audit's boxes: each format the main command writes can be audited -----
+
+
+def _coco_run(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """Two blob photos detected with --format json,coco; the first's files and audit JSON."""
+    photo = blob_photo(tmp_path / "good.png")
+    r = run_cli(photo.name, "--out", "det", "--format", "json,coco", "-q", *BLOB, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("audit", photo.name, "--detections", "det/good.detections.json", "--out", "from_json", "-q",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "from_json" / "good.audit.json").read_text())
+    return tmp_path / "det" / "good.coco.json", photo, doc
+
+
+def test_the_audit_reads_coco_results_with_their_image(tmp_path):
+    # "expected a JSON object with schema 'densedet-tile/detections@1'": --format coco's own
+    # output (and an mmdet or detectron2 run's) could not be audited
+    coco, photo, want = _coco_run(tmp_path)
+    results = json.loads(coco.read_text())
+    assert results and all(r["image_id"] == "good.png" for r in results)
+    r = run_cli("audit", photo.name, "--detections", str(coco.relative_to(tmp_path)), "--out", "from_coco", "-q",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = json.loads((tmp_path / "from_coco" / "good.audit.json").read_text())
+    assert got["summary"]["products"] == want["summary"]["products"] == len(results)
+    assert got["image"]["width"] == 500 and got["image"]["height"] == 300
+    # numeric ids, as a COCO-style detector writes them: one image's results, with that image
+    (tmp_path / "numeric.json").write_text(json.dumps([dict(x, image_id=7) for x in results]))
+    r = run_cli("audit", photo.name, "--detections", "numeric.json", "--out", "from_numeric", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = json.loads((tmp_path / "from_numeric" / "good.audit.json").read_text())
+    assert got["summary"]["products"] == len(results)
+
+
+def test_coco_results_the_audit_cannot_place_are_refused_in_one_line(tmp_path):
+    coco, photo, _ = _coco_run(tmp_path)
+    results = json.loads(coco.read_text())
+    (tmp_path / "two.json").write_text(json.dumps([dict(x, image_id=k % 2 + 1) for k, x in enumerate(results * 2)]))
+    (tmp_path / "mixed.json").write_text(json.dumps([dict(x, image_id=1) for x in results] + results))
+    (tmp_path / "numeric.json").write_text(json.dumps([dict(x, image_id=7) for x in results]))
+    cases = {
+        ("--detections", str(coco.relative_to(tmp_path))):
+            "its COCO results give no image size for 'good.png'; give the image as well",
+        ("--detections", "numeric.json"): "COCO results of image_id 7, a number that names no file",
+        (photo.name, "--detections", "two.json"): "COCO results of 2 images by numeric image_id (1, 2)",
+        (photo.name, "--detections", "mixed.json"): "image_id is a number for some, a name for others",
+    }
+    for args, said in cases.items():
+        r = run_cli("audit", *args, "--out", "au", "-q", cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        errs = error_lines(r.stderr)
+        assert len(errs) == 1 and said in errs[0], (args, r.stderr)
+        assert not (tmp_path / "au").exists()
