@@ -22,7 +22,7 @@ def run_without_torch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args, extra", [
-    (("adapt", "photos", "--out", "m.pt"), "train"),
+    (("adapt", "photos", "--out", "m.pt"), "torch"),  # (adapt needs torch and torchvision only: [train] added onnx, pycocotools)
     (("convert-checkpoint", "a.pth", "b.pth"), "mmdet"),  # verifying builds the mmdet model: that extra
     (("convert-checkpoint", "a.pth", "b.pth", "--no-verify"), "torch"),
 ])
@@ -50,7 +50,7 @@ def test_a_missing_extra_is_said_under_the_verbs_own_name(tmp_path: Path, args: 
 
 def test_adapt_help_reads_without_torch_and_names_the_extra(tmp_path: Path) -> None:
     r = run_without_torch("adapt", "--help", cwd=tmp_path)
-    assert r.returncode == 0 and "--minutes" in r.stdout and "pip install 'densedet-tile[train]'" in r.stdout, r.stderr
+    assert r.returncode == 0 and "--minutes" in r.stdout and "pip install 'densedet-tile[torch]'" in r.stdout, r.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -218,8 +218,9 @@ def _restored_environ() -> Iterator[None]:
 #: Optional packages a verb may import, and the extra that brings each.
 _MODULE_EXTRA = {"torch": "torch", "torchvision": "torchvision", "mmdet": "mmdet", "mmengine": "mmdet",
                  "mmcv": "mmdet", "ray": "ray", "pycocotools": "train", "onnx": "onnx", "onnxscript": "onnx"}
-#: Where a verb needs more than the package's own extra (adapt trains: torch plus the rest of [train]).
-_VERB_EXTRA = {"adapt": {"torch": "train", "torchvision": "train"}}
+#: Where a verb's extra is not the package's own: adapt trains the built-in model on torch and
+#: torchvision only, which [torch] installs ([train] adds what scripts/ need: onnx, pycocotools).
+_VERB_EXTRA = {"adapt": {"torch": "torch", "torchvision": "torch"}}
 
 
 def _failing_package(exc: ImportError) -> str | None:

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the model labels the photos with test-time augmentation, keeps confident boxes, ignores uncertain ones, "
         "and is fine-tuned on crops of them mixed with generated shelves, in rounds). Then: densedet-tile "
         "IMAGE --detector default --checkpoint OUT.",
-        epilog="Needs torch: pip install 'densedet-tile[train]' (the light install shows this help, but cannot train).",
+        epilog="Needs torch: pip install 'densedet-tile[torch]' (the light install shows this help, but cannot train).",
     )
     p.add_argument("photos", metavar="PHOTOS_DIR", help="folder of photos (searched recursively)")
     p.add_argument("--out", required=True, metavar="FILE.pt",
