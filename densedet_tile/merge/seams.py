@@ -46,8 +46,9 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   product cut at a 4-tile corner is joined from four fragments, one over three tiles from
   three).
 
-"Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the smaller
-of the two boxes' widths (for x sides) or heights (for y sides), and never more than half the
+"Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the root mean
+square of the two boxes' widths (for x sides) or heights (for y sides) (each view errs by a share
+of its own size; the smaller of them for views of two labels), and never more than half the
 larger one's (so small neighbours are never taken for views of each other). A pair that meets is joined
 rather than dropped; a box dropped through any other pair takes no part in joins (its
 product is covered by the fuller view that dropped it).
@@ -314,13 +315,22 @@ def repair_seams(
     same = np.ones(i.size, bool) if class_agnostic else lab[i] == lab[j]
     if i.size == 0:
         return result(~unconfirmed)
-    wmin = np.minimum(wi, wj)
-    hmin = np.minimum(hi_, hj)
+    # The scale of two views' disagreement: the root mean square of their extents. Each side
+    # errs by about its own box's extent times the detector's noise, so two views of one size
+    # (whose disagreement ``agree_frac`` is measured on) disagree by that size times it, and a
+    # fragment beside a whole view by about the whole view's share (an outside review: with the
+    # smaller extent, a 240 px fragment of a 600 px product had 24 px to agree in, the whole
+    # view's own error being 5 % of 600 px, and both were kept: two boxes for one product).
+    # Views of two labels keep the smaller extent: a product at the end of a pack boxed as a
+    # class of its own agrees with the pack's box within a few pixels on three sides, and is no
+    # view of it.
+    wref = np.where(same, np.sqrt(0.5 * (wi * wi + wj * wj)), np.minimum(wi, wj))
+    href = np.where(same, np.sqrt(0.5 * (hi_ * hi_ + hj * hj)), np.minimum(hi_, hj))
     # Never more than half the larger box: products smaller than tol_px standing side by side
     # are not views of each other (neighbours 13 px apart agreed within 16 px, were dropped as
     # truncated views of each other or joined across a seam into one long box).
-    tx = np.minimum(np.maximum(tol_px, tol_frac * wmin), 0.5 * np.maximum(wi, wj))
-    ty = np.minimum(np.maximum(tol_px, tol_frac * hmin), 0.5 * np.maximum(hi_, hj))
+    tx = np.minimum(np.maximum(tol_px, tol_frac * wref), 0.5 * np.maximum(wi, wj))
+    ty = np.minimum(np.maximum(tol_px, tol_frac * href), 0.5 * np.maximum(hi_, hj))
     tol = np.stack([tx, ty, tx, ty], axis=1)
     # d > 0: box j reaches further out than box i on that side (left, top, right, bottom).
     d = (bj - bi) * np.array([-1.0, -1.0, 1.0, 1.0])
