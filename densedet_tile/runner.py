@@ -392,8 +392,10 @@ def _find_spec(name: str, where: Any) -> Any:
 #: stop 68, or when it moved by at most the seam tolerance: neither had bumped the version).
 #: 5: 2026-12-07, stop 70 (boxes tied in score kept by position in the merge's last NMS, not by
 #: the tiles' order; a probe's few boxes at the size over under a tenth of its window measure
-#: nothing; 10- or 12-bit data in 16-bit TIFF samples read over its own range).
-RULES_VERSION = 5
+#: nothing; 10- or 12-bit data in 16-bit TIFF samples read over its own range). 6: 2026-12-07,
+#: stop 72 (the seam repair's sides agree within a share of two views' root mean square extent,
+#: at most three times the smaller one's, not of the smaller one's).
+RULES_VERSION = 6
 
 
 def request_key(job: Job, detector: Any = None, *, device: str | None = None) -> dict[str, Any]:

@@ -352,7 +352,8 @@ class MergeSpec:
     #: its ``settings.merge`` says what ran.
     edge_tol: float = 16.0
     #: Seam repair: two box sides "agree" when within ``max(seam_tol, seam_tol_frac * extent)``
-    #: pixels (extent: the smaller box's width for x sides, height for y sides). Needs about
+    #: pixels (extent: the two boxes' root mean square width for x sides, height for y sides,
+    #: at most three times the smaller one's; the smaller for boxes of two labels). Needs about
     #: twice the per-side box noise: 1 px left 0.05% fragments at 1 px noise, 4 px 0.19% at
     #: 4 px noise, 8 px 0.76% at 8 px noise; 16 px and 32 px none up to 8 px noise
     #: (benchmarks/seams.md of 2026-12-02; the merge of 2026-11-26 left 1.6 / 5.0 / 10.2%). The

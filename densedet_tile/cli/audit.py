@@ -228,7 +228,8 @@ def _audit(args: argparse.Namespace) -> int:
             # the photo's own name as the JSON records it (its path's), beside the name its run's rows
             # gave it: the second of two photos named x.jpg is "x-2.jpg" there, and was warned about
             # as another photo and named so when audited with the very photo (an outside review)
-            recorded = Path(boxes.path).name if isinstance(boxes.path, str) and boxes.path else None
+            # (image_key: a path recorded on Windows splits at its backslashes too)
+            recorded = image_key(boxes.path) if isinstance(boxes.path, str) and boxes.path else None
             if image_path is not None and recorded and image_key(Path(image_path).name) == image_key(recorded):
                 name = recorded
             info = {"path": boxes.path, "name": name, "width": width, "height": height,
@@ -240,9 +241,9 @@ def _audit(args: argparse.Namespace) -> int:
                 # one of another photo of the same size is not, and only the user can tell
                 other_name = (f"{det_path} holds the boxes of {str(boxes.name)!r}, audited here with {image_path}; "
                               "check that they are one photo")
-            elif ours and another_existing_file(boxes.file, image_path) and not _same_size(boxes.file, image_path):
-                # one name, yet the photo the run recorded is still there and is another file of
-                # another length: the other x.jpg of two folders
+            elif ours and another_existing_file(boxes.file, image_path) and not _same_bytes(boxes.file, image_path):
+                # one name, yet the photo the run recorded is still there and is another file
+                # with other contents: the other x.jpg of two folders (a copy is the same photo)
                 other_name = (f"{det_path} holds the boxes of {boxes.file}, audited here with {image_path} (another "
                               "file of that name); check that they are one photo")
             if image_path is None and boxes.path:
@@ -461,10 +462,13 @@ def _other_source(json_path: Path, source: str | None) -> str | None:
     return recorded if source and another_existing_file(recorded, source) else None
 
 
-def _same_size(a: str | None, b: str) -> bool:
-    """Whether files ``a`` and ``b`` hold as many bytes (a copy of a photo does)."""
+def _same_bytes(a: str | None, b: str) -> bool:
+    """Whether files ``a`` and ``b`` hold the same bytes (a copy of a photo does; two
+    uncompressed photos of one camera are of one length, so the bytes are compared too)."""
+    import filecmp
+
     try:
-        return a is not None and os.stat(a).st_size == os.stat(b).st_size
+        return a is not None and os.stat(a).st_size == os.stat(b).st_size and filecmp.cmp(a, b, shallow=False)
     except (OSError, ValueError):
         return False
 

@@ -42,7 +42,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ImageReadError, InvalidInputError
+from ..errors import DensedetError, ImageReadError, InvalidInputError
 from ..io import OUTPUT_SUFFIXES, YOLO_CLASSES_FILE
 
 __all__ = [
@@ -226,7 +226,21 @@ def _is_json(path: Path) -> bool:
             head = f.read(64)
     except (OSError, ValueError):
         return False  # (the CSV reader says what is wrong with it)
-    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b"["):
+        return False
+    try:  # (a header-less CSV whose first image is "[1].jpg" begins so too)
+        return _parses_as_json(_read_text(path))
+    except (DensedetError, OSError, ValueError):  # (the CSV reader says what is wrong with it)
+        return False
+
+
+def _parses_as_json(text: str) -> bool:
+    """Whether ``text`` is JSON (of any value)."""
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):  # (JSONDecodeError is a ValueError)
+        return False
+    return True
 
 
 def _check_boxes(xyxy: np.ndarray, where: str) -> None:
@@ -398,7 +412,8 @@ def read_boxes_json(path: str | os.PathLike[str], image_name: str | None = None)
     if not isinstance(data, list):
         raise InvalidInputError(f"{p}: expected our detections JSON (schema {SCHEMA!r}) or a list of COCO results")
     ids = [r.get("image_id") if isinstance(r, dict) else None for r in data]
-    numeric = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+    # (a number as COCO reads it: 7.0 is image 7, as _coco_results takes it)
+    numeric = [k for k in map(_coco_id, (i for i in ids if isinstance(i, (int, float)))) if isinstance(k, int)]
     if numeric:
         distinct = sorted(set(numeric))
         if any(isinstance(i, str) for i in ids):
@@ -477,8 +492,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     text = _read_text(path, newline="", errors="surrogateescape")
     out = BoxSet(source=str(path), kind="csv")
     chunks = _csv_records(text, path)
-    if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
-        # (a pipe, or a .csv name, that holds JSON: a header lacking its columns said nothing useful)
+    if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "[") and _parses_as_json(text):
+        # (a pipe, or a .csv name, that holds JSON: a header lacking its columns said nothing
+        # useful; a header-less CSV whose first image is "[1].jpg" is a CSV all the same)
         raise InvalidInputError(f"{path}: holds JSON, not CSV; give it as a file whose name ends in .json")
     first_chunk = next(chunks, None)
     if first_chunk is None:

@@ -47,8 +47,9 @@ saw it, so the product may continue beyond it. Over pairs of boxes from differen
   three).
 
 "Agree" means within ``max(tol_px, tol_frac * extent)`` pixels, the extent being the root mean
-square of the two boxes' widths (for x sides) or heights (for y sides) (each view errs by a share
-of its own size; the smaller of them for views of two labels), and never more than half the
+square of the two boxes' widths (for x sides) or heights (for y sides), at most three times the
+smaller one (each view errs by a share of its own size; the smaller of them for views of two
+labels), and never more than half the
 larger one's (so small neighbours are never taken for views of each other). A pair that meets is joined
 rather than dropped; a box dropped through any other pair takes no part in joins (its
 product is covered by the fuller view that dropped it).
@@ -324,8 +325,12 @@ def repair_seams(
     # Views of two labels keep the smaller extent: a product at the end of a pack boxed as a
     # class of its own agrees with the pack's box within a few pixels on three sides, and is no
     # view of it.
-    wref = np.where(same, np.sqrt(0.5 * (wi * wi + wj * wj)), np.minimum(wi, wj))
-    href = np.where(same, np.sqrt(0.5 * (hi_ * hi_ + hj * hj)), np.minimum(hi_, hj))
+    # At most three times the smaller extent: a fragment no tile saw whole beside a neighbour six
+    # times its size was otherwise taken for a truncated view of it at a noisy run's tolerance (a
+    # diff review: a 138 px fragment 160 px past a 900 px product's side, at agree_frac 0.25).
+    wmin, hmin = np.minimum(wi, wj), np.minimum(hi_, hj)
+    wref = np.where(same, np.minimum(np.sqrt(0.5 * (wi * wi + wj * wj)), 3.0 * wmin), wmin)
+    href = np.where(same, np.minimum(np.sqrt(0.5 * (hi_ * hi_ + hj * hj)), 3.0 * hmin), hmin)
     # Never more than half the larger box: products smaller than tol_px standing side by side
     # are not views of each other (neighbours 13 px apart agreed within 16 px, were dropped as
     # truncated views of each other or joined across a seam into one long box).

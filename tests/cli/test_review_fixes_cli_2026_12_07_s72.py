@@ -179,3 +179,63 @@ def test_coco_results_the_audit_cannot_place_are_refused_in_one_line(tmp_path):
         errs = error_lines(r.stderr)
         assert len(errs) == 1 and said in errs[0], (args, r.stderr)
         assert not (tmp_path / "au").exists()
+
+
+# -- a diff review of the fixes above ------------------------------------------------------------
+
+
+def test_a_header_less_csv_whose_first_image_is_bracketed_is_still_a_csv(tmp_path):
+    # "[1].png,10,20,..." begins with "[": it was refused as holding JSON (named .csv) or read
+    # as bad JSON (named without a suffix)
+    Image.fromarray(blob_image(300, 500, (10, 20, 100, 80))).save(tmp_path / "[1].png")
+    (tmp_path / "gt.csv").write_text("[1].png,10,20,100,80,product,500,300\n")
+    (tmp_path / "gt").write_text("[1].png,10,20,100,80,product,500,300\n")
+    (tmp_path / "pred.csv").write_text("[1].png,10,20,100,80,product,500,300,0.9\n")
+    for gt in ("gt.csv", "gt"):
+        r = run_cli("eval", "pred.csv", gt, cwd=tmp_path)
+        assert r.returncode == 0, (gt, r.stderr)
+        assert "AP=1.0000" in r.stdout
+    r = run_cli("audit", "[1].png", "--detections", "pred.csv", "--out", "au", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("[1].png: 1 product"), r.stdout
+
+
+def test_another_photo_of_one_name_and_one_length_is_still_warned_about(tmp_path):
+    # two uncompressed photos of one size are of one length: the check compared lengths only
+    blob_photo(tmp_path / "src.png")
+    for folder, box in (("a", (10, 20, 100, 80)), ("b", (200, 100, 330, 220))):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(blob_image(300, 500, box)).save(tmp_path / folder / "x.bmp")
+    assert os.path.getsize(tmp_path / "a" / "x.bmp") == os.path.getsize(tmp_path / "b" / "x.bmp")
+    r = run_cli("a/x.bmp", "b/x.bmp", "--out", "det", "-q", *BLOB, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("audit", "a/x.bmp", "--detections", "det/x-2.detections.json", "--out", "au", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "b/x.bmp" in warned[0], r.stderr
+    # a byte-for-byte copy elsewhere is that photo: no warning
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x.bmp").write_bytes((tmp_path / "b" / "x.bmp").read_bytes())
+    r = run_cli("audit", "c/x.bmp", "--detections", "det/x-2.detections.json", "--out", "au2", "-q", cwd=tmp_path)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+
+def test_a_photo_recorded_with_backslashes_is_named_by_its_file_name(tmp_path):
+    det, _ = _boxes(tmp_path)
+    doc = json.loads(det.read_text())
+    doc["image"]["path"] = "C:\\shelves\\good.png"
+    (tmp_path / "win.detections.json").write_text(json.dumps(doc))
+    r = run_cli("audit", "good.png", "--detections", "win.detections.json", "--out", "au", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("good.png: "), r.stdout
+    assert json.loads((tmp_path / "au" / "good.audit.json").read_text())["image"]["name"] == "good.png"
+
+
+def test_coco_results_of_a_whole_float_image_id_are_one_images(tmp_path):
+    # 7.0 is image 7 to COCO: it got eval's "numeric ids need a COCO JSON ground truth"
+    coco, photo, _ = _coco_run(tmp_path)
+    results = json.loads(coco.read_text())
+    (tmp_path / "float.json").write_text(json.dumps([dict(x, image_id=7.0) for x in results]))
+    r = run_cli("audit", photo.name, "--detections", "float.json", "--out", "au", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "au" / "good.audit.json").read_text())["summary"]["products"] == len(results)
