@@ -15,6 +15,8 @@ from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers (nothing imported at run time)
+    from . import (audit, batch, detector, distributed, errors, eval, io, merge, pipeline, runner, scale, synth,
+                   tiler, train, types, vram)
     from .detector.registry import DetectorSpec, load_detector
     from .merge import merge_tiles
     from .pipeline import ImageResult, detect, detect_image
@@ -37,17 +39,18 @@ _SUBMODULES = frozenset({"audit", "batch", "detector", "distributed", "errors", 
                          "runner", "scale", "synth", "tiler", "train", "types", "vram"})
 
 
-def __getattr__(name: str) -> object:
-    import importlib
+if not TYPE_CHECKING:  # (seen by type checkers, it would make every misspelt name an object)
+    def __getattr__(name: str) -> object:
+        import importlib
 
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attr)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'densedet_tile' has no attribute {name!r}")
+        if name in _LAZY:
+            module, attr = _LAZY[name]
+            value = getattr(importlib.import_module(f".{module}", __name__), attr)
+            globals()[name] = value
+            return value
+        if name in _SUBMODULES:
+            return importlib.import_module(f".{name}", __name__)
+        raise AttributeError(f"module 'densedet_tile' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import shapely
@@ -294,7 +294,7 @@ def region_members(xyxy: np.ndarray, regions: list[Region]) -> RegionMembers:
     return RegionMembers(reg[order], box[order], r, n)
 
 
-def count_in_regions(xyxy: np.ndarray, regions: list[Region]) -> np.ndarray:
+def count_in_regions(xyxy: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
     """Which regions hold which boxes: bool (R, N), True where region r holds box n's centre
     (see the module doc; :func:`region_members` gives the same sparse, for many regions).
 
@@ -335,7 +335,7 @@ def inside_shares(regions: list[Region], width: int, height: int) -> np.ndarray:
     return out
 
 
-def regions_outside(regions: list[Region], width: int, height: int, *, min_inside: float = 0.5) -> list[tuple[str, float]]:
+def regions_outside(regions: Sequence[Region], width: int, height: int, *, min_inside: float = 0.5) -> list[tuple[str, float]]:
     """(name, share inside) of the regions with less than ``min_inside`` of their area inside
     the ``width`` x ``height`` image, in the regions' order."""
     shares = inside_shares(regions, width, height)

@@ -12,7 +12,10 @@ import html
 import io
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 import numpy as np
 
@@ -400,7 +403,7 @@ Gaps: empty stretches wider than {st['gap_k']} median product widths of their ro
 
 
 def load_preview_image(path: str | Path, width: int, height: int, *, max_width: int = PREVIEW_MAX_WIDTH,
-                       max_height: int = PREVIEW_MAX_HEIGHT) -> Any:
+                       max_height: int = PREVIEW_MAX_HEIGHT) -> Image.Image:
     """The upright image at (about) preview size as a PIL RGB image.
 
     Baseline JPEGs are decoded at a reduced scale directly (``draft``); everything else goes
@@ -415,7 +418,7 @@ def load_preview_image(path: str | Path, width: int, height: int, *, max_width: 
     return load_preview_images(path, width, height, [(max_width, max_height)])[0]
 
 
-def load_preview_images(path: str | Path, width: int, height: int, sizes: Sequence[tuple[int, int]]) -> list[Any]:
+def load_preview_images(path: str | Path, width: int, height: int, sizes: Sequence[tuple[int, int]]) -> list[Image.Image]:
     """The upright image at each of several preview sizes ``sizes`` ((max_width, max_height)
     each), as :func:`load_preview_image` makes one, from one opening of the file: a PNG (any
     image but a JPEG, which is decoded at each reduced scale from the file, cheaply) is decoded

@@ -63,7 +63,8 @@ class Detector(Protocol):
     then counts the boxes just under the threshold, see ``RunSpec.count_band``).
     """
 
-    def predict(self, tiles: Sequence[np.ndarray]) -> list[Detections]:  # pragma: no cover
+    # (a list, as the engine passes: a detector declaring list[np.ndarray] or any Sequence fits)
+    def predict(self, tiles: list[np.ndarray]) -> list[Detections]:  # pragma: no cover
         ...
 
 

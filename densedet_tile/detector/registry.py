@@ -124,8 +124,8 @@ def _checked_options(options: Any) -> dict[str, Any]:
 def load_detector(
     name: str = "default",
     *,
-    config: str | None = None,
-    checkpoint: str | None = None,
+    config: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
     device: str = "auto",
     input_size: int | None = None,
     score_thr: float | None = None,
@@ -156,6 +156,9 @@ def load_detector(
     # reached it as they were, or were set on what it built and failed at the first image)
     input_size, score_thr = check_input_size(input_size), check_score_thr(score_thr)
     extra = _checked_options(options)
+    # (paths as str from here on, as DetectorSpec keeps them: a pathlib.Path is as good)
+    config = os.fspath(config) if isinstance(config, os.PathLike) else config
+    checkpoint = os.fspath(checkpoint) if isinstance(checkpoint, os.PathLike) else checkpoint
     if name == "default":
         if config is not None:
             raise InvalidInputError("the default detector takes no config (--config): its architecture ships with the package")
