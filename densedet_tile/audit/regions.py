@@ -266,7 +266,7 @@ class RegionMembers:
         return out
 
 
-def region_members(xyxy: np.ndarray, regions: list[Region]) -> RegionMembers:
+def region_members(xyxy: np.ndarray, regions: Sequence[Region]) -> RegionMembers:
     """Which regions hold which boxes' centres (see the module doc), sparse. ``xyxy`` (N, 4)
     pixels. Cost: one spatial index of the centres and one query of all regions."""
     a = as_boxes(xyxy)
@@ -303,7 +303,7 @@ def count_in_regions(xyxy: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
     return region_members(xyxy, regions).dense()
 
 
-def overlapping_regions(regions: list[Region]) -> np.ndarray:
+def overlapping_regions(regions: Sequence[Region]) -> np.ndarray:
     """(K, 2) int64 the pairs ``i < j`` of regions whose insides meet (an overlap of positive
     area; regions that only share an edge or a corner do not overlap), sorted. One spatial
     index query of all regions."""
@@ -319,7 +319,7 @@ def overlapping_regions(regions: list[Region]) -> np.ndarray:
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
 
 
-def inside_shares(regions: list[Region], width: int, height: int) -> np.ndarray:
+def inside_shares(regions: Sequence[Region], width: int, height: int) -> np.ndarray:
     """(R,) share of each region's area inside the ``width`` x ``height`` image (0 to 1)."""
     if not regions:
         return np.ones(0)

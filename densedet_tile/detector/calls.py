@@ -429,7 +429,7 @@ class DetectorCalls:
                      else max((max(np.shape(t)[:2]) for t in inputs), default=0))
         start = 0
         while start < len(inputs):
-            chunk = inputs[start : start + self.batch_size]
+            chunk = list(inputs[start : start + self.batch_size])  # (a list, as the Detector protocol says)
             try:
                 # no move while it runs; let go before any move below, and also when an interrupt
                 # (Ctrl-C) comes just after enter() counted the call (see _MoveLock.leave)

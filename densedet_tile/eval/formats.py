@@ -212,9 +212,10 @@ def _load_json(path: Path) -> Any:
 
 def _is_json(path: Path) -> bool:
     """Whether ``path`` is to be read as JSON: its name ends in .json, or, named otherwise (a
-    copy without its suffix), it is a plain file whose first character is ``{`` or ``[`` (read
-    as CSV, such a file was refused as "header lacks column(s) image_name, ..."). A pipe is not
-    peeked at (that would eat what it holds): the CSV reader says it holds JSON instead."""
+    copy without its suffix), it is a plain file whose first character is ``{`` or ``[`` and
+    whose first line is no CSV record (read as CSV, such a file was refused as "header lacks
+    column(s) image_name, ..."). A pipe is not peeked at (that would eat what it holds): the CSV
+    reader says it holds JSON instead."""
     if path.suffix.lower() == ".json":
         return True
     if path.suffix.lower() == ".csv":
@@ -223,24 +224,26 @@ def _is_json(path: Path) -> bool:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return False
         with open(path, "rb") as f:
-            head = f.read(64)
+            head = f.read(4096)
     except (OSError, ValueError):
         return False  # (the CSV reader says what is wrong with it)
-    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b"["):
-        return False
-    try:  # (a header-less CSV whose first image is "[1].jpg" begins so too)
-        return _parses_as_json(_read_text(path))
-    except (DensedetError, OSError, ValueError):  # (the CSV reader says what is wrong with it)
-        return False
+    return _looks_json(head.decode("utf-8", "replace"))
 
 
-def _parses_as_json(text: str) -> bool:
-    """Whether ``text`` is JSON (of any value)."""
+def _looks_json(text: str) -> bool:
+    """Whether text beginning so is JSON rather than a CSV: it begins with ``{`` or ``[`` and its
+    first line is not a record of 8 or 9 fields (a header-less SKU-110K CSV whose first image is
+    "[1].jpg" begins with "[" too). Judged on the first line only: a JSON file that is cut short
+    or not UTF-8 still gets its own error from the JSON reader, and is parsed once."""
+    body = text.lstrip("\ufeff \t\r\n")
+    if body[:1] not in ("{", "["):
+        return False
+    first = body.splitlines()[0] if body else ""
     try:
-        json.loads(text)
-    except (ValueError, RecursionError):  # (JSONDecodeError is a ValueError)
-        return False
-    return True
+        fields = next(csv.reader([first]), [])
+    except csv.Error:
+        return True
+    return len(fields) not in (8, 9)
 
 
 def _check_boxes(xyxy: np.ndarray, where: str) -> None:
@@ -492,9 +495,9 @@ def _parse_csv(path: Path, *, predictions: bool) -> BoxSet:
     text = _read_text(path, newline="", errors="surrogateescape")
     out = BoxSet(source=str(path), kind="csv")
     chunks = _csv_records(text, path)
-    if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "[") and _parses_as_json(text):
-        # (a pipe, or a .csv name, that holds JSON: a header lacking its columns said nothing
-        # useful; a header-less CSV whose first image is "[1].jpg" is a CSV all the same)
+    if _looks_json(text[:4096]):
+        # (a pipe or a .csv name holding JSON: a header lacking its columns said nothing useful;
+        # a header-less CSV whose first image is "[1].jpg" is a CSV all the same)
         raise InvalidInputError(f"{path}: holds JSON, not CSV; give it as a file whose name ends in .json")
     first_chunk = next(chunks, None)
     if first_chunk is None:

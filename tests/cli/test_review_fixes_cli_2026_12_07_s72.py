@@ -239,3 +239,21 @@ def test_coco_results_of_a_whole_float_image_id_are_one_images(tmp_path):
     r = run_cli("audit", photo.name, "--detections", "float.json", "--out", "au", "-q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "au" / "good.audit.json").read_text())["summary"]["products"] == len(results)
+
+
+def test_json_cut_short_or_not_utf8_without_its_suffix_gets_the_json_readers_error(tmp_path):
+    # (a second diff review: judged by whether it parsed, such a file went to the CSV reader,
+    # "line 1 has 21 fields, expected 8 ...", and a JSON of Latin-1 was said to hold JSON)
+    results = json.dumps([{"image_id": "a.png", "category_id": 1, "bbox": [10, 20, 30, 40], "score": 0.9}] * 3)
+    (tmp_path / "cut").write_text(results[:-5])
+    (tmp_path / "cut_pretty").write_text(json.dumps(json.loads(results), indent=1)[:-5])
+    (tmp_path / "latin").write_bytes(results.encode().replace(b"a.png", b"a\xe9.png", 1))
+    (tmp_path / "gt.csv").write_text("a.png,10,20,40,60,product,500,300\n")
+    said = {"cut": "cut: not valid JSON (Expecting value at line 1 column 239)",
+            "cut_pretty": "cut_pretty: not valid JSON (Expecting ',' delimiter at line 33 column 15)",
+            "latin": "latin: not UTF-8 text"}
+    for name, want in said.items():
+        r = run_cli("eval", name, "gt.csv", cwd=tmp_path)
+        assert r.returncode == 2, (name, r.stderr)
+        errs = error_lines(r.stderr)
+        assert len(errs) == 1 and want in errs[0], (name, r.stderr)
