@@ -739,6 +739,13 @@ def find_bays(
     aisles with loose boxes). ``picture``: the photo as ``(grey, scale)``, an (H, W) greyscale
     array and its size over the boxes' pixels, to cut where its shelf lines break too."""
     a = as_boxes(xyxy)
+    # the boxes in one order whatever order they come in (by left, top, right, bottom edge): the
+    # sums over them (coverage, shelves per column) are of floats, whose rounding depends on the
+    # order of addition, and a count compared with a share of such a sum sat on the line (a
+    # panorama's boxes in the order its detections JSON lists them gave 3 bays, shuffled 4: an
+    # outside review found auditing a JSON and the live run disagreeing)
+    order = np.lexsort((a[:, 3], a[:, 2], a[:, 1], a[:, 0]))
+    a = a[order]
     if not (0 < gutter_frac < 1) or min(min_gutter, jump_gutter, thin_gutter) < 0 or window <= 0 or jump_min < 1 \
             or not (0 < jump_frac <= 1):
         raise InvalidInputError("find_bays: gutter_frac must be in (0, 1), jump_frac in (0, 1], window > 0, "
@@ -968,5 +975,7 @@ def find_bays(
         cut_arr = np.delete(cut_arr, drop)
         span_arr = np.delete(span_arr, drop, axis=0)
         kinds.pop(drop)
-    return BayCuts(cut_arr, tuple(kinds), np.searchsorted(cut_arr, cx).astype(np.int64), lean_, y_lean, span_arr,
+    bay = np.empty(n, np.int64)
+    bay[order] = np.searchsorted(cut_arr, cx)  # (each box's bay, in the order the boxes came)
+    return BayCuts(cut_arr, tuple(kinds), bay, lean_, y_lean, span_arr,
                    lean_slope, x_lean)

@@ -53,7 +53,7 @@ All coordinates are pixels of the upright image (``xyxy``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -540,6 +540,18 @@ def find_rows(
     n = len(a)
     if n == 0:
         return RowLayout((), np.zeros(0, np.int64), 0.0, 0.0)
+    # the boxes in one order whatever order they come in (as find_bays takes them): sums of floats
+    # round by the order of addition, and a photo's rows changed with the order of its boxes
+    order = np.lexsort((a[:, 3], a[:, 2], a[:, 1], a[:, 0]))
+    layout = _find_rows(a[order], tilt_deg, max_tilt, perspective, split_frac, min_products, extent)
+    assignment = np.empty(n, np.int64)
+    assignment[order] = layout.assignment  # (each box's row, in the order the boxes came)
+    return replace(layout, assignment=assignment)
+
+
+def _find_rows(a: np.ndarray, tilt_deg: float | None, max_tilt: float, perspective: bool, split_frac: float,
+               min_products: int, extent: tuple[float, float] | None) -> RowLayout:
+    n = len(a)
     cx = (a[:, 0] + a[:, 2]) / 2
     x_ref = float((cx.min() + cx.max()) / 2)
     w, h = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
