@@ -15,8 +15,9 @@ from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers (nothing imported at run time)
-    from . import (audit, batch, detector, distributed, errors, eval, io, merge, pipeline, runner, scale, synth,
-                   tiler, train, types, vram)
+    # (not synth/ nor train/: the engine's layout keeps the library from importing them, and a
+    # type checker reads these; `import densedet_tile.train` names them for one)
+    from . import audit, batch, detector, distributed, errors, eval, io, merge, pipeline, runner, scale, tiler, types, vram
     from .detector.registry import DetectorSpec, load_detector
     from .merge import merge_tiles
     from .pipeline import ImageResult, detect, detect_image

@@ -44,7 +44,7 @@ from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, box_va
 from ..merge.core import NEAR_COPY_IOU, copies_kept, pile_kept
 from ..pipeline import detect_image
 from ..runner import Job, as_json, build_detector, check_name_lengths, error_line
-from ..types import MergeSpec
+from ..types import CountRange, MergeSpec
 from .options import (
     StopSignals,
     EXIT_FAILED,
@@ -390,7 +390,9 @@ def _audit(args: argparse.Namespace) -> int:
     for w in doc["warnings"]:
         print(f"{PROG}: warning: {printable(w)}", file=sys.stderr)  # (the JSON keeps the names as they are)
     s = doc["summary"]
-    print(f"{printable(str(info.get('name')))}: {counted(s['products'], 'product')}, {counted(s['bays'], 'bay')}, "
+    # the image's count range, as the main command prints it ("94 products (74-121)")
+    print(f"{printable(str(info.get('name')))}: {counted(s['products'], 'product')}{_range_text(info, s['products'])}, "
+          f"{counted(s['bays'], 'bay')}, "
           f"{counted(s['rows'], 'shelf row')}, {counted(s['gaps'], 'gap')} "
           f"({s['gap_width_products']} product widths empty{_looks_text(s['gap_looks'], s.get('gap_width_looks'))}), "
           f"tilt {s['tilt_deg']} deg")
@@ -676,7 +678,27 @@ def bay_ranges(result: Any, scores: np.ndarray, count_range: Any) -> tuple[Any, 
         return None
     if not isinstance(near, dict) or len(scores) != len(result.xyxy):
         return None
-    return part_count_ranges(result, scores, near_xyxy, score_thr=thr, band=band)
+    ranges = part_count_ranges(result, scores, near_xyxy, score_thr=thr, band=band)
+    # one found bay holding every box is the image: its range is the image's, merged at each
+    # threshold as the detection run merged it, not the per-bay approximation (a newcomer review:
+    # "94 products (74-121)" from detect, "bay 1: 94 products (70-122)" from the audit)
+    try:
+        lo, n, hi = (int(v) for v in count_range["counts"])
+    except (KeyError, TypeError, ValueError):
+        return ranges
+    if len(ranges) == 1 and result.parts[0].kind != "region" and len(result.parts[0].index) == len(result.xyxy) == n:
+        ranges = (CountRange(score_thr=thr, band=band, low=lo, count=n, high=hi),)
+    return ranges
+
+
+def _range_text(info: dict[str, Any], products: int) -> str:
+    """" (lo-hi)" of the image's count range when the detection run recorded one for these very
+    products, else ""."""
+    try:
+        lo, n, hi = (int(v) for v in info["count_range"]["counts"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f" ({lo}-{hi})" if n == products else ""
 
 
 def _without_boxes(count_range: Any) -> Any:

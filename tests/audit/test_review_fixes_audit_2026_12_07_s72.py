@@ -45,3 +45,29 @@ def test_find_bays_and_find_rows_give_each_box_its_own_bay_and_row_in_any_order(
     assert np.array_equal(bays_p.bay_of, bays.bay_of[p])
     assert np.array_equal(rows_p.assignment, rows.assignment[p])
     assert np.allclose(bays_p.cuts, bays.cuts)
+
+
+def test_the_audit_line_gives_the_images_count_range_and_one_bay_takes_it(tmp_path):
+    # a newcomer review: detect printed "94 products (74-121)", the audit "94 products, 1 bay"
+    # and "bay 1: 94 products (70-122, ...)": the image's range was in the JSON only, and a bay
+    # holding every box got the per-bay approximation instead of the image's own range
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    photo = Path(__file__).resolve().parents[2] / "examples" / "shelf.jpg"
+    r = subprocess.run([sys.executable, "-m", "densedet_tile", str(photo), "--out", str(tmp_path / "det"), "-q"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    det = json.loads((tmp_path / "det" / "shelf.detections.json").read_text())
+    lo, n, hi = det["count_range"]["counts"]
+    r = subprocess.run([sys.executable, "-m", "densedet_tile", "audit", str(photo), "--detections",
+                        str(tmp_path / "det" / "shelf.detections.json"), "--out", str(tmp_path / "au")],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"shelf.jpg: {n} products ({lo}-{hi}), 1 bay, "), lines[0]
+    doc = json.loads((tmp_path / "au" / "shelf.audit.json").read_text())
+    (bay,) = doc["bays"]
+    assert bay["count_range"]["counts"] == [lo, n, hi], bay["count_range"]
