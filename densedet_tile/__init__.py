@@ -1,6 +1,6 @@
 """densedet-tile: tiled sliding-window inference for giant images of densely packed objects."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .detector.base import Detector
 from .errors import (
@@ -15,9 +15,6 @@ from .types import CountRange, Detections, MergeSpec, RunSpec, Tile, TileSpec
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers (nothing imported at run time)
-    # (not synth/ nor train/: the engine's layout keeps the library from importing them, and a
-    # type checker reads these; `import densedet_tile.train` names them for one)
-    from . import audit, batch, detector, distributed, errors, eval, io, merge, pipeline, runner, scale, tiler, types, vram
     from .detector.registry import DetectorSpec, load_detector
     from .merge import merge_tiles
     from .pipeline import ImageResult, detect, detect_image
@@ -40,18 +37,20 @@ _SUBMODULES = frozenset({"audit", "batch", "detector", "distributed", "errors", 
                          "runner", "scale", "synth", "tiler", "train", "types", "vram"})
 
 
-if not TYPE_CHECKING:  # (seen by type checkers, it would make every misspelt name an object)
-    def __getattr__(name: str) -> object:
-        import importlib
+def __getattr__(name: str) -> Any:
+    # (Any, not object: a type checker then takes ``dt.scale.choose_scale`` as the README writes
+    # it; importing the submodules here for type checkers instead made an import circle of the
+    # package and its submodules)
+    import importlib
 
-        if name in _LAZY:
-            module, attr = _LAZY[name]
-            value = getattr(importlib.import_module(f".{module}", __name__), attr)
-            globals()[name] = value
-            return value
-        if name in _SUBMODULES:
-            return importlib.import_module(f".{name}", __name__)
-        raise AttributeError(f"module 'densedet_tile' has no attribute {name!r}")
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'densedet_tile' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
