@@ -39,8 +39,8 @@ from ..errors import DensedetError, ImageReadError, InvalidInputError, one_line,
 from ..eval.formats import (BoxSet, ImageBoxes, image_key, parse_yolo_labels, read_boxes_json, read_predictions,
                             refuse_device, yolo_to_xyxy)
 from ..io import (AUDIT_SUFFIXES, OUTPUT_SUFFIXES, another_existing_file, box_values, count_range_json, ensure_out_dir,
-                  new_folders, score_texts,
-                  refuse_overwriting_input, remove_empty, stat_or_none, sweep_temporaries, write_files)
+                  new_folders, refuse_overwriting_input, remove_empty, score_texts, stat_or_none, sweep_temporaries,
+                  write_files)
 from ..merge.core import NEAR_COPY_IOU, copies_kept, pile_kept
 from ..pipeline import detect_image
 from ..runner import Job, as_json, build_detector, check_name_lengths, error_line
@@ -231,7 +231,7 @@ def _audit(args: argparse.Namespace) -> int:
             # as another photo and named so when audited with the very photo (an outside review)
             # (image_key: a path recorded on Windows splits at its backslashes too)
             recorded = image_key(boxes.path) if isinstance(boxes.path, str) and boxes.path else None
-            if image_path is not None and recorded and image_key(Path(image_path).name) == image_key(recorded):
+            if image_path is not None and recorded and image_key(Path(image_path).name) == recorded:
                 name = recorded
             info = {"path": boxes.path, "name": name, "width": width, "height": height,
                     "detections": str(det_path), "count_range": count_range}
@@ -682,23 +682,28 @@ def bay_ranges(result: Any, scores: np.ndarray, count_range: Any) -> tuple[Any, 
     # one found bay holding every box is the image: its range is the image's, merged at each
     # threshold as the detection run merged it, not the per-bay approximation (a newcomer review:
     # "94 products (74-121)" from detect, "bay 1: 94 products (70-122)" from the audit)
+    counts = _counts(count_range)
+    if counts is not None and len(ranges) == 1 and result.parts[0].kind != "region" \
+            and len(result.parts[0].index) == len(result.xyxy) == counts[1]:
+        ranges = (CountRange(score_thr=thr, band=band, low=counts[0], count=counts[1], high=counts[2]),)
+    return ranges
+
+
+def _counts(count_range: Any) -> tuple[int, int, int] | None:
+    """The (at the upper threshold, at the run's, at the lower) counts of a detections JSON's
+    ``count_range``, or None when it has none that read as three numbers."""
     try:
         lo, n, hi = (int(v) for v in count_range["counts"])
     except (KeyError, TypeError, ValueError):
-        return ranges
-    if len(ranges) == 1 and result.parts[0].kind != "region" and len(result.parts[0].index) == len(result.xyxy) == n:
-        ranges = (CountRange(score_thr=thr, band=band, low=lo, count=n, high=hi),)
-    return ranges
+        return None
+    return lo, n, hi
 
 
 def _range_text(info: dict[str, Any], products: int) -> str:
     """" (lo-hi)" of the image's count range when the detection run recorded one for these very
     products, else ""."""
-    try:
-        lo, n, hi = (int(v) for v in info["count_range"]["counts"])
-    except (KeyError, TypeError, ValueError):
-        return ""
-    return f" ({lo}-{hi})" if n == products else ""
+    counts = _counts(info.get("count_range"))
+    return f" ({counts[0]}-{counts[2]})" if counts is not None and counts[1] == products else ""
 
 
 def _without_boxes(count_range: Any) -> Any:
@@ -713,11 +718,14 @@ def count_warning(count_range: Any) -> str | None:
     as written in the detections JSON), else None."""
     if not isinstance(count_range, dict) or count_range.get("uncertain") is not True:
         return None
+    counts = _counts(count_range)
+    if counts is None:
+        return None
     try:
-        lo, n, hi = (int(v) for v in count_range["counts"])
         t_hi, _, t_lo = (float(v) for v in count_range["at_scores"])
     except (KeyError, TypeError, ValueError):
         return None
+    lo, n, hi = counts
     return (f"the detector is unsure of this photo: {n} products, but {lo} at score {t_hi:g} and {hi} at "
             f"{t_lo:g}; products it missed show as gaps, so check the gaps by eye before acting on them")
 

@@ -32,8 +32,8 @@ import json
 import logging
 import math
 import os
-import stat
 import re
+import stat
 import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
